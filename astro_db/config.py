@@ -1,0 +1,366 @@
+"""DatabaseConfig: the settings of one ``Database``, validated once at construction.
+
+Defaults are the original service's: a pool of 10 to 100 connections, 30 s server-selection and
+socket timeouts, 3 connection attempts with exponential backoff. ``from_dict`` takes the seed's
+shape (``{"url": ..., "options": {"maxPoolSize": 50, ...}}``) or flat snake_case keys;
+``from_env`` reads ``MONGODB_URL`` and ``ASTRO_DB_*``. Passwords and keys never appear in
+``repr``/``str``: use ``masked_url`` wherever a URL is shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+from .errors import ConfigError
+
+__all__ = ["DatabaseConfig", "mask_url", "EMBEDDED_URL"]
+
+EMBEDDED_URL = "mongomock://localhost/astro"
+_SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
+_READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
+_DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
+_USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
+
+# camelCase (Node / PyMongo URI option) spellings that are not a plain camel-to-snake mapping.
+_ALIASES = {
+    "url": "url",
+    "uri": "url",
+    "maxPoolSize": "max_pool_size",
+    "minPoolSize": "min_pool_size",
+    "serverSelectionTimeoutMS": "server_selection_timeout_ms",
+    "socketTimeoutMS": "socket_timeout_ms",
+    "connectTimeoutMS": "connect_timeout_ms",
+    "waitQueueTimeoutMS": "wait_queue_timeout_ms",
+    "maxIdleTimeMS": "max_idle_time_ms",
+    "timeoutMS": "operation_timeout_ms",
+    "tlsCAFile": "tls_ca_file",
+    "tlsCertificateKeyFile": "tls_certificate_key_file",
+    "tlsAllowInvalidCertificates": "tls_allow_invalid_certificates",
+    "ssl": "tls",
+    "authSource": "auth_source",
+    "authMechanism": "auth_mechanism",
+    "replicaSet": "replica_set",
+    "readPreference": "read_preference",
+    "readPreferenceTags": "read_preference_tags",
+    "maxStalenessSeconds": "max_staleness_s",
+    "w": "write_concern",
+    "writeConcern": "write_concern",
+    "appName": "app_name",
+    "retryWrites": "retry_writes",
+    "retryReads": "retry_reads",
+    "dbName": "database",
+}
+
+
+def mask_url(url: str | None) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to log)."""
+    if not url:
+        return ""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] is not None else m[0], url)
+
+
+def _snake(name: str) -> str:
+    if name in _ALIASES:
+        return _ALIASES[name]
+    name = re.sub(r"MS$", "_ms", name)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Everything a ``Database`` needs to connect and behave; see README "Configuration"."""
+
+    url: str | None = None
+    database: str | None = None
+    # pool and timeouts (seed defaults)
+    min_pool_size: int = 10
+    max_pool_size: int = 100
+    server_selection_timeout_ms: int = 30_000
+    socket_timeout_ms: int = 30_000
+    connect_timeout_ms: int = 10_000
+    wait_queue_timeout_ms: int = 30_000
+    max_idle_time_ms: int | None = None
+    operation_timeout_ms: int | None = None
+    # connecting and retrying
+    connect_attempts: int = 3
+    retry_attempts: int = 3
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 8.0
+    backoff_jitter: bool = True
+    retry_writes: bool = True
+    retry_reads: bool = True
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 10.0
+    # security and topology pass-through
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_certificate_key_file: str | None = None
+    tls_allow_invalid_certificates: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth_source: str | None = None
+    auth_mechanism: str | None = None
+    replica_set: str | None = None
+    read_preference: str = "primary"
+    read_preference_tags: tuple[dict[str, str], ...] = ()
+    max_staleness_s: int | None = None
+    write_concern: str | int = "majority"
+    app_name: str = "astro_db"
+    # service features
+    slow_query_ms: float = 100.0
+    cache_ttl_s: float = 60.0
+    cache_max_entries: int = 1024
+    encryption_key: str | None = field(default=None, repr=False)
+    audit: bool = True
+    ensure_indexes: bool = True
+    audit_retention_days: int | None = 365
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._check_ranges()
+        if self.url is not None:
+            self._check_url(self.url)
+
+    # --- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatabaseConfig:
+        """Build from the seed's ``{"url", "options": {...}}`` shape or flat keys (camel or snake)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"configuration must be a mapping, got {type(data).__name__}")
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "options":
+                if not isinstance(value, Mapping):
+                    raise ConfigError("'options' must be a mapping", key="options")
+                flat.update(value)
+            elif key == "models":
+                continue  # the seed lists its models here; ours are fixed by astro_db.models
+            else:
+                flat[key] = value
+        return cls(**cls._normalise_keys(flat))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DatabaseConfig:
+        """Build from ``MONGODB_URL`` and ``ASTRO_DB_<FIELD>`` variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        if env.get("MONGODB_URL"):
+            kwargs["url"] = env["MONGODB_URL"]
+        for name, type_ in types.items():
+            raw = env.get(f"ASTRO_DB_{name.upper()}")
+            if raw is not None and raw != "":
+                kwargs[name] = _parse_env(name, raw, str(type_))
+        kwargs.update(cls._normalise_keys(overrides))
+        return cls(**kwargs)
+
+    @classmethod
+    def _normalise_keys(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        known = {f.name for f in fields(cls)}
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in _DEPRECATED_OPTIONS:
+                warnings.warn(
+                    f"'{key}' is a legacy Node driver option with no effect in PyMongo; remove it",
+                    DeprecationWarning,
+                    stacklevel=4,
+                )
+                continue
+            name = key if key in known else _snake(key)
+            if name not in known:
+                raise ConfigError(f"unknown configuration key '{key}'", key=key)
+            out[name] = value
+        return out
+
+    def replace(self, **changes: Any) -> DatabaseConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **self._normalise_keys(changes))
+
+    # --- derived values ----------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url or EMBEDDED_URL).scheme
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when this config selects the in-process mongomock-ng backend."""
+        return self.url is None or self.scheme == "mongomock"
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url or EMBEDDED_URL)
+
+    @property
+    def database_name(self) -> str:
+        """The database to use: ``database`` if set, else the URL's path."""
+        if self.database:
+            return self.database
+        path = urlsplit(self.url or EMBEDDED_URL).path.lstrip("/")
+        if not path:
+            raise ConfigError(
+                f"no database name: put it in the URL ({self.masked_url.rstrip('/')}/astro) "
+                "or set 'database'",
+                key="database",
+            )
+        return unquote(path)
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword options for ``MongoClient`` (pool, timeouts, TLS, auth, topology)."""
+        opts: dict[str, Any] = {
+            "minPoolSize": self.min_pool_size,
+            "maxPoolSize": self.max_pool_size,
+            "serverSelectionTimeoutMS": self.server_selection_timeout_ms,
+            "socketTimeoutMS": self.socket_timeout_ms,
+            "connectTimeoutMS": self.connect_timeout_ms,
+            "waitQueueTimeoutMS": self.wait_queue_timeout_ms,
+            "retryWrites": self.retry_writes,
+            "retryReads": self.retry_reads,
+            "appname": self.app_name,
+            "readPreference": self.read_preference,
+            "w": self.write_concern,
+            "tz_aware": True,
+        }
+        optional = {
+            "maxIdleTimeMS": self.max_idle_time_ms,
+            "timeoutMS": self.operation_timeout_ms,
+            "replicaSet": self.replica_set,
+            "authSource": self.auth_source,
+            "authMechanism": self.auth_mechanism,
+            "username": self.username,
+            "password": self.password,
+            "maxStalenessSeconds": self.max_staleness_s,
+            "tlsCAFile": self.tls_ca_file,
+            "tlsCertificateKeyFile": self.tls_certificate_key_file,
+        }
+        opts.update({k: v for k, v in optional.items() if v is not None})
+        if self.read_preference_tags:
+            opts["readPreferenceTags"] = [",".join(f"{k}:{v}" for k, v in t.items()) for t in self.read_preference_tags]
+        if self.tls:
+            opts["tls"] = True
+            if self.tls_allow_invalid_certificates:
+                opts["tlsAllowInvalidCertificates"] = True
+        return opts
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            if f.name == "url":
+                value = mask_url(value)
+            elif f.name in ("password", "encryption_key"):
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
+        return f"DatabaseConfig({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    # --- validation --------------------------------------------------------------------------
+
+    def _check_types(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = str(f.type)
+            if value is None:
+                if "None" not in expected:
+                    raise ConfigError(f"'{f.name}' must not be None", key=f.name)
+                continue
+            if "bool" in expected and not expected.startswith("int"):
+                ok = isinstance(value, bool)
+            elif expected.startswith("int"):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                if "str" in expected:
+                    ok = ok or isinstance(value, str)
+            elif expected.startswith("float"):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif expected.startswith("str"):
+                ok = isinstance(value, str)
+            elif expected.startswith("tuple"):
+                ok = isinstance(value, (tuple, list)) and all(isinstance(t, Mapping) for t in value)
+                if ok and isinstance(value, list):
+                    object.__setattr__(self, f.name, tuple(value))
+            else:  # pragma: no cover - every field type is listed above
+                ok = True
+            if not ok:
+                raise ConfigError(
+                    f"'{f.name}' must be {expected.replace(' | None', '')}, got {type(value).__name__} {_show(f.name, value)}",
+                    key=f.name,
+                )
+
+    def _check_ranges(self) -> None:
+        def need(cond: bool, key: str, rule: str) -> None:
+            if not cond:
+                raise ConfigError(f"'{key}' {rule}, got {_show(key, getattr(self, key))}", key=key)
+
+        need(self.max_pool_size >= 1, "max_pool_size", "must be at least 1")
+        need(self.max_pool_size <= 10_000, "max_pool_size", "must be at most 10000")
+        need(self.min_pool_size >= 0, "min_pool_size", "must be 0 or more")
+        need(self.min_pool_size <= self.max_pool_size, "min_pool_size", f"must not exceed max_pool_size ({self.max_pool_size})")
+        for key in ("server_selection_timeout_ms", "socket_timeout_ms", "connect_timeout_ms", "wait_queue_timeout_ms"):
+            need(getattr(self, key) > 0, key, "must be a positive number of milliseconds")
+        for key in ("max_idle_time_ms", "operation_timeout_ms"):
+            need(getattr(self, key) is None or getattr(self, key) > 0, key, "must be positive when set")
+        need(1 <= self.connect_attempts <= 20, "connect_attempts", "must be 1-20")
+        need(1 <= self.retry_attempts <= 20, "retry_attempts", "must be 1-20")
+        need(self.backoff_base_s > 0, "backoff_base_s", "must be positive")
+        need(self.backoff_max_s >= self.backoff_base_s, "backoff_max_s", "must be at least backoff_base_s")
+        need(self.breaker_threshold >= 1, "breaker_threshold", "must be at least 1")
+        need(self.breaker_cooldown_s > 0, "breaker_cooldown_s", "must be positive")
+        need(self.read_preference in _READ_PREFERENCES, "read_preference", f"must be one of {', '.join(_READ_PREFERENCES)}")
+        need(self.max_staleness_s is None or self.max_staleness_s >= 90, "max_staleness_s", "must be at least 90 seconds (MongoDB's minimum)")
+        need(self.slow_query_ms >= 0, "slow_query_ms", "must be 0 or more")
+        need(self.cache_ttl_s >= 0, "cache_ttl_s", "must be 0 or more")
+        need(1 <= self.cache_max_entries <= 1_000_000, "cache_max_entries", "must be 1-1000000")
+        need(self.audit_retention_days is None or self.audit_retention_days >= 1, "audit_retention_days", "must be at least 1")
+        if isinstance(self.write_concern, int):
+            need(self.write_concern >= 0, "write_concern", "must be 'majority', a tag name or a number >= 0")
+        need(self.database is None or bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}", self.database)), "database", "is not a valid MongoDB database name")
+
+    def _check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES:
+            raise ConfigError(
+                f"unsupported URL scheme '{parts.scheme}' in {mask_url(url)}: use mongodb://, mongodb+srv:// or mongomock://",
+                key="url",
+            )
+        if not parts.netloc:
+            raise ConfigError(f"URL {mask_url(url)} names no host", key="url")
+        self.database_name  # noqa: B018 - raises ConfigError when there is none
+
+
+def _show(key: str, value: Any) -> str:
+    if key in ("password", "encryption_key"):
+        return "***"
+    if key == "url" and isinstance(value, str):
+        return repr(mask_url(value))
+    return repr(value)
+
+
+def _parse_env(name: str, raw: str, type_: str) -> Any:
+    try:
+        if "bool" in type_:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if type_.startswith("int") and "str" in type_:
+            return int(raw) if raw.isdigit() else raw
+        if type_.startswith("int"):
+            return int(raw)
+        if type_.startswith("float"):
+            return float(raw)
+        if type_.startswith("tuple"):
+            return tuple(dict(pair.split(":", 1) for pair in tag.split(",")) for tag in raw.split(";") if tag)
+    except ValueError:
+        raise ConfigError(f"ASTRO_DB_{name.upper()}={_show(name, raw)} is not a valid {type_}", key=name) from None
+    return raw

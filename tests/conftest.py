@@ -1,0 +1,131 @@
+"""Shared pytest configuration for astro_db.
+
+Test tiers (DESIGN.md §4):
+  unit    - pure logic and the embedded mongomock-ng backend; no server.
+  live    - a real MongoDB-wire server: ASTRO_DB_TEST_URI if set, otherwise an
+            nx-27017 server started for the session (tests/live/nxserver.py,
+            through tests/nx_launcher.py, which patches its ObjectId bugs).
+            Every test under tests/live/ is marked ``live`` automatically.
+  mongodb - needs a real MongoDB; skipped unless ASTRO_DB_TEST_URI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+LIVE_DIR = TESTS_DIR / "live"
+TEST_URI_ENV = "ASTRO_DB_TEST_URI"
+
+# tests/ helpers (live/nxserver.py) are imported as `live.nxserver`, whatever
+# pytest's import mode or the presence of tests/__init__.py.
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+
+# ---------------------------------------------------------------------------
+# Markers and tiers
+# ---------------------------------------------------------------------------
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "live: needs a MongoDB-wire server (ASTRO_DB_TEST_URI, else a session nx-27017)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"mongodb: needs a real MongoDB; skipped unless {TEST_URI_ENV} is set",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_mongodb = pytest.mark.skip(reason=f"needs a real MongoDB: set {TEST_URI_ENV}")
+    have_uri = bool(os.environ.get(TEST_URI_ENV))
+    for item in items:
+        if LIVE_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.live)
+        if not have_uri and item.get_closest_marker("mongodb"):
+            item.add_marker(skip_mongodb)
+
+
+# ---------------------------------------------------------------------------
+# Live server
+# ---------------------------------------------------------------------------
+
+class ExternalServer:
+    """A MongoDB given by ASTRO_DB_TEST_URI: same interface as NxServer, no faults."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def url(self, dbname: str = "test") -> str:
+        # Replace (or add) the database path; keep scheme, hosts, credentials
+        # and options (e.g. authSource) as given.
+        base, sep, query = self.uri.partition("?")
+        scheme, _, rest = base.partition("://")
+        hosts = rest.split("/", 1)[0]
+        return f"{scheme}://{hosts}/{dbname}" + (f"?{query}" if sep else "")
+
+    def kill(self) -> None:
+        pytest.skip("fault tests need the nx-27017 server")
+
+    def restart(self) -> None:
+        pytest.skip("fault tests need the nx-27017 server")
+
+    def alive(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "ExternalServer(<ASTRO_DB_TEST_URI>)"  # never show credentials
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory):
+    """The session's MongoDB-wire server: ``.url(dbname)``, ``.kill()``, ``.restart()``."""
+    uri = os.environ.get(TEST_URI_ENV)
+    if uri:
+        yield ExternalServer(uri)
+        return
+
+    from live.nxserver import NxServer, self_check
+
+    server = NxServer(tmp_path_factory.mktemp("nx27017"))
+    server.start()
+    try:
+        self_check(server.url("astro_self_check"))
+        yield server
+    finally:
+        server.stop()
+
+
+def _ensure_up(server) -> None:
+    """A fault test may leave the nx-27017 server killed: bring it back."""
+    if not server.alive():
+        server.start()
+
+
+@pytest.fixture
+def live_url(live_server):
+    """A URL to a fresh, uniquely named database; dropped after the test."""
+    _ensure_up(live_server)
+    dbname = f"astro_test_{uuid.uuid4().hex[:8]}"
+    url = live_server.url(dbname)
+    yield url
+
+    _ensure_up(live_server)
+    import pymongo
+
+    client = pymongo.MongoClient(
+        url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=5000
+    )
+    try:
+        client.drop_database(dbname)
+    except Exception:
+        pass  # best effort: the data directory is temporary anyway
+    finally:
+        client.close()

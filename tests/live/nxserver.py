@@ -1,0 +1,226 @@
+"""Run an nx-27017 server (through tests/nx_launcher.py) for the live test tier.
+
+``NxServer`` owns one server process on a loopback port and a data directory;
+fault tests use ``kill()`` (SIGKILL) and ``restart()``. ``self_check(url)``
+proves that the launcher's ObjectId patches still work against a server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pymongo
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+LAUNCHER = Path(__file__).resolve().parent.parent / "nx_launcher.py"
+PINNED = "nx-27017==0.8.1 neosqlite==1.17.2"
+START_TIMEOUT = 15.0  # seconds; a start usually takes well under one
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently unused TCP port on ``host`` (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGKILL the server if the test process dies without cleanup."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:
+        pass
+
+
+class NxServer:
+    """One nx-27017 server process: fixed data directory, fixed port."""
+
+    def __init__(self, data_dir: str | os.PathLike, port: int | None = None,
+                 host: str = "127.0.0.1", command: list[str] | None = None) -> None:
+        # command: what runs the server (its nx-27017 arguments are appended);
+        # default: the patched launcher. test_nxserver passes the stock module.
+        self.command = list(command) if command else [sys.executable, str(LAUNCHER)]
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port  # picked on first start, then kept across restarts
+        self.proc: subprocess.Popen | None = None
+        self.pid_file = self.data_dir / "nx.pid"
+        self.log_file = self.data_dir / "nx.log"
+        self.out_file = self.data_dir / "nx.out"  # stdout/stderr of the process
+        self.last_start_seconds: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "NxServer":
+        if self.alive():
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.port is None:
+            self.port = free_port(self.host)
+        # A SIGKILLed server leaves its pid file; nx-27017 refuses to start if
+        # that pid happens to be alive again, so remove it (we own this dir).
+        self.pid_file.unlink(missing_ok=True)
+        cmd = [
+            *self.command,
+            "--data-dir", str(self.data_dir),
+            "--port", str(self.port),
+            "--pid-file", str(self.pid_file),
+            "--log-file", str(self.log_file),
+            "--host", self.host,
+        ]
+        began = time.monotonic()
+        with open(self.out_file, "ab") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        self._wait_ready(began + START_TIMEOUT)
+        self.last_start_seconds = time.monotonic() - began
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"nx-27017 exited with code {self.proc.returncode} during start-up"
+                    f"\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    pass
+                self._ping(timeout_ms=1000)
+                return
+            except (OSError, PyMongoError) as exc:
+                last_error = exc
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(
+            f"nx-27017 did not answer a ping on {self.host}:{self.port} within "
+            f"{START_TIMEOUT:.0f} s (last error: {last_error!r})\n{self.log_tail()}"
+        )
+
+    def _ping(self, timeout_ms: int) -> None:
+        client = pymongo.MongoClient(
+            self.host, self.port, directConnection=True,
+            serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL the server (as a crash would) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+
+    def restart(self) -> "NxServer":
+        """kill -9, then start again on the same data directory and port."""
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        """Terminate politely; SIGKILL if it has not exited within 5 s."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    # -- inspection --------------------------------------------------------
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def url(self, dbname: str = "test") -> str:
+        if self.port is None:
+            raise RuntimeError("NxServer has no port yet: call start() first")
+        return f"mongodb://{self.host}:{self.port}/{dbname}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        parts = []
+        for path in (self.out_file, self.log_file):
+            try:
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            parts.append(f"--- {path.name} (last {len(text)} lines) ---\n" + "\n".join(text))
+        return "\n".join(parts) or "(no server output)"
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive() else "stopped"
+        return f"NxServer({str(self.data_dir)!r}, port={self.port}, {state})"
+
+
+def self_check(url: str) -> None:
+    """Prove that filters by an ObjectId on a non-_id field work on ``url``.
+
+    nx-27017 0.8.1 / neosqlite 1.17.2 silently match nothing there without
+    tests/nx_launcher.py's patches. Raises RuntimeError naming the failing op.
+    """
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+    try:
+        db = client.get_default_database(default="astro_self_check")
+        coll = db[f"nx_self_check_{uuid.uuid4().hex[:8]}"]
+        try:
+            _run_self_check(coll)
+        finally:
+            coll.drop()
+    finally:
+        client.close()
+
+
+def _run_self_check(coll) -> None:
+    oid = ObjectId()
+    doc_id = coll.insert_one({"userId": oid, "n": 1}).inserted_id
+    coll.insert_one({"userId": ObjectId(), "n": 2})  # decoy: a dropped filter shows up
+
+    checks = [
+        ("find({'userId': oid})",
+         lambda: [d["_id"] for d in coll.find({"userId": oid})] == [doc_id]),
+        ("count_documents({'userId': oid})",
+         lambda: coll.count_documents({"userId": oid}) == 1),
+        ("count_documents({'_id': id})",
+         lambda: coll.count_documents({"_id": doc_id}) == 1),
+        ("update_one({'userId': oid}, ...)",
+         lambda: coll.update_one({"userId": oid}, {"$set": {"seen": True}}).matched_count == 1),
+        ("aggregate([{'$match': {'userId': oid}}])",
+         lambda: [str(d["_id"]) for d in coll.aggregate([{"$match": {"userId": oid}}])]
+         == [str(doc_id)]),
+        ("distinct('n', {'userId': oid})",
+         lambda: coll.distinct("n", {"userId": oid}) == [1]),
+        ("delete_many({'userId': oid})",
+         lambda: coll.delete_many({"userId": oid}).deleted_count == 1
+         and coll.count_documents({}) == 1),
+    ]
+    for name, check in checks:
+        try:
+            ok = check()
+        except pymongo.errors.OperationFailure as exc:
+            ok, name = False, f"{name} raised {exc}"
+        if not ok:
+            raise RuntimeError(
+                f"nx-27017 ObjectId patch no longer works: {name}; "
+                f"check the pinned versions {PINNED}"
+            )
