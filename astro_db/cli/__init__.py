@@ -1,0 +1,99 @@
+"""``astro-db``: the operator's command line, a thin shell over the Python API.
+
+Each command group lives in its own module here and only parses arguments and prints; the work
+is done by the library, so every command is also callable from code. Errors print one line and
+exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+import click
+
+from .. import __version__
+from ..errors import AstroDBError
+
+__all__ = ["main", "cli", "pass_ctx", "CliContext"]
+
+
+class CliContext:
+    """Options shared by every command: the URL, JSON output, and the connected Database."""
+
+    def __init__(self, url: str | None, as_json: bool) -> None:
+        self.url = url
+        self.as_json = as_json
+        self._db: Any = None
+
+    def database(self, connect: bool = True, **overrides: Any) -> Any:
+        """The ``Database`` for ``--url`` / ``MONGODB_URL`` (connected unless ``connect=False``)."""
+        if self._db is None:
+            from ..database import Database
+
+            overrides.setdefault("connect_attempts", 1)
+            overrides.setdefault("ensure_indexes", False)
+            self._db = Database(self.url, **overrides) if self.url else Database(None, **overrides)
+            if connect:
+                self._db.connect()
+        return self._db
+
+    def emit(self, data: Any, human: Callable[[Any], str] | None = None) -> None:
+        """Print ``data`` as JSON with ``--json``, else as ``human(data)`` (or JSON when no formatter)."""
+        if self.as_json or human is None:
+            click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+        else:
+            click.echo(human(data))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.disconnect()
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+class _Group(click.Group):
+    """Turns every astro_db error into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AstroDBError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="astro-db")
+@click.option("--url", envvar="MONGODB_URL", help="MongoDB URL (default: $MONGODB_URL, else the embedded backend).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, as_json: bool, verbose: int) -> None:
+    """astro_db operations: health, stats, indexes, backups and more."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr)
+    obj = CliContext(url, as_json)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+def _load_commands() -> None:
+    """Import the command modules, which register themselves on ``cli``."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_load_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="astro-db")

@@ -1,0 +1,170 @@
+"""The codec: validate and serialise writes, hydrate reads, without MongoEngine's slow paths.
+
+``encode_new`` turns a new document given as a dict (keys in either spelling, ISO dates, hex
+ids) into its stored, BSON-ready form, applying exactly the rules MongoEngine applies in
+``Model(**data).validate(); to_mongo()`` (it calls the same field objects' ``to_python``,
+``_validate`` and ``to_mongo``) but without building Document instances. ``encode_value`` does
+the same for one ``$set`` / ``$push`` value. Errors are one ``astro_db.errors.ValidationError``
+keyed by stored dotted path (``birthData.date``, ``positions.2.degree``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from mongoengine.base import BaseDocument
+from mongoengine.errors import ValidationError as MEValidationError
+
+from ..errors import QueryError, ValidationError
+from .fields import RuleListField, describe
+from .hydrate import hydrate
+from .paths import resolve
+from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
+
+__all__ = ["encode_new", "encode_value", "hydrate", "REQUIRED"]
+
+REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
+REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
+_INVALID = object()
+
+
+def encode_new(model_cls: type, data: Mapping) -> dict:
+    """Validate a complete new document and return its stored form (``_id`` only if given)."""
+    errors: dict = {}
+    if not isinstance(data, Mapping):
+        raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
+    out = _encode_doc(doc_plan(model_cls), data, "", errors, None)
+    if errors:
+        raise ValidationError(errors=errors)
+    return out
+
+
+def encode_value(model_cls: type, stored_path: str, value: Any, for_item: bool = False) -> Any:
+    """Validate and convert one value for ``$set`` (or a list item, ``for_item=True``).
+
+    Setting an embedded document or a whole list re-runs all of its rules; ``None`` is allowed
+    only for fields that are not required. Raises ``ValidationError`` keyed by the stored path.
+    """
+    resolved = resolve(model_cls, stored_path)
+    if resolved.field is None:
+        raise QueryError(f"cannot set {stored_path!r} on {model_cls.__name__}")
+    fp = field_plan(resolved.field)
+    if for_item:
+        if fp.item is None:
+            raise QueryError(f"{resolved.stored!r} on {model_cls.__name__} is not a list")
+        fp = fp.item
+    if value is None:
+        if for_item:
+            raise ValidationError(errors={resolved.stored: "a list item must not be null"})
+        if fp.required:
+            raise ValidationError(errors={resolved.stored: REQUIRED})
+        return None
+    errors: dict = {}
+    out = _encode_field(fp, value, resolved.stored, errors, None, converted=False)
+    if errors:
+        raise ValidationError(errors=errors)
+    return out
+
+
+def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optional[dict]) -> Any:
+    """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules."""
+    if isinstance(data, BaseDocument):
+        data = data._data
+    if not isinstance(data, Mapping):
+        errors[prefix[:-1]] = f"must be an object, got {describe(data)}"
+        return _INVALID
+    by_key = plan.by_key
+    error_count = len(errors)
+    values: dict = {}
+    for key, raw in data.items():
+        fp = by_key.get(key)
+        if fp is None:
+            errors[f"{prefix}{key}"] = f"unknown field {key!r}; known fields: {plan.known}"
+        elif fp.name in values:
+            errors[prefix + fp.stored] = f"given twice (as {fp.name!r} and {fp.stored!r})"
+        else:
+            values[fp.name] = raw
+    out: dict = {}
+    for fp in plan.fields:
+        raw = values.get(fp.name)
+        converted = False
+        if raw is None:
+            raw = fp.make_default()
+            converted = True  # MongoEngine assigns defaults without to_python
+            if raw is None:
+                if fp.required:
+                    errors[prefix + fp.stored] = REQUIRED
+                continue
+        value = _encode_field(fp, raw, prefix + fp.stored, errors, py, converted)
+        if value is not _INVALID:
+            out[fp.stored] = value
+    return out if len(errors) == error_count else _INVALID
+
+
+def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[dict],
+                  converted: bool) -> Any:
+    kind = fp.kind
+    if kind is LEAF:
+        value = raw if converted else fp.to_python(raw)
+        try:
+            fp.check(value)
+        except MEValidationError as error:
+            errors[path] = str(error)
+            return _INVALID
+        if py is not None:
+            py[fp.name] = value
+        return fp.to_mongo(value)
+    if kind is EMBEDDED:
+        sub_py = {} if py is not None else None
+        value = _encode_doc(fp.sub, raw, path + ".", errors, sub_py)
+        if py is not None:
+            py[fp.name] = sub_py
+        return value
+    return _encode_list(fp, raw, path, errors, py, converted)
+
+
+def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[dict],
+                 converted: bool) -> Any:
+    field = fp.field
+    try:
+        if isinstance(field, RuleListField):
+            field.validate_container(raw)
+        elif not isinstance(raw, (list, tuple)):
+            field.error("Only lists and tuples may be used in a list field")
+    except MEValidationError as error:
+        errors[path] = str(error)
+        return _INVALID
+    item = fp.item
+    rule = getattr(field, "rule", None)
+    items_py: Optional[list] = [] if rule is not None else None
+    out = []
+    failed = False
+    for index, entry in enumerate(raw):
+        entry_py: Optional[dict] = {} if items_py is not None and item.kind is EMBEDDED else None
+        if entry is None and item.kind is EMBEDDED:
+            errors[f"{path}.{index}"] = f"must be an object, got {describe(entry)}"
+            failed = True
+            continue
+        if item.kind is EMBEDDED:
+            value = _encode_doc(item.sub, entry, f"{path}.{index}.", errors, entry_py)
+            failed = failed or value is _INVALID
+        else:
+            value = _encode_field(item, entry, f"{path}.{index}", errors, None, converted)
+            failed = failed or value is _INVALID
+        if items_py is not None:
+            items_py.append(entry_py if entry_py is not None else item.to_python(entry))
+        out.append(value)
+    if failed:
+        return _INVALID
+    if fp.required and not raw:
+        errors[path] = REQUIRED_NOT_EMPTY
+        return _INVALID
+    if rule is not None:
+        try:
+            field.validate_rule(items_py)
+        except MEValidationError as error:
+            errors[path] = str(error)
+            return _INVALID
+    if py is not None:
+        py[fp.name] = items_py if items_py is not None else list(raw)
+    return out

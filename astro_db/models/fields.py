@@ -1,0 +1,347 @@
+"""Field types for astro_db models: MongoEngine fields whose rules and messages suit the service.
+
+Every ``validate`` raises MongoEngine's ``ValidationError`` (through ``BaseField.error``) with a
+message naming the bad value; the field's stored name is the key the error is reported under.
+``to_python`` never raises: it converts what it can (ISO strings, hex ids, list points) and leaves
+the rest for ``validate`` to reject, which is the contract MongoEngine's loaders rely on.
+Fields accept extra metadata (``sensitive=True``, ``mask="name"``) read by ``to_dict(masked=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Mapping, Optional
+from zoneinfo import available_timezones
+
+from bson import ObjectId
+from mongoengine.base import BaseDocument, BaseField
+from mongoengine.fields import ListField, ObjectIdField
+
+__all__ = [
+    "BoolField",
+    "ChoiceField",
+    "EmailField",
+    "GeoPointField",
+    "NumberField",
+    "RuleListField",
+    "StrictObjectIdField",
+    "TextField",
+    "TimezoneField",
+    "UTCDateTimeField",
+    "UserRefField",
+    "describe",
+    "iso_utc",
+]
+
+_SHOW_MAX = 60
+_ZERO = timedelta(0)
+
+
+def describe(value: Any) -> str:
+    """A short ``repr`` of a bad value for an error message (long strings are cut)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO-8601 in UTC with millisecond precision and a ``Z``, as JavaScript's toISOString."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _span(low: Any, high: Any) -> str:
+    if low is not None and high is not None:
+        return f"{low}-{high}"
+    return f">= {low}" if low is not None else f"<= {high}"
+
+
+# --- strings ---------------------------------------------------------------------------------
+
+
+class TextField(BaseField):
+    """A string, stripped of surrounding whitespace, with an optional length range and pattern."""
+
+    def __init__(self, min_length: Optional[int] = None, max_length: Optional[int] = None,
+                 strip: bool = True, **kwargs: Any) -> None:
+        self.min_length = min_length
+        self.max_length = max_length
+        self.strip = strip
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if self.strip and isinstance(value, str):
+            return value.strip()
+        return value
+
+    def validate(self, value: Any) -> None:
+        if not isinstance(value, str):
+            self.error(f"must be a string, got {describe(value)}")
+        too_short = self.min_length is not None and len(value) < self.min_length
+        too_long = self.max_length is not None and len(value) > self.max_length
+        if too_short or too_long:
+            if self.min_length == 1 and too_short:
+                self.error(f"must not be empty, got {describe(value)}")
+            self.error(f"must be {_span(self.min_length, self.max_length)} characters, "
+                       f"got {len(value)}: {describe(value)}")
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+
+class EmailField(TextField):
+    """An e-mail address: stripped and lower-cased before it is checked and stored."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 254)
+        kwargs.setdefault("mask", "email")
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if not _EMAIL.match(value):
+            self.error(f"not a valid email address: {describe(value)}")
+
+
+class ChoiceField(TextField):
+    """One of a fixed set of strings; with ``ignore_case`` any spelling is stored canonically."""
+
+    def __init__(self, options: Iterable[str], ignore_case: bool = False, **kwargs: Any) -> None:
+        self.options = tuple(options)
+        self.ignore_case = ignore_case
+        self._canonical = {o.lower(): o for o in self.options}
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        if self.ignore_case and isinstance(value, str):
+            return self._canonical.get(value.lower(), value)
+        return value
+
+    def validate(self, value: Any) -> None:
+        if not isinstance(value, str) or value not in self.options:
+            self.error(f"must be one of {', '.join(self.options)}; got {describe(value)}")
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset:
+    return frozenset(available_timezones())
+
+
+class TimezoneField(TextField):
+    """An IANA time-zone name such as ``Europe/Paris`` (checked against the system's zoneinfo)."""
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value not in _zone_names():
+            self.error(f"not a known IANA time zone: {describe(value)}")
+
+
+# --- numbers and flags -----------------------------------------------------------------------
+
+
+class NumberField(BaseField):
+    """An int or float (never a bool) within ``min_value``..``max_value`` (or below ``below``)."""
+
+    def __init__(self, min_value: Any = None, max_value: Any = None, below: Any = None,
+                 integer: bool = False, **kwargs: Any) -> None:
+        self.min_value = min_value
+        self.max_value = max_value
+        self.below = below
+        self.integer = integer
+        super().__init__(**kwargs)
+
+    def validate(self, value: Any) -> None:
+        kinds = int if self.integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            self.error(f"must be {'an integer' if self.integer else 'a number'}, got {describe(value)}")
+        if self.below is not None:
+            if value >= self.below or (self.min_value is not None and value < self.min_value):
+                self.error(f"must be >= {self.min_value} and < {self.below}, got {describe(value)}")
+        elif (self.min_value is not None and value < self.min_value) or (
+                self.max_value is not None and value > self.max_value):
+            self.error(f"must be {_span(self.min_value, self.max_value)}, got {describe(value)}")
+
+
+class BoolField(BaseField):
+    """A true boolean; unlike MongoEngine's BooleanField it never coerces ``"no"`` to True."""
+
+    def validate(self, value: Any) -> None:
+        if not isinstance(value, bool):
+            self.error(f"must be true or false, got {describe(value)}")
+
+
+# --- ids and references ----------------------------------------------------------------------
+
+
+class StrictObjectIdField(ObjectIdField):
+    """An ObjectId given as ObjectId or 24-hex string; anything else is 'not a valid ObjectId'."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and ObjectId.is_valid(value):
+            return ObjectId(value)
+        return value
+
+    def to_mongo(self, value: Any) -> Any:
+        return self.to_python(value)
+
+    def validate(self, value: Any) -> None:
+        if not isinstance(value, ObjectId):
+            self.error(f"not a valid ObjectId: {describe(value)}")
+
+
+class UserRefField(StrictObjectIdField):
+    """A reference to ``users._id`` stored as a bare ObjectId, as Mongoose's ``ref`` does.
+
+    Not a MongoEngine ReferenceField: reading never dereferences through a global connection.
+    A saved ``User`` instance is accepted and replaced by its id.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("ref", "users")
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, BaseDocument) and getattr(value, "pk", None) is not None:
+            return value.pk
+        return super().to_python(value)
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+
+def to_utc(value: Any) -> Any:
+    """Coerce a datetime, date or ISO-8601 string to an aware UTC datetime; else return as is."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC equivalent; validate rejects it
+            return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+        converted = to_utc(parsed)
+        return converted if converted.utcoffset() == _ZERO else value
+    return value
+
+
+class UTCDateTimeField(BaseField):
+    """A point in time held as an aware UTC datetime; ISO strings (``Z``, offsets, dates) accepted.
+
+    ``earliest`` and ``not_future`` bound the value (birth dates use both).
+    """
+
+    def __init__(self, earliest: Optional[datetime] = None, not_future: bool = False,
+                 **kwargs: Any) -> None:
+        self.earliest = to_utc(earliest) if earliest is not None else None
+        self.not_future = not_future
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        return to_utc(value)
+
+    def to_mongo(self, value: Any) -> Any:
+        return to_utc(value)
+
+    def validate(self, value: Any) -> None:
+        if not isinstance(value, datetime) or value.utcoffset() != _ZERO:
+            self.error(f"not a valid ISO-8601 date/time: {describe(value)}")
+        if self.earliest is not None and value < self.earliest:
+            self.error(f"must be on or after {self.earliest.date().isoformat()}, got {iso_utc(value)}")
+        if self.not_future and value > datetime.now(timezone.utc):
+            self.error(f"must not be in the future, got {iso_utc(value)}")
+
+
+# --- geo -------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class GeoPointField(BaseField):
+    """A GeoJSON Point ``{"type": "Point", "coordinates": [lng, lat]}``; ``[lng, lat]`` accepted."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return {"type": "Point", "coordinates": list(value)}
+        if isinstance(value, Mapping) and not isinstance(value, dict):
+            return dict(value)
+        return value
+
+    def to_mongo(self, value: Any) -> Any:
+        value = self.to_python(value)
+        if isinstance(value, dict) and isinstance(value.get("coordinates"), tuple):
+            value = {**value, "coordinates": list(value["coordinates"])}
+        return value
+
+    def validate(self, value: Any) -> None:
+        coords = value.get("coordinates") if isinstance(value, dict) else None
+        if (not isinstance(value, dict) or value.get("type") != "Point"
+                or not isinstance(coords, (list, tuple)) or len(coords) != 2
+                or not all(_number(c) for c in coords)):
+            self.error('must be a GeoJSON Point {"type": "Point", "coordinates": [lng, lat]} '
+                       f"or [lng, lat], got {describe(value)}")
+        lng, lat = coords
+        if not -180 <= lng <= 180:
+            self.error(f"longitude must be -180..180, got {describe(lng)}")
+        if not -90 <= lat <= 90:
+            self.error(f"latitude must be -90..90, got {describe(lat)}")
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+ListRule = Callable[[list], Optional[str]]
+
+
+class RuleListField(ListField):
+    """A list with an item-count range and an optional rule over the whole list.
+
+    The rule receives the items as plain data (an embedded item's ``_data`` dict keyed by
+    attribute name, or the scalar itself) and returns an error message or None. It runs only
+    when every item is valid, so it may assume well-formed items. Errors are keyed by the list
+    field itself (``positions``), never MongoEngine's ``__all__``.
+    """
+
+    def __init__(self, field: BaseField, min_length: Optional[int] = None,
+                 max_length: Optional[int] = None, rule: Optional[ListRule] = None,
+                 **kwargs: Any) -> None:
+        self.min_length = min_length
+        self.rule = rule
+        super().__init__(field, max_length=max_length, **kwargs)
+
+    def validate_container(self, value: Any) -> None:
+        """Check the value is a list of an allowed length (before any item is looked at)."""
+        if not isinstance(value, (list, tuple)):
+            self.error(f"must be a list, got {type(value).__name__}")
+        count = len(value)
+        if (self.min_length is not None and count < self.min_length) or (
+                self.max_length is not None and count > self.max_length):
+            self.error(f"must have {_span(self.min_length, self.max_length)} items, got {count}")
+
+    def validate_rule(self, items: list) -> None:
+        """Run the list-level rule on the items' plain data."""
+        if self.rule is not None:
+            message = self.rule(items)
+            if message:
+                self.error(message)
+
+    def validate(self, value: Any) -> None:
+        self.validate_container(value)
+        super(ListField, self).validate(value)  # items, then required-and-empty
+        self.validate_rule([v._data if isinstance(v, BaseDocument) else v for v in value])

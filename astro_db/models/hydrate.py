@@ -1,0 +1,104 @@
+"""``hydrate``: build a model instance from a stored document, the read path.
+
+It produces what ``Model._from_son(son)`` produces (same ``_data``, defaults, embedded
+``_instance`` back-references, ``_initialised``, ``_created=False``, empty ``_changed_fields``,
+unknown stored keys kept in ``_data``) but assigns the instance's slots directly instead of
+going through ``__init__``'s per-field ``setattr`` machinery. When blinker signal receivers
+are connected to ``pre_init`` / ``post_init`` it falls back to ``_from_son`` so they still fire.
+"""
+
+from __future__ import annotations
+
+import weakref
+from functools import partial
+from typing import Any
+
+from bson import SON
+from mongoengine import signals
+from mongoengine.base import BaseDocument
+from mongoengine.document import EmbeddedDocument
+
+from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
+
+__all__ = ["hydrate"]
+
+_set = object.__setattr__
+
+
+def hydrate(model_cls: type, son: dict) -> Any:
+    """Return a ``model_cls`` instance for the stored document ``son`` (as ``_from_son``)."""
+    if _signals_connected() or not isinstance(son, dict) or "_cls" in son:
+        return model_cls._from_son(son)
+    try:
+        return _build(doc_plan(model_cls), son, created=False)
+    except (AttributeError, ValueError):
+        return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
+
+
+def _signals_connected() -> bool:
+    """True when blinker is installed and someone listens to document construction."""
+    return bool(getattr(signals.pre_init, "receivers", None)
+                or getattr(signals.post_init, "receivers", None))
+
+
+def _build(plan: DocPlan, son: dict, created: bool) -> Any:
+    cls = plan.cls
+    obj = cls.__new__(cls)
+    data: dict = {}
+    by_key = plan.by_key
+    for key, value in son.items():
+        fp = by_key.get(key)
+        if fp is None:
+            data[key] = value  # unknown stored key: kept, as strict=False MongoEngine does
+        elif value is not None:
+            data[fp.name] = _convert(fp, value, obj)
+    for fp in plan.fields:
+        if data.get(fp.name) is None:
+            data[fp.name] = fp.make_default()
+    _set(obj, "_initialised", True)
+    _set(obj, "_created", created)
+    _set(obj, "_data", data)
+    _set(obj, "_dynamic_fields", SON())
+    _set(obj, "_changed_fields", [])
+    obj.__dict__["_cls"] = cls._class_name
+    if isinstance(obj, EmbeddedDocument):
+        _set(obj, "_instance", None)
+    if plan.has_choices:
+        _add_display_methods(obj, plan)
+    return obj
+
+
+def _convert(fp: FieldPlan, value: Any, owner: BaseDocument) -> Any:
+    kind = fp.kind
+    if kind is LEAF:
+        return fp.to_python(value)
+    if kind is EMBEDDED:
+        if type(value) is not dict and not isinstance(value, dict):
+            return fp.to_python(value)
+        child = _build(fp.sub, value, created=False)
+        _set(child, "_instance", weakref.proxy(owner))
+        return child
+    item = fp.item
+    if not isinstance(value, list):
+        return fp.to_python(value)
+    if item.kind is EMBEDDED:
+        proxy = weakref.proxy(owner)
+        out = []
+        for entry in value:
+            if isinstance(entry, dict):
+                child = _build(item.sub, entry, created=False)
+                _set(child, "_instance", proxy)
+            else:
+                child = item.to_python(entry)
+            out.append(child)
+        return out
+    convert = item.to_python
+    return [convert(entry) for entry in value]
+
+
+def _add_display_methods(obj: BaseDocument, plan: DocPlan) -> None:
+    """MongoEngine gives fields with ``choices`` a ``get_<name>_display`` bound helper."""
+    getter = obj._BaseDocument__get_field_display
+    for fp in plan.fields:
+        if fp.field.choices:
+            obj.__dict__[f"get_{fp.name}_display"] = partial(getter, field=fp.field)

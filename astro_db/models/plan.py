@@ -1,0 +1,95 @@
+"""Per-class field plans: what the codec needs to know about each field, computed once.
+
+A plan flattens MongoEngine's field metadata (stored name, default, required, whether the
+field is an embedded document or a list, the bound methods to call) so the codec's hot loops
+do plain attribute reads instead of ``isinstance`` chains and descriptor lookups.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from mongoengine.base import BaseField
+from mongoengine.fields import EmbeddedDocumentField, ListField
+
+__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
+
+LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
+
+
+class FieldPlan:
+    """One field: its names, kind, default and bound methods; ``sub``/``item`` for containers."""
+
+    __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
+                 "to_mongo", "check", "sub", "item")
+
+    def __init__(self, field: BaseField, name: Optional[str] = None) -> None:
+        self.field = field
+        self.name = name or field.name
+        self.stored = field.db_field
+        self.required = bool(field.required)
+        self.default = field.default
+        self.to_python: Callable[[Any], Any] = field.to_python
+        self.to_mongo: Callable[[Any], Any] = field.to_mongo
+        self.check: Callable[[Any], None] = field._validate
+        self.sub: Optional[DocPlan] = None
+        self.item: Optional[FieldPlan] = None
+        if isinstance(field, EmbeddedDocumentField):
+            self.kind = EMBEDDED
+            self.sub = doc_plan(field.document_type)
+        elif isinstance(field, ListField):
+            self.kind = LIST
+            self.item = field_plan(field.field)
+        else:
+            self.kind = LEAF
+
+    def make_default(self) -> Any:
+        """The field's default (called if callable), as MongoEngine's ``__set__`` applies it."""
+        default = self.default
+        return default() if callable(default) else default
+
+
+class DocPlan:
+    """A Document or EmbeddedDocument class: its field plans in order and every key spelling."""
+
+    __slots__ = ("cls", "fields", "by_key", "known", "has_choices")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.fields: Tuple[FieldPlan, ...] = ()
+        self.by_key: Dict[str, FieldPlan] = {}
+        self.known = ""
+        self.has_choices = False
+
+    def build(self) -> None:
+        cls = self.cls
+        self.fields = tuple(FieldPlan(cls._fields[name], name) for name in cls._fields_ordered)
+        for fp in self.fields:
+            self.by_key[fp.name] = fp
+            self.by_key[fp.stored] = fp
+            if fp.stored == "_id":
+                self.by_key["id"] = fp
+        self.known = ", ".join(fp.stored for fp in self.fields)
+        self.has_choices = any(fp.field.choices for fp in self.fields)
+
+
+_DOC_PLANS: Dict[type, DocPlan] = {}
+_FIELD_PLANS: Dict[int, FieldPlan] = {}
+
+
+def doc_plan(cls: type) -> DocPlan:
+    """The (cached) plan of a document class, published only once fully built (thread-safe)."""
+    plan = _DOC_PLANS.get(cls)
+    if plan is None:
+        plan = DocPlan(cls)
+        plan.build()
+        plan = _DOC_PLANS.setdefault(cls, plan)
+    return plan
+
+
+def field_plan(field: BaseField) -> FieldPlan:
+    """The (cached) plan of a single field object, e.g. a list's item field."""
+    plan = _FIELD_PLANS.get(id(field))
+    if plan is None or plan.field is not field:
+        plan = _FIELD_PLANS[id(field)] = FieldPlan(field)
+    return plan

@@ -1,0 +1,29 @@
+"""``User`` (collection ``users``): an account of the astrology app."""
+
+from __future__ import annotations
+
+from .base import AstroDocument
+from .fields import ChoiceField, EmailField, TextField, UTCDateTimeField
+
+__all__ = ["User", "USER_STATUSES"]
+
+USER_STATUSES = ("active", "inactive", "suspended", "deleted")
+
+
+class User(AstroDocument):
+    """A person: a unique lower-cased email, a display name and an account status."""
+
+    email = EmailField(required=True)
+    name = TextField(required=True, min_length=1, max_length=100, mask="name")
+    status = ChoiceField(USER_STATUSES, default="active")
+    last_active = UTCDateTimeField(db_field="lastActive")
+
+    meta = {
+        "collection": "users",
+        "indexes": [
+            {"fields": ["email"], "unique": True, "name": "email_1"},
+            {"fields": ["status"], "name": "status_1"},
+            {"fields": ["last_active"], "name": "lastActive_1"},
+            {"fields": ["status", "-last_active"], "name": "status_1_lastActive_-1"},
+        ],
+    }
