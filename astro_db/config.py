@@ -25,6 +25,7 @@ EMBEDDED_URL = "mongomock://localhost/astro"
 _SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
 _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
+_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys")
 _USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
 
 # camelCase (Node / PyMongo URI option) spellings that are not a plain camel-to-snake mapping.
@@ -114,12 +115,25 @@ class DatabaseConfig:
     app_name: str = "astro_db"
     # service features
     slow_query_ms: float = 100.0
+    # monitoring and health (README "Monitoring and health")
+    monitoring: bool = True  # register PyMongo command / pool / heartbeat listeners
+    health_timeout_ms: int = 2000  # bound of the ping db.health() sends
+    health_latency_ms: float = 500.0  # a slower ping makes health "degraded"
+    health_pool_saturation: float = 0.9  # checked-out / max_pool_size at which health degrades
+    health_error_rate: float = 0.05  # share of failed operations in the window that degrades
+    health_slow_rate: float = 0.1  # share of slow operations in the window that degrades
+    health_window_s: int = 60  # the recent window those rates cover
+    health_min_operations: int = 20  # fewer operations in the window: rates are not judged
     cache_ttl_s: float = 60.0
     cache_max_entries: int = 1024
+    cache_max_documents: int = 100_000
+    cache_models: tuple[str, ...] = ()
     encryption_key: str | None = field(default=None, repr=False)
+    encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
     audit: bool = True
     ensure_indexes: bool = True
     audit_retention_days: int | None = 365
+    journal: bool = True  # change journal for incremental backups and point-in-time restore
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -227,6 +241,7 @@ class DatabaseConfig:
             "readPreference": self.read_preference,
             "w": self.write_concern,
             "tz_aware": True,
+            "uuidRepresentation": "standard",
         }
         optional = {
             "maxIdleTimeMS": self.max_idle_time_ms,
@@ -257,7 +272,7 @@ class DatabaseConfig:
                 continue
             if f.name == "url":
                 value = mask_url(value)
-            elif f.name in ("password", "encryption_key"):
+            elif f.name in _SECRET_FIELDS:
                 value = "***"
             shown.append(f"{f.name}={value!r}")
         return f"DatabaseConfig({', '.join(shown)})"
@@ -284,6 +299,10 @@ class DatabaseConfig:
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             elif expected.startswith("str"):
                 ok = isinstance(value, str)
+            elif expected.startswith("tuple[str"):
+                ok = isinstance(value, (tuple, list)) and all(isinstance(t, str) for t in value)
+                if ok and isinstance(value, list):
+                    object.__setattr__(self, f.name, tuple(value))
             elif expected.startswith("tuple"):
                 ok = isinstance(value, (tuple, list)) and all(isinstance(t, Mapping) for t in value)
                 if ok and isinstance(value, list):
@@ -318,9 +337,19 @@ class DatabaseConfig:
         need(self.read_preference in _READ_PREFERENCES, "read_preference", f"must be one of {', '.join(_READ_PREFERENCES)}")
         need(self.max_staleness_s is None or self.max_staleness_s >= 90, "max_staleness_s", "must be at least 90 seconds (MongoDB's minimum)")
         need(self.slow_query_ms >= 0, "slow_query_ms", "must be 0 or more")
+        need(1 <= self.health_timeout_ms <= 60_000, "health_timeout_ms", "must be 1-60000")
+        need(self.health_latency_ms > 0, "health_latency_ms", "must be positive")
+        for key in ("health_pool_saturation", "health_error_rate", "health_slow_rate"):
+            need(0 < getattr(self, key) <= 1, key, "must be a fraction in (0, 1]")
+        need(1 <= self.health_window_s <= 3600, "health_window_s", "must be 1-3600")
+        need(self.health_min_operations >= 1, "health_min_operations", "must be at least 1")
         need(self.cache_ttl_s >= 0, "cache_ttl_s", "must be 0 or more")
         need(1 <= self.cache_max_entries <= 1_000_000, "cache_max_entries", "must be 1-1000000")
+        need(1 <= self.cache_max_documents <= 100_000_000, "cache_max_documents", "must be 1-100000000")
         need(self.audit_retention_days is None or self.audit_retention_days >= 1, "audit_retention_days", "must be at least 1")
+        for key in ("encryption_key", "encryption_keys"):
+            for text in (getattr(self, key) or "").split(","):
+                need(not getattr(self, key) or _is_aes256_key(text), key, "must be base64 of 32 random bytes (comma-separated for encryption_keys)")
         if isinstance(self.write_concern, int):
             need(self.write_concern >= 0, "write_concern", "must be 'majority', a tag name or a number >= 0")
         need(self.database is None or bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}", self.database)), "database", "is not a valid MongoDB database name")
@@ -337,8 +366,20 @@ class DatabaseConfig:
         self.database_name  # noqa: B018 - raises ConfigError when there is none
 
 
+def _is_aes256_key(text: str) -> bool:
+    """Whether ``text`` is base64 (standard or URL-safe) of exactly 32 bytes."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == 32
+
+
 def _show(key: str, value: Any) -> str:
-    if key in ("password", "encryption_key"):
+    if key in _SECRET_FIELDS:
         return "***"
     if key == "url" and isinstance(value, str):
         return repr(mask_url(value))
@@ -359,6 +400,8 @@ def _parse_env(name: str, raw: str, type_: str) -> Any:
             return int(raw)
         if type_.startswith("float"):
             return float(raw)
+        if type_.startswith("tuple[str"):
+            return tuple(name.strip() for name in raw.split(",") if name.strip())
         if type_.startswith("tuple"):
             return tuple(dict(pair.split(":", 1) for pair in tag.split(",")) for tag in raw.split(";") if tag)
     except ValueError:

@@ -17,6 +17,9 @@ import backoff
 import mongoengine
 import pymongo
 from pymongo import errors as pm_errors
+from pymongo.driver_info import DriverInfo
+
+from . import __version__
 
 from .config import DatabaseConfig
 from .errors import DatabaseConnectionError, NotConnectedError, translate
@@ -107,6 +110,9 @@ class Connection:
         options = cfg.client_options()
         if self._listeners:
             options["event_listeners"] = self._listeners
+        # MongoEngine hands out an existing client when another alias has identical settings;
+        # a per-Database driver tag keeps every Database on its own client and pool.
+        options["driver"] = DriverInfo("astro_db", __version__, self.alias)
         log.info("connecting to %s (pool %d-%d)", cfg.masked_url, cfg.min_pool_size, cfg.max_pool_size)
         try:
             return mongoengine.connect(db=cfg.database_name, alias=self.alias, host=cfg.url, **options)
@@ -130,6 +136,8 @@ class Connection:
             host=f"mongodb://localhost/{cfg.database_name}",
             mongo_client_class=mongomock_ng.MongoClient,
             tz_aware=True,
+            uuidRepresentation="standard",
+            _store=mongomock_ng.store.ServerStore(),  # a store of its own, never shared
         )
 
     def _ping_with_retries(self) -> None:

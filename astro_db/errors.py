@@ -11,6 +11,7 @@
     ├── UnknownModelError               a model name that resolves to nothing
     ├── QueryError                      an unsafe or malformed query, update or pipeline
     ├── PermissionDeniedError           the acting role may not do this
+    ├── EncryptionError                 an encrypted field cannot be decrypted (key missing/wrong)
     ├── TransactionError                a transaction failed, conflicted or was misused
     │   └── TransactionNotSupportedError  the server cannot run transactions
     └── BackupError                     a backup or restore failed
@@ -36,6 +37,7 @@ __all__ = [
     "UnknownModelError",
     "QueryError",
     "PermissionDeniedError",
+    "EncryptionError",
     "TransactionError",
     "TransactionNotSupportedError",
     "BackupError",
@@ -100,6 +102,10 @@ class QueryError(AstroDBError):
 
 class PermissionDeniedError(AstroDBError):
     """The acting roles do not allow this operation on this model or document."""
+
+
+class EncryptionError(AstroDBError):
+    """An encrypted field could not be encrypted or decrypted: its key is missing or wrong."""
 
 
 class TransactionError(AstroDBError):

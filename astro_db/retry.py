@@ -62,6 +62,17 @@ class RetryPolicy:
         """Run ``fn``; on a retryable failure wait and run it again, up to ``attempts`` times."""
         if not retry or self.attempts <= 1:
             return fn()
+        try:  # the first attempt runs bare: building the backoff wrapper costs ~30 µs a call
+            return fn()
+        except pm.PyMongoError as exc:
+            if not is_retryable(exc):
+                raise
+            first: list[BaseException] = [exc]
+
+        def attempt() -> T:
+            if first:
+                raise first.pop()  # replay the first failure so backoff logs and waits for it
+            return fn()
 
         def log_retry(details: dict[str, Any]) -> None:
             exc = details["exception"]
@@ -82,7 +93,7 @@ class RetryPolicy:
             jitter=self.jitter,
             on_backoff=log_retry,
             logger=None,
-        )(fn)
+        )(attempt)
         return wrapped()
 
 

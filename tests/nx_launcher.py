@@ -1,4 +1,4 @@
-"""Start the nx-27017 MongoDB wire-protocol server with its ObjectId bugs patched.
+"""Start the nx-27017 MongoDB wire-protocol server with its ObjectId bugs (and one more) patched.
 
 Usage: python tests/nx_launcher.py <nx-27017 arguments...>
 
@@ -166,6 +166,12 @@ _orig_handle_command = NeoSQLiteHandler.handle_command
 def _convert_body(doc: Any) -> Any:
     if not isinstance(doc, dict):
         return doc
+    if "insert" in doc and isinstance(doc.get("readConcern"), dict):
+        # Bug 3 (nx-27017): handle_insert inserts every dict-valued key of the command body
+        # it does not know as a document; the first insert of a transaction carries
+        # readConcern, which would be stored as {"level": "majority"}. nx-27017 has no read
+        # concerns, so dropping the key changes nothing else.
+        doc = {k: v for k, v in doc.items() if k != "readConcern"}
     fields = [f for cmd, f in _UNCONVERTED.items() if cmd in doc and f in doc]
     if not fields:
         return doc
@@ -175,17 +181,31 @@ def _convert_body(doc: Any) -> Any:
     return doc
 
 
-def _handle_command(self: Any, msg: Any) -> Any:
+def _with_converted_sections(msg: Any) -> Any:
     if isinstance(msg, dict) and "sections" in msg:
         msg = dict(msg)
         msg["sections"] = [
             (kind, _convert_body(doc) if kind == "body" else doc)
             for kind, doc in msg["sections"]
         ]
-    return _orig_handle_command(self, msg)
+    return msg
+
+
+def _handle_command(self: Any, msg: Any) -> Any:
+    return _orig_handle_command(self, _with_converted_sections(msg))
 
 
 NeoSQLiteHandler.handle_command = _handle_command
+
+_orig_handle_insert = NeoSQLiteHandler.handle_insert
+
+
+def _handle_insert(self: Any, msg: Any) -> Any:
+    # inserts reach handle_insert straight from the server loop (see Bug 3 above)
+    return _orig_handle_insert(self, _with_converted_sections(msg))
+
+
+NeoSQLiteHandler.handle_insert = _handle_insert
 
 
 if __name__ == "__main__":

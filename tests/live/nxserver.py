@@ -213,6 +213,8 @@ def _run_self_check(coll) -> None:
         ("delete_many({'userId': oid})",
          lambda: coll.delete_many({"userId": oid}).deleted_count == 1
          and coll.count_documents({}) == 1),
+        ("a transaction's first insert with readConcern stores one document",
+         lambda: _transaction_inserts_once(coll.database.client, coll)),
     ]
     for name, check in checks:
         try:
@@ -221,6 +223,18 @@ def _run_self_check(coll) -> None:
             ok, name = False, f"{name} raised {exc}"
         if not ok:
             raise RuntimeError(
-                f"nx-27017 ObjectId patch no longer works: {name}; "
+                f"nx-27017 patch (tests/nx_launcher.py) no longer works: {name}; "
                 f"check the pinned versions {PINNED}"
             )
+
+
+def _transaction_inserts_once(client, coll) -> bool:
+    """Bug 3: the readConcern of a transaction's first insert must not become a document."""
+    from pymongo.read_concern import ReadConcern
+
+    before = coll.count_documents({})
+    with client.start_session() as session:
+        session.start_transaction(read_concern=ReadConcern("majority"))
+        coll.insert_one({"tx": 1}, session=session)
+        session.commit_transaction()
+    return coll.count_documents({}) == before + 1

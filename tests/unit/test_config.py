@@ -103,9 +103,9 @@ def test_a_url_without_database_is_fine_when_database_is_set():
 
 
 def test_password_never_shown():
-    cfg = DatabaseConfig(url=SECRET_URL, password="other-secret", encryption_key="a2V5")
+    cfg = DatabaseConfig(url=SECRET_URL, password="other-secret", encryption_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
     for text in (repr(cfg), str(cfg), cfg.masked_url):
-        assert "s3cr3t-pw" not in text and "other-secret" not in text and "a2V5" not in text
+        assert "s3cr3t-pw" not in text and "other-secret" not in text and "AAECAwQFBgcICQoL" not in text
     assert "app:***@db.example.com" in cfg.masked_url
 
 

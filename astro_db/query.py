@@ -1,0 +1,485 @@
+"""Query and update validation: what request JSON may ask of the server, in stored form.
+
+``compile_filter`` turns a user query (Python or stored field names, ``id``, ISO dates, hex ids)
+into a stored-form filter, accepting only whitelisted operators: code-running operators
+(``$where``, ``$function``, ``$accumulator``, ``$expr``) and unknown fields or operators raise
+``QueryError``. ``compile_update`` validates each value an update sets against the model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from bson import ObjectId
+from bson.regex import Regex
+from mongoengine import fields as me
+
+from .errors import QueryError, ValidationError
+from .models import codec, paths
+from .models.fields import NumberField, UTCDateTimeField, to_utc
+
+__all__ = [
+    "compile_filter",
+    "compile_update",
+    "compile_sort",
+    "compile_projection",
+    "compile_pipeline",
+    "CompiledUpdate",
+    "coerce_id",
+    "MAX_REGEX_LENGTH",
+]
+
+MAX_REGEX_LENGTH = 256
+MAX_QUERY_DEPTH = 12
+MAX_IN_VALUES = 10_000
+
+_LOGICAL = {"$and", "$or", "$nor"}
+_FIELD_OPS = {
+    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type", "$all",
+    "$size", "$elemMatch", "$not", "$regex", "$options", "$mod",
+    "$geoWithin", "$geoIntersects", "$near", "$nearSphere", "$maxDistance", "$minDistance",
+    "$geometry", "$box", "$polygon", "$center", "$centerSphere",
+}
+_VALUE_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
+_LIST_VALUE_OPS = {"$in", "$nin", "$all"}
+_GEO_OPS = {"$geoWithin", "$geoIntersects", "$near", "$nearSphere"}
+_FORBIDDEN = {"$where", "$function", "$accumulator", "$expr", "$jsonSchema", "$comment"}
+_UPDATE_OPS = {"$set", "$unset", "$inc", "$push", "$pull", "$addToSet"}
+_PIPELINE_STAGES = {
+    "$match", "$group", "$sort", "$limit", "$skip", "$project", "$unwind", "$count", "$addFields",
+    "$set", "$unset", "$lookup", "$facet", "$bucket", "$bucketAuto", "$sortByCount", "$sample",
+    "$replaceRoot", "$replaceWith", "$geoNear",
+}
+_PIPELINE_WRITE_STAGES = {"$out", "$merge"}
+_SERVICE_FIELDS = {"_id", "createdAt", "updatedAt", "__v"}
+_PROTOTYPE_KEYS = {"__proto__", "constructor", "prototype"}  # harmless here, dangerous to JS readers
+# a quantified group that is itself quantified, e.g. (a+)+ or (\w*)*: exponential backtracking
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}]\)(?:[+*]|\{\d*,?\d*\})")
+
+
+def coerce_id(value: Any, name: str = "id") -> ObjectId:
+    """An ObjectId from an ObjectId or its 24-hex string; anything else is a ValidationError."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
+        return ObjectId(value)
+    shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+    raise ValidationError(errors={name: f"not a valid ObjectId (24 hex characters), got {shown}"})
+
+
+def field_kind(field: Any) -> str:
+    """What a query value for ``field`` must become: objectid, date, number, list, embedded, other."""
+    if isinstance(field, me.ObjectIdField):
+        return "objectid"
+    if isinstance(field, (UTCDateTimeField, me.DateTimeField)):
+        return "date"
+    if isinstance(field, (NumberField, me.IntField, me.FloatField)):
+        return "number"
+    if isinstance(field, me.ListField):
+        return "list"
+    if isinstance(field, me.EmbeddedDocumentField):
+        return "embedded"
+    return "other"
+
+
+def _parse_date(value: str, name: str) -> _dt.datetime:
+    parsed = to_utc(value)
+    if not isinstance(parsed, _dt.datetime):
+        raise ValidationError(errors={name: f"not a valid ISO-8601 date/time: {value[:60]!r}"})
+    return parsed
+
+
+def _is_required(resolved: Any) -> bool:
+    return bool(getattr(resolved.field, "required", False))
+
+
+def _number_bounds(field: Any) -> tuple[Any, Any]:
+    low = getattr(field, "min_value", None)
+    high = getattr(field, "max_value", None)
+    return low, high
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+
+def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str, Any]:
+    """Validate ``query`` for ``model`` and return it in stored form.
+
+    ``strict=True`` refuses operator objects anywhere a value is expected: use it for values
+    that must be literals (a login by email), so ``{"email": {"$ne": null}}`` cannot match all.
+    """
+    if query is None:
+        return {}
+    if not isinstance(query, Mapping):
+        raise QueryError(f"a query must be a dict of field -> value, got {type(query).__name__}")
+    return _compile_mapping(model, query, strict, depth=0, prefix="")
+
+
+def _compile_mapping(model: Any, query: Mapping, strict: bool, depth: int, prefix: str) -> dict[str, Any]:
+    if depth > MAX_QUERY_DEPTH:
+        raise QueryError(f"query nested deeper than {MAX_QUERY_DEPTH} levels")
+    out: dict[str, Any] = {}
+    for key, value in query.items():
+        if not isinstance(key, str):
+            raise QueryError(f"query keys must be strings, got {key!r}")
+        if key in _FORBIDDEN:
+            raise QueryError(f"operator {key} is not allowed: it can run code or escape the model")
+        if key in _LOGICAL:
+            if strict:
+                raise QueryError(f"operator {key} is not allowed in a strict query")
+            if not isinstance(value, (list, tuple)) or not value:
+                raise QueryError(f"{key} takes a non-empty list of queries")
+            out[key] = [_compile_clause(model, sub, strict, depth + 1, prefix) for sub in value]
+        elif key == "$text":
+            if strict:
+                raise QueryError("operator $text is not allowed in a strict query")
+            out[key] = _compile_text(value)
+        elif key.startswith("$"):
+            raise QueryError(f"unknown or unsupported query operator {key}")
+        else:
+            resolved = paths.resolve(model, prefix + key)
+            stored = resolved.stored[len(_stored_prefix(model, prefix)):] if prefix else resolved.stored
+            out[stored] = _compile_condition(model, resolved, value, strict, depth)
+    return out
+
+
+def _stored_prefix(model: Any, prefix: str) -> str:
+    return paths.resolve(model, prefix.rstrip(".")).stored + "." if prefix else ""
+
+
+def _compile_clause(model: Any, sub: Any, strict: bool, depth: int, prefix: str) -> dict[str, Any]:
+    if not isinstance(sub, Mapping):
+        raise QueryError(f"each clause of $and/$or/$nor must be a dict, got {type(sub).__name__}")
+    return _compile_mapping(model, sub, strict, depth, prefix)
+
+
+def _compile_text(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not isinstance(value.get("$search"), str):
+        raise QueryError('$text takes {"$search": "words"}')
+    allowed = {"$search", "$language", "$caseSensitive", "$diacriticSensitive"}
+    extra = set(value) - allowed
+    if extra:
+        raise QueryError(f"unknown $text option(s): {', '.join(sorted(extra))}")
+    if len(value["$search"]) > 1000:
+        raise QueryError("$text search string longer than 1000 characters")
+    return dict(value)
+
+
+def _is_operator_doc(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(k, str) and k.startswith("$") for k in value)
+
+
+def _compile_condition(model: Any, resolved: Any, value: Any, strict: bool, depth: int) -> Any:
+    if isinstance(value, Mapping):
+        if strict:
+            raise QueryError(f"field {resolved.stored!r} must be a literal value in a strict query, got an object")
+        keys = [k for k in value if isinstance(k, str) and k.startswith("$")]
+        if keys and len(keys) != len(value):
+            raise QueryError(f"field {resolved.stored!r} mixes operators and plain keys")
+        if keys:
+            return {op: _compile_operator(model, resolved, op, arg, depth) for op, arg in value.items()}
+        _reject_dollar_keys(value, resolved.stored)
+        return dict(value)
+    if isinstance(value, (re.Pattern, Regex)):
+        _check_regex(value.pattern, resolved.stored)
+        return value
+    return _coerce(resolved, value)
+
+
+def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int) -> Any:
+    name = resolved.stored
+    if op in _FORBIDDEN:
+        raise QueryError(f"operator {op} is not allowed: it can run code or escape the model")
+    if op not in _FIELD_OPS:
+        raise QueryError(f"unknown or unsupported operator {op} on field {name!r}")
+    if op in _VALUE_OPS:
+        if isinstance(arg, Mapping):
+            _reject_dollar_keys(arg, name)
+            return dict(arg)
+        return _coerce(resolved, arg)
+    if op in _LIST_VALUE_OPS:
+        if not isinstance(arg, (list, tuple)):
+            raise QueryError(f"{op} on {name!r} takes a list, got {type(arg).__name__}")
+        if len(arg) > MAX_IN_VALUES:
+            raise QueryError(f"{op} on {name!r} lists {len(arg)} values; at most {MAX_IN_VALUES}")
+        return [_coerce(resolved, v) for v in arg]
+    if op == "$exists":
+        if not isinstance(arg, (bool, int)):
+            raise QueryError(f"$exists on {name!r} takes true or false")
+        return bool(arg)
+    if op in ("$regex", "$options"):
+        if not isinstance(arg, (str, re.Pattern, Regex)):
+            raise QueryError(f"{op} on {name!r} takes a string")
+        if op == "$regex":
+            _check_regex(arg if isinstance(arg, str) else arg.pattern, name)
+        elif not re.fullmatch(r"[imxs]*", arg):
+            raise QueryError(f"$options on {name!r} may only hold the flags i, m, x, s")
+        return arg
+    if op == "$not":
+        if isinstance(arg, (re.Pattern, Regex)):
+            _check_regex(arg.pattern, name)
+            return arg
+        if not _is_operator_doc(arg):
+            raise QueryError(f"$not on {name!r} takes an operator object or a regex")
+        return {o: _compile_operator(model, resolved, o, a, depth + 1) for o, a in arg.items()}
+    if op == "$elemMatch":
+        if not isinstance(arg, Mapping):
+            raise QueryError(f"$elemMatch on {name!r} takes a query object")
+        if _is_operator_doc(arg):
+            return {o: _compile_operator(model, resolved, o, a, depth + 1) for o, a in arg.items()}
+        return _compile_mapping(model, arg, False, depth + 1, prefix=resolved.stored + ".")
+    if op == "$size":
+        if not isinstance(arg, int) or isinstance(arg, bool) or arg < 0:
+            raise QueryError(f"$size on {name!r} takes a whole number >= 0")
+        return arg
+    if op == "$type":
+        if not isinstance(arg, (str, int)) or isinstance(arg, bool):
+            raise QueryError(f"$type on {name!r} takes a BSON type name or number")
+        return arg
+    if op == "$mod":
+        if not (isinstance(arg, (list, tuple)) and len(arg) == 2 and all(isinstance(x, (int, float)) for x in arg)):
+            raise QueryError(f"$mod on {name!r} takes [divisor, remainder]")
+        return list(arg)
+    # geo operators and their arguments: plain data, no operators that run code
+    _reject_code(arg, name)
+    return arg
+
+
+def _coerce(resolved: Any, value: Any) -> Any:
+    """Convert a literal to its stored type: hex ids to ObjectId, ISO strings to datetimes."""
+    kind = field_kind(resolved.field) if resolved.stored != "_id" else "objectid"
+    if kind == "objectid" and not isinstance(value, ObjectId) and value is not None:
+        return coerce_id(value, resolved.stored)
+    if kind == "date" and isinstance(value, str):
+        return _parse_date(value, resolved.stored)
+    if isinstance(value, (list, tuple)):
+        return [_coerce(resolved, v) for v in value]
+    if isinstance(value, str) and len(value) > 16_384:
+        raise QueryError(f"value for {resolved.stored!r} is longer than 16384 characters")
+    if not isinstance(value, (str, int, float, bool, ObjectId, _dt.datetime, type(None), list, tuple)):
+        raise QueryError(f"value for {resolved.stored!r} has unsupported type {type(value).__name__}")
+    return value
+
+
+def _check_regex(pattern: str, name: str) -> None:
+    if len(pattern) > MAX_REGEX_LENGTH:
+        raise QueryError(f"regex on {name!r} is {len(pattern)} characters; at most {MAX_REGEX_LENGTH}")
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise QueryError(f"regex on {name!r} nests quantifiers (like (a+)+), which can take exponential time")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise QueryError(f"invalid regex on {name!r}: {exc}") from None
+
+
+def _reject_dollar_keys(value: Any, name: str) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in _PROTOTYPE_KEYS:
+                raise QueryError(f"field {name!r}: key {k!r} is not allowed in a value")
+            _reject_dollar_keys(v, name)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _reject_dollar_keys(v, name)
+
+
+def _reject_code(value: Any, name: str) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if k in _FORBIDDEN:
+                raise QueryError(f"operator {k} is not allowed (in {name!r})")
+            _reject_code(v, name)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _reject_code(v, name)
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+
+@dataclass
+class CompiledUpdate:
+    """A validated update: the stored-form update document plus what the service must guard."""
+
+    update: dict[str, dict[str, Any]]
+    fields: list[str]  # stored top-level paths changed
+    guards: dict[str, Any] = field(default_factory=dict)  # extra filter keeping $inc in range
+    list_ops: list[tuple[str, str]] = field(default_factory=list)  # (op, path) needing a list check
+
+
+def compile_update(model: Any, data: Any) -> CompiledUpdate:
+    """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
+    $addToSet are accepted, and every value set is validated against its field."""
+    if not isinstance(data, Mapping) or not data:
+        raise QueryError(f"an update must be a non-empty dict, got {_describe(data)}")
+    ops = [k for k in data if isinstance(k, str) and k.startswith("$")]
+    if ops and len(ops) != len(data):
+        raise QueryError("an update mixes operators ($set ...) and plain fields; use one form")
+    if not ops:
+        data = {"$set": data}
+    update: dict[str, dict[str, Any]] = {}
+    changed: list[str] = []
+    guards: dict[str, Any] = {}
+    list_ops: list[tuple[str, str]] = []
+    errors: dict[str, str] = {}
+    for op, spec in data.items():
+        if op not in _UPDATE_OPS:
+            raise QueryError(f"update operator {op} is not allowed; use {', '.join(sorted(_UPDATE_OPS))}")
+        if not isinstance(spec, Mapping) or not spec:
+            raise QueryError(f"{op} takes a non-empty dict of field -> value")
+        out: dict[str, Any] = {}
+        for name, value in spec.items():
+            if not isinstance(name, str) or name.startswith("$"):
+                raise QueryError(f"{op}: {name!r} is not a field name")
+            resolved = paths.resolve(model, name)
+            stored = resolved.stored
+            if stored.split(".")[0] in _SERVICE_FIELDS:
+                raise QueryError(f"{op}: field {stored!r} is kept by the service and cannot be changed")
+            try:
+                out[stored] = _compile_update_value(model, op, resolved, value, guards, list_ops)
+            except ValidationError as exc:
+                errors.update(exc.errors)
+            changed.append(stored)
+        update[op] = out
+    if errors:
+        raise ValidationError(errors=errors)
+    return CompiledUpdate(update, changed, guards, list_ops)
+
+
+def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards: dict, list_ops: list) -> Any:
+    stored = resolved.stored
+    if op == "$set":
+        return codec.encode_value(model, stored, value)
+    if op == "$unset":
+        if _is_required(resolved):
+            raise ValidationError(errors={stored: "is required and cannot be unset"})
+        return ""
+    if op == "$inc":
+        if field_kind(resolved.field) != "number" or not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {_describe(value)}"})
+        low, high = _number_bounds(resolved.field)
+        bounds: dict[str, Any] = {}
+        if high is not None:
+            bounds["$lte"] = high - value
+        if low is not None:
+            bounds["$gte"] = low - value
+        if bounds:
+            guards[stored] = bounds
+        return value
+    # $push / $addToSet / $pull on list fields
+    if field_kind(resolved.field) != "list":
+        raise ValidationError(errors={stored: f"{op} needs a list field"})
+    list_ops.append((op, stored))
+    if op == "$pull":
+        if isinstance(value, Mapping) and not _is_operator_doc(value):
+            # a condition on the items' fields: {"$pull": {"positions": {"body": "Sun"}}}
+            scoped = compile_filter(model, {f"{stored}.{k}": v for k, v in value.items()})
+            return {k[len(stored) + 1:]: v for k, v in scoped.items()}
+        if isinstance(value, Mapping):
+            return _compile_condition(model, resolved, value, False, 0)
+        return codec.encode_value(model, stored, value, for_item=True)
+    if isinstance(value, Mapping) and "$each" in value:
+        items = value["$each"]
+        if set(value) != {"$each"} or not isinstance(items, (list, tuple)):
+            raise QueryError(f"{op} on {stored!r} takes a value or {{'$each': [values]}}")
+        return {"$each": [codec.encode_value(model, stored, v, for_item=True) for v in items]}
+    return codec.encode_value(model, stored, value, for_item=True)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
+
+
+# --- sort, projection, pipeline ---------------------------------------------------------------
+
+
+def compile_sort(model: Any, sort: Any) -> list[tuple[str, int]] | None:
+    """``[("date", -1)]``, ``{"date": -1}`` or ``"-date"`` to a stored-name sort list."""
+    if sort is None:
+        return None
+    if isinstance(sort, str):
+        sort = [(sort.lstrip("-+"), -1 if sort.startswith("-") else 1)]
+    elif isinstance(sort, Mapping):
+        sort = list(sort.items())
+    if not isinstance(sort, (list, tuple)):
+        raise QueryError(f"sort takes a list of (field, direction) pairs, got {_describe(sort)}")
+    out = []
+    for item in sort:
+        if isinstance(item, str):
+            item = (item.lstrip("-+"), -1 if item.startswith("-") else 1)
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[1] in (1, -1)):
+            raise QueryError(f"sort item {item!r} must be (field, 1 or -1)")
+        out.append((paths.resolve(model, item[0]).stored, int(item[1])))
+    return out
+
+
+def compile_projection(model: Any, projection: Any) -> dict[str, int] | None:
+    """``["email", "name"]`` or ``{"email": 1}`` to a stored-name projection."""
+    if projection is None:
+        return None
+    if isinstance(projection, (list, tuple)):
+        projection = {name: 1 for name in projection}
+    if not isinstance(projection, Mapping):
+        raise QueryError(f"projection takes a list of fields or a dict, got {_describe(projection)}")
+    out: dict[str, int] = {}
+    for name, flag in projection.items():
+        if flag not in (0, 1, True, False):
+            raise QueryError(f"projection of {name!r} must be 0 or 1")
+        out[paths.resolve(model, name).stored] = int(flag)
+    return out
+
+
+def compile_pipeline(model: Any, pipeline: Any) -> list[dict[str, Any]]:
+    """Check an aggregation pipeline: known read-only stages, no code, ``$match`` validated,
+    ``$lookup`` only into the models' collections, nested pipelines checked the same way."""
+    out = _check_stages(pipeline, "")
+    for stage in out:
+        if "$match" in stage:
+            stage["$match"] = compile_filter(model, stage["$match"])
+    return out
+
+
+def _model_collections() -> set[str]:
+    from .models import MODELS
+
+    return {cls._meta["collection"] for cls in MODELS.values()}
+
+
+def _check_stages(pipeline: Any, where: str) -> list[dict[str, Any]]:
+    """The stage checks of ``compile_pipeline``, for the top pipeline and nested ones."""
+    if not isinstance(pipeline, (list, tuple)):
+        raise QueryError(f"a pipeline{where} is a list of stages, got {_describe(pipeline)}")
+    out = []
+    for i, stage in enumerate(pipeline):
+        if not isinstance(stage, Mapping) or len(stage) != 1:
+            raise QueryError(f"pipeline stage {i} must be a dict with exactly one $stage key")
+        (name, spec), = stage.items()
+        if name in _PIPELINE_WRITE_STAGES:
+            raise QueryError(f"pipeline stage {name} writes to a collection and is not allowed")
+        if name not in _PIPELINE_STAGES:
+            raise QueryError(f"unknown or unsupported pipeline stage {name!r}")
+        _reject_code(spec, f"stage {i} {name}")
+        if name == "$lookup":
+            _check_lookup(spec, f"{where} stage {i}")
+        elif name == "$facet":
+            if not isinstance(spec, Mapping):
+                raise QueryError(f"$facet{where} takes a dict of name -> pipeline")
+            for facet, sub in spec.items():
+                _check_stages(sub, f" in $facet {facet!r}")
+        out.append({name: spec})
+    return out
+
+
+def _check_lookup(spec: Any, where: str) -> None:
+    if not isinstance(spec, Mapping):
+        raise QueryError(f"$lookup{where} takes a dict")
+    source = spec.get("from")
+    if source not in _model_collections():
+        raise QueryError(f"$lookup{where} may only read the models' collections "
+                         f"({', '.join(sorted(_model_collections()))}), got {source!r}")
+    if "pipeline" in spec:
+        _check_stages(spec["pipeline"], f" in $lookup from {source!r}")

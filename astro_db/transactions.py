@@ -1,0 +1,172 @@
+"""Transactions on PyMongo client sessions: explicit, context manager, and retried units of work.
+
+A ``Transaction`` wraps one ``ClientSession`` with an open transaction. Service calls given
+``transaction=tx`` run in it (reads included, so it reads its own writes). Work to do only if
+it commits (query-cache invalidation) is queued with ``after_commit``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+from pymongo import ReadPreference
+from pymongo.errors import PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from .errors import AstroDBError, TransactionError, translate
+
+__all__ = ["Transaction", "has_error_label", "run_with_retry", "DEFAULT_TIMEOUT_S"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 120.0  # the drivers' with_transaction bound
+_ids = itertools.count(1)
+_READ_PREFS = {
+    "primary": ReadPreference.PRIMARY,
+    "primaryPreferred": ReadPreference.PRIMARY_PREFERRED,
+    "secondary": ReadPreference.SECONDARY,
+    "secondaryPreferred": ReadPreference.SECONDARY_PREFERRED,
+    "nearest": ReadPreference.NEAREST,
+}
+
+
+class Transaction:
+    """An open transaction; finish it with ``db.commit_transaction`` or ``db.rollback_transaction``."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        read_concern: str = "majority",
+        write_concern: str | int = "majority",
+        read_preference: str = "primary",
+        max_commit_time_ms: int | None = None,
+        owner: Any = None,
+    ) -> None:
+        if read_preference != "primary":
+            raise TransactionError(
+                f"transactions read from the primary; read_preference={read_preference!r} is not allowed"
+            )
+        self.id = next(_ids)
+        self.state = "active"
+        self.owner = owner
+        self._after_commit: list[Callable[[], None]] = []
+        try:
+            self.session = client.start_session()
+            self.session.start_transaction(
+                read_concern=ReadConcern(read_concern),
+                write_concern=WriteConcern(w=write_concern),
+                read_preference=_READ_PREFS[read_preference],
+                max_commit_time_ms=max_commit_time_ms,
+            )
+        except PyMongoError as exc:
+            raise translate(exc, operation="start_transaction") from exc
+
+    def __repr__(self) -> str:
+        return f"<Transaction #{self.id} {self.state}>"
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    def require_active(self) -> Any:
+        """The session, or ``TransactionError`` if this transaction has finished."""
+        if self.state != "active":
+            raise TransactionError(f"transaction #{self.id} is already {self.state}; start a new one")
+        return self.session
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once this transaction commits (never if it aborts)."""
+        self._after_commit.append(fn)
+
+    def commit(self) -> None:
+        session = self.require_active()
+        try:
+            session.commit_transaction()
+        except PyMongoError as exc:
+            if has_error_label(exc, "UnknownTransactionCommitResult"):
+                raise translate(exc, operation="commit_transaction") from exc
+            self._finish("aborted")
+            raise translate(exc, operation="commit_transaction") from exc
+        self._finish("committed")
+        for fn in self._after_commit:
+            try:
+                fn()
+            except Exception:  # an after-commit step must not turn a commit into a failure
+                log.exception("after-commit step of transaction #%d failed", self.id)
+
+    def abort(self) -> None:
+        if self.state != "active":
+            raise TransactionError(f"transaction #{self.id} is already {self.state}; nothing to roll back")
+        try:
+            self.session.abort_transaction()
+        except PyMongoError as exc:  # the server aborts on its own when the session goes
+            log.warning("abort of transaction #%d reported %s; it is aborted", self.id, type(exc).__name__)
+        finally:
+            self._finish("aborted")
+
+    def _finish(self, state: str) -> None:
+        self.state = state
+        try:
+            self.session.end_session()
+        except Exception:  # pragma: no cover - ending a session never matters to the caller
+            pass
+
+
+def has_error_label(exc: BaseException | None, label: str) -> bool:
+    """Whether ``exc`` or any exception on its ``__cause__`` chain carries ``label``."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, PyMongoError) and exc.has_error_label(label):
+            return True
+        exc = exc.__cause__
+        seen += 1
+    return False
+
+
+def run_with_retry(
+    start: Callable[[], Transaction],
+    fn: Callable[..., T],
+    args: tuple,
+    kwargs: dict,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run ``fn(tx, *args, **kwargs)`` in a transaction, as the MongoDB drivers specify:
+    retry the whole unit on ``TransientTransactionError`` and the commit alone on
+    ``UnknownTransactionCommitResult``, until ``timeout_s`` has passed."""
+    deadline = clock() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        tx = start()
+        try:
+            result = fn(tx, *args, **kwargs)
+        except BaseException as exc:
+            if tx.active:
+                tx.abort()
+            if has_error_label(exc, "TransientTransactionError") and clock() < deadline:
+                log.warning("transaction attempt %d hit a transient error (%s); retrying", attempt, exc)
+                continue
+            raise
+        if not tx.active:
+            return result  # fn committed or rolled back itself
+        while True:
+            try:
+                tx.commit()
+                return result
+            except AstroDBError as exc:
+                if has_error_label(exc, "UnknownTransactionCommitResult") and clock() < deadline:
+                    log.warning("commit result unknown (%s); retrying the commit", exc)
+                    continue
+                if has_error_label(exc, "TransientTransactionError") and clock() < deadline:
+                    break
+                if tx.active:
+                    tx.abort()
+                raise
+        log.warning("transaction attempt %d failed to commit transiently; retrying the unit", attempt)
