@@ -1,0 +1,23 @@
+"""``astro-db roles``: print the MongoDB role and user for a least-privilege application user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..security.mongo_roles import as_mongosh, role_commands
+from . import cli, pass_ctx
+
+
+@cli.command("roles")
+@click.option("--database", "database", default=None, help="Database name (default: the URL's).")
+@click.option("--role", default="astroDbApp", show_default=True, help="Name of the role to create.")
+@click.option("--user", default="astro_app", show_default=True, help="Name of the application user.")
+@click.option("--no-index-management", is_flag=True, help="Leave out createIndex/listIndexes (set ensure_indexes=False).")
+@pass_ctx
+def roles(ctx: Any, database: str | None, role: str, user: str, no_index_management: bool) -> None:
+    """Print createRole / createUser for the app's least-privilege MongoDB user (run them as an admin)."""
+    name = database or ctx.database(connect=False).config.database_name
+    commands = role_commands(name, role=role, user=user, manage_indexes=not no_index_management)
+    ctx.emit(commands, lambda c: as_mongosh(name, c))

@@ -1,0 +1,178 @@
+"""Role-based access: who may do what to which model, and the ``self`` scope.
+
+An ``Actor`` is an id plus roles. The roles ``reader``, ``writer`` and ``admin`` grant the
+operations of ``PERMISSIONS`` per model; the role ``self`` narrows every grant to the actor's own
+documents (those whose ``userId`` is the actor's id, and the User whose ``_id`` it is). ``self``
+alone means ``writer`` on one's own documents. A call is checked by ``authorize`` before any
+I/O: a denied call raises ``PermissionDeniedError``; an allowed one gets a ``Guard`` that adds
+the scope to filters and pipelines and forces or checks ``userId`` on written data. Without an
+actor the app is trusted and nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from bson import ObjectId
+
+from ..errors import ConfigError, PermissionDeniedError
+
+__all__ = ["Actor", "Guard", "PERMISSIONS", "ROLES", "SELF", "authorize", "OPERATIONS"]
+
+READ, CREATE, UPDATE, DELETE = "read", "create", "update", "delete"
+DELETE_ALL, AUDIT, ROTATE = "delete_all", "audit", "rotate_key"  # admin-only operations
+SELF = "self"
+ROLES = ("reader", "writer", "admin")
+_MODELS = ("User", "BirthChart", "PlanetaryInsight", "TimingRecommendation")
+_EVERYTHING = frozenset({READ, CREATE, UPDATE, DELETE})
+
+# role -> model -> operations. Deleting an account is an admin's decision; writers delete data.
+PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
+    "reader": {m: frozenset({READ}) for m in _MODELS},
+    "writer": {m: (frozenset({READ, CREATE, UPDATE}) if m == "User" else _EVERYTHING) for m in _MODELS},
+    "admin": {m: _EVERYTHING | {DELETE_ALL, AUDIT, ROTATE} for m in _MODELS},
+}
+
+# the service's methods -> the operation they need
+OPERATIONS = {
+    "find": READ, "find_one": READ, "count": READ, "aggregate": READ, "explain": READ,
+    "create": CREATE, "create_many": CREATE,
+    "update": UPDATE, "update_many": UPDATE,
+    "delete": DELETE, "delete_many": DELETE,
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who a Database view acts for: an id, roles, and the request id its audit entries carry."""
+
+    id: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ConfigError(f"an actor id must be a non-empty string, got {type(self.id).__name__}", key="actor")
+        roles = frozenset([self.roles] if isinstance(self.roles, str) else self.roles)
+        unknown = roles - set(ROLES) - {SELF}
+        if unknown:
+            raise ConfigError(f"unknown role(s) {', '.join(sorted(unknown))}; roles are {', '.join(ROLES)} and {SELF}", key="roles")
+        if not roles:
+            raise ConfigError(f"actor {self.id!r} has no roles; give at least one of {', '.join(ROLES)}, {SELF}", key="roles")
+        object.__setattr__(self, "roles", roles)
+        if SELF in roles and not ObjectId.is_valid(self.id):
+            raise ConfigError(f"a '{SELF}'-scoped actor's id must be its User id (24 hex characters), got {self.id!r}", key="actor")
+
+    @classmethod
+    def of(cls, value: Any, roles: Iterable[str] | str | None = None, request_id: str | None = None) -> Actor:
+        """An Actor from an Actor, ``{"id", "roles", "request_id"}``, or an id with ``roles``."""
+        if isinstance(value, Actor):
+            if roles is None and request_id is None:
+                return value
+            return cls(value.id, frozenset(roles) if roles is not None else value.roles, request_id or value.request_id)
+        if isinstance(value, Mapping):
+            return cls(str(value.get("id", "")), frozenset(value.get("roles", ())), value.get("request_id") or value.get("requestId"))
+        if isinstance(value, (str, ObjectId)):
+            return cls(str(value), frozenset([roles] if isinstance(roles, str) else roles or ()), request_id)
+        raise ConfigError(f"an actor is an Actor, a dict or an id string, got {type(value).__name__}", key="actor")
+
+    @property
+    def scoped(self) -> bool:
+        return SELF in self.roles
+
+    def grants(self, model: str, operation: str) -> bool:
+        base = self.roles - {SELF} or {"writer"}
+        return any(operation in PERMISSIONS[role].get(model, ()) for role in base)
+
+    def __repr__(self) -> str:
+        return f"Actor(id={self.id!r}, roles={sorted(self.roles)})"
+
+
+class Guard:
+    """What one allowed call must add: the actor's scope on filters, pipelines and data."""
+
+    def __init__(self, actor: Actor | None, model: str, has_user_id: bool) -> None:
+        self.actor = actor
+        self.model = model
+        self.scope: dict[str, Any] = {}
+        if actor is not None and actor.scoped:
+            oid = ObjectId(actor.id)
+            if model == "User":
+                self.scope = {"_id": oid}
+            elif has_user_id:
+                self.scope = {"userId": oid}
+            else:
+                raise PermissionDeniedError(f"actor {actor.id} is limited to its own documents; {model} has no owner field")
+
+    def filter(self, filt: dict[str, Any]) -> dict[str, Any]:
+        """``filt`` narrowed to the actor's own documents."""
+        if not self.scope:
+            return filt
+        if not filt:
+            return dict(self.scope)
+        return {"$and": [filt, dict(self.scope)]}
+
+    def data(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """New-document data with ``userId`` set to the actor (a different owner is refused)."""
+        if "_id" in self.scope:
+            raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own User; it cannot create users")  # type: ignore[union-attr]
+        if "userId" not in self.scope or not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        given = [out.pop(k) for k in ("userId", "user_id") if k in out]
+        if any(str(v) != self.actor.id for v in given):  # type: ignore[union-attr]
+            raise PermissionDeniedError(f"actor {self.actor.id} may only create {self.model} documents for itself")  # type: ignore[union-attr]
+        out["userId"] = self.scope["userId"]
+        return out
+
+    def update(self, update: Mapping[str, Mapping[str, Any]]) -> None:
+        """Refuse an update that would hand a document to another owner."""
+        if not self.scope:
+            return
+        for op, spec in update.items():
+            for key in spec:
+                if key in self.scope and (op != "$set" or spec[key] != self.scope[key]):
+                    raise PermissionDeniedError(f"actor {self.actor.id} may not change {key} of a {self.model}")  # type: ignore[union-attr]
+
+    def pipeline(self, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A pipeline that first narrows to the actor's documents; ``$lookup`` is refused."""
+        if not self.scope:
+            return stages
+        if _mentions(stages, "$lookup"):
+            raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own documents; $lookup is not allowed")  # type: ignore[union-attr]
+        if stages and "$geoNear" in stages[0]:
+            near = dict(stages[0]["$geoNear"])
+            near["query"] = self.filter(near.get("query") or {})
+            return [{"$geoNear": near}, *stages[1:]]
+        return [{"$match": dict(self.scope)}, *stages]
+
+
+def authorize(actor: Actor | None, info: Any, operation: str) -> Guard:
+    """Check ``operation`` (a method name or an operation) on the model ``info``; a Guard or raise."""
+    if actor is None:
+        return _TRUSTED
+    needed = OPERATIONS.get(operation, operation)
+    if not actor.grants(info.name, needed):
+        raise PermissionDeniedError(
+            f"actor {actor.id} (roles: {', '.join(sorted(actor.roles))}) may not {operation} {info.name}"
+        )
+    return Guard(actor, info.name, "user_id" in info.cls._fields)
+
+
+def _mentions(value: Any, key: str) -> bool:
+    if isinstance(value, Mapping):
+        return key in value or any(_mentions(v, key) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_mentions(v, key) for v in value)
+    return False
+
+
+class _Trusted(Guard):
+    def __init__(self) -> None:
+        self.actor = None
+        self.model = ""
+        self.scope = {}
+
+
+_TRUSTED = _Trusted()

@@ -1,0 +1,53 @@
+"""MongoDB server-side least privilege: the role and user the application should connect as.
+
+``role_commands`` returns the ``createRole`` / ``createUser`` command documents for an
+application user that can read and write the four model collections and append to (and read)
+the service's own collections, and nothing else: no drop, no other collection, no user
+administration. The audit log gets no update or remove, so the application cannot rewrite its
+own trail (TTL expiry is done by the server). ``as_mongosh`` renders them for ``mongosh``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..models import MODELS
+from .audit import AUDIT_COLLECTION
+
+__all__ = ["role_commands", "as_mongosh", "APP_ACTIONS", "SERVICE_COLLECTIONS"]
+
+APP_ACTIONS = ["find", "insert", "update", "remove"]
+INDEX_ACTIONS = ["createIndex", "listIndexes"]  # for ensure_indexes at connect
+APPEND_ONLY_ACTIONS = ["find", "insert"]
+# The service's own collections: the audit trail (append-only) and the backup change journal.
+SERVICE_COLLECTIONS = {AUDIT_COLLECTION: APPEND_ONLY_ACTIONS, "changeJournal": APP_ACTIONS}
+
+
+def role_commands(database: str, *, role: str = "astroDbApp", user: str = "astro_app",
+                  manage_indexes: bool = True) -> list[dict[str, Any]]:
+    """``[createRole, createUser]`` command documents (the password is left for the operator)."""
+    extra = INDEX_ACTIONS if manage_indexes else []
+    privileges = [
+        {"resource": {"db": database, "collection": cls._meta["collection"]}, "actions": APP_ACTIONS + extra}
+        for cls in MODELS.values()
+    ]
+    privileges += [
+        {"resource": {"db": database, "collection": name}, "actions": actions + extra}
+        for name, actions in SERVICE_COLLECTIONS.items()
+    ]
+    return [
+        {"createRole": role, "privileges": privileges, "roles": []},
+        {"createUser": user, "pwd": "<password>", "roles": [{"role": role, "db": database}]},
+    ]
+
+
+def as_mongosh(database: str, commands: list[dict[str, Any]]) -> str:
+    """The commands as a mongosh script (``passwordPrompt()`` asks for the password)."""
+    lines = [f"use {database}"]
+    for command in commands:
+        text = json.dumps(command, indent=2)
+        if "createUser" in command:
+            text = text.replace('"<password>"', "passwordPrompt()")
+        lines.append(f"db.runCommand({text})")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Security on a real MongoDB-wire server: encryption across processes, scoped actors, the audit
+trail inside transactions, masked driver logs; auth and least privilege on real MongoDB only."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from astro_db import Database
+from astro_db.errors import PermissionDeniedError, TransactionNotSupportedError
+from astro_db.security.mongo_roles import role_commands
+from astro_db.security.rotation import rotate_keys
+
+from unit.security_data import KEY_A, KEY_B, chart_data, user_data
+
+PLACE = "Hiddenville"
+
+
+def open_db(url, **overrides):
+    return Database(url, server_selection_timeout_ms=5000, **overrides).connect()
+
+
+def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url):
+    db = open_db(live_url, encryption_key=KEY_A)
+    user = db.create("User", user_data())
+    chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
+    raw = db.collection("BirthChart").find_one({"_id": chart.id})["birthData"]["location"]["name"]
+    assert raw.startswith("enc:") and PLACE not in raw
+    assert db.find_one("BirthChart", {"birthData.location.name": PLACE}).id == chart.id
+    db.disconnect()
+
+    rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A)
+    assert rotated.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
+    assert rotate_keys(rotated) == {"BirthChart": 1}
+    rotated.disconnect()
+
+    new_only = open_db(live_url, encryption_key=KEY_B)
+    assert new_only.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"] == PLACE
+    new_only.disconnect()
+
+
+def test_a_user_scoped_actor_cannot_read_or_update_another_users_chart(live_url):
+    db = open_db(live_url)
+    ann, bob = db.create("User", user_data()), db.create("User", user_data())
+    db.create("BirthChart", chart_data(ann.id))
+    bob_chart = db.create("BirthChart", chart_data(bob.id))
+    me = db.as_actor(str(ann.id), roles=["self"])
+    assert [c.user_id for c in me.find("BirthChart")] == [ann.id]
+    assert me.find_one("BirthChart", {"id": bob_chart.id}) is None
+    assert me.update("BirthChart", {"id": bob_chart.id}, {"houseSystem": "koch"}) is None
+    assert db.find_one("BirthChart", {"id": bob_chart.id}).house_system == "placidus"
+    with pytest.raises(PermissionDeniedError):
+        db.as_actor("r", roles=["reader"]).create("User", user_data())
+    db.disconnect()
+
+
+def test_each_write_leaves_one_audit_entry_and_an_aborted_transaction_none(live_url):
+    db = open_db(live_url)
+    user = db.create("User", user_data())
+    db.update("User", {"id": user.id}, {"name": "Annie"})
+    assert [e["action"] for e in db.audit_trail("User", user.id)] == ["create", "update"]
+    try:
+        with pytest.raises(RuntimeError):
+            with db.transaction() as tx:
+                db.update("User", {"id": user.id}, {"name": "Rolled back"}, transaction=tx)
+                raise RuntimeError("abort")
+    except TransactionNotSupportedError:
+        pytest.skip("this server cannot run transactions")
+    assert [e["action"] for e in db.audit_trail("User", user.id)] == ["create", "update"]
+    db.disconnect()
+
+
+def test_driver_debug_logs_of_a_crud_session_hold_no_email(live_url, caplog):
+    caplog.set_level(logging.DEBUG)
+    email = f"zelda.{uuid.uuid4().hex[:6]}@example.com"
+    db = open_db(live_url, encryption_key=KEY_A)
+    user = db.create("User", {"email": email, "name": "Zelda"})
+    db.find_one("User", {"email": email}, strict=True)
+    db.update("User", {"email": email}, {"status": "inactive"})
+    db.delete("User", {"id": user.id})
+    db.disconnect()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert email not in logged and KEY_A not in logged
+
+
+@pytest.mark.mongodb
+def test_the_least_privilege_user_can_do_crud_and_nothing_else(live_url):
+    """Needs ASTRO_DB_TEST_URI with a user allowed to create roles and users (auth enabled);
+    add tls=true&tlsCAFile=... to that URI to run it over TLS."""
+    import pymongo
+
+    admin = pymongo.MongoClient(live_url)
+    name = admin.get_default_database().name
+    role, app_user, password = f"r{uuid.uuid4().hex[:6]}", f"u{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    create_role, create_user = role_commands(name, role=role, user=app_user)
+    admin[name].command(create_role)
+    admin[name].command({**create_user, "pwd": password})
+    try:
+        host = live_url.split("@")[-1].split("/")[0]
+        db = Database(f"mongodb://{host}/{name}", username=app_user, password=password, auth_source=name,
+                      server_selection_timeout_ms=5000).connect()
+        user = db.create("User", user_data())
+        assert db.find_one("User", {"id": user.id}) is not None
+        assert db.audit_trail("User", user.id)
+        with pytest.raises(PermissionDeniedError):
+            db._run(None, "drop", lambda: db.mongo["users"].drop())
+        db.disconnect()
+    finally:
+        admin[name].command({"dropUser": app_user})
+        admin[name].command({"dropRole": role})
+        admin.close()

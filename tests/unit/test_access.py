@@ -1,0 +1,179 @@
+"""Role-based access: the permission table, the ``self`` scope, and denied calls writing nothing."""
+
+from __future__ import annotations
+
+import pytest
+from bson import ObjectId
+
+from astro_db import Database
+from astro_db.errors import ConfigError, PermissionDeniedError
+from astro_db.security import PERMISSIONS, Actor
+
+from .security_data import chart_data, new_db, snapshot, user_data
+
+
+@pytest.fixture
+def db():
+    database = new_db()
+    yield database
+    database.disconnect()
+
+
+@pytest.fixture
+def two_users(db):
+    ann = db.create("User", user_data(name="Ann"))
+    bob = db.create("User", user_data(name="Bob"))
+    return ann, bob, db.create("BirthChart", chart_data(ann.id)), db.create("BirthChart", chart_data(bob.id))
+
+
+def test_as_actor_is_a_view_of_the_same_database(db):
+    view = db.as_actor("svc", roles=["reader"])
+    assert view._rt is db._rt and view is not db
+    assert view.actor == Actor("svc", frozenset({"reader"})) and db.actor is None
+    created = db.create("User", user_data())
+    assert view.find_one("User", {"id": created.id}).id == created.id
+
+
+def test_database_accepts_an_actor_at_construction():
+    database = Database("mongomock://localhost/actor_ctor", actor={"id": "svc", "roles": ["reader"]}).connect()
+    with pytest.raises(PermissionDeniedError):
+        database.create("User", user_data())
+    database.disconnect()
+
+
+@pytest.mark.parametrize("actor_id, roles", [("svc", []), ("svc", ["root"]), ("", ["reader"]), ("not-an-oid", ["self"])])
+def test_an_actor_needs_known_roles_and_a_user_id_for_the_self_scope(db, actor_id, roles):
+    with pytest.raises(ConfigError):
+        db.as_actor(actor_id, roles=roles)
+
+
+def test_a_reader_can_read_but_not_write(db, two_users):
+    ann, _, chart, _ = two_users
+    reader = db.as_actor("analytics", roles=["reader"])
+    assert reader.count("BirthChart") == 2
+    before = snapshot(db)
+    for call in (
+        lambda: reader.create("User", user_data()),
+        lambda: reader.create_many("BirthChart", [chart_data(ann.id)]),
+        lambda: reader.update("User", {"id": ann.id}, {"name": "Mallory"}),
+        lambda: reader.update_many("User", {}, {"name": "Mallory"}),
+        lambda: reader.delete("BirthChart", {"id": chart.id}),
+        lambda: reader.delete_many("BirthChart", {"userId": ann.id}),
+    ):
+        with pytest.raises(PermissionDeniedError):
+            call()
+    assert snapshot(db) == before
+
+
+def test_a_writer_writes_but_deleting_accounts_and_everything_is_for_admins(db, two_users):
+    ann, bob, chart, _ = two_users
+    writer = db.as_actor("app", roles=["writer"])
+    assert writer.update("BirthChart", {"id": chart.id}, {"houseSystem": "koch"}).house_system == "koch"
+    with pytest.raises(PermissionDeniedError):
+        writer.delete("User", {"id": bob.id})
+    with pytest.raises(PermissionDeniedError):
+        writer.delete_many("BirthChart", {}, all=True)
+    with pytest.raises(PermissionDeniedError):
+        writer.audit_trail("User", ann.id)
+    admin = db.as_actor("ops", roles=["admin"])
+    assert admin.delete("User", {"id": bob.id}) is True
+    assert admin.delete_many("BirthChart", {}, all=True) == 2
+
+
+def test_the_permission_table_covers_every_role_and_model():
+    assert set(PERMISSIONS) == {"reader", "writer", "admin"}
+    for table in PERMISSIONS.values():
+        assert set(table) == {"User", "BirthChart", "PlanetaryInsight", "TimingRecommendation"}
+
+
+def test_a_user_scoped_actor_sees_only_its_own_charts(db, two_users):
+    ann, bob, ann_chart, bob_chart = two_users
+    me = db.as_actor(str(ann.id), roles=["self"])
+    assert [c.id for c in me.find("BirthChart")] == [ann_chart.id]
+    assert me.find_one("BirthChart", {"id": bob_chart.id}) is None
+    assert me.find("BirthChart", {"userId": bob.id}) == []
+    assert me.count("BirthChart") == 1
+    assert [d["_id"] for d in me.aggregate("BirthChart", [{"$project": {"_id": 1}}])] == [ann_chart.id]
+    assert me.find_one("User").id == ann.id
+    assert me.find_one("User", {"id": bob.id}) is None
+
+
+def test_a_user_scoped_actor_cannot_update_or_delete_another_users_chart(db, two_users):
+    ann, bob, _, bob_chart = two_users
+    me = db.as_actor(str(ann.id), roles=["self"])
+    before = snapshot(db)
+    assert me.update("BirthChart", {"id": bob_chart.id}, {"houseSystem": "koch"}) is None
+    assert me.update_many("BirthChart", {"userId": bob.id}, {"houseSystem": "koch"}) == 0
+    assert me.delete("BirthChart", {"id": bob_chart.id}) is False
+    assert me.update("User", {"id": bob.id}, {"name": "Mallory"}) is None
+    assert snapshot(db) == before
+
+
+def test_a_user_scoped_actor_cannot_give_a_chart_to_someone_else(db, two_users):
+    ann, bob, ann_chart, _ = two_users
+    me = db.as_actor(str(ann.id), roles=["self"])
+    before = snapshot(db)
+    with pytest.raises(PermissionDeniedError):
+        me.create("BirthChart", chart_data(bob.id))
+    with pytest.raises(PermissionDeniedError):
+        me.create_many("BirthChart", [chart_data(ann.id), chart_data(bob.id)])
+    with pytest.raises(PermissionDeniedError):
+        me.update("BirthChart", {"id": ann_chart.id}, {"userId": bob.id})
+    with pytest.raises(PermissionDeniedError):
+        me.create("User", user_data())
+    with pytest.raises(PermissionDeniedError):
+        me.aggregate("BirthChart", [{"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": "u"}}])
+    assert snapshot(db) == before
+
+
+def test_a_user_scoped_actor_creates_its_own_documents_with_its_id(db, two_users):
+    ann = two_users[0]
+    me = db.as_actor(str(ann.id), roles=["self"])
+    data = chart_data(ann.id)
+    del data["userId"]
+    assert me.create("BirthChart", data).user_id == ann.id
+    assert me.update("User", {"id": ann.id}, {"name": "Annie"}).name == "Annie"
+
+
+def test_self_with_reader_is_read_only_on_own_documents(db, two_users):
+    ann, _, ann_chart, _ = two_users
+    me = db.as_actor(str(ann.id), roles=["reader", "self"])
+    assert me.find_one("BirthChart").id == ann_chart.id
+    with pytest.raises(PermissionDeniedError):
+        me.update("BirthChart", {"id": ann_chart.id}, {"houseSystem": "koch"})
+
+
+def test_without_an_actor_the_app_is_trusted(db, two_users):
+    assert db.count("BirthChart") == 2
+    assert db.delete_many("BirthChart", {}, all=True) == 2
+
+
+def test_a_denied_call_does_no_io(db, two_users):
+    reader = db.as_actor("r", roles=["reader"])
+    calls = []
+    original = db._run
+    reader._run = lambda *a, **k: calls.append(a) or original(*a, **k)
+    with pytest.raises(PermissionDeniedError):
+        reader.update("User", {"id": ObjectId()}, {"name": "x"})
+    assert calls == []
+
+
+def test_astro_db_roles_prints_a_least_privilege_role_and_user():
+    import json
+
+    from click.testing import CliRunner
+
+    from astro_db.cli import cli
+
+    out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/astro", "--json", "roles"])
+    assert out.exit_code == 0, out.output
+    create_role, create_user = json.loads(out.output)
+    grants = {p["resource"]["collection"]: set(p["actions"]) for p in create_role["privileges"]}
+    assert set(grants) == {"users", "birthCharts", "planetaryInsights", "timingRecommendations", "auditLog", "changeJournal"}
+    assert all(p["resource"]["db"] == "astro" for p in create_role["privileges"])
+    assert grants["users"] >= {"find", "insert", "update", "remove"}
+    assert grants["auditLog"] & {"update", "remove"} == set()
+    assert not any(a in actions for actions in grants.values() for a in ("dropCollection", "dropDatabase", "createUser"))
+    assert create_user["roles"] == [{"role": create_role["createRole"], "db": "astro"}]
+    script = CliRunner().invoke(cli, ["--url", "mongomock://localhost/astro", "roles"]).output
+    assert script.startswith("use astro") and "passwordPrompt()" in script

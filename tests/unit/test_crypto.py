@@ -1,0 +1,180 @@
+"""Field encryption: ciphertext at rest, plaintext through the service, rotation, clear errors."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from click.testing import CliRunner
+
+from astro_db import DatabaseConfig
+from astro_db.cli import cli
+from astro_db.errors import ConfigError, EncryptionError, QueryError
+from astro_db.security.crypto import Keyring, key_id, parse_key
+from astro_db.security.rotation import rotate_keys
+
+from .security_data import KEY_A, KEY_B, chart_data, new_db, random_key, user_data
+
+PLACE = "Stratford-upon-Avon"
+
+
+@pytest.fixture
+def url():
+    import uuid
+
+    return f"mongomock://localhost/enc{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def db(url):
+    database = new_db(url, encryption_key=KEY_A)
+    yield database
+    database.disconnect()
+
+
+def rekey(db, **keys):
+    """The same embedded data seen with other keys (an embedded store lives in one client)."""
+    from astro_db.security.crypto import FieldCrypto
+
+    db._rt.crypto = FieldCrypto.from_config(db.config.replace(**keys), db._rt.registry)
+    return db
+
+
+def raw_place(db, chart_id):
+    return db.collection("BirthChart").find_one({"_id": chart_id})["birthData"]["location"]["name"]
+
+
+@pytest.fixture
+def chart(db):
+    user = db.create("User", user_data())
+    return db.create("BirthChart", chart_data(user.id, place=PLACE))
+
+
+def test_the_raw_collection_holds_ciphertext_and_the_service_plaintext(db, chart):
+    stored = raw_place(db, chart.id)
+    assert stored.startswith(f"enc:d1:{key_id(base64.b64decode(KEY_A))}:") and PLACE not in stored
+    assert chart.birth_data.location.name == PLACE
+    assert db.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
+    assert db.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"] == PLACE
+    assert db.aggregate("BirthChart", [{"$project": {"p": "$birthData.location.name"}}])[0]["p"] == PLACE
+
+
+def test_every_write_path_encrypts(db):
+    user = db.create("User", user_data())
+    made = db.create_many("BirthChart", [chart_data(user.id, place="Oslo"), chart_data(user.id, place="Rome")])
+    db.update("BirthChart", {"id": made[0].id}, {"birthData.location.name": "Bergen"})
+    db.update_many("BirthChart", {"id": made[1].id}, {"$set": {"birthData.location": {"name": "Milan", "coordinates": [9.19, 45.46]}}})
+    raw = [raw_place(db, c.id) for c in made]
+    assert all(v.startswith("enc:") for v in raw)
+    assert [c.birth_data.location.name for c in db.find("BirthChart", sort=[("_id", 1)])] == ["Bergen", "Milan"]
+    assert db.update("BirthChart", {"id": made[0].id}, {"houseSystem": "koch"}).birth_data.location.name == "Bergen"
+
+
+def test_a_deterministic_field_stays_queryable_by_equality(db, chart):
+    assert db.find_one("BirthChart", {"birthData.location.name": PLACE}).id == chart.id
+    assert db.count("BirthChart", {"birthData.location.name": {"$in": [PLACE, "Paris"]}}) == 1
+    assert db.count("BirthChart", {"birthData.location.name": {"$ne": PLACE}}) == 0
+    assert db.find_one("BirthChart", {"birthData.location.name": "Paris"}) is None
+    with pytest.raises(QueryError):
+        db.find("BirthChart", {"birthData.location.name": {"$regex": "^Strat"}})
+
+
+def test_a_random_nonce_field_refuses_queries_on_its_value(db, monkeypatch):
+    from astro_db.security import crypto
+
+    monkeypatch.setattr(crypto, "DETERMINISTIC_FIELDS", set())
+    fresh = crypto.FieldCrypto(db._rt.crypto.keyring, db._rt.registry)
+    info = db._rt.registry.resolve("BirthChart")
+    sealed = [fresh.seal_document(info, {"birthData": {"location": {"name": PLACE}}}) for _ in range(2)]
+    assert sealed[0] != sealed[1] and sealed[0]["birthData"]["location"]["name"].startswith("enc:v1:")
+    with pytest.raises(QueryError):
+        fresh.seal_filter(info, {"birthData.location.name": PLACE})
+    assert fresh.seal_filter(info, {"birthData.location.name": {"$exists": True}})
+
+
+def test_rotation_keeps_data_readable_and_re_encrypts_with_the_new_key(db, chart):
+    rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)
+    assert rotated.find_one("BirthChart").birth_data.location.name == PLACE  # old key still reads
+    assert rotated.find_one("BirthChart", {"birthData.location.name": PLACE}) is not None
+    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 1}
+    assert rotate_keys(rotated) == {"BirthChart": 1}
+    assert f":{key_id(base64.b64decode(KEY_B))}:" in raw_place(rotated, chart.id)
+    assert rotate_keys(rotated) == {"BirthChart": 0}
+    only_new = rekey(db, encryption_key=KEY_B, encryption_keys=None)
+    assert only_new.find_one("BirthChart").birth_data.location.name == PLACE
+    assert only_new.audit_trail("BirthChart", chart.id)[-1]["actor"] == "astro-db:rotate-key"
+
+
+def test_rotation_encrypts_plaintext_written_before_encryption(url):
+    plain = new_db(url)
+    user = plain.create("User", user_data())
+    chart = plain.create("BirthChart", chart_data(user.id, place=PLACE))
+    assert raw_place(plain, chart.id) == PLACE  # no key: no encryption, no change
+    keyed = rekey(plain, encryption_key=KEY_A)
+    assert keyed.find_one("BirthChart").birth_data.location.name == PLACE
+    assert rotate_keys(keyed) == {"BirthChart": 1}
+    assert raw_place(keyed, chart.id).startswith("enc:")
+    keyed.disconnect()
+
+
+def test_the_cli_rotates_with_keys_from_the_environment(url, db, chart, monkeypatch):
+    from astro_db.cli import CliContext
+
+    monkeypatch.setattr(CliContext, "database", lambda self, connect=True, **keys: rekey(db, **keys))
+    monkeypatch.setenv("ASTRO_DB_ENCRYPTION_KEY", KEY_B)
+    monkeypatch.setenv("ASTRO_DB_ENCRYPTION_KEYS", KEY_A)
+    result = CliRunner().invoke(cli, ["--url", url, "rotate-key"])
+    assert result.exit_code == 0, result.output
+    assert "BirthChart: 1 document(s) re-encrypted" in result.output
+    assert KEY_A not in result.output and KEY_B not in result.output
+
+
+def test_a_wrong_key_is_a_clear_error_never_garbage(db, chart):
+    wrong = rekey(db, encryption_key=random_key())
+    with pytest.raises(EncryptionError, match="not configured"):
+        wrong.find_one("BirthChart")
+    with pytest.raises(EncryptionError):
+        wrong.find("BirthChart", lean=True)
+
+
+def test_a_missing_key_is_a_clear_error(db, chart):
+    keyless = rekey(db, encryption_key=None)
+    with pytest.raises(EncryptionError, match="no encryption key"):
+        keyless.find_one("BirthChart")
+
+
+def test_tampered_ciphertext_fails_authentication(db, chart):
+    stored = raw_place(db, chart.id)
+    tampered = stored[:-2] + ("A" if stored[-2] != "A" else "B") + stored[-1]
+    db.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": tampered}})
+    with pytest.raises(EncryptionError, match="decryption failed"):
+        db.find_one("BirthChart")
+
+
+@pytest.mark.parametrize("bad", ["not base64!", base64.b64encode(b"short").decode(), base64.b64encode(b"x" * 33).decode()])
+def test_a_malformed_key_is_refused_at_configuration(bad):
+    with pytest.raises(ConfigError) as err:
+        DatabaseConfig(encryption_key=bad)
+    assert err.value.key == "encryption_key" and bad not in str(err.value)
+    with pytest.raises(ConfigError):
+        parse_key(bad)
+
+
+def test_keys_come_from_the_environment_and_never_show():
+    config = DatabaseConfig.from_env({"ASTRO_DB_ENCRYPTION_KEY": KEY_A, "ASTRO_DB_ENCRYPTION_KEYS": KEY_B})
+    assert config.encryption_key == KEY_A and config.encryption_keys == KEY_B
+    assert KEY_A not in repr(config) and KEY_B not in repr(config)
+    assert KEY_A not in repr(Keyring(parse_key(KEY_A)))
+
+
+def test_old_keys_need_a_current_key():
+    with pytest.raises(ConfigError):
+        new_db(encryption_keys=KEY_A)
+
+
+def test_the_envelope_decrypts_with_plain_aes_gcm_as_the_node_side_would(db, chart):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    _, version, kid, body = raw_place(db, chart.id).split(":")
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert AESGCM(base64.b64decode(KEY_A)).decrypt(raw[:12], raw[12:], None).decode() == PLACE

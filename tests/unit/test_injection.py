@@ -1,0 +1,208 @@
+"""The injection corpus: request JSON that tries to run code, escape its model or widen a
+literal match is refused with QueryError / ValidationError, and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from astro_db.errors import QueryError, ValidationError
+
+from .security_data import chart_data, new_db, snapshot, user_data
+
+REFUSED = (QueryError, ValidationError)
+
+
+@pytest.fixture
+def db():
+    database = new_db()
+    yield database
+    database.disconnect()
+
+
+@pytest.fixture
+def seeded(db):
+    user = db.create("User", user_data())
+    db.create("BirthChart", chart_data(user.id))
+    return db
+
+
+FILTERS = [
+    {"$where": "this.email.length > 0"},
+    {"$where": "function() { return true }"},
+    {"email": {"$where": "1"}},
+    {"$expr": {"$eq": ["$email", "$name"]}},
+    {"$and": [{"$expr": {"$gt": ["$energyLevel", 0]}}]},
+    {"$or": [{"name": "x"}, {"$where": "sleep(1000)"}]},
+    {"$nor": [{"$and": [{"$expr": {"$eq": [1, 1]}}]}]},
+    {"email": {"$not": {"$expr": {"$eq": [1, 1]}}}},
+    {"email": {"$function": {"body": "return true", "args": [], "lang": "js"}}},
+    {"email": {"$accumulator": {}}},
+    {"email": {"$eq": {"$ne": None}}},
+    {"email": {"$in": [{"$ne": None}]}},
+    {"$jsonSchema": {}},
+    {"$comment": "x"},
+    {"__proto__": {"admin": True}},
+    {"constructor": {"prototype": {}}},
+    {"email.__proto__": "x"},
+    {"name": {"$eq": {"__proto__": {"polluted": True}}}},
+    {"$unknownOp": 1},
+    {"email": {"$regex": "a" * 300}},
+    {"email": {"$regex": "(a+)+$"}},
+    {"email": {"$regex": "(\\w*)*@"}},
+    {"email": {"$regex": "[unclosed"}},
+    {"email": {"$options": "e"}},
+    {"email": {"$gt": 1, "plain": 2}},
+]
+
+
+@pytest.mark.parametrize("query", FILTERS, ids=[repr(q)[:50] for q in FILTERS])
+@pytest.mark.parametrize("method", ["find", "find_one", "count", "delete_many", "update_many"])
+def test_a_hostile_filter_is_refused_by_every_method_and_writes_nothing(seeded, query, method):
+    before = snapshot(seeded)
+    calls = {
+        "find": lambda: seeded.find("User", query),
+        "find_one": lambda: seeded.find_one("User", query),
+        "count": lambda: seeded.count("User", query),
+        "delete_many": lambda: seeded.delete_many("User", query),
+        "update_many": lambda: seeded.update_many("User", query, {"name": "Mallory"}),
+    }
+    with pytest.raises(REFUSED):
+        calls[method]()
+    assert snapshot(seeded) == before
+
+
+def test_expr_nested_inside_elem_match_is_refused(seeded):
+    with pytest.raises(QueryError):
+        seeded.find("BirthChart", {"positions": {"$elemMatch": {"$expr": {"$eq": [1, 1]}}}})
+    with pytest.raises(QueryError):
+        seeded.find("BirthChart", {"positions": {"$elemMatch": {"body": "Sun", "$where": "1"}}})
+
+
+@pytest.mark.parametrize("query", [
+    {"email": {"$ne": None}},
+    {"email": {"$gt": ""}},
+    {"email": {"$regex": ".*"}},
+    {"email": {"$exists": True}},
+    {"email": {"$in": ["a@b.co"]}},
+    {"$or": [{"email": "a@b.co"}, {"email": {"$ne": None}}]},
+    {"$text": {"$search": "ann"}},
+])
+def test_strict_mode_refuses_any_operator_where_a_literal_is_expected(seeded, query):
+    with pytest.raises(QueryError):
+        seeded.find_one("User", query, strict=True)
+    with pytest.raises(QueryError):
+        seeded.count("User", query, strict=True)
+    with pytest.raises(QueryError):
+        seeded.delete("User", query, strict=True)
+
+
+def test_strict_mode_still_matches_a_literal(seeded):
+    email = seeded.find_one("User").email
+    assert seeded.find_one("User", {"email": email}, strict=True).email == email
+
+
+PIPELINES = [
+    [{"$match": {"$where": "1"}}],
+    [{"$match": {"$expr": {"$eq": [1, 1]}}}],
+    [{"$project": {"x": {"$function": {"body": "return 1", "args": [], "lang": "js"}}}}],
+    [{"$group": {"_id": None, "x": {"$accumulator": {"init": "function(){}"}}}}],
+    [{"$addFields": {"x": {"$expr": 1}}}],
+    [{"$out": "stolen"}],
+    [{"$merge": {"into": "users"}}],
+    [{"$unionWith": "auditLog"}],
+    [{"$lookup": {"from": "auditLog", "localField": "_id", "foreignField": "documentId", "as": "a"}}],
+    [{"$lookup": {"from": "users", "pipeline": [{"$out": "x"}], "as": "u"}}],
+    [{"$lookup": {"from": "users", "pipeline": [{"$match": {"$expr": {"$eq": [1, 1]}}}], "as": "u"}}],
+    [{"$facet": {"a": [{"$lookup": {"from": "system.users", "localField": "a", "foreignField": "b", "as": "c"}}]}}],
+    [{"$facet": {"a": [{"$merge": {"into": "x"}}]}}],
+    [{"$graphLookup": {"from": "users"}}],
+    ["$match"],
+]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES, ids=[repr(p)[:50] for p in PIPELINES])
+def test_a_hostile_pipeline_is_refused_and_writes_nothing(seeded, pipeline):
+    before = snapshot(seeded)
+    with pytest.raises(QueryError):
+        seeded.aggregate("BirthChart", pipeline)
+    assert snapshot(seeded) == before
+
+
+def test_a_lookup_into_a_model_collection_is_allowed(seeded):
+    out = seeded.aggregate("BirthChart", [{"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": "u"}}])
+    assert len(out[0]["u"]) == 1
+
+
+CREATE_DATA = [
+    {"email": "a@b.co", "name": "A", "$where": "1"},
+    {"email": "a@b.co", "name": "A", "$set": {"status": "active"}},
+    {"email": "a@b.co", "name": "A", "status.x": "active"},
+    {"email": "a@b.co", "name": "A", "__proto__": {"admin": True}},
+    {"email": "a@b.co", "name": "A", "constructor": {"prototype": {"admin": True}}},
+    {"email": {"$ne": None}, "name": "A"},
+    {"email": "a@b.co", "name": {"$gt": ""}},
+]
+
+
+@pytest.mark.parametrize("data", CREATE_DATA, ids=[repr(d)[:60] for d in CREATE_DATA])
+def test_create_refuses_dollar_dotted_and_prototype_keys(db, data):
+    before = snapshot(db)
+    with pytest.raises(REFUSED):
+        db.create("User", data)
+    result = db.create_many("User", [data])
+    assert not result and len(result.failed) == 1
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("nested", [
+    {"name": "x", "$where": "1"},
+    {"name": "x", "a.b": 1},
+    {"name": "x", "__proto__": {}},
+    {"name": "x", "coordinates": {"type": "Point", "coordinates": [1, 2], "$where": "1"}},
+])
+def test_create_refuses_hostile_keys_inside_embedded_documents(db, nested):
+    user = db.create("User", user_data())
+    before = snapshot(db)
+    data = chart_data(user.id)
+    data["birthData"]["location"] = nested
+    with pytest.raises(REFUSED):
+        db.create("BirthChart", data)
+    assert snapshot(db) == before
+
+
+UPDATES = [
+    {"$where": "1"},
+    {"$rename": {"email": "x"}},
+    {"$set": {"$where": "1"}},
+    {"$set": {"email.$where": "1"}},
+    {"$set": {"__proto__": {"admin": True}}},
+    {"$set": {"_id": "6b069ab89379ec754f0ebbf1"}},
+    {"$set": {"name": {"$function": {}}}},
+    {"name": {"$ne": None}},
+    {"$currentDate": {"lastActive": True}},
+    {"name": "x", "$set": {"status": "active"}},
+]
+
+
+@pytest.mark.parametrize("update", UPDATES, ids=[repr(u)[:60] for u in UPDATES])
+def test_update_refuses_hostile_update_documents(seeded, update):
+    before = snapshot(seeded)
+    with pytest.raises(REFUSED):
+        seeded.update("User", {}, update)
+    with pytest.raises(REFUSED):
+        seeded.update_many("User", {}, update)
+    assert snapshot(seeded) == before
+
+
+@pytest.mark.parametrize("update", [
+    {"$set": {"birthData.location": {"name": "x", "$where": "1"}}},
+    {"$set": {"birthData": {"date": "1990-01-01T00:00:00Z", "timezone": "UTC", "x.y": 1}}},
+    {"$push": {"positions": {"$each": [{"body": "Sun", "sign": "Leo", "degree": 1}], "$position": 0}}},
+    {"$pull": {"positions": {"$where": "1"}}},
+    {"$pull": {"positions": {"body": {"$expr": 1}}}},
+])
+def test_update_refuses_hostile_values_in_embedded_and_list_updates(seeded, update):
+    before = snapshot(seeded)
+    with pytest.raises(REFUSED):
+        seeded.update("BirthChart", {}, update)
+    assert snapshot(seeded) == before

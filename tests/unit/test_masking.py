@@ -1,0 +1,91 @@
+"""Masking: no e-mail, name, key or ciphertext in logs, reprs, error messages or audit entries."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from astro_db.errors import AstroDBError, ValidationError
+from astro_db.models import User
+from astro_db.security import MaskingFilter, mask_document, mask_text
+
+from .security_data import KEY_A, chart_data, new_db
+
+EMAIL = "zelda.secret@example.com"
+NAME = "Zelda Secretname"
+PLACE = "Hiddenville"
+
+
+def test_mask_text_hides_emails_passwords_and_ciphertext():
+    text = "user zelda.secret@example.com at mongodb://app:hunter2@db:27017/x wrote enc:d1:0a1b2c3d:QUJDREVGR0hJSg"
+    masked = mask_text(text)
+    assert "z***@example.com" in masked and "zelda.secret" not in masked
+    assert "hunter2" not in masked and "QUJDREVGR0hJSg" not in masked and "enc:d1:0a1b2c3d:***" in masked
+
+
+def test_mask_document_masks_a_lean_document_by_its_fields():
+    doc = {"_id": 1, "email": EMAIL, "name": NAME, "status": "active"}
+    assert mask_document(User, doc) == {"_id": 1, "email": "z***@example.com", "name": "Z***", "status": "active"}
+
+
+def test_validation_errors_mask_the_values_of_masked_fields():
+    db = new_db()
+    with pytest.raises(ValidationError) as err:
+        db.create("User", {"email": "zelda.secret@@example.com", "name": "x" * 101})
+    assert "zelda.secret" not in str(err.value) and "xxxxx" not in str(err.value)
+    assert "email" in err.value.errors and "not a valid email address" in err.value.errors["email"]
+    with pytest.raises(ValidationError) as err:
+        db.update("User", {}, {"email": "nope-not-email"})
+    assert "nope-not-email" not in str(err.value)
+    db.disconnect()
+
+
+def test_the_log_filter_formats_and_masks_a_record():
+    record = logging.LogRecord("astro_db.x", logging.INFO, __file__, 1, "login %s", (EMAIL,), None)
+    assert MaskingFilter().filter(record) and record.getMessage() == "login z***@example.com"
+
+
+def test_reprs_show_no_secrets():
+    db = new_db("mongomock://localhost/reprs", encryption_key=KEY_A)
+    view = db.as_actor("svc", roles=["reader"])
+    shown = repr(db) + repr(db.config) + repr(view.actor) + repr(db._rt.crypto.keyring)
+    assert KEY_A not in shown
+    user = db.create("User", {"email": EMAIL, "name": NAME})
+    assert EMAIL not in repr(user) and NAME not in repr(user)
+    assert user.to_dict(masked=True)["email"] == "z***@example.com"
+    db.disconnect()
+
+
+def test_a_whole_crud_session_logs_no_email_name_place_or_key(caplog):
+    caplog.set_level(logging.DEBUG)
+    db = new_db(encryption_key=KEY_A, slow_query_ms=0)
+    user = db.create("User", {"email": EMAIL, "name": NAME})
+    chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
+    db.find("User", {"email": EMAIL})
+    db.find_one("User", {"email": EMAIL}, strict=True)
+    db.find("BirthChart", {"birthData.location.name": PLACE}, lean=True)
+    db.update("User", {"email": EMAIL}, {"name": NAME + " Jr"})
+    db.aggregate("BirthChart", [{"$match": {"userId": user.id}}])
+    for bad in (lambda: db.create("User", {"email": EMAIL, "name": NAME}),
+                lambda: db.create("User", {"email": "zelda.secret@@example.com", "name": NAME}),
+                lambda: db.as_actor("r", roles=["reader"]).update("User", {"email": EMAIL}, {"name": NAME})):
+        with pytest.raises(AstroDBError) as err:
+            bad()
+        logging.getLogger("astro_db.test").warning("refused: %s", err.value)
+    db.audit_trail("User", user.id)
+    db.delete("BirthChart", {"id": chart.id})
+    db.delete("User", {"id": user.id})
+    db.disconnect()
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    for secret in ("zelda.secret", NAME, PLACE, KEY_A):
+        assert secret not in logged
+
+
+def test_audit_entries_hold_no_values():
+    db = new_db(encryption_key=KEY_A)
+    user = db.create("User", {"email": EMAIL, "name": NAME})
+    db.create("BirthChart", chart_data(user.id, place=PLACE))
+    raw = repr(list(db.mongo["auditLog"].find()))
+    assert "zelda" not in raw and NAME not in raw and PLACE not in raw
+    db.disconnect()
