@@ -1,0 +1,91 @@
+"""PyMongo event listeners that feed a ``Monitor``: commands, the connection pool, heartbeats.
+
+They only translate events into ``Monitor`` calls; PyMongo runs them on the calling thread
+(commands, pool) or its monitor thread (heartbeats), so they do as little as possible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import monitoring
+
+from .monitor import failure_kind, write_error_kind
+
+__all__ = ["CommandEvents", "PoolEvents", "HeartbeatEvents"]
+
+
+def _key(event: Any) -> tuple[Any, Any, Any]:
+    return (event.connection_id, event.request_id, event.operation_id)
+
+
+class CommandEvents(monitoring.CommandListener):
+    """Counts, latency and errors per collection and command; slow commands logged by shape."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+
+    def started(self, event: Any) -> None:
+        self.monitor.command_started(_key(event), event.command_name, event.command)
+
+    def succeeded(self, event: Any) -> None:
+        self.monitor.command_finished(_key(event), event.command_name, event.duration_micros, write_error_kind(event.reply))
+
+    def failed(self, event: Any) -> None:
+        self.monitor.command_finished(_key(event), event.command_name, event.duration_micros, failure_kind(event.failure))
+
+
+class PoolEvents(monitoring.ConnectionPoolListener):
+    """Open and checked-out connections, check-out waits and failures by reason."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+
+    def pool_created(self, event: Any) -> None:
+        pass
+
+    def pool_ready(self, event: Any) -> None:
+        pass
+
+    def pool_cleared(self, event: Any) -> None:
+        self.monitor.pool_event("cleared")
+
+    def pool_closed(self, event: Any) -> None:
+        pass
+
+    def connection_created(self, event: Any) -> None:
+        self.monitor.pool_event("created")
+
+    def connection_ready(self, event: Any) -> None:
+        pass
+
+    def connection_closed(self, event: Any) -> None:
+        self.monitor.pool_event("closed")
+
+    def connection_check_out_started(self, event: Any) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: Any) -> None:
+        self.monitor.pool_event("check_out_failed", getattr(event, "duration", None), reason=event.reason)
+
+    def connection_checked_out(self, event: Any) -> None:
+        self.monitor.pool_event("checked_out", getattr(event, "duration", None))
+
+    def connection_checked_in(self, event: Any) -> None:
+        self.monitor.pool_event("checked_in")
+
+
+class HeartbeatEvents(monitoring.ServerHeartbeatListener):
+    """The last heartbeat round trip and the failures of the driver's server monitor."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+
+    def started(self, event: Any) -> None:
+        pass
+
+    def succeeded(self, event: Any) -> None:
+        self.monitor.heartbeat(True, event.duration, awaited=getattr(event, "awaited", False))
+
+    def failed(self, event: Any) -> None:
+        self.monitor.heartbeat(False, event.duration, awaited=getattr(event, "awaited", False), failure=event.reply)

@@ -1,0 +1,342 @@
+"""The Monitor: per model and operation counts, errors and latency; pool, heartbeats, slow queries.
+
+One ``Monitor`` per ``Database`` (created in ``database._Runtime`` before the client, so its
+PyMongo listeners are registered on it). It is fed from two levels:
+
+- the service: ``Database._run`` calls ``record_operation`` for every driver call it makes
+  (so the embedded backend, which has no driver events, still shows figures), and the read
+  methods call ``note_query`` with their filter, recorded as a masked *shape* for the advisor
+  (with the ``file:line`` outside astro_db that first made it: ``call_site``);
+- the driver: ``listeners.py`` turns PyMongo command, pool and heartbeat events into calls here.
+
+Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
+guarded by one lock; no literal query value is ever kept or logged, only shapes.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any, Iterable, Mapping
+
+from ..errors import scrub
+from .histogram import LatencyHistogram, RateWindow
+from .shapes import command_shape, mask, shape_text
+
+__all__ = ["Monitor", "CLIENT_ERRORS"]
+
+log = logging.getLogger("astro_db.monitoring")
+
+#: Error kinds caused by the caller's input, not by the database: left out of the error rate.
+CLIENT_ERRORS = frozenset({"ValidationError", "DuplicateKeyError", "QueryError", "UnknownModelError", "PermissionDeniedError"})
+MAX_KEYS = 1000  # distinct (model, operation) pairs kept per table; more fold into "(other)"
+MAX_SHAPES = 500  # distinct query shapes kept for the advisor
+MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
+RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
+NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
+_WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
+
+
+class _Stats:
+    __slots__ = ("count", "errors", "latency")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors: dict[str, int] = {}
+        self.latency = LatencyHistogram()
+
+    def record(self, ms: float, error: str | None) -> None:
+        self.count += 1
+        self.latency.record(ms)
+        if error:
+            self.errors[error] = self.errors.get(error, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "error_count": sum(self.errors.values()),
+            "errors": dict(self.errors),
+            "latency_ms": self.latency.summary(),
+        }
+
+
+class Monitor:
+    """Thread-safe figures of one Database; ``snapshot()`` is the JSON-ready view."""
+
+    def __init__(self, config: Any, registry: Iterable[Any]) -> None:
+        self.slow_ms = float(config.slow_query_ms)
+        self.max_pool_size = config.max_pool_size
+        self.driver_events = False  # set when the PyMongo listeners are registered
+        self._collections = {info.collection: info.name for info in registry}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._started = time.time()
+        self._operations: dict[tuple[str, str], _Stats] = {}
+        self._commands: dict[tuple[str, str], _Stats] = {}
+        self._window = RateWindow(getattr(config, "health_window_s", 60))
+        self._slow = collections.deque(maxlen=RECENT_SLOW)
+        self._slow_count = 0
+        self._shapes: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._inflight: dict[Any, tuple[str, str, Any]] = {}
+        self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
+        self._pool_failures: dict[str, int] = {}
+        self._pool_wait = LatencyHistogram()
+        self._beats: dict[str, Any] = {"successes": 0, "failures": 0, "consecutive_failures": 0, "last_latency_ms": None, "last_failure": None}
+
+    def listeners(self) -> list[Any]:
+        """The PyMongo event listeners feeding this monitor (register them on the client)."""
+        from .listeners import CommandEvents, HeartbeatEvents, PoolEvents
+
+        self.driver_events = True
+        return [CommandEvents(self), PoolEvents(self), HeartbeatEvents(self)]
+
+    def model_of(self, collection: str | None) -> str:
+        if not collection:
+            return NO_MODEL
+        return self._collections.get(collection, collection)
+
+    # --- service level ----------------------------------------------------------------------
+
+    def note_query(self, model: str, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
+        """Remember the shape of a read's filter (and sort), for the advisor and the slow log."""
+        shape = mask(filt or {})
+        self._local.shape = shape  # rendered only if the call turns out slow
+        key = (model, operation, repr(shape), repr(sort) if sort else "")
+        now = time.time()
+        with self._lock:
+            entry = self._shapes.get(key)
+            if entry is None:
+                if len(self._shapes) >= MAX_SHAPES:
+                    return
+                sort_keys = [[str(k), int(d)] for k, d in (sort or [])]
+                entry = self._shapes[key] = {"model": model, "operation": operation, "filter": shape, "sort": sort_keys,
+                                             "count": 0, "call_site": _call_site()}
+            entry["count"] += 1
+            entry["last_seen"] = now
+
+    def record_operation(self, model: str | None, operation: str, seconds: float, error: str | None = None) -> None:
+        """One service-level driver call: latency, error kind (an astro_db error class name)."""
+        ms = seconds * 1000.0
+        shape, self._local.shape = getattr(self._local, "shape", None), None
+        slow = ms >= self.slow_ms
+        with self._lock:
+            self._stats(self._operations, model or NO_MODEL, operation).record(ms, error)
+            self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
+        if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
+            self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
+
+    # --- driver level (called by listeners.py) ---------------------------------------------
+
+    def command_started(self, key: Any, command_name: str, command: Mapping[str, Any]) -> None:
+        if len(self._inflight) >= MAX_INFLIGHT:
+            self._inflight.clear()
+        self._inflight[key] = (self.model_of(_collection_of(command, command_name)), command_name, command)
+
+    def command_finished(self, key: Any, command_name: str, duration_micros: int, error: str | None) -> None:
+        model, name, command = self._inflight.pop(key, (NO_MODEL, command_name, None))
+        ms = duration_micros / 1000.0
+        with self._lock:
+            self._stats(self._commands, model, name).record(ms, error)
+        if ms >= self.slow_ms and command is not None:
+            self._log_slow(model, name, ms, shape_text(command_shape(command, name)))
+
+    def pool_event(self, kind: str, wait_s: float | None = None, reason: str | None = None) -> None:
+        with self._lock:
+            pool = self._pool
+            if kind == "created":
+                pool["created"] += 1
+                pool["open"] += 1
+            elif kind == "closed":
+                pool["closed"] += 1
+                pool["open"] = max(0, pool["open"] - 1)
+            elif kind == "checked_out":
+                pool["checkouts"] += 1
+                pool["checked_out"] += 1
+                if wait_s is not None:
+                    self._pool_wait.record(wait_s * 1000.0)
+            elif kind == "checked_in":
+                pool["checked_out"] = max(0, pool["checked_out"] - 1)
+            elif kind == "check_out_failed":
+                name = str(reason or "unknown")
+                self._pool_failures[name] = self._pool_failures.get(name, 0) + 1
+                if wait_s is not None:
+                    self._pool_wait.record(wait_s * 1000.0)
+            elif kind == "cleared":
+                pool["cleared"] += 1
+
+    def heartbeat(self, ok: bool, duration_s: float, awaited: bool = False, failure: BaseException | None = None) -> None:
+        with self._lock:
+            beats = self._beats
+            if ok:
+                beats["successes"] += 1
+                beats["consecutive_failures"] = 0
+                if not awaited:  # an awaited (streaming) heartbeat's duration is a wait, not a round trip
+                    beats["last_latency_ms"] = round(duration_s * 1000.0, 3)
+            else:
+                beats["failures"] += 1
+                beats["consecutive_failures"] += 1
+                beats["last_failure"] = _describe_failure(failure)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every figure as a JSON-ready dict (see README "Monitoring and health")."""
+        with self._lock:
+            return {
+                "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
+                "uptime_s": round(time.time() - self._started, 3),
+                "driver_events": self.driver_events,
+                "operations": _nest(self._operations),
+                "commands": _nest(self._commands),
+                "pool": self._pool_figures(),
+                "heartbeats": dict(self._beats),
+                "slow_queries": {"threshold_ms": self.slow_ms, "count": self._slow_count, "recent": list(self._slow)},
+                "window": self._window.totals(),
+                "query_shapes": len(self._shapes),
+            }
+
+    def pool_figures(self) -> dict[str, Any]:
+        with self._lock:
+            return self._pool_figures()
+
+    def heartbeat_figures(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._beats)
+
+    def window(self) -> dict[str, Any]:
+        with self._lock:
+            return self._window.totals()
+
+    def query_shapes(self) -> list[dict[str, Any]]:
+        """The recorded read shapes, most frequent first (copies)."""
+        with self._lock:
+            shapes = [dict(entry) for entry in self._shapes.values()]
+        return sorted(shapes, key=lambda e: -e["count"])
+
+    def raw(self) -> dict[str, Any]:
+        """Copies of the histograms and counters (for exporters such as Prometheus)."""
+        def copy(table: dict) -> dict:
+            out = {}
+            for key, stats in table.items():
+                hist = LatencyHistogram()
+                hist.counts, hist.count, hist.sum_ms = list(stats.latency.counts), stats.latency.count, stats.latency.sum_ms
+                out[key] = (stats.count, dict(stats.errors), hist)
+            return out
+
+        with self._lock:
+            wait = LatencyHistogram()
+            wait.counts, wait.count, wait.sum_ms = list(self._pool_wait.counts), self._pool_wait.count, self._pool_wait.sum_ms
+            return {
+                "operations": copy(self._operations),
+                "commands": copy(self._commands),
+                "pool": dict(self._pool),
+                "pool_failures": dict(self._pool_failures),
+                "pool_wait": wait,
+                "heartbeats": dict(self._beats),
+                "slow_count": self._slow_count,
+            }
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _stats(self, table: dict[tuple[str, str], _Stats], model: str, operation: str) -> _Stats:
+        stats = table.get((model, operation))
+        if stats is None:
+            if len(table) >= MAX_KEYS:
+                model = "(other)"
+                stats = table.get((model, operation))
+            if stats is None:
+                stats = table[(model, operation)] = _Stats()
+        return stats
+
+    def _pool_figures(self) -> dict[str, Any]:
+        figures = dict(self._pool)
+        figures["max_size"] = self.max_pool_size
+        figures["saturation"] = round(figures["checked_out"] / self.max_pool_size, 4) if self.max_pool_size else 0.0
+        figures["checkout_failures"] = dict(self._pool_failures)
+        figures["wait_ms"] = self._pool_wait.summary()
+        return figures
+
+    def _log_slow(self, model: str, operation: str, ms: float, shape: str | None) -> None:
+        entry = {
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "model": model,
+            "operation": operation,
+            "ms": round(ms, 3),
+            "shape": shape,
+        }
+        with self._lock:
+            self._slow_count += 1
+            self._slow.append(entry)
+        log.warning(
+            "slow query: %s on %s took %.1f ms (threshold %.0f ms); shape: %s",
+            operation, model, ms, self.slow_ms, shape or "(not recorded)",
+        )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _call_site() -> str | None:
+    """``file:line`` of the nearest caller outside astro_db (the app line that made the read);
+    taken once per new query shape, so its cost (a short frame walk) does not recur."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR) and not filename.startswith("<frozen"):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def _collection_of(command: Mapping[str, Any], command_name: str) -> str | None:
+    value = command.get(command_name)
+    if isinstance(value, str):
+        return value
+    if command_name == "getMore":
+        return command.get("collection")
+    return None
+
+
+def _nest(table: dict[tuple[str, str], _Stats]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for (model, operation), stats in sorted(table.items()):
+        out.setdefault(model, {})[operation] = stats.as_dict()
+    return out
+
+
+def write_error_kind(reply: Mapping[str, Any] | None) -> str | None:
+    """The error kind of a command that succeeded with write errors (e.g. a duplicate key)."""
+    if not reply:
+        return None
+    errors = reply.get("writeErrors")
+    if errors:
+        code = errors[0].get("code")
+        return _WRITE_ERROR_KINDS.get(code, f"WriteError {code}")
+    if reply.get("writeConcernError"):
+        return "WriteConcernError"
+    return None
+
+
+def failure_kind(failure: Any) -> str:
+    """The error kind of a failed command: the server's codeName, else the driver's error type."""
+    if isinstance(failure, Mapping):
+        if failure.get("codeName"):
+            return str(failure["codeName"])
+        if failure.get("code") in _WRITE_ERROR_KINDS:
+            return _WRITE_ERROR_KINDS[failure["code"]]
+        if failure.get("errtype"):
+            return str(failure["errtype"])
+        if failure.get("code") is not None:
+            return f"code {failure['code']}"
+    return "CommandFailed"
+
+
+def _describe_failure(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return f"{type(exc).__name__}: {scrub(str(exc)).split(',')[0][:200]}"

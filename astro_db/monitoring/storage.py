@@ -1,0 +1,68 @@
+"""Storage figures per collection: documents, data and index sizes (``astro-db stats``).
+
+Counts come from the service; sizes from ``collStats`` / ``dbStats`` where the server has them
+(MongoDB, nx-27017). The embedded backend has neither: only counts are shown, and ``notes``
+says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import AstroDBError
+
+__all__ = ["storage_stats"]
+
+_DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "indexSize", "totalSize")
+
+
+def storage_stats(db: Any) -> dict[str, Any]:
+    """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
+    rt = db._rt
+    database = rt.connection.database
+    notes: list[str] = []
+    embedded = rt.config.is_embedded
+    db_figures = None
+    if embedded:
+        notes.append("the embedded backend has no collStats/dbStats: sizes are not available")
+    else:
+        raw = _command(db, database, {"dbStats": 1})
+        if raw is None:
+            notes.append("the server refused dbStats")
+        else:
+            db_figures = {key: raw[key] for key in _DB_KEYS if key in raw}
+    rows = []
+    for info in rt.registry:
+        row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": db.count(info)}
+        if not embedded:
+            raw = _command(db, database, {"collStats": info.collection}, info)
+            if raw is None:
+                notes.append(f"the server refused collStats for {info.collection}")
+            else:
+                row.update({
+                    "size": raw.get("size"),
+                    "storage_size": raw.get("storageSize"),
+                    "avg_obj_size": raw.get("avgObjSize"),
+                    "total_index_size": raw.get("totalIndexSize"),
+                    "index_sizes": dict(raw.get("indexSizes") or {}),
+                })
+        rows.append(row)
+    return {
+        "database": rt.config.database_name,
+        "backend": "embedded" if embedded else "server",
+        "db": db_figures,
+        "collections": rows,
+        "notes": notes,
+    }
+
+
+def _command(db: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
+    """Run a read-only admin command through the service; ``None`` if the server refuses it."""
+    try:
+        return db._run(info, next(iter(command)), lambda: database.command(command))
+    except AstroDBError as exc:
+        from pymongo.errors import OperationFailure
+
+        if isinstance(exc.__cause__, (OperationFailure, NotImplementedError)):
+            return None
+        raise
