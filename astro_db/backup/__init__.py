@@ -1,0 +1,118 @@
+"""Backup and recovery: full and incremental sets, point-in-time restore, verification.
+
+The Python face of ``astro-db backup / restore / verify``::
+
+    from astro_db import backup
+    backup.backup("mongodb://db/astro", "/var/backups/astro")              # full first, then incremental
+    backup.restore("/var/backups/astro", "mongodb://db/astro_restored", until="2025-03-01T12:00:00Z")
+    backup.verify("/var/backups/astro", deep=True, url="mongodb://db/astro")
+    backup.list_sets("/var/backups/astro"); backup.prune("/var/backups/astro", keep_daily=7, keep_weekly=4)
+
+A source or target is a ``Database``, a URL or a ``DatabaseConfig``; ``progress(label, advance,
+total)`` is called as documents stream. Failures raise ``BackupError`` / ``BackupIntegrityError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+from ..errors import BackupError
+from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup
+from .journal import JOURNAL_COLLECTION, JournalHook, prune_journal
+from .repository import BackupSet, Repository, select_kept
+from .restore import plan_restore, run_restore
+from .stream import RAW, ContentHash
+from .verify import run_verify
+
+__all__ = [
+    "backup", "restore", "verify", "list_sets", "prune", "content_hashes",
+    "Repository", "BackupSet", "JournalHook", "JOURNAL_COLLECTION", "APPEND_ONLY_COLLECTIONS", "Progress",
+]
+
+
+
+@contextlib.contextmanager
+def _connected(source: Any) -> Iterator[Any]:
+    """A connected ``Database`` for a Database, URL or config; ones we open are closed after."""
+    from ..database import Database
+
+    if isinstance(source, Database):
+        if not source._rt.connection.connected:
+            source.connect()
+        yield source
+        return
+    if source is None:
+        raise BackupError("no database given: pass a URL (--url) or a Database")
+    db = Database(source, ensure_indexes=False, journal=False)
+    db.connect()
+    try:
+        yield db
+    finally:
+        db.disconnect()
+
+
+def backup(source: Any, repo: str | os.PathLike[str], *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Take a backup set of ``source`` into ``repo``: full the first time or with ``full=True``,
+    else incremental (what changed since the previous set). Returns the set's summary."""
+    with _connected(source) as db:
+        return take_backup(db, Repository(repo), full=full, progress=progress).summary()
+
+
+def list_sets(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every set in ``repo``, oldest first: id, kind, parent, window, counts, bytes."""
+    return [s.summary() for s in Repository(repo).sets()]
+
+
+def prune(repo: str | os.PathLike[str], *, keep_daily: int, keep_weekly: int, source: Any = None, dry_run: bool = False) -> dict[str, Any]:
+    """Delete the sets a daily/weekly retention does not keep (with their incrementals); with
+    ``source``, also delete its change-journal entries older than the oldest kept full set."""
+    repository = Repository(repo)
+    kept, deleted = select_kept(repository.sets(), keep_daily, keep_weekly)
+    journal_pruned = 0
+    if not dry_run:
+        for s in deleted:
+            repository.delete(s)
+        oldest_full = min((s.end for s in kept if s.kind == "full"), default=None)
+        if source is not None and oldest_full is not None:
+            with _connected(source) as db:
+                journal_pruned = prune_journal(db.mongo, oldest_full)
+    return {"kept": [s.id for s in kept], "deleted": [s.id for s in deleted], "journal_entries_deleted": journal_pruned, "dry_run": dry_run}
+
+
+def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set_id: str | None = None, drop: bool = False,
+            journal_source: Any = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Rebuild ``target`` from ``repo``: the newest set (or ``set_id``) exactly, or with ``until``
+    (a datetime or ISO-8601 string) the state at that instant. ``journal_source`` (the live
+    source database) lets ``until`` go past the newest set. Refuses a non-empty target unless
+    ``drop=True``. Returns counts per collection and what was applied."""
+    plan = plan_restore(Repository(repo), until=until, set_id=set_id, live_journal=journal_source is not None)
+    with _connected(target) as db:
+        if journal_source is None or not plan.live_tail:
+            return run_restore(Repository(repo), db, plan, drop=drop, progress=progress)
+        with _connected(journal_source) as live:
+            return run_restore(Repository(repo), db, plan, drop=drop, live_source=live, progress=progress)
+
+
+def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Check checksums, BSON parsing, counts and chaining; ``deep`` also loads every set into a
+    scratch database on ``url``'s server and compares content hashes. Raises
+    ``BackupIntegrityError`` (``.path`` = the bad file) on any mismatch."""
+    repository = Repository(repo).require()
+    if not deep:
+        return run_verify(repository, progress=progress)
+    with _connected(url) as db:
+        return run_verify(repository, deep=True, db=db, progress=progress)
+
+
+def content_hashes(source: Any, collections: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``{collection: {"count", "content_hash"}}``: order-independent hashes of each collection's
+    documents (the model collections unless named), to prove two databases hold the same data."""
+    with _connected(source) as db:
+        names = collections or [info.collection for info in db._rt.registry]
+        out = {}
+        for name in names:
+            h = ContentHash.of(db.mongo.get_collection(name, codec_options=RAW).find({}, batch_size=1000))
+            out[name] = {"count": h.count, "content_hash": h.hexdigest()}
+        return out

@@ -1,0 +1,230 @@
+"""Taking backup sets: a full dump, or an incremental one built from the change journal.
+
+Full: every backed-up collection is streamed as raw BSON into its data file (no per-document
+decode), then the journal entries of the set's window are saved with it, so restoring the set
+replays the writes that raced the dump and lands exactly on ``window.to``.
+Incremental: the journal entries of ``(previous set's to, now]`` are saved, and from them each
+touched document's last state: its post-image in ``<coll>.bson.gz``, or its id in
+``<coll>.deleted.bson.gz`` when it was deleted. Append-only service collections (``auditLog``),
+which the journal does not see, contribute the documents whose ObjectId is newer than the window.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import bson
+from bson import ObjectId, json_util
+from pymongo.errors import PyMongoError
+
+from ..errors import AstroDBError, BackupError, translate
+from ..indexes import declared_indexes
+from .journal import ensure_journal_index, journal_clock, read_window
+from .repository import FORMAT, BackupSet, Repository, format_time
+from .stream import RAW, BsonWriter
+
+__all__ = ["take_backup", "APPEND_ONLY_COLLECTIONS", "Progress"]
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(label, advance, total)``: ``advance`` more documents done of ``total`` (if known)."""
+
+APPEND_ONLY_COLLECTIONS = ("auditLog",)
+"""Service collections backed up besides the models': written only by appending, never through
+the journaled write path. Fulls copy them whole; incrementals copy recent ObjectIds."""
+
+_BATCH = 1000
+_APPEND_MARGIN = _dt.timedelta(minutes=5)  # ObjectIds carry whole seconds of a client's clock
+
+
+def take_backup(db: Any, repo: Repository, *, full: bool = False, progress: Progress | None = None) -> BackupSet:
+    """Take the next set: full when asked or when the repository has none yet, else incremental."""
+    database = db.mongo
+    repo.ensure()
+    sets = repo.sets()
+    previous = sets[-1] if sets else None
+    kind = "full" if full or previous is None else "incremental"
+    ensure_journal_index(database)
+    started = journal_clock.now()
+    staging = repo.staging(f"{started.strftime('%Y%m%dT%H%M%S%f')}-{kind}")
+    try:
+        manifest = _Dump(db, staging, progress).run(kind, previous, started)
+        backup_set = repo.commit(staging, manifest)
+    except AstroDBError:
+        repo.discard(staging)
+        raise
+    except PyMongoError as exc:
+        repo.discard(staging)
+        raise translate(exc, operation=f"{kind} backup") from exc
+    except OSError as exc:
+        repo.discard(staging)
+        raise BackupError(f"{kind} backup: cannot write to {repo.path}: {exc}") from exc
+    log.info("backup set %s taken: %s", backup_set.id, backup_set.summary()["documents"])
+    return backup_set
+
+
+class _Dump:
+    """The work of writing one set into a staging directory."""
+
+    def __init__(self, db: Any, staging: Path, progress: Progress | None) -> None:
+        self.db = db
+        self.database = db.mongo
+        self.staging = staging
+        self.progress = progress or (lambda label, advance, total: None)
+        self.models = {info.collection: info for info in db._rt.registry}
+        self.files: dict[str, dict[str, Any]] = {}
+        self.collections: dict[str, dict[str, Any]] = {}
+
+    def run(self, kind: str, previous: BackupSet | None, started: _dt.datetime) -> dict[str, Any]:
+        names = self._collection_names()
+        if kind == "full":
+            for name in names:
+                self._dump_collection(name)
+            end = _after(journal_clock.barrier(), previous)
+            start = previous.end if previous is not None else started
+            journal_count = self._save_journal(start, end, keep=None)
+        else:
+            assert previous is not None
+            end = _after(journal_clock.barrier(), previous)
+            start = previous.end
+            latest: dict[tuple[str, Any], Any] = {}
+            journal_count = self._save_journal(start, end, keep=latest)
+            for name in sorted({coll for coll, _ in latest} | set(names)):
+                recent = self._recent(name, start - _APPEND_MARGIN) if name in APPEND_ONLY_COLLECTIONS else ()
+                self._write_changes(name, [e for (coll, _), e in latest.items() if coll == name], recent)
+        set_id = f"{format_time(end).replace(':', '').replace('-', '').replace('.', '')}-{kind}"
+        return {
+            "format": FORMAT,
+            "id": set_id,
+            "kind": kind,
+            "parent": previous.id if (kind == "incremental" and previous is not None) else None,
+            "previous": previous.id if previous is not None else None,
+            "window": {"from": format_time(start), "to": format_time(end)},
+            "started": format_time(started),
+            "finished": format_time(_dt.datetime.now(_dt.timezone.utc)),
+            "database": self.database.name,
+            "astro_db_version": _version(),
+            "collections": self.collections,
+            "journal": {"file": "journal.bson.gz", "count": journal_count},
+            "files": self.files,
+        }
+
+    # --- collections -------------------------------------------------------------------------
+
+    def _collection_names(self) -> list[str]:
+        present = set(self.database.list_collection_names())
+        extras = [name for name in APPEND_ONLY_COLLECTIONS if name in present]
+        return list(self.models) + extras
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        if name not in self.collections:
+            info = self.models.get(name)
+            self.collections[name] = {
+                "model": info.name if info else None,
+                "file": f"{name}.bson.gz",
+                "count": 0,
+                "content_hash": None,
+                "indexes": {"declared": _declared(info), "server": self._server_indexes(name)},
+            }
+        return self.collections[name]
+
+    def _writer(self, filename: str) -> BsonWriter:
+        return BsonWriter(self.staging / filename)
+
+    def _record(self, writer: BsonWriter) -> None:
+        self.files[writer.path.name] = {"sha256": writer.sha256, "bytes": writer.size, "documents": writer.count}
+
+    def _dump_collection(self, name: str) -> None:
+        entry = self._entry(name)
+        coll = self.database.get_collection(name, codec_options=RAW)
+        total = coll.estimated_document_count()
+        with self._writer(entry["file"]) as writer:
+            self._copy(coll.find({}, batch_size=_BATCH), writer, name, total)
+        self._record(writer)
+        entry.update(count=writer.count, content_hash=writer.content.hexdigest())
+
+    def _copy(self, docs: Iterable[Any], writer: BsonWriter, label: str, total: int | None) -> None:
+        pending = 0
+        for doc in docs:
+            writer.write(doc)
+            pending += 1
+            if pending == _BATCH:
+                self.progress(label, pending, total)
+                pending = 0
+        self.progress(label, pending, total)
+
+    def _write_changes(self, name: str, last_entries: list[Any], recent: Iterable[Any] = ()) -> None:
+        entry = self._entry(name)
+        deleted_file = f"{name}.deleted.bson.gz"
+        with self._writer(entry["file"]) as upserts, self._writer(deleted_file) as deletions:
+            for item in last_entries:
+                if item["op"] == "delete":
+                    deletions.write({"_id": item["docId"]})
+                else:
+                    upserts.write(item["doc"])
+            self.progress(name, len(last_entries), None)
+            self._copy(recent, upserts, name, None)
+        self._record(upserts)
+        self._record(deletions)
+        entry.update(count=upserts.count, content_hash=upserts.content.hexdigest(), deleted_file=deleted_file, deleted=deletions.count)
+
+    def _recent(self, name: str, since: _dt.datetime) -> Iterable[Any]:
+        """Documents of an append-only collection whose ObjectId is newer than ``since``."""
+        coll = self.database.get_collection(name, codec_options=RAW)
+        return coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
+
+    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict | None) -> int:
+        with self._writer("journal.bson.gz") as writer:
+            for raw in read_window(self.database, start, end):
+                writer.write(raw)
+                if keep is not None:
+                    key = (raw["coll"], _key(raw["docId"]))
+                    keep.pop(key, None)  # re-insert so the dict keeps last-write order
+                    keep[key] = raw
+        self._record(writer)
+        return writer.count
+
+    def _server_indexes(self, name: str) -> list[dict[str, Any]]:
+        try:
+            listed = list(self.database[name].list_indexes())
+        except PyMongoError:
+            return []
+        out = []
+        for ix in listed:
+            if ix.get("name") == "_id_":
+                continue
+            spec = {k: v for k, v in dict(ix).items() if k not in ("v", "ns")}
+            spec["key"] = [[k, v] for k, v in dict(spec.get("key", {})).items()]
+            out.append(json.loads(json_util.dumps(spec)))  # extended JSON: dates etc. survive
+        return out
+
+
+def _declared(info: Any) -> list[dict[str, Any]]:
+    if info is None:
+        return []
+    return [{**spec, "key": [list(pair) for pair in spec["key"]]} for spec in declared_indexes(info)]
+
+
+def _key(value: Any) -> Any:
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return bson.encode({"v": value})
+
+
+def _after(now: _dt.datetime, previous: BackupSet | None) -> _dt.datetime:
+    """``now``, or just after the previous set's end if the clock says otherwise."""
+    if previous is not None and now <= previous.end:
+        return previous.end + _dt.timedelta(milliseconds=1)
+    return now
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

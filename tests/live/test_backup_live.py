@@ -1,0 +1,127 @@
+"""Backup and recovery against a real wire-protocol server (nx-27017, or ASTRO_DB_TEST_URI)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pymongo
+import pytest
+from click.testing import CliRunner
+
+from astro_db import Database, backup
+from astro_db.cli import cli
+from astro_db.errors import BackupError, BackupIntegrityError
+from backup_helpers import add_user, change_everything, instant_after_last_write, seed, state
+
+
+@pytest.fixture
+def source(live_url):
+    with Database(live_url, server_selection_timeout_ms=2000) as db:
+        yield db
+
+
+@pytest.fixture
+def target_url(live_server):
+    name = f"astro_restore_{uuid.uuid4().hex[:8]}"
+    yield live_server.url(name)
+    client = pymongo.MongoClient(live_server.url(name), serverSelectionTimeoutMS=2000)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def target(target_url):
+    with Database(target_url, server_selection_timeout_ms=2000, ensure_indexes=False) as db:
+        yield db
+
+
+def test_full_plus_incremental_restores_exactly_the_source(source, target, tmp_path):
+    data = seed(source)
+    assert backup.backup(source, tmp_path)["kind"] == "full"
+    change_everything(source, data, "a")
+    assert backup.backup(source, tmp_path)["kind"] == "incremental"
+    report = backup.restore(tmp_path, target)
+    assert state(target) == state(source)
+    assert report["collections"]["users"] == source.count("User", {})
+
+
+def test_restore_until_gives_exactly_the_state_at_that_instant(source, target, tmp_path):
+    data = seed(source)
+    backup.backup(source, tmp_path)
+    change_everything(source, data, "before")
+    instant = instant_after_last_write()
+    expected = state(source)
+    change_everything(source, data, "after")
+    backup.backup(source, tmp_path)
+    backup.restore(tmp_path, target, until=instant)
+    assert state(target) == expected
+    assert state(target) != state(source)
+
+
+def test_restore_into_a_non_empty_target_is_refused_without_drop(source, target, tmp_path):
+    seed(source)
+    backup.backup(source, tmp_path)
+    add_user(target, "Squatter")
+    with pytest.raises(BackupError, match="non-empty"):
+        backup.restore(tmp_path, target)
+    assert target.count("User", {}) == 1
+    backup.restore(tmp_path, target, drop=True)
+    assert state(target) == state(source)
+
+
+@pytest.fixture
+def repo(source, tmp_path) -> Path:
+    data = seed(source)
+    backup.backup(source, tmp_path)
+    change_everything(source, data, "a")
+    backup.backup(source, tmp_path)
+    return tmp_path
+
+
+def test_deep_verify_loads_every_set_and_drops_its_scratch_database(source, repo):
+    before = set(source.mongo.client.list_database_names())
+    assert backup.verify(repo, deep=True, url=source)["deep"] is True
+    assert set(source.mongo.client.list_database_names()) <= before | {source.mongo.name}
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "missing"])
+def test_a_damaged_file_fails_verify_naming_it(repo, damage):
+    path = next(p for p in sorted(repo.iterdir()) if p.name.endswith("-full")) / "planetaryInsights.bson.gz"
+    raw = bytearray(path.read_bytes())
+    if damage == "flipped byte":
+        raw[-12] ^= 0x40
+        path.write_bytes(bytes(raw))
+    elif damage == "truncated":
+        path.write_bytes(bytes(raw[:-10]))
+    else:
+        path.unlink()
+    with pytest.raises(BackupIntegrityError) as err:
+        backup.verify(repo)
+    assert err.value.path == str(path)
+    result = CliRunner().invoke(cli, ["verify", "--repo", str(repo)])
+    assert result.exit_code == 2 and str(path) in result.output
+
+
+def test_cli_backup_list_verify_restore_round_trip(source, target_url, tmp_path, live_url):
+    seed(source)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--url", live_url, "backup", "--repo", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert "full backup set" in first.output
+    add_user(source, "Late")
+    second = runner.invoke(cli, ["--json", "backup", "--url", live_url, "--repo", str(tmp_path)])
+    assert second.exit_code == 0, second.output
+    listed = runner.invoke(cli, ["--json", "backup", "list", "--repo", str(tmp_path)])
+    assert [s["kind"] for s in json.loads(listed.stdout)] == ["full", "incremental"]
+    assert runner.invoke(cli, ["verify", "--repo", str(tmp_path), "--deep", "--url", live_url]).exit_code == 0
+    restored = runner.invoke(cli, ["--url", target_url, "restore", "--repo", str(tmp_path)])
+    assert restored.exit_code == 0, restored.output
+    assert "users" in restored.output
+    with Database(target_url, ensure_indexes=False) as target:
+        assert state(target) == state(source)
+    again = runner.invoke(cli, ["--url", target_url, "restore", "--repo", str(tmp_path)])
+    assert again.exit_code == 2 and "--drop" in again.output
