@@ -1,0 +1,98 @@
+"""What the web integrations share: astro_db errors as HTTP responses, and the health report.
+
+One table maps the error tree to statuses, so Flask and Django answer the same way:
+
+    ValidationError, QueryError, UnknownModelError   400  (ValidationError adds "errors")
+    PermissionDeniedError                            403
+    a not-found helper (get_or_404)                  404
+    DuplicateKeyError, TransactionError              409  (DuplicateKeyError adds "fields")
+    DatabaseConnectionError, OperationTimeoutError,
+    PoolExhaustedError                               503
+    anything else                                    500
+
+Client errors carry the error's message (it says what to fix); server errors carry a generic
+message, and the detail goes to the log, so a response never shows hosts or internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from .. import errors
+
+__all__ = ["error_response", "not_found_body", "health_report", "health_status"]
+
+log = logging.getLogger(__name__)
+
+_STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
+    (errors.ValidationError, 400),
+    (errors.QueryError, 400),
+    (errors.UnknownModelError, 400),
+    (errors.PermissionDeniedError, 403),
+    (errors.DuplicateKeyError, 409),
+    (errors.TransactionNotSupportedError, 500),
+    (errors.TransactionError, 409),
+    (errors.DatabaseConnectionError, 503),
+    (errors.OperationTimeoutError, 503),
+    (errors.PoolExhaustedError, 503),
+)
+_UNAVAILABLE = "the database is unavailable right now; try again shortly"
+_INTERNAL = "internal database error"
+
+
+def status_for(exc: errors.AstroDBError) -> int:
+    """The HTTP status for an astro_db error (500 when the table has no entry)."""
+    for cls, status in _STATUSES:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(exc: errors.AstroDBError) -> tuple[int, dict[str, Any]]:
+    """``(status, JSON body)`` for an astro_db error; logs server-side failures."""
+    status = status_for(exc)
+    body: dict[str, Any] = {"error": type(exc).__name__}
+    if status == 503:
+        log.warning("answering 503: %s", exc)
+        body["message"] = _UNAVAILABLE
+    elif status >= 500:
+        log.error("answering 500: %s: %s", type(exc).__name__, exc)
+        body["message"] = _INTERNAL
+    else:
+        body["message"] = str(exc)
+    if isinstance(exc, errors.ValidationError):
+        body["errors"] = dict(exc.errors)
+    if isinstance(exc, errors.DuplicateKeyError):
+        body["fields"] = list(exc.fields)
+    return status, body
+
+
+def not_found_body(model: str, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON body of a 404 from a get-or-404 helper (ids shown, other values left out)."""
+    shown = {k: v for k, v in (query or {}).items() if k in ("id", "_id")}
+    what = f" with {', '.join(f'{k}={v}' for k, v in shown.items())}" if shown else ""
+    return {"error": "NotFound", "message": f"no {model}{what} was found"}
+
+
+def health_report(db: Any, *, detail: bool = True) -> dict[str, Any]:
+    """``db.health()`` (status ok / degraded / down, latency_ms, reasons, pool, ...); never
+    raises. ``detail=False`` keeps only status and latency, for a health URL the public sees."""
+    try:
+        report = dict(db.health())
+    except errors.AstroDBError as exc:
+        report = down_report(exc)
+    if not detail:
+        report = {key: report.get(key) for key in ("status", "latency_ms")}
+    return report
+
+
+def down_report(exc: BaseException) -> dict[str, Any]:
+    """The report for a database that could not be asked at all."""
+    log.warning("health check: database down: %s", exc)
+    return {"status": "down", "latency_ms": None, "reasons": [type(exc).__name__]}
+
+
+def health_status(report: Mapping[str, Any]) -> int:
+    """200 when the report says ok or degraded (still serving), else 503."""
+    return 200 if report.get("status") in ("ok", "degraded") else 503

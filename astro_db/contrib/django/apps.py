@@ -1,0 +1,74 @@
+"""The Django app: reads ``settings.ASTRO_DB``, connects once in ``ready()``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Mapping
+
+from django.apps import AppConfig
+from django.conf import settings
+
+from ... import errors
+from ...config import DatabaseConfig
+from ...database import Database
+
+__all__ = ["AstroDBConfig", "config_from_settings"]
+
+log = logging.getLogger(__name__)
+
+
+class AstroDBConfig(AppConfig):
+    """``INSTALLED_APPS += ["astro_db.contrib.django"]``: one ``Database`` per process.
+
+    ``ready()`` connects once. A failed connect is logged, not raised, so ``manage.py`` and the
+    server still start (``/healthz`` then answers 503); ``get_database()`` retries it."""
+
+    name = "astro_db.contrib.django"
+    label = "astro_db"
+    verbose_name = "astro_db"
+    default = True
+
+    def ready(self) -> None:
+        self._lock = threading.Lock()
+        self.connected = False
+        self.database = Database(config_from_settings(getattr(settings, "ASTRO_DB", None)))
+        try:
+            self.get_database()
+        except errors.AstroDBError as exc:
+            log.error("astro_db could not connect at start-up (will retry on first use): %s", exc)
+
+    def get_database(self) -> Database:
+        """The connected ``Database``; connects now if ``ready()`` could not."""
+        if not self.connected:
+            with self._lock:
+                if not self.connected:
+                    self.database.connect()
+                    self.connected = True
+        return self.database
+
+    def use_database(self, database: Database, connected: bool = True) -> tuple[Database, bool]:
+        """Swap in another ``Database`` (test helpers); returns the previous one and its state."""
+        previous = (self.database, self.connected)
+        self.database, self.connected = database, connected
+        return previous
+
+
+def config_from_settings(value: Any) -> DatabaseConfig:
+    """``settings.ASTRO_DB``: a URL, a seed-shaped dict, a ``DatabaseConfig`` or ``None``."""
+    if value is None:
+        return DatabaseConfig.from_env()
+    if isinstance(value, DatabaseConfig):
+        return value
+    if isinstance(value, str):
+        return DatabaseConfig(url=value)
+    if isinstance(value, Mapping):
+        if not value.get("url") and not value.get("uri"):
+            flat = {k: v for k, v in value.items() if k not in ("url", "uri", "options", "models")}
+            return DatabaseConfig.from_env(**{**flat, **(value.get("options") or {})})
+        return DatabaseConfig.from_dict(value)
+    raise errors.ConfigError(
+        f"settings.ASTRO_DB must be a URL or a dict like {{'url': ..., 'options': {{...}}}}, "
+        f"got {type(value).__name__}",
+        key="ASTRO_DB",
+    )

@@ -1,0 +1,6 @@
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("astro_db.contrib.django.urls")),  # /healthz
+    path("", include("insights.urls")),
+]

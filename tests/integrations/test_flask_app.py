@@ -1,0 +1,176 @@
+"""examples/flask_app.py through Flask's test client: the REST API, its errors, /healthz."""
+
+from __future__ import annotations
+
+import pytest
+
+from astro_db.testing import Factories
+
+from .helpers import DOWN_OPTIONS, load_example
+
+flask_app = load_example("flask_app")
+make = Factories()
+
+
+@pytest.fixture
+def app(embedded_url):
+    app = flask_app.create_app({"ASTRO_DB_URL": embedded_url, "TESTING": True})
+    yield app
+    flask_app.astro.close(app)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def user(client):
+    response = client.post("/users", json={"email": "Ann@Example.com", "name": "Ann"})
+    assert response.status_code == 201
+    return response.get_json()
+
+
+def stored(app, model, query=None):
+    with app.app_context():
+        return flask_app.astro.db.count(model, query or {})
+
+
+def test_creating_a_user_returns_201_and_the_stored_user(client, user):
+    assert user["email"] == "ann@example.com"
+    assert client.get(f"/users/{user['id']}").get_json() == user
+
+
+def test_a_chart_is_created_for_a_user_and_read_back(client, user):
+    chart = make.birth_chart(user["id"])
+    created = client.post(f"/users/{user['id']}/chart", json=chart)
+    assert created.status_code == 201
+    fetched = client.get(f"/users/{user['id']}/chart").get_json()
+    assert fetched["id"] == created.get_json()["id"]
+    assert fetched["userId"] == user["id"]
+    assert [p["body"] for p in fetched["positions"]] == ["Sun", "Moon", "Ascendant"]
+
+
+def test_insights_are_listed_in_date_order_and_filtered(client, user):
+    for day, level in (("2024-03-03", 90), ("2024-03-01", 40), ("2024-03-02", 75)):
+        body = make.planetary_insight(user["id"], date=day, energyLevel=level)
+        assert client.post(f"/users/{user['id']}/insights", json=body).status_code == 201
+
+    listed = client.get(f"/users/{user['id']}/insights").get_json()
+    assert [i["date"][:10] for i in listed] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    high = client.get(f"/users/{user['id']}/insights?min_energy=70&from=2024-03-02").get_json()
+    assert [i["energyLevel"] for i in high] == [75, 90]
+    window = client.get(f"/users/{user['id']}/insights?from=2024-03-01&to=2024-03-02").get_json()
+    assert [i["energyLevel"] for i in window] == [40]
+
+
+def test_timing_windows_of_every_activity_come_back_sorted_by_start(client, user):
+    later = make.timing_recommendation(user["id"], activity="negotiation", start="2024-05-01T09:00:00Z")
+    sooner = make.timing_recommendation(user["id"], activity="interview", start="2024-04-01T09:00:00Z")
+    for body in (later, sooner):
+        assert client.post(f"/users/{user['id']}/timing", json=body).status_code == 201
+
+    windows = client.get(f"/users/{user['id']}/timing").get_json()
+    assert [w["activity"] for w in windows] == ["interview", "interview", "negotiation", "negotiation"]
+    assert [w["start"] for w in windows] == sorted(w["start"] for w in windows)
+    only = client.get(f"/users/{user['id']}/timing?activity=negotiation").get_json()
+    assert {w["activity"] for w in only} == {"negotiation"}
+
+
+def test_invalid_input_is_a_400_naming_each_field_and_writes_nothing(app, client):
+    response = client.post("/users", json={"email": "not-an-email", "name": ""})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "ValidationError"
+    assert set(body["errors"]) == {"email", "name"}
+    assert stored(app, "User") == 0
+
+
+def test_an_out_of_range_insight_is_a_400_and_not_stored(app, client, user):
+    body = make.planetary_insight(user["id"], energyLevel=150)
+    response = client.post(f"/users/{user['id']}/insights", json=body)
+    assert response.status_code == 400
+    assert "energyLevel" in response.get_json()["errors"]
+    assert stored(app, "PlanetaryInsight") == 0
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400(client):
+    response = client.post("/users", data="email=a@b.co", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"body": "send a JSON object"}
+
+
+def test_a_malformed_id_in_the_path_is_a_400(client):
+    response = client.get("/users/not-an-id")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "ValidationError"
+
+
+def test_a_non_numeric_filter_is_a_400(client, user):
+    response = client.get(f"/users/{user['id']}/insights?min_energy=lots")
+    assert response.status_code == 400
+    assert "min_energy" in response.get_json()["errors"]
+
+
+def test_an_unknown_user_is_a_json_404(client):
+    missing = "0" * 24
+    response = client.get(f"/users/{missing}")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "NotFound", "message": f"no User with id={missing} was found"}
+    assert client.post(f"/users/{missing}/chart", json=make.birth_chart(missing)).status_code == 404
+
+
+def test_a_duplicate_email_is_a_409_naming_the_field(app, client, user):
+    response = client.post("/users", json={"email": "ANN@example.com", "name": "Ann again"})
+    assert response.status_code == 409
+    assert response.get_json()["fields"] == ["email"]
+    assert stored(app, "User") == 1
+
+
+def test_a_duplicate_insight_day_is_a_409(client, user):
+    body = make.planetary_insight(user["id"], date="2024-03-01")
+    assert client.post(f"/users/{user['id']}/insights", json=body).status_code == 201
+    again = client.post(f"/users/{user['id']}/insights", json={**body, "energyLevel": 12})
+    assert again.status_code == 409
+    assert set(again.get_json()["fields"]) == {"userId", "date"}
+
+
+def test_healthz_is_200_with_the_health_report(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ok"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_with_the_server_down_healthz_is_503_and_requests_get_a_json_503(down_url):
+    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "ASTRO_DB_OPTIONS": DOWN_OPTIONS, "TESTING": True})
+    client = app.test_client()
+
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["status"] == "down"
+
+    response = client.post("/users", json={"email": "a@b.co", "name": "A"})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "DatabaseConnectionError"
+    assert "127.0.0.1" not in response.get_data(as_text=True)  # no internals in the response
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_a_self_scoped_user_sees_only_their_own_documents(client, user):
+    other = client.post("/users", json={"email": "bob@example.com", "name": "Bob"}).get_json()
+    for owner in (user, other):
+        assert client.post(f"/users/{owner['id']}/chart", json=make.birth_chart(owner["id"])).status_code == 201
+    as_ann = {"X-User-Id": user["id"], "X-Roles": "self"}
+
+    assert client.get(f"/users/{user['id']}/chart", headers=as_ann).status_code == 200
+    assert client.get(f"/users/{other['id']}/chart", headers=as_ann).status_code == 404
+    assert client.get(f"/users/{other['id']}", headers=as_ann).status_code == 404
+
+
+def test_a_reader_may_not_write_and_gets_a_403(app, client):
+    response = client.post("/users", json={"email": "c@d.co", "name": "C"},
+                           headers={"X-User-Id": "svc-report", "X-Roles": "reader"})
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "PermissionDeniedError"
+    assert stored(app, "User") == 0
