@@ -23,6 +23,7 @@ class BirthChart(AstroDocument):
 
     meta = {
         "collection": "birthCharts",
+        "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},
             {"fields": ["birth_data.date"], "name": "birthData.date_1"},

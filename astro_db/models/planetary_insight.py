@@ -21,6 +21,7 @@ class PlanetaryInsight(AstroDocument):
 
     meta = {
         "collection": "planetaryInsights",
+        "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},
             {"fields": ["date"], "name": "date_1"},

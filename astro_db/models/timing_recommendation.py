@@ -21,6 +21,7 @@ class TimingRecommendation(AstroDocument):
 
     meta = {
         "collection": "timingRecommendations",
+        "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},
             {"fields": ["activity"], "name": "activity_1"},

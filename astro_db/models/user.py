@@ -20,6 +20,8 @@ class User(AstroDocument):
 
     meta = {
         "collection": "users",
+        # Not sharded: small, and its unique email must stay enforceable (docs/SCALING.md).
+        "shard": None,
         "indexes": [
             {"fields": ["email"], "unique": True, "name": "email_1"},
             {"fields": ["status"], "name": "status_1"},
