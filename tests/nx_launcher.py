@@ -1,13 +1,14 @@
-"""Start the nx-27017 MongoDB wire-protocol server with its ObjectId bugs (and one more) patched.
+"""Start the nx-27017 MongoDB wire-protocol server with known bugs patched.
 
 Usage: python tests/nx_launcher.py <nx-27017 arguments...>
 
 The live test tier (DESIGN.md §4) runs against nx-27017 (SQLite-backed, pure
 Python) when no real MongoDB is configured. Pinned: nx-27017==0.8.1,
 neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
-main query, ``{"userId": ObjectId(...)}``, match nothing. This script patches
-both at start-up and then hands over to nx-27017's own ``main()`` (which parses
-sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
+main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
+update tier also stores updated datetimes and pushed sub-documents as strings
+(Bugs 4-6 below). This script patches them at start-up and then hands over to
+nx-27017's own ``main()`` (which parses sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
 the patches still work, so a version change fails loudly rather than silently.
 
 The patches change nothing in the library under test: the server behaves more
@@ -206,6 +207,183 @@ def _handle_insert(self: Any, msg: Any) -> Any:
 
 
 NeoSQLiteHandler.handle_insert = _handle_insert
+
+
+# --------------------------------------------------------------------------
+# Bug 4 (neosqlite): an update stores a datetime as a plain STRING.
+#
+# Insert serialises documents with NeoSQLiteJSONEncoder (collection/
+# json_helpers.py), which stores a datetime in the tagged form
+# {"$date": "<isoformat>"}; reading decodes that back into a datetime. The SQL
+# update tier (collection/query_helper/_sql_updates.py, _perform_enhanced_sql_
+# update and its fallback _perform_sql_update) JSON-encodes only dict/list/Binary
+# operands; a scalar datetime is bound as a raw SQLite parameter, so sqlite3's
+# default adapter writes '2026-11-25 08:33:21.761000+00:00' into json_set /
+# json_insert / the $push array ($set, $push, $addToSet; update_one, update_many,
+# find_one_and_update alike). A datetime *inside* a dict operand was already
+# right. $min/$max would also compare JSON text with min()/max() and store the
+# result as a string; $pull/$pullAll would compare the tagged object with a
+# string and never match.
+#
+# Fix: (a) before the SQL tier runs, replace each datetime in the operands of
+# $set/$setOnInsert/$push/$addToSet by the encoder's own tagged form, so the
+# SQL tier takes its dict path (json(?)) and stores exactly what insert stores;
+# both SQL-tier methods re-read the row, so callers still get datetimes back.
+# (b) $min/$max/$pull/$pullAll with a datetime operand go to neosqlite's Python
+# update path (_perform_python_update), which compares real datetimes and
+# writes the whole document through the same encoder as insert.
+# --------------------------------------------------------------------------
+import datetime as _dt  # noqa: E402
+
+import neosqlite.collection.query_helper._sql_updates as _squ  # noqa: E402
+from neosqlite.collection.json_helpers import NeoSQLiteJSONEncoder  # noqa: E402
+
+_ENCODER = NeoSQLiteJSONEncoder()
+_TAGGED_OPS = ("$set", "$setOnInsert", "$push", "$addToSet")
+_PYTHON_OPS_FOR_DATES = ("$min", "$max", "$pull", "$pullAll")
+
+
+def _tag_datetimes(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return _ENCODER.default(value)  # {"$date": value.isoformat()}, as insert
+    if isinstance(value, dict):
+        return {k: _tag_datetimes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_datetimes(v) for v in value]
+    return value
+
+
+def _has_datetime(value: Any) -> bool:
+    if isinstance(value, _dt.datetime):
+        return True
+    if isinstance(value, dict):
+        return any(_has_datetime(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_datetime(v) for v in value)
+    return False
+
+
+def _tag_update_spec(update_spec: Any) -> Any:
+    if not isinstance(update_spec, dict):
+        return update_spec
+    return {
+        op: _tag_datetimes(val) if op in _TAGGED_OPS and isinstance(val, dict) else val
+        for op, val in update_spec.items()
+    }
+
+
+_orig_enhanced_sql_update = _squ.SqlUpdatesMixin._perform_enhanced_sql_update
+_orig_sql_update = _squ.SqlUpdatesMixin._perform_sql_update
+_orig_can_use_sql_updates = _squ.SqlUpdatesMixin._can_use_sql_updates
+
+
+def _perform_enhanced_sql_update(self: Any, doc_id: Any, update_spec: Any,
+                                 original_doc: Any = None) -> Any:
+    return _orig_enhanced_sql_update(self, doc_id, _tag_update_spec(update_spec),
+                                     original_doc)
+
+
+def _perform_sql_update(self: Any, doc_id: Any, update_spec: Any) -> Any:
+    return _orig_sql_update(self, doc_id, _tag_update_spec(update_spec))
+
+
+def _can_use_sql_updates(self: Any, update_spec: Any, doc_id: Any,
+                         original_doc: Any = None) -> bool:
+    if any(op in _PYTHON_OPS_FOR_DATES and _has_datetime(val)
+           for op, val in update_spec.items()):
+        return False
+    if _add_to_set_needs_python(update_spec, original_doc):  # Bug 6, below
+        return False
+    return _orig_can_use_sql_updates(self, update_spec, doc_id, original_doc)
+
+
+# UpdateOperationsMixin (query_helper/update_operations.py) inherits these from
+# SqlUpdatesMixin and calls them through self, so patching the mixin suffices.
+_squ.SqlUpdatesMixin._perform_enhanced_sql_update = _perform_enhanced_sql_update
+_squ.SqlUpdatesMixin._perform_sql_update = _perform_sql_update
+_squ.SqlUpdatesMixin._can_use_sql_updates = _can_use_sql_updates
+
+# --------------------------------------------------------------------------
+# Bug 5 (neosqlite): every $push turns the array's sub-documents into strings.
+#
+# The SQL tier builds the new array in SqlUpdatesMixin.
+# _build_push_position_slice_clause (_sql_updates.py; used for every $push,
+# not only $position/$slice) as json_group_array(value) over an ORDER BY
+# subquery of json_each() rows. Going through the subquery drops SQLite's JSON
+# subtype of `value`, so each object/array element - the pushed one and every
+# one already in the array - is stored as a JSON-encoded string
+# ('{"at": ...}'), and true/false become 1/0. This hit "$push of a
+# sub-document with a datetime" from Bug 4 too.
+#
+# Fix: the same clause, but each row carries its element as JSON text (objects
+# and arrays as-is, true/false/null as literals, scalars through json_quote) and
+# the aggregate re-parses it with json(value), which keeps every type.
+# --------------------------------------------------------------------------
+_ELEM_AS_JSON = ("CASE type WHEN 'object' THEN value WHEN 'array' THEN value "
+                 "WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                 "WHEN 'null' THEN 'null' ELSE json_quote(value) END")
+
+
+def _build_push_position_slice_clause(field: str, values_json: Any,
+                                      position_value: Any, slice_value: Any) -> Any:
+    json_path = f"'{_squ.parse_json_path(field)}'"
+    cur = f"json_extract(data, {json_path})"
+    extra_params: list[Any] = []
+    boundary_sql = None
+    if position_value is not None:
+        p = int(position_value)
+        boundary_sql = (str(p) if p >= 0 else
+                        f"MAX((SELECT COUNT(*) FROM json_each({cur})) + ({p}), 0)")
+    arms = [f"SELECT {_ELEM_AS_JSON} AS value, 0 AS blk, key AS ord FROM json_each({cur})"
+            + (f" WHERE key < {boundary_sql}" if boundary_sql else "")]
+    if values_json is not None:
+        arms.append(f"SELECT {_ELEM_AS_JSON} AS value, 1 AS blk, key AS ord FROM json_each(?)")
+        extra_params.append(values_json)
+    if boundary_sql:
+        arms.append(f"SELECT {_ELEM_AS_JSON} AS value, 2 AS blk, key AS ord "
+                    f"FROM json_each({cur}) WHERE key >= {boundary_sql}")
+    union_sql = " UNION ALL ".join(arms)
+    base_ordered = f"SELECT value FROM ({union_sql}) ORDER BY blk, ord"
+    if slice_value is None:
+        final_select = base_ordered
+    elif slice_value == 0:
+        return f"{json_path}, json('[]')", []
+    elif slice_value > 0:
+        final_select = f"{base_ordered} LIMIT {slice_value}"
+    else:
+        reversed_scan = (f"SELECT value, blk, ord FROM ({union_sql}) "
+                         f"ORDER BY blk DESC, ord DESC LIMIT {-int(slice_value)}")
+        final_select = f"SELECT value FROM ({reversed_scan}) ORDER BY blk ASC, ord ASC"
+    return (f"{json_path}, (SELECT json_group_array(json(value)) "
+            f"FROM ({final_select}))"), extra_params
+
+
+assert isinstance(_squ.SqlUpdatesMixin.__dict__["_build_push_position_slice_clause"],
+                  staticmethod)
+_squ.SqlUpdatesMixin._build_push_position_slice_clause = staticmethod(
+    _build_push_position_slice_clause)
+
+# --------------------------------------------------------------------------
+# Bug 6 (neosqlite): $addToSet on a missing field does nothing.
+#
+# The SQL tier's $addToSet (_perform_enhanced_sql_update) appends with
+# json_insert(data, '$.field[#]', ?), which is a no-op when the array does not
+# exist yet; MongoDB creates [value]. The update still reports success.
+#
+# Fix: when a top-level $addToSet field is missing or not an array, use the
+# Python update path, which does setdefault(field, []). Only when no key of the
+# update is dotted: that path handles dotted keys only for $set.
+# --------------------------------------------------------------------------
+
+
+def _add_to_set_needs_python(update_spec: Any, original_doc: Any) -> bool:
+    spec = update_spec.get("$addToSet")
+    if not isinstance(spec, dict) or not isinstance(original_doc, dict):
+        return False
+    if any("." in key for val in update_spec.values() if isinstance(val, dict)
+           for key in val):
+        return False
+    return any(not isinstance(original_doc.get(key), list) for key in spec)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 ``NxServer`` owns one server process on a loopback port and a data directory;
 fault tests use ``kill()`` (SIGKILL) and ``restart()``. ``self_check(url)``
-proves that the launcher's ObjectId patches still work against a server.
+proves that the launcher's patches (ObjectId filters, transaction inserts,
+updated datetimes) still work against a server.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import socket
@@ -174,10 +176,11 @@ class NxServer:
 
 
 def self_check(url: str) -> None:
-    """Prove that filters by an ObjectId on a non-_id field work on ``url``.
+    """Prove that tests/nx_launcher.py's patches work on ``url``.
 
-    nx-27017 0.8.1 / neosqlite 1.17.2 silently match nothing there without
-    tests/nx_launcher.py's patches. Raises RuntimeError naming the failing op.
+    Without them nx-27017 0.8.1 / neosqlite 1.17.2 silently match nothing for an
+    ObjectId filter on a non-_id field, and an update stores a datetime as a
+    string. Raises RuntimeError naming the failing op.
     """
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
     try:
@@ -215,6 +218,8 @@ def _run_self_check(coll) -> None:
          and coll.count_documents({}) == 1),
         ("a transaction's first insert with readConcern stores one document",
          lambda: _transaction_inserts_once(coll.database.client, coll)),
+        ("$set / $push of a datetime reads back as a datetime (and matches a range)",
+         lambda: _updated_datetimes_read_back(coll)),
     ]
     for name, check in checks:
         try:
@@ -238,3 +243,21 @@ def _transaction_inserts_once(client, coll) -> bool:
         coll.insert_one({"tx": 1}, session=session)
         session.commit_transaction()
     return coll.count_documents({}) == before + 1
+
+
+def _updated_datetimes_read_back(coll) -> bool:
+    """Bugs 4 and 5: an updated datetime must stay a date, a pushed sub-document a dict."""
+    when = datetime.datetime(2026, 11, 25, 8, 33, 21, 761000, tzinfo=datetime.timezone.utc)
+    doc_id = coll.insert_one({"log": []}).inserted_id
+    coll.update_one({"_id": doc_id}, {"$set": {"at": when}})
+    coll.update_one({"_id": doc_id}, {"$push": {"log": {"at": when}}})
+    doc = coll.find_one({"_id": doc_id})
+    second = datetime.timedelta(seconds=1)
+    return (
+        isinstance(doc["at"], datetime.datetime)
+        and isinstance(doc["log"][0], dict)
+        and isinstance(doc["log"][0]["at"], datetime.datetime)
+        and coll.count_documents({"_id": doc_id, "at": {"$gte": when - second,
+                                                        "$lt": when + second}}) == 1
+        and coll.count_documents({"_id": doc_id, "at": {"$gte": when + second}}) == 0
+    )

@@ -1,4 +1,5 @@
-"""The live tier's own server: start, ObjectId patches, kill -9 and restart.
+"""The live tier's own server: start, its patches (ObjectId filters, updated
+datetimes, pushed sub-documents), kill -9 and restart.
 
 With ASTRO_DB_TEST_URI set these run against that MongoDB; the fault test then
 skips, and the stock-server test still runs (it starts its own nx-27017).
@@ -6,6 +7,7 @@ skips, and the stock-server test still runs (it starts its own nx-27017).
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 
@@ -85,6 +87,93 @@ def test_objectid_filters_in_writes(seeded):
     assert coll.count_documents({}) == 2
 
 
+# Bugs 4-6 of tests/nx_launcher.py: datetimes written by an update must be stored
+# as dates (as insert stores them), pushed sub-documents must stay documents.
+UTC = dt.timezone.utc
+BASE = dt.datetime(2026, 1, 10, 8, 30, 15, 123000, tzinfo=UTC)
+
+
+@pytest.fixture
+def tz_client(live_url):
+    c = pymongo.MongoClient(live_url, serverSelectionTimeoutMS=5000, tz_aware=True)
+    yield c
+    c.close()
+
+
+def _set_at(coll, doc_id, when, how):
+    spec = {"$set": {"at": when, "meta": {"when": when, "tags": [when]}}}
+    if how == "update_one":
+        assert coll.update_one({"_id": doc_id}, spec).matched_count == 1
+    elif how == "update_many":
+        assert coll.update_many({"_id": doc_id}, spec).matched_count == 1
+    else:
+        assert coll.find_one_and_update({"_id": doc_id}, spec) is not None
+
+
+@pytest.mark.parametrize("how", ["update_one", "update_many", "find_one_and_update"])
+def test_set_datetime_is_stored_as_a_date(tz_client, how):
+    coll = tz_client.get_default_database()["dates"]
+    inserted, updated = [], []
+    for n in range(5):
+        when = BASE + dt.timedelta(days=n)
+        inserted.append(coll.insert_one({"kind": "ins", "n": n, "at": when,
+                                         "meta": {"when": when}}).inserted_id)
+        doc_id = coll.insert_one({"kind": "upd", "n": n}).inserted_id
+        _set_at(coll, doc_id, when, how)
+        updated.append(doc_id)
+
+    doc = coll.find_one({"_id": updated[2]})
+    assert doc["at"] == BASE + dt.timedelta(days=2)
+    assert doc["at"].tzinfo is not None  # tz_aware=True: a BSON date, not a string
+    assert isinstance(doc["meta"]["when"], dt.datetime)
+    assert isinstance(doc["meta"]["tags"][0], dt.datetime)
+
+    lo, hi = BASE + dt.timedelta(days=1), BASE + dt.timedelta(days=3)
+    for field in ("at", "meta.when"):
+        for kind in ("ins", "upd"):  # $set dates behave like inserted ones
+            query = {"kind": kind, field: {"$gte": lo, "$lt": hi}}
+            assert sorted(d["n"] for d in coll.find(query)) == [1, 2], (field, kind)
+            assert coll.count_documents(query) == 2
+            assert coll.count_documents({"kind": kind, field: {"$gt": hi}}) == 1
+            assert coll.count_documents({"kind": kind, field: lo}) == 1
+    assert [d["n"] for d in coll.find({"kind": "upd"}).sort("at", -1)] == [4, 3, 2, 1, 0]
+
+
+def test_array_and_other_update_operators_keep_datetimes(tz_client):
+    coll = tz_client.get_default_database()["dates_ops"]
+    later = BASE + dt.timedelta(days=1)
+    doc_id = coll.insert_one({"log": [{"k": 0}], "flags": [True, False],
+                              "lo": BASE, "hi": BASE}).inserted_id
+    after = coll.find_one_and_update(
+        {"_id": doc_id},
+        {"$push": {"log": {"k": 1, "at": BASE}, "flags": True}},
+        return_document=pymongo.ReturnDocument.AFTER,
+    )
+    # existing and pushed sub-documents stay documents; booleans stay booleans
+    assert after["log"] == [{"k": 0}, {"k": 1, "at": BASE}]
+    assert after["flags"] == [True, False, True]
+
+    coll.update_one({"_id": doc_id}, {"$push": {"log": {"$each": [{"k": 2, "at": later}],
+                                                          "$slice": -2}}})
+    coll.update_one({"_id": doc_id}, {"$addToSet": {"days": BASE}})  # field missing
+    coll.update_one({"_id": doc_id}, {"$addToSet": {"days": BASE}})  # duplicate
+    coll.update_one({"_id": doc_id}, {"$addToSet": {"days": later}})
+    coll.update_one({"_id": doc_id}, {"$min": {"lo": BASE - dt.timedelta(days=1)},
+                                      "$max": {"hi": later}})
+    doc = coll.find_one({"_id": doc_id})
+    assert doc["log"] == [{"k": 1, "at": BASE}, {"k": 2, "at": later}]
+    assert isinstance(doc["log"][1]["at"], dt.datetime)
+    assert doc["days"] == [BASE, later]
+    assert doc["lo"] == BASE - dt.timedelta(days=1) and doc["hi"] == later
+
+    coll.update_one({"_id": doc_id}, {"$pull": {"days": BASE}})
+    assert coll.find_one({"_id": doc_id})["days"] == [later]
+
+    coll.update_one({"name": "new"}, {"$set": {"x": 1}, "$setOnInsert": {"created": BASE}},
+                    upsert=True)
+    assert coll.find_one({"name": "new"})["created"] == BASE
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
@@ -107,7 +196,8 @@ def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
 # ---------------------------------------------------------------------------
 # Why tests/nx_launcher.py exists.
 # The stock server (no patches) silently matches nothing for an ObjectId filter
-# on a non-_id field, and count_documents with any ObjectId returns 0. If this
+# on a non-_id field, count_documents with any ObjectId returns 0, and updates
+# store datetimes and pushed sub-documents as strings. If this
 # test fails, upstream behaviour changed: the pins were bumped or the bug was
 # fixed; revisit tests/nx_launcher.py (perhaps it is no longer needed).
 # ---------------------------------------------------------------------------
@@ -127,6 +217,12 @@ def test_stock_nx27017_has_the_objectid_bugs(tmp_path):
             assert coll.count_documents({"userId": user}) == 0       # bugs 1 and 2
             assert coll.count_documents({"_id": doc_id}) == 0        # bug 2 (nx-27017)
             assert coll.update_one({"userId": user}, {"$set": {"x": 1}}).matched_count == 0
+            # bug 4 (neosqlite): an updated datetime is stored as a string;
+            # bug 5 (neosqlite): a pushed sub-document is stored as a JSON string
+            coll.update_one({"_id": doc_id}, {"$set": {"at": dt.datetime(2026, 1, 1)},
+                                              "$push": {"log": {"k": 1}}})
+            doc = coll.find_one({"_id": doc_id})
+            assert isinstance(doc["at"], str) and isinstance(doc["log"][0], str)
             with pytest.raises(RuntimeError, match="patch .* no longer works"):
                 self_check(stock.url("stock"))
         finally:
