@@ -1,30 +1,38 @@
-"""What is retried, how (the ``backoff`` library), and the circuit breaker.
+"""What is retried, how (``backoff``'s wait generators), and the circuit breaker.
 
-Retried: network errors, ``AutoReconnect``, not-primary, server-selection timeouts and errors
-labelled ``RetryableWriteError``. Never retried: validation, duplicate keys, auth, bad queries,
-anything inside a transaction (the whole unit is retried by ``with_transaction``), and
-non-idempotent updates (``$inc``/``$push``), which rely on the driver's own retryable writes.
+Retried (``is_retryable``): network errors and ``AutoReconnect``, not-primary and
+shutting-down replies, server-selection timeouts, and any error the driver labels
+``RetryableWriteError``. Never retried: validation, duplicate keys, auth, bad queries,
+pool exhaustion (more attempts would only lengthen the queue), anything inside a transaction
+(the whole unit is retried by ``with_transaction``), and non-idempotent updates
+(``$inc``/``$push``), which rely on the driver's own retryable writes instead.
+
+The circuit breaker counts *unreachable-server* failures only (``is_connection_failure``): a
+slow query timing out or a busy pool says nothing about the server being down.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import backoff
 from pymongo import errors as pm
 
 from .config import DatabaseConfig
-from .errors import DatabaseConnectionError
+from .errors import DatabaseConnectionError, scrub
 
-__all__ = ["is_retryable", "RetryPolicy", "CircuitBreaker"]
+__all__ = ["is_retryable", "is_connection_failure", "RetryPolicy", "CircuitBreaker"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_NOT_PRIMARY_CODES = {10107, 13435, 13436, 11600, 11602, 189, 91, 7, 6, 89, 9001, 262}
+# Server codes the retryable-reads/writes specifications list as safe to send again:
+# not primary / node recovering / shutting down / host unreachable / socket and time-limit trouble.
+_RETRYABLE_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -33,75 +41,99 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     if isinstance(exc, pm.PyMongoError) and exc.has_error_label("RetryableWriteError"):
         return True
-    if isinstance(exc, (pm.AutoReconnect, pm.ServerSelectionTimeoutError, pm.NetworkTimeout)):
+    if isinstance(exc, pm.ConnectionFailure):  # AutoReconnect, NotPrimary, selection and network timeouts
         return True
-    if isinstance(exc, pm.ConnectionFailure):
-        return True
-    if isinstance(exc, pm.OperationFailure):
-        return exc.code in _NOT_PRIMARY_CODES
+    if isinstance(exc, pm.OperationFailure):  # auth, bad query, validation: codes not listed
+        return exc.code in _RETRYABLE_CODES
     return False
 
 
 def is_connection_failure(exc: BaseException) -> bool:
-    """Failures that say the server is unreachable (these feed the circuit breaker)."""
-    return isinstance(exc, (pm.ConnectionFailure, pm.ServerSelectionTimeoutError)) and not isinstance(
-        exc, pm.WaitQueueTimeoutError
-    )
+    """Failures that say the server cannot be reached (these feed the circuit breaker).
+
+    Not counted: ``WaitQueueTimeoutError`` (PyMongo 4 makes it a ``ConnectionFailure``, but it
+    means our own pool is busy) and ``NetworkTimeout`` (an operation outran its time bound on a
+    server that did answer the connection)."""
+    if isinstance(exc, (pm.WaitQueueTimeoutError, pm.NetworkTimeout)):
+        return False
+    return isinstance(exc, pm.ConnectionFailure)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line cause for a log line: type and the first clause of the message, scrubbed."""
+    return f"{type(exc).__name__}: {scrub(str(exc)).split(',')[0][:200]}"
 
 
 class RetryPolicy:
-    """Retries retryable failures with exponential backoff and full jitter."""
+    """Retries retryable failures with exponential backoff and full jitter.
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    Waits come from ``backoff.expo`` (base 2, ``backoff_base_s`` x 2^n, capped at
+    ``backoff_max_s``) through ``backoff.full_jitter``; ``sleep`` and ``clock`` are injectable
+    so tests never wait. ``retries`` / ``exhausted`` count retries made and calls that gave up.
+    """
+
+    def __init__(self, config: DatabaseConfig, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.attempts = config.retry_attempts
         self.base_s = config.backoff_base_s
         self.max_s = config.backoff_max_s
-        self.jitter = backoff.full_jitter if config.backoff_jitter else None
+        self.jitter: Callable[[float], float] | None = backoff.full_jitter if config.backoff_jitter else None
+        self.sleep = sleep
+        self.clock = clock
+        self._retries = itertools.count()
+        self._exhausted = itertools.count()
+        self.retries = 0
+        self.exhausted = 0
 
-    def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True) -> T:
-        """Run ``fn``; on a retryable failure wait and run it again, up to ``attempts`` times."""
+    def waits(self) -> Iterator[float]:
+        """The waits between attempts, in seconds (jittered when configured)."""
+        gen = backoff.expo(base=2, factor=self.base_s, max_value=self.max_s)
+        next(gen)  # backoff's generators are primed with one send(None)
+        for value in gen:
+            yield self.jitter(value) if self.jitter else value
+
+    def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True, deadline: float | None = None) -> T:
+        """Run ``fn``; on a retryable failure wait and run it again, up to ``attempts`` times.
+
+        ``deadline`` (a ``clock()`` value) stops retrying when the next wait would pass it. The
+        last failure is raised as it is (the caller translates it); its ``astro_attempts``
+        attribute says how many attempts were made.
+        """
         if not retry or self.attempts <= 1:
             return fn()
-        try:  # the first attempt runs bare: building the backoff wrapper costs ~30 µs a call
-            return fn()
-        except pm.PyMongoError as exc:
-            if not is_retryable(exc):
-                raise
-            first: list[BaseException] = [exc]
+        waits: Iterator[float] | None = None
+        for attempt in itertools.count(1):
+            try:
+                return fn()
+            except pm.PyMongoError as exc:
+                if not is_retryable(exc):
+                    raise
+                if waits is None:  # built on the first failure only: the fast path stays bare
+                    waits = self.waits()
+                wait = next(waits)
+                if attempt >= self.attempts or (deadline is not None and self.clock() + wait >= deadline):
+                    exc.astro_attempts = attempt  # type: ignore[attr-defined]
+                    if attempt > 1:
+                        self.exhausted = next(self._exhausted) + 1
+                    raise
+                self.retries = next(self._retries) + 1
+                log.warning("%s failed on attempt %d/%d (%s); retrying in %.2fs",
+                            operation, attempt, self.attempts, describe(exc), wait)
+                self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        def attempt() -> T:
-            if first:
-                raise first.pop()  # replay the first failure so backoff logs and waits for it
-            return fn()
-
-        def log_retry(details: dict[str, Any]) -> None:
-            exc = details["exception"]
-            log.warning(
-                "%s failed on attempt %d/%d (%s: %s); retrying in %.2fs",
-                operation, details["tries"], self.attempts, type(exc).__name__,
-                str(exc).split(",")[0][:200], details["wait"],
-            )
-
-        wrapped = backoff.on_exception(
-            backoff.expo,
-            pm.PyMongoError,
-            max_tries=self.attempts,
-            giveup=lambda exc: not is_retryable(exc),
-            base=2,
-            factor=self.base_s,
-            max_value=self.max_s,
-            jitter=self.jitter,
-            on_backoff=log_retry,
-            logger=None,
-        )(attempt)
-        return wrapped()
+    def stats(self) -> dict[str, int]:
+        """``{"attempts": configured, "retries": made so far, "exhausted": calls that gave up}``."""
+        return {"attempts": self.attempts, "retries": self.retries, "exhausted": self.exhausted}
 
 
 class CircuitBreaker:
     """Fail fast after ``threshold`` consecutive connection failures, for ``cooldown_s``.
 
     closed -> (threshold failures) -> open -> (cool-down over) -> half-open: one probe call
-    goes through; its success closes the breaker, its failure opens it again.
+    goes through; its success closes the breaker, its connection failure opens it again, any
+    other outcome (the server answered, or the call never reached it) leaves it half-open
+    for the next call to probe.
     """
 
     def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -115,6 +147,7 @@ class CircuitBreaker:
 
     @property
     def state(self) -> str:
+        """``"closed"``, ``"open"`` (failing fast) or ``"half-open"`` (the next call probes)."""
         with self._lock:
             return self._state()
 
@@ -136,29 +169,47 @@ class CircuitBreaker:
                 return
             remaining = max(0.0, self.cooldown_s - (self._clock() - (self._opened_at or 0)))
         raise DatabaseConnectionError(
-            f"MongoDB is unreachable ({self.threshold} consecutive connection failures); failing fast "
+            f"MongoDB is unreachable ({self._failures} consecutive connection failures); failing fast "
             f"for another {remaining:.1f}s before probing again"
         )
 
     def record_success(self) -> None:
+        """The server answered: close the breaker and forget past failures."""
         with self._lock:
+            if self._opened_at is not None:
+                log.warning("circuit breaker closed: MongoDB answers again")
             self._failures = 0
             self._opened_at = None
             self._probing = False
 
     def record_failure(self, exc: BaseException) -> None:
+        """A call failed with ``exc``; connection failures count towards opening the breaker,
+        a server's own reply (``OperationFailure``: duplicate key, bad query...) proves it is up."""
+        if isinstance(exc, pm.OperationFailure):
+            self.record_success()
+            return
         if not is_connection_failure(exc):
-            with self._lock:
-                self._probing = False
+            self.release_probe()
             return
         with self._lock:
             self._failures += 1
             if self._probing or self._failures >= self.threshold:
                 if self._opened_at is None or self._probing:
-                    log.error("circuit breaker open after %d connection failures", self._failures)
+                    log.error("circuit breaker open after %d consecutive connection failures; failing fast for %.1fs",
+                              self._failures, self.cooldown_s)
                 self._opened_at = self._clock()
+            self._probing = False
+
+    def release_probe(self) -> None:
+        """A call ended without saying anything about the server: let the next call probe."""
+        with self._lock:
             self._probing = False
 
     @property
     def consecutive_failures(self) -> int:
         return self._failures
+
+    def stats(self) -> dict[str, Any]:
+        """``{"state", "consecutive_failures", "threshold", "cooldown_s"}`` for metrics."""
+        return {"state": self.state, "consecutive_failures": self._failures,
+                "threshold": self.threshold, "cooldown_s": self.cooldown_s}
