@@ -15,7 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ConfigError
 
@@ -128,6 +128,7 @@ class DatabaseConfig:
     cache_max_entries: int = 1024
     cache_max_documents: int = 100_000
     cache_models: tuple[str, ...] = ()
+    cache_stale_s: float = 3600.0  # how long past its TTL a cached read stays available to stale_ok reads
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
     audit: bool = True
@@ -262,6 +263,22 @@ class DatabaseConfig:
             opts["tls"] = True
             if self.tls_allow_invalid_certificates:
                 opts["tlsAllowInvalidCertificates"] = True
+        return self._defer_to_url(opts)
+
+    def _defer_to_url(self, opts: dict[str, Any]) -> dict[str, Any]:
+        """Drop defaulted options the URL sets itself: PyMongo lets keywords override the URL,
+        so ``?serverSelectionTimeoutMS=500`` would otherwise lose to our 30 s default."""
+        in_url = {key.lower() for key in parse_qs(urlsplit(self.url or "").query)}
+        if not in_url:
+            return opts
+        defaults = {f.name: f.default for f in fields(self)}
+        by_option = {k.lower(): v for k, v in _ALIASES.items()} | {"appname": "app_name"}
+        for key in [k for k in opts if k.lower() in in_url]:
+            name = by_option.get(key.lower())
+            if name is None or getattr(self, name) == defaults.get(name):
+                del opts[key]
+        if "maxPoolSize" not in opts and self.min_pool_size == defaults["min_pool_size"]:
+            opts.pop("minPoolSize", None)  # the URL's pool may be smaller than our default minimum
         return opts
 
     def __repr__(self) -> str:
@@ -336,6 +353,12 @@ class DatabaseConfig:
         need(self.breaker_cooldown_s > 0, "breaker_cooldown_s", "must be positive")
         need(self.read_preference in _READ_PREFERENCES, "read_preference", f"must be one of {', '.join(_READ_PREFERENCES)}")
         need(self.max_staleness_s is None or self.max_staleness_s >= 90, "max_staleness_s", "must be at least 90 seconds (MongoDB's minimum)")
+        need(self.read_preference != "primary" or self.max_staleness_s is None, "max_staleness_s",
+             "needs a read_preference other than 'primary' (the primary is never stale)")
+        need(self.read_preference != "primary" or not self.read_preference_tags, "read_preference_tags",
+             "needs a read_preference other than 'primary' (tags choose among secondaries)")
+        need(all(isinstance(k, str) and isinstance(v, str) for t in self.read_preference_tags for k, v in t.items()),
+             "read_preference_tags", "must be a list of {name: value} dicts of strings")
         need(self.slow_query_ms >= 0, "slow_query_ms", "must be 0 or more")
         need(1 <= self.health_timeout_ms <= 60_000, "health_timeout_ms", "must be 1-60000")
         need(self.health_latency_ms > 0, "health_latency_ms", "must be positive")
@@ -344,6 +367,7 @@ class DatabaseConfig:
         need(1 <= self.health_window_s <= 3600, "health_window_s", "must be 1-3600")
         need(self.health_min_operations >= 1, "health_min_operations", "must be at least 1")
         need(self.cache_ttl_s >= 0, "cache_ttl_s", "must be 0 or more")
+        need(0 <= self.cache_stale_s <= 7 * 86400, "cache_stale_s", "must be 0-604800 seconds")
         need(1 <= self.cache_max_entries <= 1_000_000, "cache_max_entries", "must be 1-1000000")
         need(1 <= self.cache_max_documents <= 100_000_000, "cache_max_documents", "must be 1-100000000")
         need(self.audit_retention_days is None or self.audit_retention_days >= 1, "audit_retention_days", "must be at least 1")

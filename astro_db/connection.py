@@ -23,6 +23,7 @@ from . import __version__
 
 from .config import DatabaseConfig
 from .errors import DatabaseConnectionError, NotConnectedError, translate
+from .routing import ReadPreference
 
 __all__ = ["Connection"]
 
@@ -113,6 +114,12 @@ class Connection:
         # MongoEngine hands out an existing client when another alias has identical settings;
         # a per-Database driver tag keeps every Database on its own client and pool.
         options["driver"] = DriverInfo("astro_db", __version__, self.alias)
+        if "readPreference" in options:
+            # MongoEngine passes MongoClient a read_preference argument of its own (primary), which
+            # beats the readPreference option: hand it ours, tags and staleness included, as that.
+            for key in ("readPreference", "readPreferenceTags", "maxStalenessSeconds"):
+                options.pop(key, None)
+            options["read_preference"] = ReadPreference.from_config(cfg).to_pymongo()
         log.info("connecting to %s (pool %d-%d)", cfg.masked_url, cfg.min_pool_size, cfg.max_pool_size)
         try:
             return mongoengine.connect(db=cfg.database_name, alias=self.alias, host=cfg.url, **options)

@@ -30,6 +30,7 @@ __all__ = [
     "CompiledUpdate",
     "coerce_id",
     "MAX_REGEX_LENGTH",
+    "check_document_keys",
 ]
 
 MAX_REGEX_LENGTH = 256
@@ -56,6 +57,7 @@ _PIPELINE_STAGES = {
 _PIPELINE_WRITE_STAGES = {"$out", "$merge"}
 _SERVICE_FIELDS = {"_id", "createdAt", "updatedAt", "__v"}
 _PROTOTYPE_KEYS = {"__proto__", "constructor", "prototype"}  # harmless here, dangerous to JS readers
+_BAD_KEYS = re.compile(r"\x01(?:\$|(?:__proto__|constructor|prototype)(?:\x01|$))|[.\x00]")
 # a quantified group that is itself quantified, e.g. (a+)+ or (\w*)*: exponential backtracking
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}]\)(?:[+*]|\{\d*,?\d*\})")
 
@@ -284,6 +286,25 @@ def _reject_dollar_keys(value: Any, name: str) -> None:
     elif isinstance(value, (list, tuple)):
         for v in value:
             _reject_dollar_keys(v, name)
+
+
+def check_document_keys(doc: Any, path: str = "") -> None:
+    """Refuse ``$``-prefixed, dotted, NUL or prototype-style keys anywhere in data to be
+    written (defence in depth: a free-form value such as a GeoJSON dict could carry them)."""
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            try:
+                bad = _BAD_KEYS.search("\x01" + "\x01".join(value))
+            except TypeError:  # a key that is not a string
+                bad = True
+            if bad:
+                key = next(k for k in value if not isinstance(k, str) or _BAD_KEYS.search("\x01" + k))
+                raise ValidationError(errors={path or "__all__": f"key {key!r} is not allowed in stored data"})
+            stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (dict, list)))
 
 
 def _reject_code(value: Any, name: str) -> None:

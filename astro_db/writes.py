@@ -57,7 +57,9 @@ class WriteRunner:
                 self.coll.insert_one(son, session=self.session)
             except pm.DuplicateKeyError as exc:
                 self._name_key(exc.details)
-                if attempts > 1 and _is_id_key(exc.details) and self._stored_equals([son]) == {0}:
+                # A retry that finds our exact document under our own client-made _id met our
+                # earlier attempt, whichever unique index (_id or e.g. email) the server named.
+                if attempts > 1 and self._stored_equals([son]) == {0}:
                     return  # our own earlier attempt landed
                 raise
 
@@ -84,7 +86,7 @@ class WriteRunner:
                         self._name_key(err)
                 own = self._stored_equals([sons[e["index"]] for e in errors]) if attempts > 1 else set()
                 for n, err in enumerate(errors):
-                    if n in own and err.get("code") == 11000 and _is_id_key(err):
+                    if n in own and err.get("code") == 11000:  # our own earlier attempt (see insert_one)
                         continue
                     refused[err["index"]] = translate(
                         pm.DuplicateKeyError(err.get("errmsg", ""), err.get("code"), err)
@@ -271,14 +273,6 @@ class WriteRunner:
                 documents=documents,
             )
         )
-
-
-def _is_id_key(details: Any) -> bool:
-    details = details or {}
-    pattern = details.get("keyPattern") or details.get("keyValue") or {}
-    if pattern:
-        return list(pattern) == ["_id"]
-    return "_id_" in str(details.get("errmsg", ""))
 
 
 def _same(stored: dict | None, son: dict) -> bool:

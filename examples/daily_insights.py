@@ -4,6 +4,7 @@ with aggregate.
     python examples/daily_insights.py                       # embedded backend, 3 demo users
     python examples/daily_insights.py --users 5 --days 7 --start 2024-03-01 --json
     MONGODB_URL=mongodb://localhost:27017/astro python examples/daily_insights.py
+    python examples/daily_insights.py --report-only          # analytics: secondaryPreferred
 
 Re-running is safe: a day a user already has is refused by the (userId, date) unique index and
 counted as skipped, not duplicated. Insights expire 90 days after their day (the TTL index on
@@ -22,6 +23,7 @@ import zlib
 from typing import Any
 
 from astro_db import Database, errors
+from astro_db.routing import ANALYTICS
 
 LUNAR_DAYS = 29.53
 ADVICE = {
@@ -69,8 +71,12 @@ def generate(db: Database, users: list[Any], start: dt.datetime, days: int) -> d
     return {"created": len(result), "skipped": len(result.failed)}
 
 
-def report(db: Database, users: list[Any], start: dt.datetime, days: int) -> dict[str, Any]:
-    """Per-user average / lowest / highest energy over the period, and the best day each."""
+def report(db: Database, users: list[Any], start: dt.datetime, days: int, *, read_preference: Any = ANALYTICS) -> dict[str, Any]:
+    """Per-user average / lowest / highest energy over the period, and the best day each.
+
+    A report reads from a secondary when the deployment has one (``secondaryPreferred``), so it
+    never competes with the app on the primary; it may trail the newest writes by the
+    replication lag. To read what you have just written, pass ``read_preference="primary"``."""
     match = {"$match": {"userId": {"$in": [u.id for u in users]},
                         "date": {"$gte": start, "$lt": start + dt.timedelta(days=days)}}}
     per_user = db.aggregate("PlanetaryInsight", [
@@ -78,7 +84,7 @@ def report(db: Database, users: list[Any], start: dt.datetime, days: int) -> dic
         {"$sort": {"energyLevel": -1}},
         {"$group": {"_id": "$userId", "average": {"$avg": "$energyLevel"}, "lowest": {"$min": "$energyLevel"},
                     "highest": {"$max": "$energyLevel"}, "bestDay": {"$first": "$date"}, "days": {"$sum": 1}}},
-    ])
+    ], read_preference=read_preference)
     names = {str(u.id): u.name for u in users}
     rows = sorted(
         ({"user": names[str(r["_id"])], "days": r["days"], "average": round(r["average"], 1),
@@ -97,8 +103,11 @@ def main(argv: list[str] | None = None, db: Database | None = None) -> dict[str,
     db = db or Database().connect()
     try:
         users = demo_users(db, args.users)
-        counts = generate(db, users, start, args.days)
-        out = {**counts, **report(db, users, start, args.days)}
+        if args.report_only:  # an analytics run: read from a secondary if there is one
+            out = {"created": 0, "skipped": 0, **report(db, users, start, args.days)}
+        else:  # we have just written these insights: read them back from the primary
+            counts = generate(db, users, start, args.days)
+            out = {**counts, **report(db, users, start, args.days, read_preference="primary")}
     finally:
         if owned:
             db.disconnect()
@@ -113,6 +122,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=7, help="how many days (default 7)")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=today, help="first day, YYYY-MM-DD (default today)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only report (from a secondary when there is one), generate nothing")
     args = parser.parse_args(argv)
     if not 1 <= args.users <= 1000 or not 1 <= args.days <= 366:
         parser.error("--users must be 1-1000 and --days 1-366")

@@ -125,3 +125,23 @@ def test_replace_validates():
     assert cfg.replace(maxPoolSize=70).max_pool_size == 70
     with pytest.raises(ConfigError):
         cfg.replace(max_pool_size=0)
+
+
+def test_options_in_the_url_win_over_defaults_but_not_over_explicit_settings():
+    cfg = DatabaseConfig(url="mongodb://h/astro?serverSelectionTimeoutMS=500&maxPoolSize=7&appName=node")
+    opts = cfg.client_options()
+    assert "serverSelectionTimeoutMS" not in opts and "maxPoolSize" not in opts and "appname" not in opts
+    explicit = DatabaseConfig(url="mongodb://h/astro?maxPoolSize=7", max_pool_size=20).client_options()
+    assert explicit["maxPoolSize"] == 20
+
+
+def test_url_options_reach_the_client():
+    from astro_db import Database
+
+    db = Database("mongodb://127.0.0.1:1/astro?serverSelectionTimeoutMS=321&maxPoolSize=7", connect_attempts=1)
+    db._rt.connection._client = db._rt.connection._build_client()
+    try:
+        client = db._rt.connection.client
+        assert client.options.server_selection_timeout == 0.321 and client.options.pool_options.max_pool_size == 7
+    finally:
+        db.disconnect()
