@@ -20,7 +20,6 @@ from pymongo import errors as pm_errors
 from pymongo.driver_info import DriverInfo
 
 from . import __version__
-
 from .config import DatabaseConfig
 from .errors import DatabaseConnectionError, NotConnectedError, translate
 from .routing import ReadPreference

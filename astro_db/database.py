@@ -10,37 +10,40 @@ with ``lean=True``, return the stored dicts untouched.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import logging
-import time
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from bson import ObjectId
-from pymongo import ReturnDocument
-from pymongo import errors as pm
 
 from . import query as q
 from . import workflows
-from .cache import QueryCache, cache_key
 from .config import DatabaseConfig
-from .connection import Connection
-from .errors import AstroDBError, QueryError, TransactionError, ValidationError, translate
+from .errors import (
+    AstroDBError,
+    QueryError,
+    TransactionError,
+    ValidationError,
+    translate,
+)
 from .events import WriteEvent
 from .indexes import sync_model_indexes
 from .models import codec
-from .monitoring import Monitor
 from .monitoring.topology import describe_topology
-from .registry import ModelInfo, ModelRegistry, default_registry
-from .retry import CircuitBreaker, RetryPolicy
-from .routing import ReadRouter
-from . import timeouts
-from .stale import fetch_or_stale, mark, stale_age
-from .timeouts import bounded
+from .pipeline import compile_pipeline
+from .registry import ModelInfo, default_registry
+from .runtime import Runtime, make_config, utcnow
 from .security import access
-from .security.audit import AuditHook, ensure_audit_indexes, read_trail
-from .security.crypto import FieldCrypto
-from .security.masking import install_log_masking, masked_errors
-from .transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry
+from .security.audit import ensure_audit_indexes, read_trail
+from .security.masking import masked_errors
+from .stale import mark, stale_age
+from .timeouts import bounded
+from .transactions import (
+    DEFAULT_TIMEOUT_S,
+    Transaction,
+    run_with_retry,
+    transaction_options,
+)
+from .updates import CompiledUpdate, compile_update
 from .writes import WriteRunner
 
 __all__ = ["Database", "CreateManyResult"]
@@ -57,40 +60,11 @@ class CreateManyResult(list):
         self.failed = list(failed)
 
 
-class _Runtime:
-    """What every view of one Database shares: config, connection, policies, hooks."""
-
-    def __init__(self, config: DatabaseConfig, registry: ModelRegistry) -> None:
-        self.config = config
-        self.registry = registry
-        self.listeners: list[Any] = []
-        self.hooks: list[Callable[[WriteEvent], None]] = []
-        self.cache = QueryCache.from_config(config, registry)
-        self.router = ReadRouter(config)  # read_preference= on reads (astro_db.routing)
-        self.hooks.append(self.cache.on_write)
-        self.crypto = FieldCrypto.from_config(config, registry)
-        if config.audit:
-            self.hooks.append(AuditHook())  # not skippable per call
-        if config.journal:
-            from .backup.journal import JournalHook
-
-            self.hooks.append(JournalHook())  # change journal: incremental and point-in-time backups
-        install_log_masking()
-        self.monitor = Monitor(config, registry)
-        if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
-            self.listeners.extend(self.monitor.listeners())
-        self.connection = Connection(config, self.listeners)
-        self.retry = RetryPolicy(config)
-        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
-        self.indexes_ensured = False
-        self.collections: tuple[Any, dict[str, Any]] = (None, {})
-
-
 class Database:
     """A MongoDB data layer for the astrology app: ``Database(url | config | dict | None)``."""
 
     def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: Any = None, **overrides: Any) -> None:
-        self._rt = _Runtime(_make_config(config, overrides), default_registry())
+        self._rt = Runtime(make_config(config, overrides), default_registry())
         self._actor = access.Actor.of(actor) if actor is not None else None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -257,7 +231,7 @@ class Database:
         to another replica-set member (``astro_db.routing``; only the primary in a transaction)."""
         info = self._model(model)
         filt = self._scope(info, self._guard(info, "find"), q.compile_filter(info.cls, query, strict=strict))
-        options = _find_options(info, sort, limit, skip, projection, batch_size)
+        options = q.find_options(info.cls, sort, limit, skip, projection, batch_size)
         session = self._session(transaction)
         coll, route = self._read_coll(info, read_preference, transaction)
         docs = self._cached(info, "find", filt, options, cache, transaction, lambda: self._run(
@@ -285,7 +259,7 @@ class Database:
         """The first document matching ``query``, or ``None`` (``timeout_ms``, ``stale_ok``: see ``find``)."""
         info = self._model(model)
         filt = self._scope(info, self._guard(info, "find_one"), q.compile_filter(info.cls, query, strict=strict))
-        options = _find_options(info, sort, 0, 0, projection, None)
+        options = q.find_options(info.cls, sort, 0, 0, projection, None)
         session = self._session(transaction)
         coll, route = self._read_coll(info, read_preference, transaction)
         doc = self._cached(info, "find_one", filt, options, cache, transaction, lambda: self._run(
@@ -321,7 +295,7 @@ class Database:
         guard = self._guard(info, "aggregate")
         stages = guard.pipeline([
             {"$match": self._rt.crypto.seal_filter(info, s["$match"])} if "$match" in s else s
-            for s in q.compile_pipeline(info.cls, pipeline)
+            for s in compile_pipeline(info.cls, pipeline)
         ])
         session = self._session(transaction)
         coll, _ = self._read_coll(info, read_preference, transaction)
@@ -380,7 +354,7 @@ class Database:
     def start_transaction(self, **options: Any) -> Transaction:
         """Open a transaction (``read_concern``, ``write_concern``, ``read_preference`` options)."""
         self._rt.breaker.before_call()
-        return Transaction(self._rt.connection.client, owner=self._rt, **_tx_options(self.config, options))
+        return Transaction(self._rt.connection.client, owner=self._rt, **transaction_options(self.config, options))
 
     def commit_transaction(self, transaction: Transaction) -> None:
         """Commit; on failure the transaction is aborted and a ``TransactionError`` raised."""
@@ -452,9 +426,9 @@ class Database:
         """A compiled filter made to match encrypted values and narrowed to the actor's scope."""
         return guard.filter(self._rt.crypto.seal_filter(info, filt))
 
-    def _compile_update(self, info: ModelInfo, guard: access.Guard, data: Any) -> q.CompiledUpdate:
+    def _compile_update(self, info: ModelInfo, guard: access.Guard, data: Any) -> CompiledUpdate:
         with masked_errors(info.cls):
-            compiled = q.compile_update(info.cls, data)
+            compiled = compile_update(info.cls, data)
             for op in ("$set", "$push", "$addToSet"):
                 for key, value in compiled.update.get(op, {}).items():
                     q.check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
@@ -466,36 +440,15 @@ class Database:
         return self._rt.registry.resolve(model)
 
     def _coll(self, info: ModelInfo) -> Any:
-        """The model's PyMongo collection, built once per connection (building one costs ~12 µs)."""
-        database = self._rt.connection.database
-        built = self._rt.collections
-        if built[0] is not database:
-            built = self._rt.collections = (database, {})
-        coll = built[1].get(info.collection)
-        if coll is None:
-            coll = built[1][info.collection] = database[info.collection]
-        return coll
+        return self._rt.coll(info)
 
     def _cached(self, info: ModelInfo, kind: str, filt: dict, options: Any, cache: bool | None,
                 transaction: Transaction | None, fetch: Callable[[], T], stale_ok: bool = False,
                 route: str | None = None) -> T:
-        """``fetch()`` through the query cache when the call or the model asks for it (never
-        inside a transaction, which must read its own uncommitted writes); with ``stale_ok``
-        the answer is remembered, and stands in (marked) while the server is unavailable."""
-        store = self._rt.cache
-        if transaction is not None:
-            return fetch()
-        use_cache = store.wanted(info.name, cache)
-        if stale_ok and store.enabled:
-            return fetch_or_stale(store, cache_key(info.name, kind, filt, options, route), fetch, use_cache=use_cache)
-        if not use_cache:
-            return fetch()
-        return store.get_or_fetch(cache_key(info.name, kind, filt, options, route), fetch)
+        return self._rt.cached(info, kind, filt, options, cache, transaction, fetch, stale_ok, route)
 
     def _read_coll(self, info: ModelInfo, read_preference: Any, transaction: Transaction | None) -> tuple[Any, str]:
-        """The model's collection routed by ``read_preference`` (``astro_db.routing``; a
-        ``TransactionError`` for a non-primary one inside a transaction) and its cache-key part."""
-        return self._rt.router.route(self._coll(info), read_preference, transaction)
+        return self._rt.read_coll(info, read_preference, transaction)
 
     def _own(self, transaction: Any) -> Transaction:
         if not isinstance(transaction, Transaction):
@@ -527,93 +480,9 @@ class Database:
 
     def _run(self, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Transaction | None = None, *,
              retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
-        """Run one driver call: breaker check, retries (never inside a transaction), translation;
-        the monitor records its latency and error kind (and a read's ``query`` shape: filter, sort)."""
-        rt = self._rt
-        name = f"{operation} on {info.name}" if info else operation
-        model = info.name if info else None
-        if query is not None:
-            rt.monitor.note_query(model, operation, *query)
-        started = time.perf_counter()
-        try:
-            rt.breaker.before_call()
-            bound = timeouts.current_bound(rt.config.operation_timeout_ms)
-            try:
-                with timeouts.under(bound, name):
-                    result = rt.retry.call(fn, operation=name, retry=retry and transaction is None,
-                                           deadline=bound.deadline if bound else None)
-            except AstroDBError:
-                rt.breaker.release_probe()
-                raise
-            except Exception as exc:
-                rt.breaker.record_failure(exc)
-                if info is not None and operation in _WRITE_OPERATIONS:
-                    rt.cache.invalidate(info.name)  # the write may have landed before it failed
-                raise timeouts.final_error(exc, bound, operation=operation, model=model) from exc
-            except BaseException:
-                rt.breaker.release_probe()
-                raise
-        except AstroDBError as exc:
-            rt.monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__)
-            raise
-        rt.breaker.record_success()
-        rt.monitor.record_operation(model, operation, time.perf_counter() - started)
-        return result
+        """One driver call through the runtime's breaker, bound, retries and translation."""
+        return self._rt.run(info, operation, fn, transaction, retry=retry, query=query)
 
     def _emit(self, event: WriteEvent) -> None:
-        for hook in self._rt.hooks:
-            hook(event)
+        self._rt.emit(event)
 
-
-_WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", "delete", "delete_many"})
-
-
-def utcnow() -> _dt.datetime:
-    """Now in UTC, truncated to milliseconds (what BSON dates keep)."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def _make_config(config: Any, overrides: Mapping[str, Any]) -> DatabaseConfig:
-    if config is None:
-        return DatabaseConfig.from_env(**overrides)
-    if isinstance(config, str):
-        return DatabaseConfig(url=config).replace(**overrides) if overrides else DatabaseConfig(url=config)
-    if isinstance(config, DatabaseConfig):
-        return config.replace(**overrides) if overrides else config
-    if isinstance(config, Mapping):
-        cfg = DatabaseConfig.from_dict(config)
-        return cfg.replace(**overrides) if overrides else cfg
-    from .errors import ConfigError
-
-    raise ConfigError(f"Database() takes a URL, a DatabaseConfig or a dict, got {type(config).__name__}")
-
-
-def _find_options(info: ModelInfo, sort: Any, limit: Any, skip: Any, projection: Any, batch_size: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for name, value in (("limit", limit), ("skip", skip)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise QueryError(f"{name} must be a whole number >= 0, got {value!r}")
-        if value:
-            options[name] = value
-    compiled_sort = q.compile_sort(info.cls, sort)
-    if compiled_sort:
-        options["sort"] = compiled_sort
-    compiled_projection = q.compile_projection(info.cls, projection)
-    if compiled_projection:
-        options["projection"] = compiled_projection
-    if batch_size is not None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise QueryError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        options["batch_size"] = batch_size
-    return options
-
-
-def _tx_options(config: DatabaseConfig, options: Mapping[str, Any]) -> dict[str, Any]:
-    allowed = {"read_concern", "write_concern", "read_preference", "max_commit_time_ms"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise TransactionError(f"unknown transaction option(s): {', '.join(sorted(unknown))}")
-    out = {"write_concern": config.write_concern}
-    out.update(options)
-    return out

@@ -1,16 +1,15 @@
-"""Query and update validation: what request JSON may ask of the server, in stored form.
+"""Query validation: what request JSON may ask of the server, in stored form.
 
 ``compile_filter`` turns a user query (Python or stored field names, ``id``, ISO dates, hex ids)
 into a stored-form filter, accepting only whitelisted operators: code-running operators
 (``$where``, ``$function``, ``$accumulator``, ``$expr``) and unknown fields or operators raise
-``QueryError``. ``compile_update`` validates each value an update sets against the model.
+``QueryError``. Updates are checked in ``updates``, aggregation pipelines in ``pipeline``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from bson import ObjectId
@@ -18,16 +17,14 @@ from bson.regex import Regex
 from mongoengine import fields as me
 
 from .errors import QueryError, ValidationError
-from .models import codec, paths
+from .models import paths
 from .models.fields import NumberField, UTCDateTimeField, to_utc
 
 __all__ = [
     "compile_filter",
-    "compile_update",
     "compile_sort",
     "compile_projection",
-    "compile_pipeline",
-    "CompiledUpdate",
+    "find_options",
     "coerce_id",
     "MAX_REGEX_LENGTH",
     "check_document_keys",
@@ -318,104 +315,12 @@ def _reject_code(value: Any, name: str) -> None:
             _reject_code(v, name)
 
 
-# --- updates -----------------------------------------------------------------------------------
-
-
-@dataclass
-class CompiledUpdate:
-    """A validated update: the stored-form update document plus what the service must guard."""
-
-    update: dict[str, dict[str, Any]]
-    fields: list[str]  # stored top-level paths changed
-    guards: dict[str, Any] = field(default_factory=dict)  # extra filter keeping $inc in range
-    list_ops: list[tuple[str, str]] = field(default_factory=list)  # (op, path) needing a list check
-
-
-def compile_update(model: Any, data: Any) -> CompiledUpdate:
-    """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
-    $addToSet are accepted, and every value set is validated against its field."""
-    if not isinstance(data, Mapping) or not data:
-        raise QueryError(f"an update must be a non-empty dict, got {_describe(data)}")
-    ops = [k for k in data if isinstance(k, str) and k.startswith("$")]
-    if ops and len(ops) != len(data):
-        raise QueryError("an update mixes operators ($set ...) and plain fields; use one form")
-    if not ops:
-        data = {"$set": data}
-    update: dict[str, dict[str, Any]] = {}
-    changed: list[str] = []
-    guards: dict[str, Any] = {}
-    list_ops: list[tuple[str, str]] = []
-    errors: dict[str, str] = {}
-    for op, spec in data.items():
-        if op not in _UPDATE_OPS:
-            raise QueryError(f"update operator {op} is not allowed; use {', '.join(sorted(_UPDATE_OPS))}")
-        if not isinstance(spec, Mapping) or not spec:
-            raise QueryError(f"{op} takes a non-empty dict of field -> value")
-        out: dict[str, Any] = {}
-        for name, value in spec.items():
-            if not isinstance(name, str) or name.startswith("$"):
-                raise QueryError(f"{op}: {name!r} is not a field name")
-            resolved = paths.resolve(model, name)
-            stored = resolved.stored
-            if stored.split(".")[0] in _SERVICE_FIELDS:
-                raise QueryError(f"{op}: field {stored!r} is kept by the service and cannot be changed")
-            try:
-                out[stored] = _compile_update_value(model, op, resolved, value, guards, list_ops)
-            except ValidationError as exc:
-                errors.update(exc.errors)
-            changed.append(stored)
-        update[op] = out
-    if errors:
-        raise ValidationError(errors=errors)
-    return CompiledUpdate(update, changed, guards, list_ops)
-
-
-def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards: dict, list_ops: list) -> Any:
-    stored = resolved.stored
-    if op == "$set":
-        return codec.encode_value(model, stored, value)
-    if op == "$unset":
-        if _is_required(resolved):
-            raise ValidationError(errors={stored: "is required and cannot be unset"})
-        return ""
-    if op == "$inc":
-        if field_kind(resolved.field) != "number" or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {_describe(value)}"})
-        low, high = _number_bounds(resolved.field)
-        bounds: dict[str, Any] = {}
-        if high is not None:
-            bounds["$lte"] = high - value
-        if low is not None:
-            bounds["$gte"] = low - value
-        if bounds:
-            guards[stored] = bounds
-        return value
-    # $push / $addToSet / $pull on list fields
-    if field_kind(resolved.field) != "list":
-        raise ValidationError(errors={stored: f"{op} needs a list field"})
-    list_ops.append((op, stored))
-    if op == "$pull":
-        if isinstance(value, Mapping) and not _is_operator_doc(value):
-            # a condition on the items' fields: {"$pull": {"positions": {"body": "Sun"}}}
-            scoped = compile_filter(model, {f"{stored}.{k}": v for k, v in value.items()})
-            return {k[len(stored) + 1:]: v for k, v in scoped.items()}
-        if isinstance(value, Mapping):
-            return _compile_condition(model, resolved, value, False, 0)
-        return codec.encode_value(model, stored, value, for_item=True)
-    if isinstance(value, Mapping) and "$each" in value:
-        items = value["$each"]
-        if set(value) != {"$each"} or not isinstance(items, (list, tuple)):
-            raise QueryError(f"{op} on {stored!r} takes a value or {{'$each': [values]}}")
-        return {"$each": [codec.encode_value(model, stored, v, for_item=True) for v in items]}
-    return codec.encode_value(model, stored, value, for_item=True)
-
-
 def _describe(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
 
 
-# --- sort, projection, pipeline ---------------------------------------------------------------
+# --- sort, projection, find options ----------------------------------------------------------
 
 
 def compile_sort(model: Any, sort: Any) -> list[tuple[str, int]] | None:
@@ -454,53 +359,22 @@ def compile_projection(model: Any, projection: Any) -> dict[str, int] | None:
     return out
 
 
-def compile_pipeline(model: Any, pipeline: Any) -> list[dict[str, Any]]:
-    """Check an aggregation pipeline: known read-only stages, no code, ``$match`` validated,
-    ``$lookup`` only into the models' collections, nested pipelines checked the same way."""
-    out = _check_stages(pipeline, "")
-    for stage in out:
-        if "$match" in stage:
-            stage["$match"] = compile_filter(model, stage["$match"])
-    return out
-
-
-def _model_collections() -> set[str]:
-    from .models import MODELS
-
-    return {cls._meta["collection"] for cls in MODELS.values()}
-
-
-def _check_stages(pipeline: Any, where: str) -> list[dict[str, Any]]:
-    """The stage checks of ``compile_pipeline``, for the top pipeline and nested ones."""
-    if not isinstance(pipeline, (list, tuple)):
-        raise QueryError(f"a pipeline{where} is a list of stages, got {_describe(pipeline)}")
-    out = []
-    for i, stage in enumerate(pipeline):
-        if not isinstance(stage, Mapping) or len(stage) != 1:
-            raise QueryError(f"pipeline stage {i} must be a dict with exactly one $stage key")
-        (name, spec), = stage.items()
-        if name in _PIPELINE_WRITE_STAGES:
-            raise QueryError(f"pipeline stage {name} writes to a collection and is not allowed")
-        if name not in _PIPELINE_STAGES:
-            raise QueryError(f"unknown or unsupported pipeline stage {name!r}")
-        _reject_code(spec, f"stage {i} {name}")
-        if name == "$lookup":
-            _check_lookup(spec, f"{where} stage {i}")
-        elif name == "$facet":
-            if not isinstance(spec, Mapping):
-                raise QueryError(f"$facet{where} takes a dict of name -> pipeline")
-            for facet, sub in spec.items():
-                _check_stages(sub, f" in $facet {facet!r}")
-        out.append({name: spec})
-    return out
-
-
-def _check_lookup(spec: Any, where: str) -> None:
-    if not isinstance(spec, Mapping):
-        raise QueryError(f"$lookup{where} takes a dict")
-    source = spec.get("from")
-    if source not in _model_collections():
-        raise QueryError(f"$lookup{where} may only read the models' collections "
-                         f"({', '.join(sorted(_model_collections()))}), got {source!r}")
-    if "pipeline" in spec:
-        _check_stages(spec["pipeline"], f" in $lookup from {source!r}")
+def find_options(model: Any, sort: Any, limit: Any, skip: Any, projection: Any, batch_size: Any) -> dict[str, Any]:
+    """Validated PyMongo ``find`` keyword options (stored names) from the service's arguments."""
+    options: dict[str, Any] = {}
+    for name, value in (("limit", limit), ("skip", skip)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise QueryError(f"{name} must be a whole number >= 0, got {value!r}")
+        if value:
+            options[name] = value
+    compiled_sort = compile_sort(model, sort)
+    if compiled_sort:
+        options["sort"] = compiled_sort
+    compiled_projection = compile_projection(model, projection)
+    if compiled_projection:
+        options["projection"] = compiled_projection
+    if batch_size is not None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise QueryError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        options["batch_size"] = batch_size
+    return options

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from pymongo import ReadPreference
 from pymongo.errors import PyMongoError
@@ -19,7 +19,7 @@ from pymongo.write_concern import WriteConcern
 
 from .errors import AstroDBError, TransactionError, translate
 
-__all__ = ["Transaction", "has_error_label", "run_with_retry", "DEFAULT_TIMEOUT_S"]
+__all__ = ["Transaction", "has_error_label", "run_with_retry", "transaction_options", "DEFAULT_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,3 +170,14 @@ def run_with_retry(
                     tx.abort()
                 raise
         log.warning("transaction attempt %d failed to commit transiently; retrying the unit", attempt)
+
+
+def transaction_options(config: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``start_transaction``, checked, with the config's write concern as default."""
+    allowed = {"read_concern", "write_concern", "read_preference", "max_commit_time_ms"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise TransactionError(f"unknown transaction option(s): {', '.join(sorted(unknown))}")
+    out = {"write_concern": config.write_concern}
+    out.update(options)
+    return out

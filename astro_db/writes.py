@@ -2,7 +2,7 @@
 
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
-Updates validated by ``query.compile_update`` are applied atomically on the server; ``$inc`` on a
+Updates validated by ``updates.compile_update`` are applied atomically on the server; ``$inc`` on a
 bounded field carries a guard in the filter, and list operators whose list rules (length,
 order, uniqueness) depend on the current list are checked by read, validate, compare-and-set on
 the Mongoose version key ``__v`` (which they increment, as Mongoose does for array changes).
@@ -21,7 +21,8 @@ from pymongo import errors as pm
 from .errors import AstroDBError, ValidationError, translate
 from .events import WriteEvent
 from .models import codec
-from .query import CompiledUpdate
+from .runtime import utcnow
+from .updates import CompiledUpdate
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
@@ -295,8 +296,6 @@ def _eq(a: Any, b: Any) -> bool:
 
 
 def _with_timestamp(update: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    from .database import utcnow
-
     out = {op: dict(spec) for op, spec in update.items()}
     out.setdefault("$set", {})["updatedAt"] = utcnow()
     return out

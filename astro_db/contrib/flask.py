@@ -22,7 +22,15 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Mapping
 
-from flask import Blueprint, Flask, current_app, g, has_app_context, has_request_context, jsonify
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    has_app_context,
+    has_request_context,
+    jsonify,
+)
 from werkzeug.exceptions import NotFound
 
 from .. import errors

@@ -13,8 +13,17 @@ from typing import Optional
 from bson import ObjectId
 from mongoengine import EmbeddedDocument, EmbeddedDocumentField
 
-from .fields import (BoolField, ChoiceField, GeoPointField, NumberField, StrictObjectIdField,
-                     TextField, TimezoneField, UTCDateTimeField, iso_utc)
+from .fields import (
+    BoolField,
+    ChoiceField,
+    GeoPointField,
+    NumberField,
+    StrictObjectIdField,
+    TextField,
+    TimezoneField,
+    UTCDateTimeField,
+    iso_utc,
+)
 from .serialise import document_to_dict
 
 __all__ = [

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from .base import AstroDocument
-from .fields import NumberField, RuleListField, TextField, UserRefField, UTCDateTimeField
+from .fields import (
+    NumberField,
+    RuleListField,
+    TextField,
+    UserRefField,
+    UTCDateTimeField,
+)
 
 __all__ = ["PlanetaryInsight"]
 

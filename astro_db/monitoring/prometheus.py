@@ -22,7 +22,11 @@ _CACHE_COUNTERS = {"hits", "misses", "evictions", "expirations", "invalidations"
 def _require() -> Any:
     try:
         import prometheus_client
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
     except ImportError as exc:  # pragma: no cover - the dev extra installs it
         raise ConfigError("Prometheus metrics need prometheus_client: pip install 'astro_db[prometheus]'") from exc
     return prometheus_client, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily

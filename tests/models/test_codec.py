@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import pytest
 from bson import ObjectId
@@ -12,7 +11,7 @@ from astro_db.errors import QueryError, ValidationError
 from astro_db.models import MODELS, BirthChart, PlanetaryInsight, TimingRecommendation, User
 from astro_db.models.codec import encode_new, encode_value
 
-from .samples import UID, chart_input, insight_input, timing_input, user_input, utc
+from .samples import UID, chart_input, insight_input, user_input, utc
 
 
 def test_encode_new_accepts_stored_names_and_attribute_names_alike():

@@ -6,7 +6,6 @@ import copy
 import json
 import random
 import weakref
-from datetime import datetime, timezone
 
 import pytest
 from bson import ObjectId

@@ -9,7 +9,7 @@ import pytest
 from bson import ObjectId
 
 from astro_db import errors
-from astro_db.models import BirthChart, PlanetaryInsight, User
+from astro_db.models import BirthChart, User
 
 from .conftest import chart_data, insight_data, timing_data
 
