@@ -101,8 +101,12 @@ def sync_model_indexes(database: Any, info: ModelInfo, *, drop_extra: bool = Fal
         except (OperationFailure, PyMongoError) as exc:
             report.failed[name] = str(exc).split(", full error")[0][:300]
             log.warning("could not create index %s on %s: %s", name, info.collection, report.failed[name])
-    for name in existing:
+    shard = list((info.cls._meta.get("shard") or {}).items())
+    for name, key in existing.items():
         if name in matched:
+            continue
+        if shard and [tuple(pair) for pair in key] == shard:
+            report.existing.append(name)  # the shard-key index: MongoDB needs it, never drop it
             continue
         report.extra.append(name)
         if drop_extra:

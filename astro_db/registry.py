@@ -46,6 +46,7 @@ class ModelRegistry:
             for spelling in (info.name, _snake(info.name), info.collection):
                 self._by_key[_key(spelling)] = info
         self._by_cls = {info.cls: info for info in self._infos}
+        self._by_name = {info.name: info for info in self._infos}  # the common spelling, no regex
 
     def resolve(self, model: Any) -> ModelInfo:
         """The ``ModelInfo`` for a class, a ``ModelInfo`` or any accepted spelling of a name."""
@@ -54,7 +55,7 @@ class ModelRegistry:
         if isinstance(model, type) and model in self._by_cls:
             return self._by_cls[model]
         if isinstance(model, str):
-            info = self._by_key.get(_key(model))
+            info = self._by_name.get(model) or self._by_key.get(_key(model))
             if info is not None:
                 return info
         valid = ", ".join(f"{i.name} ({_snake(i.name)}, {i.collection})" for i in self._infos)

@@ -34,6 +34,8 @@ class CliContext:
             from ..database import Database
 
             overrides.setdefault("connect_attempts", 1)
+            # an operator waiting on a dead server wants an answer in seconds, not the app's 30 s
+            overrides.setdefault("server_selection_timeout_ms", 5000)
             overrides.setdefault("ensure_indexes", False)
             self._db = Database(self.url, **overrides) if self.url else Database(None, **overrides)
             if connect:

@@ -17,13 +17,33 @@ message, and the detail goes to the log, so a response never shows hosts or inte
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Mapping
 
 from .. import errors
 
-__all__ = ["error_response", "not_found_body", "health_report", "health_status"]
+__all__ = ["ConnectOnce", "error_response", "not_found_body", "health_report", "health_status"]
 
 log = logging.getLogger(__name__)
+
+
+class ConnectOnce:
+    """A ``Database`` that connects on first use, once, under a lock: request threads share it,
+    and a failed connect is tried again by the next request."""
+
+    def __init__(self, database: Any, connected: bool = False) -> None:
+        self.database = database
+        self.connected = connected
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The connected ``Database`` (connecting it now if nobody has yet)."""
+        if not self.connected:
+            with self._lock:
+                if not self.connected:
+                    self.database.connect()
+                    self.connected = True
+        return self.database
 
 _STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
     (errors.ValidationError, 400),

@@ -18,7 +18,6 @@ while the database is still coming up. ``ext.current_db`` acts for the request's
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import Any, Callable, Iterable, Mapping
 
@@ -37,6 +36,7 @@ from .. import errors
 from ..config import DatabaseConfig
 from ..database import Database
 from . import _http
+from ._http import ConnectOnce
 
 __all__ = ["AstroDB", "DocumentNotFound", "config_from_flask"]
 
@@ -57,23 +57,6 @@ class DocumentNotFound(NotFound):
         return response
 
 
-class _AppState:
-    """One app's Database and whether it has connected yet (connect once, under a lock)."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-        self.connected = False
-        self._lock = threading.Lock()
-
-    def connected_db(self) -> Database:
-        if not self.connected:
-            with self._lock:
-                if not self.connected:
-                    self.database.connect()
-                    self.connected = True
-        return self.database
-
-
 class AstroDB:
     """The astro_db extension: one ``Database`` per app, health endpoint, JSON error handlers.
 
@@ -89,7 +72,7 @@ class AstroDB:
     ) -> None:
         self.actor_loader = actor_loader
         self._database = database
-        self._states: weakref.WeakKeyDictionary[Flask, _AppState] = weakref.WeakKeyDictionary()
+        self._states: weakref.WeakKeyDictionary[Flask, ConnectOnce] = weakref.WeakKeyDictionary()
         self._app = app
         if app is not None:
             self.init_app(app)
@@ -99,11 +82,11 @@ class AstroDB:
     def init_app(self, app: Flask) -> None:
         """Build the app's Database from ``app.config``; register health and error handlers."""
         database = self._database or Database(config_from_flask(app.config))
-        state = _AppState(database)
+        state = ConnectOnce(database)
         self._states[app] = state
         app.extensions[EXTENSION_KEY] = self
         if app.config.get("ASTRO_DB_EAGER_CONNECT", False):
-            state.connected_db()
+            state.get()
         health_url = app.config.get("ASTRO_DB_HEALTH_URL", "/healthz")
         if health_url:
             app.register_blueprint(self._health_blueprint(health_url))
@@ -115,7 +98,7 @@ class AstroDB:
     @property
     def db(self) -> Database:
         """The current app's Database, connected on first use (shared by all requests)."""
-        return self._state().connected_db()
+        return self._state().get()
 
     @property
     def database(self) -> Database:
@@ -151,7 +134,7 @@ class AstroDB:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _state(self) -> _AppState:
+    def _state(self) -> ConnectOnce:
         app = current_app._get_current_object() if has_app_context() or self._app is None else self._app  # type: ignore[attr-defined]
         state = self._states.get(app)
         if state is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Mapping
 
 from django.apps import AppConfig
@@ -12,6 +11,7 @@ from django.conf import settings
 from ... import errors
 from ...config import DatabaseConfig
 from ...database import Database
+from .._http import ConnectOnce
 
 __all__ = ["AstroDBConfig", "config_from_settings"]
 
@@ -30,27 +30,28 @@ class AstroDBConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
-        self._lock = threading.Lock()
-        self.connected = False
-        self.database = Database(config_from_settings(getattr(settings, "ASTRO_DB", None)))
+        self._db = ConnectOnce(Database(config_from_settings(getattr(settings, "ASTRO_DB", None))))
         try:
             self.get_database()
         except errors.AstroDBError as exc:
             log.error("astro_db could not connect at start-up (will retry on first use): %s", exc)
 
+    @property
+    def database(self) -> Database:
+        return self._db.database
+
+    @property
+    def connected(self) -> bool:
+        return self._db.connected
+
     def get_database(self) -> Database:
         """The connected ``Database``; connects now if ``ready()`` could not."""
-        if not self.connected:
-            with self._lock:
-                if not self.connected:
-                    self.database.connect()
-                    self.connected = True
-        return self.database
+        return self._db.get()
 
     def use_database(self, database: Database, connected: bool = True) -> tuple[Database, bool]:
         """Swap in another ``Database`` (test helpers); returns the previous one and its state."""
-        previous = (self.database, self.connected)
-        self.database, self.connected = database, connected
+        previous = (self._db.database, self._db.connected)
+        self._db = ConnectOnce(database, connected)
         return previous
 
 
