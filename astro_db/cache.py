@@ -25,8 +25,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Hashable
 
 import bson
 

@@ -13,8 +13,9 @@ import dataclasses
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ConfigError

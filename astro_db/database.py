@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from bson import ObjectId
 

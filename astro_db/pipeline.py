@@ -7,7 +7,8 @@ way as the top one.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import QueryError
 from .query import (

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bson import ObjectId
 from bson.regex import Regex

@@ -15,8 +15,9 @@ Reads inside a transaction always go to the primary: asking otherwise is a ``Tra
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pymongo import read_preferences as rp
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, Callable, TypeVar
 
 from . import timeouts
 from .cache import QueryCache, cache_key

@@ -8,8 +8,9 @@ read-validate-compare-and-set check of the list rules (``writes``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import QueryError, ValidationError
 from .models import codec, paths

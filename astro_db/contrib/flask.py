@@ -19,7 +19,8 @@ while the database is still coming up. ``ext.current_db`` acts for the request's
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable
 
 from flask import (
     Blueprint,

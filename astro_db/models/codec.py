@@ -10,7 +10,8 @@ keyed by stored dotted path (``birthData.date``, ``positions.2.degree``).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError

@@ -10,7 +10,8 @@ figures a server does not give are ``None`` and ``notes`` says why, nothing cras
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pymongo import errors as pm
 

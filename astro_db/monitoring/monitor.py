@@ -22,7 +22,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any, Iterable
 
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow

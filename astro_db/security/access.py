@@ -11,8 +11,9 @@ actor the app is trusted and nothing changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from bson import ObjectId
 

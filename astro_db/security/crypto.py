@@ -22,8 +22,9 @@ import binascii
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
