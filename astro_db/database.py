@@ -64,8 +64,11 @@ class CreateManyResult(list):
 class Database:
     """A MongoDB data layer for the astrology app: ``Database(url | config | dict | None)``."""
 
-    def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: Any = None, **overrides: Any) -> None:
-        self._rt = Runtime(make_config(config, overrides), default_registry())
+    def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: Any = None,
+                 event_listeners: Sequence[Any] = (), **overrides: Any) -> None:
+        """``event_listeners``: PyMongo listeners (``pymongo.monitoring``) of your own, registered
+        on this Database's client beside the monitor's."""
+        self._rt = Runtime(make_config(config, overrides), default_registry(), event_listeners)
         self._actor = access.Actor.of(actor) if actor is not None else None
 
     # --- lifecycle ---------------------------------------------------------------------------

@@ -38,10 +38,10 @@ _WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many",
 class Runtime:
     """The shared state and policies of one Database."""
 
-    def __init__(self, config: DatabaseConfig, registry: ModelRegistry) -> None:
+    def __init__(self, config: DatabaseConfig, registry: ModelRegistry, listeners: Any = ()) -> None:
         self.config = config
         self.registry = registry
-        self.listeners: list[Any] = []
+        self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
         self.cache = QueryCache.from_config(config, registry)
         self.router = ReadRouter(config)  # read_preference= on reads (astro_db.routing)

@@ -8,36 +8,18 @@ import math
 import pytest
 from bson import ObjectId
 from click.testing import CliRunner
-from pymongo import monitoring
+from spies import CommandSpy
 
 from astro_db import Database
 from astro_db.cli import cli
-from astro_db.connection import Connection
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.inserts: list[int] = []
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-        if event.command_name == "insert":
-            self.inserts.append(len(event.command.get("documents", [])))
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
 
 
 @pytest.fixture
 def counted(live_url):
-    """A Database whose client reports its commands to a CommandCounter (hooks off: only our inserts)."""
-    counter = CommandCounter()
-    db = Database(live_url, ensure_indexes=False, audit=False, journal=False, server_selection_timeout_ms=3000)
-    db._rt.connection = Connection(db.config, [*db._rt.listeners, counter])
+    """A Database whose client reports its commands to a CommandSpy (hooks off: only our inserts)."""
+    counter = CommandSpy()
+    db = Database(live_url, ensure_indexes=False, audit=False, journal=False, server_selection_timeout_ms=3000,
+                  event_listeners=[counter])
     with db:
         yield db, counter
 
@@ -52,8 +34,9 @@ def test_create_many_sends_one_insert_per_max_write_batch(counted):
         item["date"] = f"2024-{1 + n // 2000:02d}-{1 + n % 2000 // 80:02d}T{n % 80 // 4:02d}:{n % 4 * 15:02d}:00Z"
     result = db.create_many("PlanetaryInsight", items)
     assert not result.failed
-    assert len(counter.inserts) == math.ceil(10_000 / batch)
-    assert sum(counter.inserts) == 10_000
+    inserts = [len(c.get("documents", [])) for c in counter.commands if "insert" in c]
+    assert len(inserts) == math.ceil(10_000 / batch)
+    assert sum(inserts) == 10_000
     assert db.count("PlanetaryInsight", {"userId": user_id}) == 10_000
 
 

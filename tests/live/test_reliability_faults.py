@@ -232,9 +232,7 @@ class Gate(monitoring.CommandListener):
 def test_an_exhausted_pool_raises_pool_exhausted_without_hanging_and_recovers(server_up, live_url):
     pool, threads, wait_ms = 2, 16, 200
     db = Database(live_url, max_pool_size=pool, min_pool_size=0, wait_queue_timeout_ms=wait_ms,
-                  breaker_threshold=3, retry_attempts=3)
-    gate = Gate()
-    db._rt.connection._listeners.append(gate)  # before connect(): the client is built with it
+                  breaker_threshold=3, retry_attempts=3, event_listeners=[gate := Gate()])
     db.connect()
     db.create("User", {"email": "pool@fault.test", "name": "Ann"})
     results: dict[int, object] = {}

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from pymongo import monitoring
+from spies import CommandSpy
 
 from astro_db import Database
 
 
-class Reads(monitoring.CommandListener):
-    """Records the read commands PyMongo sends."""
-
-    def __init__(self) -> None:
-        self.commands: list[dict] = []
-
-    def started(self, event) -> None:
-        if event.command_name in ("find", "aggregate", "count"):
-            self.commands.append(dict(event.command))
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
-
-
 @pytest.fixture
 def spied(live_url):
-    listener = Reads()
-    db = Database(live_url, server_selection_timeout_ms=3000, ensure_indexes=False)
-    db._rt.connection._listeners.append(listener)  # before connect: the client is built with it
+    listener = CommandSpy("find", "aggregate", "count")
+    db = Database(live_url, server_selection_timeout_ms=3000, ensure_indexes=False, event_listeners=[listener])
     db.connect()
     yield db, listener
     db.disconnect()

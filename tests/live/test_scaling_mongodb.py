@@ -9,35 +9,19 @@ from __future__ import annotations
 import time
 
 import pytest
-from pymongo import monitoring
 
 from astro_db import Database, errors
 from astro_db.registry import default_registry
 from astro_db.sharding import shard_plan
+from spies import CommandSpy
 
 pytestmark = pytest.mark.mongodb
 
 
-class Reads(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[dict] = []
-
-    def started(self, event) -> None:
-        if event.command_name in ("find", "aggregate"):
-            self.commands.append(dict(event.command))
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
-
-
 @pytest.fixture
 def cluster(live_url):
-    listener = Reads()
-    db = Database(live_url, server_selection_timeout_ms=10_000)
-    db._rt.connection._listeners.append(listener)
+    listener = CommandSpy("find", "aggregate")
+    db = Database(live_url, server_selection_timeout_ms=10_000, event_listeners=[listener])
     db.connect()
     kind = db.health()["topology"]["type"]
     if kind not in ("replica_set", "sharded"):

@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 from pymongo import errors as pm
+from spies import Clock
 
 from astro_db import Database
 from astro_db.errors import (
@@ -24,15 +25,6 @@ from astro_db.errors import (
 )
 from astro_db.retry import CircuitBreaker
 from astro_db.stale import StaleCount, StaleDocument, StaleResult, is_stale, stale_age
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # --- the breaker alone ---------------------------------------------------------------------------
 

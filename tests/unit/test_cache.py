@@ -6,18 +6,11 @@ import threading
 
 import pytest
 from bson import ObjectId
+from spies import Clock
 
 from astro_db import Database
 from astro_db.cache import QueryCache, cache_key, copy_stored
 from astro_db.errors import ConfigError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -1,0 +1,35 @@
+"""Test doubles shared by the suites: a command spy for the driver and a hand-driven clock."""
+
+from __future__ import annotations
+
+from pymongo import monitoring
+
+
+class CommandSpy(monitoring.CommandListener):
+    """Records the commands PyMongo starts (only ``names`` when given), for ``event_listeners=``."""
+
+    def __init__(self, *names: str) -> None:
+        self.wanted = set(names)
+        self.commands: list[dict] = []
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.wanted or event.command_name in self.wanted:
+            self.names.append(event.command_name)
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (``clock.now += 5``): no sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
