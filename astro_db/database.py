@@ -14,8 +14,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from bson import ObjectId
-
 from . import query as q
 from . import workflows
 from .config import DatabaseConfig
@@ -27,17 +25,16 @@ from .errors import (
     translate,
 )
 from .events import WriteEvent
-from .indexes import sync_model_indexes
 from .models import codec
-from .monitoring.topology import describe_topology
 from .pipeline import compile_pipeline
 from .registry import ModelInfo, default_registry
-from .runtime import Runtime, make_config, utcnow
+from .runtime import Runtime, make_config
 from .security import access
 from .security.audit import ensure_audit_indexes, read_trail
 from .security.masking import masked_errors
 from .stale import mark, stale_age
 from .timeouts import bounded
+from .tooling import OperatorMixin
 from .transactions import (
     DEFAULT_TIMEOUT_S,
     Transaction,
@@ -45,7 +42,7 @@ from .transactions import (
     transaction_options,
 )
 from .updates import CompiledUpdate, compile_update
-from .writes import WriteRunner
+from .writes import WriteRunner, new_document
 
 __all__ = ["Database", "CreateManyResult"]
 
@@ -61,7 +58,7 @@ class CreateManyResult(list):
         self.failed = list(failed)
 
 
-class Database:
+class Database(OperatorMixin):
     """A MongoDB data layer for the astrology app: ``Database(url | config | dict | None)``."""
 
     def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: Any = None,
@@ -92,12 +89,6 @@ class Database:
                 self._run(None, "ensure audit indexes", lambda: ensure_audit_indexes(self.mongo, self.config.audit_retention_days))
         return self
 
-    def sync_indexes(self, *, drop_extra: bool = False) -> list[dict[str, Any]]:
-        """Create every index the models declare that the server lacks; report undeclared ones
-        (and drop them with ``drop_extra=True``). One dict per model."""
-        database = self._rt.connection.database
-        return [sync_model_indexes(database, info, drop_extra=drop_extra).as_dict() for info in self._rt.registry]
-
     def disconnect(self) -> None:
         """Close the connection pool; idempotent."""
         self._rt.connection.disconnect()
@@ -107,49 +98,6 @@ class Database:
     def is_connected(self) -> bool:
         """Whether the server answers right now (a bounded ping, not a flag)."""
         return self._rt.connection.is_connected()
-
-    # --- monitoring (astro_db.monitoring) ----------------------------------------------------
-
-    def health(self, *, timeout_s: float | None = None) -> dict[str, Any]:
-        """``{"status": "ok"|"degraded"|"down", "latency_ms", "pool", "reasons", ...}``; a dead
-        server is reported as "down" within ``health_timeout_ms``, never raised."""
-        from .monitoring.health import check_health
-
-        return check_health(self, timeout_s=timeout_s)
-
-    def metrics(self) -> dict[str, Any]:
-        """Per model/operation counts, errors and latency percentiles; pool, heartbeats, slow
-        queries, the recent window and the query cache, as a JSON-ready dict."""
-        figures = self._rt.monitor.snapshot()
-        cache = getattr(self._rt, "cache", None)
-        figures["cache"] = cache.stats() if cache is not None and hasattr(cache, "stats") else None
-        figures["retries"] = self._rt.retry.stats()
-        figures["breaker"] = self._rt.breaker.stats()
-        figures["topology"] = describe_topology(self._rt)
-        return figures
-
-    def metrics_registry(self) -> Any:
-        """A ``prometheus_client.CollectorRegistry`` exporting these metrics (``prometheus`` extra)."""
-        from .monitoring import prometheus
-
-        cache = getattr(self._rt, "cache", None)
-        return prometheus.registry(self._rt.monitor, cache.stats if cache is not None and hasattr(cache, "stats") else None)
-
-    def explain(self, model: Any, query: Mapping[str, Any] | None = None, *, sort: Any = None) -> dict[str, Any]:
-        """The winning plan of ``find(model, query, sort=sort)``: ``index``, ``used_index``,
-        ``docs_examined``, ``keys_examined``, ``n_returned``, ``raw`` (``None`` where the server
-        does not say; ``notes`` explains)."""
-        from .monitoring.explain import explain_filter
-
-        info = self._model(model)
-        filt = self._scope(info, self._guard(info, "find"), q.compile_filter(info.cls, query))
-        return explain_filter(self, info, filt, q.compile_sort(info.cls, sort))
-
-    def advise(self, *, explain: bool = True) -> list[dict[str, Any]]:
-        """Read shapes seen by the monitor that scan a whole collection, with the index to add."""
-        from .monitoring.advisor import advise
-
-        return advise(self, explain=explain)
 
     def __enter__(self) -> Database:
         return self.connect()
@@ -467,17 +415,7 @@ class Database:
         return self._own(transaction).require_active()
 
     def _new_son(self, info: ModelInfo, data: Any) -> dict[str, Any]:
-        if not isinstance(data, Mapping):
-            raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
-        with masked_errors(info.cls):
-            son = codec.encode_new(info.cls, data)
-            q.check_document_keys(son)
-        now = utcnow()
-        son.setdefault("_id", ObjectId())
-        son.setdefault("createdAt", now)
-        son["updatedAt"] = now
-        son.setdefault("__v", 0)
-        return son
+        return new_document(info, data)
 
     def _writes(self, info: ModelInfo, transaction: Transaction | None) -> WriteRunner:
         return WriteRunner(self, info, transaction, self._session(transaction))

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterable
 
+from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo import errors as pm
 
 from .errors import AstroDBError, ValidationError, translate
 from .events import WriteEvent
 from .models import codec
+from .query import check_document_keys
 from .runtime import utcnow
+from .security.masking import masked_errors
 from .updates import CompiledUpdate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,11 +33,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from .registry import ModelInfo
     from .transactions import Transaction
 
-__all__ = ["WriteRunner"]
+__all__ = ["WriteRunner", "new_document"]
 
 _CAS_ATTEMPTS = 8
 _INDEX_NAME = re.compile(r"index[:\s]+'?([^\s']+)'?")
 _ID_CHUNK = 10_000
+
+
+def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
+    """Validate ``data`` as a new document of the model and give it what the service keeps:
+    a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
+    ``updatedAt`` and the Mongoose version key ``__v``."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
+    with masked_errors(info.cls):
+        son = codec.encode_new(info.cls, data)
+        check_document_keys(son)
+    now = utcnow()
+    son.setdefault("_id", ObjectId())
+    son.setdefault("createdAt", now)
+    son["updatedAt"] = now
+    son.setdefault("__v", 0)
+    return son
 
 
 class WriteRunner:
