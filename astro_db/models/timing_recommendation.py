@@ -8,7 +8,10 @@ from .base import AstroDocument
 from .embedded import Risk, TimingWindow, ordered_windows
 from .fields import RuleListField, TextField, UserRefField
 
-__all__ = ["TimingRecommendation"]
+__all__ = ["TimingRecommendation", "MAX_WINDOWS", "MAX_RISKS"]
+
+MAX_WINDOWS = 1000  # a year of daily windows, and then some
+MAX_RISKS = 100
 
 
 class TimingRecommendation(AstroDocument):
@@ -16,8 +19,10 @@ class TimingRecommendation(AstroDocument):
 
     user_id = UserRefField(db_field="userId", required=True)
     activity = TextField(required=True, min_length=1, max_length=100)
-    windows = RuleListField(EmbeddedDocumentField(TimingWindow), rule=ordered_windows)
-    risks = RuleListField(EmbeddedDocumentField(Risk))
+    # the caps keep every document far below MongoDB's 16 MB limit (and the embedded backend,
+    # which has no such limit, from accepting what a server would refuse)
+    windows = RuleListField(EmbeddedDocumentField(TimingWindow), max_length=MAX_WINDOWS, rule=ordered_windows)
+    risks = RuleListField(EmbeddedDocumentField(Risk), max_length=MAX_RISKS)
 
     meta = {
         "collection": "timingRecommendations",

@@ -190,6 +190,19 @@ def test_node_written_documents_read_update_and_keep_their_keys(db, user):
 # --- bad input: a clear error, nothing written -------------------------------------------------
 
 
+def test_a_document_beyond_16_mb_is_refused_before_it_is_sent(db, user):
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    windows = [{"start": start + dt.timedelta(hours=2 * i), "end": start + dt.timedelta(hours=2 * i + 1), "score": 5}
+               for i in range(300_000)]  # ~20 MB of BSON: the embedded backend would store it
+    with pytest.raises(errors.ValidationError) as info:
+        db.create("TimingRecommendation", {"userId": user.id, "activity": "x", "windows": windows})
+    assert info.value.errors["windows"] == "must have <= 1000 items, got 300000"
+    risks = [{"level": "low", "description": "d" * 1000}] * 20_000
+    with pytest.raises(errors.ValidationError, match="risks"):
+        db.create("TimingRecommendation", {"userId": user.id, "activity": "x", "risks": risks})
+    assert db.count("TimingRecommendation") == 0
+
+
 @pytest.mark.parametrize(
     "call, exc",
     [
