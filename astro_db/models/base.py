@@ -8,6 +8,8 @@ It carries what the Node service (Mongoose, ``timestamps: true``) puts on every 
 
 from __future__ import annotations
 
+from typing import Any
+
 from mongoengine import Document
 
 from .fields import NumberField, UTCDateTimeField
@@ -31,3 +33,30 @@ class AstroDocument(Document):
     def to_dict(self, masked: bool = False) -> dict:
         """JSON-ready dict with stored names, ``id`` strings and ISO ``Z`` dates (``__v`` left out)."""
         return document_to_dict(self, masked)
+
+    # Instances are values: they are read and written through a ``Database`` (validation,
+    # access checks, audit, journal, cache), never through MongoEngine's own connection.
+    def save(self, *args: Any, **kwargs: Any) -> Any:
+        raise _written_through_database(self, "save")
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise _written_through_database(self, "delete")
+
+    def update(self, *args: Any, **kwargs: Any) -> Any:
+        raise _written_through_database(self, "update")
+
+    def modify(self, *args: Any, **kwargs: Any) -> Any:
+        raise _written_through_database(self, "modify")
+
+    def reload(self, *args: Any, **kwargs: Any) -> Any:
+        raise _written_through_database(self, "reload")
+
+
+def _written_through_database(doc: Any, method: str) -> Exception:
+    from ..errors import AstroDBError
+
+    name = type(doc).__name__
+    call = {"delete": f'db.delete("{name}", {{"id": ...}})', "reload": f'db.find_one("{name}", {{"id": ...}})'}.get(
+        method, f'db.update("{name}", {{"id": ...}}, {{...}})')
+    return AstroDBError(f"{name}.{method}() is not available: astro_db models are read and written through a "
+                        f"Database (validation, access checks, audit); use {call}")

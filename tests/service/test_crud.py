@@ -236,3 +236,11 @@ def test_bad_input_raises_the_matching_error_and_writes_nothing(db, call, exc):
         call(db)
     after = {name: list(db.collection(name).find()) for name in ("User", "PlanetaryInsight")}
     assert after == before
+
+
+@pytest.mark.parametrize("method", ["save", "delete", "update", "modify", "reload"])
+def test_instances_are_written_through_the_database_only(db, user, method):
+    user.name = "Changed"
+    with pytest.raises(errors.AstroDBError, match=r"through a Database"):
+        getattr(user, method)()
+    assert db.find_one("User", {"id": user.id}).name == "Ann"
