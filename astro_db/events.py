@@ -27,7 +27,7 @@ class WriteEvent:
     transaction: Any = None  # the astro_db Transaction, if any (for after_commit work)
     actor: str | None = None
     request_id: str | None = None
-    documents: tuple[dict[str, Any], ...] | None = None  # stored form after a create
+    documents: tuple[dict[str, Any], ...] | None = None  # stored form after a create or a single update
     time: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
 
 

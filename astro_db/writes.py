@@ -150,7 +150,7 @@ class WriteRunner:
             if compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
             return None
-        self._emit("update", [doc["_id"]], tuple(compiled.fields))
+        self._emit("update", [doc["_id"]], tuple(compiled.fields), documents=(doc,))
         return doc
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
@@ -206,7 +206,7 @@ class WriteRunner:
                 self.tx, retry=False,
             )
             if doc is not None:
-                self._emit("update", [doc["_id"]], tuple(compiled.fields))
+                self._emit("update", [doc["_id"]], tuple(compiled.fields), documents=(doc,))
                 return doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)

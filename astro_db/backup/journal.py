@@ -98,7 +98,8 @@ class JournalHook:
             # stored as the server stores it: ``_id`` first, whatever order the service sent
             images = {d["_id"]: {"_id": d["_id"], **d} for d in event.documents or ()}
         elif op == "update":
-            images = self._post_images(event)
+            # a single update hands over the post-image its findAndModify returned; saves a read
+            images = {d["_id"]: d for d in event.documents} if event.documents is not None else self._post_images(event)
         else:
             images = {}
         for doc_id in event.document_ids:
