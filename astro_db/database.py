@@ -191,7 +191,7 @@ class Database(OperatorMixin):
             query=(filt, options.get("sort"))), stale_ok, route)
         age = stale_age(docs)
         docs = [self._rt.crypto.open_document(info, d) for d in docs] if self._rt.crypto.fields.get(info.name) else docs
-        return mark(docs if lean else [codec.hydrate(info.cls, d) for d in docs], age)
+        return mark(docs if lean else codec.hydrate_many(info.cls, docs), age)
 
     @bounded
     def find_one(

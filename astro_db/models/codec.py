@@ -18,11 +18,11 @@ from mongoengine.errors import ValidationError as MEValidationError
 
 from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
-from .hydrate import hydrate
+from .hydrate import hydrate, hydrate_many
 from .paths import resolve
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
-__all__ = ["encode_new", "encode_value", "hydrate", "REQUIRED"]
+__all__ = ["encode_new", "encode_value", "hydrate", "hydrate_many", "REQUIRED"]
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"

@@ -9,6 +9,7 @@ are connected to ``pre_init`` / ``post_init`` it falls back to ``_from_son`` so 
 
 from __future__ import annotations
 
+import gc
 import weakref
 from functools import partial
 from typing import Any
@@ -20,7 +21,7 @@ from mongoengine.document import EmbeddedDocument
 
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
-__all__ = ["hydrate"]
+__all__ = ["hydrate", "hydrate_many"]
 
 _set = object.__setattr__
 
@@ -33,6 +34,23 @@ def hydrate(model_cls: type, son: dict) -> Any:
         return _build(doc_plan(model_cls), son, created=False)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
+
+
+_GC_PAUSE_FROM = 256  # results this long are hydrated with the cyclic collector paused
+
+
+def hydrate_many(model_cls: type, sons: list) -> list:
+    """``[hydrate(model_cls, son) for son in sons]``, with the cyclic garbage collector paused
+    for long results: building thousands of instances otherwise triggers collections that scan
+    the whole heap (a third of the time for 10,000 insights). The instances hold no cycles that
+    need collecting; the collector is switched back on (if it was on) before returning."""
+    if len(sons) < _GC_PAUSE_FROM or not gc.isenabled():
+        return [hydrate(model_cls, son) for son in sons]
+    gc.disable()
+    try:
+        return [hydrate(model_cls, son) for son in sons]
+    finally:
+        gc.enable()
 
 
 def _signals_connected() -> bool:

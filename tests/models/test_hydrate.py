@@ -139,3 +139,21 @@ def test_hydrated_instance_is_not_new():
     doc = hydrate(User, node_user())
     assert doc._created is False and doc._initialised is True
     assert doc.pk is not None
+
+
+def test_hydrate_many_equals_hydrate_and_restores_the_collector():
+    import gc
+
+    from astro_db.models.codec import hydrate, hydrate_many
+
+    sons = [node_insight(random.Random(i)) for i in range(300)]
+    assert gc.isenabled()
+    many = hydrate_many(PlanetaryInsight, sons)
+    assert gc.isenabled()
+    assert [m.to_mongo().to_dict() for m in many] == [hydrate(PlanetaryInsight, s).to_mongo().to_dict() for s in sons]
+    gc.disable()
+    try:
+        hydrate_many(PlanetaryInsight, sons)
+        assert not gc.isenabled()  # a collector the app switched off stays off
+    finally:
+        gc.enable()
