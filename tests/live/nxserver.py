@@ -35,7 +35,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: SIGKILL the server if the test process dies without cleanup."""
+    """Linux: SIGKILL the server if the test process dies without cleanup.
+
+    Caution: PR_SET_PDEATHSIG fires when the *thread* that started the server exits, not the
+    process. Start and restart the server from a thread that outlives it (the test's own),
+    never from a short-lived helper thread, or the server dies with that thread."""
     try:
         import ctypes
 
