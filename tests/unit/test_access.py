@@ -9,14 +9,7 @@ from astro_db import Database
 from astro_db.errors import ConfigError, PermissionDeniedError
 from astro_db.security import PERMISSIONS, Actor
 
-from .security_data import chart_data, new_db, snapshot, user_data
-
-
-@pytest.fixture
-def db():
-    database = new_db()
-    yield database
-    database.disconnect()
+from .security_data import chart_data, snapshot, user_data
 
 
 @pytest.fixture

@@ -7,16 +7,9 @@ import pytest
 
 from astro_db.errors import QueryError, ValidationError
 
-from .security_data import chart_data, new_db, snapshot, user_data
+from .security_data import chart_data, snapshot, user_data
 
 REFUSED = (QueryError, ValidationError)
-
-
-@pytest.fixture
-def db():
-    database = new_db()
-    yield database
-    database.disconnect()
 
 
 @pytest.fixture
