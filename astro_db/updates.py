@@ -15,7 +15,6 @@ from typing import Any
 from .errors import QueryError, ValidationError
 from .models import codec, paths
 from .query import (
-    _SERVICE_FIELDS,
     _UPDATE_OPS,
     _compile_condition,
     _describe,
@@ -65,8 +64,11 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
                 raise QueryError(f"{op}: {name!r} is not a field name")
             resolved = paths.resolve(model, name)
             stored = resolved.stored
-            if stored.split(".")[0] in _SERVICE_FIELDS:
-                raise QueryError(f"{op}: field {stored!r} is kept by the service and cannot be changed")
+            top = stored.split(".")[0]
+            if top == "_id":
+                raise QueryError(f"{op}: field '_id' is the document's identity and cannot be changed")
+            if top in codec.SERVICE_FIELDS:
+                raise ValidationError(errors={top: f"{codec.SET_BY_SERVICE} ({op} refused)"})
             try:
                 out[stored] = _compile_update_value(model, op, resolved, value, guards, list_ops)
             except ValidationError as exc:

@@ -22,19 +22,31 @@ from .hydrate import hydrate, hydrate_many
 from .paths import resolve
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
-__all__ = ["encode_new", "encode_value", "hydrate", "hydrate_many", "REQUIRED"]
+__all__ = ["encode_new", "encode_value", "hydrate", "hydrate_many", "REQUIRED", "SERVICE_FIELDS"]
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
 _INVALID = object()
+# kept by the service on every write (timestamps, Mongoose's version key): never taken from input
+SERVICE_FIELDS = frozenset({"createdAt", "updatedAt", "__v"})
+SET_BY_SERVICE = "is set by the service; leave it out"
 
 
 def encode_new(model_cls: type, data: Mapping) -> dict:
-    """Validate a complete new document and return its stored form (``_id`` only if given)."""
+    """Validate a complete new document and return its stored form (``_id`` only if given).
+
+    ``createdAt``, ``updatedAt`` and ``__v`` (in either spelling) are refused: they are the
+    service's record of the document's history, so a caller cannot backdate or re-version it.
+    """
     errors: dict = {}
     if not isinstance(data, Mapping):
         raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
-    out = _encode_doc(doc_plan(model_cls), data, "", errors, None)
+    plan = doc_plan(model_cls)
+    for key in data:
+        fp = plan.by_key.get(key)
+        if fp is not None and fp.stored in SERVICE_FIELDS:
+            errors[fp.stored] = SET_BY_SERVICE
+    out = _encode_doc(plan, data, "", errors, None)
     if errors:
         raise ValidationError(errors=errors)
     return out
