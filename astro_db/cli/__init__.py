@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from .. import __version__
-from ..errors import AstroDBError
+from ..errors import AstroDBError, scrub
 
 __all__ = ["main", "cli", "pass_ctx", "CliContext"]
 
@@ -45,9 +45,10 @@ class CliContext:
     def emit(self, data: Any, human: Callable[[Any], str] | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else as ``human(data)`` (or JSON when no formatter)."""
         if self.as_json or human is None:
-            click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+            text = json.dumps(data, indent=2, default=str, sort_keys=False)
         else:
-            click.echo(human(data))
+            text = human(data)
+        click.echo(scrub(text))  # a URL in a report never shows its password or session token
 
     def close(self) -> None:
         if self._db is not None:
@@ -64,7 +65,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AstroDBError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {scrub(str(exc))}", err=True)
             ctx.exit(2)
 
 
