@@ -17,11 +17,11 @@ from .models import codec, paths
 from .query import (
     _UPDATE_OPS,
     _compile_condition,
-    _describe,
     _is_operator_doc,
     _is_required,
     _number_bounds,
     compile_filter,
+    describe,
     field_kind,
 )
 
@@ -42,7 +42,7 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
     $addToSet are accepted, and every value set is validated against its field."""
     if not isinstance(data, Mapping) or not data:
-        raise QueryError(f"an update must be a non-empty dict, got {_describe(data)}")
+        raise QueryError(f"an update must be a non-empty dict, got {describe(data)}")
     ops = [k for k in data if isinstance(k, str) and k.startswith("$")]
     if ops and len(ops) != len(data):
         raise QueryError("an update mixes operators ($set ...) and plain fields; use one form")
@@ -90,7 +90,7 @@ def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards
         return ""
     if op == "$inc":
         if field_kind(resolved.field) != "number" or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {_describe(value)}"})
+            raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {describe(value)}"})
         low, high = _number_bounds(resolved.field)
         bounds: dict[str, Any] = {}
         if high is not None:
