@@ -21,6 +21,7 @@ by ``$regex``, ``$not``, regex values, and ``$regexMatch`` / ``$regexFind`` / ``
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as sre
 import re._parser as sre_parse
@@ -58,17 +59,26 @@ def check_regex(pattern: Any, where: str, options: str | int = "") -> None:
         raise QueryError(f"regex on {where!r} must be a string, got {type(pattern).__name__}")
     if len(pattern) > MAX_REGEX_LENGTH:
         raise QueryError(f"regex on {where!r} is {len(pattern)} characters; at most {MAX_REGEX_LENGTH}")
-    verbose = _is_verbose(pattern, options)
+    problem = _judge(pattern, _is_verbose(pattern, options))
+    if problem is not None:
+        raise QueryError(problem.format(where=repr(where)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _judge(pattern: str, verbose: bool) -> str | None:
+    """The refusal message for ``pattern`` (``{where}`` left to fill), or None; cached, as
+    the same few patterns come back on every request."""
     try:
         tree = sre_parse.parse(pattern, re.VERBOSE if verbose else 0)
     except (re.error, RecursionError, OverflowError) as exc:
-        raise QueryError(f"invalid regex on {where!r}: {exc}") from None
+        return "invalid regex on {where}: " + str(exc).replace("{", "{{").replace("}", "}}")
     problem = _tree_problem(list(tree)) or _comment_problem(pattern, verbose) or _alternation_problem(pattern)
     if problem is None and _count_variable(list(tree)) > MAX_REGEX_QUANTIFIERS:
         problem = f"more than {MAX_REGEX_QUANTIFIERS} variable-length quantifiers"
-    if problem:
-        raise QueryError(f"regex on {where!r} is refused: {problem}, which can take exponential time; "
-                         "match a prefix (^abc) or a simpler pattern")
+    if problem is None:
+        return None
+    return ("regex on {where} is refused: " + problem + " (the regex policy refuses what can make "
+            "matching take exponential time); match a prefix (^abc) or a simpler pattern")
 
 
 def check_regex_options(options: Any, where: str) -> None:

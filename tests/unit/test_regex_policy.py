@@ -115,3 +115,11 @@ def test_nesting_depth_does_not_hide_a_nested_quantifier_or_alternation(depth, a
 @given(st.lists(st.tuples(ATOM, st.sampled_from(["", "+", "*", "?", "{2}", "{1,3}"])), min_size=1, max_size=5), PREFIX, SUFFIX)
 def test_a_sequence_of_quantified_atoms_without_repeated_groups_is_accepted(parts, prefix, suffix):
     check_regex(prefix + "".join(atom + q for atom, q in parts) + suffix, "name")
+
+
+def test_a_cached_verdict_still_names_the_field_it_is_about():
+    for field in ("name", "email", "positions.{0}"):
+        with pytest.raises(QueryError, match=re.escape(repr(field))):
+            check_regex("(a+)+", field)
+        with pytest.raises(QueryError, match=re.escape(repr(field))):
+            check_regex("[unclosed{", field)
