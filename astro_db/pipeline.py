@@ -158,7 +158,7 @@ def _check_regex_expression(operator: str, spec: Any, where: str) -> None:
     check_regex(pattern, f"{operator} in {where}", options if isinstance(pattern, str) else "")
 
 
-def _known_keys(spec: Mapping, allowed: set[str], here: str) -> None:
+def _known_keys(spec: Mapping[str, Any], allowed: set[str], here: str) -> None:
     extra = [k for k in spec if k not in allowed]
     if extra:
         raise QueryError(f"{here}: unknown option(s) {', '.join(map(repr, extra))}")
