@@ -186,7 +186,7 @@ class Monitor:
     # --- reading ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Every figure as a JSON-ready dict (see README "Monitoring and health")."""
+        """Every figure as a JSON-ready dict (see docs/monitoring.md)."""
         with self._lock:
             return {
                 "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
