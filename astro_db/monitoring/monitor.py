@@ -3,7 +3,7 @@
 One ``Monitor`` per ``Database`` (created in ``database._Runtime`` before the client, so its
 PyMongo listeners are registered on it). It is fed from two levels:
 
-- the service: ``Database._run`` calls ``record_operation`` for every driver call it makes
+- the service: the executor's run step (``ops.steps.run.call``) calls ``record_operation`` for every driver call it makes
   (so the embedded backend, which has no driver events, still shows figures), and the read
   methods call ``note_query`` with their filter, recorded as a masked *shape* for the advisor
   (with the ``file:line`` outside astro_db that first made it: ``call_site``);
