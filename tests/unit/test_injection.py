@@ -3,7 +3,10 @@ literal match is refused with QueryError / ValidationError, and nothing is writt
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from bson.regex import Regex
 
 from astro_db.errors import QueryError, ValidationError
 
@@ -49,6 +52,10 @@ FILTERS = [
     {"name": {"$not": {"$regex": "(a|aa)+"}}},
     {"$or": [{"name": "x"}, {"name": {"$regex": "(x*)*"}}]},
     {"name": {"$regex": "(a)\\1"}},
+    {"name": re.compile("^(a|a)*$")},
+    {"name": Regex("^(\\w+\\s?)+$")},
+    {"name": {"$not": re.compile("(a|aa)+")}},
+    {"name": {"$regex": Regex("(a+) +", "x")}},
     {"email": {"$options": "e"}},
     {"email": {"$gt": 1, "plain": 2}},
 ]
@@ -68,6 +75,14 @@ def test_a_hostile_filter_is_refused_by_every_method_and_writes_nothing(seeded, 
     with pytest.raises(REFUSED):
         calls[method]()
     assert snapshot(seeded) == before
+
+
+def test_a_catastrophic_regex_inside_elem_match_is_refused(seeded):
+    with pytest.raises(QueryError, match="'positions.body'"):
+        seeded.find("BirthChart", {"positions": {"$elemMatch": {"body": {"$regex": "(x*)*"}}}})
+    with pytest.raises(QueryError, match="refused"):
+        seeded.find("BirthChart", {"positions.body": {"$elemMatch": {"$regex": "(a|aa)+"}}})
+    assert seeded.find("BirthChart", {"positions": {"$elemMatch": {"body": {"$regex": "^Su"}}}}) == []  # accepted
 
 
 def test_expr_nested_inside_elem_match_is_refused(seeded):
