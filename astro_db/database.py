@@ -82,6 +82,7 @@ class Database(OperatorMixin):
             raise
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
+        self._rt.cache.open(self._rt.connection.database)  # the cache bus (ConfigError: no change streams)
         if self.config.ensure_indexes and not self._rt.indexes_ensured:
             self._rt.indexes_ensured = True
             self.sync_indexes()
@@ -91,6 +92,7 @@ class Database(OperatorMixin):
 
     def disconnect(self) -> None:
         """Close the connection pool; idempotent."""
+        self._rt.cache.close()  # stop the cache bus's subscriber; connect() starts it again
         self._rt.connection.disconnect()
 
     close = disconnect

@@ -40,6 +40,7 @@ class OperatorMixin:
         figures = self._rt.monitor.snapshot()
         cache = getattr(self._rt, "cache", None)
         figures["cache"] = cache.stats() if cache is not None and hasattr(cache, "stats") else None
+        figures["cache_bus"] = cache.bus_stats() if cache is not None and hasattr(cache, "bus_stats") else None
         figures["retries"] = self._rt.retry.stats()
         figures["breaker"] = self._rt.breaker.stats()
         figures["topology"] = describe_topology(self._rt)
