@@ -15,9 +15,10 @@ server). The one window left is "the write returned in process A, B's subscriber
 delivered yet": ``metrics()["cache_bus"]["last_delay_ms"]`` shows how long it is.
 
 A failed publish leaves the write standing: it is logged (never with the URL's password) and
-counted, this process drops its own cache and its bus goes down until the subscriber has
-reconnected. Other processes learn of that write only if they also lost Redis (their
-reconnect drops everything) or when their entry's TTL runs out.
+counted, this process drops its own cache and its bus goes down; the model is kept as
+*pending* and published again by the subscriber once it has reconnected, before it says
+``connected`` again. So other processes learn of that write when this one reaches Redis again
+(or sooner, by dropping everything, if they lost Redis too).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class RedisBus:
         self._reason: str | None = "not connected yet"
         self._stop = threading.Event()
         self._doubt = threading.Event()  # set: the subscriber must drop everything and reconnect
+        self._pending: set[str] = set()  # models whose publish failed: published again on reconnect
+        self._generations: dict[str, int] = {}  # the last generation seen per model (gap detection)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._client = self._new_client()
@@ -154,16 +157,29 @@ class RedisBus:
         bus down (this process drops its cache) rather than failing the write that succeeded."""
         if os.getpid() != self._pid:
             self._after_fork()
-        head = json.dumps({"m": model, "o": self.origin, "t": time.time()})[:-1] + ', "g": '
         try:
-            self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
+            self._send(model)
         except self._redis.RedisError as exc:
+            with self._lock:
+                self._pending.add(model)
             self.figures.error(f"publish: {type(exc).__name__}: {exc}")
             log.error("cache bus %s: could not publish the write to %s (%s: %s); this process stops caching "
                       "until its subscriber reconnects", self.masked_url, model, type(exc).__name__, exc)
             self._lose_trust(f"publish failed: {type(exc).__name__}")
-            return
+
+    def _send(self, model: str) -> None:
+        head = json.dumps({"m": model, "o": self.origin, "t": time.time()})[:-1] + ', "g": '
+        self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
         self.figures.count("sent")
+
+    def _flush_pending(self) -> None:
+        """Publish again what failed to publish (raises while Redis still refuses)."""
+        with self._lock:
+            pending = sorted(self._pending)
+        for model in pending:
+            self._send(model)
+            with self._lock:
+                self._pending.discard(model)
 
     def _lose_trust(self, reason: str) -> None:
         self._reason = reason
@@ -208,8 +224,9 @@ class RedisBus:
                 break
             if time.monotonic() > deadline:
                 raise self._redis.TimeoutError("no subscribe confirmation")
-        self._generations: dict[str, int] = {}
+        self._generations = {}
         self._doubt.clear()
+        self._flush_pending()
         self._drop_all("reconnected" if reconnect else "subscribed", count=reconnect)
         if reconnect:
             self.figures.count("reconnects")
@@ -263,6 +280,8 @@ class RedisBus:
     def stats(self) -> dict[str, Any]:
         out = self.figures.as_dict(self.connected, self.reason)
         out["url"] = self.masked_url
+        with self._lock:
+            out["pending"] = sorted(self._pending)
         out["channel"] = self.channel
         return out
 

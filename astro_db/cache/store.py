@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
 
 import bson
 
@@ -44,6 +44,7 @@ __all__ = ["QueryCache", "cache_key", "copy_stored"]
 
 _MISSING = object()
 _LOGICAL = ("$and", "$or", "$nor")
+CacheKey = tuple[Any, ...]  # (model, kind, read preference, BSON of filter and options)
 
 
 def copy_stored(value: Any) -> Any:
@@ -72,7 +73,7 @@ def _canonical(filt: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cache_key(model: str, kind: str, filt: Mapping[str, Any], options: Mapping[str, Any] | None = None,
-              read_preference: str | None = None) -> tuple[Hashable, ...]:
+              read_preference: str | None = None) -> CacheKey:
     """The key of one read: model, kind (find / find_one / count), the canonical stored-form
     filter and the result-changing options, BSON-encoded (exact for ObjectIds, dates, regexes)."""
     shown = {k: v for k, v in (options or {}).items() if k in ("sort", "limit", "skip", "projection")}
@@ -102,7 +103,7 @@ class QueryCache:
         self.models = frozenset(models)  # models cached without cache=True
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._generation: dict[str, int] = {}
         self._epoch = 0  # advanced by every full drop: a read begun before one stores nothing
         self._documents = 0
@@ -158,7 +159,7 @@ class QueryCache:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def get_or_fetch(self, key: tuple, fetch: Callable[[], Any]) -> Any:
+    def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Any]) -> Any:
         """The cached result for ``key`` (a private copy), else ``fetch()``'s, stored for later.
 
         The fetched result is returned as is (the caller owns it); a copy is what gets stored,
@@ -173,7 +174,7 @@ class QueryCache:
         self.put(key, result, generation)
         return result
 
-    def _get_locked(self, key: tuple) -> Any:
+    def _get_locked(self, key: CacheKey) -> Any:
         entry = self._entries.get(key)
         if entry is None:
             self._counts["misses"] += 1
@@ -193,7 +194,7 @@ class QueryCache:
         with self._lock:
             return (self._epoch, self._generation.get(model, 0))
 
-    def get_stale(self, key: tuple) -> tuple[Any, float] | None:
+    def get_stale(self, key: CacheKey) -> tuple[Any, float] | None:
         """``(a private copy of the last value stored for key, its age in seconds)``, even past
         its TTL (up to ``stale_s`` past it), or ``None``: the fallback of ``stale_ok`` reads."""
         with self._lock:
@@ -205,7 +206,7 @@ class QueryCache:
             value, age = entry.value, now - (entry.expires - self.ttl_s)
         return copy_stored(value), max(0.0, age)
 
-    def put(self, key: tuple, value: Any, generation: tuple[int, int] | None = None) -> bool:
+    def put(self, key: CacheKey, value: Any, generation: tuple[int, int] | None = None) -> bool:
         """Store ``value`` (copied) under ``key``; refused (``False``) when ``generation`` is no
         longer the model's current one, the value alone exceeds the document bound, or the bus
         is down (an entry stored then could miss an invalidation)."""
@@ -230,7 +231,7 @@ class QueryCache:
                 self._counts["evictions"] += 1
         return True
 
-    def _remove_locked(self, key: tuple) -> None:
+    def _remove_locked(self, key: CacheKey) -> None:
         entry = self._entries.pop(key)
         self._documents -= entry.weight
 

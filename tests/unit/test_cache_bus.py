@@ -257,3 +257,73 @@ def test_disconnect_stops_the_subscriber_and_connect_starts_it_again(redis_serve
     db.connect()
     _poll(lambda: cache.trusted)
     db.disconnect()
+
+
+def test_a_write_that_could_not_be_published_is_published_once_redis_is_back(redis_server):
+    import redis
+
+    db = Database("mongomock://localhost/bus_pending", cache_bus=redis_server.url, cache_models=("User",),
+                  ensure_indexes=False).connect()
+    try:
+        cache = db._rt.cache
+        _poll(lambda: cache.trusted)
+        redis_server.kill()
+        db.create("User", {"email": "di@example.com", "name": "Di"})
+        assert cache.bus_stats()["pending"] == ["User"]
+        redis_server.restart()  # empty: no generation key survives
+        _poll(lambda: cache.trusted)
+        assert cache.bus_stats()["pending"] == []
+        client = redis.Redis.from_url(redis_server.url)
+        assert client.get("astro_db:bus_pending:gen:User") == b"1"  # announced after the restart
+        client.close()
+    finally:
+        db.disconnect()
+
+
+def test_a_transaction_publishes_on_commit_never_on_abort():
+    db = Database("mongomock://localhost/bus_tx", cache_models=("User",), ensure_indexes=False).connect()
+    try:
+        bus = SwitchBus()
+        db._rt.cache.bus = bus
+        with pytest.raises(RuntimeError):
+            with db.transaction() as tx:
+                db.create("User", {"email": "ed@example.com", "name": "Ed"}, transaction=tx)
+                raise RuntimeError("abort")
+        assert bus.published == []
+        with db.transaction() as tx:
+            db.create("User", {"email": "fay@example.com", "name": "Fay"}, transaction=tx)
+            assert bus.published == []
+        assert bus.published == ["User"]
+    finally:
+        db.disconnect()
+
+
+def test_a_forked_worker_trusts_nothing_it_inherited_and_subscribes_again(redis_server):
+    """gunicorn --preload: the parent connected before forking; the child's subscriber is its own."""
+    import os
+
+    db = Database("mongomock://localhost/bus_fork", cache_bus=redis_server.url, cache_models=("User",),
+                  ensure_indexes=False).connect()
+    try:
+        cache = db._rt.cache
+        _poll(lambda: cache.trusted)
+        user = db.create("User", {"email": "gus@example.com", "name": "Gus"})
+        db.find_one("User", {"id": user.id})
+        assert cache.stats()["entries"] == 1
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code only
+            code = 1
+            try:
+                hits = cache.stats()["hits"]
+                if not cache.trusted and not cache.wanted("User", None):
+                    _poll(lambda: cache.trusted)
+                    db.find_one("User", {"id": user.id})
+                    code = 0 if cache.stats()["hits"] == hits else 2  # the inherited entry was dropped
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        db.find_one("User", {"id": user.id})
+        assert cache.stats()["hits"] == 1  # the parent keeps its own cache
+    finally:
+        db.disconnect()
