@@ -209,3 +209,13 @@ def test_change_streams_see_writes_made_outside_the_service(live_url):
         assert db.find_one("User", {"id": user.id}).name == "node"
     finally:
         db.disconnect()
+
+
+def test_the_cache_bus_benchmark_prints_its_figures_in_tiny_mode():
+    """A smoke test of benchmarks/cache_bus.py (its own nx-27017 and redis-server): not a timing."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cache_bus.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in ("uncached (cache=False)", "cache hit, local bus", "cache hit, Redis bus", "update, Redis bus",
+                "publish -> other subscriber delivered", "update returned -> other process knows"):
+        assert row in done.stdout
