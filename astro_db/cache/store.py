@@ -37,6 +37,7 @@ import bson
 from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from .bus import InvalidationBus, LocalBus, server_identity
+from .redis_store import MISSING as _SHARED_MISSING
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class QueryCache:
 
     def __init__(self, ttl_s: float = 60.0, max_entries: int = 1024, max_documents: int = 100_000,
                  models: frozenset[str] = frozenset(), clock: Callable[[], float] = time.monotonic,
-                 stale_s: float = 0.0, bus: InvalidationBus | None = None, peers: LocalBus | None = None) -> None:
+                 stale_s: float = 0.0, bus: InvalidationBus | None = None, peers: LocalBus | None = None,
+                 shared: Any = None) -> None:
         self.ttl_s = ttl_s
         self.stale_s = stale_s  # how long past its TTL an entry stays available to get_stale
         self.max_entries = max_entries
@@ -112,6 +114,7 @@ class QueryCache:
         self.peers = peers if peers is not None else LocalBus()  # the other caches of the process
         self.bus: InvalidationBus = bus if bus is not None else self.peers  # the configured bus
         self.peers.attach(self)
+        self.shared = shared  # a RedisStore (cache_store=): entries other processes stored
         if self.bus is not self.peers:
             self.bus.attach(self)
 
@@ -124,8 +127,14 @@ class QueryCache:
             raise ConfigError(f"cache_models: {exc}", key="cache_models") from exc
         identity = server_identity(config)
         peers = LocalBus(identity) if config.is_embedded else LocalBus.shared(identity)
+        shared = None
+        if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:
+            from .redis_store import RedisStore
+
+            shared = RedisStore(config.cache_store, config.database_name, config.cache_ttl_s)
         return cls(config.cache_ttl_s, config.cache_max_entries, config.cache_max_documents, models,
-                   stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry), peers=peers)
+                   stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry), peers=peers,
+                   shared=shared)
 
     def open(self, database: Any) -> None:
         """Called once the Database is connected: a change-stream bus opens its stream here
@@ -138,6 +147,8 @@ class QueryCache:
         """Stop the bus's subscriber (nothing is cached after this)."""
         if self.bus is not self.peers:
             self.bus.close()
+        if self.shared is not None:
+            self.shared.close()
 
     # --- policy ------------------------------------------------------------------------------
 
@@ -170,8 +181,15 @@ class QueryCache:
             generation = (self._epoch, self._generation.get(model, 0))
         if value is not _MISSING:
             return copy_stored(value)
+        shared, token = self.shared, b""
+        if shared is not None:
+            found, token = shared.get(key)
+            if found is not _SHARED_MISSING:  # decoded afresh: the caller may own it
+                self.put(key, found, generation)
+                return found
         result = fetch()
-        self.put(key, result, generation)
+        if self.put(key, result, generation) and shared is not None:
+            shared.put(key, result, token)
         return result
 
     def _get_locked(self, key: CacheKey) -> Any:
@@ -313,6 +331,7 @@ class QueryCache:
         out = self.bus.stats()
         if self.bus is not self.peers:
             out["local"] = self.peers.stats()
+        out["shared_store"] = self.shared.stats() if self.shared is not None else None
         return out
 
     def __repr__(self) -> str:

@@ -327,3 +327,21 @@ def test_a_forked_worker_trusts_nothing_it_inherited_and_subscribes_again(redis_
         assert cache.stats()["hits"] == 1  # the parent keeps its own cache
     finally:
         db.disconnect()
+
+
+# --- the shared store's configuration -------------------------------------------------------------
+
+@pytest.mark.parametrize("store, bus", [
+    ("redis://127.0.0.1:6379/0", "local"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6380/0"),
+    ("redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/0"),
+    ("http://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+])
+def test_cache_store_must_be_on_the_bus_redis(store, bus):
+    with pytest.raises(ConfigError, match="cache_store"):
+        DatabaseConfig(cache_store=store, cache_bus=bus)
+
+
+def test_cache_store_on_the_bus_redis_is_accepted_and_masked():
+    config = DatabaseConfig(cache_store="redis://:pw1@Cache:6379/0", cache_bus="redis://:pw1@cache:6379")
+    assert "pw1" not in repr(config)
