@@ -1,6 +1,6 @@
 """A worker process of the cache-bus tests: one ``Database`` on the shared server and Redis.
 
-Usage: python cache_bus_worker.py <mongodb url> <cache_bus> ; then one JSON command per stdin
+Usage: python cache_bus_worker.py <mongodb url> <cache_bus> [<cache_store>] ; then one JSON command per stdin
 line, one JSON answer per stdout line. Waits poll a condition with a bound; never a fixed sleep.
 """
 
@@ -28,7 +28,8 @@ def _poll(check: Callable[[], Any], timeout_s: float) -> Any:
 
 def main() -> None:
     url, bus = sys.argv[1], sys.argv[2]
-    db = Database(url, cache_models=("User",), cache_bus=bus, ensure_indexes=False).connect()
+    store = sys.argv[3] if len(sys.argv) > 3 else None
+    db = Database(url, cache_models=("User",), cache_bus=bus, cache_store=store, ensure_indexes=False).connect()
     cache = db._rt.cache
 
     def answer(**out: Any) -> None:

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 class Worker:
     """One worker process (cache_bus_worker.py), driven over its stdin / stdout."""
 
-    def __init__(self, url: str, bus: str, log: Path) -> None:
+    def __init__(self, url: str, bus: str, log: Path, store: str | None = None) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), url, bus], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), url, bus, *([store] if store else [])], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
@@ -55,9 +55,9 @@ class Worker:
 def workers(live_url, tmp_path):
     started: list[Worker] = []
 
-    def start(bus: str, n: int = 2) -> list[Worker]:
+    def start(bus: str, n: int = 2, store: str | None = None) -> list[Worker]:
         for i in range(n):
-            started.append(Worker(live_url, bus, tmp_path / f"worker{len(started)}.log"))
+            started.append(Worker(live_url, bus, tmp_path / f"worker{len(started)}.log", store))
         return started[-n:]
 
     yield start
@@ -154,6 +154,21 @@ def test_a_message_lost_while_connected_is_caught_by_the_generation_gap(workers,
     out = b.wait("full_drops", at_least=1)
     assert out["bus"]["connected"] is True
     assert b.call("read", id=uid)["cache"]["hits"] == hits  # the entry was dropped: a miss
+
+
+def test_with_the_shared_store_a_read_in_one_process_is_a_hit_in_another(workers, redis_server):
+    a, b = workers(redis_server.url, store=redis_server.url)
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    uid = a.call("create", email=_email(), name="v0")["id"]
+    a.call("read", id=uid)  # A stores it in Redis
+    out = b.call("read", id=uid)
+    assert out["name"] == "v0" and out["bus"]["shared_store"]["hits"] == 1  # B never asked the server
+    received = out["bus"]["received"]
+    a.call("update", id=uid, name="v1")
+    b.wait("received", at_least=received + 1)  # B's own copy is dropped on delivery
+    out = b.call("read", id=uid)
+    assert out["name"] == "v1" and out["bus"]["shared_store"]["hits"] == 1  # the old Redis entry was not served
 
 
 # --- one process, several Databases ------------------------------------------------------------
