@@ -105,6 +105,9 @@ class ChangeStreamBus:
                     if self.connected:
                         self._reason = None
                     while not self._stop.is_set() and stream.alive:
+                        if self._listener is not None and self._listener() is None:
+                            self._stop.set()  # the cache (its Database) was garbage-collected
+                            break
                         change = stream.try_next()
                         if change is not None and not self._deliver(change, collection):
                             break  # an invalidating event: reopen afresh

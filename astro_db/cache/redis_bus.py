@@ -236,6 +236,9 @@ class RedisBus:
 
     def _listen(self, pubsub: Any) -> None:
         while not self._stop.is_set():
+            if self._listener is not None and self._listener() is None:
+                self._stop.set()  # the cache (its Database) was garbage-collected: nothing to serve
+                return
             if self._doubt.is_set():
                 raise self._redis.ConnectionError(self._reason or "doubt")
             message = pubsub.get_message(timeout=0.5)

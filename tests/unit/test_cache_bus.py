@@ -345,3 +345,15 @@ def test_cache_store_must_be_on_the_bus_redis(store, bus):
 def test_cache_store_on_the_bus_redis_is_accepted_and_masked():
     config = DatabaseConfig(cache_store="redis://:pw1@Cache:6379/0", cache_bus="redis://:pw1@cache:6379")
     assert "pw1" not in repr(config)
+
+
+def test_a_forgotten_database_does_not_leave_its_subscriber_running(redis_server):
+    import gc
+
+    db = Database("mongomock://localhost/bus_gc", cache_bus=redis_server.url, ensure_indexes=False).connect()
+    _poll(lambda: db._rt.cache.trusted)
+    thread = db._rt.cache.bus._thread
+    assert thread is not None and thread.is_alive()
+    del db
+    gc.collect()
+    _poll(lambda: not thread.is_alive())
