@@ -29,6 +29,7 @@ _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_par
 _SECRET_FIELDS = ("password", "encryption_key", "encryption_keys")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
 _USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
 
 # camelCase (Node / PyMongo URI option) spellings that are not a plain camel-to-snake mapping.
@@ -63,10 +64,12 @@ _ALIASES = {
 
 
 def mask_url(url: str | None) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to log)."""
+    """Return ``url`` with any password replaced by ``***`` (safe to log): in the userinfo, and
+    as a ``password=`` query option (which the Redis client accepts)."""
     if not url:
         return ""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] is not None else m[0], url)
+    url = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] is not None else m[0], url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m[1]}***", url)
 
 
 def _snake(name: str) -> str:

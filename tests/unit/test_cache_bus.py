@@ -357,3 +357,18 @@ def test_a_forgotten_database_does_not_leave_its_subscriber_running(redis_server
     del db
     gc.collect()
     _poll(lambda: not thread.is_alive())
+
+
+def test_a_password_given_as_a_redis_query_option_is_masked_too(caplog):
+    url = "redis://127.0.0.1:1/0?password=qu3rysecret"  # port 1: nothing listens
+    config = DatabaseConfig(cache_bus=url)
+    assert "qu3rysecret" not in repr(config)
+    caplog.set_level(logging.DEBUG, logger="astro_db")
+    db = Database("mongomock://localhost/bus_query_pw", cache_bus=url, ensure_indexes=False).connect()
+    try:
+        _poll(lambda: db._rt.cache.bus_stats()["errors"] >= 1)
+        db.create("User", {"email": "hal@example.com", "name": "Hal"})
+        shown = caplog.text + repr(db.metrics()) + repr(db.health())
+        assert "qu3rysecret" not in shown and "password=***" in shown
+    finally:
+        db.disconnect()
