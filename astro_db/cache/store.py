@@ -38,6 +38,7 @@ from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from .bus import InvalidationBus, LocalBus, server_identity
 from .redis_store import MISSING as _SHARED_MISSING
+from .redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class QueryCache:
     def __init__(self, ttl_s: float = 60.0, max_entries: int = 1024, max_documents: int = 100_000,
                  models: frozenset[str] = frozenset(), clock: Callable[[], float] = time.monotonic,
                  stale_s: float = 0.0, bus: InvalidationBus | None = None, peers: LocalBus | None = None,
-                 shared: Any = None) -> None:
+                 shared: RedisStore | None = None) -> None:
         self.ttl_s = ttl_s
         self.stale_s = stale_s  # how long past its TTL an entry stays available to get_stale
         self.max_entries = max_entries
@@ -129,8 +130,6 @@ class QueryCache:
         peers = LocalBus(identity) if config.is_embedded else LocalBus.shared(identity)
         shared = None
         if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:
-            from .redis_store import RedisStore
-
             shared = RedisStore(config.cache_store, config.database_name, config.cache_ttl_s)
         return cls(config.cache_ttl_s, config.cache_max_entries, config.cache_max_documents, models,
                    stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry), peers=peers,
