@@ -25,7 +25,7 @@ SECRET_OPTIONS = frozenset({
 })
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # where a URL starts inside free text: a known scheme, not glued to a longer word
-_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])(?:mongodb(?:\+srv)?|mongomock)://", re.IGNORECASE)
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])(?:mongodb(?:\+srv)?|mongomock|rediss?)://", re.IGNORECASE)
 _RESERVED = re.compile(r"[@/?#\[\]]")
 _BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _TEXT_END = re.compile(r"\s")
@@ -66,7 +66,8 @@ def unescaped_userinfo(url: str) -> bool:
 
 
 def mask_urls_in_text(text: str) -> str:
-    """``text`` with every ``mongodb://``, ``mongodb+srv://`` and ``mongomock://`` URL masked.
+    """``text`` with every ``mongodb://``, ``mongodb+srv://``, ``mongomock://`` and ``redis(s)://``
+    URL masked (the cache bus and store take Redis URLs).
 
     A URL in free text ends at whitespace (which a URL cannot hold unescaped); everything up to
     the last ``@`` before that end is treated as userinfo, so quotes or brackets glued to the URL

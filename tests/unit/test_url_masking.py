@@ -37,6 +37,9 @@ TOKEN = "IQoJb3JpZ2luX2VjEJr//Session+Token=="
     ("mongodb://app@h/db?authSource=admin", "mongodb://app@h/db?authSource=admin"),
     ("mongodb+srv://u:p@c.example.net/a", "mongodb+srv://u:***@c.example.net/a"),
     ("mongomock://localhost/astro", "mongomock://localhost/astro"),
+    ("redis://:r3dis/pw@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("rediss://default:pw@cache:6380/0?password=qu3ry", "rediss://default:***@cache:6380/0?password=***"),
+    ("unix:///run/redis.sock?db=0&password=qu3ry", "unix:///run/redis.sock?db=0&password=***"),
 ])
 def test_mask_url_hides_passwords_and_secret_options(url, expected):
     assert mask_url(url) == expected
@@ -143,6 +146,12 @@ def test_the_cli_error_line_masks_a_url_inside_the_error():
     result = CliRunner().invoke(cli, ["--url", "mongodb://app:S3c/retPw@h/db", "health"])
     assert result.exit_code == 2
     assert "error:" in result.output and "retPw" not in result.output
+
+
+def test_scrub_masks_redis_urls_in_free_text():
+    text = "cache bus: cannot reach redis://:r3dis@pw@cache:6379/0 (retrying); store rediss://u:s3cret@c/1"
+    masked = scrub(text)
+    assert "r3dis" not in masked and "s3cret" not in masked and "cache:6379/0" in masked
 
 
 def test_mask_text_masks_a_session_token_in_free_text():
