@@ -3,9 +3,10 @@
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
 Updates validated by ``updates.compile_update`` are applied atomically on the server; ``$inc`` on a
-bounded field carries a guard in the filter, and list operators whose list rules (length,
-order, uniqueness) depend on the current list are checked by read, validate, compare-and-set on
-the Mongoose version key ``__v`` (which they increment, as Mongoose does for array changes).
+bounded field carries a guard in the filter. An update that touches a list (whose rules: length,
+order, uniqueness, item bounds, depend on the stored list) is read, applied locally
+(``evaluate.apply_update``), validated as a whole document and written by compare-and-set on the
+Mongoose version key ``__v`` (which it increments, as Mongoose does for array changes).
 Every successful write is announced to the write hooks (audit, journal, cache) with its session.
 """
 
@@ -21,6 +22,7 @@ from pymongo import ReturnDocument
 from pymongo import errors as pm
 
 from .errors import AstroDBError, ValidationError, translate
+from .evaluate import apply_update
 from .events import WriteEvent
 from .models import codec
 from .query import check_document_keys
@@ -136,7 +138,7 @@ class WriteRunner:
 
     def update_one(self, filt: dict[str, Any], compiled: CompiledUpdate) -> dict[str, Any] | None:
         update = _with_timestamp(compiled.update)
-        if compiled.list_ops:
+        if compiled.touches_lists:
             return self._update_list_cas(filt, compiled, update)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(update))
@@ -154,7 +156,7 @@ class WriteRunner:
         return doc
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
-        if compiled.list_ops:
+        if compiled.touches_lists:
             ids = self._ids(filt)
             return sum(self._update_list_cas({"_id": i}, compiled, _with_timestamp(compiled.update)) is not None for i in ids)
         if compiled.guards:
@@ -180,23 +182,16 @@ class WriteRunner:
         return modified
 
     def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict) -> dict[str, Any] | None:
-        """Read the lists an update changes, validate the result, write if they are unchanged."""
-        paths = sorted({path for _, path in compiled.list_ops})
+        """Read the document, validate the whole document the update makes of it, and write the
+        update only if the document is still the one read: a compare-and-set on the Mongoose
+        version key ``__v``, which every list-touching update increments (as Mongoose does for
+        array changes), so a write validated against a stale list never lands."""
         for _ in range(_CAS_ATTEMPTS):
             current = self.db._run(self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
                 return None
-            errors: dict[str, str] = {}
-            for path in paths:
-                try:
-                    codec.encode_value(self.info.cls, path, _apply_list_ops(current, path, compiled.update))
-                except ValidationError as exc:
-                    errors.update(exc.errors)
-            if errors:
-                raise ValidationError(errors=errors)
-            # Compare-and-set on the Mongoose version key, which Mongoose itself bumps on
-            # array changes: the write lands only if nobody changed the document meanwhile.
-            cas = {"_id": current["_id"], "__v": current.get("__v")}
+            self._check_post_image(current, update)
+            cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
             versioned = {**update, "$inc": {**update.get("$inc", {}), "__v": 1}}
             doc = self.db._run(
                 self.info, "update",
@@ -210,7 +205,17 @@ class WriteRunner:
                 return doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
-        raise AstroDBError(f"update on {self.info.name}: the list changed concurrently {_CAS_ATTEMPTS} times; try again")
+        raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
+
+    def _check_post_image(self, current: dict[str, Any], update: dict[str, dict[str, Any]]) -> None:
+        """Validate the document ``update`` would make of ``current`` as a new one is validated
+        (list rules and bounds included); raises and writes nothing if it does not pass."""
+        after = apply_update(current, update)
+        crypto = self.db._rt.crypto
+        if crypto.enabled:
+            crypto.open_document(self.info, after)  # validated as plaintext, decrypted in place
+        with masked_errors(self.info.cls):
+            codec.validate_stored(self.info.cls, after)
 
     # --- deletes -----------------------------------------------------------------------------
 
@@ -335,37 +340,6 @@ def _merge(filt: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _get(doc: dict[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _apply_list_ops(doc: dict[str, Any], path: str, update: dict[str, dict[str, Any]]) -> list[Any]:
-    """The list at ``path`` after this update's $push / $addToSet / $pull, computed locally."""
-    from mongomock_ng.filtering import filter_applies
-
-    items = list(_get(doc, path) or [])
-    for op in ("$pull", "$push", "$addToSet"):
-        if path not in update.get(op, {}):
-            continue
-        arg = update[op][path]
-        if op == "$pull":
-            if isinstance(arg, dict) and arg and all(not k.startswith("$") for k in arg):
-                items = [i for i in items if not (isinstance(i, dict) and filter_applies(arg, i))]
-            elif isinstance(arg, dict):
-                items = [i for i in items if not filter_applies({"v": arg}, {"v": i})]
-            else:
-                items = [i for i in items if i != arg]
-            continue
-        new = arg["$each"] if isinstance(arg, dict) and "$each" in arg else [arg]
-        for value in new:
-            if op == "$push" or value not in items:
-                items.append(value)
-    return items
 
 
 def _out_of_range(compiled: CompiledUpdate, count: int = 1) -> ValidationError:
