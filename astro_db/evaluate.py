@@ -26,6 +26,7 @@ from .errors import QueryError
 __all__ = ["apply_update", "matches", "bson_equal"]
 
 _ALL = "$[]"
+_LOGICAL = ("$and", "$or", "$nor")
 _MISSING = object()
 _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "x": re.VERBOSE, "s": re.DOTALL}
 # operators that create what the path names when it is missing (the others leave it alone)
@@ -175,7 +176,7 @@ _LEAVES: dict[str, Callable[[Any, Any, Any, str], None]] = {
 def matches(condition: Mapping[str, Any], value: Any) -> bool:
     """Whether a ``$pull`` condition removes ``value``: an operator condition (``{"$gte": 6}``)
     tests the item itself, a query on fields (``{"body": "Sun"}``) tests a sub-document item."""
-    if _is_operator_doc(condition):
+    if _is_operator_doc(condition) and next(iter(condition)) not in _LOGICAL:
         return _match_operators(condition, [value])
     if not isinstance(value, dict):
         return False  # a field query never matches a scalar item

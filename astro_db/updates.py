@@ -96,6 +96,7 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
 
 
 _LIST_OPS = {"$push", "$addToSet", "$pull"}
+_LOGICAL_OPS = ("$and", "$or", "$nor")
 
 
 def _through_list(model: Any, op: str, stored: str) -> bool:
@@ -181,15 +182,27 @@ def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards
 def _compile_pull(model: Any, resolved: Any, value: Any) -> Any:
     """A ``$pull`` value: an item, an operator condition on items, or a query on their fields."""
     stored = resolved.stored
-    if isinstance(value, Mapping) and not _is_operator_doc(value):
+    if isinstance(value, Mapping) and not _is_value_condition(value):
         # a query on the items' fields: {"$pull": {"positions": {"body": "Sun"}}}, as $elemMatch
-        condition = _compile_mapping(model, value, False, 1, prefix=stored + ".")
+        if all(k in _LOGICAL_OPS for k in value):
+            raise QueryError(f"$pull on {stored!r}: a condition of only $and/$or/$nor is not supported (backends "
+                             "disagree on it); name a field, e.g. {'body': {'$in': ['Sun', 'Moon']}}")
+        compiled = _compile_mapping(model, value, False, 1, prefix=stored + ".")
+        # field conditions first: the server reads the first key to tell a query from a value
+        condition = {k: v for k, v in compiled.items() if k not in _LOGICAL_OPS}
+        condition.update((k, v) for k, v in compiled.items() if k in _LOGICAL_OPS)
     elif isinstance(value, Mapping):
         condition = _compile_condition(model, resolved, value, False, 0)
     else:
         return codec.encode_value(model, stored, value, for_item=True)
     _check_pull_ops(condition, stored)
     return condition
+
+
+def _is_value_condition(value: Mapping[str, Any]) -> bool:
+    """A condition on the items themselves (``{"$gte": 6}``), not a query on their fields;
+    ``$and``/``$or``/``$nor`` start a query, as on the server."""
+    return _is_operator_doc(value) and not any(k in _LOGICAL_OPS for k in value)
 
 
 def _check_pull_ops(condition: Any, stored: str) -> None:

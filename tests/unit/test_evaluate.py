@@ -255,6 +255,11 @@ def test_regex_conditions_accept_compiled_patterns_and_options_under_not():
     assert matches({"$not": {"$regex": "^s", "$options": "i"}}, 0)  # not a string: not matched by the regex
 
 
+def test_a_logical_only_condition_is_a_query_on_the_items_as_on_the_server():
+    assert matches({"$or": [{"body": "Sun"}, {"degree": {"$gt": 5}}]}, {"body": "Moon", "degree": 6})
+    assert not matches({"$nor": [{"body": "Moon"}]}, {"body": "Moon"})
+
+
 def test_matches_refuses_operators_it_does_not_implement():
     with pytest.raises(QueryError, match="not supported"):
         matches({"$size": 2}, [1, 2])
