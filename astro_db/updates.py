@@ -42,6 +42,7 @@ class CompiledUpdate:
     fields: list[str]  # stored top-level paths changed
     guards: dict[str, Any] = field(default_factory=dict)  # extra filter keeping $inc in range
     touches_lists: bool = False  # read, validate the post-image, compare-and-set on __v
+    list_roots: tuple[str, ...] = ()  # top-level fields whose lists the update changes
 
 
 # Array-path forms: a numeric index and the all-positional $[] are applied to the stored list and
@@ -66,7 +67,7 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     update: dict[str, dict[str, Any]] = {}
     changed: list[str] = []
     guards: dict[str, Any] = {}
-    touches_lists = False
+    list_roots: list[str] = []
     errors: dict[str, str] = {}
     for op, spec in data.items():
         if op not in _UPDATE_OPS:
@@ -82,7 +83,8 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
             if stored.split(".")[0] in _SERVICE_FIELDS:
                 raise QueryError(f"{op}: field {stored!r} is kept by the service and cannot be changed")
             in_list = _through_list(model, op, stored)
-            touches_lists = touches_lists or in_list or _holds_list(resolved.field) or op in _LIST_OPS
+            if in_list or _holds_list(resolved.field) or op in _LIST_OPS:
+                list_roots.append(stored.split(".")[0])
             try:
                 out[stored] = _compile_update_value(model, op, resolved, value, guards if not in_list else {})
             except ValidationError as exc:
@@ -92,7 +94,8 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     if errors:
         raise ValidationError(errors=errors)
     _refuse_conflicts(update)
-    return CompiledUpdate(update, changed, guards, touches_lists)
+    roots = tuple(dict.fromkeys(list_roots))
+    return CompiledUpdate(update, changed, guards, bool(roots), roots)
 
 
 _LIST_OPS = {"$push", "$addToSet", "$pull"}

@@ -12,6 +12,7 @@ Every successful write is announced to the write hooks (audit, journal, cache) w
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import re
 from collections.abc import Mapping
@@ -190,9 +191,9 @@ class WriteRunner:
             current = self.db._run(self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
                 return None
-            self._check_post_image(current, update)
+            after = self._checked_post_image(current, update)
             cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
-            versioned = {**update, "$inc": {**update.get("$inc", {}), "__v": 1}}
+            versioned = _lists_as_validated(update, after, compiled.list_roots)
             doc = self.db._run(
                 self.info, "update",
                 self._naming(lambda: self.coll.find_one_and_update(
@@ -207,15 +208,18 @@ class WriteRunner:
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
 
-    def _check_post_image(self, current: dict[str, Any], update: dict[str, dict[str, Any]]) -> None:
-        """Validate the document ``update`` would make of ``current`` as a new one is validated
-        (list rules and bounds included); raises and writes nothing if it does not pass."""
+    def _checked_post_image(self, current: dict[str, Any], update: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The document ``update`` makes of ``current``, validated as a new one is (list rules and
+        bounds included); raises, having written nothing, if it does not pass."""
         after = apply_update(current, update)
+        plain = after
         crypto = self.db._rt.crypto
         if crypto.enabled:
-            crypto.open_document(self.info, after)  # validated as plaintext, decrypted in place
+            plain = copy.deepcopy(after)
+            crypto.open_document(self.info, plain)  # validated as plaintext, written sealed
         with masked_errors(self.info.cls):
-            codec.validate_stored(self.info.cls, after)
+            codec.validate_stored(self.info.cls, plain)
+        return after
 
     # --- deletes -----------------------------------------------------------------------------
 
@@ -340,6 +344,24 @@ def _merge(filt: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _lists_as_validated(update: dict[str, dict[str, Any]], after: dict[str, Any], roots: tuple[str, ...]) -> dict[str, Any]:
+    """The update to send under the compare-and-set: each top-level field whose list it changes is
+    set to its validated post-image value (so the server stores exactly what was validated, whatever
+    its own array-path support), every other path keeps its atomic operator; ``__v`` is bumped."""
+    out: dict[str, dict[str, Any]] = {}
+    for op, spec in update.items():
+        kept = {path: value for path, value in spec.items() if path.split(".")[0] not in roots}
+        if kept:
+            out[op] = kept
+    for root in roots:
+        if root in after:
+            out.setdefault("$set", {})[root] = after[root]
+        else:
+            out.setdefault("$unset", {})[root] = ""
+    out["$inc"] = {**out.get("$inc", {}), "__v": 1}
+    return out
 
 
 def _out_of_range(compiled: CompiledUpdate, count: int = 1) -> ValidationError:
