@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from astro_db import errors
+from astro_db import Database, errors
+from astro_db.models import BirthChart, codec
 
 from .conftest import chart_data, insight_data, timing_data
 
@@ -223,3 +228,55 @@ def test_only_the_backend_module_imports_the_embedded_backend():
             if any(n.split(".")[0] == "mongomock_ng" for n in names):
                 importers.add(module.relative_to(package).as_posix())
     assert importers <= {"connection.py"} | {p for p in importers if p.startswith("backends/")}, importers
+
+
+# --- the rule in general: any list-touching update either lands valid or changes nothing ----------
+
+_POSITION = st.fixed_dictionaries({"body": st.sampled_from(["Sun", "Moon", "Mars", "Venus"]),
+                                   "sign": st.sampled_from(["Leo", "Aries"]), "degree": st.sampled_from([0, 12.5, 29.9, 30, -1])},
+                                  optional={"house": st.sampled_from([1, 12, 13, 2.5])})
+_PATH_VALUES = {
+    "positions.{i}.body": st.sampled_from(["Sun", "Moon", "Mars", "Venus", "Pluto"]),
+    "positions.{i}.degree": st.sampled_from([0, 15, 29.99, 30, -0.5]),
+    "positions.{i}.house": st.sampled_from([1, 12, 13, 0]),
+    "positions.{i}": _POSITION,
+    "positions": st.lists(_POSITION, max_size=3),
+}
+
+
+@st.composite
+def _list_updates(draw):
+    op = draw(st.sampled_from(["$set", "$inc", "$unset", "$push", "$addToSet", "$pull"]))
+    index = draw(st.sampled_from(["0", "1", "2", "4", "$[]"]))
+    if op == "$inc":
+        path = draw(st.sampled_from(["positions.{i}.degree", "positions.{i}.house"])).format(i=index)
+        return {op: {path: draw(st.sampled_from([1, -1, 0.5, 20, -30]))}}
+    if op in ("$set", "$unset"):
+        template = draw(st.sampled_from(sorted(_PATH_VALUES)))
+        return {op: {template.format(i=index): draw(_PATH_VALUES[template]) if op == "$set" else ""}}
+    if op == "$pull":
+        return {op: {"positions": draw(st.sampled_from([{"body": "Sun"}, {"degree": {"$gte": 10}}, {"house": {"$in": [1, 5]}}]))}}
+    return {op: {"positions": draw(st.one_of(_POSITION, st.builds(lambda xs: {"$each": xs}, st.lists(_POSITION, max_size=2))))}}
+
+
+@pytest.fixture(scope="module")
+def embedded_db():
+    with Database(f"mongomock://localhost/arr{uuid.uuid4().hex[:6]}") as database:
+        yield database
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(update=_list_updates())
+def test_a_list_update_lands_valid_with_the_version_advanced_or_changes_nothing(embedded_db, update):
+    owner = ObjectId()
+    chart = embedded_db.create("BirthChart", chart_data(owner, positions=POSITIONS))
+    before = _raw(embedded_db, "BirthChart", chart)
+    try:
+        embedded_db.update("BirthChart", {"id": chart.id}, update)
+    except errors.AstroDBError:
+        assert _raw(embedded_db, "BirthChart", chart) == before
+    else:
+        after = _raw(embedded_db, "BirthChart", chart)
+        codec.hydrate(BirthChart, after).validate()
+        assert after["__v"] == before["__v"] + 1
+    embedded_db.collection("BirthChart").delete_one({"_id": chart.id})
