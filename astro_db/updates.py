@@ -41,8 +41,12 @@ class CompiledUpdate:
     update: dict[str, dict[str, Any]]
     fields: list[str]  # stored top-level paths changed
     guards: dict[str, Any] = field(default_factory=dict)  # extra filter keeping $inc in range
-    touches_lists: bool = False  # read, validate the post-image, compare-and-set on __v
     list_roots: tuple[str, ...] = ()  # top-level fields whose lists the update changes
+
+    @property
+    def touches_lists(self) -> bool:
+        """Whether the write must read, validate the post-image and compare-and-set on ``__v``."""
+        return bool(self.list_roots)
 
 
 # Array-path forms: a numeric index and the all-positional $[] are applied to the stored list and
@@ -52,6 +56,8 @@ SUPPORTED_ARRAY_PATHS = "a numeric index (positions.1.body) or $[] for every ite
 # what a $pull condition may use (astro_db evaluates it itself: ``evaluate.matches``)
 _PULL_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$regex", "$options",
              "$not", "$elemMatch", "$and", "$or", "$nor"}
+_LOGICAL_OPS = ("$and", "$or", "$nor")
+_LIST_OPS = {"$push", "$addToSet", "$pull"}
 
 
 def compile_update(model: Any, data: Any) -> CompiledUpdate:
@@ -94,12 +100,8 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     if errors:
         raise ValidationError(errors=errors)
     _refuse_conflicts(update)
-    roots = tuple(dict.fromkeys(list_roots))
-    return CompiledUpdate(update, changed, guards, bool(roots), roots)
+    return CompiledUpdate(update, changed, guards, tuple(dict.fromkeys(list_roots)))
 
-
-_LIST_OPS = {"$push", "$addToSet", "$pull"}
-_LOGICAL_OPS = ("$and", "$or", "$nor")
 
 
 def _through_list(model: Any, op: str, stored: str) -> bool:
@@ -137,11 +139,14 @@ def _refuse_conflicts(update: dict[str, dict[str, Any]]) -> None:
         for path in spec:
             parts = path.split(".")
             for other_op, other in seen:
-                if all(a == b or "$[]" in (a, b) and (a.isdigit() or b.isdigit() or a == b)
-                       for a, b in zip(parts, other)):
+                if all(_same_step(a, b) for a, b in zip(parts, other)):
                     raise QueryError(f"{op} {path!r} and {other_op} {'.'.join(other)!r} change the same "
                                      "field; split them into two updates")
             seen.append((op, parts))
+
+
+def _same_step(a: str, b: str) -> bool:
+    return a == b or ("$[]" in (a, b) and (a.isdigit() or b.isdigit()))
 
 
 def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards: dict[str, Any]) -> Any:
