@@ -23,9 +23,11 @@ from bson.regex import Regex
 
 from .errors import QueryError
 
-__all__ = ["apply_update", "matches", "bson_equal"]
+__all__ = ["apply_update", "matches", "bson_equal", "MAX_PADDING"]
 
 _ALL = "$[]"
+_INDEX = re.compile(r"0|[1-9][0-9]*")
+MAX_PADDING = 1_500_000  # the server refuses to pad a list with more nulls than this
 _LOGICAL = ("$and", "$or", "$nor")
 _MISSING = object()
 _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "x": re.VERBOSE, "s": re.DOTALL}
@@ -57,7 +59,7 @@ def _slots(node: Any, parts: list[str], create: bool, path: str) -> Iterator[Slo
     if isinstance(node, list):
         if head == _ALL:
             keys: list[Any] = list(range(len(node)))
-        elif head.isdigit():
+        elif _INDEX.fullmatch(head):
             keys = [int(head)]
         else:
             raise QueryError(f"{path}: cannot use the part {head!r} to reach into a list")
@@ -96,6 +98,8 @@ def _get(container: Any, key: Any) -> Any:
 
 def _put(container: Any, key: Any, value: Any) -> None:
     if isinstance(container, list):
+        if key - len(container) > MAX_PADDING:
+            raise QueryError(f"index {key} would pad a list of {len(container)} with more than {MAX_PADDING} nulls")
         container.extend([None] * (key + 1 - len(container)))  # the server pads with nulls too
     container[key] = value
 
@@ -213,7 +217,7 @@ def _lookup(doc: Any, parts: list[str]) -> list[Any]:
         return _lookup(doc[head], rest) if head in doc else []
     if isinstance(doc, list):
         found: list[Any] = []
-        if head.isdigit() and int(head) < len(doc):
+        if _INDEX.fullmatch(head) and int(head) < len(doc):
             found.extend(_lookup(doc[int(head)], rest))
         for item in doc:
             if isinstance(item, dict):

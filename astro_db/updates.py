@@ -11,6 +11,7 @@ post-image, validates it, and writes it by compare-and-set on the version key ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,10 @@ SUPPORTED_ARRAY_PATHS = "a numeric index (positions.1.body) or $[] for every ite
 _PULL_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$regex", "$options",
              "$not", "$elemMatch", "$and", "$or", "$nor"}
 _LOGICAL_OPS = ("$and", "$or", "$nor")
+# the longest list a model allows is 1,000 windows; an index far past it would only pad the
+# list with nulls (and make the server, and our evaluation of it, allocate them)
+MAX_INDEX = 9_999
+_INDEX = re.compile(r"0|[1-9][0-9]{0,3}")
 _LIST_OPS = {"$push", "$addToSet", "$pull"}
 
 
@@ -115,6 +120,9 @@ def _through_list(model: Any, op: str, stored: str) -> bool:
         if nxt == "$" or (nxt.startswith("$[") and nxt != "$[]"):
             raise QueryError(f"{op}: {stored!r} uses the {nxt} positional form, which is not supported; "
                              f"name list items by {SUPPORTED_ARRAY_PATHS}")
+        if nxt.isdigit() and not _INDEX.fullmatch(nxt):
+            raise QueryError(f"{op}: {stored!r}: a list index is written 0-{MAX_INDEX} without leading zeros, "
+                             f"got {nxt!r}")
         if not (nxt.isdigit() or nxt == "$[]"):
             raise QueryError(f"{op}: {stored!r} names a field of every item of the list {'.'.join(parts[: i + 1])!r} "
                              f"without saying which; use {SUPPORTED_ARRAY_PATHS}")

@@ -215,6 +215,16 @@ def test_numeric_index_past_the_end_pads_with_nulls_as_the_server_does():
     assert apply_update({"xs": []}, {"$set": {"xs.1.a": 4}}) == {"xs": [None, {"a": 4}]}
 
 
+def test_a_huge_index_is_refused_before_anything_is_allocated():
+    with pytest.raises(QueryError, match="pad"):
+        apply_update({"xs": []}, {"$set": {"xs.99999999999": 1}})
+
+
+def test_an_index_with_leading_zeros_is_not_an_index():
+    with pytest.raises(QueryError, match="reach into a list"):
+        apply_update({"xs": [1, 2]}, {"$set": {"xs.01": 5}})
+
+
 def test_all_positional_reaches_every_item():
     doc = {"positions": [{"body": "Sun", "degree": 1}, {"body": "Moon", "degree": 2}]}
     out = apply_update(doc, {"$inc": {"positions.$[].degree": 10}, "$set": {"positions.$[].house": 3}})

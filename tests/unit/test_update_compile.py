@@ -73,3 +73,10 @@ def test_pull_conditions_outside_what_the_service_evaluates_are_refused(conditio
 def test_pull_conditions_put_field_conditions_before_logical_ones():
     compiled = compile_update(BirthChart, {"$pull": {"positions": {"$or": [{"body": "Sun"}], "degree": {"$gt": 1}}}})
     assert list(compiled.update["$pull"]["positions"]) == ["degree", "$or"]
+
+
+@pytest.mark.parametrize("path", ["positions.01.degree", "positions.10000.degree", "positions.99999999999999.degree",
+                                  "positions.\u0663.degree"])
+def test_list_indexes_are_plain_bounded_numbers(path):
+    with pytest.raises(QueryError, match="list index|unknown field"):
+        compile_update(BirthChart, {"$set": {path: 1}})
