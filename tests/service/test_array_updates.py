@@ -151,15 +151,18 @@ class _RaceAfterRead:
     """A collection whose next ``find_one`` (the read before the compare-and-set) is followed by
     ``compete()``: the competing write lands between our read and our write, every time."""
 
-    def __init__(self, coll, compete):
+    def __init__(self, coll, compete, every_time=False):
         self._coll = coll
         self._compete = compete
+        self._every_time = every_time
         self.raced = 0
 
     def find_one(self, *args, **kwargs):
         doc = self._coll.find_one(*args, **kwargs)
         if self._compete is not None:
-            compete, self._compete = self._compete, None
+            compete = self._compete
+            if not self._every_time:
+                self._compete = None
             compete()
             self.raced += 1
         return doc
@@ -168,7 +171,7 @@ class _RaceAfterRead:
         return getattr(self._coll, name)
 
 
-def _race(db, monkeypatch, model, compete):
+def _race(db, monkeypatch, model, compete, every_time=False):
     real = db._coll
     racing = {}
 
@@ -176,7 +179,7 @@ def _race(db, monkeypatch, model, compete):
         plain = real(info)
         if info.name != model or "coll" in racing:
             return plain
-        racing["coll"] = _RaceAfterRead(plain, compete)
+        racing["coll"] = _RaceAfterRead(plain, compete, every_time)
         return racing["coll"]
 
     monkeypatch.setattr(db, "_coll", coll)
@@ -213,6 +216,31 @@ def test_a_write_that_loses_the_race_is_retried_on_the_new_list(db, user, monkey
           lambda: db.update("PlanetaryInsight", {"id": ins.id}, {"$set": {"recommendations.1": "b"}}))
     out = db.update("PlanetaryInsight", {"id": ins.id}, {"$push": {"recommendations": "c"}})
     assert out.recommendations == ["a", "b", "c"] and _raw(db, "PlanetaryInsight", ins)["__v"] == 2
+
+
+def test_a_write_that_keeps_losing_the_race_gives_up_and_writes_nothing(db, user, monkeypatch):
+    ins = db.create("PlanetaryInsight", insight_data(user.id, recommendations=["a"]))
+    racing = _race(db, monkeypatch, "PlanetaryInsight",
+                   lambda: db.update("PlanetaryInsight", {"id": ins.id}, {"$set": {"recommendations.0": "b"}}),
+                   every_time=True)
+    with pytest.raises(errors.AstroDBError, match="changed concurrently 8 times"):
+        db.update("PlanetaryInsight", {"id": ins.id}, {"$push": {"recommendations": "mine"}})
+    stored = _raw(db, "PlanetaryInsight", ins)
+    assert racing["coll"].raced == 8 and stored["recommendations"] == ["b"] and stored["__v"] == 8
+
+
+def test_a_list_update_keeps_what_a_node_written_document_carries(db, user):
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    node_doc = {
+        "_id": ObjectId(), "userId": user.id, "activity": "travel", "__v": 3, "legacyFlag": True,
+        "windows": [{"_id": ObjectId(), "start": start, "end": start + dt.timedelta(hours=1), "note": "kept"}],
+    }
+    db.collection("TimingRecommendation").insert_one(node_doc)
+    db.update("TimingRecommendation", {"id": node_doc["_id"]},
+              {"$push": {"windows": {"start": start + dt.timedelta(days=1), "end": start + dt.timedelta(days=1, hours=1)}}})
+    raw = db.collection("TimingRecommendation").find_one({"_id": node_doc["_id"]})
+    assert raw["legacyFlag"] is True and raw["windows"][0]["note"] == "kept" and len(raw["windows"]) == 2
+    assert raw["__v"] == 4
 
 
 # --- no test double in production paths -------------------------------------------------------
