@@ -58,7 +58,7 @@ class PeerInsight(Document):
 
 def connect(url: str, **options: Any) -> None:
     """MongoEngine's own client (``tz_aware`` as the other sides) under ``ALIAS``."""
-    mongoengine.connect(alias=ALIAS, host=url, tz_aware=True, **options)
+    mongoengine.connect(alias=ALIAS, host=url, tz_aware=True, uuidRepresentation="standard", **options)
 
 
 def disconnect() -> None:

@@ -40,17 +40,18 @@ def insight_input(user_id: ObjectId, n: int) -> dict[str, Any]:
     }
 
 
-def _service_fields(now: _dt.datetime) -> dict[str, Any]:
-    return {"createdAt": now, "updatedAt": now, "__v": 0}
+def _stored(fields: dict[str, Any]) -> dict[str, Any]:
+    """astro_db's key order: the version key, the fields, then the id and timestamps."""
+    now = utcnow()
+    return {"__v": 0, **fields, "_id": ObjectId(), "createdAt": now, "updatedAt": now}
 
 
 def stored_user(n: int, tag: str, status: str = "active") -> dict[str, Any]:
     data = user_input(n, tag, status)
-    return {"_id": ObjectId(), "email": data["email"].lower(), "name": data["name"], "status": status,
-            **_service_fields(utcnow())}
+    return _stored({"email": data["email"].lower(), "name": data["name"], "status": status})
 
 
 def stored_insight(user_id: ObjectId, n: int) -> dict[str, Any]:
     data = insight_input(user_id, n)
-    return {"_id": ObjectId(), "userId": user_id, "date": data["date"], "energyLevel": data["energy_level"],
-            "recommendations": data["recommendations"], "summary": data["summary"], **_service_fields(utcnow())}
+    return _stored({"userId": user_id, "date": data["date"], "energyLevel": data["energy_level"],
+                    "recommendations": data["recommendations"], "summary": data["summary"]})
