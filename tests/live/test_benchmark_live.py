@@ -44,3 +44,14 @@ def test_the_sides_share_one_seeded_database_on_clients_of_their_own(live_server
         assert name not in client.list_database_names()
     finally:
         client.close()
+
+
+def test_the_growth_table_prints_a_row_per_collection_size():
+    import subprocess
+
+    growth = Path(__file__).resolve().parents[2] / "benchmarks" / "growth.py"
+    done = subprocess.run([sys.executable, str(growth), "--sizes", "30,60", "--calls", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split()[0] for line in done.stdout.splitlines()[1:]]
+    assert rows == ["30", "60"]

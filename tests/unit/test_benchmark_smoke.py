@@ -56,3 +56,11 @@ def test_the_mongodb_row_without_a_uri_says_what_is_missing():
 def test_rounds_below_one_are_refused():
     done = _run("--tiny", "--rounds", "0")
     assert done.returncode == 2 and "--rounds must be at least 1" in done.stderr
+
+
+def test_the_per_document_cpu_table_still_prints():
+    done = subprocess.run([sys.executable, str(RUN.parent / "codec_cost.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "per-document CPU cost" in done.stdout
+    assert sum(model in line for line in done.stdout.splitlines() for model in ("PlanetaryInsight", "BirthChart")) == 4
