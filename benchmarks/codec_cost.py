@@ -12,15 +12,14 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import bson
 from bson import ObjectId
-
-from astro_db.models import BirthChart, PlanetaryInsight
-from astro_db.models import codec
-
 from workloads import insight_input
+
+from astro_db.models import BirthChart, PlanetaryInsight, codec
 
 SIGNS = ["Aries", "Taurus", "Gemini", "Cancer", "Leo", "Virgo"]
 BODIES = ["Sun", "Moon", "Mercury", "Venus", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune", "Pluto"]
@@ -71,8 +70,8 @@ def measure(n: int = 2000) -> list[dict[str, Any]]:
             son.update(_id=ObjectId(), createdAt=_dt.datetime(2024, 1, 1), updatedAt=_dt.datetime(2024, 1, 1), __v=0)
         rows.append({
             "model": label, "path": "write (validate + serialise)",
-            "mongoengine": _per_doc(lambda d: _me_write(model, d), inputs),
-            "astro_db": _per_doc(lambda d: codec.encode_new(model, d), inputs),
+            "mongoengine": _per_doc(lambda d, m=model: _me_write(m, d), inputs),
+            "astro_db": _per_doc(lambda d, m=model: codec.encode_new(m, d), inputs),
             "bson": _per_doc(bson.encode, sons),
         })
         blobs = [bson.encode(s) for s in sons]
@@ -80,7 +79,7 @@ def measure(n: int = 2000) -> list[dict[str, Any]]:
         rows.append({
             "model": label, "path": "read (hydrate)",
             "mongoengine": _per_doc(model._from_son, decoded),
-            "astro_db": _per_doc(lambda s: codec.hydrate(model, s), decoded),
+            "astro_db": _per_doc(lambda s, m=model: codec.hydrate(m, s), decoded),
             "bson": _per_doc(bson.decode, blobs),
         })
     return rows

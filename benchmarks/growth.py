@@ -14,18 +14,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import pymongo  # noqa: E402
+from workloads import stored_user  # noqa: E402
 
 from astro_db import Database  # noqa: E402
 from astro_db.models import User  # noqa: E402
-from workloads import stored_user  # noqa: E402
 
 
 def per_call(fn: Callable[[int], Any], calls: int, rounds: int = 7) -> float:
@@ -52,9 +53,9 @@ def measure(url: str, sizes: list[int], calls: int) -> list[dict[str, Any]]:
             probes = [f"s{(n * 7919) % size}@example.com" for n in range(calls)]
             out.append({
                 "size": size,
-                "astro_db find_one (email)": per_call(lambda i: db.find_one(User, {"email": probes[i]}), calls),
-                "raw find_one (email)": per_call(lambda i: raw["users"].find_one({"email": probes[i]}), calls),
-                "find_one (scan)": per_call(lambda i: db.find_one(User, {"name": f"User {size // 2}"}), 3),
+                "astro_db find_one (email)": per_call(lambda i, p=probes: db.find_one(User, {"email": p[i]}), calls),
+                "raw find_one (email)": per_call(lambda i, p=probes: raw["users"].find_one({"email": p[i]}), calls),
+                "find_one (scan)": per_call(lambda i, n=size // 2: db.find_one(User, {"name": f"User {n}"}), 3),
                 "find 100 lean (status)": per_call(
                     lambda i: db.find(User, {"status": "inactive"}, limit=100, lean=True), max(1, calls // 10)),
             })

@@ -16,8 +16,9 @@ from __future__ import annotations
 import gc
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 __all__ = ["Variant", "Operation", "Stat", "Sample", "Result", "WorkNotDone", "rotation", "run_operation"]
 

@@ -20,7 +20,6 @@ from mongoengine import (
     ObjectIdField,
     StringField,
 )
-
 from workloads import insight_input, user_input, utcnow
 
 __all__ = ["ALIAS", "connect", "disconnect", "PeerUser", "PeerInsight", "peer_user", "peer_insight"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from harness import Result
 from suite import CACHED, DEFAULT, HOOKS_OFF, MONGOENGINE, RAW

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
-
-import pymongo
-from bson import ObjectId
+from typing import Any
 
 import peers
-from astro_db import Database
+import pymongo
+from bson import ObjectId
 from workloads import stored_insight, stored_user
+
+from astro_db import Database
 
 __all__ = ["NEW_STATUS", "Seed", "Sides", "open_sides"]
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from pymongo import ReturnDocument
-
-from astro_db.models import PlanetaryInsight, User
 from harness import Operation, Variant, WorkNotDone
 from peers import PeerInsight, PeerUser, peer_insight, peer_user
+from pymongo import ReturnDocument
 from sides import NEW_STATUS, Sides
 from workloads import insight_input, stored_insight, stored_user, user_input
+
+from astro_db.models import PlanetaryInsight, User
 
 __all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "CACHED", "operations"]
 

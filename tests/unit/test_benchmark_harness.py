@@ -92,9 +92,10 @@ def test_figures_are_medians_per_call_and_per_document_with_their_spread():
 # --- the data the raw side sends is what astro_db stores ---------------------------------------
 
 def test_the_raw_documents_are_what_astro_db_stores_for_the_same_input():
+    from workloads import insight_input, stored_insight, stored_user, user_input
+
     from astro_db import Database
     from astro_db.models import PlanetaryInsight, User
-    from workloads import insight_input, stored_insight, stored_user, user_input
 
     owner = ObjectId()
     with Database(audit=False, journal=False) as db:
@@ -136,7 +137,7 @@ def _astro_calls(fn) -> list[str]:
 
 def test_every_variant_starts_from_the_seeded_size_and_only_astro_db_runs_astro_db_code():
     from sides import Seed, open_sides
-    from suite import DEFAULT, HOOKS_OFF, CACHED, Sizes, operations
+    from suite import CACHED, DEFAULT, HOOKS_OFF, Sizes, operations
 
     sizes = Sizes(seed=12, users=6, calls=4, many=5, hot=2)
     with open_sides(None, Seed.build(sizes.users, sizes.seed)) as sides:
@@ -148,7 +149,7 @@ def test_every_variant_starts_from_the_seeded_size_and_only_astro_db_runs_astro_
                 for store in sides.stores:
                     assert store["users"].count_documents({}) == sizes.users, (operation.name, variant.label)
                     assert store["planetaryInsights"].count_documents({}) == sizes.seed, (operation.name, variant.label)
-                astro = _astro_calls(lambda: [variant.op(i) for i in range(operation.calls)])
+                astro = _astro_calls(lambda v=variant, o=operation: [v.op(i) for i in range(o.calls)])
                 if variant.label in (DEFAULT, HOOKS_OFF, CACHED):
                     assert astro, variant.label
                 else:  # raw PyMongo and MongoEngine: no astro_db code in the timed section
