@@ -105,14 +105,13 @@ def run_backend(b: Backend, sizes: Sizes, rounds: int, markdown: bool) -> None:
     results: dict[str, Result] = {}
     with open_sides(b.url, Seed.build(sizes.users, sizes.seed)) as sides:
         for key, operation in operations(sizes, sides).items():
-            results[key] = run_operation(operation, rounds)
-            print(f"  {operation.name}: done", file=sys.stderr, flush=True)
-    prefix = "" if markdown else "# "
+            results[key] = run_operation(operation, rounds, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    bullet = "- " if markdown else "# "
     print(f"\n{'##' if markdown else '==='} {b.label}")
     for line in lines:
-        print(f"{prefix}{line}" if not markdown else f"- {line}")
-    print(f"{prefix if not markdown else '- '}collection sizes: {sizes.seed:,} insights and {sizes.users:,} users for every "
-          f"variant; 1 warm-up + {rounds} rounds in rotated order; {time.perf_counter() - began:.0f} s")
+        print(bullet + line)
+    print(f"{bullet}collection sizes: {sizes.seed:,} insights and {sizes.users:,} users for every variant; "
+          f"1 warm-up + {rounds} rounds in rotated order; {time.perf_counter() - began:.0f} s")
     print()
     print("\n".join(report.variants_table(list(results.values()), markdown)))
     print()
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = "tiny" if args.tiny else "quick" if args.quick else "full"
     kinds = args.backend or ["nx", *(["uri"] if os.environ.get("ASTRO_DB_TEST_URI") else [])]
     logging.basicConfig(level=logging.ERROR)
-    print(f"{'#' if args.markdown else '#'} astro_db benchmark ({preset}): wall and client CPU (this process's "
+    print(f"# astro_db benchmark ({preset}): wall and client CPU (this process's "
           "time.process_time) per call; ratios are to raw PyMongo, medians over the measured rounds")
     for kind in kinds:
         with backend(kind) as b:
