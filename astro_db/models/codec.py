@@ -38,14 +38,19 @@ def encode_new(model_cls: type, data: Mapping) -> dict:
     ``createdAt``, ``updatedAt`` and ``__v`` (in either spelling) are refused: they are the
     service's record of the document's history, so a caller cannot backdate or re-version it.
     """
+    return _encode_whole(model_cls, data, from_caller=True)
+
+
+def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict:
     errors: dict = {}
     if not isinstance(data, Mapping):
         raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
     plan = doc_plan(model_cls)
-    for key in data:
-        fp = plan.by_key.get(key)
-        if fp is not None and fp.stored in SERVICE_FIELDS:
-            errors[fp.stored] = SET_BY_SERVICE
+    if from_caller:
+        for key in data:
+            fp = plan.by_key.get(key)
+            if fp is not None and fp.stored in SERVICE_FIELDS:
+                errors[fp.stored] = SET_BY_SERVICE
     out = _encode_doc(plan, data, "", errors, None)
     if errors:
         raise ValidationError(errors=errors)
@@ -53,13 +58,14 @@ def encode_new(model_cls: type, data: Mapping) -> dict:
 
 
 def validate_stored(model_cls: type, doc: Mapping) -> None:
-    """Validate a whole stored-form document (an update's post-image) by ``encode_new``'s rules.
+    """Validate a whole stored-form document (an update's post-image) by ``encode_new``'s rules
+    (its service fields, which the service itself keeps, included).
 
     Keys the model does not declare are left out first: a document written by the Node service
     may carry its own, and reading tolerates them (``strict: False``). Everything declared must
     pass, list rules and bounds included.
     """
-    encode_new(model_cls, _declared(doc_plan(model_cls), doc))
+    _encode_whole(model_cls, _declared(doc_plan(model_cls), doc), from_caller=False)
 
 
 def _declared(plan: DocPlan, data: Any) -> Any:
