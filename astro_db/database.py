@@ -30,7 +30,7 @@ from .pipeline import compile_pipeline
 from .registry import ModelInfo, default_registry
 from .runtime import Runtime, make_config
 from .security import access
-from .security.audit import ensure_audit_indexes, read_trail
+from .changes import ensure_change_indexes, read_trail
 from .security.masking import masked_errors
 from .stale import mark, stale_age
 from .timeouts import bounded
@@ -85,8 +85,8 @@ class Database(OperatorMixin):
         if self.config.ensure_indexes and not self._rt.indexes_ensured:
             self._rt.indexes_ensured = True
             self.sync_indexes()
-            if self.config.audit:
-                self._run(None, "ensure audit indexes", lambda: ensure_audit_indexes(self.mongo, self.config.audit_retention_days))
+            if self._rt.changes.enabled:
+                self._run(None, "ensure change record indexes", lambda: ensure_change_indexes(self.mongo, self.config.audit_retention_days))
         return self
 
     def disconnect(self) -> None:
@@ -367,6 +367,18 @@ class Database(OperatorMixin):
         self._guard(info, access.AUDIT)
         oid = q.coerce_id(id)
         return self._run(info, "audit_trail", lambda: read_trail(self.mongo, info.name, oid))
+
+    def reconcile_changes(self) -> dict[str, Any]:
+        """Write the change records a failed write left pending, then rebuild the record of every
+        document whose current revision has none (docs/reliability.md); admin only.
+        Returns ``{"pending": <records written>, "rebuilt": {model: <records rebuilt>}}``."""
+        infos = list(self._rt.registry)
+        for info in infos:
+            self._guard(info, access.AUDIT)
+        changes = self._rt.changes
+        run: Callable[[Callable[[], Any]], Any] = lambda fn: self._run(None, "reconcile changes", fn)  # noqa: E731
+        pending = changes.flush(run, self.mongo)
+        return {"pending": pending, "rebuilt": changes.rebuild(run, self.mongo, infos) if changes.enabled else {}}
 
     # --- internals ---------------------------------------------------------------------------
 
