@@ -204,7 +204,8 @@ def _at_most(doc_id: Any, rev: Any) -> dict[str, Any]:
     """The filter of a document stored at revision ``rev`` or older (or with none)."""
     if rev is None:
         return {"_id": doc_id}
-    return {"_id": doc_id, "$or": [{"_rev": {"$lte": rev}}, {"_rev": {"$exists": False}}]}
+    # as $and: nx-27017 ignores a top-level _id beside $or (and has no $not)
+    return {"$and": [{"_id": doc_id}, {"$or": [{"_rev": {"$lte": rev}}, {"_rev": {"$exists": False}}]}]}
 
 
 def _bulk(coll: Any, ops: list[Any]) -> None:
