@@ -242,3 +242,27 @@ def test_legacy_audit_log_entries_stay_readable(db):
                                      "action": "update", "model": "User", "documentId": user.id, "fields": ["name"]})
     trail = db.audit_trail("User", user.id)
     assert [(e["actor"], e["action"]) for e in trail] == [("old", "update"), (None, "create")]
+
+
+def test_the_cli_reconciles_records(monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from astro_db.cli import CliContext, cli
+
+    url = "mongomock://localhost/cli_reconcile"
+    db = new_db(url, retry_attempts=1)
+    user = users(db, 1)[0]
+    failing_inserts(monkeypatch, 1)
+    with pytest.raises(ChangeRecordError):
+        db.update("User", {"id": user.id}, {"name": "Lost"})
+    monkeypatch.undo()
+    db._rt.changes = ChangeLog(audit=True, journal=True)  # a crash lost the pending record
+    monkeypatch.setattr(CliContext, "database", lambda self, **options: db)  # embedded data lives in this process
+    out = CliRunner().invoke(cli, ["--url", url, "--json", "reconcile-changes"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["rebuilt"]["User"] == 1
+    assert [r["rev"] for r in records(db, action="update")] == [1]
+    human = CliRunner().invoke(cli, ["--url", url, "reconcile-changes"])
+    assert "0 change record(s) written" in human.output
