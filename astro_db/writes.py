@@ -280,11 +280,12 @@ class WriteRunner:
 
     def _delete_one(self, operation: str, filt: dict[str, Any]) -> dict[str, Any] | None:
         """Delete one document; its ``_id`` and last revision, or None if none matched."""
-        return self.db._run(
+        doc: dict[str, Any] | None = self.db._run(
             self.info, operation,
             lambda: self.coll.find_one_and_delete(filt, projection={"_id": 1, REV_FIELD: 1}, session=self.session),
             self.tx,
         )
+        return doc
 
     # --- change records ----------------------------------------------------------------------
 
@@ -298,7 +299,8 @@ class WriteRunner:
         who = self.db._actor
         records = log_.build(
             model=self.info.name, collection=self.info.collection, action=action, changes=changes, fields=fields,
-            actor=actor or getattr(who, "id", who), request_id=getattr(who, "request_id", None) or current_request_id(),
+            actor=actor or (who.id if who is not None else None),
+            request_id=(who.request_id if who is not None else None) or current_request_id(),
         )
         log_.write(
             lambda fn: self.db._run(self.info, f"record {action}", fn, self.tx), self.coll.database, records,

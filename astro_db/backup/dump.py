@@ -181,7 +181,8 @@ class _Dump:
         """Documents of an append-only collection whose ObjectId is newer than ``since``."""
         coll = self.database.get_collection(name, codec_options=RAW)
         if name == CHANGES_COLLECTION:  # keyed by (document, revision): select on their time
-            return coll.find({"t": {"$gt": to_ms(since)}}, batch_size=_BATCH)
+            recent: Iterable[Any] = coll.find({"t": {"$gt": to_ms(since)}}, batch_size=_BATCH)
+            return recent
         return coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
 
     def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict | None, seen: set[Any]) -> int:
@@ -195,8 +196,8 @@ class _Dump:
                 if keep is not None:
                     coll, doc_id, rev, _, _ = entry_key(raw)
                     key = (coll, _key(doc_id))
-                    kept = keep.get(key)
-                    if kept is None or rev is None or entry_key(kept)[2] is None or rev >= entry_key(kept)[2]:
+                    kept_rev = entry_key(keep[key])[2] if key in keep else None
+                    if rev is None or kept_rev is None or rev >= kept_rev:
                         keep[key] = raw  # the highest revision wins, whichever record came first
         self._record(writer)
         return writer.count

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any, Callable, Iterable
 
 from pymongo import errors as pm
@@ -60,7 +61,7 @@ class ChangeLog:
         with self._lock:
             return len(self._pending)
 
-    def build(self, *, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict | None]],
+    def build(self, *, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
               fields: Iterable[str], actor: str | None, request_id: str | None) -> list[dict[str, Any]]:
         """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each."""
         names = tuple(f for f in fields if f not in ("_id", REV_FIELD, "_op"))
@@ -99,8 +100,12 @@ class ChangeLog:
         """Write the records left pending; how many were written (or already there)."""
         late = self._take_pending()
         if late:
+            def write_late() -> None:
+                _settle(database, late)
+                _insert(database[CHANGES_COLLECTION], late, None)
+
             try:
-                run(lambda: (_settle(database, late), _insert(database[CHANGES_COLLECTION], late, None)))
+                run(write_late)
             except AstroDBError:
                 self._keep(late)
                 raise
@@ -108,31 +113,38 @@ class ChangeLog:
         return len(late)
 
     def rebuild(self, run: Runner, database: Any, infos: Iterable[Any]) -> dict[str, int]:
-        """Records for every document whose current revision has none (a crash lost them)."""
+        """Records for every document whose current revision has none (a crash lost them),
+        scanning each model collection in ``_id`` order, a batch at a time."""
         rebuilt: dict[str, int] = {}
         for info in infos:
-            coll = database[info.collection]
-            docs = run(lambda coll=coll: list(coll.find({})))
-            count = 0
-            for start in range(0, len(docs), _SCAN_BATCH):
-                batch = docs[start:start + _SCAN_BATCH]
-                ids = [record_id(info.collection, d["_id"], revision_of(d)) for d in batch]
-                have = run(lambda ids=ids: {r["_id"] for r in database[CHANGES_COLLECTION].find({"_id": {"$in": ids}}, {"_id": 1})})
-                lost = [d for d, rid in zip(batch, ids) if rid not in have]
-                records = self.build(
-                    model=info.name, collection=info.collection, action="update",
-                    changes=[(d["_id"], revision_of(d), d.get("updatedAt"), {k: v for k, v in d.items() if k != "_id"}) for d in lost],
-                    fields=(), actor=RECONCILE_ACTOR, request_id=None,
-                )
-                for record in records:
-                    _mark_late(record)
+            count, last = 0, None
+            while True:
+                batch = run(partial(_next_batch, database[info.collection], last))
+                if not batch:
+                    break
+                last = batch[-1]["_id"]
+                records = self._lost(run, database, info, batch)
                 if records:
-                    run(lambda records=records: _insert(database[CHANGES_COLLECTION], records, None))
+                    run(partial(_insert, database[CHANGES_COLLECTION], records, None))
                 count += len(records)
             if count:
                 log.warning("reconcile: %d %s document(s) had no record of their current revision; recorded now", count, info.name)
             rebuilt[info.name] = count
         return rebuilt
+
+    def _lost(self, run: Runner, database: Any, info: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the documents of ``batch`` whose current revision has none."""
+        ids = [record_id(info.collection, d["_id"], revision_of(d)) for d in batch]
+        have = run(partial(_existing, database[CHANGES_COLLECTION], ids))
+        lost = [d for d, rid in zip(batch, ids) if rid not in have]
+        records = self.build(
+            model=info.name, collection=info.collection, action="update",
+            changes=[(d["_id"], revision_of(d), d.get("updatedAt"), {k: v for k, v in d.items() if k != "_id"}) for d in lost],
+            fields=(), actor=RECONCILE_ACTOR, request_id=None,
+        )
+        for record in records:
+            _mark_late(record)
+        return records
 
     def _keep(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -149,6 +161,14 @@ class ChangeLog:
         for record in late:
             _mark_late(record)
         return late
+
+
+def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
+    return list(coll.find({} if after is None else {"_id": {"$gt": after}}, sort=[("_id", 1)], limit=_SCAN_BATCH))
+
+
+def _existing(coll: Any, ids: list[str]) -> set[str]:
+    return {r["_id"] for r in coll.find({"_id": {"$in": ids}}, {"_id": 1})}
 
 
 def _insert(coll: Any, records: list[dict[str, Any]], session: Any) -> None:

@@ -39,11 +39,13 @@ def record_id(collection: str, document_id: Any, rev: int) -> str:
 
 
 def ms_time(value: Any) -> _dt.datetime:
-    """``value`` (a datetime, naive = UTC) as an aware UTC datetime cut to milliseconds."""
+    """``value`` (a datetime, naive = UTC; anything else: now) as an aware UTC datetime cut to
+    milliseconds."""
     if not isinstance(value, _dt.datetime):
         value = _dt.datetime.now(_dt.timezone.utc)
-    value = value.replace(tzinfo=_dt.timezone.utc) if value.tzinfo is None else value.astimezone(_dt.timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    when: _dt.datetime = value
+    when = when.replace(tzinfo=_dt.timezone.utc) if when.tzinfo is None else when.astimezone(_dt.timezone.utc)
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 def to_ms(when: _dt.datetime) -> int:
