@@ -266,3 +266,29 @@ def test_the_cli_reconciles_records(monkeypatch):
     assert [r["rev"] for r in records(db, action="update")] == [1]
     human = CliRunner().invoke(cli, ["--url", url, "reconcile-changes"])
     assert "0 change record(s) written" in human.output
+
+
+def test_advance_moves_the_revision_in_the_same_update_and_takes_the_servers_clock():
+    from astro_db.changes import advance
+
+    op = object()
+    out = advance({"$set": {"name": "x", "updatedAt": "client"}, "$inc": {"energyLevel": 1}}, op)
+    assert out == {"$set": {"name": "x", "_op": op}, "$inc": {"energyLevel": 1, "_rev": 1},
+                   "$currentDate": {"updatedAt": True}}
+    assert advance({"$push": {"tags": 1}}, op)["$inc"] == {"_rev": 1}
+
+
+def test_every_write_path_advances_the_revision_once(db):
+    [user] = users(db, 1)
+    chart = db.create("BirthChart", {"userId": str(user.id), "birthData": {
+        "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
+        "location": {"name": "London", "coordinates": [-0.1276, 51.5072]}}})
+    db.update("User", {"id": user.id}, {"name": "One"})
+    db.update_many("User", {"id": user.id}, {"name": "Two"})
+    db.update("BirthChart", {"id": chart.id}, {"$push": {"positions": {"body": "Sun", "sign": "Aries", "degree": 1.0}}})
+    assert [(r["coll"], r["action"], r["rev"]) for r in records(db)] == [
+        ("users", "create", 0), ("birthCharts", "create", 0), ("users", "update", 1), ("users", "update", 2),
+        ("birthCharts", "update", 1)]
+    assert db.mongo.users.find_one({"_id": user.id})["_rev"] == 2
+    db.delete("User", {"id": user.id})
+    assert records(db, action="delete")[0]["rev"] == 3
