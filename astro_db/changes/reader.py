@@ -18,7 +18,7 @@ from .records import CHANGES_COLLECTION, to_ms
 
 __all__ = ["read_trail", "read_window", "prune_images", "LEGACY_AUDIT_COLLECTION", "WINDOW_MARGIN"]
 
-LEGACY_AUDIT_COLLECTION = "auditLog"
+LEGACY_AUDIT_COLLECTION = "auditLog"  # security.audit.AUDIT_COLLECTION (not imported: no cycle)
 WINDOW_MARGIN = _dt.timedelta(minutes=5)
 """Backup windows re-read this much before their start: a record stamped with its write's time
 but inserted a moment later (another client, a retry) is still picked up. Records are applied
