@@ -32,7 +32,7 @@ _LOGICAL = ("$and", "$or", "$nor")
 _MISSING = object()
 _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "x": re.VERBOSE, "s": re.DOTALL}
 # operators that create what the path names when it is missing (the others leave it alone)
-_CREATING = {"$set", "$inc", "$push", "$addToSet"}
+_CREATING = {"$set", "$inc", "$push", "$addToSet", "$currentDate"}
 
 Slot = tuple[Any, Any]  # (container, key): a dict and a key, or a list and an index
 
@@ -169,8 +169,15 @@ def _pull(container: Any, key: Any, arg: Any, path: str) -> None:
     current[:] = kept
 
 
+def _current_date(container: Any, key: Any, arg: Any, path: str) -> None:
+    """``$currentDate``: the server's clock; here the client's, to the millisecond (what BSON keeps)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    _set(container, key, now.replace(microsecond=now.microsecond // 1000 * 1000), path)
+
+
 _LEAVES: dict[str, Callable[[Any, Any, Any, str], None]] = {
     "$set": _set, "$unset": _unset, "$inc": _inc, "$push": _push, "$addToSet": _add_to_set, "$pull": _pull,
+    "$currentDate": _current_date,
 }
 
 

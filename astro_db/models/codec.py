@@ -27,8 +27,9 @@ __all__ = ["encode_new", "encode_value", "validate_stored", "hydrate", "hydrate_
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
 _INVALID = object()
-# kept by the service on every write (timestamps, Mongoose's version key): never taken from input
-SERVICE_FIELDS = frozenset({"createdAt", "updatedAt", "__v"})
+# kept by the service on every write (timestamps, Mongoose's version key, the change records'
+# revision and operation: astro_db.changes): never taken from a caller
+SERVICE_FIELDS = frozenset({"createdAt", "updatedAt", "__v", "_rev", "_op"})
 SET_BY_SERVICE = "is set by the service; leave it out"
 
 
