@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from . import query as q
-from . import workflows
+from . import references, workflows
 from .config import DatabaseConfig
 from .errors import (
     AstroDBError,
@@ -125,6 +125,7 @@ class Database(OperatorMixin):
         """Validate ``data``, insert it, and return the model instance."""
         info = self._model(model)
         son = self._new_son(info, self._guard(info, "create").data(data))
+        references.refuse_orphans(self, info, [son], transaction)
         self._writes(info, transaction).insert_one(self._rt.crypto.seal_document(info, son))
         return codec.hydrate(info.cls, son)
 
@@ -146,6 +147,7 @@ class Database(OperatorMixin):
                 sons.append((index, self._new_son(info, data)))
             except AstroDBError as exc:
                 failed.append((index, exc))
+        sons = references.keep_referenced(self, info, sons, failed, transaction)
         refused = self._writes(info, transaction).insert_many([self._rt.crypto.seal_document(info, son) for _, son in sons])
         created = []
         for position, (index, son) in enumerate(sons):
@@ -265,6 +267,7 @@ class Database(OperatorMixin):
         guard = self._guard(info, "update")
         filt = self._scope(info, guard, q.compile_filter(info.cls, query, strict=strict))
         compiled = self._compile_update(info, guard, data)
+        references.refuse_orphan_update(self, info, compiled.update, transaction)
         doc = self._writes(info, transaction).update_one(filt, compiled)
         return None if doc is None else codec.hydrate(info.cls, self._rt.crypto.open_document(info, doc))
 
@@ -276,6 +279,7 @@ class Database(OperatorMixin):
         guard = self._guard(info, "update_many")
         filt = self._scope(info, guard, q.compile_filter(info.cls, query, strict=strict))
         compiled = self._compile_update(info, guard, data)
+        references.refuse_orphan_update(self, info, compiled.update, transaction)
         return self._writes(info, transaction).update_many(filt, compiled)
 
     @bounded
