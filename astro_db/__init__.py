@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"  # before the imports: submodules read it
 
 from . import errors
+from ._version import __version__
 from .config import DatabaseConfig
 from .database import CreateManyResult, Database
 from .errors import AstroDBError

@@ -25,7 +25,7 @@ import pymongo
 from pymongo import errors as pm_errors
 from pymongo.driver_info import DriverInfo
 
-from . import __version__
+from ._version import __version__
 from .config import DatabaseConfig
 from .errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
 from .routing import ReadPreference

@@ -2,7 +2,7 @@
 
 Creates realistic documents of the four models through astro_db itself (embedded backend: the
 codec, defaults, timestamps and ``__v`` the service writes), measures their BSON sizes, and
-derives the tables of docs/SCALING.md from the workload model below: documents and bytes per
+derives the tables of docs/scaling.md from the workload model below: documents and bytes per
 collection, index sizes, peak read and write rates, the working set, and the shard count.
 Every assumption is a named constant here, so the document's arithmetic can be re-run.
 """
@@ -20,7 +20,7 @@ import bson
 
 from astro_db import Database
 
-# --- workload model (docs/SCALING.md "Assumptions") ------------------------------------------
+# --- workload model (docs/scaling.md "Assumptions") ------------------------------------------
 DAU_SHARE = 0.30  # share of registered users active on a day
 SESSIONS_PER_DAU = 3  # app opens per active user per day
 READS_PER_SESSION = 4  # user by id, today's insight, birth chart, timing recommendations
@@ -76,7 +76,7 @@ def sample_documents(db: Database) -> dict[str, dict[str, Any]]:
         "risks": [{"level": "medium", "description": "Mercury square Saturn may slow replies; follow up in writing"},
                   {"level": "low", "description": "Evening Moon void of course: avoid signing late in the day"}],
     })
-    return {info.name: db.find_one(info.name, {}, lean=True) for info in db._rt.registry}
+    return {info.name: db.find_one(info.name, {}, lean=True) for info in db.executor.runtime.registry}
 
 
 def text_terms(doc: dict[str, Any]) -> int:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     with Database("mongomock://localhost/capacity", ensure_indexes=False, audit=False, journal=False) as db:
         docs = sample_documents(db)
-        index_bytes = index_entry_bytes(docs, db._rt.registry)
+        index_bytes = index_entry_bytes(docs, db.executor.runtime.registry)
     plans = [plan(n, docs, index_bytes) for n in (args.users or [1_000_000, 10_000_000])]
     out = {"doc_bytes": {k: len(bson.encode(v)) for k, v in docs.items()}, "text_terms_per_insight": text_terms(docs["PlanetaryInsight"]),
            "index_bytes_per_doc": index_bytes, "plans": plans}

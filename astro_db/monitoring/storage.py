@@ -21,7 +21,8 @@ INTERNAL_COLLECTIONS = ("auditLog", "changeJournal")
 
 def storage_stats(db: Any) -> dict[str, Any]:
     """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
-    rt = db._rt
+    ex = db.executor
+    rt = ex.runtime
     database = rt.connection.database
     notes: list[str] = []
     embedded = rt.config.is_embedded
@@ -29,7 +30,7 @@ def storage_stats(db: Any) -> dict[str, Any]:
     if embedded:
         notes.append("the embedded backend has no collStats/dbStats: sizes are not available")
     else:
-        raw = _command(db, database, {"dbStats": 1})
+        raw = _command(ex, database, {"dbStats": 1})
         if raw is None:
             notes.append("the server refused dbStats")
         else:
@@ -37,13 +38,13 @@ def storage_stats(db: Any) -> dict[str, Any]:
     rows = []
     for info in rt.registry:
         row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": db.count(info)}
-        rows.append(_sizes(db, database, row, info, notes, embedded))
+        rows.append(_sizes(ex, database, row, info, notes, embedded))
     internal = []
     present = set(database.list_collection_names())
     for name in INTERNAL_COLLECTIONS:
         if name in present:
-            count = db._run(None, "count", lambda name=name: database[name].count_documents({}))
-            internal.append(_sizes(db, database, {"model": None, "collection": name, "count": count}, None, notes, embedded))
+            count = ex.call(None, "count", lambda name=name: database[name].count_documents({}))
+            internal.append(_sizes(ex, database, {"model": None, "collection": name, "count": count}, None, notes, embedded))
     if db_figures and internal:
         notes.append(f"the database totals include astro_db's own {' and '.join(r['collection'] for r in internal)} "
                      "(listed under internal)")
@@ -57,11 +58,11 @@ def storage_stats(db: Any) -> dict[str, Any]:
     }
 
 
-def _sizes(db: Any, database: Any, row: dict[str, Any], info: Any, notes: list[str], embedded: bool) -> dict[str, Any]:
+def _sizes(ex: Any, database: Any, row: dict[str, Any], info: Any, notes: list[str], embedded: bool) -> dict[str, Any]:
     """``row`` with the collection's ``collStats`` sizes added (none on the embedded backend)."""
     if embedded:
         return row
-    raw = _command(db, database, {"collStats": row["collection"]}, info)
+    raw = _command(ex, database, {"collStats": row["collection"]}, info)
     if raw is None:
         notes.append(f"the server refused collStats for {row['collection']}")
         return row
@@ -75,10 +76,10 @@ def _sizes(db: Any, database: Any, row: dict[str, Any], info: Any, notes: list[s
     return row
 
 
-def _command(db: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
+def _command(ex: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
     """Run a read-only admin command through the service; ``None`` if the server refuses it."""
     try:
-        return db._run(info, next(iter(command)), lambda: database.command(command))
+        return ex.call(info, next(iter(command)), lambda: database.command(command))
     except AstroDBError as exc:
         from pymongo.errors import OperationFailure
 

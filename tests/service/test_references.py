@@ -90,13 +90,13 @@ def test_inside_a_transaction_the_check_sees_the_user_created_in_it(checked):
 def test_a_user_deleted_after_the_check_still_leaves_an_orphan_without_a_transaction(checked, monkeypatch):
     """The documented limit: outside a transaction the check is advisory. A hook deletes the
     User between the check and the insert (the interleaving of two callers)."""
-    import astro_db.references as references
+    import astro_db.ops.references as references
 
     original = references.missing_users
 
-    def check_then_concurrent_delete(db, ids, transaction=None):
-        missing = original(db, ids, transaction)
-        db.delete("User", {"id": checked.user.id})
+    def check_then_concurrent_delete(rt, ids, transaction=None):
+        missing = original(rt, ids, transaction)
+        checked.delete("User", {"id": checked.user.id})
         return missing
 
     monkeypatch.setattr(references, "missing_users", check_then_concurrent_delete)

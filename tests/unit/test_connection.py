@@ -110,7 +110,7 @@ def test_dead_server_fails_in_bounded_time_after_n_logged_attempts(caplog):
 def test_is_connected_tells_the_truth_after_the_server_goes(monkeypatch):
     db = Database("mongomock://localhost/truth").connect()
     assert db.is_connected()
-    client = db._rt.connection.client
+    client = db.executor.runtime.connection.client
 
     def refuse(*args, **kwargs):
         from pymongo.errors import AutoReconnect
@@ -138,7 +138,7 @@ def budgeted(monkeypatch, **config):
     """A Database whose pings fail after using their whole timeout, on a fake clock; returns
     the Database and the list of timeouts each attempt was given."""
     db = Database(f"mongodb://127.0.0.1:{closed_port()}/astro", **config)
-    conn = db._rt.connection
+    conn = db.executor.runtime.connection
     fake = FakeTime()
     conn.clock, conn.sleep = fake.clock, fake.sleep
     given: list[float] = []
@@ -190,7 +190,7 @@ def test_a_refused_login_is_not_retried(monkeypatch):
         calls.append(timeout_s)
         raise OperationFailure("Authentication failed.", 18)
 
-    monkeypatch.setattr(db._rt.connection, "_ping", ping)
+    monkeypatch.setattr(db.executor.runtime.connection, "_ping", ping)
     with pytest.raises(DatabaseConnectionError, match=r"after 1 attempt in .*Authentication failed") as info:
         db.connect()
     assert len(calls) == 1 and "hunter2" not in str(info.value)

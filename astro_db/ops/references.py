@@ -22,7 +22,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from .errors import AstroDBError, ValidationError
+from ..errors import AstroDBError, ValidationError
+from ..registry import ModelInfo
+from .runtime import Runtime
+from .steps import resolve, run
 
 __all__ = ["REFERENCE_FIELD", "missing_users", "refuse_orphans", "keep_referenced", "refuse_orphan_update"]
 
@@ -31,15 +34,16 @@ REFERENCE_FIELD = "userId"
 TARGET_MODEL = "User"
 
 
-def missing_users(db: Any, ids: Iterable[Any], transaction: Any = None) -> set[Any]:
-    """The ids among ``ids`` that name no User: one ``find`` with ``$in``, ids only."""
+def missing_users(rt: Runtime, ids: Iterable[Any], transaction: Any = None) -> set[Any]:
+    """The ids among ``ids`` that name no User: one ``find`` with ``$in``, ids only, through the
+    run step (breaker, time bound, retries, translation) and in the write's session."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return set()
-    users = db._model(TARGET_MODEL)
-    session = db._session(transaction)
-    collection = db.mongo[users.collection]
-    found = db._run(users, "check references", lambda: [
+    users = resolve.model(rt, TARGET_MODEL)
+    session = resolve.session(rt, transaction)
+    collection = rt.connection.database[users.collection]
+    found = run.call(rt, users, "check references", lambda: [
         doc["_id"] for doc in collection.find({"_id": {"$in": list(wanted)}}, {"_id": 1}, session=session)
     ], transaction)
     return wanted - set(found)
@@ -49,27 +53,27 @@ def _error(user_id: Any) -> ValidationError:
     return ValidationError(errors={REFERENCE_FIELD: f"no {TARGET_MODEL} with id {user_id}"})
 
 
-def _enabled(db: Any, info: Any) -> bool:
-    return bool(db.config.check_references) and info.name != TARGET_MODEL
+def _enabled(rt: Runtime, info: ModelInfo) -> bool:
+    return bool(rt.config.check_references) and info.name != TARGET_MODEL
 
 
-def refuse_orphans(db: Any, info: Any, sons: Sequence[Mapping[str, Any]], transaction: Any = None) -> None:
+def refuse_orphans(rt: Runtime, info: ModelInfo, sons: Sequence[Mapping[str, Any]], transaction: Any = None) -> None:
     """Raise ``ValidationError`` when a new document's ``userId`` names no User (when enabled)."""
-    if not _enabled(db, info):
+    if not _enabled(rt, info):
         return
-    missing = missing_users(db, (son.get(REFERENCE_FIELD) for son in sons), transaction)
+    missing = missing_users(rt, (son.get(REFERENCE_FIELD) for son in sons), transaction)
     for son in sons:
         if son.get(REFERENCE_FIELD) in missing:
             raise _error(son[REFERENCE_FIELD])
 
 
-def keep_referenced(db: Any, info: Any, sons: list[tuple[int, dict[str, Any]]],
+def keep_referenced(rt: Runtime, info: ModelInfo, sons: list[tuple[int, dict[str, Any]]],
                     failed: list[tuple[int, AstroDBError]], transaction: Any = None) -> list[tuple[int, dict[str, Any]]]:
     """``create_many``: the ``(index, son)`` pairs whose ``userId`` exists; the others are
     appended to ``failed`` as ``(index, ValidationError)``. One query for the whole batch."""
-    if not _enabled(db, info):
+    if not _enabled(rt, info):
         return sons
-    missing = missing_users(db, (son.get(REFERENCE_FIELD) for _, son in sons), transaction)
+    missing = missing_users(rt, (son.get(REFERENCE_FIELD) for _, son in sons), transaction)
     if not missing:
         return sons
     kept = []
@@ -81,10 +85,10 @@ def keep_referenced(db: Any, info: Any, sons: list[tuple[int, dict[str, Any]]],
     return kept
 
 
-def refuse_orphan_update(db: Any, info: Any, update: Mapping[str, Any], transaction: Any = None) -> None:
+def refuse_orphan_update(rt: Runtime, info: ModelInfo, update: Mapping[str, Any], transaction: Any = None) -> None:
     """Raise ``ValidationError`` when an update sets ``userId`` to an id that names no User."""
-    if not _enabled(db, info):
+    if not _enabled(rt, info):
         return
     user_id = (update.get("$set") or {}).get(REFERENCE_FIELD)
-    if isinstance(user_id, ObjectId) and missing_users(db, [user_id], transaction):
+    if isinstance(user_id, ObjectId) and missing_users(rt, [user_id], transaction):
         raise _error(user_id)
