@@ -73,7 +73,7 @@ class AstroDocument(Document):
 def _short(value: Any) -> str:
     """A field value for ``repr``: dates in ISO form, long text cut."""
     if hasattr(value, "isoformat"):
-        return value.isoformat()
+        return str(value.isoformat())
     text = repr(str(value)) if isinstance(value, str) else str(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
