@@ -104,6 +104,7 @@ class Database(OperatorMixin):
             raise
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
+        rt.cache.open(rt.connection.database)  # the cache bus (ConfigError: no change streams)
         if self.config.ensure_indexes and not rt.indexes_ensured:
             rt.indexes_ensured = True
             Database.sync_indexes(self._trusted())
@@ -115,11 +116,13 @@ class Database(OperatorMixin):
     def disconnect(self) -> None:
         """Close the connection pool; idempotent."""
         self._check("disconnect")
+        self._executor.runtime.cache.close()  # stop the cache bus's subscriber; connect() starts it again
         self._executor.runtime.connection.disconnect()
 
     def close(self) -> None:
         """The same as ``disconnect()``."""
         self._check("close")
+        self._executor.runtime.cache.close()
         self._executor.runtime.connection.disconnect()
 
     def is_connected(self) -> bool:

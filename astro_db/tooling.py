@@ -61,6 +61,7 @@ class OperatorMixin:
         figures["retries"] = rt.retry.stats()
         figures["breaker"] = rt.breaker.stats()
         figures["topology"] = describe_topology(rt)
+        figures["cache_bus"] = rt.cache.bus_stats()
         return figures
 
     def metrics_registry(self) -> Any:

@@ -3,14 +3,16 @@
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
 Updates validated by ``updates.compile_update`` are applied atomically on the server; ``$inc`` on a
-bounded field carries a guard in the filter, and list operators whose list rules (length,
-order, uniqueness) depend on the current list are checked by read, validate, compare-and-set on
-the Mongoose version key ``__v`` (which they increment, as Mongoose does for array changes).
+bounded field carries a guard in the filter. An update that touches a list (whose rules: length,
+order, uniqueness, item bounds, depend on the stored list) is read, applied locally
+(``evaluate.apply_update``), validated as a whole document and written by compare-and-set on the
+Mongoose version key ``__v`` (which it increments, as Mongoose does for array changes).
 Every successful write is announced to the write hooks (audit, journal, cache) with its session.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import re
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from pymongo import ReturnDocument
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ValidationError, translate
+from ..evaluate import apply_update
 from ..events import WriteEvent
 from ..models import codec
 from ..query import check_document_keys
@@ -137,7 +140,7 @@ class WriteRunner:
 
     def update_one(self, filt: dict[str, Any], compiled: CompiledUpdate) -> dict[str, Any] | None:
         update = _with_timestamp(compiled.update)
-        if compiled.list_ops:
+        if compiled.touches_lists:
             return self._update_list_cas(filt, compiled, update)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(update))
@@ -155,7 +158,7 @@ class WriteRunner:
         return doc
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
-        if compiled.list_ops:
+        if compiled.touches_lists:
             ids = self._ids(filt)
             return sum(self._update_list_cas({"_id": i}, compiled, _with_timestamp(compiled.update)) is not None for i in ids)
         if compiled.guards:
@@ -181,24 +184,17 @@ class WriteRunner:
         return modified
 
     def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict) -> dict[str, Any] | None:
-        """Read the lists an update changes, validate the result, write if they are unchanged."""
-        paths = sorted({path for _, path in compiled.list_ops})
+        """Read the document, validate the whole document the update makes of it, and write the
+        update only if the document is still the one read: a compare-and-set on the Mongoose
+        version key ``__v``, which every list-touching update increments (as Mongoose does for
+        array changes), so a write validated against a stale list never lands."""
         for _ in range(_CAS_ATTEMPTS):
             current = run.call(self.rt, self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
                 return None
-            errors: dict[str, str] = {}
-            for path in paths:
-                try:
-                    codec.encode_value(self.info.cls, path, _apply_list_ops(current, path, compiled.update))
-                except ValidationError as exc:
-                    errors.update(exc.errors)
-            if errors:
-                raise ValidationError(errors=errors)
-            # Compare-and-set on the Mongoose version key, which Mongoose itself bumps on
-            # array changes: the write lands only if nobody changed the document meanwhile.
-            cas = {"_id": current["_id"], "__v": current.get("__v")}
-            versioned = {**update, "$inc": {**update.get("$inc", {}), "__v": 1}}
+            after = self._checked_post_image(current, update)
+            cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
+            versioned = _lists_as_validated(update, after, compiled.list_roots)
             doc = run.call(self.rt, 
                 self.info, "update",
                 self._naming(lambda: self.coll.find_one_and_update(
@@ -211,7 +207,20 @@ class WriteRunner:
                 return doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
-        raise AstroDBError(f"update on {self.info.name}: the list changed concurrently {_CAS_ATTEMPTS} times; try again")
+        raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
+
+    def _checked_post_image(self, current: dict[str, Any], update: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The document ``update`` makes of ``current``, validated as a new one is (list rules and
+        bounds included); raises, having written nothing, if it does not pass."""
+        after = apply_update(current, update)
+        plain = after
+        crypto = self.rt.crypto
+        if crypto.enabled:
+            plain = copy.deepcopy(after)
+            crypto.open_document(self.info, plain)  # validated as plaintext, written sealed
+        with masked_errors(self.info.cls):
+            codec.validate_stored(self.info.cls, plain)
+        return after
 
     # --- deletes -----------------------------------------------------------------------------
 
@@ -338,35 +347,22 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start:start + size]
 
 
-def _get(doc: dict[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _apply_list_ops(doc: dict[str, Any], path: str, update: dict[str, dict[str, Any]]) -> list[Any]:
-    """The list at ``path`` after this update's $push / $addToSet / $pull, computed locally."""
-    from mongomock_ng.filtering import filter_applies
-
-    items = list(_get(doc, path) or [])
-    for op in ("$pull", "$push", "$addToSet"):
-        if path not in update.get(op, {}):
-            continue
-        arg = update[op][path]
-        if op == "$pull":
-            if isinstance(arg, dict) and arg and all(not k.startswith("$") for k in arg):
-                items = [i for i in items if not (isinstance(i, dict) and filter_applies(arg, i))]
-            elif isinstance(arg, dict):
-                items = [i for i in items if not filter_applies({"v": arg}, {"v": i})]
-            else:
-                items = [i for i in items if i != arg]
-            continue
-        new = arg["$each"] if isinstance(arg, dict) and "$each" in arg else [arg]
-        for value in new:
-            if op == "$push" or value not in items:
-                items.append(value)
-    return items
+def _lists_as_validated(update: dict[str, dict[str, Any]], after: dict[str, Any], roots: tuple[str, ...]) -> dict[str, Any]:
+    """The update to send under the compare-and-set: each top-level field whose list it changes is
+    set to its validated post-image value (so the server stores exactly what was validated, whatever
+    its own array-path support), every other path keeps its atomic operator; ``__v`` is bumped."""
+    out: dict[str, dict[str, Any]] = {}
+    for op, spec in update.items():
+        kept = {path: value for path, value in spec.items() if path.split(".")[0] not in roots}
+        if kept:
+            out[op] = kept
+    for root in roots:
+        if root in after:
+            out.setdefault("$set", {})[root] = after[root]
+        else:
+            out.setdefault("$unset", {})[root] = ""
+    out["$inc"] = {**out.get("$inc", {}), "__v": 1}
+    return out
 
 
 def _out_of_range(compiled: CompiledUpdate, count: int = 1) -> ValidationError:
