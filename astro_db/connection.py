@@ -141,21 +141,13 @@ class Connection:
             raise translate(exc, operation="connect") from exc
 
     def _build_embedded_client(self) -> Any:
-        import mongomock_ng
+        from .backends import embedded
 
         cfg = self.config
         if cfg.url is None:
             warnings.warn(EMBEDDED_NOTICE, EmbeddedDatabaseWarning, stacklevel=_outside_package())
         log.info("using the embedded backend for database %r", cfg.database_name)
-        return mongoengine.connect(
-            db=cfg.database_name,
-            alias=self.alias,
-            host=f"mongodb://localhost/{cfg.database_name}",
-            mongo_client_class=mongomock_ng.MongoClient,
-            tz_aware=True,
-            uuidRepresentation="standard",
-            _store=mongomock_ng.store.ServerStore(),  # a store of its own, never shared
-        )
+        return embedded.connect(cfg.database_name, self.alias)
 
     def _ping_with_retries(self) -> None:
         """Ping up to ``connect_attempts`` times, all within ``connect_budget_ms``.

@@ -16,7 +16,8 @@ __all__ = ["storage_stats"]
 
 _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "indexSize", "totalSize")
 #: collections astro_db writes for itself: the audit log and the change journal
-INTERNAL_COLLECTIONS = ("auditLog", "changeJournal")
+# astro_db's own collections: the change records, and the audit log and journal of before them
+INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal")
 
 
 def storage_stats(db: Any) -> dict[str, Any]:

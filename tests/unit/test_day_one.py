@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from astro_db import Database
-from astro_db.backup.journal import JOURNAL_COLLECTION
+from astro_db.changes import CHANGES_COLLECTION
 from astro_db.cli import cli
 from astro_db.errors import UnknownModelError
 from astro_db.models import BirthChart, PlanetaryInsight, User
@@ -56,11 +56,11 @@ def test_stats_lists_the_audit_log_and_journal_apart_from_the_models(db):
     data = storage_stats(db)
     assert [c["collection"] for c in data["collections"]] == ["users", "birthCharts", "planetaryInsights", "timingRecommendations"]
     internal = {c["collection"]: c["count"] for c in data["internal"]}
-    assert internal[AUDIT_COLLECTION] == 1 and internal[JOURNAL_COLLECTION] == 1
+    assert internal == {CHANGES_COLLECTION: 1}  # one change record: the audit and journal parts together
 
 
 def test_the_internal_collections_are_the_ones_the_service_writes():
-    assert set(INTERNAL_COLLECTIONS) == {AUDIT_COLLECTION, JOURNAL_COLLECTION}
+    assert set(INTERNAL_COLLECTIONS) == {CHANGES_COLLECTION, AUDIT_COLLECTION, "changeJournal"}  # + the legacy two
 
 
 def test_stats_command_marks_internal_rows_and_says_what_the_total_covers(monkeypatch):
