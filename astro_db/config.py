@@ -132,6 +132,9 @@ class DatabaseConfig:
     cache_stale_s: float = 3600.0  # how long past its TTL a cached read stays available to stale_ok reads
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
+    # without a key, may a sensitive field be written and queried in plaintext? None: only on the
+    # embedded (development) backend; on a server it is an EncryptionError (docs/security.md)
+    allow_plaintext_sensitive: bool | None = None
     audit: bool = True
     ensure_indexes: bool = True
     audit_retention_days: int | None = 365

@@ -253,7 +253,7 @@ class Database(OperatorMixin):
         coll, _ = self._read_coll(info, read_preference, transaction)
         first = stages[0].get("$match", {}) if stages else {}
         out = self._run(info, "aggregate", lambda: list(coll.aggregate(stages, session=session)), transaction, query=(first, None))
-        return self._rt.crypto.open_any(out) if self._rt.crypto.enabled else out
+        return self._rt.crypto.open_output(info, stages, out)
 
     # --- update and delete -------------------------------------------------------------------
 
