@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import threading
+from functools import partial
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Iterator
 
@@ -262,7 +263,7 @@ class FieldCrypto:
             return son
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
-            apply_at(out, f.path.split("."), lambda v, f=f: self._seal(v, info, f))
+            apply_at(out, f.path.split("."), partial(self._seal, info=info, f=f))
         return out
 
     def seal_update(self, info: Any, update: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -281,11 +282,11 @@ class FieldCrypto:
                     if op not in ("$set", "$push", "$addToSet"):
                         continue
                     if f.path == norm:
-                        out[op][key] = each_pushed(value, lambda v, f=f: self._seal(v, info, f))
+                        out[op][key] = each_pushed(value, partial(self._seal, info=info, f=f))
                     elif f.path.startswith(norm + "."):
                         rest = f.path[len(norm) + 1:].split(".")
-                        out[op][key] = each_pushed(copy_tree(out[op][key]), lambda v, rest=rest, f=f: apply_at(
-                            v, rest, lambda x: self._seal(x, info, f)))
+                        inner = partial(apply_at, parts=rest, fn=partial(self._seal, info=info, f=f))
+                        out[op][key] = each_pushed(copy_tree(out[op][key]), inner)
         return out
 
     def _seal(self, value: Any, info: Any, f: Sensitive) -> Any:
@@ -362,7 +363,7 @@ class FieldCrypto:
         chosen = None if paths is None else set(paths)
         for f in fields:
             if chosen is None or f.path in chosen:
-                apply_at(doc, f.path.split("."), lambda v, f=f: self._open(v, info, f, doc))
+                apply_at(doc, f.path.split("."), partial(self._open, info=info, f=f, doc=doc))
         return doc
 
     def open_output(self, info: Any, stages: Sequence[Mapping[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
