@@ -294,6 +294,9 @@ class FieldCrypto:
             return None
         if not isinstance(value, str):
             raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__}")
+        if isinstance(value, Unreadable):
+            raise EncryptionError(f"{info.name}.{f.path}: refusing to write back UNREADABLE (a value that did not "
+                                  "open); it would replace the stored ciphertext")
         if self.keyring is not None:
             return self.keyring.seal(value, info.collection, f.path, f.deterministic)
         self._require_key(info, f, "write it")

@@ -46,7 +46,8 @@ def rotate_keys(db: Database, *, dry_run: bool = False, batch_size: int = 500) -
                 continue
             if not dry_run:
                 try:
-                    _rewrite(db, info, coll, doc, stale)
+                    if not _rewrite(db, info, coll, doc, stale):
+                        continue  # written meanwhile (by a writer using the primary key): nothing to do
                 except EncryptionError as exc:
                     log.warning("rotate-key: %s _id=%s left as it is: %s", info.name, doc.get("_id"), exc)
                     continue
@@ -56,7 +57,8 @@ def rotate_keys(db: Database, *, dry_run: bool = False, batch_size: int = 500) -
     return report
 
 
-def _rewrite(db: Database, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> None:
+def _rewrite(db: Database, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> bool:
+    """Re-encrypt one document's stale fields if they still hold what was read; whether it did."""
     crypto = db._rt.crypto
     top = sorted({f.path.split(".")[0] if "." in f.path and _through_list(doc, f.path) else f.path for f in stale})
     fresh = crypto.reseal(info, doc)
@@ -66,6 +68,7 @@ def _rewrite(db: Database, info: Any, coll: Any, doc: dict[str, Any], stale: lis
     if result.modified_count:
         db._emit(WriteEvent(model=info.name, collection=info.collection, action="update", document_ids=(doc["_id"],),
                             fields=tuple(top), database=coll.database, actor=ROTATION_ACTOR))
+    return bool(result.modified_count)
 
 
 def _through_list(doc: Any, path: str) -> bool:

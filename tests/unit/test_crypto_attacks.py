@@ -227,3 +227,29 @@ def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(d
     assert stored_place(db, victim_chart.id) == foreign
     assert stored_place(db, other.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_B))}:")
     assert "left as it is" in caplog.text and str(victim_chart.id) in caplog.text
+
+
+def test_rotation_never_overwrites_a_write_landing_between_its_read_and_its_rewrite(db, victim_chart, monkeypatch):
+    db._rt.crypto = FieldCrypto.from_config(db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A), db._rt.registry)
+    reseal = FieldCrypto.reseal
+
+    def racing(self, info, doc):  # another caller writes the field after rotation read the document
+        db.update("BirthChart", {"id": victim_chart.id}, {NAME: "Written meanwhile"})
+        return reseal(self, info, doc)
+
+    monkeypatch.setattr(FieldCrypto, "reseal", racing)
+    assert rotate_keys(db) == {"BirthChart": 0}
+    assert db.find_one("BirthChart", {"id": victim_chart.id}).birth_data.location.name == "Written meanwhile"
+    assert stored_place(db, victim_chart.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_B))}:")
+
+
+def test_an_unreadable_value_is_never_written_back_over_its_ciphertext(db, victim_chart):
+    bad = "enc:v2:00000000:" + "A" * 40
+    db.collection("BirthChart").update_one({"_id": victim_chart.id}, {"$set": {NAME: bad}})
+    chart = db.find_one("BirthChart", {"id": victim_chart.id})
+    lean = db.find_one("BirthChart", {"id": victim_chart.id}, lean=True)
+    for data in ({"birthData": chart.to_dict()["birthData"]}, {"birthData": lean["birthData"]},
+                 {NAME: chart.birth_data.location.name}):
+        with pytest.raises(EncryptionError, match="refusing to write back UNREADABLE"):
+            db.update("BirthChart", {"id": victim_chart.id}, data)
+    assert stored_place(db, victim_chart.id) == bad
