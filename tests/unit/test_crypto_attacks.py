@@ -253,3 +253,12 @@ def test_an_unreadable_value_is_never_written_back_over_its_ciphertext(db, victi
         with pytest.raises(EncryptionError, match="refusing to write back UNREADABLE"):
             db.update("BirthChart", {"id": victim_chart.id}, data)
     assert stored_place(db, victim_chart.id) == bad
+
+
+def test_a_find_projection_cannot_compute_a_value_into_an_opened_path(db, victim_chart, mallory):
+    from astro_db.errors import QueryError
+
+    _, as_mallory = mallory
+    stolen = stored_place(db, victim_chart.id)
+    with pytest.raises(QueryError, match="must be 0 or 1"):
+        as_mallory.find("BirthChart", projection={NAME: {"$literal": stolen}})
