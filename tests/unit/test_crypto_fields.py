@@ -307,3 +307,14 @@ def test_any_envelope_moved_to_another_path_does_not_open(value):
     envelope = Keyring(RAW_A).seal(value, COLL, "birthData.timezone", True)
     assert is_unreadable(place(fc().open_document(CHART, doc(envelope))))
 
+
+
+def test_plaintext_is_refused_unless_allowed_and_allowed_by_default_only_when_embedded():
+    assert FieldCrypto(None, REGISTRY).allow_plaintext is False
+
+    def config(allow, embedded):
+        return SimpleNamespace(encryption_key=None, encryption_keys=None, allow_plaintext_sensitive=allow, is_embedded=embedded)
+
+    assert [FieldCrypto.from_config(config(None, e), REGISTRY).allow_plaintext for e in (True, False)] == [True, False]
+    assert [FieldCrypto.from_config(config(a, True), REGISTRY).allow_plaintext for a in (True, False)] == [True, False]
+    assert FieldCrypto.from_config(config(True, False), REGISTRY).allow_plaintext is True
