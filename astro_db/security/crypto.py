@@ -360,11 +360,8 @@ class FieldCrypto:
 
         Plaintext from before encryption stays as it is; an envelope that does not open becomes
         ``UNREADABLE`` (logged and counted) so one bad value never fails the read."""
-        fields = self.fields.get(info.name)
-        if not fields or doc is None:
-            return doc
         chosen = None if paths is None else set(paths)
-        for f in fields:
+        for f in self.fields.get(info.name, ()):
             if chosen is None or f.path in chosen:
                 apply_at(doc, f.path.split("."), partial(self._open, info=info, f=f, doc=doc))
         return doc
