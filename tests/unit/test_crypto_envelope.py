@@ -152,6 +152,17 @@ def test_a_deterministic_envelope_is_e2_with_a_nonce_from_an_hmac_of_collection_
     assert node_decrypt(RAW_A, sealed, associated_data(COLL, PATH)) == "Oslo"
 
 
+def test_a_known_answer_e2_envelope():
+    """Byte for byte, computed independently; this one ends in 'X' (only '=' padding is stripped)."""
+    plaintext = "Oslo 290"
+    nonce_key = hmac.new(RAW_A, b"astro_db:e2:nonce-key", hashlib.sha256).digest()
+    nonce = hmac.new(nonce_key, f"{COLL}\0{PATH}\0{plaintext}".encode(), hashlib.sha256).digest()[:12]
+    ciphertext = AESGCM(RAW_A).encrypt(nonce, plaintext.encode(), b"astro_db:v2:" + COLL.encode() + b"\0" + PATH.encode())
+    expected = f"enc:e2:{KID_A}:" + base64.urlsafe_b64encode(nonce + ciphertext).decode()
+    assert expected == "enc:e2:5c3c4e06:Uph7-i8FxFYmFnsVnWLLnpNIUkvu2jSDkagQCU2SrAcnH0dX"
+    assert Keyring(RAW_A).seal(plaintext, COLL, PATH, True) == expected
+
+
 def test_deterministic_envelopes_are_equal_for_equal_values_and_differ_by_value_path_collection_and_key():
     ring = Keyring(RAW_A)
     sealed = ring.seal("Oslo", COLL, PATH, True)
