@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypedDict, TypeVar, Union, Unpack, overload
 
-from . import query as q
+from .query import filters as q
 from .config import DatabaseConfig
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
@@ -23,9 +23,9 @@ from .ops.steps import resolve
 from .registry import default_registry
 from .security import access
 from .changes import ensure_change_indexes
-from .timeouts import bounded
+from .driver.timeouts import bounded
 from .tooling import OperatorMixin
-from .transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
+from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .workflows import create_user_with_chart, delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +54,7 @@ class FilterOptions(WriteOptions, total=False):
 class ReadOptions(FilterOptions, total=False):
     cache: bool | None  # this call through the query cache (None: as the model is configured)
     stale_ok: bool  # answer from the cache, marked stale, while the server is unavailable
-    read_preference: Any  # e.g. "secondaryPreferred" (astro_db.routing); primary in a transaction
+    read_preference: Any  # e.g. "secondaryPreferred" (astro_db.driver.routing); primary in a transaction
 
 
 class FindOneOptions(ReadOptions, total=False):
@@ -199,7 +199,7 @@ class Database(OperatorMixin):
         ``sort``, ``limit``, ``skip``, ``projection``, ``batch_size``; ``timeout_ms`` bounds the
         call; ``stale_ok=True`` answers from the query cache, marked stale, while the server is
         unavailable (``astro_db.stale``); ``read_preference`` sends it to another replica-set
-        member (``astro_db.routing``; only the primary in a transaction)."""
+        member (``astro_db.driver.routing``; only the primary in a transaction)."""
         return self._executor.find(self._op("find", model, query, options=options, allowed=FindOptions, lean=lean))  # type: ignore[no-any-return]
 
     @overload

@@ -172,7 +172,7 @@ def test_a_hostile_pipeline_is_refused_and_writes_nothing(seeded, pipeline):
 
 def test_a_nested_match_is_compiled_against_the_model_it_reads(seeded):
     from astro_db.models import BirthChart
-    from astro_db.pipeline import compile_pipeline
+    from astro_db.query.pipeline import compile_pipeline
 
     compiled = compile_pipeline(BirthChart, [
         {"$facet": {"charts": [{"$match": {"house_system": "placidus"}}]}},

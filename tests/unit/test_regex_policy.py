@@ -15,7 +15,7 @@ from bson.regex import Regex
 from hypothesis import given, settings, strategies as st
 
 from astro_db.errors import QueryError
-from astro_db.regex_policy import MAX_REGEX_LENGTH, check_regex
+from astro_db.query.regex import MAX_REGEX_LENGTH, check_regex
 
 ISSUE_PATTERNS = [r"^(a|a)*$", r"^(\w+\s?)+$"]  # both passed the old check: 7 s for a 26-char name
 

@@ -17,10 +17,10 @@ from bson import ObjectId
 from bson.regex import Regex
 from mongoengine import fields as me
 
-from .errors import QueryError, ValidationError
-from .models import paths
-from .models.fields import NumberField, UTCDateTimeField, to_utc
-from .regex_policy import MAX_REGEX_LENGTH, check_regex, check_regex_options
+from ..errors import QueryError, ValidationError
+from ..models import paths
+from ..models.fields import NumberField, UTCDateTimeField, to_utc
+from .regex import MAX_REGEX_LENGTH, check_regex, check_regex_options
 
 __all__ = [
     "compile_filter",

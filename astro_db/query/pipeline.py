@@ -19,9 +19,9 @@ from typing import Any
 
 from bson.regex import Regex
 
-from .errors import QueryError
-from .query import FORBIDDEN_OPERATORS, compile_filter, describe
-from .regex_policy import check_regex, check_regex_options
+from ..errors import QueryError
+from .filters import FORBIDDEN_OPERATORS, compile_filter, describe
+from .regex import check_regex, check_regex_options
 
 __all__ = ["compile_pipeline", "check_expression", "PIPELINE_STAGES", "PIPELINE_WRITE_STAGES", "MAX_PIPELINE_DEPTH"]
 
@@ -166,7 +166,7 @@ def _known_keys(spec: Mapping[str, Any], allowed: set[str], here: str) -> None:
 
 def _model_of(collection: Any, here: str) -> Any:
     """The model class reading ``collection``; a ``QueryError`` for any other collection."""
-    from .models import MODELS
+    from ..models import MODELS
 
     by_collection = {cls._meta["collection"]: cls for cls in MODELS.values()}
     if collection not in by_collection:

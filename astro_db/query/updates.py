@@ -18,9 +18,9 @@ from typing import Any
 
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
-from .errors import QueryError, ValidationError
-from .models import codec, paths
-from .query import (
+from ..errors import QueryError, ValidationError
+from ..models import codec, paths
+from .filters import (
     _UPDATE_OPS,
     _compile_condition,
     _compile_mapping,

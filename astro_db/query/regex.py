@@ -29,7 +29,7 @@ from typing import Any
 
 from bson.regex import Regex
 
-from .errors import QueryError
+from ..errors import QueryError
 
 __all__ = ["MAX_REGEX_LENGTH", "MAX_REGEX_QUANTIFIERS", "check_regex", "check_regex_options"]
 
