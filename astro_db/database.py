@@ -48,7 +48,7 @@ class WriteOptions(TypedDict, total=False):
 
 
 class FilterOptions(WriteOptions, total=False):
-    strict: bool  # unknown fields are an error instead of matching nothing
+    strict: bool  # operator objects in values (and $or, $text) are a QueryError: values are literals
 
 
 class ReadOptions(FilterOptions, total=False):
