@@ -6,8 +6,9 @@ A name is resolved once per call here; every other module works with the ``Model
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import UnknownModelError
 

@@ -15,19 +15,20 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import bson
 from bson import ObjectId, json_util
 from pymongo.errors import PyMongoError
 
-from ..errors import AstroDBError, BackupError, translate
-from ..indexes import declared_indexes
 from ..changes import CHANGES_COLLECTION
 from ..changes.reader import WINDOW_MARGIN
 from ..changes.records import to_ms
-from .journal import entry_key, ensure_journal_index, journal_clock, read_window
+from ..errors import AstroDBError, BackupError, translate
+from ..indexes import declared_indexes
+from .journal import ensure_journal_index, entry_key, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
 

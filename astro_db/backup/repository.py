@@ -16,9 +16,10 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import BackupError, BackupIntegrityError
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import bson
 from bson import json_util
@@ -99,7 +100,7 @@ def plan_restore(repo: Repository, *, until: Any = None, set_id: str | None = No
 class Loader:
     """Writes raw documents and journal entries into one target database, in batches."""
 
-    def __init__(self, database: Any, embedded: bool, progress: Callable[[str, int, "int | None"], None] | None = None) -> None:
+    def __init__(self, database: Any, embedded: bool, progress: Callable[[str, int, int | None], None] | None = None) -> None:
         self.database = database
         self.embedded = embedded
         self.progress = progress or (lambda label, advance, total: None)
@@ -234,7 +235,7 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
 
 
 def run_restore(repo: Repository, db: Any, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
-                progress: Callable[[str, int, "int | None"], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
     """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored.
 
     Every file of the plan is checked against its manifest first (the checks of ``verify``): a
@@ -265,7 +266,10 @@ def _prepare_target(database: Any, collections: list[str], drop: bool) -> None:
     busy = {name: n for name in collections if (n := database[name].estimated_document_count())}
     if busy and not drop:
         shown = ", ".join(f"{name} ({n} documents)" for name, n in busy.items())
-        raise BackupError(f"refusing to restore into the non-empty database {database.name!r}: {shown}; pass --drop (drop=True) to replace these collections")
+        raise BackupError(
+            f"refusing to restore into the non-empty database {database.name!r}: {shown}; "
+            "pass --drop (drop=True) to replace these collections"
+        )
     for name in collections:
         database.drop_collection(name)
 

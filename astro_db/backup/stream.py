@@ -14,8 +14,9 @@ import hashlib
 import os
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 import bson
 from bson.codec_options import CodecOptions

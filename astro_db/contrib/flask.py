@@ -20,8 +20,8 @@ while the database is still coming up. ``ext.current_db`` acts for the request's
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from flask import (
     Blueprint,

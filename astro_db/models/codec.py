@@ -11,7 +11,7 @@ keyed by stored dotted path (``birthData.date``, ``positions.2.degree``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError
@@ -112,7 +112,7 @@ def encode_value(model_cls: type, stored_path: str, value: Any, for_item: bool =
     return out
 
 
-def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optional[dict]) -> Any:
+def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: dict | None) -> Any:
     """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules."""
     if isinstance(data, BaseDocument):
         data = data._data
@@ -147,7 +147,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optiona
     return out if len(errors) == error_count else _INVALID
 
 
-def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[dict],
+def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: dict | None,
                   converted: bool) -> Any:
     kind = fp.kind
     if kind is LEAF:
@@ -169,7 +169,7 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional
     return _encode_list(fp, raw, path, errors, py, converted)
 
 
-def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[dict],
+def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict, py: dict | None,
                  converted: bool) -> Any:
     field = fp.field
     try:
@@ -182,11 +182,11 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[
         return _INVALID
     item = fp.item
     rule = getattr(field, "rule", None)
-    items_py: Optional[list] = [] if rule is not None else None
+    items_py: list | None = [] if rule is not None else None
     out = []
     failed = False
     for index, entry in enumerate(raw):
-        entry_py: Optional[dict] = {} if items_py is not None and item.kind is EMBEDDED else None
+        entry_py: dict | None = {} if items_py is not None and item.kind is EMBEDDED else None
         if entry is None and item.kind is EMBEDDED:
             errors[f"{path}.{index}"] = f"must be an object, got {describe(entry)}"
             failed = True

@@ -10,7 +10,7 @@ positions and update operators inside list paths (``positions.0.degree``, ``posi
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from mongoengine.base import BaseField
 from mongoengine.fields import EmbeddedDocumentField, ListField
@@ -24,14 +24,14 @@ class ResolvedPath(NamedTuple):
     """A resolved path: the stored dotted name and the field it ends on (None for ``$`` ops)."""
 
     stored: str
-    field: Optional[BaseField]
+    field: BaseField | None
 
 
 def _is_positional(part: str) -> bool:
     return part.isdigit() or part == "$" or (part.startswith("$[") and part.endswith("]"))
 
 
-def _embedded_type(field: Optional[BaseField]):
+def _embedded_type(field: BaseField | None):
     if isinstance(field, EmbeddedDocumentField):
         return field.document_type
     if isinstance(field, ListField) and isinstance(field.field, EmbeddedDocumentField):
@@ -44,7 +44,7 @@ def known_fields(doc_cls) -> list:
     return [doc_cls._fields[name].db_field for name in doc_cls._fields_ordered]
 
 
-def _lookup(doc_cls, part: str) -> Optional[BaseField]:
+def _lookup(doc_cls, part: str) -> BaseField | None:
     field = doc_cls._fields.get(part)
     if field is None:
         name = doc_cls._reverse_db_field_map.get(part)

@@ -19,7 +19,9 @@ from ..errors import AstroDBError
 
 __all__ = ["explain_find", "explain_filter", "parse_plan"]
 
-_INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_IDHACK", "COUNT_SCAN", "DISTINCT_SCAN", "TEXT", "TEXT_MATCH", "GEO_NEAR_2DSPHERE"}
+_INDEX_STAGES = {
+    "IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_IDHACK", "COUNT_SCAN", "DISTINCT_SCAN", "TEXT", "TEXT_MATCH", "GEO_NEAR_2DSPHERE"
+}
 _SQL_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
 _SQL_ROWID = re.compile(r"USING (?:INTEGER )?PRIMARY KEY")
 _EMBEDDED_NOTE = (

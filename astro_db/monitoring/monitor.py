@@ -22,9 +22,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from types import FrameType
-from collections.abc import Mapping
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow
@@ -87,7 +87,9 @@ class Monitor:
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         self._pool_failures: dict[str, int] = {}
         self._pool_wait = LatencyHistogram()
-        self._beats: dict[str, Any] = {"successes": 0, "failures": 0, "consecutive_failures": 0, "last_latency_ms": None, "last_failure": None}
+        self._beats: dict[str, Any] = {
+            "successes": 0, "failures": 0, "consecutive_failures": 0, "last_latency_ms": None, "last_failure": None
+        }
 
     def listeners(self) -> list[Any]:
         """The PyMongo event listeners feeding this monitor (register them on the client)."""

@@ -33,9 +33,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ConfigError, EncryptionError, QueryError
 from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import QueryError, ValidationError, scrub
 from ..models import paths
@@ -76,7 +77,7 @@ def masked_errors(model_cls: type) -> Iterator[None]:
         for key, message in original.items():
             kind = _kind(model_cls, key)
             if kind and kind != "email":
-                message = _QUOTED.sub(lambda m: repr(mask_value(kind, m[1] if m[1] is not None else m[2])), message)
+                message = _QUOTED.sub(lambda m, kind=kind: repr(mask_value(kind, m[1] if m[1] is not None else m[2])), message)
             exc.errors[key] = mask_text(message)
         text = "; ".join(f"{f}: {m}" for f, m in exc.errors.items()) if rebuilt else mask_text(str(exc))
         exc.args = (text,)

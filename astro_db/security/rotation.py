@@ -47,7 +47,7 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
             continue
         coll = ex.runtime.coll(info)
         projection = {f.path.split(".")[0]: 1 for f in fields}  # top-level: servers differ on dotted projections
-        docs = ex.call(info, "rotate_key", lambda: list(coll.find({}, projection, batch_size=batch_size)))
+        docs = ex.call(info, "rotate_key", lambda coll=coll, projection=projection: list(coll.find({}, projection, batch_size=batch_size)))
         count = 0
         for doc in docs:
             stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))]

@@ -8,7 +8,8 @@ hooks step's job.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ...cache import cache_key
 from ...registry import ModelInfo
