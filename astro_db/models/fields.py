@@ -133,7 +133,7 @@ class ChoiceField(TextField):
 
 
 @lru_cache(maxsize=1)
-def _zone_names() -> frozenset:
+def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
@@ -292,7 +292,7 @@ class GeoPointField(BaseField):
         return value
 
     def validate(self, value: Any) -> None:
-        coords = value.get("coordinates") if isinstance(value, dict) else None
+        coords: Any = value.get("coordinates") if isinstance(value, dict) else None
         if (not isinstance(value, dict) or value.get("type") != "Point"
                 or not isinstance(coords, (list, tuple)) or len(coords) != 2
                 or not all(_number(c) for c in coords)):
@@ -307,7 +307,7 @@ class GeoPointField(BaseField):
 
 # --- lists -----------------------------------------------------------------------------------
 
-ListRule = Callable[[list], str | None]
+ListRule = Callable[[list[Any]], str | None]
 
 
 class RuleListField(ListField):
@@ -335,7 +335,7 @@ class RuleListField(ListField):
                 self.max_length is not None and count > self.max_length):
             self.error(f"must have {_span(self.min_length, self.max_length)} items, got {count}")
 
-    def validate_rule(self, items: list) -> None:
+    def validate_rule(self, items: list[Any]) -> None:
         """Run the list-level rule on the items' plain data."""
         if self.rule is not None:
             message = self.rule(items)

@@ -27,7 +27,7 @@ def mask_value(kind: str, value: Any) -> Any:
 
 def field_mask_kind(field: Any) -> str | None:
     """The mask kind a field declares: ``mask="..."`` or ``sensitive=True`` (a secret), else None."""
-    kind = getattr(field, "mask", None)
+    kind: str | None = getattr(field, "mask", None)
     if kind:
         return kind
     return "secret" if getattr(field, "sensitive", False) else None
