@@ -184,9 +184,10 @@ class _Dump:
         if name == CHANGES_COLLECTION:  # keyed by (document, revision): select on their time
             recent: Iterable[Any] = coll.find({"t": {"$gt": to_ms(since)}}, batch_size=_BATCH)
             return recent
-        return coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
+        newer: Iterable[Any] = coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
+        return newer
 
-    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict | None, seen: set[Any]) -> int:
+    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict[tuple[str, Any], Any] | None, seen: set[Any]) -> int:
         """Save the records of the window (re-read a margin before ``start``, minus the records
         the previous set already saved: what is left of the margin arrived late)."""
         with self._writer("journal.bson.gz") as writer:

@@ -108,7 +108,7 @@ class Loader:
         # reached a later set late (or with a skewed clock) never brings a deleted document back
         self.tombstones: dict[tuple[str, Any], int] = {}
 
-    def _doc(self, raw: bytes) -> Any:
+    def _doc(self, raw: bytes | memoryview[int]) -> Any:
         # mongomock-ng cannot store RawBSONDocument; a real server takes the bytes as they are
         return bson.decode(raw, RAW.with_options(document_class=dict)) if self.embedded else RawBSONDocument(raw, RAW)
 
@@ -143,7 +143,7 @@ class Loader:
         limit = None if until is None else to_ms(until)
         latest: dict[tuple[str, Any], tuple[tuple[int, int], Any]] = {}
         for raw in entries:
-            entry = RawBSONDocument(raw, RAW) if isinstance(raw, (bytes, bytearray)) else raw
+            entry = RawBSONDocument(raw, RAW) if isinstance(raw, (bytes, bytearray)) else raw  # type: ignore[arg-type]  # pymongo's annotation omits bytearray, which it reads
             if limit is not None and entry["t"] > limit:
                 continue
             read += 1
@@ -295,7 +295,8 @@ def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
 def _index_specs(plan: RestorePlan, name: str) -> dict[str, Any]:
     for s in reversed(plan.sets):
         if name in s.manifest["collections"]:
-            return s.manifest["collections"][name]["indexes"]
+            specs: dict[str, Any] = s.manifest["collections"][name]["indexes"]
+            return specs
     return {"declared": [], "server": []}
 
 
