@@ -105,12 +105,14 @@ class AstroDB:
     @property
     def db(self) -> Database:
         """The current app's Database, connected on first use (shared by all requests)."""
-        return self._state().get()
+        db: Database = self._state().get()
+        return db
 
     @property
     def database(self) -> Database:
         """The current app's Database without connecting (for health checks and tooling)."""
-        return self._state().database
+        db: Database = self._state().database
+        return db
 
     @property
     def current_db(self) -> Any:

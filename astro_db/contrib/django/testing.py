@@ -39,7 +39,7 @@ def override_database(database: Database | None = None, *, connected: bool = Tru
 
     app = apps.get_app_config("astro_db")
     owned = database is None
-    db = fresh_database() if owned else database
+    db = database if database is not None else fresh_database()
     previous = app.use_database(db, connected=connected)
     try:
         yield db
@@ -58,5 +58,5 @@ class AstroDBTestMixin:
     def setUp(self) -> None:
         context = override_database()
         self.db = context.__enter__()
-        self.addCleanup(context.__exit__, None, None, None)
+        self.addCleanup(context.__exit__, None, None, None)  # type: ignore[attr-defined]  # a mixin: the TestCase has it
         super().setUp()  # type: ignore[misc]
