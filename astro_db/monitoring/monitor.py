@@ -82,7 +82,7 @@ class Monitor:
         self._window = RateWindow(getattr(config, "health_window_s", 60))
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
-        self._shapes: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._shapes: dict[tuple[str | None, str, str, str], dict[str, Any]] = {}
         self._inflight: dict[Any, tuple[str, str, Any]] = {}
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         self._pool_failures: dict[str, int] = {}
@@ -105,7 +105,7 @@ class Monitor:
 
     # --- service level ----------------------------------------------------------------------
 
-    def note_query(self, model: str, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
+    def note_query(self, model: str | None, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
         """Remember the shape of a read's filter (and sort), for the advisor and the slow log."""
         shape = mask(filt or {})
         self._local.shape = shape  # rendered only if the call turns out slow

@@ -20,7 +20,7 @@ import datetime as _dt
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -89,7 +89,7 @@ class WriteRunner:
             try:
                 self.coll.insert_one(son, session=self.session)
             except pm.DuplicateKeyError as exc:
-                self._name_key(exc.details)
+                self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
                 # A retry that finds our exact document under our own client-made _id met our
                 # earlier attempt, whichever unique index (_id or e.g. email) the server named.
                 if attempts > 1 and self._stored_equals([son]) == {0}:
@@ -154,7 +154,7 @@ class WriteRunner:
             return self._update_list_cas(filt, compiled, update)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
-        doc = run.call(self.rt,
+        doc: dict[str, Any] | None = run.call(self.rt,
             self.info, "update",
             self._naming(lambda: self.coll.find_one_and_update(
                 guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
@@ -219,7 +219,7 @@ class WriteRunner:
             raise ChangeRecordError(f"update_many on {self.info.name} was applied, but which documents it changed could "
                                     f"not be read for their records: {exc}; run reconcile_changes()", missing=chunk) from exc
 
-    def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict) -> dict[str, Any] | None:
+    def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict[str, Any]) -> dict[str, Any] | None:
         """Read the document, validate the whole document the update makes of it, and write the
         update only if the document is still the one read: a compare-and-set on the Mongoose
         version key ``__v``, which every list-touching update increments (as Mongoose does for
@@ -231,7 +231,7 @@ class WriteRunner:
             after = self._checked_post_image(current, update)
             cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
             versioned = _lists_as_validated(update, after, compiled.list_roots)
-            doc = run.call(self.rt,
+            doc: dict[str, Any] | None = run.call(self.rt,
                 self.info, "update",
                 self._naming(lambda cas=cas, versioned=versioned: self.coll.find_one_and_update(
                     _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
@@ -326,7 +326,7 @@ class WriteRunner:
             try:
                 return fn()
             except pm.DuplicateKeyError as exc:
-                self._name_key(exc.details)
+                self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
                 raise
 
         return call
@@ -359,7 +359,7 @@ class WriteRunner:
             self.info, "find_one", lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx
         ) is not None
 
-    def _emit(self, action: str, ids: Iterable[Any], fields: tuple[str, ...], documents: tuple | None = None) -> None:
+    def _emit(self, action: str, ids: Iterable[Any], fields: tuple[str, ...], documents: tuple[Any, ...] | None = None) -> None:
         actor = self.actor
         hooks.emit(self.rt,
             WriteEvent(
@@ -390,7 +390,7 @@ def _deleted(doc: dict[str, Any]) -> tuple[Any, int, Any, None]:
     return doc["_id"], revision_of(doc) + 1, utcnow(), None
 
 
-def _same(stored: dict | None, son: dict) -> bool:
+def _same(stored: dict[str, Any] | None, son: dict[str, Any]) -> bool:
     return stored is not None and _eq(stored, son)
 
 
@@ -406,7 +406,8 @@ def _eq(a: Any, b: Any) -> bool:
         return set(a) == set(b) and all(_eq(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
-    return a == b
+    same: bool = a == b
+    return same
 
 
 def _merge(filt: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

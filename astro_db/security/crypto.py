@@ -360,6 +360,8 @@ class FieldCrypto:
 
         Plaintext from before encryption stays as it is; an envelope that does not open becomes
         ``UNREADABLE`` (logged and counted) so one bad value never fails the read."""
+        if doc is None:
+            return None
         chosen = None if paths is None else set(paths)
         for f in self.fields.get(info.name, ()):
             if chosen is None or f.path in chosen:
