@@ -48,7 +48,7 @@ class WriteOptions(TypedDict, total=False):
 
 
 class FilterOptions(WriteOptions, total=False):
-    strict: bool  # unknown fields are an error instead of matching nothing
+    strict: bool  # operator objects in values (and $or, $text) are a QueryError: values are literals
 
 
 class ReadOptions(FilterOptions, total=False):
@@ -339,7 +339,8 @@ class Database(OperatorMixin):
 
     def audit_trail(self, model: ModelRef, id: Any) -> list[dict[str, Any]]:  # noqa: A002
         """A document's audit entries, oldest first: dicts with ``time``, ``actor``, ``action``
-        (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``."""
+        (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``
+        and ``revision`` (absent on entries an earlier version wrote to ``auditLog``)."""
         return self._executor.audit_trail(self._op("audit_trail", model), q.coerce_id(id))
 
     # --- internals ---------------------------------------------------------------------------
