@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-
 from . import errors
 from ._version import __version__
 from .config import DatabaseConfig
 from .database import CreateManyResult, Database
-from .errors import AstroDBError
 from .driver.transactions import Transaction
+from .errors import AstroDBError
 
 __all__ = [
     "Database",

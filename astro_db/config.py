@@ -358,7 +358,9 @@ class DatabaseConfig:
         need(self.breaker_threshold >= 1, "breaker_threshold", "must be at least 1")
         need(self.breaker_cooldown_s > 0, "breaker_cooldown_s", "must be positive")
         need(self.read_preference in _READ_PREFERENCES, "read_preference", f"must be one of {', '.join(_READ_PREFERENCES)}")
-        need(self.max_staleness_s is None or self.max_staleness_s >= 90, "max_staleness_s", "must be at least 90 seconds (MongoDB's minimum)")
+        need(
+            self.max_staleness_s is None or self.max_staleness_s >= 90, "max_staleness_s", "must be at least 90 seconds (MongoDB's minimum)"
+        )
         need(self.read_preference != "primary" or self.max_staleness_s is None, "max_staleness_s",
              "needs a read_preference other than 'primary' (the primary is never stale)")
         need(self.read_preference != "primary" or not self.read_preference_tags, "read_preference_tags",
@@ -388,10 +390,16 @@ class DatabaseConfig:
         need(self.audit_retention_days is None or self.audit_retention_days >= 1, "audit_retention_days", "must be at least 1")
         for key in ("encryption_key", "encryption_keys"):
             for text in (getattr(self, key) or "").split(","):
-                need(not getattr(self, key) or _is_aes256_key(text), key, "must be base64 of 32 random bytes (comma-separated for encryption_keys)")
+                need(
+                    not getattr(self, key) or _is_aes256_key(text), key,
+                    "must be base64 of 32 random bytes (comma-separated for encryption_keys)",
+                )
         if isinstance(self.write_concern, int):
             need(self.write_concern >= 0, "write_concern", "must be 'majority', a tag name or a number >= 0")
-        need(self.database is None or bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}", self.database)), "database", "is not a valid MongoDB database name")
+        need(
+            self.database is None or bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}", self.database)),
+            "database", "is not a valid MongoDB database name",
+        )
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)

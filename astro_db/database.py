@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypedDict, TypeVar, Union, Unpack, overload
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, Unpack, overload
 
-from .query import filters as q
+from .changes import ensure_change_indexes
 from .config import DatabaseConfig
+from .driver.timeouts import bounded
+from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
 from .ops import CreateManyResult, Executor, Operation, Runtime, make_config
 from .ops.steps import resolve
+from .query import filters as q
 from .registry import default_registry
 from .security import access
-from .changes import ensure_change_indexes
-from .driver.timeouts import bounded
 from .tooling import OperatorMixin
-from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .workflows import create_user_with_chart, delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 D = TypeVar("D", bound=AstroDocument)
 ModelRef = Union[str, type[AstroDocument], "ModelInfo"]
-Query = Union[Mapping[str, Any], None]
+Query = Mapping[str, Any] | None
 
 
 class WriteOptions(TypedDict, total=False):

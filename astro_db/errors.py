@@ -29,7 +29,8 @@ Warnings (``warnings.warn``, shown once per place by Python's default filter):
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .urls import mask_urls_in_text
 

@@ -7,8 +7,9 @@ transaction their own writes commit or abort with it. A hook that raises fails t
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 __all__ = ["WriteEvent", "WriteHook"]
 

@@ -9,8 +9,9 @@ models do not declare only when asked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from pymongo import IndexModel
 from pymongo.errors import OperationFailure, PyMongoError

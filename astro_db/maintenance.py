@@ -78,7 +78,8 @@ def _orphaned_user_ids(db: Any) -> list[Any]:
         info = db.executor.model(model)
         coll = db.collection(info)
         # a userId that is not an ObjectId cannot name a user, but cannot be queried by id either
-        referenced.update(v for v in db.executor.call(info, "distinct", lambda: coll.distinct("userId")) if isinstance(v, ObjectId))
+        distinct = db.executor.call(info, "distinct", lambda coll=coll: coll.distinct("userId"))
+        referenced.update(v for v in distinct if isinstance(v, ObjectId))
     live: set[Any] = set()
     for chunk in _chunks(sorted(referenced, key=str)):
         rows = db.find("User", {"_id": {"$in": chunk}, "status": {"$ne": "deleted"}}, projection=["_id"], lean=True)

@@ -6,8 +6,9 @@ A name is resolved once per call here; every other module works with the ``Model
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import UnknownModelError
 
@@ -71,7 +72,7 @@ class ModelRegistry:
         raise UnknownModelError(
             f"a model is a name or a model class, got {type(model).__name__} {_short(model)}; valid models: {valid}")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ModelInfo]:
         return iter(self._infos)
 
     @property

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ConfigError
 from .indexes import declared_indexes
@@ -141,7 +141,8 @@ def _key_index(key: dict[str, Any], declared: list[dict[str, Any]]) -> dict[str,
     wanted = list(key.items())
     if "hashed" not in key.values():
         for spec in declared:
-            if [tuple(p) for p in spec["key"][: len(wanted)]] == wanted and not spec.get("sparse") and "partialFilterExpression" not in spec:
+            prefix_matches = [tuple(p) for p in spec["key"][: len(wanted)]] == wanted
+            if prefix_matches and not spec.get("sparse") and "partialFilterExpression" not in spec:
                 return {"name": spec["name"], "key": dict(spec["key"]), "exists": True}
     name = "_".join(f"{k}_{v}" for k, v in wanted)
     return {"name": name, "key": dict(key), "exists": False}
@@ -187,7 +188,9 @@ def render_plan(plan: ShardPlan) -> str:
         index = c.key_index
         prefix = "// " if c.blocked else ""
         if index and not index["exists"]:
-            lines.append(f"{prefix}db.getSiblingDB({_js(db)}).{c.collection}.createIndex({_js(index['key'])}, {{ name: {_js(index['name'])} }})")
+            lines.append(
+                f"{prefix}db.getSiblingDB({_js(db)}).{c.collection}.createIndex({_js(index['key'])}, {{ name: {_js(index['name'])} }})"
+            )
         elif index:
             lines.append(f"// the shard key uses the existing index {index['name']}")
         lines.append(f"{prefix}sh.shardCollection({_js(ns)}, {_js(c.key)})")

@@ -22,7 +22,8 @@ transaction: a transaction must see its own writes, so ``stale_ok`` is ignored t
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .errors import (
     DatabaseConnectionError,

@@ -19,7 +19,8 @@ import datetime as dt
 import itertools
 import os
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -103,7 +104,8 @@ def _parse(value: Any) -> dt.datetime:
     """A datetime from a datetime or an ISO-8601 string (naive means UTC)."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    parsed: dt.datetime = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return parsed
 
 
 factories = Factories()

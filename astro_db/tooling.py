@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .indexes import sync_model_indexes
@@ -39,7 +40,7 @@ class OperatorMixin:
         ex = self._executor
         database = ex.runtime.connection.database
         return [
-            ex.call(info, "sync_indexes", lambda info=info: sync_model_indexes(database, info, drop_extra=drop_extra)).as_dict()
+            ex.call(info, "sync_indexes", partial(sync_model_indexes, database, info, drop_extra=drop_extra)).as_dict()
             for info in ex.runtime.registry
         ]
 

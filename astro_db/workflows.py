@@ -7,7 +7,8 @@ deletes a user and every document that refers to them. Both run through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .query.filters import coerce_id
 

@@ -24,16 +24,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # live/nxserver.py, redis_server.py
 
-from astro_db import Database  # noqa: E402
 from live.nxserver import NxServer  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
+
+from astro_db import Database  # noqa: E402
 
 WORKER = ROOT / "tests" / "live" / "cache_bus_worker.py"
 
@@ -80,10 +82,12 @@ def _in_process(url: str, redis_url: str, budget_s: float) -> None:
         user = db.create("User", {"email": f"{uuid.uuid4().hex[:10]}@example.com", "name": "bench"})
         label = "local bus" if bus == "local" else "Redis bus"
         if bus == "local":
-            rows.append(("uncached (cache=False)", *_rate(lambda: db.find_one("User", {"id": user.id}, lean=True, cache=False), budget_s)))
-        rows.append((f"cache hit, {label}", *_rate(lambda: db.find_one("User", {"id": user.id}, lean=True), budget_s)))
+            uncached = _rate(lambda db=db, user=user: db.find_one("User", {"id": user.id}, lean=True, cache=False), budget_s)
+            rows.append(("uncached (cache=False)", *uncached))
+        rows.append((f"cache hit, {label}", *_rate(lambda db=db, user=user: db.find_one("User", {"id": user.id}, lean=True), budget_s)))
         names = iter(range(10**9))
-        rows.append((f"update, {label}", *_rate(lambda: db.update("User", {"id": user.id}, {"name": f"n{next(names)}"}), budget_s)))
+        updates = _rate(lambda db=db, user=user, names=names: db.update("User", {"id": user.id}, {"name": f"n{next(names)}"}), budget_s)
+        rows.append((f"update, {label}", *updates))
         db.disconnect()
     for label, rate, cost in rows:
         print(f"  {label:42} {rate:>10,.0f} {cost:>9.1f}")

@@ -12,14 +12,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched nx-27017 launcher
 
 import pymongo  # noqa: E402
-from bson import ObjectId  # noqa: E402
 from pymongo import ReturnDocument  # noqa: E402
 
 from astro_db import Database  # noqa: E402

@@ -16,7 +16,8 @@ for your authentication, never trust these headers in production.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, jsonify, request
 

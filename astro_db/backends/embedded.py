@@ -12,6 +12,7 @@ from typing import Any
 
 import mongoengine
 import mongomock_ng
+import mongomock_ng.store
 
 __all__ = ["connect"]
 
@@ -25,5 +26,5 @@ def connect(database_name: str, alias: str) -> Any:
         mongo_client_class=mongomock_ng.MongoClient,
         tz_aware=True,
         uuidRepresentation="standard",
-        _store=mongomock_ng.store.ServerStore(),  # a store of its own, never shared
+        _store=mongomock_ng.store.ServerStore(),  # type: ignore[no-untyped-call]  # untyped library; a store of its own, never shared
     )

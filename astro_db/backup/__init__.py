@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import BackupError
 from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup

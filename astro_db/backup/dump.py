@@ -15,19 +15,20 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import bson
 from bson import ObjectId, json_util
 from pymongo.errors import PyMongoError
 
-from ..errors import AstroDBError, BackupError, translate
-from ..indexes import declared_indexes
 from ..changes import CHANGES_COLLECTION
 from ..changes.reader import WINDOW_MARGIN
 from ..changes.records import to_ms
-from .journal import entry_key, ensure_journal_index, journal_clock, read_window
+from ..errors import AstroDBError, BackupError, translate
+from ..indexes import declared_indexes
+from .journal import ensure_journal_index, entry_key, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
 
@@ -183,9 +184,10 @@ class _Dump:
         if name == CHANGES_COLLECTION:  # keyed by (document, revision): select on their time
             recent: Iterable[Any] = coll.find({"t": {"$gt": to_ms(since)}}, batch_size=_BATCH)
             return recent
-        return coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
+        newer: Iterable[Any] = coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
+        return newer
 
-    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict | None, seen: set[Any]) -> int:
+    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict[tuple[str, Any], Any] | None, seen: set[Any]) -> int:
         """Save the records of the window (re-read a margin before ``start``, minus the records
         the previous set already saved: what is left of the margin arrived late)."""
         with self._writer("journal.bson.gz") as writer:

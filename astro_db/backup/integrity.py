@@ -9,7 +9,8 @@ never loaded.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import bson
 from bson.errors import BSONError
@@ -55,7 +56,10 @@ def check_set_files(s: BackupSet, problems: Problems, progress: Progress | None 
             if entry.get(key) and entry[key] not in listed:
                 problems.add(s.file(entry[key]), f"{name}: not listed among the manifest's files")
         if entry.get("file") in listed and listed[entry["file"]].get("documents") != entry.get("count"):
-            problems.add(s.file(entry["file"]), f"{name}: count {entry.get('count')} differs from the file's {listed[entry['file']].get('documents')}")
+            problems.add(
+                s.file(entry["file"]),
+                f"{name}: count {entry.get('count')} differs from the file's {listed[entry['file']].get('documents')}",
+            )
     return len(listed), documents
 
 

@@ -16,7 +16,8 @@ import datetime as _dt
 import itertools
 import logging
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pymongo.errors import PyMongoError
 

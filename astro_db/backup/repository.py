@@ -16,9 +16,10 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, overload
 
 from ..errors import BackupError, BackupIntegrityError
 
@@ -43,6 +44,10 @@ def parse_time(value: Any) -> _dt.datetime:
     return when.replace(tzinfo=_dt.timezone.utc) if when.tzinfo is None else when.astimezone(_dt.timezone.utc)
 
 
+@overload
+def format_time(value: _dt.datetime) -> str: ...
+@overload
+def format_time(value: None) -> None: ...
 def format_time(value: _dt.datetime | None) -> str | None:
     return None if value is None else parse_time(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -56,11 +61,13 @@ class BackupSet:
 
     @property
     def id(self) -> str:
-        return self.manifest["id"]
+        set_id: str = self.manifest["id"]
+        return set_id
 
     @property
     def kind(self) -> str:
-        return self.manifest["kind"]
+        kind: str = self.manifest["kind"]
+        return kind
 
     @property
     def parent(self) -> str | None:
@@ -91,7 +98,7 @@ class BackupSet:
 class Repository:
     """The backup sets under one directory."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
 
     def __repr__(self) -> str:
@@ -205,7 +212,10 @@ def select_kept(sets: list[BackupSet], keep_daily: int | None = None,
         raise BackupError("--keep-daily and --keep-weekly must be 0 or more")
     fulls = sorted((s for s in sets if s.kind == "full"), key=lambda s: s.end, reverse=True)
     kept_fulls: set[str] = set()
-    for key, limit in ((lambda s: s.end.date(), keep_daily), (lambda s: s.end.isocalendar()[:2], keep_weekly)):
+    rules: tuple[tuple[Callable[[BackupSet], Any], int], ...] = (
+        (lambda s: s.end.date(), keep_daily), (lambda s: s.end.isocalendar()[:2], keep_weekly)
+    )
+    for key, limit in rules:
         seen: list[Any] = []
         for s in fulls:
             period = key(s)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import bson
 from bson import json_util
@@ -99,7 +100,7 @@ def plan_restore(repo: Repository, *, until: Any = None, set_id: str | None = No
 class Loader:
     """Writes raw documents and journal entries into one target database, in batches."""
 
-    def __init__(self, database: Any, embedded: bool, progress: Callable[[str, int, "int | None"], None] | None = None) -> None:
+    def __init__(self, database: Any, embedded: bool, progress: Callable[[str, int, int | None], None] | None = None) -> None:
         self.database = database
         self.embedded = embedded
         self.progress = progress or (lambda label, advance, total: None)
@@ -107,7 +108,7 @@ class Loader:
         # reached a later set late (or with a skewed clock) never brings a deleted document back
         self.tombstones: dict[tuple[str, Any], int] = {}
 
-    def _doc(self, raw: bytes) -> Any:
+    def _doc(self, raw: bytes | memoryview[int]) -> Any:
         # mongomock-ng cannot store RawBSONDocument; a real server takes the bytes as they are
         return bson.decode(raw, RAW.with_options(document_class=dict)) if self.embedded else RawBSONDocument(raw, RAW)
 
@@ -142,7 +143,7 @@ class Loader:
         limit = None if until is None else to_ms(until)
         latest: dict[tuple[str, Any], tuple[tuple[int, int], Any]] = {}
         for raw in entries:
-            entry = RawBSONDocument(raw, RAW) if isinstance(raw, (bytes, bytearray)) else raw
+            entry = RawBSONDocument(raw, RAW) if isinstance(raw, (bytes, bytearray)) else raw  # type: ignore[arg-type]  # pymongo's annotation omits bytearray, which it reads
             if limit is not None and entry["t"] > limit:
                 continue
             read += 1
@@ -234,7 +235,7 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
 
 
 def run_restore(repo: Repository, db: Any, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
-                progress: Callable[[str, int, "int | None"], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
     """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored.
 
     Every file of the plan is checked against its manifest first (the checks of ``verify``): a
@@ -265,7 +266,10 @@ def _prepare_target(database: Any, collections: list[str], drop: bool) -> None:
     busy = {name: n for name in collections if (n := database[name].estimated_document_count())}
     if busy and not drop:
         shown = ", ".join(f"{name} ({n} documents)" for name, n in busy.items())
-        raise BackupError(f"refusing to restore into the non-empty database {database.name!r}: {shown}; pass --drop (drop=True) to replace these collections")
+        raise BackupError(
+            f"refusing to restore into the non-empty database {database.name!r}: {shown}; "
+            "pass --drop (drop=True) to replace these collections"
+        )
     for name in collections:
         database.drop_collection(name)
 
@@ -291,7 +295,8 @@ def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
 def _index_specs(plan: RestorePlan, name: str) -> dict[str, Any]:
     for s in reversed(plan.sets):
         if name in s.manifest["collections"]:
-            return s.manifest["collections"][name]["indexes"]
+            specs: dict[str, Any] = s.manifest["collections"][name]["indexes"]
+            return specs
     return {"declared": [], "server": []}
 
 

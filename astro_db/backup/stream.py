@@ -14,8 +14,9 @@ import hashlib
 import os
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, cast
 
 import bson
 from bson.codec_options import CodecOptions
@@ -59,7 +60,7 @@ def raw_bytes(doc: Any) -> bytes:
     """The BSON bytes of a document: as-is for ``RawBSONDocument``, encoded for a dict
     (the embedded backend ignores ``document_class``)."""
     if isinstance(doc, RawBSONDocument):
-        return doc.raw
+        return cast(bytes, doc.raw)  # the driver and our readers build them from bytes
     if isinstance(doc, (bytes, bytearray)):
         return bytes(doc)
     return bson.encode(doc)
@@ -88,11 +89,11 @@ class BsonWriter:
     After closing: ``count``, ``content`` (a ``ContentHash``), ``sha256`` and ``size`` (bytes
     on disk)."""
 
-    def __init__(self, path: str | os.PathLike, *, level: int = 3) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, level: int = 3) -> None:
         self.path = Path(path)
         self._fh = open(self.path, "wb")
         self._hashing = _HashingFile(self._fh)
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._hashing, compresslevel=level, mtime=0)  # type: ignore[arg-type]
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._hashing, compresslevel=level, mtime=0)
         self.content = ContentHash()
         self.sha256 = ""
         self.size = 0
@@ -126,7 +127,7 @@ class BsonWriter:
         return {"sha256": self.sha256, "bytes": self.size, "documents": self.count, "path": self.path.relative_to(root).as_posix()}
 
 
-def iter_raw(path: str | os.PathLike, *, shown: str | None = None) -> Iterator[bytes]:
+def iter_raw(path: str | os.PathLike[str], *, shown: str | None = None) -> Iterator[bytes]:
     """Yield each document's BSON bytes from a gzipped BSON file; a damaged file raises
     ``BackupIntegrityError`` naming it."""
     name = shown or str(path)
@@ -151,7 +152,7 @@ def iter_raw(path: str | os.PathLike, *, shown: str | None = None) -> Iterator[b
         raise BackupIntegrityError(f"{name}: damaged gzip stream ({exc})", path=name) from exc
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pymongo.errors import PyMongoError
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def run_verify(repo: Repository, *, deep: bool = False, db: Any = None,
-               progress: Callable[[str, int, "int | None"], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
     """Check every set; returns ``{"sets": [...], "files": n, "documents": n, "deep": bool}``."""
     problems = Problems()
     sets: list[BackupSet] = []
@@ -65,7 +66,11 @@ def _check_chain(sets: list[BackupSet], problems: Problems) -> None:
                 problems.add(manifest, f"incremental set {s.id}: its parent {s.parent} is not in the repository")
                 continue
             if s.start != parent.end:
-                problems.add(manifest, f"incremental set {s.id}: its window starts {s.manifest['window']['from']}, its parent ends {parent.manifest['window']['to']}")
+                problems.add(
+                    manifest,
+                    f"incremental set {s.id}: its window starts {s.manifest['window']['from']}, "
+                    f"its parent ends {parent.manifest['window']['to']}",
+                )
         if before is not None and s.manifest.get("previous") == before.id and s.start != before.end:
             problems.add(manifest, f"set {s.id}: its window does not start where {before.id} ends")
 
@@ -83,7 +88,8 @@ def _deep_check(s: BackupSet, db: Any, problems: Problems, progress: Any) -> Non
             got = ContentHash.of(stored)
             if got.count != entry["count"] or got.hexdigest() != entry["content_hash"]:
                 problems.add(s.file(entry["file"]), f"restored into a scratch database, {coll} holds {got.count} documents "
-                             f"hashing {got.hexdigest()[:16]}..., the manifest says {entry['count']} hashing {str(entry['content_hash'])[:16]}...")
+                             f"hashing {got.hexdigest()[:16]}..., "
+                             f"the manifest says {entry['count']} hashing {str(entry['content_hash'])[:16]}...")
     except PyMongoError as exc:
         raise translate(exc, operation=f"deep verify of {s.id}") from exc
     finally:

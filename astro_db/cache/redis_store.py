@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import bson
 from bson.binary import UuidRepresentation
@@ -80,7 +80,8 @@ class RedisStore:
         """``(value or MISSING, the model's generation now)``: pass the generation to ``put``."""
         generation_key, entry_key = self._keys(key)
         try:
-            generation, raw = self._client.mget(generation_key, entry_key)
+            pair = cast("list[bytes | None]", self._client.mget(generation_key, entry_key))  # decode_responses is off
+            generation, raw = pair
         except self._redis.RedisError as exc:
             self._error("get", exc)
             return MISSING, b""

@@ -8,7 +8,8 @@ wrote (they stay readable, untouched; new entries go to ``astroChanges`` only). 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pymongo import IndexModel
 from pymongo import errors as pm

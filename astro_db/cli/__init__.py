@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -86,7 +87,9 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="astro-db")
-@click.option("--url", envvar="MONGODB_URL", help="MongoDB URL (default: $MONGODB_URL); required by every command that reads or writes data.")
+@click.option(
+    "--url", envvar="MONGODB_URL", help="MongoDB URL (default: $MONGODB_URL); required by every command that reads or writes data."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
 @click.pass_context

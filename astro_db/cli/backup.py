@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -80,7 +81,10 @@ def _repo(ctx: click.Context, repo: str | None) -> str:
 def _set_line(s: dict[str, Any]) -> str:
     docs = sum(s["documents"].values())
     gone = sum(s["deleted"].values())
-    return f"{s['id']:<36} {s['kind']:<12} {s['from'] or '-':<25} {s['to']:<25} {docs:>9} {gone:>8} {s['journal_entries']:>8} {s['bytes']:>11}"
+    return (
+        f"{s['id']:<36} {s['kind']:<12} {s['from'] or '-':<25} {s['to']:<25} "
+        f"{docs:>9} {gone:>8} {s['journal_entries']:>8} {s['bytes']:>11}"
+    )
 
 
 @cli.group("backup", invoke_without_command=True)
@@ -118,7 +122,9 @@ def backup_list(ctx: click.Context, repo: str | None) -> None:
 @click.option("--journal/--no-journal", default=True, help="Also prune the source's change journal (needs --url).")
 @_url_option
 @click.pass_context
-def backup_prune(ctx: click.Context, repo: str | None, keep_daily: int | None, keep_weekly: int | None, dry_run: bool, journal: bool, url: str | None) -> None:
+def backup_prune(
+    ctx: click.Context, repo: str | None, keep_daily: int | None, keep_weekly: int | None, dry_run: bool, journal: bool, url: str | None
+) -> None:
     """Delete sets outside the retention (and their incrementals) and old journal entries.
 
     Give --keep-daily, --keep-weekly or both; the newest full set is always kept."""
@@ -140,12 +146,16 @@ def backup_prune(ctx: click.Context, repo: str | None, keep_daily: int | None, k
 @click.option("--journal-url", help="The source database whose change journal covers --until past the newest set.")
 @_url_option
 @pass_ctx
-def restore_cmd(obj: CliContext, repo: str | None, until: str | None, set_id: str | None, drop: bool, journal_url: str | None, url: str | None) -> None:
+def restore_cmd(
+    obj: CliContext, repo: str | None, until: str | None, set_id: str | None, drop: bool, journal_url: str | None, url: str | None
+) -> None:
     """Rebuild the --url database from a backup repository."""
     if not repo:
         raise click.UsageError("--repo DIR is required")
     target = _source(obj, url)
-    report = _run(obj, lambda bars: api.restore(repo, target, until=until, set_id=set_id, drop=drop, journal_source=journal_url, progress=bars))
+    report = _run(
+        obj, lambda bars: api.restore(repo, target, until=until, set_id=set_id, drop=drop, journal_source=journal_url, progress=bars)
+    )
 
     def human(r: dict[str, Any]) -> str:
         lines = [f"restored {', '.join(r['sets'])} into {r['target']} as of {r['as_of']} "

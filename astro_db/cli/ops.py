@@ -6,6 +6,7 @@ Only parsing and printing here; the work is ``Database.health / explain / advise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -37,7 +38,7 @@ def _json_arg(text: str | None, name: str) -> Any:
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    line: Callable[[list[str]], str] = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
@@ -96,7 +97,10 @@ def stats(ctx: CliContext) -> None:
             ["(internal)", c["collection"], c["count"], _bytes(c.get("size")), _bytes(c.get("total_index_size")), "-"]
             for c in d.get("internal", [])
         ]
-        out = [f"database {d['database']} ({d['backend']})", _table(["model", "collection", "documents", "data", "indexes", "index sizes"], rows)]
+        out = [
+            f"database {d['database']} ({d['backend']})",
+            _table(["model", "collection", "documents", "data", "indexes", "index sizes"], rows),
+        ]
         if d["db"]:
             out.append(f"total, every collection: {d['db'].get('objects', '-')} documents, data {_bytes(d['db'].get('dataSize'))}, "
                        f"storage {_bytes(d['db'].get('storageSize'))}, indexes {_bytes(d['db'].get('indexSize'))}")

@@ -20,8 +20,8 @@ while the database is still coming up. ``ext.current_db`` acts for the request's
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -105,12 +105,14 @@ class AstroDB:
     @property
     def db(self) -> Database:
         """The current app's Database, connected on first use (shared by all requests)."""
-        return self._state().get()
+        db: Database = self._state().get()
+        return db
 
     @property
     def database(self) -> Database:
         """The current app's Database without connecting (for health checks and tooling)."""
-        return self._state().database
+        db: Database = self._state().database
+        return db
 
     @property
     def current_db(self) -> Any:

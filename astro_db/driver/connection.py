@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import backoff
 import mongoengine

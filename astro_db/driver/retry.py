@@ -17,7 +17,8 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import backoff
 from pymongo import errors as pm

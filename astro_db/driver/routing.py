@@ -116,7 +116,9 @@ class ReadPreference:
         if self.mode == "primary":
             return rp.Primary()
         tags = [dict(t) for t in self.tag_sets] or None
-        return _CLASSES[self.mode](tag_sets=tags, max_staleness=-1 if self.max_staleness_s is None else self.max_staleness_s)
+        staleness = -1 if self.max_staleness_s is None else self.max_staleness_s
+        mode: rp._ServerMode = _CLASSES[self.mode](tag_sets=tags, max_staleness=staleness)
+        return mode
 
     def __str__(self) -> str:
         return self.key

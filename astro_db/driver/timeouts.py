@@ -14,8 +14,9 @@ import contextvars
 import functools
 import inspect
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import pymongo
 from pymongo import errors as pm

@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from pymongo import ReadPreference
 from pymongo.errors import PyMongoError

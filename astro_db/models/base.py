@@ -48,7 +48,7 @@ class AstroDocument(Document):
 
     __str__ = __repr__
 
-    def to_dict(self, masked: bool = False) -> dict:
+    def to_dict(self, masked: bool = False) -> dict[str, Any]:
         """JSON-ready dict with stored names, ``id`` strings and ISO ``Z`` dates (``__v`` left out)."""
         return document_to_dict(self, masked)
 

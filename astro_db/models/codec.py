@@ -11,7 +11,7 @@ keyed by stored dotted path (``birthData.date``, ``positions.2.degree``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError
@@ -33,7 +33,7 @@ SERVICE_FIELDS = frozenset({"createdAt", "updatedAt", "__v", "_rev", "_op"})
 SET_BY_SERVICE = "is set by the service; leave it out"
 
 
-def encode_new(model_cls: type, data: Mapping) -> dict:
+def encode_new(model_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a complete new document and return its stored form (``_id`` only if given).
 
     ``createdAt``, ``updatedAt`` and ``__v`` (in either spelling) are refused: they are the
@@ -42,8 +42,8 @@ def encode_new(model_cls: type, data: Mapping) -> dict:
     return _encode_whole(model_cls, data, from_caller=True)
 
 
-def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict:
-    errors: dict = {}
+def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict[str, Any]:
+    errors: dict[str, str] = {}
     if not isinstance(data, Mapping):
         raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
     plan = doc_plan(model_cls)
@@ -52,13 +52,13 @@ def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict:
             fp = plan.by_key.get(key)
             if fp is not None and fp.stored in SERVICE_FIELDS:
                 errors[fp.stored] = SET_BY_SERVICE
-    out = _encode_doc(plan, data, "", errors, None)
+    out: dict[str, Any] = _encode_doc(plan, data, "", errors, None)
     if errors:
         raise ValidationError(errors=errors)
     return out
 
 
-def validate_stored(model_cls: type, doc: Mapping) -> None:
+def validate_stored(model_cls: type, doc: Mapping[str, Any]) -> None:
     """Validate a whole stored-form document (an update's post-image) by ``encode_new``'s rules
     (its service fields, which the service itself keeps, included).
 
@@ -105,14 +105,14 @@ def encode_value(model_cls: type, stored_path: str, value: Any, for_item: bool =
         if fp.required:
             raise ValidationError(errors={resolved.stored: REQUIRED})
         return None
-    errors: dict = {}
+    errors: dict[str, str] = {}
     out = _encode_field(fp, value, resolved.stored, errors, None, converted=False)
     if errors:
         raise ValidationError(errors=errors)
     return out
 
 
-def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optional[dict]) -> Any:
+def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], py: dict[str, Any] | None) -> Any:
     """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules."""
     if isinstance(data, BaseDocument):
         data = data._data
@@ -121,7 +121,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optiona
         return _INVALID
     by_key = plan.by_key
     error_count = len(errors)
-    values: dict = {}
+    values: dict[str, Any] = {}
     for key, raw in data.items():
         fp = by_key.get(key)
         if fp is None:
@@ -130,7 +130,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optiona
             errors[prefix + fp.stored] = f"given twice (as {fp.name!r} and {fp.stored!r})"
         else:
             values[fp.name] = raw
-    out: dict = {}
+    out: dict[str, Any] = {}
     for fp in plan.fields:
         raw = values.get(fp.name)
         converted = False
@@ -147,7 +147,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict, py: Optiona
     return out if len(errors) == error_count else _INVALID
 
 
-def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[dict],
+def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
                   converted: bool) -> Any:
     kind = fp.kind
     if kind is LEAF:
@@ -161,7 +161,7 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional
             py[fp.name] = value
         return fp.to_mongo(value)
     if kind is EMBEDDED:
-        sub_py = {} if py is not None else None
+        sub_py: dict[str, Any] | None = {} if py is not None else None
         value = _encode_doc(fp.sub, raw, path + ".", errors, sub_py)
         if py is not None:
             py[fp.name] = sub_py
@@ -169,7 +169,7 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional
     return _encode_list(fp, raw, path, errors, py, converted)
 
 
-def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[dict],
+def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
                  converted: bool) -> Any:
     field = fp.field
     try:
@@ -182,11 +182,11 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict, py: Optional[
         return _INVALID
     item = fp.item
     rule = getattr(field, "rule", None)
-    items_py: Optional[list] = [] if rule is not None else None
+    items_py: list[Any] | None = [] if rule is not None else None
     out = []
     failed = False
     for index, entry in enumerate(raw):
-        entry_py: Optional[dict] = {} if items_py is not None and item.kind is EMBEDDED else None
+        entry_py: dict[str, Any] | None = {} if items_py is not None and item.kind is EMBEDDED else None
         if entry is None and item.kind is EMBEDDED:
             errors[f"{path}.{index}"] = f"must be an object, got {describe(entry)}"
             failed = True

@@ -8,7 +8,7 @@ sorted and not overlapping) live here as plain functions used by the models' lis
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from bson import ObjectId
 from mongoengine import EmbeddedDocument, EmbeddedDocumentField
@@ -96,7 +96,7 @@ class Risk(AstroEmbeddedDocument):
     description = TextField(min_length=1, max_length=1000, required=True)
 
 
-def unique_bodies(items: list[Any]) -> Optional[str]:
+def unique_bodies(items: list[Any]) -> str | None:
     """List rule for positions: each body appears at most once."""
     seen: dict[str, Any] = {}
     for index, item in enumerate(items):
@@ -107,7 +107,7 @@ def unique_bodies(items: list[Any]) -> Optional[str]:
     return None
 
 
-def ordered_windows(items: list[Any]) -> Optional[str]:
+def ordered_windows(items: list[Any]) -> str | None:
     """List rule for windows: each starts before it ends; sorted by start; none overlap."""
     previous = None
     for index, item in enumerate(items):

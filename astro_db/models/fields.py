@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 from zoneinfo import available_timezones
 
 from bson import ObjectId
@@ -68,7 +68,7 @@ def _span(low: Any, high: Any) -> str:
 class TextField(BaseField):
     """A string, stripped of surrounding whitespace, with an optional length range and pattern."""
 
-    def __init__(self, min_length: Optional[int] = None, max_length: Optional[int] = None,
+    def __init__(self, min_length: int | None = None, max_length: int | None = None,
                  strip: bool = True, **kwargs: Any) -> None:
         self.min_length = min_length
         self.max_length = max_length
@@ -133,7 +133,7 @@ class ChoiceField(TextField):
 
 
 @lru_cache(maxsize=1)
-def _zone_names() -> frozenset:
+def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
@@ -249,7 +249,7 @@ class UTCDateTimeField(BaseField):
     ``earliest`` and ``not_future`` bound the value (birth dates use both).
     """
 
-    def __init__(self, earliest: Optional[datetime] = None, not_future: bool = False,
+    def __init__(self, earliest: datetime | None = None, not_future: bool = False,
                  **kwargs: Any) -> None:
         self.earliest = to_utc(earliest) if earliest is not None else None
         self.not_future = not_future
@@ -294,7 +294,7 @@ class GeoPointField(BaseField):
         return value
 
     def validate(self, value: Any) -> None:
-        coords = value.get("coordinates") if isinstance(value, dict) else None
+        coords: Any = value.get("coordinates") if isinstance(value, dict) else None
         if (not isinstance(value, dict) or value.get("type") != "Point"
                 or not isinstance(coords, (list, tuple)) or len(coords) != 2
                 or not all(_number(c) for c in coords)):
@@ -309,7 +309,7 @@ class GeoPointField(BaseField):
 
 # --- lists -----------------------------------------------------------------------------------
 
-ListRule = Callable[[list], Optional[str]]
+ListRule = Callable[[list[Any]], str | None]
 
 
 class RuleListField(ListField):
@@ -321,8 +321,8 @@ class RuleListField(ListField):
     field itself (``positions``), never MongoEngine's ``__all__``.
     """
 
-    def __init__(self, field: BaseField, min_length: Optional[int] = None,
-                 max_length: Optional[int] = None, rule: Optional[ListRule] = None,
+    def __init__(self, field: BaseField, min_length: int | None = None,
+                 max_length: int | None = None, rule: ListRule | None = None,
                  **kwargs: Any) -> None:
         self.min_length = min_length
         self.rule = rule
@@ -337,7 +337,7 @@ class RuleListField(ListField):
                 self.max_length is not None and count > self.max_length):
             self.error(f"must have {_span(self.min_length, self.max_length)} items, got {count}")
 
-    def validate_rule(self, items: list) -> None:
+    def validate_rule(self, items: list[Any]) -> None:
         """Run the list-level rule on the items' plain data."""
         if self.rule is not None:
             message = self.rule(items)

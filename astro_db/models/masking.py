@@ -6,7 +6,7 @@ keeps the first letter (``A***``), anything else (``"secret"``) becomes ``"***"`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["MASK", "field_mask_kind", "mask_value"]
 
@@ -25,9 +25,9 @@ def mask_value(kind: str, value: Any) -> Any:
     return MASK
 
 
-def field_mask_kind(field: Any) -> Optional[str]:
+def field_mask_kind(field: Any) -> str | None:
     """The mask kind a field declares: ``mask="..."`` or ``sensitive=True`` (a secret), else None."""
-    kind = getattr(field, "mask", None)
+    kind: str | None = getattr(field, "mask", None)
     if kind:
         return kind
     return "secret" if getattr(field, "sensitive", False) else None

@@ -10,7 +10,7 @@ positions and update operators inside list paths (``positions.0.degree``, ``posi
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, NoReturn
 
 from mongoengine.base import BaseField
 from mongoengine.fields import EmbeddedDocumentField, ListField
@@ -24,14 +24,14 @@ class ResolvedPath(NamedTuple):
     """A resolved path: the stored dotted name and the field it ends on (None for ``$`` ops)."""
 
     stored: str
-    field: Optional[BaseField]
+    field: BaseField | None
 
 
 def _is_positional(part: str) -> bool:
     return part.isdigit() or part == "$" or (part.startswith("$[") and part.endswith("]"))
 
 
-def _embedded_type(field: Optional[BaseField]):
+def _embedded_type(field: BaseField | None) -> Any:
     if isinstance(field, EmbeddedDocumentField):
         return field.document_type
     if isinstance(field, ListField) and isinstance(field.field, EmbeddedDocumentField):
@@ -39,12 +39,12 @@ def _embedded_type(field: Optional[BaseField]):
     return None
 
 
-def known_fields(doc_cls) -> list:
+def known_fields(doc_cls: Any) -> list[str]:
     """Stored names of a document class's fields, in declaration order."""
     return [doc_cls._fields[name].db_field for name in doc_cls._fields_ordered]
 
 
-def _lookup(doc_cls, part: str) -> Optional[BaseField]:
+def _lookup(doc_cls: Any, part: str) -> BaseField | None:
     field = doc_cls._fields.get(part)
     if field is None:
         name = doc_cls._reverse_db_field_map.get(part)
@@ -55,11 +55,11 @@ def _lookup(doc_cls, part: str) -> Optional[BaseField]:
 
 
 @lru_cache(maxsize=4096)
-def resolve(model_cls, name: str) -> ResolvedPath:
+def resolve(model_cls: Any, name: str) -> ResolvedPath:
     """Resolve ``name`` on ``model_cls``; raise ``QueryError`` listing known fields if unknown."""
     if not isinstance(name, str) or not name:
         raise QueryError(f"field names must be non-empty strings, got {name!r} on {model_cls.__name__}")
-    doc_cls, field, stored = model_cls, None, []
+    doc_cls, field, stored = model_cls, None, list[str]()
     for part in name.split("."):
         if isinstance(field, ListField) and _is_positional(part):
             stored.append(part)
@@ -75,7 +75,7 @@ def resolve(model_cls, name: str) -> ResolvedPath:
     return ResolvedPath(".".join(stored), field)
 
 
-def _unknown(model_cls, name: str, doc_cls, stored: list) -> None:
+def _unknown(model_cls: Any, name: str, doc_cls: Any, stored: list[str]) -> NoReturn:
     prefix = ".".join(stored)
     if doc_cls is None:
         raise QueryError(f"unknown field {name!r} on {model_cls.__name__}: "

@@ -7,7 +7,8 @@ do plain attribute reads instead of ``isinstance`` chains and descriptor lookups
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from mongoengine.base import BaseField
 from mongoengine.fields import EmbeddedDocumentField, ListField
@@ -23,7 +24,7 @@ class FieldPlan:
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
                  "to_mongo", "check", "sub", "item")
 
-    def __init__(self, field: BaseField, name: Optional[str] = None) -> None:
+    def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
         self.name = name or field.name
         self.stored = field.db_field
@@ -56,8 +57,8 @@ class DocPlan:
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
-        self.fields: Tuple[FieldPlan, ...] = ()
-        self.by_key: Dict[str, FieldPlan] = {}
+        self.fields: tuple[FieldPlan, ...] = ()
+        self.by_key: dict[str, FieldPlan] = {}
         self.known = ""
         self.has_choices = False
 
@@ -73,8 +74,8 @@ class DocPlan:
         self.has_choices = any(fp.field.choices for fp in self.fields)
 
 
-_DOC_PLANS: Dict[type, DocPlan] = {}
-_FIELD_PLANS: Dict[int, FieldPlan] = {}
+_DOC_PLANS: dict[type, DocPlan] = {}
+_FIELD_PLANS: dict[int, FieldPlan] = {}
 
 
 def doc_plan(cls: type[Any]) -> DocPlan:

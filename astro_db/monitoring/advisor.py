@@ -19,7 +19,8 @@ is sharded yet: the fix is cheapest before it is.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import AstroDBError
 from ..indexes import declared_indexes

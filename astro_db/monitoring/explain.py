@@ -10,7 +10,7 @@ figures a server does not give are ``None`` and ``notes`` says why, nothing cras
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pymongo import errors as pm
@@ -19,7 +19,9 @@ from ..errors import AstroDBError
 
 __all__ = ["explain_find", "explain_filter", "parse_plan"]
 
-_INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_IDHACK", "COUNT_SCAN", "DISTINCT_SCAN", "TEXT", "TEXT_MATCH", "GEO_NEAR_2DSPHERE"}
+_INDEX_STAGES = {
+    "IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_IDHACK", "COUNT_SCAN", "DISTINCT_SCAN", "TEXT", "TEXT_MATCH", "GEO_NEAR_2DSPHERE"
+}
 _SQL_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
 _SQL_ROWID = re.compile(r"USING (?:INTEGER )?PRIMARY KEY")
 _EMBEDDED_NOTE = (
@@ -125,7 +127,7 @@ def _sqlite_plan(raw: Mapping[str, Any], plan: list[Any]) -> dict[str, Any]:
     }
 
 
-def _walk(stage: Any):
+def _walk(stage: Any) -> Iterator[Mapping[str, Any]]:
     """Every stage of a MongoDB plan tree, outermost first."""
     while isinstance(stage, Mapping):
         yield stage

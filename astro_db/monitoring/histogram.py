@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["LatencyHistogram", "RateWindow", "BUCKET_BOUNDS_MS", "EXPORT_BOUNDS_MS"]
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import monitoring
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import Monitor
+    pass
 
 _WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
 

@@ -22,9 +22,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from types import FrameType
-from collections.abc import Mapping
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow
@@ -82,12 +82,14 @@ class Monitor:
         self._window = RateWindow(getattr(config, "health_window_s", 60))
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
-        self._shapes: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._shapes: dict[tuple[str | None, str, str, str], dict[str, Any]] = {}
         self._inflight: dict[Any, tuple[str, str, Any]] = {}
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         self._pool_failures: dict[str, int] = {}
         self._pool_wait = LatencyHistogram()
-        self._beats: dict[str, Any] = {"successes": 0, "failures": 0, "consecutive_failures": 0, "last_latency_ms": None, "last_failure": None}
+        self._beats: dict[str, Any] = {
+            "successes": 0, "failures": 0, "consecutive_failures": 0, "last_latency_ms": None, "last_failure": None
+        }
 
     def listeners(self) -> list[Any]:
         """The PyMongo event listeners feeding this monitor (register them on the client)."""
@@ -103,7 +105,7 @@ class Monitor:
 
     # --- service level ----------------------------------------------------------------------
 
-    def note_query(self, model: str, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
+    def note_query(self, model: str | None, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
         """Remember the shape of a read's filter (and sort), for the advisor and the slow log."""
         shape = mask(filt or {})
         self._local.shape = shape  # rendered only if the call turns out slow

@@ -9,7 +9,8 @@ the process-wide default registry (two Databases never collide). Serve it with
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..errors import ConfigError
 from .histogram import EXPORT_BOUNDS_MS

@@ -80,7 +80,8 @@ def _sizes(ex: Any, database: Any, row: dict[str, Any], info: Any, notes: list[s
 def _command(ex: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
     """Run a read-only admin command through the service; ``None`` if the server refuses it."""
     try:
-        return ex.call(info, next(iter(command)), lambda: database.command(command))
+        reply: dict[str, Any] | None = ex.call(info, next(iter(command)), lambda: database.command(command))
+        return reply
     except AstroDBError as exc:
         from pymongo.errors import OperationFailure
 

@@ -95,7 +95,7 @@ def _lag(secondary: Any, primary: Any, newest: Any) -> float | None:
     if secondary.last_write_date is None:
         return None
     if primary is not None and primary.last_write_date is not None:
-        lag = ((secondary.last_update_time - secondary.last_write_date)
+        lag: float = ((secondary.last_update_time - secondary.last_write_date)
                - (primary.last_update_time - primary.last_write_date))
     elif newest is not None:
         lag = newest.last_write_date - secondary.last_write_date

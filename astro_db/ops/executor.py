@@ -14,13 +14,13 @@ monitor, crypto, registry), ``call`` (one driver call through the run step) and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+from ..changes import read_trail
 from ..errors import AstroDBError
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
-from ..changes import read_trail
 from ..stale import stale_age
 from . import references
 from .operation import Operation

@@ -10,19 +10,19 @@ It holds state only; the executor's steps (``astro_db.ops.steps``) act on it.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..cache import QueryCache
 from ..changes import ChangeLog
 from ..config import DatabaseConfig
 from ..driver.connection import Connection
+from ..driver.retry import CircuitBreaker, RetryPolicy
+from ..driver.routing import ReadRouter
 from ..errors import ConfigError
 from ..events import WriteEvent
 from ..monitoring import Monitor
 from ..registry import ModelInfo, ModelRegistry
-from ..driver.retry import CircuitBreaker, RetryPolicy
-from ..driver.routing import ReadRouter
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
 

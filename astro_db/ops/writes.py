@@ -19,8 +19,8 @@ import copy
 import datetime as _dt
 import logging
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -28,19 +28,19 @@ from pymongo import errors as pm
 
 from ..changes import OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
 from ..errors import AstroDBError, ChangeRecordError, ValidationError, translate
-from ..query.evaluate import apply_update
 from ..events import WriteEvent
 from ..models import codec
+from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
+from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
-from ..query.updates import CompiledUpdate
 from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..registry import ModelInfo
     from ..driver.transactions import Transaction
+    from ..registry import ModelInfo
 
 __all__ = ["WriteRunner", "new_document"]
 
@@ -89,7 +89,7 @@ class WriteRunner:
             try:
                 self.coll.insert_one(son, session=self.session)
             except pm.DuplicateKeyError as exc:
-                self._name_key(exc.details)
+                self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
                 # A retry that finds our exact document under our own client-made _id met our
                 # earlier attempt, whichever unique index (_id or e.g. email) the server named.
                 if attempts > 1 and self._stored_equals([son]) == {0}:
@@ -154,7 +154,7 @@ class WriteRunner:
             return self._update_list_cas(filt, compiled, update)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
-        doc = run.call(self.rt, 
+        doc: dict[str, Any] | None = run.call(self.rt,
             self.info, "update",
             self._naming(lambda: self.coll.find_one_and_update(
                 guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
@@ -174,7 +174,7 @@ class WriteRunner:
             return sum(self._update_list_cas({"_id": i}, compiled, advance(compiled.update, new_op_id())) is not None for i in ids)
         if compiled.guards:
             total = run.call(self.rt, self.info, "update_many", lambda: self.coll.count_documents(filt, session=self.session), self.tx)
-            inside = run.call(self.rt, 
+            inside = run.call(self.rt,
                 self.info, "update_many",
                 lambda: self.coll.count_documents(_merge(filt, compiled.guards), session=self.session), self.tx,
             )
@@ -190,7 +190,7 @@ class WriteRunner:
         modified = 0
         for chunk in _chunks(self._ids(filt), _ID_CHUNK):
             scoped = _merge({"_id": {"$in": chunk}, OP_FIELD: {"$ne": op_id}}, _merge(filt, compiled.guards))
-            result = run.call(self.rt, 
+            result = run.call(self.rt,
                 self.info, "update_many",
                 self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
                 self.tx, retry=idempotent,
@@ -207,7 +207,7 @@ class WriteRunner:
     def _read_back(self, filt: dict[str, Any], projection: dict[str, Any] | None, chunk: list[Any]) -> list[dict[str, Any]]:
         """The documents this call changed (tagged with its op id), for their records."""
         try:
-            return run.call(self.rt, 
+            return run.call(self.rt,
                 self.info, "update_many",
                 lambda: list(self.coll.find(filt, projection, session=self.session)), self.tx,
             )
@@ -219,7 +219,7 @@ class WriteRunner:
             raise ChangeRecordError(f"update_many on {self.info.name} was applied, but which documents it changed could "
                                     f"not be read for their records: {exc}; run reconcile_changes()", missing=chunk) from exc
 
-    def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict) -> dict[str, Any] | None:
+    def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict[str, Any]) -> dict[str, Any] | None:
         """Read the document, validate the whole document the update makes of it, and write the
         update only if the document is still the one read: a compare-and-set on the Mongoose
         version key ``__v``, which every list-touching update increments (as Mongoose does for
@@ -231,9 +231,9 @@ class WriteRunner:
             after = self._checked_post_image(current, update)
             cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
             versioned = _lists_as_validated(update, after, compiled.list_roots)
-            doc = run.call(self.rt, 
+            doc: dict[str, Any] | None = run.call(self.rt,
                 self.info, "update",
-                self._naming(lambda: self.coll.find_one_and_update(
+                self._naming(lambda cas=cas, versioned=versioned: self.coll.find_one_and_update(
                     _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
                 )),
                 self.tx, retry=False,
@@ -290,7 +290,7 @@ class WriteRunner:
 
     def _delete_one(self, operation: str, filt: dict[str, Any]) -> dict[str, Any] | None:
         """Delete one document; its ``_id`` and last revision, or None if none matched."""
-        doc: dict[str, Any] | None = run.call(self.rt, 
+        doc: dict[str, Any] | None = run.call(self.rt,
             self.info, operation,
             lambda: self.coll.find_one_and_delete(filt, projection={"_id": 1, REV_FIELD: 1}, session=self.session),
             self.tx,
@@ -326,7 +326,7 @@ class WriteRunner:
             try:
                 return fn()
             except pm.DuplicateKeyError as exc:
-                self._name_key(exc.details)
+                self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
                 raise
 
         return call
@@ -348,20 +348,20 @@ class WriteRunner:
             return
 
     def _ids(self, filt: dict[str, Any]) -> list[Any]:
-        return run.call(self.rt, 
+        return run.call(self.rt,
             self.info, "find_ids",
             lambda: [d["_id"] for d in self.coll.find(filt, {"_id": 1}, session=self.session)],
             self.tx,
         )
 
     def _exists(self, filt: dict[str, Any]) -> bool:
-        return run.call(self.rt, 
+        return run.call(self.rt,
             self.info, "find_one", lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx
         ) is not None
 
-    def _emit(self, action: str, ids: Iterable[Any], fields: tuple[str, ...], documents: tuple | None = None) -> None:
+    def _emit(self, action: str, ids: Iterable[Any], fields: tuple[str, ...], documents: tuple[Any, ...] | None = None) -> None:
         actor = self.actor
-        hooks.emit(self.rt, 
+        hooks.emit(self.rt,
             WriteEvent(
                 model=self.info.name,
                 collection=self.info.collection,
@@ -390,7 +390,7 @@ def _deleted(doc: dict[str, Any]) -> tuple[Any, int, Any, None]:
     return doc["_id"], revision_of(doc) + 1, utcnow(), None
 
 
-def _same(stored: dict | None, son: dict) -> bool:
+def _same(stored: dict[str, Any] | None, son: dict[str, Any]) -> bool:
     return stored is not None and _eq(stored, son)
 
 
@@ -406,7 +406,8 @@ def _eq(a: Any, b: Any) -> bool:
         return set(a) == set(b) and all(_eq(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
-    return a == b
+    same: bool = a == b
+    return same
 
 
 def _merge(filt: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str,
     return _compile_mapping(model, query, strict, depth=0, prefix="")
 
 
-def _compile_mapping(model: Any, query: Mapping, strict: bool, depth: int, prefix: str) -> dict[str, Any]:
+def _compile_mapping(model: Any, query: Mapping[str, Any], strict: bool, depth: int, prefix: str) -> dict[str, Any]:
     if depth > MAX_QUERY_DEPTH:
         raise QueryError(f"query nested deeper than {MAX_QUERY_DEPTH} levels")
     out: dict[str, Any] = {}
@@ -282,7 +282,7 @@ def check_document_keys(doc: Any, path: str = "") -> None:
         value = stack.pop()
         if isinstance(value, dict):
             try:
-                bad = _BAD_KEYS.search("\x01" + "\x01".join(value))
+                bad: object = _BAD_KEYS.search("\x01" + "\x01".join(value))
             except TypeError:  # a key that is not a string
                 bad = True
             if bad:

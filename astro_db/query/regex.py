@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import functools
 import re
-import re._constants as sre
-import re._parser as sre_parse
+import re._constants as sre  # type: ignore[import-not-found]  # private stdlib module: typeshed has no stub
+import re._parser as sre_parse  # type: ignore[import-not-found]  # private stdlib module: typeshed has no stub
 from typing import Any
 
 from bson.regex import Regex

@@ -27,7 +27,6 @@ from .filters import (
     _is_operator_doc,
     _is_required,
     _number_bounds,
-    compile_filter,
     describe,
     field_kind,
 )
@@ -116,7 +115,7 @@ def _through_list(model: Any, op: str, stored: str) -> bool:
     """Whether ``stored`` reaches into a list; refuses the array-path forms we cannot evaluate."""
     parts = stored.split(".")
     through = False
-    for i, part in enumerate(parts[:-1]):
+    for i, _part in enumerate(parts[:-1]):
         if not isinstance(paths.resolve(model, ".".join(parts[: i + 1])).field, ListField):
             continue
         nxt = parts[i + 1]

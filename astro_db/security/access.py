@@ -11,9 +11,9 @@ actor the app is trusted and nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from bson import ObjectId
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["AUDIT_COLLECTION", "request_context", "current_request_id"]
 

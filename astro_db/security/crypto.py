@@ -33,9 +33,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ConfigError, EncryptionError, QueryError
 from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields
@@ -360,6 +360,8 @@ class FieldCrypto:
 
         Plaintext from before encryption stays as it is; an envelope that does not open becomes
         ``UNREADABLE`` (logged and counted) so one bad value never fails the read."""
+        if doc is None:
+            return None
         chosen = None if paths is None else set(paths)
         for f in self.fields.get(info.name, ()):
             if chosen is None or f.path in chosen:

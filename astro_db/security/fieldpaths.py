@@ -7,8 +7,9 @@ A stored path leaves list positions out (``positions.body`` names the ``body`` o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from mongoengine.fields import EmbeddedDocumentField, ListField
 

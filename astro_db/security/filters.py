@@ -8,8 +8,8 @@ a regex) could not work on ciphertext and is a ``QueryError`` rather than a sile
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..errors import QueryError
 from .fieldpaths import Sensitive, norm_path
@@ -51,7 +51,9 @@ def _condition(f: Sensitive, cond: Any, forms: EqualForms) -> Any:
                     raise QueryError(f"combine at most one of $eq/$in (and one of $ne/$nin) on the encrypted field {f.path!r}")
                 out[target] = forms(f, arg if op in ("$in", "$nin") else [arg])
             else:
-                raise QueryError(f"operator {op} cannot be used on the encrypted field {f.path!r}; only equality ($eq, $in, $ne, $nin, $exists)")
+                raise QueryError(
+                    f"operator {op} cannot be used on the encrypted field {f.path!r}; only equality ($eq, $in, $ne, $nin, $exists)"
+                )
         return out
     if cond is None:
         return None

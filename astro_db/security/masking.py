@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
 
 from ..errors import QueryError, ValidationError, scrub
 from ..models import paths
@@ -76,7 +78,7 @@ def masked_errors(model_cls: type) -> Iterator[None]:
         for key, message in original.items():
             kind = _kind(model_cls, key)
             if kind and kind != "email":
-                message = _QUOTED.sub(lambda m: repr(mask_value(kind, m[1] if m[1] is not None else m[2])), message)
+                message = _QUOTED.sub(partial(_masked_quote, kind), message)
             exc.errors[key] = mask_text(message)
         text = "; ".join(f"{f}: {m}" for f, m in exc.errors.items()) if rebuilt else mask_text(str(exc))
         exc.args = (text,)
@@ -109,3 +111,8 @@ def install_log_masking() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def _masked_quote(kind: str, m: re.Match[str]) -> str:
+    """A quoted value in an error message (group 1 or 2 of ``_QUOTED``), masked as ``kind``."""
+    return repr(mask_value(kind, m[1] if m[1] is not None else m[2]))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..models import MODELS
 from ..changes import CHANGES_COLLECTION
+from ..models import MODELS
 from .audit import AUDIT_COLLECTION
 
 __all__ = ["role_commands", "as_mongosh", "APP_ACTIONS", "SERVICE_COLLECTIONS"]

@@ -13,8 +13,8 @@ A lost path stays sealed in the output: deliberate, and documented in docs/secur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from .fieldpaths import norm_path
 

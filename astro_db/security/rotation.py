@@ -12,6 +12,7 @@ Every rewritten document gets an audit entry (action ``update``, actor ``astro-d
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
@@ -47,7 +48,7 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
             continue
         coll = ex.runtime.coll(info)
         projection = {f.path.split(".")[0]: 1 for f in fields}  # top-level: servers differ on dotted projections
-        docs = ex.call(info, "rotate_key", lambda: list(coll.find({}, projection, batch_size=batch_size)))
+        docs = ex.call(info, "rotate_key", partial(_read_all, coll, projection, batch_size))
         count = 0
         for doc in docs:
             stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))]
@@ -95,3 +96,8 @@ def _get(doc: Any, path: str) -> Any:
     for part in path.split("."):
         doc = doc.get(part) if isinstance(doc, dict) else None
     return doc
+
+
+def _read_all(coll: Any, projection: dict[str, int], batch_size: int) -> list[Any]:
+    """Every document of ``coll`` with only ``projection``'s fields."""
+    return list(coll.find({}, projection, batch_size=batch_size))

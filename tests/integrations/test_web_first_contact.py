@@ -118,8 +118,8 @@ def django_settings(monkeypatch):
 def test_django_refuses_to_start_without_a_url_unless_debug(django_settings, monkeypatch):
     from django.test import override_settings
 
-    from astro_db.contrib.django.apps import AstroDBConfig
     import astro_db.contrib.django as package
+    from astro_db.contrib.django.apps import AstroDBConfig
 
     monkeypatch.delenv("MONGODB_URL", raising=False)
     app = AstroDBConfig("astro_db.contrib.django", package)

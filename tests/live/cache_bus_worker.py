@@ -10,7 +10,8 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from astro_db import Database
 
@@ -53,9 +54,9 @@ def main() -> None:
             elif op == "wait":  # until bus[key] >= at_least (or == value)
                 key, timeout = cmd["key"], cmd.get("timeout", 60.0)
                 if "value" in cmd:
-                    ok = _poll(lambda: cache.bus_stats()[key] == cmd["value"], timeout)
+                    ok = _poll(lambda key=key, cmd=cmd: cache.bus_stats()[key] == cmd["value"], timeout)
                 else:
-                    ok = _poll(lambda: cache.bus_stats()[key] >= cmd["at_least"], timeout)
+                    ok = _poll(lambda key=key, cmd=cmd: cache.bus_stats()[key] >= cmd["at_least"], timeout)
                 answer(ok=bool(ok))
             elif op == "stats":
                 answer()

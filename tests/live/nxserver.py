@@ -67,7 +67,7 @@ class NxServer:
         self.last_start_seconds: float | None = None
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self) -> "NxServer":
+    def start(self) -> NxServer:
         if self.alive():
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ class NxServer:
         if self.proc is not None:
             self.proc.wait()
 
-    def restart(self) -> "NxServer":
+    def restart(self) -> NxServer:
         """kill -9, then start again on the same data directory and port."""
         self.kill()
         return self.start()

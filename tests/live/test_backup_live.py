@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pymongo
 import pytest
+from backup_helpers import add_user, change_everything, instant_after_last_write, seed, state
 from click.testing import CliRunner
 
 from astro_db import Database, backup
 from astro_db.cli import cli
 from astro_db.errors import BackupError, BackupIntegrityError
-from backup_helpers import add_user, change_everything, instant_after_last_write, seed, state
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def workers(live_url, tmp_path):
     started: list[Worker] = []
 
     def start(bus: str, n: int = 2, store: str | None = None) -> list[Worker]:
-        for i in range(n):
+        for _i in range(n):
             started.append(Worker(live_url, bus, tmp_path / f"worker{len(started)}.log", store))
         return started[-n:]
 

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from backup_helpers import instant_after_last_write, state
 from pymongo import monitoring
 
 from astro_db import Database, backup
 from astro_db.errors import ChangeRecordError
-from backup_helpers import instant_after_last_write, state
 
 RECORD_COLLECTIONS = {"astroChanges", "changeJournal"}  # the journal's name before change records
 USERS, THREADS = 12, 8

@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from spies import CommandSpy
 
 from astro_db import Database, errors
 from astro_db.registry import default_registry
 from astro_db.sharding import shard_plan
-from spies import CommandSpy
 
 pytestmark = pytest.mark.mongodb
 

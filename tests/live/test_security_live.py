@@ -9,14 +9,13 @@ import uuid
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from unit.security_data import KEY_A, KEY_B, chart_data, user_data
 
 from astro_db import Database
 from astro_db.errors import EncryptionError, PermissionDeniedError, TransactionNotSupportedError
 from astro_db.security.crypto import is_unreadable
 from astro_db.security.mongo_roles import role_commands
 from astro_db.security.rotation import rotate_keys
-
-from unit.security_data import KEY_A, KEY_B, chart_data, user_data
 
 PLACE = "Hiddenville"
 

@@ -54,8 +54,8 @@ def main(n: int = 5000) -> None:
         ("chart", BirthChart, chart_input, node_chart),
     ):
         inputs = _inputs(model, make_input, n, rng)
-        me = _per_doc(lambda d: _me_write(model, d), inputs)
-        mine = _per_doc(lambda d: encode_new(model, d), inputs)
+        me = _per_doc(lambda d, model=model: _me_write(model, d), inputs)
+        mine = _per_doc(lambda d, model=model: encode_new(model, d), inputs)
         stored = [encode_new(model, d) for d in inputs]
         raw = _per_doc(bson.encode, stored)
         rows.append((f"{label} write", me, mine, raw))
@@ -63,8 +63,8 @@ def main(n: int = 5000) -> None:
         sons = [make_son(random.Random(i)) for i in range(n)]
         blobs = [bson.encode(s) for s in sons]
         decoded = [bson.decode(b) for b in blobs]
-        me = _per_doc(lambda s: model._from_son(s), decoded)
-        mine = _per_doc(lambda s: hydrate(model, s), decoded)
+        me = _per_doc(lambda s, model=model: model._from_son(s), decoded)
+        mine = _per_doc(lambda s, model=model: hydrate(model, s), decoded)
         raw = _per_doc(bson.decode, blobs)
         rows.append((f"{label} read", me, mine, raw))
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 from bson import ObjectId
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astro_db.errors import QueryError, ValidationError
 from astro_db.models import MODELS, BirthChart, PlanetaryInsight, TimingRecommendation, User

@@ -10,8 +10,7 @@ from astro_db.errors import ValidationError
 from astro_db.models import BirthChart, PlanetaryInsight, TimingRecommendation, User
 from astro_db.models.codec import encode_new
 
-from .samples import (chart_input, insight_input, me_errors, strip_sub_ids, timing_input,
-                      user_input)
+from .samples import chart_input, insight_input, me_errors, strip_sub_ids, timing_input, user_input
 
 
 def _chart_birth(**over):

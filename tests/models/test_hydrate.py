@@ -9,10 +9,10 @@ import weakref
 
 import pytest
 from bson import ObjectId
+from mongoengine.base import BaseDocument
 
 from astro_db.models import BirthChart, PlanetaryInsight, TimingRecommendation, User
 from astro_db.models.codec import hydrate
-from mongoengine.base import BaseDocument
 
 from .samples import node_chart, node_insight, node_timing, node_user
 

@@ -13,7 +13,6 @@ from astro_db.models import BirthChart, User
 
 from .conftest import chart_data, insight_data, timing_data
 
-
 # --- create and read ---------------------------------------------------------------------------
 
 

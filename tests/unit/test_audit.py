@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from astro_db.errors import DuplicateKeyError, ValidationError
 from astro_db.changes import CHANGES_COLLECTION
+from astro_db.errors import DuplicateKeyError, ValidationError
 from astro_db.security import request_context
 
 from .security_data import new_db, user_data

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from backup_helpers import add_user, change_everything, instant_after_last_write, seed, state
 
 from astro_db import Database, backup
 from astro_db.backup import JOURNAL_COLLECTION
 from astro_db.backup.repository import BackupSet, select_kept
 from astro_db.errors import BackupError, BackupIntegrityError
-from backup_helpers import add_user, change_everything, instant_after_last_write, seed, state
 
 _dbs = iter(range(1_000_000))
 

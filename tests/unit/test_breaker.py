@@ -17,13 +17,13 @@ from pymongo import errors as pm
 from spies import Clock
 
 from astro_db import Database
+from astro_db.driver.retry import CircuitBreaker
 from astro_db.errors import (
     DatabaseConnectionError,
     DuplicateKeyError,
     OperationTimeoutError,
     PoolExhaustedError,
 )
-from astro_db.driver.retry import CircuitBreaker
 from astro_db.stale import StaleCount, StaleDocument, StaleResult, is_stale, stale_age
 
 # --- the breaker alone ---------------------------------------------------------------------------

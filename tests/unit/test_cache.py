@@ -135,7 +135,7 @@ def test_concurrent_readers_and_writers_keep_the_cache_consistent(clock):
             start.wait()
             for n in range(2000):
                 key = _key((seed * 7 + n) % 50)
-                assert cache.get_or_fetch(key, lambda: [{"n": n}]) is not None
+                assert cache.get_or_fetch(key, lambda n=n: [{"n": n}]) is not None
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -239,7 +239,7 @@ def test_an_unreadable_message_drops_everything_and_keeps_the_bus(redis_server):
                      b'{"$oid": "User"}'):
             before = cache.bus_stats()["full_drops"]
             client.publish(cache.bus.channel, junk)
-            _poll(lambda: cache.bus_stats()["full_drops"] > before)
+            _poll(lambda before=before: cache.bus_stats()["full_drops"] > before)
         assert cache.trusted and cache.bus_stats()["errors"] == 4
         db.find_one("User", {"id": user.id})
         assert cache.stats()["hits"] == 0
@@ -351,7 +351,7 @@ def test_a_forgotten_database_does_not_leave_its_subscriber_running(redis_server
     import gc
 
     db = Database("mongomock://localhost/bus_gc", cache_bus=redis_server.url, ensure_indexes=False).connect()
-    _poll(lambda: db.executor.runtime.cache.trusted)
+    _poll(lambda d=db: d.executor.runtime.cache.trusted)  # bound by value: `del db` below must drop the last reference
     thread = db.executor.runtime.cache.bus._thread
     assert thread is not None and thread.is_alive()
     del db

@@ -8,9 +8,9 @@ command listener and a second process (tests/live/test_changes_live.py).
 from __future__ import annotations
 
 import logging
-import threading
 
 import pytest
+from backup_helpers import instant_after_last_write, state
 from pymongo import errors as pm
 
 from astro_db import backup
@@ -18,7 +18,6 @@ from astro_db.changes import CHANGES_COLLECTION, ChangeLog
 from astro_db.changes import log as change_log
 from astro_db.errors import ChangeRecordError, DatabaseConnectionError, PermissionDeniedError, QueryError, ValidationError
 from astro_db.ops.writes import WriteRunner
-from backup_helpers import instant_after_last_write, state
 
 from .security_data import new_db, user_data
 

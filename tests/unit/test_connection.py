@@ -11,6 +11,7 @@ import time
 import warnings
 
 import pytest
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from astro_db import Database, DatabaseConfig
 from astro_db.driver.connection import summarise
@@ -21,7 +22,6 @@ from astro_db.errors import (
     EmbeddedDatabaseWarning,
     NotConnectedError,
 )
-from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 
 def closed_port() -> int:

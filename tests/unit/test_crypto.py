@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from astro_db import DatabaseConfig
 from astro_db.cli import cli
-from astro_db.errors import ConfigError, EncryptionError, QueryError
+from astro_db.errors import ConfigError, QueryError
 from astro_db.security.crypto import Keyring, is_unreadable, key_id, parse_key
 from astro_db.security.rotation import rotate_keys
 

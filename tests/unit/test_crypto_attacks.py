@@ -90,7 +90,8 @@ def test_an_aggregation_stage_cannot_inject_ciphertext_into_an_opened_path(db, v
     stolen = stored_place(db, victim_chart.id)
     out = repr(as_mallory.aggregate("BirthChart", [stage(stolen)]))
     assert stolen in out and SECRET_PLACE not in out  # stays sealed: no oracle
-    assert db.aggregate("BirthChart", [{"$project": {"birthData": 1}}, {"$sort": {"_id": 1}}])[0]["birthData"]["location"]["name"] == SECRET_PLACE
+    rows = db.aggregate("BirthChart", [{"$project": {"birthData": 1}}, {"$sort": {"_id": 1}}])
+    assert rows[0]["birthData"]["location"]["name"] == SECRET_PLACE
 
 
 def test_an_envelope_moved_to_another_collection_does_not_open(db, victim_chart):
@@ -221,7 +222,8 @@ def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(d
     other = db.create("BirthChart", chart_data(victim_chart.user_id, place="Oslo"))
     foreign = Keyring(base64.b64decode(random_key())).seal("x", "birthCharts", NAME, True)
     db.collection("BirthChart").update_one({"_id": victim_chart.id}, {"$set": {NAME: foreign}})
-    db.executor.runtime.crypto = FieldCrypto.from_config(db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A), db.executor.runtime.registry)
+    rotated = db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A)
+    db.executor.runtime.crypto = FieldCrypto.from_config(rotated, db.executor.runtime.registry)
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         assert rotate_keys(db) == {"BirthChart": 1}
     assert stored_place(db, victim_chart.id) == foreign
@@ -230,7 +232,8 @@ def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(d
 
 
 def test_rotation_never_overwrites_a_write_landing_between_its_read_and_its_rewrite(db, victim_chart, monkeypatch):
-    db.executor.runtime.crypto = FieldCrypto.from_config(db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A), db.executor.runtime.registry)
+    rotated = db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A)
+    db.executor.runtime.crypto = FieldCrypto.from_config(rotated, db.executor.runtime.registry)
     reseal = FieldCrypto.reseal
 
     def racing(self, info, doc):  # another caller writes the field after rotation read the document

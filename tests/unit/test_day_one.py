@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +11,7 @@ from astro_db import Database
 from astro_db.changes import CHANGES_COLLECTION
 from astro_db.cli import cli
 from astro_db.errors import UnknownModelError
-from astro_db.models import BirthChart, PlanetaryInsight, User
+from astro_db.models import BirthChart, User
 from astro_db.monitoring.storage import INTERNAL_COLLECTIONS, storage_stats
 from astro_db.security.audit import AUDIT_COLLECTION
 

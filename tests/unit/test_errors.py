@@ -67,8 +67,8 @@ def test_duplicate_key_names_the_fields():
 
 
 def test_duplicate_key_falls_back_to_the_index_name():
-    dup = pm.DuplicateKeyError("E11000 duplicate key error collection: astro.planetaryInsights index: userId_1_date_1 dup key: {...}",
-                               11000, {"errmsg": "E11000 duplicate key error collection: astro.planetaryInsights index: userId_1_date_1 dup key"})
+    message = "E11000 duplicate key error collection: astro.planetaryInsights index: userId_1_date_1 dup key"
+    dup = pm.DuplicateKeyError(message + ": {...}", 11000, {"errmsg": message})
     assert errors.translate(dup).fields == ("userId", "date")
 
 

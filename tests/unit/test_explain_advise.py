@@ -6,9 +6,9 @@ import pytest
 
 from astro_db import Database
 from astro_db.errors import QueryError
+from astro_db.indexes import declared_indexes
 from astro_db.monitoring.advisor import serving_index, suggest_key
 from astro_db.monitoring.explain import parse_plan
-from astro_db.indexes import declared_indexes
 from astro_db.registry import default_registry
 
 MONGO_IXSCAN = {

@@ -157,7 +157,9 @@ PIPELINES = [
     [{"$project": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "^p", "options": "e"}}}}],
     [{"$project": {"m": {"$regexMatch": {"input": "$houseSystem"}}}}],
     [{"$facet": {"a": [{"$project": {"m": {"$cond": [{"$regexMatch": {"input": "$houseSystem", "regex": "(a+)+"}}, 1, 0]}}}]}}],
-    [{"$lookup": {"from": "users", "let": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "(a|aa)+"}}}, "pipeline": [], "as": "u"}}],
+    [{"$lookup": {
+        "from": "users", "let": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "(a|aa)+"}}}, "pipeline": [], "as": "u"
+    }}],
     [{"$group": {"_id": {"$regexFind": {"input": "$houseSystem", "regex": "(a*)*"}}}}],
 ]
 
@@ -176,7 +178,11 @@ def test_a_nested_match_is_compiled_against_the_model_it_reads(seeded):
 
     compiled = compile_pipeline(BirthChart, [
         {"$facet": {"charts": [{"$match": {"house_system": "placidus"}}]}},
-        {"$lookup": {"from": "users", "pipeline": [{"$match": {"id": "6b069ab89379ec754f0ebbf1", "name": {"$regex": "^ann", "$options": "i"}}}], "as": "u"}},
+        {"$lookup": {
+            "from": "users",
+            "pipeline": [{"$match": {"id": "6b069ab89379ec754f0ebbf1", "name": {"$regex": "^ann", "$options": "i"}}}],
+            "as": "u",
+        }},
         {"$unionWith": {"coll": "users", "pipeline": [{"$match": {"last_active": {"$gte": "2024-01-01T00:00:00Z"}}}]}},
     ])
     assert compiled[0]["$facet"]["charts"] == [{"$match": {"houseSystem": "placidus"}}]

@@ -8,11 +8,11 @@ mongod), so a standalone cannot show it. The embedded backend checks the ``with_
 from __future__ import annotations
 
 import pytest
+from fake_mongos import FakeMongos
 
 from astro_db import Database, DatabaseConfig
-from astro_db.errors import ConfigError, QueryError, TransactionError
 from astro_db.driver.routing import ANALYTICS, ReadPreference
-from fake_mongos import FakeMongos
+from astro_db.errors import ConfigError, QueryError, TransactionError
 
 READS = {
     "find": lambda db, **kw: db.find("PlanetaryInsight", {"energyLevel": 5}, **kw),

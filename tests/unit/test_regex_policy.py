@@ -12,7 +12,8 @@ import re
 
 import pytest
 from bson.regex import Regex
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astro_db.errors import QueryError
 from astro_db.query.regex import MAX_REGEX_LENGTH, check_regex

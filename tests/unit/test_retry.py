@@ -20,6 +20,8 @@ from pymongo import errors as pm
 
 from astro_db import Database, DatabaseConfig
 from astro_db.driver import timeouts
+from astro_db.driver.retry import RetryPolicy, is_retryable
+from astro_db.driver.timeouts import bounded
 from astro_db.errors import (
     AstroDBError,
     DatabaseConnectionError,
@@ -28,8 +30,6 @@ from astro_db.errors import (
     PoolExhaustedError,
     QueryError,
 )
-from astro_db.driver.retry import RetryPolicy, is_retryable
-from astro_db.driver.timeouts import bounded
 
 
 def labelled(exc: pm.PyMongoError, label: str) -> pm.PyMongoError:

@@ -6,13 +6,13 @@ import datetime as dt
 from types import SimpleNamespace
 
 import pytest
+from fake_mongos import FakeMongos
 from pymongo.hello import Hello
 from pymongo.server_description import ServerDescription
 
 from astro_db import Database
 from astro_db.monitoring import health as health_module
 from astro_db.monitoring.topology import describe
-from fake_mongos import FakeMongos
 
 T0 = dt.datetime(2024, 3, 1, 12, 0, 0)
 

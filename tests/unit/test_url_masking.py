@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astro_db import Database, DatabaseConfig
 from astro_db.cli import cli

@@ -20,7 +20,7 @@ __all__ = ["AstroDBConfig", "config_from_settings"]
 log = logging.getLogger(__name__)
 
 
-class AstroDBConfig(AppConfig):
+class AstroDBConfig(AppConfig):  # type: ignore[misc]  # Django ships no type information
     """``INSTALLED_APPS += ["astro_db.contrib.django"]``: one ``Database`` per process.
 
     Without a URL (``settings.ASTRO_DB`` or ``MONGODB_URL``) ``ready()`` raises ``ConfigError``
@@ -46,7 +46,8 @@ class AstroDBConfig(AppConfig):
 
     @property
     def database(self) -> Database:
-        return self._db.database
+        db: Database = self._db.database
+        return db
 
     @property
     def connected(self) -> bool:
@@ -54,7 +55,8 @@ class AstroDBConfig(AppConfig):
 
     def get_database(self) -> Database:
         """The connected ``Database``; connects now if ``ready()`` could not."""
-        return self._db.get()
+        db: Database = self._db.get()
+        return db
 
     def use_database(self, database: Database, connected: bool = True) -> tuple[Database, bool]:
         """Swap in another ``Database`` (test helpers); returns the previous one and its state."""

@@ -8,7 +8,8 @@ extension's. Other exceptions, and other 404s, are left to Django.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from django.http import Http404
 
@@ -11,7 +12,7 @@ from .. import _http
 __all__ = ["get_database", "get_or_404", "DocumentNotFound"]
 
 
-class DocumentNotFound(Http404):
+class DocumentNotFound(Http404):  # type: ignore[misc]  # Django ships no type information
     """Raised by ``get_or_404``; ``AstroDBErrorMiddleware`` answers it with a JSON 404."""
 
     def __init__(self, model: str, query: Mapping[str, Any] | None = None) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ...database import Database
 
@@ -38,7 +39,7 @@ def override_database(database: Database | None = None, *, connected: bool = Tru
 
     app = apps.get_app_config("astro_db")
     owned = database is None
-    db = fresh_database() if owned else database
+    db = database if database is not None else fresh_database()
     previous = app.use_database(db, connected=connected)
     try:
         yield db
@@ -57,5 +58,5 @@ class AstroDBTestMixin:
     def setUp(self) -> None:
         context = override_database()
         self.db = context.__enter__()
-        self.addCleanup(context.__exit__, None, None, None)
+        self.addCleanup(context.__exit__, None, None, None)  # type: ignore[attr-defined]  # a mixin: the TestCase has it
         super().setUp()  # type: ignore[misc]

@@ -13,8 +13,8 @@ from .. import _http
 __all__ = ["health"]
 
 
-@never_cache
-@require_safe
+@never_cache  # type: ignore[untyped-decorator]  # Django ships no type information
+@require_safe  # type: ignore[untyped-decorator]  # Django ships no type information
 def health(request: HttpRequest) -> JsonResponse:
     """GET/HEAD ``/healthz``: the database's health report (``settings.ASTRO_DB_HEALTH_DETAIL``
     False keeps only status and latency)."""

@@ -8,7 +8,8 @@ hooks step's job.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ...cache import cache_key
 from ...registry import ModelInfo
@@ -32,4 +33,5 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
         return fetch_or_stale(store, cache_key(info.name, kind, filt, options, route), fetch, use_cache=use_cache)
     if not use_cache:
         return fetch()
-    return store.get_or_fetch(cache_key(info.name, kind, filt, options, route), fetch)
+    value: T = store.get_or_fetch(cache_key(info.name, kind, filt, options, route), fetch)
+    return value

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...driver.transactions import Transaction
 from ...errors import TransactionError, UnknownModelError
 from ...registry import ModelInfo
-from ...driver.transactions import Transaction
 from ..runtime import Runtime
 
 __all__ = ["model", "session", "own"]

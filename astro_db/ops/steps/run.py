@@ -10,7 +10,8 @@ and the monitor records the latency and error kind (and a read's query shape).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ...driver import timeouts
 from ...errors import AstroDBError

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...registry import ModelInfo
 from ...query.updates import CompiledUpdate
+from ...registry import ModelInfo
 from ..runtime import Runtime
 
 __all__ = ["filter", "update", "document", "pipeline"]

@@ -23,13 +23,13 @@ __all__ = ["Command"]
 _DJANGO_OPTIONS = ("--settings", "--pythonpath")
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type information
     help = "Run an astro-db command (health, indexes, backup, ...) against settings.ASTRO_DB."
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         """A parser that leaves every argument to Click (``--json``, ``--help``, ``-v`` included)."""
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.parse_args = functools.partial(_pass_through, parser)  # type: ignore[method-assign]
+        parser.parse_args = functools.partial(_pass_through, parser)
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -69,7 +69,7 @@ class Command(BaseCommand):
 
 def _pass_through(parser: CommandParser, args: Any = None, namespace: Any = None) -> argparse.Namespace:
     """Django's defaults for its own options; every given argument kept for Click."""
-    parsed = argparse.ArgumentParser.parse_args(parser, [], namespace)
+    parsed: argparse.Namespace = argparse.ArgumentParser.parse_args(parser, [], namespace)
     parsed.cli_args = [str(a) for a in (args or [])]
     return parsed
 
@@ -94,4 +94,5 @@ def configured_url() -> str | None:
     config = apps.get_app_config("astro_db").database.config
     if config.url is None and config.is_embedded:
         return f"mongomock://localhost/{config.database_name}"
-    return config.url
+    url: str | None = config.url
+    return url
