@@ -1,0 +1,167 @@
+"""Update validation as a specification: the accepted operators and what each compiles to, the
+guards ``$inc`` needs, what is refused, and a few of them carried out on the embedded backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from bson import ObjectId
+
+from astro_db.errors import QueryError, ValidationError
+from astro_db.models import BirthChart, PlanetaryInsight, TimingRecommendation, User
+from astro_db.updates import CompiledUpdate, compile_update
+
+from .security_data import chart_data, user_data
+
+JAN_1 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def test_a_plain_dict_is_a_set_of_validated_stored_values():
+    assert compile_update(User, {"name": "Bo", "last_active": "2026-01-01T00:00:00Z"}) == CompiledUpdate(
+        {"$set": {"name": "Bo", "lastActive": JAN_1}}, ["name", "lastActive"], {}, [])
+
+
+def test_unset_of_an_optional_field_compiles_to_an_empty_value():
+    assert compile_update(PlanetaryInsight, {"$unset": {"summary": 1}}) == CompiledUpdate(
+        {"$unset": {"summary": ""}}, ["summary"], {}, [])
+
+
+def test_unset_of_a_required_field_is_refused():
+    with pytest.raises(ValidationError, match="energyLevel: is required and cannot be unset"):
+        compile_update(PlanetaryInsight, {"$unset": {"energy_level": ""}})
+
+
+def test_inc_on_a_bounded_field_guards_both_bounds_of_the_result():
+    assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": 5}}) == CompiledUpdate(
+        {"$inc": {"energyLevel": 5}}, ["energyLevel"], {"energyLevel": {"$lte": 95, "$gte": -5}}, [])
+    assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": -7.5}}).guards == {
+        "energyLevel": {"$lte": 107.5, "$gte": 7.5}}
+
+
+def test_inc_on_a_field_with_only_a_lower_bound_guards_only_that():
+    assert compile_update(BirthChart, {"$inc": {"positions.0.degree": 2}}).guards == {"positions.0.degree": {"$gte": -2}}
+
+
+@pytest.mark.parametrize("model, update", [
+    (PlanetaryInsight, {"$inc": {"energy_level": True}}),
+    (PlanetaryInsight, {"$inc": {"energy_level": "5"}}),
+    (PlanetaryInsight, {"$inc": {"summary": 1}}),
+    (TimingRecommendation, {"$inc": {"windows": 1}}),
+])
+def test_inc_needs_a_number_field_and_a_number(model, update):
+    with pytest.raises(ValidationError, match=r"\$inc needs a number field and a number"):
+        compile_update(model, update)
+
+
+def test_push_and_add_to_set_encode_items_and_are_listed_for_the_list_check():
+    compiled = compile_update(PlanetaryInsight, {"$push": {"recommendations": {"$each": ["Rest", "Walk"]}},
+                                                 "$addToSet": {"recommendations": "Sleep"}})
+    assert compiled.update == {"$push": {"recommendations": {"$each": ["Rest", "Walk"]}},
+                               "$addToSet": {"recommendations": "Sleep"}}
+    assert compiled.list_ops == [("$push", "recommendations"), ("$addToSet", "recommendations")]
+    assert compiled.guards == {}
+
+
+def test_pull_takes_a_value_an_operator_condition_or_a_condition_on_item_fields():
+    assert compile_update(PlanetaryInsight, {"$pull": {"recommendations": "Rest"}}).update == {
+        "$pull": {"recommendations": "Rest"}}
+    assert compile_update(PlanetaryInsight, {"$pull": {"recommendations": {"$in": ["Rest"]}}}).update == {
+        "$pull": {"recommendations": {"$in": ["Rest"]}}}
+    compiled = compile_update(TimingRecommendation, {"$pull": {"windows": {"start": {"$lt": "2026-01-01T00:00:00Z"}}}})
+    assert compiled.update == {"$pull": {"windows": {"start": {"$lt": JAN_1}}}}
+    assert compiled.list_ops == [("$pull", "windows")]
+
+
+@pytest.mark.parametrize("update", [
+    {"$pull": {"windows": {"start": {"$where": "1"}}}},
+    {"$pull": {"recommendations": {"$where": "1"}}},
+    {"$pull": {"windows": {"$expr": {"$eq": [1, 1]}}}},
+])
+def test_pull_conditions_are_held_to_the_query_policy(update):
+    with pytest.raises(QueryError, match="not allowed"):
+        compile_update(TimingRecommendation if "windows" in update["$pull"] else PlanetaryInsight, update)
+
+
+@pytest.mark.parametrize("op", ["$push", "$addToSet", "$pull"])
+def test_list_operators_need_a_list_field(op):
+    with pytest.raises(ValidationError, match=f"summary: \\{op} needs a list field"):
+        compile_update(PlanetaryInsight, {op: {"summary": "x"}})
+
+
+@pytest.mark.parametrize("value", [{"$each": "Rest"}, {"$each": ["Rest"], "$slice": 1}])
+def test_push_each_takes_only_a_list(value):
+    with pytest.raises(QueryError, match=r"takes a value or \{'\$each': \[values\]\}"):
+        compile_update(PlanetaryInsight, {"$push": {"recommendations": value}})
+
+
+def test_every_invalid_value_is_reported_at_once():
+    with pytest.raises(ValidationError) as raised:
+        compile_update(PlanetaryInsight, {"$set": {"energy_level": 500}, "$inc": {"summary": 1}})
+    assert set(raised.value.errors) == {"energyLevel", "summary"}
+
+
+@pytest.mark.parametrize("update, message", [
+    ({}, "an update must be a non-empty dict, got dict {}"),
+    ([("name", "x")], "an update must be a non-empty dict, got list"),
+    ({"$set": {"name": "x"}, "name": "y"}, "mixes operators"),
+    ({"$rename": {"name": "n"}}, r"update operator \$rename is not allowed; use \$addToSet, \$inc, \$pull, \$push, \$set, \$unset"),
+    ({"$where": {"name": "n"}}, r"\$where is not allowed"),
+    ({"$set": {}}, r"\$set takes a non-empty dict"),
+    ({"$set": [("name", "x")]}, r"\$set takes a non-empty dict"),
+    ({"$set": {"$where": "x"}}, r"\$set: '\$where' is not a field name"),
+    ({"$set": {1: "x"}}, r"\$set: 1 is not a field name"),
+    ({"$set": {"nope": 1}}, "nope"),
+])
+def test_a_malformed_update_is_refused(update, message):
+    with pytest.raises(QueryError, match=message):
+        compile_update(User, update)
+
+
+@pytest.mark.parametrize("name", ["id", "_id", "created_at", "createdAt", "updated_at", "updatedAt", "__v"])
+@pytest.mark.parametrize("op", ["$set", "$unset", "$inc"])
+def test_fields_kept_by_the_service_cannot_be_changed(name, op):
+    with pytest.raises(QueryError, match="is kept by the service and cannot be changed"):
+        compile_update(User, {op: {name: 1}})
+
+
+# --- carried out -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def insight(db):
+    user = db.create("User", user_data())
+    return db.create("PlanetaryInsight", {"userId": user.id, "date": JAN_1, "energyLevel": 5,
+                                          "recommendations": ["Rest"], "summary": "calm"})
+
+
+def test_a_successful_unset_removes_the_field(db, insight):
+    assert db.update("PlanetaryInsight", {"id": insight.id}, {"$unset": {"summary": ""}}).summary is None
+    assert "summary" not in db.mongo["planetaryInsights"].find_one({"_id": insight.id})
+
+
+def test_an_inc_below_the_lower_bound_is_refused_and_changes_nothing(db, insight):
+    with pytest.raises(ValidationError, match="energyLevel"):
+        db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": -6}})
+    assert db.mongo["planetaryInsights"].find_one({"_id": insight.id})["energyLevel"] == 5
+    assert db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": -5}}).energy_level == 0
+
+
+def test_an_inc_above_the_upper_bound_is_refused(db, insight):
+    with pytest.raises(ValidationError, match="energyLevel"):
+        db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": 96}})
+    assert db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": 95}}).energy_level == 100
+
+
+def test_a_valid_push_with_each_appends_every_item(db, insight):
+    updated = db.update("PlanetaryInsight", {"id": insight.id}, {"$push": {"recommendations": {"$each": ["Walk", "Read"]}}})
+    assert updated.recommendations == ["Rest", "Walk", "Read"]
+
+
+def test_a_pull_on_item_fields_removes_matching_items(db):
+    user = db.create("User", user_data())
+    chart = db.create("BirthChart", chart_data(user.id, positions=[
+        {"body": "Sun", "sign": "Leo", "degree": 1}, {"body": "Moon", "sign": "Leo", "degree": 2}]))
+    updated = db.update("BirthChart", {"id": chart.id}, {"$pull": {"positions": {"body": "Sun"}}})
+    assert [p.body for p in updated.positions] == ["Moon"]
+    assert ObjectId.is_valid(str(updated.id))
