@@ -1,61 +1,75 @@
-"""Database: the service apps call, CRUD keyed by model name.
+"""Database: the service apps call, CRUD keyed by model, as typed one-line declarations.
 
-Each method resolves the model once (``registry``), validates its input (``query``,
-``models.codec``) before anything is sent, runs the driver call through the retry policy and the
-circuit breaker (``retry``) and translates any failure (``errors.translate``). Writes go through
-PyMongo directly, so they can take a transaction's session; reads hydrate with the codec or,
-with ``lean=True``, return the stored dicts untouched.
+Each method states an ``Operation`` (its name, the model, the actor, the transaction and the
+arguments) and hands it to the executor (``astro_db.ops``), which runs every call through the
+same steps: resolve → authorize → compile → seal → route → cache → run → hooks → open →
+hydrate. A model is named by its class (``db.find(User, q) -> list[User]``) or by any spelling
+of its name (``"User"``, ``"birth_chart"``, ``"birthCharts"``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypedDict, TypeVar, Union, Unpack, overload
 
 from . import query as q
-from . import workflows
 from .config import DatabaseConfig
-from .errors import (
-    AstroDBError,
-    QueryError,
-    TransactionError,
-    ValidationError,
-    translate,
-)
-from .events import WriteEvent
-from .models import codec
-from .pipeline import compile_pipeline
-from .registry import ModelInfo, default_registry
-from .runtime import Runtime, make_config
+from .errors import AstroDBError, translate
+from .models.base import AstroDocument
+from .ops import CreateManyResult, Executor, Operation, Runtime, make_config
+from .ops.steps import resolve
+from .registry import default_registry
 from .security import access
-from .security.audit import ensure_audit_indexes, read_trail
-from .security.masking import masked_errors
-from .stale import mark, stale_age
+from .security.audit import ensure_audit_indexes
 from .timeouts import bounded
 from .tooling import OperatorMixin
-from .transactions import (
-    DEFAULT_TIMEOUT_S,
-    Transaction,
-    run_with_retry,
-    transaction_options,
-)
-from .updates import CompiledUpdate, compile_update
-from .writes import WriteRunner, new_document
+from .transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
+from .workflows import create_user_with_chart, delete_user_cascade
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import ModelInfo
 
 __all__ = ["Database", "CreateManyResult"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+D = TypeVar("D", bound=AstroDocument)
+ModelRef = Union[str, type[AstroDocument], "ModelInfo"]
+Query = Union[Mapping[str, Any], None]
 
 
-class CreateManyResult(list):
-    """The created documents (a list), plus ``failed``: ``[(index, error), ...]`` for the rest."""
+class WriteOptions(TypedDict, total=False):
+    """Options every write takes."""
 
-    def __init__(self, created: Sequence[Any] = (), failed: Sequence[tuple[int, AstroDBError]] = ()) -> None:
-        super().__init__(created)
-        self.failed = list(failed)
+    transaction: Transaction | None
+    timeout_ms: float | None
+
+
+class FilterOptions(WriteOptions, total=False):
+    strict: bool  # unknown fields are an error instead of matching nothing
+
+
+class ReadOptions(FilterOptions, total=False):
+    cache: bool | None  # this call through the query cache (None: as the model is configured)
+    stale_ok: bool  # answer from the cache, marked stale, while the server is unavailable
+    read_preference: Any  # e.g. "secondaryPreferred" (astro_db.routing); primary in a transaction
+
+
+class FindOneOptions(ReadOptions, total=False):
+    sort: Any
+    projection: Any
+
+
+class FindOptions(FindOneOptions, total=False):
+    limit: int
+    skip: int
+    batch_size: int | None
+
+
+class AggregateOptions(WriteOptions, total=False):
+    read_preference: Any
 
 
 class Database(OperatorMixin):
@@ -65,39 +79,53 @@ class Database(OperatorMixin):
                  event_listeners: Sequence[Any] = (), **overrides: Any) -> None:
         """``event_listeners``: PyMongo listeners (``pymongo.monitoring``) of your own, registered
         on this Database's client beside the monitor's."""
-        self._rt = Runtime(make_config(config, overrides), default_registry(), event_listeners)
+        self._executor = Executor(Runtime(make_config(config, overrides), default_registry(), event_listeners))
         self._actor = access.Actor.of(actor) if actor is not None else None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @property
     def config(self) -> DatabaseConfig:
-        return self._rt.config
+        return self._executor.runtime.config
+
+    @property
+    def executor(self) -> Executor:
+        """The executor every call runs through (``astro_db.ops``): for tools and tests."""
+        self._check("executor")
+        return self._executor
 
     def connect(self) -> Database:
         """Connect (pinging with retries); returns ``self`` so ``db = Database(url).connect()`` reads."""
+        self._check("connect")
+        rt = self._executor.runtime
         try:
-            self._rt.connection.connect()
+            rt.connection.connect()
         except AstroDBError:
             raise
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
-        if self.config.ensure_indexes and not self._rt.indexes_ensured:
-            self._rt.indexes_ensured = True
-            self.sync_indexes()
+        if self.config.ensure_indexes and not rt.indexes_ensured:
+            rt.indexes_ensured = True
+            Database.sync_indexes(self._trusted())
             if self.config.audit:
-                self._run(None, "ensure audit indexes", lambda: ensure_audit_indexes(self.mongo, self.config.audit_retention_days))
+                self._executor.call(None, "ensure audit indexes",
+                                    lambda: ensure_audit_indexes(rt.connection.database, self.config.audit_retention_days))
         return self
 
     def disconnect(self) -> None:
         """Close the connection pool; idempotent."""
-        self._rt.connection.disconnect()
+        self._check("disconnect")
+        self._executor.runtime.connection.disconnect()
 
-    close = disconnect
+    def close(self) -> None:
+        """The same as ``disconnect()``."""
+        self._check("close")
+        self._executor.runtime.connection.disconnect()
 
     def is_connected(self) -> bool:
         """Whether the server answers right now (a bounded ping, not a flag)."""
-        return self._rt.connection.is_connected()
+        self._check("is_connected")
+        return self._executor.runtime.connection.is_connected()
 
     def __enter__(self) -> Database:
         return self.connect()
@@ -106,221 +134,155 @@ class Database(OperatorMixin):
         self.disconnect()
 
     def __repr__(self) -> str:
-        state = "connected" if self._rt.connection.connected else "not connected"
+        state = "connected" if self._executor.runtime.connection.connected else "not connected"
         return f"<Database {self.config.masked_url} {state}>"
 
     @property
     def mongo(self) -> Any:
         """The underlying PyMongo ``Database`` (an escape hatch: no validation, no hooks)."""
-        return self._rt.connection.database
+        self._check("mongo")
+        return self._executor.runtime.connection.database
 
-    def collection(self, model: Any) -> Any:
+    def collection(self, model: ModelRef) -> Any:
         """The PyMongo collection of a model (raw access, for tooling)."""
-        return self.mongo[self._model(model).collection]
+        self._check("collection")
+        return self._executor.runtime.coll(self._executor.model(model))
 
     # --- create ------------------------------------------------------------------------------
 
-    @bounded
-    def create(self, model: Any, data: Mapping[str, Any], *, transaction: Transaction | None = None) -> Any:
-        """Validate ``data``, insert it, and return the model instance."""
-        info = self._model(model)
-        son = self._new_son(info, self._guard(info, "create").data(data))
-        self._writes(info, transaction).insert_one(self._rt.crypto.seal_document(info, son))
-        return codec.hydrate(info.cls, son)
+    @overload
+    def create(self, model: type[D], data: Mapping[str, Any], **options: Unpack[WriteOptions]) -> D: ...
+    @overload
+    def create(self, model: str | ModelInfo, data: Mapping[str, Any], **options: Unpack[WriteOptions]) -> Any: ...
 
     @bounded
-    def create_many(self, model: Any, items: Sequence[Mapping[str, Any]], *, transaction: Transaction | None = None) -> CreateManyResult:
+    def create(self, model: Any, data: Mapping[str, Any], **options: Any) -> Any:
+        """Validate ``data``, insert it, and return the model instance."""
+        return self._executor.create(self._op("create", model, data=data, options=options, allowed=WriteOptions))
+
+    @overload
+    def create_many(self, model: type[D], items: Sequence[Mapping[str, Any]],
+                    **options: Unpack[WriteOptions]) -> CreateManyResult: ...
+    @overload
+    def create_many(self, model: str | ModelInfo, items: Sequence[Mapping[str, Any]],
+                    **options: Unpack[WriteOptions]) -> CreateManyResult: ...
+
+    @bounded
+    def create_many(self, model: Any, items: Sequence[Mapping[str, Any]], **options: Any) -> CreateManyResult:
         """Validate every item, insert the valid ones in batches (unordered), report the rest.
 
         Returns the created instances; ``result.failed`` lists ``(index, error)`` for items that
         failed validation or were refused by the server (e.g. a duplicate email)."""
-        info = self._model(model)
-        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-            raise ValidationError(errors={"items": f"create_many takes a list of dicts, got {type(items).__name__}"})
-        guard = self._guard(info, "create_many")
-        items = [guard.data(data) for data in items]
-        sons: list[tuple[int, dict]] = []
-        failed: list[tuple[int, AstroDBError]] = []
-        for index, data in enumerate(items):
-            try:
-                sons.append((index, self._new_son(info, data)))
-            except AstroDBError as exc:
-                failed.append((index, exc))
-        refused = self._writes(info, transaction).insert_many([self._rt.crypto.seal_document(info, son) for _, son in sons])
-        created = []
-        for position, (index, son) in enumerate(sons):
-            if position in refused:
-                failed.append((index, refused[position]))
-            else:
-                created.append(codec.hydrate(info.cls, son))
-        failed.sort(key=lambda pair: pair[0])
-        return CreateManyResult(created, failed)
+        return self._executor.create_many(self._op("create_many", model, data=items, options=options, allowed=WriteOptions))
 
     # --- read --------------------------------------------------------------------------------
 
+    @overload
+    def find(self, model: type[D], query: Query = None, *, lean: Literal[False] = False,
+             **options: Unpack[FindOptions]) -> list[D]: ...
+    @overload
+    def find(self, model: ModelRef, query: Query = None, *, lean: Literal[True],
+             **options: Unpack[FindOptions]) -> list[dict[str, Any]]: ...
+    @overload
+    def find(self, model: str | ModelInfo, query: Query = None, *, lean: bool = False,
+             **options: Unpack[FindOptions]) -> list[Any]: ...
+
     @bounded
-    def find(
-        self,
-        model: Any,
-        query: Mapping[str, Any] | None = None,
-        *,
-        sort: Any = None,
-        limit: int = 0,
-        skip: int = 0,
-        projection: Any = None,
-        lean: bool = False,
-        strict: bool = False,
-        batch_size: int | None = None,
-        cache: bool | None = None,
-        stale_ok: bool = False,
-        read_preference: Any = None,
-        transaction: Transaction | None = None,
-    ) -> list[Any]:
+    def find(self, model: Any, query: Query = None, *, lean: bool = False, **options: Any) -> list[Any]:
         """Documents matching ``query``: model instances, or stored dicts with ``lean=True``.
 
-        ``timeout_ms`` bounds the call; ``stale_ok=True`` answers from the query cache, marked
-        stale, while the server is unavailable (``astro_db.stale``); ``read_preference`` sends it
-        to another replica-set member (``astro_db.routing``; only the primary in a transaction)."""
-        info = self._model(model)
-        filt = self._scope(info, self._guard(info, "find"), q.compile_filter(info.cls, query, strict=strict))
-        options = q.find_options(info.cls, sort, limit, skip, projection, batch_size)
-        session = self._session(transaction)
-        coll, route = self._read_coll(info, read_preference, transaction)
-        docs = self._cached(info, "find", filt, options, cache, transaction, lambda: self._run(
-            info, "find", lambda: list(coll.find(filt, session=session, **options)), transaction,
-            query=(filt, options.get("sort"))), stale_ok, route)
-        age = stale_age(docs)
-        docs = [self._rt.crypto.open_document(info, d) for d in docs] if self._rt.crypto.fields.get(info.name) else docs
-        return mark(docs if lean else codec.hydrate_many(info.cls, docs), age)
+        ``sort``, ``limit``, ``skip``, ``projection``, ``batch_size``; ``timeout_ms`` bounds the
+        call; ``stale_ok=True`` answers from the query cache, marked stale, while the server is
+        unavailable (``astro_db.stale``); ``read_preference`` sends it to another replica-set
+        member (``astro_db.routing``; only the primary in a transaction)."""
+        return self._executor.find(self._op("find", model, query, options=options, allowed=FindOptions, lean=lean))  # type: ignore[no-any-return]
+
+    @overload
+    def find_one(self, model: type[D], query: Query = None, *, lean: Literal[False] = False,
+                 **options: Unpack[FindOneOptions]) -> D | None: ...
+    @overload
+    def find_one(self, model: ModelRef, query: Query = None, *, lean: Literal[True],
+                 **options: Unpack[FindOneOptions]) -> dict[str, Any] | None: ...
+    @overload
+    def find_one(self, model: str | ModelInfo, query: Query = None, *, lean: bool = False,
+                 **options: Unpack[FindOneOptions]) -> Any: ...
 
     @bounded
-    def find_one(
-        self,
-        model: Any,
-        query: Mapping[str, Any] | None = None,
-        *,
-        sort: Any = None,
-        projection: Any = None,
-        lean: bool = False,
-        strict: bool = False,
-        cache: bool | None = None,
-        stale_ok: bool = False,
-        read_preference: Any = None,
-        transaction: Transaction | None = None,
-    ) -> Any:
-        """The first document matching ``query``, or ``None`` (``timeout_ms``, ``stale_ok``: see ``find``)."""
-        info = self._model(model)
-        filt = self._scope(info, self._guard(info, "find_one"), q.compile_filter(info.cls, query, strict=strict))
-        options = q.find_options(info.cls, sort, 0, 0, projection, None)
-        session = self._session(transaction)
-        coll, route = self._read_coll(info, read_preference, transaction)
-        doc = self._cached(info, "find_one", filt, options, cache, transaction, lambda: self._run(
-            info, "find_one", lambda: coll.find_one(filt, session=session, **options), transaction,
-            query=(filt, options.get("sort"))), stale_ok, route)
-        age = stale_age(doc)
-        doc = self._rt.crypto.open_document(info, doc)
-        if doc is None or lean:
-            return mark(doc, age)
-        return mark(codec.hydrate(info.cls, doc), age)
+    def find_one(self, model: Any, query: Query = None, *, lean: bool = False, **options: Any) -> Any:
+        """The first document matching ``query``, or ``None`` (options: see ``find``)."""
+        return self._executor.find_one(self._op("find_one", model, query, options=options, allowed=FindOneOptions, lean=lean))
 
     @bounded
-    def count(self, model: Any, query: Mapping[str, Any] | None = None, *, cache: bool | None = None,
-              strict: bool = False, stale_ok: bool = False, read_preference: Any = None,
-              transaction: Transaction | None = None) -> int:
-        """How many documents match ``query`` (``timeout_ms``, ``stale_ok``: see ``find``)."""
-        info = self._model(model)
-        filt = self._scope(info, self._guard(info, "count"), q.compile_filter(info.cls, query, strict=strict))
-        session = self._session(transaction)
-        if session is not None and self.config.is_embedded:
-            session = None  # mongomock-ng counts without sessions; it has no isolation to honour
-        coll, route = self._read_coll(info, read_preference, transaction)
-        return self._cached(info, "count", filt, None, cache, transaction, lambda: self._run(
-            info, "count", lambda: coll.count_documents(filt, session=session), transaction, query=(filt, None)),
-            stale_ok, route)
+    def count(self, model: ModelRef, query: Query = None, **options: Unpack[ReadOptions]) -> int:
+        """How many documents match ``query`` (options: see ``find``)."""
+        return self._executor.count(self._op("count", model, query, options=options, allowed=ReadOptions))
 
     @bounded
-    def aggregate(self, model: Any, pipeline: Sequence[Mapping[str, Any]], *, read_preference: Any = None,
-                  transaction: Transaction | None = None) -> list[dict[str, Any]]:
-        """Run a read-only aggregation pipeline (``$match`` stages are validated); a list of dicts.
+    def aggregate(self, model: ModelRef, pipeline: Sequence[Mapping[str, Any]],
+                  **options: Unpack[AggregateOptions]) -> list[dict[str, Any]]:
+        """Run a read-only aggregation pipeline (checked at every depth); a list of dicts.
         Reports should pass ``read_preference="secondaryPreferred"`` (``routing.ANALYTICS``)."""
-        info = self._model(model)
-        guard = self._guard(info, "aggregate")
-        stages = guard.pipeline([
-            {"$match": self._rt.crypto.seal_filter(info, s["$match"])} if "$match" in s else s
-            for s in compile_pipeline(info.cls, pipeline)
-        ])
-        session = self._session(transaction)
-        coll, _ = self._read_coll(info, read_preference, transaction)
-        first = stages[0].get("$match", {}) if stages else {}
-        out = self._run(info, "aggregate", lambda: list(coll.aggregate(stages, session=session)), transaction, query=(first, None))
-        return self._rt.crypto.open_any(out) if self._rt.crypto.enabled else out
+        return self._executor.aggregate(self._op("aggregate", model, data=pipeline, options=options, allowed=AggregateOptions))
 
     # --- update and delete -------------------------------------------------------------------
 
+    @overload
+    def update(self, model: type[D], query: Mapping[str, Any], data: Mapping[str, Any],
+               **options: Unpack[FilterOptions]) -> D | None: ...
+    @overload
+    def update(self, model: str | ModelInfo, query: Mapping[str, Any], data: Mapping[str, Any],
+               **options: Unpack[FilterOptions]) -> Any: ...
+
     @bounded
-    def update(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], *, strict: bool = False,
-               transaction: Transaction | None = None) -> Any:
+    def update(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], **options: Any) -> Any:
         """Validate and apply ``data`` to the first match; the updated instance, or ``None``."""
-        info = self._model(model)
-        guard = self._guard(info, "update")
-        filt = self._scope(info, guard, q.compile_filter(info.cls, query, strict=strict))
-        compiled = self._compile_update(info, guard, data)
-        doc = self._writes(info, transaction).update_one(filt, compiled)
-        return None if doc is None else codec.hydrate(info.cls, self._rt.crypto.open_document(info, doc))
+        return self._executor.update(self._op("update", model, query, data, options=options, allowed=FilterOptions))
 
     @bounded
-    def update_many(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], *, strict: bool = False,
-                    transaction: Transaction | None = None) -> int:
+    def update_many(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any],
+                    **options: Unpack[FilterOptions]) -> int:
         """Validate and apply ``data`` to every match; the number of documents modified."""
-        info = self._model(model)
-        guard = self._guard(info, "update_many")
-        filt = self._scope(info, guard, q.compile_filter(info.cls, query, strict=strict))
-        compiled = self._compile_update(info, guard, data)
-        return self._writes(info, transaction).update_many(filt, compiled)
+        return self._executor.update_many(self._op("update_many", model, query, data, options=options, allowed=FilterOptions))
 
     @bounded
-    def delete(self, model: Any, query: Mapping[str, Any], *, strict: bool = False, transaction: Transaction | None = None) -> bool:
+    def delete(self, model: ModelRef, query: Mapping[str, Any], **options: Unpack[FilterOptions]) -> bool:
         """Delete the first match; ``True`` if a document was deleted."""
-        info = self._model(model)
-        guard = self._guard(info, "delete")
-        filt = q.compile_filter(info.cls, query, strict=strict)
-        if not filt:
-            raise QueryError("delete needs a query naming the document (e.g. {'id': ...})")
-        return self._writes(info, transaction).delete_one(self._scope(info, guard, filt))
+        return self._executor.delete(self._op("delete", model, query, options=options, allowed=FilterOptions))
 
     @bounded
-    def delete_many(self, model: Any, query: Mapping[str, Any], *, all: bool = False, strict: bool = False,
-                    transaction: Transaction | None = None) -> int:
+    def delete_many(self, model: ModelRef, query: Mapping[str, Any], *, all: bool = False,  # noqa: A002
+                    **options: Unpack[FilterOptions]) -> int:
         """Delete every match; an empty query is refused unless ``all=True`` (an admin's call)."""
-        info = self._model(model)
-        guard = self._guard(info, "delete_many")
-        filt = q.compile_filter(info.cls, query, strict=strict)
-        if not filt and not all:
-            raise QueryError(f"delete_many with an empty query would delete every {info.name}; pass all=True to mean it")
-        if not filt:
-            self._guard(info, access.DELETE_ALL)
-        return self._writes(info, transaction).delete_many(self._scope(info, guard, filt))
+        return self._executor.delete_many(self._op("delete_many", model, query, options=options, allowed=FilterOptions, all=all))
 
     # --- transactions ------------------------------------------------------------------------
 
     def start_transaction(self, **options: Any) -> Transaction:
         """Open a transaction (``read_concern``, ``write_concern``, ``read_preference`` options)."""
-        self._rt.breaker.before_call()
-        return Transaction(self._rt.connection.client, owner=self._rt, **transaction_options(self.config, options))
+        self._check("start_transaction")
+        rt = self._executor.runtime
+        rt.breaker.before_call()
+        return Transaction(rt.connection.client, owner=rt, **transaction_options(self.config, options))
 
     def commit_transaction(self, transaction: Transaction) -> None:
         """Commit; on failure the transaction is aborted and a ``TransactionError`` raised."""
-        self._own(transaction).commit()
+        self._check("commit_transaction")
+        resolve.own(self._executor.runtime, transaction).commit()
 
     def rollback_transaction(self, transaction: Transaction) -> None:
         """Abort: none of the transaction's writes happen."""
-        self._own(transaction).abort()
+        self._check("rollback_transaction")
+        resolve.own(self._executor.runtime, transaction).abort()
 
-    abort_transaction = rollback_transaction
+    def abort_transaction(self, transaction: Transaction) -> None:
+        """The same as ``rollback_transaction``."""
+        self._check("abort_transaction")
+        resolve.own(self._executor.runtime, transaction).abort()
 
     @contextlib.contextmanager
     def transaction(self, **options: Any) -> Iterator[Transaction]:
         """``with db.transaction() as tx:`` commits on normal exit, aborts on an exception."""
+        self._check("transaction")
         tx = self.start_transaction(**options)
         try:
             yield tx
@@ -333,25 +295,30 @@ class Database(OperatorMixin):
 
     def with_transaction(self, fn: Callable[..., T], *args: Any, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> T:
         """Run ``fn(tx, *args, **kwargs)`` in a transaction, retrying transient failures."""
+        self._check("with_transaction")
         return run_with_retry(self.start_transaction, fn, args, kwargs, timeout_s=timeout_s)
 
     # --- units of work ----------------------------------------------------------------------
 
-    def create_user_with_chart(self, user: Mapping[str, Any], chart: Mapping[str, Any], *, transaction: Transaction | None = None) -> tuple[Any, Any]:
+    def create_user_with_chart(self, user: Mapping[str, Any], chart: Mapping[str, Any], *,
+                               transaction: Transaction | None = None) -> tuple[Any, Any]:
         """Create a user and their birth chart in one transaction; ``(user, chart)``."""
-        return workflows.create_user_with_chart(self, user, chart, transaction=transaction)
+        self._check("create_user_with_chart", "User")
+        return create_user_with_chart(self, user, chart, transaction=transaction)
 
     def delete_user_cascade(self, user_id: Any, *, transaction: Transaction | None = None) -> dict[str, int]:
         """Delete a user and everything that refers to them in one transaction; counts per model."""
-        return workflows.delete_user_cascade(self, user_id, transaction=transaction)
+        self._check("delete_user_cascade", "User")
+        return delete_user_cascade(self, user_id, transaction=transaction)
 
     # --- security ----------------------------------------------------------------------------
 
     def as_actor(self, actor_id: Any, roles: Any = None, *, request_id: str | None = None) -> Database:
         """A view of this Database acting for ``actor_id`` with ``roles`` (same connection,
         cache and transactions); its calls are checked against the roles and audited as it."""
+        self._check("as_actor")
         view = Database.__new__(Database)
-        view.__dict__.update(self.__dict__)
+        view._executor = self._executor
         view._actor = access.Actor.of(actor_id, roles, request_id)
         return view
 
@@ -360,71 +327,34 @@ class Database(OperatorMixin):
         """Who this view acts for (``None``: the trusted app itself)."""
         return self._actor
 
-    def audit_trail(self, model: Any, id: Any) -> list[dict[str, Any]]:
+    def audit_trail(self, model: ModelRef, id: Any) -> list[dict[str, Any]]:  # noqa: A002
         """A document's audit entries, oldest first: dicts with ``time``, ``actor``, ``action``
         (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``."""
-        info = self._model(model)
-        self._guard(info, access.AUDIT)
-        oid = q.coerce_id(id)
-        return self._run(info, "audit_trail", lambda: read_trail(self.mongo, info.name, oid))
+        return self._executor.audit_trail(self._op("audit_trail", model), q.coerce_id(id))
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _guard(self, info: ModelInfo, operation: str) -> access.Guard:
-        """Check the actor may do ``operation`` on the model (before any I/O); its scope."""
-        return access.authorize(self._actor, info, operation)
+    def _op(self, name: str, model: Any, query: Any = None, data: Any = None, *, options: Mapping[str, Any] = {},  # noqa: B006
+            allowed: type = WriteOptions, **fixed: Any) -> Operation:
+        """The Operation of one call; an unknown keyword is a TypeError, as Python would say."""
+        unknown = set(options) - allowed.__optional_keys__ - allowed.__required_keys__  # type: ignore[attr-defined]
+        if unknown:
+            raise TypeError(f"{name}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        opts = dict(options)
+        transaction = opts.pop("transaction", None)
+        opts.pop("timeout_ms", None)
+        return Operation(name, model, self._actor, transaction, query, data, {**opts, **fixed})
 
-    def _scope(self, info: ModelInfo, guard: access.Guard, filt: dict[str, Any]) -> dict[str, Any]:
-        """A compiled filter made to match encrypted values and narrowed to the actor's scope."""
-        return guard.filter(self._rt.crypto.seal_filter(info, filt))
+    def _check(self, name: str, model: Any = None) -> None:
+        """Authorize a call that has no data step of its own (lifecycle, tooling, units of work)."""
+        if self._actor is not None:
+            self._executor.authorize(self._actor, name, model)
 
-    def _compile_update(self, info: ModelInfo, guard: access.Guard, data: Any) -> CompiledUpdate:
-        with masked_errors(info.cls):
-            compiled = compile_update(info.cls, data)
-            for op in ("$set", "$push", "$addToSet"):
-                for key, value in compiled.update.get(op, {}).items():
-                    q.check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
-        guard.update(compiled.update)
-        compiled.update = self._rt.crypto.seal_update(info, compiled.update)
-        return compiled
-
-    def _model(self, model: Any) -> ModelInfo:
-        return self._rt.registry.resolve(model)
-
-    def _coll(self, info: ModelInfo) -> Any:
-        return self._rt.coll(info)
-
-    def _cached(self, info: ModelInfo, kind: str, filt: dict, options: Any, cache: bool | None,
-                transaction: Transaction | None, fetch: Callable[[], T], stale_ok: bool = False,
-                route: str | None = None) -> T:
-        return self._rt.cached(info, kind, filt, options, cache, transaction, fetch, stale_ok, route)
-
-    def _read_coll(self, info: ModelInfo, read_preference: Any, transaction: Transaction | None) -> tuple[Any, str]:
-        return self._rt.read_coll(info, read_preference, transaction)
-
-    def _own(self, transaction: Any) -> Transaction:
-        if not isinstance(transaction, Transaction):
-            raise TransactionError(f"expected a Transaction from start_transaction(), got {type(transaction).__name__}")
-        if transaction.owner is not self._rt:
-            raise TransactionError("this transaction belongs to another Database")
-        return transaction
-
-    def _session(self, transaction: Transaction | None) -> Any:
-        if transaction is None:
-            return None
-        return self._own(transaction).require_active()
-
-    def _new_son(self, info: ModelInfo, data: Any) -> dict[str, Any]:
-        return new_document(info, data)
-
-    def _writes(self, info: ModelInfo, transaction: Transaction | None) -> WriteRunner:
-        return WriteRunner(self, info, transaction, self._session(transaction))
-
-    def _run(self, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Transaction | None = None, *,
-             retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
-        """One driver call through the runtime's breaker, bound, retries and translation."""
-        return self._rt.run(info, operation, fn, transaction, retry=retry, query=query)
-
-    def _emit(self, event: WriteEvent) -> None:
-        self._rt.emit(event)
-
+    def _trusted(self) -> Database:
+        """This Database acting as the app itself (for work the service does on its own behalf)."""
+        if self._actor is None:
+            return self
+        view = Database.__new__(Database)
+        view._executor = self._executor
+        view._actor = None
+        return view

@@ -75,10 +75,10 @@ def _orphaned_user_ids(db: Any) -> list[Any]:
     """User ids referenced by owned documents that name no user, or a deleted one."""
     referenced: set[Any] = set()
     for model in OWNED_MODELS:
-        info = db._rt.registry.resolve(model)
+        info = db.executor.model(model)
         coll = db.collection(info)
         # a userId that is not an ObjectId cannot name a user, but cannot be queried by id either
-        referenced.update(v for v in db._run(info, "distinct", lambda: coll.distinct("userId")) if isinstance(v, ObjectId))
+        referenced.update(v for v in db.executor.call(info, "distinct", lambda: coll.distinct("userId")) if isinstance(v, ObjectId))
     live: set[Any] = set()
     for chunk in _chunks(sorted(referenced, key=str)):
         rows = db.find("User", {"_id": {"$in": chunk}, "status": {"$ne": "deleted"}}, projection=["_id"], lean=True)

@@ -1,69 +1,104 @@
-"""The operator's side of ``Database``: indexes, health, metrics, explain and the advisor.
+"""The operator's side of ``Database``: indexes, health, metrics, explain, the advisor, key
+rotation and maintenance.
 
 A mixin, so ``db.health()`` reads as the contract says while ``database.py`` keeps to the
-service calls; every method here delegates to ``astro_db.indexes`` or ``astro_db.monitoring``.
+service calls. Each method is authorized by the executor's table (``ops.operation.PERMISSIONS``)
+and delegates to ``astro_db.indexes``, ``astro_db.monitoring``, ``security.rotation`` or
+``maintenance``, which make their driver calls through the executor's run step.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import query as q
 from .indexes import sync_model_indexes
 from .monitoring.topology import describe_topology
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .maintenance import CleanupReport
+    from .ops import Executor
 
 __all__ = ["OperatorMixin"]
 
 
 class OperatorMixin:
-    """Index sync, ``health()``, ``metrics()``, ``metrics_registry()``, ``explain()``, ``advise()``."""
+    """Index sync, ``health()``, ``metrics()``, ``metrics_registry()``, ``explain()``, ``advise()``,
+    ``rotate_keys()``, ``cleanup()``."""
 
-    _rt: Any
+    _executor: Executor
+
+    def _check(self, name: str, model: Any = None) -> None:  # implemented by Database
+        raise NotImplementedError
 
     def sync_indexes(self, *, drop_extra: bool = False) -> list[dict[str, Any]]:
         """Create every index the models declare that the server lacks; report undeclared ones
         (and drop them with ``drop_extra=True``). One dict per model."""
-        database = self._rt.connection.database
-        return [sync_model_indexes(database, info, drop_extra=drop_extra).as_dict() for info in self._rt.registry]
+        self._check("sync_indexes")
+        ex = self._executor
+        database = ex.runtime.connection.database
+        return [
+            ex.call(info, "sync_indexes", lambda info=info: sync_model_indexes(database, info, drop_extra=drop_extra)).as_dict()
+            for info in ex.runtime.registry
+        ]
 
     def health(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         """``{"status": "ok"|"degraded"|"down", "latency_ms", "pool", "reasons", ...}``; a dead
         server is reported as "down" within ``health_timeout_ms``, never raised."""
         from .monitoring.health import check_health
 
-        return check_health(self, timeout_s=timeout_s)
+        self._check("health")
+        return check_health(self._executor, timeout_s=timeout_s)
 
     def metrics(self) -> dict[str, Any]:
         """Per model/operation counts, errors and latency percentiles; pool, heartbeats, slow
         queries, the recent window and the query cache, as a JSON-ready dict."""
-        figures = self._rt.monitor.snapshot()
-        cache = getattr(self._rt, "cache", None)
-        figures["cache"] = cache.stats() if cache is not None and hasattr(cache, "stats") else None
-        figures["retries"] = self._rt.retry.stats()
-        figures["breaker"] = self._rt.breaker.stats()
-        figures["topology"] = describe_topology(self._rt)
+        self._check("metrics")
+        rt = self._executor.runtime
+        figures = rt.monitor.snapshot()
+        figures["cache"] = rt.cache.stats()
+        figures["retries"] = rt.retry.stats()
+        figures["breaker"] = rt.breaker.stats()
+        figures["topology"] = describe_topology(rt)
         return figures
 
     def metrics_registry(self) -> Any:
         """A ``prometheus_client.CollectorRegistry`` exporting these metrics (``prometheus`` extra)."""
         from .monitoring import prometheus
 
-        cache = getattr(self._rt, "cache", None)
-        return prometheus.registry(self._rt.monitor, cache.stats if cache is not None and hasattr(cache, "stats") else None)
+        self._check("metrics_registry")
+        rt = self._executor.runtime
+        return prometheus.registry(rt.monitor, rt.cache.stats)
 
     def explain(self, model: Any, query: Mapping[str, Any] | None = None, *, sort: Any = None) -> dict[str, Any]:
         """The winning plan of ``find(model, query, sort=sort)``: ``index``, ``used_index``,
         ``docs_examined``, ``keys_examined``, ``n_returned``, ``raw`` (``None`` where the server
         does not say; ``notes`` explains)."""
-        from .monitoring.explain import explain_filter
+        from .monitoring.explain import explain_find
 
-        info = self._model(model)
-        filt = self._scope(info, self._guard(info, "find"), q.compile_filter(info.cls, query))
-        return explain_filter(self, info, filt, q.compile_sort(info.cls, sort))
+        self._check("explain")
+        return explain_find(self._executor, model, query, sort)
 
     def advise(self, *, explain: bool = True) -> list[dict[str, Any]]:
         """Read shapes seen by the monitor that scan a whole collection, with the index to add."""
         from .monitoring.advisor import advise
 
-        return advise(self, explain=explain)
+        self._check("advise")
+        return advise(self._executor, explain=explain)
+
+    def rotate_keys(self, *, dry_run: bool = False, batch_size: int = 500) -> dict[str, int]:
+        """Re-encrypt every value not sealed with the primary key; ``{model: documents}``
+        (``security.rotation``). An admin's call."""
+        from .security.rotation import rotate
+
+        self._check("rotate_keys")
+        return rotate(self._executor, dry_run=dry_run, batch_size=batch_size)
+
+    def cleanup(self, *, dry_run: bool = False, now: _dt.datetime | None = None) -> CleanupReport:
+        """Delete expired insights and the documents of missing or deleted users
+        (``maintenance``); ``dry_run`` only counts. An admin's call."""
+        from .maintenance import cleanup
+
+        self._check("cleanup")
+        return cleanup(self, dry_run=dry_run, now=now)

@@ -76,7 +76,7 @@ def sample_documents(db: Database) -> dict[str, dict[str, Any]]:
         "risks": [{"level": "medium", "description": "Mercury square Saturn may slow replies; follow up in writing"},
                   {"level": "low", "description": "Evening Moon void of course: avoid signing late in the day"}],
     })
-    return {info.name: db.find_one(info.name, {}, lean=True) for info in db._rt.registry}
+    return {info.name: db.find_one(info.name, {}, lean=True) for info in db.executor.runtime.registry}
 
 
 def text_terms(doc: dict[str, Any]) -> int:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     with Database("mongomock://localhost/capacity", ensure_indexes=False, audit=False, journal=False) as db:
         docs = sample_documents(db)
-        index_bytes = index_entry_bytes(docs, db._rt.registry)
+        index_bytes = index_entry_bytes(docs, db.executor.runtime.registry)
     plans = [plan(n, docs, index_bytes) for n in (args.users or [1_000_000, 10_000_000])]
     out = {"doc_bytes": {k: len(bson.encode(v)) for k, v in docs.items()}, "text_terms_per_insight": text_terms(docs["PlanetaryInsight"]),
            "index_bytes_per_doc": index_bytes, "plans": plans}

@@ -39,7 +39,8 @@ def _connected(source: Any) -> Iterator[Any]:
     from ..database import Database
 
     if isinstance(source, Database):
-        if not source._rt.connection.connected:
+        source.executor.authorize(source.actor, "backup")
+        if not source.executor.runtime.connection.connected:
             source.connect()
         yield source
         return
@@ -110,7 +111,7 @@ def content_hashes(source: Any, collections: list[str] | None = None) -> dict[st
     """``{collection: {"count", "content_hash"}}``: order-independent hashes of each collection's
     documents (the model collections unless named), to prove two databases hold the same data."""
     with _connected(source) as db:
-        names = collections or [info.collection for info in db._rt.registry]
+        names = collections or [info.collection for info in db.executor.runtime.registry]
         out = {}
         for name in names:
             h = ContentHash.of(db.mongo.get_collection(name, codec_options=RAW).find({}, batch_size=1000))

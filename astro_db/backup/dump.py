@@ -75,7 +75,7 @@ class _Dump:
         self.database = db.mongo
         self.staging = staging
         self.progress = progress or (lambda label, advance, total: None)
-        self.models = {info.collection: info for info in db._rt.registry}
+        self.models = {info.collection: info for info in db.executor.runtime.registry}
         self.files: dict[str, dict[str, Any]] = {}
         self.collections: dict[str, dict[str, Any]] = {}
 

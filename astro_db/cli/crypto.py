@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from ..security.crypto import new_key
-from ..security.rotation import rotate_keys
 from . import cli, pass_ctx
 
 
@@ -26,7 +25,7 @@ def rotate_key(ctx: Any, dry_run: bool) -> None:
         "encryption_key": os.environ.get("ASTRO_DB_ENCRYPTION_KEY") or None,
         "encryption_keys": os.environ.get("ASTRO_DB_ENCRYPTION_KEYS") or None,
     }
-    report = rotate_keys(ctx.database(**keys), dry_run=dry_run)
+    report = ctx.database(**keys).rotate_keys(dry_run=dry_run)
     verb = "to re-encrypt" if dry_run else "re-encrypted"
     ctx.emit(report, lambda r: "\n".join(f"{model}: {n} document(s) {verb}" for model, n in r.items()) or "nothing encrypted")
 

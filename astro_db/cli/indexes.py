@@ -14,7 +14,7 @@ from . import CliContext, cli, pass_ctx
 
 
 def _models(db: Any, model: str | None) -> list[Any]:
-    return [db._model(model)] if model else list(db._rt.registry)
+    return [db.executor.model(model)] if model else list(db.executor.runtime.registry)
 
 
 def _key(key: list[list[Any]]) -> str:

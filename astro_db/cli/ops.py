@@ -12,7 +12,6 @@ import click
 from bson import json_util
 
 from ..errors import QueryError
-from ..maintenance import cleanup as run_cleanup
 from ..monitoring.health import STATUS_EXIT_CODES
 from ..monitoring.storage import storage_stats
 from . import CliContext, cli, pass_ctx
@@ -167,11 +166,11 @@ def advise(ctx: CliContext) -> None:
 def cleanup(ctx: CliContext, dry_run: bool, yes: bool) -> None:
     """Delete expired insights and charts/insights/timings of missing or deleted users."""
     db = _db(ctx)
-    counts = run_cleanup(db, dry_run=True)
+    counts = db.cleanup(dry_run=True)
     if not dry_run and counts.total and not yes and not ctx.as_json:
         click.echo(_cleanup_text(counts.as_dict()))
         click.confirm(f"delete these {counts.total} documents?", abort=True)
-    report = counts if dry_run or not counts.total else run_cleanup(db, dry_run=False)
+    report = counts if dry_run or not counts.total else db.cleanup(dry_run=False)
     ctx.emit(report.as_dict(), _cleanup_text)
 
 

@@ -27,5 +27,5 @@ def plan(ctx: CliContext, database: str | None, keys: tuple[str, ...]) -> None:
     the unique indexes a shard key would leave unenforceable (with the remedy)."""
     db = ctx.database(connect=False)
     overrides = dict(parse_key(text) for text in keys)
-    result = shard_plan(db._rt.registry, database or db.config.database_name, overrides)
+    result = shard_plan(db.executor.runtime.registry, database or db.config.database_name, overrides)
     ctx.emit(result.as_dict(), lambda _: render_plan(result))

@@ -32,13 +32,14 @@ __all__ = ["advise", "serving_index", "suggest_key"]
 log = logging.getLogger(__name__)
 
 
-def advise(db: Any, *, explain: bool = True) -> list[dict[str, Any]]:
+def advise(ex: Any, *, explain: bool = True) -> list[dict[str, Any]]:
     """One entry per recorded read shape that needs an index, most frequent first."""
     out = []
-    for entry in db._rt.monitor.query_shapes():
+    registry = ex.runtime.registry
+    for entry in ex.runtime.monitor.query_shapes():
         fields = filter_fields(entry["filter"])
         sort = [(name, direction) for name, direction in entry["sort"]]
-        info = db._rt.registry.resolve(entry["model"]) if entry["model"] in db._rt.registry.names else None
+        info = registry.resolve(entry["model"]) if entry["model"] in registry.names else None
         if info is None:
             continue
         scatter = _scatter_gather(info, entry, fields)
@@ -47,7 +48,7 @@ def advise(db: Any, *, explain: bool = True) -> list[dict[str, Any]]:
         if not fields and not sort:
             continue  # reading a whole collection: no index helps
         declared = declared_indexes(info)
-        plan = _plan(db, info, entry, sort) if explain else None
+        plan = _plan(ex, info, entry, sort) if explain else None
         if plan is not None and plan["available"]:
             if plan["used_index"] or not plan["collection_scan"]:
                 continue
@@ -141,9 +142,9 @@ def suggest_key(fields: dict[str, str], sort: list[tuple[str, int]]) -> list[tup
     return key
 
 
-def _plan(db: Any, info: Any, entry: dict[str, Any], sort: list[tuple[str, int]]) -> dict[str, Any] | None:
+def _plan(ex: Any, info: Any, entry: dict[str, Any], sort: list[tuple[str, int]]) -> dict[str, Any] | None:
     try:
-        return explain_filter(db, info, placeholder_filter(entry["filter"]), sort or None)
+        return explain_filter(ex, info, placeholder_filter(entry["filter"]), sort or None)
     except AstroDBError as exc:
         log.info("advisor could not explain a %s shape on %s: %s", entry["operation"], info.name, exc)
         return None

@@ -17,7 +17,7 @@ from pymongo import errors as pm
 
 from ..errors import AstroDBError
 
-__all__ = ["explain_filter", "parse_plan"]
+__all__ = ["explain_find", "explain_filter", "parse_plan"]
 
 _INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_IDHACK", "COUNT_SCAN", "DISTINCT_SCAN", "TEXT", "TEXT_MATCH", "GEO_NEAR_2DSPHERE"}
 _SQL_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
@@ -28,18 +28,27 @@ _EMBEDDED_NOTE = (
 )
 
 
-def explain_filter(db: Any, info: Any, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+def explain_find(ex: Any, model: Any, query: Mapping[str, Any] | None, sort: Any = None) -> dict[str, Any]:
+    """Explain ``find(model, query, sort=sort)``: compiled and sealed as the find would be."""
+    from .. import query as q
+
+    info = ex.model(model)
+    filt = ex.runtime.crypto.seal_filter(info, q.compile_filter(info.cls, query))
+    return explain_filter(ex, info, filt, q.compile_sort(info.cls, sort))
+
+
+def explain_filter(ex: Any, info: Any, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None) -> dict[str, Any]:
     """Explain a compiled (stored-form) filter on ``info``'s collection."""
     base = {"model": info.name, "collection": info.collection, "filter": dict(filt), "sort": sort}
-    if db.config.is_embedded:
+    if ex.runtime.config.is_embedded:
         return {**base, **_unavailable(_EMBEDDED_NOTE)}
     find: dict[str, Any] = {"find": info.collection, "filter": dict(filt)}
     if sort:
         find["sort"] = dict(sort)
     command = {"explain": find, "verbosity": "executionStats"}
-    database = db._rt.connection.database
+    database = ex.runtime.connection.database
     try:
-        raw = db._run(info, "explain", lambda: database.command(command), retry=True)
+        raw = ex.call(info, "explain", lambda: database.command(command), retry=True)
     except AstroDBError as exc:
         cause = exc.__cause__
         if isinstance(cause, pm.OperationFailure):  # the server refuses or lacks explain

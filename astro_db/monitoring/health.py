@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 STATUS_EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
 
 
-def check_health(db: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
-    """The health report of ``db``; never raises for an unreachable server (it says "down").
+def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
+    """The health report of an executor's service (``db.health()``); never raises for an unreachable server (it says "down").
 
     A Database that is not connected yet is connected first (within the same time bound).
     """
-    rt = db._rt
+    rt = ex.runtime
     cfg = rt.config
     bound = cfg.health_timeout_ms / 1000.0 if timeout_s is None else float(timeout_s)
     latency_ms, ping_error = _ping(rt.connection, bound)

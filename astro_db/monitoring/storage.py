@@ -18,7 +18,8 @@ _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "ind
 
 def storage_stats(db: Any) -> dict[str, Any]:
     """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
-    rt = db._rt
+    ex = db.executor
+    rt = ex.runtime
     database = rt.connection.database
     notes: list[str] = []
     embedded = rt.config.is_embedded
@@ -26,7 +27,7 @@ def storage_stats(db: Any) -> dict[str, Any]:
     if embedded:
         notes.append("the embedded backend has no collStats/dbStats: sizes are not available")
     else:
-        raw = _command(db, database, {"dbStats": 1})
+        raw = _command(ex, database, {"dbStats": 1})
         if raw is None:
             notes.append("the server refused dbStats")
         else:
@@ -35,7 +36,7 @@ def storage_stats(db: Any) -> dict[str, Any]:
     for info in rt.registry:
         row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": db.count(info)}
         if not embedded:
-            raw = _command(db, database, {"collStats": info.collection}, info)
+            raw = _command(ex, database, {"collStats": info.collection}, info)
             if raw is None:
                 notes.append(f"the server refused collStats for {info.collection}")
             else:
@@ -56,10 +57,10 @@ def storage_stats(db: Any) -> dict[str, Any]:
     }
 
 
-def _command(db: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
+def _command(ex: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
     """Run a read-only admin command through the service; ``None`` if the server refuses it."""
     try:
-        return db._run(info, next(iter(command)), lambda: database.command(command))
+        return ex.call(info, next(iter(command)), lambda: database.command(command))
     except AstroDBError as exc:
         from pymongo.errors import OperationFailure
 

@@ -45,7 +45,7 @@ _SERVER_TYPES = {
 
 
 def describe_topology(rt: Any) -> dict[str, Any]:
-    """The deployment of a Database's runtime (``db._rt``), as a JSON-ready dict; never raises."""
+    """The deployment of a Database's runtime (``db.executor.runtime``), as a JSON-ready dict; never raises."""
     if rt.config.is_embedded:
         return {"type": "embedded", "note": "in-process mongomock-ng backend: one node, no replication"}
     client = rt.connection._client

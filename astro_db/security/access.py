@@ -19,10 +19,18 @@ from bson import ObjectId
 
 from ..errors import ConfigError, PermissionDeniedError
 
-__all__ = ["Actor", "Guard", "PERMISSIONS", "ROLES", "SELF", "authorize", "OPERATIONS"]
+__all__ = [
+    "Actor", "Guard", "PERMISSIONS", "GLOBAL_PERMISSIONS", "ROLES", "SELF", "authorize", "authorize_global",
+    "READ", "CREATE", "UPDATE", "DELETE", "DELETE_ALL", "AUDIT", "ROTATE", "MONITOR", "MANAGE", "TRANSACT",
+    "BACKUP", "OPEN",
+]
 
 READ, CREATE, UPDATE, DELETE = "read", "create", "update", "delete"
 DELETE_ALL, AUDIT, ROTATE = "delete_all", "audit", "rotate_key"  # admin-only operations
+# Operations on no single model: watching the service, running it, backing it up.
+MONITOR, TRANSACT = "monitor", "transact"  # health, metrics, explain, advise / open a transaction
+MANAGE, BACKUP = "manage", "backup"  # indexes, maintenance, raw access, closing the pool / backup and restore
+OPEN = "open"  # no data is touched (lifecycle, the actor's own identity): every role
 SELF = "self"
 ROLES = ("reader", "writer", "admin")
 _MODELS = ("User", "BirthChart", "PlanetaryInsight", "TimingRecommendation")
@@ -35,13 +43,14 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
     "admin": {m: _EVERYTHING | {DELETE_ALL, AUDIT, ROTATE} for m in _MODELS},
 }
 
-# the service's methods -> the operation they need
-OPERATIONS = {
-    "find": READ, "find_one": READ, "count": READ, "aggregate": READ, "explain": READ,
-    "create": CREATE, "create_many": CREATE,
-    "update": UPDATE, "update_many": UPDATE,
-    "delete": DELETE, "delete_many": DELETE,
+# role -> operations on no single model. A self-scoped actor (an end user) gets only OPEN and
+# TRANSACT: the service's figures and tooling describe everyone's data.
+GLOBAL_PERMISSIONS: dict[str, frozenset[str]] = {
+    "reader": frozenset({OPEN, MONITOR, TRANSACT}),
+    "writer": frozenset({OPEN, MONITOR, TRANSACT}),
+    "admin": frozenset({OPEN, MONITOR, TRANSACT, MANAGE, BACKUP, ROTATE, AUDIT}),
 }
+_SELF_GLOBAL = frozenset({OPEN, TRANSACT})
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,15 @@ class Actor:
         return SELF in self.roles
 
     def grants(self, model: str, operation: str) -> bool:
+        """Whether the roles allow ``operation`` on ``model`` (the ``self`` scope is applied apart)."""
         base = self.roles - {SELF} or {"writer"}
         return any(operation in PERMISSIONS[role].get(model, ()) for role in base)
+
+    def grants_global(self, operation: str) -> bool:
+        """Whether the roles allow an operation on no single model (``GLOBAL_PERMISSIONS``)."""
+        if self.scoped:
+            return operation in _SELF_GLOBAL
+        return any(operation in GLOBAL_PERMISSIONS[role] for role in self.roles)
 
     def __repr__(self) -> str:
         return f"Actor(id={self.id!r}, roles={sorted(self.roles)})"
@@ -149,16 +165,24 @@ class Guard:
         return [{"$match": dict(self.scope)}, *stages]
 
 
-def authorize(actor: Actor | None, info: Any, operation: str) -> Guard:
-    """Check ``operation`` (a method name or an operation) on the model ``info``; a Guard or raise."""
+def authorize(actor: Actor | None, info: Any, operation: str, call: str | None = None) -> Guard:
+    """Check ``operation`` (``READ``, ``CREATE``, ...) on the model ``info``; a Guard or raise.
+    ``call`` names the service call in the refusal (defaults to the operation)."""
     if actor is None:
         return _TRUSTED
-    needed = OPERATIONS.get(operation, operation)
-    if not actor.grants(info.name, needed):
+    if not actor.grants(info.name, operation):
         raise PermissionDeniedError(
-            f"actor {actor.id} (roles: {', '.join(sorted(actor.roles))}) may not {operation} {info.name}"
+            f"actor {actor.id} (roles: {', '.join(sorted(actor.roles))}) may not {call or operation} {info.name}"
         )
     return Guard(actor, info.name, "user_id" in info.cls._fields)
+
+
+def authorize_global(actor: Actor | None, operation: str, call: str | None = None) -> None:
+    """Check an operation on no single model (``GLOBAL_PERMISSIONS``); raise if denied."""
+    if actor is not None and not actor.grants_global(operation):
+        raise PermissionDeniedError(
+            f"actor {actor.id} (roles: {', '.join(sorted(actor.roles))}) may not {call or operation}"
+        )
 
 
 def _mentions(value: Any, key: str) -> bool:

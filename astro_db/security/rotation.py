@@ -17,26 +17,32 @@ from .crypto import _copy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
+    from ..ops import Executor
 
-__all__ = ["rotate_keys", "ROTATION_ACTOR"]
+__all__ = ["rotate_keys", "rotate", "ROTATION_ACTOR"]
 
 ROTATION_ACTOR = "astro-db:rotate-key"
 log = logging.getLogger(__name__)
 
 
 def rotate_keys(db: Database, *, dry_run: bool = False, batch_size: int = 500) -> dict[str, int]:
+    """``db.rotate_keys()``: authorized as the Database's actor (an admin's call)."""
+    return db.rotate_keys(dry_run=dry_run, batch_size=batch_size)
+
+
+def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dict[str, int]:
     """Re-encrypt stale values; ``{model: documents rewritten (or to rewrite, dry_run)}``."""
-    crypto = db._rt.crypto
+    crypto = ex.runtime.crypto
     if not crypto.enabled:
         raise ConfigError("rotate-key needs encryption_key (the new key) and encryption_keys (the old ones)", key="encryption_key")
     report: dict[str, int] = {}
-    for info in db._rt.registry:
+    for info in ex.runtime.registry:
         fields = crypto.fields.get(info.name) or ()
         if not fields:
             continue
-        coll = db._coll(info)
+        coll = ex.runtime.coll(info)
         projection = {f.path.split(".")[0]: 1 for f in fields}  # top-level: servers differ on dotted projections
-        docs = db._run(info, "rotate_key", lambda: list(coll.find({}, projection, batch_size=batch_size)))
+        docs = ex.call(info, "rotate_key", lambda: list(coll.find({}, projection, batch_size=batch_size)))
         count = 0
         for doc in docs:
             stale = [f for f in fields if any(crypto.needs_rotation(v) for v in crypto.leaves(doc, f.path))]
@@ -44,21 +50,21 @@ def rotate_keys(db: Database, *, dry_run: bool = False, batch_size: int = 500) -
                 continue
             count += 1
             if not dry_run:
-                _rewrite(db, info, coll, doc, stale)
+                _rewrite(ex, info, coll, doc, stale)
         report[info.name] = count
         log.info("rotate-key: %s: %d document(s) %s", info.name, count, "to re-encrypt" if dry_run else "re-encrypted")
     return report
 
 
-def _rewrite(db: Database, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> None:
-    crypto = db._rt.crypto
+def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> None:
+    crypto = ex.runtime.crypto
     top = sorted({f.path.split(".")[0] if "." in f.path and _through_list(doc, f.path) else f.path for f in stale})
     fresh = crypto.seal_document(info, crypto.open_document(info, _copy(doc)))
     cas = {"_id": doc["_id"], **{path: _get(doc, path) for path in top}}
     update = {"$set": {path: _get(fresh, path) for path in top}}
-    result = db._run(info, "rotate_key", lambda: coll.update_one(cas, update))
+    result = ex.call(info, "rotate_key", lambda: coll.update_one(cas, update))
     if result.modified_count:
-        db._emit(WriteEvent(model=info.name, collection=info.collection, action="update", document_ids=(doc["_id"],),
+        ex.emit(WriteEvent(model=info.name, collection=info.collection, action="update", document_ids=(doc["_id"],),
                             fields=tuple(top), database=coll.database, actor=ROTATION_ACTOR))
 
 

@@ -137,7 +137,7 @@ def test_creates_racing_kill_and_restart_lose_nothing_acknowledged_and_duplicate
     for n in failed:
         errors_by_type[outcome[n]] = errors_by_type.get(outcome[n], 0) + 1
     print(f"\n[faults] {CALLS} creates, {THREADS} threads, {KILLS} kill -9/restart cycles in {elapsed:.1f}s: "
-          f"returned={len(returned_ids)} failed={len(failed)} {errors_by_type} retried={db._rt.retry.retries} "
+          f"returned={len(returned_ids)} failed={len(failed)} {errors_by_type} retried={db.executor.runtime.retry.retries} "
           f"present-after-failure={len(failed_present)} rerun-met-own-write={rerun_duplicates} "
           f"present={sum(per_email.values())} final={sum(final.values())} "
           f"lost={len(lost)} duplicates={len(duplicated)}")
@@ -194,7 +194,7 @@ def test_a_read_during_an_outage_fails_within_its_bound_and_the_same_database_re
     recovered_after = time.monotonic()
     assert eventually(lambda: db.count("User", {}), what="recovery of the same Database") == 1
     recovered_after = time.monotonic() - recovered_after
-    assert db._rt.breaker.state == "closed" and db.health()["status"] in ("ok", "degraded")
+    assert db.executor.runtime.breaker.state == "closed" and db.health()["status"] in ("ok", "degraded")
     assert not is_stale(db.find("User", {}, stale_ok=True))
     print(f"\n[faults] outage read failed after {outage_read_s * 1000:.0f} ms (bound {bound_s * 1000:.0f} ms), "
           f"timeout_ms=300 read after {timeout_read_s * 1000:.0f} ms, breaker fail-fast {fail_fast_s * 1000:.1f} ms, "
@@ -271,7 +271,7 @@ def test_an_exhausted_pool_raises_pool_exhausted_without_hanging_and_recovers(se
     assert len(exhausted) == threads - pool, results
     assert all("no pooled connection became free in time" in str(e) for e in exhausted)
     assert [results[n] for n in range(pool)] == [1] * pool
-    assert db._rt.breaker.state == "closed"  # a busy pool is not a dead server
+    assert db.executor.runtime.breaker.state == "closed"  # a busy pool is not a dead server
 
     for n in range(100, 100 + threads):  # the pool recovered: every later call gets a connection
         read(n, hold=False)

@@ -105,7 +105,7 @@ def test_the_least_privilege_user_can_do_crud_and_nothing_else(live_url):
         assert db.find_one("User", {"id": user.id}) is not None
         assert db.audit_trail("User", user.id)
         with pytest.raises(PermissionDeniedError):
-            db._run(None, "drop", lambda: db.mongo["users"].drop())
+            db.executor.call(None, "drop", lambda: db.mongo["users"].drop())
         db.disconnect()
     finally:
         admin[name].command({"dropUser": app_user})

@@ -26,7 +26,7 @@ def _is_text(spec):
 
 
 def test_every_declared_index_exists_on_the_server(db):
-    for info in db._rt.registry:
+    for info in db.executor.runtime.registry:
         present = _field_sets(db.collection(info.name))
         for spec in declared_indexes(info):
             if _is_text(spec) and db.test_backend == "nx":

@@ -142,17 +142,17 @@ def db(clock):
     database = Database(f"mongomock://localhost/b{uuid.uuid4().hex[:8]}", retry_attempts=2,
                         breaker_threshold=3, breaker_cooldown_s=10.0, cache_ttl_s=30.0)
     database.connect()
-    database._rt.retry.sleep = lambda s: None
-    database._rt.breaker._clock = clock
-    database._rt.cache._clock = clock
+    database.executor.runtime.retry.sleep = lambda s: None
+    database.executor.runtime.breaker._clock = clock
+    database.executor.runtime.cache._clock = clock
     yield database
     database.disconnect()
 
 
 def outage(db, model: str = "User") -> Outage:
-    info = db._rt.registry.resolve(model)
-    proxy = Outage(db._coll(info))
-    db._rt.collections[1][info.collection] = proxy
+    info = db.executor.runtime.registry.resolve(model)
+    proxy = Outage(db.executor.runtime.coll(info))
+    db.executor.runtime.collections[1][info.collection] = proxy
     return proxy
 
 
@@ -178,7 +178,7 @@ def test_after_the_cooldown_one_probe_reaches_the_recovered_server_and_closes_th
     server.down = False
     clock.now += 10.0
     assert db.count("User", {}) == 0  # the probe
-    assert db._rt.breaker.state == "closed"
+    assert db.executor.runtime.breaker.state == "closed"
     db.create("User", {"email": "a@b.co", "name": "Ann"})
 
 
@@ -192,11 +192,11 @@ def test_health_reports_degraded_while_the_breaker_is_open(db):
 
 
 def test_pool_exhaustion_in_the_service_never_opens_the_breaker(db):
-    info = db._rt.registry.resolve("User")
+    info = db.executor.runtime.registry.resolve("User")
     for _ in range(5):
         with pytest.raises(PoolExhaustedError):
-            db._run(info, "find", lambda: (_ for _ in ()).throw(pm.WaitQueueTimeoutError("pool busy")))
-    assert db._rt.breaker.state == "closed"
+            db.executor.call(info, "find", lambda: (_ for _ in ()).throw(pm.WaitQueueTimeoutError("pool busy")))
+    assert db.executor.runtime.breaker.state == "closed"
 
 
 # --- stale reads ---------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_an_open_breaker_still_serves_stale_ok_reads(db):
     for _ in range(3):
         with pytest.raises(DatabaseConnectionError):
             db.count("User", {})
-    assert db._rt.breaker.state == "open"
+    assert db.executor.runtime.breaker.state == "open"
     assert is_stale(db.find("User", {}, stale_ok=True))
 
 
@@ -275,8 +275,8 @@ def test_stale_answers_are_bounded_by_cache_stale_s(db, clock):
 
 def test_a_timeout_is_an_outage_for_stale_ok(db):
     db.count("User", {}, stale_ok=True)
-    info = db._rt.registry.resolve("User")
-    db._rt.collections[1][info.collection] = type("Slow", (), {
+    info = db.executor.runtime.registry.resolve("User")
+    db.executor.runtime.collections[1][info.collection] = type("Slow", (), {
         "count_documents": lambda self, *a, **k: (_ for _ in ()).throw(pm.ExecutionTimeout("time limit", 50))})()
     with pytest.raises(OperationTimeoutError):
         db.count("User", {})
@@ -287,4 +287,4 @@ def test_a_duplicate_key_is_not_an_outage(db):
     db.create("User", {"email": "a@b.co", "name": "Ann"})
     with pytest.raises(DuplicateKeyError):
         db.create("User", {"email": "a@b.co", "name": "Bob"})
-    assert db._rt.breaker.state == "closed"
+    assert db.executor.runtime.breaker.state == "closed"

@@ -165,7 +165,7 @@ def test_cache_true_serves_a_repeated_read_without_a_server_round_trip(db):
     again = db.find_one("User", {"email": "ann@example.com"}, cache=True)
     assert again is not first and again.name == "Ann"
     assert db.find_one("User", {"email": "ann@example.com"}) is None  # uncached reads go to the server
-    assert db._rt.cache.stats()["hits"] == 1
+    assert db.executor.runtime.cache.stats()["hits"] == 1
 
 
 @pytest.mark.parametrize("write", [
@@ -191,7 +191,7 @@ def test_a_write_to_another_model_keeps_the_entries(db):
     db.create("PlanetaryInsight", {"user_id": user.id, "date": "2024-03-01", "energy_level": 5,
                                    "recommendations": ["Rest"]})
     db.find("User", {}, cache=True)
-    assert db._rt.cache.stats()["hits"] == 1
+    assert db.executor.runtime.cache.stats()["hits"] == 1
 
 
 def test_lean_results_from_the_cache_are_private_copies(db):
@@ -209,7 +209,7 @@ def test_lean_and_hydrated_reads_share_an_entry(db):
     _user(db)
     db.find("User", {}, lean=True, cache=True)
     assert db.find("User", {}, cache=True)[0].name == "Ann"
-    assert db._rt.cache.stats()["hits"] == 1
+    assert db.executor.runtime.cache.stats()["hits"] == 1
 
 
 def test_options_are_part_of_the_key(db):
@@ -228,7 +228,7 @@ def test_models_listed_in_cache_models_are_cached_without_asking():
         db.find_one("User", {}), db.find_one("User", {})
         db.find_one("BirthChart", {}), db.find_one("BirthChart", {})
         db.find_one("User", {}, cache=False)
-        assert db._rt.cache.stats()["hits"] == 1
+        assert db.executor.runtime.cache.stats()["hits"] == 1
 
 
 def test_unknown_cache_models_are_a_config_error():
@@ -241,8 +241,8 @@ def test_a_committed_transaction_invalidates_on_commit(db):
     assert db.count("User", cache=True) == 1
     with db.transaction() as tx:
         db.create("User", {"email": "eve@example.com", "name": "Eve"}, transaction=tx)
-        assert db._rt.cache.stats()["invalidations"] == 0  # not yet: it might still abort
-    assert db._rt.cache.stats()["invalidations"] == 1
+        assert db.executor.runtime.cache.stats()["invalidations"] == 0  # not yet: it might still abort
+    assert db.executor.runtime.cache.stats()["invalidations"] == 1
     assert db.count("User", cache=True) == 2
 
 
@@ -253,7 +253,7 @@ def test_an_aborted_transaction_leaves_the_cache_alone(db):
     db.create("User", {"email": "eve@example.com", "name": "Eve"}, transaction=tx)
     db.rollback_transaction(tx)
     assert db.count("User", cache=True) == 1
-    assert db._rt.cache.stats()["invalidations"] == 0
+    assert db.executor.runtime.cache.stats()["invalidations"] == 0
 
 
 def test_reads_inside_a_transaction_neither_use_nor_fill_the_cache(db):
@@ -263,7 +263,7 @@ def test_reads_inside_a_transaction_neither_use_nor_fill_the_cache(db):
         db.create("User", {"email": "eve@example.com", "name": "Eve"}, transaction=tx)
         assert db.count("User", cache=True, transaction=tx) == 2  # its own write, not the cached 1
         assert len(db.find("User", {}, cache=True, transaction=tx)) == 2
-    stats = db._rt.cache.stats()
+    stats = db.executor.runtime.cache.stats()
     assert stats["misses"] == 1 and stats["entries"] == 0
 
 

@@ -137,9 +137,9 @@ def test_url_options_reach_the_client():
     from astro_db import Database
 
     db = Database("mongodb://127.0.0.1:1/astro?serverSelectionTimeoutMS=321&maxPoolSize=7", connect_attempts=1)
-    db._rt.connection._client = db._rt.connection._build_client()
+    db.executor.runtime.connection._client = db.executor.runtime.connection._build_client()
     try:
-        client = db._rt.connection.client
+        client = db.executor.runtime.connection.client
         assert client.options.server_selection_timeout == 0.321 and client.options.pool_options.max_pool_size == 7
     finally:
         db.disconnect()

@@ -89,7 +89,7 @@ def test_dead_server_fails_in_bounded_time_after_n_logged_attempts(caplog):
 def test_is_connected_tells_the_truth_after_the_server_goes(monkeypatch):
     db = Database("mongomock://localhost/truth").connect()
     assert db.is_connected()
-    client = db._rt.connection.client
+    client = db.executor.runtime.connection.client
 
     def refuse(*args, **kwargs):
         from pymongo.errors import AutoReconnect

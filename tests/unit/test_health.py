@@ -44,7 +44,7 @@ def test_a_dead_server_is_down_even_with_a_long_selection_timeout():
 
 def test_a_high_error_rate_degrades(db):
     for _ in range(10):
-        db._rt.monitor.record_operation("User", "find", 0.001, "DatabaseConnectionError")
+        db.executor.runtime.monitor.record_operation("User", "find", 0.001, "DatabaseConnectionError")
     report = db.health()
     assert report["status"] == "degraded" and any("error rate" in r for r in report["reasons"])
     assert report["window"]["errors"] == 10
@@ -52,25 +52,25 @@ def test_a_high_error_rate_degrades(db):
 
 def test_input_errors_do_not_count_towards_the_error_rate(db):
     for _ in range(10):
-        db._rt.monitor.record_operation("User", "create", 0.001, "DuplicateKeyError")
+        db.executor.runtime.monitor.record_operation("User", "create", 0.001, "DuplicateKeyError")
     assert db.health()["status"] == "ok"
 
 
 def test_rates_are_not_judged_on_too_few_operations(db):
     for _ in range(3):
-        db._rt.monitor.record_operation("User", "find", 0.001, "OperationTimeoutError")
+        db.executor.runtime.monitor.record_operation("User", "find", 0.001, "OperationTimeoutError")
     assert db.health()["status"] == "ok"
 
 
 def test_a_high_slow_operation_rate_degrades(db):
     for _ in range(10):
-        db._rt.monitor.record_operation("User", "find", 5.0)  # 5 s, past slow_query_ms
+        db.executor.runtime.monitor.record_operation("User", "find", 5.0)  # 5 s, past slow_query_ms
     report = db.health()
     assert report["status"] == "degraded" and any("slow-operation rate" in r for r in report["reasons"])
 
 
 def test_a_saturated_pool_degrades(db):
-    monitor = db._rt.monitor
+    monitor = db.executor.runtime.monitor
     monitor.driver_events = True  # as on a real server, where the pool listener feeds it
     monitor.max_pool_size = 2
     monitor.pool_event("checked_out", 0.001)
@@ -81,7 +81,7 @@ def test_a_saturated_pool_degrades(db):
 
 def test_an_open_circuit_breaker_degrades_while_the_ping_answers(db):
     for _ in range(db.config.breaker_threshold):
-        db._rt.breaker.record_failure(AutoReconnect("gone"))
+        db.executor.runtime.breaker.record_failure(AutoReconnect("gone"))
     report = db.health()
     assert report["breaker"] == "open" and report["status"] == "degraded"
     assert any("circuit breaker open" in r for r in report["reasons"])

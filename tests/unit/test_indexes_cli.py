@@ -25,7 +25,7 @@ def db():
 
 
 def test_list_shows_declared_indexes_missing_before_sync_and_present_after(db):
-    user = db._model("User")
+    user = db.executor.model("User")
     before = list_model_indexes(db.mongo, user)
     assert {d["name"]: d["on_server"] for d in before["declared"]} == {
         "email_1": None, "status_1": None, "lastActive_1": None, "status_1_lastActive_-1": None}
@@ -37,7 +37,7 @@ def test_list_shows_declared_indexes_missing_before_sync_and_present_after(db):
 
 
 def test_usage_says_clearly_when_the_server_has_no_index_stats(db):
-    report = index_usage(db.mongo, db._model("User"))
+    report = index_usage(db.mongo, db.executor.model("User"))
     assert report["supported"] is False and report["reason"] == INDEX_STATS_UNAVAILABLE
 
 

@@ -49,7 +49,7 @@ def test_the_log_filter_formats_and_masks_a_record():
 def test_reprs_show_no_secrets():
     db = new_db("mongomock://localhost/reprs", encryption_key=KEY_A)
     view = db.as_actor("svc", roles=["reader"])
-    shown = repr(db) + repr(db.config) + repr(view.actor) + repr(db._rt.crypto.keyring)
+    shown = repr(db) + repr(db.config) + repr(view.actor) + repr(db.executor.runtime.crypto.keyring)
     assert KEY_A not in shown
     user = db.create("User", {"email": EMAIL, "name": NAME})
     assert EMAIL not in repr(user) and NAME not in repr(user)

@@ -117,7 +117,7 @@ def test_slow_query_log_shows_the_command_shape_never_a_value(caplog):
 
 
 def test_slow_query_log_on_the_embedded_backend_masks_the_filter(db, caplog):
-    db._rt.monitor.slow_ms = 0.0
+    db.executor.runtime.monitor.slow_ms = 0.0
     with caplog.at_level(logging.WARNING, logger="astro_db.monitoring"):
         db.find("User", {"email": SECRET_EMAIL})
     assert '{"email":"<str>"}' in caplog.text and SECRET_EMAIL.split("@")[0] not in caplog.text

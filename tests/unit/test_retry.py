@@ -183,15 +183,15 @@ def db():
     database = Database(f"mongomock://localhost/r{uuid.uuid4().hex[:8]}", retry_attempts=3)
     database.connect()
     database.waits = []
-    database._rt.retry.sleep = database.waits.append  # no real waiting
+    database.executor.runtime.retry.sleep = database.waits.append  # no real waiting
     yield database
     database.disconnect()
 
 
 def make_flaky(db, model: str, method: str, exc_factory=lambda: pm.AutoReconnect("connection reset"), **kw) -> Flaky:
-    info = db._rt.registry.resolve(model)
-    flaky = Flaky(db._coll(info), method, exc_factory, **kw)
-    db._rt.collections[1][info.collection] = flaky
+    info = db.executor.runtime.registry.resolve(model)
+    flaky = Flaky(db.executor.runtime.coll(info), method, exc_factory, **kw)
+    db.executor.runtime.collections[1][info.collection] = flaky
     return flaky
 
 
@@ -309,12 +309,12 @@ def test_the_config_default_operation_timeout_bounds_calls_without_timeout_ms():
 
 
 def test_a_bound_spent_by_earlier_steps_fails_the_next_step_before_it_is_sent(db):
-    info = db._rt.registry.resolve("User")
+    info = db.executor.runtime.registry.resolve("User")
     sent = []
 
     def two_steps():
-        db._run(info, "find", lambda: (sent.append(1), wait_out_the_bound()))
-        db._run(info, "find", lambda: sent.append(2))
+        db.executor.call(info, "find", lambda: (sent.append(1), wait_out_the_bound()))
+        db.executor.call(info, "find", lambda: sent.append(2))
 
     with pytest.raises(OperationTimeoutError):
         bounded(two_steps)(timeout_ms=5)

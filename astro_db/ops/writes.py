@@ -20,18 +20,18 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo import errors as pm
 
-from .errors import AstroDBError, ValidationError, translate
-from .events import WriteEvent
-from .models import codec
-from .query import check_document_keys
-from .runtime import utcnow
-from .security.masking import masked_errors
-from .updates import CompiledUpdate
+from ..errors import AstroDBError, ValidationError, translate
+from ..events import WriteEvent
+from ..models import codec
+from ..query import check_document_keys
+from ..security.masking import masked_errors
+from ..updates import CompiledUpdate
+from .runtime import Runtime, utcnow
+from .steps import hooks, run
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .database import Database
-    from .registry import ModelInfo
-    from .transactions import Transaction
+    from ..registry import ModelInfo
+    from ..transactions import Transaction
 
 __all__ = ["WriteRunner", "new_document"]
 
@@ -60,12 +60,13 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
 class WriteRunner:
     """Carries out the writes of one call on one model, inside ``transaction`` if given."""
 
-    def __init__(self, db: Database, info: ModelInfo, transaction: Transaction | None, session: Any) -> None:
-        self.db = db
+    def __init__(self, rt: Runtime, info: ModelInfo, transaction: Transaction | None, session: Any, actor: Any) -> None:
+        self.rt = rt
         self.info = info
         self.tx = transaction
         self.session = session
-        self.coll = db._coll(info)
+        self.actor = actor
+        self.coll = rt.coll(info)
 
     # --- inserts -----------------------------------------------------------------------------
 
@@ -85,7 +86,7 @@ class WriteRunner:
                     return  # our own earlier attempt landed
                 raise
 
-        self.db._run(self.info, "create", op, self.tx)
+        run.call(self.rt, self.info, "create", op, self.tx)
         self._emit("create", [son["_id"]], tuple(k for k in son if k != "_id"), documents=(son,))
 
     def insert_many(self, sons: list[dict[str, Any]]) -> dict[int, AstroDBError]:
@@ -118,7 +119,7 @@ class WriteRunner:
                 if exc.details.get("writeConcernErrors"):
                     raise
 
-        self.db._run(self.info, "create_many", op, self.tx)
+        run.call(self.rt, self.info, "create_many", op, self.tx)
         written = [son for i, son in enumerate(sons) if i not in refused]
         if written:
             fields = tuple(sorted({k for son in written for k in son if k != "_id"}))
@@ -140,7 +141,7 @@ class WriteRunner:
             return self._update_list_cas(filt, compiled, update)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(update))
-        doc = self.db._run(
+        doc = run.call(self.rt, 
             self.info, "update",
             self._naming(lambda: self.coll.find_one_and_update(
                 guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
@@ -158,8 +159,8 @@ class WriteRunner:
             ids = self._ids(filt)
             return sum(self._update_list_cas({"_id": i}, compiled, _with_timestamp(compiled.update)) is not None for i in ids)
         if compiled.guards:
-            total = self.db._run(self.info, "update_many", lambda: self.coll.count_documents(filt, session=self.session), self.tx)
-            inside = self.db._run(
+            total = run.call(self.rt, self.info, "update_many", lambda: self.coll.count_documents(filt, session=self.session), self.tx)
+            inside = run.call(self.rt, 
                 self.info, "update_many",
                 lambda: self.coll.count_documents(_merge(filt, compiled.guards), session=self.session), self.tx,
             )
@@ -170,7 +171,7 @@ class WriteRunner:
         modified = 0
         for chunk in _chunks(self._ids(filt), _ID_CHUNK):
             scoped = _merge({"_id": {"$in": chunk}}, _merge(filt, compiled.guards))
-            result = self.db._run(
+            result = run.call(self.rt, 
                 self.info, "update_many",
                 self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
                 self.tx, retry=idempotent,
@@ -183,7 +184,7 @@ class WriteRunner:
         """Read the lists an update changes, validate the result, write if they are unchanged."""
         paths = sorted({path for _, path in compiled.list_ops})
         for _ in range(_CAS_ATTEMPTS):
-            current = self.db._run(self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
+            current = run.call(self.rt, self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
                 return None
             errors: dict[str, str] = {}
@@ -198,7 +199,7 @@ class WriteRunner:
             # array changes: the write lands only if nobody changed the document meanwhile.
             cas = {"_id": current["_id"], "__v": current.get("__v")}
             versioned = {**update, "$inc": {**update.get("$inc", {}), "__v": 1}}
-            doc = self.db._run(
+            doc = run.call(self.rt, 
                 self.info, "update",
                 self._naming(lambda: self.coll.find_one_and_update(
                     _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
@@ -215,7 +216,7 @@ class WriteRunner:
     # --- deletes -----------------------------------------------------------------------------
 
     def delete_one(self, filt: dict[str, Any]) -> bool:
-        doc = self.db._run(
+        doc = run.call(self.rt, 
             self.info, "delete",
             lambda: self.coll.find_one_and_delete(filt, projection={"_id": 1}, session=self.session),
             self.tx,
@@ -229,7 +230,7 @@ class WriteRunner:
         deleted = 0
         for chunk in _chunks(self._ids(filt), _ID_CHUNK):
             scoped = _merge({"_id": {"$in": chunk}}, filt)
-            result = self.db._run(
+            result = run.call(self.rt, 
                 self.info, "delete_many", lambda scoped=scoped: self.coll.delete_many(scoped, session=self.session), self.tx
             )
             deleted += result.deleted_count
@@ -267,20 +268,20 @@ class WriteRunner:
             return
 
     def _ids(self, filt: dict[str, Any]) -> list[Any]:
-        return self.db._run(
+        return run.call(self.rt, 
             self.info, "find_ids",
             lambda: [d["_id"] for d in self.coll.find(filt, {"_id": 1}, session=self.session)],
             self.tx,
         )
 
     def _exists(self, filt: dict[str, Any]) -> bool:
-        return self.db._run(
+        return run.call(self.rt, 
             self.info, "find_one", lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx
         ) is not None
 
     def _emit(self, action: str, ids: Iterable[Any], fields: tuple[str, ...], documents: tuple | None = None) -> None:
-        actor = self.db._actor
-        self.db._emit(
+        actor = self.actor
+        hooks.emit(self.rt, 
             WriteEvent(
                 model=self.info.name,
                 collection=self.info.collection,

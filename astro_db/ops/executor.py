@@ -1,0 +1,223 @@
+"""The executor: every operation of the service runs here, through the same ordered steps.
+
+    resolve → authorize → compile → seal → route → cache → run → hooks → open → hydrate
+
+``Database`` methods are one-line declarations of an ``Operation``; the executor takes it through
+the steps (``astro_db.ops.steps``), each one module, in that order. Operator tooling (indexes,
+explain, health, key rotation, maintenance, backup) runs its driver calls through ``call`` and so
+gets the same authorization, breaker, time bound, retries, translation and metrics.
+
+The executor is also the documented interface for tools and tests that need more than the public
+``Database`` API: ``runtime`` (the shared state: config, connection, cache, breaker, retry policy,
+monitor, crypto, registry), ``call`` (one driver call through the run step) and ``emit`` (the hooks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, TypeVar
+
+from ..errors import AstroDBError
+from ..registry import ModelInfo
+from ..security.access import DELETE_ALL, Actor, Guard
+from ..security.audit import read_trail
+from ..stale import stale_age
+from .operation import Operation
+from .runtime import Runtime
+from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
+from .writes import WriteRunner
+
+__all__ = ["Executor", "CreateManyResult"]
+
+T = TypeVar("T")
+
+
+class CreateManyResult(list):  # type: ignore[type-arg]
+    """The created documents (a list), plus ``failed``: ``[(index, error), ...]`` for the rest."""
+
+    def __init__(self, created: Any = (), failed: Any = ()) -> None:
+        super().__init__(created)
+        self.failed: list[tuple[int, AstroDBError]] = list(failed)
+
+
+class Executor:
+    """Runs operations through the steps over one ``Runtime`` (shared by a Database's views)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    # --- the documented interface for tools ------------------------------------------------
+
+    def model(self, name: Any) -> ModelInfo:
+        """Resolve a model name (step 1)."""
+        return resolve.model(self.runtime, name)
+
+    def authorize(self, actor: Actor | None, name: str, model: Any = None) -> Guard:
+        """Authorize the call ``name`` for ``actor`` (step 2) on ``model`` if it has one."""
+        info = resolve.model(self.runtime, model) if model is not None else None
+        return authorize.check(actor, name, info)
+
+    def call(self, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Any = None, *,
+             retry: bool = True) -> T:
+        """One driver call through the run step (breaker, time bound, retries, translation, metrics)."""
+        return run.call(self.runtime, info, operation, fn, transaction, retry=retry)
+
+    def emit(self, event: Any) -> None:
+        """Announce a write made by a tool (e.g. key rotation) to the write hooks (step 8)."""
+        hooks.emit(self.runtime, event)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def find(self, op: Operation) -> Any:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        options = compile.find_options(info, op.options)
+        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        docs = cache.read_through(
+            rt, info, "find", filt, options, cache=op.option("cache"), transaction=op.transaction,
+            stale_ok=op.option("stale_ok", False), route=where,
+            fetch=lambda: run.call(rt, info, "find", lambda: list(coll.find(filt, session=session, **options)),
+                                   op.transaction, query=(filt, options.get("sort"))),
+        )
+        age = stale_age(docs)
+        return hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False), age=age)
+
+    def find_one(self, op: Operation) -> Any:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
+        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        doc = cache.read_through(
+            rt, info, "find_one", filt, options, cache=op.option("cache"), transaction=op.transaction,
+            stale_ok=op.option("stale_ok", False), route=where,
+            fetch=lambda: run.call(rt, info, "find_one", lambda: coll.find_one(filt, session=session, **options),
+                                   op.transaction, query=(filt, options.get("sort"))),
+        )
+        age = stale_age(doc)
+        return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False), age=age)
+
+    def count(self, op: Operation) -> int:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        if session is not None and rt.config.is_embedded:
+            session = None  # mongomock-ng counts without sessions; it has no isolation to honour
+        guard = authorize.check(op.actor, op.name, info)
+        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        return cache.read_through(  # type: ignore[no-any-return]
+            rt, info, "count", filt, None, cache=op.option("cache"), transaction=op.transaction,
+            stale_ok=op.option("stale_ok", False), route=where,
+            fetch=lambda: run.call(rt, info, "count", lambda: coll.count_documents(filt, session=session),
+                                   op.transaction, query=(filt, None)),
+        )
+
+    def aggregate(self, op: Operation) -> list[dict[str, Any]]:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        stages = guard.pipeline(seal.pipeline(rt, info, compile.pipeline(info, op.data)))
+        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+        first = stages[0].get("$match", {}) if stages else {}
+        out = run.call(rt, info, "aggregate", lambda: list(coll.aggregate(stages, session=session)),
+                       op.transaction, query=(first, None))
+        return open.documents(rt, info, out)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def create(self, op: Operation) -> Any:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        son = compile.document(info, guard, op.data)
+        self._writer(info, op, session).insert_one(seal.document(rt, info, son))
+        return hydrate.one(info, son, lean=op.option("lean", False))
+
+    def create_many(self, op: Operation) -> CreateManyResult:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        sons, failed = compile.documents(info, guard, op.data)
+        refused = self._writer(info, op, session).insert_many([seal.document(rt, info, son) for _, son in sons])
+        created = []
+        for position, (index, son) in enumerate(sons):
+            if position in refused:
+                failed.append((index, refused[position]))
+            else:
+                created.append(son)
+        failed.sort(key=lambda pair: pair[0])
+        return CreateManyResult(hydrate.many(info, created, lean=op.option("lean", False)), failed)
+
+    def update(self, op: Operation) -> Any:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        compiled = seal.update(rt, info, compile.update(info, guard, op.data))
+        doc = self._writer(info, op, session).update_one(filt, compiled)
+        return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False))
+
+    def update_many(self, op: Operation) -> int:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        compiled = seal.update(rt, info, compile.update(info, guard, op.data))
+        return self._writer(info, op, session).update_many(filt, compiled)
+
+    def delete(self, op: Operation) -> bool:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        compile.require_target(info, filt, op.name)
+        return self._writer(info, op, session).delete_one(guard.filter(seal.filter(rt, info, filt)))
+
+    def delete_many(self, op: Operation) -> int:
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        session = resolve.session(rt, op.transaction)
+        guard = authorize.check(op.actor, op.name, info)
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        compile.require_target(info, filt, op.name, all=op.option("all", False))
+        if not filt:
+            authorize.check(op.actor, op.name, info, permission=DELETE_ALL)
+        return self._writer(info, op, session).delete_many(guard.filter(seal.filter(rt, info, filt)))
+
+    # --- the audit trail ----------------------------------------------------------------------
+
+    def audit_trail(self, op: Operation, document_id: Any) -> list[dict[str, Any]]:
+        """A document's audit entries; a self-scoped actor sees only its own documents' trails."""
+        rt = self.runtime
+        info = resolve.model(rt, op.model)
+        guard = authorize.check(op.actor, op.name, info)
+        if guard.scope:
+            mine = guard.filter({"_id": document_id})
+            if run.call(rt, info, "audit_trail", lambda: rt.coll(info).count_documents(mine)) == 0:
+                from ..errors import PermissionDeniedError
+
+                raise PermissionDeniedError(
+                    f"actor {op.actor.id} is limited to its own documents; {info.name} {document_id} is not one of them")
+        return run.call(rt, info, "audit_trail", lambda: read_trail(rt.connection.database, info.name, document_id))
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:
+        return WriteRunner(self.runtime, info, op.transaction, session, op.actor)
+
+
+def options_of(**options: Any) -> Mapping[str, Any]:
+    """The options of a call without the ones left at their defaults (``None``)."""
+    return {k: v for k, v in options.items() if v is not None}

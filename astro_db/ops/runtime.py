@@ -1,0 +1,90 @@
+"""Runtime: what every view of one ``Database`` shares.
+
+A ``Database`` and the actor views made from it (``as_actor``) share one ``Runtime``: the
+config, the connection, the retry policy and circuit breaker, the query cache, the monitor,
+field encryption, read routing and the write hooks (cache invalidation, audit, journal).
+It holds state only; the executor's steps (``astro_db.ops.steps``) act on it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from ..cache import QueryCache
+from ..config import DatabaseConfig
+from ..connection import Connection
+from ..errors import ConfigError
+from ..events import WriteEvent
+from ..monitoring import Monitor
+from ..registry import ModelInfo, ModelRegistry
+from ..retry import CircuitBreaker, RetryPolicy
+from ..routing import ReadRouter
+from ..security.audit import AuditHook
+from ..security.crypto import FieldCrypto
+from ..security.masking import install_log_masking
+
+__all__ = ["Runtime", "make_config", "utcnow"]
+
+
+class Runtime:
+    """The shared state and policies of one Database."""
+
+    def __init__(self, config: DatabaseConfig, registry: ModelRegistry, listeners: Any = ()) -> None:
+        self.config = config
+        self.registry = registry
+        self.listeners: list[Any] = list(listeners)
+        self.hooks: list[Callable[[WriteEvent], None]] = []
+        self.cache = QueryCache.from_config(config, registry)
+        self.router = ReadRouter(config)  # read_preference= on reads (astro_db.routing)
+        self.hooks.append(self.cache.on_write)
+        self.crypto = FieldCrypto.from_config(config, registry)
+        if config.audit:
+            self.hooks.append(AuditHook())  # not skippable per call
+        if config.journal:
+            from ..backup.journal import JournalHook
+
+            self.hooks.append(JournalHook())  # change journal: incremental and point-in-time backups
+        install_log_masking()
+        self.monitor = Monitor(config, registry)
+        if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
+            self.listeners.extend(self.monitor.listeners())
+        self.connection = Connection(config, self.listeners)
+        self.retry = RetryPolicy(config)
+        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        self.indexes_ensured = False
+        self.collections: tuple[Any, dict[str, Any]] = (None, {})
+
+    # --- collections and reads ---------------------------------------------------------------
+
+    def coll(self, info: ModelInfo) -> Any:
+        """The model's PyMongo collection, built once per connection (building one costs ~12 µs)."""
+        database = self.connection.database
+        built = self.collections
+        if built[0] is not database:
+            built = self.collections = (database, {})
+        coll = built[1].get(info.collection)
+        if coll is None:
+            coll = built[1][info.collection] = database[info.collection]
+        return coll
+
+
+def utcnow() -> _dt.datetime:
+    """Now in UTC, truncated to milliseconds (what BSON dates keep)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def make_config(config: Any, overrides: Mapping[str, Any]) -> DatabaseConfig:
+    """A ``DatabaseConfig`` from what ``Database()`` was given: a URL, a config, a dict or None."""
+    if config is None:
+        return DatabaseConfig.from_env(**overrides)
+    if isinstance(config, str):
+        return DatabaseConfig(url=config).replace(**overrides) if overrides else DatabaseConfig(url=config)
+    if isinstance(config, DatabaseConfig):
+        return config.replace(**overrides) if overrides else config
+    if isinstance(config, Mapping):
+        cfg = DatabaseConfig.from_dict(config)
+        return cfg.replace(**overrides) if overrides else cfg
+    raise ConfigError(f"Database() takes a URL, a DatabaseConfig or a dict, got {type(config).__name__}")

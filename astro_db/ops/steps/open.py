@@ -1,0 +1,22 @@
+"""Step 9, open: decrypt what came back (``security.crypto``), by the model's declared
+sensitive paths only; the same rule for ``find``, ``find_one``, lean reads, updates and aggregation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...registry import ModelInfo
+from ..runtime import Runtime
+
+__all__ = ["document", "documents"]
+
+
+def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    return rt.crypto.open_document(info, doc)
+
+
+def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not rt.crypto.fields.get(info.name):
+        return docs
+    return [rt.crypto.open_document(info, d) for d in docs]  # type: ignore[misc]

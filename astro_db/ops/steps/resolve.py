@@ -1,0 +1,39 @@
+"""Step 1, resolve: the model named by the caller, and the session of its transaction.
+
+A model is resolved once per call (``registry``: class, class name, snake case or collection
+name); a transaction must be one of this Database's and still open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import TransactionError, UnknownModelError
+from ...registry import ModelInfo
+from ...transactions import Transaction
+from ..runtime import Runtime
+
+__all__ = ["model", "session", "own"]
+
+
+def model(rt: Runtime, name: Any) -> ModelInfo:
+    """The ``ModelInfo`` of ``name``; ``UnknownModelError`` listing the valid ones otherwise."""
+    if name is None:
+        raise UnknownModelError(f"no model given; name one of {', '.join(rt.registry.names)} (or pass the class)")
+    return rt.registry.resolve(name)
+
+
+def own(rt: Runtime, transaction: Any) -> Transaction:
+    """``transaction`` if it is a Transaction of this Database; ``TransactionError`` otherwise."""
+    if not isinstance(transaction, Transaction):
+        raise TransactionError(f"expected a Transaction from start_transaction(), got {type(transaction).__name__}")
+    if transaction.owner is not rt:
+        raise TransactionError("this transaction belongs to another Database")
+    return transaction
+
+
+def session(rt: Runtime, transaction: Any) -> Any:
+    """The ClientSession of an open transaction of this Database, or None without one."""
+    if transaction is None:
+        return None
+    return own(rt, transaction).require_active()

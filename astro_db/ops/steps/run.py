@@ -1,0 +1,57 @@
+"""Step 7, run: one driver call under the breaker, the time bound, retries and translation.
+
+This is the only place a driver call is made from: the circuit breaker is checked, the call is
+put under PyMongo's client-side timeout for what is left of the call's bound (``timeouts``),
+retried by the policy (``retry``; never inside a transaction, never a non-idempotent write:
+the caller says ``retry=False``), a failure is translated into the ``astro_db.errors`` tree,
+and the monitor records the latency and error kind (and a read's query shape).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+from ... import timeouts
+from ...errors import AstroDBError
+from ...registry import ModelInfo
+from ..runtime import Runtime
+
+__all__ = ["call", "WRITE_OPERATIONS"]
+
+T = TypeVar("T")
+WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", "delete", "delete_many"})
+
+
+def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Any = None, *,
+         retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
+    """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError."""
+    name = f"{operation} on {info.name}" if info else operation
+    model = info.name if info else None
+    if query is not None:
+        rt.monitor.note_query(model, operation, *query)
+    started = time.perf_counter()
+    try:
+        rt.breaker.before_call()
+        bound = timeouts.current_bound(rt.config.operation_timeout_ms)
+        try:
+            with timeouts.under(bound, name):
+                result = rt.retry.call(fn, operation=name, retry=retry and transaction is None,
+                                       deadline=bound.deadline if bound else None)
+        except AstroDBError:
+            rt.breaker.release_probe()
+            raise
+        except Exception as exc:
+            rt.breaker.record_failure(exc)
+            if info is not None and operation in WRITE_OPERATIONS:
+                rt.cache.invalidate(info.name)  # the write may have landed before it failed
+            raise timeouts.final_error(exc, bound, operation=operation, model=model) from exc
+        except BaseException:
+            rt.breaker.release_probe()
+            raise
+    except AstroDBError as exc:
+        rt.monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__)
+        raise
+    rt.breaker.record_success()
+    rt.monitor.record_operation(model, operation, time.perf_counter() - started)
+    return result
