@@ -104,7 +104,8 @@ def run_mutmut(modules: list[str], jobs: int) -> None:
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or "mutmut"
     command = [*NICE, mutmut, "run", "--max-children", str(jobs), *names]
     print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=False)
+    if subprocess.run(command, check=False).returncode != 0:
+        raise SystemExit("mutmut failed (see above); its verdicts would be incomplete")
 
 
 def mutmut_score(path: str) -> Score:

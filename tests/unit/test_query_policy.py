@@ -168,43 +168,43 @@ def test_a_forbidden_operator_is_refused_at_the_top_as_a_field_operator_and_insi
 
 
 @pytest.mark.parametrize("query, message", [
-    ({"$and": {"name": "x"}}, r"\$and takes a non-empty list"),
-    ({"$or": []}, r"\$or takes a non-empty list"),
-    ({"$nor": ["name"]}, "each clause of .* must be a dict, got str"),
-    ({"$bogus": 1}, r"unknown or unsupported query operator \$bogus"),
-    ({"name": {"$bogus": 1}}, r"unknown or unsupported operator \$bogus on field 'name'"),
+    ({"$and": {"name": "x"}}, "$and takes a non-empty list"),
+    ({"$or": []}, "$or takes a non-empty list"),
+    ({"$nor": ["name"]}, "must be a dict, got str"),
+    ({"$bogus": 1}, "unknown or unsupported query operator $bogus"),
+    ({"name": {"$bogus": 1}}, "unknown or unsupported operator $bogus on field 'name'"),
     ({"name": {"$eq": "x", "plain": 1}}, "mixes operators and plain keys"),
     ({1: "x"}, "query keys must be strings"),
-    ({"name": {"$in": "abc"}}, r"\$in on 'name' takes a list, got str"),
-    ({"name": {"$exists": "yes"}}, r"\$exists on 'name' takes true or false"),
-    ({"name": {"$regex": 5}}, r"\$regex on 'name' takes a string"),
+    ({"name": {"$in": "abc"}}, "$in on 'name' takes a list, got str"),
+    ({"name": {"$exists": "yes"}}, "$exists on 'name' takes true or false"),
+    ({"name": {"$regex": 5}}, "$regex on 'name' takes a string"),
     ({"name": {"$options": "g"}}, "may only hold the flags i, m, x, s"),
     ({"name": {"$regex": "(a+)+"}}, "nests quantifiers"),
     ({"name": {"$regex": r"(\w*){2,}"}}, "nests quantifiers"),
     ({"name": re.compile("(a*)*")}, "nests quantifiers"),
     ({"name": {"$not": re.compile("(a+)+")}}, "nests quantifiers"),
     ({"name": {"$regex": "(unclosed"}}, "invalid regex on 'name'"),
-    ({"name": {"$not": "plain"}}, r"\$not on 'name' takes an operator object or a regex"),
-    ({"name": {"$not": {"$where": "1"}}}, r"\$where is not allowed"),
-    ({"positions": {"$elemMatch": [1]}}, r"\$elemMatch on 'positions' takes a query object"),
-    ({"positions": {"$elemMatch": {"$where": "1"}}}, r"\$where is not allowed"),
-    ({"positions": {"$size": -1}}, r"\$size on 'positions' takes a whole number >= 0"),
-    ({"positions": {"$size": True}}, r"\$size"),
-    ({"positions": {"$size": 1.5}}, r"\$size"),
-    ({"positions": {"$type": True}}, r"\$type on 'positions' takes a BSON type name or number"),
-    ({"positions": {"$type": 1.5}}, r"\$type"),
-    ({"energy_level": {"$mod": [5]}}, r"\$mod on 'energyLevel' takes \[divisor, remainder\]"),
-    ({"energy_level": {"$mod": [5, "0"]}}, r"\$mod"),
-    ({"energy_level": {"$mod": "5,0"}}, r"\$mod"),
-    ({"$text": "calm"}, r'\$text takes \{"\$search": "words"\}'),
-    ({"$text": {"$search": 5}}, r"\$text takes"),
-    ({"$text": {"$search": "calm", "$where": "1", "$x": 1}}, r"unknown \$text option\(s\): \$where, \$x"),
+    ({"name": {"$not": "plain"}}, "$not on 'name' takes an operator object or a regex"),
+    ({"name": {"$not": {"$where": "1"}}}, "$where is not allowed"),
+    ({"positions": {"$elemMatch": [1]}}, "$elemMatch on 'positions' takes a query object"),
+    ({"positions": {"$elemMatch": {"$where": "1"}}}, "$where is not allowed"),
+    ({"positions": {"$size": -1}}, "$size on 'positions' takes a whole number >= 0"),
+    ({"positions": {"$size": True}}, "$size"),
+    ({"positions": {"$size": 1.5}}, "$size"),
+    ({"positions": {"$type": True}}, "$type on 'positions' takes a BSON type name or number"),
+    ({"positions": {"$type": 1.5}}, "$type"),
+    ({"energy_level": {"$mod": [5]}}, "$mod on 'energyLevel' takes [divisor, remainder]"),
+    ({"energy_level": {"$mod": [5, "0"]}}, "$mod"),
+    ({"energy_level": {"$mod": "5,0"}}, "$mod"),
+    ({"$text": "calm"}, '$text takes {"$search": "words"}'),
+    ({"$text": {"$search": 5}}, "$text takes"),
+    ({"$text": {"$search": "calm", "$where": "1", "$x": 1}}, "unknown $text option(s): $where, $x"),
     ({"name": b"bytes"}, "value for 'name' has unsupported type bytes"),
     ({"name": {"$eq": {1, 2}}}, "unsupported type set"),
 ])
 def test_a_malformed_query_is_refused_with_a_message_naming_the_problem(query, message):
     model = PlanetaryInsight if ("$text" in query or "energy_level" in query) else BirthChart if "positions" in query else User
-    with pytest.raises(QueryError, match=message):
+    with pytest.raises(QueryError, match=re.escape(message)):
         compile_filter(model, query)
 
 
@@ -214,7 +214,10 @@ def test_strict_mode_refuses_logical_text_and_operator_objects(query):
         compile_filter(PlanetaryInsight if "$text" in query else User, query, strict=True)
 
 
-@pytest.mark.parametrize("bad_key", ["$where", "a.b", "a\x00b", "__proto__", "constructor", "prototype", 5])
+KEY_IDS = ["dollar", "dotted", "nul", "__proto__", "constructor", "prototype", "not-a-string"]
+
+
+@pytest.mark.parametrize("bad_key", ["$where", "a.b", "a\x00b", "__proto__", "constructor", "prototype", 5], ids=KEY_IDS)
 @pytest.mark.parametrize("shape", ["value", "operator", "nested", "in_list"])
 def test_hostile_keys_inside_object_values_are_refused(bad_key, shape):
     inner = {bad_key: 1}
@@ -310,7 +313,7 @@ def test_stored_data_with_ordinary_keys_passes(doc):
     check_document_keys(doc)
 
 
-@pytest.mark.parametrize("bad_key", ["$set", "a.b", "nul\x00", "__proto__", "constructor", "prototype", 7])
+@pytest.mark.parametrize("bad_key", ["$set", "a.b", "nul\x00", "__proto__", "constructor", "prototype", 7], ids=KEY_IDS)
 def test_stored_data_with_a_hostile_key_at_any_depth_is_refused(bad_key):
     for doc in ({bad_key: 1}, {"a": {"b": {bad_key: 1}}}, {"a": [{"ok": 1}, {bad_key: 1}]}, [[{bad_key: 1}]],
                 {"first": 1, bad_key: 2}):

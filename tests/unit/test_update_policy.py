@@ -4,6 +4,7 @@ guards ``$inc`` needs, what is refused, and a few of them carried out on the emb
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from bson import ObjectId
@@ -105,16 +106,16 @@ def test_every_invalid_value_is_reported_at_once():
     ({}, "an update must be a non-empty dict, got dict {}"),
     ([("name", "x")], "an update must be a non-empty dict, got list"),
     ({"$set": {"name": "x"}, "name": "y"}, "mixes operators"),
-    ({"$rename": {"name": "n"}}, r"update operator \$rename is not allowed; use \$addToSet, \$inc, \$pull, \$push, \$set, \$unset"),
-    ({"$where": {"name": "n"}}, r"\$where is not allowed"),
-    ({"$set": {}}, r"\$set takes a non-empty dict"),
-    ({"$set": [("name", "x")]}, r"\$set takes a non-empty dict"),
-    ({"$set": {"$where": "x"}}, r"\$set: '\$where' is not a field name"),
-    ({"$set": {1: "x"}}, r"\$set: 1 is not a field name"),
+    ({"$rename": {"name": "n"}}, "update operator $rename is not allowed; use $addToSet, $inc, $pull, $push, $set, $unset"),
+    ({"$where": {"name": "n"}}, "$where is not allowed"),
+    ({"$set": {}}, "$set takes a non-empty dict"),
+    ({"$set": [("name", "x")]}, "$set takes a non-empty dict"),
+    ({"$set": {"$where": "x"}}, "$set: '$where' is not a field name"),
+    ({"$set": {1: "x"}}, "$set: 1 is not a field name"),
     ({"$set": {"nope": 1}}, "nope"),
 ])
 def test_a_malformed_update_is_refused(update, message):
-    with pytest.raises(QueryError, match=message):
+    with pytest.raises(QueryError, match=re.escape(message)):
         compile_update(User, update)
 
 
