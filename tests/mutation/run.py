@@ -42,13 +42,13 @@ MODULES = {
     "crypto": "astro_db/security/crypto.py",
 }
 # the tests that guard each module's tables (the table pass runs these, stopping at a failure)
-GUARDING_TESTS = {
-    "query": ["tests/unit/test_injection.py", "tests/unit/test_query_policy.py", "tests/unit/test_update_policy.py",
+GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first failure
+    "query": ["tests/unit/test_query_policy.py", "tests/unit/test_update_policy.py", "tests/unit/test_injection.py",
               "tests/service/test_reliability_bad_inputs.py"],
-    "access": ["tests/unit/test_access.py", "tests/unit/test_access_policy.py"],
+    "access": ["tests/unit/test_access_policy.py", "tests/unit/test_access.py", "tests/unit/test_permissions.py"],
     "updates": ["tests/unit/test_update_policy.py", "tests/unit/test_injection.py"],
-    "masking": ["tests/unit/test_masking.py", "tests/unit/test_masking_policy.py"],
-    "crypto": ["tests/unit/test_crypto.py", "tests/unit/test_crypto_policy.py"],
+    "masking": ["tests/unit/test_masking_policy.py", "tests/unit/test_masking.py"],
+    "crypto": ["tests/unit/test_crypto_policy.py", "tests/unit/test_crypto.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",

@@ -323,3 +323,47 @@ def test_stored_data_with_a_hostile_key_at_any_depth_is_refused(bad_key):
     with pytest.raises(ValidationError) as raised:
         check_document_keys({bad_key: 1})
     assert list(raised.value.errors) == ["__all__"]
+
+
+# --- the operator and stage whitelists, element by element ---------------------------------
+
+
+@pytest.mark.parametrize("op", ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"])
+def test_each_comparison_operator_coerces_its_literal(op):
+    assert compile_filter(User, {"id": {op: HEX}}) == {"_id": {op: OID}}
+
+
+@pytest.mark.parametrize("query", [
+    {"$near": {"$geometry": {"type": "Point", "coordinates": [0, 0]}, "$maxDistance": 10, "$minDistance": 1}},
+    {"$nearSphere": [0, 0], "$maxDistance": 0.1, "$minDistance": 0},
+    {"$geoIntersects": {"$geometry": {"type": "Point", "coordinates": [0, 0]}}},
+    {"$geoWithin": {"$box": [[0, 0], [1, 1]]}},
+], ids=["near", "nearSphere", "geoIntersects", "geoWithin"])
+def test_each_geo_operator_is_accepted_with_plain_arguments(query):
+    assert compile_filter(BirthChart, {"birthData.location.coordinates": query}) == {"birthData.location.coordinates": query}
+
+
+READ_ONLY_STAGES = [
+    {"$match": {"houseSystem": "koch"}}, {"$group": {"_id": "$houseSystem"}}, {"$sort": {"_id": 1}}, {"$limit": 5},
+    {"$skip": 1}, {"$project": {"_id": 1}}, {"$unwind": "$positions"}, {"$count": "n"}, {"$addFields": {"x": 1}},
+    {"$set": {"x": 1}}, {"$unset": "x"}, {"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": "u"}},
+    {"$facet": {"a": [{"$limit": 1}]}}, {"$bucket": {"groupBy": "$x", "boundaries": [0, 1]}},
+    {"$bucketAuto": {"groupBy": "$x", "buckets": 2}}, {"$sortByCount": "$houseSystem"}, {"$sample": {"size": 1}},
+    {"$replaceRoot": {"newRoot": "$birthData"}}, {"$replaceWith": "$birthData"},
+    {"$geoNear": {"near": {"type": "Point", "coordinates": [0, 0]}, "distanceField": "d"}},
+]
+
+
+@pytest.mark.parametrize("stage", READ_ONLY_STAGES, ids=[next(iter(s)) for s in READ_ONLY_STAGES])
+def test_each_read_only_pipeline_stage_is_accepted(stage):
+    from astro_db.pipeline import compile_pipeline
+
+    assert compile_pipeline(BirthChart, [stage]) == [stage]
+
+
+@pytest.mark.parametrize("stage", ["$out", "$merge"])
+def test_pipeline_stages_that_write_are_refused_as_writes(stage):
+    from astro_db.pipeline import compile_pipeline
+
+    with pytest.raises(QueryError, match=f"stage \\{stage} writes to a collection and is not allowed"):
+        compile_pipeline(BirthChart, [{stage: "elsewhere"}])
