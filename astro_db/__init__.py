@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"  # before the imports: submodules read it
-
 import logging
 
 from . import errors
+from ._version import __version__
 from .config import DatabaseConfig
 from .database import CreateManyResult, Database
 from .errors import AstroDBError

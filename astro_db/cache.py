@@ -14,7 +14,7 @@ seen only once an entry's TTL has passed, so ``cache_ttl_s`` bounds staleness ac
 Memory is bounded by ``cache_max_entries`` and by ``cache_max_documents`` (documents held over
 all entries); a result larger than that is never cached.
 
-Stale answers (README "Reliability"): an expired entry is no longer a hit, but it is kept
+Stale answers (docs/reliability.md): an expired entry is no longer a hit, but it is kept
 for ``cache_stale_s`` past its TTL (still within the entry and document bounds, evicted
 first as the least recently used) so that a read with ``stale_ok=True`` can fall back to it
 while the server is unavailable (``get_stale``). Invalidation by a write drops it as well.

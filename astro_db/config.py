@@ -76,7 +76,7 @@ def _snake(name: str) -> str:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """Everything a ``Database`` needs to connect and behave; see README "Configuration"."""
+    """Everything a ``Database`` needs to connect and behave; see docs/configuration.md."""
 
     url: str | None = None
     database: str | None = None
@@ -116,7 +116,7 @@ class DatabaseConfig:
     app_name: str = "astro_db"
     # service features
     slow_query_ms: float = 100.0
-    # monitoring and health (README "Monitoring and health")
+    # monitoring and health (docs/monitoring.md)
     monitoring: bool = True  # register PyMongo command / pool / heartbeat listeners
     health_timeout_ms: int = 2000  # bound of the ping db.health() sends
     health_latency_ms: float = 500.0  # a slower ping makes health "degraded"

@@ -19,7 +19,7 @@ import pymongo
 from pymongo import errors as pm_errors
 from pymongo.driver_info import DriverInfo
 
-from . import __version__
+from ._version import __version__
 from .config import DatabaseConfig
 from .errors import DatabaseConnectionError, NotConnectedError, translate
 from .routing import ReadPreference

@@ -151,29 +151,31 @@ class Database(OperatorMixin):
     # --- create ------------------------------------------------------------------------------
 
     @overload
-    def create(self, model: type[D], data: Mapping[str, Any], **options: Unpack[WriteOptions]) -> D: ...
+    def create(self, model: type[D], data: Mapping[str, Any], *, lean: Literal[False] = False,
+               **options: Unpack[WriteOptions]) -> D: ...
     @overload
-    def create(self, model: str | ModelInfo, data: Mapping[str, Any], **options: Unpack[WriteOptions]) -> Any: ...
+    def create(self, model: ModelRef, data: Mapping[str, Any], *, lean: Literal[True],
+               **options: Unpack[WriteOptions]) -> dict[str, Any]: ...
+    @overload
+    def create(self, model: str | ModelInfo, data: Mapping[str, Any], *, lean: bool = False,
+               **options: Unpack[WriteOptions]) -> Any: ...
 
     @bounded
-    def create(self, model: Any, data: Mapping[str, Any], **options: Any) -> Any:
-        """Validate ``data``, insert it, and return the model instance."""
-        return self._executor.create(self._op("create", model, data=data, options=options, allowed=WriteOptions))
-
-    @overload
-    def create_many(self, model: type[D], items: Sequence[Mapping[str, Any]],
-                    **options: Unpack[WriteOptions]) -> CreateManyResult: ...
-    @overload
-    def create_many(self, model: str | ModelInfo, items: Sequence[Mapping[str, Any]],
-                    **options: Unpack[WriteOptions]) -> CreateManyResult: ...
+    def create(self, model: Any, data: Mapping[str, Any], *, lean: bool = False, **options: Any) -> Any:
+        """Validate ``data``, insert it, and return the model instance (the stored dict with
+        ``lean=True``, which skips building an instance nobody reads)."""
+        return self._executor.create(self._op("create", model, data=data, options=options, allowed=WriteOptions, lean=lean))
 
     @bounded
-    def create_many(self, model: Any, items: Sequence[Mapping[str, Any]], **options: Any) -> CreateManyResult:
+    def create_many(self, model: ModelRef, items: Sequence[Mapping[str, Any]], *, lean: bool = False,
+                    **options: Unpack[WriteOptions]) -> CreateManyResult:
         """Validate every item, insert the valid ones in batches (unordered), report the rest.
 
-        Returns the created instances; ``result.failed`` lists ``(index, error)`` for items that
-        failed validation or were refused by the server (e.g. a duplicate email)."""
-        return self._executor.create_many(self._op("create_many", model, data=items, options=options, allowed=WriteOptions))
+        Returns the created instances (stored dicts with ``lean=True``: no instances built);
+        ``result.failed`` lists ``(index, error)`` for items that failed validation or were
+        refused by the server (e.g. a duplicate email)."""
+        return self._executor.create_many(self._op("create_many", model, data=items, options=options, allowed=WriteOptions,
+                                                   lean=lean))
 
     # --- read --------------------------------------------------------------------------------
 
@@ -227,16 +229,21 @@ class Database(OperatorMixin):
     # --- update and delete -------------------------------------------------------------------
 
     @overload
-    def update(self, model: type[D], query: Mapping[str, Any], data: Mapping[str, Any],
+    def update(self, model: type[D], query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[False] = False,
                **options: Unpack[FilterOptions]) -> D | None: ...
     @overload
-    def update(self, model: str | ModelInfo, query: Mapping[str, Any], data: Mapping[str, Any],
+    def update(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[True],
+               **options: Unpack[FilterOptions]) -> dict[str, Any] | None: ...
+    @overload
+    def update(self, model: str | ModelInfo, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: bool = False,
                **options: Unpack[FilterOptions]) -> Any: ...
 
     @bounded
-    def update(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], **options: Any) -> Any:
-        """Validate and apply ``data`` to the first match; the updated instance, or ``None``."""
-        return self._executor.update(self._op("update", model, query, data, options=options, allowed=FilterOptions))
+    def update(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: bool = False,
+               **options: Any) -> Any:
+        """Validate and apply ``data`` to the first match; the updated instance (the stored
+        dict with ``lean=True``), or ``None``."""
+        return self._executor.update(self._op("update", model, query, data, options=options, allowed=FilterOptions, lean=lean))
 
     @bounded
     def update_many(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any],

@@ -150,7 +150,7 @@ def _key_index(key: dict[str, Any], declared: list[dict[str, Any]]) -> dict[str,
 def _remedy(info: ModelInfo, fields: list[str], key: dict[str, Any]) -> str:
     unique = ", ".join(fields)
     if info.collection == "users" and fields == ["email"]:
-        return ("keep users unsharded (the default plan: it is small, see docs/SCALING.md), or move email "
+        return ("keep users unsharded (the default plan: it is small, see docs/scaling.md), or move email "
                 "uniqueness into a 'userEmails' collection ({_id: <email>, userId}) written in the same "
                 "transaction as the user and sharded on { _id: \"hashed\" }, then drop email_1's unique option")
     return (f"shard on a key whose fields prefix ({unique}) (e.g. {{ {fields[0]}: \"hashed\" }}), or enforce "
@@ -174,7 +174,7 @@ def render_plan(plan: ShardPlan) -> str:
         if c.key is None:
             lines.append(f"// {c.collection} ({c.model}): not sharded; it stays on the database's primary shard.")
             if c.model == "User":
-                lines.append("// It is small (1.8 GB of documents, 1.5 GB of indexes at 10 million users: docs/SCALING.md),")
+                lines.append("// It is small (1.8 GB of documents, 1.5 GB of indexes at 10 million users: docs/scaling.md),")
                 lines.append("// its unique email index stays enforced, and lookups by id and by email go to one shard.")
             continue
         lines.append(f"// {c.collection} ({c.model}): shard key {_js(c.key)}")

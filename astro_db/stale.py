@@ -40,7 +40,7 @@ T = TypeVar("T")
 UNAVAILABLE = (DatabaseConnectionError, OperationTimeoutError, PoolExhaustedError)
 
 
-class StaleResult(list):
+class StaleResult(list):  # type: ignore[type-arg]
     """The documents of a ``find`` answered from the cache while the server was unavailable."""
 
     stale = True
@@ -50,7 +50,7 @@ class StaleResult(list):
         self.age_s = age_s
 
 
-class StaleDocument(dict):
+class StaleDocument(dict):  # type: ignore[type-arg]
     """A lean ``find_one`` document answered from the cache while the server was unavailable."""
 
     stale = True
@@ -99,13 +99,13 @@ def mark(value: Any, age_s: float | None) -> Any:
     return value
 
 
-def fetch_or_stale(cache: Any, key: tuple, fetch: Callable[[], T], *, use_cache: bool) -> T:
+def fetch_or_stale(cache: Any, key: tuple[Any, ...], fetch: Callable[[], T], *, use_cache: bool) -> T:
     """``fetch()`` (through the cache when ``use_cache``), remembered for later; on an
     unavailable server the last remembered value for ``key``, marked (see module docstring)."""
     generation = cache.generation(key[0])
     try:
         if use_cache:
-            return cache.get_or_fetch(key, fetch)
+            return cache.get_or_fetch(key, fetch)  # type: ignore[no-any-return]
         value = fetch()
     except UNAVAILABLE as exc:
         if isinstance(exc, NotConnectedError):
@@ -116,7 +116,7 @@ def fetch_or_stale(cache: Any, key: tuple, fetch: Callable[[], T], *, use_cache:
         value, age = remembered
         log.warning("%s on %s: serving a stale answer from the query cache (%.1fs old) because %s: %s",
                     key[1], key[0], age, type(exc).__name__, str(exc).split(";")[0][:200])
-        return mark(value, age)
+        return mark(value, age)  # type: ignore[no-any-return]
     cache.put(key, value, generation)
     return value
 

@@ -1,7 +1,7 @@
 """Operation time bounds: ``timeout_ms=`` per call, ``operation_timeout_ms`` by default.
 
 A bound covers the whole service call, retries and backoff waits included: the public method
-(``@bounded``) opens the bound, and ``Database._run`` puts each driver call under
+(``@bounded``) opens the bound, and the run step (``ops.steps.run.call``) puts each driver call under
 ``pymongo.timeout(remaining)`` (PyMongo's client-side operation timeout, CSOT) and stops
 retrying when the next wait would pass the deadline. A call that runs out of time raises
 ``OperationTimeoutError``; a busy pool still raises ``PoolExhaustedError`` (more telling).

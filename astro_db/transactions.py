@@ -131,8 +131,8 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
 def run_with_retry(
     start: Callable[[], Transaction],
     fn: Callable[..., T],
-    args: tuple,
-    kwargs: dict,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     clock: Callable[[], float] = time.monotonic,

@@ -2,7 +2,7 @@
 
 Creates realistic documents of the four models through astro_db itself (embedded backend: the
 codec, defaults, timestamps and ``__v`` the service writes), measures their BSON sizes, and
-derives the tables of docs/SCALING.md from the workload model below: documents and bytes per
+derives the tables of docs/scaling.md from the workload model below: documents and bytes per
 collection, index sizes, peak read and write rates, the working set, and the shard count.
 Every assumption is a named constant here, so the document's arithmetic can be re-run.
 """
@@ -20,7 +20,7 @@ import bson
 
 from astro_db import Database
 
-# --- workload model (docs/SCALING.md "Assumptions") ------------------------------------------
+# --- workload model (docs/scaling.md "Assumptions") ------------------------------------------
 DAU_SHARE = 0.30  # share of registered users active on a day
 SESSIONS_PER_DAU = 3  # app opens per active user per day
 READS_PER_SESSION = 4  # user by id, today's insight, birth chart, timing recommendations

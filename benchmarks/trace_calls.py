@@ -2,9 +2,9 @@
 
 Traces a ``find`` and a ``create`` on the embedded backend with ``sys.setprofile`` and prints,
 per call, the sequence of astro_db modules entered (consecutive frames of one module merged),
-the number of distinct modules, the number of switches between modules, and the modules the
-call came back to after leaving them for another step (``returns``): the executor is the hub,
-so the steps appear in pipeline order and only ``ops.executor`` is returned to.
+the number of distinct modules, the number of switches between modules, and the pipeline
+steps (``astro_db.ops.steps``) entered: the executor is the hub,
+so each step appears once, in pipeline order (``in_pipeline_order``).
 """
 
 from __future__ import annotations
@@ -38,10 +38,31 @@ def trace(fn: Callable[[], Any]) -> list[str]:
     return seen
 
 
+STEPS = ("resolve", "authorize", "compile", "seal", "route", "cache", "run", "hooks", "open", "hydrate")
+
+
+def steps(path: list[str]) -> list[str]:
+    """The pipeline steps a traced call entered, in order (repeats merged)."""
+    out: list[str] = []
+    for module in path:
+        if module.startswith("astro_db.ops.steps."):
+            step = module.rsplit(".", 1)[1]
+            if not out or out[-1] != step:
+                out.append(step)
+    return out
+
+
+def in_pipeline_order(entered: list[str]) -> bool:
+    """Whether the steps were entered in pipeline order, never going back to an earlier one."""
+    ranks = [STEPS.index(step) for step in entered]
+    return ranks == sorted(ranks) and len(set(entered)) == len(entered)
+
+
 def summary(path: list[str]) -> dict[str, Any]:
-    """Distinct modules, switches, and modules re-entered other than the executor hub."""
-    returns = sorted({m for i, m in enumerate(path) if m in path[:i] and m != "astro_db.ops.executor"})
-    return {"modules": len(set(path)), "switches": max(len(path) - 1, 0), "returns": returns}
+    """Distinct modules, switches, the steps in order, and whether that order is the pipeline's."""
+    entered = steps(path)
+    return {"modules": len(set(path)), "switches": max(len(path) - 1, 0), "steps": entered,
+            "in_order": in_pipeline_order(entered)}
 
 
 def main() -> None:
@@ -55,8 +76,8 @@ def main() -> None:
     for name, fn in calls.items():
         path = trace(fn)
         figures = summary(path)
-        print(f"{name}: {figures['modules']} modules, {figures['switches']} switches, "
-              f"re-entered (besides the executor): {figures['returns'] or 'none'}")
+        print(f"{name}: {figures['modules']} modules, {figures['switches']} switches; steps "
+              f"{' > '.join(figures['steps'])} ({'in pipeline order' if figures['in_order'] else 'OUT OF ORDER'})")
         print("  " + " > ".join(m.removeprefix(_PACKAGE) for m in path))
 
 

@@ -1,6 +1,6 @@
 """Shared pytest configuration for astro_db.
 
-Test tiers (DESIGN.md §4):
+Test tiers (docs/testing.md, "Tests"):
   unit    - pure logic and the embedded mongomock-ng backend; no server.
   live    - a real MongoDB-wire server: ASTRO_DB_TEST_URI if set, otherwise an
             nx-27017 server started for the session (tests/live/nxserver.py,

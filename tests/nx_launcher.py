@@ -2,7 +2,7 @@
 
 Usage: python tests/nx_launcher.py <nx-27017 arguments...>
 
-The live test tier (DESIGN.md §4) runs against nx-27017 (SQLite-backed, pure
+The live test tier (docs/testing.md, "Tests") runs against nx-27017 (SQLite-backed, pure
 Python) when no real MongoDB is configured. Pinned: nx-27017==0.8.1,
 neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
 main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL

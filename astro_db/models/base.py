@@ -18,7 +18,7 @@ from .serialise import document_to_dict
 
 __all__ = ["AstroDocument", "BASE_META", "mask_value"]
 
-BASE_META = {"abstract": True, "strict": False, "auto_create_index": False}
+BASE_META: dict[str, Any] = {"abstract": True, "strict": False, "auto_create_index": False}
 
 
 class AstroDocument(Document):
@@ -28,7 +28,7 @@ class AstroDocument(Document):
     updated_at = UTCDateTimeField(db_field="updatedAt")
     version = NumberField(db_field="__v", integer=True, min_value=0, default=0)
 
-    meta = dict(BASE_META)
+    meta: dict[str, Any] = dict(BASE_META)
 
     def to_dict(self, masked: bool = False) -> dict:
         """JSON-ready dict with stored names, ``id`` strings and ISO ``Z`` dates (``__v`` left out)."""

@@ -8,7 +8,7 @@ sorted and not overlapping) live here as plain functions used by the models' lis
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Any, Optional
 
 from bson import ObjectId
 from mongoengine import EmbeddedDocument, EmbeddedDocumentField
@@ -44,7 +44,7 @@ class AstroEmbeddedDocument(EmbeddedDocument):
 
     meta = {"abstract": True, "strict": False}
 
-    def to_dict(self, masked: bool = False) -> dict:
+    def to_dict(self, masked: bool = False) -> dict[str, Any]:
         """JSON-ready dict in stored form (see ``AstroDocument.to_dict``)."""
         return document_to_dict(self, masked)
 
@@ -96,9 +96,9 @@ class Risk(AstroEmbeddedDocument):
     description = TextField(min_length=1, max_length=1000, required=True)
 
 
-def unique_bodies(items: list) -> Optional[str]:
+def unique_bodies(items: list[Any]) -> Optional[str]:
     """List rule for positions: each body appears at most once."""
-    seen: dict = {}
+    seen: dict[str, Any] = {}
     for index, item in enumerate(items):
         body = item.get("body")
         if body in seen:
@@ -107,7 +107,7 @@ def unique_bodies(items: list) -> Optional[str]:
     return None
 
 
-def ordered_windows(items: list) -> Optional[str]:
+def ordered_windows(items: list[Any]) -> Optional[str]:
     """List rule for windows: each starts before it ends; sorted by start; none overlap."""
     previous = None
     for index, item in enumerate(items):

@@ -26,7 +26,7 @@ __all__ = ["hydrate", "hydrate_many"]
 _set = object.__setattr__
 
 
-def hydrate(model_cls: type, son: dict) -> Any:
+def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """Return a ``model_cls`` instance for the stored document ``son`` (as ``_from_son``)."""
     if _signals_connected() or not isinstance(son, dict) or "_cls" in son:
         return model_cls._from_son(son)
@@ -39,7 +39,7 @@ def hydrate(model_cls: type, son: dict) -> Any:
 _GC_PAUSE_FROM = 256  # results this long are hydrated with the cyclic collector paused
 
 
-def hydrate_many(model_cls: type, sons: list) -> list:
+def hydrate_many(model_cls: type[Any], sons: list[Any]) -> list[Any]:
     """``[hydrate(model_cls, son) for son in sons]``, with the cyclic garbage collector paused
     for long results: building thousands of instances otherwise triggers collections that scan
     the whole heap (a third of the time for 10,000 insights). The instances hold no cycles that
@@ -59,10 +59,10 @@ def _signals_connected() -> bool:
                 or getattr(signals.post_init, "receivers", None))
 
 
-def _build(plan: DocPlan, son: dict, created: bool) -> Any:
-    cls = plan.cls
+def _build(plan: DocPlan, son: dict[str, Any], created: bool) -> Any:
+    cls: Any = plan.cls
     obj = cls.__new__(cls)
-    data: dict = {}
+    data: dict[str, Any] = {}
     by_key = plan.by_key
     for key, value in son.items():
         fp = by_key.get(key)

@@ -32,8 +32,8 @@ class FieldPlan:
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         self.check: Callable[[Any], None] = field._validate
-        self.sub: Optional[DocPlan] = None
-        self.item: Optional[FieldPlan] = None
+        self.sub: Any = None  # the DocPlan of an embedded document (EMBEDDED)
+        self.item: Any = None  # the FieldPlan of a list's items (LIST)
         if isinstance(field, EmbeddedDocumentField):
             self.kind = EMBEDDED
             self.sub = doc_plan(field.document_type)
@@ -54,7 +54,7 @@ class DocPlan:
 
     __slots__ = ("cls", "fields", "by_key", "known", "has_choices")
 
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
         self.fields: Tuple[FieldPlan, ...] = ()
         self.by_key: Dict[str, FieldPlan] = {}
@@ -77,7 +77,7 @@ _DOC_PLANS: Dict[type, DocPlan] = {}
 _FIELD_PLANS: Dict[int, FieldPlan] = {}
 
 
-def doc_plan(cls: type) -> DocPlan:
+def doc_plan(cls: type[Any]) -> DocPlan:
     """The (cached) plan of a document class, published only once fully built (thread-safe)."""
     plan = _DOC_PLANS.get(cls)
     if plan is None:

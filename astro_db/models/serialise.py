@@ -22,9 +22,9 @@ __all__ = ["document_to_dict", "json_value"]
 _HIDDEN = frozenset({"__v"})
 
 
-def document_to_dict(doc: BaseDocument, masked: bool = False) -> dict:
+def document_to_dict(doc: BaseDocument, masked: bool = False) -> dict[str, Any]:
     """Serialise a Document or EmbeddedDocument; only declared fields with a value appear."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     data = doc._data
     for name in doc._fields_ordered:
         value = data.get(name)

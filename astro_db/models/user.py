@@ -20,7 +20,7 @@ class User(AstroDocument):
 
     meta = {
         "collection": "users",
-        # Not sharded: small, and its unique email must stay enforceable (docs/SCALING.md).
+        # Not sharded: small, and its unique email must stay enforceable (docs/scaling.md).
         "shard": None,
         "indexes": [
             {"fields": ["email"], "unique": True, "name": "email_1"},

@@ -6,11 +6,15 @@ They only translate events into ``Monitor`` calls; PyMongo runs them on the call
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pymongo import monitoring
 
-from .monitor import failure_kind, write_error_kind
+if TYPE_CHECKING:  # pragma: no cover
+    from .monitor import Monitor
+
+_WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
 
 __all__ = ["CommandEvents", "PoolEvents", "HeartbeatEvents"]
 
@@ -89,3 +93,30 @@ class HeartbeatEvents(monitoring.ServerHeartbeatListener):
 
     def failed(self, event: Any) -> None:
         self.monitor.heartbeat(False, event.duration, awaited=getattr(event, "awaited", False), failure=event.reply)
+
+
+def write_error_kind(reply: Mapping[str, Any] | None) -> str | None:
+    """The error kind of a command that succeeded with write errors (e.g. a duplicate key)."""
+    if not reply:
+        return None
+    errors = reply.get("writeErrors")
+    if errors:
+        code = errors[0].get("code")
+        return _WRITE_ERROR_KINDS.get(code, f"WriteError {code}")
+    if reply.get("writeConcernError"):
+        return "WriteConcernError"
+    return None
+
+
+def failure_kind(failure: Any) -> str:
+    """The error kind of a failed command: the server's codeName, else the driver's error type."""
+    if isinstance(failure, Mapping):
+        if failure.get("codeName"):
+            return str(failure["codeName"])
+        if failure.get("code") in _WRITE_ERROR_KINDS:
+            return _WRITE_ERROR_KINDS[failure["code"]]
+        if failure.get("errtype"):
+            return str(failure["errtype"])
+        if failure.get("code") is not None:
+            return f"code {failure['code']}"
+    return "CommandFailed"

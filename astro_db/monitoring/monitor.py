@@ -3,7 +3,7 @@
 One ``Monitor`` per ``Database`` (created in ``database._Runtime`` before the client, so its
 PyMongo listeners are registered on it). It is fed from two levels:
 
-- the service: ``Database._run`` calls ``record_operation`` for every driver call it makes
+- the service: the executor's run step (``ops.steps.run.call``) calls ``record_operation`` for every driver call it makes
   (so the embedded backend, which has no driver events, still shows figures), and the read
   methods call ``note_query`` with their filter, recorded as a masked *shape* for the advisor
   (with the ``file:line`` outside astro_db that first made it: ``call_site``);
@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from types import FrameType
 from collections.abc import Mapping
 from typing import Any, Iterable
 
@@ -40,7 +41,6 @@ MAX_SHAPES = 500  # distinct query shapes kept for the advisor
 MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
 RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
 NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
-_WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
 
 
 class _Stats:
@@ -80,7 +80,7 @@ class Monitor:
         self._operations: dict[tuple[str, str], _Stats] = {}
         self._commands: dict[tuple[str, str], _Stats] = {}
         self._window = RateWindow(getattr(config, "health_window_s", 60))
-        self._slow = collections.deque(maxlen=RECENT_SLOW)
+        self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
         self._shapes: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self._inflight: dict[Any, tuple[str, str, Any]] = {}
@@ -99,7 +99,7 @@ class Monitor:
     def model_of(self, collection: str | None) -> str:
         if not collection:
             return NO_MODEL
-        return self._collections.get(collection, collection)
+        return str(self._collections.get(collection, collection))
 
     # --- service level ----------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ class Monitor:
     # --- reading ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Every figure as a JSON-ready dict (see README "Monitoring and health")."""
+        """Every figure as a JSON-ready dict (see docs/monitoring.md)."""
         with self._lock:
             return {
                 "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
@@ -221,7 +221,7 @@ class Monitor:
 
     def raw(self) -> dict[str, Any]:
         """Copies of the histograms and counters (for exporters such as Prometheus)."""
-        def copy(table: dict) -> dict:
+        def copy(table: dict[tuple[str, str], _Stats]) -> dict[tuple[str, str], Any]:
             out = {}
             for key, stats in table.items():
                 hist = LatencyHistogram()
@@ -285,7 +285,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 def _call_site() -> str | None:
     """``file:line`` of the nearest caller outside astro_db (the app line that made the read);
     taken once per new query shape, so its cost (a short frame walk) does not recur."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_PACKAGE_DIR) and not filename.startswith("<frozen"):
@@ -308,33 +308,6 @@ def _nest(table: dict[tuple[str, str], _Stats]) -> dict[str, dict[str, Any]]:
     for (model, operation), stats in sorted(table.items()):
         out.setdefault(model, {})[operation] = stats.as_dict()
     return out
-
-
-def write_error_kind(reply: Mapping[str, Any] | None) -> str | None:
-    """The error kind of a command that succeeded with write errors (e.g. a duplicate key)."""
-    if not reply:
-        return None
-    errors = reply.get("writeErrors")
-    if errors:
-        code = errors[0].get("code")
-        return _WRITE_ERROR_KINDS.get(code, f"WriteError {code}")
-    if reply.get("writeConcernError"):
-        return "WriteConcernError"
-    return None
-
-
-def failure_kind(failure: Any) -> str:
-    """The error kind of a failed command: the server's codeName, else the driver's error type."""
-    if isinstance(failure, Mapping):
-        if failure.get("codeName"):
-            return str(failure["codeName"])
-        if failure.get("code") in _WRITE_ERROR_KINDS:
-            return _WRITE_ERROR_KINDS[failure["code"]]
-        if failure.get("errtype"):
-            return str(failure["errtype"])
-        if failure.get("code") is not None:
-            return f"code {failure['code']}"
-    return "CommandFailed"
 
 
 def _describe_failure(exc: BaseException | None) -> str | None:

@@ -73,8 +73,9 @@ class Executor:
         info = resolve.model(rt, op.model)
         session = resolve.session(rt, op.transaction)
         guard = authorize.check(op.actor, op.name, info)
-        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, op.options)
+        filt = guard.filter(seal.filter(rt, info, filt))
         coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
         docs = cache.read_through(
             rt, info, "find", filt, options, cache=op.option("cache"), transaction=op.transaction,
@@ -90,8 +91,9 @@ class Executor:
         info = resolve.model(rt, op.model)
         session = resolve.session(rt, op.transaction)
         guard = authorize.check(op.actor, op.name, info)
-        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
+        filt = guard.filter(seal.filter(rt, info, filt))
         coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
         doc = cache.read_through(
             rt, info, "find_one", filt, options, cache=op.option("cache"), transaction=op.transaction,
@@ -162,8 +164,9 @@ class Executor:
         info = resolve.model(rt, op.model)
         session = resolve.session(rt, op.transaction)
         guard = authorize.check(op.actor, op.name, info)
-        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
-        compiled = seal.update(rt, info, compile.update(info, guard, op.data))
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        compiled = compile.update(info, guard, op.data)
+        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
         doc = self._writer(info, op, session).update_one(filt, compiled)
         return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False))
 
@@ -172,8 +175,9 @@ class Executor:
         info = resolve.model(rt, op.model)
         session = resolve.session(rt, op.transaction)
         guard = authorize.check(op.actor, op.name, info)
-        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
-        compiled = seal.update(rt, info, compile.update(info, guard, op.data))
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        compiled = compile.update(info, guard, op.data)
+        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
         return self._writer(info, op, session).update_many(filt, compiled)
 
     def delete(self, op: Operation) -> bool:

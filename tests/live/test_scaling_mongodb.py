@@ -1,5 +1,7 @@
 """Scale-out on a real replica set or sharded cluster (ASTRO_DB_TEST_URI); skipped otherwise.
 
+How to start one and run these: docs/testing.md, "Running the mongodb tier".
+
 What a standalone cannot show: members and lag, ``$readPreference`` on the wire, reads from a
 secondary, and the shard plan's commands accepted by a mongos with the unique index they keep.
 """
@@ -41,6 +43,9 @@ def _eventually(fn, timeout_s: float = 15.0):
 
 
 def test_health_reports_the_members_or_the_routers(cluster):
+    """health() and metrics() report the topology the driver sees: on a replica set its name,
+    the primary and each secondary with a non-negative lag; behind a mongos the routers.
+    A standalone (nx-27017 included) has no members or routers to report."""
     db, _, kind = cluster
     topo = db.health()["topology"]
     if kind == "replica_set":
@@ -53,6 +58,9 @@ def test_health_reports_the_members_or_the_routers(cluster):
 
 
 def test_a_secondary_read_carries_its_read_preference_and_sees_majority_writes(cluster):
+    """read_preference= reaches the wire as $readPreference, and a write acknowledged by a
+    majority is read back through it (polled: a secondary may lag). A standalone server drops
+    read preferences, so only a replica set or a mongos shows this."""
     db, listener, _ = cluster
     user = db.create("User", {"email": "ann@example.com", "name": "Ann"})  # w: majority
     found = _eventually(lambda: db.find_one("User", {"id": user.id}, read_preference="secondaryPreferred"))
@@ -61,6 +69,9 @@ def test_a_secondary_read_carries_its_read_preference_and_sees_majority_writes(c
 
 
 def test_transactions_refuse_secondary_reads_on_a_cluster(cluster):
+    """Inside a transaction a secondary read is refused with TransactionError before anything
+    is sent, and a primary read in the same transaction still works: checked on a server that
+    really runs transactions and has secondaries to route to."""
     db, _, _ = cluster
     with db.transaction() as tx:
         with pytest.raises(errors.TransactionError, match="go to the primary"):
@@ -69,6 +80,9 @@ def test_transactions_refuse_secondary_reads_on_a_cluster(cluster):
 
 
 def test_the_shard_plan_runs_on_a_mongos_and_keeps_the_insight_unique_index(cluster):
+    """The commands `astro-db shard plan` prints are accepted by a mongos; on the sharded
+    collection the unique (userId, date) index still refuses a duplicate insight; a query by
+    userId is routed to a single shard (the hashed shard key targets it). Needs a mongos."""
     db, _, kind = cluster
     if kind != "sharded":
         pytest.skip("needs a mongos")

@@ -87,19 +87,31 @@ def test_driver_debug_logs_of_a_crud_session_hold_no_email(live_url, caplog):
 
 @pytest.mark.mongodb
 def test_the_least_privilege_user_can_do_crud_and_nothing_else(live_url):
-    """Needs ASTRO_DB_TEST_URI with a user allowed to create roles and users (auth enabled);
-    add tls=true&tlsCAFile=... to that URI to run it over TLS."""
+    """The role and user ``astro-db roles`` prints are accepted by MongoDB and let the app do
+    everything the service needs (create, read, write its audit trail) and nothing more:
+    dropping a collection is refused by the server and surfaces as PermissionDeniedError.
+
+    Needs a real MongoDB with authentication enabled (the embedded backend and nx-27017 check
+    no privileges) and ASTRO_DB_TEST_URI carrying a user allowed to create roles and users;
+    add tls=true&tlsCAFile=... to that URI to run it over TLS (see docs/testing.md).
+    """
     import pymongo
 
     admin = pymongo.MongoClient(live_url)
+    if not admin.admin.command("connectionStatus").get("authInfo", {}).get("authenticatedUsers"):
+        admin.close()
+        pytest.skip("needs authentication enabled and a user in ASTRO_DB_TEST_URI that may create roles and users")
     name = admin.get_default_database().name
     role, app_user, password = f"r{uuid.uuid4().hex[:6]}", f"u{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     create_role, create_user = role_commands(name, role=role, user=app_user)
     admin[name].command(create_role)
     admin[name].command({**create_user, "pwd": password})
     try:
-        host = live_url.split("@")[-1].split("/")[0]
-        db = Database(f"mongodb://{host}/{name}", username=app_user, password=password, auth_source=name,
+        base, _, query = live_url.partition("?")
+        host = base.split("@")[-1].split("/")[0]
+        options = "&".join(o for o in query.split("&") if o and not o.lower().startswith("authsource="))
+        url = f"mongodb://{host}/{name}" + (f"?{options}" if options else "")  # keeps tls, replicaSet
+        db = Database(url, username=app_user, password=password, auth_source=name,
                       server_selection_timeout_ms=5000).connect()
         user = db.create("User", user_data())
         assert db.find_one("User", {"id": user.id}) is not None

@@ -244,3 +244,20 @@ def test_instances_are_written_through_the_database_only(db, user, method):
     with pytest.raises(errors.AstroDBError, match=r"through a Database"):
         getattr(user, method)()
     assert db.find_one("User", {"id": user.id}).name == "Ann"
+
+
+def test_lean_writes_return_the_stored_documents_without_building_instances(db):
+    created = db.create("User", {"email": "lean@example.com", "name": "Lean"}, lean=True)
+    assert isinstance(created, dict) and created["email"] == "lean@example.com" and created["__v"] == 0
+    many = db.create_many("User", [{"email": "lean2@example.com", "name": "L2"}, {"email": "bad"}], lean=True)
+    assert [type(d) for d in many] == [dict] and [i for i, _ in many.failed] == [1]
+    updated = db.update("User", {"id": created["_id"]}, {"name": "Leaner"}, lean=True)
+    assert isinstance(updated, dict) and updated["name"] == "Leaner"
+    assert db.update("User", {"email": "nobody@example.com"}, {"name": "x"}, lean=True) is None
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_it(db):
+    with pytest.raises(TypeError, match="limt"):
+        db.find("User", {}, limt=3)
+    with pytest.raises(TypeError, match="sort"):
+        db.create("User", {"email": "k@example.com", "name": "K"}, sort=[("name", 1)])

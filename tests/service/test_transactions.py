@@ -172,7 +172,12 @@ def test_standalone_servers_code_20_is_transaction_not_supported(db, monkeypatch
 
 @pytest.mark.mongodb
 def test_a_second_client_does_not_see_uncommitted_writes():
-    """Isolation: only a real replica set shows it (neither backend here isolates sessions)."""
+    """A write made in a transaction is invisible to a second client until the commit, then
+    visible: the service really sends every call with the transaction's session.
+
+    Needs a real replica set (ASTRO_DB_TEST_URI; see docs/testing.md): the embedded backend
+    and nx-27017 commit and abort atomically but do not isolate concurrent sessions.
+    """
     import uuid
 
     base = os.environ["ASTRO_DB_TEST_URI"]

@@ -1,4 +1,4 @@
-"""benchmarks/capacity.py runs, and docs/SCALING.md states the figures it measures (no drift)."""
+"""benchmarks/capacity.py runs, and docs/scaling.md states the figures it measures (no drift)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _capacity():
 
 def test_the_scaling_doc_quotes_the_measured_figures(capsys):
     out = _capacity().main(["--json"])
-    doc = (ROOT / "docs" / "SCALING.md").read_text()
+    doc = (ROOT / "docs" / "scaling.md").read_text()
     for size in out["doc_bytes"].values():
         assert f"**{size:,}**" in doc  # section 1's table
     one, ten = out["plans"]

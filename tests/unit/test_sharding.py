@@ -21,7 +21,7 @@ EXPECTED_PLAN = """// astro-db shard plan for database "astro": run in mongosh c
 sh.enableSharding("astro")
 
 // users (User): not sharded; it stays on the database's primary shard.
-// It is small (1.8 GB of documents, 1.5 GB of indexes at 10 million users: docs/SCALING.md),
+// It is small (1.8 GB of documents, 1.5 GB of indexes at 10 million users: docs/scaling.md),
 // its unique email index stays enforced, and lookups by id and by email go to one shard.
 
 // birthCharts (BirthChart): shard key { userId: "hashed" }

@@ -1,0 +1,145 @@
+"""The architecture holds as docs/ARCHITECTURE.md says: one module map, no import cycles, no
+reaching into ``Database``'s private attributes from outside, one module importing mongomock-ng."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "astro_db"
+DOC = ROOT / "docs" / "ARCHITECTURE.md"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def _imports(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Modules of astro_db that ``module`` imports (at any level, TYPE_CHECKING blocks excluded)."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if "TYPE_CHECKING" in ast.unparse(node.test):
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                target = f"{base}.{alias.name}"
+                if target in modules:
+                    found.add(target)
+                elif base in modules:
+                    found.add(base)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.update(a.name for a in node.names if a.name in modules)
+
+    Visitor().visit(ast.parse(path.read_text()))
+    found.discard(module)
+    return found
+
+
+def test_there_are_no_import_cycles():
+    modules = _modules()
+    graph = {m: _imports(m, p, modules) for m, p in modules.items()}
+    cycles = []
+
+    def visit(node: str, stack: list[str], done: set[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in stack:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt, stack + [nxt], done)
+        done.add(node)
+
+    done: set[str] = set()
+    for module in modules:
+        if module not in done:
+            visit(module, [module], done)
+    assert cycles == []
+
+
+@pytest.mark.xfail(strict=True, reason="in progress: writes.py and connection.py still import mongomock-ng")
+def test_only_the_embedded_backend_imports_mongomock():
+    importers = [
+        name for name, path in _modules().items()
+        if re.search(r"^\s*(import mongomock_ng|from mongomock_ng)", path.read_text(), re.M)
+    ]
+    assert importers == ["astro_db.backends.embedded"]
+
+
+def test_nothing_outside_the_service_reaches_into_database_private_attributes():
+    private = re.compile(r"\b(?!self\b)\w+\._(executor|actor|op|check|trusted|rt|run|coll|emit|model|guard|scope)\b")
+    allowed = {"astro_db.database", "astro_db.tooling"}
+    offenders = [
+        f"{name}: {match.group(0)}"
+        for name, path in _modules().items() if name not in allowed
+        for match in private.finditer(path.read_text())
+    ]
+    offenders += [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in sorted((ROOT / "tests").rglob("*.py")) if path.name != "test_architecture.py"
+        for match in private.finditer(path.read_text())
+    ]
+    assert offenders == []
+
+
+@pytest.mark.xfail(strict=True, reason="in progress: the module map is written once the packages settle")
+def test_the_module_map_lists_every_module():
+    text = DOC.read_text()
+    listed = set(re.findall(r"^- `(astro_db/[\w/]+\.py)`", text, re.M))
+    actual = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")}
+    assert sorted(actual - listed) == [], "modules missing from docs/ARCHITECTURE.md's module map"
+    assert sorted(listed - actual) == [], "docs/ARCHITECTURE.md lists modules that do not exist"
+
+
+@pytest.mark.parametrize("call", ["find", "find_one", "count", "aggregate", "create", "create_many", "update",
+                                  "update_many", "delete", "delete_many"])
+def test_every_call_passes_the_pipeline_steps_once_in_order(call):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from trace_calls import steps, trace
+
+    from astro_db import Database
+
+    db = Database("mongomock://localhost/arch", ensure_indexes=False).connect()
+    user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    chart = {"userId": user.id, "birthData": {"date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
+                                              "location": {"name": "London", "coordinates": [-0.1, 51.5]}}}
+    db.create("BirthChart", chart)
+    calls = {
+        "find": lambda: db.find("User", {"id": user.id}),
+        "find_one": lambda: db.find_one("User", {"id": user.id}),
+        "count": lambda: db.count("User", {}),
+        "aggregate": lambda: db.aggregate("User", [{"$match": {"status": "active"}}]),
+        "create": lambda: db.create("User", {"email": "bob@example.com", "name": "Bob"}),
+        "create_many": lambda: db.create_many("User", [{"email": "cy@example.com", "name": "Cy"}]),
+        "update": lambda: db.update("User", {"id": user.id}, {"name": "Ann B."}),
+        "update_many": lambda: db.update_many("User", {"status": "active"}, {"name": "All"}),
+        "delete": lambda: db.delete("BirthChart", {"userId": user.id}),
+        "delete_many": lambda: db.delete_many("User", {"name": "All"}),
+    }
+    entered = steps(trace(calls[call]))
+    order = ["resolve", "authorize", "compile", "seal", "route", "cache", "run", "hooks", "open", "hydrate"]
+    ranks = [order.index(step) for step in entered]
+    assert ranks == sorted(ranks) and len(set(entered)) == len(entered), entered
+    assert {"resolve", "authorize", "compile", "run"} <= set(entered)
+    db.disconnect()
