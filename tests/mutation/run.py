@@ -20,6 +20,7 @@ Show a mutmut survivor's diff with ``mutmut show <name>``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", metavar="module", help=", ".join(MODULES))
     parser.add_argument("--no-mutmut", action="store_true", help="skip the mutmut pass (report its last results)")
     parser.add_argument("--no-tables", action="store_true", help="skip the table pass")
-    parser.add_argument("--jobs", type=int, default=2, help="mutmut's parallel children (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--fail-under", type=float, default=90.0, help="exit 1 below this %% killed (default 90)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         results[module] = {"mutmut": mutmut_score(MODULES[module])}
         if not args.no_tables:
-            results[module]["tables"] = table_score(module)
+            results[module]["tables"] = table_score(module, args.jobs)
     return report(results, args.fail_under)
 
 
@@ -131,51 +133,91 @@ def _dotted(path: str) -> str:
 # --- pass 2: tables ----------------------------------------------------------------------------
 
 
-def table_score(module: str) -> Score:
-    """Apply each table mutant to a copy of the package and run the module's guarding tests."""
+def table_score(module: str, jobs: int) -> Score:
+    """Apply each table mutant to its own copy of the package and run the module's guarding
+    tests there, ``jobs`` at a time, each in a process forked from this one."""
     path = MODULES[module]
     mutants = table_mutants(ROOT / path)
     tests = [t for t in GUARDING_TESTS[module] if (ROOT / t).exists()]
     score = Score()
     if not mutants:
         return score
+    _preload()
     with tempfile.TemporaryDirectory(prefix="astro_db_tables_") as tmp:
-        copy = Path(tmp)
-        shutil.copytree(ROOT / "astro_db", copy / "astro_db", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(ROOT / "setup.cfg", copy / "setup.cfg")
-        (copy / "tests").symlink_to(ROOT / "tests")
-        target = copy / path
-        original = target.read_text(encoding="utf-8")
-        _check_copy_is_imported(copy, tests)
+        clean = _package_copy(Path(tmp) / "clean")
+        if _wait(_fork(clean, _imports_the_copy)) != 0:
+            raise SystemExit(f"the table pass would not test the copy in {clean}")
+        if _wait(_fork(clean, _pytest, tests)) != 0:
+            raise SystemExit(f"the guarding tests fail on the unmutated copy: {' '.join(tests)}")
         print(f"table pass on {path}: {len(mutants)} mutants, tests {' '.join(tests)}", flush=True)
-        for mutant in mutants:
-            target.write_text(mutant.source, encoding="utf-8")
-            killed = _tests_fail(copy, tests)
+        pending = list(enumerate(mutants))
+        running: dict[int, int] = {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                i, mutant = pending.pop(0)
+                running[_fork(_package_copy(Path(tmp) / f"m{i}", path, mutant.source), _pytest, tests)] = i
+            pid, status = os.wait()
+            mutant = mutants[running.pop(pid)]
+            killed = os.waitstatus_to_exitcode(status) != 0
             print(f"  {'killed  ' if killed else 'SURVIVED'} {mutant.name}: {mutant.description}", flush=True)
             if killed:
                 score.killed += 1
             else:
                 score.survivors.append(f"{mutant.name}: {mutant.description}")
-        target.write_text(original, encoding="utf-8")
     return score
 
 
-def _tests_fail(copy: Path, tests: list[str]) -> bool:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(copy)}
-    result = subprocess.run([*NICE, sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=copy, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return result.returncode != 0
+def _package_copy(where: Path, path: str | None = None, source: str | None = None) -> Path:
+    """A copy of the package (and setup.cfg, tests linked) at ``where``, ``path`` replaced by ``source``."""
+    shutil.copytree(ROOT / "astro_db", where / "astro_db", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "setup.cfg", where / "setup.cfg")
+    (where / "tests").symlink_to(ROOT / "tests")
+    if path is not None and source is not None:
+        (where / path).write_text(source, encoding="utf-8")
+    return where
 
 
-def _check_copy_is_imported(copy: Path, tests: list[str]) -> None:
-    """Refuse to count anything unless the tests import the copy and pass on it unmutated."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(copy)}
-    where = subprocess.run([sys.executable, "-c", "import astro_db; print(astro_db.__file__)"], cwd=copy, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    if not Path(where).resolve().is_relative_to(copy.resolve()):
-        raise SystemExit(f"the table pass would test {where}, not the mutated copy in {copy}")
-    if _tests_fail(copy, tests):
-        raise SystemExit(f"the guarding tests fail on the unmutated copy: {' '.join(tests)}")
+@functools.cache
+def _preload() -> None:
+    """Import the heavy third-party modules once, so forked test runs skip it (never astro_db)."""
+    os.nice(10)
+    for name in ("pytest", "bson", "pymongo", "mongoengine", "mongomock_ng", "hypothesis", "click",
+                 "cryptography.hazmat.primitives.ciphers.aead"):
+        __import__(name)
+
+
+def _fork(copy: Path, fn: Any, *args: Any) -> int:
+    """Run ``fn(*args)`` in a child working in ``copy`` (quiet); its result is the exit status."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        os.chdir(copy)
+        sys.path.insert(0, str(copy))
+        sys.dont_write_bytecode = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        code = int(fn(*args))
+    finally:
+        os._exit(code)
+
+
+def _wait(pid: int) -> int:
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _pytest(tests: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main([*PYTEST_ARGS, *tests]))
+
+
+def _imports_the_copy() -> int:
+    import astro_db
+
+    return 0 if Path(astro_db.__file__).resolve().is_relative_to(Path.cwd().resolve()) else 1
 
 
 # --- report ------------------------------------------------------------------------------------
