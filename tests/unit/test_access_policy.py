@@ -5,6 +5,7 @@ filters, data and pipelines, and actors refused for bad shapes (checked through 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 from bson import ObjectId
@@ -241,7 +242,7 @@ def test_roles_may_be_one_string_or_any_iterable():
     (7, {"reader"}, "actor", "non-empty string, got int"),
     ("", {"reader"}, "actor", "non-empty string, got str"),
     ("svc", {"root", "god", "reader"}, "roles", "unknown role(s) god, root; roles are reader, writer, admin and self"),
-    ("svc", set(), "roles", "actor 'svc' has no roles"),
+    ("svc", set(), "roles", "actor 'svc' has no roles; give at least one of reader, writer, admin, self"),
     ("abc", {"self"}, "actor", "must be its User id"),
 ])
 def test_a_bad_actor_is_a_config_error_naming_its_key(actor_id, roles, key, message):
@@ -269,8 +270,20 @@ def test_actor_of_without_an_id_or_roles_is_refused(value, roles):
 
 
 def test_actor_of_refuses_other_types():
-    with pytest.raises(ConfigError, match="an Actor, a dict or an id string, got int"):
+    with pytest.raises(ConfigError, match="an Actor, a dict or an id string, got int") as raised:
         Actor.of(42)
+    assert raised.value.key == "actor"
+
+
+def test_a_model_missing_from_the_table_is_refused_to_every_role():
+    notes = SimpleNamespace(name="Notes", cls=SimpleNamespace(_fields={"user_id": None}))
+    for role in ("reader", "writer", "admin"):
+        with pytest.raises(PermissionDeniedError, match="may not read Notes"):
+            authorize(Actor("svc", frozenset({role})), notes, READ)
+
+
+def test_the_trusted_guard_acts_for_nobody():
+    assert authorize(None, info("User"), READ).actor is None
 
 
 def test_an_actor_repr_shows_its_id_and_sorted_roles():

@@ -367,3 +367,72 @@ def test_pipeline_stages_that_write_are_refused_as_writes(stage):
 
     with pytest.raises(QueryError, match=f"stage \\{stage} writes to a collection and is not allowed"):
         compile_pipeline(BirthChart, [{stage: "elsewhere"}])
+
+
+# --- exact messages and the edges of each check -----------------------------------------------
+
+
+@pytest.mark.parametrize("model, query, strict, message", [
+    (PlanetaryInsight, {"$text": {"$search": "x"}}, True, "operator $text is not allowed in a strict query"),
+    (PlanetaryInsight, {"$text": "calm"}, False, '$text takes {"$search": "words"}'),
+    (PlanetaryInsight, {"$text": {"$search": "x" * 1001}}, False, "$text search string longer than 1000 characters"),
+    (User, {"name": {"$not": re.compile("(a+)+")}}, False,
+     "regex on 'name' nests quantifiers (like (a+)+), which can take exponential time"),
+], ids=["strict-text", "text-shape", "text-length", "not-regex"])
+def test_refusals_say_exactly_what_is_wrong(model, query, strict, message):
+    with pytest.raises(QueryError) as raised:
+        compile_filter(model, query, strict=strict)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("value", [{"extra": {"$where": 1}}, {"a": [{"b": {"$where": 1}}]}], ids=["nested", "in-list"])
+def test_a_hostile_key_in_a_value_is_reported_with_the_field_it_came_in(value):
+    with pytest.raises(QueryError) as raised:
+        compile_filter(BirthChart, {"birthData.location": {"$eq": value}})
+    assert str(raised.value) == "field 'birthData.location': key '$where' is not allowed in a value"
+
+
+def test_an_object_literal_under_a_comparison_operator_is_kept_as_a_copy():
+    value = {"name": "London", "coordinates": [1, 2]}
+    out = compile_filter(BirthChart, {"birthData.location": {"$eq": value, "$ne": {"name": "Paris"}}})
+    assert out == {"birthData.location": {"$eq": value, "$ne": {"name": "Paris"}}}
+    assert out["birthData.location"]["$eq"] is not value
+
+
+def test_size_and_batch_size_accept_their_smallest_values():
+    assert compile_filter(BirthChart, {"positions": {"$size": 0}}) == {"positions": {"$size": 0}}
+    assert find_options(User, None, 0, 0, None, 1) == {"batch_size": 1}
+
+
+def test_not_and_elem_match_compile_item_queries_of_the_model():
+    assert compile_filter(TimingRecommendation, {"windows": {"$not": {"$elemMatch": {"start": {"$gte": "2026-01-01T00:00:00Z"}}}}}) == {
+        "windows": {"$not": {"$elemMatch": {"start": {"$gte": JAN_1}}}}}
+
+
+def _deep_item_query(levels: int) -> dict:
+    clause: dict = {"body": "Sun"}
+    for _ in range(levels - 1):
+        clause = {"$and": [clause]}
+    return {"sign": "Leo", "$and": [clause]}
+
+
+def test_not_and_operator_elem_match_count_towards_the_depth():
+    assert compile_filter(BirthChart, {"positions": {"$not": {"$elemMatch": _deep_item_query(10)}}})
+    with pytest.raises(QueryError, match="nested deeper than 12 levels"):
+        compile_filter(BirthChart, {"positions": {"$not": {"$elemMatch": _deep_item_query(11)}}})
+    assert compile_filter(BirthChart, {"positions": {"$elemMatch": {"$not": {"$elemMatch": _deep_item_query(9)}}}})
+    with pytest.raises(QueryError, match="nested deeper than 12 levels"):
+        compile_filter(BirthChart, {"positions": {"$elemMatch": {"$not": {"$elemMatch": _deep_item_query(10)}}}})
+
+
+def test_a_bad_id_or_date_message_names_the_field_and_shows_at_most_sixty_characters():
+    with pytest.raises(ValidationError) as raised:
+        coerce_id("nope")
+    assert raised.value.errors == {"id": "not a valid ObjectId (24 hex characters), got 'nope'"}
+    with pytest.raises(ValidationError) as raised:
+        compile_filter(User, {"last_active": "y" * 100})
+    assert raised.value.errors == {"lastActive": f"not a valid ISO-8601 date/time: {'y' * 60!r}"}
+
+
+def test_sort_items_without_a_sign_ascend():
+    assert compile_sort(User, ["name", "+email", "-id"]) == [("name", 1), ("email", 1), ("_id", -1)]

@@ -96,6 +96,23 @@ def test_push_each_takes_only_a_list(value):
         compile_update(PlanetaryInsight, {"$push": {"recommendations": value}})
 
 
+@pytest.mark.parametrize("value, shown", [
+    ("x" * 57, "str '" + "x" * 57 + "'"),  # a repr of 59 characters is shown whole
+    ("x" * 58, "str '" + "x" * 56 + "..."),  # from 60 on, its first 57 and an ellipsis
+    (list(range(40)), "list [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16..."),
+], ids=["59", "60", "list"])
+def test_a_refused_update_shows_a_short_description_of_what_it_got(value, shown):
+    with pytest.raises(QueryError) as raised:
+        compile_update(User, value)
+    assert str(raised.value) == f"an update must be a non-empty dict, got {shown}"
+
+
+def test_mixing_operators_and_fields_is_refused_with_one_exact_message():
+    with pytest.raises(QueryError) as raised:
+        compile_update(User, {"$set": {"name": "x"}, "name": "y"})
+    assert str(raised.value) == "an update mixes operators ($set ...) and plain fields; use one form"
+
+
 def test_every_invalid_value_is_reported_at_once():
     with pytest.raises(ValidationError) as raised:
         compile_update(PlanetaryInsight, {"$set": {"energy_level": 500}, "$inc": {"summary": 1}})
