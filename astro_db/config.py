@@ -27,6 +27,9 @@ _SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
 _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
 _SECRET_FIELDS = ("password", "encryption_key", "encryption_keys")
+_URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
+_CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
 _USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
 
 # camelCase (Node / PyMongo URI option) spellings that are not a plain camel-to-snake mapping.
@@ -61,10 +64,12 @@ _ALIASES = {
 
 
 def mask_url(url: str | None) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to log)."""
+    """Return ``url`` with any password replaced by ``***`` (safe to log): in the userinfo, and
+    as a ``password=`` query option (which the Redis client accepts)."""
     if not url:
         return ""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] is not None else m[0], url)
+    url = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] is not None else m[0], url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m[1]}***", url)
 
 
 def _snake(name: str) -> str:
@@ -130,6 +135,8 @@ class DatabaseConfig:
     cache_max_documents: int = 100_000
     cache_models: tuple[str, ...] = ()
     cache_stale_s: float = 3600.0  # how long past its TTL a cached read stays available to stale_ok reads
+    cache_bus: str = "local"  # invalidation bus: "local", "redis://..." or "changestream" (docs/caching.md)
+    cache_store: str | None = None  # "redis://...": results shared by every process (needs a Redis cache_bus)
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
     audit: bool = True
@@ -288,7 +295,7 @@ class DatabaseConfig:
             value = getattr(self, f.name)
             if value == f.default:
                 continue
-            if f.name == "url":
+            if f.name in _URL_FIELDS:
                 value = mask_url(value)
             elif f.name in _SECRET_FIELDS:
                 value = "***"
@@ -371,6 +378,15 @@ class DatabaseConfig:
         need(0 <= self.cache_stale_s <= 7 * 86400, "cache_stale_s", "must be 0-604800 seconds")
         need(1 <= self.cache_max_entries <= 1_000_000, "cache_max_entries", "must be 1-1000000")
         need(1 <= self.cache_max_documents <= 100_000_000, "cache_max_documents", "must be 1-100000000")
+        need(self.cache_bus in ("local", "changestream") or (urlsplit(self.cache_bus).scheme in _CACHE_BUS_SCHEMES
+             and bool(urlsplit(self.cache_bus).netloc or urlsplit(self.cache_bus).path)), "cache_bus",
+             "must be 'local', 'changestream' or a redis://, rediss:// or unix:// URL")
+        need(self.cache_store is None or (urlsplit(self.cache_store).scheme in _CACHE_BUS_SCHEMES
+             and bool(urlsplit(self.cache_store).netloc or urlsplit(self.cache_store).path)), "cache_store",
+             "must be a redis://, rediss:// or unix:// URL")
+        need(self.cache_store is None or _redis_target(self.cache_store) == _redis_target(self.cache_bus), "cache_store",
+             "must be on the same Redis server and database as cache_bus='redis://...' (its entries are checked "
+             "against the write generations the Redis bus advances there)")
         need(self.audit_retention_days is None or self.audit_retention_days >= 1, "audit_retention_days", "must be at least 1")
         for key in ("encryption_key", "encryption_keys"):
             for text in (getattr(self, key) or "").split(","):
@@ -391,6 +407,20 @@ class DatabaseConfig:
         self.database_name  # noqa: B018 - raises ConfigError when there is none
 
 
+def _redis_target(url: str) -> tuple[str, str] | None:
+    """The Redis server and database a URL names (credentials ignored); ``None`` for no Redis."""
+    parts = urlsplit(url)
+    if parts.scheme not in _CACHE_BUS_SCHEMES:
+        return None
+    if parts.scheme == "unix":
+        return (parts.path, parse_qs(parts.query).get("db", ["0"])[0])
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        return None
+    return (f"{(parts.hostname or '').lower()}:{port}", parts.path.strip("/") or "0")
+
+
 def _is_aes256_key(text: str) -> bool:
     """Whether ``text`` is base64 (standard or URL-safe) of exactly 32 bytes."""
     import base64
@@ -406,7 +436,7 @@ def _is_aes256_key(text: str) -> bool:
 def _show(key: str, value: Any) -> str:
     if key in _SECRET_FIELDS:
         return "***"
-    if key == "url" and isinstance(value, str):
+    if key in _URL_FIELDS and isinstance(value, str):
         return repr(mask_url(value))
     return repr(value)
 

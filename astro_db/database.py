@@ -22,7 +22,7 @@ from .ops import CreateManyResult, Executor, Operation, Runtime, make_config
 from .ops.steps import resolve
 from .registry import default_registry
 from .security import access
-from .security.audit import ensure_audit_indexes
+from .changes import ensure_change_indexes
 from .timeouts import bounded
 from .tooling import OperatorMixin
 from .transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
@@ -104,22 +104,25 @@ class Database(OperatorMixin):
             raise
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
+        rt.cache.open(rt.connection.database)  # the cache bus (ConfigError: no change streams)
         if self.config.ensure_indexes and not rt.indexes_ensured:
             rt.indexes_ensured = True
             Database.sync_indexes(self._trusted())
-            if self.config.audit:
-                self._executor.call(None, "ensure audit indexes",
-                                    lambda: ensure_audit_indexes(rt.connection.database, self.config.audit_retention_days))
+            if rt.changes.enabled:
+                self._executor.call(None, "ensure change record indexes",
+                                    lambda: ensure_change_indexes(rt.connection.database, self.config.audit_retention_days))
         return self
 
     def disconnect(self) -> None:
         """Close the connection pool; idempotent."""
         self._check("disconnect")
+        self._executor.runtime.cache.close()  # stop the cache bus's subscriber; connect() starts it again
         self._executor.runtime.connection.disconnect()
 
     def close(self) -> None:
         """The same as ``disconnect()``."""
         self._check("close")
+        self._executor.runtime.cache.close()
         self._executor.runtime.connection.disconnect()
 
     def is_connected(self) -> bool:

@@ -3,7 +3,8 @@
     AstroDBError
     ├── ConfigError                     a configuration value is missing or out of range
     ├── DatabaseConnectionError         the server cannot be reached (or the breaker is open)
-    │   └── NotConnectedError           an operation was called before connect()
+    │   ├── NotConnectedError           an operation was called before connect()
+    │   └── ChangeRecordError           a write was applied but its change records were not (.missing)
     ├── OperationTimeoutError           an operation ran past its time bound
     ├── PoolExhaustedError              no pooled connection became free in time
     ├── ValidationError                 data or ids do not fit the model (.errors: field -> message)
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "DatabaseConnectionError",
     "NotConnectedError",
+    "ChangeRecordError",
     "OperationTimeoutError",
     "PoolExhaustedError",
     "ValidationError",
@@ -64,6 +66,20 @@ class DatabaseConnectionError(AstroDBError):
 
 class NotConnectedError(DatabaseConnectionError):
     """An operation needs a connection and ``connect()`` has not been called."""
+
+
+class ChangeRecordError(DatabaseConnectionError):
+    """A write was applied, but its change records (audit trail and journal) could not be written.
+
+    ``applied`` is always true: do not repeat the write. ``missing`` lists the ids of the documents
+    whose records are missing; they are kept and written with the next write's records or by
+    ``Database.reconcile_changes()`` (see docs/reliability.md)."""
+
+    applied = True
+
+    def __init__(self, message: str, missing: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or ())
 
 
 class OperationTimeoutError(AstroDBError):

@@ -53,7 +53,7 @@ _PIPELINE_STAGES = {
     "$replaceRoot", "$replaceWith", "$geoNear",
 }
 _PIPELINE_WRITE_STAGES = {"$out", "$merge"}
-_SERVICE_FIELDS = {"_id", "createdAt", "updatedAt", "__v"}
+_SERVICE_FIELDS = {"_id", "createdAt", "updatedAt", "__v", "_rev", "_op"}  # _rev, _op: astro_db.changes
 _PROTOTYPE_KEYS = {"__proto__", "constructor", "prototype"}  # harmless here, dangerous to JS readers
 _BAD_KEYS = re.compile(r"\x01(?:\$|(?:__proto__|constructor|prototype)(?:\x01|$))|[.\x00]")
 # a quantified group that is itself quantified, e.g. (a+)+ or (\w*)*: exponential backtracking

@@ -61,6 +61,7 @@ class OperatorMixin:
         figures["retries"] = rt.retry.stats()
         figures["breaker"] = rt.breaker.stats()
         figures["topology"] = describe_topology(rt)
+        figures["cache_bus"] = rt.cache.bus_stats()
         return figures
 
     def metrics_registry(self) -> Any:
@@ -102,3 +103,19 @@ class OperatorMixin:
 
         self._check("cleanup")
         return cleanup(self, dry_run=dry_run, now=now)
+
+    def reconcile_changes(self) -> dict[str, Any]:
+        """Write the change records a failed write left pending, then rebuild the record of every
+        document whose current revision has none (docs/reliability.md); an admin's call.
+        Returns ``{"pending": <records written>, "rebuilt": {model: <records rebuilt>}}``."""
+        self._check("reconcile_changes")
+        ex = self._executor
+        changes = ex.runtime.changes
+        database = ex.runtime.connection.database
+        infos = list(ex.runtime.registry)
+
+        def run(fn: Any) -> Any:
+            return ex.call(None, "reconcile changes", fn)
+
+        pending = changes.flush(run, database)
+        return {"pending": pending, "rebuilt": changes.rebuild(run, database, infos) if changes.enabled else {}}

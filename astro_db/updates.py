@@ -1,16 +1,22 @@
 """Update validation: only $set $unset $inc $push $pull $addToSet, every value checked.
 
 ``compile_update`` validates each value an update sets against the model's field (a plain dict
-means ``$set``) and says what the write path must still guard: ``$inc`` on a bounded field gets
-a filter guard keeping the result in range, and list operators are listed for the
-read-validate-compare-and-set check of the list rules (``writes``).
+means ``$set``) and says what the write path must still guard. ``$inc`` on a bounded field
+outside any list gets a filter guard keeping the result in range. An update that touches a list
+(a list operator, a whole list set or unset, or any path into a list: ``positions.1.body``,
+``positions.$[].degree``) is marked ``touches_lists``: its list rules (length, uniqueness, order)
+and the bounds of the items depend on the stored document, so ``writes`` computes the whole
+post-image, validates it, and writes it by compare-and-set on the version key ``__v``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from mongoengine.fields import EmbeddedDocumentField, ListField
 
 from .errors import QueryError, ValidationError
 from .models import codec, paths
@@ -18,11 +24,11 @@ from .query import (
     _SERVICE_FIELDS,
     _UPDATE_OPS,
     _compile_condition,
+    _compile_mapping,
     _describe,
     _is_operator_doc,
     _is_required,
     _number_bounds,
-    compile_filter,
     field_kind,
 )
 
@@ -36,7 +42,27 @@ class CompiledUpdate:
     update: dict[str, dict[str, Any]]
     fields: list[str]  # stored top-level paths changed
     guards: dict[str, Any] = field(default_factory=dict)  # extra filter keeping $inc in range
-    list_ops: list[tuple[str, str]] = field(default_factory=list)  # (op, path) needing a list check
+    list_roots: tuple[str, ...] = ()  # top-level fields whose lists the update changes
+
+    @property
+    def touches_lists(self) -> bool:
+        """Whether the write must read, validate the post-image and compare-and-set on ``__v``."""
+        return bool(self.list_roots)
+
+
+# Array-path forms: a numeric index and the all-positional $[] are applied to the stored list and
+# validated; the $ positional and $[<identifier>] name items through the query or arrayFilters,
+# which the service cannot evaluate before it writes.
+SUPPORTED_ARRAY_PATHS = "a numeric index (positions.1.body) or $[] for every item (positions.$[].body)"
+# what a $pull condition may use (astro_db evaluates it itself: ``evaluate.matches``)
+_PULL_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$regex", "$options",
+             "$not", "$elemMatch", "$and", "$or", "$nor"}
+_LOGICAL_OPS = ("$and", "$or", "$nor")
+# the longest list a model allows is 1,000 windows; an index far past it would only pad the
+# list with nulls (and make the server, and our evaluation of it, allocate them)
+MAX_INDEX = 9_999
+_INDEX = re.compile(r"0|[1-9][0-9]{0,3}")
+_LIST_OPS = {"$push", "$addToSet", "$pull"}
 
 
 def compile_update(model: Any, data: Any) -> CompiledUpdate:
@@ -52,7 +78,7 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     update: dict[str, dict[str, Any]] = {}
     changed: list[str] = []
     guards: dict[str, Any] = {}
-    list_ops: list[tuple[str, str]] = []
+    list_roots: list[str] = []
     errors: dict[str, str] = {}
     for op, spec in data.items():
         if op not in _UPDATE_OPS:
@@ -67,18 +93,71 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
             stored = resolved.stored
             if stored.split(".")[0] in _SERVICE_FIELDS:
                 raise QueryError(f"{op}: field {stored!r} is kept by the service and cannot be changed")
+            in_list = _through_list(model, op, stored)
+            if in_list or _holds_list(resolved.field) or op in _LIST_OPS:
+                list_roots.append(stored.split(".")[0])
             try:
-                out[stored] = _compile_update_value(model, op, resolved, value, guards, list_ops)
+                out[stored] = _compile_update_value(model, op, resolved, value, guards if not in_list else {})
             except ValidationError as exc:
                 errors.update(exc.errors)
             changed.append(stored)
         update[op] = out
     if errors:
         raise ValidationError(errors=errors)
-    return CompiledUpdate(update, changed, guards, list_ops)
+    _refuse_conflicts(update)
+    return CompiledUpdate(update, changed, guards, tuple(dict.fromkeys(list_roots)))
 
 
-def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards: dict, list_ops: list) -> Any:
+
+def _through_list(model: Any, op: str, stored: str) -> bool:
+    """Whether ``stored`` reaches into a list; refuses the array-path forms we cannot evaluate."""
+    parts = stored.split(".")
+    through = False
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(paths.resolve(model, ".".join(parts[: i + 1])).field, ListField):
+            continue
+        nxt = parts[i + 1]
+        if nxt == "$" or (nxt.startswith("$[") and nxt != "$[]"):
+            raise QueryError(f"{op}: {stored!r} uses the {nxt} positional form, which is not supported; "
+                             f"name list items by {SUPPORTED_ARRAY_PATHS}")
+        if nxt.isdigit() and not _INDEX.fullmatch(nxt):
+            raise QueryError(f"{op}: {stored!r}: a list index is written 0-{MAX_INDEX} without leading zeros, "
+                             f"got {nxt!r}")
+        if not (nxt.isdigit() or nxt == "$[]"):
+            raise QueryError(f"{op}: {stored!r} names a field of every item of the list {'.'.join(parts[: i + 1])!r} "
+                             f"without saying which; use {SUPPORTED_ARRAY_PATHS}")
+        through = True
+    return through
+
+
+def _holds_list(fld: Any) -> bool:
+    """Whether a field is a list or an embedded document with a list somewhere inside."""
+    if isinstance(fld, ListField):
+        return True
+    if isinstance(fld, EmbeddedDocumentField):
+        return any(_holds_list(f) for f in fld.document_type._fields.values())
+    return False
+
+
+def _refuse_conflicts(update: dict[str, dict[str, Any]]) -> None:
+    """Two paths of one update that overlap (``positions`` and ``positions.1.body``) are refused,
+    as the server refuses them; ``$[]`` overlaps every index."""
+    seen: list[tuple[str, list[str]]] = []
+    for op, spec in update.items():
+        for path in spec:
+            parts = path.split(".")
+            for other_op, other in seen:
+                if all(_same_step(a, b) for a, b in zip(parts, other)):
+                    raise QueryError(f"{op} {path!r} and {other_op} {'.'.join(other)!r} change the same "
+                                     "field; split them into two updates")
+            seen.append((op, parts))
+
+
+def _same_step(a: str, b: str) -> bool:
+    return a == b or ("$[]" in (a, b) and (a.isdigit() or b.isdigit()))
+
+
+def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards: dict[str, Any]) -> Any:
     stored = resolved.stored
     if op == "$set":
         return codec.encode_value(model, stored, value)
@@ -89,10 +168,15 @@ def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards
     if op == "$inc":
         if field_kind(resolved.field) != "number" or not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {_describe(value)}"})
+        if getattr(resolved.field, "integer", False) and not isinstance(value, int):
+            raise ValidationError(errors={stored: f"$inc on an integer field needs an integer, got {_describe(value)}"})
         low, high = _number_bounds(resolved.field)
+        below = getattr(resolved.field, "below", None)
         bounds: dict[str, Any] = {}
         if high is not None:
             bounds["$lte"] = high - value
+        if below is not None:
+            bounds["$lt"] = below - value
         if low is not None:
             bounds["$gte"] = low - value
         if bounds:
@@ -101,18 +185,52 @@ def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards
     # $push / $addToSet / $pull on list fields
     if field_kind(resolved.field) != "list":
         raise ValidationError(errors={stored: f"{op} needs a list field"})
-    list_ops.append((op, stored))
     if op == "$pull":
-        if isinstance(value, Mapping) and not _is_operator_doc(value):
-            # a condition on the items' fields: {"$pull": {"positions": {"body": "Sun"}}}
-            scoped = compile_filter(model, {f"{stored}.{k}": v for k, v in value.items()})
-            return {k[len(stored) + 1:]: v for k, v in scoped.items()}
-        if isinstance(value, Mapping):
-            return _compile_condition(model, resolved, value, False, 0)
-        return codec.encode_value(model, stored, value, for_item=True)
+        return _compile_pull(model, resolved, value)
     if isinstance(value, Mapping) and "$each" in value:
         items = value["$each"]
         if set(value) != {"$each"} or not isinstance(items, (list, tuple)):
             raise QueryError(f"{op} on {stored!r} takes a value or {{'$each': [values]}}")
         return {"$each": [codec.encode_value(model, stored, v, for_item=True) for v in items]}
     return codec.encode_value(model, stored, value, for_item=True)
+
+
+def _compile_pull(model: Any, resolved: Any, value: Any) -> Any:
+    """A ``$pull`` value: an item, an operator condition on items, or a query on their fields."""
+    stored = resolved.stored
+    if isinstance(value, Mapping) and not _is_value_condition(value):
+        # a query on the items' fields: {"$pull": {"positions": {"body": "Sun"}}}, as $elemMatch
+        if all(k in _LOGICAL_OPS for k in value):
+            raise QueryError(f"$pull on {stored!r}: a condition of only $and/$or/$nor is not supported (backends "
+                             "disagree on it); name a field, e.g. {'body': {'$in': ['Sun', 'Moon']}}")
+        compiled = _compile_mapping(model, value, False, 1, prefix=stored + ".")
+        # field conditions first: the server reads the first key to tell a query from a value
+        condition = {k: v for k, v in compiled.items() if k not in _LOGICAL_OPS}
+        condition.update((k, v) for k, v in compiled.items() if k in _LOGICAL_OPS)
+    elif isinstance(value, Mapping):
+        condition = _compile_condition(model, resolved, value, False, 0)
+    else:
+        return codec.encode_value(model, stored, value, for_item=True)
+    _check_pull_ops(condition, stored)
+    return condition
+
+
+def _is_value_condition(value: Mapping[str, Any]) -> bool:
+    """A condition on the items themselves (``{"$gte": 6}``), not a query on their fields;
+    ``$and``/``$or``/``$nor`` start a query, as on the server."""
+    return _is_operator_doc(value) and not any(k in _LOGICAL_OPS for k in value)
+
+
+def _check_pull_ops(condition: Any, stored: str) -> None:
+    """Refuse operators in a ``$pull`` condition that astro_db does not evaluate itself."""
+    stack = [condition]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, sub in value.items():
+                if isinstance(key, str) and key.startswith("$") and key not in _PULL_OPS:
+                    raise QueryError(f"$pull on {stored!r}: operator {key} is not supported in a condition; "
+                                     f"use {', '.join(sorted(_PULL_OPS - {'$options'}))}")
+                stack.append(sub)
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)

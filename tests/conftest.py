@@ -129,3 +129,19 @@ def live_url(live_server):
         pass  # best effort: the data directory is temporary anyway
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------------------
+# Redis (the query cache's invalidation bus)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_server(tmp_path: Path):
+    """A real ``redis-server`` for one test (``.url``, ``.kill()``, ``.restart()``), stopped by PID."""
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()

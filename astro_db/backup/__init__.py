@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from ..errors import BackupError
 from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup
-from .journal import JOURNAL_COLLECTION, JournalHook, prune_journal
+from .journal import JOURNAL_COLLECTION, prune_journal
 from .repository import BackupSet, Repository, select_kept
 from .restore import plan_restore, run_restore
 from .stream import RAW, ContentHash
@@ -28,7 +28,7 @@ from .verify import run_verify
 
 __all__ = [
     "backup", "restore", "verify", "list_sets", "prune", "content_hashes",
-    "Repository", "BackupSet", "JournalHook", "JOURNAL_COLLECTION", "APPEND_ONLY_COLLECTIONS", "Progress",
+    "Repository", "BackupSet", "JOURNAL_COLLECTION", "APPEND_ONLY_COLLECTIONS", "Progress",
 ]
 
 

@@ -5,8 +5,9 @@ decode), then the journal entries of the set's window are saved with it, so rest
 replays the writes that raced the dump and lands exactly on ``window.to``.
 Incremental: the journal entries of ``(previous set's to, now]`` are saved, and from them each
 touched document's last state: its post-image in ``<coll>.bson.gz``, or its id in
-``<coll>.deleted.bson.gz`` when it was deleted. Append-only service collections (``auditLog``),
-which the journal does not see, contribute the documents whose ObjectId is newer than the window.
+``<coll>.deleted.bson.gz`` when it was deleted. Append-only service collections (the change
+records ``astroChanges``, the older ``auditLog``) contribute their entries newer than the window.
+A document's last state is its record with the highest revision (``journal.entry_key``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from pymongo.errors import PyMongoError
 
 from ..errors import AstroDBError, BackupError, translate
 from ..indexes import declared_indexes
-from .journal import ensure_journal_index, journal_clock, read_window
+from ..changes import CHANGES_COLLECTION
+from ..changes.reader import WINDOW_MARGIN
+from ..changes.records import to_ms
+from .journal import entry_key, ensure_journal_index, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
-from .stream import RAW, BsonWriter
+from .stream import RAW, BsonWriter, iter_raw
 
 __all__ = ["take_backup", "APPEND_ONLY_COLLECTIONS", "Progress"]
 
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(label, advance, total)``: ``advance`` more documents done of ``total`` (if known)."""
 
-APPEND_ONLY_COLLECTIONS = ("auditLog",)
+APPEND_ONLY_COLLECTIONS = (CHANGES_COLLECTION, "auditLog")
 """Service collections backed up besides the models': written only by appending, never through
 the journaled write path. Fulls copy them whole; incrementals copy recent ObjectIds."""
 
@@ -52,7 +56,7 @@ def take_backup(db: Any, repo: Repository, *, full: bool = False, progress: Prog
     started = journal_clock.now()
     staging = repo.staging(f"{started.strftime('%Y%m%dT%H%M%S%f')}-{kind}")
     try:
-        manifest = _Dump(db, staging, progress).run(kind, previous, started)
+        manifest = _Dump(db, staging, progress).run(kind, previous, started, sets)
         backup_set = repo.commit(staging, manifest)
     except AstroDBError:
         repo.discard(staging)
@@ -79,20 +83,20 @@ class _Dump:
         self.files: dict[str, dict[str, Any]] = {}
         self.collections: dict[str, dict[str, Any]] = {}
 
-    def run(self, kind: str, previous: BackupSet | None, started: _dt.datetime) -> dict[str, Any]:
+    def run(self, kind: str, previous: BackupSet | None, started: _dt.datetime, sets: list[BackupSet]) -> dict[str, Any]:
         names = self._collection_names()
         if kind == "full":
             for name in names:
                 self._dump_collection(name)
             end = _after(journal_clock.barrier(), previous)
             start = previous.end if previous is not None else started
-            journal_count = self._save_journal(start, end, keep=None)
+            journal_count = self._save_journal(start, end, keep=None, seen=_saved_ids(sets, start))
         else:
             assert previous is not None
             end = _after(journal_clock.barrier(), previous)
             start = previous.end
             latest: dict[tuple[str, Any], Any] = {}
-            journal_count = self._save_journal(start, end, keep=latest)
+            journal_count = self._save_journal(start, end, keep=latest, seen=_saved_ids(sets, start))
             for name in sorted({coll for coll, _ in latest} | set(names)):
                 recent = self._recent(name, start - _APPEND_MARGIN) if name in APPEND_ONLY_COLLECTIONS else ()
                 self._write_changes(name, [e for (coll, _), e in latest.items() if coll == name], recent)
@@ -162,10 +166,11 @@ class _Dump:
         deleted_file = f"{name}.deleted.bson.gz"
         with self._writer(entry["file"]) as upserts, self._writer(deleted_file) as deletions:
             for item in last_entries:
-                if item["op"] == "delete":
-                    deletions.write({"_id": item["docId"]})
-                else:
-                    upserts.write(item["doc"])
+                _, doc_id, rev, action, doc = entry_key(item)
+                if action == "delete":
+                    deletions.write({"_id": doc_id} if rev is None else {"_id": doc_id, "_rev": rev})
+                elif doc is not None:
+                    upserts.write(doc)
             self.progress(name, len(last_entries), None)
             self._copy(recent, upserts, name, None)
         self._record(upserts)
@@ -175,16 +180,25 @@ class _Dump:
     def _recent(self, name: str, since: _dt.datetime) -> Iterable[Any]:
         """Documents of an append-only collection whose ObjectId is newer than ``since``."""
         coll = self.database.get_collection(name, codec_options=RAW)
+        if name == CHANGES_COLLECTION:  # keyed by (document, revision): select on their time
+            recent: Iterable[Any] = coll.find({"t": {"$gt": to_ms(since)}}, batch_size=_BATCH)
+            return recent
         return coll.find({"_id": {"$gte": ObjectId.from_datetime(since)}}, batch_size=_BATCH)
 
-    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict | None) -> int:
+    def _save_journal(self, start: _dt.datetime, end: _dt.datetime, keep: dict | None, seen: set[Any]) -> int:
+        """Save the records of the window (re-read a margin before ``start``, minus the records
+        the previous set already saved: what is left of the margin arrived late)."""
         with self._writer("journal.bson.gz") as writer:
             for raw in read_window(self.database, start, end):
+                if raw["_id"] in seen:
+                    continue
                 writer.write(raw)
                 if keep is not None:
-                    key = (raw["coll"], _key(raw["docId"]))
-                    keep.pop(key, None)  # re-insert so the dict keeps last-write order
-                    keep[key] = raw
+                    coll, doc_id, rev, _, _ = entry_key(raw)
+                    key = (coll, _key(doc_id))
+                    kept_rev = entry_key(keep[key])[2] if key in keep else None
+                    if rev is None or kept_rev is None or rev >= kept_rev:
+                        keep[key] = raw  # the highest revision wins, whichever record came first
         self._record(writer)
         return writer.count
 
@@ -201,6 +215,16 @@ class _Dump:
             spec["key"] = [[k, v] for k, v in dict(spec.get("key", {})).items()]
             out.append(json.loads(json_util.dumps(spec)))  # extended JSON: dates etc. survive
         return out
+
+
+def _saved_ids(sets: list[BackupSet], start: _dt.datetime) -> set[Any]:
+    """The ``_id`` of every journal record the sets ending inside the re-read margin saved."""
+    seen: set[Any] = set()
+    for s in sets:
+        if s.end > start - WINDOW_MARGIN:
+            path = s.file(s.manifest["journal"]["file"])
+            seen.update(bson.decode(raw)["_id"] for raw in iter_raw(path, shown=str(path)))
+    return seen
 
 
 def _declared(info: Any) -> list[dict[str, Any]]:

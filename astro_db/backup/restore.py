@@ -2,7 +2,8 @@
 
 The plan for ``--until T``: the last full set ending at or before ``T``; each set after it in
 the chain that ends at or before ``T`` (incrementals: upserts and deletions); then the journal
-entries of the next set (or, past the newest set, of a live journal) with ``ts <= T``. Without
+entries of the next set (or, past the newest set, of a live journal) with ``t <= T``: per
+document the one with the highest revision, applied only over an older revision. Without
 ``--until`` the newest set, or the named one, is restored exactly. Data is loaded in batches of
 raw BSON (no per-document decode), the declared indexes are created after the load, and the
 target must be empty unless ``drop=True``.
@@ -23,7 +24,7 @@ from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
 from ..errors import AstroDBError, BackupError, translate
-from .journal import read_window, to_ms
+from .journal import entry_key, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
 from .stream import RAW, iter_raw
 
@@ -100,6 +101,9 @@ class Loader:
         self.database = database
         self.embedded = embedded
         self.progress = progress or (lambda label, advance, total: None)
+        # (collection, _id) -> revision it was deleted at, over the whole restore: a record that
+        # reached a later set late (or with a skewed clock) never brings a deleted document back
+        self.tombstones: dict[tuple[str, Any], int] = {}
 
     def _doc(self, raw: bytes) -> Any:
         # mongomock-ng cannot store RawBSONDocument; a real server takes the bytes as they are
@@ -113,44 +117,68 @@ class Loader:
         coll = self.database[collection]
 
         def write(batch: list[bytes]) -> None:
-            docs = [self._doc(r) for r in batch]
-            coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=True)
+            docs = [d for d in map(self._doc, batch) if not self._buried(collection, d["_id"], d.get("_rev"))]
+            _bulk(coll, [ReplaceOne(_at_most(d["_id"], d.get("_rev")), d, upsert=True) for d in docs])
 
         return self._batched(raws, write, collection, None)
 
     def delete(self, collection: str, raws: Iterable[bytes]) -> int:
         coll = self.database[collection]
-        ids = lambda batch: [DeleteOne({"_id": bson.decode(r)["_id"]}) for r in batch]  # noqa: E731
-        return self._batched(raws, lambda batch: coll.bulk_write(ids(batch), ordered=True), collection, None)
+
+        def ops(batch: list[bytes]) -> list[Any]:
+            docs = list(map(bson.decode, batch))
+            for d in docs:
+                self._bury(collection, d["_id"], d.get("_rev"))
+            return [DeleteOne(_at_most(d["_id"], d.get("_rev"))) for d in docs]
+
+        return self._batched(raws, lambda batch: _bulk(coll, ops(batch)), collection, None)
 
     def replay(self, entries: Iterable[Any], until: _dt.datetime | None) -> int:
-        """Apply journal entries (oldest first) with ``ts <= until``; how many were applied."""
-        applied = 0
+        """Apply journal entries with ``t <= until``: per document the highest revision (entries
+        without one, of the older journal format, in file order); how many entries were read."""
+        read = 0
         limit = None if until is None else to_ms(until)
-        pending: dict[str, list[Any]] = {}
+        latest: dict[tuple[str, Any], tuple[tuple[int, int], Any]] = {}
         for raw in entries:
             entry = RawBSONDocument(raw, RAW) if isinstance(raw, (bytes, bytearray)) else raw
             if limit is not None and entry["t"] > limit:
-                break
-            coll = entry["coll"]
-            if entry["op"] == "delete":
-                op: Any = DeleteOne({"_id": entry["docId"]})
+                continue
+            read += 1
+            coll, doc_id, rev, _, _ = key = entry_key(entry)
+            rank = (rev if rev is not None else -1, read)
+            slot = (coll, _hashable(doc_id))
+            if slot not in latest or rank > latest[slot][0]:
+                latest[slot] = (rank, key)
+        pending: dict[str, list[Any]] = {}
+        for n, (_, (coll, doc_id, rev, action, doc)) in enumerate(latest.values(), 1):
+            if action == "delete":
+                self._bury(coll, doc_id, rev)
+                op: Any = DeleteOne(_at_most(doc_id, rev))
+            elif self._buried(coll, doc_id, rev):
+                continue
             else:
-                doc = entry["doc"]
                 doc = self._doc(doc.raw) if isinstance(doc, RawBSONDocument) else doc
-                op = ReplaceOne({"_id": entry["docId"]}, doc, upsert=True)
+                op = ReplaceOne(_at_most(doc_id, rev), doc, upsert=True)
             pending.setdefault(coll, []).append(op)
-            applied += 1
-            if applied % _BATCH_DOCS == 0:
+            if n % _BATCH_DOCS == 0:
                 self._flush(pending)
         self._flush(pending)
-        return applied
+        return read
+
+    def _bury(self, collection: str, doc_id: Any, rev: int | None) -> None:
+        if rev is not None:
+            slot = (collection, _hashable(doc_id))
+            self.tombstones[slot] = max(rev, self.tombstones.get(slot, rev))
+
+    def _buried(self, collection: str, doc_id: Any, rev: int | None) -> bool:
+        dead = self.tombstones.get((collection, _hashable(doc_id)))
+        return dead is not None and (rev is None or rev < dead)
 
     def _flush(self, pending: dict[str, list[Any]]) -> None:
-        # per-collection order is what matters: an entry only ever touches its own document
+        # one operation per document, so order does not matter
         for coll, ops in pending.items():
             if ops:
-                self.database[coll].bulk_write(ops, ordered=True)
+                _bulk(self.database[coll], ops)
                 self.progress("journal", len(ops), None)
         pending.clear()
 
@@ -170,6 +198,33 @@ class Loader:
             done += len(batch)
             self.progress(label, len(batch), total)
         return done
+
+
+def _at_most(doc_id: Any, rev: Any) -> dict[str, Any]:
+    """The filter of a document stored at revision ``rev`` or older (or with none)."""
+    if rev is None:
+        return {"_id": doc_id}
+    # as $and: nx-27017 ignores a top-level _id beside $or (and has no $not)
+    return {"$and": [{"_id": doc_id}, {"$or": [{"_rev": {"$lte": rev}}, {"_rev": {"$exists": False}}]}]}
+
+
+def _bulk(coll: Any, ops: list[Any]) -> None:
+    """Unordered; an upsert that meets a newer revision of its document (duplicate ``_id``:
+    the filter did not match a newer document) leaves that newer one in place."""
+    try:
+        coll.bulk_write(ops, ordered=False)
+    except PyMongoError as exc:
+        errors = getattr(exc, "details", None) or {}
+        if not errors.get("writeErrors") or any(e.get("code") != 11000 for e in errors["writeErrors"]):
+            raise
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return bson.encode({"v": value})
 
 
 def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:

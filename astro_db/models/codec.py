@@ -22,7 +22,7 @@ from .hydrate import hydrate, hydrate_many
 from .paths import resolve
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
-__all__ = ["encode_new", "encode_value", "hydrate", "hydrate_many", "REQUIRED"]
+__all__ = ["encode_new", "encode_value", "validate_stored", "hydrate", "hydrate_many", "REQUIRED"]
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
@@ -37,6 +37,32 @@ def encode_new(model_cls: type, data: Mapping) -> dict:
     out = _encode_doc(doc_plan(model_cls), data, "", errors, None)
     if errors:
         raise ValidationError(errors=errors)
+    return out
+
+
+def validate_stored(model_cls: type, doc: Mapping) -> None:
+    """Validate a whole stored-form document (an update's post-image) by ``encode_new``'s rules.
+
+    Keys the model does not declare are left out first: a document written by the Node service
+    may carry its own, and reading tolerates them (``strict: False``). Everything declared must
+    pass, list rules and bounds included.
+    """
+    encode_new(model_cls, _declared(doc_plan(model_cls), doc))
+
+
+def _declared(plan: DocPlan, data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        return data
+    out = {}
+    for key, value in data.items():
+        fp = plan.by_key.get(key)
+        if fp is None:
+            continue
+        if fp.kind is EMBEDDED:
+            value = _declared(fp.sub, value)
+        elif fp.item is not None and fp.item.kind is EMBEDDED and isinstance(value, list):
+            value = [_declared(fp.item.sub, item) for item in value]
+        out[key] = value
     return out
 
 

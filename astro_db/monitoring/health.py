@@ -70,6 +70,10 @@ def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
                 f"(threshold {cfg.health_slow_rate:.1%}, slow means >= {cfg.slow_query_ms:g} ms)"
             )
 
+    bus = _cache_bus(rt)
+    if bus is not None and not bus["connected"]:
+        reasons.append(f"query cache bus ({bus['kind']}) not connected: caching is off, reads go to the server "
+                       f"({bus['reason']})")
     topology = describe_topology(rt)
     if topology["type"] == "replica_set" and not topology["has_primary"] and ping_error is None:
         reasons.append(f"replica set {topology['replica_set']} has no primary: writes fail until one is elected")
@@ -86,6 +90,7 @@ def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
         "topology": topology,
         "pool": pool,
         "window": window,
+        "cache_bus": bus,
         "heartbeats": rt.monitor.heartbeat_figures() if rt.monitor.driver_events else None,
         "thresholds": {
             "timeout_ms": round(bound * 1000.0, 3),
@@ -98,6 +103,15 @@ def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
         },
         "checked_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
     }
+
+
+def _cache_bus(rt: Any) -> dict[str, Any] | None:
+    """The query cache bus's figures, or ``None`` when the cache is off."""
+    cache = getattr(rt, "cache", None)
+    if cache is None or not getattr(cache, "enabled", False) or not hasattr(cache, "bus_stats"):
+        return None
+    figures: dict[str, Any] = cache.bus_stats()
+    return figures
 
 
 def _ping(connection: Any, bound_s: float) -> tuple[float | None, str | None]:

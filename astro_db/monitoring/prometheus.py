@@ -16,7 +16,7 @@ from .histogram import EXPORT_BOUNDS_MS
 
 __all__ = ["registry", "AstroCollector"]
 
-_CACHE_COUNTERS = {"hits", "misses", "evictions", "expirations", "invalidations", "stale_hits", "uncacheable"}
+_CACHE_COUNTERS = {"hits", "misses", "evictions", "expirations", "invalidations", "stale_hits", "uncacheable", "full_drops"}
 
 
 def _require() -> Any:

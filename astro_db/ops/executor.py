@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 from ..errors import AstroDBError
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
-from ..security.audit import read_trail
+from ..changes import read_trail
 from ..stale import stale_age
 from .operation import Operation
 from .runtime import Runtime
@@ -65,6 +65,11 @@ class Executor:
     def emit(self, event: Any) -> None:
         """Announce a write made by a tool (e.g. key rotation) to the write hooks (step 8)."""
         hooks.emit(self.runtime, event)
+
+    def record(self, info: ModelInfo, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]],
+               fields: Any, *, actor: str) -> None:
+        """Write the change records of a tool's write (``ops.writes.WriteRunner.record``)."""
+        WriteRunner(self.runtime, info, None, None, None).record(action, changes, fields, actor=actor)
 
     # --- reads ------------------------------------------------------------------------------
 

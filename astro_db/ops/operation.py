@@ -54,7 +54,7 @@ PERMISSIONS: dict[str, str] = {
     "health": MONITOR, "metrics": MONITOR, "metrics_registry": MONITOR, "explain": MONITOR, "advise": MONITOR,
     # running the service: raw access (no checks, no hooks), indexes, maintenance, keys
     "mongo": MANAGE, "collection": MANAGE, "executor": MANAGE,
-    "sync_indexes": MANAGE, "cleanup": MANAGE, "rotate_keys": ROTATE,
+    "sync_indexes": MANAGE, "cleanup": MANAGE, "reconcile_changes": MANAGE, "rotate_keys": ROTATE,
     # backup and restore (``astro_db.backup`` takes a Database and asks for this)
     "backup": BACKUP, "restore": BACKUP,
 }

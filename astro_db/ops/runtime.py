@@ -2,7 +2,8 @@
 
 A ``Database`` and the actor views made from it (``as_actor``) share one ``Runtime``: the
 config, the connection, the retry policy and circuit breaker, the query cache, the monitor,
-field encryption, read routing and the write hooks (cache invalidation, audit, journal).
+field encryption, read routing, the write hooks (cache invalidation) and the change log (the
+audit trail and journal records, ``astro_db.changes``).
 It holds state only; the executor's steps (``astro_db.ops.steps``) act on it.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..cache import QueryCache
+from ..changes import ChangeLog
 from ..config import DatabaseConfig
 from ..connection import Connection
 from ..errors import ConfigError
@@ -21,7 +23,6 @@ from ..monitoring import Monitor
 from ..registry import ModelInfo, ModelRegistry
 from ..retry import CircuitBreaker, RetryPolicy
 from ..routing import ReadRouter
-from ..security.audit import AuditHook
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
 
@@ -40,12 +41,7 @@ class Runtime:
         self.router = ReadRouter(config)  # read_preference= on reads (astro_db.routing)
         self.hooks.append(self.cache.on_write)
         self.crypto = FieldCrypto.from_config(config, registry)
-        if config.audit:
-            self.hooks.append(AuditHook())  # not skippable per call
-        if config.journal:
-            from ..backup.journal import JournalHook
-
-            self.hooks.append(JournalHook())  # change journal: incremental and point-in-time backups
+        self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call
         install_log_masking()
         self.monitor = Monitor(config, registry)
         if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events

@@ -3,15 +3,21 @@
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
 Updates validated by ``updates.compile_update`` are applied atomically on the server; ``$inc`` on a
-bounded field carries a guard in the filter, and list operators whose list rules (length,
-order, uniqueness) depend on the current list are checked by read, validate, compare-and-set on
-the Mongoose version key ``__v`` (which they increment, as Mongoose does for array changes).
-Every successful write is announced to the write hooks (audit, journal, cache) with its session.
+bounded field carries a guard in the filter. An update that touches a list (whose rules: length,
+order, uniqueness, item bounds, depend on the stored list) is read, applied locally
+(``evaluate.apply_update``), validated as a whole document and written by compare-and-set on the
+Mongoose version key ``__v`` (which it increments, as Mongoose does for array changes).
+Every write advances the document's revision (``changes.revision``) in the same atomic command,
+and records one change record per document it actually changed (``changes``: the audit trail and
+the journal in one), under the same retry and time bound as the write itself. The write hooks
+(the query cache) are told of every successful write, with its session.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
+import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterable
@@ -20,10 +26,13 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo import errors as pm
 
-from ..errors import AstroDBError, ValidationError, translate
+from ..changes import OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
+from ..errors import AstroDBError, ChangeRecordError, ValidationError, translate
+from ..evaluate import apply_update
 from ..events import WriteEvent
 from ..models import codec
 from ..query import check_document_keys
+from ..security.audit import current_request_id
 from ..security.masking import masked_errors
 from ..updates import CompiledUpdate
 from .runtime import Runtime, utcnow
@@ -35,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["WriteRunner", "new_document"]
 
+log = logging.getLogger(__name__)
 _CAS_ATTEMPTS = 8
 _INDEX_NAME = re.compile(r"index[:\s]+'?([^\s']+)'?")
 _ID_CHUNK = 10_000
@@ -43,7 +53,7 @@ _ID_CHUNK = 10_000
 def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     """Validate ``data`` as a new document of the model and give it what the service keeps:
     a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
-    ``updatedAt`` and the Mongoose version key ``__v``."""
+    ``updatedAt`` and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
     if not isinstance(data, Mapping):
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
     with masked_errors(info.cls):
@@ -87,7 +97,9 @@ class WriteRunner:
                 raise
 
         run.call(self.rt, self.info, "create", op, self.tx)
-        self._emit("create", [son["_id"]], tuple(k for k in son if k != "_id"), documents=(son,))
+        fields = tuple(k for k in son if k != "_id")
+        self._emit("create", [son["_id"]], fields, documents=(son,))
+        self.record("create", [_created(son)], fields)
 
     def insert_many(self, sons: list[dict[str, Any]]) -> dict[int, AstroDBError]:
         """Insert unordered; returns ``{position: error}`` for the documents the server refused."""
@@ -124,6 +136,7 @@ class WriteRunner:
         if written:
             fields = tuple(sorted({k for son in written for k in son if k != "_id"}))
             self._emit("create", [s["_id"] for s in written], fields, documents=tuple(written))
+            self.record("create", [_created(son) for son in written], fields)
         return refused
 
     def _stored_equals(self, sons: list[dict[str, Any]]) -> set[int]:
@@ -136,11 +149,11 @@ class WriteRunner:
     # --- updates -----------------------------------------------------------------------------
 
     def update_one(self, filt: dict[str, Any], compiled: CompiledUpdate) -> dict[str, Any] | None:
-        update = _with_timestamp(compiled.update)
-        if compiled.list_ops:
+        update = advance(compiled.update, new_op_id())
+        if compiled.touches_lists:
             return self._update_list_cas(filt, compiled, update)
         guarded = _merge(filt, compiled.guards)
-        idempotent = not ({"$inc", "$push", "$addToSet"} & set(update))
+        idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
         doc = run.call(self.rt, 
             self.info, "update",
             self._naming(lambda: self.coll.find_one_and_update(
@@ -152,12 +165,13 @@ class WriteRunner:
                 raise _out_of_range(compiled)
             return None
         self._emit("update", [doc["_id"]], tuple(compiled.fields), documents=(doc,))
+        self.record("update", [_updated(doc)], compiled.fields)
         return doc
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
-        if compiled.list_ops:
+        if compiled.touches_lists:
             ids = self._ids(filt)
-            return sum(self._update_list_cas({"_id": i}, compiled, _with_timestamp(compiled.update)) is not None for i in ids)
+            return sum(self._update_list_cas({"_id": i}, compiled, advance(compiled.update, new_op_id())) is not None for i in ids)
         if compiled.guards:
             total = run.call(self.rt, self.info, "update_many", lambda: self.coll.count_documents(filt, session=self.session), self.tx)
             inside = run.call(self.rt, 
@@ -166,39 +180,57 @@ class WriteRunner:
             )
             if inside != total:
                 raise _out_of_range(compiled, total - inside)
-        update = _with_timestamp(compiled.update)
-        idempotent = not ({"$inc", "$push", "$addToSet"} & set(update))
+        # Tagged with this call's op id, so it can read back exactly the documents it changed
+        # (never one that another caller deleted or changed first); a retry skips its own.
+        op_id = new_op_id()
+        update = advance(compiled.update, op_id)
+        idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
+        changes = self.rt.changes
+        projection = None if changes.journal else {"_id": 1, REV_FIELD: 1, "updatedAt": 1}
         modified = 0
         for chunk in _chunks(self._ids(filt), _ID_CHUNK):
-            scoped = _merge({"_id": {"$in": chunk}}, _merge(filt, compiled.guards))
+            scoped = _merge({"_id": {"$in": chunk}, OP_FIELD: {"$ne": op_id}}, _merge(filt, compiled.guards))
             result = run.call(self.rt, 
                 self.info, "update_many",
                 self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
                 self.tx, retry=idempotent,
             )
-            modified += result.modified_count
-            self._emit("update", chunk, tuple(compiled.fields))
+            mine = self._read_back({"_id": {"$in": chunk}, OP_FIELD: op_id}, projection, chunk) if changes.enabled else []
+            if changes.enabled and len(mine) < result.modified_count:
+                log.warning("update_many on %s: %d document(s) were changed again before their records were read; "
+                            "their later records carry the state", self.info.name, result.modified_count - len(mine))
+            modified += max(result.modified_count, len(mine))
+            self._emit("update", [d["_id"] for d in mine] if changes.enabled else chunk, tuple(compiled.fields))
+            self.record("update", [_updated(d) for d in mine], compiled.fields)
         return modified
 
+    def _read_back(self, filt: dict[str, Any], projection: dict[str, Any] | None, chunk: list[Any]) -> list[dict[str, Any]]:
+        """The documents this call changed (tagged with its op id), for their records."""
+        try:
+            return run.call(self.rt, 
+                self.info, "update_many",
+                lambda: list(self.coll.find(filt, projection, session=self.session)), self.tx,
+            )
+        except AstroDBError as exc:
+            if self.tx is not None:
+                raise
+            log.error("update_many on %s was applied but its changed documents could not be read back for their "
+                      "records (%s); run reconcile_changes()", self.info.name, type(exc).__name__)
+            raise ChangeRecordError(f"update_many on {self.info.name} was applied, but which documents it changed could "
+                                    f"not be read for their records: {exc}; run reconcile_changes()", missing=chunk) from exc
+
     def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict) -> dict[str, Any] | None:
-        """Read the lists an update changes, validate the result, write if they are unchanged."""
-        paths = sorted({path for _, path in compiled.list_ops})
+        """Read the document, validate the whole document the update makes of it, and write the
+        update only if the document is still the one read: a compare-and-set on the Mongoose
+        version key ``__v``, which every list-touching update increments (as Mongoose does for
+        array changes), so a write validated against a stale list never lands."""
         for _ in range(_CAS_ATTEMPTS):
             current = run.call(self.rt, self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
                 return None
-            errors: dict[str, str] = {}
-            for path in paths:
-                try:
-                    codec.encode_value(self.info.cls, path, _apply_list_ops(current, path, compiled.update))
-                except ValidationError as exc:
-                    errors.update(exc.errors)
-            if errors:
-                raise ValidationError(errors=errors)
-            # Compare-and-set on the Mongoose version key, which Mongoose itself bumps on
-            # array changes: the write lands only if nobody changed the document meanwhile.
-            cas = {"_id": current["_id"], "__v": current.get("__v")}
-            versioned = {**update, "$inc": {**update.get("$inc", {}), "__v": 1}}
+            after = self._checked_post_image(current, update)
+            cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
+            versioned = _lists_as_validated(update, after, compiled.list_roots)
             doc = run.call(self.rt, 
                 self.info, "update",
                 self._naming(lambda: self.coll.find_one_and_update(
@@ -208,34 +240,82 @@ class WriteRunner:
             )
             if doc is not None:
                 self._emit("update", [doc["_id"]], tuple(compiled.fields), documents=(doc,))
+                self.record("update", [_updated(doc)], compiled.fields)
                 return doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
-        raise AstroDBError(f"update on {self.info.name}: the list changed concurrently {_CAS_ATTEMPTS} times; try again")
+        raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
+
+    def _checked_post_image(self, current: dict[str, Any], update: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The document ``update`` makes of ``current``, validated as a new one is (list rules and
+        bounds included); raises, having written nothing, if it does not pass."""
+        after = apply_update(current, update)
+        plain = after
+        crypto = self.rt.crypto
+        if crypto.enabled:
+            plain = copy.deepcopy(after)
+            crypto.open_document(self.info, plain)  # validated as plaintext, written sealed
+        with masked_errors(self.info.cls):
+            codec.validate_stored(self.info.cls, plain)
+        return after
 
     # --- deletes -----------------------------------------------------------------------------
 
     def delete_one(self, filt: dict[str, Any]) -> bool:
-        doc = run.call(self.rt, 
-            self.info, "delete",
-            lambda: self.coll.find_one_and_delete(filt, projection={"_id": 1}, session=self.session),
-            self.tx,
-        )
+        doc = self._delete_one("delete", filt)
         if doc is None:
             return False
         self._emit("delete", [doc["_id"]], ())
+        self.record("delete", [_deleted(doc)], ())
         return True
 
     def delete_many(self, filt: dict[str, Any]) -> int:
+        """Delete document by document (``findAndModify`` each), so the caller records exactly the
+        documents it deleted, even when other callers delete the same ones at the same time.
+        Costs one round trip per document (see docs/security.md)."""
         deleted = 0
         for chunk in _chunks(self._ids(filt), _ID_CHUNK):
-            scoped = _merge({"_id": {"$in": chunk}}, filt)
-            result = run.call(self.rt, 
-                self.info, "delete_many", lambda scoped=scoped: self.coll.delete_many(scoped, session=self.session), self.tx
-            )
-            deleted += result.deleted_count
-            self._emit("delete", chunk, ())
+            gone: list[dict[str, Any]] = []
+            try:
+                for doc_id in chunk:
+                    doc = self._delete_one("delete_many", _merge({"_id": doc_id}, filt))
+                    if doc is not None:
+                        gone.append(doc)
+            finally:  # what was deleted is recorded, even if a later delete of the chunk failed
+                if gone:
+                    deleted += len(gone)
+                    self._emit("delete", [d["_id"] for d in gone], ())
+                    self.record("delete", [_deleted(d) for d in gone], ())
         return deleted
+
+    def _delete_one(self, operation: str, filt: dict[str, Any]) -> dict[str, Any] | None:
+        """Delete one document; its ``_id`` and last revision, or None if none matched."""
+        doc: dict[str, Any] | None = run.call(self.rt, 
+            self.info, operation,
+            lambda: self.coll.find_one_and_delete(filt, projection={"_id": 1, REV_FIELD: 1}, session=self.session),
+            self.tx,
+        )
+        return doc
+
+    # --- change records ----------------------------------------------------------------------
+
+    def record(self, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]], fields: Iterable[str],
+               actor: str | None = None) -> None:
+        """Write the change records of ``changes`` (``(documentId, rev, time, post-image)``)
+        under this call's retry and time bound (see ``changes.log`` for the failure policy)."""
+        log_ = self.rt.changes
+        if not changes or not log_.enabled:
+            return
+        who = self.actor
+        records = log_.build(
+            model=self.info.name, collection=self.info.collection, action=action, changes=changes, fields=fields,
+            actor=actor or (who.id if who is not None else None),
+            request_id=(who.request_id if who is not None else None) or current_request_id(),
+        )
+        log_.write(
+            lambda fn: run.call(self.rt, self.info, f"record {action}", fn, self.tx), self.coll.database, records,
+            session=self.session, in_transaction=self.tx is not None, what=f"{action} on {self.info.name}",
+        )
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -298,6 +378,18 @@ class WriteRunner:
         )
 
 
+def _created(son: dict[str, Any]) -> tuple[Any, int, Any, dict[str, Any]]:
+    return son["_id"], revision_of(son), son.get("updatedAt"), son
+
+
+def _updated(doc: dict[str, Any]) -> tuple[Any, int, Any, dict[str, Any]]:
+    return doc["_id"], revision_of(doc), doc.get("updatedAt"), doc
+
+
+def _deleted(doc: dict[str, Any]) -> tuple[Any, int, Any, None]:
+    return doc["_id"], revision_of(doc) + 1, utcnow(), None
+
+
 def _same(stored: dict | None, son: dict) -> bool:
     return stored is not None and _eq(stored, son)
 
@@ -317,12 +409,6 @@ def _eq(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _with_timestamp(update: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {op: dict(spec) for op, spec in update.items()}
-    out.setdefault("$set", {})["updatedAt"] = utcnow()
-    return out
-
-
 def _merge(filt: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     if not extra:
         return filt
@@ -338,35 +424,22 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start:start + size]
 
 
-def _get(doc: dict[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _apply_list_ops(doc: dict[str, Any], path: str, update: dict[str, dict[str, Any]]) -> list[Any]:
-    """The list at ``path`` after this update's $push / $addToSet / $pull, computed locally."""
-    from mongomock_ng.filtering import filter_applies
-
-    items = list(_get(doc, path) or [])
-    for op in ("$pull", "$push", "$addToSet"):
-        if path not in update.get(op, {}):
-            continue
-        arg = update[op][path]
-        if op == "$pull":
-            if isinstance(arg, dict) and arg and all(not k.startswith("$") for k in arg):
-                items = [i for i in items if not (isinstance(i, dict) and filter_applies(arg, i))]
-            elif isinstance(arg, dict):
-                items = [i for i in items if not filter_applies({"v": arg}, {"v": i})]
-            else:
-                items = [i for i in items if i != arg]
-            continue
-        new = arg["$each"] if isinstance(arg, dict) and "$each" in arg else [arg]
-        for value in new:
-            if op == "$push" or value not in items:
-                items.append(value)
-    return items
+def _lists_as_validated(update: dict[str, dict[str, Any]], after: dict[str, Any], roots: tuple[str, ...]) -> dict[str, Any]:
+    """The update to send under the compare-and-set: each top-level field whose list it changes is
+    set to its validated post-image value (so the server stores exactly what was validated, whatever
+    its own array-path support), every other path keeps its atomic operator; ``__v`` is bumped."""
+    out: dict[str, dict[str, Any]] = {}
+    for op, spec in update.items():
+        kept = {path: value for path, value in spec.items() if path.split(".")[0] not in roots}
+        if kept:
+            out[op] = kept
+    for root in roots:
+        if root in after:
+            out.setdefault("$set", {})[root] = after[root]
+        else:
+            out.setdefault("$unset", {})[root] = ""
+    out["$inc"] = {**out.get("$inc", {}), "__v": 1}
+    return out
 
 
 def _out_of_range(compiled: CompiledUpdate, count: int = 1) -> ValidationError:

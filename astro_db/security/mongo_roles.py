@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from ..models import MODELS
+from ..changes import CHANGES_COLLECTION
 from .audit import AUDIT_COLLECTION
 
 __all__ = ["role_commands", "as_mongosh", "APP_ACTIONS", "SERVICE_COLLECTIONS"]
@@ -20,8 +21,9 @@ __all__ = ["role_commands", "as_mongosh", "APP_ACTIONS", "SERVICE_COLLECTIONS"]
 APP_ACTIONS = ["find", "insert", "update", "remove"]
 INDEX_ACTIONS = ["createIndex", "listIndexes"]  # for ensure_indexes at connect
 APPEND_ONLY_ACTIONS = ["find", "insert"]
-# The service's own collections: the audit trail (append-only) and the backup change journal.
-SERVICE_COLLECTIONS = {AUDIT_COLLECTION: APPEND_ONLY_ACTIONS, "changeJournal": APP_ACTIONS}
+# The service's own collections: the change records (audit trail and journal, append-only; pruning
+# their post-images is an operator's job) and the audit log of earlier versions (read, append-only).
+SERVICE_COLLECTIONS = {CHANGES_COLLECTION: APPEND_ONLY_ACTIONS, AUDIT_COLLECTION: APPEND_ONLY_ACTIONS}
 
 
 def role_commands(database: str, *, role: str = "astroDbApp", user: str = "astro_app",

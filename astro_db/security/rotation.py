@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pymongo import ReturnDocument
+
+from ..changes import advance, new_op_id, revision_of
 from ..errors import ConfigError
 from ..events import WriteEvent
 from .crypto import _copy
@@ -61,11 +64,13 @@ def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: lis
     top = sorted({f.path.split(".")[0] if "." in f.path and _through_list(doc, f.path) else f.path for f in stale})
     fresh = crypto.seal_document(info, crypto.open_document(info, _copy(doc)))
     cas = {"_id": doc["_id"], **{path: _get(doc, path) for path in top}}
-    update = {"$set": {path: _get(fresh, path) for path in top}}
-    result = ex.call(info, "rotate_key", lambda: coll.update_one(cas, update))
-    if result.modified_count:
+    update = advance({"$set": {path: _get(fresh, path) for path in top}}, new_op_id())
+    after = ex.call(info, "rotate_key", lambda: coll.find_one_and_update(cas, update, return_document=ReturnDocument.AFTER))
+    if after is not None:
         ex.emit(WriteEvent(model=info.name, collection=info.collection, action="update", document_ids=(doc["_id"],),
                             fields=tuple(top), database=coll.database, actor=ROTATION_ACTOR))
+        ex.record(info, "update", [(after["_id"], revision_of(after), after.get("updatedAt"), after)], top,
+                  actor=ROTATION_ACTOR)
 
 
 def _through_list(doc: Any, path: str) -> bool:

@@ -167,10 +167,11 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
     assert out.exit_code == 0, out.output
     create_role, create_user = json.loads(out.output)
     grants = {p["resource"]["collection"]: set(p["actions"]) for p in create_role["privileges"]}
-    assert set(grants) == {"users", "birthCharts", "planetaryInsights", "timingRecommendations", "auditLog", "changeJournal"}
+    assert set(grants) == {"users", "birthCharts", "planetaryInsights", "timingRecommendations", "auditLog", "astroChanges"}
     assert all(p["resource"]["db"] == "astro" for p in create_role["privileges"])
     assert grants["users"] >= {"find", "insert", "update", "remove"}
     assert grants["auditLog"] & {"update", "remove"} == set()
+    assert grants["astroChanges"] & {"update", "remove"} == set()
     assert not any(a in actions for actions in grants.values() for a in ("dropCollection", "dropDatabase", "createUser"))
     assert create_user["roles"] == [{"role": create_role["createRole"], "db": "astro"}]
     script = CliRunner().invoke(cli, ["--url", "mongomock://localhost/astro", "roles"]).output

@@ -36,7 +36,7 @@ def repo(tmp_path) -> Path:
 # --- the change journal ---------------------------------------------------------------------
 
 def journal(db) -> list[dict]:
-    return list(db.mongo[JOURNAL_COLLECTION].find({}, sort=[("t", 1), ("seq", 1)]))
+    return list(db.mongo[JOURNAL_COLLECTION].find({"journal": True}, sort=[("t", 1), ("rev", 1)]))
 
 
 def test_journal_records_each_written_document_with_its_post_image(db):
@@ -44,19 +44,19 @@ def test_journal_records_each_written_document_with_its_post_image(db):
     db.update("User", {"id": str(user.id)}, {"name": "Annie"})
     db.delete("User", {"id": str(user.id)})
     entries = journal(db)
-    assert [e["op"] for e in entries] == ["insert", "update", "delete"]
-    assert all(e["coll"] == "users" and e["docId"] == user.id for e in entries)
+    assert [e["action"] for e in entries] == ["create", "update", "delete"]
+    assert all(e["coll"] == "users" and e["documentId"] == user.id for e in entries)
     assert entries[1]["doc"]["name"] == "Annie"
     assert "doc" not in entries[2]
-    assert [(e["t"], e["seq"]) for e in entries] == sorted((e["t"], e["seq"]) for e in entries)
+    assert [e["rev"] for e in entries] == [0, 1, 2] and entries[1]["doc"]["_rev"] == 1
 
 
 def test_journal_has_one_entry_per_document_of_a_bulk_write(db):
     db.create_many("User", [{"email": f"u{i}@example.com", "name": "U"} for i in range(5)])
     db.update_many("User", {"name": "U"}, {"status": "inactive"})
     entries = journal(db)
-    assert [e["op"] for e in entries].count("update") == 5
-    assert all(e["doc"]["status"] == "inactive" for e in entries if e["op"] == "update")
+    assert [e["action"] for e in entries].count("update") == 5
+    assert all(e["doc"]["status"] == "inactive" for e in entries if e["action"] == "update")
 
 
 def test_journal_entries_of_an_aborted_transaction_vanish_with_it(db):

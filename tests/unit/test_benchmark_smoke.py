@@ -1,21 +1,66 @@
-"""The benchmark still runs (tiny mode, embedded backend): a smoke test, not a timing."""
+"""The benchmark runs end to end (tiny mode, embedded backend): a smoke test, not a timing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+BOTH = ("raw PyMongo", "astro_db default", "astro_db hooks off")
+OPERATIONS = {  # every operation's row, with the variants it compares
+    "create x10": (*BOTH, "MongoEngine"),
+    "create_many 30": (*BOTH, "MongoEngine"),
+    "update x10": BOTH,
+    "find_one by id x10": (*BOTH, "MongoEngine"),
+    "find lean 40 docs": BOTH,
+    "find hydrated 40 docs": (*BOTH, "MongoEngine"),
+    "find_one cached x10": ("raw PyMongo", "astro_db default", "astro_db cached"),
+}
 
 
-def test_the_benchmark_prints_its_tables_in_tiny_mode():
-    done = subprocess.run([sys.executable, str(RUN), "--tiny", "--backend", "embedded"],
-                          capture_output=True, text=True, timeout=120)
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_benchmark_prints_every_operation_and_its_ratios_in_tiny_mode():
+    done = _run("--tiny", "--backend", "embedded", "--rounds", "2")
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
-    for row in ("create (User)", "create_many (200)", "find lean (50)", "find hydrated (200)", "find_one (indexed)",
-                "update", "find_one cached", "aggregate ($match+$group)"):
-        assert row in out
-    assert "cost as the users collection grows" in out
-    assert "per-document CPU cost" in out and "BirthChart" in out
+    header = next(line for line in out.splitlines() if line.startswith("operation"))
+    assert header.split()[:2] == ["operation", "variant"] and "wall vs raw" in header and "CPU/doc vs raw" in header
+    for operation, variants in OPERATIONS.items():
+        rows = [line for line in out.splitlines() if line.startswith(operation + " ")]
+        assert sorted(v for row in rows for v in variants if f" {v} " in row) == sorted(variants), operation
+        assert len(rows) == len(variants)
+        assert all(row.rstrip().endswith("x") for row in rows), rows  # the CPU ratio closes every row
+    assert "cached find_one, times faster than uncached" in out
+    assert "1 warm-up + 2 rounds in rotated order" in out and "CPU: " in out and "date: " in out
+
+
+def test_the_markdown_output_is_a_table():
+    done = _run("--tiny", "--backend", "embedded", "--rounds", "1", "--markdown")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| operation | variant | wall/op |" in done.stdout
+    assert "| target | measured | bound |" in done.stdout
+
+
+def test_the_mongodb_row_without_a_uri_says_what_is_missing():
+    env = {k: v for k, v in os.environ.items() if k != "ASTRO_DB_TEST_URI"}
+    done = _run("--tiny", "--backend", "uri", env=env)
+    assert done.returncode != 0
+    assert "ASTRO_DB_TEST_URI" in done.stderr
+
+
+def test_rounds_below_one_are_refused():
+    done = _run("--tiny", "--rounds", "0")
+    assert done.returncode == 2 and "--rounds must be at least 1" in done.stderr
+
+
+def test_the_per_document_cpu_table_still_prints():
+    done = subprocess.run([sys.executable, str(RUN.parent / "codec_cost.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "per-document CPU cost" in done.stdout
+    assert sum(model in line for line in done.stdout.splitlines() for model in ("PlanetaryInsight", "BirthChart")) == 4

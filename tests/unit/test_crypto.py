@@ -180,3 +180,14 @@ def test_the_envelope_decrypts_with_plain_aes_gcm_as_the_node_side_would(db, cha
     _, version, kid, body = raw_place(db, chart.id).split(":")
     raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     assert AESGCM(base64.b64decode(KEY_A)).decrypt(raw[:12], raw[12:], None).decode() == PLACE
+
+
+def test_a_list_update_validates_the_plaintext_and_keeps_the_ciphertext(db):
+    user = db.create("User", user_data())
+    place = "P" * 200  # the longest name allowed: its envelope is far longer than 200 characters
+    chart = db.create("BirthChart", chart_data(user.id, place=place))
+    sealed = raw_place(db, chart.id)
+    out = db.update("BirthChart", {"id": chart.id},
+                    {"$push": {"positions": {"body": "Sun", "sign": "Leo", "degree": 1, "house": 1}}})
+    assert [p.body for p in out.positions] == ["Sun"] and out.birth_data.location.name == place
+    assert raw_place(db, chart.id) == sealed

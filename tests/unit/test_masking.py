@@ -82,10 +82,19 @@ def test_a_whole_crud_session_logs_no_email_name_place_or_key(caplog):
         assert secret not in logged
 
 
-def test_audit_entries_hold_no_values():
+def test_change_records_hold_field_names_and_only_the_sealed_post_image():
     db = new_db(encryption_key=KEY_A)
     user = db.create("User", {"email": EMAIL, "name": NAME})
-    db.create("BirthChart", chart_data(user.id, place=PLACE))
-    raw = repr(list(db.mongo["auditLog"].find()))
-    assert "zelda" not in raw and NAME not in raw and PLACE not in raw
+    chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
+    db.update("BirthChart", {"id": chart.id}, {"birthData.location.name": f"{PLACE} again"})
+    records = list(db.mongo["astroChanges"].find())
+    assert len(records) == 3
+    audit_part = repr([{k: v for k, v in r.items() if k != "doc"} for r in records])
+    assert "zelda" not in audit_part and NAME not in audit_part and PLACE not in audit_part
+    assert PLACE not in repr(records)  # the encrypted field is sealed in the post-image too
+    for record in (records[0], records[2]):  # the latest image is exactly what the collection stores
+        stored = db.mongo[record["coll"]].find_one({"_id": record["documentId"]})
+        image = dict(record["doc"])
+        assert abs(image.pop("updatedAt") - stored.pop("updatedAt")).total_seconds() < 0.001  # BSON keeps ms
+        assert image == stored
     db.disconnect()

@@ -91,6 +91,7 @@ CALLS: dict[str, tuple[str | None, Callable[[World, Database], Any]]] = {
     "sync_indexes": (None, lambda w, v: v.sync_indexes()),
     "cleanup": (None, lambda w, v: v.cleanup(dry_run=True)),
     "rotate_keys": (None, lambda w, v: v.rotate_keys(dry_run=True)),
+    "reconcile_changes": (None, lambda w, v: v.reconcile_changes()),
 }
 
 
@@ -135,6 +136,7 @@ def test_each_call_is_allowed_or_refused_as_the_table_says(name, role):
     ("rotate_keys", "reader"), ("rotate_keys", "writer"), ("sync_indexes", "reader"), ("sync_indexes", "writer"),
     ("audit_trail", "writer"), ("delete_user_cascade", "writer"), ("mongo", "writer"), ("executor", "reader"),
     ("metrics", "self"), ("health", "self"), ("create", "reader"), ("delete", "reader"), ("cleanup", "writer"),
+    ("reconcile_changes", "writer"),
 ])
 def test_pinned_refusals(name, role):
     """A few refusals written out, so weakening the table itself is caught too."""

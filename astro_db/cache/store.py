@@ -7,10 +7,12 @@ documents, so lean and hydrated reads share an entry: every hit returns fresh co
 fresh instances hydrated from fresh copies, and a caller can never alter what is cached.
 
 Invalidation: every write through the service to a model drops that model's entries (a write
-hook; inside a transaction only once it commits, never on abort). A per-model generation
-counter keeps a read that raced a write from storing its (older) result afterwards. The cache
-is per process: writes by other processes, by the Node service or through ``db.mongo`` are
-seen only once an entry's TTL has passed, so ``cache_ttl_s`` bounds staleness across processes.
+hook; inside a transaction only once it commits, never on abort) and is announced on the
+invalidation bus (``astro_db.cache.bus``): every other ``Database`` of the process on the same
+data drops them too, and with ``cache_bus="redis://..."`` every other process, with
+``cache_bus="changestream"`` the server announces every change itself. A per-model generation
+counter (and an epoch for full drops) keeps a read that raced a write from storing its (older)
+result afterwards. While the bus is not connected the cache stores and serves nothing.
 Memory is bounded by ``cache_max_entries`` and by ``cache_max_documents`` (documents held over
 all entries); a result larger than that is never cached.
 
@@ -22,22 +24,29 @@ while the server is unavailable (``get_stale``). Invalidation by a write drops i
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
 
 import bson
 
-from .errors import AstroDBError, ConfigError
-from .events import WriteEvent
+from ..errors import AstroDBError, ConfigError
+from ..events import WriteEvent
+from .bus import InvalidationBus, LocalBus, server_identity
+from .redis_store import MISSING as _SHARED_MISSING
+from .redis_store import RedisStore
+
+log = logging.getLogger(__name__)
 
 __all__ = ["QueryCache", "cache_key", "copy_stored"]
 
 _MISSING = object()
 _LOGICAL = ("$and", "$or", "$nor")
+CacheKey = tuple[Any, ...]  # (model, kind, read preference, BSON of filter and options)
 
 
 def copy_stored(value: Any) -> Any:
@@ -66,7 +75,7 @@ def _canonical(filt: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cache_key(model: str, kind: str, filt: Mapping[str, Any], options: Mapping[str, Any] | None = None,
-              read_preference: str | None = None) -> tuple[Hashable, ...]:
+              read_preference: str | None = None) -> CacheKey:
     """The key of one read: model, kind (find / find_one / count), the canonical stored-form
     filter and the result-changing options, BSON-encoded (exact for ObjectIds, dates, regexes)."""
     shown = {k: v for k, v in (options or {}).items() if k in ("sort", "limit", "skip", "projection")}
@@ -88,7 +97,8 @@ class QueryCache:
 
     def __init__(self, ttl_s: float = 60.0, max_entries: int = 1024, max_documents: int = 100_000,
                  models: frozenset[str] = frozenset(), clock: Callable[[], float] = time.monotonic,
-                 stale_s: float = 0.0) -> None:
+                 stale_s: float = 0.0, bus: InvalidationBus | None = None, peers: LocalBus | None = None,
+                 shared: RedisStore | None = None) -> None:
         self.ttl_s = ttl_s
         self.stale_s = stale_s  # how long past its TTL an entry stays available to get_stale
         self.max_entries = max_entries
@@ -96,11 +106,18 @@ class QueryCache:
         self.models = frozenset(models)  # models cached without cache=True
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._generation: dict[str, int] = {}
+        self._epoch = 0  # advanced by every full drop: a read begun before one stores nothing
         self._documents = 0
         self._counts = {"hits": 0, "misses": 0, "evictions": 0, "expirations": 0, "invalidations": 0, "uncacheable": 0,
-                        "stale_hits": 0}
+                        "stale_hits": 0, "full_drops": 0}
+        self.peers = peers if peers is not None else LocalBus()  # the other caches of the process
+        self.bus: InvalidationBus = bus if bus is not None else self.peers  # the configured bus
+        self.peers.attach(self)
+        self.shared = shared  # a RedisStore (cache_store=): entries other processes stored
+        if self.bus is not self.peers:
+            self.bus.attach(self)
 
     @classmethod
     def from_config(cls, config: Any, registry: Any) -> QueryCache:
@@ -109,8 +126,28 @@ class QueryCache:
             models = frozenset(registry.resolve(name).name for name in config.cache_models)
         except AstroDBError as exc:
             raise ConfigError(f"cache_models: {exc}", key="cache_models") from exc
+        identity = server_identity(config)
+        peers = LocalBus(identity) if config.is_embedded else LocalBus.shared(identity)
+        shared = None
+        if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:
+            shared = RedisStore(config.cache_store, config.database_name, config.cache_ttl_s)
         return cls(config.cache_ttl_s, config.cache_max_entries, config.cache_max_documents, models,
-                   stale_s=getattr(config, "cache_stale_s", 0.0))
+                   stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry), peers=peers,
+                   shared=shared)
+
+    def open(self, database: Any) -> None:
+        """Called once the Database is connected: a change-stream bus opens its stream here
+        (a ``ConfigError`` when the server has none)."""
+        opener = getattr(self.bus, "open", None)
+        if opener is not None and self.enabled:
+            opener(database)
+
+    def close(self) -> None:
+        """Stop the bus's subscriber (nothing is cached after this)."""
+        if self.bus is not self.peers:
+            self.bus.close()
+        if self.shared is not None:
+            self.shared.close()
 
     # --- policy ------------------------------------------------------------------------------
 
@@ -118,15 +155,21 @@ class QueryCache:
     def enabled(self) -> bool:
         return self.ttl_s > 0
 
+    @property
+    def trusted(self) -> bool:
+        """Whether the bus is connected, so an entry cannot miss an invalidation."""
+        return self.bus.connected
+
     def wanted(self, model: str, cache: bool | None) -> bool:
-        """Whether a read of ``model`` uses the cache: ``cache`` if given, else the model setting."""
-        if not self.enabled:
+        """Whether a read of ``model`` uses the cache: ``cache`` if given, else the model
+        setting; never while the bus is down (reads go to the server)."""
+        if not self.enabled or not self.bus.connected:
             return False
         return model in self.models if cache is None else bool(cache)
 
     # --- reads -------------------------------------------------------------------------------
 
-    def get_or_fetch(self, key: tuple, fetch: Callable[[], Any]) -> Any:
+    def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Any]) -> Any:
         """The cached result for ``key`` (a private copy), else ``fetch()``'s, stored for later.
 
         The fetched result is returned as is (the caller owns it); a copy is what gets stored,
@@ -134,14 +177,21 @@ class QueryCache:
         model = key[0]
         with self._lock:
             value = self._get_locked(key)
-            generation = self._generation.get(model, 0)
+            generation = (self._epoch, self._generation.get(model, 0))
         if value is not _MISSING:
             return copy_stored(value)
+        shared, token = self.shared, b""
+        if shared is not None:
+            found, token = shared.get(key)
+            if found is not _SHARED_MISSING:  # decoded afresh: the caller may own it
+                self.put(key, found, generation)
+                return found
         result = fetch()
-        self.put(key, result, generation)
+        if self.put(key, result, generation) and shared is not None:
+            shared.put(key, result, token)
         return result
 
-    def _get_locked(self, key: tuple) -> Any:
+    def _get_locked(self, key: CacheKey) -> Any:
         entry = self._entries.get(key)
         if entry is None:
             self._counts["misses"] += 1
@@ -156,12 +206,12 @@ class QueryCache:
         self._counts["hits"] += 1
         return entry.value
 
-    def generation(self, model: str) -> int:
+    def generation(self, model: str) -> tuple[int, int]:
         """The model's invalidation generation now (pass it to ``put`` after fetching)."""
         with self._lock:
-            return self._generation.get(model, 0)
+            return (self._epoch, self._generation.get(model, 0))
 
-    def get_stale(self, key: tuple) -> tuple[Any, float] | None:
+    def get_stale(self, key: CacheKey) -> tuple[Any, float] | None:
         """``(a private copy of the last value stored for key, its age in seconds)``, even past
         its TTL (up to ``stale_s`` past it), or ``None``: the fallback of ``stale_ok`` reads."""
         with self._lock:
@@ -173,17 +223,20 @@ class QueryCache:
             value, age = entry.value, now - (entry.expires - self.ttl_s)
         return copy_stored(value), max(0.0, age)
 
-    def put(self, key: tuple, value: Any, generation: int | None = None) -> bool:
+    def put(self, key: CacheKey, value: Any, generation: tuple[int, int] | None = None) -> bool:
         """Store ``value`` (copied) under ``key``; refused (``False``) when ``generation`` is no
-        longer the model's current one or the value alone exceeds the document bound."""
+        longer the model's current one, the value alone exceeds the document bound, or the bus
+        is down (an entry stored then could miss an invalidation)."""
         weight = len(value) if isinstance(value, list) else 1
         if not self.enabled or weight > self.max_documents:
             with self._lock:
                 self._counts["uncacheable"] += 1
             return False
+        if not self.bus.connected:
+            return False
         stored = copy_stored(value)
         with self._lock:
-            if generation is not None and self._generation.get(key[0], 0) != generation:
+            if generation is not None and (self._epoch, self._generation.get(key[0], 0)) != generation:
                 return False
             if key in self._entries:
                 self._remove_locked(key)
@@ -195,14 +248,40 @@ class QueryCache:
                 self._counts["evictions"] += 1
         return True
 
-    def _remove_locked(self, key: tuple) -> None:
+    def _remove_locked(self, key: CacheKey) -> None:
         entry = self._entries.pop(key)
         self._documents -= entry.weight
 
     # --- invalidation ------------------------------------------------------------------------
 
     def invalidate(self, model: str | None = None) -> int:
-        """Drop the entries of ``model`` (every entry when ``None``); the number dropped."""
+        """Drop the entries of ``model`` here and announce it on the bus (every entry, here
+        only, when ``None``); the number dropped here."""
+        dropped = self.drop(model) if model is not None else self._drop_locally(None)
+        if model is not None:
+            self.peers.publish(model, origin=self)
+            if self.bus is not self.peers:
+                self.bus.publish(model, origin=self)
+        return dropped
+
+    def drop(self, model: str) -> int:
+        """Drop the entries of ``model`` (a write elsewhere changed it); the number dropped."""
+        return self._drop_locally(model)
+
+    def drop_all(self, reason: str) -> int:
+        """Expire every entry: the bus lost messages or may have. Expired entries stay
+        available to ``stale_ok`` fallbacks (marked stale), never as hits."""
+        now = self._clock()
+        with self._lock:
+            self._epoch += 1
+            for entry in self._entries.values():
+                entry.expires = min(entry.expires, now)
+            self._counts["full_drops"] += 1
+            count = len(self._entries)
+        log.debug("query cache: every entry expired (%s)", reason)
+        return count
+
+    def _drop_locally(self, model: str | None) -> int:
         with self._lock:
             if model is None:
                 for name in {k[0] for k in self._entries}:
@@ -236,6 +315,8 @@ class QueryCache:
             out: dict[str, Any] = dict(self._counts)
             out["entries"] = len(self._entries)
             out["documents"] = self._documents
+        out["bus"] = self.bus.kind
+        out["trusted"] = self.bus.connected
         looked = out["hits"] + out["misses"]
         out["hit_ratio"] = round(out["hits"] / looked, 4) if looked else 0.0
         out.update(ttl_s=self.ttl_s, max_entries=self.max_entries, max_documents=self.max_documents)
@@ -244,5 +325,27 @@ class QueryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def bus_stats(self) -> dict[str, Any]:
+        """The bus's figures (``metrics()["cache_bus"]``)."""
+        out = self.bus.stats()
+        if self.bus is not self.peers:
+            out["local"] = self.peers.stats()
+        out["shared_store"] = self.shared.stats() if self.shared is not None else None
+        return out
+
     def __repr__(self) -> str:
         return f"<QueryCache {len(self._entries)}/{self.max_entries} entries, ttl {self.ttl_s}s>"
+
+
+def _make_bus(config: Any, registry: Any) -> InvalidationBus | None:
+    """The bus ``config.cache_bus`` selects (``None``: the local one is enough)."""
+    choice = getattr(config, "cache_bus", "local")
+    if choice == "local" or config.cache_ttl_s <= 0:
+        return None
+    if choice == "changestream":
+        from .change_streams import ChangeStreamBus
+
+        return ChangeStreamBus({info.collection: info.name for info in registry})
+    from .redis_bus import RedisBus
+
+    return RedisBus(choice, config.database_name)

@@ -1,0 +1,168 @@
+"""The invalidation bus: how a write in one place drops the cached reads it may have changed elsewhere.
+
+Every ``QueryCache`` (one per ``Database``) is a *listener*: ``drop(model)`` removes the model's
+entries, ``drop_all(reason)`` expires every entry (kept only for ``stale_ok`` fallbacks). A bus
+carries the writes to the listeners and says whether it can be trusted right now
+(``connected``); a cache whose bus is not connected stores nothing and serves no hit.
+
+- ``LocalBus`` (always there): a process-wide registry keyed by the server identity (hosts,
+  replica set) and the database name, so every ``Database`` of one process on the same data
+  drops what another one's write changed, synchronously, before that write's ``db.`` call
+  returns; unrelated databases never cross. On its own it is the ``cache_bus="local"`` kind.
+- ``RedisBus`` (``cache_bus="redis://..."``, ``astro_db.cache.redis_bus``): across processes.
+- ``ChangeStreamBus`` (``cache_bus="changestream"``, ``astro_db.cache.change_streams``): the
+  server's change streams, which also see writes made by other programs (the Node service).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+__all__ = ["InvalidationBus", "CacheListener", "BusFigures", "LocalBus", "server_identity"]
+
+
+@runtime_checkable
+class CacheListener(Protocol):
+    """What a bus calls on the caches it serves."""
+
+    def drop(self, model: str) -> int: ...
+
+    def drop_all(self, reason: str) -> int: ...
+
+
+@runtime_checkable
+class InvalidationBus(Protocol):
+    """Carries committed writes to every cache that may hold what they changed."""
+
+    kind: str
+
+    @property
+    def connected(self) -> bool:
+        """Whether a cache on this bus may store and serve entries now."""
+        ...
+
+    def attach(self, listener: CacheListener) -> None:
+        """Deliver drops to ``listener`` (held weakly)."""
+        ...
+
+    def publish(self, model: str, origin: CacheListener | None = None) -> None:
+        """Announce a committed write to ``model`` (never raises: a failure marks the bus down)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]:
+        """kind, connected, sent, received, last_message_age_s, full_drops, errors, reason."""
+        ...
+
+
+class BusFigures:
+    """The counters every bus reports, thread-safe."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.received = 0
+        self.full_drops = 0
+        self.errors = 0
+        self.reconnects = 0
+        self.last_message_at: float | None = None
+        self.last_delay_s: float | None = None
+        self.last_error: str | None = None
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def message(self, sent_at: float | None = None) -> None:
+        """One message received (``sent_at``: the publisher's wall clock, for the delay)."""
+        now = time.time()
+        with self._lock:
+            self.received += 1
+            self.last_message_at = time.monotonic()
+            if sent_at is not None:
+                self.last_delay_s = max(0.0, now - sent_at)
+
+    def error(self, text: str) -> None:
+        with self._lock:
+            self.errors += 1
+            self.last_error = text[:300]
+
+    def as_dict(self, connected: bool, reason: str | None) -> dict[str, Any]:
+        with self._lock:
+            age = None if self.last_message_at is None else round(time.monotonic() - self.last_message_at, 3)
+            return {
+                "kind": self.kind, "connected": connected, "reason": reason, "sent": self.sent,
+                "received": self.received, "last_message_age_s": age,
+                "last_delay_ms": None if self.last_delay_s is None else round(self.last_delay_s * 1000.0, 3),
+                "full_drops": self.full_drops, "reconnects": self.reconnects, "errors": self.errors,
+                "last_error": self.last_error,
+            }
+
+
+def server_identity(config: Any) -> tuple[str, ...]:
+    """What makes two configs point at the same data: hosts (sorted, no credentials), replica
+    set and database name. An embedded database is private to its ``Database``: a fresh token."""
+    if config.is_embedded:
+        return ("embedded", uuid.uuid4().hex)
+    netloc = urlsplit(config.url).netloc.rpartition("@")[2].lower()
+    hosts = ",".join(sorted(h if ":" in h else f"{h}:27017" for h in netloc.split(",") if h))
+    return (config.scheme, hosts, config.replica_set or "", config.database_name)
+
+
+class LocalBus:
+    """The in-process bus: the caches of every ``Database`` on the same data, in one process."""
+
+    kind = "local"
+    _shared: dict[tuple[str, ...], LocalBus] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, identity: tuple[str, ...] = ()) -> None:
+        self.identity = identity
+        self._listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.figures = BusFigures(self.kind)
+
+    @classmethod
+    def shared(cls, identity: tuple[str, ...]) -> LocalBus:
+        """The one bus of the process for ``identity`` (made on first use)."""
+        with cls._shared_lock:
+            bus = cls._shared.get(identity)
+            if bus is None:
+                bus = cls._shared[identity] = cls(identity)
+            return bus
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    def attach(self, listener: CacheListener) -> None:
+        with self._lock:
+            self._listeners.add(listener)
+
+    def publish(self, model: str, origin: CacheListener | None = None) -> None:
+        """Drop ``model`` in every other cache of the process now (the origin dropped its own)."""
+        with self._lock:
+            others = [listener for listener in self._listeners if listener is not origin]
+        self.figures.count("sent")
+        for listener in others:
+            listener.drop(model)
+            self.figures.message()
+
+    def close(self) -> None:
+        """Nothing to release: the registry holds its listeners weakly."""
+
+    def stats(self) -> dict[str, Any]:
+        out = self.figures.as_dict(True, None)
+        with self._lock:
+            out["listeners"] = len(self._listeners)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<LocalBus {len(self._listeners)} caches>"

@@ -1,0 +1,136 @@
+"""The shared result store: a cache miss in one process may be a hit another process stored.
+
+``cache_store="redis://..."`` adds a second tier behind each process's ``QueryCache``: on a
+local miss the entry is looked up in Redis; a fetched result is stored there too. Values are
+what the local cache holds, the stored-form documents (BSON-encoded): a ``sensitive`` field is
+the ciphertext the server holds, never its plaintext (it is decrypted after the cache step).
+Keys carry the compiled filter, so an actor's scope is part of the key as it is locally.
+
+Coherence needs no messages: every entry is tagged with its model's generation
+(``astro_db:{db}:gen:{model}``, which the Redis bus advances after every committed write) as
+read *before* the fetch, stored only if that generation is still current (one Lua script), and
+served only if it still is (one ``MGET`` of the generation and the entry). A write that has
+returned has advanced the generation, so no process is served a shared entry from before it.
+Entries live ``cache_ttl_s`` in Redis; a result over ``cache_max_documents`` is never stored.
+Any Redis failure is a miss (counted, logged once per failure run), never an error of the read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+import bson
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions
+
+from ..config import mask_url
+from ..errors import ConfigError
+
+__all__ = ["RedisStore", "MISSING"]
+
+log = logging.getLogger(__name__)
+
+#: What ``RedisStore.get`` returns when there is no valid entry.
+MISSING: Any = object()
+_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)  # as the client reads
+# KEYS[1] the model's generation, KEYS[2] the entry; ARGV[1] the generation read before the fetch,
+# ARGV[2] the value, ARGV[3] the TTL in ms.
+_PUT = """
+if (redis.call('GET', KEYS[1]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class RedisStore:
+    """Read results shared by every process on one Redis, checked against the write generations."""
+
+    def __init__(self, url: str, namespace: str, ttl_s: float, *, timeout_s: float = 1.0) -> None:
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError as exc:  # pragma: no cover - the redis extra is part of dev
+            raise ConfigError("cache_store needs the redis client: pip install 'astro_db[redis]'", key="cache_store") from exc
+        self._redis = redis
+        self.masked_url = mask_url(url)
+        self.prefix = f"astro_db:{namespace}:"
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        try:
+            self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                                retry=Retry(NoBackoff(), 1))
+        except ValueError as exc:
+            raise ConfigError(f"cache_store: {str(exc).replace(url, self.masked_url)}", key="cache_store") from None
+        self._put = self._client.register_script(_PUT)
+        self._lock = threading.Lock()
+        self._counts = {"hits": 0, "misses": 0, "stored": 0, "refused": 0, "errors": 0}
+        self._failing = False
+
+    def _keys(self, key: tuple[Any, ...]) -> tuple[str, str]:
+        model = str(key[0])
+        digest = hashlib.sha256(repr(key[1:3]).encode() + b"\0" + bytes(key[3])).hexdigest()
+        return self.prefix + "gen:" + model, f"{self.prefix}r:{model}:{digest}"
+
+    def get(self, key: tuple[Any, ...]) -> tuple[Any, bytes]:
+        """``(value or MISSING, the model's generation now)``: pass the generation to ``put``."""
+        generation_key, entry_key = self._keys(key)
+        try:
+            generation, raw = self._client.mget(generation_key, entry_key)
+        except self._redis.RedisError as exc:
+            self._error("get", exc)
+            return MISSING, b""
+        generation = generation or b"0"
+        self._ok()
+        if raw is not None:
+            tag, _, body = bytes(raw).partition(b"\0")
+            if tag == generation:
+                self._count("hits")
+                return bson.decode(body, codec_options=_CODEC)["v"], generation
+        self._count("misses")
+        return MISSING, generation
+
+    def put(self, key: tuple[Any, ...], value: Any, generation: bytes) -> bool:
+        """Store ``value`` if the model's generation is still ``generation`` (no write since)."""
+        if not generation:
+            return False
+        generation_key, entry_key = self._keys(key)
+        try:
+            body = bson.encode({"v": value}, codec_options=_CODEC)
+            stored = self._put(keys=[generation_key, entry_key], args=[generation, generation + b"\0" + body, self.ttl_ms])
+        except (self._redis.RedisError, bson.errors.InvalidDocument, OverflowError) as exc:
+            self._error("put", exc)
+            return False
+        self._ok()
+        self._count("stored" if stored else "refused")
+        return bool(stored)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def _ok(self) -> None:
+        self._failing = False
+
+    def _error(self, what: str, exc: Exception) -> None:
+        self._count("errors")
+        if not self._failing:
+            self._failing = True
+            log.warning("shared cache store %s: %s failed (%s: %s); reads go to the server meanwhile",
+                        self.masked_url, what, type(exc).__name__, exc)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+        out["url"] = self.masked_url
+        return out
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self.masked_url} {self.prefix}*>"

@@ -1,0 +1,20 @@
+"""Change records: one record per document a write changed, the audit trail and the journal in one.
+
+Every create, update and delete through the service writes, for each document it actually
+changed, one record into ``astroChanges`` (``records``), ordered per document by a revision the
+write itself advanced on the server (``revision``), written under the same retry and time bound
+as the write, idempotently, and never silently dropped (``log``). ``audit_trail()`` and the
+backups (incremental sets, point-in-time restore) both read them (``reader``).
+"""
+
+from __future__ import annotations
+
+from .log import ChangeLog
+from .reader import prune_images, read_trail, read_window
+from .records import CHANGES_COLLECTION, ensure_change_indexes, record_id
+from .revision import OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
+
+__all__ = [
+    "CHANGES_COLLECTION", "ChangeLog", "OP_FIELD", "REV_FIELD", "advance",
+    "ensure_change_indexes", "new_op_id", "prune_images", "read_trail", "read_window", "record_id", "revision_of",
+]

@@ -1,0 +1,77 @@
+"""Reading change records: a document's audit trail, and the journal windows backups replay.
+
+``read_trail`` also reads the entries of the ``auditLog`` collection that earlier versions
+wrote (they stay readable, untouched; new entries go to ``astroChanges`` only). The old
+``changeJournal`` collection is not read: take a full backup after upgrading (docs/backup.md).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Iterator
+
+from pymongo import ASCENDING
+from pymongo.errors import PyMongoError
+
+from ..errors import translate
+from .records import CHANGES_COLLECTION, to_ms
+
+__all__ = ["read_trail", "read_window", "prune_images", "LEGACY_AUDIT_COLLECTION", "WINDOW_MARGIN"]
+
+LEGACY_AUDIT_COLLECTION = "auditLog"  # security.audit.AUDIT_COLLECTION (not imported: no cycle)
+WINDOW_MARGIN = _dt.timedelta(minutes=5)
+"""Backup windows re-read this much before their start: a record stamped with its write's time
+but inserted a moment later (another client, a retry) is still picked up. Records are applied
+by revision, so reading one twice changes nothing."""
+
+
+def read_trail(database: Any, model: str, document_id: Any, session: Any = None) -> list[dict[str, Any]]:
+    """The audit entries of one document, oldest first (by revision), as JSON-ready dicts."""
+    legacy = database[LEGACY_AUDIT_COLLECTION].find(
+        {"model": model, "documentId": document_id}, sort=[("time", 1), ("_id", 1)], session=session)
+    current = database[CHANGES_COLLECTION].find(
+        {"model": model, "documentId": document_id, "audit": True}, sort=[("rev", 1), ("t", 1)], session=session)
+    return [_entry(e) for e in legacy] + [_entry(e) for e in current]
+
+
+def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "time": _utc(entry.get("time")),
+        "actor": entry.get("actor"),
+        "action": entry.get("action"),
+        "model": entry.get("model"),
+        "documentId": str(entry.get("documentId")),
+        "fields": list(entry.get("fields") or ()),
+        "requestId": entry.get("requestId"),
+        **({"revision": entry["rev"]} if "rev" in entry else {}),
+    }
+
+
+def read_window(database: Any, start: _dt.datetime | None, end: _dt.datetime, *, codec_options: Any = None,
+                margin: _dt.timedelta = WINDOW_MARGIN) -> Iterator[Any]:
+    """Journal records with ``start - margin < t <= end``, by ``t``."""
+    window: dict[str, Any] = {"$lte": to_ms(end)}
+    if start is not None:
+        window["$gt"] = to_ms(start - margin)
+    coll = database.get_collection(CHANGES_COLLECTION, codec_options=codec_options) if codec_options else database[CHANGES_COLLECTION]
+    try:
+        yield from coll.find({"journal": True, "t": window}, sort=[("t", ASCENDING)], batch_size=1000)
+    except PyMongoError as exc:
+        raise translate(exc, operation="read change records") from exc
+
+
+def prune_images(database: Any, before: _dt.datetime) -> int:
+    """Drop the post-images of records at or before ``before`` (the audit part stays until its
+    retention); how many records were thinned."""
+    try:
+        result = database[CHANGES_COLLECTION].update_many(
+            {"t": {"$lte": to_ms(before)}, "journal": True}, {"$unset": {"doc": ""}, "$set": {"journal": False}})
+        return int(result.modified_count)
+    except PyMongoError as exc:
+        raise translate(exc, operation="prune change records") from exc
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, _dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=_dt.timezone.utc)
+    return value

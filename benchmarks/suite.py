@@ -1,0 +1,214 @@
+"""The benchmark's operations, each as variants over the same seeded collections.
+
+Every variant's ``setup`` resets the collections to the seeded size and builds its inputs (raw:
+stored documents; astro_db: input dicts; MongoEngine: document instances), all outside the
+timing. Every ``check`` proves the work was done, also outside the timing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness import Operation, Variant, WorkNotDone
+from peers import PeerInsight, PeerUser, peer_insight, peer_user
+from pymongo import ReturnDocument
+from sides import NEW_STATUS, Sides
+from workloads import insight_input, stored_insight, stored_user, user_input
+
+from astro_db.models import PlanetaryInsight, User
+
+__all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "CACHED", "operations"]
+
+RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
+CACHED = "astro_db cached"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much one round does (``--quick`` and ``--tiny`` shrink it)."""
+
+    seed: int = 5_000  # insights in the collection for every variant; what the find rows read
+    users: int = 1_000  # users in the collection for every variant
+    calls: int = 500  # create / update / find_one calls per round
+    many: int = 5_000  # the create_many batch
+    hot: int = 50  # distinct ids the cached find_one cycles over
+
+
+def _expect(what: str, got: Any, want: Any) -> None:
+    if got != want:
+        raise WorkNotDone(f"{what}: expected {want!r}, got {got!r}")
+
+
+class _Inputs:
+    """A variant's inputs, rebuilt by each ``setup`` (a list indexed by call number)."""
+
+    def __init__(self, sides: Sides, build: Callable[[], list[Any]]) -> None:
+        self.sides, self.build, self.items = sides, build, []
+
+    def setup(self) -> None:
+        self.sides.reset()
+        self.items = self.build()
+
+
+def _variant(label: str, inputs: _Inputs, op: Callable[[list[Any], int], Any], docs_per_op: int = 1,
+             check: Callable[[], None] | None = None) -> Variant:
+    return Variant(label, inputs.setup, lambda i: op(inputs.items, i), docs_per_op, check)
+
+
+def create(sizes: Sizes, s: Sides) -> Operation:
+    n = sizes.calls
+
+    def users_added(store: Any) -> Callable[[], None]:
+        return lambda: _expect("users created", store["users"].count_documents({"status": NEW_STATUS}), n)
+
+    def new_users(tag: str) -> list[dict[str, Any]]:
+        return [user_input(i, tag, NEW_STATUS) for i in range(n)]
+
+    users = s.raw["users"]
+    return Operation(f"create x{n}", n, [
+        _variant(RAW, _Inputs(s, lambda: [stored_user(i, "r", NEW_STATUS) for i in range(n)]),
+                 lambda docs, i: users.insert_one(docs[i]), check=users_added(s.raw)),
+        _variant(DEFAULT, _Inputs(s, lambda: new_users("d")),
+                 lambda items, i: s.default.create(User, items[i]), check=users_added(s.default.mongo)),
+        _variant(HOOKS_OFF, _Inputs(s, lambda: new_users("h")),
+                 lambda items, i: s.hooks_off.create(User, items[i]), check=users_added(s.hooks_off.mongo)),
+        _variant(MONGOENGINE, _Inputs(s, lambda: [peer_user(i, "m", NEW_STATUS) for i in range(n)]),
+                 lambda docs, i: docs[i].save(), check=users_added(PeerUser._get_db())),
+    ])
+
+
+def create_many(sizes: Sizes, s: Sides) -> Operation:
+    n, newcomer = sizes.many, s.seed.newcomer
+
+    def added(store: Any) -> Callable[[], None]:
+        return lambda: _expect("insights created", store["planetaryInsights"].count_documents({"userId": newcomer}), n)
+
+    def astro(db: Any) -> Callable[[list[Any], int], Any]:
+        def call(items: list[Any], _: int) -> Any:
+            result = db.create_many(PlanetaryInsight, items)
+            if result.failed:
+                raise WorkNotDone(f"create_many refused {len(result.failed)} items: {result.failed[:2]}")
+            return result
+        return call
+
+    def mongoengine_insert(docs: list[PeerInsight], _: int) -> Any:
+        for doc in docs:  # MongoEngine's insert() does not validate: a validated batch is this
+            doc.validate()
+        return PeerInsight.objects.insert(docs, load_bulk=False)
+
+    insights = s.raw["planetaryInsights"]
+    return Operation(f"create_many {n:,}", 1, [
+        _variant(RAW, _Inputs(s, lambda: [stored_insight(newcomer, i) for i in range(n)]),
+                 lambda docs, _: insights.insert_many(docs, ordered=False), n, added(s.raw)),
+        _variant(DEFAULT, _Inputs(s, lambda: [insight_input(newcomer, i) for i in range(n)]),
+                 astro(s.default), n, added(s.default.mongo)),
+        _variant(HOOKS_OFF, _Inputs(s, lambda: [insight_input(newcomer, i) for i in range(n)]),
+                 astro(s.hooks_off), n, added(s.hooks_off.mongo)),
+        _variant(MONGOENGINE, _Inputs(s, lambda: [peer_insight(newcomer, i) for i in range(n)]),
+                 mongoengine_insert, n, added(PeerInsight._get_db())),
+    ])
+
+
+def update(sizes: Sizes, s: Sides) -> Operation:
+    """``$set`` of one field by id; astro_db returns the updated instance, so raw PyMongo asks
+    for the updated document too (and sets ``updatedAt``, as astro_db does)."""
+    n = sizes.calls
+    ids = s.seed.insight_ids[:n]
+    generation = itertools.count(1)
+
+    def levels() -> list[tuple[Any, int]]:
+        g = next(generation)
+        return [(ids[i % len(ids)], (g + i) % 101) for i in range(n)]
+
+    def updated(store: Any, inputs: _Inputs) -> Callable[[], None]:
+        def check() -> None:
+            oid, level = inputs.items[-1]
+            _expect("energyLevel after update", store["planetaryInsights"].find_one({"_id": oid})["energyLevel"], level)
+        return check
+
+    insights = s.raw["planetaryInsights"]
+
+    def raw(items: list[Any], i: int) -> Any:
+        oid, level = items[i]
+        return insights.find_one_and_update(
+            {"_id": oid}, {"$set": {"energyLevel": level, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}},
+            return_document=ReturnDocument.AFTER)
+
+    def astro(db: Any) -> Callable[[list[Any], int], Any]:
+        return lambda items, i: db.update(PlanetaryInsight, {"id": items[i][0]}, {"energy_level": items[i][1]})
+
+    variants = []
+    for label, op, store in ((RAW, raw, s.raw), (DEFAULT, astro(s.default), s.default.mongo),
+                             (HOOKS_OFF, astro(s.hooks_off), s.hooks_off.mongo)):
+        inputs = _Inputs(s, levels)
+        variants.append(_variant(label, inputs, op, check=updated(store, inputs)))
+    return Operation(f"update x{n}", n, variants)
+
+
+def _found(label: str, run: Callable[[], Any], want: int) -> Callable[[], None]:
+    return lambda: _expect(f"{label}: documents found", len(run()), want)
+
+
+def _one(op: Callable[[int], Any], i: int) -> Callable[[], list[Any]]:
+    return lambda: [doc for doc in [op(i)] if doc is not None]
+
+
+def find_one(sizes: Sizes, s: Sides) -> Operation:
+    n = sizes.calls
+    ids = s.seed.insight_ids
+    targets = [ids[(i * 7919) % len(ids)] for i in range(n)]
+    insights = s.raw["planetaryInsights"]
+    ops: list[tuple[str, Callable[[int], Any]]] = [
+        (RAW, lambda i: insights.find_one({"_id": targets[i]})),
+        (DEFAULT, lambda i: s.default.find_one(PlanetaryInsight, {"id": targets[i]})),
+        (HOOKS_OFF, lambda i: s.hooks_off.find_one(PlanetaryInsight, {"id": targets[i]})),
+        (MONGOENGINE, lambda i: PeerInsight.objects(id=targets[i]).first()),
+    ]
+    return Operation(f"find_one by id x{n}", n, [
+        _variant(label, _Inputs(s, list), lambda _, i, op=op: op(i), check=_found(label, _one(op, n - 1), 1))
+        for label, op in ops
+    ])
+
+
+def find(sizes: Sizes, s: Sides, lean: bool) -> Operation:
+    n, owner = sizes.seed, s.seed.owner
+    insights = s.raw["planetaryInsights"]
+    ops: list[tuple[str, Callable[[], Any]]] = [
+        (RAW, lambda: list(insights.find({"userId": owner}))),
+        (DEFAULT, lambda: s.default.find(PlanetaryInsight, {"userId": owner}, lean=lean)),
+        (HOOKS_OFF, lambda: s.hooks_off.find(PlanetaryInsight, {"userId": owner}, lean=lean)),
+    ]
+    if not lean:
+        ops.append((MONGOENGINE, lambda: list(PeerInsight.objects(user_id=owner))))
+    return Operation(f"find {'lean' if lean else 'hydrated'} {n:,} docs", 1, [
+        _variant(label, _Inputs(s, list), lambda _, __, op=op: op(), n, _found(label, op, n)) for label, op in ops
+    ])
+
+
+def cached_find_one(sizes: Sizes, s: Sides) -> Operation:
+    """find_one over a few hot ids: through the query cache (hits after the warm-up round)
+    against the same call uncached, both in the default configuration."""
+    n = sizes.calls
+    ids = s.seed.insight_ids[:sizes.hot]
+    targets = [ids[i % len(ids)] for i in range(n)]
+    insights = s.raw["planetaryInsights"]
+    ops: list[tuple[str, Callable[[int], Any]]] = [
+        (RAW, lambda i: insights.find_one({"_id": targets[i]})),
+        (DEFAULT, lambda i: s.default.find_one(PlanetaryInsight, {"id": targets[i]}, cache=False)),
+        (CACHED, lambda i: s.default.find_one(PlanetaryInsight, {"id": targets[i]}, cache=True)),
+    ]
+    return Operation(f"find_one cached x{n}", n, [
+        _variant(label, _Inputs(s, list), lambda _, i, op=op: op(i), check=_found(label, _one(op, n - 1), 1))
+        for label, op in ops
+    ])
+
+
+def operations(sizes: Sizes, s: Sides) -> dict[str, Operation]:
+    """Every operation of the benchmark by key, in the order it runs and prints."""
+    return {"create": create(sizes, s), "create_many": create_many(sizes, s), "update": update(sizes, s),
+            "find_one": find_one(sizes, s), "find_lean": find(sizes, s, lean=True),
+            "find_hydrated": find(sizes, s, lean=False), "cached": cached_find_one(sizes, s)}

@@ -1,0 +1,236 @@
+"""The query cache across processes: real worker processes sharing one nx-27017 server and one
+real redis-server (tests/redis_server.py). Waits poll a condition with a generous bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORKER = Path(__file__).resolve().parent / "cache_bus_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """One worker process (cache_bus_worker.py), driven over its stdin / stdout."""
+
+    def __init__(self, url: str, bus: str, log: Path, store: str | None = None) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), url, bus, *([store] if store else [])], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"worker died: {self.proc.poll()}"
+        out: dict[str, Any] = json.loads(line)
+        assert "error" not in out, out["error"]
+        return out
+
+    def wait(self, key: str, **cond: Any) -> dict[str, Any]:
+        out = self.call("wait", key=key, **cond)
+        assert out["ok"], f"bus {key} never reached {cond}: {out['bus']}"
+        return out
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.call("exit")
+            finally:
+                self.proc.wait(timeout=30)
+        self._log.close()
+
+
+@pytest.fixture
+def workers(live_url, tmp_path):
+    started: list[Worker] = []
+
+    def start(bus: str, n: int = 2, store: str | None = None) -> list[Worker]:
+        for i in range(n):
+            started.append(Worker(live_url, bus, tmp_path / f"worker{len(started)}.log", store))
+        return started[-n:]
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+def _email() -> str:
+    return f"{uuid.uuid4().hex[:10]}@example.com"
+
+
+def test_without_a_shared_bus_another_process_serves_the_old_name(workers):
+    """The control: this harness does see staleness (what issue #18 measured)."""
+    a, b = workers("local")
+    uid = a.call("create", email=_email(), name="v0")["id"]
+    assert b.call("read", id=uid)["name"] == "v0"
+    a.call("update", id=uid, name="v1")
+    assert b.call("read", id=uid)["name"] == "v0"  # served from B's cache: stale
+
+
+def test_a_write_in_one_process_is_never_served_stale_by_another_once_delivered(workers, redis_server):
+    a, b = workers(redis_server.url)
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    uid = a.call("create", email=_email(), name="v0")["id"]
+    assert b.call("read", id=uid)["name"] == "v0"
+    hits = b.call("read", id=uid)["cache"]["hits"]
+    assert hits >= 1  # B caches
+    received = b.call("stats")["bus"]["received"]
+    delays = []
+    for i in range(1, 21):
+        a.call("update", id=uid, name=f"v{i}")
+        out = b.wait("received", at_least=received + 1)
+        received = out["bus"]["received"]
+        delays.append(out["bus"]["last_delay_ms"])
+        assert b.call("read", id=uid)["name"] == f"v{i}"  # never the old name once delivered
+        again = b.call("read", id=uid)
+        assert again["name"] == f"v{i}" and again["cache"]["hits"] > hits  # and cached again
+        hits = again["cache"]["hits"]
+    print(f"\ncache bus delivery delay (publish -> subscriber), {len(delays)} writes: "
+          f"median {statistics.median(delays):.2f} ms, max {max(delays):.2f} ms")
+
+
+def test_killing_redis_loses_no_invalidation_and_serves_nothing_cached_meanwhile(workers, redis_server):
+    a, b = workers(redis_server.url)
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    uid = a.call("create", email=_email(), name="before")["id"]
+    b.call("read", id=uid)
+    cached = b.call("read", id=uid)["cache"]
+    assert cached["hits"] >= 1
+
+    redis_server.kill()
+    for worker in (a, b):
+        worker.wait("connected", value=False)
+    down = b.call("read", id=uid)
+    assert down["name"] == "before" and down["cache"]["hits"] == cached["hits"]  # read from the server
+    assert down["cache"]["trusted"] is False
+    wrote = a.call("update", id=uid, name="during")  # the write stands though it cannot be published
+    assert wrote["bus"]["errors"] >= 1 and wrote["bus"]["connected"] is False
+    during = b.call("read", id=uid)
+    assert during["name"] == "during" and during["cache"]["hits"] == cached["hits"]
+
+    redis_server.restart()
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    back = b.call("read", id=uid)
+    assert back["name"] == "during" and back["bus"]["reconnects"] >= 1 and back["bus"]["full_drops"] >= 1
+    assert b.call("read", id=uid)["cache"]["hits"] > cached["hits"]  # caching again
+    received = b.call("stats")["bus"]["received"]
+    a.call("update", id=uid, name="after")
+    b.wait("received", at_least=received + 1)
+    assert b.call("read", id=uid)["name"] == "after"
+
+
+def test_a_message_lost_while_connected_is_caught_by_the_generation_gap(workers, redis_server):
+    import redis
+
+    (b,) = workers(redis_server.url, 1)
+    b.wait("connected", value=True)
+    a_db_name = b.call("stats")["bus"]["channel"].split(":")[1]
+    uid = b.call("create", email=_email(), name="x")["id"]  # B's own write: generation 1, seen
+    b.wait("received", at_least=1)
+    b.call("read", id=uid)
+    hits = b.call("read", id=uid)["cache"]["hits"]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.incr(f"astro_db:{a_db_name}:gen:User")  # generation 2 announced nowhere: lost
+        # generation 3 reaches B, about another model: B has not seen a gap there; then User's
+        client.publish(f"astro_db:{a_db_name}:invalidate",
+                       json.dumps({"m": "User", "o": "elsewhere", "t": 0, "g": 3}))
+    finally:
+        client.close()
+    out = b.wait("full_drops", at_least=1)
+    assert out["bus"]["connected"] is True
+    assert b.call("read", id=uid)["cache"]["hits"] == hits  # the entry was dropped: a miss
+
+
+def test_with_the_shared_store_a_read_in_one_process_is_a_hit_in_another(workers, redis_server):
+    a, b = workers(redis_server.url, store=redis_server.url)
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    uid = a.call("create", email=_email(), name="v0")["id"]
+    a.call("read", id=uid)  # A stores it in Redis
+    out = b.call("read", id=uid)
+    assert out["name"] == "v0" and out["bus"]["shared_store"]["hits"] == 1  # B never asked the server
+    received = out["bus"]["received"]
+    a.call("update", id=uid, name="v1")
+    b.wait("received", at_least=received + 1)  # B's own copy is dropped on delivery
+    out = b.call("read", id=uid)
+    assert out["name"] == "v1" and out["bus"]["shared_store"]["hits"] == 1  # the old Redis entry was not served
+
+
+# --- one process, several Databases ------------------------------------------------------------
+
+def test_databases_of_one_process_on_the_same_data_drop_each_others_entries(live_url, live_server):
+    from astro_db import Database
+
+    other_url = live_server.url(f"astro_test_{uuid.uuid4().hex[:8]}")
+    one, two, unrelated = (Database(u, cache_models=("User",), ensure_indexes=False).connect()
+                           for u in (live_url, live_url, other_url))
+    try:
+        user = one.create("User", {"email": _email(), "name": "v0"})
+        unrelated.create("User", {"email": _email(), "name": "elsewhere"})
+        assert two.find_one("User", {"id": user.id}).name == "v0"
+        unrelated.find("User", {})
+        held = unrelated.executor.runtime.cache.stats()["entries"]
+        one.update("User", {"id": user.id}, {"name": "v1"})
+        assert two.find_one("User", {"id": user.id}).name == "v1"  # dropped before update() returned
+        assert unrelated.executor.runtime.cache.stats()["entries"] == held  # another database: untouched
+    finally:
+        for db in (one, two, unrelated):
+            db.disconnect()
+        import pymongo
+
+        client = pymongo.MongoClient(other_url)
+        client.drop_database(other_url.rsplit("/", 1)[1])
+        client.close()
+
+
+def test_change_streams_see_writes_made_outside_the_service(live_url):
+    """A write through db.mongo (as the Node service would make) drops the cached read
+    (nx-27017 has collection change streams; so does a replica set via ASTRO_DB_TEST_URI)."""
+    import threading
+    import time
+
+    from astro_db import Database
+
+    db = Database(live_url, cache_models=("User",), cache_bus="changestream", ensure_indexes=False).connect()
+    try:
+        cache = db.executor.runtime.cache
+        deadline, pause = time.monotonic() + 60, threading.Event()
+        while not cache.trusted:
+            assert time.monotonic() < deadline
+            pause.wait(0.01)
+        user = db.create("User", {"email": _email(), "name": "v0"})
+        db.find_one("User", {"id": user.id})
+        assert db.find_one("User", {"id": user.id}).name == "v0"
+        received = cache.bus_stats()["received"]
+        db.mongo[db.executor.model("User").collection].update_one({"_id": user.id}, {"$set": {"name": "node"}})
+        while cache.bus_stats()["received"] <= received:
+            assert time.monotonic() < deadline
+            pause.wait(0.01)
+        assert db.find_one("User", {"id": user.id}).name == "node"
+    finally:
+        db.disconnect()
+
+
+def test_the_cache_bus_benchmark_prints_its_figures_in_tiny_mode():
+    """A smoke test of benchmarks/cache_bus.py (its own nx-27017 and redis-server): not a timing."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cache_bus.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in ("uncached (cache=False)", "cache hit, local bus", "cache hit, Redis bus", "update, Redis bus",
+                "publish -> other subscriber delivered", "update returned -> other process knows"):
+        assert row in done.stdout

@@ -1,0 +1,114 @@
+"""The shared result store (cache_store=): a miss in one Database is a hit another stored in
+Redis, checked against the write generations; never plaintext of a sensitive field."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+
+from spies import CommandSpy
+
+from astro_db import Database
+from astro_db.cache.redis_store import MISSING
+
+KEY = base64.b64encode(b"K" * 32).decode()
+
+
+def _poll(check, timeout_s: float = 30.0):
+    deadline, pause = time.monotonic() + timeout_s, threading.Event()
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition never held"
+        pause.wait(0.005)
+    return value
+
+
+def _db(url, redis_url, **extra):
+    db = Database(url, cache_models=("User", "BirthChart"), cache_bus=redis_url, cache_store=redis_url,
+                  ensure_indexes=False, **extra).connect()
+    _poll(lambda: db.executor.runtime.cache.trusted)
+    return db
+
+
+def _email() -> str:
+    return f"{uuid.uuid4().hex[:10]}@example.com"
+
+
+def test_a_result_one_database_read_is_served_to_another_from_redis(live_url, redis_server):
+    spy = CommandSpy("find")
+    a = _db(live_url, redis_server.url)
+    b = _db(live_url, redis_server.url, event_listeners=[spy])
+    try:
+        user = a.create("User", {"email": _email(), "name": "v0"})
+        assert a.find_one("User", {"id": user.id}).name == "v0"  # stored locally and in Redis
+        assert b.find_one("User", {"id": user.id}).name == "v0"
+        assert spy.names == []  # B never asked the server
+        assert b.executor.runtime.cache.bus_stats()["shared_store"]["hits"] == 1
+
+        a.update("User", {"id": user.id}, {"name": "v1"})  # returned: the generation has moved on
+        b.executor.runtime.cache.drop("User")  # not even relying on the bus: the generation check alone
+        assert b.find_one("User", {"id": user.id}).name == "v1"
+        assert spy.names == ["find"]
+    finally:
+        a.disconnect()
+        b.disconnect()
+
+
+def test_a_read_that_raced_a_write_does_not_store_its_result_in_redis(live_url, redis_server):
+    import redis
+
+    a = _db(live_url, redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        user = a.create("User", {"email": _email(), "name": "old"})
+        store = a.executor.runtime.cache.shared
+        real_get = store.get
+
+        def get_then_a_write_commits(key):
+            found = real_get(key)
+            client.incr(f"{store.prefix}gen:User")  # another process's write lands meanwhile
+            return found
+
+        store.get = get_then_a_write_commits
+        a.find_one("User", {"id": user.id})
+        assert store.stats()["refused"] == 1 and store.stats()["stored"] == 0
+    finally:
+        client.close()
+        a.disconnect()
+
+
+def test_a_sensitive_field_reaches_redis_only_as_ciphertext(live_url, redis_server):
+    import redis
+
+    a = _db(live_url, redis_server.url, encryption_key=KEY)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        user = a.create("User", {"email": _email(), "name": "Ann"})
+        place = f"Secret Lane {uuid.uuid4().hex[:6]}"
+        a.create("BirthChart", {"userId": str(user.id), "birthData": {
+            "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
+            "location": {"name": place, "coordinates": [-0.1276, 51.5072]}}})
+        chart = a.find_one("BirthChart", {"userId": user.id})
+        assert chart.birth_data.location.name == place  # the caller sees plaintext
+        values = [client.get(k) for k in client.scan_iter(match="astro_db:*:r:BirthChart:*")]
+        assert values and all(place.encode() not in v for v in values)
+        assert a.executor.runtime.cache.bus_stats()["shared_store"]["stored"] >= 1
+    finally:
+        client.close()
+        a.disconnect()
+
+
+def test_a_dead_store_is_a_miss_not_an_error(live_url, redis_server):
+    a = _db(live_url, redis_server.url)
+    try:
+        user = a.create("User", {"email": _email(), "name": "Bo"})
+        store = a.executor.runtime.cache.shared
+        key = ("User", "find_one", None, b"\x05\x00\x00\x00\x00")
+        redis_server.kill()
+        assert store.get(key)[0] is MISSING and store.put(key, {"a": 1}, b"1") is False
+        assert store.stats()["errors"] == 2
+        _poll(lambda: not a.executor.runtime.cache.trusted)
+        assert a.find_one("User", {"id": user.id}).name == "Bo"  # from the server
+    finally:
+        a.disconnect()

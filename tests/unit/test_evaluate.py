@@ -1,0 +1,280 @@
+"""evaluate.apply_update / matches: what astro_db computes locally is what the server computes.
+
+mongomock-ng is the oracle here (tests may import it; production code must not): hypothesis
+generates stored documents shaped like the models' and updates through dotted paths, numeric
+indexes and ``$[]``, and the post-image ``apply_update`` computes must equal the one the embedded
+server stores, or both must refuse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import mongomock_ng
+import pytest
+from bson import ObjectId
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from astro_db.errors import QueryError
+from astro_db.evaluate import apply_update, bson_equal, matches
+
+OIDS = [ObjectId(f"{i:024x}") for i in range(1, 4)]
+DATES = [dt.datetime(2026, 1, d, 9, 30, 0, 123000) for d in (1, 2, 3)]
+BODIES = ["Sun", "Moon", "Mars"]
+
+NUMBERS = st.one_of(st.integers(-40, 40), st.sampled_from([0.5, 29.9, -1.25, 12.0, 1e3]))
+# booleans stay out of what the oracle compares: mongomock-ng takes False == 0 as Python does,
+# the server does not (tested below)
+PLAIN = st.one_of(NUMBERS, st.sampled_from(BODIES + ["", "sun", "Saturn"]), st.none(),
+                  st.sampled_from(DATES), st.sampled_from(OIDS))
+SCALARS = st.one_of(PLAIN, st.booleans())
+POSITION = st.fixed_dictionaries(
+    {"body": st.sampled_from(BODIES), "degree": NUMBERS},
+    optional={"house": st.integers(1, 12), "retrograde": st.booleans(), "_id": st.sampled_from(OIDS)},
+).map(lambda d: dict(sorted(d.items())))  # one key order: mongomock-ng ignores it in $addToSet, the server does not
+DOCS = st.fixed_dictionaries(
+    {"_id": st.just(1)},
+    optional={
+        "positions": st.lists(POSITION, max_size=4),
+        "recs": st.lists(SCALARS, max_size=5),
+        "n": NUMBERS,
+        "sub": st.fixed_dictionaries({}, optional={"a": NUMBERS, "b": st.sampled_from(BODIES)}),
+        "name": st.sampled_from(BODIES),
+    },
+)
+SET_PATHS = ["n", "name", "sub.a", "sub.b", "sub", "recs", "recs.0", "recs.2", "recs.$[]", "positions",
+             "positions.0", "positions.1.body", "positions.3.degree", "positions.$[].body",
+             "positions.$[].degree", "positions.0.house", "new.field"]
+INC_PATHS = ["n", "sub.a", "recs.0", "recs.$[]", "positions.0.degree", "positions.$[].degree",
+             "positions.2.house", "missing"]
+LIST_PATHS = ["recs", "positions", "fresh"]
+
+
+def _set_value(path: str) -> st.SearchStrategy:
+    if path.endswith(("positions", "recs")):
+        return st.lists(POSITION if "positions" in path else SCALARS, max_size=3)
+    if path.startswith("positions.") and path.count(".") == 1:
+        return POSITION
+    return SCALARS
+
+
+@st.composite
+def single_updates(draw: st.DrawFn) -> dict:
+    op = draw(st.sampled_from(["$set", "$unset", "$inc", "$push", "$addToSet", "$pull"]))
+    if op in ("$set", "$unset"):
+        path = draw(st.sampled_from(SET_PATHS))
+        return {op: {path: draw(_set_value(path)) if op == "$set" else ""}}
+    if op == "$inc":
+        return {op: {draw(st.sampled_from(INC_PATHS)): draw(NUMBERS)}}
+    path = draw(st.sampled_from(LIST_PATHS))
+    item = POSITION if path == "positions" else SCALARS
+    if op == "$pull":
+        return {op: {path: draw(pull_conditions(path))}}
+    value = draw(st.one_of(item, st.builds(lambda xs: {"$each": xs}, st.lists(item, max_size=3))))
+    return {op: {path: value}}
+
+
+def value_conditions(negate: bool = True) -> st.SearchStrategy:
+    # ordering against null is left out: mongomock-ng never matches a missing field with
+    # $gte/$lte null, the server does (tested below)
+    compare = st.one_of(
+        st.builds(lambda op, v: {op: v}, st.sampled_from(["$eq", "$ne"]), PLAIN),
+        st.builds(lambda op, v: {op: v}, st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), PLAIN.filter(lambda v: v is not None)),
+    )
+    member = st.builds(lambda op, vs: {op: vs}, st.sampled_from(["$in", "$nin"]), st.lists(PLAIN, max_size=3))
+    regex = st.builds(lambda p, o: {"$regex": p, "$options": o} if o else {"$regex": p},
+                      st.sampled_from(["^S", "un$", "a", "^$"]), st.sampled_from(["", "i"]))
+    simple = st.one_of(compare, member, regex)
+    # mongomock-ng refuses $options inside $not, which the server accepts (tested below)
+    negated = st.builds(lambda c: {"$not": c}, st.one_of(compare, member, st.builds(lambda p: {"$regex": p}, st.just("^S"))))
+    if not negate:
+        return st.one_of(simple, st.builds(lambda a, b: {**a, **b}, compare, compare))
+    return st.one_of(simple, negated,
+                     st.builds(lambda a, b: {**a, **b}, compare, compare))
+
+
+def field_queries() -> st.SearchStrategy:
+    leaf = st.one_of(
+        st.builds(lambda v: {"body": v}, st.sampled_from(BODIES)),
+        st.builds(lambda c: {"degree": c}, value_conditions()),
+        st.builds(lambda c: {"house": c}, value_conditions()),
+        st.builds(lambda e: {"retrograde": {"$exists": e}}, st.booleans()),
+    )
+    logical = st.builds(lambda op, subs: {op: subs}, st.sampled_from(["$and", "$or", "$nor"]),
+                        st.lists(leaf, min_size=1, max_size=3))
+    return st.one_of(leaf, st.builds(lambda a, b: {**a, **b}, leaf, logical))
+
+
+def pull_conditions(path: str) -> st.SearchStrategy:
+    if path == "positions":
+        return field_queries()
+    return st.one_of(PLAIN, value_conditions(negate=False))
+
+
+def _server_result(doc: dict, update: dict) -> dict | None:
+    """What the embedded server stores for ``update`` on ``doc``; None if it refuses."""
+    coll = mongomock_ng.MongoClient().db.c
+    coll.insert_one(doc)
+    try:
+        coll.update_one({"_id": 1}, update)
+    except (mongomock_ng.WriteError, KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None  # mongomock-ng raises some of the server's refusals as plain Python errors
+    return coll.find_one({"_id": 1})
+
+
+def _holds_bool(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_bool(v) for v in value)
+    return isinstance(value, bool)
+
+
+def _past_end(doc: dict, path: str) -> bool:
+    parts = path.split(".")
+    return len(parts) > 2 and parts[1].isdigit() and int(parts[1]) >= len(doc.get(parts[0]) or [])
+
+
+def _ours(doc: dict, update: dict) -> dict | None:
+    try:
+        return apply_update(doc, update)
+    except QueryError:
+        return None
+
+
+settings_ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings_
+@given(doc=DOCS, update=single_updates())
+def test_apply_update_computes_what_the_server_stores(doc, update):
+    # mongomock-ng adds to a boolean as Python does; the server refuses $inc on it (tested below)
+    assume("$inc" not in update or not _holds_bool(doc))
+    # mongomock-ng leaves an unset list item in place; the server nulls it (tested below)
+    assume(not any(p.split(".")[-1].isdigit() or p.endswith("$[]") for p in update.get("$unset", {})))
+    # mongomock-ng refuses to create an item's field past a list's end; the server pads (tested below)
+    assume(not any(_past_end(doc, p) for spec in update.values() for p in spec))
+    expected = _server_result(doc, update)
+    got = _ours(doc, update)
+    assert (got is None) == (expected is None), (doc, update, got, expected)
+    if got is not None:
+        assert bson_equal(got, expected) or got == expected, (doc, update, got, expected)
+
+
+@settings_
+@given(items=st.lists(PLAIN, max_size=6), condition=value_conditions(negate=False))
+def test_matches_removes_what_the_server_pulls_from_a_list_of_values(items, condition):
+    expected = _server_result({"_id": 1, "xs": items}, {"$pull": {"xs": condition}})
+    assert expected is not None
+    assert [i for i in items if not matches(condition, i)] == expected["xs"], (items, condition)
+
+
+@settings_
+@given(items=st.lists(POSITION, max_size=5), condition=field_queries())
+def test_matches_removes_what_the_server_pulls_from_a_list_of_documents(items, condition):
+    expected = _server_result({"_id": 1, "xs": items}, {"$pull": {"xs": condition}})
+    assert expected is not None
+    assert [i for i in items if not matches(condition, i)] == expected["xs"], (items, condition)
+
+
+@given(doc=DOCS, update=single_updates())
+@settings(max_examples=100, deadline=None)
+def test_apply_update_never_changes_its_input(doc, update):
+    before = repr(doc)
+    _ours(doc, update)
+    assert repr(doc) == before
+
+
+# --- the server's own refusals, named -------------------------------------------------------
+
+
+@pytest.mark.parametrize("doc,update,message", [
+    ({"n": "x"}, {"$inc": {"n": 1}}, "cannot \\$inc"),
+    ({"recs": [False]}, {"$inc": {"recs.0": 1}}, "cannot \\$inc a value of type bool"),
+    ({"sub": None}, {"$set": {"sub.a": 1}}, "inside null"),
+    ({"name": "Sun"}, {"$set": {"name.a": 1}}, "inside str"),
+    ({}, {"$set": {"positions.$[].body": "Sun"}}, "must exist"),
+    ({"recs": "x"}, {"$push": {"recs": 1}}, "cannot apply \\$push"),
+    ({"positions": [{"body": "Sun"}]}, {"$set": {"positions.body": "Moon"}}, "reach into a list"),
+    ({}, {"$rename": {"a": "b"}}, "supported"),
+])
+def test_apply_update_refuses_what_the_server_refuses(doc, update, message):
+    with pytest.raises(QueryError, match=message):
+        apply_update({"_id": 1, **doc}, update)
+
+
+def test_unsetting_a_list_item_leaves_a_null_as_the_server_does():
+    assert apply_update({"xs": [1, 2]}, {"$unset": {"xs.0": ""}}) == {"xs": [None, 2]}
+    assert apply_update({"xs": [1, 2]}, {"$unset": {"xs.$[]": ""}}) == {"xs": [None, None]}
+
+
+def test_numeric_index_past_the_end_pads_with_nulls_as_the_server_does():
+    assert apply_update({"xs": [1]}, {"$set": {"xs.3": 4}}) == {"xs": [1, None, None, 4]}
+    assert apply_update({"xs": []}, {"$set": {"xs.1.a": 4}}) == {"xs": [None, {"a": 4}]}
+
+
+def test_a_huge_index_is_refused_before_anything_is_allocated():
+    with pytest.raises(QueryError, match="pad"):
+        apply_update({"xs": []}, {"$set": {"xs.99999999999": 1}})
+
+
+def test_an_index_with_leading_zeros_is_not_an_index():
+    with pytest.raises(QueryError, match="reach into a list"):
+        apply_update({"xs": [1, 2]}, {"$set": {"xs.01": 5}})
+
+
+def test_all_positional_reaches_every_item():
+    doc = {"positions": [{"body": "Sun", "degree": 1}, {"body": "Moon", "degree": 2}]}
+    out = apply_update(doc, {"$inc": {"positions.$[].degree": 10}, "$set": {"positions.$[].house": 3}})
+    assert [(p["degree"], p["house"]) for p in out["positions"]] == [(11, 3), (12, 3)]
+
+
+def test_booleans_are_not_numbers_in_conditions():
+    assert not matches({"$eq": 0}, False) and not matches({"$in": [1]}, True) and not matches({"$gte": 0}, True)
+    assert apply_update({"xs": [False, 0, True, 1]}, {"$pull": {"xs": 0}}) == {"xs": [False, True, 1]}
+    assert apply_update({"xs": [1]}, {"$addToSet": {"xs": True}}) == {"xs": [1, True]}
+
+
+def test_ordering_against_null_matches_null_and_missing_as_the_server_does():
+    assert matches({"house": {"$gte": None}}, {"body": "Sun"}) and matches({"house": {"$lte": None}}, {"house": None})
+    assert not matches({"house": {"$gt": None}}, {"body": "Sun"}) and not matches({"house": {"$gte": None}}, {"house": 1})
+
+
+def test_add_to_set_tells_documents_apart_by_key_order_as_the_server_does():
+    out = apply_update({"xs": [{"a": 1, "b": 2}]}, {"$addToSet": {"xs": {"$each": [{"b": 2, "a": 1}, {"a": 1, "b": 2}]}}})
+    assert out == {"xs": [{"a": 1, "b": 2}, {"b": 2, "a": 1}]} and list(out["xs"][1]) == ["b", "a"]
+
+
+def test_bson_equality_keeps_types_and_key_order_apart():
+    assert bson_equal(1, 1.0) and not bson_equal(1, True) and not bson_equal(0, None)
+    assert not bson_equal({"a": 1, "b": 2}, {"b": 2, "a": 1})
+    assert bson_equal(dt.datetime(2026, 1, 1, 0, 0, 0, 1500), dt.datetime(2026, 1, 1, 0, 0, 0, 1999))
+
+
+@pytest.mark.parametrize("condition,kept", [
+    ({"$not": {"$regex": "^S"}}, ["Sun"]),
+    ({"$not": {"$gt": 1}}, [2]),
+    ({"$not": {"$in": [1, "Sun"]}}, ["Sun", 1]),
+])
+def test_pulling_a_negated_condition_removes_what_does_not_match(condition, kept):
+    # mongomock-ng gets $not wrong inside $pull on a list of values; the server removes the rest
+    assert apply_update({"xs": ["Sun", 1, 2, None]}, {"$pull": {"xs": condition}})["xs"] == kept
+
+
+def test_regex_conditions_accept_compiled_patterns_and_options_under_not():
+    assert matches({"$regex": re.compile("^s", re.IGNORECASE)}, "Sun")
+    assert not matches({"$not": re.compile("^S")}, "Sun")
+    assert not matches({"$not": {"$regex": "^s", "$options": "i"}}, "Sun")
+    assert matches({"$not": {"$regex": "^s", "$options": "i"}}, 0)  # not a string: not matched by the regex
+
+
+def test_a_logical_only_condition_is_a_query_on_the_items_as_on_the_server():
+    assert matches({"$or": [{"body": "Sun"}, {"degree": {"$gt": 5}}]}, {"body": "Moon", "degree": 6})
+    assert not matches({"$nor": [{"body": "Moon"}]}, {"body": "Moon"})
+
+
+def test_matches_refuses_operators_it_does_not_implement():
+    with pytest.raises(QueryError, match="not supported"):
+        matches({"$size": 2}, [1, 2])
