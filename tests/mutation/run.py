@@ -48,9 +48,9 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
     "query": ["tests/unit/test_query_policy.py", "tests/unit/test_update_policy.py", "tests/unit/test_injection.py",
               "tests/service/test_reliability_bad_inputs.py"],
     "access": ["tests/unit/test_access_policy.py", "tests/unit/test_access.py", "tests/unit/test_permissions.py"],
-    "updates": ["tests/unit/test_update_policy.py", "tests/unit/test_injection.py"],
+    "updates": ["tests/unit/test_update_policy.py", "tests/unit/test_update_compile.py", "tests/unit/test_injection.py"],
     "masking": ["tests/unit/test_masking_policy.py", "tests/unit/test_masking.py"],
-    "crypto": ["tests/unit/test_crypto_policy.py", "tests/unit/test_crypto.py"],
+    "crypto": ["tests/unit/test_crypto.py", "tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",

@@ -20,12 +20,12 @@ JAN_1 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 def test_a_plain_dict_is_a_set_of_validated_stored_values():
     assert compile_update(User, {"name": "Bo", "last_active": "2026-01-01T00:00:00Z"}) == CompiledUpdate(
-        {"$set": {"name": "Bo", "lastActive": JAN_1}}, ["name", "lastActive"], {}, [])
+        {"$set": {"name": "Bo", "lastActive": JAN_1}}, ["name", "lastActive"], {}, ())
 
 
 def test_unset_of_an_optional_field_compiles_to_an_empty_value():
     assert compile_update(PlanetaryInsight, {"$unset": {"summary": 1}}) == CompiledUpdate(
-        {"$unset": {"summary": ""}}, ["summary"], {}, [])
+        {"$unset": {"summary": ""}}, ["summary"], {}, ())
 
 
 def test_unset_of_a_required_field_is_refused():
@@ -35,13 +35,14 @@ def test_unset_of_a_required_field_is_refused():
 
 def test_inc_on_a_bounded_field_guards_both_bounds_of_the_result():
     assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": 5}}) == CompiledUpdate(
-        {"$inc": {"energyLevel": 5}}, ["energyLevel"], {"energyLevel": {"$lte": 95, "$gte": -5}}, [])
+        {"$inc": {"energyLevel": 5}}, ["energyLevel"], {"energyLevel": {"$lte": 95, "$gte": -5}}, ())
     assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": -7.5}}).guards == {
         "energyLevel": {"$lte": 107.5, "$gte": 7.5}}
 
 
-def test_inc_on_a_field_with_only_a_lower_bound_guards_only_that():
-    assert compile_update(BirthChart, {"$inc": {"positions.0.degree": 2}}).guards == {"positions.0.degree": {"$gte": -2}}
+def test_inc_inside_a_list_is_left_to_the_post_image_check():
+    compiled = compile_update(BirthChart, {"$inc": {"positions.0.degree": 2}})
+    assert (compiled.guards, compiled.list_roots, compiled.touches_lists) == ({}, ("positions",), True)
 
 
 @pytest.mark.parametrize("model, update", [
@@ -55,13 +56,12 @@ def test_inc_needs_a_number_field_and_a_number(model, update):
         compile_update(model, update)
 
 
-def test_push_and_add_to_set_encode_items_and_are_listed_for_the_list_check():
-    compiled = compile_update(PlanetaryInsight, {"$push": {"recommendations": {"$each": ["Rest", "Walk"]}},
-                                                 "$addToSet": {"recommendations": "Sleep"}})
-    assert compiled.update == {"$push": {"recommendations": {"$each": ["Rest", "Walk"]}},
-                               "$addToSet": {"recommendations": "Sleep"}}
-    assert compiled.list_ops == [("$push", "recommendations"), ("$addToSet", "recommendations")]
-    assert compiled.guards == {}
+def test_push_and_add_to_set_encode_items_and_mark_the_list():
+    compiled = compile_update(PlanetaryInsight, {"$push": {"recommendations": {"$each": ["Rest", "Walk"]}}})
+    assert compiled.update == {"$push": {"recommendations": {"$each": ["Rest", "Walk"]}}}
+    assert (compiled.list_roots, compiled.guards) == (("recommendations",), {})
+    compiled = compile_update(PlanetaryInsight, {"$addToSet": {"recommendations": "Sleep"}})
+    assert (compiled.update, compiled.list_roots) == ({"$addToSet": {"recommendations": "Sleep"}}, ("recommendations",))
 
 
 def test_pull_takes_a_value_an_operator_condition_or_a_condition_on_item_fields():
@@ -71,7 +71,7 @@ def test_pull_takes_a_value_an_operator_condition_or_a_condition_on_item_fields(
         "$pull": {"recommendations": {"$in": ["Rest"]}}}
     compiled = compile_update(TimingRecommendation, {"$pull": {"windows": {"start": {"$lt": "2026-01-01T00:00:00Z"}}}})
     assert compiled.update == {"$pull": {"windows": {"start": {"$lt": JAN_1}}}}
-    assert compiled.list_ops == [("$pull", "windows")]
+    assert compiled.list_roots == ("windows",)
 
 
 @pytest.mark.parametrize("update", [
