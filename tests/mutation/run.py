@@ -5,8 +5,8 @@
 ``module`` is any of query, access, updates, masking, crypto (default: all five). Two passes:
 
 1. mutmut (configured in setup.cfg ``[mutmut]``) mutates the code inside the module's functions
-   and runs, for each mutant, the unit, model and service tests (embedded backend, not the live
-   tier) that execute the mutated function.
+   and runs, for each mutant, those of the guarding test files listed there (unit and service
+   tiers, embedded backend, not the live tier) that execute the mutated function.
 2. The table pass (``tables.py``) mutates what mutmut leaves alone, the module-level whitelists,
    forbidden sets, limits and permission tables: each element removed, each integer limit x1000,
    and runs the module's guarding tests (``GUARDING_TESTS``) on a copy of the package.
@@ -66,6 +66,7 @@ class Score:
     killed: int = 0
     survivors: list[str] = field(default_factory=list)
     unchecked: int = 0
+    to_recheck: list[str] = field(default_factory=list)  # mutmut names of survivors and unchecked
 
     @property
     def total(self) -> int:
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", metavar="module", help=", ".join(MODULES))
     parser.add_argument("--no-mutmut", action="store_true", help="skip the mutmut pass (report its last results)")
     parser.add_argument("--no-tables", action="store_true", help="skip the table pass")
+    parser.add_argument("--survivors", action="store_true",
+                        help="mutmut re-checks only the last run's survivors and unchecked mutants")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--fail-under", type=float, default=90.0, help="exit 1 below this %% killed (default 90)")
     args = parser.parse_args(argv)
@@ -89,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     modules = args.modules or list(MODULES)
     os.chdir(ROOT)
     if not args.no_mutmut:
-        run_mutmut(modules, args.jobs)
+        names = [n for m in modules for n in mutmut_score(MODULES[m]).to_recheck] if args.survivors else None
+        if names != []:
+            run_mutmut(modules, args.jobs, names)
     results: dict[str, dict[str, Score]] = {}
     for module in modules:
         results[module] = {"mutmut": mutmut_score(MODULES[module])}
@@ -101,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 # --- pass 1: mutmut ----------------------------------------------------------------------------
 
 
-def run_mutmut(modules: list[str], jobs: int) -> None:
-    names = [_dotted(MODULES[m]) + ".*" for m in modules]
+def run_mutmut(modules: list[str], jobs: int, names: list[str] | None = None) -> None:
+    names = names or [_dotted(MODULES[m]) + ".*" for m in modules]
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or "mutmut"
     command = [*NICE, mutmut, "run", "--max-children", str(jobs), *names]
     print("$", " ".join(command), flush=True)
@@ -121,8 +126,10 @@ def mutmut_score(path: str) -> Score:
             score.killed += 1
         elif code in SURVIVED:
             score.survivors.append(f"{name} ({SURVIVED[code]})")
+            score.to_recheck.append(name)
         else:
             score.unchecked += 1
+            score.to_recheck.append(name)
     return score
 
 

@@ -436,3 +436,10 @@ def test_a_bad_id_or_date_message_names_the_field_and_shows_at_most_sixty_charac
 
 def test_sort_items_without_a_sign_ascend():
     assert compile_sort(User, ["name", "+email", "-id"]) == [("name", 1), ("email", 1), ("_id", -1)]
+
+
+def test_a_bad_id_is_shown_whole_up_to_59_characters_of_repr_then_cut_to_57():
+    for value, shown in (("x" * 57, "'" + "x" * 57 + "'"), ("x" * 58, "'" + "x" * 56 + "...")):
+        with pytest.raises(ValidationError) as raised:
+            coerce_id(value)
+        assert raised.value.errors == {"id": f"not a valid ObjectId (24 hex characters), got {shown}"}

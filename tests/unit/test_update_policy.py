@@ -183,3 +183,43 @@ def test_a_pull_on_item_fields_removes_matching_items(db):
     updated = db.update("BirthChart", {"id": chart.id}, {"$pull": {"positions": {"body": "Sun"}}})
     assert [p.body for p in updated.positions] == ["Moon"]
     assert ObjectId.is_valid(str(updated.id))
+
+
+# --- exact refusals and depth of $pull conditions ---------------------------------------------
+
+
+@pytest.mark.parametrize("model, update, message", [
+    (BirthChart, {"$set": {"positions.1.body": "Sun"}, "$unset": {"positions.1": ""}},
+     "$unset 'positions.1' and $set 'positions.1.body' change the same field; split them into two updates"),
+    (BirthChart, {"$pull": {"positions": {"$or": [{"body": "Sun"}]}}},
+     "$pull on 'positions': a condition of only $and/$or/$nor is not supported (backends disagree on it); "
+     "name a field, e.g. {'body': {'$in': ['Sun', 'Moon']}}"),
+    (PlanetaryInsight, {"$pull": {"recommendations": {"$size": 1}}},
+     "$pull on 'recommendations': operator $size is not supported in a condition; use $and, $elemMatch, $eq, "
+     "$exists, $gt, $gte, $in, $lt, $lte, $ne, $nin, $nor, $not, $or, $regex"),
+], ids=["overlap", "only-logical", "unsupported-operator"])
+def test_refused_updates_say_exactly_why(model, update, message):
+    with pytest.raises(QueryError) as raised:
+        compile_update(model, update)
+    assert str(raised.value) == message
+
+
+def _chain(levels: int) -> dict:
+    clause: dict = {"score": 1}
+    for _ in range(levels - 1):
+        clause = {"$and": [clause]}
+    return clause
+
+
+def test_pull_item_queries_count_their_own_level_towards_the_depth():
+    assert compile_update(TimingRecommendation, {"$pull": {"windows": {"score": 2, "$and": [_chain(11)]}}})
+    with pytest.raises(QueryError, match="nested deeper than 12 levels"):
+        compile_update(TimingRecommendation, {"$pull": {"windows": {"score": 2, "$and": [_chain(12)]}}})
+
+
+def test_pull_elem_match_conditions_compile_item_fields_within_the_depth():
+    compiled = compile_update(TimingRecommendation, {"$pull": {"windows": {"$elemMatch": {"start": {"$lt": "2026-01-01T00:00:00Z"}}}}})
+    assert compiled.update == {"$pull": {"windows": {"$elemMatch": {"start": {"$lt": JAN_1}}}}}
+    assert compile_update(TimingRecommendation, {"$pull": {"windows": {"$elemMatch": {"score": 2, "$and": [_chain(11)]}}}})
+    with pytest.raises(QueryError, match="nested deeper than 12 levels"):
+        compile_update(TimingRecommendation, {"$pull": {"windows": {"$elemMatch": {"score": 2, "$and": [_chain(12)]}}}})
