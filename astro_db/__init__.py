@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import logging
 
 from . import errors
 from ._version import __version__
@@ -26,4 +25,6 @@ __all__ = [
     "__version__",
 ]
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# No NullHandler on the "astro_db" logger, on purpose: with no logging configured anywhere,
+# Python's last-resort handler prints WARNING and above on stderr, so a failed connection attempt
+# or a server error is seen by default. Configure logging and it goes where yours goes.

@@ -96,6 +96,7 @@ class DatabaseConfig:
     operation_timeout_ms: int | None = None
     # connecting and retrying
     connect_attempts: int = 3
+    connect_budget_ms: int = 30_000  # the whole connect(), all attempts and waits included
     retry_attempts: int = 3
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
@@ -143,6 +144,7 @@ class DatabaseConfig:
     ensure_indexes: bool = True
     audit_retention_days: int | None = 365
     journal: bool = True  # change journal for incremental backups and point-in-time restore
+    check_references: bool = False  # refuse a userId naming no User (one more read per write)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -354,6 +356,7 @@ class DatabaseConfig:
         for key in ("max_idle_time_ms", "operation_timeout_ms"):
             need(getattr(self, key) is None or getattr(self, key) > 0, key, "must be positive when set")
         need(1 <= self.connect_attempts <= 20, "connect_attempts", "must be 1-20")
+        need(1 <= self.connect_budget_ms <= 3_600_000, "connect_budget_ms", "must be 1-3600000 milliseconds")
         need(1 <= self.retry_attempts <= 20, "retry_attempts", "must be 1-20")
         need(self.backoff_base_s > 0, "backoff_base_s", "must be positive")
         need(self.backoff_max_s >= self.backoff_base_s, "backoff_max_s", "must be at least backoff_base_s")

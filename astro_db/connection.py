@@ -3,15 +3,21 @@
 The client is built and registered by MongoEngine under a per-``Database`` alias (so two
 ``Database`` objects never share a client or data), with the pool options of the config.
 ``connect()`` pings the server up to ``connect_attempts`` times with exponential backoff and
-jitter (the ``backoff`` library), logging each failure with the masked URL.
+jitter (the ``backoff`` library), all attempts sharing one budget (``connect_budget_ms``), and
+logs each failure at WARNING with the masked URL (shown on stderr even with no logging set up).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import re
+import sys
 import threading
-from typing import Any, Sequence
+import time
+import warnings
+from typing import Any, Callable, Iterator, Sequence
 
 import backoff
 import mongoengine
@@ -21,14 +27,20 @@ from pymongo.driver_info import DriverInfo
 
 from ._version import __version__
 from .config import DatabaseConfig
-from .errors import DatabaseConnectionError, NotConnectedError, translate
+from .errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
 from .routing import ReadPreference
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "summarise", "EMBEDDED_NOTICE"]
 
 log = logging.getLogger(__name__)
 _aliases = itertools.count(1)
-_embedded_logged = threading.Event()
+
+
+EMBEDDED_NOTICE = (
+    "no URL and no MONGODB_URL: astro_db is using the embedded in-memory backend (mongomock-ng); "
+    "every write is lost when this process exits. Pass a mongodb:// URL (or set MONGODB_URL), or "
+    "'mongomock://localhost/NAME' to choose the embedded backend on purpose"
+)
 
 
 class Connection:
@@ -41,6 +53,9 @@ class Connection:
         self._client: Any = None
         self._database: Any = None
         self._lock = threading.Lock()
+        # injectable so tests can drive the connect budget without waiting
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], None] = time.sleep
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -126,63 +141,92 @@ class Connection:
             raise translate(exc, operation="connect") from exc
 
     def _build_embedded_client(self) -> Any:
-        import mongomock_ng
+        from .backends import embedded
 
         cfg = self.config
-        if cfg.url is None and not _embedded_logged.is_set():
-            _embedded_logged.set()
-            log.warning(
-                "no MONGODB_URL given: using the embedded in-memory backend (mongomock-ng); "
-                "data lives only in this process"
-            )
+        if cfg.url is None:
+            warnings.warn(EMBEDDED_NOTICE, EmbeddedDatabaseWarning, stacklevel=_outside_package())
         log.info("using the embedded backend for database %r", cfg.database_name)
-        return mongoengine.connect(
-            db=cfg.database_name,
-            alias=self.alias,
-            host=f"mongodb://localhost/{cfg.database_name}",
-            mongo_client_class=mongomock_ng.MongoClient,
-            tz_aware=True,
-            uuidRepresentation="standard",
-            _store=mongomock_ng.store.ServerStore(),  # a store of its own, never shared
-        )
+        return embedded.connect(cfg.database_name, self.alias)
 
     def _ping_with_retries(self) -> None:
+        """Ping up to ``connect_attempts`` times, all within ``connect_budget_ms``.
+
+        Each attempt gets a fair share of what is left of the budget (never more than
+        ``server_selection_timeout_ms``), so with the defaults (30 s budget, 3 attempts) a dead
+        server is reported after about 30 s with a warning every 10 s, not after 3 x 30 s.
+        """
         cfg = self.config
         attempts = cfg.connect_attempts
+        started = self.clock()
+        deadline = started + cfg.connect_budget_ms / 1000
+        waits = _waits(cfg)
+        last: pm_errors.PyMongoError | None = None
+        made = 0
+        for made in range(1, attempts + 1):
+            left = deadline - self.clock()
+            share = min(cfg.server_selection_timeout_ms / 1000, left / (attempts - made + 1))
+            try:
+                self._ping(max(share, 0.001))
+                log.info("connected to %s", cfg.masked_url)
+                return
+            except pm_errors.PyMongoError as exc:
+                last = exc
+                if not isinstance(exc, _RETRIED):
+                    break
+                wait = next(waits)
+                if made == attempts or self.clock() + wait >= deadline:
+                    log.warning("connection attempt %d/%d to %s failed (%s); giving up",
+                                made, attempts, cfg.masked_url, summarise(exc))
+                    break
+                log.warning("connection attempt %d/%d to %s failed (%s); retrying in %.2f s",
+                            made, attempts, cfg.masked_url, summarise(exc), wait)
+                self.sleep(wait)
+        assert last is not None
+        elapsed = self.clock() - started
+        raise DatabaseConnectionError(
+            f"could not reach MongoDB at {cfg.masked_url} after {made} attempt{'s' if made > 1 else ''} "
+            f"in {elapsed:.1f} s (last error: {summarise(last)}); check that the server is running "
+            "and the URL/credentials/TLS settings"
+        ) from last
 
-        def log_retry(details: dict[str, Any]) -> None:
-            exc = details["exception"]
-            log.warning(
-                "connection attempt %d/%d to %s failed (%s); retrying in %.2fs",
-                details["tries"], attempts, cfg.masked_url, type(exc).__name__, details["wait"],
-            )
-
-        def log_giveup(details: dict[str, Any]) -> None:
-            log.error(
-                "connection attempt %d/%d to %s failed (%s); giving up",
-                details["tries"], attempts, cfg.masked_url, type(details["exception"]).__name__,
-            )
-
-        @backoff.on_exception(
-            backoff.expo,
-            (pm_errors.ConnectionFailure, pm_errors.ConfigurationError),
-            max_tries=attempts,
-            base=2,
-            factor=cfg.backoff_base_s,
-            max_value=cfg.backoff_max_s,
-            jitter=backoff.full_jitter if cfg.backoff_jitter else None,
-            on_backoff=log_retry,
-            on_giveup=log_giveup,
-            logger=None,
-        )
-        def ping() -> None:
+    def _ping(self, timeout_s: float) -> None:
+        """One ping, its server selection bounded by ``timeout_s`` (PyMongo's client-side timeout)."""
+        if self.config.is_embedded:
+            self.client.admin.command("ping")
+            return
+        with pymongo.timeout(timeout_s):
             self.client.admin.command("ping")
 
-        try:
-            ping()
-        except pm_errors.PyMongoError as exc:
-            raise DatabaseConnectionError(
-                f"could not connect to {cfg.masked_url} after {attempts} attempt(s): "
-                f"{translate(exc, operation='connect')}"
-            ) from exc
-        log.info("connected to %s", cfg.masked_url)
+
+_RETRIED = (pm_errors.ConnectionFailure, pm_errors.ConfigurationError)
+_NOISE = re.compile(r" \(configured timeouts:|, Timeout: |, Topology Description: ")
+
+
+def _outside_package() -> int:
+    """The ``stacklevel`` of the first frame outside astro_db, so a warning names the user's line."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
+
+
+def _waits(cfg: DatabaseConfig) -> Iterator[float]:
+    """The waits between connection attempts: ``backoff.expo``, jittered when configured."""
+    gen = backoff.expo(base=2, factor=cfg.backoff_base_s, max_value=cfg.backoff_max_s)
+    next(gen)  # backoff's generators are primed with one send(None)
+    for value in gen:
+        yield backoff.full_jitter(value) if cfg.backoff_jitter else value
+
+
+def summarise(exc: BaseException) -> str:
+    """One short line for a driver error: the first clause of its message, secrets scrubbed.
+
+    PyMongo's server-selection message runs on into the timeouts and the whole topology; the
+    line stops before those, and before any parenthesis it would leave open."""
+    text = _NOISE.split(scrub(str(exc)).splitlines()[0] if str(exc) else "", maxsplit=1)[0].strip()
+    text = text[:200]
+    while text.count("(") > text.count(")"):
+        text = text[: text.rindex("(")].rstrip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -19,6 +19,11 @@
         └── BackupIntegrityError        a backup set does not verify
 
 Every public method raises only these; the driver's exception stays on ``__cause__``.
+
+Warnings (``warnings.warn``, shown once per place by Python's default filter):
+
+    AstroDBWarning (UserWarning)
+    └── EmbeddedDatabaseWarning         no URL given: data lives in memory and dies with the process
 """
 
 from __future__ import annotations
@@ -45,11 +50,21 @@ __all__ = [
     "BackupError",
     "BackupIntegrityError",
     "translate",
+    "AstroDBWarning",
+    "EmbeddedDatabaseWarning",
 ]
 
 
 class AstroDBError(Exception):
     """Base of every error astro_db raises."""
+
+
+class AstroDBWarning(UserWarning):
+    """Base of every warning astro_db issues."""
+
+
+class EmbeddedDatabaseWarning(AstroDBWarning):
+    """No URL was given, so the in-memory embedded backend is in use: writes die with the process."""
 
 
 class ConfigError(AstroDBError):

@@ -26,6 +26,11 @@ class ModelInfo:
         return f"<model {self.name} ({self.collection})>"
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _key(name: str) -> str:
     return re.sub(r"[_\-\s]", "", name).lower()
 
@@ -59,8 +64,12 @@ class ModelRegistry:
             if info is not None:
                 return info
         valid = ", ".join(f"{i.name} ({_snake(i.name)}, {i.collection})" for i in self._infos)
-        shown = model if isinstance(model, str) else type(model).__name__
-        raise UnknownModelError(f"unknown model {shown!r}; valid models: {valid}")
+        if isinstance(model, str):
+            raise UnknownModelError(f"unknown model {model!r}; valid models: {valid}")
+        if isinstance(model, type):
+            raise UnknownModelError(f"{model.__name__} is not an astro_db model; valid models: {valid}")
+        raise UnknownModelError(
+            f"a model is a name or a model class, got {type(model).__name__} {_short(model)}; valid models: {valid}")
 
     def __iter__(self):
         return iter(self._infos)

@@ -126,4 +126,5 @@ def _number(arg: str) -> float:
 
 
 if __name__ == "__main__":
-    create_app().run(debug=True)
+    # debug before init_app: without MONGODB_URL the extension then allows the embedded backend
+    create_app({"DEBUG": True}).run()

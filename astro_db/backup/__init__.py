@@ -66,9 +66,11 @@ def list_sets(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [s.summary() for s in Repository(repo).sets()]
 
 
-def prune(repo: str | os.PathLike[str], *, keep_daily: int, keep_weekly: int, source: Any = None, dry_run: bool = False) -> dict[str, Any]:
+def prune(repo: str | os.PathLike[str], *, keep_daily: int | None = None, keep_weekly: int | None = None,
+          source: Any = None, dry_run: bool = False) -> dict[str, Any]:
     """Delete the sets a daily/weekly retention does not keep (with their incrementals); with
-    ``source``, also delete its change-journal entries older than the oldest kept full set."""
+    ``source``, also delete its change-journal entries older than the oldest kept full set.
+    Give ``keep_daily``, ``keep_weekly`` or both; the newest full set is always kept."""
     repository = Repository(repo)
     kept, deleted = select_kept(repository.sets(), keep_daily, keep_weekly)
     journal_pruned = 0

@@ -98,8 +98,15 @@ class Repository:
         return f"<backup Repository {self.path}>"
 
     def ensure(self) -> Repository:
+        """Create the repository directory itself, never its parents: a mistyped
+        ``/mnt/bakcup/astro`` must fail, not quietly fill the wrong disk."""
+        if not self.path.parent.is_dir():
+            raise BackupError(
+                f"cannot create the backup repository {self.path}: its parent directory "
+                f"{self.path.parent} does not exist (create it first, or check the path)"
+            )
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(exist_ok=True)
         except OSError as exc:
             raise BackupError(f"cannot create the backup repository {self.path}: {exc}") from exc
         return self
@@ -182,12 +189,18 @@ def root_full(sets: Iterable[BackupSet]) -> dict[str, str | None]:
     return out
 
 
-def select_kept(sets: list[BackupSet], keep_daily: int, keep_weekly: int) -> tuple[list[BackupSet], list[BackupSet]]:
+def select_kept(sets: list[BackupSet], keep_daily: int | None = None,
+                keep_weekly: int | None = None) -> tuple[list[BackupSet], list[BackupSet]]:
     """Which sets a ``prune --keep-daily N --keep-weekly M`` keeps, and which it deletes.
 
     The newest full set of each of the last ``N`` days that have one is kept, and the newest full
     set of each of the last ``M`` ISO weeks that have one; the incrementals that build on a kept
-    full are kept with it. The newest full is always kept."""
+    full are kept with it. The newest full is always kept. Either rule may be left out (``None``:
+    it keeps nothing by itself), but not both: a prune with no retention would delete every set
+    but the newest full, which is never what a bare command meant."""
+    if keep_daily is None and keep_weekly is None:
+        raise BackupError("prune needs a retention: pass --keep-daily N and/or --keep-weekly M")
+    keep_daily, keep_weekly = keep_daily or 0, keep_weekly or 0
     if keep_daily < 0 or keep_weekly < 0:
         raise BackupError("--keep-daily and --keep-weekly must be 0 or more")
     fulls = sorted((s for s in sets if s.kind == "full"), key=lambda s: s.end, reverse=True)

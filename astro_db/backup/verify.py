@@ -52,6 +52,8 @@ def run_verify(repo: Repository, *, deep: bool = False, db: Any = None,
         except BackupIntegrityError as exc:
             problems.add(exc.path, str(exc).split(": ", 1)[-1])
     sets.sort(key=lambda s: (s.end, s.id))
+    if not sets and not problems.items:
+        raise BackupError(f"the backup repository {repo.path} holds no backup sets: nothing to verify (check --repo)")
     files = documents = 0
     for s in sets:
         f, d = _check_files(s, problems, progress)

@@ -15,9 +15,15 @@ from typing import Any, Callable
 import click
 
 from .. import __version__
-from ..errors import AstroDBError
+from ..config import EMBEDDED_URL
+from ..errors import AstroDBError, ConfigError
 
-__all__ = ["main", "cli", "pass_ctx", "CliContext"]
+__all__ = ["main", "cli", "pass_ctx", "CliContext", "NO_URL"]
+
+NO_URL = (
+    "no database URL: pass --url mongodb://HOST:PORT/DB or set MONGODB_URL "
+    "(--url mongomock://localhost/NAME for a throwaway in-memory database)"
+)
 
 
 class CliContext:
@@ -28,8 +34,14 @@ class CliContext:
         self.as_json = as_json
         self._db: Any = None
 
-    def database(self, connect: bool = True, **overrides: Any) -> Any:
-        """The ``Database`` for ``--url`` / ``MONGODB_URL`` (connected unless ``connect=False``)."""
+    def database(self, connect: bool = True, *, data: bool = True, **overrides: Any) -> Any:
+        """The ``Database`` for ``--url`` / ``MONGODB_URL`` (connected unless ``connect=False``).
+
+        A command that reads or writes data (``data=True``) refuses to run without a URL: the
+        embedded default would back up nothing, or restore into memory that vanishes at exit.
+        ``--url mongomock://localhost/NAME`` chooses the embedded backend on purpose."""
+        if data and not self.url:
+            raise ConfigError(NO_URL)
         if self._db is None:
             from ..database import Database
 
@@ -37,7 +49,10 @@ class CliContext:
             # an operator waiting on a dead server wants an answer in seconds, not the app's 30 s
             overrides.setdefault("server_selection_timeout_ms", 5000)
             overrides.setdefault("ensure_indexes", False)
-            self._db = Database(self.url, **overrides) if self.url else Database(None, **overrides)
+            if self.url:
+                self._db = Database(self.url, **overrides)
+            else:  # a command that only needs a database name (roles, shard plan): no data touched
+                self._db = Database(EMBEDDED_URL, **overrides)
             if connect:
                 self._db.connect()
         return self._db
@@ -70,7 +85,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="astro-db")
-@click.option("--url", envvar="MONGODB_URL", help="MongoDB URL (default: $MONGODB_URL, else the embedded backend).")
+@click.option("--url", envvar="MONGODB_URL", help="MongoDB URL (default: $MONGODB_URL); required by every command that reads or writes data.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
 @click.pass_context

@@ -15,15 +15,26 @@ _url_option = click.option("--url", "url", help="MongoDB URL (same as the group-
 
 
 class _Bars:
-    """A ``progress(label, advance, total)`` callback drawing one click progress bar per label on stderr."""
+    """A ``progress(label, advance, total)`` callback drawing one click progress bar per label on stderr.
 
-    def __init__(self, enabled: bool) -> None:
+    On a terminal, live bars; elsewhere (a log file, CI, cron) one finished line per label
+    (``users: 1200 done``), since a bar there is only a bare label line."""
+
+    def __init__(self, enabled: bool, tty: bool | None = None) -> None:
         self.enabled = enabled
+        self.tty = sys.stderr.isatty() if tty is None else tty
         self.label: str | None = None
         self.bar: Any = None
+        self.count = 0
 
     def __call__(self, label: str, advance: int, total: int | None) -> None:
         if not self.enabled:
+            return
+        if not self.tty:
+            if label != self.label:
+                self.close()
+                self.label = label
+            self.count += advance
             return
         if label != self.label:
             self.close()
@@ -37,6 +48,9 @@ class _Bars:
         self.bar.update(advance)
 
     def close(self) -> None:
+        if not self.tty and self.enabled and self.label is not None:
+            click.echo(f"{self.label}: {self.count} done", err=True)
+            self.label, self.count = None, 0
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
@@ -98,15 +112,19 @@ def backup_list(ctx: click.Context, repo: str | None) -> None:
 
 @backup_cmd.command("prune")
 @_repo_option
-@click.option("--keep-daily", type=click.IntRange(min=0), required=True, help="Keep the newest full set of each of the last N days.")
-@click.option("--keep-weekly", type=click.IntRange(min=0), required=True, help="Keep the newest full set of each of the last M weeks.")
+@click.option("--keep-daily", type=click.IntRange(min=0), default=None, help="Keep the newest full set of each of the last N days.")
+@click.option("--keep-weekly", type=click.IntRange(min=0), default=None, help="Keep the newest full set of each of the last M weeks.")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted.")
 @click.option("--journal/--no-journal", default=True, help="Also prune the source's change journal (needs --url).")
 @_url_option
 @click.pass_context
-def backup_prune(ctx: click.Context, repo: str | None, keep_daily: int, keep_weekly: int, dry_run: bool, journal: bool, url: str | None) -> None:
-    """Delete sets outside the retention (and their incrementals) and old journal entries."""
+def backup_prune(ctx: click.Context, repo: str | None, keep_daily: int | None, keep_weekly: int | None, dry_run: bool, journal: bool, url: str | None) -> None:
+    """Delete sets outside the retention (and their incrementals) and old journal entries.
+
+    Give --keep-daily, --keep-weekly or both; the newest full set is always kept."""
     obj: CliContext = ctx.obj
+    if keep_daily is None and keep_weekly is None:
+        raise click.UsageError("give a retention: --keep-daily N and/or --keep-weekly M")
     source = _source(obj, url) if journal and (url or obj.url) else None
     report = api.prune(_repo(ctx, repo), keep_daily=keep_daily, keep_weekly=keep_weekly, source=source, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"

@@ -92,9 +92,13 @@ def stats(ctx: CliContext) -> None:
              ", ".join(f"{k}={_bytes(v)}" for k, v in (c.get("index_sizes") or {}).items()) or "-"]
             for c in d["collections"]
         ]
+        rows += [
+            ["(internal)", c["collection"], c["count"], _bytes(c.get("size")), _bytes(c.get("total_index_size")), "-"]
+            for c in d.get("internal", [])
+        ]
         out = [f"database {d['database']} ({d['backend']})", _table(["model", "collection", "documents", "data", "indexes", "index sizes"], rows)]
         if d["db"]:
-            out.append(f"total: {d['db'].get('objects', '-')} documents, data {_bytes(d['db'].get('dataSize'))}, "
+            out.append(f"total, every collection: {d['db'].get('objects', '-')} documents, data {_bytes(d['db'].get('dataSize'))}, "
                        f"storage {_bytes(d['db'].get('storageSize'))}, indexes {_bytes(d['db'].get('indexSize'))}")
         out += [f"note: {n}" for n in d["notes"]]
         return "\n".join(out)

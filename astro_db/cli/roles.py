@@ -18,6 +18,6 @@ from . import cli, pass_ctx
 @pass_ctx
 def roles(ctx: Any, database: str | None, role: str, user: str, no_index_management: bool) -> None:
     """Print createRole / createUser for the app's least-privilege MongoDB user (run them as an admin)."""
-    name = database or ctx.database(connect=False).config.database_name
+    name = database or ctx.database(connect=False, data=False).config.database_name
     commands = role_commands(name, role=role, user=user, manage_indexes=not no_index_management)
     ctx.emit(commands, lambda c: as_mongosh(name, c))

@@ -25,7 +25,7 @@ def shard() -> None:
 def plan(ctx: CliContext, database: str | None, keys: tuple[str, ...]) -> None:
     """Print sh.enableSharding / createIndex / sh.shardCollection commands for every model, and
     the unique indexes a shard key would leave unenforceable (with the remedy)."""
-    db = ctx.database(connect=False)
+    db = ctx.database(connect=False, data=False)
     overrides = dict(parse_key(text) for text in keys)
     result = shard_plan(db.executor.runtime.registry, database or db.config.database_name, overrides)
     ctx.emit(result.as_dict(), lambda _: render_plan(result))

@@ -69,15 +69,18 @@ def status_for(exc: errors.AstroDBError) -> int:
     return 500
 
 
-def error_response(exc: errors.AstroDBError) -> tuple[int, dict[str, Any]]:
-    """``(status, JSON body)`` for an astro_db error; logs server-side failures."""
+def error_response(exc: errors.AstroDBError, logger: logging.Logger | None = None) -> tuple[int, dict[str, Any]]:
+    """``(status, JSON body)`` for an astro_db error; logs server-side failures on ``logger``
+    (the framework's own: Flask's ``app.logger``, Django's ``django.request``), since the body
+    only says "internal database error" and the detail must land where the operator looks."""
+    logger = logger or log
     status = status_for(exc)
     body: dict[str, Any] = {"error": type(exc).__name__}
     if status == 503:
-        log.warning("answering 503: %s", exc)
+        logger.warning("answering 503: %s", exc)
         body["message"] = _UNAVAILABLE
     elif status >= 500:
-        log.error("answering 500: %s: %s", type(exc).__name__, exc)
+        logger.error("answering 500: %s: %s", type(exc).__name__, exc, exc_info=exc)
         body["message"] = _INTERNAL
     else:
         body["message"] = str(exc)
@@ -93,6 +96,30 @@ def not_found_body(model: str, query: Mapping[str, Any] | None = None) -> dict[s
     shown = {k: v for k, v in (query or {}).items() if k in ("id", "_id")}
     what = f" with {', '.join(f'{k}={v}' for k, v in shown.items())}" if shown else ""
     return {"error": "NotFound", "message": f"no {model}{what} was found"}
+
+
+def as_actor(db: Any, actor_id: Any, roles: Any) -> Any:
+    """``db.as_actor(actor_id, roles=roles)`` for an actor taken from a request: an unknown
+    role or a malformed id there is the client's mistake, so it becomes a ``ValidationError``
+    (400, naming the reason), not a 500 ``ConfigError``."""
+    try:
+        return db.as_actor(actor_id, roles=roles)
+    except errors.ConfigError as exc:
+        if exc.key not in ("roles", "actor"):
+            raise
+        raise errors.ValidationError(f"invalid actor: {exc}", errors={exc.key: str(exc)}) from exc
+
+
+def require_explicit_url(config: Any, allowed: bool, where: str, how: str) -> None:
+    """Refuse a web app whose database would silently be the in-memory embedded backend.
+
+    ``allowed`` is the framework's debug/testing switch; ``how`` says where to set the URL."""
+    if config.url is None and not allowed:
+        raise errors.ConfigError(
+            f"{where}: no database URL, so every write would go to an in-memory database and be lost "
+            f"at exit. {how}; a mongomock://localhost/NAME URL chooses the embedded backend on purpose",
+            key="url",
+        )
 
 
 def health_report(db: Any, *, detail: bool = True) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Each app gets one ``Database``, shared by every request thread (PyMongo's client is a
 thread-safe pool). It is built from ``app.config``:
 
-    ASTRO_DB_URL / MONGODB_URL   the URL (else $MONGODB_URL, else the embedded backend)
+    ASTRO_DB_URL / MONGODB_URL   the URL (else $MONGODB_URL; required unless app.debug or
+                                 app.testing, when the embedded backend is the default)
     ASTRO_DB_OPTIONS             DatabaseConfig options, e.g. {"maxPoolSize": 50}
     ASTRO_DB_EAGER_CONNECT       connect in init_app (fail fast) instead of on first use
     ASTRO_DB_HEALTH_URL          where the health blueprint answers ("/healthz"; None: off)
@@ -82,7 +83,12 @@ class AstroDB:
 
     def init_app(self, app: Flask) -> None:
         """Build the app's Database from ``app.config``; register health and error handlers."""
-        database = self._database or Database(config_from_flask(app.config))
+        if self._database is None:
+            config = config_from_flask(app.config)
+            _http.require_explicit_url(config, app.debug or app.testing, "astro_db.contrib.flask",
+                                       "Set ASTRO_DB_URL or MONGODB_URL in app.config or the environment "
+                                       "(the embedded default is used only when app.debug or app.testing)")
+        database = self._database or Database(config)
         state = ConnectOnce(database)
         self._states[app] = state
         app.extensions[EXTENSION_KEY] = self
@@ -151,7 +157,7 @@ class AstroDB:
                 f"actor_loader must return (actor_id, roles) or None, got {type(actor).__name__}"
             )
         actor_id, roles = actor
-        return db.as_actor(actor_id, roles=list(roles))
+        return _http.as_actor(db, actor_id, list(roles))
 
     def _health_blueprint(self, url: str) -> Blueprint:
         bp = Blueprint("astro_db", __name__)
@@ -180,7 +186,7 @@ def config_from_flask(config: Mapping[str, Any]) -> DatabaseConfig:
 
 
 def _error_handler(exc: errors.AstroDBError) -> Any:
-    status, body = _http.error_response(exc)
+    status, body = _http.error_response(exc, current_app.logger)
     response = jsonify(body)
     response.status_code = status
     if status == 503:

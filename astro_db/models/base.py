@@ -13,7 +13,7 @@ from typing import Any
 from mongoengine import Document
 
 from .fields import NumberField, UTCDateTimeField
-from .masking import mask_value
+from .masking import field_mask_kind, mask_value
 from .serialise import document_to_dict
 
 __all__ = ["AstroDocument", "BASE_META", "mask_value"]
@@ -29,6 +29,24 @@ class AstroDocument(Document):
     version = NumberField(db_field="__v", integer=True, min_value=0, default=0)
 
     meta: dict[str, Any] = dict(BASE_META)
+    #: attribute names ``repr`` shows after the id; masked fields are shown masked,
+    #: sensitive ones never
+    repr_fields: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        """``<User 65f0... email='a***@example.com' status='active'>``: safe to log."""
+        parts = [type(self).__name__, str(self.pk) if self.pk is not None else "(unsaved)"]
+        for name in self.repr_fields:
+            field = self._fields.get(name)
+            value = getattr(self, name, None)
+            if field is None or value is None or getattr(field, "sensitive", False):
+                continue
+            kind = field_mask_kind(field)
+            shown = mask_value(kind, value) if kind else value
+            parts.append(f"{field.db_field or name}={_short(shown)}")
+        return f"<{' '.join(parts)}>"
+
+    __str__ = __repr__
 
     def to_dict(self, masked: bool = False) -> dict:
         """JSON-ready dict with stored names, ``id`` strings and ISO ``Z`` dates (``__v`` left out)."""
@@ -50,6 +68,14 @@ class AstroDocument(Document):
 
     def reload(self, *args: Any, **kwargs: Any) -> Any:
         raise _written_through_database(self, "reload")
+
+
+def _short(value: Any) -> str:
+    """A field value for ``repr``: dates in ISO form, long text cut."""
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    text = repr(str(value)) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _written_through_database(doc: Any, method: str) -> Exception:

@@ -21,6 +21,8 @@ class BirthChart(AstroDocument):
     positions = RuleListField(EmbeddedDocumentField(Position), rule=unique_bodies)
     house_system = ChoiceField(HOUSE_SYSTEMS, db_field="houseSystem", default="placidus")
 
+    repr_fields = ("user_id", "house_system")
+
     meta = {
         "collection": "birthCharts",
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key

@@ -25,6 +25,8 @@ class PlanetaryInsight(AstroDocument):
     summary = TextField(max_length=2000)
     expires_at = UTCDateTimeField(db_field="expiresAt")
 
+    repr_fields = ("user_id", "date", "energy_level")
+
     meta = {
         "collection": "planetaryInsights",
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key

@@ -24,6 +24,8 @@ class TimingRecommendation(AstroDocument):
     windows = RuleListField(EmbeddedDocumentField(TimingWindow), max_length=MAX_WINDOWS, rule=ordered_windows)
     risks = RuleListField(EmbeddedDocumentField(Risk), max_length=MAX_RISKS)
 
+    repr_fields = ("user_id", "activity")
+
     meta = {
         "collection": "timingRecommendations",
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key

@@ -18,6 +18,8 @@ class User(AstroDocument):
     status = ChoiceField(USER_STATUSES, default="active")
     last_active = UTCDateTimeField(db_field="lastActive")
 
+    repr_fields = ("email", "status")
+
     meta = {
         "collection": "users",
         # Not sharded: small, and its unique email must stay enforceable (docs/scaling.md).

@@ -2,7 +2,8 @@
 
 Counts come from the service; sizes from ``collStats`` / ``dbStats`` where the server has them
 (MongoDB, nx-27017). The embedded backend has neither: only counts are shown, and ``notes``
-says so.
+says so. The service's own bookkeeping (the audit log, the change journal) is listed apart, under
+``internal``: ``dbStats`` totals include it, and a note says so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from ..errors import AstroDBError
 __all__ = ["storage_stats"]
 
 _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "indexSize", "totalSize")
+#: collections astro_db writes for itself: the audit log and the change journal
+# astro_db's own collections: the change records, and the audit log and journal of before them
+INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal")
 
 
 def storage_stats(db: Any) -> dict[str, Any]:
@@ -35,26 +39,42 @@ def storage_stats(db: Any) -> dict[str, Any]:
     rows = []
     for info in rt.registry:
         row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": db.count(info)}
-        if not embedded:
-            raw = _command(ex, database, {"collStats": info.collection}, info)
-            if raw is None:
-                notes.append(f"the server refused collStats for {info.collection}")
-            else:
-                row.update({
-                    "size": raw.get("size"),
-                    "storage_size": raw.get("storageSize"),
-                    "avg_obj_size": raw.get("avgObjSize"),
-                    "total_index_size": raw.get("totalIndexSize"),
-                    "index_sizes": dict(raw.get("indexSizes") or {}),
-                })
-        rows.append(row)
+        rows.append(_sizes(ex, database, row, info, notes, embedded))
+    internal = []
+    present = set(database.list_collection_names())
+    for name in INTERNAL_COLLECTIONS:
+        if name in present:
+            count = ex.call(None, "count", lambda name=name: database[name].count_documents({}))
+            internal.append(_sizes(ex, database, {"model": None, "collection": name, "count": count}, None, notes, embedded))
+    if db_figures and internal:
+        notes.append(f"the database totals include astro_db's own {' and '.join(r['collection'] for r in internal)} "
+                     "(listed under internal)")
     return {
         "database": rt.config.database_name,
         "backend": "embedded" if embedded else "server",
         "db": db_figures,
         "collections": rows,
+        "internal": internal,
         "notes": notes,
     }
+
+
+def _sizes(ex: Any, database: Any, row: dict[str, Any], info: Any, notes: list[str], embedded: bool) -> dict[str, Any]:
+    """``row`` with the collection's ``collStats`` sizes added (none on the embedded backend)."""
+    if embedded:
+        return row
+    raw = _command(ex, database, {"collStats": row["collection"]}, info)
+    if raw is None:
+        notes.append(f"the server refused collStats for {row['collection']}")
+        return row
+    row.update({
+        "size": raw.get("size"),
+        "storage_size": raw.get("storageSize"),
+        "avg_obj_size": raw.get("avgObjSize"),
+        "total_index_size": raw.get("totalIndexSize"),
+        "index_sizes": dict(raw.get("indexSizes") or {}),
+    })
+    return row
 
 
 def _command(ex: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
 from ..changes import read_trail
 from ..stale import stale_age
+from . import references
 from .operation import Operation
 from .runtime import Runtime
 from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
@@ -145,6 +146,7 @@ class Executor:
         session = resolve.session(rt, op.transaction)
         guard = authorize.check(op.actor, op.name, info)
         son = compile.document(info, guard, op.data)
+        references.refuse_orphans(rt, info, [son], op.transaction)
         self._writer(info, op, session).insert_one(seal.document(rt, info, son))
         return hydrate.one(info, son, lean=op.option("lean", False))
 
@@ -154,6 +156,7 @@ class Executor:
         session = resolve.session(rt, op.transaction)
         guard = authorize.check(op.actor, op.name, info)
         sons, failed = compile.documents(info, guard, op.data)
+        sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         refused = self._writer(info, op, session).insert_many([seal.document(rt, info, son) for _, son in sons])
         created = []
         for position, (index, son) in enumerate(sons):
@@ -171,6 +174,7 @@ class Executor:
         guard = authorize.check(op.actor, op.name, info)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         compiled = compile.update(info, guard, op.data)
+        references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
         filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
         doc = self._writer(info, op, session).update_one(filt, compiled)
         return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False))
@@ -182,6 +186,7 @@ class Executor:
         guard = authorize.check(op.actor, op.name, info)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         compiled = compile.update(info, guard, op.data)
+        references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
         filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
         return self._writer(info, op, session).update_many(filt, compiled)
 

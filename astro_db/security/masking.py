@@ -20,7 +20,7 @@ from ..models.masking import MASK, field_mask_kind, mask_value
 
 __all__ = ["mask_text", "mask_document", "masked_errors", "MaskingFilter", "install_log_masking"]
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@((?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,})")
+_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@+)((?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,})")
 _ENVELOPE = re.compile(r"\benc:(v1|d1):([0-9a-f]{8}):[A-Za-z0-9_\-]+")
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)(?:'|$)|\"((?:[^\"\\]|\\.)*)(?:\"|$)")  # cut values lack the end quote
 _PYMONGO_LOGGERS = ("pymongo.command", "pymongo.serverSelection", "pymongo.connection", "mongoengine")
@@ -29,7 +29,7 @@ _PYMONGO_LOGGERS = ("pymongo.command", "pymongo.serverSelection", "pymongo.conne
 def mask_text(text: str) -> str:
     """``text`` with e-mails, URL passwords and ciphertext bodies masked."""
     text = scrub(text)
-    text = _EMAIL.sub(lambda m: f"{m[1]}{MASK}@{m[2]}", text)
+    text = _EMAIL.sub(lambda m: f"{m[1]}{MASK}{m[2]}{m[3]}", text)  # "a@@b.co" keeps its mistake visible
     return _ENVELOPE.sub(lambda m: f"enc:{m[1]}:{m[2]}:{MASK}", text)
 
 
@@ -60,7 +60,12 @@ def _kind(model_cls: type, path: str) -> str | None:
 
 @contextlib.contextmanager
 def masked_errors(model_cls: type) -> Iterator[None]:
-    """Re-raise a ``ValidationError`` with the values of masked fields hidden in its messages."""
+    """Re-raise a ``ValidationError`` with the values of masked fields hidden in its messages.
+
+    A rejected e-mail value is shown as far as privacy allows: a value with no address shape as
+    it was sent (``'nope-not-email'``), an address-like one with its local part masked and its
+    mistake visible (``'z***@@example.com'``), not as an opaque ``'***'``. Names and sensitive
+    values stay masked."""
     try:
         yield
     except ValidationError as exc:
@@ -68,7 +73,7 @@ def masked_errors(model_cls: type) -> Iterator[None]:
         rebuilt = str(exc) == "; ".join(f"{f}: {m}" for f, m in original.items())
         for key, message in original.items():
             kind = _kind(model_cls, key)
-            if kind:
+            if kind and kind != "email":
                 message = _QUOTED.sub(lambda m: repr(mask_value(kind, m[1] if m[1] is not None else m[2])), message)
             exc.errors[key] = mask_text(message)
         text = "; ".join(f"{f}: {m}" for f, m in exc.errors.items()) if rebuilt else mask_text(str(exc))

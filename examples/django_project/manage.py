@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""The example project's manage.py: ``python manage.py runserver``, ``python manage.py astro_db health``."""
+"""The example project's manage.py: ``python manage.py runserver``, ``python manage.py astro_db health``.
+
+Give it ``MONGODB_URL`` (or ``DJANGO_DEBUG=1`` for the embedded in-memory backend): without a URL
+the astro_db app refuses to start outside DEBUG."""
 
 import os
 import sys

@@ -31,7 +31,15 @@ def django_project():
     if str(PROJECT) not in sys.path:
         sys.path.insert(0, str(PROJECT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "astro_site.settings"
-    django.setup()
+    previous = os.environ.get("MONGODB_URL")
+    os.environ["MONGODB_URL"] = "mongomock://localhost/astro_site_tests"  # settings.py reads it at setup
+    try:
+        django.setup()
+    finally:
+        if previous is None:
+            os.environ.pop("MONGODB_URL")
+        else:
+            os.environ["MONGODB_URL"] = previous
     setup_test_environment()
     yield
     teardown_test_environment()
@@ -234,7 +242,7 @@ def test_a_failing_cli_command_is_a_command_error_with_its_exit_status():
 
 
 def test_manage_py_astro_db_runs_the_cli_from_the_shell_with_its_exit_status():
-    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"}
+    env = {**os.environ, "MONGODB_URL": "mongomock://localhost/site"}
     result = subprocess.run(
         [sys.executable, "manage.py", "astro_db", "--settings", "astro_site.settings", "no-such-command"],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,

@@ -43,3 +43,30 @@ def test_notebook_runs_top_to_bottom_and_its_plots_produce_images(path: Path, mo
         assert images, f"{path.name}: a plot cell produced no image:\n{cell.source[:200]}"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
+
+
+def test_the_notebooks_extra_installs_what_running_a_notebook_headless_needs():
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    extra = {line.split(">")[0].split("=")[0].strip().lower()
+             for line in parser["options.extras_require"]["notebooks"].splitlines() if line.strip()}
+    assert {"nbconvert", "nbclient", "nbformat", "ipykernel", "matplotlib"} <= extra
+
+
+def test_a_notebook_executes_with_jupyter_nbconvert(tmp_path: Path):
+    """The way a user runs a notebook headless: ``jupyter nbconvert --execute`` (the notebooks extra)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("nbconvert")
+    path = EXAMPLES / "notebooks" / "getting_started.ipynb"
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"} | {"MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute",
+                           "--output-dir", str(tmp_path), str(path)],
+                          cwd=path.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = nbformat.read(tmp_path / path.name, as_version=4)
+    assert all(c.execution_count for c in executed.cells if c.cell_type == "code")

@@ -76,7 +76,6 @@ def test_there_are_no_import_cycles():
     assert cycles == []
 
 
-@pytest.mark.xfail(strict=True, reason="in progress: connection.py still imports mongomock-ng")
 def test_only_the_embedded_backend_imports_mongomock():
     importers = [
         name for name, path in _modules().items()

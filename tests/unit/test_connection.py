@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+import threading
 import time
+import warnings
 
 import pytest
 
 from astro_db import Database, DatabaseConfig
-from astro_db.errors import ConfigError, DatabaseConnectionError, NotConnectedError
+from astro_db.connection import summarise
+from astro_db.errors import (
+    AstroDBWarning,
+    ConfigError,
+    DatabaseConnectionError,
+    EmbeddedDatabaseWarning,
+    NotConnectedError,
+)
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 
 def closed_port() -> int:
@@ -37,16 +49,25 @@ def test_database_rejects_other_config_types():
         Database(42)
 
 
-def test_embedded_default_logs_once_that_it_is_used(monkeypatch, caplog):
-    import astro_db.connection as connection
-
+def test_implicit_embedded_default_warns_visibly(monkeypatch):
     monkeypatch.delenv("MONGODB_URL", raising=False)
-    monkeypatch.setattr(connection, "_embedded_logged", connection.threading.Event())
-    caplog.set_level(logging.INFO, logger="astro_db")
-    with Database(), Database():
-        pass
-    notices = [r for r in caplog.records if "embedded in-memory backend" in r.getMessage()]
-    assert len(notices) == 1
+    with pytest.warns(EmbeddedDatabaseWarning, match="lost when this process exits") as record:
+        with Database():
+            pass
+    assert record[0].filename == __file__  # points at the caller's line, not inside astro_db
+
+
+def test_explicit_mongomock_url_does_not_warn(monkeypatch):
+    monkeypatch.delenv("MONGODB_URL", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmbeddedDatabaseWarning)
+        with Database("mongomock://localhost/chosen"):
+            pass
+
+
+def test_embedded_warning_is_an_astro_db_user_warning():
+    assert issubclass(EmbeddedDatabaseWarning, AstroDBWarning)
+    assert issubclass(AstroDBWarning, UserWarning)
 
 
 def test_context_manager_connects_and_disconnects():
@@ -77,7 +98,7 @@ def test_dead_server_fails_in_bounded_time_after_n_logged_attempts(caplog):
     with pytest.raises(DatabaseConnectionError) as info:
         db.connect()
     elapsed = time.monotonic() - started
-    assert "after 3 attempt(s)" in str(info.value)
+    assert "after 3 attempts in" in str(info.value)
     attempts = [r for r in caplog.records if "connection attempt" in r.getMessage()]
     assert len(attempts) == 3
     text = caplog.text + str(info.value) + repr(db)
@@ -98,3 +119,112 @@ def test_is_connected_tells_the_truth_after_the_server_goes(monkeypatch):
 
     monkeypatch.setattr(client.admin, "command", refuse)
     assert db.is_connected() is False
+
+
+class FakeTime:
+    """A clock that only moves when the code under test pings or sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def budgeted(monkeypatch, **config):
+    """A Database whose pings fail after using their whole timeout, on a fake clock; returns
+    the Database and the list of timeouts each attempt was given."""
+    db = Database(f"mongodb://127.0.0.1:{closed_port()}/astro", **config)
+    conn = db.executor.runtime.connection
+    fake = FakeTime()
+    conn.clock, conn.sleep = fake.clock, fake.sleep
+    given: list[float] = []
+
+    def ping(timeout_s: float) -> None:
+        given.append(timeout_s)
+        fake.now += timeout_s
+        raise ServerSelectionTimeoutError("127.0.0.1:1: [Errno 111] Connection refused (configured timeouts: "
+                                          "socketTimeoutMS: 20000.0ms, connectTimeoutMS: 20000.0ms), Timeout: 30s, "
+                                          "Topology Description: <TopologyDescription id: 1, servers: [(...)]>")
+
+    monkeypatch.setattr(conn, "_ping", ping)
+    return db, given, fake
+
+
+def test_all_attempts_share_one_budget_of_30_s_by_default(monkeypatch):
+    db, given, fake = budgeted(monkeypatch, backoff_jitter=False)
+    with pytest.raises(DatabaseConnectionError) as info:
+        db.connect()
+    assert len(given) == 3  # every attempt made, none given the full 30 s server selection
+    assert all(t <= 10.0 + 1e-9 for t in given)
+    assert fake.now <= 30.0 + 1e-9
+    message = str(info.value)
+    assert message.startswith(f"could not reach MongoDB at {db.config.masked_url} after 3 attempts in ")
+    assert "\n" not in message and message.count("(") == message.count(")")
+    assert "(last error: ServerSelectionTimeoutError: 127.0.0.1:1: [Errno 111] Connection refused)" in message
+    assert message.endswith("check that the server is running and the URL/credentials/TLS settings")
+
+
+def test_a_short_server_selection_timeout_still_bounds_each_attempt(monkeypatch):
+    db, given, _ = budgeted(monkeypatch, server_selection_timeout_ms=500, backoff_jitter=False)
+    with pytest.raises(DatabaseConnectionError, match="after 3 attempts"):
+        db.connect()
+    assert given == [0.5, 0.5, 0.5]
+
+
+def test_a_budget_spent_before_the_attempts_stops_retrying(monkeypatch):
+    db, given, fake = budgeted(monkeypatch, connect_budget_ms=1000, connect_attempts=5, backoff_base_s=0.4, backoff_jitter=False)
+    with pytest.raises(DatabaseConnectionError):
+        db.connect()
+    assert fake.now <= 1.0 + 1e-9 and len(given) < 5
+
+
+def test_a_refused_login_is_not_retried(monkeypatch):
+    db = Database(f"mongodb://app:hunter2@127.0.0.1:{closed_port()}/astro")
+    calls = []
+
+    def ping(timeout_s: float) -> None:
+        calls.append(timeout_s)
+        raise OperationFailure("Authentication failed.", 18)
+
+    monkeypatch.setattr(db.executor.runtime.connection, "_ping", ping)
+    with pytest.raises(DatabaseConnectionError, match=r"after 1 attempt in .*Authentication failed") as info:
+        db.connect()
+    assert len(calls) == 1 and "hunter2" not in str(info.value)
+
+
+def test_summarise_never_leaves_a_parenthesis_open():
+    assert summarise(ServerSelectionTimeoutError("h:1: refused (configured timeouts: a, b), Timeout: 3s")) == (
+        "ServerSelectionTimeoutError: h:1: refused")
+    assert summarise(ServerSelectionTimeoutError("h:1: boom (what, where")) == "ServerSelectionTimeoutError: h:1: boom"
+    assert summarise(ServerSelectionTimeoutError("")) == "ServerSelectionTimeoutError"
+
+
+def test_connect_to_a_closed_port_ends_within_the_scaled_down_budget():
+    """The real driver, the default 30 s server selection, a 1 s budget: connect() must end long
+    before one default attempt (30 s) could have. Polled, generous bound: no tight timing."""
+    db = Database(f"mongodb://127.0.0.1:{closed_port()}/astro", connect_budget_ms=1000)
+    outcome: list[BaseException] = []
+    thread = threading.Thread(target=lambda: outcome.append(pytest.raises(DatabaseConnectionError, db.connect).value))
+    thread.start()
+    thread.join(timeout=25)
+    assert not thread.is_alive(), "connect() outlived a 1 s budget by 24 s"
+    assert "could not reach MongoDB" in str(outcome[0])
+
+
+def test_each_failed_attempt_is_on_stderr_with_no_logging_configured():
+    script = (
+        "from astro_db import Database\n"
+        f"db = Database('mongodb://app:hunter2@127.0.0.1:{closed_port()}/astro', connect_budget_ms=600,"
+        " backoff_base_s=0.01, backoff_max_s=0.02)\n"
+        "try:\n    db.connect()\nexcept Exception as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("connection attempt")]
+    assert lines and f"after {len(lines)} attempt" in done.stdout, done.stderr  # one line per attempt made
+    assert lines[-1].endswith("giving up") and "app:***@" in lines[0]
+    assert "hunter2" not in done.stderr + done.stdout
+    assert done.stdout.startswith("could not reach MongoDB")

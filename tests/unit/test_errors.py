@@ -15,8 +15,12 @@ def test_hierarchy():
     assert issubclass(errors.BackupIntegrityError, errors.BackupError)
     for name in errors.__all__:
         obj = getattr(errors, name)
-        if isinstance(obj, type):
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            assert issubclass(obj, errors.AstroDBWarning)  # warnings have a tree of their own
+        elif isinstance(obj, type):
             assert issubclass(obj, errors.AstroDBError)
+    assert issubclass(errors.EmbeddedDatabaseWarning, errors.AstroDBWarning)
+    assert issubclass(errors.AstroDBWarning, UserWarning)
 
 
 def test_validation_error_keeps_field_messages():

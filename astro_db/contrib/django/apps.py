@@ -12,6 +12,7 @@ from django.conf import settings
 from ... import errors
 from ...config import DatabaseConfig
 from ...database import Database
+from .. import _http
 from .._http import ConnectOnce
 
 __all__ = ["AstroDBConfig", "config_from_settings"]
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 class AstroDBConfig(AppConfig):
     """``INSTALLED_APPS += ["astro_db.contrib.django"]``: one ``Database`` per process.
 
+    Without a URL (``settings.ASTRO_DB`` or ``MONGODB_URL``) ``ready()`` raises ``ConfigError``
+    unless ``settings.DEBUG``: a production app must not write into memory that dies with it.
+
     ``ready()`` connects once. A failed connect is logged, not raised, so ``manage.py`` and the
     server still start (``/healthz`` then answers 503); ``get_database()`` retries it."""
 
@@ -31,7 +35,10 @@ class AstroDBConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
-        self._db = ConnectOnce(Database(config_from_settings(getattr(settings, "ASTRO_DB", None))))
+        config = config_from_settings(getattr(settings, "ASTRO_DB", None))
+        _http.require_explicit_url(config, bool(settings.DEBUG), "astro_db.contrib.django",
+                                   "Set settings.ASTRO_DB or MONGODB_URL (the embedded default is used only when DEBUG)")
+        self._db = ConnectOnce(Database(config))
         try:
             self.get_database()
         except errors.AstroDBError as exc:

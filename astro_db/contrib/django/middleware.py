@@ -7,6 +7,7 @@ extension's. Other exceptions, and other 404s, are left to Django.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -16,6 +17,8 @@ from .. import _http
 from .shortcuts import DocumentNotFound
 
 __all__ = ["AstroDBErrorMiddleware"]
+
+_request_log = logging.getLogger("django.request")  # where Django logs the 500s it renders itself
 
 
 class AstroDBErrorMiddleware:
@@ -31,7 +34,7 @@ class AstroDBErrorMiddleware:
         if isinstance(exception, DocumentNotFound):
             return JsonResponse(exception.body, status=404)
         if isinstance(exception, errors.AstroDBError):
-            status, body = _http.error_response(exception)
+            status, body = _http.error_response(exception, _request_log)
             response = JsonResponse(body, status=status)
             if status == 503:
                 response["Retry-After"] = "1"

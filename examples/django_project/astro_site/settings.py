@@ -1,7 +1,8 @@
 """Minimal settings for a Django project on astro_db (no SQL database, no ORM models).
 
-``ASTRO_DB`` takes the seed's dict (or just a URL string); with no URL here and no
-$MONGODB_URL, astro_db runs on its embedded in-memory backend.
+``ASTRO_DB`` takes the seed's dict (or just a URL string). With no URL here and no
+$MONGODB_URL the project refuses to start, unless DEBUG (``DJANGO_DEBUG=1``): then astro_db
+runs on its embedded in-memory backend, whose data is lost at exit.
 """
 
 import os

@@ -1,0 +1,41 @@
+"""nox sessions: the test suite on every Python astro_db supports (3.11, 3.12, 3.13).
+
+    nox                                  # tests on 3.11, 3.12 and 3.13: the unit and model tiers
+    nox -s tests-3.13                    # one interpreter
+    nox -s tests-3.12 -- tests/live -x   # anything after -- goes to pytest instead
+
+Interpreters are found on PATH (``python3.12``) and in pyenv's version directories; nox never
+downloads one. Each session installs the project with its ``dev`` extra into a fresh virtualenv,
+as CI does. A session fails when a test fails and when no test ran (pytest's exit status 5).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import nox
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+DEFAULT_TIERS = ["tests/unit", "tests/models"]
+
+nox.options.sessions = ["tests"]
+nox.options.download_python = "never"
+
+
+def _pyenv_bins() -> list[str]:
+    """pyenv's ``versions/*/bin`` directories (newest patch release of each minor first)."""
+    roots = {os.path.expanduser("~/.pyenv"), "/root/.pyenv", os.environ.get("PYENV_ROOT", "")}
+    bins = [b for root in roots if root for b in glob.glob(os.path.join(root, "versions", "3.*", "bin"))]
+    return sorted(set(bins), reverse=True)
+
+
+# Let nox's interpreter discovery see pyenv's Pythons without pyenv's shims being active.
+os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Install the project with the dev extra and run pytest (unit and model tiers by default)."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "pytest", "-q", *(session.posargs or DEFAULT_TIERS))
