@@ -223,3 +223,26 @@ def test_pull_elem_match_conditions_compile_item_fields_within_the_depth():
     assert compile_update(TimingRecommendation, {"$pull": {"windows": {"$elemMatch": {"score": 2, "$and": [_chain(11)]}}}})
     with pytest.raises(QueryError, match="nested deeper than 12 levels"):
         compile_update(TimingRecommendation, {"$pull": {"windows": {"$elemMatch": {"score": 2, "$and": [_chain(12)]}}}})
+
+
+def test_a_field_of_every_list_item_without_an_index_is_refused_with_the_forms_to_use():
+    with pytest.raises(QueryError) as raised:
+        compile_update(BirthChart, {"$set": {"positions.body": "Sun"}})
+    assert str(raised.value) == (
+        "$set: 'positions.body' names a field of every item of the list 'positions' without saying which; "
+        "use a numeric index (positions.1.body) or $[] for every item (positions.$[].body)")
+
+
+@pytest.mark.parametrize("model, update, errors", [
+    (PlanetaryInsight, {"$inc": {"energy_level": "5"}}, {"energyLevel": "$inc needs a number field and a number, got str '5'"}),
+    (BirthChart, {"$inc": {"positions.0.house": 1.5}},
+     {"positions.0.house": "$inc on an integer field needs an integer, got float 1.5"}),
+], ids=["not-a-number", "integer-field"])
+def test_inc_refusals_show_the_value_they_got(model, update, errors):
+    with pytest.raises(ValidationError) as raised:
+        compile_update(model, update)
+    assert raised.value.errors == errors
+
+
+def test_inc_by_a_float_is_allowed_on_a_field_that_is_not_integer_only():
+    assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": 1.5}}).update == {"$inc": {"energyLevel": 1.5}}
