@@ -140,6 +140,9 @@ class DatabaseConfig:
     cache_store: str | None = None  # "redis://...": results shared by every process (needs a Redis cache_bus)
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
+    # without a key, may a sensitive field be written and queried in plaintext? None: only on the
+    # embedded (development) backend; on a server it is an EncryptionError (docs/security.md)
+    allow_plaintext_sensitive: bool | None = None
     audit: bool = True
     ensure_indexes: bool = True
     audit_retention_days: int | None = 365

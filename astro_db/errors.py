@@ -12,7 +12,7 @@
     ├── UnknownModelError               a model name that resolves to nothing
     ├── QueryError                      an unsafe or malformed query, update or pipeline
     ├── PermissionDeniedError           the acting role may not do this
-    ├── EncryptionError                 an encrypted field cannot be decrypted (key missing/wrong)
+    ├── EncryptionError                 a sensitive field cannot be sealed, queried or opened (no key)
     ├── TransactionError                a transaction failed, conflicted or was misused
     │   └── TransactionNotSupportedError  the server cannot run transactions
     └── BackupError                     a backup or restore failed
@@ -136,7 +136,10 @@ class PermissionDeniedError(AstroDBError):
 
 
 class EncryptionError(AstroDBError):
-    """An encrypted field could not be encrypted or decrypted: its key is missing or wrong."""
+    """A sensitive field could not be sealed or opened, or was written or queried without a key.
+
+    Reads do not raise it for a value that does not open: that value reads as
+    ``astro_db.security.crypto.UNREADABLE`` (logged and counted) so other documents still read."""
 
 
 class TransactionError(AstroDBError):

@@ -121,6 +121,7 @@ def database_for_tests(**options: Any) -> Iterator[Any]:
     if uri:
         options.setdefault("server_selection_timeout_ms", 5000)
         options.setdefault("connect_attempts", 1)
+        options.setdefault("allow_plaintext_sensitive", True)  # a throwaway database, as embedded
         db = Database(_with_database(uri, name), **options).connect()
     else:
         db = Database(f"mongomock://localhost/{name}", **options).connect()

@@ -62,6 +62,7 @@ class OperatorMixin:
         figures["breaker"] = rt.breaker.stats()
         figures["topology"] = describe_topology(rt)
         figures["cache_bus"] = rt.cache.bus_stats()
+        figures["crypto"] = rt.crypto.stats()  # {"unreadable": envelopes that did not open}
         return figures
 
     def metrics_registry(self) -> Any:

@@ -20,7 +20,9 @@ def main() -> dict:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run = uuid.uuid4().hex[:8]  # unique emails, so the example can run twice against one server
     report: dict = {}
-    with Database({"url": os.environ.get("MONGODB_URL"), "options": {"maxPoolSize": 50}}) as db:
+    # birth places are encrypted at rest: a server needs a key (astro-db new-key), the embedded store does not
+    options = {"maxPoolSize": 50, "encryptionKey": os.environ.get("ASTRO_DB_ENCRYPTION_KEY")}
+    with Database({"url": os.environ.get("MONGODB_URL"), "options": options}) as db:
         # Create user (seed example)
         user = db.create("User", {"email": f"User-{run}@Example.com", "name": "John Doe"})
         report["user"] = user.to_dict()

@@ -136,7 +136,7 @@ class Executor:
         first = stages[0].get("$match", {}) if stages else {}
         out = run.call(rt, info, "aggregate", lambda: list(coll.aggregate(stages, session=session)),
                        op.transaction, query=(first, None))
-        return open.documents(rt, info, out)
+        return open.output(rt, info, stages, out)
 
     # --- writes -----------------------------------------------------------------------------
 

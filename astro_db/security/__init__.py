@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .access import PERMISSIONS, ROLES, SELF, Actor
 from .audit import AUDIT_COLLECTION, request_context
-from .crypto import new_key
+from .crypto import UNREADABLE, is_unreadable, new_key
 from .masking import MaskingFilter, mask_document, mask_text
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "AUDIT_COLLECTION",
     "request_context",
     "new_key",
+    "UNREADABLE",
+    "is_unreadable",
     "MaskingFilter",
     "mask_document",
     "mask_text",

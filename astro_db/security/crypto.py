@@ -3,16 +3,24 @@
 A value is stored as a string envelope, so the Node service's schema (a String field) still
 accepts it::
 
-    enc:v1:<key id>:<base64url(nonce 12 bytes || ciphertext || tag 16 bytes)>   random nonce
-    enc:d1:<key id>:<base64url(...)>                                          deterministic
+    enc:v2:<key id>:<base64url(nonce 12 bytes || ciphertext || tag 16 bytes)>   random nonce
+    enc:e2:<key id>:<base64url(...)>                                          deterministic
 
-Both decrypt the same way (AES-256-GCM with the raw 32-byte key, no associated data). The
-deterministic form derives its nonce from an HMAC of the field path and the plaintext, so equal
-values encrypt equally and the field stays queryable by equality (the only thing it leaks).
-The key id is the first 8 hex digits of ``SHA-256("astro_db:kid:" || key)``: old keys stay
-configured for decryption (``encryption_keys``) while ``astro-db rotate-key`` re-encrypts with
-the primary key. Without any key nothing is encrypted; reading an envelope without its key is
-an ``EncryptionError``, never garbage.
+Both are AES-256-GCM with the raw 32-byte key and associated data
+``b"astro_db:v2:" + collection + b"\\x00" + stored path`` (list positions left out), so a
+ciphertext copied to another field or collection does not open. The deterministic form takes its
+nonce from ``HMAC-SHA256(nonce key, collection \\0 path \\0 plaintext)`` with a nonce key derived
+from the data key: equal values of one field encrypt equally, so the field stays queryable by
+equality (the only thing it leaks). The older ``enc:v1`` / ``enc:d1`` envelopes (no associated
+data) are still read, never written; ``astro-db rotate-key`` upgrades them.
+
+The rules that hold under attack: a value written to a sensitive field is always sealed, whatever
+it looks like (input is data, never a ciphertext to keep); only a model's declared sensitive paths
+are ever opened; an envelope that does not open comes back as ``UNREADABLE`` (logged at WARNING
+and counted in ``FieldCrypto.stats()``) instead of failing the whole read; and without a key a
+sensitive field can neither be written nor queried by value (``EncryptionError``), unless
+``allow_plaintext_sensitive`` says so (the default on the embedded development backend only).
+The key id is the first 8 hex digits of ``SHA-256("astro_db:kid:" || key)``.
 """
 
 from __future__ import annotations
@@ -21,28 +29,68 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
-
-from mongoengine.fields import EmbeddedDocumentField, ListField
+import re
+import threading
+from functools import partial
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Iterator
 
 from ..errors import ConfigError, EncryptionError, QueryError
+from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields
+from .filters import match_ciphertext
+from .provenance import intact_paths
 
-__all__ = ["Keyring", "FieldCrypto", "parse_key", "key_id", "new_key", "is_envelope", "DETERMINISTIC_FIELDS"]
+__all__ = [
+    "Keyring", "FieldCrypto", "Unreadable", "UNREADABLE", "is_unreadable", "parse_key", "key_id", "new_key",
+    "is_envelope", "associated_data", "DETERMINISTIC_FIELDS",
+]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "enc:"
-_RANDOM, _DETERMINISTIC = "v1", "d1"
-_NONCE = 12
+RANDOM, DETERMINISTIC = "v2", "e2"  # what every write produces
+RANDOM_V1, DETERMINISTIC_V1 = "v1", "d1"  # read (no associated data), upgraded by rotate-key
+NONCE_BYTES = 12
+TAG_BYTES = 16
+AAD_PREFIX = b"astro_db:v2:"
+_KID_LABEL = b"astro_db:kid:"
+_NONCE_KEY_V1 = b"astro_db:deterministic-nonce"
+_NONCE_KEY_V2 = b"astro_db:e2:nonce-key"
+_SHAPE = re.compile(r"enc:([a-z0-9]{2}):([0-9a-f]{8}):([A-Za-z0-9_-]+)")
 # Fields encrypted deterministically (queryable by equality). The birth place name: its
 # coordinates stay in clear for the 2dsphere index, so equality of names leaks nothing new.
 DETERMINISTIC_FIELDS = {("BirthChart", "birthData.location.name")}
 
 
+class Unreadable(str):
+    """The value of an encrypted field that could not be opened (unknown key, tampered, moved).
+
+    A ``str`` so hydration and serialisation carry it; test with ``is_unreadable(value)`` (a
+    user's own ``"<unreadable>"`` text is a plain ``str`` and is not mistaken for it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+    def strip(self, chars: str | None = None) -> Unreadable:
+        """Itself: text fields strip what they read, and the marker must survive hydration."""
+        return self
+
+
+UNREADABLE = Unreadable("<unreadable>")
+
+
+def is_unreadable(value: Any) -> bool:
+    """Whether ``value`` is the marker of an encrypted value that did not open."""
+    return isinstance(value, Unreadable)
+
+
 def key_id(key: bytes) -> str:
     """The public id of a key (8 hex digits), stored in every envelope it writes."""
-    return hashlib.sha256(b"astro_db:kid:" + key).hexdigest()[:8]
+    return hashlib.sha256(_KID_LABEL + key).hexdigest()[:8]
 
 
 def new_key() -> str:
@@ -64,15 +112,32 @@ def parse_key(text: Any, name: str = "encryption_key") -> bytes:
 
 
 def is_envelope(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(PREFIX) and value.count(":") == 3
+    """Whether a stored value at a sensitive path is sealed (every envelope starts ``enc:``)."""
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def associated_data(collection: str, path: str) -> bytes:
+    """What a v2/e2 envelope is bound to: its collection and stored field path."""
+    return AAD_PREFIX + collection.encode() + b"\x00" + path.encode()
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _split(envelope: str) -> tuple[str, str, bytes]:
+    """``(version, key id, nonce || ciphertext || tag)``; ``EncryptionError`` if malformed."""
+    match = _SHAPE.fullmatch(envelope)
+    if match is None:
+        raise EncryptionError("malformed encryption envelope")
+    body = match.group(3)
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise EncryptionError("malformed encryption envelope") from None
+    if len(raw) < NONCE_BYTES + TAG_BYTES:
+        raise EncryptionError("malformed encryption envelope (too short)")
+    return match.group(1), match.group(2), raw
 
 
 class Keyring:
@@ -83,11 +148,12 @@ class Keyring:
 
         self.primary_id = key_id(primary)
         self._aead: dict[str, Any] = {}
-        self._nonce_keys: dict[str, bytes] = {}
+        self._nonce_keys: dict[tuple[str, str], bytes] = {}
         for key in (primary, *older):
             kid = key_id(key)
             self._aead[kid] = AESGCM(key)
-            self._nonce_keys[kid] = hmac.new(key, b"astro_db:deterministic-nonce", hashlib.sha256).digest()
+            self._nonce_keys[DETERMINISTIC_V1, kid] = hmac.new(key, _NONCE_KEY_V1, hashlib.sha256).digest()
+            self._nonce_keys[DETERMINISTIC, kid] = hmac.new(key, _NONCE_KEY_V2, hashlib.sha256).digest()
 
     @classmethod
     def from_config(cls, config: Any) -> Keyring | None:
@@ -102,266 +168,239 @@ class Keyring:
     def key_ids(self) -> list[str]:
         return list(self._aead)
 
-    def encrypt(self, plaintext: str, path: str, deterministic: bool, kid: str | None = None) -> str:
-        kid = kid or self.primary_id
-        data = plaintext.encode("utf-8")
-        if deterministic:
-            nonce = hmac.new(self._nonce_keys[kid], path.encode() + b"\0" + data, hashlib.sha256).digest()[:_NONCE]
+    def seal(self, plaintext: str, collection: str, path: str, deterministic: bool) -> str:
+        """A v2 (random nonce) or e2 (deterministic) envelope of ``plaintext`` under the primary key."""
+        return self._seal(DETERMINISTIC if deterministic else RANDOM, self.primary_id, plaintext, collection, path)
+
+    def equal_forms(self, plaintext: str, collection: str, path: str) -> list[str]:
+        """Every envelope a deterministic value may be stored as: e2 and the older d1, under every
+        configured key (so equality matches old data and data not yet rotated)."""
+        return [self._seal(version, kid, plaintext, collection, path)
+                for version in (DETERMINISTIC, DETERMINISTIC_V1) for kid in self._aead]
+
+    def _seal(self, version: str, kid: str, plaintext: str, collection: str, path: str) -> str:
+        try:
+            data = plaintext.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EncryptionError(f"{path}: the value is not valid text (lone surrogate)") from None
+        if version == DETERMINISTIC:
+            message = collection.encode() + b"\x00" + path.encode() + b"\x00" + data
+            nonce = hmac.new(self._nonce_keys[version, kid], message, hashlib.sha256).digest()[:NONCE_BYTES]
+        elif version == DETERMINISTIC_V1:
+            nonce = hmac.new(self._nonce_keys[version, kid], path.encode() + b"\x00" + data, hashlib.sha256).digest()[:NONCE_BYTES]
         else:
-            nonce = os.urandom(_NONCE)
-        version = _DETERMINISTIC if deterministic else _RANDOM
-        return f"{PREFIX}{version}:{kid}:{_b64(nonce + self._aead[kid].encrypt(nonce, data, None))}"
+            nonce = os.urandom(NONCE_BYTES)
+        aad = None if version == DETERMINISTIC_V1 else associated_data(collection, path)
+        return f"{PREFIX}{version}:{kid}:{_b64(nonce + self._aead[kid].encrypt(nonce, data, aad))}"
 
-    def equal_forms(self, plaintext: str, path: str) -> list[str]:
-        """A deterministic value's envelope under every configured key (matches during rotation)."""
-        return [self.encrypt(plaintext, path, True, kid) for kid in self._aead]
-
-    def decrypt(self, envelope: str, where: str) -> str:
+    def open(self, envelope: str, collection: str, path: str) -> str:
+        """The plaintext of an envelope stored at ``collection`` / ``path``; ``EncryptionError``
+        (naming no plaintext and no key) if it is malformed, unknown, tampered or moved."""
         from cryptography.exceptions import InvalidTag
 
-        _, version, kid, body = envelope.split(":", 3)
-        if version not in (_RANDOM, _DETERMINISTIC):
-            raise EncryptionError(f"{where}: unknown encryption envelope version {version!r}")
+        version, kid, raw = _split(envelope)
+        if version in (RANDOM, DETERMINISTIC):
+            aad: bytes | None = associated_data(collection, path)
+        elif version in (RANDOM_V1, DETERMINISTIC_V1):
+            aad = None
+        else:
+            raise EncryptionError(f"unknown encryption envelope version {version!r}")
         aead = self._aead.get(kid)
         if aead is None:
             raise EncryptionError(
-                f"{where} was encrypted with key id {kid}, which is not configured "
+                f"encrypted with key id {kid}, which is not configured "
                 f"(configured: {', '.join(self._aead)}); add that key to 'encryption_keys'"
             )
         try:
-            raw = _unb64(body)
-            return aead.decrypt(raw[:_NONCE], raw[_NONCE:], None).decode("utf-8")
-        except (InvalidTag, ValueError, binascii.Error):
-            raise EncryptionError(f"{where}: decryption failed (wrong key or tampered data, key id {kid})") from None
+            return str(aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad).decode("utf-8"))
+        except (InvalidTag, UnicodeDecodeError):
+            raise EncryptionError(f"decryption failed (wrong key, tampered data or moved from another field; key id {kid})") from None
+
+    def is_current(self, envelope: str, deterministic: bool) -> bool:
+        """Whether an envelope is what a write would produce now: primary key, v2/e2, right mode."""
+        try:
+            version, kid, _ = _split(envelope)
+        except EncryptionError:
+            return False
+        return kid == self.primary_id and version == (DETERMINISTIC if deterministic else RANDOM)
 
     def __repr__(self) -> str:
         return f"<Keyring primary={self.primary_id} keys={self.key_ids}>"
 
 
-@dataclass(frozen=True)
-class Sensitive:
-    """One encrypted field: its stored dotted path (list indexes left out) and its mode."""
-
-    path: str
-    deterministic: bool
-
-
-def sensitive_fields(model_name: str, model_cls: type) -> tuple[Sensitive, ...]:
-    """Every field of a model declaring ``sensitive=True``, walked through embedded documents."""
-    found: list[Sensitive] = []
-
-    def walk(doc_cls: type, prefix: str) -> None:
-        for name in doc_cls._fields_ordered:
-            field = doc_cls._fields[name]
-            path = prefix + field.db_field
-            inner = field.field if isinstance(field, ListField) else field
-            if isinstance(inner, EmbeddedDocumentField):
-                walk(inner.document_type, path + ".")
-            elif getattr(field, "sensitive", False):
-                deterministic = bool(getattr(field, "queryable", False)) or (model_name, path) in DETERMINISTIC_FIELDS
-                found.append(Sensitive(path, deterministic))
-
-    walk(model_cls, "")
-    return tuple(found)
-
-
-def _norm(path: str) -> str:
-    """A stored path without list positions: ``positions.0.x`` / ``positions.$.x`` -> ``positions.x``."""
-    return ".".join(p for p in path.split(".") if not (p.isdigit() or p == "$" or p.startswith("$[")))
-
-
 class FieldCrypto:
-    """Seals writes and opens reads for one Database; a no-op (bar detection) without a key."""
+    """Seals writes and filters, opens reads, for one Database: the one place every path passes."""
 
-    def __init__(self, keyring: Keyring | None, registry: Iterable[Any]) -> None:
+    def __init__(self, keyring: Keyring | None, registry: Iterable[Any], *, allow_plaintext: bool = False) -> None:
         self.keyring = keyring
-        self.fields: dict[str, tuple[Sensitive, ...]] = {info.name: sensitive_fields(info.name, info.cls) for info in registry}
+        self.allow_plaintext = allow_plaintext
+        self.fields: dict[str, tuple[Sensitive, ...]] = {
+            info.name: sensitive_fields(info.name, info.cls, DETERMINISTIC_FIELDS) for info in registry
+        }
+        self._lock = threading.Lock()
+        self._unreadable = 0
 
     @classmethod
     def from_config(cls, config: Any, registry: Iterable[Any]) -> FieldCrypto:
-        return cls(Keyring.from_config(config), registry)
+        allow = config.allow_plaintext_sensitive
+        return cls(Keyring.from_config(config), registry, allow_plaintext=config.is_embedded if allow is None else allow)
 
     @property
     def enabled(self) -> bool:
         return self.keyring is not None
 
+    def stats(self) -> dict[str, int]:
+        """Counters since start: ``unreadable`` (envelopes that did not open on a read)."""
+        with self._lock:
+            return {"unreadable": self._unreadable}
+
     # --- writes ------------------------------------------------------------------------------
 
     def seal_document(self, info: Any, son: dict[str, Any]) -> dict[str, Any]:
-        """A copy of a stored-form document with its sensitive values encrypted."""
-        if not self.keyring or not self.fields.get(info.name):
+        """A copy of a stored-form document with every sensitive value sealed."""
+        fields = self.fields.get(info.name)
+        if not fields:
             return son
-        out = _copy(son)
-        for f in self.fields[info.name]:
-            _apply(out, f.path.split("."), lambda v, f=f: self._seal(v, f))
+        out: dict[str, Any] = copy_tree(son)
+        for f in fields:
+            apply_at(out, f.path.split("."), partial(self._seal, info=info, f=f))
         return out
 
     def seal_update(self, info: Any, update: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """An update document with sensitive values under $set / $push / $addToSet encrypted."""
-        if not self.keyring or not self.fields.get(info.name):
+        """An update document with sensitive values under $set / $push / $addToSet sealed."""
+        fields = self.fields.get(info.name)
+        if not fields:
             return update
         out: dict[str, dict[str, Any]] = {}
         for op, spec in update.items():
             out[op] = dict(spec)
             for key, value in spec.items():
-                norm = _norm(key)
-                for f in self.fields[info.name]:
+                norm = norm_path(key)
+                for f in fields:
                     if op == "$pull" and (f.path == norm or f.path.startswith(norm + ".")):
                         raise QueryError(f"$pull cannot match on the encrypted field {f.path!r}")
                     if op not in ("$set", "$push", "$addToSet"):
                         continue
                     if f.path == norm:
-                        out[op][key] = _each(value, lambda v, f=f: self._seal(v, f))
+                        out[op][key] = each_pushed(value, partial(self._seal, info=info, f=f))
                     elif f.path.startswith(norm + "."):
                         rest = f.path[len(norm) + 1:].split(".")
-                        out[op][key] = _each(_copy(out[op][key]), lambda v, rest=rest, f=f: _apply(v, rest, lambda x: self._seal(x, f)))
+                        inner = partial(apply_at, parts=rest, fn=partial(self._seal, info=info, f=f))
+                        out[op][key] = each_pushed(copy_tree(out[op][key]), inner)
         return out
+
+    def _seal(self, value: Any, info: Any, f: Sensitive) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__}")
+        if isinstance(value, Unreadable):
+            raise EncryptionError(f"{info.name}.{f.path}: refusing to write back UNREADABLE (a value that did not "
+                                  "open); it would replace the stored ciphertext")
+        if self.keyring is not None:
+            return self.keyring.seal(value, info.collection, f.path, f.deterministic)
+        self._require_key(info, f, "write it")
+        if is_envelope(value):
+            raise EncryptionError(f"{info.name}.{f.path}: a plaintext value may not start with {PREFIX!r} "
+                                  "(it would read back as an envelope); configure encryption_key to store it sealed")
+        return value
+
+    def _require_key(self, info: Any, f: Sensitive, doing: str) -> None:
+        if not self.allow_plaintext:
+            raise EncryptionError(f"{info.name}.{f.path} is a sensitive field: configure encryption_key to {doing} "
+                                  "(or allow_plaintext_sensitive=True, for development only)")
+
+    def reseal(self, info: Any, doc: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a stored document with every sensitive value not current (older key or
+        envelope version, or plaintext from before encryption) opened and sealed again: rotation's
+        explicit path. ``EncryptionError`` if one of them does not open (nothing is lost)."""
+        keyring = self.keyring
+        if keyring is None:
+            raise EncryptionError("re-sealing needs encryption_key")
+        out: dict[str, Any] = copy_tree(doc)
+        for f in self.fields.get(info.name, ()):
+            def again(value: Any, f: Sensitive = f) -> Any:
+                if not self.needs_rotation(value, f):
+                    return value
+                plain = keyring.open(value, info.collection, f.path) if is_envelope(value) else value
+                return keyring.seal(plain, info.collection, f.path, f.deterministic)
+
+            apply_at(out, f.path.split("."), again)
+        return out
+
+    # --- filters -----------------------------------------------------------------------------
 
     def seal_filter(self, info: Any, filt: dict[str, Any]) -> dict[str, Any]:
         """A stored-form filter with conditions on encrypted fields made to match ciphertext."""
         fields = self.fields.get(info.name)
         if not fields or not filt:
             return filt
-        return self._seal_filter(fields, filt, "")
+        return match_ciphertext(fields, filt, lambda f, values: self._equal_forms(info, f, values))
 
-    def _seal_filter(self, fields: tuple[Sensitive, ...], filt: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, cond in filt.items():
-            if key in ("$and", "$or", "$nor"):
-                out[key] = [self._seal_filter(fields, sub, prefix) for sub in cond]
-                continue
-            norm = _norm(prefix + key)
-            out[key] = cond
-            for f in fields:
-                if f.path == norm:
-                    out[key] = self._seal_condition(f, cond)
-                elif f.path.startswith(norm + ".") and isinstance(cond, Mapping):
-                    if "$elemMatch" in cond and isinstance(cond["$elemMatch"], Mapping):
-                        out[key] = {**cond, "$elemMatch": self._seal_filter(fields, cond["$elemMatch"], norm + ".")}
-                    elif cond and not any(k.startswith("$") for k in cond):
-                        raise QueryError(f"match {f.path!r} by its own path: it is encrypted inside {norm!r}")
-        return out
-
-    def _seal_condition(self, f: Sensitive, cond: Any) -> Any:
-        if isinstance(cond, Mapping):
-            out: dict[str, Any] = {}
-            for op, arg in cond.items():
-                if op == "$exists":
-                    out[op] = arg
-                elif op in ("$eq", "$in", "$ne", "$nin"):
-                    target = "$in" if op in ("$eq", "$in") else "$nin"
-                    if target in out:
-                        raise QueryError(f"combine at most one of $eq/$in (and one of $ne/$nin) on the encrypted field {f.path!r}")
-                    out[target] = self._equal_forms(f, arg if op in ("$in", "$nin") else [arg])
-                else:
-                    raise QueryError(f"operator {op} cannot be used on the encrypted field {f.path!r}; only equality ($eq, $in, $ne, $nin, $exists)")
-            return out
-        if cond is None:
-            return None
-        return {"$in": self._equal_forms(f, [cond])}
-
-    def _equal_forms(self, f: Sensitive, values: Iterable[Any]) -> list[Any]:
+    def _equal_forms(self, info: Any, f: Sensitive, values: Sequence[Any]) -> list[Any]:
+        values = list(values)
         if self.keyring is None:
-            return list(values)
+            if any(v is not None for v in values):
+                self._require_key(info, f, "query it by value (without the key it could only match plaintext)")
+            return values
         if not f.deterministic:
             raise QueryError(f"{f.path!r} is encrypted with a random nonce and cannot be queried; only its presence ($exists)")
         out: list[Any] = []
         for value in values:
-            if value is None or not isinstance(value, str):
-                out.append(value)
+            if isinstance(value, str):
+                out.extend(self.keyring.equal_forms(value, info.collection, f.path))
             else:
-                out.extend(self.keyring.equal_forms(value, f.path))
+                out.append(value)
         return out
-
-    def _seal(self, value: Any, f: Sensitive) -> Any:
-        if value is None or is_envelope(value):
-            return value
-        if not isinstance(value, str):
-            raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__}")
-        return self.keyring.encrypt(value, f.path, f.deterministic)  # type: ignore[union-attr]
 
     # --- reads -------------------------------------------------------------------------------
 
-    def open_document(self, info: Any, doc: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Decrypt a stored document's sensitive values in place (plaintext legacy values stay)."""
-        fields = self.fields.get(info.name)
-        if not fields or doc is None:
-            return doc
-        for f in fields:
-            _apply(doc, f.path.split("."), lambda v, f=f: self._open(v, f"{info.name} {doc.get('_id', '')} {f.path}"))
+    def open_document(self, info: Any, doc: dict[str, Any] | None, paths: Iterable[str] | None = None) -> dict[str, Any] | None:
+        """Open a stored document's declared sensitive values in place (``paths``: only those).
+
+        Plaintext from before encryption stays as it is; an envelope that does not open becomes
+        ``UNREADABLE`` (logged and counted) so one bad value never fails the read."""
+        chosen = None if paths is None else set(paths)
+        for f in self.fields.get(info.name, ()):
+            if chosen is None or f.path in chosen:
+                apply_at(doc, f.path.split("."), partial(self._open, info=info, f=f, doc=doc))
         return doc
 
-    def open_any(self, value: Any) -> Any:
-        """Decrypt every envelope anywhere in ``value`` (aggregation results change shapes)."""
-        if self.keyring is None:
-            return value
-        if isinstance(value, dict):
-            return {k: self.open_any(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.open_any(v) for v in value]
-        return self._open(value, "an aggregation result") if is_envelope(value) else value
+    def open_output(self, info: Any, stages: Sequence[Mapping[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Open aggregation output at the declared paths no stage could have rewritten
+        (``provenance``); values moved or computed elsewhere stay sealed."""
+        fields = self.fields.get(info.name)
+        if not fields:
+            return docs
+        paths = intact_paths(stages, [f.path for f in fields])
+        return [self.open_document(info, doc, paths) for doc in docs]  # type: ignore[misc]
 
-    def _open(self, value: Any, where: str) -> Any:
+    def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any]) -> Any:
         if not is_envelope(value):
             return value
-        if self.keyring is None:
-            raise EncryptionError(
-                f"{where.strip()} is encrypted but no encryption key is configured; "
-                "set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)"
-            )
-        return self.keyring.decrypt(value, where.strip())
+        try:
+            if self.keyring is None:
+                raise EncryptionError("no encryption key is configured; set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)")
+            return self.keyring.open(value, info.collection, f.path)
+        except EncryptionError as exc:
+            with self._lock:
+                self._unreadable += 1
+            log.warning("unreadable encrypted value in %s _id=%s at %s: %s", info.collection, doc.get("_id"), f.path, exc)
+            return UNREADABLE
 
-    def needs_rotation(self, value: Any) -> bool:
-        """True for a plaintext value or an envelope not written with the primary key."""
-        if value is None or self.keyring is None:
+    # --- rotation ----------------------------------------------------------------------------
+
+    def needs_rotation(self, value: Any, field: Sensitive | None = None) -> bool:
+        """True for plaintext, and for an envelope a write would not produce now (older key,
+        v1/d1, or the other mode than ``field``'s)."""
+        if self.keyring is None or not isinstance(value, str):
             return False
         if not is_envelope(value):
-            return isinstance(value, str)
-        return value.split(":")[2] != self.keyring.primary_id
+            return True
+        if field is None:
+            return not (self.keyring.is_current(value, True) or self.keyring.is_current(value, False))
+        return not self.keyring.is_current(value, field.deterministic)
 
     def leaves(self, doc: Any, path: str) -> Iterator[Any]:
         """The values at a stored path (through lists)."""
-        yield from _leaves(doc, path.split("."))
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _each(value: Any, fn: Any) -> Any:
-    """Apply ``fn`` to a pushed value or to each of ``{"$each": [...]}``."""
-    if isinstance(value, dict) and "$each" in value:
-        return {**value, "$each": [fn(v) for v in value["$each"]]}
-    return fn(value)
-
-
-def _apply(doc: Any, parts: list[str], fn: Any) -> Any:
-    """Replace the value(s) at ``parts`` in ``doc`` (through lists) by ``fn(value)``; returns doc."""
-    if isinstance(doc, list):
-        for item in doc:
-            _apply(item, parts, fn)
-        return doc
-    if not isinstance(doc, dict) or parts[0] not in doc:
-        return doc
-    if len(parts) == 1:
-        value = doc[parts[0]]
-        doc[parts[0]] = [fn(v) for v in value] if isinstance(value, list) else fn(value)
-    else:
-        _apply(doc[parts[0]], parts[1:], fn)
-    return doc
-
-
-def _leaves(doc: Any, parts: list[str]) -> Iterator[Any]:
-    if isinstance(doc, list):
-        for item in doc:
-            yield from _leaves(item, parts)
-    elif isinstance(doc, dict) and parts[0] in doc:
-        if len(parts) == 1:
-            value = doc[parts[0]]
-            yield from (value if isinstance(value, list) else [value])
-        else:
-            yield from _leaves(doc[parts[0]], parts[1:])
+        yield from leaves_at(doc, path.split("."))

@@ -21,7 +21,7 @@ from ..models.masking import MASK, field_mask_kind, mask_value
 __all__ = ["mask_text", "mask_document", "masked_errors", "MaskingFilter", "install_log_masking"]
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@+)((?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,})")
-_ENVELOPE = re.compile(r"\benc:(v1|d1):([0-9a-f]{8}):[A-Za-z0-9_\-]+")
+_ENVELOPE = re.compile(r"\benc:(v1|d1|v2|e2):([0-9a-f]{8}):[A-Za-z0-9_\-]+")
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)(?:'|$)|\"((?:[^\"\\]|\\.)*)(?:\"|$)")  # cut values lack the end quote
 _PYMONGO_LOGGERS = ("pymongo.command", "pymongo.serverSelection", "pymongo.connection", "mongoengine")
 

@@ -2,7 +2,10 @@
 
 Run after making a new key primary (``encryption_key``) and moving the old one to
 ``encryption_keys``. Each document is rewritten with a compare-and-set on the old value, so a
-concurrent write is never overwritten; plaintext left from before encryption is encrypted too.
+concurrent write is never overwritten; plaintext left from before encryption is encrypted too,
+and older envelopes (``enc:v1``/``enc:d1``, unbound to their field) are upgraded to v2/e2. A
+document holding a value that does not open (its key is not configured, or it was tampered
+with or moved) is left untouched and logged; the others are rotated.
 Every rewritten document gets an audit entry (action ``update``, actor ``astro-db:rotate-key``).
 """
 
@@ -14,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ReturnDocument
 
 from ..changes import advance, new_op_id, revision_of
-from ..errors import ConfigError
+from ..errors import ConfigError, EncryptionError
 from ..events import WriteEvent
-from .crypto import _copy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
@@ -48,21 +50,27 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
         docs = ex.call(info, "rotate_key", lambda: list(coll.find({}, projection, batch_size=batch_size)))
         count = 0
         for doc in docs:
-            stale = [f for f in fields if any(crypto.needs_rotation(v) for v in crypto.leaves(doc, f.path))]
+            stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))]
             if not stale:
                 continue
-            count += 1
             if not dry_run:
-                _rewrite(ex, info, coll, doc, stale)
+                try:
+                    if not _rewrite(ex, info, coll, doc, stale):
+                        continue  # written meanwhile (by a writer using the primary key): nothing to do
+                except EncryptionError as exc:
+                    log.warning("rotate-key: %s _id=%s left as it is: %s", info.name, doc.get("_id"), exc)
+                    continue
+            count += 1
         report[info.name] = count
         log.info("rotate-key: %s: %d document(s) %s", info.name, count, "to re-encrypt" if dry_run else "re-encrypted")
     return report
 
 
-def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> None:
+def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> bool:
+    """Re-encrypt one document's stale fields if they still hold what was read; whether it did."""
     crypto = ex.runtime.crypto
     top = sorted({f.path.split(".")[0] if "." in f.path and _through_list(doc, f.path) else f.path for f in stale})
-    fresh = crypto.seal_document(info, crypto.open_document(info, _copy(doc)))
+    fresh = crypto.reseal(info, doc)
     cas = {"_id": doc["_id"], **{path: _get(doc, path) for path in top}}
     update = advance({"$set": {path: _get(fresh, path) for path in top}}, new_op_id())
     after = ex.call(info, "rotate_key", lambda: coll.find_one_and_update(cas, update, return_document=ReturnDocument.AFTER))
@@ -71,6 +79,7 @@ def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: lis
                             fields=tuple(top), database=coll.database, actor=ROTATION_ACTOR))
         ex.record(info, "update", [(after["_id"], revision_of(after), after.get("updatedAt"), after)], top,
                   actor=ROTATION_ACTOR)
+    return after is not None
 
 
 def _through_list(doc: Any, path: str) -> bool:

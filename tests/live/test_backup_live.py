@@ -18,7 +18,8 @@ from backup_helpers import add_user, change_everything, instant_after_last_write
 
 @pytest.fixture
 def source(live_url):
-    with Database(live_url, server_selection_timeout_ms=2000) as db:
+    # throwaway data, kept in plaintext so restores can be compared as stored
+    with Database(live_url, server_selection_timeout_ms=2000, allow_plaintext_sensitive=True) as db:
         yield db
 
 

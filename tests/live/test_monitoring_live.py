@@ -179,7 +179,7 @@ def test_cli_stats_shows_counts_per_collection(live_url):
     assert counts["users"] == 3 and counts["birthCharts"] == 0
     assert data["backend"] == "server" and data["db"] is not None
     internal = {row["collection"]: row["count"] for row in data["internal"]}
-    assert internal["auditLog"] >= 3 and "auditLog" not in counts  # bookkeeping apart from the app's data
+    assert internal["astroChanges"] >= 3 and "astroChanges" not in counts  # bookkeeping apart from the app's data
     assert any("totals include astro_db's own" in note for note in data["notes"])
     table = cli_run("--url", live_url, "stats")
     assert table.exit_code == 0 and "users" in table.output and "documents" in table.output

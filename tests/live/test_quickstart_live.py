@@ -12,7 +12,9 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
 
 
 def test_quickstart_runs_against_the_live_server(live_url):
-    env = {**os.environ, "MONGODB_URL": live_url}
+    from astro_db.security import new_key
+
+    env = {**os.environ, "MONGODB_URL": live_url, "ASTRO_DB_ENCRYPTION_KEY": new_key()}
     done = subprocess.run([sys.executable, str(QUICKSTART)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -3,13 +3,16 @@ trail inside transactions, masked driver logs; auth and least privilege on real 
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from astro_db import Database
-from astro_db.errors import PermissionDeniedError, TransactionNotSupportedError
+from astro_db.errors import EncryptionError, PermissionDeniedError, TransactionNotSupportedError
+from astro_db.security.crypto import is_unreadable
 from astro_db.security.mongo_roles import role_commands
 from astro_db.security.rotation import rotate_keys
 
@@ -41,8 +44,36 @@ def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url)
     new_only.disconnect()
 
 
+def test_on_a_server_a_keyless_database_refuses_to_write_or_query_a_sensitive_field(live_url):
+    keyless = open_db(live_url)
+    user = keyless.create("User", user_data())
+    with pytest.raises(EncryptionError, match="sensitive field: configure encryption_key to write it"):
+        keyless.create("BirthChart", chart_data(user.id, place=PLACE))
+    with pytest.raises(EncryptionError, match="configure encryption_key to query it"):
+        keyless.find("BirthChart", {"birthData.location.name": PLACE})
+    assert keyless.collection("BirthChart").count_documents({"userId": user.id}) == 0
+    keyless.disconnect()
+
+
+def test_a_v2_envelope_is_bound_to_its_collection_and_opens_with_plain_aes_gcm(live_url):
+    db = open_db(live_url, encryption_key=KEY_A)
+    user = db.create("User", user_data())
+    chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
+    coll = db.collection("BirthChart")
+    raw = coll.find_one({"_id": chart.id})["birthData"]["location"]["name"]
+    _, version, _, body = raw.split(":")
+    data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    aad = b"astro_db:v2:" + coll.name.encode() + b"\x00birthData.location.name"
+    assert version == "e2" and AESGCM(base64.b64decode(KEY_A)).decrypt(data[:12], data[12:], aad).decode() == PLACE
+    other = db.create("BirthChart", chart_data(user.id, place="Elsewhere"))
+    coll.update_one({"_id": other.id}, {"$set": {"birthData.location.name": raw + "x"}})  # one bad envelope
+    places = {c.id: c.birth_data.location.name for c in db.find("BirthChart", {"userId": user.id})}
+    assert places[chart.id] == PLACE and is_unreadable(places[other.id])
+    db.disconnect()
+
+
 def test_a_user_scoped_actor_cannot_read_or_update_another_users_chart(live_url):
-    db = open_db(live_url)
+    db = open_db(live_url, encryption_key=KEY_A)
     ann, bob = db.create("User", user_data()), db.create("User", user_data())
     db.create("BirthChart", chart_data(ann.id))
     bob_chart = db.create("BirthChart", chart_data(bob.id))

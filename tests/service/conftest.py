@@ -18,7 +18,8 @@ def db(request):
         url = f"mongomock://localhost/t{uuid.uuid4().hex[:8]}"
     else:
         url = request.getfixturevalue("live_url")
-    database = Database(url, server_selection_timeout_ms=5000)
+    # throwaway test data: plaintext in the sensitive field, as on the embedded backend
+    database = Database(url, server_selection_timeout_ms=5000, allow_plaintext_sensitive=True)
     database.connect()
     database.test_backend = backend_name(request.param)
     yield database

@@ -24,6 +24,11 @@ def test_mask_text_hides_emails_passwords_and_ciphertext():
     assert "hunter2" not in masked and "QUJDREVGR0hJSg" not in masked and "enc:d1:0a1b2c3d:***" in masked
 
 
+def test_mask_text_hides_the_ciphertext_of_v2_and_e2_envelopes():
+    masked = mask_text("got enc:v2:0a1b2c3d:QUJDREVGR0hJSg and enc:e2:0a1b2c3d:S0xNTk9QUVJTVA")
+    assert masked == "got enc:v2:0a1b2c3d:*** and enc:e2:0a1b2c3d:***"
+
+
 def test_mask_document_masks_a_lean_document_by_its_fields():
     doc = {"_id": 1, "email": EMAIL, "name": NAME, "status": "active"}
     assert mask_document(User, doc) == {"_id": 1, "email": "z***@example.com", "name": "Z***", "status": "active"}

@@ -1,5 +1,7 @@
 """Step 9, open: decrypt what came back (``security.crypto``), by the model's declared
-sensitive paths only; the same rule for ``find``, ``find_one``, lean reads, updates and aggregation.
+sensitive paths only; the same rule for ``find``, ``find_one``, lean reads, updates and
+aggregation (where a path a stage may have rewritten stays sealed). A value that does not open
+comes back as ``UNREADABLE`` (logged and counted), never failing the read.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from typing import Any
 from ...registry import ModelInfo
 from ..runtime import Runtime
 
-__all__ = ["document", "documents"]
+__all__ = ["document", "documents", "output"]
 
 
 def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -20,3 +22,8 @@ def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]]) -> list[
     if not rt.crypto.fields.get(info.name):
         return docs
     return [rt.crypto.open_document(info, d) for d in docs]  # type: ignore[misc]
+
+
+def output(rt: Runtime, info: ModelInfo, stages: list[dict[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregation output: opened at the declared paths no stage could have rewritten."""
+    return rt.crypto.open_output(info, stages, docs)

@@ -1,0 +1,320 @@
+"""FieldCrypto alone: which values get sealed, which filters match ciphertext, which paths open.
+
+No database: a FieldCrypto over the real model registry, fed stored-form documents, updates and
+filters, its output checked value by value (and opened again with a plain Keyring).
+"""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from astro_db.errors import EncryptionError, QueryError
+from astro_db.registry import default_registry
+from astro_db.security.crypto import UNREADABLE, FieldCrypto, Keyring, is_unreadable
+from astro_db.security.fieldpaths import Sensitive, sensitive_fields
+
+RAW_A, RAW_B = b"A" * 32, b"B" * 32
+NAME = "birthData.location.name"
+REGISTRY = default_registry()
+CHART = REGISTRY.resolve("BirthChart")
+USER = REGISTRY.resolve("User")
+COLL = CHART.collection
+
+
+def fc(*older: bytes, primary: bytes | None = RAW_A, allow: bool = False) -> FieldCrypto:
+    return FieldCrypto(Keyring(primary, older) if primary else None, REGISTRY, allow_plaintext=allow)
+
+
+def doc(place, **extra):
+    return {"_id": 7, "birthData": {"location": {"name": place, "coordinates": [1, 2]}, "timezone": "UTC"}, **extra}
+
+
+def place(d):
+    return d["birthData"]["location"]["name"]
+
+
+def test_the_declared_sensitive_paths_and_their_modes():
+    assert fc().fields["BirthChart"] == (Sensitive(NAME, True),)
+    assert fc().fields["User"] == ()
+    assert sensitive_fields("BirthChart", CHART.cls, set()) == (Sensitive(NAME, False),)
+
+
+# --- sealing -----------------------------------------------------------------------------------
+
+def test_seal_document_seals_a_copy_and_leaves_other_fields_and_models_alone():
+    crypto, original = fc(), doc("Oslo")
+    sealed = crypto.seal_document(CHART, original)
+    assert place(original) == "Oslo" and sealed["birthData"]["timezone"] == "UTC"
+    assert place(sealed) == Keyring(RAW_A).seal("Oslo", COLL, NAME, True)
+    user = {"name": "enc:v2:x:y"}
+    assert crypto.seal_document(USER, user) is user
+    assert crypto.seal_document(CHART, {"birthData": {"location": {"name": None}}}) == {"birthData": {"location": {"name": None}}}
+    assert crypto.seal_document(CHART, {"birthData": {}}) == {"birthData": {}}
+
+
+def test_only_strings_can_be_sealed():
+    with pytest.raises(EncryptionError, match=f"{NAME}: only string values can be encrypted, got int"):
+        fc().seal_document(CHART, doc(5))
+
+
+def test_seal_update_seals_set_push_and_add_to_set_and_refuses_pull():
+    crypto, ring = fc(), Keyring(RAW_A)
+    sealed = ring.seal("Oslo", COLL, NAME, True)
+    out = crypto.seal_update(CHART, {
+        "$set": {NAME: "Oslo", "houseSystem": "koch"},
+        "$unset": {"birthData.location.coordinates": ""},
+    })
+    assert out == {"$set": {NAME: sealed, "houseSystem": "koch"}, "$unset": {"birthData.location.coordinates": ""}}
+    parent = crypto.seal_update(CHART, {"$set": {"birthData.location": {"name": "Oslo", "coordinates": [1, 2]}}})
+    assert parent["$set"]["birthData.location"] == {"name": sealed, "coordinates": [1, 2]}
+    top = crypto.seal_update(CHART, {"$set": {"birthData": {"location": {"name": "Oslo"}}}})
+    assert top["$set"]["birthData"]["location"]["name"] == sealed
+    for op in ("$push", "$addToSet"):
+        assert crypto.seal_update(CHART, {op: {NAME: {"$each": ["Oslo", "Oslo"]}}})[op][NAME] == {"$each": [sealed, sealed]}
+        assert crypto.seal_update(CHART, {op: {NAME: "Oslo"}})[op][NAME] == sealed
+    with pytest.raises(QueryError, match="\\$pull cannot match on the encrypted field"):
+        crypto.seal_update(CHART, {"$pull": {"birthData.location": {"name": "Oslo"}}})
+    with pytest.raises(QueryError):
+        crypto.seal_update(CHART, {"$pull": {NAME: "Oslo"}})
+    assert crypto.seal_update(CHART, {"$pull": {"positions": {"body": "Sun"}}}) == {"$pull": {"positions": {"body": "Sun"}}}
+    assert crypto.seal_update(CHART, {"$inc": {NAME: 1}}) == {"$inc": {NAME: 1}}
+    plain = {"$set": {"name": "enc:v2:x:y"}}
+    assert crypto.seal_update(USER, plain) is plain
+
+
+def test_list_positions_in_update_paths_still_name_the_field():
+    out = fc().seal_update(CHART, {"$set": {"birthData.location.0.name": "Oslo"}})
+    assert out["$set"]["birthData.location.0.name"] == Keyring(RAW_A).seal("Oslo", COLL, NAME, True)
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+def test_equality_filters_match_every_stored_form():
+    crypto, ring = fc(RAW_B), Keyring(RAW_A, [RAW_B])
+    forms = ring.equal_forms("Oslo", COLL, NAME)
+    assert len(forms) == 4
+    assert crypto.seal_filter(CHART, {NAME: "Oslo"}) == {NAME: {"$in": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$eq": "Oslo"}}) == {NAME: {"$in": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$in": ["Oslo", None]}}) == {NAME: {"$in": [*forms, None]}}
+    assert crypto.seal_filter(CHART, {NAME: {"$ne": "Oslo"}}) == {NAME: {"$nin": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$nin": ["Oslo"], "$exists": True}}) == {NAME: {"$nin": forms, "$exists": True}}
+    assert crypto.seal_filter(CHART, {NAME: None}) == {NAME: None}
+    assert crypto.seal_filter(CHART, {"$or": [{NAME: "Oslo"}, {"houseSystem": "koch"}]}) == {"$or": [{NAME: {"$in": forms}}, {"houseSystem": "koch"}]}
+    assert crypto.seal_filter(CHART, {"$and": [{NAME: "Oslo"}]}) == {"$and": [{NAME: {"$in": forms}}]}
+    assert crypto.seal_filter(CHART, {"$nor": [{NAME: "Oslo"}]}) == {"$nor": [{NAME: {"$in": forms}}]}
+    assert crypto.seal_filter(CHART, {"birthData.location": {"$elemMatch": {"name": "Oslo"}}}) == {
+        "birthData.location": {"$elemMatch": {"name": {"$in": forms}}}}
+    empty, user = {}, {"name": "enc:"}
+    assert crypto.seal_filter(CHART, empty) is empty and crypto.seal_filter(USER, user) is user
+
+
+@pytest.mark.parametrize("filt", [
+    {NAME: {"$regex": "^Os"}},
+    {NAME: {"$gt": "A"}},
+    {NAME: {"$eq": "Oslo", "$in": ["Rome"]}},
+    {NAME: {"$ne": "Oslo", "$nin": ["Rome"]}},
+    {"birthData.location": {"name": "Oslo"}},
+    {"birthData": {"location": {"name": "Oslo"}}},
+])
+def test_filters_that_cannot_work_on_ciphertext_are_refused(filt):
+    with pytest.raises(QueryError):
+        fc().seal_filter(CHART, filt)
+
+
+def test_a_random_nonce_field_can_only_be_queried_for_presence(monkeypatch):
+    from astro_db.security import crypto as module
+
+    monkeypatch.setattr(module, "DETERMINISTIC_FIELDS", set())
+    crypto = fc()
+    assert crypto.fields["BirthChart"] == (Sensitive(NAME, False),)
+    with pytest.raises(QueryError, match="random nonce"):
+        crypto.seal_filter(CHART, {NAME: "Oslo"})
+    assert crypto.seal_filter(CHART, {NAME: {"$exists": False}}) == {NAME: {"$exists": False}}
+    assert place(crypto.seal_document(CHART, doc("Oslo"))).startswith("enc:v2:")
+
+
+def test_non_string_equality_values_pass_through_unsealed():
+    assert fc().seal_filter(CHART, {NAME: {"$in": [5]}}) == {NAME: {"$in": [5]}}
+
+
+# --- without a key -------------------------------------------------------------------------------
+
+def test_without_a_key_the_refusal_says_what_to_do():
+    crypto = fc(primary=None)
+    with pytest.raises(EncryptionError) as err:
+        crypto.seal_document(CHART, doc("Oslo"))
+    assert str(err.value) == (f"BirthChart.{NAME} is a sensitive field: configure encryption_key to write it "
+                              "(or allow_plaintext_sensitive=True, for development only)")
+    with pytest.raises(EncryptionError) as err:
+        crypto.seal_filter(CHART, {NAME: "Oslo"})
+    assert str(err.value) == (f"BirthChart.{NAME} is a sensitive field: configure encryption_key to query it by value "
+                              "(without the key it could only match plaintext) (or allow_plaintext_sensitive=True, "
+                              "for development only)")
+
+
+def test_without_a_key_writes_and_equality_on_sensitive_fields_are_refused():
+    crypto = fc(primary=None)
+    for call in (lambda: crypto.seal_document(CHART, doc("Oslo")),
+                 lambda: crypto.seal_update(CHART, {"$set": {NAME: "Oslo"}}),
+                 lambda: crypto.seal_filter(CHART, {NAME: "Oslo"}),
+                 lambda: crypto.seal_filter(CHART, {NAME: {"$nin": [None, "Oslo"]}})):
+        with pytest.raises(EncryptionError, match="BirthChart.birthData.location.name is a sensitive field: configure encryption_key"):
+            call()
+    assert crypto.seal_document(CHART, doc(None)) == doc(None)
+    assert crypto.seal_filter(CHART, {NAME: {"$in": [None]}}) == {NAME: {"$in": [None]}}
+    assert not crypto.enabled and fc().enabled
+
+
+def test_the_opt_out_passes_plaintext_through_except_envelope_shaped_text():
+    crypto = fc(primary=None, allow=True)
+    assert crypto.seal_document(CHART, doc("Oslo")) == doc("Oslo")
+    assert crypto.seal_filter(CHART, {NAME: "Oslo"}) == {NAME: {"$in": ["Oslo"]}}
+    with pytest.raises(EncryptionError, match="may not start with 'enc:'"):
+        crypto.seal_document(CHART, doc("enc:"))
+
+
+# --- opening -----------------------------------------------------------------------------------
+
+def test_open_document_opens_declared_paths_in_place_and_keeps_legacy_plaintext():
+    crypto = fc()
+    stored = crypto.seal_document(CHART, doc("Oslo"))
+    assert crypto.open_document(CHART, stored) is stored and place(stored) == "Oslo"
+    assert place(crypto.open_document(CHART, doc("legacy plaintext"))) == "legacy plaintext"
+    assert crypto.open_document(CHART, None) is None
+    assert crypto.open_document(CHART, {"_id": 1}) == {"_id": 1}
+    sealed = crypto.seal_document(CHART, doc("Oslo"))
+    assert place(crypto.open_document(CHART, sealed, paths=[])) == place(crypto.seal_document(CHART, doc("Oslo")))
+    assert place(crypto.open_document(CHART, sealed, paths=[NAME])) == "Oslo"
+    user = {"name": place(crypto.seal_document(CHART, doc("Oslo")))}
+    assert crypto.open_document(USER, dict(user)) == user
+    assert crypto.stats() == {"unreadable": 0}
+
+
+def test_an_envelope_that_does_not_open_becomes_unreadable_logged_and_counted(caplog):
+    crypto = fc()
+    foreign = fc(primary=RAW_B).seal_document(CHART, doc("Oslo"))
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        assert place(crypto.open_document(CHART, foreign)) is UNREADABLE
+        assert place(fc(primary=None).open_document(CHART, fc().seal_document(CHART, doc("Oslo")))) is UNREADABLE
+    assert crypto.stats() == {"unreadable": 1}
+    (first, second) = caplog.records
+    assert first.name == "astro_db.security.crypto" and first.levelno == logging.WARNING
+    assert first.getMessage().startswith(f"unreadable encrypted value in {COLL} _id=7 at {NAME}: encrypted with key id")
+    assert second.getMessage() == (f"unreadable encrypted value in {COLL} _id=7 at {NAME}: no encryption key is "
+                                   "configured; set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)")
+
+
+def test_open_output_opens_only_paths_no_stage_rewrote():
+    crypto = fc()
+    sealed = place(crypto.seal_document(CHART, doc("Oslo")))
+    out = crypto.open_output(CHART, [{"$match": {}}], [doc(sealed), doc(sealed)])
+    assert [place(d) for d in out] == ["Oslo", "Oslo"]
+    kept = crypto.open_output(CHART, [{"$addFields": {NAME: "$x"}}], [doc(sealed)])
+    assert place(kept[0]) == sealed
+    users = [{"name": sealed}]
+    assert crypto.open_output(USER, [], users) is users
+
+
+# --- rotation ----------------------------------------------------------------------------------
+
+def test_needs_rotation():
+    crypto, old = fc(RAW_B), fc(primary=RAW_B)
+    current = place(crypto.seal_document(CHART, doc("Oslo")))
+    assert not crypto.needs_rotation(current) and not crypto.needs_rotation(current, Sensitive(NAME, True))
+    assert crypto.needs_rotation(current, Sensitive(NAME, False))  # the field's mode changed
+    random = Keyring(RAW_A).seal("Oslo", COLL, NAME, False)
+    assert not crypto.needs_rotation(random) and crypto.needs_rotation(random, Sensitive(NAME, True))
+    assert crypto.needs_rotation(place(old.seal_document(CHART, doc("Oslo"))))
+    assert crypto.needs_rotation("plaintext") and crypto.needs_rotation("enc:v1:broken")
+    assert not crypto.needs_rotation(None) and not crypto.needs_rotation(5)
+    assert not fc(primary=None).needs_rotation("plaintext")
+
+
+def test_reseal_upgrades_stale_values_and_keeps_current_ones():
+    crypto = fc(RAW_B)
+    current = place(crypto.seal_document(CHART, doc("Oslo")))
+    stale = place(fc(primary=RAW_B).seal_document(CHART, doc("Rome")))
+    fresh = crypto.reseal(CHART, {"birthData": {"location": {"name": current}}})
+    assert place(fresh) is current
+    upgraded = crypto.reseal(CHART, doc(stale))
+    assert place(upgraded) == Keyring(RAW_A).seal("Rome", COLL, NAME, True)
+    assert place(crypto.reseal(CHART, doc("plain"))) == Keyring(RAW_A).seal("plain", COLL, NAME, True)
+    assert place(crypto.reseal(CHART, doc(None))) is None and crypto.reseal(USER, {"name": "x"}) == {"name": "x"}
+    original = doc(stale)
+    crypto.reseal(CHART, original)
+    assert place(original) == stale
+    with pytest.raises(EncryptionError):
+        fc().reseal(CHART, doc(stale))  # RAW_B is not configured: nothing is lost
+    with pytest.raises(EncryptionError) as err:
+        fc(primary=None).reseal(CHART, doc("x"))
+    assert str(err.value) == "re-sealing needs encryption_key"
+
+
+def test_leaves_walk_through_lists():
+    crypto = fc()
+    assert list(crypto.leaves({"a": [{"b": 1}, {"b": [2, 3]}, {"c": 4}]}, "a.b")) == [1, 2, 3]
+    assert list(crypto.leaves({"a": 1}, "x.y")) == []
+
+
+def test_stats_counts_under_concurrent_reads():
+    import threading
+
+    crypto = fc()
+    foreign = place(fc(primary=RAW_B).seal_document(CHART, doc("Oslo")))
+    logging.getLogger("astro_db.security.crypto").disabled = True
+    try:
+        threads = [threading.Thread(target=lambda: [crypto.open_document(CHART, doc(foreign)) for _ in range(200)]) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        logging.getLogger("astro_db.security.crypto").disabled = False
+    assert crypto.stats() == {"unreadable": 800}
+
+
+# --- properties --------------------------------------------------------------------------------
+
+texts = st.one_of(st.text(), st.from_regex(r"enc:[a-z0-9]{2}:[0-9a-f]{8}:[A-Za-z0-9_-]{0,60}", fullmatch=True),
+                  st.text(alphabet="\x00\u0301\U0001f600enc:<>"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts)
+def test_any_text_written_to_a_sensitive_field_reads_back_unchanged(value):
+    crypto = fc()
+    sealed = crypto.seal_document(CHART, doc(value))
+    assert place(sealed) != value and place(crypto.open_document(CHART, sealed)) == value
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts, st.sampled_from(["users", "birthcharts", "archivedCharts", COLL + "x"]))
+def test_any_envelope_moved_to_another_collection_comes_back_unreadable(value, collection):
+    crypto = fc()
+    sealed = crypto.seal_document(CHART, doc(value))
+    moved = SimpleNamespace(name=CHART.name, cls=CHART.cls, collection=collection)
+    assert is_unreadable(place(crypto.open_document(moved, sealed)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts)
+def test_any_envelope_moved_to_another_path_does_not_open(value):
+    envelope = Keyring(RAW_A).seal(value, COLL, "birthData.timezone", True)
+    assert is_unreadable(place(fc().open_document(CHART, doc(envelope))))
+
+
+
+def test_plaintext_is_refused_unless_allowed_and_allowed_by_default_only_when_embedded():
+    assert FieldCrypto(None, REGISTRY).allow_plaintext is False
+
+    def config(allow, embedded):
+        return SimpleNamespace(encryption_key=None, encryption_keys=None, allow_plaintext_sensitive=allow, is_embedded=embedded)
+
+    assert [FieldCrypto.from_config(config(None, e), REGISTRY).allow_plaintext for e in (True, False)] == [True, False]
+    assert [FieldCrypto.from_config(config(a, True), REGISTRY).allow_plaintext for a in (True, False)] == [True, False]
+    assert FieldCrypto.from_config(config(True, False), REGISTRY).allow_plaintext is True
