@@ -50,7 +50,8 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
     "access": ["tests/unit/test_access_policy.py", "tests/unit/test_access.py", "tests/unit/test_permissions.py"],
     "updates": ["tests/unit/test_update_policy.py", "tests/unit/test_update_compile.py", "tests/unit/test_injection.py"],
     "masking": ["tests/unit/test_masking_policy.py", "tests/unit/test_masking.py"],
-    "crypto": ["tests/unit/test_crypto.py", "tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py"],
+    "crypto": ["tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py", "tests/unit/test_crypto_attacks.py",
+               "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
