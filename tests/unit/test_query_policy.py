@@ -443,3 +443,8 @@ def test_a_bad_id_is_shown_whole_up_to_59_characters_of_repr_then_cut_to_57():
         with pytest.raises(ValidationError) as raised:
             coerce_id(value)
         assert raised.value.errors == {"id": f"not a valid ObjectId (24 hex characters), got {shown}"}
+
+
+def test_an_array_literal_matches_exactly_with_each_item_coerced():
+    assert compile_filter(PlanetaryInsight, {"recommendations": ["Rest", "Walk"]}) == {"recommendations": ["Rest", "Walk"]}
+    assert compile_filter(TimingRecommendation, {"windows.start": ["2026-01-01T00:00:00Z"]}) == {"windows.start": [JAN_1]}

@@ -246,3 +246,15 @@ def test_inc_refusals_show_the_value_they_got(model, update, errors):
 
 def test_inc_by_a_float_is_allowed_on_a_field_that_is_not_integer_only():
     assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": 1.5}}).update == {"$inc": {"energyLevel": 1.5}}
+
+
+@pytest.mark.parametrize("logical", ["$and", "$or", "$nor"])
+def test_a_pull_condition_of_only_logical_operators_is_refused_whichever_it_is(logical):
+    with pytest.raises(QueryError, match="a condition of only [$]and/[$]or/[$]nor is not supported"):
+        compile_update(BirthChart, {"$pull": {"positions": {logical: [{"body": "Sun"}]}}})
+
+
+@pytest.mark.parametrize("logical", ["$and", "$or", "$nor"])
+def test_a_pull_condition_puts_field_conditions_before_each_logical_operator(logical):
+    compiled = compile_update(BirthChart, {"$pull": {"positions": {logical: [{"sign": "Leo"}], "body": "Sun"}}})
+    assert list(compiled.update["$pull"]["positions"]) == ["body", logical]
