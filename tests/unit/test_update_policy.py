@@ -258,3 +258,8 @@ def test_a_pull_condition_of_only_logical_operators_is_refused_whichever_it_is(l
 def test_a_pull_condition_puts_field_conditions_before_each_logical_operator(logical):
     compiled = compile_update(BirthChart, {"$pull": {"positions": {logical: [{"sign": "Leo"}], "body": "Sun"}}})
     assert list(compiled.update["$pull"]["positions"]) == ["body", logical]
+
+
+def test_a_pull_regex_condition_may_carry_its_options():
+    update = {"$pull": {"recommendations": {"$regex": "^r", "$options": "i"}}}
+    assert compile_update(PlanetaryInsight, update).update == update
