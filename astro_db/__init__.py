@@ -13,7 +13,7 @@ from ._version import __version__
 from .config import DatabaseConfig
 from .database import CreateManyResult, Database
 from .errors import AstroDBError
-from .transactions import Transaction
+from .driver.transactions import Transaction
 
 __all__ = [
     "Database",

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ConfigError
+from .urls import mask_url, unescaped_userinfo, userinfo_of
 
 __all__ = ["DatabaseConfig", "mask_url", "EMBEDDED_URL"]
 
@@ -29,8 +30,6 @@ _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_par
 _SECRET_FIELDS = ("password", "encryption_key", "encryption_keys")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
-_QUERY_PASSWORD = re.compile(r"([?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
-_USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
 
 # camelCase (Node / PyMongo URI option) spellings that are not a plain camel-to-snake mapping.
 _ALIASES = {
@@ -61,15 +60,6 @@ _ALIASES = {
     "retryReads": "retry_reads",
     "dbName": "database",
 }
-
-
-def mask_url(url: str | None) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to log): in the userinfo, and
-    as a ``password=`` query option (which the Redis client accepts)."""
-    if not url:
-        return ""
-    url = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] is not None else m[0], url)
-    return _QUERY_PASSWORD.sub(lambda m: f"{m[1]}***", url)
 
 
 def _snake(name: str) -> str:
@@ -231,7 +221,9 @@ class DatabaseConfig:
         """The database to use: ``database`` if set, else the URL's path."""
         if self.database:
             return self.database
-        path = urlsplit(self.url or EMBEDDED_URL).path.lstrip("/")
+        url = self.url or EMBEDDED_URL
+        userinfo = userinfo_of(url)
+        path = urlsplit(url.replace(userinfo + "@", "", 1) if userinfo else url).path.lstrip("/")
         if not path:
             raise ConfigError(
                 f"no database name: put it in the URL ({self.masked_url.rstrip('/')}/astro) "
@@ -406,6 +398,12 @@ class DatabaseConfig:
         if parts.scheme not in _SCHEMES:
             raise ConfigError(
                 f"unsupported URL scheme '{parts.scheme}' in {mask_url(url)}: use mongodb://, mongodb+srv:// or mongomock://",
+                key="url",
+            )
+        if unescaped_userinfo(url):
+            raise ConfigError(
+                f"the user name or password in {mask_url(url)} holds an unescaped ':', '/', '?', '#', "
+                "'[', ']', '@' or '%': percent-encode them (urllib.parse.quote_plus)",
                 key="url",
             )
         if not parts.netloc:

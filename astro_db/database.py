@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypedDict, TypeVar, Union, Unpack, overload
 
-from . import query as q
+from .query import filters as q
 from .config import DatabaseConfig
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
@@ -23,9 +23,9 @@ from .ops.steps import resolve
 from .registry import default_registry
 from .security import access
 from .changes import ensure_change_indexes
-from .timeouts import bounded
+from .driver.timeouts import bounded
 from .tooling import OperatorMixin
-from .transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
+from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .workflows import create_user_with_chart, delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,13 +48,13 @@ class WriteOptions(TypedDict, total=False):
 
 
 class FilterOptions(WriteOptions, total=False):
-    strict: bool  # unknown fields are an error instead of matching nothing
+    strict: bool  # operator objects in values (and $or, $text) are a QueryError: values are literals
 
 
 class ReadOptions(FilterOptions, total=False):
     cache: bool | None  # this call through the query cache (None: as the model is configured)
     stale_ok: bool  # answer from the cache, marked stale, while the server is unavailable
-    read_preference: Any  # e.g. "secondaryPreferred" (astro_db.routing); primary in a transaction
+    read_preference: Any  # e.g. "secondaryPreferred" (astro_db.driver.routing); primary in a transaction
 
 
 class FindOneOptions(ReadOptions, total=False):
@@ -199,7 +199,7 @@ class Database(OperatorMixin):
         ``sort``, ``limit``, ``skip``, ``projection``, ``batch_size``; ``timeout_ms`` bounds the
         call; ``stale_ok=True`` answers from the query cache, marked stale, while the server is
         unavailable (``astro_db.stale``); ``read_preference`` sends it to another replica-set
-        member (``astro_db.routing``; only the primary in a transaction)."""
+        member (``astro_db.driver.routing``; only the primary in a transaction)."""
         return self._executor.find(self._op("find", model, query, options=options, allowed=FindOptions, lean=lean))  # type: ignore[no-any-return]
 
     @overload
@@ -339,7 +339,8 @@ class Database(OperatorMixin):
 
     def audit_trail(self, model: ModelRef, id: Any) -> list[dict[str, Any]]:  # noqa: A002
         """A document's audit entries, oldest first: dicts with ``time``, ``actor``, ``action``
-        (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``."""
+        (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``
+        and ``revision`` (absent on entries an earlier version wrote to ``auditLog``)."""
         return self._executor.audit_trail(self._op("audit_trail", model), q.coerce_id(id))
 
     # --- internals ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from .urls import mask_urls_in_text
+
 __all__ = [
     "AstroDBError",
     "ConfigError",
@@ -171,12 +173,9 @@ _TIMEOUT_CODES = {50, 262}  # MaxTimeMSExpired, ExceededTimeLimit
 _DUP_INDEX = re.compile(r"index:\s+(\S+)\s+dup key")
 _DUP_PATTERN = re.compile(r"'keyPattern': \{([^}]*)\}")
 
-_URL_PASSWORD = re.compile(r"(mongodb(?:\+srv)?://[^:/@\s]+:)[^@\s]+@")
-
-
 def scrub(text: str) -> str:
-    """Remove passwords embedded in connection URLs from ``text``."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """Remove passwords and secret options of connection URLs from ``text``."""
+    return mask_urls_in_text(text)
 
 
 def translate(exc: BaseException, *, operation: str = "operation", model: str | None = None) -> AstroDBError:

@@ -53,7 +53,8 @@ class OperatorMixin:
 
     def metrics(self) -> dict[str, Any]:
         """Per model/operation counts, errors and latency percentiles; pool, heartbeats, slow
-        queries, the recent window and the query cache, as a JSON-ready dict."""
+        queries, the recent window, the query cache and its bus, retries, the breaker, the
+        topology and unreadable envelopes (``crypto``), as a JSON-ready dict."""
         self._check("metrics")
         rt = self._executor.runtime
         figures = rt.monitor.snapshot()

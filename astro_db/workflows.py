@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .query import coerce_id
+from .query.filters import coerce_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
-    from .transactions import Transaction
+    from .driver.transactions import Transaction
 
 __all__ = ["create_user_with_chart", "delete_user_cascade", "USER_OWNED_MODELS"]
 

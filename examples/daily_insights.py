@@ -23,7 +23,7 @@ import zlib
 from typing import Any
 
 from astro_db import Database, errors
-from astro_db.routing import ANALYTICS
+from astro_db.driver.routing import ANALYTICS
 
 LUNAR_DAYS = 29.53
 ADVICE = {

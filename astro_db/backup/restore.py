@@ -6,7 +6,8 @@ entries of the next set (or, past the newest set, of a live journal) with ``t <=
 document the one with the highest revision, applied only over an older revision. Without
 ``--until`` the newest set, or the named one, is restored exactly. Data is loaded in batches of
 raw BSON (no per-document decode), the declared indexes are created after the load, and the
-target must be empty unless ``drop=True``.
+target must be empty unless ``drop=True``. Nothing is written until every file of the plan has
+passed the integrity checks ``verify`` runs (checksums, BSON, counts).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
 from ..errors import AstroDBError, BackupError, translate
+from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
 from .stream import RAW, iter_raw
@@ -233,7 +235,12 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
 
 def run_restore(repo: Repository, db: Any, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
                 progress: Callable[[str, int, "int | None"], None] | None = None) -> dict[str, Any]:
-    """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored."""
+    """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored.
+
+    Every file of the plan is checked against its manifest first (the checks of ``verify``): a
+    changed file raises ``BackupIntegrityError`` naming it before anything is dropped or written.
+    """
+    require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
     database = db.mongo
     try:
         _prepare_target(database, plan.collections, drop)

@@ -14,37 +14,23 @@ import logging
 import uuid
 from typing import Any, Callable
 
-import bson
-from bson.errors import BSONError
 from pymongo.errors import PyMongoError
 
 from ..errors import BackupError, BackupIntegrityError, translate
+from .integrity import Problems, check_set_files
 from .repository import BackupSet, Repository
 from .restore import Loader, load_file
-from .stream import RAW, ContentHash, file_sha256, iter_raw
+from .stream import RAW, ContentHash
 
 __all__ = ["run_verify"]
 
 log = logging.getLogger(__name__)
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, path: Any, message: str) -> None:
-        self.items.append((str(path), message))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            lines = "; ".join(f"{path}: {message}" for path, message in self.items)
-            raise BackupIntegrityError(f"backup verification failed: {lines}", path=self.items[0][0])
-
-
 def run_verify(repo: Repository, *, deep: bool = False, db: Any = None,
                progress: Callable[[str, int, "int | None"], None] | None = None) -> dict[str, Any]:
     """Check every set; returns ``{"sets": [...], "files": n, "documents": n, "deep": bool}``."""
-    problems = _Problems()
+    problems = Problems()
     sets: list[BackupSet] = []
     for directory in repo.set_dirs():
         try:
@@ -56,7 +42,7 @@ def run_verify(repo: Repository, *, deep: bool = False, db: Any = None,
         raise BackupError(f"the backup repository {repo.path} holds no backup sets: nothing to verify (check --repo)")
     files = documents = 0
     for s in sets:
-        f, d = _check_files(s, problems, progress)
+        f, d = check_set_files(s, problems, progress)
         files, documents = files + f, documents + d
     _check_chain(sets, problems)
     problems.raise_if_any()
@@ -69,43 +55,7 @@ def run_verify(repo: Repository, *, deep: bool = False, db: Any = None,
     return {"repository": str(repo.path), "sets": [s.id for s in sets], "files": files, "documents": documents, "deep": deep}
 
 
-def _check_files(s: BackupSet, problems: _Problems, progress: Any) -> tuple[int, int]:
-    listed = s.manifest.get("files", {})
-    documents = 0
-    for relative, meta in listed.items():
-        path = s.file(relative)
-        if not path.is_file():
-            problems.add(path, "missing")
-            continue
-        if file_sha256(path) != meta.get("sha256"):
-            problems.add(path, "checksum mismatch (the file changed after the backup)")
-            continue
-        count = 0
-        try:
-            for raw in iter_raw(path):
-                bson.decode(raw, RAW.with_options(document_class=dict))
-                count += 1
-        except BackupIntegrityError as exc:
-            problems.add(path, str(exc).split(": ", 1)[-1])
-            continue
-        except (BSONError, ValueError) as exc:
-            problems.add(path, f"document {count + 1} does not parse as BSON ({exc})")
-            continue
-        if count != meta.get("documents"):
-            problems.add(path, f"holds {count} documents, the manifest says {meta.get('documents')}")
-        documents += count
-        if progress:
-            progress("verify", count, None)
-    for name, entry in s.manifest.get("collections", {}).items():
-        for key in ("file", "deleted_file"):
-            if entry.get(key) and entry[key] not in listed:
-                problems.add(s.file(entry[key]), f"{name}: not listed among the manifest's files")
-        if entry.get("file") in listed and listed[entry["file"]].get("documents") != entry.get("count"):
-            problems.add(s.file(entry["file"]), f"{name}: count {entry.get('count')} differs from the file's {listed[entry['file']].get('documents')}")
-    return len(listed), documents
-
-
-def _check_chain(sets: list[BackupSet], problems: _Problems) -> None:
+def _check_chain(sets: list[BackupSet], problems: Problems) -> None:
     by_id = {s.id: s for s in sets}
     for before, s in zip([None, *sets], sets):
         manifest = s.path / "manifest.json"
@@ -120,7 +70,7 @@ def _check_chain(sets: list[BackupSet], problems: _Problems) -> None:
             problems.add(manifest, f"set {s.id}: its window does not start where {before.id} ends")
 
 
-def _deep_check(s: BackupSet, db: Any, problems: _Problems, progress: Any) -> None:
+def _deep_check(s: BackupSet, db: Any, problems: Problems, progress: Any) -> None:
     """Load the set's data files into a scratch database; compare content hashes."""
     client = db.mongo.client
     name = f"astro_verify_{uuid.uuid4().hex[:12]}"

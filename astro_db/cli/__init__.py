@@ -16,7 +16,7 @@ import click
 
 from .. import __version__
 from ..config import EMBEDDED_URL
-from ..errors import AstroDBError, ConfigError
+from ..errors import AstroDBError, ConfigError, scrub
 
 __all__ = ["main", "cli", "pass_ctx", "CliContext", "NO_URL"]
 
@@ -60,9 +60,10 @@ class CliContext:
     def emit(self, data: Any, human: Callable[[Any], str] | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else as ``human(data)`` (or JSON when no formatter)."""
         if self.as_json or human is None:
-            click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+            text = json.dumps(data, indent=2, default=str, sort_keys=False)
         else:
-            click.echo(human(data))
+            text = human(data)
+        click.echo(scrub(text))  # a URL in a report never shows its password or session token
 
     def close(self) -> None:
         if self._db is not None:
@@ -79,7 +80,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AstroDBError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {scrub(str(exc))}", err=True)
             ctx.exit(2)
 
 

@@ -22,32 +22,51 @@ from .hydrate import hydrate, hydrate_many
 from .paths import resolve
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
-__all__ = ["encode_new", "encode_value", "validate_stored", "hydrate", "hydrate_many", "REQUIRED"]
+__all__ = ["encode_new", "encode_value", "validate_stored", "hydrate", "hydrate_many", "REQUIRED", "SERVICE_FIELDS"]
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
 _INVALID = object()
+# kept by the service on every write (timestamps, Mongoose's version key, the change records'
+# revision and operation: astro_db.changes): never taken from a caller
+SERVICE_FIELDS = frozenset({"createdAt", "updatedAt", "__v", "_rev", "_op"})
+SET_BY_SERVICE = "is set by the service; leave it out"
 
 
 def encode_new(model_cls: type, data: Mapping) -> dict:
-    """Validate a complete new document and return its stored form (``_id`` only if given)."""
+    """Validate a complete new document and return its stored form (``_id`` only if given).
+
+    ``createdAt``, ``updatedAt`` and ``__v`` (in either spelling) are refused: they are the
+    service's record of the document's history, so a caller cannot backdate or re-version it.
+    """
+    return _encode_whole(model_cls, data, from_caller=True)
+
+
+def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict:
     errors: dict = {}
     if not isinstance(data, Mapping):
         raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
-    out = _encode_doc(doc_plan(model_cls), data, "", errors, None)
+    plan = doc_plan(model_cls)
+    if from_caller:
+        for key in data:
+            fp = plan.by_key.get(key)
+            if fp is not None and fp.stored in SERVICE_FIELDS:
+                errors[fp.stored] = SET_BY_SERVICE
+    out = _encode_doc(plan, data, "", errors, None)
     if errors:
         raise ValidationError(errors=errors)
     return out
 
 
 def validate_stored(model_cls: type, doc: Mapping) -> None:
-    """Validate a whole stored-form document (an update's post-image) by ``encode_new``'s rules.
+    """Validate a whole stored-form document (an update's post-image) by ``encode_new``'s rules
+    (its service fields, which the service itself keeps, included).
 
     Keys the model does not declare are left out first: a document written by the Node service
     may carry its own, and reading tolerates them (``strict: False``). Everything declared must
     pass, list rules and bounds included.
     """
-    encode_new(model_cls, _declared(doc_plan(model_cls), doc))
+    _encode_whole(model_cls, _declared(doc_plan(model_cls), doc), from_caller=False)
 
 
 def _declared(plan: DocPlan, data: Any) -> Any:

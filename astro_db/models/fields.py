@@ -225,6 +225,8 @@ def to_utc(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is timezone.utc:
+            return value  # already UTC: passed through, no conversion
         try:
             return value.astimezone(timezone.utc)
         except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC equivalent; validate rejects it

@@ -30,7 +30,7 @@ _EMBEDDED_NOTE = (
 
 def explain_find(ex: Any, model: Any, query: Mapping[str, Any] | None, sort: Any = None) -> dict[str, Any]:
     """Explain ``find(model, query, sort=sort)``: compiled and sealed as the find would be."""
-    from .. import query as q
+    from ..query import filters as q
 
     info = ex.model(model)
     filt = ex.runtime.crypto.seal_filter(info, q.compile_filter(info.cls, query))

@@ -11,8 +11,9 @@ Off by default, on purpose:
   promise that no orphan exists;
 - without a transaction it is advisory: a User deleted between the check and the write still
   leaves an orphan (pass ``transaction=tx`` to read the User inside the same transaction);
-- the remedy for orphans is the cascade: deleting a User through the service deletes its
-  charts, insights and timings, and ``astro-db cleanup`` removes those of users deleted elsewhere.
+- the remedy for orphans is the cascade: ``Database.delete_user_cascade`` deletes a User with
+  its charts, insights and timings (a plain ``delete`` of a User does not), and
+  ``astro-db cleanup`` removes those of users deleted otherwise.
 """
 
 from __future__ import annotations

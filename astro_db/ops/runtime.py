@@ -16,13 +16,13 @@ from typing import Any, Callable
 from ..cache import QueryCache
 from ..changes import ChangeLog
 from ..config import DatabaseConfig
-from ..connection import Connection
+from ..driver.connection import Connection
 from ..errors import ConfigError
 from ..events import WriteEvent
 from ..monitoring import Monitor
 from ..registry import ModelInfo, ModelRegistry
-from ..retry import CircuitBreaker, RetryPolicy
-from ..routing import ReadRouter
+from ..driver.retry import CircuitBreaker, RetryPolicy
+from ..driver.routing import ReadRouter
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
 
@@ -38,7 +38,7 @@ class Runtime:
         self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
         self.cache = QueryCache.from_config(config, registry)
-        self.router = ReadRouter(config)  # read_preference= on reads (astro_db.routing)
+        self.router = ReadRouter(config)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
         self.crypto = FieldCrypto.from_config(config, registry)
         self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call

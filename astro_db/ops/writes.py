@@ -28,19 +28,19 @@ from pymongo import errors as pm
 
 from ..changes import OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
 from ..errors import AstroDBError, ChangeRecordError, ValidationError, translate
-from ..evaluate import apply_update
+from ..query.evaluate import apply_update
 from ..events import WriteEvent
 from ..models import codec
-from ..query import check_document_keys
+from ..query.filters import check_document_keys
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
-from ..updates import CompiledUpdate
+from ..query.updates import CompiledUpdate
 from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry import ModelInfo
-    from ..transactions import Transaction
+    from ..driver.transactions import Transaction
 
 __all__ = ["WriteRunner", "new_document"]
 

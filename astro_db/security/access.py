@@ -153,11 +153,13 @@ class Guard:
                     raise PermissionDeniedError(f"actor {self.actor.id} may not change {key} of a {self.model}")  # type: ignore[union-attr]
 
     def pipeline(self, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A pipeline that first narrows to the actor's documents; ``$lookup`` is refused."""
+        """A pipeline that first narrows to the actor's documents; stages that read another
+        collection (``$lookup``, ``$unionWith``, ``$graphLookup``) are refused at any depth."""
         if not self.scope:
             return stages
-        if _mentions(stages, "$lookup"):
-            raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own documents; $lookup is not allowed")  # type: ignore[union-attr]
+        for stage in _CROSS_COLLECTION_STAGES:
+            if _mentions(stages, stage):
+                raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own documents; {stage} is not allowed")  # type: ignore[union-attr]
         if stages and "$geoNear" in stages[0]:
             near = dict(stages[0]["$geoNear"])
             near["query"] = self.filter(near.get("query") or {})
@@ -183,6 +185,9 @@ def authorize_global(actor: Actor | None, operation: str, call: str | None = Non
         raise PermissionDeniedError(
             f"actor {actor.id} (roles: {', '.join(sorted(actor.roles))}) may not {call or operation}"
         )
+
+
+_CROSS_COLLECTION_STAGES = ("$lookup", "$unionWith", "$graphLookup")
 
 
 def _mentions(value: Any, key: str) -> bool:

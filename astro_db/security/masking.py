@@ -1,7 +1,8 @@
 """Masking for logs, reprs and error messages, built on the models' pure ``mask_value``.
 
-``mask_text`` hides e-mail addresses (``a***@example.com``), URL passwords and the body of
-encrypted-field envelopes in free text. ``mask_document`` masks a stored (lean) document by its
+``mask_text`` hides e-mail addresses (``a***@example.com``), the passwords and secret options of
+connection URLs (``mask_url``, parsed as PyMongo parses them) and the body of encrypted-field
+envelopes in free text. ``mask_document`` masks a stored (lean) document by its
 model's field declarations. ``masked_errors`` rewrites a ``ValidationError`` so values of
 masked fields never reach a message, and ``install_log_masking`` puts ``MaskingFilter`` on
 astro_db's loggers and on PyMongo's command logger (whose DEBUG lines carry whole commands).
@@ -17,8 +18,9 @@ from typing import Any, Iterator
 from ..errors import QueryError, ValidationError, scrub
 from ..models import paths
 from ..models.masking import MASK, field_mask_kind, mask_value
+from ..urls import mask_url
 
-__all__ = ["mask_text", "mask_document", "masked_errors", "MaskingFilter", "install_log_masking"]
+__all__ = ["mask_url", "mask_text", "mask_document", "masked_errors", "MaskingFilter", "install_log_masking"]
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@+)((?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,})")
 _ENVELOPE = re.compile(r"\benc:(v1|d1|v2|e2):([0-9a-f]{8}):[A-Za-z0-9_\-]+")

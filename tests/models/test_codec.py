@@ -198,3 +198,25 @@ def test_encode_value_on_junk_raises_only_astro_db_errors_or_succeeds(path, valu
         encode_value(model, path, value, for_item=for_item)
     except (ValidationError, QueryError):
         pass
+
+
+# --- service fields are the service's ---------------------------------------------------------
+
+@pytest.mark.parametrize("key, stored", [("createdAt", "createdAt"), ("created_at", "createdAt"),
+                                         ("updatedAt", "updatedAt"), ("updated_at", "updatedAt"),
+                                         ("__v", "__v"), ("version", "__v")])
+def test_encode_new_refuses_a_service_field_in_either_spelling(key, stored):
+    data = {**user_input(), key: 3 if stored == "__v" else utc(2001, 1, 1)}
+    with pytest.raises(ValidationError) as caught:
+        encode_new(User, data)
+    assert caught.value.errors == {stored: "is set by the service; leave it out"}
+
+
+def test_encode_new_reports_a_service_field_with_the_other_errors():
+    with pytest.raises(ValidationError) as caught:
+        encode_new(User, {**user_input(), "email": "nope", "__v": 1})
+    assert set(caught.value.errors) == {"email", "__v"}
+
+
+def test_encode_new_keeps_a_caller_id_for_idempotent_retries():
+    assert encode_new(User, {**user_input(), "_id": UID})["_id"] == UID

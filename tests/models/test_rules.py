@@ -153,3 +153,16 @@ def test_user_ref_accepts_a_saved_user_instance():
     user = User(**user_input())
     user.id = ObjectId()
     assert encode_new(BirthChart, chart_input(user_id=user))["userId"] == user.id
+
+
+def test_a_utc_datetime_is_passed_through_and_others_are_converted_to_utc():
+    import datetime as dt
+
+    from astro_db.models.fields import to_utc
+
+    utc = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+    assert to_utc(utc) is utc  # no conversion, no copy
+    paris = dt.datetime(2026, 12, 1, 13, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert to_utc(paris) == utc and to_utc(paris).tzinfo is dt.timezone.utc
+    assert to_utc(dt.datetime(2026, 12, 1, 12, 0)) == utc  # naive means UTC
+    assert to_utc("2026-12-01T12:00:00Z") == utc

@@ -37,9 +37,9 @@ from tables import table_mutants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = {
-    "query": "astro_db/query.py",
+    "query": "astro_db/query/filters.py",
     "access": "astro_db/security/access.py",
-    "updates": "astro_db/updates.py",
+    "updates": "astro_db/query/updates.py",
     "masking": "astro_db/security/masking.py",
     "crypto": "astro_db/security/crypto.py",
 }

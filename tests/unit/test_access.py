@@ -120,6 +120,20 @@ def test_a_user_scoped_actor_cannot_give_a_chart_to_someone_else(db, two_users):
     assert snapshot(db) == before
 
 
+@pytest.mark.parametrize("pipeline", [
+    [{"$unionWith": "users"}],
+    [{"$unionWith": {"coll": "birthCharts", "pipeline": []}}],
+    [{"$facet": {"all": [{"$unionWith": {"coll": "users"}}]}}],
+    [{"$graphLookup": {"from": "users", "startWith": "$userId", "connectFromField": "_id",
+                       "connectToField": "_id", "as": "g"}}],
+])
+def test_a_user_scoped_actor_cannot_read_other_collections_through_a_pipeline(db, two_users, pipeline):
+    ann = two_users[0]
+    me = db.as_actor(str(ann.id), roles=["self"])
+    with pytest.raises(PermissionDeniedError, match="is not allowed"):
+        me.aggregate("BirthChart", pipeline)
+
+
 def test_a_user_scoped_actor_creates_its_own_documents_with_its_id(db, two_users):
     ann = two_users[0]
     me = db.as_actor(str(ann.id), roles=["self"])

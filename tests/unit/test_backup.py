@@ -267,3 +267,46 @@ def test_prune_rejects_negative_counts(repo, db):
     backup.backup(db, repo)
     with pytest.raises(BackupError):
         backup.prune(repo, keep_daily=-1, keep_weekly=0)
+
+
+# --- restore checks its input first ----------------------------------------------------------
+
+def _regzip_with_one_document_changed(path: Path) -> None:
+    """Rewrite a data file with one document altered: still valid gzip and valid BSON."""
+    import gzip
+
+    import bson
+
+    from astro_db.backup.stream import iter_raw
+
+    docs = [bson.decode(raw) for raw in iter_raw(path)]
+    docs[0]["name"] = "Mallory"
+    path.write_bytes(gzip.compress(b"".join(bson.encode(d) for d in docs)))
+
+
+@pytest.mark.parametrize("kind", ["full", "incremental"])
+def test_restore_refuses_a_tampered_valid_gzip_file_and_writes_nothing(two_sets, kind):
+    path = data_file(two_sets, kind)
+    _regzip_with_one_document_changed(path)
+    target = fresh_db()
+    add_user(target, "Existing")
+    before = {name: target.mongo[name].count_documents({}) for name in target.mongo.list_collection_names()}
+    with pytest.raises(BackupIntegrityError) as err:
+        backup.restore(two_sets, target, drop=True)
+    assert err.value.path == str(path)
+    assert "checksum mismatch" in str(err.value)
+    after = {name: target.mongo[name].count_documents({}) for name in target.mongo.list_collection_names()}
+    assert after == before
+    assert target.find("User", {"name": "Mallory"}) == []
+
+
+def test_restore_refuses_a_file_whose_manifest_count_was_edited_to_match(two_sets):
+    full = next(p for p in two_sets.iterdir() if p.name.endswith("full"))
+    manifest = json.loads((full / "manifest.json").read_text())
+    manifest["files"]["users.bson.gz"]["documents"] += 1
+    manifest["collections"]["users"]["count"] += 1
+    (full / "manifest.json").write_text(json.dumps(manifest))
+    target = fresh_db()
+    with pytest.raises(BackupIntegrityError, match="holds 3 documents"):
+        backup.restore(two_sets, target)
+    assert all(target.mongo[name].count_documents({}) == 0 for name in target.mongo.list_collection_names())

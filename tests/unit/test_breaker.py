@@ -23,7 +23,7 @@ from astro_db.errors import (
     OperationTimeoutError,
     PoolExhaustedError,
 )
-from astro_db.retry import CircuitBreaker
+from astro_db.driver.retry import CircuitBreaker
 from astro_db.stale import StaleCount, StaleDocument, StaleResult, is_stale, stale_age
 
 # --- the breaker alone ---------------------------------------------------------------------------

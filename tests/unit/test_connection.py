@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from astro_db import Database, DatabaseConfig
-from astro_db.connection import summarise
+from astro_db.driver.connection import summarise
 from astro_db.errors import (
     AstroDBWarning,
     ConfigError,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from astro_db.errors import QueryError
-from astro_db.evaluate import apply_update, bson_equal, matches
+from astro_db.query.evaluate import apply_update, bson_equal, matches
 
 OIDS = [ObjectId(f"{i:024x}") for i in range(1, 4)]
 DATES = [dt.datetime(2026, 1, d, 9, 30, 0, 123000) for d in (1, 2, 3)]

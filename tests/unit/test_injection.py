@@ -3,7 +3,10 @@ literal match is refused with QueryError / ValidationError, and nothing is writt
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from bson.regex import Regex
 
 from astro_db.errors import QueryError, ValidationError
 
@@ -48,6 +51,16 @@ FILTERS = [
     {"email": {"$regex": "(a+)+$"}},
     {"email": {"$regex": "(\\w*)*@"}},
     {"email": {"$regex": "[unclosed"}},
+    {"email": {"$regex": "^(a|a)*$"}},
+    {"name": {"$regex": "^(\\w+\\s?)+$"}},
+    {"name": {"$regex": "(a+) +", "$options": "x"}},
+    {"name": {"$not": {"$regex": "(a|aa)+"}}},
+    {"$or": [{"name": "x"}, {"name": {"$regex": "(x*)*"}}]},
+    {"name": {"$regex": "(a)\\1"}},
+    {"name": re.compile("^(a|a)*$")},
+    {"name": Regex("^(\\w+\\s?)+$")},
+    {"name": {"$not": re.compile("(a|aa)+")}},
+    {"name": {"$regex": Regex("(a+) +", "x")}},
     {"email": {"$options": "e"}},
     {"email": {"$gt": 1, "plain": 2}},
 ]
@@ -67,6 +80,14 @@ def test_a_hostile_filter_is_refused_by_every_method_and_writes_nothing(seeded, 
     with pytest.raises(REFUSED):
         calls[method]()
     assert snapshot(seeded) == before
+
+
+def test_a_catastrophic_regex_inside_elem_match_is_refused(seeded):
+    with pytest.raises(QueryError, match="'positions.body'"):
+        seeded.find("BirthChart", {"positions": {"$elemMatch": {"body": {"$regex": "(x*)*"}}}})
+    with pytest.raises(QueryError, match="refused"):
+        seeded.find("BirthChart", {"positions.body": {"$elemMatch": {"$regex": "(a|aa)+"}}})
+    assert seeded.find("BirthChart", {"positions": {"$elemMatch": {"body": {"$regex": "^Su"}}}}) == []  # accepted
 
 
 def test_expr_nested_inside_elem_match_is_refused(seeded):
@@ -115,6 +136,34 @@ PIPELINES = [
     [{"$facet": {"a": [{"$merge": {"into": "x"}}]}}],
     [{"$graphLookup": {"from": "users"}}],
     ["$match"],
+    # nested pipelines: the same rules at every depth (issue #15.7)
+    [{"$facet": {"a": [{"$match": {"positions.body": {"$regex": "^(a|a)*$"}}}]}}],
+    [{"$facet": {"a": [{"$match": {"$unknownOp": 1}}]}}],
+    [{"$facet": {"a": [{"$match": {"notAField": 1}}]}}],
+    [{"$facet": {"a": [{"$match": {"userId": {"$in": ["x"] * 10_001}}}]}}],
+    [{"$facet": {"a": [{"$facet": {"b": [{"$match": {"houseSystem": {"$regex": "(a+)+"}}}]}}]}}],
+    [{"$lookup": {"from": "users", "pipeline": [{"$match": {"name": {"$regex": "(\\w+\\s?)+$"}}}], "as": "u"}}],
+    [{"$lookup": {"from": "users", "pipeline": [{"$match": {"energyLevel": 1}}], "as": "u"}}],
+    [{"$lookup": {"from": "users", "let": {"x": {"$function": {"body": "1", "args": [], "lang": "js"}}}, "pipeline": [], "as": "u"}}],
+    [{"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": "u", "into": "x"}}],
+    [{"$unionWith": {"coll": "users", "pipeline": [{"$match": {"email": {"$regex": "(a|aa)+"}}}]}}],
+    [{"$unionWith": {"coll": "users", "pipeline": [{"$out": "x"}]}}],
+    [{"$unionWith": {"coll": "auditLog", "pipeline": []}}],
+    [{"$graphLookup": {"from": "users", "startWith": "$userId", "connectFromField": "_id", "connectToField": "_id",
+                       "as": "g", "restrictSearchWithMatch": {"name": {"$regex": "(a*)*"}}}}],
+    [{"$graphLookup": {"from": "auditLog", "startWith": "$userId", "connectFromField": "_id", "connectToField": "_id", "as": "g"}}],
+    [{"$geoNear": {"near": [0, 0], "distanceField": "d", "query": {"houseSystem": {"$regex": "(a+)+"}}}}],
+    [{"$facet": {"a": [{"$facet": {"b": [{"$facet": {"c": [{"$facet": {"d": [{"$facet": {"e": []}}]}}]}}]}}]}}],
+    # regex-taking expression operators, at any depth
+    [{"$addFields": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "^(a|a)*$"}}}}],
+    [{"$project": {"m": {"$regexFind": {"input": "$houseSystem", "regex": "(\\w+\\s?)+"}}}}],
+    [{"$project": {"m": {"$regexFindAll": {"input": "$houseSystem", "regex": "(a)\\1"}}}}],
+    [{"$project": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "$houseSystem"}}}}],
+    [{"$project": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "^p", "options": "e"}}}}],
+    [{"$project": {"m": {"$regexMatch": {"input": "$houseSystem"}}}}],
+    [{"$facet": {"a": [{"$project": {"m": {"$cond": [{"$regexMatch": {"input": "$houseSystem", "regex": "(a+)+"}}, 1, 0]}}}]}}],
+    [{"$lookup": {"from": "users", "let": {"m": {"$regexMatch": {"input": "$houseSystem", "regex": "(a|aa)+"}}}, "pipeline": [], "as": "u"}}],
+    [{"$group": {"_id": {"$regexFind": {"input": "$houseSystem", "regex": "(a*)*"}}}}],
 ]
 
 
@@ -124,6 +173,28 @@ def test_a_hostile_pipeline_is_refused_and_writes_nothing(seeded, pipeline):
     with pytest.raises(QueryError):
         seeded.aggregate("BirthChart", pipeline)
     assert snapshot(seeded) == before
+
+
+def test_a_nested_match_is_compiled_against_the_model_it_reads(seeded):
+    from astro_db.models import BirthChart
+    from astro_db.query.pipeline import compile_pipeline
+
+    compiled = compile_pipeline(BirthChart, [
+        {"$facet": {"charts": [{"$match": {"house_system": "placidus"}}]}},
+        {"$lookup": {"from": "users", "pipeline": [{"$match": {"id": "6b069ab89379ec754f0ebbf1", "name": {"$regex": "^ann", "$options": "i"}}}], "as": "u"}},
+        {"$unionWith": {"coll": "users", "pipeline": [{"$match": {"last_active": {"$gte": "2024-01-01T00:00:00Z"}}}]}},
+    ])
+    assert compiled[0]["$facet"]["charts"] == [{"$match": {"houseSystem": "placidus"}}]
+    lookup_match = compiled[1]["$lookup"]["pipeline"][0]["$match"]
+    assert str(lookup_match["_id"]) == "6b069ab89379ec754f0ebbf1" and lookup_match["name"] == {"$regex": "^ann", "$options": "i"}
+    assert "lastActive" in compiled[2]["$unionWith"]["pipeline"][0]["$match"]
+
+
+def test_safe_regex_expressions_and_nested_pipelines_run(seeded):
+    out = seeded.aggregate("BirthChart", [
+        {"$facet": {"placidus": [{"$match": {"house_system": {"$regex": "^plac"}}}, {"$count": "n"}]}},
+    ])
+    assert out == [{"placidus": [{"n": 1}]}]
 
 
 def test_a_lookup_into_a_model_collection_is_allowed(seeded):

@@ -11,7 +11,7 @@ import pytest
 
 from astro_db import Database, DatabaseConfig
 from astro_db.errors import ConfigError, QueryError, TransactionError
-from astro_db.routing import ANALYTICS, ReadPreference
+from astro_db.driver.routing import ANALYTICS, ReadPreference
 from fake_mongos import FakeMongos
 
 READS = {

@@ -18,7 +18,8 @@ import pytest
 from mongoengine.errors import ValidationError as MEValidationError
 from pymongo import errors as pm
 
-from astro_db import Database, DatabaseConfig, timeouts
+from astro_db import Database, DatabaseConfig
+from astro_db.driver import timeouts
 from astro_db.errors import (
     AstroDBError,
     DatabaseConnectionError,
@@ -27,8 +28,8 @@ from astro_db.errors import (
     PoolExhaustedError,
     QueryError,
 )
-from astro_db.retry import RetryPolicy, is_retryable
-from astro_db.timeouts import bounded
+from astro_db.driver.retry import RetryPolicy, is_retryable
+from astro_db.driver.timeouts import bounded
 
 
 def labelled(exc: pm.PyMongoError, label: str) -> pm.PyMongoError:
@@ -141,9 +142,9 @@ def test_no_retry_starts_when_its_wait_would_pass_the_deadline():
 def test_each_retry_is_logged_at_warning_with_operation_attempt_and_cause_but_no_secret(caplog):
     policy, _ = make_policy(attempts=3)
     fn, _ = failing(2, lambda n: pm.AutoReconnect(f"mongodb://app:s3cret@db.example.com:27017 reset {n}"))
-    with caplog.at_level(logging.WARNING, logger="astro_db.retry"):
+    with caplog.at_level(logging.WARNING, logger="astro_db.driver.retry"):
         policy.call(fn, operation="find on User")
-    lines = [r for r in caplog.records if r.name == "astro_db.retry"]
+    lines = [r for r in caplog.records if r.name == "astro_db.driver.retry"]
     assert [r.levelno for r in lines] == [logging.WARNING, logging.WARNING]
     assert "find on User failed on attempt 1/3 (AutoReconnect:" in lines[0].getMessage()
     assert "attempt 2/3" in lines[1].getMessage()

@@ -6,7 +6,7 @@ import pytest
 from pymongo import errors as pm
 
 from astro_db.config import DatabaseConfig
-from astro_db.retry import RetryPolicy
+from astro_db.driver.retry import RetryPolicy
 
 
 @pytest.fixture
@@ -49,6 +49,6 @@ def test_a_non_retryable_failure_is_raised_at_once(policy):
 
 def test_the_first_retry_is_logged_like_any_other(policy, caplog):
     fn, _ = flaky([pm.AutoReconnect("link down")])
-    with caplog.at_level("WARNING", logger="astro_db.retry"):
+    with caplog.at_level("WARNING", logger="astro_db.driver.retry"):
         policy.call(fn, operation="find on User")
     assert "find on User failed on attempt 1/3 (AutoReconnect: link down)" in caplog.text

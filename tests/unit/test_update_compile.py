@@ -7,7 +7,7 @@ import pytest
 
 from astro_db.errors import QueryError, ValidationError
 from astro_db.models import BirthChart, PlanetaryInsight, TimingRecommendation
-from astro_db.updates import compile_update
+from astro_db.query.updates import compile_update
 
 
 @pytest.mark.parametrize("model,update,roots", [

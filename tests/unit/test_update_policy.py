@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from astro_db.errors import QueryError, ValidationError
 from astro_db.models import BirthChart, PlanetaryInsight, TimingRecommendation, User
-from astro_db.updates import CompiledUpdate, compile_update
+from astro_db.query.updates import CompiledUpdate, compile_update
 
 from .security_data import chart_data, user_data
 
@@ -136,10 +136,17 @@ def test_a_malformed_update_is_refused(update, message):
         compile_update(User, update)
 
 
-@pytest.mark.parametrize("name", ["id", "_id", "created_at", "createdAt", "updated_at", "updatedAt", "__v"])
+@pytest.mark.parametrize("name", ["id", "_id"])
+@pytest.mark.parametrize("op", ["$set", "$unset", "$inc"])
+def test_the_id_cannot_be_changed(name, op):
+    with pytest.raises(QueryError, match=re.escape(f"{op}: field '_id' is the document's identity and cannot be changed")):
+        compile_update(User, {op: {name: 1}})
+
+
+@pytest.mark.parametrize("name", ["created_at", "createdAt", "updated_at", "updatedAt", "__v"])
 @pytest.mark.parametrize("op", ["$set", "$unset", "$inc"])
 def test_fields_kept_by_the_service_cannot_be_changed(name, op):
-    with pytest.raises(QueryError, match="is kept by the service and cannot be changed"):
+    with pytest.raises(ValidationError, match=re.escape(f"is set by the service; leave it out ({op} refused)")):
         compile_update(User, {op: {name: 1}})
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ... import query as q
+from ...query import filters as q
 from ...errors import AstroDBError, QueryError, ValidationError
-from ...pipeline import compile_pipeline
+from ...query.pipeline import compile_pipeline
 from ...registry import ModelInfo
 from ...security.access import Guard
 from ...security.masking import masked_errors
-from ...updates import CompiledUpdate, compile_update
+from ...query.updates import CompiledUpdate, compile_update
 from ..writes import new_document
 
 __all__ = ["filter", "find_options", "update", "documents", "pipeline"]

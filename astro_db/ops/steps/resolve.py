@@ -10,7 +10,7 @@ from typing import Any
 
 from ...errors import TransactionError, UnknownModelError
 from ...registry import ModelInfo
-from ...transactions import Transaction
+from ...driver.transactions import Transaction
 from ..runtime import Runtime
 
 __all__ = ["model", "session", "own"]

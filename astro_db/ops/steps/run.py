@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, TypeVar
 
-from ... import timeouts
+from ...driver import timeouts
 from ...errors import AstroDBError
 from ...registry import ModelInfo
 from ..runtime import Runtime

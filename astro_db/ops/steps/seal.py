@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...registry import ModelInfo
-from ...updates import CompiledUpdate
+from ...query.updates import CompiledUpdate
 from ..runtime import Runtime
 
 __all__ = ["filter", "update", "document", "pipeline"]

@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterator, TypeVar
 import backoff
 from pymongo import errors as pm
 
-from .config import DatabaseConfig
-from .errors import DatabaseConnectionError, scrub
+from ..config import DatabaseConfig
+from ..errors import DatabaseConnectionError, scrub
 
 __all__ = ["is_retryable", "is_connection_failure", "RetryPolicy", "CircuitBreaker"]
 

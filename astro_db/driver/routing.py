@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo import read_preferences as rp
 
-from .errors import QueryError, TransactionError
+from ..errors import QueryError, TransactionError
 
 __all__ = ["ReadPreference", "ReadRouter", "MODES", "ANALYTICS"]
 
@@ -89,7 +89,7 @@ class ReadPreference:
         try:
             return cls(config.read_preference, tuple(config.read_preference_tags), config.max_staleness_s)
         except QueryError as exc:  # DatabaseConfig validates these; this is a second line
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError(str(exc), key="read_preference") from exc
 

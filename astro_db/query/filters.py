@@ -17,9 +17,10 @@ from bson import ObjectId
 from bson.regex import Regex
 from mongoengine import fields as me
 
-from .errors import QueryError, ValidationError
-from .models import paths
-from .models.fields import NumberField, UTCDateTimeField, to_utc
+from ..errors import QueryError, ValidationError
+from ..models import paths
+from ..models.fields import NumberField, UTCDateTimeField, to_utc
+from .regex import MAX_REGEX_LENGTH, check_regex, check_regex_options
 
 __all__ = [
     "compile_filter",
@@ -29,9 +30,11 @@ __all__ = [
     "coerce_id",
     "MAX_REGEX_LENGTH",
     "check_document_keys",
+    "describe",
+    "reject_code",
+    "FORBIDDEN_OPERATORS",
 ]
 
-MAX_REGEX_LENGTH = 256
 MAX_QUERY_DEPTH = 12
 MAX_IN_VALUES = 10_000
 
@@ -45,19 +48,12 @@ _FIELD_OPS = {
 _VALUE_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
 _LIST_VALUE_OPS = {"$in", "$nin", "$all"}
 _GEO_OPS = {"$geoWithin", "$geoIntersects", "$near", "$nearSphere"}
-_FORBIDDEN = {"$where", "$function", "$accumulator", "$expr", "$jsonSchema", "$comment"}
+# operators that run code or escape the model: refused in filters, updates and pipelines alike
+FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr", "$jsonSchema", "$comment"})
+_FORBIDDEN = FORBIDDEN_OPERATORS
 _UPDATE_OPS = {"$set", "$unset", "$inc", "$push", "$pull", "$addToSet"}
-_PIPELINE_STAGES = {
-    "$match", "$group", "$sort", "$limit", "$skip", "$project", "$unwind", "$count", "$addFields",
-    "$set", "$unset", "$lookup", "$facet", "$bucket", "$bucketAuto", "$sortByCount", "$sample",
-    "$replaceRoot", "$replaceWith", "$geoNear",
-}
-_PIPELINE_WRITE_STAGES = {"$out", "$merge"}
-_SERVICE_FIELDS = {"_id", "createdAt", "updatedAt", "__v", "_rev", "_op"}  # _rev, _op: astro_db.changes
 _PROTOTYPE_KEYS = {"__proto__", "constructor", "prototype"}  # harmless here, dangerous to JS readers
 _BAD_KEYS = re.compile(r"\x01(?:\$|(?:__proto__|constructor|prototype)(?:\x01|$))|[.\x00]")
-# a quantified group that is itself quantified, e.g. (a+)+ or (\w*)*: exponential backtracking
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}]\)(?:[+*]|\{\d*,?\d*\})")
 
 
 def coerce_id(value: Any, name: str = "id") -> ObjectId:
@@ -180,16 +176,17 @@ def _compile_condition(model: Any, resolved: Any, value: Any, strict: bool, dept
         if keys and len(keys) != len(value):
             raise QueryError(f"field {resolved.stored!r} mixes operators and plain keys")
         if keys:
-            return {op: _compile_operator(model, resolved, op, arg, depth) for op, arg in value.items()}
+            options = value.get("$options", "")
+            return {op: _compile_operator(model, resolved, op, arg, depth, options) for op, arg in value.items()}
         _reject_dollar_keys(value, resolved.stored)
         return dict(value)
     if isinstance(value, (re.Pattern, Regex)):
-        _check_regex(value.pattern, resolved.stored)
+        check_regex(value, resolved.stored)
         return value
     return _coerce(resolved, value)
 
 
-def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int) -> Any:
+def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, options: Any = "") -> Any:
     name = resolved.stored
     if op in _FORBIDDEN:
         raise QueryError(f"operator {op} is not allowed: it can run code or escape the model")
@@ -210,26 +207,28 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int) 
         if not isinstance(arg, (bool, int)):
             raise QueryError(f"$exists on {name!r} takes true or false")
         return bool(arg)
-    if op in ("$regex", "$options"):
+    if op == "$regex":
         if not isinstance(arg, (str, re.Pattern, Regex)):
-            raise QueryError(f"{op} on {name!r} takes a string")
-        if op == "$regex":
-            _check_regex(arg if isinstance(arg, str) else arg.pattern, name)
-        elif not re.fullmatch(r"[imxs]*", arg):
-            raise QueryError(f"$options on {name!r} may only hold the flags i, m, x, s")
+            raise QueryError(f"$regex on {name!r} takes a string")
+        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "")
+        return arg
+    if op == "$options":
+        check_regex_options(arg, name)
         return arg
     if op == "$not":
         if isinstance(arg, (re.Pattern, Regex)):
-            _check_regex(arg.pattern, name)
+            check_regex(arg, name)
             return arg
         if not _is_operator_doc(arg):
             raise QueryError(f"$not on {name!r} takes an operator object or a regex")
-        return {o: _compile_operator(model, resolved, o, a, depth + 1) for o, a in arg.items()}
+        inner = arg.get("$options", "")
+        return {o: _compile_operator(model, resolved, o, a, depth + 1, inner) for o, a in arg.items()}
     if op == "$elemMatch":
         if not isinstance(arg, Mapping):
             raise QueryError(f"$elemMatch on {name!r} takes a query object")
         if _is_operator_doc(arg):
-            return {o: _compile_operator(model, resolved, o, a, depth + 1) for o, a in arg.items()}
+            inner = arg.get("$options", "")
+            return {o: _compile_operator(model, resolved, o, a, depth + 1, inner) for o, a in arg.items()}
         return _compile_mapping(model, arg, False, depth + 1, prefix=resolved.stored + ".")
     if op == "$size":
         if not isinstance(arg, int) or isinstance(arg, bool) or arg < 0:
@@ -244,7 +243,7 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int) 
             raise QueryError(f"$mod on {name!r} takes [divisor, remainder]")
         return list(arg)
     # geo operators and their arguments: plain data, no operators that run code
-    _reject_code(arg, name)
+    reject_code(arg, name)
     return arg
 
 
@@ -262,17 +261,6 @@ def _coerce(resolved: Any, value: Any) -> Any:
     if not isinstance(value, (str, int, float, bool, ObjectId, _dt.datetime, type(None), list, tuple)):
         raise QueryError(f"value for {resolved.stored!r} has unsupported type {type(value).__name__}")
     return value
-
-
-def _check_regex(pattern: str, name: str) -> None:
-    if len(pattern) > MAX_REGEX_LENGTH:
-        raise QueryError(f"regex on {name!r} is {len(pattern)} characters; at most {MAX_REGEX_LENGTH}")
-    if _NESTED_QUANTIFIER.search(pattern):
-        raise QueryError(f"regex on {name!r} nests quantifiers (like (a+)+), which can take exponential time")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise QueryError(f"invalid regex on {name!r}: {exc}") from None
 
 
 def _reject_dollar_keys(value: Any, name: str) -> None:
@@ -305,18 +293,20 @@ def check_document_keys(doc: Any, path: str = "") -> None:
             stack.extend(v for v in value if isinstance(v, (dict, list)))
 
 
-def _reject_code(value: Any, name: str) -> None:
+def reject_code(value: Any, name: str) -> None:
+    """Refuse a code-running operator (``FORBIDDEN_OPERATORS``) at any depth of ``value``."""
     if isinstance(value, Mapping):
         for k, v in value.items():
             if k in _FORBIDDEN:
                 raise QueryError(f"operator {k} is not allowed (in {name!r})")
-            _reject_code(v, name)
+            reject_code(v, name)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            _reject_code(v, name)
+            reject_code(v, name)
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A short ``type repr`` of ``value`` for error messages."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
 
@@ -333,7 +323,7 @@ def compile_sort(model: Any, sort: Any) -> list[tuple[str, int]] | None:
     elif isinstance(sort, Mapping):
         sort = list(sort.items())
     if not isinstance(sort, (list, tuple)):
-        raise QueryError(f"sort takes a list of (field, direction) pairs, got {_describe(sort)}")
+        raise QueryError(f"sort takes a list of (field, direction) pairs, got {describe(sort)}")
     out = []
     for item in sort:
         if isinstance(item, str):
@@ -351,7 +341,7 @@ def compile_projection(model: Any, projection: Any) -> dict[str, int] | None:
     if isinstance(projection, (list, tuple)):
         projection = {name: 1 for name in projection}
     if not isinstance(projection, Mapping):
-        raise QueryError(f"projection takes a list of fields or a dict, got {_describe(projection)}")
+        raise QueryError(f"projection takes a list of fields or a dict, got {describe(projection)}")
     out: dict[str, int] = {}
     for name, flag in projection.items():
         if flag not in (0, 1, True, False):

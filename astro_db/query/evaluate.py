@@ -21,7 +21,7 @@ from typing import Any
 from bson import ObjectId
 from bson.regex import Regex
 
-from .errors import QueryError
+from ..errors import QueryError
 
 __all__ = ["apply_update", "matches", "bson_equal", "MAX_PADDING"]
 

@@ -18,17 +18,17 @@ from typing import Any
 
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
-from .errors import QueryError, ValidationError
-from .models import codec, paths
-from .query import (
-    _SERVICE_FIELDS,
+from ..errors import QueryError, ValidationError
+from ..models import codec, paths
+from .filters import (
     _UPDATE_OPS,
     _compile_condition,
     _compile_mapping,
-    _describe,
     _is_operator_doc,
     _is_required,
     _number_bounds,
+    compile_filter,
+    describe,
     field_kind,
 )
 
@@ -69,7 +69,7 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
     $addToSet are accepted, and every value set is validated against its field."""
     if not isinstance(data, Mapping) or not data:
-        raise QueryError(f"an update must be a non-empty dict, got {_describe(data)}")
+        raise QueryError(f"an update must be a non-empty dict, got {describe(data)}")
     ops = [k for k in data if isinstance(k, str) and k.startswith("$")]
     if ops and len(ops) != len(data):
         raise QueryError("an update mixes operators ($set ...) and plain fields; use one form")
@@ -91,8 +91,11 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
                 raise QueryError(f"{op}: {name!r} is not a field name")
             resolved = paths.resolve(model, name)
             stored = resolved.stored
-            if stored.split(".")[0] in _SERVICE_FIELDS:
-                raise QueryError(f"{op}: field {stored!r} is kept by the service and cannot be changed")
+            top = stored.split(".")[0]
+            if top == "_id":
+                raise QueryError(f"{op}: field '_id' is the document's identity and cannot be changed")
+            if top in codec.SERVICE_FIELDS:
+                raise ValidationError(errors={top: f"{codec.SET_BY_SERVICE} ({op} refused)"})
             in_list = _through_list(model, op, stored)
             if in_list or _holds_list(resolved.field) or op in _LIST_OPS:
                 list_roots.append(stored.split(".")[0])
@@ -167,9 +170,9 @@ def _compile_update_value(model: Any, op: str, resolved: Any, value: Any, guards
         return ""
     if op == "$inc":
         if field_kind(resolved.field) != "number" or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {_describe(value)}"})
+            raise ValidationError(errors={stored: f"$inc needs a number field and a number, got {describe(value)}"})
         if getattr(resolved.field, "integer", False) and not isinstance(value, int):
-            raise ValidationError(errors={stored: f"$inc on an integer field needs an integer, got {_describe(value)}"})
+            raise ValidationError(errors={stored: f"$inc on an integer field needs an integer, got {describe(value)}"})
         low, high = _number_bounds(resolved.field)
         below = getattr(resolved.field, "below", None)
         bounds: dict[str, Any] = {}

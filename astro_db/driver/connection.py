@@ -25,9 +25,9 @@ import pymongo
 from pymongo import errors as pm_errors
 from pymongo.driver_info import DriverInfo
 
-from ._version import __version__
-from .config import DatabaseConfig
-from .errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
+from .._version import __version__
+from ..config import DatabaseConfig
+from ..errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
 from .routing import ReadPreference
 
 __all__ = ["Connection", "summarise", "EMBEDDED_NOTICE"]
@@ -141,7 +141,7 @@ class Connection:
             raise translate(exc, operation="connect") from exc
 
     def _build_embedded_client(self) -> Any:
-        from .backends import embedded
+        from ..backends import embedded
 
         cfg = self.config
         if cfg.url is None:
@@ -205,7 +205,7 @@ _NOISE = re.compile(r" \(configured timeouts:|, Timeout: |, Topology Description
 
 def _outside_package() -> int:
     """The ``stacklevel`` of the first frame outside astro_db, so a warning names the user's line."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # astro_db/
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1  # type: ignore[assignment]

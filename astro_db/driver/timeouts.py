@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import pymongo
 from pymongo import errors as pm
 
-from .errors import AstroDBError, ConfigError, OperationTimeoutError, scrub, translate
+from ..errors import AstroDBError, ConfigError, OperationTimeoutError, scrub, translate
 
 __all__ = ["Bound", "bounded", "current_bound", "under", "final_error"]
 

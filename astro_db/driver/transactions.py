@@ -17,7 +17,7 @@ from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from .errors import AstroDBError, TransactionError, translate
+from ..errors import AstroDBError, TransactionError, translate
 
 __all__ = ["Transaction", "has_error_label", "run_with_retry", "transaction_options", "DEFAULT_TIMEOUT_S"]
 

@@ -1,0 +1,125 @@
+"""The regex policy refuses every backtracking-prone shape and accepts the everyday ones.
+
+What is checked is structure, never time: a repeated group holding a variable quantifier or an
+alternation, backreferences, lookarounds, too many variable quantifiers, too long, unparsable.
+The same function guards ``$regex``, ``$not``, regex values and ``$regexMatch`` / ``$regexFind``
+/ ``$regexFindAll`` (see test_injection for each path).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from bson.regex import Regex
+from hypothesis import given, settings, strategies as st
+
+from astro_db.errors import QueryError
+from astro_db.query.regex import MAX_REGEX_LENGTH, check_regex
+
+ISSUE_PATTERNS = [r"^(a|a)*$", r"^(\w+\s?)+$"]  # both passed the old check: 7 s for a 26-char name
+
+SAFE = [
+    "^ann", "^[a-z]+@", "smith$", "(?i)^ann", r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$", "^(foo|bar)$",
+    "(ab)+", r"(\d{2})+", "(a|b)?", "a|b", "[|()*+]+", r"\(a|b\)*", ".*", r"^\d{4}-\d{2}-\d{2}$", "ann.*smith",
+]
+
+REFUSED = [
+    *ISSUE_PATTERNS, "(a+)+", "(a*)*", "(a+)*b", "((a+))+", "(?:a+)+", "(a?)+", "(a|aa)+", "([ab]|a)*", "(a|b){2,}",
+    "(ab|a){3}", "(?:(?:a|b)c)+", r"(a)\1", r"(?=a)a", r"(?!a)b", r"(?<=a)b", r"(?<!a)b", r"(a)?(?(1)b|c)",
+    ".*.*.*.*.*.*.*x", "(?#c)a", "[unclosed", "(?P<n", "a" * (MAX_REGEX_LENGTH + 1),
+    "(?x)(a+) +", "(?x)(a|a) *", "(?x)(a|a)#)\n*",
+]
+
+
+@pytest.mark.parametrize("pattern", SAFE)
+def test_everyday_patterns_are_accepted(pattern):
+    check_regex(pattern, "name")
+
+
+@pytest.mark.parametrize("pattern", REFUSED, ids=[repr(p)[:40] for p in REFUSED])
+def test_backtracking_prone_unparsable_and_long_patterns_are_refused(pattern):
+    with pytest.raises(QueryError, match="'name'"):
+        check_regex(pattern, "name")
+
+
+def test_the_error_names_the_field_and_the_construct():
+    with pytest.raises(QueryError, match=r"regex on 'email' is refused: a repeated group holding an alternation"):
+        check_regex("^(a|a)*$", "email")
+    with pytest.raises(QueryError, match=r"a repeated group that itself holds a quantifier"):
+        check_regex("(x+)+", "email")
+    with pytest.raises(QueryError, match="backreference"):
+        check_regex(r"(a)\1", "email")
+    with pytest.raises(QueryError, match="lookahead or lookbehind"):
+        check_regex("(?=a)", "email")
+
+
+def test_verbose_options_are_applied_before_the_pattern_is_judged():
+    check_regex("(a+) +", "name")  # (a+) then one-or-more spaces
+    with pytest.raises(QueryError):
+        check_regex("(a+) +", "name", "x")  # verbose: (a+)+
+    with pytest.raises(QueryError):
+        check_regex(re.compile("(a+) +", re.X), "name")
+
+
+def test_compiled_and_bson_patterns_are_judged_by_their_source():
+    for value in (re.compile("(a+)+"), Regex("(a|aa)+"), Regex("(a+) +", "x")):
+        with pytest.raises(QueryError):
+            check_regex(value, "name")
+    check_regex(Regex("^ann", "i"), "name")
+
+
+def test_non_string_patterns_are_refused():
+    for value in (b"(a)", 12, None, ["a"]):
+        with pytest.raises(QueryError, match="must be a string"):
+            check_regex(value, "name")
+
+
+# --- properties: every catastrophic shape, at any nesting depth, is refused ---------------------
+
+ATOM = st.sampled_from(["a", r"\w", "[a-z]", ".", r"\d", "ab", r"\s"])
+INNER = st.sampled_from(["+", "*", "?", "{1,}", "{0,3}", "+?", "*+"])
+OUTER = st.sampled_from(["+", "*", "{2,}", "{1,9}", "{3}", "+?", "*?"])
+PREFIX = st.sampled_from(["", "^", "x", "(?i)"])
+SUFFIX = st.sampled_from(["", "$", "y", "[0-9]"])
+GROUP = st.sampled_from(["(", "(?:", "(?P<g>"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(PREFIX, GROUP, ATOM, INNER, OUTER, SUFFIX)
+def test_a_repeated_group_holding_a_quantifier_is_refused(prefix, group, atom, inner, outer, suffix):
+    with pytest.raises(QueryError):
+        check_regex(f"{prefix}{group}{atom}{inner}){outer}{suffix}", "name")
+
+
+@settings(max_examples=300, deadline=None)
+@given(PREFIX, GROUP, ATOM, ATOM, OUTER, SUFFIX)
+def test_a_repeated_group_holding_an_alternation_is_refused(prefix, group, left, right, outer, suffix):
+    for body in (f"{left}|{right}", f"{left}|{left}", f"{left}|{left}{left}", f"{left}|{right}|{left}"):
+        with pytest.raises(QueryError):
+            check_regex(f"{prefix}{group}{body}){outer}{suffix}", "name")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), ATOM, INNER, OUTER, st.booleans())
+def test_nesting_depth_does_not_hide_a_nested_quantifier_or_alternation(depth, atom, inner, outer, alternate):
+    body = f"{atom}|{atom}{atom}" if alternate else f"{atom}{inner}"
+    pattern = "(" * depth + body + ")" * depth + outer
+    if depth > 1:
+        pattern = "(" + pattern + ")" + "x"  # the repeat itself buried inside another group
+    with pytest.raises(QueryError):
+        check_regex(pattern, "name")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ATOM, st.sampled_from(["", "+", "*", "?", "{2}", "{1,3}"])), min_size=1, max_size=5), PREFIX, SUFFIX)
+def test_a_sequence_of_quantified_atoms_without_repeated_groups_is_accepted(parts, prefix, suffix):
+    check_regex(prefix + "".join(atom + q for atom, q in parts) + suffix, "name")
+
+
+def test_a_cached_verdict_still_names_the_field_it_is_about():
+    for field in ("name", "email", "positions.{0}"):
+        with pytest.raises(QueryError, match=re.escape(repr(field))):
+            check_regex("(a+)+", field)
+        with pytest.raises(QueryError, match=re.escape(repr(field))):
+            check_regex("[unclosed{", field)
