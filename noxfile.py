@@ -39,3 +39,11 @@ def tests(session: nox.Session) -> None:
     """Install the project with the dev extra and run pytest (unit and model tiers by default)."""
     session.install("-e", ".[dev]")
     session.run("python", "-m", "pytest", "-q", *(session.posargs or DEFAULT_TIERS))
+
+
+@nox.session(python="3.11")
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the modules that guard data (docs/testing.md, "Mutation testing"):
+    ``nox -s mutation -- [query access updates masking crypto] [--no-tables]``."""
+    session.install("-e", ".[dev]")
+    session.run("python", "tests/mutation/run.py", *session.posargs)

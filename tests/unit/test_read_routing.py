@@ -172,7 +172,7 @@ def test_a_write_invalidates_the_entries_of_every_read_preference(embedded):
 @pytest.mark.parametrize("value, message", [
     ("tertiary", "mode must be one of primary, primaryPreferred"),
     (42, "must be a mode name"),
-    ({"tag_sets": [{"dc": "east"}]}, "takes 'mode' \\(required\\)"),
+    ({"tag_sets": [{"dc": "east"}]}, "takes 'mode' [(]required[)]"),  # no backslash: mutmut selects tests by id
     ({"mode": "secondary", "stale": 1}, "takes 'mode'"),
     ({"mode": "secondary", "max_staleness_s": 10}, ">= 90"),
     ({"mode": "secondary", "max_staleness_s": True}, ">= 90"),
