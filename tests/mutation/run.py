@@ -42,6 +42,7 @@ MODULES = {
     "updates": "astro_db/query/updates.py",
     "masking": "astro_db/security/masking.py",
     "crypto": "astro_db/security/crypto.py",
+    "regex": "astro_db/query/regex.py",
 }
 # the tests that guard each module's tables (the table pass runs these, stopping at a failure)
 GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first failure
@@ -52,6 +53,7 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
     "masking": ["tests/unit/test_masking_policy.py", "tests/unit/test_masking.py"],
     "crypto": ["tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py", "tests/unit/test_crypto_attacks.py",
                "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py"],
+    "regex": ["tests/unit/test_regex_policy.py", "tests/unit/test_query_policy.py", "tests/unit/test_injection.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
