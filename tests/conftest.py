@@ -137,9 +137,16 @@ def live_url(live_server):
 
 @pytest.fixture
 def redis_server(tmp_path: Path):
-    """A real ``redis-server`` for one test (``.url``, ``.kill()``, ``.restart()``), stopped by PID."""
+    """A real ``redis-server`` for one test (``.url``, ``.kill()``, ``.restart()``), stopped by PID.
+
+    Without a ``redis-server`` binary the test is skipped with the reason, unless
+    ``ASTRO_DB_REQUIRE_REDIS=1`` (set by ``.ci/run``, which installs it): then it fails."""
+    import shutil
+
     from redis_server import RedisServer
 
+    if shutil.which("redis-server") is None and os.environ.get("ASTRO_DB_REQUIRE_REDIS") != "1":
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
     server = RedisServer(tmp_path / "redis").start()
     try:
         yield server
