@@ -124,3 +124,54 @@ def test_a_cached_verdict_still_names_the_field_it_is_about():
             check_regex("(a+)+", field)
         with pytest.raises(QueryError, match=re.escape(repr(field))):
             check_regex("[unclosed{", field)
+
+
+# --- the rules at their edges (each pair pins one decision of the policy) ----------------------
+
+ACCEPTED_AT_THE_EDGE = [
+    ("([|])+", ""), ("([^|])+", ""), ("([]|])+", ""), ("([^]|])+", ""), (r"([\]|])+", ""), ("([a-z|])+", ""),
+    ("[(]a|b[)]+", ""), (r"\((a|b)\)", ""), ("(a|b)(c)+", ""), ("(a|b)c+", ""), ("x(a|b)", ""), ("(a|(?:b|c))", ""),
+    ("(a|b){1}", ""), ("(a|b){0,1}", ""), ("(a|b){1,1}", ""), ("(a|b){x}", ""),
+    ("((a+)b){1}", ""), ("(a{2})+", ""), ("(?>a+)", ""),
+    ("a*b*c*d*e*f*", ""), ("a{2}b{2}c{2}d{2}e{2}f{2}g{2}", ""),
+    ("a #c", ""), ("a #c", "i"), (Regex("a #c", 0), ""),
+]
+REFUSED_AT_THE_EDGE = [
+    # a | inside a repeated group, wherever the character classes around it end
+    ("([a]|b)+", "alternation"), ("([]]|b)+", "alternation"), ("([^]]|b)+", "alternation"),
+    (r"([\]]|b)+", "alternation"), ("([(]|a)+", "alternation"), ("([ab]|c){2}", "alternation"),
+    ("((a|b))+", "alternation"), ("((a|b)c)+", "alternation"), ("(a(b|c)d)*", "alternation"),
+    ("(?x)(a|b) +", "alternation"), ("(a|b)+?", "alternation"), ("(a|b)*?", "alternation"),
+    # repeated more than once, in every brace spelling
+    ("(a|b){2}", "alternation"), ("(a|b){1,}", "alternation"), ("(a|b){0,2}", "alternation"),
+    ("(a|b){,3}", "alternation"), ("(a|b){3,3}", "alternation"),
+    # a variable quantifier under a repeat, at any depth, atomic groups included
+    ("((a+)b){2}", "holds a quantifier"), ("(a{1,2})+", "holds a quantifier"), ("(?>(a+)+)", "holds a quantifier"),
+    ("x(?:(?:a+)|b)+", "holds a quantifier"),
+    # lookarounds and references wherever they are nested
+    ("(x(?=y))", "lookahead"), ("(?:x|(?<=y)z)", "lookahead"), ("(?:a(?:b(?:c(?:d(?=e)))))", "lookahead"),
+    (r"(a)(?:b\1)", "backreference"),
+    # the quantifier budget counts through groups and branches
+    ("a*b*c*d*e*f*g*", "more than 6"), ("(a*b*c*)(d*e*f*)g*", "more than 6"), ("(?:a*|b*|c*|d*)(e*f*g*)", "more than 6"),
+    # comments, in verbose mode however it is asked for
+    ("(?x)a # comment", "comment"), ("a #c", "comment", "x"), (re.compile("a #c", re.X), "comment"),
+    (Regex("a #c", re.VERBOSE), "comment"),
+]
+
+
+@pytest.mark.parametrize("case", ACCEPTED_AT_THE_EDGE, ids=[f"edge-ok{i}" for i in range(len(ACCEPTED_AT_THE_EDGE))])
+def test_safe_patterns_at_the_edges_of_each_rule_are_accepted(case):
+    pattern, options = case
+    check_regex(pattern, "name", options)
+
+
+@pytest.mark.parametrize("case", REFUSED_AT_THE_EDGE, ids=[f"edge-refused{i}" for i in range(len(REFUSED_AT_THE_EDGE))])
+def test_risky_patterns_at_the_edges_of_each_rule_are_refused_saying_why(case):
+    pattern, reason, *options = case
+    with pytest.raises(QueryError, match=reason):
+        check_regex(pattern, "name", *options)
+
+
+def test_bytes_are_not_a_pattern():
+    with pytest.raises(QueryError, match="must be a string, got bytes"):
+        check_regex(b"abc", "name")
