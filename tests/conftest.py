@@ -152,3 +152,13 @@ def redis_server(tmp_path: Path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_regex_verdicts():
+    """The regex policy caches its verdict per pattern; every test judges afresh, so a test of
+    the policy always runs the policy (and mutation testing sees each test exercise it)."""
+    from astro_db.query.regex import clear_cache
+
+    clear_cache()
+    yield

@@ -31,7 +31,7 @@ from bson.regex import Regex
 
 from ..errors import QueryError
 
-__all__ = ["MAX_REGEX_LENGTH", "MAX_REGEX_QUANTIFIERS", "check_regex", "check_regex_options"]
+__all__ = ["MAX_REGEX_LENGTH", "MAX_REGEX_QUANTIFIERS", "check_regex", "check_regex_options", "clear_cache"]
 
 MAX_REGEX_LENGTH = 256
 MAX_REGEX_QUANTIFIERS = 6
@@ -79,6 +79,11 @@ def _judge(pattern: str, verbose: bool) -> str | None:
         return None
     return ("regex on {where} is refused: " + problem + " (the regex policy refuses what can make "
             "matching take exponential time); match a prefix (^abc) or a simpler pattern")
+
+
+def clear_cache() -> None:
+    """Forget the cached verdicts (tests judge every pattern afresh)."""
+    _judge.cache_clear()
 
 
 def check_regex_options(options: Any, where: str) -> None:

@@ -13,3 +13,4 @@ def db():
     database = new_db()
     yield database
     database.disconnect()
+
