@@ -76,9 +76,7 @@ class Executor:
 
     def find(self, op: Operation) -> Any:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, op.options)
         filt = guard.filter(seal.filter(rt, info, filt))
@@ -94,9 +92,7 @@ class Executor:
 
     def find_one(self, op: Operation) -> Any:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
         filt = guard.filter(seal.filter(rt, info, filt))
@@ -112,11 +108,9 @@ class Executor:
 
     def count(self, op: Operation) -> int:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
+        info, session, guard = self._begin(op)
         if session is not None and rt.config.is_embedded:
             session = None  # mongomock-ng counts without sessions; it has no isolation to honour
-        guard = authorize.check(op.actor, op.name, info)
         filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
         coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
         return cache.read_through(  # type: ignore[no-any-return]
@@ -128,9 +122,7 @@ class Executor:
 
     def aggregate(self, op: Operation) -> list[dict[str, Any]]:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         stages = guard.pipeline(seal.pipeline(rt, info, compile.pipeline(info, op.data)))
         coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
         first = stages[0].get("$match", {}) if stages else {}
@@ -142,9 +134,7 @@ class Executor:
 
     def create(self, op: Operation) -> Any:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         son = compile.document(info, guard, op.data)
         references.refuse_orphans(rt, info, [son], op.transaction)
         self._writer(info, op, session).insert_one(seal.document(rt, info, son))
@@ -152,9 +142,7 @@ class Executor:
 
     def create_many(self, op: Operation) -> CreateManyResult:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         sons, failed = compile.documents(info, guard, op.data)
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         refused = self._writer(info, op, session).insert_many([seal.document(rt, info, son) for _, son in sons])
@@ -169,9 +157,7 @@ class Executor:
 
     def update(self, op: Operation) -> Any:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         compiled = compile.update(info, guard, op.data)
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
@@ -181,9 +167,7 @@ class Executor:
 
     def update_many(self, op: Operation) -> int:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         compiled = compile.update(info, guard, op.data)
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
@@ -192,18 +176,14 @@ class Executor:
 
     def delete(self, op: Operation) -> bool:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         compile.require_target(info, filt, op.name)
         return self._writer(info, op, session).delete_one(guard.filter(seal.filter(rt, info, filt)))
 
     def delete_many(self, op: Operation) -> int:
         rt = self.runtime
-        info = resolve.model(rt, op.model)
-        session = resolve.session(rt, op.transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         compile.require_target(info, filt, op.name, all=op.option("all", False))
         if not filt:
@@ -227,6 +207,12 @@ class Executor:
         return run.call(rt, info, "audit_trail", lambda: read_trail(rt.connection.database, info.name, document_id))
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _begin(self, op: Operation) -> tuple[ModelInfo, Any, Guard]:
+        """Steps 1 and 2 of every data call: the model, the transaction's session, the Guard."""
+        info = resolve.model(self.runtime, op.model)
+        session = resolve.session(self.runtime, op.transaction)
+        return info, session, authorize.check(op.actor, op.name, info)
 
     def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:
         return WriteRunner(self.runtime, info, op.transaction, session, op.actor)
