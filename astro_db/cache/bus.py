@@ -116,6 +116,26 @@ def server_identity(config: Any) -> tuple[str, ...]:
     return (config.scheme, hosts, config.replica_set or "", config.database_name)
 
 
+class SubscribingBus:
+    """What the buses that subscribe to others' writes (Redis, change streams) share: the one
+    cache listener they feed, held weakly (a bus never keeps a closed cache alive), and the full
+    drop they fall back on whenever a message may have been missed."""
+
+    figures: BusFigures
+    _listener: weakref.ReferenceType[Any] | None = None
+
+    def listening(self) -> Any:
+        """The listener fed by this bus, or None (none attached, or it was garbage-collected)."""
+        return self._listener() if self._listener is not None else None
+
+    def _drop_all(self, reason: str, *, count: bool = True) -> None:
+        listener = self.listening()
+        if listener is not None:
+            listener.drop_all(reason)
+        if count:
+            self.figures.count("full_drops")
+
+
 class LocalBus:
     """The in-process bus: the caches of every ``Database`` on the same data, in one process."""
 

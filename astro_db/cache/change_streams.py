@@ -21,7 +21,7 @@ import weakref
 from typing import Any
 
 from ..errors import ConfigError
-from .bus import BusFigures, CacheListener
+from .bus import BusFigures, CacheListener, SubscribingBus
 
 __all__ = ["ChangeStreamBus"]
 
@@ -31,7 +31,7 @@ _FULL_DROP_EVENTS = frozenset({"invalidate", "drop", "dropDatabase", "rename"})
 _BACKOFF_S = (0.05, 2.0)
 
 
-class ChangeStreamBus:
+class ChangeStreamBus(SubscribingBus):
     """Invalidations from the server's change streams, one per model collection (a thread each)."""
 
     kind = "changestream"
@@ -105,7 +105,7 @@ class ChangeStreamBus:
                     if self.connected:
                         self._reason = None
                     while not self._stop.is_set() and stream.alive:
-                        if self._listener is not None and self._listener() is None:
+                        if self._listener is not None and self.listening() is None:
                             self._stop.set()  # the cache (its Database) was garbage-collected
                             break
                         change = stream.try_next()
@@ -131,17 +131,10 @@ class ChangeStreamBus:
         if operation in _FULL_DROP_EVENTS:
             self._drop_all(f"change stream {operation} on {collection}")
             return False
-        listener = self._listener() if self._listener is not None else None
+        listener = self.listening()
         if listener is not None:
             listener.drop(self.collections[collection])
         return True
-
-    def _drop_all(self, reason: str, *, count: bool = True) -> None:
-        listener = self._listener() if self._listener is not None else None
-        if listener is not None:
-            listener.drop_all(reason)
-        if count:
-            self.figures.count("full_drops")
 
     def stats(self) -> dict[str, Any]:
         connected = self.connected

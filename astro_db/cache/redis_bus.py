@@ -34,7 +34,7 @@ from typing import Any
 
 from ..config import mask_url
 from ..errors import ConfigError
-from .bus import BusFigures, CacheListener
+from .bus import BusFigures, CacheListener, SubscribingBus
 
 __all__ = ["RedisBus"]
 
@@ -49,7 +49,7 @@ return g
 _BACKOFF_S = (0.05, 2.0)
 
 
-class RedisBus:
+class RedisBus(SubscribingBus):
     """Invalidations across processes through one Redis (``cache_bus="redis://..."``)."""
 
     kind = "redis"
@@ -236,7 +236,7 @@ class RedisBus:
 
     def _listen(self, pubsub: Any) -> None:
         while not self._stop.is_set():
-            if self._listener is not None and self._listener() is None:
+            if self._listener is not None and self.listening() is None:
                 self._stop.set()  # the cache (its Database) was garbage-collected: nothing to serve
                 return
             if self._doubt.is_set():
@@ -269,16 +269,9 @@ class RedisBus:
             self._drop_all("generation gap")
             return
         if origin != self.origin:  # the writer dropped its own entries before publishing
-            listener = self._listener() if self._listener is not None else None
+            listener = self.listening()
             if listener is not None:
                 listener.drop(model)
-
-    def _drop_all(self, reason: str, *, count: bool = True) -> None:
-        listener = self._listener() if self._listener is not None else None
-        if listener is not None:
-            listener.drop_all(reason)
-        if count:
-            self.figures.count("full_drops")
 
     def stats(self) -> dict[str, Any]:
         out = self.figures.as_dict(self.connected, self.reason)

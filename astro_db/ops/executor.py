@@ -79,14 +79,8 @@ class Executor:
         info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, op.options)
-        filt = guard.filter(seal.filter(rt, info, filt))
-        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
-        docs = cache.read_through(
-            rt, info, "find", filt, options, cache=op.option("cache"), transaction=op.transaction,
-            stale_ok=op.option("stale_ok", False), route=where,
-            fetch=lambda: run.call(rt, info, "find", lambda: list(coll.find(filt, session=session, **options)),
-                                   op.transaction, query=(filt, options.get("sort"))),
-        )
+        docs = self._read(op, info, guard, filt, options,
+                          lambda coll, filt: list(coll.find(filt, session=session, **options)))
         age = stale_age(docs)
         return hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False), age=age)
 
@@ -95,14 +89,8 @@ class Executor:
         info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
-        filt = guard.filter(seal.filter(rt, info, filt))
-        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
-        doc = cache.read_through(
-            rt, info, "find_one", filt, options, cache=op.option("cache"), transaction=op.transaction,
-            stale_ok=op.option("stale_ok", False), route=where,
-            fetch=lambda: run.call(rt, info, "find_one", lambda: coll.find_one(filt, session=session, **options),
-                                   op.transaction, query=(filt, options.get("sort"))),
-        )
+        doc = self._read(op, info, guard, filt, options,
+                         lambda coll, filt: coll.find_one(filt, session=session, **options))
         age = stale_age(doc)
         return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False), age=age)
 
@@ -111,14 +99,9 @@ class Executor:
         info, session, guard = self._begin(op)
         if session is not None and rt.config.is_embedded:
             session = None  # mongomock-ng counts without sessions; it has no isolation to honour
-        filt = guard.filter(seal.filter(rt, info, compile.filter(info, op.query, strict=op.option("strict", False))))
-        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
-        return cache.read_through(  # type: ignore[no-any-return]
-            rt, info, "count", filt, None, cache=op.option("cache"), transaction=op.transaction,
-            stale_ok=op.option("stale_ok", False), route=where,
-            fetch=lambda: run.call(rt, info, "count", lambda: coll.count_documents(filt, session=session),
-                                   op.transaction, query=(filt, None)),
-        )
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        return self._read(op, info, guard, filt, None,  # type: ignore[no-any-return]
+                          lambda coll, filt: coll.count_documents(filt, session=session))
 
     def aggregate(self, op: Operation) -> list[dict[str, Any]]:
         rt = self.runtime
@@ -207,6 +190,20 @@ class Executor:
         return run.call(rt, info, "audit_trail", lambda: read_trail(rt.connection.database, info.name, document_id))
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _read(self, op: Operation, info: ModelInfo, guard: Guard, filt: dict[str, Any], options: Any,
+              query: Callable[[Any, dict[str, Any]], Any]) -> Any:
+        """Steps 4 to 7 of a read (seal, route, cache, run): ``query(collection, filter)`` is the
+        driver call, made through the cache when the call or the model asks for it."""
+        rt = self.runtime
+        filt = guard.filter(seal.filter(rt, info, filt))
+        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        sort = options.get("sort") if options else None
+        return cache.read_through(
+            rt, info, op.name, filt, options, cache=op.option("cache"), transaction=op.transaction,
+            stale_ok=op.option("stale_ok", False), route=where,
+            fetch=lambda: run.call(rt, info, op.name, lambda: query(coll, filt), op.transaction, query=(filt, sort)),
+        )
 
     def _begin(self, op: Operation) -> tuple[ModelInfo, Any, Guard]:
         """Steps 1 and 2 of every data call: the model, the transaction's session, the Guard."""
