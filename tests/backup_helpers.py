@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import time
 
 from astro_db.backup import content_hashes
 from astro_db.backup.journal import journal_clock
@@ -47,8 +48,13 @@ def change_everything(db, data: dict, tag: str) -> None:
 
 
 def instant_after_last_write() -> _dt.datetime:
-    """A time after every journal entry so far and before any later one (the clock moves on)."""
-    return journal_clock.barrier()
+    """A time after every journal entry so far and before any later one. Records are stamped by
+    the server's clock to the millisecond (``$currentDate``), so the caller waits until the wall
+    clock is past the instant's millisecond: a write made next cannot share it."""
+    instant = journal_clock.barrier()
+    while _dt.datetime.now(_dt.timezone.utc) < instant + _dt.timedelta(milliseconds=2):
+        time.sleep(0.0005)  # polls the clock: well under a millisecond or two
+    return instant
 
 
 def state(db) -> dict:
