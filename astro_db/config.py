@@ -137,6 +137,8 @@ class DatabaseConfig:
     ensure_indexes: bool = True
     audit_retention_days: int | None = 365
     journal: bool = True  # change journal for incremental backups and point-in-time restore
+    # a create and its change records in one bulkWrite command, where the server has it (MongoDB 8.0+)
+    one_command_writes: bool = True
     check_references: bool = False  # refuse a userId naming no User (one more read per write)
 
     def __post_init__(self) -> None:

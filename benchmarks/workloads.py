@@ -41,9 +41,10 @@ def insight_input(user_id: ObjectId, n: int) -> dict[str, Any]:
 
 
 def _stored(fields: dict[str, Any]) -> dict[str, Any]:
-    """astro_db's key order: the version key, the fields, then the id and timestamps."""
+    """astro_db's key order: the id (first, as the server stores it), the version key, the
+    fields, then the timestamps."""
     now = utcnow()
-    return {"__v": 0, **fields, "_id": ObjectId(), "createdAt": now, "updatedAt": now}
+    return {"_id": ObjectId(), "__v": 0, **fields, "createdAt": now, "updatedAt": now}
 
 
 def stored_user(n: int, tag: str, status: str = "active") -> dict[str, Any]:

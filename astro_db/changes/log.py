@@ -90,12 +90,19 @@ class ChangeLog:
         except AstroDBError as exc:
             if in_transaction:
                 raise
-            self._keep(records + late)
-            missing = [r["documentId"] for r in records]
-            log.error("%s was applied but its change record(s) for %d document(s) could not be written (%s); "
-                      "they will be written with the next write or by reconcile_changes()", what, len(missing), type(exc).__name__)
-            raise ChangeRecordError(f"{what} was applied, but its audit/journal records could not be written: {exc}",
-                                    missing=missing) from exc
+            raise self.unwritten(records, what, exc, late=late) from exc
+
+    def unwritten(self, records: list[dict[str, Any]], what: str, cause: object,
+                  late: Iterable[dict[str, Any]] = ()) -> ChangeRecordError:
+        """The records of an applied write that the server did not take: kept (with ``late``,
+        records already pending) to be written later, logged; the ``ChangeRecordError`` to raise."""
+        self._keep(records + list(late))
+        missing = [r["documentId"] for r in records]
+        kind = type(cause).__name__ if isinstance(cause, BaseException) else "refused by the server"
+        log.error("%s was applied but its change record(s) for %d document(s) could not be written (%s); "
+                  "they will be written with the next write or by reconcile_changes()", what, len(missing), kind)
+        return ChangeRecordError(f"{what} was applied, but its audit/journal records could not be written: {cause}",
+                                 missing=missing)
 
     def flush(self, run: Runner, database: Any) -> int:
         """Write the records left pending; how many were written (or already there)."""

@@ -100,6 +100,9 @@ def write_error_kind(reply: Mapping[str, Any] | None) -> str | None:
     if not reply:
         return None
     errors = reply.get("writeErrors")
+    if not errors and reply.get("nErrors"):  # client-level bulkWrite: the errors are in its cursor
+        batch = (reply.get("cursor") or {}).get("firstBatch") or ()
+        errors = [entry for entry in batch if not entry.get("ok")]
     if errors:
         code = errors[0].get("code")
         return _WRITE_ERROR_KINDS.get(code, f"WriteError {code}")

@@ -302,6 +302,9 @@ def _collection_of(command: Mapping[str, Any], command_name: str) -> str | None:
         return value
     if command_name == "getMore":
         return command.get("collection")
+    if command_name == "bulkWrite":  # client-level: counted under its first namespace (a create's model)
+        spaces = command.get("nsInfo") or ()
+        return str(spaces[0].get("ns", "")).partition(".")[2] or None if spaces else None
     return None
 
 

@@ -49,6 +49,8 @@ class Runtime:
         self.connection = Connection(config, self.listeners)
         self.retry = RetryPolicy(config)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        self.one_command_writes = config.one_command_writes and not config.is_embedded
+        self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.collections: tuple[Any, dict[str, Any]] = (None, {})
 

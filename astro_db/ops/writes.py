@@ -26,7 +26,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo import errors as pm
 
-from ..changes import OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
+from ..changes import CHANGES_COLLECTION, OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
 from ..errors import AstroDBError, ChangeRecordError, ValidationError, translate
 from ..events import WriteEvent
 from ..models import codec
@@ -35,6 +35,7 @@ from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
+from . import bulk
 from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
@@ -60,7 +61,9 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
         son = codec.encode_new(info.cls, data)
         check_document_keys(son)
     now = utcnow()
-    son.setdefault("_id", ObjectId())
+    # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
+    # and a server that does not move it in every insert path, must see the same order)
+    son = {"_id": son.pop("_id") if "_id" in son else ObjectId(), **son}
     son.setdefault("createdAt", now)
     son["updatedAt"] = now
     son.setdefault("__v", 0)
@@ -81,6 +84,10 @@ class WriteRunner:
     # --- inserts -----------------------------------------------------------------------------
 
     def insert_one(self, son: dict[str, Any]) -> None:
+        fields = tuple(k for k in son if k != "_id")
+        if self._one_command():
+            self._insert_recorded("create", [son], fields)
+            return
         attempts = 0
 
         def op() -> None:
@@ -97,7 +104,6 @@ class WriteRunner:
                 raise
 
         run.call(self.rt, self.info, "create", op, self.tx)
-        fields = tuple(k for k in son if k != "_id")
         self._emit("create", [son["_id"]], fields, documents=(son,))
         self.record("create", [_created(son)], fields)
 
@@ -105,6 +111,9 @@ class WriteRunner:
         """Insert unordered; returns ``{position: error}`` for the documents the server refused."""
         if not sons:
             return {}
+        if self._one_command():
+            fields = tuple(sorted({k for son in sons for k in son if k != "_id"}))
+            return self._insert_recorded("create_many", sons, fields)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
 
@@ -116,18 +125,11 @@ class WriteRunner:
                 self.coll.insert_many(sons, ordered=False, session=self.session)
             except pm.BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
-                for err in errors:
-                    if err.get("code") == 11000:
-                        self._name_key(err)
                 own = self._stored_equals([sons[e["index"]] for e in errors]) if attempts > 1 else set()
                 for n, err in enumerate(errors):
                     if n in own and err.get("code") == 11000:  # our own earlier attempt (see insert_one)
                         continue
-                    refused[err["index"]] = translate(
-                        pm.DuplicateKeyError(err.get("errmsg", ""), err.get("code"), err)
-                        if err.get("code") == 11000 else pm.OperationFailure(err.get("errmsg", ""), err.get("code"), err),
-                        operation="create_many", model=self.info.name,
-                    )
+                    refused[err["index"]] = translate(self._driver_error(err), operation="create_many", model=self.info.name)
                 if exc.details.get("writeConcernErrors"):
                     raise
 
@@ -138,6 +140,74 @@ class WriteRunner:
             self._emit("create", [s["_id"] for s in written], fields, documents=tuple(written))
             self.record("create", [_created(son) for son in written], fields)
         return refused
+
+    def _one_command(self) -> bool:
+        """Whether this create sends its documents and their change records in one command
+        (``ops.bulk``): records on, outside a transaction (whose writes commit together anyway),
+        none left pending from an earlier failure (those go the long way, which settles them),
+        and a server that has the command."""
+        rt = self.rt
+        if not (rt.one_command_writes and rt.changes.enabled) or self.tx is not None or rt.changes.pending:
+            return False
+        if rt.bulk_write is None:  # asked until the client knows a server; then settled
+            rt.bulk_write = bulk.supported(rt.connection.client)
+        return bool(rt.bulk_write)
+
+    def _insert_recorded(self, operation: str, sons: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[int, AstroDBError]:
+        """Insert ``sons`` with their change records in one ``bulkWrite`` (``ops.bulk``); returns
+        ``{position: error}`` for the documents the server refused (a single create raises its
+        refusal, as ``insert_one`` does). A retry leaves out what the first attempt wrote (the
+        documents stored as sent, the records already there)."""
+        records = self._records("create", [_created(son) for son in sons], fields)
+        database = self.coll.database
+        attempts = 0
+        outcome = bulk.Outcome()
+
+        def op() -> None:
+            nonlocal attempts, outcome
+            attempts += 1
+            written, recorded = (self._stored_equals(sons), self._recorded(records)) if attempts > 1 else (set(), set())
+            outcome = bulk.insert_recorded(database.client, database.name, self.coll.name, sons, records,
+                                           session=self.session, written=written, recorded=recorded)
+            if operation == "create" and outcome.refused:
+                raise self._driver_error(outcome.refused[0])
+
+        try:
+            run.call(self.rt, self.info, operation, op, self.tx)
+        except AstroDBError as exc:
+            if not bulk.not_supported(exc.__cause__ or exc):
+                raise
+            log.warning("the server has no bulkWrite command; creates send their change records separately")
+            self.rt.bulk_write = False
+            return self.insert_many(sons) if operation == "create_many" else self._insert_one_again(sons[0])
+        refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
+                   for position, error in sorted(outcome.refused.items())}
+        written = [son for i, son in enumerate(sons) if i not in refused]
+        if written:
+            self._emit("create", [s["_id"] for s in written], fields, documents=tuple(written))
+        if outcome.unrecorded:
+            lost = [records[i] for i in outcome.unrecorded]
+            raise self.rt.changes.unwritten(lost, f"{operation} on {self.info.name}", "the server refused the record")
+        return refused
+
+    def _insert_one_again(self, son: dict[str, Any]) -> dict[int, AstroDBError]:
+        self.insert_one(son)
+        return {}
+
+    def _driver_error(self, error: dict[str, Any]) -> pm.OperationFailure:
+        """A per-document write error of a batch as the driver error a single write raises
+        (a duplicate key named by its fields, see ``_name_key``)."""
+        code = error.get("code")
+        if code == 11000:
+            self._name_key(error)
+            return pm.DuplicateKeyError(error.get("errmsg", ""), code, error)
+        return pm.OperationFailure(error.get("errmsg", ""), code, error)
+
+    def _recorded(self, records: list[dict[str, Any]]) -> set[str]:
+        """Ids of ``records`` already in the change collection (a retry's first attempt wrote them)."""
+        ids = [r["_id"] for r in records]
+        found = self.coll.database[CHANGES_COLLECTION].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)
+        return {r["_id"] for r in found}
 
     def _stored_equals(self, sons: list[dict[str, Any]]) -> set[int]:
         """Positions of ``sons`` whose exact document is already stored (our own landed write)."""
@@ -306,15 +376,20 @@ class WriteRunner:
         log_ = self.rt.changes
         if not changes or not log_.enabled:
             return
-        who = self.actor
-        records = log_.build(
-            model=self.info.name, collection=self.info.collection, action=action, changes=changes, fields=fields,
-            actor=actor or (who.id if who is not None else None),
-            request_id=(who.request_id if who is not None else None) or current_request_id(),
-        )
+        records = self._records(action, changes, fields, actor)
         log_.write(
             lambda fn: run.call(self.rt, self.info, f"record {action}", fn, self.tx), self.coll.database, records,
             session=self.session, in_transaction=self.tx is not None, what=f"{action} on {self.info.name}",
+        )
+
+    def _records(self, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]], fields: Iterable[str],
+                 actor: str | None = None) -> list[dict[str, Any]]:
+        """The change records of ``changes``, by this call's actor (or ``actor``, a tool's name)."""
+        who = self.actor
+        return self.rt.changes.build(
+            model=self.info.name, collection=self.info.collection, action=action, changes=changes, fields=fields,
+            actor=actor or (who.id if who is not None else None),
+            request_id=(who.request_id if who is not None else None) or current_request_id(),
         )
 
     # --- helpers -----------------------------------------------------------------------------

@@ -5,7 +5,8 @@
    applied and recorded (the later-applied write's record is written first). A point-in-time
    restore to just after that phase, and a restore of the final incremental, reproduce the
    source exactly.
-2. With the default configuration a create and an update cost two commands each.
+2. With the default configuration a create costs one command (its document and record in one
+   ``bulkWrite``, which nx-27017 has) and an update two; without ``one_command_writes``, two each.
 3. The server is killed (SIGKILL) from a command listener right after an update's
    ``findAndModify`` was applied: the call raises ``ChangeRecordError`` (applied, which ids are
    missing), and after the restart the next write writes the missing record, so an incremental
@@ -142,8 +143,12 @@ class Counter(monitoring.CommandListener):
         self.commands: list[str] = []
 
     def started(self, event) -> None:
-        if event.command_name not in ("hello", "isMaster", "ping", "endSessions"):
-            self.commands.append(f"{event.command_name} {event.command.get(event.command_name)}")
+        name = event.command_name
+        if name == "bulkWrite":  # the client-level command names its collections in nsInfo
+            spaces = sorted({entry["ns"].split(".", 1)[1] for entry in event.command["nsInfo"]})
+            self.commands.append(f"bulkWrite {'+'.join(spaces)} x{len(event.command['ops'])}")
+        elif name not in ("hello", "isMaster", "ping", "endSessions"):
+            self.commands.append(f"{name} {event.command.get(name)}")
 
     def succeeded(self, event) -> None:
         pass
@@ -152,16 +157,33 @@ class Counter(monitoring.CommandListener):
         pass
 
 
-def test_a_create_and_an_update_cost_two_commands_each_by_default(live_url):
+def test_a_create_costs_one_command_and_an_update_two_by_default(live_url):
+    """On a server with MongoDB 8.0's bulkWrite (nx-27017 has it), a create sends the document
+    and its change record in one command; an update needs the document's new revision for its
+    record, so it is a findAndModify then the record."""
     counter = Counter()
     with Database(live_url, event_listeners=[counter]) as db:
         db.create("User", {"email": "warm@count.test", "name": "Warm"})  # first call: indexes etc.
         counter.commands.clear()
         user = db.create("User", {"email": "c@count.test", "name": "C"})
-        assert counter.commands == ["insert users", "insert astroChanges"]
+        assert counter.commands == ["bulkWrite astroChanges+users x2"]
         counter.commands.clear()
         db.update("User", {"id": user.id}, {"name": "D"})
         assert counter.commands == ["findAndModify users", "insert astroChanges"]
+        counter.commands.clear()
+        many = db.create_many("User", [{"email": f"m{i}@count.test", "name": "M"} for i in range(50)])
+        assert len(many) == 50 and counter.commands == ["bulkWrite astroChanges+users x100"]
+        trail = db.audit_trail("User", user.id)
+        assert [(e["action"], e["revision"]) for e in trail] == [("create", 0), ("update", 1)]
+
+
+def test_without_one_command_writes_a_create_costs_two_commands(live_url):
+    counter = Counter()
+    with Database(live_url, event_listeners=[counter], one_command_writes=False) as db:
+        db.create("User", {"email": "warm@count.test", "name": "Warm"})
+        counter.commands.clear()
+        db.create("User", {"email": "c@count.test", "name": "C"})
+        assert counter.commands == ["insert users", "insert astroChanges"]
         counter.commands.clear()
         many = db.create_many("User", [{"email": f"m{i}@count.test", "name": "M"} for i in range(50)])
         assert len(many) == 50 and counter.commands == ["insert users", "insert astroChanges"]

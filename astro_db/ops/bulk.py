@@ -1,0 +1,97 @@
+"""New documents and their change records in one command: MongoDB 8.0's client-level ``bulkWrite``.
+
+Where the server speaks it (wire version 25 and up: MongoDB 8.0, nx-27017), a create sends each
+new document followed by its change record in one ordered ``bulkWrite`` command, across the two
+collections, instead of two commands one after the other. Ordered is what keeps the records
+exact: the server stops at the first refused operation, so a document it refused never gets a
+record. The rest of the batch is then sent again from the operation after the refused one (one
+more round trip per refused document; the document's record is skipped with it), so a refused
+document does not stop the others, as in an unordered ``insert_many``.
+
+A record the server refuses as a duplicate key is already there (a retry met it): success. A
+record refused for any other reason leaves its document written without a record, which the
+caller reports under the change log's failure policy (``changes.log``). A command that fails as a
+whole (network, timeout, write concern) raises the driver's error for the run step to retry or
+translate; the caller's retry skips what its first attempt already wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from pymongo import InsertOne
+from pymongo import errors as pm
+
+from ..changes import CHANGES_COLLECTION
+
+__all__ = ["WIRE_VERSION", "Outcome", "supported", "insert_recorded"]
+
+WIRE_VERSION = 25  # MongoDB 8.0: the first to have the client-level bulkWrite command
+DUPLICATE_KEY = 11000
+COMMAND_NOT_FOUND = 59
+
+
+@dataclass
+class Outcome:
+    """What the server refused: ``refused`` maps a document's position to the server's write
+    error (the document was not written, nor its record); ``unrecorded`` lists the positions of
+    documents that were written but whose record was refused."""
+
+    refused: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unrecorded: list[int] = field(default_factory=list)
+
+
+def supported(client: Any) -> bool | None:
+    """Whether every server the client knows speaks the client-level ``bulkWrite`` command;
+    None while it knows none (e.g. just after a network error marked them unknown)."""
+    servers = [s for s in client.topology_description.server_descriptions().values() if s.is_server_type_known]
+    if not servers:
+        return None
+    return all((s.max_wire_version or 0) >= WIRE_VERSION for s in servers)
+
+
+def not_supported(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server has no ``bulkWrite`` command (then nothing was written)."""
+    return isinstance(exc, pm.OperationFailure) and exc.code == COMMAND_NOT_FOUND
+
+
+def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[dict[str, Any]],
+                    records: Sequence[dict[str, Any]], *, session: Any = None, written: Collection[int] = (),
+                    recorded: Collection[str] = ()) -> Outcome:
+    """Insert ``sons[i]`` and then ``records[i]`` for every ``i``, ordered, in as few commands as
+    the refusals allow (see the module docstring). ``written`` (positions) and ``recorded``
+    (record ids) are left out: what an earlier attempt of the same call already wrote."""
+    target, changes = f"{database}.{collection}", f"{database}.{CHANGES_COLLECTION}"
+    ops: list[InsertOne[Any]] = []
+    places: list[tuple[int, bool]] = []  # for each op: (position, is it the record?)
+    for position, (son, record) in enumerate(zip(sons, records, strict=True)):
+        if position not in written:
+            ops.append(InsertOne(son, namespace=target))
+            places.append((position, False))
+        if record["_id"] not in recorded:
+            ops.append(InsertOne(record, namespace=changes))
+            places.append((position, True))
+    outcome = Outcome()
+    start = 0
+    while start < len(ops):
+        try:
+            client.bulk_write(ops[start:], ordered=True, session=session)
+            break
+        except pm.ClientBulkWriteException as exc:
+            if exc.error is not None or exc.write_concern_errors or not exc.write_errors:
+                cause = exc.error if isinstance(exc.error, BaseException) else exc
+                raise cause from exc
+            error = cast("dict[str, Any]", exc.write_errors[0])  # a dict at runtime, whatever PyMongo's hint says
+            at = start + int(error["idx"])
+            position, is_record = places[at]
+            start = at + 1
+            if is_record:
+                if error.get("code") != DUPLICATE_KEY:
+                    outcome.unrecorded.append(position)
+                continue
+            outcome.refused[position] = error
+            if start < len(places) and places[start] == (position, True):
+                start += 1  # the refused document's record is not written
+    return outcome
