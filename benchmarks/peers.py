@@ -22,7 +22,7 @@ from mongoengine import (
 )
 from workloads import insight_input, user_input, utcnow
 
-__all__ = ["ALIAS", "connect", "disconnect", "PeerUser", "PeerInsight", "peer_user", "peer_insight"]
+__all__ = ["ALIAS", "connect", "disconnect", "PeerUser", "PeerInsight", "peer_user", "peer_insight", "peer_document"]
 
 ALIAS = "astro_bench_mongoengine"
 STATUSES = ("active", "inactive", "suspended", "deleted")
@@ -65,10 +65,16 @@ def disconnect() -> None:
 
 
 def peer_user(n: int, tag: str, status: str = "active") -> PeerUser:
-    now = utcnow()
-    return PeerUser(**user_input(n, tag, status), created_at=now, updated_at=now)
+    user: PeerUser = peer_document(PeerUser, user_input(n, tag, status))
+    return user
 
 
 def peer_insight(user_id: ObjectId, n: int) -> PeerInsight:
+    insight: PeerInsight = peer_document(PeerInsight, insight_input(user_id, n))
+    return insight
+
+
+def peer_document(cls: type[Document], data: dict[str, Any]) -> Any:
+    """A MongoEngine document built from an input dict, as an application would (timed)."""
     now = utcnow()
-    return PeerInsight(**insight_input(user_id, n), created_at=now, updated_at=now)
+    return cls(**data, created_at=now, updated_at=now)

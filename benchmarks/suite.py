@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import Operation, Variant, WorkNotDone
-from peers import PeerInsight, PeerUser, peer_insight, peer_user
+from peers import PeerInsight, PeerUser, peer_document, peer_insight, peer_user
 from pymongo import ReturnDocument
 from sides import NEW_STATUS, Sides
 from workloads import insight_input, stored_insight, stored_user, user_input
 
 from astro_db.models import PlanetaryInsight, User
 
-__all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "CACHED", "operations"]
+__all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "MONGOENGINE_DICTS", "CACHED", "operations"]
 
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
+MONGOENGINE_DICTS = "MongoEngine from dicts"  # given the same input dicts as astro_db: builds its documents timed
 CACHED = "astro_db cached"
 
 
@@ -78,6 +79,8 @@ def create(sizes: Sizes, s: Sides) -> Operation:
                  lambda items, i: s.hooks_off.create(User, items[i]), check=users_added(s.hooks_off.mongo)),
         _variant(MONGOENGINE, _Inputs(s, lambda: [peer_user(i, "m", NEW_STATUS) for i in range(n)]),
                  lambda docs, i: docs[i].save(), check=users_added(PeerUser._get_db())),
+        _variant(MONGOENGINE_DICTS, _Inputs(s, lambda: new_users("md")),
+                 lambda items, i: peer_document(PeerUser, items[i]).save(), check=users_added(PeerUser._get_db())),
     ])
 
 
@@ -100,6 +103,9 @@ def create_many(sizes: Sizes, s: Sides) -> Operation:
             doc.validate()
         return PeerInsight.objects.insert(docs, load_bulk=False)
 
+    def mongoengine_from_dicts(items: list[dict[str, Any]], i: int) -> Any:
+        return mongoengine_insert([peer_document(PeerInsight, item) for item in items], i)
+
     insights = s.raw["planetaryInsights"]
     return Operation(f"create_many {n:,}", 1, [
         _variant(RAW, _Inputs(s, lambda: [stored_insight(newcomer, i) for i in range(n)]),
@@ -110,6 +116,8 @@ def create_many(sizes: Sizes, s: Sides) -> Operation:
                  astro(s.hooks_off), n, added(s.hooks_off.mongo)),
         _variant(MONGOENGINE, _Inputs(s, lambda: [peer_insight(newcomer, i) for i in range(n)]),
                  mongoengine_insert, n, added(PeerInsight._get_db())),
+        _variant(MONGOENGINE_DICTS, _Inputs(s, lambda: [insight_input(newcomer, i) for i in range(n)]),
+                 mongoengine_from_dicts, n, added(PeerInsight._get_db())),
     ])
 
 

@@ -14,8 +14,8 @@ monitor, crypto, registry), ``call`` (one driver call through the run step) and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
 from ..changes import read_trail
 from ..errors import AstroDBError
@@ -33,12 +33,51 @@ __all__ = ["Executor", "CreateManyResult"]
 T = TypeVar("T")
 
 
-class CreateManyResult(list):  # type: ignore[type-arg]
-    """The created documents (a list), plus ``failed``: ``[(index, error), ...]`` for the rest."""
+class CreateManyResult(Sequence[Any]):
+    """The created documents, in the order given, plus ``failed``: ``[(index, error), ...]`` for
+    the rest. Model instances are built on first use (indexing, iterating, comparing), so a caller
+    that only checks ``failed`` or reads ``ids`` builds none; with ``lean=True`` the items are the
+    stored dicts. ``list(result)`` gives a plain list."""
 
-    def __init__(self, created: Any = (), failed: Any = ()) -> None:
-        super().__init__(created)
+    def __init__(self, created: Any = (), failed: Any = (), *, build: Callable[[list[Any]], list[Any]] | None = None) -> None:
+        self._stored: list[Any] = list(created)
+        self._build = build
+        self._items: list[Any] | None = None if build is not None else self._stored
         self.failed: list[tuple[int, AstroDBError]] = list(failed)
+
+    @property
+    def ids(self) -> list[Any]:
+        """The ``_id`` of every created document (no instance is built for it)."""
+        return [doc["_id"] if isinstance(doc, Mapping) else doc.id for doc in self._stored]
+
+    def _all(self) -> list[Any]:
+        items = self._items
+        if items is None:  # two threads may both build: the same instances' equals, the last one kept
+            items = self._items = self._build(self._stored)  # type: ignore[misc]
+        return items
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CreateManyResult):
+            return self._all() == other._all() and self.failed == other.failed
+        return isinstance(other, list) and self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CreateManyResult({self._all()!r}, failed={self.failed!r})"
 
 
 class Executor:
@@ -136,7 +175,9 @@ class Executor:
             else:
                 created.append(son)
         failed.sort(key=lambda pair: pair[0])
-        return CreateManyResult(hydrate.many(info, created, lean=op.option("lean", False)), failed)
+        if op.option("lean", False):
+            return CreateManyResult(created, failed)
+        return CreateManyResult(created, failed, build=lambda docs: hydrate.many(info, docs, lean=False))
 
     def update(self, op: Operation) -> Any:
         rt = self.runtime

@@ -260,3 +260,33 @@ def test_an_unknown_keyword_is_a_type_error_naming_it(db):
         db.find("User", {}, limt=3)
     with pytest.raises(TypeError, match="sort"):
         db.create("User", {"email": "k@example.com", "name": "K"}, sort=[("name", 1)])
+
+
+def test_create_many_builds_instances_only_when_they_are_used(db, monkeypatch):
+    from astro_db.ops.steps import hydrate
+
+    built = []
+    real = hydrate.many
+    def counting(info, docs, **kw):
+        if not kw["lean"]:
+            built.append(len(docs))
+        return real(info, docs, **kw)
+
+    monkeypatch.setattr(hydrate, "many", counting)
+    result = db.create_many("User", [{"email": f"lazy{i}@example.com", "name": "Lazy"} for i in range(3)]
+                            + [{"email": "not an email"}])
+    assert len(result) == 3 and [i for i, _ in result.failed] == [3]
+    assert result.ids == [u["_id"] for u in db.find("User", {"name": "Lazy"}, sort=[("email", 1)], lean=True)]
+    assert built == []  # len, failed and ids build nothing
+    assert [u.email for u in result] == [f"lazy{i}@example.com" for i in range(3)]
+    assert result[1].id == result.ids[1] and result[-1].email == "lazy2@example.com"
+    assert [u.name for u in result[:2]] == ["Lazy", "Lazy"]
+    assert built == [3]  # built once, for every item, on first use
+    assert result == list(result) and result != list(result)[:2] and list(result) == [*result]
+    assert repr(result).startswith("CreateManyResult([<User ") and "failed=[(3, " in repr(result)
+
+
+def test_create_many_lean_items_are_the_stored_dicts(db):
+    result = db.create_many("User", [{"email": "leanitems@example.com", "name": "Lean"}], lean=True)
+    assert isinstance(result[0], dict) and result.ids == [result[0]["_id"]]
+    assert result == [db.find_one("User", {"email": "leanitems@example.com"}, lean=True)]
