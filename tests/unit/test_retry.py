@@ -287,7 +287,9 @@ def test_a_bad_timeout_ms_is_refused_before_anything_is_sent(db, bad):
 
 
 def wait_out_the_bound():
-    """Poll until the running call's time bound has run out (a few ms; no fixed sleep)."""
+    """Poll until the running call's time bound has run out (no fixed sleep). The bounds below
+    are a second long, not a few ms, so a loaded machine cannot spend them before the first
+    driver call is even made."""
     bound = timeouts.current_bound(None)
     while not bound.expired():
         time.sleep(0.0005)
@@ -296,16 +298,16 @@ def wait_out_the_bound():
 def test_an_expired_per_call_timeout_raises_operation_timeout_error_without_retrying(db):
     # What PyMongo raises when its client-side deadline (pymongo.timeout) passes mid-call.
     flaky = make_flaky(db, "User", "find", lambda: (wait_out_the_bound(), pm.NetworkTimeout("timed out"))[1], times=99)
-    with pytest.raises(OperationTimeoutError, match=r"find on User did not finish within 5 ms \(timeout_ms\)"):
-        db.find("User", {}, timeout_ms=5)
+    with pytest.raises(OperationTimeoutError, match=r"find on User did not finish within 1000 ms \(timeout_ms\)"):
+        db.find("User", {}, timeout_ms=1000)
     assert flaky.calls == 1 and db.waits == []  # no retry once the bound is spent
 
 
 def test_the_config_default_operation_timeout_bounds_calls_without_timeout_ms():
-    with Database(f"mongomock://localhost/r{uuid.uuid4().hex[:8]}", operation_timeout_ms=5) as db:
+    with Database(f"mongomock://localhost/r{uuid.uuid4().hex[:8]}", operation_timeout_ms=1000) as db:
         make_flaky(db, "User", "count_documents",
                    lambda: (wait_out_the_bound(), pm.ExecutionTimeout("operation exceeded time limit", 50))[1], times=99)
-        with pytest.raises(OperationTimeoutError, match=r"5 ms \(operation_timeout_ms\)"):
+        with pytest.raises(OperationTimeoutError, match=r"1000 ms \(operation_timeout_ms\)"):
             db.count("User", {})
 
 
@@ -318,5 +320,5 @@ def test_a_bound_spent_by_earlier_steps_fails_the_next_step_before_it_is_sent(db
         db.executor.call(info, "find", lambda: sent.append(2))
 
     with pytest.raises(OperationTimeoutError):
-        bounded(two_steps)(timeout_ms=5)
+        bounded(two_steps)(timeout_ms=1000)
     assert sent == [1]
