@@ -11,6 +11,7 @@ import logging
 
 import pytest
 from backup_helpers import instant_after_last_write, state
+from bson.errors import InvalidDocument
 from pymongo import errors as pm
 
 from astro_db import backup
@@ -291,3 +292,17 @@ def test_every_write_path_advances_the_revision_once(db):
     assert db.mongo.users.find_one({"_id": user.id})["_rev"] == 2
     db.delete("User", {"id": user.id})
     assert records(db, action="delete")[0]["rev"] == 3
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_record_already_there_is_success_one_record_or_many(n):
+    """One record goes as ``insert_one``, several as one unordered ``insert_many``: either way a
+    record the server already has (a retry met its own) is success, and the others still go in."""
+    db = new_db()
+    coll = db.mongo[CHANGES_COLLECTION]
+    batch = [{"_id": f"users/x{i}/1", "documentId": f"x{i}"} for i in range(n)]
+    coll.insert_one(dict(batch[0]))
+    change_log._insert(coll, batch, None)
+    assert sorted(r["_id"] for r in coll.find()) == sorted(r["_id"] for r in batch)
+    with pytest.raises(InvalidDocument):  # anything but a duplicate key still fails the call
+        change_log._insert(coll, [{"_id": f"users/y{i}/1", "$bad": 1} for i in range(n)], None)
