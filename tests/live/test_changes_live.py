@@ -30,6 +30,7 @@ from pymongo import monitoring
 
 from astro_db import Database, backup
 from astro_db.errors import ChangeRecordError
+from astro_db.ops.writes import ONE_COMMAND_BATCH
 
 RECORD_COLLECTIONS = {"astroChanges", "changeJournal"}  # the journal's name before change records
 USERS, THREADS = 12, 8
@@ -171,8 +172,12 @@ def test_a_create_costs_one_command_and_an_update_two_by_default(live_url):
         db.update("User", {"id": user.id}, {"name": "D"})
         assert counter.commands == ["findAndModify users", "insert astroChanges"]
         counter.commands.clear()
+        few = db.create_many("User", [{"email": f"f{i}@count.test", "name": "F"} for i in range(ONE_COMMAND_BATCH)])
+        assert len(few) == ONE_COMMAND_BATCH
+        assert counter.commands == [f"bulkWrite astroChanges+users x{2 * ONE_COMMAND_BATCH}"]
+        counter.commands.clear()  # a larger batch: one insert_many of documents, one of records
         many = db.create_many("User", [{"email": f"m{i}@count.test", "name": "M"} for i in range(50)])
-        assert len(many) == 50 and counter.commands == ["bulkWrite astroChanges+users x100"]
+        assert len(many) == 50 and counter.commands == ["insert users", "insert astroChanges"]
         trail = db.audit_trail("User", user.id)
         assert [(e["action"], e["revision"]) for e in trail] == [("create", 0), ("update", 1)]
 
