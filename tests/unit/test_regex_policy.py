@@ -135,6 +135,8 @@ ACCEPTED_AT_THE_EDGE = [
     ("((a+)b){1}", ""), ("(a{2})+", ""), ("(?>a+)", ""),
     ("a*b*c*d*e*f*", ""), ("a{2}b{2}c{2}d{2}e{2}f{2}g{2}", ""),
     ("a #c", ""), ("a #c", "i"), (Regex("a #c", 0), ""),
+    # what follows a group holding an alternation repeats it only when it is a quantifier
+    ("(a|b)X", ""), ("(a|b)XX*", ""),
 ]
 REFUSED_AT_THE_EDGE = [
     # a | inside a repeated group, wherever the character classes around it end
@@ -151,6 +153,8 @@ REFUSED_AT_THE_EDGE = [
     # lookarounds and references wherever they are nested
     ("(x(?=y))", "lookahead"), ("(?:x|(?<=y)z)", "lookahead"), ("(?:a(?:b(?:c(?:d(?=e)))))", "lookahead"),
     (r"(a)(?:b\1)", "backreference"),
+    # ... inside a repeated group too, with or without a quantifier of their own
+    ("(?:(?=a)b)+", "lookahead"), ("(?:(?=a+)b)+", "holds a quantifier"), (r"(a)(?:b\1)+", "backreference"),
     # the quantifier budget counts through groups and branches
     ("a*b*c*d*e*f*g*", "more than 6"), ("(a*b*c*)(d*e*f*)g*", "more than 6"), ("(?:a*|b*|c*|d*)(e*f*g*)", "more than 6"),
     # comments, in verbose mode however it is asked for
@@ -175,3 +179,25 @@ def test_risky_patterns_at_the_edges_of_each_rule_are_refused_saying_why(case):
 def test_bytes_are_not_a_pattern():
     with pytest.raises(QueryError, match="must be a string, got bytes"):
         check_regex(b"abc", "name")
+
+
+FULL_MESSAGES = [
+    ("(a+)+", "a repeated group that itself holds a quantifier (like (a+)+)"),
+    ("(a|aa)+", "a repeated group holding an alternation (like (a|aa)+)"),
+    ("(?=a)b", "a lookahead or lookbehind"),
+    (r"(a)\1", "a backreference or conditional group"),
+    ("(?#c)a", "a comment (write the pattern without one)"),
+    ("a*b*c*d*e*f*g*", "more than 6 variable-length quantifiers"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "construct"), FULL_MESSAGES)
+def test_each_refusal_says_exactly_what_it_refused_and_what_to_do(pattern, construct):
+    with pytest.raises(QueryError) as caught:
+        check_regex(pattern, "name")
+    assert str(caught.value) == (f"regex on 'name' is refused: {construct} (the regex policy refuses what can make "
+                                 "matching take exponential time); match a prefix (^abc) or a simpler pattern")
+
+
+def test_options_default_to_none():
+    check_regex("a #c", "name")  # no options: not verbose, so "#c" is text, not a comment
