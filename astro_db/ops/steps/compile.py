@@ -35,11 +35,14 @@ def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def update(info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
     """An update validated value by value; the actor may not hand a document to someone else."""
-    with masked_errors(info.cls):
+    try:
         compiled = compile_update(info.cls, data)
         for op in ("$set", "$push", "$addToSet"):
             for key, value in compiled.update.get(op, {}).items():
                 q.check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
+    except ValidationError:
+        with masked_errors(info.cls):  # masks the messages and re-raises; nothing to do when none was raised
+            raise
     guard.update(compiled.update)
     return compiled
 
