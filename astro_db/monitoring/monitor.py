@@ -114,42 +114,54 @@ class Monitor:
     # --- service level ----------------------------------------------------------------------
 
     def note_query(self, model: str | None, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
-        """Remember the shape of a read's filter (and sort), for the advisor and the slow log.
+        """Remember the shape of a read's filter (and sort), for the advisor and the slow log
+        (of the ``record_operation`` that follows on this thread). The run step passes the
+        query to ``record_operation`` instead: one lock per call."""
+        key, entry, shape = self._shape_of(model, operation, filt, sort)
+        self._local.shape = shape  # rendered only if the call turns out slow
+        now = time.time()
+        with self._lock:
+            self._count_shape(key, entry, shape, sort, now)
 
-        The filter is masked only the first time its shape is seen: later calls find the entry
-        by the shape's hashable key (``shape_key``) and only count themselves."""
+    def record_operation(self, model: str | None, operation: str, seconds: float, error: str | None = None, *,
+                         query: tuple[Mapping[str, Any] | None, Any] | None = None) -> None:
+        """One service-level driver call: latency, error kind (an astro_db error class name),
+        and with ``query`` (a read's ``(filter, sort)``) its shape, all under one lock."""
+        ms = seconds * 1000.0
+        if query is None:
+            shape, self._local.shape = getattr(self._local, "shape", None), None
+        else:
+            key, entry, shape = self._shape_of(model, operation, *query)
+            now = time.time()
+        slow = ms >= self.slow_ms
+        with self._lock:
+            if query is not None:
+                self._count_shape(key, entry, shape, query[1], now)
+            self._stats(self._operations, model or NO_MODEL, operation).record(ms, error)
+            self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
+        if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
+            self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
+
+    def _shape_of(self, model: str | None, operation: str, filt: Mapping[str, Any] | None,
+                  sort: Any) -> tuple[Any, dict[str, Any] | None, Any]:
+        """``(key, recorded entry or None, masked shape)`` of a read: the filter is masked only
+        the first time its shape is seen (later calls find the entry by ``shape_key``)."""
         key = (model, operation, shape_key(filt or {}), shape_key(sort) if sort else "")
         entry = self._shapes.get(key)
-        now = time.time()
-        if entry is not None:
-            self._local.shape = entry["filter"]  # rendered only if the call turns out slow
-            with self._lock:
-                entry["count"] += 1
-                entry["last_seen"] = now
-            return
-        shape = mask(filt or {})
-        self._local.shape = shape
-        with self._lock:
+        return key, entry, entry["filter"] if entry is not None else mask(filt or {})
+
+    def _count_shape(self, key: Any, entry: dict[str, Any] | None, shape: Any, sort: Any, now: float) -> None:
+        """Count one read of a shape (under the lock); a new shape is kept while there is room."""
+        if entry is None:
             entry = self._shapes.get(key)
             if entry is None:
                 if len(self._shapes) >= MAX_SHAPES:
                     return
                 sort_keys = [[str(k), int(d)] for k, d in (sort or [])]
-                entry = self._shapes[key] = {"model": model, "operation": operation, "filter": shape, "sort": sort_keys,
+                entry = self._shapes[key] = {"model": key[0], "operation": key[1], "filter": shape, "sort": sort_keys,
                                              "count": 0, "call_site": _call_site()}
-            entry["count"] += 1
-            entry["last_seen"] = now
-
-    def record_operation(self, model: str | None, operation: str, seconds: float, error: str | None = None) -> None:
-        """One service-level driver call: latency, error kind (an astro_db error class name)."""
-        ms = seconds * 1000.0
-        shape, self._local.shape = getattr(self._local, "shape", None), None
-        slow = ms >= self.slow_ms
-        with self._lock:
-            self._stats(self._operations, model or NO_MODEL, operation).record(ms, error)
-            self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
-        if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
-            self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
+        entry["count"] += 1
+        entry["last_seen"] = now
 
     # --- driver level (called by listeners.py) ---------------------------------------------
 

@@ -21,6 +21,8 @@ from ..writes import new_document
 
 __all__ = ["filter", "find_options", "update", "documents", "pipeline"]
 
+_FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
+
 
 def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = False) -> dict[str, Any]:  # noqa: A001
     """A user filter validated against the model, in stored form (not yet scoped or sealed)."""
@@ -29,6 +31,8 @@ def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = F
 
 def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
     """``sort`` / ``limit`` / ``skip`` / ``projection`` / ``batch_size`` for PyMongo's ``find``."""
+    if all(options.get(name) is None for name in _FIND_OPTIONS):
+        return {}  # none given (the by-id find_one): nothing to validate
     return q.find_options(info.cls, options.get("sort"), options.get("limit", 0), options.get("skip", 0),
                           options.get("projection"), options.get("batch_size"))
 

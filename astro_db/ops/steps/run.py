@@ -4,7 +4,7 @@ This is the only place a driver call is made from: the circuit breaker is checke
 put under PyMongo's client-side timeout for what is left of the call's bound (``timeouts``),
 retried by the policy (``retry``; never inside a transaction, never a non-idempotent write:
 the caller says ``retry=False``), a failure is translated into the ``astro_db.errors`` tree,
-and the monitor records the latency and error kind (and a read's query shape).
+and the monitor records the latency and error kind (and a read's query shape) in one call.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
     name = f"{operation} on {info.name}" if info else operation
     model = info.name if info else None
     monitor = rt.monitor
-    if query is not None:
-        monitor.note_query(model, operation, *query)
     started = time.perf_counter()
     try:
         rt.breaker.before_call()
@@ -59,8 +57,8 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             rt.breaker.release_probe()
             raise
     except AstroDBError as exc:
-        monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__)
+        monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__, query=query)
         raise
     rt.breaker.record_success()
-    monitor.record_operation(model, operation, time.perf_counter() - started)
+    monitor.record_operation(model, operation, time.perf_counter() - started, query=query)
     return result
