@@ -12,7 +12,10 @@ run of ``--calls`` astro_db calls (``--sort cumulative`` for the chain, ``--only
 keep astro_db's own functions).
 
 ``--no-monitoring`` opens astro_db with ``monitoring=False`` (no PyMongo listeners), to see what
-event publishing costs. Figures, never assertions; the server's CPU is not in them.
+event publishing costs. ``--no-driver`` replaces astro_db's collections by ones that answer at
+once with a copy of a stored document (no driver, no I/O, no listeners): what is left is
+astro_db's own CPU per call, the steadiest figure on a noisy machine (the raw column is then 0).
+Figures, never assertions; the server's CPU is not in them.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def cpu_per_call(fn: Call, calls: int) -> float:
 Kind = tuple[Call, Call, Callable[[], None]]
 
 
+def nothing(i: int = 0) -> None:
+    """The raw side with ``--no-driver`` and the setup of the kinds that need none."""
+
+
 def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int, find_size: int) -> dict[str, Kind]:
     """Per kind: (raw call, astro_db call, setup run before each round, untimed)."""
     users, insights = raw["users"], raw["planetaryInsights"]
@@ -77,9 +84,6 @@ def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int
             {"$set": {"energyLevel": i % 101, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}},
             return_document=ReturnDocument.AFTER)
 
-    def nothing() -> None:
-        pass
-
     return {
         "create": (lambda i: users.insert_one(state["raw_users"][i]),
                    lambda i: db.create(User, state["astro_users"][i]), fresh_users),
@@ -95,6 +99,35 @@ def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int
     }
 
 
+class InstantCollection:
+    """A collection answering at once with copies of one stored document (``--no-driver``);
+    anything else (``database``, ``name``...) is the real collection's."""
+
+    def __init__(self, real: Any, doc: dict[str, Any]) -> None:
+        self.real, self.doc = real, doc
+
+    def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return dict(self.doc)
+
+    find_one_and_update = find_one
+
+    def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return [dict(self.doc) for _ in range(kwargs.get("limit") or 20)]
+
+    def insert_one(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def without_driver(db: Database, doc: dict[str, Any]) -> None:
+    """Point every model of ``db`` at an ``InstantCollection`` (the run step still runs)."""
+    rt = db.executor.runtime
+    real = rt.coll
+    rt.coll = lambda info: InstantCollection(real(info), doc)  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=40, help="calls per measured batch (default 40)")
@@ -106,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     parser.add_argument("--only", default="", help="a regex the printed functions' file:name must match (e.g. astro_db)")
     parser.add_argument("--no-monitoring", action="store_true", help="astro_db with monitoring=False")
+    parser.add_argument("--no-driver", action="store_true", help="astro_db's own CPU: collections that answer at once")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
 
@@ -125,7 +159,11 @@ def main(argv: list[str] | None = None) -> None:
         raw["planetaryInsights"].insert_many(seed)
         raw["users"].insert_many([stored_user(n, "seed") for n in range(100)])
         table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size)
-        print(f"# nx-27017, hooks off{', monitoring off' if args.no_monitoring else ''}; {args.rounds} batches of "
+        if args.no_driver:
+            without_driver(db, seed[0])
+            table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
+        mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
+        print(f"# nx-27017, hooks off{mode}; {args.rounds} batches of "
               f"{args.batch} calls per side, interleaved (+1 warm-up): median client CPU per call in microseconds")
         print(f"{'call':<10} {'raw':>8} {'astro_db':>9} {'overhead':>9} {'ratio':>6}")
         for kind in kinds:
@@ -141,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
                 raws.append(a if first is raw_call else b)
                 astros.append(b if first is raw_call else a)
             raw_med, astro_med = statistics.median(raws), statistics.median(astros)
-            print(f"{kind:<10} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {astro_med / raw_med:>5.2f}x",
+            ratio = f"{astro_med / raw_med:>5.2f}x" if raw_med >= 1 else "     -"
+            print(f"{kind:<10} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {ratio}",
                   flush=True)
         if args.top:
             for kind in kinds:
