@@ -174,6 +174,8 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
             return _INVALID
         if py is not None:
             py[fp.name] = value
+        if fp.mongo_is_python and not converted:
+            return value  # to_mongo would give it back unchanged (plan.FieldPlan.mongo_is_python)
         return fp.to_mongo(value)
     if kind is EMBEDDED:
         sub_py: dict[str, Any] | None = {} if py is not None else None
