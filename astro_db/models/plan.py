@@ -28,7 +28,7 @@ class FieldPlan:
     """One field: its names, kind, default and bound methods; ``sub``/``item`` for containers."""
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
-                 "to_mongo", "mongo_is_python", "check", "sub", "item")
+                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -40,6 +40,8 @@ class FieldPlan:
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python
         self.mongo_is_python = _mongo_is_python(field)
+        # to_python returns its argument (BaseField's own): hydration stores the value as read
+        self.python_is_identity = type(field).to_python is BaseField.to_python
         # MongoEngine's _validate checks choices and a validation callable, then calls validate
         self.check: Callable[[Any], None] = (
             field._validate if field.choices or field.validation is not None else field.validate)

@@ -74,3 +74,18 @@ def test_the_validate_shortcut_is_taken_only_without_choices_or_a_validation_cal
     assert field_plan(with_choices).check == with_choices._validate
     assert field_plan(with_callable).check == with_callable._validate
     assert BaseField._validate is not BaseField.validate
+
+
+@pytest.mark.parametrize("fp", every_leaf_plan(), ids=lambda fp: f"{type(fp.field).__name__}:{fp.stored}")
+def test_hydration_skips_to_python_only_where_it_is_the_identity(fp: FieldPlan) -> None:
+    if not fp.python_is_identity:
+        pytest.skip("to_python is called for this field")
+    for sample in SAMPLES:
+        assert fp.to_python(sample) is sample
+
+
+def test_containers_and_converting_fields_are_never_taken_as_is() -> None:
+    for model in MODELS.values():
+        for fp in doc_plan(model).fields:
+            if fp.kind in (EMBEDDED, LIST) or type(fp.field).to_python is not BaseField.to_python:
+                assert not fp.python_is_identity, fp.stored
