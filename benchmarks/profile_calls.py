@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                 raws.append(a if first is raw_call else b)
                 astros.append(b if first is raw_call else a)
             raw_med, astro_med = statistics.median(raws), statistics.median(astros)
-            ratio = f"{astro_med / raw_med:>5.2f}x" if raw_med >= 1 else "     -"
+            ratio = "     -" if args.no_driver or not raw_med else f"{astro_med / raw_med:>5.2f}x"
             print(f"{kind:<10} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {ratio}",
                   flush=True)
         if args.top:
