@@ -119,11 +119,11 @@ def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str,
     ``strict=True`` refuses operator objects anywhere a value is expected: use it for values
     that must be literals (a login by email), so ``{"email": {"$ne": null}}`` cannot match all.
     """
-    if query is None:
-        return {}
-    if not isinstance(query, Mapping):
-        raise QueryError(f"a query must be a dict of field -> value, got {type(query).__name__}")
     if type(query) is not dict:
+        if query is None:
+            return {}
+        if not isinstance(query, Mapping):
+            raise QueryError(f"a query must be a dict of field -> value, got {type(query).__name__}")
         return _compile_mapping(model, query, strict, depth=0, prefix="")
     key = (model, *query)
     plan = _FILTER_PLANS.get(key)

@@ -31,7 +31,10 @@ def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = F
 
 def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
     """``sort`` / ``limit`` / ``skip`` / ``projection`` / ``batch_size`` for PyMongo's ``find``."""
-    if all(options.get(name) is None for name in _FIND_OPTIONS):
+    for name in _FIND_OPTIONS:
+        if options.get(name) is not None:
+            break
+    else:
         return {}  # none given (the by-id find_one): nothing to validate
     return q.find_options(info.cls, options.get("sort"), options.get("limit", 0), options.get("skip", 0),
                           options.get("projection"), options.get("batch_size"))
