@@ -87,7 +87,7 @@ class Monitor:
         self._window = RateWindow(getattr(config, "health_window_s", 60))
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
-        self._shapes: dict[tuple[str | None, str, str, str], dict[str, Any]] = {}
+        self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}  # (model, operation, shape_key, sort key)
         self._inflight: dict[Any, tuple[str, Any]] = {}
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         # check-out waits (a float, or None when the driver gave none) and check-ins (_CHECKED_IN),

@@ -5,11 +5,9 @@ into a stored-form filter, accepting only whitelisted operators: code-running op
 (``$where``, ``$function``, ``$accumulator``, ``$expr``) and unknown fields or operators raise
 ``QueryError``. Updates are checked in ``updates``, aggregation pipelines in ``pipeline``.
 
-A filter of plain field names is planned once per shape (the model and its keys in order; never
-the values): each key's stored name and what its values must become. A later filter of that
-shape whose values are all plain literals (str, int, float, bool, None, ObjectId, datetime) only
-has its values coerced and checked; any other value (an operator object, a regex, a list) takes
-the full compile. ``MAX_FILTER_PLANS`` shapes are kept.
+A filter of plain field names is planned once per shape (the model and its keys, never the
+values); a later filter of that shape whose values are plain literals only has them coerced and
+checked, anything else (operators, regexes, lists) takes the full compile.
 """
 
 from __future__ import annotations
@@ -138,14 +136,9 @@ def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str,
         return _compile_mapping(model, query, strict, depth=0, prefix="")
     out = _compile_mapping(model, query, strict, depth=0, prefix="")
     if len(_FILTER_PLANS) < MAX_FILTER_PLANS and all(isinstance(k, str) and not k.startswith("$") for k in query):
-        _FILTER_PLANS[key] = tuple(_plan_key(model, k) for k in query)
+        resolved = [paths.resolve(model, k) for k in query]  # each key's stored name and value kind
+        _FILTER_PLANS[key] = tuple((r.stored, field_kind(r.field) if r.stored != "_id" else "objectid") for r in resolved)
     return out
-
-
-def _plan_key(model: Any, key: str) -> tuple[str, str]:
-    """A planned filter key: its stored name and the kind its literal values are coerced to."""
-    resolved = paths.resolve(model, key)
-    return resolved.stored, field_kind(resolved.field) if resolved.stored != "_id" else "objectid"
 
 
 def _compile_mapping(model: Any, query: Mapping[str, Any], strict: bool, depth: int, prefix: str) -> dict[str, Any]:
