@@ -160,3 +160,24 @@ def test_pool_event_still_takes_check_outs_and_check_ins_by_name() -> None:
     raw = mon.raw()
     assert raw["pool"]["checkouts"] == 2 and raw["pool"]["checked_out"] == 1 and raw["pool_wait"].count == 2
     assert mon.pool_figures()["saturation"] == 0.25
+
+
+def test_concurrent_reads_of_new_shapes_are_each_recorded_once_and_all_counted() -> None:
+    mon = monitor()
+    threads, calls = 8, 500
+    start = threading.Barrier(threads)
+    filters = [{"email": SECRET}, {"_id": ObjectId()}, {"age": {"$gt": 3}}]
+
+    def work() -> None:
+        start.wait()  # every thread meets the three shapes for the first time together
+        for i in range(calls):
+            mon.record_operation("User", "find", 0.001, query=(filters[i % 3], None))
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    shapes = mon.query_shapes()
+    assert len(shapes) == 3 and sum(entry["count"] for entry in shapes) == threads * calls
+    assert mon.snapshot()["operations"]["User"]["find"]["count"] == threads * calls
