@@ -107,6 +107,8 @@ class QueryCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        # the keys of each model's entries: a write drops its model's entries without a scan
+        self._by_model: dict[str, set[CacheKey]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0  # advanced by every full drop: a read begun before one stores nothing
         self._documents = 0
@@ -241,6 +243,7 @@ class QueryCache:
             if key in self._entries:
                 self._remove_locked(key)
             self._entries[key] = _Entry(stored, self._clock() + self.ttl_s, weight)
+            self._by_model.setdefault(key[0], set()).add(key)
             self._documents += weight
             while len(self._entries) > self.max_entries or self._documents > self.max_documents:
                 oldest = next(iter(self._entries))
@@ -251,6 +254,11 @@ class QueryCache:
     def _remove_locked(self, key: CacheKey) -> None:
         entry = self._entries.pop(key)
         self._documents -= entry.weight
+        keys = self._by_model.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_model[key[0]]
 
     # --- invalidation ------------------------------------------------------------------------
 
@@ -284,12 +292,12 @@ class QueryCache:
     def _drop_locally(self, model: str | None) -> int:
         with self._lock:
             if model is None:
-                for name in {k[0] for k in self._entries}:
+                for name in list(self._by_model):
                     self._generation[name] = self._generation.get(name, 0) + 1
                 keys = list(self._entries)
             else:
                 self._generation[model] = self._generation.get(model, 0) + 1
-                keys = [k for k in self._entries if k[0] == model]
+                keys = list(self._by_model.get(model, ()))
             for key in keys:
                 self._remove_locked(key)
             self._counts["invalidations"] += len(keys)

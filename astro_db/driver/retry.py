@@ -161,6 +161,8 @@ class CircuitBreaker:
 
     def before_call(self) -> None:
         """Raise ``DatabaseConnectionError`` at once while open; let one probe through after."""
+        if self._opened_at is None:  # closed: no lock (a failure racing this call opens it for the next)
+            return
         with self._lock:
             state = self._state()
             if state == "closed":
@@ -176,6 +178,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The server answered: close the breaker and forget past failures."""
+        if self._failures == 0 and self._opened_at is None and not self._probing:
+            return  # nothing to forget: the common case takes no lock
         with self._lock:
             if self._opened_at is not None:
                 log.warning("circuit breaker closed: MongoDB answers again")

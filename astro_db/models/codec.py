@@ -22,7 +22,8 @@ from .hydrate import hydrate, hydrate_many
 from .paths import resolve
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
-__all__ = ["encode_new", "encode_value", "validate_stored", "hydrate", "hydrate_many", "REQUIRED", "SERVICE_FIELDS"]
+__all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many",
+           "REQUIRED", "SERVICE_FIELDS"]
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
@@ -91,6 +92,13 @@ def encode_value(model_cls: type, stored_path: str, value: Any, for_item: bool =
     Setting an embedded document or a whole list re-runs all of its rules; ``None`` is allowed
     only for fields that are not required. Raises ``ValidationError`` keyed by the stored path.
     """
+    return encode_planned(value_plan(model_cls, stored_path, for_item), value, for_item)
+
+
+def value_plan(model_cls: type, stored_path: str, for_item: bool = False) -> tuple[FieldPlan, str]:
+    """What ``encode_value`` needs to know about a path, independent of the value: the field
+    plan the value is checked against and the stored path errors are keyed by. ``QueryError``
+    when the path cannot be set (or is not a list, ``for_item=True``)."""
     resolved = resolve(model_cls, stored_path)
     if resolved.field is None:
         raise QueryError(f"cannot set {stored_path!r} on {model_cls.__name__}")
@@ -99,14 +107,21 @@ def encode_value(model_cls: type, stored_path: str, value: Any, for_item: bool =
         if fp.item is None:
             raise QueryError(f"{resolved.stored!r} on {model_cls.__name__} is not a list")
         fp = fp.item
+    return fp, resolved.stored
+
+
+def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = False) -> Any:
+    """``encode_value`` with the path already planned (``value_plan``): every value is still
+    checked against every rule of its field."""
+    fp, stored = plan
     if value is None:
         if for_item:
-            raise ValidationError(errors={resolved.stored: "a list item must not be null"})
+            raise ValidationError(errors={stored: "a list item must not be null"})
         if fp.required:
-            raise ValidationError(errors={resolved.stored: REQUIRED})
+            raise ValidationError(errors={stored: REQUIRED})
         return None
     errors: dict[str, str] = {}
-    out = _encode_field(fp, value, resolved.stored, errors, None, converted=False)
+    out = _encode_field(fp, value, stored, errors, None, converted=False)
     if errors:
         raise ValidationError(errors=errors)
     return out
@@ -159,6 +174,8 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
             return _INVALID
         if py is not None:
             py[fp.name] = value
+        if fp.mongo_is_python and not converted:
+            return value  # to_mongo would give it back unchanged (plan.FieldPlan.mongo_is_python)
         return fp.to_mongo(value)
     if kind is EMBEDDED:
         sub_py: dict[str, Any] | None = {} if py is not None else None

@@ -69,7 +69,7 @@ def _build(plan: DocPlan, son: dict[str, Any], created: bool) -> Any:
         if fp is None:
             data[key] = value  # unknown stored key: kept, as strict=False MongoEngine does
         elif value is not None:
-            data[fp.name] = _convert(fp, value, obj)
+            data[fp.name] = value if fp.python_is_identity else _convert(fp, value, obj)
     for fp in plan.fields:
         if data.get(fp.name) is None:
             data[fp.name] = fp.make_default()

@@ -13,16 +13,22 @@ from typing import Any
 from mongoengine.base import BaseField
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
+from .fields import StrictObjectIdField, TextField, UserRefField, UTCDateTimeField
+
 __all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
 
 LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
+
+_MONGO_IS_PYTHON = frozenset({BaseField.to_mongo, StrictObjectIdField.to_mongo, UTCDateTimeField.to_mongo})
+_IDEMPOTENT_TO_PYTHON = frozenset({BaseField.to_python, TextField.to_python, StrictObjectIdField.to_python,
+                                   UserRefField.to_python, UTCDateTimeField.to_python})
 
 
 class FieldPlan:
     """One field: its names, kind, default and bound methods; ``sub``/``item`` for containers."""
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
-                 "to_mongo", "check", "sub", "item")
+                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -32,7 +38,13 @@ class FieldPlan:
         self.default = field.default
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
-        self.check: Callable[[Any], None] = field._validate
+        # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python
+        self.mongo_is_python = _mongo_is_python(field)
+        # to_python returns its argument (BaseField's own): hydration stores the value as read
+        self.python_is_identity = type(field).to_python is BaseField.to_python
+        # MongoEngine's _validate checks choices and a validation callable, then calls validate
+        self.check: Callable[[Any], None] = (
+            field._validate if field.choices or field.validation is not None else field.validate)
         self.sub: Any = None  # the DocPlan of an embedded document (EMBEDDED)
         self.item: Any = None  # the FieldPlan of a list's items (LIST)
         if isinstance(field, EmbeddedDocumentField):
@@ -48,6 +60,14 @@ class FieldPlan:
         """The field's default (called if callable), as MongoEngine's ``__set__`` applies it."""
         default = self.default
         return default() if callable(default) else default
+
+
+def _mongo_is_python(field: BaseField) -> bool:
+    """Whether ``field.to_mongo`` returns a value of ``field.to_python`` unchanged: its
+    ``to_mongo`` is its ``to_python`` and that is idempotent (identity, a strip, an id parse, a
+    UTC conversion). Only our own and MongoEngine's base classes are trusted, by exact method."""
+    cls = type(field)
+    return cls.to_mongo in _MONGO_IS_PYTHON and cls.to_python in _IDEMPOTENT_TO_PYTHON
 
 
 class DocPlan:

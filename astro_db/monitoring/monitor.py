@@ -10,7 +10,11 @@ PyMongo listeners are registered on it). It is fed from two levels:
 - the driver: ``listeners.py`` turns PyMongo command, pool and heartbeat events into calls here.
 
 Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
-guarded by one lock; no literal query value is ever kept or logged, only shapes.
+guarded by one lock; no literal query value is ever kept or logged, only shapes. What runs on
+every call is kept short: a read's shape is masked once per distinct shape (later calls find it
+by ``shapes.shape_key``), and the pool's check-outs and check-ins (two events per driver call)
+are appended to a queue without the lock and folded into the pool figures when they are read
+(or every ``POOL_FOLD_AT`` events), so the driver's calling thread never waits on the monitor.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow
-from .shapes import command_shape, mask, shape_text
+from .shapes import command_shape, mask, shape_key, shape_text
 
 __all__ = ["Monitor", "CLIENT_ERRORS"]
 
@@ -40,6 +44,7 @@ MAX_KEYS = 1000  # distinct (model, operation) pairs kept per table; more fold i
 MAX_SHAPES = 500  # distinct query shapes kept for the advisor
 MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
 RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
+POOL_FOLD_AT = 1024  # pending check-out/check-in events folded into the pool figures at the latest
 NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
 
 
@@ -82,9 +87,12 @@ class Monitor:
         self._window = RateWindow(getattr(config, "health_window_s", 60))
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
-        self._shapes: dict[tuple[str | None, str, str, str], dict[str, Any]] = {}
-        self._inflight: dict[Any, tuple[str, str, Any]] = {}
+        self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}  # (model, operation, shape_key, sort key)
+        self._inflight: dict[Any, tuple[str, Any]] = {}
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
+        # check-out waits (a float, or None when the driver gave none) and check-ins (_CHECKED_IN),
+        # appended lock-free by the pool listener; deque.append and popleft are atomic
+        self._pool_pending: collections.deque[Any] = collections.deque()
         self._pool_failures: dict[str, int] = {}
         self._pool_wait = LatencyHistogram()
         self._beats: dict[str, Any] = {
@@ -106,49 +114,95 @@ class Monitor:
     # --- service level ----------------------------------------------------------------------
 
     def note_query(self, model: str | None, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
-        """Remember the shape of a read's filter (and sort), for the advisor and the slow log."""
-        shape = mask(filt or {})
+        """Remember the shape of a read's filter (and sort), for the advisor and the slow log
+        (of the ``record_operation`` that follows on this thread). The run step passes the
+        query to ``record_operation`` instead: one lock per call."""
+        key, entry, shape = self._shape_of(model, operation, filt, sort)
         self._local.shape = shape  # rendered only if the call turns out slow
-        key = (model, operation, repr(shape), repr(sort) if sort else "")
         now = time.time()
         with self._lock:
+            self._count_shape(key, entry, shape, sort, now)
+
+    def record_operation(self, model: str | None, operation: str, seconds: float, error: str | None = None, *,
+                         query: tuple[Mapping[str, Any] | None, Any] | None = None) -> None:
+        """One service-level driver call: latency, error kind (an astro_db error class name),
+        and with ``query`` (a read's ``(filter, sort)``) its shape, all under one lock."""
+        ms = seconds * 1000.0
+        if query is None:
+            shape, self._local.shape = getattr(self._local, "shape", None), None
+        else:
+            key, entry, shape = self._shape_of(model, operation, *query)
+            now = time.time()
+        slow = ms >= self.slow_ms
+        with self._lock:
+            if query is not None:
+                self._count_shape(key, entry, shape, query[1], now)
+            self._stats(self._operations, model or NO_MODEL, operation).record(ms, error)
+            self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
+        if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
+            self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
+
+    def _shape_of(self, model: str | None, operation: str, filt: Mapping[str, Any] | None,
+                  sort: Any) -> tuple[Any, dict[str, Any] | None, Any]:
+        """``(key, recorded entry or None, masked shape)`` of a read: the filter is masked only
+        the first time its shape is seen (later calls find the entry by ``shape_key``)."""
+        key = (model, operation, shape_key(filt or {}), shape_key(sort) if sort else "")
+        entry = self._shapes.get(key)
+        return key, entry, entry["filter"] if entry is not None else mask(filt or {})
+
+    def _count_shape(self, key: Any, entry: dict[str, Any] | None, shape: Any, sort: Any, now: float) -> None:
+        """Count one read of a shape (under the lock); a new shape is kept while there is room."""
+        if entry is None:
             entry = self._shapes.get(key)
             if entry is None:
                 if len(self._shapes) >= MAX_SHAPES:
                     return
                 sort_keys = [[str(k), int(d)] for k, d in (sort or [])]
-                entry = self._shapes[key] = {"model": model, "operation": operation, "filter": shape, "sort": sort_keys,
+                entry = self._shapes[key] = {"model": key[0], "operation": key[1], "filter": shape, "sort": sort_keys,
                                              "count": 0, "call_site": _call_site()}
-            entry["count"] += 1
-            entry["last_seen"] = now
-
-    def record_operation(self, model: str | None, operation: str, seconds: float, error: str | None = None) -> None:
-        """One service-level driver call: latency, error kind (an astro_db error class name)."""
-        ms = seconds * 1000.0
-        shape, self._local.shape = getattr(self._local, "shape", None), None
-        slow = ms >= self.slow_ms
-        with self._lock:
-            self._stats(self._operations, model or NO_MODEL, operation).record(ms, error)
-            self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
-        if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
-            self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
+        entry["count"] += 1
+        entry["last_seen"] = now
 
     # --- driver level (called by listeners.py) ---------------------------------------------
 
     def command_started(self, key: Any, command_name: str, command: Mapping[str, Any]) -> None:
         if len(self._inflight) >= MAX_INFLIGHT:
             self._inflight.clear()
-        self._inflight[key] = (self.model_of(_collection_of(command, command_name)), command_name, command)
+        self._inflight[key] = (command_name, command)  # the model is looked up when it finishes
 
     def command_finished(self, key: Any, command_name: str, duration_micros: int, error: str | None) -> None:
-        model, name, command = self._inflight.pop(key, (NO_MODEL, command_name, None))
+        name, command = self._inflight.pop(key, (command_name, None))
+        model = NO_MODEL if command is None else self.model_of(_collection_of(command, name))
         ms = duration_micros / 1000.0
         with self._lock:
             self._stats(self._commands, model, name).record(ms, error)
         if ms >= self.slow_ms and command is not None:
             self._log_slow(model, name, ms, shape_text(command_shape(command, name)))
 
+    def checked_out(self, wait_s: float | None) -> None:
+        """A connection was checked out after waiting ``wait_s`` (lock-free; folded on reading)."""
+        self._pool_pending.append(wait_s)
+        if len(self._pool_pending) >= POOL_FOLD_AT:
+            with self._lock:
+                self._fold_pool()
+
+    def checked_in(self) -> None:
+        """A connection went back to the pool (lock-free; folded on reading)."""
+        self._pool_pending.append(_CHECKED_IN)
+        if len(self._pool_pending) >= POOL_FOLD_AT:
+            with self._lock:
+                self._fold_pool()
+
     def pool_event(self, kind: str, wait_s: float | None = None, reason: str | None = None) -> None:
+        """A pool event by kind (``created``, ``closed``, ``cleared``, ``check_out_failed``, and
+        ``checked_out`` / ``checked_in``, which the listener reports through the lock-free
+        ``checked_out`` / ``checked_in``)."""
+        if kind == "checked_out":
+            self.checked_out(wait_s)
+            return
+        if kind == "checked_in":
+            self.checked_in()
+            return
         with self._lock:
             pool = self._pool
             if kind == "created":
@@ -157,13 +211,6 @@ class Monitor:
             elif kind == "closed":
                 pool["closed"] += 1
                 pool["open"] = max(0, pool["open"] - 1)
-            elif kind == "checked_out":
-                pool["checkouts"] += 1
-                pool["checked_out"] += 1
-                if wait_s is not None:
-                    self._pool_wait.record(wait_s * 1000.0)
-            elif kind == "checked_in":
-                pool["checked_out"] = max(0, pool["checked_out"] - 1)
             elif kind == "check_out_failed":
                 name = str(reason or "unknown")
                 self._pool_failures[name] = self._pool_failures.get(name, 0) + 1
@@ -190,6 +237,7 @@ class Monitor:
     def snapshot(self) -> dict[str, Any]:
         """Every figure as a JSON-ready dict (see docs/monitoring.md)."""
         with self._lock:
+            self._fold_pool()
             return {
                 "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
                 "uptime_s": round(time.time() - self._started, 3),
@@ -205,6 +253,7 @@ class Monitor:
 
     def pool_figures(self) -> dict[str, Any]:
         with self._lock:
+            self._fold_pool()
             return self._pool_figures()
 
     def heartbeat_figures(self) -> dict[str, Any]:
@@ -232,6 +281,7 @@ class Monitor:
             return out
 
         with self._lock:
+            self._fold_pool()
             wait = LatencyHistogram()
             wait.counts, wait.count, wait.sum_ms = list(self._pool_wait.counts), self._pool_wait.count, self._pool_wait.sum_ms
             return {
@@ -255,6 +305,22 @@ class Monitor:
             if stats is None:
                 stats = table[(model, operation)] = _Stats()
         return stats
+
+    def _fold_pool(self) -> None:
+        """Fold the pending check-outs and check-ins into the pool figures (under the lock)."""
+        pending, pool, wait = self._pool_pending, self._pool, self._pool_wait
+        while True:
+            try:
+                event = pending.popleft()
+            except IndexError:
+                return
+            if event is _CHECKED_IN:
+                pool["checked_out"] = max(0, pool["checked_out"] - 1)
+                continue
+            pool["checkouts"] += 1
+            pool["checked_out"] += 1
+            if event is not None:
+                wait.record(event * 1000.0)
 
     def _pool_figures(self) -> dict[str, Any]:
         figures = dict(self._pool)
@@ -281,6 +347,7 @@ class Monitor:
         )
 
 
+_CHECKED_IN = object()  # a check-in in ``Monitor._pool_pending`` (check-outs are their wait)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 

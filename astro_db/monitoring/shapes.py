@@ -17,7 +17,7 @@ from typing import Any
 
 from bson import ObjectId
 
-__all__ = ["mask", "shape_text", "command_shape", "filter_fields", "placeholder_filter"]
+__all__ = ["mask", "shape_key", "shape_text", "command_shape", "filter_fields", "placeholder_filter"]
 
 MAX_SHAPE_CHARS = 2000
 _DRIVER_KEYS = {
@@ -83,6 +83,38 @@ def mask(value: Any) -> Any:
                 out.append(shaped)
         return out
     return _leaf(value)
+
+
+def shape_key(value: Any) -> Any:
+    """A hashable stand-in for ``mask(value)``: equal exactly when the masked shapes are equal.
+
+    Cheaper than ``mask`` plus ``repr`` (no dicts built, nothing rendered), so the monitor can
+    find a filter's recorded shape on every call and mask it only the first time it is seen.
+    Dicts become tuples of ``(key, shape_key)`` pairs sorted by key (masked dicts compare
+    equal whatever their key order), lists and tuples ``("[", ...)`` with the distinct item keys
+    in first-seen order (as ``mask`` keeps them).
+    """
+    kind = type(value)
+    leaf = _LEAF_BY_TYPE.get(kind)
+    if leaf is not None:
+        return leaf
+    if kind is dict or isinstance(value, Mapping):
+        pairs = [(str(k), shape_key(v)) for k, v in value.items()]
+        if len(pairs) > 1:
+            pairs.sort(key=_first)
+        return tuple(pairs)
+    if kind is list or isinstance(value, (list, tuple)):
+        out: list[Any] = ["["]
+        for item in value:
+            keyed = shape_key(item)
+            if keyed not in out:
+                out.append(keyed)
+        return tuple(out)
+    return _leaf(value)
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
 
 
 def shape_text(shape: Any) -> str:

@@ -4,6 +4,10 @@
 into a stored-form filter, accepting only whitelisted operators: code-running operators
 (``$where``, ``$function``, ``$accumulator``, ``$expr``) and unknown fields or operators raise
 ``QueryError``. Updates are checked in ``updates``, aggregation pipelines in ``pipeline``.
+
+A filter of plain field names is planned once per shape (the model and its keys, never the
+values); a later filter of that shape whose values are plain literals only has them coerced and
+checked, anything else (operators, regexes, lists) takes the full compile.
 """
 
 from __future__ import annotations
@@ -101,17 +105,40 @@ def _number_bounds(field: Any) -> tuple[Any, Any]:
 # --- filters -----------------------------------------------------------------------------------
 
 
+MAX_FILTER_PLANS = 1024
+# the values a planned filter takes as they are (exact types: a subclass takes the full compile)
+_LITERAL_TYPES = frozenset({str, int, float, bool, type(None), ObjectId, _dt.datetime})
+_FILTER_PLANS: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
+
+
 def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str, Any]:
     """Validate ``query`` for ``model`` and return it in stored form.
 
     ``strict=True`` refuses operator objects anywhere a value is expected: use it for values
     that must be literals (a login by email), so ``{"email": {"$ne": null}}`` cannot match all.
     """
-    if query is None:
-        return {}
-    if not isinstance(query, Mapping):
-        raise QueryError(f"a query must be a dict of field -> value, got {type(query).__name__}")
-    return _compile_mapping(model, query, strict, depth=0, prefix="")
+    if type(query) is not dict:
+        if query is None:
+            return {}
+        if not isinstance(query, Mapping):
+            raise QueryError(f"a query must be a dict of field -> value, got {type(query).__name__}")
+        return _compile_mapping(model, query, strict, depth=0, prefix="")
+    key = (model, *query)
+    plan = _FILTER_PLANS.get(key)
+    if plan is not None:
+        out: dict[str, Any] = {}
+        for (stored, kind), value in zip(plan, query.values()):
+            if type(value) not in _LITERAL_TYPES:
+                break
+            out[stored] = _coerce_kind(kind, stored, value)
+        else:
+            return out
+        return _compile_mapping(model, query, strict, depth=0, prefix="")
+    out = _compile_mapping(model, query, strict, depth=0, prefix="")
+    if len(_FILTER_PLANS) < MAX_FILTER_PLANS and all(isinstance(k, str) and not k.startswith("$") for k in query):
+        resolved = [paths.resolve(model, k) for k in query]  # each key's stored name and value kind
+        _FILTER_PLANS[key] = tuple((r.stored, field_kind(r.field) if r.stored != "_id" else "objectid") for r in resolved)
+    return out
 
 
 def _compile_mapping(model: Any, query: Mapping[str, Any], strict: bool, depth: int, prefix: str) -> dict[str, Any]:
@@ -250,16 +277,21 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
 def _coerce(resolved: Any, value: Any) -> Any:
     """Convert a literal to its stored type: hex ids to ObjectId, ISO strings to datetimes."""
     kind = field_kind(resolved.field) if resolved.stored != "_id" else "objectid"
+    return _coerce_kind(kind, resolved.stored, value)
+
+
+def _coerce_kind(kind: str, stored: str, value: Any) -> Any:
+    """``_coerce`` for a field of ``kind`` (``field_kind``) stored as ``stored``."""
     if kind == "objectid" and not isinstance(value, ObjectId) and value is not None:
-        return coerce_id(value, resolved.stored)
+        return coerce_id(value, stored)
     if kind == "date" and isinstance(value, str):
-        return _parse_date(value, resolved.stored)
+        return _parse_date(value, stored)
     if isinstance(value, (list, tuple)):
-        return [_coerce(resolved, v) for v in value]
+        return [_coerce_kind(kind, stored, v) for v in value]
     if isinstance(value, str) and len(value) > 16_384:
-        raise QueryError(f"value for {resolved.stored!r} is longer than 16384 characters")
+        raise QueryError(f"value for {stored!r} is longer than 16384 characters")
     if not isinstance(value, (str, int, float, bool, ObjectId, _dt.datetime, type(None), list, tuple)):
-        raise QueryError(f"value for {resolved.stored!r} has unsupported type {type(value).__name__}")
+        raise QueryError(f"value for {stored!r} has unsupported type {type(value).__name__}")
     return value
 
 

@@ -7,6 +7,13 @@ outside any list gets a filter guard keeping the result in range. An update that
 ``positions.$[].degree``) is marked ``touches_lists``: its list rules (length, uniqueness, order)
 and the bounds of the items depend on the stored document, so ``writes`` computes the whole
 post-image, validates it, and writes it by compare-and-set on the version key ``__v``.
+
+What depends only on an update's *shape* (the model, the operators and the field names, in
+order; never the values) is planned once and cached (``MAX_PLANS`` shapes): each name's stored
+path and field, whether it reaches into a list, and the refusals that follow from the names
+alone (``_id``, service fields, positional forms, overlapping paths). A shape is cached only
+after an update of that shape compiled cleanly, and the values of every later update of it are
+still validated one by one against their fields.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
@@ -64,6 +71,29 @@ _INDEX = re.compile(r"0|[1-9][0-9]{0,3}")
 _LIST_OPS = {"$push", "$addToSet", "$pull"}
 
 
+MAX_PLANS = 1024  # update shapes planned per process; past it, new shapes are compiled unplanned
+
+
+class _Step(NamedTuple):
+    """One field of a planned update: everything about it that does not depend on its value."""
+
+    op: str
+    stored: str
+    resolved: Any  # paths.ResolvedPath
+    in_list: bool
+    value_plan: Any  # codec.value_plan for a $set, else None
+
+
+class _Plan(NamedTuple):
+    steps: tuple[_Step, ...]
+    ops: tuple[str, ...]
+    changed: tuple[str, ...]
+    list_roots: tuple[str, ...]
+
+
+_PLANS: dict[Any, _Plan] = {}
+
+
 def compile_update(model: Any, data: Any) -> CompiledUpdate:
     """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
     $addToSet are accepted, and every value set is validated against its field."""
@@ -74,6 +104,51 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
         raise QueryError("an update mixes operators ($set ...) and plain fields; use one form")
     if not ops:
         data = {"$set": data}
+    key = _shape(model, data)
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is not None:
+        return _compile_planned(model, plan, data)
+    compiled, plan = _compile_unplanned(model, data)
+    if key is not None and len(_PLANS) < MAX_PLANS:
+        _PLANS[key] = plan
+    return compiled
+
+
+def _shape(model: Any, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The cache key of an update: the model and its operators and field names in order
+    (``None``, not cached, for anything but plain dicts)."""
+    parts: list[Any] = [model]
+    for op, spec in data.items():
+        if type(spec) is not dict:
+            return None
+        parts.append(op)
+        parts.append(tuple(spec))
+    return tuple(parts)
+
+
+def _compile_planned(model: Any, plan: _Plan, data: Mapping[str, Any]) -> CompiledUpdate:
+    """An update of a planned shape: only the values are left to validate (in the same order)."""
+    update: dict[str, dict[str, Any]] = {op: {} for op in plan.ops}
+    guards: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    values = [value for spec in data.values() for value in spec.values()]
+    for step, value in zip(plan.steps, values):
+        try:
+            if step.value_plan is not None:
+                update[step.op][step.stored] = codec.encode_planned(step.value_plan, value)
+            else:
+                update[step.op][step.stored] = _compile_update_value(
+                    model, step.op, step.resolved, value, guards if not step.in_list else {})
+        except ValidationError as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise ValidationError(errors=errors)
+    return CompiledUpdate(update, list(plan.changed), guards, plan.list_roots)
+
+
+def _compile_unplanned(model: Any, data: Mapping[str, Any]) -> tuple[CompiledUpdate, _Plan]:
+    """Compile an update name by name and value by value, and plan its shape on the way."""
+    steps: list[_Step] = []
     update: dict[str, dict[str, Any]] = {}
     changed: list[str] = []
     guards: dict[str, Any] = {}
@@ -98,6 +173,8 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
             in_list = _through_list(model, op, stored)
             if in_list or _holds_list(resolved.field) or op in _LIST_OPS:
                 list_roots.append(stored.split(".")[0])
+            value_plan = codec.value_plan(model, stored) if op == "$set" else None
+            steps.append(_Step(op, stored, resolved, in_list, value_plan))
             try:
                 out[stored] = _compile_update_value(model, op, resolved, value, guards if not in_list else {})
             except ValidationError as exc:
@@ -107,7 +184,8 @@ def compile_update(model: Any, data: Any) -> CompiledUpdate:
     if errors:
         raise ValidationError(errors=errors)
     _refuse_conflicts(update)
-    return CompiledUpdate(update, changed, guards, tuple(dict.fromkeys(list_roots)))
+    roots = tuple(dict.fromkeys(list_roots))
+    return CompiledUpdate(update, changed, guards, roots), _Plan(tuple(steps), tuple(update), tuple(changed), roots)
 
 
 

@@ -21,6 +21,8 @@ from ..writes import new_document
 
 __all__ = ["filter", "find_options", "update", "documents", "pipeline"]
 
+_FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
+
 
 def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = False) -> dict[str, Any]:  # noqa: A001
     """A user filter validated against the model, in stored form (not yet scoped or sealed)."""
@@ -29,17 +31,25 @@ def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = F
 
 def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
     """``sort`` / ``limit`` / ``skip`` / ``projection`` / ``batch_size`` for PyMongo's ``find``."""
+    for name in _FIND_OPTIONS:
+        if options.get(name) is not None:
+            break
+    else:
+        return {}  # none given (the by-id find_one): nothing to validate
     return q.find_options(info.cls, options.get("sort"), options.get("limit", 0), options.get("skip", 0),
                           options.get("projection"), options.get("batch_size"))
 
 
 def update(info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
     """An update validated value by value; the actor may not hand a document to someone else."""
-    with masked_errors(info.cls):
+    try:
         compiled = compile_update(info.cls, data)
         for op in ("$set", "$push", "$addToSet"):
             for key, value in compiled.update.get(op, {}).items():
                 q.check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
+    except ValidationError:
+        with masked_errors(info.cls):  # masks the messages and re-raises; nothing to do when none was raised
+            raise
     guard.update(compiled.update)
     return compiled
 

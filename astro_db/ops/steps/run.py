@@ -4,7 +4,7 @@ This is the only place a driver call is made from: the circuit breaker is checke
 put under PyMongo's client-side timeout for what is left of the call's bound (``timeouts``),
 retried by the policy (``retry``; never inside a transaction, never a non-idempotent write:
 the caller says ``retry=False``), a failure is translated into the ``astro_db.errors`` tree,
-and the monitor records the latency and error kind (and a read's query shape).
+and the monitor records the latency and error kind (and a read's query shape) in one call.
 """
 
 from __future__ import annotations
@@ -26,19 +26,25 @@ WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", 
 
 def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Any = None, *,
          retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
-    """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError."""
+    """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError.
+
+    The short path: with no time bound (no ``timeout_ms`` and no ``operation_timeout_ms``) the
+    call is not wrapped in a timeout context, and ``RetryPolicy.call`` runs ``fn`` directly
+    unless it fails; the breaker takes no lock while closed."""
     name = f"{operation} on {info.name}" if info else operation
     model = info.name if info else None
-    if query is not None:
-        rt.monitor.note_query(model, operation, *query)
+    monitor = rt.monitor
     started = time.perf_counter()
     try:
         rt.breaker.before_call()
         bound = timeouts.current_bound(rt.config.operation_timeout_ms)
+        retry = retry and transaction is None
         try:
-            with timeouts.under(bound, name):
-                result = rt.retry.call(fn, operation=name, retry=retry and transaction is None,
-                                       deadline=bound.deadline if bound else None)
+            if bound is None:
+                result = rt.retry.call(fn, operation=name, retry=retry)
+            else:
+                with timeouts.under(bound, name):
+                    result = rt.retry.call(fn, operation=name, retry=retry, deadline=bound.deadline)
         except AstroDBError:
             rt.breaker.release_probe()
             raise
@@ -51,8 +57,8 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             rt.breaker.release_probe()
             raise
     except AstroDBError as exc:
-        rt.monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__)
+        monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__, query=query)
         raise
     rt.breaker.record_success()
-    rt.monitor.record_operation(model, operation, time.perf_counter() - started)
+    monitor.record_operation(model, operation, time.perf_counter() - started, query=query)
     return result

@@ -1,0 +1,207 @@
+"""Where astro_db's own client CPU goes, per call: ``python benchmarks/profile_calls.py``.
+
+Runs hooks-off calls (``audit=False, journal=False``) of create, update (a one-field ``$set`` by
+id), find_one by id (hydrated, as the benchmark calls it) and find lean against an nx-27017 server
+started the way ``benchmarks/run.py`` starts it (the patched launcher), and the same calls in raw
+PyMongo on a plain client of its own (``tz_aware=True``, no listeners). The two sides run in
+small interleaved batches (``--rounds`` batches of ``--batch`` calls each, inputs rebuilt outside
+the timing), so a noisy shared machine slows both alike. Prints, per call kind, the median client
+CPU per call (``time.process_time``) of both and astro_db's overhead (astro_db minus raw, in
+microseconds), then, with ``--top N``, the N functions with the most own CPU time in a cProfile
+run of ``--calls`` astro_db calls (``--sort cumulative`` for the chain, ``--only astro_db`` to
+keep astro_db's own functions).
+
+``--no-monitoring`` opens astro_db with ``monitoring=False`` (no PyMongo listeners), to see what
+event publishing costs. ``--no-driver`` replaces astro_db's collections by ones that answer at
+once with a copy of a stored document (no driver, no I/O, no listeners): what is left is
+astro_db's own CPU per call, the steadiest figure on a noisy machine (the raw column is then 0).
+Figures, never assertions; the server's CPU is not in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched nx-27017 launcher
+
+import datetime as _dt  # noqa: E402
+
+import pymongo  # noqa: E402
+from bson import ObjectId  # noqa: E402
+from pymongo import ReturnDocument  # noqa: E402
+from workloads import stored_insight, stored_user, user_input  # noqa: E402
+
+from astro_db import Database  # noqa: E402
+from astro_db.models import PlanetaryInsight, User  # noqa: E402
+
+KINDS = ("create", "update", "find_one", "find_lean")
+Call = Callable[[int], Any]
+
+
+def cpu_per_call(fn: Call, calls: int) -> float:
+    """Client CPU per call of ``fn(0..calls-1)``, in microseconds."""
+    started = time.process_time()
+    for i in range(calls):
+        fn(i)
+    return (time.process_time() - started) / calls * 1e6
+
+
+Kind = tuple[Call, Call, Callable[[], None]]
+
+
+def nothing(i: int = 0) -> None:
+    """The raw side with ``--no-driver`` and the setup of the kinds that need none."""
+
+
+def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int, find_size: int) -> dict[str, Kind]:
+    """Per kind: (raw call, astro_db call, setup run before each round, untimed)."""
+    users, insights = raw["users"], raw["planetaryInsights"]
+    state: dict[str, Any] = {"round": 0}
+
+    def fresh_users() -> None:
+        state["round"] += 1
+        users.delete_many({"status": "suspended"})
+        state["raw_users"] = [stored_user(i, f"r{state['round']}_", "suspended") for i in range(calls)]
+        state["astro_users"] = [user_input(i, f"a{state['round']}_", "suspended") for i in range(calls)]
+
+    def raw_update(i: int) -> Any:
+        return insights.find_one_and_update(
+            {"_id": seed_ids[i % len(seed_ids)]},
+            {"$set": {"energyLevel": i % 101, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}},
+            return_document=ReturnDocument.AFTER)
+
+    return {
+        "create": (lambda i: users.insert_one(state["raw_users"][i]),
+                   lambda i: db.create(User, state["astro_users"][i]), fresh_users),
+        "update": (raw_update,
+                   lambda i: db.update(PlanetaryInsight, {"id": seed_ids[i % len(seed_ids)]}, {"energy_level": i % 101}),
+                   nothing),
+        "find_one": (lambda i: insights.find_one({"_id": seed_ids[(i * 7919) % len(seed_ids)]}),
+                     lambda i: db.find_one(PlanetaryInsight, {"id": seed_ids[(i * 7919) % len(seed_ids)]}),
+                     nothing),
+        "find_lean": (lambda i: list(insights.find({"userId": owner}).limit(find_size)),
+                      lambda i: db.find(PlanetaryInsight, {"userId": owner}, lean=True, limit=find_size),
+                      nothing),
+    }
+
+
+class InstantCollection:
+    """A collection answering at once with copies of one stored document (``--no-driver``);
+    anything else (``database``, ``name``...) is the real collection's."""
+
+    def __init__(self, real: Any, doc: dict[str, Any]) -> None:
+        self.real, self.doc = real, doc
+
+    def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return dict(self.doc)
+
+    find_one_and_update = find_one
+
+    def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return [dict(self.doc) for _ in range(kwargs.get("limit") or 20)]
+
+    def insert_one(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def without_driver(db: Database, doc: dict[str, Any]) -> None:
+    """Point every model of ``db`` at an ``InstantCollection`` (the run step still runs)."""
+    rt = db.executor.runtime
+    real = rt.coll
+    rt.coll = lambda info: InstantCollection(real(info), doc)  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=40, help="calls per measured batch (default 40)")
+    parser.add_argument("--rounds", type=int, default=40, help="batches per side, median kept (default 40)")
+    parser.add_argument("--calls", type=int, default=300, help="calls profiled per kind with --top (default 300)")
+    parser.add_argument("--find-size", type=int, default=20, help="documents per find lean call (default 20)")
+    parser.add_argument("--top", type=int, default=0, help="print the N functions with the most own time")
+    parser.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
+    parser.add_argument("--only", default="", help="a regex the printed functions' file:name must match (e.g. astro_db)")
+    parser.add_argument("--no-monitoring", action="store_true", help="astro_db with monitoring=False")
+    parser.add_argument("--no-driver", action="store_true", help="astro_db's own CPU: collections that answer at once")
+    args = parser.parse_args(argv)
+    kinds = [k for k in args.kinds.split(",") if k]
+
+    from live.nxserver import NxServer
+
+    data_dir = tempfile.mkdtemp(prefix="astro_profile_nx_")
+    server = NxServer(data_dir).start()
+    name = f"astro_profile_{uuid.uuid4().hex[:8]}"
+    url = server.url(name)
+    client: Any = pymongo.MongoClient(url, tz_aware=True)
+    db = Database(url, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
+                  monitoring=not args.no_monitoring).connect()
+    try:
+        raw = client[name]
+        owner = ObjectId()
+        seed = [stored_insight(owner, n) for n in range(500)]
+        raw["planetaryInsights"].insert_many(seed)
+        raw["users"].insert_many([stored_user(n, "seed") for n in range(100)])
+        table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size)
+        if args.no_driver:
+            without_driver(db, seed[0])
+            table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
+        mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
+        print(f"# nx-27017, hooks off{mode}; {args.rounds} batches of "
+              f"{args.batch} calls per side, interleaved (+1 warm-up): median client CPU per call in microseconds")
+        print(f"{'call':<10} {'raw':>8} {'astro_db':>9} {'overhead':>9} {'ratio':>6}")
+        for kind in kinds:
+            raw_call, astro_call, setup = table[kind]
+            setup()
+            cpu_per_call(raw_call, args.batch)  # warm-up
+            cpu_per_call(astro_call, args.batch)
+            raws, astros = [], []
+            for r in range(args.rounds):  # small batches, alternating which side goes first
+                setup()  # untimed: fresh inputs (create inserts new documents every batch)
+                first, second = (raw_call, astro_call) if r % 2 == 0 else (astro_call, raw_call)
+                a, b = cpu_per_call(first, args.batch), cpu_per_call(second, args.batch)
+                raws.append(a if first is raw_call else b)
+                astros.append(b if first is raw_call else a)
+            raw_med, astro_med = statistics.median(raws), statistics.median(astros)
+            ratio = "     -" if args.no_driver or not raw_med else f"{astro_med / raw_med:>5.2f}x"
+            print(f"{kind:<10} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {ratio}",
+                  flush=True)
+        if args.top:
+            for kind in kinds:
+                _, astro_call, setup = table[kind]
+                setup()
+                profiler = cProfile.Profile(time.process_time)  # CPU, not waits on the socket
+                profiler.enable()
+                for i in range(args.calls):
+                    astro_call(i)
+                profiler.disable()
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.only or "", args.top)
+                print(f"\n## {kind}: top {args.top} by {args.sort}{' matching ' + args.only if args.only else ''} ({args.calls} calls)")
+                print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+    finally:
+        db.close()
+        client.drop_database(name)
+        client.close()
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""``benchmarks/profile_calls.py`` runs end to end on nx-27017: a smoke test, not a timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_calls.py"
+KINDS = ("create", "update", "find_one", "find_lean")
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--rounds", "2", "--batch", "3", "--calls", "3", *args],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] and line.split()[0] in KINDS}
+
+
+def test_it_prints_astro_db_and_raw_cpu_per_call_kind_and_the_top_functions():
+    out = _run("--top", "5", "--only", "astro_db", "--kinds", "find_one,update")
+    rows = _rows(out)
+    assert set(rows) == {"find_one", "update"}
+    for raw, astro, overhead, ratio in rows.values():
+        assert float(raw) > 0 and float(astro) > 0 and ratio.endswith("x")
+        assert abs(float(astro) - float(raw) - float(overhead)) < 0.2
+    assert "## find_one: top 5 by tottime matching astro_db (3 calls)" in out
+    assert "astro_db/" in out.split("## find_one")[1]
+
+
+def test_without_the_driver_it_prints_astro_db_s_own_cpu_for_every_kind():
+    out = _run("--no-driver")
+    rows = _rows(out)
+    assert set(rows) == set(KINDS)
+    for raw, astro, _overhead, ratio in rows.values():
+        assert float(raw) < float(astro) and ratio == "-"
+    assert "no driver (astro_db's own CPU)" in out

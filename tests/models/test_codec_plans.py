@@ -1,0 +1,100 @@
+"""The codec's field plans: the shortcuts they take give what MongoEngine's full calls give."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from mongoengine.base import BaseField
+
+from astro_db.models import MODELS
+from astro_db.models.fields import ChoiceField, EmailField, TextField, UTCDateTimeField
+from astro_db.models.plan import EMBEDDED, LIST, FieldPlan, doc_plan, field_plan
+
+SAMPLES: list[Any] = [
+    "  Padded text  ", "plain", "", "MiXeD@Example.COM ", "5f0c2b9e8a1d4c3b2a190807", ObjectId(), 0, 7, -3.5, True,
+    None, _dt.datetime(2020, 1, 1), _dt.datetime(2020, 1, 1, 3, tzinfo=_dt.timezone(_dt.timedelta(hours=2))),
+    _dt.datetime(2020, 1, 1, tzinfo=_dt.timezone.utc), _dt.date(2021, 5, 6), "2021-05-06T10:00:00+02:00",
+    "2021-05-06", "not a date", [1, 2], {"a": 1},
+]
+
+
+def every_leaf_plan() -> list[FieldPlan]:
+    plans: list[FieldPlan] = []
+
+    def walk(fp: FieldPlan) -> None:
+        if fp.kind == EMBEDDED:
+            for sub in fp.sub.fields:
+                walk(sub)
+        elif fp.kind == LIST:
+            walk(fp.item)
+        else:
+            plans.append(fp)
+
+    for model in MODELS.values():
+        for fp in doc_plan(model).fields:
+            walk(fp)
+    return plans
+
+
+def _name(fp: FieldPlan) -> str:
+    return f"{type(fp.field).__name__}:{fp.stored}"
+
+
+MONGO_IS_PYTHON = [fp for fp in every_leaf_plan() if fp.mongo_is_python]
+PYTHON_IS_IDENTITY = [fp for fp in every_leaf_plan() if fp.python_is_identity]
+
+
+def test_the_shortcuts_apply_to_the_models_common_fields() -> None:
+    assert {type(fp.field).__name__ for fp in MONGO_IS_PYTHON} >= {"TextField", "NumberField", "UTCDateTimeField"}
+    assert {type(fp.field).__name__ for fp in PYTHON_IS_IDENTITY} >= {"NumberField"}
+
+
+@pytest.mark.parametrize("fp", MONGO_IS_PYTHON, ids=_name)
+def test_skipping_to_mongo_after_to_python_changes_nothing(fp: FieldPlan) -> None:
+    for sample in SAMPLES:
+        python = fp.to_python(sample)
+        assert fp.to_mongo(python) == python and type(fp.to_mongo(python)) is type(python), sample
+
+
+def test_fields_that_change_values_in_to_mongo_are_not_skipped() -> None:
+    assert not field_plan(EmailField()).mongo_is_python  # its own to_python: not on the trusted list
+    assert not field_plan(ChoiceField(["a"])).mongo_is_python
+
+    class Upper(TextField):
+        def to_mongo(self, value: Any) -> Any:
+            return str(value).upper()
+
+    class Shouting(TextField):
+        def to_python(self, value: Any) -> Any:
+            return f"{value}!"
+
+    assert not field_plan(Upper()).mongo_is_python and not field_plan(Shouting()).mongo_is_python
+    assert field_plan(TextField()).mongo_is_python and field_plan(UTCDateTimeField()).mongo_is_python
+
+
+def test_the_validate_shortcut_is_taken_only_without_choices_or_a_validation_callable() -> None:
+    def no_sun(value: Any) -> None:
+        if value == "Sun":
+            raise ValueError("no")
+
+    plain, with_choices, with_callable = TextField(), TextField(choices=["a"]), TextField(validation=no_sun)
+    assert field_plan(plain).check == plain.validate
+    assert field_plan(with_choices).check == with_choices._validate
+    assert field_plan(with_callable).check == with_callable._validate
+    assert BaseField._validate is not BaseField.validate
+
+
+@pytest.mark.parametrize("fp", PYTHON_IS_IDENTITY, ids=_name)
+def test_hydration_skips_to_python_only_where_it_is_the_identity(fp: FieldPlan) -> None:
+    for sample in SAMPLES:
+        assert fp.to_python(sample) is sample
+
+
+def test_containers_and_converting_fields_are_never_taken_as_is() -> None:
+    for model in MODELS.values():
+        for fp in doc_plan(model).fields:
+            if fp.kind in (EMBEDDED, LIST) or type(fp.field).to_python is not BaseField.to_python:
+                assert not fp.python_is_identity, fp.stored

@@ -1,0 +1,212 @@
+"""Filters and updates planned once per shape: values are still validated on every call.
+
+A plan is cached by the model and the field names (and operators) of a filter or update, never
+by its values. These tests compile a shape once with good values, so the plan is cached, then
+send bad values, other shapes and operators through the cached path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from astro_db.errors import PermissionDeniedError, QueryError, ValidationError
+from astro_db.models import PlanetaryInsight, User
+from astro_db.ops.steps import compile as compile_step
+from astro_db.query import filters, updates
+from astro_db.query.filters import compile_filter
+from astro_db.query.updates import compile_update
+from astro_db.registry import default_registry
+from astro_db.security.access import Actor, Guard
+
+
+@pytest.fixture(autouse=True)
+def fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(updates, "_PLANS", {})
+    monkeypatch.setattr(filters, "_FILTER_PLANS", {})
+
+
+def planned_update(data: Any) -> Any:
+    """Compile ``data`` once so its shape is planned; the test then calls it again."""
+    return compile_update(PlanetaryInsight, data)
+
+
+# --- updates ------------------------------------------------------------------------------------
+
+def test_an_update_shape_is_planned_once_and_gives_the_same_result() -> None:
+    first = planned_update({"energy_level": 5})
+    assert len(updates._PLANS) == 1
+    second = compile_update(PlanetaryInsight, {"energy_level": 7})
+    assert len(updates._PLANS) == 1
+    assert first.update == {"$set": {"energyLevel": 5}} and second.update == {"$set": {"energyLevel": 7}}
+    assert second.fields == ["energyLevel"] and second.list_roots == () and second.guards == {}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("high", "energyLevel"),  # a string for a number
+    (101, "energyLevel"),  # past max_value
+    (-1, "energyLevel"),
+    (None, "required"),  # a required field
+    (True, "energyLevel"),  # a bool is not a number here
+])
+def test_a_planned_update_shape_still_refuses_bad_values(bad: Any, message: str) -> None:
+    planned_update({"energy_level": 5})
+    with pytest.raises(ValidationError) as planned:
+        compile_update(PlanetaryInsight, {"energy_level": bad})
+    assert message in str(planned.value)
+    updates._PLANS.clear()
+    with pytest.raises(ValidationError) as unplanned:
+        compile_update(PlanetaryInsight, {"energy_level": bad})
+    assert planned.value.errors == unplanned.value.errors  # the same rule, the same message
+
+
+def test_every_bad_value_of_a_planned_update_is_reported() -> None:
+    planned_update({"energy_level": 5, "summary": "fine"})
+    with pytest.raises(ValidationError) as exc:
+        compile_update(PlanetaryInsight, {"energy_level": 500, "summary": "x" * 3000})
+    assert set(exc.value.errors) == {"energyLevel", "summary"}
+
+
+def test_a_planned_inc_computes_its_range_guard_from_each_value() -> None:
+    assert planned_update({"$inc": {"energy_level": 5}}).guards == {"energyLevel": {"$lte": 95, "$gte": -5}}
+    assert compile_update(PlanetaryInsight, {"$inc": {"energy_level": 30}}).guards == {
+        "energyLevel": {"$lte": 70, "$gte": -30}}
+    with pytest.raises(ValidationError):
+        compile_update(PlanetaryInsight, {"$inc": {"energy_level": "1"}})
+
+
+def test_a_planned_list_update_still_checks_its_items_and_stays_a_list_update() -> None:
+    planned = planned_update({"$push": {"recommendations": "Walk"}})
+    assert planned.list_roots == ("recommendations",)
+    again = compile_update(PlanetaryInsight, {"$push": {"recommendations": "Read"}})
+    assert again.touches_lists and again.update == {"$push": {"recommendations": "Read"}}
+    with pytest.raises(ValidationError):
+        compile_update(PlanetaryInsight, {"$push": {"recommendations": ""}})  # min_length 1
+    with pytest.raises(ValidationError):
+        compile_update(PlanetaryInsight, {"$push": {"recommendations": None}})
+
+
+def test_another_shape_is_not_served_a_cached_plan() -> None:
+    planned_update({"energy_level": 5})
+    assert compile_update(PlanetaryInsight, {"summary": "x"}).update == {"$set": {"summary": "x"}}
+    inc = compile_update(PlanetaryInsight, {"$inc": {"energy_level": 1}})
+    assert inc.update == {"$inc": {"energyLevel": 1}} and inc.guards == {"energyLevel": {"$lte": 99, "$gte": -1}}
+    both = compile_update(PlanetaryInsight, {"energy_level": 5, "summary": "y"})
+    assert both.update == {"$set": {"energyLevel": 5, "summary": "y"}}
+    with pytest.raises(QueryError):
+        compile_update(User, {"energy_level": 5})  # another model: its own plan, and no such field
+    assert len(updates._PLANS) == 4
+
+
+def test_refusals_that_follow_from_the_names_are_never_planned_away() -> None:
+    for _ in range(2):
+        with pytest.raises(QueryError, match="_id"):
+            compile_update(PlanetaryInsight, {"_id": ObjectId()})
+        with pytest.raises(ValidationError, match="set by the service"):
+            compile_update(PlanetaryInsight, {"createdAt": _dt.datetime.now(_dt.timezone.utc)})
+        with pytest.raises(QueryError, match="change the same field"):
+            compile_update(PlanetaryInsight, {"$set": {"recommendations": ["a"]}, "$push": {"recommendations": "b"}})
+    assert updates._PLANS == {}
+
+
+def test_a_bad_value_on_the_first_call_plans_nothing() -> None:
+    with pytest.raises(ValidationError):
+        compile_update(PlanetaryInsight, {"energy_level": "high"})
+    assert updates._PLANS == {}
+    assert compile_update(PlanetaryInsight, {"energy_level": 3}).update == {"$set": {"energyLevel": 3}}
+
+
+def test_the_update_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(updates, "MAX_PLANS", 2)
+    planned_update({"energy_level": 1})
+    planned_update({"summary": "a"})
+    planned_update({"expires_at": None})
+    assert len(updates._PLANS) == 2
+    with pytest.raises(ValidationError):  # a shape past the bound is still compiled and checked
+        compile_update(PlanetaryInsight, {"expires_at": "not a date"})
+
+
+def test_operator_objects_in_a_planned_set_are_still_refused() -> None:
+    info = default_registry().resolve(PlanetaryInsight)
+    guard = Guard(None, info.name, True)
+    compile_step.update(info, guard, {"summary": "fine"})
+    with pytest.raises((ValidationError, QueryError)):
+        compile_step.update(info, guard, {"summary": {"$where": "sleep(1000)"}})
+
+
+def test_a_planned_update_keeps_the_actors_scope() -> None:
+    info = default_registry().resolve(PlanetaryInsight)
+    me = ObjectId()
+    guard = Guard(Actor(str(me), frozenset({"self"})), info.name, True)
+    compile_step.update(info, guard, {"user_id": me})
+    with pytest.raises(PermissionDeniedError):
+        compile_step.update(info, guard, {"user_id": ObjectId()})
+
+
+# --- filters ------------------------------------------------------------------------------------
+
+def test_a_filter_shape_is_planned_and_its_values_are_still_coerced_and_checked() -> None:
+    oid = ObjectId()
+    assert compile_filter(PlanetaryInsight, {"id": oid}) == {"_id": oid}
+    assert len(filters._FILTER_PLANS) == 1
+    assert compile_filter(PlanetaryInsight, {"id": str(oid)}) == {"_id": oid}  # hex string coerced
+    with pytest.raises(ValidationError, match="ObjectId"):
+        compile_filter(PlanetaryInsight, {"id": "not-an-id"})
+    with pytest.raises(ValidationError, match="ObjectId"):
+        compile_filter(PlanetaryInsight, {"id": 12})
+
+
+def test_a_planned_filter_parses_dates_and_refuses_bad_ones() -> None:
+    day = _dt.datetime(2024, 5, 1, tzinfo=_dt.timezone.utc)
+    compile_filter(PlanetaryInsight, {"date": day})
+    assert compile_filter(PlanetaryInsight, {"date": "2024-05-01T00:00:00Z"}) == {"date": day}
+    with pytest.raises(ValidationError):
+        compile_filter(PlanetaryInsight, {"date": "yesterday"})
+
+
+def test_operators_on_a_planned_filter_shape_take_the_full_compile() -> None:
+    compile_filter(PlanetaryInsight, {"summary": "x"})
+    with pytest.raises(QueryError, match=r"\$where"):
+        compile_filter(PlanetaryInsight, {"summary": {"$where": "sleep(1000)"}})
+    with pytest.raises(QueryError, match="strict"):
+        compile_filter(PlanetaryInsight, {"summary": {"$ne": None}}, strict=True)
+    assert compile_filter(PlanetaryInsight, {"summary": {"$in": ["a", "b"]}}) == {"summary": {"$in": ["a", "b"]}}
+    with pytest.raises(QueryError, match="unsupported type"):
+        compile_filter(PlanetaryInsight, {"summary": b"bytes"})
+
+
+def test_filter_values_shaped_like_operators_stay_values() -> None:
+    compile_filter(User, {"email": "a@example.com"})
+    assert compile_filter(User, {"email": "$where"}) == {"email": "$where"}  # a string, not an operator
+    with pytest.raises(QueryError, match="16384"):
+        compile_filter(User, {"email": "x" * 20_000})
+
+
+def test_another_filter_shape_is_not_served_a_cached_plan() -> None:
+    oid = ObjectId()
+    compile_filter(PlanetaryInsight, {"id": oid})
+    assert compile_filter(PlanetaryInsight, {"user_id": str(oid)}) == {"userId": oid}
+    assert compile_filter(PlanetaryInsight, {"id": oid, "energy_level": 3}) == {"_id": oid, "energyLevel": 3}
+    assert compile_filter(User, {"id": oid}) == {"_id": oid}
+    with pytest.raises(QueryError):
+        compile_filter(User, {"energy_level": 3})
+    assert len(filters._FILTER_PLANS) == 4
+
+
+def test_operator_keys_are_never_planned() -> None:
+    compile_filter(PlanetaryInsight, {"$or": [{"summary": "a"}, {"summary": "b"}]})
+    assert filters._FILTER_PLANS == {}
+    with pytest.raises(QueryError):
+        compile_filter(PlanetaryInsight, {"$where": "1"})
+
+
+def test_the_filter_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filters, "MAX_FILTER_PLANS", 2)
+    for key in ("summary", "energy_level", "date"):
+        compile_filter(PlanetaryInsight, {key: None})
+    assert len(filters._FILTER_PLANS) == 2
+    with pytest.raises(ValidationError):
+        compile_filter(PlanetaryInsight, {"date": "never"})

@@ -1,0 +1,183 @@
+"""The monitor's per-call work: read shapes masked once per shape, lock-free pool check-outs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from astro_db import DatabaseConfig
+from astro_db.monitoring import Monitor
+from astro_db.monitoring import monitor as monitor_module
+from astro_db.monitoring.listeners import PoolEvents
+from astro_db.monitoring.monitor import MAX_SHAPES, POOL_FOLD_AT
+from astro_db.monitoring.shapes import mask, shape_key
+from astro_db.registry import default_registry
+
+SECRET = "secret.person@example.com"
+
+
+def monitor() -> Monitor:
+    return Monitor(DatabaseConfig(url="mongomock://localhost/m", min_pool_size=0, max_pool_size=4), default_registry())
+
+
+# --- shape_key: a hashable stand-in for mask ------------------------------------------------
+
+leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
+                   st.sampled_from(["<str>", "<ObjectId>", "[", "$in"]),  # user data shaped like our markers
+                   st.builds(ObjectId), st.just(_dt.datetime(2020, 1, 1)), st.just(re.compile("a")))
+values = st.recursive(leaves, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.tuples(inner, inner),
+    st.dictionaries(st.sampled_from(["a", "b", "$in", "$gt", "[", "<str>"]), inner, max_size=3)), max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values, values)
+def test_shape_key_is_equal_exactly_when_the_masked_shapes_are(a: Any, b: Any) -> None:
+    assert (shape_key(a) == shape_key(b)) == (mask(a) == mask(b))
+    hash(shape_key(a))
+
+
+@pytest.mark.parametrize("a, b", [
+    ({"a": 1}, {"a": "1"}),
+    ({"a": [1]}, {"a": 1}),
+    ({}, []),
+    ({"a": {"$in": [1]}}, {"a": {"$in": [1, "x"]}}),
+    ({"a": "<ObjectId>"}, {"a": ObjectId()}),  # a string that looks like a placeholder is a string
+    ({"[": 1}, [1]),
+])
+def test_different_shapes_have_different_keys(a: Any, b: Any) -> None:
+    assert mask(a) != mask(b) and shape_key(a) != shape_key(b)
+
+
+def test_key_order_does_not_make_another_shape() -> None:
+    a, b = {"a": 1, "b": {"$gt": 2, "$lt": 3}}, {"b": {"$lt": 1, "$gt": 0}, "a": 7}
+    assert mask(a) == mask(b) and shape_key(a) == shape_key(b)
+    assert shape_key([a, b]) == shape_key([a]) and mask([a, b]) == mask([a])
+
+
+# --- note_query: masked once per shape, never served another shape's entry --------------------
+
+def test_a_read_shape_is_masked_once_and_counted_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    masked: list[Any] = []
+
+    def counting_mask(value: Any) -> Any:
+        masked.append(value)
+        return mask(value)
+
+    monkeypatch.setattr(monitor_module, "mask", counting_mask)
+    mon = monitor()
+    for _ in range(100):
+        mon.note_query("User", "find", {"_id": ObjectId(), "email": SECRET})
+    assert len(masked) == 1
+    (entry,) = mon.query_shapes()
+    assert entry["count"] == 100 and entry["filter"] == {"_id": "<ObjectId>", "email": "<str>"}
+    assert SECRET not in repr(mon.query_shapes()) and SECRET not in repr(mon.snapshot())
+
+
+def test_a_different_shape_gets_its_own_entry_not_a_cached_one() -> None:
+    mon = monitor()
+    mon.note_query("User", "find", {"age": 30})
+    mon.note_query("User", "find", {"age": "30"})
+    mon.note_query("User", "find", {"age": {"$gt": 30}})
+    mon.note_query("User", "find", {"age": 30}, [("age", 1)])
+    mon.note_query("User", "count", {"age": 30})
+    mon.note_query("BirthChart", "find", {"age": 30})
+    shapes = mon.query_shapes()
+    assert len(shapes) == 6 and all(entry["count"] == 1 for entry in shapes)
+    filters = [entry["filter"] for entry in shapes if entry["model"] == "User" and entry["operation"] == "find"]
+    assert {"age": "<int>"} in filters and {"age": "<str>"} in filters and {"age": {"$gt": "<int>"}} in filters
+
+
+def test_the_shape_table_stays_bounded_and_known_shapes_still_count() -> None:
+    mon = monitor()
+    for i in range(MAX_SHAPES + 20):
+        mon.note_query("User", "find", {f"f{i}": 1})
+    mon.note_query("User", "find", {"f0": 2})
+    assert mon.snapshot()["query_shapes"] == MAX_SHAPES
+    assert next(e for e in mon.query_shapes() if e["filter"] == {"f0": "<int>"})["count"] == 2
+
+
+def test_the_slow_log_gets_the_cached_shape_of_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    mon = monitor()
+    mon.note_query("User", "find", {"email": "first@example.com"})
+    mon.note_query("User", "find", {"email": SECRET})  # the cached shape, not this value
+    with caplog.at_level("WARNING", logger="astro_db.monitoring"):
+        mon.record_operation("User", "find", 10.0)
+    assert '{"email":"<str>"}' in caplog.text and SECRET not in caplog.text
+
+
+# --- the pool: check-outs and check-ins without the lock --------------------------------------
+
+def test_concurrent_check_outs_and_check_ins_are_all_counted() -> None:
+    mon = monitor()
+    pool = PoolEvents(mon)
+    per_thread, threads = 3 * POOL_FOLD_AT, 8
+    start = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(per_thread):
+            pool.connection_checked_out(SimpleNamespace(duration=0.001))
+            pool.connection_checked_in(SimpleNamespace())
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    readings = [mon.pool_figures() for _ in range(50)]  # reading folds while the others append
+    for worker in workers:
+        worker.join()
+    figures = mon.pool_figures()
+    assert figures["checkouts"] == threads * per_thread and figures["checked_out"] == 0
+    assert figures["wait_ms"]["count"] == threads * per_thread
+    assert all(0 <= r["checked_out"] <= threads for r in readings)
+
+
+def test_pending_pool_events_are_folded_before_they_pile_up() -> None:
+    mon = monitor()
+    pool = PoolEvents(mon)
+    for _ in range(10 * POOL_FOLD_AT):
+        pool.connection_checked_out(SimpleNamespace(duration=None))
+    assert len(mon._pool_pending) < POOL_FOLD_AT  # bounded without anyone reading the figures
+    figures = mon.snapshot()["pool"]
+    assert figures["checkouts"] == 10 * POOL_FOLD_AT and figures["checked_out"] == 10 * POOL_FOLD_AT
+    assert figures["wait_ms"]["count"] == 0  # no duration given: no wait recorded
+
+
+def test_pool_event_still_takes_check_outs_and_check_ins_by_name() -> None:
+    mon = monitor()
+    mon.pool_event("checked_out", 0.004)
+    mon.pool_event("checked_out", 0.004)
+    mon.pool_event("checked_in")
+    raw = mon.raw()
+    assert raw["pool"]["checkouts"] == 2 and raw["pool"]["checked_out"] == 1 and raw["pool_wait"].count == 2
+    assert mon.pool_figures()["saturation"] == 0.25
+
+
+def test_concurrent_reads_of_new_shapes_are_each_recorded_once_and_all_counted() -> None:
+    mon = monitor()
+    threads, calls = 8, 500
+    start = threading.Barrier(threads)
+    filters = [{"email": SECRET}, {"_id": ObjectId()}, {"age": {"$gt": 3}}]
+
+    def work() -> None:
+        start.wait()  # every thread meets the three shapes for the first time together
+        for i in range(calls):
+            mon.record_operation("User", "find", 0.001, query=(filters[i % 3], None))
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    shapes = mon.query_shapes()
+    assert len(shapes) == 3 and sum(entry["count"] for entry in shapes) == threads * calls
+    assert mon.snapshot()["operations"]["User"]["find"]["count"] == threads * calls
