@@ -32,7 +32,7 @@ from ..errors import AstroDBError, ChangeRecordError
 from .records import CHANGES_COLLECTION, make_record, ms_time, record_id, to_ms
 from .revision import REV_FIELD, revision_of
 
-__all__ = ["ChangeLog", "RECONCILE_ACTOR"]
+__all__ = ["ChangeLog", "RECONCILE_ACTOR", "recorded"]
 
 log = logging.getLogger(__name__)
 RECONCILE_ACTOR = "astro-db:reconcile"
@@ -143,7 +143,7 @@ class ChangeLog:
     def _lost(self, run: Runner, database: Any, info: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records of the documents of ``batch`` whose current revision has none."""
         ids = [record_id(info.collection, d["_id"], revision_of(d)) for d in batch]
-        have = run(partial(_existing, database[CHANGES_COLLECTION], ids))
+        have = run(partial(recorded, database, ids))
         lost = [d for d, rid in zip(batch, ids) if rid not in have]
         records = self.build(
             model=info.name, collection=info.collection, action="update",
@@ -175,8 +175,10 @@ def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
     return list(coll.find({} if after is None else {"_id": {"$gt": after}}, sort=[("_id", 1)], limit=_SCAN_BATCH))
 
 
-def _existing(coll: Any, ids: list[str]) -> set[str]:
-    return {r["_id"] for r in coll.find({"_id": {"$in": ids}}, {"_id": 1})}
+def recorded(database: Any, ids: list[str], session: Any = None) -> set[str]:
+    """Which of the record ids ``ids`` are already in the change collection."""
+    found = database[CHANGES_COLLECTION].find({"_id": {"$in": ids}}, {"_id": 1}, session=session)
+    return {r["_id"] for r in found}
 
 
 def _insert(coll: Any, records: list[dict[str, Any]], session: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 
 from ..changes import read_trail
 from ..errors import AstroDBError
+from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
 from ..stale import stale_age
@@ -180,23 +181,13 @@ class Executor:
         return CreateManyResult(created, failed, build=lambda docs: hydrate.many(info, docs, lean=False))
 
     def update(self, op: Operation) -> Any:
-        rt = self.runtime
-        info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compiled = compile.update(info, guard, op.data)
-        references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
-        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
-        doc = self._writer(info, op, session).update_one(filt, compiled)
-        return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False))
+        info, writer, filt, compiled = self._updating(op)
+        doc = writer.update_one(filt, compiled)
+        return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.option("lean", False))
 
     def update_many(self, op: Operation) -> int:
-        rt = self.runtime
-        info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compiled = compile.update(info, guard, op.data)
-        references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
-        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
-        return self._writer(info, op, session).update_many(filt, compiled)
+        _, writer, filt, compiled = self._updating(op)
+        return writer.update_many(filt, compiled)
 
     def delete(self, op: Operation) -> bool:
         rt = self.runtime
@@ -251,6 +242,17 @@ class Executor:
         info = resolve.model(self.runtime, op.model)
         session = resolve.session(self.runtime, op.transaction)
         return info, session, authorize.check(op.actor, op.name, info)
+
+    def _updating(self, op: Operation) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate]:
+        """Steps 1 to 4 of an update: the filter and the update compiled, scoped and sealed, and
+        the writer that runs it."""
+        rt = self.runtime
+        info, session, guard = self._begin(op)
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        compiled = compile.update(info, guard, op.data)
+        references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
+        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
+        return info, self._writer(info, op, session), filt, compiled
 
     def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:
         return WriteRunner(self.runtime, info, op.transaction, session, op.actor)

@@ -26,7 +26,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo import errors as pm
 
-from ..changes import CHANGES_COLLECTION, OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
+from ..changes import OP_FIELD, REV_FIELD, advance, new_op_id, recorded, revision_of
 from ..errors import AstroDBError, ChangeRecordError, ValidationError, translate
 from ..events import WriteEvent
 from ..models import codec
@@ -171,9 +171,10 @@ class WriteRunner:
         def op() -> None:
             nonlocal attempts, outcome
             attempts += 1
-            written, recorded = (self._stored_equals(sons), self._recorded(records)) if attempts > 1 else (set(), set())
+            written, there = ((self._stored_equals(sons), recorded(database, [r["_id"] for r in records], self.session))
+                              if attempts > 1 else (set(), set()))
             outcome = bulk.insert_recorded(database.client, database.name, self.coll.name, sons, records,
-                                           session=self.session, written=written, recorded=recorded)
+                                           session=self.session, written=written, recorded=there)
             if operation == "create" and outcome.refused:
                 raise self._driver_error(outcome.refused[0])
 
@@ -184,7 +185,10 @@ class WriteRunner:
                 raise
             log.warning("the server has no bulkWrite command; creates send their change records separately")
             self.rt.bulk_write = False
-            return self.insert_many(sons) if operation == "create_many" else self._insert_one_again(sons[0])
+            if operation == "create_many":
+                return self.insert_many(sons)
+            self.insert_one(sons[0])
+            return {}
         refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]
@@ -195,10 +199,6 @@ class WriteRunner:
             raise self.rt.changes.unwritten(lost, f"{operation} on {self.info.name}", "the server refused the record")
         return refused
 
-    def _insert_one_again(self, son: dict[str, Any]) -> dict[int, AstroDBError]:
-        self.insert_one(son)
-        return {}
-
     def _driver_error(self, error: dict[str, Any]) -> pm.OperationFailure:
         """A per-document write error of a batch as the driver error a single write raises
         (a duplicate key named by its fields, see ``_name_key``)."""
@@ -207,12 +207,6 @@ class WriteRunner:
             self._name_key(error)
             return pm.DuplicateKeyError(error.get("errmsg", ""), code, error)
         return pm.OperationFailure(error.get("errmsg", ""), code, error)
-
-    def _recorded(self, records: list[dict[str, Any]]) -> set[str]:
-        """Ids of ``records`` already in the change collection (a retry's first attempt wrote them)."""
-        ids = [r["_id"] for r in records]
-        found = self.coll.database[CHANGES_COLLECTION].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)
-        return {r["_id"] for r in found}
 
     def _stored_equals(self, sons: list[dict[str, Any]]) -> set[int]:
         """Positions of ``sons`` whose exact document is already stored (our own landed write)."""
