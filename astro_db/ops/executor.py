@@ -117,9 +117,9 @@ class Executor:
     def find(self, op: Operation) -> Any:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, op.options)
-        docs = self._read(op, info, guard, filt, options,
+        docs = self._read(op, info, filt, options,
                           lambda coll, filt: list(coll.find(filt, session=session, **options)))
         age = stale_age(docs)
         return hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False), age=age)
@@ -127,9 +127,9 @@ class Executor:
     def find_one(self, op: Operation) -> Any:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
-        doc = self._read(op, info, guard, filt, options,
+        doc = self._read(op, info, filt, options,
                          lambda coll, filt: coll.find_one(filt, session=session, **options))
         age = stale_age(doc)
         return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False), age=age)
@@ -139,14 +139,14 @@ class Executor:
         info, session, guard = self._begin(op)
         if session is not None and rt.config.is_embedded:
             session = None  # mongomock-ng counts without sessions; it has no isolation to honour
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        return self._read(op, info, guard, filt, None,  # type: ignore[no-any-return]
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        return self._read(op, info, filt, None,  # type: ignore[no-any-return]
                           lambda coll, filt: coll.count_documents(filt, session=session))
 
     def aggregate(self, op: Operation) -> list[dict[str, Any]]:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        stages = guard.pipeline(seal.pipeline(rt, info, compile.pipeline(info, op.data)))
+        stages = compile.pipeline(rt, info, guard, op.data)
         coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
         first = stages[0].get("$match", {}) if stages else {}
         out = run.call(rt, info, "aggregate", lambda: list(coll.aggregate(stages, session=session)),
@@ -192,18 +192,18 @@ class Executor:
     def delete(self, op: Operation) -> bool:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compile.require_target(info, filt, op.name)
-        return self._writer(info, op, session).delete_one(guard.filter(seal.filter(rt, info, filt)))
+        compile.require_target(info, op.query, op.name)
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        return self._writer(info, op, session).delete_one(filt)
 
     def delete_many(self, op: Operation) -> int:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compile.require_target(info, filt, op.name, all=op.option("all", False))
-        if not filt:
+        compile.require_target(info, op.query, op.name, all=op.option("all", False))
+        if not op.query:
             authorize.check(op.actor, op.name, info, permission=DELETE_ALL)
-        return self._writer(info, op, session).delete_many(guard.filter(seal.filter(rt, info, filt)))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        return self._writer(info, op, session).delete_many(filt)
 
     # --- the audit trail ----------------------------------------------------------------------
 
@@ -223,12 +223,12 @@ class Executor:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _read(self, op: Operation, info: ModelInfo, guard: Guard, filt: dict[str, Any], options: Any,
+    def _read(self, op: Operation, info: ModelInfo, filt: dict[str, Any], options: Any,
               query: Callable[[Any, dict[str, Any]], Any]) -> Any:
-        """Steps 4 to 7 of a read (seal, route, cache, run): ``query(collection, filter)`` is the
-        driver call, made through the cache when the call or the model asks for it."""
+        """Steps 5 to 7 of a read (route, cache, run) with the compiled filter (validated, sealed
+        and scoped): ``query(collection, filter)`` is the driver call, made through the cache
+        when the call or the model asks for it."""
         rt = self.runtime
-        filt = guard.filter(seal.filter(rt, info, filt))
         coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
         sort = options.get("sort") if options else None
         return cache.read_through(
@@ -248,10 +248,9 @@ class Executor:
         the writer that runs it."""
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compiled = compile.update(info, guard, op.data)
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        compiled = compile.update(rt, info, guard, op.data)
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
-        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
         return info, self._writer(info, op, session), filt, compiled
 
     def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:

@@ -1,32 +1,52 @@
-"""Step 3, compile: validate what the caller sent and turn it into stored form.
+"""Step 3, compile: validate what the caller sent and turn it into stored form, in one walk.
 
-Filters (``query``), updates (``updates``), new documents (``models.codec``) and pipelines
-(``pipeline``) are checked against the model before anything is sent; the actor's scope
-(``Guard``) is applied here, so a compiled filter is already narrowed to what the actor may see.
+A filter, an update or a pipeline is walked once by the query walker (``query.walker``), with
+three rules at every node, in order: what callers may send (``query.pipeline.Checks``: stored
+form, whitelists, limits, the regex policy), conditions on encrypted fields made to match
+ciphertext and update values sealed (``security.filters.SealRule`` over ``rt.crypto``), and the
+actor's scope (the ``Guard``). So what leaves this step is validated, sealed and narrowed to
+what the actor may see, at every depth of a pipeline, each part against the model it reads.
+New documents (``models.codec``) are validated here and sealed by the seal step.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import AstroDBError, QueryError, ValidationError
 from ...query import filters as q
-from ...query.pipeline import compile_pipeline
-from ...query.updates import CompiledUpdate, compile_update
-from ...registry import ModelInfo
+from ...query.pipeline import Checks
+from ...query.updates import CompiledUpdate
+from ...query.walker import Walker, model_collections
+from ...registry import ModelInfo, ModelRegistry
 from ...security.access import Guard
+from ...security.filters import SealRule
 from ...security.masking import masked_errors
+from ..runtime import Runtime
 from ..writes import new_document
 
-__all__ = ["filter", "find_options", "update", "documents", "pipeline"]
+__all__ = ["walker", "filter", "find_options", "update", "documents", "pipeline"]
 
 _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
 
 
-def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = False) -> dict[str, Any]:  # noqa: A001
-    """A user filter validated against the model, in stored form (not yet scoped or sealed)."""
-    return q.compile_filter(info.cls, query, strict=strict)
+def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
+    """The walk of one call: validated, sealed, scoped (``strict``: literals only in its filter)."""
+    return Walker((Checks(strict=strict), SealRule(rt.crypto, rt.registry), guard), _collections(rt.registry))
+
+
+@functools.lru_cache(maxsize=64)
+def _collections(registry: ModelRegistry) -> dict[str, Any]:
+    """The collections a pipeline may read: the registry's models (fixed once it is built)."""
+    return model_collections(registry)
+
+
+def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, *,  # noqa: A001
+           strict: bool = False) -> dict[str, Any]:
+    """A user filter validated against the model, in stored form, sealed and scoped."""
+    return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
 
 
 def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,18 +60,14 @@ def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
                           options.get("projection"), options.get("batch_size"))
 
 
-def update(info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
-    """An update validated value by value; the actor may not hand a document to someone else."""
+def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
+    """An update validated value by value and sealed; the actor may not hand a document to
+    someone else."""
     try:
-        compiled = compile_update(info.cls, data)
-        for op in ("$set", "$push", "$addToSet"):
-            for key, value in compiled.update.get(op, {}).items():
-                q.check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
+        return walker(rt, guard).update(info.cls, data)  # type: ignore[no-any-return]
     except ValidationError:
         with masked_errors(info.cls):  # masks the messages and re-raises; nothing to do when none was raised
             raise
-    guard.update(compiled.update)
-    return compiled
 
 
 def documents(info: ModelInfo, guard: Guard, items: Any) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, AstroDBError]]]:
@@ -74,14 +90,16 @@ def document(info: ModelInfo, guard: Guard, data: Any) -> dict[str, Any]:
     return new_document(info, guard.data(data))
 
 
-def pipeline(info: ModelInfo, stages: Any) -> list[dict[str, Any]]:
-    """An aggregation pipeline checked stage by stage (``pipeline.compile_pipeline``)."""
-    return compile_pipeline(info.cls, stages)
+def pipeline(rt: Runtime, info: ModelInfo, guard: Guard, stages: Any) -> list[dict[str, Any]]:
+    """An aggregation pipeline checked, sealed and scoped at every depth, each nested pipeline
+    against the model of the collection it reads."""
+    return walker(rt, guard).pipeline(info.cls, stages)
 
 
-def require_target(info: ModelInfo, filt: Mapping[str, Any], call: str, *, all: bool = False) -> None:  # noqa: A002
-    """A delete must name what it deletes: an empty filter is refused unless ``all=True``."""
-    if filt:
+def require_target(info: ModelInfo, query: Any, call: str, *, all: bool = False) -> None:  # noqa: A002
+    """A delete must name what it deletes: an empty query is refused unless ``all=True``.
+    Checked on the caller's query, before the scope narrows it."""
+    if query:
         return
     if call == "delete":
         raise QueryError("delete needs a query naming the document (e.g. {'id': ...})")
