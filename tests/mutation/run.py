@@ -2,7 +2,8 @@
 
     python tests/mutation/run.py [module ...] [--no-mutmut] [--no-tables] [--jobs N]
 
-``module`` is any of query, access, updates, masking, crypto (default: all five). Two passes:
+``module`` is any of query, access, updates, masking, crypto, regex, walker, pipeline (default:
+all of them). Two passes:
 
 1. mutmut (configured in setup.cfg ``[mutmut]``) mutates the code inside the module's functions
    and runs, for each mutant, those of the guarding test files listed there (unit and service
@@ -43,6 +44,8 @@ MODULES = {
     "masking": "astro_db/security/masking.py",
     "crypto": "astro_db/security/crypto.py",
     "regex": "astro_db/query/regex.py",
+    "walker": "astro_db/query/walker.py",
+    "pipeline": "astro_db/query/pipeline.py",
 }
 # the tests that guard each module's tables (the table pass runs these, stopping at a failure)
 GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first failure
@@ -54,6 +57,10 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
     "crypto": ["tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py", "tests/unit/test_crypto_attacks.py",
                "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py"],
     "regex": ["tests/unit/test_regex_policy.py", "tests/unit/test_query_policy.py", "tests/unit/test_injection.py"],
+    "walker": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_access_policy.py",
+               "tests/unit/test_access.py", "tests/unit/test_query_policy.py"],
+    "pipeline": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_query_policy.py",
+                 "tests/unit/test_compile_plans.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
