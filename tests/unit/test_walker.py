@@ -436,3 +436,91 @@ def test_a_refused_update_value_through_the_walker_is_refused():
                    {"$set": {"birthData.location": {"name": "x", "coordinates": {**point, "a.b": 1}}}}):
         with pytest.raises(ValidationError, match="is not allowed in stored data"):
             Walker((Checks(),)).update(BirthChart, update)
+
+
+# --- edges the mutation run pointed at ----------------------------------------------------------
+
+
+def test_only_the_calls_own_filter_and_pipeline_are_narrowed_not_a_top_level_match():
+    from astro_db.security.access import Actor, Guard
+
+    owner = ObjectId()
+    guard = Guard(Actor(str(owner), frozenset({"self"})), "BirthChart", True)
+    out = Walker((Checks(), guard)).pipeline(BirthChart, [{"$match": {"house_system": "koch"}}])
+    assert out == [{"$match": {"userId": owner}}, {"$match": {"houseSystem": "koch"}}]
+
+
+def test_expression_nodes_are_operators_only():
+    recorder = Recorder()
+    Walker((Checks(), recorder)).pipeline(User, [
+        {"$project": {"a": {"b": {"$toUpper": "$name"}}, "c": [{"$literal": 1}, "x"]}}])
+    assert [(kind, key) for kind, _, _, _, key in recorder.seen if kind == EXPRESSION] == [
+        (EXPRESSION, "$toUpper"), (EXPRESSION, "$literal")]
+
+
+@pytest.mark.parametrize("collection", [["users"], {"c": 1}, None, "system.users", "auditLog"])
+def test_only_the_models_collections_may_be_read_whatever_the_name_is(collection):
+    for stage in ({"$unionWith": {"coll": collection}}, {"$lookup": {"from": collection, "as": "u", "pipeline": []}},
+                  {"$graphLookup": {**GRAPH, "from": collection}}):
+        with pytest.raises(QueryError, match=r"may only read the models' collections \(birthCharts, planetaryInsights, "
+                                             r"timingRecommendations, users\), got"):
+            compile_pipeline(User, [stage])
+
+
+def test_the_collections_a_walk_may_read_are_the_ones_it_is_given():
+    only_users = Walker((Checks(),), {"users": User})
+    assert only_users.pipeline(User, [{"$unionWith": "users"}]) == [{"$unionWith": "users"}]
+    with pytest.raises(QueryError, match=r"may only read the models' collections \(users\), got 'birthCharts'"):
+        only_users.pipeline(User, [{"$unionWith": "birthCharts"}])
+
+
+def test_the_place_of_a_refusal_names_each_nesting():
+    bad = [{"$project": {"x": FUNCTION}}]
+    for pipeline, where in [
+        ([{"$unionWith": {"coll": "users", "pipeline": [{"$limit": 1}, *bad]}}], r"stage 1 \$project in \$unionWith 'users'"),
+        ([{"$lookup": {"from": "users", "pipeline": bad, "as": "u"}}], r"stage 0 \$project in \$lookup from 'users'"),
+        ([{"$facet": {"f": [{"$limit": 1}, {"$limit": 1}, *bad]}}], r"stage 2 \$project in \$facet 'f'"),
+        ([{"$lookup": {"from": "users", "as": "u", "let": {"v": FUNCTION}}}], r"stage 0 \$lookup let"),
+        ([{"$limit": 1}, {"$graphLookup": {**GRAPH, "startWith": FUNCTION}}], r"stage 1 \$graphLookup"),
+        ([{"$geoNear": {**NEAR, "near": FUNCTION}}], r"stage 0 \$geoNear"),
+    ]:
+        with pytest.raises(QueryError, match=rf"operator \$function is not allowed \(in {where}\)$"):
+            compile_pipeline(User, pipeline)
+
+
+@pytest.mark.parametrize(("pipeline", "message"), [
+    ([{"$limit": 1}, {"$search": {}}], r"unknown or unsupported pipeline stage '\$search'$"),
+    ([{"$facet": {"a": [{"$indexStats": {}}]}}], r"unknown or unsupported pipeline stage '\$indexStats' in \$facet 'a'$"),
+    ([{"$lookup": {"from": "users", "as": "u", "pipeline": [{"$merge": "x"}]}}],
+     r"pipeline stage \$merge in \$lookup from 'users' writes to a collection and is not allowed$"),
+    ([{"$limit": 1}, "$match"], r"pipeline stage 1 must be a dict with exactly one \$stage key$"),
+    ([{"$limit": 1, "$skip": 1}], r"pipeline stage 0 must be a dict with exactly one \$stage key$"),
+    ({"$match": {}}, r"a pipeline is a list of stages, got dict"),
+])
+def test_stage_refusals_say_what_and_where(pipeline, message):
+    with pytest.raises(QueryError, match=message):
+        compile_pipeline(User, pipeline)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"input": "$name"}, r"\$regexMatch \(in stage 0 \$project\) takes \{input, regex, options\}$"),
+    ("^a", r"\$regexMatch \(in stage 0 \$project\) takes \{input, regex, options\}$"),
+    ({"input": "$name", "regex": "$email"}, r"takes a literal regex, not a field path or variable \('\$email'\)$"),
+    ({"input": "$name", "regex": 5}, r"takes a literal regex, got int 5$"),
+    ({"input": "$name", "regex": "(a+)+"}, r"\$regexMatch in stage 0 \$project"),
+])
+def test_regex_expression_refusals_say_what_and_where(spec, message):
+    with pytest.raises(QueryError, match=message):
+        compile_pipeline(User, [{"$project": {"m": {"$regexMatch": spec}}}])
+
+
+def test_a_compiled_regex_expression_pattern_is_judged_by_its_own_flags():
+    import re
+
+    from bson.regex import Regex
+
+    for pattern in (re.compile("^ann", re.I), Regex("^ann", "i")):
+        stage = {"$project": {"m": {"$regexMatch": {"input": "$name", "regex": pattern}}}}
+        assert compile_pipeline(User, [stage]) == [stage]
+    with pytest.raises(QueryError):
+        compile_pipeline(User, [{"$project": {"m": {"$regexMatch": {"input": "$name", "regex": Regex("(a+) +", "x")}}}}])
