@@ -110,4 +110,4 @@ def _check_regex_expression(operator: str, spec: Any, where: str) -> None:
     if not isinstance(pattern, (str, re.Pattern, Regex)):
         raise QueryError(f"{operator} (in {where}) takes a literal regex, got {describe(pattern)}")
     check_regex_options(options, f"{operator} in {where}")
-    check_regex(pattern, f"{operator} in {where}", options if isinstance(pattern, str) else "")
+    check_regex(pattern, f"{operator} in {where}", options)  # a compiled pattern is judged by its own flags

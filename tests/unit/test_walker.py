@@ -239,6 +239,7 @@ def test_forbidden_operators_are_refused_at_every_depth(db, pipeline):
     ({"$graphLookup": 1}, r"stage 0 \$graphLookup takes a dict"),
     ({"$unionWith": 1}, r"stage 0 \$unionWith takes a collection name or \{coll, pipeline\}"),
     ({"$unionWith": {"coll": "users", "as": "x"}}, r"stage 0 \$unionWith: unknown option\(s\) 'as'"),
+    ({"$lookup": {"from": "users", "as": "u", "into": 1, "on": 2}}, r"stage 0 \$lookup: unknown option\(s\) 'into', 'on'$"),
     ({"$lookup": {"from": "users", "as": "u", "let": [1]}}, r"stage 0 \$lookup: let takes a dict of name -> expression"),
     ({"$graphLookup": {"from": "users", "startWith": "$x", "as": "g"}}, r"needs connectFromField, connectToField$"),
     ({"$graphLookup": {**GRAPH, "into": "x"}}, r"unknown option\(s\) 'into'"),
@@ -345,9 +346,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, int, str, str]] = []
+        self.places: list[tuple[str, str, str]] = []  # (kind, key, where)
 
     def visit(self, node: Node, value):
         self.seen.append((node.kind, node.model.__name__, node.depth, node.stage, node.key))
+        self.places.append((node.kind, node.key, node.where))
         return value
 
 
@@ -434,8 +437,9 @@ def test_a_refused_update_value_through_the_walker_is_refused():
     point = {"type": "Point", "coordinates": [1, 2]}
     for update in ({"$set": {"birthData.location.coordinates": {**point, "$bad": 1}}},
                    {"$set": {"birthData.location": {"name": "x", "coordinates": {**point, "a.b": 1}}}}):
-        with pytest.raises(ValidationError, match="is not allowed in stored data"):
+        with pytest.raises(ValidationError, match="is not allowed in stored data") as refused:
             Walker((Checks(),)).update(BirthChart, update)
+        assert set(refused.value.errors) == {next(iter(update["$set"]))}  # named by the path written
 
 
 # --- edges the mutation run pointed at ----------------------------------------------------------
@@ -450,20 +454,50 @@ def test_only_the_calls_own_filter_and_pipeline_are_narrowed_not_a_top_level_mat
     assert out == [{"$match": {"userId": owner}}, {"$match": {"houseSystem": "koch"}}]
 
 
-def test_expression_nodes_are_operators_only():
+def test_expression_nodes_are_operators_only_with_their_model_stage_and_place():
     recorder = Recorder()
     Walker((Checks(), recorder)).pipeline(User, [
-        {"$project": {"a": {"b": {"$toUpper": "$name"}}, "c": [{"$literal": 1}, "x"]}}])
-    assert [(kind, key) for kind, _, _, _, key in recorder.seen if kind == EXPRESSION] == [
-        (EXPRESSION, "$toUpper"), (EXPRESSION, "$literal")]
+        {"$project": {"a": {"b": {"$toUpper": "$name"}}, "c": [{"$literal": 1}, "x"]}},
+        {"$lookup": {"from": "birthCharts", "localField": {"$toString": "$_id"}, "foreignField": "userId", "as": "d"}},
+    ])
+    assert [s for s in recorder.seen if s[0] == EXPRESSION] == [
+        (EXPRESSION, "User", 0, "$project", "$toUpper"), (EXPRESSION, "User", 0, "$project", "$literal"),
+        (EXPRESSION, "User", 0, "$lookup", "$toString")]  # localField: the local documents
+    assert [p for p in recorder.places if p[0] == EXPRESSION] == [
+        (EXPRESSION, "$toUpper", "stage 0 $project"), (EXPRESSION, "$literal", "stage 0 $project"),
+        (EXPRESSION, "$toString", "stage 1 $lookup")]
+
+
+def test_filter_nodes_carry_their_place():
+    recorder = Recorder()
+    Walker((Checks(), recorder)).pipeline(BirthChart, [
+        {"$geoNear": {**NEAR, "query": {"house_system": "koch"}}},
+        {"$facet": {"f": [{"$graphLookup": {**GRAPH, "from": "users", "connectFromField": "_id", "connectToField": "_id",
+                                             "restrictSearchWithMatch": {"name": "Ann"}}}]}},
+    ])
+    assert [p for p in recorder.places if p[0] == FILTER] == [
+        (FILTER, "query", "stage 0 $geoNear"), (FILTER, "restrictSearchWithMatch", "stage 0 $graphLookup in $facet 'f'")]
+
+
+def test_a_registry_maps_collections_to_model_classes():
+    from astro_db.query.walker import model_collections
+    from astro_db.registry import default_registry
+
+    expected = {info.collection: info.cls for info in default_registry()}
+    assert model_collections(default_registry()) == expected
+    assert model_collections(info.cls for info in default_registry()) == expected
+    assert model_collections([User]) == {"users": User}
 
 
 @pytest.mark.parametrize("collection", [["users"], {"c": 1}, None, "system.users", "auditLog"])
 def test_only_the_models_collections_may_be_read_whatever_the_name_is(collection):
-    for stage in ({"$unionWith": {"coll": collection}}, {"$lookup": {"from": collection, "as": "u", "pipeline": []}},
-                  {"$graphLookup": {**GRAPH, "from": collection}}):
-        with pytest.raises(QueryError, match=r"may only read the models' collections \(birthCharts, planetaryInsights, "
-                                             r"timingRecommendations, users\), got"):
+    stages = [{"$unionWith": {"coll": collection}}, {"$lookup": {"from": collection, "as": "u", "pipeline": []}},
+              {"$graphLookup": {**GRAPH, "from": collection}}]
+    if isinstance(collection, str):
+        stages.append({"$unionWith": collection})
+    for stage in stages:
+        with pytest.raises(QueryError, match=rf"^stage 0 \{next(iter(stage))} may only read the models' collections "
+                                             r"\(birthCharts, planetaryInsights, timingRecommendations, users\), got"):
             compile_pipeline(User, [stage])
 
 
@@ -507,6 +541,9 @@ def test_stage_refusals_say_what_and_where(pipeline, message):
     ("^a", r"\$regexMatch \(in stage 0 \$project\) takes \{input, regex, options\}$"),
     ({"input": "$name", "regex": "$email"}, r"takes a literal regex, not a field path or variable \('\$email'\)$"),
     ({"input": "$name", "regex": 5}, r"takes a literal regex, got int 5$"),
+    ({"input": "$name", "regex": "$" + "a" * 60}, r"not a field path or variable \('\$a{39}'\)$"),
+    ({"input": "$name", "regex": "^a", "options": "e"}, r"regex options on '\$regexMatch in stage 0 \$project' may only"),
+    ({"input": "$name", "regex": "^a", "x": 1, "y": 2}, r"\$regexMatch in stage 0 \$project: unknown option\(s\) 'x', 'y'$"),
     ({"input": "$name", "regex": "(a+)+"}, r"\$regexMatch in stage 0 \$project"),
 ])
 def test_regex_expression_refusals_say_what_and_where(spec, message):
