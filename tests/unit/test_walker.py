@@ -480,6 +480,25 @@ def test_filter_nodes_carry_their_place():
     ])
     assert [p for p in recorder.places if p[0] == FILTER] == [
         (FILTER, "query", "stage 0 $geoNear"), (FILTER, "restrictSearchWithMatch", "stage 0 $graphLookup in $facet 'f'")]
+    assert [p for p in recorder.places if p[0] == PIPELINE] == [(PIPELINE, "", " in $facet 'f'"), (PIPELINE, "", "")]
+
+
+def test_nested_expression_nodes_carry_their_depth():
+    recorder = Recorder()
+    Walker((Checks(), recorder)).pipeline(User, [{"$facet": {"f": [
+        {"$lookup": {"from": "birthCharts", "localField": {"$toString": "$_id"}, "foreignField": "userId", "as": "d",
+                     "let": {"v": {"$literal": 1}}}},
+        {"$project": {"c": [{"$toUpper": "$name"}]}}]}}])
+    assert [s for s in recorder.seen if s[0] == EXPRESSION] == [
+        (EXPRESSION, "User", 1, "$lookup", "$toString"), (EXPRESSION, "User", 1, "$lookup", "$literal"),
+        (EXPRESSION, "User", 1, "$project", "$toUpper")]
+    assert [p for p in recorder.places if p[0] == EXPRESSION] == [
+        (EXPRESSION, "$toString", "stage 0 $lookup in $facet 'f'"), (EXPRESSION, "$literal", "stage 0 $lookup in $facet 'f' let"),
+        (EXPRESSION, "$toUpper", "stage 1 $project in $facet 'f'")]
+
+
+def test_the_checks_are_not_strict_unless_asked():
+    assert Walker((Checks(),)).filter(User, {"name": {"$ne": None}}) == {"name": {"$ne": None}}
 
 
 def test_a_registry_maps_collections_to_model_classes():
