@@ -233,7 +233,7 @@ class Executor:
         sort = options.get("sort") if options else None
         return cache.read_through(
             rt, info, op.name, filt, options, cache=op.option("cache"), transaction=op.transaction,
-            stale_ok=op.option("stale_ok", False), route=where,
+            stale_ok=op.option("stale_ok", False), route=where, guard=guard,
             fetch=lambda: run.call(rt, info, op.name, lambda: query(coll, filt), op.transaction, query=(filt, sort)),
         )
 
