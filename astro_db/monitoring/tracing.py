@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ else:
 
 __all__ = ["AVAILABLE", "KINDS", "TOOL", "SPAN_PREFIX", "Trace", "current", "instrument", "listeners"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
@@ -156,48 +158,53 @@ def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Cal
     finally:
         _current.reset(own)
         _otel_context.detach(token)
-        _finish(rt, span, state, operation, kind, model, actor, error)
+        try:
+            _finish(rt, span, state, operation, kind, model, actor, error)
+        except Exception as exc:  # noqa: BLE001 - tracing never fails an operation
+            log.warning("the span of %s was not completed: %s", operation, type(exc).__name__)
 
 
 def _finish(rt: Any, span: Any, state: Trace, operation: str, kind: str, model: Any, actor: Any,
             error: BaseException | None) -> None:
     """Set the span's attributes (names, counts and addresses only: no value the caller sent)
     and end it."""
-    attributes: dict[str, Any] = {
-        "db.system": "mongodb",
-        "db.operation.name": operation,
-        "astro_db.kind": kind,
-        "astro_db.driver_calls": state.calls,
-        "astro_db.retries": state.retries,
-    }
-    namespace = _namespace(rt.config)
-    if namespace:
-        attributes["db.namespace"] = namespace
-    info = model
-    if model is not None and not hasattr(model, "collection"):
-        try:
-            info = rt.registry.resolve(model)
-        except Exception:  # noqa: BLE001 - an unknown model (the call failed for it): no model attribute
-            info = None
-    if info is not None:
-        attributes["astro_db.model"] = info.name
-        attributes["db.collection.name"] = info.collection
-    if actor is not None:
-        attributes["astro_db.actor.id"] = actor.id
-    if operation in _CACHED_READS:
-        attributes["astro_db.cache.hit"] = error is None and state.calls == 0
-    if state.server is not None:
-        host, port = state.server
-        attributes["server.address"] = host
-        if port is not None:
-            attributes["server.port"] = port
-    if error is not None:
-        error_type = _error_type(error)
-        attributes["error.type"] = error_type
-        span.add_event("exception", {"exception.type": error_type})
-        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-    span.set_attributes(attributes)
-    span.end()
+    try:
+        attributes: dict[str, Any] = {
+            "db.system": "mongodb",
+            "db.operation.name": operation,
+            "astro_db.kind": kind,
+            "astro_db.driver_calls": state.calls,
+            "astro_db.retries": state.retries,
+        }
+        namespace = _namespace(rt.config)
+        if namespace:
+            attributes["db.namespace"] = namespace
+        info = None
+        if model is not None:
+            try:
+                info = rt.registry.resolve(model)  # a class, a ModelInfo or any spelling of a name
+            except Exception:  # noqa: BLE001 - an unknown model (the call failed for it): no model attribute
+                info = None
+        if info is not None:
+            attributes["astro_db.model"] = info.name
+            attributes["db.collection.name"] = info.collection
+        if actor is not None:
+            attributes["astro_db.actor.id"] = actor.id
+        if operation in _CACHED_READS:
+            attributes["astro_db.cache.hit"] = error is None and state.calls == 0
+        if state.server is not None:
+            host, port = state.server
+            attributes["server.address"] = host
+            if port is not None:
+                attributes["server.port"] = port
+        if error is not None:
+            error_type = _error_type(error)
+            attributes["error.type"] = error_type
+            span.add_event("exception", {"exception.type": error_type})
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.set_attributes(attributes)
+    finally:
+        span.end()
 
 
 def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:

@@ -125,6 +125,32 @@ def test_every_operation_makes_one_span_named_after_it_with_its_kind_model_and_n
     assert "server.address" not in attributes  # the embedded backend has no server
 
 
+def test_the_model_is_named_however_the_caller_named_it_and_left_out_when_unknown(db, spans):
+    from astro_db.errors import UnknownModelError
+    from astro_db.models import BirthChart
+
+    db.count(BirthChart, {})
+    db.count("birthCharts", {})
+    with pytest.raises(UnknownModelError):
+        db.count("Horoscope", {})
+    by_class, by_collection, unknown = finished(spans, "astro_db.count")
+    assert by_class.attributes["astro_db.model"] == by_collection.attributes["astro_db.model"] == "BirthChart"
+    assert by_class.attributes["db.collection.name"] == "birthCharts"
+    assert "astro_db.model" not in unknown.attributes and "db.collection.name" not in unknown.attributes
+    assert unknown.attributes["error.type"] == "astro_db.errors.UnknownModelError"
+
+
+def test_a_failure_of_tracing_itself_never_fails_the_operation(db, spans, monkeypatch, caplog):
+    def broken(config):
+        raise RuntimeError("exporter trouble")
+
+    monkeypatch.setattr(tracing, "_namespace", broken)
+    user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    assert db.find_one("User", {"id": user.id}).email == "ann@example.com"
+    assert [s.name for s in finished(spans)] == ["astro_db.create", "astro_db.find_one"]  # still ended
+    assert "the span of find_one was not completed: RuntimeError" in caplog.text
+
+
 def test_a_write_and_its_change_record_are_one_span_counting_both_driver_calls(db, spans):
     db.create("User", {"email": "ann@example.com", "name": "Ann"})  # audit on: the record is a second call
     span = only(spans, "astro_db.create")
