@@ -9,7 +9,8 @@ its retries to the span in progress (``current``); ``ServerListener`` (a PyMongo
 listener, registered when tracing is on and the backend is a server) notes which server answered.
 
 A span holds the operation's name, kind (read / write / tool), model and collection, the
-actor's id, whether a read was answered from the query cache, the driver calls and retries it
+actor's id, whether a read was answered from the query cache (and whether stale, ``stale_ok``
+while the server was unavailable), the driver calls and retries it
 made, the server's address, and on failure the error's type (status ERROR, an ``exception``
 event with ``exception.type`` only). It never holds a document value, a filter value, an error
 message or a stack trace: messages and source lines can quote the caller's data.
@@ -150,8 +151,10 @@ def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Cal
     state = Trace()
     own = _current.set(state)
     error: BaseException | None = None
+    result: Any = None
     try:
-        return run()
+        result = run()
+        return result  # type: ignore[no-any-return]
     except BaseException as exc:
         error = exc
         raise
@@ -159,13 +162,13 @@ def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Cal
         _current.reset(own)
         _otel_context.detach(token)
         try:
-            _finish(rt, span, state, operation, kind, model, actor, error)
+            _finish(rt, span, state, operation, kind, model, actor, error, result)
         except Exception as exc:  # noqa: BLE001 - tracing never fails an operation
             log.warning("the span of %s was not completed: %s", operation, type(exc).__name__)
 
 
 def _finish(rt: Any, span: Any, state: Trace, operation: str, kind: str, model: Any, actor: Any,
-            error: BaseException | None) -> None:
+            error: BaseException | None, result: Any = None) -> None:
     """Set the span's attributes (names, counts and addresses only: no value the caller sent)
     and end it."""
     try:
@@ -191,7 +194,10 @@ def _finish(rt: Any, span: Any, state: Trace, operation: str, kind: str, model: 
         if actor is not None:
             attributes["astro_db.actor.id"] = actor.id
         if operation in _CACHED_READS:
-            attributes["astro_db.cache.hit"] = error is None and state.calls == 0
+            stale = getattr(result, "stale", False) is True  # answered from the cache while the server was not
+            attributes["astro_db.cache.hit"] = error is None and (state.calls == 0 or stale)
+            if stale:
+                attributes["astro_db.stale"] = True
         if state.server is not None:
             host, port = state.server
             attributes["server.address"] = host

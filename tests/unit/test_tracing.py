@@ -179,6 +179,18 @@ def test_cache_hit_is_true_only_for_a_read_answered_from_the_query_cache(db, spa
     assert "astro_db.cache.hit" not in only(spans, "astro_db.create").attributes  # writes never hit
 
 
+def test_a_stale_answer_during_an_outage_is_a_cache_hit_marked_stale(db, spans):
+    db.count("User", {}, stale_ok=True)  # remembered
+    replace_collection(db, "User", lambda coll: Flaky(coll, "count_documents",
+                                                      pm.ServerSelectionTimeoutError("no server"), times=99))
+    spans.clear()
+    assert db.count("User", {}, stale_ok=True) == 0
+    span = only(spans, "astro_db.count")
+    assert span.attributes["astro_db.cache.hit"] is True and span.attributes["astro_db.stale"] is True
+    assert span.attributes["astro_db.driver_calls"] == 1 and span.attributes["astro_db.retries"] == 2
+    assert span.status.status_code is StatusCode.UNSET  # answered: not an error
+
+
 def test_retries_count_the_attempts_after_the_first(db, spans):
     db.create("User", {"email": "ann@example.com", "name": "Ann"})
     replace_collection(db, "User", lambda coll: Flaky(coll, "find", pm.AutoReconnect("connection reset"), times=2))
