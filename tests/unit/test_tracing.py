@@ -303,9 +303,34 @@ def test_tooling_driver_calls_are_spans_of_kind_tool_with_their_model(db, spans)
     assert "astro_db.model" not in span.attributes and span.attributes["astro_db.driver_calls"] == 1
 
 
-def test_calls_that_make_no_driver_call_through_the_executor_make_no_span(db, spans):
+def test_cleanup_key_rotation_and_reconciliation_make_tool_spans_and_data_spans(spans):
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    database = Database(f"mongomock://localhost/tr{uuid.uuid4().hex[:8]}", encryption_key=key).connect()
+    database.create("User", {"email": "ann@example.com", "name": "Ann"})
+    spans.clear()
+    database.cleanup(dry_run=True)
+    database.rotate_keys(dry_run=True)
+    database.reconcile_changes()
+    names = [s.name for s in finished(spans)]
+    assert names[0] == "astro_db.count" and "astro_db.distinct" in names  # cleanup: its data call, its look-ups
+    assert "astro_db.rotate_key" in names and "astro_db.reconcile_changes" in names
+    kinds = {s.name: s.attributes["astro_db.kind"] for s in finished(spans)}
+    assert kinds == {"astro_db.count": "read", "astro_db.distinct": "tool", "astro_db.rotate_key": "tool",
+                     "astro_db.reconcile_changes": "tool"}
+    database.disconnect()
+
+
+def test_calls_that_make_no_driver_call_through_the_executor_make_no_span(db, spans, tmp_path):
+    from astro_db import backup
+
+    db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    spans.clear()
     db.metrics()
     assert db.health()["status"] == "ok"
+    backup.backup(db, tmp_path / "repo")  # streams the collections itself
     assert finished(spans) == []
 
 
