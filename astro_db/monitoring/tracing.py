@@ -17,7 +17,9 @@ message or a stack trace: messages and source lines can quote the caller's data.
 
 Without ``opentelemetry-api`` installed, ``AVAILABLE`` is False, ``instrument`` leaves the
 executor as it is and the run step's only cost is reading that flag. With it installed and no
-SDK configured, the API's spans are non-recording and no attribute is computed.
+tracer provider set (no SDK configured), no span is started: one look at the global provider
+per operation. A span an SDK samples out is non-recording: it is still made current (so the
+driver's command spans are sampled out with it) but no attribute is computed.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ _CACHED_READS = frozenset({"find", "find_one", "count"})
 
 _current: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("astro_db_trace", default=None)
 _tracer: Any = _otel_trace.get_tracer("astro_db", __version__) if AVAILABLE else None
+# The API's providers while the application has set none (or set the no-op one): no span is made.
+_NO_SDK: tuple[type, ...] = (_otel_trace.ProxyTracerProvider, _otel_trace.NoOpTracerProvider) if AVAILABLE else ()
 
 
 class Trace:
@@ -140,6 +144,8 @@ def _error_type(exc: BaseException) -> str:
 
 def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Callable[[], T]) -> T:
     """``run()`` inside the span ``astro_db.<operation>``, current while it runs."""
+    if isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
+        return run()  # no tracer provider configured: a span would be the API's no-op, skip it
     span = _tracer.start_span(SPAN_PREFIX + operation, kind=SpanKind.CLIENT)
     token = _otel_context.attach(_otel_trace.set_span_in_context(span))
     if not span.is_recording():  # no SDK, or sampled out: the context still propagates

@@ -191,6 +191,23 @@ def test_a_stale_answer_during_an_outage_is_a_cache_hit_marked_stale(db, spans):
     assert span.status.status_code is StatusCode.UNSET  # answered: not an error
 
 
+def test_a_span_sampled_out_is_current_but_computes_nothing(db, spans, monkeypatch):
+    """The SDK samples a span out: it is non-recording, no attribute is computed (no ``Trace``),
+    yet it is the current span while the driver call runs, so the driver's spans follow its
+    sampling decision."""
+    from otel import WhileRecording
+
+    user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    spans.clear()
+    monkeypatch.setattr(WhileRecording, "on", False)
+    seen = []
+    db.executor.call(None, "probe", lambda: seen.append((tracing.current(), trace.get_current_span())))
+    assert db.find_one("User", {"id": user.id}).email == "ann@example.com"
+    (state, current), = seen
+    assert state is None and not current.is_recording() and current.get_span_context().is_valid
+    assert finished(spans) == []
+
+
 def test_retries_count_the_attempts_after_the_first(db, spans):
     db.create("User", {"email": "ann@example.com", "name": "Ann"})
     replace_collection(db, "User", lambda coll: Flaky(coll, "find", pm.AutoReconnect("connection reset"), times=2))
@@ -377,18 +394,19 @@ def run_python(script: str) -> str:
     return done.stdout.strip()
 
 
-def test_with_the_api_and_no_sdk_spans_are_non_recording_and_nothing_is_computed():
-    """No SDK configured (a fresh process): the operation still runs in the API's span context,
-    and no ``Trace`` (the per-operation state the attributes are built from) is ever made."""
+def test_with_the_api_and_no_sdk_no_span_is_started_and_nothing_is_computed():
+    """No tracer provider set (a fresh process): the operation runs without starting a span, and
+    no ``Trace`` (the per-operation state the attributes are built from) is ever made."""
     out = run_python("""
         from opentelemetry import trace
         from astro_db import Database
         from astro_db.monitoring import tracing
 
-        def refuse(self):
-            raise AssertionError("a Trace was built without an SDK")
+        def refuse(*args, **kwargs):
+            raise AssertionError("tracing work without an SDK")
 
         tracing.Trace.__init__ = refuse
+        tracing._tracer.start_span = refuse
         db = Database("mongomock://localhost/nosdk").connect()
         assert db.config.tracing and tracing.AVAILABLE
         user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
