@@ -114,6 +114,7 @@ class DatabaseConfig:
     slow_query_ms: float = 100.0
     # monitoring and health (docs/monitoring.md)
     monitoring: bool = True  # register PyMongo command / pool / heartbeat listeners
+    tracing: bool = True  # OpenTelemetry spans per operation, when opentelemetry-api is installed
     health_timeout_ms: int = 2000  # bound of the ping db.health() sends
     health_latency_ms: float = 500.0  # a slower ping makes health "degraded"
     health_pool_saturation: float = 0.9  # checked-out / max_pool_size at which health degrades

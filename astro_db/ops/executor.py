@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 
 from ..changes import read_trail
 from ..errors import AstroDBError
+from ..monitoring import tracing
 from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
@@ -81,6 +82,7 @@ class CreateManyResult(Sequence[Any]):
         return f"CreateManyResult({self._all()!r}, failed={self.failed!r})"
 
 
+@tracing.instrument  # one OpenTelemetry span per operation (monitoring/tracing.py), when installed
 class Executor:
     """Runs operations through the steps over one ``Runtime`` (shared by a Database's views)."""
 

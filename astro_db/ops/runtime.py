@@ -21,7 +21,7 @@ from ..driver.retry import CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
 from ..errors import ConfigError
 from ..events import WriteEvent
-from ..monitoring import Monitor
+from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
@@ -46,6 +46,7 @@ class Runtime:
         self.monitor = Monitor(config, registry)
         if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
             self.listeners.extend(self.monitor.listeners())
+        self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
         self.connection = Connection(config, self.listeners)
         self.retry = RetryPolicy(config)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)

@@ -4,7 +4,8 @@ This is the only place a driver call is made from: the circuit breaker is checke
 put under PyMongo's client-side timeout for what is left of the call's bound (``timeouts``),
 retried by the policy (``retry``; never inside a transaction, never a non-idempotent write:
 the caller says ``retry=False``), a failure is translated into the ``astro_db.errors`` tree,
-and the monitor records the latency and error kind (and a read's query shape) in one call.
+and the monitor records the latency and error kind (and a read's query shape) in one call; the
+operation's span, when one is recording, counts the call and its retries (``monitoring.tracing``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from ...driver import timeouts
 from ...errors import AstroDBError
+from ...monitoring import tracing
 from ...registry import ModelInfo
 from ..runtime import Runtime
 
@@ -39,6 +41,10 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
         rt.breaker.before_call()
         bound = timeouts.current_bound(rt.config.operation_timeout_ms)
         retry = retry and transaction is None
+        if tracing.AVAILABLE:  # the operation's span counts this driver call and its retries
+            traced = tracing.current()
+            if traced is not None:
+                fn = traced.driver_call(fn)
         try:
             if bound is None:
                 result = rt.retry.call(fn, operation=name, retry=retry)
