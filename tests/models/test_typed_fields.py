@@ -34,6 +34,9 @@ IGNORE = re.compile(r"  # type: ignore\[[\w,-]+\]")
 EXPECTED = {
     "return user.emial": ("attr-defined", '"User" has no attribute "emial"; maybe "email"?',
                           "reportAttributeAccessIssue", 'Cannot access attribute "emial" for class "User"'),
+    "chart: BirthChart = db.create(User": (
+        "assignment", 'Incompatible types in assignment (expression has type "User", variable has type "BirthChart")',
+        "reportAssignmentType", 'Type "User" is not assignable to declared type "BirthChart"'),
     "return insight.date": ("return-value", 'Incompatible return value type (got "datetime", expected "str")',
                             "reportReturnType", 'Type "datetime" is not assignable to return type "str"'),
     "return user.last_active": (
@@ -78,14 +81,28 @@ def stripped(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+SERVICE_BLOCK = "service_md_block.py"
+
+
 @pytest.fixture(scope="module")
-def mypy_errors(stripped: Path) -> dict[str, list[tuple[int, str, str]]]:
-    """mypy --strict (setup.cfg's settings) on both files: file name -> (line, code, message)."""
+def service_block(stripped: Path) -> Path:
+    """docs/service.md's first python block (the typed style the page shows first), as a file."""
+    text = (ROOT / "docs" / "service.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "from astro_db.models import" in code and "db.create(User," in code
+    path = stripped.parent / SERVICE_BLOCK
+    path.write_text(code)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mypy_errors(stripped: Path, service_block: Path) -> dict[str, list[tuple[int, str, str]]]:
+    """mypy --strict (setup.cfg's settings) on the files: file name -> (line, code, message)."""
     pytest.importorskip("mypy", reason="mypy is in the dev extra")
     done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--config-file", str(ROOT / "setup.cfg"),
-                           "--no-error-summary", "--no-pretty", str(TYPED), str(stripped)],
+                           "--no-error-summary", "--no-pretty", str(TYPED), str(stripped), str(service_block)],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    found: dict[str, list[tuple[int, str, str]]] = {TYPED.name: [], stripped.name: []}
+    found: dict[str, list[tuple[int, str, str]]] = {TYPED.name: [], stripped.name: [], SERVICE_BLOCK: []}
     for line in done.stdout.splitlines():
         match = re.match(r"^(.*?):(\d+): error: (.*?)  \[([\w-]+)\]$", line)
         if match:
@@ -96,14 +113,14 @@ def mypy_errors(stripped: Path) -> dict[str, list[tuple[int, str, str]]]:
 
 
 @pytest.fixture(scope="module")
-def pyright_errors(stripped: Path) -> dict[str, list[tuple[int, str, str]]]:
-    """pyright on both files: file name -> (line, rule, first line of the message)."""
+def pyright_errors(stripped: Path, service_block: Path) -> dict[str, list[tuple[int, str, str]]]:
+    """pyright on the files: file name -> (line, rule, first line of the message)."""
     pytest.importorskip("pyright", reason="pyright is in the dev extra")
     done = subprocess.run([sys.executable, "-m", "pyright", "--outputjson", "--pythonpath", sys.executable,
-                           str(TYPED), str(stripped)],
+                           str(TYPED), str(stripped), str(service_block)],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     report = json.loads(done.stdout[done.stdout.index("{"):])
-    found: dict[str, list[tuple[int, str, str]]] = {TYPED.name: [], stripped.name: []}
+    found: dict[str, list[tuple[int, str, str]]] = {TYPED.name: [], stripped.name: [], SERVICE_BLOCK: []}
     for diag in report["generalDiagnostics"]:
         found[Path(diag["file"]).name].append(
             (diag["range"]["start"]["line"] + 1, diag.get("rule", diag["severity"]), diag["message"].splitlines()[0]))
@@ -112,10 +129,12 @@ def pyright_errors(stripped: Path) -> dict[str, list[tuple[int, str, str]]]:
 
 def test_correct_use_is_clean_under_mypy_strict(mypy_errors):
     assert mypy_errors[TYPED.name] == []
+    assert mypy_errors[SERVICE_BLOCK] == []  # the docs' typed example too
 
 
 def test_correct_use_is_clean_under_pyright(pyright_errors):
     assert pyright_errors[TYPED.name] == []
+    assert pyright_errors[SERVICE_BLOCK] == []
 
 
 def test_each_mistake_is_the_expected_mypy_error(mypy_errors):

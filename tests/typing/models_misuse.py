@@ -21,6 +21,11 @@ def misspelt(db: Database) -> object:
     return user.emial  # type: ignore[attr-defined]
 
 
+def another_model(db: Database) -> BirthChart:
+    chart: BirthChart = db.create(User, {"email": "bo@example.com", "name": "Bo"})  # type: ignore[assignment]
+    return chart
+
+
 def wrong_return(insight: PlanetaryInsight) -> str:
     return insight.date  # type: ignore[return-value]
 
