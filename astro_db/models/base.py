@@ -37,7 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
         _meta: ClassVar[dict[str, Any]]
         _data: dict[str, Any]
 
+        __hash__: ClassVar[None]  # type: ignore[assignment]  # compared by value, unhashable at run time
+
         def __init__(self, *args: Any, **values: Any) -> None: ...
+        def __eq__(self, other: object) -> bool: ...
         def to_mongo(self, *args: Any, **kwargs: Any) -> Any: ...
         def to_json(self, *args: Any, **kwargs: Any) -> str: ...
         def validate(self, clean: bool = True) -> None: ...
@@ -50,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
         id: ObjectId
         pk: ObjectId
+
+        def __hash__(self) -> int: ...  # type: ignore[override]  # by id, as MongoEngine's Document
 
         @classmethod
         def _get_collection_name(cls) -> str: ...

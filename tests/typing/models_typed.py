@@ -104,3 +104,7 @@ def journal_fields(entry: Journal) -> tuple[ObjectId, str, str, bool, datetime |
 def journal_tags(entry: Journal) -> list[tuple[str, float | None]]:
     cover = [(entry.cover.label, entry.cover.weight)] if entry.cover is not None else []
     return [(t.label, t.weight) for t in entry.tags] + cover
+
+
+def hashable(users: list[User]) -> set[User]:
+    return {users[0], *users}  # documents hash by id (embedded ones do not hash, as at run time)
