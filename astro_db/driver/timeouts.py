@@ -82,6 +82,20 @@ def bounded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def under_call_bound(timeout_ms: float) -> Iterator[None]:
+    """What ``bounded`` does for one call, as a context (a nested bound never outlives its caller's)."""
+    bound = Bound.starting_now(check_timeout_ms(timeout_ms), "timeout_ms")
+    outer = _call_bound.get()
+    if outer is not None and outer.deadline < bound.deadline:
+        bound = outer
+    token = _call_bound.set(bound)
+    try:
+        yield
+    finally:
+        _call_bound.reset(token)
+
+
 def current_bound(default_ms: float | None) -> Bound | None:
     """The bound of the call in progress, else one of ``default_ms`` starting now, else None."""
     bound = _call_bound.get()

@@ -55,6 +55,7 @@ TOOL = "tool"
 # (a tool's driver call) is the other entry point, of kind ``tool``.
 KINDS: dict[str, str] = {
     "find": "read", "find_one": "read", "count": "read", "aggregate": "read", "audit_trail": "read",
+    "iter_find": "read", "page": "read",  # iter_find: the span covers the call, up to its first batch
     "create": "write", "create_many": "write", "update": "write", "update_many": "write",
     "delete": "write", "delete_many": "write",
 }

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ..changes import read_trail
-from ..errors import AstroDBError
+from ..errors import AstroDBError, PermissionDeniedError, QueryError
 from ..monitoring import tracing
 from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
 from ..stale import stale_age
-from . import references
+from . import pages, references
 from .operation import Operation
 from .runtime import Runtime
 from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
@@ -135,6 +135,77 @@ class Executor:
                          lambda coll, filt: coll.find_one(filt, session=session, **options))
         age = stale_age(doc)
         return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False), age=age)
+
+    def iter_find(self, op: Operation) -> Iterator[Any]:
+        """Steps 1-7 now, up to the first batch (retried like any read); the rest streamed,
+        batch by batch, each document checked against the scope, opened and hydrated alone."""
+        rt = self.runtime
+        info, session, guard = self._begin(op)
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        options = compile.find_options(info, op.options)
+        filt = guard.filter(seal.filter(rt, info, filt))
+        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+
+        def first_batch() -> tuple[Any, Any]:
+            cursor = coll.find(filt, session=session, **options)
+            return cursor, next(cursor, run.END)  # the find command: the first batch
+
+        cursor, head = run.call(rt, info, "iter_find", first_batch, op.transaction, query=(filt, options.get("sort")))
+        return self._stream(info, guard, cursor, head, lean=op.option("lean", False))
+
+    def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool) -> Iterator[Any]:
+        rt = self.runtime
+        try:
+            while doc is not run.END:
+                if not guard.admits(doc):
+                    raise PermissionDeniedError(f"the server answered iter_find on {info.name} with a document "
+                                                "outside the actor's scope")
+                yield hydrate.one(info, open.document(rt, info, doc), lean=lean)
+                doc = run.read_on(rt, info, "iter_find", cursor)
+        finally:
+            cursor.close()
+
+    def page(self, op: Operation) -> pages.Page[Any]:
+        """One keyset page (``ops.pages``): the filter, then "after the token's document"."""
+        rt = self.runtime
+        info, session, guard = self._begin(op)
+        limit = op.option("limit")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= pages.MAX_LIMIT:
+            raise QueryError(f"limit must be a whole number from 1 to {pages.MAX_LIMIT}, got {limit!r}")
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
+        order = pages.page_sort(options.get("sort"))
+        sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
+        for key, _ in order:
+            if key in sealed:
+                raise QueryError(f"cannot page by {key!r}: it is encrypted, so its stored order means nothing")
+        projection = options.get("projection")
+        if projection:
+            if any(projection.get(key) == 0 for key, _ in order):
+                raise QueryError("a page's projection cannot leave out its sort keys (the next token is made of them)")
+            if any(v for v in projection.values()):
+                projection = {**projection, **{key: 1 for key, _ in order}}
+        filt = guard.filter(seal.filter(rt, info, filt))
+        tokens = rt.page_tokens
+        context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
+        after = op.option("after")
+        query = filt
+        if after is not None:
+            keyset = pages.keyset_filter(order, tokens.open(context, after, len(order)))
+            query = {"$and": [filt, keyset]} if filt else keyset
+        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+        find_options: dict[str, Any] = {"sort": order, "limit": limit + 1}
+        if projection:
+            find_options["projection"] = projection
+        docs = run.call(rt, info, "page", lambda: list(coll.find(query, session=session, **find_options)),
+                        op.transaction, query=(query, order))
+        if not guard.admits(docs):
+            raise PermissionDeniedError(f"the server answered page on {info.name} with a document outside the actor's scope")
+        more = len(docs) > limit
+        docs = docs[:limit]
+        token = tokens.make(context, pages.sort_values(docs[-1], order)) if more and docs else None
+        items = hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False))
+        return pages.Page(list(items), token, len(docs))
 
     def count(self, op: Operation) -> int:
         rt = self.runtime

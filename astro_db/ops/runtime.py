@@ -25,6 +25,7 @@ from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
+from .pages import PageTokens
 
 __all__ = ["Runtime", "make_config", "utcnow"]
 
@@ -53,6 +54,7 @@ class Runtime:
         self.one_command_writes = config.one_command_writes and not config.is_embedded
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
+        self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         self.collections: tuple[Any, dict[str, Any]] = (None, {})
 
     # --- collections and reads ---------------------------------------------------------------

@@ -20,9 +20,11 @@ from ...monitoring import tracing
 from ...registry import ModelInfo
 from ..runtime import Runtime
 
-__all__ = ["call", "WRITE_OPERATIONS"]
+__all__ = ["call", "read_on", "END", "WRITE_OPERATIONS"]
 
 T = TypeVar("T")
+#: What ``read_on`` returns when a cursor is exhausted.
+END: Any = object()
 WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", "delete", "delete_many"})
 
 
@@ -68,3 +70,19 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
     rt.breaker.record_success()
     monitor.record_operation(model, operation, time.perf_counter() - started, query=query)
     return result
+
+
+def read_on(rt: Runtime, info: ModelInfo, operation: str, cursor: Any) -> Any:
+    """The next document of a cursor ``call`` opened (``END`` when it is exhausted).
+
+    A cursor is retried only before its first batch (inside ``call``, as the drivers' retryable
+    reads do); reading on may send a ``getMore``, which is never retried (the server has moved
+    the cursor on): a failure there is recorded by the breaker and the monitor and translated."""
+    try:
+        return next(cursor, END)
+    except AstroDBError:
+        raise
+    except Exception as exc:
+        rt.breaker.record_failure(exc)
+        rt.monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
+        raise timeouts.final_error(exc, None, operation=operation, model=info.name) from exc
