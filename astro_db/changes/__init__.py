@@ -9,13 +9,13 @@ backups (incremental sets, point-in-time restore) both read them (``reader``).
 
 from __future__ import annotations
 
-from .log import ChangeLog, recorded
+from .log import ChangeLog, last_revisions, recorded
 from .reader import prune_images, read_trail, read_window
 from .records import CHANGES_COLLECTION, ensure_change_indexes, record_id
 from .revision import OP_FIELD, REV_FIELD, advance, new_op_id, revision_of
 
 __all__ = [
     "CHANGES_COLLECTION", "ChangeLog", "OP_FIELD", "REV_FIELD", "advance",
-    "ensure_change_indexes", "new_op_id", "prune_images", "read_trail", "read_window", "record_id", "recorded",
+    "ensure_change_indexes", "last_revisions", "new_op_id", "prune_images", "read_trail", "read_window", "record_id", "recorded",
     "revision_of",
 ]
