@@ -19,6 +19,7 @@ reported as simply failed (``WriteRunner._write``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import logging
@@ -108,10 +109,14 @@ class WriteRunner:
         self.session = session
         self.actor = actor
         self.coll = rt.coll(info)
+        self._found_out: tuple[float | None] | None = None  # a fresh bound's ms, once an unknown outcome was read back
 
     def _after(self, written: Written | None) -> None:
-        """The one after-write step of every strategy (nothing written, nothing told)."""
-        if written is not None and written.ids:
+        """The one after-write step of every strategy (nothing written, nothing told). After a
+        write whose outcome had to be read back, its records get a fresh bound too."""
+        if written is None or not written.ids:
+            return
+        with self._bound_after():
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
 
@@ -497,7 +502,7 @@ class WriteRunner:
                 if self._cas_delete(operation, filt, doc):
                     done.append(at)
             at = len(listed)
-        except BaseException:
+        except Exception:
             # the one that failed keeps its intent (reconcile settles it); those not tried drop theirs
             self._settle_intents(operation, listed, records, done, range(at + 1, len(listed)), op_id, announce=True)
             raise
@@ -594,13 +599,23 @@ class WriteRunner:
                 "back by its id once the server answers; reconcile_changes() records it if it landed",
                 ids=ids) from error
         if found:
+            self._found_out = (bound.ms if bound is not None else None,)
             log.warning("%s on %s: the call failed (%s) but the write had landed; carried on as a success",
                         operation, self.info.name, type(error).__name__)
             raise _Partly(error)
         raise error
 
     def _runner(self, what: str) -> Callable[[Callable[[], Any]], Any]:
-        return lambda fn: run.call(self.rt, self.info, what, fn, self.tx)
+        def run_(fn: Callable[[], Any]) -> Any:
+            with self._bound_after():
+                return run.call(self.rt, self.info, what, fn, self.tx)
+
+        return run_
+
+    def _bound_after(self) -> contextlib.AbstractContextManager[None]:
+        """The bound of what follows a write: the call's, or, once an unknown outcome had to be
+        read back (the call's bound ran out), a fresh one of the same length."""
+        return timeouts.afresh(self._found_out[0], "after-write") if self._found_out else contextlib.nullcontext()
 
     def _records(self, action: str, changes: list[Change], fields: Iterable[str], op_id: Any) -> list[dict[str, Any]]:
         """The change records of ``changes``, by this call's actor, written by operation ``op_id``."""
