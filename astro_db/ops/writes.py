@@ -32,6 +32,7 @@ from pymongo import ReturnDocument
 from pymongo import errors as pm
 
 from ..changes import OP_FIELD, REV_FIELD, advance, last_revisions, new_op_id, recorded, revision_of
+from ..changes.records import as_intent
 from ..driver import timeouts
 from ..errors import (
     AstroDBError,
@@ -493,19 +494,27 @@ class WriteRunner:
         changes, database = self.rt.changes, self.coll.database
         op_id = new_op_id()
         records = self._records("delete", [_deleting(d) for d in listed], (), op_id)
-        run_ = self._runner("delete intent")
-        changes.intend(run_, database, records, self.session)
         done: list[int] = []
-        at = 0
-        try:
-            for at, doc in enumerate(listed):
-                if self._cas_delete(operation, filt, doc):
-                    done.append(at)
-            at = len(listed)
-        except Exception:
-            # the one that failed keeps its intent (reconcile settles it); those not tried drop theirs
-            self._settle_intents(operation, listed, records, done, range(at + 1, len(listed)), op_id, announce=True)
-            raise
+        if self._one_command():  # the intents and the deletes in one command (ops.bulk)
+            try:
+                done = self._delete_in_one_command(operation, filt, listed, records)
+            except WriteOutcomeUnknown:
+                raise  # the intents stay: reconcile settles them
+            except Exception:
+                self._settle_intents(operation, listed, records, [], range(len(listed)), op_id)
+                raise
+        else:
+            changes.intend(self._runner("delete intent"), database, records, self.session)
+            at = 0
+            try:
+                for at, doc in enumerate(listed):
+                    if self._cas_delete(operation, filt, doc):
+                        done.append(at)
+                at = len(listed)
+            except Exception:
+                # the one that failed keeps its intent (reconcile settles it); those not tried drop theirs
+                self._settle_intents(operation, listed, records, done, range(at + 1, len(listed)), op_id, announce=True)
+                raise
         missed = [i for i in range(len(listed)) if i not in done]
         self._settle_intents(operation, listed, records, done, missed, op_id)
         again: list[Written] = []
@@ -531,6 +540,43 @@ class WriteRunner:
                                 tuple(_deleting(listed[i]) for i in done), recorded=True, op_id=op_id))
         if done:
             changes.confirm(run_, database, [records[i] for i in done], what=f"{operation} on {self.info.name}")
+
+    def _delete_in_one_command(self, operation: str, filt: dict[str, Any], listed: list[dict[str, Any]],
+                               records: list[dict[str, Any]]) -> list[int]:
+        """The intents of ``records`` and the compare-and-set deletes of ``listed`` in one
+        ``bulkWrite``; the positions deleted. A retry leaves out the intents already there and
+        counts a document its first attempt deleted (gone now) as deleted."""
+        database = self.coll.database
+        filters = [{"$and": [filt, {"_id": doc["_id"]}, _at_rev(revision_of(doc))]} for doc in listed]
+        intents = [as_intent(r) for r in records]
+        attempts = 0
+
+        def gone() -> set[int]:
+            ids = [doc["_id"] for doc in listed]
+            there = {d["_id"] for d in self.coll.find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
+            return {i for i, doc in enumerate(listed) if doc["_id"] not in there}
+
+        def op() -> list[int]:
+            nonlocal attempts
+            attempts += 1
+            intended = recorded(database, [r["_id"] for r in intents], self.session) if attempts > 1 else set()
+            flags = bulk.delete_intended(database.client, database.name, self.coll.name, intents, filters,
+                                         session=self.session, intended=intended)
+            if attempts > 1 and not all(flags):
+                away = gone()
+                flags = [f or i in away for i, f in enumerate(flags)]
+            return [i for i, deleted in enumerate(flags) if deleted]
+
+        found: set[int] = set()
+
+        def landed() -> bool:
+            found.update(gone())
+            return bool(found)
+
+        try:
+            return self._write(operation, op, [doc["_id"] for doc in listed], landed=landed, intent=True)
+        except _Partly:
+            return sorted(found)
 
     def _cas_delete(self, operation: str, filt: dict[str, Any], doc: dict[str, Any]) -> bool:
         """Delete ``doc`` if it still matches ``filt`` at the revision it was read at; whether it

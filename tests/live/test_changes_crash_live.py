@@ -1,7 +1,9 @@
 """Change records across crashes, re-created documents, racing writers and unknown outcomes, live.
 
 1. A child process deletes a user and SIGKILLs itself from a PyMongo command listener the
-   moment the server acknowledges its ``delete`` (or, in the other case, its intent record):
+   moment the server acknowledges the command that deleted it (the ``bulkWrite`` carrying its
+   intent and its delete, or, without one-command writes, its ``delete``) or, in the last case,
+   its intent record:
    ``reconcile_changes()`` then confirms the intent (or drops it), the trail shows the delete
    (or not), and a full + incremental restore does not bring the deleted document back.
 2. Create X, delete X, create X again under its ``_id``, update X: the trail shows all four and
@@ -42,7 +44,7 @@ CHILD = textwrap.dedent("""
     from pymongo import monitoring
     from astro_db import Database
 
-    url, doc_id, at = sys.argv[1], sys.argv[2], sys.argv[3]
+    url, doc_id, at, one_command = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 
     class KillAt(monitoring.CommandListener):
         '''SIGKILLs this process when the server acknowledges the chosen command.'''
@@ -53,7 +55,9 @@ CHILD = textwrap.dedent("""
         def started(self, event):
             cmd = event.command
             if at == "delete" and ((event.command_name == "delete" and cmd.get("delete") == "users") or (
-                    event.command_name == "findAndModify" and cmd.get("findAndModify") == "users" and cmd.get("remove"))):
+                    event.command_name == "findAndModify" and cmd.get("findAndModify") == "users" and cmd.get("remove"))
+                    or (event.command_name == "bulkWrite" and any(
+                        "delete" in op and cmd["nsInfo"][op["delete"]]["ns"].endswith(".users") for op in cmd["ops"]))):
                 self.chosen.add(event.request_id)
             if at == "intent" and event.command_name == "insert" and cmd.get("insert") == "astroChanges" and any(
                     "intent" in d for d in cmd.get("documents", ())):
@@ -66,7 +70,7 @@ CHILD = textwrap.dedent("""
         def failed(self, event):
             pass
 
-    db = Database(url, event_listeners=[KillAt()]).connect()
+    db = Database(url, event_listeners=[KillAt()], one_command_writes=one_command).connect()
     print("ready", flush=True)
     db.delete("User", {"id": doc_id})
     print("survived", flush=True)
@@ -88,14 +92,16 @@ def trail(db: Database, doc_id: Any) -> list[tuple[str, int]]:
     return [(e["action"], e["revision"]) for e in db.audit_trail("User", doc_id)]
 
 
-@pytest.mark.parametrize("at", ["delete", "intent"])
-def test_a_process_killed_at_its_delete_leaves_a_gap_reconcile_closes(live_url: str, tmp_path: Path, at: str) -> None:
+@pytest.mark.parametrize(("at", "one_command"), [("delete", True), ("delete", False), ("intent", False)],
+                         ids=["at the bulkWrite of intent and delete", "at the delete", "at the intent"])
+def test_a_process_killed_at_its_delete_leaves_a_gap_reconcile_closes(live_url: str, tmp_path: Path, at: str,
+                                                                      one_command: bool) -> None:
     with Database(live_url) as db:
         user = db.create("User", {"email": "doomed@crash.test", "name": "Doomed"})
         keep = db.create("User", {"email": "kept@crash.test", "name": "Kept"})
         repo = tmp_path / "repo"
         backup.backup(db, repo)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(user.id), at],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(user.id), at, "1" if one_command else "0"],
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         out, _ = child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL and "survived" not in out
@@ -107,7 +113,7 @@ def test_a_process_killed_at_its_delete_leaves_a_gap_reconcile_closes(live_url: 
         assert trail(db, user.id) == ([("create", 0), ("delete", 1)] if deleted else [("create", 0)])
         assert db.mongo["astroChanges"].count_documents({"intent": {"$exists": True}}) == 0
         backup.backup(db, repo)  # incremental
-        target = restore_into(live_url, repo, f"restore_crash_{at}")
+        target = restore_into(live_url, repo, f"restore_crash_{at}_{int(one_command)}")
         try:
             assert (target.find_one("User", {"id": user.id}) is None) is deleted
             assert target.find_one("User", {"id": keep.id}) is not None
