@@ -1,4 +1,4 @@
-"""Writing change records: idempotent, under the write's own retry and time bound, never a silent gap.
+"""Writing change records: idempotent, under the write's own retry and time bound, never a silent gap; delete intents and their settling.
 
 The failure policy of every write hook (one policy, the same for create, update and delete):
 

@@ -1,4 +1,4 @@
-"""The write path of one service call: idempotent inserts, guarded updates, hooked deletes.
+"""The write strategies of one service call: idempotent inserts, guarded updates, intended deletes, each returning what it wrote.
 
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
