@@ -317,13 +317,7 @@ class WriteRunner:
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
-        found: list[dict[str, Any]] = []
-
-        def landed() -> bool:  # the update stamps its op id: a document carrying it is ours
-            doc = self.coll.find_one({OP_FIELD: op_id}, session=self.session)
-            found.extend([doc] if doc is not None else [])
-            return doc is not None
-
+        landed, found = self._stamped(op_id)
         try:
             doc: dict[str, Any] | None = self._write(
                 "update", self._naming(lambda: self.coll.find_one_and_update(
@@ -336,6 +330,18 @@ class WriteRunner:
                 raise _out_of_range(compiled)
             return None, None
         return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
+
+    def _stamped(self, op_id: Any) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
+        """The read-back of an update whose outcome is unknown: every update stamps its op id
+        (``_op``), so a document carrying it is the update's post-image (put in the list)."""
+        found: list[dict[str, Any]] = []
+
+        def landed() -> bool:
+            doc = self.coll.find_one({OP_FIELD: op_id}, session=self.session)
+            found.extend([doc] if doc is not None else [])
+            return doc is not None
+
+        return landed, found
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
         if compiled.touches_lists:
@@ -408,13 +414,14 @@ class WriteRunner:
             after = self._checked_post_image(current, update)
             cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
             versioned = _lists_as_validated(update, after, compiled.list_roots)
-            doc: dict[str, Any] | None = run.call(self.rt,
-                self.info, "update",
-                self._naming(lambda cas=cas, versioned=versioned: self.coll.find_one_and_update(
-                    _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
-                )),
-                self.tx, retry=False,
-            )
+            landed, found = self._stamped(op_id)
+            try:
+                doc: dict[str, Any] | None = self._write(
+                    "update", self._naming(lambda cas=cas, versioned=versioned: self.coll.find_one_and_update(
+                        _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
+                    )), [current["_id"]], retry=False, landed=landed)
+            except _Partly:
+                doc = found[0]
             if doc is not None:
                 return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
             if compiled.guards and self._exists(cas):

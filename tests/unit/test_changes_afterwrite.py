@@ -357,7 +357,7 @@ def script(db, model: str, **scripts: list[str]) -> Script:
 @pytest.fixture
 def fast():
     database = Database(f"mongomock://localhost/u{uuid.uuid4().hex[:8]}", retry_attempts=3, backoff_base_s=0.001,
-                        backoff_max_s=0.002).connect()
+                        backoff_max_s=0.002, allow_plaintext_sensitive=True).connect()
     database.executor.runtime.retry.sleep = lambda s: None  # the policy's waits are not the point here
     yield database
     database.disconnect()
@@ -430,3 +430,15 @@ def test_a_delete_stored_while_its_retry_ran_out_is_reported_done_and_recorded(f
     script(fast, "User", delete_one=["land", "expire"])
     assert fast.delete("User", {"id": user.id}, timeout_ms=200) is True
     assert trail(fast, "User", user.id) == [("create", 0), ("delete", 1)]
+
+
+def test_a_list_change_whose_reply_was_lost_is_found_by_its_op_id_not_replayed(fast):
+    """A list change is never retried (a second $push would push twice): when its reply is lost
+    its outcome is read back by the op id it stamped, and the call reports the stored result."""
+    user = fast.create("User", user_data())
+    chart = fast.create("BirthChart", chart_data(user.id))
+    fake = script(fast, "BirthChart", find_one_and_update=["land"])
+    updated = fast.update("BirthChart", {"id": chart.id}, PUSH)
+    assert fake.calls["find_one_and_update"] == 1 and len(updated.positions) == 1
+    assert len(fast.find_one("BirthChart", {"id": chart.id}).positions) == 1
+    assert [a for a, _ in trail(fast, "BirthChart", chart.id)] == ["create", "update"]
