@@ -38,6 +38,7 @@ from ..errors import (
     AstroDBError,
     ChangeRecordError,
     DatabaseConnectionError,
+    NotConnectedError,
     OperationTimeoutError,
     ValidationError,
     WriteOutcomeUnknown,
@@ -135,7 +136,7 @@ class WriteRunner:
         last: dict[Any, int] = {}
         if self.rt.changes.enabled:
             database = self.coll.database
-            last = run.call(self.rt, self.info, "create", lambda: last_revisions(database, self.info.name, chosen, self.session),
+            last = run.call(self.rt, self.info, "create lookup", lambda: last_revisions(database, self.info.name, chosen, self.session),
                             self.tx)
         for son in sons:
             if isinstance(son.get(REV_FIELD), _Continued):
@@ -631,7 +632,7 @@ class WriteRunner:
         try:
             return run.call(self.rt, self.info, operation, fn, self.tx, retry=retry)
         except (DatabaseConnectionError, OperationTimeoutError) as exc:
-            if self.tx is not None or isinstance(exc, ChangeRecordError):
+            if self.tx is not None or not _maybe_applied(exc):
                 raise
             error = exc
         bound = timeouts.current_bound(self.rt.config.operation_timeout_ms)
@@ -721,6 +722,15 @@ class WriteRunner:
         return run.call(self.rt,
             self.info, "find_one", lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx
         ) is not None
+
+
+def _maybe_applied(exc: AstroDBError) -> bool:
+    """Whether a failed write may have reached the server: not when it never left the client
+    (the breaker was open, the bound had run out, no connection: no driver error behind it), nor
+    when its one attempt found no server to send it to."""
+    if isinstance(exc, (ChangeRecordError, NotConnectedError)) or exc.__cause__ is None:
+        return False
+    return not (isinstance(exc.__cause__, pm.ServerSelectionTimeoutError) and getattr(exc, "attempts", 1) == 1)
 
 
 class _Partly(Exception):

@@ -442,3 +442,17 @@ def test_a_list_change_whose_reply_was_lost_is_found_by_its_op_id_not_replayed(f
     assert fake.calls["find_one_and_update"] == 1 and len(updated.positions) == 1
     assert len(fast.find_one("BirthChart", {"id": chart.id}).positions) == 1
     assert [a for a, _ in trail(fast, "BirthChart", chart.id)] == ["create", "update"]
+
+
+def test_a_write_that_never_left_the_client_is_reported_failed_without_a_read_back(fast):
+    """An open breaker (or a bound already run out) means the write was never sent: its failure
+    is known, so nothing is read back and nothing is queued."""
+    fake = script(fast, "User", insert_one=["lose"] * 10, find=[])
+    breaker = fast.executor.runtime.breaker
+    for _ in range(fast.config.breaker_threshold):
+        breaker.record_failure(pm.AutoReconnect("down"))
+    with pytest.raises(DatabaseConnectionError) as caught:
+        fast.create("User", user_data())
+    assert not isinstance(caught.value, WriteOutcomeUnknown)
+    assert fake.calls == {"insert_one": 0, "find": 0}
+    assert fast.executor.runtime.changes.pending == 0
