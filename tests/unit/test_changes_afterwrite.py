@@ -52,6 +52,51 @@ def restored(tmp_path, until=None) -> Database:
     return target
 
 
+# --- 0. the after-write step: one event per write, the records a write hook -----------------------
+
+def test_the_change_records_are_a_write_hook_that_gets_the_writes_session(db):
+    from astro_db.ops.steps.hooks import ChangeRecords
+
+    rt = db.executor.runtime
+    [records_hook] = [h for h in rt.hooks if isinstance(h, ChangeRecords)]
+    assert rt.hooks.index(records_hook) == rt.hooks.index(rt.cache.on_write) + 1
+    seen = []
+    rt.hooks[rt.hooks.index(records_hook)] = lambda event: (seen.append(event), records_hook(event))
+    user = db.create("User", user_data())
+    with db.transaction() as tx:
+        db.update("User", {"id": user.id}, {"name": "In a transaction"}, transaction=tx)
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        db.update("User", {"id": user.id}, {"name": "Aborted"}, transaction=tx)
+        raise RuntimeError("abort")
+    create, committed, aborted = seen
+    assert (create.action, create.session, [c.rev for c in create.changes]) == ("create", None, [0])
+    assert committed.session is not None and committed.transaction is not None
+    assert [c.rev for c in committed.changes] == [1] and aborted.changes[0].rev == 2
+    assert trail(db, "User", user.id) == [("create", 0), ("update", 1)]  # the aborted one's record aborted with it
+
+
+def test_without_the_hook_no_record_is_written(db):
+    from astro_db.ops.steps.hooks import ChangeRecords
+
+    rt = db.executor.runtime
+    rt.hooks[:] = [h for h in rt.hooks if not isinstance(h, ChangeRecords)]
+    user = db.create("User", user_data())
+    db.update("User", {"id": user.id}, {"name": "Unrecorded"})
+    assert records(db) == []
+
+
+def test_a_record_failure_is_raised_after_the_other_hooks_heard_of_the_write(db, monkeypatch):
+    heard = []
+    db.executor.runtime.hooks.append(lambda event: heard.append(event.action))
+    user = db.create("User", user_data())
+    monkeypatch.setattr(change_log, "_insert", lambda *a: (_ for _ in ()).throw(pm.OperationFailure("refused", 121)))
+    from astro_db.errors import ChangeRecordError
+
+    with pytest.raises(ChangeRecordError):
+        db.update("User", {"id": user.id}, {"name": "Applied"})
+    assert heard == ["create", "update"]
+
+
 # --- 1. a re-created _id ----------------------------------------------------------------------------
 
 def test_a_document_created_again_under_its_id_continues_its_trail_and_survives_a_restore(db, tmp_path):
