@@ -372,11 +372,24 @@ class WriteRunner:
         modified = 0
         for chunk in _chunks([d["_id"] for d in self._ids(filt)], _ID_CHUNK):
             scoped = _merge({"_id": {"$in": chunk}, OP_FIELD: {"$ne": op_id}}, _merge(filt, compiled.guards))
-            result = run.call(self.rt,
-                self.info, "update_many",
-                self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
-                self.tx, retry=idempotent,
-            )
+            tagged = {"_id": {"$in": chunk}, OP_FIELD: op_id}
+            found: list[dict[str, Any]] = []
+
+            def landed(tagged: dict[str, Any] = tagged, found: list[dict[str, Any]] = found) -> bool:  # stamped with our op id
+                found.extend(self.coll.find(tagged, projection, session=self.session))
+                return bool(found)
+
+            try:
+                result = self._write(
+                    "update_many", self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
+                    chunk, retry=idempotent, landed=landed)
+            except _Partly as partly:  # some landed before it failed: they are recorded, the call still fails
+                self._after(Written("update", tuple(d["_id"] for d in found), tuple(compiled.fields),
+                                    tuple(_updated(d) for d in found), op_id=op_id))
+                error = partly.error
+                error.args = (f"{error.args[0] if error.args else error}; {modified + len(found)} document(s) were updated "
+                              "before it failed (their change records are written), the others were not", *error.args[1:])
+                raise error from error.__cause__
             mine = self._read_back({"_id": {"$in": chunk}, OP_FIELD: op_id}, projection, chunk) if changes.enabled else []
             if changes.enabled and len(mine) < result.modified_count:
                 log.warning("update_many on %s: %d document(s) were changed again before their records were read; "

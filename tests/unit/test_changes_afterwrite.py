@@ -501,3 +501,41 @@ def test_a_write_that_never_left_the_client_is_reported_failed_without_a_read_ba
     assert not isinstance(caught.value, WriteOutcomeUnknown)
     assert fake.calls == {"insert_one": 0, "find": 0}
     assert fast.executor.runtime.changes.pending == 0
+
+
+def test_update_many_cut_off_by_its_bound_records_and_reports_what_it_updated(fast):
+    for i in range(3):
+        fast.create("User", user_data(name=f"Batch{i}", status="active"))
+
+    class HalfThenExpire:
+        """update_many applies to the first document only, loses the reply, then times out."""
+
+        def __init__(self, real):
+            self.real, self.calls = real, 0
+
+        def __getattr__(self, name):
+            attr = getattr(self.real, name)
+            if name != "update_many":
+                return attr
+
+            def update_many(filt, update, **kw):
+                self.calls += 1
+                if self.calls == 1:
+                    first = self.real.find_one(filt, {"_id": 1})
+                    self.real.update_one({"_id": first["_id"]}, update, **kw)
+                    raise pm.AutoReconnect("connection lost mid-way")
+                bound = timeouts.current_bound(None)
+                while not bound.expired():
+                    time.sleep(0.001)
+                raise pm.NetworkTimeout("timed out")
+
+            return update_many
+
+    rt = fast.executor.runtime
+    info = rt.registry.resolve("User")
+    rt.collections[1][info.collection] = HalfThenExpire(rt.coll(info))
+    with pytest.raises(OperationTimeoutError, match="1 document\\(s\\) were updated before it failed"):
+        fast.update_many("User", {"status": "active"}, {"status": "inactive"}, timeout_ms=200)
+    [changed] = list(fast.mongo.users.find({"status": "inactive"}))
+    assert trail(fast, "User", changed["_id"]) == [("create", 0), ("update", 1)]
+    assert len(records(fast, action="update")) == 1
