@@ -2,9 +2,13 @@
 
 Every create, update and delete through the service writes, for each document it actually
 changed, one record into ``astroChanges`` (``records``), ordered per document by a revision the
-write itself advanced on the server (``revision``), written under the same retry and time bound
-as the write, idempotently, and never silently dropped (``log``). ``audit_trail()`` and the
-backups (incremental sets, point-in-time restore) both read them (``reader``).
+write itself advanced on the server (``revision``; a document created again under an earlier
+``_id`` continues its revisions), identified by the writing operation (``records``: never
+reused by another write), written under the same retry and time bound as the write,
+idempotently, and never silently dropped (``log``; a delete's record is written first as an
+intent and confirmed after, so a crash in between leaves something ``reconcile_changes()``
+settles). ``audit_trail()`` and the backups (incremental sets, point-in-time restore) both read
+them (``reader``).
 """
 
 from __future__ import annotations
