@@ -122,6 +122,32 @@ def test_a_process_killed_at_its_delete_leaves_a_gap_reconcile_closes(live_url: 
             dropped(target)
 
 
+def test_a_document_created_again_after_a_killed_delete_keeps_both_lives_in_order(live_url: str, tmp_path: Path) -> None:
+    """The delete's process is SIGKILLed at its acknowledgement (its intent unconfirmed); the
+    document is created again under its _id and edited before anyone reconciles. The new life
+    continues past the intent's revision, so reconcile confirms the delete and the trail and a
+    restore have both lives in order."""
+    with Database(live_url) as db:
+        x = db.create("User", {"email": "twice@crash.test", "name": "First"}).id
+        repo = tmp_path / "repo"
+        backup.backup(db, repo)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(x), "delete", "1"],
+                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        child.communicate(timeout=60)
+        assert child.returncode == -signal.SIGKILL
+        db.create("User", {"_id": x, "email": "twice@crash.test", "name": "Second"})
+        db.update("User", {"id": x}, {"name": "Second, edited"})
+        assert db.reconcile_changes()["intents"] == {"confirmed": 1, "dropped": 0}
+        assert trail(db, x) == [("create", 0), ("delete", 1), ("create", 2), ("update", 3)]
+        backup.backup(db, repo)
+        target = restore_into(live_url, repo, "restore_twice")
+        try:
+            assert target.find_one("User", {"id": x}).name == "Second, edited"
+            assert state(target) == state(db)
+        finally:
+            dropped(target)
+
+
 def test_a_document_created_again_under_its_id_keeps_its_second_life_in_a_restore(live_url: str, tmp_path: Path) -> None:
     with Database(live_url) as db:
         x = db.create("User", {"email": "life@again.test", "name": "First"}).id
