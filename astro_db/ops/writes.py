@@ -516,15 +516,19 @@ class WriteRunner:
         op_id = new_op_id()
         records = self._records("delete", [_deleting(d) for d in listed], (), op_id)
         done: list[int] = []
-        if self._one_command():  # the intents and the deletes in one command (ops.bulk)
+        one_command = self._one_command()
+        if one_command:  # the intents and the deletes in one command (ops.bulk)
             try:
                 done = self._delete_in_one_command(operation, filt, listed, records)
             except WriteOutcomeUnknown:
                 raise  # the intents stay: reconcile settles them
-            except Exception:
-                self._settle_intents(operation, listed, records, [], range(len(listed)), op_id)
-                raise
-        else:
+            except AstroDBError as exc:
+                if not bulk.not_supported(exc.__cause__ or exc):
+                    self._settle_intents(operation, listed, records, [], range(len(listed)), op_id)
+                    raise
+                log.warning("the server has no bulkWrite command; deletes send their intents separately")
+                self.rt.bulk_write = one_command = False  # nothing was written: the long way
+        if not one_command:
             changes.intend(self._runner("delete intent"), database, records, self.session)
             at = 0
             try:

@@ -293,3 +293,19 @@ def test_a_create_applied_just_before_the_server_died_is_reported_unknown_then_r
         assert trail(db, doc_id) == [("create", 0)]
     finally:
         db.disconnect()
+
+
+def test_a_server_without_bulkwrite_deletes_the_long_way(live_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Database(live_url) as db:
+        users = [db.create("User", {"email": f"old{i}@nobulk.test", "name": "Old"}) for i in range(3)]
+
+        def no_such_command(ops: list[Any], **kwargs: Any) -> Any:
+            raise pm.OperationFailure("no such command: 'bulkWrite'", 59)
+
+        monkeypatch.setattr(db.mongo.client, "bulk_write", no_such_command)
+        assert db.delete("User", {"id": users[0].id}) is True
+        assert db.executor.runtime.bulk_write is False
+        assert db.delete_many("User", {"name": "Old"}) == 2
+        for user in users:
+            assert trail(db, user.id) == [("create", 0), ("delete", 1)]
+        assert db.mongo["astroChanges"].count_documents({"intent": {"$exists": True}}) == 0
