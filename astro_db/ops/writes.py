@@ -557,14 +557,22 @@ class WriteRunner:
     def _settle_intents(self, operation: str, listed: list[dict[str, Any]], records: list[dict[str, Any]],
                         done: list[int], missed: Iterable[int], op_id: Any, *, announce: bool = False) -> None:
         """Confirm the intents of the deletes applied, drop those of the deletes that deleted
-        nothing; with ``announce`` (a later delete failed), tell the hooks of those applied."""
+        nothing; with ``announce`` (a later delete failed), tell the hooks of those applied, as
+        when the confirmation fails (``ChangeRecordError``: the deletes stand)."""
         changes, database, run_ = self.rt.changes, self.coll.database, self._runner("delete intent")
         changes.drop(run_, database, [records[i] for i in missed])
-        if announce and done:
-            self._after(Written("delete", tuple(listed[i]["_id"] for i in done), (),
-                                tuple(_deleting(listed[i]) for i in done), recorded=True, op_id=op_id))
-        if done:
+        if not done:
+            return
+        written = Written("delete", tuple(listed[i]["_id"] for i in done), (), tuple(_deleting(listed[i]) for i in done),
+                          recorded=True, op_id=op_id)
+        if announce:
+            self._after(written)
+        try:
             changes.confirm(run_, database, [records[i] for i in done], what=f"{operation} on {self.info.name}")
+        except ChangeRecordError:
+            if not announce:
+                self._after(written)
+            raise
 
     def _delete_in_one_command(self, operation: str, filt: dict[str, Any], listed: list[dict[str, Any]],
                                records: list[dict[str, Any]]) -> list[int]:

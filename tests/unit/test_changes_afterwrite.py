@@ -214,6 +214,23 @@ def test_a_delete_costs_an_intent_and_a_confirmation_and_leaves_one_record(db):
     assert records(db, intent={"$exists": True}) == []
 
 
+def test_a_confirmation_that_fails_raises_applied_drops_the_cached_reads_and_catches_up(monkeypatch):
+    db = new_db(retry_attempts=1, cache_ttl_s=60)
+    user = db.create("User", user_data())
+    assert db.find_one("User", {"id": user.id}, cache=True) is not None  # cached
+    monkeypatch.setattr(change_log, "_replace", lambda *a: (_ for _ in ()).throw(pm.AutoReconnect("lost")))
+    from astro_db.errors import ChangeRecordError
+
+    with pytest.raises(ChangeRecordError) as caught:
+        db.delete("User", {"id": user.id})
+    assert caught.value.applied is True and caught.value.missing == [user.id]
+    assert db.find_one("User", {"id": user.id}, cache=True) is None  # the cache heard of the delete
+    monkeypatch.undo()
+    assert db.reconcile_changes()["pending"] == 1
+    assert trail(db, "User", user.id) == [("create", 0), ("delete", 1)]
+    assert records(db, intent={"$exists": True}) == []
+
+
 def test_a_process_killed_between_its_delete_and_the_confirmation_is_reconciled(db, monkeypatch, tmp_path):
     user = db.create("User", user_data())
     backup.backup(db, tmp_path / "repo")
