@@ -17,7 +17,7 @@ from ..cache import QueryCache
 from ..changes import ChangeLog
 from ..config import DatabaseConfig
 from ..driver.connection import Connection
-from ..driver.retry import CircuitBreaker, RetryPolicy
+from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
 from ..errors import ConfigError
 from ..events import WriteEvent
@@ -46,13 +46,24 @@ class Runtime:
         self.monitor = Monitor(config, registry)
         if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
             self.listeners.extend(self.monitor.listeners())
-        self.connection = Connection(config, self.listeners)
-        self.retry = RetryPolicy(config)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        if not config.is_embedded:  # the server seen answering again ends the breaker's cool-down
+            self.listeners.append(BreakerHeartbeats(self.breaker))
+        self.connection = Connection(config, self.listeners)
+        if not config.is_embedded:
+            self.breaker.watch(self.server_answers)
+        self.retry = RetryPolicy(config)
         self.one_command_writes = config.one_command_writes and not config.is_embedded
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.collections: tuple[Any, dict[str, Any]] = (None, {})
+
+    def server_answers(self) -> bool | None:
+        """The breaker's cheap look at the server while it is open: a ping bounded by its probe
+        interval (True: it answered); None once the Database is disconnected (stop looking)."""
+        if not self.connection.connected:
+            return None
+        return self.connection.is_connected(timeout_s=self.breaker.probe_interval_s)
 
     # --- collections and reads ---------------------------------------------------------------
 
