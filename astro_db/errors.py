@@ -239,7 +239,9 @@ def translate(exc: BaseException, *, operation: str = "operation", model: str | 
 
 
 def _first_line(text: str) -> str:
-    return text.split(",", 1)[0][:300]
+    """The first clause of a driver message, without PyMongo's per-socket "(configured timeouts:
+    ...)" (the call's budget is named by the run step instead)."""
+    return text.split(" (configured timeouts:", 1)[0].split(",", 1)[0][:300]
 
 
 def _operation_failure(exc: Any, where: str, detail: str) -> AstroDBError:
