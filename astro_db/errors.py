@@ -203,8 +203,9 @@ def translate(exc: BaseException, *, operation: str = "operation", model: str | 
         return AstroDBError(f"{where} failed: {detail}")
     if isinstance(exc, pm.WaitQueueTimeoutError):
         return PoolExhaustedError(
-            f"{where}: no pooled connection became free in time; raise max_pool_size or "
-            f"wait_queue_timeout_ms, or reduce concurrency ({detail})"
+            f"{where}: no pooled connection became free in time; raise max_pool_size or the wait (the call's "
+            f"budget, operation_timeout_ms / timeout_ms; wait_queue_timeout_ms when it is None), or reduce "
+            f"concurrency ({detail})"
         )
     if isinstance(exc, pm.ConfigurationError) or isinstance(exc, pm.InvalidURI):
         return ConfigError(f"invalid MongoDB configuration: {detail}")

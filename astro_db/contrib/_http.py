@@ -61,27 +61,29 @@ class ConnectOnce:
         self.database = database
         self.connected = connected
         self._lock = threading.Lock()
-        self._tries = 0  # connects made (each failed one included)
+        self._finished = 0  # connects that have ended (failed ones included)
         self._failure: errors.AstroDBError | None = None  # the last connect's error
 
     def get(self) -> Any:
         """The connected ``Database`` (connecting it now if nobody has yet)."""
         if not self.connected:
-            tries = self._tries
+            finished = self._finished
             with self._lock:
                 if not self.connected:
                     failure = self._failure
-                    if self._tries != tries and failure is not None:  # failed while this one waited
+                    if self._finished != finished and failure is not None:  # failed while this one waited
                         raise copy.copy(failure).with_traceback(None) from failure
-                    self._tries += 1
                     try:
                         self.database.connect()
                     except errors.AstroDBError as exc:
                         self._failure = exc
                         raise
+                    finally:
+                        self._finished += 1
                     self._failure = None
                     self.connected = True
         return self.database
+
 
 _STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
     (errors.ValidationError, 400),
