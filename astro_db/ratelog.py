@@ -31,7 +31,7 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self._kinds: dict[str, list[float]] = {}  # kind -> [logged at, held back since]
 
-    def log(self, level: int, kind: str, msg: str, *args: Any) -> bool:
+    def log(self, level: int, kind: str, msg: str, *args: Any, stacklevel: int = 2) -> bool:
         """Log ``msg % args`` unless a record of ``kind`` was logged less than ``interval_s`` ago
         (then count it); True when it was logged."""
         now = self.clock()
@@ -45,14 +45,14 @@ class RateLimitedLog:
         if held:
             msg += " (%d more like this in the last %.0f s)"
             args = (*args, held, since)
-        self.logger.log(level, msg, *args)
+        self.logger.log(level, msg, *args, stacklevel=stacklevel)
         return True
 
     def error(self, kind: str, msg: str, *args: Any) -> bool:
-        return self.log(logging.ERROR, kind, msg, *args)
+        return self.log(logging.ERROR, kind, msg, *args, stacklevel=3)
 
     def warning(self, kind: str, msg: str, *args: Any) -> bool:
-        return self.log(logging.WARNING, kind, msg, *args)
+        return self.log(logging.WARNING, kind, msg, *args, stacklevel=3)
 
     def held(self, kind: str) -> int:
         """How many records of ``kind`` are held back now."""

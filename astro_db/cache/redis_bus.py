@@ -2,8 +2,10 @@
 
 Publisher (the process that wrote, after the write is acknowledged or its transaction
 committed): the write's own process drops its entries at once, then hands the model to a
-background publisher thread and returns, so Redis is never on the request path (a frozen Redis
-costs a write a dict update, not its 2 s / 4 s socket timeouts). The publisher sends one Lua
+background publisher thread and waits for the announcement at most ``wait_s`` (20 ms; a healthy
+Redis answers in well under a millisecond, so the generation has moved on when the write
+returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
+most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher sends one Lua
 script ``INCR astro_db:{db}:gen:{model}`` then ``PUBLISH astro_db:{db}:invalidate {"m": model,
 "g": generation, "o": origin, "t": time}``. Being one script, the generations of a model reach
 every subscriber in order and without holes. Models waiting to be announced are *pending* (one
@@ -68,7 +70,7 @@ class RedisBus(SubscribingBus):
     kind = "redis"
 
     def __init__(self, url: str, namespace: str, *, timeout_s: float = 2.0, health_check_s: float = 1.0,
-                 answer_s: float = 1.0, stall_s: float = 0.25, log_interval_s: float = 10.0) -> None:
+                 answer_s: float = 1.0, stall_s: float = 0.25, wait_s: float = 0.02, log_interval_s: float = 10.0) -> None:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - the redis extra is part of dev
@@ -84,6 +86,7 @@ class RedisBus(SubscribingBus):
         self._health_check_s = health_check_s
         self.answer_s = answer_s  # a subscriber ping unanswered this long: the connection is dead
         self.stall_s = stall_s  # a publish under way this long: Redis is frozen or slow
+        self.wait_s = wait_s  # how long a write waits for its announcement (the tight bound)
         self._log = RateLimitedLog(log, log_interval_s)
         self.figures = BusFigures(self.kind)
         self._listener: weakref.ReferenceType[Any] | None = None
@@ -93,7 +96,9 @@ class RedisBus(SubscribingBus):
         self._stop = threading.Event()
         self._doubt = threading.Event()  # set: the subscriber must drop everything and reconnect
         self._pending: dict[str, int] = {}  # model -> number of its latest write not yet announced
+        self._done: dict[str, int] = {}  # model -> the latest write number an announcement covered
         self._numbers = itertools.count(1)
+        self._announced = threading.Condition(self._lock)
         self._wake = threading.Event()  # set: the publisher has something to send
         self._publisher: threading.Thread | None = None
         self._sending_since: float | None = None  # when the send under way began (None: idle)
@@ -185,21 +190,29 @@ class RedisBus(SubscribingBus):
 
     def publish(self, model: str, origin: CacheListener | None = None) -> None:
         """Announce a committed write to ``model``: queued for the publisher thread, never sent
-        from here. A send that has been under way for more than ``stall_s`` marks the bus down
-        (this process drops its cache) rather than holding the write that succeeded."""
+        from here. While Redis answers, the write waits for its announcement up to ``wait_s``
+        (a healthy Redis takes well under a millisecond), so the generation has moved on when the
+        write returns; past that it returns anyway and the announcement follows. A send that
+        has been under way for more than ``stall_s`` marks the bus down (this process drops its
+        cache) rather than holding the write that succeeded."""
         if os.getpid() != self._pid:
             self._after_fork()
         with self._lock:
-            self._pending[model] = next(self._numbers)
+            number = self._pending[model] = next(self._numbers)
             if self._publisher is None and self._thread is not None:
                 self._start_publisher()
+        self._wake.set()
         since = self._sending_since
-        if since is not None and time.monotonic() - since > self.stall_s and not self._doubt.is_set():
+        busy_s = time.monotonic() - since if since is not None else 0.0
+        if busy_s > self.stall_s and not self._doubt.is_set():
             self.figures.error(f"publish: no answer from Redis within {self.stall_s:g}s")
             self._log.error("stalled", "cache bus %s: Redis has not answered a publish for %.1f s; this process "
-                            "stops caching until its subscriber reconnects", self.masked_url, time.monotonic() - since)
+                            "stops caching until its subscriber reconnects", self.masked_url, busy_s)
             self._lose_trust("publish stalled: Redis does not answer")
-        self._wake.set()
+        if busy_s > self.wait_s or not self.connected:
+            return  # Redis is slow or down: nothing to wait for
+        with self._announced:
+            self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=self.wait_s)
 
     def unsent(self, model: str) -> bool:
         """Whether a write to ``model`` made here has not been announced yet (its generation in
@@ -238,9 +251,11 @@ class RedisBus(SubscribingBus):
             pending = sorted(self._pending.items())
         for model, number in pending:
             self._send(model)
-            with self._lock:
+            with self._announced:
+                self._done[model] = max(self._done.get(model, 0), number)
                 if self._pending.get(model) == number:
                     del self._pending[model]
+                self._announced.notify_all()
 
     def _lose_trust(self, reason: str) -> None:
         self._reason = reason

@@ -65,6 +65,39 @@ def test_publishes_are_sent_by_the_publisher_thread_never_the_writing_one(redis_
         db.disconnect()
 
 
+def test_while_redis_answers_a_write_returns_once_its_generation_has_moved_on(redis_server):
+    import redis
+
+    db = _bus_db(redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        bus = db.executor.runtime.cache.bus
+        bus.wait_s = 30.0  # generous: this is about what the write waits for, not how long
+        for i in range(1, 4):
+            db.create("User", {"email": f"g{i}@example.com", "name": "G"})
+            assert not bus.unsent("User") and int(client.get(bus.generation_prefix + "User")) == i
+    finally:
+        client.close()
+        db.disconnect()
+
+
+def test_a_late_announcement_does_not_hold_the_write_beyond_the_tight_bound(redis_server):
+    db = _bus_db(redis_server.url)
+    try:
+        bus = db.executor.runtime.cache.bus
+        gate = threading.Event()
+        send = bus._send
+        bus._send = lambda model: (gate.wait(30), send(model))
+        bus.wait_s = 0.05
+        db.create("User", {"email": "late@example.com", "name": "L"})  # returns though nothing is sent yet
+        assert bus.unsent("User") and bus.stats()["sent"] == 0
+        gate.set()
+        _poll(lambda: not bus.unsent("User"))
+        assert bus.stats()["sent"] == 1
+    finally:
+        db.disconnect()
+
+
 def test_a_frozen_redis_does_not_hold_writes_and_turns_caching_off_until_it_thaws(redis_server):
     db = _bus_db(redis_server.url)
     cache = db.executor.runtime.cache
