@@ -26,8 +26,9 @@ class AstroDBConfig(AppConfig):  # type: ignore[misc]  # Django ships no type in
     Without a URL (``settings.ASTRO_DB`` or ``MONGODB_URL``) ``ready()`` raises ``ConfigError``
     unless ``settings.DEBUG``: a production app must not write into memory that dies with it.
 
-    ``ready()`` connects once. A failed connect is logged, not raised, so ``manage.py`` and the
-    server still start (``/healthz`` then answers 503); ``get_database()`` retries it."""
+    ``ready()`` connects once, within the web-sized connect budget (3 s unless the settings say
+    otherwise: ``_http.WEB_DEFAULTS``). A failed connect is logged, not raised, so ``manage.py``
+    and the server still start (``/healthz`` then answers 503); ``get_database()`` retries it."""
 
     name = "astro_db.contrib.django"
     label = "astro_db"
