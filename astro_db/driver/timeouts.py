@@ -17,7 +17,6 @@ import inspect
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pymongo
@@ -26,18 +25,23 @@ from pymongo import errors as pm
 from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
 from .connection import summarise
 
-__all__ = ["Bound", "bounded", "current_bound", "under", "final_error"]
+__all__ = ["Bound", "bounded", "current_bound", "under", "call_within", "final_error"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
 class Bound:
-    """A time bound: ``ms`` as given and the ``deadline`` (a ``time.monotonic()`` value)."""
+    """A time bound: ``ms`` as given and the ``deadline`` (a ``time.monotonic()`` value).
 
-    ms: float
-    deadline: float
-    source: str  # "timeout_ms" (this call) or "operation_timeout_ms" (the config default)
+    A plain slotted class: every call makes one (``operation_timeout_ms`` is on by default)."""
+
+    __slots__ = ("ms", "deadline", "source")
+
+    def __init__(self, ms: float, deadline: float, source: str) -> None:
+        self.ms = ms
+        self.deadline = deadline
+        self.source = source  # "timeout_ms" (this call) or "operation_timeout_ms" (the config default)
 
     @classmethod
     def starting_now(cls, ms: float, source: str) -> Bound:
@@ -48,6 +52,9 @@ class Bound:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.deadline
+
+    def __repr__(self) -> str:
+        return f"Bound({self.ms:g} ms, {self.source})"
 
 
 _call_bound: contextvars.ContextVar[Bound | None] = contextvars.ContextVar("astro_db_call_bound", default=None)
@@ -91,6 +98,20 @@ def current_bound(default_ms: float | None) -> Bound | None:
     if bound is None and default_ms:
         bound = Bound.starting_now(default_ms, "operation_timeout_ms")
     return bound
+
+
+def call_within(bound: Bound, where: str, body: Callable[[], T]) -> T:
+    """``body()`` under PyMongo's client-side timeout for what is left of ``bound`` (the run
+    step's hot path: a plain function, not a generator context manager)."""
+    remaining = bound.deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired_error(bound, where)
+    token = _call_bound.set(bound)  # visible to anything the driver call runs (hooks, nested reads)
+    try:
+        with pymongo.timeout(remaining):
+            return body()
+    finally:
+        _call_bound.reset(token)
 
 
 @contextlib.contextmanager

@@ -44,8 +44,9 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             if bound is None:
                 result = rt.retry.call(fn, operation=name, retry=retry)
             else:
-                with timeouts.under(bound, name):
-                    result = rt.retry.call(fn, operation=name, retry=retry, deadline=bound.deadline)
+                deadline = bound.deadline
+                result = timeouts.call_within(bound, name, lambda: rt.retry.call(fn, operation=name, retry=retry,
+                                                                                 deadline=deadline))
         except AstroDBError:
             rt.breaker.release_probe()
             raise
