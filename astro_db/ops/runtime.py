@@ -10,6 +10,7 @@ It holds state only; the executor's steps (``astro_db.ops.steps``) act on it.
 from __future__ import annotations
 
 import datetime as _dt
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,7 +52,7 @@ class Runtime:
             self.listeners.append(BreakerHeartbeats(self.breaker))
         self.connection = Connection(config, self.listeners)
         if not config.is_embedded:
-            self.breaker.watch(self.server_answers)
+            self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
         self.retry = RetryPolicy(config)
         self.one_command_writes = config.one_command_writes and not config.is_embedded
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
@@ -77,6 +78,17 @@ class Runtime:
         if coll is None:
             coll = built[1][info.collection] = database[info.collection]
         return coll
+
+
+def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:
+    """``runtime.server_answers`` without keeping ``runtime`` alive (None once it is gone)."""
+    ref = weakref.ref(runtime)
+
+    def ping() -> bool | None:
+        alive = ref()
+        return None if alive is None else alive.server_answers()
+
+    return ping
 
 
 def utcnow() -> _dt.datetime:

@@ -180,5 +180,7 @@ def test_a_server_database_feeds_heartbeats_to_the_breaker_and_watches_while_ope
     rt = db.executor.runtime
     assert any(isinstance(listener, BreakerHeartbeats) and listener.breaker is rt.breaker
                for listener in rt.listeners)
-    assert rt.breaker._ping == rt.server_answers
-    assert rt.server_answers() is None  # not connected: nothing to ask
+    assert rt.server_answers() is None and rt.breaker._ping() is None  # not connected: nothing to ask
+    asked = []
+    rt.server_answers = lambda: asked.append(1) or True
+    assert rt.breaker._ping() is True and asked == [1]  # the breaker looks through the runtime
