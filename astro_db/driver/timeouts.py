@@ -25,7 +25,7 @@ from pymongo import errors as pm
 from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
 from .connection import summarise
 
-__all__ = ["Bound", "bounded", "current_bound", "under", "call_within", "final_error"]
+__all__ = ["Bound", "bounded", "current_bound", "under", "call_within", "final_error", "afresh"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -92,6 +92,20 @@ def bounded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def under_call_bound(timeout_ms: float) -> Iterator[None]:
+    """What ``bounded`` does for one call, as a context (a nested bound never outlives its caller's)."""
+    bound = Bound.starting_now(check_timeout_ms(timeout_ms), "timeout_ms")
+    outer = _call_bound.get()
+    if outer is not None and outer.deadline < bound.deadline:
+        bound = outer
+    token = _call_bound.set(bound)
+    try:
+        yield
+    finally:
+        _call_bound.reset(token)
+
+
 def current_bound(default_ms: float | None) -> Bound | None:
     """The bound of the call in progress, else one of ``default_ms`` starting now, else None."""
     bound = _call_bound.get()
@@ -110,6 +124,17 @@ def call_within(bound: Bound, where: str, body: Callable[[], T]) -> T:
     try:
         with pymongo.timeout(remaining):
             return body()
+    finally:
+        _call_bound.reset(token)
+
+
+@contextlib.contextmanager
+def afresh(ms: float | None, source: str) -> Iterator[None]:
+    """Run the block under a new bound of ``ms`` (none: the configured default), whatever is left
+    of the call's: for the one read that finds out whether a write whose bound ran out landed."""
+    token = _call_bound.set(Bound.starting_now(ms, source) if ms else None)
+    try:
+        yield
     finally:
         _call_bound.reset(token)
 

@@ -185,7 +185,7 @@ def test_while_a_write_is_unannounced_its_process_does_not_read_the_shared_store
 
 
 def test_a_failing_shared_store_is_not_asked_again_for_a_while(redis_server):
-    store = RedisStore(redis_server.url, "skip", 60.0, timeout_s=0.2, retry_after_s=3600.0)
+    store = RedisStore(redis_server.url, "skip", 60.0, secret=b"s" * 32, timeout_s=0.2, retry_after_s=3600.0)
     try:
         key = cache_key("User", "find", {})
         assert store.get(key)[0] is MISSING and store.stats()["errors"] == 0
