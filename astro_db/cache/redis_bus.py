@@ -18,7 +18,7 @@ Subscriber (a daemon thread per ``Database``): subscribes, *then* expires every 
 holds and only then says ``connected``; a message drops its model. It pings Redis every
 ``health_check_s`` and gives up on a connection that has not answered within ``answer_s``
 (a frozen Redis keeps the TCP connection open and silent), so every process stops caching
-within about two seconds of Redis freezing, not only the ones that write. Anything that casts doubt
+within about three seconds of Redis freezing, not only the ones that write. Anything that casts doubt
 drops everything again: a gap in a model's generations (a lost message), a message it cannot
 read, a lost connection (and the reconnect after it), a failed publish from this process. So a
 message lost in an outage can never keep a stale entry alive past the moment the subscriber is
@@ -70,7 +70,7 @@ class RedisBus(SubscribingBus):
     kind = "redis"
 
     def __init__(self, url: str, namespace: str, *, timeout_s: float = 2.0, health_check_s: float = 1.0,
-                 answer_s: float = 1.0, stall_s: float = 0.25, wait_s: float = 0.02, log_interval_s: float = 10.0) -> None:
+                 answer_s: float = 2.0, stall_s: float = 0.25, wait_s: float = 0.02, log_interval_s: float = 10.0) -> None:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - the redis extra is part of dev
