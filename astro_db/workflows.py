@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigError
 from .query.filters import coerce_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,10 @@ def create_user_with_chart(db: Database, user: Mapping[str, Any], chart: Mapping
                            *, models: ModelRegistry, transaction: Transaction | None = None) -> tuple[Any, Any]:
     """Create a user and their birth chart atomically; returns ``(user, chart)``."""
     users, charts = models.users(), models.resolve("BirthChart")
-    owner = charts.declaration.owner or "userId"
+    owner = charts.declaration.owner
+    if not charts.declaration.owned or owner is None:
+        raise ConfigError(f"{charts.name} declares no owner field (meta['owner']): it cannot be created for a user",
+                          key="models")
 
     def unit(tx: Transaction) -> tuple[Any, Any]:
         created = db.create(users.name, user, transaction=tx)
