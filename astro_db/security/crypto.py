@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from ..backends.capabilities import capabilities
 from ..errors import ConfigError, EncryptionError, QueryError
 from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields
 from .filters import match_ciphertext
@@ -245,7 +246,9 @@ class FieldCrypto:
     @classmethod
     def from_config(cls, config: Any, registry: Iterable[Any]) -> FieldCrypto:
         allow = config.allow_plaintext_sensitive
-        return cls(Keyring.from_config(config), registry, allow_plaintext=config.is_embedded if allow is None else allow)
+        if allow is None:
+            allow = capabilities(config).plaintext_by_default
+        return cls(Keyring.from_config(config), registry, allow_plaintext=allow)
 
     @property
     def enabled(self) -> bool:
