@@ -298,3 +298,21 @@ def test_the_example_runs():
     report = app_models.main()
     assert report["ann_sees"] == ["Full moon"] and report["backed_up"] == 2
     assert report["deleted"]["JournalEntry"] == 1
+
+
+def test_key_rotation_re_encrypts_the_app_models_fields(jdb, people):
+    if jdb.test_backend == "embedded":
+        pytest.skip("an embedded store is private to its Database: one opened with the new key cannot see it")
+    ann, _ = people
+    made = jdb.create(JournalEntry, entry(ann.id))
+    old = jdb.mongo["journalEntries"].find_one({"_id": made.id})["text"]
+    rotated = Database(jdb.config.url, models=[JournalEntry, Note], encryption_key=new_key(), encryption_keys=KEY,
+                       server_selection_timeout_ms=5000).connect()
+    try:
+        assert rotated.rotate_keys()["JournalEntry"] == 1
+        raw = rotated.mongo["journalEntries"].find_one({"_id": made.id})
+        assert raw["text"].startswith("enc:v2:") and raw["text"].split(":")[2] != old.split(":")[2]
+        assert rotated.find_one(JournalEntry, {"id": made.id}).text == "Slept badly."
+        assert rotated.find(JournalEntry, {"mood": "restless"})[0].id == made.id  # re-sealed deterministically
+    finally:
+        rotated.disconnect()
