@@ -91,6 +91,8 @@ def _stored(cls: Any, name: Any, key: str) -> tuple[str, Any]:
 
 def declare(cls: Any) -> Declaration:
     """A model's ``Declaration`` from its ``meta``; a ``ConfigError`` naming the bad key."""
+    from mongoengine.fields import ObjectIdField
+
     from .security.access import model_permissions
 
     meta = getattr(cls, "_meta", None) or {}
@@ -103,6 +105,9 @@ def declare(cls: Any) -> Declaration:
             stored, found = _stored(cls, owner, "owner")
             if stored == "_id":
                 owner = SELF_OWNED
+            elif not isinstance(found, ObjectIdField):
+                raise ConfigError(f"{cls.__name__}: meta['owner'] names {stored!r}, which holds no user id: the owner "
+                                  "field is an ObjectId field (e.g. UserRefField)", key="owner")
             else:
                 attr = next((k for k, f in cls._fields.items() if f is found), stored)
                 owner, owner_names = stored, tuple(dict.fromkeys((stored, attr)))

@@ -264,11 +264,16 @@ def test_a_declaration_that_does_not_hold_is_a_config_error():
         owner_id = UserRefField()
         meta = {"collection": "badRef", "references": {"owner_id": "Account"}}
 
+    class TextOwner(AstroDocument):
+        owner_name = TextField()
+        meta = {"collection": "textOwner", "owner": "owner_name"}
+
     class Plain(AstroDocument):
         secret = TextField()
         meta = {"collection": "plain", "queryable": ["secret"]}
 
     for model, message in ((BadRole, "role 'editor'"), (BadOwner, "unknown field 'nobody'"),
+                           (TextOwner, "holds no user id"),
                            (BadRef, "names 'Account', which is not registered"), (Plain, "not sensitive=True")):
         with pytest.raises(errors.ConfigError, match=message):
             Database("mongomock://localhost/bad", models=[model])
