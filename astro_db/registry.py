@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ConfigError, QueryError, UnknownModelError
 
-__all__ = ["Declaration", "ModelInfo", "ModelRegistry", "default_registry", "registry_for",
+__all__ = ["Declaration", "ModelInfo", "ModelRegistry", "default_registry", "registry_for", "load_models",
            "SELF_OWNED", "DECLARATION_KEYS"]
 
 #: ``meta["owner"]`` of the model whose documents *are* the users: the ``self`` scope is ``_id``
@@ -263,3 +263,39 @@ def registry_for(models: Iterable[Any] = (), *, builtin_models: bool = True) -> 
         return default_registry()
     base = [info.cls for info in default_registry()] if builtin_models else []
     return ModelRegistry([*base, *extra])
+
+
+def load_models(spec: str | Iterable[str] | None) -> list[Any]:
+    """The model classes ``spec`` names, for configuration given as text (``astro-db --models``,
+    ``ASTRO_DB_MODELS``): comma-separated ``package.module:Class``, or ``package.module`` for
+    every concrete ``AstroDocument`` subclass that module defines, in definition order. A name
+    that does not import or is not a model is a ``ConfigError``."""
+    import importlib
+
+    from .models.base import AstroDocument
+
+    if not spec:
+        return []
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[Any] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        module_name, _, attr = part.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"models: cannot import {module_name!r} ({exc})", key="models") from None
+        if attr:
+            if not hasattr(module, attr):
+                raise ConfigError(f"models: module {module_name!r} has no {attr!r}", key="models")
+            found = [getattr(module, attr)]
+        else:
+            found = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, AstroDocument)
+                     and v.__module__ == module.__name__ and not v._meta.get("abstract")]
+            if not found:
+                raise ConfigError(f"models: module {module_name!r} defines no AstroDocument model", key="models")
+        for cls in found:
+            _check_model(cls)
+            out.append(cls)
+    return out
