@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import EmbeddedDocumentField
-
 from .base import AstroDocument
 from .embedded import BirthData, Position, unique_bodies
-from .fields import ChoiceField, RuleListField, UserRefField
+from .fields import ChoiceField, EmbeddedDocumentField, RuleListField, UserRefField
 
 __all__ = ["BirthChart", "HOUSE_SYSTEMS"]
 
@@ -25,6 +23,11 @@ class BirthChart(AstroDocument):
 
     meta = {
         "collection": "birthCharts",
+        # the declaration (astro_db.registry.Declaration): owned by a user, whose id must exist; the
+        # birth place is queryable by equality (its coordinates stay in clear for the 2dsphere index)
+        "owner": "user_id",
+        "references": {"user_id": "User"},
+        "queryable": ["birth_data.location.name"],
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},

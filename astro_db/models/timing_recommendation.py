@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import EmbeddedDocumentField
-
 from .base import AstroDocument
 from .embedded import Risk, TimingWindow, ordered_windows
-from .fields import RuleListField, TextField, UserRefField
+from .fields import EmbeddedDocumentField, RuleListField, TextField, UserRefField
 
 __all__ = ["TimingRecommendation", "MAX_WINDOWS", "MAX_RISKS"]
 
@@ -28,6 +26,8 @@ class TimingRecommendation(AstroDocument):
 
     meta = {
         "collection": "timingRecommendations",
+        "owner": "user_id",  # astro_db.registry.Declaration: owned by a user, whose id must exist
+        "references": {"user_id": "User"},
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},
