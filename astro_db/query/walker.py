@@ -28,6 +28,8 @@ Nodes, and when a rule sees them:
 - ``EXPRESSION``: each ``{"$operator": argument}`` inside an expression (``$project``,
   ``$group``, ``$lookup.let``, ``$graphLookup.startWith``, ``$geoNear.near``, ...), before its
   argument is walked;
+- ``READS``: another collection a stage reads (``$lookup``'s ``from``, ``$unionWith``,
+  ``$graphLookup``'s ``from``), with that collection's model, before anything of it is walked;
 - ``PIPELINE``: a pipeline, after its stages were walked (depth 0: the call's own).
 """
 
@@ -41,11 +43,11 @@ from ..errors import QueryError
 from .filters import describe
 
 __all__ = [
-    "Node", "Rule", "Walker", "FILTER", "UPDATE", "STAGE", "EXPRESSION", "PIPELINE", "MAX_PIPELINE_DEPTH",
+    "Node", "Rule", "Walker", "FILTER", "UPDATE", "STAGE", "EXPRESSION", "PIPELINE", "READS", "MAX_PIPELINE_DEPTH",
     "model_collections",
 ]
 
-FILTER, UPDATE, STAGE, EXPRESSION, PIPELINE = "filter", "update", "stage", "expression", "pipeline"
+FILTER, UPDATE, STAGE, EXPRESSION, PIPELINE, READS = "filter", "update", "stage", "expression", "pipeline", "reads"
 MAX_PIPELINE_DEPTH = 4  # pipelines nested in pipelines ($facet, $lookup, $unionWith)
 
 LOOKUP_KEYS = frozenset({"from", "localField", "foreignField", "as", "let", "pipeline"})
@@ -61,7 +63,7 @@ class Node:
 
     ``where`` is the stage's place for nodes inside a stage, and the pipeline's (``""`` at the
     top, ``" in $facet 'a'"``...) for a ``STAGE`` or ``PIPELINE`` node.
-    ``key`` is the operator of an ``EXPRESSION`` node, the stage name of a ``STAGE`` node and,
+    ``key`` is the operator of an ``EXPRESSION`` node, the stage name of a ``STAGE`` or ``READS`` node and,
     for a ``FILTER``, what holds it: ``"query"`` (the call's own filter), ``"$match"``,
     ``"query"`` of ``$geoNear`` (``stage == "$geoNear"``) or ``"restrictSearchWithMatch"``."""
 
@@ -162,7 +164,7 @@ class Walker:
     def _lookup(self, model: Any, spec: Any, here: str, depth: int) -> Any:
         spec = _options(spec, LOOKUP_KEYS, here)
         source = spec.get("from")
-        joined = self._model_of(source, here)
+        joined = self._model_of(source, "$lookup", here, depth)
         out = {}
         for key, value in spec.items():
             if key == "pipeline":
@@ -177,13 +179,13 @@ class Walker:
 
     def _union(self, model: Any, spec: Any, here: str, depth: int) -> Any:
         if isinstance(spec, str):
-            self._model_of(spec, here)
+            self._model_of(spec, "$unionWith", here, depth)
             return spec
         if not isinstance(spec, Mapping):
             raise QueryError(f"{here} takes a collection name or {{coll, pipeline}}")
         spec = _options(spec, UNION_KEYS, here)
         source = spec.get("coll")
-        other = self._model_of(source, here)
+        other = self._model_of(source, "$unionWith", here, depth)
         out = dict(spec)
         if "pipeline" in spec:
             out["pipeline"] = self._pipeline(other, spec["pipeline"], f" in $unionWith {source!r}", depth + 1)
@@ -194,7 +196,7 @@ class Walker:
         missing = GRAPH_REQUIRED - set(spec)
         if missing:
             raise QueryError(f"{here} needs {', '.join(sorted(missing))}")
-        other = self._model_of(spec["from"], here)
+        other = self._model_of(spec["from"], "$graphLookup", here, depth)
         out = {}
         for key, value in spec.items():
             if key == "restrictSearchWithMatch":
@@ -227,12 +229,14 @@ class Walker:
             return [self._expression(model, sub, stage, here, depth) for sub in value]
         return value
 
-    def _model_of(self, collection: Any, here: str) -> Any:
-        """The model reading ``collection``; a ``QueryError`` for any other collection."""
+    def _model_of(self, collection: Any, stage: str, here: str, depth: int) -> Any:
+        """The model of the other ``collection`` a stage reads, shown to the rules (``READS``);
+        a ``QueryError`` for a collection that is not a model's."""
         model = self.collections.get(collection) if isinstance(collection, str) else None
         if model is None:
             raise QueryError(f"{here} may only read the models' collections "
                              f"({', '.join(sorted(self.collections))}), got {collection!r}")
+        self._visit(Node(READS, model, depth, stage, here, stage), collection)
         return model
 
 

@@ -24,7 +24,7 @@ from ..query import walker
 __all__ = [
     "Actor", "Guard", "PERMISSIONS", "GLOBAL_PERMISSIONS", "ROLES", "SELF", "authorize", "authorize_global",
     "READ", "CREATE", "UPDATE", "DELETE", "DELETE_ALL", "AUDIT", "ROTATE", "MONITOR", "MANAGE", "TRANSACT",
-    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions",
+    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions", "ReadsRule",
 ]
 
 READ, CREATE, UPDATE, DELETE = "read", "create", "update", "delete"
@@ -236,6 +236,24 @@ class Guard:
                 return self.pipeline(value)
             if kind == walker.UPDATE:
                 self.update(value.update)
+        return value
+
+
+class ReadsRule:
+    """The query walker's rule for the other collections a pipeline reads (``$lookup``,
+    ``$unionWith``, ``$graphLookup``): the actor must be allowed to read each one's model, by
+    that model's own permissions (``registry`` resolves a node's model class to its
+    ``ModelInfo``). Without an actor the app is trusted."""
+
+    __slots__ = ("actor", "registry")
+
+    def __init__(self, actor: Actor | None, registry: Any) -> None:
+        self.actor = actor
+        self.registry = registry
+
+    def visit(self, node: walker.Node, value: Any) -> Any:
+        if node.kind == walker.READS and self.actor is not None:
+            authorize(self.actor, self.registry.resolve(node.model), READ, call=node.key)
         return value
 
 

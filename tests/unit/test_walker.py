@@ -16,7 +16,7 @@ from bson import ObjectId
 from astro_db.errors import PermissionDeniedError, QueryError
 from astro_db.models import BirthChart, User
 from astro_db.query.pipeline import Checks, compile_pipeline
-from astro_db.query.walker import EXPRESSION, FILTER, MAX_PIPELINE_DEPTH, PIPELINE, STAGE, UPDATE, Node, Walker
+from astro_db.query.walker import EXPRESSION, FILTER, MAX_PIPELINE_DEPTH, PIPELINE, READS, STAGE, UPDATE, Node, Walker
 
 from .security_data import KEY_A, chart_data, new_db, snapshot, user_data
 
@@ -583,3 +583,80 @@ def test_a_compiled_regex_expression_pattern_is_judged_by_its_own_flags():
         assert compile_pipeline(User, [stage]) == [stage]
     with pytest.raises(QueryError):
         compile_pipeline(User, [{"$project": {"m": {"$regexMatch": {"input": "$name", "regex": Regex("(a+) +", "x")}}}}])
+
+
+# --- other collections: their model's permissions and encrypted fields ------------------------------
+
+
+def _app_models():
+    from astro_db.models import AstroDocument
+    from astro_db.models.fields import TextField, UserRefField
+
+    class StaffNote(AstroDocument):
+        """Only admins may read these."""
+
+        text = TextField(required=True)
+        meta = {"collection": "walkerStaffNotes", "permissions": {"admin": ["read", "create"]}}
+
+    class Diary(AstroDocument):
+        """Anyone staff may read; the text is encrypted, deterministically (queryable)."""
+
+        user_id = UserRefField(db_field="userId", required=True)
+        text = TextField(sensitive=True)
+        meta = {"collection": "walkerDiaries", "owner": "user_id", "queryable": ["text"]}
+
+    return StaffNote, Diary
+
+
+@pytest.fixture
+def app_db():
+    import uuid
+
+    from astro_db import Database
+
+    staff_note, diary = _app_models()
+    database = Database(f"mongomock://localhost/w{uuid.uuid4().hex[:8]}", models=[staff_note, diary],
+                        encryption_key=KEY_A).connect()
+    yield database, staff_note, diary
+    database.disconnect()
+
+
+@pytest.mark.parametrize("stage", [
+    {"$lookup": {"from": "walkerStaffNotes", "localField": "_id", "foreignField": "_id", "as": "n"}},
+    {"$lookup": {"from": "walkerStaffNotes", "pipeline": [], "as": "n"}},
+    {"$unionWith": "walkerStaffNotes"},
+    {"$facet": {"a": [{"$unionWith": {"coll": "walkerStaffNotes", "pipeline": []}}]}},
+    {"$graphLookup": {**GRAPH, "from": "walkerStaffNotes"}},
+])
+def test_a_pipeline_reads_another_collection_only_if_the_actor_may_read_its_model(app_db, stage):
+    db, staff_note, _ = app_db
+    db.create(staff_note, {"text": "for admins"})
+    reader = db.as_actor("svc", "reader")
+    with pytest.raises(PermissionDeniedError, match=r"actor svc \(roles: reader\) may not \$\w+ StaffNote$"):
+        reader.aggregate("User", [stage])
+    admin = db.as_actor("ops", "admin")
+    admin.aggregate("User", [stage])  # the admin may read StaffNote
+
+
+def test_a_lookup_into_an_app_model_seals_its_own_encrypted_fields(app_db):
+    db, _, diary = app_db
+    ann = db.create("User", user_data(name="Ann"))
+    mine = db.create(diary, {"userId": ann.id, "text": "dear diary"})
+    db.create(diary, {"userId": ann.id, "text": "something else"})
+    out = db.aggregate("User", [{"$lookup": {"from": "walkerDiaries", "pipeline": [
+        {"$match": {"text": "dear diary"}}, {"$project": {"_id": 1}}], "as": "d"}}])
+    assert out[0]["d"] == [{"_id": mine.id}]
+    with pytest.raises(QueryError, match=r"operator \$regex cannot be used on the encrypted field 'text'"):
+        db.aggregate("User", [{"$unionWith": {"coll": "walkerDiaries", "pipeline": [{"$match": {"text": {"$regex": "^d"}}}]}}])
+
+
+def test_a_rule_sees_each_other_collection_read_with_its_model():
+    recorder = Recorder()
+    Walker((Checks(), recorder)).pipeline(BirthChart, [
+        {"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": "u"}},
+        {"$facet": {"f": [{"$unionWith": "planetaryInsights"}]}},
+        {"$graphLookup": {**GRAPH, "from": "timingRecommendations"}},
+    ])
+    assert [s for s in recorder.seen if s[0] == READS] == [
+        (READS, "User", 0, "$lookup", "$lookup"), (READS, "PlanetaryInsight", 1, "$unionWith", "$unionWith"),
+        (READS, "TimingRecommendation", 0, "$graphLookup", "$graphLookup")]

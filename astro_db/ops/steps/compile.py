@@ -1,10 +1,11 @@
 """Step 3, compile: validate what the caller sent and turn it into stored form, in one walk.
 
 A filter, an update or a pipeline is walked once by the query walker (``query.walker``), with
-three rules at every node, in order: what callers may send (``query.pipeline.Checks``: stored
+four rules at every node, in order: what callers may send (``query.pipeline.Checks``: stored
 form, whitelists, limits, the regex policy), conditions on encrypted fields made to match
-ciphertext and update values sealed (``security.filters.SealRule`` over ``rt.crypto``), and the
-actor's scope (the ``Guard``). So what leaves this step is validated, sealed and narrowed to
+ciphertext and update values sealed (``security.filters.SealRule`` over ``rt.crypto``), the
+actor's scope (the ``Guard``), and the actor's permission to read every other collection a
+pipeline reads (``security.access.ReadsRule``). So what leaves this step is validated, sealed and narrowed to
 what the actor may see, at every depth of a pipeline, each part against the model it reads.
 New documents (``models.codec``) are validated here and sealed by the seal step.
 """
@@ -21,7 +22,7 @@ from ...query.pipeline import Checks
 from ...query.updates import CompiledUpdate
 from ...query.walker import Walker, model_collections
 from ...registry import ModelInfo, ModelRegistry
-from ...security.access import Guard
+from ...security.access import Guard, ReadsRule
 from ...security.filters import SealRule
 from ...security.masking import masked_errors
 from ..runtime import Runtime
@@ -33,8 +34,10 @@ _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
 
 
 def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
-    """The walk of one call: validated, sealed, scoped (``strict``: literals only in its filter)."""
-    return Walker((Checks(strict=strict), SealRule(rt.crypto, rt.registry), guard), _collections(rt.registry))
+    """The walk of one call: validated, sealed, scoped, other collections' permissions checked
+    (``strict``: literals only in the call's own filter)."""
+    rules = (Checks(strict=strict), SealRule(rt.crypto, rt.registry), guard, ReadsRule(guard.actor, rt.registry))
+    return Walker(rules, _collections(rt.registry))
 
 
 @functools.lru_cache(maxsize=64)
