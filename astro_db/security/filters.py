@@ -25,6 +25,7 @@ __all__ = ["match_ciphertext", "SealRule"]
 
 # expression operators matching a regex against their input: on an encrypted field, ciphertext
 _REGEX_EXPRESSIONS = ("$regexMatch", "$regexFind", "$regexFindAll")
+_ROOTS = ("$ROOT.", "$CURRENT.")  # the document itself, spelt as a variable
 
 EqualForms = Callable[[Sensitive, Sequence[Any]], list[Any]]
 
@@ -87,13 +88,24 @@ class SealRule:
         if kind == UPDATE:
             value.update = self.crypto.seal_update(self.registry.resolve(node.model), value.update)
         elif kind == EXPRESSION and node.key in _REGEX_EXPRESSIONS and isinstance(value, Mapping):
-            source = value.get("input")
-            fields = self.crypto.fields.get(self.registry.resolve(node.model).name, ())
-            if isinstance(source, str) and source.startswith("$") and not source.startswith("$$"):
-                norm = norm_path(source[1:])
-                for f in fields:
-                    if f.path == norm or f.path.startswith(norm + "."):
+            path = _field_of(value.get("input"))
+            if path is not None:
+                for f in self.crypto.fields[self.registry.resolve(node.model).name]:
+                    if f.path == path or f.path.startswith(path + "."):
                         raise QueryError(f"{node.key} cannot match the encrypted field {f.path!r} (in {node.where}): "
                                          "it holds ciphertext on the server")
         return value
 
+
+
+def _field_of(expression: Any) -> str | None:
+    """The stored path (list positions left out) an expression names as a field of the
+    document (``"$a.b"``, ``"$$ROOT.a.b"``, ``"$$CURRENT.a.b"``); ``None`` for anything else
+    (a literal, a variable such as ``"$$this"``, an operator object)."""
+    if not isinstance(expression, str) or not expression.startswith("$"):
+        return None
+    path = expression[1:]
+    for root in _ROOTS:
+        if path.startswith(root):
+            path = path[len(root):]
+    return None if path.startswith("$") else norm_path(path)

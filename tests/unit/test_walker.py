@@ -143,9 +143,28 @@ def test_a_regex_expression_over_an_encrypted_field_is_refused(db, charts, opera
         db.aggregate("User" if where == "lookup" else "BirthChart", pipeline)
 
 
-def test_a_regex_expression_over_a_parent_of_an_encrypted_field_is_refused(db):
-    with pytest.raises(QueryError, match="cannot match the encrypted field"):
-        db.aggregate("BirthChart", [{"$project": {"m": {"$regexMatch": {"input": "$birthData.location", "regex": "P"}}}}])
+@pytest.mark.parametrize("source", ["$birthData.location", "$$ROOT.birthData.location.name", "$$CURRENT.birthData.location"])
+def test_a_regex_expression_over_a_parent_of_an_encrypted_field_or_through_root_is_refused(db, source):
+    with pytest.raises(QueryError, match=r"\$regexMatch cannot match the encrypted field 'birthData.location.name' "
+                                         r"\(in stage 0 \$project\): it holds ciphertext on the server$"):
+        db.aggregate("BirthChart", [{"$project": {"m": {"$regexMatch": {"input": source, "regex": "P"}}}}])
+
+
+@pytest.mark.parametrize("expression", [
+    {"$regexMatch": {"input": {"$concat": ["$houseSystem", "!"]}, "regex": "^p"}},  # an expression, not a field
+    {"$regexMatch": {"input": ["$houseSystem"], "regex": "^p"}},
+    {"$regexMatch": {"input": "Paris", "regex": "^P"}},  # a literal
+    {"$regexMatch": {"input": "$$place", "regex": "^P"}},  # a variable
+    {"$regexMatch": {"input": "$birthData.timezone", "regex": "^Europe"}},  # a plain sibling
+    {"$map": {"input": "$birthData.location.name", "in": "$$this"}},  # not a regex operator
+])
+def test_expressions_that_do_not_regex_match_an_encrypted_field_are_accepted(db, expression):
+    from astro_db.ops.steps import compile as compile_step
+    from astro_db.security.access import Guard
+
+    stage = {"$project": {"m": expression}}
+    out = compile_step.pipeline(db.executor.runtime, db.executor.model("BirthChart"), Guard(None, "BirthChart", True), [stage])
+    assert out == [stage]
 
 
 def test_a_regex_expression_over_plain_fields_and_variables_still_runs(db, charts):
