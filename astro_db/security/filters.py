@@ -100,12 +100,12 @@ class SealRule:
 
 def _field_of(expression: Any) -> str | None:
     """The stored path (list positions left out) an expression names as a field of the
-    document (``"$a.b"``, ``"$$ROOT.a.b"``, ``"$$CURRENT.a.b"``); ``None`` for anything else
-    (a literal, a variable such as ``"$$this"``, an operator object)."""
+    document (``"$a.b"``, ``"$$ROOT.a.b"``, ``"$$CURRENT.a.b"``); ``None`` for a literal or an
+    operator object. Another variable (``"$$this"``) keeps its ``$`` and so names no model path."""
     if not isinstance(expression, str) or not expression.startswith("$"):
         return None
     path = expression[1:]
     for root in _ROOTS:
         if path.startswith(root):
             path = path[len(root):]
-    return None if path.startswith("$") else norm_path(path)
+    return norm_path(path)

@@ -369,10 +369,13 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, int, str, str]] = []
         self.places: list[tuple[str, str, str]] = []  # (kind, key, where)
+        self.reads: list[str] = []  # the collections shown by READS nodes
 
     def visit(self, node: Node, value):
         self.seen.append((node.kind, node.model.__name__, node.depth, node.stage, node.key))
         self.places.append((node.kind, node.key, node.where))
+        if node.kind == READS:
+            self.reads.append(value)
         return value
 
 
@@ -673,9 +676,16 @@ def test_a_rule_sees_each_other_collection_read_with_its_model():
     recorder = Recorder()
     Walker((Checks(), recorder)).pipeline(BirthChart, [
         {"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": "u"}},
-        {"$facet": {"f": [{"$unionWith": "planetaryInsights"}]}},
+        {"$facet": {"f": [{"$unionWith": "planetaryInsights"}, {"$unionWith": {"coll": "users", "pipeline": [
+            {"$lookup": {"from": "birthCharts", "as": "c", "pipeline": []}}]}}]}},
         {"$graphLookup": {**GRAPH, "from": "timingRecommendations"}},
     ])
     assert [s for s in recorder.seen if s[0] == READS] == [
         (READS, "User", 0, "$lookup", "$lookup"), (READS, "PlanetaryInsight", 1, "$unionWith", "$unionWith"),
+        (READS, "User", 1, "$unionWith", "$unionWith"), (READS, "BirthChart", 2, "$lookup", "$lookup"),
         (READS, "TimingRecommendation", 0, "$graphLookup", "$graphLookup")]
+    assert recorder.reads == ["users", "planetaryInsights", "users", "birthCharts", "timingRecommendations"]
+    assert [p for p in recorder.places if p[0] == READS] == [
+        (READS, "$lookup", "stage 0 $lookup"), (READS, "$unionWith", "stage 0 $unionWith in $facet 'f'"),
+        (READS, "$unionWith", "stage 1 $unionWith in $facet 'f'"), (READS, "$lookup", "stage 0 $lookup in $unionWith 'users'"),
+        (READS, "$graphLookup", "stage 2 $graphLookup")]
