@@ -627,7 +627,13 @@ def _app_models():
         text = TextField(sensitive=True)
         meta = {"collection": "walkerDiaries", "owner": "user_id", "queryable": ["text"]}
 
-    return StaffNote, Diary
+    class DropBox(AstroDocument):
+        """Writers may put and amend, never read: the walk checks read only where a pipeline joins."""
+
+        text = TextField(required=True)
+        meta = {"collection": "walkerDropBox", "permissions": {"writer": ["create", "update"], "admin": ["read"]}}
+
+    return StaffNote, Diary, DropBox
 
 
 @pytest.fixture
@@ -636,9 +642,10 @@ def app_db():
 
     from astro_db import Database
 
-    staff_note, diary = _app_models()
-    database = Database(f"mongomock://localhost/w{uuid.uuid4().hex[:8]}", models=[staff_note, diary],
+    staff_note, diary, drop_box = _app_models()
+    database = Database(f"mongomock://localhost/w{uuid.uuid4().hex[:8]}", models=[staff_note, diary, drop_box],
                         encryption_key=KEY_A).connect()
+    database.drop_box = drop_box
     yield database, staff_note, diary
     database.disconnect()
 
@@ -689,3 +696,12 @@ def test_a_rule_sees_each_other_collection_read_with_its_model():
         (READS, "$lookup", "stage 0 $lookup"), (READS, "$unionWith", "stage 0 $unionWith in $facet 'f'"),
         (READS, "$unionWith", "stage 1 $unionWith in $facet 'f'"), (READS, "$lookup", "stage 0 $lookup in $unionWith 'users'"),
         (READS, "$graphLookup", "stage 2 $graphLookup")]
+
+
+def test_the_read_check_applies_to_joined_collections_only(app_db):
+    db = app_db[0]
+    made = db.create(db.drop_box, {"text": "hello"})
+    writer = db.as_actor("svc", "writer")
+    assert writer.update(db.drop_box, {"id": made.id}, {"text": "amended"}).text == "amended"  # no read needed
+    with pytest.raises(PermissionDeniedError, match="may not find DropBox"):
+        writer.find(db.drop_box, {})
