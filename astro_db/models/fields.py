@@ -35,6 +35,7 @@ __all__ = [
     "UserRefField",
     "describe",
     "iso_utc",
+    "longest_text",
 ]
 
 _SHOW_MAX = 60
@@ -144,6 +145,21 @@ class TimezoneField(TextField):
         super().validate(value)
         if value not in _zone_names():
             self.error(f"not a known IANA time zone: {describe(value)}")
+
+
+def longest_text(field: Any) -> int | None:
+    """The longest string ``field`` accepts (for a list field: its items), or None when it sets
+    no bound or holds no strings: the length a regex on the field may be matched against."""
+    while isinstance(field, ListField):
+        field = field.field
+    if isinstance(field, ChoiceField):
+        return max(map(len, field.options), default=0)
+    if isinstance(field, TimezoneField):
+        longest = max(map(len, _zone_names()), default=0)
+        return longest if field.max_length is None else min(longest, field.max_length)
+    if isinstance(field, TextField):
+        return field.max_length
+    return None
 
 
 # --- numbers and flags -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from mongoengine import fields as me
 
 from ..errors import QueryError, ValidationError
 from ..models import paths
-from ..models.fields import NumberField, UTCDateTimeField, to_utc
+from ..models.fields import NumberField, UTCDateTimeField, longest_text, to_utc
 from .regex import MAX_REGEX_LENGTH, check_regex, check_regex_options
 
 __all__ = [
@@ -208,7 +208,7 @@ def _compile_condition(model: Any, resolved: Any, value: Any, strict: bool, dept
         _reject_dollar_keys(value, resolved.stored)
         return dict(value)
     if isinstance(value, (re.Pattern, Regex)):
-        check_regex(value, resolved.stored)
+        check_regex(value, resolved.stored, max_input=longest_text(resolved.field))
         return value
     return _coerce(resolved, value)
 
@@ -237,14 +237,15 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
     if op == "$regex":
         if not isinstance(arg, (str, re.Pattern, Regex)):
             raise QueryError(f"$regex on {name!r} takes a string")
-        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "")
+        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "",
+                    max_input=longest_text(resolved.field))
         return arg
     if op == "$options":
         check_regex_options(arg, name)
         return arg
     if op == "$not":
         if isinstance(arg, (re.Pattern, Regex)):
-            check_regex(arg, name)
+            check_regex(arg, name, max_input=longest_text(resolved.field))
             return arg
         if not _is_operator_doc(arg):
             raise QueryError(f"$not on {name!r} takes an operator object or a regex")
