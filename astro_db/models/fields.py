@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -33,6 +34,7 @@ __all__ = [
     "TimezoneField",
     "UTCDateTimeField",
     "UserRefField",
+    "canonical_email",
     "describe",
     "iso_utc",
     "longest_text",
@@ -96,8 +98,22 @@ class TextField(BaseField):
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
+def canonical_email(value: str) -> str:
+    """The one spelling an email address is stored and compared in: Unicode NFKC (composed, and
+    compatibility forms folded: fullwidth ``ｊｏｓé＠ｅｘａｍｐｌｅ．ｃｏｍ`` is ``josé@example.com``),
+    lower-cased, surrounding whitespace stripped; repeated until it no longer changes (NFKC can
+    turn a lower-case letter into a capital: ``ᴬ`` is ``A``)."""
+    value = unicodedata.normalize("NFKC", value).strip()
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", value.lower()).strip()
+        if folded == value:
+            break
+        value = folded
+    return value
+
+
 class EmailField(TextField):
-    """An e-mail address: stripped and lower-cased before it is checked and stored."""
+    """An e-mail address, stored in its canonical form (``canonical_email``) and checked in it."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 254)
@@ -105,7 +121,7 @@ class EmailField(TextField):
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        return canonical_email(value) if isinstance(value, str) else value
 
     def validate(self, value: Any) -> None:
         super().validate(value)

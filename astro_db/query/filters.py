@@ -23,7 +23,7 @@ from mongoengine import fields as me
 
 from ..errors import QueryError, ValidationError
 from ..models import paths
-from ..models.fields import NumberField, UTCDateTimeField, longest_text, to_utc
+from ..models.fields import EmailField, NumberField, UTCDateTimeField, canonical_email, longest_text, to_utc
 from .regex import MAX_REGEX_LENGTH, check_regex, check_regex_options
 
 __all__ = [
@@ -71,7 +71,10 @@ def coerce_id(value: Any, name: str = "id") -> ObjectId:
 
 
 def field_kind(field: Any) -> str:
-    """What a query value for ``field`` must become: objectid, date, number, list, embedded, other."""
+    """What a query value for ``field`` must become: objectid, date, number, email, list, embedded,
+    other."""
+    if isinstance(field, EmailField):
+        return "email"
     if isinstance(field, me.ObjectIdField):
         return "objectid"
     if isinstance(field, (UTCDateTimeField, me.DateTimeField)):
@@ -287,6 +290,8 @@ def _coerce_kind(kind: str, stored: str, value: Any) -> Any:
         return coerce_id(value, stored)
     if kind == "date" and isinstance(value, str):
         return _parse_date(value, stored)
+    if kind == "email" and isinstance(value, str) and len(value) <= 16_384:
+        return canonical_email(value)  # compared in the spelling it is stored in
     if isinstance(value, (list, tuple)):
         return [_coerce_kind(kind, stored, v) for v in value]
     if isinstance(value, str) and len(value) > 16_384:
