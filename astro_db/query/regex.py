@@ -298,9 +298,12 @@ def _class_end(pattern: str, i: int) -> int:
 # exceed it are cut to it, so a {0,1000} meeting 100 characters counts 101 ends, not 1001.
 #
 # Character sets are over-approximated as bit masks: one bit per ASCII character, one for each
-# non-ASCII character that case-folds onto an ASCII letter, one for every other non-ASCII
-# character: two sets that might share a character are taken to share one, which can only raise
-# a cost.
+# non-ASCII character that case-folds onto an ASCII letter, and one per class of the other
+# non-ASCII characters (Unicode decimal digits, other word characters, spaces, the rest, as
+# Python's ``re`` sees them): two sets that might share a character are taken to share one, which
+# can only raise a cost. ``\d \w \s`` differ between the engines (Python's are Unicode; the
+# server's PCRE, without UCP, is ASCII only, so its ``\D \W \S`` take every non-ASCII character):
+# the cost is computed for each and the larger kept.
 
 Poly = tuple[int, ...]
 _Chars = int
@@ -308,10 +311,13 @@ _Chars = int
 _ASCII = (1 << 128) - 1
 _FOLDS = {0x212A: "k", 0x017F: "s", 0x0130: "i", 0x0131: "i"}  # KELVIN SIGN, LONG S, I WITH DOT, DOTLESS I
 _FOLD_BITS = {code: 1 << (128 + i) for i, code in enumerate(_FOLDS)}
-_OTHER = 1 << (128 + len(_FOLDS))  # any other non-ASCII character
-_NON_ASCII = functools.reduce(lambda m, b: m | b, _FOLD_BITS.values(), _OTHER)
+_FOLDED = functools.reduce(lambda m, b: m | b, _FOLD_BITS.values(), 0)  # all word characters
+_OTHER_DIGIT, _OTHER_WORD, _OTHER_SPACE, _OTHER_REST = (1 << (128 + len(_FOLDS) + i) for i in range(4))
+_OTHERS = _OTHER_DIGIT | _OTHER_WORD | _OTHER_SPACE | _OTHER_REST
+_NON_ASCII = _FOLDED | _OTHERS
 _EVERYTHING = _ASCII | _NON_ASCII
 _NOTHING: _Chars = 0
+_PCRE = 1 << 30  # a flag bit beside re's flags: judge with the server's engine's classes
 
 
 def _mask(chars: str) -> int:
@@ -322,13 +328,24 @@ _DIGITS = _mask("0123456789")
 _LETTERS = _mask("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _WORD = _DIGITS | _LETTERS | _mask("_")
 _SPACE = _mask(" \t\n\r\f\v\x1c\x1d\x1e\x1f")
+_PCRE_SPACE = _mask(" \t\n\r\f\v")
 _NEWLINE = _mask("\n")
-_CATEGORIES: dict[Any, _Chars] = {  # Unicode digits, letters and spaces are among the non-ASCII ones
-    sre.CATEGORY_DIGIT: _DIGITS | _OTHER, sre.CATEGORY_NOT_DIGIT: _EVERYTHING & ~_DIGITS,
-    sre.CATEGORY_WORD: _WORD | _NON_ASCII, sre.CATEGORY_NOT_WORD: (_ASCII & ~_WORD) | _OTHER,
-    sre.CATEGORY_SPACE: _SPACE | _OTHER, sre.CATEGORY_NOT_SPACE: _EVERYTHING & ~_SPACE,
+_CATEGORIES: dict[Any, _Chars] = {  # Python's re: Unicode classes
+    sre.CATEGORY_DIGIT: _DIGITS | _OTHER_DIGIT,
+    sre.CATEGORY_NOT_DIGIT: (_ASCII & ~_DIGITS) | _FOLDED | _OTHER_WORD | _OTHER_SPACE | _OTHER_REST,
+    sre.CATEGORY_WORD: _WORD | _FOLDED | _OTHER_DIGIT | _OTHER_WORD,
+    sre.CATEGORY_NOT_WORD: (_ASCII & ~_WORD) | _OTHER_SPACE | _OTHER_REST,
+    sre.CATEGORY_SPACE: _SPACE | _OTHER_SPACE,
+    sre.CATEGORY_NOT_SPACE: (_ASCII & ~_SPACE) | _FOLDED | _OTHER_DIGIT | _OTHER_WORD | _OTHER_REST,
     sre.CATEGORY_LINEBREAK: _NEWLINE, sre.CATEGORY_NOT_LINEBREAK: _EVERYTHING & ~_NEWLINE,
 }
+_PCRE_CATEGORIES: dict[Any, _Chars] = {  # PCRE without UCP: ASCII classes
+    sre.CATEGORY_DIGIT: _DIGITS, sre.CATEGORY_NOT_DIGIT: (_ASCII & ~_DIGITS) | _NON_ASCII,
+    sre.CATEGORY_WORD: _WORD, sre.CATEGORY_NOT_WORD: (_ASCII & ~_WORD) | _NON_ASCII,
+    sre.CATEGORY_SPACE: _PCRE_SPACE, sre.CATEGORY_NOT_SPACE: (_ASCII & ~_PCRE_SPACE) | _NON_ASCII,
+    sre.CATEGORY_LINEBREAK: _NEWLINE, sre.CATEGORY_NOT_LINEBREAK: _EVERYTHING & ~_NEWLINE,
+}
+_CLASSES = ((re.compile(r"\d"), _OTHER_DIGIT), (re.compile(r"\w"), _OTHER_WORD), (re.compile(r"\s"), _OTHER_SPACE))
 _ENDS = {sre.AT_END, sre.AT_END_LINE}  # $ : at the end or before a newline
 _STARTS = {sre.AT_BEGINNING_STRING}  # \A ; ^ too unless multi-line
 
@@ -353,14 +370,24 @@ def _meets(a: _Chars, b: _Chars) -> bool:
 
 
 def _char(code: int) -> _Chars:
-    return 1 << code if code < 128 else _FOLD_BITS.get(code, _OTHER)
+    if code < 128:
+        return 1 << code
+    if code in _FOLD_BITS:
+        return _FOLD_BITS[code]
+    return next((bit for pattern, bit in _CLASSES if pattern.match(chr(code))), _OTHER_REST)
 
 
 def _span(low: int, high: int) -> _Chars:
     found = _ASCII & ((1 << (min(high, 127) + 1)) - (1 << low)) if low < 128 else 0
     if high >= 128:
-        found |= _OTHER | functools.reduce(lambda m, c: m | _FOLD_BITS[c] if low <= c <= high else m, _FOLD_BITS, 0)
+        found |= _OTHERS | functools.reduce(lambda m, c: m | _FOLD_BITS[c] if low <= c <= high else m, _FOLD_BITS, 0)
     return found
+
+
+def _complement(found: _Chars) -> _Chars:
+    """Every character not in ``found``: exact for ASCII and the folding characters; a class of
+    the other non-ASCII ones is never wholly in a set built from characters and ranges."""
+    return (_EVERYTHING & ~found) | _OTHERS
 
 
 def _fold(found: _Chars) -> _Chars:
@@ -379,7 +406,7 @@ def _chars_of(op: Any, av: Any, flags: int) -> _Chars | None:
     if op is sre.LITERAL:
         found = _char(av)
     elif op is sre.NOT_LITERAL:
-        found = (_EVERYTHING & ~_char(av)) | _OTHER
+        found = _complement(_char(av))
     elif op is sre.ANY:
         found = _EVERYTHING if flags & re.DOTALL else _EVERYTHING & ~_NEWLINE
     elif op is sre.IN:
@@ -392,9 +419,9 @@ def _chars_of(op: Any, av: Any, flags: int) -> _Chars | None:
             elif kind is sre.RANGE:
                 found |= _span(*value)
             else:  # a category (\d \w \s ...), or anything else: everything
-                found |= _CATEGORIES.get(value, _EVERYTHING)
+                found |= (_PCRE_CATEGORIES if flags & _PCRE else _CATEGORIES).get(value, _EVERYTHING)
         if negate:
-            found = (_EVERYTHING & ~found) | _OTHER
+            found = _complement(found)
     else:
         return None
     return _fold(found) if flags & re.IGNORECASE else found
@@ -595,7 +622,9 @@ def _search_cost(tree: Any, n: int | None, all_matches: bool) -> Poly:
     match (``$regexFindAll``: after each match the search goes on)."""
     flags = tree.state.flags
     items = list(tree)
-    _, steps, failing = _cost(items, flags, _END, n)
+    costs = [_cost(items, engine, _END, n) for engine in (flags, flags | _PCRE)]
+    steps = _top(costs[0][1], costs[1][1])
+    failing = _top(costs[0][2], costs[1][2])
     if all_matches:  # at most n + 1 matches, each at most one full attempt
         return _mul(_count(sre.MAXREPEAT, n), _add(steps, _ONE))
     if _anchored(items, flags):  # every other start fails at once

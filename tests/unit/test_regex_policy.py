@@ -258,7 +258,8 @@ def test_the_issue_reproductions_are_refused_by_the_cost_rule():
 
 def test_without_a_bound_on_the_input_only_linear_patterns_pass():
     for pattern in ("^ann", "(?i)^ann", "smith$", "^[a-z]+@", "^[^@]+@[^@]+$", "(ab)+", ".*", "a|b", "ann",
-                    r"^\d{4}-\d{2}-\d{2}$"):
+                    r"^\d{4}-\d{2}-\d{2}$", r"^\d+-\d+-\d+$", r"^\w+@\w+\.\w+$", r"^\S+\s+\S+\s+\S+!",
+                    r"^\D+\d+\D+\d+", r"^\W+\w+\W+\w+", r"^[^@]+@[^@]+@", r"^.+\n.+\n.+!", "^a+[^a]+a+[^a]+!"):
         judge(pattern, max_input=None)
     with pytest.raises(QueryError) as caught:
         judge("[a-z]+@", max_input=None)  # linear per start, a search tries every start: n^2
@@ -297,6 +298,14 @@ def test_case_folding_reaches_the_non_ascii_letters_that_fold_onto_ascii():
     with pytest.raises(QueryError, match="cost rule"):
         judge(f"(?i)^K+{kelvin}+K+{kelvin}+K+{kelvin}+!", max_input=1000)
     judge("^k+s+k+s+k+s+!", options="i", max_input=1000)  # s folds onto the long s, not onto k
+
+
+def test_the_classes_of_both_engines_are_judged():
+    """Python's \\w takes é, the server's PCRE (no UCP) takes it in \\W: either makes these overlap."""
+    for pattern in (r"^\w+é+\w+é+\w+é+!", r"^\W+é+\W+é+\W+é+!", r"^\D+٣+\D+٣+\D+٣+!", r"^\S+\u00a0+\S+\u00a0+\S+\u00a0+!"):
+        with pytest.raises(QueryError, match="cost rule"):
+            judge(pattern, max_input=1000)
+    judge(r"^\d+é+\d+é+\d+é+!", max_input=None)  # é is no digit in either engine
 
 
 def test_find_all_searches_again_after_every_match():
