@@ -31,11 +31,13 @@ classes and groups.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import re._constants as sre  # type: ignore[import-not-found]  # private stdlib module: typeshed has no stub
 import re._parser as sre_parse  # type: ignore[import-not-found]  # private stdlib module: typeshed has no stub
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 from bson.regex import Regex
@@ -44,7 +46,7 @@ from ..errors import QueryError
 
 __all__ = [
     "MAX_REGEX_LENGTH", "MAX_REGEX_COST", "MAX_REGEX_INPUT", "MAX_STEPS_PER_CHAR", "check_regex",
-    "check_regex_input", "check_regex_options", "clear_cache", "regex_cost",
+    "check_regex_input", "check_regex_options", "clear_cache", "regex_cost", "unknown_input_lengths",
 ]
 
 MAX_REGEX_LENGTH = 256
@@ -65,6 +67,20 @@ _OPTIONS = re.compile(r"[imxs]*")
 _OPTION_FLAGS: dict[str, int] = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
 _FLAG_MASK = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
 _ADVICE = "match a prefix (^abc) or a simpler pattern"
+_UNKNOWN_LENGTHS: ContextVar[bool] = ContextVar("astro_db_regex_unknown_lengths", default=False)
+
+
+@contextlib.contextmanager
+def unknown_input_lengths() -> Iterator[None]:
+    """Within the block, every regex is judged as if the length of what it meets were unknown
+    (``max_input=None``: linear patterns only), whatever bound its caller gives: for a ``$match``
+    after a pipeline stage that may have rewritten the fields it names (``$addFields``,
+    ``$project``, ``$set``, ``$group``, ...), where the model's bounds no longer hold."""
+    token = _UNKNOWN_LENGTHS.set(True)
+    try:
+        yield
+    finally:
+        _UNKNOWN_LENGTHS.reset(token)
 
 
 def check_regex(pattern: Any, where: str, options: str | int = "", *, max_input: int | None = None,
@@ -83,6 +99,8 @@ def check_regex(pattern: Any, where: str, options: str | int = "", *, max_input:
         raise QueryError(f"regex on {where!r} must be a string, got {type(pattern).__name__}")
     if len(pattern) > MAX_REGEX_LENGTH:
         raise QueryError(f"regex on {where!r} is {len(pattern)} characters; at most {MAX_REGEX_LENGTH}")
+    if _UNKNOWN_LENGTHS.get():
+        max_input = None
     problem = _judge(pattern, _flags(options), max_input, all_matches)
     if problem is not None:
         raise QueryError(problem.format(where=repr(where)))

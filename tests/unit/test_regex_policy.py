@@ -388,3 +388,17 @@ def test_a_field_bounds_what_a_regex_on_it_meets():
     assert 20 < longest_text(BirthData._fields["timezone"]) < 64  # the longest IANA zone name
     assert longest_text(BirthChart._fields["user_id"]) is None  # no strings: a regex must be linear
     assert longest_text(User._fields["last_active"]) is None
+
+
+def test_inside_unknown_input_lengths_a_field_bound_is_not_trusted():
+    """For a $match after a stage that may have rewritten the field (the pipeline walker's use)."""
+    from astro_db.models import User
+    from astro_db.query.filters import compile_filter
+    from astro_db.query.regex import unknown_input_lengths
+
+    compile_filter(User, {"name": {"$regex": r"\w*\w*!"}})  # name: at most 100 characters
+    with unknown_input_lengths(), pytest.raises(QueryError, match="whose length is not bounded"):
+        compile_filter(User, {"name": {"$regex": r"\w*\w*!"}})
+    with unknown_input_lengths():
+        compile_filter(User, {"name": {"$regex": "^ann", "$options": "i"}})
+    compile_filter(User, {"name": {"$regex": r"\w*\w*!"}})  # the block is over
