@@ -402,3 +402,107 @@ def test_inside_unknown_input_lengths_a_field_bound_is_not_trusted():
     with unknown_input_lengths():
         compile_filter(User, {"name": {"$regex": "^ann", "$options": "i"}})
     compile_filter(User, {"name": {"$regex": r"\w*\w*!"}})  # the block is over
+
+
+# The same check for patterns with groups, alternations and optional parts: a reference
+# backtracking matcher over the parse tree (branches tried in order, as PCRE does, none merged)
+# counts its character tests; the cost bound is never below the count.
+
+import re._constants as sre_c  # noqa: E402
+import re._parser as sre_p  # noqa: E402
+
+from astro_db.query.regex import _unfold  # noqa: E402
+
+
+def _char_ok(op, av, char):
+    if op is sre_c.LITERAL:
+        return ord(char) == av
+    if op is sre_c.NOT_LITERAL:
+        return ord(char) != av
+    if op is sre_c.ANY:
+        return char != "\n"
+    hit, negate = False, False
+    for kind, value in av:
+        if kind is sre_c.NEGATE:
+            negate = True
+        elif kind is sre_c.LITERAL:
+            hit = hit or ord(char) == value
+        elif kind is sre_c.RANGE:
+            hit = hit or value[0] <= ord(char) <= value[1]
+        else:
+            hit = hit or bool(re.match({sre_c.CATEGORY_DIGIT: r"\d", sre_c.CATEGORY_WORD: r"\w",
+                                        sre_c.CATEGORY_SPACE: r"\s"}[value], char))
+    return hit != negate
+
+
+def tree_steps(pattern, text):
+    """Character tests of a search of ``text`` for ``pattern`` by a plain backtracking matcher."""
+    tree = sre_p.parse(_unfold(pattern))
+    steps = 0
+
+    def match(items, i, pos, then):
+        nonlocal steps
+        if i == len(items):
+            return then(pos)
+        op, av = items[i]
+
+        def rest(p):
+            return match(items, i + 1, p, then)
+
+        if op in (sre_c.LITERAL, sre_c.NOT_LITERAL, sre_c.ANY, sre_c.IN):
+            if pos < len(text):
+                steps += 1
+                if _char_ok(op, av, text[pos]):
+                    return rest(pos + 1)
+            return False
+        if op is sre_c.AT:
+            ok = pos == 0 if av is sre_c.AT_BEGINNING else (pos == len(text) or (pos == len(text) - 1 and text[pos] == "\n"))
+            return ok and rest(pos)
+        if op is sre_c.SUBPATTERN:
+            return match(list(av[-1]), 0, pos, rest)
+        if op is sre_c.BRANCH:
+            return any(match(list(branch), 0, pos, rest) for branch in av[1])
+        low, high, body = av
+        body, lazy = list(body), op is sre_c.MIN_REPEAT
+
+        def repeat(count, p):
+            def more():
+                return count < high and match(body, 0, p, lambda q: (q != p or count < low) and repeat(count + 1, q))
+
+            def stop():
+                return count >= low and rest(p)
+
+            return (stop() or more()) if lazy else (more() or stop())
+
+        return repeat(0, pos)
+
+    anchored = bool(tree.data) and tree.data[0] == (sre_c.AT, sre_c.AT_BEGINNING)
+    for start in range(1 if anchored else len(text) + 1):
+        if match(list(tree), 0, start, lambda p: True):
+            break
+    return steps
+
+
+PIECES = st.recursive(
+    st.sampled_from(["a", "b", "[ab]", ".", "!", "[^a]"]),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["", "*", "+", "?", "{1,3}", "*?", "{2}"])).map("".join),
+        st.lists(inner, min_size=1, max_size=3).map(lambda parts: "(?:" + "".join(parts) + ")"),
+        st.tuples(inner, inner).map(lambda pair: "(?:" + "|".join(pair) + ")"),
+        st.tuples(inner, inner).map("".join),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PIECES, st.sampled_from(["", "^"]), st.sampled_from(["", "$", "!"]),
+       st.builds(lambda unit, times, tail: unit * times + tail,
+                 st.text(alphabet="ab!\n", min_size=1, max_size=3), st.integers(0, 25), st.text(alphabet="ab!\n", max_size=2)))
+def test_the_cost_bounds_a_backtracking_search_through_groups_and_branches(body, prefix, suffix, text):
+    pattern = prefix + body + suffix
+    try:
+        cost = regex_cost(pattern, max_input=len(text))
+    except QueryError:  # refused by a structural rule
+        return
+    assert tree_steps(pattern, text) <= sum(c * len(text) ** i for i, c in enumerate(cost))
