@@ -476,10 +476,13 @@ def _next_item(op: Any, av: Any, flags: int, after: _Next) -> _Next:
         low, high, body = av
         if high == 0:
             return after
-        once = _next(list(body), flags, after if high == 1 else _END)
+        # an iteration is followed by another or by what follows: zero-width parts of the body
+        # (\b) let both through
+        once = _next(list(body), flags, after)
+        first = _union(once.first, _next(list(body), flags, _END).first) if high > 1 else once.first
         if low == 0 or once.done:
-            return _Next(_union(once.first, after.first), after.done)
-        return _Next(once.first, False)
+            return _Next(_union(first, after.first), after.done)
+        return _Next(first, False)
     return _Next(_EVERYTHING, False)  # anything else: assume the worst
 
 

@@ -319,6 +319,7 @@ def test_the_cost_is_a_polynomial_in_the_input_length():
     assert len(regex_cost(r"\w*\w*\w*!")) - 1 == 4  # three overlapping quantifiers, and every start
     assert len(regex_cost(r"^\w*\w*\w*!")) - 1 == 3
     assert len(regex_cost("[a-z]+@[a-z]+")) - 1 == 2
+    assert len(regex_cost(r"^a*((?:\b)+)a*((?:\b)+)a*!")) - 1 == 3  # a zero-width repeat lets the a's meet
     assert regex_cost("a{0,1000}a{0,1000}!", max_input=10) < regex_cost("a{0,1000}a{0,1000}!")
     with pytest.raises(QueryError, match="a repeated group that itself holds a quantifier"):
         regex_cost("(a+)+")
