@@ -598,9 +598,13 @@ def _cost_repeat(op: Any, av: Any, flags: int, after: _Next, n: int | None) -> t
     _, once, _ = _cost(body, flags, _END, n)
     iterations = _N if high >= sre.MAXREPEAT and n is None else _count(high, n)
     work = _add(_mul(iterations, once), _ONE)
-    if low == high or op is _POSSESSIVE or after.done or not _meets(_taken(body, flags), after.first):
-        return _ONE, work, work  # only its longest (or shortest) match can go on
-    return _count(high - low + 1 if high < sre.MAXREPEAT else high, n), work, work
+    if low == high or op is _POSSESSIVE or after.done:
+        return _ONE, work, work  # one end, or nothing after it can fail
+    ends = _count(high - low + 1 if high < sre.MAXREPEAT else high, n)
+    if not _meets(_taken(body, flags), after.first):  # only its longest (or shortest) match can go on;
+        work = _add(work, ends)  # at each other end what follows fails at its first character
+        return _ONE, work, work
+    return ends, work, work
 
 
 def _taken(items: list[Any], flags: int) -> _Chars:

@@ -14,7 +14,7 @@ import re
 
 import pytest
 from bson.regex import Regex
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from astro_db.errors import QueryError
@@ -248,7 +248,7 @@ def test_the_issue_reproductions_are_refused_by_the_cost_rule():
     with pytest.raises(QueryError) as caught:
         judge(r"\w*\w*\w*\w*\w*\w*!")  # User.name: 100 characters
     assert str(caught.value) == (
-        "regex on 'name' is refused by the cost rule: its worst case is about 1.1e+14 backtracking steps "
+        "regex on 'name' is refused by the cost rule: its worst case is about 2.2e+14 backtracking steps "
         "on the 100 characters it may be matched against (at most 1e+07); quantifiers in a row that can "
         "take the same characters (like .*.*x or \\w*\\w*!) multiply: anchor it (^abc), or make each "
         "quantifier stop at a character what follows it cannot start with")
@@ -274,7 +274,7 @@ def test_without_a_bound_on_the_input_only_linear_patterns_pass():
 
 @pytest.mark.parametrize(("pattern", "options", "bound"), [
     ("ann.*smith", "", 100), (".*foo.*bar", "", 100), (r"^\w*\w*!", "", 1000), (r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$", "", 254),
-    ("A+a+A+a+A+a+!", "", 1000), (r"^.*\n.*\n.*\n.*!", "", 1000), ("^a{0,1000}a{0,1000}a{0,1000}!", "", 100),
+    ("A+a+A+a+A+a+!", "", 500), (r"^.*\n.*\n.*\n.*!", "", 1000), ("^a{0,1000}a{0,1000}a{0,1000}!", "", 100),
     ("^r", "i", 500), ("^(?:foo|bar)baz", "", 1000),
 ])
 def test_cheap_patterns_are_accepted_at_their_bound(pattern, options, bound):
@@ -370,6 +370,8 @@ TEXTS = st.builds(lambda unit, times, tail: unit * times + tail,  # long runs, t
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(ATOMS), st.sampled_from(QUANTIFIERS)), min_size=1, max_size=5),
        st.booleans(), TEXTS)
+@example(parts=[((".", "ab1!"), ("?", 0, 1)), ((r"\d", "1"), ("*", 0, 10**9)), (("a", "a"), ("", 1, 1))],  # each end of \d*
+         anchored=True, text="1" * 12)  # tries the a once: counted
 def test_the_cost_bounds_the_steps_of_a_real_backtracking_search(parts, anchored, text):
     pattern = ("^" if anchored else "") + "".join(src + q for (src, _), (q, _, _) in parts)
     items = [(chars, low, high, q.endswith("?") and len(q) > 1) for (_, chars), (q, low, high) in parts]
