@@ -467,6 +467,18 @@ def tree_steps(pattern, text):
             return any(match(list(branch), 0, pos, rest) for branch in av[1])
         low, high, body = av
         body, lazy = list(body), op is sre_c.MIN_REPEAT
+        if op is sre_c.POSSESSIVE_REPEAT:  # as many as it can, never given back
+            def first_end(start):
+                ends = []
+                return ends[0] if match(body, 0, start, lambda q: ends.append(q) or True) else None
+
+            count, p = 0, pos
+            while count < high:
+                end = first_end(p)
+                if end is None or (end == p and count >= low):
+                    break
+                count, p = count + 1, end
+            return count >= low and rest(p)
 
         def repeat(count, p):
             def more():
@@ -502,6 +514,7 @@ PIECES = st.recursive(
 @given(PIECES, st.sampled_from(["", "^"]), st.sampled_from(["", "$", "!"]),
        st.builds(lambda unit, times, tail: unit * times + tail,
                  st.text(alphabet="ab!\n", min_size=1, max_size=3), st.integers(0, 25), st.text(alphabet="ab!\n", max_size=2)))
+@example(body=".*+(?:.a)", prefix="", suffix="", text="!" * 16)  # possessive: nothing given back
 def test_the_cost_bounds_a_backtracking_search_through_groups_and_branches(body, prefix, suffix, text):
     pattern = prefix + body + suffix
     try:
