@@ -64,8 +64,9 @@ _INLINE_VERBOSE = re.compile(r"\(\?[a-zA-Z]*x")
 _VERBOSE_COMMENT = re.compile(r"(?<!\\)#")
 _BRACE = re.compile(r"\{(\d*)(,?)(\d*)\}")
 _OPTIONS = re.compile(r"[imxs]*")
-_OPTION_FLAGS: dict[str, int] = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
-_FLAG_MASK = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
+_OPTION_FLAGS: dict[str, int] = {"i": int(re.IGNORECASE), "m": int(re.MULTILINE), "s": int(re.DOTALL),
+                                 "x": int(re.VERBOSE)}  # plain ints: RegexFlag arithmetic is slow
+_FLAG_MASK = int(re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE)
 _ADVICE = "match a prefix (^abc) or a simpler pattern"
 _UNKNOWN_LENGTHS: ContextVar[bool] = ContextVar("astro_db_regex_unknown_lengths", default=False)
 
@@ -178,9 +179,14 @@ def _judge(pattern: str, flags: int, max_input: int | None, all_matches: bool) -
 def _flags(options: str | int) -> int:
     """The ``re`` flags of the caller's options (letters i m s x, or flags)."""
     if isinstance(options, int):
-        return int(options & _FLAG_MASK)
+        return int(options) & _FLAG_MASK
+    return _letter_flags(str(options))
+
+
+@functools.lru_cache(maxsize=64)
+def _letter_flags(letters: str) -> int:
     flags = 0
-    for letter in str(options):
+    for letter in letters:
         flags |= _OPTION_FLAGS.get(letter, 0)
     return flags
 
