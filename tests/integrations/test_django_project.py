@@ -150,6 +150,7 @@ def test_a_create_applied_without_its_record_is_a_500_that_says_not_to_repeat_it
 
 @pytest.mark.parametrize(("exc", "status", "retry"), [
     (errors.ChangeRecordError("update_many on User was applied at db.internal"), 500, False),
+    (errors.WriteOutcomeUnknown("update on User: connection lost at db.internal"), 500, False),
     (errors.DatabaseConnectionError("db.internal unreachable"), 503, True),
     (errors.OperationTimeoutError("find timed out"), 503, True),
 ])

@@ -164,9 +164,11 @@ class OutcomeUnknownError(errors.OperationTimeoutError):
     applied = None
 
 
-ERROR_CASES.append((OutcomeUnknownError("update on PlanetaryInsight timed out at db.internal"), 500,
-                    {"applied": None, "message": "it is not known whether the change was saved; read the data "
-                                                 "back before sending the request again: it may have been applied"}))
+UNKNOWN_OUTCOME = {"applied": None, "message": "it is not known whether the change was saved; read the data "
+                                              "back before sending the request again: it may have been applied"}
+ERROR_CASES.append((OutcomeUnknownError("update on PlanetaryInsight timed out at db.internal"), 500, UNKNOWN_OUTCOME))
+ERROR_CASES.append((errors.WriteOutcomeUnknown("update on PlanetaryInsight: connection lost at db.internal", ids=[1]), 500,
+                    UNKNOWN_OUTCOME))
 
 
 @pytest.mark.parametrize(("exc", "status", "expected"), ERROR_CASES, ids=lambda v: type(v).__name__)
