@@ -27,7 +27,7 @@ from zoneinfo import available_timezones
 
 from bson import ObjectId
 from mongoengine.base import BaseDocument, BaseField
-from mongoengine.fields import ListField, ObjectIdField
+from mongoengine.fields import ListField, ObjectIdField, StringField
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Self
@@ -245,7 +245,7 @@ def longest_text(field: Any) -> int | None:
     if isinstance(field, TimezoneField):
         longest = max(map(len, _zone_names()), default=0)
         return longest if field.max_length is None else min(longest, field.max_length)
-    if isinstance(field, TextField):
+    if isinstance(field, (TextField, StringField)):  # StringField: an app model's plain MongoEngine string
         return field.max_length
     return None
 

@@ -391,6 +391,11 @@ def test_a_field_bounds_what_a_regex_on_it_meets():
     assert 20 < longest_text(BirthData._fields["timezone"]) < 64  # the longest IANA zone name
     assert longest_text(BirthChart._fields["user_id"]) is None  # no strings: a regex must be linear
     assert longest_text(User._fields["last_active"]) is None
+    from mongoengine import ListField, StringField
+
+    assert longest_text(StringField(max_length=50)) == 50  # an app model's plain MongoEngine string
+    assert longest_text(ListField(StringField(max_length=20))) == 20
+    assert longest_text(StringField()) is None
 
 
 def test_inside_unknown_input_lengths_a_field_bound_is_not_trusted():
