@@ -308,6 +308,25 @@ def test_the_classes_of_both_engines_are_judged():
     judge(r"^\d+é+\d+é+\d+é+!", max_input=None)  # é is no digit in either engine
 
 
+def test_every_case_fold_onto_ascii_and_every_non_ascii_class_is_known():
+    for letter, other in (("s", "\u017f"), ("i", "\u0130"), ("i", "\u0131"), ("k", "\u212a")):
+        pattern = f"^{letter}+{other}+{letter}+{other}+{letter}+{other}+!"
+        judge(pattern, max_input=1000)  # without i: disjoint
+        with pytest.raises(QueryError, match="cost rule"):
+            judge(pattern, options="i", max_input=1000)
+    for pattern in (r"^\d+٣+\d+٣+\d+٣+!", "^\\s+\u00a0+\\s+\u00a0+\\s+\u00a0+!"):  # Python's \\d and \\s take them
+        with pytest.raises(QueryError, match="cost rule"):
+            judge(pattern, max_input=1000)
+
+
+def test_the_model_pins_its_counts():
+    """The exact bounds of a few shapes: each term is a rule of the model."""
+    assert regex_cost("[a-z]+@") == (11, 10, 2)  # every start: consume, try @ at each end
+    assert regex_cost(r"\A[a-z]+@") == (7, 3)  # \A anchors: one attempt
+    assert regex_cost(r"^\s*$") == (4, 3)  # $ may follow a newline the \s* took
+    assert regex_cost("(ab)+") == (8, 6)
+
+
 def test_find_all_searches_again_after_every_match():
     judge("^a.*b", max_input=3000)  # one attempt
     with pytest.raises(QueryError, match="cost rule"):
