@@ -354,6 +354,7 @@ _WORD = _DIGITS | _LETTERS | _mask("_")
 _SPACE = _mask(" \t\n\r\f\v\x1c\x1d\x1e\x1f")
 _PCRE_SPACE = _mask(" \t\n\r\f\v")
 _NEWLINE = _mask("\n")
+# the classes the parser emits (\d \D \w \W \s \S); anything else counts as every character
 _CATEGORIES: dict[Any, _Chars] = {  # Python's re: Unicode classes
     sre.CATEGORY_DIGIT: _DIGITS | _OTHER_DIGIT,
     sre.CATEGORY_NOT_DIGIT: (_ASCII & ~_DIGITS) | _FOLDED | _OTHER_WORD | _OTHER_SPACE | _OTHER_REST,
@@ -361,16 +362,14 @@ _CATEGORIES: dict[Any, _Chars] = {  # Python's re: Unicode classes
     sre.CATEGORY_NOT_WORD: (_ASCII & ~_WORD) | _OTHER_SPACE | _OTHER_REST,
     sre.CATEGORY_SPACE: _SPACE | _OTHER_SPACE,
     sre.CATEGORY_NOT_SPACE: (_ASCII & ~_SPACE) | _FOLDED | _OTHER_DIGIT | _OTHER_WORD | _OTHER_REST,
-    sre.CATEGORY_LINEBREAK: _NEWLINE, sre.CATEGORY_NOT_LINEBREAK: _EVERYTHING & ~_NEWLINE,
 }
 _PCRE_CATEGORIES: dict[Any, _Chars] = {  # PCRE without UCP: ASCII classes
     sre.CATEGORY_DIGIT: _DIGITS, sre.CATEGORY_NOT_DIGIT: (_ASCII & ~_DIGITS) | _NON_ASCII,
     sre.CATEGORY_WORD: _WORD, sre.CATEGORY_NOT_WORD: (_ASCII & ~_WORD) | _NON_ASCII,
     sre.CATEGORY_SPACE: _PCRE_SPACE, sre.CATEGORY_NOT_SPACE: (_ASCII & ~_PCRE_SPACE) | _NON_ASCII,
-    sre.CATEGORY_LINEBREAK: _NEWLINE, sre.CATEGORY_NOT_LINEBREAK: _EVERYTHING & ~_NEWLINE,
 }
 _CLASSES = ((re.compile(r"\d"), _OTHER_DIGIT), (re.compile(r"\w"), _OTHER_WORD), (re.compile(r"\s"), _OTHER_SPACE))
-_ENDS = {sre.AT_END, sre.AT_END_LINE}  # $ : at the end or before a newline
+_ENDS = {sre.AT_END}  # $ : at the end or before a newline (the parser emits no other end)
 _STARTS = {sre.AT_BEGINNING_STRING}  # \A ; ^ too unless multi-line
 
 
