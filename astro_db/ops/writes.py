@@ -1,4 +1,4 @@
-"""The write strategies of one service call: idempotent inserts, guarded updates, intended deletes, each returning what it wrote.
+"""The write strategies of one service call: inserts, guarded updates, expected revisions, bulk upserts, deletes, each returning its writes.
 
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
@@ -8,6 +8,11 @@ order, uniqueness, item bounds, depend on the stored list) is read, applied loca
 (``evaluate.apply_update``), validated as a whole document and written by compare-and-set on the
 Mongoose version key ``__v`` (which it increments, as Mongoose does for array changes).
 Every write advances the document's revision (``changes.revision``) in the same atomic command.
+An update or delete given ``expected_revision`` carries that revision in its own filter and
+tells a miss apart afterwards (``ConflictError``, nothing there, or its own landed write). A bulk
+upsert (``upsert_many``) reads a batch's stored documents by key once, compares, and writes only
+what changed in one unordered ``bulk_write`` (inserts by a client-made ``_id``, replaces by
+compare-and-set on the revision), retrying the items a concurrent writer got to first.
 Each strategy returns what it wrote (``events.Written``) to the after-write step
 (``steps.hooks.after_write``), which tells the write hooks with the write's session: the query
 cache, and the change records (``changes``: one record per document the write actually changed,
