@@ -428,10 +428,7 @@ class WriteRunner:
     def _by_keys(self, sons: list[dict[str, Any]], on: tuple[str, ...],
                  scope: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[bytes, dict[str, Any]]:
         """The stored documents (in the actor's scope) holding the keys of ``sons``, by key."""
-        if len(on) == 1:
-            filt: dict[str, Any] = {on[0]: {"$in": [son[on[0]] for son in sons]}}
-        else:
-            filt = {"$or": [{f: son[f] for f in on} for son in sons]}
+        filt = _keys_filter(sons, on)
         found = run.call(self.rt, self.info, "upsert_many",
                          lambda: list(self.coll.find(scope(filt), session=self.session)), self.tx)
         return {_key(doc, on): doc for doc in found}
@@ -976,6 +973,24 @@ class Upserted(NamedTuple):
 def _key(doc: Mapping[str, Any], on: tuple[str, ...]) -> bytes:
     """A document's unique-key value, comparable between a new document and a stored one."""
     return bson.encode({"k": [doc.get(f) for f in on]})
+
+
+def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, Any]:
+    """The filter of the documents holding exactly the keys of ``sons``, compact for the index:
+    one ``$in``; for two fields, grouped by the one with fewer distinct values (the nightly
+    batch's one date, or one user's days: a single clause); else one clause per key."""
+    if len(on) == 1:
+        return {on[0]: {"$in": [son[on[0]] for son in sons]}}
+    if len(on) == 2:
+        groups: list[dict[bytes, tuple[Any, list[Any]]]] = [{}, {}]
+        for son in sons:
+            for n, (f, g) in enumerate(((on[0], on[1]), (on[1], on[0]))):
+                groups[n].setdefault(bson.encode({"k": son[f]}), (son[f], []))[1].append(son[g])
+        n = 0 if len(groups[0]) <= len(groups[1]) else 1
+        by, other = (on[0], on[1]) if n == 0 else (on[1], on[0])
+        clauses = [{by: value, other: {"$in": values}} for value, values in groups[n].values()]
+        return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+    return {"$or": [{f: son[f] for f in on} for son in sons]}
 
 
 def _same_content(stored: dict[str, Any], son: dict[str, Any]) -> bool:

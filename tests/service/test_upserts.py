@@ -338,3 +338,28 @@ def test_upserts_in_a_transaction_commit_or_abort_with_it(db, user):
         pass
     assert db.count("PlanetaryInsight", {"userId": user.id}) == 0
     assert changes(db) == []
+
+
+def test_keys_across_users_and_days_are_each_found_exactly(db, user):
+    """The batch's read groups keys by the field with fewer distinct values; a mixed batch of
+    users and days still finds exactly its own documents (neighbours left untouched)."""
+    users = [user] + [db.create("User", {"email": f"m{uuid.uuid4().hex[:6]}@example.com", "name": "M"}) for _ in range(2)]
+    grid = [insight_data(u.id, d) for u in users for d in range(3)]
+    db.upsert_many("PlanetaryInsight", grid, on=ON)
+    mixed = [insight_data(users[0].id, 0, energyLevel=1), insight_data(users[1].id, 2, energyLevel=2),
+             insight_data(users[2].id, 1), insight_data(users[2].id, 5)]
+    result = db.upsert_many("PlanetaryInsight", mixed, on=ON)
+    assert (result.updated, result.unchanged, result.inserted) == (2, 1, 1)
+    energies = {(d["userId"], d["date"].day): d["energyLevel"] for d in db.find("PlanetaryInsight", {}, lean=True)}
+    assert sorted(energies.values()).count(50) == len(energies) - 2 and len(energies) == 10
+    assert energies[(users[0].id, 1)] == 1 and energies[(users[1].id, 3)] == 2
+
+
+def test_the_read_of_a_batch_is_one_clause_for_one_day_or_one_user():
+    sons = [{"userId": n, "date": "d"} for n in range(3)]
+    assert writes._keys_filter(sons, ON) == {"date": "d", "userId": {"$in": [0, 1, 2]}}
+    sons = [{"userId": "u", "date": n} for n in range(3)]
+    assert writes._keys_filter(sons, ON) == {"userId": "u", "date": {"$in": [0, 1, 2]}}
+    sons = [{"userId": "u", "date": 1}, {"userId": "v", "date": 2}]
+    assert writes._keys_filter(sons, ON) == {"$or": [{"userId": "u", "date": {"$in": [1]}},
+                                                     {"userId": "v", "date": {"$in": [2]}}]}
