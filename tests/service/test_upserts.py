@@ -363,3 +363,16 @@ def test_the_read_of_a_batch_is_one_clause_for_one_day_or_one_user():
     sons = [{"userId": "u", "date": 1}, {"userId": "v", "date": 2}]
     assert writes._keys_filter(sons, ON) == {"$or": [{"userId": "u", "date": {"$in": [1]}},
                                                      {"userId": "v", "date": {"$in": [2]}}]}
+
+
+def test_an_upsert_drops_the_cached_reads_it_changed(db, user):
+    db.upsert_many("PlanetaryInsight", insights(user.id, range(2)), on=ON)
+    cache = db.executor.runtime.cache
+    assert [d.energy_level for d in db.find("PlanetaryInsight", {"userId": user.id}, cache=True)] == [50, 50]
+    hits = cache.stats()["hits"]
+    assert len(db.find("PlanetaryInsight", {"userId": user.id}, cache=True)) == 2
+    assert cache.stats()["hits"] == hits + 1  # served from the cache
+    db.upsert_many("PlanetaryInsight", insights(user.id, range(1), energyLevel=5), on=ON)
+    assert sorted(d.energy_level for d in db.find("PlanetaryInsight", {"userId": user.id}, cache=True)) == [5, 50]
+    db.upsert_many("PlanetaryInsight", insights(user.id, range(2, 3)), on=ON)  # an insert too
+    assert len(db.find("PlanetaryInsight", {"userId": user.id}, cache=True)) == 3
