@@ -1015,9 +1015,8 @@ def _replacement(current: dict[str, Any], sealed: dict[str, Any], op_id: Any) ->
 
 
 def _replacing(current: dict[str, Any], image: dict[str, Any], on: tuple[str, ...]) -> dict[str, Any]:
-    """The update that turns ``current`` into ``image`` (a replacement, as ``$set`` / ``$unset``):
-    the key fields, equal by construction, are left untouched (a unique index is not asked to
-    re-check a document against itself, which some servers get wrong)."""
+    """The update that turns ``current`` into ``image`` (a replacement, as ``$set`` / ``$unset``);
+    the key fields, equal by construction, are not rewritten."""
     update: dict[str, Any] = {"$set": {k: v for k, v in image.items() if k != "_id" and k not in on}}
     gone = {k: "" for k in current if k not in image}
     if gone:
@@ -1066,7 +1065,10 @@ def _deleted_all(docs: list[dict[str, Any]], op_id: Any) -> Written | None:
 
 
 def _at_rev(rev: int) -> dict[str, Any]:
-    """The filter of a document stored at revision ``rev`` (0: no ``_rev`` stored)."""
+    """The filter of a document stored at revision ``rev`` (0: no ``_rev`` stored). Always
+    combined with ``$and``, never merged beside other top-level keys: the nx-27017 test server's
+    update and findAndModify apply a top-level ``$or`` and drop the keys beside it (they change
+    another document), while its find and count do not."""
     if rev:
         return {REV_FIELD: rev}
     return {"$or": [{REV_FIELD: 0}, {REV_FIELD: {"$exists": False}}]}
