@@ -376,3 +376,24 @@ def test_an_upsert_drops_the_cached_reads_it_changed(db, user):
     assert sorted(d.energy_level for d in db.find("PlanetaryInsight", {"userId": user.id}, cache=True)) == [5, 50]
     db.upsert_many("PlanetaryInsight", insights(user.id, range(2, 3)), on=ON)  # an insert too
     assert len(db.find("PlanetaryInsight", {"userId": user.id}, cache=True)) == 3
+
+
+def test_a_batch_whose_reply_was_lost_and_not_retried_is_read_back_by_its_op_id(user, db):
+    """No retry left (``retry_attempts=1``): the outcome is read back (``WriteRunner._write``),
+    found landed, and what landed is told apart by the batch's op id."""
+    one_try = Database(db.config.url, retry_attempts=1, server_selection_timeout_ms=5000).connect()
+    try:
+        ids = one_try.upsert_many("PlanetaryInsight", insights(user.id, range(2)), on=ON).ids
+        rt = one_try.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        fake = Scripted(rt.coll(info))
+        rt.collections[1][info.collection] = fake
+        rerun = insights(user.id, range(3))
+        rerun[1]["energyLevel"] = 2
+        result = one_try.upsert_many("PlanetaryInsight", rerun, on=ON)
+        assert fake.calls == 1  # not sent again: read back
+        assert (result.inserted, result.updated, result.unchanged, result.failed) == (1, 1, 1, [])
+        assert records_of(one_try, ids[1]) == [("create", 0), ("update", 1)]
+        assert records_of(one_try, result.inserted_ids[0]) == [("create", 0)]
+    finally:
+        one_try.disconnect()
