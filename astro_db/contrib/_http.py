@@ -5,7 +5,8 @@ One table maps the error tree to statuses, so Flask and Django answer the same w
     ValidationError, QueryError, UnknownModelError   400  (ValidationError adds "errors")
     PermissionDeniedError                            403
     a not-found helper (get_or_404)                  404
-    DuplicateKeyError, TransactionError              409  (DuplicateKeyError adds "fields")
+    DuplicateKeyError, ConflictError, TransactionError 409  (DuplicateKeyError adds "fields",
+                                                          ConflictError "currentRevision")
     a write that was applied (``applied`` true, as
     ChangeRecordError) or whose outcome is unknown
     (``applied`` None)                               500  ("applied": true / null; never retry)
@@ -96,6 +97,7 @@ _STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
     (errors.UnknownModelError, 400),
     (errors.PermissionDeniedError, 403),
     (errors.DuplicateKeyError, 409),
+    (errors.ConflictError, 409),
     (errors.TransactionNotSupportedError, 500),
     (errors.TransactionError, 409),
     (errors.DatabaseConnectionError, 503),
@@ -153,6 +155,8 @@ def error_response(exc: errors.AstroDBError, logger: logging.Logger | None = Non
         body["errors"] = dict(exc.errors)
     if isinstance(exc, errors.DuplicateKeyError):
         body["fields"] = list(exc.fields)
+    if isinstance(exc, errors.ConflictError):
+        body["currentRevision"] = exc.current_revision
     return status, body
 
 
