@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import errors
 from ._version import __version__
 from .config import DatabaseConfig
-from .database import CreateManyResult, Database, Page
+from .database import CreateManyResult, Database, Page, UpsertResult
 from .driver.transactions import Transaction
 from .errors import AstroDBError
 
@@ -20,6 +20,7 @@ __all__ = [
     "Transaction",
     "CreateManyResult",
     "Page",
+    "UpsertResult",
     "AstroDBError",
     "errors",
     "__version__",

@@ -20,7 +20,7 @@ from .driver.timeouts import bounded, under_call_bound
 from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
-from .ops import CreateManyResult, Executor, Operation, Runtime, make_config
+from .ops import CreateManyResult, Executor, Operation, Runtime, UpsertResult, make_config
 from .ops.pages import Page
 from .ops.steps import resolve
 from .query import filters as q
@@ -32,7 +32,7 @@ from .workflows import create_user_with_chart, delete_user_cascade
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import ModelInfo
 
-__all__ = ["Database", "CreateManyResult", "Page"]
+__all__ = ["Database", "CreateManyResult", "Page", "UpsertResult"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -201,6 +201,19 @@ class Database(OperatorMixin):
         return self._executor.create_many(self._op("create_many", model, data=items, options=options, allowed=WriteOptions,
                                                    lean=lean))
 
+    @bounded
+    def upsert_many(self, model: ModelRef, items: Sequence[Mapping[str, Any]], *, on: str | Sequence[str],
+                    **options: Unpack[WriteOptions]) -> UpsertResult:
+        """Insert or replace each item by the unique key ``on`` (the fields of a unique index the
+        model declares, e.g. ``("userId", "date")``): a new key is inserted, a stored document
+        whose content differs is replaced (next revision, one change record), an identical one
+        is left alone (no record, no new revision). Items are validated as ``create_many``'s;
+        ``result.failed`` lists ``(index, error)`` for the rest (an item whose key another item
+        also gives is refused, both of them). One find and one bulk write per batch of 1,000.
+        Needs ``create`` and ``update`` on the model; a ``self`` actor upserts its own documents."""
+        return self._executor.upsert_many(self._op("upsert_many", model, data=items, options=options, allowed=WriteOptions,
+                                                   on=on))
+
     # --- read --------------------------------------------------------------------------------
 
     @overload
@@ -297,20 +310,23 @@ class Database(OperatorMixin):
 
     @overload
     def update(self, model: type[D], query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[False] = False,
-               **options: Unpack[FilterOptions]) -> D | None: ...
+               expected_revision: int | None = None, **options: Unpack[FilterOptions]) -> D | None: ...
     @overload
     def update(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[True],
-               **options: Unpack[FilterOptions]) -> dict[str, Any] | None: ...
+               expected_revision: int | None = None, **options: Unpack[FilterOptions]) -> dict[str, Any] | None: ...
     @overload
     def update(self, model: str | ModelInfo, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: bool = False,
-               **options: Unpack[FilterOptions]) -> Any: ...
+               expected_revision: int | None = None, **options: Unpack[FilterOptions]) -> Any: ...
 
     @bounded
     def update(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: bool = False,
-               **options: Any) -> Any:
+               expected_revision: int | None = None, **options: Any) -> Any:
         """Validate and apply ``data`` to the first match; the updated instance (the stored
-        dict with ``lean=True``), or ``None``."""
-        return self._executor.update(self._op("update", model, query, data, options=options, allowed=FilterOptions, lean=lean))
+        dict with ``lean=True``), or ``None``. With ``expected_revision`` (a revision read
+        earlier: ``instance.revision``, ``_rev`` of a lean dict), only if the document is still
+        at it; else ``ConflictError`` carrying ``current_revision``, nothing written."""
+        return self._executor.update(self._op("update", model, query, data, options=options, allowed=FilterOptions, lean=lean,
+                                              expected_revision=expected_revision))
 
     @bounded
     def update_many(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any],
@@ -319,9 +335,12 @@ class Database(OperatorMixin):
         return self._executor.update_many(self._op("update_many", model, query, data, options=options, allowed=FilterOptions))
 
     @bounded
-    def delete(self, model: ModelRef, query: Mapping[str, Any], **options: Unpack[FilterOptions]) -> bool:
-        """Delete the first match; ``True`` if a document was deleted."""
-        return self._executor.delete(self._op("delete", model, query, options=options, allowed=FilterOptions))
+    def delete(self, model: ModelRef, query: Mapping[str, Any], *, expected_revision: int | None = None,
+               **options: Unpack[FilterOptions]) -> bool:
+        """Delete the first match; ``True`` if a document was deleted. With ``expected_revision``,
+        only if it is still at that revision (``ConflictError`` otherwise)."""
+        return self._executor.delete(self._op("delete", model, query, options=options, allowed=FilterOptions,
+                                              expected_revision=expected_revision))
 
     @bounded
     def delete_many(self, model: ModelRef, query: Mapping[str, Any], *, all: bool = False,  # noqa: A002

@@ -13,6 +13,7 @@
     ├── UnknownModelError               a model name that resolves to nothing
     ├── QueryError                      an unsafe or malformed query, update or pipeline
     ├── PermissionDeniedError           the acting role may not do this
+    ├── ConflictError                   the document is no longer at the revision the caller expected (.current_revision)
     ├── EncryptionError                 a sensitive field cannot be sealed, queried or opened (no key)
     ├── TransactionError                a transaction failed, conflicted or was misused
     │   └── TransactionNotSupportedError  the server cannot run transactions
@@ -49,6 +50,7 @@ __all__ = [
     "UnknownModelError",
     "QueryError",
     "PermissionDeniedError",
+    "ConflictError",
     "EncryptionError",
     "TransactionError",
     "TransactionNotSupportedError",
@@ -154,6 +156,17 @@ class QueryError(AstroDBError):
 
 class PermissionDeniedError(AstroDBError):
     """The acting roles do not allow this operation on this model or document."""
+
+
+class ConflictError(AstroDBError):
+    """A write made with ``expected_revision=`` found the document at another revision: someone
+    changed it since the caller read it. Nothing was written. ``current_revision`` is the
+    revision read back after the refusal (read the document again, merge, and retry with it)."""
+
+    def __init__(self, message: str, current_revision: int | None = None, expected_revision: int | None = None) -> None:
+        super().__init__(message)
+        self.current_revision = current_revision
+        self.expected_revision = expected_revision
 
 
 class EncryptionError(AstroDBError):

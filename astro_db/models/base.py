@@ -93,6 +93,14 @@ class AstroDocument(DocumentBase):
 
     __str__ = __repr__
 
+    @property
+    def revision(self) -> int:
+        """The document's revision as read: ``_rev``, which every write through the service
+        advances (0 for a document no write has changed since its create). Pass it back as
+        ``db.update(..., expected_revision=doc.revision)`` to change the document only if nobody
+        has since (``ConflictError`` otherwise). Read-only: the service sets it."""
+        return int(self._data.get("_rev") or 0)
+
     def to_dict(self, masked: bool = False) -> dict[str, Any]:
         """JSON-ready dict with stored names, ``id`` strings and ISO ``Z`` dates (``__v`` left out)."""
         return document_to_dict(self, masked)

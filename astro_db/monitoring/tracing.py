@@ -58,7 +58,7 @@ KINDS: dict[str, str] = {
     "find": "read", "find_one": "read", "count": "read", "aggregate": "read", "audit_trail": "read",
     "iter_find": "read", "page": "read",  # iter_find: the span covers the call, up to its first batch
     "create": "write", "create_many": "write", "update": "write", "update_many": "write",
-    "delete": "write", "delete_many": "write",
+    "delete": "write", "delete_many": "write", "upsert_many": "write",
 }
 _CACHED_READS = frozenset({"find", "find_one", "count"})
 

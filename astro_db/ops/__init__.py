@@ -7,8 +7,8 @@ open → hydrate (``astro_db.ops.steps``). See docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
-from .executor import CreateManyResult, Executor
+from .executor import CreateManyResult, Executor, UpsertResult
 from .operation import PERMISSIONS, Operation, permission_of
 from .runtime import Runtime, make_config
 
-__all__ = ["Executor", "Operation", "PERMISSIONS", "permission_of", "Runtime", "make_config", "CreateManyResult"]
+__all__ = ["Executor", "Operation", "PERMISSIONS", "permission_of", "Runtime", "make_config", "CreateManyResult", "UpsertResult"]

@@ -24,7 +24,7 @@ from ..events import Written
 from ..monitoring import tracing
 from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
-from ..security.access import DELETE_ALL, Actor, Guard
+from ..security.access import DELETE_ALL, UPDATE, Actor, Guard
 from ..stale import stale_age
 from . import pages, references
 from .operation import Operation
@@ -32,7 +32,7 @@ from .runtime import Runtime
 from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
 from .writes import WriteRunner
 
-__all__ = ["Executor", "CreateManyResult"]
+__all__ = ["Executor", "CreateManyResult", "UpsertResult"]
 
 T = TypeVar("T")
 
@@ -82,6 +82,36 @@ class CreateManyResult(Sequence[Any]):
 
     def __repr__(self) -> str:
         return f"CreateManyResult({self._all()!r}, failed={self.failed!r})"
+
+
+class UpsertResult:
+    """What ``upsert_many`` did: ``inserted``, ``updated`` and ``unchanged`` (counts), their ids
+    (``inserted_ids``, ``updated_ids``, ``unchanged_ids``), ``ids`` (every item not failed, in
+    the order given) and ``failed``: ``[(index, error), ...]`` for the items not written."""
+
+    def __init__(self, outcomes: Mapping[int, tuple[str, Any]], failed: Sequence[tuple[int, AstroDBError]]) -> None:
+        ordered = sorted(outcomes.items())
+        self.ids: list[Any] = [oid for _, (_, oid) in ordered]
+        self.inserted_ids: list[Any] = [oid for _, (what, oid) in ordered if what == "inserted"]
+        self.updated_ids: list[Any] = [oid for _, (what, oid) in ordered if what == "updated"]
+        self.unchanged_ids: list[Any] = [oid for _, (what, oid) in ordered if what == "unchanged"]
+        self.failed: list[tuple[int, AstroDBError]] = sorted(failed, key=lambda pair: pair[0])
+
+    @property
+    def inserted(self) -> int:
+        return len(self.inserted_ids)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updated_ids)
+
+    @property
+    def unchanged(self) -> int:
+        return len(self.unchanged_ids)
+
+    def __repr__(self) -> str:
+        return (f"UpsertResult(inserted={self.inserted}, updated={self.updated}, unchanged={self.unchanged}, "
+                f"failed={self.failed!r})")
 
 
 @tracing.instrument  # one OpenTelemetry span per operation (monitoring/tracing.py), when installed
@@ -256,13 +286,32 @@ class Executor:
             return CreateManyResult(created, failed)
         return CreateManyResult(created, failed, build=lambda docs: hydrate.many(info, docs, lean=False))
 
+    def upsert_many(self, op: Operation) -> UpsertResult:
+        """Insert or replace by a declared unique key (``ops.writes.WriteRunner.upsert_many``):
+        needs ``create`` and ``update``; items validated as ``create_many``'s, scoped, sealed."""
+        rt = self.runtime
+        info, session, guard = self._begin(op)
+        authorize.check(op.actor, op.name, info, permission=UPDATE)
+        on, sons, failed = compile.upserts(info, guard, op.option("on"), op.data,
+                                           sealed={f.path for f in rt.crypto.fields.get(info.name, ())})
+        sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
+        writer = self._writer(info, op, session)
+        done, refused = writer.upsert_many([(son, seal.document(rt, info, son)) for _, son in sons], on, guard.filter)
+        outcomes: dict[int, tuple[str, Any]] = {}
+        for position, (index, _) in enumerate(sons):
+            if position in refused:
+                failed.append((index, refused[position]))
+            else:
+                outcomes[index] = (done[position].outcome, done[position].id)
+        return UpsertResult(outcomes, failed)
+
     def update(self, op: Operation) -> Any:
-        info, writer, filt, compiled = self._updating(op)
-        doc = writer.update_one(filt, compiled)
+        info, writer, filt, compiled, expected = self._updating(op)
+        doc = writer.update_one(filt, compiled, expected_revision=expected)
         return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.option("lean", False))
 
     def update_many(self, op: Operation) -> int:
-        _, writer, filt, compiled = self._updating(op)
+        _, writer, filt, compiled, _ = self._updating(op)
         return writer.update_many(filt, compiled)
 
     def delete(self, op: Operation) -> bool:
@@ -270,7 +319,8 @@ class Executor:
         info, session, guard = self._begin(op)
         compile.require_target(info, op.query, op.name)
         filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        return self._writer(info, op, session).delete_one(filt)
+        expected = compile.revision(op.option("expected_revision"))  # still step 3
+        return self._writer(info, op, session).delete_one(filt, expected_revision=expected)
 
     def delete_many(self, op: Operation) -> int:
         rt = self.runtime
@@ -320,15 +370,16 @@ class Executor:
         session = resolve.session(self.runtime, op.transaction)
         return info, session, authorize.check(op.actor, op.name, info)
 
-    def _updating(self, op: Operation) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate]:
+    def _updating(self, op: Operation) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate, int | None]:
         """Steps 1 to 4 of an update: the filter and the update compiled, scoped and sealed, and
         the writer that runs it."""
         rt = self.runtime
         info, session, guard = self._begin(op)
         filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         compiled = compile.update(rt, info, guard, op.data)
+        expected = compile.revision(op.option("expected_revision"))
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
-        return info, self._writer(info, op, session), filt, compiled
+        return info, self._writer(info, op, session), filt, compiled, expected
 
     def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:
         return WriteRunner(self.runtime, info, op.transaction, session, op.actor)

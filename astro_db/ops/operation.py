@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, str] = {
     # data
     "find": READ, "find_one": READ, "count": READ, "aggregate": READ, "iter_find": READ, "page": READ,
     "create": CREATE, "create_many": CREATE,
+    "upsert_many": CREATE,  # and UPDATE, checked by the executor: it inserts and replaces
     "update": UPDATE, "update_many": UPDATE,
     "delete": DELETE, "delete_many": DELETE,
     "create_user_with_chart": CREATE, "delete_user_cascade": DELETE,

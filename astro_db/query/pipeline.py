@@ -28,7 +28,7 @@ from bson.regex import Regex
 
 from ..errors import QueryError
 from .filters import FORBIDDEN_OPERATORS, check_document_keys, compile_filter, describe
-from .regex import check_regex, check_regex_options
+from .regex import check_regex, check_regex_input, check_regex_options
 from .updates import CompiledUpdate, compile_update
 from .walker import EXPRESSION, FILTER, MAX_PIPELINE_DEPTH, STAGE, UPDATE, Node, Walker
 
@@ -110,4 +110,6 @@ def _check_regex_expression(operator: str, spec: Any, where: str) -> None:
     if not isinstance(pattern, (str, re.Pattern, Regex)):
         raise QueryError(f"{operator} (in {where}) takes a literal regex, got {describe(pattern)}")
     check_regex_options(options, f"{operator} in {where}")
-    check_regex(pattern, f"{operator} in {where}", options)  # a compiled pattern is judged by its own flags
+    check_regex(pattern, f"{operator} in {where}", options,  # a compiled pattern is judged by its own flags
+                max_input=check_regex_input(spec.get("input"), f"{operator} in {where}"),
+                all_matches=operator == "$regexFindAll")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from astro_db import Database
+from astro_db import Database, UpsertResult
 from astro_db.models import BirthChart, User
 
 
@@ -24,6 +24,15 @@ def typed_calls(db: Database) -> None:
     count: int = db.count(User, {"status": "active"})
     by_name = db.find("User", {})  # a name as a string keeps working (list[Any])
     print(stored, users, rows, chart, updated, count, by_name)
+
+    at: User | None = db.update(User, {"id": user.id}, {"name": "Ann C."}, expected_revision=user.revision)
+    revision: int = user.revision
+    upserted: UpsertResult = db.upsert_many("PlanetaryInsight", [], on=("userId", "date"))
+    counts: tuple[int, int, int] = (upserted.inserted, upserted.updated, upserted.unchanged)
+    deleted: bool = db.delete(User, {"id": user.id}, expected_revision=3)
+    print(at, revision, counts, deleted)
+    db.upsert_many("PlanetaryInsight", [])  # type: ignore[call-arg]
+    db.update(User, {"id": user.id}, {}, expected_revision="7")  # type: ignore[call-overload]
 
     not_a_list: int = db.find(User, {}, lean=True)  # type: ignore[assignment]
     db.find(User, {}, limt=10)  # type: ignore[call-overload]

@@ -109,7 +109,8 @@ def test_the_module_map_lists_every_module():
 
 
 @pytest.mark.parametrize("call", ["find", "find_one", "count", "aggregate", "create", "create_many", "update",
-                                  "update_many", "delete", "delete_many"])
+                                  "update_many", "delete", "delete_many", "upsert_many", "update at a revision",
+                                  "delete at a revision"])
 def test_every_call_passes_the_pipeline_steps_once_in_order(call):
     import sys
 
@@ -134,6 +135,11 @@ def test_every_call_passes_the_pipeline_steps_once_in_order(call):
         "update_many": lambda: db.update_many("User", {"status": "active"}, {"name": "All"}),
         "delete": lambda: db.delete("BirthChart", {"userId": user.id}),
         "delete_many": lambda: db.delete_many("User", {"name": "All"}),
+        "upsert_many": lambda: db.upsert_many("PlanetaryInsight", [{
+            "userId": user.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 5, "recommendations": ["Rest"]}],
+            on=("userId", "date")),
+        "update at a revision": lambda: db.update("User", {"id": user.id}, {"name": "Ann C."}, expected_revision=0),
+        "delete at a revision": lambda: db.delete("BirthChart", {"userId": user.id}, expected_revision=0),
     }
     entered = steps(trace(calls[call]))  # the hooks' own driver calls (change records) count as hooks
     order = ["resolve", "authorize", "compile", "seal", "route", "cache", "run", "hooks", "open", "hydrate"]

@@ -152,6 +152,8 @@ settings_ = settings(max_examples=400, deadline=None, suppress_health_check=[Hea
 def test_apply_update_computes_what_the_server_stores(doc, update):
     # mongomock-ng adds to a boolean as Python does; the server refuses $inc on it (tested below)
     assume("$inc" not in update or not _holds_bool(doc))
+    # mongomock-ng's $pull compares as Python does (1 == True); the server never does (tested below)
+    assume("$pull" not in update or not _holds_bool(doc))
     # mongomock-ng leaves an unset list item in place; the server nulls it (tested below)
     assume(not any(p.split(".")[-1].isdigit() or p.endswith("$[]") for p in update.get("$unset", {})))
     # mongomock-ng refuses to create an item's field past a list's end; the server pads (tested below)
@@ -161,6 +163,13 @@ def test_apply_update_computes_what_the_server_stores(doc, update):
     assert (got is None) == (expected is None), (doc, update, got, expected)
     if got is not None:
         assert bson_equal(got, expected) or got == expected, (doc, update, got, expected)
+
+
+def test_pull_of_a_number_never_removes_a_boolean_as_the_server_does():
+    """BSON compares by type: ``$pull: 1`` leaves ``true`` (mongomock-ng, the oracle above, would
+    pull it as Python's ``1 == True``)."""
+    assert apply_update({"_id": 1, "xs": [True, 1, 1.0, False, 0]}, {"$pull": {"xs": 1}})["xs"] == [True, False, 0]
+    assert apply_update({"_id": 1, "xs": [True, 1, False, 0]}, {"$pull": {"xs": False}})["xs"] == [True, 1, 0]
 
 
 @settings_

@@ -62,6 +62,9 @@ CALLS: dict[str, tuple[str | None, Callable[[World, Database], Any]]] = {
     "aggregate": ("BirthChart", lambda w, v: v.aggregate("BirthChart", [{"$match": {}}])),
     "create": ("BirthChart", lambda w, v: v.create("BirthChart", chart_data(w.user.id))),
     "create_many": ("BirthChart", lambda w, v: v.create_many("BirthChart", [chart_data(w.user.id)])),
+    "upsert_many": ("PlanetaryInsight", lambda w, v: v.upsert_many("PlanetaryInsight", [{
+        "userId": w.user.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 50, "recommendations": ["Rest"]}],
+        on=("userId", "date"))),
     "update": ("BirthChart", lambda w, v: v.update("BirthChart", {"id": w.chart.id}, {"houseSystem": "koch"})),
     "update_many": ("BirthChart", lambda w, v: v.update_many("BirthChart", {"userId": w.user.id}, {"houseSystem": "koch"})),
     "delete": ("BirthChart", lambda w, v: v.delete("BirthChart", {"id": w.chart.id})),

@@ -281,7 +281,7 @@ def test_a_valid_regex_match_graph_lookup_and_lookup_with_let_are_accepted_uncha
     pipeline = [
         {"$project": {"m": {"$regexMatch": {"input": "$name", "regex": "^ann", "options": "i"}}}},
         {"$addFields": {"f": {"$regexFind": {"input": "$name", "regex": "a.c"}},
-                        "all": {"$regexFindAll": {"input": "$name", "regex": "n+"}}}},
+                        "all": {"$regexFindAll": {"input": "$name", "regex": "an"}}}},
         {"$graphLookup": {**GRAPH, "maxDepth": 2, "depthField": "level",
                           "restrictSearchWithMatch": {"houseSystem": "placidus"}}},
         {"$lookup": {"from": "birthCharts", "let": {"owner": "$_id"},
@@ -304,9 +304,9 @@ def test_lookup_and_graph_lookup_filters_are_compiled_against_the_joined_model()
 
 
 def test_a_verbose_regex_expression_is_judged_with_its_options():
-    ok = {"$project": {"m": {"$regexMatch": {"input": "$name", "regex": "(a+) +"}}}}
+    ok = {"$project": {"m": {"$regexMatch": {"input": "$name", "regex": "^(a+) +"}}}}
     assert compile_pipeline(User, [ok]) == [ok]  # not verbose: "(a+)" then " +"
-    verbose = {"$project": {"m": {"$regexMatch": {"input": "$name", "regex": "(a+) +", "options": "x"}}}}
+    verbose = {"$project": {"m": {"$regexMatch": {"input": "$name", "regex": "^(a+) +", "options": "x"}}}}
     with pytest.raises(QueryError, match="repeat"):
         compile_pipeline(User, [verbose])  # verbose: (a+)+
     with pytest.raises(QueryError, match="repeat"):

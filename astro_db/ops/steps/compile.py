@@ -12,11 +12,17 @@ New documents (``models.codec``) are validated here and sealed by the seal step.
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import bson
+
+from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
+from ...indexes import declared_indexes
+from ...models.paths import resolve as resolve_path
 from ...query import filters as q
 from ...query.pipeline import Checks
 from ...query.updates import CompiledUpdate
@@ -26,9 +32,10 @@ from ...security.access import Guard, ReadsRule
 from ...security.filters import SealRule
 from ...security.masking import masked_errors
 from ..runtime import Runtime
-from ..writes import new_document
+from ..writes import CONTINUED, new_document
 
-__all__ = ["walker", "filter", "find_options", "update", "documents", "pipeline"]
+__all__ = ["walker", "filter", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key",
+           "upsert_items"]
 
 _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
 
@@ -73,10 +80,11 @@ def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpd
             raise
 
 
-def documents(info: ModelInfo, guard: Guard, items: Any) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, AstroDBError]]]:
+def documents(info: ModelInfo, guard: Guard, items: Any, *,
+              call: str = "create_many") -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, AstroDBError]]]:
     """New documents validated one by one: ``([(index, son)], [(index, error)])``."""
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-        raise ValidationError(errors={"items": f"create_many takes a list of dicts, got {type(items).__name__}"})
+        raise ValidationError(errors={"items": f"{call} takes a list of dicts, got {type(items).__name__}"})
     scoped = [guard.data(data) for data in items]
     sons: list[tuple[int, dict[str, Any]]] = []
     failed: list[tuple[int, AstroDBError]] = []
@@ -91,6 +99,82 @@ def documents(info: ModelInfo, guard: Guard, items: Any) -> tuple[list[tuple[int
 def document(info: ModelInfo, guard: Guard, data: Any) -> dict[str, Any]:
     """One new document, validated, with the service's fields (``_id``, dates, ``__v``)."""
     return new_document(info, guard.data(data))
+
+
+def upserts(info: ModelInfo, guard: Guard, on: Any, items: Any, *, sealed: set[str]) -> tuple[
+        tuple[str, ...], list[tuple[int, dict[str, Any]]], list[tuple[int, AstroDBError]]]:
+    """``upsert_many``'s key (``upsert_key``) and items: validated one by one as ``create_many``'s
+    (``documents``), then as upserts (``upsert_items``): ``(on, [(index, son)], [(index, error)])``."""
+    key = upsert_key(info, on, sealed=sealed)
+    sons, failed = documents(info, guard, items, call="upsert_many")
+    return key, upsert_items(sons, key, failed), failed
+
+
+def upsert_key(info: ModelInfo, on: Any, *, sealed: set[str] = set()) -> tuple[str, ...]:  # noqa: B006
+    """``upsert_many``'s ``on``: field names (any spelling) that must be exactly the fields of a
+    unique index the model declares; their stored names, in the index's order."""
+    names = (on,) if isinstance(on, str) else on
+    if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) for n in names):
+        raise QueryError(f"upsert_many needs on= the field name(s) of a unique index of {info.name}, got {on!r}")
+    stored = []
+    for name in names:
+        try:
+            stored.append(resolve_path(info.cls, name).stored)
+        except AstroDBError as exc:
+            raise QueryError(f"upsert_many on={on!r}: {exc}") from exc
+    unique = [[field for field, _ in spec["key"]] for spec in declared_indexes(info) if spec.get("unique")]
+    for key in unique:
+        if set(key) == set(stored) and len(key) == len(stored):
+            if set(key) & sealed:
+                raise QueryError(f"upsert_many cannot key on {sorted(set(key) & sealed)}: encrypted fields")
+            return tuple(key)
+    shown = ", ".join("(" + ", ".join(k) + ")" for k in unique) or "none"
+    raise QueryError(f"upsert_many on {tuple(stored)}: {info.name} declares no unique index on exactly these "
+                     f"fields (its unique indexes: {shown}); a key that is not unique could match several documents")
+
+
+def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
+                 failed: list[tuple[int, AstroDBError]]) -> list[tuple[int, dict[str, Any]]]:
+    """The ``upsert_many`` items that can be written: each must hold every key field and no
+    ``id`` (a document is found by its key), and a key given by two items is refused for all of
+    them (neither wins: which one was meant is the caller's to say). Key dates are cut to the
+    millisecond the server stores, so the key read back compares equal."""
+    kept: list[tuple[int, dict[str, Any]]] = []
+    for index, son in sons:
+        if _chose_id(son):
+            failed.append((index, ValidationError(errors={"id": "upsert_many finds documents by their key; leave id out"})))
+            continue
+        missing = [f for f in on if son.get(f) is None]
+        if missing:
+            failed.append((index, ValidationError(errors={f: "required by upsert_many: part of its key" for f in missing})))
+            continue
+        for f in on:
+            if isinstance(son[f], _dt.datetime):
+                son[f] = son[f].replace(microsecond=son[f].microsecond // 1000 * 1000)
+        kept.append((index, son))
+    seen: dict[bytes, list[int]] = {}
+    for position, (_, son) in enumerate(kept):
+        seen.setdefault(bson.encode({"k": [son[f] for f in on]}), []).append(position)
+    twice = {p: ps for ps in seen.values() if len(ps) > 1 for p in ps}
+    for position, positions in twice.items():
+        others = [kept[p][0] for p in positions if p != position]
+        failed.append((kept[position][0], ValidationError(errors={
+            ", ".join(on): f"item {kept[position][0]} has the same key as item(s) {others}; upsert_many takes each key once"})))
+    return [pair for position, pair in enumerate(kept) if position not in twice]
+
+
+def _chose_id(son: dict[str, Any]) -> bool:
+    """Whether the caller gave the new document's ``_id`` (``writes.new_document`` marks it)."""
+    return son.get(REV_FIELD) is CONTINUED
+
+
+def revision(value: Any) -> int | None:
+    """An ``expected_revision=``: None, or a whole number from 0 (``QueryError`` otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise QueryError(f"expected_revision must be a whole number from 0 (a revision read earlier), got {value!r}")
+    return value
 
 
 def pipeline(rt: Runtime, info: ModelInfo, guard: Guard, stages: Any) -> list[dict[str, Any]]:
