@@ -705,3 +705,11 @@ def test_the_read_check_applies_to_joined_collections_only(app_db):
     assert writer.update(db.drop_box, {"id": made.id}, {"text": "amended"}).text == "amended"  # no read needed
     with pytest.raises(PermissionDeniedError, match="may not find DropBox"):
         writer.find(db.drop_box, {})
+
+
+def test_a_too_long_literal_regex_input_is_refused_naming_where_it_is():
+    from astro_db.query.regex import MAX_REGEX_INPUT
+
+    spec = {"input": "a" * (MAX_REGEX_INPUT + 1), "regex": "^a"}
+    with pytest.raises(QueryError, match=r"the input of the regex in \$regexFind in stage 0 \$project in \$facet 'f' is a literal"):
+        compile_pipeline(User, [{"$facet": {"f": [{"$project": {"m": {"$regexFind": spec}}}]}}])
