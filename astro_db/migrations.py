@@ -375,16 +375,20 @@ class MigrationContext:
                     names.update(f for spec in change.values() for f in spec)
             if not requests:
                 return 0
-            self._call(info, lambda: coll.bulk_write(requests, ordered=False))
+            result = self._call(info, lambda: coll.bulk_write(requests, ordered=False))
             fields = sorted(names)
         else:
             change = advance(dict(update), op_id)
-            self._call(info, lambda: coll.update_many({**filt, "_id": {"$in": ids}}, change))
+            result = self._call(info, lambda: coll.update_many({**filt, "_id": {"$in": ids}}, change))
             fields = sorted({f for spec in update.values() for f in spec})
         self._m.hook("batch-updated", batch=outcome.batches + 1, op=op_id)
-        changed = self._record_op(info, op_id, ids, fields)
+        recorded = self._record_op(info, op_id, ids, fields)
+        if recorded < result.modified_count:
+            log.warning("migration %s: %d document(s) of %s were changed again before their records were read; their "
+                        "later records carry the migrated state", self.migration.name,
+                        result.modified_count - recorded, info.name)
         self._m.hook("batch-recorded", batch=outcome.batches + 1, op=op_id)
-        return changed
+        return max(int(result.modified_count), recorded)
 
     def _record_op(self, info: ModelInfo, op_id: Any, ids: list[Any] | None = None, fields: Any = ()) -> int:
         """Record the documents the batch ``op_id`` changed (read back by their op id)."""

@@ -310,3 +310,12 @@ def test_the_cli_runs_up_and_status(tmp_path, monkeypatch):
     write(tmp_path, "0002_bad.py", "version = 2\n")
     result = runner.invoke(cli, ["--url", "mongomock://localhost/x", "migrate", "status"])
     assert result.exit_code == 2 and "defines no `up(ctx)`" in result.output
+
+
+def test_only_an_admin_runs_migrations(db, folder):
+    from astro_db.errors import PermissionDeniedError
+
+    with pytest.raises(PermissionDeniedError):
+        Migrator(db.as_actor("w1", roles=["writer"]), folder)
+    assert Migrator(db.as_actor("a1", roles=["admin"]), folder).up().ran == [1]
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["by"]["actor"] == "a1"
