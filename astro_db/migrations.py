@@ -393,10 +393,11 @@ class MigrationContext:
     def _record_op(self, info: ModelInfo, op_id: Any, ids: list[Any] | None = None, fields: Any = ()) -> int:
         """Record the documents the batch ``op_id`` changed (read back by their op id)."""
         coll = self._m.coll(info)
-        query: dict[str, Any] = {OP_FIELD: op_id}
-        if ids is not None:
-            query["_id"] = {"$in": ids}
-        docs = self._call(info, lambda: list(coll.find(query)))
+        if ids is None:
+            docs = self._call(info, lambda: list(coll.find({OP_FIELD: op_id})))
+        else:  # by id, the op id compared here: a filter on both is far slower on some servers
+            found = self._call(info, lambda: list(coll.find({"_id": {"$in": ids}})))
+            docs = [d for d in found if d.get(OP_FIELD) == op_id]
         if not docs:
             return 0
         self._ex.emit(WriteEvent(model=info.name, collection=info.collection, action="update",
@@ -408,7 +409,12 @@ class MigrationContext:
 
     def _read(self, info: ModelInfo, filt: dict[str, Any], after: Any, size: int,
               projection: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        query = filt if after is None else {"$and": [filt, {"_id": {"$gt": after}}]} if filt else {"_id": {"$gt": after}}
+        if after is None:
+            query = filt
+        elif "_id" in filt:
+            query = {"$and": [filt, {"_id": {"$gt": after}}]}
+        else:
+            query = {**filt, "_id": {"$gt": after}}
         coll = self._m.coll(info)
         return self._call(info, lambda: list(coll.find(query, projection, sort=[("_id", 1)], limit=size)))  # type: ignore[no-any-return]
 

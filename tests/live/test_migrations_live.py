@@ -95,7 +95,6 @@ def test_killed_mid_run_restarted_under_concurrent_writes_migrates_each_document
     assert users.count_documents({"applied": 1, "plan": "free"}) == total  # every document, exactly once
     assert users.count_documents({"applied": {"$ne": 1}}) == 0
     assert outcome["changed"] == total - KILL_AT * 1000  # the resumed run changed only what was left
-    assert outcome["final_pass"] >= 0
     behind = [ObjectId(i) for i in wrote["behind"]]
     assert users.count_documents({"_id": {"$in": behind}, "applied": 1}) == WRITES  # written behind the position
     for i, oid in enumerate(wrote["renamed"][:20]):
@@ -152,6 +151,7 @@ def test_installing_validators_sends_the_commands_and_diff_reads_list_collection
         schema.install(db, action="error", level="strict")
         assert spy.commands[-1]["validationAction"] == "error" and spy.commands[-1]["validationLevel"] == "strict"
         spy.commands.clear()
+        spy.names.clear()
         rows = schema.diff(db)
         assert spy.names.count("listCollections") == 1
         states = {r["collection"]: r["state"] for r in rows}

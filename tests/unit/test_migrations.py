@@ -319,3 +319,23 @@ def test_only_an_admin_runs_migrations(db, folder):
         Migrator(db.as_actor("w1", roles=["writer"]), folder)
     assert Migrator(db.as_actor("a1", roles=["admin"]), folder).up().ran == [1]
     assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["by"]["actor"] == "a1"
+
+
+def test_commands_and_validators_from_a_migration_are_skipped_in_a_dry_run(db, tmp_path, monkeypatch):
+    from astro_db import schema
+
+    installed = []
+    monkeypatch.setattr(schema, "install", lambda db, action, level: installed.append((action, level)) or [])
+    write(tmp_path, "0001_validators.py", '''
+        version = 1
+        description = "validators at warn"
+
+        def up(ctx):
+            ctx.install_validators("warn")
+            ctx.command({"noSuchCommand": 1})  # would fail if it were sent
+        ''')
+    Migrator(db, tmp_path, dry_run=True).up()
+    assert installed == []
+    with pytest.raises(MigrationError, match="noSuchCommand|not implemented|no such"):
+        Migrator(db, tmp_path).up()
+    assert installed == [("warn", "moderate")]
