@@ -339,3 +339,34 @@ def test_commands_and_validators_from_a_migration_are_skipped_in_a_dry_run(db, t
     with pytest.raises(MigrationError, match="noSuchCommand|not implemented|no such"):
         Migrator(db, tmp_path).up()
     assert installed == [("warn", "moderate")]
+
+
+def test_what_a_migration_changes_drops_cached_reads(db, folder, users):
+    before = db.find("User", {"email": "u1@example.com"}, cache=True, lean=True)
+    assert "plan" not in before[0]
+    assert db.find("User", {"email": "u1@example.com"}, cache=True, lean=True) == before  # served from the cache
+    Migrator(db, folder).up()
+    assert db.find("User", {"email": "u1@example.com"}, cache=True, lean=True)[0]["plan"] == "free"
+
+
+def test_a_run_whose_lease_was_taken_over_stops_at_its_next_batch(db, folder, users):
+    now = [1000.0]
+    rival = Migrator(db, folder, owner="rival", clock=lambda: now[0])
+
+    def expire_and_take(event, **details):
+        if event == "batch-saved" and details["batch"] == 1:
+            now[0] += 3600  # the run stalled past its lease; the rival takes it over
+            rival.lease.take()
+
+    with pytest.raises(MigrationLockedError, match="taken over by rival"):
+        Migrator(db, folder, batch_size=10, owner="slow", clock=lambda: now[0], hook=expire_and_take).up()
+    assert raw(db).count_documents({"applied": 1}) == 10  # one batch, then it stopped
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["status"] == "running"  # resumable
+
+
+def test_the_progress_line(capsys):
+    from astro_db.cli.migrate import _progress_line
+
+    _progress_line({"version": 1, "model": "User", "batches": 3, "changed": 30, "total": 50, "done": False})
+    _progress_line({"version": 1, "model": "User", "batches": 5, "changed": 50, "total": 50, "done": True})
+    assert capsys.readouterr().err == "\r0001 User: batch 3, 30/50 changed  60%\r0001 User: batch 5, 50/50 changed 100%\n"
