@@ -20,7 +20,7 @@ What it guarantees (docs/migrations.md):
   documents not yet migrated, so re-running a batch changes nothing twice, and a final pass
   from the start catches documents written behind the position meanwhile;
 - what a migration changes gets change records (actor ``astro-db:migrate:<version>``) through
-  ``Executor.record``, the same records every write gets, so backups and point-in-time restore
+  ``Executor.after_write``, the same step and records every write gets, so backups and point-in-time restore
   see it; a batch killed between its update and its records is recorded on resume (its
   documents carry the batch's op id, stored with the position before the batch runs);
 - ``dry_run=True`` counts what would change and writes nothing (no lease, no record).
@@ -53,7 +53,7 @@ from pymongo import errors as pm
 
 from .changes import OP_FIELD, advance, new_op_id, revision_of
 from .errors import ConfigError, MigrationError, MigrationLockedError
-from .events import WriteEvent
+from .events import Change, Written
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
@@ -400,11 +400,12 @@ class MigrationContext:
             docs = [d for d in found if d.get(OP_FIELD) == op_id]
         if not docs:
             return 0
-        self._ex.emit(WriteEvent(model=info.name, collection=info.collection, action="update",
-                                 document_ids=tuple(d["_id"] for d in docs), fields=tuple(fields),
-                                 database=coll.database, actor=migration_actor(self.migration.version)))
-        self._ex.record(info, "update", [(d["_id"], revision_of(d), d.get("updatedAt"), d) for d in docs], fields,
-                        actor=migration_actor(self.migration.version))
+        # the after-write step, as every write of the service: the query cache drops them, and
+        # their change records are written (ids made of the batch's op id: a resume re-records
+        # the same ids, so a record is never written twice)
+        self._ex.after_write(info, Written("update", tuple(d["_id"] for d in docs), tuple(fields),
+                                           tuple(Change(d["_id"], revision_of(d), d.get("updatedAt"), d) for d in docs),
+                                           op_id=op_id), actor=migration_actor(self.migration.version))
         return len(docs)
 
     def _read(self, info: ModelInfo, filt: dict[str, Any], after: Any, size: int,

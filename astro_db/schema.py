@@ -27,6 +27,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bson import json_util
+from mongoengine import fields as me
 from mongoengine.fields import EmbeddedDocumentField as _Embedded
 from mongoengine.fields import ListField
 
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 ACTIONS = ("warn", "error")
 LEVELS = ("moderate", "strict")
 NUMBER = "number"  # MongoDB's alias for int, long, double and decimal
+
+
+_MONGOENGINE: tuple[tuple[Any, str], ...] = (
+    ((me.StringField,), "string"), ((me.IntField, me.LongField, me.FloatField, me.DecimalField), NUMBER),
+    ((me.BooleanField,), "bool"), ((me.DateTimeField, me.DateField), "date"), ((me.ObjectIdField,), "objectId"),
+    ((me.DictField,), "object"),
+)
 
 
 def collection_schema(model: Any) -> dict[str, Any]:
@@ -84,7 +92,7 @@ def _object(cls: Any, *, top: bool = False) -> dict[str, Any]:
 
 def _field(field: Any) -> dict[str, Any]:
     schema = _value(field)
-    if not field.required:
+    if not field.required and "bsonType" in schema:
         kinds = schema["bsonType"]
         schema["bsonType"] = [*([kinds] if isinstance(kinds, str) else kinds), "null"]
         if "enum" in schema:
@@ -141,8 +149,10 @@ def _value(field: Any) -> dict[str, Any]:
         return schema
     if isinstance(field, _Embedded):
         return _object(field.document_type)
-    raise ConfigError(f"no $jsonSchema for the field type {type(field).__name__} ({field.name}); "
-                      "astro_db.schema needs a rule for it")
+    for kinds, bson_type in _MONGOENGINE:  # an app model's plain MongoEngine fields
+        if isinstance(field, kinds):
+            return {"bsonType": bson_type}
+    return {}  # a field type with no rule here: any value (the server checks nothing for it)
 
 
 # --- the server -----------------------------------------------------------------------------------
@@ -165,7 +175,7 @@ def install(db: Database, *, action: str = "warn", level: str = "moderate") -> l
     if level not in LEVELS:
         raise ConfigError(f"validationLevel must be one of {', '.join(LEVELS)}, got {level!r}", key="level")
     ex = db.executor
-    if ex.runtime.config.is_embedded:
+    if not ex.runtime.capabilities.validators:
         raise ConfigError("the embedded backend has no server-side validators; install them on a MongoDB server")
     database = ex.runtime.connection.database
     existing = set(server_validators(db))

@@ -36,6 +36,7 @@ from typing import Any
 
 import bson
 
+from ..backends.capabilities import capabilities
 from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from .bus import InvalidationBus, LocalBus, server_identity
@@ -131,7 +132,7 @@ class QueryCache:
         except AstroDBError as exc:
             raise ConfigError(f"cache_models: {exc}", key="cache_models") from exc
         identity = server_identity(config)
-        peers = LocalBus(identity) if config.is_embedded else LocalBus.shared(identity)
+        peers = LocalBus.shared(identity) if capabilities(config).shared_data else LocalBus(identity)
         namespace = redis_namespace(config, identity)
         shared = None
         if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:
@@ -186,6 +187,8 @@ class QueryCache:
         if value is not _MISSING:
             return copy_stored(value)
         shared, token = self.shared, b""
+        if shared is not None and self._unsent(model):
+            shared = None  # this process wrote the model and has not announced it yet: Redis's copy may be older
         if shared is not None:
             found, token = shared.get(key)
             if found is not _SHARED_MISSING:  # decoded afresh: the caller may own it
@@ -195,6 +198,10 @@ class QueryCache:
         if self.put(key, result, generation) and shared is not None:
             shared.put(key, result, token)
         return result
+
+    def _unsent(self, model: str) -> bool:
+        unsent = getattr(self.bus, "unsent", None)
+        return bool(unsent(model)) if unsent is not None else False
 
     def _get_locked(self, key: CacheKey) -> Any:
         entry = self._entries.get(key)

@@ -9,7 +9,8 @@ gets the same authorization, breaker, time bound, retries, translation and metri
 
 The executor is also the documented interface for tools and tests that need more than the public
 ``Database`` API: ``runtime`` (the shared state: config, connection, cache, breaker, retry policy,
-monitor, crypto, registry), ``call`` (one driver call through the run step) and ``emit`` (the hooks).
+monitor, crypto, registry), ``call`` (one driver call through the run step) and ``after_write``
+(the after-write step: the write hooks, change records included).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from ..changes import read_trail
 from ..errors import AstroDBError, PermissionDeniedError, QueryError
+from ..events import Written
 from ..monitoring import tracing
 from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
@@ -88,6 +90,8 @@ class Executor:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        if not any(isinstance(hook, hooks.ChangeRecords) for hook in runtime.hooks):
+            runtime.hooks.append(hooks.ChangeRecords(runtime))  # after the cache's, before the app's
 
     # --- the documented interface for tools ------------------------------------------------
 
@@ -105,14 +109,11 @@ class Executor:
         """One driver call through the run step (breaker, time bound, retries, translation, metrics)."""
         return run.call(self.runtime, info, operation, fn, transaction, retry=retry)
 
-    def emit(self, event: Any) -> None:
-        """Announce a write made by a tool (e.g. key rotation) to the write hooks (step 8)."""
-        hooks.emit(self.runtime, event)
-
-    def record(self, info: ModelInfo, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]],
-               fields: Any, *, actor: str) -> None:
-        """Write the change records of a tool's write (``ops.writes.WriteRunner.record``)."""
-        WriteRunner(self.runtime, info, None, None, None).record(action, changes, fields, actor=actor)
+    def after_write(self, info: ModelInfo, written: Written, *, actor: str) -> None:
+        """Announce a write made by a tool (e.g. key rotation) to the write hooks, its change
+        records included: the after-write step (step 8), as every write of the service."""
+        hooks.after_write(self.runtime, info, written, database=self.runtime.connection.database, session=None,
+                          transaction=None, actor=actor)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -210,8 +211,8 @@ class Executor:
     def count(self, op: Operation) -> int:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        if session is not None and rt.config.is_embedded:
-            session = None  # mongomock-ng counts without sessions; it has no isolation to honour
+        if session is not None and not rt.capabilities.session_counts:
+            session = None  # the backend counts without sessions; it has no isolation to honour
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         return self._read(op, info, guard, filt, None,  # type: ignore[no-any-return]
                           lambda coll, filt: coll.count_documents(filt, session=session))
@@ -233,7 +234,9 @@ class Executor:
         info, session, guard = self._begin(op)
         son = compile.document(info, guard, op.data)
         references.refuse_orphans(rt, info, [son], op.transaction)
-        self._writer(info, op, session).insert_one(seal.document(rt, info, son))
+        writer = self._writer(info, op, session)
+        writer.continue_lives([son])
+        writer.insert_one(seal.document(rt, info, son))
         return hydrate.one(info, son, lean=op.option("lean", False))
 
     def create_many(self, op: Operation) -> CreateManyResult:
@@ -241,7 +244,9 @@ class Executor:
         info, session, guard = self._begin(op)
         sons, failed = compile.documents(info, guard, op.data)
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
-        refused = self._writer(info, op, session).insert_many([seal.document(rt, info, son) for _, son in sons])
+        writer = self._writer(info, op, session)
+        writer.continue_lives([son for _, son in sons])
+        refused = writer.insert_many([seal.document(rt, info, son) for _, son in sons])
         created = []
         for position, (index, son) in enumerate(sons):
             if position in refused:

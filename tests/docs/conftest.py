@@ -46,6 +46,7 @@ class BlockItem(pytest.Item):
         self.block = blocks[index]
 
     def runtest(self) -> None:
+        _keep_the_tests_tracer_provider()
         page, block = self.block.page, self.block
         run = _runs.get(page)
         if block.no_run is not None:
@@ -87,6 +88,18 @@ class BlockItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.block.page, self.block.line - 1, self.block.where
+
+
+def _keep_the_tests_tracer_provider() -> None:
+    """A block may call ``trace.set_tracer_provider`` (docs/monitoring.md's Tracing section), and
+    OpenTelemetry takes one provider per process: the tracing tests' (``tests/otel.py``, whose
+    sampler records only while a tracing test runs) is set first, so the block's call is
+    refused and the blocks' spans are neither printed nor seen by the tracing tests."""
+    try:
+        import otel
+    except ImportError:  # no OpenTelemetry SDK in this environment: nothing to keep
+        return
+    otel.provider()
 
 
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> Any:

@@ -182,3 +182,20 @@ def test_the_cli_shows_and_diffs():
     assert result.exit_code == 1 and "users                    MISSING" in result.output
     result = runner.invoke(cli, ["--url", "mongomock://localhost/s", "schema", "install", "--action", "error"])
     assert result.exit_code == 2 and "no server-side validators" in result.output
+
+
+def test_an_app_models_plain_mongoengine_fields():
+    import mongoengine as me
+
+    class Note(me.EmbeddedDocument):
+        text = me.StringField(required=True)
+        stars = me.IntField()
+        when = me.DateTimeField()
+        anything = me.GenericReferenceField()
+
+    got = schema.collection_schema(Note)
+    assert got["required"] == ["text"]
+    assert got["properties"]["text"] == {"bsonType": "string"}
+    assert got["properties"]["stars"] == {"bsonType": ["number", "null"]}
+    assert got["properties"]["when"] == {"bsonType": ["date", "null"]}
+    assert got["properties"]["anything"] == {}  # no rule for it: any value
