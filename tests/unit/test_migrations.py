@@ -370,3 +370,25 @@ def test_the_progress_line(capsys):
     _progress_line({"version": 1, "model": "User", "batches": 3, "changed": 30, "total": 50, "done": False})
     _progress_line({"version": 1, "model": "User", "batches": 5, "changed": 50, "total": 50, "done": True})
     assert capsys.readouterr().err == "\r0001 User: batch 3, 30/50 changed  60%\r0001 User: batch 5, 50/50 changed 100%\n"
+
+
+def test_ctx_batches_resume_from_the_last_handled_batch(db, tmp_path, users, monkeypatch):
+    write(tmp_path, "0001_scan.py", '''
+        import os
+
+        version = 1
+
+        def up(ctx):
+            for n, batch in enumerate(ctx.batches("User", {}, batch_size=10), 1):
+                ctx.db.mongo["seen"].insert_many([{"id": d["_id"]} for d in batch])
+                if n == 2 and os.environ.get("SCAN_FAILS"):
+                    raise RuntimeError("stop after two batches")
+        ''')
+    monkeypatch.setenv("SCAN_FAILS", "1")
+    with pytest.raises(MigrationError, match="stop after two batches"):
+        Migrator(db, tmp_path).up()
+    monkeypatch.delenv("SCAN_FAILS")
+    Migrator(db, tmp_path).up()
+    seen = [d["id"] for d in raw(db, "seen").find()]
+    # batch 2 had not been handed back when the run stopped: it is read again, nothing else
+    assert sorted(seen) == sorted(sorted(users) + sorted(users)[10:20])
