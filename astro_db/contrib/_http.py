@@ -6,12 +6,17 @@ One table maps the error tree to statuses, so Flask and Django answer the same w
     PermissionDeniedError                            403
     a not-found helper (get_or_404)                  404
     DuplicateKeyError, TransactionError              409  (DuplicateKeyError adds "fields")
+    a write that was applied (``applied`` true, as
+    ChangeRecordError) or whose outcome is unknown
+    (``applied`` None)                               500  ("applied": true / null; never retry)
     DatabaseConnectionError, OperationTimeoutError,
-    PoolExhaustedError                               503
+    PoolExhaustedError                               503  (Retry-After: nothing was applied)
     anything else                                    500
 
 Client errors carry the error's message (it says what to fix); server errors carry a generic
-message, and the detail goes to the log, so a response never shows hosts or internals.
+message, and the detail goes to the log, so a response never shows hosts or internals. Only a
+503 says "try again" (``response_headers``: ``Retry-After``), so it is never the answer to an
+error that reports a write as applied, or possibly applied, whatever its class.
 
 Web-sized bounds (``WEB_DEFAULTS``): a web request cannot wait the library's 30 s budget, so
 both integrations give their ``Database`` a 3 s budget per call, a 3 s server selection and a
@@ -30,8 +35,8 @@ from typing import Any
 from .. import errors
 from ..config import DatabaseConfig
 
-__all__ = ["ConnectOnce", "error_response", "not_found_body", "health_report", "health_status", "WEB_DEFAULTS",
-           "with_web_defaults"]
+__all__ = ["ConnectOnce", "error_response", "response_headers", "not_found_body", "health_report", "health_status",
+           "WEB_DEFAULTS", "with_web_defaults"]
 
 #: The bounds the Flask and Django integrations use unless the app sets them (docs/integrations.md).
 WEB_DEFAULTS: Mapping[str, int] = {
@@ -99,10 +104,24 @@ _STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
 )
 _UNAVAILABLE = "the database is unavailable right now; try again shortly"
 _INTERNAL = "internal database error"
+_APPLIED = ("the change was saved, but the request did not finish (its record could not be written yet); "
+            "do not send it again: it would be applied twice")
+_UNKNOWN = ("it is not known whether the change was saved; read the data back before sending the request "
+            "again: it may have been applied")
+_APPLIED_STATUS = 500  # a server failure, not "unavailable": clients must not repeat a non-idempotent request
+_NOT_REPORTED = object()
+
+
+def applied(exc: BaseException) -> Any:
+    """What an error says about its write: True (applied), None (unknown), or ``_NOT_REPORTED``
+    (the error says nothing: no write of it was applied)."""
+    return getattr(exc, "applied", _NOT_REPORTED)
 
 
 def status_for(exc: errors.AstroDBError) -> int:
     """The HTTP status for an astro_db error (500 when the table has no entry)."""
+    if applied(exc) in (True, None):
+        return _APPLIED_STATUS
     for cls, status in _STATUSES:
         if isinstance(exc, cls):
             return status
@@ -116,7 +135,13 @@ def error_response(exc: errors.AstroDBError, logger: logging.Logger | None = Non
     logger = logger or log
     status = status_for(exc)
     body: dict[str, Any] = {"error": type(exc).__name__}
-    if status == 503:
+    outcome = applied(exc)
+    if outcome in (True, None):
+        logger.error("answering %d (write %s, not to be retried): %s: %s", status,
+                     "applied" if outcome else "outcome unknown", type(exc).__name__, exc)
+        body["applied"] = outcome
+        body["message"] = _APPLIED if outcome else _UNKNOWN
+    elif status == 503:
         logger.warning("answering 503: %s", exc)
         body["message"] = _UNAVAILABLE
     elif status >= 500:
@@ -129,6 +154,12 @@ def error_response(exc: errors.AstroDBError, logger: logging.Logger | None = Non
     if isinstance(exc, errors.DuplicateKeyError):
         body["fields"] = list(exc.fields)
     return status, body
+
+
+def response_headers(status: int) -> dict[str, str]:
+    """The headers of an error response: ``Retry-After`` on a 503 only, the one status that
+    tells a client nothing was applied and the same request may be sent again."""
+    return {"Retry-After": "1"} if status == 503 else {}
 
 
 def not_found_body(model: str, query: Mapping[str, Any] | None = None) -> dict[str, Any]:

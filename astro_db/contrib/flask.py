@@ -195,6 +195,5 @@ def _error_handler(exc: errors.AstroDBError) -> Any:
     status, body = _http.error_response(exc, current_app.logger)
     response = jsonify(body)
     response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = "1"
+    response.headers.update(_http.response_headers(status))
     return response

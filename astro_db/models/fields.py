@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -26,7 +27,7 @@ from zoneinfo import available_timezones
 
 from bson import ObjectId
 from mongoengine.base import BaseDocument, BaseField
-from mongoengine.fields import ListField, ObjectIdField
+from mongoengine.fields import ListField, ObjectIdField, StringField
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Self
@@ -47,8 +48,10 @@ __all__ = [
     "TypedField",
     "UTCDateTimeField",
     "UserRefField",
+    "canonical_email",
     "describe",
     "iso_utc",
+    "longest_text",
 ]
 
 _SHOW_MAX = 60
@@ -150,8 +153,22 @@ class TextField(TypedField[T], BaseField):
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
+def canonical_email(value: str) -> str:
+    """The one spelling an email address is stored and compared in: Unicode NFKC (composed, and
+    compatibility forms folded: fullwidth ``ｊｏｓé＠ｅｘａｍｐｌｅ．ｃｏｍ`` is ``josé@example.com``),
+    lower-cased, surrounding whitespace stripped; repeated until it no longer changes (NFKC can
+    turn a lower-case letter into a capital: ``ᴬ`` is ``A``)."""
+    value = unicodedata.normalize("NFKC", value).strip()
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", value.lower()).strip()
+        if folded == value:
+            break
+        value = folded
+    return value
+
+
 class EmailField(TextField[T]):
-    """An e-mail address: stripped and lower-cased before it is checked and stored."""
+    """An e-mail address, stored in its canonical form (``canonical_email``) and checked in it."""
 
     @overload
     def __init__(self: EmailField[str], *, required: Literal[True], **kwargs: Any) -> None: ...
@@ -166,7 +183,7 @@ class EmailField(TextField[T]):
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        return canonical_email(value) if isinstance(value, str) else value
 
     def validate(self, value: Any) -> None:
         super().validate(value)
@@ -216,6 +233,21 @@ class TimezoneField(TextField[T]):
         super().validate(value)
         if value not in _zone_names():
             self.error(f"not a known IANA time zone: {describe(value)}")
+
+
+def longest_text(field: Any) -> int | None:
+    """The longest string ``field`` accepts (for a list field: its items), or None when it sets
+    no bound or holds no strings: the length a regex on the field may be matched against."""
+    while isinstance(field, ListField):
+        field = field.field
+    if isinstance(field, ChoiceField):
+        return max(map(len, field.options), default=0)
+    if isinstance(field, TimezoneField):
+        longest = max(map(len, _zone_names()), default=0)
+        return longest if field.max_length is None else min(longest, field.max_length)
+    if isinstance(field, (TextField, StringField)):  # StringField: an app model's plain MongoEngine string
+        return field.max_length
+    return None
 
 
 # --- numbers and flags -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ USER_STATUSES = ("active", "inactive", "suspended", "deleted")
 
 
 class User(AstroDocument):
-    """A person: a unique lower-cased email, a display name and an account status."""
+    """A person: a unique email (one canonical spelling: NFKC, lower-cased), a display name and a status."""
 
     email = EmailField(required=True)
     name = TextField(required=True, min_length=1, max_length=100, mask="name")

@@ -23,7 +23,7 @@ from mongoengine import fields as me
 
 from ..errors import QueryError, ValidationError
 from ..models import paths
-from ..models.fields import NumberField, UTCDateTimeField, to_utc
+from ..models.fields import EmailField, NumberField, UTCDateTimeField, canonical_email, longest_text, to_utc
 from .regex import MAX_REGEX_LENGTH, check_regex, check_regex_options
 
 __all__ = [
@@ -71,7 +71,10 @@ def coerce_id(value: Any, name: str = "id") -> ObjectId:
 
 
 def field_kind(field: Any) -> str:
-    """What a query value for ``field`` must become: objectid, date, number, list, embedded, other."""
+    """What a query value for ``field`` must become: objectid, date, number, email, list, embedded,
+    other."""
+    if isinstance(field, EmailField):
+        return "email"
     if isinstance(field, me.ObjectIdField):
         return "objectid"
     if isinstance(field, (UTCDateTimeField, me.DateTimeField)):
@@ -208,7 +211,7 @@ def _compile_condition(model: Any, resolved: Any, value: Any, strict: bool, dept
         _reject_dollar_keys(value, resolved.stored)
         return dict(value)
     if isinstance(value, (re.Pattern, Regex)):
-        check_regex(value, resolved.stored)
+        check_regex(value, resolved.stored, max_input=longest_text(resolved.field))
         return value
     return _coerce(resolved, value)
 
@@ -237,14 +240,15 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
     if op == "$regex":
         if not isinstance(arg, (str, re.Pattern, Regex)):
             raise QueryError(f"$regex on {name!r} takes a string")
-        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "")
+        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "",
+                    max_input=longest_text(resolved.field))
         return arg
     if op == "$options":
         check_regex_options(arg, name)
         return arg
     if op == "$not":
         if isinstance(arg, (re.Pattern, Regex)):
-            check_regex(arg, name)
+            check_regex(arg, name, max_input=longest_text(resolved.field))
             return arg
         if not _is_operator_doc(arg):
             raise QueryError(f"$not on {name!r} takes an operator object or a regex")
@@ -286,6 +290,8 @@ def _coerce_kind(kind: str, stored: str, value: Any) -> Any:
         return coerce_id(value, stored)
     if kind == "date" and isinstance(value, str):
         return _parse_date(value, stored)
+    if kind == "email" and isinstance(value, str) and len(value) <= 16_384:
+        return canonical_email(value)  # compared in the spelling it is stored in
     if isinstance(value, (list, tuple)):
         return [_coerce_kind(kind, stored, v) for v in value]
     if isinstance(value, str) and len(value) > 16_384:

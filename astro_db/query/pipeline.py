@@ -21,7 +21,7 @@ from bson.regex import Regex
 
 from ..errors import QueryError
 from .filters import FORBIDDEN_OPERATORS, compile_filter, describe
-from .regex import check_regex, check_regex_options
+from .regex import check_regex, check_regex_input, check_regex_options
 
 __all__ = ["compile_pipeline", "check_expression", "PIPELINE_STAGES", "PIPELINE_WRITE_STAGES", "MAX_PIPELINE_DEPTH"]
 
@@ -155,7 +155,9 @@ def _check_regex_expression(operator: str, spec: Any, where: str) -> None:
     if not isinstance(pattern, (str, re.Pattern, Regex)):
         raise QueryError(f"{operator} (in {where}) takes a literal regex, got {describe(pattern)}")
     check_regex_options(options, f"{operator} in {where}")
-    check_regex(pattern, f"{operator} in {where}", options if isinstance(pattern, str) else "")
+    check_regex(pattern, f"{operator} in {where}", options if isinstance(pattern, str) else "",
+                max_input=check_regex_input(spec.get("input"), f"{operator} in {where}"),
+                all_matches=operator == "$regexFindAll")
 
 
 def _known_keys(spec: Mapping[str, Any], allowed: set[str], here: str) -> None:

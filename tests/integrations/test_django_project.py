@@ -132,6 +132,41 @@ def test_with_the_server_down_healthz_is_503_and_views_answer_a_json_503(down_ur
         assert response["Retry-After"] == "1"
 
 
+def test_a_create_applied_without_its_record_is_a_500_that_says_not_to_repeat_it(client, db, monkeypatch):
+    from pymongo import errors as pm
+
+    from astro_db.changes import log as change_log
+
+    def lost(coll, recs, session):
+        raise pm.AutoReconnect("connection closed")
+
+    monkeypatch.setattr(change_log, "_insert", lost)
+    response = post_json(client, "/users", {"email": "applied@b.co", "name": "A"})
+    assert response.status_code == 500
+    assert "Retry-After" not in response
+    assert response.json()["error"] == "ChangeRecordError" and response.json()["applied"] is True
+    assert "do not send it again" in response.json()["message"]
+    assert db.count("User", {"email": "applied@b.co"}) == 1
+
+
+@pytest.mark.parametrize(("exc", "status", "retry"), [
+    (errors.ChangeRecordError("update_many on User was applied at db.internal"), 500, False),
+    (errors.WriteOutcomeUnknown("update on User: connection lost at db.internal"), 500, False),
+    (errors.DatabaseConnectionError("db.internal unreachable"), 503, True),
+    (errors.OperationTimeoutError("find timed out"), 503, True),
+])
+def test_the_middleware_says_retry_only_where_nothing_was_applied(exc, status, retry):
+    from django.test import RequestFactory
+
+    from astro_db.contrib.django.middleware import AstroDBErrorMiddleware
+
+    middleware = AstroDBErrorMiddleware(lambda request: None)
+    response = middleware.process_exception(RequestFactory().post("/users"), exc)
+    assert response.status_code == status
+    assert (response.has_header("Retry-After")) is retry
+    assert "db.internal" not in response.content.decode()
+
+
 # --- the app config --------------------------------------------------------------------------
 
 def test_ready_connects_once_and_get_database_returns_that_database():

@@ -151,7 +151,24 @@ ERROR_CASES = [
     (errors.PoolExhaustedError("no pooled connection"), 503, {}),
     (errors.TransactionNotSupportedError("standalone mongod at db.internal"), 500, {}),
     (errors.AstroDBError("failed (code 1) at db.internal"), 500, {"message": "internal database error"}),
+    # a write that was applied must not be repeated: not a 503, no Retry-After
+    (errors.ChangeRecordError("update on PlanetaryInsight was applied, but ... db.internal", missing=[1]), 500,
+     {"applied": True, "message": "the change was saved, but the request did not finish (its record could not be "
+                                  "written yet); do not send it again: it would be applied twice"}),
 ]
+
+
+class OutcomeUnknownError(errors.OperationTimeoutError):
+    """An error that reports its write's outcome as unknown (``applied = None``)."""
+
+    applied = None
+
+
+UNKNOWN_OUTCOME = {"applied": None, "message": "it is not known whether the change was saved; read the data "
+                                              "back before sending the request again: it may have been applied"}
+ERROR_CASES.append((OutcomeUnknownError("update on PlanetaryInsight timed out at db.internal"), 500, UNKNOWN_OUTCOME))
+ERROR_CASES.append((errors.WriteOutcomeUnknown("update on PlanetaryInsight: connection lost at db.internal", ids=[1]), 500,
+                    UNKNOWN_OUTCOME))
 
 
 @pytest.mark.parametrize(("exc", "status", "expected"), ERROR_CASES, ids=lambda v: type(v).__name__)
@@ -168,8 +185,39 @@ def test_astro_db_errors_become_json_responses(embedded_url, exc, status, expect
     assert response.status_code == status
     assert body["error"] == type(exc).__name__
     assert body.items() >= expected.items()
+    assert ("Retry-After" in response.headers) is (status == 503)  # "try again" only where nothing was applied
+    assert ("applied" in body) is (getattr(exc, "applied", False) is not False)
     if status >= 500:
         assert "db.internal" not in response.get_data(as_text=True)
+
+
+def test_an_applied_inc_whose_record_fails_is_answered_not_to_be_repeated(embedded_url, monkeypatch):
+    import datetime as dt
+
+    from pymongo import errors as pm
+
+    from astro_db.changes import log as change_log
+
+    app = make_app(ASTRO_DB_URL=embedded_url, ASTRO_DB_OPTIONS={"retry_attempts": 1})
+    ext = AstroDB(app)
+    with app.app_context():
+        user = ext.db.create("User", {"email": "inc@b.co", "name": "A"})
+        insight = ext.db.create("PlanetaryInsight", {"userId": str(user.id), "date": dt.datetime(2026, 1, 1),
+                                                      "energyLevel": 50, "recommendations": ["Rest"]})
+
+    @app.post("/insights/<insight_id>/boost")
+    def boost(insight_id):
+        return jsonify(ext.db.update("PlanetaryInsight", {"id": insight_id}, {"$inc": {"energyLevel": 5}}).to_dict())
+
+    def lost(coll, recs, session):
+        raise pm.AutoReconnect("connection closed")
+
+    monkeypatch.setattr(change_log, "_insert", lost)
+    response = app.test_client().post(f"/insights/{insight.id}/boost")
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    assert response.get_json()["applied"] is True and "do not send it again" in response.get_json()["message"]
+    with app.app_context():
+        assert ext.db.find_one("PlanetaryInsight", {"id": insight.id}).energy_level == 55  # applied once
 
 
 def test_error_handlers_can_be_left_to_the_app(embedded_url):

@@ -153,3 +153,21 @@ def test_the_least_privilege_user_can_do_crud_and_nothing_else(live_url):
         admin[name].command({"dropUser": app_user})
         admin[name].command({"dropRole": role})
         admin.close()
+
+
+def test_on_a_server_a_costly_regex_is_refused_before_any_command(live_url):
+    from spies import CommandSpy
+
+    from astro_db.errors import QueryError
+
+    spy = CommandSpy("find", "aggregate")
+    db = open_db(live_url, event_listeners=[spy])
+    db.create("User", user_data(name="a" * 100))
+    with pytest.raises(QueryError, match="refused by the cost rule"):
+        db.find("User", {"name": {"$regex": r"\w*\w*\w*\w*\w*\w*!"}})
+    with pytest.raises(QueryError, match="refused by the cost rule"):
+        db.aggregate("User", [{"$project": {"m": {"$regexMatch": {"input": "a" * 3000, "regex": ".*.*.*!"}}}}])
+    assert spy.names == []
+    assert len(db.find("User", {"name": {"$regex": "^a{100}$"}})) == 1  # a cheap one still runs on the server
+    assert spy.names == ["find"]
+    db.disconnect()

@@ -281,3 +281,55 @@ def test_update_refuses_hostile_values_in_embedded_and_list_updates(seeded, upda
     with pytest.raises(REFUSED):
         seeded.update("BirthChart", {}, update)
     assert snapshot(seeded) == before
+
+
+# --- regex cost: the issue's reproductions, refused on the compile path (no driver call) --------
+
+COSTLY = [
+    ("find", ("User", {"name": {"$regex": r"\w*\w*\w*\w*\w*\w*!"}})),  # User.name: at most 100 characters
+    ("find", ("User", {"name": {"$regex": r"\w* \w* \w* !", "$options": "x"}})),  # verbose mode, same shape
+    ("find", ("User", {"name": {"$not": {"$regex": r".*.*.*.*!"}}})),
+    ("find", ("PlanetaryInsight", {"recommendations": {"$elemMatch": {"$regex": r".*.*.*!"}}})),  # items: 500
+    ("aggregate", ("User", [{"$project": {"m": {"$regexMatch": {"input": "a" * 3000, "regex": ".*.*.*!"}}}}])),
+    ("aggregate", ("User", [{"$project": {"m": {"$regexFind": {"input": {"$literal": "a" * 3000}, "regex": ".*.*!"}}}}])),
+    ("aggregate", ("User", [{"$project": {"m": {"$regexMatch": {"input": "$name", "regex": "[a-z]+!"}}}}])),  # input length unknown
+    ("aggregate", ("User", [{"$project": {"m": {"$regexFindAll": {"input": "a" * 3000, "regex": "^a.*b"}}}}])),  # every match
+    ("aggregate", ("User", [{"$match": {"email": {"$regex": "(?i)a+A+a+A+a+!"}}}])),
+    ("update", ("PlanetaryInsight", {}, {"$pull": {"recommendations": {"$regex": ".*.*.*!"}}})),
+]
+
+
+@pytest.fixture
+def driver_calls(monkeypatch):
+    """Every driver call the run step makes (the only place one is made from)."""
+    from astro_db.ops.steps import run
+
+    calls = []
+    original = run.call
+    monkeypatch.setattr(run, "call", lambda *a, **k: calls.append(a[2]) or original(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize(("method", "args"), COSTLY, ids=[f"costly{i}" for i in range(len(COSTLY))])
+def test_a_costly_regex_is_refused_by_the_cost_rule_before_any_driver_call(seeded, driver_calls, method, args):
+    with pytest.raises(QueryError, match="refused by the cost rule"):
+        getattr(seeded, method)(*args)
+    assert driver_calls == []
+
+
+def test_a_literal_regex_input_longer_than_the_cap_is_refused(seeded, driver_calls):
+    from astro_db.query.regex import MAX_REGEX_INPUT
+
+    with pytest.raises(QueryError, match=f"literal of {MAX_REGEX_INPUT + 1} characters; at most {MAX_REGEX_INPUT}"):
+        seeded.aggregate("User", [{"$project": {"m": {"$regexMatch": {"input": "a" * (MAX_REGEX_INPUT + 1), "regex": "^a"}}}}])
+    assert driver_calls == []
+
+
+def test_cheap_regexes_still_run_on_bounded_fields_and_inputs(seeded):
+    assert len(seeded.find("User", {"name": {"$regex": "^ann", "$options": "i"}})) == 1
+    assert len(seeded.find("User", {"name": {"$regex": "ample$"}})) == 1
+    assert len(seeded.find("User", {"name": {"$regex": r"ann.*\w*e"}})) == 0  # case-sensitive
+    assert len(seeded.find("User", {"email": {"$regex": r"^[a-z0-9.]+@[a-z0-9.-]+\.[a-z]{2,}$"}})) == 1
+    out = seeded.aggregate("User", [{"$project": {"_id": 0, "m": {"$regexMatch": {"input": "a" * 3000, "regex": "^a.*b"}},
+                                                   "f": {"$regexMatch": {"input": "$name", "regex": "^Ann"}}}}])
+    assert out == [{"m": False, "f": True}]

@@ -37,7 +37,7 @@ class AstroDBErrorMiddleware:
         if isinstance(exception, errors.AstroDBError):
             status, body = _http.error_response(exception, _request_log)
             response = JsonResponse(body, status=status)
-            if status == 503:
-                response["Retry-After"] = "1"
+            for name, value in _http.response_headers(status).items():
+                response[name] = value
             return response
         return None
