@@ -43,6 +43,11 @@ MODULES = {
     "masking": "astro_db/security/masking.py",
     "crypto": "astro_db/security/crypto.py",
     "regex": "astro_db/query/regex.py",
+    "authorize": "astro_db/ops/steps/authorize.py",
+    "operation": "astro_db/ops/operation.py",
+    "urls": "astro_db/urls.py",
+    "provenance": "astro_db/security/provenance.py",
+    "sealed": "astro_db/security/filters.py",
 }
 # the tests that guard each module's tables (the table pass runs these, stopping at a failure)
 GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first failure
@@ -54,6 +59,11 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
     "crypto": ["tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py", "tests/unit/test_crypto_attacks.py",
                "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py"],
     "regex": ["tests/unit/test_regex_policy.py", "tests/unit/test_query_policy.py", "tests/unit/test_injection.py"],
+    "authorize": ["tests/unit/test_permissions.py", "tests/unit/test_access.py"],
+    "operation": ["tests/unit/test_permissions.py"],
+    "urls": ["tests/unit/test_url_masking.py"],
+    "provenance": ["tests/unit/test_crypto_provenance.py", "tests/unit/test_crypto.py"],
+    "sealed": ["tests/unit/test_crypto_fields.py", "tests/unit/test_crypto.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
