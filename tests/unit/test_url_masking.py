@@ -35,6 +35,7 @@ TOKEN = "IQoJb3JpZ2luX2VjEJr//Session+Token=="
     ("mongodb://h/db?%61uthMechanismProperties=AWS_SESSION_TOKEN%3Atok", "mongodb://h/db?%61uthMechanismProperties=***"),
     ("mongodb://h/db?tls=true&tlsCertificateKeyFilePassword=pem-pw", "mongodb://h/db?tls=true&tlsCertificateKeyFilePassword=***"),
     ("mongodb://AKIAEXAMPLE:aws-secret@h/db?authMechanism=MONGODB-AWS", "mongodb://***:***@h/db?authMechanism=MONGODB-AWS"),
+    ("mongodb://AKIAEXAMPLE@h/db?authMechanism=MONGODB-AWS", "mongodb://***@h/db?authMechanism=MONGODB-AWS"),
     ("mongodb://app@h/db?authSource=admin", "mongodb://app@h/db?authSource=admin"),
     ("mongodb+srv://u:p@c.example.net/a", "mongodb+srv://u:***@c.example.net/a"),
     ("mongomock://localhost/astro", "mongomock://localhost/astro"),
