@@ -46,12 +46,11 @@ _LOGICAL = {"$and", "$or", "$nor"}
 _FIELD_OPS = {
     "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type", "$all",
     "$size", "$elemMatch", "$not", "$regex", "$options", "$mod",
+    # geo operators; their arguments ($geometry, $box, $center...) are plain data, not operators
     "$geoWithin", "$geoIntersects", "$near", "$nearSphere", "$maxDistance", "$minDistance",
-    "$geometry", "$box", "$polygon", "$center", "$centerSphere",
 }
 _VALUE_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
 _LIST_VALUE_OPS = {"$in", "$nin", "$all"}
-_GEO_OPS = {"$geoWithin", "$geoIntersects", "$near", "$nearSphere"}
 # operators that run code or escape the model: refused in filters, updates and pipelines alike
 FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr", "$jsonSchema", "$comment"})
 _FORBIDDEN = FORBIDDEN_OPERATORS

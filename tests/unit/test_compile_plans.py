@@ -14,7 +14,7 @@ import pytest
 from bson import ObjectId
 
 from astro_db.errors import PermissionDeniedError, QueryError, ValidationError
-from astro_db.models import PlanetaryInsight, User
+from astro_db.models import BirthChart, PlanetaryInsight, User
 from astro_db.ops.steps import compile as compile_step
 from astro_db.query import filters, updates
 from astro_db.query.filters import compile_filter
@@ -210,3 +210,29 @@ def test_the_filter_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(filters._FILTER_PLANS) == 2
     with pytest.raises(ValidationError):
         compile_filter(PlanetaryInsight, {"date": "never"})
+
+
+@pytest.mark.parametrize("model, key, first, value, expected", [
+    (User, "name", "Ann", "Bob", {"name": "Bob"}),
+    (PlanetaryInsight, "energy_level", 5, 7, {"energyLevel": 7}),
+    (PlanetaryInsight, "energy_level", 5, 7.5, {"energyLevel": 7.5}),
+    (BirthChart, "positions.retrograde", False, True, {"positions.retrograde": True}),
+    (PlanetaryInsight, "summary", "a", None, {"summary": None}),
+    (PlanetaryInsight, "id", ObjectId("0123456789abcdef01234567"), ObjectId("76543210fedcba9876543210"),
+     {"_id": ObjectId("76543210fedcba9876543210")}),
+    (PlanetaryInsight, "date", "2024-05-01T00:00:00Z", _dt.datetime(2024, 5, 2, tzinfo=_dt.timezone.utc),
+     {"date": _dt.datetime(2024, 5, 2, tzinfo=_dt.timezone.utc)}),
+], ids=["str", "int", "float", "bool", "None", "ObjectId", "datetime"])
+def test_a_plain_literal_of_each_type_is_served_from_the_plan(monkeypatch: pytest.MonkeyPatch, model: Any, key: str,
+                                                               first: Any, value: Any, expected: dict[str, Any]) -> None:
+    """Once a shape is planned, a filter of it whose values are plain literals (str, int, float,
+    bool, None, ObjectId, datetime) is only coerced and checked: the full compile is not run."""
+    compile_filter(model, {key: first})
+
+    def full_compile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the full compile ran for a planned shape")
+
+    monkeypatch.setattr(filters, "_compile_mapping", full_compile)
+    assert compile_filter(model, {key: value}) == expected
+    with pytest.raises(AssertionError, match="full compile"):  # anything else still takes it
+        compile_filter(model, {key: {"$in": [value]}})

@@ -509,3 +509,14 @@ def test_a_filter_that_is_a_mapping_but_not_a_dict_is_validated_and_compiled(wra
         compile_filter(User, wrap({"name": VERBOSE_REDOS}))
     with pytest.raises(QueryError, match="strict query"):
         compile_filter(User, wrap({"email": {"$ne": None}}), strict=True)
+
+
+@pytest.mark.parametrize("argument", ["$geometry", "$box", "$polygon", "$center", "$centerSphere"])
+def test_a_geo_argument_is_not_a_field_operator(argument):
+    """``$box``, ``$geometry``... are arguments of ``$geoWithin`` / ``$near``, refused where a
+    field operator is expected (the server would refuse them there too, later)."""
+    value = {"type": "Point", "coordinates": [0, 0]} if argument == "$geometry" else [[0, 0], [1, 1]]
+    with pytest.raises(QueryError, match=f"unknown or unsupported operator \\{argument} on field 'birthData.location.coordinates'"):
+        compile_filter(BirthChart, {"birthData.location.coordinates": {argument: value}})
+    within = {"birthData.location.coordinates": {"$geoWithin": {argument: value}}}
+    assert compile_filter(BirthChart, within) == within
