@@ -236,3 +236,13 @@ def test_a_plain_literal_of_each_type_is_served_from_the_plan(monkeypatch: pytes
     assert compile_filter(model, {key: value}) == expected
     with pytest.raises(AssertionError, match="full compile"):  # anything else still takes it
         compile_filter(model, {key: {"$in": [value]}})
+
+
+def test_the_plan_caches_hold_at_most_1024_shapes_by_default() -> None:
+    """Each distinct shape (here: one per list index) is planned until 1024 are held; past it,
+    new shapes are compiled unplanned and still compile correctly."""
+    for i in range(1030):
+        assert compile_filter(BirthChart, {f"positions.{i}.degree": 5}) == {f"positions.{i}.degree": 5}
+        assert compile_update(BirthChart, {"$set": {f"positions.{i}.degree": 5}}).update == {
+            "$set": {f"positions.{i}.degree": 5}}
+    assert len(filters._FILTER_PLANS) == 1024 and len(updates._PLANS) == 1024
