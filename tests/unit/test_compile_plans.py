@@ -246,3 +246,21 @@ def test_the_plan_caches_hold_at_most_1024_shapes_by_default() -> None:
         assert compile_update(BirthChart, {"$set": {f"positions.{i}.degree": 5}}).update == {
             "$set": {f"positions.{i}.degree": 5}}
     assert len(filters._FILTER_PLANS) == 1024 and len(updates._PLANS) == 1024
+
+
+def test_a_planned_update_shape_is_served_from_its_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a shape compiled cleanly, a later update of that shape takes its plan (its values
+    still checked one by one); another shape is compiled name by name again."""
+    first = planned_update({"$set": {"energy_level": 5, "summary": "a"}})
+    assert first.fields == ["energyLevel", "summary"]
+
+    def unplanned(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled name by name")
+
+    monkeypatch.setattr(updates, "_compile_unplanned", unplanned)
+    again = compile_update(PlanetaryInsight, {"$set": {"energy_level": 7, "summary": "b"}})
+    assert again.update == {"$set": {"energyLevel": 7, "summary": "b"}} and again.fields == ["energyLevel", "summary"]
+    with pytest.raises(ValidationError, match="energyLevel"):
+        compile_update(PlanetaryInsight, {"$set": {"energy_level": 500, "summary": "b"}})
+    with pytest.raises(AssertionError, match="name by name"):
+        compile_update(PlanetaryInsight, {"$set": {"summary": "b", "energy_level": 7}})
