@@ -2,7 +2,8 @@
 
     python tests/mutation/run.py [module ...] [--no-mutmut] [--no-tables] [--jobs N]
 
-``module`` is any of query, access, updates, masking, crypto (default: all five). Two passes:
+``module`` is any of query, access, updates, masking, crypto, regex, authorize, operation, urls,
+provenance, sealed (default: all). Two passes:
 
 1. mutmut (configured in setup.cfg ``[mutmut]``) mutates the code inside the module's functions
    and runs, for each mutant, those of the guarding test files listed there (unit and service
