@@ -249,8 +249,8 @@ def test_the_plan_caches_hold_at_most_1024_shapes_by_default() -> None:
 
 
 def test_a_planned_update_shape_is_served_from_its_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once a shape compiled cleanly, a later update of that shape takes its plan (its values
-    still checked one by one); another shape is compiled name by name again."""
+    """Once a shape compiled cleanly, a later update of that shape takes its plan (a ``$set``
+    value is checked by its field's codec plan); another shape is compiled name by name again."""
     first = planned_update({"$set": {"energy_level": 5, "summary": "a"}})
     assert first.fields == ["energyLevel", "summary"]
 
@@ -258,6 +258,7 @@ def test_a_planned_update_shape_is_served_from_its_plan(monkeypatch: pytest.Monk
         raise AssertionError("compiled name by name")
 
     monkeypatch.setattr(updates, "_compile_unplanned", unplanned)
+    monkeypatch.setattr(updates, "_compile_update_value", unplanned)  # a planned $set encodes by its field plan
     again = compile_update(PlanetaryInsight, {"$set": {"energy_level": 7, "summary": "b"}})
     assert again.update == {"$set": {"energyLevel": 7, "summary": "b"}} and again.fields == ["energyLevel", "summary"]
     with pytest.raises(ValidationError, match="energyLevel"):
