@@ -509,6 +509,9 @@ def test_a_filter_that_is_a_mapping_but_not_a_dict_is_validated_and_compiled(wra
         compile_filter(User, wrap({"name": VERBOSE_REDOS}))
     with pytest.raises(QueryError, match="strict query"):
         compile_filter(User, wrap({"email": {"$ne": None}}), strict=True)
+    assert compile_filter(User, wrap(nested_and(12)))  # the depth limit counts from the top, as for a dict
+    with pytest.raises(QueryError, match="nested deeper than 12"):
+        compile_filter(User, wrap(nested_and(13)))
 
 
 @pytest.mark.parametrize("argument", ["$geometry", "$box", "$polygon", "$center", "$centerSphere"])
