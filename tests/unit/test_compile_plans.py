@@ -265,3 +265,15 @@ def test_a_planned_update_shape_is_served_from_its_plan(monkeypatch: pytest.Monk
         compile_update(PlanetaryInsight, {"$set": {"energy_level": 500, "summary": "b"}})
     with pytest.raises(AssertionError, match="name by name"):
         compile_update(PlanetaryInsight, {"$set": {"summary": "b", "energy_level": 7}})
+
+
+def test_a_planned_inc_inside_a_list_is_still_left_to_the_post_image() -> None:
+    """A range guard is a filter on the stored value: only for a field outside a list. Inside a
+    list the post-image check bounds it, whether the shape was planned or not."""
+    for amount in (5, 7):  # the second update of this shape takes its plan
+        compiled = compile_update(BirthChart, {"$inc": {"positions.1.degree": amount, "positions.0.house": 1}})
+        assert compiled.guards == {} and compiled.list_roots == ("positions",)
+    assert len(updates._PLANS) == 1
+    for amount in (5, 7):
+        assert compile_update(PlanetaryInsight, {"$inc": {"energyLevel": amount}}).guards == {
+            "energyLevel": {"$lte": 100 - amount, "$gte": -amount}}
