@@ -236,7 +236,10 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
     if op == "$regex":
         if not isinstance(arg, (str, re.Pattern, Regex)):
             raise QueryError(f"$regex on {name!r} takes a string")
-        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "")
+        check_regex(arg, name, options if isinstance(options, str) else "")
+        if not isinstance(arg, str) and isinstance(options, str) and options:
+            # the server applies $options to a regex object too: judge its text with them as well
+            check_regex(arg.pattern, name, options)
         return arg
     if op == "$options":
         check_regex_options(arg, name)

@@ -523,3 +523,16 @@ def test_a_geo_argument_is_not_a_field_operator(argument):
         compile_filter(BirthChart, {"birthData.location.coordinates": {argument: value}})
     within = {"birthData.location.coordinates": {"$geoWithin": {argument: value}}}
     assert compile_filter(BirthChart, within) == within
+
+
+@pytest.mark.parametrize("pattern", [re.compile("(a+) +"), Regex("(a+) +")], ids=["compiled", "bson"])
+def test_options_given_beside_a_regex_object_are_judged_with_it(pattern):
+    """The server applies ``$options`` to a regex object as to a string: ``x`` beside a compiled
+    ``(a+) +`` makes it ``(a+)+``, refused; a regex object's own flags still count."""
+    for query in ({"name": {"$regex": pattern, "$options": "x"}}, {"name": {"$not": {"$regex": pattern, "$options": "x"}}}):
+        with pytest.raises(QueryError, match="quantifier"):
+            compile_filter(User, query)
+    assert compile_filter(User, {"name": {"$regex": pattern, "$options": "i"}}) == {"name": {"$regex": pattern, "$options": "i"}}
+    assert compile_filter(User, {"name": {"$regex": pattern}}) == {"name": {"$regex": pattern}}
+    with pytest.raises(QueryError, match="quantifier"):
+        compile_filter(User, {"name": {"$regex": re.compile("(a+) +", re.X), "$options": "i"}})
