@@ -21,6 +21,7 @@ from astro_db import Database, DatabaseConfig
 from astro_db.cli import cli
 from astro_db.errors import ConfigError, scrub
 from astro_db.security.masking import MaskingFilter, mask_text, mask_url
+from astro_db.urls import unescaped_userinfo, userinfo_of
 
 TOKEN = "IQoJb3JpZ2luX2VjEJr//Session+Token=="
 
@@ -199,3 +200,16 @@ def test_every_url_in_a_text_is_masked_after_one_that_holds_another_scheme():
     for secret in ("FIRST", "SECRET", "THIRD", "FOURTH"):
         assert secret not in masked, masked
     assert "@h2/db" in masked and "cache:6379/0" in masked and "h3/db" in masked
+
+
+def test_only_the_mongodb_aws_mechanism_hides_the_user_name():
+    assert mask_url("mongodb://app:pw@h/db?authMechanism=SCRAM-SHA-256") == "mongodb://app:***@h/db?authMechanism=SCRAM-SHA-256"
+    assert mask_url("mongodb://app:pw@h/db?appName=MONGODB-AWS") == "mongodb://app:***@h/db?appName=MONGODB-AWS"
+    assert mask_url("mongodb://KEY:pw@h/db?authmechanism=mongodb-aws") == "mongodb://***:***@h/db?authmechanism=mongodb-aws"
+
+
+def test_no_url_and_text_without_a_scheme_have_no_userinfo():
+    assert mask_url(None) == "" and mask_url("") == ""
+    assert userinfo_of("app:pw@localhost") == "" and not unescaped_userinfo("a/b:c@d@localhost")
+    assert userinfo_of("mongodb://app:p%40ss@h1,h2/db") == "app:p%40ss" and not unescaped_userinfo("mongodb://app:p%40ss@h/db")
+    assert unescaped_userinfo("mongodb://app:p@ss@h/db")
