@@ -56,6 +56,8 @@ __all__ = [
     "TransactionNotSupportedError",
     "BackupError",
     "BackupIntegrityError",
+    "MigrationError",
+    "MigrationLockedError",
     "translate",
     "AstroDBWarning",
     "EmbeddedDatabaseWarning",
@@ -194,6 +196,18 @@ class BackupIntegrityError(BackupError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class MigrationError(AstroDBError):
+    """A migration could not be loaded, was changed after it was applied, or failed."""
+
+
+class MigrationLockedError(MigrationError):
+    """Another process holds the migrations lease (``owner`` names it), or took it over."""
+
+    def __init__(self, message: str, *, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 # --- translation of driver errors -------------------------------------------------------------

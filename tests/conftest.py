@@ -162,3 +162,16 @@ def _fresh_regex_verdicts():
 
     clear_cache()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compile_plans():
+    """Filters and updates are planned per shape (``query.filters._FILTER_PLANS``,
+    ``query.updates._PLANS``); every test starts with none, so a shape another test planned
+    cannot skip the checks this test makes (mutation testing forks its runs from a process whose
+    caches are warm: a warm plan would hide a mutant of the checks it skips)."""
+    from astro_db.query import filters, updates
+
+    filters._FILTER_PLANS.clear()
+    updates._PLANS.clear()
+    yield

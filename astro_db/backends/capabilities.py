@@ -41,17 +41,19 @@ class Capabilities:
     #: sensitive fields may be written in clear when no key is configured (the default of
     #: ``allow_plaintext_sensitive``: throwaway development data only)
     plaintext_by_default: bool
+    #: collections take ``$jsonSchema`` validators (``create`` / ``collMod``; ``astro_db.schema``)
+    validators: bool
 
 
 EMBEDDED = Capabilities(
     name="embedded", network=False, driver_events=False, session_counts=False, bulk_write=False,
     explain=False, storage_stats=False, topology=False, shared_data=False, raw_bson_inserts=False,
-    plaintext_by_default=True,
+    plaintext_by_default=True, validators=False,
 )
 SERVER = Capabilities(
     name="server", network=True, driver_events=True, session_counts=True, bulk_write=True,
     explain=True, storage_stats=True, topology=True, shared_data=True, raw_bson_inserts=True,
-    plaintext_by_default=False,
+    plaintext_by_default=False, validators=True,
 )
 
 

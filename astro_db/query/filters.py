@@ -46,12 +46,11 @@ _LOGICAL = {"$and", "$or", "$nor"}
 _FIELD_OPS = {
     "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type", "$all",
     "$size", "$elemMatch", "$not", "$regex", "$options", "$mod",
+    # geo operators; their arguments ($geometry, $box, $center...) are plain data, not operators
     "$geoWithin", "$geoIntersects", "$near", "$nearSphere", "$maxDistance", "$minDistance",
-    "$geometry", "$box", "$polygon", "$center", "$centerSphere",
 }
 _VALUE_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
 _LIST_VALUE_OPS = {"$in", "$nin", "$all"}
-_GEO_OPS = {"$geoWithin", "$geoIntersects", "$near", "$nearSphere"}
 # operators that run code or escape the model: refused in filters, updates and pipelines alike
 FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr", "$jsonSchema", "$comment"})
 _FORBIDDEN = FORBIDDEN_OPERATORS
@@ -240,8 +239,11 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
     if op == "$regex":
         if not isinstance(arg, (str, re.Pattern, Regex)):
             raise QueryError(f"$regex on {name!r} takes a string")
-        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "",
-                    max_input=longest_text(resolved.field))
+        bound = longest_text(resolved.field)
+        check_regex(arg, name, options if isinstance(arg, str) and isinstance(options, str) else "", max_input=bound)
+        if not isinstance(arg, str) and isinstance(options, str) and options:
+            # the server applies $options to a regex object too: judge its text with them as well
+            check_regex(arg.pattern, name, options, max_input=bound)
         return arg
     if op == "$options":
         check_regex_options(arg, name)

@@ -67,8 +67,7 @@ _LOGICAL_OPS = ("$and", "$or", "$nor")
 # the longest list a model allows is 1,000 windows; an index far past it would only pad the
 # list with nulls (and make the server, and our evaluation of it, allocate them)
 MAX_INDEX = 9_999
-_INDEX = re.compile(r"0|[1-9][0-9]{0,3}")
-_LIST_OPS = {"$push", "$addToSet", "$pull"}
+_INDEX = re.compile(r"0|[1-9][0-9]*")  # ASCII digits, no leading zero
 
 
 MAX_PLANS = 1024  # update shapes planned per process; past it, new shapes are compiled unplanned
@@ -171,7 +170,7 @@ def _compile_unplanned(model: Any, data: Mapping[str, Any]) -> tuple[CompiledUpd
             if top in codec.SERVICE_FIELDS:
                 raise ValidationError(errors={top: f"{codec.SET_BY_SERVICE} ({op} refused)"})
             in_list = _through_list(model, op, stored)
-            if in_list or _holds_list(resolved.field) or op in _LIST_OPS:
+            if in_list or _holds_list(resolved.field):  # $push/$addToSet/$pull need a list field
                 list_roots.append(stored.split(".")[0])
             value_plan = codec.value_plan(model, stored) if op == "$set" else None
             steps.append(_Step(op, stored, resolved, in_list, value_plan))
@@ -200,7 +199,7 @@ def _through_list(model: Any, op: str, stored: str) -> bool:
         if nxt == "$" or (nxt.startswith("$[") and nxt != "$[]"):
             raise QueryError(f"{op}: {stored!r} uses the {nxt} positional form, which is not supported; "
                              f"name list items by {SUPPORTED_ARRAY_PATHS}")
-        if nxt.isdigit() and not _INDEX.fullmatch(nxt):
+        if nxt.isdigit() and not _is_index(nxt):
             raise QueryError(f"{op}: {stored!r}: a list index is written 0-{MAX_INDEX} without leading zeros, "
                              f"got {nxt!r}")
         if not (nxt.isdigit() or nxt == "$[]"):
@@ -208,6 +207,11 @@ def _through_list(model: Any, op: str, stored: str) -> bool:
                              f"without saying which; use {SUPPORTED_ARRAY_PATHS}")
         through = True
     return through
+
+
+def _is_index(text: str) -> bool:
+    """A list index as a path writes it: 0 to ``MAX_INDEX`` in ASCII digits, no leading zero."""
+    return _INDEX.fullmatch(text) is not None and len(text) <= len(str(MAX_INDEX)) and int(text) <= MAX_INDEX
 
 
 def _holds_list(fld: Any) -> bool:

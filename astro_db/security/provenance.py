@@ -41,15 +41,15 @@ def _lost(stage: Mapping[str, Any], paths: set[str]) -> set[str]:
     if name in _KEEP:
         return set()
     if name in _COMPUTE and isinstance(spec, Mapping):
-        written: Iterable[str] = spec.keys()
+        written: Iterable[Any] = spec.keys()
     elif name == "$project" and isinstance(spec, Mapping):
         written = _computed(spec, "")
     elif name == "$lookup" and isinstance(spec, Mapping):
-        written = [spec.get("as", "")]
+        written = [spec.get("as")]
     elif name == "$unwind":
-        written = [spec.get("includeArrayIndex", "")] if isinstance(spec, Mapping) else []
+        written = [spec.get("includeArrayIndex")] if isinstance(spec, Mapping) else []
     elif name == "$geoNear" and isinstance(spec, Mapping):
-        written = [spec.get("distanceField", ""), spec.get("includeLocs", "")]
+        written = [spec.get("distanceField"), spec.get("includeLocs")]
     else:
         return set(paths)
     keys = [norm_path(k) for k in written if isinstance(k, str) and k]

@@ -2,8 +2,8 @@
 
     python tests/mutation/run.py [module ...] [--no-mutmut] [--no-tables] [--jobs N]
 
-``module`` is any of query, access, updates, masking, crypto, regex, walker, pipeline (default:
-all of them). Two passes:
+``module`` is any of query, access, updates, masking, crypto, regex, authorize, operation, urls,
+provenance, sealed, walker, pipeline (default: all). Two passes:
 
 1. mutmut (configured in setup.cfg ``[mutmut]``) mutates the code inside the module's functions
    and runs, for each mutant, those of the guarding test files listed there (unit and service
@@ -44,19 +44,30 @@ MODULES = {
     "masking": "astro_db/security/masking.py",
     "crypto": "astro_db/security/crypto.py",
     "regex": "astro_db/query/regex.py",
+    "authorize": "astro_db/ops/steps/authorize.py",
+    "operation": "astro_db/ops/operation.py",
+    "urls": "astro_db/urls.py",
+    "provenance": "astro_db/security/provenance.py",
+    "sealed": "astro_db/security/filters.py",
     "walker": "astro_db/query/walker.py",
     "pipeline": "astro_db/query/pipeline.py",
 }
 # the tests that guard each module's tables (the table pass runs these, stopping at a failure)
 GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first failure
     "query": ["tests/unit/test_query_policy.py", "tests/unit/test_update_policy.py", "tests/unit/test_injection.py",
-              "tests/service/test_reliability_bad_inputs.py"],
+              "tests/unit/test_compile_plans.py", "tests/service/test_reliability_bad_inputs.py"],
     "access": ["tests/unit/test_access_policy.py", "tests/unit/test_access.py", "tests/unit/test_permissions.py"],
-    "updates": ["tests/unit/test_update_policy.py", "tests/unit/test_update_compile.py", "tests/unit/test_injection.py"],
+    "updates": ["tests/unit/test_update_policy.py", "tests/unit/test_update_compile.py", "tests/unit/test_injection.py",
+                "tests/unit/test_compile_plans.py"],
     "masking": ["tests/unit/test_masking_policy.py", "tests/unit/test_masking.py"],
     "crypto": ["tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py", "tests/unit/test_crypto_attacks.py",
                "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py"],
     "regex": ["tests/unit/test_regex_policy.py", "tests/unit/test_query_policy.py", "tests/unit/test_injection.py"],
+    "authorize": ["tests/unit/test_permissions.py", "tests/unit/test_access.py"],
+    "operation": ["tests/unit/test_permissions.py"],
+    "urls": ["tests/unit/test_url_masking.py"],
+    "provenance": ["tests/unit/test_crypto_provenance.py", "tests/unit/test_crypto.py"],
+    "sealed": ["tests/unit/test_crypto_fields.py", "tests/unit/test_crypto.py"],
     "walker": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_access_policy.py",
                "tests/unit/test_access.py", "tests/unit/test_query_policy.py"],
     "pipeline": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_query_policy.py",

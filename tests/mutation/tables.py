@@ -60,7 +60,9 @@ def _assigned_name(statement: ast.stmt) -> str | None:
 def _table_nodes(statement: ast.stmt) -> list[ast.AST]:
     """The containers and integer limits inside an assignment's value, in walk order.
 
-    A tuple inside another container is a record (a pair), not a table: it is left whole.
+    A tuple inside another container is a record (a pair), not a table: it is left whole. A
+    container inside a subscript (``Callable[[Sensitive, Sequence[Any]], list[Any]]``) holds the
+    parameters of a type, not policy: it is left alone too.
     """
     value = statement.value  # type: ignore[attr-defined]
     records = {
@@ -70,9 +72,10 @@ def _table_nodes(statement: ast.stmt) -> list[ast.AST]:
         for element in node.elts
         if isinstance(element, ast.Tuple)
     }
+    types = {id(inner) for node in ast.walk(value) if isinstance(node, ast.Subscript) for inner in ast.walk(node.slice)}
     found: list[ast.AST] = []
     for node in ast.walk(value):
-        if isinstance(node, (ast.Set, ast.List, ast.Tuple, ast.Dict)) and id(node) not in records:
+        if isinstance(node, (ast.Set, ast.List, ast.Tuple, ast.Dict)) and id(node) not in records | types:
             found.append(node)
         elif node is value and _is_int(node):
             found.append(node)

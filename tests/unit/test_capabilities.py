@@ -18,6 +18,7 @@ def test_the_config_selects_the_capabilities():
     assert capabilities(DatabaseConfig(url="mongodb://db.example.com/x")) is SERVER
     assert EMBEDDED.name == "embedded" and not EMBEDDED.driver_events and not EMBEDDED.explain
     assert SERVER.name == "server" and SERVER.network and SERVER.raw_bson_inserts
+    assert SERVER.validators and not EMBEDDED.validators  # astro_db.schema.install
 
 
 def test_a_runtime_computes_them_once_and_the_modules_read_them_there():

@@ -32,6 +32,11 @@ DATA_COMMANDS = [
     ["restore", "--repo", "{repo}"],
     ["verify", "--deep", "--repo", "{repo}"],
     ["rotate-key"],
+    ["migrate", "status", "--dir", "{repo}"],
+    ["migrate", "up", "--dir", "{repo}"],
+    ["migrate", "down", "--dir", "{repo}"],
+    ["schema", "diff"],
+    ["schema", "install"],
 ]
 
 

@@ -14,7 +14,7 @@ import pytest
 from bson import ObjectId
 
 from astro_db.errors import PermissionDeniedError, QueryError, ValidationError
-from astro_db.models import PlanetaryInsight, User
+from astro_db.models import BirthChart, PlanetaryInsight, User
 from astro_db.ops.steps import compile as compile_step
 from astro_db.query import filters, updates
 from astro_db.query.filters import compile_filter
@@ -212,3 +212,70 @@ def test_the_filter_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(filters._FILTER_PLANS) == 2
     with pytest.raises(ValidationError):
         compile_filter(PlanetaryInsight, {"date": "never"})
+
+
+@pytest.mark.parametrize("model, key, first, value, expected", [
+    (User, "name", "Ann", "Bob", {"name": "Bob"}),
+    (PlanetaryInsight, "energy_level", 5, 7, {"energyLevel": 7}),
+    (PlanetaryInsight, "energy_level", 5, 7.5, {"energyLevel": 7.5}),
+    (BirthChart, "positions.retrograde", False, True, {"positions.retrograde": True}),
+    (PlanetaryInsight, "summary", "a", None, {"summary": None}),
+    (PlanetaryInsight, "id", ObjectId("0123456789abcdef01234567"), ObjectId("76543210fedcba9876543210"),
+     {"_id": ObjectId("76543210fedcba9876543210")}),
+    (PlanetaryInsight, "date", "2024-05-01T00:00:00Z", _dt.datetime(2024, 5, 2, tzinfo=_dt.timezone.utc),
+     {"date": _dt.datetime(2024, 5, 2, tzinfo=_dt.timezone.utc)}),
+], ids=["str", "int", "float", "bool", "None", "ObjectId", "datetime"])
+def test_a_plain_literal_of_each_type_is_served_from_the_plan(monkeypatch: pytest.MonkeyPatch, model: Any, key: str,
+                                                               first: Any, value: Any, expected: dict[str, Any]) -> None:
+    """Once a shape is planned, a filter of it whose values are plain literals (str, int, float,
+    bool, None, ObjectId, datetime) is only coerced and checked: the full compile is not run."""
+    compile_filter(model, {key: first})
+
+    def full_compile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the full compile ran for a planned shape")
+
+    monkeypatch.setattr(filters, "_compile_mapping", full_compile)
+    assert compile_filter(model, {key: value}) == expected
+    with pytest.raises(AssertionError, match="full compile"):  # anything else still takes it
+        compile_filter(model, {key: {"$in": [value]}})
+
+
+def test_the_plan_caches_hold_at_most_1024_shapes_by_default() -> None:
+    """Each distinct shape (here: one per list index) is planned until 1024 are held; past it,
+    new shapes are compiled unplanned and still compile correctly."""
+    for i in range(1030):
+        assert compile_filter(BirthChart, {f"positions.{i}.degree": 5}) == {f"positions.{i}.degree": 5}
+        assert compile_update(BirthChart, {"$set": {f"positions.{i}.degree": 5}}).update == {
+            "$set": {f"positions.{i}.degree": 5}}
+    assert len(filters._FILTER_PLANS) == 1024 and len(updates._PLANS) == 1024
+
+
+def test_a_planned_update_shape_is_served_from_its_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a shape compiled cleanly, a later update of that shape takes its plan (a ``$set``
+    value is checked by its field's codec plan); another shape is compiled name by name again."""
+    first = planned_update({"$set": {"energy_level": 5, "summary": "a"}})
+    assert first.fields == ["energyLevel", "summary"]
+
+    def unplanned(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled name by name")
+
+    monkeypatch.setattr(updates, "_compile_unplanned", unplanned)
+    monkeypatch.setattr(updates, "_compile_update_value", unplanned)  # a planned $set encodes by its field plan
+    again = compile_update(PlanetaryInsight, {"$set": {"energy_level": 7, "summary": "b"}})
+    assert again.update == {"$set": {"energyLevel": 7, "summary": "b"}} and again.fields == ["energyLevel", "summary"]
+    with pytest.raises(ValidationError, match="energyLevel"):
+        compile_update(PlanetaryInsight, {"$set": {"energy_level": 500, "summary": "b"}})
+    with pytest.raises(AssertionError, match="name by name"):
+        compile_update(PlanetaryInsight, {"$set": {"summary": "b", "energy_level": 7}})
+
+
+def test_a_planned_inc_inside_a_list_is_still_left_to_the_post_image() -> None:
+    """A range guard is a filter on the stored value: only for a field outside a list. Inside a
+    list the post-image check bounds it, whether the shape was planned or not."""
+    for amount in (5, 7):  # the second update of this shape takes its plan
+        compiled = compile_update(BirthChart, {"$inc": {"positions.1.degree": amount, "positions.0.house": 1}})
+        assert compiled.guards == {} and compiled.list_roots == ("positions",)
+    assert len(updates._PLANS) == 1
+    for amount in (5, 7):
+        assert compile_update(PlanetaryInsight, {"$inc": {"energyLevel": amount}}).guards == {
+            "energyLevel": {"$lte": 100 - amount, "$gte": -amount}}

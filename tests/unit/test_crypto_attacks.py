@@ -121,7 +121,8 @@ def test_one_bad_envelope_is_marked_unreadable_and_the_rest_read_normally(db, vi
         assert is_unreadable(result[victim_chart.id]) and result[other.id] == "Oslo"
     assert is_unreadable(one.birth_data.location.name)
     assert db.executor.runtime.crypto.stats() == {"unreadable": 4}
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("astro_db")]
+    # the crypto warnings only: a loaded machine may add a "slow query" warning of the monitor
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "astro_db.security.crypto"]
     assert len(warnings) == 4
     text = "\n".join(r.getMessage() for r in warnings)
     assert str(victim_chart.id) in text and NAME in text and "birthCharts" in text

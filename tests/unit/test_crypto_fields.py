@@ -114,6 +114,64 @@ def test_equality_filters_match_every_stored_form():
     assert crypto.seal_filter(CHART, empty) is empty and crypto.seal_filter(USER, user) is user
 
 
+@pytest.mark.parametrize("logical", ["$and", "$or", "$nor"])
+def test_every_key_after_a_logical_clause_is_kept_and_sealed(logical):
+    """The keys that follow ``$and``/``$or``/``$nor`` in a filter stay in it (dropped, the filter
+    would match more documents than asked), and an encrypted one among them is sealed too."""
+    crypto, ring = fc(), Keyring(RAW_A)
+    oslo, rome = ring.equal_forms("Oslo", COLL, NAME), ring.equal_forms("Rome", COLL, NAME)
+    filt = {logical: [{NAME: "Oslo"}, {"houseSystem": "koch"}], "userId": 7, NAME: {"$ne": "Rome"}, "houseSystem": "placidus"}
+    assert crypto.seal_filter(CHART, filt) == {
+        logical: [{NAME: {"$in": oslo}}, {"houseSystem": "koch"}], "userId": 7, NAME: {"$nin": rome}, "houseSystem": "placidus"}
+    nested = {"$and": [{"$or": [{NAME: "Oslo"}], "houseSystem": "koch"}], NAME: "Rome"}
+    assert crypto.seal_filter(CHART, nested) == {"$and": [{"$or": [{NAME: {"$in": oslo}}], "houseSystem": "koch"}], NAME: {"$in": rome}}
+
+
+def test_conditions_around_an_encrypted_path_pass_through_and_logic_inside_elem_match_is_sealed():
+    crypto, ring = fc(), Keyring(RAW_A)
+    oslo, rome = ring.equal_forms("Oslo", COLL, NAME), ring.equal_forms("Rome", COLL, NAME)
+    # conditions on a parent of the encrypted path that do not compare it: unchanged
+    for filt in ({"birthData": {"$exists": True}}, {"birthData.location": {"$type": "object"}}, {"birthData": {}},
+                 {"positions": {"body": "Sun", "sign": "Leo"}}, {"positions": {"$elemMatch": {"body": "Sun"}}}):
+        assert crypto.seal_filter(CHART, filt) == filt
+    # $or / $and inside an $elemMatch on a parent: the paths inside are relative to it
+    assert crypto.seal_filter(CHART, {"birthData.location": {"$elemMatch": {"$or": [{"name": "Oslo"}, {"name": "Rome"}]}}}) == {
+        "birthData.location": {"$elemMatch": {"$or": [{"name": {"$in": oslo}}, {"name": {"$in": rome}}]}}}
+
+
+@pytest.mark.parametrize("filt, message", [
+    ({NAME: {"$regex": "^Os"}}, r"operator \$regex cannot be used on the encrypted field 'birthData\.location\.name'; only equality"),
+    ({NAME: {"$gt": "A"}}, r"operator \$gt cannot be used on the encrypted field"),
+    ({NAME: {"$eq": "Oslo", "$in": ["Rome"]}},
+     r"combine at most one of \$eq/\$in \(and one of \$ne/\$nin\) on the encrypted field 'birthData\.location\.name'"),
+    ({"birthData.location": {"name": "Oslo"}},
+     r"match 'birthData\.location\.name' by its own path: it is encrypted inside 'birthData\.location'"),
+])
+def test_a_refused_filter_on_an_encrypted_field_says_why(filt, message):
+    with pytest.raises(QueryError, match=message):
+        fc().seal_filter(CHART, filt)
+
+
+def test_a_literal_envelope_written_by_project_is_never_opened():
+    """``$project`` setting an encrypted path to a literal (someone else's ciphertext) must not
+    turn aggregation into a decryption oracle: the path stays sealed in the output."""
+    crypto = fc()
+    victim = place(crypto.seal_document(CHART, doc("Oslo")))
+    mine = doc(place(crypto.seal_document(CHART, doc("Rome"))))
+    for stage in ({"$project": {NAME: {"$literal": victim}}},
+                  {"$project": {"_id": 0, "houseSystem": 1, NAME: {"$literal": victim}}},
+                  {"$project": {"birthData": {"location": {"name": {"$literal": victim}}}}},
+                  {"$project": {"birthData.location": {"name": {"$literal": victim}}}},
+                  {"$project": {NAME: victim}},
+                  {"$project": {"birthData": {"location": {"$literal": {"name": victim}}}}},
+                  {"$addFields": {NAME: {"$literal": victim}}}):
+        out = crypto.open_output(CHART, [stage], [doc(victim)])
+        assert place(out[0]) == victim, stage
+    # what stays the stored value opens
+    assert place(crypto.open_output(CHART, [{"$project": {"birthData": 1, "x": {"$literal": victim}}}], [mine])[0]) == "Rome"
+    assert place(crypto.open_output(CHART, [{"$project": {"birthData": {"location": {"name": True}}}}], [mine])[0]) == "Rome"
+
+
 @pytest.mark.parametrize("filt", [
     {NAME: {"$regex": "^Os"}},
     {NAME: {"$gt": "A"}},

@@ -60,3 +60,13 @@ def test_a_lost_path_stays_lost_whatever_follows():
     stages = [{"$addFields": {NAME: "x"}}, {"$project": {"birthData": 1}}, {"$match": {}}]
     assert intact_paths(stages, PATHS) == {BODY}
     assert intact_paths([{"$group": {"_id": 1}}, {"$addFields": {}}], PATHS) == frozenset()
+
+
+@pytest.mark.parametrize("stage", [
+    {"$lookup": {"from": "users", "localField": "userId", "foreignField": "_id", "as": 5}},
+    {"$unwind": {"path": "$positions", "includeArrayIndex": ["positions"]}},
+    {"$geoNear": {"near": [0, 0], "distanceField": "", "includeLocs": None}},
+], ids=["lookup", "unwind", "geoNear"])
+def test_an_output_field_that_is_not_a_path_name_writes_no_path(stage):
+    """A non-string or empty output name (which the server refuses anyway) is not a path."""
+    assert intact_paths([stage], PATHS) == frozenset(PATHS)

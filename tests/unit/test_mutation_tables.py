@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 MUTATION_DIR = Path(__file__).resolve().parents[1] / "mutation"
 SOURCE = '''
 """A guard."""
+from collections.abc import Callable, Sequence
+from typing import Any
 __all__ = ["LIMIT"]
 LIMIT = 12
 _NAME = "not a table"
@@ -17,6 +21,7 @@ _FORBIDDEN = {"$where", "$expr"}
 _ORDER = ("a",)
 _PAIRS = {("Model", "path")}
 TABLE: dict = {"reader": frozenset({"read"}), "admin": {"read", "write"}}
+Forms = Callable[[int, Sequence[Any]], list[Any]]
 def f():
     local = {"$inside"}
     return 3
@@ -60,5 +65,7 @@ def test_each_table_element_and_limit_gives_one_compiling_mutant(tmp_path):
     assert scopes[4]["_PAIRS"] == set() and isinstance(scopes[4]["_PAIRS"], set)
     assert scopes[8]["TABLE"] == {"reader": frozenset({"read"}), "admin": {"read"}}
     assert scopes[9]["TABLE"]["reader"] == frozenset()
+    # a type alias's parameters are not a table (``Forms`` gives no mutant above)
+    assert all(scope["Forms"] == Callable[[int, Sequence[Any]], list[Any]] for scope in scopes)
     for scope in scopes:  # functions and the export list are left to mutmut
         assert scope["f"]() == 3 and scope["__all__"] == ["LIMIT"] and scope["_NAME"] == "not a table"

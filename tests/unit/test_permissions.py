@@ -1,9 +1,14 @@
 """Every public call of ``Database`` declares its permission in one table, and is enforced by it.
 
 The test enumerates ``Database``'s public names by introspection; each must have an entry in
-``astro_db.ops.PERMISSIONS`` and a sample call here. Each sample call is made by a view for
-every role (reader, writer, admin, self) and must be allowed or refused exactly as the table and
-the role grants say, so a new method without a declared permission fails the suite.
+``astro_db.ops.PERMISSIONS``, a sample call here and a line in ``ALLOWED``: the roles that may
+make it, written out by hand (not computed from ``PERMISSIONS`` or the grants of
+``security.access``, so a weakened table cannot weaken the expectation with it). Each sample
+call is made by a view for every role (reader, writer, admin, self) and must be allowed or
+refused exactly as ``ALLOWED`` says, so a new method without a declared permission fails the
+suite, and so does a method whose permission is loosened (``collection``, ``explain``,
+``advise`` or ``backup`` made to need nothing would hand raw collections, query plans or a full
+backup to an end user).
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from astro_db import Database
+from astro_db import Database, backup
 from astro_db.errors import AstroDBError, PermissionDeniedError
 from astro_db.ops import PERMISSIONS
-from astro_db.ops.operation import MODEL_PERMISSIONS
+from astro_db.ops.operation import MODEL_PERMISSIONS, Operation, permission_of
 from astro_db.security import access
 
 from .security_data import chart_data, new_db, user_data
@@ -100,6 +105,33 @@ CALLS: dict[str, tuple[str | None, Callable[[World, Database], Any]]] = {
 }
 
 
+READERS = frozenset({"reader", "writer", "admin", "self"})  # every role
+WRITERS = frozenset({"writer", "admin", "self"})  # ``self`` writes its own documents
+STAFF = frozenset({"reader", "writer", "admin"})  # not an end user (``self``)
+ADMIN = frozenset({"admin"})
+
+# name -> the roles allowed to make the call; written out, never derived from the tables
+ALLOWED: dict[str, frozenset[str]] = {
+    # data (on BirthChart; the two account calls on User)
+    "find": READERS, "find_one": READERS, "count": READERS, "aggregate": READERS, "iter_find": READERS, "page": READERS,
+    "create": WRITERS, "create_many": WRITERS, "update": WRITERS, "update_many": WRITERS, "upsert_many": WRITERS,
+    "delete": WRITERS, "delete_many": WRITERS,
+    "create_user_with_chart": frozenset({"writer", "admin"}),  # the self scope never creates users
+    "delete_user_cascade": ADMIN,  # deleting an account is an admin's decision
+    "audit_trail": ADMIN,
+    # transactions and lifecycle: every role
+    "start_transaction": READERS, "commit_transaction": READERS, "rollback_transaction": READERS,
+    "abort_transaction": READERS, "transaction": READERS, "with_transaction": READERS,
+    "connect": READERS, "is_connected": READERS, "disconnect": READERS, "close": READERS,
+    "config": READERS, "actor": READERS, "as_actor": READERS,
+    # watching the service: staff, never an end user
+    "health": STAFF, "metrics": STAFF, "metrics_registry": STAFF, "explain": STAFF, "advise": STAFF,
+    # running the service, raw access, keys, backups: admin only
+    "mongo": ADMIN, "collection": ADMIN, "executor": ADMIN, "sync_indexes": ADMIN, "cleanup": ADMIN,
+    "reconcile_changes": ADMIN, "rotate_keys": ADMIN, "backup": ADMIN, "restore": ADMIN,
+}
+
+
 def expected(name: str, role: str, model: str | None) -> bool:
     """What the table and the role grants say: may ``role`` make the call ``name``?"""
     needed = PERMISSIONS[name]
@@ -114,6 +146,14 @@ def expected(name: str, role: str, model: str | None) -> bool:
 def test_every_public_name_declares_a_permission_and_has_a_sample_call():
     assert [n for n in PUBLIC if n not in PERMISSIONS] == []
     assert [n for n in PUBLIC if n not in CALLS] == []
+    assert sorted(ALLOWED) == sorted([*PUBLIC, "backup", "restore"]) == sorted(PERMISSIONS)
+
+
+@pytest.mark.parametrize("name", sorted(ALLOWED))
+@pytest.mark.parametrize("role", ROLES)
+def test_the_tables_grant_exactly_the_written_matrix(name, role):
+    """``PERMISSIONS`` with the role grants of ``security.access`` say what ``ALLOWED`` says."""
+    assert expected(name, role, CALLS[name][0] if name in CALLS else None) is (role in ALLOWED[name])
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -122,7 +162,7 @@ def test_each_call_is_allowed_or_refused_as_the_table_says(name, role):
     model, call = CALLS[name]
     world = World()
     try:
-        allowed = expected(name, role, model)
+        allowed = role in ALLOWED[name]
         if allowed:
             try:
                 call(world, world.view(role))
@@ -167,3 +207,98 @@ def test_a_self_scoped_admin_sees_only_the_trails_of_its_own_documents():
     with pytest.raises(PermissionDeniedError):
         view.audit_trail("User", other.id)
     world.db.disconnect()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_backup_and_restore_are_allowed_or_refused_as_written(role, tmp_path):
+    """``astro_db.backup`` asks the authorize step of a Database view for ``backup`` (the restore
+    target for ``restore``): a full copy of everyone's data, for an admin only. (A view reaches
+    the step through ``Database.executor``, itself ``manage``: admin only too.)"""
+    world = World()
+    repo = tmp_path / "repo"
+    target = new_db(ensure_indexes=False)
+    try:
+        backup.backup(world.db, repo)  # the trusted app always may
+        actor = access.Actor(str(world.user.id), frozenset({role}))
+        for call in ("backup", "restore"):
+            if role in ALLOWED[call]:
+                assert world.db.executor.authorize(actor, call).scope == {}
+            else:
+                with pytest.raises(PermissionDeniedError, match=f"may not {call}$"):
+                    world.db.executor.authorize(actor, call)
+        view, target_view = world.view(role), target.as_actor(str(world.user.id), roles=[role])
+        if role in ALLOWED["backup"]:
+            assert backup.backup(view, repo)["kind"] == "incremental"
+            assert backup.restore(repo, target_view)["collections"]["birthCharts"] == 1
+            assert target.count("BirthChart", {}) == 1
+        else:
+            with pytest.raises(PermissionDeniedError):
+                backup.backup(view, repo)
+            with pytest.raises(PermissionDeniedError):
+                backup.restore(repo, target_view)
+            assert [s["kind"] for s in backup.list_sets(repo)] == ["full"]
+            assert target.count("BirthChart", {}) == 0
+    finally:
+        world.db.disconnect()
+        target.disconnect()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_deleting_every_document_of_a_model_is_an_admins_call(role):
+    """``delete_many(model, {}, all=True)`` needs ``DELETE_ALL`` on the model: admin only."""
+    world = World()
+    try:
+        view = world.view(role)
+        if role == "admin":
+            assert view.delete_many("BirthChart", {}, all=True) == 1
+        else:
+            with pytest.raises(PermissionDeniedError, match="may not delete_many BirthChart"):
+                view.delete_many("BirthChart", {}, all=True)
+            assert world.db.count("BirthChart", {}) == 1
+    finally:
+        world.db.disconnect()
+
+
+def test_a_refusal_names_the_call_not_only_the_permission_it_needs():
+    world = World()
+    try:
+        with pytest.raises(PermissionDeniedError, match=r"may not update_many BirthChart$"):
+            world.view("reader").update_many("BirthChart", {}, {"houseSystem": "koch"})
+        with pytest.raises(PermissionDeniedError, match=r"may not explain$"):
+            world.view("self").explain("BirthChart", {})
+        with pytest.raises(PermissionDeniedError, match=r"\(roles: self\) may not metrics_registry$"):
+            world.view("self").metrics_registry()
+    finally:
+        world.db.disconnect()
+
+
+def test_the_authorize_step_checks_a_global_call_globally_even_when_a_model_is_named():
+    """``Executor.authorize(actor, name, model)``: a call needing a global permission (``explain``
+    needs ``monitor``) is decided by the global grants, and gives an unscoped guard; a call
+    needing a per-model permission with no model named is refused to every actor."""
+    world = World()
+    try:
+        executor, me = world.db.executor, str(world.user.id)
+        guard = executor.authorize(access.Actor(me, frozenset({"reader"})), "explain", "BirthChart")
+        assert guard.scope == {}
+        with pytest.raises(PermissionDeniedError, match=r"may not explain$"):
+            executor.authorize(access.Actor(me, frozenset({"self"})), "explain", "BirthChart")
+        for role in ROLES:
+            with pytest.raises(PermissionDeniedError, match=r"may not find$"):
+                executor.authorize(access.Actor(me, frozenset({role})), "find")
+        assert executor.authorize(None, "find").scope == {}  # the trusted app
+        assert executor.authorize(access.Actor(me, frozenset({"self"})), "find", "BirthChart").scope == {"userId": world.user.id}
+    finally:
+        world.db.disconnect()
+
+
+def test_a_call_missing_from_the_table_is_named_in_the_error():
+    with pytest.raises(KeyError, match=r"'drop_everything' declares no permission in astro_db\.ops\.operation\.PERMISSIONS"):
+        permission_of("drop_everything")
+    assert Operation("update_many").permission == "update"
+
+
+def test_an_operation_reads_its_options_with_the_callers_default():
+    op = Operation("find", "User", options={"lean": True, "strict": False})
+    assert op.option("lean") is True and op.option("strict", True) is False
+    assert op.option("sort") is None and op.option("sort", [("name", 1)]) == [("name", 1)]

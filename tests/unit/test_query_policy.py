@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import types
+from collections.abc import Mapping
 
 import pytest
 from bson import ObjectId
@@ -449,3 +451,88 @@ def test_a_bad_id_is_shown_whole_up_to_59_characters_of_repr_then_cut_to_57():
 def test_an_array_literal_matches_exactly_with_each_item_coerced():
     assert compile_filter(PlanetaryInsight, {"recommendations": ["Rest", "Walk"]}) == {"recommendations": ["Rest", "Walk"]}
     assert compile_filter(TimingRecommendation, {"windows.start": ["2026-01-01T00:00:00Z"]}) == {"windows.start": [JAN_1]}
+
+
+# --- $options wherever a $regex is, and filters that are not plain dicts -------------------------
+
+# ``(a+) +`` is one group then spaces; in verbose mode (``x``) the space is ignored: ``(a+)+``
+VERBOSE_REDOS = {"$regex": "(a+) +", "$options": "x"}
+
+
+@pytest.mark.parametrize("model, query", [
+    (User, {"name": VERBOSE_REDOS}),
+    (User, {"name": {"$not": VERBOSE_REDOS}}),
+    (PlanetaryInsight, {"recommendations": {"$elemMatch": VERBOSE_REDOS}}),
+    (PlanetaryInsight, {"recommendations": {"$not": {"$elemMatch": VERBOSE_REDOS}}}),
+    (BirthChart, {"positions": {"$elemMatch": {"sign": VERBOSE_REDOS}}}),
+    (User, {"$or": [{"email": "a@example.com"}, {"name": {"$not": VERBOSE_REDOS}}]}),
+], ids=["field", "not", "elemMatch-values", "not-elemMatch", "elemMatch-documents", "or-not"])
+def test_the_options_of_a_regex_reach_the_regex_policy_at_any_depth(model, query):
+    with pytest.raises(QueryError, match="quantifier"):
+        compile_filter(model, query)
+    # the same pattern without verbose mode is one group and literal spaces: accepted
+    assert compile_filter(model, _with_options(query, "i"))
+
+
+def _with_options(value, options: str):
+    """``value`` with every ``$options`` set to ``options``."""
+    if isinstance(value, dict):
+        return {k: options if k == "$options" else _with_options(v, options) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_options(v, options) for v in value]
+    return value
+
+
+class ReadOnlyQuery(Mapping):
+    """A filter that is a Mapping but not a dict (a ``MappingProxyType``, a framework's query
+    dict): validated exactly as a dict is."""
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@pytest.mark.parametrize("wrap", [ReadOnlyQuery, types.MappingProxyType], ids=["mapping", "mappingproxy"])
+def test_a_filter_that_is_a_mapping_but_not_a_dict_is_validated_and_compiled(wrap):
+    assert compile_filter(BirthChart, wrap({"user_id": HEX})) == {"userId": OID}
+    with pytest.raises(QueryError, match=r"\$where is not allowed"):
+        compile_filter(User, wrap({"$where": "sleep(1000)"}))
+    with pytest.raises(QueryError, match="quantifier"):
+        compile_filter(User, wrap({"name": VERBOSE_REDOS}))
+    with pytest.raises(QueryError, match="strict query"):
+        compile_filter(User, wrap({"email": {"$ne": None}}), strict=True)
+    assert compile_filter(User, wrap(nested_and(12)))  # the depth limit counts from the top, as for a dict
+    with pytest.raises(QueryError, match="nested deeper than 12"):
+        compile_filter(User, wrap(nested_and(13)))
+
+
+@pytest.mark.parametrize("argument", ["$geometry", "$box", "$polygon", "$center", "$centerSphere"])
+def test_a_geo_argument_is_not_a_field_operator(argument):
+    """``$box``, ``$geometry``... are arguments of ``$geoWithin`` / ``$near``, refused where a
+    field operator is expected (the server would refuse them there too, later)."""
+    value = {"type": "Point", "coordinates": [0, 0]} if argument == "$geometry" else [[0, 0], [1, 1]]
+    with pytest.raises(QueryError, match=f"unknown or unsupported operator \\{argument} on field 'birthData.location.coordinates'"):
+        compile_filter(BirthChart, {"birthData.location.coordinates": {argument: value}})
+    within = {"birthData.location.coordinates": {"$geoWithin": {argument: value}}}
+    assert compile_filter(BirthChart, within) == within
+
+
+@pytest.mark.parametrize("pattern", [re.compile("(a+) +"), Regex("(a+) +")], ids=["compiled", "bson"])
+def test_options_given_beside_a_regex_object_are_judged_with_it(pattern):
+    """The server applies ``$options`` to a regex object as to a string: ``x`` beside a compiled
+    ``(a+) +`` makes it ``(a+)+``, refused; a regex object's own flags still count."""
+    for query in ({"name": {"$regex": pattern, "$options": "x"}}, {"name": {"$not": {"$regex": pattern, "$options": "x"}}}):
+        with pytest.raises(QueryError, match="quantifier"):
+            compile_filter(User, query)
+    assert compile_filter(User, {"name": {"$regex": pattern, "$options": "i"}}) == {"name": {"$regex": pattern, "$options": "i"}}
+    assert compile_filter(User, {"name": {"$regex": pattern}}) == {"name": {"$regex": pattern}}
+    with pytest.raises(QueryError, match="quantifier"):
+        compile_filter(User, {"name": {"$regex": re.compile("(a+) +", re.X), "$options": "i"}})

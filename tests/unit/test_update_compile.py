@@ -80,3 +80,9 @@ def test_pull_conditions_put_field_conditions_before_logical_ones():
 def test_list_indexes_are_plain_bounded_numbers(path):
     with pytest.raises(QueryError, match="list index|unknown field"):
         compile_update(BirthChart, {"$set": {path: 1}})
+
+
+@pytest.mark.parametrize("index", ["0", "7", "10", "999", "9999"])
+def test_a_list_index_up_to_the_bound_is_accepted(index):
+    compiled = compile_update(BirthChart, {"$set": {f"positions.{index}.degree": 1}})
+    assert compiled.update == {"$set": {f"positions.{index}.degree": 1}} and compiled.list_roots == ("positions",)

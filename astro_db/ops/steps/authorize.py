@@ -7,13 +7,11 @@ global ones by ``access.GLOBAL_PERMISSIONS``. The trusted app (no actor) may do 
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...registry import ModelInfo
 from ...security import access
 from ..operation import MODEL_PERMISSIONS, permission_of
 
-__all__ = ["check", "check_all_models"]
+__all__ = ["check"]
 
 
 def check(actor: access.Actor | None, name: str, info: ModelInfo | None = None, *, permission: str | None = None) -> access.Guard:
@@ -26,8 +24,3 @@ def check(actor: access.Actor | None, name: str, info: ModelInfo | None = None, 
     access.authorize_global(actor, needed, call=name)
     return access.authorize(None, info, needed)
 
-
-def check_all_models(actor: access.Actor | None, name: str, infos: Any) -> None:
-    """Authorize a per-model call that spans every model (e.g. key rotation reads all of them)."""
-    for info in infos:
-        check(actor, name, info)

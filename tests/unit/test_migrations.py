@@ -1,0 +1,394 @@
+"""Versioned migrations on the embedded backend: status, up, down, dry runs, the lease, checksums,
+resuming after a crash, documents written behind the position, records, the CLI."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import textwrap
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+from click.testing import CliRunner
+
+from astro_db import Database
+from astro_db.changes import CHANGES_COLLECTION
+from astro_db.cli import cli
+from astro_db.errors import ConfigError, MigrationError, MigrationLockedError
+from astro_db.migrations import LEASE_ID, MIGRATIONS_COLLECTION, Migrator, load_migrations, migration_actor
+
+ADD_PLAN = '''
+version = 1
+description = "give every user a plan"
+
+
+def up(ctx):
+    ctx.migrate("User", {"plan": {"$exists": False}}, {"$set": {"plan": "free"}, "$inc": {"applied": 1}})
+
+
+def down(ctx):
+    ctx.migrate("User", {"plan": {"$exists": True}}, {"$unset": {"plan": ""}, "$inc": {"reverted": 1}})
+'''
+
+TIER = '''
+version = 2
+description = "a tier from the plan, per document"
+
+
+def up(ctx):
+    ctx.migrate("User", {"tier": {"$exists": False}},
+                lambda doc: {"$set": {"tier": doc["plan"].upper()}} if doc.get("plan") else None)
+'''
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write(tmp_path, "0001_add_plan.py", ADD_PLAN)
+    return tmp_path
+
+
+@pytest.fixture
+def users(db: Database) -> list[ObjectId]:
+    made = db.create_many("User", [{"email": f"u{i}@example.com", "name": f"U {i}"} for i in range(25)], lean=True)
+    return [d["_id"] for d in made]
+
+
+def raw(db: Database, name: str = "users"):
+    return db.mongo[name]
+
+
+def records_of(db: Database, version: int = 1) -> list[dict]:
+    return list(raw(db, CHANGES_COLLECTION).find({"actor": migration_actor(version)}))
+
+
+def test_status_up_down_and_the_record(db, folder, users):
+    m = Migrator(db, folder, batch_size=10)
+    assert [(r["version"], r["state"]) for r in m.status()] == [(1, "pending")]
+
+    report = m.up()
+    assert report.ran == [1]
+    assert report.outcomes[1]["up:users"] == {"matched": 25, "changed": 25, "batches": 3, "final_pass": 0}
+    assert raw(db).count_documents({"plan": "free", "applied": 1}) == 25
+    record = raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})
+    assert record["status"] == "applied" and record["description"] == "give every user a plan"
+    assert record["checksum"] == load_migrations(folder)[0].checksum
+    assert set(record["by"]) == {"actor", "host", "pid"} and record["startedAt"] <= record["finishedAt"]
+    # one change record per changed document, with the post-image (backups see the change)
+    recs = records_of(db)
+    assert sorted(r["documentId"] for r in recs) == sorted(users)
+    assert all(r["doc"]["plan"] == "free" and r["action"] == "update" for r in recs)
+    assert [r["state"] for r in m.status()] == ["applied"]
+    assert m.up().ran == []  # applied: nothing to do
+
+    assert m.down().ran == [1]
+    assert raw(db).count_documents({"plan": {"$exists": True}}) == 0
+    assert raw(db).count_documents({"reverted": 1}) == 25
+    assert [r["state"] for r in m.status()] == ["pending"]
+
+
+def test_a_dry_run_counts_and_writes_nothing(db, folder, users):
+    before = raw(db, CHANGES_COLLECTION).count_documents({})
+    report = Migrator(db, folder, dry_run=True).up()
+    assert report.dry_run and report.outcomes[1]["up:users"]["matched"] == 25
+    assert raw(db).count_documents({"plan": {"$exists": True}}) == 0
+    assert raw(db, MIGRATIONS_COLLECTION).count_documents({}) == 0  # no record, no lease
+    assert raw(db, CHANGES_COLLECTION).count_documents({}) == before
+
+
+def test_up_to_a_version_and_down_to_a_version(db, folder, users):
+    write(folder, "0002_tier.py", TIER)
+    m = Migrator(db, folder)
+    assert m.up(to=1).ran == [1]
+    assert [r["state"] for r in m.status()] == ["applied", "pending"]
+    assert m.up().ran == [2]
+    assert raw(db).count_documents({"tier": "FREE"}) == 25  # the per-document form
+    assert len(records_of(db, 2)) == 25
+    with pytest.raises(MigrationError, match="defines no down"):
+        m.down()  # 0002 has no down(): refused before anything is reverted
+    assert [r["state"] for r in m.status()] == ["applied", "applied"]
+
+
+def test_a_file_changed_after_it_was_applied_is_refused(db, folder, users):
+    m = Migrator(db, folder)
+    m.up()
+    write(folder, "0001_add_plan.py", ADD_PLAN.replace('"free"', '"basic"'))
+    write(folder, "0002_tier.py", TIER)
+    with pytest.raises(MigrationError, match=r"0001_add_plan.py was changed after it was applied"):
+        m.up()
+    assert raw(db).count_documents({"tier": {"$exists": True}}) == 0  # 0002 did not run either
+    assert [r["state"] for r in m.status()] == ["changed", "pending"]
+    result = CliRunner().invoke(cli, ["--url", "mongomock://localhost/x", "migrate", "status", "--dir", str(folder)])
+    assert result.exit_code == 0  # a fresh embedded database: nothing applied there
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("version = 'one'\ndef up(ctx): pass\n", "defines no `version`"),
+    ("version = 1\n", r"defines no `up\(ctx\)`"),
+    ("version = 3\ndef up(ctx): pass\n", "its version is 3, its name says 1"),
+    ("version = 1\nraise RuntimeError('boom')\n", "importing it failed: RuntimeError: boom"),
+])
+def test_bad_files_are_refused_by_name(tmp_path, bad, message):
+    write(tmp_path, "0001_x.py", bad)
+    with pytest.raises(MigrationError, match=message):
+        load_migrations(tmp_path)
+
+
+def test_a_badly_named_file_and_a_missing_directory(tmp_path, db):
+    write(tmp_path, "add_plan.py", ADD_PLAN)
+    with pytest.raises(MigrationError, match="NNNN_name.py"):
+        load_migrations(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_migrations(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="ASTRO_DB_MIGRATIONS"):
+        Migrator(db, None)
+
+
+def test_a_failing_migration_is_recorded_failed_and_resumes(db, tmp_path, users, monkeypatch):
+    monkeypatch.setenv("MIGRATION_FAILS", "1")
+    write(tmp_path, "0001_fails.py", '''
+        import os
+
+        version = 1
+        description = "fails on the second batch"
+        calls = []
+
+        def up(ctx):
+            def change(doc):
+                calls.append(doc["_id"])
+                if len(calls) == 15 and os.environ.get("MIGRATION_FAILS"):
+                    raise ValueError("bad data")
+                return {"$set": {"plan": "free"}, "$inc": {"applied": 1}}
+            ctx.migrate("User", {"plan": {"$exists": False}}, change)
+        ''')
+    m = Migrator(db, tmp_path, batch_size=10)
+    with pytest.raises(MigrationError, match="failed .up.: ValueError: bad data"):
+        m.up()
+    (row,) = m.status()
+    assert row["state"] == "failed" and "bad data" in row["error"]
+    assert raw(db).count_documents({"applied": 1}) == 10  # the first batch stands
+    # the next run (a fresh import of the file) resumes from the stored position
+    monkeypatch.delenv("MIGRATION_FAILS")
+    assert Migrator(db, tmp_path, batch_size=10).up().outcomes[1]["up:users"]["matched"] == 15
+    assert raw(db).count_documents({"applied": 1}) == 25
+
+
+class Crash(BaseException):
+    """A process dying mid-batch (no cleanup code may catch it as an error)."""
+
+
+def test_a_run_killed_between_update_and_records_resumes_exactly_once(db, folder, users):
+    def kill_in_batch_2(event, **details):
+        if event == "batch-updated" and details["batch"] == 2:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        Migrator(db, folder, batch_size=10, hook=kill_in_batch_2).up()
+    assert raw(db).count_documents({"applied": 1}) == 20  # batch 2 was written...
+    assert len(records_of(db)) == 10  # ...but not recorded
+    stored = raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})
+    assert stored["positions"]["up:users"] == sorted(users)[9] and stored["ops"]["up:users"] is not None
+
+    report = Migrator(db, folder, batch_size=10).up()
+    assert report.outcomes[1]["up:users"]["matched"] == 5  # resumed after batch 1's position
+    assert raw(db).count_documents({"applied": 1}) == 25 and raw(db).count_documents({"applied": {"$gt": 1}}) == 0
+    recs = records_of(db)  # batch 2's records written on resume; one per document, no duplicate
+    assert sorted(r["documentId"] for r in recs) == sorted(users)
+
+
+def test_documents_written_behind_the_position_are_migrated_once(db, folder, users):
+    behind = ObjectId.from_datetime(datetime.datetime(2001, 1, 1))  # sorts before every user
+    ahead = sorted(users)[-1]
+
+    def writer(event, **details):
+        if event == "batch-saved" and details["batch"] == 1:
+            raw(db).insert_one({"_id": behind, "email": "late@example.com", "name": "Late"})
+            db.update("User", {"id": ahead}, {"name": "Changed meanwhile"})
+
+    report = Migrator(db, folder, batch_size=10, hook=writer).up()
+    outcome = report.outcomes[1]["up:users"]
+    assert outcome["final_pass"] == 1 and outcome["changed"] == 26
+    assert raw(db).count_documents({"applied": 1}) == 26 and raw(db).count_documents({"applied": {"$gt": 1}}) == 0
+    assert raw(db).find_one({"_id": ahead})["name"] == "Changed meanwhile"
+
+
+def test_two_runs_at_once_run_the_migration_once(db, folder, users):
+    """A reads the (absent) lease; before it takes it, B takes it and runs: A's take fails."""
+    b = Migrator(db, folder, owner="B")
+    ran_b = []
+
+    def race(event, **details):
+        if event == "lease-read" and not ran_b:
+            ran_b.append(b.up())
+
+    a = Migrator(db, folder, owner="A", hook=race)
+    with pytest.raises(MigrationLockedError):
+        a.up()
+    assert ran_b[0].ran == [1]
+    assert raw(db).count_documents({"applied": 1}) == 25 and raw(db).count_documents({"applied": {"$gt": 1}}) == 0
+    assert a.up().ran == []  # afterwards: applied, nothing to run
+
+
+def test_the_lease_is_compare_and_set_on_an_existing_document(db, folder, users):
+    write(folder, "0002_tier.py", TIER)
+    Migrator(db, folder).up(to=1)  # the lease document exists now (released)
+    b = Migrator(db, folder, owner="B")
+    taken = []
+
+    def race(event, **details):
+        if event == "lease-read" and not taken:
+            b.lease.take()  # B takes the free lease between A's read and A's take
+            taken.append(True)
+
+    with pytest.raises(MigrationLockedError) as caught:
+        Migrator(db, folder, owner="A", hook=race).up()
+    assert caught.value.owner == "B"
+    assert raw(db).count_documents({"tier": {"$exists": True}}) == 0
+
+
+def test_a_held_lease_is_taken_over_only_once_expired(db, folder, users):
+    now = [1000.0]
+    clock = lambda: now[0]  # noqa: E731
+    holder = Migrator(db, folder, owner="holder", clock=clock, lease_ttl_s=60)
+    holder.lease.take()
+    with pytest.raises(MigrationLockedError, match="being run by holder"):
+        Migrator(db, folder, owner="other", clock=clock).up()
+    now[0] += 59
+    with pytest.raises(MigrationLockedError):
+        Migrator(db, folder, owner="other", clock=clock).up()
+    now[0] += 2  # expired
+    assert Migrator(db, folder, owner="other", clock=clock).up().ran == [1]
+    with pytest.raises(MigrationLockedError, match="taken over"):
+        holder.lease.renew()  # the old holder learns it lost the lease at its next renewal
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"_id": LEASE_ID})["owner"] is None  # released
+
+
+def test_progress_is_reported_and_logged_every_n_batches(db, folder, users, caplog):
+    seen = []
+    caplog.set_level(logging.INFO, logger="astro_db")
+    Migrator(db, folder, batch_size=5, log_every=2, progress=seen.append).up()
+    assert [f["batches"] for f in seen] == [1, 2, 3, 4, 5, 5]
+    assert seen[-1]["done"] and seen[-1]["changed"] == seen[-1]["total"] == 25
+    lines = [r.getMessage() for r in caplog.records if "batch(es)" in r.getMessage()]
+    assert len(lines) == 3 and "(done)" in lines[-1]  # batches 2 and 4, then the end
+
+
+def test_batches_and_commands_from_a_migration(db, tmp_path, users):
+    write(tmp_path, "0001_scan.py", '''
+        version = 1
+        seen = []
+
+        def up(ctx):
+            for batch in ctx.batches("User", {}, batch_size=10, projection={"email": 1}):
+                seen.append(len(batch))
+            ctx.command({"ping": 1})
+        ''')
+    m = Migrator(db, tmp_path)
+    m.up()
+    assert m.status()[0]["state"] == "applied"
+
+
+def test_the_cli_runs_up_and_status(tmp_path, monkeypatch):
+    write(tmp_path, "0001_add_plan.py", ADD_PLAN)
+    monkeypatch.setenv("ASTRO_DB_MIGRATIONS", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--url", "mongomock://localhost/x", "--json", "migrate", "status"])
+    assert result.exit_code == 0 and json.loads(result.output)[0]["state"] == "pending"
+    result = runner.invoke(cli, ["--url", "mongomock://localhost/x", "migrate", "up", "--dry-run"])
+    assert result.exit_code == 0 and "0001 would be applied (users: 0 document(s))" in result.output
+    result = runner.invoke(cli, ["--url", "mongomock://localhost/x", "migrate", "up"])
+    assert result.exit_code == 0 and "0001 applied" in result.output
+    result = runner.invoke(cli, ["--url", "mongomock://localhost/x", "migrate", "down"])
+    assert result.exit_code == 0 and "nothing to do" in result.output  # a fresh embedded database
+    write(tmp_path, "0002_bad.py", "version = 2\n")
+    result = runner.invoke(cli, ["--url", "mongomock://localhost/x", "migrate", "status"])
+    assert result.exit_code == 2 and "defines no `up(ctx)`" in result.output
+
+
+def test_only_an_admin_runs_migrations(db, folder):
+    from astro_db.errors import PermissionDeniedError
+
+    with pytest.raises(PermissionDeniedError):
+        Migrator(db.as_actor("w1", roles=["writer"]), folder)
+    assert Migrator(db.as_actor("a1", roles=["admin"]), folder).up().ran == [1]
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["by"]["actor"] == "a1"
+
+
+def test_commands_and_validators_from_a_migration_are_skipped_in_a_dry_run(db, tmp_path, monkeypatch):
+    from astro_db import schema
+
+    installed = []
+    monkeypatch.setattr(schema, "install", lambda db, action, level: installed.append((action, level)) or [])
+    write(tmp_path, "0001_validators.py", '''
+        version = 1
+        description = "validators at warn"
+
+        def up(ctx):
+            ctx.install_validators("warn")
+            ctx.command({"noSuchCommand": 1})  # would fail if it were sent
+        ''')
+    Migrator(db, tmp_path, dry_run=True).up()
+    assert installed == []
+    with pytest.raises(MigrationError, match="noSuchCommand|not implemented|no such"):
+        Migrator(db, tmp_path).up()
+    assert installed == [("warn", "moderate")]
+
+
+def test_what_a_migration_changes_drops_cached_reads(db, folder, users):
+    before = db.find("User", {"email": "u1@example.com"}, cache=True, lean=True)
+    assert "plan" not in before[0]
+    assert db.find("User", {"email": "u1@example.com"}, cache=True, lean=True) == before  # served from the cache
+    Migrator(db, folder).up()
+    assert db.find("User", {"email": "u1@example.com"}, cache=True, lean=True)[0]["plan"] == "free"
+
+
+def test_a_run_whose_lease_was_taken_over_stops_at_its_next_batch(db, folder, users):
+    now = [1000.0]
+    rival = Migrator(db, folder, owner="rival", clock=lambda: now[0])
+
+    def expire_and_take(event, **details):
+        if event == "batch-saved" and details["batch"] == 1:
+            now[0] += 3600  # the run stalled past its lease; the rival takes it over
+            rival.lease.take()
+
+    with pytest.raises(MigrationLockedError, match="taken over by rival"):
+        Migrator(db, folder, batch_size=10, owner="slow", clock=lambda: now[0], hook=expire_and_take).up()
+    assert raw(db).count_documents({"applied": 1}) == 10  # one batch, then it stopped
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["status"] == "running"  # resumable
+
+
+def test_the_progress_line(capsys):
+    from astro_db.cli.migrate import _progress_line
+
+    _progress_line({"version": 1, "model": "User", "batches": 3, "changed": 30, "total": 50, "done": False})
+    _progress_line({"version": 1, "model": "User", "batches": 5, "changed": 50, "total": 50, "done": True})
+    assert capsys.readouterr().err == "\r0001 User: batch 3, 30/50 changed  60%\r0001 User: batch 5, 50/50 changed 100%\n"
+
+
+def test_ctx_batches_resume_from_the_last_handled_batch(db, tmp_path, users, monkeypatch):
+    write(tmp_path, "0001_scan.py", '''
+        import os
+
+        version = 1
+
+        def up(ctx):
+            for n, batch in enumerate(ctx.batches("User", {}, batch_size=10), 1):
+                ctx.db.mongo["seen"].insert_many([{"id": d["_id"]} for d in batch])
+                if n == 2 and os.environ.get("SCAN_FAILS"):
+                    raise RuntimeError("stop after two batches")
+        ''')
+    monkeypatch.setenv("SCAN_FAILS", "1")
+    with pytest.raises(MigrationError, match="stop after two batches"):
+        Migrator(db, tmp_path).up()
+    monkeypatch.delenv("SCAN_FAILS")
+    Migrator(db, tmp_path).up()
+    seen = [d["id"] for d in raw(db, "seen").find()]
+    # batch 2 had not been handed back when the run stopped: it is read again, nothing else
+    assert sorted(seen) == sorted(sorted(users) + sorted(users)[10:20])
