@@ -31,11 +31,16 @@ _EMBEDDED_NOTE = (
 
 
 def explain_find(ex: Any, model: Any, query: Mapping[str, Any] | None, sort: Any = None) -> dict[str, Any]:
-    """Explain ``find(model, query, sort=sort)``: compiled and sealed as the find would be."""
+    """Explain ``find(model, query, sort=sort)``: walked (validated and sealed) as the find would
+    be; explain needs ``monitor``, which no self-scoped actor has, so there is no scope to add."""
     from ..query import filters as q
+    from ..query.pipeline import Checks
+    from ..query.walker import Walker
+    from ..security.filters import SealRule
 
     info = ex.model(model)
-    filt = ex.runtime.crypto.seal_filter(info, q.compile_filter(info.cls, query))
+    rt = ex.runtime
+    filt = Walker((Checks(), SealRule(rt.crypto, rt.registry))).filter(info.cls, query)
     return explain_filter(ex, info, filt, q.compile_sort(info.cls, sort))
 
 

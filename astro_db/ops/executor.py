@@ -150,7 +150,7 @@ class Executor:
     def find(self, op: Operation) -> Any:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, op.options)
         docs = self._read(op, info, guard, filt, options,
                           lambda coll, filt: list(coll.find(filt, session=session, **options)))
@@ -160,7 +160,7 @@ class Executor:
     def find_one(self, op: Operation) -> Any:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
         doc = self._read(op, info, guard, filt, options,
                          lambda coll, filt: coll.find_one(filt, session=session, **options))
@@ -172,9 +172,8 @@ class Executor:
         batch by batch, each document checked against the scope, opened and hydrated alone."""
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, op.options)
-        filt = guard.filter(seal.filter(rt, info, filt))
         coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
 
         def first_batch() -> tuple[Any, Any]:
@@ -203,7 +202,7 @@ class Executor:
         limit = op.option("limit")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= pages.MAX_LIMIT:
             raise QueryError(f"limit must be a whole number from 1 to {pages.MAX_LIMIT}, got {limit!r}")
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
         order = pages.page_sort(options.get("sort"))
         sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
@@ -216,7 +215,6 @@ class Executor:
                 raise QueryError("a page's projection cannot leave out its sort keys (the next token is made of them)")
             if any(v for v in projection.values()):
                 projection = {**projection, **{key: 1 for key, _ in order}}
-        filt = guard.filter(seal.filter(rt, info, filt))
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
         after = op.option("after")
@@ -243,14 +241,14 @@ class Executor:
         info, session, guard = self._begin(op)
         if session is not None and not rt.capabilities.session_counts:
             session = None  # the backend counts without sessions; it has no isolation to honour
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         return self._read(op, info, guard, filt, None,  # type: ignore[no-any-return]
                           lambda coll, filt: coll.count_documents(filt, session=session))
 
     def aggregate(self, op: Operation) -> list[dict[str, Any]]:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        stages = guard.pipeline(seal.pipeline(rt, info, compile.pipeline(info, op.data)))
+        stages = compile.pipeline(rt, info, guard, op.data)
         coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
         first = stages[0].get("$match", {}) if stages else {}
         out = run.call(rt, info, "aggregate", lambda: list(coll.aggregate(stages, session=session)),
@@ -319,20 +317,19 @@ class Executor:
     def delete(self, op: Operation) -> bool:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compile.require_target(info, filt, op.name)
+        compile.require_target(info, op.query, op.name)
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         expected = compile.revision(op.option("expected_revision"))  # still step 3
-        return self._writer(info, op, session).delete_one(guard.filter(seal.filter(rt, info, filt)),
-                                                          expected_revision=expected)
+        return self._writer(info, op, session).delete_one(filt, expected_revision=expected)
 
     def delete_many(self, op: Operation) -> int:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compile.require_target(info, filt, op.name, all=op.option("all", False))
-        if not filt:
+        compile.require_target(info, op.query, op.name, all=op.option("all", False))
+        if not op.query:
             authorize.check(op.actor, op.name, info, permission=DELETE_ALL)
-        return self._writer(info, op, session).delete_many(guard.filter(seal.filter(rt, info, filt)))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        return self._writer(info, op, session).delete_many(filt)
 
     # --- the audit trail ----------------------------------------------------------------------
 
@@ -354,10 +351,11 @@ class Executor:
 
     def _read(self, op: Operation, info: ModelInfo, guard: Guard, filt: dict[str, Any], options: Any,
               query: Callable[[Any, dict[str, Any]], Any]) -> Any:
-        """Steps 4 to 7 of a read (seal, route, cache, run): ``query(collection, filter)`` is the
-        driver call, made through the cache when the call or the model asks for it."""
+        """Steps 5 to 7 of a read (route, cache, run) with the compiled filter (validated, sealed
+        and scoped): ``query(collection, filter)`` is the driver call, made through the cache
+        when the call or the model asks for it (an answer from the cache is checked against the
+        scope again, ``guard``)."""
         rt = self.runtime
-        filt = guard.filter(seal.filter(rt, info, filt))
         coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
         sort = options.get("sort") if options else None
         return cache.read_through(
@@ -377,11 +375,10 @@ class Executor:
         the writer that runs it."""
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(info, op.query, strict=op.option("strict", False))
-        compiled = compile.update(info, guard, op.data)
+        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        compiled = compile.update(rt, info, guard, op.data)
         expected = compile.revision(op.option("expected_revision"))
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
-        filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)
         return info, self._writer(info, op, session), filt, compiled, expected
 
     def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:

@@ -2,7 +2,8 @@
 
     filters.py    compile_filter, compile_sort, compile_projection, find_options, coerce_id
     updates.py    compile_update: $set $unset $inc $push $pull $addToSet, paths into lists
-    pipeline.py   compile_pipeline: aggregation stages checked at every depth
+    walker.py     the one traversal of a filter, update or pipeline, every rule at every node
+    pipeline.py   Checks (the walker's first rule: what callers may send), compile_pipeline
     regex.py      the regex policy every regex-taking operator passes
     evaluate.py   apply_update / matches: an update's post-image computed locally
 """

@@ -19,11 +19,12 @@ from typing import Any
 from bson import ObjectId
 
 from ..errors import ConfigError, PermissionDeniedError
+from ..query import walker
 
 __all__ = [
     "Actor", "Guard", "PERMISSIONS", "GLOBAL_PERMISSIONS", "ROLES", "SELF", "authorize", "authorize_global",
     "READ", "CREATE", "UPDATE", "DELETE", "DELETE_ALL", "AUDIT", "ROTATE", "MONITOR", "MANAGE", "TRANSACT",
-    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions",
+    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions", "ReadsRule",
 ]
 
 READ, CREATE, UPDATE, DELETE = "read", "create", "update", "delete"
@@ -208,18 +209,52 @@ class Guard:
         return True
 
     def pipeline(self, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A pipeline that first narrows to the actor's documents; stages that read another
-        collection (``$lookup``, ``$unionWith``, ``$graphLookup``) are refused at any depth."""
+        """The call's own pipeline, first narrowed to the actor's documents (inside a leading
+        ``$geoNear``, which must stay first). The walker's ``STAGE`` nodes refuse the stages
+        that read another collection (``visit``)."""
         if not self.scope:
             return stages
-        for stage in _CROSS_COLLECTION_STAGES:
-            if _mentions(stages, stage):
-                raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own documents; {stage} is not allowed")  # type: ignore[union-attr]
         if stages and "$geoNear" in stages[0]:
             near = dict(stages[0]["$geoNear"])
             near["query"] = self.filter(near.get("query") or {})
             return [{"$geoNear": near}, *stages[1:]]
         return [{"$match": dict(self.scope)}, *stages]
+
+    def visit(self, node: walker.Node, value: Any) -> Any:
+        """The scope as a rule of the query walker: the call's own filter and pipeline narrowed,
+        its update checked; a stage reading another collection refused at any depth."""
+        if not self.scope:
+            return value
+        kind = node.kind
+        if kind == walker.STAGE:
+            if node.key in _CROSS_COLLECTION_STAGES:
+                raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own documents; {node.key} is not allowed")  # type: ignore[union-attr]
+        elif node.top:
+            if kind == walker.FILTER:
+                return self.filter(value)
+            if kind == walker.PIPELINE:
+                return self.pipeline(value)
+            if kind == walker.UPDATE:
+                self.update(value.update)
+        return value
+
+
+class ReadsRule:
+    """The query walker's rule for the other collections a pipeline reads (``$lookup``,
+    ``$unionWith``, ``$graphLookup``): the actor must be allowed to read each one's model, by
+    that model's own permissions (``registry`` resolves a node's model class to its
+    ``ModelInfo``). Without an actor the app is trusted."""
+
+    __slots__ = ("actor", "registry")
+
+    def __init__(self, actor: Actor | None, registry: Any) -> None:
+        self.actor = actor
+        self.registry = registry
+
+    def visit(self, node: walker.Node, value: Any) -> Any:
+        if node.kind == walker.READS and self.actor is not None:
+            authorize(self.actor, self.registry.resolve(node.model), READ, call=node.key)
+        return value
 
 
 def authorize(actor: Actor | None, info: Any, operation: str, call: str | None = None) -> Guard:
@@ -243,15 +278,7 @@ def authorize_global(actor: Actor | None, operation: str, call: str | None = Non
         )
 
 
-_CROSS_COLLECTION_STAGES = ("$lookup", "$unionWith", "$graphLookup")
-
-
-def _mentions(value: Any, key: str) -> bool:
-    if isinstance(value, Mapping):
-        return key in value or any(_mentions(v, key) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_mentions(v, key) for v in value)
-    return False
+_CROSS_COLLECTION_STAGES = frozenset({"$lookup", "$unionWith", "$graphLookup"})
 
 
 class _Trusted(Guard):

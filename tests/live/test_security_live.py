@@ -43,6 +43,24 @@ def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url)
     new_only.disconnect()
 
 
+def test_a_match_on_the_encrypted_place_matches_at_every_depth_of_a_pipeline(live_url):
+    """Issue 23 item 4 on a server: the same condition, sealed for the model it reads, matches
+    inside $facet and a $unionWith pipeline exactly as at the top."""
+    db = open_db(live_url, encryption_key=KEY_A)
+    user = db.create("User", user_data())
+    chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
+    db.create("BirthChart", chart_data(user.id, place="Elsewhere"))
+    match = {"$match": {"birthData.location.name": PLACE}}
+    assert [d["_id"] for d in db.aggregate("BirthChart", [match])] == [chart.id]
+    facet = db.aggregate("BirthChart", [{"$facet": {"p": [match, {"$project": {"_id": 1}}]}}])
+    assert [str(d["_id"]) for d in facet[0]["p"]] == [str(chart.id)]  # nx-27017 answers $facet ids as text
+    mine = {"$match": {"_id": user.id}}  # ($lookup pipelines: nx-27017 ignores them; tests/unit/test_walker.py holds those)
+    union = db.aggregate("User", [mine, {"$project": {"_id": 1}}, {"$unionWith": {"coll": "birthCharts", "pipeline": [
+        match, {"$project": {"_id": 1}}]}}])
+    assert [str(d["_id"]) for d in union] == [str(user.id), str(chart.id)]
+    db.disconnect()
+
+
 def test_on_a_server_a_keyless_database_refuses_to_write_or_query_a_sensitive_field(live_url):
     keyless = open_db(live_url)
     user = keyless.create("User", user_data())

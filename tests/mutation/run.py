@@ -3,7 +3,7 @@
     python tests/mutation/run.py [module ...] [--no-mutmut] [--no-tables] [--jobs N]
 
 ``module`` is any of query, access, updates, masking, crypto, regex, authorize, operation, urls,
-provenance, sealed (default: all). Two passes:
+provenance, sealed, walker, pipeline (default: all). Two passes:
 
 1. mutmut (configured in setup.cfg ``[mutmut]``) mutates the code inside the module's functions
    and runs, for each mutant, those of the guarding test files listed there (unit and service
@@ -49,6 +49,8 @@ MODULES = {
     "urls": "astro_db/urls.py",
     "provenance": "astro_db/security/provenance.py",
     "sealed": "astro_db/security/filters.py",
+    "walker": "astro_db/query/walker.py",
+    "pipeline": "astro_db/query/pipeline.py",
 }
 # the tests that guard each module's tables (the table pass runs these, stopping at a failure)
 GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first failure
@@ -66,6 +68,10 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
     "urls": ["tests/unit/test_url_masking.py"],
     "provenance": ["tests/unit/test_crypto_provenance.py", "tests/unit/test_crypto.py"],
     "sealed": ["tests/unit/test_crypto_fields.py", "tests/unit/test_crypto.py"],
+    "walker": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_access_policy.py",
+               "tests/unit/test_access.py", "tests/unit/test_query_policy.py"],
+    "pipeline": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_query_policy.py",
+                 "tests/unit/test_compile_plans.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-m", "not live", "-p", "no:cacheprovider", "-p", "no:randomly"]
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",

@@ -212,20 +212,62 @@ def test_a_scoped_pipeline_starting_with_geonear_keeps_geonear_first_and_filters
     assert "query" not in near  # the caller's stage is not modified
 
 
-@pytest.mark.parametrize("stages", [
-    [{"$lookup": {"from": "users", "as": "u"}}],
-    [{"$facet": {"a": [{"$lookup": {"from": "users", "as": "u"}}]}}],
-    [{"$match": {}}, {"$unionWith": {"coll": "x", "pipeline": [{"$lookup": {"from": "users", "as": "u"}}]}}],
-    [{"$facet": {"a": ({"$lookup": {"from": "users", "as": "u"}},)}}],
+def walk(guard, stages, model="BirthChart"):
+    """``stages`` walked as the service walks them: the checks, then the Guard as a rule."""
+    from astro_db.query.pipeline import Checks
+    from astro_db.query.walker import Walker
+
+    return Walker((Checks(), guard)).pipeline(info(model).cls, stages)
+
+
+@pytest.mark.parametrize(("stages", "refused"), [
+    ([{"$lookup": {"from": "users", "as": "u"}}], "$lookup"),
+    ([{"$facet": {"a": [{"$lookup": {"from": "users", "as": "u"}}]}}], "$lookup"),
+    ([{"$match": {}}, {"$unionWith": {"coll": "users", "pipeline": [{"$lookup": {"from": "users", "as": "u"}}]}}],
+     "$unionWith"),
+    ([{"$facet": {"a": ({"$lookup": {"from": "users", "as": "u"}},)}}], "$lookup"),
+    ([{"$facet": {"a": [{"$facet": {"b": [{"$graphLookup": {
+        "from": "users", "startWith": "$userId", "connectFromField": "_id", "connectToField": "_id", "as": "g"}}]}}]}}],
+     "$graphLookup"),
+    ([{"$unionWith": "users"}], "$unionWith"),
 ])
-def test_a_scoped_pipeline_refuses_lookup_at_any_depth(stages):
-    with pytest.raises(PermissionDeniedError, match=r"\$lookup is not allowed"):
-        scoped("BirthChart").pipeline(stages)
+def test_a_scoped_pipeline_refuses_other_collections_at_any_depth(stages, refused):
+    with pytest.raises(PermissionDeniedError, match=rf"limited to its own documents; \{refused} is not allowed$"):
+        walk(scoped("BirthChart"), stages)
+
+
+def test_a_scoped_walk_narrows_the_calls_own_pipeline_once_and_nested_ones_not_at_all():
+    out = walk(scoped("BirthChart"), [{"$facet": {"a": [{"$match": {"house_system": "koch"}}]}}])
+    assert out == [{"$match": {"userId": OWNER}}, {"$facet": {"a": [{"$match": {"houseSystem": "koch"}}]}}]
+
+
+def test_a_scoped_walk_narrows_the_calls_own_filter_only():
+    from astro_db.query.pipeline import Checks
+    from astro_db.query.walker import Walker
+
+    walker = Walker((Checks(), scoped("BirthChart")))
+    assert walker.filter(info("BirthChart").cls, {"house_system": "koch"}) == {
+        "$and": [{"houseSystem": "koch"}, {"userId": OWNER}]}
+    geo = {"near": [0, 0], "distanceField": "d", "query": {"house_system": "koch"}}
+    assert walker.pipeline(info("BirthChart").cls, [{"$geoNear": geo}])[0]["$geoNear"]["query"] == {
+        "$and": [{"houseSystem": "koch"}, {"userId": OWNER}]}
+
+
+def test_a_scoped_walk_refuses_an_update_that_changes_the_owner():
+    from astro_db.query.pipeline import Checks
+    from astro_db.query.walker import Walker
+
+    walker = Walker((Checks(), scoped("BirthChart")))
+    assert walker.update(info("BirthChart").cls, {"houseSystem": "koch"}).update == {"$set": {"houseSystem": "koch"}}
+    with pytest.raises(PermissionDeniedError, match="may not change userId of a BirthChart"):
+        walker.update(info("BirthChart").cls, {"userId": OTHER})
 
 
 def test_an_unscoped_actor_may_look_up():
     stages = [{"$lookup": {"from": "users", "as": "u"}}]
-    assert authorize(Actor("svc", frozenset({"reader"})), info("BirthChart"), READ).pipeline(stages) == stages
+    guard = authorize(Actor("svc", frozenset({"reader"})), info("BirthChart"), READ)
+    assert guard.pipeline(stages) == stages
+    assert walk(guard, stages) == stages
 
 
 # --- actors ----------------------------------------------------------------------------------

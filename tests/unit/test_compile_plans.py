@@ -129,21 +129,23 @@ def test_the_update_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
         compile_update(PlanetaryInsight, {"expires_at": "not a date"})
 
 
-def test_operator_objects_in_a_planned_set_are_still_refused() -> None:
+def test_operator_objects_in_a_planned_set_are_still_refused(db) -> None:
+    rt = db.executor.runtime
     info = default_registry().resolve(PlanetaryInsight)
     guard = Guard(None, info.name, True)
-    compile_step.update(info, guard, {"summary": "fine"})
+    compile_step.update(rt, info, guard, {"summary": "fine"})
     with pytest.raises((ValidationError, QueryError)):
-        compile_step.update(info, guard, {"summary": {"$where": "sleep(1000)"}})
+        compile_step.update(rt, info, guard, {"summary": {"$where": "sleep(1000)"}})
 
 
-def test_a_planned_update_keeps_the_actors_scope() -> None:
+def test_a_planned_update_keeps_the_actors_scope(db) -> None:
+    rt = db.executor.runtime
     info = default_registry().resolve(PlanetaryInsight)
     me = ObjectId()
     guard = Guard(Actor(str(me), frozenset({"self"})), info.name, True)
-    compile_step.update(info, guard, {"user_id": me})
+    compile_step.update(rt, info, guard, {"user_id": me})
     with pytest.raises(PermissionDeniedError):
-        compile_step.update(info, guard, {"user_id": ObjectId()})
+        compile_step.update(rt, info, guard, {"user_id": ObjectId()})
 
 
 # --- filters ------------------------------------------------------------------------------------

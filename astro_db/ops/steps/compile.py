@@ -1,13 +1,19 @@
-"""Step 3, compile: validate what the caller sent and turn it into stored form.
+"""Step 3, compile: validate what the caller sent and turn it into stored form, in one walk.
 
-Filters (``query``), updates (``updates``), new documents (``models.codec``) and pipelines
-(``pipeline``) are checked against the model before anything is sent; the actor's scope
-(``Guard``) is applied here, so a compiled filter is already narrowed to what the actor may see.
+A filter, an update or a pipeline is walked once by the query walker (``query.walker``), with
+four rules at every node, in order: what callers may send (``query.pipeline.Checks``: stored
+form, whitelists, limits, the regex policy), conditions on encrypted fields made to match
+ciphertext and update values sealed (``security.filters.SealRule`` over ``rt.crypto``), the
+actor's scope (the ``Guard``), and the actor's permission to read every other collection a
+pipeline reads (``security.access.ReadsRule``). So what leaves this step is validated, sealed and narrowed to
+what the actor may see, at every depth of a pipeline, each part against the model it reads.
+New documents (``models.codec``) are validated here and sealed by the seal step.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,21 +24,39 @@ from ...errors import AstroDBError, QueryError, ValidationError
 from ...indexes import declared_indexes
 from ...models.paths import resolve as resolve_path
 from ...query import filters as q
-from ...query.pipeline import compile_pipeline
-from ...query.updates import CompiledUpdate, compile_update
-from ...registry import ModelInfo
-from ...security.access import Guard
+from ...query.pipeline import Checks
+from ...query.updates import CompiledUpdate
+from ...query.walker import Walker, model_collections
+from ...registry import ModelInfo, ModelRegistry
+from ...security.access import Guard, ReadsRule
+from ...security.filters import SealRule
 from ...security.masking import masked_errors
+from ..runtime import Runtime
 from ..writes import CONTINUED, new_document
 
-__all__ = ["filter", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key", "upsert_items"]
+__all__ = ["walker", "filter", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key",
+           "upsert_items"]
 
 _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
 
 
-def filter(info: ModelInfo, query: Mapping[str, Any] | None, *, strict: bool = False) -> dict[str, Any]:  # noqa: A001
-    """A user filter validated against the model, in stored form (not yet scoped or sealed)."""
-    return q.compile_filter(info.cls, query, strict=strict)
+def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
+    """The walk of one call: validated, sealed, scoped, other collections' permissions checked
+    (``strict``: literals only in the call's own filter)."""
+    rules = (Checks(strict=strict), SealRule(rt.crypto, rt.registry), guard, ReadsRule(guard.actor, rt.registry))
+    return Walker(rules, _collections(rt.registry))
+
+
+@functools.lru_cache(maxsize=64)
+def _collections(registry: ModelRegistry) -> dict[str, Any]:
+    """The collections a pipeline may read: the registry's models (fixed once it is built)."""
+    return model_collections(registry)
+
+
+def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, *,  # noqa: A001
+           strict: bool = False) -> dict[str, Any]:
+    """A user filter validated against the model, in stored form, sealed and scoped."""
+    return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
 
 
 def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,18 +70,14 @@ def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
                           options.get("projection"), options.get("batch_size"))
 
 
-def update(info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
-    """An update validated value by value; the actor may not hand a document to someone else."""
+def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
+    """An update validated value by value and sealed; the actor may not hand a document to
+    someone else."""
     try:
-        compiled = compile_update(info.cls, data)
-        for op in ("$set", "$push", "$addToSet"):
-            for key, value in compiled.update.get(op, {}).items():
-                q.check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
+        return walker(rt, guard).update(info.cls, data)  # type: ignore[no-any-return]
     except ValidationError:
         with masked_errors(info.cls):  # masks the messages and re-raises; nothing to do when none was raised
             raise
-    guard.update(compiled.update)
-    return compiled
 
 
 def documents(info: ModelInfo, guard: Guard, items: Any, *,
@@ -157,14 +177,16 @@ def revision(value: Any) -> int | None:
     return value
 
 
-def pipeline(info: ModelInfo, stages: Any) -> list[dict[str, Any]]:
-    """An aggregation pipeline checked stage by stage (``pipeline.compile_pipeline``)."""
-    return compile_pipeline(info.cls, stages)
+def pipeline(rt: Runtime, info: ModelInfo, guard: Guard, stages: Any) -> list[dict[str, Any]]:
+    """An aggregation pipeline checked, sealed and scoped at every depth, each nested pipeline
+    against the model of the collection it reads."""
+    return walker(rt, guard).pipeline(info.cls, stages)
 
 
-def require_target(info: ModelInfo, filt: Mapping[str, Any], call: str, *, all: bool = False) -> None:  # noqa: A002
-    """A delete must name what it deletes: an empty filter is refused unless ``all=True``."""
-    if filt:
+def require_target(info: ModelInfo, query: Any, call: str, *, all: bool = False) -> None:  # noqa: A002
+    """A delete must name what it deletes: an empty query is refused unless ``all=True``.
+    Checked on the caller's query, before the scope narrows it."""
+    if query:
         return
     if call == "delete":
         raise QueryError("delete needs a query naming the document (e.g. {'id': ...})")
