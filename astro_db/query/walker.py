@@ -35,12 +35,14 @@ Nodes, and when a rule sees them:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import QueryError
 from .filters import describe
+from .regex import unknown_input_lengths
 
 __all__ = [
     "Node", "Rule", "Walker", "FILTER", "UPDATE", "STAGE", "EXPRESSION", "PIPELINE", "READS", "MAX_PIPELINE_DEPTH",
@@ -48,6 +50,9 @@ __all__ = [
 ]
 
 FILTER, UPDATE, STAGE, EXPRESSION, PIPELINE, READS = "filter", "update", "stage", "expression", "pipeline", "reads"
+#: Stages after which every document's stored values are still the stored ones (so the model's
+#: length bounds hold for the regex policy); after any other stage they may not.
+KEEPS_STORED_VALUES = frozenset({"$match", "$sort", "$limit", "$skip", "$sample"})
 MAX_PIPELINE_DEPTH = 4  # pipelines nested in pipelines ($facet, $lookup, $unionWith)
 
 LOOKUP_KEYS = frozenset({"from", "localField", "foreignField", "as", "let", "pipeline"})
@@ -138,13 +143,21 @@ class Walker:
         if not isinstance(stages, (list, tuple)):
             raise QueryError(f"a pipeline{where} is a list of stages, got {describe(stages)}")
         out = []
-        for i, stage in enumerate(stages):
-            if not isinstance(stage, Mapping) or len(stage) != 1:
-                raise QueryError(f"pipeline stage {i}{where} must be a dict with exactly one $stage key")
-            (name, spec), = stage.items()
-            spec = self._visit(Node(STAGE, model, depth, name, where, name), spec)
-            here = f"stage {i} {name}{where}"
-            out.append({name: self._stage(model, name, spec, here, depth)})
+        with contextlib.ExitStack() as unbounded:
+            rewritten = False
+            for i, stage in enumerate(stages):
+                if not isinstance(stage, Mapping) or len(stage) != 1:
+                    raise QueryError(f"pipeline stage {i}{where} must be a dict with exactly one $stage key")
+                (name, spec), = stage.items()
+                spec = self._visit(Node(STAGE, model, depth, name, where, name), spec)
+                here = f"stage {i} {name}{where}"
+                out.append({name: self._stage(model, name, spec, here, depth)})
+                if name not in KEEPS_STORED_VALUES and not rewritten:
+                    # the documents after this stage may hold values the model's bounds do not
+                    # (a $concat into "name", a $unionWith of another collection): every regex
+                    # from here on, at any depth, is judged as if their lengths were unknown
+                    unbounded.enter_context(unknown_input_lengths())
+                    rewritten = True
         return self._visit(Node(PIPELINE, model, depth, "", where), out)
 
     def _stage(self, model: Any, name: str, spec: Any, here: str, depth: int) -> Any:

@@ -713,3 +713,22 @@ def test_a_too_long_literal_regex_input_is_refused_naming_where_it_is():
     spec = {"input": "a" * (MAX_REGEX_INPUT + 1), "regex": "^a"}
     with pytest.raises(QueryError, match=r"the input of the regex in \$regexFind in stage 0 \$project in \$facet 'f' is a literal"):
         compile_pipeline(User, [{"$facet": {"f": [{"$project": {"m": {"$regexFind": spec}}}]}}])
+
+
+def test_a_regex_after_a_stage_that_may_rewrite_the_field_is_judged_without_the_models_bound():
+    """``name`` holds at most 100 characters as stored; after ``$addFields`` (or ``$unionWith`` of
+    another collection, ``$project``, ``$group``...) it may hold anything, so a pattern that is
+    cheap at 100 characters but polynomial is refused there, at any depth after it."""
+    from astro_db.models import User
+    from astro_db.query.pipeline import compile_pipeline
+
+    polynomial = {"name": {"$regex": r"\w*\w*!"}}
+    assert compile_pipeline(User, [{"$sort": {"name": 1}}, {"$limit": 5}, {"$match": polynomial}])  # bounded: fine
+    long_name = {"$addFields": {"name": {"$concat": ["$name"] * 60}}}
+    for before in (long_name, {"$project": {"name": 1}}, {"$unionWith": "birthCharts"}, {"$group": {"_id": "$name"}}):
+        with pytest.raises(QueryError, match="regex"):
+            compile_pipeline(User, [before, {"$match": polynomial}])
+        with pytest.raises(QueryError, match="regex"):
+            compile_pipeline(User, [before, {"$facet": {"a": [{"$match": polynomial}]}}])
+    # a linear pattern is fine anywhere, and the stages before a rewrite keep the bound
+    assert compile_pipeline(User, [{"$match": polynomial}, long_name, {"$match": {"name": {"$regex": "^ann"}}}])
