@@ -117,3 +117,20 @@ def test_the_tour_runs_on_the_embedded_backend_and_the_docs_index_shows_the_same
     found, validation = capsys.readouterr().out.splitlines()
     assert found == "1 2026-12-01T00:00:00.000Z"  # the updated insight, its JSON-ready date
     assert validation.startswith("{'email': ")  # the field named, the bad value masked
+
+
+def test_every_test_the_threat_model_names_exists():
+    """docs/security.md's threat model names the tests that hold each guarantee: each must exist
+    (a renamed or deleted test would leave a guarantee the page says is held by nothing)."""
+    import re
+
+    page = (ROOT / "docs" / "security.md").read_text()
+    table = page[page.index("## Threat model"):page.index("## Safe queries")]
+    sources = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    named = set(re.findall(r"`(?:[\w/]+\.py)?(?:::)?(test_\w+)`", table))
+    named |= set(re.findall(r"::(test_\w+)", table))
+    assert len(named) >= 30
+    missing = sorted(name for name in named if f"def {name}(" not in sources)
+    assert missing == []
+    files = set(re.findall(r"`(tests/[\w/]+\.py)", table))
+    assert files and all((ROOT / f).is_file() for f in files)
