@@ -2,11 +2,17 @@
 
 Usage: python cache_bus_worker.py <mongodb url> <cache_bus> [<cache_store>] ; then one JSON command per stdin
 line, one JSON answer per stdout line. Waits poll a condition with a bound; never a fixed sleep.
+``ASTRO_TEST_HOLD_NOTICES=1`` applies every bus notice at the worst moment, as a loaded machine
+may: a notice that arrives is held until the worker has answered its next command, then
+applied before the command after (a ``wait`` releases it first, so it can be waited for). A
+test that reads right after a write without waiting for the write's notice then fails every
+time instead of once in a while.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -27,11 +33,40 @@ def _poll(check: Callable[[], Any], timeout_s: float) -> Any:
         pause.wait(0.005)
 
 
+class Gate:
+    """Holds the bus's notices until ``release()`` (see the module's docstring)."""
+
+    def __init__(self, bus: Any) -> None:
+        self._deliver = bus._deliver
+        self._lock = threading.Lock()
+        self._held: list[tuple[threading.Event, threading.Event]] = []
+        bus._deliver = self._hold
+
+    def _hold(self, data: bytes) -> None:
+        go, done = threading.Event(), threading.Event()
+        with self._lock:
+            self._held.append((go, done))
+        go.wait(60)
+        try:
+            self._deliver(data)
+        finally:
+            done.set()
+
+    def release(self) -> None:
+        """Apply every notice held now, and return once they are applied."""
+        with self._lock:
+            held, self._held = self._held, []
+        for go, done in held:
+            go.set()
+            done.wait(60)
+
+
 def main() -> None:
     url, bus = sys.argv[1], sys.argv[2]
     store = sys.argv[3] if len(sys.argv) > 3 else None
     db = Database(url, cache_models=("User",), cache_bus=bus, cache_store=store, ensure_indexes=False).connect()
     cache = db.executor.runtime.cache
+    gate = Gate(cache.bus) if os.environ.get("ASTRO_TEST_HOLD_NOTICES") == "1" else None
 
     def answer(**out: Any) -> None:
         out["cache"] = {k: cache.stats()[k] for k in ("hits", "misses", "full_drops", "trusted")}
@@ -42,6 +77,8 @@ def main() -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         op = cmd["op"]
+        if gate is not None and op == "wait":
+            gate.release()
         try:
             if op == "create":
                 answer(id=str(db.create("User", {"email": cmd["email"], "name": cmd["name"]}).id))
@@ -67,6 +104,8 @@ def main() -> None:
                 answer(error=f"unknown op {op}")
         except Exception as exc:  # the test reads the error from the answer
             answer(error=f"{type(exc).__name__}: {exc}")
+        if gate is not None:
+            gate.release()
     db.disconnect()
 
 
