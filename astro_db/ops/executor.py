@@ -186,7 +186,7 @@ class Executor:
         return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.option("lean", False))
 
     def update_many(self, op: Operation) -> int:
-        _, writer, filt, compiled = self._updating(op)
+        _, writer, filt, compiled = self._updating(op, all=op.option("all", False))
         return writer.update_many(filt, compiled)
 
     def delete(self, op: Operation) -> bool:
@@ -243,12 +243,14 @@ class Executor:
         session = resolve.session(self.runtime, op.transaction)
         return info, session, authorize.check(op.actor, op.name, info)
 
-    def _updating(self, op: Operation) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate]:
+    def _updating(self, op: Operation, *, all: bool | None = None) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate]:  # noqa: A002
         """Steps 1 to 4 of an update: the filter and the update compiled, scoped and sealed, and
-        the writer that runs it."""
+        the writer that runs it. ``all`` (``update_many``): an empty filter needs ``all=True``."""
         rt = self.runtime
         info, session, guard = self._begin(op)
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        if all is not None:
+            compile.require_target(info, filt, op.name, all=all)
         compiled = compile.update(info, guard, op.data)
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
         filt, compiled = guard.filter(seal.filter(rt, info, filt)), seal.update(rt, info, compiled)

@@ -80,10 +80,12 @@ def pipeline(info: ModelInfo, stages: Any) -> list[dict[str, Any]]:
 
 
 def require_target(info: ModelInfo, filt: Mapping[str, Any], call: str, *, all: bool = False) -> None:  # noqa: A002
-    """A delete must name what it deletes: an empty filter is refused unless ``all=True``."""
+    """A delete or a many-document update must name what it changes: an empty filter is
+    refused unless ``all=True`` (the same opt-in for ``delete_many`` and ``update_many``)."""
     if filt:
         return
     if call == "delete":
         raise QueryError("delete needs a query naming the document (e.g. {'id': ...})")
     if not all:
-        raise QueryError(f"delete_many with an empty query would delete every {info.name}; pass all=True to mean it")
+        verb = "update" if call == "update_many" else "delete"
+        raise QueryError(f"{call} with an empty query would {verb} every {info.name}; pass all=True to mean it")
