@@ -8,6 +8,8 @@ import pytest
 
 from .helpers import EXAMPLES
 
+pytestmark = pytest.mark.notebooks
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 

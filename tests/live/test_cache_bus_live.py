@@ -249,6 +249,7 @@ def test_change_streams_see_writes_made_outside_the_service(live_url):
         db.disconnect()
 
 
+@pytest.mark.benchmark
 def test_the_cache_bus_benchmark_prints_its_figures_in_tiny_mode():
     """A smoke test of benchmarks/cache_bus.py (its own nx-27017 and redis-server): not a timing."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cache_bus.py"), "--tiny"],

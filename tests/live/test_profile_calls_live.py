@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_calls.py"
 KINDS = ("create", "update", "find_one", "find_lean")
 
