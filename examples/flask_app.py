@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from astro_db import errors
 from astro_db.contrib.flask import AstroDB
 
 
@@ -54,10 +53,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def body() -> dict[str, Any]:
-    """The request's JSON object, or a 400 (as a ValidationError) when there is none."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise errors.ValidationError(errors={"body": "send a JSON object"})
+    """The request's JSON object, or a JSON 400 (not JSON, another content type, too deep)."""
+    data: dict[str, Any] = astro.json_body()
     return data
 
 
@@ -96,8 +93,8 @@ def list_insights(user_id: str) -> Any:
     if dates:
         query["date"] = dates
     if "min_energy" in request.args:
-        query["energyLevel"] = {"$gte": _number("min_energy")}
-    limit = int(_number("limit")) if "limit" in request.args else 31
+        query["energyLevel"] = {"$gte": astro.query_number("min_energy")}  # nan, inf: a 400
+    limit = int(astro.query_number("limit", integer=True)) if "limit" in request.args else 31
     rows = astro.current_db.find("PlanetaryInsight", query, sort=[("date", 1)], limit=limit)
     return jsonify([row.to_dict() for row in rows])
 
@@ -117,13 +114,6 @@ def list_timing(user_id: str) -> Any:
         for row in rows for window in row.windows
     ]
     return jsonify(sorted(windows, key=lambda w: w["start"]))
-
-
-def _number(arg: str) -> float:
-    try:
-        return float(request.args[arg])
-    except ValueError:
-        raise errors.ValidationError(errors={arg: f"must be a number, got {request.args[arg]!r}"}) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from astro_db.testing import Factories
@@ -97,7 +99,49 @@ def test_an_out_of_range_insight_is_a_400_and_not_stored(app, client, user):
 def test_a_body_that_is_not_a_json_object_is_a_400(client):
     response = client.post("/users", data="email=a@b.co", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400
-    assert response.get_json()["errors"] == {"body": "send a JSON object"}
+    assert response.get_json()["errors"] == {"body": "send Content-Type: application/json, got 'application/x-www-form-urlencoded'"}
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("data, content_type, says", [
+    (DEEP, "application/json", "nests deeper than 64 levels"),  # RecursionError and an HTML 500 before
+    ('{"email": "a@b.co", "name": ' + "[" * 70 + "]" * 70 + "}", "application/json", "nests deeper than 64 levels"),
+    ("not json", "application/json", "is not valid JSON"),
+    (b"\xff\xfe\x00", "application/json", "is not valid JSON"),
+    ('{"email": "a@b.co", "name": NaN}', "application/json", "is not valid JSON: NaN is not JSON"),
+    ("", "application/json", "the body is empty"),
+    ('["a list"]', "application/json", "send a JSON object, got list"),
+    ('{"email": "a@b.co", "name": "Ann"}', "text/plain", "send Content-Type: application/json, got 'text/plain'"),
+    ('{"email": "a@b.co", "name": "Ann"}', None, "send Content-Type: application/json, got 'none'"),
+])
+def test_any_body_that_cannot_be_parsed_is_a_json_400_and_writes_nothing(app, client, data, content_type, says):
+    response = client.post("/users", data=data, content_type=content_type)
+    assert response.status_code == 400 and response.is_json
+    assert response.get_json()["error"] == "ValidationError"
+    assert says in response.get_json()["errors"]["body"]
+    assert stored(app, "User") == 0
+
+
+def test_a_json_content_type_with_a_charset_or_a_suffix_is_json(client):
+    for n, content_type in enumerate(("application/json; charset=utf-8", "application/merge-patch+json")):
+        data = json.dumps({"email": f"ann{n}@b.co", "name": "Ann"})
+        response = client.post("/users", data=data, content_type=content_type)
+        assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e999"])
+def test_a_non_finite_number_in_the_query_string_is_a_400(client, user, value):
+    response = client.get(f"/users/{user['id']}/insights?min_energy={value}")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"min_energy": f"must be a finite number, got {value!r}"}
+
+
+@pytest.mark.parametrize("value, says", [("2.5", "must be a whole number"), ("nan", "must be a finite number")])
+def test_a_limit_must_be_a_finite_whole_number(client, user, value, says):
+    response = client.get(f"/users/{user['id']}/insights?limit={value}")
+    assert response.status_code == 400 and says in response.get_json()["errors"]["limit"]
 
 
 def test_a_malformed_id_in_the_path_is_a_400(client):
