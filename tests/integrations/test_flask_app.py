@@ -187,7 +187,10 @@ def test_healthz_is_200_with_the_health_report(client):
 
 
 def test_with_the_server_down_healthz_is_503_and_requests_get_a_json_503(down_url):
-    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "ASTRO_DB_OPTIONS": DOWN_OPTIONS, "TESTING": True})
+    from astro_db.security import new_key
+
+    options = {**DOWN_OPTIONS, "encryption_key": new_key()}  # a server: the example wants a key
+    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "ASTRO_DB_OPTIONS": options, "TESTING": True})
     client = app.test_client()
 
     health = client.get("/healthz")
@@ -218,3 +221,21 @@ def test_a_reader_may_not_write_and_gets_a_403(app, client):
     assert response.status_code == 403
     assert response.get_json()["error"] == "PermissionDeniedError"
     assert stored(app, "User") == 0
+
+
+def test_on_a_server_without_an_encryption_key_the_app_refuses_to_start_naming_it(down_url, monkeypatch):
+    """POST /users/<id>/chart was a 500 (EncryptionError, reason only in the server log); the
+    app now stops at start-up, before it connects or writes anything, naming the setting."""
+    from astro_db import errors
+
+    monkeypatch.delenv("ASTRO_DB_ENCRYPTION_KEY", raising=False)
+    with pytest.raises(errors.ConfigError, match=r"ASTRO_DB_ENCRYPTION_KEY=.*astro-db new-key") as caught:
+        flask_app.create_app({"ASTRO_DB_URL": down_url, "TESTING": True})
+    assert caught.value.key == "encryption_key"
+
+
+def test_on_a_server_with_a_key_the_app_starts(down_url):
+    from astro_db.security import new_key
+
+    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "TESTING": True, "ASTRO_DB_OPTIONS": {"encryption_key": new_key()}})
+    flask_app.astro.close(app)
