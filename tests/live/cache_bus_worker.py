@@ -34,31 +34,43 @@ def _poll(check: Callable[[], Any], timeout_s: float) -> Any:
 
 
 class Gate:
-    """Holds the bus's notices until ``release()`` (see the module's docstring)."""
+    """Holds the bus's notices until ``release()``; while ``open`` (a ``wait`` command runs) they
+    pass at once, so a notice still in flight can be waited for (see the module's docstring)."""
 
     def __init__(self, bus: Any) -> None:
         self._deliver = bus._deliver
         self._lock = threading.Lock()
         self._held: list[tuple[threading.Event, threading.Event]] = []
+        self._open = False
         bus._deliver = self._hold
 
     def _hold(self, data: bytes) -> None:
         go, done = threading.Event(), threading.Event()
         with self._lock:
-            self._held.append((go, done))
+            if not self._open:
+                self._held.append((go, done))
+            else:
+                go.set()
         go.wait(60)
         try:
             self._deliver(data)
         finally:
             done.set()
 
-    def release(self) -> None:
-        """Apply every notice held now, and return once they are applied."""
+    def release(self, *, open: bool = False) -> None:  # noqa: A002
+        """Apply every notice held now, and return once they are applied; ``open``: let the
+        next ones through at once until ``close()``."""
         with self._lock:
             held, self._held = self._held, []
-        for go, done in held:
-            go.set()
+            self._open = open
+            for go, _ in held:
+                go.set()
+        for _, done in held:
             done.wait(60)
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
 
 
 def main() -> None:
@@ -78,7 +90,7 @@ def main() -> None:
         cmd = json.loads(line)
         op = cmd["op"]
         if gate is not None and op == "wait":
-            gate.release()
+            gate.release(open=True)
         try:
             if op == "create":
                 answer(id=str(db.create("User", {"email": cmd["email"], "name": cmd["name"]}).id))
@@ -105,6 +117,7 @@ def main() -> None:
         except Exception as exc:  # the test reads the error from the answer
             answer(error=f"{type(exc).__name__}: {exc}")
         if gate is not None:
+            gate.close()
             gate.release()
     db.disconnect()
 
