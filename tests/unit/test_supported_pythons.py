@@ -45,7 +45,7 @@ def test_ci_runs_the_other_pythons_through_nox_and_fails_when_they_fail():
 
 def test_ci_runs_the_matrix_in_parallel_on_the_slim_extra_and_checks_each_exit_code():
     script = (ROOT / ".ci" / "run").read_text()
-    assert "sessions=(tests-3.12 tests-3.13)" in script
+    assert "sessions=(tests-3.12 tests-3.13)" in script and "for session in \"${sessions[@]}\"; do" in script
     assert '&\n  matrix_pids+=("$!")' in script  # background jobs ...
     assert 'wait "${matrix_pids[$i]}" || status=$?' in script  # ... whose exit codes are checked
     assert 'exit "$failed"' in script
