@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import errors
 from ._version import __version__
 from .config import DatabaseConfig
-from .database import CreateManyResult, Database
+from .database import CreateManyResult, Database, Page
 from .driver.transactions import Transaction
 from .errors import AstroDBError
 
@@ -19,6 +19,7 @@ __all__ = [
     "DatabaseConfig",
     "Transaction",
     "CreateManyResult",
+    "Page",
     "AstroDBError",
     "errors",
     "__version__",

@@ -27,7 +27,7 @@ EMBEDDED_URL = "mongomock://localhost/astro"
 _SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
 _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
-_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys")
+_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -114,6 +114,7 @@ class DatabaseConfig:
     slow_query_ms: float = 100.0
     # monitoring and health (docs/monitoring.md)
     monitoring: bool = True  # register PyMongo command / pool / heartbeat listeners
+    tracing: bool = True  # OpenTelemetry spans per operation, when opentelemetry-api is installed
     health_timeout_ms: int = 2000  # bound of the ping db.health() sends
     health_latency_ms: float = 500.0  # a slower ping makes health "degraded"
     health_pool_saturation: float = 0.9  # checked-out / max_pool_size at which health degrades
@@ -128,6 +129,10 @@ class DatabaseConfig:
     cache_stale_s: float = 3600.0  # how long past its TTL a cached read stays available to stale_ok reads
     cache_bus: str = "local"  # invalidation bus: "local", "redis://..." or "changestream" (docs/caching.md)
     cache_store: str | None = None  # "redis://...": results shared by every process (needs a Redis cache_bus)
+    # the key of the MAC every shared-store entry carries (docs/caching.md); default: derived from encryption_key
+    cache_secret: str | None = field(default=None, repr=False)
+    # the MAC key of page tokens (db.page; docs/reading.md); default: cache_secret, else encryption_key
+    token_secret: str | None = field(default=None, repr=False)
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
     # without a key, may a sensitive field be written and queried in plaintext? None: only on the
@@ -393,6 +398,13 @@ class DatabaseConfig:
         need(self.cache_store is None or _redis_target(self.cache_store) == _redis_target(self.cache_bus), "cache_store",
              "must be on the same Redis server and database as cache_bus='redis://...' (its entries are checked "
              "against the write generations the Redis bus advances there)")
+        need(self.cache_secret is None or len(self.cache_secret) >= 32, "cache_secret",
+             "must be at least 32 characters of random text (astro-db new-key makes one)")
+        need(self.token_secret is None or len(self.token_secret) >= 32, "token_secret",
+             "must be at least 32 characters of random text (astro-db new-key makes one)")
+        need(self.cache_store is None or bool(self.cache_secret or self.encryption_key), "cache_secret",
+             "is needed with cache_store: every entry in the shared Redis carries a MAC under a key only the app "
+             "holds (set cache_secret / ASTRO_DB_CACHE_SECRET, e.g. from astro-db new-key, or encryption_key)")
         need(self.audit_retention_days is None or self.audit_retention_days >= 1, "audit_retention_days", "must be at least 1")
         for key in ("encryption_key", "encryption_keys"):
             for text in (getattr(self, key) or "").split(","):

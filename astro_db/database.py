@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, Unpac
 
 from .changes import ensure_change_indexes
 from .config import DatabaseConfig
-from .driver.timeouts import bounded
+from .driver.timeouts import bounded, under_call_bound
 from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
 from .ops import CreateManyResult, Executor, Operation, Runtime, make_config
+from .ops.pages import Page
 from .ops.steps import resolve
 from .query import filters as q
 from .registry import default_registry
@@ -31,7 +32,7 @@ from .workflows import create_user_with_chart, delete_user_cascade
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import ModelInfo
 
-__all__ = ["Database", "CreateManyResult"]
+__all__ = ["Database", "CreateManyResult", "Page"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +67,21 @@ class FindOptions(FindOneOptions, total=False):
     limit: int
     skip: int
     batch_size: int | None
+
+
+class IterOptions(FilterOptions, total=False):
+    read_preference: Any
+    sort: Any
+    projection: Any
+    limit: int
+    skip: int
+    batch_size: int | None
+
+
+class PageOptions(FilterOptions, total=False):
+    sort: Any
+    projection: Any
+    read_preference: Any
 
 
 class AggregateOptions(WriteOptions, total=False):
@@ -216,6 +232,49 @@ class Database(OperatorMixin):
     def find_one(self, model: Any, query: Query = None, *, lean: bool = False, **options: Any) -> Any:
         """The first document matching ``query``, or ``None`` (options: see ``find``)."""
         return self._executor.find_one(self._op("find_one", model, query, options=options, allowed=FindOneOptions, lean=lean))
+
+    @overload
+    def iter_find(self, model: type[D], query: Query = None, *, lean: Literal[False] = False,
+                  **options: Unpack[IterOptions]) -> Iterator[D]: ...
+    @overload
+    def iter_find(self, model: ModelRef, query: Query = None, *, lean: Literal[True],
+                  **options: Unpack[IterOptions]) -> Iterator[dict[str, Any]]: ...
+    @overload
+    def iter_find(self, model: str | ModelInfo, query: Query = None, *, lean: bool = False,
+                  **options: Unpack[IterOptions]) -> Iterator[Any]: ...
+
+    def iter_find(self, model: Any, query: Query = None, *, lean: bool = False, **options: Any) -> Iterator[Any]:
+        """Documents matching ``query``, streamed batch by batch at flat memory (``batch_size``
+        documents at a time): model instances, or stored dicts with ``lean=True``.
+
+        Validation, authorization and the first batch happen now (retried as any read is, and
+        bounded by ``timeout_ms``); later batches are read as the caller iterates and are never
+        retried (the server has moved the cursor on), as PyMongo's retryable reads specify.
+        Never through the query cache. Close the iterator (or exhaust it) to free the cursor."""
+        bound = options.pop("timeout_ms", None)
+        op = self._op("iter_find", model, query, options=options, allowed=IterOptions, lean=lean)
+        return _first_batch_bounded(self._executor.iter_find, op, bound)
+
+    @overload
+    def page(self, model: type[D], query: Query = None, *, limit: int, after: str | None = None,
+             lean: Literal[False] = False, **options: Unpack[PageOptions]) -> Page[D]: ...
+    @overload
+    def page(self, model: ModelRef, query: Query = None, *, limit: int, after: str | None = None,
+             lean: Literal[True], **options: Unpack[PageOptions]) -> Page[dict[str, Any]]: ...
+    @overload
+    def page(self, model: str | ModelInfo, query: Query = None, *, limit: int, after: str | None = None,
+             lean: bool = False, **options: Unpack[PageOptions]) -> Page[Any]: ...
+
+    @bounded
+    def page(self, model: Any, query: Query = None, *, limit: int, after: str | None = None, lean: bool = False,
+             **options: Any) -> Page[Any]:
+        """One keyset page of the documents matching ``query`` in ``sort`` order (``_id`` breaks
+        ties): ``page.items`` and ``page.next``, the opaque token of the page after it (``None``
+        at the end), to pass back as ``after=``. A page deep in the order costs what the first
+        does (no ``skip``); a token altered or used with another query, sort or actor is a
+        ``QueryError`` (``astro_db.ops.pages``)."""
+        return self._executor.page(self._op("page", model, query, options=options, allowed=PageOptions, lean=lean,
+                                            limit=limit, after=after))
 
     @bounded
     def count(self, model: ModelRef, query: Query = None, **options: Unpack[ReadOptions]) -> int:
@@ -371,3 +430,12 @@ class Database(OperatorMixin):
         view._executor = self._executor
         view._actor = None
         return view
+
+
+def _first_batch_bounded(start: Callable[[Operation], Iterator[Any]], op: Operation, timeout_ms: float | None) -> Iterator[Any]:
+    """``start(op)`` under ``timeout_ms`` (the steps up to the first batch); the iteration after
+    it is not under that bound (a stream lasts as long as its reader)."""
+    if timeout_ms is None:
+        return start(op)
+    with under_call_bound(timeout_ms):
+        return start(op)

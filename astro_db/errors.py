@@ -4,7 +4,8 @@
     ├── ConfigError                     a configuration value is missing or out of range
     ├── DatabaseConnectionError         the server cannot be reached (or the breaker is open)
     │   ├── NotConnectedError           an operation was called before connect()
-    │   └── ChangeRecordError           a write was applied but its change records were not (.missing)
+    │   ├── ChangeRecordError           a write was applied but its change records were not (.missing)
+    │   └── WriteOutcomeUnknown         a write may or may not have been applied; reading it back failed too
     ├── OperationTimeoutError           an operation ran past its time bound
     ├── PoolExhaustedError              no pooled connection became free in time
     ├── ValidationError                 data or ids do not fit the model (.errors: field -> message)
@@ -40,6 +41,7 @@ __all__ = [
     "DatabaseConnectionError",
     "NotConnectedError",
     "ChangeRecordError",
+    "WriteOutcomeUnknown",
     "OperationTimeoutError",
     "PoolExhaustedError",
     "ValidationError",
@@ -98,6 +100,22 @@ class ChangeRecordError(DatabaseConnectionError):
     def __init__(self, message: str, missing: list[Any] | None = None) -> None:
         super().__init__(message)
         self.missing = list(missing or ())
+
+
+class WriteOutcomeUnknown(DatabaseConnectionError):
+    """A write failed in a way that says nothing about whether the server applied it (the
+    connection was lost, its time bound ran out), and reading it back failed too.
+
+    ``applied`` is None: unknown. Do not repeat a write that is not idempotent; read the
+    document back by its id (``ids``) once the server answers. Its change records are kept
+    (``pending``) and written with the next write or by ``Database.reconcile_changes()`` if the
+    write landed, dropped if it did not; a delete's intent is settled the same way."""
+
+    applied = None
+
+    def __init__(self, message: str, ids: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.ids = list(ids or ())
 
 
 class OperationTimeoutError(AstroDBError):

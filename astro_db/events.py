@@ -1,7 +1,10 @@
-"""Write events: what the service tells its write hooks (audit trail, change journal) after a write.
+"""Write events: what the service tells its write hooks (the query cache, the change records) after a write.
 
+Every write strategy (``ops.writes``) returns what it wrote, a ``Written``; the after-write step
+(``ops.steps.hooks.after_write``) turns it into one ``WriteEvent`` and runs the hooks with it.
 Hooks run synchronously, after the write succeeded, with the write's session: inside a
-transaction their own writes commit or abort with it. A hook that raises fails the call.
+transaction their own writes commit or abort with it. A hook that raises fails the call (a
+``ChangeRecordError`` after the other hooks have run: the write stands).
 """
 
 from __future__ import annotations
@@ -9,9 +12,35 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["WriteEvent", "WriteHook"]
+__all__ = ["Change", "WriteEvent", "WriteHook", "Written"]
+
+
+class Change(NamedTuple):
+    """One document a write changed: its ``_id``, the revision the write gave it (a delete: the
+    last revision plus one), when, and its post-image in stored form (None for a delete)."""
+
+    document_id: Any
+    rev: int
+    time: Any
+    image: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one write strategy wrote: the after-write step's input.
+
+    ``recorded`` says the change records already went with the write (a create's one-command
+    ``bulkWrite``, a delete's confirmed intent), so the change-record hook has nothing to add."""
+
+    action: str  # "create" | "update" | "delete"
+    ids: tuple[Any, ...]
+    fields: tuple[str, ...]
+    changes: tuple[Change, ...] = ()
+    documents: tuple[dict[str, Any], ...] | None = None  # stored form after a create or a single update
+    recorded: bool = False
+    op_id: Any = None  # the operation's id: part of its records' ids (``changes.records.record_id``)
 
 
 @dataclass(frozen=True)
@@ -29,6 +58,9 @@ class WriteEvent:
     actor: str | None = None
     request_id: str | None = None
     documents: tuple[dict[str, Any], ...] | None = None  # stored form after a create or a single update
+    changes: tuple[Change, ...] = ()  # per document: revision, time, post-image (the change records)
+    recorded: bool = False  # the change records went with the write itself
+    op_id: Any = None  # the operation's id (its records' ids are made of it)
     time: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
 
 

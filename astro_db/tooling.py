@@ -108,9 +108,12 @@ class OperatorMixin:
         return cleanup(self, dry_run=dry_run, now=now)
 
     def reconcile_changes(self) -> dict[str, Any]:
-        """Write the change records a failed write left pending, then rebuild the record of every
-        document whose current revision has none (docs/reliability.md); an admin's call.
-        Returns ``{"pending": <records written>, "rebuilt": {model: <records rebuilt>}}``."""
+        """Close every gap in the change records (docs/reliability.md); an admin's call. Writes
+        the records a failed write left pending (those of writes whose outcome was unknown only
+        if they landed), settles the delete intents a crash left unconfirmed (confirmed if the
+        document is gone, dropped if not), then rebuilds the record of every document whose
+        current revision has none. Returns ``{"pending": <records written>, "intents":
+        {"confirmed": n, "dropped": m}, "rebuilt": {model: <records rebuilt>}}``."""
         self._check("reconcile_changes")
         ex = self._executor
         changes = ex.runtime.changes
@@ -121,4 +124,6 @@ class OperatorMixin:
             return ex.call(None, "reconcile changes", fn)
 
         pending = changes.flush(run, database)
-        return {"pending": pending, "rebuilt": changes.rebuild(run, database, infos) if changes.enabled else {}}
+        intents = changes.resolve_intents(run, database)
+        return {"pending": pending, "intents": intents,
+                "rebuilt": changes.rebuild(run, database, infos) if changes.enabled else {}}

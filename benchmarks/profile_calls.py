@@ -15,6 +15,13 @@ keep astro_db's own functions).
 event publishing costs. ``--no-driver`` replaces astro_db's collections by ones that answer at
 once with a copy of a stored document (no driver, no I/O, no listeners): what is left is
 astro_db's own CPU per call, the steadiest figure on a noisy machine (the raw column is then 0).
+``--tracing off|on|sdk`` sets OpenTelemetry tracing (docs/monitoring.md, "Tracing"): ``off`` is
+``tracing=False``; ``on`` (the default) is the config's default, which with ``opentelemetry-api``
+installed and no SDK makes non-recording spans; ``sdk`` installs an SDK ``TracerProvider`` whose
+processor hands every finished span to an exporter that drops it (the cost of recording a span,
+not of shipping it). ``--tracing-cost`` puts the same astro_db calls with ``tracing=False`` on the
+raw side (a second Database on the same server), so the overhead column is what tracing costs
+per call, measured interleaved in one process.
 Figures, never assertions; the server's CPU is not in them.
 """
 
@@ -128,6 +135,28 @@ def without_driver(db: Database, doc: dict[str, Any]) -> None:
     rt.coll = lambda info: InstantCollection(real(info), doc)  # type: ignore[method-assign]
 
 
+def both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        first()
+        second()
+    return run
+
+
+def record_spans() -> None:
+    """An OpenTelemetry SDK provider recording every span, exported to nowhere (``--tracing sdk``)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=40, help="calls per measured batch (default 40)")
@@ -140,7 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="a regex the printed functions' file:name must match (e.g. astro_db)")
     parser.add_argument("--no-monitoring", action="store_true", help="astro_db with monitoring=False")
     parser.add_argument("--no-driver", action="store_true", help="astro_db's own CPU: collections that answer at once")
+    parser.add_argument("--tracing", default="on", choices=("off", "on", "sdk"),
+                        help="OpenTelemetry spans: off (tracing=False), on (the default, no SDK), sdk (spans recorded)")
+    parser.add_argument("--tracing-cost", action="store_true",
+                        help="the raw side is astro_db with tracing=False: the overhead column is tracing's cost")
     args = parser.parse_args(argv)
+    if args.tracing == "sdk":
+        record_spans()
     kinds = [k for k in args.kinds.split(",") if k]
 
     from live.nxserver import NxServer
@@ -151,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     url = server.url(name)
     client: Any = pymongo.MongoClient(url, tz_aware=True)
     db = Database(url, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
-                  monitoring=not args.no_monitoring).connect()
+                  monitoring=not args.no_monitoring, tracing=args.tracing != "off").connect()
+    closing: list[Database] = []
     try:
         raw = client[name]
         owner = ObjectId()
@@ -162,7 +198,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.no_driver:
             without_driver(db, seed[0])
             table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
+        if args.tracing_cost:
+            untraced = Database(url, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
+                                monitoring=not args.no_monitoring, tracing=False).connect()
+            closing.append(untraced)
+            if args.no_driver:
+                without_driver(untraced, seed[0])
+            plain = calls_of(raw, untraced, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size)
+            table = {kind: (plain[kind][1], astro, both(setup, plain[kind][2])) for kind, (_, astro, setup) in table.items()}
         mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
+        mode += f", tracing {args.tracing}" + (" (raw column: astro_db with tracing=False)" if args.tracing_cost else "")
         print(f"# nx-27017, hooks off{mode}; {args.rounds} batches of "
               f"{args.batch} calls per side, interleaved (+1 warm-up): median client CPU per call in microseconds")
         print(f"{'call':<10} {'raw':>8} {'astro_db':>9} {'overhead':>9} {'ratio':>6}")
@@ -179,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                 raws.append(a if first is raw_call else b)
                 astros.append(b if first is raw_call else a)
             raw_med, astro_med = statistics.median(raws), statistics.median(astros)
-            ratio = "     -" if args.no_driver or not raw_med else f"{astro_med / raw_med:>5.2f}x"
+            ratio = "     -" if (args.no_driver and not args.tracing_cost) or not raw_med else f"{astro_med / raw_med:>5.2f}x"
             print(f"{kind:<10} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {ratio}",
                   flush=True)
         if args.top:
@@ -196,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n## {kind}: top {args.top} by {args.sort}{' matching ' + args.only if args.only else ''} ({args.calls} calls)")
                 print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
     finally:
+        for other in closing:
+            other.close()
         db.close()
         client.drop_database(name)
         client.close()

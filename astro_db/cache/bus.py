@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["InvalidationBus", "CacheListener", "BusFigures", "LocalBus", "server_identity"]
 
@@ -111,9 +111,11 @@ def server_identity(config: Any) -> tuple[str, ...]:
     set and database name. An embedded database is private to its ``Database``: a fresh token."""
     if config.is_embedded:
         return ("embedded", uuid.uuid4().hex)
-    netloc = urlsplit(config.url).netloc.rpartition("@")[2].lower()
+    parts = urlsplit(config.url)
+    netloc = parts.netloc.rpartition("@")[2].lower()
     hosts = ",".join(sorted(h if ":" in h else f"{h}:27017" for h in netloc.split(",") if h))
-    return (config.scheme, hosts, config.replica_set or "", config.database_name)
+    replica_set = config.replica_set or (parse_qs(parts.query).get("replicaSet") or [""])[0]
+    return (config.scheme, hosts, replica_set, config.database_name)
 
 
 class SubscribingBus:

@@ -13,11 +13,19 @@ served only if it still is (one ``MGET`` of the generation and the entry). A wri
 returned has advanced the generation, so no process is served a shared entry from before it.
 Entries live ``cache_ttl_s`` in Redis; a result over ``cache_max_documents`` is never stored.
 Any Redis failure is a miss (counted, logged once per failure run), never an error of the read.
+
+Whoever can write to the Redis can neither forge nor move an entry: keys are namespaced by the
+server's identity (hosts, replica set, database: ``bus.server_identity``), not the database name
+alone, so two deployments sharing a Redis never answer from each other's data; and every value
+carries ``HMAC-SHA256(cache_secret, entry key || generation || value)``, checked before anything
+is decoded. A value copied under another key, altered, or written without the app's secret is a
+miss (counted as ``forged``, logged at WARNING), never an answer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import threading
 from typing import Any, cast
@@ -33,6 +41,7 @@ __all__ = ["RedisStore", "MISSING"]
 
 log = logging.getLogger(__name__)
 
+_MAC_BYTES = 32
 #: What ``RedisStore.get`` returns when there is no valid entry.
 MISSING: Any = object()
 _CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)  # as the client reads
@@ -50,7 +59,9 @@ return 0
 class RedisStore:
     """Read results shared by every process on one Redis, checked against the write generations."""
 
-    def __init__(self, url: str, namespace: str, ttl_s: float, *, timeout_s: float = 1.0) -> None:
+    def __init__(self, url: str, namespace: str, ttl_s: float, *, secret: bytes, timeout_s: float = 1.0) -> None:
+        if len(secret) < 16:
+            raise ConfigError("cache_store needs a MAC key (cache_secret) of at least 16 bytes", key="cache_secret")
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -60,6 +71,7 @@ class RedisStore:
         self._redis = redis
         self.masked_url = mask_url(url)
         self.prefix = f"astro_db:{namespace}:"
+        self._mac_key = hmac.new(secret, b"astro_db:cache-store-mac", hashlib.sha256).digest()
         self.ttl_ms = max(1, int(ttl_s * 1000))
         try:
             self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
@@ -68,7 +80,7 @@ class RedisStore:
             raise ConfigError(f"cache_store: {str(exc).replace(url, self.masked_url)}", key="cache_store") from None
         self._put = self._client.register_script(_PUT)
         self._lock = threading.Lock()
-        self._counts = {"hits": 0, "misses": 0, "stored": 0, "refused": 0, "errors": 0}
+        self._counts = {"hits": 0, "misses": 0, "stored": 0, "refused": 0, "errors": 0, "forged": 0}
         self._failing = False
 
     def _keys(self, key: tuple[Any, ...]) -> tuple[str, str]:
@@ -88,12 +100,30 @@ class RedisStore:
         generation = generation or b"0"
         self._ok()
         if raw is not None:
-            tag, _, body = bytes(raw).partition(b"\0")
-            if tag == generation:
+            tag, _, rest = bytes(raw).partition(b"\0")
+            mac, body = rest[:_MAC_BYTES], rest[_MAC_BYTES:]
+            if not hmac.compare_digest(mac, self._mac(entry_key, tag, body)):
+                self._forged(entry_key)
+            elif tag == generation:
+                try:
+                    value = bson.decode(body, codec_options=_CODEC)["v"]
+                except (bson.errors.BSONError, KeyError) as exc:  # authentic but unreadable: a bug, not an attack
+                    self._error("decode", exc)
+                    return MISSING, generation
                 self._count("hits")
-                return bson.decode(body, codec_options=_CODEC)["v"], generation
+                return value, generation
         self._count("misses")
         return MISSING, generation
+
+    def _mac(self, entry_key: str, generation: bytes, body: bytes) -> bytes:
+        """The MAC binding a value to its key and generation (a copy under another key fails)."""
+        message = entry_key.encode() + b"\0" + generation + b"\0" + body
+        return hmac.new(self._mac_key, message, hashlib.sha256).digest()
+
+    def _forged(self, entry_key: str) -> None:
+        self._count("forged")
+        log.warning("shared cache store %s: the entry %s does not carry a valid MAC (altered, moved from another "
+                    "key, or written without this app's cache_secret); ignored", self.masked_url, entry_key)
 
     def put(self, key: tuple[Any, ...], value: Any, generation: bytes) -> bool:
         """Store ``value`` if the model's generation is still ``generation`` (no write since)."""
@@ -102,7 +132,8 @@ class RedisStore:
         generation_key, entry_key = self._keys(key)
         try:
             body = bson.encode({"v": value}, codec_options=_CODEC)
-            stored = self._put(keys=[generation_key, entry_key], args=[generation, generation + b"\0" + body, self.ttl_ms])
+            value_bytes = generation + b"\0" + self._mac(entry_key, generation, body) + body
+            stored = self._put(keys=[generation_key, entry_key], args=[generation, value_bytes, self.ttl_ms])
         except (self._redis.RedisError, bson.errors.InvalidDocument, OverflowError) as exc:
             self._error("put", exc)
             return False

@@ -24,6 +24,8 @@ while the server is unavailable (``get_stale``). Invalidation by a write drops i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -130,12 +132,13 @@ class QueryCache:
             raise ConfigError(f"cache_models: {exc}", key="cache_models") from exc
         identity = server_identity(config)
         peers = LocalBus(identity) if config.is_embedded else LocalBus.shared(identity)
+        namespace = redis_namespace(config, identity)
         shared = None
         if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:
-            shared = RedisStore(config.cache_store, config.database_name, config.cache_ttl_s)
+            shared = RedisStore(config.cache_store, namespace, config.cache_ttl_s, secret=store_secret(config))
         return cls(config.cache_ttl_s, config.cache_max_entries, config.cache_max_documents, models,
-                   stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry), peers=peers,
-                   shared=shared)
+                   stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry, namespace),
+                   peers=peers, shared=shared)
 
     def open(self, database: Any) -> None:
         """Called once the Database is connected: a change-stream bus opens its stream here
@@ -345,7 +348,25 @@ class QueryCache:
         return f"<QueryCache {len(self._entries)}/{self.max_entries} entries, ttl {self.ttl_s}s>"
 
 
-def _make_bus(config: Any, registry: Any) -> InvalidationBus | None:
+def redis_namespace(config: Any, identity: tuple[str, ...]) -> str:
+    """The Redis key namespace of one deployment: the database name (readable in ``redis-cli``)
+    and a digest of the server's identity (hosts, replica set, database), so two servers whose
+    databases share a name never share entries or generations on one Redis."""
+    digest = hashlib.sha256("\0".join(identity).encode()).hexdigest()[:16]
+    return f"{config.database_name}:{digest}"
+
+
+def store_secret(config: Any) -> bytes:
+    """The key the shared store's MACs are made with: ``cache_secret``, else one derived from
+    ``encryption_key`` (config validation refuses a ``cache_store`` with neither)."""
+    if config.cache_secret:
+        return hashlib.sha256(b"astro_db:cache-secret\0" + config.cache_secret.encode()).digest()
+    if config.encryption_key:
+        return hmac.new(config.encryption_key.strip().encode(), b"astro_db:cache-store-key", hashlib.sha256).digest()
+    raise ConfigError("cache_store needs cache_secret (or encryption_key) for the MAC of its entries", key="cache_secret")
+
+
+def _make_bus(config: Any, registry: Any, namespace: str) -> InvalidationBus | None:
     """The bus ``config.cache_bus`` selects (``None``: the local one is enough)."""
     choice = getattr(config, "cache_bus", "local")
     if choice == "local" or config.cache_ttl_s <= 0:
@@ -356,4 +377,4 @@ def _make_bus(config: Any, registry: Any) -> InvalidationBus | None:
         return ChangeStreamBus({info.collection: info.name for info in registry})
     from .redis_bus import RedisBus
 
-    return RedisBus(choice, config.database_name)
+    return RedisBus(choice, namespace)

@@ -1,21 +1,29 @@
-"""Writing change records: idempotent, under the write's own retry and time bound, never a silent gap.
+"""Writing change records: idempotent, under the write's own retry and time bound, never a silent gap; delete intents and their settling.
 
 The failure policy of every write hook (one policy, the same for create, update and delete):
 
-1. The records of a write are inserted right after it, through the same ``Runtime.run`` wrapper
-   (breaker, time bound, retries). Their ``_id`` is derived from ``(document, revision)``, so a
-   retry that meets its own duplicate key is success, and two callers can never record one
-   revision twice.
+1. The records of a write are inserted right after it, by the change-record write hook
+   (``ops.steps.hooks``), through the run step (breaker, time bound, retries). Their ``_id`` is
+   made of the document, its revision and the writing operation's id (made once, on the
+   client), so a retry that meets its own duplicate key is success, and no other write (not even
+   one of a later life of the same ``_id``) can be taken for it.
 2. Inside a transaction they go in the write's session: a failure fails the transaction, and the
    change aborts with its records.
 3. Outside one, if they still cannot be written, the change stands (it was applied) and the call
    raises ``ChangeRecordError`` (``.applied is True``, ``.missing``: the ids whose records are
    missing), logged at ERROR. The records are kept in memory and written with the next
    successful write's records (same command), or by ``Database.reconcile_changes()`` /
-   ``astro-db changes reconcile``, which also rebuilds the record of any document whose current
+   ``astro-db reconcile-changes``, which also rebuilds the record of any document whose current
    revision has none (after a crash lost the memory). A late record counts, for backups and
    point-in-time cuts, from the moment it was written, so an incremental backup never skips it
    and a restore never silently undoes an acknowledged write.
+4. A delete leaves no document to rebuild a record from, so its record is written *before* it,
+   as an intent (``intend``), and confirmed after (``confirm``); a process killed in between
+   leaves the intent, which ``reconcile_changes()`` confirms if the document is gone (and no
+   other write took that revision) or drops if it is still there (``resolve_intents``).
+5. A write whose outcome is unknown (its time bound ran out after the connection was lost, and
+   reading it back failed too) keeps its records as *uncertain*: written later only if the
+   document shows the write landed (``_settle``), dropped otherwise.
 """
 
 from __future__ import annotations
@@ -26,18 +34,21 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
+from pymongo import ReplaceOne
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
-from .records import CHANGES_COLLECTION, make_record, ms_time, record_id, to_ms
-from .revision import REV_FIELD, revision_of
+from .records import CHANGES_COLLECTION, as_intent, confirmed, make_record, ms_time, to_ms
+from .revision import OP_FIELD, REV_FIELD, revision_of
 
-__all__ = ["ChangeLog", "RECONCILE_ACTOR", "recorded"]
+__all__ = ["ChangeLog", "RECONCILE_ACTOR", "REBUILT_OP", "last_revisions", "recorded"]
 
 log = logging.getLogger(__name__)
 RECONCILE_ACTOR = "astro-db:reconcile"
 _PENDING_LIMIT = 100_000
 _SCAN_BATCH = 1000
+REBUILT_OP = "reconcile"  # the op of a rebuilt record whose document names none (a create)
+INSERT, REPLACE, UNCERTAIN = "insert", "replace", "uncertain"  # how a pending record is to be written
 Runner = Callable[[Callable[[], Any]], Any]
 """``run(fn)``: ``fn()`` under the caller's retry / breaker / time-bound wrapper."""
 
@@ -50,7 +61,7 @@ class ChangeLog:
         self.audit = audit
         self.journal = journal
         self._lock = threading.Lock()
-        self._pending: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, tuple[dict[str, Any], str]] = {}  # _id -> (record, INSERT | REPLACE | UNCERTAIN)
 
     @property
     def enabled(self) -> bool:
@@ -63,13 +74,14 @@ class ChangeLog:
             return len(self._pending)
 
     def build(self, *, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
-              fields: Iterable[str], actor: str | None, request_id: str | None) -> list[dict[str, Any]]:
-        """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each."""
-        names = tuple(f for f in fields if f not in ("_id", REV_FIELD, "_op"))
+              fields: Iterable[str], actor: str | None, request_id: str | None, op: Any) -> list[dict[str, Any]]:
+        """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each, written by
+        the operation ``op`` (its id is part of theirs)."""
+        names = tuple(f for f in fields if f not in ("_id", REV_FIELD, OP_FIELD))
         return [
             make_record(model=model, collection=collection, document_id=doc_id, rev=rev, action=action, time=time,
                         actor=actor, request_id=request_id, fields=names, image=image if self.journal else None,
-                        audit=self.audit, journal=self.journal)
+                        audit=self.audit, journal=self.journal, op=op)
             for doc_id, rev, time, image in changes
         ]
 
@@ -79,11 +91,9 @@ class ChangeLog:
         if not records:
             return
         late = [] if in_transaction else self._take_pending()
-        coll = database[CHANGES_COLLECTION]
 
         def write_all() -> None:
-            _settle(database, late)
-            _insert(coll, records + late, session)
+            _write_late(database, late, records, session)
 
         try:
             run(write_all)
@@ -93,10 +103,10 @@ class ChangeLog:
             raise self.unwritten(records, what, exc, late=late) from exc
 
     def unwritten(self, records: list[dict[str, Any]], what: str, cause: object,
-                  late: Iterable[dict[str, Any]] = ()) -> ChangeRecordError:
+                  late: Iterable[tuple[dict[str, Any], str]] = (), how: str = INSERT) -> ChangeRecordError:
         """The records of an applied write that the server did not take: kept (with ``late``,
         records already pending) to be written later, logged; the ``ChangeRecordError`` to raise."""
-        self._keep(records + list(late))
+        self._keep([(r, how) for r in records] + list(late))
         missing = [r["documentId"] for r in records]
         kind = type(cause).__name__ if isinstance(cause, BaseException) else "refused by the server"
         log.error("%s was applied but its change record(s) for %d document(s) could not be written (%s); "
@@ -104,21 +114,78 @@ class ChangeLog:
         return ChangeRecordError(f"{what} was applied, but its audit/journal records could not be written: {cause}",
                                  missing=missing)
 
+    def keep_uncertain(self, records: list[dict[str, Any]]) -> None:
+        """The records of a write whose outcome is unknown: written later if it landed."""
+        self._keep([(r, UNCERTAIN) for r in records])
+
     def flush(self, run: Runner, database: Any) -> int:
         """Write the records left pending; how many were written (or already there)."""
         late = self._take_pending()
+        written = 0
         if late:
-            def write_late() -> None:
-                _settle(database, late)
-                _insert(database[CHANGES_COLLECTION], late, None)
-
             try:
-                run(write_late)
+                written = run(partial(_write_late, database, late))
             except AstroDBError:
                 self._keep(late)
                 raise
-            log.info("%d pending change record(s) written", len(late))
-        return len(late)
+            log.info("%d pending change record(s) written", written)
+        return written
+
+    # --- deletes: intent, then confirmation ---------------------------------------------------------
+
+    def intend(self, run: Runner, database: Any, records: list[dict[str, Any]], session: Any) -> None:
+        """Write ``records`` as intents, before their delete (a failure fails the call: nothing
+        was deleted)."""
+        if records:
+            run(partial(_insert, database[CHANGES_COLLECTION], [as_intent(r) for r in records], session))
+
+    def confirm(self, run: Runner, database: Any, records: list[dict[str, Any]], *, what: str) -> None:
+        """Turn the intents of ``records`` (their delete was applied) into the records themselves:
+        one command, idempotent; an intent a reconcile dropped meanwhile is written again.
+        Records left pending by an earlier failure are written with them."""
+        if not records:
+            return
+        finals = [confirmed(r) for r in records]
+        late = self._take_pending()  # records left pending go with it, as with any write's records
+
+        def confirm_all() -> None:
+            _replace(database[CHANGES_COLLECTION], finals)
+            if late:
+                _write_late(database, late)
+
+        try:
+            run(confirm_all)
+        except AstroDBError as exc:
+            raise self.unwritten(finals, what, exc, late=late, how=REPLACE) from exc
+
+    def drop(self, run: Runner, database: Any, records: list[dict[str, Any]]) -> None:
+        """Remove the intents of deletes that deleted nothing (another caller got there first).
+        A failure is logged, not raised: reconcile drops an intent whose document still exists."""
+        if not records:
+            return
+        try:
+            run(partial(_drop, database[CHANGES_COLLECTION], [r["_id"] for r in records]))
+        except AstroDBError as exc:
+            log.warning("%d delete intent(s) that deleted nothing could not be removed (%s); reconcile_changes() "
+                        "drops them", len(records), type(exc).__name__)
+
+    def resolve_intents(self, run: Runner, database: Any) -> dict[str, int]:
+        """Settle every intent left unconfirmed (a process died between its delete and the
+        confirmation, or before the delete): confirmed if the document is gone, or lives on past
+        the intent's revision with no other write recorded at it (deleted, then created again);
+        dropped otherwise. ``{"confirmed": n, "dropped": m}``."""
+        counts = {"confirmed": 0, "dropped": 0}
+        intents = run(partial(_intents, database[CHANGES_COLLECTION]))
+        for intent in intents:
+            if run(partial(_happened, database, intent)):
+                run(partial(_replace, database[CHANGES_COLLECTION], [confirmed(intent)]))
+                counts["confirmed"] += 1
+            else:
+                run(partial(_drop, database[CHANGES_COLLECTION], [intent["_id"]]))
+                counts["dropped"] += 1
+        if intents:
+            log.warning("reconcile: %d delete intent(s) confirmed, %d dropped", counts["confirmed"], counts["dropped"])
+        return counts
 
     def rebuild(self, run: Runner, database: Any, infos: Iterable[Any]) -> dict[str, int]:
         """Records for every document whose current revision has none (a crash lost them),
@@ -141,38 +208,56 @@ class ChangeLog:
         return rebuilt
 
     def _lost(self, run: Runner, database: Any, info: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records of the documents of ``batch`` whose current revision has none."""
-        ids = [record_id(info.collection, d["_id"], revision_of(d)) for d in batch]
-        have = run(partial(recorded, database, ids))
-        lost = [d for d, rid in zip(batch, ids) if rid not in have]
-        records = self.build(
-            model=info.name, collection=info.collection, action="update",
-            changes=[(d["_id"], revision_of(d), d.get("updatedAt"), {k: v for k, v in d.items() if k != "_id"}) for d in lost],
-            fields=(), actor=RECONCILE_ACTOR, request_id=None,
-        )
-        for record in records:
+        """The records of the documents of ``batch`` whose current revision has none. A rebuilt
+        record's op is the one the document names (``_op``: the write whose record was lost, so
+        a late copy of that record is the same record), else ``REBUILT_OP``."""
+        have = run(partial(_revisions_recorded, database, info.name, batch))
+        records = []
+        for d in batch:
+            if (d["_id"], revision_of(d)) in have:
+                continue
+            [record] = self.build(
+                model=info.name, collection=info.collection, action="update",
+                changes=[(d["_id"], revision_of(d), d.get("updatedAt"), {k: v for k, v in d.items() if k != "_id"})],
+                fields=(), actor=RECONCILE_ACTOR, request_id=None, op=d.get(OP_FIELD) or REBUILT_OP,
+            )
             _mark_late(record)
+            records.append(record)
         return records
 
-    def _keep(self, records: list[dict[str, Any]]) -> None:
+    def _keep(self, records: list[tuple[dict[str, Any], str]]) -> None:
         with self._lock:
-            for record in records:
+            for record, how in records:
                 if len(self._pending) >= _PENDING_LIMIT:
                     log.error("more than %d change records pending; the rest are left to reconcile_changes()", _PENDING_LIMIT)
                     return
                 _mark_late(record)
-                self._pending[record["_id"]] = record
+                self._pending[record["_id"]] = (record, how)
 
-    def _take_pending(self) -> list[dict[str, Any]]:
+    def _take_pending(self) -> list[tuple[dict[str, Any], str]]:
         with self._lock:
             late, self._pending = list(self._pending.values()), {}
-        for record in late:
+        for record, _ in late:
             _mark_late(record)
         return late
 
 
 def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
     return list(coll.find({} if after is None else {"_id": {"$gt": after}}, sort=[("_id", 1)], limit=_SCAN_BATCH))
+
+
+def last_revisions(database: Any, model: str, ids: list[Any], session: Any = None) -> dict[Any, int]:
+    """The highest revision recorded for each of ``ids`` (an intent included: a delete under
+    way), for the documents that had an earlier life; the others are absent."""
+    coll = database[CHANGES_COLLECTION]
+    if len(ids) == 1:
+        last = coll.find_one({"model": model, "documentId": ids[0]}, {"rev": 1}, sort=[("rev", -1)], session=session)
+        return {ids[0]: int(last["rev"])} if last is not None and "rev" in last else {}
+    out: dict[Any, int] = {}
+    for record in coll.find({"model": model, "documentId": {"$in": ids}}, {"documentId": 1, "rev": 1}, session=session):
+        if "rev" in record:
+            out[record["documentId"]] = max(int(record["rev"]), out.get(record["documentId"], 0))
+    return out
 
 
 def recorded(database: Any, ids: list[str], session: Any = None) -> set[str]:
@@ -185,6 +270,8 @@ def _insert(coll: Any, records: list[dict[str, Any]], session: Any) -> None:
     """Insert unordered; a record already there (our retry, or the same revision recorded by a
     reconcile) is success. Anything else fails the call. One record is an ``insert_one`` (the
     driver's bulk machinery costs about 50 µs more CPU per call)."""
+    if not records:
+        return
     if len(records) == 1:
         try:
             coll.insert_one(records[0], session=session)
@@ -199,21 +286,84 @@ def _insert(coll: Any, records: list[dict[str, Any]], session: Any) -> None:
             raise
 
 
-def _settle(database: Any, late: list[dict[str, Any]]) -> None:
+def _write_late(database: Any, late: list[tuple[dict[str, Any], str]], fresh: Iterable[dict[str, Any]] = (),
+                session: Any = None) -> int:
+    """Write records left pending, settled first (``_settle``), inserted in the same command as
+    ``fresh`` (a write's own records), or, a delete's confirmation, put in place of its intent;
+    how many late records were written."""
+    records = _settle(database, late) if late else []
+    coll = database[CHANGES_COLLECTION]
+    _insert(coll, list(fresh) + [r for r, how in records if how != REPLACE], session)
+    _replace(coll, [r for r, how in records if how == REPLACE])
+    return len(records)
+
+
+def _settle(database: Any, late: list[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
     """Keep the post-image of a late record only while its revision is still the document's
     current one: a later write's record (or a delete) is the journal's truth by now, and a late
-    image must never bring an older state into a later backup window. The audit part stays."""
+    image must never bring an older state into a later backup window. The audit part stays.
+    An uncertain record (its write's outcome was unknown) is kept only if its write landed: the
+    document exists at its revision or past it (a create, an update), or is gone (a delete)."""
     by_coll: dict[str, list[dict[str, Any]]] = {}
-    for record in late:
-        if "doc" in record:
+    for record, how in late:
+        if "doc" in record or how == UNCERTAIN:
             by_coll.setdefault(record["coll"], []).append(record)
+    current: dict[tuple[str, Any], int] = {}
     for name, records in by_coll.items():
-        current = {d["_id"]: revision_of(d) for d in database[name].find(
-            {"_id": {"$in": [r["documentId"] for r in records]}}, {REV_FIELD: 1})}
-        for record in records:
-            if current.get(record["documentId"]) != record["rev"]:
-                del record["doc"]
-                record.pop("journal", None)
+        current.update(((name, d["_id"]), revision_of(d)) for d in database[name].find(
+            {"_id": {"$in": [r["documentId"] for r in records]}}, {REV_FIELD: 1}))
+    kept = []
+    for record, how in late:
+        rev = current.get((record["coll"], record["documentId"]))
+        if how == UNCERTAIN:
+            landed = rev is None if record["action"] == "delete" else rev is not None and rev >= record["rev"]
+            if not landed:
+                log.info("an uncertain %s of %s did not land; its record is dropped", record["action"], record["documentId"])
+                continue
+            how = INSERT
+        if "doc" in record and rev != record["rev"]:
+            del record["doc"]
+            record.pop("journal", None)
+        kept.append((record, how))
+    return kept
+
+
+def _replace(coll: Any, records: list[dict[str, Any]]) -> None:
+    """Put each record in place of its intent (inserted if the intent is gone): one command."""
+    if len(records) == 1:
+        coll.replace_one({"_id": records[0]["_id"]}, records[0], upsert=True)
+    elif records:
+        coll.bulk_write([ReplaceOne({"_id": r["_id"]}, r, upsert=True) for r in records], ordered=False)
+
+
+def _drop(coll: Any, ids: list[str]) -> None:
+    coll.delete_many({"_id": {"$in": ids}, "intent": {"$exists": True}})
+
+
+def _intents(coll: Any) -> list[dict[str, Any]]:
+    return list(coll.find({"intent": {"$exists": True}}, sort=[("t", 1)]))
+
+
+def _happened(database: Any, intent: dict[str, Any]) -> bool:
+    """Whether the delete of an unconfirmed intent was applied (see ``resolve_intents``)."""
+    rev = intent["rev"]
+    taken = database[CHANGES_COLLECTION].find_one(
+        {"model": intent["model"], "documentId": intent["documentId"], "rev": rev, "_id": {"$ne": intent["_id"]},
+         "intent": {"$exists": False}}, {"_id": 1})
+    if taken is not None:
+        return False  # another write (an update, or the delete that won) made that revision
+    doc = database[intent["coll"]].find_one({"_id": intent["documentId"]}, {REV_FIELD: 1})
+    return doc is None or revision_of(doc) > rev
+
+
+def _revisions_recorded(database: Any, model: str, batch: list[dict[str, Any]]) -> set[tuple[Any, int]]:
+    """Which ``(documentId, rev)`` of ``batch``'s documents at their current revision have a
+    record (an unconfirmed intent is none), of either ``_id`` format."""
+    found = database[CHANGES_COLLECTION].find(
+        {"model": model, "documentId": {"$in": [d["_id"] for d in batch]},
+         "rev": {"$in": sorted({revision_of(d) for d in batch})}, "intent": {"$exists": False}},
+        {"documentId": 1, "rev": 1})
+    return {(r["documentId"], r["rev"]) for r in found}
 
 
 def _mark_late(record: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
-"""What one change record holds, its idempotent ``_id``, and the indexes its readers use.
+"""What one change record holds, its ``_id`` (unique per write), intents, and the indexes its readers use.
 
 One record per document a write changed, in ``astroChanges``::
 
-    {"_id": "users/<documentId>/<rev>",                       # one record per revision, ever
+    {"_id": "users/<documentId>/<rev>/<op>",                  # one record per write, ever
      "model": "User", "coll": "users", "documentId": <_id>, "rev": <int>,
      "action": "create" | "update" | "delete",
      "time": <UTC date>, "t": <time in ms since 1970>,        # when the change happened
@@ -10,7 +10,18 @@ One record per document a write changed, in ``astroChanges``::
      "journal": true, "doc": <post-image, stored (sealed) form>}       # when config.journal
 
 ``rev`` is the document's ``_rev`` after the write (a delete: the last revision plus one), so
-the records of one document order by ``rev`` whichever client wrote its record first. ``time``
+the records of one document order by ``rev`` whichever client wrote its record first. A
+document created again under an ``_id`` that had an earlier life continues that ``_id``'s
+revisions (``ops.writes``: it starts one past the highest recorded), so its lives order too.
+The ``_id`` names the write: ``<op>`` is the id the writing operation made once, on the client
+(the ``_op`` an update stamps on the document), so a retried write meets its own record and
+no other write, not even one of a later life of the same ``_id``, can take it. Records written
+before this format (``<coll>/<documentId>/<rev>``) read the same: nothing parses an ``_id``.
+
+A delete writes its record first as an **intent** (``intent: {audit, journal}`` in place of
+the ``audit`` / ``journal`` flags, so neither the trail nor a backup window sees it), deletes,
+then confirms it (``confirmed``: the flags set, ``t`` now); a crash in between leaves the
+intent for ``reconcile_changes()`` to confirm or drop (``changes.log``). ``time``
 is the post-image's ``updatedAt`` (the server's clock for an update, the creating client's for
 a create) or, for a delete, the client's clock when the delete returned. ``t`` selects backup
 windows and point-in-time cuts; a record that could only be written late (see ``log``) gets
@@ -27,16 +38,35 @@ from typing import Any
 from pymongo import IndexModel
 from pymongo import errors as pm
 
-__all__ = ["CHANGES_COLLECTION", "record_id", "make_record", "to_ms", "ms_time", "ensure_change_indexes"]
+__all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "make_record", "to_ms", "ms_time",
+           "ensure_change_indexes"]
 
 log = logging.getLogger(__name__)
 CHANGES_COLLECTION = "astroChanges"
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
-def record_id(collection: str, document_id: Any, rev: int) -> str:
-    """The record's ``_id``: a retried insert of the same change meets its own duplicate key."""
-    return f"{collection}/{document_id}/{int(rev)}"
+def record_id(collection: str, document_id: Any, rev: int, op: Any) -> str:
+    """The record's ``_id``: the document, its revision and the id of the operation that wrote
+    it, so a retried insert of the same change meets its own duplicate key and nothing else."""
+    return f"{collection}/{document_id}/{int(rev)}/{op}"
+
+
+def as_intent(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as an intent: written before its write, invisible to readers until confirmed."""
+    intent = dict(record)
+    intent["intent"] = {"audit": bool(intent.pop("audit", False)), "journal": bool(intent.pop("journal", False))}
+    return intent
+
+
+def confirmed(record: dict[str, Any], when: Any = None) -> dict[str, Any]:
+    """The final form of an intent (or of ``record`` itself): visible from ``when`` (now)."""
+    final = dict(record)
+    flags = final.pop("intent", None)
+    if flags is not None:
+        final.update({k: True for k, on in flags.items() if on})
+    final["t"] = max(final.get("t", 0), to_ms(ms_time(when)))
+    return final
 
 
 def ms_time(value: Any) -> _dt.datetime:
@@ -56,11 +86,11 @@ def to_ms(when: _dt.datetime) -> int:
 
 def make_record(*, model: str, collection: str, document_id: Any, rev: int, action: str, time: Any,
                 actor: str | None, request_id: str | None, fields: Iterable[str], image: dict[str, Any] | None,
-                audit: bool, journal: bool) -> dict[str, Any]:
+                audit: bool, journal: bool, op: Any) -> dict[str, Any]:
     """One change record (see the module docstring for its fields)."""
     when = ms_time(time)
     record: dict[str, Any] = {
-        "_id": record_id(collection, document_id, rev), "model": model, "coll": collection,
+        "_id": record_id(collection, document_id, rev, op), "model": model, "coll": collection,
         "documentId": document_id, "rev": rev, "action": action, "time": when, "t": to_ms(when),
     }
     if audit:
@@ -73,11 +103,12 @@ def make_record(*, model: str, collection: str, document_id: Any, rev: int, acti
 
 
 def ensure_change_indexes(database: Any, retention_days: int | None) -> None:
-    """The trail's ``(model, documentId, rev)`` index, the windows' ``t`` index, and a TTL index
-    on ``time`` when a retention is set (records older than it expire, trail and journal alike)."""
+    """The trail's ``(model, documentId, rev)`` index, the windows' ``t`` index, the sparse
+    ``intent`` index reconcile finds unconfirmed intents by, and a TTL index on ``time`` when a
+    retention is set (records older than it expire, trail and journal alike)."""
     coll = database[CHANGES_COLLECTION]
     wanted = [IndexModel([("model", 1), ("documentId", 1), ("rev", 1)], name="model_1_documentId_1_rev_1"),
-              IndexModel([("t", 1)], name="t_1")]
+              IndexModel([("t", 1)], name="t_1"), IndexModel([("intent", 1)], name="intent_1", sparse=True)]
     seconds = None if retention_days is None else int(retention_days) * 86_400
     if seconds is not None:
         wanted.append(IndexModel([("time", 1)], name="time_1", expireAfterSeconds=seconds))
@@ -86,6 +117,6 @@ def ensure_change_indexes(database: Any, retention_days: int | None) -> None:
     except pm.OperationFailure as exc:
         if exc.code not in (85, 86):  # IndexOptionsConflict / IndexKeySpecsConflict: retention changed
             raise
-        coll.create_indexes(wanted[:2])
+        coll.create_indexes(wanted[:3])
         database.command("collMod", CHANGES_COLLECTION, index={"keyPattern": {"time": 1}, "expireAfterSeconds": seconds})
         log.info("change record retention changed to %d days", retention_days)

@@ -23,7 +23,7 @@ from pymongo import errors as pm
 
 from ..errors import AstroDBError, ConfigError, OperationTimeoutError, scrub, translate
 
-__all__ = ["Bound", "bounded", "current_bound", "under", "final_error"]
+__all__ = ["Bound", "bounded", "current_bound", "under", "final_error", "afresh"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,12 +82,37 @@ def bounded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def under_call_bound(timeout_ms: float) -> Iterator[None]:
+    """What ``bounded`` does for one call, as a context (a nested bound never outlives its caller's)."""
+    bound = Bound.starting_now(check_timeout_ms(timeout_ms), "timeout_ms")
+    outer = _call_bound.get()
+    if outer is not None and outer.deadline < bound.deadline:
+        bound = outer
+    token = _call_bound.set(bound)
+    try:
+        yield
+    finally:
+        _call_bound.reset(token)
+
+
 def current_bound(default_ms: float | None) -> Bound | None:
     """The bound of the call in progress, else one of ``default_ms`` starting now, else None."""
     bound = _call_bound.get()
     if bound is None and default_ms:
         bound = Bound.starting_now(default_ms, "operation_timeout_ms")
     return bound
+
+
+@contextlib.contextmanager
+def afresh(ms: float | None, source: str) -> Iterator[None]:
+    """Run the block under a new bound of ``ms`` (none: the configured default), whatever is left
+    of the call's: for the one read that finds out whether a write whose bound ran out landed."""
+    token = _call_bound.set(Bound.starting_now(ms, source) if ms else None)
+    try:
+        yield
+    finally:
+        _call_bound.reset(token)
 
 
 @contextlib.contextmanager

@@ -4,24 +4,69 @@ It carries what the Node service (Mongoose, ``timestamps: true``) puts on every 
 ``createdAt`` / ``updatedAt`` (set by the service, so optional here) and the ``__v`` version key
 (astro_db writes 0 on create, as Mongoose does). Unknown stored keys never break loading
 (``strict: False``) and indexes are never created implicitly: they are synced explicitly.
+
+Type checkers see ``AstroDocument`` and ``AstroEmbeddedDocument`` over ``DocumentView`` /
+``EmbeddedDocumentView`` below (what MongoEngine gives an instance, typed), not over MongoEngine's
+untyped classes, which would make every attribute of every model ``Any`` (``user.emial``
+accepted). At run time the bases are MongoEngine's ``Document`` and ``EmbeddedDocument``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mongoengine import Document
+from mongoengine import Document, EmbeddedDocument
 
 from .fields import NumberField, UTCDateTimeField
 from .masking import field_mask_kind, mask_value
 from .serialise import document_to_dict
 
-__all__ = ["AstroDocument", "BASE_META", "mask_value"]
+__all__ = ["AstroDocument", "BASE_META", "EmbeddedDocumentBase", "mask_value"]
 
 BASE_META: dict[str, Any] = {"abstract": True, "strict": False, "auto_create_index": False}
 
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Self
 
-class AstroDocument(Document):
+    from bson import ObjectId
+
+    class EmbeddedDocumentView:
+        """The checkers' view of a MongoEngine ``EmbeddedDocument``: what astro_db and apps use."""
+
+        _fields: ClassVar[dict[str, Any]]
+        _meta: ClassVar[dict[str, Any]]
+        _data: dict[str, Any]
+
+        __hash__: ClassVar[None]  # type: ignore[assignment]  # compared by value, unhashable at run time
+
+        def __init__(self, *args: Any, **values: Any) -> None: ...
+        def __eq__(self, other: object) -> bool: ...
+        def to_mongo(self, *args: Any, **kwargs: Any) -> Any: ...
+        def to_json(self, *args: Any, **kwargs: Any) -> str: ...
+        def validate(self, clean: bool = True) -> None: ...
+        @classmethod
+        def _from_son(cls, son: Any, *args: Any, **kwargs: Any) -> Self: ...
+
+    class DocumentView(EmbeddedDocumentView):
+        """The checkers' view of a MongoEngine ``Document``: its ``id`` (``_id``, an ObjectId
+        once stored; every instance astro_db returns is stored) and what astro_db uses."""
+
+        id: ObjectId
+        pk: ObjectId
+
+        def __hash__(self) -> int: ...  # type: ignore[override]  # by id, as MongoEngine's Document
+
+        @classmethod
+        def _get_collection_name(cls) -> str: ...
+
+    DocumentBase = DocumentView
+    EmbeddedDocumentBase = EmbeddedDocumentView
+else:
+    DocumentBase = Document
+    EmbeddedDocumentBase = EmbeddedDocument
+
+
+class AstroDocument(DocumentBase):
     """Abstract model base: timestamps, Mongoose's version key and ``to_dict``."""
 
     created_at = UTCDateTimeField(db_field="createdAt")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import EmbeddedDocumentField
-
 from .base import AstroDocument
 from .embedded import BirthData, Position, unique_bodies
-from .fields import ChoiceField, RuleListField, UserRefField
+from .fields import ChoiceField, EmbeddedDocumentField, RuleListField, UserRefField
 
 __all__ = ["BirthChart", "HOUSE_SYSTEMS"]
 

@@ -11,11 +11,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bson import ObjectId
-from mongoengine import EmbeddedDocument, EmbeddedDocumentField
 
+from .base import EmbeddedDocumentBase
 from .fields import (
     BoolField,
     ChoiceField,
+    EmbeddedDocumentField,
     GeoPointField,
     NumberField,
     StrictObjectIdField,
@@ -39,7 +40,7 @@ RISK_LEVELS = ("low", "medium", "high")
 EARLIEST_BIRTH = datetime(1800, 1, 1, tzinfo=timezone.utc)
 
 
-class AstroEmbeddedDocument(EmbeddedDocument):
+class AstroEmbeddedDocument(EmbeddedDocumentBase):
     """Abstract base of embedded documents: lenient about unknown keys, has ``to_dict``."""
 
     meta = {"abstract": True, "strict": False}
@@ -49,7 +50,7 @@ class AstroEmbeddedDocument(EmbeddedDocument):
         return document_to_dict(self, masked)
 
 
-def _sub_id() -> StrictObjectIdField:
+def _sub_id() -> StrictObjectIdField[ObjectId]:
     return StrictObjectIdField(db_field="_id", default=ObjectId)
 
 

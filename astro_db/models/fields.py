@@ -5,6 +5,13 @@ message naming the bad value; the field's stored name is the key the error is re
 ``to_python`` never raises: it converts what it can (ISO strings, hex ids, list points) and leaves
 the rest for ``validate`` to reject, which is the contract MongoEngine's loaders rely on.
 Fields accept extra metadata (``sensitive=True``, ``mask="name"``) read by ``to_dict(masked=True)``.
+
+Typed for mypy and pyright: each field is generic in the Python type its attribute holds on an
+instance (``User.email`` is the field, ``user.email`` a ``str``). The constructor overloads pick
+that type: ``required=True`` or a ``default`` give the bare type, otherwise ``... | None``
+(``NumberField(integer=True)`` holds an ``int``, other numbers a ``float``; a ``RuleListField``
+always a list, MongoEngine's lists default to ``[]``). The ``__get__``/``__set__`` overloads exist
+for the checkers only: at run time MongoEngine's ``BaseField`` descriptors do the work.
 """
 
 from __future__ import annotations
@@ -14,23 +21,30 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 from zoneinfo import available_timezones
 
 from bson import ObjectId
 from mongoengine.base import BaseDocument, BaseField
 from mongoengine.fields import ListField, ObjectIdField
 
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Self
+
+    from mongoengine.fields import EmbeddedDocumentField as _MEEmbeddedDocumentField
+
 __all__ = [
     "BoolField",
     "ChoiceField",
     "EmailField",
+    "EmbeddedDocumentField",
     "GeoPointField",
     "NumberField",
     "RuleListField",
     "StrictObjectIdField",
     "TextField",
     "TimezoneField",
+    "TypedField",
     "UTCDateTimeField",
     "UserRefField",
     "describe",
@@ -62,11 +76,52 @@ def _span(low: Any, high: Any) -> str:
     return f">= {low}" if low is not None else f"<= {high}"
 
 
+# --- typing ----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+E = TypeVar("E")
+_Item = TypeVar("_Item")
+
+
+class TypedField(Generic[T]):
+    """The checkers' view of a field holding a ``T``: class access gives the field, instance
+    access the value. Listed first in each field's bases so the checkers see these descriptors
+    (MongoEngine's own are untyped); at run time this class is empty and ``BaseField`` serves."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # pragma: no cover
+        @overload
+        def __get__(self, instance: None, owner: Any) -> Self: ...
+        @overload
+        def __get__(self, instance: object, owner: Any) -> T: ...
+        def __get__(self, instance: object | None, owner: Any) -> Self | T: ...
+        def __set__(self, instance: object, value: T) -> None: ...
+        def _value(self) -> T: ...  # what ``HoldsValue`` reads: a field's value type
+
+
+class HoldsValue(Protocol[T_co]):
+    """Any field whose instance value is a ``T_co`` (a list field's item field)."""
+
+    def _value(self) -> T_co: ...
+
+
 # --- strings ---------------------------------------------------------------------------------
 
 
-class TextField(BaseField):
+class TextField(TypedField[T], BaseField):
     """A string, stripped of surrounding whitespace, with an optional length range and pattern."""
+
+    @overload
+    def __init__(self: TextField[str], min_length: int | None = None, max_length: int | None = None,
+                 strip: bool = True, *, required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: TextField[str], min_length: int | None = None, max_length: int | None = None,
+                 strip: bool = True, *, default: str | Callable[[], str], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: TextField[str | None], min_length: int | None = None, max_length: int | None = None,
+                 strip: bool = True, *, required: bool = False, **kwargs: Any) -> None: ...
 
     def __init__(self, min_length: int | None = None, max_length: int | None = None,
                  strip: bool = True, **kwargs: Any) -> None:
@@ -95,8 +150,15 @@ class TextField(BaseField):
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
-class EmailField(TextField):
+class EmailField(TextField[T]):
     """An e-mail address: stripped and lower-cased before it is checked and stored."""
+
+    @overload
+    def __init__(self: EmailField[str], *, required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: EmailField[str], *, default: str | Callable[[], str], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: EmailField[str | None], *, required: bool = False, **kwargs: Any) -> None: ...
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 254)
@@ -112,8 +174,18 @@ class EmailField(TextField):
             self.error(f"not a valid email address: {describe(value)}")
 
 
-class ChoiceField(TextField):
+class ChoiceField(TextField[T]):
     """One of a fixed set of strings; with ``ignore_case`` any spelling is stored canonically."""
+
+    @overload
+    def __init__(self: ChoiceField[str], options: Iterable[str], ignore_case: bool = False, *,
+                 required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: ChoiceField[str], options: Iterable[str], ignore_case: bool = False, *,
+                 default: str | Callable[[], str], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: ChoiceField[str | None], options: Iterable[str], ignore_case: bool = False, *,
+                 required: bool = False, **kwargs: Any) -> None: ...
 
     def __init__(self, options: Iterable[str], ignore_case: bool = False, **kwargs: Any) -> None:
         self.options = tuple(options)
@@ -137,7 +209,7 @@ def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-class TimezoneField(TextField):
+class TimezoneField(TextField[T]):
     """An IANA time-zone name such as ``Europe/Paris`` (checked against the system's zoneinfo)."""
 
     def validate(self, value: Any) -> None:
@@ -149,8 +221,29 @@ class TimezoneField(TextField):
 # --- numbers and flags -----------------------------------------------------------------------
 
 
-class NumberField(BaseField):
-    """An int or float (never a bool) within ``min_value``..``max_value`` (or below ``below``)."""
+class NumberField(TypedField[T], BaseField):
+    """An int or float (never a bool) within ``min_value``..``max_value`` (or below ``below``).
+
+    Typed ``int`` with ``integer=True``, else ``float`` (which admits an ``int``)."""
+
+    @overload
+    def __init__(self: NumberField[int], min_value: Any = None, max_value: Any = None, below: Any = None, *,
+                 integer: Literal[True], required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: NumberField[int], min_value: Any = None, max_value: Any = None, below: Any = None, *,
+                 integer: Literal[True], default: int | Callable[[], int], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: NumberField[int | None], min_value: Any = None, max_value: Any = None, below: Any = None, *,
+                 integer: Literal[True], required: bool = False, **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: NumberField[float], min_value: Any = None, max_value: Any = None, below: Any = None,
+                 integer: Literal[False] = False, *, required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: NumberField[float], min_value: Any = None, max_value: Any = None, below: Any = None,
+                 integer: Literal[False] = False, *, default: float | Callable[[], float], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: NumberField[float | None], min_value: Any = None, max_value: Any = None, below: Any = None,
+                 integer: Literal[False] = False, *, required: bool = False, **kwargs: Any) -> None: ...
 
     def __init__(self, min_value: Any = None, max_value: Any = None, below: Any = None,
                  integer: bool = False, **kwargs: Any) -> None:
@@ -173,8 +266,17 @@ class NumberField(BaseField):
             self.error(f"must be {_span(self.min_value, self.max_value)}, got {describe(value)}")
 
 
-class BoolField(BaseField):
+class BoolField(TypedField[T], BaseField):
     """A true boolean; unlike MongoEngine's BooleanField it never coerces ``"no"`` to True."""
+
+    if TYPE_CHECKING:  # pragma: no cover
+        @overload
+        def __init__(self: BoolField[bool], *, required: Literal[True], **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: BoolField[bool], *, default: bool | Callable[[], bool], **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: BoolField[bool | None], *, required: bool = False, **kwargs: Any) -> None: ...
+        def __init__(self, **kwargs: Any) -> None: ...
 
     def validate(self, value: Any) -> None:
         if not isinstance(value, bool):
@@ -184,8 +286,19 @@ class BoolField(BaseField):
 # --- ids and references ----------------------------------------------------------------------
 
 
-class StrictObjectIdField(ObjectIdField):
+class StrictObjectIdField(TypedField[T], ObjectIdField):
     """An ObjectId given as ObjectId or 24-hex string; anything else is 'not a valid ObjectId'."""
+
+    if TYPE_CHECKING:  # pragma: no cover
+        @overload
+        def __init__(self: StrictObjectIdField[ObjectId], *, required: Literal[True], **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: StrictObjectIdField[ObjectId], *, default: ObjectId | Callable[[], ObjectId],
+                     **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: StrictObjectIdField[ObjectId | None], *, required: bool = False,
+                     **kwargs: Any) -> None: ...
+        def __init__(self, **kwargs: Any) -> None: ...
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, str) and ObjectId.is_valid(value):
@@ -200,12 +313,19 @@ class StrictObjectIdField(ObjectIdField):
             self.error(f"not a valid ObjectId: {describe(value)}")
 
 
-class UserRefField(StrictObjectIdField):
+class UserRefField(StrictObjectIdField[T]):
     """A reference to ``users._id`` stored as a bare ObjectId, as Mongoose's ``ref`` does.
 
     Not a MongoEngine ReferenceField: reading never dereferences through a global connection.
     A saved ``User`` instance is accepted and replaced by its id.
     """
+
+    @overload
+    def __init__(self: UserRefField[ObjectId], *, required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: UserRefField[ObjectId], *, default: ObjectId | Callable[[], ObjectId], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: UserRefField[ObjectId | None], *, required: bool = False, **kwargs: Any) -> None: ...
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("ref", "users")
@@ -243,11 +363,21 @@ def to_utc(value: Any) -> Any:
     return value
 
 
-class UTCDateTimeField(BaseField):
+class UTCDateTimeField(TypedField[T], BaseField):
     """A point in time held as an aware UTC datetime; ISO strings (``Z``, offsets, dates) accepted.
 
     ``earliest`` and ``not_future`` bound the value (birth dates use both).
     """
+
+    @overload
+    def __init__(self: UTCDateTimeField[datetime], earliest: datetime | None = None, not_future: bool = False, *,
+                 required: Literal[True], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: UTCDateTimeField[datetime], earliest: datetime | None = None, not_future: bool = False, *,
+                 default: datetime | Callable[[], datetime], **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self: UTCDateTimeField[datetime | None], earliest: datetime | None = None,
+                 not_future: bool = False, *, required: bool = False, **kwargs: Any) -> None: ...
 
     def __init__(self, earliest: datetime | None = None, not_future: bool = False,
                  **kwargs: Any) -> None:
@@ -277,8 +407,18 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class GeoPointField(BaseField):
+class GeoPointField(TypedField[T], BaseField):
     """A GeoJSON Point ``{"type": "Point", "coordinates": [lng, lat]}``; ``[lng, lat]`` accepted."""
+
+    if TYPE_CHECKING:  # pragma: no cover
+        @overload
+        def __init__(self: GeoPointField[dict[str, Any]], *, required: Literal[True], **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: GeoPointField[dict[str, Any]], *, default: Any, **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: GeoPointField[dict[str, Any] | None], *, required: bool = False,
+                     **kwargs: Any) -> None: ...
+        def __init__(self, **kwargs: Any) -> None: ...
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
@@ -312,7 +452,7 @@ class GeoPointField(BaseField):
 ListRule = Callable[[list[Any]], str | None]
 
 
-class RuleListField(ListField):
+class RuleListField(TypedField[list[_Item]], ListField):
     """A list with an item-count range and an optional rule over the whole list.
 
     The rule receives the items as plain data (an embedded item's ``_data`` dict keyed by
@@ -321,7 +461,7 @@ class RuleListField(ListField):
     field itself (``positions``), never MongoEngine's ``__all__``.
     """
 
-    def __init__(self, field: BaseField, min_length: int | None = None,
+    def __init__(self, field: HoldsValue[_Item | None], min_length: int | None = None,
                  max_length: int | None = None, rule: ListRule | None = None,
                  **kwargs: Any) -> None:
         self.min_length = min_length
@@ -348,3 +488,24 @@ class RuleListField(ListField):
         self.validate_container(value)
         super(ListField, self).validate(value)  # items, then required-and-empty
         self.validate_rule([v._data if isinstance(v, BaseDocument) else v for v in value])
+
+
+# --- embedded documents ----------------------------------------------------------------------
+
+if TYPE_CHECKING:  # pragma: no cover
+    class EmbeddedDocumentField(TypedField[T], _MEEmbeddedDocumentField):
+        """The checkers' view of MongoEngine's ``EmbeddedDocumentField``: its value is the
+        embedded class's instance (``| None`` unless required or given a default)."""
+
+        @overload
+        def __init__(self: EmbeddedDocumentField[E], document_type: type[E], *, required: Literal[True],
+                     **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: EmbeddedDocumentField[E], document_type: type[E], *, default: E | Callable[[], E],
+                     **kwargs: Any) -> None: ...
+        @overload
+        def __init__(self: EmbeddedDocumentField[E | None], document_type: type[E], *,
+                     required: bool = False, **kwargs: Any) -> None: ...
+        def __init__(self, document_type: Any, **kwargs: Any) -> None: ...
+else:
+    from mongoengine.fields import EmbeddedDocumentField

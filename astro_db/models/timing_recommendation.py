@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import EmbeddedDocumentField
-
 from .base import AstroDocument
 from .embedded import Risk, TimingWindow, ordered_windows
-from .fields import RuleListField, TextField, UserRefField
+from .fields import EmbeddedDocumentField, RuleListField, TextField, UserRefField
 
 __all__ = ["TimingRecommendation", "MAX_WINDOWS", "MAX_RISKS"]
 

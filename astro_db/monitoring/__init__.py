@@ -9,6 +9,7 @@
     advisor.py     advise(): seen query shapes that scan a collection, and the index to add
     storage.py     storage_stats(): counts and sizes per collection
     prometheus.py  a prometheus_client collector and registry
+    tracing.py     OpenTelemetry spans, one per operation (the ``tracing`` extra)
 
 ``Database`` exposes these as ``db.metrics()``, ``db.metrics_registry()``, ``db.health()``,
 ``db.explain()`` and ``db.advise()``.

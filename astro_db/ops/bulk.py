@@ -1,4 +1,10 @@
-"""New documents and their change records in one command: MongoDB 8.0's client-level ``bulkWrite``.
+"""Writes and their change records in one command: MongoDB 8.0's client-level ``bulkWrite``.
+
+Deletes (``delete_intended``): the intents of their change records, then the compare-and-set
+deletes themselves, in one ordered command (the intents first, so a delete the server applied
+always has its intent; ``changes.log`` confirms or settles them).
+
+Creates (``insert_recorded``):
 
 Where the server speaks it (wire version 25 and up: MongoDB 8.0, nx-27017), a create sends each
 new document followed by its change record in one ordered ``bulkWrite`` command, across the two
@@ -21,12 +27,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from pymongo import InsertOne
+from pymongo import DeleteOne, InsertOne
 from pymongo import errors as pm
 
 from ..changes import CHANGES_COLLECTION
 
-__all__ = ["WIRE_VERSION", "Outcome", "supported", "insert_recorded"]
+__all__ = ["WIRE_VERSION", "Outcome", "supported", "insert_recorded", "delete_intended"]
 
 WIRE_VERSION = 25  # MongoDB 8.0: the first to have the client-level bulkWrite command
 DUPLICATE_KEY = 11000
@@ -95,3 +101,24 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
             if start < len(places) and places[start] == (position, True):
                 start += 1  # the refused document's record is not written
     return outcome
+
+
+def delete_intended(client: Any, database: str, collection: str, intents: Sequence[dict[str, Any]],
+                    filters: Sequence[dict[str, Any]], *, session: Any = None, intended: Collection[str] = ()) -> list[bool]:
+    """Insert the ``intents`` (but those whose ids are in ``intended``: an earlier attempt wrote
+    them) into the change collection, then delete by each of ``filters``, ordered, in one
+    command; for each filter, whether it deleted a document. A write error (an intent refused:
+    then nothing after it ran) raises the driver's error."""
+    ops: list[Any] = [InsertOne(intent, namespace=f"{database}.{CHANGES_COLLECTION}")
+                      for intent in intents if intent["_id"] not in intended]
+    first = len(ops)
+    ops.extend(DeleteOne(filt, namespace=f"{database}.{collection}") for filt in filters)
+    try:
+        result = client.bulk_write(ops, ordered=True, session=session, verbose_results=True)
+    except pm.ClientBulkWriteException as exc:
+        if exc.error is not None and isinstance(exc.error, BaseException):
+            raise exc.error from exc
+        error = cast("dict[str, Any]", exc.write_errors[0]) if exc.write_errors else {}
+        raise pm.OperationFailure(error.get("errmsg", "bulkWrite failed"), error.get("code"), error) from exc
+    deleted = result.delete_results
+    return [bool(deleted[first + i].deleted_count) if first + i in deleted else False for i in range(len(filters))]

@@ -9,7 +9,8 @@ gets the same authorization, breaker, time bound, retries, translation and metri
 
 The executor is also the documented interface for tools and tests that need more than the public
 ``Database`` API: ``runtime`` (the shared state: config, connection, cache, breaker, retry policy,
-monitor, crypto, registry), ``call`` (one driver call through the run step) and ``emit`` (the hooks).
+monitor, crypto, registry), ``call`` (one driver call through the run step) and ``after_write``
+(the after-write step: the write hooks, change records included).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ..changes import read_trail
-from ..errors import AstroDBError
+from ..errors import AstroDBError, PermissionDeniedError, QueryError
+from ..events import Written
+from ..monitoring import tracing
 from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, Actor, Guard
 from ..stale import stale_age
-from . import references
+from . import pages, references
 from .operation import Operation
 from .runtime import Runtime
 from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
@@ -81,11 +84,14 @@ class CreateManyResult(Sequence[Any]):
         return f"CreateManyResult({self._all()!r}, failed={self.failed!r})"
 
 
+@tracing.instrument  # one OpenTelemetry span per operation (monitoring/tracing.py), when installed
 class Executor:
     """Runs operations through the steps over one ``Runtime`` (shared by a Database's views)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        if not any(isinstance(hook, hooks.ChangeRecords) for hook in runtime.hooks):
+            runtime.hooks.append(hooks.ChangeRecords(runtime))  # after the cache's, before the app's
 
     # --- the documented interface for tools ------------------------------------------------
 
@@ -103,14 +109,11 @@ class Executor:
         """One driver call through the run step (breaker, time bound, retries, translation, metrics)."""
         return run.call(self.runtime, info, operation, fn, transaction, retry=retry)
 
-    def emit(self, event: Any) -> None:
-        """Announce a write made by a tool (e.g. key rotation) to the write hooks (step 8)."""
-        hooks.emit(self.runtime, event)
-
-    def record(self, info: ModelInfo, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]],
-               fields: Any, *, actor: str) -> None:
-        """Write the change records of a tool's write (``ops.writes.WriteRunner.record``)."""
-        WriteRunner(self.runtime, info, None, None, None).record(action, changes, fields, actor=actor)
+    def after_write(self, info: ModelInfo, written: Written, *, actor: str) -> None:
+        """Announce a write made by a tool (e.g. key rotation) to the write hooks, its change
+        records included: the after-write step (step 8), as every write of the service."""
+        hooks.after_write(self.runtime, info, written, database=self.runtime.connection.database, session=None,
+                          transaction=None, actor=actor)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -133,6 +136,77 @@ class Executor:
                          lambda coll, filt: coll.find_one(filt, session=session, **options))
         age = stale_age(doc)
         return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False), age=age)
+
+    def iter_find(self, op: Operation) -> Iterator[Any]:
+        """Steps 1-7 now, up to the first batch (retried like any read); the rest streamed,
+        batch by batch, each document checked against the scope, opened and hydrated alone."""
+        rt = self.runtime
+        info, session, guard = self._begin(op)
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        options = compile.find_options(info, op.options)
+        filt = guard.filter(seal.filter(rt, info, filt))
+        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+
+        def first_batch() -> tuple[Any, Any]:
+            cursor = coll.find(filt, session=session, **options)
+            return cursor, next(cursor, run.END)  # the find command: the first batch
+
+        cursor, head = run.call(rt, info, "iter_find", first_batch, op.transaction, query=(filt, options.get("sort")))
+        return self._stream(info, guard, cursor, head, lean=op.option("lean", False))
+
+    def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool) -> Iterator[Any]:
+        rt = self.runtime
+        try:
+            while doc is not run.END:
+                if not guard.admits(doc):
+                    raise PermissionDeniedError(f"the server answered iter_find on {info.name} with a document "
+                                                "outside the actor's scope")
+                yield hydrate.one(info, open.document(rt, info, doc), lean=lean)
+                doc = run.read_on(rt, info, "iter_find", cursor)
+        finally:
+            cursor.close()
+
+    def page(self, op: Operation) -> pages.Page[Any]:
+        """One keyset page (``ops.pages``): the filter, then "after the token's document"."""
+        rt = self.runtime
+        info, session, guard = self._begin(op)
+        limit = op.option("limit")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= pages.MAX_LIMIT:
+            raise QueryError(f"limit must be a whole number from 1 to {pages.MAX_LIMIT}, got {limit!r}")
+        filt = compile.filter(info, op.query, strict=op.option("strict", False))
+        options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
+        order = pages.page_sort(options.get("sort"))
+        sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
+        for key, _ in order:
+            if key in sealed:
+                raise QueryError(f"cannot page by {key!r}: it is encrypted, so its stored order means nothing")
+        projection = options.get("projection")
+        if projection:
+            if any(projection.get(key) == 0 for key, _ in order):
+                raise QueryError("a page's projection cannot leave out its sort keys (the next token is made of them)")
+            if any(v for v in projection.values()):
+                projection = {**projection, **{key: 1 for key, _ in order}}
+        filt = guard.filter(seal.filter(rt, info, filt))
+        tokens = rt.page_tokens
+        context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
+        after = op.option("after")
+        query = filt
+        if after is not None:
+            keyset = pages.keyset_filter(order, tokens.open(context, after, len(order)))
+            query = {"$and": [filt, keyset]} if filt else keyset
+        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+        find_options: dict[str, Any] = {"sort": order, "limit": limit + 1}
+        if projection:
+            find_options["projection"] = projection
+        docs = run.call(rt, info, "page", lambda: list(coll.find(query, session=session, **find_options)),
+                        op.transaction, query=(query, order))
+        if not guard.admits(docs):
+            raise PermissionDeniedError(f"the server answered page on {info.name} with a document outside the actor's scope")
+        more = len(docs) > limit
+        docs = docs[:limit]
+        token = tokens.make(context, pages.sort_values(docs[-1], order)) if more and docs else None
+        items = hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False))
+        return pages.Page(list(items), token, len(docs))
 
     def count(self, op: Operation) -> int:
         rt = self.runtime
@@ -160,7 +234,9 @@ class Executor:
         info, session, guard = self._begin(op)
         son = compile.document(info, guard, op.data)
         references.refuse_orphans(rt, info, [son], op.transaction)
-        self._writer(info, op, session).insert_one(seal.document(rt, info, son))
+        writer = self._writer(info, op, session)
+        writer.continue_lives([son])
+        writer.insert_one(seal.document(rt, info, son))
         return hydrate.one(info, son, lean=op.option("lean", False))
 
     def create_many(self, op: Operation) -> CreateManyResult:
@@ -168,7 +244,9 @@ class Executor:
         info, session, guard = self._begin(op)
         sons, failed = compile.documents(info, guard, op.data)
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
-        refused = self._writer(info, op, session).insert_many([seal.document(rt, info, son) for _, son in sons])
+        writer = self._writer(info, op, session)
+        writer.continue_lives([son for _, son in sons])
+        refused = writer.insert_many([seal.document(rt, info, son) for _, son in sons])
         created = []
         for position, (index, son) in enumerate(sons):
             if position in refused:
@@ -233,7 +311,7 @@ class Executor:
         sort = options.get("sort") if options else None
         return cache.read_through(
             rt, info, op.name, filt, options, cache=op.option("cache"), transaction=op.transaction,
-            stale_ok=op.option("stale_ok", False), route=where,
+            stale_ok=op.option("stale_ok", False), route=where, guard=guard,
             fetch=lambda: run.call(rt, info, op.name, lambda: query(coll, filt), op.transaction, query=(filt, sort)),
         )
 

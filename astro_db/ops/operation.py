@@ -37,7 +37,7 @@ MODEL_PERMISSIONS = frozenset({READ, CREATE, UPDATE, DELETE, DELETE_ALL, AUDIT})
 # Every public name of ``Database`` -> the permission it needs.
 PERMISSIONS: dict[str, str] = {
     # data
-    "find": READ, "find_one": READ, "count": READ, "aggregate": READ,
+    "find": READ, "find_one": READ, "count": READ, "aggregate": READ, "iter_find": READ, "page": READ,
     "create": CREATE, "create_many": CREATE,
     "update": UPDATE, "update_many": UPDATE,
     "delete": DELETE, "delete_many": DELETE,

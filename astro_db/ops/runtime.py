@@ -21,10 +21,11 @@ from ..driver.retry import CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
 from ..errors import ConfigError
 from ..events import WriteEvent
-from ..monitoring import Monitor
+from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
+from .pages import PageTokens
 
 __all__ = ["Runtime", "make_config", "utcnow"]
 
@@ -46,12 +47,14 @@ class Runtime:
         self.monitor = Monitor(config, registry)
         if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
             self.listeners.extend(self.monitor.listeners())
+        self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
         self.connection = Connection(config, self.listeners)
         self.retry = RetryPolicy(config)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
         self.one_command_writes = config.one_command_writes and not config.is_embedded
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
+        self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         self.collections: tuple[Any, dict[str, Any]] = (None, {})
 
     # --- collections and reads ---------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The write path of one service call: idempotent inserts, guarded updates, hooked deletes.
+"""The write strategies of one service call: idempotent inserts, guarded updates, intended deletes, each returning what it wrote.
 
 Inserts carry a client-generated ``_id``, so a retried insert that meets its own ``_id`` (the
 first attempt reached the server but its reply was lost) counts as success, never a duplicate.
@@ -7,28 +7,44 @@ bounded field carries a guard in the filter. An update that touches a list (whos
 order, uniqueness, item bounds, depend on the stored list) is read, applied locally
 (``evaluate.apply_update``), validated as a whole document and written by compare-and-set on the
 Mongoose version key ``__v`` (which it increments, as Mongoose does for array changes).
-Every write advances the document's revision (``changes.revision``) in the same atomic command,
-and records one change record per document it actually changed (``changes``: the audit trail and
-the journal in one), under the same retry and time bound as the write itself. The write hooks
-(the query cache) are told of every successful write, with its session.
+Every write advances the document's revision (``changes.revision``) in the same atomic command.
+Each strategy returns what it wrote (``events.Written``) to the after-write step
+(``steps.hooks.after_write``), which tells the write hooks with the write's session: the query
+cache, and the change records (``changes``: one record per document the write actually changed,
+under the same retry and time bound as the write). A delete, which leaves nothing to rebuild a
+record from, writes its record first as an intent and confirms it after. A write whose outcome
+is unknown (a lost connection, a bound run out) is read back before it is reported, never
+reported as simply failed (``WriteRunner._write``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import logging
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo import errors as pm
 
-from ..changes import OP_FIELD, REV_FIELD, advance, new_op_id, recorded, revision_of
-from ..errors import AstroDBError, ChangeRecordError, ValidationError, translate
-from ..events import WriteEvent
+from ..changes import OP_FIELD, REV_FIELD, advance, last_revisions, new_op_id, recorded, revision_of
+from ..changes.records import as_intent
+from ..driver import timeouts
+from ..errors import (
+    AstroDBError,
+    ChangeRecordError,
+    DatabaseConnectionError,
+    NotConnectedError,
+    OperationTimeoutError,
+    ValidationError,
+    WriteOutcomeUnknown,
+    translate,
+)
+from ..events import Change, Written
 from ..models import codec
 from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
@@ -46,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["WriteRunner", "new_document"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _CAS_ATTEMPTS = 8
 _INDEX_NAME = re.compile(r"index[:\s]+'?([^\s']+)'?")
 _ID_CHUNK = 10_000
@@ -68,15 +85,24 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     now = utcnow()
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
-    son = {"_id": son.pop("_id") if "_id" in son else ObjectId(), **son}
+    chosen = "_id" in son
+    son = {"_id": son.pop("_id") if chosen else ObjectId(), **son}
     son.setdefault("createdAt", now)
     son["updatedAt"] = now
     son.setdefault("__v", 0)
+    if chosen:  # an _id the caller chose may have had an earlier life (WriteRunner.continue_lives)
+        son[REV_FIELD] = CONTINUED
     return son
 
 
 class WriteRunner:
-    """Carries out the writes of one call on one model, inside ``transaction`` if given."""
+    """Carries out the writes of one call on one model, inside ``transaction`` if given.
+
+    Each strategy (insert, update, list compare-and-set, delete) returns what it wrote, an
+    ``events.Written``, to ``_after``: the after-write step (``steps.hooks.after_write``) that
+    tells the write hooks, the change records among them. No strategy writes a record itself,
+    except where the record must travel with the write: a create's one-command ``bulkWrite``
+    and a delete's intent, written before the delete and confirmed after."""
 
     def __init__(self, rt: Runtime, info: ModelInfo, transaction: Transaction | None, session: Any, actor: Any) -> None:
         self.rt = rt
@@ -85,14 +111,49 @@ class WriteRunner:
         self.session = session
         self.actor = actor
         self.coll = rt.coll(info)
+        self._found_out: tuple[float | None] | None = None  # a fresh bound's ms, once an unknown outcome was read back
+
+    def _after(self, written: Written | None) -> None:
+        """The one after-write step of every strategy (nothing written, nothing told). After a
+        write whose outcome had to be read back, its records get a fresh bound too."""
+        if written is None or not written.ids:
+            return
+        with self._bound_after():
+            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
+                              transaction=self.tx, actor=self.actor)
 
     # --- inserts -----------------------------------------------------------------------------
 
-    def insert_one(self, son: dict[str, Any]) -> None:
-        fields = tuple(k for k in son if k != "_id")
-        if self._one_command():
-            self._insert_recorded("create", [son], fields)
+    def continue_lives(self, sons: list[dict[str, Any]]) -> None:
+        """Give each new document whose ``_id`` the caller chose (``new_document`` marked it) the
+        revision after the highest one recorded for that ``_id``: a document created again
+        after a delete continues its ``_id``'s revisions, so its records order after its earlier
+        life's (and a backup or restore never takes the second life for an old state). A fresh
+        client-made ``_id`` has no past: no lookup (creates keep their one-command path)."""
+        chosen = [son["_id"] for son in sons if isinstance(son.get(REV_FIELD), _Continued)]
+        if not chosen:
             return
+        last: dict[Any, int] = {}
+        if self.rt.changes.enabled:
+            database = self.coll.database
+            last = run.call(self.rt, self.info, "create lookup", lambda: last_revisions(database, self.info.name, chosen, self.session),
+                            self.tx)
+        for son in sons:
+            if isinstance(son.get(REV_FIELD), _Continued):
+                before = last.get(son["_id"])
+                if before is None:
+                    del son[REV_FIELD]  # a first life: stored exactly as before (revision 0)
+                else:
+                    son[REV_FIELD] = before + 1
+
+    def insert_one(self, son: dict[str, Any]) -> None:
+        self._after(self._insert_one(son))
+
+    def _insert_one(self, son: dict[str, Any]) -> Written | None:
+        fields = tuple(k for k in son if k != "_id")
+        op_id = new_op_id()
+        if self._one_command():
+            return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
         def op() -> None:
@@ -108,17 +169,26 @@ class WriteRunner:
                     return  # our own earlier attempt landed
                 raise
 
-        run.call(self.rt, self.info, "create", op, self.tx)
-        self._emit("create", [son["_id"]], fields, documents=(son,))
-        self.record("create", [_created(son)], fields)
+        try:
+            self._write("create", op, [son["_id"]], landed=lambda: bool(self._stored_equals([son])),
+                        uncertain=lambda: self._records("create", [_created(son)], fields, op_id))
+        except _Partly:
+            pass  # it landed: recorded as any create
+        return _written("create", [son], fields, op_id)
 
     def insert_many(self, sons: list[dict[str, Any]]) -> dict[int, AstroDBError]:
         """Insert unordered; returns ``{position: error}`` for the documents the server refused."""
         if not sons:
             return {}
+        written, refused = self._insert_many(sons)
+        self._after(written)
+        return refused
+
+    def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
+        op_id = new_op_id()
         if len(sons) <= ONE_COMMAND_BATCH and self._one_command():
             fields = tuple(sorted({k for son in sons for k in son if k != "_id"}))
-            return self._insert_recorded("create_many", sons, fields)
+            return self._insert_recorded("create_many", sons, fields, op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
 
@@ -138,13 +208,23 @@ class WriteRunner:
                 if exc.details.get("writeConcernErrors"):
                     raise
 
-        run.call(self.rt, self.info, "create_many", op, self.tx)
+        stored: set[int] = set()
+
+        def landed() -> bool:
+            stored.update(self._stored_equals(sons))
+            return bool(stored)
+
+        try:
+            self._write("create_many", op, [s["_id"] for s in sons], landed=landed, uncertain=lambda: self._records(
+                "create", [_created(son) for son in sons], self._fields(sons), op_id))
+        except _Partly as partly:  # the outcome was found out: these landed, the others did not
+            refused = {i: partly.error for i in range(len(sons)) if i not in stored}
         written = [son for i, son in enumerate(sons) if i not in refused]
-        if written:
-            fields = tuple(sorted({k for son in written for k in son if k != "_id"}))
-            self._emit("create", [s["_id"] for s in written], fields, documents=tuple(written))
-            self.record("create", [_created(son) for son in written], fields)
-        return refused
+        return _written("create", written, self._fields(written), op_id), refused
+
+    @staticmethod
+    def _fields(sons: list[dict[str, Any]]) -> tuple[str, ...]:
+        return tuple(sorted({k for son in sons for k in son if k != "_id"}))
 
     def _one_command(self) -> bool:
         """Whether this create sends its documents and their change records in one command
@@ -158,12 +238,13 @@ class WriteRunner:
             rt.bulk_write = bulk.supported(rt.connection.client)
         return bool(rt.bulk_write)
 
-    def _insert_recorded(self, operation: str, sons: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[int, AstroDBError]:
+    def _insert_recorded(self, operation: str, sons: list[dict[str, Any]], fields: tuple[str, ...],
+                         op_id: Any) -> tuple[Written | None, dict[int, AstroDBError]]:
         """Insert ``sons`` with their change records in one ``bulkWrite`` (``ops.bulk``); returns
-        ``{position: error}`` for the documents the server refused (a single create raises its
-        refusal, as ``insert_one`` does). A retry leaves out what the first attempt wrote (the
-        documents stored as sent, the records already there)."""
-        records = self._records("create", [_created(son) for son in sons], fields)
+        what was written and ``{position: error}`` for the documents the server refused (a single
+        create raises its refusal, as ``insert_one`` does). A retry leaves out what the first
+        attempt wrote (the documents stored as sent, the records already there)."""
+        records = self._records("create", [_created(son) for son in sons], fields, op_id)
         database = self.coll.database
         attempts = 0
         outcome = bulk.Outcome()
@@ -178,26 +259,34 @@ class WriteRunner:
             if operation == "create" and outcome.refused:
                 raise self._driver_error(outcome.refused[0])
 
+        stored: set[int] = set()
+
+        def landed() -> bool:
+            stored.update(self._stored_equals(sons))
+            return bool(stored)
+
         try:
-            run.call(self.rt, self.info, operation, op, self.tx)
+            self._write(operation, op, [s["_id"] for s in sons], landed=landed, uncertain=lambda: records)
+        except _Partly as partly:  # found out after an unknown outcome: the records go the usual way
+            refused = {i: partly.error for i in range(len(sons)) if i not in stored}
+            written = [son for i, son in enumerate(sons) if i not in refused]
+            return _written("create", written, fields, op_id), refused
         except AstroDBError as exc:
             if not bulk.not_supported(exc.__cause__ or exc):
                 raise
             log.warning("the server has no bulkWrite command; creates send their change records separately")
             self.rt.bulk_write = False
             if operation == "create_many":
-                return self.insert_many(sons)
-            self.insert_one(sons[0])
-            return {}
+                return self._insert_many(sons)
+            return self._insert_one(sons[0]), {}
         refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]
-        if written:
-            self._emit("create", [s["_id"] for s in written], fields, documents=tuple(written))
         if outcome.unrecorded:
+            self._after(_written("create", written, fields, op_id, recorded=True))  # the write stands: announce it
             lost = [records[i] for i in outcome.unrecorded]
             raise self.rt.changes.unwritten(lost, f"{operation} on {self.info.name}", "the server refused the record")
-        return refused
+        return _written("create", written, fields, op_id, recorded=True), refused
 
     def _driver_error(self, error: dict[str, Any]) -> pm.OperationFailure:
         """A per-document write error of a batch as the driver error a single write raises
@@ -218,29 +307,54 @@ class WriteRunner:
     # --- updates -----------------------------------------------------------------------------
 
     def update_one(self, filt: dict[str, Any], compiled: CompiledUpdate) -> dict[str, Any] | None:
-        update = advance(compiled.update, new_op_id())
+        written, doc = self._update_one(filt, compiled)
+        self._after(written)
+        return doc
+
+    def _update_one(self, filt: dict[str, Any], compiled: CompiledUpdate) -> tuple[Written | None, dict[str, Any] | None]:
+        op_id = new_op_id()
+        update = advance(compiled.update, op_id)
         if compiled.touches_lists:
-            return self._update_list_cas(filt, compiled, update)
+            return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
-        doc: dict[str, Any] | None = run.call(self.rt,
-            self.info, "update",
-            self._naming(lambda: self.coll.find_one_and_update(
-                guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
-            self.tx, retry=idempotent,
-        )
+        landed, found = self._stamped(op_id)
+        try:
+            doc: dict[str, Any] | None = self._write(
+                "update", self._naming(lambda: self.coll.find_one_and_update(
+                    guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
+                [], retry=idempotent, landed=landed)
+        except _Partly:
+            doc = found[0]
         if doc is None:
             if compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
-            return None
-        self._emit("update", [doc["_id"]], tuple(compiled.fields), documents=(doc,))
-        self.record("update", [_updated(doc)], compiled.fields)
-        return doc
+            return None, None
+        return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
+
+    def _stamped(self, op_id: Any) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
+        """The read-back of an update whose outcome is unknown: every update stamps its op id
+        (``_op``), so a document carrying it is the update's post-image (put in the list)."""
+        found: list[dict[str, Any]] = []
+
+        def landed() -> bool:
+            doc = self.coll.find_one({OP_FIELD: op_id}, session=self.session)
+            found.extend([doc] if doc is not None else [])
+            return doc is not None
+
+        return landed, found
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
         if compiled.touches_lists:
-            ids = self._ids(filt)
-            return sum(self._update_list_cas({"_id": i}, compiled, advance(compiled.update, new_op_id())) is not None for i in ids)
+            modified = 0
+            for listed in self._ids(filt):
+                # the caller's filter stays in the compare-and-set: a document that stopped
+                # matching after it was listed is left alone
+                written, doc = self._update_list_cas(_merge(filt, {"_id": listed["_id"]}), compiled,
+                                                     *_advanced(compiled))
+                self._after(written)
+                modified += doc is not None
+            return modified
         if compiled.guards:
             total = run.call(self.rt, self.info, "update_many", lambda: self.coll.count_documents(filt, session=self.session), self.tx)
             inside = run.call(self.rt,
@@ -251,26 +365,38 @@ class WriteRunner:
                 raise _out_of_range(compiled, total - inside)
         # Tagged with this call's op id, so it can read back exactly the documents it changed
         # (never one that another caller deleted or changed first); a retry skips its own.
-        op_id = new_op_id()
-        update = advance(compiled.update, op_id)
+        update, op_id = _advanced(compiled)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
         changes = self.rt.changes
         projection = None if changes.journal else {"_id": 1, REV_FIELD: 1, "updatedAt": 1}
         modified = 0
-        for chunk in _chunks(self._ids(filt), _ID_CHUNK):
+        for chunk in _chunks([d["_id"] for d in self._ids(filt)], _ID_CHUNK):
             scoped = _merge({"_id": {"$in": chunk}, OP_FIELD: {"$ne": op_id}}, _merge(filt, compiled.guards))
-            result = run.call(self.rt,
-                self.info, "update_many",
-                self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
-                self.tx, retry=idempotent,
-            )
+            tagged = {"_id": {"$in": chunk}, OP_FIELD: op_id}
+            found: list[dict[str, Any]] = []
+
+            def landed(tagged: dict[str, Any] = tagged, found: list[dict[str, Any]] = found) -> bool:  # stamped with our op id
+                found.extend(self.coll.find(tagged, projection, session=self.session))
+                return bool(found)
+
+            try:
+                result = self._write(
+                    "update_many", self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
+                    chunk, retry=idempotent, landed=landed)
+            except _Partly as partly:  # some landed before it failed: they are recorded, the call still fails
+                self._after(Written("update", tuple(d["_id"] for d in found), tuple(compiled.fields),
+                                    tuple(_updated(d) for d in found), op_id=op_id))
+                error = partly.error
+                error.args = (f"{error.args[0] if error.args else error}; {modified + len(found)} document(s) were updated "
+                              "before it failed (their change records are written), the others were not", *error.args[1:])
+                raise error from error.__cause__
             mine = self._read_back({"_id": {"$in": chunk}, OP_FIELD: op_id}, projection, chunk) if changes.enabled else []
             if changes.enabled and len(mine) < result.modified_count:
                 log.warning("update_many on %s: %d document(s) were changed again before their records were read; "
                             "their later records carry the state", self.info.name, result.modified_count - len(mine))
             modified += max(result.modified_count, len(mine))
-            self._emit("update", [d["_id"] for d in mine] if changes.enabled else chunk, tuple(compiled.fields))
-            self.record("update", [_updated(d) for d in mine], compiled.fields)
+            ids = tuple(d["_id"] for d in mine) or (tuple(chunk) if result.modified_count else ())
+            self._after(Written("update", ids, tuple(compiled.fields), tuple(_updated(d) for d in mine), op_id=op_id))
         return modified
 
     def _read_back(self, filt: dict[str, Any], projection: dict[str, Any] | None, chunk: list[Any]) -> list[dict[str, Any]]:
@@ -288,29 +414,30 @@ class WriteRunner:
             raise ChangeRecordError(f"update_many on {self.info.name} was applied, but which documents it changed could "
                                     f"not be read for their records: {exc}; run reconcile_changes()", missing=chunk) from exc
 
-    def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict[str, Any]) -> dict[str, Any] | None:
+    def _update_list_cas(self, filt: dict[str, Any], compiled: CompiledUpdate, update: dict[str, Any],
+                         op_id: Any) -> tuple[Written | None, dict[str, Any] | None]:
         """Read the document, validate the whole document the update makes of it, and write the
-        update only if the document is still the one read: a compare-and-set on the Mongoose
+        update only if the document is still the one read and still matches ``filt`` (the
+        caller's filter, which stays in the compare-and-set): a compare-and-set on the Mongoose
         version key ``__v``, which every list-touching update increments (as Mongoose does for
         array changes), so a write validated against a stale list never lands."""
         for _ in range(_CAS_ATTEMPTS):
             current = run.call(self.rt, self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
-                return None
+                return None, None
             after = self._checked_post_image(current, update)
             cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
             versioned = _lists_as_validated(update, after, compiled.list_roots)
-            doc: dict[str, Any] | None = run.call(self.rt,
-                self.info, "update",
-                self._naming(lambda cas=cas, versioned=versioned: self.coll.find_one_and_update(
-                    _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
-                )),
-                self.tx, retry=False,
-            )
+            landed, found = self._stamped(op_id)
+            try:
+                doc: dict[str, Any] | None = self._write(
+                    "update", self._naming(lambda cas=cas, versioned=versioned: self.coll.find_one_and_update(
+                        _merge(cas, compiled.guards), versioned, return_document=ReturnDocument.AFTER, session=self.session
+                    )), [current["_id"]], retry=False, landed=landed)
+            except _Partly:
+                doc = found[0]
             if doc is not None:
-                self._emit("update", [doc["_id"]], tuple(compiled.fields), documents=(doc,))
-                self.record("update", [_updated(doc)], compiled.fields)
-                return doc
+                return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
@@ -331,33 +458,181 @@ class WriteRunner:
     # --- deletes -----------------------------------------------------------------------------
 
     def delete_one(self, filt: dict[str, Any]) -> bool:
-        doc = self._delete_one("delete", filt)
-        if doc is None:
-            return False
-        self._emit("delete", [doc["_id"]], ())
-        self.record("delete", [_deleted(doc)], ())
-        return True
+        written = self._delete_one("delete", filt)
+        self._after(written)
+        return written is not None
 
     def delete_many(self, filt: dict[str, Any]) -> int:
-        """Delete document by document (``findAndModify`` each), so the caller records exactly the
-        documents it deleted, even when other callers delete the same ones at the same time.
-        Costs one round trip per document (see docs/security.md)."""
+        """Delete document by document, so the caller records exactly the documents it deleted,
+        even when other callers delete the same ones at the same time. Costs one round trip per
+        document (see docs/security.md), plus, with change records on and outside a
+        transaction, one for the chunk's intents and one for their confirmation."""
         deleted = 0
         for chunk in _chunks(self._ids(filt), _ID_CHUNK):
-            gone: list[dict[str, Any]] = []
-            try:
-                for doc_id in chunk:
-                    doc = self._delete_one("delete_many", _merge({"_id": doc_id}, filt))
-                    if doc is not None:
-                        gone.append(doc)
-            finally:  # what was deleted is recorded, even if a later delete of the chunk failed
-                if gone:
-                    deleted += len(gone)
-                    self._emit("delete", [d["_id"] for d in gone], ())
-                    self.record("delete", [_deleted(d) for d in gone], ())
+            written: Written | None = None
+            if self._intents():
+                written = self._delete_intended("delete_many", filt, chunk)
+                self._after(written)
+            else:
+                gone: list[dict[str, Any]] = []
+                try:
+                    for listed in chunk:
+                        doc = self._find_and_delete("delete_many", _merge({"_id": listed["_id"]}, filt))
+                        if doc is not None:
+                            gone.append(doc)
+                finally:  # what was deleted is announced (and recorded, in a transaction) even if a later delete failed
+                    written = _deleted_all(gone, new_op_id())
+                    self._after(written)
+            deleted += len(written.ids) if written is not None else 0
         return deleted
 
-    def _delete_one(self, operation: str, filt: dict[str, Any]) -> dict[str, Any] | None:
+    def _intents(self) -> bool:
+        """Whether deletes write their records as intents first: records on, outside a
+        transaction (in one, the delete and its record commit or abort together)."""
+        return self.rt.changes.enabled and self.tx is None
+
+    def _delete_one(self, operation: str, filt: dict[str, Any]) -> Written | None:
+        """Delete one document matching ``filt``; what was deleted, or None if nothing matched."""
+        if not self._intents():
+            doc = self._find_and_delete(operation, filt)
+            return _deleted_all([doc] if doc is not None else [], new_op_id())
+        for _ in range(_CAS_ATTEMPTS):
+            current = run.call(self.rt, self.info, "find_ids",
+                                lambda: self.coll.find_one(filt, {"_id": 1, REV_FIELD: 1}, session=self.session), self.tx)
+            if current is None:
+                return None
+            written = self._delete_intended(operation, filt, [current])
+            if written is not None:
+                return written
+        raise AstroDBError(f"delete on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
+
+    def _delete_intended(self, operation: str, filt: dict[str, Any], listed: list[dict[str, Any]]) -> Written | None:
+        """Delete the ``listed`` documents (``_id`` and revision, as read) that still match
+        ``filt`` at that revision, each record written first as an intent and confirmed once its
+        delete is applied (``changes.log``): a process killed in between leaves an intent
+        ``reconcile_changes()`` settles, never a delete without a record. A document changed
+        since it was listed is deleted by ``_delete_one`` (read again, its own intent)."""
+        changes, database = self.rt.changes, self.coll.database
+        op_id = new_op_id()
+        records = self._records("delete", [_deleting(d) for d in listed], (), op_id)
+        done: list[int] = []
+        one_command = self._one_command()
+        if one_command:  # the intents and the deletes in one command (ops.bulk)
+            try:
+                done = self._delete_in_one_command(operation, filt, listed, records)
+            except WriteOutcomeUnknown:
+                raise  # the intents stay: reconcile settles them
+            except AstroDBError as exc:
+                if not bulk.not_supported(exc.__cause__ or exc):
+                    self._settle_intents(operation, listed, records, [], range(len(listed)), op_id)
+                    raise
+                log.warning("the server has no bulkWrite command; deletes send their intents separately")
+                self.rt.bulk_write = one_command = False  # nothing was written: the long way
+        if not one_command:
+            changes.intend(self._runner("delete intent"), database, records, self.session)
+            at = 0
+            try:
+                for at, doc in enumerate(listed):
+                    if self._cas_delete(operation, filt, doc):
+                        done.append(at)
+                at = len(listed)
+            except Exception:
+                # the one that failed keeps its intent (reconcile settles it); those not tried drop theirs
+                self._settle_intents(operation, listed, records, done, range(at + 1, len(listed)), op_id, announce=True)
+                raise
+        missed = [i for i in range(len(listed)) if i not in done]
+        self._settle_intents(operation, listed, records, done, missed, op_id)
+        again: list[Written] = []
+        if len(listed) > 1:
+            for i in missed:  # changed since it was listed: deleted if it still matches, read again
+                w = self._delete_one(operation, _merge({"_id": listed[i]["_id"]}, filt))
+                if w is not None:
+                    again.append(w)
+        if not done and not again:
+            return None
+        ids = tuple(listed[i]["_id"] for i in done) + tuple(x for w in again for x in w.ids)
+        chg = tuple(_deleting(listed[i]) for i in done) + tuple(c for w in again for c in w.changes)
+        return Written("delete", ids, (), chg, recorded=True, op_id=op_id)
+
+    def _settle_intents(self, operation: str, listed: list[dict[str, Any]], records: list[dict[str, Any]],
+                        done: list[int], missed: Iterable[int], op_id: Any, *, announce: bool = False) -> None:
+        """Confirm the intents of the deletes applied, drop those of the deletes that deleted
+        nothing; with ``announce`` (a later delete failed), tell the hooks of those applied, as
+        when the confirmation fails (``ChangeRecordError``: the deletes stand)."""
+        changes, database, run_ = self.rt.changes, self.coll.database, self._runner("delete intent")
+        changes.drop(run_, database, [records[i] for i in missed])
+        if not done:
+            return
+        written = Written("delete", tuple(listed[i]["_id"] for i in done), (), tuple(_deleting(listed[i]) for i in done),
+                          recorded=True, op_id=op_id)
+        if announce:
+            self._after(written)
+        try:
+            changes.confirm(run_, database, [records[i] for i in done], what=f"{operation} on {self.info.name}")
+        except ChangeRecordError:
+            if not announce:
+                self._after(written)
+            raise
+
+    def _delete_in_one_command(self, operation: str, filt: dict[str, Any], listed: list[dict[str, Any]],
+                               records: list[dict[str, Any]]) -> list[int]:
+        """The intents of ``records`` and the compare-and-set deletes of ``listed`` in one
+        ``bulkWrite``; the positions deleted. A retry leaves out the intents already there and
+        counts a document its first attempt deleted (gone now) as deleted."""
+        database = self.coll.database
+        filters = [{"$and": [filt, {"_id": doc["_id"]}, _at_rev(revision_of(doc))]} for doc in listed]
+        intents = [as_intent(r) for r in records]
+        attempts = 0
+
+        def gone() -> set[int]:
+            ids = [doc["_id"] for doc in listed]
+            there = {d["_id"] for d in self.coll.find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
+            return {i for i, doc in enumerate(listed) if doc["_id"] not in there}
+
+        def op() -> list[int]:
+            nonlocal attempts
+            attempts += 1
+            intended = recorded(database, [r["_id"] for r in intents], self.session) if attempts > 1 else set()
+            flags = bulk.delete_intended(database.client, database.name, self.coll.name, intents, filters,
+                                         session=self.session, intended=intended)
+            if attempts > 1 and not all(flags):
+                away = gone()
+                flags = [f or i in away for i, f in enumerate(flags)]
+            return [i for i, deleted in enumerate(flags) if deleted]
+
+        found: set[int] = set()
+
+        def landed() -> bool:
+            found.update(gone())
+            return bool(found)
+
+        try:
+            return self._write(operation, op, [doc["_id"] for doc in listed], landed=landed, intent=True)
+        except _Partly:
+            return sorted(found)
+
+    def _cas_delete(self, operation: str, filt: dict[str, Any], doc: dict[str, Any]) -> bool:
+        """Delete ``doc`` if it still matches ``filt`` at the revision it was read at; whether it
+        did. A retry that finds it gone met its own first attempt."""
+        cas = {"$and": [filt, {"_id": doc["_id"]}, _at_rev(revision_of(doc))]}
+        attempts = 0
+
+        def op() -> bool:
+            nonlocal attempts
+            attempts += 1
+            if self.coll.delete_one(cas, session=self.session).deleted_count == 1:
+                return True
+            return attempts > 1 and self.coll.find_one({"_id": doc["_id"]}, {"_id": 1}, session=self.session) is None
+
+        def landed() -> bool:
+            return self.coll.find_one({"_id": doc["_id"]}, {"_id": 1}, session=self.session) is None
+
+        try:
+            return bool(self._write(operation, op, [doc["_id"]], landed=landed, intent=True))
+        except _Partly:
+            return True
+
+    def _find_and_delete(self, operation: str, filt: dict[str, Any]) -> dict[str, Any] | None:
         """Delete one document; its ``_id`` and last revision, or None if none matched."""
         doc: dict[str, Any] | None = run.call(self.rt,
             self.info, operation,
@@ -366,29 +641,68 @@ class WriteRunner:
         )
         return doc
 
-    # --- change records ----------------------------------------------------------------------
+    # --- outcomes and records ----------------------------------------------------------------
 
-    def record(self, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]], fields: Iterable[str],
-               actor: str | None = None) -> None:
-        """Write the change records of ``changes`` (``(documentId, rev, time, post-image)``)
-        under this call's retry and time bound (see ``changes.log`` for the failure policy)."""
-        log_ = self.rt.changes
-        if not changes or not log_.enabled:
-            return
-        records = self._records(action, changes, fields, actor)
-        log_.write(
-            lambda fn: run.call(self.rt, self.info, f"record {action}", fn, self.tx), self.coll.database, records,
-            session=self.session, in_transaction=self.tx is not None, what=f"{action} on {self.info.name}",
-        )
+    def _write(self, operation: str, fn: Callable[[], T], ids: list[Any], *, landed: Callable[[], bool],
+               retry: bool = True, uncertain: Callable[[], list[dict[str, Any]]] | None = None,
+               intent: bool = False) -> T:
+        """``fn`` (the write's driver call) through the run step. If it fails in a way that says
+        nothing of whether the server applied it (a lost connection, a time bound run out),
+        the outcome is found out, never guessed: ``landed()`` reads it back under a fresh bound;
+        if it landed, ``_Partly`` tells the strategy to go on as for a success; if not, the
+        error is raised as it is (nothing was written); if the read fails too, the write's
+        records are kept as uncertain (``uncertain()``; a delete's intent stays where it is) and
+        ``WriteOutcomeUnknown`` says what to do. Inside a transaction the error stands: the
+        transaction aborts, or its retry runs the whole unit again."""
+        try:
+            return run.call(self.rt, self.info, operation, fn, self.tx, retry=retry)
+        except (DatabaseConnectionError, OperationTimeoutError) as exc:
+            if self.tx is not None or not _maybe_applied(exc):
+                raise
+            error = exc
+        bound = timeouts.current_bound(self.rt.config.operation_timeout_ms)
+        try:
+            with timeouts.afresh(bound.ms if bound is not None else None, f"{operation} outcome check"):
+                found = run.call(self.rt, self.info, f"{operation} outcome check", landed)
+        except AstroDBError as check:
+            records = uncertain() if uncertain is not None else []
+            if records and self.rt.changes.enabled:
+                self.rt.changes.keep_uncertain(records)
+            log.error("%s on %s: outcome unknown (%s, then the read-back failed: %s); %s", operation, self.info.name,
+                      type(error).__name__, type(check).__name__,
+                      "its delete intent is left to reconcile_changes()" if intent else
+                      "its change records are kept for reconcile_changes()")
+            raise WriteOutcomeUnknown(
+                f"{operation} on {self.info.name}: the server may or may not have applied it ({error}); reading it back "
+                f"failed too ({type(check).__name__}). Do not repeat a write that is not idempotent: read the document "
+                "back by its id once the server answers; reconcile_changes() records it if it landed",
+                ids=ids) from error
+        if found:
+            self._found_out = (bound.ms if bound is not None else None,)
+            log.warning("%s on %s: the call failed (%s) but the write had landed; carried on as a success",
+                        operation, self.info.name, type(error).__name__)
+            raise _Partly(error)
+        raise error
 
-    def _records(self, action: str, changes: list[tuple[Any, int, Any, dict[str, Any] | None]], fields: Iterable[str],
-                 actor: str | None = None) -> list[dict[str, Any]]:
-        """The change records of ``changes``, by this call's actor (or ``actor``, a tool's name)."""
+    def _runner(self, what: str) -> Callable[[Callable[[], Any]], Any]:
+        def run_(fn: Callable[[], Any]) -> Any:
+            with self._bound_after():
+                return run.call(self.rt, self.info, what, fn, self.tx)
+
+        return run_
+
+    def _bound_after(self) -> contextlib.AbstractContextManager[None]:
+        """The bound of what follows a write: the call's, or, once an unknown outcome had to be
+        read back (the call's bound ran out), a fresh one of the same length."""
+        return timeouts.afresh(self._found_out[0], "after-write") if self._found_out else contextlib.nullcontext()
+
+    def _records(self, action: str, changes: list[Change], fields: Iterable[str], op_id: Any) -> list[dict[str, Any]]:
+        """The change records of ``changes``, by this call's actor, written by operation ``op_id``."""
         who = self.actor
         return self.rt.changes.build(
             model=self.info.name, collection=self.info.collection, action=action, changes=changes, fields=fields,
-            actor=actor or (who.id if who is not None else None),
-            request_id=(who.request_id if who is not None else None) or current_request_id(),
+            actor=who.id if who is not None else None,
+            request_id=(who.request_id if who is not None else None) or current_request_id(), op=op_id,
         )
 
     # --- helpers -----------------------------------------------------------------------------
@@ -421,10 +735,11 @@ class WriteRunner:
         except pm.PyMongoError:  # the error stays as it is, without field names
             return
 
-    def _ids(self, filt: dict[str, Any]) -> list[Any]:
+    def _ids(self, filt: dict[str, Any]) -> list[dict[str, Any]]:
+        """The documents ``filt`` matches now: ``_id`` and revision each."""
         return run.call(self.rt,
             self.info, "find_ids",
-            lambda: [d["_id"] for d in self.coll.find(filt, {"_id": 1}, session=self.session)],
+            lambda: list(self.coll.find(filt, {"_id": 1, REV_FIELD: 1}, session=self.session)),
             self.tx,
         )
 
@@ -433,35 +748,74 @@ class WriteRunner:
             self.info, "find_one", lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx
         ) is not None
 
-    def _emit(self, action: str, ids: Iterable[Any], fields: tuple[str, ...], documents: tuple[Any, ...] | None = None) -> None:
-        actor = self.actor
-        hooks.emit(self.rt,
-            WriteEvent(
-                model=self.info.name,
-                collection=self.info.collection,
-                action=action,
-                document_ids=tuple(ids),
-                fields=fields,
-                database=self.coll.database,
-                session=self.session,
-                transaction=self.tx,
-                actor=getattr(actor, "id", actor),
-                request_id=getattr(actor, "request_id", None),
-                documents=documents,
-            )
-        )
+
+def _maybe_applied(exc: AstroDBError) -> bool:
+    """Whether a failed write may have reached the server: not when it never left the client
+    (the breaker was open, the bound had run out, no connection: no driver error behind it), nor
+    when its one attempt found no server to send it to."""
+    if isinstance(exc, (ChangeRecordError, NotConnectedError)) or exc.__cause__ is None:
+        return False
+    return not (isinstance(exc.__cause__, pm.ServerSelectionTimeoutError) and getattr(exc, "attempts", 1) == 1)
 
 
-def _created(son: dict[str, Any]) -> tuple[Any, int, Any, dict[str, Any]]:
-    return son["_id"], revision_of(son), son.get("updatedAt"), son
+class _Partly(Exception):
+    """Raised by ``WriteRunner._write`` when a failed write is found to have landed after all:
+    the strategy carries on as for a success (``error`` for what did not land)."""
+
+    def __init__(self, error: AstroDBError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
-def _updated(doc: dict[str, Any]) -> tuple[Any, int, Any, dict[str, Any]]:
-    return doc["_id"], revision_of(doc), doc.get("updatedAt"), doc
+class _Continued:
+    """``_rev`` of a new document whose ``_id`` the caller chose: to be continued from that
+    ``_id``'s earlier lives (``WriteRunner.continue_lives``). Not BSON: never stored by mistake."""
+
+    def __deepcopy__(self, memo: Any) -> _Continued:
+        return self
 
 
-def _deleted(doc: dict[str, Any]) -> tuple[Any, int, Any, None]:
-    return doc["_id"], revision_of(doc) + 1, utcnow(), None
+CONTINUED = _Continued()
+
+
+def _advanced(compiled: CompiledUpdate) -> tuple[dict[str, Any], Any]:
+    op_id = new_op_id()
+    return advance(compiled.update, op_id), op_id
+
+
+def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], op_id: Any, *,
+             recorded: bool = False, documents: bool | None = None) -> Written | None:
+    """What a create or a single update wrote (None: nothing)."""
+    if not docs:
+        return None
+    return Written(action, tuple(d["_id"] for d in docs), fields, tuple(_created(d) for d in docs),
+                   documents=tuple(docs), recorded=recorded, op_id=op_id)
+
+
+def _deleted_all(docs: list[dict[str, Any]], op_id: Any) -> Written | None:
+    if not docs:
+        return None
+    return Written("delete", tuple(d["_id"] for d in docs), (), tuple(_deleting(d) for d in docs), op_id=op_id)
+
+
+def _at_rev(rev: int) -> dict[str, Any]:
+    """The filter of a document stored at revision ``rev`` (0: no ``_rev`` stored)."""
+    if rev:
+        return {REV_FIELD: rev}
+    return {"$or": [{REV_FIELD: 0}, {REV_FIELD: {"$exists": False}}]}
+
+
+def _created(son: dict[str, Any]) -> Change:
+    """The change a create or an update made: the post-image at its revision."""
+    return Change(son["_id"], revision_of(son), son.get("updatedAt"), son)
+
+
+_updated = _created
+
+
+def _deleting(doc: dict[str, Any]) -> Change:
+    """The change a delete of ``doc`` (``_id`` and revision, as read) makes: the next revision."""
+    return Change(doc["_id"], revision_of(doc) + 1, utcnow(), None)
 
 
 def _same(stored: dict[str, Any] | None, son: dict[str, Any]) -> bool:

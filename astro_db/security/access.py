@@ -152,6 +152,20 @@ class Guard:
                 if key in self.scope and (op != "$set" or spec[key] != self.scope[key]):
                     raise PermissionDeniedError(f"actor {self.actor.id} may not change {key} of a {self.model}")  # type: ignore[union-attr]
 
+    def admits(self, answer: Any) -> bool:
+        """Whether a read's answer (a stored document, a list of them, a count) holds nothing
+        outside the actor's scope: every document that carries a scope field carries the actor's
+        value there. Checked on every answer, whatever its source (server, cache, shared store)."""
+        if not self.scope:
+            return True
+        docs = answer if isinstance(answer, list) else [answer]
+        for doc in docs:
+            if isinstance(doc, Mapping):
+                for key, value in self.scope.items():
+                    if key in doc and doc[key] != value:
+                        return False
+        return True
+
     def pipeline(self, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A pipeline that first narrows to the actor's documents; stages that read another
         collection (``$lookup``, ``$unionWith``, ``$graphLookup``) are refused at any depth."""

@@ -19,7 +19,7 @@ from pymongo import ReturnDocument
 
 from ..changes import advance, new_op_id, revision_of
 from ..errors import ConfigError, EncryptionError
-from ..events import WriteEvent
+from ..events import Change, Written
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
@@ -73,13 +73,13 @@ def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: lis
     top = sorted({f.path.split(".")[0] if "." in f.path and _through_list(doc, f.path) else f.path for f in stale})
     fresh = crypto.reseal(info, doc)
     cas = {"_id": doc["_id"], **{path: _get(doc, path) for path in top}}
-    update = advance({"$set": {path: _get(fresh, path) for path in top}}, new_op_id())
+    op_id = new_op_id()
+    update = advance({"$set": {path: _get(fresh, path) for path in top}}, op_id)
     after = ex.call(info, "rotate_key", lambda: coll.find_one_and_update(cas, update, return_document=ReturnDocument.AFTER))
     if after is not None:
-        ex.emit(WriteEvent(model=info.name, collection=info.collection, action="update", document_ids=(doc["_id"],),
-                            fields=tuple(top), database=coll.database, actor=ROTATION_ACTOR))
-        ex.record(info, "update", [(after["_id"], revision_of(after), after.get("updatedAt"), after)], top,
-                  actor=ROTATION_ACTOR)
+        ex.after_write(info, Written("update", (doc["_id"],), tuple(top),
+                                     (Change(after["_id"], revision_of(after), after.get("updatedAt"), after),),
+                                     op_id=op_id), actor=ROTATION_ACTOR)
     return after is not None
 
 

@@ -76,7 +76,9 @@ class Gate:
 def main() -> None:
     url, bus = sys.argv[1], sys.argv[2]
     store = sys.argv[3] if len(sys.argv) > 3 else None
-    db = Database(url, cache_models=("User",), cache_bus=bus, cache_store=store, ensure_indexes=False).connect()
+    secret = "worker-test-secret-" + "s" * 20 if store else None  # every worker of a test: the same app secret
+    db = Database(url, cache_models=("User",), cache_bus=bus, cache_store=store, cache_secret=secret,
+                  ensure_indexes=False).connect()
     cache = db.executor.runtime.cache
     gate = Gate(cache.bus) if os.environ.get("ASTRO_TEST_HOLD_NOTICES") == "1" else None
 

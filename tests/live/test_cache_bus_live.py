@@ -157,16 +157,16 @@ def test_a_message_lost_while_connected_is_caught_by_the_generation_gap(workers,
 
     (b,) = workers(redis_server.url, 1)
     b.wait("connected", value=True)
-    a_db_name = b.call("stats")["bus"]["channel"].split(":")[1]
+    namespace = b.call("stats")["bus"]["channel"].removeprefix("astro_db:").removesuffix(":invalidate")
     uid = b.call("create", email=_email(), name="x")["id"]  # B's own write: generation 1, seen
     b.wait("received", at_least=1)
     b.call("read", id=uid)
     hits = b.call("read", id=uid)["cache"]["hits"]
     client = redis.Redis.from_url(redis_server.url)
     try:
-        client.incr(f"astro_db:{a_db_name}:gen:User")  # generation 2 announced nowhere: lost
+        client.incr(f"astro_db:{namespace}:gen:User")  # generation 2 announced nowhere: lost
         # generation 3 reaches B, about another model: B has not seen a gap there; then User's
-        client.publish(f"astro_db:{a_db_name}:invalidate",
+        client.publish(f"astro_db:{namespace}:invalidate",
                        json.dumps({"m": "User", "o": "elsewhere", "t": 0, "g": 3}))
     finally:
         client.close()

@@ -14,6 +14,7 @@ from astro_db import Database
 from astro_db.cache.redis_store import MISSING
 
 KEY = base64.b64encode(b"K" * 32).decode()
+SECRET = "test-cache-secret-" + "x" * 20
 
 
 def _poll(check, timeout_s: float = 30.0):
@@ -25,6 +26,8 @@ def _poll(check, timeout_s: float = 30.0):
 
 
 def _db(url, redis_url, **extra):
+    if "encryption_key" not in extra:
+        extra.setdefault("cache_secret", SECRET)
     db = Database(url, cache_models=("User", "BirthChart"), cache_bus=redis_url, cache_store=redis_url,
                   ensure_indexes=False, **extra).connect()
     _poll(lambda: db.executor.runtime.cache.trusted)

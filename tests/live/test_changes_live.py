@@ -194,6 +194,35 @@ def test_without_one_command_writes_a_create_costs_two_commands(live_url):
         assert len(many) == 50 and counter.commands == ["insert users", "insert astroChanges"]
 
 
+def test_a_delete_writes_its_intent_with_it_and_confirms_it_after(live_url):
+    """A delete needs the document's revision before it is deleted (its record is written
+    first, as an intent: a crash after the delete leaves no gap), so it reads it, sends the
+    intent and the compare-and-set delete in one bulkWrite, then confirms the intent: three
+    commands (before intents: findAndModify + the record, two). delete_many does the same per
+    chunk of documents, whatever their number; without one-command writes the intents, each
+    delete and the confirmation are separate commands."""
+    counter = Counter()
+    with Database(live_url, event_listeners=[counter]) as db:
+        users = [db.create("User", {"email": f"d{i}@count.test", "name": "D"}) for i in range(6)]
+        counter.commands.clear()
+        assert db.delete("User", {"id": users[0].id}) is True
+        assert counter.commands == ["find users", "bulkWrite astroChanges+users x2", "update astroChanges"]
+        counter.commands.clear()
+        assert db.delete_many("User", {"name": "D"}) == 5
+        assert counter.commands == ["find users", "bulkWrite astroChanges+users x10", "update astroChanges"]
+        assert db.mongo["astroChanges"].count_documents({"action": "delete", "audit": True}) == 6
+        assert db.mongo["astroChanges"].count_documents({"intent": {"$exists": True}}) == 0
+    counter = Counter()
+    with Database(live_url, event_listeners=[counter], one_command_writes=False) as db:
+        users = [db.create("User", {"email": f"e{i}@count.test", "name": "E"}) for i in range(4)]
+        counter.commands.clear()
+        assert db.delete("User", {"id": users[0].id}) is True
+        assert counter.commands == ["find users", "insert astroChanges", "delete users", "update astroChanges"]
+        counter.commands.clear()
+        assert db.delete_many("User", {"name": "E"}) == 3
+        assert counter.commands == ["find users", "insert astroChanges"] + ["delete users"] * 3 + ["update astroChanges"]
+
+
 class KillAfterUpdate(monitoring.CommandListener):
     """SIGKILLs the server as soon as an armed ``findAndModify`` has been applied."""
 

@@ -43,3 +43,12 @@ def test_without_the_driver_it_prints_astro_db_s_own_cpu_for_every_kind():
     for raw, astro, _overhead, ratio in rows.values():
         assert float(raw) < float(astro) and ratio == "-"
     assert "no driver (astro_db's own CPU)" in out
+
+
+def test_tracing_cost_compares_astro_db_with_tracing_on_and_off():
+    pytest.importorskip("opentelemetry.sdk.trace", reason="needs the tracing extra and opentelemetry-sdk")
+    out = _run("--no-driver", "--tracing-cost", "--tracing", "sdk", "--kinds", "find_one")
+    assert "tracing sdk (raw column: astro_db with tracing=False)" in out
+    (off, on, overhead, ratio) = _rows(out)["find_one"]
+    assert float(off) > 0 and float(on) > 0 and ratio.endswith("x")
+    assert abs(float(on) - float(off) - float(overhead)) < 0.2

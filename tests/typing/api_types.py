@@ -2,9 +2,8 @@
 
 Each ``# type: ignore[...]`` marks a line that must NOT type-check; with ``warn_unused_ignores``
 (part of ``--strict``) an ignore that is no longer needed is itself an error, so a return type
-that widens to ``Any`` fails the check. (MongoEngine is untyped, so model classes derive from
-``Any`` and one model's instances type-check as another's; the container and ``lean`` shapes
-are what these checks pin.)
+that widens to ``Any`` fails the check. The models' own attributes are pinned by
+``models_typed.py`` and ``models_misuse.py`` beside this file.
 """
 
 from __future__ import annotations

@@ -274,7 +274,7 @@ def test_a_write_that_could_not_be_published_is_published_once_redis_is_back(red
         _poll(lambda: cache.trusted)
         assert cache.bus_stats()["pending"] == []
         client = redis.Redis.from_url(redis_server.url)
-        assert client.get("astro_db:bus_pending:gen:User") == b"1"  # announced after the restart
+        assert client.get(cache.bus.generation_prefix + "User") == b"1"  # announced after the restart
         client.close()
     finally:
         db.disconnect()
@@ -343,8 +343,10 @@ def test_cache_store_must_be_on_the_bus_redis(store, bus):
 
 
 def test_cache_store_on_the_bus_redis_is_accepted_and_masked():
-    config = DatabaseConfig(cache_store="redis://:pw1@Cache:6379/0", cache_bus="redis://:pw1@cache:6379")
-    assert "pw1" not in repr(config)
+    secret = "a-secret-of-the-app-" + "q" * 20
+    config = DatabaseConfig(cache_store="redis://:pw1@Cache:6379/0", cache_bus="redis://:pw1@cache:6379",
+                            cache_secret=secret)
+    assert "pw1" not in repr(config) and secret not in repr(config) and secret not in str(config)
 
 
 def test_a_forgotten_database_does_not_leave_its_subscriber_running(redis_server):

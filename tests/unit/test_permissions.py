@@ -57,6 +57,8 @@ CALLS: dict[str, tuple[str | None, Callable[[World, Database], Any]]] = {
     "find": ("BirthChart", lambda w, v: v.find("BirthChart", {})),
     "find_one": ("BirthChart", lambda w, v: v.find_one("BirthChart", {"id": w.chart.id})),
     "count": ("BirthChart", lambda w, v: v.count("BirthChart", {})),
+    "iter_find": ("BirthChart", lambda w, v: list(v.iter_find("BirthChart", {}))),
+    "page": ("BirthChart", lambda w, v: v.page("BirthChart", {}, limit=5)),
     "aggregate": ("BirthChart", lambda w, v: v.aggregate("BirthChart", [{"$match": {}}])),
     "create": ("BirthChart", lambda w, v: v.create("BirthChart", chart_data(w.user.id))),
     "create_many": ("BirthChart", lambda w, v: v.create_many("BirthChart", [chart_data(w.user.id)])),

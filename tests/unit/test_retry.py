@@ -246,15 +246,27 @@ def test_a_retried_insert_meeting_another_documents_email_is_still_a_duplicate(d
     assert db.count("User", {}) == 1
 
 
-def test_an_inc_whose_reply_was_lost_is_not_replayed(db):
+def test_an_inc_whose_reply_was_lost_is_not_replayed_but_found_out(db):
     user = db.create("User", {"email": "inc@b.co", "name": "Ann"})
     insight = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 50,
                                              "recommendations": ["Rest"], "summary": "calm"})
     flaky = make_flaky(db, "PlanetaryInsight", "find_one_and_update", landed=True)
-    with pytest.raises(DatabaseConnectionError):
-        db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": 5}})
+    # the reply was lost: the outcome is read back by the op id the update stamped, not guessed
+    assert db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": 5}}).energy_level == 55
     assert flaky.calls == 1  # sent once: the app layer never replays $inc blindly
     assert db.find_one("PlanetaryInsight", {"id": insight.id}).energy_level == 55
+    assert [e["action"] for e in db.audit_trail("PlanetaryInsight", insight.id)] == ["create", "update"]
+
+
+def test_an_inc_lost_before_it_landed_is_reported_failed(db):
+    user = db.create("User", {"email": "inc2@b.co", "name": "Ann"})
+    insight = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 50,
+                                             "recommendations": ["Rest"], "summary": "calm"})
+    flaky = make_flaky(db, "PlanetaryInsight", "find_one_and_update")
+    with pytest.raises(DatabaseConnectionError):
+        db.update("PlanetaryInsight", {"id": insight.id}, {"$inc": {"energyLevel": 5}})
+    assert flaky.calls == 1
+    assert db.find_one("PlanetaryInsight", {"id": insight.id}).energy_level == 50
 
 
 def test_a_set_update_is_idempotent_and_retried(db):

@@ -4,27 +4,65 @@ Never inside a transaction (it must read its own uncommitted writes). With ``sta
 answer is remembered and stands in, marked stale, while the server is unavailable
 (``astro_db.stale``). Entries hold stored-form (still sealed) documents; invalidation is the
 hooks step's job.
+
+Whatever the answer's source (the server, this process's cache, the shared Redis store, a stale
+copy), the actor's scope is checked on it here (``Guard.admits``) before any step after this one
+sees it: a cached answer holding a document outside the scope is dropped (logged at ERROR, the
+model's entries dropped) and the read goes to the server; a server answer outside it is a
+``PermissionDeniedError``. So no actor is served another owner's document from any source.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ...cache import cache_key
+from ...errors import PermissionDeniedError
 from ...registry import ModelInfo
+from ...security.access import Guard
 from ...stale import fetch_or_stale
 from ..runtime import Runtime
 
 __all__ = ["read_through"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], options: Any, *,
                  cache: bool | None, transaction: Any, stale_ok: bool, route: str | None,
-                 fetch: Callable[[], T]) -> T:
-    """``fetch()``, through the cache when wanted (see the module docstring)."""
+                 fetch: Callable[[], T], guard: Guard | None = None) -> T:
+    """``fetch()``, through the cache when wanted, checked against ``guard``'s scope (see the
+    module docstring)."""
+    fetched = False
+
+    def fresh() -> T:
+        nonlocal fetched
+        fetched = True
+        return fetch()
+
+    answer = _answer(rt, info, kind, filt, options, cache=cache, transaction=transaction, stale_ok=stale_ok,
+                     route=route, fetch=fresh)
+    if guard is None or guard.admits(answer):
+        return answer
+    if fetched:
+        raise PermissionDeniedError(f"the server answered {kind} on {info.name} with a document outside the scope "
+                                    f"of actor {guard.actor.id if guard.actor else '?'}")
+    log.error("%s on %s: a cached answer held a document outside the actor's scope (a tampered or misplaced "
+              "entry); %s entries dropped and the read sent to the server", kind, info.name, info.name)
+    rt.cache.drop(info.name)
+    answer = fetch()
+    if not guard.admits(answer):
+        raise PermissionDeniedError(f"the server answered {kind} on {info.name} with a document outside the scope "
+                                    f"of actor {guard.actor.id if guard.actor else '?'}")
+    return answer
+
+
+def _answer(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], options: Any, *,
+            cache: bool | None, transaction: Any, stale_ok: bool, route: str | None,
+            fetch: Callable[[], T]) -> T:
     if transaction is not None:
         return fetch()
     store = rt.cache

@@ -1,19 +1,74 @@
-"""Step 8, hooks: tell the write hooks about a successful write (``events.WriteEvent``).
+"""Step 8, hooks: the after-write step. What a write strategy wrote becomes one ``WriteEvent``.
 
-Hooks run in order, synchronously, with the write's session: the query cache's invalidation,
-then the audit trail and the change journal when configured. Inside a transaction their own
-writes commit or abort with it, and the cache is invalidated only on commit.
+Every write strategy (``ops.writes``) returns what it wrote (``events.Written``: the action,
+ids, revisions and post-images); ``after_write`` is the one place that turns it into an event
+and runs the write hooks, in order, synchronously, with the write's session: the query cache's
+invalidation, then the change records (``ChangeRecords``: the audit trail and the journal in
+one, ``astro_db.changes``), then any hook the app added. Inside a transaction their own writes
+commit or abort with it, and the cache is invalidated only on commit. A ``ChangeRecordError``
+(the write stands, its records are pending) is raised after the other hooks have run.
 """
 
 from __future__ import annotations
 
-from ...events import WriteEvent
-from ..runtime import Runtime
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["emit"]
+from ...changes import new_op_id
+from ...errors import ChangeRecordError
+from ...events import WriteEvent, Written
+from ...security.audit import current_request_id
+from . import run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...registry import ModelInfo
+    from ..runtime import Runtime
+
+__all__ = ["ChangeRecords", "after_write", "emit"]
+
+
+def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: Any, session: Any, transaction: Any,
+                actor: Any) -> None:
+    """The after-write step: announce ``written`` to every write hook (records included)."""
+    emit(rt, WriteEvent(
+        model=info.name, collection=info.collection, action=written.action, document_ids=written.ids,
+        fields=written.fields, database=database, session=session, transaction=transaction,
+        actor=getattr(actor, "id", actor), request_id=getattr(actor, "request_id", None),
+        documents=written.documents, changes=written.changes, recorded=written.recorded, op_id=written.op_id,
+    ))
 
 
 def emit(rt: Runtime, event: WriteEvent) -> None:
-    """Run every write hook of the runtime for ``event``."""
+    """Run every write hook of the runtime for ``event``. A hook that raises fails the call; a
+    ``ChangeRecordError`` (the write was applied) only once every other hook has heard of it."""
+    failure: ChangeRecordError | None = None
     for hook in rt.hooks:
-        hook(event)
+        try:
+            hook(event)
+        except ChangeRecordError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+class ChangeRecords:
+    """The write hook that writes the change records of every write, in the write's session,
+    through the run step (the write's retry and time bound; ``changes.log`` for the failure
+    policy). Records that went with the write itself (``event.recorded``) are not written again."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def __call__(self, event: WriteEvent) -> None:
+        rt = self.rt
+        log = rt.changes
+        if event.recorded or not event.changes or not log.enabled:
+            return
+        records = log.build(
+            model=event.model, collection=event.collection, action=event.action, changes=event.changes,
+            fields=event.fields, actor=event.actor, request_id=event.request_id or current_request_id(),
+            op=event.op_id if event.op_id is not None else new_op_id(),
+        )
+        info = rt.registry.resolve(event.model)
+        log.write(lambda fn: run.call(rt, info, f"record {event.action}", fn, event.transaction), event.database,
+                  records, session=event.session, in_transaction=event.transaction is not None,
+                  what=f"{event.action} on {event.model}")

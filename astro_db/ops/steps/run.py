@@ -4,7 +4,8 @@ This is the only place a driver call is made from: the circuit breaker is checke
 put under PyMongo's client-side timeout for what is left of the call's bound (``timeouts``),
 retried by the policy (``retry``; never inside a transaction, never a non-idempotent write:
 the caller says ``retry=False``), a failure is translated into the ``astro_db.errors`` tree,
-and the monitor records the latency and error kind (and a read's query shape) in one call.
+and the monitor records the latency and error kind (and a read's query shape) in one call; the
+operation's span, when one is recording, counts the call and its retries (``monitoring.tracing``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any, TypeVar
 
 from ...driver import timeouts
 from ...errors import AstroDBError
+from ...monitoring import tracing
 from ...registry import ModelInfo
 from ..runtime import Runtime
 
-__all__ = ["call", "WRITE_OPERATIONS"]
+__all__ = ["call", "read_on", "END", "WRITE_OPERATIONS"]
 
 T = TypeVar("T")
+#: What ``read_on`` returns when a cursor is exhausted.
+END: Any = object()
 WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", "delete", "delete_many"})
 
 
@@ -39,6 +43,10 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
         rt.breaker.before_call()
         bound = timeouts.current_bound(rt.config.operation_timeout_ms)
         retry = retry and transaction is None
+        if tracing.AVAILABLE:  # the operation's span counts this driver call and its retries
+            traced = tracing.current()
+            if traced is not None:
+                fn = traced.driver_call(fn)
         try:
             if bound is None:
                 result = rt.retry.call(fn, operation=name, retry=retry)
@@ -62,3 +70,19 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
     rt.breaker.record_success()
     monitor.record_operation(model, operation, time.perf_counter() - started, query=query)
     return result
+
+
+def read_on(rt: Runtime, info: ModelInfo, operation: str, cursor: Any) -> Any:
+    """The next document of a cursor ``call`` opened (``END`` when it is exhausted).
+
+    A cursor is retried only before its first batch (inside ``call``, as the drivers' retryable
+    reads do); reading on may send a ``getMore``, which is never retried (the server has moved
+    the cursor on): a failure there is recorded by the breaker and the monitor and translated."""
+    try:
+        return next(cursor, END)
+    except AstroDBError:
+        raise
+    except Exception as exc:
+        rt.breaker.record_failure(exc)
+        rt.monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
+        raise timeouts.final_error(exc, None, operation=operation, model=info.name) from exc

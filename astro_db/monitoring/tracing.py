@@ -1,0 +1,259 @@
+"""OpenTelemetry tracing (the ``tracing`` extra: ``opentelemetry-api``): one span per operation.
+
+Every operation of the executor (``find`` ... ``delete_many``, ``audit_trail``, and each driver
+call a tool makes through ``Executor.call``) runs inside one span, ``astro_db.<operation>``,
+which is the current span while the operation runs, so the command spans of
+``opentelemetry-instrumentation-pymongo`` (where installed) are its children. ``instrument``
+wraps the executor's entry points once, at import; the run step reports each driver call and
+its retries to the span in progress (``current``); ``ServerListener`` (a PyMongo command
+listener, registered when tracing is on and the backend is a server) notes which server answered.
+
+A span holds the operation's name, kind (read / write / tool), model and collection, the
+actor's id, whether a read was answered from the query cache (and whether stale, ``stale_ok``
+while the server was unavailable), the driver calls and retries it
+made, the server's address, and on failure the error's type (status ERROR, an ``exception``
+event with ``exception.type`` only). It never holds a document value, a filter value, an error
+message or a stack trace: messages and source lines can quote the caller's data.
+
+Without ``opentelemetry-api`` installed, ``AVAILABLE`` is False, ``instrument`` leaves the
+executor as it is and the run step's only cost is reading that flag. With it installed and no
+tracer provider set (no SDK configured), no span is started: one look at the global provider
+per operation. A span an SDK samples out is non-recording: it is still made current (so the
+driver's command spans are sampled out with it) but no attribute is computed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pymongo import monitoring
+
+from .._version import __version__
+
+try:  # the optional extra
+    from opentelemetry import context as _otel_context
+    from opentelemetry import trace as _otel_trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # pragma: no cover - exercised in a subprocess without opentelemetry (tests/unit/test_tracing.py)
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = ["AVAILABLE", "KINDS", "TOOL", "SPAN_PREFIX", "Trace", "current", "instrument", "listeners"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+SPAN_PREFIX = "astro_db."
+TOOL = "tool"
+# The executor's operations (methods taking an ``Operation``) and their kind; ``Executor.call``
+# (a tool's driver call) is the other entry point, of kind ``tool``.
+KINDS: dict[str, str] = {
+    "find": "read", "find_one": "read", "count": "read", "aggregate": "read", "audit_trail": "read",
+    "iter_find": "read", "page": "read",  # iter_find: the span covers the call, up to its first batch
+    "create": "write", "create_many": "write", "update": "write", "update_many": "write",
+    "delete": "write", "delete_many": "write",
+}
+_CACHED_READS = frozenset({"find", "find_one", "count"})
+
+_current: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("astro_db_trace", default=None)
+_tracer: Any = _otel_trace.get_tracer("astro_db", __version__) if AVAILABLE else None
+# The API's providers while the application has set none (or set the no-op one): no span is made.
+_NO_SDK: tuple[type, ...] = (_otel_trace.ProxyTracerProvider, _otel_trace.NoOpTracerProvider) if AVAILABLE else ()
+
+
+class Trace:
+    """What the run step and the server listener tell the span of the operation in progress."""
+
+    __slots__ = ("calls", "retries", "server")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.retries = 0
+        self.server: tuple[str, int | None] | None = None
+
+    def driver_call(self, fn: Callable[[], T]) -> Callable[[], T]:
+        """``fn`` (one driver call of the run step) counted, and each attempt after its first
+        counted as a retry."""
+        self.calls += 1
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self.retries += 1
+            return fn()
+
+        return attempt
+
+
+def current() -> Trace | None:
+    """The recording operation span's ``Trace`` in this context, or None."""
+    return _current.get()
+
+
+class ServerListener(monitoring.CommandListener):
+    """Notes the server (host, port) each command of a traced operation went to."""
+
+    def started(self, event: Any) -> None:
+        state = _current.get()
+        if state is not None:
+            state.server = event.connection_id
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+def listeners(config: Any) -> list[Any]:
+    """The PyMongo listeners tracing needs for ``config``: none when it is off, unavailable or
+    on the embedded backend (which publishes no driver events)."""
+    if AVAILABLE and config.tracing and not config.is_embedded:
+        return [ServerListener()]
+    return []
+
+
+_NAMESPACES: dict[tuple[str | None, str | None], str] = {}
+
+
+def _namespace(config: Any) -> str:
+    """The config's database name, parsed from its URL once (``""`` when it names none)."""
+    key = (config.url, config.database)
+    name = _NAMESPACES.get(key)
+    if name is None:
+        try:
+            name = config.database_name
+        except Exception:  # noqa: BLE001 - a config without a database name: no attribute
+            name = ""
+        if len(_NAMESPACES) < 256:
+            _NAMESPACES[key] = name
+    return name
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Callable[[], T]) -> T:
+    """``run()`` inside the span ``astro_db.<operation>``, current while it runs."""
+    if isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
+        return run()  # no tracer provider configured: a span would be the API's no-op, skip it
+    span = _tracer.start_span(SPAN_PREFIX + operation, kind=SpanKind.CLIENT)
+    token = _otel_context.attach(_otel_trace.set_span_in_context(span))
+    if not span.is_recording():  # no SDK, or sampled out: the context still propagates
+        try:
+            return run()
+        finally:
+            _otel_context.detach(token)
+            span.end()
+    state = Trace()
+    own = _current.set(state)
+    error: BaseException | None = None
+    result: Any = None
+    try:
+        result = run()
+        return result  # type: ignore[no-any-return]
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _current.reset(own)
+        _otel_context.detach(token)
+        try:
+            _finish(rt, span, state, operation, kind, model, actor, error, result)
+        except Exception as exc:  # noqa: BLE001 - tracing never fails an operation
+            log.warning("the span of %s was not completed: %s", operation, type(exc).__name__)
+
+
+def _finish(rt: Any, span: Any, state: Trace, operation: str, kind: str, model: Any, actor: Any,
+            error: BaseException | None, result: Any = None) -> None:
+    """Set the span's attributes (names, counts and addresses only: no value the caller sent)
+    and end it."""
+    try:
+        attributes: dict[str, Any] = {
+            "db.system": "mongodb",
+            "db.operation.name": operation,
+            "astro_db.kind": kind,
+            "astro_db.driver_calls": state.calls,
+            "astro_db.retries": state.retries,
+        }
+        namespace = _namespace(rt.config)
+        if namespace:
+            attributes["db.namespace"] = namespace
+        info = None
+        if model is not None:
+            try:
+                info = rt.registry.resolve(model)  # a class, a ModelInfo or any spelling of a name
+            except Exception:  # noqa: BLE001 - an unknown model (the call failed for it): no model attribute
+                info = None
+        if info is not None:
+            attributes["astro_db.model"] = info.name
+            attributes["db.collection.name"] = info.collection
+        if actor is not None:
+            attributes["astro_db.actor.id"] = actor.id
+        if operation in _CACHED_READS:
+            stale = getattr(result, "stale", False) is True  # answered from the cache while the server was not
+            attributes["astro_db.cache.hit"] = error is None and (state.calls == 0 or stale)
+            if stale:
+                attributes["astro_db.stale"] = True
+        if state.server is not None:
+            host, port = state.server
+            attributes["server.address"] = host
+            if port is not None:
+                attributes["server.port"] = port
+        if error is not None:
+            error_type = _error_type(error)
+            attributes["error.type"] = error_type
+            span.add_event("exception", {"exception.type": error_type})
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.set_attributes(attributes)
+    finally:
+        span.end()
+
+
+def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:
+    """An executor operation (``method(self, op, *args)``) run inside its span when tracing is on."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def traced(self: Any, op: Any, *args: Any) -> T:
+        rt = self.runtime
+        if not rt.config.tracing:
+            return method(self, op, *args)
+        return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op, *args))
+
+    return traced
+
+
+def _tool(method: Callable[..., T]) -> Callable[..., T]:
+    """``Executor.call`` (a tool's driver call) run inside its span when tracing is on."""
+
+    @functools.wraps(method)
+    def traced(self: Any, info: Any, operation: str, fn: Callable[[], Any], *args: Any, **kwargs: Any) -> T:
+        rt = self.runtime
+        if not rt.config.tracing:
+            return method(self, info, operation, fn, *args, **kwargs)
+        return _traced(rt, operation.replace(" ", "_"), TOOL, info, None,
+                       lambda: method(self, info, operation, fn, *args, **kwargs))
+
+    return traced
+
+
+def instrument(cls: C) -> C:
+    """Wrap the executor's entry points (``KINDS`` and ``call``) in their spans; without
+    opentelemetry the class is returned untouched."""
+    if not AVAILABLE:
+        return cls
+    for name, kind in KINDS.items():
+        setattr(cls, name, _operation(getattr(cls, name), kind))
+    cls.call = _tool(cls.call)  # type: ignore[attr-defined]
+    return cls

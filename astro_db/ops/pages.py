@@ -1,0 +1,162 @@
+"""Keyset pages: ``db.page(Model, q, sort=..., limit=n, after=token)``.
+
+A page is the next ``limit`` documents in the order ``sort`` gives, ``_id`` breaking ties, after
+the last document of the page before. Where that page starts is a condition on the sort keys
+(``{"$or": [{k1: {"$gt": v1}}, {k1: v1, k2: {"$gt": v2}}, ...]}``), not a ``skip``: with an index
+on the sort keys the server seeks straight to it, so page 1,000 costs what page 1 does.
+
+The token handed out for the next page is opaque and tamper-proof: the last document's sort
+values and ``_id``, BSON-encoded, with ``HMAC-SHA256`` over them and over what the token is for
+(the model, the compiled filter, the sort, the limit-independent scope: the actor). A token
+altered, forged, or replayed with another query, model, sort or actor is a ``QueryError``. The
+MAC key is ``token_secret`` (else ``cache_secret``, else one derived from ``encryption_key``,
+else a random key of this process: tokens then open only in the process that made them).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import bson
+from bson.codec_options import CodecOptions
+
+from ..errors import QueryError
+
+__all__ = ["Page", "PageTokens", "keyset_filter", "page_sort"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True)
+_MAC_BYTES = 16
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page: ``items`` and ``next`` (the token of the page after it, or ``None`` at the end)."""
+
+    items: list[T]
+    next: str | None = None
+    size: int = field(default=0)
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def page_sort(sort: list[tuple[str, int]] | None) -> list[tuple[str, int]]:
+    """The compiled sort with ``_id`` last (the tie-break that makes the order total)."""
+    keys = [(k, d) for k, d in (sort or []) if k != "_id"]
+    id_direction = next((d for k, d in (sort or []) if k == "_id"), keys[-1][1] if keys else 1)
+    return [*keys, ("_id", id_direction)]
+
+
+def _after(key: str, direction: int, value: Any) -> dict[str, Any] | None:
+    """``key`` strictly after ``value`` in ``direction``; None when nothing can come after.
+    MongoDB orders a missing value and ``null`` first, and compares only within a type
+    (``$lt: <date>`` never matches ``null``): descending, the nulls come after every value."""
+    if value is None:
+        return {key: {"$ne": None}} if direction == 1 else None
+    if direction == 1:
+        return {key: {"$gt": value}}
+    if key == "_id":  # never null
+        return {key: {"$lt": value}}
+    return {"$or": [{key: {"$lt": value}}, {key: None}]}
+
+
+def _at_least(key: str, direction: int, value: Any) -> dict[str, Any]:
+    """``key`` at or after ``value`` in ``direction`` (``{}``: every document)."""
+    if value is None:
+        return {} if direction == 1 else {key: None}
+    if direction == 1:
+        return {key: {"$gte": value}}
+    if key == "_id":
+        return {key: {"$lte": value}}
+    return {"$or": [{key: {"$lte": value}}, {key: None}]}
+
+
+def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any]:
+    """The condition "after ``last``" for the total order ``sort`` (``page_sort``'s).
+
+    Written ``k1 >= v1 and (k1 > v1 or (k2 >= v2 and (k2 > v2 or ...)))``: the leading range on
+    the first sort key is what the server's planner turns into index bounds, so the page starts
+    with a seek, whatever its depth."""
+    condition: dict[str, Any] | None = None
+    for i in range(len(sort) - 1, -1, -1):
+        key, direction = sort[i]
+        after = _after(key, direction, last[i])
+        if condition is None:
+            condition = after if after is not None else {"_id": {"$exists": False}}
+            continue
+        tail = condition if after is None else {"$or": [after, condition]}
+        floor = _at_least(key, direction, last[i])
+        condition = tail if not floor else {"$and": [floor, tail]}
+    return condition or {"_id": {"$exists": False}}
+
+
+def sort_values(doc: Mapping[str, Any], sort: list[tuple[str, int]]) -> list[Any]:
+    """The values of ``doc`` at the sort keys (dotted stored paths; missing is ``None``)."""
+    out = []
+    for key, _ in sort:
+        value: Any = doc
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        out.append(value)
+    return out
+
+
+class PageTokens:
+    """Makes and opens page tokens under one MAC key."""
+
+    def __init__(self, secret: bytes | None) -> None:
+        if secret is None:
+            secret = os.urandom(32)
+            log.info("page tokens: no token_secret, cache_secret or encryption_key is set; tokens made by this "
+                     "process open only in this process")
+        self._key = hmac.new(secret, b"astro_db:page-token", hashlib.sha256).digest()
+
+    @classmethod
+    def from_config(cls, config: Any) -> PageTokens:
+        for name in ("token_secret", "cache_secret", "encryption_key"):
+            value = getattr(config, name, None)
+            if value:
+                return cls(hashlib.sha256(f"astro_db:{name}\0".encode() + value.strip().encode()).digest())
+        return cls(None)
+
+    @staticmethod
+    def context(model: str, filt: Mapping[str, Any], sort: list[tuple[str, int]], actor: str) -> bytes:
+        """What a token is bound to: the model, the filter (as compiled and scoped), the sort and
+        the actor."""
+        return bson.encode({"m": model, "f": dict(filt), "s": [list(pair) for pair in sort], "a": actor})
+
+    def make(self, context: bytes, last: list[Any]) -> str:
+        body = bson.encode({"v": last}, codec_options=_CODEC)
+        mac = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+        return base64.urlsafe_b64encode(mac + body).rstrip(b"=").decode()
+
+    def open(self, context: bytes, token: Any, width: int) -> list[Any]:
+        """The last values a token carries; ``QueryError`` if it is not one this query made."""
+        if not isinstance(token, str) or not token or len(token) > 8192:
+            raise QueryError("after= takes the page token a previous page returned (a string)")
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise QueryError("invalid page token") from None
+        mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+        expected = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+        if not hmac.compare_digest(mac, expected):
+            raise QueryError("invalid page token (altered, or made for another query, sort or actor)")
+        values = bson.decode(body, codec_options=_CODEC)["v"]
+        if not isinstance(values, list) or len(values) != width:  # pragma: no cover - authentic tokens are ours
+            raise QueryError("invalid page token")
+        return values

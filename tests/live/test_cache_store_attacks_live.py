@@ -1,0 +1,125 @@
+"""The shared result store under attack (issue 23, items 2 and 3): a Redis shared by two
+deployments, and someone who can write to it. Real Redis, real nx-27017 servers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from astro_db import Database
+
+SECRET = "attack-test-cache-secret-" + "z" * 16
+
+
+def _poll(check, timeout_s: float = 30.0):
+    import threading
+    import time
+
+    deadline, pause = time.monotonic() + timeout_s, threading.Event()
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition never held"
+        pause.wait(0.005)
+    return value
+
+
+def _db(url, redis_url, **extra):
+    extra.setdefault("cache_secret", SECRET)
+    db = Database(url, cache_models=("User", "BirthChart"), cache_bus=redis_url, cache_store=redis_url,
+                  ensure_indexes=False, **extra).connect()
+    _poll(lambda: db.executor.runtime.cache.trusted)
+    return db
+
+
+def _email() -> str:
+    return f"{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture
+def second_server(tmp_path):
+    """Another nx-27017 server: a second deployment whose database may share a name."""
+    from live.nxserver import NxServer
+
+    server = NxServer(tmp_path / "nx-second")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_two_servers_whose_databases_share_a_name_never_answer_from_each_other(live_server, second_server,
+                                                                               redis_server):
+    name = f"astro_shared_{uuid.uuid4().hex[:8]}"
+    a = _db(live_server.url(name), redis_server.url)
+    b = _db(second_server.url(name), redis_server.url)
+    try:
+        user = a.create("User", {"email": _email(), "name": "Only On A"})
+        assert a.find_one("User", {"id": user.id}, cache=True).name == "Only On A"  # stored in Redis by A
+        assert a.executor.runtime.cache.bus_stats()["shared_store"]["stored"] >= 1
+        assert b.count("User", {}) == 0
+        assert b.find_one("User", {"id": user.id}, cache=True) is None  # B's server has no such user
+        assert b.executor.runtime.cache.bus_stats()["shared_store"]["hits"] == 0
+    finally:
+        a.disconnect()
+        b.disconnect()
+
+
+def _chart(db, owner, place):
+    return db.create("BirthChart", {"userId": str(owner), "birthData": {
+        "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
+        "location": {"name": place, "coordinates": [-0.1276, 51.5072]}}})
+
+
+def test_an_entry_copied_over_another_actors_key_is_never_served(live_url, redis_server, caplog):
+    import base64
+
+    import redis
+
+    key = base64.b64encode(b"Q" * 32).decode()
+    admin = _db(live_url, redis_server.url, encryption_key=key)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        victim = admin.create("User", {"email": _email(), "name": "Victim"})
+        mallory = admin.create("User", {"email": _email(), "name": "Mallory"})
+        _chart(admin, victim.id, "Victim Street 1")
+        _chart(admin, mallory.id, "Mallory Road 2")
+        before = set(client.scan_iter(match="astro_db:*:r:BirthChart:*"))
+        victim_view = admin.as_actor(str(victim.id), ["self"])
+        assert [c.birth_data.location.name for c in victim_view.find("BirthChart", {}, cache=True)] == ["Victim Street 1"]
+        victim_keys = set(client.scan_iter(match="astro_db:*:r:BirthChart:*")) - before
+        mallory_view = admin.as_actor(str(mallory.id), ["self"])
+        mallory_view.find("BirthChart", {}, cache=True)
+        mallory_keys = set(client.scan_iter(match="astro_db:*:r:BirthChart:*")) - before - victim_keys
+        assert len(victim_keys) == 1 and len(mallory_keys) == 1
+        # the attacker copies the victim's entry, as is, over Mallory's key
+        client.set(next(iter(mallory_keys)), client.get(next(iter(victim_keys))))
+        fresh = _db(live_url, redis_server.url, encryption_key=key)  # an empty local cache: Redis is asked
+        try:
+            caplog.set_level(logging.WARNING, logger="astro_db")
+            charts = fresh.as_actor(str(mallory.id), ["self"]).find("BirthChart", {}, cache=True)
+            assert [c.birth_data.location.name for c in charts] == ["Mallory Road 2"]
+            assert all(str(c.user_id) == str(mallory.id) for c in charts)
+            assert fresh.executor.runtime.cache.bus_stats()["shared_store"]["forged"] == 1
+            assert "does not carry a valid MAC" in caplog.text and "Victim Street" not in caplog.text
+        finally:
+            fresh.disconnect()
+    finally:
+        client.close()
+        admin.disconnect()
+
+
+def test_an_entry_written_without_the_apps_secret_is_never_served(live_url, redis_server):
+    a = _db(live_url, redis_server.url)
+    user = a.create("User", {"email": _email(), "name": "Real"})
+    other_app = _db(live_url, redis_server.url, cache_secret="another-apps-secret-" + "w" * 20)  # after the write
+    try:
+        other_app.find_one("User", {"id": user.id}, cache=True)  # stored under a MAC of another key
+        assert other_app.executor.runtime.cache.bus_stats()["shared_store"]["stored"] == 1
+        assert a.find_one("User", {"id": user.id}, cache=True).name == "Real"  # from the server
+        stats = a.executor.runtime.cache.bus_stats()["shared_store"]
+        assert stats["forged"] == 1 and stats["hits"] == 0
+    finally:
+        a.disconnect()
+        other_app.disconnect()
