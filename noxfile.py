@@ -6,7 +6,7 @@
 
 Interpreters are found on PATH (``python3.12``) and in pyenv's version directories; nox never
 downloads one. Each session installs the project with its slim ``test`` extra (pytest,
-pytest-xdist, hypothesis, mongomock-ng, nx-27017, redis; no Jupyter, matplotlib, Django or mutmut)
+pytest-xdist, hypothesis, mongomock-ng, nx-27017, redis, OpenTelemetry; no Jupyter, matplotlib, Django or mutmut)
 into a fresh virtualenv and runs the unit and model tiers in two pytest-xdist workers, without
 the ``benchmark`` and ``notebooks`` tests (CI runs those once, in a step of their own). A session
 fails when a test fails and when no test ran (pytest's exit status 5). CI (``.ci/run``) runs
