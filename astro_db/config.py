@@ -1,7 +1,8 @@
 """DatabaseConfig: the settings of one ``Database``, validated once at construction.
 
 Defaults are the original service's: a pool of 10 to 100 connections, 30 s server-selection and
-socket timeouts, 3 connection attempts with exponential backoff. ``from_dict`` takes the seed's
+socket timeouts, 3 connection attempts with exponential backoff; the seed's 30 s is one budget
+per call (``operation_timeout_ms``), retries and server selection included. ``from_dict`` takes the seed's
 shape (``{"url": ..., "options": {"maxPoolSize": 50, ...}}``) or flat snake_case keys;
 ``from_env`` reads ``MONGODB_URL`` and ``ASTRO_DB_*``. Passwords and keys never appear in
 ``repr``/``str``: use ``masked_url`` wherever a URL is shown.
@@ -30,6 +31,7 @@ _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_par
 _SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
+_DEFAULT_BUDGET_MS = 30_000  # operation_timeout_ms's default: the seed's 30 s, per call
 
 # camelCase (Node / PyMongo URI option) spellings that are not a plain camel-to-snake mapping.
 _ALIASES = {
@@ -83,7 +85,8 @@ class DatabaseConfig:
     connect_timeout_ms: int = 10_000
     wait_queue_timeout_ms: int = 30_000
     max_idle_time_ms: int | None = None
-    operation_timeout_ms: int | None = None
+    # one budget per call, retries, waits and server selection included (None: unbounded)
+    operation_timeout_ms: int | None = 30_000  # _DEFAULT_BUDGET_MS
     # connecting and retrying
     connect_attempts: int = 3
     connect_budget_ms: int = 30_000  # the whole connect(), all attempts and waits included
@@ -151,6 +154,7 @@ class DatabaseConfig:
         self._check_ranges()
         if self.url is not None:
             self._check_url(self.url)
+            self._budget_from_url(self.url)
 
     # --- construction ------------------------------------------------------------------------
 
@@ -204,6 +208,25 @@ class DatabaseConfig:
             out[name] = value
         return out
 
+    @classmethod
+    def option_names(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        """The field names a mapping of options sets, in any spelling ``from_dict`` takes
+        (``serverSelectionTimeoutMS`` and ``server_selection_timeout_ms`` alike)."""
+        known = {f.name for f in fields(cls)}
+        return frozenset(key if key in known else _snake(key) for key in options if key not in _DEPRECATED_OPTIONS)
+
+    @classmethod
+    def env_names(cls, environ: Mapping[str, str] | None = None) -> frozenset[str]:
+        """The field names ``from_env`` would take from ``ASTRO_DB_<FIELD>`` variables."""
+        env = os.environ if environ is None else environ
+        return frozenset(f.name for f in fields(cls) if env.get(f"ASTRO_DB_{f.name.upper()}"))
+
+    def url_settings(self) -> frozenset[str]:
+        """The field names the URL's query sets itself (``?serverSelectionTimeoutMS=500``)."""
+        in_url = parse_qs(urlsplit(self.url or "").query)
+        return self.option_names({key: None for key in in_url}) | (
+            {"operation_timeout_ms"} if any(k.lower() == "timeoutms" for k in in_url) else set())
+
     def replace(self, **changes: Any) -> DatabaseConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **self._normalise_keys(changes))
@@ -240,7 +263,11 @@ class DatabaseConfig:
         return unquote(path)
 
     def client_options(self) -> dict[str, Any]:
-        """Keyword options for ``MongoClient`` (pool, timeouts, TLS, auth, topology)."""
+        """Keyword options for ``MongoClient`` (pool, timeouts, TLS, auth, topology).
+
+        ``operation_timeout_ms`` is not one of them: the run step puts every call under
+        ``pymongo.timeout`` for what is left of it, so cursors and streams opened outside the
+        service (backups, change streams) are not cut at 30 s."""
         opts: dict[str, Any] = {
             "minPoolSize": self.min_pool_size,
             "maxPoolSize": self.max_pool_size,
@@ -258,7 +285,6 @@ class DatabaseConfig:
         }
         optional = {
             "maxIdleTimeMS": self.max_idle_time_ms,
-            "timeoutMS": self.operation_timeout_ms,
             "replicaSet": self.replica_set,
             "authSource": self.auth_source,
             "authMechanism": self.auth_mechanism,
@@ -418,6 +444,18 @@ class DatabaseConfig:
             self.database is None or bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}", self.database)),
             "database", "is not a valid MongoDB database name",
         )
+
+    def _budget_from_url(self, url: str) -> None:
+        """A ``timeoutMS`` in the URL is the per-call budget unless ``operation_timeout_ms`` was
+        given (the run step's ``pymongo.timeout`` would otherwise override the client's)."""
+        found = {k.lower(): v for k, v in parse_qs(urlsplit(url).query).items()}.get("timeoutms")
+        if not found or self.operation_timeout_ms != _DEFAULT_BUDGET_MS:
+            return
+        try:
+            value = float(found[-1])
+        except ValueError:
+            raise ConfigError(f"timeoutMS in {mask_url(url)} must be a number of milliseconds", key="url") from None
+        object.__setattr__(self, "operation_timeout_ms", int(value) if value > 0 else None)
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)

@@ -221,8 +221,9 @@ def translate(exc: BaseException, *, operation: str = "operation", model: str | 
         return AstroDBError(f"{where} failed: {detail}")
     if isinstance(exc, pm.WaitQueueTimeoutError):
         return PoolExhaustedError(
-            f"{where}: no pooled connection became free in time; raise max_pool_size or "
-            f"wait_queue_timeout_ms, or reduce concurrency ({detail})"
+            f"{where}: no pooled connection became free in time; raise max_pool_size or the wait (the call's "
+            f"budget, operation_timeout_ms / timeout_ms; wait_queue_timeout_ms when it is None), or reduce "
+            f"concurrency ({detail})"
         )
     if isinstance(exc, pm.ConfigurationError) or isinstance(exc, pm.InvalidURI):
         return ConfigError(f"invalid MongoDB configuration: {detail}")
@@ -257,7 +258,9 @@ def translate(exc: BaseException, *, operation: str = "operation", model: str | 
 
 
 def _first_line(text: str) -> str:
-    return text.split(",", 1)[0][:300]
+    """The first clause of a driver message, without PyMongo's per-socket "(configured timeouts:
+    ...)" (the call's budget is named by the run step instead)."""
+    return text.split(" (configured timeouts:", 1)[0].split(",", 1)[0][:300]
 
 
 def _operation_failure(exc: Any, where: str, detail: str) -> AstroDBError:

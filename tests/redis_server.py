@@ -71,6 +71,16 @@ class RedisServer:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """SIGSTOP by PID: the server keeps its connections open and answers nothing (a hung host)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze``: the server answers again, its data intact."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def restart(self) -> RedisServer:
         """Start again on the same port (after ``kill``)."""
         self.kill()
@@ -78,6 +88,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a frozen server must run to act on SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)

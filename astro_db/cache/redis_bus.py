@@ -1,12 +1,24 @@
 """The Redis invalidation bus: committed writes announced to every process over Redis pub/sub.
 
 Publisher (the process that wrote, after the write is acknowledged or its transaction
-committed, before the ``db.`` call returns): one Lua script ``INCR astro_db:{db}:gen:{model}``
-then ``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
-Being one script, the generations of a model reach every subscriber in order and without holes.
+committed): the write's own process drops its entries at once, then hands the model to a
+background publisher thread and waits for the announcement at most ``wait_s`` (20 ms; a healthy
+Redis answers in well under a millisecond, so the generation has moved on when the write
+returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
+most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher sends one Lua
+script ``INCR astro_db:{db}:gen:{model}`` then ``PUBLISH astro_db:{db}:invalidate {"m": model,
+"g": generation, "o": origin, "t": time}``. Being one script, the generations of a model reach
+every subscriber in order and without holes. Models waiting to be announced are *pending* (one
+entry per model: the queue is bounded by the number of models, later writes coalesce); while
+one is pending this process does not read the shared store for it (``unsent``). A send that has
+not come back within ``stall_s`` (Redis frozen or slow) marks the bus down at the next write:
+this process stops caching until its subscriber is back.
 
 Subscriber (a daemon thread per ``Database``): subscribes, *then* expires every entry its cache
-holds and only then says ``connected``; a message drops its model. Anything that casts doubt
+holds and only then says ``connected``; a message drops its model. It pings Redis every
+``health_check_s`` and gives up on a connection that has not answered within ``answer_s``
+(a frozen Redis keeps the TCP connection open and silent), so every process stops caching
+within about three seconds of Redis freezing, not only the ones that write. Anything that casts doubt
 drops everything again: a gap in a model's generations (a lost message), a message it cannot
 read, a lost connection (and the reconnect after it), a failed publish from this process. So a
 message lost in an outage can never keep a stale entry alive past the moment the subscriber is
@@ -14,15 +26,16 @@ back, and while it is not connected the cache stores and serves nothing (reads g
 server). The one window left is "the write returned in process A, B's subscriber has not been
 delivered yet": ``metrics()["cache_bus"]["last_delay_ms"]`` shows how long it is.
 
-A failed publish leaves the write standing: it is logged (never with the URL's password) and
-counted, this process drops its own cache and its bus goes down; the model is kept as
-*pending* and published again by the subscriber once it has reconnected, before it says
-``connected`` again. So other processes learn of that write when this one reaches Redis again
+A failed publish leaves the write standing: it is logged (never with the URL's password; once per
+10 s with a count, ``astro_db.ratelog``) and counted, this process drops its own cache and its
+bus goes down; the model stays *pending* and is published by the subscriber once it has
+reconnected, before it says ``connected`` again. So other processes learn of that write when this one reaches Redis again
 (or sooner, by dropping everything, if they lost Redis too).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -34,6 +47,7 @@ from typing import Any
 
 from ..config import mask_url
 from ..errors import ConfigError
+from ..ratelog import RateLimitedLog
 from .bus import BusFigures, CacheListener, SubscribingBus
 
 __all__ = ["RedisBus"]
@@ -47,6 +61,7 @@ redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
 return g
 """
 _BACKOFF_S = (0.05, 2.0)
+_WATCHDOG = "astro_db-watchdog"  # the subscriber's own pings (redis-py filters its health checks)
 
 
 class RedisBus(SubscribingBus):
@@ -54,7 +69,8 @@ class RedisBus(SubscribingBus):
 
     kind = "redis"
 
-    def __init__(self, url: str, namespace: str, *, timeout_s: float = 2.0, health_check_s: float = 1.0) -> None:
+    def __init__(self, url: str, namespace: str, *, timeout_s: float = 2.0, health_check_s: float = 1.0,
+                 answer_s: float = 2.0, stall_s: float = 0.25, wait_s: float = 0.02, log_interval_s: float = 10.0) -> None:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - the redis extra is part of dev
@@ -68,6 +84,10 @@ class RedisBus(SubscribingBus):
         self.origin = uuid.uuid4().hex
         self._timeout_s = timeout_s
         self._health_check_s = health_check_s
+        self.answer_s = answer_s  # a subscriber ping unanswered this long: the connection is dead
+        self.stall_s = stall_s  # a publish under way this long: Redis is frozen or slow
+        self.wait_s = wait_s  # how long a write waits for its announcement (the tight bound)
+        self._log = RateLimitedLog(log, log_interval_s)
         self.figures = BusFigures(self.kind)
         self._listener: weakref.ReferenceType[Any] | None = None
         self._lock = threading.Lock()
@@ -75,7 +95,13 @@ class RedisBus(SubscribingBus):
         self._reason: str | None = "not connected yet"
         self._stop = threading.Event()
         self._doubt = threading.Event()  # set: the subscriber must drop everything and reconnect
-        self._pending: set[str] = set()  # models whose publish failed: published again on reconnect
+        self._pending: dict[str, int] = {}  # model -> number of its latest write not yet announced
+        self._done: dict[str, int] = {}  # model -> the latest write number an announcement covered
+        self._numbers = itertools.count(1)
+        self._announced = threading.Condition(self._lock)
+        self._wake = threading.Event()  # set: the publisher has something to send
+        self._publisher: threading.Thread | None = None
+        self._sending_since: float | None = None  # when the send under way began (None: idle)
         self._generations: dict[str, int] = {}  # the last generation seen per model (gap detection)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -120,6 +146,13 @@ class RedisBus(SubscribingBus):
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"astro_db-cache-bus-{self.origin[:8]}", daemon=True)
             self._thread.start()
+            self._start_publisher()
+
+    def _start_publisher(self) -> None:  # called with the lock held
+        if self._publisher is None or not self._publisher.is_alive():
+            self._publisher = threading.Thread(target=self._publish_loop, name=f"astro_db-cache-publish-{self.origin[:8]}",
+                                               daemon=True)
+            self._publisher.start()
 
     def open(self, database: Any) -> None:
         """``Database.connect()``: (re)start the subscriber (after a ``disconnect()``)."""
@@ -128,9 +161,10 @@ class RedisBus(SubscribingBus):
     def close(self) -> None:
         """Stop the subscriber (the cache stops trusting the bus) and release the connections."""
         self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self._timeout_s * 3)
+        self._wake.set()
+        for thread in (self._thread, self._publisher):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=self._timeout_s * 3)
         self._connected = False
         self._reason = "closed"
         self._client.close()
@@ -145,6 +179,8 @@ class RedisBus(SubscribingBus):
             self._connected = False
             self._reason = "forked: subscribing again"
             self._thread = None
+            self._publisher = None
+            self._sending_since = None
             self._client = self._new_client()
             self._script = self._client.register_script(_PUBLISH)
         self._drop_all("forked process")
@@ -153,33 +189,73 @@ class RedisBus(SubscribingBus):
     # --- publishing --------------------------------------------------------------------------
 
     def publish(self, model: str, origin: CacheListener | None = None) -> None:
-        """Announce a committed write to ``model``; a failure is logged, counted, and marks the
-        bus down (this process drops its cache) rather than failing the write that succeeded."""
+        """Announce a committed write to ``model``: queued for the publisher thread, never sent
+        from here. While Redis answers, the write waits for its announcement up to ``wait_s``
+        (a healthy Redis takes well under a millisecond), so the generation has moved on when the
+        write returns; past that it returns anyway and the announcement follows. A send that
+        has been under way for more than ``stall_s`` marks the bus down (this process drops its
+        cache) rather than holding the write that succeeded."""
         if os.getpid() != self._pid:
             self._after_fork()
-        try:
-            self._send(model)
-        except self._redis.RedisError as exc:
-            with self._lock:
-                self._pending.add(model)
-            self.figures.error(f"publish: {type(exc).__name__}: {exc}")
-            log.error("cache bus %s: could not publish the write to %s (%s: %s); this process stops caching "
-                      "until its subscriber reconnects", self.masked_url, model, type(exc).__name__, exc)
-            self._lose_trust(f"publish failed: {type(exc).__name__}")
+        with self._lock:
+            number = self._pending[model] = next(self._numbers)
+            if self._publisher is None and self._thread is not None:
+                self._start_publisher()
+        self._wake.set()
+        since = self._sending_since
+        busy_s = time.monotonic() - since if since is not None else 0.0
+        if busy_s > self.stall_s and not self._doubt.is_set():
+            self.figures.error(f"publish: no answer from Redis within {self.stall_s:g}s")
+            self._log.error("stalled", "cache bus %s: Redis has not answered a publish for %.1f s; this process "
+                            "stops caching until its subscriber reconnects", self.masked_url, busy_s)
+            self._lose_trust("publish stalled: Redis does not answer")
+        if busy_s > self.wait_s or not self.connected:
+            return  # Redis is slow or down: nothing to wait for
+        with self._announced:
+            self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=self.wait_s)
+
+    def unsent(self, model: str) -> bool:
+        """Whether a write to ``model`` made here has not been announced yet (its generation in
+        Redis is not advanced: the shared store must not be read for it meanwhile)."""
+        return model in self._pending
+
+    def _publish_loop(self) -> None:
+        """The publisher thread: sends what is pending while the bus is connected (while it is
+        not, the subscriber sends it when it is back, before trusting the bus again)."""
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self._health_check_s)
+            self._wake.clear()
+            if self._stop.is_set() or not self._pending or not self.connected:
+                continue
+            try:
+                self._flush_pending()
+            except self._redis.RedisError as exc:
+                self.figures.error(f"publish: {type(exc).__name__}: {exc}")
+                self._log.error("publish", "cache bus %s: could not publish writes (%s: %s); this process stops "
+                                "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
+                self._lose_trust(f"publish failed: {type(exc).__name__}")
 
     def _send(self, model: str) -> None:
         head = json.dumps({"m": model, "o": self.origin, "t": time.time()})[:-1] + ', "g": '
-        self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
+        self._sending_since = time.monotonic()
+        try:
+            self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
+        finally:
+            self._sending_since = None
         self.figures.count("sent")
 
     def _flush_pending(self) -> None:
-        """Publish again what failed to publish (raises while Redis still refuses)."""
+        """Publish what is pending (raises while Redis refuses; what was not sent stays pending).
+        A model written again while it was being sent stays pending for another announcement."""
         with self._lock:
-            pending = sorted(self._pending)
-        for model in pending:
+            pending = sorted(self._pending.items())
+        for model, number in pending:
             self._send(model)
-            with self._lock:
-                self._pending.discard(model)
+            with self._announced:
+                self._done[model] = max(self._done.get(model, 0), number)
+                if self._pending.get(model) == number:
+                    del self._pending[model]
+                self._announced.notify_all()
 
     def _lose_trust(self, reason: str) -> None:
         self._reason = reason
@@ -199,8 +275,8 @@ class RedisBus(SubscribingBus):
             except (self._redis.RedisError, OSError, ValueError) as exc:
                 self.figures.error(f"subscriber: {type(exc).__name__}: {exc}")
                 if self._connected:
-                    log.warning("cache bus %s lost (%s: %s): caching is off until it is back",
-                                self.masked_url, type(exc).__name__, exc)
+                    self._log.warning("lost", "cache bus %s lost (%s: %s): caching is off until it is back",
+                                      self.masked_url, type(exc).__name__, exc)
                 self._reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             finally:
                 was_connected = self._connected
@@ -235,14 +311,25 @@ class RedisBus(SubscribingBus):
         self._connected = True
 
     def _listen(self, pubsub: Any) -> None:
+        answered = time.monotonic()  # when Redis last said anything on this connection
+        pinged: float | None = None  # when the unanswered watchdog ping was sent
         while not self._stop.is_set():
             if self._listener is not None and self.listening() is None:
                 self._stop.set()  # the cache (its Database) was garbage-collected: nothing to serve
                 return
             if self._doubt.is_set():
                 raise self._redis.ConnectionError(self._reason or "doubt")
-            message = pubsub.get_message(timeout=0.5)
-            if message is not None and message["type"] == "message":
+            now = time.monotonic()
+            if pinged is None and now - answered >= self._health_check_s:
+                pubsub.ping(_WATCHDOG)
+                pinged = now
+            elif pinged is not None and now - pinged > self.answer_s:
+                raise self._redis.TimeoutError(f"Redis did not answer a ping within {self.answer_s:g}s")
+            message = pubsub.get_message(timeout=min(0.25, self.answer_s / 2))
+            if message is None:
+                continue
+            answered, pinged = time.monotonic(), None
+            if message["type"] == "message":
                 self._deliver(message["data"])
 
     def _deliver(self, data: bytes) -> None:
@@ -279,6 +366,7 @@ class RedisBus(SubscribingBus):
         with self._lock:
             out["pending"] = sorted(self._pending)
         out["channel"] = self.channel
+        out["stall_s"] = self.stall_s
         return out
 
     def __repr__(self) -> str:

@@ -12,7 +12,10 @@ read *before* the fetch, stored only if that generation is still current (one Lu
 served only if it still is (one ``MGET`` of the generation and the entry). A write that has
 returned has advanced the generation, so no process is served a shared entry from before it.
 Entries live ``cache_ttl_s`` in Redis; a result over ``cache_max_documents`` is never stored.
-Any Redis failure is a miss (counted, logged once per failure run), never an error of the read.
+Any Redis failure is a miss (counted, logged once per failure run), never an error of the read;
+the store is optional, so its commands have a tight bound (``timeout_s``, 0.25 s) and after a
+failure it is not asked at all for ``retry_after_s`` (1 s): a frozen Redis costs a read nothing
+once it has failed once, and the cache bus turns caching off altogether soon after.
 
 Whoever can write to the Redis can neither forge nor move an entry: keys are namespaced by the
 server's identity (hosts, replica set, database: ``bus.server_identity``), not the database name
@@ -28,6 +31,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from typing import Any, cast
 
 import bson
@@ -59,7 +63,8 @@ return 0
 class RedisStore:
     """Read results shared by every process on one Redis, checked against the write generations."""
 
-    def __init__(self, url: str, namespace: str, ttl_s: float, *, secret: bytes, timeout_s: float = 1.0) -> None:
+    def __init__(self, url: str, namespace: str, ttl_s: float, *, secret: bytes, timeout_s: float = 0.25,
+                 retry_after_s: float = 1.0) -> None:
         if len(secret) < 16:
             raise ConfigError("cache_store needs a MAC key (cache_secret) of at least 16 bytes", key="cache_secret")
         try:
@@ -80,8 +85,11 @@ class RedisStore:
             raise ConfigError(f"cache_store: {str(exc).replace(url, self.masked_url)}", key="cache_store") from None
         self._put = self._client.register_script(_PUT)
         self._lock = threading.Lock()
-        self._counts = {"hits": 0, "misses": 0, "stored": 0, "refused": 0, "errors": 0, "forged": 0}
+        self._counts = {"hits": 0, "misses": 0, "stored": 0, "refused": 0, "errors": 0, "forged": 0,
+                        "skipped": 0}
         self._failing = False
+        self.retry_after_s = retry_after_s
+        self._skip_until = 0.0  # monotonic time before which Redis is not asked (after a failure)
 
     def _keys(self, key: tuple[Any, ...]) -> tuple[str, str]:
         model = str(key[0])
@@ -90,6 +98,8 @@ class RedisStore:
 
     def get(self, key: tuple[Any, ...]) -> tuple[Any, bytes]:
         """``(value or MISSING, the model's generation now)``: pass the generation to ``put``."""
+        if self._skipping():
+            return MISSING, b""
         generation_key, entry_key = self._keys(key)
         try:
             pair = cast("list[bytes | None]", self._client.mget(generation_key, entry_key))  # decode_responses is off
@@ -127,7 +137,7 @@ class RedisStore:
 
     def put(self, key: tuple[Any, ...], value: Any, generation: bytes) -> bool:
         """Store ``value`` if the model's generation is still ``generation`` (no write since)."""
-        if not generation:
+        if not generation or self._skipping():
             return False
         generation_key, entry_key = self._keys(key)
         try:
@@ -147,9 +157,17 @@ class RedisStore:
 
     def _ok(self) -> None:
         self._failing = False
+        self._skip_until = 0.0
+
+    def _skipping(self) -> bool:
+        if self._skip_until and time.monotonic() < self._skip_until:
+            self._count("skipped")
+            return True
+        return False
 
     def _error(self, what: str, exc: Exception) -> None:
         self._count("errors")
+        self._skip_until = time.monotonic() + self.retry_after_s
         if not self._failing:
             self._failing = True
             log.warning("shared cache store %s: %s failed (%s: %s); reads go to the server meanwhile",

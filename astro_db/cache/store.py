@@ -186,6 +186,8 @@ class QueryCache:
         if value is not _MISSING:
             return copy_stored(value)
         shared, token = self.shared, b""
+        if shared is not None and self._unsent(model):
+            shared = None  # this process wrote the model and has not announced it yet: Redis's copy may be older
         if shared is not None:
             found, token = shared.get(key)
             if found is not _SHARED_MISSING:  # decoded afresh: the caller may own it
@@ -195,6 +197,10 @@ class QueryCache:
         if self.put(key, result, generation) and shared is not None:
             shared.put(key, result, token)
         return result
+
+    def _unsent(self, model: str) -> bool:
+        unsent = getattr(self.bus, "unsent", None)
+        return bool(unsent(model)) if unsent is not None else False
 
     def _get_locked(self, key: CacheKey) -> Any:
         entry = self._entries.get(key)

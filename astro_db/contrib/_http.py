@@ -13,6 +13,11 @@ One table maps the error tree to statuses, so Flask and Django answer the same w
 Client errors carry the error's message (it says what to fix); server errors carry a generic
 message, and the detail goes to the log, so a response never shows hosts or internals.
 
+Web-sized bounds (``WEB_DEFAULTS``): a web request cannot wait the library's 30 s budget, so
+both integrations give their ``Database`` a 3 s budget per call, a 3 s server selection and a
+3 s connect, unless the app's own settings (options, URL query, ``ASTRO_DB_*`` variables) say
+otherwise: a request during an outage gets its 503 within about 3 s.
+
 Request input is read here too, the same way for both frameworks: ``json_body`` (a body that is
 not JSON, is sent with another content type, nests deeper than ``MAX_BODY_DEPTH`` or holds
 ``NaN``/``Infinity`` is a ``ValidationError``, so a JSON 400, never a ``RecursionError`` and a 500)
@@ -21,40 +26,73 @@ and ``query_number`` (a query-string number; ``nan``, ``inf`` and non-numbers ar
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import errors
+from ..config import DatabaseConfig
 
-__all__ = ["ConnectOnce", "error_response", "not_found_body", "health_report", "health_status", "json_body",
-           "query_number", "MAX_BODY_DEPTH"]
+__all__ = ["ConnectOnce", "error_response", "not_found_body", "health_report", "health_status", "WEB_DEFAULTS",
+           "with_web_defaults", "json_body", "query_number", "MAX_BODY_DEPTH"]
 
 MAX_BODY_DEPTH = 64  # objects and arrays inside each other; the models nest a few levels
+
+#: The bounds the Flask and Django integrations use unless the app sets them (docs/integrations.md).
+WEB_DEFAULTS: Mapping[str, int] = {
+    "operation_timeout_ms": 3_000,  # one budget per call: retries, waits and server selection included
+    "server_selection_timeout_ms": 3_000,  # never more than the budget anyway
+    "connect_timeout_ms": 2_000,  # opening one TCP/TLS connection
+    "connect_budget_ms": 3_000,  # connect() at start-up or on first use, all its attempts
+}
+
+
+def with_web_defaults(config: DatabaseConfig, given: Iterable[str] = ()) -> DatabaseConfig:
+    """``config`` with ``WEB_DEFAULTS`` for every bound the app did not set itself: ``given``
+    (the option names its settings hold) and the URL's own query (``?timeoutMS=...``) win."""
+    chosen = set(given) | config.url_settings()
+    changes = {key: value for key, value in WEB_DEFAULTS.items() if key not in chosen}
+    return config.replace(**changes) if changes else config
 
 log = logging.getLogger(__name__)
 
 
 class ConnectOnce:
     """A ``Database`` that connects on first use, once, under a lock: request threads share it,
-    and a failed connect is tried again by the next request."""
+    and a failed connect is tried again by the next request. Requests that waited for another
+    thread's connect share its failure instead of queueing one connect budget each."""
 
     def __init__(self, database: Any, connected: bool = False) -> None:
         self.database = database
         self.connected = connected
         self._lock = threading.Lock()
+        self._finished = 0  # connects that have ended (failed ones included)
+        self._failure: errors.AstroDBError | None = None  # the last connect's error
 
     def get(self) -> Any:
         """The connected ``Database`` (connecting it now if nobody has yet)."""
         if not self.connected:
+            finished = self._finished
             with self._lock:
                 if not self.connected:
-                    self.database.connect()
+                    failure = self._failure
+                    if self._finished != finished and failure is not None:  # failed while this one waited
+                        raise copy.copy(failure).with_traceback(None) from failure
+                    try:
+                        self.database.connect()
+                    except errors.AstroDBError as exc:
+                        self._failure = exc
+                        raise
+                    finally:
+                        self._finished += 1
+                    self._failure = None
                     self.connected = True
         return self.database
+
 
 _STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
     (errors.ValidationError, 400),

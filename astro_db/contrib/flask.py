@@ -5,7 +5,9 @@ thread-safe pool). It is built from ``app.config``:
 
     ASTRO_DB_URL / MONGODB_URL   the URL (else $MONGODB_URL; required unless app.debug or
                                  app.testing, when the embedded backend is the default)
-    ASTRO_DB_OPTIONS             DatabaseConfig options, e.g. {"maxPoolSize": 50}
+    ASTRO_DB_OPTIONS             DatabaseConfig options, e.g. {"maxPoolSize": 50}; the bounds not
+                                 set there (nor in the URL, nor as ASTRO_DB_* variables) are
+                                 the web-sized ``_http.WEB_DEFAULTS`` (3 s per call)
     ASTRO_DB_EAGER_CONNECT       connect in init_app (fail fast) instead of on first use
     ASTRO_DB_HEALTH_URL          where the health blueprint answers ("/healthz"; None: off)
     ASTRO_DB_HEALTH_DETAIL       the whole db.health() report (default) or status+latency only
@@ -191,14 +193,16 @@ class AstroDB:
 
 
 def config_from_flask(config: Mapping[str, Any]) -> DatabaseConfig:
-    """A DatabaseConfig from Flask settings: ASTRO_DB_URL or MONGODB_URL plus ASTRO_DB_OPTIONS."""
+    """A DatabaseConfig from Flask settings: ASTRO_DB_URL or MONGODB_URL plus ASTRO_DB_OPTIONS,
+    with the web-sized bounds (``_http.WEB_DEFAULTS``) wherever the app set none."""
     options = config.get("ASTRO_DB_OPTIONS") or {}
     if not isinstance(options, Mapping):
         raise errors.ConfigError("ASTRO_DB_OPTIONS must be a dict of DatabaseConfig options", key="ASTRO_DB_OPTIONS")
     url = config.get("ASTRO_DB_URL") or config.get("MONGODB_URL")
+    given = DatabaseConfig.option_names(options)
     if url:
-        return DatabaseConfig.from_dict({"url": url, "options": options})
-    return DatabaseConfig.from_env(**options)
+        return _http.with_web_defaults(DatabaseConfig.from_dict({"url": url, "options": options}), given)
+    return _http.with_web_defaults(DatabaseConfig.from_env(**options), given | DatabaseConfig.env_names())
 
 
 def _error_handler(exc: errors.AstroDBError) -> Any:

@@ -8,7 +8,10 @@ pool exhaustion (more attempts would only lengthen the queue), anything inside a
 (``$inc``/``$push``), which rely on the driver's own retryable writes instead.
 
 The circuit breaker counts *unreachable-server* failures only (``is_connection_failure``): a
-slow query timing out or a busy pool says nothing about the server being down.
+slow query timing out or a busy pool says nothing about the server being down. While it is
+open, any sign that the server answers again (a successful driver heartbeat, or the breaker's
+own cheap ping every ``probe_interval_s``: ``BreakerHeartbeats``, ``CircuitBreaker.watch``)
+ends the cool-down at once, so the next call probes within a second of the server's return.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from typing import Any, TypeVar
 
 import backoff
 from pymongo import errors as pm
+from pymongo import monitoring
 
 from ..config import DatabaseConfig
 from ..errors import DatabaseConnectionError, scrub
 
-__all__ = ["is_retryable", "is_connection_failure", "RetryPolicy", "CircuitBreaker"]
+__all__ = ["is_retryable", "is_connection_failure", "RetryPolicy", "CircuitBreaker", "BreakerHeartbeats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,9 +100,11 @@ class RetryPolicy:
     def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True, deadline: float | None = None) -> T:
         """Run ``fn``; on a retryable failure wait and run it again, up to ``attempts`` times.
 
-        ``deadline`` (a ``clock()`` value) stops retrying when the next wait would pass it. The
-        last failure is raised as it is (the caller translates it); its ``astro_attempts``
-        attribute says how many attempts were made.
+        ``deadline`` (a ``clock()`` value: the call's one budget) stops retrying when the next
+        wait would pass it, so no attempt starts past the deadline and each one gets what is left.
+        The last failure is raised as it is (the caller translates it); its ``astro_attempts``
+        attribute says how many attempts were made, ``astro_stopped`` why they stopped
+        (``"attempts"``: all made, ``"deadline"``: the budget would have run out first).
         """
         if not retry or self.attempts <= 1:
             return fn()
@@ -108,12 +114,16 @@ class RetryPolicy:
                 return fn()
             except pm.PyMongoError as exc:
                 if not is_retryable(exc):
+                    if attempt > 1:
+                        exc.astro_attempts = attempt  # type: ignore[attr-defined]
                     raise
                 if waits is None:  # built on the first failure only: the fast path stays bare
                     waits = self.waits()
                 wait = next(waits)
-                if attempt >= self.attempts or (deadline is not None and self.clock() + wait >= deadline):
+                out_of_time = deadline is not None and self.clock() + wait >= deadline
+                if attempt >= self.attempts or out_of_time:
                     exc.astro_attempts = attempt  # type: ignore[attr-defined]
+                    exc.astro_stopped = "attempts" if attempt >= self.attempts else "deadline"  # type: ignore[attr-defined]
                     if attempt > 1:
                         self.exhausted = next(self._exhausted) + 1
                     raise
@@ -131,20 +141,32 @@ class RetryPolicy:
 class CircuitBreaker:
     """Fail fast after ``threshold`` consecutive connection failures, for ``cooldown_s``.
 
-    closed -> (threshold failures) -> open -> (cool-down over) -> half-open: one probe call
-    goes through; its success closes the breaker, its connection failure opens it again, any
-    other outcome (the server answered, or the call never reached it) leaves it half-open
-    for the next call to probe.
+    closed -> (threshold failures) -> open -> (cool-down over, or the server seen answering:
+    ``server_seen``) -> half-open: one probe call goes through (``before_call`` returns True
+    for it: the run step sends it once, without retries, under the call's budget); its success
+    closes the breaker, its connection failure opens it again, any other outcome (the server
+    answered, or the call never reached it) leaves it half-open for the next call to probe.
+
+    ``watch(ping)`` makes the breaker look for the server itself while open: a daemon thread
+    calls ``ping()`` (a cheap bounded ping: True when the server answered, False when not,
+    None when there is nothing to ask any more) every ``probe_interval_s`` and ends the
+    cool-down as soon as it answers, so calls resume within about a second of its return.
     """
 
-    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic,
+                 *, probe_interval_s: float = 0.5) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
+        self.probe_interval_s = probe_interval_s
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
         self._lock = threading.Lock()
+        self._ping: Callable[[], bool | None] | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.seen_early = 0  # cool-downs ended early because the server answered again
 
     @property
     def state(self) -> str:
@@ -159,17 +181,19 @@ class CircuitBreaker:
             return "half-open"
         return "open"
 
-    def before_call(self) -> None:
-        """Raise ``DatabaseConnectionError`` at once while open; let one probe through after."""
+    def before_call(self) -> bool:
+        """Raise ``DatabaseConnectionError`` at once while open; let one probe through after.
+
+        Returns True when this call is the probe (send it once: its outcome decides)."""
         if self._opened_at is None:  # closed: no lock (a failure racing this call opens it for the next)
-            return
+            return False
         with self._lock:
             state = self._state()
             if state == "closed":
-                return
+                return False
             if state == "half-open" and not self._probing:
                 self._probing = True
-                return
+                return True
             remaining = max(0.0, self.cooldown_s - (self._clock() - (self._opened_at or 0)))
         raise DatabaseConnectionError(
             f"MongoDB is unreachable ({self._failures} consecutive connection failures); failing fast "
@@ -200,9 +224,10 @@ class CircuitBreaker:
             self._failures += 1
             if self._probing or self._failures >= self.threshold:
                 if self._opened_at is None or self._probing:
-                    log.error("circuit breaker open after %d consecutive connection failures; failing fast for %.1fs",
-                              self._failures, self.cooldown_s)
+                    log.error("circuit breaker open after %d consecutive connection failures; failing fast for %.1fs "
+                              "or until the server answers again", self._failures, self.cooldown_s)
                 self._opened_at = self._clock()
+                self._start_watching()
             self._probing = False
 
     def release_probe(self) -> None:
@@ -210,11 +235,82 @@ class CircuitBreaker:
         with self._lock:
             self._probing = False
 
+    def server_seen(self) -> bool:
+        """The server answered (a heartbeat, a ping): end the cool-down now, so the next call
+        probes. True when that shortened an open breaker's cool-down."""
+        if self._opened_at is None:  # closed: nothing to shorten (no lock: heartbeats are frequent)
+            return False
+        with self._lock:
+            if self._opened_at is None or self._state() != "open":
+                return False
+            self._opened_at = self._clock() - self.cooldown_s
+            self.seen_early += 1
+        log.info("circuit breaker: MongoDB answers again; the next call probes it")
+        return True
+
+    # --- looking for the server while open ---------------------------------------------------
+
+    def watch(self, ping: Callable[[], bool | None] | None) -> None:
+        """While open, ``ping()`` every ``probe_interval_s`` and end the cool-down when it says
+        True (None: stop looking). ``watch(None)`` stops."""
+        self._ping = ping
+        if ping is None:
+            self._stop.set()
+            return
+        self._stop.clear()
+        with self._lock:
+            if self._opened_at is not None:
+                self._start_watching()
+
+    def _start_watching(self) -> None:  # called with the lock held
+        if self._ping is None or self._stop.is_set() or (self._watcher is not None and self._watcher.is_alive()):
+            return
+        self._watcher = threading.Thread(target=self._look_for_the_server, name="astro_db-breaker-watch", daemon=True)
+        self._watcher.start()
+
+    def _look_for_the_server(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if self._opened_at is None or self._state() != "open":
+                    self._watcher = None
+                    return
+            ping = self._ping
+            try:
+                answered = ping() if ping is not None else None
+            except Exception:  # noqa: BLE001 - a failed ping is a "not yet"
+                answered = False
+            if answered is None:
+                break
+            if answered:
+                self.server_seen()
+                continue
+            self._stop.wait(self.probe_interval_s)
+        with self._lock:
+            self._watcher = None
+
     @property
     def consecutive_failures(self) -> int:
         return self._failures
 
     def stats(self) -> dict[str, Any]:
-        """``{"state", "consecutive_failures", "threshold", "cooldown_s"}`` for metrics."""
+        """``{"state", "consecutive_failures", "threshold", "cooldown_s", "seen_early"}`` for metrics."""
         return {"state": self.state, "consecutive_failures": self._failures,
-                "threshold": self.threshold, "cooldown_s": self.cooldown_s}
+                "threshold": self.threshold, "cooldown_s": self.cooldown_s, "seen_early": self.seen_early}
+
+
+class BreakerHeartbeats(monitoring.ServerHeartbeatListener):
+    """The driver's server monitor feeding the breaker: a successful heartbeat from a server that
+    can take writes ends an open breaker's cool-down (``CircuitBreaker.server_seen``)."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+
+    def started(self, event: monitoring.ServerHeartbeatStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.ServerHeartbeatSucceededEvent) -> None:
+        if self.breaker._opened_at is not None and getattr(event.reply, "is_writable", True):
+            self.breaker.server_seen()
+
+    def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
+        pass

@@ -1,6 +1,7 @@
 """Operation time bounds: ``timeout_ms=`` per call, ``operation_timeout_ms`` by default.
 
-A bound covers the whole service call, retries and backoff waits included: the public method
+Every call has one: ``operation_timeout_ms`` is 30 s by default (``None`` turns it off). A bound
+covers the whole service call, retries, server selection and backoff waits included: the public method
 (``@bounded``) opens the bound, and the run step (``ops.steps.run.call``) puts each driver call under
 ``pymongo.timeout(remaining)`` (PyMongo's client-side operation timeout, CSOT) and stops
 retrying when the next wait would pass the deadline. A call that runs out of time raises
@@ -13,28 +14,34 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pymongo
 from pymongo import errors as pm
 
-from ..errors import AstroDBError, ConfigError, OperationTimeoutError, scrub, translate
+from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
+from .connection import summarise
 
-__all__ = ["Bound", "bounded", "current_bound", "under", "final_error", "afresh"]
+__all__ = ["Bound", "bounded", "current_bound", "under", "call_within", "final_error", "afresh"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
 class Bound:
-    """A time bound: ``ms`` as given and the ``deadline`` (a ``time.monotonic()`` value)."""
+    """A time bound: ``ms`` as given and the ``deadline`` (a ``time.monotonic()`` value).
 
-    ms: float
-    deadline: float
-    source: str  # "timeout_ms" (this call) or "operation_timeout_ms" (the config default)
+    A plain slotted class: every call makes one (``operation_timeout_ms`` is on by default)."""
+
+    __slots__ = ("ms", "deadline", "source")
+
+    def __init__(self, ms: float, deadline: float, source: str) -> None:
+        self.ms = ms
+        self.deadline = deadline
+        self.source = source  # "timeout_ms" (this call) or "operation_timeout_ms" (the config default)
 
     @classmethod
     def starting_now(cls, ms: float, source: str) -> Bound:
@@ -45,6 +52,9 @@ class Bound:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.deadline
+
+    def __repr__(self) -> str:
+        return f"Bound({self.ms:g} ms, {self.source})"
 
 
 _call_bound: contextvars.ContextVar[Bound | None] = contextvars.ContextVar("astro_db_call_bound", default=None)
@@ -104,6 +114,20 @@ def current_bound(default_ms: float | None) -> Bound | None:
     return bound
 
 
+def call_within(bound: Bound, where: str, body: Callable[[], T]) -> T:
+    """``body()`` under PyMongo's client-side timeout for what is left of ``bound`` (the run
+    step's hot path: a plain function, not a generator context manager)."""
+    remaining = bound.deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired_error(bound, where)
+    token = _call_bound.set(bound)  # visible to anything the driver call runs (hooks, nested reads)
+    try:
+        with pymongo.timeout(remaining):
+            return body()
+    finally:
+        _call_bound.reset(token)
+
+
 @contextlib.contextmanager
 def afresh(ms: float | None, source: str) -> Iterator[None]:
     """Run the block under a new bound of ``ms`` (none: the configured default), whatever is left
@@ -132,22 +156,36 @@ def under(bound: Bound | None, where: str) -> Iterator[None]:
         _call_bound.reset(token)
 
 
-def expired_error(bound: Bound, where: str, cause: BaseException | None = None) -> OperationTimeoutError:
-    why = f"; last failure: {type(cause).__name__}: {scrub(str(cause)).split(',')[0][:200]}" if cause is not None else ""
-    return OperationTimeoutError(f"{where} did not finish within {bound.ms:g} ms ({bound.source}){why}")
+def expired_error(bound: Bound, where: str, cause: BaseException | None = None, tries: str = "") -> OperationTimeoutError:
+    why = f"; last failure: {summarise(cause)}" if cause is not None else ""
+    return OperationTimeoutError(f"{where} did not finish within {bound.ms:g} ms ({bound.source}){tries}{why}")
 
 
-def final_error(exc: BaseException, bound: Bound | None, *, operation: str, model: str | None) -> AstroDBError:
+_CONFIGURED = re.compile(r" ?\(configured timeouts: [^)]*\)")
+
+
+def final_error(exc: BaseException, bound: Bound | None, *, operation: str, model: str | None,
+                attempts: int = 1) -> AstroDBError:
     """The astro_db error a failed driver call ends in: ``OperationTimeoutError`` when its bound
-    ran out on a timeout, else ``translate``'s; the message says how many attempts were made."""
+    ran out on a timeout, else ``translate``'s. The message names the attempts really made out of
+    the ``attempts`` allowed, and the budget they shared (``timeout_ms`` / ``operation_timeout_ms``)
+    in place of the driver's per-socket "configured timeouts"."""
     where = f"{operation} on {model}" if model else operation
+    made = getattr(exc, "astro_attempts", 1)
+    stopped = getattr(exc, "astro_stopped", None)
+    budget = f"the {bound.ms:g} ms budget ({bound.source})" if bound is not None else "no time budget (operation_timeout_ms=None)"
     timed_out = getattr(exc, "timeout", False) and not isinstance(exc, pm.WaitQueueTimeoutError)
     if bound is not None and timed_out and bound.expired():
-        error: AstroDBError = expired_error(bound, where, exc)
+        tries = f" after {made} of {attempts} attempt{'s' if attempts > 1 else ''}" if attempts > 1 else ""
+        error: AstroDBError = expired_error(bound, where, exc, tries)
     else:
         error = translate(exc, operation=operation, model=model)
-    attempts = getattr(exc, "astro_attempts", 1)
-    if attempts > 1 and error.args:
-        error.args = (f"{error.args[0]} (gave up after {attempts} attempts)", *error.args[1:])
-    error.attempts = attempts  # type: ignore[attr-defined]
+        if error.args and isinstance(error.args[0], str):
+            text = _CONFIGURED.sub("", error.args[0])
+            if stopped == "deadline":
+                text += (f" (gave up after {made} of {attempts} attempts: another would have started past {budget})")
+            elif made > 1:
+                text += f" (gave up after {made} attempts, within {budget})"
+            error.args = (text, *error.args[1:])
+    error.attempts = made  # type: ignore[attr-defined]
     return error

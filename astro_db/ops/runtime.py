@@ -10,6 +10,7 @@ It holds state only; the executor's steps (``astro_db.ops.steps``) act on it.
 from __future__ import annotations
 
 import datetime as _dt
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..cache import QueryCache
 from ..changes import ChangeLog
 from ..config import DatabaseConfig
 from ..driver.connection import Connection
-from ..driver.retry import CircuitBreaker, RetryPolicy
+from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
 from ..errors import ConfigError
 from ..events import WriteEvent
@@ -48,14 +49,25 @@ class Runtime:
         if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
             self.listeners.extend(self.monitor.listeners())
         self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
-        self.connection = Connection(config, self.listeners)
-        self.retry = RetryPolicy(config)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        if not config.is_embedded:  # the server seen answering again ends the breaker's cool-down
+            self.listeners.append(BreakerHeartbeats(self.breaker))
+        self.connection = Connection(config, self.listeners)
+        if not config.is_embedded:
+            self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
+        self.retry = RetryPolicy(config)
         self.one_command_writes = config.one_command_writes and not config.is_embedded
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         self.collections: tuple[Any, dict[str, Any]] = (None, {})
+
+    def server_answers(self) -> bool | None:
+        """The breaker's cheap look at the server while it is open: a ping bounded by its probe
+        interval (True: it answered); None once the Database is disconnected (stop looking)."""
+        if not self.connection.connected:
+            return None
+        return self.connection.is_connected(timeout_s=self.breaker.probe_interval_s)
 
     # --- collections and reads ---------------------------------------------------------------
 
@@ -69,6 +81,17 @@ class Runtime:
         if coll is None:
             coll = built[1][info.collection] = database[info.collection]
         return coll
+
+
+def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:
+    """``runtime.server_answers`` without keeping ``runtime`` alive (None once it is gone)."""
+    ref = weakref.ref(runtime)
+
+    def ping() -> bool | None:
+        alive = ref()
+        return None if alive is None else alive.server_answers()
+
+    return ping
 
 
 def utcnow() -> _dt.datetime:

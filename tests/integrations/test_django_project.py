@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from django.test import SimpleTestCase
@@ -311,3 +312,55 @@ def test_override_database_restores_the_projects_database():
         assert get_database() is fresh
     assert get_database() is before
     assert not fresh.is_connected()
+
+
+# --- web-sized bounds ---------------------------------------------------------------------------
+
+WEB = {"operation_timeout_ms": 3000, "server_selection_timeout_ms": 3000, "connect_timeout_ms": 2000,
+       "connect_budget_ms": 3000}
+
+
+def _bounds(config) -> dict:
+    return {key: getattr(config, key) for key in WEB}
+
+
+def test_django_gives_its_database_web_sized_bounds_each_overridable(monkeypatch):
+    from astro_db.contrib.django.apps import config_from_settings
+
+    assert _bounds(config_from_settings("mongodb://db.example/astro")) == WEB
+    assert _bounds(config_from_settings({"url": "mongodb://db.example/astro", "options": {"timeoutMS": 9000}})) == \
+        {**WEB, "operation_timeout_ms": 9000}
+    assert _bounds(config_from_settings({"url": "mongodb://db.example/astro", "connect_budget_ms": 800})) == \
+        {**WEB, "connect_budget_ms": 800}
+    assert config_from_settings("mongodb://db.example/astro?timeoutMS=1500").operation_timeout_ms == 1500
+    assert config_from_settings(DatabaseConfig(url="mongodb://db.example/astro")).operation_timeout_ms == 30_000
+    monkeypatch.setenv("MONGODB_URL", "mongodb://env.example/astro")
+    monkeypatch.setenv("ASTRO_DB_CONNECT_BUDGET_MS", "1200")
+    assert _bounds(config_from_settings(None)) == {**WEB, "connect_budget_ms": 1200}
+
+
+def test_start_up_against_a_dead_url_is_bounded_by_the_web_connect_budget(down_url, monkeypatch):
+    from django.apps import apps
+    from django.test import override_settings
+    from pymongo import errors as pm
+
+    from astro_db.driver.connection import Connection
+
+    deadlines: list[float] = []  # when each ping's bound would end (the connection's own clock)
+
+    def refused(self, timeout_s: float) -> None:
+        deadlines.append(self.clock() + timeout_s)
+        raise pm.ServerSelectionTimeoutError("connection refused")
+
+    monkeypatch.setattr(Connection, "_ping", refused)
+    app = apps.get_app_config("astro_db")
+    previous = (app.database, app.connected)
+    try:
+        began = time.monotonic()
+        with override_settings(ASTRO_DB={"url": down_url}):
+            app.ready()  # logs the failure and starts
+        assert not app.connected and app.database.config.connect_budget_ms == 3000
+        # every ping of connect()'s attempts ends within the 3 s budget (it was 30 s, 10 s per attempt)
+        assert len(deadlines) == 3 and max(deadlines) <= began + 3.0 + 0.5  # building the Database comes first
+    finally:
+        app.use_database(*previous)

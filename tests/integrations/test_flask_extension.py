@@ -279,3 +279,89 @@ def test_healthz_can_move_or_be_turned_off(embedded_url):
     off = make_app(ASTRO_DB_URL=embedded_url, ASTRO_DB_HEALTH_URL=None)
     AstroDB(off)
     assert off.test_client().get("/healthz").status_code == 404
+
+
+# --- web-sized bounds ---------------------------------------------------------------------------
+
+WEB = {"operation_timeout_ms": 3000, "server_selection_timeout_ms": 3000, "connect_timeout_ms": 2000,
+       "connect_budget_ms": 3000}
+
+
+def bounds(config) -> dict:
+    return {key: getattr(config, key) for key in WEB}
+
+
+def test_flask_gives_its_database_web_sized_bounds_by_default():
+    from astro_db.contrib._http import WEB_DEFAULTS
+
+    assert dict(WEB_DEFAULTS) == WEB
+    assert bounds(config_from_flask({"ASTRO_DB_URL": "mongodb://db.example/astro"})) == WEB
+    ext = AstroDB(make_app(ASTRO_DB_URL="mongomock://localhost/web_bounds"))
+    assert bounds(ext._database or next(iter(ext._states.values())).database.config) == WEB
+
+
+def test_each_web_bound_yields_to_the_apps_own_setting(monkeypatch):
+    config = config_from_flask({"ASTRO_DB_URL": "mongodb://db.example/astro",
+                                "ASTRO_DB_OPTIONS": {"timeoutMS": 8000, "connect_budget_ms": 500}})
+    assert bounds(config) == {**WEB, "operation_timeout_ms": 8000, "connect_budget_ms": 500}
+    config = config_from_flask({"ASTRO_DB_URL": "mongodb://db.example/astro?serverSelectionTimeoutMS=700&timeoutMS=900"})
+    assert config.operation_timeout_ms == 900
+    assert "serverSelectionTimeoutMS" not in config.client_options()  # the URL's 700 ms is what the client gets
+    monkeypatch.setenv("MONGODB_URL", "mongodb://env.example/astro")
+    monkeypatch.setenv("ASTRO_DB_OPERATION_TIMEOUT_MS", "12000")
+    assert bounds(config_from_flask({})) == {**WEB, "operation_timeout_ms": 12000}
+
+
+def test_requests_waiting_for_a_failing_connect_share_its_failure_instead_of_queueing_their_own():
+    from astro_db.contrib._http import ConnectOnce
+
+    entered, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    class Down:
+        connects = 0
+
+        def connect(self):
+            Down.connects += 1
+            entered.set()
+            release.wait(10)
+            raise errors.DatabaseConnectionError("could not reach MongoDB")
+
+    class SignallingLock:
+        """The state's lock, telling the test when a second request waits for it."""
+
+        def __init__(self) -> None:
+            self.lock, self.users = threading.Lock(), 0
+
+        def __enter__(self):
+            self.users += 1
+            if self.users > 1:
+                waiting.set()
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    state = ConnectOnce(Down())
+    state._lock = SignallingLock()
+    outcomes: list[BaseException] = []
+
+    def request():
+        try:
+            state.get()
+        except errors.AstroDBError as exc:
+            outcomes.append(exc)
+
+    first = threading.Thread(target=request)
+    first.start()
+    assert entered.wait(10)
+    second = threading.Thread(target=request)
+    second.start()
+    assert waiting.wait(10)  # the second request waits for the first one's connect
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert Down.connects == 1  # one connect budget spent, not one per waiting request
+    assert [type(e) for e in outcomes] == [errors.DatabaseConnectionError] * 2
+    with pytest.raises(errors.DatabaseConnectionError):
+        state.get()
+    assert Down.connects == 2  # the next request (nobody was waiting) tries again

@@ -44,12 +44,15 @@ def test_a_result_one_database_read_is_served_to_another_from_redis(live_url, re
     b = _db(live_url, redis_server.url, event_listeners=[spy])
     try:
         user = a.create("User", {"email": _email(), "name": "v0"})
+        announced = lambda: not a.executor.runtime.cache.bus.unsent("User")  # noqa: E731
+        _poll(announced)  # normally before create() returned (it waits up to 20 ms for it)
         assert a.find_one("User", {"id": user.id}).name == "v0"  # stored locally and in Redis
         assert b.find_one("User", {"id": user.id}).name == "v0"
         assert spy.names == []  # B never asked the server
         assert b.executor.runtime.cache.bus_stats()["shared_store"]["hits"] == 1
 
         a.update("User", {"id": user.id}, {"name": "v1"})  # returned: the generation has moved on
+        _poll(announced)  # (or, if Redis took over 20 ms, it does once announced)
         b.executor.runtime.cache.drop("User")  # not even relying on the bus: the generation check alone
         assert b.find_one("User", {"id": user.id}).name == "v1"
         assert spy.names == ["find"]
@@ -110,7 +113,7 @@ def test_a_dead_store_is_a_miss_not_an_error(live_url, redis_server):
         key = ("User", "find_one", None, b"\x05\x00\x00\x00\x00")
         redis_server.kill()
         assert store.get(key)[0] is MISSING and store.put(key, {"a": 1}, b"1") is False
-        assert store.stats()["errors"] == 2
+        assert store.stats()["errors"] == 1 and store.stats()["skipped"] == 1  # not asked again for a while
         _poll(lambda: not a.executor.runtime.cache.trusted)
         assert a.find_one("User", {"id": user.id}).name == "Bo"  # from the server
     finally:

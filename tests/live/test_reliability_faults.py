@@ -155,7 +155,9 @@ def test_creates_racing_kill_and_restart_lose_nothing_acknowledged_and_duplicate
 # --- 2. a read during an outage, then recovery -----------------------------------------------------
 
 def test_a_read_during_an_outage_fails_within_its_bound_and_the_same_database_recovers(server_up, live_url):
-    db = Database(live_url, server_selection_timeout_ms=500, connect_timeout_ms=500, retry_attempts=2,
+    # The fail-fast knob is the call's one budget (operation_timeout_ms): within it PyMongo waits
+    # for a server and retries by itself, and astro_db starts no attempt past it.
+    db = Database(live_url, operation_timeout_ms=1000, connect_timeout_ms=500, retry_attempts=2,
                   backoff_base_s=0.05, backoff_max_s=0.1, backoff_jitter=False, breaker_threshold=3,
                   breaker_cooldown_s=0.5)
     db.connect()
@@ -163,20 +165,20 @@ def test_a_read_during_an_outage_fails_within_its_bound_and_the_same_database_re
     remembered = db.find("User", {}, stale_ok=True)
     server_up.kill()
     try:
-        # The configured bound of a read: 2 attempts, each up to two 500 ms server selections
-        # (PyMongo's own retryable read inside ours), plus one 50 ms backoff wait.
-        bound_s = 2 * 2 * 0.5 + 0.05
+        bound_s = 1.0  # the budget of one call, attempts, waits and server selection included
         began = time.monotonic()
-        with pytest.raises(DatabaseConnectionError, match="gave up after 2 attempts") as failure:
+        with pytest.raises((DatabaseConnectionError, OperationTimeoutError)) as failure:
             db.find("User", {})
         outage_read_s = time.monotonic() - began
+        assert "1000 ms" in str(failure.value) and "(operation_timeout_ms)" in str(failure.value)
+        assert 1 <= failure.value.attempts <= 2
 
         began = time.monotonic()
         with pytest.raises(OperationTimeoutError, match=r"within 300 ms \(timeout_ms\)"):
             db.count("User", {}, timeout_ms=300)
         timeout_read_s = time.monotonic() - began
 
-        with pytest.raises(DatabaseConnectionError):
+        with pytest.raises((DatabaseConnectionError, OperationTimeoutError)):
             db.count("User", {})  # the third consecutive connection failure opens the breaker
         began = time.monotonic()
         with pytest.raises(DatabaseConnectionError, match="failing fast"):
@@ -188,7 +190,7 @@ def test_a_read_during_an_outage_fails_within_its_bound_and_the_same_database_re
     finally:
         server_up.start()
 
-    assert "no MongoDB server answered" in str(failure.value)
+    assert "configured timeouts" not in str(failure.value)
     assert is_stale(stale) and [u.email for u in stale] == [u.email for u in remembered]
     assert health["status"] == "down" and health["breaker"] in ("open", "half-open")
     recovered_after = time.monotonic()
@@ -230,17 +232,20 @@ class Gate(monitoring.CommandListener):
 
 
 def test_an_exhausted_pool_raises_pool_exhausted_without_hanging_and_recovers(server_up, live_url):
-    pool, threads, wait_ms = 2, 16, 200
+    # Under the call's budget (PyMongo's client-side timeout) a checkout waits for what is left of
+    # the budget, not wait_queue_timeout_ms: the waiters get a 500 ms budget, the holders a long one.
+    pool, threads, wait_ms = 2, 16, 500
     db = Database(live_url, max_pool_size=pool, min_pool_size=0, wait_queue_timeout_ms=wait_ms,
-                  breaker_threshold=3, retry_attempts=3, event_listeners=[gate := Gate()])
+                  operation_timeout_ms=wait_ms, breaker_threshold=3, retry_attempts=3,
+                  event_listeners=[gate := Gate()])
     db.connect()
-    db.create("User", {"email": "pool@fault.test", "name": "Ann"})
+    db.create("User", {"email": "pool@fault.test", "name": "Ann"}, timeout_ms=30_000)
     results: dict[int, object] = {}
 
-    def read(n: int, hold: bool) -> None:
+    def read(n: int, hold: bool, timeout_ms: float | None = None) -> None:
         gate.local.hold = hold
         try:
-            results[n] = len(db.find("User", {}))
+            results[n] = len(db.find("User", {}, timeout_ms=60_000 if hold else timeout_ms))
         except AstroDBError as exc:
             results[n] = exc
 
@@ -274,6 +279,117 @@ def test_an_exhausted_pool_raises_pool_exhausted_without_hanging_and_recovers(se
     assert db.executor.runtime.breaker.state == "closed"  # a busy pool is not a dead server
 
     for n in range(100, 100 + threads):  # the pool recovered: every later call gets a connection
-        read(n, hold=False)
+        read(n, hold=False, timeout_ms=30_000)
     assert [results[n] for n in range(100, 100 + threads)] == [1] * threads
+    db.disconnect()
+
+
+# --- 4. one budget per call, a bounded probe, prompt recovery ---------------------------------------
+# The server is killed (SIGKILL). Bounds asserted here are generous, far below what the same
+# call took before a call had one budget (3 attempts x the 30 s server selection: 90 s).
+
+def test_a_call_during_an_outage_reports_within_its_one_budget_whatever_its_retries(server_up, live_url, monkeypatch):
+    import pymongo
+
+    db = Database(live_url)  # the defaults: a 30 s budget, 3 attempts, 30 s server selection
+    db.connect()
+    # What the run step hands PyMongo is recorded; the real deadline is scaled down 20 times so
+    # the test does not wait 30 s: the driver sees one deadline for the whole call, all attempts.
+    handed: list[float] = []
+    real_timeout = pymongo.timeout
+
+    def scaled(seconds):
+        handed.append(seconds)
+        return real_timeout(seconds / 20)
+
+    monkeypatch.setattr(pymongo, "timeout", scaled)
+    server_up.kill()
+    try:
+        began = time.monotonic()
+        with pytest.raises((DatabaseConnectionError, OperationTimeoutError)) as failure:
+            db.find_one("User", {})
+        spent = time.monotonic() - began
+    finally:
+        server_up.start()
+    print(f"\n[faults] find_one during an outage, defaults (budget scaled 1/20): raised after {spent * 1000:.0f} ms, "
+          f"{failure.value.attempts} attempt(s): {failure.value}")
+    assert len(handed) == 1 and 29.0 < handed[0] <= 30.0  # one 30 s deadline for the call, not one per attempt
+    assert spent < 15.0  # 1.5 s scaled; it was 90 s with one 30 s server selection per attempt
+    assert 1 <= failure.value.attempts <= 3
+    assert "30000 ms" in str(failure.value) and "operation_timeout_ms" in str(failure.value)
+    db.disconnect()
+
+
+def test_the_breakers_probe_is_sent_once_within_the_budget(server_up, live_url):
+    from spies import Clock
+
+    db = Database(live_url, operation_timeout_ms=1500, breaker_threshold=1, breaker_cooldown_s=60.0)
+    db.connect()
+    breaker = db.executor.runtime.breaker
+    breaker.watch(None)  # this test moves the cool-down by hand
+    breaker._clock = clock = Clock()
+    server_up.kill()
+    try:
+        with pytest.raises((DatabaseConnectionError, OperationTimeoutError)):
+            db.count("User", {})
+        assert breaker.state == "open"
+        clock.now += 60.0
+        began = time.monotonic()
+        with pytest.raises((DatabaseConnectionError, OperationTimeoutError)) as probe:
+            db.count("User", {})  # the probe
+        spent = time.monotonic() - began
+    finally:
+        server_up.start()
+    print(f"\n[faults] breaker probe during an outage: {spent * 1000:.0f} ms")
+    assert spent < 15.0 and probe.value.attempts == 1  # was 3 x 30 s
+    assert breaker.state == "open"
+    db.disconnect()
+
+
+def test_calls_resume_as_soon_as_the_server_is_back_not_after_the_cool_down(server_up, live_url):
+    db = Database(live_url, operation_timeout_ms=1500, breaker_threshold=1, breaker_cooldown_s=120.0)
+    db.connect()
+    db.create("User", {"email": "back@fault.test", "name": "Ann"})
+    breaker = db.executor.runtime.breaker
+    server_up.kill()
+    try:
+        with pytest.raises((DatabaseConnectionError, OperationTimeoutError)):
+            db.count("User", {})
+        with pytest.raises(DatabaseConnectionError, match="failing fast"):
+            db.count("User", {})
+    finally:
+        server_up.start()
+    back = time.monotonic()
+    assert eventually(lambda: db.count("User", {}), within_s=20.0, what="service after the restart") == 1
+    resumed_s = time.monotonic() - back
+    print(f"\n[faults] calls resumed {resumed_s * 1000:.0f} ms after the server was back (cool-down 120 s)")
+    assert breaker.state == "closed" and breaker.seen_early >= 1  # not the 120 s cool-down
+    db.disconnect()
+
+
+def test_a_flask_request_during_an_outage_gets_its_503_within_the_web_budget(server_up, live_url):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        import flask_app
+    finally:
+        sys.path.pop(0)
+    app = flask_app.create_app({"ASTRO_DB_URL": live_url, "ASTRO_DB_EAGER_CONNECT": True})
+    client = app.test_client()
+    with app.app_context():
+        db = app.extensions["astro_db"].database
+    assert db.config.operation_timeout_ms == 3000  # the web-sized default budget
+    assert client.get("/users/5f0000000000000000000000").status_code == 404
+    server_up.kill()
+    try:
+        began = time.monotonic()
+        response = client.get("/users/5f0000000000000000000000")
+        spent = time.monotonic() - began
+    finally:
+        server_up.start()
+    print(f"\n[faults] Flask request during an outage: {response.status_code} after {spent * 1000:.0f} ms")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert spent < 15.0  # was 91 s with the library's defaults
     db.disconnect()

@@ -26,8 +26,9 @@ class AstroDBConfig(AppConfig):  # type: ignore[misc]  # Django ships no type in
     Without a URL (``settings.ASTRO_DB`` or ``MONGODB_URL``) ``ready()`` raises ``ConfigError``
     unless ``settings.DEBUG``: a production app must not write into memory that dies with it.
 
-    ``ready()`` connects once. A failed connect is logged, not raised, so ``manage.py`` and the
-    server still start (``/healthz`` then answers 503); ``get_database()`` retries it."""
+    ``ready()`` connects once, within the web-sized connect budget (3 s unless the settings say
+    otherwise: ``_http.WEB_DEFAULTS``). A failed connect is logged, not raised, so ``manage.py``
+    and the server still start (``/healthz`` then answers 503); ``get_database()`` retries it."""
 
     name = "astro_db.contrib.django"
     label = "astro_db"
@@ -66,18 +67,25 @@ class AstroDBConfig(AppConfig):  # type: ignore[misc]  # Django ships no type in
 
 
 def config_from_settings(value: Any) -> DatabaseConfig:
-    """``settings.ASTRO_DB``: a URL, a seed-shaped dict, a ``DatabaseConfig`` or ``None``."""
+    """``settings.ASTRO_DB``: a URL, a seed-shaped dict, a ``DatabaseConfig`` or ``None``.
+
+    Every bound the settings (and the URL's query, and ``ASTRO_DB_*`` variables when the URL
+    comes from the environment) leave unset gets its web-sized value (``_http.WEB_DEFAULTS``);
+    a ``DatabaseConfig`` given as it is is used as it is."""
     if value is None:
-        return DatabaseConfig.from_env()
+        return _http.with_web_defaults(DatabaseConfig.from_env(), DatabaseConfig.env_names())
     if isinstance(value, DatabaseConfig):
         return value
     if isinstance(value, str):
-        return DatabaseConfig(url=value)
+        return _http.with_web_defaults(DatabaseConfig(url=value))
     if isinstance(value, Mapping):
+        options = value.get("options") or {}
+        flat = {k: v for k, v in value.items() if k not in ("url", "uri", "options", "models")}
+        given = DatabaseConfig.option_names(flat) | DatabaseConfig.option_names(options)
         if not value.get("url") and not value.get("uri"):
-            flat = {k: v for k, v in value.items() if k not in ("url", "uri", "options", "models")}
-            return DatabaseConfig.from_env(**{**flat, **(value.get("options") or {})})
-        return DatabaseConfig.from_dict(value)
+            config = DatabaseConfig.from_env(**{**flat, **options})
+            return _http.with_web_defaults(config, given | DatabaseConfig.env_names())
+        return _http.with_web_defaults(DatabaseConfig.from_dict(value), given)
     raise errors.ConfigError(
         f"settings.ASTRO_DB must be a URL or a dict like {{'url': ..., 'options': {{...}}}}, "
         f"got {type(value).__name__}",

@@ -1,9 +1,11 @@
 """Step 7, run: one driver call under the breaker, the time bound, retries and translation.
 
 This is the only place a driver call is made from: the circuit breaker is checked, the call is
-put under PyMongo's client-side timeout for what is left of the call's bound (``timeouts``),
-retried by the policy (``retry``; never inside a transaction, never a non-idempotent write:
-the caller says ``retry=False``), a failure is translated into the ``astro_db.errors`` tree,
+put under PyMongo's client-side timeout for what is left of the call's one budget (``timeouts``:
+``timeout_ms=``, else ``operation_timeout_ms``, 30 s by default; retries and server selection
+included), retried by the policy (``retry``; never inside a transaction, never a
+non-idempotent write: the caller says ``retry=False``; never the breaker's probe, which is sent
+once), a failure is translated into the ``astro_db.errors`` tree,
 and the monitor records the latency and error kind (and a read's query shape) in one call; the
 operation's span, when one is recording, counts the call and its retries (``monitoring.tracing``).
 """
@@ -32,17 +34,16 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
          retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
     """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError.
 
-    The short path: with no time bound (no ``timeout_ms`` and no ``operation_timeout_ms``) the
-    call is not wrapped in a timeout context, and ``RetryPolicy.call`` runs ``fn`` directly
-    unless it fails; the breaker takes no lock while closed."""
+    The short path: ``RetryPolicy.call`` runs ``fn`` directly unless it fails; the breaker takes
+    no lock while closed. Only ``operation_timeout_ms=None`` (no bound) skips the timeout context."""
     name = f"{operation} on {info.name}" if info else operation
     model = info.name if info else None
     monitor = rt.monitor
     started = time.perf_counter()
     try:
-        rt.breaker.before_call()
+        probe = rt.breaker.before_call()
         bound = timeouts.current_bound(rt.config.operation_timeout_ms)
-        retry = retry and transaction is None
+        retry = retry and transaction is None and not probe
         if tracing.AVAILABLE:  # the operation's span counts this driver call and its retries
             traced = tracing.current()
             if traced is not None:
@@ -51,8 +52,9 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             if bound is None:
                 result = rt.retry.call(fn, operation=name, retry=retry)
             else:
-                with timeouts.under(bound, name):
-                    result = rt.retry.call(fn, operation=name, retry=retry, deadline=bound.deadline)
+                deadline = bound.deadline
+                result = timeouts.call_within(bound, name, lambda: rt.retry.call(fn, operation=name, retry=retry,
+                                                                                 deadline=deadline))
         except AstroDBError:
             rt.breaker.release_probe()
             raise
@@ -60,7 +62,8 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             rt.breaker.record_failure(exc)
             if info is not None and operation in WRITE_OPERATIONS:
                 rt.cache.invalidate(info.name)  # the write may have landed before it failed
-            raise timeouts.final_error(exc, bound, operation=operation, model=model) from exc
+            raise timeouts.final_error(exc, bound, operation=operation, model=model,
+                                       attempts=rt.retry.attempts if retry else 1) from exc
         except BaseException:
             rt.breaker.release_probe()
             raise
