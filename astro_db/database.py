@@ -24,7 +24,7 @@ from .ops import CreateManyResult, Executor, Operation, Runtime, make_config
 from .ops.pages import Page
 from .ops.steps import resolve
 from .query import filters as q
-from .registry import default_registry
+from .registry import registry_for
 from .security import access
 from .tooling import OperatorMixin
 from .workflows import create_user_with_chart, delete_user_cascade
@@ -92,10 +92,15 @@ class Database(OperatorMixin):
     """A MongoDB data layer for the astrology app: ``Database(url | config | dict | None)``."""
 
     def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: Any = None,
-                 event_listeners: Sequence[Any] = (), **overrides: Any) -> None:
+                 event_listeners: Sequence[Any] = (), models: Sequence[type[AstroDocument]] = (),
+                 builtin_models: bool = True, **overrides: Any) -> None:
         """``event_listeners``: PyMongo listeners (``pymongo.monitoring``) of your own, registered
-        on this Database's client beside the monitor's."""
-        self._executor = Executor(Runtime(make_config(config, overrides), default_registry(), event_listeners))
+        on this Database's client beside the monitor's. ``models``: the app's own ``AstroDocument``
+        subclasses, served beside the four built-in models (or instead of them with
+        ``builtin_models=False``) with every guarantee they get (docs/service.md, "Your own
+        models"); a model registered twice or a collection two models share is a ``ConfigError``."""
+        registry = registry_for(models, builtin_models=builtin_models)
+        self._executor = Executor(Runtime(make_config(config, overrides), registry, event_listeners))
         self._actor = access.Actor.of(actor) if actor is not None else None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -374,13 +379,16 @@ class Database(OperatorMixin):
     def create_user_with_chart(self, user: Mapping[str, Any], chart: Mapping[str, Any], *,
                                transaction: Transaction | None = None) -> tuple[Any, Any]:
         """Create a user and their birth chart in one transaction; ``(user, chart)``."""
-        self._check("create_user_with_chart", "User")
-        return create_user_with_chart(self, user, chart, transaction=transaction)
+        models = self._executor.runtime.registry
+        self._check("create_user_with_chart", models.users())
+        return create_user_with_chart(self, user, chart, models=models, transaction=transaction)
 
     def delete_user_cascade(self, user_id: Any, *, transaction: Transaction | None = None) -> dict[str, int]:
-        """Delete a user and everything that refers to them in one transaction; counts per model."""
-        self._check("delete_user_cascade", "User")
-        return delete_user_cascade(self, user_id, transaction=transaction)
+        """Delete a user and every document a model declares as theirs (``meta["owner"]``) in one
+        transaction; counts per model."""
+        models = self._executor.runtime.registry
+        self._check("delete_user_cascade", models.users())
+        return delete_user_cascade(self, user_id, models=models, transaction=transaction)
 
     # --- security ----------------------------------------------------------------------------
 

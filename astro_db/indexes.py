@@ -73,7 +73,9 @@ def _kind(key: Iterable[Any]) -> str | None:
 
 def declared_indexes(info: ModelInfo) -> list[dict[str, Any]]:
     """The model's index specs: ``{"name", "key": [(field, direction)], **options}``."""
-    specs = info.cls._meta.get("index_specs") or info.cls._get_index_specs(info.cls._meta)
+    specs = info.cls._meta.get("index_specs")
+    if specs is None:  # MongoEngine builds them when the class is made; a model may declare none
+        specs = info.cls._build_index_specs(info.cls._meta.get("indexes") or [])
     out = []
     for spec in specs:
         entry = {"name": spec["name"], "key": [tuple(pair) for pair in spec["fields"]]}

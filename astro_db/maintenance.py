@@ -1,9 +1,11 @@
-"""Housekeeping: expired insights and documents orphaned by deleted users (``astro-db cleanup``).
+"""Housekeeping: expired documents and documents orphaned by deleted users (``astro-db cleanup``).
 
-- expired insights: ``PlanetaryInsight`` documents whose ``expiresAt`` is in the past (the TTL
-  index removes them eventually; this does it now, and on servers without TTL monitors);
-- orphans: birth charts, insights and timing recommendations whose ``userId`` names no user,
-  or a user whose ``status`` is ``deleted``.
+- expired: documents of every model with a TTL index (``expireAfterSeconds`` on one date field,
+  the built-in ``PlanetaryInsight``'s ``expiresAt``) whose time has passed (the TTL index removes
+  them eventually; this does it now, and on servers without TTL monitors);
+- orphans: documents of every model that declares an owner field (``meta["owner"]``: the built-in
+  charts, insights and timing recommendations, and the app's own) whose owner names no user, or
+  a user the user model declares deleted (``meta["deleted_when"]``: ``status`` ``deleted``).
 
 Deletes go through the service (``db.delete_many``), so write hooks (audit, cache
 invalidation) see them. ``dry_run=True`` only counts.
@@ -18,12 +20,10 @@ from typing import Any
 
 from bson import ObjectId
 
-__all__ = ["cleanup", "CleanupReport", "OWNED_MODELS"]
+__all__ = ["cleanup", "CleanupReport", "ttl_fields"]
 
 log = logging.getLogger(__name__)
 
-#: Models whose documents belong to a user through ``userId``.
-OWNED_MODELS = ("BirthChart", "PlanetaryInsight", "TimingRecommendation")
 _CHUNK = 500  # ids per $in query
 
 
@@ -32,7 +32,7 @@ class CleanupReport:
     """What ``cleanup`` found (``dry_run``) or deleted: counts per category and model."""
 
     dry_run: bool
-    expired_insights: int = 0
+    expired_insights: int = 0  # expired documents of every model with a TTL index
     orphans: dict[str, int] = field(default_factory=dict)
     orphaned_users: int = 0  # distinct missing or deleted user ids referenced
 
@@ -50,39 +50,50 @@ class CleanupReport:
         }
 
 
+def ttl_fields(info: Any) -> list[tuple[str, float]]:
+    """``(stored field, seconds)`` of each TTL index the model declares on one field."""
+    from .indexes import declared_indexes
+
+    return [(spec["key"][0][0], float(spec["expireAfterSeconds"])) for spec in declared_indexes(info)
+            if "expireAfterSeconds" in spec and len(spec["key"]) == 1]
+
+
 def cleanup(db: Any, *, dry_run: bool = False, now: _dt.datetime | None = None) -> CleanupReport:
-    """Count (``dry_run``) or delete expired insights and orphaned documents; returns the counts."""
+    """Count (``dry_run``) or delete expired and orphaned documents; returns the counts."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     report = CleanupReport(dry_run=dry_run)
-    expired = {"expiresAt": {"$lt": now}}
-    if dry_run:
-        report.expired_insights = db.count("PlanetaryInsight", expired)
-    else:
-        report.expired_insights = db.delete_many("PlanetaryInsight", expired)
+    models = db.executor.runtime.registry
+    for info in models:
+        for stored, seconds in ttl_fields(info):
+            expired = {stored: {"$lt": now - _dt.timedelta(seconds=seconds)}}
+            report.expired_insights += db.count(info.name, expired) if dry_run else db.delete_many(info.name, expired)
 
-    orphan_ids = _orphaned_user_ids(db)
+    owned = models.owned
+    orphan_ids = _orphaned_user_ids(db, models, owned) if owned else []
     report.orphaned_users = len(orphan_ids)
-    for model in OWNED_MODELS:
-        report.orphans[model] = 0
+    for info in owned:
+        report.orphans[info.name] = 0
         for chunk in _chunks(orphan_ids):
-            query = {"userId": {"$in": chunk}}
-            report.orphans[model] += db.count(model, query) if dry_run else db.delete_many(model, query)
+            query = {info.declaration.owner: {"$in": chunk}}
+            report.orphans[info.name] += db.count(info.name, query) if dry_run else db.delete_many(info.name, query)
     log.info("cleanup%s: %s", " (dry run)" if dry_run else "", report.as_dict())
     return report
 
 
-def _orphaned_user_ids(db: Any) -> list[Any]:
+def _orphaned_user_ids(db: Any, models: Any, owned: list[Any]) -> list[Any]:
     """User ids referenced by owned documents that name no user, or a deleted one."""
     referenced: set[Any] = set()
-    for model in OWNED_MODELS:
-        info = db.executor.model(model)
+    for info in owned:
         coll = db.collection(info)
-        # a userId that is not an ObjectId cannot name a user, but cannot be queried by id either
-        distinct = db.executor.call(info, "distinct", lambda coll=coll: coll.distinct("userId"))
+        owner = info.declaration.owner
+        # an owner that is not an ObjectId cannot name a user, but cannot be queried by id either
+        distinct = db.executor.call(info, "distinct", lambda coll=coll, owner=owner: coll.distinct(owner))
         referenced.update(v for v in distinct if isinstance(v, ObjectId))
+    users = models.users()
+    alive = {field: {"$ne": value} for field, value in users.declaration.deleted_when.items()}
     live: set[Any] = set()
     for chunk in _chunks(sorted(referenced, key=str)):
-        rows = db.find("User", {"_id": {"$in": chunk}, "status": {"$ne": "deleted"}}, projection=["_id"], lean=True)
+        rows = db.find(users.name, {"_id": {"$in": chunk}, **alive}, projection=["_id"], lean=True)
         live.update(row["_id"] for row in rows)
     return sorted(referenced - live, key=str)
 

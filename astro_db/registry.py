@@ -1,18 +1,63 @@
 """Model names to Document classes: "BirthChart", "birth_chart" and "birthCharts" all resolve.
 
 A name is resolved once per call here; every other module works with the ``ModelInfo`` it gets.
+Each ``ModelInfo`` carries the model's ``Declaration``, read once from its ``meta``: the owner
+field (the ``self`` scope and the cascade), references to other models, the roles' permissions
+and the sensitive fields encrypted deterministically. The four built-in models declare theirs the
+same way an app's models do; nothing below reads a model's name to decide what it may do.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnknownModelError
+from .errors import ConfigError, QueryError, UnknownModelError
 
-__all__ = ["ModelInfo", "ModelRegistry", "default_registry"]
+__all__ = ["Declaration", "ModelInfo", "ModelRegistry", "default_registry", "registry_for", "load_models",
+           "SELF_OWNED", "DECLARATION_KEYS"]
+
+#: ``meta["owner"]`` of the model whose documents *are* the users: the ``self`` scope is ``_id``
+SELF_OWNED = "_id"
+#: the ``meta`` keys a model declares itself with (besides MongoEngine's own)
+DECLARATION_KEYS = ("owner", "references", "permissions", "queryable", "deleted_when")
+#: collections the service writes itself: no model may take their names
+_SERVICE_COLLECTIONS = ("astroChanges", "auditLog")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a model declares in its ``meta`` beyond MongoEngine's keys, in stored names.
+
+    - ``owner``: the stored field holding the owning user's id (the ``self`` scope narrows to it,
+      ``delete_user_cascade`` and ``cleanup`` follow it), ``"_id"`` for the model whose documents
+      are the users, ``None`` for a model no user owns (a ``self`` actor cannot touch it);
+    - ``owner_names``: every spelling of the owner field a caller may write (attribute, stored);
+    - ``references``: stored field -> the model its ObjectId must name (``check_references``);
+    - ``permissions``: role -> the operations it grants on this model (``security.access``);
+    - ``queryable``: stored paths of sensitive fields encrypted deterministically (equality works);
+    - ``deleted_when``: on the user model, the equality conditions that mark a user as deleted
+      (``cleanup`` treats what such a user owns as orphaned).
+    """
+
+    owner: str | None = None
+    owner_names: tuple[str, ...] = ()
+    references: Mapping[str, str] = field(default_factory=dict)
+    permissions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    queryable: frozenset[str] = frozenset()
+    deleted_when: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_user(self) -> bool:
+        """Whether this model's documents are the users (its ``self`` scope is ``_id``)."""
+        return self.owner == SELF_OWNED
+
+    @property
+    def owned(self) -> bool:
+        """Whether each document belongs to a user through an owner field."""
+        return self.owner is not None and self.owner != SELF_OWNED
 
 
 @dataclass(frozen=True)
@@ -22,9 +67,75 @@ class ModelInfo:
     name: str  # the class name, e.g. "BirthChart"
     cls: Any  # the MongoEngine Document class
     collection: str  # the stored collection name, e.g. "birthCharts"
+    declaration: Declaration = field(default=None, compare=False)  # type: ignore[assignment]  # read from meta
+
+    def __post_init__(self) -> None:
+        if self.declaration is None:
+            object.__setattr__(self, "declaration", declare(self.cls))
 
     def __repr__(self) -> str:
         return f"<model {self.name} ({self.collection})>"
+
+
+def _stored(cls: Any, name: Any, key: str) -> tuple[str, Any]:
+    from .models.paths import resolve as resolve_path
+
+    if not isinstance(name, str):
+        raise ConfigError(f"{cls.__name__}: meta[{key!r}] names a field by a string, got {type(name).__name__}", key=key)
+    try:
+        found = resolve_path(cls, name)
+    except QueryError as exc:
+        raise ConfigError(f"{cls.__name__}: meta[{key!r}]: {exc}", key=key) from None
+    return found.stored, found.field
+
+
+def declare(cls: Any) -> Declaration:
+    """A model's ``Declaration`` from its ``meta``; a ``ConfigError`` naming the bad key."""
+    from mongoengine.fields import ObjectIdField
+
+    from .security.access import model_permissions
+
+    meta = getattr(cls, "_meta", None) or {}
+    owner = meta.get("owner")
+    owner_names: tuple[str, ...] = ()
+    if owner is not None:
+        if owner in ("_id", "id"):
+            owner = SELF_OWNED
+        else:
+            stored, found = _stored(cls, owner, "owner")
+            if stored == "_id":
+                owner = SELF_OWNED
+            elif not isinstance(found, ObjectIdField):
+                raise ConfigError(f"{cls.__name__}: meta['owner'] names {stored!r}, which holds no user id: the owner "
+                                  "field is an ObjectId field (e.g. UserRefField)", key="owner")
+            else:
+                attr = next((k for k, f in cls._fields.items() if f is found), stored)
+                owner, owner_names = stored, tuple(dict.fromkeys((stored, attr)))
+    references_given = meta.get("references") or {}
+    if not isinstance(references_given, Mapping):
+        raise ConfigError(f"{cls.__name__}: meta['references'] maps a field to a model name", key="references")
+    references = {}
+    for name, target in references_given.items():
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"{cls.__name__}: meta['references'][{name!r}] must name a model, got {target!r}",
+                              key="references")
+        references[_stored(cls, name, "references")[0]] = target
+    queryable = meta.get("queryable") or ()
+    if isinstance(queryable, str):
+        queryable = (queryable,)
+    paths = set()
+    for name in queryable:
+        stored, found = _stored(cls, name, "queryable")
+        if not getattr(found, "sensitive", False):
+            raise ConfigError(f"{cls.__name__}: meta['queryable'] names {stored!r}, which is not sensitive=True",
+                              key="queryable")
+        paths.add(".".join(p for p in stored.split(".") if not p.isdigit()))
+    deleted_when = meta.get("deleted_when") or {}
+    if not isinstance(deleted_when, Mapping):
+        raise ConfigError(f"{cls.__name__}: meta['deleted_when'] is a dict of field -> value", key="deleted_when")
+    deleted = {_stored(cls, k, "deleted_when")[0]: v for k, v in deleted_when.items()}
+    return Declaration(owner, owner_names, references, model_permissions(cls.__name__, meta.get("permissions")),
+                       frozenset(paths), deleted)
 
 
 def _short(value: Any) -> str:
@@ -46,13 +157,51 @@ class ModelRegistry:
     def __init__(self, models: Iterable[Any]) -> None:
         self._by_key: dict[str, ModelInfo] = {}
         self._infos: list[ModelInfo] = []
+        by_collection: dict[str, ModelInfo] = {}
         for cls in models:
-            info = ModelInfo(cls.__name__, cls, cls._get_collection_name())
+            info = ModelInfo(_check_model(cls), cls, cls._get_collection_name())
+            if any(i.cls is cls for i in self._infos):
+                raise ConfigError(f"model {info.name} is registered twice", key="models")
+            if info.collection in _SERVICE_COLLECTIONS:
+                raise ConfigError(f"model {info.name}: collection {info.collection!r} is the service's own", key="models")
+            if info.collection in by_collection:
+                raise ConfigError(f"models {by_collection[info.collection].name} and {info.name} both use the collection "
+                                  f"{info.collection!r}", key="models")
+            by_collection[info.collection] = info
+            spellings = {_key(s) for s in (info.name, _snake(info.name), info.collection)}
+            for key in spellings:
+                if key in self._by_key:
+                    raise ConfigError(f"model {info.name}: its name {key!r} is already taken by "
+                                      f"{self._by_key[key].name}", key="models")
             self._infos.append(info)
-            for spelling in (info.name, _snake(info.name), info.collection):
-                self._by_key[_key(spelling)] = info
+            for key in spellings:
+                self._by_key[key] = info
         self._by_cls = {info.cls: info for info in self._infos}
         self._by_name = {info.name: info for info in self._infos}  # the common spelling, no regex
+        users = [info for info in self._infos if info.declaration.is_user]
+        if len(users) > 1:
+            raise ConfigError(f"models {', '.join(i.name for i in users)} all declare owner '_id' (the users); "
+                              "only one model may", key="models")
+        self.user_model: ModelInfo | None = users[0] if users else None
+        for info in self._infos:
+            for stored, target in info.declaration.references.items():
+                if _key(target) not in self._by_key:
+                    raise ConfigError(f"model {info.name}: meta['references'][{stored!r}] names {target!r}, "
+                                      f"which is not registered; models: {', '.join(self.names)}", key="models")
+            if info.declaration.owned and self.user_model is None:
+                raise ConfigError(f"model {info.name} declares an owner field but no registered model is the users "
+                                  "(meta 'owner': '_id')", key="models")
+
+    @property
+    def owned(self) -> list[ModelInfo]:
+        """The models whose documents belong to a user through an owner field, in order."""
+        return [info for info in self._infos if info.declaration.owned]
+
+    def users(self) -> ModelInfo:
+        """The model whose documents are the users; ``UnknownModelError`` when none is registered."""
+        if self.user_model is None:
+            raise UnknownModelError(f"no registered model is the users (meta 'owner': '_id'); models: {', '.join(self.names)}")
+        return self.user_model
 
     def resolve(self, model: Any) -> ModelInfo:
         """The ``ModelInfo`` for a class, a ``ModelInfo`` or any accepted spelling of a name."""
@@ -80,6 +229,16 @@ class ModelRegistry:
         return [i.name for i in self._infos]
 
 
+def _check_model(cls: Any) -> str:
+    from .models.base import AstroDocument
+
+    if not (isinstance(cls, type) and issubclass(cls, AstroDocument)):
+        raise ConfigError(f"a model is a subclass of astro_db.models.AstroDocument, got {_short(cls)}", key="models")
+    if cls._meta.get("abstract"):
+        raise ConfigError(f"{cls.__name__} is abstract: register its concrete subclasses", key="models")
+    return cls.__name__
+
+
 _default: ModelRegistry | None = None
 
 
@@ -91,3 +250,52 @@ def default_registry() -> ModelRegistry:
 
         _default = ModelRegistry(MODELS.values() if isinstance(MODELS, dict) else MODELS)
     return _default
+
+
+def registry_for(models: Iterable[Any] = (), *, builtin_models: bool = True) -> ModelRegistry:
+    """The registry of one ``Database``: the built-in models (unless ``builtin_models=False``)
+    followed by the app's ``models``; a ``ConfigError`` for a model registered twice, a collection
+    or name two models share, or a declaration that does not hold."""
+    if isinstance(models, (str, bytes)) or isinstance(models, type):
+        raise ConfigError("models is a list of model classes", key="models")
+    extra = list(models or ())
+    if builtin_models and not extra:
+        return default_registry()
+    base = [info.cls for info in default_registry()] if builtin_models else []
+    return ModelRegistry([*base, *extra])
+
+
+def load_models(spec: str | Iterable[str] | None) -> list[Any]:
+    """The model classes ``spec`` names, for configuration given as text (``astro-db --models``,
+    ``ASTRO_DB_MODELS``): comma-separated ``package.module:Class``, or ``package.module`` for
+    every concrete ``AstroDocument`` subclass that module defines, in definition order. A name
+    that does not import or is not a model is a ``ConfigError``."""
+    import importlib
+
+    from .models.base import AstroDocument
+
+    if not spec:
+        return []
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[Any] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        module_name, _, attr = part.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"models: cannot import {module_name!r} ({exc})", key="models") from None
+        if attr:
+            if not hasattr(module, attr):
+                raise ConfigError(f"models: module {module_name!r} has no {attr!r}", key="models")
+            found = [getattr(module, attr)]
+        else:
+            found = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, AstroDocument)
+                     and v.__module__ == module.__name__ and not v._meta.get("abstract")]
+            if not found:
+                raise ConfigError(f"models: module {module_name!r} defines no AstroDocument model", key="models")
+        for cls in found:
+            _check_model(cls)
+            out.append(cls)
+    return out

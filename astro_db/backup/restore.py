@@ -25,6 +25,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
+from ..backends.capabilities import capabilities
 from ..errors import AstroDBError, BackupError, translate
 from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
@@ -245,7 +246,7 @@ def run_restore(repo: Repository, db: Any, plan: RestorePlan, *, drop: bool = Fa
     database = db.mongo
     try:
         _prepare_target(database, plan.collections, drop)
-        loader = Loader(database, db.config.is_embedded, progress)
+        loader = Loader(database, not capabilities(db.config).raw_bson_inserts, progress)
         replayed = _apply(loader, plan, live_source)
         indexes = {name: _create_indexes(database, name, _index_specs(plan, name)) for name in plan.collections}
         counts = {name: database[name].count_documents({}) for name in plan.collections}

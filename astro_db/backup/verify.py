@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from ..backends.capabilities import capabilities
 from ..errors import BackupError, BackupIntegrityError, translate
 from .integrity import Problems, check_set_files
 from .repository import BackupSet, Repository
@@ -81,7 +82,7 @@ def _deep_check(s: BackupSet, db: Any, problems: Problems, progress: Any) -> Non
     name = f"astro_verify_{uuid.uuid4().hex[:12]}"
     scratch = client[name]
     try:
-        loader = Loader(scratch, db.config.is_embedded, progress)
+        loader = Loader(scratch, not capabilities(db.config).raw_bson_inserts, progress)
         for coll, entry in s.manifest["collections"].items():
             loader.insert(coll, load_file(s, entry["file"]), entry["count"])
             stored = scratch.get_collection(coll, codec_options=RAW).find({}, batch_size=1000)

@@ -23,6 +23,8 @@ import weakref
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
+from ..backends.capabilities import capabilities
+
 __all__ = ["InvalidationBus", "CacheListener", "BusFigures", "LocalBus", "server_identity"]
 
 
@@ -109,7 +111,7 @@ class BusFigures:
 def server_identity(config: Any) -> tuple[str, ...]:
     """What makes two configs point at the same data: hosts (sorted, no credentials), replica
     set and database name. An embedded database is private to its ``Database``: a fresh token."""
-    if config.is_embedded:
+    if not capabilities(config).shared_data:
         return ("embedded", uuid.uuid4().hex)
     parts = urlsplit(config.url)
     netloc = parts.netloc.rpartition("@")[2].lower()

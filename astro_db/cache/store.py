@@ -36,6 +36,7 @@ from typing import Any
 
 import bson
 
+from ..backends.capabilities import capabilities
 from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from .bus import InvalidationBus, LocalBus, server_identity
@@ -131,7 +132,7 @@ class QueryCache:
         except AstroDBError as exc:
             raise ConfigError(f"cache_models: {exc}", key="cache_models") from exc
         identity = server_identity(config)
-        peers = LocalBus(identity) if config.is_embedded else LocalBus.shared(identity)
+        peers = LocalBus.shared(identity) if capabilities(config).shared_data else LocalBus(identity)
         namespace = redis_namespace(config, identity)
         shared = None
         if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:

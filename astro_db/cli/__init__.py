@@ -18,6 +18,7 @@ import click
 from .. import __version__
 from ..config import EMBEDDED_URL
 from ..errors import AstroDBError, ConfigError, scrub
+from ..registry import load_models
 
 __all__ = ["main", "cli", "pass_ctx", "CliContext", "NO_URL"]
 
@@ -30,9 +31,10 @@ NO_URL = (
 class CliContext:
     """Options shared by every command: the URL, JSON output, and the connected Database."""
 
-    def __init__(self, url: str | None, as_json: bool) -> None:
+    def __init__(self, url: str | None, as_json: bool, models: str | None = None) -> None:
         self.url = url
         self.as_json = as_json
+        self.models = models  # the app's own models, "package.module:Class,..." (registry.load_models)
         self._db: Any = None
 
     def database(self, connect: bool = True, *, data: bool = True, **overrides: Any) -> Any:
@@ -50,6 +52,7 @@ class CliContext:
             # an operator waiting on a dead server wants an answer in seconds, not the app's 30 s
             overrides.setdefault("server_selection_timeout_ms", 5000)
             overrides.setdefault("ensure_indexes", False)
+            overrides.setdefault("models", load_models(self.models))
             if self.url:
                 self._db = Database(self.url, **overrides)
             else:  # a command that only needs a database name (roles, shard plan): no data touched
@@ -90,14 +93,19 @@ class _Group(click.Group):
 @click.option(
     "--url", envvar="MONGODB_URL", help="MongoDB URL (default: $MONGODB_URL); required by every command that reads or writes data."
 )
+@click.option(
+    "--models", envvar="ASTRO_DB_MODELS",
+    help="The app's own models besides the built-in ones: package.module:Class (or package.module for all it "
+    "defines), comma-separated (default: $ASTRO_DB_MODELS).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, as_json: bool, verbose: int) -> None:
+def cli(ctx: click.Context, url: str | None, models: str | None, as_json: bool, verbose: int) -> None:
     """astro_db operations: health, stats, indexes, backups and more."""
     if verbose:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr)
-    obj = CliContext(url, as_json)
+    obj = CliContext(url, as_json, models)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 

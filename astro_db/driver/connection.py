@@ -27,6 +27,7 @@ from pymongo import errors as pm_errors
 from pymongo.driver_info import DriverInfo
 
 from .._version import __version__
+from ..backends.capabilities import capabilities
 from ..config import DatabaseConfig
 from ..errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
 from .routing import ReadPreference
@@ -94,7 +95,7 @@ class Connection:
         if client is None:
             return False
         try:
-            if self.config.is_embedded:
+            if not capabilities(self.config).network:
                 client.admin.command("ping")
             else:
                 with pymongo.timeout(timeout_s):
@@ -125,7 +126,7 @@ class Connection:
 
     def _build_client(self) -> Any:
         cfg = self.config
-        if cfg.is_embedded:
+        if not capabilities(cfg).network:
             return self._build_embedded_client()
         options = cfg.client_options()
         if self._listeners:
@@ -197,7 +198,7 @@ class Connection:
 
     def _ping(self, timeout_s: float) -> None:
         """One ping, its server selection bounded by ``timeout_s`` (PyMongo's client-side timeout)."""
-        if self.config.is_embedded:
+        if not capabilities(self.config).network:
             self.client.admin.command("ping")
             return
         with pymongo.timeout(timeout_s):

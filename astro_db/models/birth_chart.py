@@ -23,6 +23,11 @@ class BirthChart(AstroDocument):
 
     meta = {
         "collection": "birthCharts",
+        # the declaration (astro_db.registry.Declaration): owned by a user, whose id must exist; the
+        # birth place is queryable by equality (its coordinates stay in clear for the 2dsphere index)
+        "owner": "user_id",
+        "references": {"user_id": "User"},
+        "queryable": ["birth_data.location.name"],
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},

@@ -29,6 +29,8 @@ class PlanetaryInsight(AstroDocument):
 
     meta = {
         "collection": "planetaryInsights",
+        "owner": "user_id",  # astro_db.registry.Declaration: owned by a user, whose id must exist
+        "references": {"user_id": "User"},
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},

@@ -26,6 +26,8 @@ class TimingRecommendation(AstroDocument):
 
     meta = {
         "collection": "timingRecommendations",
+        "owner": "user_id",  # astro_db.registry.Declaration: owned by a user, whose id must exist
+        "references": {"user_id": "User"},
         "shard": {"userId": "hashed"},  # astro_db.sharding; not MongoEngine's shard_key
         "indexes": [
             {"fields": ["user_id"], "name": "userId_1"},

@@ -22,6 +22,15 @@ class User(AstroDocument):
 
     meta = {
         "collection": "users",
+        # the declaration (astro_db.registry.Declaration): these documents are the users; writers
+        # never delete an account (an admin's decision); a user with status "deleted" is gone
+        "owner": "_id",
+        "permissions": {
+            "reader": ["read"],
+            "writer": ["read", "create", "update"],
+            "admin": ["read", "create", "update", "delete", "delete_all", "audit", "rotate_key"],
+        },
+        "deleted_when": {"status": "deleted"},
         # Not sharded: small, and its unique email must stay enforceable (docs/scaling.md).
         "shard": None,
         "indexes": [

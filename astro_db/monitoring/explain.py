@@ -42,7 +42,7 @@ def explain_find(ex: Any, model: Any, query: Mapping[str, Any] | None, sort: Any
 def explain_filter(ex: Any, info: Any, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None) -> dict[str, Any]:
     """Explain a compiled (stored-form) filter on ``info``'s collection."""
     base = {"model": info.name, "collection": info.collection, "filter": dict(filt), "sort": sort}
-    if ex.runtime.config.is_embedded:
+    if not ex.runtime.capabilities.explain:
         return {**base, **_unavailable(_EMBEDDED_NOTE)}
     find: dict[str, Any] = {"find": info.collection, "filter": dict(filt)}
     if sort:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pymongo
 
+from ..backends.capabilities import capabilities
 from ..errors import translate
 from .topology import describe_topology
 
@@ -84,7 +85,7 @@ def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
         "status": status,
         "latency_ms": latency_ms,
         "reasons": reasons,
-        "backend": "embedded" if cfg.is_embedded else "server",
+        "backend": capabilities(cfg).name,
         "url": cfg.masked_url,
         "breaker": breaker,
         "topology": topology,
@@ -131,7 +132,7 @@ def _ping(connection: Any, bound_s: float) -> tuple[float | None, str | None]:
 
 def _probe(config: Any, bound_s: float) -> None:
     """Ping the configured server once with a short-lived client, within ``bound_s``."""
-    if config.is_embedded:
+    if not capabilities(config).network:
         return
     bound_ms = max(1, int(bound_s * 1000))
     options = config.client_options()

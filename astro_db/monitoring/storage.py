@@ -26,7 +26,7 @@ def storage_stats(db: Any) -> dict[str, Any]:
     rt = ex.runtime
     database = rt.connection.database
     notes: list[str] = []
-    embedded = rt.config.is_embedded
+    embedded = not rt.capabilities.storage_stats
     db_figures = None
     if embedded:
         notes.append("the embedded backend has no collStats/dbStats: sizes are not available")

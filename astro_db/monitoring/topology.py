@@ -46,7 +46,7 @@ _SERVER_TYPES = {
 
 def describe_topology(rt: Any) -> dict[str, Any]:
     """The deployment of a Database's runtime (``db.executor.runtime``), as a JSON-ready dict; never raises."""
-    if rt.config.is_embedded:
+    if not rt.capabilities.topology:
         return {"type": "embedded", "note": "in-process mongomock-ng backend: one node, no replication"}
     client = rt.connection._client
     if client is None:

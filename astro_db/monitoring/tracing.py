@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from pymongo import monitoring
 
 from .._version import __version__
+from ..backends.capabilities import capabilities
 
 try:  # the optional extra
     from opentelemetry import context as _otel_context
@@ -116,7 +117,7 @@ class ServerListener(monitoring.CommandListener):
 def listeners(config: Any) -> list[Any]:
     """The PyMongo listeners tracing needs for ``config``: none when it is off, unavailable or
     on the embedded backend (which publishes no driver events)."""
-    if AVAILABLE and config.tracing and not config.is_embedded:
+    if AVAILABLE and config.tracing and capabilities(config).driver_events:
         return [ServerListener()]
     return []
 

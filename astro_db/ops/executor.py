@@ -211,8 +211,8 @@ class Executor:
     def count(self, op: Operation) -> int:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        if session is not None and rt.config.is_embedded:
-            session = None  # mongomock-ng counts without sessions; it has no isolation to honour
+        if session is not None and not rt.capabilities.session_counts:
+            session = None  # the backend counts without sessions; it has no isolation to honour
         filt = compile.filter(info, op.query, strict=op.option("strict", False))
         return self._read(op, info, guard, filt, None,  # type: ignore[no-any-return]
                           lambda coll, filt: coll.count_documents(filt, session=session))

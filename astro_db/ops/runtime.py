@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..backends.capabilities import capabilities
 from ..cache import QueryCache
 from ..changes import ChangeLog
 from ..config import DatabaseConfig
@@ -36,6 +37,7 @@ class Runtime:
 
     def __init__(self, config: DatabaseConfig, registry: ModelRegistry, listeners: Any = ()) -> None:
         self.config = config
+        self.capabilities = capabilities(config)  # what the backend can do (backends.capabilities)
         self.registry = registry
         self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
@@ -46,17 +48,17 @@ class Runtime:
         self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call
         install_log_masking()
         self.monitor = Monitor(config, registry)
-        if config.monitoring and not config.is_embedded:  # mongomock-ng publishes no driver events
+        if config.monitoring and self.capabilities.driver_events:
             self.listeners.extend(self.monitor.listeners())
         self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
-        if not config.is_embedded:  # the server seen answering again ends the breaker's cool-down
+        if self.capabilities.driver_events:  # the server seen answering again ends the breaker's cool-down
             self.listeners.append(BreakerHeartbeats(self.breaker))
         self.connection = Connection(config, self.listeners)
-        if not config.is_embedded:
+        if self.capabilities.network:
             self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
         self.retry = RetryPolicy(config)
-        self.one_command_writes = config.one_command_writes and not config.is_embedded
+        self.one_command_writes = config.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)

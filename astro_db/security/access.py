@@ -1,17 +1,18 @@
 """Role-based access: who may do what to which model, and the ``self`` scope.
 
 An ``Actor`` is an id plus roles. The roles ``reader``, ``writer`` and ``admin`` grant the
-operations of ``PERMISSIONS`` per model; the role ``self`` narrows every grant to the actor's own
-documents (those whose ``userId`` is the actor's id, and the User whose ``_id`` it is). ``self``
-alone means ``writer`` on one's own documents. A call is checked by ``authorize`` before any
-I/O: a denied call raises ``PermissionDeniedError``; an allowed one gets a ``Guard`` that adds
-the scope to filters and pipelines and forces or checks ``userId`` on written data. Without an
-actor the app is trusted and nothing changes.
+operations each model declares (``meta["permissions"]``, ``DEFAULT_PERMISSIONS`` when it declares
+none); the role ``self`` narrows every grant to the actor's own documents (those whose declared
+owner field, ``meta["owner"]``, holds the actor's id, and the user document whose ``_id`` it is).
+``self`` alone means ``writer`` on one's own documents. A call is checked by ``authorize`` before
+any I/O: a denied call raises ``PermissionDeniedError``; an allowed one gets a ``Guard`` that adds
+the scope to filters and pipelines and forces or checks the owner field on written data. Without
+an actor the app is trusted and nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..errors import ConfigError, PermissionDeniedError
 __all__ = [
     "Actor", "Guard", "PERMISSIONS", "GLOBAL_PERMISSIONS", "ROLES", "SELF", "authorize", "authorize_global",
     "READ", "CREATE", "UPDATE", "DELETE", "DELETE_ALL", "AUDIT", "ROTATE", "MONITOR", "MANAGE", "TRANSACT",
-    "BACKUP", "OPEN",
+    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions",
 ]
 
 READ, CREATE, UPDATE, DELETE = "read", "create", "update", "delete"
@@ -33,15 +34,41 @@ MANAGE, BACKUP = "manage", "backup"  # indexes, maintenance, raw access, closing
 OPEN = "open"  # no data is touched (lifecycle, the actor's own identity): every role
 SELF = "self"
 ROLES = ("reader", "writer", "admin")
-_MODELS = ("User", "BirthChart", "PlanetaryInsight", "TimingRecommendation")
 _EVERYTHING = frozenset({READ, CREATE, UPDATE, DELETE})
+#: every operation a model's permissions may grant
+MODEL_OPERATIONS = _EVERYTHING | {DELETE_ALL, AUDIT, ROTATE}
 
-# role -> model -> operations. Deleting an account is an admin's decision; writers delete data.
-PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
-    "reader": {m: frozenset({READ}) for m in _MODELS},
-    "writer": {m: (frozenset({READ, CREATE, UPDATE}) if m == "User" else _EVERYTHING) for m in _MODELS},
-    "admin": {m: _EVERYTHING | {DELETE_ALL, AUDIT, ROTATE} for m in _MODELS},
+#: role -> operations, for a model that declares no ``meta["permissions"]``: readers read, writers
+#: read and write, admins also delete everything, read audit trails and rotate keys.
+DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
+    "reader": frozenset({READ}),
+    "writer": _EVERYTHING,
+    "admin": MODEL_OPERATIONS,
 }
+
+
+def model_permissions(model: str, declared: Any = None) -> dict[str, frozenset[str]]:
+    """A model's role -> operations from its ``meta["permissions"]`` (``DEFAULT_PERMISSIONS``
+    for ``None``); a role left out grants nothing. ``ConfigError`` for an unknown role or operation."""
+    if declared is None:
+        return dict(DEFAULT_PERMISSIONS)
+    if not isinstance(declared, Mapping):
+        raise ConfigError(f"{model}: meta['permissions'] maps a role to its operations, got {type(declared).__name__}",
+                          key="permissions")
+    out: dict[str, frozenset[str]] = {role: frozenset() for role in ROLES}
+    for role, operations in declared.items():
+        if role not in ROLES:
+            raise ConfigError(f"{model}: meta['permissions'] names the role {role!r}; roles are {', '.join(ROLES)} "
+                              f"({SELF} narrows the others)", key="permissions")
+        ops = frozenset([operations] if isinstance(operations, str) else operations)
+        unknown = ops - MODEL_OPERATIONS
+        if unknown:
+            raise ConfigError(f"{model}: meta['permissions'][{role!r}] has unknown operation(s) "
+                              f"{', '.join(sorted(unknown))}; operations are {', '.join(sorted(MODEL_OPERATIONS))}",
+                              key="permissions")
+        out[role] = ops
+    return out
+
 
 # role -> operations on no single model. A self-scoped actor (an end user) gets only OPEN and
 # TRANSACT: the service's figures and tooling describe everyone's data.
@@ -91,10 +118,15 @@ class Actor:
     def scoped(self) -> bool:
         return SELF in self.roles
 
-    def grants(self, model: str, operation: str) -> bool:
-        """Whether the roles allow ``operation`` on ``model`` (the ``self`` scope is applied apart)."""
+    def grants(self, model: Any, operation: str) -> bool:
+        """Whether the roles allow ``operation`` on ``model`` (the ``self`` scope is applied apart):
+        a registry ``ModelInfo`` (its declared permissions) or a built-in model's name."""
         base = self.roles - {SELF} or {"writer"}
-        return any(operation in PERMISSIONS[role].get(model, ()) for role in base)
+        declaration = getattr(model, "declaration", None)
+        table: Mapping[str, frozenset[str]] = (
+            declaration.permissions if declaration is not None
+            else {role: _builtin_permissions()[role].get(str(getattr(model, "name", model)), frozenset()) for role in ROLES})
+        return any(operation in table.get(role, ()) for role in base)
 
     def grants_global(self, operation: str) -> bool:
         """Whether the roles allow an operation on no single model (``GLOBAL_PERMISSIONS``)."""
@@ -109,18 +141,26 @@ class Actor:
 class Guard:
     """What one allowed call must add: the actor's scope on filters, pipelines and data."""
 
-    def __init__(self, actor: Actor | None, model: str, has_user_id: bool) -> None:
+    def __init__(self, actor: Actor | None, model: str, owner: str | bool | None = None, *,
+                 has_user_id: bool | None = None, owner_names: Sequence[str] = ()) -> None:
+        """``owner``: the model's declared owner field (stored name), ``"_id"`` for the users'
+        own model, ``None`` for no owner. ``True`` (or ``has_user_id=True``) is the built-in
+        models' ``userId``, as the older signature said."""
+        if has_user_id is not None:
+            owner = has_user_id
+        if owner is True:
+            owner, owner_names = "userId", (*owner_names, "userId", "user_id")
         self.actor = actor
         self.model = model
+        self.owner: str | None = owner or None
+        self.owner_names: tuple[str, ...] = tuple(dict.fromkeys((*owner_names, self.owner))) if self.owner else ()
         self.scope: dict[str, Any] = {}
         if actor is not None and actor.scoped:
-            oid = ObjectId(actor.id)
-            if model == "User":
-                self.scope = {"_id": oid}
-            elif has_user_id:
-                self.scope = {"userId": oid}
-            else:
-                raise PermissionDeniedError(f"actor {actor.id} is limited to its own documents; {model} has no owner field")
+            if self.owner is None:
+                raise PermissionDeniedError(
+                    f"actor {actor.id} is limited to its own documents; {model} has no owner field "
+                    "(a model declares one with meta['owner'])")
+            self.scope = {self.owner: ObjectId(actor.id)}
 
     def filter(self, filt: dict[str, Any]) -> dict[str, Any]:
         """``filt`` narrowed to the actor's own documents."""
@@ -131,16 +171,17 @@ class Guard:
         return {"$and": [filt, dict(self.scope)]}
 
     def data(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        """New-document data with ``userId`` set to the actor (a different owner is refused)."""
+        """New-document data with the owner field set to the actor (a different owner is refused)."""
         if "_id" in self.scope:
-            raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own User; it cannot create users")  # type: ignore[union-attr]
-        if "userId" not in self.scope or not isinstance(data, Mapping):
+            raise PermissionDeniedError(f"actor {self.actor.id} is limited to its own {self.model}; "  # type: ignore[union-attr]
+                                        "it cannot create users")
+        if self.owner is None or self.owner not in self.scope or not isinstance(data, Mapping):
             return data
         out = dict(data)
-        given = [out.pop(k) for k in ("userId", "user_id") if k in out]
+        given = [out.pop(k) for k in self.owner_names if k in out]
         if any(str(v) != self.actor.id for v in given):  # type: ignore[union-attr]
             raise PermissionDeniedError(f"actor {self.actor.id} may only create {self.model} documents for itself")  # type: ignore[union-attr]
-        out["userId"] = self.scope["userId"]
+        out[self.owner] = self.scope[self.owner]
         return out
 
     def update(self, update: Mapping[str, Mapping[str, Any]]) -> None:
@@ -186,11 +227,12 @@ def authorize(actor: Actor | None, info: Any, operation: str, call: str | None =
     ``call`` names the service call in the refusal (defaults to the operation)."""
     if actor is None:
         return _TRUSTED
-    if not actor.grants(info.name, operation):
+    if not actor.grants(info, operation):
         raise PermissionDeniedError(
             f"actor {actor.id} (roles: {', '.join(sorted(actor.roles))}) may not {call or operation} {info.name}"
         )
-    return Guard(actor, info.name, "user_id" in info.cls._fields)
+    declaration = info.declaration
+    return Guard(actor, info.name, declaration.owner, owner_names=declaration.owner_names)
 
 
 def authorize_global(actor: Actor | None, operation: str, call: str | None = None) -> None:
@@ -216,7 +258,45 @@ class _Trusted(Guard):
     def __init__(self) -> None:
         self.actor = None
         self.model = ""
+        self.owner = None
+        self.owner_names = ()
         self.scope = {}
+
+
+_BUILTIN: dict[str, dict[str, frozenset[str]]] | None = None
+
+
+def _builtin_permissions() -> dict[str, dict[str, frozenset[str]]]:
+    """role -> built-in model name -> operations, from the built-in models' declarations."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        from ..models import MODELS
+
+        declared = {name: model_permissions(name, cls._meta.get("permissions")) for name, cls in MODELS.items()}
+        _BUILTIN = {role: {name: table.get(role, frozenset()) for name, table in declared.items()} for role in ROLES}
+    return _BUILTIN
+
+
+class _BuiltinTable(Mapping[str, Mapping[str, frozenset[str]]]):
+    """role -> model -> operations of the four built-in models, read from their declarations on
+    first use (the models are imported late: no import cycle)."""
+
+    def __getitem__(self, role: str) -> Mapping[str, frozenset[str]]:
+        return _builtin_permissions()[role]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_builtin_permissions())
+
+    def __len__(self) -> int:
+        return len(_builtin_permissions())
+
+    def __repr__(self) -> str:
+        return repr(_builtin_permissions())
+
+
+#: role -> model -> operations of the built-in models (kept for callers of earlier versions; a
+#: Database reads each registered model's own ``Declaration.permissions``)
+PERMISSIONS: Mapping[str, Mapping[str, frozenset[str]]] = _BuiltinTable()
 
 
 _TRUSTED = _Trusted()

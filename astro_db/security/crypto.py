@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from ..backends.capabilities import capabilities
 from ..errors import ConfigError, EncryptionError, QueryError
 from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields
 from .filters import match_ciphertext
@@ -44,7 +45,7 @@ from .provenance import intact_paths
 
 __all__ = [
     "Keyring", "FieldCrypto", "Unreadable", "UNREADABLE", "is_unreadable", "parse_key", "key_id", "new_key",
-    "is_envelope", "associated_data", "DETERMINISTIC_FIELDS",
+    "is_envelope", "associated_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,8 @@ _KID_LABEL = b"astro_db:kid:"
 _NONCE_KEY_V1 = b"astro_db:deterministic-nonce"
 _NONCE_KEY_V2 = b"astro_db:e2:nonce-key"
 _SHAPE = re.compile(r"enc:([a-z0-9]{2}):([0-9a-f]{8}):([A-Za-z0-9_-]+)")
-# Fields encrypted deterministically (queryable by equality). The birth place name: its
-# coordinates stay in clear for the 2dsphere index, so equality of names leaks nothing new.
-DETERMINISTIC_FIELDS = {("BirthChart", "birthData.location.name")}
+# Which fields are encrypted deterministically (queryable by equality) is each model's own
+# declaration: ``queryable=True`` on the field or ``meta["queryable"]`` (``registry.Declaration``).
 
 
 class Unreadable(str):
@@ -234,8 +234,11 @@ class FieldCrypto:
     def __init__(self, keyring: Keyring | None, registry: Iterable[Any], *, allow_plaintext: bool = False) -> None:
         self.keyring = keyring
         self.allow_plaintext = allow_plaintext
+        infos = list(registry)
+        deterministic = {(info.name, path) for info in infos
+                         for path in getattr(getattr(info, "declaration", None), "queryable", ())}
         self.fields: dict[str, tuple[Sensitive, ...]] = {
-            info.name: sensitive_fields(info.name, info.cls, DETERMINISTIC_FIELDS) for info in registry
+            info.name: sensitive_fields(info.name, info.cls, deterministic) for info in infos
         }
         self._lock = threading.Lock()
         self._unreadable = 0
@@ -243,7 +246,9 @@ class FieldCrypto:
     @classmethod
     def from_config(cls, config: Any, registry: Iterable[Any]) -> FieldCrypto:
         allow = config.allow_plaintext_sensitive
-        return cls(Keyring.from_config(config), registry, allow_plaintext=config.is_embedded if allow is None else allow)
+        if allow is None:
+            allow = capabilities(config).plaintext_by_default
+        return cls(Keyring.from_config(config), registry, allow_plaintext=allow)
 
     @property
     def enabled(self) -> bool:

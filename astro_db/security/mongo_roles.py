@@ -1,7 +1,8 @@
 """MongoDB server-side least privilege: the role and user the application should connect as.
 
 ``role_commands`` returns the ``createRole`` / ``createUser`` command documents for an
-application user that can read and write the four model collections and append to (and read)
+application user that can read and write the models' collections (the four built-in ones, or
+the ``models`` given: an app passes ``db.executor.runtime.registry`` to include its own) and append to (and read)
 the service's own collections, and nothing else: no drop, no other collection, no user
 administration. The audit log gets no update or remove, so the application cannot rewrite its
 own trail (TTL expiry is done by the server). ``as_mongosh`` renders them for ``mongosh``.
@@ -10,6 +11,7 @@ own trail (TTL expiry is done by the server). ``as_mongosh`` renders them for ``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from ..changes import CHANGES_COLLECTION
@@ -27,12 +29,15 @@ SERVICE_COLLECTIONS = {CHANGES_COLLECTION: APPEND_ONLY_ACTIONS, AUDIT_COLLECTION
 
 
 def role_commands(database: str, *, role: str = "astroDbApp", user: str = "astro_app",
-                  manage_indexes: bool = True) -> list[dict[str, Any]]:
-    """``[createRole, createUser]`` command documents (the password is left for the operator)."""
+                  manage_indexes: bool = True, models: Iterable[Any] | None = None) -> list[dict[str, Any]]:
+    """``[createRole, createUser]`` command documents (the password is left for the operator).
+    ``models``: model classes or registry ``ModelInfo`` entries (the built-in models by default)."""
     extra = INDEX_ACTIONS if manage_indexes else []
+    collections = [getattr(m, "collection", None) or m._get_collection_name()
+                   for m in (MODELS.values() if models is None else models)]
     privileges = [
-        {"resource": {"db": database, "collection": cls._meta["collection"]}, "actions": APP_ACTIONS + extra}
-        for cls in MODELS.values()
+        {"resource": {"db": database, "collection": name}, "actions": APP_ACTIONS + extra}
+        for name in collections
     ]
     privileges += [
         {"resource": {"db": database, "collection": name}, "actions": actions + extra}

@@ -92,13 +92,13 @@ def test_a_user_deleted_after_the_check_still_leaves_an_orphan_without_a_transac
     User between the check and the insert (the interleaving of two callers)."""
     import astro_db.ops.references as references
 
-    original = references.missing_users
+    original = references.missing
 
-    def check_then_concurrent_delete(rt, ids, transaction=None):
-        missing = original(rt, ids, transaction)
+    def check_then_concurrent_delete(rt, target, ids, transaction=None):
+        missing = original(rt, target, ids, transaction)
         checked.delete("User", {"id": checked.user.id})
         return missing
 
-    monkeypatch.setattr(references, "missing_users", check_then_concurrent_delete)
+    monkeypatch.setattr(references, "missing", check_then_concurrent_delete)
     orphan = checked.create("PlanetaryInsight", insight(checked.user.id))
     assert checked.count("User", {"id": checked.user.id}) == 0 and orphan.id is not None

@@ -82,11 +82,15 @@ def test_a_deterministic_field_stays_queryable_by_equality(db, chart):
         db.find("BirthChart", {"birthData.location.name": {"$regex": "^Strat"}})
 
 
-def test_a_random_nonce_field_refuses_queries_on_its_value(db, monkeypatch):
+def test_a_random_nonce_field_refuses_queries_on_its_value(db):
+    import dataclasses
+
     from astro_db.security import crypto
 
-    monkeypatch.setattr(crypto, "DETERMINISTIC_FIELDS", set())
-    fresh = crypto.FieldCrypto(db.executor.runtime.crypto.keyring, db.executor.runtime.registry)
+    # the same models with no field declared queryable (BirthChart's meta["queryable"] left out)
+    plain = [dataclasses.replace(i, declaration=dataclasses.replace(i.declaration, queryable=frozenset()))
+             for i in db.executor.runtime.registry]
+    fresh = crypto.FieldCrypto(db.executor.runtime.crypto.keyring, plain)
     info = db.executor.runtime.registry.resolve("BirthChart")
     sealed = [fresh.seal_document(info, {"birthData": {"location": {"name": PLACE}}}) for _ in range(2)]
     assert sealed[0] != sealed[1] and sealed[0]["birthData"]["location"]["name"].startswith("enc:v2:")

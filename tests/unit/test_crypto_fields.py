@@ -127,11 +127,13 @@ def test_filters_that_cannot_work_on_ciphertext_are_refused(filt):
         fc().seal_filter(CHART, filt)
 
 
-def test_a_random_nonce_field_can_only_be_queried_for_presence(monkeypatch):
-    from astro_db.security import crypto as module
+def test_a_random_nonce_field_can_only_be_queried_for_presence():
+    import dataclasses
 
-    monkeypatch.setattr(module, "DETERMINISTIC_FIELDS", set())
-    crypto = fc()
+    # the same models with no field declared queryable (BirthChart's meta["queryable"] left out)
+    plain = [dataclasses.replace(i, declaration=dataclasses.replace(i.declaration, queryable=frozenset()))
+             for i in REGISTRY]
+    crypto = FieldCrypto(Keyring(RAW_A, ()), plain)
     assert crypto.fields["BirthChart"] == (Sensitive(NAME, False),)
     with pytest.raises(QueryError, match="random nonce"):
         crypto.seal_filter(CHART, {NAME: "Oslo"})

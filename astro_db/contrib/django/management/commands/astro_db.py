@@ -92,7 +92,7 @@ def configured_url() -> str | None:
     from django.apps import apps
 
     config = apps.get_app_config("astro_db").database.config
-    if config.url is None and config.is_embedded:
+    if config.url is None:  # no URL: the embedded backend
         return f"mongomock://localhost/{config.database_name}"
     url: str | None = config.url
     return url

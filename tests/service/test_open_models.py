@@ -1,0 +1,323 @@
+"""Open models: an app's own model (examples/app_models.py's ``JournalEntry``) registered with
+``Database(models=[...])`` gets every guarantee the built-in models get, on both backends:
+validation, roles and the self scope, encryption, the query cache, change records, index sync,
+backup and restore, references and the cascade. And a bad registration is a ``ConfigError``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+
+from astro_db import Database, backup, errors
+from astro_db.models import AstroDocument, User
+from astro_db.models.fields import TextField, UserRefField
+from astro_db.security.crypto import new_key
+
+_PATH = Path(__file__).resolve().parents[2] / "examples" / "app_models.py"
+_spec = importlib.util.spec_from_file_location("app_models_example", _PATH)
+assert _spec is not None and _spec.loader is not None
+app_models = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = app_models
+_spec.loader.exec_module(app_models)
+JournalEntry = app_models.JournalEntry
+
+KEY = new_key()
+
+
+class Note(AstroDocument):
+    """An app model that declares no owner: a self actor may not touch it."""
+
+    text = TextField(required=True)
+    meta = {"collection": "appNotes"}
+
+
+def _url(request: pytest.FixtureRequest, backend: str) -> str:
+    if backend == "embedded":
+        return f"mongomock://localhost/t{uuid.uuid4().hex[:8]}"
+    return str(request.getfixturevalue("live_url"))
+
+
+@pytest.fixture(params=["embedded", pytest.param("live", marks=pytest.mark.live)])
+def jdb(request):
+    """A connected Database with JournalEntry registered, on each backend in turn; a real key,
+    so sensitive values are stored as ciphertext on both."""
+    database = Database(_url(request, request.param), models=[JournalEntry, Note], encryption_key=KEY,
+                        server_selection_timeout_ms=5000)
+    database.connect()
+    database.test_backend = request.param
+    yield database
+    database.disconnect()
+
+
+@pytest.fixture
+def people(jdb):
+    ann = jdb.create("User", {"email": f"ann{uuid.uuid4().hex[:6]}@example.com", "name": "Ann"})
+    bo = jdb.create("User", {"email": f"bo{uuid.uuid4().hex[:6]}@example.com", "name": "Bo"})
+    return ann, bo
+
+
+def entry(user_id, **overrides):
+    data = {"userId": str(user_id), "title": "Full moon", "text": "Slept badly.", "mood": "restless",
+            "writtenAt": dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)}
+    data.update(overrides)
+    return data
+
+
+# --- CRUD and validation ---------------------------------------------------------------------
+
+
+def test_an_app_model_goes_through_create_find_update_delete(jdb, people):
+    ann, bo = people
+    created = jdb.create("JournalEntry", entry(ann.id))
+    assert isinstance(created, JournalEntry) and created.user_id == ann.id and created.version == 0
+    jdb.create(JournalEntry, entry(bo.id, title="Monday", mood="calm"))
+    assert jdb.count("journal_entry") == 2  # every spelling: class, name, snake case, collection
+    assert [e.title for e in jdb.find("journalEntries", {"userId": ann.id})] == ["Full moon"]
+    assert jdb.update(JournalEntry, {"id": created.id}, {"title": "Full moon, again"}).title == "Full moon, again"
+    assert jdb.find_one(JournalEntry, {"id": created.id}).title == "Full moon, again"
+    assert jdb.delete(JournalEntry, {"id": created.id}) is True
+    assert jdb.count(JournalEntry) == 1
+
+
+def test_an_app_model_is_validated_like_the_built_in_ones(jdb, people):
+    ann, _ = people
+    with pytest.raises(errors.ValidationError) as missing:
+        jdb.create(JournalEntry, {"userId": ann.id, "text": "no title"})
+    assert "title" in missing.value.errors
+    with pytest.raises(errors.ValidationError):
+        jdb.create(JournalEntry, entry(ann.id, mood="furious"))  # not one of the choices
+    with pytest.raises(errors.QueryError):
+        jdb.find(JournalEntry, {"titel": "x"})  # unknown field
+    assert jdb.count(JournalEntry) == 0  # nothing half-written
+
+
+# --- roles and the self scope ------------------------------------------------------------------
+
+
+def test_a_self_actor_sees_and_writes_only_her_own_entries(jdb, people):
+    ann, bo = people
+    jdb.create(JournalEntry, entry(ann.id))
+    jdb.create(JournalEntry, entry(bo.id, title="Bo's"))
+    as_ann = jdb.as_actor(str(ann.id), "self")
+    assert [e.title for e in as_ann.find(JournalEntry, {})] == ["Full moon"]
+    assert as_ann.count(JournalEntry, {"title": "Bo's"}) == 0
+    mine = as_ann.create(JournalEntry, {"title": "Mine", "text": "x", "mood": "calm"})  # owner forced
+    assert mine.user_id == ann.id
+    with pytest.raises(errors.PermissionDeniedError):
+        as_ann.create(JournalEntry, entry(bo.id, title="forged"))
+    with pytest.raises(errors.PermissionDeniedError):
+        as_ann.update(JournalEntry, {"id": mine.id}, {"userId": bo.id})
+    assert as_ann.delete_many(JournalEntry, {"title": {"$ne": ""}}) == 2 and jdb.count(JournalEntry) == 1  # Bo's is left
+
+
+def test_the_declared_permissions_decide_what_each_role_may_do(jdb, people):
+    ann, _ = people
+    reader = jdb.as_actor("svc-read", "reader")
+    assert reader.count(JournalEntry) == 0
+    with pytest.raises(errors.PermissionDeniedError, match="may not create JournalEntry"):
+        reader.create(JournalEntry, entry(ann.id))
+    writer = jdb.as_actor("svc-write", "writer")
+    made = writer.create(JournalEntry, entry(ann.id))
+    with pytest.raises(errors.PermissionDeniedError, match="JournalEntry"):
+        writer.audit_trail(JournalEntry, made.id)  # audit is the admin's
+    assert len(jdb.as_actor("ops", "admin").audit_trail(JournalEntry, made.id)) == 1
+
+
+def test_a_model_without_an_owner_is_refused_to_a_self_actor_with_a_clear_error(jdb, people):
+    ann, _ = people
+    jdb.create(Note, {"text": "shared"})
+    with pytest.raises(errors.PermissionDeniedError, match="Note has no owner field"):
+        jdb.as_actor(str(ann.id), "self").find(Note, {})
+    assert jdb.as_actor("svc", "reader").count(Note) == 1  # staff roles are not scoped
+
+
+# --- encryption, cache, change records, indexes ----------------------------------------------
+
+
+def test_sensitive_fields_are_stored_as_ciphertext_and_read_back_as_plaintext(jdb, people):
+    ann, _ = people
+    made = jdb.create(JournalEntry, entry(ann.id))
+    raw = jdb.mongo["journalEntries"].find_one({"_id": made.id})
+    assert raw["text"].startswith("enc:v2:") and "Slept" not in raw["text"]
+    assert raw["mood"].startswith("enc:e2:")  # meta["queryable"]: deterministic
+    assert raw["title"] == "Full moon"  # not sensitive
+    assert jdb.find_one(JournalEntry, {"id": made.id}).text == "Slept badly."
+    assert [e.id for e in jdb.find(JournalEntry, {"mood": "restless"})] == [made.id]  # equality on ciphertext
+    with pytest.raises(errors.QueryError):
+        jdb.find(JournalEntry, {"text": "Slept badly."})  # random nonce: not queryable by value
+
+
+def test_reads_are_cached_and_a_write_invalidates_them(jdb, people):
+    ann, _ = people
+    made = jdb.create(JournalEntry, entry(ann.id))
+    cache = jdb.executor.runtime.cache
+    before = cache.stats()["hits"]
+    assert jdb.find(JournalEntry, {"mood": "restless"}, cache=True)[0].text == "Slept badly."
+    assert jdb.find(JournalEntry, {"mood": "restless"}, cache=True)[0].text == "Slept badly."
+    assert cache.stats()["hits"] == before + 1
+    jdb.update(JournalEntry, {"id": made.id}, {"mood": "calm"})
+    assert jdb.find(JournalEntry, {"mood": "restless"}, cache=True) == []
+
+
+def test_every_write_leaves_a_change_record(jdb, people):
+    ann, _ = people
+    made = jdb.create(JournalEntry, entry(ann.id))
+    jdb.update(JournalEntry, {"id": made.id}, {"title": "t2"})
+    jdb.delete(JournalEntry, {"id": made.id})
+    assert [e["action"] for e in jdb.audit_trail(JournalEntry, made.id)] == ["create", "update", "delete"]
+
+
+def test_sync_indexes_creates_the_declared_indexes(jdb):
+    reports = {r["model"]: r for r in jdb.sync_indexes()}
+    assert set(reports["JournalEntry"]["created"]) | set(reports["JournalEntry"]["existing"]) == {
+        "userId_1_writtenAt_-1", "mood_1"}
+    keys = {frozenset(index["key"]) for index in jdb.mongo["journalEntries"].list_indexes()}
+    assert {frozenset({"userId", "writtenAt"}), frozenset({"mood"})} <= keys  # nx-27017 renames indexes
+
+
+# --- backup and restore, references, the cascade, cleanup ------------------------------------
+
+
+def test_backup_and_restore_carry_the_app_models_collection(jdb, people, tmp_path, request):
+    ann, _ = people
+    made = jdb.create(JournalEntry, entry(ann.id))
+    summary = backup.backup(jdb, tmp_path / "repo")
+    assert summary["documents"]["journalEntries"] == 1
+    if jdb.test_backend == "embedded":
+        url = _url(request, "embedded")
+    else:  # a second fresh database on the live server, dropped after
+        server, name = request.getfixturevalue("live_server"), f"astro_test_{uuid.uuid4().hex[:8]}"
+        url = server.url(name)
+        request.addfinalizer(lambda: jdb.mongo.client.drop_database(name))
+    target = Database(url, models=[JournalEntry, Note], encryption_key=KEY, server_selection_timeout_ms=5000)
+    try:
+        counts = backup.restore(tmp_path / "repo", target)
+        assert counts["collections"]["journalEntries"] == 1
+        back = target.find_one(JournalEntry, {"id": made.id})
+        assert back.text == "Slept badly." and back.user_id == ann.id
+        raw = target.mongo["journalEntries"].find_one({"_id": made.id})
+        assert raw["text"].startswith("enc:v2:")  # restored as stored: still ciphertext
+    finally:
+        target.disconnect()
+
+
+def test_declared_references_are_checked_when_enabled(jdb):
+    checked = Database(jdb.config.url, models=[JournalEntry, Note], encryption_key=KEY, check_references=True,
+                       server_selection_timeout_ms=5000).connect()
+    try:
+        with pytest.raises(errors.ValidationError, match="no User with id"):
+            checked.create(JournalEntry, entry(ObjectId()))
+        assert checked.count(JournalEntry) == 0
+    finally:
+        checked.disconnect()
+
+
+def test_the_cascade_and_cleanup_follow_the_declared_owner(jdb, people):
+    ann, bo = people
+    jdb.create(JournalEntry, entry(ann.id))
+    jdb.create(JournalEntry, entry(bo.id))
+    counts = jdb.delete_user_cascade(ann.id)
+    assert counts["JournalEntry"] == 1 and counts["User"] == 1
+    jdb.delete("User", {"id": bo.id})  # a plain delete leaves Bo's entry orphaned
+    report = jdb.cleanup(dry_run=True)
+    assert report.orphans["JournalEntry"] == 1 and report.orphaned_users == 1
+
+
+# --- registration errors (no backend needed) -------------------------------------------------
+
+
+def test_a_model_registered_twice_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="JournalEntry is registered twice"):
+        Database("mongomock://localhost/twice", models=[JournalEntry, JournalEntry])
+    with pytest.raises(errors.ConfigError, match="User is registered twice"):
+        Database("mongomock://localhost/twice", models=[User])  # already built in
+
+
+def test_a_colliding_collection_name_is_a_config_error():
+    class Accounts(AstroDocument):
+        email = TextField()
+        meta = {"collection": "users"}
+
+    class Changes(AstroDocument):
+        meta = {"collection": "astroChanges"}
+
+    with pytest.raises(errors.ConfigError, match="User and Accounts both use the collection 'users'"):
+        Database("mongomock://localhost/collide", models=[Accounts])
+    with pytest.raises(errors.ConfigError, match="the service's own"):
+        Database("mongomock://localhost/collide", models=[Changes])
+
+
+def test_a_declaration_that_does_not_hold_is_a_config_error():
+    class BadRole(AstroDocument):
+        meta = {"collection": "badRole", "permissions": {"editor": ["read"]}}
+
+    class BadOwner(AstroDocument):
+        meta = {"collection": "badOwner", "owner": "nobody"}
+
+    class BadRef(AstroDocument):
+        owner_id = UserRefField()
+        meta = {"collection": "badRef", "references": {"owner_id": "Account"}}
+
+    class TextOwner(AstroDocument):
+        owner_name = TextField()
+        meta = {"collection": "textOwner", "owner": "owner_name"}
+
+    class Plain(AstroDocument):
+        secret = TextField()
+        meta = {"collection": "plain", "queryable": ["secret"]}
+
+    for model, message in ((BadRole, "role 'editor'"), (BadOwner, "unknown field 'nobody'"),
+                           (TextOwner, "holds no user id"),
+                           (BadRef, "names 'Account', which is not registered"), (Plain, "not sensitive=True")):
+        with pytest.raises(errors.ConfigError, match=message):
+            Database("mongomock://localhost/bad", models=[model])
+    class Owned(AstroDocument):
+        owner_id = UserRefField()
+        meta = {"collection": "owned", "owner": "owner_id"}
+
+    with pytest.raises(errors.ConfigError, match="names 'User', which is not registered"):
+        Database("mongomock://localhost/bad", models=[JournalEntry], builtin_models=False)
+    with pytest.raises(errors.ConfigError, match="no registered model is the users"):
+        Database("mongomock://localhost/bad", models=[Owned], builtin_models=False)
+    with pytest.raises(errors.ConfigError, match="subclass of astro_db.models.AstroDocument"):
+        Database("mongomock://localhost/bad", models=[dict])
+
+
+def test_builtin_models_false_serves_only_the_apps_models():
+    with Database("mongomock://localhost/only", models=[Note], builtin_models=False) as db:
+        db.create(Note, {"text": "hi"})
+        assert db.count("Note") == 1
+        with pytest.raises(errors.UnknownModelError, match="valid models: Note"):
+            db.find("User", {})
+        with pytest.raises(errors.UnknownModelError, match="no registered model is the users"):
+            db.delete_user_cascade(ObjectId())
+
+
+def test_the_example_runs():
+    report = app_models.main()
+    assert report["ann_sees"] == ["Full moon"] and report["backed_up"] == 2
+    assert report["deleted"]["JournalEntry"] == 1
+
+
+def test_key_rotation_re_encrypts_the_app_models_fields(jdb, people):
+    if jdb.test_backend == "embedded":
+        pytest.skip("an embedded store is private to its Database: one opened with the new key cannot see it")
+    ann, _ = people
+    made = jdb.create(JournalEntry, entry(ann.id))
+    old = jdb.mongo["journalEntries"].find_one({"_id": made.id})["text"]
+    rotated = Database(jdb.config.url, models=[JournalEntry, Note], encryption_key=new_key(), encryption_keys=KEY,
+                       server_selection_timeout_ms=5000).connect()
+    try:
+        assert rotated.rotate_keys()["JournalEntry"] == 1
+        raw = rotated.mongo["journalEntries"].find_one({"_id": made.id})
+        assert raw["text"].startswith("enc:v2:") and raw["text"].split(":")[2] != old.split(":")[2]
+        assert rotated.find_one(JournalEntry, {"id": made.id}).text == "Slept badly."
+        assert rotated.find(JournalEntry, {"mood": "restless"})[0].id == made.id  # re-sealed deterministically
+    finally:
+        rotated.disconnect()
