@@ -41,17 +41,20 @@ class Capabilities:
     #: sensitive fields may be written in clear when no key is configured (the default of
     #: ``allow_plaintext_sensitive``: throwaway development data only)
     plaintext_by_default: bool
+    #: the data lives in this process, in mongomock-ng: a test double that comes with the
+    #: ``embedded`` extra (``Connection`` refuses to start without it, naming the extra)
+    test_double: bool
 
 
 EMBEDDED = Capabilities(
     name="embedded", network=False, driver_events=False, session_counts=False, bulk_write=False,
     explain=False, storage_stats=False, topology=False, shared_data=False, raw_bson_inserts=False,
-    plaintext_by_default=True,
+    plaintext_by_default=True, test_double=True,
 )
 SERVER = Capabilities(
     name="server", network=True, driver_events=True, session_counts=True, bulk_write=True,
     explain=True, storage_stats=True, topology=True, shared_data=True, raw_bson_inserts=True,
-    plaintext_by_default=False,
+    plaintext_by_default=False, test_double=False,
 )
 
 

@@ -49,7 +49,7 @@ class Connection:
     """Owns the client of one ``Database``: build, ping with retries, close."""
 
     def __init__(self, config: DatabaseConfig, listeners: Sequence[Any] = ()) -> None:
-        if config.is_embedded:
+        if capabilities(config).test_double:
             from ..backends import embedded
 
             embedded.require()  # ConfigError naming the 'embedded' extra without mongomock-ng
