@@ -80,6 +80,22 @@ def main() -> None:
     db = Database(url, cache_models=("User",), cache_bus=bus, cache_store=store, cache_secret=secret,
                   ensure_indexes=False).connect()
     cache = db.executor.runtime.cache
+    # A loaded test machine must not look like a frozen Redis: the bus's watchdog (a ping
+    # unanswered for answer_s), its stalled-publish check (stall_s) and the shared store's
+    # socket bound (0.25 s) are wall-clock bounds meant for production; here they wait a minute,
+    # so the bus goes down only when Redis does (a killed Redis refuses connections at once).
+    # Frozen-Redis detection is tested on its own.
+    for knob in ("answer_s", "stall_s"):
+        if hasattr(cache.bus, knob):
+            setattr(cache.bus, knob, 60.0)
+    shared = getattr(cache, "shared", None)
+    if store and shared is not None and hasattr(shared, "_client"):  # the store's 0.25 s bound, the same way
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        shared._client = redis.Redis.from_url(store, socket_connect_timeout=60, socket_timeout=60, retry=Retry(NoBackoff(), 1))
+        shared._put = shared._client.register_script(shared._put.script)
     gate = Gate(cache.bus) if os.environ.get("ASTRO_TEST_HOLD_NOTICES") == "1" else None
 
     def answer(**out: Any) -> None:
