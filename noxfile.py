@@ -5,8 +5,12 @@
     nox -s tests-3.12 -- tests/live -x   # anything after -- goes to pytest instead
 
 Interpreters are found on PATH (``python3.12``) and in pyenv's version directories; nox never
-downloads one. Each session installs the project with its ``dev`` extra into a fresh virtualenv,
-as CI does. A session fails when a test fails and when no test ran (pytest's exit status 5).
+downloads one. Each session installs the project with its slim ``test`` extra (pytest,
+pytest-xdist, hypothesis, mongomock-ng, nx-27017, redis, OpenTelemetry; no Jupyter, matplotlib, Django or mutmut)
+into a fresh virtualenv and runs the unit and model tiers in two pytest-xdist workers, without
+the ``benchmark`` and ``notebooks`` tests (CI runs those once, in a step of their own). A session
+fails when a test fails and when no test ran (pytest's exit status 5). CI (``.ci/run``) runs
+the 3.12 and 3.13 sessions at the same time, as background jobs whose exit codes it checks.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 DEFAULT_TIERS = ["tests/unit", "tests/models"]
+# two xdist workers; the benchmark and notebook runs are CI's own step (.ci/run)
+DEFAULT_ARGS = ["-n", "2", "-m", "not benchmark and not notebooks", "-p", "no:cacheprovider", *DEFAULT_TIERS]
 
 nox.options.sessions = ["tests"]
 nox.options.download_python = "never"
@@ -36,9 +42,9 @@ os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Install the project with the dev extra and run pytest (unit and model tiers by default)."""
-    session.install("-e", ".[dev]")
-    session.run("python", "-m", "pytest", "-q", *(session.posargs or DEFAULT_TIERS))
+    """Install the project with the slim test extra and run pytest (unit and model tiers by default)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", *(session.posargs or DEFAULT_ARGS))
 
 
 @nox.session(python="3.11")

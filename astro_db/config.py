@@ -414,6 +414,10 @@ class DatabaseConfig:
         need(self.cache_bus in ("local", "changestream") or (urlsplit(self.cache_bus).scheme in _CACHE_BUS_SCHEMES
              and bool(urlsplit(self.cache_bus).netloc or urlsplit(self.cache_bus).path)), "cache_bus",
              "must be 'local', 'changestream' or a redis://, rediss:// or unix:// URL")
+        need(self.cache_bus in ("local", "changestream") or _redis_port_ok(self.cache_bus), "cache_bus",
+             "names a port that is not a number from 1 to 65535")
+        need(self.cache_store is None or _redis_port_ok(self.cache_store), "cache_store",
+             "names a port that is not a number from 1 to 65535")
         need(self.cache_store is None or (urlsplit(self.cache_store).scheme in _CACHE_BUS_SCHEMES
              and bool(urlsplit(self.cache_store).netloc or urlsplit(self.cache_store).path)), "cache_store",
              "must be a redis://, rediss:// or unix:// URL")
@@ -468,7 +472,43 @@ class DatabaseConfig:
             )
         if not parts.netloc:
             raise ConfigError(f"URL {mask_url(url)} names no host", key="url")
+        if parts.scheme != "mongomock":
+            for host in parts.netloc.rpartition("@")[2].split(","):
+                problem = port_problem(host, srv=parts.scheme == "mongodb+srv")
+                if problem:
+                    raise ConfigError(f"URL {mask_url(url)}: {problem}", key="url")
         self.database_name  # noqa: B018 - raises ConfigError when there is none
+
+
+def port_problem(host: str, *, srv: bool = False) -> str | None:
+    """What is wrong with the port of one ``host[:port]`` of a URL (``[v6]:port`` too), or None.
+
+    A port is 1 to 65535 in decimal digits; ``mongodb+srv://`` takes none (DNS supplies them)."""
+    if host.startswith("["):
+        end = host.find("]")
+        rest = host[end + 1:] if end >= 0 else ""
+        if end < 0 or (rest and not rest.startswith(":")):
+            return f"host {host!r} is not a bracketed IPv6 address ('[::1]:27017')"
+        name, port = host[:end + 1], rest[1:] if rest else None
+    elif ":" in host:
+        name, port = host.rsplit(":", 1)
+    else:
+        name, port = host, None
+    if not name:
+        return f"host {host!r} names no server"
+    if port is None:
+        return None
+    if srv:
+        return f"a mongodb+srv:// URL takes no port (DNS names them), got {host!r}"
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"port {port!r} of host {name!r} is not a number from 1 to 65535"
+    return None
+
+
+def _redis_port_ok(url: str | None) -> bool:
+    """Whether a Redis URL's port (if any) is 1-65535 (a unix:// socket has none)."""
+    parts = urlsplit(url or "")
+    return parts.scheme == "unix" or port_problem(parts.netloc.rpartition("@")[2] or "localhost") is None
 
 
 def _redis_target(url: str) -> tuple[str, str] | None:

@@ -329,10 +329,12 @@ class Database(OperatorMixin):
                                               expected_revision=expected_revision))
 
     @bounded
-    def update_many(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any],
-                    **options: Unpack[FilterOptions]) -> int:
-        """Validate and apply ``data`` to every match; the number of documents modified."""
-        return self._executor.update_many(self._op("update_many", model, query, data, options=options, allowed=FilterOptions))
+    def update_many(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any], *,
+                    all: bool = False, **options: Unpack[FilterOptions]) -> int:  # noqa: A002
+        """Validate and apply ``data`` to every match; the number of documents modified. An empty
+        query is refused unless ``all=True``, as for ``delete_many``."""
+        return self._executor.update_many(self._op("update_many", model, query, data, options=options, allowed=FilterOptions,
+                                                   all=all))
 
     @bounded
     def delete(self, model: ModelRef, query: Mapping[str, Any], *, expected_revision: int | None = None,

@@ -7,9 +7,11 @@ with aggregate.
     python examples/daily_insights.py --report-only          # analytics: secondaryPreferred
 
 Re-running is safe: a day a user already has is refused by the (userId, date) unique index and
-counted as skipped, not duplicated. Insights expire 90 days after their day (the TTL index on
-expiresAt), so days far in the past are removed by the server soon after. The energy model is a toy (a lunar cycle plus a per-user
-phase), standing in for the app's real astrology engine.
+counted as skipped, not duplicated. Insights expire 90 days after their day or after the run,
+whichever is later (the TTL index on expiresAt), so a run over past days (--start 2024-03-01)
+reports what it has just stored instead of watching the server delete it at once. Without
+MONGODB_URL it runs on the embedded backend, chosen explicitly (no warning). The energy model
+is a toy (a lunar cycle plus a per-user phase), standing in for the app's real astrology engine.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import zlib
 from typing import Any
 
@@ -47,6 +50,17 @@ def energy(user_id: Any, day: dt.datetime) -> int:
     return round(50 + 45 * math.sin(angle))
 
 
+KEEP = dt.timedelta(days=90)
+EMBEDDED = "mongomock://localhost/daily_insights"  # the embedded backend, chosen on purpose
+
+
+def expires_at(day: dt.datetime, now: dt.datetime | None = None) -> dt.datetime:
+    """When a day's insight expires: ``KEEP`` after the day, or after now for a day long past
+    (a TTL index deletes a document whose expiresAt has passed almost at once)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(day, now) + KEEP
+
+
 def insight(user_id: Any, day: dt.datetime) -> dict[str, Any]:
     """One day's insight document for ``db.create_many``."""
     level = energy(user_id, day)
@@ -57,7 +71,7 @@ def insight(user_id: Any, day: dt.datetime) -> dict[str, Any]:
         "energyLevel": level,
         "recommendations": ADVICE[band][:2],
         "summary": f"{band.capitalize()} energy ({level}) on {day:%A}",
-        "expiresAt": day + dt.timedelta(days=90),
+        "expiresAt": expires_at(day),
     }
 
 
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None, db: Database | None = None) -> dict[str,
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = dt.datetime.combine(args.start, dt.time(), tzinfo=dt.timezone.utc)
     owned = db is None
-    db = db or Database().connect()
+    db = db or Database(os.environ.get("MONGODB_URL") or EMBEDDED).connect()
     try:
         users = demo_users(db, args.users)
         if args.report_only:  # an analytics run: read from a secondary if there is one

@@ -1,6 +1,7 @@
 """A small REST API over the four astro_db models, with the Flask extension.
 
     python examples/flask_app.py                      # embedded backend, http://127.0.0.1:5000
+    export ASTRO_DB_ENCRYPTION_KEY="$(astro-db new-key)"  # a server needs a key: birth places are encrypted
     MONGODB_URL=mongodb://localhost:27017/astro python examples/flask_app.py
 
     curl -X POST localhost:5000/users -H 'Content-Type: application/json' \
@@ -9,9 +10,11 @@
 
 Routes: POST /users, GET /users/<id>, POST|GET /users/<id>/chart, POST|GET /users/<id>/insights
 (GET takes ?from=&to=&min_energy=&limit=), POST|GET /users/<id>/timing (GET takes ?activity=),
-GET /healthz. astro_db errors become JSON: 400 invalid input, 404 unknown id, 409 duplicate,
-503 database down. The acting user comes from the X-User-Id / X-Roles headers: a stand-in
-for your authentication, never trust these headers in production.
+GET /healthz. astro_db errors become JSON: 400 invalid input (a body that is not a JSON object,
+a query number that is not finite), 404 unknown id, 409 duplicate, 503 database down. The
+acting user comes from the X-User-Id / X-Roles headers: a stand-in for your authentication,
+never trust these headers in production. On a server the app refuses to start without an
+encryption key (ASTRO_DB_ENCRYPTION_KEY), naming it, instead of answering POST .../chart with a 500.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(ASTRO_DB_OPTIONS={"maxPoolSize": 50})
     app.config.update(config or {})
     astro.init_app(app)
+    with app.app_context():
+        require_a_key(astro.database.config)
     app.add_url_rule("/users", view_func=create_user, methods=["POST"])
     app.add_url_rule("/users/<user_id>", view_func=get_user)
     app.add_url_rule("/users/<user_id>/chart", view_func=create_chart, methods=["POST"])
@@ -53,11 +58,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def require_a_key(config: Any) -> None:
+    """Birth places are encrypted at rest: on a server, refuse to start without a key (a
+    ConfigError naming the setting) rather than fail each POST .../chart with a 500."""
+    if not config.is_embedded and not config.encryption_key and not config.allow_plaintext_sensitive:
+        raise errors.ConfigError(
+            "examples/flask_app.py: the database is a server and no encryption key is set, so every "
+            "birth chart would be refused; make one and export it: "
+            'export ASTRO_DB_ENCRYPTION_KEY="$(astro-db new-key)" (or ASTRO_DB_OPTIONS={"encryption_key": ...})',
+            key="encryption_key",
+        )
+
+
 def body() -> dict[str, Any]:
-    """The request's JSON object, or a 400 (as a ValidationError) when there is none."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise errors.ValidationError(errors={"body": "send a JSON object"})
+    """The request's JSON object, or a JSON 400 (not JSON, another content type, too deep)."""
+    data: dict[str, Any] = astro.json_body()
     return data
 
 
@@ -96,8 +111,8 @@ def list_insights(user_id: str) -> Any:
     if dates:
         query["date"] = dates
     if "min_energy" in request.args:
-        query["energyLevel"] = {"$gte": _number("min_energy")}
-    limit = int(_number("limit")) if "limit" in request.args else 31
+        query["energyLevel"] = {"$gte": astro.query_number("min_energy")}  # nan, inf: a 400
+    limit = int(astro.query_number("limit", integer=True)) if "limit" in request.args else 31
     rows = astro.current_db.find("PlanetaryInsight", query, sort=[("date", 1)], limit=limit)
     return jsonify([row.to_dict() for row in rows])
 
@@ -119,13 +134,14 @@ def list_timing(user_id: str) -> Any:
     return jsonify(sorted(windows, key=lambda w: w["start"]))
 
 
-def _number(arg: str) -> float:
-    try:
-        return float(request.args[arg])
-    except ValueError:
-        raise errors.ValidationError(errors={arg: f"must be a number, got {request.args[arg]!r}"}) from None
-
-
 if __name__ == "__main__":
-    # debug before init_app: without MONGODB_URL the extension then allows the embedded backend
-    create_app({"DEBUG": True}).run()
+    import os
+    import sys
+
+    # without MONGODB_URL: the embedded backend, chosen explicitly (debug only, data lost at exit)
+    settings = {"DEBUG": True, "ASTRO_DB_URL": os.environ.get("MONGODB_URL") or "mongomock://localhost/flask_example"}
+    try:
+        application = create_app(settings)
+    except errors.ConfigError as exc:
+        sys.exit(str(exc))
+    application.run()

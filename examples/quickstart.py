@@ -1,8 +1,13 @@
 """astro_db quickstart: the original service's usage examples, each model, and an aggregation.
 
-Runs on the embedded in-memory backend by default; set MONGODB_URL to run it on a server:
+Runs on the embedded in-memory backend by default (chosen explicitly: no warning); set
+MONGODB_URL to run it on a server, with a key for the encrypted birth places:
     python examples/quickstart.py
+    export ASTRO_DB_ENCRYPTION_KEY="$(astro-db new-key)"
     MONGODB_URL=mongodb://localhost:27017/astro python examples/quickstart.py
+
+Against a server without ASTRO_DB_ENCRYPTION_KEY it stops before writing anything, saying so.
+(A local server to try it on: docs/testing.md, "A local server for the examples".)
 """
 
 from __future__ import annotations
@@ -15,14 +20,25 @@ import uuid
 
 from astro_db import Database, errors
 
+EMBEDDED = "mongomock://localhost/quickstart"  # the embedded backend, chosen on purpose
+NEEDS_KEY = (
+    "quickstart: MONGODB_URL names a server, and birth places are encrypted at rest there, but "
+    "ASTRO_DB_ENCRYPTION_KEY is not set. Make a key and export it, then run again:\n"
+    '    export ASTRO_DB_ENCRYPTION_KEY="$(astro-db new-key)"\n'
+    "Nothing was written."
+)
+
 
 def main() -> dict:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run = uuid.uuid4().hex[:8]  # unique emails, so the example can run twice against one server
     report: dict = {}
+    url, key = os.environ.get("MONGODB_URL"), os.environ.get("ASTRO_DB_ENCRYPTION_KEY")
+    if url and not url.startswith("mongomock://") and not key:
+        raise SystemExit(NEEDS_KEY)  # before anything is written: a BirthChart would fail half-way
     # birth places are encrypted at rest: a server needs a key (astro-db new-key), the embedded store does not
-    options = {"maxPoolSize": 50, "encryptionKey": os.environ.get("ASTRO_DB_ENCRYPTION_KEY")}
-    with Database({"url": os.environ.get("MONGODB_URL"), "options": options}) as db:
+    options = {"maxPoolSize": 50, "encryptionKey": key}
+    with Database({"url": url or EMBEDDED, "options": options}) as db:
         # Create user (seed example)
         user = db.create("User", {"email": f"User-{run}@Example.com", "name": "John Doe"})
         report["user"] = user.to_dict()

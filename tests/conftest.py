@@ -7,6 +7,10 @@ Test tiers (docs/testing.md, "Tests"):
             through tests/nx_launcher.py, which patches its ObjectId bugs).
             Every test under tests/live/ is marked ``live`` automatically.
   mongodb - needs a real MongoDB; skipped unless ASTRO_DB_TEST_URI is set.
+Across the tiers, ``benchmark`` (runs a script of benchmarks/) and ``notebooks`` (executes the
+example notebooks) mark the slow subprocess runs CI keeps in a step of their own.
+xdist-safe: the session fixtures (the nx-27017 server) are per worker, each on a free port and
+its own temporary directory; redis_server is per test.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"mongodb: needs a real MongoDB; skipped unless {TEST_URI_ENV} is set",
+    )
+    config.addinivalue_line(
+        "markers",
+        "benchmark: runs a script of benchmarks/ (smoke tests, not timings); CI runs them in a step of their own",
+    )
+    config.addinivalue_line(
+        "markers",
+        "notebooks: executes the example notebooks (the notebooks extra); CI runs them in a step of their own",
     )
 
 

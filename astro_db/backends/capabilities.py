@@ -43,17 +43,20 @@ class Capabilities:
     plaintext_by_default: bool
     #: collections take ``$jsonSchema`` validators (``create`` / ``collMod``; ``astro_db.schema``)
     validators: bool
+    #: the data lives in this process, in mongomock-ng: a test double that comes with the
+    #: ``embedded`` extra (``Connection`` refuses to start without it, naming the extra)
+    test_double: bool
 
 
 EMBEDDED = Capabilities(
     name="embedded", network=False, driver_events=False, session_counts=False, bulk_write=False,
     explain=False, storage_stats=False, topology=False, shared_data=False, raw_bson_inserts=False,
-    plaintext_by_default=True, validators=False,
+    plaintext_by_default=True, validators=False, test_double=True,
 )
 SERVER = Capabilities(
     name="server", network=True, driver_events=True, session_counts=True, bulk_write=True,
     explain=True, storage_stats=True, topology=True, shared_data=True, raw_bson_inserts=True,
-    plaintext_by_default=False, validators=True,
+    plaintext_by_default=False, validators=True, test_double=False,
 )
 
 

@@ -39,11 +39,13 @@ def list_(ctx: CliContext, model: str | None) -> None:
         for row in data:
             lines.append(f"{row['model']} ({row['collection']})")
             for spec in row["declared"]:
-                state = "ok" if spec["on_server"] else "MISSING"
+                state = "ok" if spec["on_server"] else "n/a" if spec.get("note") else "MISSING"
                 options = "".join(f" {k}" for k in ("unique", "sparse") if spec.get(k))
                 if "expireAfterSeconds" in spec:
                     options += f" ttl={spec['expireAfterSeconds']}s"
                 lines.append(f"  {state:<8} {spec['name']:<40} {_key(spec['key'])}{options}")
+                if spec.get("note"):
+                    lines.append(f"  {'':<8} note: {spec['note']}")
             for extra in row["extra"]:
                 lines.append(f"  {'EXTRA':<8} {extra['name']:<40} {_key(extra['key'])}")
         return "\n".join(lines)
@@ -69,6 +71,7 @@ def sync(ctx: CliContext, drop_extra: bool) -> None:
             lines.append(f"{r['model']:<22} " + ", ".join(parts))
             lines += [f"  created {name}" for name in r["created"]]
             lines += [f"  FAILED  {name}: {why}" for name, why in r["failed"].items()]
+            lines += [f"  note    {name}: {why}" for name, why in r.get("notes", {}).items()]
         return "\n".join(lines)
 
     ctx.emit(reports, human)

@@ -23,12 +23,19 @@ Web-sized bounds (``WEB_DEFAULTS``): a web request cannot wait the library's 30 
 both integrations give their ``Database`` a 3 s budget per call, a 3 s server selection and a
 3 s connect, unless the app's own settings (options, URL query, ``ASTRO_DB_*`` variables) say
 otherwise: a request during an outage gets its 503 within about 3 s.
+
+Request input is read here too, the same way for both frameworks: ``json_body`` (a body that is
+not JSON, is sent with another content type, nests deeper than ``MAX_BODY_DEPTH`` or holds
+``NaN``/``Infinity`` is a ``ValidationError``, so a JSON 400, never a ``RecursionError`` and a 500)
+and ``query_number`` (a query-string number; ``nan``, ``inf`` and non-numbers are a 400).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,7 +44,9 @@ from .. import errors
 from ..config import DatabaseConfig
 
 __all__ = ["ConnectOnce", "error_response", "response_headers", "not_found_body", "health_report", "health_status",
-           "WEB_DEFAULTS", "with_web_defaults"]
+           "WEB_DEFAULTS", "with_web_defaults", "json_body", "query_number", "MAX_BODY_DEPTH"]
+
+MAX_BODY_DEPTH = 64  # objects and arrays inside each other; the models nest a few levels
 
 #: The bounds the Flask and Django integrations use unless the app sets them (docs/integrations.md).
 WEB_DEFAULTS: Mapping[str, int] = {
@@ -218,3 +227,69 @@ def down_report(exc: BaseException) -> dict[str, Any]:
 def health_status(report: Mapping[str, Any]) -> int:
     """200 when the report says ok or degraded (still serving), else 503."""
     return 200 if report.get("status") in ("ok", "degraded") else 503
+
+
+# --- request input ------------------------------------------------------------------------------
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def json_body(raw: bytes | str | None, content_type: str | None, *, want: type | None = dict) -> Any:
+    """The request's JSON body, or a ``ValidationError`` (a JSON 400) saying what is wrong with it.
+
+    Refused: a content type other than ``application/json`` (or ``application/*+json``), an
+    empty body, bytes that are not JSON text (bad UTF-8 too), ``NaN``/``Infinity``, nesting
+    deeper than ``MAX_BODY_DEPTH`` (Python's parser would raise ``RecursionError`` on a
+    100,000-deep array), and, with ``want`` (``dict`` by default), another top-level type."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise errors.ValidationError(errors={"body": f"send Content-Type: application/json, got {media or 'none'!r}"})
+    if not raw:
+        raise errors.ValidationError(errors={"body": "send a JSON object; the body is empty"})
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise errors.ValidationError(errors={"body": f"nests deeper than {MAX_BODY_DEPTH} levels"}) from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise errors.ValidationError(errors={"body": f"is not valid JSON: {str(exc)[:120]}"}) from None
+    if _too_deep(data, MAX_BODY_DEPTH):
+        raise errors.ValidationError(errors={"body": f"nests deeper than {MAX_BODY_DEPTH} levels"})
+    if want is not None and not isinstance(data, want):
+        wanted = "a JSON object" if want is dict else f"JSON of type {want.__name__}"
+        raise errors.ValidationError(errors={"body": f"send {wanted}, got {type(data).__name__}"})
+    return data
+
+
+def query_number(args: Mapping[str, Any], name: str, *, integer: bool = False) -> float | int:
+    """The query-string parameter ``name`` as a finite number (an ``int`` with ``integer``), or a
+    ``ValidationError`` naming it: ``nan``, ``inf``, ``1e999`` and non-numbers are refused."""
+    text = args[name]
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise errors.ValidationError(errors={name: f"must be a number, got {text!r}"}) from None
+    if not math.isfinite(value):
+        raise errors.ValidationError(errors={name: f"must be a finite number, got {text!r}"})
+    if integer:
+        if not value.is_integer():
+            raise errors.ValidationError(errors={name: f"must be a whole number, got {text!r}"})
+        return int(value)
+    return value

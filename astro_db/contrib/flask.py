@@ -16,7 +16,9 @@ thread-safe pool). It is built from ``app.config``:
 By default the connection is lazy: the first ``ext.db`` connects, and a failed connect raises
 ``DatabaseConnectionError`` (a 503) and is retried by the next request, so the app starts
 while the database is still coming up. ``ext.current_db`` acts for the request's user when an
-``actor_loader`` is given (role-based access through ``db.as_actor``).
+``actor_loader`` is given (role-based access through ``db.as_actor``). ``ext.json_body()`` and
+``ext.query_number(name)`` read request input: a body that cannot be parsed (not JSON, another
+content type, nested too deep) and a non-finite or non-numeric query number are a JSON 400.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from flask import (
     has_app_context,
     has_request_context,
     jsonify,
+    request,
 )
 from werkzeug.exceptions import NotFound
 
@@ -128,6 +131,17 @@ class AstroDB:
         if key not in g:
             setattr(g, key, self._acting_view(db))
         return getattr(g, key)
+
+    def json_body(self, want: type | None = dict) -> Any:
+        """The request's JSON body (an object by default), or a ``ValidationError``, so a JSON
+        400: another content type, an empty body, text that is not JSON, ``NaN``, or nesting
+        deeper than ``_http.MAX_BODY_DEPTH`` (``request.get_json()`` raises ``RecursionError``
+        on a 100,000-deep array)."""
+        return _http.json_body(request.get_data(cache=True), request.content_type, want=want)
+
+    def query_number(self, name: str, *, integer: bool = False) -> float | int:
+        """The query-string parameter ``name`` as a finite number, or a JSON 400 naming it."""
+        return _http.query_number(request.args, name, integer=integer)
 
     def get_or_404(self, model: str, query: Mapping[str, Any], **options: Any) -> Any:
         """``current_db.find_one(model, query)``, or a JSON 404 (``DocumentNotFound``)."""

@@ -49,6 +49,10 @@ class Connection:
     """Owns the client of one ``Database``: build, ping with retries, close."""
 
     def __init__(self, config: DatabaseConfig, listeners: Sequence[Any] = ()) -> None:
+        if capabilities(config).test_double:
+            from ..backends import embedded
+
+            embedded.require()  # ConfigError naming the 'embedded' extra without mongomock-ng
         self.config = config
         self.alias = f"astro_db_{next(_aliases)}"
         self._listeners = list(listeners)

@@ -311,7 +311,7 @@ class Executor:
         return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.option("lean", False))
 
     def update_many(self, op: Operation) -> int:
-        _, writer, filt, compiled, _ = self._updating(op)
+        _, writer, filt, compiled, _ = self._updating(op, all=op.option("all", False))
         return writer.update_many(filt, compiled)
 
     def delete(self, op: Operation) -> bool:
@@ -370,11 +370,14 @@ class Executor:
         session = resolve.session(self.runtime, op.transaction)
         return info, session, authorize.check(op.actor, op.name, info)
 
-    def _updating(self, op: Operation) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate, int | None]:
+    def _updating(self, op: Operation, *, all: bool | None = None,  # noqa: A002
+                  ) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate, int | None]:
         """Steps 1 to 4 of an update: the filter and the update compiled, scoped and sealed, and
-        the writer that runs it."""
+        the writer that runs it. ``all`` (``update_many``): an empty filter needs ``all=True``."""
         rt = self.runtime
         info, session, guard = self._begin(op)
+        if all is not None:
+            compile.require_target(info, op.query, op.name, all=all)
         filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
         compiled = compile.update(rt, info, guard, op.data)
         expected = compile.revision(op.option("expected_revision"))

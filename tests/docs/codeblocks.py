@@ -137,11 +137,13 @@ class PageRun:
     done: int = 0  # how many of the page's blocks have run (no-run ones counted)
     failed: str | None = None  # where an earlier block failed
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+    _otel: Any = None  # OpenTelemetry's global tracer provider before the page ran (restored by close())
     _env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from astro_db.security.crypto import new_key
 
+        self._otel = _otel_globals()
         self._tmp = tempfile.TemporaryDirectory(prefix="astro-docs-")
         self._env = {k: v for k, v in os.environ.items() if k not in CLEARED_VARIABLES}
         self._env[KEY_VARIABLE] = new_key()
@@ -201,7 +203,37 @@ class PageRun:
                 except Exception:  # a block may have closed it already
                     traceback.print_exc()
         self.namespace.clear()
+        _restore_otel_globals(self._otel)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _otel_globals() -> Any:
+    """OpenTelemetry's process-wide tracer provider as it is now (``None`` without the SDK)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE._done
+
+
+def _restore_otel_globals(saved: Any) -> None:
+    """Undo a page's ``trace.set_tracer_provider(...)`` (monitoring.md sets one "once, at start-up"):
+    the global can be set only once per process, so left in place it would decide the sampling
+    and export of every later test (tests/unit/test_tracing.py's own provider among them)."""
+    if saved is None:
+        return
+    from opentelemetry import trace
+
+    provider = trace._TRACER_PROVIDER
+    if provider is not saved[0]:
+        shutdown = getattr(provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE._done = saved
+        from astro_db.monitoring import tracing
+
+        if hasattr(tracing._tracer, "_real_tracer"):  # the API's proxy bound itself to the page's provider
+            tracing._tracer._real_tracer = None
 

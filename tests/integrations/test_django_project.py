@@ -90,7 +90,35 @@ def test_invalid_input_is_a_400_naming_each_field_and_writes_nothing(client, db)
 def test_a_body_that_is_not_json_is_a_400(client):
     response = client.post("/users", data="not json", content_type="application/json")
     assert response.status_code == 400
-    assert response.json()["errors"] == {"body": "send a JSON object"}
+    assert response.json()["errors"]["body"].startswith("is not valid JSON")
+
+
+@pytest.mark.parametrize("data, content_type, says", [
+    ("[" * 100_000 + "]" * 100_000, "application/json", "nests deeper than 64 levels"),  # RecursionError before
+    ('{"email": "a@b.co", "name": Infinity}', "application/json", "is not valid JSON: Infinity is not JSON"),
+    ("  ", "application/json", "is not valid JSON"),
+    ("null", "application/json", "send a JSON object, got NoneType"),
+    ('{"email": "a@b.co", "name": "Ann"}', "text/plain", "send Content-Type: application/json, got 'text/plain'"),
+])
+def test_any_body_that_cannot_be_parsed_is_a_json_400_and_writes_nothing(client, db, data, content_type, says):
+    response = client.post("/users", data=data, content_type=content_type)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert says in response.json()["errors"]["body"]
+    assert db.count("User", {}) == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999", "lots"])
+def test_a_query_number_that_is_not_finite_is_a_400(client, db, value):
+    user = db.create("User", make.user())
+    response = client.get(f"/users/{user.id}/insights?min_energy={value}")
+    assert response.status_code == 400 and "min_energy" in response.json()["errors"]
+
+
+def test_a_finite_query_number_filters(client, db):
+    user = db.create("User", make.user())
+    db.create_many("PlanetaryInsight", [make.planetary_insight(user.id, date=f"2024-03-0{d}", energyLevel=10 * d) for d in (1, 5)])
+    response = client.get(f"/users/{user.id}/insights?min_energy=40")
+    assert [i["energyLevel"] for i in response.json()["insights"]] == [50]
 
 
 def test_a_malformed_id_is_a_400(client):

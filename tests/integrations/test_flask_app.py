@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from astro_db.testing import Factories
@@ -97,7 +99,49 @@ def test_an_out_of_range_insight_is_a_400_and_not_stored(app, client, user):
 def test_a_body_that_is_not_a_json_object_is_a_400(client):
     response = client.post("/users", data="email=a@b.co", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400
-    assert response.get_json()["errors"] == {"body": "send a JSON object"}
+    assert response.get_json()["errors"] == {"body": "send Content-Type: application/json, got 'application/x-www-form-urlencoded'"}
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("data, content_type, says", [
+    (DEEP, "application/json", "nests deeper than 64 levels"),  # RecursionError and an HTML 500 before
+    ('{"email": "a@b.co", "name": ' + "[" * 70 + "]" * 70 + "}", "application/json", "nests deeper than 64 levels"),
+    ("not json", "application/json", "is not valid JSON"),
+    (b"\xff\xfe\x00", "application/json", "is not valid JSON"),
+    ('{"email": "a@b.co", "name": NaN}', "application/json", "is not valid JSON: NaN is not JSON"),
+    ("", "application/json", "the body is empty"),
+    ('["a list"]', "application/json", "send a JSON object, got list"),
+    ('{"email": "a@b.co", "name": "Ann"}', "text/plain", "send Content-Type: application/json, got 'text/plain'"),
+    ('{"email": "a@b.co", "name": "Ann"}', None, "send Content-Type: application/json, got 'none'"),
+])
+def test_any_body_that_cannot_be_parsed_is_a_json_400_and_writes_nothing(app, client, data, content_type, says):
+    response = client.post("/users", data=data, content_type=content_type)
+    assert response.status_code == 400 and response.is_json
+    assert response.get_json()["error"] == "ValidationError"
+    assert says in response.get_json()["errors"]["body"]
+    assert stored(app, "User") == 0
+
+
+def test_a_json_content_type_with_a_charset_or_a_suffix_is_json(client):
+    for n, content_type in enumerate(("application/json; charset=utf-8", "application/merge-patch+json")):
+        data = json.dumps({"email": f"ann{n}@b.co", "name": "Ann"})
+        response = client.post("/users", data=data, content_type=content_type)
+        assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e999"])
+def test_a_non_finite_number_in_the_query_string_is_a_400(client, user, value):
+    response = client.get(f"/users/{user['id']}/insights?min_energy={value}")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"min_energy": f"must be a finite number, got {value!r}"}
+
+
+@pytest.mark.parametrize("value, says", [("2.5", "must be a whole number"), ("nan", "must be a finite number")])
+def test_a_limit_must_be_a_finite_whole_number(client, user, value, says):
+    response = client.get(f"/users/{user['id']}/insights?limit={value}")
+    assert response.status_code == 400 and says in response.get_json()["errors"]["limit"]
 
 
 def test_a_malformed_id_in_the_path_is_a_400(client):
@@ -143,7 +187,10 @@ def test_healthz_is_200_with_the_health_report(client):
 
 
 def test_with_the_server_down_healthz_is_503_and_requests_get_a_json_503(down_url):
-    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "ASTRO_DB_OPTIONS": DOWN_OPTIONS, "TESTING": True})
+    from astro_db.security import new_key
+
+    options = {**DOWN_OPTIONS, "encryption_key": new_key()}  # a server: the example wants a key
+    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "ASTRO_DB_OPTIONS": options, "TESTING": True})
     client = app.test_client()
 
     health = client.get("/healthz")
@@ -174,3 +221,21 @@ def test_a_reader_may_not_write_and_gets_a_403(app, client):
     assert response.status_code == 403
     assert response.get_json()["error"] == "PermissionDeniedError"
     assert stored(app, "User") == 0
+
+
+def test_on_a_server_without_an_encryption_key_the_app_refuses_to_start_naming_it(down_url, monkeypatch):
+    """POST /users/<id>/chart was a 500 (EncryptionError, reason only in the server log); the
+    app now stops at start-up, before it connects or writes anything, naming the setting."""
+    from astro_db import errors
+
+    monkeypatch.delenv("ASTRO_DB_ENCRYPTION_KEY", raising=False)
+    with pytest.raises(errors.ConfigError, match=r"ASTRO_DB_ENCRYPTION_KEY=.*astro-db new-key") as caught:
+        flask_app.create_app({"ASTRO_DB_URL": down_url, "TESTING": True})
+    assert caught.value.key == "encryption_key"
+
+
+def test_on_a_server_with_a_key_the_app_starts(down_url):
+    from astro_db.security import new_key
+
+    app = flask_app.create_app({"ASTRO_DB_URL": down_url, "TESTING": True, "ASTRO_DB_OPTIONS": {"encryption_key": new_key()}})
+    flask_app.astro.close(app)

@@ -8,6 +8,8 @@ import pytest
 
 from .helpers import EXAMPLES
 
+pytestmark = pytest.mark.notebooks
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -43,6 +45,10 @@ def test_notebook_runs_top_to_bottom_and_its_plots_produce_images(path: Path, mo
         assert images, f"{path.name}: a plot cell produced no image:\n{cell.source[:200]}"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
+    # the notebook chose the embedded backend on purpose: no EmbeddedDatabaseWarning in any cell
+    streams = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                      if o.output_type == "stream")
+    assert "EmbeddedDatabaseWarning" not in streams
 
 
 def test_the_notebooks_extra_installs_what_running_a_notebook_headless_needs():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pymongo
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -46,6 +47,7 @@ def test_the_sides_share_one_seeded_database_on_clients_of_their_own(live_server
         client.close()
 
 
+@pytest.mark.benchmark
 def test_the_growth_table_prints_a_row_per_collection_size():
     import subprocess
 

@@ -1,5 +1,8 @@
 """The query cache across processes: real worker processes sharing one nx-27017 server and one
-real redis-server (tests/redis_server.py). Waits poll a condition with a generous bound."""
+real redis-server (tests/redis_server.py). Waits poll a condition with a generous bound; a read
+that must meet a settled cache waits first until every worker has received every notice
+published so far (``settle``), never on a sleep: a notice still in flight would drop the entry
+the read is about to count as a hit."""
 
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class Worker:
     """One worker process (cache_bus_worker.py), driven over its stdin / stdout."""
 
-    def __init__(self, url: str, bus: str, log: Path, store: str | None = None) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+    def __init__(self, url: str, bus: str, log: Path, store: str | None = None, hold: bool = False) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), ASTRO_TEST_HOLD_NOTICES="1" if hold else "0")
         self._log = open(log, "wb")
         self.proc = subprocess.Popen([sys.executable, str(WORKER), url, bus, *([store] if store else [])], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
@@ -55,14 +58,25 @@ class Worker:
 def workers(live_url, tmp_path):
     started: list[Worker] = []
 
-    def start(bus: str, n: int = 2, store: str | None = None) -> list[Worker]:
+    def start(bus: str, n: int = 2, store: str | None = None, hold: bool = False) -> list[Worker]:
+        """``hold``: the workers apply each bus notice at the worst moment (cache_bus_worker.py)."""
         for _i in range(n):
-            started.append(Worker(live_url, bus, tmp_path / f"worker{len(started)}.log", store))
+            started.append(Worker(live_url, bus, tmp_path / f"worker{len(started)}.log", store, hold))
         return started[-n:]
 
     yield start
     for worker in started:
         worker.close()
+
+
+def settle(*workers: Worker) -> None:
+    """Wait until each worker has received every notice the workers published so far.
+
+    Every worker subscribes to the one channel (its own notices included), so once a worker's
+    ``received`` reaches the sum of everyone's ``sent``, no notice is still on its way to it."""
+    published = sum(worker.call("stats")["bus"]["sent"] for worker in workers)
+    for worker in workers:
+        worker.wait("received", at_least=published)
 
 
 def _email() -> str:
@@ -78,11 +92,15 @@ def test_without_a_shared_bus_another_process_serves_the_old_name(workers):
     assert b.call("read", id=uid)["name"] == "v0"  # served from B's cache: stale
 
 
-def test_a_write_in_one_process_is_never_served_stale_by_another_once_delivered(workers, redis_server):
-    a, b = workers(redis_server.url)
+@pytest.mark.parametrize("hold", [False, True], ids=["as_delivered", "notices_at_the_worst_moment"])
+def test_a_write_in_one_process_is_never_served_stale_by_another_once_delivered(workers, redis_server, hold):
+    """With ``hold`` each notice lands between two reads, as it did now and then under load:
+    the reads still meet a settled cache because the test waits on delivery counts first."""
+    a, b = workers(redis_server.url, hold=hold)
     for worker in (a, b):
         worker.wait("connected", value=True)
     uid = a.call("create", email=_email(), name="v0")["id"]
+    settle(a, b)  # the create's notice reached B: it cannot drop what B caches next
     assert b.call("read", id=uid)["name"] == "v0"
     hits = b.call("read", id=uid)["cache"]["hits"]
     assert hits >= 1  # B caches
@@ -106,6 +124,7 @@ def test_killing_redis_loses_no_invalidation_and_serves_nothing_cached_meanwhile
     for worker in (a, b):
         worker.wait("connected", value=True)
     uid = a.call("create", email=_email(), name="before")["id"]
+    settle(a, b)
     b.call("read", id=uid)
     cached = b.call("read", id=uid)["cache"]
     assert cached["hits"] >= 1
@@ -157,10 +176,11 @@ def test_a_message_lost_while_connected_is_caught_by_the_generation_gap(workers,
 
 
 def test_with_the_shared_store_a_read_in_one_process_is_a_hit_in_another(workers, redis_server):
-    a, b = workers(redis_server.url, store=redis_server.url)
+    a, b = workers(redis_server.url, store=redis_server.url, hold=True)
     for worker in (a, b):
         worker.wait("connected", value=True)
     uid = a.call("create", email=_email(), name="v0")["id"]
+    settle(a, b)
     a.call("read", id=uid)  # A stores it in Redis
     out = b.call("read", id=uid)
     assert out["name"] == "v0" and out["bus"]["shared_store"]["hits"] == 1  # B never asked the server
@@ -214,6 +234,9 @@ def test_change_streams_see_writes_made_outside_the_service(live_url):
             assert time.monotonic() < deadline
             pause.wait(0.01)
         user = db.create("User", {"email": _email(), "name": "v0"})
+        while cache.bus_stats()["received"] < 1:  # the create's own change event, before the reads
+            assert time.monotonic() < deadline
+            pause.wait(0.01)
         db.find_one("User", {"id": user.id})
         assert db.find_one("User", {"id": user.id}).name == "v0"
         received = cache.bus_stats()["received"]
@@ -226,6 +249,7 @@ def test_change_streams_see_writes_made_outside_the_service(live_url):
         db.disconnect()
 
 
+@pytest.mark.benchmark
 def test_the_cache_bus_benchmark_prints_its_figures_in_tiny_mode():
     """A smoke test of benchmarks/cache_bus.py (its own nx-27017 and redis-server): not a timing."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cache_bus.py"), "--tiny"],

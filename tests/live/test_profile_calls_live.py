@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.benchmark
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_calls.py"
 KINDS = ("create", "update", "find_one", "find_lean")
 

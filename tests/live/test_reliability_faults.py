@@ -376,7 +376,11 @@ def test_a_flask_request_during_an_outage_gets_its_503_within_the_web_budget(ser
         import flask_app
     finally:
         sys.path.pop(0)
-    app = flask_app.create_app({"ASTRO_DB_URL": live_url, "ASTRO_DB_EAGER_CONNECT": True})
+    from astro_db.security import new_key
+
+    # a server: the example wants an encryption key (it refuses to start without one)
+    app = flask_app.create_app({"ASTRO_DB_URL": live_url, "ASTRO_DB_EAGER_CONNECT": True,
+                                "ASTRO_DB_OPTIONS": {"encryption_key": new_key()}})
     client = app.test_client()
     with app.app_context():
         db = app.extensions["astro_db"].database

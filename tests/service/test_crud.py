@@ -153,6 +153,14 @@ def test_update_many_counts_modified(db, user):
     assert db.count("PlanetaryInsight", {"summary": "revised"}) == 3
 
 
+def test_update_many_with_an_empty_query_asks_the_same_opt_in_as_delete_many(db, user):
+    db.create_many("PlanetaryInsight", [insight_data(user.id, day=d) for d in range(3)])
+    with pytest.raises(errors.QueryError, match=r"update_many with an empty query would update every PlanetaryInsight; pass all=True"):
+        db.update_many("PlanetaryInsight", {}, {"summary": "everyone"})
+    assert db.count("PlanetaryInsight", {"summary": "everyone"}) == 0  # nothing was sent
+    assert db.update_many("PlanetaryInsight", {}, {"summary": "everyone"}, all=True) == 3
+
+
 def test_delete_and_delete_many(db, user):
     db.create_many("PlanetaryInsight", [insight_data(user.id, day=d) for d in range(3)])
     assert db.delete("User", {"id": str(user.id)}) is True

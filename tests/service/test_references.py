@@ -70,7 +70,7 @@ def test_create_many_checks_the_batch_in_one_query_and_reports_orphans(checked):
 def test_update_refuses_to_point_a_document_at_no_user(checked):
     row = checked.create("TimingRecommendation", {"userId": checked.user.id, "activity": "travel"})
     for call in (lambda: checked.update("TimingRecommendation", {"id": row.id}, {"userId": GHOST}),
-                 lambda: checked.update_many("TimingRecommendation", {}, {"$set": {"userId": GHOST}})):
+                 lambda: checked.update_many("TimingRecommendation", {}, {"$set": {"userId": GHOST}}, all=True)):
         with pytest.raises(ValidationError, match="no User with id"):
             call()
     assert checked.find_one("TimingRecommendation", {"id": row.id}).user_id == checked.user.id

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 BOTH = ("raw PyMongo", "astro_db default", "astro_db hooks off")
 OPERATIONS = {  # every operation's row, with the variants it compares

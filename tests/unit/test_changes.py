@@ -24,7 +24,10 @@ from .security_data import new_db, user_data
 
 
 def records(db, **filt) -> list[dict]:
-    return list(db.mongo[CHANGES_COLLECTION].find(filt, sort=[("t", 1), ("rev", 1)]))
+    """The change records in the order they were written (the embedded backend returns
+    insertion order), never by their millisecond timestamp: two records written in the same
+    millisecond would otherwise come back in any order."""
+    return list(db.mongo[CHANGES_COLLECTION].find(filt))
 
 
 def users(db, n: int) -> list:
@@ -279,7 +282,17 @@ def test_advance_moves_the_revision_in_the_same_update_and_takes_the_servers_clo
     assert advance({"$push": {"tags": 1}}, op)["$inc"] == {"_rev": 1}
 
 
-def test_every_write_path_advances_the_revision_once(db):
+@pytest.mark.parametrize("same_millisecond", [False, True], ids=["clock", "one_millisecond"])
+def test_every_write_path_advances_the_revision_once(db, monkeypatch, same_millisecond):
+    """With ``same_millisecond`` every record carries the same time, as fast writes on a busy
+    machine may: the order checked is the order written, never the timestamp's."""
+    if same_millisecond:
+        import datetime as dt
+
+        from astro_db.changes import records as change_records
+
+        instant = dt.datetime(2026, 12, 6, 7, 0, tzinfo=dt.timezone.utc)
+        monkeypatch.setattr(change_records, "ms_time", lambda value: instant)
     [user] = users(db, 1)
     chart = db.create("BirthChart", {"userId": str(user.id), "birthData": {
         "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",

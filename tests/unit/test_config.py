@@ -142,3 +142,36 @@ def test_url_options_reach_the_client():
         assert client.options.server_selection_timeout == 0.321 and client.options.pool_options.max_pool_size == 7
     finally:
         db.disconnect()
+
+
+@pytest.mark.parametrize("url, says", [
+    ("mongodb://localhost:99999/astro", "port '99999' of host 'localhost'"),
+    ("mongodb://localhost:0/astro", "port '0'"),
+    ("mongodb://localhost:-1/astro", "port '-1'"),
+    ("mongodb://localhost:abc/astro", "port 'abc'"),
+    ("mongodb://localhost:/astro", "port ''"),
+    ("mongodb://h1:27017,h2:65536/astro?replicaSet=rs0", "port '65536' of host 'h2'"),
+    ("mongodb://[::1]:70000/astro", "port '70000' of host '[::1]'"),
+    ("mongodb://ann:s3cret@localhost:99999/astro", "port '99999'"),
+    ("mongodb+srv://cluster.example.com:27017/astro", "takes no port"),
+])
+def test_a_bad_port_is_a_config_error_naming_it_before_any_connection(url, says):
+    from astro_db import Database
+
+    with pytest.raises(ConfigError, match=r"is not a number from 1 to 65535|takes no port") as caught:
+        Database(url)
+    assert says in str(caught.value) and caught.value.key == "url"
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["mongodb://localhost:27017/astro", "mongodb://[::1]:27017,db2/astro",
+                                 "mongodb://%2Ftmp%2Fmongodb-27017.sock/astro", "mongodb+srv://cluster.example.com/astro"])
+def test_good_ports_and_hosts_pass(url):
+    assert DatabaseConfig(url=url).url == url
+
+
+@pytest.mark.parametrize("key", ["cache_bus", "cache_store"])
+def test_a_bad_redis_port_is_a_config_error(key):
+    with pytest.raises(ConfigError, match="port that is not a number from 1 to 65535") as caught:
+        DatabaseConfig(url="mongodb://localhost/astro", **{"cache_bus": "redis://localhost:6379/0", key: "redis://localhost:99999/0"})
+    assert caught.value.key == key

@@ -62,7 +62,7 @@ def test_an_envelope_shaped_place_is_sealed_and_reads_back_as_the_same_text(db, 
     assert place_of(as_mallory.find("BirthChart", lean=True)[0]) == stolen
     assert place_of(as_mallory.aggregate("BirthChart", [{"$project": {"birthData": 1}}])[0]) == stolen
     as_mallory.update("BirthChart", {"id": mine.id}, {NAME: stolen})
-    as_mallory.update_many("BirthChart", {}, {"$set": {"birthData.location": {"name": stolen, "coordinates": [1, 2]}}})
+    as_mallory.update_many("BirthChart", {}, {"$set": {"birthData.location": {"name": stolen, "coordinates": [1, 2]}}}, all=True)
     assert [place_of(d) for d in as_mallory.find("BirthChart", lean=True)] == [stolen]
     assert SECRET_PLACE not in repr(as_mallory.find("BirthChart", lean=True))
 
@@ -159,7 +159,7 @@ def test_without_a_key_writing_a_sensitive_field_is_refused_and_writes_nothing(k
     with pytest.raises(EncryptionError, match=message):
         keyless.update("BirthChart", {"id": chart.id}, {NAME: "Oslo"})
     with pytest.raises(EncryptionError, match=message):
-        keyless.update_many("BirthChart", {}, {"$set": {"birthData.location": {"name": "Oslo"}}})
+        keyless.update_many("BirthChart", {}, {"$set": {"birthData.location": {"name": "Oslo"}}}, all=True)
     assert snapshot(keyless) == after
     assert keyless.update("BirthChart", {"id": chart.id}, {"houseSystem": "koch"}).house_system == "koch"
 

@@ -265,7 +265,7 @@ def test_update_refuses_hostile_update_documents(seeded, update):
     with pytest.raises(REFUSED):
         seeded.update("User", {}, update)
     with pytest.raises(REFUSED):
-        seeded.update_many("User", {}, update)
+        seeded.update_many("User", {}, update, all=True)
     assert snapshot(seeded) == before
 
 

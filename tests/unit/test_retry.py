@@ -11,7 +11,6 @@ No test waits: the policy's ``sleep`` records the waits instead.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import pytest
@@ -298,37 +297,61 @@ def test_a_bad_timeout_ms_is_refused_before_anything_is_sent(db, bad):
     assert db.count("User", {}) == 0
 
 
-def wait_out_the_bound():
-    """Poll until the running call's time bound has run out (no fixed sleep). The bounds below
-    are a second long, not a few ms, so a loaded machine cannot spend them before the first
-    driver call is even made."""
+class BoundClock:
+    """The clock the time bounds read (``timeouts.time.monotonic``) and the retry policy's
+    injected ``clock`` (``uses(db)``), moved by hand: a bound runs out when a test says so,
+    never by waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def uses(self, db: Database) -> Database:
+        db.executor.runtime.retry.clock = self.monotonic
+        return db
+
+
+@pytest.fixture
+def bound_clock(monkeypatch):
+    clock = BoundClock()
+    monkeypatch.setattr(timeouts, "time", clock)
+    return clock
+
+
+def wait_out_the_bound(clock: BoundClock) -> None:
+    """Move the bounds' clock past the running call's deadline (no waiting)."""
     bound = timeouts.current_bound(None)
-    while not bound.expired():
-        time.sleep(0.0005)
+    clock.now = bound.deadline + 0.001
+    assert bound.expired()
 
 
-def test_an_expired_per_call_timeout_raises_operation_timeout_error_without_retrying(db):
+def test_an_expired_per_call_timeout_raises_operation_timeout_error_without_retrying(db, bound_clock):
     # What PyMongo raises when its client-side deadline (pymongo.timeout) passes mid-call.
-    flaky = make_flaky(db, "User", "find", lambda: (wait_out_the_bound(), pm.NetworkTimeout("timed out"))[1], times=99)
+    bound_clock.uses(db)
+    flaky = make_flaky(db, "User", "find", lambda: (wait_out_the_bound(bound_clock), pm.NetworkTimeout("timed out"))[1], times=99)
     with pytest.raises(OperationTimeoutError, match=r"find on User did not finish within 1000 ms \(timeout_ms\)"):
         db.find("User", {}, timeout_ms=1000)
     assert flaky.calls == 1 and db.waits == []  # no retry once the bound is spent
 
 
-def test_the_config_default_operation_timeout_bounds_calls_without_timeout_ms():
+def test_the_config_default_operation_timeout_bounds_calls_without_timeout_ms(bound_clock):
     with Database(f"mongomock://localhost/r{uuid.uuid4().hex[:8]}", operation_timeout_ms=1000) as db:
+        bound_clock.uses(db)
         make_flaky(db, "User", "count_documents",
-                   lambda: (wait_out_the_bound(), pm.ExecutionTimeout("operation exceeded time limit", 50))[1], times=99)
+                   lambda: (wait_out_the_bound(bound_clock), pm.ExecutionTimeout("operation exceeded time limit", 50))[1], times=99)
         with pytest.raises(OperationTimeoutError, match=r"1000 ms \(operation_timeout_ms\)"):
             db.count("User", {})
 
 
-def test_a_bound_spent_by_earlier_steps_fails_the_next_step_before_it_is_sent(db):
+def test_a_bound_spent_by_earlier_steps_fails_the_next_step_before_it_is_sent(db, bound_clock):
+    bound_clock.uses(db)
     info = db.executor.runtime.registry.resolve("User")
     sent = []
 
     def two_steps():
-        db.executor.call(info, "find", lambda: (sent.append(1), wait_out_the_bound()))
+        db.executor.call(info, "find", lambda: (sent.append(1), wait_out_the_bound(bound_clock)))
         db.executor.call(info, "find", lambda: sent.append(2))
 
     with pytest.raises(OperationTimeoutError):

@@ -1,4 +1,5 @@
-"""``get_database()`` and ``get_or_404()``: what views call to reach astro_db."""
+"""``get_database()``, ``get_or_404()``, ``json_body()`` and ``query_number()``: what views call to
+reach astro_db and read request input (a body or number it cannot use is a JSON 400)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.http import Http404
 
 from .. import _http
 
-__all__ = ["get_database", "get_or_404", "DocumentNotFound"]
+__all__ = ["get_database", "get_or_404", "json_body", "query_number", "DocumentNotFound"]
 
 
 class DocumentNotFound(Http404):  # type: ignore[misc]  # Django ships no type information
@@ -33,3 +34,15 @@ def get_or_404(model: str, query: Mapping[str, Any], **options: Any) -> Any:
     if found is None:
         raise DocumentNotFound(model, query)
     return found
+
+
+def json_body(request: Any, want: type | None = dict) -> Any:
+    """The request's JSON body (an object by default), or a ``ValidationError``, which
+    ``AstroDBErrorMiddleware`` answers with a JSON 400: another content type, an empty body,
+    text that is not JSON, ``NaN``, or nesting deeper than ``_http.MAX_BODY_DEPTH``."""
+    return _http.json_body(request.body, request.content_type, want=want)
+
+
+def query_number(request: Any, name: str, *, integer: bool = False) -> float | int:
+    """``request.GET[name]`` as a finite number, or a JSON 400 naming it (``nan``, ``inf``...)."""
+    return _http.query_number(request.GET, name, integer=integer)

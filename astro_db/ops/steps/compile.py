@@ -184,11 +184,13 @@ def pipeline(rt: Runtime, info: ModelInfo, guard: Guard, stages: Any) -> list[di
 
 
 def require_target(info: ModelInfo, query: Any, call: str, *, all: bool = False) -> None:  # noqa: A002
-    """A delete must name what it deletes: an empty query is refused unless ``all=True``.
-    Checked on the caller's query, before the scope narrows it."""
+    """A delete or a many-document update must name what it changes: an empty query is refused
+    unless ``all=True`` (the same opt-in for ``delete_many`` and ``update_many``). Checked on the
+    caller's query, before the scope narrows it."""
     if query:
         return
     if call == "delete":
         raise QueryError("delete needs a query naming the document (e.g. {'id': ...})")
     if not all:
-        raise QueryError(f"delete_many with an empty query would delete every {info.name}; pass all=True to mean it")
+        verb = "update" if call == "update_many" else "delete"
+        raise QueryError(f"{call} with an empty query would {verb} every {info.name}; pass all=True to mean it")

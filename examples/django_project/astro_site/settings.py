@@ -2,7 +2,7 @@
 
 ``ASTRO_DB`` takes the seed's dict (or just a URL string). With no URL here and no
 $MONGODB_URL the project refuses to start, unless DEBUG (``DJANGO_DEBUG=1``): then astro_db
-runs on its embedded in-memory backend, whose data is lost at exit.
+runs on its embedded in-memory backend (chosen here explicitly), whose data is lost at exit.
 """
 
 import os
@@ -24,6 +24,7 @@ DATABASES = {}
 USE_TZ = True
 
 ASTRO_DB = {
-    "url": os.environ.get("MONGODB_URL"),
+    # with DEBUG and no URL: the embedded backend, chosen explicitly (no EmbeddedDatabaseWarning)
+    "url": os.environ.get("MONGODB_URL") or ("mongomock://localhost/astro_site" if DEBUG else None),
     "options": {"maxPoolSize": 50, "serverSelectionTimeoutMS": 5000},
 }
