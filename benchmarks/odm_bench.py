@@ -102,9 +102,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="after the measured run, run each task's astro_db default side once more under "
                              "cProfile and print astro_db's N most expensive functions (cumulative); not in the figures")
     args = parser.parse_args(argv)
-    args.ops = args.ops or (QUICK["ops"] if args.quick else SPEC_OPS)
-    args.large_ops = args.large_ops or (QUICK["large_ops"] if args.quick else args.ops)
-    args.iterations = args.iterations or (QUICK["iterations"] if args.quick else 10)
+    if args.ops is None:
+        args.ops = QUICK["ops"] if args.quick else SPEC_OPS
+    if args.large_ops is None:
+        args.large_ops = QUICK["large_ops"] if args.quick else args.ops
+    if args.iterations is None:
+        args.iterations = QUICK["iterations"] if args.quick else 10
     for name in ("ops", "large_ops", "iterations"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -68,19 +68,19 @@ def _int() -> Any:
     return NumberField(integer=True)
 
 
-StringEmbedded: Any = type("StringEmbedded", (AstroEmbeddedDocument,), {
+StringEmbedded: Any = type("OdmStringEmbedded", (AstroEmbeddedDocument,), {
     **_flat_fields(SUB_FIELDS, range(0), _text, _int), "unique_id": TextField(max_length=64)})
-IntegerEmbedded: Any = type("IntegerEmbedded", (AstroEmbeddedDocument,), _flat_fields(range(0), SUB_FIELDS, _text, _int))
+IntegerEmbedded: Any = type("OdmIntegerEmbedded", (AstroEmbeddedDocument,), _flat_fields(range(0), SUB_FIELDS, _text, _int))
 
-SmallFlat: Any = type("SmallFlat", (AstroDocument,), {
+SmallFlat: Any = type("OdmSmallFlat", (AstroDocument,), {
     **_flat_fields(SMALL_TEXT, SMALL_INTS, _text, _int), "meta": _astro_meta("small")})
-ForeignKey: Any = type("ForeignKey", (AstroDocument,), {"name": TextField(max_length=200), "meta": _astro_meta("fk")})
-SmallFlatFk: Any = type("SmallFlatFk", (AstroDocument,), {
+ForeignKey: Any = type("OdmForeignKey", (AstroDocument,), {"name": TextField(max_length=200), "meta": _astro_meta("fk")})
+SmallFlatFk: Any = type("OdmSmallFlatFk", (AstroDocument,), {
     **_flat_fields(SMALL_TEXT, SMALL_INTS, _text, _int), "field_fk": StrictObjectIdField(),
-    "meta": {**_astro_meta("small_fk", [INDEXES["small_fk"]]), "references": {"field_fk": "ForeignKey"}}})
-LargeFlat: Any = type("LargeFlat", (AstroDocument,), {
+    "meta": {**_astro_meta("small_fk", [INDEXES["small_fk"]]), "references": {"field_fk": "OdmForeignKey"}}})
+LargeFlat: Any = type("OdmLargeFlat", (AstroDocument,), {
     **_flat_fields(LARGE_TEXT, LARGE_INTS, _text, _int), "image_field": me.BinaryField(), "meta": _astro_meta("large")})
-LargeNested: Any = type("LargeNested", (AstroDocument,), {
+LargeNested: Any = type("OdmLargeNested", (AstroDocument,), {
     **{f"embedded_str_doc_{n}": EmbeddedDocumentField(StringEmbedded) for n in STR_DOCS},
     "embedded_str_doc_array": RuleListField(EmbeddedDocumentField(StringEmbedded)),
     **{f"embedded_int_doc_{n}": EmbeddedDocumentField(IntegerEmbedded) for n in INT_DOCS},
@@ -104,24 +104,24 @@ def _peer_meta(key: str) -> dict[str, Any]:
     return {**_PEER_META, "collection": COLLECTIONS[key]}
 
 
-PeerStringEmbedded: Any = type("PeerStringEmbedded", (mongoengine.EmbeddedDocument,), {
+PeerStringEmbedded: Any = type("OdmPeerStringEmbedded", (mongoengine.EmbeddedDocument,), {
     **_flat_fields(SUB_FIELDS, range(0), lambda: me.StringField(max_length=1_000), me.IntField),
     "unique_id": me.StringField(max_length=64), "meta": {"strict": False}})
-PeerIntegerEmbedded: Any = type("PeerIntegerEmbedded", (mongoengine.EmbeddedDocument,), {
+PeerIntegerEmbedded: Any = type("OdmPeerIntegerEmbedded", (mongoengine.EmbeddedDocument,), {
     **_flat_fields(range(0), SUB_FIELDS, me.StringField, me.IntField), "meta": {"strict": False}})
 
-PeerSmallFlat: Any = type("PeerSmallFlat", (mongoengine.Document,), {
+PeerSmallFlat: Any = type("OdmPeerSmallFlat", (mongoengine.Document,), {
     **_peer_base(), **_flat_fields(SMALL_TEXT, SMALL_INTS, lambda: me.StringField(max_length=1_000), me.IntField),
     "meta": _peer_meta("small")})
-PeerForeignKey: Any = type("PeerForeignKey", (mongoengine.Document,), {
+PeerForeignKey: Any = type("OdmPeerForeignKey", (mongoengine.Document,), {
     **_peer_base(), "name": me.StringField(max_length=200), "meta": _peer_meta("fk")})
-PeerSmallFlatFk: Any = type("PeerSmallFlatFk", (mongoengine.Document,), {
+PeerSmallFlatFk: Any = type("OdmPeerSmallFlatFk", (mongoengine.Document,), {
     **_peer_base(), **_flat_fields(SMALL_TEXT, SMALL_INTS, lambda: me.StringField(max_length=1_000), me.IntField),
     "field_fk": me.ReferenceField(PeerForeignKey), "meta": _peer_meta("small_fk")})
-PeerLargeFlat: Any = type("PeerLargeFlat", (mongoengine.Document,), {
+PeerLargeFlat: Any = type("OdmPeerLargeFlat", (mongoengine.Document,), {
     **_peer_base(), **_flat_fields(LARGE_TEXT, LARGE_INTS, lambda: me.StringField(max_length=1_000), me.IntField),
     "image_field": me.BinaryField(), "meta": _peer_meta("large")})
-PeerLargeNested: Any = type("PeerLargeNested", (mongoengine.Document,), {
+PeerLargeNested: Any = type("OdmPeerLargeNested", (mongoengine.Document,), {
     **_peer_base(), **{f"embedded_str_doc_{n}": me.EmbeddedDocumentField(PeerStringEmbedded) for n in STR_DOCS},
     "embedded_str_doc_array": me.ListField(me.EmbeddedDocumentField(PeerStringEmbedded)),
     **{f"embedded_int_doc_{n}": me.EmbeddedDocumentField(PeerIntegerEmbedded) for n in INT_DOCS},

@@ -2,7 +2,8 @@
 
 A task's score for a side is the task's dataset size (bytes an operation counts for, times the
 operations of an iteration) over the median wall time of its measured iterations, in MB/s (SI:
-10^6 bytes). The percentiles are the spec's nearest rank: ``A[int(N * p / 100) - 1]`` of the
+10^6 bytes); the median is the spec's, its nearest-rank 50th percentile (for an even count, the
+lower of the two middle times). The percentiles are the spec's nearest rank: ``A[int(N * p / 100) - 1]`` of the
 sorted iteration times (an index below 0, which the spec's formula gives for fewer than
 100/p iterations, is taken as 0: the fastest). Nothing here asserts a time.
 """
@@ -47,8 +48,9 @@ class Score:
 def score(result: Result, label: str, task_bytes: int) -> Score:
     samples = result.samples[label]
     walls = [s.wall_s for s in samples]
-    median = statistics.median(walls)
-    return Score(task_bytes / median / 1e6, median, {p: percentile(walls, p) for p in PERCENTILES},
+    ranks = {p: percentile(walls, p) for p in PERCENTILES}
+    median = ranks[50]  # the spec's median: its nearest-rank 50th percentile (the lower middle)
+    return Score(task_bytes / median / 1e6, median, ranks,
                  statistics.median(s.cpu_s for s in samples) / result.operation.calls, len(samples))
 
 
