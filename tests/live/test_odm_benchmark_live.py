@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pymongo
 
-ENTRY = Path(__file__).resolve().parents[2] / "benchmarks" / "odm_bench.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+ENTRY = BENCH / "odm_bench.py"
+ASTRO_DB = str(Path(__file__).resolve().parents[2] / "astro_db")
 TASKS = ("small_create", "small_update", "small_find", "small_fk_lookup", "large_create", "large_update",
          "nested_create", "nested_update", "nested_find", "nested_array_find")
 SIDES = ("raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine")
@@ -64,3 +66,43 @@ def test_the_quick_run_prints_every_task_for_every_side(live_server, tmp_path):
         assert not [name for name in client.list_database_names() if name.startswith("astro_odm_")]
     finally:
         client.close()
+
+
+def _astro_calls(fn) -> list[str]:
+    """Functions of the astro_db package that run during ``fn()``."""
+    seen: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(ASTRO_DB):
+            seen.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def test_only_the_astro_db_sides_run_astro_db_code_and_every_side_does_its_work(live_server):
+    sys.path.insert(0, str(BENCH))
+    from odm.data import generated
+    from odm.models import ASTRO_MODELS
+    from odm.tasks import RAW, TASKS, open_sides
+
+    data = generated()
+    with open_sides(live_server.url("odm_unused"), ASTRO_MODELS) as sides:
+        for task in TASKS:
+            ops = 1 if task.dataset == "large" else 3
+            operation, blocked = task.build(sides, data, ops)
+            assert operation.variants[0].label == RAW  # the baseline
+            assert sorted([v.label for v in operation.variants] + list(blocked)) == sorted(SIDES), task.key
+            assert set(blocked) <= {"astro_db default", "astro_db hooks off"}, (task.key, blocked)
+            for variant in operation.variants:
+                variant.setup()
+                calls = _astro_calls(lambda: [variant.op(i) for i in range(ops)])  # noqa: B023
+                if variant.label.startswith("astro_db"):
+                    assert calls, (task.key, variant.label)
+                else:
+                    assert calls == [], (task.key, variant.label, calls[:5])
+                variant.check()  # raises WorkNotDone if the side skipped its work
