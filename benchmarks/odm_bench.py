@@ -20,6 +20,7 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import shutil
 import sys
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
           "median iteration (higher is better); ratios are of MB/s")
     for line in [*about, f"data: {datasets.origin}",
                  f"{args.ops:,} operations an iteration ({args.large_ops:,} for the large flat model), 1 warm-up + "
-                 f"{args.iterations} iterations per side in rotated order; {elapsed:.0f} s"]:
+                 f"{args.iterations} iterations per side in rotated order; {elapsed:.0f} s (load average after the run: "
+                 f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})"]:
         print(bullet + line)
     print()
     print("\n".join(tables(results, SIDES, args.markdown)))
