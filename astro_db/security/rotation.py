@@ -12,6 +12,7 @@ Every rewritten document gets an audit entry (action ``update``, actor ``astro-d
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +49,8 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
             continue
         coll = ex.runtime.coll(info)
         projection = {f.path.split(".")[0]: 1 for f in fields}  # top-level: servers differ on dotted projections
-        docs = ex.call(info, "rotate_key", partial(_read_all, coll, projection, batch_size))
         count = 0
-        for doc in docs:
+        for doc in _in_batches(ex, info, coll, projection, batch_size):
             stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))]
             if not stale:
                 continue
@@ -98,6 +98,19 @@ def _get(doc: Any, path: str) -> Any:
     return doc
 
 
-def _read_all(coll: Any, projection: dict[str, int], batch_size: int) -> list[Any]:
-    """Every document of ``coll`` with only ``projection``'s fields."""
-    return list(coll.find({}, projection, batch_size=batch_size))
+def _in_batches(ex: Executor, info: Any, coll: Any, projection: dict[str, int], batch_size: int) -> Iterator[Any]:
+    """Every document of ``coll`` with only ``projection``'s fields, ``batch_size`` at a time in
+    ``_id`` order: each batch one read through the run step (retried as any read), starting after
+    the last ``_id`` of the one before, so memory stays flat however large the collection."""
+    after: Any = None
+    while True:
+        filt = {} if after is None else {"_id": {"$gt": after}}
+        batch = ex.call(info, "rotate_key", partial(_read_batch, coll, filt, projection, batch_size))
+        yield from batch
+        if len(batch) < batch_size:
+            return
+        after = batch[-1]["_id"]
+
+
+def _read_batch(coll: Any, filt: dict[str, Any], projection: dict[str, int], batch_size: int) -> list[Any]:
+    return list(coll.find(filt, projection, sort=[("_id", 1)], limit=batch_size))

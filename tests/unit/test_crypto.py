@@ -112,6 +112,32 @@ def test_rotation_keeps_data_readable_and_re_encrypts_with_the_new_key(db, chart
     assert only_new.audit_trail("BirthChart", chart.id)[-1]["actor"] == "astro-db:rotate-key"
 
 
+def test_rotation_reads_in_batches_by_id_and_rewrites_every_document(db):
+    """Memory stays flat: the documents are read ``batch_size`` at a time in ``_id`` order, each
+    batch one read, never the whole collection at once."""
+    from astro_db.security import rotation
+
+    user = db.create("User", user_data())
+    charts = [db.create("BirthChart", chart_data(user.id, place=f"{PLACE} {i}")) for i in range(10)]
+    rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)
+    reads: list[int] = []
+    read_batch = rotation._read_batch
+
+    def counted(*args):
+        batch = read_batch(*args)
+        reads.append(len(batch))
+        return batch
+
+    rotation._read_batch = counted
+    try:
+        assert rotate_keys(rotated, batch_size=3) == {"BirthChart": 10}
+    finally:
+        rotation._read_batch = read_batch
+    assert reads == [3, 3, 3, 1]
+    assert all(f":{key_id(base64.b64decode(KEY_B))}:" in raw_place(rotated, c.id) for c in charts)
+    assert sorted(c.birth_data.location.name for c in rotated.find("BirthChart")) == sorted(f"{PLACE} {i}" for i in range(10))
+
+
 def test_rotation_encrypts_plaintext_written_before_encryption(url):
     plain = new_db(url)
     user = plain.create("User", user_data())
