@@ -30,6 +30,7 @@ from .tooling import OperatorMixin
 from .workflows import create_user_with_chart, delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._types import MaybeActor
     from .registry import ModelInfo
 
 __all__ = ["Database", "CreateManyResult", "Page", "UpsertResult"]
@@ -91,7 +92,7 @@ class AggregateOptions(WriteOptions, total=False):
 class Database(OperatorMixin):
     """A MongoDB data layer for the astrology app: ``Database(url | config | dict | None)``."""
 
-    def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: Any = None,
+    def __init__(self, config: str | DatabaseConfig | Mapping[str, Any] | None = None, *, actor: MaybeActor = None,
                  event_listeners: Sequence[Any] = (), models: Sequence[type[AstroDocument]] = (),
                  builtin_models: bool = True, **overrides: Any) -> None:
         """``event_listeners``: PyMongo listeners (``pymongo.monitoring``) of your own, registered

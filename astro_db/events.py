@@ -12,7 +12,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._types import MaybeTransaction, MongoDB, Session
 
 __all__ = ["Change", "WriteEvent", "WriteHook", "Written"]
 
@@ -52,9 +55,9 @@ class WriteEvent:
     action: str  # "create" | "update" | "delete"
     document_ids: tuple[Any, ...]  # ObjectIds of the documents written
     fields: tuple[str, ...]  # stored names of the fields set (all fields for create)
-    database: Any  # the PyMongo Database the write went to
-    session: Any = None  # the ClientSession of the write's transaction, if any
-    transaction: Any = None  # the astro_db Transaction, if any (for after_commit work)
+    database: MongoDB  # the PyMongo Database the write went to
+    session: Session = None  # the ClientSession of the write's transaction, if any
+    transaction: MaybeTransaction = None  # the astro_db Transaction, if any (for after_commit work)
     actor: str | None = None
     request_id: str | None = None
     documents: tuple[dict[str, Any], ...] | None = None  # stored form after a create or a single update

@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import IndexModel
 from pymongo.errors import OperationFailure, PyMongoError
 
 from .errors import translate
 from .registry import ModelInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._types import MongoDB, Session
 
 __all__ = ["declared_indexes", "IndexReport", "sync_model_indexes", "list_model_indexes", "index_usage",
            "INDEX_STATS_UNAVAILABLE", "unlisted_kinds"]
@@ -51,7 +54,7 @@ class IndexReport:
         }
 
 
-def unlisted_kinds(database: Any) -> dict[str, str]:
+def unlisted_kinds(database: MongoDB) -> dict[str, str]:
     """Index kinds this server builds but never lists (``listIndexes`` leaves them out), each
     with the note to show instead of "created" or "failed": nx-27017 (``buildInfo.process``
     ``nx_27017``) keeps text indexes out of the list and refuses to build one twice ("constraint
@@ -90,7 +93,7 @@ def _field_set(key: Iterable[Any]) -> frozenset[str]:
     )
 
 
-def _existing(collection: Any, session: Any = None) -> dict[str, Any]:
+def _existing(collection: Any, session: Session = None) -> dict[str, Any]:
     """name -> key pairs of the indexes the server reports (``_id_`` excluded)."""
     out = {}
     for index in collection.list_indexes(session=session):
@@ -103,7 +106,7 @@ def _existing(collection: Any, session: Any = None) -> dict[str, Any]:
     return out
 
 
-def sync_model_indexes(database: Any, info: ModelInfo, *, drop_extra: bool = False) -> IndexReport:
+def sync_model_indexes(database: MongoDB, info: ModelInfo, *, drop_extra: bool = False) -> IndexReport:
     """Create the declared indexes missing on the server; report (or drop) undeclared ones."""
     collection = database[info.collection]
     report = IndexReport(info.name, info.collection)
@@ -160,7 +163,7 @@ def _match(declared: list[dict[str, Any]], existing: dict[str, Any]) -> dict[str
     }
 
 
-def list_model_indexes(database: Any, info: ModelInfo) -> dict[str, Any]:
+def list_model_indexes(database: MongoDB, info: ModelInfo) -> dict[str, Any]:
     """Declared indexes (each with ``on_server``: the server index that serves it, or ``None``)
     and ``extra``: server indexes no model declares. Read-only."""
     collection = database[info.collection]
@@ -181,7 +184,7 @@ def list_model_indexes(database: Any, info: ModelInfo) -> dict[str, Any]:
     return {"model": info.name, "collection": info.collection, "declared": rows, "extra": extra}
 
 
-def index_usage(database: Any, info: ModelInfo) -> dict[str, Any]:
+def index_usage(database: MongoDB, info: ModelInfo) -> dict[str, Any]:
     """Per index: operations served since the server started tracking (``$indexStats``).
 
     ``supported`` is ``False`` (with ``reason``) on servers without ``$indexStats``."""

@@ -16,9 +16,13 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .database import Database
 
 __all__ = ["cleanup", "CleanupReport", "ttl_fields"]
 
@@ -58,7 +62,7 @@ def ttl_fields(info: Any) -> list[tuple[str, float]]:
             if "expireAfterSeconds" in spec and len(spec["key"]) == 1]
 
 
-def cleanup(db: Any, *, dry_run: bool = False, now: _dt.datetime | None = None) -> CleanupReport:
+def cleanup(db: Database, *, dry_run: bool = False, now: _dt.datetime | None = None) -> CleanupReport:
     """Count (``dry_run``) or delete expired and orphaned documents; returns the counts."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     report = CleanupReport(dry_run=dry_run)
@@ -74,20 +78,24 @@ def cleanup(db: Any, *, dry_run: bool = False, now: _dt.datetime | None = None) 
     for info in owned:
         report.orphans[info.name] = 0
         for chunk in _chunks(orphan_ids):
-            query = {info.declaration.owner: {"$in": chunk}}
+            query: dict[str, Any] = {str(info.declaration.owner): {"$in": chunk}}
             report.orphans[info.name] += db.count(info.name, query) if dry_run else db.delete_many(info.name, query)
     log.info("cleanup%s: %s", " (dry run)" if dry_run else "", report.as_dict())
     return report
 
 
-def _orphaned_user_ids(db: Any, models: Any, owned: list[Any]) -> list[Any]:
+def _distinct(coll: Any, field: str) -> list[Any]:
+    return list(coll.distinct(field))
+
+
+def _orphaned_user_ids(db: Database, models: Any, owned: list[Any]) -> list[Any]:
     """User ids referenced by owned documents that name no user, or a deleted one."""
     referenced: set[Any] = set()
     for info in owned:
         coll = db.collection(info)
         owner = info.declaration.owner
         # an owner that is not an ObjectId cannot name a user, but cannot be queried by id either
-        distinct = db.executor.call(info, "distinct", lambda coll=coll, owner=owner: coll.distinct(owner))
+        distinct: list[Any] = db.executor.call(info, "distinct", partial(_distinct, coll, owner))
         referenced.update(v for v in distinct if isinstance(v, ObjectId))
     users = models.users()
     alive = {field: {"$ne": value} for field, value in users.declaration.deleted_when.items()}

@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .indexes import sync_model_indexes
 from .monitoring.topology import describe_topology
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .database import Database
     from .maintenance import CleanupReport
     from .ops import Executor
 
@@ -105,7 +106,7 @@ class OperatorMixin:
         from .maintenance import cleanup
 
         self._check("cleanup")
-        return cleanup(self, dry_run=dry_run, now=now)
+        return cleanup(cast("Database", self), dry_run=dry_run, now=now)
 
     def reconcile_changes(self) -> dict[str, Any]:
         """Close every gap in the change records (docs/reliability.md); an admin's call. Writes

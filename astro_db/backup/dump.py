@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bson
 from bson import ObjectId, json_util
@@ -31,6 +31,9 @@ from ..indexes import declared_indexes
 from .journal import ensure_journal_index, entry_key, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
 
 __all__ = ["take_backup", "APPEND_ONLY_COLLECTIONS", "Progress"]
 
@@ -46,7 +49,7 @@ _BATCH = 1000
 _APPEND_MARGIN = _dt.timedelta(minutes=5)  # ObjectIds carry whole seconds of a client's clock
 
 
-def take_backup(db: Any, repo: Repository, *, full: bool = False, progress: Progress | None = None) -> BackupSet:
+def take_backup(db: Database, repo: Repository, *, full: bool = False, progress: Progress | None = None) -> BackupSet:
     """Take the next set: full when asked or when the repository has none yet, else incremental."""
     database = db.mongo
     repo.ensure()
@@ -75,7 +78,7 @@ def take_backup(db: Any, repo: Repository, *, full: bool = False, progress: Prog
 class _Dump:
     """The work of writing one set into a staging directory."""
 
-    def __init__(self, db: Any, staging: Path, progress: Progress | None) -> None:
+    def __init__(self, db: Database, staging: Path, progress: Progress | None) -> None:
         self.db = db
         self.database = db.mongo
         self.staging = staging

@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
 
@@ -25,6 +25,9 @@ from ..changes import CHANGES_COLLECTION, prune_images
 from ..changes import read_window as _read_records
 from ..changes.records import to_ms
 from .stream import RAW
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
 
 __all__ = ["JOURNAL_COLLECTION", "read_window", "ensure_journal_index", "prune_journal", "journal_clock", "to_ms", "entry_key"]
 
@@ -72,7 +75,7 @@ def entry_key(entry: Any) -> tuple[str, Any, int | None, str, Any]:
     return entry["coll"], entry["docId"], None, action, entry.get("doc")
 
 
-def ensure_journal_index(database: Any, collection: str = JOURNAL_COLLECTION) -> None:
+def ensure_journal_index(database: MongoDB, collection: str = JOURNAL_COLLECTION) -> None:
     """The ``t`` index window reads and pruning use (created once, failures logged)."""
     try:
         database[collection].create_index([("t", 1)], name="t_1")
@@ -80,11 +83,11 @@ def ensure_journal_index(database: Any, collection: str = JOURNAL_COLLECTION) ->
         log.warning("change records: could not create their t index: %s", type(exc).__name__)
 
 
-def read_window(database: Any, start: _dt.datetime | None, end: _dt.datetime) -> Iterator[Any]:
+def read_window(database: MongoDB, start: _dt.datetime | None, end: _dt.datetime) -> Iterator[Any]:
     """Journal records with ``t`` in ``(start - margin, end]``, by ``t``, as raw documents."""
     return _read_records(database, start, end, codec_options=RAW)
 
 
-def prune_journal(database: Any, before: _dt.datetime) -> int:
+def prune_journal(database: MongoDB, before: _dt.datetime) -> int:
     """Drop the post-images of records at or before ``before``; how many records were thinned."""
     return prune_images(database, before)

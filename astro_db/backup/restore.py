@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bson
 from bson import json_util
@@ -31,6 +31,10 @@ from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
 from .stream import RAW, iter_raw
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
+    from ..database import Database
 
 __all__ = ["RestorePlan", "plan_restore", "run_restore", "load_file", "Loader"]
 
@@ -101,7 +105,7 @@ def plan_restore(repo: Repository, *, until: Any = None, set_id: str | None = No
 class Loader:
     """Writes raw documents and journal entries into one target database, in batches."""
 
-    def __init__(self, database: Any, embedded: bool, progress: Callable[[str, int, int | None], None] | None = None) -> None:
+    def __init__(self, database: MongoDB, embedded: bool, progress: Callable[[str, int, int | None], None] | None = None) -> None:
         self.database = database
         self.embedded = embedded
         self.progress = progress or (lambda label, advance, total: None)
@@ -235,7 +239,7 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
     return iter_raw(backup_set.file(relative), shown=str(backup_set.file(relative)))
 
 
-def run_restore(repo: Repository, db: Any, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
+def run_restore(repo: Repository, db: Database, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
                 progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
     """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored.
 
@@ -263,7 +267,7 @@ def run_restore(repo: Repository, db: Any, plan: RestorePlan, *, drop: bool = Fa
     return report
 
 
-def _prepare_target(database: Any, collections: list[str], drop: bool) -> None:
+def _prepare_target(database: MongoDB, collections: list[str], drop: bool) -> None:
     busy = {name: n for name in collections if (n := database[name].estimated_document_count())}
     if busy and not drop:
         shown = ", ".join(f"{name} ({n} documents)" for name, n in busy.items())
@@ -301,7 +305,7 @@ def _index_specs(plan: RestorePlan, name: str) -> dict[str, Any]:
     return {"declared": [], "server": []}
 
 
-def _create_indexes(database: Any, name: str, specs: dict[str, Any]) -> dict[str, Any]:
+def _create_indexes(database: MongoDB, name: str, specs: dict[str, Any]) -> dict[str, Any]:
     """The declared indexes (model collections), else the ones the server listed at backup."""
     wanted = specs.get("declared") or [json_util.loads(json.dumps(s)) for s in specs.get("server", [])]
     created, failed = [], {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
 
@@ -24,12 +24,15 @@ from .repository import BackupSet, Repository
 from .restore import Loader, load_file
 from .stream import RAW, ContentHash
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
+
 __all__ = ["run_verify"]
 
 log = logging.getLogger(__name__)
 
 
-def run_verify(repo: Repository, *, deep: bool = False, db: Any = None,
+def run_verify(repo: Repository, *, deep: bool = False, db: Database | None = None,
                progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
     """Check every set; returns ``{"sets": [...], "files": n, "documents": n, "deep": bool}``."""
     problems = Problems()
@@ -76,7 +79,7 @@ def _check_chain(sets: list[BackupSet], problems: Problems) -> None:
             problems.add(manifest, f"set {s.id}: its window does not start where {before.id} ends")
 
 
-def _deep_check(s: BackupSet, db: Any, problems: Problems, progress: Any) -> None:
+def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -> None:
     """Load the set's data files into a scratch database; compare content hashes."""
     client = db.mongo.client
     name = f"astro_verify_{uuid.uuid4().hex[:12]}"

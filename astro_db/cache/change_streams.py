@@ -18,10 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .bus import BusFigures, CacheListener, SubscribingBus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
 
 __all__ = ["ChangeStreamBus"]
 
@@ -41,7 +44,7 @@ class ChangeStreamBus(SubscribingBus):
         self._max_await_ms = max_await_ms
         self.figures = BusFigures(self.kind)
         self._listener: weakref.ReferenceType[Any] | None = None
-        self._database: Any = None
+        self._database: MongoDB | None = None
         self._open: set[str] = set()  # collections whose stream is open now
         self._reason: str | None = "not connected yet (opened by Database.connect())"
         self._stop = threading.Event()
@@ -56,7 +59,7 @@ class ChangeStreamBus(SubscribingBus):
     def attach(self, listener: CacheListener) -> None:
         self._listener = weakref.ref(listener)
 
-    def open(self, database: Any) -> None:
+    def open(self, database: MongoDB) -> None:
         """Check the server has change streams (a ``ConfigError`` if not), then start watching."""
         name = min(self.collections)
         try:
@@ -77,7 +80,7 @@ class ChangeStreamBus(SubscribingBus):
             for thread in self._threads:
                 thread.start()
 
-    def _watch(self, database: Any, collection: str) -> Any:
+    def _watch(self, database: MongoDB, collection: str) -> Any:
         return database[collection].watch(max_await_time_ms=self._max_await_ms)
 
     def publish(self, model: str, origin: CacheListener | None = None) -> None:
@@ -93,10 +96,12 @@ class ChangeStreamBus(SubscribingBus):
         self._reason = "closed"
 
     def _run(self, collection: str) -> None:
+        database = self._database
+        assert database is not None, "open() sets the database before the watcher threads start"
         delay, first = _BACKOFF_S[0], True
         while not self._stop.is_set():
             try:
-                with self._watch(self._database, collection) as stream:
+                with self._watch(database, collection) as stream:
                     self._drop_all(f"change stream on {collection} opened", count=not first)
                     if not first:
                         self.figures.count("reconnects")

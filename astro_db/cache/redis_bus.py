@@ -43,12 +43,15 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
 from .bus import BusFigures, CacheListener, SubscribingBus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
 
 __all__ = ["RedisBus"]
 
@@ -154,7 +157,7 @@ class RedisBus(SubscribingBus):
                                                daemon=True)
             self._publisher.start()
 
-    def open(self, database: Any) -> None:
+    def open(self, database: MongoDB) -> None:
         """``Database.connect()``: (re)start the subscriber (after a ``disconnect()``)."""
         self.start()
 

@@ -31,8 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bson
 
@@ -42,6 +41,9 @@ from ..events import WriteEvent
 from .bus import InvalidationBus, LocalBus, server_identity
 from .redis_store import MISSING as _SHARED_MISSING
 from .redis_store import RedisStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ class QueryCache:
                    stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry, namespace),
                    peers=peers, shared=shared)
 
-    def open(self, database: Any) -> None:
+    def open(self, database: MongoDB) -> None:
         """Called once the Database is connected: a change-stream bus opens its stream here
         (a ``ConfigError`` when the server has none)."""
         opener = getattr(self.bus, "open", None)
@@ -320,7 +322,12 @@ class QueryCache:
     def on_write(self, event: WriteEvent) -> None:
         """The write hook: invalidate the written model now, or when its transaction commits."""
         if event.transaction is not None:
-            event.transaction.after_commit(partial(self.invalidate, event.model))
+            model = event.model
+
+            def drop() -> None:
+                self.invalidate(model)
+
+            event.transaction.after_commit(drop)
         else:
             self.invalidate(event.model)
 

@@ -32,7 +32,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ReplaceOne
 from pymongo import errors as pm
@@ -40,6 +40,9 @@ from pymongo import errors as pm
 from ..errors import AstroDBError, ChangeRecordError
 from .records import CHANGES_COLLECTION, as_intent, confirmed, make_record, ms_time, to_ms
 from .revision import OP_FIELD, REV_FIELD, revision_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB, Session
 
 __all__ = ["ChangeLog", "RECONCILE_ACTOR", "REBUILT_OP", "last_revisions", "recorded"]
 
@@ -85,7 +88,7 @@ class ChangeLog:
             for doc_id, rev, time, image in changes
         ]
 
-    def write(self, run: Runner, database: Any, records: list[dict[str, Any]], *, session: Any, in_transaction: bool,
+    def write(self, run: Runner, database: MongoDB, records: list[dict[str, Any]], *, session: Session, in_transaction: bool,
               what: str) -> None:
         """Insert ``records`` (plus any left pending) under ``run``; see the module docstring."""
         if not records:
@@ -118,7 +121,7 @@ class ChangeLog:
         """The records of a write whose outcome is unknown: written later if it landed."""
         self._keep([(r, UNCERTAIN) for r in records])
 
-    def flush(self, run: Runner, database: Any) -> int:
+    def flush(self, run: Runner, database: MongoDB) -> int:
         """Write the records left pending; how many were written (or already there)."""
         late = self._take_pending()
         written = 0
@@ -133,13 +136,13 @@ class ChangeLog:
 
     # --- deletes: intent, then confirmation ---------------------------------------------------------
 
-    def intend(self, run: Runner, database: Any, records: list[dict[str, Any]], session: Any) -> None:
+    def intend(self, run: Runner, database: MongoDB, records: list[dict[str, Any]], session: Session) -> None:
         """Write ``records`` as intents, before their delete (a failure fails the call: nothing
         was deleted)."""
         if records:
             run(partial(_insert, database[CHANGES_COLLECTION], [as_intent(r) for r in records], session))
 
-    def confirm(self, run: Runner, database: Any, records: list[dict[str, Any]], *, what: str) -> None:
+    def confirm(self, run: Runner, database: MongoDB, records: list[dict[str, Any]], *, what: str) -> None:
         """Turn the intents of ``records`` (their delete was applied) into the records themselves:
         one command, idempotent; an intent a reconcile dropped meanwhile is written again.
         Records left pending by an earlier failure are written with them."""
@@ -158,7 +161,7 @@ class ChangeLog:
         except AstroDBError as exc:
             raise self.unwritten(finals, what, exc, late=late, how=REPLACE) from exc
 
-    def drop(self, run: Runner, database: Any, records: list[dict[str, Any]]) -> None:
+    def drop(self, run: Runner, database: MongoDB, records: list[dict[str, Any]]) -> None:
         """Remove the intents of deletes that deleted nothing (another caller got there first).
         A failure is logged, not raised: reconcile drops an intent whose document still exists."""
         if not records:
@@ -169,7 +172,7 @@ class ChangeLog:
             log.warning("%d delete intent(s) that deleted nothing could not be removed (%s); reconcile_changes() "
                         "drops them", len(records), type(exc).__name__)
 
-    def resolve_intents(self, run: Runner, database: Any) -> dict[str, int]:
+    def resolve_intents(self, run: Runner, database: MongoDB) -> dict[str, int]:
         """Settle every intent left unconfirmed (a process died between its delete and the
         confirmation, or before the delete): confirmed if the document is gone, or lives on past
         the intent's revision with no other write recorded at it (deleted, then created again);
@@ -187,7 +190,7 @@ class ChangeLog:
             log.warning("reconcile: %d delete intent(s) confirmed, %d dropped", counts["confirmed"], counts["dropped"])
         return counts
 
-    def rebuild(self, run: Runner, database: Any, infos: Iterable[Any]) -> dict[str, int]:
+    def rebuild(self, run: Runner, database: MongoDB, infos: Iterable[Any]) -> dict[str, int]:
         """Records for every document whose current revision has none (a crash lost them),
         scanning each model collection in ``_id`` order, a batch at a time."""
         rebuilt: dict[str, int] = {}
@@ -207,7 +210,7 @@ class ChangeLog:
             rebuilt[info.name] = count
         return rebuilt
 
-    def _lost(self, run: Runner, database: Any, info: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _lost(self, run: Runner, database: MongoDB, info: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records of the documents of ``batch`` whose current revision has none. A rebuilt
         record's op is the one the document names (``_op``: the write whose record was lost, so
         a late copy of that record is the same record), else ``REBUILT_OP``."""
@@ -246,7 +249,7 @@ def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
     return list(coll.find({} if after is None else {"_id": {"$gt": after}}, sort=[("_id", 1)], limit=_SCAN_BATCH))
 
 
-def last_revisions(database: Any, model: str, ids: list[Any], session: Any = None) -> dict[Any, int]:
+def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Session = None) -> dict[Any, int]:
     """The highest revision recorded for each of ``ids`` (an intent included: a delete under
     way), for the documents that had an earlier life; the others are absent."""
     coll = database[CHANGES_COLLECTION]
@@ -260,13 +263,13 @@ def last_revisions(database: Any, model: str, ids: list[Any], session: Any = Non
     return out
 
 
-def recorded(database: Any, ids: list[str], session: Any = None) -> set[str]:
+def recorded(database: MongoDB, ids: list[str], session: Session = None) -> set[str]:
     """Which of the record ids ``ids`` are already in the change collection."""
     found = database[CHANGES_COLLECTION].find({"_id": {"$in": ids}}, {"_id": 1}, session=session)
     return {r["_id"] for r in found}
 
 
-def _insert(coll: Any, records: list[dict[str, Any]], session: Any) -> None:
+def _insert(coll: Any, records: list[dict[str, Any]], session: Session) -> None:
     """Insert unordered; a record already there (our retry, or the same revision recorded by a
     reconcile) is success. Anything else fails the call. One record is an ``insert_one`` (the
     driver's bulk machinery costs about 50 µs more CPU per call)."""
@@ -286,8 +289,8 @@ def _insert(coll: Any, records: list[dict[str, Any]], session: Any) -> None:
             raise
 
 
-def _write_late(database: Any, late: list[tuple[dict[str, Any], str]], fresh: Iterable[dict[str, Any]] = (),
-                session: Any = None) -> int:
+def _write_late(database: MongoDB, late: list[tuple[dict[str, Any], str]], fresh: Iterable[dict[str, Any]] = (),
+                session: Session = None) -> int:
     """Write records left pending, settled first (``_settle``), inserted in the same command as
     ``fresh`` (a write's own records), or, a delete's confirmation, put in place of its intent;
     how many late records were written."""
@@ -298,7 +301,7 @@ def _write_late(database: Any, late: list[tuple[dict[str, Any], str]], fresh: It
     return len(records)
 
 
-def _settle(database: Any, late: list[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
+def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
     """Keep the post-image of a late record only while its revision is still the document's
     current one: a later write's record (or a delete) is the journal's truth by now, and a late
     image must never bring an older state into a later backup window. The audit part stays.
@@ -344,7 +347,7 @@ def _intents(coll: Any) -> list[dict[str, Any]]:
     return list(coll.find({"intent": {"$exists": True}}, sort=[("t", 1)]))
 
 
-def _happened(database: Any, intent: dict[str, Any]) -> bool:
+def _happened(database: MongoDB, intent: dict[str, Any]) -> bool:
     """Whether the delete of an unconfirmed intent was applied (see ``resolve_intents``)."""
     rev = intent["rev"]
     taken = database[CHANGES_COLLECTION].find_one(
@@ -356,7 +359,7 @@ def _happened(database: Any, intent: dict[str, Any]) -> bool:
     return doc is None or revision_of(doc) > rev
 
 
-def _revisions_recorded(database: Any, model: str, batch: list[dict[str, Any]]) -> set[tuple[Any, int]]:
+def _revisions_recorded(database: MongoDB, model: str, batch: list[dict[str, Any]]) -> set[tuple[Any, int]]:
     """Which ``(documentId, rev)`` of ``batch``'s documents at their current revision have a
     record (an unconfirmed intent is none), of either ``_id`` format."""
     found = database[CHANGES_COLLECTION].find(

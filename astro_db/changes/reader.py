@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
 
 from ..errors import translate
 from .records import CHANGES_COLLECTION, to_ms
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB, Session
 
 __all__ = ["read_trail", "read_window", "prune_images", "LEGACY_AUDIT_COLLECTION", "WINDOW_MARGIN"]
 
@@ -26,7 +29,7 @@ but inserted a moment later (another client, a retry) is still picked up. Record
 by revision, so reading one twice changes nothing."""
 
 
-def read_trail(database: Any, model: str, document_id: Any, session: Any = None) -> list[dict[str, Any]]:
+def read_trail(database: MongoDB, model: str, document_id: Any, session: Session = None) -> list[dict[str, Any]]:
     """The audit entries of one document, oldest first (by revision), as JSON-ready dicts."""
     legacy = database[LEGACY_AUDIT_COLLECTION].find(
         {"model": model, "documentId": document_id}, sort=[("time", 1), ("_id", 1)], session=session)
@@ -48,7 +51,7 @@ def _entry(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_window(database: Any, start: _dt.datetime | None, end: _dt.datetime, *, codec_options: Any = None,
+def read_window(database: MongoDB, start: _dt.datetime | None, end: _dt.datetime, *, codec_options: Any = None,
                 margin: _dt.timedelta = WINDOW_MARGIN) -> Iterator[Any]:
     """Journal records with ``start - margin < t <= end``, by ``t``."""
     window: dict[str, Any] = {"$lte": to_ms(end)}
@@ -61,7 +64,7 @@ def read_window(database: Any, start: _dt.datetime | None, end: _dt.datetime, *,
         raise translate(exc, operation="read change records") from exc
 
 
-def prune_images(database: Any, before: _dt.datetime) -> int:
+def prune_images(database: MongoDB, before: _dt.datetime) -> int:
     """Drop the post-images of records at or before ``before`` (the audit part stays until its
     retention); how many records were thinned."""
     try:

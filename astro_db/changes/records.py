@@ -33,10 +33,13 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import IndexModel
 from pymongo import errors as pm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
 
 __all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "make_record", "to_ms", "ms_time",
            "ensure_change_indexes"]
@@ -102,7 +105,7 @@ def make_record(*, model: str, collection: str, document_id: Any, rev: int, acti
     return record
 
 
-def ensure_change_indexes(database: Any, retention_days: int | None) -> None:
+def ensure_change_indexes(database: MongoDB, retention_days: int | None) -> None:
     """The trail's ``(model, documentId, rev)`` index, the windows' ``t`` index, the sparse
     ``intent`` index reconcile finds unconfirmed intents by, and a TTL index on ``time`` when a
     retention is set (records older than it expire, trail and journal alike)."""

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from .. import __version__
 from ..config import EMBEDDED_URL
 from ..errors import AstroDBError, ConfigError, scrub
 from ..registry import load_models
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
 
 __all__ = ["main", "cli", "pass_ctx", "CliContext", "NO_URL"]
 
@@ -35,7 +38,7 @@ class CliContext:
         self.url = url
         self.as_json = as_json
         self.models = models  # the app's own models, "package.module:Class,..." (registry.load_models)
-        self._db: Any = None
+        self._db: Database | None = None
 
     def database(self, connect: bool = True, *, data: bool = True, **overrides: Any) -> Any:
         """The ``Database`` for ``--url`` / ``MONGODB_URL`` (connected unless ``connect=False``).

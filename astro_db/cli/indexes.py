@@ -5,15 +5,18 @@ Only parsing and printing here; the work is ``astro_db.indexes`` and ``Database.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import indexes as ix
 from . import CliContext, cli, pass_ctx
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
 
-def _models(db: Any, model: str | None) -> list[Any]:
+
+def _models(db: Database, model: str | None) -> list[Any]:
     return [db.executor.model(model)] if model else list(db.executor.runtime.registry)
 
 

@@ -38,10 +38,13 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..config import DatabaseConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
 
 __all__ = ["ConnectOnce", "error_response", "response_headers", "not_found_body", "health_report", "health_status",
            "WEB_DEFAULTS", "with_web_defaults", "json_body", "query_number", "MAX_BODY_DEPTH"]
@@ -72,7 +75,7 @@ class ConnectOnce:
     and a failed connect is tried again by the next request. Requests that waited for another
     thread's connect share its failure instead of queueing one connect budget each."""
 
-    def __init__(self, database: Any, connected: bool = False) -> None:
+    def __init__(self, database: Database, connected: bool = False) -> None:
         self.database = database
         self.connected = connected
         self._lock = threading.Lock()
@@ -182,7 +185,7 @@ def not_found_body(model: str, query: Mapping[str, Any] | None = None) -> dict[s
     return {"error": "NotFound", "message": f"no {model}{what} was found"}
 
 
-def as_actor(db: Any, actor_id: Any, roles: Any) -> Any:
+def as_actor(db: Database, actor_id: Any, roles: Any) -> Any:
     """``db.as_actor(actor_id, roles=roles)`` for an actor taken from a request: an unknown
     role or a malformed id there is the client's mistake, so it becomes a ``ValidationError``
     (400, naming the reason), not a 500 ``ConfigError``."""
@@ -206,7 +209,7 @@ def require_explicit_url(config: Any, allowed: bool, where: str, how: str) -> No
         )
 
 
-def health_report(db: Any, *, detail: bool = True) -> dict[str, Any]:
+def health_report(db: Database, *, detail: bool = True) -> dict[str, Any]:
     """``db.health()`` (status ok / degraded / down, latency_ms, reasons, pool, ...); never
     raises. ``detail=False`` keeps only status and latency, for a health URL the public sees."""
     try:

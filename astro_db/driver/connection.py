@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backoff
 import mongoengine
@@ -28,6 +28,9 @@ from pymongo.driver_info import DriverInfo
 
 from .._version import __version__
 from ..backends.capabilities import capabilities
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
 from ..config import DatabaseConfig
 from ..errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
 from .routing import ReadPreference
@@ -57,7 +60,7 @@ class Connection:
         self.alias = f"astro_db_{next(_aliases)}"
         self._listeners = list(listeners)
         self._client: Any = None
-        self._database: Any = None
+        self._database: MongoDB | None = None
         self._lock = threading.Lock()
         # injectable so tests can drive the connect budget without waiting
         self.clock: Callable[[], float] = time.monotonic

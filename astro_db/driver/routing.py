@@ -17,11 +17,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import read_preferences as rp
 
 from ..errors import QueryError, TransactionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MaybeTransaction
 
 __all__ = ["ReadPreference", "ReadRouter", "MODES", "ANALYTICS"]
 
@@ -134,7 +137,7 @@ class ReadRouter:
         self._built: dict[tuple[int, str, str], tuple[Any, Any]] = {}
         self._base: dict[int, tuple[Any, ReadPreference]] = {}
 
-    def route(self, collection: Any, read_preference: Any, transaction: Any = None) -> tuple[Any, str]:
+    def route(self, collection: Any, read_preference: Any, transaction: MaybeTransaction = None) -> tuple[Any, str]:
         """``(collection to read from, the preference's cache key)`` for one read.
 
         ``None`` means the client's default (``DatabaseConfig.read_preference``, or the URL's).

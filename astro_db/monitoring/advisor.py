@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AstroDBError
 from ..indexes import declared_indexes
@@ -28,12 +28,15 @@ from ..sharding import is_targeted, key_text, shard_key
 from .explain import explain_filter
 from .shapes import filter_fields, placeholder_filter
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops import Executor
+
 __all__ = ["advise", "serving_index", "suggest_key"]
 
 log = logging.getLogger(__name__)
 
 
-def advise(ex: Any, *, explain: bool = True) -> list[dict[str, Any]]:
+def advise(ex: Executor, *, explain: bool = True) -> list[dict[str, Any]]:
     """One entry per recorded read shape that needs an index, most frequent first."""
     out = []
     registry = ex.runtime.registry
@@ -143,7 +146,7 @@ def suggest_key(fields: dict[str, str], sort: list[tuple[str, int]]) -> list[tup
     return key
 
 
-def _plan(ex: Any, info: Any, entry: dict[str, Any], sort: list[tuple[str, int]]) -> dict[str, Any] | None:
+def _plan(ex: Executor, info: Any, entry: dict[str, Any], sort: list[tuple[str, int]]) -> dict[str, Any] | None:
     try:
         return explain_filter(ex, info, placeholder_filter(entry["filter"]), sort or None)
     except AstroDBError as exc:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import errors as pm
 
 from ..errors import AstroDBError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops import Executor
 
 __all__ = ["explain_find", "explain_filter", "parse_plan"]
 
@@ -30,7 +33,7 @@ _EMBEDDED_NOTE = (
 )
 
 
-def explain_find(ex: Any, model: Any, query: Mapping[str, Any] | None, sort: Any = None) -> dict[str, Any]:
+def explain_find(ex: Executor, model: Any, query: Mapping[str, Any] | None, sort: Any = None) -> dict[str, Any]:
     """Explain ``find(model, query, sort=sort)``: walked (validated and sealed) as the find would
     be; explain needs ``monitor``, which no self-scoped actor has, so there is no scope to add."""
     from ..query import filters as q
@@ -44,7 +47,7 @@ def explain_find(ex: Any, model: Any, query: Mapping[str, Any] | None, sort: Any
     return explain_filter(ex, info, filt, q.compile_sort(info.cls, sort))
 
 
-def explain_filter(ex: Any, info: Any, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+def explain_filter(ex: Executor, info: Any, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None) -> dict[str, Any]:
     """Explain a compiled (stored-form) filter on ``info``'s collection."""
     base = {"model": info.name, "collection": info.collection, "filter": dict(filt), "sort": sort}
     if not ex.runtime.capabilities.explain:

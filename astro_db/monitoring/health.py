@@ -13,13 +13,17 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymongo
 
 from ..backends.capabilities import capabilities
 from ..errors import translate
 from .topology import describe_topology
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops import Executor
+    from ..ops.runtime import Runtime
 
 __all__ = ["check_health", "STATUS_EXIT_CODES"]
 
@@ -29,7 +33,7 @@ log = logging.getLogger(__name__)
 STATUS_EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
 
 
-def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
+def check_health(ex: Executor, *, timeout_s: float | None = None) -> dict[str, Any]:
     """The health report of an executor's service (``db.health()``); never raises for an unreachable server (it says "down").
 
     A Database that is not connected yet is connected first (within the same time bound).
@@ -106,7 +110,7 @@ def check_health(ex: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
     }
 
 
-def _cache_bus(rt: Any) -> dict[str, Any] | None:
+def _cache_bus(rt: Runtime) -> dict[str, Any] | None:
     """The query cache bus's figures, or ``None`` when the cache is off."""
     cache = getattr(rt, "cache", None)
     if cache is None or not getattr(cache, "enabled", False) or not hasattr(cache, "bus_stats"):

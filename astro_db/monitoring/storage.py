@@ -8,9 +8,15 @@ says so. The service's own bookkeeping (the audit log, the change journal) is li
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AstroDBError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MongoDB
+    from ..database import Database
+    from ..ops import Executor
 
 __all__ = ["storage_stats"]
 
@@ -20,7 +26,7 @@ _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "ind
 INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal")
 
 
-def storage_stats(db: Any) -> dict[str, Any]:
+def storage_stats(db: Database) -> dict[str, Any]:
     """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
     ex = db.executor
     rt = ex.runtime
@@ -44,7 +50,7 @@ def storage_stats(db: Any) -> dict[str, Any]:
     present = set(database.list_collection_names())
     for name in INTERNAL_COLLECTIONS:
         if name in present:
-            count = ex.call(None, "count", lambda name=name: database[name].count_documents({}))
+            count: int = ex.call(None, "count", partial(_count, database, name))
             internal.append(_sizes(ex, database, {"model": None, "collection": name, "count": count}, None, notes, embedded))
     if db_figures and internal:
         notes.append(f"the database totals include astro_db's own {' and '.join(r['collection'] for r in internal)} "
@@ -59,7 +65,7 @@ def storage_stats(db: Any) -> dict[str, Any]:
     }
 
 
-def _sizes(ex: Any, database: Any, row: dict[str, Any], info: Any, notes: list[str], embedded: bool) -> dict[str, Any]:
+def _sizes(ex: Executor, database: MongoDB, row: dict[str, Any], info: Any, notes: list[str], embedded: bool) -> dict[str, Any]:
     """``row`` with the collection's ``collStats`` sizes added (none on the embedded backend)."""
     if embedded:
         return row
@@ -77,7 +83,7 @@ def _sizes(ex: Any, database: Any, row: dict[str, Any], info: Any, notes: list[s
     return row
 
 
-def _command(ex: Any, database: Any, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
+def _command(ex: Executor, database: MongoDB, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
     """Run a read-only admin command through the service; ``None`` if the server refuses it."""
     try:
         reply: dict[str, Any] | None = ex.call(info, next(iter(command)), lambda: database.command(command))
@@ -88,3 +94,7 @@ def _command(ex: Any, database: Any, command: dict[str, Any], info: Any = None) 
         if isinstance(exc.__cause__, (OperationFailure, NotImplementedError)):
             return None
         raise
+
+
+def _count(database: MongoDB, name: str) -> int:
+    return int(database[name].count_documents({}))

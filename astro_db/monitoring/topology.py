@@ -19,7 +19,10 @@ round trip; the heartbeats are enough to decide whether a secondary is fit to re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops.runtime import Runtime
 
 __all__ = ["describe_topology"]
 
@@ -44,7 +47,7 @@ _SERVER_TYPES = {
 }
 
 
-def describe_topology(rt: Any) -> dict[str, Any]:
+def describe_topology(rt: Runtime) -> dict[str, Any]:
     """The deployment of a Database's runtime (``db.executor.runtime``), as a JSON-ready dict; never raises."""
     if not rt.capabilities.topology:
         return {"type": "embedded", "note": "in-process mongomock-ng backend: one node, no replication"}

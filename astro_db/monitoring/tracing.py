@@ -28,12 +28,16 @@ import contextvars
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import monitoring
 
 from .._version import __version__
 from ..backends.capabilities import capabilities
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MaybeActor
+    from ..ops.runtime import Runtime
 
 try:  # the optional extra
     from opentelemetry import context as _otel_context
@@ -144,7 +148,7 @@ def _error_type(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Callable[[], T]) -> T:
+def _traced(rt: Runtime, operation: str, kind: str, model: Any, actor: MaybeActor, run: Callable[[], T]) -> T:
     """``run()`` inside the span ``astro_db.<operation>``, current while it runs."""
     if isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
         return run()  # no tracer provider configured: a span would be the API's no-op, skip it
@@ -175,7 +179,7 @@ def _traced(rt: Any, operation: str, kind: str, model: Any, actor: Any, run: Cal
             log.warning("the span of %s was not completed: %s", operation, type(exc).__name__)
 
 
-def _finish(rt: Any, span: Any, state: Trace, operation: str, kind: str, model: Any, actor: Any,
+def _finish(rt: Runtime, span: Any, state: Trace, operation: str, kind: str, model: Any, actor: MaybeActor,
             error: BaseException | None, result: Any = None) -> None:
     """Set the span's attributes (names, counts and addresses only: no value the caller sent)
     and end it."""

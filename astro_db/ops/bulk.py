@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import DeleteOne, InsertOne
 from pymongo import errors as pm
 
 from ..changes import CHANGES_COLLECTION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import Session
 
 __all__ = ["WIRE_VERSION", "Outcome", "supported", "insert_recorded", "delete_intended"]
 
@@ -64,7 +67,7 @@ def not_supported(exc: BaseException) -> bool:
 
 
 def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[dict[str, Any]],
-                    records: Sequence[dict[str, Any]], *, session: Any = None, written: Collection[int] = (),
+                    records: Sequence[dict[str, Any]], *, session: Session = None, written: Collection[int] = (),
                     recorded: Collection[str] = ()) -> Outcome:
     """Insert ``sons[i]`` and then ``records[i]`` for every ``i``, ordered, in as few commands as
     the refusals allow (see the module docstring). ``written`` (positions) and ``recorded``
@@ -104,7 +107,7 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
 
 
 def delete_intended(client: Any, database: str, collection: str, intents: Sequence[dict[str, Any]],
-                    filters: Sequence[dict[str, Any]], *, session: Any = None, intended: Collection[str] = ()) -> list[bool]:
+                    filters: Sequence[dict[str, Any]], *, session: Session = None, intended: Collection[str] = ()) -> list[bool]:
     """Insert the ``intents`` (but those whose ids are in ``intended``: an earlier attempt wrote
     them) into the change collection, then delete by each of ``filters``, ordered, in one
     command; for each filter, whether it deleted a document. A write error (an intent refused:

@@ -16,7 +16,7 @@ monitor, crypto, registry), ``call`` (one driver call through the run step) and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ..changes import read_trail
 from ..errors import AstroDBError, PermissionDeniedError, QueryError
@@ -31,6 +31,9 @@ from .operation import Operation
 from .runtime import Runtime
 from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
 from .writes import WriteRunner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MaybeTransaction, Session
 
 __all__ = ["Executor", "CreateManyResult", "UpsertResult"]
 
@@ -134,7 +137,7 @@ class Executor:
         info = resolve.model(self.runtime, model) if model is not None else None
         return authorize.check(actor, name, info)
 
-    def call(self, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Any = None, *,
+    def call(self, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: MaybeTransaction = None, *,
              retry: bool = True) -> T:
         """One driver call through the run step (breaker, time bound, retries, translation, metrics)."""
         return run.call(self.runtime, info, operation, fn, transaction, retry=retry)
@@ -343,8 +346,9 @@ class Executor:
             if run.call(rt, info, "audit_trail", lambda: rt.coll(info).count_documents(mine)) == 0:
                 from ..errors import PermissionDeniedError
 
+                who = guard.actor.id if guard.actor is not None else "?"
                 raise PermissionDeniedError(
-                    f"actor {op.actor.id} is limited to its own documents; {info.name} {document_id} is not one of them")
+                    f"actor {who} is limited to its own documents; {info.name} {document_id} is not one of them")
         return run.call(rt, info, "audit_trail", lambda: read_trail(rt.connection.database, info.name, document_id))
 
     # --- helpers ----------------------------------------------------------------------------
@@ -384,7 +388,7 @@ class Executor:
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
         return info, self._writer(info, op, session), filt, compiled, expected
 
-    def _writer(self, info: ModelInfo, op: Operation, session: Any) -> WriteRunner:
+    def _writer(self, info: ModelInfo, op: Operation, session: Session) -> WriteRunner:
         return WriteRunner(self.runtime, info, op.transaction, session, op.actor)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..security.access import (
     AUDIT,
@@ -27,6 +27,9 @@ from ..security.access import (
     TRANSACT,
     UPDATE,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MaybeActor, MaybeTransaction
 
 __all__ = ["Operation", "PERMISSIONS", "MODEL_PERMISSIONS", "permission_of"]
 
@@ -75,8 +78,8 @@ class Operation:
 
     name: str
     model: Any = None
-    actor: Any = None  # an ``access.Actor``, or None for the trusted app
-    transaction: Any = None  # an ``astro_db.Transaction``
+    actor: MaybeActor = None  # an ``access.Actor``, or None for the trusted app
+    transaction: MaybeTransaction = None  # an ``astro_db.Transaction``
     query: Mapping[str, Any] | None = None  # a filter, as the caller wrote it
     data: Any = None  # the document(s), the update, or the pipeline
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -22,7 +22,7 @@ Off by default, on purpose:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 
@@ -31,10 +31,13 @@ from ..registry import ModelInfo
 from .runtime import Runtime
 from .steps import resolve, run
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MaybeTransaction
+
 __all__ = ["missing", "refuse_orphans", "keep_referenced", "refuse_orphan_update"]
 
 
-def missing(rt: Runtime, target: str, ids: Iterable[Any], transaction: Any = None) -> set[Any]:
+def missing(rt: Runtime, target: str, ids: Iterable[Any], transaction: MaybeTransaction = None) -> set[Any]:
     """The ids among ``ids`` that name no document of the model ``target``: one ``find`` with
     ``$in``, ids only, through the run step (breaker, time bound, retries, translation) and in
     the write's session."""
@@ -58,7 +61,7 @@ def _references(rt: Runtime, info: ModelInfo) -> Mapping[str, str]:
     return info.declaration.references if rt.config.check_references else {}
 
 
-def refuse_orphans(rt: Runtime, info: ModelInfo, sons: Sequence[Mapping[str, Any]], transaction: Any = None) -> None:
+def refuse_orphans(rt: Runtime, info: ModelInfo, sons: Sequence[Mapping[str, Any]], transaction: MaybeTransaction = None) -> None:
     """Raise ``ValidationError`` when a new document's reference names nothing (when enabled)."""
     for field, target in _references(rt, info).items():
         absent = missing(rt, target, (son.get(field) for son in sons), transaction)
@@ -68,7 +71,7 @@ def refuse_orphans(rt: Runtime, info: ModelInfo, sons: Sequence[Mapping[str, Any
 
 
 def keep_referenced(rt: Runtime, info: ModelInfo, sons: list[tuple[int, dict[str, Any]]],
-                    failed: list[tuple[int, AstroDBError]], transaction: Any = None) -> list[tuple[int, dict[str, Any]]]:
+                    failed: list[tuple[int, AstroDBError]], transaction: MaybeTransaction = None) -> list[tuple[int, dict[str, Any]]]:
     """``create_many``: the ``(index, son)`` pairs whose references exist; the others are
     appended to ``failed`` as ``(index, ValidationError)``. One query per reference for the batch."""
     for field, target in _references(rt, info).items():
@@ -85,7 +88,7 @@ def keep_referenced(rt: Runtime, info: ModelInfo, sons: list[tuple[int, dict[str
     return sons
 
 
-def refuse_orphan_update(rt: Runtime, info: ModelInfo, update: Mapping[str, Any], transaction: Any = None) -> None:
+def refuse_orphan_update(rt: Runtime, info: ModelInfo, update: Mapping[str, Any], transaction: MaybeTransaction = None) -> None:
     """Raise ``ValidationError`` when an update sets a reference to an id that names nothing."""
     for field, target in _references(rt, info).items():
         value = (update.get("$set") or {}).get(field)

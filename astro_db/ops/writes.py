@@ -64,6 +64,7 @@ from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .._types import MaybeActor, Session
     from ..driver.transactions import Transaction
     from ..registry import ModelInfo
 
@@ -117,7 +118,7 @@ class WriteRunner:
     except where the record must travel with the write: a create's one-command ``bulkWrite``
     and a delete's intent, written before the delete and confirmed after."""
 
-    def __init__(self, rt: Runtime, info: ModelInfo, transaction: Transaction | None, session: Any, actor: Any) -> None:
+    def __init__(self, rt: Runtime, info: ModelInfo, transaction: Transaction | None, session: Session, actor: MaybeActor) -> None:
         self.rt = rt
         self.info = info
         self.tx = transaction

@@ -147,3 +147,28 @@ def test_every_call_passes_the_pipeline_steps_once_in_order(call):
     assert ranks == sorted(ranks) and len(set(entered)) == len(entered), entered
     assert {"resolve", "authorize", "compile", "run"} <= set(entered)
     db.disconnect()
+
+
+_COLLABORATORS = {"database", "db", "runtime", "rt", "executor", "ex", "transaction", "tx", "actor", "session",
+                  "_database", "_db", "_runtime", "_executor", "_actor"}
+
+
+def test_no_database_runtime_executor_transaction_actor_or_session_is_typed_any():
+    """The collaborators passed down the pipeline have their types (``astro_db._types`` names the
+    PyMongo ones), so a checker sees every call made on them."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            named: list[tuple[str, ast.expr | None]] = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                named += [(a.arg, a.annotation) for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+            elif isinstance(node, ast.AnnAssign):
+                target = node.target
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                named.append((name, node.annotation))
+            for name, annotation in named:
+                if name in _COLLABORATORS and isinstance(annotation, ast.Name) and annotation.id == "Any":
+                    found.append(f"{path.name}:{node.lineno} {name}")
+    assert found == []

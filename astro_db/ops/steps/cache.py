@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...cache import cache_key
 from ...errors import PermissionDeniedError
@@ -25,6 +25,9 @@ from ...security.access import Guard
 from ...stale import fetch_or_stale
 from ..runtime import Runtime
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..._types import MaybeTransaction
+
 __all__ = ["read_through"]
 
 T = TypeVar("T")
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], options: Any, *,
-                 cache: bool | None, transaction: Any, stale_ok: bool, route: str | None,
+                 cache: bool | None, transaction: MaybeTransaction, stale_ok: bool, route: str | None,
                  fetch: Callable[[], T], guard: Guard | None = None) -> T:
     """``fetch()``, through the cache when wanted, checked against ``guard``'s scope (see the
     module docstring)."""
@@ -61,7 +64,7 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
 
 
 def _answer(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], options: Any, *,
-            cache: bool | None, transaction: Any, stale_ok: bool, route: str | None,
+            cache: bool | None, transaction: MaybeTransaction, stale_ok: bool, route: str | None,
             fetch: Callable[[], T]) -> T:
     if transaction is not None:
         return fetch()

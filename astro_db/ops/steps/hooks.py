@@ -11,7 +11,7 @@ commit or abort with it, and the cache is invalidated only on commit. A ``Change
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...changes import new_op_id
 from ...errors import ChangeRecordError
@@ -20,19 +20,21 @@ from ...security.audit import current_request_id
 from . import run
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..._types import MaybeActor, MaybeTransaction, MongoDB, Session
     from ...registry import ModelInfo
     from ..runtime import Runtime
 
 __all__ = ["ChangeRecords", "after_write", "emit"]
 
 
-def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: Any, session: Any, transaction: Any,
-                actor: Any) -> None:
+def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: MongoDB, session: Session, transaction: MaybeTransaction,
+                actor: MaybeActor | str) -> None:
     """The after-write step: announce ``written`` to every write hook (records included)."""
     emit(rt, WriteEvent(
         model=info.name, collection=info.collection, action=written.action, document_ids=written.ids,
         fields=written.fields, database=database, session=session, transaction=transaction,
-        actor=getattr(actor, "id", actor), request_id=getattr(actor, "request_id", None),
+        actor=actor if isinstance(actor, str) or actor is None else actor.id,
+        request_id=None if isinstance(actor, str) or actor is None else actor.request_id,
         documents=written.documents, changes=written.changes, recorded=written.recorded, op_id=written.op_id,
     ))
 

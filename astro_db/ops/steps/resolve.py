@@ -6,12 +6,15 @@ name); a transaction must be one of this Database's and still open.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...driver.transactions import Transaction
 from ...errors import TransactionError, UnknownModelError
 from ...registry import ModelInfo
 from ..runtime import Runtime
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..._types import MaybeTransaction
 
 __all__ = ["model", "session", "own"]
 
@@ -23,7 +26,7 @@ def model(rt: Runtime, name: Any) -> ModelInfo:
     return rt.registry.resolve(name)
 
 
-def own(rt: Runtime, transaction: Any) -> Transaction:
+def own(rt: Runtime, transaction: MaybeTransaction) -> Transaction:
     """``transaction`` if it is a Transaction of this Database; ``TransactionError`` otherwise."""
     if not isinstance(transaction, Transaction):
         raise TransactionError(f"expected a Transaction from start_transaction(), got {type(transaction).__name__}")
@@ -32,7 +35,7 @@ def own(rt: Runtime, transaction: Any) -> Transaction:
     return transaction
 
 
-def session(rt: Runtime, transaction: Any) -> Any:
+def session(rt: Runtime, transaction: MaybeTransaction) -> Any:
     """The ClientSession of an open transaction of this Database, or None without one."""
     if transaction is None:
         return None

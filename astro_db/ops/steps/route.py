@@ -6,15 +6,18 @@ transaction only the primary is allowed. The route is part of the cache key (a s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...registry import ModelInfo
 from ..runtime import Runtime
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..._types import MaybeTransaction
+
 __all__ = ["read", "write"]
 
 
-def read(rt: Runtime, info: ModelInfo, read_preference: Any, transaction: Any) -> tuple[Any, str]:
+def read(rt: Runtime, info: ModelInfo, read_preference: Any, transaction: MaybeTransaction) -> tuple[Any, str]:
     """The model's collection routed by ``read_preference``, and the route's cache-key part."""
     return rt.router.route(rt.coll(info), read_preference, transaction)
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...driver import timeouts
 from ...errors import AstroDBError
 from ...monitoring import tracing
 from ...registry import ModelInfo
 from ..runtime import Runtime
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..._types import MaybeTransaction
 
 __all__ = ["call", "read_on", "END", "WRITE_OPERATIONS"]
 
@@ -30,7 +33,7 @@ END: Any = object()
 WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", "delete", "delete_many"})
 
 
-def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: Any = None, *,
+def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: MaybeTransaction = None, *,
          retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
     """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError.
 
