@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo import monitoring
 
 
@@ -33,3 +35,16 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def poll(check: Any, timeout_s: float = 30.0) -> Any:
+    """``check()``'s first true value, asked every 5 ms; an AssertionError after ``timeout_s``
+    (a condition another thread or process brings about, awaited with a bound)."""
+    import threading
+    import time
+
+    deadline, pause = time.monotonic() + timeout_s, threading.Event()
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition never held"
+        pause.wait(0.005)
+    return value

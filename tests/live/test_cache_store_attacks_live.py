@@ -7,21 +7,13 @@ import logging
 import uuid
 
 import pytest
+from spies import poll as _poll
 
 from astro_db import Database
 
 SECRET = "attack-test-cache-secret-" + "z" * 16
 
 
-def _poll(check, timeout_s: float = 30.0):
-    import threading
-    import time
-
-    deadline, pause = time.monotonic() + timeout_s, threading.Event()
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never held"
-        pause.wait(0.005)
-    return value
 
 
 def _db(url, redis_url, **extra):

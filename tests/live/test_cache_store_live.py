@@ -4,11 +4,10 @@ Redis, checked against the write generations; never plaintext of a sensitive fie
 from __future__ import annotations
 
 import base64
-import threading
-import time
 import uuid
 
 from spies import CommandSpy
+from spies import poll as _poll
 
 from astro_db import Database
 from astro_db.cache.redis_store import MISSING
@@ -17,12 +16,6 @@ KEY = base64.b64encode(b"K" * 32).decode()
 SECRET = "test-cache-secret-" + "x" * 20
 
 
-def _poll(check, timeout_s: float = 30.0):
-    deadline, pause = time.monotonic() + timeout_s, threading.Event()
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never held"
-        pause.wait(0.005)
-    return value
 
 
 def _db(url, redis_url, **extra):

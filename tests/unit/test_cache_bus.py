@@ -6,12 +6,11 @@ driven by a hand-switched bus implementing the same interface."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 import pytest
 from spies import Clock
+from spies import poll as _poll
 
 from astro_db import Database, DatabaseConfig
 from astro_db.cache import InvalidationBus, LocalBus, QueryCache, cache_key
@@ -43,13 +42,6 @@ class SwitchBus:
         return {"kind": self.kind, "connected": self.connected}
 
 
-def _poll(check: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never held"
-        pause.wait(0.005)
-    return value
 
 
 KEY = cache_key("User", "find_one", {"n": 1})

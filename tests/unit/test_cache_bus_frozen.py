@@ -17,18 +17,12 @@ import time
 import uuid
 
 import pytest
+from spies import poll as _poll
 
 from astro_db import Database
 from astro_db.cache.redis_store import MISSING, RedisStore
 from astro_db.cache.store import QueryCache, cache_key
 from astro_db.ratelog import RateLimitedLog
-
-
-def _poll(check, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)  # polling a condition with a bound, not a timed wait
 
 
 def _bus_db(url: str) -> Database:
