@@ -74,15 +74,8 @@ def bounded(method: F) -> F:
     def wrapper(*args: Any, timeout_ms: float | None = None, **kwargs: Any) -> Any:
         if timeout_ms is None:
             return method(*args, **kwargs)
-        bound = Bound.starting_now(check_timeout_ms(timeout_ms), "timeout_ms")
-        outer = _call_bound.get()
-        if outer is not None and outer.deadline < bound.deadline:
-            bound = outer  # a nested call never outlives its caller's bound
-        token = _call_bound.set(bound)
-        try:
+        with under_call_bound(timeout_ms):
             return method(*args, **kwargs)
-        finally:
-            _call_bound.reset(token)
 
     signature = inspect.signature(method)
     extra = inspect.Parameter("timeout_ms", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None")
@@ -94,7 +87,8 @@ def bounded(method: F) -> F:
 
 @contextlib.contextmanager
 def under_call_bound(timeout_ms: float) -> Iterator[None]:
-    """What ``bounded`` does for one call, as a context (a nested bound never outlives its caller's)."""
+    """The call in the block is bounded by ``timeout_ms`` (``bounded`` uses it for every public
+    call); a nested call never outlives its caller's bound."""
     bound = Bound.starting_now(check_timeout_ms(timeout_ms), "timeout_ms")
     outer = _call_bound.get()
     if outer is not None and outer.deadline < bound.deadline:
