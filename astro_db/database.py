@@ -10,13 +10,15 @@ of its name (``"User"``, ``"birth_chart"``, ``"birthCharts"``).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, Unpack, overload
 
 from .changes import ensure_change_indexes
 from .config import DatabaseConfig
-from .driver.timeouts import bounded, under_call_bound
+from .driver.timeouts import under_call_bound
 from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
@@ -37,6 +39,7 @@ __all__ = ["Database", "CreateManyResult", "Page", "UpsertResult"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 D = TypeVar("D", bound=AstroDocument)
 ModelRef = Union[str, type[AstroDocument], "ModelInfo"]
 Query = Mapping[str, Any] | None
@@ -87,6 +90,27 @@ class PageOptions(FilterOptions, total=False):
 
 class AggregateOptions(WriteOptions, total=False):
     read_preference: Any
+
+
+def bounded(method: F) -> F:
+    """Give a public ``Database`` method a keyword-only ``timeout_ms=None`` bounding the call
+    (``driver.timeouts.under_call_bound``: the one place a call's bound is set). Defined here, in
+    the public face, so the wrapper's frame is this module's: the run step's look at the bound
+    (``timeouts.enter``) is then a call down, never back into a module up the stack."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, timeout_ms: float | None = None, **kwargs: Any) -> Any:
+        if timeout_ms is None:
+            return method(*args, **kwargs)
+        with under_call_bound(timeout_ms):
+            return method(*args, **kwargs)
+
+    signature = inspect.signature(method)
+    extra = inspect.Parameter("timeout_ms", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None")
+    params = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+    wrapper.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 class Database(OperatorMixin):

@@ -93,17 +93,29 @@ class ChangeLog:
         """Insert ``records`` (plus any left pending) under ``run``; see the module docstring."""
         if not records:
             return
-        late = [] if in_transaction else self._take_pending()
-
-        def write_all() -> None:
-            _write_late(database, late, records, session)
-
+        insert, late = self.insertion(database, records, session=session, in_transaction=in_transaction)
         try:
-            run(write_all)
+            run(insert)
         except AstroDBError as exc:
-            if in_transaction:
-                raise
-            raise self.unwritten(records, what, exc, late=late) from exc
+            raise self.failed(records, what, exc, late=late, in_transaction=in_transaction) from exc
+
+    def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,
+                  in_transaction: bool) -> tuple[Callable[[], int], list[tuple[dict[str, Any], str]]]:
+        """The driver call that inserts ``records`` with those left pending (none inside a
+        transaction), for the caller to make through the run step, and the pending ones taken:
+        ``failed`` needs them back if the call fails. ``write`` is this plus ``failed``; the
+        change-record hook makes the call itself, so nothing calls back into it."""
+        late = [] if in_transaction else self._take_pending()
+        return partial(_write_late, database, late, records, session), late
+
+    def failed(self, records: list[dict[str, Any]], what: str, exc: AstroDBError, *,
+               late: list[tuple[dict[str, Any], str]], in_transaction: bool) -> AstroDBError:
+        """What a failed insertion of ``records`` raises: in a transaction the error itself (the
+        transaction fails and the change aborts with its records); outside one the records (and
+        ``late``) are kept pending and a ``ChangeRecordError`` says so (``unwritten``)."""
+        if in_transaction:
+            return exc
+        return self.unwritten(records, what, exc, late=late)
 
     def unwritten(self, records: list[dict[str, Any]], what: str, cause: object,
                   late: Iterable[tuple[dict[str, Any], str]] = (), how: str = INSERT) -> ChangeRecordError:

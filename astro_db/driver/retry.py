@@ -97,20 +97,29 @@ class RetryPolicy:
         for value in gen:
             yield self.jitter(value) if self.jitter else value
 
-    def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True, deadline: float | None = None) -> T:
+    def call(self, fn: Callable[[], T], *, operation: str, retry: bool = True, deadline: float | None = None,
+             failed: BaseException | None = None) -> T:
         """Run ``fn``; on a retryable failure wait and run it again, up to ``attempts`` times.
 
         ``deadline`` (a ``clock()`` value: the call's one budget) stops retrying when the next
         wait would pass it, so no attempt starts past the deadline and each one gets what is left.
+        ``failed``: the first attempt was already made, bare, by the caller (the run step, whose
+        hot path makes the driver call itself) and failed with this error; the policy goes on
+        from there, as if its own first attempt had failed so.
         The last failure is raised as it is (the caller translates it); its ``astro_attempts``
         attribute says how many attempts were made, ``astro_stopped`` why they stopped
         (``"attempts"``: all made, ``"deadline"``: the budget would have run out first).
         """
         if not retry or self.attempts <= 1:
+            if failed is not None:
+                raise failed
             return fn()
         waits: Iterator[float] | None = None
         for attempt in itertools.count(1):
             try:
+                if failed is not None:
+                    first, failed = failed, None
+                    raise first
                 return fn()
             except pm.PyMongoError as exc:
                 if not is_retryable(exc):

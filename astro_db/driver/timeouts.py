@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
-import inspect
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -25,9 +23,9 @@ from pymongo import errors as pm
 from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
 from .connection import summarise
 
-__all__ = ["Bound", "bounded", "current_bound", "under", "call_within", "final_error", "afresh"]
+__all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call_bound", "call_within", "final_error",
+           "afresh"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
@@ -58,6 +56,8 @@ class Bound:
 
 
 _call_bound: contextvars.ContextVar[Bound | None] = contextvars.ContextVar("astro_db_call_bound", default=None)
+#: The bound of the call in progress; ``enter`` sets it, its caller resets it with the token.
+CALL_BOUND = _call_bound
 
 
 def check_timeout_ms(value: Any) -> float:
@@ -67,28 +67,10 @@ def check_timeout_ms(value: Any) -> float:
     return float(value)
 
 
-def bounded(method: F) -> F:
-    """Give a public ``Database`` method a keyword-only ``timeout_ms=None`` bounding the call."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, timeout_ms: float | None = None, **kwargs: Any) -> Any:
-        if timeout_ms is None:
-            return method(*args, **kwargs)
-        with under_call_bound(timeout_ms):
-            return method(*args, **kwargs)
-
-    signature = inspect.signature(method)
-    extra = inspect.Parameter("timeout_ms", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None")
-    params = list(signature.parameters.values())
-    at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
-    wrapper.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
-
-
 @contextlib.contextmanager
 def under_call_bound(timeout_ms: float) -> Iterator[None]:
-    """The call in the block is bounded by ``timeout_ms`` (``bounded`` uses it for every public
-    call); a nested call never outlives its caller's bound."""
+    """The call in the block is bounded by ``timeout_ms`` (``Database``'s ``bounded`` uses it for
+    every public call); a nested call never outlives its caller's bound."""
     bound = Bound.starting_now(check_timeout_ms(timeout_ms), "timeout_ms")
     outer = _call_bound.get()
     if outer is not None and outer.deadline < bound.deadline:
@@ -106,6 +88,26 @@ def current_bound(default_ms: float | None) -> Bound | None:
     if bound is None and default_ms:
         bound = Bound.starting_now(default_ms, "operation_timeout_ms")
     return bound
+
+
+def enter(default_ms: float | None, where: str) -> tuple[Bound | None, float, contextvars.Token[Bound | None] | None]:
+    """The run step's one look at the time bound of a driver call: ``(bound, remaining_s, token)``.
+
+    The bound is the call's (``timeout_ms=``), else one of ``default_ms`` starting now, else
+    None (no bound: remaining 0, no token). A bound already out of time raises
+    ``OperationTimeoutError``. Otherwise the bound is made current for whatever the driver call
+    runs (hooks, nested reads); the caller puts the call under ``pymongo.timeout(remaining_s)``
+    and then resets ``CALL_BOUND`` with the token. One function, so the run step's hot path
+    passes this module once per driver call and is never called back from it."""
+    bound = _call_bound.get()
+    if bound is None:
+        if not default_ms:
+            return None, 0.0, None
+        bound = Bound(default_ms, time.monotonic() + default_ms / 1000.0, "operation_timeout_ms")
+    remaining = bound.deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired_error(bound, where)
+    return bound, remaining, _call_bound.set(bound)
 
 
 def call_within(bound: Bound, where: str, body: Callable[[], T]) -> T:

@@ -16,6 +16,7 @@ monitor, crypto, registry), ``call`` (one driver call through the run step) and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ..changes import read_trail
@@ -152,23 +153,24 @@ class Executor:
 
     def find(self, op: Operation) -> Any:
         rt = self.runtime
+        opts = op.options
         info, session, guard = self._begin(op)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        options = compile.find_options(info, op.options)
-        docs = self._read(op, info, guard, filt, options,
-                          lambda coll, filt: list(coll.find(filt, session=session, **options)))
+        filt, options = compile.read(rt, info, guard, op.query, opts)
+        coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
+        docs = self._read(op, info, guard, filt, options, where,
+                          partial(run.listed, coll.find, filt, session=session, **options))
         age = stale_age(docs)
-        return hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False), age=age)
+        return hydrate.many(info, open.documents(rt, info, docs), lean=opts.get("lean", False), age=age)
 
     def find_one(self, op: Operation) -> Any:
         rt = self.runtime
+        opts = op.options
         info, session, guard = self._begin(op)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
-        doc = self._read(op, info, guard, filt, options,
-                         lambda coll, filt: coll.find_one(filt, session=session, **options))
+        filt, options = compile.read(rt, info, guard, op.query, opts, one=True)
+        coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
+        doc = self._read(op, info, guard, filt, options, where, partial(coll.find_one, filt, session=session, **options))
         age = stale_age(doc)
-        return hydrate.one(info, open.document(rt, info, doc), lean=op.option("lean", False), age=age)
+        return hydrate.one(info, open.document(rt, info, doc), lean=opts.get("lean", False), age=age)
 
     def iter_find(self, op: Operation) -> Iterator[Any]:
         """Steps 1-7 now, up to the first batch (retried like any read); the rest streamed,
@@ -245,8 +247,9 @@ class Executor:
         if session is not None and not rt.capabilities.session_counts:
             session = None  # the backend counts without sessions; it has no isolation to honour
         filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        return self._read(op, info, guard, filt, None,  # type: ignore[no-any-return]
-                          lambda coll, filt: coll.count_documents(filt, session=session))
+        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        return self._read(op, info, guard, filt, None, where,  # type: ignore[no-any-return]
+                          partial(coll.count_documents, filt, session=session))
 
     def aggregate(self, op: Operation) -> list[dict[str, Any]]:
         rt = self.runtime
@@ -354,18 +357,19 @@ class Executor:
     # --- helpers ----------------------------------------------------------------------------
 
     def _read(self, op: Operation, info: ModelInfo, guard: Guard, filt: dict[str, Any], options: Any,
-              query: Callable[[Any, dict[str, Any]], Any]) -> Any:
-        """Steps 5 to 7 of a read (route, cache, run) with the compiled filter (validated, sealed
-        and scoped): ``query(collection, filter)`` is the driver call, made through the cache
-        when the call or the model asks for it (an answer from the cache is checked against the
-        scope again, ``guard``)."""
+              where: str | None, query: Callable[[], Any]) -> Any:
+        """Steps 6 and 7 of a read (cache, run) with the compiled filter (validated, sealed and
+        scoped) and the routed collection's driver call ``query`` (a ``functools.partial``), made
+        through the cache when the call or the model asks for it (an answer from the cache is
+        checked against the scope again, ``guard``). The run step is handed to the cache step
+        as a partial too: no closure of the executor's is called back from below."""
         rt = self.runtime
-        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        opts = op.options
         sort = options.get("sort") if options else None
         return cache.read_through(
-            rt, info, op.name, filt, options, cache=op.option("cache"), transaction=op.transaction,
-            stale_ok=op.option("stale_ok", False), route=where, guard=guard,
-            fetch=lambda: run.call(rt, info, op.name, lambda: query(coll, filt), op.transaction, query=(filt, sort)),
+            rt, info, op.name, filt, options, cache=opts.get("cache"), transaction=op.transaction,
+            stale_ok=opts.get("stale_ok", False), route=where, guard=guard,
+            fetch=partial(run.call, rt, info, op.name, query, op.transaction, query=(filt, sort)),
         )
 
     def _begin(self, op: Operation) -> tuple[ModelInfo, Any, Guard]:

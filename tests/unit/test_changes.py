@@ -1,7 +1,7 @@
 """Change records on the embedded backend: exactly once, attributed, ordered, never a silent gap.
 
 Races are driven by injected hooks at fixed points of the write path (``WriteRunner._ids``,
-``ChangeLog.write``), never by timing. The live tier repeats the ordering race with a PyMongo
+``ChangeLog.insertion``), never by timing. The live tier repeats the ordering race with a PyMongo
 command listener and a second process (tests/live/test_changes_live.py).
 """
 
@@ -108,17 +108,17 @@ def test_a_record_written_late_still_loses_to_the_later_revision_in_a_restore(db
     [user] = users(db, 1)
     backup.backup(db, tmp_path / "repo")
     other = db.as_actor("other", roles=["admin"])
-    original = ChangeLog.write
+    original = ChangeLog.insertion
     held = []
 
-    def write(self, run, database, recs, **kw):
+    def insertion(self, database, recs, **kw):
         # the first update's records wait until a second update has been applied and recorded
         if not held and recs and recs[0]["action"] == "update":
             held.append(True)
             other.update("User", {"id": user.id}, {"name": "Applied second"})
-        return original(self, run, database, recs, **kw)
+        return original(self, database, recs, **kw)
 
-    monkeypatch.setattr(ChangeLog, "write", write)
+    monkeypatch.setattr(ChangeLog, "insertion", insertion)
     db.update("User", {"id": user.id}, {"name": "Applied first"})
     instant = instant_after_last_write()
     assert db.find_one("User", {"id": user.id}).name == "Applied second"

@@ -18,9 +18,9 @@ from mongoengine.errors import ValidationError as MEValidationError
 from pymongo import errors as pm
 
 from astro_db import Database, DatabaseConfig
+from astro_db.database import bounded
 from astro_db.driver import timeouts
 from astro_db.driver.retry import RetryPolicy, is_retryable
-from astro_db.driver.timeouts import bounded
 from astro_db.errors import (
     AstroDBError,
     DatabaseConnectionError,

@@ -34,7 +34,7 @@ from ...security.masking import masked_errors
 from ..runtime import Runtime
 from ..writes import CONTINUED, new_document
 
-__all__ = ["walker", "filter", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key",
+__all__ = ["walker", "filter", "read", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key",
            "upsert_items"]
 
 _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
@@ -57,6 +57,17 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
            strict: bool = False) -> dict[str, Any]:
     """A user filter validated against the model, in stored form, sealed and scoped."""
     return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
+
+
+def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
+         one: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A read's filter (``filter``, ``strict`` from ``options``) and its find options
+    (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only),
+    compiled in one pass of this step."""
+    filt = walker(rt, guard, strict=options.get("strict", False)).filter(info.cls, query)
+    if one:
+        options = {"sort": options.get("sort"), "projection": options.get("projection")}
+    return filt, find_options(info, options)
 
 
 def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:

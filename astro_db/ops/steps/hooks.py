@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...changes import new_op_id
-from ...errors import ChangeRecordError
+from ...errors import AstroDBError, ChangeRecordError
 from ...events import WriteEvent, Written
 from ...security.audit import current_request_id
 from . import run
@@ -71,6 +71,13 @@ class ChangeRecords:
             op=event.op_id if event.op_id is not None else new_op_id(),
         )
         info = rt.registry.resolve(event.model)
-        log.write(lambda fn: run.call(rt, info, f"record {event.action}", fn, event.transaction), event.database,
-                  records, session=event.session, in_transaction=event.transaction is not None,
-                  what=f"{event.action} on {event.model}")
+        in_transaction = event.transaction is not None
+        insert, late = log.insertion(event.database, records, session=event.session, in_transaction=in_transaction)
+        try:
+            run.call(rt, info, f"record {event.action}", insert, event.transaction)
+        except AstroDBError as exc:
+            failure = log.failed(records, f"{event.action} on {event.model}", exc, late=late,
+                                 in_transaction=in_transaction)
+            if failure is exc:
+                raise
+            raise failure from exc

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pymongo
+from pymongo import errors as pm
+
 from ...driver import timeouts
 from ...errors import AstroDBError
 from ...monitoring import tracing
@@ -25,7 +28,7 @@ from ..runtime import Runtime
 if TYPE_CHECKING:  # pragma: no cover
     from ..._types import MaybeTransaction
 
-__all__ = ["call", "read_on", "END", "WRITE_OPERATIONS"]
+__all__ = ["call", "listed", "read_on", "END", "WRITE_OPERATIONS"]
 
 T = TypeVar("T")
 #: What ``read_on`` returns when a cursor is exhausted.
@@ -37,27 +40,33 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
          retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
     """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError.
 
-    The short path: ``RetryPolicy.call`` runs ``fn`` directly unless it fails; the breaker takes
-    no lock while closed. Only ``operation_timeout_ms=None`` (no bound) skips the timeout context."""
+    The short path: the breaker takes no lock while closed, ``timeouts.enter`` gives the bound
+    (one look), and ``fn`` is called here, bare, under ``pymongo.timeout``; only a failure hands
+    it to the retry policy (``RetryPolicy.call(failed=...)``). ``fn`` is best a
+    ``functools.partial`` of the driver's method (or of ``listed``), so that the driver is
+    called from here and no closure calls back into the module that asked. Only
+    ``operation_timeout_ms=None`` (no bound) skips the timeout context."""
     name = f"{operation} on {info.name}" if info else operation
-    model = info.name if info else None
     monitor = rt.monitor
     started = time.perf_counter()
+    bound = None
     try:
         probe = rt.breaker.before_call()
-        bound = timeouts.current_bound(rt.config.operation_timeout_ms)
         retry = retry and transaction is None and not probe
         if tracing.AVAILABLE:  # the operation's span counts this driver call and its retries
             traced = tracing.current()
             if traced is not None:
                 fn = traced.driver_call(fn)
         try:
-            if bound is None:
-                result = rt.retry.call(fn, operation=name, retry=retry)
+            bound, remaining, token = timeouts.enter(rt.config.operation_timeout_ms, name)
+            if token is None:
+                result = _attempts(rt, fn, name, retry, None)
             else:
-                deadline = bound.deadline
-                result = timeouts.call_within(bound, name, lambda: rt.retry.call(fn, operation=name, retry=retry,
-                                                                                 deadline=deadline))
+                try:
+                    with pymongo.timeout(remaining):
+                        result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                finally:
+                    timeouts.CALL_BOUND.reset(token)
         except AstroDBError:
             rt.breaker.release_probe()
             raise
@@ -65,17 +74,34 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             rt.breaker.record_failure(exc)
             if info is not None and operation in WRITE_OPERATIONS:
                 rt.cache.invalidate(info.name)  # the write may have landed before it failed
-            raise timeouts.final_error(exc, bound, operation=operation, model=model,
+            raise timeouts.final_error(exc, bound, operation=operation, model=info.name if info else None,
                                        attempts=rt.retry.attempts if retry else 1) from exc
         except BaseException:
             rt.breaker.release_probe()
             raise
     except AstroDBError as exc:
-        monitor.record_operation(model, operation, time.perf_counter() - started, type(exc).__name__, query=query)
+        monitor.record_operation(info.name if info else None, operation, time.perf_counter() - started,
+                                 type(exc).__name__, query=query)
         raise
     rt.breaker.record_success()
-    monitor.record_operation(model, operation, time.perf_counter() - started, query=query)
+    monitor.record_operation(info.name if info else None, operation, time.perf_counter() - started, query=query)
     return result
+
+
+def _attempts(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline: float | None) -> T:
+    """The first attempt, bare; after a driver error, the retry policy takes over."""
+    try:
+        return fn()
+    except pm.PyMongoError as exc:
+        if not retry:
+            raise
+        return rt.retry.call(fn, operation=name, retry=True, deadline=deadline, failed=exc)
+
+
+def listed(method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
+    """``list(method(*args, **kwargs))``: a ``find`` read to its end inside the attempt, so a
+    retry sends the query again. Hand it to ``call`` as ``functools.partial(listed, coll.find, ...)``."""
+    return list(method(*args, **kwargs))
 
 
 def read_on(rt: Runtime, info: ModelInfo, operation: str, cursor: Any) -> Any:
