@@ -7,7 +7,8 @@ PyMongo on a plain client of its own (``tz_aware=True``, no listeners). The two 
 small interleaved batches (``--rounds`` batches of ``--batch`` calls each, inputs rebuilt outside
 the timing), so a noisy shared machine slows both alike. Prints, per call kind, the median client
 CPU per call (``time.process_time``) of both and astro_db's overhead (astro_db minus raw, in
-microseconds), then, with ``--top N``, the N functions with the most own CPU time in a cProfile
+microseconds), then, with ``--top N``, the Python function calls per call (C functions
+included, as cProfile counts them: independent of the machine's load) and the N functions with the most own CPU time in a cProfile
 run of ``--calls`` astro_db calls (``--sort cumulative`` for the chain, ``--only astro_db`` to
 keep astro_db's own functions).
 
@@ -237,8 +238,10 @@ def main(argv: list[str] | None = None) -> None:
                     astro_call(i)
                 profiler.disable()
                 out = io.StringIO()
-                pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.only or "", args.top)
-                print(f"\n## {kind}: top {args.top} by {args.sort}{' matching ' + args.only if args.only else ''} ({args.calls} calls)")
+                stats = pstats.Stats(profiler, stream=out)
+                stats.sort_stats(args.sort).print_stats(args.only or "", args.top)
+                print(f"\n## {kind}: top {args.top} by {args.sort}{' matching ' + args.only if args.only else ''} ({args.calls} calls; "
+                      f"{stats.total_calls / args.calls:.0f} function calls per call)")
                 print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
     finally:
         for other in closing:

@@ -374,8 +374,7 @@ class Executor:
 
     def _begin(self, op: Operation) -> tuple[ModelInfo, Any, Guard]:
         """Steps 1 and 2 of every data call: the model, the transaction's session, the Guard."""
-        info = resolve.model(self.runtime, op.model)
-        session = resolve.session(self.runtime, op.transaction)
+        info, session = resolve.call(self.runtime, op.model, op.transaction)
         return info, session, authorize.check(op.actor, op.name, info)
 
     def _updating(self, op: Operation, *, all: bool | None = None,  # noqa: A002

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ...registry import ModelInfo
 from ...security import access
-from ..operation import MODEL_PERMISSIONS, permission_of
+from ..operation import MODEL_PERMISSIONS, PERMISSIONS, permission_of
 
 __all__ = ["check"]
 
@@ -18,7 +18,7 @@ def check(actor: access.Actor | None, name: str, info: ModelInfo | None = None, 
     """Authorize the call ``name`` (on ``info`` for per-model permissions); its Guard, or raise
     ``PermissionDeniedError``. ``permission`` overrides the table for a call's special case
     (e.g. ``delete_many(all=True)`` needs ``DELETE_ALL``)."""
-    needed = permission or permission_of(name)
+    needed = permission or PERMISSIONS.get(name) or permission_of(name)  # the lookup, then the refusal
     if needed in MODEL_PERMISSIONS and info is not None:
         return access.authorize(actor, info, needed, call=name)
     access.authorize_global(actor, needed, call=name)

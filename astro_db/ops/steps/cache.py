@@ -39,6 +39,12 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
                  fetch: Callable[[], T], guard: Guard | None = None) -> T:
     """``fetch()``, through the cache when wanted, checked against ``guard``'s scope (see the
     module docstring)."""
+    if transaction is not None or not (stale_ok or rt.cache.wanted(info.name, cache)):
+        answer = fetch()  # the server's answer (nearly every read): no closure, no cache key
+        if guard is None or not guard.scope or guard.admits(answer):
+            return answer
+        raise PermissionDeniedError(f"the server answered {kind} on {info.name} with a document outside the scope "
+                                    f"of actor {guard.actor.id if guard.actor else '?'}")
     fetched = False
 
     def fresh() -> T:

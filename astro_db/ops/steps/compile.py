@@ -42,7 +42,27 @@ _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
 
 def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
     """The walk of one call: validated, sealed, scoped, other collections' permissions checked
-    (``strict``: literals only in the call's own filter)."""
+    (``strict``: literals only in the call's own filter). The trusted app's walk (no actor: its
+    guard and reads rule change nothing, so they are left out) is the same every call: built
+    once per runtime's key and registry, and kept (the rules hold no state of a call)."""
+    if guard.actor is None and not guard.scope:
+        key = (id(rt.crypto), id(rt.registry), id(guard), strict)
+        hit = _TRUSTED_WALKERS.get(key)
+        if hit is not None and hit[0] is rt.crypto and hit[1] is rt.registry and hit[2] is guard:
+            return hit[3]
+        # the scope and reads rules of the trusted guard change nothing: left out of its walk
+        built = Walker((Checks(strict=strict), SealRule(rt.crypto, rt.registry)), _collections(rt.registry))
+        if len(_TRUSTED_WALKERS) > 64:  # a leak guard: one entry per Database (and strictness)
+            _TRUSTED_WALKERS.clear()
+        _TRUSTED_WALKERS[key] = (rt.crypto, rt.registry, guard, built)
+        return built
+    return _walker(rt, guard, strict)
+
+
+_TRUSTED_WALKERS: dict[tuple[int, int, int, bool], tuple[Any, Any, Guard, Walker]] = {}
+
+
+def _walker(rt: Runtime, guard: Guard, strict: bool) -> Walker:
     rules = (Checks(strict=strict), SealRule(rt.crypto, rt.registry), guard, ReadsRule(guard.actor, rt.registry))
     return Walker(rules, _collections(rt.registry))
 

@@ -14,10 +14,10 @@ __all__ = ["one", "many"]
 
 
 def one(info: ModelInfo, doc: dict[str, Any] | None, *, lean: bool, age: float | None = None) -> Any:
-    if doc is None or lean:
-        return mark(doc, age)
-    return mark(codec.hydrate(info.cls, doc), age)
+    out = doc if doc is None or lean else codec.hydrate(info.cls, doc)
+    return out if age is None else mark(out, age)  # a fresh answer (nearly every one) needs no mark
 
 
 def many(info: ModelInfo, docs: list[dict[str, Any]], *, lean: bool, age: float | None = None) -> Any:
-    return mark(docs if lean else codec.hydrate_many(info.cls, docs), age)
+    out = docs if lean else codec.hydrate_many(info.cls, docs)
+    return out if age is None else mark(out, age)

@@ -16,7 +16,13 @@ from ..runtime import Runtime
 if TYPE_CHECKING:  # pragma: no cover
     from ..._types import MaybeTransaction
 
-__all__ = ["model", "session", "own"]
+__all__ = ["call", "model", "session", "own"]
+
+
+def call(rt: Runtime, name: Any, transaction: MaybeTransaction) -> tuple[ModelInfo, Any]:
+    """Step 1 of a data call in one pass: the model (``model``) and the session (``session``)."""
+    info = model(rt, name)
+    return info, (None if transaction is None else own(rt, transaction).require_active())
 
 
 def model(rt: Runtime, name: Any) -> ModelInfo:
