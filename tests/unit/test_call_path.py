@@ -1,0 +1,95 @@
+"""The per-call path stays short without dropping a guarantee: what the hub precomputes, what it
+skips when there is nothing to do, and what it still checks (issue 27's per-call CPU). Counts and
+identities, never times."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from bson import ObjectId
+
+from astro_db.errors import PermissionDeniedError
+from astro_db.models import PlanetaryInsight, User, fields
+from astro_db.models import hydrate as hydration
+from astro_db.ops.steps import cache as cache_step
+from astro_db.ops.steps import compile as compile_step
+from astro_db.ops.steps import hydrate as hydrate_step
+from astro_db.ops.steps import route as route_step
+from astro_db.security.access import Actor, authorize
+
+
+def _reference_email(value: str) -> str:
+    """``canonical_email`` without its ASCII short way (the full NFKC fold)."""
+    value = unicodedata.normalize("NFKC", value).strip()
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", value.lower()).strip()
+        if folded == value:
+            break
+        value = folded
+    return value
+
+
+def test_an_ascii_email_is_folded_without_unicode_normalisation_to_the_same_spelling(monkeypatch):
+    samples = [" Ann.Lee+X@Example.COM\t", "bob@example.com", "\x0bQ@W.E ", "".join(chr(c) for c in range(33, 127)) + "@a.b"]
+    expected = [_reference_email(s) for s in samples]
+    calls = []
+    real = unicodedata.normalize
+    monkeypatch.setattr(unicodedata, "normalize", lambda form, text: calls.append(text) or real(form, text))
+    assert [fields.canonical_email(s) for s in samples] == expected
+    assert calls == []
+    assert fields.canonical_email("ＡＮＮ@ｅｘａｍｐｌｅ.com") == "ann@example.com"  # not ASCII: the full fold
+    assert calls
+
+
+def test_hydrate_many_looks_the_plan_and_the_signals_up_once(db, monkeypatch):
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    stored = [db.create(PlanetaryInsight, {"userId": user.id, "date": f"2026-01-{day:02d}T00:00:00Z", "energyLevel": 5,
+                                           "recommendations": ["Rest"]}, lean=True) for day in range(1, 8)]
+    one_by_one = [hydration.hydrate(PlanetaryInsight, doc) for doc in stored]
+    looked = []
+    real = hydration.doc_plan
+    monkeypatch.setattr(hydration, "doc_plan", lambda cls: looked.append(cls) or real(cls))
+    many = hydration.hydrate_many(PlanetaryInsight, stored)
+    assert looked == [PlanetaryInsight]
+    assert [d.to_dict() for d in many] == [d.to_dict() for d in one_by_one]
+
+
+def test_the_trusted_apps_walker_is_built_once_and_an_actors_is_not_shared(db):
+    rt = db.executor.runtime
+    trusted = authorize(None, rt.registry.resolve("User"), "read")
+    assert compile_step.walker(rt, trusted) is compile_step.walker(rt, trusted)
+    assert compile_step.walker(rt, trusted, strict=True) is not compile_step.walker(rt, trusted)
+    assert len(compile_step.walker(rt, trusted).rules) == 2  # checks and sealing: the scope rules are no-ops
+    me = Actor(str(ObjectId()), roles=["self"])
+    guard = authorize(me, rt.registry.resolve("User"), "read")
+    walker = compile_step.walker(rt, guard)
+    assert walker is not compile_step.walker(rt, guard) and guard in walker.rules
+    assert walker.filter(User, {"name": "Ann"}) == {"$and": [{"name": "Ann"}, {"_id": ObjectId(me.id)}]}
+
+
+def test_a_read_that_wants_no_cache_computes_no_cache_key_and_fresh_answers_get_no_stale_mark(db, monkeypatch):
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("not on this path")
+
+    monkeypatch.setattr(cache_step, "cache_key", refuse)
+    monkeypatch.setattr(hydrate_step, "mark", refuse)
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert [u.id for u in db.find(User, {"id": user.id})] == [user.id]
+
+
+def test_a_server_answer_outside_the_actors_scope_is_still_refused_on_the_bare_path(db, monkeypatch):
+    mine = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    other = db.create(User, {"email": "bob@example.com", "name": "Bob"})
+    foreign = db.mongo.users.find_one({"_id": other.id})
+
+    class Lying:
+        def find_one(self, *args, **kwargs):
+            return foreign
+
+    monkeypatch.setattr(route_step, "read", lambda *args, **kwargs: (Lying(), "primary"))
+    me = db.as_actor(str(mine.id), roles=["self"])
+    with pytest.raises(PermissionDeniedError, match="outside the scope"):
+        me.find_one(User, {"id": mine.id})
