@@ -177,16 +177,16 @@ class Executor:
         batch by batch, each document checked against the scope, opened and hydrated alone."""
         rt = self.runtime
         info, session, guard = self._begin(op)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         options = compile.find_options(info, op.options)
-        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+        coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
 
         def first_batch() -> tuple[Any, Any]:
             cursor = coll.find(filt, session=session, **options)
             return cursor, next(cursor, run.END)  # the find command: the first batch
 
         cursor, head = run.call(rt, info, "iter_find", first_batch, op.transaction, query=(filt, options.get("sort")))
-        return self._stream(info, guard, cursor, head, lean=op.option("lean", False))
+        return self._stream(info, guard, cursor, head, lean=op.options.get("lean", False))
 
     def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool) -> Iterator[Any]:
         rt = self.runtime
@@ -204,11 +204,11 @@ class Executor:
         """One keyset page (``ops.pages``): the filter, then "after the token's document"."""
         rt = self.runtime
         info, session, guard = self._begin(op)
-        limit = op.option("limit")
+        limit = op.options.get("limit")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= pages.MAX_LIMIT:
             raise QueryError(f"limit must be a whole number from 1 to {pages.MAX_LIMIT}, got {limit!r}")
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        options = compile.find_options(info, {"sort": op.option("sort"), "projection": op.option("projection")})
+        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
+        options = compile.find_options(info, {"sort": op.options.get("sort"), "projection": op.options.get("projection")})
         order = pages.page_sort(options.get("sort"))
         sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
         for key, _ in order:
@@ -222,12 +222,12 @@ class Executor:
                 projection = {**projection, **{key: 1 for key, _ in order}}
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
-        after = op.option("after")
+        after = op.options.get("after")
         query = filt
         if after is not None:
             keyset = pages.keyset_filter(order, tokens.open(context, after, len(order)))
             query = {"$and": [filt, keyset]} if filt else keyset
-        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+        coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
         find_options: dict[str, Any] = {"sort": order, "limit": limit + 1}
         if projection:
             find_options["projection"] = projection
@@ -238,7 +238,7 @@ class Executor:
         more = len(docs) > limit
         docs = docs[:limit]
         token = tokens.make(context, pages.sort_values(docs[-1], order)) if more and docs else None
-        items = hydrate.many(info, open.documents(rt, info, docs), lean=op.option("lean", False))
+        items = hydrate.many(info, open.documents(rt, info, docs), lean=op.options.get("lean", False))
         return pages.Page(list(items), token, len(docs))
 
     def count(self, op: Operation) -> int:
@@ -246,8 +246,8 @@ class Executor:
         info, session, guard = self._begin(op)
         if session is not None and not rt.capabilities.session_counts:
             session = None  # the backend counts without sessions; it has no isolation to honour
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        coll, where = route.read(rt, info, op.option("read_preference"), op.transaction)
+        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
+        coll, where = route.read(rt, info, op.options.get("read_preference"), op.transaction)
         return self._read(op, info, guard, filt, None, where,  # type: ignore[no-any-return]
                           partial(coll.count_documents, filt, session=session))
 
@@ -255,7 +255,7 @@ class Executor:
         rt = self.runtime
         info, session, guard = self._begin(op)
         stages = compile.pipeline(rt, info, guard, op.data)
-        coll, _ = route.read(rt, info, op.option("read_preference"), op.transaction)
+        coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
         first = stages[0].get("$match", {}) if stages else {}
         out = run.call(rt, info, "aggregate", lambda: list(coll.aggregate(stages, session=session)),
                        op.transaction, query=(first, None))
@@ -271,7 +271,7 @@ class Executor:
         writer = self._writer(info, op, session)
         writer.continue_lives([son])
         writer.insert_one(seal.document(rt, info, son))
-        return hydrate.one(info, son, lean=op.option("lean", False))
+        return hydrate.one(info, son, lean=op.options.get("lean", False))
 
     def create_many(self, op: Operation) -> CreateManyResult:
         rt = self.runtime
@@ -288,7 +288,7 @@ class Executor:
             else:
                 created.append(son)
         failed.sort(key=lambda pair: pair[0])
-        if op.option("lean", False):
+        if op.options.get("lean", False):
             return CreateManyResult(created, failed)
         return CreateManyResult(created, failed, build=lambda docs: hydrate.many(info, docs, lean=False))
 
@@ -298,7 +298,7 @@ class Executor:
         rt = self.runtime
         info, session, guard = self._begin(op)
         authorize.check(op.actor, op.name, info, permission=UPDATE)
-        on, sons, failed = compile.upserts(info, guard, op.option("on"), op.data,
+        on, sons, failed = compile.upserts(info, guard, op.options.get("on"), op.data,
                                            sealed={f.path for f in rt.crypto.fields.get(info.name, ())})
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         writer = self._writer(info, op, session)
@@ -314,27 +314,27 @@ class Executor:
     def update(self, op: Operation) -> Any:
         info, writer, filt, compiled, expected = self._updating(op)
         doc = writer.update_one(filt, compiled, expected_revision=expected)
-        return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.option("lean", False))
+        return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.options.get("lean", False))
 
     def update_many(self, op: Operation) -> int:
-        _, writer, filt, compiled, _ = self._updating(op, all=op.option("all", False))
+        _, writer, filt, compiled, _ = self._updating(op, all=op.options.get("all", False))
         return writer.update_many(filt, compiled)
 
     def delete(self, op: Operation) -> bool:
         rt = self.runtime
         info, session, guard = self._begin(op)
         compile.require_target(info, op.query, op.name)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
-        expected = compile.revision(op.option("expected_revision"))  # still step 3
+        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
+        expected = compile.revision(op.options.get("expected_revision"))  # still step 3
         return self._writer(info, op, session).delete_one(filt, expected_revision=expected)
 
     def delete_many(self, op: Operation) -> int:
         rt = self.runtime
         info, session, guard = self._begin(op)
-        compile.require_target(info, op.query, op.name, all=op.option("all", False))
+        compile.require_target(info, op.query, op.name, all=op.options.get("all", False))
         if not op.query:
             authorize.check(op.actor, op.name, info, permission=DELETE_ALL)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         return self._writer(info, op, session).delete_many(filt)
 
     # --- the audit trail ----------------------------------------------------------------------
@@ -385,9 +385,9 @@ class Executor:
         info, session, guard = self._begin(op)
         if all is not None:
             compile.require_target(info, op.query, op.name, all=all)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.option("strict", False))
+        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         compiled = compile.update(rt, info, guard, op.data)
-        expected = compile.revision(op.option("expected_revision"))
+        expected = compile.revision(op.options.get("expected_revision"))
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
         return info, self._writer(info, op, session), filt, compiled, expected
 
