@@ -21,7 +21,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .bus import BusFigures, CacheListener, SubscribingBus
+from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -83,7 +83,7 @@ class ChangeStreamBus(SubscribingBus):
     def _watch(self, database: MongoDB, collection: str) -> Any:
         return database[collection].watch(max_await_time_ms=self._max_await_ms)
 
-    def publish(self, model: str, origin: CacheListener | None = None) -> None:
+    def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Nothing to send: the server announces the write itself."""
         self.figures.count("sent")
 

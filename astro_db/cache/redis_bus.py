@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
-from .bus import BusFigures, CacheListener, SubscribingBus
+from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -99,6 +99,8 @@ class RedisBus(SubscribingBus):
         self._stop = threading.Event()
         self._doubt = threading.Event()  # set: the subscriber must drop everything and reconnect
         self._pending: dict[str, int] = {}  # model -> number of its latest write not yet announced
+        # model -> what its writes not yet taken by the publisher changed (None: anything)
+        self._notices: dict[str, Notice | None] = {}
         self._done: dict[str, int] = {}  # model -> the latest write number an announcement covered
         self._numbers = itertools.count(1)
         self._announced = threading.Condition(self._lock)
@@ -191,7 +193,7 @@ class RedisBus(SubscribingBus):
 
     # --- publishing --------------------------------------------------------------------------
 
-    def publish(self, model: str, origin: CacheListener | None = None) -> None:
+    def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Announce a committed write to ``model``: queued for the publisher thread, never sent
         from here. While Redis answers, the write waits for its announcement up to ``wait_s``
         (a healthy Redis takes well under a millisecond), so the generation has moved on when the
@@ -202,6 +204,11 @@ class RedisBus(SubscribingBus):
             self._after_fork()
         with self._lock:
             number = self._pending[model] = next(self._numbers)
+            if model in self._notices:  # writes not sent yet coalesce: what any of them changed
+                earlier = self._notices[model]
+                self._notices[model] = notice.merged(earlier) if notice is not None and earlier is not None else None
+            else:
+                self._notices[model] = notice.merged(notice) if notice is not None else None  # without images
             if self._publisher is None and self._thread is not None:
                 self._start_publisher()
         self._wake.set()
@@ -238,8 +245,11 @@ class RedisBus(SubscribingBus):
                                 "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
                 self._lose_trust(f"publish failed: {type(exc).__name__}")
 
-    def _send(self, model: str) -> None:
-        head = json.dumps({"m": model, "o": self.origin, "t": time.time()})[:-1] + ', "g": '
+    def _send(self, model: str, notice: Notice | None) -> None:
+        body: dict[str, Any] = {"m": model, "o": self.origin, "t": time.time()}
+        if notice is not None and notice.ids is not None:
+            body.update(notice.to_wire())  # digests of the ids and field names: no document, no raw id
+        head = json.dumps(body)[:-1] + ', "g": '
         self._sending_since = time.monotonic()
         try:
             self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
@@ -252,13 +262,26 @@ class RedisBus(SubscribingBus):
         A model written again while it was being sent stays pending for another announcement."""
         with self._lock:
             pending = sorted(self._pending.items())
-        for model, number in pending:
-            self._send(model)
-            with self._announced:
-                self._done[model] = max(self._done.get(model, 0), number)
-                if self._pending.get(model) == number:
-                    del self._pending[model]
-                self._announced.notify_all()
+            taken = {model: self._notices.pop(model, None) for model, _ in pending}
+        sent: set[str] = set()
+        try:
+            for model, number in pending:
+                self._send(model, taken[model])
+                sent.add(model)
+                self._announced_up_to(model, number)
+        except BaseException:
+            with self._lock:  # what was taken and not sent is owed in full: the whole model
+                for model, _ in pending:
+                    if model not in sent:
+                        self._notices[model] = None
+            raise
+
+    def _announced_up_to(self, model: str, number: int) -> None:
+        with self._announced:
+            self._done[model] = max(self._done.get(model, 0), number)
+            if self._pending.get(model) == number:
+                del self._pending[model]
+            self._announced.notify_all()
 
     def _lose_trust(self, reason: str) -> None:
         self._reason = reason
@@ -342,6 +365,7 @@ class RedisBus(SubscribingBus):
             model, generation, origin = body["m"], body["g"], body["o"]
             if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
                 raise ValueError("bad field types")
+            notice = Notice.from_wire(model, body)
             sent_at = body.get("t") if isinstance(body.get("t"), (int, float)) else None
         except (ValueError, KeyError, TypeError) as exc:
             self.figures.error(f"unreadable message: {type(exc).__name__}")
@@ -361,7 +385,10 @@ class RedisBus(SubscribingBus):
         if origin != self.origin:  # the writer dropped its own entries before publishing
             listener = self.listening()
             if listener is not None:
-                listener.drop(model)
+                if notice is None:
+                    listener.drop(model)
+                else:
+                    listener.apply(notice)
 
     def stats(self) -> dict[str, Any]:
         out = self.figures.as_dict(self.connected, self.reason)

@@ -119,6 +119,33 @@ def test_a_write_in_one_process_is_never_served_stale_by_another_once_delivered(
           f"median {statistics.median(delays):.2f} ms, max {max(delays):.2f} ms")
 
 
+@pytest.mark.parametrize("hold", [False, True], ids=["as_delivered", "notices_at_the_worst_moment"])
+def test_a_write_elsewhere_keeps_what_it_cannot_have_changed_and_drops_the_rest(workers, redis_server, hold):
+    """Selective invalidation across processes: B holds an id lookup of each user and a filter
+    by name; A renames the second user into that filter. Once delivered, B serves the first
+    lookup from its cache (unchanged) and the renamed user and the filter fresh: no stale read."""
+    a, b = workers(redis_server.url, hold=hold)
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    first = a.call("create", email=_email(), name="Kept")["id"]
+    second = a.call("create", email=_email(), name="Before")["id"]
+    settle(a, b)
+    zed = f"Zed-{uuid.uuid4().hex[:6]}"
+    for _ in range(2):
+        assert b.call("read", id=first)["name"] == "Kept"
+        assert b.call("read", id=second)["name"] == "Before"
+        assert b.call("find_name", name=zed)["ids"] == []
+    hits = b.call("stats")["cache"]["hits"]
+    a.call("update", id=second, name=zed)
+    settle(a, b)
+    out = b.call("read", id=first)
+    assert out["name"] == "Kept" and out["cache"]["hits"] == hits + 1  # kept: another id was written
+    out = b.call("read", id=second)
+    assert out["name"] == zed and out["cache"]["hits"] == hits + 1  # dropped: its id was written
+    out = b.call("find_name", name=zed)
+    assert out["ids"] == [second] and out["cache"]["hits"] == hits + 1  # dropped: it names the written field
+
+
 def test_killing_redis_loses_no_invalidation_and_serves_nothing_cached_meanwhile(workers, redis_server):
     a, b = workers(redis_server.url)
     for worker in (a, b):
