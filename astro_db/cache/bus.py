@@ -131,6 +131,7 @@ class BusFigures:
         self.kind = kind
         self._lock = threading.Lock()
         self.sent = 0
+        self.unannounced = 0  # writes to a model no process caches: the generation advanced, nothing sent
         self.received = 0
         self.full_drops = 0
         self.errors = 0
@@ -162,6 +163,7 @@ class BusFigures:
             age = None if self.last_message_at is None else round(time.monotonic() - self.last_message_at, 3)
             return {
                 "kind": self.kind, "connected": connected, "reason": reason, "sent": self.sent,
+                "unannounced": self.unannounced,
                 "received": self.received, "last_message_age_s": age,
                 "last_delay_ms": None if self.last_delay_s is None else round(self.last_delay_s * 1000.0, 3),
                 "full_drops": self.full_drops, "reconnects": self.reconnects, "errors": self.errors,

@@ -57,11 +57,16 @@ __all__ = ["RedisBus"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the model's generation key; ARGV[1] channel, ARGV[2] the message up to its generation.
+# KEYS[1] the model's generation key, KEYS[2] the set of cached models; ARGV[1] channel, ARGV[2]
+# the message up to its generation, ARGV[3] the model. A model no process caches is not announced
+# (its generation still advances, for the shared store): no subscriber wakes for it.
 _PUBLISH = """
 local g = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
-return g
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
+  return 1
+end
+return 0
 """
 _BACKOFF_S = (0.05, 2.0)
 _WATCHDOG = "astro_db-watchdog"  # the subscriber's own pings (redis-py filters its health checks)
@@ -84,6 +89,8 @@ class RedisBus(SubscribingBus):
         self.masked_url = mask_url(url)
         self.channel = f"astro_db:{namespace}:invalidate"
         self.generation_prefix = f"astro_db:{namespace}:gen:"
+        self.cached_key = f"astro_db:{namespace}:cached"  # the models some process caches (announced)
+        self._watched: set[str] = set()  # the models this process registered since it subscribed
         self.origin = uuid.uuid4().hex
         self._timeout_s = timeout_s
         self._health_check_s = health_check_s
@@ -188,6 +195,7 @@ class RedisBus(SubscribingBus):
             self._sending_since = None
             self._client = self._new_client()
             self._script = self._client.register_script(_PUBLISH)
+            self._watched = set()
         self._drop_all("forked process")
         self.start()
 
@@ -224,6 +232,31 @@ class RedisBus(SubscribingBus):
         with self._announced:
             self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=self.wait_s)
 
+    def watch(self, model: str) -> bool:
+        """Register ``model`` as cached (``SADD``, once per model per subscription) before this
+        process reads it for its cache: writes to a model no process registered are not
+        announced. A read that began after the registration sees every write the registration
+        did not (those came before it); every later write is announced. False (nothing may be
+        stored) while the bus is down or Redis refuses."""
+        if model in self._watched:
+            return True
+        if not self.connected:
+            return False
+        try:
+            self._client.sadd(self.cached_key, model)
+        except self._redis.RedisError as exc:
+            self.figures.error(f"register: {type(exc).__name__}: {exc}")
+            self._log.error("register", "cache bus %s: could not register %s as cached (%s); this process stops "
+                            "caching until its subscriber reconnects", self.masked_url, model, type(exc).__name__)
+            self._lose_trust(f"register failed: {type(exc).__name__}")
+            return False
+        self._watched.add(model)
+        return True
+
+    def watching(self, model: str) -> bool:
+        """Whether ``model`` is registered since the current subscription."""
+        return model in self._watched
+
     def unsent(self, model: str) -> bool:
         """Whether a write to ``model`` made here has not been announced yet (its generation in
         Redis is not advanced: the shared store must not be read for it meanwhile)."""
@@ -252,10 +285,10 @@ class RedisBus(SubscribingBus):
         head = json.dumps(body)[:-1] + ', "g": '
         self._sending_since = time.monotonic()
         try:
-            self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
+            published = self._script(keys=[self.generation_prefix + model, self.cached_key], args=[self.channel, head, model])
         finally:
             self._sending_since = None
-        self.figures.count("sent")
+        self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
 
     def _flush_pending(self) -> None:
         """Publish what is pending (raises while Redis refuses; what was not sent stays pending).
@@ -327,6 +360,7 @@ class RedisBus(SubscribingBus):
             if time.monotonic() > deadline:
                 raise self._redis.TimeoutError("no subscribe confirmation")
         self._generations = {}
+        self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
         self._flush_pending()
         self._drop_all("reconnected" if reconnect else "subscribed", count=reconnect)

@@ -282,6 +282,8 @@ class QueryCache:
             generation = (self._epoch, self._generation.get(model, 0))
         if value is not _MISSING:
             return copy_stored(value)
+        if not self._watch(model):
+            return fetch()  # the bus could not register the model: nothing is stored
         shared, token = self.shared, b""
         if shared is not None and self._unsent(model):
             shared = None  # this process wrote the model and has not announced it yet: Redis's copy may be older
@@ -314,8 +316,19 @@ class QueryCache:
         self._counts["hits"] += 1
         return entry.value
 
+    def _watch(self, model: str) -> bool:
+        """Tell the bus this process caches ``model`` (before a fetch whose answer is stored)."""
+        watch = getattr(self.bus, "watch", None)
+        return bool(watch(model)) if watch is not None else True
+
+    def _watching(self, model: str) -> bool:
+        watching = getattr(self.bus, "watching", None)
+        return bool(watching(model)) if watching is not None else True
+
     def generation(self, model: str) -> tuple[int, int]:
-        """The model's invalidation generation now (pass it to ``put`` after fetching)."""
+        """The model's invalidation generation now (pass it to ``put`` after fetching); the
+        model is registered with the bus first (a Redis bus announces only registered models)."""
+        self._watch(model)
         with self._lock:
             return (self._epoch, self._generation.get(model, 0))
 
@@ -340,8 +353,8 @@ class QueryCache:
             with self._lock:
                 self._counts["uncacheable"] += 1
             return False
-        if not self.bus.connected:
-            return False
+        if not self.bus.connected or not self._watching(key[0]):
+            return False  # down, or the model's writes are not announced to this process yet
         stored = copy_stored(value)
         shape = self._shape(key, value)
         model = key[0]

@@ -185,6 +185,7 @@ def test_a_message_lost_while_connected_is_caught_by_the_generation_gap(workers,
     (b,) = workers(redis_server.url, 1)
     b.wait("connected", value=True)
     namespace = b.call("stats")["bus"]["channel"].removeprefix("astro_db:").removesuffix(":invalidate")
+    b.call("read", id="5f0000000000000000000000")  # B caches User: User's writes are announced from now on
     uid = b.call("create", email=_email(), name="x")["id"]  # B's own write: generation 1, seen
     b.wait("received", at_least=1)
     b.call("read", id=uid)

@@ -30,6 +30,7 @@ def _bus_db(url: str) -> Database:
     db = Database(f"mongomock://localhost/frozen_{uuid.uuid4().hex[:8]}", cache_bus=url, cache_models=("User",),
                   ensure_indexes=False).connect()
     _poll(lambda: db.executor.runtime.cache.trusted)
+    db.find_one("User", {"email": "nobody@example.com"})  # User is cached: its writes are announced
     return db
 
 

@@ -259,6 +259,7 @@ def test_the_redis_message_carries_digests_and_field_names_never_ids_or_values(r
             poll(lambda cache=cache: cache.trusted)
         writer, reader = caches
         a, b = ObjectId(), ObjectId()
+        reader.generation("User")  # registers User as cached: its writes are announced from now on
         reader.put(cache_key("User", "find_one", {"_id": a}), {"_id": a, "name": "A"})
         reader.put(cache_key("User", "find_one", {"_id": b}), {"_id": b, "name": "B"})
         reader.put(cache_key("User", "find", {"name": "Zed"}), [])
@@ -291,3 +292,30 @@ def test_notices_waiting_to_be_sent_coalesce_into_one_that_covers_each():
     assert merged is not None and merged.ids == first.ids | second.ids and merged.fields == {"name", "email"}
     assert merged.created and merged.images is None
     assert first.merged(Notice("User", None)) is None
+
+
+def test_writes_to_a_model_no_process_caches_wake_no_subscriber_and_registered_ones_do(redis_server):
+    import redis
+
+    from astro_db.cache.redis_bus import RedisBus
+
+    writer, reader = (QueryCache(ttl_s=60, bus=RedisBus(redis_server.url, "watched")) for _ in range(2))
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        for cache in (writer, reader):
+            poll(lambda cache=cache: cache.trusted)
+        key = cache_key("User", "find_one", {"email": "a@example.com"})
+        assert reader.put(key, None) is False  # not registered: its writes might not be announced
+        writer.invalidate("User", _notice(writer, ObjectId()))
+        poll(lambda: not writer.bus_stats()["pending"])
+        assert client.get(writer.bus.generation_prefix + "User") == b"1"  # the generation still advances
+        assert writer.bus_stats()["unannounced"] == 1 and writer.bus_stats()["sent"] == 0 and reader.bus_stats()["received"] == 0
+        assert reader.get_or_fetch(key, lambda: None) is None  # registers User, then fetches and stores
+        assert client.smembers(reader.bus.cached_key) == {b"User"} and len(reader) == 1
+        writer.invalidate("User", Notice("User", None))
+        poll(lambda: reader.bus_stats()["received"] == 1)
+        assert len(reader) == 0  # announced now: the reader dropped its entry
+    finally:
+        client.close()
+        writer.close()
+        reader.close()
