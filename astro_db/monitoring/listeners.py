@@ -1,7 +1,9 @@
 """PyMongo event listeners that feed a ``Monitor``: commands, the connection pool, heartbeats.
 
 They only translate events into ``Monitor`` calls; PyMongo runs them on the calling thread
-(commands, pool) or its monitor thread (heartbeats), so they do as little as possible.
+(commands, pool) or its monitor thread (heartbeats), so they do as little as possible: a
+command's start is one dict store, its outcome and the pool's check-out / check-in one append
+to a lock-free queue each (``Monitor`` folds them into its figures when they are read).
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import monitoring
 
+from .monitor import MAX_INFLIGHT
+
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
 _WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
+_MAYBE_ERRORS = frozenset({"writeErrors", "nErrors", "writeConcernError"})  # a reply without them has none
 
 __all__ = ["CommandEvents", "PoolEvents", "HeartbeatEvents"]
 
 
-def _key(event: Any) -> tuple[Any, Any, Any]:
-    return (event.connection_id, event.request_id, event.operation_id)
+def _key(event: Any) -> tuple[Any, Any]:
+    """A command in flight: its connection and request id (unique among the connection's)."""
+    return (event.connection_id, event.request_id)
 
 
 class CommandEvents(monitoring.CommandListener):
@@ -28,15 +34,22 @@ class CommandEvents(monitoring.CommandListener):
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
+        self._inflight = monitor._inflight
+        self._finished = monitor.command_finished
 
     def started(self, event: Any) -> None:
-        self.monitor.command_started(_key(event), event.command_name, event.command)
+        inflight = self._inflight
+        if len(inflight) >= MAX_INFLIGHT:
+            inflight.clear()
+        inflight[(event.connection_id, event.request_id)] = (event.command_name, event.command)
 
     def succeeded(self, event: Any) -> None:
-        self.monitor.command_finished(_key(event), event.command_name, event.duration_micros, write_error_kind(event.reply))
+        reply = event.reply
+        error = None if not reply or _MAYBE_ERRORS.isdisjoint(reply) else write_error_kind(reply)
+        self._finished((event.connection_id, event.request_id), event.command_name, event.duration_micros, error)
 
     def failed(self, event: Any) -> None:
-        self.monitor.command_finished(_key(event), event.command_name, event.duration_micros, failure_kind(event.failure))
+        self._finished(_key(event), event.command_name, event.duration_micros, failure_kind(event.failure))
 
 
 class PoolEvents(monitoring.ConnectionPoolListener):
@@ -44,6 +57,8 @@ class PoolEvents(monitoring.ConnectionPoolListener):
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
+        self._checked_out = monitor.checked_out
+        self._checked_in = monitor.checked_in
 
     def pool_created(self, event: Any) -> None:
         pass
@@ -73,10 +88,10 @@ class PoolEvents(monitoring.ConnectionPoolListener):
         self.monitor.pool_event("check_out_failed", getattr(event, "duration", None), reason=event.reason)
 
     def connection_checked_out(self, event: Any) -> None:
-        self.monitor.checked_out(getattr(event, "duration", None))  # lock-free: two of these per call
+        self._checked_out(getattr(event, "duration", None))  # lock-free: two of these per call
 
     def connection_checked_in(self, event: Any) -> None:
-        self.monitor.checked_in()
+        self._checked_in()
 
 
 class HeartbeatEvents(monitoring.ServerHeartbeatListener):

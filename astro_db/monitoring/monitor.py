@@ -12,9 +12,11 @@ PyMongo listeners are registered on it). It is fed from two levels:
 Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
 guarded by one lock; no literal query value is ever kept or logged, only shapes. What runs on
 every call is kept short: a read's shape is masked once per distinct shape (later calls find it
-by ``shapes.shape_key``), and the pool's check-outs and check-ins (two events per driver call)
-are appended to a queue without the lock and folded into the pool figures when they are read
-(or every ``POOL_FOLD_AT`` events), so the driver's calling thread never waits on the monitor.
+by ``shapes.shape_key``), and the driver's per-call events (a command's outcome, the pool's
+check-out and check-in) are appended to queues without the lock and folded into the figures
+when they are read (or every ``POOL_FOLD_AT`` / ``COMMAND_FOLD_AT`` events), so the driver's
+calling thread never waits on the monitor nor updates a histogram. Only a slow command is
+looked at on the spot (its shape logged then).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ MAX_SHAPES = 500  # distinct query shapes kept for the advisor
 MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
 RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
 POOL_FOLD_AT = 1024  # pending check-out/check-in events folded into the pool figures at the latest
+COMMAND_FOLD_AT = 1024  # finished commands folded into the command figures at the latest
 NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
 
 
@@ -76,6 +79,7 @@ class Monitor:
 
     def __init__(self, config: Any, registry: Iterable[Any]) -> None:
         self.slow_ms = float(config.slow_query_ms)
+        self.slow_micros = self.slow_ms * 1000.0
         self.max_pool_size = config.max_pool_size
         self.driver_events = False  # set when the PyMongo listeners are registered
         self._collections = {info.collection: info.name for info in registry}
@@ -93,6 +97,9 @@ class Monitor:
         # check-out waits (a float, or None when the driver gave none) and check-ins (_CHECKED_IN),
         # appended lock-free by the pool listener; deque.append and popleft are atomic
         self._pool_pending: collections.deque[Any] = collections.deque()
+        # finished commands (command or None, name, duration in µs, error kind), appended lock-free
+        # by the command listener; folded into ``_commands`` when read
+        self._command_pending: collections.deque[tuple[Any, str, int, str | None]] = collections.deque()
         self._pool_failures: dict[str, int] = {}
         self._pool_wait = LatencyHistogram()
         self._beats: dict[str, Any] = {
@@ -171,13 +178,16 @@ class Monitor:
         self._inflight[key] = (command_name, command)  # the model is looked up when it finishes
 
     def command_finished(self, key: Any, command_name: str, duration_micros: int, error: str | None) -> None:
+        """A command's outcome (lock-free: queued, folded on reading); a slow one is logged now."""
         name, command = self._inflight.pop(key, (command_name, None))
-        model = NO_MODEL if command is None else self.model_of(_collection_of(command, name))
-        ms = duration_micros / 1000.0
-        with self._lock:
-            self._stats(self._commands, model, name).record(ms, error)
-        if ms >= self.slow_ms and command is not None:
-            self._log_slow(model, name, ms, shape_text(command_shape(command, name)))
+        pending = self._command_pending
+        pending.append((command, name, duration_micros, error))
+        if duration_micros >= self.slow_micros and command is not None:
+            self._log_slow(self.model_of(_collection_of(command, name)), name, duration_micros / 1000.0,
+                           shape_text(command_shape(command, name)))
+        if len(pending) >= COMMAND_FOLD_AT:
+            with self._lock:
+                self._fold_commands()
 
     def checked_out(self, wait_s: float | None) -> None:
         """A connection was checked out after waiting ``wait_s`` (lock-free; folded on reading)."""
@@ -238,6 +248,7 @@ class Monitor:
         """Every figure as a JSON-ready dict (see docs/monitoring.md)."""
         with self._lock:
             self._fold_pool()
+            self._fold_commands()
             return {
                 "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
                 "uptime_s": round(time.time() - self._started, 3),
@@ -282,6 +293,7 @@ class Monitor:
 
         with self._lock:
             self._fold_pool()
+            self._fold_commands()
             wait = LatencyHistogram()
             wait.counts, wait.count, wait.sum_ms = list(self._pool_wait.counts), self._pool_wait.count, self._pool_wait.sum_ms
             return {
@@ -305,6 +317,17 @@ class Monitor:
             if stats is None:
                 stats = table[(model, operation)] = _Stats()
         return stats
+
+    def _fold_commands(self) -> None:
+        """Fold the finished commands queued by the listener into the command figures (under the lock)."""
+        pending, table = self._command_pending, self._commands
+        while True:
+            try:
+                command, name, micros, error = pending.popleft()
+            except IndexError:
+                return
+            model = NO_MODEL if command is None else self.model_of(_collection_of(command, name))
+            self._stats(table, model, name).record(micros / 1000.0, error)
 
     def _fold_pool(self) -> None:
         """Fold the pending check-outs and check-ins into the pool figures (under the lock)."""
