@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import monitoring
 
-from .monitor import MAX_INFLIGHT
+from .monitor import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -24,32 +24,40 @@ _MAYBE_ERRORS = frozenset({"writeErrors", "nErrors", "writeConcernError"})  # a 
 __all__ = ["CommandEvents", "PoolEvents", "HeartbeatEvents"]
 
 
-def _key(event: Any) -> tuple[Any, Any]:
-    """A command in flight: its connection and request id (unique among the connection's)."""
-    return (event.connection_id, event.request_id)
-
-
 class CommandEvents(monitoring.CommandListener):
-    """Counts, latency and errors per collection and command; slow commands logged by shape."""
+    """Counts, latency and errors per collection and command; slow commands logged by shape.
+
+    The per-call work of ``Monitor.command_started`` / ``command_finished``, inlined: a started
+    command is kept by its request id (PyMongo's are random 32-bit numbers: two commands in flight
+    sharing one is a one-in-billions chance, and would only misfile one command's figures)."""
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
         self._inflight = monitor._inflight
-        self._finished = monitor.command_finished
+        self._pending = monitor._command_pending
 
     def started(self, event: Any) -> None:
         inflight = self._inflight
         if len(inflight) >= MAX_INFLIGHT:
             inflight.clear()
-        inflight[(event.connection_id, event.request_id)] = (event.command_name, event.command)
+        inflight[event.request_id] = event.command
 
     def succeeded(self, event: Any) -> None:
         reply = event.reply
         error = None if not reply or _MAYBE_ERRORS.isdisjoint(reply) else write_error_kind(reply)
-        self._finished((event.connection_id, event.request_id), event.command_name, event.duration_micros, error)
+        self._finish(event, error)
 
     def failed(self, event: Any) -> None:
-        self._finished(_key(event), event.command_name, event.duration_micros, failure_kind(event.failure))
+        self._finish(event, failure_kind(event.failure))
+
+    def _finish(self, event: Any, error: str | None) -> None:
+        command = self._inflight.pop(event.request_id, None)
+        name, micros, pending = event.command_name, event.duration_micros, self._pending
+        pending.append((command, name, micros, error))
+        if micros >= self.monitor.slow_micros and command is not None:
+            self.monitor.slow_command(command, name, micros)
+        if len(pending) >= COMMAND_FOLD_AT:
+            self.monitor.fold()
 
 
 class PoolEvents(monitoring.ConnectionPoolListener):
@@ -57,8 +65,7 @@ class PoolEvents(monitoring.ConnectionPoolListener):
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
-        self._checked_out = monitor.checked_out
-        self._checked_in = monitor.checked_in
+        self._pending = monitor._pool_pending  # Monitor.checked_out / checked_in, inlined
 
     def pool_created(self, event: Any) -> None:
         pass
@@ -88,10 +95,16 @@ class PoolEvents(monitoring.ConnectionPoolListener):
         self.monitor.pool_event("check_out_failed", getattr(event, "duration", None), reason=event.reason)
 
     def connection_checked_out(self, event: Any) -> None:
-        self._checked_out(getattr(event, "duration", None))  # lock-free: two of these per call
+        pending = self._pending  # lock-free: two of these per call
+        pending.append(getattr(event, "duration", None))
+        if len(pending) >= POOL_FOLD_AT:
+            self.monitor.fold()
 
     def connection_checked_in(self, event: Any) -> None:
-        self._checked_in()
+        pending = self._pending
+        pending.append(_CHECKED_IN)
+        if len(pending) >= POOL_FOLD_AT:
+            self.monitor.fold()
 
 
 class HeartbeatEvents(monitoring.ServerHeartbeatListener):

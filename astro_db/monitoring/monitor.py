@@ -92,7 +92,7 @@ class Monitor:
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
         self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}  # (model, operation, shape_key, sort key)
-        self._inflight: dict[Any, tuple[str, Any]] = {}
+        self._inflight: dict[Any, Any] = {}  # request id -> the command started
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         # check-out waits (a float, or None when the driver gave none) and check-ins (_CHECKED_IN),
         # appended lock-free by the pool listener; deque.append and popleft are atomic
@@ -175,19 +175,29 @@ class Monitor:
     def command_started(self, key: Any, command_name: str, command: Mapping[str, Any]) -> None:
         if len(self._inflight) >= MAX_INFLIGHT:
             self._inflight.clear()
-        self._inflight[key] = (command_name, command)  # the model is looked up when it finishes
+        self._inflight[key] = command  # the model is looked up when its figures are folded
 
     def command_finished(self, key: Any, command_name: str, duration_micros: int, error: str | None) -> None:
         """A command's outcome (lock-free: queued, folded on reading); a slow one is logged now."""
-        name, command = self._inflight.pop(key, (command_name, None))
+        command = self._inflight.pop(key, None)
         pending = self._command_pending
-        pending.append((command, name, duration_micros, error))
+        pending.append((command, command_name, duration_micros, error))
         if duration_micros >= self.slow_micros and command is not None:
-            self._log_slow(self.model_of(_collection_of(command, name)), name, duration_micros / 1000.0,
-                           shape_text(command_shape(command, name)))
+            self.slow_command(command, command_name, duration_micros)
         if len(pending) >= COMMAND_FOLD_AT:
-            with self._lock:
-                self._fold_commands()
+            self.fold()
+
+    def slow_command(self, command: Mapping[str, Any], name: str, duration_micros: int) -> None:
+        """Log and keep a slow command, by its masked shape."""
+        self._log_slow(self.model_of(_collection_of(command, name)), name, duration_micros / 1000.0,
+                       shape_text(command_shape(command, name)))
+
+    def fold(self) -> None:
+        """Fold every queued driver event into the figures (the listeners call it every
+        ``COMMAND_FOLD_AT`` / ``POOL_FOLD_AT`` events; reading the figures does too)."""
+        with self._lock:
+            self._fold_commands()
+            self._fold_pool()
 
     def checked_out(self, wait_s: float | None) -> None:
         """A connection was checked out after waiting ``wait_s`` (lock-free; folded on reading)."""
@@ -321,29 +331,45 @@ class Monitor:
     def _fold_commands(self) -> None:
         """Fold the finished commands queued by the listener into the command figures (under the lock)."""
         pending, table = self._command_pending, self._commands
-        while True:
-            try:
-                command, name, micros, error = pending.popleft()
-            except IndexError:
-                return
-            model = NO_MODEL if command is None else self.model_of(_collection_of(command, name))
-            self._stats(table, model, name).record(micros / 1000.0, error)
+        # grouped by (collection, command) first: one histogram update per group, not per event
+        groups: dict[tuple[str | None, str], tuple[list[float], dict[str, int]]] = {}
+        for _ in range(len(pending)):
+            command, name, micros, error = pending.popleft()
+            if command is None:
+                collection = None
+            else:
+                value = command.get(name)
+                collection = value if isinstance(value, str) else _collection_of(command, name)
+            group = groups.get((collection, name))
+            if group is None:
+                group = groups[(collection, name)] = ([], {})
+            group[0].append(micros / 1000.0)
+            if error:
+                group[1][error] = group[1].get(error, 0) + 1
+        for (collection, name), (latencies, errors) in groups.items():
+            stats = self._stats(table, NO_MODEL if collection is None else self.model_of(collection), name)
+            stats.count += len(latencies)
+            stats.latency.record_many(latencies)
+            for kind, n in errors.items():
+                stats.errors[kind] = stats.errors.get(kind, 0) + n
 
     def _fold_pool(self) -> None:
         """Fold the pending check-outs and check-ins into the pool figures (under the lock)."""
-        pending, pool, wait = self._pool_pending, self._pool, self._pool_wait
-        while True:
-            try:
-                event = pending.popleft()
-            except IndexError:
-                return
+        pending, pool = self._pool_pending, self._pool
+        checked_out, checkouts, waits = pool["checked_out"], 0, []
+        for _ in range(len(pending)):
+            event = pending.popleft()
             if event is _CHECKED_IN:
-                pool["checked_out"] = max(0, pool["checked_out"] - 1)
+                if checked_out > 0:
+                    checked_out -= 1
                 continue
-            pool["checkouts"] += 1
-            pool["checked_out"] += 1
+            checkouts += 1
+            checked_out += 1
             if event is not None:
-                wait.record(event * 1000.0)
+                waits.append(event * 1000.0)
+        pool["checked_out"] = checked_out
+        pool["checkouts"] += checkouts
+        self._pool_wait.record_many(waits)
 
     def _pool_figures(self) -> dict[str, Any]:
         figures = dict(self._pool)
