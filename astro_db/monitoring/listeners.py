@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import monitoring
 
-from .monitor import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
-
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
 _WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
+MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
+POOL_FOLD_AT = 1024  # pending check-out/check-in events folded into the pool figures at the latest
+COMMAND_FOLD_AT = 1024  # finished commands folded into the command figures at the latest
+_CHECKED_IN = object()  # a check-in in ``Monitor._pool_pending`` (check-outs are their wait)
 _MAYBE_ERRORS = frozenset({"writeErrors", "nErrors", "writeConcernError"})  # a reply without them has none
 
 __all__ = ["CommandEvents", "PoolEvents", "HeartbeatEvents"]

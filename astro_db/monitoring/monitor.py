@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow
+from .listeners import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
 from .shapes import command_shape, mask, shape_key, shape_text
 
 __all__ = ["Monitor", "CLIENT_ERRORS"]
@@ -44,10 +45,7 @@ log = logging.getLogger("astro_db.monitoring")
 CLIENT_ERRORS = frozenset({"ValidationError", "DuplicateKeyError", "QueryError", "UnknownModelError", "PermissionDeniedError"})
 MAX_KEYS = 1000  # distinct (model, operation) pairs kept per table; more fold into "(other)"
 MAX_SHAPES = 500  # distinct query shapes kept for the advisor
-MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
 RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
-POOL_FOLD_AT = 1024  # pending check-out/check-in events folded into the pool figures at the latest
-COMMAND_FOLD_AT = 1024  # finished commands folded into the command figures at the latest
 NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
 
 
@@ -396,7 +394,6 @@ class Monitor:
         )
 
 
-_CHECKED_IN = object()  # a check-in in ``Monitor._pool_pending`` (check-outs are their wait)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
