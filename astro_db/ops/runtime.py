@@ -17,11 +17,10 @@ from typing import Any
 from ..backends.capabilities import capabilities
 from ..cache import QueryCache
 from ..changes import ChangeLog
-from ..config import DatabaseConfig
+from ..config import DatabaseConfig, resolve
 from ..driver.connection import Connection
 from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
-from ..errors import ConfigError
 from ..events import WriteEvent
 from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
@@ -103,14 +102,6 @@ def utcnow() -> _dt.datetime:
 
 
 def make_config(config: Any, overrides: Mapping[str, Any]) -> DatabaseConfig:
-    """A ``DatabaseConfig`` from what ``Database()`` was given: a URL, a config, a dict or None."""
-    if config is None:
-        return DatabaseConfig.from_env(**overrides)
-    if isinstance(config, str):
-        return DatabaseConfig(url=config).replace(**overrides) if overrides else DatabaseConfig(url=config)
-    if isinstance(config, DatabaseConfig):
-        return config.replace(**overrides) if overrides else config
-    if isinstance(config, Mapping):
-        cfg = DatabaseConfig.from_dict(config)
-        return cfg.replace(**overrides) if overrides else cfg
-    raise ConfigError(f"Database() takes a URL, a DatabaseConfig or a dict, got {type(config).__name__}")
+    """A ``DatabaseConfig`` from what ``Database()`` was given (a URL, a config, a dict or None)
+    and its keywords, under the one precedence rule (``astro_db.config.resolve``)."""
+    return resolve(config, overrides)
