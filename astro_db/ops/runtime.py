@@ -50,13 +50,13 @@ class Runtime:
         if config.monitoring and self.capabilities.driver_events:
             self.listeners.extend(self.monitor.listeners())
         self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
-        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        self.breaker = CircuitBreaker(config.retry.breaker_threshold, config.retry.breaker_cooldown_s)
         if self.capabilities.driver_events:  # the server seen answering again ends the breaker's cool-down
             self.listeners.append(BreakerHeartbeats(self.breaker))
         self.connection = Connection(config, self.listeners)
         if self.capabilities.network:
             self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
-        self.retry = RetryPolicy(config)
+        self.retry = RetryPolicy(config.retry)
         self.one_command_writes = config.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
