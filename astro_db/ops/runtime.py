@@ -41,7 +41,7 @@ class Runtime:
         self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
         self.cache = QueryCache.from_config(config, registry)
-        self.router = ReadRouter(config)  # read_preference= on reads (astro_db.driver.routing)
+        self.router = ReadRouter(config.topology)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
         self.crypto = FieldCrypto.from_config(config, registry)
         self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call
