@@ -46,8 +46,8 @@ class Runtime:
         self.crypto = FieldCrypto.from_config(config, registry)
         self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call
         install_log_masking()
-        self.monitor = Monitor(config, registry)
-        if config.monitoring and self.capabilities.driver_events:
+        self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
+        if config.health.monitoring and self.capabilities.driver_events:
             self.listeners.extend(self.monitor.listeners())
         self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
         self.breaker = CircuitBreaker(config.retry.breaker_threshold, config.retry.breaker_cooldown_s)
