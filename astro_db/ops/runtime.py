@@ -16,6 +16,8 @@ from typing import Any
 
 from ..backends.capabilities import capabilities
 from ..cache import QueryCache
+from ..cache.bus import server_identity
+from ..cache.store import redis_namespace
 from ..changes import ChangeLog
 from ..config import DatabaseConfig, resolve
 from ..driver.connection import Connection
@@ -40,7 +42,11 @@ class Runtime:
         self.registry = registry
         self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
-        self.cache = QueryCache.from_config(config, registry)
+        identity = server_identity(config)  # which data the cache holds (one process's caches of it share invalidations)
+        self.cache = QueryCache.from_config(config.cache, registry, identity=identity,
+                                            namespace=redis_namespace(config, identity),
+                                            shared_data=self.capabilities.shared_data,
+                                            encryption_key=config.encryption.encryption_key)
         self.router = ReadRouter(config.topology)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
         self.crypto = FieldCrypto.from_config(config, registry)
