@@ -132,7 +132,7 @@ class Database(OperatorMixin):
             Database.sync_indexes(self._trusted())
             if rt.changes.enabled:
                 self._executor.call(None, "ensure change record indexes",
-                                    lambda: ensure_change_indexes(rt.connection.database, self.config.audit_retention_days))
+                                    lambda: ensure_change_indexes(rt.connection.database, self.config.change_records.audit_retention_days))
         return self
 
     def disconnect(self) -> None:

@@ -50,7 +50,7 @@ class Runtime:
         self.router = ReadRouter(config.topology)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
         self.crypto = FieldCrypto.from_config(config, registry)
-        self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call
+        self.changes = ChangeLog(audit=config.change_records.audit, journal=config.change_records.journal)  # not skippable per call
         install_log_masking()
         self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
         if config.health.monitoring and self.capabilities.driver_events:
@@ -63,7 +63,7 @@ class Runtime:
         if self.capabilities.network:
             self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
         self.retry = RetryPolicy(config.retry)
-        self.one_command_writes = config.one_command_writes and self.capabilities.bulk_write
+        self.one_command_writes = config.change_records.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
