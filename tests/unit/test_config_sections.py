@@ -116,3 +116,53 @@ def test_no_secret_is_shown_by_a_section_or_the_config():
         for secret in ("hunter2-password", "bus-password", "x" * 40, "y" * 40, KEY[:16], "url-password"):
             assert secret not in text
     assert "username='app'" in shown[0] and "password='***'" in shown[0]
+
+
+def _hint(fn, name="config"):
+    """The declared type of a parameter, by name (annotations are strings here: some are
+    imported for type checking only)."""
+    return fn.__annotations__[name]
+
+
+def test_each_consumer_is_typed_to_take_only_its_section():
+    from astro_db.cache.store import QueryCache, store_secret
+    from astro_db.driver import connection, transactions
+    from astro_db.driver.retry import RetryPolicy
+    from astro_db.driver.routing import ReadPreference, ReadRouter
+    from astro_db.monitoring.monitor import Monitor
+
+    assert _hint(RetryPolicy.__init__) == "RetryConfig"
+    assert _hint(connection._waits, "cfg") == "RetryConfig"
+    assert _hint(ReadRouter.__init__) == "TopologyConfig"
+    assert _hint(ReadPreference.from_config) == "TopologyConfig"
+    assert _hint(transactions.transaction_options) == "TopologyConfig"
+    assert _hint(Monitor.__init__) == "HealthConfig"
+    assert _hint(QueryCache.from_config) == "CacheConfig"
+    assert _hint(store_secret) == "CacheConfig"
+
+
+def test_each_consumer_works_from_its_section_alone():
+    from astro_db.cache.store import QueryCache
+    from astro_db.driver.retry import RetryPolicy
+    from astro_db.driver.routing import ReadRouter
+    from astro_db.monitoring.monitor import Monitor
+    from astro_db.registry import default_registry
+
+    assert RetryPolicy(RetryConfig(retry_attempts=2, backoff_jitter=False)).attempts == 2
+    assert ReadRouter(TopologyConfig(read_preference="secondary")).default.mode == "secondary"
+    monitor = Monitor(HealthConfig(slow_query_ms=5.0, health_window_s=30), default_registry(), max_pool_size=4)
+    assert (monitor.slow_ms, monitor.max_pool_size) == (5.0, 4)
+    cache = QueryCache.from_config(CacheConfig(cache_ttl_s=5, cache_models=("User",)), default_registry(),
+                                   identity=("test", "one"), namespace="astro:test", shared_data=False)
+    assert (cache.ttl_s, cache.models) == (5, frozenset({"User"}))
+
+
+def test_the_runtime_hands_each_part_its_section():
+    from astro_db import Database
+
+    db = Database("mongomock://localhost/sections", retry_attempts=5, read_preference="nearest", slow_query_ms=7.0,
+                  cache_ttl_s=3, breaker_threshold=2, audit=False, max_pool_size=40)
+    rt = db.executor.runtime
+    assert rt.retry.attempts == 5 and rt.router.default.mode == "nearest"
+    assert (rt.monitor.slow_ms, rt.monitor.max_pool_size) == (7.0, 40)
+    assert rt.cache.ttl_s == 3 and rt.breaker.threshold == 2 and rt.changes.audit is False
