@@ -408,7 +408,10 @@ _T = TypeVar("_T")
 
 
 class _Flat(Generic[_T]):
-    """``config.max_pool_size``: a flat setting read through its section (``config.pool``)."""
+    """``config.max_pool_size``: a flat setting read through its section (``config.pool``).
+
+    Its type is what the checkers see; at run time each ``DatabaseConfig`` also keeps the value
+    in its own ``__dict__`` (set once, after validation), which a non-data descriptor yields to."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -560,6 +563,8 @@ class DatabaseConfig:
         if self.url is not None:
             self._check_url(self.url)
             self._budget_from_url(self.url)
+        for name, attr in _SECTION_OF.items():  # flat reads as fast as a field's (the _Flat is the fallback)
+            object.__setattr__(self, name, getattr(getattr(self, attr), name))
 
     def _need(self, cond: bool, key: str, rule: str) -> None:
         if not cond:
