@@ -30,7 +30,7 @@ import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ConfigError
@@ -454,6 +454,7 @@ class DatabaseConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     change_records: ChangeRecordsConfig = field(default_factory=ChangeRecordsConfig)
+    _given: ClassVar[frozenset[str]] = frozenset()  # per instance: the flat keys given by name
 
     # flat reads (the configuration's vocabulary; each is its section's field)
     min_pool_size = _Flat[int]()
@@ -536,6 +537,7 @@ class DatabaseConfig:
         put(self, "ensure_indexes", ensure_indexes)
         put(self, "check_references", check_references)
         put(self, "token_secret", token_secret)
+        put(self, "_given", frozenset(settings))  # flat keys set by name: explicit even at their default
         for attr, cls in SECTIONS.items():
             section, changes = given[attr], flat.get(attr)
             if section is not None and not isinstance(section, cls):
@@ -627,7 +629,14 @@ class DatabaseConfig:
         ``from_dict`` takes, or whole sections (``pool=PoolConfig(...)``)."""
         sections = {key: changes.pop(key) for key in list(changes) if key in SECTIONS}
         current: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        return DatabaseConfig(**{**current, **sections, **self._normalise_keys(changes)})
+        # still set by name in the copy, unless their section is replaced whole
+        given = {name: getattr(self, name) for name in self._given if _SECTION_OF[name] not in sections}
+        return DatabaseConfig(**{**current, **given, **sections, **self._normalise_keys(changes)})
+
+    def is_explicit(self, name: str) -> bool:
+        """Whether setting ``name`` was chosen rather than left at its default: given by name
+        (``max_pool_size=100`` counts, though 100 is the default) or of another value."""
+        return name in self._given or getattr(self, name) != _FLAT_DEFAULTS.get(name)
 
     # --- derived values ----------------------------------------------------------------------
 
@@ -703,17 +712,18 @@ class DatabaseConfig:
         return self._defer_to_url(opts)
 
     def _defer_to_url(self, opts: dict[str, Any]) -> dict[str, Any]:
-        """Drop defaulted options the URL sets itself: PyMongo lets keywords override the URL,
-        so ``?serverSelectionTimeoutMS=500`` would otherwise lose to our 30 s default."""
+        """Drop the options the URL sets itself that were not chosen (``is_explicit``): PyMongo
+        lets keywords override the URL, so ``?serverSelectionTimeoutMS=500`` would otherwise lose
+        to our 30 s default."""
         in_url = {key.lower() for key in parse_qs(urlsplit(self.url or "").query)}
         if not in_url:
             return opts
         by_option = {k.lower(): v for k, v in _ALIASES.items()} | {"appname": "app_name"}
         for key in [k for k in opts if k.lower() in in_url]:
             name = by_option.get(key.lower())
-            if name is None or getattr(self, name) == _FLAT_DEFAULTS.get(name):
+            if name is None or not self.is_explicit(name):
                 del opts[key]
-        if "maxPoolSize" not in opts and self.pool.min_pool_size == _FLAT_DEFAULTS["min_pool_size"]:
+        if "maxPoolSize" not in opts and not self.is_explicit("min_pool_size"):
             opts.pop("minPoolSize", None)  # the URL's pool may be smaller than our default minimum
         return opts
 
@@ -730,7 +740,7 @@ class DatabaseConfig:
         """A ``timeoutMS`` in the URL is the per-call budget unless ``operation_timeout_ms`` was
         given (the run step's ``pymongo.timeout`` would otherwise override the client's)."""
         found = {k.lower(): v for k, v in parse_qs(urlsplit(url).query).items()}.get("timeoutms")
-        if not found or self.timeouts.operation_timeout_ms != _DEFAULT_BUDGET_MS:
+        if not found or self.is_explicit("operation_timeout_ms"):
             return
         try:
             value = float(found[-1])

@@ -133,3 +133,13 @@ def test_a_secret_from_the_environment_is_never_shown(monkeypatch):
     cfg = resolve(URL)
     assert cfg.cache_secret == "s" * 40 and cfg.password == "hunter2-password"
     assert "s" * 40 not in repr(cfg) and "hunter2" not in repr(cfg)
+
+
+def test_a_keyword_at_its_default_still_outranks_the_urls_option():
+    """Chosen is chosen: ``max_pool_size=100`` (the default) beside ``?maxPoolSize=7`` is 100."""
+    cfg = resolve(URL + "?maxPoolSize=7&timeoutMS=500&minPoolSize=2", {"max_pool_size": 100, "operation_timeout_ms": 30_000})
+    assert cfg.client_options()["maxPoolSize"] == 100 and cfg.operation_timeout_ms == 30_000
+    assert "minPoolSize" not in cfg.client_options()  # not chosen: the URL's 2
+    assert cfg.replace(app_name="svc").client_options()["maxPoolSize"] == 100  # a copy keeps what was chosen
+    untouched = resolve(URL + "?maxPoolSize=7&timeoutMS=500")
+    assert "maxPoolSize" not in untouched.client_options() and untouched.operation_timeout_ms == 500
