@@ -95,6 +95,10 @@ def test_a_finished_database_config_takes_nothing_from_the_environment(env_url, 
     assert (resolve(given).cache_ttl_s, resolve(given).cache_bus) == (60.0, "local")
     assert resolve(given, {"cache_ttl_s": 9}).cache_ttl_s == 9  # keywords still apply
     assert resolve(DatabaseConfig()).url is None  # not even MONGODB_URL
+    # building or copying a config never reads the environment
+    assert DatabaseConfig().cache_ttl_s == 60.0 and DatabaseConfig().url is None
+    assert DatabaseConfig.from_dict({"url": URL}).cache_bus == "local"
+    assert given.replace(max_pool_size=50).cache_ttl_s == 60.0
     # built from the environment on purpose, it has it
     assert DatabaseConfig.from_env(url=URL).cache_bus == "redis://localhost:6379/0"
 
