@@ -7,7 +7,7 @@ circuit breaker), ``TlsAuthConfig``, ``TopologyConfig`` (read routing, write con
 and ``ChangeRecordsConfig``. ``DatabaseConfig`` is composed of them (``config.pool``,
 ``config.cache``, ...) plus the few settings of no one concern (``url``, ``database``, ...);
 each consumer is handed the one object it needs. The flat names stay the configuration's
-vocabulary: ``DatabaseConfig(max_pool_size=5)``, ``config.max_pool_size``, the seed's dict and
+vocabulary: ``DatabaseConfig(max_pool_size=50)``, ``config.max_pool_size``, the seed's dict and
 ``ASTRO_DB_MAX_POOL_SIZE`` all spell the same setting.
 
 Defaults are the original service's: a pool of 10 to 100 connections, 30 s server-selection and
@@ -434,8 +434,8 @@ class DatabaseConfig:
 
     Made of one value object per concern (``pool``, ``timeouts``, ``retry``, ``tls_auth``,
     ``topology``, ``health``, ``cache``, ``encryption``, ``change_records``) and the settings
-    of no one concern below. Built from flat keys (``DatabaseConfig(max_pool_size=5)``), from
-    whole sections (``DatabaseConfig(pool=PoolConfig(max_pool_size=5))``) or both (the flat
+    of no one concern below. Built from flat keys (``DatabaseConfig(max_pool_size=50)``), from
+    whole sections (``DatabaseConfig(pool=PoolConfig(max_pool_size=50))``) or both (the flat
     keys then apply over the section given); every flat name reads back
     (``config.max_pool_size`` is ``config.pool.max_pool_size``)."""
 
@@ -809,7 +809,7 @@ def resolve(given: str | DatabaseConfig | Mapping[str, Any] | None = None,
 
     For each setting, the first of these that sets it wins:
 
-    1. ``overrides`` (keyword arguments: ``Database(url, max_pool_size=5)``);
+    1. ``overrides`` (keyword arguments: ``Database(url, max_pool_size=50)``);
     2. ``given``: a URL string, or the keys of a dict (the seed's ``{"url", "options"}`` shape);
     3. the URL's own query options (``?maxPoolSize=7``), the URL being the explicit one or,
        without one, ``MONGODB_URL``;
