@@ -522,7 +522,7 @@ class DatabaseConfig:
                  health: HealthConfig | None = None, cache: CacheConfig | None = None,
                  encryption: EncryptionConfig | None = None, change_records: ChangeRecordsConfig | None = None,
                  **settings: Any) -> None:
-        """``settings``: flat keys (``max_pool_size=5``), applied over the section they belong to."""
+        """``settings``: flat keys (``max_pool_size=50``), applied over the section they belong to."""
         given: dict[str, Any] = {"pool": pool, "timeouts": timeouts, "retry": retry, "tls_auth": tls_auth,
                                  "topology": topology, "health": health, "cache": cache, "encryption": encryption,
                                  "change_records": change_records}
