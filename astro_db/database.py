@@ -132,7 +132,7 @@ class Database(OperatorMixin):
             Database.sync_indexes(self._trusted())
             if rt.changes.enabled:
                 self._executor.call(None, "ensure change record indexes",
-                                    lambda: ensure_change_indexes(rt.connection.database, self.config.audit_retention_days))
+                                    lambda: ensure_change_indexes(rt.connection.database, self.config.change_records.audit_retention_days))
         return self
 
     def disconnect(self) -> None:
@@ -358,7 +358,7 @@ class Database(OperatorMixin):
         self._check("start_transaction")
         rt = self._executor.runtime
         rt.breaker.before_call()
-        return Transaction(rt.connection.client, owner=rt, **transaction_options(self.config, options))
+        return Transaction(rt.connection.client, owner=rt, **transaction_options(self.config.topology, options))
 
     def commit_transaction(self, transaction: Transaction) -> None:
         """Commit; on failure the transaction is aborted and a ``TransactionError`` raised."""
