@@ -1,0 +1,322 @@
+"""Personal data of one user (GDPR arts. 15, 17 and 20): ``export_user`` and ``erase_user``, and the erasure ledger.
+
+**Export** (``Database.export_user``): every document a registered model holds for the user (the
+users' model by ``_id``, every owned model by its declared owner field, ``meta["owner"]``),
+read through the pipeline (``iter_find``: authorized, scoped, decrypted, streamed), in stored
+field names, plus the change records about those documents (``astroChanges``, the older
+``auditLog``), their post-images decrypted. Encoded as MongoDB Extended JSON v2, relaxed
+(``bson.json_util``): an ObjectId is ``{"$oid": hex}``, a date ``{"$date": ISO-8601}``.
+
+**Erasure** (``Database.erase_user``), exactly once and resumable:
+
+1. an intent is written first to the ledger ``astroErasures`` (``_id`` = the user's id, state
+   ``started``, the time, the actor, the counts of what is to be erased; no personal data);
+2. the user's live documents are deleted by the cascade (``workflows.delete_user_cascade``, one
+   transaction, through the pipeline: the deletes get their own change records);
+3. the change records of the user's documents are scrubbed (their post-images removed: the
+   audit part, *that* a write happened, by whom, which fields, stays) (``scrub_record``);
+4. the user's data keys are shredded (``_forget_keys``);
+5. an ``erase`` change record is written (user id, time, actor, counts), and the ledger entry
+   is marked ``done``.
+
+Each step is idempotent (deleting what is gone, scrubbing what is scrubbed, records and the
+ledger keyed by the user's id), so a rerun of ``erase_user``, or ``reconcile_changes()``
+(``resume_erasures``), finishes an erasure a crash interrupted, and a done erasure is never
+done again. Backups keep the ledger (ids and counts only); a restore skips every document of
+an erased user it finds in a set or a journal, and scrubs their records (``backup.restore``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId, json_util
+from bson.json_util import RELAXED_JSON_OPTIONS
+
+from .changes import CHANGES_COLLECTION, record_id
+from .changes.reader import LEGACY_AUDIT_COLLECTION
+from .changes.records import ms_time, to_ms
+from .errors import DuplicateKeyError, NotFoundError, PermissionDeniedError
+from .query.filters import coerce_id
+from .security import access
+from .workflows import delete_user_cascade
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._types import MongoDB
+    from .database import Database
+    from .ops import Executor
+    from .registry import ModelInfo, ModelRegistry
+
+__all__ = [
+    "ERASURES_COLLECTION", "EXPORT_FORMAT", "LEGACY_JOURNAL_COLLECTION", "export_user", "erase_user", "resume_erasures",
+    "erased_ids", "owner_paths", "belongs_to", "scrub_record",
+]
+
+log = logging.getLogger(__name__)
+
+ERASURES_COLLECTION = "astroErasures"
+"""The erasure ledger: one document per erased user, ``_id`` = the user's id; no personal data."""
+LEGACY_JOURNAL_COLLECTION = "changeJournal"  # the journal of versions before change records (post-images)
+EXPORT_FORMAT = "astro_db.export/1"
+ERASE_ACTION = "erase"
+STARTED, DONE = "started", "done"
+_CHUNK = 500  # document ids per records query
+
+
+# --- what belongs to a user -----------------------------------------------------------------------
+
+def _models(registry: ModelRegistry) -> list[ModelInfo]:
+    """The users' model, then every model owned through an owner field."""
+    return [registry.users(), *registry.owned]
+
+
+def _owner(info: ModelInfo) -> str:
+    """The stored field of a document of ``info`` holding its user's id (``_id`` for the users)."""
+    return "_id" if info.declaration.is_user else str(info.declaration.owner)
+
+
+def owner_paths(registry: ModelRegistry) -> dict[str, str]:
+    """``{collection: stored owner field}`` of every model holding documents of a user."""
+    return {info.collection: _owner(info) for info in _models(registry)}
+
+
+def belongs_to(doc: Mapping[str, Any], owner: str, users: Iterable[Any]) -> bool:
+    """Whether a stored document (its ``owner`` field) belongs to one of ``users``."""
+    value = doc.get(owner) if hasattr(doc, "get") else None
+    return value is not None and value in users
+
+
+def scrub_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A change record without its post-image: still says *that* a write happened (action, time,
+    revision, actor, field names), no longer *what* it wrote."""
+    out = {k: v for k, v in record.items() if k != "doc"}
+    out["journal"] = False
+    if isinstance(out.get("intent"), Mapping):
+        out["intent"] = {**out["intent"], "journal": False}
+    out["erased"] = True
+    return out
+
+
+_SCRUB = {"$unset": {"doc": ""}, "$set": {"journal": False, "erased": True}}
+
+
+def erased_ids(database: MongoDB) -> set[ObjectId]:
+    """The ids of the users the ledger of ``database`` holds (started or done)."""
+    return {e["_id"] for e in database[ERASURES_COLLECTION].find({}, {"_id": 1})}
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+def export_user(db: Database, ex: Executor, user_id: Any) -> dict[str, Any]:
+    """Everything stored about ``user_id`` as one JSON-ready document (see the module docstring).
+
+    The user may export her own data (a ``self`` actor, art. 15/20); any other actor needs,
+    besides ``read``, ``audit`` on every model read (the change records are the audit trail):
+    an admin's call. ``NotFoundError`` when nothing is stored about that id."""
+    rt = ex.runtime
+    registry = rt.registry
+    users = registry.users()
+    uid = coerce_id(user_id, f"{users.name} id")
+    _may_export(db.actor, uid, registry)
+    database = rt.connection.database
+    models: dict[str, Any] = {}
+    found = False
+    for info in _models(registry):
+        owner = _owner(info)
+        ids: list[Any] = []
+        documents = []
+        for doc in db.iter_find(info.name, {owner: uid}, lean=True, batch_size=_CHUNK):  # the pipeline: scoped, opened
+            ids.append(doc["_id"])
+            documents.append(_json(doc))
+        seen = set(ids)
+        earlier_ids = ex.call(info, "export_user", partial(database[CHANGES_COLLECTION].distinct, "documentId",
+                                                           {"coll": info.collection, f"doc.{owner}": uid}))
+        for earlier in earlier_ids:
+            if earlier not in seen:  # a document of the user deleted since: its records are still hers
+                seen.add(earlier)
+                ids.append(earlier)
+        changes = [_json(r) for r in _records(ex, info, ids)]
+        found = found or bool(documents or changes)
+        models[info.name] = {"collection": info.collection, "owner": owner, "documents": documents, "changes": changes}
+    erasure = ex.call(users, "export_user", lambda: database[ERASURES_COLLECTION].find_one({"_id": uid}))
+    if not found and erasure is None:
+        raise NotFoundError(f"nothing is stored about {users.name} {uid}")
+    return {
+        "format": EXPORT_FORMAT,
+        "encoding": "MongoDB Extended JSON v2, relaxed (bson.json_util)",
+        "userId": str(uid),
+        "exportedAt": _now().isoformat().replace("+00:00", "Z"),
+        "models": models,
+        "erasure": _json(erasure) if erasure is not None else None,
+    }
+
+
+def _may_export(actor: access.Actor | None, uid: ObjectId, registry: ModelRegistry) -> None:
+    if actor is None:
+        return
+    if actor.scoped:
+        if actor.id != str(uid):
+            raise PermissionDeniedError(f"actor {actor.id} may export only its own data, not {registry.users().name} {uid}")
+        return
+    for info in _models(registry):  # the change records are the audit trail: an admin's
+        access.authorize(actor, info, access.AUDIT, call="export_user")
+
+
+def _records(ex: Executor, info: ModelInfo, ids: list[Any]) -> Iterator[dict[str, Any]]:
+    """The confirmed change records (and older ``auditLog`` entries) of the documents ``ids`` of
+    ``info``, post-images opened; one query per chunk of ids."""
+    rt = ex.runtime
+    database = rt.connection.database
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        legacy = ex.call(info, "export_user", partial(_listed, database[LEGACY_AUDIT_COLLECTION],
+                                                      {"model": info.name, "documentId": {"$in": chunk}}, [("time", 1), ("_id", 1)]))
+        current = ex.call(info, "export_user", partial(
+            _listed, database[CHANGES_COLLECTION],
+            {"coll": info.collection, "documentId": {"$in": chunk}, "intent": {"$exists": False}},
+            [("documentId", 1), ("rev", 1)]))
+        yield from legacy
+        for record in current:
+            if isinstance(record.get("doc"), Mapping):
+                record["doc"] = rt.crypto.open_document(info, dict(record["doc"]))
+            yield record
+
+
+def _listed(coll: Any, filt: dict[str, Any], sort: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    return list(coll.find(filt, sort=sort))
+
+
+def _json(doc: Any) -> Any:
+    """``doc`` in relaxed Extended JSON, as plain JSON-ready Python values."""
+    return json.loads(json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS))
+
+
+def _now() -> _dt.datetime:
+    return ms_time(None)
+
+
+# --- erasure ---------------------------------------------------------------------------------------
+
+def erase_user(db: Database, ex: Executor, user_id: Any, *, actor: access.Actor | None = None) -> dict[str, Any]:
+    """Erase ``user_id`` (``db``: the trusted view, authorized by the caller); the report.
+
+    ``{"userId", "state": "done", "erased": {model: documents}, "keys_shredded", "resumed",
+    "already"}``: ``resumed`` when an interrupted erasure was finished, ``already`` when it was
+    done before (nothing is done again). ``NotFoundError`` for a user that does not exist and
+    was never erased (nothing written); ``ValidationError`` for a malformed id."""
+    rt = ex.runtime
+    registry = rt.registry
+    users = registry.users()
+    uid = coerce_id(user_id, f"{users.name} id")
+    ledger = rt.connection.database[ERASURES_COLLECTION]
+    entry = ex.call(users, "erase_user", lambda: ledger.find_one({"_id": uid}))
+    if entry is not None and entry.get("state") == DONE:
+        return _report(entry, resumed=False, already=True)
+    resumed = entry is not None
+    if entry is None:
+        if db.count(users.name, {"_id": uid}) == 0:
+            raise NotFoundError(f"{users.name} {uid} does not exist (and was never erased): nothing to erase")
+        counts = {info.name: db.count(info.name, {_owner(info): uid}) for info in registry.owned}
+        counts[users.name] = 1
+        entry = {"_id": uid, "state": STARTED, "model": users.name, "started": _now(),
+                 "actor": actor.id if actor is not None else None,
+                 "requestId": actor.request_id if actor is not None else None, "counts": counts}
+        try:
+            ex.call(users, "erase_user", lambda: ledger.insert_one(dict(entry)))
+        except DuplicateKeyError:  # another process began it (or our retried insert landed): go on from there
+            entry = ex.call(users, "erase_user", lambda: ledger.find_one({"_id": uid}))
+            if entry is None:  # pragma: no cover - the ledger is never deleted from
+                raise
+            resumed = True
+            if entry.get("state") == DONE:
+                return _report(entry, resumed=False, already=True)
+        log.info("erasure of %s %s begun", users.name, uid)
+    done = _complete(db, ex, entry)
+    if resumed:
+        log.info("erasure of %s %s resumed and finished", users.name, uid)
+    return _report(done, resumed=resumed, already=False)
+
+
+def resume_erasures(db: Database, ex: Executor) -> int:
+    """Finish every erasure a crash left ``started``; how many (``reconcile_changes()``)."""
+    database = ex.runtime.connection.database
+    pending = ex.call(None, "resume erasures", lambda: list(database[ERASURES_COLLECTION].find({"state": STARTED})))
+    for entry in pending:
+        _complete(db, ex, entry)
+        log.info("erasure of user %s resumed and finished", entry["_id"])
+    return len(pending)
+
+
+def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, Any]:
+    """Steps 2 to 5 of an erasure (each idempotent); the ledger entry as done."""
+    rt = ex.runtime
+    registry = rt.registry
+    users = registry.users()
+    database = rt.connection.database
+    uid = entry["_id"]
+    delete_user_cascade(db, uid, models=registry)  # 2. the live documents (their delete records hold no data)
+
+    def run(fn: Any) -> Any:
+        return ex.call(None, "erase_user", fn)
+
+    rt.changes.flush(run, database)  # records held in memory would bring post-images back after the scrub
+    present = set(ex.call(None, "erase_user", database.list_collection_names))
+    for info in _models(registry):  # 3. the records of the user's documents: post-images scrubbed
+        where = {"coll": info.collection, f"doc.{_owner(info)}": uid}
+        for name in (CHANGES_COLLECTION, LEGACY_JOURNAL_COLLECTION):
+            if name in present:
+                ex.call(info, "erase_user", partial(database[name].update_many, where, _SCRUB))
+    keys = _forget_keys(rt.crypto, uid)  # 4. the user's data keys
+    finished = _now()
+    record = {  # 5. the erasure itself, recorded without personal data
+        "_id": record_id(users.collection, uid, 0, ERASE_ACTION), "model": users.name, "coll": users.collection,
+        "documentId": uid, "rev": _next_rev(ex, users, uid), "action": ERASE_ACTION, "time": finished,
+        "t": to_ms(finished), "audit": True, "actor": entry.get("actor"), "requestId": entry.get("requestId"),
+        "fields": [], "counts": dict(entry.get("counts") or {}), "keysShredded": keys,
+    }
+    try:
+        ex.call(users, "erase_user", lambda: database[CHANGES_COLLECTION].insert_one(record))
+    except DuplicateKeyError:
+        pass  # written by the run a crash interrupted
+    update = {"state": DONE, "finished": finished}
+    ex.call(users, "erase_user", lambda: database[ERASURES_COLLECTION].update_one(
+        {"_id": uid, "state": STARTED}, {"$set": update, "$max": {"keysShredded": keys}}))
+    done = ex.call(users, "erase_user", lambda: database[ERASURES_COLLECTION].find_one({"_id": uid}))
+    return dict(done or {**entry, **update, "keysShredded": keys})
+
+
+def _next_rev(ex: Executor, users: ModelInfo, uid: ObjectId) -> int:
+    """One past the highest revision recorded for the user's document: the erase orders last."""
+    database = ex.runtime.connection.database
+    last = ex.call(users, "erase_user", lambda: database[CHANGES_COLLECTION].find_one(
+        {"coll": users.collection, "documentId": uid, "action": {"$ne": ERASE_ACTION}}, {"rev": 1}, sort=[("rev", -1)]))
+    return int(last["rev"]) + 1 if last is not None and isinstance(last.get("rev"), int) else 0
+
+
+def _forget_keys(crypto: Any, user_id: ObjectId) -> int:
+    """Step 4: delete the user's data keys, so every value sealed under them (live documents,
+    change records, backups) reads as ``UNREADABLE`` forever; how many keys were deleted.
+
+    Field encryption with one data key per user (``FieldCrypto.shred(subject_id) -> int``) comes
+    with MongoDB's client-side field level encryption; until it does, every user shares the
+    configured key, there is nothing of one user's to delete, and this returns 0 (the fallback
+    below, to be removed when ``shred`` exists)."""
+    shred = getattr(crypto, "shred", None)
+    if callable(shred):
+        return int(shred(user_id))
+    return 0  # fallback: one key for every user (security.crypto), nothing per user to shred
+
+
+def _report(entry: Mapping[str, Any], *, resumed: bool, already: bool) -> dict[str, Any]:
+    finished = entry.get("finished")
+    return {
+        "userId": str(entry["_id"]), "state": entry.get("state"), "erased": dict(entry.get("counts") or {}),
+        "keys_shredded": int(entry.get("keysShredded") or 0),
+        "finished": finished.isoformat() if isinstance(finished, _dt.datetime) else None,
+        "resumed": resumed, "already": already,
+    }

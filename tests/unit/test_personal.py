@@ -1,0 +1,262 @@
+"""Personal data of one user (``astro_db.personal``) on the embedded backend: export (complete and
+exclusive, authorized), erasure (nothing readable left anywhere, others intact, recorded,
+exactly once, resumable), restores that never bring an erased user back, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+from bson import ObjectId
+
+from astro_db import Database, backup
+from astro_db.errors import NotFoundError, PermissionDeniedError, ValidationError
+from astro_db.personal import ERASURES_COLLECTION, EXPORT_FORMAT
+
+from .security_data import KEY_A, snapshot
+
+_dbs = itertools.count()
+
+
+def fresh(**options: Any) -> Database:
+    return Database(f"mongomock://localhost/personal_{next(_dbs)}", encryption_key=KEY_A, **options).connect()
+
+
+PERSON = {  # what is personal about each of the two users: none of it may survive an erasure
+    "ann": {"email": "ann.personal@example.com", "name": "Annabel Quist", "place": "Reykjavik",
+            "summary": "Annabel's quiet day", "rec": "Annabel should rest"},
+    "bob": {"email": "bob.personal@example.com", "name": "Bartholomew Ode", "place": "Valparaiso",
+            "summary": "Bartholomew's busy day", "rec": "Bartholomew should run"},
+}
+
+
+def seed_person(db: Database, who: str) -> dict[str, Any]:
+    p = PERSON[who]
+    user = db.create("User", {"email": p["email"], "name": p["name"] + " Draft"})
+    db.update("User", {"id": user.id}, {"name": p["name"]})  # a second record, with a post-image
+    chart = db.create("BirthChart", {"userId": str(user.id), "birthData": {
+        "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
+        "location": {"name": p["place"], "coordinates": [-21.9, 64.1]}}})
+    insight = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 40,
+                                             "recommendations": [p["rec"]], "summary": p["summary"]})
+    gone = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-01-02T00:00:00Z", "energyLevel": 41,
+                                          "recommendations": [p["rec"] + " again"], "summary": p["summary"] + " two"})
+    db.delete("PlanetaryInsight", {"id": gone.id})  # deleted before: its records are still the user's
+    return {"user": user.id, "chart": chart.id, "insight": insight.id, "gone": gone.id}
+
+
+def interleaved(db: Database) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two users whose documents and records were written alternately."""
+    ann = seed_person(db, "ann")
+    bob = seed_person(db, "bob")
+    db.update("PlanetaryInsight", {"id": ann["insight"]}, {"energyLevel": 44})
+    db.update("PlanetaryInsight", {"id": bob["insight"]}, {"energyLevel": 55})
+    return ann, bob
+
+
+def raw_text(db: Database) -> str:
+    """Every document of every collection, as raw BSON bytes decoded loosely (what a disk holds)."""
+    out = []
+    for name in db.mongo.list_collection_names():
+        for doc in db.mongo[name].find():
+            out.append(bson.encode(doc).decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
+def strings(who: str) -> list[str]:
+    return list(PERSON[who].values())
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def test_the_export_holds_everything_about_the_user_and_nothing_about_anyone_else():
+    db = fresh()
+    ann, bob = interleaved(db)
+    export = db.export_user(ann["user"])
+    text = json.dumps(export)  # JSON-serialisable as it is
+    assert export["format"] == EXPORT_FORMAT and export["userId"] == str(ann["user"])
+    for s in strings("ann"):
+        assert s in text  # decrypted: the birth place is sealed in the collection
+    for s in strings("bob") + [str(v) for v in bob.values()]:
+        assert s not in text
+    models = export["models"]
+    assert [d["_id"]["$oid"] for d in models["User"]["documents"]] == [str(ann["user"])]
+    assert models["BirthChart"]["documents"][0]["birthData"]["location"]["name"] == "Reykjavik"
+    assert [d["_id"]["$oid"] for d in models["PlanetaryInsight"]["documents"]] == [str(ann["insight"])]
+    actions = {(c["documentId"]["$oid"], c["action"], c["rev"]) for c in models["PlanetaryInsight"]["changes"]}
+    assert actions == {(str(ann["insight"]), "create", 0), (str(ann["insight"]), "update", 1),
+                       (str(ann["gone"]), "create", 0), (str(ann["gone"]), "delete", 1)}
+    assert [(c["action"], c["rev"]) for c in models["User"]["changes"]] == [("create", 0), ("update", 1)]
+    assert "Annabel Quist Draft" in json.dumps(models["User"]["changes"])  # the first post-image too
+    assert "Reykjavik" in json.dumps(models["BirthChart"]["changes"])  # post-images opened
+    assert "enc:" not in text
+
+
+def test_a_user_may_export_her_own_data_and_no_one_elses():
+    db = fresh()
+    ann, bob = interleaved(db)
+    mine = db.as_actor(str(ann["user"]), roles=["self"]).export_user(ann["user"])
+    assert mine["models"]["User"]["documents"][0]["email"] == PERSON["ann"]["email"]
+    before = snapshot(db)
+    with pytest.raises(PermissionDeniedError, match="only its own data"):
+        db.as_actor(str(ann["user"]), roles=["self"]).export_user(bob["user"])
+    for role in ("reader", "writer"):  # staff that may not read audit trails may not export
+        with pytest.raises(PermissionDeniedError):
+            db.as_actor("staff", roles=[role]).export_user(ann["user"])
+    assert db.as_actor("boss", roles=["admin"]).export_user(bob["user"])["userId"] == str(bob["user"])
+    assert snapshot(db) == before
+
+
+def test_export_bad_input_is_a_typed_error():
+    db = fresh()
+    with pytest.raises(ValidationError):
+        db.export_user("not-an-id")
+    with pytest.raises(NotFoundError):
+        db.export_user(ObjectId())
+
+
+# --- erasure ------------------------------------------------------------------------------------
+
+
+def test_after_an_erasure_nothing_of_the_user_is_readable_anywhere_and_the_others_are_intact():
+    db = fresh()
+    ann, bob = interleaved(db)
+    bob_before = db.export_user(bob["user"])
+    assert all(s in raw_text(db) for s in ("ann.personal@example.com", "Annabel Quist", "Annabel's quiet day"))
+    report = db.erase_user(ann["user"])
+    assert report["erased"] == {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
+    assert report["state"] == "done" and not report["resumed"] and not report["already"]
+    text = raw_text(db)
+    for s in strings("ann"):
+        assert s not in text, s
+    bob_after = db.export_user(bob["user"])
+    assert bob_after["models"] == bob_before["models"]  # other users lose nothing, records included
+    # the audit still shows that writes happened, and the erasure, without personal data
+    trail = db.audit_trail("User", ann["user"])
+    assert [(e["action"], e["revision"]) for e in trail] == [("create", 0), ("update", 1), ("delete", 2), ("erase", 3)]
+    erase = db.mongo["astroChanges"].find_one({"action": "erase"})
+    assert erase["documentId"] == ann["user"] and erase["counts"]["User"] == 1 and "doc" not in erase
+    ledger = db.mongo[ERASURES_COLLECTION].find_one({"_id": ann["user"]})
+    assert ledger["state"] == "done" and set(ledger) >= {"started", "finished", "counts", "actor"}
+    assert not any(s in bson.encode(ledger).decode("utf-8", "replace") for s in strings("ann"))
+
+
+def test_an_erasure_is_done_once_a_rerun_changes_nothing():
+    db = fresh()
+    ann, _ = interleaved(db)
+    first = db.erase_user(ann["user"])
+    after = snapshot(db)
+    again = db.erase_user(str(ann["user"]))
+    assert again["already"] and again["erased"] == first["erased"]
+    assert snapshot(db) == after
+
+
+def test_an_interrupted_erasure_is_finished_by_a_rerun_or_by_reconcile():
+    """The ledger intent written and the cascade done, then the process 'died' (the state a
+    SIGKILL leaves; the live tier kills a real process): the rerun scrubs, records, finishes,
+    and no document is deleted twice (one delete record each)."""
+    for finish in ("rerun", "reconcile"):
+        db = fresh()
+        ann, bob = interleaved(db)
+        counts = {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
+        db.mongo[ERASURES_COLLECTION].insert_one({"_id": ann["user"], "state": "started", "model": "User",
+                                                  "actor": None, "requestId": None, "counts": counts})
+        db.delete_user_cascade(ann["user"])
+        assert "Annabel Quist" in raw_text(db)  # the records still hold the post-images
+        if finish == "rerun":
+            report = db.erase_user(ann["user"])
+            assert report["resumed"] and report["erased"] == counts
+        else:
+            assert db.reconcile_changes()["erasures"] == 1
+            assert db.reconcile_changes()["erasures"] == 0
+        for s in strings("ann"):
+            assert s not in raw_text(db)
+        deletes = db.mongo["astroChanges"].count_documents({"documentId": ann["insight"], "action": "delete"})
+        assert deletes == 1
+        assert db.mongo["astroChanges"].count_documents({"action": "erase"}) == 1
+        assert db.find_one("User", {"id": bob["user"]}) is not None
+
+
+def test_erasure_is_an_admins_call_and_bad_input_changes_nothing():
+    db = fresh()
+    ann, bob = interleaved(db)
+    before = snapshot(db)
+    for role in ("self", "reader", "writer"):
+        with pytest.raises(PermissionDeniedError):
+            db.as_actor(str(ann["user"]), roles=[role]).erase_user(ann["user"])
+    with pytest.raises(ValidationError):
+        db.erase_user("12345")
+    with pytest.raises(NotFoundError):
+        db.erase_user(ObjectId())
+    assert snapshot(db) == before
+    report = db.as_actor("dpo", roles=["admin"], request_id="req-17").erase_user(ann["user"])
+    assert report["state"] == "done"
+    erase = db.mongo["astroChanges"].find_one({"action": "erase"})
+    assert (erase["actor"], erase["requestId"]) == ("dpo", "req-17")
+
+
+def test_the_export_of_an_erased_user_shows_only_the_erasure():
+    db = fresh()
+    ann, _ = interleaved(db)
+    db.erase_user(ann["user"])
+    export = db.export_user(ann["user"])
+    assert export["erasure"]["state"] == "done"
+    assert all(not m["documents"] for m in export["models"].values())
+    text = json.dumps(export)
+    assert not any(s in text for s in strings("ann"))
+
+
+# --- backups ------------------------------------------------------------------------------------
+
+
+def _restored(repo: Path, **options: Any) -> Database:
+    target = fresh()
+    backup.restore(repo, target, **options)
+    return target
+
+
+def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
+    db = fresh()
+    ann, bob = interleaved(db)
+    repo = tmp_path / "repo"
+    first = backup.backup(db, repo)["id"]  # full, before the erasure: it holds Ann
+    db.erase_user(ann["user"])
+    # restored with the live database's ledger
+    target = _restored(repo, erasures_from=db)
+    try:
+        for s in strings("ann"):
+            assert s not in raw_text(target)
+        assert target.find_one("User", {"id": ann["user"]}) is None
+        assert target.export_user(bob["user"])["models"]["BirthChart"]["documents"][0]["birthData"]["location"]["name"] \
+            == "Valparaiso"
+        assert target.mongo[ERASURES_COLLECTION].count_documents({"_id": ann["user"]}) == 1  # it stays erased there
+        assert target.count("PlanetaryInsight", {}) == 1
+    finally:
+        target.disconnect()
+    # restored from the repository alone: a later set carries the ledger
+    backup.backup(db, repo)  # incremental, after the erasure
+    target = _restored(repo, set_id=first)
+    try:
+        for s in strings("ann"):
+            assert s not in raw_text(target)
+        assert target.find_one("User", {"id": bob["user"]}).name == PERSON["bob"]["name"]
+    finally:
+        target.disconnect()
+
+
+def test_without_a_ledger_the_old_set_restores_everyone(tmp_path):
+    """The skip is the ledger's doing: the same set restores Ann when nobody was erased."""
+    db = fresh()
+    ann, _ = interleaved(db)
+    repo = tmp_path / "repo"
+    backup.backup(db, repo)
+    target = _restored(repo)
+    try:
+        assert target.find_one("User", {"id": ann["user"]}).name == PERSON["ann"]["name"]
+    finally:
+        target.disconnect()
