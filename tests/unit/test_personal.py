@@ -11,6 +11,7 @@ from typing import Any
 
 import bson
 import pytest
+from backup_helpers import instant_after_last_write
 from bson import ObjectId
 
 from astro_db import Database, backup
@@ -227,7 +228,10 @@ def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
     first = backup.backup(db, repo)["id"]  # full, before the erasure: it holds Ann
     db.erase_user(ann["user"])
     # restored with the live database's ledger
-    target = _restored(repo, erasures_from=db)
+    target = fresh()
+    report = backup.restore(repo, target, erasures_from=db)
+    assert report["erased_users"] == 1
+    assert report["skipped"] == {"users": 1, "birthCharts": 1, "planetaryInsights": 1}
     try:
         for s in strings("ann"):
             assert s not in raw_text(target)
@@ -249,6 +253,32 @@ def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
         target.disconnect()
 
 
+def test_incremental_sets_and_point_in_time_restores_skip_an_erased_users_journal(tmp_path):
+    db = fresh()
+    ann, bob = interleaved(db)
+    repo = tmp_path / "repo"
+    backup.backup(db, repo)  # full
+    db.update("PlanetaryInsight", {"id": ann["insight"]}, {"summary": "Annabel's later day"})
+    db.update("PlanetaryInsight", {"id": bob["insight"]}, {"summary": "Bartholomew's later day"})
+    db.create("TimingRecommendation", timing(ann["user"], "Annabel's window"))
+    cut = instant_after_last_write()
+    backup.backup(db, repo)  # incremental: Ann's later writes as upserts and journal entries
+    db.erase_user(ann["user"])
+    for options in ({"erasures_from": db}, {"erasures_from": db, "until": cut}):  # the newest set; then a cut replayed
+        target = _restored(repo, **options)
+        try:
+            text = raw_text(target)
+            assert not any(s in text for s in [*strings("ann"), "Annabel's later day", "Annabel's window"]), options
+            assert target.find_one("PlanetaryInsight", {"id": bob["insight"]}).summary == "Bartholomew's later day"
+        finally:
+            target.disconnect()
+
+
+def timing(user_id: Any, activity: str) -> dict[str, Any]:
+    return {"userId": user_id, "activity": activity, "windows": [
+        {"start": "2026-02-01T09:00:00Z", "end": "2026-02-01T11:00:00Z", "score": 80}]}
+
+
 def test_without_a_ledger_the_old_set_restores_everyone(tmp_path):
     """The skip is the ledger's doing: the same set restores Ann when nobody was erased."""
     db = fresh()
@@ -260,3 +290,32 @@ def test_without_a_ledger_the_old_set_restores_everyone(tmp_path):
         assert target.find_one("User", {"id": ann["user"]}).name == PERSON["ann"]["name"]
     finally:
         target.disconnect()
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_export_prints_the_json_and_erase_refuses_without_yes(monkeypatch):
+    from click.testing import CliRunner
+
+    from astro_db.cli import CliContext, cli
+
+    db = fresh()
+    ann, bob = interleaved(db)
+    monkeypatch.setattr(CliContext, "database", lambda self, **options: db)  # embedded data lives in this process
+    out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "export-user", str(ann["user"])])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["models"]["User"]["documents"][0]["name"] == PERSON["ann"]["name"]
+    before = snapshot(db)
+    refused = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", str(ann["user"])])
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    assert snapshot(db) == before
+    bad = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", "nope", "--yes"])
+    assert bad.exit_code == 2 and "not a valid ObjectId" in bad.output
+    done = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", str(ann["user"]), "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "PlanetaryInsight:     1 document(s) erased" in done.output and "done" in done.output
+    again = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "--json", "erase-user",
+                                     str(ann["user"]), "--yes"])
+    assert json.loads(again.output)["already"] is True
+    assert not any(s in raw_text(db) for s in strings("ann"))
