@@ -101,6 +101,21 @@ def test_export_then_erase_then_a_pre_erasure_backup_restores_none_of_her(live_u
         finally:
             target.mongo.client.drop_database(target.mongo.name)
             target.disconnect()
+        # the same through the CLI: astro-db restore --erasures-url
+        from click.testing import CliRunner
+
+        from astro_db.cli import cli
+
+        other = live_url.rsplit("/", 1)[0] + f"/{db.mongo.name}_cli"
+        out = CliRunner().invoke(cli, ["--url", other, "restore", "--repo", str(repo), "--erasures-url", live_url])
+        try:
+            assert out.exit_code == 0, out.output
+            assert "1 erased user(s) kept out: 3 of their documents not restored" in out.output
+            with Database(other, encryption_key=KEY, ensure_indexes=False) as restored_db:
+                assert not any(s in raw_text(restored_db) for s in strings("ann"))
+                assert restored_db.find_one("User", {"id": bob["user"]}) is not None
+        finally:
+            db.mongo.client.drop_database(f"{db.mongo.name}_cli")
 
 
 CHILD = textwrap.dedent("""

@@ -341,3 +341,32 @@ def test_the_ledger_is_a_service_collection_listed_apart_and_read_only_for_the_a
 
     with pytest.raises(ConfigError, match="the service's own"):
         Database("mongomock://localhost/squat", models=[Squatter])
+
+
+def test_records_held_in_memory_after_a_failed_write_are_written_scrubbed(monkeypatch):
+    """An update applied while its record could not be written leaves the record pending in
+    memory, post-image and all; the erasure writes it first and then scrubs it, so no later
+    write can bring the post-image back."""
+    from pymongo import errors as pm
+
+    from astro_db.changes import log as change_log
+    from astro_db.errors import ChangeRecordError
+
+    db = fresh(retry_attempts=1)
+    ann, _ = interleaved(db)
+    original = change_log._insert
+    fails = iter([True])
+
+    def insert(coll, recs, session):
+        if next(fails, False):
+            raise pm.AutoReconnect("connection closed")
+        return original(coll, recs, session)
+
+    monkeypatch.setattr(change_log, "_insert", insert)
+    with pytest.raises(ChangeRecordError):
+        db.update("User", {"id": ann["user"]}, {"name": "Annabel Pending"})
+    assert db.executor.runtime.changes.pending == 1
+    db.erase_user(ann["user"])
+    assert db.executor.runtime.changes.pending == 0
+    assert "Annabel Pending" not in raw_text(db)
+    assert [e["action"] for e in db.audit_trail("User", ann["user"])] == ["create", "update", "update", "delete", "erase"]
