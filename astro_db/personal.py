@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .registry import ModelInfo, ModelRegistry
 
 __all__ = [
-    "ERASURES_COLLECTION", "EXPORT_FORMAT", "LEGACY_JOURNAL_COLLECTION", "export_user", "erase_user", "resume_erasures",
+    "ERASURES_COLLECTION", "EXPORT_FORMAT", "LEGACY_JOURNAL_COLLECTION", "export_user", "export_stream", "write_export",
+    "erase_user", "resume_erasures",
     "erased_ids", "owner_paths", "belongs_to", "scrub_record",
 ]
 
@@ -118,21 +119,79 @@ def export_user(db: Database, ex: Executor, user_id: Any) -> dict[str, Any]:
     The user may export her own data (a ``self`` actor, art. 15/20); any other actor needs,
     besides ``read``, ``audit`` on every model read (the change records are the audit trail):
     an admin's call. ``NotFoundError`` when nothing is stored about that id."""
+    export: dict[str, Any] = {}
+    current: dict[str, Any] = {}
+    for kind, name, value in export_stream(db, ex, user_id):
+        if kind == "head":
+            export[name] = value
+        elif kind == "model":
+            current = export.setdefault("models", {})[name] = {**value, "documents": [], "changes": []}
+        elif kind == "document":
+            current["documents"].append(value)
+        elif kind == "change":
+            current["changes"].append(value)
+    return export
+
+
+def write_export(db: Database, ex: Executor, user_id: Any, write: Callable[[str], Any]) -> None:
+    """The document ``export_user`` returns, written as JSON text to ``write`` piece by piece,
+    one document or record at a time (``astro-db export-user``: flat memory, however much the
+    user has). Nothing is written when the call is refused or the user unknown."""
+    state = "top"  # "top", or inside a model's "documents" / "changes" list
+    top_sep = model_sep = item_sep = ""
+    for kind, name, value in export_stream(db, ex, user_id):
+        if kind == "head":
+            if state != "top":
+                write("]}}")  # the list, the model, the models
+                state = "top"
+            write(("{" if not top_sep else top_sep) + f"\n  {json.dumps(name)}: {_text(value)}")
+            top_sep = ","
+        elif kind == "model":
+            if state == "top":
+                write(f'{top_sep}\n  "models": {{')
+                top_sep = ","
+            else:
+                write("]}")
+            meta = json.dumps(value)[:-1]
+            write(f"{model_sep}\n    {json.dumps(name)}: {meta}{', ' if value else ''}\"documents\": [")
+            model_sep, item_sep, state = ",", "", "documents"
+        elif kind == "changes":
+            write('], "changes": [')
+            item_sep, state = "", "changes"
+        else:
+            write(f"{item_sep}\n      {_text(value)}")
+            item_sep = ","
+    if state != "top":
+        write("]}}")
+    write("\n}\n")
+
+
+def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[str, str, Any]]:
+    """The export as a stream of ``(kind, name, value)``, JSON-ready values: ``head`` items
+    (format, encoding, userId, exportedAt), then per model ``model`` (its collection and owner
+    field), its ``document`` items, ``changes`` (the records follow) and its ``change`` items,
+    then the ``head`` item ``erasure``. Authorized and checked before the first item."""
     rt = ex.runtime
     registry = rt.registry
     users = registry.users()
+    ex.authorize(db.actor, "export_user", users)
     uid = coerce_id(user_id, f"{users.name} id")
     _may_export(db.actor, uid, registry)
     database = rt.connection.database
-    models: dict[str, Any] = {}
-    found = False
+    erasure = ex.call(users, "export_user", partial(database[ERASURES_COLLECTION].find_one, {"_id": uid}))
+    if erasure is None and not _known(db, ex, users, uid):
+        raise NotFoundError(f"nothing is stored about {users.name} {uid}")
+    yield "head", "format", EXPORT_FORMAT
+    yield "head", "encoding", "MongoDB Extended JSON v2, relaxed (bson.json_util)"
+    yield "head", "userId", str(uid)
+    yield "head", "exportedAt", _now().isoformat().replace("+00:00", "Z")
     for info in _models(registry):
         owner = _owner(info)
-        ids: list[Any] = []
-        documents = []
+        yield "model", info.name, {"collection": info.collection, "owner": owner}
+        ids: list[Any] = []  # the user's documents: bounded by what she has, not by the database
         for doc in db.iter_find(info.name, {owner: uid}, lean=True, batch_size=_CHUNK):  # the pipeline: scoped, opened
             ids.append(doc["_id"])
-            documents.append(_json(doc))
+            yield "document", info.name, _json(doc)
         seen = set(ids)
         earlier_ids = ex.call(info, "export_user", partial(database[CHANGES_COLLECTION].distinct, "documentId",
                                                            {"coll": info.collection, f"doc.{owner}": uid}))
@@ -140,20 +199,23 @@ def export_user(db: Database, ex: Executor, user_id: Any) -> dict[str, Any]:
             if earlier not in seen:  # a document of the user deleted since: its records are still hers
                 seen.add(earlier)
                 ids.append(earlier)
-        changes = [_json(r) for r in _records(ex, info, ids)]
-        found = found or bool(documents or changes)
-        models[info.name] = {"collection": info.collection, "owner": owner, "documents": documents, "changes": changes}
-    erasure = ex.call(users, "export_user", lambda: database[ERASURES_COLLECTION].find_one({"_id": uid}))
-    if not found and erasure is None:
-        raise NotFoundError(f"nothing is stored about {users.name} {uid}")
-    return {
-        "format": EXPORT_FORMAT,
-        "encoding": "MongoDB Extended JSON v2, relaxed (bson.json_util)",
-        "userId": str(uid),
-        "exportedAt": _now().isoformat().replace("+00:00", "Z"),
-        "models": models,
-        "erasure": _json(erasure) if erasure is not None else None,
-    }
+        yield "changes", info.name, None
+        for record in _records(ex, info, ids):
+            yield "change", info.name, _json(record)
+    yield "head", "erasure", _json(erasure) if erasure is not None else None
+
+
+def _known(db: Database, ex: Executor, users: ModelInfo, uid: ObjectId) -> bool:
+    """Whether anything is stored about ``uid``: the user, or change records of the user."""
+    if db.count(users.name, {"_id": uid}):
+        return True
+    database = ex.runtime.connection.database
+    return bool(ex.call(users, "export_user", partial(database[CHANGES_COLLECTION].count_documents,
+                                                      {"coll": users.collection, "documentId": uid}, limit=1)))
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _may_export(actor: access.Actor | None, uid: ObjectId, registry: ModelRegistry) -> None:

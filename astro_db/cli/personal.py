@@ -1,14 +1,14 @@
 """``astro-db export-user ID`` and ``astro-db erase-user ID --yes``: a shell over ``Database.export_user`` / ``erase_user``.
 
-The export is printed whole, as JSON (relaxed Extended JSON, ``astro_db.personal``), on stdout,
-so it can be redirected to the file handed to the user. The erasure is irreversible, so it
+The export is printed as JSON (relaxed Extended JSON, ``astro_db.personal``) on stdout, one
+document or record at a time (flat memory), so it can be redirected to the file handed to the
+user. The erasure is irreversible, so it
 refuses to run without ``--yes`` (no prompt: it is meant for scripts and runbooks as well), and
 prints what it erased; a rerun finishes an erasure a crash interrupted.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -22,8 +22,14 @@ from . import CliContext, cli, pass_ctx
 @pass_ctx
 def export_user(ctx: CliContext, user_id: str) -> None:
     """Print everything stored about one user (documents and change records), as JSON."""
+    from ..personal import write_export
+
     db = ctx.database(connect=True)
-    click.echo(json.dumps(db.export_user(user_id), indent=2, ensure_ascii=False))
+    write_export(db, db.executor, user_id, _echo)  # one document at a time
+
+
+def _echo(text: str) -> None:
+    click.echo(text, nl=False)
 
 
 @cli.command("erase-user")

@@ -305,7 +305,12 @@ def test_cli_export_prints_the_json_and_erase_refuses_without_yes(monkeypatch):
     monkeypatch.setattr(CliContext, "database", lambda self, **options: db)  # embedded data lives in this process
     out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "export-user", str(ann["user"])])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["models"]["User"]["documents"][0]["name"] == PERSON["ann"]["name"]
+    printed = json.loads(out.output)
+    assert printed["models"]["User"]["documents"][0]["name"] == PERSON["ann"]["name"]
+    whole = db.export_user(ann["user"])
+    assert {**printed, "exportedAt": None} == {**whole, "exportedAt": None}  # the stream is the document
+    unknown = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "export-user", str(ObjectId())])
+    assert unknown.exit_code == 2 and unknown.output.startswith("error: nothing is stored")  # nothing printed first
     before = snapshot(db)
     refused = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", str(ann["user"])])
     assert refused.exit_code == 2 and "--yes" in refused.output
@@ -370,3 +375,21 @@ def test_records_held_in_memory_after_a_failed_write_are_written_scrubbed(monkey
     assert db.executor.runtime.changes.pending == 0
     assert "Annabel Pending" not in raw_text(db)
     assert [e["action"] for e in db.audit_trail("User", ann["user"])] == ["create", "update", "update", "delete", "erase"]
+
+
+def test_the_written_export_goes_out_one_document_or_record_at_a_time():
+    from astro_db.personal import write_export
+
+    db = fresh()
+    ann, _ = interleaved(db)
+    for day in range(3, 30):
+        db.create("PlanetaryInsight", {"userId": ann["user"], "date": f"2026-01-{day:02d}T00:00:00Z", "energyLevel": day,
+                                       "recommendations": ["Annabel, breathe"], "summary": "Annabel's day " * 20})
+    pieces: list[str] = []
+    write_export(db, db.executor, ann["user"], pieces.append)
+    whole = db.export_user(ann["user"])
+    items = [i for m in whole["models"].values() for i in m["documents"] + m["changes"]]
+    assert len(items) > 60
+    largest = max(len(json.dumps(i, ensure_ascii=False)) for i in items)
+    assert max(len(p) for p in pieces) <= largest + 20  # never two documents in one piece
+    assert {**json.loads("".join(pieces)), "exportedAt": None} == {**whole, "exportedAt": None}
