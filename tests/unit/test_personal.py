@@ -393,3 +393,19 @@ def test_the_written_export_goes_out_one_document_or_record_at_a_time():
     largest = max(len(json.dumps(i, ensure_ascii=False)) for i in items)
     assert max(len(p) for p in pieces) <= largest + 20  # never two documents in one piece
     assert {**json.loads("".join(pieces)), "exportedAt": None} == {**whole, "exportedAt": None}
+
+
+def test_reconcile_changes_on_the_command_line_says_it_finished_an_erasure(monkeypatch):
+    from click.testing import CliRunner
+
+    from astro_db.cli import CliContext, cli
+
+    db = fresh()
+    ann, _ = interleaved(db)
+    db.mongo[ERASURES_COLLECTION].insert_one({"_id": ann["user"], "state": "started", "model": "User", "actor": None,
+                                              "requestId": None, "counts": {"User": 1}})
+    monkeypatch.setattr(CliContext, "database", lambda self, **options: db)
+    out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_reconcile_erasure", "reconcile-changes"])
+    assert out.exit_code == 0, out.output
+    assert "1 interrupted user erasure(s) finished" in out.output
+    assert not any(s in raw_text(db) for s in strings("ann"))
