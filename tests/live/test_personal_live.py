@@ -190,3 +190,27 @@ def test_an_erasure_killed_at_a_chosen_command_is_finished_by_a_rerun_once(live_
         assert db.erase_user(ann["user"])["already"]
         assert db.find_one("PlanetaryInsight", {"id": bob["insight"]}).summary == PEOPLE["bob"]["summary"]
         assert all(s in raw_text(db) for s in strings("bob")[:2])
+
+
+def test_who_may_export_and_bad_input_on_the_server(live_url: str) -> None:
+    from bson import ObjectId
+
+    from astro_db.errors import NotFoundError, PermissionDeniedError, ValidationError
+
+    with Database(live_url, encryption_key=KEY) as db:
+        ann, bob = both(db)
+        mine = db.as_actor(str(ann["user"]), roles=["self"]).export_user(ann["user"])
+        assert mine["models"]["BirthChart"]["documents"][0]["birthData"]["location"]["name"] == PEOPLE["ann"]["place"]
+        before = raw_text(db)
+        with pytest.raises(PermissionDeniedError):
+            db.as_actor(str(ann["user"]), roles=["self"]).export_user(bob["user"])
+        with pytest.raises(PermissionDeniedError):
+            db.as_actor(str(ann["user"]), roles=["self"]).erase_user(ann["user"])
+        with pytest.raises(ValidationError):
+            db.erase_user("not-an-id")
+        with pytest.raises(NotFoundError):
+            db.erase_user(ObjectId())
+        with pytest.raises(NotFoundError):
+            db.export_user(ObjectId())
+        assert raw_text(db) == before  # nothing changed
+        assert ERASURES_COLLECTION not in db.mongo.list_collection_names()
