@@ -181,6 +181,7 @@ def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[st
     erasure = ex.call(users, "export_user", partial(database[ERASURES_COLLECTION].find_one, {"_id": uid}))
     if erasure is None and not _known(db, ex, users, uid):
         raise NotFoundError(f"nothing is stored about {users.name} {uid}")
+    legacy_log = LEGACY_AUDIT_COLLECTION in ex.call(None, "export_user", database.list_collection_names)
     yield "head", "format", EXPORT_FORMAT
     yield "head", "encoding", "MongoDB Extended JSON v2, relaxed (bson.json_util)"
     yield "head", "userId", str(uid)
@@ -200,7 +201,7 @@ def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[st
                 seen.add(earlier)
                 ids.append(earlier)
         yield "changes", info.name, None
-        for record in _records(ex, info, ids):
+        for record in _records(ex, info, ids, legacy_log=legacy_log):
             yield "change", info.name, _json(record)
     yield "head", "erasure", _json(erasure) if erasure is not None else None
 
@@ -229,15 +230,17 @@ def _may_export(actor: access.Actor | None, uid: ObjectId, registry: ModelRegist
         access.authorize(actor, info, access.AUDIT, call="export_user")
 
 
-def _records(ex: Executor, info: ModelInfo, ids: list[Any]) -> Iterator[dict[str, Any]]:
-    """The confirmed change records (and older ``auditLog`` entries) of the documents ``ids`` of
-    ``info``, post-images opened; one query per chunk of ids."""
+def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool) -> Iterator[dict[str, Any]]:
+    """The confirmed change records (and older ``auditLog`` entries, when ``legacy_log``: that
+    collection exists) of the documents ``ids`` of ``info``, post-images opened; one query per
+    chunk of ids."""
     rt = ex.runtime
     database = rt.connection.database
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         legacy = ex.call(info, "export_user", partial(_listed, database[LEGACY_AUDIT_COLLECTION],
-                                                      {"model": info.name, "documentId": {"$in": chunk}}, [("time", 1), ("_id", 1)]))
+                                                      {"model": info.name, "documentId": {"$in": chunk}}, [("time", 1), ("_id", 1)])
+                         ) if legacy_log else []
         current = ex.call(info, "export_user", partial(
             _listed, database[CHANGES_COLLECTION],
             {"coll": info.collection, "documentId": {"$in": chunk}, "intent": {"$exists": False}},

@@ -214,3 +214,33 @@ def test_who_may_export_and_bad_input_on_the_server(live_url: str) -> None:
             db.export_user(ObjectId())
         assert raw_text(db) == before  # nothing changed
         assert ERASURES_COLLECTION not in db.mongo.list_collection_names()
+
+
+def test_what_export_and_erasure_send_to_the_server(live_url: str) -> None:
+    """The costs docs/personal-data.md states: the export reads each model's documents with one
+    streamed find (batches of 500) and its records with one distinct and one find per 500
+    documents; the erasure's own work besides the cascade is one update of astroChanges per
+    model, whatever the number of records."""
+    import datetime as dt
+
+    from spies import CommandSpy
+
+    spy = CommandSpy()
+    with Database(live_url, encryption_key=KEY, event_listeners=[spy]) as db:
+        ann, _ = both(db)
+        day = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+        db.create_many("PlanetaryInsight", [{"userId": ann["user"], "date": day + dt.timedelta(days=d), "energyLevel": 5,
+                                             "recommendations": ["x"], "summary": "s"} for d in range(30)])
+        spy.commands.clear()
+        spy.names.clear()
+        db.export_user(ann["user"])
+        on = [(n, c.get(n)) for n, c in zip(spy.names, spy.commands, strict=True)]
+        assert on.count(("find", "planetaryInsights")) == 1 and ("getMore", None) not in [(n, None) for n, _ in on]
+        assert on.count(("distinct", "astroChanges")) == 4  # one per model
+        assert on.count(("find", "astroChanges")) == 3  # one per model with documents (<= 500 each)
+        assert ("find", "auditLog") not in on  # the older log is read only where it exists
+        spy.commands.clear()
+        spy.names.clear()
+        db.erase_user(ann["user"])
+        updates = [c for n, c in zip(spy.names, spy.commands, strict=True) if n == "update" and c["update"] == "astroChanges"]
+        assert len(updates) == 4  # the scrub: one per model, not one per record

@@ -409,3 +409,17 @@ def test_reconcile_changes_on_the_command_line_says_it_finished_an_erasure(monke
     assert out.exit_code == 0, out.output
     assert "1 interrupted user erasure(s) finished" in out.output
     assert not any(s in raw_text(db) for s in strings("ann"))
+
+
+def test_entries_of_the_older_audit_log_are_exported_too():
+    import datetime as dt
+
+    db = fresh()
+    ann, bob = interleaved(db)
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    db.mongo["auditLog"].insert_many([
+        {"model": "User", "documentId": ann["user"], "action": "update", "fields": ["name"], "time": when, "actor": "old"},
+        {"model": "User", "documentId": bob["user"], "action": "update", "fields": ["name"], "time": when, "actor": "old"}])
+    changes = db.export_user(ann["user"])["models"]["User"]["changes"]
+    assert [(c["action"], c.get("actor")) for c in changes][0] == ("update", "old")
+    assert str(bob["user"]) not in json.dumps(changes)
