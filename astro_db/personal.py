@@ -307,14 +307,41 @@ def erase_user(db: Database, ex: Executor, user_id: Any, *, actor: access.Actor 
     return _report(done, resumed=resumed, already=False)
 
 
-def resume_erasures(db: Database, ex: Executor) -> int:
-    """Finish every erasure a crash left ``started``; how many (``reconcile_changes()``)."""
-    database = ex.runtime.connection.database
-    pending = ex.call(None, "resume erasures", lambda: list(database[ERASURES_COLLECTION].find({"state": STARTED})))
+def resume_erasures(db: Database, ex: Executor) -> dict[str, int]:
+    """``reconcile_changes()``'s part: finish every erasure a crash left ``started``, then scrub
+    again the records of every erased user (a record another process held in memory after a
+    failed write may have been written since, post-image and all). ``{"finished": n,
+    "scrubbed": <records scrubbed>}``; one update per model per 1,000 erased users."""
+    rt = ex.runtime
+    database = rt.connection.database
+    pending = ex.call(None, "resume erasures", partial(_listed, database[ERASURES_COLLECTION], {"state": STARTED},
+                                                       [("_id", 1)]))
     for entry in pending:
         _complete(db, ex, entry)
         log.info("erasure of user %s resumed and finished", entry["_id"])
-    return len(pending)
+    erased = sorted(ex.call(None, "resume erasures", partial(erased_ids, database)))
+    scrubbed = 0
+    for start in range(0, len(erased), 1000):
+        scrubbed += _scrub(ex, rt.registry, erased[start:start + 1000])
+    if scrubbed:
+        log.warning("%d change record(s) of erased users written after their erasure were scrubbed", scrubbed)
+    return {"finished": len(pending), "scrubbed": scrubbed}
+
+
+def _scrub(ex: Executor, registry: ModelRegistry, users: list[ObjectId]) -> int:
+    """Step 3: the post-images of the records of ``users``' documents removed (in
+    ``astroChanges`` and the older ``changeJournal``); how many records were scrubbed."""
+    database = ex.runtime.connection.database
+    present = set(ex.call(None, "erase_user", database.list_collection_names))
+    scrubbed = 0
+    for info in _models(registry):
+        owner = {"$in": users} if len(users) > 1 else users[0]
+        where = {"coll": info.collection, f"doc.{_owner(info)}": owner}
+        for name in (CHANGES_COLLECTION, LEGACY_JOURNAL_COLLECTION):
+            if name in present:
+                result = ex.call(info, "erase_user", partial(database[name].update_many, where, _SCRUB))
+                scrubbed += int(result.modified_count)
+    return scrubbed
 
 
 def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, Any]:
@@ -330,12 +357,7 @@ def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, An
         return ex.call(None, "erase_user", fn)
 
     rt.changes.flush(run, database)  # records held in memory would bring post-images back after the scrub
-    present = set(ex.call(None, "erase_user", database.list_collection_names))
-    for info in _models(registry):  # 3. the records of the user's documents: post-images scrubbed
-        where = {"coll": info.collection, f"doc.{_owner(info)}": uid}
-        for name in (CHANGES_COLLECTION, LEGACY_JOURNAL_COLLECTION):
-            if name in present:
-                ex.call(info, "erase_user", partial(database[name].update_many, where, _SCRUB))
+    _scrub(ex, registry, [uid])  # 3. the records of the user's documents: post-images removed
     keys = _forget_keys(rt.crypto, uid)  # 4. the user's data keys
     finished = _now()
     record = {  # 5. the erasure itself, recorded without personal data

@@ -114,8 +114,9 @@ class OperatorMixin:
         if they landed), settles the delete intents a crash left unconfirmed (confirmed if the
         document is gone, dropped if not), then rebuilds the record of every document whose
         current revision has none. Returns ``{"pending": <records written>, "intents":
-        {"confirmed": n, "dropped": m}, "rebuilt": {model: <records rebuilt>}, "erasures": <erasures
-        finished>}``: an erasure a crash interrupted (``erase_user``) is finished too."""
+        {"confirmed": n, "dropped": m}, "rebuilt": {model: <records rebuilt>}, "erasures":
+        {"finished": n, "scrubbed": m}}``: an erasure a crash interrupted (``erase_user``) is
+        finished, and records of erased users written since their erasure are scrubbed."""
         from .personal import resume_erasures
 
         self._check("reconcile_changes")
