@@ -437,3 +437,31 @@ def test_a_record_of_an_erased_user_written_late_by_another_process_is_scrubbed_
     assert "Annabel's late record" not in raw_text(db)
     assert db.mongo["astroChanges"].find_one({"_id": late["_id"]})["erased"] is True
     assert "Bartholomew's busy day" in raw_text(db)  # scrubs only the erased
+
+
+def test_the_erasure_shreds_the_users_data_keys_through_the_crypto_engine_once(monkeypatch):
+    """``personal._forget_keys`` calls ``FieldCrypto.shred(user_id)`` where the engine has it
+    (per-user data keys, MongoDB CSFLE); the count lands in the ledger and the report, and a
+    finished erasure never shreds again."""
+    from astro_db.security.crypto import FieldCrypto
+
+    calls: list[Any] = []
+
+    def shred(self, subject_id):
+        calls.append(subject_id)
+        return 2 if len(calls) == 1 else 0  # the keys are gone after the first call
+
+    monkeypatch.setattr(FieldCrypto, "shred", shred, raising=False)
+    db = fresh()
+    ann, _ = interleaved(db)
+    assert db.erase_user(ann["user"])["keys_shredded"] == 2
+    assert calls == [ann["user"]]
+    assert db.mongo["astroChanges"].find_one({"action": "erase"})["keysShredded"] == 2
+    assert db.erase_user(ann["user"])["keys_shredded"] == 2 and calls == [ann["user"]]  # done: not again
+
+
+def test_without_per_user_keys_nothing_is_shredded():
+    db = fresh()
+    ann, _ = interleaved(db)
+    assert not hasattr(db.executor.runtime.crypto, "shred")  # this branch: one key for every user
+    assert db.erase_user(ann["user"])["keys_shredded"] == 0
