@@ -243,7 +243,9 @@ def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
     finally:
         target.disconnect()
     # restored from the repository alone: a later set carries the ledger
-    backup.backup(db, repo)  # incremental, after the erasure
+    later = backup.backup(db, repo)  # incremental, after the erasure
+    assert later["documents"][ERASURES_COLLECTION] == 1  # the ledger, copied whole
+    backup.verify(repo)  # the sets still verify
     target = _restored(repo, set_id=first)
     try:
         for s in strings("ann"):
