@@ -410,6 +410,27 @@ class Database(OperatorMixin):
         self._check("delete_user_cascade", models.users())
         return delete_user_cascade(self, user_id, models=models, transaction=transaction)
 
+    # --- personal data ----------------------------------------------------------------------
+
+    def export_user(self, user_id: Any) -> dict[str, Any]:
+        """Everything stored about one user, as one JSON-ready document (GDPR arts. 15 and 20):
+        every registered model's documents of the user and the change records about them,
+        decrypted, in stored field names, as relaxed Extended JSON (``astro_db.personal``). The
+        user may export her own data (a ``self`` actor); anyone else needs ``audit`` too: an admin."""
+        from . import personal
+
+        return personal.export_user(self, self._executor, user_id)  # authorized there, for every path
+
+    def erase_user(self, user_id: Any) -> dict[str, Any]:
+        """Erase one user (GDPR art. 17), exactly once and resumable (``astro_db.personal``): the
+        live documents deleted, the change records' post-images scrubbed, the user's data keys
+        shredded, the erasure recorded without personal data. Needs ``delete`` on the users: an
+        admin's call. Counts per model; a rerun finishes an interrupted erasure."""
+        from . import personal
+
+        self._check("erase_user", self._executor.runtime.registry.users())
+        return personal.erase_user(self._trusted(), self._executor, user_id, actor=self._actor)
+
     # --- security ----------------------------------------------------------------------------
 
     def as_actor(self, actor_id: Any, roles: Any = None, *, request_id: str | None = None) -> Database:
