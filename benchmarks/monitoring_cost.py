@@ -55,7 +55,7 @@ def _cpu_per_call(fn: Callable[[], Any], calls: int, rounds: int) -> float:
 
 
 def listeners_alone(calls: int, rounds: int) -> float:
-    monitor = Monitor(DatabaseConfig(url="mongodb://localhost:1/bench", max_pool_size=50), default_registry())
+    monitor = Monitor(DatabaseConfig(url="mongodb://localhost:1/bench").health, default_registry(), max_pool_size=50)
     command, pool, _ = monitor.listeners()
     address = ("localhost", 27017)
     oid = ObjectId()
@@ -89,7 +89,7 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
     coll = raw[dbname]["users"]
     out["raw PyMongo, no listeners"] = _cpu_per_call(lambda: coll.find_one({"_id": user.id}), calls, rounds)
     raw.close()
-    monitor = Monitor(DatabaseConfig(url=url, max_pool_size=50), default_registry())
+    monitor = Monitor(DatabaseConfig(url=url).health, default_registry(), max_pool_size=50)
     raw = MongoClient(url, event_listeners=monitor.listeners())
     coll = raw[dbname]["users"]
     out["raw PyMongo + monitor listeners"] = _cpu_per_call(lambda: coll.find_one({"_id": user.id}), calls, rounds)

@@ -45,16 +45,16 @@ from typing import TYPE_CHECKING, Any
 import bson
 from bson import ObjectId
 
-from ..backends.capabilities import capabilities
 from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from ..query.evaluate import matches
-from .bus import MAX_NOTICE_IDS, InvalidationBus, LocalBus, Notice, server_identity
+from .bus import MAX_NOTICE_IDS, InvalidationBus, LocalBus, Notice
 from .redis_store import MISSING as _SHARED_MISSING
 from .redis_store import RedisStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
+    from ..config import CacheConfig
 
 log = logging.getLogger(__name__)
 
@@ -219,21 +219,26 @@ class QueryCache:
             self.bus.attach(self)
 
     @classmethod
-    def from_config(cls, config: Any, registry: Any) -> QueryCache:
-        """The cache a ``DatabaseConfig`` describes; ``cache_models`` names resolve in ``registry``."""
+    def from_config(cls, config: CacheConfig, registry: Any, *, identity: tuple[str, ...], namespace: str,
+                    shared_data: bool, encryption_key: str | None = None) -> QueryCache:
+        """The cache ``config`` describes; ``cache_models`` names resolve in ``registry``.
+
+        Where it caches for: ``identity`` (``bus.server_identity``: the caches of one process
+        reading the same data share invalidations when ``shared_data``) and ``namespace``
+        (``redis_namespace``: its keys on a Redis bus or store); ``encryption_key`` is the
+        fallback key of the shared store's MACs (``store_secret``)."""
         try:
             models = frozenset(registry.resolve(name).name for name in config.cache_models)
         except AstroDBError as exc:
             raise ConfigError(f"cache_models: {exc}", key="cache_models") from exc
-        identity = server_identity(config)
-        peers = LocalBus.shared(identity) if capabilities(config).shared_data else LocalBus(identity)
-        namespace = redis_namespace(config, identity)
+        peers = LocalBus.shared(identity) if shared_data else LocalBus(identity)
         shared = None
-        if getattr(config, "cache_store", None) and config.cache_ttl_s > 0:
-            shared = RedisStore(config.cache_store, namespace, config.cache_ttl_s, secret=store_secret(config))
-        secret = store_secret(config) if (config.cache_secret or config.encryption_key) else b""
+        if config.cache_store and config.cache_ttl_s > 0:
+            shared = RedisStore(config.cache_store, namespace, config.cache_ttl_s,
+                                secret=store_secret(config, encryption_key))
+        secret = store_secret(config, encryption_key) if (config.cache_secret or encryption_key) else b""
         return cls(config.cache_ttl_s, config.cache_max_entries, config.cache_max_documents, models,
-                   stale_s=getattr(config, "cache_stale_s", 0.0), bus=_make_bus(config, registry, namespace),
+                   stale_s=config.cache_stale_s, bus=_make_bus(config, registry, namespace),
                    peers=peers, shared=shared, id_key=hashlib.sha256(b"astro_db:cache-ids\0" + secret + b"\0"
                                                                      + namespace.encode()).digest())
 
@@ -592,19 +597,19 @@ def redis_namespace(config: Any, identity: tuple[str, ...]) -> str:
     return f"{config.database_name}:{digest}"
 
 
-def store_secret(config: Any) -> bytes:
+def store_secret(config: CacheConfig, encryption_key: str | None = None) -> bytes:
     """The key the shared store's MACs are made with: ``cache_secret``, else one derived from
     ``encryption_key`` (config validation refuses a ``cache_store`` with neither)."""
     if config.cache_secret:
         return hashlib.sha256(b"astro_db:cache-secret\0" + config.cache_secret.encode()).digest()
-    if config.encryption_key:
-        return hmac.new(config.encryption_key.strip().encode(), b"astro_db:cache-store-key", hashlib.sha256).digest()
+    if encryption_key:
+        return hmac.new(encryption_key.strip().encode(), b"astro_db:cache-store-key", hashlib.sha256).digest()
     raise ConfigError("cache_store needs cache_secret (or encryption_key) for the MAC of its entries", key="cache_secret")
 
 
-def _make_bus(config: Any, registry: Any, namespace: str) -> InvalidationBus | None:
+def _make_bus(config: CacheConfig, registry: Any, namespace: str) -> InvalidationBus | None:
     """The bus ``config.cache_bus`` selects (``None``: the local one is enough)."""
-    choice = getattr(config, "cache_bus", "local")
+    choice = config.cache_bus
     if choice == "local" or config.cache_ttl_s <= 0:
         return None
     if choice == "changestream":

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
+from ..config import HealthConfig
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow
 from .listeners import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
@@ -75,10 +76,12 @@ class _Stats:
 class Monitor:
     """Thread-safe figures of one Database; ``snapshot()`` is the JSON-ready view."""
 
-    def __init__(self, config: Any, registry: Iterable[Any]) -> None:
+    def __init__(self, config: HealthConfig, registry: Iterable[Any], *, max_pool_size: int) -> None:
+        """``config``: the slow-query threshold and the health window; ``max_pool_size`` is what
+        the pool's saturation is measured against."""
         self.slow_ms = float(config.slow_query_ms)
         self.slow_micros = self.slow_ms * 1000.0
-        self.max_pool_size = config.max_pool_size
+        self.max_pool_size = max_pool_size
         self.driver_events = False  # set when the PyMongo listeners are registered
         self._collections = {info.collection: info.name for info in registry}
         self._lock = threading.Lock()
@@ -86,7 +89,7 @@ class Monitor:
         self._started = time.time()
         self._operations: dict[tuple[str, str], _Stats] = {}
         self._commands: dict[tuple[str, str], _Stats] = {}
-        self._window = RateWindow(getattr(config, "health_window_s", 60))
+        self._window = RateWindow(config.health_window_s)
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
         self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}  # (model, operation, shape_key, sort key)

@@ -864,7 +864,7 @@ class WriteRunner:
             if self.tx is not None or not _maybe_applied(exc):
                 raise
             error = exc
-        bound = timeouts.current_bound(self.rt.config.operation_timeout_ms)
+        bound = timeouts.current_bound(self.rt.config.timeouts.operation_timeout_ms)
         try:
             with timeouts.afresh(bound.ms if bound is not None else None, f"{operation} outcome check"):
                 found = run.call(self.rt, self.info, f"{operation} outcome check", landed)

@@ -224,6 +224,8 @@ def _run_self_check(coll) -> None:
          lambda: _transaction_inserts_once(coll.database.client, coll)),
         ("$set / $push of a datetime reads back as a datetime (and matches a range)",
          lambda: _updated_datetimes_read_back(coll)),
+        ("a range on _id over ObjectIds answers as MongoDB does (in SQL: the keyset read)",
+         lambda: _id_ranges_answer_as_mongodb(coll)),
     ]
     for name, check in checks:
         try:
@@ -265,3 +267,19 @@ def _updated_datetimes_read_back(coll) -> bool:
                                                         "$lt": when + second}}) == 1
         and coll.count_documents({"_id": doc_id, "at": {"$gte": when + second}}) == 0
     )
+
+
+def _id_ranges_answer_as_mongodb(coll) -> bool:
+    """Slowness 7: `{"_id": {"$gt": oid}}` sorted by _id, limited, matches what MongoDB matches:
+    the ObjectIds past it in order, never an int or a short string _id."""
+    base = coll.database[f"{coll.name}_ids"]
+    try:
+        ids = sorted(ObjectId() for _ in range(6))
+        base.insert_many([{"_id": i, "k": n} for n, i in enumerate(ids)])
+        base.insert_many([{"_id": 7, "k": 7}, {"_id": "zz", "k": 8}])
+        after = [d["_id"] for d in base.find({"_id": {"$gt": ids[1]}}).sort("_id", 1).limit(3)]
+        window = [d["_id"] for d in base.find({"_id": {"$gte": ids[2], "$lt": ids[4]}, "k": {"$ne": 3}})]
+        below = base.count_documents({"_id": {"$lte": ids[5]}})
+        return after == ids[2:5] and window == [ids[2]] and below == 6
+    finally:
+        base.drop()

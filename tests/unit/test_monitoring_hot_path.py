@@ -25,7 +25,7 @@ SECRET = "secret.person@example.com"
 
 
 def monitor() -> Monitor:
-    return Monitor(DatabaseConfig(url="mongomock://localhost/m", min_pool_size=0, max_pool_size=4), default_registry())
+    return Monitor(DatabaseConfig(url="mongomock://localhost/m").health, default_registry(), max_pool_size=4)
 
 
 # --- shape_key: a hashable stand-in for mask ------------------------------------------------
