@@ -43,8 +43,6 @@ from astro_db.registry import default_registry  # noqa: E402
 
 def _cpu_per_call(fn: Callable[[], Any], calls: int, rounds: int) -> float:
     """Median over ``rounds`` of the client CPU per call of ``fn``, in µs."""
-    for _ in range(min(calls, 200)):
-        fn()
     samples = []
     for _ in range(rounds):
         started = time.process_time()
@@ -80,26 +78,35 @@ def listeners_alone(calls: int, rounds: int) -> float:
 
 
 def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
+    """Client CPU per find_one of each configuration; the rounds interleave the configurations,
+    so the machine's load falls on all alike."""
     dbname = url.rsplit("/", 1)[1]
     setup = Database(url, ensure_indexes=False).connect()
     user = setup.create("User", {"email": f"{uuid.uuid4().hex[:8]}@example.com", "name": "Bench"})
     setup.disconnect()
-    out: dict[str, float] = {}
-    raw = MongoClient(url)
-    coll = raw[dbname]["users"]
-    out["raw PyMongo, no listeners"] = _cpu_per_call(lambda: coll.find_one({"_id": user.id}), calls, rounds)
-    raw.close()
+    plain = MongoClient(url)
     monitor = Monitor(DatabaseConfig(url=url).health, default_registry(), max_pool_size=50)
-    raw = MongoClient(url, event_listeners=monitor.listeners())
-    coll = raw[dbname]["users"]
-    out["raw PyMongo + monitor listeners"] = _cpu_per_call(lambda: coll.find_one({"_id": user.id}), calls, rounds)
-    raw.close()
-    for on in (True, False):
-        db = Database(url, ensure_indexes=False, monitoring=on).connect()
-        out[f"astro_db monitoring={on}"] = _cpu_per_call(lambda db=db: db.find_one("User", {"id": user.id}, lean=True),
-                                                          calls, rounds)
-        db.disconnect()
-    return out
+    listened = MongoClient(url, event_listeners=monitor.listeners())
+    dbs = {on: Database(url, ensure_indexes=False, monitoring=on).connect() for on in (True, False)}
+    calls_of: dict[str, Callable[[], Any]] = {
+        "raw PyMongo, no listeners": lambda: plain[dbname]["users"].find_one({"_id": user.id}),
+        "raw PyMongo + monitor listeners": lambda: listened[dbname]["users"].find_one({"_id": user.id}),
+        "astro_db monitoring=True": lambda: dbs[True].find_one("User", {"id": user.id}, lean=True),
+        "astro_db monitoring=False": lambda: dbs[False].find_one("User", {"id": user.id}, lean=True),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in calls_of}
+    try:
+        for fn in calls_of.values():
+            _cpu_per_call(fn, 50, 1)  # warm-up
+        for _ in range(rounds):
+            for name, fn in calls_of.items():
+                samples[name].append(_cpu_per_call(fn, calls, 1))
+    finally:
+        plain.close()
+        listened.close()
+        for db in dbs.values():
+            db.disconnect()
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
