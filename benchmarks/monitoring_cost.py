@@ -8,8 +8,10 @@ Two measurements, client CPU (``time.process_time()``), the median of ``--rounds
    server, no driver: this is the astro_db code the listeners run and nothing else.
 2. **find_one by id** (User, lean) on an nx-27017 server (the suite's launcher), per call in µs:
    raw PyMongo without listeners, raw PyMongo with the monitor's listeners registered (the
-   listeners plus the event objects PyMongo builds for them), astro_db with ``monitoring=True``
-   (the default) and ``monitoring=False``.
+   listeners plus the event objects PyMongo builds for them), raw PyMongo with a no-op command
+   listener and with no-op pool listeners (what PyMongo's event publishing costs by itself),
+   astro_db with ``monitoring=True`` (the default) and ``monitoring=False``. The rounds
+   interleave the configurations.
 
 Figures, not assertions.
 """
@@ -39,6 +41,24 @@ from live.nxserver import NxServer  # noqa: E402
 from astro_db import Database, DatabaseConfig  # noqa: E402
 from astro_db.monitoring import Monitor  # noqa: E402
 from astro_db.registry import default_registry  # noqa: E402
+
+
+class _NoopCommands(monitoring.CommandListener):
+    def started(self, event: Any) -> None:
+        pass
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+class _NoopPool(monitoring.ConnectionPoolListener):
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith(("pool_", "connection_")):
+            return lambda event: None
+        return super().__getattribute__(name)
 
 
 def _cpu_per_call(fn: Callable[[], Any], calls: int, rounds: int) -> float:
@@ -87,10 +107,14 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
     plain = MongoClient(url)
     monitor = Monitor(DatabaseConfig(url=url).health, default_registry(), max_pool_size=50)
     listened = MongoClient(url, event_listeners=monitor.listeners())
+    noop_commands = MongoClient(url, event_listeners=[_NoopCommands()])
+    noop_pool = MongoClient(url, event_listeners=[_NoopPool()])
     dbs = {on: Database(url, ensure_indexes=False, monitoring=on).connect() for on in (True, False)}
     calls_of: dict[str, Callable[[], Any]] = {
         "raw PyMongo, no listeners": lambda: plain[dbname]["users"].find_one({"_id": user.id}),
         "raw PyMongo + monitor listeners": lambda: listened[dbname]["users"].find_one({"_id": user.id}),
+        "raw PyMongo + a no-op command listener": lambda: noop_commands[dbname]["users"].find_one({"_id": user.id}),
+        "raw PyMongo + no-op pool listeners": lambda: noop_pool[dbname]["users"].find_one({"_id": user.id}),
         "astro_db monitoring=True": lambda: dbs[True].find_one("User", {"id": user.id}, lean=True),
         "astro_db monitoring=False": lambda: dbs[False].find_one("User", {"id": user.id}, lean=True),
     }
@@ -102,8 +126,8 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
             for name, fn in calls_of.items():
                 samples[name].append(_cpu_per_call(fn, calls, 1))
     finally:
-        plain.close()
-        listened.close()
+        for client in (plain, listened, noop_commands, noop_pool):
+            client.close()
         for db in dbs.values():
             db.disconnect()
     return {name: statistics.median(values) for name, values in samples.items()}

@@ -286,3 +286,23 @@ def test_the_cache_bus_benchmark_prints_its_figures_in_tiny_mode():
     for row in ("uncached (cache=False)", "cache hit, local bus", "cache hit, Redis bus", "update, Redis bus",
                 "publish -> other subscriber delivered", "update returned -> other process knows"):
         assert row in done.stdout
+
+
+def test_the_web_mix_benchmark_prints_its_figures_in_tiny_mode():
+    """A smoke test of benchmarks/web_mix.py (its own nx-27017 and redis-server): not a timing,
+    but its staleness check must find nothing stale."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web_mix.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines()
+            if line.startswith(("no cache", "User cache over Redis"))}
+    assert set(rows) == {"no cache", "User cache over Redis"}
+    assert rows["User cache over Redis"][-1] == "0"  # stale answers after delivery
+
+
+def test_the_monitoring_cost_benchmark_prints_its_figures_in_tiny_mode():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "monitoring_cost.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in ("the monitor listeners alone", "raw PyMongo + a no-op command listener", "astro_db monitoring=False"):
+        assert row in done.stdout

@@ -319,3 +319,56 @@ def test_writes_to_a_model_no_process_caches_wake_no_subscriber_and_registered_o
         client.close()
         writer.close()
         reader.close()
+
+
+def test_a_write_of_more_documents_than_a_notice_carries_drops_the_whole_model():
+    from astro_db.cache.bus import MAX_NOTICE_IDS
+    from astro_db.events import WriteEvent
+
+    cache = QueryCache(ttl_s=60)
+    ids = tuple(ObjectId() for _ in range(MAX_NOTICE_IDS + 1))
+    event = WriteEvent(model="User", collection="users", action="update", document_ids=ids, fields=("name",),
+                       database=None)  # type: ignore[arg-type]
+    assert cache.notice(event).whole
+    assert not cache.notice(WriteEvent(model="User", collection="users", action="update", document_ids=ids[:3],
+                                       fields=("name",), database=None)).whole  # type: ignore[arg-type]
+
+
+def test_id_digests_are_keyed_by_the_app_secret():
+    oid = ObjectId()
+    keyed = [Database("mongodb://localhost:1/dig", cache_secret=secret, cache_models=("User",)).executor.runtime.cache
+             for secret in ("a" * 40, "a" * 40, "b" * 40)]
+    assert keyed[0].digest(oid) == keyed[1].digest(oid) != keyed[2].digest(oid)
+    assert oid.binary not in keyed[0].digest(oid) and len(keyed[0].digest(oid)) == 16
+
+
+def test_a_redis_message_without_a_notice_drops_the_whole_model():
+    import json
+    import weakref
+
+    from astro_db.cache.redis_bus import RedisBus
+
+    class Listener:
+        def __init__(self) -> None:
+            self.calls: list[Any] = []
+
+        def drop(self, model: str) -> int:
+            self.calls.append(("drop", model))
+            return 0
+
+        def apply(self, notice: Notice) -> int:
+            self.calls.append(("apply", notice.model))
+            return 0
+
+        def drop_all(self, reason: str) -> int:
+            self.calls.append(("drop_all", reason))
+            return 0
+
+    bus = RedisBus("redis://localhost:1/0", "old")
+    listener = Listener()
+    bus._listener = weakref.ref(listener)
+    bus._deliver(json.dumps({"m": "User", "g": 1, "o": "elsewhere", "t": 0}).encode())
+    bus._deliver(json.dumps({"m": "User", "g": 2, "o": "elsewhere", "t": 0, "i": ["ab" * 16], "f": ["name"], "c": False,
+                             "d": False}).encode())
+    bus._deliver(json.dumps({"m": "User", "g": 3, "o": "elsewhere", "t": 0, "i": "zz", "f": [], "c": 1, "d": 0}).encode())
+    assert listener.calls == [("drop", "User"), ("apply", "User"), ("drop_all", "unreadable message")]
