@@ -372,3 +372,15 @@ def test_a_redis_message_without_a_notice_drops_the_whole_model():
                              "d": False}).encode())
     bus._deliver(json.dumps({"m": "User", "g": 3, "o": "elsewhere", "t": 0, "i": "zz", "f": [], "c": 1, "d": 0}).encode())
     assert listener.calls == [("drop", "User"), ("apply", "User"), ("drop_all", "unreadable message")]
+
+
+def test_a_write_that_makes_a_document_match_a_cached_date_filter_drops_it(db):
+    import datetime as dt
+
+    a, *_ = _users(db)
+    when = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+    assert db.find("User", {"last_active": when}, lean=True) == []
+    assert db.count("User", {"last_active": {"$gte": when}}) == 0
+    db.update("User", {"id": a.id}, {"last_active": when})
+    assert [d["email"] for d in _same_as_server(db, "find", {"last_active": when})] == ["u0@example.com"]
+    assert _same_as_server(db, "count", {"last_active": {"$gte": when}}) == 1
