@@ -109,18 +109,22 @@ class _Shape:
     ``pinned``: digests of the only ``_id`` values the filter can match (``{"_id": x}``,
     ``{"_id": {"$in": [...]}}``), else ``None``; ``ids``: digests of the ``_id`` of every document
     the answer holds; ``fields``: the top-level fields the filter and sort name; ``fragile``: the
-    entry cannot be judged (any write to its model drops it)."""
+    entry cannot be judged (any write to its model drops it); ``keyed``: ``(field, digest)`` of
+    a top-level equality on a string or ObjectId the filter requires (``{"email": "a@b"}``), so a
+    post-image can match it only if its ``field`` holds that value (``QueryCache.apply`` looks
+    such entries up by the post-image's values instead of evaluating each)."""
 
-    __slots__ = ("filt", "fields", "pinned", "ids", "fragile", "count")
+    __slots__ = ("filt", "fields", "pinned", "ids", "fragile", "count", "keyed")
 
     def __init__(self, filt: Mapping[str, Any], fields: frozenset[str], pinned: frozenset[bytes] | None,
-                 ids: frozenset[bytes], fragile: bool, count: bool) -> None:
+                 ids: frozenset[bytes], fragile: bool, count: bool, keyed: tuple[str, bytes] | None = None) -> None:
         self.filt = filt
         self.fields = fields
         self.pinned = pinned
         self.ids = ids
         self.fragile = fragile
         self.count = count
+        self.keyed = keyed
 
     def may_change(self, notice: Notice) -> bool:
         """Whether a write no id of which this entry holds or pins may have changed its answer."""
@@ -204,7 +208,12 @@ class QueryCache:
         # (model, id digest) -> the entries holding or pinning that id: "matched before" without a scan
         self._by_id: dict[tuple[str, bytes], set[CacheKey]] = {}
         # the entries of each model whose filter does not pin ids: judged one by one on a write
+        # (those with a ``_Shape.keyed`` equality are in ``_keyed`` instead)
         self._open: dict[str, set[CacheKey]] = {}
+        self._keyed: dict[str, set[CacheKey]] = {}
+        # (model, field, value digest) -> the keyed entries requiring field == value
+        self._by_value: dict[tuple[str, str, bytes], set[CacheKey]] = {}
+        self._keyed_fields: dict[str, dict[str, int]] = {}  # model -> keyed field -> entries keyed on it
         self._id_key = hashlib.blake2b(id_key, digest_size=32).digest()  # the key of the id digests
         self._generation: dict[str, int] = {}
         self._epoch = 0  # advanced by every full drop: a read begun before one stores nothing
@@ -372,7 +381,12 @@ class QueryCache:
             self._by_model.setdefault(model, set()).add(key)
             for digest in shape.ids if shape.pinned is None else shape.ids | shape.pinned:
                 self._by_id.setdefault((model, digest), set()).add(key)
-            if shape.pinned is None:
+            if shape.keyed is not None:
+                self._keyed.setdefault(model, set()).add(key)
+                self._by_value.setdefault((model, *shape.keyed), set()).add(key)
+                counts = self._keyed_fields.setdefault(model, {})
+                counts[shape.keyed[0]] = counts.get(shape.keyed[0], 0) + 1
+            elif shape.pinned is None:
                 self._open.setdefault(model, set()).add(key)
             self._documents += weight
             while len(self._entries) > self.max_entries or self._documents > self.max_documents:
@@ -386,7 +400,16 @@ class QueryCache:
         self._documents -= entry.weight
         model, shape = key[0], entry.shape
         _discard(self._by_model, model, key)
-        if shape.pinned is None:
+        if shape.keyed is not None:
+            _discard(self._keyed, model, key)
+            _discard(self._by_value, (model, *shape.keyed), key)
+            counts = self._keyed_fields[model]
+            counts[shape.keyed[0]] -= 1
+            if not counts[shape.keyed[0]]:
+                del counts[shape.keyed[0]]
+                if not counts:
+                    del self._keyed_fields[model]
+        elif shape.pinned is None:
             _discard(self._open, model, key)
         for digest in shape.ids if shape.pinned is None else shape.ids | shape.pinned:
             _discard(self._by_id, (model, digest), key)
@@ -432,7 +455,15 @@ class QueryCache:
                     fragile = True
         elif not isinstance(value, int):
             fragile = True
-        return _Shape(filt, frozenset(fields), None if fragile else self._pinned(filt), frozenset(ids), fragile, count)
+        pinned = None if fragile else self._pinned(filt)
+        keyed = None
+        if not (fragile or count) and pinned is None:
+            for name in sorted(filt):  # the first top-level equality on a string or an ObjectId
+                value = filt[name]
+                if not name.startswith("$") and "." not in name and isinstance(value, (str, ObjectId)):
+                    keyed = (name, self.digest(value))
+                    break
+        return _Shape(filt, frozenset(fields), pinned, frozenset(ids), fragile, count, keyed)
 
     def _pinned(self, filt: Mapping[str, Any]) -> frozenset[bytes] | None:
         """Digests of the only ``_id`` values ``filt`` can match, or None (any)."""
@@ -478,7 +509,7 @@ class QueryCache:
             for digest in notice.ids:
                 doomed.update(self._by_id.get((model, digest), ()))
             entries = self._entries
-            for key in self._open.get(model, ()):
+            for key in (*self._open.get(model, ()), *self._candidates(notice)):
                 if key not in doomed and entries[key].shape.may_change(notice):
                     doomed.add(key)
             held = len(self._by_model.get(model, ()))
@@ -487,6 +518,24 @@ class QueryCache:
             self._counts["invalidations"] += len(doomed)
             self._counts["kept"] += held - len(doomed)  # entries of the model the write left in place
         return len(doomed)
+
+    def _candidates(self, notice: Notice) -> set[CacheKey]:
+        """The keyed entries ``notice`` may have changed without holding its ids: every one when
+        it has no post-images; else those whose required value a post-image holds (the others
+        cannot match it after the write, and did not hold it before)."""
+        model = notice.model
+        if notice.images is None:
+            return set(self._keyed.get(model, ()))
+        found: set[CacheKey] = set()
+        for name in self._keyed_fields.get(model, ()):
+            for image in notice.images:
+                value = image.get(name, _MISSING)
+                if value is _MISSING:
+                    continue
+                for item in (value, *value) if isinstance(value, list) else (value,):
+                    if isinstance(item, (str, ObjectId)):
+                        found.update(self._by_value.get((model, name, self.digest(item)), ()))
+        return found
 
     def notice(self, event: WriteEvent) -> Notice:
         """What ``event`` may have changed, as the buses carry it."""

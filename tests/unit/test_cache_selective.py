@@ -384,3 +384,26 @@ def test_a_write_that_makes_a_document_match_a_cached_date_filter_drops_it(db):
     db.update("User", {"id": a.id}, {"last_active": when})
     assert [d["email"] for d in _same_as_server(db, "find", {"last_active": when})] == ["u0@example.com"]
     assert _same_as_server(db, "count", {"last_active": {"$gte": when}}) == 1
+
+
+def test_entries_requiring_a_value_are_found_by_the_post_images_values():
+    cache = QueryCache(ttl_s=60, max_entries=3)
+    by_email = cache_key("User", "find_one", {"email": "a@example.com"})
+    by_tag = cache_key("User", "find", {"tags": "x", "status": "active"})
+    cache.put(by_email, None)
+    cache.put(by_tag, [])
+    other = ObjectId()
+    assert cache.apply(_notice(cache, other, fields=("email", "tags"), created=True,
+                               images=({"_id": other, "email": "b@example.com", "tags": ["y"]},))) == 0
+    assert cache.apply(_notice(cache, other, fields=("tags",), images=({"_id": other, "tags": ["y", "x"],
+                                                                       "status": "gone"},))) == 0  # x, but not active
+    assert cache.apply(_notice(cache, other, fields=("tags",), images=({"_id": other, "tags": ["y", "x"],
+                                                                       "status": "active"},))) == 1  # a list holding it
+    assert cache.apply(_notice(cache, other, fields=("email",), created=True,
+                               images=({"_id": other, "email": "a@example.com"},))) == 1
+    cache.put(by_email, None)
+    assert cache.apply(_notice(cache, other, fields=("email",))) == 1  # no post-image (another process): by field
+    for n in range(5):  # evicted entries leave no index behind
+        cache.put(cache_key("User", "find_one", {"email": f"{n}@example.com"}), None)
+    cache.clear()
+    assert not (cache._by_value or cache._keyed or cache._keyed_fields or cache._open or cache._by_id)
