@@ -119,13 +119,22 @@ class RedisBus(SubscribingBus):
         self._pid = os.getpid()
         self._client = self._new_client()
         self._script = self._client.register_script(_PUBLISH)
+        # the registration of a cached model runs on a reading thread: its client (made on first
+        # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
+        # (then caching is off until the subscriber is back), not the 4 s socket timeout
+        self._register_client: Any = None
 
-    def _new_client(self) -> Any:
+    def _new_client(self, timeout_s: float | None = None) -> Any:
+        """A client (``timeout_s``: the socket bound of a reading thread's command, else the
+        subscriber's and publisher's)."""
         redis = self._redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         try:
+            if timeout_s is not None:
+                return redis.Redis.from_url(self._url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                            retry=Retry(NoBackoff(), 0))
             return redis.Redis.from_url(
                 self._url, socket_connect_timeout=self._timeout_s, socket_timeout=self._timeout_s * 2,
                 health_check_interval=self._health_check_s, retry=Retry(NoBackoff(), 1))
@@ -180,6 +189,8 @@ class RedisBus(SubscribingBus):
         self._connected = False
         self._reason = "closed"
         self._client.close()
+        if self._register_client is not None:
+            self._register_client.close()
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload) the subscriber thread did not survive: the
@@ -195,6 +206,7 @@ class RedisBus(SubscribingBus):
             self._sending_since = None
             self._client = self._new_client()
             self._script = self._client.register_script(_PUBLISH)
+            self._register_client = None
             self._watched = set()
         self._drop_all("forked process")
         self.start()
@@ -243,7 +255,9 @@ class RedisBus(SubscribingBus):
         if not self.connected:
             return False
         try:
-            self._client.sadd(self.cached_key, model)
+            if self._register_client is None:
+                self._register_client = self._new_client(self.stall_s)
+            self._register_client.sadd(self.cached_key, model)
         except self._redis.RedisError as exc:
             self.figures.error(f"register: {type(exc).__name__}: {exc}")
             self._log.error("register", "cache bus %s: could not register %s as cached (%s); this process stops "

@@ -407,3 +407,25 @@ def test_entries_requiring_a_value_are_found_by_the_post_images_values():
         cache.put(cache_key("User", "find_one", {"email": f"{n}@example.com"}), None)
     cache.clear()
     assert not (cache._by_value or cache._keyed or cache._keyed_fields or cache._open or cache._by_id)
+
+
+def test_registering_a_model_against_a_frozen_redis_is_bounded_and_turns_caching_off(redis_server):
+    db = Database(f"mongomock://localhost/reg_{ObjectId()}", cache_bus=redis_server.url, cache_models=("User",),
+                  ensure_indexes=False).connect()
+    cache = db.executor.runtime.cache
+    try:
+        poll(lambda: cache.trusted)
+        user = db.create("User", {"email": "r@example.com", "name": "R"})
+        redis_server.freeze()
+        try:
+            assert db.find_one("User", {"id": user.id}, lean=True)["name"] == "R"  # from the server
+            client = cache.bus._register_client
+            assert client.connection_pool.connection_kwargs["socket_timeout"] == cache.bus.stall_s  # the bound
+            assert not cache.trusted and len(cache) == 0 and cache.bus_stats()["errors"] >= 1
+        finally:
+            redis_server.thaw()
+        poll(lambda: cache.trusted)
+        db.find_one("User", {"id": user.id})
+        assert len(cache) == 1  # registered once the subscriber is back, and caching again
+    finally:
+        db.disconnect()
