@@ -277,6 +277,47 @@ def test_change_streams_see_writes_made_outside_the_service(live_url):
         db.disconnect()
 
 
+def test_change_streams_keep_what_a_write_outside_the_service_cannot_have_changed(live_url):
+    """A db.mongo insert of a user (as the Node service would make) keeps the cached lookups of
+    the other users and drops the filter the new user may match. (nx-27017 reports updates
+    without their fields, so an update drops the model there: tests/unit/test_cache_selective.py
+    holds the update events of a server that has them.)"""
+    import threading
+    import time
+
+    from astro_db import Database
+
+    db = Database(live_url, cache_models=("User",), cache_bus="changestream", ensure_indexes=False).connect()
+    try:
+        cache = db.executor.runtime.cache
+        deadline, pause = time.monotonic() + 60, threading.Event()
+
+        def delivered(count: int) -> None:
+            while cache.bus_stats()["received"] < count:
+                assert time.monotonic() < deadline
+                pause.wait(0.01)
+
+        while not cache.trusted:
+            assert time.monotonic() < deadline
+            pause.wait(0.01)
+        kept = db.create("User", {"email": _email(), "name": "Kept"})
+        renamed = db.create("User", {"email": _email(), "name": "Before"})
+        delivered(2)  # both creates' change events, before the reads
+        for _ in range(2):
+            db.find_one("User", {"id": kept.id})
+            db.find_one("User", {"id": renamed.id})
+            db.find("User", {"name": "Node"}, lean=True)
+        hits, received = cache.stats()["hits"], cache.bus_stats()["received"]
+        node = db.mongo[db.executor.model("User").collection].insert_one({"email": _email(), "name": "Node"}).inserted_id
+        delivered(received + 1)
+        assert db.find_one("User", {"id": kept.id}).name == "Kept" and cache.stats()["hits"] == hits + 1
+        assert db.find_one("User", {"id": renamed.id}).name == "Before" and cache.stats()["hits"] == hits + 2
+        assert [d["_id"] for d in db.find("User", {"name": "Node"}, lean=True)] == [node]  # dropped: not stale
+        assert cache.stats()["hits"] == hits + 2
+    finally:
+        db.disconnect()
+
+
 @pytest.mark.benchmark
 def test_the_cache_bus_benchmark_prints_its_figures_in_tiny_mode():
     """A smoke test of benchmarks/cache_bus.py (its own nx-27017 and redis-server): not a timing."""

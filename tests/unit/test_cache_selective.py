@@ -429,3 +429,27 @@ def test_registering_a_model_against_a_frozen_redis_is_bounded_and_turns_caching
         assert len(cache) == 1  # registered once the subscriber is back, and caching again
     finally:
         db.disconnect()
+
+
+def test_change_events_become_notices_and_anything_unreadable_drops_the_model():
+    from astro_db.cache.change_streams import notice_of
+
+    cache = QueryCache(ttl_s=60)
+    oid = ObjectId()
+    ids = frozenset({cache.digest(oid)})
+    update = notice_of({"operationType": "update", "documentKey": {"_id": oid}, "updateDescription": {
+        "updatedFields": {"name": "x", "address.city": "y"}, "removedFields": ["nick"], "truncatedArrays": []}},
+        "User", cache)
+    assert update == Notice("User", ids, frozenset({"name", "address", "nick"}))
+    insert = notice_of({"operationType": "insert", "documentKey": {"_id": oid}, "fullDocument": {"_id": oid, "a": 1}},
+                       "User", cache)
+    assert insert is not None and insert.created and not insert.deleted and insert.images is None  # not trusted
+    replace = notice_of({"operationType": "replace", "documentKey": {"_id": oid}, "fullDocument": {"_id": oid}},
+                        "User", cache)
+    assert replace is not None and replace.created and replace.deleted  # it may also have stopped matching
+    assert notice_of({"operationType": "delete", "documentKey": {"_id": oid}}, "User", cache) == Notice(
+        "User", ids, deleted=True)
+    for junk in ({"operationType": "update", "documentKey": {"_id": oid}},
+                 {"operationType": "update", "documentKey": {"_id": oid}, "updateDescription": {"updatedFields": []}},
+                 {"operationType": "insert"}, {"operationType": "weird", "documentKey": {"_id": oid}}):
+        assert notice_of(junk, "User", cache) is None
