@@ -28,7 +28,7 @@ EMBEDDED_URL = "mongomock://localhost/astro"
 _SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
 _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
-_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret")
+_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret", "kms_providers")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
 _DEFAULT_BUDGET_MS = 30_000  # operation_timeout_ms's default: the seed's 30 s, per call
@@ -138,6 +138,12 @@ class DatabaseConfig:
     token_secret: str | None = field(default=None, repr=False)
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
+    # field level encryption (docs/security.md): where the data keys live, the KMS providers that
+    # wrap them (default: "local:<key id>" derived from encryption_key / encryption_keys) and the
+    # master key new data keys are created under ({"provider": "aws", "region": ..., "key": ...})
+    key_vault_namespace: str = "encryption.__keyVault"
+    kms_providers: Mapping[str, Any] | None = field(default=None, repr=False)
+    kms_master_key: Mapping[str, Any] | None = None
     # without a key, may a sensitive field be written and queried in plaintext? None: only on the
     # embedded (development) backend; on a server it is an EncryptionError (docs/security.md)
     allow_plaintext_sensitive: bool | None = None
@@ -358,6 +364,8 @@ class DatabaseConfig:
                 ok = isinstance(value, (tuple, list)) and all(isinstance(t, str) for t in value)
                 if ok and isinstance(value, list):
                     object.__setattr__(self, f.name, tuple(value))
+            elif expected.startswith("Mapping"):
+                ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
             elif expected.startswith("tuple"):
                 ok = isinstance(value, (tuple, list)) and all(isinstance(t, Mapping) for t in value)
                 if ok and isinstance(value, list):
@@ -438,6 +446,10 @@ class DatabaseConfig:
                     not getattr(self, key) or _is_aes256_key(text), key,
                     "must be base64 of 32 random bytes (comma-separated for encryption_keys)",
                 )
+        need(bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}\.[^$\x00]{1,200}", self.key_vault_namespace)),
+             "key_vault_namespace", "must be '<database>.<collection>' (MongoDB's convention: encryption.__keyVault)")
+        need(self.kms_master_key is None or isinstance(self.kms_master_key.get("provider"), str), "kms_master_key",
+             "must name its provider: {\"provider\": \"aws\", \"region\": ..., \"key\": ...}")
         if isinstance(self.write_concern, int):
             need(self.write_concern >= 0, "write_concern", "must be 'majority', a tag name or a number >= 0")
         need(
@@ -563,6 +575,13 @@ def _parse_env(name: str, raw: str, type_: str) -> Any:
             return tuple(name.strip() for name in raw.split(",") if name.strip())
         if type_.startswith("tuple"):
             return tuple(dict(pair.split(":", 1) for pair in tag.split(",")) for tag in raw.split(";") if tag)
+        if type_.startswith("Mapping"):
+            import json
+
+            value = json.loads(raw)  # e.g. ASTRO_DB_KMS_PROVIDERS='{"aws": {...}}'
+            if not isinstance(value, dict):
+                raise ValueError(name)
+            return value
     except ValueError:
         raise ConfigError(f"ASTRO_DB_{name.upper()}={_show(name, raw)} is not a valid {type_}", key=name) from None
     return raw
