@@ -120,7 +120,7 @@ def _io_class() -> type:
         def insert_data_key(self, data_key: bytes) -> Binary:
             plain = bson.decode(data_key, codec_options=_BSON_OPTS)
             key_id = plain.get("_id")
-            if not isinstance(key_id, Binary) or key_id.subtype != UUID_SUBTYPE:
+            if not isinstance(key_id, Binary) or key_id.subtype != UUID_SUBTYPE:  # pragma: no cover - libmongocrypt makes it
                 raise EncryptionError("a data key's _id must be a UUID (Binary subtype 4)")
             if self.before_insert is not None:
                 self.before_insert(",".join(plain.get("keyAltNames", ())))
@@ -242,7 +242,7 @@ class KeyVault:
         known = self._alt_ids.get(alt_name)
         if known is not None:
             return known
-        found = self._vault().find_one({"keyAltNames": alt_name}, {"_id": 1})
+        found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
         if found is None:
             from pymongo.errors import DuplicateKeyError
             from pymongo.errors import EncryptionError as DriverEncryptionError
@@ -252,7 +252,7 @@ class KeyVault:
             except (DuplicateKeyError, DriverEncryptionError) as exc:
                 if not _duplicate(exc):
                     raise
-                found = self._vault().find_one({"keyAltNames": alt_name}, {"_id": 1})
+                found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
                 if found is None:
                     raise EncryptionError(f"data key {alt_name!r}: a concurrent creator won, but its key is gone") from None
                 key_id = found["_id"]
@@ -278,16 +278,18 @@ class KeyVault:
     def delete_keys(self, alt_name: str) -> int:
         """Delete the data key(s) named ``alt_name``; how many. Effective at once in this process
         (the engine and its key cache are replaced)."""
-        result = self._vault().delete_many({"keyAltNames": alt_name})
+        result = self._vault().delete_many({"keyAltNames": {"$in": [alt_name]}})
         self.reset()
         return int(result.deleted_count)
 
     def rewrap(self, *, dry_run: bool = False) -> int:
         """Every data key not wrapped by the current master key, rewrapped under it (libmongocrypt
         decrypts each with its own provider, encrypts with the current one); how many (to
-        rewrap, ``dry_run``). A local provider's keys are those whose ``masterKey.provider`` is
-        another; with a cloud master key every key is rewrapped (its options may have changed)."""
-        filt: dict[str, Any] = {} if self.master_key else {"masterKey.provider": {"$ne": self.provider}}
+        rewrap, ``dry_run``): the keys wrapped by another configured provider (the older
+        ``encryption_keys``); with a cloud master key, every key of a configured provider (its
+        options may have changed). Keys of providers not configured here are left alone."""
+        mine = sorted(self._kms) if self.master_key else sorted(p for p in self._kms if p != self.provider)
+        filt: dict[str, Any] = {"masterKey.provider": {"$in": mine}}  # only keys a configured provider can unwrap
         if dry_run:
             return int(self._vault().count_documents(filt))
         raw = self._encrypter().rewrap_many_data_key(filt, self.provider, self.master_key)
