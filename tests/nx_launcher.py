@@ -7,7 +7,8 @@ Python) when no real MongoDB is configured. Pinned: nx-27017==0.8.1,
 neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
 main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
-(Bugs 4-6 below). This script patches them at start-up and then hands over to
+(Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
+encryption's ciphertext and key vault need them). This script patches them at start-up and then hands over to
 nx-27017's own ``main()`` (which parses sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
 the patches still work, so a version change fails loudly rather than silently.
 
@@ -494,6 +495,17 @@ def _normalize_id_value(value: Any) -> Any:
 
 
 _sqb._normalize_id_value = _normalize_id_value
+_orig_simple_where_clause = _sqb.SqlQueryBuilderMixin._build_simple_where_clause
+
+
+def _build_simple_where_clause(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+    # find's own WHERE builder binds an _id value as is: give it the _id column's text form
+    if isinstance(query, dict) and _has_binary(query.get("_id")):
+        query = {**query, "_id": _id_text(query["_id"])}
+    return _orig_simple_where_clause(self, query, *args, **kwargs)
+
+
+_sqb.SqlQueryBuilderMixin._build_simple_where_clause = _build_simple_where_clause
 _sqb.SqlQueryBuilderMixin._build_field_clause = _build_field_clause_b
 _sqlu.SQLClauseBuilder.build_where_clause = _build_where_clause_b
 _nxu.convert_bson_to_neo_objectids = _to_neo

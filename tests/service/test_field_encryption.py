@@ -383,3 +383,31 @@ def test_no_key_material_or_plaintext_in_any_log_line(fdb, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any("shredded 1 data key" in line for line in lines)
     assert not [line for line in lines if any(s in line for s in secrets)]
+
+
+# --- the standard: PyMongo's own ClientEncryption reads and writes the format ------------------
+
+
+def test_pymongos_client_encryption_opens_what_astro_db_sealed_and_writes_what_it_opens(fdb):
+    if fdb.test_backend == "embedded":
+        pytest.skip("ClientEncryption needs a MongoClient whose key vault returns RawBSONDocument (a server)")
+    import pymongo
+    from bson.codec_options import CodecOptions
+    from pymongo.encryption import Algorithm, ClientEncryption
+
+    ann = _user(fdb)
+    made = fdb.create(Secret, _secret(ann.id))
+    kid = key_id(base64.b64decode(KEY))
+    client = pymongo.MongoClient(fdb.config.url, serverSelectionTimeoutMS=5000)
+    ce = ClientEncryption({f"local:{kid}": {"key": derive_local_master_key(base64.b64decode(KEY))}},
+                          fdb.config.key_vault_namespace, client, CodecOptions(tz_aware=True))
+    try:  # what the Node service does with the Node driver's ClientEncryption, the same calls
+        opened = ce.decrypt(_raw(fdb, made.id)["text"])
+        assert opened == {"v": "the victim's secret", "b": f"secrets/{made.id}/text"}
+        written = ce.encrypt({"v": "written by the service", "b": f"secrets/{made.id}/text"},
+                             Algorithm.AEAD_AES_256_CBC_HMAC_SHA_512_Random, key_alt_name=f"user:{ann.id}")
+        client.get_default_database()["secrets"].update_one({"_id": made.id}, {"$set": {"text": written}})
+        assert fdb.find_one(Secret, {"id": made.id}).text == "written by the service"
+    finally:
+        ce.close()
+        client.close()
