@@ -68,21 +68,25 @@ def per_call(fn: Callable[[], Any], calls: int, rounds: int) -> float:
     return statistics.median(figures)
 
 
+def measure_mode(db: Database, charts: int, rounds: int) -> dict[str, float]:
+    user = db.create("User", {"email": f"bench{uuid.uuid4().hex[:6]}@example.com", "name": "Bench"})
+    counter = iter(range(10**9))
+    db.create("BirthChart", chart(user.id, -1))  # the data key exists before timing (created once per user)
+    create = per_call(lambda: db.create("BirthChart", chart(user.id, next(counter))), charts, rounds)
+    ids = [c.id for c in db.find("BirthChart", {"userId": user.id}, limit=charts)]
+    filt = {"id": {"$in": ids}}
+    lean = per_call(lambda: db.find("BirthChart", filt, lean=True), charts, rounds)
+    hydrated = per_call(lambda: db.find("BirthChart", filt), charts, rounds)
+    assert db.find("BirthChart", filt)[0].birth_data.location.name.startswith("Stratford")
+    return {"create": create, "find": lean, "hydrated find": hydrated}
+
+
 def measure(url_for: Callable[[str], str], charts: int, rounds: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for mode in MODES:
         db = open_db(url_for(mode), mode)
         try:
-            user = db.create("User", {"email": f"bench{uuid.uuid4().hex[:6]}@example.com", "name": "Bench"})
-            counter = iter(range(10**9))
-            db.create("BirthChart", chart(user.id, -1))  # the data key exists before timing (created once per user)
-            create = per_call(lambda: db.create("BirthChart", chart(user.id, next(counter))), charts, rounds)
-            ids = [c.id for c in db.find("BirthChart", {"userId": user.id}, limit=charts)]
-            filt = {"id": {"$in": ids}}
-            lean = per_call(lambda: db.find("BirthChart", filt, lean=True), charts, rounds)
-            hydrated = per_call(lambda: db.find("BirthChart", filt), charts, rounds)
-            assert db.find("BirthChart", filt)[0].birth_data.location.name.startswith("Stratford")
-            out[mode] = {"create": create, "find": lean, "hydrated find": hydrated}
+            out[mode] = measure_mode(db, charts, rounds)
         finally:
             db.disconnect()
     return out
