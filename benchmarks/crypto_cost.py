@@ -22,6 +22,7 @@ test suite: the machine's noise makes wall-clock assertions meaningless; this pr
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-nx", action="store_true", help="embedded backend only")
     args = parser.parse_args()
+    logging.getLogger("astro_db").setLevel(logging.ERROR)  # no slow-query lines between the tables
     report("embedded", measure(lambda m: f"mongomock://localhost/bench_{m}", args.charts, args.rounds), args.charts)
     if args.no_nx:
         return
