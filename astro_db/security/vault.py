@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
 import bson
@@ -46,7 +47,7 @@ from bson.binary import STANDARD, UUID_SUBTYPE, Binary
 from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 
-from ..errors import ConfigError, EncryptionError
+from ..errors import ConfigError, DatabaseConnectionError, EncryptionError
 
 __all__ = ["KeyVault", "ALGORITHM", "SHARED_KEY", "DEFAULT_NAMESPACE", "HKDF_INFO", "derive_local_master_key",
            "subject_alt_name", "binding", "is_sealed"]
@@ -234,6 +235,19 @@ class KeyVault:
     def close(self) -> None:
         self.reset()
 
+    @contextlib.contextmanager
+    def _reaching(self, doing: str) -> Iterator[None]:
+        """A driver error reaching the key vault (not a duplicate key: that is the creation
+        race) as ``DatabaseConnectionError``: a read fails instead of showing ``UNREADABLE``,
+        a write sends nothing."""
+        try:
+            yield
+        except Exception as exc:
+            if _driver_error(exc) and not _duplicate(exc):
+                raise DatabaseConnectionError(f"could not {doing} the key vault {self.namespace}: "
+                                              f"{type(exc).__name__}: {exc}") from None
+            raise
+
     # --- data keys -------------------------------------------------------------------------
 
     def key_for(self, alt_name: str) -> Binary:
@@ -242,17 +256,20 @@ class KeyVault:
         known = self._alt_ids.get(alt_name)
         if known is not None:
             return known
-        found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
+        with self._reaching("read"):
+            found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
         if found is None:
             from pymongo.errors import DuplicateKeyError
             from pymongo.errors import EncryptionError as DriverEncryptionError
 
             try:
-                key_id = self._create(alt_name)
+                with self._reaching("write a data key to"):
+                    key_id = self._create(alt_name)
             except (DuplicateKeyError, DriverEncryptionError) as exc:
                 if not _duplicate(exc):
                     raise
-                found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
+                with self._reaching("read"):
+                    found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
                 if found is None:
                     raise EncryptionError(f"data key {alt_name!r}: a concurrent creator won, but its key is gone") from None
                 key_id = found["_id"]
@@ -271,14 +288,15 @@ class KeyVault:
             return Binary(bytes(engine.create_data_key(self.provider, master_key=self.master_key,
                                                        key_alt_names=[alt_name])), UUID_SUBTYPE)
         except Exception as exc:
-            if _duplicate(exc):
+            if _duplicate(exc) or _driver_error(exc):
                 raise
             raise EncryptionError(f"could not create the data key {alt_name!r}: {type(exc).__name__}: {exc}") from None
 
     def delete_keys(self, alt_name: str) -> int:
         """Delete the data key(s) named ``alt_name``; how many. Effective at once in this process
         (the engine and its key cache are replaced)."""
-        result = self._vault().delete_many({"keyAltNames": {"$in": [alt_name]}})
+        with self._reaching("delete from"):
+            result = self._vault().delete_many({"keyAltNames": {"$in": [alt_name]}})
         self.reset()
         return int(result.deleted_count)
 
@@ -290,17 +308,18 @@ class KeyVault:
         options may have changed). Keys of providers not configured here are left alone."""
         mine = sorted(self._kms) if self.master_key else sorted(p for p in self._kms if p != self.provider)
         filt: dict[str, Any] = {"masterKey.provider": {"$in": mine}}  # only keys a configured provider can unwrap
-        if dry_run:
-            return int(self._vault().count_documents(filt))
-        raw = self._encrypter().rewrap_many_data_key(filt, self.provider, self.master_key)
-        if raw is None:
-            return 0
-        count = 0
-        vault = self._vault()
-        for key in bson.decode(raw, codec_options=_BSON_OPTS)["v"]:
-            vault.update_one({"_id": key["_id"]}, {"$set": {"keyMaterial": key["keyMaterial"], "masterKey": key["masterKey"]},
-                                                   "$currentDate": {"updateDate": True}})
-            count += 1
+        with self._reaching("rewrap the data keys of"):
+            if dry_run:
+                return int(self._vault().count_documents(filt))
+            raw = self._encrypter().rewrap_many_data_key(filt, self.provider, self.master_key)
+            if raw is None:
+                return 0
+            count = 0
+            vault = self._vault()
+            for key in bson.decode(raw, codec_options=_BSON_OPTS)["v"]:
+                vault.update_one({"_id": key["_id"]}, {"$set": {"keyMaterial": key["keyMaterial"], "masterKey": key["masterKey"]},
+                                                       "$currentDate": {"updateDate": True}})
+                count += 1
         self.reset()
         return count
 
@@ -310,8 +329,11 @@ class KeyVault:
         """``{"v": value, "b": bound_to}`` encrypted under the data key ``alt_name`` (subtype 6)."""
         key_id = self.key_for(alt_name)
         try:
-            out = self._encrypter().encrypt(bson.encode({"v": {"v": value, "b": bound_to}}, codec_options=_ENCODE_OPTS),
-                                            ALGORITHM, key_id=bytes(key_id))
+            with self._reaching("read"):
+                out = self._encrypter().encrypt(bson.encode({"v": {"v": value, "b": bound_to}}, codec_options=_ENCODE_OPTS),
+                                                ALGORITHM, key_id=bytes(key_id))
+        except DatabaseConnectionError:
+            raise
         except Exception as exc:
             raise EncryptionError(f"encryption failed under data key {alt_name!r}: {type(exc).__name__}") from None
         sealed = bson.decode(out, codec_options=_BSON_OPTS)["v"]
@@ -321,8 +343,11 @@ class KeyVault:
         """The value sealed in ``value`` if it is bound to ``bound_to``; ``EncryptionError`` (naming
         no plaintext and no key material) if its data key is gone, it was tampered or moved."""
         try:
-            out = self._encrypter().decrypt(bson.encode({"v": value}, codec_options=_BSON_OPTS))
+            with self._reaching("read"):
+                out = self._encrypter().decrypt(bson.encode({"v": value}, codec_options=_BSON_OPTS))
             inner = bson.decode(out, codec_options=_BSON_OPTS)["v"]
+        except DatabaseConnectionError:
+            raise  # the vault did not answer: an error, never UNREADABLE (the value may be fine)
         except Exception as exc:
             raise EncryptionError(f"decryption failed ({_reason(exc)})") from None
         if not isinstance(inner, Mapping) or set(inner) != {"v", "b"}:
@@ -338,6 +363,13 @@ def _as_key_id(value: Any) -> Binary:
     if isinstance(value, uuid.UUID):
         return Binary.from_uuid(value)
     return value if isinstance(value, Binary) else Binary(bytes(value), UUID_SUBTYPE)
+
+
+def _driver_error(exc: BaseException) -> bool:
+    from pymongo.errors import EncryptionError as DriverEncryptionError
+    from pymongo.errors import PyMongoError
+
+    return isinstance(exc, PyMongoError) and not isinstance(exc, DriverEncryptionError)
 
 
 def _duplicate(exc: BaseException) -> bool:

@@ -411,3 +411,32 @@ def test_pymongos_client_encryption_opens_what_astro_db_sealed_and_writes_what_i
     finally:
         ce.close()
         client.close()
+
+
+def test_a_key_vault_that_does_not_answer_fails_the_call_and_never_reads_as_unreadable(fdb):
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from astro_db.errors import DatabaseConnectionError
+
+    ann = _user(fdb)
+    made = fdb.create(Secret, _secret(ann.id))
+    vault = _crypto(fdb).vault
+    reachable = vault._collection
+
+    class Down:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise ServerSelectionTimeoutError("key vault host down")
+            return fail
+
+    vault.reset()  # no data key cached: the next use must read the vault
+    vault._collection = lambda: Down()
+    try:
+        with pytest.raises(DatabaseConnectionError, match="could not read the key vault"):
+            fdb.find_one(Secret, {"id": made.id})
+        with pytest.raises(DatabaseConnectionError, match="key vault"):
+            fdb.create(Secret, _secret(_user(fdb, "Bo").id))
+    finally:
+        vault._collection = reachable
+    assert fdb.count(Secret, {}) == 1  # the refused create sent nothing
+    assert fdb.find_one(Secret, {"id": made.id}).text == "the victim's secret"
