@@ -325,7 +325,7 @@ def test_key_rotation_re_encrypts_the_app_models_fields(jdb, people):
         assert report["dataKeys"] >= 1  # ann's data key (and any other test's under the old key) rewrapped
         raw = rotated.mongo["journalEntries"].find_one({"_id": made.id})
         assert raw["text"] == old  # field level encryption: the data key is rewrapped, the value not rewritten
-        key = rotated.mongo.client["encryption"]["__keyVault"].find_one({"keyAltNames": f"user:{ann.id}"})
+        key = rotated.mongo.client["encryption"]["__keyVault"].find_one({"keyAltNames": {"$in": [f"user:{ann.id}"]}})
         assert key["masterKey"]["provider"] == f"local:{key_id(base64.b64decode(rotated.config.encryption_key))}"
         assert rotated.find_one(JournalEntry, {"id": made.id}).text == "Slept badly."
         assert rotated.find(JournalEntry, {"mood": "restless"})[0].id == made.id  # re-sealed deterministically
