@@ -213,9 +213,12 @@ class KeyVault:
     def _encrypter(self) -> Any:
         with self._lock:
             if self._engine is None:
-                from pymongo.encryption_options import AutoEncryptionOpts
-                from pymongo.encryption_shared import _create_mongocrypt_options
-                from pymongocrypt.synchronous.explicit_encrypter import ExplicitEncrypter  # type: ignore[import-untyped]
+                try:
+                    from pymongo.encryption_options import AutoEncryptionOpts
+                    from pymongo.encryption_shared import _create_mongocrypt_options
+                    from pymongocrypt.synchronous.explicit_encrypter import ExplicitEncrypter  # type: ignore[import-untyped]
+                except ImportError:  # pragma: no cover - a dependency of astro_db
+                    raise EncryptionError("field level encryption needs pymongocrypt: pip install 'pymongo[encryption]'") from None
 
                 opts = AutoEncryptionOpts(self._kms, self.namespace)
                 self._io = _io_class()(self._vault, opts)
@@ -225,10 +228,10 @@ class KeyVault:
             return self._engine
 
     def reset(self) -> None:
-        """A fresh engine: libmongocrypt's cache of decrypted data keys (60 s) is dropped."""
+        """A fresh engine for every later call: libmongocrypt's cache of decrypted data keys
+        (60 s) is dropped with the old one. The old engine is not closed here (a call in another
+        thread may still be using it): libmongocrypt's handle is freed when it is collected."""
         with self._lock:
-            if self._engine is not None:
-                self._engine.close()
             self._engine = None
             self._alt_ids.clear()
 

@@ -440,3 +440,17 @@ def test_a_key_vault_that_does_not_answer_fails_the_call_and_never_reads_as_unre
         vault._collection = reachable
     assert fdb.count(Secret, {}) == 1  # the refused create sent nothing
     assert fdb.find_one(Secret, {"id": made.id}).text == "the victim's secret"
+
+
+def test_the_key_vault_is_never_part_of_a_backup_set_even_in_the_same_database(request, tmp_path):
+    url = _url(request, "embedded")
+    name = url.rsplit("/", 1)[1]
+    db = _open(url, key_vault_namespace=f"{name}.__keyVault")  # the vault beside the data
+    try:
+        made = db.create(Secret, _secret(_user(db).id))
+        assert db.mongo["__keyVault"].count_documents({}) == 1
+        summary = backup.backup(db, tmp_path / "repo")
+        assert summary["documents"]["secrets"] == 1 and "__keyVault" not in summary["documents"]
+        assert is_sealed(_raw(db, made.id)["text"])
+    finally:
+        db.disconnect()
