@@ -179,6 +179,9 @@ class KeyVault:
         for kid, key in keys:
             providers.setdefault(f"local:{kid}", {"key": derive_local_master_key(key)})
         if not providers:
+            if chosen:
+                raise ConfigError("kms_master_key needs kms_providers (or encryption_key) to name a provider it is in",
+                                  key="kms_master_key")
             return None
         provider = chosen.pop("provider", None)
         if provider is None:

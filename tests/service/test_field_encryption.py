@@ -279,6 +279,8 @@ def test_kms_configuration_is_checked_and_never_shown():
                                             kms_master_key={"provider": "aws"}), [])
     with pytest.raises(ConfigError, match="must be 96 bytes"):
         KeyVault.from_config(DatabaseConfig(kms_providers={"local": {"key": base64.b64encode(b"k" * 50).decode()}}), [])
+    with pytest.raises(ConfigError, match="kms_master_key needs kms_providers"):
+        KeyVault.from_config(DatabaseConfig(kms_master_key={"provider": "aws", "key": "k"}), [])
     with pytest.raises(ConfigError, match="key_vault_namespace"):
         DatabaseConfig(key_vault_namespace="no-dot")
     env = DatabaseConfig.from_env({"ASTRO_DB_KMS_PROVIDERS": json.dumps({"local": {"key": raw96}})})
