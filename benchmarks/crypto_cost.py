@@ -101,6 +101,31 @@ def report(backend: str, figures: dict[str, dict[str, float]], charts: int) -> N
         print(f"{call:<15}" + "".join(f"{v:>12.3f}" for v in row) + f"{row[2] / row[1]:>13.2f}x")
 
 
+def per_value(rounds: int, n: int = 500) -> None:
+    """The engines alone, on the embedded backend's key vault: one seal and one open of a
+    30-character place name (the data key cached, as in steady state)."""
+    db = open_db("mongomock://localhost/bench_values", "fle")
+    try:
+        crypto = db.executor.runtime.crypto
+        vault, keyring = crypto.vault, crypto.keyring
+        assert vault is not None and keyring is not None
+        place, alt = "Stratford-upon-Avon, England 01", "user:bench"
+        sealed, envelope = vault.seal(place, "birthCharts/x/birthData.location.name", alt), \
+            keyring.seal(place, "birthCharts", "birthData.location.name", False)
+        rows = {
+            "seal": (per_call(lambda: keyring.seal(place, "birthCharts", "birthData.location.name", False), n, rounds),
+                     per_call(lambda: vault.seal(place, "birthCharts/x/birthData.location.name", alt), n, rounds)),
+            "open": (per_call(lambda: keyring.open(envelope, "birthCharts", "birthData.location.name"), n, rounds),
+                     per_call(lambda: vault.open(sealed, "birthCharts/x/birthData.location.name"), n, rounds)),
+        }
+    finally:
+        db.disconnect()
+    print(f"\none value: client CPU per call, µs (median of {rounds} rounds of {n})")
+    print(f"{'call':<15}{'envelope':>12}{'fle':>12}{'fle/envelope':>14}")
+    for call, (old, new) in rows.items():
+        print(f"{call:<15}{old * 1e6:>12.1f}{new * 1e6:>12.1f}{new / old:>13.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--charts", type=int, default=20)
@@ -108,6 +133,7 @@ def main() -> None:
     parser.add_argument("--no-nx", action="store_true", help="embedded backend only")
     args = parser.parse_args()
     logging.getLogger("astro_db").setLevel(logging.ERROR)  # no slow-query lines between the tables
+    per_value(args.rounds)
     report("embedded", measure(lambda m: f"mongomock://localhost/bench_{m}", args.charts, args.rounds), args.charts)
     if args.no_nx:
         return
