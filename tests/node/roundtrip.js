@@ -6,7 +6,7 @@
 // (astro_csfle.js), passed as --recipe, so the test runs what the page shows.
 //
 //   ASTRO_DB_ENCRYPTION_KEY=<base64 of 32 bytes> node roundtrip.js --recipe astro_csfle.js \
-//     --uri mongodb://host/db --key-vault db.__keyVault [--provider local] \
+//     --uri mongodb://host/db --key-vault db.__keyVault [--provider local:<key id>] \
 //     --read users --id '{"$oid": "..."}' --fields email,name \
 //     [--write planetaryInsights --document '{...}' --seal summary --user <user id hex>]
 //
@@ -19,7 +19,7 @@ const { BSON: { EJSON }, MongoClient } = require("mongodb");
 const { values: opts } = parseArgs({
   options: {
     recipe: { type: "string" }, uri: { type: "string" }, "key-vault": { type: "string" },
-    provider: { type: "string", default: "local" },
+    provider: { type: "string" },  // default: the recipe's, local:<key id>
     read: { type: "string" }, id: { type: "string" }, fields: { type: "string", default: "" },
     write: { type: "string" }, document: { type: "string" }, seal: { type: "string", default: "" },
     user: { type: "string" },
