@@ -2,12 +2,14 @@
 
 The Node side is docs/security.md's recipe (the ```js block that starts ``// astro_csfle.js``,
 extracted from the page as it is) driven by tests/node/roundtrip.js, with npm ``mongodb`` and
-``mongodb-client-encryption`` installed by tests/node/install.py. The Python side is PyMongo's own
-``ClientEncryption`` writing in astro_db's format: data keys in a key vault collection, the ``local``
-KMS provider whose 96-byte master key is HKDF-SHA512 of ``encryption_key``, one data key per user
-(alt name ``user:<id>``), each value sealed as ``{"v": <value>, "b": "<collection>/<_id>/<path>"}``
-with ``AEAD_AES_256_CBC_HMAC_SHA_512-Random`` (BSON Binary subtype 6). Both directions are checked
-on the live tier's server: Node opens what Python sealed, Python opens what Node sealed.
+``mongodb-client-encryption`` installed by tests/node/install.py. On the other side: astro_db itself
+(a model with randomly encrypted fields: Node opens what a create sealed, astro_db reads what Node
+sealed, and after ``erase_user`` a copy of the user's document opens in Node no more), and PyMongo's
+own ``ClientEncryption`` in astro_db's format (data keys in a key vault collection, the local KMS
+provider ``local:<key id>`` or a plain ``local``, one data key per user, alt name ``user:<id>``,
+each value ``{"v": <value>, "b": "<collection>/<_id>/<path>"}`` sealed with
+``AEAD_AES_256_CBC_HMAC_SHA_512-Random``, BSON Binary subtype 6), which also
+covers list values, a moved value and a wrong key. Everything runs on the live tier's server.
 
 Skipped only when ``node`` or ``npm`` is missing, unless ``ASTRO_DB_REQUIRE_NODE=1`` (.ci/run):
 then that is a failure, like a failed install always is.
@@ -30,7 +32,11 @@ from bson.binary import UUID_SUBTYPE, UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.json_util import JSONOptions
 
-from astro_db.security.crypto import key_id
+from astro_db import Database
+from astro_db.models import AstroDocument
+from astro_db.models.fields import TextField, UserRefField, UTCDateTimeField
+from astro_db.security.crypto import key_id, new_key
+from astro_db.security.vault import derive_local_master_key
 from node.install import NodeInstallError, missing_tools
 from node.install import node_modules as install_node_modules
 
@@ -40,18 +46,9 @@ HERE = Path(__file__).resolve().parent
 SECURITY_PAGE = HERE.parent.parent / "docs" / "security.md"
 REQUIRE_ENV = "ASTRO_DB_REQUIRE_NODE"
 ALGORITHM = "AEAD_AES_256_CBC_HMAC_SHA_512-Random"
-HKDF_INFO = b"astro_db:csfle:local-master-key:v1"
 NODE_TIMEOUT = 120  # seconds; a run takes about one
 UTC = dt.timezone.utc
 JSON = JSONOptions(tz_aware=True, tzinfo=UTC)
-
-
-def local_master_key(encryption_key: bytes) -> bytes:
-    """astro_db's derivation of the ``local`` master key (security/vault.py on the csfle branch)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return HKDF(algorithm=hashes.SHA512(), length=96, salt=None, info=HKDF_INFO).derive(encryption_key)
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +89,7 @@ class Vault:
         from pymongo.encryption import ClientEncryption
 
         self.encryption = ClientEncryption(
-            {self.provider: {"key": local_master_key(self.key)}}, self.namespace, self.client,
+            {self.provider: {"key": derive_local_master_key(self.key)}}, self.namespace, self.client,
             CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD),
         )
 
@@ -221,3 +218,55 @@ def test_node_opens_nothing_without_the_key(node_modules, recipe, vault, live_ur
                     "--fields", "birthData.time", key=key)
 
     assert done.returncode == 2 and done.stdout == "" and "07:30" not in done.stderr
+
+
+# --- astro_db itself on the other side ------------------------------------------------------------
+
+class Diary(AstroDocument):
+    """A user's document with randomly encrypted fields (CSFLE values, not enc:e2 envelopes)."""
+
+    user_id = UserRefField(db_field="userId", required=True)
+    label = TextField(required=True)
+    text = TextField(sensitive=True)
+    when = UTCDateTimeField(sensitive=True)
+
+    meta = {"collection": "diaries", "owner": "user_id"}
+
+
+def test_node_reads_what_astro_db_wrote_and_astro_db_reads_what_node_wrote(node_modules, recipe, live_url):
+    key = new_key()
+    dbname = pymongo.uri_parser.parse_uri(live_url)["database"]
+    db = Database(live_url, models=[Diary], encryption_key=key, server_selection_timeout_ms=5000,
+                  key_vault_namespace=f"{dbname}.__keyVault").connect()
+    try:
+        ada = db.create("User", {"email": f"ada{ObjectId()}@example.com", "name": "Ada"})
+        born = dt.datetime(1815, 12, 10, 7, 30, tzinfo=UTC)
+        entry = db.create(Diary, {"userId": str(ada.id), "label": "first", "text": "Zürich, früh ☉", "when": born})
+        env = {**os.environ, "NODE_PATH": str(node_modules), "ASTRO_DB_ENCRYPTION_KEY": key}
+        written_id = ObjectId()
+        node = ["node", str(HERE / "roundtrip.js"), "--recipe", str(recipe), "--uri", live_url,
+                "--key-vault", db.config.key_vault_namespace]  # provider: the recipe's local:<key id>
+        done = subprocess.run(
+            [*node, "--read", "diaries", "--id", ejson(entry.id), "--fields", "text,when",
+             "--write", "diaries", "--document", ejson({"_id": written_id, "userId": ada.id, "label": "from node",
+                                                        "text": "Antwort aus Node", "when": born}),
+             "--seal", "text,when", "--user", str(ada.id)],
+            capture_output=True, text=True, env=env, timeout=NODE_TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        read = json_util.loads(done.stdout, json_options=JSON)["read"]
+        assert (read["text"], read["when"], read["label"]) == ("Zürich, früh ☉", born, "first")
+
+        raw = db.mongo["diaries"].find_one({"_id": written_id})
+        assert raw is not None and raw["text"].subtype == 6 and raw["when"].subtype == 6
+        back = db.find_one(Diary, {"id": written_id})
+        assert back is not None and (back.text, back.when, back.label) == ("Antwort aus Node", born, "from node")
+
+        # erasure shreds Ada's data key: a copy of her document (a backup) opens nowhere, Node included
+        copy = db.mongo["diaries"].find_one({"_id": entry.id})
+        db.erase_user(ada.id)
+        db.mongo["diaries"].insert_one(copy)
+        after = subprocess.run([*node, "--read", "diaries", "--id", ejson(entry.id), "--fields", "text"],
+                               capture_output=True, text=True, env=env, timeout=NODE_TIMEOUT)
+        assert after.returncode == 2 and after.stdout == "" and "Zürich" not in after.stderr
+    finally:
+        db.disconnect()
