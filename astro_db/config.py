@@ -45,7 +45,7 @@ EMBEDDED_URL = "mongomock://localhost/astro"
 _SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
 _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
-_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret")
+_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret", "kms_providers")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
 _DEFAULT_BUDGET_MS = 30_000  # operation_timeout_ms's default: the seed's 30 s, per call
@@ -122,8 +122,8 @@ def _conforms(value: Any, tp: Any) -> bool:
             item = typing.get_args(member)[0]
             if isinstance(value, (tuple, list)) and all(_conforms(v, item) for v in value):
                 return True
-        elif origin is dict:
-            if isinstance(value, Mapping):
+        elif origin in (dict, Mapping):
+            if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
                 return True
         elif member is bool:
             if isinstance(value, bool):
@@ -360,6 +360,12 @@ class EncryptionConfig(_Section):
 
     encryption_key: str | None = field(default=None, repr=False)
     encryption_keys: str | None = field(default=None, repr=False)  # old keys, comma-separated, decrypt only
+    # field level encryption (docs/security.md): where the data keys live, the KMS providers that
+    # wrap them (default: "local:<key id>" derived from encryption_key / encryption_keys) and the
+    # master key new data keys are created under ({"provider": "aws", "region": ..., "key": ...})
+    key_vault_namespace: str = "encryption.__keyVault"
+    kms_providers: Mapping[str, Any] | None = field(default=None, repr=False)
+    kms_master_key: Mapping[str, Any] | None = None
     # without a key, may a sensitive field be written and queried in plaintext? None: only on the
     # embedded (development) backend; on a server it is an EncryptionError (docs/security.md)
     allow_plaintext_sensitive: bool | None = None
@@ -371,6 +377,10 @@ class EncryptionConfig(_Section):
                     not getattr(self, key) or _is_aes256_key(text), key,
                     "must be base64 of 32 random bytes (comma-separated for encryption_keys)",
                 )
+        self._need(bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}\.[^$\x00]{1,200}", self.key_vault_namespace)),
+                   "key_vault_namespace", "must be '<database>.<collection>' (MongoDB's convention: encryption.__keyVault)")
+        self._need(self.kms_master_key is None or isinstance(self.kms_master_key.get("provider"), str), "kms_master_key",
+                   "must name its provider: {\"provider\": \"aws\", \"region\": ..., \"key\": ...}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -509,6 +519,9 @@ class DatabaseConfig:
     cache_secret = _Flat[str | None]()
     encryption_key = _Flat[str | None]()
     encryption_keys = _Flat[str | None]()
+    key_vault_namespace = _Flat[str]()
+    kms_providers = _Flat[Mapping[str, Any] | None]()
+    kms_master_key = _Flat[Mapping[str, Any] | None]()
     allow_plaintext_sensitive = _Flat[bool | None]()
     audit = _Flat[bool]()
     audit_retention_days = _Flat[int | None]()
@@ -972,6 +985,13 @@ def _parse_env(name: str, raw: str, type_: Any) -> Any:
             if typing.get_args(members[0])[0] is str:
                 return tuple(part.strip() for part in raw.split(",") if part.strip())
             return tuple(dict(pair.split(":", 1) for pair in tag.split(",")) for tag in raw.split(";") if tag)
+        if typing.get_origin(members[0]) in (dict, Mapping):
+            import json
+
+            value = json.loads(raw)  # e.g. ASTRO_DB_KMS_PROVIDERS='{"aws": {...}}'
+            if not isinstance(value, dict):
+                raise ValueError(name)
+            return value
     except ValueError:
         raise ConfigError(f"ASTRO_DB_{name.upper()}={_show(name, raw)} is not a valid {_type_name(type_)}", key=name) from None
     return raw

@@ -44,6 +44,7 @@ from .changes.records import ms_time, to_ms
 from .errors import DuplicateKeyError, NotFoundError, PermissionDeniedError
 from .query.filters import coerce_id
 from .security import access
+from .security.crypto import FieldCrypto
 from .workflows import delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -385,18 +386,14 @@ def _next_rev(ex: Executor, users: ModelInfo, uid: ObjectId) -> int:
     return int(last["rev"]) + 1 if last is not None and isinstance(last.get("rev"), int) else 0
 
 
-def _forget_keys(crypto: Any, user_id: ObjectId) -> int:
-    """Step 4: delete the user's data keys, so every value sealed under them (live documents,
-    change records, backups) reads as ``UNREADABLE`` forever; how many keys were deleted.
-
-    Field encryption with one data key per user (``FieldCrypto.shred(subject_id) -> int``) comes
-    with MongoDB's client-side field level encryption; until it does, every user shares the
-    configured key, there is nothing of one user's to delete, and this returns 0 (the fallback
-    below, to be removed when ``shred`` exists)."""
-    shred = getattr(crypto, "shred", None)
-    if callable(shred):
-        return int(shred(user_id))
-    return 0  # fallback: one key for every user (security.crypto), nothing per user to shred
+def _forget_keys(crypto: FieldCrypto, user_id: ObjectId) -> int:
+    """Step 4: delete the user's data keys (``FieldCrypto.shred``: MongoDB's client-side field
+    level encryption keeps one per user), so every value sealed under them, in live documents,
+    change records and backup sets, reads as ``UNREADABLE`` forever; how many keys were deleted.
+    Without field encryption configured nothing was sealed and there is no key to delete: 0."""
+    if crypto.vault is None:
+        return 0
+    return crypto.shred(user_id)
 
 
 def _report(entry: Mapping[str, Any], *, resumed: bool, already: bool) -> dict[str, Any]:

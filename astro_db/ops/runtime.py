@@ -23,6 +23,7 @@ from ..config import DatabaseConfig, resolve
 from ..driver.connection import Connection
 from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
+from ..errors import EncryptionError
 from ..events import WriteEvent
 from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
@@ -49,7 +50,7 @@ class Runtime:
                                             encryption_key=config.encryption.encryption_key)
         self.router = ReadRouter(config.topology)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
-        self.crypto = FieldCrypto.from_config(config, registry)
+        self.crypto = FieldCrypto.from_config(config, registry)  # its key vault attached (the setter)
         self.changes = ChangeLog(audit=config.change_records.audit, journal=config.change_records.journal)  # not skippable per call
         install_log_masking()
         self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
@@ -68,6 +69,18 @@ class Runtime:
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         self.collections: tuple[Any, dict[str, Any]] = (None, {})
+
+    @property
+    def crypto(self) -> FieldCrypto:
+        """Field encryption (``security.crypto``); setting it attaches its key vault to this
+        Runtime's client (the vault is a collection of the same connection)."""
+        return self._crypto
+
+    @crypto.setter
+    def crypto(self, crypto: FieldCrypto) -> None:
+        if crypto.vault is not None:
+            crypto.vault.attach(_weak_vault(self, crypto.vault.namespace))
+        self._crypto = crypto
 
     def server_answers(self) -> bool | None:
         """The breaker's cheap look at the server while it is open: a ping bounded by its probe
@@ -88,6 +101,20 @@ class Runtime:
         if coll is None:
             coll = built[1][info.collection] = database[info.collection]
         return coll
+
+
+def _weak_vault(runtime: Runtime, namespace: str) -> Callable[[], Any]:
+    """The key vault collection of ``runtime``'s client, without keeping ``runtime`` alive."""
+    ref = weakref.ref(runtime)
+    db, _, coll = namespace.partition(".")
+
+    def vault() -> Any:
+        rt = ref()
+        if rt is None:
+            raise EncryptionError("the Database of this key vault is gone")
+        return rt.connection.database.client[db][coll]
+
+    return vault
 
 
 def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:

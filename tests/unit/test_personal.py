@@ -462,8 +462,26 @@ def test_the_erasure_shreds_the_users_data_keys_through_the_crypto_engine_once(m
     assert db.erase_user(ann["user"])["keys_shredded"] == 2 and calls == [ann["user"]]  # done: not again
 
 
-def test_without_per_user_keys_nothing_is_shredded():
+def test_without_field_encryption_there_is_no_key_to_shred():
+    db = Database("mongomock://localhost/personal_nokey").connect()  # embedded: plaintext allowed, no vault
+    assert db.executor.runtime.crypto.vault is None
+    user = db.create("User", {"email": "nokey@example.com", "name": "No Key"})
+    assert db.erase_user(user.id)["keys_shredded"] == 0
+
+
+def test_the_erasure_deletes_the_users_own_data_key_from_the_key_vault_and_no_one_elses():
+    """Not a stand-in: the real engine (MongoDB CSFLE's key vault) loses the erased user's key."""
+    from astro_db.security.vault import subject_alt_name
+
     db = fresh()
-    ann, _ = interleaved(db)
-    assert not hasattr(db.executor.runtime.crypto, "shred")  # this branch: one key for every user
-    assert db.erase_user(ann["user"])["keys_shredded"] == 0
+    ann, bob = interleaved(db)
+    vault = db.executor.runtime.crypto.vault
+    for who in (ann, bob):  # a data key of each user's own, as sealing one of their values makes it
+        vault.key_for(subject_alt_name(who["user"]))
+    keys = db.mongo.client["encryption"]["__keyVault"]
+    assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(ann["user"])]}}) == 1
+    assert db.erase_user(ann["user"])["keys_shredded"] == 1
+    assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(ann["user"])]}}) == 0
+    assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(bob["user"])]}}) == 1
+
+
