@@ -46,15 +46,16 @@ def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
     guard and reads rule change nothing, so they are left out) is the same every call: built
     once per runtime's key and registry, and kept (the rules hold no state of a call)."""
     if guard.actor is None and not guard.scope:
-        key = (id(rt.crypto), id(rt.registry), id(guard), strict)
+        crypto, registry = rt.crypto, rt.registry  # read once: the runtime's crypto is a property
+        key = (id(crypto), id(registry), id(guard), strict)
         hit = _TRUSTED_WALKERS.get(key)
-        if hit is not None and hit[0] is rt.crypto and hit[1] is rt.registry and hit[2] is guard:
+        if hit is not None and hit[0] is crypto and hit[1] is registry and hit[2] is guard:
             return hit[3]
         # the scope and reads rules of the trusted guard change nothing: left out of its walk
-        built = Walker((Checks(strict=strict), SealRule(rt.crypto, rt.registry)), _collections(rt.registry))
+        built = Walker((Checks(strict=strict), SealRule(crypto, registry)), _collections(registry))
         if len(_TRUSTED_WALKERS) > 64:  # a leak guard: one entry per Database (and strictness)
             _TRUSTED_WALKERS.clear()
-        _TRUSTED_WALKERS[key] = (rt.crypto, rt.registry, guard, built)
+        _TRUSTED_WALKERS[key] = (crypto, registry, guard, built)
         return built
     return _walker(rt, guard, strict)
 

@@ -58,7 +58,7 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             if traced is not None:
                 fn = traced.driver_call(fn)
         try:
-            bound, remaining, token = timeouts.enter(rt.config.operation_timeout_ms, name)
+            bound, remaining, token = timeouts.enter(rt.config.timeouts.operation_timeout_ms, name)
             if token is None:
                 result = _attempts(rt, fn, name, retry, None)
             else:
