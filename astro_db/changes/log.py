@@ -88,23 +88,12 @@ class ChangeLog:
             for doc_id, rev, time, image in changes
         ]
 
-    def write(self, run: Runner, database: MongoDB, records: list[dict[str, Any]], *, session: Session, in_transaction: bool,
-              what: str) -> None:
-        """Insert ``records`` (plus any left pending) under ``run``; see the module docstring."""
-        if not records:
-            return
-        insert, late = self.insertion(database, records, session=session, in_transaction=in_transaction)
-        try:
-            run(insert)
-        except AstroDBError as exc:
-            raise self.failed(records, what, exc, late=late, in_transaction=in_transaction) from exc
-
     def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,
                   in_transaction: bool) -> tuple[Callable[[], int], list[tuple[dict[str, Any], str]]]:
         """The driver call that inserts ``records`` with those left pending (none inside a
-        transaction), for the caller to make through the run step, and the pending ones taken:
-        ``failed`` needs them back if the call fails. ``write`` is this plus ``failed``; the
-        change-record hook makes the call itself, so nothing calls back into it."""
+        transaction), for the caller to make through the run step (the change-record hook,
+        ``ops.steps.hooks.ChangeRecords``: nothing calls back into this module), and the pending
+        ones taken: ``failed`` needs them back if the call fails."""
         late = [] if in_transaction else self._take_pending()
         return partial(_write_late, database, late, records, session), late
 
