@@ -247,7 +247,7 @@ def run_restore(repo: Repository, db: Database, plan: RestorePlan, *, drop: bool
     changed file raises ``BackupIntegrityError`` naming it before anything is dropped or written.
     """
     require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
-    database = db.mongo
+    database = db.executor.runtime.gateway
     try:
         _prepare_target(database, plan.collections, drop)
         loader = Loader(database, not capabilities(db.config).raw_bson_inserts, progress)
@@ -293,7 +293,7 @@ def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
         replayed += loader.replay(load_file(plan.tail, plan.tail.manifest["journal"]["file"]), plan.until)
     elif plan.live_tail:
         assert plan.until is not None
-        replayed += loader.replay(read_window(live_source.mongo, plan.sets[-1].end, plan.until), plan.until)
+        replayed += loader.replay(read_window(live_source.executor.runtime.gateway, plan.sets[-1].end, plan.until), plan.until)
     return replayed
 
 

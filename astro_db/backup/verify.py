@@ -81,9 +81,9 @@ def _check_chain(sets: list[BackupSet], problems: Problems) -> None:
 
 def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -> None:
     """Load the set's data files into a scratch database; compare content hashes."""
-    client = db.mongo.client
+    gateway = db.executor.runtime.gateway
     name = f"astro_verify_{uuid.uuid4().hex[:12]}"
-    scratch = client[name]
+    scratch = gateway.sibling(name)
     try:
         loader = Loader(scratch, not capabilities(db.config).raw_bson_inserts, progress)
         for coll, entry in s.manifest["collections"].items():
@@ -98,6 +98,6 @@ def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -
         raise translate(exc, operation=f"deep verify of {s.id}") from exc
     finally:
         try:
-            client.drop_database(name)
+            gateway.drop_database(name)
         except PyMongoError:
             log.warning("deep verify: could not drop the scratch database %s; drop it by hand", name)

@@ -35,7 +35,7 @@ def indexes() -> None:
 def list_(ctx: CliContext, model: str | None) -> None:
     """Each model's declared indexes, whether the server has them, and undeclared extras."""
     db = ctx.database()
-    rows = [ix.list_model_indexes(db.mongo, info) for info in _models(db, model)]
+    rows = [ix.list_model_indexes(db.executor.runtime.gateway, info) for info in _models(db, model)]
 
     def human(data: list[dict[str, Any]]) -> str:
         lines = []
@@ -88,7 +88,7 @@ def sync(ctx: CliContext, drop_extra: bool) -> None:
 def usage(ctx: CliContext, model: str | None) -> None:
     """Operations each index has served ($indexStats; needs a real MongoDB)."""
     db = ctx.database()
-    rows = [ix.index_usage(db.mongo, info) for info in _models(db, model)]
+    rows = [ix.index_usage(db.executor.runtime.gateway, info) for info in _models(db, model)]
     supported = all(r["supported"] for r in rows)
 
     def human(data: list[dict[str, Any]]) -> str:

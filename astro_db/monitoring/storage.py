@@ -30,7 +30,7 @@ def storage_stats(db: Database) -> dict[str, Any]:
     """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
     ex = db.executor
     rt = ex.runtime
-    database = rt.connection.database
+    database = rt.gateway
     notes: list[str] = []
     embedded = not rt.capabilities.storage_stats
     db_figures = None

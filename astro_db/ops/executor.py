@@ -145,7 +145,7 @@ class Executor:
     def after_write(self, info: ModelInfo, written: Written, *, actor: str) -> None:
         """Announce a write made by a tool (e.g. key rotation) to the write hooks, its change
         records included: the after-write step (step 8), as every write of the service."""
-        hooks.after_write(self.runtime, info, written, database=self.runtime.connection.database, session=None,
+        hooks.after_write(self.runtime, info, written, database=self.runtime.gateway, session=None,
                           transaction=None, actor=actor)
 
     # --- reads ------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ class Executor:
                 who = guard.actor.id if guard.actor is not None else "?"
                 raise PermissionDeniedError(
                     f"actor {who} is limited to its own documents; {info.name} {document_id} is not one of them")
-        return run.call(rt, info, "audit_trail", lambda: read_trail(rt.connection.database, info.name, document_id))
+        return run.call(rt, info, "audit_trail", lambda: read_trail(rt.gateway, info.name, document_id))
 
     # --- helpers ----------------------------------------------------------------------------
 

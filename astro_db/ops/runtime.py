@@ -19,6 +19,7 @@ from ..cache import QueryCache
 from ..changes import ChangeLog
 from ..config import DatabaseConfig
 from ..driver.connection import Connection
+from ..driver.gateway import Collection, Gateway
 from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
 from ..errors import ConfigError
@@ -62,7 +63,7 @@ class Runtime:
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
-        self.collections: tuple[Any, dict[str, Any]] = (None, {})
+        self._gateway: tuple[Any, Gateway | None] = (None, None)
 
     def server_answers(self) -> bool | None:
         """The breaker's cheap look at the server while it is open: a ping bounded by its probe
@@ -73,16 +74,19 @@ class Runtime:
 
     # --- collections and reads ---------------------------------------------------------------
 
-    def coll(self, info: ModelInfo) -> Any:
-        """The model's PyMongo collection, built once per connection (building one costs ~12 µs)."""
+    @property
+    def gateway(self) -> Gateway:
+        """The gateway to this connection's database (``driver.gateway``), built once per connection:
+        the only holder of the driver's database and collection objects."""
         database = self.connection.database
-        built = self.collections
-        if built[0] is not database:
-            built = self.collections = (database, {})
-        coll = built[1].get(info.collection)
-        if coll is None:
-            coll = built[1][info.collection] = database[info.collection]
-        return coll
+        built = self._gateway
+        if built[0] is not database or built[1] is None:
+            built = self._gateway = (database, Gateway(database))
+        return built[1]  # type: ignore[return-value]
+
+    def coll(self, info: ModelInfo) -> Collection:
+        """The model's collection handle (``driver.gateway``), built once per connection."""
+        return self.gateway[info.collection]
 
 
 def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:

@@ -81,7 +81,7 @@ class Flaky:
 def replace_collection(db, model: str, make):
     rt = db.executor.runtime
     info = rt.registry.resolve(model)
-    rt.collections[1][info.collection] = make(rt.coll(info))
+    rt.gateway.collections[info.collection] = make(rt.coll(info))
 
 
 # --- one span per operation, and what it holds --------------------------------------------------
