@@ -81,7 +81,7 @@ def prune(repo: str | os.PathLike[str], *, keep_daily: int | None = None, keep_w
         oldest_full = min((s.end for s in kept if s.kind == "full"), default=None)
         if source is not None and oldest_full is not None:
             with _connected(source) as db:
-                journal_pruned = prune_journal(db.executor.runtime.gateway, oldest_full)
+                journal_pruned = prune_journal(db.executor.gateway("backup prune"), oldest_full)
     return {"kept": [s.id for s in kept], "deleted": [s.id for s in deleted], "journal_entries_deleted": journal_pruned, "dry_run": dry_run}
 
 
@@ -117,6 +117,6 @@ def content_hashes(source: Any, collections: list[str] | None = None) -> dict[st
         names = collections or [info.collection for info in db.executor.runtime.registry]
         out = {}
         for name in names:
-            h = ContentHash.of(db.executor.runtime.gateway.get_collection(name, codec_options=RAW).find({}, batch_size=1000))
+            h = ContentHash.of(db.executor.gateway("content hashes").get_collection(name, codec_options=RAW).find({}, batch_size=1000))
             out[name] = {"count": h.count, "content_hash": h.hexdigest()}
         return out

@@ -51,7 +51,7 @@ _APPEND_MARGIN = _dt.timedelta(minutes=5)  # ObjectIds carry whole seconds of a 
 
 def take_backup(db: Database, repo: Repository, *, full: bool = False, progress: Progress | None = None) -> BackupSet:
     """Take the next set: full when asked or when the repository has none yet, else incremental."""
-    database = db.executor.runtime.gateway
+    database = db.executor.gateway("backup")
     repo.ensure()
     sets = repo.sets()
     previous = sets[-1] if sets else None
@@ -80,7 +80,7 @@ class _Dump:
 
     def __init__(self, db: Database, staging: Path, progress: Progress | None) -> None:
         self.db = db
-        self.database = db.executor.runtime.gateway
+        self.database = db.executor.gateway("backup")
         self.staging = staging
         self.progress = progress or (lambda label, advance, total: None)
         self.models = {info.collection: info for info in db.executor.runtime.registry}
@@ -210,7 +210,7 @@ class _Dump:
     def _server_indexes(self, name: str) -> list[dict[str, Any]]:
         try:
             listed = list(self.database[name].list_indexes())
-        except PyMongoError:
+        except (PyMongoError, AstroDBError):
             return []
         out = []
         for ix in listed:

@@ -221,8 +221,8 @@ def _bulk(coll: Any, ops: list[Any]) -> None:
     the filter did not match a newer document) leaves that newer one in place."""
     try:
         coll.bulk_write(ops, ordered=False)
-    except PyMongoError as exc:
-        errors = getattr(exc, "details", None) or {}
+    except (PyMongoError, AstroDBError) as exc:  # the run step's error carries the driver's as its cause
+        errors = getattr(exc if isinstance(exc, PyMongoError) else exc.__cause__, "details", None) or {}
         if not errors.get("writeErrors") or any(e.get("code") != 11000 for e in errors["writeErrors"]):
             raise
 
@@ -247,7 +247,7 @@ def run_restore(repo: Repository, db: Database, plan: RestorePlan, *, drop: bool
     changed file raises ``BackupIntegrityError`` naming it before anything is dropped or written.
     """
     require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
-    database = db.executor.runtime.gateway
+    database = db.executor.gateway("restore", retry=False)
     try:
         _prepare_target(database, plan.collections, drop)
         loader = Loader(database, not capabilities(db.config).raw_bson_inserts, progress)
@@ -293,7 +293,7 @@ def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
         replayed += loader.replay(load_file(plan.tail, plan.tail.manifest["journal"]["file"]), plan.until)
     elif plan.live_tail:
         assert plan.until is not None
-        replayed += loader.replay(read_window(live_source.executor.runtime.gateway, plan.sets[-1].end, plan.until), plan.until)
+        replayed += loader.replay(read_window(live_source.executor.gateway("restore journal"), plan.sets[-1].end, plan.until), plan.until)
     return replayed
 
 
@@ -314,7 +314,7 @@ def _create_indexes(database: MongoDB, name: str, specs: dict[str, Any]) -> dict
         try:
             database[name].create_indexes([IndexModel([tuple(pair) for pair in spec["key"]], **options)])
             created.append(spec.get("name"))
-        except PyMongoError as exc:
+        except (PyMongoError, AstroDBError) as exc:
             failed[spec.get("name", "?")] = str(exc).split(", full error")[0][:200]
             log.warning("restore: index %s on %s not created: %s", spec.get("name"), name, failed[spec.get("name", "?")])
     return {"created": created, "failed": failed}

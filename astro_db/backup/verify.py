@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import PyMongoError
 
 from ..backends.capabilities import capabilities
-from ..errors import BackupError, BackupIntegrityError, translate
+from ..errors import AstroDBError, BackupError, BackupIntegrityError, translate
 from .integrity import Problems, check_set_files
 from .repository import BackupSet, Repository
 from .restore import Loader, load_file
@@ -81,7 +81,7 @@ def _check_chain(sets: list[BackupSet], problems: Problems) -> None:
 
 def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -> None:
     """Load the set's data files into a scratch database; compare content hashes."""
-    gateway = db.executor.runtime.gateway
+    gateway = db.executor.gateway("deep verify", retry=False)
     name = f"astro_verify_{uuid.uuid4().hex[:12]}"
     scratch = gateway.sibling(name)
     try:
@@ -99,5 +99,5 @@ def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -
     finally:
         try:
             gateway.drop_database(name)
-        except PyMongoError:
+        except (PyMongoError, AstroDBError):
             log.warning("deep verify: could not drop the scratch database %s; drop it by hand", name)

@@ -16,8 +16,8 @@ own code, with none of the service's guarantees.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import mongoengine
 
@@ -33,6 +33,9 @@ __all__ = ["Gateway", "Collection", "Cursor", "ping", "close", "disconnect", "da
            "start_transaction", "commit_transaction", "abort_transaction", "end_session"]
 
 Filter = Mapping[str, Any]
+T = TypeVar("T")
+#: How a ``Gateway.through`` view makes each call: ``run(fn)`` calls ``fn`` once (or retries it).
+Runner = Callable[[Callable[[], Any]], Any]
 
 
 class Cursor:
@@ -92,11 +95,16 @@ class Cursor:
 class Collection:
     """One collection of the gateway's database: the driver's collection operations by name."""
 
-    __slots__ = ("_coll", "database")
+    __slots__ = ("_coll", "database", "_run")
 
     def __init__(self, coll: Any, database: Gateway) -> None:
         self._coll = coll
         self.database = database  # the gateway it belongs to
+        self._run = database.run
+
+    def _do(self, fn: Callable[[], T]) -> T:
+        """Make one driver call: directly, or through the runner of a ``Gateway.through`` view."""
+        return fn() if self._run is None else self._run(fn)
 
     @property
     def name(self) -> str:
@@ -121,99 +129,108 @@ class Collection:
     # --- reads ----------------------------------------------------------------------------------
 
     def find(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> Cursor:  # noqa: A002
-        return Cursor(self._coll.find(filter, *args, **kwargs))
+        return Cursor(self._do(lambda: self._coll.find(filter, *args, **kwargs)))
 
     def find_list(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> list[Any]:  # noqa: A002
         """``find`` read to the end, here (one call for a bounded read)."""
-        return list(self._coll.find(filter, *args, **kwargs))
+        return self._do(lambda: list(self._coll.find(filter, *args, **kwargs)))
 
     def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.find_one(filter, *args, **kwargs)
+        return self._do(lambda: self._coll.find_one(filter, *args, **kwargs))
 
     def count_documents(self, filter: Filter, **kwargs: Any) -> int:  # noqa: A002
-        return int(self._coll.count_documents(filter, **kwargs))
+        return int(self._do(lambda: self._coll.count_documents(filter, **kwargs)))
 
     def estimated_document_count(self, **kwargs: Any) -> int:
-        return int(self._coll.estimated_document_count(**kwargs))
+        return int(self._do(lambda: self._coll.estimated_document_count(**kwargs)))
 
     def distinct(self, key: str, filter: Filter | None = None, **kwargs: Any) -> list[Any]:  # noqa: A002
-        return list(self._coll.distinct(key, filter, **kwargs))
+        return list(self._do(lambda: self._coll.distinct(key, filter, **kwargs)))
 
     def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Cursor:
-        return Cursor(self._coll.aggregate(pipeline, **kwargs))
+        return Cursor(self._do(lambda: self._coll.aggregate(pipeline, **kwargs)))
 
     def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Cursor:
-        return Cursor(self._coll.watch(pipeline, **kwargs))
+        return Cursor(self._do(lambda: self._coll.watch(pipeline, **kwargs)))
 
     # --- writes ---------------------------------------------------------------------------------
 
     def insert_one(self, document: Any, **kwargs: Any) -> Any:
-        return self._coll.insert_one(document, **kwargs)
+        return self._do(lambda: self._coll.insert_one(document, **kwargs))
 
     def insert_many(self, documents: Any, **kwargs: Any) -> Any:
-        return self._coll.insert_many(documents, **kwargs)
+        return self._do(lambda: self._coll.insert_many(documents, **kwargs))
 
     def update_one(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.update_one(filter, update, **kwargs)
+        return self._do(lambda: self._coll.update_one(filter, update, **kwargs))
 
     def update_many(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.update_many(filter, update, **kwargs)
+        return self._do(lambda: self._coll.update_many(filter, update, **kwargs))
 
     def replace_one(self, filter: Filter, replacement: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.replace_one(filter, replacement, **kwargs)
+        return self._do(lambda: self._coll.replace_one(filter, replacement, **kwargs))
 
     def delete_one(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.delete_one(filter, **kwargs)
+        return self._do(lambda: self._coll.delete_one(filter, **kwargs))
 
     def delete_many(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.delete_many(filter, **kwargs)
+        return self._do(lambda: self._coll.delete_many(filter, **kwargs))
 
     def find_one_and_update(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.find_one_and_update(filter, update, **kwargs)
+        return self._do(lambda: self._coll.find_one_and_update(filter, update, **kwargs))
 
     def find_one_and_replace(self, filter: Filter, replacement: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.find_one_and_replace(filter, replacement, **kwargs)
+        return self._do(lambda: self._coll.find_one_and_replace(filter, replacement, **kwargs))
 
     def find_one_and_delete(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
-        return self._coll.find_one_and_delete(filter, **kwargs)
+        return self._do(lambda: self._coll.find_one_and_delete(filter, **kwargs))
 
     def bulk_write(self, requests: Sequence[Any], **kwargs: Any) -> Any:
-        return self._coll.bulk_write(requests, **kwargs)
+        return self._do(lambda: self._coll.bulk_write(requests, **kwargs))
 
     # --- indexes and options --------------------------------------------------------------------
 
     def create_index(self, keys: Any, **kwargs: Any) -> str:
-        return str(self._coll.create_index(keys, **kwargs))
+        return str(self._do(lambda: self._coll.create_index(keys, **kwargs)))
 
     def create_indexes(self, indexes: Sequence[Any], **kwargs: Any) -> list[str]:
-        return list(self._coll.create_indexes(indexes, **kwargs))
+        return list(self._do(lambda: self._coll.create_indexes(indexes, **kwargs)))
 
     def drop_index(self, index: Any, **kwargs: Any) -> None:
-        self._coll.drop_index(index, **kwargs)
+        self._do(lambda: self._coll.drop_index(index, **kwargs))
 
     def list_indexes(self, **kwargs: Any) -> list[Any]:
-        return list(self._coll.list_indexes(**kwargs))
+        return list(self._do(lambda: self._coll.list_indexes(**kwargs)))
 
     def index_information(self, **kwargs: Any) -> dict[str, Any]:
-        return dict(self._coll.index_information(**kwargs))
+        return dict(self._do(lambda: self._coll.index_information(**kwargs)))
 
     def options(self, **kwargs: Any) -> dict[str, Any]:
-        return dict(self._coll.options(**kwargs))
+        return dict(self._do(lambda: self._coll.options(**kwargs)))
 
     def drop(self, **kwargs: Any) -> None:
-        self._coll.drop(**kwargs)
+        self._do(lambda: self._coll.drop(**kwargs))
 
 
 class Gateway:
     """One database of one client: the collections (``gateway[name]``, built once each) and the
-    database- and client-level calls."""
+    database- and client-level calls. ``through(run)`` is a view of it whose every call is made
+    by ``run`` (a tool's ``Executor.call``: breaker, time bound, retries, translation, metrics)."""
 
-    __slots__ = ("_database", "collections")
+    __slots__ = ("_database", "collections", "run")
 
-    def __init__(self, database: PyMongoDatabase) -> None:
+    def __init__(self, database: PyMongoDatabase, run: Runner | None = None) -> None:
         self._database = database
         #: the collection handles built so far, by name (a test may put a proxy in place of one)
         self.collections: dict[str, Collection] = {}
+        self.run = run  # None: calls are made directly (the pipeline's steps wrap them in the run step)
+
+    def through(self, run: Runner) -> Gateway:
+        """This database with every call made by ``run(fn)`` (cursors: the call that opens them)."""
+        return Gateway(self._database, run)
+
+    def _do(self, fn: Callable[[], T]) -> T:
+        return fn() if self.run is None else self.run(fn)
 
     @property
     def name(self) -> str:
@@ -230,46 +247,46 @@ class Gateway:
         return Collection(self._database.get_collection(name, **options), self) if options else self[name]
 
     def command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._database.command(command, *args, **kwargs)
-
-    def list_collection_names(self, **kwargs: Any) -> list[str]:
-        return list(self._database.list_collection_names(**kwargs))
-
-    def list_collections(self, **kwargs: Any) -> list[Any]:
-        return list(self._database.list_collections(**kwargs))
-
-    def create_collection(self, name: str, **kwargs: Any) -> Collection:
-        return Collection(self._database.create_collection(name, **kwargs), self)
-
-    def drop_collection(self, name: str, **kwargs: Any) -> None:
-        self._database.drop_collection(name, **kwargs)
-
-    def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Cursor:
-        return Cursor(self._database.watch(pipeline, **kwargs))
-
-    # --- the client ------------------------------------------------------------------------------
+        return self._do(lambda: self._database.command(command, *args, **kwargs))
 
     def admin_command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
         """A command on the ``admin`` database (``buildInfo``, ``ping``...)."""
-        return self._database.client.admin.command(command, *args, **kwargs)
+        return self._do(lambda: self._database.client.admin.command(command, *args, **kwargs))
+
+    def list_collection_names(self, **kwargs: Any) -> list[str]:
+        return self._do(lambda: list(self._database.list_collection_names(**kwargs)))
+
+    def list_collections(self, **kwargs: Any) -> list[Any]:
+        return self._do(lambda: list(self._database.list_collections(**kwargs)))
+
+    def create_collection(self, name: str, **kwargs: Any) -> Collection:
+        return Collection(self._do(lambda: self._database.create_collection(name, **kwargs)), self)
+
+    def drop_collection(self, name: str, **kwargs: Any) -> None:
+        self._do(lambda: self._database.drop_collection(name, **kwargs))
+
+    def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Cursor:
+        return Cursor(self._do(lambda: self._database.watch(pipeline, **kwargs)))
+
+    # --- the client ------------------------------------------------------------------------------
 
     def client_bulk_write(self, models: Sequence[Any], **kwargs: Any) -> Any:
         """MongoDB 8.0's client-level ``bulkWrite`` (several collections in one command)."""
-        return self._database.client.bulk_write(models, **kwargs)
+        return self._do(lambda: self._database.client.bulk_write(models, **kwargs))
 
     @property
     def topology_description(self) -> Any:
         return self._database.client.topology_description
 
     def server_info(self) -> dict[str, Any]:
-        return dict(self._database.client.server_info())
+        return self._do(lambda: dict(self._database.client.server_info()))
 
     def sibling(self, name: str) -> Gateway:
-        """Another database of the same client (verify's scratch databases)."""
-        return Gateway(self._database.client[name])
+        """Another database of the same client (verify's scratch databases), made the same way."""
+        return Gateway(self._database.client[name], self.run)
 
     def drop_database(self, name: str) -> None:
-        self._database.client.drop_database(name)
+        self._do(lambda: self._database.client.drop_database(name))
 
     def start_session(self, **kwargs: Any) -> Any:
         return start_session(self._database.client, **kwargs)

@@ -34,6 +34,7 @@ from .writes import WriteRunner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MaybeTransaction, Session
+    from ..driver.gateway import Gateway
 
 __all__ = ["Executor", "CreateManyResult", "UpsertResult"]
 
@@ -141,6 +142,12 @@ class Executor:
              retry: bool = True) -> T:
         """One driver call through the run step (breaker, time bound, retries, translation, metrics)."""
         return run.call(self.runtime, info, operation, fn, transaction, retry=retry)
+
+    def gateway(self, operation: str, *, retry: bool = True) -> Gateway:
+        """The gateway (``driver.gateway``) with every call made through ``call`` as ``operation``:
+        what a tool (backup, restore, verify) is handed, so its driver calls get the breaker, the
+        time bound, retries (unless ``retry=False``), translation and metrics of the run step."""
+        return self.runtime.gateway.through(lambda fn: self.call(None, operation, fn, retry=retry))
 
     def after_write(self, info: ModelInfo, written: Written, *, actor: str) -> None:
         """Announce a write made by a tool (e.g. key rotation) to the write hooks, its change

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import uuid
 
+import pymongo.errors as pm
+import pytest
 from driver_callers import driver_callers, workload
 
-from astro_db import Database
+from astro_db import Database, backup
+from astro_db.errors import DatabaseConnectionError
 
 from .security_data import KEY_A
 
@@ -26,3 +29,35 @@ def test_every_driver_call_of_the_public_api_is_made_by_the_gateway(tmp_path):
     assert outside == {}, f"{len(outside)} modules call the driver: " + "\n".join(
         f"{module}: {sorted(calls)}" for module, calls in outside.items())
     assert "astro_db.driver.gateway" in callers.modules  # the wrapping saw the calls
+
+
+# --- backup, restore and verify run their driver calls through Executor.call ---------------------
+
+#: driver methods that only build an object (a collection, a database), sending nothing
+BUILDERS = {"__getitem__", "get_collection", "get_database", "with_options"}
+
+
+def _open_breaker(db: Database) -> None:
+    for _ in range(db.config.breaker_threshold):
+        db.executor.runtime.breaker.record_failure(pm.AutoReconnect("connection refused"))
+    assert db.executor.runtime.breaker.state == "open"
+
+
+def test_an_open_breaker_makes_backup_restore_and_verify_fail_fast_without_a_driver_call(tmp_path):
+    db = Database(f"mongomock://localhost/gw{uuid.uuid4().hex[:8]}").connect()
+    db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    repo = tmp_path / "repo"
+    backup.backup(db, repo)
+    target = Database(f"mongomock://localhost/gw{uuid.uuid4().hex[:8]}").connect()
+    _open_breaker(db)
+    _open_breaker(target)
+    with driver_callers() as callers:
+        with pytest.raises(DatabaseConnectionError, match="failing fast"):
+            backup.backup(db, repo)
+        with pytest.raises(DatabaseConnectionError, match="failing fast"):
+            backup.restore(repo, target)
+        with pytest.raises(DatabaseConnectionError, match="failing fast"):
+            backup.verify(repo, deep=True, url=target)
+    sent = {call for calls in callers.modules.values() for call in calls if call.rsplit(".", 1)[1] not in BUILDERS}
+    assert sent == set()  # not one call that reaches the server: the breaker refused each first one
+    assert len(backup.list_sets(repo)) == 1  # no new set
