@@ -61,3 +61,31 @@ def test_an_open_breaker_makes_backup_restore_and_verify_fail_fast_without_a_dri
     sent = {call for calls in callers.modules.values() for call in calls if call.rsplit(".", 1)[1] not in BUILDERS}
     assert sent == set()  # not one call that reaches the server: the breaker refused each first one
     assert len(backup.list_sets(repo)) == 1  # no new set
+
+
+# --- db.mongo: the raw escape hatch, with none of the service's guarantees -------------------------
+
+def test_the_raw_escape_hatch_has_none_of_the_service_guarantees():
+    from astro_db.changes import CHANGES_COLLECTION
+    from astro_db.errors import PermissionDeniedError
+
+    db = Database(f"mongomock://localhost/gw{uuid.uuid4().hex[:8]}", encryption_key=KEY_A).connect()
+    ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    bob = db.create("User", {"email": "bob@example.com", "name": "Bob"})
+    assert len(db.find("User", {}, cache=True)) == 2  # now cached
+    raw = db.mongo
+    records = raw[CHANGES_COLLECTION].count_documents({})
+    with driver_callers() as callers:
+        raw["users"].insert_one({"email": "not an email", "name": ""})  # no validation
+        raw["birthCharts"].insert_one({"userId": ann.id, "birthData": {"location": {"name": "Paris"}}})
+        db.collection("User").update_one({"_id": bob.id}, {"$set": {"name": "Robert"}})
+    assert "astro_db.driver.gateway" not in callers.modules  # the caller's own calls, not the service's
+    assert raw["users"].count_documents({"email": "not an email"}) == 1
+    assert raw["birthCharts"].find_one({"userId": ann.id})["birthData"]["location"]["name"] == "Paris"  # no encryption
+    assert raw[CHANGES_COLLECTION].count_documents({}) == records  # no change records
+    assert len(db.find("User", {}, cache=True)) == 2  # no cache invalidation: the cached answer stays
+    admin = db.as_actor(ann.id, ["admin"])
+    assert admin.mongo["users"].count_documents({}) == 3  # no scope: an admin's view sees every document
+    with pytest.raises(PermissionDeniedError):
+        db.as_actor(bob.id, ["writer"]).mongo  # noqa: B018  # it needs `manage`
+    db.disconnect()
