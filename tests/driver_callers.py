@@ -24,6 +24,19 @@ DRIVER_PREFIXES = ("pymongo", "mongomock_ng", "bson", "gridfs", "mongoengine", _
 DUNDERS = ("__next__", "__iter__", "__getitem__", "__getattr__", "__enter__", "__exit__")
 
 
+#: Methods that send nothing (building a collection or database object) or read on an open
+#: cursor (its later batches: never retried, as docs/reliability.md says; ``iter_find``'s go
+#: through ``run.read_on``).
+NOT_RUN = {"__getitem__", "__getattr__", "get_collection", "get_database", "with_options", "__iter__", "__next__", "next",
+           "close", "rewind", "allow_disk_use", "max_time_ms"}
+#: Modules whose driver calls are not operations, so do not pass the run step
+#: (docs/ARCHITECTURE.md, "One gateway"): establishing and closing the client (its own bounded,
+#: retried ping), a transaction's session (start, commit, abort, end: translated there, retried
+#: as a unit by ``with_transaction``), and ``health()``'s own bounded ping (it reports "down"
+#: while the breaker is open instead of failing fast).
+RUN_STEP_EXEMPT = {"astro_db.driver.connection", "astro_db.driver.transactions", "astro_db.monitoring.health"}
+
+
 def _classes() -> list[type]:
     import pymongo.client_session
     import pymongo.collection
@@ -60,19 +73,54 @@ def _caller() -> str | None:
     return None
 
 
+def _run_step_on_stack() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "astro_db.ops.steps.run":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _asker() -> str:
+    """``module:function`` of the nearest astro_db frame outside the gateway and the driver."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith("astro_db") and name != "astro_db.driver.gateway":
+            return f"{name}:{frame.f_code.co_name}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "?"
+
+
 class Callers:
     """``modules``: {astro_db module: {"Class.method", ...}} of the driver calls noted."""
 
     def __init__(self) -> None:
         self.modules: dict[str, set[str]] = defaultdict(set)
+        #: {astro_db function outside the gateway that asked for it: {"Class.method"}} of the
+        #: calls made with no run step (``ops.steps.run``) on the stack
+        self.unrun: dict[str, set[str]] = defaultdict(set)
 
     def note(self, where: str) -> None:
         module = _caller()
         if module is not None and (module == "astro_db" or module.startswith("astro_db.")):
             self.modules[module].add(where)
+            if not _run_step_on_stack():
+                self.unrun[_asker()].add(where)
 
     def outside(self, allowed: set[str]) -> dict[str, set[str]]:
         return {m: calls for m, calls in sorted(self.modules.items()) if m not in allowed}
+
+    def past_the_run_step(self) -> dict[str, set[str]]:
+        """The calls that reach the server with no run step on the stack, by asking function,
+        but ``RUN_STEP_EXEMPT``'s and those that send nothing or read on a cursor (``NOT_RUN``)."""
+        out = {}
+        for asker, calls in sorted(self.unrun.items()):
+            sent = {c for c in calls if c.rsplit(".", 1)[1] not in NOT_RUN}
+            if sent and asker.split(":")[0] not in RUN_STEP_EXEMPT:
+                out[asker] = sent
+        return out
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ def test_every_driver_call_of_the_public_api_is_made_by_the_gateway(tmp_path):
     assert outside == {}, f"{len(outside)} modules call the driver: " + "\n".join(
         f"{module}: {sorted(calls)}" for module, calls in outside.items())
     assert "astro_db.driver.gateway" in callers.modules  # the wrapping saw the calls
+    assert callers.past_the_run_step() == {}  # every operation's call passes the run step
 
 
 # --- backup, restore and verify run their driver calls through Executor.call ---------------------
