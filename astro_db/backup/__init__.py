@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackupError
 from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup
@@ -26,6 +26,9 @@ from .repository import BackupSet, Repository, select_kept
 from .restore import plan_restore, run_restore
 from .stream import RAW, ContentHash
 from .verify import run_verify
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
 
 __all__ = [
     "backup", "restore", "verify", "list_sets", "prune", "content_hashes",
@@ -55,11 +58,17 @@ def _connected(source: Any) -> Iterator[Any]:
         db.disconnect()
 
 
+def _decodes(db: Database) -> bool:
+    """Whether ``db``'s backend cannot store raw BSON documents (the embedded one)."""
+    return not db.executor.runtime.capabilities.raw_bson_inserts
+
+
 def backup(source: Any, repo: str | os.PathLike[str], *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Take a backup set of ``source`` into ``repo``: full the first time or with ``full=True``,
     else incremental (what changed since the previous set). Returns the set's summary."""
     with _connected(source) as db:
-        return take_backup(db, Repository(repo), full=full, progress=progress).summary()
+        return take_backup(db.executor.gateway("backup"), db.executor.runtime.registry, Repository(repo), full=full,
+                           progress=progress).summary()
 
 
 def list_sets(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -93,10 +102,12 @@ def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set
     ``drop=True``. Returns counts per collection and what was applied."""
     plan = plan_restore(Repository(repo), until=until, set_id=set_id, live_journal=journal_source is not None)
     with _connected(target) as db:
+        target = db.executor.gateway("restore", retry=False)  # batch writes are not replayed
         if journal_source is None or not plan.live_tail:
-            return run_restore(Repository(repo), db, plan, drop=drop, progress=progress)
+            return run_restore(Repository(repo), target, plan, decode=_decodes(db), drop=drop, progress=progress)
         with _connected(journal_source) as live:
-            return run_restore(Repository(repo), db, plan, drop=drop, live_source=live, progress=progress)
+            return run_restore(Repository(repo), target, plan, decode=_decodes(db), drop=drop,
+                               live_journal=live.executor.gateway("restore journal"), progress=progress)
 
 
 def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None) -> dict[str, Any]:
@@ -107,7 +118,8 @@ def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None,
     if not deep:
         return run_verify(repository, progress=progress)
     with _connected(url) as db:
-        return run_verify(repository, deep=True, db=db, progress=progress)
+        return run_verify(repository, deep=True, database=db.executor.gateway("deep verify", retry=False),
+                          decode=_decodes(db), progress=progress)
 
 
 def content_hashes(source: Any, collections: list[str] | None = None) -> dict[str, dict[str, Any]]:

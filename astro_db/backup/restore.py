@@ -25,7 +25,6 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
-from ..backends.capabilities import capabilities
 from ..errors import AstroDBError, BackupError, translate
 from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
@@ -34,7 +33,6 @@ from .stream import RAW, iter_raw
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
-    from ..database import Database
 
 __all__ = ["RestorePlan", "plan_restore", "run_restore", "load_file", "Loader"]
 
@@ -239,19 +237,22 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
     return iter_raw(backup_set.file(relative), shown=str(backup_set.file(relative)))
 
 
-def run_restore(repo: Repository, db: Database, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
-                progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
-    """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored.
+def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decode: bool, drop: bool = False,
+                live_journal: MongoDB | None = None, progress: Callable[[str, int, int | None], None] | None = None,
+                ) -> dict[str, Any]:
+    """Carry out ``plan`` into ``database`` (a gateway whose calls run through the run step:
+    ``Executor.gateway``); ``decode``: the target cannot store raw BSON (the embedded backend);
+    ``live_journal``: the source whose change records cover ``until`` past the newest set. A
+    report of what was restored.
 
     Every file of the plan is checked against its manifest first (the checks of ``verify``): a
     changed file raises ``BackupIntegrityError`` naming it before anything is dropped or written.
     """
     require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
-    database = db.executor.gateway("restore", retry=False)
     try:
         _prepare_target(database, plan.collections, drop)
-        loader = Loader(database, not capabilities(db.config).raw_bson_inserts, progress)
-        replayed = _apply(loader, plan, live_source)
+        loader = Loader(database, decode, progress)
+        replayed = _apply(loader, plan, live_journal)
         indexes = {name: _create_indexes(database, name, _index_specs(plan, name)) for name in plan.collections}
         counts = {name: database[name].count_documents({}) for name in plan.collections}
     except AstroDBError:
@@ -279,7 +280,7 @@ def _prepare_target(database: MongoDB, collections: list[str], drop: bool) -> No
         database.drop_collection(name)
 
 
-def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
+def _apply(loader: Loader, plan: RestorePlan, live_journal: MongoDB | None) -> int:
     base, *incrementals = plan.sets
     for name, entry in base.manifest["collections"].items():
         loader.insert(name, load_file(base, entry["file"]), entry["count"])
@@ -292,8 +293,8 @@ def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
     if plan.tail is not None:
         replayed += loader.replay(load_file(plan.tail, plan.tail.manifest["journal"]["file"]), plan.until)
     elif plan.live_tail:
-        assert plan.until is not None
-        replayed += loader.replay(read_window(live_source.executor.gateway("restore journal"), plan.sets[-1].end, plan.until), plan.until)
+        assert plan.until is not None and live_journal is not None
+        replayed += loader.replay(read_window(live_journal, plan.sets[-1].end, plan.until), plan.until)
     return replayed
 
 
