@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     PyMongoDatabase: TypeAlias = Database[Any]
     PyMongoClient: TypeAlias = MongoClient[Any]
 
-__all__ = ["Gateway", "Collection", "Cursor", "ping", "close", "disconnect", "database_of", "start_session",
+__all__ = ["Gateway", "Collection", "Cursor", "ChangeStream", "ping", "close", "disconnect", "database_of", "start_session",
            "start_transaction", "commit_transaction", "abort_transaction", "end_session"]
 
 Filter = Mapping[str, Any]
@@ -92,6 +92,32 @@ class Cursor:
         return list(self._cursor.distinct(key))
 
 
+class ChangeStream:
+    """A change stream (``watch``), read through this module."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __enter__(self) -> ChangeStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stream.close()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._stream.alive)
+
+    def try_next(self) -> Any:
+        """The next change, or None when none is waiting (after ``max_await_time_ms``)."""
+        return self._stream.try_next()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 class Collection:
     """One collection of the gateway's database: the driver's collection operations by name."""
 
@@ -150,8 +176,8 @@ class Collection:
     def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Cursor:
         return Cursor(self._do(lambda: self._coll.aggregate(pipeline, **kwargs)))
 
-    def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Cursor:
-        return Cursor(self._do(lambda: self._coll.watch(pipeline, **kwargs)))
+    def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> ChangeStream:
+        return ChangeStream(self._do(lambda: self._coll.watch(pipeline, **kwargs)))
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -265,8 +291,8 @@ class Gateway:
     def drop_collection(self, name: str, **kwargs: Any) -> None:
         self._do(lambda: self._database.drop_collection(name, **kwargs))
 
-    def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> Cursor:
-        return Cursor(self._do(lambda: self._database.watch(pipeline, **kwargs)))
+    def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> ChangeStream:
+        return ChangeStream(self._do(lambda: self._database.watch(pipeline, **kwargs)))
 
     # --- the client ------------------------------------------------------------------------------
 
