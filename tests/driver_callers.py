@@ -150,6 +150,10 @@ def _wrap(callers: Callers, where: str, fn: Any) -> Any:
     return wrapper
 
 
+#: the CLI's keys (rotate-key needs the new one and the old ones)
+KEYS = {"ASTRO_DB_ENCRYPTION_KEY": "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=",
+        "ASTRO_DB_ENCRYPTION_KEYS": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="}
+
 MIGRATION = '''
 version = 1
 description = "a plan for every user"
@@ -246,6 +250,8 @@ def workload(db: Any, tmp: Any, *, restore_target: Any, cli_url: str) -> None:
     for args in (["health"], ["stats"], ["explain", "User", '{"email": "a@example.com"}'], ["advise"],
                  ["cleanup", "--dry-run"], ["indexes", "list"], ["indexes", "sync"], ["indexes", "usage"],
                  ["schema", "diff"], ["reconcile-changes"], ["migrate", "status", "--dir", str(folder)],
-                 ["backup", "--repo", str(tmp / "cli-repo"), "--full"], ["verify", "--repo", str(tmp / "cli-repo")]):
-        result = runner.invoke(cli, ["--url", cli_url, *args])
+                 ["backup", "--repo", str(tmp / "cli-repo"), "--full"], ["verify", "--repo", str(tmp / "cli-repo")],
+                 ["restore", "--repo", str(tmp / "cli-repo"), "--drop"], ["rotate-key", "--dry-run"],
+                 ["migrate", "up", "--dir", str(folder)], ["migrate", "down", "--dir", str(folder)]):
+        result = runner.invoke(cli, ["--url", cli_url, *args], env=KEYS)
         assert result.exit_code in (0, 1), (args, result.output, result.exception)
