@@ -1,6 +1,6 @@
 """One gateway owns the driver (docs/ARCHITECTURE.md, "One gateway"): a workload through the
 public API on the embedded backend makes every driver call from ``astro_db.driver.gateway``
-(the embedded backend's adapter aside)."""
+(the embedded backend's adapter, ``backends/embedded.py``, only builds the client: no call)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from astro_db.errors import DatabaseConnectionError
 
 from .security_data import KEY_A
 
-#: The only modules allowed to call the driver: the gateway, and the embedded backend's adapter.
-ALLOWED = {"astro_db.driver.gateway", "astro_db.backends.embedded"}
+#: The only module allowed to call the driver.
+ALLOWED = {"astro_db.driver.gateway"}
 
 
 def test_every_driver_call_of_the_public_api_is_made_by_the_gateway(tmp_path):
