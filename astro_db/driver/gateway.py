@@ -58,38 +58,8 @@ class Cursor:
     def __exit__(self, *exc: Any) -> None:
         self._cursor.close()
 
-    def to_list(self) -> list[Any]:
-        """Every remaining document (one list, read here)."""
-        return list(self._cursor)
-
     def close(self) -> None:
         self._cursor.close()
-
-    def sort(self, key: Any, direction: Any = None) -> Cursor:
-        self._cursor = self._cursor.sort(key) if direction is None else self._cursor.sort(key, direction)
-        return self
-
-    def limit(self, n: int) -> Cursor:
-        self._cursor = self._cursor.limit(n)
-        return self
-
-    def skip(self, n: int) -> Cursor:
-        self._cursor = self._cursor.skip(n)
-        return self
-
-    def batch_size(self, n: int) -> Cursor:
-        self._cursor = self._cursor.batch_size(n)
-        return self
-
-    def hint(self, index: Any) -> Cursor:
-        self._cursor = self._cursor.hint(index)
-        return self
-
-    def explain(self) -> Any:
-        return self._cursor.explain()
-
-    def distinct(self, key: str) -> list[Any]:
-        return list(self._cursor.distinct(key))
 
 
 class ChangeStream:
@@ -137,16 +107,9 @@ class Collection:
         return str(self._coll.name)
 
     @property
-    def full_name(self) -> str:
-        return str(self._coll.full_name)
-
-    @property
     def read_preference(self) -> Any:
+        """What this collection reads with (``driver.routing`` remembers it per handle)."""
         return self._coll.read_preference
-
-    @property
-    def codec_options(self) -> Any:
-        return self._coll.codec_options
 
     def with_options(self, **options: Any) -> Collection:
         """The same collection with other options (read preference, codec, write concern)."""
@@ -156,10 +119,6 @@ class Collection:
 
     def find(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> Cursor:  # noqa: A002
         return Cursor(self._do(lambda: self._coll.find(filter, *args, **kwargs)))
-
-    def find_list(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> list[Any]:  # noqa: A002
-        """``find`` read to the end, here (one call for a bounded read)."""
-        return self._do(lambda: list(self._coll.find(filter, *args, **kwargs)))
 
     def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
         return self._do(lambda: self._coll.find_one(filter, *args, **kwargs))
@@ -205,9 +164,6 @@ class Collection:
     def find_one_and_update(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
         return self._do(lambda: self._coll.find_one_and_update(filter, update, **kwargs))
 
-    def find_one_and_replace(self, filter: Filter, replacement: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.find_one_and_replace(filter, replacement, **kwargs))
-
     def find_one_and_delete(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
         return self._do(lambda: self._coll.find_one_and_delete(filter, **kwargs))
 
@@ -228,14 +184,8 @@ class Collection:
     def list_indexes(self, **kwargs: Any) -> list[Any]:
         return list(self._do(lambda: self._coll.list_indexes(**kwargs)))
 
-    def index_information(self, **kwargs: Any) -> dict[str, Any]:
-        return dict(self._do(lambda: self._coll.index_information(**kwargs)))
-
     def options(self, **kwargs: Any) -> dict[str, Any]:
         return dict(self._do(lambda: self._coll.options(**kwargs)))
-
-    def drop(self, **kwargs: Any) -> None:
-        self._do(lambda: self._coll.drop(**kwargs))
 
 
 class Gateway:
@@ -285,9 +235,6 @@ class Gateway:
     def list_collections(self, **kwargs: Any) -> list[Any]:
         return self._do(lambda: list(self._database.list_collections(**kwargs)))
 
-    def create_collection(self, name: str, **kwargs: Any) -> Collection:
-        return Collection(self._do(lambda: self._database.create_collection(name, **kwargs)), self)
-
     def drop_collection(self, name: str, **kwargs: Any) -> None:
         self._do(lambda: self._database.drop_collection(name, **kwargs))
 
@@ -304,9 +251,6 @@ class Gateway:
     def topology_description(self) -> Any:
         return self._database.client.topology_description
 
-    def server_info(self) -> dict[str, Any]:
-        return self._do(lambda: dict(self._database.client.server_info()))
-
     def sibling(self, name: str) -> Gateway:
         """Another database of the same client (verify's scratch databases), made the same way."""
         return Gateway(self._database.client[name], self.run)
@@ -314,11 +258,9 @@ class Gateway:
     def drop_database(self, name: str) -> None:
         self._do(lambda: self._database.client.drop_database(name))
 
-    def start_session(self, **kwargs: Any) -> Any:
-        return start_session(self._database.client, **kwargs)
-
 
 # --- the client's life and sessions (driver.connection, driver.transactions) ----------------------
+
 
 def database_of(client: PyMongoClient, name: str) -> PyMongoDatabase:
     """The client's PyMongo database ``name`` (held by the connection for ``Database.mongo``)."""
