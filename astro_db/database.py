@@ -132,7 +132,7 @@ class Database(OperatorMixin):
             Database.sync_indexes(self._trusted())
             if rt.changes.enabled:
                 self._executor.call(None, "ensure change record indexes",
-                                    lambda: ensure_change_indexes(rt.gateway, self.config.audit_retention_days))
+                                    lambda: ensure_change_indexes(rt.gateway, self.config.change_records.audit_retention_days))
         return self
 
     def disconnect(self) -> None:
@@ -361,7 +361,7 @@ class Database(OperatorMixin):
         self._check("start_transaction")
         rt = self._executor.runtime
         rt.breaker.before_call()
-        return Transaction(rt.connection.client, owner=rt, **transaction_options(self.config, options))
+        return Transaction(rt.connection.client, owner=rt, **transaction_options(self.config.topology, options))
 
     def commit_transaction(self, transaction: Transaction) -> None:
         """Commit; on failure the transaction is aborted and a ``TransactionError`` raised."""
@@ -412,6 +412,27 @@ class Database(OperatorMixin):
         models = self._executor.runtime.registry
         self._check("delete_user_cascade", models.users())
         return delete_user_cascade(self, user_id, models=models, transaction=transaction)
+
+    # --- personal data ----------------------------------------------------------------------
+
+    def export_user(self, user_id: Any) -> dict[str, Any]:
+        """Everything stored about one user, as one JSON-ready document (GDPR arts. 15 and 20):
+        every registered model's documents of the user and the change records about them,
+        decrypted, in stored field names, as relaxed Extended JSON (``astro_db.personal``). The
+        user may export her own data (a ``self`` actor); anyone else needs ``audit`` too: an admin."""
+        from . import personal
+
+        return personal.export_user(self, self._executor, user_id)  # authorized there, for every path
+
+    def erase_user(self, user_id: Any) -> dict[str, Any]:
+        """Erase one user (GDPR art. 17), exactly once and resumable (``astro_db.personal``): the
+        live documents deleted, the change records' post-images scrubbed, the user's data keys
+        shredded, the erasure recorded without personal data. Needs ``delete`` on the users: an
+        admin's call. Counts per model; a rerun finishes an interrupted erasure."""
+        from . import personal
+
+        self._check("erase_user", self._executor.runtime.registry.users())
+        return personal.erase_user(self._trusted(), self._executor, user_id, actor=self._actor)
 
     # --- security ----------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ __all__ = [
     "DuplicateKeyError",
     "UnknownModelError",
     "QueryError",
+    "NotFoundError",
     "PermissionDeniedError",
     "ConflictError",
     "EncryptionError",
@@ -154,6 +155,10 @@ class UnknownModelError(AstroDBError):
 
 class QueryError(AstroDBError):
     """A query, update or pipeline is malformed or uses a forbidden operator or field."""
+
+
+class NotFoundError(AstroDBError):
+    """The document a call names (e.g. the user of ``export_user`` / ``erase_user``) does not exist."""
 
 
 class PermissionDeniedError(AstroDBError):

@@ -114,7 +114,11 @@ class OperatorMixin:
         if they landed), settles the delete intents a crash left unconfirmed (confirmed if the
         document is gone, dropped if not), then rebuilds the record of every document whose
         current revision has none. Returns ``{"pending": <records written>, "intents":
-        {"confirmed": n, "dropped": m}, "rebuilt": {model: <records rebuilt>}}``."""
+        {"confirmed": n, "dropped": m}, "rebuilt": {model: <records rebuilt>}, "erasures":
+        {"finished": n, "scrubbed": m}}``: an erasure a crash interrupted (``erase_user``) is
+        finished, and records of erased users written since their erasure are scrubbed."""
+        from .personal import resume_erasures
+
         self._check("reconcile_changes")
         ex = self._executor
         changes = ex.runtime.changes
@@ -126,5 +130,6 @@ class OperatorMixin:
 
         pending = changes.flush(run, database)
         intents = changes.resolve_intents(run, database)
-        return {"pending": pending, "intents": intents,
-                "rebuilt": changes.rebuild(run, database, infos) if changes.enabled else {}}
+        rebuilt = changes.rebuild(run, database, infos) if changes.enabled else {}
+        erasures = resume_erasures(cast("Database", self)._trusted(), ex)  # after the records are whole
+        return {"pending": pending, "intents": intents, "rebuilt": rebuilt, "erasures": erasures}

@@ -42,10 +42,14 @@ def mask_url(url: str | None) -> str:
     """
     if not url:
         return ""
-    scheme = _SCHEME.match(url)
+    lead = len(url) - len(url.lstrip())  # urlsplit (and PyMongo's parser) skip leading blanks too
+    scheme = _SCHEME.match(url, lead)
     if scheme is None:
-        return url
-    head, rest = scheme[0], url[scheme.end():]
+        # not a URL this module can read (no scheme, a typo in it): anything before an "@" may be
+        # a user name and password, so all of it is hidden
+        userinfo, at, after = url.rpartition("@")
+        return (MASK + at + _mask_options(after)) if at else _mask_options(url)
+    head, rest = url[:scheme.end()], url[scheme.end():]
     userinfo, at, after = rest.rpartition("@")
     aws = any(_decoded(name) == "authmechanism" and _decoded(value).upper() == "MONGODB-AWS"
               for name, value in _OPTION.findall(rest))

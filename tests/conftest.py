@@ -187,3 +187,18 @@ def _fresh_compile_plans():
     filters._FILTER_PLANS.clear()
     updates._PLANS.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch):
+    """``Database(...)`` takes ``MONGODB_URL`` and ``ASTRO_DB_<SETTING>`` from the environment
+    (docs/configuration.md, "Precedence"): no test picks up the developer's or the CI's by
+    accident. A test of the environment sets what it reads with ``monkeypatch.setenv``.
+    (``ASTRO_DB_TEST_URI``, ``ASTRO_DB_REQUIRE_REDIS`` and ``ASTRO_DB_MIGRATIONS`` are no
+    settings and stay.)"""
+    from astro_db.config import ENV_PREFIX, URL_ENV, flat_types
+
+    monkeypatch.delenv(URL_ENV, raising=False)
+    for name in flat_types():
+        monkeypatch.delenv(ENV_PREFIX + name.upper(), raising=False)
+    yield

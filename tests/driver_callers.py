@@ -34,7 +34,10 @@ NOT_RUN = {"__getitem__", "__getattr__", "get_collection", "get_database", "with
 #: retried ping), a transaction's session (start, commit, abort, end: translated there, retried
 #: as a unit by ``with_transaction``), and ``health()``'s own bounded ping (it reports "down"
 #: while the breaker is open instead of failing fast).
-RUN_STEP_EXEMPT = {"astro_db.driver.connection", "astro_db.driver.transactions", "astro_db.monitoring.health"}
+#: Not yet through it (docs/ARCHITECTURE.md says so): the key vault's own calls (``security.vault``:
+#: its index, and the keys an erasure deletes), made by the encryption engine beside an operation.
+RUN_STEP_EXEMPT = {"astro_db.driver.connection", "astro_db.driver.transactions", "astro_db.monitoring.health",
+                   "astro_db.security.vault"}
 
 
 def _classes() -> list[type]:
@@ -209,6 +212,9 @@ def workload(db: Any, tmp: Any, *, restore_target: Any, cli_url: str) -> None:
     db.delete("User", {"id": str(victim.id)})
     db.delete_many("User", {"name": "U 2"})
     db.audit_trail("User", user.id)
+    erased = db.create("User", {"email": "erase@example.com", "name": "Erased"})
+    db.export_user(erased.id)
+    db.erase_user(erased.id)
     db.create_user_with_chart({"email": "pair@example.com", "name": "Pair"}, {"birthData": {
         "date": "1991-05-01T10:30:00Z", "timezone": "Europe/London",
         "location": {"name": "Paris", "coordinates": [2.35, 48.85]}}})

@@ -7,7 +7,8 @@ Python) when no real MongoDB is configured. Pinned: nx-27017==0.8.1,
 neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
 main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
-(Bugs 4-6 below). This script patches them at start-up and then hands over to
+(Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
+encryption's ciphertext and key vault need them). This script patches them at start-up and then hands over to
 nx-27017's own ``main()`` (which parses sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
 the patches still work, so a version change fails loudly rather than silently.
 
@@ -384,6 +385,187 @@ def _add_to_set_needs_python(update_spec: Any, original_doc: Any) -> bool:
            for key in val):
         return False
     return any(not isinstance(original_doc.get(key), list) for key in spec)
+
+
+# --------------------------------------------------------------------------
+# Bug 7 (nx-27017 + neosqlite): BSON binary subtypes are lost.
+#
+# nx-27017 decodes the wire with bson's defaults, so a Binary of subtype 4
+# (UUID: a data key's _id) or 6 (a field level encryption ciphertext) reaches
+# neosqlite as a ``bson.Binary``; neosqlite only knows its own
+# ``neosqlite.binary.Binary`` (stored tagged with its subtype), so the value is
+# stored as plain bytes and comes back as ``bytes`` (subtype 0), and a query on
+# a binary ``_id`` or field matches nothing.
+#
+# Fix: on the way in (nx_27017.utils.convert_bson_to_neo_objectids, which the
+# handler calls for every command body, and this launcher's own conversion of
+# count/distinct/aggregate above), turn each ``bson.Binary`` into neosqlite's
+# Binary with the same subtype; on the way out (wire_protocol's
+# _convert_objectids, the encoding of every reply), turn neosqlite's Binary
+# back into ``bson.Binary`` with its subtype.
+# --------------------------------------------------------------------------
+import bson.binary as _bsonbin  # noqa: E402
+import nx_27017.utils as _nxu  # noqa: E402
+import nx_27017.wire_protocol as _nxwire  # noqa: E402
+from neosqlite.binary import Binary as _NeoBinary  # noqa: E402
+
+_orig_to_neo = _nxu.convert_bson_to_neo_objectids
+_orig_to_bson = _nxu.convert_neo_to_bson_objectids
+
+
+def _binaries_to_neo(value: Any) -> Any:
+    if isinstance(value, _bsonbin.Binary) and not isinstance(value, _NeoBinary):
+        return _NeoBinary(bytes(value), value.subtype)
+    if isinstance(value, dict):
+        return {k: _binaries_to_neo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_binaries_to_neo(v) for v in value]
+    return value
+
+
+def _binaries_to_bson(value: Any) -> Any:
+    if isinstance(value, _NeoBinary):
+        return _bsonbin.Binary(bytes(value), value.subtype)
+    if isinstance(value, dict):
+        return {k: _binaries_to_bson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_binaries_to_bson(v) for v in value]
+    return value
+
+
+def _to_neo(doc: Any) -> Any:
+    return _orig_to_neo(_binaries_to_neo(doc))
+
+
+def _to_bson(doc: Any) -> Any:
+    return _binaries_to_bson(_orig_to_bson(doc))
+
+
+def _has_binary(value: Any) -> bool:
+    if isinstance(value, _NeoBinary):
+        return True
+    if isinstance(value, dict):
+        return any(_has_binary(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_binary(v) for v in value)
+    return False
+
+
+# a query condition on a field holding a Binary goes to neosqlite's Python matcher, which
+# compares Binary values (data and subtype) right; on _id, the SQL parameter is made the text
+# the _id column holds (insert stores str() of the bytes)
+_before_binary_field_clause = _sqb.SqlQueryBuilderMixin._build_field_clause
+_before_binary_where_clause = _sqlu.SQLClauseBuilder.build_where_clause
+
+
+def _build_field_clause_b(self: Any, field: str, value: Any) -> Any:
+    if field == "_id" and isinstance(value, _NeoBinary):
+        return f"{self._id_column_ref()} = ?", [_normalize_id_value(value)]
+    if field != "_id" and _has_binary(value):
+        return None
+    return _before_binary_field_clause(self, field, value)
+
+
+def _id_text(value: Any) -> Any:
+    if isinstance(value, _NeoBinary):
+        return _normalize_id_value(value)
+    if isinstance(value, dict):
+        return {k: _id_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_id_text(v) for v in value]
+    return value
+
+
+def _build_where_clause_b(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(query, dict) and any(k != "_id" and _has_binary(v) for k, v in query.items()):
+        return None, []
+    if isinstance(query, dict) and _has_binary(query.get("_id")):
+        query = {**query, "_id": _id_text(query["_id"])}
+    return _before_binary_where_clause(self, query, *args, **kwargs)
+
+
+_orig_normalize_id_value = _sqb._normalize_id_value
+
+
+def _normalize_id_value(value: Any) -> Any:
+    # the _id column holds a binary _id as the text insert makes of it (str of its bytes)
+    if isinstance(value, _NeoBinary):
+        return str(bytes(value))
+    return _orig_normalize_id_value(value)
+
+
+_sqb._normalize_id_value = _normalize_id_value
+_orig_simple_where_clause = _sqb.SqlQueryBuilderMixin._build_simple_where_clause
+
+
+def _build_simple_where_clause(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+    # find's own WHERE builder binds an _id value as is: give it the _id column's text form
+    if isinstance(query, dict) and _has_binary(query.get("_id")):
+        query = {**query, "_id": _id_text(query["_id"])}
+    return _orig_simple_where_clause(self, query, *args, **kwargs)
+
+
+_sqb.SqlQueryBuilderMixin._build_simple_where_clause = _build_simple_where_clause
+_sqb.SqlQueryBuilderMixin._build_field_clause = _build_field_clause_b
+_sqlu.SQLClauseBuilder.build_where_clause = _build_where_clause_b
+_nxu.convert_bson_to_neo_objectids = _to_neo
+globals()["convert_bson_to_neo_objectids"] = _to_neo  # this launcher's count/distinct/aggregate conversion (Bug 2)
+assert hasattr(_nxwire, "_convert_objectids")
+_nxwire._convert_objectids = _to_bson
+
+
+# --------------------------------------------------------------------------
+# Slowness 8 (neosqlite): a range on _id ($gt/$gte/$lt/$lte) is matched in Python.
+#
+# _build_id_operator_clause returns None ("use Python") for every range on _id,
+# so a keyset read (`{"_id": {"$gt": last}}` sorted by _id, limit n: how
+# migrations, key rotation, page() and iter reads walk a collection) scans and
+# decodes the whole collection: about 1 s a batch at 50,000 documents, where
+# MongoDB walks its _id index. Not a wrong answer, a cost no MongoDB has.
+#
+# Fix: when every range operand is an ObjectId (or its 24-digit hex, which
+# neosqlite already treats as that ObjectId), compare the _id column, which holds
+# lowercase 24-digit hex for ObjectIds: hex order is byte order. Only text _ids
+# of 24 characters take part, so ints and other strings never match, as in
+# MongoDB (a range on ObjectIds sees only ObjectIds). Anything else keeps the
+# Python fallback.
+# --------------------------------------------------------------------------
+_RANGE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_orig_build_id_operator_clause = _sqb.SqlQueryBuilderMixin._build_id_operator_clause
+
+
+def _oid_hex(value: Any) -> str | None:
+    if isinstance(value, _NeoObjectId):
+        return str(value)
+    if isinstance(value, str) and len(value) == 24:
+        try:
+            return str(_NeoObjectId(value))
+        except ValueError:
+            return None
+    return None
+
+
+def _build_id_operator_clause(self: Any, value: dict) -> Any:
+    ranges = {op: v for op, v in value.items() if op in _RANGE_SQL}
+    if not ranges or any(_oid_hex(v) is None for v in ranges.values()):
+        return _orig_build_id_operator_clause(self, value)
+    id_col = self._id_column_ref()
+    clauses = [f"(typeof({id_col}) = 'text' AND length({id_col}) = 24)"]
+    params: list[Any] = []
+    for op, operand in ranges.items():
+        clauses.append(f"{id_col} {_RANGE_SQL[op]} ?")
+        params.append(_oid_hex(operand))
+    rest = {op: v for op, v in value.items() if op not in _RANGE_SQL}
+    if rest:
+        other = _orig_build_id_operator_clause(self, rest)
+        if other is None:
+            return None
+        clauses.append(other[0])
+        params.extend(other[1])
+    return " AND ".join(clauses), params
+
+
+_sqb.SqlQueryBuilderMixin._build_id_operator_clause = _build_id_operator_clause
 
 
 if __name__ == "__main__":

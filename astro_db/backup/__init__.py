@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackupError
+from ..personal import owner_paths
 from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup
 from .journal import JOURNAL_COLLECTION, prune_journal
 from .repository import BackupSet, Repository, select_kept
@@ -95,19 +96,27 @@ def prune(repo: str | os.PathLike[str], *, keep_daily: int | None = None, keep_w
 
 
 def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set_id: str | None = None, drop: bool = False,
-            journal_source: Any = None, progress: Progress | None = None) -> dict[str, Any]:
+            journal_source: Any = None, progress: Progress | None = None, erasures_from: Any = None) -> dict[str, Any]:
     """Rebuild ``target`` from ``repo``: the newest set (or ``set_id``) exactly, or with ``until``
     (a datetime or ISO-8601 string) the state at that instant. ``journal_source`` (the live
     source database) lets ``until`` go past the newest set. Refuses a non-empty target unless
-    ``drop=True``. Returns counts per collection and what was applied."""
+    ``drop=True``. Returns counts per collection and what was applied.
+
+    Users erased (``Database.erase_user``) stay erased: the erasure ledger of every set in
+    ``repo``, of the target and of ``erasures_from`` (a Database or URL: the live database;
+    ``journal_source`` when not given) is consulted, and none of their documents is restored."""
     plan = plan_restore(Repository(repo), until=until, set_id=set_id, live_journal=journal_source is not None)
-    with _connected(target) as db:
-        target = db.executor.gateway("restore", retry=False)  # batch writes are not replayed
-        if journal_source is None or not plan.live_tail:
-            return run_restore(Repository(repo), target, plan, decode=_decodes(db), drop=drop, progress=progress)
-        with _connected(journal_source) as live:
-            return run_restore(Repository(repo), target, plan, decode=_decodes(db), drop=drop,
-                               live_journal=live.executor.gateway("restore journal"), progress=progress)
+    erasures_from = erasures_from if erasures_from is not None else journal_source
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(_connected(target))
+        live = stack.enter_context(_connected(journal_source)) if journal_source is not None and plan.live_tail else None
+        ledger = (live if live is not None and erasures_from is journal_source
+                  else stack.enter_context(_connected(erasures_from)) if erasures_from is not None else None)
+        return run_restore(Repository(repo), db.executor.gateway("restore", retry=False), plan, decode=_decodes(db),
+                           owners=owner_paths(db.executor.runtime.registry), drop=drop,
+                           live_journal=live.executor.gateway("restore journal") if live is not None else None,
+                           progress=progress,
+                           erasures_from=ledger.executor.gateway("restore erasures") if ledger is not None else None)
 
 
 def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None) -> dict[str, Any]:

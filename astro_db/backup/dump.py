@@ -28,6 +28,7 @@ from ..changes.reader import WINDOW_MARGIN
 from ..changes.records import to_ms
 from ..errors import AstroDBError, BackupError, translate
 from ..indexes import declared_indexes
+from ..personal import ERASURES_COLLECTION
 from .journal import ensure_journal_index, entry_key, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
@@ -45,6 +46,9 @@ Progress = Callable[[str, int, "int | None"], None]
 APPEND_ONLY_COLLECTIONS = (CHANGES_COLLECTION, "auditLog")
 """Service collections backed up besides the models': written only by appending, never through
 the journaled write path. Fulls copy them whole; incrementals copy recent ObjectIds."""
+LEDGER_COLLECTIONS = (ERASURES_COLLECTION,)
+"""Service collections every set copies whole: the erasure ledger (user ids, times, counts; no
+personal data), so a restore of any later set knows who was erased (``astro_db.personal``)."""
 
 _BATCH = 1000
 _APPEND_MARGIN = _dt.timedelta(minutes=5)  # ObjectIds carry whole seconds of a client's clock
@@ -104,7 +108,8 @@ class _Dump:
             latest: dict[tuple[str, Any], Any] = {}
             journal_count = self._save_journal(start, end, keep=latest, seen=_saved_ids(sets, start))
             for name in sorted({coll for coll, _ in latest} | set(names)):
-                recent = self._recent(name, start - _APPEND_MARGIN) if name in APPEND_ONLY_COLLECTIONS else ()
+                recent = (self._recent(name, start - _APPEND_MARGIN)
+                          if name in APPEND_ONLY_COLLECTIONS or name in LEDGER_COLLECTIONS else ())
                 self._write_changes(name, [e for (coll, _), e in latest.items() if coll == name], recent)
         set_id = f"{format_time(end).replace(':', '').replace('-', '').replace('.', '')}-{kind}"
         return {
@@ -127,7 +132,7 @@ class _Dump:
 
     def _collection_names(self) -> list[str]:
         present = set(self.database.list_collection_names())
-        extras = [name for name in APPEND_ONLY_COLLECTIONS if name in present]
+        extras = [name for name in (*APPEND_ONLY_COLLECTIONS, *LEDGER_COLLECTIONS) if name in present]
         return list(self.models) + extras
 
     def _entry(self, name: str) -> dict[str, Any]:
@@ -186,6 +191,9 @@ class _Dump:
     def _recent(self, name: str, since: _dt.datetime) -> Iterable[Any]:
         """Documents of an append-only collection whose ObjectId is newer than ``since``."""
         coll = self.database.get_collection(name, codec_options=RAW)
+        if name in LEDGER_COLLECTIONS:  # small, and updated in place: whole
+            whole: Iterable[Any] = coll.find({}, batch_size=_BATCH)
+            return whole
         if name == CHANGES_COLLECTION:  # keyed by (document, revision): select on their time
             recent: Iterable[Any] = coll.find({"t": {"$gt": to_ms(since)}}, batch_size=_BATCH)
             return recent

@@ -8,6 +8,12 @@ document the one with the highest revision, applied only over an older revision.
 raw BSON (no per-document decode), the declared indexes are created after the load, and the
 target must be empty unless ``drop=True``. Nothing is written until every file of the plan has
 passed the integrity checks ``verify`` runs (checksums, BSON, counts).
+
+**Erased users stay erased.** Before loading, the restore gathers the erasure ledger
+(``astroErasures``, ``astro_db.personal``) of every set in the repository (not only the ones it
+restores), of the target, and of ``erasures_from`` (the live database, when given): no document
+of an erased user is loaded from a set or replayed from a journal, and their change records are
+loaded scrubbed (no post-image). The ledger itself is written into the target.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
+from ..changes import CHANGES_COLLECTION
 from ..errors import AstroDBError, BackupError, translate
+from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, erased_ids, scrub_record
 from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
@@ -103,10 +111,15 @@ def plan_restore(repo: Repository, *, until: Any = None, set_id: str | None = No
 class Loader:
     """Writes raw documents and journal entries into one target database, in batches."""
 
-    def __init__(self, database: MongoDB, embedded: bool, progress: Callable[[str, int, int | None], None] | None = None) -> None:
+    def __init__(self, database: MongoDB, embedded: bool, progress: Callable[[str, int, int | None], None] | None = None,
+                 *, erased: Iterable[Any] = (), owners: dict[str, str] | None = None) -> None:
         self.database = database
         self.embedded = embedded
         self.progress = progress or (lambda label, advance, total: None)
+        # users erased (the ledger): none of their documents is loaded, their records are scrubbed
+        self.erased = frozenset(erased)
+        self.owners = dict(owners or {})  # collection -> the stored field naming a document's user
+        self.skipped: dict[str, int] = {}
         # (collection, _id) -> revision it was deleted at, over the whole restore: a record that
         # reached a later set late (or with a skewed clock) never brings a deleted document back
         self.tombstones: dict[tuple[str, Any], int] = {}
@@ -115,16 +128,43 @@ class Loader:
         # mongomock-ng cannot store RawBSONDocument; a real server takes the bytes as they are
         return bson.decode(raw, RAW.with_options(document_class=dict)) if self.embedded else RawBSONDocument(raw, RAW)
 
+    def _admit(self, collection: str, doc: Any) -> Any:
+        """``doc`` as it may be loaded, or ``None``: an erased user's document is skipped, a change
+        record of one is scrubbed (``personal.scrub_record``)."""
+        if not self.erased:
+            return doc
+        owner = self.owners.get(collection)
+        if owner is not None:
+            if belongs_to(doc, owner, self.erased):
+                self.skipped[collection] = self.skipped.get(collection, 0) + 1
+                return None
+            return doc
+        if collection in (CHANGES_COLLECTION, LEGACY_JOURNAL_COLLECTION) and self._erased_image(doc.get("coll"), doc.get("doc")):
+            return scrub_record(dict(doc.items()))
+        return doc
+
+    def _erased_image(self, collection: Any, image: Any) -> bool:
+        owner = self.owners.get(collection) if isinstance(collection, str) else None
+        return owner is not None and image is not None and belongs_to(image, owner, self.erased)
+
     def insert(self, collection: str, raws: Iterable[bytes], total: int | None = None) -> int:
         coll = self.database[collection]
-        return self._batched(raws, lambda batch: coll.insert_many([self._doc(r) for r in batch], ordered=False), collection, total)
+
+        def write(batch: list[bytes]) -> None:
+            docs = [d for d in (self._admit(collection, self._doc(r)) for r in batch) if d is not None]
+            if docs:
+                coll.insert_many(docs, ordered=False)
+
+        return self._batched(raws, write, collection, total)
 
     def upsert(self, collection: str, raws: Iterable[bytes]) -> int:
         coll = self.database[collection]
 
         def write(batch: list[bytes]) -> None:
-            docs = [d for d in map(self._doc, batch) if not self._buried(collection, d["_id"], d.get("_rev"))]
-            _bulk(coll, [ReplaceOne(_at_most(d["_id"], d.get("_rev")), d, upsert=True) for d in docs])
+            docs = [d for d in (self._admit(collection, self._doc(r)) for r in batch)
+                    if d is not None and not self._buried(collection, d["_id"], d.get("_rev"))]
+            if docs:
+                _bulk(coll, [ReplaceOne(_at_most(d["_id"], d.get("_rev")), d, upsert=True) for d in docs])
 
         return self._batched(raws, write, collection, None)
 
@@ -160,7 +200,7 @@ class Loader:
             if action == "delete":
                 self._bury(coll, doc_id, rev)
                 op: Any = DeleteOne(_at_most(doc_id, rev))
-            elif self._buried(coll, doc_id, rev):
+            elif self._buried(coll, doc_id, rev) or (self.erased and self._erased_image(coll, doc)):
                 continue
             else:
                 doc = self._doc(doc.raw) if isinstance(doc, RawBSONDocument) else doc
@@ -237,22 +277,26 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
     return iter_raw(backup_set.file(relative), shown=str(backup_set.file(relative)))
 
 
-def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decode: bool, drop: bool = False,
+def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decode: bool, owners: Any, drop: bool = False,
                 live_journal: MongoDB | None = None, progress: Callable[[str, int, int | None], None] | None = None,
-                ) -> dict[str, Any]:
+                erasures_from: MongoDB | None = None) -> dict[str, Any]:
     """Carry out ``plan`` into ``database`` (a gateway whose calls run through the run step:
     ``Executor.gateway``); ``decode``: the target cannot store raw BSON (the embedded backend);
-    ``live_journal``: the source whose change records cover ``until`` past the newest set. A
-    report of what was restored.
+    ``owners``: the models' owner paths (``personal.owner_paths``); ``live_journal``: the source
+    whose change records cover ``until`` past the newest set; ``erasures_from``: a database
+    whose erasure ledger is consulted too. A report of what was restored.
 
     Every file of the plan is checked against its manifest first (the checks of ``verify``): a
     changed file raises ``BackupIntegrityError`` naming it before anything is dropped or written.
     """
     require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
     try:
+        ledger = _ledger(repo, database, erasures_from)
         _prepare_target(database, plan.collections, drop)
-        loader = Loader(database, decode, progress)
+        loader = Loader(database, decode, progress, erased=ledger, owners=owners)
         replayed = _apply(loader, plan, live_journal)
+        for entry in ledger.values():  # the target knows whom it must never bring back
+            database[ERASURES_COLLECTION].replace_one({"_id": entry["_id"]}, entry, upsert=True)
         indexes = {name: _create_indexes(database, name, _index_specs(plan, name)) for name in plan.collections}
         counts = {name: database[name].count_documents({}) for name in plan.collections}
     except AstroDBError:
@@ -263,9 +307,28 @@ def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decod
         "target": database.name, "as_of": format_time(plan.as_of), "sets": [s.id for s in plan.sets],
         "journal_from": plan.tail.id if plan.tail else ("live journal" if plan.live_tail else None),
         "journal_entries": replayed, "collections": counts, "indexes": indexes,
+        "erased_users": len(ledger), "skipped": dict(loader.skipped),
     }
     log.info("restored %s into %s as of %s: %s", report["sets"], database.name, report["as_of"], counts)
     return report
+
+
+def _ledger(repo: Repository, target: MongoDB, source: MongoDB | None) -> dict[Any, dict[str, Any]]:
+    """The erasure ledger (``astroErasures``) of every set in ``repo``, of the target and of
+    ``source`` (a gateway, when given), by user id."""
+    entries: dict[Any, dict[str, Any]] = {}
+    for s in repo.sets():
+        entry = s.manifest["collections"].get(ERASURES_COLLECTION)
+        if entry is not None:
+            for raw in load_file(s, entry["file"]):
+                doc = bson.decode(raw)
+                entries[doc["_id"]] = doc
+    for database in (target, source):
+        if database is not None:
+            ids = erased_ids(database)
+            if ids:
+                entries.update({doc["_id"]: doc for doc in database[ERASURES_COLLECTION].find({"_id": {"$in": sorted(ids)}})})
+    return entries
 
 
 def _prepare_target(database: MongoDB, collections: list[str], drop: bool) -> None:

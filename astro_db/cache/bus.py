@@ -1,7 +1,10 @@
 """The invalidation bus: how a write in one place drops the cached reads it may have changed elsewhere.
 
-Every ``QueryCache`` (one per ``Database``) is a *listener*: ``drop(model)`` removes the model's
-entries, ``drop_all(reason)`` expires every entry (kept only for ``stale_ok`` fallbacks). A bus
+Every ``QueryCache`` (one per ``Database``) is a *listener*: ``apply(notice)`` removes the entries
+a write may have changed (``Notice``: the written ids, as keyed digests, the top-level fields it
+set, whether it created or deleted, and in this process its post-images), ``drop(model)``
+removes every entry of the model (a write the bus knows nothing more of), ``drop_all(reason)``
+expires every entry (kept only for ``stale_ok`` fallbacks). A bus
 carries the writes to the listeners and says whether it can be trusted right now
 (``connected``); a cache whose bus is not connected stores nothing and serves no hit.
 
@@ -20,12 +23,67 @@ import threading
 import time
 import uuid
 import weakref
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 from ..backends.capabilities import capabilities
 
-__all__ = ["InvalidationBus", "CacheListener", "BusFigures", "LocalBus", "server_identity"]
+__all__ = ["InvalidationBus", "CacheListener", "BusFigures", "LocalBus", "Notice", "server_identity"]
+
+MAX_NOTICE_IDS = 256  # a write of more documents is announced as "the whole model" (one small message)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What one committed write (or several, merged) may have changed in ``model``.
+
+    ``ids``: keyed digests of the written ``_id`` values (``QueryCache.digest``), ``None`` when
+    they are not known (or too many): then every entry of the model is dropped. ``fields``: the
+    top-level stored fields the write set (an update also sets ``_rev``, ``_op`` and
+    ``updatedAt``). ``created`` / ``deleted``: whether a document may be new / may be gone.
+    ``images``: the post-images in stored form, one per written document, only in the writing
+    process (never sent over Redis); ``None`` when not known (then "matches after" is judged by
+    the fields alone)."""
+
+    model: str
+    ids: frozenset[bytes] | None
+    fields: frozenset[str] = frozenset()
+    created: bool = False
+    deleted: bool = False
+    images: tuple[dict[str, Any], ...] | None = None
+
+    @property
+    def whole(self) -> bool:
+        """Whether the notice drops every entry of its model (the written ids are not known)."""
+        return self.ids is None
+
+    def merged(self, other: Notice | None) -> Notice | None:
+        """One notice covering this one and ``other`` (``None``: the whole model), without images."""
+        if other is None or self.ids is None or other.ids is None:
+            return None
+        ids = self.ids | other.ids
+        if len(ids) > MAX_NOTICE_IDS:
+            return None
+        return Notice(self.model, ids, self.fields | other.fields, self.created or other.created,
+                      self.deleted or other.deleted)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The message fields a remote process needs: ids (hex digests) and field names only."""
+        assert self.ids is not None
+        return {"i": sorted(d.hex() for d in self.ids), "f": sorted(self.fields), "c": self.created, "d": self.deleted}
+
+    @classmethod
+    def from_wire(cls, model: str, body: dict[str, Any]) -> Notice | None:
+        """The notice of a received message (``None``: it names no ids, drop the model); raises
+        ``ValueError`` / ``TypeError`` on a malformed one."""
+        if "i" not in body:
+            return None
+        ids, fields, created, deleted = body["i"], body["f"], body["c"], body["d"]
+        if not (isinstance(ids, list) and isinstance(fields, list) and isinstance(created, bool)
+                and isinstance(deleted, bool) and all(isinstance(f, str) for f in fields)):
+            raise ValueError("bad notice field types")
+        return cls(model, frozenset(bytes.fromhex(i) for i in ids), frozenset(fields), created, deleted)
 
 
 @runtime_checkable
@@ -33,6 +91,8 @@ class CacheListener(Protocol):
     """What a bus calls on the caches it serves."""
 
     def drop(self, model: str) -> int: ...
+
+    def apply(self, notice: Notice) -> int: ...
 
     def drop_all(self, reason: str) -> int: ...
 
@@ -52,8 +112,9 @@ class InvalidationBus(Protocol):
         """Deliver drops to ``listener`` (held weakly)."""
         ...
 
-    def publish(self, model: str, origin: CacheListener | None = None) -> None:
-        """Announce a committed write to ``model`` (never raises: a failure marks the bus down)."""
+    def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
+        """Announce a committed write to ``model`` (never raises: a failure marks the bus down);
+        ``notice`` says what it wrote (``None``: anything in the model)."""
         ...
 
     def close(self) -> None: ...
@@ -70,6 +131,7 @@ class BusFigures:
         self.kind = kind
         self._lock = threading.Lock()
         self.sent = 0
+        self.unannounced = 0  # writes to a model no process caches: the generation advanced, nothing sent
         self.received = 0
         self.full_drops = 0
         self.errors = 0
@@ -101,6 +163,7 @@ class BusFigures:
             age = None if self.last_message_at is None else round(time.monotonic() - self.last_message_at, 3)
             return {
                 "kind": self.kind, "connected": connected, "reason": reason, "sent": self.sent,
+                "unannounced": self.unannounced,
                 "received": self.received, "last_message_age_s": age,
                 "last_delay_ms": None if self.last_delay_s is None else round(self.last_delay_s * 1000.0, 3),
                 "full_drops": self.full_drops, "reconnects": self.reconnects, "errors": self.errors,
@@ -170,13 +233,17 @@ class LocalBus:
         with self._lock:
             self._listeners.add(listener)
 
-    def publish(self, model: str, origin: CacheListener | None = None) -> None:
-        """Drop ``model`` in every other cache of the process now (the origin dropped its own)."""
+    def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
+        """Apply the write in every other cache of the process now (the origin applied it to
+        its own): what ``notice`` may have changed, else every entry of ``model``."""
         with self._lock:
             others = [listener for listener in self._listeners if listener is not origin]
         self.figures.count("sent")
         for listener in others:
-            listener.drop(model)
+            if notice is None or notice.whole:
+                listener.drop(model)
+            else:
+                listener.apply(notice)
             self.figures.message()
 
     def close(self) -> None:

@@ -2,7 +2,9 @@
 
 ``cache_bus="changestream"`` watches every model's collection (``collection.watch()``, one
 daemon thread each; a database-level stream is not used, as some servers accept one and then
-deliver nothing); each change drops its model's entries. Unlike Redis this also
+deliver nothing); each change drops what it may have changed (``notice_of``: the document's
+id and the fields an update set or removed, judged by ``QueryCache.apply`` like any write; an
+event without them drops the model). Unlike Redis this also
 sees writes made by other programs (the Node service) and through ``db.mongo``. After an
 ``invalidate`` / ``drop`` event or any error the cache drops everything and the stream is opened
 afresh from now (resuming would save nothing: nothing cached survives the drop); while it is
@@ -21,7 +23,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .bus import BusFigures, CacheListener, SubscribingBus
+from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -84,7 +86,7 @@ class ChangeStreamBus(SubscribingBus):
     def _watch(self, database: MongoDB, collection: str) -> ChangeStream:
         return database[collection].watch(max_await_time_ms=self._max_await_ms)
 
-    def publish(self, model: str, origin: CacheListener | None = None) -> None:
+    def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Nothing to send: the server announces the write itself."""
         self.figures.count("sent")
 
@@ -139,7 +141,12 @@ class ChangeStreamBus(SubscribingBus):
             return False
         listener = self.listening()
         if listener is not None:
-            listener.drop(self.collections[collection])
+            model = self.collections[collection]
+            notice = notice_of(change, model, listener)
+            if notice is None:
+                listener.drop(model)
+            else:
+                listener.apply(notice)
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -148,3 +155,33 @@ class ChangeStreamBus(SubscribingBus):
         out["collections"] = sorted(self.collections)
         out["open"] = sorted(self._open)
         return out
+
+
+def notice_of(change: dict[str, Any], model: str, listener: Any) -> Notice | None:
+    """What a change event may have changed in ``model`` (``None``: anything): the document's id
+    and the top-level fields an update set or removed. An insert or a replace is a create
+    judged without a post-image (every filter entry not pinned to other ids is dropped): the
+    event's ``fullDocument`` is not trusted as one (nx-27017 reports its ObjectIds in a form of
+    its own). A replace may also have made the document stop matching: it is a delete too."""
+    key, digest = change.get("documentKey"), getattr(listener, "digest", None)
+    if not isinstance(key, dict) or "_id" not in key or digest is None:
+        return None
+    ids = frozenset({digest(key["_id"])})
+    operation = change.get("operationType")
+    if operation == "delete":
+        return Notice(model, ids, deleted=True)
+    if operation in ("insert", "replace"):
+        return Notice(model, ids, created=True, deleted=operation == "replace")
+    if operation == "update":
+        description = change.get("updateDescription")
+        if not isinstance(description, dict):
+            return None
+        updated, removed = description.get("updatedFields"), description.get("removedFields")
+        truncated = description.get("truncatedArrays") or []
+        if not isinstance(updated, dict) or not isinstance(removed, list) or not isinstance(truncated, list):
+            return None
+        names = [*updated, *removed, *(t.get("field", "") if isinstance(t, dict) else "" for t in truncated)]
+        if not all(isinstance(name, str) and name for name in names):
+            return None
+        return Notice(model, ids, frozenset(name.split(".", 1)[0] for name in names))
+    return None

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
-from .bus import BusFigures, CacheListener, SubscribingBus
+from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -57,11 +57,16 @@ __all__ = ["RedisBus"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the model's generation key; ARGV[1] channel, ARGV[2] the message up to its generation.
+# KEYS[1] the model's generation key, KEYS[2] the set of cached models; ARGV[1] channel, ARGV[2]
+# the message up to its generation, ARGV[3] the model. A model no process caches is not announced
+# (its generation still advances, for the shared store): no subscriber wakes for it.
 _PUBLISH = """
 local g = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
-return g
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
+  return 1
+end
+return 0
 """
 _BACKOFF_S = (0.05, 2.0)
 _WATCHDOG = "astro_db-watchdog"  # the subscriber's own pings (redis-py filters its health checks)
@@ -84,6 +89,8 @@ class RedisBus(SubscribingBus):
         self.masked_url = mask_url(url)
         self.channel = f"astro_db:{namespace}:invalidate"
         self.generation_prefix = f"astro_db:{namespace}:gen:"
+        self.cached_key = f"astro_db:{namespace}:cached"  # the models some process caches (announced)
+        self._watched: set[str] = set()  # the models this process registered since it subscribed
         self.origin = uuid.uuid4().hex
         self._timeout_s = timeout_s
         self._health_check_s = health_check_s
@@ -99,6 +106,8 @@ class RedisBus(SubscribingBus):
         self._stop = threading.Event()
         self._doubt = threading.Event()  # set: the subscriber must drop everything and reconnect
         self._pending: dict[str, int] = {}  # model -> number of its latest write not yet announced
+        # model -> what its writes not yet taken by the publisher changed (None: anything)
+        self._notices: dict[str, Notice | None] = {}
         self._done: dict[str, int] = {}  # model -> the latest write number an announcement covered
         self._numbers = itertools.count(1)
         self._announced = threading.Condition(self._lock)
@@ -110,13 +119,22 @@ class RedisBus(SubscribingBus):
         self._pid = os.getpid()
         self._client = self._new_client()
         self._script = self._client.register_script(_PUBLISH)
+        # the registration of a cached model runs on a reading thread: its client (made on first
+        # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
+        # (then caching is off until the subscriber is back), not the 4 s socket timeout
+        self._register_client: Any = None
 
-    def _new_client(self) -> Any:
+    def _new_client(self, timeout_s: float | None = None) -> Any:
+        """A client (``timeout_s``: the socket bound of a reading thread's command, else the
+        subscriber's and publisher's)."""
         redis = self._redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         try:
+            if timeout_s is not None:
+                return redis.Redis.from_url(self._url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                            retry=Retry(NoBackoff(), 0))
             return redis.Redis.from_url(
                 self._url, socket_connect_timeout=self._timeout_s, socket_timeout=self._timeout_s * 2,
                 health_check_interval=self._health_check_s, retry=Retry(NoBackoff(), 1))
@@ -171,6 +189,8 @@ class RedisBus(SubscribingBus):
         self._connected = False
         self._reason = "closed"
         self._client.close()
+        if self._register_client is not None:
+            self._register_client.close()
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload) the subscriber thread did not survive: the
@@ -186,12 +206,14 @@ class RedisBus(SubscribingBus):
             self._sending_since = None
             self._client = self._new_client()
             self._script = self._client.register_script(_PUBLISH)
+            self._register_client = None
+            self._watched = set()
         self._drop_all("forked process")
         self.start()
 
     # --- publishing --------------------------------------------------------------------------
 
-    def publish(self, model: str, origin: CacheListener | None = None) -> None:
+    def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Announce a committed write to ``model``: queued for the publisher thread, never sent
         from here. While Redis answers, the write waits for its announcement up to ``wait_s``
         (a healthy Redis takes well under a millisecond), so the generation has moved on when the
@@ -202,6 +224,11 @@ class RedisBus(SubscribingBus):
             self._after_fork()
         with self._lock:
             number = self._pending[model] = next(self._numbers)
+            if model in self._notices:  # writes not sent yet coalesce: what any of them changed
+                earlier = self._notices[model]
+                self._notices[model] = notice.merged(earlier) if notice is not None and earlier is not None else None
+            else:
+                self._notices[model] = notice.merged(notice) if notice is not None else None  # without images
             if self._publisher is None and self._thread is not None:
                 self._start_publisher()
         self._wake.set()
@@ -216,6 +243,33 @@ class RedisBus(SubscribingBus):
             return  # Redis is slow or down: nothing to wait for
         with self._announced:
             self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=self.wait_s)
+
+    def watch(self, model: str) -> bool:
+        """Register ``model`` as cached (``SADD``, once per model per subscription) before this
+        process reads it for its cache: writes to a model no process registered are not
+        announced. A read that began after the registration sees every write the registration
+        did not (those came before it); every later write is announced. False (nothing may be
+        stored) while the bus is down or Redis refuses."""
+        if model in self._watched:
+            return True
+        if not self.connected:
+            return False
+        try:
+            if self._register_client is None:
+                self._register_client = self._new_client(self.stall_s)
+            self._register_client.sadd(self.cached_key, model)
+        except self._redis.RedisError as exc:
+            self.figures.error(f"register: {type(exc).__name__}: {exc}")
+            self._log.error("register", "cache bus %s: could not register %s as cached (%s); this process stops "
+                            "caching until its subscriber reconnects", self.masked_url, model, type(exc).__name__)
+            self._lose_trust(f"register failed: {type(exc).__name__}")
+            return False
+        self._watched.add(model)
+        return True
+
+    def watching(self, model: str) -> bool:
+        """Whether ``model`` is registered since the current subscription."""
+        return model in self._watched
 
     def unsent(self, model: str) -> bool:
         """Whether a write to ``model`` made here has not been announced yet (its generation in
@@ -238,27 +292,43 @@ class RedisBus(SubscribingBus):
                                 "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
                 self._lose_trust(f"publish failed: {type(exc).__name__}")
 
-    def _send(self, model: str) -> None:
-        head = json.dumps({"m": model, "o": self.origin, "t": time.time()})[:-1] + ', "g": '
+    def _send(self, model: str, notice: Notice | None) -> None:
+        body: dict[str, Any] = {"m": model, "o": self.origin, "t": time.time()}
+        if notice is not None and notice.ids is not None:
+            body.update(notice.to_wire())  # digests of the ids and field names: no document, no raw id
+        head = json.dumps(body)[:-1] + ', "g": '
         self._sending_since = time.monotonic()
         try:
-            self._script(keys=[self.generation_prefix + model], args=[self.channel, head])
+            published = self._script(keys=[self.generation_prefix + model, self.cached_key], args=[self.channel, head, model])
         finally:
             self._sending_since = None
-        self.figures.count("sent")
+        self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
 
     def _flush_pending(self) -> None:
         """Publish what is pending (raises while Redis refuses; what was not sent stays pending).
         A model written again while it was being sent stays pending for another announcement."""
         with self._lock:
             pending = sorted(self._pending.items())
-        for model, number in pending:
-            self._send(model)
-            with self._announced:
-                self._done[model] = max(self._done.get(model, 0), number)
-                if self._pending.get(model) == number:
-                    del self._pending[model]
-                self._announced.notify_all()
+            taken = {model: self._notices.pop(model, None) for model, _ in pending}
+        sent: set[str] = set()
+        try:
+            for model, number in pending:
+                self._send(model, taken[model])
+                sent.add(model)
+                self._announced_up_to(model, number)
+        except BaseException:
+            with self._lock:  # what was taken and not sent is owed in full: the whole model
+                for model, _ in pending:
+                    if model not in sent:
+                        self._notices[model] = None
+            raise
+
+    def _announced_up_to(self, model: str, number: int) -> None:
+        with self._announced:
+            self._done[model] = max(self._done.get(model, 0), number)
+            if self._pending.get(model) == number:
+                del self._pending[model]
+            self._announced.notify_all()
 
     def _lose_trust(self, reason: str) -> None:
         self._reason = reason
@@ -304,6 +374,7 @@ class RedisBus(SubscribingBus):
             if time.monotonic() > deadline:
                 raise self._redis.TimeoutError("no subscribe confirmation")
         self._generations = {}
+        self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
         self._flush_pending()
         self._drop_all("reconnected" if reconnect else "subscribed", count=reconnect)
@@ -342,6 +413,7 @@ class RedisBus(SubscribingBus):
             model, generation, origin = body["m"], body["g"], body["o"]
             if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
                 raise ValueError("bad field types")
+            notice = Notice.from_wire(model, body)
             sent_at = body.get("t") if isinstance(body.get("t"), (int, float)) else None
         except (ValueError, KeyError, TypeError) as exc:
             self.figures.error(f"unreadable message: {type(exc).__name__}")
@@ -361,7 +433,10 @@ class RedisBus(SubscribingBus):
         if origin != self.origin:  # the writer dropped its own entries before publishing
             listener = self.listening()
             if listener is not None:
-                listener.drop(model)
+                if notice is None:
+                    listener.drop(model)
+                else:
+                    listener.apply(notice)
 
     def stats(self) -> dict[str, Any]:
         out = self.figures.as_dict(self.connected, self.reason)

@@ -144,23 +144,30 @@ def backup_prune(
 @click.option("--set", "set_id", help="Restore exactly this set (default: the newest).")
 @click.option("--drop", is_flag=True, help="Replace the target's collections if they hold data.")
 @click.option("--journal-url", help="The source database whose change journal covers --until past the newest set.")
+@click.option("--erasures-url", help="The live database whose erasure ledger the restore obeys (default: --journal-url): "
+              "users erased there are not restored.")
 @_url_option
 @pass_ctx
 def restore_cmd(
-    obj: CliContext, repo: str | None, until: str | None, set_id: str | None, drop: bool, journal_url: str | None, url: str | None
+    obj: CliContext, repo: str | None, until: str | None, set_id: str | None, drop: bool, journal_url: str | None,
+    erasures_url: str | None, url: str | None,
 ) -> None:
     """Rebuild the --url database from a backup repository."""
     if not repo:
         raise click.UsageError("--repo DIR is required")
     target = _source(obj, url)
     report = _run(
-        obj, lambda bars: api.restore(repo, target, until=until, set_id=set_id, drop=drop, journal_source=journal_url, progress=bars)
+        obj, lambda bars: api.restore(repo, target, until=until, set_id=set_id, drop=drop, journal_source=journal_url,
+                                  erasures_from=erasures_url, progress=bars)
     )
 
     def human(r: dict[str, Any]) -> str:
         lines = [f"restored {', '.join(r['sets'])} into {r['target']} as of {r['as_of']} "
                  f"({r['journal_entries']} journal entries replayed)"]
         lines += [f"  {name:<24} {n:>9} documents" for name, n in r["collections"].items()]
+        if r.get("erased_users"):
+            skipped = sum(r.get("skipped", {}).values())
+            lines.append(f"  {r['erased_users']} erased user(s) kept out: {skipped} of their documents not restored")
         lines += [f"  index {ix} on {name} not created: {why}" for name, res in r["indexes"].items() for ix, why in res["failed"].items()]
         return "\n".join(lines)
 

@@ -25,5 +25,10 @@ def _text(report: dict[str, Any]) -> str:
     lines = [f"{model + ':':<22}{n} record(s) rebuilt" for model, n in rebuilt.items()]
     lines.append(f"{'delete intents:':<22}{intents.get('confirmed', 0)} confirmed, {intents.get('dropped', 0)} dropped")
     lines.append(f"{report['pending']} pending record(s) written")
+    erasures = report.get("erasures") or {}
+    if erasures.get("finished"):
+        lines.append(f"{erasures['finished']} interrupted user erasure(s) finished")
+    if erasures.get("scrubbed"):
+        lines.append(f"{erasures['scrubbed']} record(s) of erased users scrubbed")
     lines.append(f"{sum(rebuilt.values()) + report['pending'] + intents.get('confirmed', 0)} change record(s) written")
     return "\n".join(lines)

@@ -108,6 +108,7 @@ _STATUSES: tuple[tuple[type[errors.AstroDBError], int], ...] = (
     (errors.QueryError, 400),
     (errors.UnknownModelError, 400),
     (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
     (errors.DuplicateKeyError, 409),
     (errors.ConflictError, 409),
     (errors.TransactionNotSupportedError, 500),

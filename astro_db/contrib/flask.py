@@ -40,7 +40,7 @@ from flask import (
 from werkzeug.exceptions import NotFound
 
 from .. import errors
-from ..config import DatabaseConfig
+from ..config import DatabaseConfig, resolve
 from ..database import Database
 from . import _http
 from ._http import ConnectOnce
@@ -194,15 +194,14 @@ class AstroDB:
 
 def config_from_flask(config: Mapping[str, Any]) -> DatabaseConfig:
     """A DatabaseConfig from Flask settings: ASTRO_DB_URL or MONGODB_URL plus ASTRO_DB_OPTIONS,
-    with the web-sized bounds (``_http.WEB_DEFAULTS``) wherever the app set none."""
+    over the environment (``astro_db.config.resolve``), with the web-sized bounds
+    (``_http.WEB_DEFAULTS``) wherever neither set one."""
     options = config.get("ASTRO_DB_OPTIONS") or {}
     if not isinstance(options, Mapping):
         raise errors.ConfigError("ASTRO_DB_OPTIONS must be a dict of DatabaseConfig options", key="ASTRO_DB_OPTIONS")
     url = config.get("ASTRO_DB_URL") or config.get("MONGODB_URL")
-    given = DatabaseConfig.option_names(options)
-    if url:
-        return _http.with_web_defaults(DatabaseConfig.from_dict({"url": url, "options": options}), given)
-    return _http.with_web_defaults(DatabaseConfig.from_env(**options), given | DatabaseConfig.env_names())
+    given = DatabaseConfig.option_names(options) | DatabaseConfig.env_names()
+    return _http.with_web_defaults(resolve({"url": url, "options": options} if url else {"options": options}), given)
 
 
 def _error_handler(exc: errors.AstroDBError) -> Any:

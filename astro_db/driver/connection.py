@@ -31,7 +31,7 @@ from ..backends.capabilities import capabilities
 
 if TYPE_CHECKING:  # pragma: no cover
     from .gateway import PyMongoDatabase
-from ..config import DatabaseConfig
+from ..config import DatabaseConfig, RetryConfig
 from ..errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
 from . import gateway
 from .routing import ReadPreference
@@ -140,8 +140,8 @@ class Connection:
             # beats the readPreference option: hand it ours, tags and staleness included, as that.
             for key in ("readPreference", "readPreferenceTags", "maxStalenessSeconds"):
                 options.pop(key, None)
-            options["read_preference"] = ReadPreference.from_config(cfg).to_pymongo()
-        log.info("connecting to %s (pool %d-%d)", cfg.masked_url, cfg.min_pool_size, cfg.max_pool_size)
+            options["read_preference"] = ReadPreference.from_config(cfg.topology).to_pymongo()
+        log.info("connecting to %s (pool %d-%d)", cfg.masked_url, cfg.pool.min_pool_size, cfg.pool.max_pool_size)
         try:
             return mongoengine.connect(db=cfg.database_name, alias=self.alias, host=cfg.url, **options)
         except Exception as exc:
@@ -163,16 +163,16 @@ class Connection:
         ``server_selection_timeout_ms``), so with the defaults (30 s budget, 3 attempts) a dead
         server is reported after about 30 s with a warning every 10 s, not after 3 x 30 s.
         """
-        cfg = self.config
-        attempts = cfg.connect_attempts
+        cfg, retry = self.config, self.config.retry
+        attempts = retry.connect_attempts
         started = self.clock()
-        deadline = started + cfg.connect_budget_ms / 1000
-        waits = _waits(cfg)
+        deadline = started + retry.connect_budget_ms / 1000
+        waits = _waits(retry)
         last: pm_errors.PyMongoError | None = None
         made = 0
         for made in range(1, attempts + 1):
             left = deadline - self.clock()
-            share = min(cfg.server_selection_timeout_ms / 1000, left / (attempts - made + 1))
+            share = min(cfg.timeouts.server_selection_timeout_ms / 1000, left / (attempts - made + 1))
             try:
                 self._ping(max(share, 0.001))
                 log.info("connected to %s", cfg.masked_url)
@@ -219,7 +219,7 @@ def _outside_package() -> int:
     return level
 
 
-def _waits(cfg: DatabaseConfig) -> Iterator[float]:
+def _waits(cfg: RetryConfig) -> Iterator[float]:
     """The waits between connection attempts: ``backoff.expo``, jittered when configured."""
     gen = backoff.expo(base=2, factor=cfg.backoff_base_s, max_value=cfg.backoff_max_s)
     next(gen)  # backoff's generators are primed with one send(None)

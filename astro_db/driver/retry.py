@@ -27,7 +27,7 @@ import backoff
 from pymongo import errors as pm
 from pymongo import monitoring
 
-from ..config import DatabaseConfig
+from ..config import RetryConfig
 from ..errors import DatabaseConnectionError, scrub
 
 __all__ = ["is_retryable", "is_connection_failure", "RetryPolicy", "CircuitBreaker", "BreakerHeartbeats"]
@@ -77,7 +77,7 @@ class RetryPolicy:
     so tests never wait. ``retries`` / ``exhausted`` count retries made and calls that gave up.
     """
 
-    def __init__(self, config: DatabaseConfig, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, config: RetryConfig, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.attempts = config.retry_attempts
         self.base_s = config.backoff_base_s

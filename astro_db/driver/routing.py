@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import read_preferences as rp
 
+from ..config import TopologyConfig
 from ..errors import QueryError, TransactionError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,7 +89,7 @@ class ReadPreference:
                          f"got {type(value).__name__}")
 
     @classmethod
-    def from_config(cls, config: Any) -> ReadPreference:
+    def from_config(cls, config: TopologyConfig) -> ReadPreference:
         """The configured default (``read_preference``, ``read_preference_tags``, ``max_staleness_s``)."""
         try:
             return cls(config.read_preference, tuple(config.read_preference_tags), config.max_staleness_s)
@@ -132,7 +133,7 @@ class ReadRouter:
     """Routes the reads of one Database: parses per-call preferences and caches the derived
     collections (``with_options`` builds a new Collection, which costs microseconds per read)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: TopologyConfig) -> None:
         self.default = ReadPreference.from_config(config)
         self._lock = threading.Lock()
         self._built: dict[tuple[int, str, str], tuple[Collection, Collection]] = {}
@@ -162,7 +163,7 @@ class ReadRouter:
         hit = self._base.get(id(collection))
         if hit is not None and hit[0] is collection:
             return hit[1]
-        pref = ReadPreference.from_pymongo(collection.read_preference)
+        pref = ReadPreference.from_pymongo(getattr(collection, "read_preference", None))  # a test proxy may lack it
         with self._lock:
             if len(self._base) > 256:
                 self._base.clear()

@@ -18,6 +18,7 @@ from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from ..config import TopologyConfig
 from ..errors import AstroDBError, TransactionError, translate
 from . import gateway
 
@@ -175,7 +176,7 @@ def run_with_retry(
         log.warning("transaction attempt %d failed to commit transiently; retrying the unit", attempt)
 
 
-def transaction_options(config: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+def transaction_options(config: TopologyConfig, options: Mapping[str, Any]) -> dict[str, Any]:
     """The options of ``start_transaction``, checked, with the config's write concern as default."""
     allowed = {"read_concern", "write_concern", "read_preference", "max_commit_time_ms"}
     unknown = set(options) - allowed

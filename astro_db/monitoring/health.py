@@ -23,6 +23,7 @@ from ..errors import translate
 from .topology import describe_topology
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..config import DatabaseConfig
     from ..ops import Executor
     from ..ops.runtime import Runtime
 
@@ -40,7 +41,7 @@ def check_health(ex: Executor, *, timeout_s: float | None = None) -> dict[str, A
     A Database that is not connected yet is connected first (within the same time bound).
     """
     rt = ex.runtime
-    cfg = rt.config
+    cfg = rt.config.health  # the thresholds; the rest of the config is the connection's
     bound = cfg.health_timeout_ms / 1000.0 if timeout_s is None else float(timeout_s)
     latency_ms, ping_error = _ping(rt.connection, bound)
     breaker = rt.breaker.state
@@ -90,8 +91,8 @@ def check_health(ex: Executor, *, timeout_s: float | None = None) -> dict[str, A
         "status": status,
         "latency_ms": latency_ms,
         "reasons": reasons,
-        "backend": capabilities(cfg).name,
-        "url": cfg.masked_url,
+        "backend": capabilities(rt.config).name,
+        "url": rt.config.masked_url,
         "breaker": breaker,
         "topology": topology,
         "pool": pool,
@@ -135,13 +136,13 @@ def _ping(connection: Any, bound_s: float) -> tuple[float | None, str | None]:
         return None, str(translate(exc, operation="ping")).split("\n")[0][:300]
 
 
-def _probe(config: Any, bound_s: float) -> None:
+def _probe(config: DatabaseConfig, bound_s: float) -> None:
     """Ping the configured server once with a short-lived client, within ``bound_s``."""
     if not capabilities(config).network:
         return
     bound_ms = max(1, int(bound_s * 1000))
     options = config.client_options()
-    selection_ms = min(bound_ms, config.server_selection_timeout_ms)
+    selection_ms = min(bound_ms, config.timeouts.server_selection_timeout_ms)
     options.update(serverSelectionTimeoutMS=selection_ms, connectTimeoutMS=bound_ms, minPoolSize=0)
     client = pymongo.MongoClient(config.url, **options)
     try:

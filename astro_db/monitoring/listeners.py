@@ -1,7 +1,9 @@
 """PyMongo event listeners that feed a ``Monitor``: commands, the connection pool, heartbeats.
 
 They only translate events into ``Monitor`` calls; PyMongo runs them on the calling thread
-(commands, pool) or its monitor thread (heartbeats), so they do as little as possible.
+(commands, pool) or its monitor thread (heartbeats), so they do as little as possible: a
+command's start is one dict store, its outcome and the pool's check-out / check-in one append
+to a lock-free queue each (``Monitor`` folds them into its figures when they are read).
 """
 
 from __future__ import annotations
@@ -15,28 +17,49 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 _WRITE_ERROR_KINDS = {11000: "DuplicateKey", 121: "DocumentValidationFailure", 50: "MaxTimeMSExpired"}
+MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
+POOL_FOLD_AT = 1024  # pending check-out/check-in events folded into the pool figures at the latest
+COMMAND_FOLD_AT = 1024  # finished commands folded into the command figures at the latest
+_CHECKED_IN = object()  # a check-in in ``Monitor._pool_pending`` (check-outs are their wait)
+_MAYBE_ERRORS = frozenset({"writeErrors", "nErrors", "writeConcernError"})  # a reply without them has none
 
 __all__ = ["CommandEvents", "PoolEvents", "HeartbeatEvents"]
 
 
-def _key(event: Any) -> tuple[Any, Any, Any]:
-    return (event.connection_id, event.request_id, event.operation_id)
-
-
 class CommandEvents(monitoring.CommandListener):
-    """Counts, latency and errors per collection and command; slow commands logged by shape."""
+    """Counts, latency and errors per collection and command; slow commands logged by shape.
+
+    The per-call work of ``Monitor.command_started`` / ``command_finished``, inlined: a started
+    command is kept by its request id (PyMongo's are random 32-bit numbers: two commands in flight
+    sharing one is a one-in-billions chance, and would only misfile one command's figures)."""
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
+        self._inflight = monitor._inflight
+        self._pending = monitor._command_pending
 
     def started(self, event: Any) -> None:
-        self.monitor.command_started(_key(event), event.command_name, event.command)
+        inflight = self._inflight
+        if len(inflight) >= MAX_INFLIGHT:
+            inflight.clear()
+        inflight[event.request_id] = event.command
 
     def succeeded(self, event: Any) -> None:
-        self.monitor.command_finished(_key(event), event.command_name, event.duration_micros, write_error_kind(event.reply))
+        reply = event.reply
+        error = None if not reply or _MAYBE_ERRORS.isdisjoint(reply) else write_error_kind(reply)
+        self._finish(event, error)
 
     def failed(self, event: Any) -> None:
-        self.monitor.command_finished(_key(event), event.command_name, event.duration_micros, failure_kind(event.failure))
+        self._finish(event, failure_kind(event.failure))
+
+    def _finish(self, event: Any, error: str | None) -> None:
+        command = self._inflight.pop(event.request_id, None)
+        name, micros, pending = event.command_name, event.duration_micros, self._pending
+        pending.append((command, name, micros, error))
+        if micros >= self.monitor.slow_micros and command is not None:
+            self.monitor.slow_command(command, name, micros)
+        if len(pending) >= COMMAND_FOLD_AT:
+            self.monitor.fold()
 
 
 class PoolEvents(monitoring.ConnectionPoolListener):
@@ -44,6 +67,7 @@ class PoolEvents(monitoring.ConnectionPoolListener):
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
+        self._pending = monitor._pool_pending  # Monitor.checked_out / checked_in, inlined
 
     def pool_created(self, event: Any) -> None:
         pass
@@ -73,10 +97,16 @@ class PoolEvents(monitoring.ConnectionPoolListener):
         self.monitor.pool_event("check_out_failed", getattr(event, "duration", None), reason=event.reason)
 
     def connection_checked_out(self, event: Any) -> None:
-        self.monitor.checked_out(getattr(event, "duration", None))  # lock-free: two of these per call
+        pending = self._pending  # lock-free: two of these per call
+        pending.append(getattr(event, "duration", None))
+        if len(pending) >= POOL_FOLD_AT:
+            self.monitor.fold()
 
     def connection_checked_in(self, event: Any) -> None:
-        self.monitor.checked_in()
+        pending = self._pending
+        pending.append(_CHECKED_IN)
+        if len(pending) >= POOL_FOLD_AT:
+            self.monitor.fold()
 
 
 class HeartbeatEvents(monitoring.ServerHeartbeatListener):

@@ -12,9 +12,11 @@ PyMongo listeners are registered on it). It is fed from two levels:
 Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
 guarded by one lock; no literal query value is ever kept or logged, only shapes. What runs on
 every call is kept short: a read's shape is masked once per distinct shape (later calls find it
-by ``shapes.shape_key``), and the pool's check-outs and check-ins (two events per driver call)
-are appended to a queue without the lock and folded into the pool figures when they are read
-(or every ``POOL_FOLD_AT`` events), so the driver's calling thread never waits on the monitor.
+by ``shapes.shape_key``), and the driver's per-call events (a command's outcome, the pool's
+check-out and check-in) are appended to queues without the lock and folded into the figures
+when they are read (or every ``POOL_FOLD_AT`` / ``COMMAND_FOLD_AT`` events), so the driver's
+calling thread never waits on the monitor nor updates a histogram. Only a slow command is
+looked at on the spot (its shape logged then).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
+from ..config import HealthConfig
 from ..errors import scrub
 from .histogram import LatencyHistogram, RateWindow
+from .listeners import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
 from .shapes import command_shape, mask, shape_key, shape_text
 
 __all__ = ["Monitor", "CLIENT_ERRORS"]
@@ -42,9 +46,7 @@ log = logging.getLogger("astro_db.monitoring")
 CLIENT_ERRORS = frozenset({"ValidationError", "DuplicateKeyError", "QueryError", "UnknownModelError", "PermissionDeniedError"})
 MAX_KEYS = 1000  # distinct (model, operation) pairs kept per table; more fold into "(other)"
 MAX_SHAPES = 500  # distinct query shapes kept for the advisor
-MAX_INFLIGHT = 10_000  # started commands awaiting their outcome (a leak guard)
 RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
-POOL_FOLD_AT = 1024  # pending check-out/check-in events folded into the pool figures at the latest
 NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
 
 
@@ -74,9 +76,12 @@ class _Stats:
 class Monitor:
     """Thread-safe figures of one Database; ``snapshot()`` is the JSON-ready view."""
 
-    def __init__(self, config: Any, registry: Iterable[Any]) -> None:
+    def __init__(self, config: HealthConfig, registry: Iterable[Any], *, max_pool_size: int) -> None:
+        """``config``: the slow-query threshold and the health window; ``max_pool_size`` is what
+        the pool's saturation is measured against."""
         self.slow_ms = float(config.slow_query_ms)
-        self.max_pool_size = config.max_pool_size
+        self.slow_micros = self.slow_ms * 1000.0
+        self.max_pool_size = max_pool_size
         self.driver_events = False  # set when the PyMongo listeners are registered
         self._collections = {info.collection: info.name for info in registry}
         self._lock = threading.Lock()
@@ -84,15 +89,18 @@ class Monitor:
         self._started = time.time()
         self._operations: dict[tuple[str, str], _Stats] = {}
         self._commands: dict[tuple[str, str], _Stats] = {}
-        self._window = RateWindow(getattr(config, "health_window_s", 60))
+        self._window = RateWindow(config.health_window_s)
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
         self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}  # (model, operation, shape_key, sort key)
-        self._inflight: dict[Any, tuple[str, Any]] = {}
+        self._inflight: dict[Any, Any] = {}  # request id -> the command started
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         # check-out waits (a float, or None when the driver gave none) and check-ins (_CHECKED_IN),
         # appended lock-free by the pool listener; deque.append and popleft are atomic
         self._pool_pending: collections.deque[Any] = collections.deque()
+        # finished commands (command or None, name, duration in µs, error kind), appended lock-free
+        # by the command listener; folded into ``_commands`` when read
+        self._command_pending: collections.deque[tuple[Any, str, int, str | None]] = collections.deque()
         self._pool_failures: dict[str, int] = {}
         self._pool_wait = LatencyHistogram()
         self._beats: dict[str, Any] = {
@@ -168,16 +176,29 @@ class Monitor:
     def command_started(self, key: Any, command_name: str, command: Mapping[str, Any]) -> None:
         if len(self._inflight) >= MAX_INFLIGHT:
             self._inflight.clear()
-        self._inflight[key] = (command_name, command)  # the model is looked up when it finishes
+        self._inflight[key] = command  # the model is looked up when its figures are folded
 
     def command_finished(self, key: Any, command_name: str, duration_micros: int, error: str | None) -> None:
-        name, command = self._inflight.pop(key, (command_name, None))
-        model = NO_MODEL if command is None else self.model_of(_collection_of(command, name))
-        ms = duration_micros / 1000.0
+        """A command's outcome (lock-free: queued, folded on reading); a slow one is logged now."""
+        command = self._inflight.pop(key, None)
+        pending = self._command_pending
+        pending.append((command, command_name, duration_micros, error))
+        if duration_micros >= self.slow_micros and command is not None:
+            self.slow_command(command, command_name, duration_micros)
+        if len(pending) >= COMMAND_FOLD_AT:
+            self.fold()
+
+    def slow_command(self, command: Mapping[str, Any], name: str, duration_micros: int) -> None:
+        """Log and keep a slow command, by its masked shape."""
+        self._log_slow(self.model_of(_collection_of(command, name)), name, duration_micros / 1000.0,
+                       shape_text(command_shape(command, name)))
+
+    def fold(self) -> None:
+        """Fold every queued driver event into the figures (the listeners call it every
+        ``COMMAND_FOLD_AT`` / ``POOL_FOLD_AT`` events; reading the figures does too)."""
         with self._lock:
-            self._stats(self._commands, model, name).record(ms, error)
-        if ms >= self.slow_ms and command is not None:
-            self._log_slow(model, name, ms, shape_text(command_shape(command, name)))
+            self._fold_commands()
+            self._fold_pool()
 
     def checked_out(self, wait_s: float | None) -> None:
         """A connection was checked out after waiting ``wait_s`` (lock-free; folded on reading)."""
@@ -238,6 +259,7 @@ class Monitor:
         """Every figure as a JSON-ready dict (see docs/monitoring.md)."""
         with self._lock:
             self._fold_pool()
+            self._fold_commands()
             return {
                 "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
                 "uptime_s": round(time.time() - self._started, 3),
@@ -282,6 +304,7 @@ class Monitor:
 
         with self._lock:
             self._fold_pool()
+            self._fold_commands()
             wait = LatencyHistogram()
             wait.counts, wait.count, wait.sum_ms = list(self._pool_wait.counts), self._pool_wait.count, self._pool_wait.sum_ms
             return {
@@ -306,21 +329,48 @@ class Monitor:
                 stats = table[(model, operation)] = _Stats()
         return stats
 
+    def _fold_commands(self) -> None:
+        """Fold the finished commands queued by the listener into the command figures (under the lock)."""
+        pending, table = self._command_pending, self._commands
+        # grouped by (collection, command) first: one histogram update per group, not per event
+        groups: dict[tuple[str | None, str], tuple[list[float], dict[str, int]]] = {}
+        for _ in range(len(pending)):
+            command, name, micros, error = pending.popleft()
+            if command is None:
+                collection = None
+            else:
+                value = command.get(name)
+                collection = value if isinstance(value, str) else _collection_of(command, name)
+            group = groups.get((collection, name))
+            if group is None:
+                group = groups[(collection, name)] = ([], {})
+            group[0].append(micros / 1000.0)
+            if error:
+                group[1][error] = group[1].get(error, 0) + 1
+        for (collection, name), (latencies, errors) in groups.items():
+            stats = self._stats(table, NO_MODEL if collection is None else self.model_of(collection), name)
+            stats.count += len(latencies)
+            stats.latency.record_many(latencies)
+            for kind, n in errors.items():
+                stats.errors[kind] = stats.errors.get(kind, 0) + n
+
     def _fold_pool(self) -> None:
         """Fold the pending check-outs and check-ins into the pool figures (under the lock)."""
-        pending, pool, wait = self._pool_pending, self._pool, self._pool_wait
-        while True:
-            try:
-                event = pending.popleft()
-            except IndexError:
-                return
+        pending, pool = self._pool_pending, self._pool
+        checked_out, checkouts, waits = pool["checked_out"], 0, []
+        for _ in range(len(pending)):
+            event = pending.popleft()
             if event is _CHECKED_IN:
-                pool["checked_out"] = max(0, pool["checked_out"] - 1)
+                if checked_out > 0:
+                    checked_out -= 1
                 continue
-            pool["checkouts"] += 1
-            pool["checked_out"] += 1
+            checkouts += 1
+            checked_out += 1
             if event is not None:
-                wait.record(event * 1000.0)
+                waits.append(event * 1000.0)
+        pool["checked_out"] = checked_out
+        pool["checkouts"] += checkouts
+        self._pool_wait.record_many(waits)
 
     def _pool_figures(self) -> dict[str, Any]:
         figures = dict(self._pool)
@@ -347,7 +397,6 @@ class Monitor:
         )
 
 
-_CHECKED_IN = object()  # a check-in in ``Monitor._pool_pending`` (check-outs are their wait)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 

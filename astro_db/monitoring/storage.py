@@ -23,7 +23,7 @@ __all__ = ["storage_stats"]
 _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "indexSize", "totalSize")
 #: collections astro_db writes for itself: the audit log and the change journal
 # astro_db's own collections: the change records, and the audit log and journal of before them
-INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal")
+INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal", "astroErasures")
 
 
 def storage_stats(db: Database) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from ..backends.capabilities import capabilities
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MaybeActor
+    from ..config import DatabaseConfig
     from ..ops.runtime import Runtime
 
 try:  # the optional extra
@@ -118,10 +119,10 @@ class ServerListener(monitoring.CommandListener):
         pass
 
 
-def listeners(config: Any) -> list[Any]:
+def listeners(config: DatabaseConfig) -> list[Any]:
     """The PyMongo listeners tracing needs for ``config``: none when it is off, unavailable or
     on the embedded backend (which publishes no driver events)."""
-    if AVAILABLE and config.tracing and capabilities(config).driver_events:
+    if AVAILABLE and config.health.tracing and capabilities(config).driver_events:
         return [ServerListener()]
     return []
 
@@ -232,7 +233,7 @@ def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:
     @functools.wraps(method)
     def traced(self: Any, op: Any, *args: Any) -> T:
         rt = self.runtime
-        if not rt.config.tracing:
+        if not rt.config.health.tracing:
             return method(self, op, *args)
         return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op, *args))
 
@@ -245,7 +246,7 @@ def _tool(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def traced(self: Any, info: Any, operation: str, fn: Callable[[], Any], *args: Any, **kwargs: Any) -> T:
         rt = self.runtime
-        if not rt.config.tracing:
+        if not rt.config.health.tracing:
             return method(self, info, operation, fn, *args, **kwargs)
         return _traced(rt, operation.replace(" ", "_"), TOOL, info, None,
                        lambda: method(self, info, operation, fn, *args, **kwargs))

@@ -47,6 +47,9 @@ PERMISSIONS: dict[str, str] = {
     "delete": DELETE, "delete_many": DELETE,
     "create_user_with_chart": CREATE, "delete_user_cascade": DELETE,
     "audit_trail": AUDIT,
+    # personal data (astro_db.personal): export needs read on the users (and audit, unless the
+    # actor exports itself); erasure is a delete of the user, an admin's by the User model's table
+    "export_user": READ, "erase_user": DELETE,
     # transactions
     "start_transaction": TRANSACT, "commit_transaction": TRANSACT, "rollback_transaction": TRANSACT,
     "abort_transaction": TRANSACT, "transaction": TRANSACT, "with_transaction": TRANSACT,

@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 import bson
 from bson.codec_options import CodecOptions
 
+from ..config import DatabaseConfig
 from ..errors import QueryError
 
 __all__ = ["Page", "PageTokens", "keyset_filter", "page_sort"]
@@ -126,9 +127,10 @@ class PageTokens:
         self._key = hmac.new(secret, b"astro_db:page-token", hashlib.sha256).digest()
 
     @classmethod
-    def from_config(cls, config: Any) -> PageTokens:
+    def from_config(cls, config: DatabaseConfig) -> PageTokens:
+        """Keyed by the first secret set of ``token_secret``, ``cache_secret``, ``encryption_key``."""
         for name in ("token_secret", "cache_secret", "encryption_key"):
-            value = getattr(config, name, None)
+            value: str | None = getattr(config, name)
             if value:
                 return cls(hashlib.sha256(f"astro_db:{name}\0".encode() + value.strip().encode()).digest())
         return cls(None)

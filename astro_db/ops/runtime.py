@@ -16,13 +16,15 @@ from typing import Any
 
 from ..backends.capabilities import capabilities
 from ..cache import QueryCache
+from ..cache.bus import server_identity
+from ..cache.store import redis_namespace
 from ..changes import ChangeLog
-from ..config import DatabaseConfig
+from ..config import DatabaseConfig, resolve
 from ..driver.connection import Connection
 from ..driver.gateway import Collection, Gateway
 from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
-from ..errors import ConfigError
+from ..errors import EncryptionError
 from ..events import WriteEvent
 from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
@@ -42,28 +44,44 @@ class Runtime:
         self.registry = registry
         self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
-        self.cache = QueryCache.from_config(config, registry)
-        self.router = ReadRouter(config)  # read_preference= on reads (astro_db.driver.routing)
+        identity = server_identity(config)  # which data the cache holds (one process's caches of it share invalidations)
+        self.cache = QueryCache.from_config(config.cache, registry, identity=identity,
+                                            namespace=redis_namespace(config, identity),
+                                            shared_data=self.capabilities.shared_data,
+                                            encryption_key=config.encryption.encryption_key)
+        self.router = ReadRouter(config.topology)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
-        self.crypto = FieldCrypto.from_config(config, registry)
-        self.changes = ChangeLog(audit=config.audit, journal=config.journal)  # not skippable per call
+        self.crypto = FieldCrypto.from_config(config, registry)  # its key vault attached (the setter)
+        self.changes = ChangeLog(audit=config.change_records.audit, journal=config.change_records.journal)  # not skippable per call
         install_log_masking()
-        self.monitor = Monitor(config, registry)
-        if config.monitoring and self.capabilities.driver_events:
+        self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
+        if config.health.monitoring and self.capabilities.driver_events:
             self.listeners.extend(self.monitor.listeners())
         self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
-        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        self.breaker = CircuitBreaker(config.retry.breaker_threshold, config.retry.breaker_cooldown_s)
         if self.capabilities.driver_events:  # the server seen answering again ends the breaker's cool-down
             self.listeners.append(BreakerHeartbeats(self.breaker))
         self.connection = Connection(config, self.listeners)
         if self.capabilities.network:
             self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
-        self.retry = RetryPolicy(config)
-        self.one_command_writes = config.one_command_writes and self.capabilities.bulk_write
+        self.retry = RetryPolicy(config.retry)
+        self.one_command_writes = config.change_records.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         self._gateway: tuple[Any, Gateway | None] = (None, None)
+
+    @property
+    def crypto(self) -> FieldCrypto:
+        """Field encryption (``security.crypto``); setting it attaches its key vault to this
+        Runtime's client (the vault is a collection of the same connection)."""
+        return self._crypto
+
+    @crypto.setter
+    def crypto(self, crypto: FieldCrypto) -> None:
+        if crypto.vault is not None:
+            crypto.vault.attach(_weak_vault(self, crypto.vault.namespace))
+        self._crypto = crypto
 
     def server_answers(self) -> bool | None:
         """The breaker's cheap look at the server while it is open: a ping bounded by its probe
@@ -89,6 +107,20 @@ class Runtime:
         return self.gateway[info.collection]
 
 
+def _weak_vault(runtime: Runtime, namespace: str) -> Callable[[], Any]:
+    """The key vault collection of ``runtime``'s client, without keeping ``runtime`` alive."""
+    ref = weakref.ref(runtime)
+    db, _, coll = namespace.partition(".")
+
+    def vault() -> Any:
+        rt = ref()
+        if rt is None:
+            raise EncryptionError("the Database of this key vault is gone")
+        return rt.gateway.sibling(db)[coll]
+
+    return vault
+
+
 def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:
     """``runtime.server_answers`` without keeping ``runtime`` alive (None once it is gone)."""
     ref = weakref.ref(runtime)
@@ -107,14 +139,6 @@ def utcnow() -> _dt.datetime:
 
 
 def make_config(config: Any, overrides: Mapping[str, Any]) -> DatabaseConfig:
-    """A ``DatabaseConfig`` from what ``Database()`` was given: a URL, a config, a dict or None."""
-    if config is None:
-        return DatabaseConfig.from_env(**overrides)
-    if isinstance(config, str):
-        return DatabaseConfig(url=config).replace(**overrides) if overrides else DatabaseConfig(url=config)
-    if isinstance(config, DatabaseConfig):
-        return config.replace(**overrides) if overrides else config
-    if isinstance(config, Mapping):
-        cfg = DatabaseConfig.from_dict(config)
-        return cfg.replace(**overrides) if overrides else cfg
-    raise ConfigError(f"Database() takes a URL, a DatabaseConfig or a dict, got {type(config).__name__}")
+    """A ``DatabaseConfig`` from what ``Database()`` was given (a URL, a config, a dict or None)
+    and its keywords, under the one precedence rule (``astro_db.config.resolve``)."""
+    return resolve(config, overrides)

@@ -387,6 +387,8 @@ class WriteRunner:
             elif _same_content(self._opened(current), plain):
                 done[position] = Upserted("unchanged", current["_id"], current)
             else:
+                if current["_id"] != sealed.get("_id") and self.rt.crypto.vault is not None:
+                    sealed = self.rt.crypto.seal_document(self.info, {**plain, "_id": current["_id"]})  # bound to the stored _id
                 image = _replacement(current, sealed, op_id)
                 ops.append(UpdateOne(scope({"$and": [{"_id": current["_id"]}, _at_rev(revision_of(current))]}),
                                      _replacing(current, image, on)))
@@ -512,7 +514,7 @@ class WriteRunner:
                     op_id: Any = None) -> tuple[Written | None, dict[str, Any] | None]:
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
-        if compiled.touches_lists:
+        if compiled.touches_lists or self._per_document(compiled):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards)
         idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
@@ -542,8 +544,14 @@ class WriteRunner:
 
         return landed, found
 
+    def _per_document(self, compiled: CompiledUpdate) -> bool:
+        """Whether the update sets a randomly encrypted field: its value is sealed for each
+        document (bound to that document's ``_id``, under its owner's data key), so the write
+        reads the document first and goes by compare-and-set, as a list change does."""
+        return self.rt.crypto.vault is not None and self.rt.crypto.has_pending(compiled.update)
+
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
-        if compiled.touches_lists:
+        if compiled.touches_lists or self._per_document(compiled):
             modified = 0
             for listed in self._ids(filt):
                 # the caller's filter stays in the compare-and-set: a document that stopped
@@ -623,9 +631,10 @@ class WriteRunner:
             current = run.call(self.rt, self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
                 return None, None
-            after = self._checked_post_image(current, update)
+            bound = self._bound(update, current)
+            after = self._checked_post_image(current, bound)
             cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
-            versioned = _lists_as_validated(update, after, compiled.list_roots)
+            versioned = _lists_as_validated(bound, after, compiled.list_roots)
             landed, found = self._stamped(op_id)
             try:
                 doc: dict[str, Any] | None = self._write(
@@ -639,6 +648,19 @@ class WriteRunner:
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
+
+    def _bound(self, update: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+        """``update`` with its values for encrypted fields sealed for ``current`` (its ``_id`` and
+        owner; an update moving the document to another owner seals under the new owner's key)."""
+        crypto = self.rt.crypto
+        if crypto.vault is None or not crypto.has_pending(update):
+            return update
+        owner = crypto.owners.get(self.info.name)
+        target = current
+        if owner and owner != "_id" and owner in update.get("$set", {}):
+            target = {**current, owner: update["$set"][owner]}
+        bound: dict[str, Any] = crypto.bind_update(self.info, update, target)
+        return bound
 
     def _checked_post_image(self, current: dict[str, Any], update: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """The document ``update`` makes of ``current``, validated as a new one is (list rules and
@@ -864,7 +886,7 @@ class WriteRunner:
             if self.tx is not None or not _maybe_applied(exc):
                 raise
             error = exc
-        bound = timeouts.current_bound(self.rt.config.operation_timeout_ms)
+        bound = timeouts.current_bound(self.rt.config.timeouts.operation_timeout_ms)
         try:
             with timeouts.afresh(bound.ms if bound is not None else None, f"{operation} outcome check"):
                 found = run.call(self.rt, self.info, f"{operation} outcome check", landed)

@@ -1,26 +1,33 @@
-"""Field encryption at rest: AES-256-GCM on the fields a model marks ``sensitive=True``.
+"""Field encryption at rest on the fields a model marks ``sensitive=True``: field level encryption, ``enc:e2`` when queryable.
 
-A value is stored as a string envelope, so the Node service's schema (a String field) still
-accepts it::
+A randomly encrypted field (the default) is sealed with MongoDB's client-side field level
+encryption, explicit API (``security.vault``): ``{"v": <value>, "b": "<collection>/<_id>/<path>"}``
+encrypted with ``AEAD_AES_256_CBC_HMAC_SHA_512-Random`` under the data key of the document's
+owner (``user:<owner id>``; ``astro_db:shared`` for a model no user owns), stored as BSON Binary
+subtype 6. Any BSON value can be sealed. On a read the binding must name the document and path
+being read, so ciphertext copied to another document or field does not open. An update that
+sets such a field is sealed per document (``Pending`` until the write strategy has read the
+document it goes into: ``FieldCrypto.bind_update``).
 
-    enc:v2:<key id>:<base64url(nonce 12 bytes || ciphertext || tag 16 bytes)>   random nonce
-    enc:e2:<key id>:<base64url(...)>                                          deterministic
+A deterministically encrypted field (``queryable``) keeps the string envelope of earlier
+releases, so equality still matches::
 
-Both are AES-256-GCM with the raw 32-byte key and associated data
-``b"astro_db:v2:" + collection + b"\\x00" + stored path`` (list positions left out), so a
-ciphertext copied to another field or collection does not open. The deterministic form takes its
-nonce from ``HMAC-SHA256(nonce key, collection \\0 path \\0 plaintext)`` with a nonce key derived
-from the data key: equal values of one field encrypt equally, so the field stays queryable by
-equality (the only thing it leaks). The older ``enc:v1`` / ``enc:d1`` envelopes (no associated
-data) are still read, never written; ``astro-db rotate-key`` upgrades them.
+    enc:e2:<key id>:<base64url(nonce 12 bytes || ciphertext || tag 16 bytes)>
+
+AES-256-GCM with the raw 32-byte ``encryption_key`` and associated data
+``b"astro_db:v2:" + collection + b"\\x00" + stored path`` (list positions left out); the nonce
+is ``HMAC-SHA256(nonce key, collection \\0 path \\0 plaintext)``, so equal values of one field
+encrypt equally (the only thing it leaks). Older envelopes (``enc:v2`` random, ``enc:v1`` /
+``enc:d1`` with no associated data) are still read, never written; ``astro-db rotate-key``
+upgrades them in place.
 
 The rules that hold under attack: a value written to a sensitive field is always sealed, whatever
 it looks like (input is data, never a ciphertext to keep); only a model's declared sensitive paths
-are ever opened; an envelope that does not open comes back as ``UNREADABLE`` (logged at WARNING
-and counted in ``FieldCrypto.stats()``) instead of failing the whole read; and without a key a
-sensitive field can neither be written nor queried by value (``EncryptionError``), unless
-``allow_plaintext_sensitive`` says so (the default on the embedded development backend only).
-The key id is the first 8 hex digits of ``SHA-256("astro_db:kid:" || key)``.
+are ever opened; a sealed value that does not open (data key shredded, tampered, moved) comes back
+as ``UNREADABLE`` (logged at WARNING and counted in ``FieldCrypto.stats()``) instead of failing
+the whole read; and without a key a sensitive field can neither be written nor queried by value
+(``EncryptionError``), unless ``allow_plaintext_sensitive`` says so (the default on the embedded
+development backend only). The key id is the first 8 hex digits of ``SHA-256("astro_db:kid:" || key)``.
 """
 
 from __future__ import annotations
@@ -42,10 +49,11 @@ from ..errors import ConfigError, EncryptionError, QueryError
 from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields
 from .filters import match_ciphertext
 from .provenance import intact_paths
+from .vault import SHARED_KEY, KeyVault, binding, is_sealed, subject_alt_name
 
 __all__ = [
     "Keyring", "FieldCrypto", "Unreadable", "UNREADABLE", "is_unreadable", "parse_key", "key_id", "new_key",
-    "is_envelope", "associated_data",
+    "is_envelope", "associated_data", "Pending", "is_stored_ciphertext",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +119,28 @@ def parse_key(text: Any, name: str = "encryption_key") -> bytes:
     return raw
 
 
+def is_stored_ciphertext(value: Any) -> bool:
+    """Whether a stored value is sealed: a CSFLE ciphertext (Binary subtype 6) or an envelope."""
+    return is_sealed(value) or is_envelope(value)
+
+
+class Pending:
+    """An update value for a randomly encrypted field, sealed once the document it goes into is
+    known (its ``_id`` and owner are part of the ciphertext): ``FieldCrypto.bind_update``."""
+
+    __slots__ = ("value", "path")
+
+    def __init__(self, value: Any, path: str) -> None:
+        self.value = value
+        self.path = path
+
+    def __repr__(self) -> str:  # never the plaintext
+        return f"<Pending seal of {self.path}>"
+
+    def __deepcopy__(self, memo: Any) -> Pending:
+        return self
+
+
 def is_envelope(value: Any) -> bool:
     """Whether a stored value at a sensitive path is sealed (every envelope starts ``enc:``)."""
     return isinstance(value, str) and value.startswith(PREFIX)
@@ -147,10 +177,13 @@ class Keyring:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.primary_id = key_id(primary)
+        self.keys: list[tuple[str, bytes]] = []  # (key id, key), the primary first: the local KMS providers
         self._aead: dict[str, Any] = {}
         self._nonce_keys: dict[tuple[str, str], bytes] = {}
         for key in (primary, *older):
             kid = key_id(key)
+            if kid not in self._aead:
+                self.keys.append((kid, key))
             self._aead[kid] = AESGCM(key)
             self._nonce_keys[DETERMINISTIC_V1, kid] = hmac.new(key, _NONCE_KEY_V1, hashlib.sha256).digest()
             self._nonce_keys[DETERMINISTIC, kid] = hmac.new(key, _NONCE_KEY_V2, hashlib.sha256).digest()
@@ -229,16 +262,26 @@ class Keyring:
 
 
 class FieldCrypto:
-    """Seals writes and filters, opens reads, for one Database: the one place every path passes."""
+    """Seals writes and filters, opens reads, for one Database: the one place every path passes.
 
-    def __init__(self, keyring: Keyring | None, registry: Iterable[Any], *, allow_plaintext: bool = False) -> None:
+    Randomly encrypted fields are sealed with MongoDB's field level encryption (``vault``: a
+    ``security.vault.KeyVault``; the value bound to its document and path, under its owner's data
+    key); deterministic (``queryable``) fields keep the ``enc:e2`` envelope under ``keyring``
+    until they move to blind indexes; every older envelope still opens under ``keyring``."""
+
+    def __init__(self, keyring: Keyring | None, registry: Iterable[Any], *, allow_plaintext: bool = False,
+                 vault: KeyVault | None = None) -> None:
         self.keyring = keyring
+        self.vault = vault
         self.allow_plaintext = allow_plaintext
         infos = list(registry)
         deterministic = {(info.name, path) for info in infos
                          for path in getattr(getattr(info, "declaration", None), "queryable", ())}
         self.fields: dict[str, tuple[Sensitive, ...]] = {
             info.name: sensitive_fields(info.name, info.cls, deterministic) for info in infos
+        }
+        self.owners: dict[str, str | None] = {
+            info.name: getattr(getattr(info, "declaration", None), "owner", None) for info in infos
         }
         self._lock = threading.Lock()
         self._unreadable = 0
@@ -248,31 +291,52 @@ class FieldCrypto:
         allow = config.allow_plaintext_sensitive
         if allow is None:
             allow = capabilities(config).plaintext_by_default
-        return cls(Keyring.from_config(config), registry, allow_plaintext=allow)
+        keyring = Keyring.from_config(config)
+        vault = KeyVault.from_config(config, keyring.keys if keyring is not None else [])
+        return cls(keyring, registry, allow_plaintext=allow, vault=vault)
 
     @property
     def enabled(self) -> bool:
-        return self.keyring is not None
+        return self.keyring is not None or self.vault is not None
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: ``unreadable`` (envelopes that did not open on a read)."""
+        """Counters since start: ``unreadable`` (sealed values that did not open on a read)."""
         with self._lock:
             return {"unreadable": self._unreadable}
+
+    def subject_key(self, info: Any, doc: Mapping[str, Any]) -> str:
+        """The alt name of the data key a document's values are sealed under: its owner's
+        (``user:<id>``), or the shared key for a model no user owns (or a document without one)."""
+        owner = self.owners.get(info.name)
+        subject = doc.get(owner) if owner else None
+        return SHARED_KEY if subject is None else subject_alt_name(subject)
+
+    def shred(self, subject_id: Any) -> int:
+        """Delete the data key(s) of ``subject_id`` (a user's id); how many. Every value sealed
+        under them, wherever a copy of it is (live documents, change records, backup sets), reads
+        as ``UNREADABLE`` from then on; this process's key cache is dropped at once."""
+        if self.vault is None:
+            raise EncryptionError("shredding needs field level encryption: configure encryption_key or kms_providers")
+        alt = subject_alt_name(subject_id)
+        count = self.vault.delete_keys(alt)
+        log.info("shredded %d data key(s) of %s", count, alt)
+        return count
 
     # --- writes ------------------------------------------------------------------------------
 
     def seal_document(self, info: Any, son: dict[str, Any]) -> dict[str, Any]:
-        """A copy of a stored-form document with every sensitive value sealed."""
+        """A copy of a stored-form document with every sensitive value sealed (bound to its ``_id``)."""
         fields = self.fields.get(info.name)
         if not fields:
             return son
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
-            apply_at(out, f.path.split("."), partial(self._seal, info=info, f=f))
+            apply_at(out, f.path.split("."), partial(self._seal, info=info, f=f, doc=son))
         return out
 
     def seal_update(self, info: Any, update: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """An update document with sensitive values under $set / $push / $addToSet sealed."""
+        """An update document with sensitive values under $set / $push / $addToSet sealed; a
+        randomly encrypted value is left ``Pending`` (``bind_update`` seals it for each document)."""
         fields = self.fields.get(info.name)
         if not fields:
             return update
@@ -287,28 +351,63 @@ class FieldCrypto:
                     if op not in ("$set", "$push", "$addToSet"):
                         continue
                     if f.path == norm:
-                        out[op][key] = each_pushed(value, partial(self._seal, info=info, f=f))
+                        out[op][key] = each_pushed(value, partial(self._seal, info=info, f=f, doc=None))
                     elif f.path.startswith(norm + "."):
                         rest = f.path[len(norm) + 1:].split(".")
-                        inner = partial(apply_at, parts=rest, fn=partial(self._seal, info=info, f=f))
+                        inner = partial(apply_at, parts=rest, fn=partial(self._seal, info=info, f=f, doc=None))
                         out[op][key] = each_pushed(copy_tree(out[op][key]), inner)
         return out
 
-    def _seal(self, value: Any, info: Any, f: Sensitive) -> Any:
+    @staticmethod
+    def has_pending(update: Any) -> bool:
+        """Whether an update holds values to seal per document (``Pending``)."""
+        if isinstance(update, Pending):
+            return True
+        if isinstance(update, dict):
+            return any(FieldCrypto.has_pending(v) for v in update.values())
+        if isinstance(update, list):
+            return any(FieldCrypto.has_pending(v) for v in update)
+        return False
+
+    def bind_update(self, info: Any, update: Any, doc: Mapping[str, Any]) -> Any:
+        """``update`` with every ``Pending`` value sealed for ``doc`` (the stored document it is
+        applied to: its ``_id`` and owner)."""
+        if isinstance(update, Pending):
+            if self.vault is None:  # pragma: no cover - a Pending is only made with a vault
+                raise EncryptionError("no key vault to seal with")
+            return self.vault.seal(update.value, binding(info.collection, doc["_id"], update.path),
+                                   self.subject_key(info, doc))
+        if isinstance(update, dict):
+            return {k: self.bind_update(info, v, doc) for k, v in update.items()}
+        if isinstance(update, list):
+            return [self.bind_update(info, v, doc) for v in update]
+        return update
+
+    def _seal(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any] | None) -> Any:
         if value is None:
             return None
-        if not isinstance(value, str):
-            raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__}")
         if isinstance(value, Unreadable):
             raise EncryptionError(f"{info.name}.{f.path}: refusing to write back UNREADABLE (a value that did not "
                                   "open); it would replace the stored ciphertext")
-        if self.keyring is not None:
-            return self.keyring.seal(value, info.collection, f.path, f.deterministic)
-        self._require_key(info, f, "write it")
-        if is_envelope(value):
-            raise EncryptionError(f"{info.name}.{f.path}: a plaintext value may not start with {PREFIX!r} "
-                                  "(it would read back as an envelope); configure encryption_key to store it sealed")
-        return value
+        if f.deterministic or self.vault is None:
+            if not isinstance(value, str):
+                raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__} "
+                                      "(this field is encrypted deterministically, as an enc:e2 envelope)")
+            if self.keyring is not None:
+                return self.keyring.seal(value, info.collection, f.path, f.deterministic)
+            if self.vault is not None:
+                raise EncryptionError(f"{info.name}.{f.path} is encrypted deterministically (queryable): that needs "
+                                      "encryption_key (a 32-byte key) beside kms_providers")
+            self._require_key(info, f, "write it")
+            if is_envelope(value):
+                raise EncryptionError(f"{info.name}.{f.path}: a plaintext value may not start with {PREFIX!r} "
+                                      "(it would read back as an envelope); configure encryption_key to store it sealed")
+            return value
+        if doc is None:
+            return Pending(value, f.path)
+        if "_id" not in doc:
+            raise EncryptionError(f"{info.name}.{f.path}: a sealed value is bound to its document's _id, which is not set")
+        return self.vault.seal(value, binding(info.collection, doc["_id"], f.path), self.subject_key(info, doc))
 
     def _require_key(self, info: Any, f: Sensitive, doing: str) -> None:
         if not self.allow_plaintext:
@@ -316,19 +415,19 @@ class FieldCrypto:
                                   "(or allow_plaintext_sensitive=True, for development only)")
 
     def reseal(self, info: Any, doc: dict[str, Any]) -> dict[str, Any]:
-        """A copy of a stored document with every sensitive value not current (older key or
-        envelope version, or plaintext from before encryption) opened and sealed again: rotation's
-        explicit path. ``EncryptionError`` if one of them does not open (nothing is lost)."""
-        keyring = self.keyring
-        if keyring is None:
+        """A copy of a stored document with every sensitive value not current (an envelope of an
+        older key or format, or plaintext from before encryption) opened and sealed again in the
+        current format: the upgrade path of ``rotate-key``. ``EncryptionError`` if one of them
+        does not open (nothing is lost)."""
+        if not self.enabled:
             raise EncryptionError("re-sealing needs encryption_key")
         out: dict[str, Any] = copy_tree(doc)
         for f in self.fields.get(info.name, ()):
             def again(value: Any, f: Sensitive = f) -> Any:
                 if not self.needs_rotation(value, f):
                     return value
-                plain = keyring.open(value, info.collection, f.path) if is_envelope(value) else value
-                return keyring.seal(plain, info.collection, f.path, f.deterministic)
+                plain = self._open_strict(value, info, f, doc) if is_stored_ciphertext(value) else value
+                return self._seal(plain, info, f, doc)
 
             apply_at(out, f.path.split("."), again)
         return out
@@ -345,6 +444,10 @@ class FieldCrypto:
     def _equal_forms(self, info: Any, f: Sensitive, values: Sequence[Any]) -> list[Any]:
         values = list(values)
         if self.keyring is None:
+            if self.vault is not None and f.deterministic:
+                raise QueryError(f"{f.path!r} is queryable only with encryption_key configured")
+            if self.vault is not None:
+                raise QueryError(f"{f.path!r} is encrypted with a random nonce and cannot be queried; only its presence ($exists)")
             if any(v is not None for v in values):
                 self._require_key(info, f, "query it by value (without the key it could only match plaintext)")
             return values
@@ -363,7 +466,8 @@ class FieldCrypto:
     def open_document(self, info: Any, doc: dict[str, Any] | None, paths: Iterable[str] | None = None) -> dict[str, Any] | None:
         """Open a stored document's declared sensitive values in place (``paths``: only those).
 
-        Plaintext from before encryption stays as it is; an envelope that does not open becomes
+        Plaintext from before encryption stays as it is; a sealed value that does not open (its
+        data key shredded, tampered, or moved from another document or field) becomes
         ``UNREADABLE`` (logged and counted) so one bad value never fails the read."""
         if doc is None:
             return None
@@ -383,29 +487,47 @@ class FieldCrypto:
         return [self.open_document(info, doc, paths) for doc in docs]  # type: ignore[misc]
 
     def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any]) -> Any:
-        if not is_envelope(value):
+        if not is_stored_ciphertext(value):
             return value
         try:
-            if self.keyring is None:
-                raise EncryptionError("no encryption key is configured; set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)")
-            return self.keyring.open(value, info.collection, f.path)
+            return self._open_strict(value, info, f, doc)
         except EncryptionError as exc:
             with self._lock:
                 self._unreadable += 1
             log.warning("unreadable encrypted value in %s _id=%s at %s: %s", info.collection, doc.get("_id"), f.path, exc)
             return UNREADABLE
 
+    def _open_strict(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any]) -> Any:
+        if is_sealed(value):
+            if self.vault is None:
+                raise EncryptionError("no key vault is configured; set encryption_key (or kms_providers)")
+            if "_id" not in doc:
+                raise EncryptionError("the document's _id was not read, and a sealed value is bound to it")
+            return self.vault.open(value, binding(info.collection, doc["_id"], f.path))
+        if self.keyring is None:
+            raise EncryptionError("no encryption key is configured; set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)")
+        return self.keyring.open(value, info.collection, f.path)
+
     # --- rotation ----------------------------------------------------------------------------
 
     def needs_rotation(self, value: Any, field: Sensitive | None = None) -> bool:
-        """True for plaintext, and for an envelope a write would not produce now (older key,
-        v1/d1, or the other mode than ``field``'s)."""
-        if self.keyring is None or not isinstance(value, str):
+        """True for plaintext, and for a stored value a write would not produce now: an envelope
+        of an older key or format (v1/d1, or v2 where field level encryption now seals), or the
+        other mode than ``field``'s."""
+        if not self.enabled or value is None:
+            return False
+        if is_sealed(value):
+            return field is not None and field.deterministic  # random fields stay; e2 is what deterministic writes
+        if not isinstance(value, str) and self.vault is None:
             return False
         if not is_envelope(value):
             return True
+        if self.keyring is None:
+            return False  # an envelope nothing here opens: left alone
         if field is None:
             return not (self.keyring.is_current(value, True) or self.keyring.is_current(value, False))
+        if not field.deterministic and self.vault is not None:
+            return True  # enc:v2 -> field level encryption
         return not self.keyring.is_current(value, field.deterministic)
 
     def leaves(self, doc: Any, path: str) -> Iterator[Any]:

@@ -24,8 +24,13 @@ APP_ACTIONS = ["find", "insert", "update", "remove"]
 INDEX_ACTIONS = ["createIndex", "listIndexes"]  # for ensure_indexes at connect
 APPEND_ONLY_ACTIONS = ["find", "insert"]
 # The service's own collections: the change records (audit trail and journal, append-only; pruning
-# their post-images is an operator's job) and the audit log of earlier versions (read, append-only).
-SERVICE_COLLECTIONS = {CHANGES_COLLECTION: APPEND_ONLY_ACTIONS, AUDIT_COLLECTION: APPEND_ONLY_ACTIONS}
+# their post-images is an operator's job) and the audit log of earlier versions (read, append-only);
+# the erasure ledger read only (``export_user`` reports an erasure): erasing a user scrubs change
+# records and writes the ledger, an operator's job with the operator's credentials (``astro-db
+# erase-user``), so the app's role keeps the records append-only.
+ERASURES_COLLECTION = "astroErasures"  # astro_db.personal.ERASURES_COLLECTION
+SERVICE_COLLECTIONS = {CHANGES_COLLECTION: APPEND_ONLY_ACTIONS, AUDIT_COLLECTION: APPEND_ONLY_ACTIONS,
+                       ERASURES_COLLECTION: ["find"]}
 
 
 def role_commands(database: str, *, role: str = "astroDbApp", user: str = "astro_app",

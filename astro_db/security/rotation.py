@@ -1,10 +1,19 @@
-"""Key rotation: re-encrypt every encrypted field with the primary key.
+"""Key rotation and the upgrade of old envelopes (``astro-db rotate-key``).
 
 Run after making a new key primary (``encryption_key``) and moving the old one to
-``encryption_keys``. Each document is rewritten with a compare-and-set on the old value, so a
-concurrent write is never overwritten; plaintext left from before encryption is encrypted too,
-and older envelopes (``enc:v1``/``enc:d1``, unbound to their field) are upgraded to v2/e2. A
-document holding a value that does not open (its key is not configured, or it was tampered
+``encryption_keys`` (or after changing ``kms_master_key``). Two things happen:
+
+- the **data keys** in the key vault are rewrapped under the current master key
+  (``KeyVault.rewrap``: libmongocrypt's ``rewrap_many_data_key``); no document is rewritten for
+  a value already sealed with field level encryption;
+- every **stored value a write would not produce now** is opened and sealed again: ``enc:v2``
+  (and ``enc:v1``) envelopes of randomly encrypted fields become field level encryption
+  ciphertext bound to their document, ``enc:e2`` of an older key and ``enc:d1`` become ``enc:e2``
+  under the primary key, plaintext from before encryption is sealed. Each document is rewritten
+  with a compare-and-set on the old value, so a concurrent write is never overwritten, and a
+  rerun skips what is done (resumable: a run killed half way is finished by running it again).
+
+A document holding a value that does not open (its key is not configured, or it was tampered
 with or moved) is left untouched and logged; the others are rotated.
 Every rewritten document gets an audit entry (action ``update``, actor ``astro-db:rotate-key``).
 """
@@ -26,9 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
     from ..ops import Executor
 
-__all__ = ["rotate_keys", "rotate", "ROTATION_ACTOR"]
+__all__ = ["rotate_keys", "rotate", "ROTATION_ACTOR", "DATA_KEYS"]
 
 ROTATION_ACTOR = "astro-db:rotate-key"
+DATA_KEYS = "dataKeys"  # the report's entry: data keys rewrapped (or to rewrap)
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +59,9 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
             continue
         coll = ex.runtime.coll(info)
         projection = {f.path.split(".")[0]: 1 for f in fields}  # top-level: servers differ on dotted projections
+        owner = crypto.owners.get(info.name)
+        if owner and owner != "_id":
+            projection[owner] = 1  # values are sealed under their owner's data key
         count = 0
         for doc in _in_batches(ex, info, coll, projection, batch_size):
             stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))]
@@ -64,6 +77,9 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
             count += 1
         report[info.name] = count
         log.info("rotate-key: %s: %d document(s) %s", info.name, count, "to re-encrypt" if dry_run else "re-encrypted")
+    if crypto.vault is not None:  # the data keys: rewrapped under the current master key, no document rewritten
+        report[DATA_KEYS] = ex.call(None, "rotate_key", lambda: crypto.vault.rewrap(dry_run=dry_run))  # type: ignore[union-attr]
+        log.info("rotate-key: %d data key(s) %s", report[DATA_KEYS], "to rewrap" if dry_run else "rewrapped")
     return report
 
 

@@ -374,6 +374,20 @@ def test_django_gives_its_database_web_sized_bounds_each_overridable(monkeypatch
     assert _bounds(config_from_settings(None)) == {**WEB, "connect_budget_ms": 1200}
 
 
+def test_django_with_a_url_takes_the_environment_under_the_settings(monkeypatch):
+    """The precedence rule of Database(): ASTRO_DB_* apply with a URL too, below the settings."""
+    from astro_db.contrib.django.apps import config_from_settings
+
+    monkeypatch.setenv("ASTRO_DB_CACHE_BUS", "changestream")
+    monkeypatch.setenv("ASTRO_DB_CONNECT_BUDGET_MS", "1200")
+    config = config_from_settings("mongodb://db.example/astro")
+    assert config.cache_bus == "changestream"
+    assert _bounds(config) == {**WEB, "connect_budget_ms": 1200}
+    config = config_from_settings({"url": "mongodb://db.example/astro", "options": {"connect_budget_ms": 800}})
+    assert _bounds(config) == {**WEB, "connect_budget_ms": 800} and config.cache_bus == "changestream"
+    assert config_from_settings(DatabaseConfig(url="mongodb://db.example/astro")).cache_bus == "local"
+
+
 def test_start_up_against_a_dead_url_is_bounded_by_the_web_connect_budget(down_url, monkeypatch):
     from django.apps import apps
     from django.test import override_settings

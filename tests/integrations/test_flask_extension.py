@@ -360,6 +360,16 @@ def test_each_web_bound_yields_to_the_apps_own_setting(monkeypatch):
     assert bounds(config_from_flask({})) == {**WEB, "operation_timeout_ms": 12000}
 
 
+def test_flask_with_a_url_takes_the_environment_under_the_apps_settings(monkeypatch):
+    """The precedence rule of Database(): ASTRO_DB_* apply with a URL too, below the app's own."""
+    monkeypatch.setenv("ASTRO_DB_CACHE_BUS", "changestream")
+    monkeypatch.setenv("ASTRO_DB_CONNECT_BUDGET_MS", "1200")
+    monkeypatch.setenv("ASTRO_DB_MAX_POOL_SIZE", "40")
+    config = config_from_flask({"ASTRO_DB_URL": "mongodb://db.example/astro", "ASTRO_DB_OPTIONS": {"maxPoolSize": 50}})
+    assert config.cache_bus == "changestream" and config.max_pool_size == 50
+    assert bounds(config) == {**WEB, "connect_budget_ms": 1200}  # the variable, not the web default
+
+
 def test_requests_waiting_for_a_failing_connect_share_its_failure_instead_of_queueing_their_own():
     from astro_db.contrib._http import ConnectOnce
 

@@ -115,6 +115,8 @@ def main() -> None:
             elif op == "read":
                 doc = db.find_one("User", {"id": cmd["id"]}, lean=True)
                 answer(name=None if doc is None else doc["name"])
+            elif op == "find_name":  # the ids of the users with that name (a filter entry)
+                answer(ids=[str(d["_id"]) for d in db.find("User", {"name": cmd["name"]}, lean=True)])
             elif op == "update":
                 db.update("User", {"id": cmd["id"]}, {"name": cmd["name"]})
                 answer(returned_at=time.time())

@@ -224,6 +224,10 @@ def _run_self_check(coll) -> None:
          lambda: _transaction_inserts_once(coll.database.client, coll)),
         ("$set / $push of a datetime reads back as a datetime (and matches a range)",
          lambda: _updated_datetimes_read_back(coll)),
+        ("a range on _id over ObjectIds answers as MongoDB does (in SQL: the keyset read)",
+         lambda: _id_ranges_answer_as_mongodb(coll)),
+        ("Binary subtypes 4 and 6 read back as stored and match (an _id, a field, $in, update, delete)",
+         lambda: _binaries_keep_their_subtype(coll)),
     ]
     for name, check in checks:
         try:
@@ -235,6 +239,24 @@ def _run_self_check(coll) -> None:
                 f"nx-27017 patch (tests/nx_launcher.py) no longer works: {name}; "
                 f"check the pinned versions {PINNED}"
             )
+
+
+def _binaries_keep_their_subtype(coll) -> bool:
+    """Bug 7: a data key's UUID _id (subtype 4) and a ciphertext (subtype 6) must come back as
+    themselves, and a query on them must match (the key vault's reads and writes)."""
+    from bson.binary import Binary
+
+    key, sealed = Binary(uuid.uuid4().bytes, 4), Binary(b"\x02ciphertext", 6)
+    coll.insert_one({"_id": key, "keyAltNames": ["user:check"], "v": sealed})
+    coll.insert_one({"_id": "ref", "key": key})
+    doc = coll.find_one({"_id": key})
+    return (doc is not None and type(doc["_id"]) is Binary and doc["_id"].subtype == 4 and doc["v"] == sealed
+            and doc["v"].subtype == 6
+            and coll.find_one({"_id": {"$in": [key]}}, {"_id": 1}) is not None
+            and coll.find_one({"key": key}, {"_id": 1})["_id"] == "ref"
+            and coll.update_one({"_id": key}, {"$set": {"w": sealed}}).matched_count == 1
+            and coll.find_one({"keyAltNames": {"$in": ["user:check"]}})["w"].subtype == 6
+            and coll.delete_many({"_id": {"$in": [key, "ref"]}}).deleted_count == 2)
 
 
 def _transaction_inserts_once(client, coll) -> bool:
@@ -265,3 +287,19 @@ def _updated_datetimes_read_back(coll) -> bool:
                                                         "$lt": when + second}}) == 1
         and coll.count_documents({"_id": doc_id, "at": {"$gte": when + second}}) == 0
     )
+
+
+def _id_ranges_answer_as_mongodb(coll) -> bool:
+    """Slowness 7: `{"_id": {"$gt": oid}}` sorted by _id, limited, matches what MongoDB matches:
+    the ObjectIds past it in order, never an int or a short string _id."""
+    base = coll.database[f"{coll.name}_ids"]
+    try:
+        ids = sorted(ObjectId() for _ in range(6))
+        base.insert_many([{"_id": i, "k": n} for n, i in enumerate(ids)])
+        base.insert_many([{"_id": 7, "k": 7}, {"_id": "zz", "k": 8}])
+        after = [d["_id"] for d in base.find({"_id": {"$gt": ids[1]}}).sort("_id", 1).limit(3)]
+        window = [d["_id"] for d in base.find({"_id": {"$gte": ids[2], "$lt": ids[4]}, "k": {"$ne": 3}})]
+        below = base.count_documents({"_id": {"$lte": ids[5]}})
+        return after == ids[2:5] and window == [ids[2]] and below == 6
+    finally:
+        base.drop()

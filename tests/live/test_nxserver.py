@@ -174,6 +174,44 @@ def test_array_and_other_update_operators_keep_datetimes(tz_client):
     assert coll.find_one({"name": "new"})["created"] == BASE
 
 
+def test_binary_subtypes_and_binary_ids_round_trip(live_url):
+    """Bug 7: a BSON binary keeps its subtype (UUID 4, encrypted 6) and a binary _id matches, in
+    every command field-level encryption's key vault and values go through."""
+    import uuid
+
+    from bson import Binary
+    from bson.binary import UuidRepresentation
+
+    c = pymongo.MongoClient(live_url, serverSelectionTimeoutMS=5000, uuidRepresentation="standard")
+    try:
+        coll = c.get_default_database()["vault"]
+        key_id, other_id = uuid.uuid4(), uuid.uuid4()
+        sealed = Binary(b"\x02" + key_id.bytes + b"ciphertext", 6)
+        coll.insert_many([
+            {"_id": key_id, "keyAltNames": ["user:a"], "keyMaterial": b"wrapped", "vals": [sealed]},
+            {"_id": other_id, "keyAltNames": ["user:b"], "keyMaterial": b"other"},
+        ])
+        doc = coll.find_one({"_id": key_id})
+        assert doc is not None and doc["_id"] == key_id
+        assert doc["vals"] == [sealed] and doc["vals"][0].subtype == 6
+        assert isinstance(doc["keyMaterial"], bytes) and doc["keyMaterial"] == b"wrapped"  # subtype 0: bytes
+        by_in = coll.find({"$or": [{"_id": {"$in": [key_id]}}, {"keyAltNames": {"$in": ["user:none"]}}]})
+        assert [d["_id"] for d in by_in] == [key_id]
+        assert coll.count_documents({"_id": key_id}) == 1
+        assert coll.count_documents({"vals": sealed}) == 1
+        assert coll.count_documents({"vals": Binary(bytes(sealed), 0)}) == 0  # the subtype is part of the value
+        assert coll.update_one({"_id": key_id}, {"$set": {"one": sealed}, "$push": {"vals": sealed}}).matched_count == 1
+        doc = coll.find_one_and_update({"_id": key_id}, {"$set": {"seen": True}}, return_document=True)
+        assert doc["one"] == sealed and doc["vals"] == [sealed, sealed] and doc["one"].subtype == 6
+        raw = c.get_database(coll.database.name, codec_options=coll.codec_options.with_options(
+            uuid_representation=UuidRepresentation.UNSPECIFIED))["vault"].find_one({"_id": Binary(other_id.bytes, 4)})
+        assert raw is not None and raw["_id"] == Binary(other_id.bytes, 4)
+        assert coll.delete_one({"_id": key_id}).deleted_count == 1
+        assert [d["_id"] for d in coll.find()] == [other_id]
+    finally:
+        c.close()
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
@@ -225,6 +263,31 @@ def test_stock_nx27017_has_the_objectid_bugs(tmp_path):
             assert isinstance(doc["at"], str) and isinstance(doc["log"][0], str)
             with pytest.raises(RuntimeError, match="patch .* no longer works"):
                 self_check(stock.url("stock"))
+        finally:
+            client.close()
+    finally:
+        stock.stop()
+
+
+def test_stock_nx27017_loses_binary_subtypes(tmp_path):
+    """Bug 7 without the launcher: a UUID or encrypted value comes back as plain bytes and a
+    binary _id matches nothing (if this fails, revisit Bug 7 in tests/nx_launcher.py)."""
+    import uuid
+
+    from bson import Binary
+
+    stock = NxServer(tmp_path / "stock", command=[sys.executable, "-m", "nx_27017.nx_27017"])
+    stock.start()
+    try:
+        client = pymongo.MongoClient(stock.url("stock"), serverSelectionTimeoutMS=5000,
+                                     uuidRepresentation="standard")
+        try:
+            coll = client.stock.vault
+            key_id = uuid.uuid4()
+            coll.insert_one({"_id": key_id, "v": Binary(b"sealed", 6)})
+            (doc,) = coll.find()
+            assert doc == {"_id": key_id.bytes, "v": b"sealed"}
+            assert coll.find_one({"_id": key_id}) is None
         finally:
             client.close()
     finally:

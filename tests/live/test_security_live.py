@@ -35,7 +35,8 @@ def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url)
 
     rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A)
     assert rotated.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
-    assert rotate_keys(rotated) == {"BirthChart": 1}
+    assert rotate_keys(rotated)["BirthChart"] == 1  # the e2 envelope, re-sealed under KEY_B
+    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 0, "dataKeys": 0}  # data keys rewrapped too
     rotated.disconnect()
 
     new_only = open_db(live_url, encryption_key=KEY_B)

@@ -181,7 +181,9 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
     assert out.exit_code == 0, out.output
     create_role, create_user = json.loads(out.output)
     grants = {p["resource"]["collection"]: set(p["actions"]) for p in create_role["privileges"]}
-    assert set(grants) == {"users", "birthCharts", "planetaryInsights", "timingRecommendations", "auditLog", "astroChanges"}
+    assert set(grants) == {"users", "birthCharts", "planetaryInsights", "timingRecommendations", "auditLog", "astroChanges",
+                           "astroErasures"}
+    assert grants["astroErasures"] & {"insert", "update", "remove"} == set()  # the erasure ledger: read only
     assert all(p["resource"]["db"] == "astro" for p in create_role["privileges"])
     assert grants["users"] >= {"find", "insert", "update", "remove"}
     assert grants["auditLog"] & {"update", "remove"} == set()

@@ -32,7 +32,7 @@ class SwitchBus:
     def attach(self, listener: Any) -> None:
         self.listener = listener
 
-    def publish(self, model: str, origin: Any = None) -> None:
+    def publish(self, model: str, origin: Any = None, notice: Any = None) -> None:
         self.published.append(model)
 
     def close(self) -> None:

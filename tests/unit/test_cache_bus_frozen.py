@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 from spies import poll as _poll
@@ -29,6 +30,7 @@ def _bus_db(url: str) -> Database:
     db = Database(f"mongomock://localhost/frozen_{uuid.uuid4().hex[:8]}", cache_bus=url, cache_models=("User",),
                   ensure_indexes=False).connect()
     _poll(lambda: db.executor.runtime.cache.trusted)
+    db.find_one("User", {"email": "nobody@example.com"})  # User is cached: its writes are announced
     return db
 
 
@@ -37,9 +39,9 @@ def _spy_sends(bus) -> list[str]:
     threads: list[str] = []
     send = bus._send
 
-    def spied(model: str) -> None:
+    def spied(model: str, notice: Any = None) -> None:
         threads.append(threading.current_thread().name)
-        send(model)
+        send(model, notice)
 
     bus._send = spied
     return threads
@@ -81,7 +83,7 @@ def test_a_late_announcement_does_not_hold_the_write_beyond_the_tight_bound(redi
         bus = db.executor.runtime.cache.bus
         gate = threading.Event()
         send = bus._send
-        bus._send = lambda model: (gate.wait(30), send(model))
+        bus._send = lambda model, notice=None: (gate.wait(30), send(model, notice))
         bus.wait_s = 0.05
         db.create("User", {"email": "late@example.com", "name": "L"})  # returns though nothing is sent yet
         assert bus.unsent("User") and bus.stats()["sent"] == 0
@@ -150,7 +152,7 @@ def test_while_a_write_is_unannounced_its_process_does_not_read_the_shared_store
         def attach(self, listener) -> None:
             pass
 
-        def publish(self, model, origin=None) -> None:
+        def publish(self, model, origin=None, notice=None) -> None:
             pass
 
         def unsent(self, model: str) -> bool:

@@ -192,7 +192,8 @@ def test_reconcile_rebuilds_records_a_crash_lost(monkeypatch, tmp_path):
         db.as_actor("w", roles=["writer"]).reconcile_changes()
     assert db.reconcile_changes() == {"pending": 0, "intents": {"confirmed": 0, "dropped": 0},
                                       "rebuilt": {"User": 1, "BirthChart": 0, "PlanetaryInsight": 0,
-                                                  "TimingRecommendation": 0}}
+                                                  "TimingRecommendation": 0},
+                                      "erasures": {"finished": 0, "scrubbed": 0}}
     [rebuilt] = records(db, action="update")
     assert rebuilt["rev"] == 1 and rebuilt["doc"]["name"] == "Lost record" and rebuilt["actor"] == "astro-db:reconcile"
     assert db.reconcile_changes()["rebuilt"]["User"] == 0  # idempotent

@@ -213,10 +213,10 @@ def test_d1_data_of_the_previous_release_reads_matches_and_is_upgraded_by_rotati
     db.collection("BirthChart").update_one({"_id": victim_chart.id}, {"$set": {NAME: old}})
     assert db.find_one("BirthChart", {NAME: SECRET_PLACE}).birth_data.location.name == SECRET_PLACE
     assert db.executor.runtime.crypto.needs_rotation(old)
-    assert rotate_keys(db) == {"BirthChart": 1}
+    assert rotate_keys(db) == {"BirthChart": 1, "dataKeys": 0}
     assert stored_place(db, victim_chart.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_A))}:")
     assert db.find_one("BirthChart", {NAME: SECRET_PLACE}).id == victim_chart.id
-    assert rotate_keys(db) == {"BirthChart": 0}
+    assert rotate_keys(db) == {"BirthChart": 0, "dataKeys": 0}
 
 
 def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(db, victim_chart, caplog):
@@ -226,7 +226,7 @@ def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(d
     rotated = db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A)
     db.executor.runtime.crypto = FieldCrypto.from_config(rotated, db.executor.runtime.registry)
     with caplog.at_level(logging.WARNING, logger="astro_db"):
-        assert rotate_keys(db) == {"BirthChart": 1}
+        assert rotate_keys(db) == {"BirthChart": 1, "dataKeys": 0}
     assert stored_place(db, victim_chart.id) == foreign
     assert stored_place(db, other.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_B))}:")
     assert "left as it is" in caplog.text and str(victim_chart.id) in caplog.text
@@ -242,7 +242,7 @@ def test_rotation_never_overwrites_a_write_landing_between_its_read_and_its_rewr
         return reseal(self, info, doc)
 
     monkeypatch.setattr(FieldCrypto, "reseal", racing)
-    assert rotate_keys(db) == {"BirthChart": 0}
+    assert rotate_keys(db) == {"BirthChart": 0, "dataKeys": 0}
     assert db.find_one("BirthChart", {"id": victim_chart.id}).birth_data.location.name == "Written meanwhile"
     assert stored_place(db, victim_chart.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_B))}:")
 

@@ -59,7 +59,8 @@ def test_stats_lists_the_audit_log_and_journal_apart_from_the_models(db):
 
 
 def test_the_internal_collections_are_the_ones_the_service_writes():
-    assert set(INTERNAL_COLLECTIONS) == {CHANGES_COLLECTION, AUDIT_COLLECTION, "changeJournal"}  # + the legacy two
+    assert set(INTERNAL_COLLECTIONS) == {CHANGES_COLLECTION, AUDIT_COLLECTION, "changeJournal",  # + the legacy two
+                                         "astroErasures"}  # the erasure ledger (astro_db.personal)
 
 
 def test_stats_command_marks_internal_rows_and_says_what_the_total_covers(monkeypatch):

@@ -31,7 +31,8 @@ def db():
 def monitor(**config) -> Monitor:
     from astro_db import DatabaseConfig
 
-    return Monitor(DatabaseConfig(url="mongomock://localhost/m", **config), default_registry())
+    cfg = DatabaseConfig(url="mongomock://localhost/m", **config)
+    return Monitor(cfg.health, default_registry(), max_pool_size=cfg.max_pool_size)
 
 
 # --- histogram and window ---------------------------------------------------------------------

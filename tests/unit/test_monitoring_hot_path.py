@@ -25,7 +25,7 @@ SECRET = "secret.person@example.com"
 
 
 def monitor() -> Monitor:
-    return Monitor(DatabaseConfig(url="mongomock://localhost/m", min_pool_size=0, max_pool_size=4), default_registry())
+    return Monitor(DatabaseConfig(url="mongomock://localhost/m").health, default_registry(), max_pool_size=4)
 
 
 # --- shape_key: a hashable stand-in for mask ------------------------------------------------
@@ -181,3 +181,68 @@ def test_concurrent_reads_of_new_shapes_are_each_recorded_once_and_all_counted()
     shapes = mon.query_shapes()
     assert len(shapes) == 3 and sum(entry["count"] for entry in shapes) == threads * calls
     assert mon.snapshot()["operations"]["User"]["find"]["count"] == threads * calls
+
+
+# --- command events: queued lock-free, folded on reading ------------------------------------------
+
+class _CountingLock:
+    """The monitor's lock, counting who takes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self.taken += 1
+        self._lock.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
+
+
+def test_command_and_pool_events_never_take_the_monitor_lock_and_lose_no_figure():
+    from astro_db.monitoring.listeners import CommandEvents
+
+    mon = monitor()
+    lock = mon._lock = _CountingLock()  # type: ignore[assignment]
+    commands, pool = CommandEvents(mon), PoolEvents(mon)
+    for n in range(300):
+        pool.connection_checked_out(SimpleNamespace(duration=0.001))
+        commands.started(SimpleNamespace(request_id=n, command={"find": "users", "filter": {}}, command_name="find"))
+        reply = {"ok": 1, "writeErrors": [{"code": 11000}]} if n % 100 == 0 else {"ok": 1, "cursor": {}}
+        commands.succeeded(SimpleNamespace(request_id=n, command_name="find", duration_micros=1000 + n, reply=reply))
+        pool.connection_checked_in(SimpleNamespace())
+    assert lock.taken == 0  # 1,200 events, not one lock taken on the calling thread
+    figures = mon.snapshot()
+    find = figures["commands"]["User"]["find"]
+    assert find["count"] == 300 and find["errors"] == {"DuplicateKey": 3}
+    assert find["latency_ms"]["count"] == 300 and find["latency_ms"]["max"] == 1.299
+    assert figures["pool"]["checkouts"] == 300 and figures["pool"]["checked_out"] == 0
+    assert figures["pool"]["wait_ms"]["count"] == 300
+    assert lock.taken >= 1
+
+
+def test_queued_command_events_are_folded_at_the_bound():
+    from astro_db.monitoring.listeners import CommandEvents
+    from astro_db.monitoring.monitor import COMMAND_FOLD_AT
+
+    mon = monitor()
+    commands = CommandEvents(mon)
+    for n in range(COMMAND_FOLD_AT + 5):
+        commands.started(SimpleNamespace(request_id=n, command={"insert": "users"}, command_name="insert"))
+        commands.succeeded(SimpleNamespace(request_id=n, command_name="insert", duration_micros=10, reply={"ok": 1}))
+    assert len(mon._command_pending) < COMMAND_FOLD_AT  # memory stays bounded between readings
+    assert mon.snapshot()["commands"]["User"]["insert"]["count"] == COMMAND_FOLD_AT + 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=-1.0, max_value=1e6, allow_nan=False), max_size=40))
+def test_record_many_is_record_one_by_one(values):
+    from astro_db.monitoring.histogram import LatencyHistogram
+
+    one, many = LatencyHistogram(), LatencyHistogram()
+    for value in values:
+        one.record(value)
+    many.record_many(list(values))
+    assert (one.counts, one.count, one.min_ms, one.max_ms) == (many.counts, many.count, many.min_ms, many.max_ms)
+    assert one.sum_ms == pytest.approx(many.sum_ms)

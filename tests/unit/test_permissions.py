@@ -77,6 +77,8 @@ CALLS: dict[str, tuple[str | None, Callable[[World, Database], Any]]] = {
     "create_user_with_chart": ("User", lambda w, v: v.create_user_with_chart(user_data(), chart_data(w.user.id))),
     "delete_user_cascade": ("User", lambda w, v: v.delete_user_cascade(w.user.id)),
     "audit_trail": ("BirthChart", lambda w, v: v.audit_trail("BirthChart", w.chart.id)),
+    "export_user": ("User", lambda w, v: v.export_user(w.user.id)),
+    "erase_user": ("User", lambda w, v: v.erase_user(w.user.id)),
     "start_transaction": (None, lambda w, v: v.start_transaction().abort()),
     "commit_transaction": (None, lambda w, v: _transaction(w, v, "commit_transaction")),
     "rollback_transaction": (None, lambda w, v: _transaction(w, v, "rollback_transaction")),
@@ -119,6 +121,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "create_user_with_chart": frozenset({"writer", "admin"}),  # the self scope never creates users
     "delete_user_cascade": ADMIN,  # deleting an account is an admin's decision
     "audit_trail": ADMIN,
+    "export_user": frozenset({"admin", "self"}),  # the user her own data (arts. 15, 20); staff other than admins never
+    "erase_user": ADMIN,  # art. 17 is a request to the controller, who verifies it and may have to keep data
     # transactions and lifecycle: every role
     "start_transaction": READERS, "commit_transaction": READERS, "rollback_transaction": READERS,
     "abort_transaction": READERS, "transaction": READERS, "with_transaction": READERS,
@@ -139,6 +143,8 @@ def expected(name: str, role: str, model: str | None) -> bool:
     if needed in MODEL_PERMISSIONS and model is not None:
         if role == "self" and model == "User" and name.startswith("create"):
             return False  # the self scope never creates users
+        if name == "export_user" and role != "self":
+            return actor.grants(model, needed) and actor.grants(model, access.AUDIT)  # its records are audit data
         return actor.grants(model, needed)
     return actor.grants_global(needed)
 
@@ -181,7 +187,8 @@ def test_each_call_is_allowed_or_refused_as_the_table_says(name, role):
     ("rotate_keys", "reader"), ("rotate_keys", "writer"), ("sync_indexes", "reader"), ("sync_indexes", "writer"),
     ("audit_trail", "writer"), ("delete_user_cascade", "writer"), ("mongo", "writer"), ("executor", "reader"),
     ("metrics", "self"), ("health", "self"), ("create", "reader"), ("delete", "reader"), ("cleanup", "writer"),
-    ("reconcile_changes", "writer"),
+    ("reconcile_changes", "writer"), ("export_user", "reader"), ("export_user", "writer"), ("erase_user", "self"),
+    ("erase_user", "writer"),
 ])
 def test_pinned_refusals(name, role):
     """A few refusals written out, so weakening the table itself is caught too."""

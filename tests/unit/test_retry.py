@@ -74,7 +74,7 @@ def test_validation_duplicate_auth_query_and_pool_failures_are_never_retried(exc
 def make_policy(attempts=3, jitter=False, base=0.25, cap=8.0):
     waits: list[float] = []
     config = DatabaseConfig(retry_attempts=attempts, backoff_base_s=base, backoff_max_s=cap, backoff_jitter=jitter)
-    return RetryPolicy(config, sleep=waits.append), waits
+    return RetryPolicy(config.retry, sleep=waits.append), waits
 
 
 def failing(times: int, exc_factory=lambda n: pm.AutoReconnect(f"reset {n}")):

@@ -11,7 +11,7 @@ from astro_db.driver.retry import RetryPolicy
 
 @pytest.fixture
 def policy() -> RetryPolicy:
-    return RetryPolicy(DatabaseConfig(retry_attempts=3, backoff_base_s=0.001, backoff_max_s=0.001, backoff_jitter=False))
+    return RetryPolicy(DatabaseConfig(retry_attempts=3, backoff_base_s=0.001, backoff_max_s=0.001, backoff_jitter=False).retry)
 
 
 def flaky(failures: list[BaseException]):

@@ -336,7 +336,8 @@ def test_cleanup_key_rotation_and_reconciliation_make_tool_spans_and_data_spans(
     assert "astro_db.rotate_key" in names and "astro_db.reconcile_changes" in names
     kinds = {s.name: s.attributes["astro_db.kind"] for s in finished(spans)}
     assert kinds == {"astro_db.count": "read", "astro_db.distinct": "tool", "astro_db.rotate_key": "tool",
-                     "astro_db.reconcile_changes": "tool"}
+                     "astro_db.reconcile_changes": "tool",
+                     "astro_db.resume_erasures": "tool"}  # reconcile finishes interrupted erasures too
     database.disconnect()
 
 

@@ -213,3 +213,19 @@ def test_no_url_and_text_without_a_scheme_have_no_userinfo():
     assert userinfo_of("app:pw@localhost") == "" and not unescaped_userinfo("a/b:c@d@localhost")
     assert userinfo_of("mongodb://app:p%40ss@h1,h2/db") == "app:p%40ss" and not unescaped_userinfo("mongodb://app:p%40ss@h/db")
     assert unescaped_userinfo("mongodb://app:p@ss@h/db")
+
+
+@pytest.mark.parametrize("url", [
+    "admin:SECRET@host:27017/astro",            # the scheme left out
+    "mongo://admin:SECRET@host/astro",          # a typo in it
+    " mongodb://admin:SECRET@host/astro",       # a leading blank, which urlsplit skips
+    "\tmongodb+srv://admin:SECRET@cluster.example.com/astro",
+])
+def test_a_url_whose_scheme_is_missing_or_odd_never_shows_its_password(url):
+    assert "SECRET" not in mask_url(url)
+    try:
+        config = DatabaseConfig(url=url)
+    except ConfigError as exc:
+        assert "SECRET" not in str(exc)
+    else:
+        assert "SECRET" not in repr(config)

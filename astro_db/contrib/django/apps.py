@@ -10,7 +10,7 @@ from django.apps import AppConfig
 from django.conf import settings
 
 from ... import errors
-from ...config import DatabaseConfig
+from ...config import DatabaseConfig, resolve
 from ...database import Database
 from .. import _http
 from .._http import ConnectOnce
@@ -69,23 +69,19 @@ class AstroDBConfig(AppConfig):  # type: ignore[misc]  # Django ships no type in
 def config_from_settings(value: Any) -> DatabaseConfig:
     """``settings.ASTRO_DB``: a URL, a seed-shaped dict, a ``DatabaseConfig`` or ``None``.
 
-    Every bound the settings (and the URL's query, and ``ASTRO_DB_*`` variables when the URL
-    comes from the environment) leave unset gets its web-sized value (``_http.WEB_DEFAULTS``);
-    a ``DatabaseConfig`` given as it is is used as it is."""
-    if value is None:
-        return _http.with_web_defaults(DatabaseConfig.from_env(), DatabaseConfig.env_names())
+    The settings outrank the environment (``astro_db.config.resolve``, the rule ``Database()``
+    applies); every bound neither they, the URL's query nor an ``ASTRO_DB_*`` variable sets gets
+    its web-sized value (``_http.WEB_DEFAULTS``); a ``DatabaseConfig`` given as it is is used as
+    it is."""
+    if value is None or isinstance(value, str):
+        return _http.with_web_defaults(resolve(value), DatabaseConfig.env_names())
     if isinstance(value, DatabaseConfig):
         return value
-    if isinstance(value, str):
-        return _http.with_web_defaults(DatabaseConfig(url=value))
     if isinstance(value, Mapping):
         options = value.get("options") or {}
         flat = {k: v for k, v in value.items() if k not in ("url", "uri", "options", "models")}
         given = DatabaseConfig.option_names(flat) | DatabaseConfig.option_names(options)
-        if not value.get("url") and not value.get("uri"):
-            config = DatabaseConfig.from_env(**{**flat, **options})
-            return _http.with_web_defaults(config, given | DatabaseConfig.env_names())
-        return _http.with_web_defaults(DatabaseConfig.from_dict(value), given)
+        return _http.with_web_defaults(resolve(value), given | DatabaseConfig.env_names())
     raise errors.ConfigError(
         f"settings.ASTRO_DB must be a URL or a dict like {{'url': ..., 'options': {{...}}}}, "
         f"got {type(value).__name__}",

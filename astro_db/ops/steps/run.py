@@ -45,7 +45,7 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
     started = time.perf_counter()
     try:
         probe = rt.breaker.before_call()
-        bound = timeouts.current_bound(rt.config.operation_timeout_ms)
+        bound = timeouts.current_bound(rt.config.timeouts.operation_timeout_ms)
         retry = retry and transaction is None and not probe
         if tracing.AVAILABLE:  # the operation's span counts this driver call and its retries
             traced = tracing.current()

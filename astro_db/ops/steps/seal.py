@@ -2,8 +2,11 @@
 
 Conditions on encrypted fields and update values are sealed in the compile step, by the query
 walker's seal rule (``security.filters.SealRule``), at every depth of a pipeline and against the
-model each part reads; this step seals what the walker does not see: new documents. Without a
-key nothing changes.
+model each part reads; this step seals what the walker does not see: new documents, each value
+bound to the document's ``_id`` under its owner's data key. An update's value for a randomly
+encrypted field cannot be sealed before the document it goes into is known: the walker leaves
+it ``Pending`` and the write strategy seals it per document (``ops/writes.py``). Without a key
+nothing changes.
 """
 
 from __future__ import annotations

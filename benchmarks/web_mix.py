@@ -1,0 +1,206 @@
+"""The User cache under a light web mix: ``python benchmarks/web_mix.py [--requests N] [--users N] [--tiny]``.
+
+Starts an nx-27017 server and a redis-server (the test suite's launchers, temporary directories)
+and drives the Flask example (examples/flask_app.py) in this process through Flask's test client:
+four apps, each with its own ``Database`` (four "workers"), sharing the one server and, for the
+cached configurations, one Redis bus (``cache_models=("User",)``, ``cache_bus=redis://...``). No
+gunicorn: every request goes to one of the four apps at random, in one thread, so the CPU per
+request is this process's ``time.process_time()`` (the four apps' request handling, their bus
+threads included) over the requests made; the server's CPU is not counted.
+
+The light mix (80% reads), per request, for a user drawn uniformly from ``--users``:
+GET /users/<id> 45%, GET /users/<id>/insights 20%, GET /users/<id>/timing 15%;
+POST /users 5% (a new user), POST /users/<id>/insights 10% (loads the user first),
+PATCH /users/<id>/seen 5% (sets lastActive: the session's one User update of docs/scaling.md;
+a route this script adds to the example, which has no User update).
+
+Configurations: no cache, and the User cache over Redis, round by round in turn (so the
+machine's load falls on both alike). Printed per configuration: client CPU per request (µs;
+median of ``--rounds`` rounds, each on a fresh server database after a warm-up of a quarter
+of the requests), the User cache's hit ratio over all four apps, and after the run a staleness
+check: once every bus has delivered every notice, each app's cached answer for every user equals
+the server's (``stale`` must be 0). Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))  # live/nxserver.py, redis_server.py
+sys.path.insert(0, str(ROOT / "examples"))
+
+import flask_app  # noqa: E402
+from live.nxserver import NxServer  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
+
+from astro_db.security import new_key  # noqa: E402
+
+MIX = (("get_user", 45), ("list_insights", 20), ("list_timing", 15), ("create_user", 5), ("create_insight", 10),
+       ("seen", 5))
+WORKERS = 4
+
+
+def _seen(user_id: str) -> Any:
+    """PATCH /users/<id>/seen: the session's lastActive update."""
+    flask_app.astro.current_db.update("User", {"id": user_id}, {"last_active": dt.datetime.now(dt.timezone.utc)})
+    return "", 204
+
+
+def _apps(url: str, key: str, cache: str | None) -> list[Any]:
+    options: dict[str, Any] = {"encryption_key": key, "maxPoolSize": 50}
+    if cache:
+        options.update(cache_models=["User"], cache_bus=cache, cache_ttl_s=300)
+    apps = []
+    for _ in range(WORKERS):
+        app = flask_app.create_app({"ASTRO_DB_URL": url, "ASTRO_DB_EAGER_CONNECT": True, "ASTRO_DB_OPTIONS": options,
+                                    "ASTRO_DB_HEALTH_URL": None})
+        app.add_url_rule("/users/<user_id>/seen", view_func=_seen, methods=["PATCH"])
+        apps.append(app)
+    return apps
+
+
+def _database(app: Any) -> Any:
+    with app.app_context():
+        return app.extensions["astro_db"].database
+
+
+def _wait(check: Any, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("condition never held")
+        time.sleep(0.005)
+
+
+def _settle(dbs: list[Any]) -> None:
+    """Until every bus has received every notice every app published (each hears its own too)."""
+    caches = [db.executor.runtime.cache for db in dbs]
+    if caches[0].bus.kind != "redis":
+        return
+    _wait(lambda: all(not c.bus_stats()["pending"] for c in caches))
+    sent = sum(c.bus_stats()["sent"] for c in caches)
+    _wait(lambda: all(c.bus_stats()["received"] >= sent for c in caches))
+
+
+def _run(apps: list[Any], users: list[str], requests: int, rng: random.Random) -> None:
+    clients = [app.test_client() for app in apps]
+    names = [name for name, weight in MIX for _ in range(weight)]
+    for n in range(requests):
+        client = rng.choice(clients)
+        user = rng.choice(users)
+        name = rng.choice(names)
+        if name == "get_user":
+            response = client.get(f"/users/{user}")
+        elif name == "list_insights":
+            response = client.get(f"/users/{user}/insights")
+        elif name == "list_timing":
+            response = client.get(f"/users/{user}/timing")
+        elif name == "create_user":
+            response = client.post("/users", json={"email": f"{uuid.uuid4().hex[:12]}@example.com", "name": "New"})
+        elif name == "create_insight":
+            response = client.post(f"/users/{user}/insights", json={
+                "date": (dt.datetime(2024, 1, 1) + dt.timedelta(minutes=n)).isoformat(), "energy_level": n % 101,
+                "recommendations": ["Take a walk"], "summary": "A bright day."})
+        else:
+            response = client.patch(f"/users/{user}/seen")
+        if response.status_code >= 400:
+            raise RuntimeError(f"{name}: {response.status_code} {response.get_data(as_text=True)[:300]}")
+
+
+def _stale(dbs: list[Any], users: list[str]) -> int:
+    """Cached answers that differ from the server's, once every notice is delivered."""
+    _settle(dbs)
+    stale = 0
+    for db in dbs:
+        for user in users:
+            cached = db.find_one("User", {"id": user}, lean=True)
+            fresh = db.find_one("User", {"id": user}, lean=True, cache=False)
+            stale += cached != fresh
+    return stale
+
+
+def one_round(nx: Any, cache: str | None, key: str, users_n: int, requests: int, seed: int) -> dict[str, Any]:
+    """One round of one configuration on a fresh database: CPU per request, hits, lookups, stale."""
+    url = nx.url(f"webmix_{uuid.uuid4().hex[:8]}")
+    apps = _apps(url, key, cache)
+    dbs = [_database(app) for app in apps]
+    try:
+        for db in dbs:
+            _wait(lambda db=db: db.executor.runtime.cache.trusted)
+        users = [str(dbs[0].create("User", {"email": f"u{i}-{uuid.uuid4().hex[:6]}@example.com", "name": f"U{i}"}).id)
+                 for i in range(users_n)]
+        rng = random.Random(seed)
+        _run(apps, users, requests // 4, rng)  # warm-up: caches and pools filled
+        _settle(dbs)
+        before = [db.executor.runtime.cache.stats() for db in dbs]
+        started = time.process_time()
+        _run(apps, users, requests, rng)
+        cpu = (time.process_time() - started) / requests * 1e6
+        after = [db.executor.runtime.cache.stats() for db in dbs]
+        hits = sum(a["hits"] - b["hits"] for a, b in zip(after, before))
+        looked = sum(a["hits"] + a["misses"] - b["hits"] - b["misses"] for a, b in zip(after, before))
+        return {"cpu": cpu, "hits": hits, "looked": looked, "stale": _stale(dbs, users) if cache else 0}
+    finally:
+        for db in dbs:
+            db.disconnect()
+
+
+def measure(nx: Any, redis_url: str, users_n: int, requests: int, rounds: int) -> list[dict[str, Any]]:
+    """Both configurations, round by round in turn (the machine's load falls on both alike)."""
+    key = new_key()
+    configs = [("no cache", None), ("User cache over Redis", redis_url)]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in configs}
+    for r in range(rounds):
+        for name, cache in configs if r % 2 == 0 else configs[::-1]:
+            results[name].append(one_round(nx, cache, key, users_n, requests, r))
+    rows = []
+    for name, _ in configs:
+        done = results[name]
+        looked = sum(d["looked"] for d in done)
+        rows.append({"config": name, "cpu_us": statistics.median(d["cpu"] for d in done),
+                     "cpu_rounds": [round(d["cpu"]) for d in done],
+                     "hit_ratio": sum(d["hits"] for d in done) / looked if looked else 0.0,
+                     "stale": sum(d["stale"] for d in done)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="measured requests per round")
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="a quick check that it runs (not a measurement)")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.requests, args.users, args.rounds = 80, 10, 1
+    with tempfile.TemporaryDirectory() as tmp:
+        nx = NxServer(Path(tmp) / "nx").start()
+        redis = RedisServer(Path(tmp) / "redis").start()
+        try:
+            rows = measure(nx, redis.url, args.users, args.requests, args.rounds)
+        finally:
+            redis.stop()
+            nx.stop()
+    print(f"light web mix, {WORKERS} apps in one process, {args.users} users, {args.requests} requests x {args.rounds} rounds")
+    print(f"{'configuration':26} {'CPU us/request':>15} {'rounds':>22} {'hit ratio':>10} {'stale':>6}")
+    for row in rows:
+        print(f"{row['config']:26} {row['cpu_us']:15.0f} {str(row['cpu_rounds']):>22} {row['hit_ratio']:10.1%} "
+              f"{row['stale']:6d}")
+    base = rows[0]["cpu_us"]
+    print(f"cached / no cache CPU: {rows[1]['cpu_us'] / base:.2f}x (median of the rounds); per round: "
+          f"{[round(c / b, 2) for c, b in zip(rows[1]['cpu_rounds'], rows[0]['cpu_rounds'])]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+"""Personal data of one user (``astro_db.personal``) on the embedded backend: export (complete and
+exclusive, authorized), erasure (nothing readable left anywhere, others intact, recorded,
+exactly once, resumable), restores that never bring an erased user back, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+from backup_helpers import instant_after_last_write
+from bson import ObjectId
+
+from astro_db import Database, backup
+from astro_db.errors import NotFoundError, PermissionDeniedError, ValidationError
+from astro_db.personal import ERASURES_COLLECTION, EXPORT_FORMAT
+
+from .security_data import KEY_A, snapshot
+
+_dbs = itertools.count()
+
+
+def fresh(**options: Any) -> Database:
+    return Database(f"mongomock://localhost/personal_{next(_dbs)}", encryption_key=KEY_A, **options).connect()
+
+
+PERSON = {  # what is personal about each of the two users: none of it may survive an erasure
+    "ann": {"email": "ann.personal@example.com", "name": "Annabel Quist", "place": "Reykjavik",
+            "summary": "Annabel's quiet day", "rec": "Annabel should rest"},
+    "bob": {"email": "bob.personal@example.com", "name": "Bartholomew Ode", "place": "Valparaiso",
+            "summary": "Bartholomew's busy day", "rec": "Bartholomew should run"},
+}
+
+
+def seed_person(db: Database, who: str) -> dict[str, Any]:
+    p = PERSON[who]
+    user = db.create("User", {"email": p["email"], "name": p["name"] + " Draft"})
+    db.update("User", {"id": user.id}, {"name": p["name"]})  # a second record, with a post-image
+    chart = db.create("BirthChart", {"userId": str(user.id), "birthData": {
+        "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
+        "location": {"name": p["place"], "coordinates": [-21.9, 64.1]}}})
+    insight = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 40,
+                                             "recommendations": [p["rec"]], "summary": p["summary"]})
+    gone = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-01-02T00:00:00Z", "energyLevel": 41,
+                                          "recommendations": [p["rec"] + " again"], "summary": p["summary"] + " two"})
+    db.delete("PlanetaryInsight", {"id": gone.id})  # deleted before: its records are still the user's
+    return {"user": user.id, "chart": chart.id, "insight": insight.id, "gone": gone.id}
+
+
+def interleaved(db: Database) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two users whose documents and records were written alternately."""
+    ann = seed_person(db, "ann")
+    bob = seed_person(db, "bob")
+    db.update("PlanetaryInsight", {"id": ann["insight"]}, {"energyLevel": 44})
+    db.update("PlanetaryInsight", {"id": bob["insight"]}, {"energyLevel": 55})
+    return ann, bob
+
+
+def raw_text(db: Database) -> str:
+    """Every document of every collection, as raw BSON bytes decoded loosely (what a disk holds)."""
+    out = []
+    for name in db.mongo.list_collection_names():
+        for doc in db.mongo[name].find():
+            out.append(bson.encode(doc).decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
+def strings(who: str) -> list[str]:
+    return list(PERSON[who].values())
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def test_the_export_holds_everything_about_the_user_and_nothing_about_anyone_else():
+    db = fresh()
+    ann, bob = interleaved(db)
+    export = db.export_user(ann["user"])
+    text = json.dumps(export)  # JSON-serialisable as it is
+    assert export["format"] == EXPORT_FORMAT and export["userId"] == str(ann["user"])
+    for s in strings("ann"):
+        assert s in text  # decrypted: the birth place is sealed in the collection
+    for s in strings("bob") + [str(v) for v in bob.values()]:
+        assert s not in text
+    models = export["models"]
+    assert [d["_id"]["$oid"] for d in models["User"]["documents"]] == [str(ann["user"])]
+    assert models["BirthChart"]["documents"][0]["birthData"]["location"]["name"] == "Reykjavik"
+    assert [d["_id"]["$oid"] for d in models["PlanetaryInsight"]["documents"]] == [str(ann["insight"])]
+    actions = {(c["documentId"]["$oid"], c["action"], c["rev"]) for c in models["PlanetaryInsight"]["changes"]}
+    assert actions == {(str(ann["insight"]), "create", 0), (str(ann["insight"]), "update", 1),
+                       (str(ann["gone"]), "create", 0), (str(ann["gone"]), "delete", 1)}
+    assert [(c["action"], c["rev"]) for c in models["User"]["changes"]] == [("create", 0), ("update", 1)]
+    assert "Annabel Quist Draft" in json.dumps(models["User"]["changes"])  # the first post-image too
+    assert "Reykjavik" in json.dumps(models["BirthChart"]["changes"])  # post-images opened
+    assert "enc:" not in text
+
+
+def test_a_user_may_export_her_own_data_and_no_one_elses():
+    db = fresh()
+    ann, bob = interleaved(db)
+    mine = db.as_actor(str(ann["user"]), roles=["self"]).export_user(ann["user"])
+    assert mine["models"]["User"]["documents"][0]["email"] == PERSON["ann"]["email"]
+    before = snapshot(db)
+    with pytest.raises(PermissionDeniedError, match="only its own data"):
+        db.as_actor(str(ann["user"]), roles=["self"]).export_user(bob["user"])
+    for role in ("reader", "writer"):  # staff that may not read audit trails may not export
+        with pytest.raises(PermissionDeniedError):
+            db.as_actor("staff", roles=[role]).export_user(ann["user"])
+    assert db.as_actor("boss", roles=["admin"]).export_user(bob["user"])["userId"] == str(bob["user"])
+    assert snapshot(db) == before
+
+
+def test_export_bad_input_is_a_typed_error():
+    db = fresh()
+    with pytest.raises(ValidationError):
+        db.export_user("not-an-id")
+    with pytest.raises(NotFoundError):
+        db.export_user(ObjectId())
+
+
+# --- erasure ------------------------------------------------------------------------------------
+
+
+def test_after_an_erasure_nothing_of_the_user_is_readable_anywhere_and_the_others_are_intact():
+    db = fresh()
+    ann, bob = interleaved(db)
+    bob_before = db.export_user(bob["user"])
+    assert all(s in raw_text(db) for s in ("ann.personal@example.com", "Annabel Quist", "Annabel's quiet day"))
+    report = db.erase_user(ann["user"])
+    assert report["erased"] == {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
+    assert report["state"] == "done" and not report["resumed"] and not report["already"]
+    text = raw_text(db)
+    for s in strings("ann"):
+        assert s not in text, s
+    bob_after = db.export_user(bob["user"])
+    assert bob_after["models"] == bob_before["models"]  # other users lose nothing, records included
+    # the audit still shows that writes happened, and the erasure, without personal data
+    trail = db.audit_trail("User", ann["user"])
+    assert [(e["action"], e["revision"]) for e in trail] == [("create", 0), ("update", 1), ("delete", 2), ("erase", 3)]
+    erase = db.mongo["astroChanges"].find_one({"action": "erase"})
+    assert erase["documentId"] == ann["user"] and erase["counts"]["User"] == 1 and "doc" not in erase
+    ledger = db.mongo[ERASURES_COLLECTION].find_one({"_id": ann["user"]})
+    assert ledger["state"] == "done" and set(ledger) >= {"started", "finished", "counts", "actor"}
+    assert not any(s in bson.encode(ledger).decode("utf-8", "replace") for s in strings("ann"))
+
+
+def test_an_erasure_is_done_once_a_rerun_changes_nothing():
+    db = fresh()
+    ann, _ = interleaved(db)
+    first = db.erase_user(ann["user"])
+    after = snapshot(db)
+    again = db.erase_user(str(ann["user"]))
+    assert again["already"] and again["erased"] == first["erased"]
+    assert snapshot(db) == after
+
+
+def test_an_interrupted_erasure_is_finished_by_a_rerun_or_by_reconcile():
+    """The ledger intent written and the cascade done, then the process 'died' (the state a
+    SIGKILL leaves; the live tier kills a real process): the rerun scrubs, records, finishes,
+    and no document is deleted twice (one delete record each)."""
+    for finish in ("rerun", "reconcile"):
+        db = fresh()
+        ann, bob = interleaved(db)
+        counts = {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
+        db.mongo[ERASURES_COLLECTION].insert_one({"_id": ann["user"], "state": "started", "model": "User",
+                                                  "actor": None, "requestId": None, "counts": counts})
+        db.delete_user_cascade(ann["user"])
+        assert "Annabel Quist" in raw_text(db)  # the records still hold the post-images
+        if finish == "rerun":
+            report = db.erase_user(ann["user"])
+            assert report["resumed"] and report["erased"] == counts
+        else:
+            assert db.reconcile_changes()["erasures"]["finished"] == 1
+            assert db.reconcile_changes()["erasures"] == {"finished": 0, "scrubbed": 0}
+        for s in strings("ann"):
+            assert s not in raw_text(db)
+        deletes = db.mongo["astroChanges"].count_documents({"documentId": ann["insight"], "action": "delete"})
+        assert deletes == 1
+        assert db.mongo["astroChanges"].count_documents({"action": "erase"}) == 1
+        assert db.find_one("User", {"id": bob["user"]}) is not None
+
+
+def test_erasure_is_an_admins_call_and_bad_input_changes_nothing():
+    db = fresh()
+    ann, bob = interleaved(db)
+    before = snapshot(db)
+    for role in ("self", "reader", "writer"):
+        with pytest.raises(PermissionDeniedError):
+            db.as_actor(str(ann["user"]), roles=[role]).erase_user(ann["user"])
+    with pytest.raises(ValidationError):
+        db.erase_user("12345")
+    with pytest.raises(NotFoundError):
+        db.erase_user(ObjectId())
+    assert snapshot(db) == before
+    report = db.as_actor("dpo", roles=["admin"], request_id="req-17").erase_user(ann["user"])
+    assert report["state"] == "done"
+    erase = db.mongo["astroChanges"].find_one({"action": "erase"})
+    assert (erase["actor"], erase["requestId"]) == ("dpo", "req-17")
+
+
+def test_the_export_of_an_erased_user_shows_only_the_erasure():
+    db = fresh()
+    ann, _ = interleaved(db)
+    db.erase_user(ann["user"])
+    export = db.export_user(ann["user"])
+    assert export["erasure"]["state"] == "done"
+    assert all(not m["documents"] for m in export["models"].values())
+    text = json.dumps(export)
+    assert not any(s in text for s in strings("ann"))
+
+
+# --- backups ------------------------------------------------------------------------------------
+
+
+def _restored(repo: Path, **options: Any) -> Database:
+    target = fresh()
+    backup.restore(repo, target, **options)
+    return target
+
+
+def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
+    db = fresh()
+    ann, bob = interleaved(db)
+    repo = tmp_path / "repo"
+    first = backup.backup(db, repo)["id"]  # full, before the erasure: it holds Ann
+    db.erase_user(ann["user"])
+    # restored with the live database's ledger
+    target = fresh()
+    report = backup.restore(repo, target, erasures_from=db)
+    assert report["erased_users"] == 1
+    assert report["skipped"] == {"users": 1, "birthCharts": 1, "planetaryInsights": 1}
+    try:
+        for s in strings("ann"):
+            assert s not in raw_text(target)
+        assert target.find_one("User", {"id": ann["user"]}) is None
+        assert target.export_user(bob["user"])["models"]["BirthChart"]["documents"][0]["birthData"]["location"]["name"] \
+            == "Valparaiso"
+        assert target.mongo[ERASURES_COLLECTION].count_documents({"_id": ann["user"]}) == 1  # it stays erased there
+        assert target.count("PlanetaryInsight", {}) == 1
+    finally:
+        target.disconnect()
+    # restored from the repository alone: a later set carries the ledger
+    later = backup.backup(db, repo)  # incremental, after the erasure
+    assert later["documents"][ERASURES_COLLECTION] == 1  # the ledger, copied whole
+    backup.verify(repo)  # the sets still verify
+    target = _restored(repo, set_id=first)
+    try:
+        for s in strings("ann"):
+            assert s not in raw_text(target)
+        assert target.find_one("User", {"id": bob["user"]}).name == PERSON["bob"]["name"]
+    finally:
+        target.disconnect()
+
+
+def test_incremental_sets_and_point_in_time_restores_skip_an_erased_users_journal(tmp_path):
+    db = fresh()
+    ann, bob = interleaved(db)
+    repo = tmp_path / "repo"
+    backup.backup(db, repo)  # full
+    db.update("PlanetaryInsight", {"id": ann["insight"]}, {"summary": "Annabel's later day"})
+    db.update("PlanetaryInsight", {"id": bob["insight"]}, {"summary": "Bartholomew's later day"})
+    db.create("TimingRecommendation", timing(ann["user"], "Annabel's window"))
+    cut = instant_after_last_write()
+    backup.backup(db, repo)  # incremental: Ann's later writes as upserts and journal entries
+    db.erase_user(ann["user"])
+    for options in ({"erasures_from": db}, {"erasures_from": db, "until": cut}):  # the newest set; then a cut replayed
+        target = _restored(repo, **options)
+        try:
+            text = raw_text(target)
+            assert not any(s in text for s in [*strings("ann"), "Annabel's later day", "Annabel's window"]), options
+            assert target.find_one("PlanetaryInsight", {"id": bob["insight"]}).summary == "Bartholomew's later day"
+        finally:
+            target.disconnect()
+
+
+def timing(user_id: Any, activity: str) -> dict[str, Any]:
+    return {"userId": user_id, "activity": activity, "windows": [
+        {"start": "2026-02-01T09:00:00Z", "end": "2026-02-01T11:00:00Z", "score": 80}]}
+
+
+def test_without_a_ledger_the_old_set_restores_everyone(tmp_path):
+    """The skip is the ledger's doing: the same set restores Ann when nobody was erased."""
+    db = fresh()
+    ann, _ = interleaved(db)
+    repo = tmp_path / "repo"
+    backup.backup(db, repo)
+    target = _restored(repo)
+    try:
+        assert target.find_one("User", {"id": ann["user"]}).name == PERSON["ann"]["name"]
+    finally:
+        target.disconnect()
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_export_prints_the_json_and_erase_refuses_without_yes(monkeypatch):
+    from click.testing import CliRunner
+
+    from astro_db.cli import CliContext, cli
+
+    db = fresh()
+    ann, bob = interleaved(db)
+    monkeypatch.setattr(CliContext, "database", lambda self, **options: db)  # embedded data lives in this process
+    out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "export-user", str(ann["user"])])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)
+    assert printed["models"]["User"]["documents"][0]["name"] == PERSON["ann"]["name"]
+    whole = db.export_user(ann["user"])
+    assert {**printed, "exportedAt": None} == {**whole, "exportedAt": None}  # the stream is the document
+    unknown = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "export-user", str(ObjectId())])
+    assert unknown.exit_code == 2 and unknown.output.startswith("error: nothing is stored")  # nothing printed first
+    before = snapshot(db)
+    refused = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", str(ann["user"])])
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    assert snapshot(db) == before
+    bad = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", "nope", "--yes"])
+    assert bad.exit_code == 2 and "not a valid ObjectId" in bad.output
+    done = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "erase-user", str(ann["user"]), "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "PlanetaryInsight:     1 document(s) erased" in done.output and "done" in done.output
+    again = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "--json", "erase-user",
+                                     str(ann["user"]), "--yes"])
+    assert json.loads(again.output)["already"] is True
+    assert not any(s in raw_text(db) for s in strings("ann"))
+
+
+def test_the_ledger_is_a_service_collection_listed_apart_and_read_only_for_the_app_role():
+    from astro_db.errors import ConfigError
+    from astro_db.models import AstroDocument
+    from astro_db.monitoring.storage import storage_stats
+    from astro_db.security.mongo_roles import role_commands
+
+    db = fresh()
+    ann, _ = interleaved(db)
+    db.erase_user(ann["user"])
+    internal = {c["collection"]: c["count"] for c in storage_stats(db)["internal"]}
+    assert internal[ERASURES_COLLECTION] == 1
+    privileges = {p["resource"]["collection"]: p["actions"] for p in role_commands("astro")[0]["privileges"]}
+    assert privileges[ERASURES_COLLECTION] == ["find", "createIndex", "listIndexes"]
+    assert "update" not in privileges["astroChanges"]  # the app's role keeps the records append-only
+
+    class Squatter(AstroDocument):
+        meta = {"collection": ERASURES_COLLECTION}
+
+    with pytest.raises(ConfigError, match="the service's own"):
+        Database("mongomock://localhost/squat", models=[Squatter])
+
+
+def test_records_held_in_memory_after_a_failed_write_are_written_scrubbed(monkeypatch):
+    """An update applied while its record could not be written leaves the record pending in
+    memory, post-image and all; the erasure writes it first and then scrubs it, so no later
+    write can bring the post-image back."""
+    from pymongo import errors as pm
+
+    from astro_db.changes import log as change_log
+    from astro_db.errors import ChangeRecordError
+
+    db = fresh(retry_attempts=1)
+    ann, _ = interleaved(db)
+    original = change_log._insert
+    fails = iter([True])
+
+    def insert(coll, recs, session):
+        if next(fails, False):
+            raise pm.AutoReconnect("connection closed")
+        return original(coll, recs, session)
+
+    monkeypatch.setattr(change_log, "_insert", insert)
+    with pytest.raises(ChangeRecordError):
+        db.update("User", {"id": ann["user"]}, {"name": "Annabel Pending"})
+    assert db.executor.runtime.changes.pending == 1
+    db.erase_user(ann["user"])
+    assert db.executor.runtime.changes.pending == 0
+    assert "Annabel Pending" not in raw_text(db)
+    assert [e["action"] for e in db.audit_trail("User", ann["user"])] == ["create", "update", "update", "delete", "erase"]
+
+
+def test_the_written_export_goes_out_one_document_or_record_at_a_time():
+    from astro_db.personal import write_export
+
+    db = fresh()
+    ann, _ = interleaved(db)
+    for day in range(3, 30):
+        db.create("PlanetaryInsight", {"userId": ann["user"], "date": f"2026-01-{day:02d}T00:00:00Z", "energyLevel": day,
+                                       "recommendations": ["Annabel, breathe"], "summary": "Annabel's day " * 20})
+    pieces: list[str] = []
+    write_export(db, db.executor, ann["user"], pieces.append)
+    whole = db.export_user(ann["user"])
+    items = [i for m in whole["models"].values() for i in m["documents"] + m["changes"]]
+    assert len(items) > 60
+    largest = max(len(json.dumps(i, ensure_ascii=False)) for i in items)
+    assert max(len(p) for p in pieces) <= largest + 20  # never two documents in one piece
+    assert {**json.loads("".join(pieces)), "exportedAt": None} == {**whole, "exportedAt": None}
+
+
+def test_reconcile_changes_on_the_command_line_says_it_finished_an_erasure(monkeypatch):
+    from click.testing import CliRunner
+
+    from astro_db.cli import CliContext, cli
+
+    db = fresh()
+    ann, _ = interleaved(db)
+    db.mongo[ERASURES_COLLECTION].insert_one({"_id": ann["user"], "state": "started", "model": "User", "actor": None,
+                                              "requestId": None, "counts": {"User": 1}})
+    monkeypatch.setattr(CliContext, "database", lambda self, **options: db)
+    out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_reconcile_erasure", "reconcile-changes"])
+    assert out.exit_code == 0, out.output
+    assert "1 interrupted user erasure(s) finished" in out.output
+    assert not any(s in raw_text(db) for s in strings("ann"))
+
+
+def test_entries_of_the_older_audit_log_are_exported_too():
+    import datetime as dt
+
+    db = fresh()
+    ann, bob = interleaved(db)
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    db.mongo["auditLog"].insert_many([
+        {"model": "User", "documentId": ann["user"], "action": "update", "fields": ["name"], "time": when, "actor": "old"},
+        {"model": "User", "documentId": bob["user"], "action": "update", "fields": ["name"], "time": when, "actor": "old"}])
+    changes = db.export_user(ann["user"])["models"]["User"]["changes"]
+    assert [(c["action"], c.get("actor")) for c in changes][0] == ("update", "old")
+    assert str(bob["user"]) not in json.dumps(changes)
+
+
+def test_a_record_of_an_erased_user_written_late_by_another_process_is_scrubbed_by_reconcile():
+    db = fresh()
+    ann, bob = interleaved(db)
+    db.erase_user(ann["user"])
+    late = {"_id": f"planetaryInsights/{ann['insight']}/9/late", "model": "PlanetaryInsight", "coll": "planetaryInsights",
+            "documentId": ann["insight"], "rev": 9, "action": "update", "journal": True, "audit": True,
+            "doc": {"_id": ann["insight"], "userId": ann["user"], "summary": "Annabel's late record"}}
+    db.mongo["astroChanges"].insert_one(late)  # what another process's pending record would write
+    assert db.reconcile_changes()["erasures"] == {"finished": 0, "scrubbed": 1}
+    assert "Annabel's late record" not in raw_text(db)
+    assert db.mongo["astroChanges"].find_one({"_id": late["_id"]})["erased"] is True
+    assert "Bartholomew's busy day" in raw_text(db)  # scrubs only the erased
+
+
+def test_the_erasure_shreds_the_users_data_keys_through_the_crypto_engine_once(monkeypatch):
+    """``personal._forget_keys`` calls ``FieldCrypto.shred(user_id)`` where the engine has it
+    (per-user data keys, MongoDB CSFLE); the count lands in the ledger and the report, and a
+    finished erasure never shreds again."""
+    from astro_db.security.crypto import FieldCrypto
+
+    calls: list[Any] = []
+
+    def shred(self, subject_id):
+        calls.append(subject_id)
+        return 2 if len(calls) == 1 else 0  # the keys are gone after the first call
+
+    monkeypatch.setattr(FieldCrypto, "shred", shred, raising=False)
+    db = fresh()
+    ann, _ = interleaved(db)
+    assert db.erase_user(ann["user"])["keys_shredded"] == 2
+    assert calls == [ann["user"]]
+    assert db.mongo["astroChanges"].find_one({"action": "erase"})["keysShredded"] == 2
+    assert db.erase_user(ann["user"])["keys_shredded"] == 2 and calls == [ann["user"]]  # done: not again
+
+
+def test_without_field_encryption_there_is_no_key_to_shred():
+    db = Database("mongomock://localhost/personal_nokey").connect()  # embedded: plaintext allowed, no vault
+    assert db.executor.runtime.crypto.vault is None
+    user = db.create("User", {"email": "nokey@example.com", "name": "No Key"})
+    assert db.erase_user(user.id)["keys_shredded"] == 0
+
+
+def test_the_erasure_deletes_the_users_own_data_key_from_the_key_vault_and_no_one_elses():
+    """Not a stand-in: the real engine (MongoDB CSFLE's key vault) loses the erased user's key."""
+    from astro_db.security.vault import subject_alt_name
+
+    db = fresh()
+    ann, bob = interleaved(db)
+    vault = db.executor.runtime.crypto.vault
+    for who in (ann, bob):  # a data key of each user's own, as sealing one of their values makes it
+        vault.key_for(subject_alt_name(who["user"]))
+    keys = db.mongo.client["encryption"]["__keyVault"]
+    assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(ann["user"])]}}) == 1
+    assert db.erase_user(ann["user"])["keys_shredded"] == 1
+    assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(ann["user"])]}}) == 0
+    assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(bob["user"])]}}) == 1
+
+
