@@ -150,13 +150,13 @@ class Database(OperatorMixin):
             raise
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
-        rt.cache.open(rt.connection.database)  # the cache bus (ConfigError: no change streams)
+        rt.cache.open(rt.gateway)  # the cache bus (ConfigError: no change streams)
         if self.config.ensure_indexes and not rt.indexes_ensured:
             rt.indexes_ensured = True
             Database.sync_indexes(self._trusted())
             if rt.changes.enabled:
                 self._executor.call(None, "ensure change record indexes",
-                                    lambda: ensure_change_indexes(rt.connection.database, self.config.change_records.audit_retention_days))
+                                    lambda: ensure_change_indexes(rt.gateway, self.config.change_records.audit_retention_days))
         return self
 
     def disconnect(self) -> None:
@@ -188,14 +188,17 @@ class Database(OperatorMixin):
 
     @property
     def mongo(self) -> Any:
-        """The underlying PyMongo ``Database`` (an escape hatch: no validation, no hooks)."""
+        """The underlying PyMongo ``Database``: the raw escape hatch for admins, with none of the
+        service's guarantees (no validation, no scope, no encryption, no change records, no cache
+        invalidation, no breaker or retries; docs/service.md). astro_db itself never uses it: its
+        driver calls all go through ``astro_db.driver.gateway``."""
         self._check("mongo")
         return self._executor.runtime.connection.database
 
     def collection(self, model: ModelRef) -> Any:
-        """The PyMongo collection of a model (raw access, for tooling)."""
+        """The PyMongo collection of a model: raw access, the same escape hatch as ``mongo``."""
         self._check("collection")
-        return self._executor.runtime.coll(self._executor.model(model))
+        return self._executor.runtime.connection.database[self._executor.model(model).collection]
 
     # --- create ------------------------------------------------------------------------------
 

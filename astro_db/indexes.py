@@ -60,7 +60,7 @@ def unlisted_kinds(database: MongoDB) -> dict[str, str]:
     ``nx_27017``) keeps text indexes out of the list and refuses to build one twice ("constraint
     failed"), so whether one exists cannot be checked there. Empty for MongoDB."""
     try:
-        process = str(database.client.admin.command("buildInfo").get("process", ""))
+        process = str(database.admin_command("buildInfo").get("process", ""))
     except Exception:  # the embedded backend, or no answer: nothing is known to be missing
         return {}
     if process.replace("-", "_") == "nx_27017":

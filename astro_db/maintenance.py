@@ -92,7 +92,7 @@ def _orphaned_user_ids(db: Database, models: Any, owned: list[Any]) -> list[Any]
     """User ids referenced by owned documents that name no user, or a deleted one."""
     referenced: set[Any] = set()
     for info in owned:
-        coll = db.collection(info)
+        coll = db.executor.runtime.coll(info)
         owner = info.declaration.owner
         # an owner that is not an ObjectId cannot name a user, but cannot be queried by id either
         distinct: list[Any] = db.executor.call(info, "distinct", partial(_distinct, coll, owner))

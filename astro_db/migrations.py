@@ -171,7 +171,7 @@ class Lease:
         self.clock = clock
         self.hook = hook
         self.token: str | None = None
-        self.coll = ex.runtime.connection.database[MIGRATIONS_COLLECTION]
+        self.coll = ex.runtime.gateway[MIGRATIONS_COLLECTION]
 
     def _ms(self) -> int:
         return int(self.clock() * 1000)
@@ -347,7 +347,7 @@ class MigrationContext:
         if self.dry_run:
             log.info("migration %s (dry run): would run %s", self.migration.name, next(iter(command), "?"))
             return None
-        database = self._ex.runtime.connection.database
+        database = self._ex.runtime.gateway
         return self._ex.call(None, "migrate command", lambda: database.command(dict(command)))
 
     def install_validators(self, action: str = "warn", *, level: str = "moderate") -> list[dict[str, Any]]:
@@ -481,7 +481,7 @@ class Migrator:
         self.who = {"actor": str(actor) if actor is not None else _user(), "host": socket.gethostname(), "pid": os.getpid()}
         self.owner = owner or f"{self.who['actor']}@{self.who['host']}:{self.who['pid']}:{uuid.uuid4().hex[:6]}"
         self.lease = Lease(self.ex, self.owner, ttl_s=lease_ttl_s, clock=clock, hook=self.hook)
-        self._records = self.ex.runtime.connection.database[MIGRATIONS_COLLECTION]
+        self._records = self.ex.runtime.gateway[MIGRATIONS_COLLECTION]
 
     # --- the three commands -----------------------------------------------------------------
 

@@ -178,7 +178,7 @@ def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[st
     ex.authorize(db.actor, "export_user", users)
     uid = coerce_id(user_id, f"{users.name} id")
     _may_export(db.actor, uid, registry)
-    database = rt.connection.database
+    database = rt.gateway
     erasure = ex.call(users, "export_user", partial(database[ERASURES_COLLECTION].find_one, {"_id": uid}))
     if erasure is None and not _known(db, ex, users, uid):
         raise NotFoundError(f"nothing is stored about {users.name} {uid}")
@@ -211,7 +211,7 @@ def _known(db: Database, ex: Executor, users: ModelInfo, uid: ObjectId) -> bool:
     """Whether anything is stored about ``uid``: the user, or change records of the user."""
     if db.count(users.name, {"_id": uid}):
         return True
-    database = ex.runtime.connection.database
+    database = ex.runtime.gateway
     return bool(ex.call(users, "export_user", partial(database[CHANGES_COLLECTION].count_documents,
                                                       {"coll": users.collection, "documentId": uid}, limit=1)))
 
@@ -236,7 +236,7 @@ def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool)
     collection exists) of the documents ``ids`` of ``info``, post-images opened; one query per
     chunk of ids."""
     rt = ex.runtime
-    database = rt.connection.database
+    database = rt.gateway
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         legacy = ex.call(info, "export_user", partial(_listed, database[LEGACY_AUDIT_COLLECTION],
@@ -279,7 +279,7 @@ def erase_user(db: Database, ex: Executor, user_id: Any, *, actor: access.Actor 
     registry = rt.registry
     users = registry.users()
     uid = coerce_id(user_id, f"{users.name} id")
-    ledger = rt.connection.database[ERASURES_COLLECTION]
+    ledger = rt.gateway[ERASURES_COLLECTION]
     entry = ex.call(users, "erase_user", lambda: ledger.find_one({"_id": uid}))
     if entry is not None and entry.get("state") == DONE:
         return _report(entry, resumed=False, already=True)
@@ -314,7 +314,7 @@ def resume_erasures(db: Database, ex: Executor) -> dict[str, int]:
     failed write may have been written since, post-image and all). ``{"finished": n,
     "scrubbed": <records scrubbed>}``; one update per model per 1,000 erased users."""
     rt = ex.runtime
-    database = rt.connection.database
+    database = rt.gateway
     pending = ex.call(None, "resume erasures", partial(_listed, database[ERASURES_COLLECTION], {"state": STARTED},
                                                        [("_id", 1)]))
     for entry in pending:
@@ -332,7 +332,7 @@ def resume_erasures(db: Database, ex: Executor) -> dict[str, int]:
 def _scrub(ex: Executor, registry: ModelRegistry, users: list[ObjectId]) -> int:
     """Step 3: the post-images of the records of ``users``' documents removed (in
     ``astroChanges`` and the older ``changeJournal``); how many records were scrubbed."""
-    database = ex.runtime.connection.database
+    database = ex.runtime.gateway
     present = set(ex.call(None, "erase_user", database.list_collection_names))
     scrubbed = 0
     for info in _models(registry):
@@ -350,7 +350,7 @@ def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, An
     rt = ex.runtime
     registry = rt.registry
     users = registry.users()
-    database = rt.connection.database
+    database = rt.gateway
     uid = entry["_id"]
     delete_user_cascade(db, uid, models=registry)  # 2. the live documents (their delete records hold no data)
 
@@ -380,7 +380,7 @@ def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, An
 
 def _next_rev(ex: Executor, users: ModelInfo, uid: ObjectId) -> int:
     """One past the highest revision recorded for the user's document: the erase orders last."""
-    database = ex.runtime.connection.database
+    database = ex.runtime.gateway
     last = ex.call(users, "erase_user", lambda: database[CHANGES_COLLECTION].find_one(
         {"coll": users.collection, "documentId": uid, "action": {"$ne": ERASE_ACTION}}, {"rev": 1}, sort=[("rev", -1)]))
     return int(last["rev"]) + 1 if last is not None and isinstance(last.get("rev"), int) else 0

@@ -161,7 +161,7 @@ def _value(field: Any) -> dict[str, Any]:
 def server_validators(db: Database) -> dict[str, dict[str, Any]]:
     """``{collection: listCollections options}`` for the models' collections that exist."""
     ex = db.executor
-    database = ex.runtime.connection.database
+    database = ex.runtime.gateway
     names = {info.collection for info in ex.runtime.registry}
     rows = ex.call(None, "schema listCollections", lambda: list(database.list_collections()))
     return {row["name"]: dict(row.get("options") or {}) for row in rows if row.get("name") in names}
@@ -177,7 +177,7 @@ def install(db: Database, *, action: str = "warn", level: str = "moderate") -> l
     ex = db.executor
     if not ex.runtime.capabilities.validators:
         raise ConfigError("the embedded backend has no server-side validators; install them on a MongoDB server")
-    database = ex.runtime.connection.database
+    database = ex.runtime.gateway
     existing = set(server_validators(db))
     done = []
     for info in ex.runtime.registry:

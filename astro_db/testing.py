@@ -132,7 +132,7 @@ def database_for_tests(**options: Any) -> Iterator[Any]:
     finally:
         try:
             if uri:
-                db.mongo.client.drop_database(name)
+                db.executor.runtime.gateway.drop_database(name)
         except Exception:  # best effort: a test may have stopped the server
             pass
         finally:

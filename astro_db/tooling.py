@@ -39,7 +39,7 @@ class OperatorMixin:
         (and drop them with ``drop_extra=True``). One dict per model."""
         self._check("sync_indexes")
         ex = self._executor
-        database = ex.runtime.connection.database
+        database = ex.runtime.gateway
         return [
             ex.call(info, "sync_indexes", partial(sync_model_indexes, database, info, drop_extra=drop_extra)).as_dict()
             for info in ex.runtime.registry
@@ -122,7 +122,7 @@ class OperatorMixin:
         self._check("reconcile_changes")
         ex = self._executor
         changes = ex.runtime.changes
-        database = ex.runtime.connection.database
+        database = ex.runtime.gateway
         infos = list(ex.runtime.registry)
 
         def run(fn: Any) -> Any:

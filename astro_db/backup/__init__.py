@@ -17,15 +17,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackupError
+from ..personal import owner_paths
 from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup
 from .journal import JOURNAL_COLLECTION, prune_journal
 from .repository import BackupSet, Repository, select_kept
 from .restore import plan_restore, run_restore
 from .stream import RAW, ContentHash
 from .verify import run_verify
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..database import Database
 
 __all__ = [
     "backup", "restore", "verify", "list_sets", "prune", "content_hashes",
@@ -55,11 +59,17 @@ def _connected(source: Any) -> Iterator[Any]:
         db.disconnect()
 
 
+def _decodes(db: Database) -> bool:
+    """Whether ``db``'s backend cannot store raw BSON documents (the embedded one)."""
+    return not db.executor.runtime.capabilities.raw_bson_inserts
+
+
 def backup(source: Any, repo: str | os.PathLike[str], *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Take a backup set of ``source`` into ``repo``: full the first time or with ``full=True``,
     else incremental (what changed since the previous set). Returns the set's summary."""
     with _connected(source) as db:
-        return take_backup(db, Repository(repo), full=full, progress=progress).summary()
+        return take_backup(db.executor.gateway("backup"), db.executor.runtime.registry, Repository(repo), full=full,
+                           progress=progress).summary()
 
 
 def list_sets(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -81,7 +91,7 @@ def prune(repo: str | os.PathLike[str], *, keep_daily: int | None = None, keep_w
         oldest_full = min((s.end for s in kept if s.kind == "full"), default=None)
         if source is not None and oldest_full is not None:
             with _connected(source) as db:
-                journal_pruned = prune_journal(db.mongo, oldest_full)
+                journal_pruned = prune_journal(db.executor.gateway("backup prune"), oldest_full)
     return {"kept": [s.id for s in kept], "deleted": [s.id for s in deleted], "journal_entries_deleted": journal_pruned, "dry_run": dry_run}
 
 
@@ -102,7 +112,11 @@ def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set
         live = stack.enter_context(_connected(journal_source)) if journal_source is not None and plan.live_tail else None
         ledger = (live if live is not None and erasures_from is journal_source
                   else stack.enter_context(_connected(erasures_from)) if erasures_from is not None else None)
-        return run_restore(Repository(repo), db, plan, drop=drop, live_source=live, progress=progress, erasures_from=ledger)
+        return run_restore(Repository(repo), db.executor.gateway("restore", retry=False), plan, decode=_decodes(db),
+                           owners=owner_paths(db.executor.runtime.registry), drop=drop,
+                           live_journal=live.executor.gateway("restore journal") if live is not None else None,
+                           progress=progress,
+                           erasures_from=ledger.executor.gateway("restore erasures") if ledger is not None else None)
 
 
 def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None) -> dict[str, Any]:
@@ -113,7 +127,8 @@ def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None,
     if not deep:
         return run_verify(repository, progress=progress)
     with _connected(url) as db:
-        return run_verify(repository, deep=True, db=db, progress=progress)
+        return run_verify(repository, deep=True, database=db.executor.gateway("deep verify", retry=False),
+                          decode=_decodes(db), progress=progress)
 
 
 def content_hashes(source: Any, collections: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -123,6 +138,6 @@ def content_hashes(source: Any, collections: list[str] | None = None) -> dict[st
         names = collections or [info.collection for info in db.executor.runtime.registry]
         out = {}
         for name in names:
-            h = ContentHash.of(db.mongo.get_collection(name, codec_options=RAW).find({}, batch_size=1000))
+            h = ContentHash.of(db.executor.gateway("content hashes").get_collection(name, codec_options=RAW).find({}, batch_size=1000))
             out[name] = {"count": h.count, "content_hash": h.hexdigest()}
         return out

@@ -34,7 +34,8 @@ from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..database import Database
+    from .._types import MongoDB
+    from ..registry import ModelInfo
 
 __all__ = ["take_backup", "APPEND_ONLY_COLLECTIONS", "Progress"]
 
@@ -53,9 +54,11 @@ _BATCH = 1000
 _APPEND_MARGIN = _dt.timedelta(minutes=5)  # ObjectIds carry whole seconds of a client's clock
 
 
-def take_backup(db: Database, repo: Repository, *, full: bool = False, progress: Progress | None = None) -> BackupSet:
-    """Take the next set: full when asked or when the repository has none yet, else incremental."""
-    database = db.mongo
+def take_backup(database: MongoDB, models: Iterable[ModelInfo], repo: Repository, *, full: bool = False,
+                progress: Progress | None = None) -> BackupSet:
+    """Take the next set of ``database`` (a gateway whose calls run through the run step:
+    ``Executor.gateway``) and the ``models``' collections: full when asked or when the
+    repository has none yet, else incremental."""
     repo.ensure()
     sets = repo.sets()
     previous = sets[-1] if sets else None
@@ -64,7 +67,7 @@ def take_backup(db: Database, repo: Repository, *, full: bool = False, progress:
     started = journal_clock.now()
     staging = repo.staging(f"{started.strftime('%Y%m%dT%H%M%S%f')}-{kind}")
     try:
-        manifest = _Dump(db, staging, progress).run(kind, previous, started, sets)
+        manifest = _Dump(database, models, staging, progress).run(kind, previous, started, sets)
         backup_set = repo.commit(staging, manifest)
     except AstroDBError:
         repo.discard(staging)
@@ -82,12 +85,11 @@ def take_backup(db: Database, repo: Repository, *, full: bool = False, progress:
 class _Dump:
     """The work of writing one set into a staging directory."""
 
-    def __init__(self, db: Database, staging: Path, progress: Progress | None) -> None:
-        self.db = db
-        self.database = db.mongo
+    def __init__(self, database: MongoDB, models: Iterable[ModelInfo], staging: Path, progress: Progress | None) -> None:
+        self.database = database
         self.staging = staging
         self.progress = progress or (lambda label, advance, total: None)
-        self.models = {info.collection: info for info in db.executor.runtime.registry}
+        self.models = {info.collection: info for info in models}
         self.files: dict[str, dict[str, Any]] = {}
         self.collections: dict[str, dict[str, Any]] = {}
 
@@ -218,7 +220,7 @@ class _Dump:
     def _server_indexes(self, name: str) -> list[dict[str, Any]]:
         try:
             listed = list(self.database[name].list_indexes())
-        except PyMongoError:
+        except (PyMongoError, AstroDBError):
             return []
         out = []
         for ix in listed:

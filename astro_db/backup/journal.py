@@ -24,6 +24,7 @@ from pymongo.errors import PyMongoError
 from ..changes import CHANGES_COLLECTION, prune_images
 from ..changes import read_window as _read_records
 from ..changes.records import to_ms
+from ..errors import AstroDBError
 from .stream import RAW
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,7 +80,7 @@ def ensure_journal_index(database: MongoDB, collection: str = JOURNAL_COLLECTION
     """The ``t`` index window reads and pruning use (created once, failures logged)."""
     try:
         database[collection].create_index([("t", 1)], name="t_1")
-    except PyMongoError as exc:
+    except (PyMongoError, AstroDBError) as exc:
         log.warning("change records: could not create their t index: %s", type(exc).__name__)
 
 

@@ -31,10 +31,9 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
-from ..backends.capabilities import capabilities
 from ..changes import CHANGES_COLLECTION
 from ..errors import AstroDBError, BackupError, translate
-from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, erased_ids, owner_paths, scrub_record
+from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, erased_ids, scrub_record
 from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
@@ -42,7 +41,6 @@ from .stream import RAW, iter_raw
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
-    from ..database import Database
 
 __all__ = ["RestorePlan", "plan_restore", "run_restore", "load_file", "Loader"]
 
@@ -261,8 +259,8 @@ def _bulk(coll: Any, ops: list[Any]) -> None:
     the filter did not match a newer document) leaves that newer one in place."""
     try:
         coll.bulk_write(ops, ordered=False)
-    except PyMongoError as exc:
-        errors = getattr(exc, "details", None) or {}
+    except (PyMongoError, AstroDBError) as exc:  # the run step's error carries the driver's as its cause
+        errors = getattr(exc if isinstance(exc, PyMongoError) else exc.__cause__, "details", None) or {}
         if not errors.get("writeErrors") or any(e.get("code") != 11000 for e in errors["writeErrors"]):
             raise
 
@@ -279,21 +277,24 @@ def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
     return iter_raw(backup_set.file(relative), shown=str(backup_set.file(relative)))
 
 
-def run_restore(repo: Repository, db: Database, plan: RestorePlan, *, drop: bool = False, live_source: Any = None,
-                progress: Callable[[str, int, int | None], None] | None = None, erasures_from: Any = None) -> dict[str, Any]:
-    """Carry out ``plan`` into ``db`` (an astro_db Database); a report of what was restored.
+def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decode: bool, owners: Any, drop: bool = False,
+                live_journal: MongoDB | None = None, progress: Callable[[str, int, int | None], None] | None = None,
+                erasures_from: MongoDB | None = None) -> dict[str, Any]:
+    """Carry out ``plan`` into ``database`` (a gateway whose calls run through the run step:
+    ``Executor.gateway``); ``decode``: the target cannot store raw BSON (the embedded backend);
+    ``owners``: the models' owner paths (``personal.owner_paths``); ``live_journal``: the source
+    whose change records cover ``until`` past the newest set; ``erasures_from``: a database
+    whose erasure ledger is consulted too. A report of what was restored.
 
     Every file of the plan is checked against its manifest first (the checks of ``verify``): a
     changed file raises ``BackupIntegrityError`` naming it before anything is dropped or written.
     """
     require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
-    database = db.mongo
     try:
         ledger = _ledger(repo, database, erasures_from)
         _prepare_target(database, plan.collections, drop)
-        loader = Loader(database, not capabilities(db.config).raw_bson_inserts, progress,
-                        erased=ledger, owners=owner_paths(db.executor.runtime.registry))
-        replayed = _apply(loader, plan, live_source)
+        loader = Loader(database, decode, progress, erased=ledger, owners=owners)
+        replayed = _apply(loader, plan, live_journal)
         for entry in ledger.values():  # the target knows whom it must never bring back
             database[ERASURES_COLLECTION].replace_one({"_id": entry["_id"]}, entry, upsert=True)
         indexes = {name: _create_indexes(database, name, _index_specs(plan, name)) for name in plan.collections}
@@ -312,9 +313,9 @@ def run_restore(repo: Repository, db: Database, plan: RestorePlan, *, drop: bool
     return report
 
 
-def _ledger(repo: Repository, target: MongoDB, source: Any) -> dict[Any, dict[str, Any]]:
+def _ledger(repo: Repository, target: MongoDB, source: MongoDB | None) -> dict[Any, dict[str, Any]]:
     """The erasure ledger (``astroErasures``) of every set in ``repo``, of the target and of
-    ``source`` (a Database, when given), by user id."""
+    ``source`` (a gateway, when given), by user id."""
     entries: dict[Any, dict[str, Any]] = {}
     for s in repo.sets():
         entry = s.manifest["collections"].get(ERASURES_COLLECTION)
@@ -322,7 +323,7 @@ def _ledger(repo: Repository, target: MongoDB, source: Any) -> dict[Any, dict[st
             for raw in load_file(s, entry["file"]):
                 doc = bson.decode(raw)
                 entries[doc["_id"]] = doc
-    for database in (target, source.mongo if source is not None else None):
+    for database in (target, source):
         if database is not None:
             ids = erased_ids(database)
             if ids:
@@ -342,7 +343,7 @@ def _prepare_target(database: MongoDB, collections: list[str], drop: bool) -> No
         database.drop_collection(name)
 
 
-def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
+def _apply(loader: Loader, plan: RestorePlan, live_journal: MongoDB | None) -> int:
     base, *incrementals = plan.sets
     for name, entry in base.manifest["collections"].items():
         loader.insert(name, load_file(base, entry["file"]), entry["count"])
@@ -355,8 +356,8 @@ def _apply(loader: Loader, plan: RestorePlan, live_source: Any) -> int:
     if plan.tail is not None:
         replayed += loader.replay(load_file(plan.tail, plan.tail.manifest["journal"]["file"]), plan.until)
     elif plan.live_tail:
-        assert plan.until is not None
-        replayed += loader.replay(read_window(live_source.mongo, plan.sets[-1].end, plan.until), plan.until)
+        assert plan.until is not None and live_journal is not None
+        replayed += loader.replay(read_window(live_journal, plan.sets[-1].end, plan.until), plan.until)
     return replayed
 
 
@@ -377,7 +378,7 @@ def _create_indexes(database: MongoDB, name: str, specs: dict[str, Any]) -> dict
         try:
             database[name].create_indexes([IndexModel([tuple(pair) for pair in spec["key"]], **options)])
             created.append(spec.get("name"))
-        except PyMongoError as exc:
+        except (PyMongoError, AstroDBError) as exc:
             failed[spec.get("name", "?")] = str(exc).split(", full error")[0][:200]
             log.warning("restore: index %s on %s not created: %s", spec.get("name"), name, failed[spec.get("name", "?")])
     return {"created": created, "failed": failed}

@@ -17,24 +17,25 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
 
-from ..backends.capabilities import capabilities
-from ..errors import BackupError, BackupIntegrityError, translate
+from ..errors import AstroDBError, BackupError, BackupIntegrityError, translate
 from .integrity import Problems, check_set_files
 from .repository import BackupSet, Repository
 from .restore import Loader, load_file
 from .stream import RAW, ContentHash
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..database import Database
+    from .._types import MongoDB
 
 __all__ = ["run_verify"]
 
 log = logging.getLogger(__name__)
 
 
-def run_verify(repo: Repository, *, deep: bool = False, db: Database | None = None,
+def run_verify(repo: Repository, *, deep: bool = False, database: MongoDB | None = None, decode: bool = False,
                progress: Callable[[str, int, int | None], None] | None = None) -> dict[str, Any]:
-    """Check every set; returns ``{"sets": [...], "files": n, "documents": n, "deep": bool}``."""
+    """Check every set; returns ``{"sets": [...], "files": n, "documents": n, "deep": bool}``.
+    ``deep`` loads each set into a scratch database beside ``database`` (a gateway whose calls
+    run through the run step); ``decode``: that server cannot store raw BSON."""
     problems = Problems()
     sets: list[BackupSet] = []
     for directory in repo.set_dirs():
@@ -52,10 +53,10 @@ def run_verify(repo: Repository, *, deep: bool = False, db: Database | None = No
     _check_chain(sets, problems)
     problems.raise_if_any()
     if deep:
-        if db is None:
+        if database is None:
             raise BackupError("a deep verify needs a database server to load into: pass --url (db=...)")
         for s in sets:
-            _deep_check(s, db, problems, progress)
+            _deep_check(s, database, decode, problems, progress)
         problems.raise_if_any()
     return {"repository": str(repo.path), "sets": [s.id for s in sets], "files": files, "documents": documents, "deep": deep}
 
@@ -79,13 +80,12 @@ def _check_chain(sets: list[BackupSet], problems: Problems) -> None:
             problems.add(manifest, f"set {s.id}: its window does not start where {before.id} ends")
 
 
-def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -> None:
+def _deep_check(s: BackupSet, gateway: MongoDB, decode: bool, problems: Problems, progress: Any) -> None:
     """Load the set's data files into a scratch database; compare content hashes."""
-    client = db.mongo.client
     name = f"astro_verify_{uuid.uuid4().hex[:12]}"
-    scratch = client[name]
+    scratch = gateway.sibling(name)
     try:
-        loader = Loader(scratch, not capabilities(db.config).raw_bson_inserts, progress)
+        loader = Loader(scratch, decode, progress)
         for coll, entry in s.manifest["collections"].items():
             loader.insert(coll, load_file(s, entry["file"]), entry["count"])
             stored = scratch.get_collection(coll, codec_options=RAW).find({}, batch_size=1000)
@@ -98,6 +98,6 @@ def _deep_check(s: BackupSet, db: Database, problems: Problems, progress: Any) -
         raise translate(exc, operation=f"deep verify of {s.id}") from exc
     finally:
         try:
-            client.drop_database(name)
-        except PyMongoError:
+            gateway.drop_database(name)
+        except (PyMongoError, AstroDBError):
             log.warning("deep verify: could not drop the scratch database %s; drop it by hand", name)

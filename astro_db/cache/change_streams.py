@@ -27,6 +27,7 @@ from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
+    from ..driver.gateway import ChangeStream
 
 __all__ = ["ChangeStreamBus"]
 
@@ -82,7 +83,7 @@ class ChangeStreamBus(SubscribingBus):
             for thread in self._threads:
                 thread.start()
 
-    def _watch(self, database: MongoDB, collection: str) -> Any:
+    def _watch(self, database: MongoDB, collection: str) -> ChangeStream:
         return database[collection].watch(max_await_time_ms=self._max_await_ms)
 
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:

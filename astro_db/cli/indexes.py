@@ -5,6 +5,7 @@ Only parsing and printing here; the work is ``astro_db.indexes`` and ``Database.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -35,7 +36,8 @@ def indexes() -> None:
 def list_(ctx: CliContext, model: str | None) -> None:
     """Each model's declared indexes, whether the server has them, and undeclared extras."""
     db = ctx.database()
-    rows = [ix.list_model_indexes(db.mongo, info) for info in _models(db, model)]
+    ex = db.executor  # each model's listing is one call through the run step, as sync_indexes' are
+    rows = [ex.call(info, "list_indexes", partial(ix.list_model_indexes, ex.runtime.gateway, info)) for info in _models(db, model)]
 
     def human(data: list[dict[str, Any]]) -> str:
         lines = []
@@ -88,7 +90,8 @@ def sync(ctx: CliContext, drop_extra: bool) -> None:
 def usage(ctx: CliContext, model: str | None) -> None:
     """Operations each index has served ($indexStats; needs a real MongoDB)."""
     db = ctx.database()
-    rows = [ix.index_usage(db.mongo, info) for info in _models(db, model)]
+    ex = db.executor
+    rows = [ex.call(info, "index_usage", partial(ix.index_usage, ex.runtime.gateway, info)) for info in _models(db, model)]
     supported = all(r["supported"] for r in rows)
 
     def human(data: list[dict[str, Any]]) -> str:

@@ -30,9 +30,10 @@ from .._version import __version__
 from ..backends.capabilities import capabilities
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._types import MongoDB
+    from .gateway import PyMongoDatabase
 from ..config import DatabaseConfig, RetryConfig
 from ..errors import DatabaseConnectionError, EmbeddedDatabaseWarning, NotConnectedError, scrub, translate
+from . import gateway
 from .routing import ReadPreference
 
 __all__ = ["Connection", "summarise", "EMBEDDED_NOTICE"]
@@ -60,7 +61,7 @@ class Connection:
         self.alias = f"astro_db_{next(_aliases)}"
         self._listeners = list(listeners)
         self._client: Any = None
-        self._database: MongoDB | None = None
+        self._database: PyMongoDatabase | None = None
         self._lock = threading.Lock()
         # injectable so tests can drive the connect budget without waiting
         self.clock: Callable[[], float] = time.monotonic
@@ -73,7 +74,7 @@ class Connection:
         with self._lock:
             if self._client is None:
                 self._client = self._build_client()
-                self._database = self._client[self.config.database_name]
+                self._database = gateway.database_of(self._client, self.config.database_name)
         try:
             self._ping_with_retries()
         except Exception:
@@ -86,10 +87,7 @@ class Connection:
             client, self._client, self._database = self._client, None, None
         if client is None:
             return
-        try:
-            mongoengine.disconnect(alias=self.alias)
-        except Exception:  # pragma: no cover - mongoengine already forgot it
-            client.close()
+        gateway.disconnect(self.alias, client)
         log.info("disconnected from %s", self.config.masked_url)
 
     def is_connected(self, timeout_s: float = 1.0) -> bool:
@@ -99,10 +97,10 @@ class Connection:
             return False
         try:
             if not capabilities(self.config).network:
-                client.admin.command("ping")
+                gateway.ping(client)
             else:
                 with pymongo.timeout(timeout_s):
-                    client.admin.command("ping")
+                    gateway.ping(client)
             return True
         except Exception:
             return False
@@ -202,10 +200,10 @@ class Connection:
     def _ping(self, timeout_s: float) -> None:
         """One ping, its server selection bounded by ``timeout_s`` (PyMongo's client-side timeout)."""
         if not capabilities(self.config).network:
-            self.client.admin.command("ping")
+            gateway.ping(self.client)
             return
         with pymongo.timeout(timeout_s):
-            self.client.admin.command("ping")
+            gateway.ping(self.client)
 
 
 _RETRIED = (pm_errors.ConnectionFailure, pm_errors.ConfigurationError)

@@ -26,6 +26,7 @@ from ..errors import QueryError, TransactionError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MaybeTransaction
+    from .gateway import Collection
 
 __all__ = ["ReadPreference", "ReadRouter", "MODES", "ANALYTICS"]
 
@@ -135,10 +136,11 @@ class ReadRouter:
     def __init__(self, config: TopologyConfig) -> None:
         self.default = ReadPreference.from_config(config)
         self._lock = threading.Lock()
-        self._built: dict[tuple[int, str, str], tuple[Any, Any]] = {}
-        self._base: dict[int, tuple[Any, ReadPreference]] = {}
+        self._built: dict[tuple[int, str, str], tuple[Collection, Collection]] = {}
+        self._base: dict[int, tuple[Collection, ReadPreference]] = {}
 
-    def route(self, collection: Any, read_preference: Any, transaction: MaybeTransaction = None) -> tuple[Any, str]:
+    def route(self, collection: Collection, read_preference: Any, transaction: MaybeTransaction = None,
+              ) -> tuple[Collection, str]:
         """``(collection to read from, the preference's cache key)`` for one read.
 
         ``None`` means the client's default (``DatabaseConfig.read_preference``, or the URL's).
@@ -156,19 +158,19 @@ class ReadRouter:
             return collection, pref.key
         return self._derived(collection, pref), pref.key
 
-    def _default_of(self, collection: Any) -> ReadPreference:
+    def _default_of(self, collection: Collection) -> ReadPreference:
         """What ``collection`` reads with already (remembered per collection object)."""
         hit = self._base.get(id(collection))
         if hit is not None and hit[0] is collection:
             return hit[1]
-        pref = ReadPreference.from_pymongo(getattr(collection, "read_preference", None))
+        pref = ReadPreference.from_pymongo(getattr(collection, "read_preference", None))  # a test proxy may lack it
         with self._lock:
             if len(self._base) > 256:
                 self._base.clear()
             self._base[id(collection)] = (collection, pref)
         return pref
 
-    def _derived(self, collection: Any, pref: ReadPreference) -> Any:
+    def _derived(self, collection: Collection, pref: ReadPreference) -> Collection:
         # Keyed by the base collection object too, so a reconnect (new client) never reuses an old one.
         key = (id(collection), collection.name, pref.key)
         hit = self._built.get(key)

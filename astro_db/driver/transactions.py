@@ -20,6 +20,7 @@ from pymongo.write_concern import WriteConcern
 
 from ..config import TopologyConfig
 from ..errors import AstroDBError, TransactionError, translate
+from . import gateway
 
 __all__ = ["Transaction", "has_error_label", "run_with_retry", "transaction_options", "DEFAULT_TIMEOUT_S"]
 
@@ -58,8 +59,9 @@ class Transaction:
         self.owner = owner
         self._after_commit: list[Callable[[], None]] = []
         try:
-            self.session = client.start_session()
-            self.session.start_transaction(
+            self.session = gateway.start_session(client)
+            gateway.start_transaction(
+                self.session,
                 read_concern=ReadConcern(read_concern),
                 write_concern=WriteConcern(w=write_concern),
                 read_preference=_READ_PREFS[read_preference],
@@ -88,7 +90,7 @@ class Transaction:
     def commit(self) -> None:
         session = self.require_active()
         try:
-            session.commit_transaction()
+            gateway.commit_transaction(session)
         except PyMongoError as exc:
             if has_error_label(exc, "UnknownTransactionCommitResult"):
                 raise translate(exc, operation="commit_transaction") from exc
@@ -105,7 +107,7 @@ class Transaction:
         if self.state != "active":
             raise TransactionError(f"transaction #{self.id} is already {self.state}; nothing to roll back")
         try:
-            self.session.abort_transaction()
+            gateway.abort_transaction(self.session)
         except PyMongoError as exc:  # the server aborts on its own when the session goes
             log.warning("abort of transaction #%d reported %s; it is aborted", self.id, type(exc).__name__)
         finally:
@@ -114,7 +116,7 @@ class Transaction:
     def _finish(self, state: str) -> None:
         self.state = state
         try:
-            self.session.end_session()
+            gateway.end_session(self.session)
         except Exception:  # pragma: no cover - ending a session never matters to the caller
             pass
 

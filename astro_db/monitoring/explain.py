@@ -56,7 +56,7 @@ def explain_filter(ex: Executor, info: Any, filt: Mapping[str, Any], sort: list[
     if sort:
         find["sort"] = dict(sort)
     command = {"explain": find, "verbosity": "executionStats"}
-    database = ex.runtime.connection.database
+    database = ex.runtime.gateway
     try:
         raw = ex.call(info, "explain", lambda: database.command(command), retry=True)
     except AstroDBError as exc:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pymongo
 
 from ..backends.capabilities import capabilities
+from ..driver import gateway
 from ..errors import translate
 from .topology import describe_topology
 
@@ -129,7 +130,7 @@ def _ping(connection: Any, bound_s: float) -> tuple[float | None, str | None]:
             if not connection.connected:
                 connection.connect()
             started = time.perf_counter()
-            connection.client.admin.command("ping")
+            gateway.ping(connection.client)
             return round((time.perf_counter() - started) * 1000.0, 3), None
     except Exception as exc:  # a dead server is an answer here, not an error
         return None, str(translate(exc, operation="ping")).split("\n")[0][:300]
@@ -146,6 +147,6 @@ def _probe(config: DatabaseConfig, bound_s: float) -> None:
     client = pymongo.MongoClient(config.url, **options)
     try:
         with pymongo.timeout(selection_ms / 1000.0):  # a client-side timeout overrides server selection's
-            client.admin.command("ping")
+            gateway.ping(client)
     finally:
-        client.close()
+        gateway.close(client)

@@ -30,7 +30,7 @@ def storage_stats(db: Database) -> dict[str, Any]:
     """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
     ex = db.executor
     rt = ex.runtime
-    database = rt.connection.database
+    database = rt.gateway
     notes: list[str] = []
     embedded = not rt.capabilities.storage_stats
     db_figures = None
@@ -47,7 +47,7 @@ def storage_stats(db: Database) -> dict[str, Any]:
         row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": db.count(info)}
         rows.append(_sizes(ex, database, row, info, notes, embedded))
     internal = []
-    present = set(database.list_collection_names())
+    present = set(ex.call(None, "list collections", database.list_collection_names))
     for name in INTERNAL_COLLECTIONS:
         if name in present:
             count: int = ex.call(None, "count", partial(_count, database, name))

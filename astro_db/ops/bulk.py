@@ -86,7 +86,7 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
     start = 0
     while start < len(ops):
         try:
-            client.bulk_write(ops[start:], ordered=True, session=session)
+            client.client_bulk_write(ops[start:], ordered=True, session=session)
             break
         except pm.ClientBulkWriteException as exc:
             if exc.error is not None or exc.write_concern_errors or not exc.write_errors:
@@ -117,7 +117,7 @@ def delete_intended(client: Any, database: str, collection: str, intents: Sequen
     first = len(ops)
     ops.extend(DeleteOne(filt, namespace=f"{database}.{collection}") for filt in filters)
     try:
-        result = client.bulk_write(ops, ordered=True, session=session, verbose_results=True)
+        result = client.client_bulk_write(ops, ordered=True, session=session, verbose_results=True)
     except pm.ClientBulkWriteException as exc:
         if exc.error is not None and isinstance(exc.error, BaseException):
             raise exc.error from exc

@@ -35,6 +35,7 @@ from .writes import WriteRunner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MaybeTransaction, Session
+    from ..driver.gateway import Gateway
 
 __all__ = ["Executor", "CreateManyResult", "UpsertResult"]
 
@@ -143,10 +144,16 @@ class Executor:
         """One driver call through the run step (breaker, time bound, retries, translation, metrics)."""
         return run.call(self.runtime, info, operation, fn, transaction, retry=retry)
 
+    def gateway(self, operation: str, *, retry: bool = True) -> Gateway:
+        """The gateway (``driver.gateway``) with every call made through ``call`` as ``operation``:
+        what a tool (backup, restore, verify) is handed, so its driver calls get the breaker, the
+        time bound, retries (unless ``retry=False``), translation and metrics of the run step."""
+        return self.runtime.gateway.through(lambda fn: self.call(None, operation, fn, retry=retry))
+
     def after_write(self, info: ModelInfo, written: Written, *, actor: str) -> None:
         """Announce a write made by a tool (e.g. key rotation) to the write hooks, its change
         records included: the after-write step (step 8), as every write of the service."""
-        hooks.after_write(self.runtime, info, written, database=self.runtime.connection.database, session=None,
+        hooks.after_write(self.runtime, info, written, database=self.runtime.gateway, session=None,
                           transaction=None, actor=actor)
 
     # --- reads ------------------------------------------------------------------------------
@@ -352,7 +359,7 @@ class Executor:
                 who = guard.actor.id if guard.actor is not None else "?"
                 raise PermissionDeniedError(
                     f"actor {who} is limited to its own documents; {info.name} {document_id} is not one of them")
-        return run.call(rt, info, "audit_trail", lambda: read_trail(rt.connection.database, info.name, document_id))
+        return run.call(rt, info, "audit_trail", lambda: read_trail(rt.gateway, info.name, document_id))
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ def missing(rt: Runtime, target: str, ids: Iterable[Any], transaction: MaybeTran
         return set()
     info = resolve.model(rt, target)
     session = resolve.session(rt, transaction)
-    collection = rt.connection.database[info.collection]
+    collection = rt.gateway[info.collection]
     found = run.call(rt, info, "check references", lambda: [
         doc["_id"] for doc in collection.find({"_id": {"$in": list(wanted)}}, {"_id": 1}, session=session)
     ], transaction)

@@ -21,6 +21,7 @@ from ..cache.store import redis_namespace
 from ..changes import ChangeLog
 from ..config import DatabaseConfig, resolve
 from ..driver.connection import Connection
+from ..driver.gateway import Collection, Gateway
 from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
 from ..errors import EncryptionError
@@ -68,7 +69,7 @@ class Runtime:
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
-        self.collections: tuple[Any, dict[str, Any]] = (None, {})
+        self._gateway: tuple[Any, Gateway | None] = (None, None)
 
     @property
     def crypto(self) -> FieldCrypto:
@@ -91,16 +92,19 @@ class Runtime:
 
     # --- collections and reads ---------------------------------------------------------------
 
-    def coll(self, info: ModelInfo) -> Any:
-        """The model's PyMongo collection, built once per connection (building one costs ~12 µs)."""
+    @property
+    def gateway(self) -> Gateway:
+        """The gateway to this connection's database (``driver.gateway``), built once per connection:
+        the only holder of the driver's database and collection objects."""
         database = self.connection.database
-        built = self.collections
-        if built[0] is not database:
-            built = self.collections = (database, {})
-        coll = built[1].get(info.collection)
-        if coll is None:
-            coll = built[1][info.collection] = database[info.collection]
-        return coll
+        built = self._gateway
+        if built[0] is not database or built[1] is None:
+            built = self._gateway = (database, Gateway(database))
+        return built[1]  # type: ignore[return-value]
+
+    def coll(self, info: ModelInfo) -> Collection:
+        """The model's collection handle (``driver.gateway``), built once per connection."""
+        return self.gateway[info.collection]
 
 
 def _weak_vault(runtime: Runtime, namespace: str) -> Callable[[], Any]:
@@ -112,7 +116,7 @@ def _weak_vault(runtime: Runtime, namespace: str) -> Callable[[], Any]:
         rt = ref()
         if rt is None:
             raise EncryptionError("the Database of this key vault is gone")
-        return rt.connection.database.client[db][coll]
+        return rt.gateway.sibling(db)[coll]
 
     return vault
 

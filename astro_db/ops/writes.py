@@ -249,7 +249,7 @@ class WriteRunner:
         if not (rt.one_command_writes and rt.changes.enabled) or self.tx is not None or rt.changes.pending:
             return False
         if rt.bulk_write is None:  # asked until the client knows a server; then settled
-            rt.bulk_write = bulk.supported(rt.connection.client)
+            rt.bulk_write = bulk.supported(rt.gateway)
         return bool(rt.bulk_write)
 
     def _insert_recorded(self, operation: str, sons: list[dict[str, Any]], fields: tuple[str, ...],
@@ -268,7 +268,7 @@ class WriteRunner:
             attempts += 1
             written, there = ((self._stored_equals(sons), recorded(database, [r["_id"] for r in records], self.session))
                               if attempts > 1 else (set(), set()))
-            outcome = bulk.insert_recorded(database.client, database.name, self.coll.name, sons, records,
+            outcome = bulk.insert_recorded(database, database.name, self.coll.name, sons, records,
                                            session=self.session, written=written, recorded=there)
             if operation == "create" and outcome.refused:
                 raise self._driver_error(outcome.refused[0])
@@ -819,7 +819,7 @@ class WriteRunner:
             nonlocal attempts
             attempts += 1
             intended = recorded(database, [r["_id"] for r in intents], self.session) if attempts > 1 else set()
-            flags = bulk.delete_intended(database.client, database.name, self.coll.name, intents, filters,
+            flags = bulk.delete_intended(database, database.name, self.coll.name, intents, filters,
                                          session=self.session, intended=intended)
             if attempts > 1 and not all(flags):
                 away = gone()

@@ -255,7 +255,7 @@ def test_a_create_applied_while_its_retry_ran_out_is_read_back_and_recorded_once
         monkeypatch.setattr(db.mongo.client, "bulk_write", fault)
         rt = db.executor.runtime
         users = ExpireFirstFind(rt.coll(rt.registry.resolve("User")))
-        rt.collections[1]["users"] = users
+        rt.gateway.collections["users"] = users
         user = db.create("User", {"email": "landed@unknown.test", "name": "Landed"}, timeout_ms=300)
         assert fault.calls == 1 and users.finds == 2  # the retry's look ran out; the read-back found it
         assert db.count("User", {"email": "landed@unknown.test"}) == 1

@@ -104,7 +104,7 @@ def wrap(db: Any, make: Any) -> Any:
     rt = db.executor.runtime
     info = rt.registry.resolve("PlanetaryInsight")
     fake = make(rt.coll(info))
-    rt.collections[1][info.collection] = fake
+    rt.gateway.collections[info.collection] = fake
     return fake
 
 

@@ -315,7 +315,7 @@ def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db, use
     rt = db.executor.runtime
     info = rt.registry.resolve("PlanetaryInsight")
     fake = Scripted(rt.coll(info))
-    rt.collections[1][info.collection] = fake
+    rt.gateway.collections[info.collection] = fake
     rerun = insights(user.id, range(6))
     rerun[0]["energyLevel"] = 1
     result = db.upsert_many("PlanetaryInsight", rerun, on=ON)
@@ -387,7 +387,7 @@ def test_a_batch_whose_reply_was_lost_and_not_retried_is_read_back_by_its_op_id(
         rt = one_try.executor.runtime
         info = rt.registry.resolve("PlanetaryInsight")
         fake = Scripted(rt.coll(info))
-        rt.collections[1][info.collection] = fake
+        rt.gateway.collections[info.collection] = fake
         rerun = insights(user.id, range(3))
         rerun[1]["energyLevel"] = 2
         result = one_try.upsert_many("PlanetaryInsight", rerun, on=ON)

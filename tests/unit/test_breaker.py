@@ -152,7 +152,7 @@ def db(clock):
 def outage(db, model: str = "User") -> Outage:
     info = db.executor.runtime.registry.resolve(model)
     proxy = Outage(db.executor.runtime.coll(info))
-    db.executor.runtime.collections[1][info.collection] = proxy
+    db.executor.runtime.gateway.collections[info.collection] = proxy
     return proxy
 
 
@@ -276,7 +276,7 @@ def test_stale_answers_are_bounded_by_cache_stale_s(db, clock):
 def test_a_timeout_is_an_outage_for_stale_ok(db):
     db.count("User", {}, stale_ok=True)
     info = db.executor.runtime.registry.resolve("User")
-    db.executor.runtime.collections[1][info.collection] = type("Slow", (), {
+    db.executor.runtime.gateway.collections[info.collection] = type("Slow", (), {
         "count_documents": lambda self, *a, **k: (_ for _ in ()).throw(pm.ExecutionTimeout("time limit", 50))})()
     with pytest.raises(OperationTimeoutError):
         db.count("User", {})

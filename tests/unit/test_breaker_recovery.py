@@ -142,7 +142,7 @@ def db(clock):
 def outage(db) -> Outage:
     info = db.executor.runtime.registry.resolve("User")
     proxy = Outage(db.executor.runtime.coll(info))
-    db.executor.runtime.collections[1][info.collection] = proxy
+    db.executor.runtime.gateway.collections[info.collection] = proxy
     return proxy
 
 

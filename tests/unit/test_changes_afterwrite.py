@@ -412,7 +412,7 @@ def script(db, model: str, **scripts: list[str]) -> Script:
     rt = db.executor.runtime
     info = rt.registry.resolve(model)
     fake = Script(rt.coll(info), **scripts)
-    rt.collections[1][info.collection] = fake
+    rt.gateway.collections[info.collection] = fake
     return fake
 
 
@@ -550,7 +550,7 @@ def test_update_many_cut_off_by_its_bound_records_and_reports_what_it_updated(fa
 
     rt = fast.executor.runtime
     info = rt.registry.resolve("User")
-    rt.collections[1][info.collection] = HalfThenExpire(rt.coll(info))
+    rt.gateway.collections[info.collection] = HalfThenExpire(rt.coll(info))
     with pytest.raises(OperationTimeoutError, match="1 document\\(s\\) were updated before it failed"):
         fast.update_many("User", {"status": "active"}, {"status": "inactive"}, timeout_ms=200)
     [changed] = list(fast.mongo.users.find({"status": "inactive"}))

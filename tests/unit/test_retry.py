@@ -191,7 +191,7 @@ def db():
 def make_flaky(db, model: str, method: str, exc_factory=lambda: pm.AutoReconnect("connection reset"), **kw) -> Flaky:
     info = db.executor.runtime.registry.resolve(model)
     flaky = Flaky(db.executor.runtime.coll(info), method, exc_factory, **kw)
-    db.executor.runtime.collections[1][info.collection] = flaky
+    db.executor.runtime.gateway.collections[info.collection] = flaky
     return flaky
 
 

@@ -45,7 +45,7 @@ class Recorder:
 def failing(db, method: str, exc=lambda: pm.AutoReconnect("connection refused")) -> Recorder:
     info = db.executor.runtime.registry.resolve("User")
     recorder = Recorder(db.executor.runtime.coll(info), method, exc)
-    db.executor.runtime.collections[1][info.collection] = recorder
+    db.executor.runtime.gateway.collections[info.collection] = recorder
     return recorder
 
 

@@ -81,7 +81,7 @@ class Flaky:
 def replace_collection(db, model: str, make):
     rt = db.executor.runtime
     info = rt.registry.resolve(model)
-    rt.collections[1][info.collection] = make(rt.coll(info))
+    rt.gateway.collections[info.collection] = make(rt.coll(info))
 
 
 # --- one span per operation, and what it holds --------------------------------------------------
@@ -341,15 +341,17 @@ def test_cleanup_key_rotation_and_reconciliation_make_tool_spans_and_data_spans(
     database.disconnect()
 
 
-def test_calls_that_make_no_driver_call_through_the_executor_make_no_span(db, spans, tmp_path):
+def test_calls_that_make_no_driver_call_make_no_span_and_backup_makes_tool_spans(db, spans, tmp_path):
     from astro_db import backup
 
     db.create("User", {"email": "ann@example.com", "name": "Ann"})
     spans.clear()
     db.metrics()
     assert db.health()["status"] == "ok"
-    backup.backup(db, tmp_path / "repo")  # streams the collections itself
     assert finished(spans) == []
+    backup.backup(db, tmp_path / "repo")  # its driver calls run through Executor.call: tool spans
+    assert finished(spans) and {s.attributes["astro_db.kind"] for s in finished(spans)} == {"tool"}
+    assert {s.name for s in finished(spans)} == {"astro_db.backup"}
 
 
 # --- switched off, and optional -------------------------------------------------------------------
