@@ -14,8 +14,8 @@ import contextlib
 import contextvars
 import re
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pymongo
 from pymongo import errors as pm
@@ -23,10 +23,9 @@ from pymongo import errors as pm
 from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
 from .connection import summarise
 
-__all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call_bound", "call_within", "final_error",
+__all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call_bound", "final_error",
            "afresh"]
 
-T = TypeVar("T")
 
 
 class Bound:
@@ -108,20 +107,6 @@ def enter(default_ms: float | None, where: str) -> tuple[Bound | None, float, co
     if remaining <= 0:
         raise expired_error(bound, where)
     return bound, remaining, _call_bound.set(bound)
-
-
-def call_within(bound: Bound, where: str, body: Callable[[], T]) -> T:
-    """``body()`` under PyMongo's client-side timeout for what is left of ``bound`` (the run
-    step's hot path: a plain function, not a generator context manager)."""
-    remaining = bound.deadline - time.monotonic()
-    if remaining <= 0:
-        raise expired_error(bound, where)
-    token = _call_bound.set(bound)  # visible to anything the driver call runs (hooks, nested reads)
-    try:
-        with pymongo.timeout(remaining):
-            return body()
-    finally:
-        _call_bound.reset(token)
 
 
 @contextlib.contextmanager
