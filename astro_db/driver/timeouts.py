@@ -27,7 +27,6 @@ __all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call
            "afresh"]
 
 
-
 class Bound:
     """A time bound: ``ms`` as given and the ``deadline`` (a ``time.monotonic()`` value).
 
