@@ -99,9 +99,10 @@ class Trace:
         return attempt
 
 
-def current() -> Trace | None:
-    """The recording operation span's ``Trace`` in this context, or None."""
-    return _current.get()
+current: Callable[[], Trace | None] = _current.get
+"""The recording operation span's ``Trace`` in this context, or None (the context variable's own
+``get``: the run step asks once per driver call, and a function of this module's would be a
+call back up the stack for every one)."""
 
 
 class ServerListener(monitoring.CommandListener):
