@@ -106,7 +106,9 @@ class OperatorMixin:
         from .maintenance import cleanup
 
         self._check("cleanup")
-        return cleanup(cast("Database", self), dry_run=dry_run, now=now)
+        ex = self._executor
+        return cleanup(_CleanupCalls(cast("Database", self)), ex.gateway("distinct"), ex.runtime.registry,
+                       dry_run=dry_run, now=now)
 
     def reconcile_changes(self) -> dict[str, Any]:
         """Close every gap in the change records (docs/reliability.md); an admin's call. Writes
@@ -133,3 +135,20 @@ class OperatorMixin:
         rebuilt = changes.rebuild(run, database, infos) if changes.enabled else {}
         erasures = resume_erasures(cast("Database", self)._trusted(), ex)  # after the records are whole
         return {"pending": pending, "intents": intents, "rebuilt": rebuilt, "erasures": erasures}
+
+
+class _CleanupCalls:
+    """``maintenance.Service`` on a ``Database``: the service calls cleanup makes, through the
+    pipeline (authorization, change records, cache invalidation)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def count(self, model: str, query: Mapping[str, Any]) -> int:
+        return self._db.count(model, query)
+
+    def delete_many(self, model: str, query: Mapping[str, Any]) -> int:
+        return self._db.delete_many(model, query)
+
+    def find_ids(self, model: str, query: Mapping[str, Any]) -> list[Any]:
+        return [row["_id"] for row in self._db.find(model, query, projection=["_id"], lean=True)]

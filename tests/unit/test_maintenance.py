@@ -8,7 +8,6 @@ import pytest
 from bson import ObjectId
 
 from astro_db import Database
-from astro_db.maintenance import cleanup
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -41,7 +40,7 @@ def db():
 
 def test_dry_run_counts_and_deletes_nothing(db):
     seed(db)
-    report = cleanup(db, dry_run=True, now=NOW)
+    report = db.cleanup(dry_run=True, now=NOW)
     assert report.as_dict() == {
         "dry_run": True,
         "expired_insights": 1,
@@ -54,14 +53,49 @@ def test_dry_run_counts_and_deletes_nothing(db):
 
 def test_cleanup_deletes_expired_and_orphaned_documents_and_keeps_the_rest(db):
     ids = seed(db)
-    report = cleanup(db, now=NOW)
+    report = db.cleanup(now=NOW)
     assert report.total == 7 and report.dry_run is False
     for model in ("BirthChart", "PlanetaryInsight", "TimingRecommendation"):
         rows = db.find(model, {}, lean=True)
         assert [str(r["userId"]) for r in rows] == [ids["active"]]
     assert db.count("User") == 2  # users themselves are never deleted
-    assert cleanup(db, now=NOW).total == 0  # idempotent
+    assert db.cleanup(now=NOW).total == 0  # idempotent
 
 
 def test_cleanup_of_an_empty_database_finds_nothing(db):
-    assert cleanup(db, dry_run=True).total == 0
+    assert db.cleanup(dry_run=True).total == 0
+
+
+def test_cleanup_works_from_its_narrow_collaborators_and_deletes_through_the_service(db):
+    """maintenance.cleanup gets the service's calls, the run step's gateway and the registry,
+    never the Database: a recording Service sees every count and delete, and the deletes leave
+    their change records (they went through the pipeline)."""
+    from astro_db.maintenance import cleanup
+    from astro_db.tooling import _CleanupCalls
+
+    ids = seed(db)
+    calls: list[tuple[str, str]] = []
+    inner = _CleanupCalls(db)
+
+    class Recording:
+        def count(self, model, query):
+            calls.append(("count", model))
+            return inner.count(model, query)
+
+        def delete_many(self, model, query):
+            calls.append(("delete_many", model))
+            return inner.delete_many(model, query)
+
+        def find_ids(self, model, query):
+            calls.append(("find_ids", model))
+            return inner.find_ids(model, query)
+
+    doomed = [d["_id"] for name in ("birthCharts", "planetaryInsights", "timingRecommendations")
+              for d in db.mongo[name].find({"userId": ObjectId(ids["missing"])}, {"_id": 1})]
+    ex = db.executor
+    report = cleanup(Recording(), ex.gateway("distinct"), ex.runtime.registry, now=NOW)
+    assert report.total == 7
+    assert ("find_ids", "User") in calls and {m for k, m in calls if k == "delete_many"} == {
+        "PlanetaryInsight", "BirthChart", "TimingRecommendation"}
+    deleted = db.mongo["astroChanges"].count_documents({"action": "delete", "documentId": {"$in": doomed}})
+    assert len(doomed) == 3 and deleted == 3  # one record per deleted document of the missing user
