@@ -27,12 +27,7 @@ def test_every_driver_call_of_the_public_api_is_made_by_the_gateway_live(live_se
     finally:
         db.disconnect()
         target.disconnect()
-        client = pymongo.MongoClient(live_server.url("admin"), serverSelectionTimeoutMS=2000)
-        try:
-            for name in names:
-                client.drop_database(name)
-        finally:
-            client.close()
+        _drop(live_server, names)
     outside = callers.outside(ALLOWED)
     assert outside == {}, f"{len(outside)} modules call the driver: " + "\n".join(
         f"{module}: {sorted(calls)}" for module, calls in outside.items())
@@ -63,15 +58,20 @@ def test_the_call_time_bound_reaches_the_commands_of_backup_and_restore(live_ser
     finally:
         db.disconnect()
         target.disconnect()
-        client = pymongo.MongoClient(live_server.url("admin"), serverSelectionTimeoutMS=2000)
-        try:
-            for name in names:
-                client.drop_database(name)
-        finally:
-            client.close()
+        _drop(live_server, names)
     bounded = [(name, cmd) for name, cmd in zip(spy.names, spy.commands)
                if name not in ("find", "getMore", "endSessions", "hello", "isMaster", "ping")]
     sent = {name for name, _ in bounded}
     assert {"listCollections", "count", "createIndexes", "insert"} <= sent, sent
     unbounded = [name for name, cmd in bounded if not 0 < cmd.get("maxTimeMS", 0) <= 4000]
     assert unbounded == [], unbounded
+
+
+def _drop(live_server, names) -> None:
+    """Drop the test's databases on the live server."""
+    client = pymongo.MongoClient(live_server.url("admin"), serverSelectionTimeoutMS=2000)
+    try:
+        for name in names:
+            client.drop_database(name)
+    finally:
+        client.close()
