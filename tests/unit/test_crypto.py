@@ -125,7 +125,8 @@ def test_rotation_reads_in_batches_by_id_and_rewrites_every_document(db):
 
     def counted(*args):
         batch = read_batch(*args)
-        reads.append(len(batch))
+        if args[0].name == "birthCharts":  # (every model with encrypted fields is read)
+            reads.append(len(batch))
         return batch
 
     rotation._read_batch = counted
@@ -167,7 +168,8 @@ def test_a_wrong_key_reads_the_value_as_unreadable_never_garbage(db, chart, capl
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         assert is_unreadable(wrong.find_one("BirthChart").birth_data.location.name)
         assert is_unreadable(wrong.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"])
-    assert wrong.executor.runtime.crypto.stats() == wrong.metrics()["crypto"] == {"unreadable": 2}
+    # each read meets two envelopes it cannot open: the birth place and the birth date
+    assert wrong.executor.runtime.crypto.stats() == wrong.metrics()["crypto"] == {"unreadable": 4}
     assert "not configured" in caplog.text and str(chart.id) in caplog.text
 
 
