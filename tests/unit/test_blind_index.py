@@ -14,6 +14,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime, timezone
 
+import bson
 import pytest
 from bson_schema import problems
 
@@ -24,7 +25,7 @@ from astro_db.security.access import Guard
 from astro_db.security.crypto import Keyring
 from astro_db.security.rotation import rotate_keys
 
-from .security_data import KEY_A, KEY_B, chart_data, new_db, user_data
+from .security_data import KEY_A, KEY_B, chart_data, is_fle, new_db, user_data
 
 NAME = "birthData.location.name"
 BORN = datetime(1990, 5, 1, 10, 30, tzinfo=timezone.utc)
@@ -73,9 +74,12 @@ def test_every_personal_field_is_ciphertext_at_rest_and_plaintext_through_the_se
     values = [stored_user["email"], stored_user["name"], stored_chart["birthData"]["date"],
               stored_chart["birthData"]["location"]["name"], stored_insight["summary"],
               *stored_insight["recommendations"], stored_timing["risks"][0]["description"]]
-    assert all(isinstance(v, str) and v.startswith("enc:") for v in values), values
+    secrets = ("ann.lee", "Ann Lee", "Lyon", "1990", "calm day", "sister", "knee")
+    assert all(is_fle(v, *secrets) for v in values), values  # field level encryption, Binary subtype 6
     everything = repr([stored_user, stored_chart, stored_insight, stored_timing])
-    for secret in ("ann.lee", "Ann Lee", "Lyon", "1990", "calm day", "sister", "knee"):
+    everything += b"".join(bson.encode(d) for d in (stored_user, stored_chart, stored_insight, stored_timing)).decode(
+        "utf-8", "replace")  # what the disk holds
+    for secret in secrets:
         assert secret not in everything.lower() if secret.islower() else secret not in everything
     # through the service: plaintext, the birth date a datetime again, no blind index shown
     assert db.find_one("User", {"id": user.id}).email == "ann.lee@example.com"
@@ -160,7 +164,8 @@ def test_writes_keep_the_blind_index_in_step(db):
     made = db.create_many("User", [user_data(email="b1@example.com"), user_data(email="b2@example.com")])
     assert len(made.ids) == 2 and db.find_one("User", {"email": "b2@example.com"}) is not None
     db.upsert_many("PlanetaryInsight", [insight(user.id)], on=("userId", "date"))
-    assert raw(db, "PlanetaryInsight", db.find_one("PlanetaryInsight", {"userId": user.id}).id)["summary"].startswith("enc:")
+    assert is_fle(raw(db, "PlanetaryInsight", db.find_one("PlanetaryInsight", {"userId": user.id}).id)["summary"],
+                  "A calm day for Ann")
 
 
 NESTED = [
@@ -225,7 +230,8 @@ def test_rotation_writes_the_blind_index_of_data_from_before_it():
         assert keyed.find_one("User", {"email": "ann@example.com"}).id == user.id
         assert keyed.find_one("BirthChart", {NAME: "Lyon"}).id == chart.id
         stored = raw(keyed, "BirthChart", chart.id)["birthData"]
-        assert stored["date"].startswith("enc:") and keyed.find_one("BirthChart", {"id": chart.id}).birth_data.date == BORN
+        assert is_fle(stored["date"]) and is_fle(stored["location"]["name"], "Lyon")
+        assert keyed.find_one("BirthChart", {"id": chart.id}).birth_data.date == BORN
         assert rotate_keys(keyed)["User"] == 0  # current now
     finally:
         keyless.disconnect()
@@ -262,7 +268,8 @@ def test_a_whole_list_of_personal_texts_is_sealed_item_by_item_and_pull_is_refus
     reading = db.create("PlanetaryInsight", insight(user.id))
     db.update("PlanetaryInsight", {"id": reading.id}, {"$set": {"recommendations": ["Sleep", "Read"]}})
     stored = raw(db, "PlanetaryInsight", reading.id)["recommendations"]
-    assert len(stored) == 2 and all(v.startswith("enc:") for v in stored)
+    assert len(stored) == 2 and all(is_fle(v, "Sleep", "Read") for v in stored)
+    assert len({bytes(v) for v in stored}) == 2  # each item sealed on its own
     assert db.find_one("PlanetaryInsight", {"id": reading.id}).recommendations == ["Sleep", "Read"]
     with pytest.raises(QueryError, match=r"\$pull cannot match on the encrypted field 'recommendations'"):
         db.update("PlanetaryInsight", {"id": reading.id}, {"$pull": {"recommendations": "Sleep"}})
