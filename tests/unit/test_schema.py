@@ -8,7 +8,7 @@ import json
 import random
 
 import pytest
-from bson import ObjectId
+from bson import Binary, ObjectId
 from bson_schema import problems
 from click.testing import CliRunner
 from models.samples import (
@@ -49,7 +49,7 @@ def test_node_shaped_documents_pass(seed):
 @pytest.mark.parametrize("encrypted", [False, True])
 def test_what_astro_db_writes_passes(encrypted):
     """Every document the service stores (created, then updated), with and without encryption
-    (a sensitive value is an envelope string, longer than the plain value's limit)."""
+    (a sensitive value is field level encryption ciphertext, longer than the plain value's limit)."""
     db = new_db(encryption_key=KEY_A) if encrypted else new_db()
     try:
         user = db.create("User", user_input(email=f"a{ObjectId()}@example.com"), lean=True)
@@ -65,8 +65,13 @@ def test_what_astro_db_writes_passes(encrypted):
             for document in stored:
                 assert check(model, document) == [], (collection, document)
         if encrypted:
-            name = db.mongo["birthCharts"].find_one()["birthData"]["location"]["name"]
-            assert isinstance(name, str) and len(name) > 200  # the envelope, longer than 200
+            chart = db.mongo["birthCharts"].find_one()
+            name = chart["birthData"]["location"]["name"]
+            # field level encryption (Binary subtype 6), longer than the 200 characters of the
+            # plain value: the validator above accepted it, and the sealed birth date (binData, not a date)
+            assert isinstance(name, Binary) and name.subtype == 6 and len(name) > 200
+            assert isinstance(chart["birthData"]["date"], Binary)
+            assert isinstance(db.mongo["users"].find_one()["email"], Binary)
     finally:
         db.disconnect()
 
