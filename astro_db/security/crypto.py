@@ -469,7 +469,7 @@ class FieldCrypto:
         """Whether encrypted fields hold ciphertext here (a key, or plaintext refused), so that
         anything but equality on them (order, ranges, ``$pull`` conditions) cannot work and is
         refused; without a key on the embedded backend they hold plaintext and it runs."""
-        return self.keyring is not None or not self.allow_plaintext
+        return self.enabled or not self.allow_plaintext
 
     def _require_key(self, info: Any, f: Sensitive, doing: str) -> None:
         if not self.allow_plaintext:
@@ -522,9 +522,9 @@ class FieldCrypto:
         fields = self.fields.get(info.name)
         if not fields or not filt:
             return filt
-        if self.keyring is None and self.allow_plaintext:
+        if not self.enabled and self.allow_plaintext:
             return filt
-        if self.keyring is not None and "$text" in filt:
+        if self.enabled and "$text" in filt:
             raise QueryError(f"$text cannot search {info.name}: its text is encrypted "
                              f"({', '.join(f.path for f in fields)}), so the server holds only ciphertext")
         blind = None if self.keyring is None else self.keyring.blind
@@ -538,7 +538,7 @@ class FieldCrypto:
             if self.vault is not None and f.deterministic:
                 raise QueryError(f"{f.path!r} is queryable only with encryption_key configured")
             if self.vault is not None:
-                raise QueryError(f"{f.path!r} is encrypted with a random nonce and cannot be queried; only its presence ($exists)")
+                raise QueryError(f"{f.path!r} is encrypted and cannot be queried by value; only its presence ($exists)")
             if any(v is not None for v in values):
                 self._require_key(info, f, "query it by value (without the key it could only match plaintext)")
             return values

@@ -306,3 +306,33 @@ def test_sorting_by_an_encrypted_field_is_refused_where_it_holds_ciphertext(db):
         assert [u["name"] for u in plain.aggregate("User", [{"$sort": {"name": 1}}])] == ["Al", "Bo"]
     finally:
         plain.disconnect()
+
+
+def test_with_kms_providers_only_the_personal_fields_are_sealed_and_never_queried_by_value_silently():
+    """No ``encryption_key``, a master key given to the KMS providers as is: every personal value
+    is still field level encryption, but there is no blind-index key, so equality on the email
+    is a ``QueryError`` naming the missing key, as anything else by value on ciphertext is, even
+    on the embedded backend where plaintext is otherwise allowed (never a silent non-match)."""
+    import base64
+    import os
+
+    kms = new_db(kms_providers={"local": {"key": base64.b64encode(os.urandom(96)).decode()}},
+                 kms_master_key={"provider": "local"})
+    try:
+        user = kms.create("User", user_data(email="ann@example.com", name="Ann"))
+        stored = raw(kms, "User", user.id)
+        assert is_fle(stored["email"], "ann@example.com") and is_fle(stored["name"], "Ann") and "emailIndex" not in stored
+        assert kms.find_one("User", {"id": user.id}).email == "ann@example.com"
+        with pytest.raises(QueryError, match="queryable only with encryption_key configured"):
+            kms.find_one("User", {"email": "ann@example.com"})
+        with pytest.raises(QueryError, match="cannot be queried by value"):
+            kms.find("User", {"name": "Ann"})
+        with pytest.raises(QueryError, match="cannot be used on the encrypted field"):
+            kms.find("User", {"name": {"$regex": "^A"}})
+        with pytest.raises(QueryError, match="cannot sort by 'name': it is encrypted"):
+            kms.find("User", {}, sort="name")
+        with pytest.raises(QueryError, match=r"\$text cannot search PlanetaryInsight"):
+            kms.find("PlanetaryInsight", {"$text": {"$search": "calm"}})
+        assert kms.count("User", {"email": {"$exists": True}}) == 1  # presence still works
+    finally:
+        kms.disconnect()
