@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from unit.security_data import KEY_A, KEY_B, chart_data, user_data
+from unit.security_data import KEY_A, KEY_B, chart_data, data_key_providers, is_fle, old_envelope, user_data
 
 from astro_db import Database
 from astro_db.errors import EncryptionError, PermissionDeniedError, TransactionNotSupportedError
-from astro_db.security.crypto import is_unreadable
+from astro_db.security.crypto import is_unreadable, key_id
 from astro_db.security.mongo_roles import role_commands
 from astro_db.security.rotation import rotate_keys
 
@@ -29,18 +29,30 @@ def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url)
     user = db.create("User", user_data())
     chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
     raw = db.collection("BirthChart").find_one({"_id": chart.id})["birthData"]["location"]["name"]
-    assert raw.startswith("enc:") and PLACE not in raw
+    assert is_fle(raw, PLACE)  # field level encryption, Binary subtype 6 kept through the server
     assert db.find_one("BirthChart", {"birthData.location.name": PLACE}).id == chart.id
+    old = db.create("BirthChart", chart_data(user.id, place="Oldtown"))  # as an earlier release stored it
+    db.collection("BirthChart").update_one({"_id": old.id}, {"$set": {"birthData.location.name": old_envelope("Oldtown")},
+                                                             "$unset": {"birthData.location.nameIndex": ""}})
+    assert db.find_one("BirthChart", {"id": old.id}).birth_data.location.name == "Oldtown"  # read as it is
     db.disconnect()
 
     rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A)
     assert rotated.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
-    assert rotate_keys(rotated)["BirthChart"] == 1  # the envelope, re-sealed with field level encryption
-    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 0, "dataKeys": 0}  # data keys rewrapped too
+    # the envelope re-sealed with field level encryption and given its blind index; the other
+    # chart and the user rewritten for their blind index under KEY_B; the user's data key rewrapped
+    assert rotate_keys(rotated) == {"BirthChart": 2, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 1,
+                                    "dataKeys": 1}
+    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 0, "PlanetaryInsight": 0, "TimingRecommendation": 0,
+                                                  "User": 0, "dataKeys": 0}
+    stored = rotated.collection("BirthChart").find_one({"_id": old.id})["birthData"]["location"]
+    assert is_fle(stored["name"], "Oldtown") and rotated.find_one("BirthChart", {"birthData.location.name": "Oldtown"}).id == old.id
+    assert f"local:{key_id(base64.b64decode(KEY_B))}" in data_key_providers(rotated)
     rotated.disconnect()
 
     new_only = open_db(live_url, encryption_key=KEY_B)
-    assert new_only.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"] == PLACE
+    assert sorted(d["birthData"]["location"]["name"] for d in new_only.find("BirthChart", lean=True)) == [PLACE, "Oldtown"]
+    assert new_only.find_one("User", {"email": user.email}).id == user.id
     new_only.disconnect()
 
 
@@ -77,11 +89,14 @@ def test_on_a_server_a_keyless_database_refuses_to_write_or_query_a_sensitive_fi
     keyless.disconnect()
 
 
-def test_a_v2_envelope_is_bound_to_its_collection_and_opens_with_plain_aes_gcm(live_url):
+def test_an_old_envelope_on_the_server_is_bound_to_its_collection_and_opens_with_plain_aes_gcm(live_url):
+    """An envelope of an earlier release, stored on the server, still reads (and decrypts with
+    AES-GCM as that release's Node side did); one bad value next to it reads UNREADABLE."""
     db = open_db(live_url, encryption_key=KEY_A)
     user = db.create("User", user_data())
     chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
     coll = db.collection("BirthChart")
+    coll.update_one({"_id": chart.id}, {"$set": {"birthData.location.name": old_envelope(PLACE, coll.name)}})
     raw = coll.find_one({"_id": chart.id})["birthData"]["location"]["name"]
     _, version, _, body = raw.split(":")
     data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
@@ -210,7 +225,7 @@ def test_a_login_by_email_is_sent_to_the_server_as_its_blind_index(live_url):
     try:
         user = db.create("User", user_data(email="Ann.Login@Example.com", name="Ann Login"))
         stored = db.collection("User").find_one({"_id": user.id})
-        assert stored["email"].startswith("enc:") and stored["name"].startswith("enc:")
+        assert is_fle(stored["email"], "ann.login") and is_fle(stored["name"], "Ann Login")
         assert "login" not in repr(stored).lower()
         spy.commands.clear()
         found = db.find_one("User", {"email": "ANN.LOGIN@example.com"}, strict=True)
