@@ -25,7 +25,8 @@ def open_db(url, **overrides):
 
 
 def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url):
-    db = open_db(live_url, encryption_key=KEY_A)
+    vault = {"key_vault_namespace": f"kv_{uuid.uuid4().hex[:8]}.__keyVault"}  # its own: the server's is shared
+    db = open_db(live_url, encryption_key=KEY_A, **vault)
     user = db.create("User", user_data())
     chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
     raw = db.collection("BirthChart").find_one({"_id": chart.id})["birthData"]["location"]["name"]
@@ -37,7 +38,7 @@ def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url)
     assert db.find_one("BirthChart", {"id": old.id}).birth_data.location.name == "Oldtown"  # read as it is
     db.disconnect()
 
-    rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A)
+    rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A, **vault)
     assert rotated.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
     # the envelope re-sealed with field level encryption and given its blind index; the other
     # chart and the user rewritten for their blind index under KEY_B; the user's data key rewrapped
@@ -50,7 +51,7 @@ def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url)
     assert f"local:{key_id(base64.b64decode(KEY_B))}" in data_key_providers(rotated)
     rotated.disconnect()
 
-    new_only = open_db(live_url, encryption_key=KEY_B)
+    new_only = open_db(live_url, encryption_key=KEY_B, **vault)
     assert sorted(d["birthData"]["location"]["name"] for d in new_only.find("BirthChart", lean=True)) == [PLACE, "Oldtown"]
     assert new_only.find_one("User", {"email": user.email}).id == user.id
     new_only.disconnect()
