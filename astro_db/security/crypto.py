@@ -1,6 +1,6 @@
-"""Field encryption at rest on the fields a model marks ``sensitive=True``: field level encryption, ``enc:e2`` when queryable.
+"""Field encryption at rest on the fields a model marks ``sensitive=True``: field level encryption, a blind index when queryable.
 
-A randomly encrypted field (the default) is sealed with MongoDB's client-side field level
+Every sensitive value is sealed with MongoDB's client-side field level
 encryption, explicit API (``security.vault``): ``{"v": <value>, "b": "<collection>/<_id>/<path>"}``
 encrypted with ``AEAD_AES_256_CBC_HMAC_SHA_512-Random`` under the data key of the document's
 owner (``user:<owner id>``; ``astro_db:shared`` for a model no user owns), stored as BSON Binary
@@ -8,9 +8,6 @@ subtype 6. Any BSON value can be sealed. On a read the binding must name the doc
 being read, so ciphertext copied to another document or field does not open. An update that
 sets such a field is sealed per document (``Pending`` until the write strategy has read the
 document it goes into: ``FieldCrypto.bind_update``).
-
-A deterministically encrypted field (``queryable``) keeps the string envelope of earlier
-releases, so equality still matches::
 
 A field declared queryable (the email, the birth place) is sealed the same way, and gets a
 keyed blind index beside its ciphertext (``security.blind``): equality on it is matched there,
@@ -276,10 +273,10 @@ class Keyring:
 class FieldCrypto:
     """Seals writes and filters, opens reads, for one Database: the one place every path passes.
 
-    Randomly encrypted fields are sealed with MongoDB's field level encryption (``vault``: a
+    Every sensitive value is sealed with MongoDB's field level encryption (``vault``: a
     ``security.vault.KeyVault``; the value bound to its document and path, under its owner's data
-    key); deterministic (``queryable``) fields keep the ``enc:e2`` envelope under ``keyring``
-    until they move to blind indexes; every older envelope still opens under ``keyring``."""
+    key); a queryable field also gets its blind index (``keyring.blind``); every envelope of an
+    earlier release still opens under ``keyring``."""
 
     def __init__(self, keyring: Keyring | None, registry: Iterable[Any], *, allow_plaintext: bool = False,
                  vault: KeyVault | None = None) -> None:
