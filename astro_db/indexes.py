@@ -18,6 +18,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from .errors import translate
 from .registry import ModelInfo
+from .security.blind import blind_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._types import MongoDB, Session
@@ -80,11 +81,26 @@ def declared_indexes(info: ModelInfo) -> list[dict[str, Any]]:
     if specs is None:  # MongoEngine builds them when the class is made; a model may declare none
         specs = info.cls._build_index_specs(info.cls._meta.get("indexes") or [])
     out = []
+    queryable: frozenset[str] = getattr(getattr(info, "declaration", None), "queryable", frozenset())
+    blind: list[dict[str, Any]] = []
     for spec in specs:
         entry = {"name": spec["name"], "key": [tuple(pair) for pair in spec["fields"]]}
         entry.update({k: spec[k] for k in _OPTION_KEYS if k in spec})
         out.append(entry)
-    return out
+        if len(entry["key"]) == 1 and entry["key"][0][0] in queryable:
+            blind.append(_blind_twin(entry))
+    return out + blind
+
+
+def _blind_twin(entry: dict[str, Any]) -> dict[str, Any]:
+    """The index a queryable encrypted field's index becomes on its blind index
+    (``security.blind``): same direction and uniqueness, sparse (the index is stored only with a
+    key configured, so documents written without one are left out rather than colliding on
+    null). ``email_1`` unique gives ``emailIndex_1`` unique sparse."""
+    field, direction = entry["key"][0]
+    twin = blind_path(field)
+    return {"name": f"{twin}_{direction}", "key": [(twin, direction)], "sparse": True,
+            **({"unique": True} if entry.get("unique") else {})}
 
 
 def _field_set(key: Iterable[Any]) -> frozenset[str]:

@@ -7,8 +7,12 @@ choices, minimum/maximum and lengths where the field has them, embedded document
 writes today: other fields are allowed (``additionalProperties`` is left open, so ``__v``, the
 timestamps, ``_rev``/``_op`` and an app's extra keys pass), an optional field may be ``null``,
 numbers may be any BSON number type (JavaScript writes doubles and int32s), case-insensitive
-choices are not enumerated (Mongoose may store another spelling), and a sensitive field is any
-string (it holds an encrypted envelope, longer than the plain value's limit). What it cannot
+choices are not enumerated (Mongoose may store another spelling), a sensitive field is any
+string or binary (an encrypted envelope, longer than the plain value's limit, or MongoDB's
+client-side encryption's ``binData``; a non-text one also its plain type, as data written before
+encryption holds it until ``astro-db rotate-key``), and a queryable one's blind index
+(``emailIndex``, ``birthData.location.nameIndex``: ``security.blind``) is a 43-character string
+when present. What it cannot
 say (list-wide rules: a body listed once, windows sorted; dates' ranges; time-zone names;
 e-mail syntax) stays in Python.
 
@@ -33,6 +37,10 @@ from mongoengine.fields import ListField
 
 from .errors import ConfigError
 from .models import fields as f
+from .registry import declare
+from .security.blind import blind_path
+
+BLIND_LENGTH = 43  # base64url of an HMAC-SHA256, unpadded (security.blind)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
@@ -54,9 +62,32 @@ _MONGOENGINE: tuple[tuple[Any, str], ...] = (
 
 
 def collection_schema(model: Any) -> dict[str, Any]:
-    """The ``$jsonSchema`` of a model class (or a registry ``ModelInfo``)."""
+    """The ``$jsonSchema`` of a model class (or a registry ``ModelInfo``, whose declared
+    ``queryable`` fields get their blind index; a class: those of ``meta["queryable"]``)."""
     cls = getattr(model, "cls", model)
-    return _object(cls, top=True)
+    declaration = getattr(model, "declaration", None)
+    if declaration is not None:
+        queryable = set(declaration.queryable)
+    else:
+        queryable = set(declare(cls).queryable)
+    schema = _object(cls, top=True)
+    for path in sorted(queryable):
+        _add_blind(schema, path.split("."))
+    return schema
+
+
+def _add_blind(schema: dict[str, Any], parts: list[str]) -> None:
+    """Declare the blind index beside ``parts`` (through embedded documents and arrays)."""
+    if schema.get("bsonType") == "array" or "array" in (schema.get("bsonType") or ()):
+        schema = schema.get("items") or {}
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return
+    if len(parts) == 1:
+        props[blind_path(parts[0])] = {"bsonType": "string", "minLength": BLIND_LENGTH, "maxLength": BLIND_LENGTH}
+        schema["properties"] = dict(sorted(props.items()))
+    elif parts[0] in props:
+        _add_blind(props[parts[0]], parts[1:])
 
 
 def validator(model: Any) -> dict[str, Any]:
@@ -102,8 +133,13 @@ def _field(field: Any) -> dict[str, Any]:
 
 def _value(field: Any) -> dict[str, Any]:
     """The schema of one value of ``field`` (null not allowed: ``_field`` adds it when optional)."""
-    if getattr(field, "sensitive", False):
-        return {"bsonType": "string"}  # an encrypted envelope: no length or choice to check
+    if getattr(field, "sensitive", False):  # an encrypted envelope: no length or choice to check
+        plain = [] if isinstance(field, f.TextField) else _value_plain(field).get("bsonType", [])
+        return {"bsonType": ["string", "binData", *([plain] if isinstance(plain, str) else plain)]}
+    return _value_plain(field)
+
+
+def _value_plain(field: Any) -> dict[str, Any]:
     if isinstance(field, f.ChoiceField):
         if field.ignore_case:
             return {"bsonType": "string"}

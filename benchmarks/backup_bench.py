@@ -57,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = NxServer(Path(tmp) / "nx").start()
         try:
-            opts = {"ensure_indexes": False, "journal": False, "audit": False}
+            opts = {"ensure_indexes": False, "journal": False, "audit": False, "allow_plaintext_sensitive": True}
             with Database(server.url("bench_src"), **opts) as src, Database(server.url("bench_dst"), **opts) as dst:
                 _, load_s = timed(lambda: load(src, args.docs))
                 n = src.mongo["planetaryInsights"].estimated_document_count()

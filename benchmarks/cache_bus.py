@@ -74,7 +74,7 @@ def _in_process(url: str, redis_url: str, budget_s: float) -> None:
     print(f"{'in one process: find_one by id (User)':44} {'ops/s':>10} {'us/op':>9}")
     rows: list[tuple[str, float, float]] = []
     for bus in ("local", redis_url):
-        db = Database(url, cache_models=("User",), cache_bus=bus, ensure_indexes=False).connect()
+        db = Database(url, allow_plaintext_sensitive=True, cache_models=("User",), cache_bus=bus, ensure_indexes=False).connect()
         cache = db.executor.runtime.cache
         deadline = time.monotonic() + 30
         while not cache.trusted and time.monotonic() < deadline:
@@ -94,7 +94,7 @@ def _in_process(url: str, redis_url: str, budget_s: float) -> None:
 
 
 def _across_processes(url: str, redis_url: str, writes: int) -> None:
-    db = Database(url, cache_models=("User",), cache_bus=redis_url, ensure_indexes=False).connect()
+    db = Database(url, allow_plaintext_sensitive=True, cache_models=("User",), cache_bus=redis_url, ensure_indexes=False).connect()
     other = _Worker(url, redis_url)
     try:
         other.call("wait", key="connected", value=True)

@@ -44,7 +44,7 @@ def per_call(fn: Callable[[int], Any], calls: int, rounds: int = 7) -> float:
 def measure(url: str, sizes: list[int], calls: int) -> list[dict[str, Any]]:
     raw = pymongo.MongoClient(url, tz_aware=True).get_default_database()
     out, have = [], 0
-    with Database(url, audit=False, journal=False) as db:
+    with Database(url, allow_plaintext_sensitive=True, audit=False, journal=False) as db:
         for size in sizes:
             docs = [stored_user(n, "s", "inactive" if n % 100 == 0 else "active") for n in range(have, size)]
             for start in range(0, len(docs), 10_000):

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         server = NxServer(tempfile.mkdtemp(prefix="astro-large-reads-")).start()
         url = server.url(f"large_reads_{uuid.uuid4().hex[:6]}")
     try:
-        db = Database(url, audit=False, journal=False, monitoring=False).connect()
+        db = Database(url, allow_plaintext_sensitive=True, audit=False, journal=False, monitoring=False).connect()
         raw = pymongo.MongoClient(url, tz_aware=True)
         coll = raw.get_default_database()["planetaryInsights"]
         started = time.perf_counter()

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     name = f"astro_profile_{uuid.uuid4().hex[:8]}"
     url = server.url(name)
     client: Any = pymongo.MongoClient(url, tz_aware=True)
-    db = Database(url, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
+    db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
                   monitoring=not args.no_monitoring, tracing=args.tracing != "off").connect()
     closing: list[Database] = []
     try:
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             without_driver(db, seed[0])
             table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
         if args.tracing_cost:
-            untraced = Database(url, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
+            untraced = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
                                 monitoring=not args.no_monitoring, tracing=False).connect()
             closing.append(untraced)
             if args.no_driver:

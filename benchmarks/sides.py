@@ -96,8 +96,9 @@ def open_sides(server_url: str | None, seed: Seed) -> Iterator[Sides]:
         url = _with_db(server_url, name)
         raw_client = pymongo.MongoClient(url, tz_aware=True)
         peers.connect(url)
-    default = Database(url, connect_attempts=1).connect()
-    hooks_off = Database(url, connect_attempts=1, audit=False, journal=False, ensure_indexes=False).connect()
+    default = Database(url, allow_plaintext_sensitive=True, connect_attempts=1).connect()  # no key: as before encryption
+    hooks_off = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False,
+                         ensure_indexes=False).connect()
     raw = raw_client[name]
     stores = [raw] if server_url else [raw, default.mongo, hooks_off.mongo, peers.PeerUser._get_db()]
     sides = Sides(raw, default, hooks_off, stores, seed)

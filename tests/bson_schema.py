@@ -14,7 +14,7 @@ import jsonschema
 from bson import Decimal128, Int64, ObjectId
 
 _PLAIN = {"string": str, "objectId": ObjectId, "date": datetime.datetime, "object": dict, "array": list,
-          "null": type(None), "decimal": (Decimal128, Decimal), "double": float, "long": (int, Int64)}
+          "null": type(None), "binData": bytes, "decimal": (Decimal128, Decimal), "double": float, "long": (int, Int64)}
 
 
 def _is(value: Any, kind: str) -> bool:

@@ -202,3 +202,21 @@ def _no_settings_from_the_environment(monkeypatch):
     for name in flat_types():
         monkeypatch.delenv(ENV_PREFIX + name.upper(), raising=False)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _plaintext_personal_data_on_test_servers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live tier's tests written before personal fields were encrypted (the user's email and
+    name, the birth date, the insight texts) run on the server without a key: there, as on the
+    embedded backend, sensitive fields may be stored in clear unless a test says
+    ``allow_plaintext_sensitive=False`` (or configures a key). Production's default is not
+    changed: a server without a key refuses them (``backends/capabilities.py``); the tests of
+    that refusal pass ``allow_plaintext_sensitive=False`` themselves."""
+    import dataclasses
+
+    from astro_db.backends import capabilities
+
+    if request.node.get_closest_marker("live") is None:
+        return  # the unit tier sees production's defaults
+
+    monkeypatch.setattr(capabilities, "SERVER", dataclasses.replace(capabilities.SERVER, plaintext_by_default=True))

@@ -84,8 +84,10 @@ class AstroDocument(DocumentBase):
         for name in self.repr_fields:
             field = self._fields.get(name)
             value = getattr(self, name, None)
-            if field is None or value is None or getattr(field, "sensitive", False):
+            if field is None or value is None:
                 continue
+            if getattr(field, "sensitive", False) and not getattr(field, "mask", None):
+                continue  # a secret: never shown; a personal field with a mask of its own (the email) shows masked
             kind = field_mask_kind(field)
             shown = mask_value(kind, value) if kind else value
             parts.append(f"{field.db_field or name}={_short(shown)}")

@@ -62,9 +62,10 @@ class Location(AstroEmbeddedDocument):
 
 
 class BirthData(AstroEmbeddedDocument):
-    """When and where: a UTC instant between 1800 and now, its IANA zone, and the place."""
+    """When and where: a UTC instant between 1800 and now (personal: encrypted, time of day
+    included), its IANA zone, and the place."""
 
-    date = UTCDateTimeField(required=True, earliest=EARLIEST_BIRTH, not_future=True)
+    date = UTCDateTimeField(required=True, earliest=EARLIEST_BIRTH, not_future=True, sensitive=True)
     timezone = TimezoneField(required=True)
     location = EmbeddedDocumentField(Location)
 
@@ -94,7 +95,7 @@ class Risk(AstroEmbeddedDocument):
 
     id = _sub_id()
     level = ChoiceField(RISK_LEVELS, required=True)
-    description = TextField(min_length=1, max_length=1000, required=True)
+    description = TextField(min_length=1, max_length=1000, required=True, sensitive=True)
 
 
 def unique_bodies(items: list[Any]) -> str | None:

@@ -20,9 +20,10 @@ class PlanetaryInsight(AstroDocument):
     user_id = UserRefField(db_field="userId", required=True)
     date = UTCDateTimeField(required=True)
     energy_level = NumberField(db_field="energyLevel", min_value=0, max_value=100, required=True)
-    recommendations = RuleListField(TextField(min_length=1, max_length=500),
+    # the reading's texts are about the person: encrypted with a key configured (docs/security.md)
+    recommendations = RuleListField(TextField(min_length=1, max_length=500, sensitive=True),
                                     min_length=1, max_length=20, required=True)
-    summary = TextField(max_length=2000)
+    summary = TextField(max_length=2000, sensitive=True)
     expires_at = UTCDateTimeField(db_field="expiresAt")
 
     repr_fields = ("user_id", "date", "energy_level")

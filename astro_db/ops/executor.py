@@ -185,7 +185,7 @@ class Executor:
         rt = self.runtime
         info, session, guard = self._begin(op)
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
-        options = compile.find_options(info, op.options)
+        options = compile.find_options(rt, info, op.options)
         coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
 
         def first_batch() -> tuple[Any, Any]:
@@ -215,12 +215,9 @@ class Executor:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= pages.MAX_LIMIT:
             raise QueryError(f"limit must be a whole number from 1 to {pages.MAX_LIMIT}, got {limit!r}")
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
-        options = compile.find_options(info, {"sort": op.options.get("sort"), "projection": op.options.get("projection")})
+        options = compile.find_options(rt, info, {"sort": op.options.get("sort"), "projection": op.options.get("projection")},
+                                       verb="page")
         order = pages.page_sort(options.get("sort"))
-        sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
-        for key, _ in order:
-            if key in sealed:
-                raise QueryError(f"cannot page by {key!r}: it is encrypted, so its stored order means nothing")
         projection = options.get("projection")
         if projection:
             if any(projection.get(key) == 0 for key, _ in order):
@@ -306,7 +303,8 @@ class Executor:
         info, session, guard = self._begin(op)
         authorize.check(op.actor, op.name, info, permission=UPDATE)
         on, sons, failed = compile.upserts(info, guard, op.options.get("on"), op.data,
-                                           sealed={f.path for f in rt.crypto.fields.get(info.name, ())})
+                                           sealed={f.path for f in rt.crypto.fields.get(info.name, ())}
+                                           if rt.crypto.ordered_by_value() else set())
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         writer = self._writer(info, op, session)
         done, refused = writer.upsert_many([(son, seal.document(rt, info, son)) for _, son in sons], on, guard.filter)

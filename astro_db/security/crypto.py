@@ -1,6 +1,6 @@
-"""Field encryption at rest on the fields a model marks ``sensitive=True``: field level encryption, ``enc:e2`` when queryable.
+"""Field encryption at rest on the fields a model marks ``sensitive=True``: field level encryption, a blind index when queryable.
 
-A randomly encrypted field (the default) is sealed with MongoDB's client-side field level
+Every sensitive value is sealed with MongoDB's client-side field level
 encryption, explicit API (``security.vault``): ``{"v": <value>, "b": "<collection>/<_id>/<path>"}``
 encrypted with ``AEAD_AES_256_CBC_HMAC_SHA_512-Random`` under the data key of the document's
 owner (``user:<owner id>``; ``astro_db:shared`` for a model no user owns), stored as BSON Binary
@@ -9,17 +9,14 @@ being read, so ciphertext copied to another document or field does not open. An 
 sets such a field is sealed per document (``Pending`` until the write strategy has read the
 document it goes into: ``FieldCrypto.bind_update``).
 
-A deterministically encrypted field (``queryable``) keeps the string envelope of earlier
-releases, so equality still matches::
-
-    enc:e2:<key id>:<base64url(nonce 12 bytes || ciphertext || tag 16 bytes)>
-
-AES-256-GCM with the raw 32-byte ``encryption_key`` and associated data
-``b"astro_db:v2:" + collection + b"\\x00" + stored path`` (list positions left out); the nonce
-is ``HMAC-SHA256(nonce key, collection \\0 path \\0 plaintext)``, so equal values of one field
-encrypt equally (the only thing it leaks). Older envelopes (``enc:v2`` random, ``enc:v1`` /
-``enc:d1`` with no associated data) are still read, never written; ``astro-db rotate-key``
-upgrades them in place.
+A field declared queryable (the email, the birth place) is sealed the same way, and gets a
+keyed blind index beside its ciphertext (``security.blind``): equality on it is matched there,
+never on the ciphertext. Envelopes of earlier releases (``enc:e2`` deterministic, ``enc:v2``
+random, AES-256-GCM with the raw 32-byte ``encryption_key`` and associated data
+``b"astro_db:v2:" + collection + b"\\x00" + stored path``; ``enc:v1`` / ``enc:d1`` with none) are
+still read, never written; ``astro-db rotate-key`` upgrades them in place. Where no key vault can
+be made (no pymongocrypt), a value that is not text (the birth date) is sealed into an envelope as
+its canonical extended JSON (``fieldpaths.to_plaintext``), in ``FieldCrypto._seal`` only.
 
 The rules that hold under attack: a value written to a sensitive field is always sealed, whatever
 it looks like (input is data, never a ciphertext to keep); only a model's declared sensitive paths
@@ -46,7 +43,18 @@ from typing import Any
 
 from ..backends.capabilities import capabilities
 from ..errors import ConfigError, EncryptionError, QueryError
-from .fieldpaths import Sensitive, apply_at, copy_tree, each_pushed, leaves_at, norm_path, sensitive_fields
+from .blind import BlindIndex
+from .fieldpaths import (
+    Sensitive,
+    apply_at,
+    copy_tree,
+    each_pushed,
+    from_plaintext,
+    leaves_at,
+    norm_path,
+    sensitive_fields,
+    to_plaintext,
+)
 from .filters import match_ciphertext
 from .provenance import intact_paths
 from .vault import SHARED_KEY, KeyVault, binding, is_sealed, subject_alt_name
@@ -178,6 +186,7 @@ class Keyring:
 
         self.primary_id = key_id(primary)
         self.keys: list[tuple[str, bytes]] = []  # (key id, key), the primary first: the local KMS providers
+        self.blind = BlindIndex(primary, older)  # the blind indexes' keys (security.blind), from the same keys
         self._aead: dict[str, Any] = {}
         self._nonce_keys: dict[tuple[str, str], bytes] = {}
         for key in (primary, *older):
@@ -264,10 +273,10 @@ class Keyring:
 class FieldCrypto:
     """Seals writes and filters, opens reads, for one Database: the one place every path passes.
 
-    Randomly encrypted fields are sealed with MongoDB's field level encryption (``vault``: a
+    Every sensitive value is sealed with MongoDB's field level encryption (``vault``: a
     ``security.vault.KeyVault``; the value bound to its document and path, under its owner's data
-    key); deterministic (``queryable``) fields keep the ``enc:e2`` envelope under ``keyring``
-    until they move to blind indexes; every older envelope still opens under ``keyring``."""
+    key); a queryable field also gets its blind index (``keyring.blind``); every envelope of an
+    earlier release still opens under ``keyring``."""
 
     def __init__(self, keyring: Keyring | None, registry: Iterable[Any], *, allow_plaintext: bool = False,
                  vault: KeyVault | None = None) -> None:
@@ -331,8 +340,32 @@ class FieldCrypto:
             return son
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
+            self._index(info, f, out, f.path.split("."))
             apply_at(out, f.path.split("."), partial(self._seal, info=info, f=f, doc=son))
         return out
+
+    def _index(self, info: Any, f: Sensitive, doc: Any, parts: list[str]) -> None:
+        """Set (or drop) the blind index beside each plaintext value at ``parts`` in ``doc``
+        (``security.blind``): computed here, from the value being written, never taken from a
+        caller. Without a key there is none."""
+        if f.blind is None or self.keyring is None:
+            return
+        if isinstance(doc, list):
+            for item in doc:
+                self._index(info, f, item, parts)
+            return
+        if not isinstance(doc, dict):
+            return
+        if len(parts) > 1:
+            if parts[0] in doc:
+                self._index(info, f, doc[parts[0]], parts[1:])
+            return
+        sibling = parts[0] + "Index"
+        value = doc.get(parts[0])
+        if value is None:
+            doc.pop(sibling, None)
+        else:
+            doc[sibling] = self.keyring.blind.hash(to_plaintext(value, f), info.collection, f.path)
 
     def seal_update(self, info: Any, update: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """An update document with sensitive values under $set / $push / $addToSet sealed; a
@@ -341,21 +374,40 @@ class FieldCrypto:
         if not fields:
             return update
         out: dict[str, dict[str, Any]] = {}
+        blind: dict[str, dict[str, Any]] = {}  # the blind indexes kept in step, in the same update
         for op, spec in update.items():
             out[op] = dict(spec)
             for key, value in spec.items():
                 norm = norm_path(key)
                 for f in fields:
-                    if op == "$pull" and (f.path == norm or f.path.startswith(norm + ".")):
+                    if op == "$pull" and (f.path == norm or f.path.startswith(norm + ".")) and self.ordered_by_value():
                         raise QueryError(f"$pull cannot match on the encrypted field {f.path!r}")
+                    if op == "$unset" and f.path == norm and f.blind is not None and self.keyring is not None:
+                        blind.setdefault("$unset", {})[key + "Index"] = ""
                     if op not in ("$set", "$push", "$addToSet"):
                         continue
                     if f.path == norm:
-                        out[op][key] = each_pushed(value, partial(self._seal, info=info, f=f, doc=None))
+                        if f.blind is not None and self.keyring is not None:
+                            if op != "$set":
+                                raise QueryError(f"{op} of the encrypted field {f.path!r}: its blind index holds one value")
+                            if value is None:
+                                blind.setdefault("$unset", {})[key + "Index"] = ""
+                            else:
+                                blind.setdefault("$set", {})[key + "Index"] = self.keyring.blind.hash(
+                                    to_plaintext(value, f), info.collection, f.path)
+                        seal = partial(self._seal, info=info, f=f, doc=None)
+                        if op == "$set" and isinstance(value, list):  # a whole list of sealed values
+                            out[op][key] = [seal(v) for v in value]
+                        else:
+                            out[op][key] = each_pushed(value, seal)
                     elif f.path.startswith(norm + "."):
                         rest = f.path[len(norm) + 1:].split(".")
+                        copied = copy_tree(out[op][key])
+                        each_pushed(copied, partial(self._index, info, f, parts=rest))
                         inner = partial(apply_at, parts=rest, fn=partial(self._seal, info=info, f=f, doc=None))
-                        out[op][key] = each_pushed(copy_tree(out[op][key]), inner)
+                        out[op][key] = each_pushed(copied, inner)
+        for op, spec in blind.items():
+            out[op] = {**out.get(op, {}), **spec}
         return out
 
     @staticmethod
@@ -384,30 +436,37 @@ class FieldCrypto:
         return update
 
     def _seal(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any] | None) -> Any:
+        """The one boundary a written value crosses into the engine: any BSON value in (text
+        fields take strings only), its stored form out: field level encryption bound to ``doc``
+        (``Pending`` when ``doc`` is not known yet: an update), else an envelope of the value's
+        canonical extended JSON (``fieldpaths.to_plaintext``)."""
         if value is None:
             return None
         if isinstance(value, Unreadable):
             raise EncryptionError(f"{info.name}.{f.path}: refusing to write back UNREADABLE (a value that did not "
                                   "open); it would replace the stored ciphertext")
-        if f.deterministic or self.vault is None:
-            if not isinstance(value, str):
-                raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__} "
-                                      "(this field is encrypted deterministically, as an enc:e2 envelope)")
-            if self.keyring is not None:
-                return self.keyring.seal(value, info.collection, f.path, f.deterministic)
-            if self.vault is not None:
-                raise EncryptionError(f"{info.name}.{f.path} is encrypted deterministically (queryable): that needs "
-                                      "encryption_key (a 32-byte key) beside kms_providers")
-            self._require_key(info, f, "write it")
-            if is_envelope(value):
-                raise EncryptionError(f"{info.name}.{f.path}: a plaintext value may not start with {PREFIX!r} "
-                                      "(it would read back as an envelope); configure encryption_key to store it sealed")
-            return value
-        if doc is None:
-            return Pending(value, f.path)
-        if "_id" not in doc:
-            raise EncryptionError(f"{info.name}.{f.path}: a sealed value is bound to its document's _id, which is not set")
-        return self.vault.seal(value, binding(info.collection, doc["_id"], f.path), self.subject_key(info, doc))
+        if self.vault is not None:  # field level encryption: any BSON value, bound to its document
+            if f.text and not isinstance(value, str):
+                raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__}")
+            if doc is None:
+                return Pending(value, f.path)
+            if "_id" not in doc:
+                raise EncryptionError(f"{info.name}.{f.path}: a sealed value is bound to its document's _id, which is not set")
+            return self.vault.seal(value, binding(info.collection, doc["_id"], f.path), self.subject_key(info, doc))
+        plaintext = to_plaintext(value, f)
+        if self.keyring is not None:
+            return self.keyring.seal(plaintext, info.collection, f.path, f.deterministic)
+        self._require_key(info, f, "write it")
+        if is_envelope(value):
+            raise EncryptionError(f"{info.name}.{f.path}: a plaintext value may not start with {PREFIX!r} "
+                                  "(it would read back as an envelope); configure encryption_key to store it sealed")
+        return value
+
+    def ordered_by_value(self) -> bool:
+        """Whether encrypted fields hold ciphertext here (a key, or plaintext refused), so that
+        anything but equality on them (order, ranges, ``$pull`` conditions) cannot work and is
+        refused; without a key on the embedded backend they hold plaintext and it runs."""
+        return self.enabled or not self.allow_plaintext
 
     def _require_key(self, info: Any, f: Sensitive, doing: str) -> None:
         if not self.allow_plaintext:
@@ -429,17 +488,46 @@ class FieldCrypto:
                 plain = self._open_strict(value, info, f, doc) if is_stored_ciphertext(value) else value
                 return self._seal(plain, info, f, doc)
 
+            if f.blind is not None:  # the blind index (re)computed from the opened value
+                opened = self.open_document(info, copy_tree(doc), [f.path], strict=True)
+                self._index(info, f, opened, f.path.split("."))
+                _copy_blind(opened, out, f.path.split("."))
             apply_at(out, f.path.split("."), again)
         return out
+
+    def blind_stale(self, info: Any, doc: dict[str, Any], f: Sensitive) -> bool:
+        """Whether a stored document's blind index for ``f`` is not what a write would store now
+        (missing, under an older key, or not the value's): rotation writes it."""
+        keyring = self.keyring
+        if keyring is None or f.blind is None:
+            return False
+        opened = self.open_document(info, copy_tree(doc), [f.path])
+        parts = f.path.split(".")
+        values = list(leaves_at(opened, parts))
+        hashes = list(leaves_at(doc, [*parts[:-1], parts[-1] + "Index"]))
+        wanted = [keyring.blind.hash(to_plaintext(v, f), info.collection, f.path) for v in values if v is not None
+                  and not is_unreadable(v)]
+        return wanted != hashes
 
     # --- filters -----------------------------------------------------------------------------
 
     def seal_filter(self, info: Any, filt: dict[str, Any]) -> dict[str, Any]:
-        """A stored-form filter with conditions on encrypted fields made to match ciphertext."""
+        """A stored-form filter with equality on a queryable encrypted field moved to its blind
+        index (``security.blind``), everything else on an encrypted field refused. Without a key,
+        where plaintext is allowed (development), what is stored is plaintext and the filter runs
+        as written."""
         fields = self.fields.get(info.name)
         if not fields or not filt:
             return filt
-        return match_ciphertext(fields, filt, lambda f, values: self._equal_forms(info, f, values))
+        if not self.enabled and self.allow_plaintext:
+            return filt
+        if self.enabled and "$text" in filt:
+            raise QueryError(f"$text cannot search {info.name}: its text is encrypted "
+                             f"({', '.join(f.path for f in fields)}), so the server holds only ciphertext")
+        blind = None if self.keyring is None else self.keyring.blind
+        return match_ciphertext(fields, filt, lambda f, values: self._equal_forms(info, f, values),
+                                blind=None if blind is None else lambda f, values: blind.hashes(
+                                    values, info.collection, f.path, partial(to_plaintext, f=f)))
 
     def _equal_forms(self, info: Any, f: Sensitive, values: Sequence[Any]) -> list[Any]:
         values = list(values)
@@ -447,12 +535,12 @@ class FieldCrypto:
             if self.vault is not None and f.deterministic:
                 raise QueryError(f"{f.path!r} is queryable only with encryption_key configured")
             if self.vault is not None:
-                raise QueryError(f"{f.path!r} is encrypted with a random nonce and cannot be queried; only its presence ($exists)")
+                raise QueryError(f"{f.path!r} is encrypted and cannot be queried by value; only its presence ($exists)")
             if any(v is not None for v in values):
                 self._require_key(info, f, "query it by value (without the key it could only match plaintext)")
             return values
         if not f.deterministic:
-            raise QueryError(f"{f.path!r} is encrypted with a random nonce and cannot be queried; only its presence ($exists)")
+            raise QueryError(f"{f.path!r} is encrypted and cannot be queried by value; only its presence ($exists)")
         out: list[Any] = []
         for value in values:
             if isinstance(value, str):
@@ -463,18 +551,22 @@ class FieldCrypto:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def open_document(self, info: Any, doc: dict[str, Any] | None, paths: Iterable[str] | None = None) -> dict[str, Any] | None:
+    def open_document(self, info: Any, doc: dict[str, Any] | None, paths: Iterable[str] | None = None, *,
+                      strict: bool = False) -> dict[str, Any] | None:
         """Open a stored document's declared sensitive values in place (``paths``: only those).
 
         Plaintext from before encryption stays as it is; a sealed value that does not open (its
         data key shredded, tampered, or moved from another document or field) becomes
-        ``UNREADABLE`` (logged and counted) so one bad value never fails the read."""
+        ``UNREADABLE`` (logged and counted) so one bad value never fails the read (``strict``:
+        ``EncryptionError`` instead, for rotation). Blind indexes are the service's, never shown."""
         if doc is None:
             return None
         chosen = None if paths is None else set(paths)
         for f in self.fields.get(info.name, ()):
             if chosen is None or f.path in chosen:
-                apply_at(doc, f.path.split("."), partial(self._open, info=info, f=f, doc=doc))
+                apply_at(doc, f.path.split("."), partial(self._open, info=info, f=f, doc=doc, strict=strict))
+                if f.blind is not None:
+                    _drop_blind(doc, f.path.split("."))
         return doc
 
     def open_output(self, info: Any, stages: Sequence[Mapping[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -486,12 +578,14 @@ class FieldCrypto:
         paths = intact_paths(stages, [f.path for f in fields])
         return [self.open_document(info, doc, paths) for doc in docs]  # type: ignore[misc]
 
-    def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any]) -> Any:
+    def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any], strict: bool = False) -> Any:
         if not is_stored_ciphertext(value):
             return value
         try:
             return self._open_strict(value, info, f, doc)
         except EncryptionError as exc:
+            if strict:
+                raise
             with self._lock:
                 self._unreadable += 1
             log.warning("unreadable encrypted value in %s _id=%s at %s: %s", info.collection, doc.get("_id"), f.path, exc)
@@ -506,30 +600,57 @@ class FieldCrypto:
             return self.vault.open(value, binding(info.collection, doc["_id"], f.path))
         if self.keyring is None:
             raise EncryptionError("no encryption key is configured; set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)")
-        return self.keyring.open(value, info.collection, f.path)
+        return from_plaintext(self.keyring.open(value, info.collection, f.path), f)
 
     # --- rotation ----------------------------------------------------------------------------
 
     def needs_rotation(self, value: Any, field: Sensitive | None = None) -> bool:
         """True for plaintext, and for a stored value a write would not produce now: an envelope
-        of an older key or format (v1/d1, or v2 where field level encryption now seals), or the
+        of an older key or format (any envelope where field level encryption seals), or the
         other mode than ``field``'s."""
         if not self.enabled or value is None:
             return False
         if is_sealed(value):
-            return field is not None and field.deterministic  # random fields stay; e2 is what deterministic writes
-        if not isinstance(value, str) and self.vault is None:
-            return False
+            return False  # field level encryption: what every write produces
         if not is_envelope(value):
-            return True
+            return isinstance(value, str) or self.vault is not None or (field is not None and not field.text)
         if self.keyring is None:
             return False  # an envelope nothing here opens: left alone
+        if self.vault is not None:
+            return True  # every envelope -> field level encryption (a queryable field keeps its blind index)
         if field is None:
             return not (self.keyring.is_current(value, True) or self.keyring.is_current(value, False))
-        if not field.deterministic and self.vault is not None:
-            return True  # enc:v2 -> field level encryption
         return not self.keyring.is_current(value, field.deterministic)
 
     def leaves(self, doc: Any, path: str) -> Iterator[Any]:
         """The values at a stored path (through lists)."""
         yield from leaves_at(doc, path.split("."))
+
+
+def _drop_blind(doc: Any, parts: list[str]) -> None:
+    """Remove the blind index beside ``parts`` (through lists): not part of what a read returns."""
+    if isinstance(doc, list):
+        for item in doc:
+            _drop_blind(item, parts)
+    elif isinstance(doc, dict):
+        if len(parts) == 1:
+            doc.pop(parts[0] + "Index", None)
+        elif parts[0] in doc:
+            _drop_blind(doc[parts[0]], parts[1:])
+
+
+def _copy_blind(source: Any, target: Any, parts: list[str]) -> None:
+    """Copy the blind index beside ``parts`` from ``source`` to ``target`` (the same document,
+    opened and stored: lists align item by item)."""
+    if isinstance(source, list) and isinstance(target, list):
+        for one, other in zip(source, target):
+            _copy_blind(one, other, parts)
+    elif isinstance(source, dict) and isinstance(target, dict):
+        if len(parts) == 1:
+            sibling = parts[0] + "Index"
+            if sibling in source:
+                target[sibling] = source[sibling]
+            else:
+                target.pop(sibling, None)
+        elif parts[0] in source and parts[0] in target:
+            _copy_blind(source[parts[0]], target[parts[0]], parts[1:])

@@ -3,6 +3,11 @@ and the small walkers that reach the value(s) at such a path through embedded do
 
 A stored path leaves list positions out (``positions.body`` names the ``body`` of every item of
 ``positions``); it is also what an envelope is bound to (``crypto``: the associated data).
+
+What is sealed is text: a field holding another type (the birth date, a datetime) has its value
+written as canonical extended JSON before sealing and read back from it after opening, here and
+nowhere else (``to_plaintext`` / ``from_plaintext``), so the engine below sees one kind of
+plaintext whatever the field holds.
 """
 
 from __future__ import annotations
@@ -11,16 +16,60 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mongoengine.fields import EmbeddedDocumentField, ListField
+from bson import json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS, JSONOptions
+from mongoengine.fields import EmbeddedDocumentField, ListField, StringField
 
-__all__ = ["Sensitive", "sensitive_fields", "norm_path", "copy_tree", "apply_at", "leaves_at", "each_pushed"]
+from ..errors import EncryptionError
+from ..models.fields import TextField
+from .blind import blind_path
+
+__all__ = ["Sensitive", "sensitive_fields", "norm_path", "copy_tree", "apply_at", "leaves_at", "each_pushed",
+           "to_plaintext", "from_plaintext"]
+
+_READ_JSON: JSONOptions = CANONICAL_JSON_OPTIONS.with_options(tz_aware=True)  # as the client reads dates
+
 
 @dataclass(frozen=True)
 class Sensitive:
-    """One encrypted field: its stored dotted path (list positions left out) and its mode."""
+    """One encrypted field: its stored dotted path (list positions left out), its mode
+    (``deterministic``: declared queryable, so it gets a blind index) and whether it holds text
+    (``text``; other values are sealed as canonical extended JSON)."""
 
     path: str
     deterministic: bool
+    text: bool = True
+
+    @property
+    def blind(self) -> str | None:
+        """The stored path of its blind index (``blind.blind_path``), for a queryable field."""
+        return blind_path(self.path) if self.deterministic else None
+
+
+def to_plaintext(value: Any, f: Sensitive) -> str:
+    """The text sealed for ``value`` at ``f`` (and hashed for its blind index): a text field's
+    string as it is, any other field's value as canonical extended JSON."""
+    if f.text:
+        if not isinstance(value, str):
+            raise EncryptionError(f"{f.path}: only string values can be encrypted, got {type(value).__name__}")
+        return value
+    try:
+        return json_util.dumps({"v": value}, json_options=CANONICAL_JSON_OPTIONS)
+    except TypeError:
+        raise EncryptionError(f"{f.path}: a {type(value).__name__} cannot be encrypted (not a BSON value)") from None
+
+
+def from_plaintext(text: str, f: Sensitive) -> Any:
+    """The value ``to_plaintext`` sealed (``EncryptionError`` if it is not what it wrote)."""
+    if f.text:
+        return text
+    try:
+        doc = json_util.loads(text, json_options=_READ_JSON)
+    except (ValueError, TypeError):
+        raise EncryptionError(f"{f.path}: the opened value is not extended JSON") from None
+    if not isinstance(doc, dict) or set(doc) != {"v"}:
+        raise EncryptionError(f"{f.path}: the opened value is not what a write seals")
+    return doc["v"]
 
 
 def sensitive_fields(model_name: str, model_cls: type, deterministic: set[tuple[str, str]]) -> tuple[Sensitive, ...]:
@@ -37,9 +86,9 @@ def sensitive_fields(model_name: str, model_cls: type, deterministic: set[tuple[
             inner = field.field if isinstance(field, ListField) else field
             if isinstance(inner, EmbeddedDocumentField):
                 walk(inner.document_type, path + ".")
-            elif getattr(field, "sensitive", False):
+            elif getattr(field, "sensitive", False) or getattr(inner, "sensitive", False):
                 queryable = bool(getattr(field, "queryable", False)) or (model_name, path) in deterministic
-                found.append(Sensitive(path, queryable))
+                found.append(Sensitive(path, queryable, isinstance(inner, (StringField, TextField))))
 
     walk(model_cls, "")
     return tuple(found)

@@ -1,15 +1,18 @@
-"""Filters on encrypted fields: equality made to match ciphertext, everything else refused.
+"""Filters on encrypted fields: equality moved to the blind index, everything else refused.
 
-A deterministic field is queryable by equality only: ``{"path": v}``, ``$eq``, ``$in``, ``$ne``
-and ``$nin`` become ``$in``/``$nin`` over every envelope ``v`` may be stored as (given by the
-caller: ``FieldCrypto``, which knows the keys); ``$exists`` passes; any other operator (a range,
-a regex) could not work on ciphertext and is a ``QueryError`` rather than a silent non-match.
+A queryable field is queryable by equality only: ``{"path": v}``, ``$eq``, ``$in``, ``$ne`` and
+``$nin`` become ``$in``/``$nin`` on its blind index ``<path>Index`` over the keyed hashes of
+``v`` under every configured key (``security.blind``, given by the caller: ``FieldCrypto``, which
+knows the keys; without a blind index, over every envelope ``v`` may be stored as); ``$exists``
+stays on the field; any other operator (a range, a regex) could not work on ciphertext and is a
+``QueryError`` rather than a silent non-match.
 
 ``SealRule`` is how this reaches every query: a rule of the query walker (``query.walker``) that
 seals each filter against the model it is matched against, wherever it is (the call's own, a
 ``$match`` inside ``$facet``, a ``$lookup`` or ``$unionWith`` pipeline on another model,
 ``$graphLookup``'s ``restrictSearchWithMatch``, ``$geoNear``'s ``query``), seals update values,
-and refuses a regex expression (``$regexMatch``...) whose input is an encrypted field.
+and refuses a regex expression (``$regexMatch``...) whose input is an encrypted field and a
+``$sort`` by one (where it holds ciphertext).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import QueryError
-from ..query.walker import EXPRESSION, FILTER, UPDATE, Node
+from ..query.walker import EXPRESSION, FILTER, STAGE, UPDATE, Node
 from .fieldpaths import Sensitive, norm_path
 
 __all__ = ["match_ciphertext", "SealRule"]
@@ -30,24 +33,55 @@ _ROOTS = ("$ROOT.", "$CURRENT.")  # the document itself, spelt as a variable
 EqualForms = Callable[[Sensitive, Sequence[Any]], list[Any]]
 
 
-def match_ciphertext(fields: tuple[Sensitive, ...], filt: Mapping[str, Any], forms: EqualForms, prefix: str = "") -> dict[str, Any]:
-    """A copy of a stored-form filter whose conditions on ``fields`` match their envelopes."""
+def match_ciphertext(fields: tuple[Sensitive, ...], filt: Mapping[str, Any], forms: EqualForms, prefix: str = "", *,
+                     blind: EqualForms | None = None) -> dict[str, Any]:
+    """A copy of a stored-form filter whose conditions on ``fields`` match what is stored:
+    equality on a field with a blind index (``blind`` given: its hashes of the values) moved to
+    that index, on any other over ``forms``."""
     out: dict[str, Any] = {}
     for key, cond in filt.items():
         if key in ("$and", "$or", "$nor"):
-            out[key] = [match_ciphertext(fields, sub, forms, prefix) for sub in cond]
+            out[key] = [match_ciphertext(fields, sub, forms, prefix, blind=blind) for sub in cond]
             continue
         norm = norm_path(prefix + key)
         out[key] = cond
         for f in fields:
             if f.path == norm:
-                out[key] = _condition(f, cond, forms)
+                if blind is not None and f.blind is not None:
+                    kept, equal = _split_blind(f, cond, blind)
+                    if kept is _NOTHING and equal is _NOTHING:
+                        out[key] = _condition(f, cond, blind)  # an empty condition: left as it was
+                    elif kept is _NOTHING:
+                        del out[key]
+                    else:
+                        out[key] = kept
+                    if equal is not _NOTHING:
+                        out[key + "Index"] = equal
+                else:
+                    out[key] = _condition(f, cond, forms)
             elif f.path.startswith(norm + ".") and isinstance(cond, Mapping):
                 if "$elemMatch" in cond and isinstance(cond["$elemMatch"], Mapping):
-                    out[key] = {**cond, "$elemMatch": match_ciphertext(fields, cond["$elemMatch"], forms, norm + ".")}
+                    out[key] = {**cond, "$elemMatch": match_ciphertext(fields, cond["$elemMatch"], forms, norm + ".",
+                                                                       blind=blind)}
                 elif cond and not any(k.startswith("$") for k in cond):
                     raise QueryError(f"match {f.path!r} by its own path: it is encrypted inside {norm!r}")
     return out
+
+
+_NOTHING: Any = object()
+
+
+def _split_blind(f: Sensitive, cond: Any, blind: EqualForms) -> tuple[Any, Any]:
+    """A condition on a field with a blind index as ``(what stays on the field, the condition on
+    its index)``, ``_NOTHING`` for a side with no condition: ``$exists`` and a match of null (the
+    index is absent exactly where the field is) stay on the field, equality moves to the index."""
+    if not isinstance(cond, Mapping):
+        if cond is None:
+            return None, _NOTHING
+        return _NOTHING, {"$in": blind(f, [cond])}
+    equal = _condition(f, cond, blind)
+    kept = {op: equal.pop(op) for op in list(equal) if op == "$exists"}
+    return (kept if kept else _NOTHING), (equal if equal else _NOTHING)
 
 
 def _condition(f: Sensitive, cond: Any, forms: EqualForms) -> Any:
@@ -87,7 +121,13 @@ class SealRule:
             return self.crypto.seal_filter(self.registry.resolve(node.model), value)
         if kind == UPDATE:
             value.update = self.crypto.seal_update(self.registry.resolve(node.model), value.update)
-        elif kind == EXPRESSION and node.key in _REGEX_EXPRESSIONS and isinstance(value, Mapping):
+        elif kind == STAGE and node.key == "$sort" and isinstance(value, Mapping) and self.crypto.ordered_by_value():
+            for f in self.crypto.fields[self.registry.resolve(node.model).name]:
+                if any(norm_path(str(key)) == f.path for key in value):
+                    raise QueryError(f"$sort by the encrypted field {f.path!r} (in {node.where}): "
+                                     "its stored order is the ciphertext's, which means nothing")
+        elif (kind == EXPRESSION and node.key in _REGEX_EXPRESSIONS and isinstance(value, Mapping)
+              and (self.crypto.enabled or not self.crypto.allow_plaintext)):  # without a key: plaintext, runs
             path = _field_of(value.get("input"))
             if path is not None:
                 for f in self.crypto.fields[self.registry.resolve(node.model).name]:

@@ -6,12 +6,14 @@ Run after making a new key primary (``encryption_key``) and moving the old one t
 - the **data keys** in the key vault are rewrapped under the current master key
   (``KeyVault.rewrap``: libmongocrypt's ``rewrap_many_data_key``); no document is rewritten for
   a value already sealed with field level encryption;
-- every **stored value a write would not produce now** is opened and sealed again: ``enc:v2``
-  (and ``enc:v1``) envelopes of randomly encrypted fields become field level encryption
-  ciphertext bound to their document, ``enc:e2`` of an older key and ``enc:d1`` become ``enc:e2``
-  under the primary key, plaintext from before encryption is sealed. Each document is rewritten
-  with a compare-and-set on the old value, so a concurrent write is never overwritten, and a
-  rerun skips what is done (resumable: a run killed half way is finished by running it again).
+- every **stored value a write would not produce now** is opened and sealed again: envelopes
+  (``enc:v2``/``enc:e2`` and the older ``enc:v1``/``enc:d1``) become field level encryption
+  ciphertext bound to their document, plaintext from before encryption is sealed, and a
+  queryable field's blind index (``security.blind``) missing or under an older key is written in
+  the same compare-and-set (so data from before blind indexes is found by equality after one
+  run). Each document is rewritten with a compare-and-set on the old value, so a concurrent
+  write is never overwritten, and a rerun skips what is done (resumable: a run killed half way
+  is finished by running it again).
 
 A document holding a value that does not open (its key is not configured, or it was tampered
 with or moved) is left untouched and logged; the others are rotated.
@@ -58,13 +60,14 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
         if not fields:
             continue
         coll = ex.runtime.coll(info)
-        projection = {f.path.split(".")[0]: 1 for f in fields}  # top-level: servers differ on dotted projections
+        projection = {p.split(".")[0]: 1 for f in fields for p in (f.path, f.blind) if p}  # top-level: servers differ on dotted projections
         owner = crypto.owners.get(info.name)
         if owner and owner != "_id":
             projection[owner] = 1  # values are sealed under their owner's data key
         count = 0
         for doc in _in_batches(ex, info, coll, projection, batch_size):
-            stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))]
+            stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))
+                     or crypto.blind_stale(info, doc, f)]
             if not stale:
                 continue
             if not dry_run:
@@ -86,11 +89,15 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
 def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> bool:
     """Re-encrypt one document's stale fields if they still hold what was read; whether it did."""
     crypto = ex.runtime.crypto
-    top = sorted({f.path.split(".")[0] if "." in f.path and _through_list(doc, f.path) else f.path for f in stale})
+    top = sorted({p.split(".")[0] if "." in p and _through_list(doc, p) else p for f in stale for p in (f.path, f.blind) if p})
     fresh = crypto.reseal(info, doc)
     cas = {"_id": doc["_id"], **{path: _get(doc, path) for path in top}}
     op_id = new_op_id()
-    update = advance({"$set": {path: _get(fresh, path) for path in top}}, op_id)
+    values = {path: _get(fresh, path) for path in top}
+    changes: dict[str, Any] = {"$set": {p: v for p, v in values.items() if v is not None}}
+    if any(v is None for v in values.values()):  # a blind index with no value beside it is absent, not null
+        changes["$unset"] = {p: "" for p, v in values.items() if v is None}
+    update = advance(changes, op_id)
     after = ex.call(info, "rotate_key", lambda: coll.find_one_and_update(cas, update, return_document=ReturnDocument.AFTER))
     if after is not None:
         ex.after_write(info, Written("update", (doc["_id"],), tuple(top),

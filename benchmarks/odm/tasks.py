@@ -90,8 +90,8 @@ def open_sides(server_url: str, models: list[Any]) -> Iterator[Sides]:
     url = _with_db(server_url, name)
     raw_client: Any = pymongo.MongoClient(url, tz_aware=True)
     connect_peers(url)
-    default = Database(url, models=models, connect_attempts=1).connect()
-    hooks_off = Database(url, models=models, connect_attempts=1, audit=False, journal=False,
+    default = Database(url, allow_plaintext_sensitive=True, models=models, connect_attempts=1).connect()
+    hooks_off = Database(url, allow_plaintext_sensitive=True, models=models, connect_attempts=1, audit=False, journal=False,
                          ensure_indexes=False).connect()
     try:
         yield Sides(raw_client[name], default, hooks_off)

@@ -77,7 +77,7 @@ SECOND_PROCESS = textwrap.dedent("""
     import json, sys, pathlib, random
     from astro_db import Database
     url, ids, stop = sys.argv[1], json.loads(sys.argv[2]), pathlib.Path(sys.argv[3])
-    db = Database(url).connect()
+    db = Database(url, allow_plaintext_sensitive=True).connect()  # no key: personal fields in clear
     print("ready", flush=True)
     n = 0
     while n < 40 or not stop.exists():

@@ -5,7 +5,8 @@
 2. After ``erase_user`` none of those strings appears in the raw BSON of any collection; the
    other user is intact; the erasure is recorded without personal data; restoring a backup
    taken before the erasure into a fresh database brings none of her back, the other user's
-   data is all there.
+   data is all there; the same with the shredding alone: the backup files and a restore that
+   sees no ledger give nothing of her back readable (her data key is gone from the key vault).
 3. A child process erasing her is SIGKILLed at a chosen command (a PyMongo command listener in
    the child: the ledger's intent, the cascade's ``commitTransaction``, the scrub of her change
    records, the ``erase`` record): a rerun finishes the erasure, and nothing is done twice (one
@@ -27,6 +28,7 @@ from typing import Any
 import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
+from sealed_scan import backup_documents, opened_text, raw_documents
 
 from astro_db import Database, backup
 from astro_db.personal import ERASURES_COLLECTION
@@ -68,6 +70,12 @@ def raw_text(db: Database) -> str:
     return "\n".join(out)
 
 
+def readable_text(db: Database) -> str:
+    """The raw BSON plus what each ciphertext in it opens to under the app's keys
+    (tests/sealed_scan.py): what a copy of the database gives someone holding the keys."""
+    return opened_text(db, raw_documents(db))
+
+
 def strings(who: str) -> list[str]:
     return list(PEOPLE[who].values())
 
@@ -83,7 +91,7 @@ def test_export_then_erase_then_a_pre_erasure_backup_restores_none_of_her(live_u
         backup.backup(db, repo)  # before the erasure
         report = db.erase_user(ann["user"])
         assert report["erased"] == {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
-        text = raw_text(db)
+        text = readable_text(db)
         assert not any(s in text for s in strings("ann"))
         assert db.export_user(bob["user"])["models"] == bob_before
         erase = db.mongo["astroChanges"].find_one({"action": "erase"})
@@ -93,7 +101,7 @@ def test_export_then_erase_then_a_pre_erasure_backup_restores_none_of_her(live_u
                           ensure_indexes=False).connect()
         try:
             backup.restore(repo, target, drop=True, erasures_from=db)
-            restored = raw_text(target)
+            restored = readable_text(target)
             assert not any(s in restored for s in strings("ann"))
             assert target.find_one("User", {"id": ann["user"]}) is None
             assert target.export_user(bob["user"])["models"]["BirthChart"]["documents"] == bob_before["BirthChart"]["documents"]
@@ -112,10 +120,58 @@ def test_export_then_erase_then_a_pre_erasure_backup_restores_none_of_her(live_u
             assert out.exit_code == 0, out.output
             assert "1 erased user(s) kept out: 3 of their documents not restored" in out.output
             with Database(other, encryption_key=KEY, ensure_indexes=False) as restored_db:
-                assert not any(s in raw_text(restored_db) for s in strings("ann"))
+                assert not any(s in readable_text(restored_db) for s in strings("ann"))
                 assert restored_db.find_one("User", {"id": bob["user"]}) is not None
         finally:
             db.mongo.client.drop_database(f"{db.mongo.name}_cli")
+
+
+def test_with_a_key_the_shredding_alone_makes_a_pre_erasure_backup_unreadable_on_the_server(
+        live_url: str, tmp_path: Path) -> None:
+    """Issue 25's done-when with the shredding held on its own: every personal value is field
+    level encryption under the user's data key (the key vault ``encryption.__keyVault`` is the
+    server's, shared by every database on it); after ``erase_user`` nothing of her opens, not
+    in the database, not in the files of a backup set taken before, not in that set restored
+    into a fresh database with no ledger in sight (her documents come back, every personal value
+    ``UNREADABLE``), while Bob's values all open."""
+    from astro_db.security.crypto import is_unreadable
+
+    with Database(live_url, encryption_key=KEY) as db:
+        ann, bob = both(db)
+        export = str(db.export_user(ann["user"]))
+        assert all(s in export for s in strings("ann")) and not any(s in export for s in strings("bob"))
+        assert not any(s in raw_text(db) for s in strings("ann") + strings("bob"))  # sealed at rest
+        assert all(s in opened_text(db, raw_documents(db)) for s in strings("ann"))  # ... under the keys
+        repo = tmp_path / "repo"
+        first = backup.backup(db, repo)["id"]
+        set_dir = next(p for p in repo.rglob("manifest.json") if first in str(p)).parent
+        files = opened_text(db, backup_documents(set_dir))
+        assert all(s in files for s in strings("ann") + strings("bob"))
+        assert db.erase_user(ann["user"])["keys_shredded"] == 1
+        live = opened_text(db, raw_documents(db))
+        assert not any(s in live for s in strings("ann")) and all(s in live for s in strings("bob"))
+        files = opened_text(db, backup_documents(set_dir))  # the same files, her data key gone
+        assert not any(s in files for s in strings("ann")), files
+        assert all(s in files for s in strings("bob"))
+        target = Database(live_url.rsplit("/", 1)[0] + f"/{db.mongo.name}_noledger", encryption_key=KEY,
+                          ensure_indexes=False).connect()
+        try:
+            report = backup.restore(repo, target, drop=True, set_id=first)  # no later set, no erasures_from
+            assert report["erased_users"] == 0
+            her = target.find_one("User", {"id": ann["user"]})
+            assert her is not None and is_unreadable(her.email) and is_unreadable(her.name)
+            chart = target.find_one("BirthChart", {"id": ann["chart"]})
+            assert is_unreadable(chart.birth_data.location.name) and is_unreadable(chart.birth_data.date)
+            insight = target.find_one("PlanetaryInsight", {"id": ann["insight"]})
+            assert is_unreadable(insight.summary) and all(is_unreadable(r) for r in insight.recommendations)
+            restored = opened_text(target, raw_documents(target))
+            assert not any(s in restored for s in strings("ann"))
+            assert all(s in restored for s in strings("bob"))
+            assert target.find_one("User", {"email": PEOPLE["bob"]["email"]}).name == PEOPLE["bob"]["name"]
+            assert target.find_one("BirthChart", {"birthData.location.name": "Valparaiso"}).id == bob["chart"]
+        finally:
+            target.mongo.client.drop_database(target.mongo.name)
+            target.disconnect()
 
 
 CHILD = textwrap.dedent("""
@@ -181,7 +237,7 @@ def test_an_erasure_killed_at_a_chosen_command_is_finished_by_a_rerun_once(live_
         report = db.erase_user(ann["user"])
         assert report["resumed"] and report["erased"] == counts == {
             "BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
-        assert not any(s in raw_text(db) for s in strings("ann"))
+        assert not any(s in readable_text(db) for s in strings("ann"))
         changes = db.mongo["astroChanges"]
         for doc_id in (ann["user"], ann["chart"], ann["insight"]):
             assert changes.count_documents({"documentId": doc_id, "action": "delete"}) == 1  # deleted once
@@ -189,7 +245,7 @@ def test_an_erasure_killed_at_a_chosen_command_is_finished_by_a_rerun_once(live_
         assert db.mongo[ERASURES_COLLECTION].find_one({"_id": ann["user"]})["state"] == "done"
         assert db.erase_user(ann["user"])["already"]
         assert db.find_one("PlanetaryInsight", {"id": bob["insight"]}).summary == PEOPLE["bob"]["summary"]
-        assert all(s in raw_text(db) for s in strings("bob")[:2])
+        assert all(s in readable_text(db) for s in strings("bob")[:2])
 
 
 def test_who_may_export_and_bad_input_on_the_server(live_url: str) -> None:

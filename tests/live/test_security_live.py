@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from unit.security_data import KEY_A, KEY_B, chart_data, user_data
+from unit.security_data import KEY_A, KEY_B, chart_data, data_key_providers, is_fle, old_envelope, user_data
 
 from astro_db import Database
 from astro_db.errors import EncryptionError, PermissionDeniedError, TransactionNotSupportedError
-from astro_db.security.crypto import is_unreadable
+from astro_db.security.crypto import is_unreadable, key_id
 from astro_db.security.mongo_roles import role_commands
 from astro_db.security.rotation import rotate_keys
 
@@ -25,22 +25,35 @@ def open_db(url, **overrides):
 
 
 def test_ciphertext_at_rest_plaintext_through_the_service_and_rotation(live_url):
-    db = open_db(live_url, encryption_key=KEY_A)
+    vault = {"key_vault_namespace": f"kv_{uuid.uuid4().hex[:8]}.__keyVault"}  # its own: the server's is shared
+    db = open_db(live_url, encryption_key=KEY_A, **vault)
     user = db.create("User", user_data())
     chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
     raw = db.collection("BirthChart").find_one({"_id": chart.id})["birthData"]["location"]["name"]
-    assert raw.startswith("enc:") and PLACE not in raw
+    assert is_fle(raw, PLACE)  # field level encryption, Binary subtype 6 kept through the server
     assert db.find_one("BirthChart", {"birthData.location.name": PLACE}).id == chart.id
+    old = db.create("BirthChart", chart_data(user.id, place="Oldtown"))  # as an earlier release stored it
+    db.collection("BirthChart").update_one({"_id": old.id}, {"$set": {"birthData.location.name": old_envelope("Oldtown")},
+                                                             "$unset": {"birthData.location.nameIndex": ""}})
+    assert db.find_one("BirthChart", {"id": old.id}).birth_data.location.name == "Oldtown"  # read as it is
     db.disconnect()
 
-    rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A)
+    rotated = open_db(live_url, encryption_key=KEY_B, encryption_keys=KEY_A, **vault)
     assert rotated.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
-    assert rotate_keys(rotated)["BirthChart"] == 1  # the e2 envelope, re-sealed under KEY_B
-    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 0, "dataKeys": 0}  # data keys rewrapped too
+    # the envelope re-sealed with field level encryption and given its blind index; the other
+    # chart and the user rewritten for their blind index under KEY_B; the user's data key rewrapped
+    assert rotate_keys(rotated) == {"BirthChart": 2, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 1,
+                                    "dataKeys": 1}
+    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 0, "PlanetaryInsight": 0, "TimingRecommendation": 0,
+                                                  "User": 0, "dataKeys": 0}
+    stored = rotated.collection("BirthChart").find_one({"_id": old.id})["birthData"]["location"]
+    assert is_fle(stored["name"], "Oldtown") and rotated.find_one("BirthChart", {"birthData.location.name": "Oldtown"}).id == old.id
+    assert f"local:{key_id(base64.b64decode(KEY_B))}" in data_key_providers(rotated)
     rotated.disconnect()
 
-    new_only = open_db(live_url, encryption_key=KEY_B)
-    assert new_only.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"] == PLACE
+    new_only = open_db(live_url, encryption_key=KEY_B, **vault)
+    assert sorted(d["birthData"]["location"]["name"] for d in new_only.find("BirthChart", lean=True)) == [PLACE, "Oldtown"]
+    assert new_only.find_one("User", {"email": user.email}).id == user.id
     new_only.disconnect()
 
 
@@ -63,21 +76,28 @@ def test_a_match_on_the_encrypted_place_matches_at_every_depth_of_a_pipeline(liv
 
 
 def test_on_a_server_a_keyless_database_refuses_to_write_or_query_a_sensitive_field(live_url):
-    keyless = open_db(live_url)
-    user = keyless.create("User", user_data())
+    keyless = open_db(live_url, allow_plaintext_sensitive=False)  # a server's default (the tier allows it)
+    with pytest.raises(EncryptionError, match="User.email is a sensitive field: configure encryption_key to write it"):
+        keyless.create("User", user_data())
+    user = keyless.collection("User").insert_one({"email": "ann@example.com", "name": "Ann"}).inserted_id
     with pytest.raises(EncryptionError, match="sensitive field: configure encryption_key to write it"):
-        keyless.create("BirthChart", chart_data(user.id, place=PLACE))
+        keyless.create("BirthChart", chart_data(user, place=PLACE))
     with pytest.raises(EncryptionError, match="configure encryption_key to query it"):
         keyless.find("BirthChart", {"birthData.location.name": PLACE})
-    assert keyless.collection("BirthChart").count_documents({"userId": user.id}) == 0
+    with pytest.raises(EncryptionError, match="configure encryption_key to query it"):
+        keyless.find_one("User", {"email": "ann@example.com"})
+    assert keyless.collection("BirthChart").count_documents({"userId": user}) == 0
     keyless.disconnect()
 
 
-def test_a_v2_envelope_is_bound_to_its_collection_and_opens_with_plain_aes_gcm(live_url):
+def test_an_old_envelope_on_the_server_is_bound_to_its_collection_and_opens_with_plain_aes_gcm(live_url):
+    """An envelope of an earlier release, stored on the server, still reads (and decrypts with
+    AES-GCM as that release's Node side did); one bad value next to it reads UNREADABLE."""
     db = open_db(live_url, encryption_key=KEY_A)
     user = db.create("User", user_data())
     chart = db.create("BirthChart", chart_data(user.id, place=PLACE))
     coll = db.collection("BirthChart")
+    coll.update_one({"_id": chart.id}, {"$set": {"birthData.location.name": old_envelope(PLACE, coll.name)}})
     raw = coll.find_one({"_id": chart.id})["birthData"]["location"]["name"]
     _, version, _, body = raw.split(":")
     data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
@@ -190,3 +210,46 @@ def test_on_a_server_a_costly_regex_is_refused_before_any_command(live_url):
     assert len(db.find("User", {"name": {"$regex": "^a{100}$"}})) == 1  # a cheap one still runs on the server
     assert spy.names == ["find"]
     db.disconnect()
+
+
+def test_a_login_by_email_is_sent_to_the_server_as_its_blind_index(live_url):
+    """With a key, on a server: the email and the name are ciphertext at rest; a login by any
+    spelling of the address sends only its keyed hash (a command listener sees the filter), and
+    a second spelling is refused by the unique blind index."""
+    from spies import CommandSpy
+
+    from astro_db.errors import DuplicateKeyError
+    from astro_db.security.crypto import Keyring
+
+    spy = CommandSpy("find")
+    db = open_db(live_url, encryption_key=KEY_A, event_listeners=[spy])
+    try:
+        user = db.create("User", user_data(email="Ann.Login@Example.com", name="Ann Login"))
+        stored = db.collection("User").find_one({"_id": user.id})
+        assert is_fle(stored["email"], "ann.login") and is_fle(stored["name"], "Ann Login")
+        assert "login" not in repr(stored).lower()
+        spy.commands.clear()
+        found = db.find_one("User", {"email": "ANN.LOGIN@example.com"}, strict=True)
+        assert found.id == user.id and found.email == "ann.login@example.com" and found.name == "Ann Login"
+        sent = [c["filter"] for c in spy.commands if c.get("find") == "users"]
+        index = Keyring(base64.b64decode(KEY_A)).blind.hash("ann.login@example.com", "users", "email")
+        assert sent == [{"emailIndex": {"$in": [index]}}]
+        indexes = {tuple(i["key"]): i for i in db.collection("User").list_indexes()}
+        assert indexes[("emailIndex",)].get("unique")  # (sparse too: nx-27017 does not list it)
+        db.collection("User").drop_index(indexes[("email",)]["name"])  # uniqueness from the blind index alone
+        with pytest.raises(DuplicateKeyError):
+            db.create("User", user_data(email="ann.LOGIN@example.com"))
+    finally:
+        db.disconnect()
+
+
+def test_keyless_users_without_a_blind_index_do_not_collide_on_it(live_url):
+    """The unique blind index is sparse: documents written without a key (no ``emailIndex``)
+    are left out of it rather than colliding on a missing value."""
+    db = open_db(live_url, allow_plaintext_sensitive=True)
+    try:
+        for _ in range(3):
+            db.create("User", user_data())
+        assert db.count("User", {}) == 3
+    finally:
+        db.disconnect()

@@ -3,7 +3,7 @@
     python tests/mutation/run.py [module ...] [--no-mutmut] [--no-tables] [--jobs N]
 
 ``module`` is any of query, access, updates, masking, crypto, regex, authorize, operation, urls,
-provenance, sealed, walker, pipeline (default: all). Two passes:
+provenance, sealed, blind, walker, pipeline (default: all). Two passes:
 
 1. mutmut (configured in setup.cfg ``[mutmut]``) mutates the code inside the module's functions
    and runs, for each mutant, those of the guarding test files listed there (unit and service
@@ -49,6 +49,7 @@ MODULES = {
     "urls": "astro_db/urls.py",
     "provenance": "astro_db/security/provenance.py",
     "sealed": "astro_db/security/filters.py",
+    "blind": "astro_db/security/blind.py",
     "walker": "astro_db/query/walker.py",
     "pipeline": "astro_db/query/pipeline.py",
 }
@@ -61,13 +62,14 @@ GUARDING_TESTS = {  # the fast, pure specifications first: -x stops at the first
                 "tests/unit/test_compile_plans.py"],
     "masking": ["tests/unit/test_masking_policy.py", "tests/unit/test_masking.py"],
     "crypto": ["tests/unit/test_crypto_envelope.py", "tests/unit/test_crypto_fields.py", "tests/unit/test_crypto_attacks.py",
-               "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py"],
+               "tests/unit/test_crypto.py", "tests/unit/test_crypto_provenance.py", "tests/unit/test_blind_index.py"],
     "regex": ["tests/unit/test_regex_policy.py", "tests/unit/test_query_policy.py", "tests/unit/test_injection.py"],
     "authorize": ["tests/unit/test_permissions.py", "tests/unit/test_access.py"],
     "operation": ["tests/unit/test_permissions.py"],
     "urls": ["tests/unit/test_url_masking.py"],
     "provenance": ["tests/unit/test_crypto_provenance.py", "tests/unit/test_crypto.py"],
-    "sealed": ["tests/unit/test_crypto_fields.py", "tests/unit/test_crypto.py"],
+    "sealed": ["tests/unit/test_crypto_fields.py", "tests/unit/test_crypto.py", "tests/unit/test_blind_index.py"],
+    "blind": ["tests/unit/test_blind_index.py", "tests/unit/test_crypto_fields.py"],
     "walker": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_access_policy.py",
                "tests/unit/test_access.py", "tests/unit/test_query_policy.py"],
     "pipeline": ["tests/unit/test_walker.py", "tests/unit/test_injection.py", "tests/unit/test_query_policy.py",

@@ -96,7 +96,8 @@ def test_declared_specs_are_exactly_the_data_model():
     specs = {info.name: [(s["key"], s.get("unique", False), s.get("expireAfterSeconds"))
                          for s in declared_indexes(info)] for info in default_registry()}
     assert specs["User"] == [([("email", 1)], True, None), ([("status", 1)], False, None),
-                             ([("lastActive", 1)], False, None), ([("status", 1), ("lastActive", -1)], False, None)]
+                             ([("lastActive", 1)], False, None), ([("status", 1), ("lastActive", -1)], False, None),
+                             ([("emailIndex", 1)], True, None)]  # the email's blind index (security.blind)
     assert specs["BirthChart"] == [([("userId", 1)], False, None), ([("birthData.date", 1)], False, None),
                                    ([("birthData.location.coordinates", "2dsphere")], False, None)]
     assert specs["PlanetaryInsight"] == [

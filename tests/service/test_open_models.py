@@ -147,10 +147,12 @@ def test_sensitive_fields_are_stored_as_ciphertext_and_read_back_as_plaintext(jd
     made = jdb.create(JournalEntry, entry(ann.id))
     raw = jdb.mongo["journalEntries"].find_one({"_id": made.id})
     assert is_sealed(raw["text"]) and b"Slept" not in raw["text"]  # field level encryption: Binary subtype 6
-    assert raw["mood"].startswith("enc:e2:")  # meta["queryable"]: deterministic
+    # meta["queryable"]: sealed the same way, and a keyed blind index beside it for equality
+    assert is_sealed(raw["mood"]) and b"restless" not in raw["mood"]
+    assert isinstance(raw["moodIndex"], str) and "restless" not in raw["moodIndex"]
     assert raw["title"] == "Full moon"  # not sensitive
     assert jdb.find_one(JournalEntry, {"id": made.id}).text == "Slept badly."
-    assert [e.id for e in jdb.find(JournalEntry, {"mood": "restless"})] == [made.id]  # equality on ciphertext
+    assert [e.id for e in jdb.find(JournalEntry, {"mood": "restless"})] == [made.id]  # equality on the blind index
     with pytest.raises(errors.QueryError):
         jdb.find(JournalEntry, {"text": "Slept badly."})  # random nonce: not queryable by value
 
@@ -178,9 +180,9 @@ def test_every_write_leaves_a_change_record(jdb, people):
 def test_sync_indexes_creates_the_declared_indexes(jdb):
     reports = {r["model"]: r for r in jdb.sync_indexes()}
     assert set(reports["JournalEntry"]["created"]) | set(reports["JournalEntry"]["existing"]) == {
-        "userId_1_writtenAt_-1", "mood_1"}
+        "userId_1_writtenAt_-1", "mood_1", "moodIndex_1"}  # the queryable mood's index moves to its blind index too
     keys = {frozenset(index["key"]) for index in jdb.mongo["journalEntries"].list_indexes()}
-    assert {frozenset({"userId", "writtenAt"}), frozenset({"mood"})} <= keys  # nx-27017 renames indexes
+    assert {frozenset({"userId", "writtenAt"}), frozenset({"mood"}), frozenset({"moodIndex"})} <= keys  # nx-27017 renames indexes
 
 
 # --- backup and restore, references, the cascade, cleanup ------------------------------------

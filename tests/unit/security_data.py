@@ -40,3 +40,28 @@ def snapshot(db: Database) -> dict:
 
 def random_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
+
+
+def is_fle(value, *plaintexts: str) -> bool:
+    """Whether a stored value is field level encryption ciphertext (BSON Binary subtype 6) whose
+    bytes hold none of ``plaintexts`` (what the disk, a backup or a dump sees of it)."""
+    from bson.binary import Binary
+
+    return (isinstance(value, Binary) and value.subtype == 6
+            and not any(p.encode() in bytes(value) for p in plaintexts))
+
+
+def old_envelope(plaintext: str, collection: str = "birthCharts", path: str = "birthData.location.name",
+                 key: str = KEY_A, deterministic: bool = True) -> str:
+    """How an earlier release stored ``plaintext`` (an ``enc:e2`` / ``enc:v2`` string envelope)."""
+    from astro_db.security.crypto import Keyring, parse_key
+
+    return Keyring(parse_key(key)).seal(plaintext, collection, path, deterministic)
+
+
+def data_key_providers(db: Database) -> set[str]:
+    """The KMS providers the key vault's data keys are wrapped under (``local:<key id>``)."""
+    vault = db.executor.runtime.crypto.vault
+    assert vault is not None
+    database, _, coll = vault.namespace.partition(".")
+    return {k["masterKey"]["provider"] for k in db.mongo.client[database][coll].find()}

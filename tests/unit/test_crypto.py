@@ -14,7 +14,17 @@ from astro_db.errors import ConfigError, QueryError
 from astro_db.security.crypto import Keyring, is_unreadable, key_id, parse_key
 from astro_db.security.rotation import rotate_keys
 
-from .security_data import KEY_A, KEY_B, chart_data, new_db, random_key, user_data
+from .security_data import (
+    KEY_A,
+    KEY_B,
+    chart_data,
+    data_key_providers,
+    is_fle,
+    new_db,
+    old_envelope,
+    random_key,
+    user_data,
+)
 
 PLACE = "Stratford-upon-Avon"
 
@@ -53,7 +63,9 @@ def chart(db):
 
 def test_the_raw_collection_holds_ciphertext_and_the_service_plaintext(db, chart):
     stored = raw_place(db, chart.id)
-    assert stored.startswith(f"enc:e2:{key_id(base64.b64decode(KEY_A))}:") and PLACE not in stored
+    assert is_fle(stored, PLACE)  # field level encryption, the plaintext nowhere in its bytes
+    raw = db.collection("BirthChart").find_one({"_id": chart.id})
+    assert is_fle(raw["birthData"]["date"]) and len(raw["birthData"]["location"]["nameIndex"]) == 43  # + blind index
     assert chart.birth_data.location.name == PLACE
     assert db.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
     assert db.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"] == PLACE
@@ -68,7 +80,7 @@ def test_every_write_path_encrypts(db):
     db.update("BirthChart", {"id": made[0].id}, {"birthData.location.name": "Bergen"})
     db.update_many("BirthChart", {"id": made[1].id}, {"$set": {"birthData.location": {"name": "Milan", "coordinates": [9.19, 45.46]}}})
     raw = [raw_place(db, c.id) for c in made]
-    assert all(v.startswith("enc:") for v in raw)
+    assert all(is_fle(v, "Oslo", "Rome", "Bergen", "Milan") for v in raw)
     assert [c.birth_data.location.name for c in db.find("BirthChart", sort=[("_id", 1)])] == ["Bergen", "Milan"]
     assert db.update("BirthChart", {"id": made[0].id}, {"houseSystem": "koch"}).birth_data.location.name == "Bergen"
 
@@ -103,10 +115,17 @@ def test_rotation_keeps_data_readable_and_re_encrypts_with_the_new_key(db, chart
     rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)
     assert rotated.find_one("BirthChart").birth_data.location.name == PLACE  # old key still reads
     assert rotated.find_one("BirthChart", {"birthData.location.name": PLACE}) is not None
-    assert rotate_keys(rotated, dry_run=True) == {"BirthChart": 1, "dataKeys": 0}
-    assert rotate_keys(rotated) == {"BirthChart": 1, "dataKeys": 0}
-    assert f":{key_id(base64.b64decode(KEY_B))}:" in raw_place(rotated, chart.id)
-    assert rotate_keys(rotated) == {"BirthChart": 0, "dataKeys": 0}
+    before = raw_place(rotated, chart.id)
+    assert data_key_providers(rotated) == {f"local:{key_id(base64.b64decode(KEY_A))}"}
+    # the data key is rewrapped under the new key's provider; the blind indexes (the email's,
+    # the birth place's) are rewritten under the new key; no ciphertext needs rewriting
+    stale = {"BirthChart": 1, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 1, "dataKeys": 1}
+    assert rotate_keys(rotated, dry_run=True) == stale
+    assert data_key_providers(rotated) == {f"local:{key_id(base64.b64decode(KEY_A))}"}  # a dry run changes nothing
+    assert rotate_keys(rotated) == stale
+    assert data_key_providers(rotated) == {f"local:{key_id(base64.b64decode(KEY_B))}"}
+    assert raw_place(rotated, chart.id) == before  # the same ciphertext, its data key rewrapped
+    assert rotate_keys(rotated) == dict.fromkeys(stale, 0)
     only_new = rekey(db, encryption_key=KEY_B, encryption_keys=None)
     assert only_new.find_one("BirthChart").birth_data.location.name == PLACE
     assert only_new.audit_trail("BirthChart", chart.id)[-1]["actor"] == "astro-db:rotate-key"
@@ -125,16 +144,20 @@ def test_rotation_reads_in_batches_by_id_and_rewrites_every_document(db):
 
     def counted(*args):
         batch = read_batch(*args)
-        reads.append(len(batch))
+        if args[0].name == "birthCharts":  # (every model with encrypted fields is read)
+            reads.append(len(batch))
         return batch
 
     rotation._read_batch = counted
     try:
-        assert rotate_keys(rotated, batch_size=3) == {"BirthChart": 10, "dataKeys": 0}
+        assert rotate_keys(rotated, batch_size=3) == {"BirthChart": 10, "PlanetaryInsight": 0,
+                                                      "TimingRecommendation": 0, "User": 1, "dataKeys": 1}
     finally:
         rotation._read_batch = read_batch
     assert reads == [3, 3, 3, 1]
-    assert all(f":{key_id(base64.b64decode(KEY_B))}:" in raw_place(rotated, c.id) for c in charts)
+    assert all(is_fle(raw_place(rotated, c.id)) for c in charts)
+    assert data_key_providers(rotated) == {f"local:{key_id(base64.b64decode(KEY_B))}"}
+    assert [len(rotated.find("BirthChart", {"birthData.location.name": f"{PLACE} {i}"})) for i in range(10)] == [1] * 10
     assert sorted(c.birth_data.location.name for c in rotated.find("BirthChart")) == sorted(f"{PLACE} {i}" for i in range(10))
 
 
@@ -145,8 +168,12 @@ def test_rotation_encrypts_plaintext_written_before_encryption(url):
     assert raw_place(plain, chart.id) == PLACE  # no key: no encryption, no change
     keyed = rekey(plain, encryption_key=KEY_A)
     assert keyed.find_one("BirthChart").birth_data.location.name == PLACE
-    assert rotate_keys(keyed) == {"BirthChart": 1, "dataKeys": 0}
-    assert raw_place(keyed, chart.id).startswith("enc:")
+    assert rotate_keys(keyed) == {"BirthChart": 1, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 1,
+                                  "dataKeys": 0}
+    assert is_fle(raw_place(keyed, chart.id), PLACE)
+    assert is_fle(keyed.collection("User").find_one({"_id": user.id})["email"], user.email)
+    assert keyed.find_one("BirthChart", {"birthData.location.name": PLACE}).id == chart.id  # blind index written
+    assert keyed.find_one("User", {"email": user.email}).id == user.id
     keyed.disconnect()
 
 
@@ -167,24 +194,42 @@ def test_a_wrong_key_reads_the_value_as_unreadable_never_garbage(db, chart, capl
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         assert is_unreadable(wrong.find_one("BirthChart").birth_data.location.name)
         assert is_unreadable(wrong.find("BirthChart", lean=True)[0]["birthData"]["location"]["name"])
-    assert wrong.executor.runtime.crypto.stats() == wrong.metrics()["crypto"] == {"unreadable": 2}
-    assert "not configured" in caplog.text and str(chart.id) in caplog.text
+    # each read meets two envelopes it cannot open: the birth place and the birth date
+    assert wrong.executor.runtime.crypto.stats() == wrong.metrics()["crypto"] == {"unreadable": 4}
+    assert "its data key is not in the key vault" not in caplog.text  # the key exists: its master key is wrong
+    assert "decryption failed" in caplog.text and str(chart.id) in caplog.text
+    old = rekey(db, encryption_key=KEY_A)
+    assert old.find_one("BirthChart").birth_data.location.name == PLACE  # nothing was lost
 
 
 def test_a_missing_key_reads_the_value_as_unreadable_and_says_why(db, chart, caplog):
     keyless = rekey(db, encryption_key=None)
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         assert is_unreadable(keyless.find_one("BirthChart").birth_data.location.name)
+    assert "no key vault is configured" in caplog.text
+    caplog.clear()
+    keyless.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": old_envelope(PLACE)}})
+    with caplog.at_level(logging.WARNING, logger="astro_db"):  # an envelope of an earlier release
+        assert is_unreadable(keyless.find_one("BirthChart").birth_data.location.name)
     assert "no encryption key is configured" in caplog.text
 
 
 def test_tampered_ciphertext_fails_authentication(db, chart, caplog):
-    stored = raw_place(db, chart.id)
-    tampered = stored[:-2] + ("A" if stored[-2] != "A" else "B") + stored[-1]
+    from bson.binary import Binary
+
+    stored = bytes(raw_place(db, chart.id))
+    tampered = Binary(stored[:-2] + bytes([stored[-2] ^ 1]) + stored[-1:], 6)
     db.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": tampered}})
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         assert is_unreadable(db.find_one("BirthChart").birth_data.location.name)
-    assert "decryption failed" in caplog.text and tampered not in caplog.text
+    assert "decryption failed" in caplog.text and repr(tampered) not in caplog.text
+    envelope = old_envelope(PLACE)  # an envelope of an earlier release, tampered: the same
+    tampered_envelope = envelope[:-2] + ("A" if envelope[-2] != "A" else "B") + envelope[-1]
+    db.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": tampered_envelope}})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        assert is_unreadable(db.find_one("BirthChart").birth_data.location.name)
+    assert "decryption failed" in caplog.text and tampered_envelope not in caplog.text
 
 
 @pytest.mark.parametrize("bad", ["not base64!", base64.b64encode(b"short").decode(), base64.b64encode(b"x" * 33).decode()])
@@ -208,10 +253,17 @@ def test_old_keys_need_a_current_key():
         new_db(encryption_keys=KEY_A)
 
 
-def test_the_envelope_decrypts_with_plain_aes_gcm_as_the_node_side_would(db, chart):
+def test_an_old_envelope_still_decrypts_with_plain_aes_gcm_and_reads_through_the_service(db, chart):
+    """The format of earlier releases (what their Node side decrypted with AES-GCM; the Node
+    service now reads field level encryption with the driver's ClientEncryption,
+    tests/node): still read as it is, so data not yet rotated stays readable."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    envelope = old_envelope(PLACE, deterministic=False)
+    db.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": envelope}})
+    assert db.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == PLACE
     _, version, kid, body = raw_place(db, chart.id).split(":")
+    assert (version, kid) == ("v2", key_id(base64.b64decode(KEY_A)))
     raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     aad = b"astro_db:v2:" + db.executor.runtime.registry.resolve("BirthChart").collection.encode() + b"\x00birthData.location.name"
     assert AESGCM(base64.b64decode(KEY_A)).decrypt(raw[:12], raw[12:], aad).decode() == PLACE

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import datetime
 
 import pytest
+from bson import ObjectId
 
 from astro_db import DatabaseConfig
 from astro_db.errors import EncryptionError
 from astro_db.security.crypto import FieldCrypto, Keyring, is_unreadable, key_id
 from astro_db.security.rotation import rotate_keys
 
-from .security_data import KEY_A, KEY_B, chart_data, new_db, random_key, snapshot, user_data
+from .security_data import KEY_A, KEY_B, chart_data, is_fle, new_db, old_envelope, random_key, snapshot, user_data
 
 SECRET_PLACE = "Stratford-upon-Avon"
 NAME = "birthData.location.name"
@@ -54,10 +56,17 @@ def place_of(doc):
 # --- input is always data ---------------------------------------------------------------------
 
 def test_an_envelope_shaped_place_is_sealed_and_reads_back_as_the_same_text(db, victim_chart, mallory):
+    """Input is data: the victim's place as an earlier release stored it (an envelope this
+    service still opens when it finds one stored) is sealed as text, never kept as ciphertext;
+    the stored ciphertext itself (a Binary) is not text and is refused, writing nothing."""
+    from astro_db.errors import ValidationError
+
     user, as_mallory = mallory
-    stolen = stored_place(db, victim_chart.id)
+    stolen = old_envelope(SECRET_PLACE)
+    db.collection("BirthChart").update_one({"_id": victim_chart.id}, {"$set": {NAME: stolen}})
+    assert db.find_one("BirthChart", {"id": victim_chart.id}).birth_data.location.name == SECRET_PLACE  # it opens
     mine = as_mallory.create("BirthChart", chart_data(user.id, place=stolen))
-    assert stored_place(db, mine.id) != stolen and stored_place(db, mine.id).startswith("enc:e2:")
+    assert is_fle(stored_place(db, mine.id), SECRET_PLACE)
     assert as_mallory.find_one("BirthChart", {"id": mine.id}).birth_data.location.name == stolen
     assert place_of(as_mallory.find("BirthChart", lean=True)[0]) == stolen
     assert place_of(as_mallory.aggregate("BirthChart", [{"$project": {"birthData": 1}}])[0]) == stolen
@@ -65,15 +74,25 @@ def test_an_envelope_shaped_place_is_sealed_and_reads_back_as_the_same_text(db, 
     as_mallory.update_many("BirthChart", {}, {"$set": {"birthData.location": {"name": stolen, "coordinates": [1, 2]}}}, all=True)
     assert [place_of(d) for d in as_mallory.find("BirthChart", lean=True)] == [stolen]
     assert SECRET_PLACE not in repr(as_mallory.find("BirthChart", lean=True))
+    sealed = db.collection("BirthChart").find_one({"_id": victim_chart.id, "birthData.date": {"$exists": True}})
+    before = snapshot(db)
+    for value in (sealed["birthData"]["date"], db.collection("User").find_one({"_id": user.id})["name"]):
+        with pytest.raises(ValidationError):
+            as_mallory.create("BirthChart", chart_data(user.id, place=value))
+        with pytest.raises(ValidationError):
+            as_mallory.update("BirthChart", {"id": mine.id}, {NAME: value})
+    assert snapshot(db) == before
 
 
 def test_ciphertext_copied_into_a_plain_field_is_never_opened(db, victim_chart, mallory):
     user, as_mallory = mallory
-    stolen = stored_place(db, victim_chart.id)
-    as_mallory.update("User", {"id": user.id}, {"name": stolen[:100]})
-    db.collection("User").update_one({"_id": user.id}, {"$set": {"name": stolen}})  # even unvalidated
-    assert as_mallory.find_one("User", {"id": user.id}).name == stolen
-    assert as_mallory.aggregate("User", [{"$project": {"name": 1}}])[0]["name"] == stolen
+    # a plain text field of her own (the user's name is personal, so encrypted itself)
+    timing = as_mallory.create("TimingRecommendation", {"userId": user.id, "activity": "Walk"})
+    for stolen in (stored_place(db, victim_chart.id), old_envelope(SECRET_PLACE)):  # today's, an earlier release's
+        db.collection("TimingRecommendation").update_one({"_id": timing.id}, {"$set": {"activity": stolen}})  # even unvalidated
+        out = as_mallory.aggregate("TimingRecommendation", [{"$project": {"activity": 1}}])[0]["activity"]
+        assert out == stolen and not is_unreadable(out)  # returned as stored, never opened
+        assert SECRET_PLACE not in repr(as_mallory.find("TimingRecommendation", lean=True))
 
 
 @pytest.mark.parametrize("stage", [
@@ -87,9 +106,11 @@ def test_ciphertext_copied_into_a_plain_field_is_never_opened(db, victim_chart, 
 def test_an_aggregation_stage_cannot_inject_ciphertext_into_an_opened_path(db, victim_chart, mallory, stage):
     user, as_mallory = mallory
     as_mallory.create("BirthChart", chart_data(user.id, place="Leeds"))
-    stolen = stored_place(db, victim_chart.id)
-    out = repr(as_mallory.aggregate("BirthChart", [stage(stolen)]))
-    assert stolen in out and SECRET_PLACE not in out  # stays sealed: no oracle
+    for stolen in (stored_place(db, victim_chart.id), old_envelope(SECRET_PLACE)):  # a real ciphertext; an old envelope
+        rows = as_mallory.aggregate("BirthChart", [stage(stolen)])
+        out = repr(rows)
+        assert repr(stolen) in out and SECRET_PLACE not in out  # stays sealed: no oracle
+        assert not any(is_unreadable(place_of(r)) for r in rows if "birthData" in r)  # not even tried
     rows = db.aggregate("BirthChart", [{"$project": {"birthData": 1}}, {"$sort": {"_id": 1}}])
     assert rows[0]["birthData"]["location"]["name"] == SECRET_PLACE
 
@@ -145,23 +166,28 @@ def keyless():
 
 
 def test_without_a_key_writing_a_sensitive_field_is_refused_and_writes_nothing(keyless):
-    user = keyless.create("User", user_data())
     before = snapshot(keyless)
+    with pytest.raises(EncryptionError, match=r"User\.email is a sensitive field: configure encryption_key to write it"):
+        keyless.create("User", user_data())
+    message = r"BirthChart\.birthData\.(date|location\.name) is a sensitive field: configure encryption_key to write it"
+    with pytest.raises(EncryptionError, match=message):
+        keyless.create("BirthChart", chart_data(ObjectId()))
+    with pytest.raises(EncryptionError, match=message):
+        keyless.create_many("BirthChart", [chart_data(ObjectId())])
+    assert snapshot(keyless) == before
+    # documents written before (by the Node service, say): only writes of their personal fields are refused
+    user = keyless.collection("User").insert_one({"email": "ann@example.com", "name": "Ann", "status": "active"}).inserted_id
+    chart = keyless.collection("BirthChart").insert_one({"userId": user, "birthData": {
+        "date": datetime(1990, 5, 1, 10, 30), "timezone": "Europe/London", "location": {"coordinates": [1.0, 2.0]}},
+        "houseSystem": "placidus"}).inserted_id
+    after = snapshot(keyless)
     message = r"BirthChart\.birthData\.location\.name is a sensitive field: configure encryption_key to write it"
     with pytest.raises(EncryptionError, match=message):
-        keyless.create("BirthChart", chart_data(user.id))
-    with pytest.raises(EncryptionError, match=message):
-        keyless.create_many("BirthChart", [chart_data(user.id)])
-    assert snapshot(keyless) == before
-    chart = keyless.create("BirthChart", chart_data(user.id, birthData={
-        "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London", "location": {"coordinates": [1.0, 2.0]}}))
-    after = snapshot(keyless)
-    with pytest.raises(EncryptionError, match=message):
-        keyless.update("BirthChart", {"id": chart.id}, {NAME: "Oslo"})
+        keyless.update("BirthChart", {"id": chart}, {NAME: "Oslo"})
     with pytest.raises(EncryptionError, match=message):
         keyless.update_many("BirthChart", {}, {"$set": {"birthData.location": {"name": "Oslo"}}}, all=True)
     assert snapshot(keyless) == after
-    assert keyless.update("BirthChart", {"id": chart.id}, {"houseSystem": "koch"}).house_system == "koch"
+    assert keyless.update("BirthChart", {"id": chart}, {"houseSystem": "koch"}).house_system == "koch"
 
 
 def test_without_a_key_an_equality_query_on_a_sensitive_field_is_refused(keyless):
@@ -213,10 +239,12 @@ def test_d1_data_of_the_previous_release_reads_matches_and_is_upgraded_by_rotati
     db.collection("BirthChart").update_one({"_id": victim_chart.id}, {"$set": {NAME: old}})
     assert db.find_one("BirthChart", {NAME: SECRET_PLACE}).birth_data.location.name == SECRET_PLACE
     assert db.executor.runtime.crypto.needs_rotation(old)
-    assert rotate_keys(db) == {"BirthChart": 1, "dataKeys": 0}
-    assert stored_place(db, victim_chart.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_A))}:")
-    assert db.find_one("BirthChart", {NAME: SECRET_PLACE}).id == victim_chart.id
-    assert rotate_keys(db) == {"BirthChart": 0, "dataKeys": 0}
+    nothing = {"BirthChart": 0, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 0, "dataKeys": 0}
+    assert rotate_keys(db) == {**nothing, "BirthChart": 1}
+    assert is_fle(stored_place(db, victim_chart.id), SECRET_PLACE)  # d1 -> field level encryption
+    assert db.find_one("BirthChart", {NAME: SECRET_PLACE}).id == victim_chart.id  # still by equality (blind index)
+    assert db.find_one("BirthChart", {"id": victim_chart.id}).birth_data.location.name == SECRET_PLACE
+    assert rotate_keys(db) == nothing
 
 
 def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(db, victim_chart, caplog):
@@ -225,10 +253,16 @@ def test_rotation_leaves_a_value_it_cannot_open_untouched_and_rotates_the_rest(d
     db.collection("BirthChart").update_one({"_id": victim_chart.id}, {"$set": {NAME: foreign}})
     rotated = db.config.replace(encryption_key=KEY_B, encryption_keys=KEY_A)
     db.executor.runtime.crypto = FieldCrypto.from_config(rotated, db.executor.runtime.registry)
+    old_email_index = db.collection("User").find_one({"_id": victim_chart.user_id})["emailIndex"]
+    old_index = db.collection("BirthChart").find_one({"_id": other.id})["birthData"]["location"]["nameIndex"]
     with caplog.at_level(logging.WARNING, logger="astro_db"):
-        assert rotate_keys(db) == {"BirthChart": 1, "dataKeys": 0}
+        assert rotate_keys(db) == {"BirthChart": 1, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 1,
+                                   "dataKeys": 1}
     assert stored_place(db, victim_chart.id) == foreign
-    assert stored_place(db, other.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_B))}:")
+    rotated_other = db.collection("BirthChart").find_one({"_id": other.id})["birthData"]["location"]
+    assert is_fle(rotated_other["name"], "Oslo") and rotated_other["nameIndex"] != old_index  # under KEY_B now
+    assert db.collection("User").find_one({"_id": victim_chart.user_id})["emailIndex"] != old_email_index
+    assert db.find_one("BirthChart", {NAME: "Oslo"}).id == other.id
     assert "left as it is" in caplog.text and str(victim_chart.id) in caplog.text
 
 
@@ -238,13 +272,16 @@ def test_rotation_never_overwrites_a_write_landing_between_its_read_and_its_rewr
     reseal = FieldCrypto.reseal
 
     def racing(self, info, doc):  # another caller writes the field after rotation read the document
-        db.update("BirthChart", {"id": victim_chart.id}, {NAME: "Written meanwhile"})
+        if info.name == "BirthChart":  # (the users, rotated first, hold encrypted fields too)
+            db.update("BirthChart", {"id": victim_chart.id}, {NAME: "Written meanwhile"})
         return reseal(self, info, doc)
 
     monkeypatch.setattr(FieldCrypto, "reseal", racing)
-    assert rotate_keys(db) == {"BirthChart": 0, "dataKeys": 0}
+    assert rotate_keys(db) == {"BirthChart": 0, "PlanetaryInsight": 0, "TimingRecommendation": 0, "User": 1,
+                               "dataKeys": 1}
     assert db.find_one("BirthChart", {"id": victim_chart.id}).birth_data.location.name == "Written meanwhile"
-    assert stored_place(db, victim_chart.id).startswith(f"enc:e2:{key_id(base64.b64decode(KEY_B))}:")
+    assert is_fle(stored_place(db, victim_chart.id), "Written meanwhile")
+    assert db.find_one("BirthChart", {NAME: "Written meanwhile"}).id == victim_chart.id  # its index: KEY_B's
 
 
 def test_an_unreadable_value_is_never_written_back_over_its_ciphertext(db, victim_chart):

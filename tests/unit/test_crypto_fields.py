@@ -24,6 +24,13 @@ REGISTRY = default_registry()
 CHART = REGISTRY.resolve("BirthChart")
 USER = REGISTRY.resolve("User")
 COLL = CHART.collection
+BLIND = NAME + "Index"
+PLAIN = SimpleNamespace(name="Plain", collection="plain")  # a model with no sensitive field
+
+
+def hashed(*values, keys=(RAW_A,)):
+    """What an equality on the birth place matches: its blind index under each key."""
+    return Keyring(keys[0], keys[1:]).blind.hashes(list(values), COLL, NAME, str)
 
 
 def fc(*older: bytes, primary: bytes | None = RAW_A, allow: bool = False) -> FieldCrypto:
@@ -39,9 +46,12 @@ def place(d):
 
 
 def test_the_declared_sensitive_paths_and_their_modes():
-    assert fc().fields["BirthChart"] == (Sensitive(NAME, True),)
-    assert fc().fields["User"] == ()
-    assert sensitive_fields("BirthChart", CHART.cls, set()) == (Sensitive(NAME, False),)
+    assert fc().fields["BirthChart"] == (Sensitive("birthData.date", False, text=False), Sensitive(NAME, True))
+    assert fc().fields["User"] == (Sensitive("email", True), Sensitive("name", False))
+    assert fc().fields["PlanetaryInsight"] == (Sensitive("recommendations", False), Sensitive("summary", False))
+    assert fc().fields["TimingRecommendation"] == (Sensitive("risks.description", False),)
+    assert sensitive_fields("BirthChart", CHART.cls, set())[1] == Sensitive(NAME, False)
+    assert Sensitive(NAME, True).blind == BLIND and Sensitive("name", False).blind is None
 
 
 # --- sealing -----------------------------------------------------------------------------------
@@ -51,8 +61,9 @@ def test_seal_document_seals_a_copy_and_leaves_other_fields_and_models_alone():
     sealed = crypto.seal_document(CHART, original)
     assert place(original) == "Oslo" and sealed["birthData"]["timezone"] == "UTC"
     assert place(sealed) == Keyring(RAW_A).seal("Oslo", COLL, NAME, True)
+    assert sealed["birthData"]["location"]["nameIndex"] == hashed("Oslo")[0]  # the blind index beside it
     user = {"name": "enc:v2:x:y"}
-    assert crypto.seal_document(USER, user) is user
+    assert crypto.seal_document(PLAIN, user) is user
     assert crypto.seal_document(CHART, {"birthData": {"location": {"name": None}}}) == {"birthData": {"location": {"name": None}}}
     assert crypto.seal_document(CHART, {"birthData": {}}) == {"birthData": {}}
 
@@ -69,14 +80,18 @@ def test_seal_update_seals_set_push_and_add_to_set_and_refuses_pull():
         "$set": {NAME: "Oslo", "houseSystem": "koch"},
         "$unset": {"birthData.location.coordinates": ""},
     })
-    assert out == {"$set": {NAME: sealed, "houseSystem": "koch"}, "$unset": {"birthData.location.coordinates": ""}}
+    index = hashed("Oslo")[0]
+    assert out == {"$set": {NAME: sealed, "houseSystem": "koch", BLIND: index}, "$unset": {"birthData.location.coordinates": ""}}
     parent = crypto.seal_update(CHART, {"$set": {"birthData.location": {"name": "Oslo", "coordinates": [1, 2]}}})
-    assert parent["$set"]["birthData.location"] == {"name": sealed, "coordinates": [1, 2]}
+    assert parent["$set"]["birthData.location"] == {"name": sealed, "coordinates": [1, 2], "nameIndex": index}
     top = crypto.seal_update(CHART, {"$set": {"birthData": {"location": {"name": "Oslo"}}}})
-    assert top["$set"]["birthData"]["location"]["name"] == sealed
-    for op in ("$push", "$addToSet"):
-        assert crypto.seal_update(CHART, {op: {NAME: {"$each": ["Oslo", "Oslo"]}}})[op][NAME] == {"$each": [sealed, sealed]}
-        assert crypto.seal_update(CHART, {op: {NAME: "Oslo"}})[op][NAME] == sealed
+    assert top["$set"]["birthData"]["location"] == {"name": sealed, "nameIndex": index}
+    assert crypto.seal_update(CHART, {"$unset": {NAME: ""}}) == {"$unset": {NAME: "", BLIND: ""}}
+    for op in ("$push", "$addToSet"):  # one blind index holds one value: a list of them is refused
+        with pytest.raises(QueryError, match=f"\\{op} of the encrypted field"):
+            crypto.seal_update(CHART, {op: {NAME: "Oslo"}})
+    summary = crypto.seal_update(REGISTRY.resolve("PlanetaryInsight"), {"$push": {"recommendations": {"$each": ["a", "b"]}}})
+    assert [v[:7] for v in summary["$push"]["recommendations"]["$each"]] == ["enc:v2:", "enc:v2:"]
     with pytest.raises(QueryError, match="\\$pull cannot match on the encrypted field"):
         crypto.seal_update(CHART, {"$pull": {"birthData.location": {"name": "Oslo"}}})
     with pytest.raises(QueryError):
@@ -84,7 +99,7 @@ def test_seal_update_seals_set_push_and_add_to_set_and_refuses_pull():
     assert crypto.seal_update(CHART, {"$pull": {"positions": {"body": "Sun"}}}) == {"$pull": {"positions": {"body": "Sun"}}}
     assert crypto.seal_update(CHART, {"$inc": {NAME: 1}}) == {"$inc": {NAME: 1}}
     plain = {"$set": {"name": "enc:v2:x:y"}}
-    assert crypto.seal_update(USER, plain) is plain
+    assert crypto.seal_update(PLAIN, plain) is plain
 
 
 def test_list_positions_in_update_paths_still_name_the_field():
@@ -94,49 +109,54 @@ def test_list_positions_in_update_paths_still_name_the_field():
 
 # --- filters -----------------------------------------------------------------------------------
 
-def test_equality_filters_match_every_stored_form():
-    crypto, ring = fc(RAW_B), Keyring(RAW_A, [RAW_B])
-    forms = ring.equal_forms("Oslo", COLL, NAME)
-    assert len(forms) == 4
-    assert crypto.seal_filter(CHART, {NAME: "Oslo"}) == {NAME: {"$in": forms}}
-    assert crypto.seal_filter(CHART, {NAME: {"$eq": "Oslo"}}) == {NAME: {"$in": forms}}
-    assert crypto.seal_filter(CHART, {NAME: {"$in": ["Oslo", None]}}) == {NAME: {"$in": [*forms, None]}}
-    assert crypto.seal_filter(CHART, {NAME: {"$ne": "Oslo"}}) == {NAME: {"$nin": forms}}
-    assert crypto.seal_filter(CHART, {NAME: {"$nin": ["Oslo"], "$exists": True}}) == {NAME: {"$nin": forms, "$exists": True}}
+def test_equality_filters_match_the_blind_index_under_every_key():
+    crypto = fc(RAW_B)
+    forms = hashed("Oslo", keys=(RAW_A, RAW_B))
+    assert len(forms) == 2 and forms[0] == hashed("Oslo")[0] and len(forms[0]) == 43
+    assert crypto.seal_filter(CHART, {NAME: "Oslo"}) == {BLIND: {"$in": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$eq": "Oslo"}}) == {BLIND: {"$in": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$in": ["Oslo", None]}}) == {BLIND: {"$in": [*forms, None]}}
+    assert crypto.seal_filter(CHART, {NAME: {"$ne": "Oslo"}}) == {BLIND: {"$nin": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$nin": ["Oslo"], "$exists": True}}) == {
+        NAME: {"$exists": True}, BLIND: {"$nin": forms}}
+    assert crypto.seal_filter(CHART, {NAME: {"$exists": False}}) == {NAME: {"$exists": False}}
     assert crypto.seal_filter(CHART, {NAME: None}) == {NAME: None}
     sealed = crypto.seal_filter(CHART, {"$or": [{NAME: "Oslo"}, {"houseSystem": "koch"}]})
-    assert sealed == {"$or": [{NAME: {"$in": forms}}, {"houseSystem": "koch"}]}
-    assert crypto.seal_filter(CHART, {"$and": [{NAME: "Oslo"}]}) == {"$and": [{NAME: {"$in": forms}}]}
-    assert crypto.seal_filter(CHART, {"$nor": [{NAME: "Oslo"}]}) == {"$nor": [{NAME: {"$in": forms}}]}
+    assert sealed == {"$or": [{BLIND: {"$in": forms}}, {"houseSystem": "koch"}]}
+    assert crypto.seal_filter(CHART, {"$and": [{NAME: "Oslo"}]}) == {"$and": [{BLIND: {"$in": forms}}]}
+    assert crypto.seal_filter(CHART, {"$nor": [{NAME: "Oslo"}]}) == {"$nor": [{BLIND: {"$in": forms}}]}
     assert crypto.seal_filter(CHART, {"birthData.location": {"$elemMatch": {"name": "Oslo"}}}) == {
-        "birthData.location": {"$elemMatch": {"name": {"$in": forms}}}}
+        "birthData.location": {"$elemMatch": {"nameIndex": {"$in": forms}}}}
     empty, user = {}, {"name": "enc:"}
-    assert crypto.seal_filter(CHART, empty) is empty and crypto.seal_filter(USER, user) is user
+    assert crypto.seal_filter(CHART, empty) is empty and crypto.seal_filter(PLAIN, user) is user
+    # the email: its canonical (stored) spelling is what is hashed
+    email = crypto.seal_filter(USER, {"email": "ann@example.com"})
+    assert email == {"emailIndex": {"$in": Keyring(RAW_A, [RAW_B]).blind.hashes(["ann@example.com"], "users", "email", str)}}
 
 
 @pytest.mark.parametrize("logical", ["$and", "$or", "$nor"])
 def test_every_key_after_a_logical_clause_is_kept_and_sealed(logical):
     """The keys that follow ``$and``/``$or``/``$nor`` in a filter stay in it (dropped, the filter
     would match more documents than asked), and an encrypted one among them is sealed too."""
-    crypto, ring = fc(), Keyring(RAW_A)
-    oslo, rome = ring.equal_forms("Oslo", COLL, NAME), ring.equal_forms("Rome", COLL, NAME)
+    crypto = fc()
+    oslo, rome = hashed("Oslo"), hashed("Rome")
     filt = {logical: [{NAME: "Oslo"}, {"houseSystem": "koch"}], "userId": 7, NAME: {"$ne": "Rome"}, "houseSystem": "placidus"}
     assert crypto.seal_filter(CHART, filt) == {
-        logical: [{NAME: {"$in": oslo}}, {"houseSystem": "koch"}], "userId": 7, NAME: {"$nin": rome}, "houseSystem": "placidus"}
+        logical: [{BLIND: {"$in": oslo}}, {"houseSystem": "koch"}], "userId": 7, BLIND: {"$nin": rome}, "houseSystem": "placidus"}
     nested = {"$and": [{"$or": [{NAME: "Oslo"}], "houseSystem": "koch"}], NAME: "Rome"}
-    assert crypto.seal_filter(CHART, nested) == {"$and": [{"$or": [{NAME: {"$in": oslo}}], "houseSystem": "koch"}], NAME: {"$in": rome}}
+    assert crypto.seal_filter(CHART, nested) == {"$and": [{"$or": [{BLIND: {"$in": oslo}}], "houseSystem": "koch"}], BLIND: {"$in": rome}}
 
 
 def test_conditions_around_an_encrypted_path_pass_through_and_logic_inside_elem_match_is_sealed():
-    crypto, ring = fc(), Keyring(RAW_A)
-    oslo, rome = ring.equal_forms("Oslo", COLL, NAME), ring.equal_forms("Rome", COLL, NAME)
+    crypto = fc()
+    oslo, rome = hashed("Oslo"), hashed("Rome")
     # conditions on a parent of the encrypted path that do not compare it: unchanged
     for filt in ({"birthData": {"$exists": True}}, {"birthData.location": {"$type": "object"}}, {"birthData": {}},
                  {"positions": {"body": "Sun", "sign": "Leo"}}, {"positions": {"$elemMatch": {"body": "Sun"}}}):
         assert crypto.seal_filter(CHART, filt) == filt
     # $or / $and inside an $elemMatch on a parent: the paths inside are relative to it
     assert crypto.seal_filter(CHART, {"birthData.location": {"$elemMatch": {"$or": [{"name": "Oslo"}, {"name": "Rome"}]}}}) == {
-        "birthData.location": {"$elemMatch": {"$or": [{"name": {"$in": oslo}}, {"name": {"$in": rome}}]}}}
+        "birthData.location": {"$elemMatch": {"$or": [{"nameIndex": {"$in": oslo}}, {"nameIndex": {"$in": rome}}]}}}
 
 
 @pytest.mark.parametrize("filt, message", [
@@ -192,15 +212,16 @@ def test_a_random_nonce_field_can_only_be_queried_for_presence():
     plain = [dataclasses.replace(i, declaration=dataclasses.replace(i.declaration, queryable=frozenset()))
              for i in REGISTRY]
     crypto = FieldCrypto(Keyring(RAW_A, ()), plain)
-    assert crypto.fields["BirthChart"] == (Sensitive(NAME, False),)
-    with pytest.raises(QueryError, match="random nonce"):
+    assert crypto.fields["BirthChart"][1] == Sensitive(NAME, False)
+    with pytest.raises(QueryError, match="cannot be queried by value; only its presence"):
         crypto.seal_filter(CHART, {NAME: "Oslo"})
     assert crypto.seal_filter(CHART, {NAME: {"$exists": False}}) == {NAME: {"$exists": False}}
     assert place(crypto.seal_document(CHART, doc("Oslo"))).startswith("enc:v2:")
 
 
-def test_non_string_equality_values_pass_through_unsealed():
-    assert fc().seal_filter(CHART, {NAME: {"$in": [5]}}) == {NAME: {"$in": [5]}}
+def test_non_string_equality_values_pass_through_unhashed():
+    """A number on a text field's index matches nothing (the index holds strings), as before."""
+    assert fc().seal_filter(CHART, {NAME: {"$in": [5]}}) == {BLIND: {"$in": [5]}}
 
 
 # --- without a key -------------------------------------------------------------------------------
@@ -233,8 +254,10 @@ def test_without_a_key_writes_and_equality_on_sensitive_fields_are_refused():
 
 def test_the_opt_out_passes_plaintext_through_except_envelope_shaped_text():
     crypto = fc(primary=None, allow=True)
-    assert crypto.seal_document(CHART, doc("Oslo")) == doc("Oslo")
-    assert crypto.seal_filter(CHART, {NAME: "Oslo"}) == {NAME: {"$in": ["Oslo"]}}
+    assert crypto.seal_document(CHART, doc("Oslo")) == doc("Oslo")  # no blind index without a key
+    # plaintext stored, so a filter runs as written: equality, and what a key would refuse
+    for filt in ({NAME: "Oslo"}, {NAME: {"$regex": "^Os"}}, {"birthData.date": {"$gt": 1}}):
+        assert crypto.seal_filter(CHART, filt) is filt
     with pytest.raises(EncryptionError, match="may not start with 'enc:'"):
         crypto.seal_document(CHART, doc("enc:"))
 
@@ -252,7 +275,9 @@ def test_open_document_opens_declared_paths_in_place_and_keeps_legacy_plaintext(
     assert place(crypto.open_document(CHART, sealed, paths=[])) == place(crypto.seal_document(CHART, doc("Oslo")))
     assert place(crypto.open_document(CHART, sealed, paths=[NAME])) == "Oslo"
     user = {"name": place(crypto.seal_document(CHART, doc("Oslo")))}
-    assert crypto.open_document(USER, dict(user)) == user
+    assert crypto.open_document(PLAIN, dict(user)) == user
+    # the blind index is the service's: never part of what a read returns
+    assert crypto.open_document(CHART, sealed)["birthData"]["location"] == {"name": "Oslo", "coordinates": [1, 2]}
     assert crypto.stats() == {"unreadable": 0}
 
 
@@ -278,7 +303,7 @@ def test_open_output_opens_only_paths_no_stage_rewrote():
     kept = crypto.open_output(CHART, [{"$addFields": {NAME: "$x"}}], [doc(sealed)])
     assert place(kept[0]) == sealed
     users = [{"name": sealed}]
-    assert crypto.open_output(USER, [], users) is users
+    assert crypto.open_output(PLAIN, [], users) is users
 
 
 # --- rotation ----------------------------------------------------------------------------------
@@ -304,8 +329,9 @@ def test_reseal_upgrades_stale_values_and_keeps_current_ones():
     assert place(fresh) is current
     upgraded = crypto.reseal(CHART, doc(stale))
     assert place(upgraded) == Keyring(RAW_A).seal("Rome", COLL, NAME, True)
+    assert upgraded["birthData"]["location"]["nameIndex"] == hashed("Rome")[0]  # written beside it
     assert place(crypto.reseal(CHART, doc("plain"))) == Keyring(RAW_A).seal("plain", COLL, NAME, True)
-    assert place(crypto.reseal(CHART, doc(None))) is None and crypto.reseal(USER, {"name": "x"}) == {"name": "x"}
+    assert place(crypto.reseal(CHART, doc(None))) is None and crypto.reseal(PLAIN, {"name": "x"}) == {"name": "x"}
     original = doc(stale)
     crypto.reseal(CHART, original)
     assert place(original) == stale

@@ -13,6 +13,7 @@ import bson
 import pytest
 from backup_helpers import instant_after_last_write
 from bson import ObjectId
+from sealed_scan import backup_documents, opened_text, raw_documents
 
 from astro_db import Database, backup
 from astro_db.errors import NotFoundError, PermissionDeniedError, ValidationError
@@ -72,6 +73,26 @@ def strings(who: str) -> list[str]:
     return list(PERSON[who].values())
 
 
+def readable_text(db: Database) -> str:
+    """Every collection's raw BSON, plus what each ciphertext in it opens to under the app's keys
+    (the binding not checked): what a copy of the database gives someone who holds the keys."""
+    return opened_text(db, raw_documents(db))
+
+
+def share_key_vault(source: Database, target: Database) -> None:
+    """``target`` on the same cluster as ``source``: one key vault (``encryption.__keyVault``, a
+    database of its own, never in a backup set). Embedded databases each have a private store,
+    so the cluster's vault, as it is now, is copied into the target's."""
+    vault = source.executor.runtime.crypto.vault
+    assert vault is not None
+    name, _, coll = vault.namespace.partition(".")
+    keys = list(source.mongo.client[name][coll].find())
+    target.mongo.client[name][coll].delete_many({})
+    if keys:
+        target.mongo.client[name][coll].insert_many(keys)
+    target.executor.runtime.crypto.vault.reset()  # type: ignore[union-attr]
+
+
 # --- export ------------------------------------------------------------------------------------
 
 
@@ -128,13 +149,15 @@ def test_after_an_erasure_nothing_of_the_user_is_readable_anywhere_and_the_other
     db = fresh()
     ann, bob = interleaved(db)
     bob_before = db.export_user(bob["user"])
-    assert all(s in raw_text(db) for s in ("ann.personal@example.com", "Annabel Quist", "Annabel's quiet day"))
+    assert not any(s in raw_text(db) for s in strings("ann"))  # sealed at rest, records included
+    assert all(s in readable_text(db) for s in strings("ann"))  # ... and readable with the keys
     report = db.erase_user(ann["user"])
     assert report["erased"] == {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
     assert report["state"] == "done" and not report["resumed"] and not report["already"]
-    text = raw_text(db)
+    text = readable_text(db)
     for s in strings("ann"):
         assert s not in text, s
+    assert all(s in text for s in strings("bob"))
     bob_after = db.export_user(bob["user"])
     assert bob_after["models"] == bob_before["models"]  # other users lose nothing, records included
     # the audit still shows that writes happened, and the erasure, without personal data
@@ -168,7 +191,7 @@ def test_an_interrupted_erasure_is_finished_by_a_rerun_or_by_reconcile():
         db.mongo[ERASURES_COLLECTION].insert_one({"_id": ann["user"], "state": "started", "model": "User",
                                                   "actor": None, "requestId": None, "counts": counts})
         db.delete_user_cascade(ann["user"])
-        assert "Annabel Quist" in raw_text(db)  # the records still hold the post-images
+        assert "Annabel Quist" in readable_text(db)  # the records still hold the post-images, her key too
         if finish == "rerun":
             report = db.erase_user(ann["user"])
             assert report["resumed"] and report["erased"] == counts
@@ -176,7 +199,7 @@ def test_an_interrupted_erasure_is_finished_by_a_rerun_or_by_reconcile():
             assert db.reconcile_changes()["erasures"]["finished"] == 1
             assert db.reconcile_changes()["erasures"] == {"finished": 0, "scrubbed": 0}
         for s in strings("ann"):
-            assert s not in raw_text(db)
+            assert s not in readable_text(db)
         deletes = db.mongo["astroChanges"].count_documents({"documentId": ann["insight"], "action": "delete"})
         assert deletes == 1
         assert db.mongo["astroChanges"].count_documents({"action": "erase"}) == 1
@@ -215,8 +238,10 @@ def test_the_export_of_an_erased_user_shows_only_the_erasure():
 # --- backups ------------------------------------------------------------------------------------
 
 
-def _restored(repo: Path, **options: Any) -> Database:
+def _restored(repo: Path, source: Database, **options: Any) -> Database:
+    """``repo`` restored into a fresh database on ``source``'s cluster (its key vault)."""
     target = fresh()
+    share_key_vault(source, target)
     backup.restore(repo, target, **options)
     return target
 
@@ -229,12 +254,13 @@ def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
     db.erase_user(ann["user"])
     # restored with the live database's ledger
     target = fresh()
+    share_key_vault(db, target)
     report = backup.restore(repo, target, erasures_from=db)
     assert report["erased_users"] == 1
     assert report["skipped"] == {"users": 1, "birthCharts": 1, "planetaryInsights": 1}
     try:
         for s in strings("ann"):
-            assert s not in raw_text(target)
+            assert s not in readable_text(target)
         assert target.find_one("User", {"id": ann["user"]}) is None
         assert target.export_user(bob["user"])["models"]["BirthChart"]["documents"][0]["birthData"]["location"]["name"] \
             == "Valparaiso"
@@ -246,10 +272,10 @@ def test_a_backup_taken_before_an_erasure_never_brings_the_user_back(tmp_path):
     later = backup.backup(db, repo)  # incremental, after the erasure
     assert later["documents"][ERASURES_COLLECTION] == 1  # the ledger, copied whole
     backup.verify(repo)  # the sets still verify
-    target = _restored(repo, set_id=first)
+    target = _restored(repo, db, set_id=first)
     try:
         for s in strings("ann"):
-            assert s not in raw_text(target)
+            assert s not in readable_text(target)
         assert target.find_one("User", {"id": bob["user"]}).name == PERSON["bob"]["name"]
     finally:
         target.disconnect()
@@ -267,9 +293,9 @@ def test_incremental_sets_and_point_in_time_restores_skip_an_erased_users_journa
     backup.backup(db, repo)  # incremental: Ann's later writes as upserts and journal entries
     db.erase_user(ann["user"])
     for options in ({"erasures_from": db}, {"erasures_from": db, "until": cut}):  # the newest set; then a cut replayed
-        target = _restored(repo, **options)
+        target = _restored(repo, db, **options)
         try:
-            text = raw_text(target)
+            text = readable_text(target)
             assert not any(s in text for s in [*strings("ann"), "Annabel's later day", "Annabel's window"]), options
             assert target.find_one("PlanetaryInsight", {"id": bob["insight"]}).summary == "Bartholomew's later day"
         finally:
@@ -287,11 +313,57 @@ def test_without_a_ledger_the_old_set_restores_everyone(tmp_path):
     ann, _ = interleaved(db)
     repo = tmp_path / "repo"
     backup.backup(db, repo)
-    target = _restored(repo)
+    target = _restored(repo, db)
     try:
         assert target.find_one("User", {"id": ann["user"]}).name == PERSON["ann"]["name"]
     finally:
         target.disconnect()
+
+
+def test_with_a_key_the_shredding_alone_makes_a_pre_erasure_backup_unreadable(tmp_path):
+    """Issue 25's done-when on the embedded backend, the shredding held on its own: the export
+    holds her email, name, birth place and insight texts and nothing of Bob; after the erasure
+    none of them is in any collection, even opened with the app's keys; the files of a backup
+    taken before hold only ciphertext, whose data key is gone; restored with the ledger bypassed
+    (no later set, no ``erasures_from``) on the same cluster, her documents come back with every
+    personal value ``UNREADABLE``, while Bob's read intact."""
+    from astro_db.security.crypto import is_unreadable
+
+    db = fresh()
+    ann, bob = interleaved(db)
+    export = json.dumps(db.export_user(ann["user"]))
+    assert all(s in export for s in strings("ann")) and not any(s in export for s in strings("bob"))
+    repo = tmp_path / "repo"
+    first = backup.backup(db, repo)["id"]
+    set_dir = next(p for p in repo.rglob("manifest.json") if first in str(p)).parent
+    files_before = opened_text(db, backup_documents(set_dir))
+    assert all(s in files_before for s in strings("ann") + strings("bob"))  # the keys open the set ...
+    assert not any(s in raw_text_of(backup_documents(set_dir)) for s in strings("ann") + strings("bob"))  # ... only they
+    report = db.erase_user(ann["user"])
+    assert report["keys_shredded"] == 1  # her data key, deleted from the key vault
+    assert not any(s in readable_text(db) for s in strings("ann"))
+    files_after = opened_text(db, backup_documents(set_dir))  # the same files, her key gone
+    assert not any(s in files_after for s in strings("ann")), files_after
+    assert all(s in files_after for s in strings("bob"))
+    target = _restored(repo, db, set_id=first)  # no ledger: her documents are restored ...
+    try:
+        her = target.find_one("User", {"id": ann["user"]})
+        assert her is not None and is_unreadable(her.email) and is_unreadable(her.name)  # ... unreadable
+        chart = target.find_one("BirthChart", {"id": ann["chart"]})
+        assert is_unreadable(chart.birth_data.location.name) and is_unreadable(chart.birth_data.date)
+        insight = target.find_one("PlanetaryInsight", {"id": ann["insight"]})
+        assert is_unreadable(insight.summary) and all(is_unreadable(r) for r in insight.recommendations)
+        restored = readable_text(target)
+        assert not any(s in restored for s in strings("ann"))
+        assert all(s in restored for s in strings("bob"))
+        assert target.export_user(bob["user"])["models"]["User"]["documents"][0]["email"] == PERSON["bob"]["email"]
+        assert target.find_one("BirthChart", {"birthData.location.name": "Valparaiso"}).id == bob["chart"]
+    finally:
+        target.disconnect()
+
+
+def raw_text_of(documents: Any) -> str:
+    return "\n".join(d.decode("utf-8", "replace") for d in documents)
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -325,7 +397,7 @@ def test_cli_export_prints_the_json_and_erase_refuses_without_yes(monkeypatch):
     again = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_personal", "--json", "erase-user",
                                      str(ann["user"]), "--yes"])
     assert json.loads(again.output)["already"] is True
-    assert not any(s in raw_text(db) for s in strings("ann"))
+    assert not any(s in readable_text(db) for s in strings("ann"))
 
 
 def test_the_ledger_is_a_service_collection_listed_apart_and_read_only_for_the_app_role():
@@ -375,7 +447,7 @@ def test_records_held_in_memory_after_a_failed_write_are_written_scrubbed(monkey
     assert db.executor.runtime.changes.pending == 1
     db.erase_user(ann["user"])
     assert db.executor.runtime.changes.pending == 0
-    assert "Annabel Pending" not in raw_text(db)
+    assert "Annabel Pending" not in readable_text(db)
     assert [e["action"] for e in db.audit_trail("User", ann["user"])] == ["create", "update", "update", "delete", "erase"]
 
 
@@ -410,7 +482,7 @@ def test_reconcile_changes_on_the_command_line_says_it_finished_an_erasure(monke
     out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/cli_reconcile_erasure", "reconcile-changes"])
     assert out.exit_code == 0, out.output
     assert "1 interrupted user erasure(s) finished" in out.output
-    assert not any(s in raw_text(db) for s in strings("ann"))
+    assert not any(s in readable_text(db) for s in strings("ann"))
 
 
 def test_entries_of_the_older_audit_log_are_exported_too():
@@ -436,9 +508,9 @@ def test_a_record_of_an_erased_user_written_late_by_another_process_is_scrubbed_
             "doc": {"_id": ann["insight"], "userId": ann["user"], "summary": "Annabel's late record"}}
     db.mongo["astroChanges"].insert_one(late)  # what another process's pending record would write
     assert db.reconcile_changes()["erasures"] == {"finished": 0, "scrubbed": 1}
-    assert "Annabel's late record" not in raw_text(db)
+    assert "Annabel's late record" not in readable_text(db)
     assert db.mongo["astroChanges"].find_one({"_id": late["_id"]})["erased"] is True
-    assert "Bartholomew's busy day" in raw_text(db)  # scrubs only the erased
+    assert "Bartholomew's busy day" in readable_text(db)  # scrubs only the erased
 
 
 def test_the_erasure_shreds_the_users_data_keys_through_the_crypto_engine_once(monkeypatch):

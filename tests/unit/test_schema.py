@@ -8,7 +8,7 @@ import json
 import random
 
 import pytest
-from bson import ObjectId
+from bson import Binary, ObjectId
 from bson_schema import problems
 from click.testing import CliRunner
 from models.samples import (
@@ -49,7 +49,7 @@ def test_node_shaped_documents_pass(seed):
 @pytest.mark.parametrize("encrypted", [False, True])
 def test_what_astro_db_writes_passes(encrypted):
     """Every document the service stores (created, then updated), with and without encryption
-    (a sensitive value is an envelope string, longer than the plain value's limit)."""
+    (a sensitive value is field level encryption ciphertext, longer than the plain value's limit)."""
     db = new_db(encryption_key=KEY_A) if encrypted else new_db()
     try:
         user = db.create("User", user_input(email=f"a{ObjectId()}@example.com"), lean=True)
@@ -65,8 +65,13 @@ def test_what_astro_db_writes_passes(encrypted):
             for document in stored:
                 assert check(model, document) == [], (collection, document)
         if encrypted:
-            name = db.mongo["birthCharts"].find_one()["birthData"]["location"]["name"]
-            assert isinstance(name, str) and len(name) > 200  # the envelope, longer than 200
+            chart = db.mongo["birthCharts"].find_one()
+            name = chart["birthData"]["location"]["name"]
+            # field level encryption (Binary subtype 6), longer than the 200 characters of the
+            # plain value: the validator above accepted it, and the sealed birth date (binData, not a date)
+            assert isinstance(name, Binary) and name.subtype == 6 and len(name) > 200
+            assert isinstance(chart["birthData"]["date"], Binary)
+            assert isinstance(db.mongo["users"].find_one()["email"], Binary)
     finally:
         db.disconnect()
 
@@ -89,8 +94,10 @@ _DELETE = object()
 BAD = [
     (User, node_user, ("email",), _DELETE, "email"),
     (User, node_user, ("email",), 42, "email"),
-    (User, node_user, ("name",), "", "name"),
-    (User, node_user, ("name",), "x" * 101, "name"),
+    # a personal (encrypted) text: any string or binary (its envelope), no length to check
+    (User, node_user, ("name",), _DELETE, "name"),
+    (User, node_user, ("name",), 42, "name"),
+    (User, node_user, ("emailIndex",), "short", "emailIndex"),
     (User, node_user, ("status",), "banned", "status"),
     (User, node_user, ("lastActive",), "2024-01-01", "lastActive"),
     (User, node_user, ("__v",), -1, "__v"),
@@ -107,8 +114,8 @@ BAD = [
     (PlanetaryInsight, node_insight, ("energyLevel",), "high", "energyLevel"),
     (PlanetaryInsight, node_insight, ("recommendations",), [], "recommendations"),
     (PlanetaryInsight, node_insight, ("recommendations",), ["ok"] * 21, "recommendations"),
-    (PlanetaryInsight, node_insight, ("recommendations",), [""], "recommendations.0"),
-    (PlanetaryInsight, node_insight, ("summary",), "s" * 2001, "summary"),
+    (PlanetaryInsight, node_insight, ("recommendations",), [42], "recommendations.0"),
+    (PlanetaryInsight, node_insight, ("summary",), 42, "summary"),
     (TimingRecommendation, node_timing, ("activity",), _DELETE, "activity"),
     (TimingRecommendation, node_timing, ("windows", 0, "score"), 101, "score"),
     (TimingRecommendation, node_timing, ("windows", 0, "end"), _DELETE, "windows.0"),
@@ -134,9 +141,14 @@ def test_the_schema_says_what_the_fields_say():
     assert user["properties"]["status"]["enum"] == ["active", "inactive", "suspended", "deleted", None]
     assert "additionalProperties" not in user  # open: __v, timestamps, _rev, the Node service's own keys
     insight = schema.collection_schema(PlanetaryInsight)["properties"]["recommendations"]
-    assert insight["minItems"] == 1 and insight["maxItems"] == 20 and insight["items"]["minLength"] == 1
-    assert schema.collection_schema(BirthChart)["properties"]["birthData"]["properties"]["location"]["properties"][
-        "name"] == {"bsonType": ["string", "null"]}  # sensitive: an envelope
+    assert insight["minItems"] == 1 and insight["maxItems"] == 20
+    assert insight["items"] == {"bsonType": ["string", "binData"]}  # sensitive: an envelope, or CSFLE's binData
+    birth = schema.collection_schema(BirthChart)["properties"]["birthData"]["properties"]
+    assert birth["location"]["properties"]["name"] == {"bsonType": ["string", "binData", "null"]}
+    assert birth["location"]["properties"]["nameIndex"] == {"bsonType": "string", "minLength": 43, "maxLength": 43}
+    assert birth["date"] == {"bsonType": ["string", "binData", "date"]}  # a date until rotate-key seals it
+    assert user["properties"]["emailIndex"] == {"bsonType": "string", "minLength": 43, "maxLength": 43}
+    assert user["properties"]["email"] == {"bsonType": ["string", "binData"]}
 
 
 def test_diff_reports_missing_same_and_different(monkeypatch):
@@ -145,7 +157,7 @@ def test_diff_reports_missing_same_and_different(monkeypatch):
         assert {r["state"] for r in schema.diff(db)} == {"missing"}  # the embedded backend keeps none
         stored = json.loads(json.dumps(schema.validator(User)))  # as the server gives it back
         changed = copy.deepcopy(stored)
-        changed["$jsonSchema"]["properties"]["name"]["maxLength"] = 50
+        changed["$jsonSchema"]["properties"]["lastActive"]["bsonType"] = "string"
         del changed["$jsonSchema"]["properties"]["status"]
         monkeypatch.setattr(schema, "server_validators", lambda db: {
             "users": {"validator": stored, "validationAction": "warn", "validationLevel": "moderate"},
@@ -157,7 +169,7 @@ def test_diff_reports_missing_same_and_different(monkeypatch):
         assert rows["planetaryInsights"]["state"] == "missing"
         monkeypatch.setattr(schema, "server_validators", lambda db: {"users": {"validator": changed}})
         differences = {r["collection"]: r for r in schema.diff(db)}["users"]["differences"]
-        assert differences == ["$jsonSchema.properties.name.maxLength: models say 100, server has 50",
+        assert differences == ['$jsonSchema.properties.lastActive.bsonType: models say ["date", "null"], server has "string"',
                                "$jsonSchema.properties.status: missing on the server"]
     finally:
         db.disconnect()

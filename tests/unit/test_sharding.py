@@ -96,8 +96,9 @@ def test_users_sharded_on_hashed_id_is_blocked_by_the_unique_email_with_the_reme
     plan = shard_plan(default_registry(), "astro", {"User": {"id": "hashed"}})
     users = plan.collections[0]
     assert users.key == {"_id": "hashed"} and users.blocked
-    (block,) = users.blocking
+    block, blind = users.blocking  # the email's unique index, and its blind index's (security.blind)
     assert block["index"] == "email_1" and "userEmails" in block["remedy"]
+    assert blind["index"] == "emailIndex_1"
     text = render_plan(plan)
     assert "// BLOCKED: unique index email_1 { email: 1 } is not prefixed by the shard key;" in text
     assert '// sh.shardCollection("astro.users", { _id: "hashed" })' in text  # commented out: it would fail
@@ -106,7 +107,8 @@ def test_users_sharded_on_hashed_id_is_blocked_by_the_unique_email_with_the_reme
 
 def test_users_sharded_on_hashed_email_keeps_the_unique_email():
     users = shard_plan(default_registry(), "astro", {"users": {"email": "hashed"}}).collections[0]
-    assert users.unique_ok == ["email_1"] and not users.blocked
+    # the plain email_1 is kept; with a key uniqueness is the blind index's, which this key does not prefix
+    assert users.unique_ok == ["email_1"] and [b["index"] for b in users.blocking] == ["emailIndex_1"]
 
 
 def test_a_unique_index_not_prefixed_by_a_ranged_key_is_called_out():

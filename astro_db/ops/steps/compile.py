@@ -81,25 +81,33 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
 
 
 def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
-         one: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+         one: bool = False, verb: str = "sort") -> tuple[dict[str, Any], dict[str, Any]]:
     """A read's filter (``filter``, ``strict`` from ``options``) and its find options
     (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only),
     compiled in one pass of this step."""
     filt = walker(rt, guard, strict=options.get("strict", False)).filter(info.cls, query)
     if one:
         options = {"sort": options.get("sort"), "projection": options.get("projection")}
-    return filt, find_options(info, options)
+    return filt, find_options(rt, info, options, verb=verb)
 
 
-def find_options(info: ModelInfo, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``sort`` / ``limit`` / ``skip`` / ``projection`` / ``batch_size`` for PyMongo's ``find``."""
+def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, verb: str = "sort") -> dict[str, Any]:
+    """``sort`` / ``limit`` / ``skip`` / ``projection`` / ``batch_size`` for PyMongo's ``find``;
+    a sort by an encrypted field is refused where it holds ciphertext (its stored order would
+    be the ciphertext's: ``verb`` names the call in the message)."""
     for name in _FIND_OPTIONS:
         if options.get(name) is not None:
             break
     else:
         return {}  # none given (the by-id find_one): nothing to validate
-    return q.find_options(info.cls, options.get("sort"), options.get("limit", 0), options.get("skip", 0),
-                          options.get("projection"), options.get("batch_size"))
+    out = q.find_options(info.cls, options.get("sort"), options.get("limit", 0), options.get("skip", 0),
+                         options.get("projection"), options.get("batch_size"))
+    if out.get("sort") and rt.crypto.ordered_by_value():
+        sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
+        for key, _ in out["sort"]:
+            if key in sealed:
+                raise QueryError(f"cannot {verb} by {key!r}: it is encrypted, so its stored order means nothing")
+    return out
 
 
 def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:

@@ -1,0 +1,338 @@
+"""Personal fields encrypted, and the blind indexes that keep the email and the birth place
+queryable by equality (``astro_db.security.blind``), on the embedded backend with a key.
+
+Every personal value is ciphertext in the raw collection and plaintext through the service; an
+equality on the email or the place goes to its keyed hash, never to the value; two spellings of
+one email collide on the unique blind index; the index is the service's own (a caller can neither
+write it nor query it); anything but equality on an encrypted field is refused at every depth;
+writes keep the index in step; rotation writes it for data from before; the generated
+``$jsonSchema`` accepts what is stored now.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime, timezone
+
+import bson
+import pytest
+from bson_schema import problems
+
+from astro_db import schema
+from astro_db.errors import DuplicateKeyError, QueryError, ValidationError
+from astro_db.ops.steps import compile as compile_step
+from astro_db.security.access import Guard
+from astro_db.security.crypto import Keyring
+from astro_db.security.rotation import rotate_keys
+
+from .security_data import KEY_A, KEY_B, chart_data, is_fle, new_db, user_data
+
+NAME = "birthData.location.name"
+BORN = datetime(1990, 5, 1, 10, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def db():
+    database = new_db(encryption_key=KEY_A)
+    yield database
+    database.disconnect()
+
+
+def rekey(db, **keys):
+    """The same embedded data seen with other keys (an embedded store lives in one client)."""
+    from astro_db.security.crypto import FieldCrypto
+
+    db.executor.runtime.crypto = FieldCrypto.from_config(db.config.replace(**keys), db.executor.runtime.registry)
+    return db
+
+
+def raw(db, model, _id):
+    return db.collection(model).find_one({"_id": _id})
+
+
+def index_of(value: str, collection: str, path: str, key: str = KEY_A) -> str:
+    import base64
+
+    return Keyring(base64.b64decode(key)).blind.hash(value, collection, path)
+
+
+def insight(user_id, **extra):
+    return {"userId": user_id, "date": "2024-03-01T00:00:00Z", "energyLevel": 70,
+            "recommendations": ["Call your sister", "Rest early"], "summary": "A calm day for Ann", **extra}
+
+
+def test_every_personal_field_is_ciphertext_at_rest_and_plaintext_through_the_service(db):
+    user = db.create("User", user_data(email="Ann.Lee@Example.com", name="Ann Lee"))
+    chart = db.create("BirthChart", chart_data(user.id, place="Lyon"))
+    reading = db.create("PlanetaryInsight", insight(user.id))
+    timing = db.create("TimingRecommendation", {"userId": user.id, "activity": "travel",
+                                                "risks": [{"level": "low", "description": "Ann's knee"}]})
+    stored_user = raw(db, "User", user.id)
+    stored_chart = raw(db, "BirthChart", chart.id)
+    stored_insight = raw(db, "PlanetaryInsight", reading.id)
+    stored_timing = raw(db, "TimingRecommendation", timing.id)
+    values = [stored_user["email"], stored_user["name"], stored_chart["birthData"]["date"],
+              stored_chart["birthData"]["location"]["name"], stored_insight["summary"],
+              *stored_insight["recommendations"], stored_timing["risks"][0]["description"]]
+    secrets = ("ann.lee", "Ann Lee", "Lyon", "1990", "calm day", "sister", "knee")
+    assert all(is_fle(v, *secrets) for v in values), values  # field level encryption, Binary subtype 6
+    everything = repr([stored_user, stored_chart, stored_insight, stored_timing])
+    everything += b"".join(bson.encode(d) for d in (stored_user, stored_chart, stored_insight, stored_timing)).decode(
+        "utf-8", "replace")  # what the disk holds
+    for secret in secrets:
+        assert secret not in everything.lower() if secret.islower() else secret not in everything
+    # through the service: plaintext, the birth date a datetime again, no blind index shown
+    assert db.find_one("User", {"id": user.id}).email == "ann.lee@example.com"
+    lean = db.find_one("User", {"id": user.id}, lean=True)
+    assert lean["name"] == "Ann Lee" and "emailIndex" not in lean
+    again = db.find_one("BirthChart", {"id": chart.id})
+    assert again.birth_data.date == BORN and again.birth_data.location.name == "Lyon"
+    assert "nameIndex" not in db.find_one("BirthChart", {"id": chart.id}, lean=True)["birthData"]["location"]
+    assert db.find_one("PlanetaryInsight", {"id": reading.id}).recommendations == ["Call your sister", "Rest early"]
+    assert db.find_one("TimingRecommendation", {"id": timing.id}).risks[0].description == "Ann's knee"
+    # the blind indexes beside the ciphertext: keyed hashes of the canonical values
+    assert stored_user["emailIndex"] == index_of("ann.lee@example.com", "users", "email")
+    assert stored_chart["birthData"]["location"]["nameIndex"] == index_of("Lyon", "birthCharts", NAME)
+
+
+def test_a_login_by_email_is_sent_as_a_condition_on_the_blind_index(db):
+    user = db.create("User", user_data(email="ann@example.com"))
+    guard = Guard(None, "User", False)
+    sent = compile_step.filter(db.executor.runtime, db.executor.model("User"), guard, {"email": "ANN@example.com"},
+                               strict=True)
+    assert sent == {"emailIndex": {"$in": [index_of("ann@example.com", "users", "email")]}}
+    assert db.find_one("User", {"email": "ANN@example.com"}, strict=True).id == user.id
+    assert db.find_one("User", {"email": "ann@example.com"}, cache=True).id == user.id  # the query cache
+    assert db.find_one("User", {"email": "ann@example.com"}, cache=True).id == user.id  # (a hit)
+    assert db.find_one("User", {"email": "nobody@example.com"}) is None
+    assert db.count("User", {"email": {"$in": ["x@example.com", "ann@example.com"]}}) == 1
+    assert db.count("User", {"email": {"$ne": "ann@example.com"}}) == 0
+
+
+def test_after_rotation_a_login_matches_under_the_old_key_and_the_new(db):
+    user = db.create("User", user_data(email="ann@example.com"))
+    rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)
+    assert rotated.find_one("User", {"email": "ann@example.com"}).id == user.id  # the old key's hash
+    assert rotate_keys(rotated)["User"] == 1
+    assert raw(rotated, "User", user.id)["emailIndex"] == index_of("ann@example.com", "users", "email", KEY_B)
+    assert rotated.find_one("User", {"email": "ann@example.com"}).id == user.id
+
+
+@pytest.mark.parametrize("second", [
+    "ANN.Lee@example.com",
+    unicodedata.normalize("NFD", "Zoë.Lee@example.com"),  # decomposed: e + combining diaeresis
+])
+def test_two_spellings_of_one_email_collide_on_the_unique_blind_index(db, second):
+    first = "ann.lee@example.com" if second.startswith("ANN") else unicodedata.normalize("NFC", "zoë.lee@example.com")
+    # the plain email_1 index on ciphertext is left out: under MongoDB's random encryption it can
+    # never collide, so uniqueness is the blind index's alone
+    db.collection("User").drop_index("email_1")
+    db.create("User", user_data(email=first))
+    with pytest.raises(DuplicateKeyError) as err:
+        db.create("User", user_data(email=second))
+    assert err.value.fields == ("emailIndex",)
+    assert db.count("User", {}) == 1
+
+
+def test_the_blind_index_is_the_services_own(db):
+    user = db.create("User", user_data(email="ann@example.com"))
+    forged = index_of("bob@example.com", "users", "email")
+    with pytest.raises(ValidationError, match="emailIndex"):
+        db.create("User", user_data(email="cy@example.com", emailIndex=forged))
+    with pytest.raises(QueryError, match="unknown field 'emailIndex'"):
+        db.update("User", {"id": user.id}, {"$set": {"emailIndex": forged}})
+    with pytest.raises(QueryError, match="unknown field 'emailIndex'"):
+        db.find("User", {"emailIndex": forged})
+    with pytest.raises(QueryError, match="unknown field"):
+        db.update("BirthChart", {"userId": user.id}, {"$set": {"birthData.location.nameIndex": forged}})
+    assert raw(db, "User", user.id)["emailIndex"] == index_of("ann@example.com", "users", "email")
+
+
+def test_writes_keep_the_blind_index_in_step(db):
+    user = db.create("User", user_data(email="ann@example.com"))
+    db.update("User", {"email": "ann@example.com"}, {"email": "Ann.New@example.com"})
+    assert db.find_one("User", {"email": "ann@example.com"}) is None
+    assert db.find_one("User", {"email": "ann.new@example.com"}).id == user.id
+    chart = db.create("BirthChart", chart_data(user.id, place="Lyon"))
+    db.update("BirthChart", {"id": chart.id}, {"$set": {"birthData.location": {"name": "Nice", "coordinates": [7.26, 43.7]}}})
+    assert db.find_one("BirthChart", {NAME: "Nice"}).id == chart.id and db.find_one("BirthChart", {NAME: "Lyon"}) is None
+    db.update("BirthChart", {"id": chart.id}, {"$unset": {NAME: ""}})
+    assert "nameIndex" not in raw(db, "BirthChart", chart.id)["birthData"]["location"]
+    assert db.find_one("BirthChart", {NAME: None}).id == chart.id
+    db.update_many("BirthChart", {"userId": user.id}, {"$set": {NAME: "Pau"}})
+    assert db.find_one("BirthChart", {NAME: "Pau"}).id == chart.id
+    made = db.create_many("User", [user_data(email="b1@example.com"), user_data(email="b2@example.com")])
+    assert len(made.ids) == 2 and db.find_one("User", {"email": "b2@example.com"}) is not None
+    db.upsert_many("PlanetaryInsight", [insight(user.id)], on=("userId", "date"))
+    assert is_fle(raw(db, "PlanetaryInsight", db.find_one("PlanetaryInsight", {"userId": user.id}).id)["summary"],
+                  "A calm day for Ann")
+
+
+NESTED = [
+    lambda m: [{"$match": m}],
+    lambda m: [{"$facet": {"p": [{"$match": m}]}}],
+    lambda m: [{"$lookup": {"from": "users", "pipeline": [{"$match": m}], "as": "u"}}],
+    lambda m: [{"$unionWith": {"coll": "users", "pipeline": [{"$match": m}]}}],
+    lambda m: [{"$graphLookup": {"from": "users", "startWith": "$userId", "connectFromField": "_id",
+                                 "connectToField": "_id", "as": "g", "restrictSearchWithMatch": m}}],
+]
+
+
+@pytest.mark.parametrize("where", range(len(NESTED)), ids=["top", "facet", "lookup", "unionWith", "graphLookup"])
+@pytest.mark.parametrize("condition", [
+    {"email": {"$regex": "^ann"}}, {"name": {"$regex": "^Ann"}}, {"name": {"$gt": "A"}}, {"email": {"$lt": "b"}},
+], ids=["email-regex", "name-regex", "name-range", "email-range"])
+def test_anything_but_equality_on_an_encrypted_field_is_refused_at_every_depth(db, where, condition):
+    pipeline = NESTED[where](condition)
+    model = "User" if where in (0, 1) else "BirthChart"
+    with pytest.raises(QueryError, match="cannot be used on the encrypted field"):
+        db.aggregate(model, pipeline)
+
+
+def test_a_range_on_the_birth_date_is_refused_and_equality_on_it_too(db):
+    with pytest.raises(QueryError, match=r"operator \$gte cannot be used on the encrypted field 'birthData.date'"):
+        db.find("BirthChart", {"birthData.date": {"$gte": "1990-01-01T00:00:00Z"}})
+    with pytest.raises(QueryError, match="'birthData.date' is encrypted and cannot be queried by value"):
+        db.find("BirthChart", {"birthData.date": "1990-05-01T10:30:00Z"})
+    with pytest.raises(QueryError, match="cannot be used on the encrypted field 'birthData.date'"):
+        db.aggregate("User", [{"$lookup": {"from": "birthCharts", "pipeline": [
+            {"$match": {"birthData.date": {"$lt": "2000-01-01T00:00:00Z"}}}], "as": "c"}}])
+    with pytest.raises(QueryError, match=r"\$text cannot search PlanetaryInsight"):
+        db.find("PlanetaryInsight", {"$text": {"$search": "calm"}})
+
+
+def test_equality_on_the_birth_place_matches_inside_facet_lookup_and_union_with(db):
+    ann = db.create("User", user_data(name="Ann"))
+    lyon = db.create("BirthChart", chart_data(ann.id, place="Lyon"))
+    db.create("BirthChart", chart_data(ann.id, place="Nice"))
+    match = {"$match": {NAME: "Lyon"}}
+    facet = db.aggregate("BirthChart", [{"$facet": {"p": [match, {"$project": {"_id": 1}}]}}])
+    assert facet == [{"p": [{"_id": lyon.id}]}]
+    looked = db.aggregate("User", [{"$lookup": {"from": "birthCharts", "pipeline": [match, {"$project": {"_id": 1}}],
+                                                "as": "c"}}])
+    assert looked[0]["c"] == [{"_id": lyon.id}]
+    union = db.aggregate("User", [{"$project": {"_id": 1}}, {"$unionWith": {"coll": "birthCharts", "pipeline": [
+        match, {"$project": {"_id": 1}}]}}])
+    assert [d["_id"] for d in union] == [ann.id, lyon.id]
+
+
+def test_rotation_writes_the_blind_index_of_data_from_before_it():
+    keyless = new_db()
+    try:
+        user = keyless.create("User", user_data(email="ann@example.com"))
+        chart = keyless.create("BirthChart", chart_data(user.id, place="Lyon"))
+        assert "emailIndex" not in raw(keyless, "User", user.id)  # no key: plaintext, no blind index
+        assert raw(keyless, "BirthChart", chart.id)["birthData"]["date"] == BORN
+        keyed = rekey(keyless, encryption_key=KEY_A)
+        assert keyed.find_one("User", {"email": "ann@example.com"}) is None  # not indexed yet
+        report = rotate_keys(keyed)
+        assert report["User"] == 1 and report["BirthChart"] == 1
+        assert keyed.find_one("User", {"email": "ann@example.com"}).id == user.id
+        assert keyed.find_one("BirthChart", {NAME: "Lyon"}).id == chart.id
+        stored = raw(keyed, "BirthChart", chart.id)["birthData"]
+        assert is_fle(stored["date"]) and is_fle(stored["location"]["name"], "Lyon")
+        assert keyed.find_one("BirthChart", {"id": chart.id}).birth_data.date == BORN
+        assert rotate_keys(keyed)["User"] == 0  # current now
+    finally:
+        keyless.disconnect()
+
+
+def test_without_a_key_on_the_embedded_backend_nothing_changes():
+    plain = new_db()
+    try:
+        user = plain.create("User", user_data(email="Ann@Example.com", name="Ann"))
+        stored = raw(plain, "User", user.id)
+        assert stored["email"] == "ann@example.com" and stored["name"] == "Ann" and "emailIndex" not in stored
+        assert plain.find_one("User", {"email": "ann@example.com"}).id == user.id
+        assert plain.count("User", {"name": {"$regex": "^An"}}) == 1  # plaintext: runs as written
+        with pytest.raises(DuplicateKeyError):
+            plain.create("User", user_data(email="ANN@example.com"))  # email_1 keeps it unique
+    finally:
+        plain.disconnect()
+
+
+def test_the_generated_validator_accepts_what_a_create_stores_now(db):
+    user = db.create("User", user_data())
+    chart = db.create("BirthChart", chart_data(user.id))
+    reading = db.create("PlanetaryInsight", insight(user.id))
+    for model, doc in (("User", user), ("BirthChart", chart), ("PlanetaryInsight", reading)):
+        info = db.executor.model(model)
+        stored = raw(db, model, doc.id)
+        assert problems(schema.collection_schema(info), stored) == [], model
+    bad = {**raw(db, "User", user.id), "emailIndex": "forged"}
+    assert any("emailIndex" in p for p in problems(schema.collection_schema(db.executor.model("User")), bad))
+
+
+def test_a_whole_list_of_personal_texts_is_sealed_item_by_item_and_pull_is_refused(db):
+    user = db.create("User", user_data())
+    reading = db.create("PlanetaryInsight", insight(user.id))
+    db.update("PlanetaryInsight", {"id": reading.id}, {"$set": {"recommendations": ["Sleep", "Read"]}})
+    stored = raw(db, "PlanetaryInsight", reading.id)["recommendations"]
+    assert len(stored) == 2 and all(is_fle(v, "Sleep", "Read") for v in stored)
+    assert len({bytes(v) for v in stored}) == 2  # each item sealed on its own
+    assert db.find_one("PlanetaryInsight", {"id": reading.id}).recommendations == ["Sleep", "Read"]
+    with pytest.raises(QueryError, match=r"\$pull cannot match on the encrypted field 'recommendations'"):
+        db.update("PlanetaryInsight", {"id": reading.id}, {"$pull": {"recommendations": "Sleep"}})
+    with pytest.raises(QueryError, match="cannot page by 'name': it is encrypted"):
+        db.page("User", {}, sort="name", limit=2)
+
+
+def test_upsert_many_keyed_on_the_email_works_in_clear_and_is_refused_with_a_key(db):
+    with pytest.raises(QueryError, match="upsert_many cannot key on \\['email'\\]: encrypted fields"):
+        db.upsert_many("User", [user_data(email="ann@example.com")], on="email")
+    plain = new_db()
+    try:
+        assert plain.upsert_many("User", [user_data(email="ann@example.com")], on="email").inserted == 1
+        assert plain.upsert_many("User", [user_data(email="ann@example.com", name="Ann B")], on="email").updated == 1
+    finally:
+        plain.disconnect()
+
+
+def test_sorting_by_an_encrypted_field_is_refused_where_it_holds_ciphertext(db):
+    with pytest.raises(QueryError, match="cannot sort by 'name': it is encrypted"):
+        db.find("User", {}, sort="name")
+    with pytest.raises(QueryError, match="cannot sort by 'birthData.date': it is encrypted"):
+        db.find_one("BirthChart", {}, sort=[("birthData.date", -1)])
+    with pytest.raises(QueryError, match=r"\$sort by the encrypted field 'email'"):
+        db.aggregate("User", [{"$facet": {"a": [{"$sort": {"email": 1}}]}}])
+    with pytest.raises(QueryError, match=r"\$sort by the encrypted field 'birthData.location.name'"):
+        db.aggregate("User", [{"$lookup": {"from": "birthCharts", "pipeline": [{"$sort": {NAME: 1}}], "as": "c"}}])
+    assert db.find("User", {}, sort="status") == []
+    plain = new_db()  # without a key the values are plaintext: their order is theirs
+    try:
+        plain.create("User", user_data(name="Bo"))
+        plain.create("User", user_data(name="Al"))
+        assert [u.name for u in plain.find("User", {}, sort="name")] == ["Al", "Bo"]
+        assert [u["name"] for u in plain.aggregate("User", [{"$sort": {"name": 1}}])] == ["Al", "Bo"]
+    finally:
+        plain.disconnect()
+
+
+def test_with_kms_providers_only_the_personal_fields_are_sealed_and_never_queried_by_value_silently():
+    """No ``encryption_key``, a master key given to the KMS providers as is: every personal value
+    is still field level encryption, but there is no blind-index key, so equality on the email
+    is a ``QueryError`` naming the missing key, as anything else by value on ciphertext is, even
+    on the embedded backend where plaintext is otherwise allowed (never a silent non-match)."""
+    import base64
+    import os
+
+    kms = new_db(kms_providers={"local": {"key": base64.b64encode(os.urandom(96)).decode()}},
+                 kms_master_key={"provider": "local"})
+    try:
+        user = kms.create("User", user_data(email="ann@example.com", name="Ann"))
+        stored = raw(kms, "User", user.id)
+        assert is_fle(stored["email"], "ann@example.com") and is_fle(stored["name"], "Ann") and "emailIndex" not in stored
+        assert kms.find_one("User", {"id": user.id}).email == "ann@example.com"
+        with pytest.raises(QueryError, match="queryable only with encryption_key configured"):
+            kms.find_one("User", {"email": "ann@example.com"})
+        with pytest.raises(QueryError, match="cannot be queried by value"):
+            kms.find("User", {"name": "Ann"})
+        with pytest.raises(QueryError, match="cannot be used on the encrypted field"):
+            kms.find("User", {"name": {"$regex": "^A"}})
+        with pytest.raises(QueryError, match="cannot sort by 'name': it is encrypted"):
+            kms.find("User", {}, sort="name")
+        with pytest.raises(QueryError, match=r"\$text cannot search PlanetaryInsight"):
+            kms.find("PlanetaryInsight", {"$text": {"$search": "calm"}})
+        assert kms.count("User", {"email": {"$exists": True}}) == 1  # presence still works
+    finally:
+        kms.disconnect()
