@@ -191,17 +191,17 @@ def workload(db: Any, tmp: Any, *, restore_target: Any, cli_url: str) -> None:
     chart = db.create("BirthChart", {"userId": str(user.id), "birthData": {
         "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
         "location": {"name": "London", "coordinates": [-0.1276, 51.5072]}}})
-    db.find("User", {"name": "Ann"})
+    db.find("User", {"email": "ann@example.com"})  # the name is encrypted: equality on the email (its blind index)
     db.find_one("User", {"email": "ann@example.com"}, cache=True)
     db.find_one("User", {"email": "ann@example.com"}, cache=True)
     db.count("User", {})
     list(db.iter_find("User", {}, batch_size=2))
-    page = db.page("User", {}, limit=2, sort=[("email", 1)])
-    db.page("User", {}, limit=2, sort=[("email", 1)], after=page.next)
-    db.aggregate("User", [{"$match": {"name": "Ann"}}, {"$project": {"email": 1}}])
+    page = db.page("User", {}, limit=2, sort=[("status", 1)])
+    db.page("User", {}, limit=2, sort=[("status", 1)], after=page.next)
+    db.aggregate("User", [{"$match": {"email": "ann@example.com"}}, {"$project": {"status": 1}}])
     db.update("User", {"id": str(user.id)}, {"name": "Annie"})
     db.update("BirthChart", {"id": str(chart.id)}, {"$push": {"positions": {"body": "Sun", "sign": "Aries", "degree": 1.0}}})
-    db.update_many("User", {"name": "U 1"}, {"$set": {"name": "U one"}})
+    db.update_many("User", {"email": "u1@example.com"}, {"$set": {"name": "U one"}})
     db.upsert_many("PlanetaryInsight", [{"userId": str(user.id), "date": "2025-01-01T00:00:00Z", "energyLevel": 5,
                                          "recommendations": ["go"], "expiresAt": "2020-01-01T00:00:00Z"}], on=("userId", "date"))
     with db.transaction() as tx:
@@ -210,7 +210,7 @@ def workload(db: Any, tmp: Any, *, restore_target: Any, cli_url: str) -> None:
     db.with_transaction(lambda tx: db.find_one("User", {"email": "tx@example.com"}, transaction=tx))
     victim = db.create("User", {"email": "gone@example.com", "name": "Gone"})
     db.delete("User", {"id": str(victim.id)})
-    db.delete_many("User", {"name": "U 2"})
+    db.delete_many("User", {"email": "u2@example.com"})
     db.audit_trail("User", user.id)
     erased = db.create("User", {"email": "erase@example.com", "name": "Erased"})
     db.export_user(erased.id)

@@ -160,7 +160,8 @@ def canonical_email(value: str) -> str:
     turn a lower-case letter into a capital: ``ᴬ`` is ``A``). ASCII text is its own NFKC form and
     stays ASCII lower-cased: it takes the short way (nearly every address; the same result)."""
     if value.isascii():
-        return value.strip().lower()
+        folded = value.strip().lower()
+        return value if folded == value else folded  # an unchanged value keeps its identity (and type), as below
     value = unicodedata.normalize("NFKC", value).strip()
     for _ in range(4):
         folded = unicodedata.normalize("NFKC", value.lower()).strip()

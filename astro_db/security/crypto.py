@@ -53,6 +53,7 @@ from .fieldpaths import (
     leaves_at,
     norm_path,
     sensitive_fields,
+    slots_at,
     to_plaintext,
 )
 from .filters import match_ciphertext
@@ -340,8 +341,12 @@ class FieldCrypto:
             return son
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
-            self._index(info, f, out, f.path.split("."))
-            apply_at(out, f.path.split("."), partial(self._seal, info=info, f=f, doc=son))
+            parts = f.path.split(".")
+            self._index(info, f, out, parts)
+            for parent, key in slots_at(out, parts):  # each value replaced here: no call back from fieldpaths
+                value = parent[key]
+                parent[key] = ([self._seal(v, info, f, son) for v in value] if isinstance(value, list)
+                               else self._seal(value, info, f, son))
         return out
 
     def _index(self, info: Any, f: Sensitive, doc: Any, parts: list[str]) -> None:
@@ -564,7 +569,10 @@ class FieldCrypto:
         chosen = None if paths is None else set(paths)
         for f in self.fields.get(info.name, ()):
             if chosen is None or f.path in chosen:
-                apply_at(doc, f.path.split("."), partial(self._open, info=info, f=f, doc=doc, strict=strict))
+                for parent, key in slots_at(doc, f.path.split(".")):  # replaced here: no call back from fieldpaths
+                    value = parent[key]
+                    parent[key] = ([self._open(v, info, f, doc, strict) for v in value] if isinstance(value, list)
+                                   else self._open(value, info, f, doc, strict))
                 if f.blind is not None:
                     _drop_blind(doc, f.path.split("."))
         return doc

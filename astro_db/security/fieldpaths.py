@@ -131,6 +131,26 @@ def apply_at(doc: Any, parts: list[str], fn: Callable[[Any], Any]) -> Any:
     return doc
 
 
+def slots_at(doc: Any, parts: list[str]) -> list[tuple[dict[str, Any], str]]:
+    """Where the value(s) at ``parts`` sit in ``doc`` (through lists of sub-documents): the
+    ``(dict, key)`` pairs, for a caller that replaces each value itself (``apply_at`` without the
+    call back: ``security.crypto`` seals and opens them in its own loop)."""
+    out: list[tuple[dict[str, Any], str]] = []
+    _slots(doc, parts, out)
+    return out
+
+
+def _slots(doc: Any, parts: list[str], out: list[tuple[dict[str, Any], str]]) -> None:
+    if isinstance(doc, list):
+        for item in doc:
+            _slots(item, parts, out)
+    elif isinstance(doc, dict) and parts[0] in doc:
+        if len(parts) == 1:
+            out.append((doc, parts[0]))
+        else:
+            _slots(doc[parts[0]], parts[1:], out)
+
+
 def leaves_at(doc: Any, parts: list[str]) -> Iterator[Any]:
     """The value(s) at ``parts`` in ``doc``, through lists."""
     if isinstance(doc, list):
