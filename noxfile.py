@@ -23,7 +23,7 @@ import nox
 PYTHONS = ["3.11", "3.12", "3.13"]
 DEFAULT_TIERS = ["tests/unit", "tests/models"]
 # two xdist workers; the benchmark and notebook runs are CI's own step (.ci/run)
-DEFAULT_ARGS = ["-n", "2", "-m", "not benchmark and not notebooks", "-p", "no:cacheprovider", *DEFAULT_TIERS]
+DEFAULT_ARGS = ["-n", "2", "--dist", "worksteal", "-m", "not benchmark and not notebooks", "-p", "no:cacheprovider", *DEFAULT_TIERS]
 
 nox.options.sessions = ["tests"]
 nox.options.download_python = "never"
