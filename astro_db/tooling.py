@@ -100,6 +100,17 @@ class OperatorMixin:
         self._check("rotate_keys")
         return rotate(self._executor, dry_run=dry_run, batch_size=batch_size)
 
+    def storage_stats(self) -> dict[str, Any]:
+        """Documents, data and index sizes per collection, the service's own collections apart
+        (``monitoring.storage``; ``astro-db stats``). A monitoring call."""
+        from .monitoring.storage import storage_stats
+
+        self._check("storage_stats")
+        ex = self._executor
+        rt = ex.runtime
+        return storage_stats(cast("Database", self), ex.gateway("storage stats"), rt.registry,
+                             database=rt.config.database_name, sizes=rt.capabilities.storage_stats)
+
     def cleanup(self, *, dry_run: bool = False, now: _dt.datetime | None = None) -> CleanupReport:
         """Delete expired insights and the documents of missing or deleted users
         (``maintenance``); ``dry_run`` only counts. An admin's call."""

@@ -1,7 +1,7 @@
 """``astro-db health | stats | explain | advise | cleanup``: the operator's checks and housekeeping.
 
 Only parsing and printing here; the work is ``Database.health / explain / advise``,
-``astro_db.monitoring.storage.storage_stats`` and ``astro_db.maintenance.cleanup``.
+``Database.storage_stats`` and ``astro_db.maintenance.cleanup``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from bson import json_util
 
 from ..errors import QueryError
 from ..monitoring.health import STATUS_EXIT_CODES
-from ..monitoring.storage import storage_stats
 from . import CliContext, cli, pass_ctx
 
 #: Server-selection bound of these commands: an operator's command should fail fast.
@@ -85,7 +84,7 @@ def health(ctx: CliContext, timeout: float) -> None:
 @pass_ctx
 def stats(ctx: CliContext) -> None:
     """Documents, data size and index sizes per collection (collStats / dbStats where available)."""
-    data = storage_stats(_db(ctx))
+    data = _db(ctx).storage_stats()
 
     def human(d: dict[str, Any]) -> str:
         rows = [

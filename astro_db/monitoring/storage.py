@@ -8,55 +8,63 @@ says so. The service's own bookkeeping (the audit log, the change journal) is li
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import AstroDBError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._types import MongoDB
-    from ..database import Database
-    from ..ops import Executor
+    from ..driver.gateway import Gateway
+    from ..registry import ModelRegistry
 
-__all__ = ["storage_stats"]
+__all__ = ["storage_stats", "Counts"]
 
 _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "indexSize", "totalSize")
-#: collections astro_db writes for itself: the audit log and the change journal
-# astro_db's own collections: the change records, and the audit log and journal of before them
+# astro_db's own collections: the change records, the erasure ledger, and the audit log and
+# journal of before the change records
 INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal", "astroErasures")
 
 
-def storage_stats(db: Database) -> dict[str, Any]:
-    """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``."""
-    ex = db.executor
-    rt = ex.runtime
-    database = rt.gateway
+class Counts(Protocol):
+    """The service's count (a ``Database`` is one): a model's documents, through the pipeline."""
+
+    def count(self, model: str, query: Mapping[str, Any]) -> int: ...
+
+
+def storage_stats(counts: Counts, gateway: Gateway, models: ModelRegistry, *, database: str,
+                  sizes: bool) -> dict[str, Any]:
+    """``{"database", "backend", "db": {...} | None, "collections": [...], "notes": [...]}``.
+
+    Narrow collaborators, composed by ``Database.storage_stats``: the service's counts, the
+    gateway through the run step (``dbStats``, ``collStats``, the collection listing and the
+    internal collections' counts get its breaker, bound, retries and translation), the registry,
+    and whether the backend has ``collStats`` / ``dbStats`` (``sizes``)."""
     notes: list[str] = []
-    embedded = not rt.capabilities.storage_stats
+    embedded = not sizes
     db_figures = None
     if embedded:
         notes.append("the embedded backend has no collStats/dbStats: sizes are not available")
     else:
-        raw = _command(ex, database, {"dbStats": 1})
+        raw = _command(gateway, {"dbStats": 1})
         if raw is None:
             notes.append("the server refused dbStats")
         else:
             db_figures = {key: raw[key] for key in _DB_KEYS if key in raw}
     rows = []
-    for info in rt.registry:
-        row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": db.count(info)}
-        rows.append(_sizes(ex, database, row, info, notes, embedded))
+    for info in models:
+        row: dict[str, Any] = {"model": info.name, "collection": info.collection, "count": counts.count(info.name, {})}
+        rows.append(_sizes(gateway, row, notes, embedded))
     internal = []
-    present = set(ex.call(None, "list collections", database.list_collection_names))
+    present = set(gateway.list_collection_names())
     for name in INTERNAL_COLLECTIONS:
         if name in present:
-            count: int = ex.call(None, "count", partial(_count, database, name))
-            internal.append(_sizes(ex, database, {"model": None, "collection": name, "count": count}, None, notes, embedded))
+            count = int(gateway[name].count_documents({}))
+            internal.append(_sizes(gateway, {"model": None, "collection": name, "count": count}, notes, embedded))
     if db_figures and internal:
         notes.append(f"the database totals include astro_db's own {' and '.join(r['collection'] for r in internal)} "
                      "(listed under internal)")
     return {
-        "database": rt.config.database_name,
+        "database": database,
         "backend": "embedded" if embedded else "server",
         "db": db_figures,
         "collections": rows,
@@ -65,11 +73,11 @@ def storage_stats(db: Database) -> dict[str, Any]:
     }
 
 
-def _sizes(ex: Executor, database: MongoDB, row: dict[str, Any], info: Any, notes: list[str], embedded: bool) -> dict[str, Any]:
+def _sizes(gateway: Gateway, row: dict[str, Any], notes: list[str], embedded: bool) -> dict[str, Any]:
     """``row`` with the collection's ``collStats`` sizes added (none on the embedded backend)."""
     if embedded:
         return row
-    raw = _command(ex, database, {"collStats": row["collection"]}, info)
+    raw = _command(gateway, {"collStats": row["collection"]})
     if raw is None:
         notes.append(f"the server refused collStats for {row['collection']}")
         return row
@@ -83,10 +91,10 @@ def _sizes(ex: Executor, database: MongoDB, row: dict[str, Any], info: Any, note
     return row
 
 
-def _command(ex: Executor, database: MongoDB, command: dict[str, Any], info: Any = None) -> dict[str, Any] | None:
-    """Run a read-only admin command through the service; ``None`` if the server refuses it."""
+def _command(gateway: Gateway, command: dict[str, Any]) -> dict[str, Any] | None:
+    """Run a read-only admin command through the run step; ``None`` if the server refuses it."""
     try:
-        reply: dict[str, Any] | None = ex.call(info, next(iter(command)), lambda: database.command(command))
+        reply: dict[str, Any] | None = gateway.command(command)
         return reply
     except AstroDBError as exc:
         from pymongo.errors import OperationFailure
@@ -94,7 +102,3 @@ def _command(ex: Executor, database: MongoDB, command: dict[str, Any], info: Any
         if isinstance(exc.__cause__, (OperationFailure, NotImplementedError)):
             return None
         raise
-
-
-def _count(database: MongoDB, name: str) -> int:
-    return int(database[name].count_documents({}))

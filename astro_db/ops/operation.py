@@ -59,6 +59,7 @@ PERMISSIONS: dict[str, str] = {
     "config": OPEN, "actor": OPEN, "as_actor": OPEN,
     # watching the service
     "health": MONITOR, "metrics": MONITOR, "metrics_registry": MONITOR, "explain": MONITOR, "advise": MONITOR,
+    "storage_stats": MONITOR,
     # running the service: raw access (no checks, no hooks), indexes, maintenance, keys
     "mongo": MANAGE, "collection": MANAGE, "executor": MANAGE,
     "sync_indexes": MANAGE, "cleanup": MANAGE, "reconcile_changes": MANAGE, "rotate_keys": ROTATE,

@@ -12,7 +12,7 @@ from astro_db.changes import CHANGES_COLLECTION
 from astro_db.cli import cli
 from astro_db.errors import UnknownModelError
 from astro_db.models import BirthChart, User
-from astro_db.monitoring.storage import INTERNAL_COLLECTIONS, storage_stats
+from astro_db.monitoring.storage import INTERNAL_COLLECTIONS
 from astro_db.security.audit import AUDIT_COLLECTION
 
 
@@ -52,7 +52,7 @@ def test_a_model_that_is_not_a_name_says_what_it_got(db, model, expected):
 
 def test_stats_lists_the_audit_log_and_journal_apart_from_the_models(db):
     db.create("User", {"email": "ann@example.com", "name": "Ann"})
-    data = storage_stats(db)
+    data = db.storage_stats()
     assert [c["collection"] for c in data["collections"]] == ["users", "birthCharts", "planetaryInsights", "timingRecommendations"]
     internal = {c["collection"]: c["count"] for c in data["internal"]}
     assert internal == {CHANGES_COLLECTION: 1}  # one change record: the audit and journal parts together
@@ -64,13 +64,11 @@ def test_the_internal_collections_are_the_ones_the_service_writes():
 
 
 def test_stats_command_marks_internal_rows_and_says_what_the_total_covers(monkeypatch):
-    import astro_db.cli.ops as ops
-
     report = {"database": "astro", "backend": "server", "db": {"objects": 7, "dataSize": 700},
               "collections": [{"model": "User", "collection": "users", "count": 3}],
               "internal": [{"model": None, "collection": "auditLog", "count": 4}],
               "notes": ["the database totals include astro_db's own auditLog (listed under internal)"]}
-    monkeypatch.setattr(ops, "storage_stats", lambda db: report)
+    monkeypatch.setattr(Database, "storage_stats", lambda db: report)
     result = CliRunner().invoke(cli, ["--url", "mongomock://localhost/day_one_cli", "stats"])
     assert result.exit_code == 0, result.output
     assert [line.split()[:3] for line in result.output.splitlines() if "auditLog" in line][0] == ["(internal)", "auditLog", "4"]

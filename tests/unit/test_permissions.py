@@ -93,6 +93,7 @@ CALLS: dict[str, tuple[str | None, Callable[[World, Database], Any]]] = {
     "actor": (None, lambda w, v: v.actor),
     "as_actor": (None, lambda w, v: v.as_actor("someone", roles=["reader"])),
     "health": (None, lambda w, v: v.health()),
+    "storage_stats": (None, lambda w, v: v.storage_stats()),
     "metrics": (None, lambda w, v: v.metrics()),
     "metrics_registry": (None, lambda w, v: v.metrics_registry()),
     "explain": (None, lambda w, v: v.explain("BirthChart", {})),
@@ -129,7 +130,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "connect": READERS, "is_connected": READERS, "disconnect": READERS, "close": READERS,
     "config": READERS, "actor": READERS, "as_actor": READERS,
     # watching the service: staff, never an end user
-    "health": STAFF, "metrics": STAFF, "metrics_registry": STAFF, "explain": STAFF, "advise": STAFF,
+    "health": STAFF, "storage_stats": STAFF, "metrics": STAFF, "metrics_registry": STAFF, "explain": STAFF, "advise": STAFF,
     # running the service, raw access, keys, backups: admin only
     "mongo": ADMIN, "collection": ADMIN, "executor": ADMIN, "sync_indexes": ADMIN, "cleanup": ADMIN,
     "reconcile_changes": ADMIN, "rotate_keys": ADMIN, "backup": ADMIN, "restore": ADMIN,

@@ -403,13 +403,12 @@ def test_cli_export_prints_the_json_and_erase_refuses_without_yes(monkeypatch):
 def test_the_ledger_is_a_service_collection_listed_apart_and_read_only_for_the_app_role():
     from astro_db.errors import ConfigError
     from astro_db.models import AstroDocument
-    from astro_db.monitoring.storage import storage_stats
     from astro_db.security.mongo_roles import role_commands
 
     db = fresh()
     ann, _ = interleaved(db)
     db.erase_user(ann["user"])
-    internal = {c["collection"]: c["count"] for c in storage_stats(db)["internal"]}
+    internal = {c["collection"]: c["count"] for c in db.storage_stats()["internal"]}
     assert internal[ERASURES_COLLECTION] == 1
     privileges = {p["resource"]["collection"]: p["actions"] for p in role_commands("astro")[0]["privileges"]}
     assert privileges[ERASURES_COLLECTION] == ["find", "createIndex", "listIndexes"]
