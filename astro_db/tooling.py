@@ -95,10 +95,14 @@ class OperatorMixin:
     def rotate_keys(self, *, dry_run: bool = False, batch_size: int = 500) -> dict[str, int]:
         """Re-encrypt every value not sealed with the primary key; ``{model: documents}``
         (``security.rotation``). An admin's call."""
-        from .security.rotation import rotate
+        from .security.rotation import ROTATION_ACTOR, rotate
 
         self._check("rotate_keys")
-        return rotate(self._executor, dry_run=dry_run, batch_size=batch_size)
+        ex = self._executor
+        rt = ex.runtime
+        return rotate(rt.crypto, rt.gateway, rt.registry, lambda fn: ex.call(None, "rotate_key", fn),
+                      lambda info, written: ex.after_write(info, written, actor=ROTATION_ACTOR),
+                      dry_run=dry_run, batch_size=batch_size)
 
     def storage_stats(self) -> dict[str, Any]:
         """Documents, data and index sizes per collection, the service's own collections apart

@@ -23,7 +23,7 @@ Every rewritten document gets an audit entry (action ``update``, actor ``astro-d
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,14 @@ from ..events import Change, Written
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
-    from ..ops import Executor
+    from ..driver.gateway import Collection, Gateway
+    from ..registry import ModelInfo, ModelRegistry
+    from .crypto import FieldCrypto
+
+Run = Callable[[Callable[[], Any]], Any]
+"""The run step for one of rotation's driver calls (breaker, time bound, retries, metrics)."""
+Announce = Callable[["ModelInfo", Written], None]
+"""The after-write step for a document rotation rewrote (its change records, cache invalidation)."""
 
 __all__ = ["rotate_keys", "rotate", "ROTATION_ACTOR", "DATA_KEYS"]
 
@@ -49,30 +56,34 @@ def rotate_keys(db: Database, *, dry_run: bool = False, batch_size: int = 500) -
     return db.rotate_keys(dry_run=dry_run, batch_size=batch_size)
 
 
-def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dict[str, int]:
-    """Re-encrypt stale values; ``{model: documents rewritten (or to rewrite, dry_run)}``."""
-    crypto = ex.runtime.crypto
+def rotate(crypto: FieldCrypto, gateway: Gateway, models: ModelRegistry, run: Run, announce: Announce, *,
+           dry_run: bool = False, batch_size: int = 500) -> dict[str, int]:
+    """Re-encrypt stale values; ``{model: documents rewritten (or to rewrite, dry_run)}``.
+
+    Narrow collaborators, composed by ``Database.rotate_keys``: the field encryption, the gateway,
+    the registry, the run step (``run``: every driver call of rotation passes it) and the
+    after-write step (``announce``); never the Database, its executor or its runtime."""
     if not crypto.enabled:
         raise ConfigError("rotate-key needs encryption_key (the new key) and encryption_keys (the old ones)", key="encryption_key")
     report: dict[str, int] = {}
-    for info in ex.runtime.registry:
+    for info in models:
         fields = crypto.fields.get(info.name) or ()
         if not fields:
             continue
-        coll = ex.runtime.coll(info)
+        coll = gateway[info.collection]
         projection = {p.split(".")[0]: 1 for f in fields for p in (f.path, f.blind) if p}  # top-level: servers differ on dotted projections
         owner = crypto.owners.get(info.name)
         if owner and owner != "_id":
             projection[owner] = 1  # values are sealed under their owner's data key
         count = 0
-        for doc in _in_batches(ex, info, coll, projection, batch_size):
+        for doc in _in_batches(run, coll, projection, batch_size):
             stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))
                      or crypto.blind_stale(info, doc, f)]
             if not stale:
                 continue
             if not dry_run:
                 try:
-                    if not _rewrite(ex, info, coll, doc, stale):
+                    if not _rewrite(crypto, run, announce, info, coll, doc, stale):
                         continue  # written meanwhile (by a writer using the primary key): nothing to do
                 except EncryptionError as exc:
                     log.warning("rotate-key: %s _id=%s left as it is: %s", info.name, doc.get("_id"), exc)
@@ -80,15 +91,16 @@ def rotate(ex: Executor, *, dry_run: bool = False, batch_size: int = 500) -> dic
             count += 1
         report[info.name] = count
         log.info("rotate-key: %s: %d document(s) %s", info.name, count, "to re-encrypt" if dry_run else "re-encrypted")
-    if crypto.vault is not None:  # the data keys: rewrapped under the current master key, no document rewritten
-        report[DATA_KEYS] = ex.call(None, "rotate_key", lambda: crypto.vault.rewrap(dry_run=dry_run))  # type: ignore[union-attr]
+    vault = crypto.vault
+    if vault is not None:  # the data keys: rewrapped under the current master key, no document rewritten
+        report[DATA_KEYS] = run(lambda: vault.rewrap(dry_run=dry_run))
         log.info("rotate-key: %d data key(s) %s", report[DATA_KEYS], "to rewrap" if dry_run else "rewrapped")
     return report
 
 
-def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: list[Any]) -> bool:
+def _rewrite(crypto: FieldCrypto, run: Run, announce: Announce, info: ModelInfo, coll: Collection,
+             doc: dict[str, Any], stale: list[Any]) -> bool:
     """Re-encrypt one document's stale fields if they still hold what was read; whether it did."""
-    crypto = ex.runtime.crypto
     top = sorted({p.split(".")[0] if "." in p and _through_list(doc, p) else p for f in stale for p in (f.path, f.blind) if p})
     fresh = crypto.reseal(info, doc)
     cas = {"_id": doc["_id"], **{path: _get(doc, path) for path in top}}
@@ -98,11 +110,11 @@ def _rewrite(ex: Executor, info: Any, coll: Any, doc: dict[str, Any], stale: lis
     if any(v is None for v in values.values()):  # a blind index with no value beside it is absent, not null
         changes["$unset"] = {p: "" for p, v in values.items() if v is None}
     update = advance(changes, op_id)
-    after = ex.call(info, "rotate_key", lambda: coll.find_one_and_update(cas, update, return_document=ReturnDocument.AFTER))
+    after = run(lambda: coll.find_one_and_update(cas, update, return_document=ReturnDocument.AFTER))
     if after is not None:
-        ex.after_write(info, Written("update", (doc["_id"],), tuple(top),
-                                     (Change(after["_id"], revision_of(after), after.get("updatedAt"), after),),
-                                     op_id=op_id), actor=ROTATION_ACTOR)
+        announce(info, Written("update", (doc["_id"],), tuple(top),
+                               (Change(after["_id"], revision_of(after), after.get("updatedAt"), after),),
+                               op_id=op_id))
     return after is not None
 
 
@@ -121,19 +133,19 @@ def _get(doc: Any, path: str) -> Any:
     return doc
 
 
-def _in_batches(ex: Executor, info: Any, coll: Any, projection: dict[str, int], batch_size: int) -> Iterator[Any]:
+def _in_batches(run: Run, coll: Collection, projection: dict[str, int], batch_size: int) -> Iterator[Any]:
     """Every document of ``coll`` with only ``projection``'s fields, ``batch_size`` at a time in
     ``_id`` order: each batch one read through the run step (retried as any read), starting after
     the last ``_id`` of the one before, so memory stays flat however large the collection."""
     after: Any = None
     while True:
         filt = {} if after is None else {"_id": {"$gt": after}}
-        batch = ex.call(info, "rotate_key", partial(_read_batch, coll, filt, projection, batch_size))
+        batch: list[Any] = run(partial(_read_batch, coll, filt, projection, batch_size))
         yield from batch
         if len(batch) < batch_size:
             return
         after = batch[-1]["_id"]
 
 
-def _read_batch(coll: Any, filt: dict[str, Any], projection: dict[str, int], batch_size: int) -> list[Any]:
+def _read_batch(coll: Collection, filt: dict[str, Any], projection: dict[str, int], batch_size: int) -> list[Any]:
     return list(coll.find(filt, projection, sort=[("_id", 1)], limit=batch_size))

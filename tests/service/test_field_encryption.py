@@ -344,17 +344,17 @@ def test_old_envelopes_read_and_are_upgraded_by_a_resumable_command(fdb, monkeyp
     writes: list = []
     real = rotation._rewrite
 
-    def killed_after_three(ex, info, coll, doc, stale):
+    def killed_after_three(*args):  # (crypto, run, announce, info, coll, doc, stale)
         if len(writes) == 3:
             raise KeyboardInterrupt("killed")  # the process dies half way
-        writes.append(doc["_id"])
-        return real(ex, info, coll, doc, stale)
+        writes.append(args[5]["_id"])
+        return real(*args)
 
     monkeypatch.setattr(rotation, "_rewrite", killed_after_three)
     with pytest.raises(KeyboardInterrupt):
         fdb.rotate_keys(batch_size=2)
     assert sum(is_sealed(_raw(fdb, s.id)["text"]) for s in old) == 3
-    monkeypatch.setattr(rotation, "_rewrite", lambda *a: (writes.append(a[3]["_id"]), real(*a))[1])
+    monkeypatch.setattr(rotation, "_rewrite", lambda *a: (writes.append(a[5]["_id"]), real(*a))[1])
     assert fdb.rotate_keys(batch_size=2)["Secret"] == 3  # the rerun does the rest
     assert sorted(writes) == sorted(s.id for s in old)  # each document rewritten once
     assert fdb.rotate_keys()["Secret"] == 0
