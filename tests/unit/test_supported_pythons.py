@@ -54,7 +54,7 @@ def test_ci_runs_the_matrix_in_parallel_on_the_slim_extra_and_checks_each_exit_c
     assert 'wait "${matrix_pids[$i]}" || status=$?' in script  # ... whose exit codes are checked
     assert 'exit "$failed"' in script
     noxfile = (ROOT / "noxfile.py").read_text()  # read, not imported twice (nox would register twice)
-    assert 'DEFAULT_ARGS = ["-n", "2", "-m", "not benchmark and not notebooks"' in noxfile
+    assert 'DEFAULT_ARGS = ["-n", "2", "--dist", "worksteal", "-m", "not benchmark and not notebooks"' in noxfile
     assert 'session.install("-e", ".[test]")' in noxfile
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg")
@@ -66,7 +66,8 @@ def test_ci_runs_the_matrix_in_parallel_on_the_slim_extra_and_checks_each_exit_c
 
 def test_ci_runs_the_readme_command_in_two_steps_and_fails_when_no_test_ran():
     script = (ROOT / ".ci" / "run").read_text()
-    assert 'pytest_step -n 2 -m "not benchmark and not notebooks"' in script
+    assert 'pytest_step -n 2 --dist worksteal --durations=15 -m "not benchmark and not notebooks"' in script
+    assert "ASTRO_DB_REQUIRE_NODE=1" in script and 'wait "$node_install"' in script  # the Node round trip runs
     assert 'pytest_step -m "benchmark or notebooks"' in script
     assert '"$status" -eq 5' in script
     assert "ASTRO_DB_REQUIRE_REDIS=1" in script and "apt-get install -y -qq redis-server" in script
