@@ -78,10 +78,6 @@ class BlindIndex:
             out.extend(_hash(key, plaintext, collection, path) for key in self._keys)
         return out
 
-    def is_current(self, stored: Any, plaintext: str, collection: str, path: str) -> bool:
-        """Whether ``stored`` is the hash a write would store now."""
-        return isinstance(stored, str) and hmac.compare_digest(stored, self.hash(plaintext, collection, path))
-
     def __repr__(self) -> str:
         return f"<BlindIndex keys={len(self._keys)}>"
 

@@ -336,3 +336,62 @@ def test_with_kms_providers_only_the_personal_fields_are_sealed_and_never_querie
         assert kms.count("User", {"email": {"$exists": True}}) == 1  # presence still works
     finally:
         kms.disconnect()
+
+
+# --- the blind index's own arithmetic, computed independently of astro_db.security.blind ----------
+
+def _rfc5869_sha256(ikm: bytes, info: bytes, length: int = 32) -> bytes:
+    """HKDF-SHA256 (RFC 5869) with no salt, written out: what the docs say the blind key is."""
+    import hashlib
+    import hmac as _hmac
+
+    prk = _hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
+    okm, block, counter = b"", b"", 1
+    while len(okm) < length:
+        block = _hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        okm += block
+        counter += 1
+    return okm[:length]
+
+
+def _expected_hash(key: bytes, plaintext: str, collection: str, path: str) -> str:
+    import base64
+    import hashlib
+    import hmac as _hmac
+
+    blind_key = _rfc5869_sha256(key, b"astro_db:blind-index:v1")
+    message = collection.encode() + b"\x00" + path.encode() + b"\x00" + plaintext.encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(_hmac.new(blind_key, message, hashlib.sha256).digest()).rstrip(b"=").decode()
+
+
+def test_the_blind_index_is_the_documented_hmac_under_the_documented_hkdf_key():
+    """A Node writer computes the same 43 characters from docs/security.md's formula."""
+    from astro_db.security.blind import BlindIndex, derive_key
+
+    key = bytes(range(32))
+    assert derive_key(key) == _rfc5869_sha256(key, b"astro_db:blind-index:v1")
+    for plaintext in ("Paris", "josé@example.com", "lone \ud800 surrogate"):
+        got = BlindIndex(key).hash(plaintext, "birthCharts", "birthData.location.name")
+        assert got == _expected_hash(key, plaintext, "birthCharts", "birthData.location.name")
+        assert len(got) == 43 and "=" not in got
+    # the collection and the path are part of what is hashed, each apart
+    index = BlindIndex(key)
+    assert len({index.hash("a", "users", "email"), index.hash("a", "users", "name"), index.hash("a", "people", "email"),
+                index.hash("", "users", "a\x00email")}) == 4
+
+
+def test_a_query_matches_every_configured_keys_hash_and_passes_none_and_foreign_values_through():
+    from astro_db.errors import EncryptionError
+    from astro_db.security.blind import BlindIndex
+
+    new, old = bytes(range(32)), bytes(range(1, 33))
+    index = BlindIndex(new, [old, new])  # the primary repeated among the old keys is not hashed twice
+    assert repr(index) == "<BlindIndex keys=2>"
+    assert index.hashes(["x", None], "users", "email", str) == [
+        _expected_hash(new, "x", "users", "email"), _expected_hash(old, "x", "users", "email"), None]
+
+    def refuse(value):
+        raise EncryptionError("not text")
+
+    assert index.hashes([5], "users", "email", refuse) == [5]  # matches nothing stored, never an error
+
