@@ -395,3 +395,12 @@ def test_a_query_matches_every_configured_keys_hash_and_passes_none_and_foreign_
 
     assert index.hashes([5], "users", "email", refuse) == [5]  # matches nothing stored, never an error
 
+    def text_only(value):
+        if not isinstance(value, str):
+            raise EncryptionError("not text")
+        return value
+
+    # a None or a foreign value among others leaves the rest hashed
+    assert index.hashes([None, 5, "y"], "users", "email", text_only) == [
+        None, 5, _expected_hash(new, "y", "users", "email"), _expected_hash(old, "y", "users", "email")]
+
