@@ -66,33 +66,31 @@ def _classes() -> list[type]:
     return classes
 
 
-def _caller() -> str | None:
-    frame = sys._getframe(2)
+def _frames() -> Iterator[Any]:
+    """The frames of the stack from the nearest one outside this module (the wrappers' caller) up."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
     while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if not name.startswith(DRIVER_PREFIXES):
-            return name
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
+        yield frame
+        frame = frame.f_back
+
+
+def _caller() -> str | None:
+    return next((name for frame in _frames()
+                 if not (name := frame.f_globals.get("__name__", "")).startswith(DRIVER_PREFIXES)), None)
 
 
 def _run_step_on_stack() -> bool:
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == "astro_db.ops.steps.run":
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
+    return any(frame.f_globals.get("__name__") == "astro_db.ops.steps.run" for frame in _frames())
 
 
 def _asker() -> str:
     """``module:function`` of the nearest astro_db frame outside the gateway and the driver."""
-    frame = sys._getframe(2)
-    while frame is not None:
+    for frame in _frames():
         name = frame.f_globals.get("__name__", "")
         if name.startswith("astro_db") and name != "astro_db.driver.gateway":
             return f"{name}:{frame.f_code.co_name}"
-        frame = frame.f_back  # type: ignore[assignment]
     return "?"
 
 

@@ -310,12 +310,18 @@ class Scripted:
         return bulk_write
 
 
-def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db, user):
-    ids = db.upsert_many("PlanetaryInsight", insights(user.id, range(4)), on=ON).ids
+def scripted_insights(db: Database) -> Scripted:
+    """The insights' collection of ``db`` replaced by one whose first bulk write loses its reply."""
     rt = db.executor.runtime
     info = rt.registry.resolve("PlanetaryInsight")
     fake = Scripted(rt.coll(info))
     rt.gateway.collections[info.collection] = fake
+    return fake
+
+
+def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db, user):
+    ids = db.upsert_many("PlanetaryInsight", insights(user.id, range(4)), on=ON).ids
+    fake = scripted_insights(db)
     rerun = insights(user.id, range(6))
     rerun[0]["energyLevel"] = 1
     result = db.upsert_many("PlanetaryInsight", rerun, on=ON)
@@ -384,10 +390,7 @@ def test_a_batch_whose_reply_was_lost_and_not_retried_is_read_back_by_its_op_id(
     one_try = Database(db.config.url, retry_attempts=1, server_selection_timeout_ms=5000).connect()
     try:
         ids = one_try.upsert_many("PlanetaryInsight", insights(user.id, range(2)), on=ON).ids
-        rt = one_try.executor.runtime
-        info = rt.registry.resolve("PlanetaryInsight")
-        fake = Scripted(rt.coll(info))
-        rt.gateway.collections[info.collection] = fake
+        fake = scripted_insights(one_try)
         rerun = insights(user.id, range(3))
         rerun[1]["energyLevel"] = 2
         result = one_try.upsert_many("PlanetaryInsight", rerun, on=ON)
