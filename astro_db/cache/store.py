@@ -150,6 +150,17 @@ def _may_match(filt: Mapping[str, Any], image: Mapping[str, Any]) -> bool:
         return True
 
 
+def _top_fields(names: tuple[Any, ...]) -> frozenset[str]:
+    """The top-level fields of a write's field names (``a.b`` -> ``a``): the names themselves
+    when none is dotted (one ``join`` to tell, instead of a split per name)."""
+    try:
+        if "." not in "\x00".join(names):
+            return frozenset(names)
+    except TypeError:  # a name that is not a string: the general way below
+        pass
+    return frozenset(str(f).split(".", 1)[0] for f in names)
+
+
 def _named_fields(filt: Any, out: set[str]) -> bool:
     """Add the top-level fields ``filt`` names to ``out``; False when it cannot be judged locally
     (a top-level operator such as ``$expr``, ``$where``, ``$text``)."""
@@ -542,7 +553,7 @@ class QueryCache:
         ids = event.document_ids
         if not ids or len(ids) > MAX_NOTICE_IDS or event.action not in ("create", "update", "delete"):
             return Notice(event.model, None)
-        fields = frozenset(str(f).split(".", 1)[0] for f in event.fields)
+        fields = _top_fields(event.fields)
         if event.action == "update":
             fields |= _SERVICE_FIELDS
         images = event.documents
