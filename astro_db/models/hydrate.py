@@ -21,7 +21,7 @@ from mongoengine.document import EmbeddedDocument
 
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
-__all__ = ["hydrate", "hydrate_many"]
+__all__ = ["hydrate", "hydrate_many", "hydrate_encoded"]
 
 _set = object.__setattr__
 
@@ -74,7 +74,17 @@ def _signals_connected() -> bool:
                 or getattr(signals.post_init, "receivers", None))
 
 
-def _build(plan: DocPlan, son: dict[str, Any], created: bool) -> Any:
+def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
+    """``hydrate`` of a document the codec just encoded (``codec.encode_new``, plus the service's
+    ``_id``, dates and version): the same instance, but a top-level value whose field gives
+    ``to_mongo`` as ``to_python`` (``FieldPlan.mongo_is_python``: ``to_python`` is idempotent)
+    is already what ``to_python`` would make of it, so it is taken as it is (a create's answer)."""
+    if _signals_connected() or "_cls" in son:
+        return model_cls._from_son(son)
+    return _build(doc_plan(model_cls), son, created=False, encoded=True)
+
+
+def _build(plan: DocPlan, son: dict[str, Any], created: bool, encoded: bool = False) -> Any:
     cls: Any = plan.cls
     obj = cls.__new__(cls)
     data: dict[str, Any] = {}
@@ -84,7 +94,8 @@ def _build(plan: DocPlan, son: dict[str, Any], created: bool) -> Any:
         if fp is None:
             data[key] = value  # unknown stored key: kept, as strict=False MongoEngine does
         elif value is not None:
-            data[fp.name] = value if fp.python_is_identity else _convert(fp, value, obj)
+            data[fp.name] = (value if fp.python_is_identity or (encoded and fp.mongo_is_python)
+                             else _convert(fp, value, obj))
     for fp in plan.fields:
         if data.get(fp.name) is None:
             data[fp.name] = fp.make_default()

@@ -28,7 +28,7 @@ class FieldPlan:
     """One field: its names, kind, default and bound methods; ``sub``/``item`` for containers."""
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
-                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item")
+                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item", "default_callable")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -36,6 +36,7 @@ class FieldPlan:
         self.stored = field.db_field
         self.required = bool(field.required)
         self.default = field.default
+        self.default_callable = callable(self.default)  # read once: the codec inlines make_default
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python

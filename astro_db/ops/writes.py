@@ -91,11 +91,14 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     """Validate ``data`` as a new document of the model and give it what the service keeps:
     a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
     ``updatedAt`` and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
-    with masked_errors(info.cls):
+    try:
         son = codec.encode_new(info.cls, data)
         check_document_keys(son)
+    except ValidationError:
+        with masked_errors(info.cls):  # masks the messages and re-raises (no context manager per valid call)
+            raise
     now = utcnow()
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
@@ -132,6 +135,10 @@ class WriteRunner:
         write whose outcome had to be read back, its records get a fresh bound too."""
         if written is None or not written.ids:
             return
+        if self._found_out is None:  # the call's own bound (no context manager to enter)
+            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
+                              transaction=self.tx, actor=self.actor)
+            return
         with self._bound_after():
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
@@ -164,7 +171,7 @@ class WriteRunner:
         self._after(self._insert_one(son))
 
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
-        fields = tuple(k for k in son if k != "_id")
+        fields = _fields_of(son)
         op_id = new_op_id()
         if self._one_command():
             return self._insert_recorded("create", [son], fields, op_id)[0]
@@ -530,7 +537,7 @@ class WriteRunner:
             if compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
             return None, None
-        return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
+        return _written("update", [doc], tuple(compiled.fields), op_id), doc
 
     def _stamped(self, op_id: Any) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
         """The read-back of an update whose outcome is unknown: every update stamps its op id
@@ -644,7 +651,7 @@ class WriteRunner:
             except _Partly:
                 doc = found[0]
             if doc is not None:
-                return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
+                return _written("update", [doc], tuple(compiled.fields), op_id), doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
@@ -1073,12 +1080,23 @@ def _advanced(compiled: CompiledUpdate) -> tuple[dict[str, Any], Any]:
 
 
 def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], op_id: Any, *,
-             recorded: bool = False, documents: bool | None = None) -> Written | None:
+             recorded: bool = False) -> Written | None:
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
+    if len(docs) == 1:  # a create or an update of one document: no generator per tuple
+        doc = docs[0]
+        return Written(action, (doc["_id"],), fields, (_created(doc),), (doc,), recorded, op_id)
     return Written(action, tuple(d["_id"] for d in docs), fields, tuple(_created(d) for d in docs),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
+
+
+def _fields_of(son: dict[str, Any]) -> tuple[str, ...]:
+    """The fields a new document sets: its keys but ``_id`` (first, as ``new_document`` puts it)."""
+    keys = tuple(son)
+    if keys and keys[0] == "_id":
+        return keys[1:]
+    return tuple(k for k in keys if k != "_id")
 
 
 def _deleted_all(docs: list[dict[str, Any]], op_id: Any) -> Written | None:

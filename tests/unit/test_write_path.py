@@ -1,0 +1,202 @@
+"""The single-document write path stays short without dropping a guarantee (issue 27: the own
+CPU of create and update). What it no longer does per call, and that what it gives is unchanged.
+Counts, identities and equalities, never times."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as _dt
+import inspect
+import weakref
+
+import pytest
+from bson import ObjectId
+
+from astro_db.cache.bus import LocalBus, Notice
+from astro_db.cache.store import _top_fields
+from astro_db.errors import EncryptionError, ValidationError
+from astro_db.events import WriteEvent, Written
+from astro_db.models import MODELS, User
+from astro_db.models import hydrate as hydration
+from astro_db.models.plan import doc_plan
+from astro_db.ops import writes
+from astro_db.ops.steps import seal as seal_step
+from tests.models import samples
+
+from .security_data import new_db
+
+# --- events: one dict update instead of a frozen dataclass's __setattr__ per field -----------------
+
+
+@pytest.mark.parametrize("cls", [Written, WriteEvent])
+def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_their_defaults(cls):
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields):
+        if f.default is not dataclasses.MISSING:
+            assert p.default == f.default, f.name
+        elif f.default_factory is not dataclasses.MISSING:
+            assert p.default is None, f.name  # time: made when the event is
+        else:
+            assert p.default is inspect.Parameter.empty, f.name
+
+
+def test_the_events_stay_frozen_comparable_and_replaceable():
+    oid = ObjectId()
+    written = Written("create", (oid,), ("name",), documents=({"_id": oid},), op_id=oid)
+    assert written == Written("create", (oid,), ("name",), (), ({"_id": oid},), False, oid)
+    assert dataclasses.replace(written, recorded=True).recorded and not written.recorded
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        written.action = "update"  # type: ignore[misc]
+    before = _dt.datetime.now(_dt.timezone.utc)
+    event = WriteEvent(model="User", collection="users", action="create", document_ids=(oid,), fields=("name",),
+                       database=None)
+    assert before <= event.time <= _dt.datetime.now(_dt.timezone.utc) and event.time.tzinfo is _dt.timezone.utc
+    assert (event.session, event.changes, event.recorded, event.op_id) == (None, (), False, None)
+    moved = dataclasses.replace(event, model="Other")
+    assert moved.model == "Other" and moved.time == event.time and moved.document_ids == (oid,)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.model = "Other"  # type: ignore[misc]
+
+
+def test_what_a_single_write_announces_is_what_the_general_path_builds():
+    doc = {"_id": ObjectId(), "name": "Ann", "_rev": 3, "updatedAt": _dt.datetime(2026, 1, 1)}
+    op = ObjectId()
+    one = writes._written("update", [doc], ("name",), op)
+    general = Written("update", (doc["_id"],), ("name",), (writes._created(doc),), documents=(doc,), op_id=op)
+    assert one == general and one.changes[0].rev == 3
+    assert writes._fields_of({"_id": 1, "a": 2, "b": 3}) == ("a", "b")
+    assert writes._fields_of({"a": 2, "_id": 1, "b": 3}) == ("a", "b")
+
+
+# --- a create: validated once, sealed without a copy when nothing is sealed, built from its own document
+
+
+def test_a_valid_create_enters_no_masking_context_and_an_invalid_one_is_still_masked(db, monkeypatch):
+    real = writes.masked_errors
+    entered = []
+    monkeypatch.setattr(writes, "masked_errors", lambda cls: entered.append(cls) or real(cls))
+    db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert entered == []
+    with pytest.raises(ValidationError) as caught:
+        db.create(User, {"email": "secret.person@@example.com", "name": "Ann"})
+    assert entered == [User]
+    assert "secret.person" not in str(caught.value) and "secret.person" not in str(caught.value.errors)
+
+
+def test_without_a_key_a_new_document_is_checked_in_place_not_copied():
+    db = new_db(allow_plaintext_sensitive=True)
+    try:
+        rt = db.executor.runtime
+        info = rt.registry.resolve("User")
+        son = writes.new_document(info, {"email": "ann@example.com", "name": "Ann"})
+        kept = copy.deepcopy(son)
+        assert seal_step.document(rt, info, son) is son and son == kept
+        # the checks a sealing makes are still made on every sensitive value
+        with pytest.raises(EncryptionError, match="would read back as an envelope"):
+            seal_step.document(rt, info, {**son, "name": "enc:v2:not-really"})
+        with pytest.raises(EncryptionError, match="only string values"):
+            seal_step.document(rt, info, {**son, "name": 5})
+    finally:
+        db.disconnect()
+    strict = new_db(allow_plaintext_sensitive=False)
+    try:
+        rt = strict.executor.runtime
+        info = rt.registry.resolve("User")
+        with pytest.raises(EncryptionError, match="sensitive field"):
+            seal_step.document(rt, info, dict(son))
+    finally:
+        strict.disconnect()
+
+
+SAMPLES = {"User": samples.user_input, "BirthChart": samples.chart_input, "PlanetaryInsight": samples.insight_input,
+           "TimingRecommendation": samples.timing_input}
+
+
+def _state(doc):
+    """An instance's data, recursively, with each value's type: what hydration must reproduce."""
+    if hasattr(doc, "_data"):
+        return (type(doc), doc._created, doc._initialised, list(doc._changed_fields),
+                {k: _state(v) for k, v in doc._data.items()})
+    if isinstance(doc, list):
+        return [_state(v) for v in doc]
+    return (type(doc), doc)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_creates_answer_is_the_instance_hydration_of_its_stored_document_gives(db, name):
+    info = db.executor.runtime.registry.resolve(name)
+    son = writes.new_document(info, SAMPLES[name]())
+    son["_rev"] = 2  # an unknown key (a continued life's revision) is kept as it is
+    assert _state(hydration.hydrate_encoded(info.cls, son)) == _state(hydration.hydrate(info.cls, copy.deepcopy(son)))
+
+
+def test_a_create_converts_only_the_values_the_codec_did_not_leave_in_python_form(db, monkeypatch):
+    converted = []
+    real = hydration._convert
+    monkeypatch.setattr(hydration, "_convert", lambda fp, value, owner: converted.append(fp.stored) or real(fp, value, owner))
+    user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
+    plan = doc_plan(User)
+    expected = {fp.stored for fp in plan.fields if not (fp.mongo_is_python or fp.python_is_identity)}
+    assert set(converted) <= expected and "name" not in converted and "createdAt" not in converted
+    assert (user.email, user.name, user.status) == ("ann@example.com", "Ann", "active")
+    assert _state(user) == _state(db.find_one(User, {"id": user.id}))
+
+
+# --- the after-write step: the query cache's notice and the in-process bus -----------------------
+
+
+def test_the_notice_fields_are_the_top_level_names_whatever_the_spelling():
+    for names in [("a", "b"), ("a.b", "c"), ("a.0.b", "a.c", "d"), (), ("x",)]:
+        assert _top_fields(names) == frozenset(n.split(".", 1)[0] for n in names)
+    assert _top_fields((1, "a.b")) == frozenset({"1", "a"})  # not a string: the general way
+
+
+class _Counted(weakref.WeakSet):  # type: ignore[type-arg]
+    iterations = 0
+
+    def __iter__(self):
+        type(self).iterations += 1
+        return super().__iter__()
+
+
+class _Listener:
+    def __init__(self):
+        self.applied = []
+
+    def apply(self, notice):
+        self.applied.append(notice)
+        return 0
+
+    def drop(self, model):
+        self.applied.append(model)
+        return 0
+
+    def drop_all(self, reason):
+        return 0
+
+
+def test_a_bus_with_only_the_publishing_cache_iterates_no_listeners_and_still_counts_the_message():
+    bus = LocalBus(("test-alone",))
+    bus._listeners = _Counted()
+    alone, other = _Listener(), _Listener()
+    bus.attach(alone)
+    notice = Notice("User", frozenset({b"x"}), frozenset({"name"}))
+    bus.publish("User", origin=alone, notice=notice)
+    assert _Counted.iterations == 0 and alone.applied == [] and bus.figures.sent == 1
+    bus.attach(other)
+    bus.publish("User", origin=alone, notice=notice)
+    assert _Counted.iterations == 1 and other.applied == [notice] and alone.applied == [] and bus.figures.sent == 2
+    bus.publish("User", origin=None, notice=notice)  # no origin: every listener hears it
+    assert sorted(map(len, (alone.applied, other.applied))) == [1, 2]
+
+
+def test_the_after_write_step_enters_no_bound_context_unless_an_outcome_was_read_back(db, monkeypatch):
+    def refuse(self):
+        raise AssertionError("not on this path")
+
+    monkeypatch.setattr(writes.WriteRunner, "_bound_after", refuse)
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert db.update(User, {"id": user.id}, {"name": "Bo"}).name == "Bo"
