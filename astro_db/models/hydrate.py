@@ -81,7 +81,10 @@ def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     is already what ``to_python`` would make of it, so it is taken as it is (a create's answer)."""
     if _signals_connected() or "_cls" in son:
         return model_cls._from_son(son)
-    return _build(doc_plan(model_cls), son, created=False, encoded=True)
+    try:
+        return _build(doc_plan(model_cls), son, created=False, encoded=True)
+    except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
+        return model_cls._from_son(son)
 
 
 def _build(plan: DocPlan, son: dict[str, Any], created: bool, encoded: bool = False) -> Any:
