@@ -516,6 +516,8 @@ class QueryCache:
             return self._drop_locally(model)
         with self._lock:
             self._generation[model] = self._generation.get(model, 0) + 1
+            if model not in self._by_model:  # nothing of the model is held here: none to drop, none kept
+                return 0
             doomed: set[CacheKey] = set()
             for digest in notice.ids:
                 doomed.update(self._by_id.get((model, digest), ()))

@@ -200,3 +200,21 @@ def test_the_after_write_step_enters_no_bound_context_unless_an_outcome_was_read
     monkeypatch.setattr(writes.WriteRunner, "_bound_after", refuse)
     user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
     assert db.update(User, {"id": user.id}, {"name": "Bo"}).name == "Bo"
+
+
+def test_a_write_to_a_model_with_nothing_cached_judges_no_entry_but_still_advances_its_generation(monkeypatch):
+    from astro_db import Database
+
+    with Database("mongomock://localhost/wp_cache", cache_models=("User",), ensure_indexes=False) as db:
+        cache = db.executor.runtime.cache
+        judged = []
+        real = type(cache)._candidates
+        monkeypatch.setattr(type(cache), "_candidates", lambda self, notice: judged.append(notice.model) or real(self, notice))
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        before, counts = cache.generation("User"), cache.stats()
+        db.update(User, {"id": user.id}, {"name": "Bo"})
+        assert judged == [] and cache.generation("User")[1] == before[1] + 1
+        assert (cache.stats()["invalidations"], cache.stats()["kept"]) == (counts["invalidations"], counts["kept"])
+        db.find(User, {"status": "active"})  # an entry of the model: the next write judges it
+        db.update(User, {"id": user.id}, {"name": "Cy"})
+        assert judged == ["User"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Cy"
