@@ -218,3 +218,22 @@ def test_a_write_to_a_model_with_nothing_cached_judges_no_entry_but_still_advanc
         db.find(User, {"status": "active"})  # an entry of the model: the next write judges it
         db.update(User, {"id": user.id}, {"name": "Cy"})
         assert judged == ["User"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Cy"
+
+
+def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
+    from types import MappingProxyType
+
+    from astro_db.query import pipeline
+
+    walked = []
+    real = pipeline.check_document_keys
+    monkeypatch.setattr(pipeline, "check_document_keys", lambda value, path="": walked.append(path) or real(value, path))
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    db.update(User, {"id": user.id}, {"name": "Bo", "status": "suspended"})
+    assert walked == []
+    chart = db.create("BirthChart", samples.chart_input(user_id=str(user.id)))
+    place = {"name": "Lyon", "coordinates": {"type": "Point", "coordinates": [4.8, 45.7]}}
+    db.update("BirthChart", {"id": chart.id}, MappingProxyType({"birth_data.location": place}))  # any Mapping
+    assert walked == ["birthData.location"]
+    with pytest.raises(ValidationError):
+        db.update("BirthChart", {"id": chart.id}, {"birth_data.location": {**place, "$where": "1"}})
