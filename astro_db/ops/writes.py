@@ -30,6 +30,7 @@ import datetime as _dt
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import bson
@@ -83,6 +84,8 @@ ONE_COMMAND_BATCH = 16
 # Items per upsert_many batch: one find of the stored documents by key, one bulk write (one
 # ``update`` command: well under the server's 100,000 writes and 48 MB per command).
 UPSERT_BATCH = 1000
+# Update operators a second application would apply again: such an update is not retried by us.
+_NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
 # Service fields: never part of what an upsert compares (the caller's content is).
 _KEPT = frozenset({"_id", "createdAt", "updatedAt", "__v", REV_FIELD, OP_FIELD})
 
@@ -524,13 +527,11 @@ class WriteRunner:
         if compiled.touches_lists or self._per_document(compiled):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards)
-        idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
+        idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         landed, found = self._stamped(op_id)
         try:
             doc: dict[str, Any] | None = self._write(
-                "update", self._naming(lambda: self.coll.find_one_and_update(
-                    guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
-                [], retry=idempotent, landed=landed)
+                "update", partial(self._find_and_update, guarded, update), [], retry=idempotent, landed=landed)
         except _Partly:
             doc = found[0]
         if doc is None:
@@ -538,6 +539,17 @@ class WriteRunner:
                 raise _out_of_range(compiled)
             return None, None
         return _written("update", [doc], tuple(compiled.fields), op_id), doc
+
+    def _find_and_update(self, filt: dict[str, Any], update: dict[str, Any]) -> dict[str, Any] | None:
+        """An update's driver call (its attempt is a ``partial`` of it): the post-image, or None;
+        a duplicate key named by its fields (``_naming``, without a closure per call)."""
+        try:
+            doc: dict[str, Any] | None = self.coll.find_one_and_update(
+                filt, update, return_document=ReturnDocument.AFTER, session=self.session)
+        except pm.DuplicateKeyError as exc:
+            self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
+            raise
+        return doc
 
     def _stamped(self, op_id: Any) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
         """The read-back of an update whose outcome is unknown: every update stamps its op id
@@ -579,7 +591,7 @@ class WriteRunner:
         # Tagged with this call's op id, so it can read back exactly the documents it changed
         # (never one that another caller deleted or changed first); a retry skips its own.
         update, op_id = _advanced(compiled)
-        idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
+        idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         changes = self.rt.changes
         projection = None if changes.journal else {"_id": 1, REV_FIELD: 1, "updatedAt": 1}
         modified = 0

@@ -237,3 +237,35 @@ def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_stil
     assert walked == ["birthData.location"]
     with pytest.raises(ValidationError):
         db.update("BirthChart", {"id": chart.id}, {"birth_data.location": {**place, "$where": "1"}})
+
+
+def test_an_updates_duplicate_key_named_only_by_its_index_is_given_the_index_fields(db):
+    from pymongo import errors as pm
+
+    from astro_db.errors import DuplicateKeyError
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    rt = db.executor.runtime
+    real = rt.coll
+
+    class Refusing:  # a server that names only the index of a refused update (as some emulators do)
+        def __init__(self, coll):
+            self.coll = coll
+
+        def find_one_and_update(self, *args, **kwargs):
+            message = "E11000 duplicate key error collection: users index: login_unique dup key"
+            raise pm.DuplicateKeyError(message, 11000, {"errmsg": message, "code": 11000})
+
+        def list_indexes(self, *args, **kwargs):  # an index whose name does not spell its fields
+            return [{"name": "_id_", "key": {"_id": 1}}, {"name": "login_unique", "key": {"email": 1}}]
+
+        def __getattr__(self, name):
+            return getattr(self.coll, name)
+
+    rt.coll = lambda info: Refusing(real(info))  # type: ignore[method-assign]
+    try:
+        with pytest.raises(DuplicateKeyError) as caught:
+            db.update(User, {"id": user.id}, {"email": "bo@example.com"})
+    finally:
+        rt.coll = real  # type: ignore[method-assign]
+    assert caught.value.fields == ("email",)
