@@ -341,8 +341,14 @@ class FieldCrypto:
             return son
         if not self.enabled:  # no key: nothing is sealed, so no copy; every value still passes _seal's checks
             for f in fields:
-                for parent, key in slots_at(son, f.path.split(".")):
-                    value = parent[key]
+                path = f.path
+                if "." in path:
+                    values = [parent[key] for parent, key in slots_at(son, path.split("."))]
+                elif path in son:  # a top-level field: its one slot, without the walk
+                    values = [son[path]]
+                else:
+                    continue
+                for value in values:
                     for item in value if isinstance(value, list) else (value,):
                         self._seal(item, info, f, son)
             return son

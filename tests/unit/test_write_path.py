@@ -99,6 +99,21 @@ def test_without_a_key_a_new_document_is_checked_in_place_not_copied():
             seal_step.document(rt, info, {**son, "name": "enc:v2:not-really"})
         with pytest.raises(EncryptionError, match="only string values"):
             seal_step.document(rt, info, {**son, "name": 5})
+        # nested paths, lists and lists of sub-documents are reached too
+        chart = writes.new_document(rt.registry.resolve("BirthChart"), samples.chart_input())
+        chart["birthData"]["location"]["name"] = "enc:v2:x"
+        with pytest.raises(EncryptionError, match="birthData.location.name"):
+            seal_step.document(rt, rt.registry.resolve("BirthChart"), chart)
+        insight = writes.new_document(rt.registry.resolve("PlanetaryInsight"), samples.insight_input())
+        assert seal_step.document(rt, rt.registry.resolve("PlanetaryInsight"), insight) is insight
+        insight["recommendations"] = ["fine", "enc:v2:x"]
+        with pytest.raises(EncryptionError, match="recommendations"):
+            seal_step.document(rt, rt.registry.resolve("PlanetaryInsight"), insight)
+        timing = writes.new_document(rt.registry.resolve("TimingRecommendation"), samples.timing_input())
+        assert seal_step.document(rt, rt.registry.resolve("TimingRecommendation"), timing) is timing
+        timing["risks"][0]["description"] = "enc:v2:x"
+        with pytest.raises(EncryptionError, match="risks.description"):
+            seal_step.document(rt, rt.registry.resolve("TimingRecommendation"), timing)
     finally:
         db.disconnect()
     strict = new_db(allow_plaintext_sensitive=False)
