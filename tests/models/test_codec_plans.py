@@ -61,7 +61,7 @@ def test_skipping_to_mongo_after_to_python_changes_nothing(fp: FieldPlan) -> Non
 
 def test_fields_that_change_values_in_to_mongo_are_not_skipped() -> None:
     assert not field_plan(EmailField()).mongo_is_python  # its own to_python: not on the trusted list
-    assert not field_plan(ChoiceField(["a"])).mongo_is_python
+    assert field_plan(ChoiceField(["a"])).mongo_is_python  # trusted: its to_python is idempotent (below)
 
     class Upper(TextField):
         def to_mongo(self, value: Any) -> Any:
@@ -98,3 +98,13 @@ def test_containers_and_converting_fields_are_never_taken_as_is() -> None:
         for fp in doc_plan(model).fields:
             if fp.kind in (EMBEDDED, LIST) or type(fp.field).to_python is not BaseField.to_python:
                 assert not fp.python_is_identity, fp.stored
+
+
+@pytest.mark.parametrize("field", [ChoiceField(["a", "B"]), ChoiceField(["Low", "LOW", "high", "Ärger", "ß"], ignore_case=True),
+                                   ChoiceField([" padded ", "x"], ignore_case=True)], ids=["exact", "ignore-case", "padded"])
+def test_a_choice_fields_to_python_is_idempotent_so_its_to_mongo_can_be_skipped(field: ChoiceField) -> None:
+    samples = [*SAMPLES, "a", " A ", "b", "B", "low", " LOW ", "HIGH", "äRGER", "SS", "ẞ", "\u00df", " padded ", "PADDED", 5]
+    for sample in samples:
+        once = field.to_python(sample)
+        assert field.to_python(once) == once and type(field.to_python(once)) is type(once), sample
+        assert field.to_mongo(once) == once, sample
