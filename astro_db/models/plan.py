@@ -13,7 +13,7 @@ from typing import Any
 from mongoengine.base import BaseField
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
-from .fields import ChoiceField, StrictObjectIdField, TextField, UserRefField, UTCDateTimeField
+from .fields import ChoiceField, EmailField, StrictObjectIdField, TextField, UserRefField, UTCDateTimeField
 
 __all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
 
@@ -21,9 +21,11 @@ LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
 
 _MONGO_IS_PYTHON = frozenset({BaseField.to_mongo, StrictObjectIdField.to_mongo, UTCDateTimeField.to_mongo})
 # ChoiceField's: a strip, then (ignore_case) the one option of that lower-case spelling, whose own
-# lower-case spelling gives it back (tests/models/test_codec_plans.py)
+# lower-case spelling gives it back; EmailField's: canonical_email folds until nothing changes
+# (every code point checked, tests/models/test_codec_plans.py)
 _IDEMPOTENT_TO_PYTHON = frozenset({BaseField.to_python, TextField.to_python, StrictObjectIdField.to_python,
-                                   UserRefField.to_python, UTCDateTimeField.to_python, ChoiceField.to_python})
+                                   UserRefField.to_python, UTCDateTimeField.to_python, ChoiceField.to_python,
+                                   EmailField.to_python})
 
 
 class FieldPlan:
