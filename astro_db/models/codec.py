@@ -176,8 +176,10 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
             return _INVALID
         if py is not None:
             py[fp.name] = value
-        if fp.mongo_is_python and not converted:
-            return value  # to_mongo would give it back unchanged (plan.FieldPlan.mongo_is_python)
+        if fp.mongo_is_python and (not converted or fp.python_is_identity):
+            # to_mongo would give it back unchanged (plan.FieldPlan.mongo_is_python): after
+            # to_python, or, for a default (never through to_python), where to_python is the identity
+            return value
         return fp.to_mongo(value)
     if kind is EMBEDDED:
         sub_py: dict[str, Any] | None = {} if py is not None else None

@@ -284,3 +284,14 @@ def test_an_updates_duplicate_key_named_only_by_its_index_is_given_the_index_fie
     finally:
         rt.coll = real  # type: ignore[method-assign]
     assert caught.value.fields == ("email",)
+
+
+def test_a_default_whose_to_python_is_the_identity_is_stored_without_to_mongo(monkeypatch):
+    from astro_db.models import codec
+
+    version = doc_plan(User).by_key["__v"]
+    assert version.python_is_identity and version.mongo_is_python and version.default == 0
+    called = []
+    monkeypatch.setattr(version, "to_mongo", lambda value: called.append(value) or value)
+    son = codec.encode_new(User, {"email": "ann@example.com", "name": "Ann"})
+    assert son["__v"] == 0 and type(son["__v"]) is int and called == []
