@@ -93,3 +93,34 @@ def test_a_server_answer_outside_the_actors_scope_is_still_refused_on_the_bare_p
     me = db.as_actor(str(mine.id), roles=["self"])
     with pytest.raises(PermissionDeniedError, match="outside the scope"):
         me.find_one(User, {"id": mine.id})
+
+
+def test_opening_a_read_looks_at_top_level_values_in_place_and_opens_only_ciphertext(db, monkeypatch):
+    from bson import Binary
+
+    from astro_db.security import crypto as crypto_mod
+
+    rt = db.executor.runtime
+    crypto = rt.crypto
+    opened = []
+    real = crypto_mod.FieldCrypto._open
+    monkeypatch.setattr(crypto_mod.FieldCrypto, "_open",
+                        lambda self, value, *args, **kwargs: opened.append(value) or real(self, value, *args, **kwargs))
+    insight = rt.registry.resolve("PlanetaryInsight")
+    plain = {"_id": ObjectId(), "summary": "calm", "recommendations": ["Rest", "Walk"], "energyLevel": 5}
+    kept = plain["recommendations"]
+    assert crypto.open_document(insight, dict(plain)) == plain
+    assert opened == []  # plaintext is not handed to the opener value by value
+    assert plain["recommendations"] is kept
+    envelope, csfle = "enc:v2:00000000:AAAA", Binary(b"\x01sealed", 6)
+    out = crypto.open_document(insight, {"_id": ObjectId(), "summary": csfle, "recommendations": ["Rest", envelope, None]})
+    assert opened == ["Rest", envelope, None, csfle]  # a list holding ciphertext is opened item by item, as before
+    assert crypto_mod.is_unreadable(out["summary"]) and out["recommendations"][0] == "Rest"
+    assert crypto_mod.is_unreadable(out["recommendations"][1]) and out["recommendations"][2] is None
+    user = rt.registry.resolve("User")
+    assert crypto.open_document(user, {"_id": 1, "email": "a@b.co", "emailIndex": "h", "name": "Ann"}) == {
+        "_id": 1, "email": "a@b.co", "name": "Ann"}  # a top-level blind index is never shown
+    chart = rt.registry.resolve("BirthChart")  # nested paths are still walked
+    doc = {"_id": 2, "birthData": {"location": {"name": envelope, "nameIndex": "h"}, "date": "d"}}
+    assert crypto_mod.is_unreadable(crypto.open_document(chart, doc)["birthData"]["location"]["name"])
+    assert "nameIndex" not in doc["birthData"]["location"] and doc["birthData"]["date"] == "d"
