@@ -48,8 +48,8 @@ def test_hydrate_many_looks_the_plan_and_the_signals_up_once(db, monkeypatch):
                                            "recommendations": ["Rest"]}, lean=True) for day in range(1, 8)]
     one_by_one = [hydration.hydrate(PlanetaryInsight, doc) for doc in stored]
     looked = []
-    real = hydration.doc_plan
-    monkeypatch.setattr(hydration, "doc_plan", lambda cls: looked.append(cls) or real(cls))
+    real = hydration.read_plan
+    monkeypatch.setattr(hydration, "read_plan", lambda cls: looked.append(cls) or real(cls))
     many = hydration.hydrate_many(PlanetaryInsight, stored)
     assert looked == [PlanetaryInsight]
     assert [d.to_dict() for d in many] == [d.to_dict() for d in one_by_one]
