@@ -146,3 +146,36 @@ def test_hydrating_an_insight_stays_within_its_function_call_budget(db):
     assert pstats.Stats(profiler).total_calls / len(copies) <= 45  # type: ignore[attr-defined]
     assert [d._data for d in many] == [d._data for d in expected]
     assert all(d.date.tzinfo is not None and d.date.utcoffset().total_seconds() == 0 for d in many)
+
+
+def test_a_repeated_read_skips_what_its_first_call_settled(db, monkeypatch):
+    """After the first by-id find_one: the route's key, the cache's bus, the stale check and the
+    monitor's new-shape and new-table paths are not asked again (each settled by the first call)."""
+    from astro_db.cache import store as cache_store
+    from astro_db.driver import routing
+    from astro_db.monitoring import monitor as monitoring
+    from astro_db.ops import executor as executor_module
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    asked: list[str] = []
+
+    def noting(name, real):
+        def wrapper(*args, **kwargs):
+            asked.append(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(routing.ReadPreference, "key", property(noting("key", routing.ReadPreference.key.fget)))
+    monkeypatch.setattr(cache_store.QueryCache, "enabled", property(noting("enabled", cache_store.QueryCache.enabled.fget)))
+    monkeypatch.setattr(executor_module, "stale_age", noting("stale_age", executor_module.stale_age))
+    monkeypatch.setattr(monitoring.Monitor, "_count_shape", noting("_count_shape", monitoring.Monitor._count_shape))
+    monkeypatch.setattr(monitoring.Monitor, "_stats", noting("_stats", monitoring.Monitor._stats))
+    for _ in range(3):
+        assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert asked == []
+    shapes = db.executor.runtime.monitor.query_shapes()
+    assert [s["count"] for s in shapes if s["operation"] == "find_one"] == [4]  # still counted
+    assert db.metrics()["operations"]["User"]["find_one"]["count"] == 4
+    assert db.find_one(User, {"id": user.id}, cache=True).name == "Ann"  # asked for: the cache looks at itself
+    assert "enabled" in asked
