@@ -120,6 +120,10 @@ def test_opening_a_read_looks_at_top_level_values_in_place_and_opens_only_cipher
     user = rt.registry.resolve("User")
     assert crypto.open_document(user, {"_id": 1, "email": "a@b.co", "emailIndex": "h", "name": "Ann"}) == {
         "_id": 1, "email": "a@b.co", "name": "Ann"}  # a top-level blind index is never shown
+    opened.clear()
+    docs = [{"_id": n, "summary": envelope if n == 3 else "calm", "recommendations": ["Rest"]} for n in range(5)]
+    assert crypto.open_documents(insight, docs) is docs  # a result opened in place, in one pass
+    assert opened == [envelope] and [crypto_mod.is_unreadable(d["summary"]) for d in docs] == [False] * 3 + [True, False]
     chart = rt.registry.resolve("BirthChart")  # nested paths are still walked
     doc = {"_id": 2, "birthData": {"location": {"name": envelope, "nameIndex": "h"}, "date": "d"}}
     assert crypto_mod.is_unreadable(crypto.open_document(chart, doc)["birthData"]["location"]["name"])
