@@ -183,3 +183,21 @@ def test_a_repeated_read_skips_what_its_first_call_settled(db, monkeypatch):
     assert db.metrics()["operations"]["User"]["find_one"]["count"] == 4
     assert db.find_one(User, {"id": user.id}, cache=True).name == "Ann"  # asked for: the cache looks at itself
     assert "enabled" in asked
+
+
+def test_with_no_tracer_provider_an_operation_runs_without_building_a_traced_call(db, monkeypatch):
+    from astro_db.monitoring import tracing
+
+    if not tracing.AVAILABLE:
+        pytest.skip("the tracing extra is not installed")
+    from opentelemetry import trace
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())  # as with no SDK set
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no span is made without a tracer provider, so no traced call is built")
+
+    monkeypatch.setattr(tracing, "_traced", refuse)
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert db.executor.call(None, "ping", lambda: 1) == 1
