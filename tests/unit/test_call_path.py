@@ -201,3 +201,18 @@ def test_with_no_tracer_provider_an_operation_runs_without_building_a_traced_cal
     user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
     assert db.find_one(User, {"id": user.id}).name == "Ann"
     assert db.executor.call(None, "ping", lambda: 1) == 1
+
+
+def test_a_find_one_with_no_options_validates_none_and_one_with_options_still_does(db, monkeypatch):
+    from astro_db.errors import QueryError
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    real = compile_step.find_options
+    checked: list[object] = []
+    monkeypatch.setattr(compile_step, "find_options", lambda *args, **kwargs: checked.append(args[2]) or real(*args, **kwargs))
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert checked == []
+    assert db.find_one(User, {"id": user.id}, sort=[("name", 1)]).name == "Ann"
+    with pytest.raises(QueryError):
+        db.find_one(User, {"id": user.id}, sort=[("nope", 1)])
+    assert len(checked) == 2
