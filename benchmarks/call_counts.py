@@ -4,8 +4,9 @@ Starts nx-27017 (the test suite's patched launcher, as ``run.py`` does), profile
 each side with cProfile and prints the function calls per call (C functions included, as
 cProfile counts them), split by package (astro_db, PyMongo, bson, the rest: the standard
 library's and C helpers), for raw PyMongo on a plain client, astro_db as shipped, with
-``monitoring=False``, and lean, and with ``tracing=False`` too (no listener at all); then the PyMongo functions astro_db's client calls more often
-than the raw client, and those the monitor's listeners add. Counts do not depend on the
+``monitoring=False``, and lean, and with ``tracing=False`` too (no listener at all); then the
+PyMongo functions astro_db's client calls more often than the raw client, those the monitor's
+listeners add and those the tracing extra's server listener adds. Counts do not depend on the
 machine's load, unlike CPU time. Figures, never assertions.
 """
 
