@@ -217,3 +217,20 @@ def test_a_find_one_with_no_options_validates_none_and_one_with_options_still_do
     with pytest.raises(QueryError):
         db.find_one(User, {"id": user.id}, sort=[("nope", 1)])
     assert len(checked) == 2
+
+
+def test_monitoring_off_leaves_tracings_command_listener_and_tracing_off_too_leaves_none():
+    """docs/monitoring.md: with the tracing extra, ``monitoring=False`` still has PyMongo publish
+    command events (tracing's server listener); ``tracing=False`` as well registers no listener."""
+    from pymongo import monitoring as pm_monitoring
+
+    from astro_db import Database
+    from astro_db.monitoring import tracing
+
+    def command_listeners(**options):
+        rt = Database("mongodb://localhost:1/readfast", allow_plaintext_sensitive=True, **options).executor.runtime
+        return [x for x in rt.listeners if isinstance(x, pm_monitoring.CommandListener)]
+
+    assert [type(x).__name__ for x in command_listeners(monitoring=False)] == (["ServerListener"] if tracing.AVAILABLE else [])
+    assert command_listeners(monitoring=False, tracing=False) == []
+    assert {type(x).__name__ for x in command_listeners()} >= {"CommandEvents"}
