@@ -27,6 +27,10 @@ DEFAULT_ARGS = ["-n", "2", "--dist", "worksteal", "-m", "not benchmark and not n
 
 nox.options.sessions = ["tests"]
 nox.options.download_python = "never"
+# uv makes the virtualenvs and installs into them when it is installed (CI installs it), else
+# virtualenv and pip; uv never downloads an interpreter either.
+nox.options.default_venv_backend = "uv|virtualenv"
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 
 
 def _pyenv_bins() -> list[str]:

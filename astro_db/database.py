@@ -485,6 +485,8 @@ class Database(OperatorMixin):
     def _op(self, name: str, model: Any, query: Any = None, data: Any = None, *, options: Mapping[str, Any] = {},  # noqa: B006
             allowed: type = WriteOptions, **fixed: Any) -> Operation:
         """The Operation of one call; an unknown keyword is a TypeError, as Python would say."""
+        if not options:  # nearly every call names no option: nothing to check or copy
+            return Operation(name, model, self._actor, None, query, data, fixed)
         unknown = set(options) - allowed.__optional_keys__ - allowed.__required_keys__  # type: ignore[attr-defined]
         if unknown:
             raise TypeError(f"{name}() got an unexpected keyword argument {sorted(unknown)[0]!r}")

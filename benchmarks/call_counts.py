@@ -4,8 +4,9 @@ Starts nx-27017 (the test suite's patched launcher, as ``run.py`` does), profile
 each side with cProfile and prints the function calls per call (C functions included, as
 cProfile counts them), split by package (astro_db, PyMongo, bson, the rest: the standard
 library's and C helpers), for raw PyMongo on a plain client, astro_db as shipped, with
-``monitoring=False``, and lean; then the PyMongo functions astro_db's client calls more often
-than the raw client, and those the monitor's listeners add. Counts do not depend on the
+``monitoring=False``, and lean, and with ``tracing=False`` too (no listener at all); then the
+PyMongo functions astro_db's client calls more often than the raw client, those the monitor's
+listeners add and those the tracing extra's server listener adds. Counts do not depend on the
 machine's load, unlike CPU time. Figures, never assertions.
 """
 
@@ -68,14 +69,18 @@ def main() -> None:
     try:
         url = server.url("calls")
         raw = pymongo.MongoClient(url, tz_aware=True)["calls"]["users"]
-        shipped = Database(url, audit=False, journal=False, ensure_indexes=False).connect()
-        quiet = Database(url, audit=False, journal=False, ensure_indexes=False, monitoring=False).connect()
+        common: dict[str, Any] = {"audit": False, "journal": False, "ensure_indexes": False,
+                                  "allow_plaintext_sensitive": True}  # no key here: the User's personal fields in plaintext
+        shipped = Database(url, **common).connect()
+        quiet = Database(url, **common, monitoring=False).connect()
+        silent = Database(url, **common, monitoring=False, tracing=False).connect()  # no listener at all
         ids = [shipped.create(User, {"email": f"u{i}@example.com", "name": "U"}).id for i in range(50)]
         sides: dict[str, Callable[[int], Any]] = {
             "raw PyMongo": lambda i: raw.find_one({"_id": ids[i % 50]}),
             "astro_db": lambda i: shipped.find_one(User, {"id": ids[i % 50]}),
             "astro_db monitoring=False": lambda i: quiet.find_one(User, {"id": ids[i % 50]}),
             "astro_db lean, monitoring=False": lambda i: quiet.find_one(User, {"id": ids[i % 50]}, lean=True),
+            "astro_db monitoring=False, tracing=False": lambda i: silent.find_one(User, {"id": ids[i % 50]}),
         }
         measured: dict[str, pstats.Stats] = {}
         for name, fn in sides.items():
@@ -90,8 +95,11 @@ def main() -> None:
                     quiet_counts, _pymongo_counts(measured["raw PyMongo"]), 12)
         _print_diff("PyMongo calls the monitor's listeners add, per call:",
                     _pymongo_counts(measured["astro_db"]), quiet_counts, 8)
+        _print_diff("PyMongo calls the tracing extra's server listener adds, per call:",
+                    quiet_counts, _pymongo_counts(measured["astro_db monitoring=False, tracing=False"]), 8)
         shipped.disconnect()
         quiet.disconnect()
+        silent.disconnect()
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)

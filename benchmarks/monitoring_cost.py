@@ -10,8 +10,9 @@ Two measurements, client CPU (``time.process_time()``), the median of ``--rounds
    raw PyMongo without listeners, raw PyMongo with the monitor's listeners registered (the
    listeners plus the event objects PyMongo builds for them), raw PyMongo with a no-op command
    listener and with no-op pool listeners (what PyMongo's event publishing costs by itself),
-   astro_db with ``monitoring=True`` (the default) and ``monitoring=False``. The rounds
-   interleave the configurations.
+   astro_db with ``monitoring=True`` (the default), ``monitoring=False`` and ``monitoring=False,
+   tracing=False`` (no listener at all: with the tracing extra installed, ``monitoring=False``
+   still registers tracing's command listener). The rounds interleave the configurations.
 
 Figures, not assertions.
 """
@@ -109,7 +110,11 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
     listened = MongoClient(url, event_listeners=monitor.listeners())
     noop_commands = MongoClient(url, event_listeners=[_NoopCommands()])
     noop_pool = MongoClient(url, event_listeners=[_NoopPool()])
-    dbs = {on: Database(url, ensure_indexes=False, monitoring=on).connect() for on in (True, False)}
+    dbs = {on: Database(url, ensure_indexes=False, monitoring=on, allow_plaintext_sensitive=True).connect()
+           for on in (True, False)}
+    # monitoring=False still has a command listener with the tracing extra installed (tracing's
+    # server listener): this one registers none at all
+    silent = Database(url, ensure_indexes=False, monitoring=False, tracing=False, allow_plaintext_sensitive=True).connect()
     calls_of: dict[str, Callable[[], Any]] = {
         "raw PyMongo, no listeners": lambda: plain[dbname]["users"].find_one({"_id": user.id}),
         "raw PyMongo + monitor listeners": lambda: listened[dbname]["users"].find_one({"_id": user.id}),
@@ -117,6 +122,7 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
         "raw PyMongo + no-op pool listeners": lambda: noop_pool[dbname]["users"].find_one({"_id": user.id}),
         "astro_db monitoring=True": lambda: dbs[True].find_one("User", {"id": user.id}, lean=True),
         "astro_db monitoring=False": lambda: dbs[False].find_one("User", {"id": user.id}, lean=True),
+        "astro_db monitoring=False, tracing=False": lambda: silent.find_one("User", {"id": user.id}, lean=True),
     }
     samples: dict[str, list[float]] = {name: [] for name in calls_of}
     try:
@@ -128,7 +134,7 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
     finally:
         for client in (plain, listened, noop_commands, noop_pool):
             client.close()
-        for db in dbs.values():
+        for db in (*dbs.values(), silent):
             db.disconnect()
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -156,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{costs['raw PyMongo + monitor listeners'] - costs['raw PyMongo, no listeners']:8.1f} us")
     print(f"{'astro_db monitoring on - off':58} "
           f"{costs['astro_db monitoring=True'] - costs['astro_db monitoring=False']:8.1f} us")
+    print(f"{'astro_db monitoring on - no listener at all':58} "
+          f"{costs['astro_db monitoring=True'] - costs['astro_db monitoring=False, tracing=False']:8.1f} us")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Where astro_db's own client CPU goes, per call: ``python benchmarks/profile_calls.py``.
 
 Runs hooks-off calls (``audit=False, journal=False``) of create, update (a one-field ``$set`` by
-id), find_one by id (hydrated, as the benchmark calls it) and find lean against an nx-27017 server
+id), find_one by id (hydrated, as the benchmark calls it), find lean and hydrated (``find``, 20
+insights each) and find_one of a User by id (hydrated: ``find_one_user``) against an nx-27017 server
 started the way ``benchmarks/run.py`` starts it (the patched launcher), and the same calls in raw
 PyMongo on a plain client of its own (``tz_aware=True``, no listeners). The two sides run in
 small interleaved batches (``--rounds`` batches of ``--batch`` calls each, inputs rebuilt outside
@@ -58,7 +59,7 @@ from workloads import stored_insight, stored_user, user_input  # noqa: E402
 from astro_db import Database  # noqa: E402
 from astro_db.models import PlanetaryInsight, User  # noqa: E402
 
-KINDS = ("create", "update", "find_one", "find_lean")
+KINDS = ("create", "update", "find_one", "find_lean", "find", "find_one_user")
 Call = Callable[[int], Any]
 
 
@@ -77,7 +78,8 @@ def nothing(i: int = 0) -> None:
     """The raw side with ``--no-driver`` and the setup of the kinds that need none."""
 
 
-def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int, find_size: int) -> dict[str, Kind]:
+def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int, find_size: int,
+             user_ids: list[Any]) -> dict[str, Kind]:
     """Per kind: (raw call, astro_db call, setup run before each round, untimed)."""
     users, insights = raw["users"], raw["planetaryInsights"]
     state: dict[str, Any] = {"round": 0}
@@ -106,6 +108,12 @@ def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int
         "find_lean": (lambda i: list(insights.find({"userId": owner}).limit(find_size)),
                       lambda i: db.find(PlanetaryInsight, {"userId": owner}, lean=True, limit=find_size),
                       nothing),
+        "find": (lambda i: list(insights.find({"userId": owner}).limit(find_size)),
+                 lambda i: db.find(PlanetaryInsight, {"userId": owner}, limit=find_size),
+                 nothing),
+        "find_one_user": (lambda i: users.find_one({"_id": user_ids[(i * 7919) % len(user_ids)]}),
+                          lambda i: db.find_one(User, {"id": user_ids[(i * 7919) % len(user_ids)]}),
+                          nothing),
     }
 
 
@@ -131,11 +139,20 @@ class InstantCollection:
         return getattr(self.real, name)
 
 
-def without_driver(db: Database, doc: dict[str, Any]) -> None:
-    """Point every model of ``db`` at an ``InstantCollection`` (the run step still runs)."""
+def without_driver(db: Database, docs: dict[str, dict[str, Any]]) -> None:
+    """Point every model of ``db`` at an ``InstantCollection`` answering with ``docs[its
+    collection]`` (the run step still runs)."""
     rt = db.executor.runtime
     real = rt.coll
-    rt.coll = lambda info: InstantCollection(real(info), doc)  # type: ignore[method-assign]
+    made: dict[str, InstantCollection] = {}
+
+    def coll(info: Any) -> InstantCollection:  # one per model, as the gateway keeps one handle per collection
+        hit = made.get(info.name)
+        if hit is None:
+            hit = made[info.name] = InstantCollection(real(info), docs.get(info.collection, {}))
+        return hit
+
+    rt.coll = coll  # type: ignore[method-assign]
 
 
 def both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
@@ -198,18 +215,22 @@ def main(argv: list[str] | None = None) -> None:
         owner = ObjectId()
         seed = [stored_insight(owner, n) for n in range(500)]
         raw["planetaryInsights"].insert_many(seed)
-        raw["users"].insert_many([stored_user(n, "seed") for n in range(100)])
-        table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size)
+        seed_users = [stored_user(n, "seed") for n in range(100)]
+        raw["users"].insert_many(seed_users)
+        user_ids = [d["_id"] for d in seed_users]
+        instant = {"planetaryInsights": seed[0], "users": seed_users[0]}
+        table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size, user_ids)
         if args.no_driver:
-            without_driver(db, seed[0])
+            without_driver(db, instant)
             table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
         if args.tracing_cost:
             untraced = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
                                 monitoring=not args.no_monitoring, tracing=False).connect()
             closing.append(untraced)
             if args.no_driver:
-                without_driver(untraced, seed[0])
-            plain = calls_of(raw, untraced, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size)
+                without_driver(untraced, instant)
+            plain = calls_of(raw, untraced, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size,
+                             user_ids)
             table = {kind: (plain[kind][1], astro, both(setup, plain[kind][2])) for kind, (_, astro, setup) in table.items()}
         mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
         mode += f", tracing {args.tracing}" + (" (raw column: astro_db with tracing=False)" if args.tracing_cost else "")

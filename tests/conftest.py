@@ -31,6 +31,14 @@ TEST_URI_ENV = "ASTRO_DB_TEST_URI"
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+# Property tests without settings of their own draw Hypothesis's default number of examples,
+# scaled like every explicit max_examples (tests/fuzzing.py: ASTRO_DB_FUZZ_SCALE, 1 unless set).
+from fuzzing import DEFAULT, examples  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("astro_db", max_examples=examples(DEFAULT))
+_hypothesis_settings.load_profile("astro_db")
+
 
 # ---------------------------------------------------------------------------
 # Markers and tiers

@@ -290,9 +290,9 @@ class QueryCache:
     def wanted(self, model: str, cache: bool | None) -> bool:
         """Whether a read of ``model`` uses the cache: ``cache`` if given, else the model
         setting; never while the bus is down (reads go to the server)."""
-        if not self.enabled or not self.bus.connected:
-            return False
-        return model in self.models if cache is None else bool(cache)
+        if not (model in self.models if cache is None else cache):
+            return False  # nearly every read: its model not cached and no cache=True
+        return self.ttl_s > 0 and self.bus.connected  # ``enabled``, inlined
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ class ReadRouter:
         self.default = ReadPreference.from_config(config)
         self._lock = threading.Lock()
         self._built: dict[tuple[int, str, str], tuple[Collection, Collection]] = {}
-        self._base: dict[int, tuple[Collection, ReadPreference]] = {}
+        self._base: dict[int, tuple[Collection, ReadPreference, str]] = {}  # id -> (collection, its preference, key)
 
     def route(self, collection: Collection, read_preference: Any, transaction: MaybeTransaction = None,
               ) -> tuple[Collection, str]:
@@ -145,7 +145,10 @@ class ReadRouter:
 
         ``None`` means the client's default (``DatabaseConfig.read_preference``, or the URL's).
         Inside a transaction only ``primary`` is accepted: its session reads from the primary."""
-        if read_preference is None:
+        if read_preference is None:  # nearly every read: the collection as it is, and its preference's key
+            hit = self._base.get(id(collection))
+            if hit is not None and hit[0] is collection:
+                return collection, hit[2]
             return collection, self._default_of(collection).key
         pref = ReadPreference.of(read_preference)
         if transaction is not None:
@@ -167,7 +170,7 @@ class ReadRouter:
         with self._lock:
             if len(self._base) > 256:
                 self._base.clear()
-            self._base[id(collection)] = (collection, pref)
+            self._base[id(collection)] = (collection, pref, pref.key)
         return pref
 
     def _derived(self, collection: Collection, pref: ReadPreference) -> Collection:

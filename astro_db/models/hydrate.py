@@ -19,9 +19,10 @@ from mongoengine import signals
 from mongoengine.base import BaseDocument
 from mongoengine.document import EmbeddedDocument
 
+from .fields import TextField, UTCDateTimeField, to_utc
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
-__all__ = ["hydrate", "hydrate_many", "hydrate_encoded"]
+__all__ = ["hydrate", "hydrate_many", "hydrate_encoded", "read_plan", "encoded_plan", "ReadPlan"]
 
 _set = object.__setattr__
 
@@ -31,7 +32,7 @@ def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     if _signals_connected() or not isinstance(son, dict) or "_cls" in son:
         return model_cls._from_son(son)
     try:
-        return _build(doc_plan(model_cls), son, created=False)
+        return _build(read_plan(model_cls), son)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
 
@@ -48,24 +49,30 @@ def hydrate_many(model_cls: type[Any], sons: list[Any]) -> list[Any]:
     document."""
     if _signals_connected():
         return [model_cls._from_son(son) for son in sons]
-    plan = doc_plan(model_cls)
+    plan = read_plan(model_cls)
     if len(sons) < _GC_PAUSE_FROM or not gc.isenabled():
-        return [_planned(plan, model_cls, son) for son in sons]
+        return _planned(plan, sons)
     gc.disable()
     try:
-        return [_planned(plan, model_cls, son) for son in sons]
+        return _planned(plan, sons)
     finally:
         gc.enable()
 
 
-def _planned(plan: DocPlan, model_cls: type[Any], son: Any) -> Any:
-    """``hydrate`` once the signals are known quiet and the plan is at hand."""
-    if not isinstance(son, dict) or "_cls" in son:
-        return model_cls._from_son(son)
-    try:
-        return _build(plan, son, created=False)
-    except (AttributeError, ValueError):
-        return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
+def _planned(plan: ReadPlan, sons: list[Any]) -> list[Any]:
+    """``hydrate`` of each of ``sons``, the signals known quiet and the plan at hand (one loop,
+    no call per document beyond its build)."""
+    out: list[Any] = []
+    append = out.append
+    for son in sons:
+        if (type(son) is dict or isinstance(son, dict)) and "_cls" not in son:
+            try:
+                append(_build(plan, son))
+                continue
+            except (AttributeError, ValueError):
+                pass  # corrupt data: MongoEngine raises its own error below
+        append(plan.cls._from_son(son))
+    return out
 
 
 def _signals_connected() -> bool:
@@ -74,45 +81,124 @@ def _signals_connected() -> bool:
                 or getattr(signals.post_init, "receivers", None))
 
 
+# How a stored value becomes an attribute's value (``ReadPlan.keys``): as read (``to_python``
+# is the identity), through a one-argument converter, stripped (a ``TextField`` that strips: its
+# ``to_python``, inlined for exact ``str`` values), or through ``_convert`` (containers).
+_AS_IS, _CALL, _TEXT, _CONTAINER = 0, 1, 2, 3
+
+
+class ReadPlan:
+    """What building an instance of one (embedded) document class needs, computed once per
+    class from its ``DocPlan``: per stored key (every spelling) the attribute it fills and how
+    its value is converted, the defaults in field order, and the class's constants. ``encoded``:
+    the plan of a document the codec just encoded (``encoded_plan``), whose values of fields
+    giving ``to_mongo`` as ``to_python`` are taken as they are."""
+
+    __slots__ = ("cls", "class_name", "keys", "defaults", "embedded", "doc_plan")
+
+    def __init__(self, plan: DocPlan, encoded: bool = False) -> None:
+        cls: Any = plan.cls
+        self.cls = cls
+        self.doc_plan = plan
+        self.class_name = cls._class_name
+        self.embedded = issubclass(cls, EmbeddedDocument)
+        self.keys: dict[str, tuple[str, int, Any]] = {}
+        for key, fp in plan.by_key.items():
+            if fp.python_is_identity or (encoded and fp.mongo_is_python):
+                how: tuple[str, int, Any] = (fp.name, _AS_IS, None)
+            elif fp.kind is LEAF:
+                how = (fp.name, _TEXT if _strips(fp) else _CALL, _leaf_converter(fp))
+            else:
+                how = (fp.name, _CONTAINER, fp)
+            self.keys[key] = how
+        # (attribute, default, whether the default is called): as ``FieldPlan.make_default``
+        self.defaults = tuple((fp.name, fp.default, callable(fp.default)) for fp in plan.fields)
+
+
+def _strips(fp: FieldPlan) -> bool:
+    """Whether ``fp.to_python`` is ``TextField``'s own with ``strip`` on: ``value.strip()`` for a str."""
+    return type(fp.field).to_python is TextField.to_python and bool(fp.field.strip)
+
+
+def _leaf_converter(fp: FieldPlan) -> Any:
+    """A leaf field's ``to_python``; a UTC date field's is ``to_utc`` itself (one call less)."""
+    if type(fp.field).to_python is UTCDateTimeField.to_python:
+        return to_utc
+    return fp.to_python
+
+
+_READ_PLANS: dict[type, ReadPlan] = {}
+
+
+def read_plan(cls: type[Any]) -> ReadPlan:
+    """The (cached) read plan of a document class (thread-safe: published once built)."""
+    plan = _READ_PLANS.get(cls)
+    if plan is None:
+        plan = _READ_PLANS.setdefault(cls, ReadPlan(doc_plan(cls)))
+    return plan
+
+
+_ENCODED_PLANS: dict[type, ReadPlan] = {}
+
+
+def encoded_plan(cls: type[Any]) -> ReadPlan:
+    """The (cached) plan of a create's answer: a document ``codec.encode_new`` just made (plus
+    the service's ``_id``, dates and version). Its top-level value of a field giving ``to_mongo``
+    as ``to_python`` (``FieldPlan.mongo_is_python``: ``to_python`` is idempotent) is already what
+    ``to_python`` would make of it, so it is taken as it is; the others convert as on a read."""
+    plan = _ENCODED_PLANS.get(cls)
+    if plan is None:
+        plan = _ENCODED_PLANS.setdefault(cls, ReadPlan(doc_plan(cls), encoded=True))
+    return plan
+
+
 def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
-    """``hydrate`` of a document the codec just encoded (``codec.encode_new``, plus the service's
-    ``_id``, dates and version): the same instance, but a top-level value whose field gives
-    ``to_mongo`` as ``to_python`` (``FieldPlan.mongo_is_python``: ``to_python`` is idempotent)
-    is already what ``to_python`` would make of it, so it is taken as it is (a create's answer)."""
+    """``hydrate`` of a document the codec just encoded (``encoded_plan``): the same instance,
+    without converting again what the codec already converted (a create's answer)."""
     if _signals_connected() or "_cls" in son:
         return model_cls._from_son(son)
     try:
-        return _build(doc_plan(model_cls), son, created=False, encoded=True)
+        return _build(encoded_plan(model_cls), son)
     except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
         return model_cls._from_son(son)
 
 
-def _build(plan: DocPlan, son: dict[str, Any], created: bool, encoded: bool = False) -> Any:
+def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
     cls: Any = plan.cls
     obj = cls.__new__(cls)
     data: dict[str, Any] = {}
-    by_key = plan.by_key
+    keys = plan.keys
     for key, value in son.items():
-        fp = by_key.get(key)
-        if fp is None:
+        how = keys.get(key)
+        if how is None:
             data[key] = value  # unknown stored key: kept, as strict=False MongoEngine does
         elif value is not None:
-            data[fp.name] = (value if fp.python_is_identity or (encoded and fp.mongo_is_python)
-                             else _convert(fp, value, obj))
-    for fp in plan.fields:
-        if data.get(fp.name) is None:
-            data[fp.name] = fp.make_default()
+            name, kind, arg = how
+            if kind is _AS_IS:
+                data[name] = value
+            elif kind is _TEXT:
+                data[name] = value.strip() if value.__class__ is str else arg(value)
+            elif kind is _CALL:
+                data[name] = arg(value)
+            else:
+                data[name] = _convert(arg, value, obj)
+    for name, default, made in plan.defaults:
+        if name not in data:  # a declared field's None is never stored above
+            data[name] = default() if made else default
     _set(obj, "_initialised", True)
-    _set(obj, "_created", created)
+    _set(obj, "_created", False)
     _set(obj, "_data", data)
-    _set(obj, "_dynamic_fields", SON())
+    _set(obj, "_dynamic_fields", _new_son(SON))  # SON(): empty, without its __init__'s two updates
     _set(obj, "_changed_fields", [])
-    obj.__dict__["_cls"] = cls._class_name
-    if isinstance(obj, EmbeddedDocument):
+    obj.__dict__["_cls"] = plan.class_name
+    if plan.embedded:
         _set(obj, "_instance", None)
-    if plan.has_choices:
-        _add_display_methods(obj, plan)
+    if plan.doc_plan.has_choices:
+        _add_display_methods(obj, plan.doc_plan)
     return obj
+
+
+_new_son = SON.__new__
 
 
 def _convert(fp: FieldPlan, value: Any, owner: BaseDocument) -> Any:
@@ -122,7 +208,7 @@ def _convert(fp: FieldPlan, value: Any, owner: BaseDocument) -> Any:
     if kind is EMBEDDED:
         if type(value) is not dict and not isinstance(value, dict):
             return fp.to_python(value)
-        child = _build(fp.sub, value, created=False)
+        child = _build(read_plan(fp.sub.cls), value)
         _set(child, "_instance", weakref.proxy(owner))
         return child
     item = fp.item
@@ -130,16 +216,23 @@ def _convert(fp: FieldPlan, value: Any, owner: BaseDocument) -> Any:
         return fp.to_python(value)
     if item.kind is EMBEDDED:
         proxy = weakref.proxy(owner)
+        sub = read_plan(item.sub.cls)
         out = []
         for entry in value:
             if isinstance(entry, dict):
-                child = _build(item.sub, entry, created=False)
+                child = _build(sub, entry)
                 _set(child, "_instance", proxy)
             else:
                 child = item.to_python(entry)
             out.append(child)
         return out
-    convert = item.to_python
+    if item.python_is_identity:
+        return list(value)
+    if item.kind is not LEAF:
+        return [item.to_python(entry) for entry in value]
+    convert = _leaf_converter(item)
+    if _strips(item):
+        return [entry.strip() if entry.__class__ is str else convert(entry) for entry in value]
     return [convert(entry) for entry in value]
 
 

@@ -144,8 +144,15 @@ class Monitor:
         slow = ms >= self.slow_ms
         with self._lock:
             if query is not None:
-                self._count_shape(key, entry, shape, query[1], now)
-            self._stats(self._operations, model or NO_MODEL, operation).record(ms, error)
+                if entry is not None:  # a shape seen before (nearly every read): counted in place
+                    entry["count"] += 1
+                    entry["last_seen"] = now
+                else:
+                    self._count_shape(key, entry, shape, query[1], now)
+            stats = self._operations.get((model or NO_MODEL, operation))
+            if stats is None:
+                stats = self._stats(self._operations, model or NO_MODEL, operation)
+            stats.record(ms, error)
             self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
         if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
             self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))

@@ -151,9 +151,9 @@ def _error_type(exc: BaseException) -> str:
 
 
 def _traced(rt: Runtime, operation: str, kind: str, model: Any, actor: MaybeActor, run: Callable[[], T]) -> T:
-    """``run()`` inside the span ``astro_db.<operation>``, current while it runs."""
-    if isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
-        return run()  # no tracer provider configured: a span would be the API's no-op, skip it
+    """``run()`` inside the span ``astro_db.<operation>``, current while it runs (the caller has
+    seen a tracer provider configured: with none, a span would be the API's no-op, so the
+    wrappers below make none and build no traced call)."""
     span = _tracer.start_span(SPAN_PREFIX + operation, kind=SpanKind.CLIENT)
     token = _otel_context.attach(_otel_trace.set_span_in_context(span))
     if not span.is_recording():  # no SDK, or sampled out: the context still propagates
@@ -234,7 +234,7 @@ def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:
     @functools.wraps(method)
     def traced(self: Any, op: Any, *args: Any) -> T:
         rt = self.runtime
-        if not rt.config.health.tracing:
+        if not rt.config.health.tracing or isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
             return method(self, op, *args)
         return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op, *args))
 
@@ -247,7 +247,7 @@ def _tool(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def traced(self: Any, info: Any, operation: str, fn: Callable[[], Any], *args: Any, **kwargs: Any) -> T:
         rt = self.runtime
-        if not rt.config.health.tracing:
+        if not rt.config.health.tracing or isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
             return method(self, info, operation, fn, *args, **kwargs)
         return _traced(rt, operation.replace(" ", "_"), TOOL, info, None,
                        lambda: method(self, info, operation, fn, *args, **kwargs))

@@ -166,7 +166,7 @@ class Executor:
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         docs = self._read(op, info, guard, filt, options, where,
                           partial(run.listed, coll.find, filt, session=session, **options))
-        age = stale_age(docs)
+        age = stale_age(docs) if opts.get("stale_ok") else None  # only stale_ok answers stale (steps/cache.py)
         return hydrate.many(info, open.documents(rt, info, docs), lean=opts.get("lean", False), age=age)
 
     def find_one(self, op: Operation) -> Any:
@@ -176,7 +176,7 @@ class Executor:
         filt, options = compile.read(rt, info, guard, op.query, opts, one=True)
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         doc = self._read(op, info, guard, filt, options, where, partial(coll.find_one, filt, session=session, **options))
-        age = stale_age(doc)
+        age = stale_age(doc) if opts.get("stale_ok") else None  # only stale_ok answers stale (steps/cache.py)
         return hydrate.one(info, open.document(rt, info, doc), lean=opts.get("lean", False), age=age)
 
     def iter_find(self, op: Operation) -> Iterator[Any]:

@@ -41,6 +41,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from bson import Binary
+
 from ..backends.capabilities import capabilities
 from ..errors import ConfigError, EncryptionError, QueryError
 from .blind import BlindIndex
@@ -58,7 +60,7 @@ from .fieldpaths import (
 )
 from .filters import match_ciphertext
 from .provenance import intact_paths
-from .vault import SHARED_KEY, KeyVault, binding, is_sealed, subject_alt_name
+from .vault import ENCRYPTED_SUBTYPE, SHARED_KEY, KeyVault, binding, is_sealed, subject_alt_name
 
 __all__ = [
     "Keyring", "FieldCrypto", "Unreadable", "UNREADABLE", "is_unreadable", "parse_key", "key_id", "new_key",
@@ -295,6 +297,8 @@ class FieldCrypto:
         }
         self._lock = threading.Lock()
         self._unreadable = 0
+        # per model: (its fields, what opening a document needs of each: ``_open_plan``)
+        self._open_plans: dict[str, tuple[tuple[Sensitive, ...], tuple[tuple[Sensitive, list[str], str | None], ...]]] = {}
 
     @classmethod
     def from_config(cls, config: Any, registry: Iterable[Any]) -> FieldCrypto:
@@ -579,16 +583,49 @@ class FieldCrypto:
         ``EncryptionError`` instead, for rotation). Blind indexes are the service's, never shown."""
         if doc is None:
             return None
-        chosen = None if paths is None else set(paths)
-        for f in self.fields.get(info.name, ()):
-            if chosen is None or f.path in chosen:
-                for parent, key in slots_at(doc, f.path.split(".")):  # replaced here: no call back from fieldpaths
+        self._open_each(info, (doc,), paths, strict)
+        return doc
+
+    def open_documents(self, info: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``open_document`` of each of ``docs`` (in place), the model's plan looked up once."""
+        self._open_each(info, docs, None, False)
+        return docs
+
+    def _open_each(self, info: Any, docs: Iterable[dict[str, Any]], paths: Iterable[str] | None, strict: bool) -> None:
+        """Open ``docs`` in place: a top-level sensitive value is looked at where it is (no walk,
+        nothing called for plaintext), a nested one found by ``slots_at``; blind indexes dropped."""
+        fields = self.fields.get(info.name)
+        if not fields:
+            return
+        plan = self._open_plans.get(info.name)
+        if plan is None or plan[0] is not fields:
+            plan = self._open_plans[info.name] = (fields, _open_plan(fields))
+        steps = plan[1]
+        if paths is not None:
+            chosen = set(paths)
+            steps = tuple(step for step in steps if step[0].path in chosen)
+        for doc in docs:
+            for f, parts, index_key in steps:
+                if index_key is not None:  # a top-level field: looked at in place, no walk
+                    key = f.path
+                    if key in doc:
+                        value = doc[key]
+                        if isinstance(value, list):
+                            for v in value:  # _is_ciphertext, inlined: most values are plaintext or sealed text
+                                if v.startswith(PREFIX) if isinstance(v, str) else _is_ciphertext(v):
+                                    doc[key] = [self._open(v, info, f, doc, strict) for v in value]
+                                    break
+                        elif value.startswith(PREFIX) if isinstance(value, str) else _is_ciphertext(value):
+                            doc[key] = self._open(value, info, f, doc, strict)
+                    if index_key:
+                        doc.pop(index_key, None)
+                    continue
+                for parent, key in slots_at(doc, parts):  # replaced here: no call back from fieldpaths
                     value = parent[key]
                     parent[key] = ([self._open(v, info, f, doc, strict) for v in value] if isinstance(value, list)
                                    else self._open(value, info, f, doc, strict))
                 if f.blind is not None:
-                    _drop_blind(doc, f.path.split("."))
-        return doc
+                    _drop_blind(doc, parts)
 
     def open_output(self, info: Any, stages: Sequence[Mapping[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Open aggregation output at the declared paths no stage could have rewritten
@@ -597,7 +634,8 @@ class FieldCrypto:
         if not fields:
             return docs
         paths = intact_paths(stages, [f.path for f in fields])
-        return [self.open_document(info, doc, paths) for doc in docs]  # type: ignore[misc]
+        self._open_each(info, docs, paths, False)
+        return docs
 
     def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any], strict: bool = False) -> Any:
         if not is_stored_ciphertext(value):
@@ -646,6 +684,25 @@ class FieldCrypto:
     def leaves(self, doc: Any, path: str) -> Iterator[Any]:
         """The values at a stored path (through lists)."""
         yield from leaves_at(doc, path.split("."))
+
+
+def _is_ciphertext(value: Any) -> bool:
+    """``is_stored_ciphertext``, inlined for the read path: an envelope or a CSFLE ciphertext."""
+    if isinstance(value, str):
+        return value.startswith(PREFIX)
+    return isinstance(value, Binary) and value.subtype == ENCRYPTED_SUBTYPE
+
+
+def _open_plan(fields: Sequence[Sensitive]) -> tuple[tuple[Sensitive, list[str], str | None], ...]:
+    """Per sensitive field, what opening needs, computed once per model: its path's parts, and
+    for a top-level field (looked at in place, with no walk) the key of its blind index (``""``
+    for none); ``None`` for a nested path (walked by ``slots_at``)."""
+    plan = []
+    for f in fields:
+        parts = f.path.split(".")
+        top = (f.blind or "") if len(parts) == 1 else None
+        plan.append((f, parts, top))
+    return tuple(plan)
 
 
 def _drop_blind(doc: Any, parts: list[str]) -> None:

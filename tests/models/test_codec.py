@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bson import ObjectId
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,7 +179,7 @@ _JUNK = st.recursive(_SCALARS, lambda inner: st.one_of(
     max_leaves=25)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(model=st.sampled_from(sorted(MODELS)), data=st.dictionaries(_KEYS, _JUNK, max_size=8))
 def test_encode_new_on_junk_raises_only_astro_db_errors_or_succeeds(model, data):
     try:
@@ -187,7 +188,7 @@ def test_encode_new_on_junk_raises_only_astro_db_errors_or_succeeds(model, data)
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(path=st.sampled_from(["energyLevel", "positions", "windows", "birthData", "positions.0", "userId",
                              "recommendations", "birth_data.location", "risks.$.level", "email"]),
        value=_JUNK, for_item=st.booleans())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
+from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -293,7 +294,7 @@ def embedded_db():
         yield database
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(update=_list_updates())
 def test_a_list_update_lands_valid_with_the_version_advanced_or_changes_nothing(embedded_db, update):
     owner = ObjectId()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,7 @@ def _snapshot(db):
     return {name: list(db.collection(name).find()) for name in ("User", "BirthChart", "PlanetaryInsight", "TimingRecommendation")}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=MODELS, junk=JUNK, other=JUNK)
 def test_junk_only_raises_astro_errors_and_changes_nothing(fuzz_db, model, junk, other):
     before = _snapshot(fuzz_db)

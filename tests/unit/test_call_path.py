@@ -48,8 +48,8 @@ def test_hydrate_many_looks_the_plan_and_the_signals_up_once(db, monkeypatch):
                                            "recommendations": ["Rest"]}, lean=True) for day in range(1, 8)]
     one_by_one = [hydration.hydrate(PlanetaryInsight, doc) for doc in stored]
     looked = []
-    real = hydration.doc_plan
-    monkeypatch.setattr(hydration, "doc_plan", lambda cls: looked.append(cls) or real(cls))
+    real = hydration.read_plan
+    monkeypatch.setattr(hydration, "read_plan", lambda cls: looked.append(cls) or real(cls))
     many = hydration.hydrate_many(PlanetaryInsight, stored)
     assert looked == [PlanetaryInsight]
     assert [d.to_dict() for d in many] == [d.to_dict() for d in one_by_one]
@@ -93,3 +93,144 @@ def test_a_server_answer_outside_the_actors_scope_is_still_refused_on_the_bare_p
     me = db.as_actor(str(mine.id), roles=["self"])
     with pytest.raises(PermissionDeniedError, match="outside the scope"):
         me.find_one(User, {"id": mine.id})
+
+
+def test_opening_a_read_looks_at_top_level_values_in_place_and_opens_only_ciphertext(db, monkeypatch):
+    from bson import Binary
+
+    from astro_db.security import crypto as crypto_mod
+
+    rt = db.executor.runtime
+    crypto = rt.crypto
+    opened = []
+    real = crypto_mod.FieldCrypto._open
+    monkeypatch.setattr(crypto_mod.FieldCrypto, "_open",
+                        lambda self, value, *args, **kwargs: opened.append(value) or real(self, value, *args, **kwargs))
+    insight = rt.registry.resolve("PlanetaryInsight")
+    plain = {"_id": ObjectId(), "summary": "calm", "recommendations": ["Rest", "Walk"], "energyLevel": 5}
+    kept = plain["recommendations"]
+    assert crypto.open_document(insight, dict(plain)) == plain
+    assert opened == []  # plaintext is not handed to the opener value by value
+    assert plain["recommendations"] is kept
+    envelope, csfle = "enc:v2:00000000:AAAA", Binary(b"\x01sealed", 6)
+    out = crypto.open_document(insight, {"_id": ObjectId(), "summary": csfle, "recommendations": ["Rest", envelope, None]})
+    assert opened == ["Rest", envelope, None, csfle]  # a list holding ciphertext is opened item by item, as before
+    assert crypto_mod.is_unreadable(out["summary"]) and out["recommendations"][0] == "Rest"
+    assert crypto_mod.is_unreadable(out["recommendations"][1]) and out["recommendations"][2] is None
+    user = rt.registry.resolve("User")
+    assert crypto.open_document(user, {"_id": 1, "email": "a@b.co", "emailIndex": "h", "name": "Ann"}) == {
+        "_id": 1, "email": "a@b.co", "name": "Ann"}  # a top-level blind index is never shown
+    opened.clear()
+    docs = [{"_id": n, "summary": envelope if n == 3 else "calm", "recommendations": ["Rest"]} for n in range(5)]
+    assert crypto.open_documents(insight, docs) is docs  # a result opened in place, in one pass
+    assert opened == [envelope] and [crypto_mod.is_unreadable(d["summary"]) for d in docs] == [False] * 3 + [True, False]
+    chart = rt.registry.resolve("BirthChart")  # nested paths are still walked
+    doc = {"_id": 2, "birthData": {"location": {"name": envelope, "nameIndex": "h"}, "date": "d"}}
+    assert crypto_mod.is_unreadable(crypto.open_document(chart, doc)["birthData"]["location"]["name"])
+    assert "nameIndex" not in doc["birthData"]["location"] and doc["birthData"]["date"] == "d"
+
+
+def test_hydrating_an_insight_stays_within_its_function_call_budget(db):
+    """The read plan (``models.hydrate.ReadPlan``) converts each stored value with at most one call:
+    67 function calls per insight of this result before it (cProfile's count, C functions
+    included), 35 with it."""
+    import cProfile
+    import pstats
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    stored = [db.create(PlanetaryInsight, {"userId": user.id, "date": f"2026-01-{day:02d}T00:00:00Z", "energyLevel": 5,
+                                           "recommendations": [" Rest ", "Walk"], "summary": "calm"}, lean=True)
+              for day in range(1, 21)]
+    expected = [PlanetaryInsight._from_son(dict(doc)) for doc in stored]
+    copies = [dict(doc) for doc in stored]
+    hydration.hydrate_many(PlanetaryInsight, [dict(doc) for doc in stored])  # the plan built outside the count
+    profiler = cProfile.Profile()
+    profiler.enable()
+    many = hydration.hydrate_many(PlanetaryInsight, copies)
+    profiler.disable()
+    assert pstats.Stats(profiler).total_calls / len(copies) <= 40  # type: ignore[attr-defined]
+    assert [d._data for d in many] == [d._data for d in expected]
+    assert all(d.date.tzinfo is not None and d.date.utcoffset().total_seconds() == 0 for d in many)
+
+
+def test_a_repeated_read_skips_what_its_first_call_settled(db, monkeypatch):
+    """After the first by-id find_one: the route's key, the cache's bus, the stale check and the
+    monitor's new-shape and new-table paths are not asked again (each settled by the first call)."""
+    from astro_db.cache import store as cache_store
+    from astro_db.driver import routing
+    from astro_db.monitoring import monitor as monitoring
+    from astro_db.ops import executor as executor_module
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    asked: list[str] = []
+
+    def noting(name, real):
+        def wrapper(*args, **kwargs):
+            asked.append(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(routing.ReadPreference, "key", property(noting("key", routing.ReadPreference.key.fget)))
+    monkeypatch.setattr(cache_store.QueryCache, "enabled", property(noting("enabled", cache_store.QueryCache.enabled.fget)))
+    monkeypatch.setattr(executor_module, "stale_age", noting("stale_age", executor_module.stale_age))
+    monkeypatch.setattr(monitoring.Monitor, "_count_shape", noting("_count_shape", monitoring.Monitor._count_shape))
+    monkeypatch.setattr(monitoring.Monitor, "_stats", noting("_stats", monitoring.Monitor._stats))
+    for _ in range(3):
+        assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert asked == []
+    shapes = db.executor.runtime.monitor.query_shapes()
+    assert [s["count"] for s in shapes if s["operation"] == "find_one"] == [4]  # still counted
+    assert db.metrics()["operations"]["User"]["find_one"]["count"] == 4
+    assert db.find_one(User, {"id": user.id}, cache=True).name == "Ann"  # asked for: the cache looks at itself
+    assert "enabled" in asked
+
+
+def test_with_no_tracer_provider_an_operation_runs_without_building_a_traced_call(db, monkeypatch):
+    from astro_db.monitoring import tracing
+
+    if not tracing.AVAILABLE:
+        pytest.skip("the tracing extra is not installed")
+    from opentelemetry import trace
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())  # as with no SDK set
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no span is made without a tracer provider, so no traced call is built")
+
+    monkeypatch.setattr(tracing, "_traced", refuse)
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert db.executor.call(None, "ping", lambda: 1) == 1
+
+
+def test_a_find_one_with_no_options_validates_none_and_one_with_options_still_does(db, monkeypatch):
+    from astro_db.errors import QueryError
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    real = compile_step.find_options
+    checked: list[object] = []
+    monkeypatch.setattr(compile_step, "find_options", lambda *args, **kwargs: checked.append(args[2]) or real(*args, **kwargs))
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert checked == []
+    assert db.find_one(User, {"id": user.id}, sort=[("name", 1)]).name == "Ann"
+    with pytest.raises(QueryError):
+        db.find_one(User, {"id": user.id}, sort=[("nope", 1)])
+    assert len(checked) == 2
+
+
+def test_monitoring_off_leaves_tracings_command_listener_and_tracing_off_too_leaves_none():
+    """docs/monitoring.md: with the tracing extra, ``monitoring=False`` still has PyMongo publish
+    command events (tracing's server listener); ``tracing=False`` as well registers no listener."""
+    from pymongo import monitoring as pm_monitoring
+
+    from astro_db import Database
+    from astro_db.monitoring import tracing
+
+    def command_listeners(**options):
+        rt = Database("mongodb://localhost:1/readfast", allow_plaintext_sensitive=True, **options).executor.runtime
+        return [x for x in rt.listeners if isinstance(x, pm_monitoring.CommandListener)]
+
+    assert [type(x).__name__ for x in command_listeners(monitoring=False)] == (["ServerListener"] if tracing.AVAILABLE else [])
+    assert command_listeners(monitoring=False, tracing=False) == []
+    assert {type(x).__name__ for x in command_listeners()} >= {"CommandEvents"}

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -309,7 +310,7 @@ texts = st.one_of(st.text(), envelope_like, st.text(alphabet="\x00\u0301\U0001f6
 names = st.text(alphabet="abcdefXYZ_.", min_size=1, max_size=20)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(texts, st.booleans())
 def test_any_text_round_trips_whatever_it_looks_like(value, deterministic):
     ring = Keyring(RAW_A)
@@ -317,7 +318,7 @@ def test_any_text_round_trips_whatever_it_looks_like(value, deterministic):
     assert sealed != value and ring.open(sealed, COLL, PATH) == value
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(texts, st.booleans(), names, names)
 def test_any_envelope_opens_only_where_it_was_sealed(value, deterministic, coll, path):
     ring = Keyring(RAW_A)

@@ -10,6 +10,7 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -371,7 +372,7 @@ texts = st.one_of(st.text(), st.from_regex(r"enc:[a-z0-9]{2}:[0-9a-f]{8}:[A-Za-z
                   st.text(alphabet="\x00\u0301\U0001f600enc:<>"))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(texts)
 def test_any_text_written_to_a_sensitive_field_reads_back_unchanged(value):
     crypto = fc()
@@ -379,7 +380,7 @@ def test_any_text_written_to_a_sensitive_field_reads_back_unchanged(value):
     assert place(sealed) != value and place(crypto.open_document(CHART, sealed)) == value
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(texts, st.sampled_from(["users", "birthcharts", "archivedCharts", COLL + "x"]))
 def test_any_envelope_moved_to_another_collection_comes_back_unreadable(value, collection):
     crypto = fc()
@@ -388,7 +389,7 @@ def test_any_envelope_moved_to_another_collection_comes_back_unreadable(value, c
     assert is_unreadable(place(crypto.open_document(moved, sealed)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(texts)
 def test_any_envelope_moved_to_another_path_does_not_open(value):
     envelope = Keyring(RAW_A).seal(value, COLL, "birthData.timezone", True)

@@ -14,6 +14,7 @@ import re
 import mongomock_ng
 import pytest
 from bson import ObjectId
+from fuzzing import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -144,7 +145,7 @@ def _ours(doc: dict, update: dict) -> dict | None:
         return None
 
 
-settings_ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings_ = settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @settings_
@@ -189,7 +190,7 @@ def test_matches_removes_what_the_server_pulls_from_a_list_of_documents(items, c
 
 
 @given(doc=DOCS, update=single_updates())
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_apply_update_never_changes_its_input(doc, update):
     before = repr(doc)
     _ours(doc, update)

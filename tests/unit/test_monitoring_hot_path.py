@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +39,7 @@ values = st.recursive(leaves, lambda inner: st.one_of(
     st.dictionaries(st.sampled_from(["a", "b", "$in", "$gt", "[", "<str>"]), inner, max_size=3)), max_leaves=8)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(values, values)
 def test_shape_key_is_equal_exactly_when_the_masked_shapes_are(a: Any, b: Any) -> None:
     assert (shape_key(a) == shape_key(b)) == (mask(a) == mask(b))
@@ -235,7 +236,7 @@ def test_queued_command_events_are_folded_at_the_bound():
     assert mon.snapshot()["commands"]["User"]["insert"]["count"] == COMMAND_FOLD_AT + 5
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.floats(min_value=-1.0, max_value=1e6, allow_nan=False), max_size=40))
 def test_record_many_is_record_one_by_one(values):
     from astro_db.monitoring.histogram import LatencyHistogram

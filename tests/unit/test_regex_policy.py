@@ -14,6 +14,7 @@ import re
 
 import pytest
 from bson.regex import Regex
+from fuzzing import examples
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -95,14 +96,14 @@ SUFFIX = st.sampled_from(["", "$", "y", "[0-9]"])
 GROUP = st.sampled_from(["(", "(?:", "(?P<g>"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(PREFIX, GROUP, ATOM, INNER, OUTER, SUFFIX)
 def test_a_repeated_group_holding_a_quantifier_is_refused(prefix, group, atom, inner, outer, suffix):
     with pytest.raises(QueryError):
         judge(f"{prefix}{group}{atom}{inner}){outer}{suffix}", "name")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(PREFIX, GROUP, ATOM, ATOM, OUTER, SUFFIX)
 def test_a_repeated_group_holding_an_alternation_is_refused(prefix, group, left, right, outer, suffix):
     for body in (f"{left}|{right}", f"{left}|{left}", f"{left}|{left}{left}", f"{left}|{right}|{left}"):
@@ -110,7 +111,7 @@ def test_a_repeated_group_holding_an_alternation_is_refused(prefix, group, left,
             judge(f"{prefix}{group}{body}){outer}{suffix}", "name")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.integers(1, 6), ATOM, INNER, OUTER, st.booleans())
 def test_nesting_depth_does_not_hide_a_nested_quantifier_or_alternation(depth, atom, inner, outer, alternate):
     body = f"{atom}|{atom}{atom}" if alternate else f"{atom}{inner}"
@@ -121,7 +122,7 @@ def test_nesting_depth_does_not_hide_a_nested_quantifier_or_alternation(depth, a
         judge(pattern, "name")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "[0-9]", "@", r"\.", "-"]), st.sampled_from(["", "+", "*", "?", "{2}", "{1,3}"])),
                 min_size=1, max_size=6), PREFIX, st.sampled_from(["", "$", "y", "y$"]))
 def test_quantified_atoms_that_never_share_a_character_are_accepted(parts, prefix, suffix):
@@ -386,7 +387,7 @@ TEXTS = st.builds(lambda unit, times, tail: unit * times + tail,  # long runs, t
                   st.text(alphabet="ab1!\n", min_size=1, max_size=3), st.integers(0, 40), st.text(alphabet="ab1!\n", max_size=2))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(ATOMS), st.sampled_from(QUANTIFIERS)), min_size=1, max_size=5),
        st.booleans(), TEXTS)
 @example(parts=[((".", "ab1!"), ("?", 0, 1)), ((r"\d", "1"), ("*", 0, 10**9)), (("a", "a"), ("", 1, 1))],  # each end of \d*
@@ -534,7 +535,7 @@ PIECES = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(PIECES, st.sampled_from(["", "^"]), st.sampled_from(["", "$", "!"]),
        st.builds(lambda unit, times, tail: unit * times + tail,
                  st.text(alphabet="ab!\n", min_size=1, max_size=3), st.integers(0, 25), st.text(alphabet="ab!\n", max_size=2)))

@@ -68,7 +68,7 @@ def test_ci_runs_the_readme_command_in_two_steps_and_fails_when_no_test_ran():
     script = (ROOT / ".ci" / "run").read_text()
     assert 'pytest_step -n 2 --dist worksteal --durations=15 -m "not benchmark and not notebooks"' in script
     assert "ASTRO_DB_REQUIRE_NODE=1" in script and 'wait "$node_install"' in script  # the Node round trip runs
-    assert 'pytest_step -m "benchmark or notebooks"' in script
+    assert 'pytest_step -n 2 -m "benchmark or notebooks"' in script
     assert '"$status" -eq 5' in script
     assert "ASTRO_DB_REQUIRE_REDIS=1" in script and "apt-get install -y -qq redis-server" in script
     assert "mypy --strict astro_db tests/typing" in script and "mkdocs build --strict" in script

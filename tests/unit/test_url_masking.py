@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,7 +88,7 @@ def urls(draw):
     return url, password_in_url, token, hosts, db
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(urls())
 def test_no_generated_url_shows_its_password_or_token_and_hosts_stay_visible(case):
     url, password, token, hosts, db = case
@@ -97,7 +98,7 @@ def test_no_generated_url_shows_its_password_or_token_and_hosts_stay_visible(cas
         assert ",".join(hosts) + "/" + db in masked
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(urls())
 def test_the_log_filter_masks_generated_urls_in_messages_and_exception_texts(case):
     url, password, token, _hosts, _db = case

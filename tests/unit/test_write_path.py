@@ -149,13 +149,18 @@ def test_a_creates_answer_is_the_instance_hydration_of_its_stored_document_gives
 
 
 def test_a_create_converts_only_the_values_the_codec_did_not_leave_in_python_form(db, monkeypatch):
-    converted = []
-    real = hydration._convert
-    monkeypatch.setattr(hydration, "_convert", lambda fp, value, owner: converted.append(fp.stored) or real(fp, value, owner))
-    user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
     plan = doc_plan(User)
-    expected = {fp.stored for fp in plan.fields if not (fp.mongo_is_python or fp.python_is_identity)}
-    assert set(converted) <= expected and "name" not in converted and "createdAt" not in converted
+    encoded, read = hydration.encoded_plan(User), hydration.read_plan(User)
+    for key, fp in plan.by_key.items():
+        as_is = encoded.keys[key][1] == hydration._AS_IS
+        assert as_is == (fp.mongo_is_python or fp.python_is_identity), key
+    assert encoded.keys["email"][1] == hydration._AS_IS and read.keys["email"][1] != hydration._AS_IS
+    used = []
+    real_encoded, real_read = hydration.encoded_plan, hydration.read_plan
+    monkeypatch.setattr(hydration, "encoded_plan", lambda cls: used.append(("encoded", cls)) or real_encoded(cls))
+    monkeypatch.setattr(hydration, "read_plan", lambda cls: used.append(("read", cls)) or real_read(cls))
+    user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
+    assert used == [("encoded", User)]  # a create's answer: the encoded plan, not a read's
     assert (user.email, user.name, user.status) == ("ann@example.com", "Ann", "active")
     assert _state(user) == _state(db.find_one(User, {"id": user.id}))
 

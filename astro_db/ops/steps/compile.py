@@ -87,7 +87,10 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
     compiled in one pass of this step."""
     filt = walker(rt, guard, strict=options.get("strict", False)).filter(info.cls, query)
     if one:
-        options = {"sort": options.get("sort"), "projection": options.get("projection")}
+        sort, projection = options.get("sort"), options.get("projection")
+        if sort is None and projection is None:
+            return filt, {}  # the by-id find_one: no option to validate
+        options = {"sort": sort, "projection": projection}
     return filt, find_options(rt, info, options, verb=verb)
 
 
