@@ -292,6 +292,11 @@ class FieldCrypto:
         self.fields: dict[str, tuple[Sensitive, ...]] = {
             info.name: sensitive_fields(info.name, info.cls, deterministic) for info in infos
         }
+        # per model: the first segment of each sensitive path (an update of any other top-level
+        # field has nothing to seal or refuse: ``seal_update`` passes it by)
+        self._roots: dict[str, frozenset[str]] = {
+            name: frozenset(f.path.split(".", 1)[0] for f in found) for name, found in self.fields.items()
+        }
         self.owners: dict[str, str | None] = {
             info.name: getattr(getattr(info, "declaration", None), "owner", None) for info in infos
         }
@@ -397,9 +402,12 @@ class FieldCrypto:
             return update
         out: dict[str, dict[str, Any]] = {}
         blind: dict[str, dict[str, Any]] = {}  # the blind indexes kept in step, in the same update
+        roots = self._roots.get(info.name, frozenset())
         for op, spec in update.items():
             out[op] = dict(spec)
             for key, value in spec.items():
+                if "." not in key and key not in roots:
+                    continue  # a top-level field that is no sensitive path and holds none
                 norm = norm_path(key)
                 for f in fields:
                     if op == "$pull" and (f.path == norm or f.path.startswith(norm + ".")) and self.ordered_by_value():

@@ -300,3 +300,25 @@ def test_a_default_whose_to_python_is_the_identity_is_stored_without_to_mongo(mo
     monkeypatch.setattr(version, "to_mongo", lambda value: called.append(value) or value)
     son = codec.encode_new(User, {"email": "ann@example.com", "name": "Ann"})
     assert son["__v"] == 0 and type(son["__v"]) is int and called == []
+
+
+def test_an_update_of_a_field_that_is_no_personal_path_is_passed_by_the_sealing_and_one_that_is_still_checked(monkeypatch):
+    from astro_db.security import crypto as crypto_module
+
+    db = new_db(allow_plaintext_sensitive=True)
+    try:
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        insight = db.create("PlanetaryInsight", samples.insight_input(user_id=user.id))
+        normed = []
+        real = crypto_module.norm_path
+        monkeypatch.setattr(crypto_module, "norm_path", lambda path: normed.append(path) or real(path))
+        assert db.update("PlanetaryInsight", {"id": insight.id}, {"energy_level": 5}).energy_level == 5
+        assert normed == []
+        with pytest.raises(EncryptionError, match="would read back as an envelope"):
+            db.update("PlanetaryInsight", {"id": insight.id}, {"summary": "enc:v2:x"})
+        with pytest.raises(EncryptionError, match="would read back as an envelope"):
+            db.update("PlanetaryInsight", {"id": insight.id}, {"$push": {"recommendations": "enc:v2:x"}})
+        assert normed == ["summary", "recommendations"]
+        assert db.update("PlanetaryInsight", {"id": insight.id}, {"summary": "Calm."}).summary == "Calm."
+    finally:
+        db.disconnect()
