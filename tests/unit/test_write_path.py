@@ -322,3 +322,22 @@ def test_an_update_of_a_field_that_is_no_personal_path_is_passed_by_the_sealing_
         assert db.update("PlanetaryInsight", {"id": insight.id}, {"summary": "Calm."}).summary == "Calm."
     finally:
         db.disconnect()
+
+
+def test_the_trusted_walkers_are_keyed_by_identity_and_another_crypto_gets_its_own(db, monkeypatch):
+    from astro_db.ops.steps import compile as compile_step
+    from astro_db.registry import ModelRegistry
+    from astro_db.security.access import Guard, authorize
+    from astro_db.security.crypto import FieldCrypto
+
+    for cls in (FieldCrypto, ModelRegistry, Guard):  # the cache's key relies on identity
+        assert cls.__eq__ is object.__eq__ and cls.__hash__ is object.__hash__, cls
+    rt = db.executor.runtime
+    trusted = authorize(None, rt.registry.resolve("User"), "read")
+    monkeypatch.setattr(compile_step, "id", lambda obj: pytest.fail("no id() per call"), raising=False)
+    first = compile_step.walker(rt, trusted)
+    assert compile_step.walker(rt, trusted) is first
+    other = FieldCrypto(None, rt.registry, allow_plaintext=True)
+    monkeypatch.setattr(type(rt), "crypto", property(lambda self: other))
+    again = compile_step.walker(rt, trusted)
+    assert again is not first and again.rules[1].crypto is other
