@@ -26,6 +26,7 @@ callbacks, steps in pipeline order) so they cannot grow unnoticed.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -91,11 +92,19 @@ def trace(fn: Callable[[], Any]) -> Trace:
             if not name.startswith("<"):
                 depth[name] -= 1
 
+    # the garbage collector would run finalizers of earlier objects (another Database's breaker,
+    # a closed client) inside the traced call, adding passes that belong to no call: collect first,
+    # and not during
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
     sys.setprofile(profile)
     try:
         fn()
     finally:
         sys.setprofile(None)
+        if collecting:
+            gc.enable()
     return out
 
 
