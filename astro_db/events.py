@@ -30,7 +30,7 @@ class Change(NamedTuple):
     image: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Written:
     """What one write strategy wrote: the after-write step's input.
 
@@ -45,8 +45,14 @@ class Written:
     recorded: bool = False
     op_id: Any = None  # the operation's id: part of its records' ids (``changes.records.record_id``)
 
+    def __init__(self, action: str, ids: tuple[Any, ...], fields: tuple[str, ...], changes: tuple[Change, ...] = (),
+                 documents: tuple[dict[str, Any], ...] | None = None, recorded: bool = False, op_id: Any = None) -> None:
+        # the dataclass's own __init__, as one dict update (every write makes one; see WriteEvent)
+        self.__dict__.update(action=action, ids=ids, fields=fields, changes=changes, documents=documents,
+                             recorded=recorded, op_id=op_id)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class WriteEvent:
     """One successful create, update or delete through the service."""
 
@@ -65,6 +71,19 @@ class WriteEvent:
     recorded: bool = False  # the change records went with the write itself
     op_id: Any = None  # the operation's id (its records' ids are made of it)
     time: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+
+    def __init__(self, model: str, collection: str, action: str, document_ids: tuple[Any, ...], fields: tuple[str, ...],
+                 database: MongoDB, session: Session = None, transaction: MaybeTransaction = None, actor: str | None = None,
+                 request_id: str | None = None, documents: tuple[dict[str, Any], ...] | None = None,
+                 changes: tuple[Change, ...] = (), recorded: bool = False, op_id: Any = None,
+                 time: _dt.datetime | None = None) -> None:
+        # the dataclass's own __init__ (same fields, order and defaults; ``time``: now), as one dict
+        # update: a frozen dataclass sets each field through object.__setattr__, 15 calls per write
+        self.__dict__.update(
+            model=model, collection=collection, action=action, document_ids=document_ids, fields=fields,
+            database=database, session=session, transaction=transaction, actor=actor, request_id=request_id,
+            documents=documents, changes=changes, recorded=recorded, op_id=op_id,
+            time=_dt.datetime.now(_dt.timezone.utc) if time is None else time)
 
 
 class WriteHook(Protocol):

@@ -14,7 +14,9 @@ run of ``--calls`` astro_db calls (``--sort cumulative`` for the chain, ``--only
 keep astro_db's own functions).
 
 ``--no-monitoring`` opens astro_db with ``monitoring=False`` (no PyMongo listeners), to see what
-event publishing costs. ``--no-driver`` replaces astro_db's collections by ones that answer at
+event publishing costs. ``--records`` opens it as shipped (audit and journal on), so a write
+also writes its change records (on the server, with ``--no-driver`` too: only the model's
+collections answer at once), to see what they cost the client. ``--no-driver`` replaces astro_db's collections by ones that answer at
 once with a copy of a stored document (no driver, no I/O, no listeners): what is left is
 astro_db's own CPU per call, the steadiest figure on a noisy machine (the raw column is then 0).
 ``--tracing off|on|sdk`` sets OpenTelemetry tracing (docs/monitoring.md, "Tracing"): ``off`` is
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="a regex the printed functions' file:name must match (e.g. astro_db)")
     parser.add_argument("--no-monitoring", action="store_true", help="astro_db with monitoring=False")
     parser.add_argument("--no-driver", action="store_true", help="astro_db's own CPU: collections that answer at once")
+    parser.add_argument("--records", action="store_true",
+                        help="astro_db as shipped (audit and journal on: change records written) instead of hooks off")
     parser.add_argument("--tracing", default="on", choices=("off", "on", "sdk"),
                         help="OpenTelemetry spans: off (tracing=False), on (the default, no SDK), sdk (spans recorded)")
     parser.add_argument("--tracing-cost", action="store_true",
@@ -203,8 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     name = f"astro_profile_{uuid.uuid4().hex[:8]}"
     url = server.url(name)
     client: Any = pymongo.MongoClient(url, tz_aware=True)
-    db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
-                  monitoring=not args.no_monitoring, tracing=args.tracing != "off").connect()
+    db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=args.records, journal=args.records,
+                  ensure_indexes=False, monitoring=not args.no_monitoring, tracing=args.tracing != "off").connect()
     closing: list[Database] = []
     try:
         raw = client[name]
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             table = {kind: (plain[kind][1], astro, both(setup, plain[kind][2])) for kind, (_, astro, setup) in table.items()}
         mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
         mode += f", tracing {args.tracing}" + (" (raw column: astro_db with tracing=False)" if args.tracing_cost else "")
-        print(f"# nx-27017, hooks off{mode}; {args.rounds} batches of "
+        print(f"# nx-27017, {'records on' if args.records else 'hooks off'}{mode}; {args.rounds} batches of "
               f"{args.batch} calls per side, interleaved (+1 warm-up): median client CPU per call in microseconds")
         print(f"{'call':<10} {'raw':>8} {'astro_db':>9} {'overhead':>9} {'ratio':>6}")
         for kind in kinds:

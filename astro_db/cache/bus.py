@@ -237,7 +237,10 @@ class LocalBus:
         """Apply the write in every other cache of the process now (the origin applied it to
         its own): what ``notice`` may have changed, else every entry of ``model``."""
         with self._lock:
-            others = [listener for listener in self._listeners if listener is not origin]
+            listeners = self._listeners
+            alone = len(listeners) == 1 and origin is not None and origin in listeners
+            # a process with one cache (nearly every one) publishes to nobody: no WeakSet iteration
+            others = [] if alone else [listener for listener in listeners if listener is not origin]
         self.figures.count("sent")
         for listener in others:
             if notice is None or notice.whole:

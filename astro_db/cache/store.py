@@ -150,6 +150,17 @@ def _may_match(filt: Mapping[str, Any], image: Mapping[str, Any]) -> bool:
         return True
 
 
+def _top_fields(names: tuple[Any, ...]) -> frozenset[str]:
+    """The top-level fields of a write's field names (``a.b`` -> ``a``): the names themselves
+    when none is dotted (one ``join`` to tell, instead of a split per name)."""
+    try:
+        if "." not in "\x00".join(names):
+            return frozenset(names)
+    except TypeError:  # a name that is not a string: the general way below
+        pass
+    return frozenset(str(f).split(".", 1)[0] for f in names)
+
+
 def _named_fields(filt: Any, out: set[str]) -> bool:
     """Add the top-level fields ``filt`` names to ``out``; False when it cannot be judged locally
     (a top-level operator such as ``$expr``, ``$where``, ``$text``)."""
@@ -505,6 +516,8 @@ class QueryCache:
             return self._drop_locally(model)
         with self._lock:
             self._generation[model] = self._generation.get(model, 0) + 1
+            if model not in self._by_model:  # nothing of the model is held here: none to drop, none kept
+                return 0
             doomed: set[CacheKey] = set()
             for digest in notice.ids:
                 doomed.update(self._by_id.get((model, digest), ()))
@@ -542,7 +555,7 @@ class QueryCache:
         ids = event.document_ids
         if not ids or len(ids) > MAX_NOTICE_IDS or event.action not in ("create", "update", "delete"):
             return Notice(event.model, None)
-        fields = frozenset(str(f).split(".", 1)[0] for f in event.fields)
+        fields = _top_fields(event.fields)
         if event.action == "update":
             fields |= _SERVICE_FIELDS
         images = event.documents

@@ -18,11 +18,11 @@ from mongoengine.errors import ValidationError as MEValidationError
 
 from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
-from .hydrate import hydrate, hydrate_many
+from .hydrate import hydrate, hydrate_encoded, hydrate_many
 from .paths import resolve
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
-__all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many",
+__all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many", "hydrate_encoded",
            "REQUIRED", "SERVICE_FIELDS"]
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
@@ -45,7 +45,7 @@ def encode_new(model_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
     plan = doc_plan(model_cls)
     if from_caller:
@@ -129,9 +129,11 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
 
 def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], py: dict[str, Any] | None) -> Any:
     """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules."""
-    if isinstance(data, BaseDocument):
+    if type(data) is dict:
+        pass  # the common case: neither a document instance nor another Mapping to check for
+    elif isinstance(data, BaseDocument):
         data = data._data
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         errors[prefix[:-1]] = f"must be an object, got {describe(data)}"
         return _INVALID
     by_key = plan.by_key
@@ -150,7 +152,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
         raw = values.get(fp.name)
         converted = False
         if raw is None:
-            raw = fp.make_default()
+            raw = fp.default() if fp.default_callable else fp.default  # fp.make_default(), inlined
             converted = True  # MongoEngine assigns defaults without to_python
             if raw is None:
                 if fp.required:
@@ -174,8 +176,10 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
             return _INVALID
         if py is not None:
             py[fp.name] = value
-        if fp.mongo_is_python and not converted:
-            return value  # to_mongo would give it back unchanged (plan.FieldPlan.mongo_is_python)
+        if fp.mongo_is_python and (not converted or fp.python_is_identity):
+            # to_mongo would give it back unchanged (plan.FieldPlan.mongo_is_python): after
+            # to_python, or, for a default (never through to_python), where to_python is the identity
+            return value
         return fp.to_mongo(value)
     if kind is EMBEDDED:
         sub_py: dict[str, Any] | None = {} if py is not None else None

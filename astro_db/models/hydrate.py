@@ -22,7 +22,7 @@ from mongoengine.document import EmbeddedDocument
 from .fields import TextField, UTCDateTimeField, to_utc
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
-__all__ = ["hydrate", "hydrate_many", "read_plan", "ReadPlan"]
+__all__ = ["hydrate", "hydrate_many", "hydrate_encoded", "read_plan", "encoded_plan", "ReadPlan"]
 
 _set = object.__setattr__
 
@@ -90,11 +90,13 @@ _AS_IS, _CALL, _TEXT, _CONTAINER = 0, 1, 2, 3
 class ReadPlan:
     """What building an instance of one (embedded) document class needs, computed once per
     class from its ``DocPlan``: per stored key (every spelling) the attribute it fills and how
-    its value is converted, the defaults in field order, and the class's constants."""
+    its value is converted, the defaults in field order, and the class's constants. ``encoded``:
+    the plan of a document the codec just encoded (``encoded_plan``), whose values of fields
+    giving ``to_mongo`` as ``to_python`` are taken as they are."""
 
     __slots__ = ("cls", "class_name", "keys", "defaults", "embedded", "doc_plan")
 
-    def __init__(self, plan: DocPlan) -> None:
+    def __init__(self, plan: DocPlan, encoded: bool = False) -> None:
         cls: Any = plan.cls
         self.cls = cls
         self.doc_plan = plan
@@ -102,7 +104,7 @@ class ReadPlan:
         self.embedded = issubclass(cls, EmbeddedDocument)
         self.keys: dict[str, tuple[str, int, Any]] = {}
         for key, fp in plan.by_key.items():
-            if fp.python_is_identity:
+            if fp.python_is_identity or (encoded and fp.mongo_is_python):
                 how: tuple[str, int, Any] = (fp.name, _AS_IS, None)
             elif fp.kind is LEAF:
                 how = (fp.name, _TEXT if _strips(fp) else _CALL, _leaf_converter(fp))
@@ -134,6 +136,31 @@ def read_plan(cls: type[Any]) -> ReadPlan:
     if plan is None:
         plan = _READ_PLANS.setdefault(cls, ReadPlan(doc_plan(cls)))
     return plan
+
+
+_ENCODED_PLANS: dict[type, ReadPlan] = {}
+
+
+def encoded_plan(cls: type[Any]) -> ReadPlan:
+    """The (cached) plan of a create's answer: a document ``codec.encode_new`` just made (plus
+    the service's ``_id``, dates and version). Its top-level value of a field giving ``to_mongo``
+    as ``to_python`` (``FieldPlan.mongo_is_python``: ``to_python`` is idempotent) is already what
+    ``to_python`` would make of it, so it is taken as it is; the others convert as on a read."""
+    plan = _ENCODED_PLANS.get(cls)
+    if plan is None:
+        plan = _ENCODED_PLANS.setdefault(cls, ReadPlan(doc_plan(cls), encoded=True))
+    return plan
+
+
+def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
+    """``hydrate`` of a document the codec just encoded (``encoded_plan``): the same instance,
+    without converting again what the codec already converted (a create's answer)."""
+    if _signals_connected() or "_cls" in son:
+        return model_cls._from_son(son)
+    try:
+        return _build(encoded_plan(model_cls), son)
+    except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
+        return model_cls._from_son(son)
 
 
 def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:

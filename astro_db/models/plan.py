@@ -13,22 +13,26 @@ from typing import Any
 from mongoengine.base import BaseField
 from mongoengine.fields import EmbeddedDocumentField, ListField
 
-from .fields import StrictObjectIdField, TextField, UserRefField, UTCDateTimeField
+from .fields import ChoiceField, EmailField, StrictObjectIdField, TextField, UserRefField, UTCDateTimeField
 
 __all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
 
 LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
 
 _MONGO_IS_PYTHON = frozenset({BaseField.to_mongo, StrictObjectIdField.to_mongo, UTCDateTimeField.to_mongo})
+# ChoiceField's: a strip, then (ignore_case) the one option of that lower-case spelling, whose own
+# lower-case spelling gives it back; EmailField's: canonical_email folds until nothing changes
+# (every code point checked, tests/models/test_codec_plans.py)
 _IDEMPOTENT_TO_PYTHON = frozenset({BaseField.to_python, TextField.to_python, StrictObjectIdField.to_python,
-                                   UserRefField.to_python, UTCDateTimeField.to_python})
+                                   UserRefField.to_python, UTCDateTimeField.to_python, ChoiceField.to_python,
+                                   EmailField.to_python})
 
 
 class FieldPlan:
     """One field: its names, kind, default and bound methods; ``sub``/``item`` for containers."""
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
-                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item")
+                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item", "default_callable")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -36,6 +40,7 @@ class FieldPlan:
         self.stored = field.db_field
         self.required = bool(field.required)
         self.default = field.default
+        self.default_callable = callable(self.default)  # read once: the codec inlines make_default
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python

@@ -275,7 +275,7 @@ class Executor:
         writer = self._writer(info, op, session)
         writer.continue_lives([son])
         writer.insert_one(seal.document(rt, info, son))
-        return hydrate.one(info, son, lean=op.options.get("lean", False))
+        return hydrate.created(info, son, lean=op.options.get("lean", False))
 
     def create_many(self, op: Operation) -> CreateManyResult:
         rt = self.runtime

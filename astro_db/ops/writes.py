@@ -30,6 +30,7 @@ import datetime as _dt
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import bson
@@ -83,6 +84,8 @@ ONE_COMMAND_BATCH = 16
 # Items per upsert_many batch: one find of the stored documents by key, one bulk write (one
 # ``update`` command: well under the server's 100,000 writes and 48 MB per command).
 UPSERT_BATCH = 1000
+# Update operators a second application would apply again: such an update is not retried by us.
+_NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
 # Service fields: never part of what an upsert compares (the caller's content is).
 _KEPT = frozenset({"_id", "createdAt", "updatedAt", "__v", REV_FIELD, OP_FIELD})
 
@@ -91,11 +94,14 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     """Validate ``data`` as a new document of the model and give it what the service keeps:
     a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
     ``updatedAt`` and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
-    with masked_errors(info.cls):
+    try:
         son = codec.encode_new(info.cls, data)
         check_document_keys(son)
+    except ValidationError:
+        with masked_errors(info.cls):  # masks the messages and re-raises (no context manager per valid call)
+            raise
     now = utcnow()
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
@@ -132,6 +138,10 @@ class WriteRunner:
         write whose outcome had to be read back, its records get a fresh bound too."""
         if written is None or not written.ids:
             return
+        if self._found_out is None:  # the call's own bound (no context manager to enter)
+            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
+                              transaction=self.tx, actor=self.actor)
+            return
         with self._bound_after():
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
@@ -164,7 +174,7 @@ class WriteRunner:
         self._after(self._insert_one(son))
 
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
-        fields = tuple(k for k in son if k != "_id")
+        fields = _fields_of(son)
         op_id = new_op_id()
         if self._one_command():
             return self._insert_recorded("create", [son], fields, op_id)[0]
@@ -517,20 +527,29 @@ class WriteRunner:
         if compiled.touches_lists or self._per_document(compiled):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards)
-        idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
+        idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         landed, found = self._stamped(op_id)
         try:
             doc: dict[str, Any] | None = self._write(
-                "update", self._naming(lambda: self.coll.find_one_and_update(
-                    guarded, update, return_document=ReturnDocument.AFTER, session=self.session)),
-                [], retry=idempotent, landed=landed)
+                "update", partial(self._find_and_update, guarded, update), [], retry=idempotent, landed=landed)
         except _Partly:
             doc = found[0]
         if doc is None:
             if compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
             return None, None
-        return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
+        return _written("update", [doc], tuple(compiled.fields), op_id), doc
+
+    def _find_and_update(self, filt: dict[str, Any], update: dict[str, Any]) -> dict[str, Any] | None:
+        """An update's driver call (its attempt is a ``partial`` of it): the post-image, or None;
+        a duplicate key named by its fields (``_naming``, without a closure per call)."""
+        try:
+            doc: dict[str, Any] | None = self.coll.find_one_and_update(
+                filt, update, return_document=ReturnDocument.AFTER, session=self.session)
+        except pm.DuplicateKeyError as exc:
+            self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
+            raise
+        return doc
 
     def _stamped(self, op_id: Any) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
         """The read-back of an update whose outcome is unknown: every update stamps its op id
@@ -572,7 +591,7 @@ class WriteRunner:
         # Tagged with this call's op id, so it can read back exactly the documents it changed
         # (never one that another caller deleted or changed first); a retry skips its own.
         update, op_id = _advanced(compiled)
-        idempotent = not ({"$inc", "$push", "$addToSet"} & set(compiled.update))
+        idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         changes = self.rt.changes
         projection = None if changes.journal else {"_id": 1, REV_FIELD: 1, "updatedAt": 1}
         modified = 0
@@ -644,7 +663,7 @@ class WriteRunner:
             except _Partly:
                 doc = found[0]
             if doc is not None:
-                return _written("update", [doc], tuple(compiled.fields), op_id, documents=True), doc
+                return _written("update", [doc], tuple(compiled.fields), op_id), doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
@@ -1073,12 +1092,23 @@ def _advanced(compiled: CompiledUpdate) -> tuple[dict[str, Any], Any]:
 
 
 def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], op_id: Any, *,
-             recorded: bool = False, documents: bool | None = None) -> Written | None:
+             recorded: bool = False) -> Written | None:
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
+    if len(docs) == 1:  # a create or an update of one document: no generator per tuple
+        doc = docs[0]
+        return Written(action, (doc["_id"],), fields, (_created(doc),), (doc,), recorded, op_id)
     return Written(action, tuple(d["_id"] for d in docs), fields, tuple(_created(d) for d in docs),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
+
+
+def _fields_of(son: dict[str, Any]) -> tuple[str, ...]:
+    """The fields a new document sets: its keys but ``_id`` (first, as ``new_document`` puts it)."""
+    keys = tuple(son)
+    if keys and keys[0] == "_id":
+        return keys[1:]
+    return tuple(k for k in keys if k != "_id")
 
 
 def _deleted_all(docs: list[dict[str, Any]], op_id: Any) -> Written | None:

@@ -93,7 +93,8 @@ def _compile_update(model: Any, data: Any) -> CompiledUpdate:
     compiled = compile_update(model, data)
     for op in _WRITTEN:
         for key, value in compiled.update.get(op, {}).items():
-            check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
+            if isinstance(value, (dict, list)):  # a scalar holds no key to refuse
+                check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
     return compiled
 
 

@@ -96,7 +96,7 @@ _PLANS: dict[Any, _Plan] = {}
 def compile_update(model: Any, data: Any) -> CompiledUpdate:
     """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
     $addToSet are accepted, and every value set is validated against its field."""
-    if not isinstance(data, Mapping) or not data:
+    if (type(data) is not dict and not isinstance(data, Mapping)) or not data:  # a plain dict skips the ABC's check
         raise QueryError(f"an update must be a non-empty dict, got {describe(data)}")
     ops = [k for k in data if isinstance(k, str) and k.startswith("$")]
     if ops and len(ops) != len(data):

@@ -292,6 +292,11 @@ class FieldCrypto:
         self.fields: dict[str, tuple[Sensitive, ...]] = {
             info.name: sensitive_fields(info.name, info.cls, deterministic) for info in infos
         }
+        # per model: the first segment of each sensitive path (an update of any other top-level
+        # field has nothing to seal or refuse: ``seal_update`` passes it by)
+        self._roots: dict[str, frozenset[str]] = {
+            name: frozenset(f.path.split(".", 1)[0] for f in found) for name, found in self.fields.items()
+        }
         self.owners: dict[str, str | None] = {
             info.name: getattr(getattr(info, "declaration", None), "owner", None) for info in infos
         }
@@ -343,6 +348,19 @@ class FieldCrypto:
         fields = self.fields.get(info.name)
         if not fields:
             return son
+        if not self.enabled:  # no key: nothing is sealed, so no copy; every value still passes _seal's checks
+            for f in fields:
+                path = f.path
+                if "." in path:
+                    values = [parent[key] for parent, key in slots_at(son, path.split("."))]
+                elif path in son:  # a top-level field: its one slot, without the walk
+                    values = [son[path]]
+                else:
+                    continue
+                for value in values:
+                    for item in value if isinstance(value, list) else (value,):
+                        self._seal(item, info, f, son)
+            return son
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
             parts = f.path.split(".")
@@ -384,9 +402,12 @@ class FieldCrypto:
             return update
         out: dict[str, dict[str, Any]] = {}
         blind: dict[str, dict[str, Any]] = {}  # the blind indexes kept in step, in the same update
+        roots = self._roots.get(info.name, frozenset())
         for op, spec in update.items():
             out[op] = dict(spec)
             for key, value in spec.items():
+                if "." not in key and key not in roots:
+                    continue  # a top-level field that is no sensitive path and holds none
                 norm = norm_path(key)
                 for f in fields:
                     if op == "$pull" and (f.path == norm or f.path.startswith(norm + ".")) and self.ordered_by_value():

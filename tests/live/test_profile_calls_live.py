@@ -53,3 +53,24 @@ def test_tracing_cost_compares_astro_db_with_tracing_on_and_off():
     (off, on, overhead, ratio) = _rows(out)["find_one"]
     assert float(off) > 0 and float(on) > 0 and ratio.endswith("x")
     assert abs(float(on) - float(off) - float(overhead)) < 0.2
+
+
+def test_with_records_the_writes_also_write_their_change_records():
+    out = _run("--records", "--no-driver", "--kinds", "update", "--top", "60", "--only", "astro_db", "--sort", "cumulative")
+    assert "# nx-27017, records on, no driver" in out
+    profile = out.split("## update")[1]
+    assert "changes/log.py" in profile and "hooks.py" in profile  # the record is built and inserted
+    plain = _run("--no-driver", "--kinds", "update", "--top", "60", "--only", "astro_db", "--sort", "cumulative")
+    assert "# nx-27017, hooks off, no driver" in plain and "changes/log.py" not in plain.split("## update")[1]
+
+
+def test_the_record_floor_prints_the_update_alone_and_with_its_record():
+    script = SCRIPT.parent / "record_floor.py"
+    done = subprocess.run([sys.executable, str(script), "--rounds", "2", "--calls", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.rsplit(None, 4)[0].strip(): line.rsplit(None, 4)[1:] for line in done.stdout.splitlines()
+            if line.startswith("update")}
+    assert set(rows) == {"update", "update + record"}
+    assert rows["update"][1] == "1.00x" and rows["update"][3] == "1.00x"
+    assert all(float(v.rstrip("usx")) > 0 for row in rows.values() for v in row)

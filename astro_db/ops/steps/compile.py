@@ -47,20 +47,22 @@ def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
     once per runtime's key and registry, and kept (the rules hold no state of a call)."""
     if guard.actor is None and not guard.scope:
         crypto, registry = rt.crypto, rt.registry  # read once: the runtime's crypto is a property
-        key = (id(crypto), id(registry), id(guard), strict)
+        # keyed by the objects themselves (identity: none of them defines __eq__ or __hash__), so
+        # a key can never be taken for another object's, and no id() is computed per call
+        key = (crypto, registry, guard, strict)
         hit = _TRUSTED_WALKERS.get(key)
-        if hit is not None and hit[0] is crypto and hit[1] is registry and hit[2] is guard:
-            return hit[3]
+        if hit is not None:
+            return hit
         # the scope and reads rules of the trusted guard change nothing: left out of its walk
         built = Walker((Checks(strict=strict), SealRule(crypto, registry)), _collections(registry))
         if len(_TRUSTED_WALKERS) > 64:  # a leak guard: one entry per Database (and strictness)
             _TRUSTED_WALKERS.clear()
-        _TRUSTED_WALKERS[key] = (crypto, registry, guard, built)
+        _TRUSTED_WALKERS[key] = built
         return built
     return _walker(rt, guard, strict)
 
 
-_TRUSTED_WALKERS: dict[tuple[int, int, int, bool], tuple[Any, Any, Guard, Walker]] = {}
+_TRUSTED_WALKERS: dict[tuple[Any, Any, Guard, bool], Walker] = {}
 
 
 def _walker(rt: Runtime, guard: Guard, strict: bool) -> Walker:

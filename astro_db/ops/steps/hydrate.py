@@ -10,7 +10,7 @@ from ...models import codec
 from ...registry import ModelInfo
 from ...stale import mark
 
-__all__ = ["one", "many"]
+__all__ = ["one", "many", "created"]
 
 
 def one(info: ModelInfo, doc: dict[str, Any] | None, *, lean: bool, age: float | None = None) -> Any:
@@ -21,3 +21,9 @@ def one(info: ModelInfo, doc: dict[str, Any] | None, *, lean: bool, age: float |
 def many(info: ModelInfo, docs: list[dict[str, Any]], *, lean: bool, age: float | None = None) -> Any:
     out = docs if lean else codec.hydrate_many(info.cls, docs)
     return out if age is None else mark(out, age)
+
+
+def created(info: ModelInfo, son: dict[str, Any], *, lean: bool) -> Any:
+    """A create's answer: the document it validated and stored (plaintext), as an instance built
+    without converting again what the codec already converted (``codec.hydrate_encoded``)."""
+    return son if lean else codec.hydrate_encoded(info.cls, son)

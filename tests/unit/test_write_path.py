@@ -1,0 +1,343 @@
+"""The single-document write path stays short without dropping a guarantee (issue 27: the own
+CPU of create and update). What it no longer does per call, and that what it gives is unchanged.
+Counts, identities and equalities, never times."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as _dt
+import inspect
+import weakref
+
+import pytest
+from bson import ObjectId
+
+from astro_db.cache.bus import LocalBus, Notice
+from astro_db.cache.store import _top_fields
+from astro_db.errors import EncryptionError, ValidationError
+from astro_db.events import WriteEvent, Written
+from astro_db.models import MODELS, User
+from astro_db.models import hydrate as hydration
+from astro_db.models.plan import doc_plan
+from astro_db.ops import writes
+from astro_db.ops.steps import seal as seal_step
+from tests.models import samples
+
+from .security_data import new_db
+
+# --- events: one dict update instead of a frozen dataclass's __setattr__ per field -----------------
+
+
+@pytest.mark.parametrize("cls", [Written, WriteEvent])
+def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_their_defaults(cls):
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields):
+        if f.default is not dataclasses.MISSING:
+            assert p.default == f.default, f.name
+        elif f.default_factory is not dataclasses.MISSING:
+            assert p.default is None, f.name  # time: made when the event is
+        else:
+            assert p.default is inspect.Parameter.empty, f.name
+
+
+def test_the_events_stay_frozen_comparable_and_replaceable():
+    oid = ObjectId()
+    written = Written("create", (oid,), ("name",), documents=({"_id": oid},), op_id=oid)
+    assert written == Written("create", (oid,), ("name",), (), ({"_id": oid},), False, oid)
+    assert dataclasses.replace(written, recorded=True).recorded and not written.recorded
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        written.action = "update"  # type: ignore[misc]
+    before = _dt.datetime.now(_dt.timezone.utc)
+    event = WriteEvent(model="User", collection="users", action="create", document_ids=(oid,), fields=("name",),
+                       database=None)
+    assert before <= event.time <= _dt.datetime.now(_dt.timezone.utc) and event.time.tzinfo is _dt.timezone.utc
+    assert (event.session, event.changes, event.recorded, event.op_id) == (None, (), False, None)
+    moved = dataclasses.replace(event, model="Other")
+    assert moved.model == "Other" and moved.time == event.time and moved.document_ids == (oid,)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.model = "Other"  # type: ignore[misc]
+
+
+def test_what_a_single_write_announces_is_what_the_general_path_builds():
+    doc = {"_id": ObjectId(), "name": "Ann", "_rev": 3, "updatedAt": _dt.datetime(2026, 1, 1)}
+    op = ObjectId()
+    one = writes._written("update", [doc], ("name",), op)
+    general = Written("update", (doc["_id"],), ("name",), (writes._created(doc),), documents=(doc,), op_id=op)
+    assert one == general and one.changes[0].rev == 3
+    assert writes._fields_of({"_id": 1, "a": 2, "b": 3}) == ("a", "b")
+    assert writes._fields_of({"a": 2, "_id": 1, "b": 3}) == ("a", "b")
+
+
+# --- a create: validated once, sealed without a copy when nothing is sealed, built from its own document
+
+
+def test_a_valid_create_enters_no_masking_context_and_an_invalid_one_is_still_masked(db, monkeypatch):
+    real = writes.masked_errors
+    entered = []
+    monkeypatch.setattr(writes, "masked_errors", lambda cls: entered.append(cls) or real(cls))
+    db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert entered == []
+    with pytest.raises(ValidationError) as caught:
+        db.create(User, {"email": "secret.person@@example.com", "name": "Ann"})
+    assert entered == [User]
+    assert "secret.person" not in str(caught.value) and "secret.person" not in str(caught.value.errors)
+
+
+def test_without_a_key_a_new_document_is_checked_in_place_not_copied():
+    db = new_db(allow_plaintext_sensitive=True)
+    try:
+        rt = db.executor.runtime
+        info = rt.registry.resolve("User")
+        son = writes.new_document(info, {"email": "ann@example.com", "name": "Ann"})
+        kept = copy.deepcopy(son)
+        assert seal_step.document(rt, info, son) is son and son == kept
+        # the checks a sealing makes are still made on every sensitive value
+        with pytest.raises(EncryptionError, match="would read back as an envelope"):
+            seal_step.document(rt, info, {**son, "name": "enc:v2:not-really"})
+        with pytest.raises(EncryptionError, match="only string values"):
+            seal_step.document(rt, info, {**son, "name": 5})
+        # nested paths, lists and lists of sub-documents are reached too
+        chart = writes.new_document(rt.registry.resolve("BirthChart"), samples.chart_input())
+        chart["birthData"]["location"]["name"] = "enc:v2:x"
+        with pytest.raises(EncryptionError, match="birthData.location.name"):
+            seal_step.document(rt, rt.registry.resolve("BirthChart"), chart)
+        insight = writes.new_document(rt.registry.resolve("PlanetaryInsight"), samples.insight_input())
+        assert seal_step.document(rt, rt.registry.resolve("PlanetaryInsight"), insight) is insight
+        insight["recommendations"] = ["fine", "enc:v2:x"]
+        with pytest.raises(EncryptionError, match="recommendations"):
+            seal_step.document(rt, rt.registry.resolve("PlanetaryInsight"), insight)
+        timing = writes.new_document(rt.registry.resolve("TimingRecommendation"), samples.timing_input())
+        assert seal_step.document(rt, rt.registry.resolve("TimingRecommendation"), timing) is timing
+        timing["risks"][0]["description"] = "enc:v2:x"
+        with pytest.raises(EncryptionError, match="risks.description"):
+            seal_step.document(rt, rt.registry.resolve("TimingRecommendation"), timing)
+    finally:
+        db.disconnect()
+    strict = new_db(allow_plaintext_sensitive=False)
+    try:
+        rt = strict.executor.runtime
+        info = rt.registry.resolve("User")
+        with pytest.raises(EncryptionError, match="sensitive field"):
+            seal_step.document(rt, info, dict(son))
+    finally:
+        strict.disconnect()
+
+
+SAMPLES = {"User": samples.user_input, "BirthChart": samples.chart_input, "PlanetaryInsight": samples.insight_input,
+           "TimingRecommendation": samples.timing_input}
+
+
+def _state(doc):
+    """An instance's data, recursively, with each value's type: what hydration must reproduce."""
+    if hasattr(doc, "_data"):
+        return (type(doc), doc._created, doc._initialised, list(doc._changed_fields),
+                {k: _state(v) for k, v in doc._data.items()})
+    if isinstance(doc, list):
+        return [_state(v) for v in doc]
+    return (type(doc), doc)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_creates_answer_is_the_instance_hydration_of_its_stored_document_gives(db, name):
+    info = db.executor.runtime.registry.resolve(name)
+    son = writes.new_document(info, SAMPLES[name]())
+    son["_rev"] = 2  # an unknown key (a continued life's revision) is kept as it is
+    assert _state(hydration.hydrate_encoded(info.cls, son)) == _state(hydration.hydrate(info.cls, copy.deepcopy(son)))
+
+
+def test_a_create_converts_only_the_values_the_codec_did_not_leave_in_python_form(db, monkeypatch):
+    plan = doc_plan(User)
+    encoded, read = hydration.encoded_plan(User), hydration.read_plan(User)
+    for key, fp in plan.by_key.items():
+        as_is = encoded.keys[key][1] == hydration._AS_IS
+        assert as_is == (fp.mongo_is_python or fp.python_is_identity), key
+    assert encoded.keys["email"][1] == hydration._AS_IS and read.keys["email"][1] != hydration._AS_IS
+    used = []
+    real_encoded, real_read = hydration.encoded_plan, hydration.read_plan
+    monkeypatch.setattr(hydration, "encoded_plan", lambda cls: used.append(("encoded", cls)) or real_encoded(cls))
+    monkeypatch.setattr(hydration, "read_plan", lambda cls: used.append(("read", cls)) or real_read(cls))
+    user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
+    assert used == [("encoded", User)]  # a create's answer: the encoded plan, not a read's
+    assert (user.email, user.name, user.status) == ("ann@example.com", "Ann", "active")
+    assert _state(user) == _state(db.find_one(User, {"id": user.id}))
+
+
+# --- the after-write step: the query cache's notice and the in-process bus -----------------------
+
+
+def test_the_notice_fields_are_the_top_level_names_whatever_the_spelling():
+    for names in [("a", "b"), ("a.b", "c"), ("a.0.b", "a.c", "d"), (), ("x",)]:
+        assert _top_fields(names) == frozenset(n.split(".", 1)[0] for n in names)
+    assert _top_fields((1, "a.b")) == frozenset({"1", "a"})  # not a string: the general way
+
+
+class _Counted(weakref.WeakSet):  # type: ignore[type-arg]
+    iterations = 0
+
+    def __iter__(self):
+        type(self).iterations += 1
+        return super().__iter__()
+
+
+class _Listener:
+    def __init__(self):
+        self.applied = []
+
+    def apply(self, notice):
+        self.applied.append(notice)
+        return 0
+
+    def drop(self, model):
+        self.applied.append(model)
+        return 0
+
+    def drop_all(self, reason):
+        return 0
+
+
+def test_a_bus_with_only_the_publishing_cache_iterates_no_listeners_and_still_counts_the_message():
+    bus = LocalBus(("test-alone",))
+    bus._listeners = _Counted()
+    alone, other = _Listener(), _Listener()
+    bus.attach(alone)
+    notice = Notice("User", frozenset({b"x"}), frozenset({"name"}))
+    bus.publish("User", origin=alone, notice=notice)
+    assert _Counted.iterations == 0 and alone.applied == [] and bus.figures.sent == 1
+    bus.attach(other)
+    bus.publish("User", origin=alone, notice=notice)
+    assert _Counted.iterations == 1 and other.applied == [notice] and alone.applied == [] and bus.figures.sent == 2
+    bus.publish("User", origin=None, notice=notice)  # no origin: every listener hears it
+    assert sorted(map(len, (alone.applied, other.applied))) == [1, 2]
+
+
+def test_the_after_write_step_enters_no_bound_context_unless_an_outcome_was_read_back(db, monkeypatch):
+    def refuse(self):
+        raise AssertionError("not on this path")
+
+    monkeypatch.setattr(writes.WriteRunner, "_bound_after", refuse)
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert db.update(User, {"id": user.id}, {"name": "Bo"}).name == "Bo"
+
+
+def test_a_write_to_a_model_with_nothing_cached_judges_no_entry_but_still_advances_its_generation(monkeypatch):
+    from astro_db import Database
+
+    with Database("mongomock://localhost/wp_cache", cache_models=("User",), ensure_indexes=False) as db:
+        cache = db.executor.runtime.cache
+        judged = []
+        real = type(cache)._candidates
+        monkeypatch.setattr(type(cache), "_candidates", lambda self, notice: judged.append(notice.model) or real(self, notice))
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        before, counts = cache.generation("User"), cache.stats()
+        db.update(User, {"id": user.id}, {"name": "Bo"})
+        assert judged == [] and cache.generation("User")[1] == before[1] + 1
+        assert (cache.stats()["invalidations"], cache.stats()["kept"]) == (counts["invalidations"], counts["kept"])
+        db.find(User, {"status": "active"})  # an entry of the model: the next write judges it
+        db.update(User, {"id": user.id}, {"name": "Cy"})
+        assert judged == ["User"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Cy"
+
+
+def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
+    from types import MappingProxyType
+
+    from astro_db.query import pipeline
+
+    walked = []
+    real = pipeline.check_document_keys
+    monkeypatch.setattr(pipeline, "check_document_keys", lambda value, path="": walked.append(path) or real(value, path))
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    db.update(User, {"id": user.id}, {"name": "Bo", "status": "suspended"})
+    assert walked == []
+    chart = db.create("BirthChart", samples.chart_input(user_id=str(user.id)))
+    place = {"name": "Lyon", "coordinates": {"type": "Point", "coordinates": [4.8, 45.7]}}
+    db.update("BirthChart", {"id": chart.id}, MappingProxyType({"birth_data.location": place}))  # any Mapping
+    assert walked == ["birthData.location"]
+    with pytest.raises(ValidationError):
+        db.update("BirthChart", {"id": chart.id}, {"birth_data.location": {**place, "$where": "1"}})
+
+
+def test_an_updates_duplicate_key_named_only_by_its_index_is_given_the_index_fields(db):
+    from pymongo import errors as pm
+
+    from astro_db.errors import DuplicateKeyError
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    rt = db.executor.runtime
+    real = rt.coll
+
+    class Refusing:  # a server that names only the index of a refused update (as some emulators do)
+        def __init__(self, coll):
+            self.coll = coll
+
+        def find_one_and_update(self, *args, **kwargs):
+            message = "E11000 duplicate key error collection: users index: login_unique dup key"
+            raise pm.DuplicateKeyError(message, 11000, {"errmsg": message, "code": 11000})
+
+        def list_indexes(self, *args, **kwargs):  # an index whose name does not spell its fields
+            return [{"name": "_id_", "key": {"_id": 1}}, {"name": "login_unique", "key": {"email": 1}}]
+
+        def __getattr__(self, name):
+            return getattr(self.coll, name)
+
+    rt.coll = lambda info: Refusing(real(info))  # type: ignore[method-assign]
+    try:
+        with pytest.raises(DuplicateKeyError) as caught:
+            db.update(User, {"id": user.id}, {"email": "bo@example.com"})
+    finally:
+        rt.coll = real  # type: ignore[method-assign]
+    assert caught.value.fields == ("email",)
+
+
+def test_a_default_whose_to_python_is_the_identity_is_stored_without_to_mongo(monkeypatch):
+    from astro_db.models import codec
+
+    version = doc_plan(User).by_key["__v"]
+    assert version.python_is_identity and version.mongo_is_python and version.default == 0
+    called = []
+    monkeypatch.setattr(version, "to_mongo", lambda value: called.append(value) or value)
+    son = codec.encode_new(User, {"email": "ann@example.com", "name": "Ann"})
+    assert son["__v"] == 0 and type(son["__v"]) is int and called == []
+
+
+def test_an_update_of_a_field_that_is_no_personal_path_is_passed_by_the_sealing_and_one_that_is_still_checked(monkeypatch):
+    from astro_db.security import crypto as crypto_module
+
+    db = new_db(allow_plaintext_sensitive=True)
+    try:
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        insight = db.create("PlanetaryInsight", samples.insight_input(user_id=user.id))
+        normed = []
+        real = crypto_module.norm_path
+        monkeypatch.setattr(crypto_module, "norm_path", lambda path: normed.append(path) or real(path))
+        assert db.update("PlanetaryInsight", {"id": insight.id}, {"energy_level": 5}).energy_level == 5
+        assert normed == []
+        with pytest.raises(EncryptionError, match="would read back as an envelope"):
+            db.update("PlanetaryInsight", {"id": insight.id}, {"summary": "enc:v2:x"})
+        with pytest.raises(EncryptionError, match="would read back as an envelope"):
+            db.update("PlanetaryInsight", {"id": insight.id}, {"$push": {"recommendations": "enc:v2:x"}})
+        assert normed == ["summary", "recommendations"]
+        assert db.update("PlanetaryInsight", {"id": insight.id}, {"summary": "Calm."}).summary == "Calm."
+    finally:
+        db.disconnect()
+
+
+def test_the_trusted_walkers_are_keyed_by_identity_and_another_crypto_gets_its_own(db, monkeypatch):
+    from astro_db.ops.steps import compile as compile_step
+    from astro_db.registry import ModelRegistry
+    from astro_db.security.access import Guard, authorize
+    from astro_db.security.crypto import FieldCrypto
+
+    for cls in (FieldCrypto, ModelRegistry, Guard):  # the cache's key relies on identity
+        assert cls.__eq__ is object.__eq__ and cls.__hash__ is object.__hash__, cls
+    rt = db.executor.runtime
+    trusted = authorize(None, rt.registry.resolve("User"), "read")
+    monkeypatch.setattr(compile_step, "id", lambda obj: pytest.fail("no id() per call"), raising=False)
+    first = compile_step.walker(rt, trusted)
+    assert compile_step.walker(rt, trusted) is first
+    other = FieldCrypto(None, rt.registry, allow_plaintext=True)
+    monkeypatch.setattr(type(rt), "crypto", property(lambda self: other))
+    again = compile_step.walker(rt, trusted)
+    assert again is not first and again.rules[1].crypto is other
