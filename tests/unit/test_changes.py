@@ -225,6 +225,55 @@ def test_a_late_record_whose_document_moved_on_keeps_its_audit_but_not_its_image
     assert [r["action"] for r in records(db, journal=True)] == ["create", "delete"]
 
 
+def test_a_records_image_is_the_document_sent_until_the_record_is_kept_then_its_own_copy(monkeypatch):
+    """A create's record carries the very document it sent (no copy per document: a create_many
+    of 5,000 built 5,000 for nothing); a record kept for later gets its own copy, so a hook that
+    changes the event's documents afterwards cannot change what the journal will say."""
+    db = new_db(retry_attempts=1)
+    sent = {}
+
+    def build(self, **kwargs):
+        records = original(self, **kwargs)
+        sent.update((r["documentId"], (r["doc"], image)) for r, (_, _, _, image) in zip(records, kwargs["changes"]))
+        return records
+
+    original = ChangeLog.build
+    monkeypatch.setattr(ChangeLog, "build", build)
+    [user] = users(db, 1)
+    assert all(doc is image for doc, image in sent.values())  # shared, and inserted as is
+    assert records(db)[0]["doc"]["name"] == "U0"
+    failing_inserts(monkeypatch, 1)
+    db.executor.runtime.hooks.append(lambda event: event.documents[0].update(name="Changed by a hook"))
+    with pytest.raises(ChangeRecordError):
+        db.update("User", {"id": user.id}, {"name": "Journaled"})
+    db.executor.runtime.hooks.pop()
+    db.reconcile_changes()
+    [late] = records(db, action="update")
+    assert late["late"] is True and late["doc"]["name"] == "Journaled"
+
+
+def test_records_keep_their_format(db):
+    """Every field of a create's and an update's record, as the readers (trail, backups,
+    reconcile) read them."""
+    [user] = users(db, 1)
+    db.as_actor("eve", roles=["admin"]).update("User", {"id": user.id}, {"name": "Two"})
+    stored = db.mongo.users.find_one({"_id": user.id})
+    create, update = records(db)
+    op = stored["_op"]
+    assert create == {
+        "_id": f"users/{user.id}/0/{create['_id'].rsplit('/', 1)[1]}", "model": "User", "coll": "users",
+        "documentId": user.id, "rev": 0, "action": "create", "time": create["time"], "t": create["t"], "audit": True,
+        "actor": None, "requestId": None, "fields": sorted(k for k in create["doc"] if k != "_id"),
+        "journal": True, "doc": create["doc"]}
+    assert list(create["doc"])[0] == "_id" and create["doc"]["name"] == "U0"
+    assert create["t"] == int(create["time"].timestamp() * 1000) and create["time"].microsecond % 1000 == 0
+    assert update["_id"] == f"users/{user.id}/1/{op}" and update["actor"] == "eve" and update["fields"] == ["name"]
+    assert list(update["doc"])[0] == "_id" and update["doc"]["name"] == "Two" and update["doc"]["_rev"] == 1
+    when = stored["updatedAt"]  # the server's clock (the embedded backend keeps microseconds)
+    assert update["time"] == when.replace(microsecond=when.microsecond // 1000 * 1000)
+    assert update["t"] == int(when.timestamp() * 1000)
+
+
 # --- configuration switches -------------------------------------------------------------------------
 
 def test_audit_without_journal_keeps_no_images_and_journal_without_audit_keeps_no_actor():
