@@ -335,10 +335,14 @@ class FieldCrypto:
     # --- writes ------------------------------------------------------------------------------
 
     def seal_document(self, info: Any, son: dict[str, Any]) -> dict[str, Any]:
-        """A copy of a stored-form document with every sensitive value sealed (bound to its ``_id``)."""
+        """A copy of a stored-form document with every sensitive value sealed (bound to its
+        ``_id``); ``son`` itself when nothing is sealed (the model has no sensitive field, or no
+        key and plaintext allowed: its values only checked)."""
         fields = self.fields.get(info.name)
         if not fields:
             return son
+        if self.keyring is None and self.vault is None and self.allow_plaintext:
+            return self._plain(info, fields, son)
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
             parts = f.path.split(".")
@@ -348,6 +352,20 @@ class FieldCrypto:
                 parent[key] = ([self._seal(v, info, f, son) for v in value] if isinstance(value, list)
                                else self._seal(value, info, f, son))
         return out
+
+    def _plain(self, info: Any, fields: tuple[Sensitive, ...], son: dict[str, Any]) -> dict[str, Any]:
+        """``seal_document`` without a key, plaintext allowed: every value is stored as it is, so
+        ``son`` itself is returned, uncopied. A plain string (the common case) is let through
+        here; anything else goes through ``_seal``, which refuses what it refuses with a key
+        (a non-string in a text field, ``UNREADABLE``, text that would read back as an envelope)."""
+        for f in fields:
+            for parent, key in slots_at(son, f.path.split(".")):
+                value = parent[key]
+                for item in value if isinstance(value, list) else (value,):
+                    if item is None or (f.text and type(item) is str and not item.startswith(PREFIX)):
+                        continue
+                    self._seal(item, info, f, son)  # raises, or returns the value unchanged
+        return son
 
     def _index(self, info: Any, f: Sensitive, doc: Any, parts: list[str]) -> None:
         """Set (or drop) the blind index beside each plaintext value at ``parts`` in ``doc``
