@@ -83,7 +83,7 @@ class ChangeLog:
         """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each, written by
         the operation ``op`` (its id is part of theirs)."""
         return make_records(model=model, collection=collection, action=action, changes=changes, actor=actor,
-                            request_id=request_id, fields=(f for f in fields if f not in _SERVICE_FIELDS),
+                            request_id=request_id, fields=[f for f in fields if f not in _SERVICE_FIELDS],
                             audit=self.audit, journal=self.journal, op=op)
 
     def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,

@@ -131,7 +131,7 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
             record["journal"] = True
             if images and image is not None:
                 # stored as the server stores it: _id first
-                record["doc"] = image if next(iter(image), None) == "_id" and image["_id"] == document_id else {
+                record["doc"] = image if next(iter(image), None) == "_id" and image["_id"] is document_id else {
                     "_id": document_id, **image}
         records.append(record)
     return records

@@ -91,11 +91,14 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     """Validate ``data`` as a new document of the model and give it what the service keeps:
     a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
     ``updatedAt`` and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
-    with masked_errors(info.cls):
+    try:
         son = codec.encode_new(info.cls, data)
         check_document_keys(son)
+    except ValidationError:
+        with masked_errors(info.cls):  # masks the messages and re-raises (no context manager per valid document)
+            raise
     now = utcnow()
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
@@ -201,8 +204,7 @@ class WriteRunner:
     def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
         op_id = new_op_id()
         if len(sons) <= ONE_COMMAND_BATCH and self._one_command():
-            fields = tuple(sorted({k for son in sons for k in son if k != "_id"}))
-            return self._insert_recorded("create_many", sons, fields, op_id)
+            return self._insert_recorded("create_many", sons, self._fields(sons), op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
 
@@ -238,7 +240,8 @@ class WriteRunner:
 
     @staticmethod
     def _fields(sons: list[dict[str, Any]]) -> tuple[str, ...]:
-        return tuple(sorted({k for son in sons for k in son if k != "_id"}))
+        """Every field name the documents hold but ``_id``, sorted (the keys gathered in C)."""
+        return tuple(sorted(set().union(*sons).difference(("_id",))))
 
     def _one_command(self) -> bool:
         """Whether this create sends its documents and their change records in one command
@@ -1077,7 +1080,7 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
-    return Written(action, tuple(d["_id"] for d in docs), fields, tuple(_created(d) for d in docs),
+    return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(map(_created, docs)),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
 
 

@@ -359,7 +359,12 @@ class FieldCrypto:
         here; anything else goes through ``_seal``, which refuses what it refuses with a key
         (a non-string in a text field, ``UNREADABLE``, text that would read back as an envelope)."""
         for f in fields:
-            for parent, key in slots_at(son, f.path.split(".")):
+            path = f.path
+            if "." in path:
+                slots = slots_at(son, path.split("."))
+            else:  # a top-level field: no walk
+                slots = [(son, path)] if path in son else []
+            for parent, key in slots:
                 value = parent[key]
                 for item in value if isinstance(value, list) else (value,):
                     if item is None or (f.text and type(item) is str and not item.startswith(PREFIX)):
