@@ -252,6 +252,38 @@ def test_a_records_image_is_the_document_sent_until_the_record_is_kept_then_its_
     assert late["late"] is True and late["doc"]["name"] == "Journaled"
 
 
+def test_create_many_without_a_key_sends_each_document_once_and_its_record_carries_it_uncopied(db):
+    """A create_many of many documents (two commands: documents, then records) with no key:
+    the documents sent are the validated ones, not copies made for sealing; each record's image
+    is the document sent; the lean result is those same documents. Nothing else changed: one
+    insert of the documents, one of the records, in order."""
+    inserted: list[tuple[str, list]] = []
+    gateway = db.executor.runtime.gateway
+    for name in ("users", CHANGES_COLLECTION):
+        handle = gateway[name]
+        real = handle._coll
+
+        class Spy:
+            def __init__(self, real, name):
+                self.real, self.name = real, name
+
+            def insert_many(self, docs, **kwargs):
+                inserted.append((self.name, list(docs)))
+                return self.real.insert_many(docs, **kwargs)
+
+            def __getattr__(self, attr):
+                return getattr(self.real, attr)
+
+        handle._coll = Spy(real, name)
+    result = db.create_many("User", [user_data(name=f"U{i}", email=f"u{i}@example.com") for i in range(40)], lean=True)
+    assert not result.failed and len(result) == 40
+    assert [name for name, _ in inserted] == ["users", CHANGES_COLLECTION]
+    (_, docs), (_, recs) = inserted
+    assert all(sent is made for sent, made in zip(docs, result))
+    assert all(r["doc"] is d and r["documentId"] == d["_id"] for r, d in zip(recs, docs))
+    assert [r["doc"]["name"] for r in records(db)] == [f"U{i}" for i in range(40)]
+
+
 def test_records_keep_their_format(db):
     """Every field of a create's and an update's record, as the readers (trail, backups,
     reconcile) read them."""
