@@ -57,7 +57,7 @@ MODEL, COLLECTION = "PlanetaryInsight", "planetaryInsights"
 
 
 class Nothing:
-    """A driver collection whose inserts do nothing (``--no-driver``); the rest is the real one's."""
+    """A collection handle whose inserts do nothing (``--no-driver``); the rest is the real one's."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
@@ -74,8 +74,7 @@ class Nothing:
 def no_driver(db: Database) -> None:
     gateway = db.executor.runtime.gateway
     for name in (COLLECTION, "astroChanges"):
-        handle = gateway[name]
-        handle._coll = Nothing(handle._coll)  # type: ignore[attr-defined]
+        gateway.collections[name] = Nothing(gateway[name])  # type: ignore[assignment]
 
 
 def cpu(fn: Callable[[], Any]) -> float:

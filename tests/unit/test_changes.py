@@ -258,23 +258,21 @@ def test_create_many_without_a_key_sends_each_document_once_and_its_record_carri
     is the document sent; the lean result is those same documents. Nothing else changed: one
     insert of the documents, one of the records, in order."""
     inserted: list[tuple[str, list]] = []
+
+    class Spy:  # in place of the gateway's collection handle (Gateway.collections)
+        def __init__(self, real, name):
+            self.real, self.name = real, name
+
+        def insert_many(self, docs, **kwargs):
+            inserted.append((self.name, list(docs)))
+            return self.real.insert_many(docs, **kwargs)
+
+        def __getattr__(self, attr):
+            return getattr(self.real, attr)
+
     gateway = db.executor.runtime.gateway
     for name in ("users", CHANGES_COLLECTION):
-        handle = gateway[name]
-        real = handle._coll
-
-        class Spy:
-            def __init__(self, real, name):
-                self.real, self.name = real, name
-
-            def insert_many(self, docs, **kwargs):
-                inserted.append((self.name, list(docs)))
-                return self.real.insert_many(docs, **kwargs)
-
-            def __getattr__(self, attr):
-                return getattr(self.real, attr)
-
-        handle._coll = Spy(real, name)
+        gateway.collections[name] = Spy(gateway[name], name)
     result = db.create_many("User", [user_data(name=f"U{i}", email=f"u{i}@example.com") for i in range(40)], lean=True)
     assert not result.failed and len(result) == 40
     assert [name for name, _ in inserted] == ["users", CHANGES_COLLECTION]
