@@ -28,6 +28,7 @@ The failure policy of every write hook (one policy, the same for create, update 
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -38,7 +39,7 @@ from pymongo import ReplaceOne
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
-from .records import CHANGES_COLLECTION, as_intent, confirmed, make_record, ms_time, to_ms
+from .records import CHANGES_COLLECTION, as_intent, confirmed, make_records, ms_time, to_ms
 from .revision import OP_FIELD, REV_FIELD, revision_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +52,7 @@ RECONCILE_ACTOR = "astro-db:reconcile"
 _PENDING_LIMIT = 100_000
 _SCAN_BATCH = 1000
 REBUILT_OP = "reconcile"  # the op of a rebuilt record whose document names none (a create)
+_SERVICE_FIELDS = frozenset({"_id", REV_FIELD, OP_FIELD})  # never listed in a record's ``fields``
 INSERT, REPLACE, UNCERTAIN = "insert", "replace", "uncertain"  # how a pending record is to be written
 Runner = Callable[[Callable[[], Any]], Any]
 """``run(fn)``: ``fn()`` under the caller's retry / breaker / time-bound wrapper."""
@@ -80,13 +82,9 @@ class ChangeLog:
               fields: Iterable[str], actor: str | None, request_id: str | None, op: Any) -> list[dict[str, Any]]:
         """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each, written by
         the operation ``op`` (its id is part of theirs)."""
-        names = tuple(f for f in fields if f not in ("_id", REV_FIELD, OP_FIELD))
-        return [
-            make_record(model=model, collection=collection, document_id=doc_id, rev=rev, action=action, time=time,
-                        actor=actor, request_id=request_id, fields=names, image=image if self.journal else None,
-                        audit=self.audit, journal=self.journal, op=op)
-            for doc_id, rev, time, image in changes
-        ]
+        return make_records(model=model, collection=collection, action=action, changes=changes, actor=actor,
+                            request_id=request_id, fields=[f for f in fields if f not in _SERVICE_FIELDS],
+                            audit=self.audit, journal=self.journal, op=op)
 
     def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,
                   in_transaction: bool) -> tuple[Callable[[], int], list[tuple[dict[str, Any], str]]]:
@@ -230,11 +228,16 @@ class ChangeLog:
         return records
 
     def _keep(self, records: list[tuple[dict[str, Any], str]]) -> None:
+        """Keep ``records`` to be written later. A record's post-image may be the very document
+        its write sent (``records.make_records``), which the caller still holds: a record kept
+        for the first time keeps a copy of its own."""
         with self._lock:
             for record, how in records:
                 if len(self._pending) >= _PENDING_LIMIT:
                     log.error("more than %d change records pending; the rest are left to reconcile_changes()", _PENDING_LIMIT)
                     return
+                if "doc" in record and not record.get("late"):
+                    record["doc"] = copy.deepcopy(record["doc"])
                 _mark_late(record)
                 self._pending[record["_id"]] = (record, how)
 

@@ -41,18 +41,25 @@ from pymongo import errors as pm
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
 
-__all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "make_record", "to_ms", "ms_time",
+__all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "make_records", "to_ms", "ms_time",
            "ensure_change_indexes"]
 
 log = logging.getLogger(__name__)
 CHANGES_COLLECTION = "astroChanges"
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_MS = _dt.timedelta(milliseconds=1)
 
 
 def record_id(collection: str, document_id: Any, rev: int, op: Any) -> str:
     """The record's ``_id``: the document, its revision and the id of the operation that wrote
     it, so a retried insert of the same change meets its own duplicate key and nothing else."""
-    return f"{collection}/{document_id}/{int(rev)}/{op}"
+    head, tail = _id_ends(collection, op)
+    return f"{head}{document_id}/{int(rev)}{tail}"
+
+
+def _id_ends(collection: str, op: Any) -> tuple[str, str]:
+    """What the ``_id`` of every record of one write on one collection starts and ends with."""
+    return f"{collection}/", f"/{op}"
 
 
 def as_intent(record: dict[str, Any]) -> dict[str, Any]:
@@ -78,31 +85,56 @@ def ms_time(value: Any) -> _dt.datetime:
     if not isinstance(value, _dt.datetime):
         value = _dt.datetime.now(_dt.timezone.utc)
     when: _dt.datetime = value
+    if when.tzinfo is _dt.timezone.utc and not when.microsecond % 1000:
+        return when  # already what BSON keeps (the service's own clock: ``runtime.utcnow``)
     when = when.replace(tzinfo=_dt.timezone.utc) if when.tzinfo is None else when.astimezone(_dt.timezone.utc)
     return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 def to_ms(when: _dt.datetime) -> int:
     """Milliseconds since 1970 (UTC) of a datetime (naive = UTC), rounded down."""
-    return (ms_time(when) - _EPOCH) // _dt.timedelta(milliseconds=1)
+    return (ms_time(when) - _EPOCH) // _MS
 
 
-def make_record(*, model: str, collection: str, document_id: Any, rev: int, action: str, time: Any,
-                actor: str | None, request_id: str | None, fields: Iterable[str], image: dict[str, Any] | None,
-                audit: bool, journal: bool, op: Any) -> dict[str, Any]:
-    """One change record (see the module docstring for its fields)."""
-    when = ms_time(time)
-    record: dict[str, Any] = {
-        "_id": record_id(collection, document_id, rev, op), "model": model, "coll": collection,
-        "documentId": document_id, "rev": rev, "action": action, "time": when, "t": to_ms(when),
-    }
-    if audit:
-        record.update(audit=True, actor=actor, requestId=request_id, fields=sorted(fields))
-    if journal:
-        record["journal"] = True
-        if action != "delete" and image is not None:
-            record["doc"] = {"_id": document_id, **image}  # stored as the server stores it: _id first
-    return record
+def make_records(*, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
+                 actor: str | None, request_id: str | None, fields: Iterable[str], audit: bool, journal: bool,
+                 op: Any) -> list[dict[str, Any]]:
+    """The records of one write: ``changes`` are ``(documentId, rev, time, post-image or None)``.
+
+    What they share is worked out once (the sorted field names, the ``_id``'s ends, the time of
+    consecutive changes made in the same millisecond), and a post-image that already starts
+    with the document's ``_id`` (a create's new document, as sent) is the record's ``doc``
+    itself, not a copy: nothing changes a record between its building and its insertion, and a
+    record kept for later is copied then (``changes.log``)."""
+    names = sorted(fields) if audit else []
+    head, tail = _id_ends(collection, op)  # record_id's format
+    images = journal and action != "delete"
+    records: list[dict[str, Any]] = []
+    last: Any = None
+    when: _dt.datetime | None = None
+    t = 0
+    for document_id, rev, time, image in changes:
+        if when is None or time is None or time != last:
+            when = ms_time(time)
+            t = (when - _EPOCH) // _MS
+            last = time
+        record: dict[str, Any] = {
+            "_id": f"{head}{document_id}/{int(rev)}{tail}", "model": model, "coll": collection,
+            "documentId": document_id, "rev": rev, "action": action, "time": when, "t": t,
+        }
+        if audit:
+            record["audit"] = True
+            record["actor"] = actor
+            record["requestId"] = request_id
+            record["fields"] = names[:]
+        if journal:
+            record["journal"] = True
+            if images and image is not None:
+                # stored as the server stores it: _id first
+                record["doc"] = image if next(iter(image), None) == "_id" and image["_id"] is document_id else {
+                    "_id": document_id, **image}
+        records.append(record)
+    return records
 
 
 def ensure_change_indexes(database: MongoDB, retention_days: int | None) -> None:

@@ -284,7 +284,7 @@ class Executor:
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         writer = self._writer(info, op, session)
         writer.continue_lives([son for _, son in sons])
-        refused = writer.insert_many([seal.document(rt, info, son) for _, son in sons])
+        refused = writer.insert_many(seal.documents(rt, info, [son for _, son in sons]))
         created = []
         for position, (index, son) in enumerate(sons):
             if position in refused:

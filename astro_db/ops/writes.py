@@ -211,8 +211,7 @@ class WriteRunner:
     def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
         op_id = new_op_id()
         if len(sons) <= ONE_COMMAND_BATCH and self._one_command():
-            fields = tuple(sorted({k for son in sons for k in son if k != "_id"}))
-            return self._insert_recorded("create_many", sons, fields, op_id)
+            return self._insert_recorded("create_many", sons, self._fields(sons), op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
 
@@ -248,7 +247,8 @@ class WriteRunner:
 
     @staticmethod
     def _fields(sons: list[dict[str, Any]]) -> tuple[str, ...]:
-        return tuple(sorted({k for son in sons for k in son if k != "_id"}))
+        """Every field name the documents hold but ``_id``, sorted (the keys gathered in C)."""
+        return tuple(sorted(set().union(*sons).difference(("_id",))))
 
     def _one_command(self) -> bool:
         """Whether this create sends its documents and their change records in one command
@@ -1099,7 +1099,7 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     if len(docs) == 1:  # a create or an update of one document: no generator per tuple
         doc = docs[0]
         return Written(action, (doc["_id"],), fields, (_created(doc),), (doc,), recorded, op_id)
-    return Written(action, tuple(d["_id"] for d in docs), fields, tuple(_created(d) for d in docs),
+    return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(map(_created, docs)),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
 
 

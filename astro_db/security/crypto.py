@@ -344,23 +344,14 @@ class FieldCrypto:
     # --- writes ------------------------------------------------------------------------------
 
     def seal_document(self, info: Any, son: dict[str, Any]) -> dict[str, Any]:
-        """A copy of a stored-form document with every sensitive value sealed (bound to its ``_id``)."""
+        """A copy of a stored-form document with every sensitive value sealed (bound to its
+        ``_id``); ``son`` itself when nothing is sealed (the model has no sensitive field, or no
+        key and plaintext allowed: its values only checked)."""
         fields = self.fields.get(info.name)
         if not fields:
             return son
         if not self.enabled:  # no key: nothing is sealed, so no copy; every value still passes _seal's checks
-            for f in fields:
-                path = f.path
-                if "." in path:
-                    values = [parent[key] for parent, key in slots_at(son, path.split("."))]
-                elif path in son:  # a top-level field: its one slot, without the walk
-                    values = [son[path]]
-                else:
-                    continue
-                for value in values:
-                    for item in value if isinstance(value, list) else (value,):
-                        self._seal(item, info, f, son)
-            return son
+            return self._plain(info, fields, son)
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
             parts = f.path.split(".")
@@ -370,6 +361,27 @@ class FieldCrypto:
                 parent[key] = ([self._seal(v, info, f, son) for v in value] if isinstance(value, list)
                                else self._seal(value, info, f, son))
         return out
+
+    def _plain(self, info: Any, fields: tuple[Sensitive, ...], son: dict[str, Any]) -> dict[str, Any]:
+        """``seal_document`` without a key: nothing is sealed, so ``son`` itself is returned,
+        uncopied. With plaintext allowed, a plain string (the common case) is let through here;
+        anything else goes through ``_seal``, which refuses what it refuses with a key (a
+        non-string in a text field, ``UNREADABLE``, text that would read back as an envelope)
+        and, with plaintext not allowed, every value."""
+        lenient = self.allow_plaintext
+        for f in fields:
+            path = f.path
+            if "." in path:
+                slots = slots_at(son, path.split("."))
+            else:  # a top-level field: no walk
+                slots = [(son, path)] if path in son else []
+            for parent, key in slots:
+                value = parent[key]
+                for item in value if isinstance(value, list) else (value,):
+                    if lenient and (item is None or (f.text and type(item) is str and not item.startswith(PREFIX))):
+                        continue
+                    self._seal(item, info, f, son)  # raises, or returns the value unchanged
+        return son
 
     def _index(self, info: Any, f: Sensitive, doc: Any, parts: list[str]) -> None:
         """Set (or drop) the blind index beside each plaintext value at ``parts`` in ``doc``

@@ -70,3 +70,16 @@ def test_the_per_document_cpu_table_still_prints():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "per-document CPU cost" in done.stdout
     assert sum(model in line for line in done.stdout.splitlines() for model in ("PlanetaryInsight", "BirthChart")) == 4
+
+
+def test_the_create_many_split_runs_and_prints_every_phase():
+    """``benchmarks/bulk_cost.py`` (docs/performance.md, "create_many and its change records"):
+    a few documents on the embedded backend, collections that answer at once."""
+    done = subprocess.run([sys.executable, str(RUN.parent / "bulk_cost.py"), "--backend", "embedded", "--no-driver",
+                           "--n", "40", "--rounds", "1", "--top", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    for line in ("default ", "hooks off ", "validation and codec", "service fields and _id", "sealing (no key)",
+                 "change records: build", "BSON: documents", "BSON: change records"):
+        assert line in out, line
+    assert out.count("function calls per document") == 2

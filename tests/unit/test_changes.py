@@ -225,6 +225,85 @@ def test_a_late_record_whose_document_moved_on_keeps_its_audit_but_not_its_image
     assert [r["action"] for r in records(db, journal=True)] == ["create", "delete"]
 
 
+def test_a_records_image_is_the_document_sent_until_the_record_is_kept_then_its_own_copy(monkeypatch):
+    """A create's record carries the very document it sent (no copy per document: a create_many
+    of 5,000 built 5,000 for nothing); a record kept for later gets its own copy, so a hook that
+    changes the event's documents afterwards cannot change what the journal will say."""
+    db = new_db(retry_attempts=1)
+    sent = {}
+
+    def build(self, **kwargs):
+        records = original(self, **kwargs)
+        sent.update((r["documentId"], (r["doc"], image)) for r, (_, _, _, image) in zip(records, kwargs["changes"]))
+        return records
+
+    original = ChangeLog.build
+    monkeypatch.setattr(ChangeLog, "build", build)
+    [user] = users(db, 1)
+    assert all(doc is image for doc, image in sent.values())  # shared, and inserted as is
+    assert records(db)[0]["doc"]["name"] == "U0"
+    failing_inserts(monkeypatch, 1)
+    db.executor.runtime.hooks.append(lambda event: event.documents[0].update(name="Changed by a hook"))
+    with pytest.raises(ChangeRecordError):
+        db.update("User", {"id": user.id}, {"name": "Journaled"})
+    db.executor.runtime.hooks.pop()
+    db.reconcile_changes()
+    [late] = records(db, action="update")
+    assert late["late"] is True and late["doc"]["name"] == "Journaled"
+
+
+def test_create_many_without_a_key_sends_each_document_once_and_its_record_carries_it_uncopied(db):
+    """A create_many of many documents (two commands: documents, then records) with no key:
+    the documents sent are the validated ones, not copies made for sealing; each record's image
+    is the document sent; the lean result is those same documents. Nothing else changed: one
+    insert of the documents, one of the records, in order."""
+    inserted: list[tuple[str, list]] = []
+
+    class Spy:  # in place of the gateway's collection handle (Gateway.collections)
+        def __init__(self, real, name):
+            self.real, self.name = real, name
+
+        def insert_many(self, docs, **kwargs):
+            inserted.append((self.name, list(docs)))
+            return self.real.insert_many(docs, **kwargs)
+
+        def __getattr__(self, attr):
+            return getattr(self.real, attr)
+
+    gateway = db.executor.runtime.gateway
+    for name in ("users", CHANGES_COLLECTION):
+        gateway.collections[name] = Spy(gateway[name], name)
+    result = db.create_many("User", [user_data(name=f"U{i}", email=f"u{i}@example.com") for i in range(40)], lean=True)
+    assert not result.failed and len(result) == 40
+    assert [name for name, _ in inserted] == ["users", CHANGES_COLLECTION]
+    (_, docs), (_, recs) = inserted
+    assert all(sent is made for sent, made in zip(docs, result))
+    assert all(r["doc"] is d and r["documentId"] == d["_id"] for r, d in zip(recs, docs))
+    assert [r["doc"]["name"] for r in records(db)] == [f"U{i}" for i in range(40)]
+
+
+def test_records_keep_their_format(db):
+    """Every field of a create's and an update's record, as the readers (trail, backups,
+    reconcile) read them."""
+    [user] = users(db, 1)
+    db.as_actor("eve", roles=["admin"]).update("User", {"id": user.id}, {"name": "Two"})
+    stored = db.mongo.users.find_one({"_id": user.id})
+    create, update = records(db)
+    op = stored["_op"]
+    assert create == {
+        "_id": f"users/{user.id}/0/{create['_id'].rsplit('/', 1)[1]}", "model": "User", "coll": "users",
+        "documentId": user.id, "rev": 0, "action": "create", "time": create["time"], "t": create["t"], "audit": True,
+        "actor": None, "requestId": None, "fields": sorted(k for k in create["doc"] if k != "_id"),
+        "journal": True, "doc": create["doc"]}
+    assert list(create["doc"])[0] == "_id" and create["doc"]["name"] == "U0"
+    assert create["t"] == int(create["time"].timestamp() * 1000) and create["time"].microsecond % 1000 == 0
+    assert update["_id"] == f"users/{user.id}/1/{op}" and update["actor"] == "eve" and update["fields"] == ["name"]
+    assert list(update["doc"])[0] == "_id" and update["doc"]["name"] == "Two" and update["doc"]["_rev"] == 1
+    when = stored["updatedAt"]  # the server's clock (the embedded backend keeps microseconds)
+    assert update["time"] == when.replace(microsecond=when.microsecond // 1000 * 1000)
+    assert update["t"] == int(when.timestamp() * 1000)
+
+
 # --- configuration switches -------------------------------------------------------------------------
 
 def test_audit_without_journal_keeps_no_images_and_journal_without_audit_keeps_no_actor():

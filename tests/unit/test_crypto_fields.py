@@ -263,6 +263,28 @@ def test_the_opt_out_passes_plaintext_through_except_envelope_shaped_text():
         crypto.seal_document(CHART, doc("enc:"))
 
 
+def test_without_a_key_a_document_is_checked_in_place_and_not_copied():
+    """Nothing is sealed without a key (plaintext allowed): ``seal_document`` returns the document
+    itself (a create_many of 5,000 insights copied each for nothing), and still refuses every
+    value it refuses with a key: in a list, in a sub-document, of a non-text field."""
+    crypto = fc(primary=None, allow=True)
+    insight = REGISTRY.resolve("PlanetaryInsight")
+    stored = {"_id": 7, "summary": "calm", "recommendations": ["walk", "rest"], "energyLevel": 3}
+    assert crypto.seal_document(insight, stored) is stored
+    assert stored == {"_id": 7, "summary": "calm", "recommendations": ["walk", "rest"], "energyLevel": 3}
+    chart = doc("Oslo")
+    assert crypto.seal_document(CHART, chart) is chart and place(chart) == "Oslo"
+    for bad, message in (({"recommendations": ["walk", "enc:v2:x"]}, "may not start with 'enc:'"),
+                         ({"summary": UNREADABLE}, "refusing to write back UNREADABLE"),
+                         ({"recommendations": ["walk", 5]}, "only string values can be encrypted, got int")):
+        with pytest.raises(EncryptionError, match=message):
+            crypto.seal_document(insight, {"_id": 7, **bad})
+    with pytest.raises(EncryptionError, match="cannot be encrypted"):
+        crypto.seal_document(CHART, {"_id": 7, "birthData": {"date": object()}})
+    with pytest.raises(EncryptionError, match="configure encryption_key"):  # not allowed: refused as before
+        fc(primary=None, allow=False).seal_document(insight, {"_id": 7, "summary": "calm"})
+
+
 # --- opening -----------------------------------------------------------------------------------
 
 def test_open_document_opens_declared_paths_in_place_and_keeps_legacy_plaintext():
