@@ -11,14 +11,16 @@ writes keep the index in step; rotation writes it for data from before; the gene
 
 from __future__ import annotations
 
+import logging
 import unicodedata
+import uuid
 from datetime import datetime, timezone
 
 import bson
 import pytest
 from bson_schema import problems
 
-from astro_db import schema
+from astro_db import Database, schema
 from astro_db.errors import DuplicateKeyError, QueryError, ValidationError
 from astro_db.ops.steps import compile as compile_step
 from astro_db.security.access import Guard
@@ -336,6 +338,138 @@ def test_with_kms_providers_only_the_personal_fields_are_sealed_and_never_querie
         assert kms.count("User", {"email": {"$exists": True}}) == 1  # presence still works
     finally:
         kms.disconnect()
+
+
+# --- a queryable field inside a list, a null value, a value that does not open -----------------
+
+
+def _book_model():
+    """An app's model with a queryable field inside a list of embedded documents (``contacts.name``)
+    and an optional queryable one at the top (``nick``)."""
+    from mongoengine import EmbeddedDocument, ListField
+
+    from astro_db.models import AstroDocument
+    from astro_db.models.fields import EmbeddedDocumentField, TextField, UserRefField
+
+    class Contact(EmbeddedDocument):
+        name = TextField(sensitive=True)
+        kind = TextField()
+
+    class Book(AstroDocument):
+        user_id = UserRefField(db_field="userId", required=True)
+        contacts = ListField(EmbeddedDocumentField(Contact))
+        nick = TextField(sensitive=True)
+        meta = {"collection": "books", "owner": "user_id", "queryable": ["contacts.name", "nick"]}
+
+    return Book
+
+
+@pytest.fixture
+def books():
+    book = _book_model()
+    database = Database(f"mongomock://localhost/b{uuid.uuid4().hex[:8]}", models=[book], encryption_key=KEY_A).connect()
+    yield database, book
+    database.disconnect()
+
+
+def contact_index(name: str, key: str = KEY_A) -> str:
+    return index_of(name, "books", "contacts.name", key)
+
+
+def test_a_queryable_field_inside_a_list_gets_a_blind_index_beside_each_item(books):
+    db, book = books
+    user = db.create("User", user_data())
+    made = db.create(book, {"userId": user.id, "contacts": [{"name": "Ann", "kind": "sister"}, {"name": "Bo"}]})
+    stored = raw(db, book, made.id)["contacts"]
+    assert all(is_fle(c["name"], "Ann", "Bo") for c in stored)
+    assert [c["nameIndex"] for c in stored] == [contact_index("Ann"), contact_index("Bo")]
+    assert [b.id for b in db.find(book, {"contacts.name": "Bo"})] == [made.id]
+    assert db.find(book, {"contacts.name": "Cy"}) == []
+    shown = [{"name": "Ann", "kind": "sister"}, {"name": "Bo"}]  # reads never return the index
+    assert db.find(book, {"id": made.id}, lean=True)[0]["contacts"] == shown
+    assert db.aggregate(book, [{"$match": {"_id": made.id}}])[0]["contacts"] == shown
+    db.update(book, {"id": made.id}, {"$set": {"contacts": [{"name": "Cy"}, {"name": "Di"}]}})
+    db.update(book, {"id": made.id}, {"$push": {"contacts": {"name": "Ed"}}})
+    assert [c["nameIndex"] for c in raw(db, book, made.id)["contacts"]] == [
+        contact_index("Cy"), contact_index("Di"), contact_index("Ed")]
+    assert db.find(book, {"contacts.name": "Ann"}) == []
+    assert [b.id for b in db.find(book, {"contacts.name": "Ed"})] == [made.id]
+
+
+def test_rotation_writes_the_blind_index_beside_each_item_of_a_list(books):
+    db, book = books
+    user = db.create("User", user_data())
+    made = db.create(book, {"userId": user.id, "contacts": [{"name": "Ann"}, {"name": "Bo"}]})
+    db.collection(book).update_one({"_id": made.id}, {"$unset": {"contacts.1.nameIndex": ""}})  # written before it
+    assert db.find(book, {"contacts.name": "Bo"}) == []
+    rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)
+    assert rotate_keys(rotated)[book.__name__] == 1
+    assert [c["nameIndex"] for c in raw(rotated, book, made.id)["contacts"]] == [
+        contact_index("Ann", KEY_B), contact_index("Bo", KEY_B)]
+    only_new = rekey(rotated, encryption_key=KEY_B, encryption_keys=None)
+    assert [b.id for b in only_new.find(book, {"contacts.name": "Bo"})] == [made.id]
+    assert rotate_keys(only_new)[book.__name__] == 0
+
+
+def test_setting_an_optional_queryable_field_to_null_removes_its_blind_index(books):
+    db, book = books
+    user = db.create("User", user_data())
+    made = db.create(book, {"userId": user.id, "nick": "Lu"})
+    assert raw(db, book, made.id)["nickIndex"] == index_of("Lu", "books", "nick")
+    db.update(book, {"id": made.id}, {"nick": None})  # a $set alone: the index goes in a $unset of its own
+    stored = raw(db, book, made.id)
+    assert stored["nick"] is None and "nickIndex" not in stored
+    assert db.find(book, {"nick": "Lu"}) == []  # no longer found by the value it no longer holds
+    assert [b.id for b in db.find(book, {"nick": None})] == [made.id]
+
+
+def test_rotation_removes_a_blind_index_left_beside_no_value(db):
+    user = db.create("User", user_data())
+    chart = db.create("BirthChart", chart_data(user.id, place="Lyon"))
+    db.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {NAME: None}})  # a writer that kept the index
+    assert db.find_one("BirthChart", {NAME: "Lyon"}).id == chart.id  # found by a value it no longer holds
+    assert rotate_keys(db)["BirthChart"] == 1
+    assert "nameIndex" not in raw(db, "BirthChart", chart.id)["birthData"]["location"]
+    assert db.find_one("BirthChart", {NAME: "Lyon"}) is None
+    assert rotate_keys(db)["BirthChart"] == 0  # done: a rerun finds nothing to do
+
+
+def test_rotation_never_writes_a_blind_index_for_a_value_it_cannot_open(db, caplog):
+    user = db.create("User", user_data())
+    ann = db.create("BirthChart", chart_data(user.id, place="Lyon"))
+    bo = db.create("BirthChart", chart_data(user.id, place="Oslo"))
+    moved = raw(db, "BirthChart", bo.id)["birthData"]["location"]["name"]
+    db.collection("BirthChart").update_one({"_id": ann.id}, {"$set": {NAME: moved}})  # Bo's ciphertext over Ann's
+    rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)  # every blind index is stale now
+    before = raw(rotated, "BirthChart", ann.id)["birthData"]["location"]["nameIndex"]
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        assert rotate_keys(rotated)["BirthChart"] == 1  # Bo's
+    assert raw(rotated, "BirthChart", ann.id)["birthData"]["location"]["nameIndex"] == before  # not the marker's hash
+    assert f"BirthChart _id={ann.id} left as it is" in caplog.text
+    # with no index beside it, a value that does not open leaves rotation nothing to do: not even counted
+    rotated.collection("BirthChart").update_one({"_id": ann.id}, {"$unset": {NAME + "Index": ""}})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        assert rotate_keys(rotated, dry_run=True)["BirthChart"] == 0
+        assert rotate_keys(rotated)["BirthChart"] == 0
+    assert "left as it is" not in caplog.text
+    assert "nameIndex" not in raw(rotated, "BirthChart", ann.id)["birthData"]["location"]
+
+
+def test_a_value_that_does_not_open_elsewhere_in_a_document_does_not_hold_back_its_blind_index(db):
+    ann = db.create("User", user_data(email="ann@example.com", name="Ann"))
+    bo = db.create("User", user_data(email="bo@example.com", name="Bo"))
+    moved = raw(db, "User", bo.id)["name"]
+    db.collection("User").update_one({"_id": ann.id}, {"$set": {"name": moved}})  # Ann's name reads UNREADABLE
+    rotated = rekey(db, encryption_key=KEY_B, encryption_keys=KEY_A)
+    crypto = rotated.executor.runtime.crypto
+    assert rotate_keys(rotated)["User"] == 2
+    stored = raw(rotated, "User", ann.id)
+    assert stored["emailIndex"] == index_of("ann@example.com", "users", "email", KEY_B)
+    assert stored["name"] == moved  # not rotation's to touch: it opens only what it rewrites
+    assert crypto.stats()["unreadable"] == 0
+    only_new = rekey(rotated, encryption_key=KEY_B, encryption_keys=None)
+    assert only_new.find_one("User", {"email": "ann@example.com"}).id == ann.id  # login works without the old key
 
 
 # --- the blind index's own arithmetic, computed independently of astro_db.security.blind ----------

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
 
 from astro_db import DatabaseConfig
 from astro_db.cli import cli
-from astro_db.errors import ConfigError, QueryError
+from astro_db.errors import ConfigError, EncryptionError, QueryError
 from astro_db.security.crypto import Keyring, is_unreadable, key_id, parse_key
 from astro_db.security.rotation import rotate_keys
 
@@ -206,12 +208,58 @@ def test_a_missing_key_reads_the_value_as_unreadable_and_says_why(db, chart, cap
     keyless = rekey(db, encryption_key=None)
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         assert is_unreadable(keyless.find_one("BirthChart").birth_data.location.name)
-    assert "no key vault is configured" in caplog.text
+    assert (f"unreadable encrypted value in birthCharts _id={chart.id} at birthData.location.name: no key vault is "
+            "configured; set encryption_key (or kms_providers)") in [r.getMessage() for r in caplog.records]
     caplog.clear()
     keyless.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": old_envelope(PLACE)}})
     with caplog.at_level(logging.WARNING, logger="astro_db"):  # an envelope of an earlier release
         assert is_unreadable(keyless.find_one("BirthChart").birth_data.location.name)
     assert "no encryption key is configured" in caplog.text
+
+
+def test_output_without_its_id_cannot_open_a_sealed_value_and_the_log_says_why(db, chart, caplog):
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        out = db.aggregate("BirthChart", [{"$project": {"_id": 0, "birthData.location.name": 1}}])
+    assert is_unreadable(out[0]["birthData"]["location"]["name"])  # bound to its _id, which the pipeline dropped
+    assert [r.getMessage() for r in caplog.records] == [
+        "unreadable encrypted value in birthCharts _id=None at birthData.location.name: the document's _id was not "
+        "read, and a sealed value is bound to it"]
+
+
+def test_a_sealed_value_needs_its_documents_id_and_a_text_field_a_string(db):
+    crypto, users = db.executor.runtime.crypto, db.executor.model("User")
+    with pytest.raises(EncryptionError) as err:
+        crypto.seal_document(users, {"email": "ann@example.com"})
+    assert str(err.value) == "User.email: a sealed value is bound to its document's _id, which is not set"
+    with pytest.raises(EncryptionError) as err:
+        crypto.seal_document(users, {"_id": 1, "name": 5})
+    assert str(err.value) == "name: only string values can be encrypted, got int"
+
+
+def test_rotation_names_a_stored_value_it_cannot_seal_and_leaves_it(db, caplog):
+    user = db.create("User", user_data())
+    db.collection("User").update_one({"_id": user.id}, {"$set": {"name": 5}})  # written around the service
+    assert db.executor.runtime.crypto.needs_rotation(datetime(1990, 5, 1, tzinfo=timezone.utc))  # a date in clear
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        assert rotate_keys(db)["User"] == 0
+    assert (f"rotate-key: User _id={user.id} left as it is: name: only string values can be encrypted, got int"
+            in [r.getMessage() for r in caplog.records])
+    assert db.collection("User").find_one({"_id": user.id})["name"] == 5
+
+
+def test_without_encryption_key_rotation_leaves_an_old_envelope_alone_and_does_not_count_it():
+    kms = new_db(kms_providers={"local": {"key": base64.b64encode(os.urandom(96)).decode()}},
+                 kms_master_key={"provider": "local"})  # a key vault, no encryption_key: no envelope opens here
+    try:
+        user = kms.create("User", user_data())
+        chart = kms.create("BirthChart", chart_data(user.id))
+        old = old_envelope(PLACE)
+        kms.collection("BirthChart").update_one({"_id": chart.id}, {"$set": {"birthData.location.name": old}})
+        assert not kms.executor.runtime.crypto.needs_rotation(old)
+        assert rotate_keys(kms, dry_run=True)["BirthChart"] == 0  # a real run could not rewrite it either
+        assert raw_place(kms, chart.id) == old
+    finally:
+        kms.disconnect()
 
 
 def test_tampered_ciphertext_fails_authentication(db, chart, caplog):

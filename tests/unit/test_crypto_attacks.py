@@ -291,8 +291,10 @@ def test_an_unreadable_value_is_never_written_back_over_its_ciphertext(db, victi
     lean = db.find_one("BirthChart", {"id": victim_chart.id}, lean=True)
     for data in ({"birthData": chart.to_dict()["birthData"]}, {"birthData": lean["birthData"]},
                  {NAME: chart.birth_data.location.name}):
-        with pytest.raises(EncryptionError, match="refusing to write back UNREADABLE"):
+        with pytest.raises(EncryptionError) as err:
             db.update("BirthChart", {"id": victim_chart.id}, data)
+        assert str(err.value) == (f"BirthChart.{NAME}: refusing to write back UNREADABLE (a value that did not open); "
+                                  "it would replace the stored ciphertext")
     assert stored_place(db, victim_chart.id) == bad
 
 

@@ -219,6 +219,14 @@ def test_an_envelope_of_an_unconfigured_key_names_the_key_ids_only():
                               f"(configured: {key_id(RAW_B)}); add that key to 'encryption_keys'")
 
 
+def test_an_envelope_of_an_unconfigured_key_lists_every_configured_key_id():
+    raw_c = b"C" * 32
+    with pytest.raises(EncryptionError) as err:
+        Keyring(RAW_B, [raw_c]).open(Keyring(RAW_A).seal("Oslo", COLL, PATH, False), COLL, PATH)
+    assert str(err.value) == (f"encrypted with key id {KID_A}, which is not configured "
+                              f"(configured: {key_id(RAW_B)}, {key_id(raw_c)}); add that key to 'encryption_keys'")
+
+
 @pytest.mark.parametrize("version", ["v3", "d2", "e1", "x9"])
 def test_an_unknown_envelope_version_is_refused(version):
     envelope = raw_envelope(RAW_A, b"x", version)

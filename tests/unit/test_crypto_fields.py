@@ -7,6 +7,8 @@ filters, its output checked value by value (and opened again with a plain Keyrin
 from __future__ import annotations
 
 import logging
+import re
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -16,8 +18,9 @@ from hypothesis import strategies as st
 
 from astro_db.errors import EncryptionError, QueryError
 from astro_db.registry import default_registry
-from astro_db.security.crypto import UNREADABLE, FieldCrypto, Keyring, is_unreadable
+from astro_db.security.crypto import UNREADABLE, FieldCrypto, Keyring, Pending, is_envelope, is_unreadable
 from astro_db.security.fieldpaths import Sensitive, sensitive_fields
+from astro_db.security.vault import SHARED_KEY
 
 RAW_A, RAW_B = b"A" * 32, b"B" * 32
 NAME = "birthData.location.name"
@@ -44,6 +47,15 @@ def doc(place, **extra):
 
 def place(d):
     return d["birthData"]["location"]["name"]
+
+
+def test_model_infos_without_a_declaration_are_sealed_randomly_under_the_shared_key():
+    bare = SimpleNamespace(name="BirthChart", cls=CHART.cls, collection=COLL)  # no declaration: no owner, none queryable
+    crypto = FieldCrypto(Keyring(RAW_A), [bare])
+    assert crypto.fields == {"BirthChart": (Sensitive("birthData.date", False, text=False), Sensitive(NAME, False))}
+    assert crypto.owners == {"BirthChart": None}
+    assert crypto.subject_key(bare, {"_id": 7, "userId": "u1"}) == SHARED_KEY
+    assert "nameIndex" not in crypto.seal_document(bare, doc("Oslo"))["birthData"]["location"]
 
 
 def test_the_declared_sensitive_paths_and_their_modes():
@@ -259,7 +271,9 @@ def test_the_opt_out_passes_plaintext_through_except_envelope_shaped_text():
     # plaintext stored, so a filter runs as written: equality, and what a key would refuse
     for filt in ({NAME: "Oslo"}, {NAME: {"$regex": "^Os"}}, {"birthData.date": {"$gt": 1}}):
         assert crypto.seal_filter(CHART, filt) is filt
-    with pytest.raises(EncryptionError, match="may not start with 'enc:'"):
+    with pytest.raises(EncryptionError, match="^" + re.escape(
+            f"BirthChart.{NAME}: a plaintext value may not start with 'enc:' (it would read back as an envelope); "
+            "configure encryption_key to store it sealed") + "$"):
         crypto.seal_document(CHART, doc("enc:"))
 
 
@@ -363,6 +377,33 @@ def test_reseal_upgrades_stale_values_and_keeps_current_ones():
     with pytest.raises(EncryptionError) as err:
         fc(primary=None).reseal(CHART, doc("x"))
     assert str(err.value) == "re-sealing needs encryption_key"
+
+
+def test_without_a_key_vault_rotation_judges_each_value_by_its_own_field():
+    """Keyring only (no key vault can be made): a birth date stored in clear (not text) is sealed,
+    a birth place sealed in the other mode is sealed again in its own, a number in a text field
+    is not something a write would seal."""
+    crypto, born = fc(), datetime(1990, 5, 1, 10, 30, tzinfo=timezone.utc)
+    date = crypto.fields["BirthChart"][0]
+    assert crypto.needs_rotation(born, date) and not crypto.needs_rotation(5, Sensitive("name", False))
+    random = Keyring(RAW_A).seal("Oslo", COLL, NAME, False)
+    out = crypto.reseal(CHART, {"_id": 7, "birthData": {"date": born, "location": {"name": random}}})
+    assert place(out) == Keyring(RAW_A).seal("Oslo", COLL, NAME, True)
+    assert is_envelope(out["birthData"]["date"])
+    assert crypto.open_document(CHART, out)["birthData"]["date"] == born
+
+
+def test_only_a_value_left_for_its_document_makes_an_update_pending():
+    assert not FieldCrypto.has_pending({"$set": {"houseSystem": "koch", "birthData.timezone": "UTC"}, "$inc": {"n": 1}})
+    assert not FieldCrypto.has_pending({"$push": {"tags": {"$each": ["a", "b"]}}, "$unset": {"x": ""}})
+    assert FieldCrypto.has_pending({"$set": {"x": [1, {"y": Pending("v", "summary")}]}})
+    assert FieldCrypto.has_pending(Pending("v", "summary"))
+
+
+def test_text_search_on_a_model_with_encrypted_texts_names_them():
+    with pytest.raises(QueryError) as err:
+        fc().seal_filter(USER, {"$text": {"$search": "ann"}})
+    assert str(err.value) == "$text cannot search User: its text is encrypted (email, name), so the server holds only ciphertext"
 
 
 def test_leaves_walk_through_lists():
