@@ -163,21 +163,23 @@ class Executor:
         opts = op.options
         info, session, guard = self._begin(op)
         filt, options = compile.read(rt, info, guard, op.query, opts)
+        drop_id = bool(options) and compile.fetch_id(rt, info, options)
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         docs = self._read(op, info, guard, filt, options, where,
                           partial(run.listed, coll.find, filt, session=session, **options))
         age = stale_age(docs) if opts.get("stale_ok") else None  # only stale_ok answers stale (steps/cache.py)
-        return hydrate.many(info, open.documents(rt, info, docs), lean=opts.get("lean", False), age=age)
+        return hydrate.many(info, open.documents(rt, info, docs, drop_id=drop_id), lean=opts.get("lean", False), age=age)
 
     def find_one(self, op: Operation) -> Any:
         rt = self.runtime
         opts = op.options
         info, session, guard = self._begin(op)
         filt, options = compile.read(rt, info, guard, op.query, opts, one=True)
+        drop_id = bool(options) and compile.fetch_id(rt, info, options)
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         doc = self._read(op, info, guard, filt, options, where, partial(coll.find_one, filt, session=session, **options))
         age = stale_age(doc) if opts.get("stale_ok") else None  # only stale_ok answers stale (steps/cache.py)
-        return hydrate.one(info, open.document(rt, info, doc), lean=opts.get("lean", False), age=age)
+        return hydrate.one(info, open.document(rt, info, doc, drop_id=drop_id), lean=opts.get("lean", False), age=age)
 
     def iter_find(self, op: Operation) -> Iterator[Any]:
         """Steps 1-7 now, up to the first batch (retried like any read); the rest streamed,
@@ -186,6 +188,7 @@ class Executor:
         info, session, guard = self._begin(op)
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         options = compile.find_options(rt, info, op.options)
+        drop_id = compile.fetch_id(rt, info, options)
         coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
 
         def first_batch() -> tuple[Any, Any]:
@@ -193,16 +196,16 @@ class Executor:
             return cursor, next(cursor, run.END)  # the find command: the first batch
 
         cursor, head = run.call(rt, info, "iter_find", first_batch, op.transaction, query=(filt, options.get("sort")))
-        return self._stream(info, guard, cursor, head, lean=op.options.get("lean", False))
+        return self._stream(info, guard, cursor, head, lean=op.options.get("lean", False), drop_id=drop_id)
 
-    def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool) -> Iterator[Any]:
+    def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool, drop_id: bool) -> Iterator[Any]:
         rt = self.runtime
         try:
             while doc is not run.END:
                 if not guard.admits(doc):
                     raise PermissionDeniedError(f"the server answered iter_find on {info.name} with a document "
                                                 "outside the actor's scope")
-                yield hydrate.one(info, open.document(rt, info, doc), lean=lean)
+                yield hydrate.one(info, open.document(rt, info, doc, drop_id=drop_id), lean=lean)
                 doc = run.read_on(rt, info, "iter_find", cursor)
         finally:
             cursor.close()

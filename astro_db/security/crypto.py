@@ -606,6 +606,14 @@ class FieldCrypto:
         self._open_each(info, (doc,), paths, strict)
         return doc
 
+    def reads_id_for(self, info: Any, projection: Mapping[str, Any] | None) -> bool:
+        """Whether a read whose (stored-name) ``projection`` leaves out ``_id`` must fetch it
+        anyway: every sealed value is bound to its document's ``_id`` and opens only with it, so
+        the read step asks for ``_id`` and the open step drops it after opening (``ops.steps``
+        ``compile.fetch_id`` / ``open``). Without a key nothing opens, so nothing is fetched."""
+        return (projection is not None and "_id" in projection and not projection["_id"]
+                and self.enabled and bool(self.fields.get(info.name)))
+
     def open_documents(self, info: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``open_document`` of each of ``docs`` (in place), the model's plan looked up once."""
         self._open_each(info, docs, None, False)

@@ -217,6 +217,30 @@ def test_a_missing_key_reads_the_value_as_unreadable_and_says_why(db, chart, cap
     assert "no encryption key is configured" in caplog.text
 
 
+def test_a_read_whose_projection_leaves_out_the_id_still_opens_what_it_asks_for(db, chart, caplog):
+    """A sealed value opens only with its document's _id: a find that leaves _id out fetches it
+    anyway and drops it after opening, so the caller gets exactly the fields it asked for."""
+    name = {"_id": 0, "birthData.location.name": 1}
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        assert db.find("BirthChart", {}, projection=name, lean=True) == [{"birthData": {"location": {"name": PLACE}}}]
+        assert db.find_one("BirthChart", {}, projection=name, lean=True) == {"birthData": {"location": {"name": PLACE}}}
+        assert list(db.iter_find("BirthChart", {}, projection=name, lean=True)) == [{"birthData": {"location": {"name": PLACE}}}]
+        whole = db.find_one("BirthChart", {}, projection={"id": 0}, lean=True)  # the model's name for _id; every other field
+        assert "_id" not in whole and whole["birthData"]["location"]["name"] == PLACE and whole["houseSystem"]
+        fewer = db.find("BirthChart", {}, projection={"_id": 0, "houseSystem": 0}, lean=True)[0]
+        assert "_id" not in fewer and "houseSystem" not in fewer and fewer["birthData"]["location"]["name"] == PLACE
+        hydrated = db.find("BirthChart", {}, projection=name)[0]
+        assert hydrated.id is None and hydrated.birth_data.location.name == PLACE
+        for _ in range(2):  # the second from the query cache, whose entry the first read did not change
+            assert db.find("BirthChart", {}, projection=name, lean=True, cache=True) == [{"birthData": {"location": {"name": PLACE}}}]
+            assert db.find_one("BirthChart", {}, projection=name, lean=True, cache=True) == {"birthData": {"location": {"name": PLACE}}}
+    assert caplog.records == [] and db.metrics()["crypto"] == {"unreadable": 0}
+    # with the _id asked for, it stays; a page still refuses to leave out its sort key _id
+    assert db.find_one("BirthChart", {}, projection={"birthData.location.name": 1}, lean=True)["_id"] == chart.id
+    with pytest.raises(QueryError, match="cannot leave out its sort keys"):
+        db.page("BirthChart", {}, limit=5, projection=name)
+
+
 def test_output_without_its_id_cannot_open_a_sealed_value_and_the_log_says_why(db, chart, caplog):
     with caplog.at_level(logging.WARNING, logger="astro_db"):
         out = db.aggregate("BirthChart", [{"$project": {"_id": 0, "birthData.location.name": 1}}])

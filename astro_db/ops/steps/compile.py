@@ -115,6 +115,22 @@ def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, ve
     return out
 
 
+def fetch_id(rt: Runtime, info: ModelInfo, options: dict[str, Any]) -> bool:
+    """A read's compiled find ``options`` whose projection leaves out ``_id`` on a model with
+    sealed values: ``_id`` is fetched after all (a sealed value opens only with its document's
+    id), and True tells the open step to drop it again (``open.documents(..., drop_id=True)``),
+    so the caller gets exactly the fields it asked for, opened."""
+    projection = options.get("projection")
+    if projection is None or not rt.crypto.reads_id_for(info, projection):
+        return False
+    kept = {name: flag for name, flag in projection.items() if name != "_id"}
+    if kept:
+        options["projection"] = kept
+    else:  # {"_id": 0} alone: every field
+        del options["projection"]
+    return True
+
+
 def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:
     """An update validated value by value and sealed; the actor may not hand a document to
     someone else."""

@@ -14,12 +14,21 @@ from ..runtime import Runtime
 __all__ = ["document", "documents", "output"]
 
 
-def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    return rt.crypto.open_document(info, doc)
+def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None, *, drop_id: bool = False) -> dict[str, Any] | None:
+    """``doc`` opened in place; ``drop_id``: its ``_id``, fetched only to open it (``compile.fetch_id``), removed after."""
+    rt.crypto.open_document(info, doc)
+    if drop_id and doc is not None:
+        doc.pop("_id", None)
+    return doc
 
 
-def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return rt.crypto.open_documents(info, docs)  # in place, the model's plan looked up once
+def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]], *, drop_id: bool = False) -> list[dict[str, Any]]:
+    """``docs`` opened in place, the model's plan looked up once; ``drop_id`` as for ``document``."""
+    rt.crypto.open_documents(info, docs)
+    if drop_id:
+        for doc in docs:
+            doc.pop("_id", None)
+    return docs
 
 
 def output(rt: Runtime, info: ModelInfo, stages: list[dict[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
