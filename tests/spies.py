@@ -48,3 +48,36 @@ def poll(check: Any, timeout_s: float = 30.0) -> Any:
         assert time.monotonic() < deadline, "condition never held"
         pause.wait(0.005)
     return value
+
+
+class LatePublishes:
+    """Holds a Redis bus's announcements (its publisher thread's sends) until ``announce()``.
+
+    Every write then returns unannounced (the bus's ``wait_s`` runs out), as under load when the
+    publisher thread is not scheduled within 20 ms: its process neither reads nor fills the
+    shared store for the model until the announcement is sent. A test that reads right after a
+    write without ``announce()`` fails every time instead of now and then."""
+
+    def __init__(self, bus: Any) -> None:
+        import threading
+
+        self.bus = bus
+        self._open = threading.Event()
+        send = bus._send
+
+        def held(model: str, notice: Any = None) -> None:
+            if threading.current_thread().name.startswith("astro_db-cache-publish-"):
+                self._open.wait(120)  # a hang guard only: announce() or release() lets it through
+            send(model, notice)
+
+        bus._send = held
+
+    def announce(self) -> None:
+        """Send what is held, wait until nothing is owed, then hold the next ones again."""
+        self._open.set()
+        poll(lambda: not self.bus.stats()["pending"])
+        self._open.clear()
+
+    def release(self) -> None:
+        """Stop holding (before ``disconnect()``: the publisher thread must not be held)."""
+        self._open.set()

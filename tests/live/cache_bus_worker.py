@@ -2,11 +2,27 @@
 
 Usage: python cache_bus_worker.py <mongodb url> <cache_bus> [<cache_store>] ; then one JSON command per stdin
 line, one JSON answer per stdout line. Waits poll a condition with a bound; never a fixed sleep.
-``ASTRO_TEST_HOLD_NOTICES=1`` applies every bus notice at the worst moment, as a loaded machine
-may: a notice that arrives is held until the worker has answered its next command, then
-applied before the command after (a ``wait`` releases it first, so it can be waited for). A
-test that reads right after a write without waiting for the write's notice then fails every
-time instead of once in a while.
+
+``ASTRO_TEST_HOLD_NOTICES=1`` makes the bus do everything across processes at the worst moment,
+as a loaded machine may:
+
+- a notice that arrives is held until the worker has answered its next command, then applied
+  before the command after;
+- a write's announcement (the publisher thread's send: the generation's ``INCR`` and the
+  ``PUBLISH``) is held until the worker is told to wait for something not true yet: the write
+  returns unannounced (its ``wait_s`` runs out) and every command until then runs while it is
+  still owed, as when the publisher thread is not scheduled for a while.
+
+A ``wait`` (or ``wait_marker``) whose condition does not hold yet releases both and lets them
+through while it runs, so what is in flight can be waited for; one that already holds releases
+nothing (a loaded machine gives no time either); ``exit`` releases everything. A test that
+reads right after a write without waiting for the write's announcement and delivery then
+fails every time instead of once in a while.
+
+Every worker records the barrier markers it has applied (``wait_marker``): a test publishes a
+marker message on the bus channel once every worker's writes are announced; a worker that has
+applied it has applied every notice Redis will ever deliver to it from before it (one channel,
+delivered in order), whatever was lost to a reconnect.
 """
 
 from __future__ import annotations
@@ -21,6 +37,8 @@ from typing import Any
 
 from astro_db import Database
 
+MARKER = "astro_test_barrier:"  # the model name of a barrier marker (a model nobody has)
+
 
 def _poll(check: Callable[[], Any], timeout_s: float) -> Any:
     """``check()``'s first truthy value, polling; ``None`` when ``timeout_s`` passes first."""
@@ -34,39 +52,54 @@ def _poll(check: Callable[[], Any], timeout_s: float) -> Any:
 
 
 class Gate:
-    """Holds the bus's notices until ``release()``; while ``open`` (a ``wait`` command runs) they
-    pass at once, so a notice still in flight can be waited for (see the module's docstring)."""
+    """Holds the bus's notices and the publisher thread's sends (see the module's docstring);
+    while ``open`` (a ``wait`` command runs) they pass at once."""
+
+    NOTICE, PUBLISH = 1, 1_000_000  # how many command ends each is held for (a publish: until a wait)
 
     def __init__(self, bus: Any) -> None:
-        self._deliver = bus._deliver
         self._lock = threading.Lock()
-        self._held: list[tuple[threading.Event, threading.Event]] = []
+        self._held: list[list[Any]] = []  # [command ends left, go, done]
         self._open = False
-        bus._deliver = self._hold
+        deliver, send = bus._deliver, bus._send
+        bus._deliver = lambda data: self._hold(self.NOTICE, lambda: deliver(data))
 
-    def _hold(self, data: bytes) -> None:
+        def held_send(model: str, notice: Any = None) -> None:
+            if not threading.current_thread().name.startswith("astro_db-cache-publish-"):
+                return send(model, notice)  # the subscriber's flush on reconnecting: not a write's own publish
+            return self._hold(self.PUBLISH, lambda: send(model, notice))
+
+        bus._send = held_send
+
+    def _hold(self, ends: int, action: Callable[[], Any]) -> Any:
         go, done = threading.Event(), threading.Event()
         with self._lock:
             if not self._open:
-                self._held.append((go, done))
+                self._held.append([ends, go, done])
             else:
                 go.set()
-        go.wait(60)
+        go.wait(600)  # a hang guard only: a wait or the exit releases it
         try:
-            self._deliver(data)
+            return action()
         finally:
             done.set()
 
-    def release(self, *, open: bool = False) -> None:  # noqa: A002
-        """Apply every notice held now, and return once they are applied; ``open``: let the
-        next ones through at once until ``close()``."""
+    def release(self, *, open: bool = False, all: bool = False) -> None:  # noqa: A002
+        """One command has been answered: apply what has been held long enough (``all``:
+        everything held now), and return once it is applied; ``open``: let the next ones
+        through at once until ``close()``."""
         with self._lock:
-            held, self._held = self._held, []
+            due: list[list[Any]] = []
+            kept: list[list[Any]] = []
+            for item in self._held:
+                item[0] -= 1
+                (due if all or item[0] <= 0 else kept).append(item)
+            self._held = kept
             self._open = open
-            for go, _ in held:
+            for _, go, _ in due:
                 go.set()
-        for _, done in held:
-            done.wait(60)
+        for _, _, done in due:
+            done.wait(600)
 
     def close(self) -> None:
         with self._lock:
@@ -96,6 +129,20 @@ def main() -> None:
 
         shared._client = redis.Redis.from_url(store, socket_connect_timeout=60, socket_timeout=60, retry=Retry(NoBackoff(), 1))
         shared._put = shared._client.register_script(shared._put.script)
+    markers: set[str] = set()  # the barrier markers this worker has applied (see the module's docstring)
+    if hasattr(cache.bus, "_deliver"):
+        deliver = cache.bus._deliver
+
+        def recorded(data: bytes) -> None:
+            deliver(data)
+            try:
+                model = json.loads(data).get("m")
+            except (ValueError, AttributeError):
+                return
+            if isinstance(model, str) and model.startswith(MARKER):
+                markers.add(model)
+
+        cache.bus._deliver = recorded
     gate = Gate(cache.bus) if os.environ.get("ASTRO_TEST_HOLD_NOTICES") == "1" else None
 
     def answer(**out: Any) -> None:
@@ -107,8 +154,8 @@ def main() -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         op = cmd["op"]
-        if gate is not None and op == "wait":
-            gate.release(open=True)
+        if gate is not None and op == "exit":
+            gate.release(open=True, all=True)
         try:
             if op == "create":
                 answer(id=str(db.create("User", {"email": cmd["email"], "name": cmd["name"]}).id))
@@ -120,13 +167,19 @@ def main() -> None:
             elif op == "update":
                 db.update("User", {"id": cmd["id"]}, {"name": cmd["name"]})
                 answer(returned_at=time.time())
-            elif op == "wait":  # until bus[key] >= at_least (or == value)
-                key, timeout = cmd["key"], cmd.get("timeout", 60.0)
-                if "value" in cmd:
-                    ok = _poll(lambda key=key, cmd=cmd: cache.bus_stats()[key] == cmd["value"], timeout)
-                else:
-                    ok = _poll(lambda key=key, cmd=cmd: cache.bus_stats()[key] >= cmd["at_least"], timeout)
-                answer(ok=bool(ok))
+            elif op in ("wait", "wait_marker"):
+                if op == "wait_marker":  # until the barrier marker cmd["name"] has been applied
+                    def check(cmd: dict[str, Any] = cmd) -> bool:
+                        return cmd["name"] in markers
+                elif "value" in cmd:  # until bus[key] == value
+                    def check(cmd: dict[str, Any] = cmd) -> bool:
+                        return bool(cache.bus_stats()[cmd["key"]] == cmd["value"])
+                else:  # until bus[key] >= at_least
+                    def check(cmd: dict[str, Any] = cmd) -> bool:
+                        return bool(cache.bus_stats()[cmd["key"]] >= cmd["at_least"])
+                if gate is not None and not check():
+                    gate.release(open=True, all=True)  # what is held may be what it waits for
+                answer(ok=bool(_poll(check, cmd.get("timeout", 60.0))))
             elif op == "stats":
                 answer()
             elif op == "exit":

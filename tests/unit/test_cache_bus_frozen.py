@@ -4,8 +4,9 @@ turns itself off until the bus is back.
 Broken on purpose: a real ``redis-server`` (tests/redis_server.py) frozen with SIGSTOP, so its
 connections stay open and silent, the case the socket timeouts (2 s / 4 s) used to put on every
 write. Must hold: publishes are made by the bus's publisher thread, never the writing thread;
-a write while Redis is frozen costs far less than a socket timeout (generous bound); no cached
-read is served while invalidations cannot be delivered; after SIGCONT the pending announcement
+a write while Redis is frozen sends nothing to Redis itself and waits for its announcement at
+most ``wait_s`` (counted by spies, never timed: the machine is noisy); no cached read is served
+while invalidations cannot be delivered; after SIGCONT the pending announcement
 is sent and caching resumes; repeated failures are logged once per interval with a count.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -45,6 +45,43 @@ def _spy_sends(bus) -> list[str]:
 
     bus._send = spied
     return threads
+
+
+def _spy_redis_commands(monkeypatch) -> list[tuple[str, str]]:
+    """(thread name, command) of every Redis command this process sends from now on."""
+    import redis.connection
+
+    sent: list[tuple[str, str]] = []
+    send = redis.connection.AbstractConnection.send_command
+
+    def spied(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append((threading.current_thread().name, str(args[0]) if args else ""))
+        send(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", spied)
+    return sent
+
+
+class _AnnouncementWaits:
+    """The bus's announcement condition, recording the bound of every wait for it."""
+
+    def __init__(self, bus: Any) -> None:
+        self._condition = bus._announced
+        self.bounds: list[tuple[str, float | None]] = []  # (thread name, timeout)
+        bus._announced = self
+
+    def __enter__(self) -> Any:
+        return self._condition.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._condition.__exit__(*exc)
+
+    def wait_for(self, predicate: Any, timeout: float | None = None) -> Any:
+        self.bounds.append((threading.current_thread().name, timeout))
+        return self._condition.wait_for(predicate, timeout)
+
+    def notify_all(self) -> None:
+        self._condition.notify_all()
 
 
 def test_publishes_are_sent_by_the_publisher_thread_never_the_writing_one(redis_server):
@@ -94,7 +131,7 @@ def test_a_late_announcement_does_not_hold_the_write_beyond_the_tight_bound(redi
         db.disconnect()
 
 
-def test_a_frozen_redis_does_not_hold_writes_and_turns_caching_off_until_it_thaws(redis_server):
+def test_a_frozen_redis_does_not_hold_writes_and_turns_caching_off_until_it_thaws(redis_server, monkeypatch):
     db = _bus_db(redis_server.url)
     cache = db.executor.runtime.cache
     try:
@@ -105,14 +142,15 @@ def test_a_frozen_redis_does_not_hold_writes_and_turns_caching_off_until_it_thaw
         assert hits == 1
         _poll(lambda: not cache.bus.stats()["pending"])
 
+        commands, waits = _spy_redis_commands(monkeypatch), _AnnouncementWaits(cache.bus)
         redis_server.freeze()
-        spent = []
         for i in range(1, 21):
-            began = time.monotonic()
             db.update("User", {"id": user.id}, {"name": f"v{i}"})
-            spent.append(time.monotonic() - began)
-        # synchronous publishing waited out a 4 s socket timeout here; generous bound, far below it
-        assert max(spent) < 0.5, spent
+        # synchronous publishing waited out a 4 s socket timeout here: now the writing thread
+        # sends nothing to Redis, and waits for each announcement at most wait_s (20 ms)
+        writer = threading.current_thread().name
+        assert [command for thread, command in commands if thread == writer] == []
+        assert len(waits.bounds) <= 20 and all(bound == (writer, cache.bus.wait_s) for bound in waits.bounds)
         _poll(lambda: not cache.trusted, timeout_s=15)  # the stalled publish / the unanswered ping
         assert "User" in cache.bus.stats()["pending"]  # the announcement waits for Redis, not the write
         for _ in range(3):
