@@ -568,6 +568,80 @@ def _build_id_operator_clause(self: Any, value: dict) -> Any:
 _sqb.SqlQueryBuilderMixin._build_id_operator_clause = _build_id_operator_clause
 
 
+
+# --------------------------------------------------------------------------
+# Slowness 9 (neosqlite): count_documents copies the whole collection.
+#
+# PyMongo's count_documents(filter, skip=, limit=) sends the pipeline
+# [{"$match": filter}, ({"$skip": n}), ({"$limit": n}), {"$group": {"_id": 1,
+# "n": {"$sum": 1}}}]. Neither of neosqlite's SQL aggregation tiers takes a
+# $group on a constant _id (tier 2 builds and drops a temporary table first), so
+# its Python tier runs (query_engine/python_aggregation_engine.py): it loads
+# every document, deep-copies each one (for a $$ROOT no stage of this pipeline
+# reads), then matches. About 1.5 s of server CPU per count at 50,000 documents,
+# where MongoDB counts in its index or a collection scan.
+#
+# Fix: for exactly that pipeline, the same steps without the copies and the
+# failed SQL attempts: the same documents (find(), as the Python tier loads
+# them), the same matcher (helpers._apply_query), $skip/$limit as that tier
+# slices, and the same reply ([] when nothing is left, as $group over nothing).
+# So every answer is the Python tier's answer (tests/live/nxserver.py checks
+# them against the original tier). An empty filter counts the table's rows in
+# SQL (every row is a document: the Python tier matches {} to each). Any other
+# pipeline, or a $skip/$limit the Python tier would refuse, takes the original
+# path.
+# --------------------------------------------------------------------------
+import neosqlite.collection.query_engine as _qe  # noqa: E402
+
+_COUNT_GROUP = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+_orig_aggregate_with_constraints = _qe.QueryEngine.aggregate_with_constraints
+
+
+def _count_pipeline(pipeline: Any) -> tuple[dict, int, int | None] | None:
+    """(filter, skip, limit) of PyMongo's count_documents pipeline, else None."""
+    if not isinstance(pipeline, list) or len(pipeline) < 2 or len(pipeline) > 4:
+        return None
+    first, last = pipeline[0], pipeline[-1]
+    if not (isinstance(first, dict) and list(first) == ["$match"] and isinstance(first["$match"], dict)):
+        return None
+    if not (isinstance(last, dict) and list(last) == ["$group"] and last == _COUNT_GROUP
+            and type(last["$group"]["_id"]) is int and type(last["$group"]["n"]["$sum"]) is int):
+        return None
+    skip, limit = 0, None
+    for stage in pipeline[1:-1]:  # PyMongo sends $skip before $limit, each at most once
+        name = next(iter(stage), None) if isinstance(stage, dict) and len(stage) == 1 else None
+        value = stage[name] if name else None
+        if type(value) is not int or value < 0:
+            return None
+        if name == "$skip" and skip == 0 and limit is None and value > 0:
+            skip = value
+        elif name == "$limit" and limit is None and value > 0:
+            limit = value
+        else:
+            return None
+    return first["$match"], skip, limit
+
+
+def _aggregate_with_constraints(self: Any, pipeline: Any, batch_size: int = 101,
+                                memory_constrained: bool = False, session: Any = None) -> Any:
+    shape = None if memory_constrained else _count_pipeline(pipeline)
+    if shape is None:
+        return _orig_aggregate_with_constraints(self, pipeline, batch_size=batch_size,
+                                                memory_constrained=memory_constrained, session=session)
+    _qe.validate_session(session, self.collection._database)
+    filt, skip, limit = shape
+    if filt:
+        matches = self.helpers._apply_query
+        n = sum(1 for doc in self.find(session=session) if matches(filt, doc))
+    else:
+        n = self.estimated_document_count(session=session)
+    n = max(n - skip, 0) if limit is None else min(max(n - skip, 0), limit)
+    return [{"_id": 1, "n": n}] if n else []
+
+
+_qe.QueryEngine.aggregate_with_constraints = _aggregate_with_constraints
+
+
 if __name__ == "__main__":
     import sys
 

@@ -228,6 +228,8 @@ def _run_self_check(coll) -> None:
          lambda: _id_ranges_answer_as_mongodb(coll)),
         ("Binary subtypes 4 and 6 read back as stored and match (an _id, a field, $in, update, delete)",
          lambda: _binaries_keep_their_subtype(coll)),
+        ("count_documents answers as MongoDB does (missing fields, arrays, $ne, skip and limit)",
+         lambda: _counts_answer_as_mongodb(coll)),
     ]
     for name, check in checks:
         try:
@@ -301,5 +303,30 @@ def _id_ranges_answer_as_mongodb(coll) -> bool:
         window = [d["_id"] for d in base.find({"_id": {"$gte": ids[2], "$lt": ids[4]}, "k": {"$ne": 3}})]
         below = base.count_documents({"_id": {"$lte": ids[5]}})
         return after == ids[2:5] and window == [ids[2]] and below == 6
+    finally:
+        base.drop()
+
+
+def _counts_answer_as_mongodb(coll) -> bool:
+    """Slowness 9: PyMongo's count_documents pipeline, answered without the Python aggregation
+    tier's copies, counts what MongoDB counts (missing fields, null, arrays, strings beside
+    numbers), and what that tier itself counts for the same match: a pipeline of another shape
+    (a ``$project`` after the ``$group``) still runs the tier."""
+    base = coll.database[f"{coll.name}_counts"]
+    try:
+        base.insert_many([{"a": 1}, {"a": 2}, {"b": 1}, {"a": None}, {"a": [1, 2]}, {"a": "1"}, {"a": {"x": 1}}])
+        mongodb = [({}, {}, 7), ({"a": 1}, {}, 2), ({"a": {"$ne": 1}}, {}, 5), ({"a": {"$exists": False}}, {}, 1),
+                   ({"a": {"$gt": 1}}, {}, 2), ({"a": {"$in": [2, "1"]}}, {}, 3), ({"$or": [{"b": 1}, {"a": 2}]}, {}, 3),
+                   ({"zz": 3}, {}, 0), ({}, {"skip": 5}, 2), ({}, {"skip": 9}, 0), ({}, {"limit": 4}, 4),
+                   ({"a": {"$ne": 1}}, {"skip": 1, "limit": 3}, 3), ({"a": {"$ne": 1}}, {"skip": 4, "limit": 3}, 1)]
+        group = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+        for filt, options, expected in mongodb:
+            if base.count_documents(filt, **options) != expected:
+                return False
+            if not options:
+                tier = list(base.aggregate([{"$match": filt}, group, {"$project": {"n": 1}}]))
+                if (tier[0]["n"] if tier else 0) != expected:
+                    return False
+        return True
     finally:
         base.drop()

@@ -212,6 +212,34 @@ def test_binary_subtypes_and_binary_ids_round_trip(live_url):
         c.close()
 
 
+def test_count_documents_is_answered_without_the_python_tiers_copies(tmp_path, monkeypatch):
+    """Slowness 9 of tests/nx_launcher.py, in process (neosqlite without a server): PyMongo's
+    count_documents pipeline gives the Python aggregation tier's own answers without running
+    that tier (which deep-copies every document of the collection first); a pipeline of another
+    shape still runs it."""
+    import neosqlite
+    import neosqlite.collection.query_engine as query_engine
+    import nx_launcher  # noqa: F401  (the patches)
+
+    coll = neosqlite.Connection(str(tmp_path / "count.db"))["docs"]
+    coll.insert_many([{"a": 1}, {"a": 2}, {"b": 1}, {"a": None}, {"a": [1, 2]}, {"a": "1"}, {"a": {"x": 1}}])
+    group = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+    filters = [{}, {"a": 1}, {"a": {"$ne": 1}}, {"a": {"$exists": False}}, {"a": None}, {"a.x": 1}, {"zz": 3},
+               {"$or": [{"b": 1}, {"a": {"$gt": 1}}]}]
+    middles = [[], [{"$skip": 2}], [{"$limit": 3}], [{"$skip": 1}, {"$limit": 2}], [{"$skip": 20}]]
+    runs = []
+    tier = query_engine.execute_python_aggregation
+    monkeypatch.setattr(query_engine, "execute_python_aggregation",
+                        lambda engine, pipeline, session=None: runs.append(pipeline) or tier(engine, pipeline, session))
+    for filt in filters:
+        for middle in middles:
+            expected = tier(coll.query_engine, [{"$match": filt}, *middle, group])
+            assert list(coll.aggregate([{"$match": filt}, *middle, group])) == expected, (filt, middle)
+    assert runs == []  # not once through the tier
+    odd = [{"$match": {}}, {"$skip": 0}, group]  # a $skip PyMongo never sends: the original path
+    assert list(coll.aggregate(odd)) == [{"_id": 1, "n": 7}] and runs == [odd]
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
