@@ -642,6 +642,74 @@ def _aggregate_with_constraints(self: Any, pipeline: Any, batch_size: int = 101,
 _qe.QueryEngine.aggregate_with_constraints = _aggregate_with_constraints
 
 
+
+# --------------------------------------------------------------------------
+# Slowness 10 (nx-27017 + neosqlite): a write command commits once per document.
+#
+# neosqlite's connection is in autocommit mode (isolation_level None), and both
+# nx-27017's insert (handler.handle_insert: one insert_one per document, so a
+# duplicate key becomes a writeErrors entry) and neosqlite's update_many /
+# delete_many (one UPDATE or DELETE per matched document) write document by
+# document: each statement is its own SQLite transaction, with its own WAL
+# frames and locks. About half the CPU of a 1,000-document insert or update.
+# MongoDB applies a batch without a commit per document.
+#
+# Fix: run each write command (insert, update, delete, findAndModify) outside a
+# client transaction inside one SAVEPOINT, released before the reply is sent:
+# a statement that fails (a duplicate key) is still undone alone, as SQLite
+# undoes a failed statement, and the documents written before it stay, as they
+# did; a command that raises still keeps what it wrote (released, not rolled
+# back), as autocommit did. Skipped when the connection is already in a
+# transaction (a client transaction), for a command that opens or continues
+# one (startTransaction, autocommit), and for GridFS collections (their bucket
+# code opens its own transaction).
+# --------------------------------------------------------------------------
+from nx_27017.handler import _msg_db_name  # noqa: E402
+
+_WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify", "findandmodify")
+_SAVEPOINT = "nx_launcher_write_command"
+
+
+def _write_target(msg: Any) -> str | None:
+    """The collection of a write command outside a client transaction, else None."""
+    if not isinstance(msg, dict):
+        return None
+    body = next((doc for kind, doc in msg.get("sections") or () if kind == "body"), None)
+    if not isinstance(body, dict) or "startTransaction" in body or "autocommit" in body:
+        return None
+    name = next((body[c] for c in _WRITE_COMMANDS if c in body), None)
+    return name if isinstance(name, str) else None
+
+
+def _in_one_transaction(self: Any, msg: Any, run: Any) -> Any:
+    target = _write_target(msg)
+    if target is None or self._is_gridfs_collection(target):
+        return run()
+    db_name = _msg_db_name(msg)
+    with self._lock_for(db_name):  # the lock the handler takes: nothing else runs on this connection
+        conn = self.get_database(db_name).db
+        if conn.in_transaction:
+            return run()
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            return run()
+        finally:
+            if conn.in_transaction:
+                conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+
+
+def _handle_command_once(self: Any, msg: Any) -> Any:
+    return _in_one_transaction(self, msg, lambda: _handle_command(self, msg))
+
+
+def _handle_insert_once(self: Any, msg: Any) -> Any:
+    return _in_one_transaction(self, msg, lambda: _handle_insert(self, msg))
+
+
+NeoSQLiteHandler.handle_command = _handle_command_once
+NeoSQLiteHandler.handle_insert = _handle_insert_once
+
+
 if __name__ == "__main__":
     import sys
 

@@ -230,6 +230,8 @@ def _run_self_check(coll) -> None:
          lambda: _binaries_keep_their_subtype(coll)),
         ("count_documents answers as MongoDB does (missing fields, arrays, $ne, skip and limit)",
          lambda: _counts_answer_as_mongodb(coll)),
+        ("a write command in one SQLite transaction keeps per-document results (duplicates, ordered, aborts)",
+         lambda: _write_commands_keep_per_document_results(coll)),
     ]
     for name, check in checks:
         try:
@@ -328,5 +330,45 @@ def _counts_answer_as_mongodb(coll) -> bool:
                 if (tier[0]["n"] if tier else 0) != expected:
                     return False
         return True
+    finally:
+        base.drop()
+
+
+def _write_commands_keep_per_document_results(coll) -> bool:
+    """Slowness 10: a write command runs in one SQLite transaction, yet answers document by
+    document as MongoDB does: an unordered insert keeps every document but the duplicate, an
+    ordered one the documents before it; an update_many and a delete_many change what they
+    match; a client transaction's abort still undoes its writes, its commit keeps them."""
+    from pymongo.errors import BulkWriteError
+
+    base = coll.database[f"{coll.name}_writes"]
+    try:
+        try:
+            base.insert_many([{"_id": n} for n in (1, 2, 1, 3)], ordered=False)
+            return False
+        except BulkWriteError as exc:
+            if [e["index"] for e in exc.details["writeErrors"]] != [2] or exc.details["nInserted"] != 3:
+                return False
+        try:
+            base.insert_many([{"_id": n} for n in (4, 5, 2, 6)], ordered=True)
+            return False
+        except BulkWriteError as exc:
+            if [e["index"] for e in exc.details["writeErrors"]] != [2] or exc.details["nInserted"] != 2:
+                return False
+        if sorted(d["_id"] for d in base.find()) != [1, 2, 3, 4, 5]:
+            return False
+        if base.update_many({"_id": {"$gte": 3}}, {"$set": {"k": 1}}).modified_count != 3:
+            return False
+        if base.delete_many({"k": 1, "_id": {"$lt": 5}}).deleted_count != 2:
+            return False
+        with coll.database.client.start_session() as session:
+            session.start_transaction()
+            base.insert_one({"_id": 8}, session=session)
+            base.update_one({"_id": 1}, {"$set": {"k": 2}}, session=session)
+            session.abort_transaction()
+            session.start_transaction()
+            base.insert_one({"_id": 9}, session=session)
+            session.commit_transaction()
+        return sorted((d["_id"], d.get("k")) for d in base.find()) == [(1, None), (2, None), (5, 1), (9, None)]
     finally:
         base.drop()

@@ -240,6 +240,45 @@ def test_count_documents_is_answered_without_the_python_tiers_copies(tmp_path, m
     assert list(coll.aggregate(odd)) == [{"_id": 1, "n": 7}] and runs == [odd]
 
 
+def test_a_write_command_commits_once_not_once_per_document(tmp_path):
+    """Slowness 10 of tests/nx_launcher.py, in process: an insert of many documents and an
+    update of many run in one SQLite transaction each (one SAVEPOINT, one RELEASE, none left
+    open), with the per-document answers they had; a command of a client transaction is not
+    wrapped (its session holds the transaction)."""
+    from nx_27017.handler import NeoSQLiteHandler
+    import nx_launcher  # noqa: F401  (the patches)
+
+    handler = NeoSQLiteHandler(data_dir=str(tmp_path / "data"))
+    conn = handler.get_database("t").db
+    statements: list[str] = []
+    conn.set_trace_callback(lambda sql: statements.append(sql.strip()))
+    first = lambda word: [sql for sql in statements if sql.split()[0].upper() == word]  # noqa: E731
+
+    def send(body: dict, insert: bool = False) -> dict:
+        statements.clear()
+        msg = {"request_id": 1, "sections": [("body", {**body, "$db": "t"})]}
+        return (handler.handle_insert if insert else handler.handle_command)(msg)[1]
+
+    docs = [{"_id": n, "n": n} for n in (0, 1, 2, 3, 4, 2, 7)]
+    reply = send({"insert": "c", "documents": docs, "ordered": False}, insert=True)
+    assert reply["n"] == 6 and [e["index"] for e in reply["writeErrors"]] == [5]
+    assert len(first("INSERT")) == 7 and len(first("SAVEPOINT")) == len(first("RELEASE")) == 1
+    assert not conn.in_transaction
+    reply = send({"update": "c", "updates": [{"q": {"n": {"$lt": 4}}, "u": {"$inc": {"n": 10}}, "multi": True}]})
+    assert reply["nModified"] == 4 and len(first("UPDATE")) == 4
+    assert len(first("SAVEPOINT")) == len(first("RELEASE")) == 1 and not conn.in_transaction
+    send({"find": "c", "filter": {}})
+    assert first("SAVEPOINT") == []  # reads are not wrapped
+    lsid = {"id": __import__("uuid").uuid4()}
+    send({"insert": "c", "documents": [{"_id": 9}], "lsid": lsid, "txnNumber": 1, "startTransaction": True,
+          "autocommit": False}, insert=True)
+    assert first("INSERT") and not any("nx_launcher_write_command" in sql for sql in statements)
+    assert conn.in_transaction  # the client transaction, still open until its commit
+    send({"commitTransaction": 1, "lsid": lsid, "txnNumber": 1, "autocommit": False})
+    assert not conn.in_transaction
+    assert sorted(d["_id"] for d in send({"find": "c", "filter": {}})["cursor"]["firstBatch"]) == [0, 1, 2, 3, 4, 7, 9]
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
