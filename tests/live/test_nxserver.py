@@ -245,8 +245,8 @@ def test_a_write_command_commits_once_not_once_per_document(tmp_path):
     update of many run in one SQLite transaction each (one SAVEPOINT, one RELEASE, none left
     open), with the per-document answers they had; a command of a client transaction is not
     wrapped (its session holds the transaction)."""
-    from nx_27017.handler import NeoSQLiteHandler
     import nx_launcher  # noqa: F401  (the patches)
+    from nx_27017.handler import NeoSQLiteHandler
 
     handler = NeoSQLiteHandler(data_dir=str(tmp_path / "data"))
     conn = handler.get_database("t").db
