@@ -279,6 +279,27 @@ def test_a_write_command_commits_once_not_once_per_document(tmp_path):
     assert sorted(d["_id"] for d in send({"find": "c", "filter": {}})["cursor"]["firstBatch"]) == [0, 1, 2, 3, 4, 7, 9]
 
 
+def test_an_insert_does_not_format_its_documents_for_a_debug_line(tmp_path):
+    """Slowness 11 of tests/nx_launcher.py, in process: nx-27017's handle_insert builds a debug
+    message of all its sections with an f-string; with the launcher, no document is formatted."""
+    import nx_launcher  # noqa: F401  (the patches)
+    from nx_27017.handler import NeoSQLiteHandler
+
+    formatted: list[str] = []
+
+    class Loud(str):
+        def __repr__(self) -> str:
+            formatted.append(str(self))
+            return str.__repr__(self)
+
+    handler = NeoSQLiteHandler(data_dir=str(tmp_path / "data"))
+    body = {"insert": "c", "documents": [{"_id": n, "text": Loud(f"doc {n}")} for n in range(3)], "$db": "t"}
+    reply = handler.handle_insert({"request_id": 1, "sections": [("body", body)]})[1]
+    assert reply["n"] == 3 and formatted == []
+    found = handler.handle_command({"request_id": 2, "sections": [("body", {"find": "c", "filter": {}, "$db": "t"})]})
+    assert [d["text"] for d in found[1]["cursor"]["firstBatch"]] == ["doc 0", "doc 1", "doc 2"]
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
