@@ -284,9 +284,33 @@ def _tag_update_spec(update_spec: Any) -> Any:
     if not isinstance(update_spec, dict):
         return update_spec
     return {
-        op: _tag_datetimes(val) if op in _TAGGED_OPS and isinstance(val, dict) else val
+        op: _tag_object_ids(_tag_datetimes(val)) if op in _SET_OPS and isinstance(val, dict)
+        else _tag_datetimes(val) if op in _TAGGED_OPS and isinstance(val, dict) else val
         for op, val in update_spec.items()
     }
+
+
+# Slowness 12 (neosqlite): a $set of an ObjectId takes three tries.
+#
+# The same SQL tier binds a scalar ObjectId operand as a raw SQLite parameter, which sqlite3
+# refuses ("type 'ObjectId' is not supported"): the enhanced SQL update raises, then the
+# standard one, and only then the Python update runs, for every matched document. Every write
+# of the service sets one (advance(): ``$set _op: <op id>``), so every update paid two failed
+# tries. Fix: in $set/$setOnInsert operands an ObjectId is given as the encoder's own tagged
+# form too (what insert stores for it), so the first SQL try stores it; reading decodes it back
+# into an ObjectId. ($push/$addToSet keep the three tries: their SQL tier compares elements as
+# JSON, which is not an ObjectId's equality.)
+_SET_OPS = ("$set", "$setOnInsert")
+
+
+def _tag_object_ids(value: Any) -> Any:
+    if isinstance(value, _NeoObjectId):
+        return _ENCODER.default(value)  # {"__neosqlite_objectid__": true, "id": "<hex>"}, as insert
+    if isinstance(value, dict):
+        return {k: _tag_object_ids(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_object_ids(v) for v in value]
+    return value
 
 
 _orig_enhanced_sql_update = _squ.SqlUpdatesMixin._perform_enhanced_sql_update

@@ -230,6 +230,8 @@ def _run_self_check(coll) -> None:
          lambda: _binaries_keep_their_subtype(coll)),
         ("count_documents answers as MongoDB does (missing fields, arrays, $ne, skip and limit)",
          lambda: _counts_answer_as_mongodb(coll)),
+        ("$set of an ObjectId (in SQL: the service's op id) reads back as an ObjectId and matches",
+         lambda: _set_object_ids_read_back(coll)),
         ("a write command in one SQLite transaction keeps per-document results (duplicates, ordered, aborts)",
          lambda: _write_commands_keep_per_document_results(coll)),
     ]
@@ -372,3 +374,18 @@ def _write_commands_keep_per_document_results(coll) -> bool:
         return sorted((d["_id"], d.get("k")) for d in base.find()) == [(1, None), (2, None), (5, 1), (9, None)]
     finally:
         base.drop()
+
+
+def _set_object_ids_read_back(coll) -> bool:
+    """Slowness 12: an ObjectId set by $set/$setOnInsert (top level, nested, in a list) is stored
+    as insert stores it: it reads back as an ObjectId and an equality on it matches."""
+    ref = ObjectId()
+    doc_id = coll.insert_one({"n": 9}).inserted_id
+    coll.update_one({"_id": doc_id}, {"$set": {"ref": ref, "owner": {"id": ref}, "refs": [ref]}, "$inc": {"n": 1}})
+    coll.update_one({"_id": "upserted"}, {"$setOnInsert": {"ref": ref}}, upsert=True)
+    doc = coll.find_one({"_id": doc_id})
+    return (doc["ref"] == ref and isinstance(doc["ref"], ObjectId) and doc["owner"] == {"id": ref}
+            and doc["refs"] == [ref] and doc["n"] == 10
+            and sorted(str(d["_id"]) for d in coll.find({"ref": ref})) == sorted([str(doc_id), "upserted"])
+            and coll.count_documents({"owner.id": ref}) == 1
+            and coll.delete_many({"ref": ref}).deleted_count == 2)

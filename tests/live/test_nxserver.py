@@ -300,6 +300,28 @@ def test_an_insert_does_not_format_its_documents_for_a_debug_line(tmp_path):
     assert [d["text"] for d in found[1]["cursor"]["firstBatch"]] == ["doc 0", "doc 1", "doc 2"]
 
 
+def test_a_set_of_an_object_id_is_written_by_the_first_sql_try(tmp_path, monkeypatch):
+    """Slowness 12 of tests/nx_launcher.py, in process: the service's update (``$set`` of its op
+    id, an ObjectId, with ``$inc`` and ``$currentDate``) is stored by neosqlite's first SQL
+    update, not after two failed tries and the Python update; it reads back as an ObjectId."""
+    import neosqlite
+    import neosqlite.collection.query_helper.update_operations as update_operations
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    python_updates: list[object] = []
+    python_update = update_operations.UpdateOperationsMixin._perform_python_update
+    monkeypatch.setattr(update_operations.UpdateOperationsMixin, "_perform_python_update",
+                        lambda self, doc_id, *rest: python_updates.append(doc_id) or python_update(self, doc_id, *rest))
+    coll = neosqlite.Connection(str(tmp_path / "set.db"))["users"]
+    coll.insert_many([{"_id": n, "__v": 0} for n in range(3)])
+    op = NeoObjectId()
+    result = coll.update_many({"plan": {"$exists": False}}, {"$set": {"plan": "free", "_op": op, "by": {"op": op}},
+                                                             "$inc": {"_rev": 1}, "$currentDate": {"updatedAt": True}})
+    assert result.modified_count == 3 and python_updates == []
+    assert [(d["_op"], d["by"], d["_rev"]) for d in coll.find({"_op": op})] == [(op, {"op": op}, 1)] * 3
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
