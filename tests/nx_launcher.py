@@ -8,7 +8,10 @@ neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
 main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
 (Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
-encryption's ciphertext and key vault need them). This script patches them at start-up and then hands over to
+encryption's ciphertext and key vault need them), and a $set of true/false is stored as 1/0 (Bug 14).
+Slownesses 8-13 are costs no MongoDB has (a range on _id, count_documents, a commit per document,
+an unlogged debug line, a $set of an ObjectId, an _id $in in update_many): each patch keeps the
+answers. This script patches them at start-up and then hands over to
 nx-27017's own ``main()`` (which parses sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
 the patches still work, so a version change fails loudly rather than silently.
 
@@ -334,6 +337,8 @@ def _can_use_sql_updates(self: Any, update_spec: Any, doc_id: Any,
            for op, val in update_spec.items()):
         return False
     if _add_to_set_needs_python(update_spec, original_doc):  # Bug 6, below
+        return False
+    if _sets_a_bool(update_spec):  # Bug 14, below
         return False
     return _orig_can_use_sql_updates(self, update_spec, doc_id, original_doc)
 
@@ -748,6 +753,63 @@ def _handle_insert_once(self: Any, msg: Any) -> Any:
 
 NeoSQLiteHandler.handle_command = _handle_command_once
 NeoSQLiteHandler.handle_insert = _handle_insert_once
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 13 (neosqlite): an update_many or delete_many by `{"_id": {"$in": [ObjectId...]}}`
+# reads every matched document twice.
+#
+# Their filter goes through the SQL translator (SQLClauseBuilder.build_where_clause), which
+# gives up on ObjectId operands; the fallback then runs find(filter), decodes each document,
+# looks its row id up again one by one, and re-reads and decodes it before updating it. (find's
+# own WHERE builder already compares an _id equality or $in of ObjectIds with the _id column.)
+# The migration's batches (`{<not migrated>, "_id": {"$in": <1,000 ids>}}`) and the service's
+# bulk writes take that path.
+#
+# Fix: as find's builder does, an `_id` `$in` whose operands are all ObjectIds is given to the
+# translator as their 24-digit hex, the text the _id column holds for an ObjectId (so, as in
+# find, a string _id spelling one of them would match too: "an ObjectId compares equal to its
+# hex string", docs/testing.md). A mixed list keeps the fallback.
+# --------------------------------------------------------------------------
+_before_oid_where_clause = _sqlu.SQLClauseBuilder.build_where_clause
+
+
+def _hex_ids(value: Any) -> Any:
+    """`{"$in": [ObjectId...]}` with its ObjectIds as hex; anything else unchanged."""
+    if not isinstance(value, dict) or list(value) != ["$in"]:
+        return value
+    ids = value["$in"]
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, _NeoObjectId) for i in ids):
+        return value
+    return {"$in": [str(i) for i in ids]}
+
+
+def _build_where_clause_oid_in(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(query, dict) and isinstance(query.get("_id"), dict):
+        query = {**query, "_id": _hex_ids(query["_id"])}
+    return _before_oid_where_clause(self, query, *args, **kwargs)
+
+
+_sqlu.SQLClauseBuilder.build_where_clause = _build_where_clause_oid_in
+
+
+
+# --------------------------------------------------------------------------
+# Bug 14 (neosqlite): a $set of true/false is stored as 1/0.
+#
+# The SQL update tier binds a scalar operand as a raw SQLite parameter, and sqlite3 binds a
+# bool as the integer 1 or 0 (json_set then stores a number): `{"$set": {"done": True}}` reads
+# back as 1. Seen once Slowness 12 let the service's updates (which $set an ObjectId) take
+# that tier; before, the ObjectId sent them to the Python update, which stores true. A bool
+# inside a sub-document was right (its dict is JSON-encoded).
+#
+# Fix: an update whose $set/$setOnInsert/$addToSet gives a field a bool of its own goes to the
+# Python update path, which stores true/false as insert does.
+# --------------------------------------------------------------------------
+def _sets_a_bool(update_spec: Any) -> bool:
+    return any(isinstance(spec, dict) and any(isinstance(v, bool) for v in spec.values())
+               for op, spec in update_spec.items() if op in ("$set", "$setOnInsert", "$addToSet"))
 
 
 if __name__ == "__main__":

@@ -232,6 +232,8 @@ def _run_self_check(coll) -> None:
          lambda: _counts_answer_as_mongodb(coll)),
         ("$set of an ObjectId (in SQL: the service's op id) reads back as an ObjectId and matches",
          lambda: _set_object_ids_read_back(coll)),
+        ("update_many / delete_many by an _id $in of ObjectIds (in SQL) change exactly those documents",
+         lambda: _id_in_writes_answer_as_mongodb(coll)),
         ("a write command in one SQLite transaction keeps per-document results (duplicates, ordered, aborts)",
          lambda: _write_commands_keep_per_document_results(coll)),
     ]
@@ -296,7 +298,7 @@ def _updated_datetimes_read_back(coll) -> bool:
 
 
 def _id_ranges_answer_as_mongodb(coll) -> bool:
-    """Slowness 7: `{"_id": {"$gt": oid}}` sorted by _id, limited, matches what MongoDB matches:
+    """Slowness 8: `{"_id": {"$gt": oid}}` sorted by _id, limited, matches what MongoDB matches:
     the ObjectIds past it in order, never an int or a short string _id."""
     base = coll.database[f"{coll.name}_ids"]
     try:
@@ -383,9 +385,34 @@ def _set_object_ids_read_back(coll) -> bool:
     doc_id = coll.insert_one({"n": 9}).inserted_id
     coll.update_one({"_id": doc_id}, {"$set": {"ref": ref, "owner": {"id": ref}, "refs": [ref]}, "$inc": {"n": 1}})
     coll.update_one({"_id": "upserted"}, {"$setOnInsert": {"ref": ref}}, upsert=True)
+    coll.update_one({"_id": doc_id}, {"$set": {"flag": False}})  # Bug 14: a bool alone, not 0
     doc = coll.find_one({"_id": doc_id})
+    if doc["flag"] is not False:
+        return False
     return (doc["ref"] == ref and isinstance(doc["ref"], ObjectId) and doc["owner"] == {"id": ref}
             and doc["refs"] == [ref] and doc["n"] == 10
             and sorted(str(d["_id"]) for d in coll.find({"ref": ref})) == sorted([str(doc_id), "upserted"])
             and coll.count_documents({"owner.id": ref}) == 1
             and coll.delete_many({"ref": ref}).deleted_count == 2)
+
+
+def _id_in_writes_answer_as_mongodb(coll) -> bool:
+    """Slowness 13: an update_many / delete_many whose filter holds `{"_id": {"$in": [ObjectId...]}}`
+    (with another condition, as a migration's batch) changes the listed documents that match the
+    rest of the filter, no other; a $set of true beside an ObjectId stores true (Bug 14)."""
+    base = coll.database[f"{coll.name}_in"]
+    try:
+        ids = [ObjectId() for _ in range(4)]
+        base.insert_many([{"_id": i, "done": n == 1} for n, i in enumerate(ids)] + [{"_id": 7, "done": False}])
+        changed = base.update_many({"done": False, "_id": {"$in": ids[:3]}}, {"$set": {"done": True, "by": ids[0]}})
+        if type(base.find_one({"_id": ids[2]})["done"]) is not bool:
+            return False
+        other = base.update_many({"_id": {"$in": [ids[3]]}}, {"$set": {"other": 1}})
+        gone = base.delete_many({"_id": {"$in": [ids[0], ids[3]]}, "other": {"$exists": False}})
+        left = {str(d["_id"]): (d["done"], d.get("by"), d.get("other")) for d in base.find()}
+        return (changed.matched_count == 2 and changed.modified_count == 2 and other.modified_count == 1
+                and gone.deleted_count == 1
+                and left == {str(ids[1]): (True, None, None), str(ids[2]): (True, ids[0], None),
+                             str(ids[3]): (False, None, 1), "7": (False, None, None)})
+    finally:
+        base.drop()

@@ -322,6 +322,31 @@ def test_a_set_of_an_object_id_is_written_by_the_first_sql_try(tmp_path, monkeyp
     assert [(d["_op"], d["by"], d["_rev"]) for d in coll.find({"_op": op})] == [(op, {"op": op}, 1)] * 3
 
 
+def test_an_update_many_by_object_ids_selects_them_in_sql_and_keeps_bools(tmp_path, monkeypatch):
+    """Slowness 13 and Bug 14 of tests/nx_launcher.py, in process: a migration batch's
+    update_many (`{<not migrated>, "_id": {"$in": [ObjectId...]}}`) finds its documents in SQL,
+    not through find() and a row lookup per document, and changes only the listed ones; a $set
+    of a bool stores true/false, not 1/0."""
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    coll = neosqlite.Connection(str(tmp_path / "in.db"))["users"]
+    ids = [NeoObjectId() for _ in range(5)]
+    coll.insert_many([{"_id": i, "n": n} for n, i in enumerate(ids)])
+    engine = type(coll.query_engine)
+    finds: list[object] = []
+    find = engine.find
+    monkeypatch.setattr(engine, "find", lambda self, *a, **k: finds.append(a) or find(self, *a, **k))
+    result = coll.update_many({"plan": {"$exists": False}, "_id": {"$in": ids[1:4]}},
+                              {"$set": {"plan": "free", "_op": ids[0], "active": True}})
+    assert result.matched_count == result.modified_count == 3 and finds == []
+    monkeypatch.setattr(engine, "find", find)
+    assert [(d["_id"], d.get("plan"), d.get("active")) for d in coll.find()] == [
+        (ids[0], None, None), (ids[1], "free", True), (ids[2], "free", True), (ids[3], "free", True), (ids[4], None, None)]
+    assert all(type(d["active"]) is bool for d in coll.find({"plan": "free"}))
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
