@@ -675,13 +675,60 @@ def _aggregate_with_constraints(self: Any, pipeline: Any, batch_size: int = 101,
                                                 memory_constrained=memory_constrained, session=session)
     _qe.validate_session(session, self.collection._database)
     filt, skip, limit = shape
-    if filt:
-        matches = self.helpers._apply_query
-        n = sum(1 for doc in self.find(session=session) if matches(filt, doc))
-    else:
+    matches = self.helpers._apply_query
+    fields = _plain_fields(filt)
+    if not filt:
         n = self.estimated_document_count(session=session)
+    elif fields and not self.jsonb.jsonb_supported:
+        n = sum(1 for doc in _field_docs(self, fields) if matches(filt, doc))
+    else:
+        n = sum(1 for doc in self.find(session=session) if matches(filt, doc))
     n = max(n - skip, 0) if limit is None else min(max(n - skip, 0), limit)
     return [{"_id": 1, "n": n}] if n else []
+
+
+# A filter whose every key is a plain top-level field (no dots, no _id, no $and/$or/$where...)
+# with a value or field-level operators only reads those fields: the matcher's answer on the
+# document is its answer on those fields alone. So such a count decodes only them (SQL's
+# json_type tells a missing field from a null; objects and arrays decode through neosqlite's own
+# JSON loader, tagged dates, ObjectIds and binaries included) instead of whole documents.
+_FIELD_OPERATORS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type",
+                    "$size", "$all", "$elemMatch", "$regex", "$options", "$not", "$mod"}
+_SCALARS = {"true": True, "false": False, "null": None}
+
+
+def _plain_fields(filt: dict) -> list[str] | None:
+    for key, value in filt.items():
+        if (not isinstance(key, str) or not key or key in ("_id", "id") or key[0] == "$"
+                or any(c in key for c in '."\\') or not key.isprintable()):
+            return None
+        if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
+            if not set(value) <= _FIELD_OPERATORS:
+                return None
+    return list(filt)
+
+
+def _field_docs(self: Any, fields: list[str]) -> Any:
+    """Each stored document reduced to ``fields`` (those it has), decoded as a full load does."""
+    from neosqlite.collection.json_helpers import neosqlite_json_loads
+    from neosqlite.sql_utils import quote_table_name
+
+    columns = ", ".join("json_type(data, ?), json_extract(data, ?)" for _ in fields)
+    params = [p for f in fields for p in (f'$."{f}"', f'$."{f}"')]
+    rows = self.collection.db.execute(f"SELECT {columns} FROM {quote_table_name(self.collection.name)}", params)
+    for row in rows:
+        doc: dict[str, Any] = {}
+        for i, name in enumerate(fields):
+            kind, value = row[2 * i], row[2 * i + 1]
+            if kind is None:
+                continue  # missing
+            if kind in ("object", "array"):
+                doc[name] = neosqlite_json_loads(value)
+            elif kind in _SCALARS:
+                doc[name] = _SCALARS[kind]
+            else:
+                doc[name] = value  # integer, real, text: as json.loads gives them
+        yield doc
 
 
 _qe.QueryEngine.aggregate_with_constraints = _aggregate_with_constraints

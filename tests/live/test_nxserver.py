@@ -240,6 +240,45 @@ def test_count_documents_is_answered_without_the_python_tiers_copies(tmp_path, m
     assert list(coll.aggregate(odd)) == [{"_id": 1, "n": 7}] and runs == [odd]
 
 
+def test_a_count_on_top_level_fields_decodes_only_them_with_the_tiers_answers(tmp_path, monkeypatch):
+    """Slowness 9, its field path: a count whose filter names only top-level fields reads those
+    fields in SQL (no whole document decoded: find() is not called) and answers as the Python
+    aggregation tier does, whatever the values: missing, null, bools, numbers, strings, dates,
+    ObjectIds, sub-documents, arrays of either. A dotted or _id filter still loads documents."""
+    import datetime as dt
+
+    import neosqlite
+    import neosqlite.collection.query_engine as query_engine
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    coll = neosqlite.Connection(str(tmp_path / "fields.db"))["docs"]
+    oid, when = NeoObjectId(), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    values = [1, 2, 2.5, 0, True, False, None, "1", "free", "", "é", when, oid, [1, 2], [], ["free", 3],
+              {"x": 1}, {"x": [1, {"y": 2}]}, [{"x": 1}, {"x": 2}], [oid], [when]]
+    coll.insert_many([{"a": v, "b": n % 3} for n, v in enumerate(values)] + [{"b": 1}, {}])
+    group = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+    filters = [{"a": 1}, {"a": True}, {"a": None}, {"a": "free"}, {"a": oid}, {"a": when}, {"a": [1, 2]},
+               {"a": {"$exists": False}}, {"a": {"$exists": True}, "b": 1}, {"a": {"$ne": 1}},
+               {"a": {"$gt": 1}}, {"a": {"$gte": when}}, {"a": {"$in": [1, "free", None]}}, {"a": {"$nin": [2, oid]}},
+               {"a": {"$type": "string"}}, {"a": {"$size": 2}}, {"a": {"$all": [1, 2]}},
+               {"a": {"$elemMatch": {"x": 2}}}, {"a": {"$regex": "^fr"}},
+               {"a": {"$mod": [2, 0]}}, {"b": 2}, {"zz": None}]
+    finds: list[object] = []
+    find = type(coll.query_engine).find
+    monkeypatch.setattr(type(coll.query_engine), "find", lambda self, *a, **k: finds.append(a) or find(self, *a, **k))
+    tier = query_engine.execute_python_aggregation
+    for filt in filters:
+        expected = tier(coll.query_engine, [{"$match": filt}, group])
+        finds.clear()
+        assert list(coll.aggregate([{"$match": filt}, group])) == expected, filt
+        assert finds == [], filt
+    for filt in ({"a.x": 1}, {"_id": {"$exists": True}}, {"$or": [{"a": 1}, {"b": 2}]}):
+        finds.clear()
+        assert list(coll.aggregate([{"$match": filt}, group])) == tier(coll.query_engine, [{"$match": filt}, group])
+        assert len(finds) == 2  # the whole documents, here and in the tier itself
+
+
 def test_a_write_command_commits_once_not_once_per_document(tmp_path):
     """Slowness 10 of tests/nx_launcher.py, in process: an insert of many documents and an
     update of many run in one SQLite transaction each (one SAVEPOINT, one RELEASE, none left
