@@ -386,6 +386,37 @@ def test_an_update_many_by_object_ids_selects_them_in_sql_and_keeps_bools(tmp_pa
     assert all(type(d["active"]) is bool for d in coll.find({"plan": "free"}))
 
 
+def test_an_insert_is_not_deep_copied_and_stores_what_it_did(tmp_path):
+    """Slowness 15 of tests/nx_launcher.py, in process: neosqlite's insert no longer deep-copies
+    the document (a value's __deepcopy__ is never called), stores the same document (nested
+    dicts and lists, bytes, dates, ObjectIds) and sets a generated _id on the caller's dict."""
+    import copy
+    import datetime as dt
+
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.binary import Binary
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    copied: list[str] = []
+
+    class Watched(str):
+        def __deepcopy__(self, memo: object) -> str:
+            copied.append(str(self))
+            return str(self)
+
+    coll = neosqlite.Connection(str(tmp_path / "ins.db"))["docs"]
+    when, ref = dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc), NeoObjectId()
+    doc = {"s": Watched("w"), "nested": {"at": when, "refs": [ref, {"b": b"raw"}]}, "list": [1, [2, 3]]}
+    expected = copy.deepcopy({**doc, "s": "w"})
+    copied.clear()
+    inserted = coll.insert_one(doc).inserted_id
+    assert copied == [] and doc["_id"] == inserted
+    stored = coll.find_one({"_id": inserted})
+    assert stored == {**expected, "_id": inserted, "nested": {"at": when, "refs": [ref, {"b": Binary(b"raw")}]}}
+    assert doc["nested"]["refs"][1]["b"] == b"raw" and type(doc["nested"]["refs"][1]["b"]) is bytes  # caller's untouched
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
