@@ -9,9 +9,9 @@ main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
 (Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
 encryption's ciphertext and key vault need them), and a $set of true/false is stored as 1/0 (Bug 14).
-Slownesses 8-13 and 15 are costs no MongoDB has (a range on _id, count_documents, a commit per
-document, an unlogged debug line, a $set of an ObjectId, an _id $in in update_many, a deep copy
-per insert): each patch keeps the answers. This script patches them at start-up and then hands over to
+Slownesses 8-13, 15 and 16 are costs no MongoDB has (a range on _id, count_documents, a commit
+per document, an unlogged debug line, a $set of an ObjectId, an _id $in in update_many, a deep
+copy per insert and per projected document): each patch keeps the answers. This script patches them at start-up and then hands over to
 nx-27017's own ``main()`` (which parses sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
 the patches still work, so a version change fails loudly rather than silently.
 
@@ -897,6 +897,34 @@ def _internal_insert(self: Any, document: Any, *args: Any, **kwargs: Any) -> Any
 
 
 _qhc.CRUDOperationsMixin._internal_insert = _internal_insert
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 16 (neosqlite): a find with a projection deep-copies every document it returns.
+#
+# Cursor._apply_projection hands each document it has just loaded for this cursor to
+# AggregationMixin._apply_projection, which starts with ``deepcopy(document)`` (for the
+# exclusion form, which pops top-level fields of the copy); an inclusion projection then only
+# reads the copy's ``_id``. The loaded documents belong to this cursor alone and are dropped
+# once projected, and the projection changes nothing below the top level: a top-level copy
+# keeps them as they are. A read such as ``find({}, {"_id": 1})`` over a collection spent more
+# time copying documents than decoding them.
+#
+# Fix: the cursor hands them over as _TopLevelCopy (Slowness 15), whose deep copy is dict(self).
+# --------------------------------------------------------------------------
+import neosqlite.collection.cursor as _ncursor  # noqa: E402
+
+_orig_cursor_projection = _ncursor.Cursor._apply_projection
+
+
+def _cursor_apply_projection(self: Any, docs: Any) -> Any:
+    if not self._projection:
+        return _orig_cursor_projection(self, docs)
+    return _orig_cursor_projection(self, (_TopLevelCopy(d) if type(d) is dict else d for d in docs))
+
+
+_ncursor.Cursor._apply_projection = _cursor_apply_projection
 
 
 if __name__ == "__main__":

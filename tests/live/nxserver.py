@@ -234,6 +234,8 @@ def _run_self_check(coll) -> None:
          lambda: _set_object_ids_read_back(coll)),
         ("update_many / delete_many by an _id $in of ObjectIds (in SQL) change exactly those documents",
          lambda: _id_in_writes_answer_as_mongodb(coll)),
+        ("inclusion and exclusion projections (no deep copy: Slowness 16) answer as MongoDB does",
+         lambda: _projections_answer_as_mongodb(coll)),
         ("a write command in one SQLite transaction keeps per-document results (duplicates, ordered, aborts)",
          lambda: _write_commands_keep_per_document_results(coll)),
     ]
@@ -416,3 +418,14 @@ def _id_in_writes_answer_as_mongodb(coll) -> bool:
                              str(ids[3]): (False, None, 1), "7": (False, None, None)})
     finally:
         base.drop()
+
+
+def _projections_answer_as_mongodb(coll) -> bool:
+    """Slowness 16: a projected find copies only the top level of what it loaded; what comes back
+    is MongoDB's answer for top-level inclusions and exclusions, nested values whole."""
+    doc_id = coll.insert_one({"a": 1, "b": {"c": [1, {"d": 2}]}, "e": [3, 4]}).inserted_id
+    one = {"_id": doc_id}
+    return (coll.find_one(one, {"a": 1}) == {"_id": doc_id, "a": 1}
+            and coll.find_one(one, {"b": 0}) == {"_id": doc_id, "a": 1, "e": [3, 4]}
+            and coll.find_one(one, {"_id": 0, "b": 1, "e": 1}) == {"b": {"c": [1, {"d": 2}]}, "e": [3, 4]}
+            and coll.find_one(one)["b"] == {"c": [1, {"d": 2}]})

@@ -417,6 +417,30 @@ def test_an_insert_is_not_deep_copied_and_stores_what_it_did(tmp_path):
     assert doc["nested"]["refs"][1]["b"] == b"raw" and type(doc["nested"]["refs"][1]["b"]) is bytes  # caller's untouched
 
 
+def test_a_projected_find_does_not_deep_copy_what_it_loaded(tmp_path):
+    """Slowness 16 of tests/nx_launcher.py, in process: a find with an inclusion or an exclusion
+    projection no longer deep-copies each loaded document (a value's __deepcopy__ is never
+    called) and projects as before."""
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+
+    copied: list[str] = []
+
+    class Watched(str):
+        def __deepcopy__(self, memo: object) -> str:
+            copied.append(str(self))
+            return str(self)
+
+    coll = neosqlite.Connection(str(tmp_path / "proj.db"))["docs"]
+    coll.insert_many([{"_id": n, "a": n, "b": {"c": [n, {"d": n}]}, "e": f"e{n}"} for n in range(3)])
+    load = coll._load_with_stored_id  # each loaded document gets a watched value
+    coll._load_with_stored_id = lambda *a: {**load(*a), "w": Watched("w")}  # type: ignore[method-assign]
+    assert list(coll.find({}, {"a": 1})) == [{"_id": n, "a": n} for n in range(3)]
+    assert list(coll.find({"a": {"$gte": 1}}, {"b": 0, "w": 0})) == [{"_id": n, "a": n, "e": f"e{n}"} for n in (1, 2)]
+    assert list(coll.find({}, {"b.c": 1, "_id": 0})) == [{"b.c": [n, {"d": n}]} for n in range(3)]  # flattened, as before
+    assert copied == []
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
