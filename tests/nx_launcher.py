@@ -8,7 +8,10 @@ neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
 main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
 (Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
-encryption's ciphertext and key vault need them). This script patches them at start-up and then hands over to
+encryption's ciphertext and key vault need them), and a $set of true/false is stored as 1/0 (Bug 14).
+Slownesses 8-13, 15 and 16 are costs no MongoDB has (a range on _id, count_documents, a commit
+per document, an unlogged debug line, a $set of an ObjectId, an _id $in in update_many, a deep
+copy per insert and per projected document): each patch keeps the answers. This script patches them at start-up and then hands over to
 nx-27017's own ``main()`` (which parses sys.argv). ``tests/live/nxserver.py:self_check`` verifies at session start that
 the patches still work, so a version change fails loudly rather than silently.
 
@@ -202,9 +205,25 @@ NeoSQLiteHandler.handle_command = _handle_command
 _orig_handle_insert = NeoSQLiteHandler.handle_insert
 
 
+class _QuietSections(list):  # type: ignore[type-arg]
+    """Slowness 11 (nx-27017): handle_insert's first line is
+    ``logger.debug(f"handle_insert sections: {sections}")``, an f-string, so every insert formats
+    all its documents into a message the server never logs (debug is off): a sixth of the
+    server's time in the ODM benchmark's large documents. The sections, as a list that formats
+    as its length; everything else reads them as the list they are."""
+
+    def __str__(self) -> str:
+        return f"<{len(self)} section(s)>"
+
+    __repr__ = __str__
+
+
 def _handle_insert(self: Any, msg: Any) -> Any:
     # inserts reach handle_insert straight from the server loop (see Bug 3 above)
-    return _orig_handle_insert(self, _with_converted_sections(msg))
+    msg = _with_converted_sections(msg)
+    if isinstance(msg, dict) and isinstance(msg.get("sections"), list):
+        msg = {**msg, "sections": _QuietSections(msg["sections"])}
+    return _orig_handle_insert(self, msg)
 
 
 NeoSQLiteHandler.handle_insert = _handle_insert
@@ -268,9 +287,33 @@ def _tag_update_spec(update_spec: Any) -> Any:
     if not isinstance(update_spec, dict):
         return update_spec
     return {
-        op: _tag_datetimes(val) if op in _TAGGED_OPS and isinstance(val, dict) else val
+        op: _tag_object_ids(_tag_datetimes(val)) if op in _SET_OPS and isinstance(val, dict)
+        else _tag_datetimes(val) if op in _TAGGED_OPS and isinstance(val, dict) else val
         for op, val in update_spec.items()
     }
+
+
+# Slowness 12 (neosqlite): a $set of an ObjectId takes three tries.
+#
+# The same SQL tier binds a scalar ObjectId operand as a raw SQLite parameter, which sqlite3
+# refuses ("type 'ObjectId' is not supported"): the enhanced SQL update raises, then the
+# standard one, and only then the Python update runs, for every matched document. Every write
+# of the service sets one (advance(): ``$set _op: <op id>``), so every update paid two failed
+# tries. Fix: in $set/$setOnInsert operands an ObjectId is given as the encoder's own tagged
+# form too (what insert stores for it), so the first SQL try stores it; reading decodes it back
+# into an ObjectId. ($push/$addToSet keep the three tries: their SQL tier compares elements as
+# JSON, which is not an ObjectId's equality.)
+_SET_OPS = ("$set", "$setOnInsert")
+
+
+def _tag_object_ids(value: Any) -> Any:
+    if isinstance(value, _NeoObjectId):
+        return _ENCODER.default(value)  # {"__neosqlite_objectid__": true, "id": "<hex>"}, as insert
+    if isinstance(value, dict):
+        return {k: _tag_object_ids(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_object_ids(v) for v in value]
+    return value
 
 
 _orig_enhanced_sql_update = _squ.SqlUpdatesMixin._perform_enhanced_sql_update
@@ -294,6 +337,8 @@ def _can_use_sql_updates(self: Any, update_spec: Any, doc_id: Any,
            for op, val in update_spec.items()):
         return False
     if _add_to_set_needs_python(update_spec, original_doc):  # Bug 6, below
+        return False
+    if _sets_a_bool(update_spec):  # Bug 14, below
         return False
     return _orig_can_use_sql_updates(self, update_spec, doc_id, original_doc)
 
@@ -566,6 +611,320 @@ def _build_id_operator_clause(self: Any, value: dict) -> Any:
 
 
 _sqb.SqlQueryBuilderMixin._build_id_operator_clause = _build_id_operator_clause
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 9 (neosqlite): count_documents copies the whole collection.
+#
+# PyMongo's count_documents(filter, skip=, limit=) sends the pipeline
+# [{"$match": filter}, ({"$skip": n}), ({"$limit": n}), {"$group": {"_id": 1,
+# "n": {"$sum": 1}}}]. Neither of neosqlite's SQL aggregation tiers takes a
+# $group on a constant _id (tier 2 builds and drops a temporary table first), so
+# its Python tier runs (query_engine/python_aggregation_engine.py): it loads
+# every document, deep-copies each one (for a $$ROOT no stage of this pipeline
+# reads), then matches. About 1.5 s of server CPU per count at 50,000 documents,
+# where MongoDB counts in its index or a collection scan.
+#
+# Fix: for exactly that pipeline, the same steps without the copies and the
+# failed SQL attempts: the same documents (find(), as the Python tier loads
+# them), the same matcher (helpers._apply_query), $skip/$limit as that tier
+# slices, and the same reply ([] when nothing is left, as $group over nothing).
+# So every answer is the Python tier's answer (tests/live/nxserver.py checks
+# them against the original tier). An empty filter counts the table's rows in
+# SQL (every row is a document: the Python tier matches {} to each). Any other
+# pipeline, or a $skip/$limit the Python tier would refuse, takes the original
+# path.
+# --------------------------------------------------------------------------
+import neosqlite.collection.query_engine as _qe  # noqa: E402
+
+_COUNT_GROUP = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+_orig_aggregate_with_constraints = _qe.QueryEngine.aggregate_with_constraints
+
+
+def _count_pipeline(pipeline: Any) -> tuple[dict, int, int | None] | None:
+    """(filter, skip, limit) of PyMongo's count_documents pipeline, else None."""
+    if not isinstance(pipeline, list) or len(pipeline) < 2 or len(pipeline) > 4:
+        return None
+    first, last = pipeline[0], pipeline[-1]
+    if not (isinstance(first, dict) and list(first) == ["$match"] and isinstance(first["$match"], dict)):
+        return None
+    if not (isinstance(last, dict) and list(last) == ["$group"] and last == _COUNT_GROUP
+            and type(last["$group"]["_id"]) is int and type(last["$group"]["n"]["$sum"]) is int):
+        return None
+    skip, limit = 0, None
+    for stage in pipeline[1:-1]:  # PyMongo sends $skip before $limit, each at most once
+        name = next(iter(stage), None) if isinstance(stage, dict) and len(stage) == 1 else None
+        value = stage[name] if name else None
+        if type(value) is not int or value < 0:
+            return None
+        if name == "$skip" and skip == 0 and limit is None and value > 0:
+            skip = value
+        elif name == "$limit" and limit is None and value > 0:
+            limit = value
+        else:
+            return None
+    return first["$match"], skip, limit
+
+
+def _aggregate_with_constraints(self: Any, pipeline: Any, batch_size: int = 101,
+                                memory_constrained: bool = False, session: Any = None) -> Any:
+    shape = None if memory_constrained else _count_pipeline(pipeline)
+    if shape is None:
+        return _orig_aggregate_with_constraints(self, pipeline, batch_size=batch_size,
+                                                memory_constrained=memory_constrained, session=session)
+    _qe.validate_session(session, self.collection._database)
+    filt, skip, limit = shape
+    matches = self.helpers._apply_query
+    fields = _plain_fields(filt)
+    if not filt:
+        n = self.estimated_document_count(session=session)
+    elif fields and not self.jsonb.jsonb_supported:
+        n = sum(1 for doc in _field_docs(self, fields) if matches(filt, doc))
+    else:
+        n = sum(1 for doc in self.find(session=session) if matches(filt, doc))
+    n = max(n - skip, 0) if limit is None else min(max(n - skip, 0), limit)
+    return [{"_id": 1, "n": n}] if n else []
+
+
+# A filter whose every key is a plain top-level field (no dots, no _id, no $and/$or/$where...)
+# with a value or field-level operators only reads those fields: the matcher's answer on the
+# document is its answer on those fields alone. So such a count decodes only them (SQL's
+# json_type tells a missing field from a null; objects and arrays decode through neosqlite's own
+# JSON loader, tagged dates, ObjectIds and binaries included) instead of whole documents.
+_FIELD_OPERATORS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type",
+                    "$size", "$all", "$elemMatch", "$regex", "$options", "$not", "$mod"}
+_SCALARS = {"true": True, "false": False, "null": None}
+
+
+def _plain_fields(filt: dict) -> list[str] | None:
+    for key, value in filt.items():
+        if (not isinstance(key, str) or not key or key in ("_id", "id") or key[0] == "$"
+                or any(c in key for c in '."\\') or not key.isprintable()):
+            return None
+        if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
+            if not set(value) <= _FIELD_OPERATORS:
+                return None
+    return list(filt)
+
+
+def _field_docs(self: Any, fields: list[str]) -> Any:
+    """Each stored document reduced to ``fields`` (those it has), decoded as a full load does."""
+    from neosqlite.collection.json_helpers import neosqlite_json_loads
+    from neosqlite.sql_utils import quote_table_name
+
+    columns = ", ".join("json_type(data, ?), json_extract(data, ?)" for _ in fields)
+    params = [p for f in fields for p in (f'$."{f}"', f'$."{f}"')]
+    rows = self.collection.db.execute(f"SELECT {columns} FROM {quote_table_name(self.collection.name)}", params)
+    for row in rows:
+        doc: dict[str, Any] = {}
+        for i, name in enumerate(fields):
+            kind, value = row[2 * i], row[2 * i + 1]
+            if kind is None:
+                continue  # missing
+            if kind in ("object", "array"):
+                doc[name] = neosqlite_json_loads(value)
+            elif kind in _SCALARS:
+                doc[name] = _SCALARS[kind]
+            else:
+                doc[name] = value  # integer, real, text: as json.loads gives them
+        yield doc
+
+
+_qe.QueryEngine.aggregate_with_constraints = _aggregate_with_constraints
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 10 (nx-27017 + neosqlite): a write command commits once per document.
+#
+# neosqlite's connection is in autocommit mode (isolation_level None), and both
+# nx-27017's insert (handler.handle_insert: one insert_one per document, so a
+# duplicate key becomes a writeErrors entry) and neosqlite's update_many /
+# delete_many (one UPDATE or DELETE per matched document) write document by
+# document: each statement is its own SQLite transaction, with its own WAL
+# frames and locks. About half the CPU of a 1,000-document insert or update.
+# MongoDB applies a batch without a commit per document.
+#
+# Fix: run each write command (insert, update, delete, findAndModify) outside a
+# client transaction inside one SAVEPOINT, released before the reply is sent:
+# a statement that fails (a duplicate key) is still undone alone, as SQLite
+# undoes a failed statement, and the documents written before it stay, as they
+# did; a command that raises still keeps what it wrote (released, not rolled
+# back), as autocommit did. Skipped when the connection is already in a
+# transaction (a client transaction), for a command that opens or continues
+# one (startTransaction, autocommit), and for GridFS collections (their bucket
+# code opens its own transaction).
+# --------------------------------------------------------------------------
+from nx_27017.handler import _msg_db_name  # noqa: E402
+
+_WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify", "findandmodify")
+_SAVEPOINT = "nx_launcher_write_command"
+
+
+def _write_target(msg: Any) -> str | None:
+    """The collection of a write command outside a client transaction, else None."""
+    if not isinstance(msg, dict):
+        return None
+    body = next((doc for kind, doc in msg.get("sections") or () if kind == "body"), None)
+    if not isinstance(body, dict) or "startTransaction" in body or "autocommit" in body:
+        return None
+    name = next((body[c] for c in _WRITE_COMMANDS if c in body), None)
+    return name if isinstance(name, str) else None
+
+
+def _in_one_transaction(self: Any, msg: Any, run: Any) -> Any:
+    target = _write_target(msg)
+    if target is None or self._is_gridfs_collection(target):
+        return run()
+    db_name = _msg_db_name(msg)
+    with self._lock_for(db_name):  # the lock the handler takes: nothing else runs on this connection
+        conn = self.get_database(db_name).db
+        if conn.in_transaction:
+            return run()
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            return run()
+        finally:
+            if conn.in_transaction:
+                conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+
+
+def _handle_command_once(self: Any, msg: Any) -> Any:
+    return _in_one_transaction(self, msg, lambda: _handle_command(self, msg))
+
+
+def _handle_insert_once(self: Any, msg: Any) -> Any:
+    return _in_one_transaction(self, msg, lambda: _handle_insert(self, msg))
+
+
+NeoSQLiteHandler.handle_command = _handle_command_once
+NeoSQLiteHandler.handle_insert = _handle_insert_once
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 13 (neosqlite): an update_many or delete_many by `{"_id": {"$in": [ObjectId...]}}`
+# reads every matched document twice.
+#
+# Their filter goes through the SQL translator (SQLClauseBuilder.build_where_clause), which
+# gives up on ObjectId operands; the fallback then runs find(filter), decodes each document,
+# looks its row id up again one by one, and re-reads and decodes it before updating it. (find's
+# own WHERE builder already compares an _id equality or $in of ObjectIds with the _id column.)
+# The migration's batches (`{<not migrated>, "_id": {"$in": <1,000 ids>}}`) and the service's
+# bulk writes take that path.
+#
+# Fix: as find's builder does, an `_id` `$in` whose operands are all ObjectIds is given to the
+# translator as their 24-digit hex, the text the _id column holds for an ObjectId (so, as in
+# find, a string _id spelling one of them would match too: "an ObjectId compares equal to its
+# hex string", docs/testing.md). A mixed list keeps the fallback.
+# --------------------------------------------------------------------------
+_before_oid_where_clause = _sqlu.SQLClauseBuilder.build_where_clause
+
+
+def _hex_ids(value: Any) -> Any:
+    """`{"$in": [ObjectId...]}` with its ObjectIds as hex; anything else unchanged."""
+    if not isinstance(value, dict) or list(value) != ["$in"]:
+        return value
+    ids = value["$in"]
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, _NeoObjectId) for i in ids):
+        return value
+    return {"$in": [str(i) for i in ids]}
+
+
+def _build_where_clause_oid_in(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(query, dict) and isinstance(query.get("_id"), dict):
+        query = {**query, "_id": _hex_ids(query["_id"])}
+    return _before_oid_where_clause(self, query, *args, **kwargs)
+
+
+_sqlu.SQLClauseBuilder.build_where_clause = _build_where_clause_oid_in
+
+
+
+# --------------------------------------------------------------------------
+# Bug 14 (neosqlite): a $set of true/false is stored as 1/0.
+#
+# The SQL update tier binds a scalar operand as a raw SQLite parameter, and sqlite3 binds a
+# bool as the integer 1 or 0 (json_set then stores a number): `{"$set": {"done": True}}` reads
+# back as 1. Seen once Slowness 12 let the service's updates (which $set an ObjectId) take
+# that tier; before, the ObjectId sent them to the Python update, which stores true. A bool
+# inside a sub-document was right (its dict is JSON-encoded).
+#
+# Fix: an update whose $set/$setOnInsert/$addToSet gives a field a bool of its own goes to the
+# Python update path, which stores true/false as insert does.
+# --------------------------------------------------------------------------
+def _sets_a_bool(update_spec: Any) -> bool:
+    return any(isinstance(spec, dict) and any(isinstance(v, bool) for v in spec.values())
+               for op, spec in update_spec.items() if op in ("$set", "$setOnInsert", "$addToSet"))
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 15 (neosqlite): every insert deep-copies its document first.
+#
+# CRUDOperationsMixin._internal_insert (query_helper/crud_operations.py) starts with
+# ``deepcopy(document)``, sets the copy's ``_id``, then rebuilds every dict and list of it
+# (_convert_bytes_to_binary) and JSON-encodes the result: the deep copy protects nothing a
+# top-level copy would not, and costs about a seventh of the server's CPU in the migration test
+# (50,000 documents and 50,000 change records inserted).
+#
+# Fix: hand it the document as a dict whose deep copy is a top-level copy; the caller's dict
+# gets its generated ``_id`` as before.
+# --------------------------------------------------------------------------
+import neosqlite.collection.query_helper.crud_operations as _qhc  # noqa: E402
+
+
+class _TopLevelCopy(dict):  # type: ignore[type-arg]
+    """A document whose deepcopy() is dict(self): _internal_insert only sets the copy's _id and
+    then rebuilds every container (_convert_bytes_to_binary), so nothing shared is changed."""
+
+    def __deepcopy__(self, memo: Any) -> dict:  # type: ignore[type-arg]
+        return dict(self)
+
+
+_orig_internal_insert = _qhc.CRUDOperationsMixin._internal_insert
+
+
+def _internal_insert(self: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+    if type(document) is not dict:
+        return _orig_internal_insert(self, document, *args, **kwargs)
+    given = _TopLevelCopy(document)
+    inserted = _orig_internal_insert(self, given, *args, **kwargs)
+    if "_id" not in document and "_id" in given:
+        document["_id"] = given["_id"]  # as the original sets it on the caller's document
+    return inserted
+
+
+_qhc.CRUDOperationsMixin._internal_insert = _internal_insert
+
+
+
+# --------------------------------------------------------------------------
+# Slowness 16 (neosqlite): a find with a projection deep-copies every document it returns.
+#
+# Cursor._apply_projection hands each document it has just loaded for this cursor to
+# AggregationMixin._apply_projection, which starts with ``deepcopy(document)`` (for the
+# exclusion form, which pops top-level fields of the copy); an inclusion projection then only
+# reads the copy's ``_id``. The loaded documents belong to this cursor alone and are dropped
+# once projected, and the projection changes nothing below the top level: a top-level copy
+# keeps them as they are. A read such as ``find({}, {"_id": 1})`` over a collection spent more
+# time copying documents than decoding them.
+#
+# Fix: the cursor hands them over as _TopLevelCopy (Slowness 15), whose deep copy is dict(self).
+# --------------------------------------------------------------------------
+import neosqlite.collection.cursor as _ncursor  # noqa: E402
+
+_orig_cursor_projection = _ncursor.Cursor._apply_projection
+
+
+def _cursor_apply_projection(self: Any, docs: Any) -> Any:
+    if not self._projection:
+        return _orig_cursor_projection(self, docs)
+    return _orig_cursor_projection(self, (_TopLevelCopy(d) if type(d) is dict else d for d in docs))
+
+
+_ncursor.Cursor._apply_projection = _cursor_apply_projection
 
 
 if __name__ == "__main__":

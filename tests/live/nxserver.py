@@ -228,6 +228,16 @@ def _run_self_check(coll) -> None:
          lambda: _id_ranges_answer_as_mongodb(coll)),
         ("Binary subtypes 4 and 6 read back as stored and match (an _id, a field, $in, update, delete)",
          lambda: _binaries_keep_their_subtype(coll)),
+        ("count_documents answers as MongoDB does (missing fields, arrays, $ne, skip and limit)",
+         lambda: _counts_answer_as_mongodb(coll)),
+        ("$set of an ObjectId (in SQL: the service's op id) reads back as an ObjectId and matches",
+         lambda: _set_object_ids_read_back(coll)),
+        ("update_many / delete_many by an _id $in of ObjectIds (in SQL) change exactly those documents",
+         lambda: _id_in_writes_answer_as_mongodb(coll)),
+        ("inclusion and exclusion projections (no deep copy: Slowness 16) answer as MongoDB does",
+         lambda: _projections_answer_as_mongodb(coll)),
+        ("a write command in one SQLite transaction keeps per-document results (duplicates, ordered, aborts)",
+         lambda: _write_commands_keep_per_document_results(coll)),
     ]
     for name, check in checks:
         try:
@@ -290,7 +300,7 @@ def _updated_datetimes_read_back(coll) -> bool:
 
 
 def _id_ranges_answer_as_mongodb(coll) -> bool:
-    """Slowness 7: `{"_id": {"$gt": oid}}` sorted by _id, limited, matches what MongoDB matches:
+    """Slowness 8: `{"_id": {"$gt": oid}}` sorted by _id, limited, matches what MongoDB matches:
     the ObjectIds past it in order, never an int or a short string _id."""
     base = coll.database[f"{coll.name}_ids"]
     try:
@@ -303,3 +313,119 @@ def _id_ranges_answer_as_mongodb(coll) -> bool:
         return after == ids[2:5] and window == [ids[2]] and below == 6
     finally:
         base.drop()
+
+
+def _counts_answer_as_mongodb(coll) -> bool:
+    """Slowness 9: PyMongo's count_documents pipeline, answered without the Python aggregation
+    tier's copies, counts what MongoDB counts (missing fields, null, arrays, strings beside
+    numbers), and what that tier itself counts for the same match: a pipeline of another shape
+    (a ``$project`` after the ``$group``) still runs the tier."""
+    base = coll.database[f"{coll.name}_counts"]
+    try:
+        base.insert_many([{"a": 1}, {"a": 2}, {"b": 1}, {"a": None}, {"a": [1, 2]}, {"a": "1"}, {"a": {"x": 1}}])
+        mongodb = [({}, {}, 7), ({"a": 1}, {}, 2), ({"a": {"$ne": 1}}, {}, 5), ({"a": {"$exists": False}}, {}, 1),
+                   ({"a": {"$gt": 1}}, {}, 2), ({"a": {"$in": [2, "1"]}}, {}, 3), ({"$or": [{"b": 1}, {"a": 2}]}, {}, 3),
+                   ({"zz": 3}, {}, 0), ({}, {"skip": 5}, 2), ({}, {"skip": 9}, 0), ({}, {"limit": 4}, 4),
+                   ({"a": {"$ne": 1}}, {"skip": 1, "limit": 3}, 3), ({"a": {"$ne": 1}}, {"skip": 4, "limit": 3}, 1)]
+        group = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+        for filt, options, expected in mongodb:
+            if base.count_documents(filt, **options) != expected:
+                return False
+            if not options:
+                tier = list(base.aggregate([{"$match": filt}, group, {"$project": {"n": 1}}]))
+                if (tier[0]["n"] if tier else 0) != expected:
+                    return False
+        return True
+    finally:
+        base.drop()
+
+
+def _write_commands_keep_per_document_results(coll) -> bool:
+    """Slowness 10: a write command runs in one SQLite transaction, yet answers document by
+    document as MongoDB does: an unordered insert keeps every document but the duplicate, an
+    ordered one the documents before it; an update_many and a delete_many change what they
+    match; a client transaction's abort still undoes its writes, its commit keeps them."""
+    from pymongo.errors import BulkWriteError
+
+    base = coll.database[f"{coll.name}_writes"]
+    try:
+        try:
+            base.insert_many([{"_id": n} for n in (1, 2, 1, 3)], ordered=False)
+            return False
+        except BulkWriteError as exc:
+            if [e["index"] for e in exc.details["writeErrors"]] != [2] or exc.details["nInserted"] != 3:
+                return False
+        try:
+            base.insert_many([{"_id": n} for n in (4, 5, 2, 6)], ordered=True)
+            return False
+        except BulkWriteError as exc:
+            if [e["index"] for e in exc.details["writeErrors"]] != [2] or exc.details["nInserted"] != 2:
+                return False
+        if sorted(d["_id"] for d in base.find()) != [1, 2, 3, 4, 5]:
+            return False
+        if base.update_many({"_id": {"$gte": 3}}, {"$set": {"k": 1}}).modified_count != 3:
+            return False
+        if base.delete_many({"k": 1, "_id": {"$lt": 5}}).deleted_count != 2:
+            return False
+        with coll.database.client.start_session() as session:
+            session.start_transaction()
+            base.insert_one({"_id": 8}, session=session)
+            base.update_one({"_id": 1}, {"$set": {"k": 2}}, session=session)
+            session.abort_transaction()
+            session.start_transaction()
+            base.insert_one({"_id": 9}, session=session)
+            session.commit_transaction()
+        return sorted((d["_id"], d.get("k")) for d in base.find()) == [(1, None), (2, None), (5, 1), (9, None)]
+    finally:
+        base.drop()
+
+
+def _set_object_ids_read_back(coll) -> bool:
+    """Slowness 12: an ObjectId set by $set/$setOnInsert (top level, nested, in a list) is stored
+    as insert stores it: it reads back as an ObjectId and an equality on it matches."""
+    ref = ObjectId()
+    doc_id = coll.insert_one({"n": 9}).inserted_id
+    coll.update_one({"_id": doc_id}, {"$set": {"ref": ref, "owner": {"id": ref}, "refs": [ref]}, "$inc": {"n": 1}})
+    coll.update_one({"_id": "upserted"}, {"$setOnInsert": {"ref": ref}}, upsert=True)
+    coll.update_one({"_id": doc_id}, {"$set": {"flag": False}})  # Bug 14: a bool alone, not 0
+    doc = coll.find_one({"_id": doc_id})
+    if doc["flag"] is not False:
+        return False
+    return (doc["ref"] == ref and isinstance(doc["ref"], ObjectId) and doc["owner"] == {"id": ref}
+            and doc["refs"] == [ref] and doc["n"] == 10
+            and sorted(str(d["_id"]) for d in coll.find({"ref": ref})) == sorted([str(doc_id), "upserted"])
+            and coll.count_documents({"owner.id": ref}) == 1
+            and coll.delete_many({"ref": ref}).deleted_count == 2)
+
+
+def _id_in_writes_answer_as_mongodb(coll) -> bool:
+    """Slowness 13: an update_many / delete_many whose filter holds `{"_id": {"$in": [ObjectId...]}}`
+    (with another condition, as a migration's batch) changes the listed documents that match the
+    rest of the filter, no other; a $set of true beside an ObjectId stores true (Bug 14)."""
+    base = coll.database[f"{coll.name}_in"]
+    try:
+        ids = [ObjectId() for _ in range(4)]
+        base.insert_many([{"_id": i, "done": n == 1} for n, i in enumerate(ids)] + [{"_id": 7, "done": False}])
+        changed = base.update_many({"done": False, "_id": {"$in": ids[:3]}}, {"$set": {"done": True, "by": ids[0]}})
+        if type(base.find_one({"_id": ids[2]})["done"]) is not bool:
+            return False
+        other = base.update_many({"_id": {"$in": [ids[3]]}}, {"$set": {"other": 1}})
+        gone = base.delete_many({"_id": {"$in": [ids[0], ids[3]]}, "other": {"$exists": False}})
+        left = {str(d["_id"]): (d["done"], d.get("by"), d.get("other")) for d in base.find()}
+        return (changed.matched_count == 2 and changed.modified_count == 2 and other.modified_count == 1
+                and gone.deleted_count == 1
+                and left == {str(ids[1]): (True, None, None), str(ids[2]): (True, ids[0], None),
+                             str(ids[3]): (False, None, 1), "7": (False, None, None)})
+    finally:
+        base.drop()
+
+
+def _projections_answer_as_mongodb(coll) -> bool:
+    """Slowness 16: a projected find copies only the top level of what it loaded; what comes back
+    is MongoDB's answer for top-level inclusions and exclusions, nested values whole."""
+    doc_id = coll.insert_one({"a": 1, "b": {"c": [1, {"d": 2}]}, "e": [3, 4]}).inserted_id
+    one = {"_id": doc_id}
+    return (coll.find_one(one, {"a": 1}) == {"_id": doc_id, "a": 1}
+            and coll.find_one(one, {"b": 0}) == {"_id": doc_id, "a": 1, "e": [3, 4]}
+            and coll.find_one(one, {"_id": 0, "b": 1, "e": 1}) == {"b": {"c": [1, {"d": 2}]}, "e": [3, 4]}
+            and coll.find_one(one)["b"] == {"c": [1, {"d": 2}]})

@@ -259,8 +259,9 @@ def test_a_kill_right_after_the_update_raises_applied_and_the_record_catches_up(
     repo = tmp_path / "repo"
     backup.backup(db, repo)
     killer.armed = True
-    with pytest.raises(ChangeRecordError) as err:
-        db.update("User", {"id": user.id}, {"name": "Applied before the kill"})
+    with pytest.raises(ChangeRecordError) as err:  # its record's insert waits for the server to the end of
+        # the call's budget: 5 s, not the default 30 s (the findAndModify itself was applied at once)
+        db.update("User", {"id": user.id}, {"name": "Applied before the kill"}, timeout_ms=5000)
     assert err.value.applied is True and err.value.missing == [user.id]
     server_up.start()
     assert db.find_one("User", {"id": user.id}).name == "Applied before the kill"

@@ -212,6 +212,235 @@ def test_binary_subtypes_and_binary_ids_round_trip(live_url):
         c.close()
 
 
+def test_count_documents_is_answered_without_the_python_tiers_copies(tmp_path, monkeypatch):
+    """Slowness 9 of tests/nx_launcher.py, in process (neosqlite without a server): PyMongo's
+    count_documents pipeline gives the Python aggregation tier's own answers without running
+    that tier (which deep-copies every document of the collection first); a pipeline of another
+    shape still runs it."""
+    import neosqlite
+    import neosqlite.collection.query_engine as query_engine
+    import nx_launcher  # noqa: F401  (the patches)
+
+    coll = neosqlite.Connection(str(tmp_path / "count.db"))["docs"]
+    coll.insert_many([{"a": 1}, {"a": 2}, {"b": 1}, {"a": None}, {"a": [1, 2]}, {"a": "1"}, {"a": {"x": 1}}])
+    group = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+    filters = [{}, {"a": 1}, {"a": {"$ne": 1}}, {"a": {"$exists": False}}, {"a": None}, {"a.x": 1}, {"zz": 3},
+               {"$or": [{"b": 1}, {"a": {"$gt": 1}}]}]
+    middles = [[], [{"$skip": 2}], [{"$limit": 3}], [{"$skip": 1}, {"$limit": 2}], [{"$skip": 20}]]
+    runs = []
+    tier = query_engine.execute_python_aggregation
+    monkeypatch.setattr(query_engine, "execute_python_aggregation",
+                        lambda engine, pipeline, session=None: runs.append(pipeline) or tier(engine, pipeline, session))
+    for filt in filters:
+        for middle in middles:
+            expected = tier(coll.query_engine, [{"$match": filt}, *middle, group])
+            assert list(coll.aggregate([{"$match": filt}, *middle, group])) == expected, (filt, middle)
+    assert runs == []  # not once through the tier
+    odd = [{"$match": {}}, {"$skip": 0}, group]  # a $skip PyMongo never sends: the original path
+    assert list(coll.aggregate(odd)) == [{"_id": 1, "n": 7}] and runs == [odd]
+
+
+def test_a_count_on_top_level_fields_decodes_only_them_with_the_tiers_answers(tmp_path, monkeypatch):
+    """Slowness 9, its field path: a count whose filter names only top-level fields reads those
+    fields in SQL (no whole document decoded: find() is not called) and answers as the Python
+    aggregation tier does, whatever the values: missing, null, bools, numbers, strings, dates,
+    ObjectIds, sub-documents, arrays of either. A dotted or _id filter still loads documents."""
+    import datetime as dt
+
+    import neosqlite
+    import neosqlite.collection.query_engine as query_engine
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    coll = neosqlite.Connection(str(tmp_path / "fields.db"))["docs"]
+    oid, when = NeoObjectId(), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    values = [1, 2, 2.5, 0, True, False, None, "1", "free", "", "é", when, oid, [1, 2], [], ["free", 3],
+              {"x": 1}, {"x": [1, {"y": 2}]}, [{"x": 1}, {"x": 2}], [oid], [when]]
+    coll.insert_many([{"a": v, "b": n % 3} for n, v in enumerate(values)] + [{"b": 1}, {}])
+    group = {"$group": {"_id": 1, "n": {"$sum": 1}}}
+    filters = [{"a": 1}, {"a": True}, {"a": None}, {"a": "free"}, {"a": oid}, {"a": when}, {"a": [1, 2]},
+               {"a": {"$exists": False}}, {"a": {"$exists": True}, "b": 1}, {"a": {"$ne": 1}},
+               {"a": {"$gt": 1}}, {"a": {"$gte": when}}, {"a": {"$in": [1, "free", None]}}, {"a": {"$nin": [2, oid]}},
+               {"a": {"$type": "string"}}, {"a": {"$size": 2}}, {"a": {"$all": [1, 2]}},
+               {"a": {"$elemMatch": {"x": 2}}}, {"a": {"$regex": "^fr"}},
+               {"a": {"$mod": [2, 0]}}, {"b": 2}, {"zz": None}]
+    finds: list[object] = []
+    find = type(coll.query_engine).find
+    monkeypatch.setattr(type(coll.query_engine), "find", lambda self, *a, **k: finds.append(a) or find(self, *a, **k))
+    tier = query_engine.execute_python_aggregation
+    for filt in filters:
+        expected = tier(coll.query_engine, [{"$match": filt}, group])
+        finds.clear()
+        assert list(coll.aggregate([{"$match": filt}, group])) == expected, filt
+        assert finds == [], filt
+    for filt in ({"a.x": 1}, {"_id": {"$exists": True}}, {"$or": [{"a": 1}, {"b": 2}]}):
+        finds.clear()
+        assert list(coll.aggregate([{"$match": filt}, group])) == tier(coll.query_engine, [{"$match": filt}, group])
+        assert len(finds) == 2  # the whole documents, here and in the tier itself
+
+
+def test_a_write_command_commits_once_not_once_per_document(tmp_path):
+    """Slowness 10 of tests/nx_launcher.py, in process: an insert of many documents and an
+    update of many run in one SQLite transaction each (one SAVEPOINT, one RELEASE, none left
+    open), with the per-document answers they had; a command of a client transaction is not
+    wrapped (its session holds the transaction)."""
+    import nx_launcher  # noqa: F401  (the patches)
+    from nx_27017.handler import NeoSQLiteHandler
+
+    handler = NeoSQLiteHandler(data_dir=str(tmp_path / "data"))
+    conn = handler.get_database("t").db
+    statements: list[str] = []
+    conn.set_trace_callback(lambda sql: statements.append(sql.strip()))
+    first = lambda word: [sql for sql in statements if sql.split()[0].upper() == word]  # noqa: E731
+
+    def send(body: dict, insert: bool = False) -> dict:
+        statements.clear()
+        msg = {"request_id": 1, "sections": [("body", {**body, "$db": "t"})]}
+        return (handler.handle_insert if insert else handler.handle_command)(msg)[1]
+
+    docs = [{"_id": n, "n": n} for n in (0, 1, 2, 3, 4, 2, 7)]
+    reply = send({"insert": "c", "documents": docs, "ordered": False}, insert=True)
+    assert reply["n"] == 6 and [e["index"] for e in reply["writeErrors"]] == [5]
+    assert len(first("INSERT")) == 7 and len(first("SAVEPOINT")) == len(first("RELEASE")) == 1
+    assert not conn.in_transaction
+    reply = send({"update": "c", "updates": [{"q": {"n": {"$lt": 4}}, "u": {"$inc": {"n": 10}}, "multi": True}]})
+    assert reply["nModified"] == 4 and len(first("UPDATE")) == 4
+    assert len(first("SAVEPOINT")) == len(first("RELEASE")) == 1 and not conn.in_transaction
+    send({"find": "c", "filter": {}})
+    assert first("SAVEPOINT") == []  # reads are not wrapped
+    lsid = {"id": __import__("uuid").uuid4()}
+    send({"insert": "c", "documents": [{"_id": 9}], "lsid": lsid, "txnNumber": 1, "startTransaction": True,
+          "autocommit": False}, insert=True)
+    assert first("INSERT") and not any("nx_launcher_write_command" in sql for sql in statements)
+    assert conn.in_transaction  # the client transaction, still open until its commit
+    send({"commitTransaction": 1, "lsid": lsid, "txnNumber": 1, "autocommit": False})
+    assert not conn.in_transaction
+    assert sorted(d["_id"] for d in send({"find": "c", "filter": {}})["cursor"]["firstBatch"]) == [0, 1, 2, 3, 4, 7, 9]
+
+
+def test_an_insert_does_not_format_its_documents_for_a_debug_line(tmp_path):
+    """Slowness 11 of tests/nx_launcher.py, in process: nx-27017's handle_insert builds a debug
+    message of all its sections with an f-string; with the launcher, no document is formatted."""
+    import nx_launcher  # noqa: F401  (the patches)
+    from nx_27017.handler import NeoSQLiteHandler
+
+    formatted: list[str] = []
+
+    class Loud(str):
+        def __repr__(self) -> str:
+            formatted.append(str(self))
+            return str.__repr__(self)
+
+    handler = NeoSQLiteHandler(data_dir=str(tmp_path / "data"))
+    body = {"insert": "c", "documents": [{"_id": n, "text": Loud(f"doc {n}")} for n in range(3)], "$db": "t"}
+    reply = handler.handle_insert({"request_id": 1, "sections": [("body", body)]})[1]
+    assert reply["n"] == 3 and formatted == []
+    found = handler.handle_command({"request_id": 2, "sections": [("body", {"find": "c", "filter": {}, "$db": "t"})]})
+    assert [d["text"] for d in found[1]["cursor"]["firstBatch"]] == ["doc 0", "doc 1", "doc 2"]
+
+
+def test_a_set_of_an_object_id_is_written_by_the_first_sql_try(tmp_path, monkeypatch):
+    """Slowness 12 of tests/nx_launcher.py, in process: the service's update (``$set`` of its op
+    id, an ObjectId, with ``$inc`` and ``$currentDate``) is stored by neosqlite's first SQL
+    update, not after two failed tries and the Python update; it reads back as an ObjectId."""
+    import neosqlite
+    import neosqlite.collection.query_helper.update_operations as update_operations
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    python_updates: list[object] = []
+    python_update = update_operations.UpdateOperationsMixin._perform_python_update
+    monkeypatch.setattr(update_operations.UpdateOperationsMixin, "_perform_python_update",
+                        lambda self, doc_id, *rest: python_updates.append(doc_id) or python_update(self, doc_id, *rest))
+    coll = neosqlite.Connection(str(tmp_path / "set.db"))["users"]
+    coll.insert_many([{"_id": n, "__v": 0} for n in range(3)])
+    op = NeoObjectId()
+    result = coll.update_many({"plan": {"$exists": False}}, {"$set": {"plan": "free", "_op": op, "by": {"op": op}},
+                                                             "$inc": {"_rev": 1}, "$currentDate": {"updatedAt": True}})
+    assert result.modified_count == 3 and python_updates == []
+    assert [(d["_op"], d["by"], d["_rev"]) for d in coll.find({"_op": op})] == [(op, {"op": op}, 1)] * 3
+
+
+def test_an_update_many_by_object_ids_selects_them_in_sql_and_keeps_bools(tmp_path, monkeypatch):
+    """Slowness 13 and Bug 14 of tests/nx_launcher.py, in process: a migration batch's
+    update_many (`{<not migrated>, "_id": {"$in": [ObjectId...]}}`) finds its documents in SQL,
+    not through find() and a row lookup per document, and changes only the listed ones; a $set
+    of a bool stores true/false, not 1/0."""
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    coll = neosqlite.Connection(str(tmp_path / "in.db"))["users"]
+    ids = [NeoObjectId() for _ in range(5)]
+    coll.insert_many([{"_id": i, "n": n} for n, i in enumerate(ids)])
+    engine = type(coll.query_engine)
+    finds: list[object] = []
+    find = engine.find
+    monkeypatch.setattr(engine, "find", lambda self, *a, **k: finds.append(a) or find(self, *a, **k))
+    result = coll.update_many({"plan": {"$exists": False}, "_id": {"$in": ids[1:4]}},
+                              {"$set": {"plan": "free", "_op": ids[0], "active": True}})
+    assert result.matched_count == result.modified_count == 3 and finds == []
+    monkeypatch.setattr(engine, "find", find)
+    assert [(d["_id"], d.get("plan"), d.get("active")) for d in coll.find()] == [
+        (ids[0], None, None), (ids[1], "free", True), (ids[2], "free", True), (ids[3], "free", True), (ids[4], None, None)]
+    assert all(type(d["active"]) is bool for d in coll.find({"plan": "free"}))
+
+
+def test_an_insert_is_not_deep_copied_and_stores_what_it_did(tmp_path):
+    """Slowness 15 of tests/nx_launcher.py, in process: neosqlite's insert no longer deep-copies
+    the document (a value's __deepcopy__ is never called), stores the same document (nested
+    dicts and lists, bytes, dates, ObjectIds) and sets a generated _id on the caller's dict."""
+    import copy
+    import datetime as dt
+
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.binary import Binary
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    copied: list[str] = []
+
+    class Watched(str):
+        def __deepcopy__(self, memo: object) -> str:
+            copied.append(str(self))
+            return str(self)
+
+    coll = neosqlite.Connection(str(tmp_path / "ins.db"))["docs"]
+    when, ref = dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc), NeoObjectId()
+    doc = {"s": Watched("w"), "nested": {"at": when, "refs": [ref, {"b": b"raw"}]}, "list": [1, [2, 3]]}
+    expected = copy.deepcopy({**doc, "s": "w"})
+    copied.clear()
+    inserted = coll.insert_one(doc).inserted_id
+    assert copied == [] and doc["_id"] == inserted
+    stored = coll.find_one({"_id": inserted})
+    assert stored == {**expected, "_id": inserted, "nested": {"at": when, "refs": [ref, {"b": Binary(b"raw")}]}}
+    assert doc["nested"]["refs"][1]["b"] == b"raw" and type(doc["nested"]["refs"][1]["b"]) is bytes  # caller's untouched
+
+
+def test_a_projected_find_does_not_deep_copy_what_it_loaded(tmp_path):
+    """Slowness 16 of tests/nx_launcher.py, in process: a find with an inclusion or an exclusion
+    projection no longer deep-copies each loaded document (a value's __deepcopy__ is never
+    called) and projects as before."""
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+
+    copied: list[str] = []
+
+    class Watched(str):
+        def __deepcopy__(self, memo: object) -> str:
+            copied.append(str(self))
+            return str(self)
+
+    coll = neosqlite.Connection(str(tmp_path / "proj.db"))["docs"]
+    coll.insert_many([{"_id": n, "a": n, "b": {"c": [n, {"d": n}]}, "e": f"e{n}"} for n in range(3)])
+    load = coll._load_with_stored_id  # each loaded document gets a watched value
+    coll._load_with_stored_id = lambda *a: {**load(*a), "w": Watched("w")}  # type: ignore[method-assign]
+    assert list(coll.find({}, {"a": 1})) == [{"_id": n, "a": n} for n in range(3)]
+    assert list(coll.find({"a": {"$gte": 1}}, {"b": 0, "w": 0})) == [{"_id": n, "a": n, "e": f"e{n}"} for n in (1, 2)]
+    assert list(coll.find({}, {"b.c": 1, "_id": 0})) == [{"b.c": [n, {"d": n}]} for n in range(3)]  # flattened, as before
+    assert copied == []
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
