@@ -81,3 +81,31 @@ class LatePublishes:
     def release(self) -> None:
         """Stop holding (before ``disconnect()``: the publisher thread must not be held)."""
         self._open.set()
+
+
+_HELD: Any = None  # weakref.WeakKeyDictionary[Database, LatePublishes], made on first use
+
+
+def hold_announcements(db: Any) -> Any:
+    """``db`` with its bus's announcements held (``LatePublishes``) until ``announce(db)``."""
+    import weakref
+
+    global _HELD
+    if _HELD is None:
+        _HELD = weakref.WeakKeyDictionary()
+    _HELD[db] = LatePublishes(db.executor.runtime.cache.bus)
+    return db
+
+
+def announce(*dbs: Any) -> None:
+    """Until each one's writes are announced (its generations advanced): a Database from
+    ``hold_announcements`` holds its announcements until then, as a loaded machine may."""
+    for db in dbs:
+        _HELD[db].announce()
+
+
+def release_and_close(*dbs: Any) -> None:
+    """Stop holding each one's announcements, then disconnect it."""
+    for db in dbs:
+        _HELD[db].release()
+        db.disconnect()

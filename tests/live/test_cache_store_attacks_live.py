@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-import weakref
 
 import pytest
-from spies import LatePublishes
+from spies import announce, hold_announcements, release_and_close
 from spies import poll as _poll
 
 from astro_db import Database
@@ -23,24 +22,9 @@ def _db(url, redis_url, **extra):
     db = Database(url, cache_models=("User", "BirthChart"), cache_bus=redis_url, cache_store=redis_url,
                   ensure_indexes=False, **extra).connect()
     _poll(lambda: db.executor.runtime.cache.trusted)
-    _LATE[db] = LatePublishes(db.executor.runtime.cache.bus)
-    return db
+    return hold_announcements(db)
 
 
-_LATE: weakref.WeakKeyDictionary[Database, LatePublishes] = weakref.WeakKeyDictionary()
-
-
-def _announce(*dbs: Database) -> None:
-    """Until each one's writes are announced (its generations advanced): every ``_db`` holds its
-    announcements until then, as a loaded machine may (spies.LatePublishes)."""
-    for db in dbs:
-        _LATE[db].announce()
-
-
-def _close(*dbs: Database) -> None:
-    for db in dbs:
-        _LATE[db].release()
-        db.disconnect()
 
 
 def _email() -> str:
@@ -67,15 +51,15 @@ def test_two_servers_whose_databases_share_a_name_never_answer_from_each_other(l
     b = _db(second_server.url(name), redis_server.url)
     try:
         user = a.create("User", {"email": _email(), "name": "Only On A"})
-        _announce(a)  # else A does not use the store for User yet
+        announce(a)  # else A does not use the store for User yet
         assert a.find_one("User", {"id": user.id}, cache=True).name == "Only On A"  # stored in Redis by A
         assert a.executor.runtime.cache.bus_stats()["shared_store"]["stored"] >= 1
         assert b.count("User", {}) == 0
         assert b.find_one("User", {"id": user.id}, cache=True) is None  # B's server has no such user
         assert b.executor.runtime.cache.bus_stats()["shared_store"]["hits"] == 0
     finally:
-        _close(a)
-        _close(b)
+        release_and_close(a)
+        release_and_close(b)
 
 
 def _chart(db, owner, place):
@@ -97,7 +81,7 @@ def test_an_entry_copied_over_another_actors_key_is_never_served(live_url, redis
         mallory = admin.create("User", {"email": _email(), "name": "Mallory"})
         _chart(admin, victim.id, "Victim Street 1")
         _chart(admin, mallory.id, "Mallory Road 2")
-        _announce(admin)
+        announce(admin)
         before = set(client.scan_iter(match="astro_db:*:r:BirthChart:*"))
         victim_view = admin.as_actor(str(victim.id), ["self"])
         assert [c.birth_data.location.name for c in victim_view.find("BirthChart", {}, cache=True)] == ["Victim Street 1"]
@@ -117,16 +101,16 @@ def test_an_entry_copied_over_another_actors_key_is_never_served(live_url, redis
             assert fresh.executor.runtime.cache.bus_stats()["shared_store"]["forged"] == 1
             assert "does not carry a valid MAC" in caplog.text and "Victim Street" not in caplog.text
         finally:
-            _close(fresh)
+            release_and_close(fresh)
     finally:
         client.close()
-        _close(admin)
+        release_and_close(admin)
 
 
 def test_an_entry_written_without_the_apps_secret_is_never_served(live_url, redis_server):
     a = _db(live_url, redis_server.url)
     user = a.create("User", {"email": _email(), "name": "Real"})
-    _announce(a)
+    announce(a)
     other_app = _db(live_url, redis_server.url, cache_secret="another-apps-secret-" + "w" * 20)  # after the write
     try:
         other_app.find_one("User", {"id": user.id}, cache=True)  # stored under a MAC of another key
@@ -135,5 +119,5 @@ def test_an_entry_written_without_the_apps_secret_is_never_served(live_url, redi
         stats = a.executor.runtime.cache.bus_stats()["shared_store"]
         assert stats["forged"] == 1 and stats["hits"] == 0
     finally:
-        _close(a)
-        _close(other_app)
+        release_and_close(a)
+        release_and_close(other_app)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import base64
 import uuid
-import weakref
 
-from spies import CommandSpy, LatePublishes
+from spies import CommandSpy, announce, hold_announcements, release_and_close
 from spies import poll as _poll
 
 from astro_db import Database
@@ -25,24 +24,9 @@ def _db(url, redis_url, **extra):
     db = Database(url, cache_models=("User", "BirthChart"), cache_bus=redis_url, cache_store=redis_url,
                   ensure_indexes=False, **extra).connect()
     _poll(lambda: db.executor.runtime.cache.trusted)
-    _LATE[db] = LatePublishes(db.executor.runtime.cache.bus)
-    return db
+    return hold_announcements(db)
 
 
-_LATE: weakref.WeakKeyDictionary[Database, LatePublishes] = weakref.WeakKeyDictionary()
-
-
-def _announce(*dbs: Database) -> None:
-    """Until each one's writes are announced (its generations advanced): every ``_db`` holds its
-    announcements until then, as a loaded machine may (spies.LatePublishes)."""
-    for db in dbs:
-        _LATE[db].announce()
-
-
-def _close(*dbs: Database) -> None:
-    for db in dbs:
-        _LATE[db].release()
-        db.disconnect()
 
 
 def _email() -> str:
@@ -55,20 +39,20 @@ def test_a_result_one_database_read_is_served_to_another_from_redis(live_url, re
     b = _db(live_url, redis_server.url, event_listeners=[spy])
     try:
         user = a.create("User", {"email": _email(), "name": "v0"})
-        _announce(a)  # normally before create() returned (it waits up to 20 ms for it)
+        announce(a)  # normally before create() returned (it waits up to 20 ms for it)
         assert a.find_one("User", {"id": user.id}).name == "v0"  # stored locally and in Redis
         assert b.find_one("User", {"id": user.id}).name == "v0"
         assert spy.names == []  # B never asked the server
         assert b.executor.runtime.cache.bus_stats()["shared_store"]["hits"] == 1
 
         a.update("User", {"id": user.id}, {"name": "v1"})  # returned: the generation has moved on
-        _announce(a)  # (or, if Redis took over 20 ms, it does once announced)
+        announce(a)  # (or, if Redis took over 20 ms, it does once announced)
         b.executor.runtime.cache.drop("User")  # not even relying on the bus: the generation check alone
         assert b.find_one("User", {"id": user.id}).name == "v1"
         assert spy.names == ["find"]
     finally:
-        _close(a)
-        _close(b)
+        release_and_close(a)
+        release_and_close(b)
 
 
 def test_a_read_that_raced_a_write_does_not_store_its_result_in_redis(live_url, redis_server):
@@ -78,7 +62,7 @@ def test_a_read_that_raced_a_write_does_not_store_its_result_in_redis(live_url, 
     client = redis.Redis.from_url(redis_server.url)
     try:
         user = a.create("User", {"email": _email(), "name": "old"})
-        _announce(a)  # else A does not use the store for User yet
+        announce(a)  # else A does not use the store for User yet
         store = a.executor.runtime.cache.shared
         real_get = store.get
 
@@ -92,7 +76,7 @@ def test_a_read_that_raced_a_write_does_not_store_its_result_in_redis(live_url, 
         assert store.stats()["refused"] == 1 and store.stats()["stored"] == 0
     finally:
         client.close()
-        _close(a)
+        release_and_close(a)
 
 
 def test_a_sensitive_field_reaches_redis_only_as_ciphertext(live_url, redis_server):
@@ -106,7 +90,7 @@ def test_a_sensitive_field_reaches_redis_only_as_ciphertext(live_url, redis_serv
         a.create("BirthChart", {"userId": str(user.id), "birthData": {
             "date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
             "location": {"name": place, "coordinates": [-0.1276, 51.5072]}}})
-        _announce(a)
+        announce(a)
         chart = a.find_one("BirthChart", {"userId": user.id})
         assert chart.birth_data.location.name == place  # the caller sees plaintext
         values = [client.get(k) for k in client.scan_iter(match="astro_db:*:r:BirthChart:*")]
@@ -114,14 +98,14 @@ def test_a_sensitive_field_reaches_redis_only_as_ciphertext(live_url, redis_serv
         assert a.executor.runtime.cache.bus_stats()["shared_store"]["stored"] >= 1
     finally:
         client.close()
-        _close(a)
+        release_and_close(a)
 
 
 def test_a_dead_store_is_a_miss_not_an_error(live_url, redis_server):
     a = _db(live_url, redis_server.url)
     try:
         user = a.create("User", {"email": _email(), "name": "Bo"})
-        _announce(a)
+        announce(a)
         store = a.executor.runtime.cache.shared
         key = ("User", "find_one", None, b"\x05\x00\x00\x00\x00")
         redis_server.kill()
@@ -130,4 +114,4 @@ def test_a_dead_store_is_a_miss_not_an_error(live_url, redis_server):
         _poll(lambda: not a.executor.runtime.cache.trusted)
         assert a.find_one("User", {"id": user.id}).name == "Bo"  # from the server
     finally:
-        _close(a)
+        release_and_close(a)
