@@ -538,3 +538,33 @@ def test_a_query_matches_every_configured_keys_hash_and_passes_none_and_foreign_
     assert index.hashes([None, 5, "y"], "users", "email", text_only) == [
         None, 5, _expected_hash(new, "y", "users", "email"), _expected_hash(old, "y", "users", "email")]
 
+
+
+def test_an_empty_condition_on_a_field_with_a_blind_index_is_sent_as_it_was_given(db):
+    """``{"email": {}}`` names no operator: it stays on the field, as given (no document holds
+    an empty object there), neither dropped (every user would match) nor turned into a match of
+    null (a user stored with no address would)."""
+    db.create("User", user_data(email="ann@example.com"))
+    db.mongo["users"].insert_one({"email": None, "name": "No address", "status": "active", "__v": 0})
+    assert db.find("User", {"email": {}}, lean=True) == []
+    assert db.count("User", {"email": {}}) == 0
+
+
+@pytest.mark.parametrize("model, query", [
+    ("User", {"$or": [{"status": "active"}, {"name": "Ann"}]}),
+    ("User", {"$and": [{"email": "ann@example.com"}, {"$nor": [{"name": "Ann"}]}]}),
+    ("TimingRecommendation", {"risks": {"$elemMatch": {"description": "storm"}}}),
+])
+def test_equality_on_a_field_without_a_blind_index_is_refused_inside_logic_and_elem_match(db, model, query):
+    field = "risks.description" if model == "TimingRecommendation" else "name"
+    with pytest.raises(QueryError) as caught:
+        db.find(model, query)
+    assert str(caught.value) == f"{field!r} is encrypted and cannot be queried by value; only its presence ($exists)"
+
+
+def test_a_sort_stage_on_an_encrypted_field_names_why_it_is_refused(db):
+    with pytest.raises(QueryError) as caught:
+        db.aggregate("User", [{"$match": {"status": "active"}}, {"$sort": {"name": 1}}])
+    message = str(caught.value)
+    assert message.startswith("$sort by the encrypted field 'name'")
+    assert message.endswith(": its stored order is the ciphertext's, which means nothing")
