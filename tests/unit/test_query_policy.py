@@ -536,3 +536,48 @@ def test_options_given_beside_a_regex_object_are_judged_with_it(pattern):
     assert compile_filter(User, {"name": {"$regex": pattern}}) == {"name": {"$regex": pattern}}
     with pytest.raises(QueryError, match="quantifier"):
         compile_filter(User, {"name": {"$regex": re.compile("(a+) +", re.X), "$options": "i"}})
+
+
+# Every refusal names the field it is about (the messages a caller reads to fix the query)
+
+EXPONENTIAL = ("is refused: a repeated group that itself holds a quantifier (like (a+)+) (the regex policy refuses "
+               "what can make matching take exponential time); match a prefix (^abc) or a simpler pattern")
+
+
+@pytest.mark.parametrize("query", [
+    {"name": re.compile(r"(a+)+$")},
+    {"name": Regex(r"(a+)+$")},
+    {"name": {"$regex": re.compile(r"(a+)+$")}},
+    {"name": {"$regex": Regex(r"(a+)+$")}},
+], ids=["pattern", "bson-regex", "$regex-pattern", "$regex-bson-regex"])
+def test_a_refused_regex_object_names_its_field(query):
+    with pytest.raises(QueryError) as caught:
+        compile_filter(User, query)
+    assert str(caught.value) == f"regex on 'name' {EXPONENTIAL}"
+
+
+def test_a_forbidden_key_inside_an_object_value_names_the_field_it_is_in():
+    with pytest.raises(QueryError) as caught:
+        compile_filter(BirthChart, {"birthData": {"location": {"a.b": 1}}})
+    assert str(caught.value) == "field 'birthData': key 'a.b' is not allowed in a value"
+
+
+def test_a_bad_id_names_its_field_on_the_first_call_of_a_shape_and_on_later_ones():
+    compile_filter(BirthChart, {"userId": HEX})  # the shape is planned after a clean call
+    for _ in range(2):
+        with pytest.raises(ValidationError) as caught:
+            compile_filter(BirthChart, {"userId": "not-an-id"})
+        assert caught.value.errors == {"userId": "not a valid ObjectId (24 hex characters), got 'not-an-id'"}
+
+
+def test_a_string_compared_with_a_field_that_is_no_email_keeps_its_case():
+    for _ in range(2):  # the first call of the shape compiles it, the second uses its plan
+        assert compile_filter(User, {"name": "Ann Example"}) == {"name": "Ann Example"}
+        assert compile_filter(User, {"status": "Active"}) == {"status": "Active"}
+    assert compile_filter(User, {"email": "Ann@Example.COM"}) == {"email": "ann@example.com"}
+
+
+def test_a_bad_key_in_stored_data_is_named():
+    with pytest.raises(ValidationError) as caught:
+        check_document_keys({"a": {"b.c": 1}})
+    assert caught.value.errors == {"__all__": "key 'b.c' is not allowed in stored data"}

@@ -270,3 +270,25 @@ def test_a_pull_condition_puts_field_conditions_before_each_logical_operator(log
 def test_a_pull_regex_condition_may_carry_its_options():
     update = {"$pull": {"recommendations": {"$regex": "^r", "$options": "i"}}}
     assert compile_update(PlanetaryInsight, update).update == update
+
+
+def test_a_list_inside_an_embedded_document_is_named_by_its_whole_path():
+    """An app's model may keep a list inside an embedded document: the refusal names that list
+    by its whole path, not by its first part."""
+    from mongoengine import Document, EmbeddedDocument, EmbeddedDocumentField, ListField, StringField
+
+    class Item(EmbeddedDocument):
+        name = StringField()
+
+    class Profile(EmbeddedDocument):
+        items = ListField(EmbeddedDocumentField(Item))
+
+    class Card(Document):
+        meta = {"collection": "updatePolicyCards"}
+        profile = EmbeddedDocumentField(Profile)
+
+    with pytest.raises(QueryError) as raised:
+        compile_update(Card, {"$set": {"profile.items.name": "x"}})
+    assert str(raised.value) == (
+        "$set: 'profile.items.name' names a field of every item of the list 'profile.items' without saying which; "
+        "use a numeric index (positions.1.body) or $[] for every item (positions.$[].body)")

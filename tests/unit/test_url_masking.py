@@ -230,3 +230,13 @@ def test_a_url_whose_scheme_is_missing_or_odd_never_shows_its_password(url):
         assert "SECRET" not in str(exc)
     else:
         assert "SECRET" not in repr(config)
+
+
+@pytest.mark.parametrize("url, shown", [
+    (" mongodb://ann:secret@db.example/astro", " mongodb://ann:***@db.example/astro"),  # a leading blank: still a URL
+    ("ann:p@ss@db.example/astro", "***@db.example/astro"),  # no scheme: all before the last @ hidden
+    ("db.example:27017/astro?authSource=admin", "db.example:27017/astro?authSource=admin"),  # nothing secret
+    ("db.example/astro?password=hunter2", "db.example/astro?password=***"),
+])
+def test_what_a_url_shows_is_all_but_its_secrets(url, shown):
+    assert mask_url(url) == shown
