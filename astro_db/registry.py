@@ -127,6 +127,11 @@ def declare(cls: Any) -> Declaration:
     for name in queryable:
         stored, found = _stored(cls, name, "queryable")
         if not getattr(found, "sensitive", False):
+            if getattr(getattr(found, "field", None), "sensitive", False):  # ListField(TextField(sensitive=True))
+                raise ConfigError(f"{cls.__name__}: meta['queryable'] names {stored!r}, a list of sensitive values; "
+                                  "a queryable field holds one value (its blind index matches it by equality): keep "
+                                  "the values in a list of embedded documents and name their field "
+                                  f"({stored + '.value'!r}, say)", key="queryable")
             raise ConfigError(f"{cls.__name__}: meta['queryable'] names {stored!r}, which is not sensitive=True",
                               key="queryable")
         paths.add(".".join(p for p in stored.split(".") if not p.isdigit()))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
+from mongoengine import ListField
 
 from astro_db import Database, backup, errors
 from astro_db.models import AstroDocument, User
@@ -280,9 +281,14 @@ def test_a_declaration_that_does_not_hold_is_a_config_error():
         secret = TextField()
         meta = {"collection": "plain", "queryable": ["secret"]}
 
+    class Tags(AstroDocument):  # the list's items are sensitive, the list is not one value
+        tags = ListField(TextField(sensitive=True))
+        meta = {"collection": "tags", "queryable": ["tags"]}
+
     for model, message in ((BadRole, "role 'editor'"), (BadOwner, "unknown field 'nobody'"),
                            (TextOwner, "holds no user id"),
-                           (BadRef, "names 'Account', which is not registered"), (Plain, "not sensitive=True")):
+                           (BadRef, "names 'Account', which is not registered"), (Plain, "'secret', which is not sensitive=True"),
+                           (Tags, "names 'tags', a list of sensitive values; a queryable field holds one value")):
         with pytest.raises(errors.ConfigError, match=message):
             Database("mongomock://localhost/bad", models=[model])
     class Owned(AstroDocument):
