@@ -28,10 +28,8 @@ import cProfile
 import gc
 import io
 import pstats
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -89,15 +87,10 @@ def server(kind: str) -> Iterator[str]:
     if kind == "embedded":
         yield f"mongomock://localhost/bulk_{uuid.uuid4().hex[:8]}"
         return
-    from live.nxserver import NxServer
+    from live.nxserver import temporary_server
 
-    data_dir = tempfile.mkdtemp(prefix="astro_bulk_nx_")
-    nx = NxServer(data_dir).start()
-    try:
+    with temporary_server("astro_bulk_nx_") as nx:
         yield nx.url(f"bulk_{uuid.uuid4().hex[:8]}")
-    finally:
-        nx.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

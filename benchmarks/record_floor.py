@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -62,31 +60,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=30, help="calls per round (default 30)")
     args = parser.parse_args(argv)
 
-    from live.nxserver import NxServer
+    from live.nxserver import temporary_server
 
-    data_dir = tempfile.mkdtemp(prefix="astro_record_floor_")
-    server = NxServer(data_dir).start()
-    name = f"astro_floor_{uuid.uuid4().hex[:8]}"
-    client: Any = pymongo.MongoClient(server.url(name), tz_aware=True)
+    with temporary_server("astro_record_floor_") as server:
+        measure(server.url(f"astro_floor_{uuid.uuid4().hex[:8]}"), args.rounds, args.calls)
+
+
+def measure(url: str, rounds: int, calls_per_round: int) -> None:
+    """The interleaved rounds on a fresh database at ``url`` (dropped after)."""
+    name = url.rsplit("/", 1)[1]
+    client: Any = pymongo.MongoClient(url, tz_aware=True)
     try:
         db = client[name]
         seed = [stored_insight(ObjectId(), n) for n in range(200)]
         db.planetaryInsights.insert_many(seed)
         sides = calls(db, [d["_id"] for d in seed])
         for fn in sides.values():  # warm-up
-            for i in range(args.calls):
+            for i in range(calls_per_round):
                 fn(i)
         walls: dict[str, list[float]] = {k: [] for k in sides}
         cpus: dict[str, list[float]] = {k: [] for k in sides}
-        for r in range(args.rounds):
+        for r in range(rounds):
             for label in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 wall, cpu = time.perf_counter(), time.process_time()
-                for i in range(args.calls):
+                for i in range(calls_per_round):
                     sides[label](i)
-                walls[label].append((time.perf_counter() - wall) / args.calls * 1e6)
-                cpus[label].append((time.process_time() - cpu) / args.calls * 1e6)
+                walls[label].append((time.perf_counter() - wall) / calls_per_round * 1e6)
+                cpus[label].append((time.process_time() - cpu) / calls_per_round * 1e6)
         base_wall, base_cpu = statistics.median(walls["update"]), statistics.median(cpus["update"])
-        print(f"# nx-27017, raw PyMongo; {args.rounds} interleaved rounds of {args.calls} calls: medians per call")
+        print(f"# nx-27017, raw PyMongo; {rounds} interleaved rounds of {calls_per_round} calls: medians per call")
         print(f"{'side':<16} {'wall':>10} {'ratio':>6} {'client CPU':>11} {'ratio':>6}")
         for label in sides:
             wall, cpu = statistics.median(walls[label]), statistics.median(cpus[label])
@@ -94,9 +96,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         client.drop_database(name)
         client.close()
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

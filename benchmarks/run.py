@@ -20,9 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -54,16 +52,10 @@ class Backend:
 
 @contextlib.contextmanager
 def nx_server() -> Iterator[Backend]:
-    from live.nxserver import NxServer
+    from live.nxserver import temporary_server
 
-    data_dir = tempfile.mkdtemp(prefix="astro_bench_nx_")
-    server = NxServer(data_dir)
-    try:
-        server.start()
+    with temporary_server("astro_bench_nx_") as server:
         yield Backend(f"nx-27017 {version('nx-27017')} (local process, patched launcher)", server.url("bench"))
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

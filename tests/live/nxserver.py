@@ -8,14 +8,18 @@ updated datetimes) still work against a server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pymongo
@@ -177,6 +181,19 @@ class NxServer:
     def __repr__(self) -> str:
         state = "alive" if self.alive() else "stopped"
         return f"NxServer({str(self.data_dir)!r}, port={self.port}, {state})"
+
+
+@contextlib.contextmanager
+def temporary_server(prefix: str) -> Iterator[NxServer]:
+    """A started server on a fresh temporary data directory, stopped and its directory removed
+    after (the benchmark scripts' server)."""
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    server = NxServer(data_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def self_check(url: str) -> None:
