@@ -28,6 +28,7 @@ from typing import Any
 import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
+from people import people
 from sealed_scan import backup_documents, opened_text, raw_documents
 
 from astro_db import Database, backup
@@ -36,12 +37,7 @@ from astro_db.personal import ERASURES_COLLECTION
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="  # 32 x "A", base64
 
-PEOPLE = {
-    "ann": {"email": "ann.live@example.com", "name": "Annabel Quist", "place": "Reykjavik",
-            "summary": "Annabel's quiet day", "rec": "Annabel should rest"},
-    "bob": {"email": "bob.live@example.com", "name": "Bartholomew Ode", "place": "Valparaiso",
-            "summary": "Bartholomew's busy day", "rec": "Bartholomew should run"},
-}
+PEOPLE = people("live")
 
 
 def seed(db: Database, who: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import bson
 import pytest
 from backup_helpers import instant_after_last_write
 from bson import ObjectId
+from people import people
 from sealed_scan import backup_documents, opened_text, raw_documents
 
 from astro_db import Database, backup
@@ -28,12 +29,7 @@ def fresh(**options: Any) -> Database:
     return Database(f"mongomock://localhost/personal_{next(_dbs)}", encryption_key=KEY_A, **options).connect()
 
 
-PERSON = {  # what is personal about each of the two users: none of it may survive an erasure
-    "ann": {"email": "ann.personal@example.com", "name": "Annabel Quist", "place": "Reykjavik",
-            "summary": "Annabel's quiet day", "rec": "Annabel should rest"},
-    "bob": {"email": "bob.personal@example.com", "name": "Bartholomew Ode", "place": "Valparaiso",
-            "summary": "Bartholomew's busy day", "rec": "Bartholomew should run"},
-}
+PERSON = people("personal")  # what is personal about each of the two users: none of it may survive an erasure
 
 
 def seed_person(db: Database, who: str) -> dict[str, Any]:
