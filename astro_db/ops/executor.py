@@ -162,8 +162,7 @@ class Executor:
         rt = self.runtime
         opts = op.options
         info, session, guard = self._begin(op)
-        filt, options = compile.read(rt, info, guard, op.query, opts)
-        drop_id = bool(options) and compile.fetch_id(rt, info, options)
+        filt, options, drop_id = compile.read(rt, info, guard, op.query, opts)
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         docs = self._read(op, info, guard, filt, options, where,
                           partial(run.listed, coll.find, filt, session=session, **options))
@@ -174,8 +173,7 @@ class Executor:
         rt = self.runtime
         opts = op.options
         info, session, guard = self._begin(op)
-        filt, options = compile.read(rt, info, guard, op.query, opts, one=True)
-        drop_id = bool(options) and compile.fetch_id(rt, info, options)
+        filt, options, drop_id = compile.read(rt, info, guard, op.query, opts, one=True)
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         doc = self._read(op, info, guard, filt, options, where, partial(coll.find_one, filt, session=session, **options))
         age = stale_age(doc) if opts.get("stale_ok") else None  # only stale_ok answers stale (steps/cache.py)

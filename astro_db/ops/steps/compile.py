@@ -83,17 +83,19 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
 
 
 def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
-         one: bool = False, verb: str = "sort") -> tuple[dict[str, Any], dict[str, Any]]:
-    """A read's filter (``filter``, ``strict`` from ``options``) and its find options
-    (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only),
+         one: bool = False, verb: str = "sort") -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """A read's filter (``filter``, ``strict`` from ``options``), its find options
+    (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only) and
+    whether the open step drops an ``_id`` fetched only to open the values (``fetch_id``),
     compiled in one pass of this step."""
     filt = walker(rt, guard, strict=options.get("strict", False)).filter(info.cls, query)
     if one:
         sort, projection = options.get("sort"), options.get("projection")
         if sort is None and projection is None:
-            return filt, {}  # the by-id find_one: no option to validate
+            return filt, {}, False  # the by-id find_one: no option to validate
         options = {"sort": sort, "projection": projection}
-    return filt, find_options(rt, info, options, verb=verb)
+    compiled = find_options(rt, info, options, verb=verb)
+    return filt, compiled, fetch_id(rt, info, compiled)
 
 
 def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, verb: str = "sort") -> dict[str, Any]:
