@@ -14,7 +14,7 @@ import pytest
 from backup_helpers import instant_after_last_write
 from bson import ObjectId
 from people import people
-from sealed_scan import backup_documents, opened_text, raw_documents
+from sealed_scan import backup_documents, opened_text, raw_documents, raw_text
 
 from astro_db import Database, backup
 from astro_db.errors import NotFoundError, PermissionDeniedError, ValidationError
@@ -54,15 +54,6 @@ def interleaved(db: Database) -> tuple[dict[str, Any], dict[str, Any]]:
     db.update("PlanetaryInsight", {"id": ann["insight"]}, {"energyLevel": 44})
     db.update("PlanetaryInsight", {"id": bob["insight"]}, {"energyLevel": 55})
     return ann, bob
-
-
-def raw_text(db: Database) -> str:
-    """Every document of every collection, as raw BSON bytes decoded loosely (what a disk holds)."""
-    out = []
-    for name in db.mongo.list_collection_names():
-        for doc in db.mongo[name].find():
-            out.append(bson.encode(doc).decode("utf-8", "replace"))
-    return "\n".join(out)
 
 
 def strings(who: str) -> list[str]:
@@ -145,7 +136,7 @@ def test_after_an_erasure_nothing_of_the_user_is_readable_anywhere_and_the_other
     db = fresh()
     ann, bob = interleaved(db)
     bob_before = db.export_user(bob["user"])
-    assert not any(s in raw_text(db) for s in strings("ann"))  # sealed at rest, records included
+    assert not any(s in raw_text(raw_documents(db)) for s in strings("ann"))  # sealed at rest, records included
     assert all(s in readable_text(db) for s in strings("ann"))  # ... and readable with the keys
     report = db.erase_user(ann["user"])
     assert report["erased"] == {"BirthChart": 1, "PlanetaryInsight": 1, "TimingRecommendation": 0, "User": 1}
@@ -334,7 +325,7 @@ def test_with_a_key_the_shredding_alone_makes_a_pre_erasure_backup_unreadable(tm
     set_dir = next(p for p in repo.rglob("manifest.json") if first in str(p)).parent
     files_before = opened_text(db, backup_documents(set_dir))
     assert all(s in files_before for s in strings("ann") + strings("bob"))  # the keys open the set ...
-    assert not any(s in raw_text_of(backup_documents(set_dir)) for s in strings("ann") + strings("bob"))  # ... only they
+    assert not any(s in raw_text(backup_documents(set_dir)) for s in strings("ann") + strings("bob"))  # ... only they
     report = db.erase_user(ann["user"])
     assert report["keys_shredded"] == 1  # her data key, deleted from the key vault
     assert not any(s in readable_text(db) for s in strings("ann"))
@@ -356,10 +347,6 @@ def test_with_a_key_the_shredding_alone_makes_a_pre_erasure_backup_unreadable(tm
         assert target.find_one("BirthChart", {"birthData.location.name": "Valparaiso"}).id == bob["chart"]
     finally:
         target.disconnect()
-
-
-def raw_text_of(documents: Any) -> str:
-    return "\n".join(d.decode("utf-8", "replace") for d in documents)
 
 
 # --- the CLI ------------------------------------------------------------------------------------
