@@ -14,10 +14,12 @@ from pathlib import Path
 import bson
 import pytest
 from backup_helpers import add_user, instant_after_last_write
+from click.testing import CliRunner
 
 from astro_db import Database, backup
 from astro_db.backup.stream import iter_raw
-from astro_db.errors import BackupIntegrityError
+from astro_db.cli import cli
+from astro_db.errors import BackupError, BackupIntegrityError
 from astro_db.migrations import LEASE_ID, MIGRATIONS_COLLECTION, Migrator, ledger_as_of
 
 _dbs = iter(range(1_000_000))
@@ -122,6 +124,18 @@ def test_after_a_restore_migrate_applies_nothing_already_applied(db, folder, rep
     assert sorted(u["applied"] for u in users(target)) == [1] * 25
 
 
+def test_a_target_whose_ledger_holds_records_is_refused_without_drop(db, folder, repo):
+    Migrator(db, folder).up()
+    backup.backup(db, repo)
+    target = fresh_db()
+    target.mongo[MIGRATIONS_COLLECTION].insert_one({"_id": "v0007", "version": 7, "status": "applied"})
+    with pytest.raises(BackupError, match=f"non-empty.*{MIGRATIONS_COLLECTION} .1 documents"):
+        backup.restore(repo, target)
+    assert target.count("User", {}) == 0  # nothing written
+    backup.restore(repo, target, drop=True)
+    assert set(ledger(target)) == {"v0001"}  # replaced by the set's
+
+
 def test_a_set_taken_before_any_migration_carries_an_empty_ledger(db, folder, repo):
     summary = backup.backup(db, repo)
     assert summary["documents"][MIGRATIONS_COLLECTION] == 0  # carried, empty
@@ -185,6 +199,9 @@ def test_a_set_without_the_ledger_restores_and_verifies_and_leaves_the_targets_l
     assert len(backup.verify(repo)["sets"]) == (2 if kind == "incremental" else 1)
     assert backup.verify(repo, deep=True, url=db)["deep"] is True
 
+    shown = CliRunner().invoke(cli, ["--url", f"mongomock://localhost/backup_migrations_{next(_dbs)}", "restore",
+                                     "--repo", str(repo)])
+    assert shown.exit_code == 0 and "no migration ledger in these sets" in shown.output
     target = fresh_db()
     report = backup.restore(repo, target)
     assert report["migrations"] is None and MIGRATIONS_COLLECTION not in report["collections"]
@@ -196,6 +213,21 @@ def test_a_set_without_the_ledger_restores_and_verifies_and_leaves_the_targets_l
     before = ledger(db)
     backup.restore(repo, db, drop=True)  # into the migrated database itself: its ledger is kept
     assert ledger(db) == before and Migrator(db, folder).up().ran == []
+
+
+def test_restore_until_with_a_replayed_set_without_the_ledger_uses_the_chains(db, folder, repo):
+    backup.backup(db, repo)  # full, with the (empty) ledger
+    Migrator(db, folder).up()
+    until = instant_after_last_write()
+    add_user(db, "Late")
+    backup.backup(db, repo)
+    _as_taken_before(set_dir(repo, "incremental"))  # the replayed set: an earlier version's
+    target = fresh_db()
+    report = backup.restore(repo, target, until=until)
+    assert report["migrations"] == {}  # the chain's copy, from before the migration
+    assert all(u["plan"] == "free" for u in users(target))  # the documents, replayed to `until`
+    assert Migrator(target, folder).up().ran == [1]  # runs again...
+    assert sorted(u["applied"] for u in users(target)) == [1] * 25  # ...changing nothing twice
 
 
 # --- verify -------------------------------------------------------------------------------------
