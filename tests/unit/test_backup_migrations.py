@@ -381,3 +381,14 @@ def test_ledger_as_of_reads_the_history_to_the_millisecond():
     assert state(2 - 1 / 60_000) == ("running", "up", "c1", 1)  # a millisecond before it
     assert state(3.5) == ("running", "down", "c2", 3)
     assert state(9) == ("reverted", "down", "c2", 4)
+
+
+def test_no_model_may_take_the_migration_ledgers_collection():
+    from astro_db.errors import ConfigError
+    from astro_db.models import AstroDocument
+
+    class Squatter(AstroDocument):  # its documents would be dumped, and restored, as the ledger
+        meta = {"collection": MIGRATIONS_COLLECTION}
+
+    with pytest.raises(ConfigError, match="the service's own"):
+        Database("mongomock://localhost/squat_migrations", models=[Squatter])
