@@ -738,7 +738,11 @@ def _record_at(record: Mapping[str, Any], cut: int) -> tuple[bool, dict[str, Any
         if not seen:
             return False, None
         last = seen[-1]
-        started = next((h.get("at") for h in reversed(seen) if h.get("status") == "running"), record.get("startedAt"))
+        started, before = record.get("startedAt"), None
+        for h in seen:  # the start of the last run: its first "running" (a resume adds more)
+            if h.get("status") == "running" and (before is None or before.get("status") in _FINISHED):
+                started = h.get("at")
+            before = h
         state = _as_state(record, str(last.get("status")), last.get("direction", record.get("direction")),
                           started=started, finished=last.get("at"), error=last.get("error"))
         state["checksum"] = last.get("checksum", record.get("checksum"))

@@ -371,6 +371,14 @@ def test_ledger_as_of_reads_the_history_to_the_millisecond():
                   {"status": "running", "direction": "down", "at": at(3), "checksum": "c2"},
                   {"status": "reverted", "direction": "down", "at": at(4), "checksum": "c2"}]}
 
+    resumed = dict(record, status="applied", history=[
+        {"status": "running", "direction": "up", "at": at(1)}, {"status": "failed", "direction": "up", "at": at(2)},
+        {"status": "running", "direction": "up", "at": at(3)}, {"status": "applied", "direction": "up", "at": at(4)}])
+    (got,) = ledger_as_of([[resumed]], T0 + _dt.timedelta(minutes=5))
+    assert (got["status"], got["startedAt"], got["finishedAt"]) == ("applied", at(1), at(4))  # its run began at 1
+    (got,) = ledger_as_of([[resumed]], T0 + _dt.timedelta(minutes=2.5))
+    assert (got["status"], got["startedAt"], got["finishedAt"]) == ("failed", at(1), None)
+
     def state(minutes: float) -> tuple | None:
         got = ledger_as_of([[record]], T0 + _dt.timedelta(minutes=minutes))
         return (got[0]["status"], got[0]["direction"], got[0]["checksum"], len(got[0]["history"])) if got else None
