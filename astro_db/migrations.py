@@ -23,7 +23,12 @@ What it guarantees (docs/migrations.md):
   ``Executor.after_write``, the same step and records every write gets, so backups and point-in-time restore
   see it; a batch killed between its update and its records is recorded on resume (its
   documents carry the batch's op id, stored with the position before the batch runs);
-- ``dry_run=True`` counts what would change and writes nothing (no lease, no record).
+- ``dry_run=True`` counts what would change and writes nothing (no lease, no record);
+- each record keeps its ``history``: every transition (``running``, ``applied``, ``reverted``,
+  ``failed``) with its time, direction and checksum; a finish is stamped no earlier than the
+  newest ``updatedAt`` (the server's clock) of the documents its run recorded, so
+  ``ledger_as_of`` (what a restore writes, docs/backup.md) never counts a migration finished
+  at an instant some of its change records come after.
 
 Every driver call goes through ``Executor.call`` (the run step). Progress is logged at INFO
 every ``log_every`` batches under ``astro_db.migrations`` and passed to ``progress`` (the CLI
@@ -42,7 +47,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -62,7 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Migrator", "MigrationContext", "MigrationFile", "load_migrations", "MIGRATIONS_COLLECTION",
-    "MIGRATIONS_ENV", "LEASE_ID", "migration_actor",
+    "MIGRATIONS_ENV", "LEASE_ID", "migration_actor", "ledger_as_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,6 +92,13 @@ def migration_actor(version: int) -> str:
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _utc(value: Any) -> _dt.datetime | None:
+    """``value`` as an aware UTC datetime (naive = UTC, as BSON stores it); ``None`` if not a date."""
+    if not isinstance(value, _dt.datetime):
+        return None
+    return value.replace(tzinfo=_dt.timezone.utc) if value.tzinfo is None else value.astimezone(_dt.timezone.utc)
 
 
 # --- the files ----------------------------------------------------------------------------------
@@ -261,6 +273,7 @@ class MigrationContext:
         self.outcomes: dict[str, Outcome] = {}
         self._record = record
         self._ex = migrator.ex
+        self.latest_write: _dt.datetime | None = None  # the newest updatedAt of the documents it recorded
 
     # --- reading --------------------------------------------------------------------------
 
@@ -400,6 +413,9 @@ class MigrationContext:
             docs = [d for d in found if d.get(OP_FIELD) == op_id]
         if not docs:
             return 0
+        times = [t for t in (_utc(d.get("updatedAt")) for d in docs) if t is not None]
+        if times and (self.latest_write is None or max(times) > self.latest_write):
+            self.latest_write = max(times)
         # the after-write step, as every write of the service: the query cache drops them, and
         # their change records are written (ids made of the batch's op id: a resume re-records
         # the same ids, so a record is never written twice)
@@ -560,14 +576,16 @@ class Migrator:
         if not resuming:
             record = {"positions": {}, "ops": {}}
         if not self.dry_run:
+            started = _now()
             start: dict[str, Any] = {
                 "version": m.version, "description": m.description, "checksum": m.checksum, "file": m.path.name,
                 "status": "running", "direction": direction, "by": dict(self.who), "owner": self.owner,
                 "error": None, "finishedAt": None,
             }
             if not resuming:
-                start.update(startedAt=_now(), positions={}, ops={})
-            self._update(m.version, {"$set": start}, upsert=True)
+                start.update(startedAt=started, positions={}, ops={})
+            self._update(m.version, {"$set": start, "$push": {"history": self._transition(m, "running", direction, started)}},
+                         upsert=True)
             log.info("migration %s %s: %s%s", m.name, direction, m.description, " (resuming)" if resuming else "")
         ctx = MigrationContext(self, m, direction, record)
         fn = m.up if direction == "up" else m.down
@@ -576,7 +594,10 @@ class Migrator:
             fn(ctx)
         except BaseException as exc:
             if not self.dry_run and not isinstance(exc, MigrationLockedError):
-                self._update(m.version, {"$set": {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}})
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                failed = self._finish_time(ctx)
+                self._update(m.version, {"$set": {"status": "failed", "error": error},
+                                         "$push": {"history": self._transition(m, "failed", direction, failed, error=error)}})
             log.error("migration %s %s failed: %s", m.name, direction, type(exc).__name__)
             if isinstance(exc, Exception) and not isinstance(exc, MigrationError):
                 raise MigrationError(f"migration {m.path.name} failed ({direction}): {type(exc).__name__}: {exc}; "
@@ -584,10 +605,31 @@ class Migrator:
             raise
         if not self.dry_run:
             final = "applied" if direction == "up" else "reverted"
-            self._update(m.version, {"$set": {"status": final, "finishedAt": _now(), "positions": {}, "ops": {}}})
+            finished = self._finish_time(ctx)
+            self._update(m.version, {"$set": {"status": final, "finishedAt": finished, "positions": {}, "ops": {}},
+                                     "$push": {"history": self._transition(m, final, direction, finished)}})
             log.info("migration %s %s: %s", m.name, direction, final)
         return {key: {"matched": o.matched, "changed": o.changed, "batches": o.batches, "final_pass": o.final_pass}
                 for key, o in ctx.outcomes.items()}
+
+    def _transition(self, m: MigrationFile, status: str, direction: str, at: _dt.datetime,
+                    error: str | None = None) -> dict[str, Any]:
+        """One entry of a record's ``history`` (what ``ledger_as_of`` reads)."""
+        entry: dict[str, Any] = {"status": status, "direction": direction, "at": at, "checksum": m.checksum,
+                                 "by": dict(self.who)}
+        if error is not None:
+            entry["error"] = error
+        return entry
+
+    @staticmethod
+    def _finish_time(ctx: MigrationContext) -> _dt.datetime:
+        """Now by this process's clock, but never before the newest ``updatedAt`` (the server's
+        clock) of the documents the run recorded: a run counted as finished at an instant has
+        every change record it wrote at or before that instant, whatever the two clocks say."""
+        now = _now()
+        if ctx.latest_write is not None and ctx.latest_write > now:
+            return ctx.latest_write
+        return now
 
     # --- for the context --------------------------------------------------------------------
 
@@ -635,3 +677,95 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no login name (a container without a passwd entry)
         return "unknown"
+
+
+# --- the ledger at an instant (what a restore writes) ---------------------------------------------
+
+_FINISHED = ("applied", "reverted")
+
+
+def ledger_as_of(snapshots: Iterable[Iterable[Mapping[str, Any]]], when: _dt.datetime) -> list[dict[str, Any]]:
+    """The migration ledger as it stood at ``when``: the records to write into a restored
+    database, the lease left out.
+
+    ``snapshots`` are copies of ``astroMigrations`` read at successive times, oldest first (a
+    backup set's, the live source's). Each migration's state is decided by the newest snapshot
+    that knows it at ``when``:
+
+    - a record's ``history`` holds every transition with its time: the last one at or before
+      ``when`` (to the millisecond) is its state (``applied``, ``reverted``, ``running``,
+      ``failed``); a record whose history starts after ``when`` is left to an older snapshot
+      (none: the migration had not started, it is left out: pending);
+    - a record without history (written before histories were kept) counts by ``finishedAt``
+      and ``startedAt``: finished at or before ``when``, as recorded; started at or before it but
+      finished later (or not at all), ``running``; started later, left to an older snapshot.
+
+    A migration running (or failed) at ``when`` is written so, with no stored position: the next
+    ``up`` (or ``down``, by its direction) resumes it from the start, and its conditional writes
+    change only the documents not migrated yet. The lease is never written: no process holds it in the
+    restored database, and ``up`` takes a fresh one.
+    """
+    cut = _ms(when)
+    assert cut is not None
+    layers = [{r["_id"]: r for r in snapshot if r.get("_id") != LEASE_ID} for snapshot in snapshots]
+    ids = sorted({key for layer in layers for key in layer}, key=str)
+    out = []
+    for key in ids:
+        for layer in reversed(layers):
+            if key not in layer:
+                continue
+            decided, state = _record_at(layer[key], cut)
+            if decided:
+                if state is not None:
+                    out.append(state)
+                break
+    return out
+
+
+def _ms(value: Any) -> int | None:
+    when = _utc(value)
+    if when is None:
+        return None
+    return int((when - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)) // _dt.timedelta(milliseconds=1))
+
+
+def _record_at(record: Mapping[str, Any], cut: int) -> tuple[bool, dict[str, Any] | None]:
+    """``(decided, state)`` of one ledger record at ``cut`` (ms): ``state`` is the record to write,
+    ``None`` if the migration had not started; undecided when this copy cannot tell."""
+    history = record.get("history")
+    if isinstance(history, list) and history:
+        seen = [h for h in history if isinstance(h, Mapping) and (_ms(h.get("at")) or 0) <= cut]
+        if not seen:
+            return False, None
+        last = seen[-1]
+        started, before = record.get("startedAt"), None
+        for h in seen:  # the start of the last run: its first "running" (a resume adds more)
+            if h.get("status") == "running" and (before is None or before.get("status") in _FINISHED):
+                started = h.get("at")
+            before = h
+        state = _as_state(record, str(last.get("status")), last.get("direction", record.get("direction")),
+                          started=started, finished=last.get("at"), error=last.get("error"))
+        state["checksum"] = last.get("checksum", record.get("checksum"))
+        if last.get("by") is not None:
+            state["by"] = last["by"]
+        state["history"] = [dict(h) for h in seen]
+        return True, state
+    status = record.get("status")
+    finished, started = _ms(record.get("finishedAt")), _ms(record.get("startedAt"))
+    if status in _FINISHED and finished is not None and finished <= cut:
+        return True, _as_state(record, str(status), record.get("direction"), started=record.get("startedAt"),
+                               finished=record.get("finishedAt"))
+    if started is not None and started <= cut:
+        return True, _as_state(record, "failed" if status == "failed" else "running", record.get("direction"),
+                               started=record.get("startedAt"), finished=None, error=record.get("error"))
+    return False, None
+
+
+def _as_state(record: Mapping[str, Any], status: str, direction: Any, *, started: Any, finished: Any,
+              error: Any = None) -> dict[str, Any]:
+    state = {k: v for k, v in record.items() if k not in ("history", "positions", "ops")}
+    ended = status in _FINISHED
+    state.update(status=status if ended or status == "failed" else "running", direction=direction, startedAt=started,
+                 finishedAt=finished if ended else None, error=error if status == "failed" else None,
+                 positions={}, ops={})
+    return state

@@ -24,7 +24,7 @@ SELF_OWNED = "_id"
 #: the ``meta`` keys a model declares itself with (besides MongoEngine's own)
 DECLARATION_KEYS = ("owner", "references", "permissions", "queryable", "deleted_when")
 #: collections the service writes itself: no model may take their names
-_SERVICE_COLLECTIONS = ("astroChanges", "auditLog", "astroErasures")
+_SERVICE_COLLECTIONS = ("astroChanges", "auditLog", "astroErasures", "astroMigrations")
 
 
 @dataclass(frozen=True)

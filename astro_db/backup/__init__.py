@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BackupError
 from ..personal import owner_paths
-from .dump import APPEND_ONLY_COLLECTIONS, Progress, take_backup
+from .dump import APPEND_ONLY_COLLECTIONS, LEDGER_COLLECTIONS, Progress, take_backup
 from .journal import JOURNAL_COLLECTION, prune_journal
 from .repository import BackupSet, Repository, select_kept
 from .restore import plan_restore, run_restore
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "backup", "restore", "verify", "list_sets", "prune", "content_hashes",
-    "Repository", "BackupSet", "JOURNAL_COLLECTION", "APPEND_ONLY_COLLECTIONS", "Progress",
+    "Repository", "BackupSet", "JOURNAL_COLLECTION", "APPEND_ONLY_COLLECTIONS", "LEDGER_COLLECTIONS", "Progress",
 ]
 
 
@@ -104,7 +104,11 @@ def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set
 
     Users erased (``Database.erase_user``) stay erased: the erasure ledger of every set in
     ``repo``, of the target and of ``erasures_from`` (a Database or URL: the live database;
-    ``journal_source`` when not given) is consulted, and none of their documents is restored."""
+    ``journal_source`` when not given) is consulted, and none of their documents is restored.
+
+    The migration ledger (``astroMigrations``) is written as it stood at the instant restored
+    (``report["migrations"]``: version -> state), the lease left out, so ``migrate`` afterwards
+    applies only what the restored documents have not been through (docs/backup.md)."""
     plan = plan_restore(Repository(repo), until=until, set_id=set_id, live_journal=journal_source is not None)
     erasures_from = erasures_from if erasures_from is not None else journal_source
     with contextlib.ExitStack() as stack:

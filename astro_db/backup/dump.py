@@ -8,6 +8,8 @@ touched document's last state: its post-image in ``<coll>.bson.gz``, or its id i
 ``<coll>.deleted.bson.gz`` when it was deleted. Append-only service collections (the change
 records ``astroChanges``, the older ``auditLog``) contribute their entries newer than the window.
 A document's last state is its record with the highest revision (``journal.entry_key``).
+Every set, full or incremental, carries the service's ledgers whole (``LEDGER_COLLECTIONS``),
+copied once its window is closed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..changes.reader import WINDOW_MARGIN
 from ..changes.records import to_ms
 from ..errors import AstroDBError, BackupError, translate
 from ..indexes import declared_indexes
+from ..migrations import MIGRATIONS_COLLECTION, ledger_as_of
 from ..personal import ERASURES_COLLECTION
 from .journal import ensure_journal_index, entry_key, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
@@ -37,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
     from ..registry import ModelInfo
 
-__all__ = ["take_backup", "APPEND_ONLY_COLLECTIONS", "Progress"]
+__all__ = ["take_backup", "APPEND_ONLY_COLLECTIONS", "LEDGER_COLLECTIONS", "REBUILT_LEDGERS", "Progress", "Rebuild"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, "int | None"], None]
@@ -46,9 +49,19 @@ Progress = Callable[[str, int, "int | None"], None]
 APPEND_ONLY_COLLECTIONS = (CHANGES_COLLECTION, "auditLog")
 """Service collections backed up besides the models': written only by appending, never through
 the journaled write path. Fulls copy them whole; incrementals copy recent ObjectIds."""
-LEDGER_COLLECTIONS = (ERASURES_COLLECTION,)
-"""Service collections every set copies whole: the erasure ledger (user ids, times, counts; no
-personal data), so a restore of any later set knows who was erased (``astro_db.personal``)."""
+LEDGER_COLLECTIONS = (ERASURES_COLLECTION, MIGRATIONS_COLLECTION)
+"""Service collections every set (full and incremental) copies whole, even when empty, once its
+window is closed: the erasure ledger (user ids, times, counts; no personal data), so a restore of
+any later set knows who was erased (``astro_db.personal``); and the migration ledger (each
+version's record and history, the lease), so a restore knows which migrations its documents
+have been through (``astro_db.migrations``). ``verify`` checks their files like any other; a set
+without them was taken by an earlier version."""
+Rebuild = Callable[[list[list[dict[str, Any]]], _dt.datetime], list[dict[str, Any]]]
+REBUILT_LEDGERS: dict[str, Rebuild] = {MIGRATIONS_COLLECTION: ledger_as_of}
+"""The ledgers a restore does not load as saved: it writes them as they stood at the instant it
+restores (``rebuild(copies, as_of)``, the copies it reads oldest first: the newest set of its
+chain carrying one, the set whose journal it replays, the live source). The erasure ledger is
+loaded and merged over every set instead (``restore``)."""
 
 _BATCH = 1000
 _APPEND_MARGIN = _dt.timedelta(minutes=5)  # ObjectIds carry whole seconds of a client's clock
@@ -97,8 +110,11 @@ class _Dump:
         names = self._collection_names()
         if kind == "full":
             for name in names:
-                self._dump_collection(name)
+                if name not in LEDGER_COLLECTIONS:
+                    self._dump_collection(name)
             end = _after(journal_clock.barrier(), previous)
+            for name in LEDGER_COLLECTIONS:  # after the window closed: a ledger never lags its documents
+                self._dump_collection(name)
             start = previous.end if previous is not None else started
             journal_count = self._save_journal(start, end, keep=None, seen=_saved_ids(sets, start))
         else:
@@ -132,8 +148,8 @@ class _Dump:
 
     def _collection_names(self) -> list[str]:
         present = set(self.database.list_collection_names())
-        extras = [name for name in (*APPEND_ONLY_COLLECTIONS, *LEDGER_COLLECTIONS) if name in present]
-        return list(self.models) + extras
+        extras = [name for name in APPEND_ONLY_COLLECTIONS if name in present]
+        return list(self.models) + extras + list(LEDGER_COLLECTIONS)  # the ledgers even when empty
 
     def _entry(self, name: str) -> dict[str, Any]:
         if name not in self.collections:

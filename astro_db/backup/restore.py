@@ -14,6 +14,14 @@ passed the integrity checks ``verify`` runs (checksums, BSON, counts).
 restores), of the target, and of ``erasures_from`` (the live database, when given): no document
 of an erased user is loaded from a set or replayed from a journal, and their change records are
 loaded scrubbed (no post-image). The ledger itself is written into the target.
+
+**Migrations stay applied once.** The migration ledger (``astroMigrations``) is not loaded as a
+set saved it: the restore writes it as it stood at the instant restored (``as_of``: the set's
+end, or ``until``), from the newest copies it reads: the newest set of its chain carrying one,
+the set whose journal it replays, the live source past the newest set
+(``migrations.ledger_as_of``). A migration finished at or before that instant is applied there,
+one under way then is ``running`` (``up`` resumes it), the lease is left out. A plan whose sets
+(and source) carry no ledger, sets taken by an earlier version, leaves the target's as it is.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ from pymongo.errors import PyMongoError
 
 from ..changes import CHANGES_COLLECTION
 from ..errors import AstroDBError, BackupError, translate
+from ..migrations import MIGRATIONS_COLLECTION
 from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, erased_ids, scrub_record
+from .dump import REBUILT_LEDGERS
 from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
@@ -292,11 +302,17 @@ def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decod
     require_intact(plan.sets + ([plan.tail] if plan.tail else []), "restore refused, the backup failed verification")
     try:
         ledger = _ledger(repo, database, erasures_from)
+        copies = _ledger_copies(plan, live_journal)
+        plan.collections += [name for name in copies if name not in plan.collections]
         _prepare_target(database, plan.collections, drop)
         loader = Loader(database, decode, progress, erased=ledger, owners=owners)
         replayed = _apply(loader, plan, live_journal)
         for entry in ledger.values():  # the target knows whom it must never bring back
             database[ERASURES_COLLECTION].replace_one({"_id": entry["_id"]}, entry, upsert=True)
+        rebuilt = {name: REBUILT_LEDGERS[name](found, plan.as_of) for name, found in copies.items()}
+        for name, docs in rebuilt.items():  # as they stood at as_of (the collection was emptied above)
+            if docs:
+                database[name].insert_many(docs)
         indexes = {name: _create_indexes(database, name, _index_specs(plan, name)) for name in plan.collections}
         counts = {name: database[name].count_documents({}) for name in plan.collections}
     except AstroDBError:
@@ -308,6 +324,8 @@ def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decod
         "journal_from": plan.tail.id if plan.tail else ("live journal" if plan.live_tail else None),
         "journal_entries": replayed, "collections": counts, "indexes": indexes,
         "erased_users": len(ledger), "skipped": dict(loader.skipped),
+        "migrations": ({f"{d['version']:04d}": d["status"] for d in rebuilt[MIGRATIONS_COLLECTION]
+                        if isinstance(d.get("version"), int)} if MIGRATIONS_COLLECTION in rebuilt else None),
     }
     log.info("restored %s into %s as of %s: %s", report["sets"], database.name, report["as_of"], counts)
     return report
@@ -331,6 +349,24 @@ def _ledger(repo: Repository, target: MongoDB, source: MongoDB | None) -> dict[A
     return entries
 
 
+def _ledger_copies(plan: RestorePlan, live_journal: MongoDB | None) -> dict[str, list[list[dict[str, Any]]]]:
+    """Per ledger a restore rebuilds (``REBUILT_LEDGERS``), the copies it reads, oldest first: the
+    newest set of the chain carrying it, the set whose journal is replayed, the live source;
+    ledgers none of them carries are left out (sets of an earlier version)."""
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for name in REBUILT_LEDGERS:
+        found: list[list[dict[str, Any]]] = []
+        newest = next((s for s in reversed(plan.sets) if name in s.manifest["collections"]), None)
+        for s in (newest, plan.tail):
+            if s is not None and name in s.manifest["collections"]:
+                found.append([bson.decode(raw) for raw in load_file(s, s.manifest["collections"][name]["file"])])
+        if plan.live_tail and live_journal is not None:
+            found.append(list(live_journal[name].find({})))
+        if found:
+            out[name] = found
+    return out
+
+
 def _prepare_target(database: MongoDB, collections: list[str], drop: bool) -> None:
     busy = {name: n for name in collections if (n := database[name].estimated_document_count())}
     if busy and not drop:
@@ -346,10 +382,13 @@ def _prepare_target(database: MongoDB, collections: list[str], drop: bool) -> No
 def _apply(loader: Loader, plan: RestorePlan, live_journal: MongoDB | None) -> int:
     base, *incrementals = plan.sets
     for name, entry in base.manifest["collections"].items():
-        loader.insert(name, load_file(base, entry["file"]), entry["count"])
+        if name not in REBUILT_LEDGERS:  # written as of the instant restored, after the load
+            loader.insert(name, load_file(base, entry["file"]), entry["count"])
     replayed = loader.replay(load_file(base, base.manifest["journal"]["file"]), None)
     for s in incrementals:
         for name, entry in s.manifest["collections"].items():
+            if name in REBUILT_LEDGERS:
+                continue
             loader.upsert(name, load_file(s, entry["file"]))
             if entry.get("deleted_file"):
                 loader.delete(name, load_file(s, entry["deleted_file"]))

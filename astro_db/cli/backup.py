@@ -165,6 +165,10 @@ def restore_cmd(
         lines = [f"restored {', '.join(r['sets'])} into {r['target']} as of {r['as_of']} "
                  f"({r['journal_entries']} journal entries replayed)"]
         lines += [f"  {name:<24} {n:>9} documents" for name, n in r["collections"].items()]
+        if r.get("migrations"):
+            lines.append("  migrations: " + ", ".join(f"{v} {state}" for v, state in r["migrations"].items()))
+        elif r.get("migrations") is None:
+            lines.append("  no migration ledger in these sets (taken by an earlier version): the target's is unchanged")
         if r.get("erased_users"):
             skipped = sum(r.get("skipped", {}).values())
             lines.append(f"  {r['erased_users']} erased user(s) kept out: {skipped} of their documents not restored")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from astro_db import Database, backup
 from astro_db.cli import cli
 from astro_db.errors import BackupError, BackupIntegrityError
+from astro_db.migrations import LEASE_ID, MIGRATIONS_COLLECTION, Migrator
 
 
 @pytest.fixture
@@ -126,3 +128,70 @@ def test_cli_backup_list_verify_restore_round_trip(source, target_url, tmp_path,
         assert state(target) == state(source)
     again = runner.invoke(cli, ["--url", target_url, "restore", "--repo", str(tmp_path)])
     assert again.exit_code == 2 and "--drop" in again.output
+
+
+# --- the migration ledger ------------------------------------------------------------------------
+
+MIGRATION = '''
+from pathlib import Path
+
+version = {version}
+description = "mark every user {field}"
+
+
+def up(ctx):
+    with open(Path(__file__).with_name("calls.log"), "a") as log:
+        log.write("{version} up\\n")
+    ctx.migrate("User", {{"{field}": {{"$exists": False}}}}, {{"$set": {{"{field}": 1}}}})
+'''
+
+
+def _migration(folder: Path, version: int, field: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{version:04d}_{field}.py").write_text(textwrap.dedent(MIGRATION.format(version=version, field=field)))
+
+
+def test_restore_writes_the_migration_ledger_without_the_lease_and_migrate_runs_nothing_twice(
+        source, target_url, tmp_path, live_url):
+    for i in range(6):
+        add_user(source, f"M{i}")
+    folder, repo = tmp_path / "migrations", tmp_path / "repo"
+    _migration(folder, 1, "planned")
+    Migrator(source, folder, batch_size=2).up()
+    _migration(folder, 2, "tiered")
+
+    def backup_mid_run(event, **details):  # the set is taken while 0002 runs, its lease held
+        if event == "batch-saved" and details["batch"] == 1 and not repo.exists():
+            backup.backup(source, repo)
+
+    Migrator(source, folder, batch_size=2, hook=backup_mid_run).up()
+    restored = CliRunner().invoke(cli, ["--url", target_url, "restore", "--repo", str(repo)])
+    assert restored.exit_code == 0, restored.output
+    assert "migrations: 0001 applied, 0002 running" in restored.output
+    with Database(target_url, ensure_indexes=False) as target:
+        ledger = {d["_id"]: d for d in target.mongo[MIGRATIONS_COLLECTION].find({})}
+        assert set(ledger) == {"v0001", "v0002"}  # no lease: none is held there
+        assert ledger["v0002"]["status"] == "running" and ledger["v0002"]["positions"] == {}
+        assert target.mongo["users"].count_documents({"tiered": 1}) == 2  # batch 1 was in the set
+        assert Migrator(target, folder, batch_size=2).up().ran == [2]  # not locked; 0001 not again
+        users = list(target.mongo["users"].find({}))
+        assert [u.get("planned") for u in users] == [1] * 6 and [u.get("tiered") for u in users] == [1] * 6
+        assert target.mongo[MIGRATIONS_COLLECTION].find_one({"_id": LEASE_ID})["token"] is None
+    assert (folder / "calls.log").read_text().split() == ["1", "up", "2", "up", "2", "up"]
+
+
+def test_restore_until_after_a_migration_counts_it_applied(source, target, tmp_path):
+    seed(source)
+    folder, repo = tmp_path / "migrations", tmp_path / "repo"
+    backup.backup(source, repo)
+    _migration(folder, 1, "planned")
+    Migrator(source, folder).up()
+    until = instant_after_last_write()
+    _migration(folder, 2, "tiered")
+    Migrator(source, folder).up()
+    backup.backup(source, repo)
+    report = backup.restore(repo, target, until=until)
+    assert report["migrations"] == {"0001": "applied"}
+    assert all(u.get("planned") == 1 and "tiered" not in u for u in target.mongo["users"].find({}))
+    assert Migrator(target, folder).up().ran == [2]
+    assert (folder / "calls.log").read_text().split() == ["1", "up", "2", "up", "2", "up"]

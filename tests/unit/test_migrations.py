@@ -178,6 +178,9 @@ def test_a_failing_migration_is_recorded_failed_and_resumes(db, tmp_path, users,
     monkeypatch.delenv("MIGRATION_FAILS")
     assert Migrator(db, tmp_path, batch_size=10).up().outcomes[1]["up:users"]["matched"] == 15
     assert raw(db).count_documents({"applied": 1}) == 25
+    history = raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["history"]
+    assert [h["status"] for h in history] == ["running", "failed", "running", "applied"]
+    assert "bad data" in history[1]["error"] and history[0]["at"] <= history[1]["at"] <= history[2]["at"]
 
 
 class Crash(BaseException):
@@ -392,3 +395,22 @@ def test_ctx_batches_resume_from_the_last_handled_batch(db, tmp_path, users, mon
     seen = [d["id"] for d in raw(db, "seen").find()]
     # batch 2 had not been handed back when the run stopped: it is read again, nothing else
     assert sorted(seen) == sorted(sorted(users) + sorted(users)[10:20])
+
+
+def test_the_history_of_a_record_and_a_finish_never_before_its_change_records(db, folder, users, monkeypatch):
+    from astro_db import migrations
+    from astro_db.changes.records import to_ms
+
+    real = migrations._now
+    monkeypatch.setattr(migrations, "_now", lambda: real() - datetime.timedelta(hours=1))  # this host's clock 1 h slow
+    Migrator(db, folder, batch_size=10).up()
+    record = raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})
+    assert [(h["status"], h["direction"]) for h in record["history"]] == [("running", "up"), ("applied", "up")]
+    assert {h["checksum"] for h in record["history"]} == {record["checksum"]} and record["history"][0]["by"] == record["by"]
+    newest = max(r["t"] for r in records_of(db))  # the server's clock (the documents' updatedAt)
+    assert to_ms(record["startedAt"]) < newest  # the start: this host's clock
+    assert to_ms(record["finishedAt"]) == to_ms(record["history"][-1]["at"]) >= newest  # never before its records
+    Migrator(db, folder, batch_size=10).down()
+    history = raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["history"]
+    assert [(h["status"], h["direction"]) for h in history][2:] == [("running", "down"), ("reverted", "down")]
+    assert to_ms(history[-1]["at"]) >= max(r["t"] for r in records_of(db))
