@@ -17,14 +17,15 @@ from typing import Any
 from .errors import ConfigError, QueryError, UnknownModelError
 
 __all__ = ["Declaration", "ModelInfo", "ModelRegistry", "default_registry", "registry_for", "load_models",
-           "SELF_OWNED", "DECLARATION_KEYS"]
+           "SELF_OWNED", "DECLARATION_KEYS", "SERVICE_COLLECTIONS"]
 
 #: ``meta["owner"]`` of the model whose documents *are* the users: the ``self`` scope is ``_id``
 SELF_OWNED = "_id"
 #: the ``meta`` keys a model declares itself with (besides MongoEngine's own)
 DECLARATION_KEYS = ("owner", "references", "permissions", "queryable", "deleted_when")
-#: collections the service writes itself: no model may take their names
-_SERVICE_COLLECTIONS = ("astroChanges", "auditLog", "astroErasures", "astroMigrations")
+SERVICE_COLLECTIONS = ("astroChanges", "auditLog", "astroErasures", "astroMigrations")
+"""The collections astro_db writes for itself (change records, the older audit log, the erasure and
+migration ledgers): no model may use them, and ``storage_stats`` lists them apart."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class ModelRegistry:
             info = ModelInfo(_check_model(cls), cls, cls._get_collection_name())
             if any(i.cls is cls for i in self._infos):
                 raise ConfigError(f"model {info.name} is registered twice", key="models")
-            if info.collection in _SERVICE_COLLECTIONS:
+            if info.collection in SERVICE_COLLECTIONS:
                 raise ConfigError(f"model {info.name}: collection {info.collection!r} is the service's own", key="models")
             if info.collection in by_collection:
                 raise ConfigError(f"models {by_collection[info.collection].name} and {info.name} both use the collection "

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import AstroDBError
+from ..registry import SERVICE_COLLECTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..driver.gateway import Gateway
@@ -22,7 +23,7 @@ __all__ = ["storage_stats", "Counts"]
 _DB_KEYS = ("collections", "objects", "dataSize", "storageSize", "indexes", "indexSize", "totalSize")
 # astro_db's own collections: the change records, the erasure ledger, and the audit log and
 # journal of before the change records
-INTERNAL_COLLECTIONS = ("astroChanges", "auditLog", "changeJournal", "astroErasures")
+INTERNAL_COLLECTIONS = (*SERVICE_COLLECTIONS, "changeJournal")  # + the journal of versions before change records
 
 
 class Counts(Protocol):

@@ -58,9 +58,16 @@ def test_stats_lists_the_audit_log_and_journal_apart_from_the_models(db):
     assert internal == {CHANGES_COLLECTION: 1}  # one change record: the audit and journal parts together
 
 
+def test_stats_lists_the_migration_ledger_as_internal(db):
+    db.mongo["astroMigrations"].insert_one({"_id": 1, "version": 1, "status": "applied"})
+    data = db.storage_stats()
+    assert "astroMigrations" not in [c["collection"] for c in data["collections"]]
+    assert {c["collection"]: c["count"] for c in data["internal"]}["astroMigrations"] == 1
+
+
 def test_the_internal_collections_are_the_ones_the_service_writes():
     assert set(INTERNAL_COLLECTIONS) == {CHANGES_COLLECTION, AUDIT_COLLECTION, "changeJournal",  # + the legacy two
-                                         "astroErasures"}  # the erasure ledger (astro_db.personal)
+                                         "astroErasures", "astroMigrations"}  # the erasure and migration ledgers
 
 
 def test_stats_command_marks_internal_rows_and_says_what_the_total_covers(monkeypatch):
