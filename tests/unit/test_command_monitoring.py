@@ -229,6 +229,30 @@ def test_a_failed_call_is_no_longer_in_flight(mongos, no_tracer_provider):
         db.disconnect()
 
 
+def test_concurrent_calls_are_all_counted_in_and_out():
+    """Eight threads making driver calls through the run step while another reads the figure:
+    every reading is between 0 and the threads, and none is left in flight at the end."""
+    threads, calls = 8, 400
+    with Database("mongomock://localhost/inflight") as db:
+        start = threading.Barrier(threads + 1)
+
+        def work() -> None:
+            start.wait()
+            for _ in range(calls):
+                db.executor.call(None, "probe", lambda: None)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        start.wait()
+        readings = [checked_out(db) for _ in range(50)]
+        for worker in workers:
+            worker.join()
+        assert all(0 <= n <= threads for n in readings), readings
+        assert checked_out(db) == 0
+        assert db.metrics()["operations"]["-"]["probe"]["count"] == threads * calls
+
+
 def test_health_reports_a_saturated_pool_from_the_calls_in_flight(mongos, no_tracer_provider):
     db = open_db(mongos, max_pool_size=2)
     try:
