@@ -2,17 +2,20 @@
 
 Two measurements, client CPU (``time.process_time()``), the median of ``--rounds`` rounds:
 
-1. **The listeners alone**: the monitor's PyMongo listeners (``Monitor.listeners()``) fed the
+1. **The listeners alone**: the monitor's per-call PyMongo listeners
+   (``Monitor.listeners(commands=True)``, what ``command_monitoring=True`` registers) fed the
    events one driver call makes (command started + succeeded, pool check-out started, checked
    out, checked in), built once as real ``pymongo.monitoring`` events. Per call, in µs. No
    server, no driver: this is the astro_db code the listeners run and nothing else.
 2. **find_one by id** (User, lean) on an nx-27017 server (the suite's launcher), per call in µs:
-   raw PyMongo without listeners, raw PyMongo with the monitor's listeners registered (the
-   listeners plus the event objects PyMongo builds for them), raw PyMongo with a no-op command
-   listener and with no-op pool listeners (what PyMongo's event publishing costs by itself),
-   astro_db with ``monitoring=True`` (the default), ``monitoring=False`` and ``monitoring=False,
-   tracing=False`` (no listener at all: with the tracing extra installed, ``monitoring=False``
-   still registers tracing's command listener). The rounds interleave the configurations.
+   raw PyMongo without listeners, raw PyMongo with the monitor's per-call listeners registered
+   (the listeners plus the event objects PyMongo builds for them), with the default's heartbeat
+   listener only (PyMongo publishes nothing per call for it), with a no-op command listener and
+   with no-op pool listeners (what PyMongo's event publishing costs by itself); astro_db with
+   its defaults (no per-call listener: the run step's figures), ``command_monitoring=True``,
+   ``monitoring=False`` and ``monitoring=False, tracing=False`` (no tracer provider is set in
+   this process, so tracing registers no listener in any of them). The rounds interleave the
+   configurations.
 
 Figures, not assertions.
 """
@@ -75,7 +78,7 @@ def _cpu_per_call(fn: Callable[[], Any], calls: int, rounds: int) -> float:
 
 def listeners_alone(calls: int, rounds: int) -> float:
     monitor = Monitor(DatabaseConfig(url="mongodb://localhost:1/bench").health, default_registry(), max_pool_size=50)
-    command, pool, _ = monitor.listeners()
+    command, pool, _ = monitor.listeners(commands=True)
     address = ("localhost", 27017)
     oid = ObjectId()
     cmd = {"find": "users", "filter": {"_id": oid}, "limit": 1, "singleBatch": True, "lsid": {"id": b"x"},
@@ -107,22 +110,26 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
     setup.disconnect()
     plain = MongoClient(url)
     monitor = Monitor(DatabaseConfig(url=url).health, default_registry(), max_pool_size=50)
-    listened = MongoClient(url, event_listeners=monitor.listeners())
+    listened = MongoClient(url, event_listeners=monitor.listeners(commands=True))
+    heartbeats = MongoClient(url, event_listeners=Monitor(DatabaseConfig(url=url).health, default_registry(),
+                                                          max_pool_size=50).listeners())
     noop_commands = MongoClient(url, event_listeners=[_NoopCommands()])
     noop_pool = MongoClient(url, event_listeners=[_NoopPool()])
-    dbs = {on: Database(url, ensure_indexes=False, monitoring=on, allow_plaintext_sensitive=True).connect()
-           for on in (True, False)}
-    # monitoring=False still has a command listener with the tracing extra installed (tracing's
-    # server listener): this one registers none at all
-    silent = Database(url, ensure_indexes=False, monitoring=False, tracing=False, allow_plaintext_sensitive=True).connect()
+    options: dict[str, dict[str, Any]] = {
+        "astro_db defaults": {},
+        "astro_db command_monitoring=True": {"command_monitoring": True},
+        "astro_db monitoring=False": {"monitoring": False},
+        "astro_db monitoring=False, tracing=False": {"monitoring": False, "tracing": False},
+    }
+    dbs = {name: Database(url, ensure_indexes=False, allow_plaintext_sensitive=True, **given).connect()
+           for name, given in options.items()}
     calls_of: dict[str, Callable[[], Any]] = {
         "raw PyMongo, no listeners": lambda: plain[dbname]["users"].find_one({"_id": user.id}),
         "raw PyMongo + monitor listeners": lambda: listened[dbname]["users"].find_one({"_id": user.id}),
+        "raw PyMongo + the heartbeat listener only": lambda: heartbeats[dbname]["users"].find_one({"_id": user.id}),
         "raw PyMongo + a no-op command listener": lambda: noop_commands[dbname]["users"].find_one({"_id": user.id}),
         "raw PyMongo + no-op pool listeners": lambda: noop_pool[dbname]["users"].find_one({"_id": user.id}),
-        "astro_db monitoring=True": lambda: dbs[True].find_one("User", {"id": user.id}, lean=True),
-        "astro_db monitoring=False": lambda: dbs[False].find_one("User", {"id": user.id}, lean=True),
-        "astro_db monitoring=False, tracing=False": lambda: silent.find_one("User", {"id": user.id}, lean=True),
+        **{name: (lambda db=db: db.find_one("User", {"id": user.id}, lean=True)) for name, db in dbs.items()},
     }
     samples: dict[str, list[float]] = {name: [] for name in calls_of}
     try:
@@ -132,9 +139,9 @@ def find_one_costs(url: str, calls: int, rounds: int) -> dict[str, float]:
             for name, fn in calls_of.items():
                 samples[name].append(_cpu_per_call(fn, calls, 1))
     finally:
-        for client in (plain, listened, noop_commands, noop_pool):
+        for client in (plain, listened, heartbeats, noop_commands, noop_pool):
             client.close()
-        for db in (*dbs.values(), silent):
+        for db in dbs.values():
             db.disconnect()
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -160,10 +167,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'find_one by id: ' + name:58} {us:8.1f} us")
     print(f"{'listeners + PyMongo events (raw with - raw without)':58} "
           f"{costs['raw PyMongo + monitor listeners'] - costs['raw PyMongo, no listeners']:8.1f} us")
-    print(f"{'astro_db monitoring on - off':58} "
-          f"{costs['astro_db monitoring=True'] - costs['astro_db monitoring=False']:8.1f} us")
-    print(f"{'astro_db monitoring on - no listener at all':58} "
-          f"{costs['astro_db monitoring=True'] - costs['astro_db monitoring=False, tracing=False']:8.1f} us")
+    print(f"{'astro_db command_monitoring=True - defaults':58} "
+          f"{costs['astro_db command_monitoring=True'] - costs['astro_db defaults']:8.1f} us")
+    print(f"{'astro_db defaults - monitoring=False':58} "
+          f"{costs['astro_db defaults'] - costs['astro_db monitoring=False']:8.1f} us")
 
 
 if __name__ == "__main__":

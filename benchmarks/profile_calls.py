@@ -13,8 +13,10 @@ included, as cProfile counts them: independent of the machine's load) and the N 
 run of ``--calls`` astro_db calls (``--sort cumulative`` for the chain, ``--only astro_db`` to
 keep astro_db's own functions).
 
-``--no-monitoring`` opens astro_db with ``monitoring=False`` (no PyMongo listeners), to see what
-event publishing costs. ``--records`` opens it as shipped (audit and journal on), so a write
+``--no-monitoring`` opens astro_db with ``monitoring=False`` (no listener of the monitor's, not
+even the heartbeat one); ``--command-monitoring`` with ``command_monitoring=True`` (the monitor's
+per-call command and pool listeners, which the default leaves off), to see what PyMongo's event
+publishing costs. ``--records`` opens it as shipped (audit and journal on), so a write
 also writes its change records (on the server, with ``--no-driver`` too: only the model's
 collections answer at once), to see what they cost the client. ``--no-driver`` replaces astro_db's collections by ones that answer at
 once with a copy of a stored document (no driver, no I/O, no listeners): what is left is
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     parser.add_argument("--only", default="", help="a regex the printed functions' file:name must match (e.g. astro_db)")
     parser.add_argument("--no-monitoring", action="store_true", help="astro_db with monitoring=False")
+    parser.add_argument("--command-monitoring", action="store_true",
+                        help="astro_db with command_monitoring=True (PyMongo's per-call command and pool listeners)")
     parser.add_argument("--no-driver", action="store_true", help="astro_db's own CPU: collections that answer at once")
     parser.add_argument("--records", action="store_true",
                         help="astro_db as shipped (audit and journal on: change records written) instead of hooks off")
@@ -208,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     url = server.url(name)
     client: Any = pymongo.MongoClient(url, tz_aware=True)
     db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=args.records, journal=args.records,
-                  ensure_indexes=False, monitoring=not args.no_monitoring, tracing=args.tracing != "off").connect()
+                  ensure_indexes=False, monitoring=not args.no_monitoring, command_monitoring=args.command_monitoring,
+                  tracing=args.tracing != "off").connect()
     closing: list[Database] = []
     try:
         raw = client[name]
@@ -225,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
             table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
         if args.tracing_cost:
             untraced = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
-                                monitoring=not args.no_monitoring, tracing=False).connect()
+                                monitoring=not args.no_monitoring, command_monitoring=args.command_monitoring,
+                                tracing=False).connect()
             closing.append(untraced)
             if args.no_driver:
                 without_driver(untraced, instant)
@@ -233,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                              user_ids)
             table = {kind: (plain[kind][1], astro, both(setup, plain[kind][2])) for kind, (_, astro, setup) in table.items()}
         mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
+        mode += ", command monitoring on" if args.command_monitoring and not args.no_monitoring else ""
         mode += f", tracing {args.tracing}" + (" (raw column: astro_db with tracing=False)" if args.tracing_cost else "")
         print(f"# nx-27017, {'records on' if args.records else 'hooks off'}{mode}; {args.rounds} batches of "
               f"{args.batch} calls per side, interleaved (+1 warm-up): median client CPU per call in microseconds")

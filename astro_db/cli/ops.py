@@ -69,7 +69,8 @@ def health(ctx: CliContext, timeout: float) -> None:
             f"server:   {r['url']} ({r['backend']})",
             f"ping:     {latency}",
             f"breaker:  {r['breaker']}",
-            f"pool:     {pool['checked_out']}/{pool['max_size']} checked out, {pool['open']} open",
+            f"pool:     {pool['checked_out']}/{pool['max_size']} checked out, "
+            + (f"{pool['open']} open" if pool["open"] is not None else "calls in flight (command_monitoring off)"),
         ]
         lines += [f"reason:   {reason}" for reason in r["reasons"]]
         return "\n".join(lines)

@@ -1,7 +1,8 @@
-"""Monitoring: PyMongo listeners -> metrics, the slow-query log, health, explain and the advisor.
+"""Monitoring: the run step's figures and PyMongo listeners -> metrics, the slow-query log, health, explain and the advisor.
 
-    monitor.py     Monitor: per model/operation counts, errors, latency; pool; heartbeats
-    listeners.py   the PyMongo CommandListener / ConnectionPoolListener / ServerHeartbeatListener
+    monitor.py     Monitor: per model/operation counts, errors, latency; calls in flight; pool; heartbeats
+    listeners.py   the PyMongo ServerHeartbeatListener; CommandListener / ConnectionPoolListener
+                   only with ``command_monitoring=True``
     histogram.py   bounded latency histogram and per-second rate window
     shapes.py      masking of values: query and command shapes
     health.py      check_health(): ok / degraded / down with reasons

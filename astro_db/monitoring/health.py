@@ -1,7 +1,8 @@
 """``db.health()``: ok / degraded / down, with the reasons and the figures behind them.
 
 The verdict comes from a ping bounded by ``health_timeout_ms`` (a dead server answers
-"down" in about that time, never an exception), the circuit breaker, pool saturation, and the
+"down" in about that time, never an exception), the circuit breaker, pool saturation (from
+PyMongo's pool events with ``command_monitoring=True``, else the run step's calls in flight), and the
 error and slow-operation rates of the monitor's recent window, each against a threshold of
 the config, and a replica set without a primary. The deployment (``topology``: standalone,
 replica set with members and lag, mongos) is reported alongside. The figures used are
@@ -60,9 +61,10 @@ def check_health(ex: Executor, *, timeout_s: float | None = None) -> dict[str, A
         reasons.append("circuit breaker half-open: probing the server after connection failures")
     if latency_ms is not None and latency_ms > cfg.health_latency_ms:
         reasons.append(f"ping took {latency_ms:.1f} ms (threshold {cfg.health_latency_ms:g} ms)")
-    if rt.monitor.driver_events and pool["saturation"] >= cfg.health_pool_saturation:
+    if rt.capabilities.network and pool["saturation"] >= cfg.health_pool_saturation:  # a server's pool, either source
+        what = "checked out" if pool["source"] == "pool_events" else "checked out (driver calls in flight)"
         reasons.append(
-            f"connection pool {pool['checked_out']}/{pool['max_size']} checked out "
+            f"connection pool {pool['checked_out']}/{pool['max_size']} {what} "
             f"(saturation {pool['saturation']:.0%}, threshold {cfg.health_pool_saturation:.0%})"
         )
     if window["operations"] >= cfg.health_min_operations:

@@ -1,5 +1,8 @@
-"""PyMongo event listeners that feed a ``Monitor``: commands, the connection pool, heartbeats.
+"""PyMongo event listeners that feed a ``Monitor``: heartbeats; commands and the pool with ``command_monitoring``.
 
+``Monitor.listeners`` hands out the heartbeat listener, and the command and pool listeners only
+with ``command_monitoring=True``: once either kind is registered PyMongo builds and times an
+event for every command and every check-out, a cost each call pays (docs/monitoring.md).
 They only translate events into ``Monitor`` calls; PyMongo runs them on the calling thread
 (commands, pool) or its monitor thread (heartbeats), so they do as little as possible: a
 command's start is one dict store, its outcome and the pool's check-out / check-in one append

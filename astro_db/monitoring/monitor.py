@@ -1,13 +1,20 @@
 """The Monitor: per model and operation counts, errors and latency; pool, heartbeats, slow queries.
 
-One ``Monitor`` per ``Database`` (created in ``database._Runtime`` before the client, so its
+One ``Monitor`` per ``Database`` (created in ``ops.runtime.Runtime`` before the client, so its
 PyMongo listeners are registered on it). It is fed from two levels:
 
 - the service: the executor's run step (``ops.steps.run.call``) calls ``record_operation`` for every driver call it makes
-  (so the embedded backend, which has no driver events, still shows figures), and the read
-  methods call ``note_query`` with their filter, recorded as a masked *shape* for the advisor
-  (with the ``file:line`` outside astro_db that first made it: ``call_site``);
-- the driver: ``listeners.py`` turns PyMongo command, pool and heartbeat events into calls here.
+  (so the embedded backend, which has no driver events, still shows figures) and counts the
+  calls it has in flight (``calls_started`` / ``calls_finished``: two ``itertools.count``, no
+  lock), and the read methods call ``note_query`` with their filter, recorded as a masked
+  *shape* for the advisor (with the ``file:line`` outside astro_db that first made it: ``call_site``);
+- the driver: ``listeners.py`` turns PyMongo heartbeat events (on the driver's monitor thread,
+  no per-call cost) into calls here, and with ``command_monitoring=True`` its command and pool
+  events too (the per-command table, the CMAP pool figures). By default no per-call listener is
+  registered: PyMongo builds and times an event object for every command and every pool
+  check-out once any such listener exists, a cost every call would pay; the pool's
+  ``checked_out`` is then the calls in flight through the run step, and the figures only pool
+  events can give are ``None``.
 
 Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
 guarded by one lock; no literal query value is ever kept or logged, only shapes. What runs on
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import itertools
 import logging
 import os
 import sys
@@ -82,7 +90,12 @@ class Monitor:
         self.slow_ms = float(config.slow_query_ms)
         self.slow_micros = self.slow_ms * 1000.0
         self.max_pool_size = max_pool_size
-        self.driver_events = False  # set when the PyMongo listeners are registered
+        self.driver_events = False  # set when PyMongo listeners are registered (heartbeats at least)
+        self.command_monitoring = False  # set when the per-call command and pool listeners are
+        # the run step's driver calls, started and finished: their difference is the calls in
+        # flight (``next`` on a count is atomic under the GIL: no lock on the hot path)
+        self.calls_started = itertools.count()
+        self.calls_finished = itertools.count()
         self._collections = {info.collection: info.name for info in registry}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -107,12 +120,24 @@ class Monitor:
             "successes": 0, "failures": 0, "consecutive_failures": 0, "last_latency_ms": None, "last_failure": None
         }
 
-    def listeners(self) -> list[Any]:
-        """The PyMongo event listeners feeding this monitor (register them on the client)."""
+    def listeners(self, *, commands: bool = False) -> list[Any]:
+        """The PyMongo event listeners feeding this monitor (register them on the client): the
+        heartbeat listener, and with ``commands`` the per-call command and pool listeners
+        (``command_monitoring=True``)."""
         from .listeners import CommandEvents, HeartbeatEvents, PoolEvents
 
         self.driver_events = True
+        if not commands:
+            return [HeartbeatEvents(self)]
+        self.command_monitoring = True
         return [CommandEvents(self), PoolEvents(self), HeartbeatEvents(self)]
+
+    def in_flight(self) -> int:
+        """The run step's driver calls in flight now (called under the lock, so two readers
+        never interleave; each reading advances both counts by one, which leaves their
+        difference as it was)."""
+        started = next(self.calls_started)
+        return max(0, started - next(self.calls_finished))
 
     def model_of(self, collection: str | None) -> str:
         if not collection:
@@ -154,7 +179,7 @@ class Monitor:
                 stats = self._stats(self._operations, model or NO_MODEL, operation)
             stats.record(ms, error)
             self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
-        if slow and not self.driver_events:  # with driver events the command listener logs it, with its shape
+        if slow and not self.command_monitoring:  # with command monitoring the command listener logs it, by its wire shape
             self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
 
     def _shape_of(self, model: str | None, operation: str, filt: Mapping[str, Any] | None,
@@ -271,6 +296,7 @@ class Monitor:
                 "since": _dt.datetime.fromtimestamp(self._started, _dt.timezone.utc).isoformat(),
                 "uptime_s": round(time.time() - self._started, 3),
                 "driver_events": self.driver_events,
+                "command_monitoring": self.command_monitoring,
                 "operations": _nest(self._operations),
                 "commands": _nest(self._commands),
                 "pool": self._pool_figures(),
@@ -314,12 +340,14 @@ class Monitor:
             self._fold_commands()
             wait = LatencyHistogram()
             wait.counts, wait.count, wait.sum_ms = list(self._pool_wait.counts), self._pool_wait.count, self._pool_wait.sum_ms
+            cmap = self.command_monitoring
             return {
+                "command_monitoring": cmap,
                 "operations": copy(self._operations),
                 "commands": copy(self._commands),
-                "pool": dict(self._pool),
-                "pool_failures": dict(self._pool_failures),
-                "pool_wait": wait,
+                "pool": dict(self._pool) if cmap else {**dict.fromkeys(self._pool), "checked_out": self.in_flight()},
+                "pool_failures": dict(self._pool_failures) if cmap else None,
+                "pool_wait": wait if cmap else None,
                 "heartbeats": dict(self._beats),
                 "slow_count": self._slow_count,
             }
@@ -380,11 +408,21 @@ class Monitor:
         self._pool_wait.record_many(waits)
 
     def _pool_figures(self) -> dict[str, Any]:
-        figures = dict(self._pool)
+        """The pool figures (under the lock): from PyMongo's pool events with command monitoring;
+        else ``checked_out`` is the run step's calls in flight and the rest is ``None`` (unknown)."""
+        if self.command_monitoring:
+            figures = dict(self._pool)
+            figures["source"] = "pool_events"
+            figures["checkout_failures"] = dict(self._pool_failures)
+            figures["wait_ms"] = self._pool_wait.summary()
+        else:
+            figures = dict.fromkeys(self._pool)
+            figures["source"] = "run_step"
+            figures["checked_out"] = self.in_flight()
+            figures["checkout_failures"] = None
+            figures["wait_ms"] = None
         figures["max_size"] = self.max_pool_size
         figures["saturation"] = round(figures["checked_out"] / self.max_pool_size, 4) if self.max_pool_size else 0.0
-        figures["checkout_failures"] = dict(self._pool_failures)
-        figures["wait_ms"] = self._pool_wait.summary()
         return figures
 
     def _log_slow(self, model: str, operation: str, ms: float, shape: str | None) -> None:

@@ -46,7 +46,10 @@ class AstroCollector:
     def collect(self) -> Iterator[Any]:
         _, Counter, Gauge, Histogram = _require()
         raw = self.monitor.raw()
-        for level, table in (("operation", raw["operations"]), ("command", raw["commands"])):
+        levels = [("operation", raw["operations"])]
+        if raw["command_monitoring"]:  # without it there is no per-command table: no command series
+            levels.append(("command", raw["commands"]))
+        for level, table in levels:
             total = Counter(f"astro_db_{level}s", f"astro_db {level}s by model and {level}", labels=["model", level])
             errors = Counter(f"astro_db_{level}_errors", f"failed astro_db {level}s by kind", labels=["model", level, "kind"])
             latency = Histogram(f"astro_db_{level}_latency_seconds", f"astro_db {level} latency", labels=["model", level])
@@ -58,19 +61,21 @@ class AstroCollector:
             yield from (total, errors, latency)
 
         pool = raw["pool"]
-        yield _gauge(Gauge, "astro_db_pool_connections_open", "open pooled connections", pool["open"])
-        yield _gauge(Gauge, "astro_db_pool_connections_checked_out", "pooled connections in use", pool["checked_out"])
+        yield _gauge(Gauge, "astro_db_pool_connections_checked_out",
+                     "pooled connections in use (without command_monitoring: driver calls in flight)", pool["checked_out"])
         yield _gauge(Gauge, "astro_db_pool_max_size", "configured maximum pool size", self.monitor.max_pool_size)
-        checkouts = Counter("astro_db_pool_checkouts", "connection check-outs")
-        checkouts.add_metric([], pool["checkouts"])
-        yield checkouts
-        failures = Counter("astro_db_pool_checkout_failures", "failed connection check-outs by reason", labels=["reason"])
-        for reason, n in sorted(raw["pool_failures"].items()):
-            failures.add_metric([reason], n)
-        yield failures
-        wait = Histogram("astro_db_pool_wait_seconds", "time to check out a pooled connection")
-        wait.add_metric([], _buckets(raw["pool_wait"]), raw["pool_wait"].sum_ms / 1000.0)
-        yield wait
+        if raw["command_monitoring"]:  # figures only PyMongo's pool events give (None, unknown, without)
+            yield _gauge(Gauge, "astro_db_pool_connections_open", "open pooled connections", pool["open"])
+            checkouts = Counter("astro_db_pool_checkouts", "connection check-outs")
+            checkouts.add_metric([], pool["checkouts"])
+            yield checkouts
+            failures = Counter("astro_db_pool_checkout_failures", "failed connection check-outs by reason", labels=["reason"])
+            for reason, n in sorted(raw["pool_failures"].items()):
+                failures.add_metric([reason], n)
+            yield failures
+            wait = Histogram("astro_db_pool_wait_seconds", "time to check out a pooled connection")
+            wait.add_metric([], _buckets(raw["pool_wait"]), raw["pool_wait"].sum_ms / 1000.0)
+            yield wait
 
         beats = raw["heartbeats"]
         if beats["last_latency_ms"] is not None:

@@ -6,7 +6,8 @@ which is the current span while the operation runs, so the command spans of
 ``opentelemetry-instrumentation-pymongo`` (where installed) are its children. ``instrument``
 wraps the executor's entry points once, at import; the run step reports each driver call and
 its retries to the span in progress (``current``); ``ServerListener`` (a PyMongo command
-listener, registered when tracing is on and the backend is a server) notes which server answered.
+listener, registered when tracing is on, the backend is a server and a recording tracer provider
+is set when the Database is made) notes which server answered.
 
 A span holds the operation's name, kind (read / write / tool), model and collection, the
 actor's id, whether a read was answered from the query cache (and whether stale, ``stale_ok``
@@ -49,7 +50,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without open
 else:
     AVAILABLE = True
 
-__all__ = ["AVAILABLE", "KINDS", "TOOL", "SPAN_PREFIX", "Trace", "current", "instrument", "listeners"]
+__all__ = ["AVAILABLE", "KINDS", "TOOL", "SPAN_PREFIX", "Trace", "current", "instrument", "listeners", "recording_provider"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,10 +121,19 @@ class ServerListener(monitoring.CommandListener):
         pass
 
 
+def recording_provider() -> bool:
+    """Whether the application has set a tracer provider that records (an SDK's), not the API's
+    default proxy or its no-op one."""
+    return AVAILABLE and not isinstance(_otel_trace.get_tracer_provider(), _NO_SDK)
+
+
 def listeners(config: DatabaseConfig) -> list[Any]:
-    """The PyMongo listeners tracing needs for ``config``: none when it is off, unavailable or
-    on the embedded backend (which publishes no driver events)."""
-    if AVAILABLE and config.health.tracing and capabilities(config).driver_events:
+    """The PyMongo listeners tracing needs for ``config``, looked for once, when the Database is
+    made: ``ServerListener`` when tracing is on, the backend is a server and a recording tracer
+    provider is set; else none. A command listener makes PyMongo build and time an event for
+    every command, so with no provider (no span ever records) it is not registered; a Database
+    made before the provider was set has no server address on its spans."""
+    if config.health.tracing and capabilities(config).driver_events and recording_provider():
         return [ServerListener()]
     return []
 

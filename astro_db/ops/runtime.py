@@ -55,9 +55,9 @@ class Runtime:
         self.changes = ChangeLog(audit=config.change_records.audit, journal=config.change_records.journal)  # not skippable per call
         install_log_masking()
         self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
-        if config.health.monitoring and self.capabilities.driver_events:
-            self.listeners.extend(self.monitor.listeners())
-        self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached
+        if config.health.monitoring and self.capabilities.driver_events:  # per-call ones only when asked
+            self.listeners.extend(self.monitor.listeners(commands=config.health.command_monitoring))
+        self.listeners.extend(tracing.listeners(config))  # which server a traced operation reached (with an SDK)
         self.breaker = CircuitBreaker(config.retry.breaker_threshold, config.retry.breaker_cooldown_s)
         if self.capabilities.driver_events:  # the server seen answering again ends the breaker's cool-down
             self.listeners.append(BreakerHeartbeats(self.breaker))

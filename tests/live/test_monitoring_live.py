@@ -38,18 +38,28 @@ def db(live_url):
         yield database
 
 
+@pytest.fixture
+def cmdb(live_url):
+    """With PyMongo's per-call command and pool listeners (``command_monitoring=True``)."""
+    database = Database(live_url, server_selection_timeout_ms=2000, min_pool_size=0, health_timeout_ms=1000,
+                        command_monitoring=True)
+    with database:
+        yield database
+
+
 def users(db: Database, n: int) -> list:
     return [db.create("User", {"email": f"u{i}@example.com", "name": f"User {i}"}) for i in range(n)]
 
 
 # --- figures read back --------------------------------------------------------------------------
 
-def test_traffic_shows_up_per_model_and_operation_at_both_levels(db):
+def test_traffic_shows_up_per_model_and_operation_at_both_levels(cmdb):
+    db = cmdb
     users(db, 5)
     for i in range(3):
         db.find("User", {"email": f"u{i}@example.com"})
     figures = db.metrics()
-    assert figures["driver_events"] is True
+    assert figures["driver_events"] is True and figures["command_monitoring"] is True
     assert figures["operations"]["User"]["create"]["count"] == 5
     assert figures["operations"]["User"]["find"]["count"] == 3
     # each create is one bulkWrite (the user and its change record), counted under its model
@@ -60,7 +70,8 @@ def test_traffic_shows_up_per_model_and_operation_at_both_levels(db):
     print(f"\nlive create (bulkWrite) latency ms: {latency}")
 
 
-def test_provoked_errors_are_counted_by_kind(db):
+def test_provoked_errors_are_counted_by_kind(cmdb):
+    db = cmdb
     users(db, 1)
     for _ in range(2):
         with pytest.raises(DuplicateKeyError):
@@ -71,7 +82,8 @@ def test_provoked_errors_are_counted_by_kind(db):
     assert figures["commands"]["User"]["bulkWrite"]["error_count"] == 2
 
 
-def test_pool_check_outs_and_heartbeats_are_seen(db):
+def test_pool_check_outs_and_heartbeats_are_seen(cmdb):
+    db = cmdb
     users(db, 3)
     pool = db.metrics()["pool"]
     assert pool["checkouts"] >= 3 and pool["open"] >= 1 and pool["created"] >= 1
@@ -81,25 +93,52 @@ def test_pool_check_outs_and_heartbeats_are_seen(db):
     print(f"\nheartbeat: {beats}")
 
 
-def test_a_slow_query_is_caught_with_a_tiny_threshold_and_logged_masked(live_url, caplog):
-    with Database(live_url, slow_query_ms=0.001, server_selection_timeout_ms=2000) as db:
+@pytest.mark.parametrize("command_monitoring", [False, True])
+def test_a_slow_query_is_caught_with_a_tiny_threshold_and_logged_masked(live_url, caplog, command_monitoring):
+    with Database(live_url, slow_query_ms=0.001, server_selection_timeout_ms=2000,
+                  command_monitoring=command_monitoring) as db:
+        caplog.clear()
         with caplog.at_level(logging.WARNING, logger="astro_db.monitoring"):
             db.find("User", {"email": SECRET, "status": "active"})
         slow = db.metrics()["slow_queries"]
     assert slow["count"] >= 1
     finds = [e for e in slow["recent"] if e["operation"] == "find" and e["model"] == "User"]
-    assert finds and '"email":"<str>"' in finds[-1]["shape"]
-    assert "slow query: find on User" in caplog.text
+    assert len(finds) == 1 and '"email":"<str>"' in finds[-1]["shape"]  # logged once, by the run step or the listener
+    assert caplog.text.count("slow query: find on User") == 1
     assert SECRET not in caplog.text and SECRET not in json.dumps(slow) and "active" not in caplog.text
 
 
-def test_prometheus_export_carries_the_driver_figures(db):
+def test_prometheus_export_carries_the_driver_figures(cmdb):
     from prometheus_client import generate_latest
 
+    db = cmdb
     users(db, 2)
     text = generate_latest(db.metrics_registry()).decode()
     assert 'astro_db_commands_total{command="bulkWrite",model="User"}' in text  # a create is one bulkWrite
     assert "astro_db_pool_checkouts_total" in text and "astro_db_heartbeat_failures_total" in text
+
+
+def test_by_default_the_figures_come_from_the_run_step_and_the_heartbeats(db):
+    """No per-call PyMongo listener on the client: operations, the calls in flight as the pool's
+    checked_out, heartbeats; no per-command table, and the pool figures only pool events give unknown."""
+    from prometheus_client import generate_latest
+    from pymongo import monitoring as pm
+
+    client_listeners = db.executor.runtime.connection.client.options.event_listeners
+    assert not [x for x in client_listeners if isinstance(x, (pm.CommandListener, pm.ConnectionPoolListener))
+                and type(x).__name__ != "ServerListener"]  # tracing's, only if a test set an SDK before
+    users(db, 3)
+    db.find("User", {"email": "u1@example.com"})
+    figures = db.metrics()
+    assert figures["command_monitoring"] is False and figures["commands"] == {}
+    assert figures["operations"]["User"]["create"]["count"] == 3 and figures["operations"]["User"]["find"]["count"] == 1
+    pool = figures["pool"]
+    assert pool["source"] == "run_step" and pool["checked_out"] == 0 and pool["open"] is None and pool["wait_ms"] is None
+    poll(lambda: db.metrics()["heartbeats"]["successes"] >= 1)
+    text = generate_latest(db.metrics_registry()).decode()
+    assert "astro_db_pool_connections_checked_out 0.0" in text and "astro_db_heartbeat_failures_total" in text
+    assert "astro_db_command" not in text and "astro_db_pool_checkouts_total" not in text
+    assert db.health()["status"] == "ok"
 
 
 # --- health -------------------------------------------------------------------------------------

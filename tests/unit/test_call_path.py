@@ -219,18 +219,29 @@ def test_a_find_one_with_no_options_validates_none_and_one_with_options_still_do
     assert len(checked) == 2
 
 
-def test_monitoring_off_leaves_tracings_command_listener_and_tracing_off_too_leaves_none():
-    """docs/monitoring.md: with the tracing extra, ``monitoring=False`` still has PyMongo publish
-    command events (tracing's server listener); ``tracing=False`` as well registers no listener."""
+def test_no_per_call_listener_unless_asked_for_and_tracings_only_with_a_recording_provider(monkeypatch):
+    """docs/monitoring.md: by default no option makes PyMongo publish per-call events; the
+    monitor's command and pool listeners come with ``command_monitoring=True``, tracing's server
+    listener with a recording tracer provider set when the Database is made (and ``tracing`` on)."""
     from pymongo import monitoring as pm_monitoring
 
     from astro_db import Database
     from astro_db.monitoring import tracing
 
-    def command_listeners(**options):
+    def per_call_listeners(**options):
         rt = Database("mongodb://localhost:1/readfast", allow_plaintext_sensitive=True, **options).executor.runtime
-        return [x for x in rt.listeners if isinstance(x, pm_monitoring.CommandListener)]
+        return sorted(type(x).__name__ for x in rt.listeners
+                      if isinstance(x, (pm_monitoring.CommandListener, pm_monitoring.ConnectionPoolListener)))
 
-    assert [type(x).__name__ for x in command_listeners(monitoring=False)] == (["ServerListener"] if tracing.AVAILABLE else [])
-    assert command_listeners(monitoring=False, tracing=False) == []
-    assert {type(x).__name__ for x in command_listeners()} >= {"CommandEvents"}
+    if tracing.AVAILABLE:
+        from opentelemetry import trace
+
+        monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())  # no SDK set
+    assert per_call_listeners() == []
+    assert per_call_listeners(monitoring=False) == []
+    assert per_call_listeners(command_monitoring=True) == ["CommandEvents", "PoolEvents"]
+    if tracing.AVAILABLE:
+        sdk = pytest.importorskip("opentelemetry.sdk.trace")
+        monkeypatch.setattr(trace, "get_tracer_provider", lambda: sdk.TracerProvider())  # an SDK set before
+        assert per_call_listeners() == ["ServerListener"]
+        assert per_call_listeners(tracing=False) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from fake_mongos import FakeMongos
 from pymongo.errors import AutoReconnect
 
 from astro_db import Database
@@ -69,14 +70,30 @@ def test_a_high_slow_operation_rate_degrades(db):
     assert report["status"] == "degraded" and any("slow-operation rate" in r for r in report["reasons"])
 
 
-def test_a_saturated_pool_degrades(db):
+def test_a_saturated_pool_degrades():
+    """With ``command_monitoring=True`` the pool's figures are PyMongo's pool events (fed here as
+    the pool listener reports them); without it, the calls in flight (tests/unit/test_command_monitoring.py)."""
+    with FakeMongos() as server:
+        db = Database(server.url("health"), max_pool_size=2, min_pool_size=0, command_monitoring=True,
+                      server_selection_timeout_ms=3000, connect_attempts=1, ensure_indexes=False).connect()
+        try:
+            monitor = db.executor.runtime.monitor
+            monitor.pool_event("checked_out", 0.001)
+            monitor.pool_event("checked_out", 0.001)
+            report = db.health()
+        finally:
+            db.disconnect()
+    assert report["status"] == "degraded" and report["pool"]["source"] == "pool_events"
+    assert any(r.startswith("connection pool 2/2 checked out (saturation 100%") for r in report["reasons"])
+
+
+def test_the_embedded_backend_has_no_pool_to_judge(db):
     monitor = db.executor.runtime.monitor
-    monitor.driver_events = True  # as on a real server, where the pool listener feeds it
-    monitor.max_pool_size = 2
-    monitor.pool_event("checked_out", 0.001)
-    monitor.pool_event("checked_out", 0.001)
+    monitor.max_pool_size = 1
+    next(monitor.calls_started)  # a call in flight through the run step, never finished
     report = db.health()
-    assert report["status"] == "degraded" and any("connection pool 2/2" in r for r in report["reasons"])
+    assert report["pool"]["checked_out"] == 1 and report["pool"]["saturation"] == 1.0
+    assert report["status"] == "ok" and report["reasons"] == []
 
 
 def test_an_open_circuit_breaker_degrades_while_the_ping_answers(db):

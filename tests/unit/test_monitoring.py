@@ -104,7 +104,8 @@ def test_filter_fields_tell_equality_from_range():
 
 def test_slow_query_log_shows_the_command_shape_never_a_value(caplog):
     mon = monitor(slow_query_ms=1)
-    events = CommandEvents(mon)
+    events = mon.listeners(commands=True)[0]  # command_monitoring=True
+    assert isinstance(events, CommandEvents)
     command = {"find": "users", "filter": {"email": SECRET_EMAIL, "status": "active"}, "limit": 7}
     key = dict(connection_id=("h", 1), request_id=9, operation_id=9)
     with caplog.at_level(logging.WARNING, logger="astro_db"):
@@ -179,7 +180,8 @@ def test_monitor_tables_are_capped():
 
 def test_pool_and_heartbeat_events_are_counted():
     mon = monitor(min_pool_size=0, max_pool_size=4)
-    pool, beats = PoolEvents(mon), HeartbeatEvents(mon)
+    _, pool, beats = mon.listeners(commands=True)  # command_monitoring=True: the pool figures are the pool events'
+    assert isinstance(pool, PoolEvents) and isinstance(beats, HeartbeatEvents)
     pool.connection_created(SimpleNamespace())
     pool.connection_checked_out(SimpleNamespace(duration=0.002))
     pool.connection_check_out_failed(SimpleNamespace(duration=0.5, reason="timeout"))
@@ -197,7 +199,7 @@ def test_pool_and_heartbeat_events_are_counted():
 
 def test_command_write_errors_count_as_errors():
     mon = monitor()
-    events = CommandEvents(mon)
+    events = mon.listeners(commands=True)[0]  # command_monitoring=True
     key = dict(connection_id=1, request_id=1, operation_id=1)
     events.started(SimpleNamespace(command={"insert": "users", "documents": []}, command_name="insert", **key))
     events.succeeded(SimpleNamespace(command_name="insert", duration_micros=100, reply={"ok": 1, "writeErrors": [{"code": 11000}]}, **key))
@@ -216,7 +218,7 @@ def test_prometheus_registry_exports_the_same_figures(db):
     db.create("User", {"email": "p@example.com", "name": "P"})
     text = generate_latest(db.metrics_registry()).decode()
     assert 'astro_db_operations_total{model="User",operation="create"} 1.0' in text
-    assert "astro_db_operation_latency_seconds_bucket" in text and "astro_db_pool_connections_open 0.0" in text
+    assert "astro_db_operation_latency_seconds_bucket" in text and "astro_db_pool_connections_checked_out 0.0" in text
     assert "astro_db_cache_hits" in text
 
 

@@ -119,7 +119,7 @@ def test_the_slow_log_gets_the_cached_shape_of_the_call(caplog: pytest.LogCaptur
 
 def test_concurrent_check_outs_and_check_ins_are_all_counted() -> None:
     mon = monitor()
-    pool = PoolEvents(mon)
+    _, pool, _ = mon.listeners(commands=True)  # command_monitoring=True: the pool figures are the pool events'
     per_thread, threads = 3 * POOL_FOLD_AT, 8
     start = threading.Barrier(threads + 1)
 
@@ -144,7 +144,8 @@ def test_concurrent_check_outs_and_check_ins_are_all_counted() -> None:
 
 def test_pending_pool_events_are_folded_before_they_pile_up() -> None:
     mon = monitor()
-    pool = PoolEvents(mon)
+    _, pool, _ = mon.listeners(commands=True)
+    assert isinstance(pool, PoolEvents)
     for _ in range(10 * POOL_FOLD_AT):
         pool.connection_checked_out(SimpleNamespace(duration=None))
     assert len(mon._pool_pending) < POOL_FOLD_AT  # bounded without anyone reading the figures
@@ -155,6 +156,7 @@ def test_pending_pool_events_are_folded_before_they_pile_up() -> None:
 
 def test_pool_event_still_takes_check_outs_and_check_ins_by_name() -> None:
     mon = monitor()
+    mon.listeners(commands=True)
     mon.pool_event("checked_out", 0.004)
     mon.pool_event("checked_out", 0.004)
     mon.pool_event("checked_in")
@@ -206,7 +208,8 @@ def test_command_and_pool_events_never_take_the_monitor_lock_and_lose_no_figure(
 
     mon = monitor()
     lock = mon._lock = _CountingLock()  # type: ignore[assignment]
-    commands, pool = CommandEvents(mon), PoolEvents(mon)
+    commands, pool, _ = mon.listeners(commands=True)
+    assert isinstance(commands, CommandEvents) and isinstance(pool, PoolEvents)
     for n in range(300):
         pool.connection_checked_out(SimpleNamespace(duration=0.001))
         commands.started(SimpleNamespace(request_id=n, command={"find": "users", "filter": {}}, command_name="find"))
@@ -228,7 +231,8 @@ def test_queued_command_events_are_folded_at_the_bound():
     from astro_db.monitoring.monitor import COMMAND_FOLD_AT
 
     mon = monitor()
-    commands = CommandEvents(mon)
+    commands, _, _ = mon.listeners(commands=True)
+    assert isinstance(commands, CommandEvents)
     for n in range(COMMAND_FOLD_AT + 5):
         commands.started(SimpleNamespace(request_id=n, command={"insert": "users"}, command_name="insert"))
         commands.succeeded(SimpleNamespace(request_id=n, command_name="insert", duration_micros=10, reply={"ok": 1}))

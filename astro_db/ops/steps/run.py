@@ -6,8 +6,10 @@ put under PyMongo's client-side timeout for what is left of the call's one budge
 included), retried by the policy (``retry``; never inside a transaction, never a
 non-idempotent write: the caller says ``retry=False``; never the breaker's probe, which is sent
 once), a failure is translated into the ``astro_db.errors`` tree,
-and the monitor records the latency and error kind (and a read's query shape) in one call; the
-operation's span, when one is recording, counts the call and its retries (``monitoring.tracing``).
+and the monitor records the latency and error kind (and a read's query shape) in one call and
+counts the call while it is in flight (two lock-free counters: the pool's ``checked_out`` when
+no PyMongo pool listener is registered, the default); the operation's span, when one is
+recording, counts the call and its retries (``monitoring.tracing``).
 """
 
 from __future__ import annotations
@@ -59,14 +61,18 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                 fn = traced.driver_call(fn)
         try:
             bound, remaining, token = timeouts.enter(rt.config.timeouts.operation_timeout_ms, name)
-            if token is None:
-                result = _attempts(rt, fn, name, retry, None)
-            else:
-                try:
-                    with pymongo.timeout(remaining):
-                        result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
-                finally:
-                    timeouts.CALL_BOUND.reset(token)
+            next(monitor.calls_started)  # in flight until it returns or raises (the pool's checked_out)
+            try:
+                if token is None:
+                    result = _attempts(rt, fn, name, retry, None)
+                else:
+                    try:
+                        with pymongo.timeout(remaining):
+                            result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                    finally:
+                        timeouts.CALL_BOUND.reset(token)
+            finally:
+                next(monitor.calls_finished)
         except AstroDBError:
             rt.breaker.release_probe()
             raise
