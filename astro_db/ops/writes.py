@@ -503,7 +503,8 @@ class WriteRunner:
         if doc is None and expected_revision is not None:
             doc = self._own_or_conflict("update", filt, expected_revision, op_id, projection)
             if doc is not None:
-                written = _written("update", [doc], tuple(compiled.fields), op_id, image=projection is None)
+                written = (_written("update", [doc], tuple(compiled.fields), op_id) if projection is None
+                           else self._unimaged(doc, tuple(compiled.fields), op_id))
         self._after(written)
         return doc
 
@@ -546,7 +547,9 @@ class WriteRunner:
             if compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
             return None, None
-        return _written("update", [doc], tuple(compiled.fields), op_id, image=projection is None), doc
+        if projection is not None:
+            return self._unimaged(doc, tuple(compiled.fields), op_id), doc
+        return _written("update", [doc], tuple(compiled.fields), op_id), doc
 
     def _find_and_update(self, filt: dict[str, Any], update: dict[str, Any],
                          projection: dict[str, int] | None = None) -> dict[str, Any] | None:
@@ -574,6 +577,13 @@ class WriteRunner:
             return doc is not None
 
         return landed, found
+
+    @staticmethod
+    def _unimaged(doc: dict[str, Any], fields: tuple[str, ...], op_id: Any) -> Written:
+        """What a single update wrote when ``doc`` holds only what ``hooks.STAMP`` reads back:
+        the write hooks are told its revision and time, and no post-image."""
+        return Written("update", (doc["_id"],), fields, (Change(doc["_id"], revision_of(doc), doc.get("updatedAt"), None),),
+                       None, False, op_id)
 
     def _per_document(self, compiled: CompiledUpdate) -> bool:
         """Whether the update sets a randomly encrypted field: its value is sealed for each
@@ -1104,16 +1114,12 @@ def _advanced(compiled: CompiledUpdate) -> tuple[dict[str, Any], Any]:
 
 
 def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], op_id: Any, *,
-             recorded: bool = False, image: bool = True) -> Written | None:
-    """What a create or a single update wrote (None: nothing). ``image=False``: ``docs`` hold
-    only what ``hooks.STAMP`` reads back, so the hooks are told no post-image."""
+             recorded: bool = False) -> Written | None:
+    """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
     if len(docs) == 1:  # a create or an update of one document: no generator per tuple
         doc = docs[0]
-        if not image:
-            return Written(action, (doc["_id"],), fields, (Change(doc["_id"], revision_of(doc), doc.get("updatedAt"), None),),
-                           None, recorded, op_id)
         return Written(action, (doc["_id"],), fields, (_created(doc),), (doc,), recorded, op_id)
     return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(map(_created, docs)),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
