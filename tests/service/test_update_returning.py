@@ -239,3 +239,22 @@ def test_the_cache_drops_what_the_update_changed_and_keeps_the_rest(rdb, records
         assert answer == getattr(rdb, call)("User", filt, lean=True, cache=False)  # never a stale answer
         kept[what] = cache.stats()["hits"] == hits + 1
     assert kept == {"a by id": False, "b by id": True, "b by email": True, "by name": False}
+
+
+def test_the_record_of_an_update_without_its_image_has_its_revision_and_time(rdb, records):
+    """An audit record's time is the post-image's ``updatedAt`` (the server's clock): read back
+    in the narrow projection, it is the same as the stored one."""
+    if records == "hooks off":
+        pytest.skip("no records")
+    import datetime as dt
+
+    user = _user(rdb)
+    rdb.update("User", {"id": user.id}, {"name": "Bea"}, returning=False)
+    stored = rdb.find_one("User", {"id": user.id}, lean=True)
+    last = rdb.audit_trail("User", user.id)[-1]
+    assert (last["action"], last["revision"]) == ("update", 1)
+
+    def utc(t: dt.datetime) -> dt.datetime:
+        return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+    assert abs(utc(last["time"]) - utc(stored["updatedAt"])) < dt.timedelta(milliseconds=1)
