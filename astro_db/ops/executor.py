@@ -322,7 +322,7 @@ class Executor:
         was updated: the document is neither opened nor hydrated, and the write reads back of
         it only what its hooks need (``steps.hooks.post_image``)."""
         opts = op.options
-        returning = opts.get("returning", True)
+        returning = opts["returning"] if "returning" in opts else True  # no call: the default path is as before
         if returning is not True:
             if returning is not False:
                 raise QueryError(f"update(): returning must be True or False, got {returning!r}")
