@@ -338,23 +338,32 @@ class Database(OperatorMixin):
 
     @overload
     def update(self, model: type[D], query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[False] = False,
-               expected_revision: int | None = None, **options: Unpack[FilterOptions]) -> D | None: ...
+               expected_revision: int | None = None, returning: Literal[True] = True,
+               **options: Unpack[FilterOptions]) -> D | None: ...
     @overload
     def update(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[True],
-               expected_revision: int | None = None, **options: Unpack[FilterOptions]) -> dict[str, Any] | None: ...
+               expected_revision: int | None = None, returning: Literal[True] = True,
+               **options: Unpack[FilterOptions]) -> dict[str, Any] | None: ...
+    @overload
+    def update(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: Literal[False] = False,
+               expected_revision: int | None = None, returning: Literal[False],
+               **options: Unpack[FilterOptions]) -> bool: ...
     @overload
     def update(self, model: str | ModelInfo, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: bool = False,
-               expected_revision: int | None = None, **options: Unpack[FilterOptions]) -> Any: ...
+               expected_revision: int | None = None, returning: bool = True, **options: Unpack[FilterOptions]) -> Any: ...
 
     @bounded
     def update(self, model: Any, query: Mapping[str, Any], data: Mapping[str, Any], *, lean: bool = False,
-               expected_revision: int | None = None, **options: Any) -> Any:
+               expected_revision: int | None = None, returning: bool = True, **options: Any) -> Any:
         """Validate and apply ``data`` to the first match; the updated instance (the stored
         dict with ``lean=True``), or ``None``. With ``expected_revision`` (a revision read
         earlier: ``instance.revision``, ``_rev`` of a lean dict), only if the document is still
-        at it; else ``ConflictError`` carrying ``current_revision``, nothing written."""
+        at it; else ``ConflictError`` carrying ``current_revision``, nothing written. With
+        ``returning=False``: ``True`` if a document was updated, ``False`` if none matched, and
+        the document is not sent back unless a write hook needs it (``lean=True`` with it is a
+        ``QueryError``)."""
         return self._executor.update(self._op("update", model, query, data, options=options, allowed=FilterOptions, lean=lean,
-                                              expected_revision=expected_revision))
+                                              expected_revision=expected_revision, returning=returning))
 
     @bounded
     def update_many(self, model: ModelRef, query: Mapping[str, Any], data: Mapping[str, Any], *,

@@ -6,7 +6,8 @@ update, find by filter, find by foreign key through ``$lookup``, find by a neste
 nested array field; each task scored in MB/s from the median of its iterations, percentiles
 recorded. Four sides in one run, in rotated order, one warm-up iteration discarded: raw PyMongo
 on a plain client, astro_db as shipped, astro_db with ``audit=False, journal=False``, and
-MongoEngine with documents of the same shapes. Against an nx-27017 server started for the run
+MongoEngine with documents of the same shapes; the update tasks add a fifth, astro_db hooks off
+with ``db.update(..., returning=False)`` (no document back, as raw ``update_one``). Against an nx-27017 server started for the run
 (the test suite's patched launcher), or ``--url``. The spec's data files are read from ``--data``
 (or ``ASTRO_DB_ODM_DATA``); without them, documents of their shapes and sizes are generated.
 Figures, never assertions.

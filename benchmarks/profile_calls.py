@@ -1,8 +1,9 @@
 """Where astro_db's own client CPU goes, per call: ``python benchmarks/profile_calls.py``.
 
 Runs hooks-off calls (``audit=False, journal=False``) of create, update (a one-field ``$set`` by
-id), find_one by id (hydrated, as the benchmark calls it), find lean and hydrated (``find``, 20
-insights each) and find_one of a User by id (hydrated: ``find_one_user``) against an nx-27017 server
+id; ``update_nr`` is the same with ``returning=False``, against raw ``update_one``), find_one by
+id (hydrated, as the benchmark calls it), find lean and hydrated (``find``, 20 insights each)
+and find_one of a User by id (hydrated: ``find_one_user``) against an nx-27017 server
 started the way ``benchmarks/run.py`` starts it (the patched launcher), and the same calls in raw
 PyMongo on a plain client of its own (``tz_aware=True``, no listeners). The two sides run in
 small interleaved batches (``--rounds`` batches of ``--batch`` calls each, inputs rebuilt outside
@@ -61,7 +62,7 @@ from workloads import stored_insight, stored_user, user_input  # noqa: E402
 from astro_db import Database  # noqa: E402
 from astro_db.models import PlanetaryInsight, User  # noqa: E402
 
-KINDS = ("create", "update", "find_one", "find_lean", "find", "find_one_user")
+KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user")
 Call = Callable[[int], Any]
 
 
@@ -104,6 +105,12 @@ def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int
         "update": (raw_update,
                    lambda i: db.update(PlanetaryInsight, {"id": seed_ids[i % len(seed_ids)]}, {"energy_level": i % 101}),
                    nothing),
+        "update_nr": (lambda i: insights.update_one(
+                          {"_id": seed_ids[i % len(seed_ids)]},
+                          {"$set": {"energyLevel": i % 101, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}}),
+                      lambda i: db.update(PlanetaryInsight, {"id": seed_ids[i % len(seed_ids)]}, {"energy_level": i % 101},
+                                          returning=False),
+                      nothing),
         "find_one": (lambda i: insights.find_one({"_id": seed_ids[(i * 7919) % len(seed_ids)]}),
                      lambda i: db.find_one(PlanetaryInsight, {"id": seed_ids[(i * 7919) % len(seed_ids)]}),
                      nothing),

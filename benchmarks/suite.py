@@ -21,11 +21,14 @@ from workloads import insight_input, stored_insight, stored_user, user_input
 
 from astro_db.models import PlanetaryInsight, User
 
-__all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "MONGOENGINE_DICTS", "CACHED", "operations"]
+__all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "MONGOENGINE_DICTS", "CACHED", "RAW_NO_RETURN", "NO_RETURN",
+           "operations"]
 
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
 MONGOENGINE_DICTS = "MongoEngine from dicts"  # given the same input dicts as astro_db: builds its documents timed
 CACHED = "astro_db cached"
+# an update that does not want the document back: raw ``update_one``, and astro_db's ``returning=False``
+RAW_NO_RETURN, NO_RETURN = "raw update_one", "astro_db hooks off, returning=False"
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ def create_many(sizes: Sizes, s: Sides) -> Operation:
 
 def update(sizes: Sizes, s: Sides) -> Operation:
     """``$set`` of one field by id; astro_db returns the updated instance, so raw PyMongo asks
-    for the updated document too (and sets ``updatedAt``, as astro_db does)."""
+    for the updated document too (and sets ``updatedAt``, as astro_db does). Beside them, the
+    form that wants no document back: raw ``update_one`` and astro_db's ``returning=False``
+    (hooks off), compared with raw ``find_one_and_update`` (the baseline) like the others."""
     n = sizes.calls
     ids = s.seed.insight_ids[:n]
     generation = itertools.count(1)
@@ -146,12 +151,22 @@ def update(sizes: Sizes, s: Sides) -> Operation:
             {"_id": oid}, {"$set": {"energyLevel": level, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}},
             return_document=ReturnDocument.AFTER)
 
+    def raw_no_return(items: list[Any], i: int) -> Any:
+        oid, level = items[i]
+        return insights.update_one(
+            {"_id": oid}, {"$set": {"energyLevel": level, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}})
+
     def astro(db: Any) -> Callable[[list[Any], int], Any]:
         return lambda items, i: db.update(PlanetaryInsight, {"id": items[i][0]}, {"energy_level": items[i][1]})
 
+    def no_return(db: Any) -> Callable[[list[Any], int], Any]:
+        return lambda items, i: db.update(PlanetaryInsight, {"id": items[i][0]}, {"energy_level": items[i][1]},
+                                          returning=False)
+
     variants = []
     for label, op, store in ((RAW, raw, s.raw), (DEFAULT, astro(s.default), s.default.mongo),
-                             (HOOKS_OFF, astro(s.hooks_off), s.hooks_off.mongo)):
+                             (HOOKS_OFF, astro(s.hooks_off), s.hooks_off.mongo), (RAW_NO_RETURN, raw_no_return, s.raw),
+                             (NO_RETURN, no_return(s.hooks_off), s.hooks_off.mongo)):
         inputs = _Inputs(s, levels)
         variants.append(_variant(label, inputs, op, check=updated(store, inputs)))
     return Operation(f"update x{n}", n, variants)

@@ -318,9 +318,22 @@ class Executor:
         return UpsertResult(outcomes, failed)
 
     def update(self, op: Operation) -> Any:
+        """The updated document, opened and hydrated; with ``returning=False`` only whether one
+        was updated: the document is neither opened nor hydrated, and the write reads back of
+        it only what its hooks need (``steps.hooks.post_image``)."""
+        opts = op.options
+        returning = opts["returning"] if "returning" in opts else True  # no call: the default path is as before
+        if returning is not True:
+            if returning is not False:
+                raise QueryError(f"update(): returning must be True or False, got {returning!r}")
+            if opts.get("lean", False):
+                raise QueryError("update(): lean=True asks for the updated document as a dict and returning=False for "
+                                 "none; pass one of them")
+            info, writer, filt, compiled, expected = self._updating(op)
+            return writer.update_one(filt, compiled, expected_revision=expected, returning=False) is not None
         info, writer, filt, compiled, expected = self._updating(op)
         doc = writer.update_one(filt, compiled, expected_revision=expected)
-        return hydrate.one(info, open.document(self.runtime, info, doc), lean=op.options.get("lean", False))
+        return hydrate.one(info, open.document(self.runtime, info, doc), lean=opts.get("lean", False))
 
     def update_many(self, op: Operation) -> int:
         _, writer, filt, compiled, _ = self._updating(op, all=op.options.get("all", False))

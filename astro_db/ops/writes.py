@@ -487,29 +487,36 @@ class WriteRunner:
     # --- updates -----------------------------------------------------------------------------
 
     def update_one(self, filt: dict[str, Any], compiled: CompiledUpdate, *,
-                   expected_revision: int | None = None) -> dict[str, Any] | None:
+                   expected_revision: int | None = None, returning: bool = True) -> dict[str, Any] | None:
         """Update the first document matching ``filt``; its post-image, or None. With
         ``expected_revision``, only if that document is still at that revision: the revision is
         part of the write's own filter (one atomic compare-and-set, nothing read first), and a
         miss is told apart afterwards: ``ConflictError`` (it is at another revision, read back),
-        None (nothing matches), or our own write found landed (a retried call)."""
+        None (nothing matches), or our own write found landed (a retried call). With
+        ``returning=False`` the caller does not want the document: what is read back is what
+        the write hooks need (``hooks.post_image``), so the document returned may be only its
+        ``_id``, revision, op id and ``updatedAt``."""
         op_id = new_op_id()
         at = filt if expected_revision is None else {"$and": [filt, _at_rev(expected_revision)]}
-        written, doc = self._update_one(at, compiled, op_id)
+        projection = None if returning else hooks.post_image(self.rt)
+        written, doc = self._update_one(at, compiled, op_id, projection)
         if doc is None and expected_revision is not None:
-            doc = self._own_or_conflict("update", filt, expected_revision, op_id)
+            doc = self._own_or_conflict("update", filt, expected_revision, op_id, projection)
             if doc is not None:
-                written = _written("update", [doc], tuple(compiled.fields), op_id)
+                written = (_written("update", [doc], tuple(compiled.fields), op_id) if projection is None
+                           else self._unimaged(doc, tuple(compiled.fields), op_id))
         self._after(written)
         return doc
 
-    def _own_or_conflict(self, operation: str, filt: dict[str, Any], expected: int, op_id: Any) -> dict[str, Any] | None:
+    def _own_or_conflict(self, operation: str, filt: dict[str, Any], expected: int, op_id: Any,
+                         projection: dict[str, int] | None = None) -> dict[str, Any] | None:
         """After a write at ``expected`` revision matched nothing: the document the write itself
         changed (its op id is on it: an earlier attempt of this call landed), or None if nothing
-        matches ``filt`` at all; else ``ConflictError`` naming the revision it is at now."""
+        matches ``filt`` at all; else ``ConflictError`` naming the revision it is at now.
+        ``projection``: what of it to read (it must hold the revision and op id)."""
         current: dict[str, Any] | None = run.call(
             self.rt, self.info, f"{operation} revision check",
-            lambda: self.coll.find_one(filt, session=self.session), self.tx)
+            lambda: self.coll.find_one(filt, projection, session=self.session), self.tx)
         if current is None:
             return None
         if op_id is not None and current.get(OP_FIELD) == op_id:
@@ -520,48 +527,63 @@ class WriteRunner:
             f"revision {expected} (it was changed since it was read); nothing was written. Read it again and retry "
             f"with expected_revision={now}", current_revision=now, expected_revision=expected)
 
-    def _update_one(self, filt: dict[str, Any], compiled: CompiledUpdate,
-                    op_id: Any = None) -> tuple[Written | None, dict[str, Any] | None]:
+    def _update_one(self, filt: dict[str, Any], compiled: CompiledUpdate, op_id: Any = None,
+                    projection: dict[str, int] | None = None) -> tuple[Written | None, dict[str, Any] | None]:
+        """``projection``: what of the post-image to read back (None: all of it, and the write
+        hooks are told it); a list change or a per-document seal reads the whole document anyway."""
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
         if compiled.touches_lists or self._per_document(compiled):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards)
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
-        landed, found = self._stamped(op_id)
+        landed, found = self._stamped(op_id, projection)
         try:
             doc: dict[str, Any] | None = self._write(
-                "update", partial(self._find_and_update, guarded, update), [], retry=idempotent, landed=landed)
+                "update", partial(self._find_and_update, guarded, update, projection), [], retry=idempotent, landed=landed)
         except _Partly:
             doc = found[0]
         if doc is None:
             if compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
             return None, None
+        if projection is not None:
+            return self._unimaged(doc, tuple(compiled.fields), op_id), doc
         return _written("update", [doc], tuple(compiled.fields), op_id), doc
 
-    def _find_and_update(self, filt: dict[str, Any], update: dict[str, Any]) -> dict[str, Any] | None:
-        """An update's driver call (its attempt is a ``partial`` of it): the post-image, or None;
-        a duplicate key named by its fields (``_naming``, without a closure per call)."""
+    def _find_and_update(self, filt: dict[str, Any], update: dict[str, Any],
+                         projection: dict[str, int] | None = None) -> dict[str, Any] | None:
+        """An update's driver call (its attempt is a ``partial`` of it): the post-image (what
+        ``projection`` keeps of it), or None; a duplicate key named by its fields (``_naming``,
+        without a closure per call)."""
         try:
             doc: dict[str, Any] | None = self.coll.find_one_and_update(
-                filt, update, return_document=ReturnDocument.AFTER, session=self.session)
+                filt, update, projection=projection, return_document=ReturnDocument.AFTER, session=self.session)
         except pm.DuplicateKeyError as exc:
             self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
             raise
         return doc
 
-    def _stamped(self, op_id: Any) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
+    def _stamped(self, op_id: Any, projection: dict[str, int] | None = None,
+                 ) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
         """The read-back of an update whose outcome is unknown: every update stamps its op id
-        (``_op``), so a document carrying it is the update's post-image (put in the list)."""
+        (``_op``), so a document carrying it is the update's post-image (put in the list;
+        ``projection``: what of it)."""
         found: list[dict[str, Any]] = []
 
         def landed() -> bool:
-            doc = self.coll.find_one({OP_FIELD: op_id}, session=self.session)
+            doc = self.coll.find_one({OP_FIELD: op_id}, projection, session=self.session)
             found.extend([doc] if doc is not None else [])
             return doc is not None
 
         return landed, found
+
+    @staticmethod
+    def _unimaged(doc: dict[str, Any], fields: tuple[str, ...], op_id: Any) -> Written:
+        """What a single update wrote when ``doc`` holds only what ``hooks.STAMP`` reads back:
+        the write hooks are told its revision and time, and no post-image."""
+        return Written("update", (doc["_id"],), fields, (Change(doc["_id"], revision_of(doc), doc.get("updatedAt"), None),),
+                       None, False, op_id)
 
     def _per_document(self, compiled: CompiledUpdate) -> bool:
         """Whether the update sets a randomly encrypted field: its value is sealed for each

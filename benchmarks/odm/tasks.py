@@ -9,7 +9,8 @@ operations, the only code timed; ``check`` proves the work was done, untimed.
 The sides: **raw PyMongo** (a plain client: ``insert_one`` of the stored document built before
 timing, ``update_one`` with ``$set``, ``find_one``, ``aggregate``), **astro_db** (``db.create`` of
 the input dict, ``db.update`` by id, ``db.find_one``, ``db.aggregate``; returned as model
-instances), and **MongoEngine** (``Model(**data).save()``, the loaded instance changed and
+instances; the update tasks also run hooks off with ``returning=False``, which asks for no
+document back as raw ``update_one`` does), and **MongoEngine** (``Model(**data).save()``, the loaded instance changed and
 ``save()``d, ``objects(...).first()``, ``objects(...).aggregate``).
 """
 
@@ -48,10 +49,11 @@ from .models import (
     utcnow,
 )
 
-__all__ = ["RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "SIDES", "Sides", "Task", "TASKS", "open_sides"]
+__all__ = ["RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "NO_RETURN", "SIDES", "Sides", "Task", "TASKS", "open_sides"]
 
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
-SIDES = (RAW, DEFAULT, HOOKS_OFF, MONGOENGINE)
+NO_RETURN = "astro_db hooks off, returning=False"  # the update tasks only: db.update(..., returning=False)
+SIDES = (RAW, DEFAULT, HOOKS_OFF, MONGOENGINE, NO_RETURN)
 _ = ForeignKey  # registered with the Database (the $lookup task joins it)
 
 
@@ -235,7 +237,9 @@ def _update(key: str, model: Any, peer: Any, dataset: str, path: str) -> Callabl
         def raw(value: str, i: int) -> Any:
             return coll.update_one({"_id": ids[i]}, {"$set": {path: value, "updatedAt": utcnow()}})
 
-        def astro(db: Database) -> Callable[[str, int], Any]:
+        def astro(db: Database, returning: bool = True) -> Callable[[str, int], Any]:
+            if not returning:
+                return lambda value, i: db.update(model, {"id": ids[i]}, {path: value}, returning=False)
             return lambda value, i: db.update(model, {"id": ids[i]}, {path: value})
 
         def mongoengine(value: str, i: int) -> Any:
@@ -247,7 +251,7 @@ def _update(key: str, model: Any, peer: Any, dataset: str, path: str) -> Callabl
 
         variants = [_variant(label, _Run(lambda: next(values)), op, updated)
                     for label, op in ((RAW, raw), (DEFAULT, astro(s.default)), (HOOKS_OFF, astro(s.hooks_off)),
-                                      (MONGOENGINE, mongoengine))]
+                                      (MONGOENGINE, mongoengine), (NO_RETURN, astro(s.hooks_off, returning=False)))]
         return Operation(key, ops, variants), {}
     return build
 

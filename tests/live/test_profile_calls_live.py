@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_calls.py"
-KINDS = ("create", "update", "find_one", "find_lean", "find", "find_one_user")
+KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user")
 
 
 def _run(*args: str) -> str:

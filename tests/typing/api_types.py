@@ -33,6 +33,13 @@ def typed_calls(db: Database) -> None:
     print(at, revision, counts, deleted)
     db.upsert_many("PlanetaryInsight", [])  # type: ignore[call-arg]
     db.update(User, {"id": user.id}, {}, expected_revision="7")  # type: ignore[call-overload]
+    changed: bool = db.update(User, {"id": user.id}, {"name": "Ann D."}, returning=False)
+    by_ref: bool = db.update("User", {"id": user.id}, {"name": "Ann E."}, returning=False, expected_revision=2)
+    kept: User | None = db.update(User, {"id": user.id}, {"name": "Ann F."}, returning=True)
+    print(changed, by_ref, kept)
+    not_a_doc: User | None = db.update(User, {"id": user.id}, {}, returning=False)  # type: ignore[assignment]
+    db.update(User, {"id": user.id}, {}, lean=True, returning=False)  # type: ignore[call-overload]
+    print(not_a_doc)
 
     not_a_list: int = db.find(User, {}, lean=True)  # type: ignore[assignment]
     db.find(User, {}, limt=10)  # type: ignore[call-overload]

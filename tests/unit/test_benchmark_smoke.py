@@ -17,7 +17,7 @@ BOTH = ("raw PyMongo", "astro_db default", "astro_db hooks off")
 OPERATIONS = {  # every operation's row, with the variants it compares
     "create x10": (*BOTH, "MongoEngine", "MongoEngine from dicts"),
     "create_many 30": (*BOTH, "MongoEngine", "MongoEngine from dicts"),
-    "update x10": BOTH,
+    "update x10": (*BOTH, "raw update_one", "astro_db hooks off, returning=False"),
     "find_one by id x10": (*BOTH, "MongoEngine"),
     "find lean 40 docs": BOTH,
     "find hydrated 40 docs": (*BOTH, "MongoEngine"),

@@ -7,13 +7,17 @@ invalidation, then the change records (``ChangeRecords``: the audit trail and th
 one, ``astro_db.changes``), then any hook the app added. Inside a transaction their own writes
 commit or abort with it, and the cache is invalidated only on commit. A ``ChangeRecordError``
 (the write stands, its records are pending) is raised after the other hooks have run.
+
+``post_image`` is the one rule of what an update that does not return its document
+(``db.update(..., returning=False)``) fetches back: the whole post-image when a hook needs it,
+else only what the write step itself reads.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...changes import new_op_id
+from ...changes import OP_FIELD, REV_FIELD, new_op_id
 from ...errors import AstroDBError, ChangeRecordError
 from ...events import WriteEvent, Written
 from ...security.audit import current_request_id
@@ -24,7 +28,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...registry import ModelInfo
     from ..runtime import Runtime
 
-__all__ = ["ChangeRecords", "after_write", "emit"]
+__all__ = ["ChangeRecords", "STAMP", "after_write", "emit", "post_image"]
+
+# What an update that does not return its document reads back when no hook needs its post-image:
+# its ``_id``, the revision it made and its op id (the lost-reply and own-write checks compare
+# them), and ``updatedAt`` (a change record's time, when the audit trail alone is on).
+STAMP: dict[str, int] = {"_id": 1, REV_FIELD: 1, OP_FIELD: 1, "updatedAt": 1}
+
+
+def post_image(rt: Runtime) -> dict[str, int] | None:
+    """What of an updated document the write hooks need back when the caller does not want it:
+    ``None``, the whole post-image, when the journal is on (its records carry it) or when a hook
+    the app added may read ``WriteEvent.documents``; else ``STAMP``, and the event carries no
+    post-image. The query cache needs none (a write without post-images is judged by the fields
+    it set: ``cache.store.QueryCache.apply``), nor do audit-only records (id, revision, time)."""
+    if rt.changes.journal:
+        return None
+    on_write = rt.cache.on_write
+    for hook in rt.hooks:
+        if not (hook == on_write or isinstance(hook, ChangeRecords)):
+            return None
+    return STAMP
 
 
 def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: MongoDB, session: Session, transaction: MaybeTransaction,
