@@ -49,6 +49,7 @@ from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
 from .bus import BusFigures, CacheListener, Notice, SubscribingBus
+from .redis_store import dependency_keys, write_dependencies
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -57,11 +58,20 @@ __all__ = ["RedisBus"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the model's generation key, KEYS[2] the set of cached models; ARGV[1] channel, ARGV[2]
-# the message up to its generation, ARGV[3] the model. A model no process caches is not announced
-# (its generation still advances, for the shared store): no subscriber wakes for it.
+# KEYS[1] the model's generation key, KEYS[2] the set of cached models, KEYS[3] the TTL of the
+# model's dependency keys; ARGV[1] channel, ARGV[2] the message up to its generation, ARGV[3] the
+# model, ARGV[4] the prefix of its dependency keys, ARGV[5..] the write's dependencies. A model no
+# process caches is not announced (its generation still advances, for the shared store): no
+# subscriber wakes for it. The dependency keys (``redis_store``) are set only once some shared
+# store has read the model (it set their TTL, in the script that read the generation).
 _PUBLISH = """
 local g = redis.call('INCR', KEYS[1])
+local ttl = tonumber(redis.call('GET', KEYS[3]))
+if ttl then
+  for i = 5, #ARGV do
+    redis.call('SET', ARGV[4] .. ARGV[i], g, 'PX', ttl)
+  end
+end
 if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
   redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
   return 1
@@ -89,6 +99,7 @@ class RedisBus(SubscribingBus):
         self.masked_url = mask_url(url)
         self.channel = f"astro_db:{namespace}:invalidate"
         self.generation_prefix = f"astro_db:{namespace}:gen:"
+        self.key_prefix = f"astro_db:{namespace}:"
         self.cached_key = f"astro_db:{namespace}:cached"  # the models some process caches (announced)
         self._watched: set[str] = set()  # the models this process registered since it subscribed
         self.origin = uuid.uuid4().hex
@@ -299,7 +310,9 @@ class RedisBus(SubscribingBus):
         head = json.dumps(body)[:-1] + ', "g": '
         self._sending_since = time.monotonic()
         try:
-            published = self._script(keys=[self.generation_prefix + model, self.cached_key], args=[self.channel, head, model])
+            dependencies, dependency_ttl = dependency_keys(self.key_prefix, model)
+            published = self._script(keys=[self.generation_prefix + model, self.cached_key, dependency_ttl],
+                                     args=[self.channel, head, model, dependencies, *write_dependencies(notice)])
         finally:
             self._sending_since = None
         self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
