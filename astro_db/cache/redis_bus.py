@@ -6,8 +6,11 @@ background publisher thread and waits for the announcement at most ``wait_s`` (2
 Redis answers in well under a millisecond, so the generation has moved on when the write
 returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
 most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher sends one Lua
-script ``INCR astro_db:{db}:gen:{model}`` then ``PUBLISH astro_db:{db}:invalidate {"m": model,
-"g": generation, "o": origin, "t": time}``. Being one script, the generations of a model reach
+script ``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
+sets the write's dependency keys to that generation (``redis_store.write_dependencies``: what the
+write may have changed, so that the shared store stops serving exactly those entries), then
+``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
+Being one script, the generations of a model reach
 every subscriber in order and without holes. Models waiting to be announced are *pending* (one
 entry per model: the queue is bounded by the number of models, later writes coalesce); while
 one is pending this process does not read the shared store for it (``unsent``). A send that has

@@ -392,10 +392,11 @@ def test_the_web_mix_benchmark_prints_its_figures_in_tiny_mode():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web_mix.py"), "--tiny"],
                           capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines()
-            if line.startswith(("no cache", "User cache over Redis"))}
-    assert set(rows) == {"no cache", "User cache over Redis"}
-    assert rows["User cache over Redis"][-1] == "0"  # stale answers after delivery
+    configs = {"no cache", "User cache over Redis", "+ shared store"}
+    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines() if line.split("  ")[0] in configs}
+    assert set(rows) == configs
+    assert rows["User cache over Redis"][-1] == "0" and rows["+ shared store"][-1] == "0"  # stale answers after delivery
+    assert "shared store (+ shared store): " in done.stdout and "forged 0" in done.stdout
 
 
 def test_the_monitoring_cost_benchmark_prints_its_figures_in_tiny_mode():
