@@ -14,12 +14,15 @@ POST /users 5% (a new user), POST /users/<id>/insights 10% (loads the user first
 PATCH /users/<id>/seen 5% (sets lastActive: the session's one User update of docs/scaling.md;
 a route this script adds to the example, which has no User update).
 
-Configurations: no cache, and the User cache over Redis, round by round in turn (so the
-machine's load falls on both alike). Printed per configuration: client CPU per request (µs;
-median of ``--rounds`` rounds, each on a fresh server database after a warm-up of a quarter
-of the requests), the User cache's hit ratio over all four apps, and after the run a staleness
-check: once every bus has delivered every notice, each app's cached answer for every user equals
-the server's (``stale`` must be 0). Figures, not assertions.
+Configurations: no cache, the User cache over Redis, and the same with the shared result
+store (``cache_store=`` on the bus's Redis: a local miss is looked up in Redis), round by round
+in turn (so the machine's load falls on all alike). Printed per configuration: client CPU per
+request (µs; median of ``--rounds`` rounds, each on a fresh server database after a warm-up of a
+quarter of the requests), the User cache's hit ratio over all four apps, for the shared store
+its hits, misses (of which ``outdated``: an entry found that a write since made unservable),
+puts stored and refused, and after the run a staleness check: once every bus has delivered
+every notice, each app's cached answer for every user equals the server's (``stale`` must be 0).
+``--no-store`` leaves the third configuration out. Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -57,10 +60,15 @@ def _seen(user_id: str) -> Any:
     return "", 204
 
 
-def _apps(url: str, key: str, cache: str | None) -> list[Any]:
+STORE_COUNTS = ("hits", "misses", "outdated", "stored", "refused", "errors", "forged")
+
+
+def _apps(url: str, key: str, cache: str | None, store: bool = False) -> list[Any]:
     options: dict[str, Any] = {"encryption_key": key, "maxPoolSize": 50}
     if cache:
         options.update(cache_models=["User"], cache_bus=cache, cache_ttl_s=300)
+    if cache and store:
+        options.update(cache_store=cache)  # its MACs under a key derived from encryption_key
     apps = []
     for _ in range(WORKERS):
         app = flask_app.create_app({"ASTRO_DB_URL": url, "ASTRO_DB_EAGER_CONNECT": True, "ASTRO_DB_OPTIONS": options,
@@ -130,10 +138,22 @@ def _stale(dbs: list[Any], users: list[str]) -> int:
     return stale
 
 
-def one_round(nx: Any, cache: str | None, key: str, users_n: int, requests: int, seed: int) -> dict[str, Any]:
-    """One round of one configuration on a fresh database: CPU per request, hits, lookups, stale."""
+def _store_counts(dbs: list[Any]) -> dict[str, int]:
+    """The shared store's counters summed over the apps (zeros without a store)."""
+    out = dict.fromkeys(STORE_COUNTS, 0)
+    for db in dbs:
+        shared = db.executor.runtime.cache.bus_stats().get("shared_store") if db.executor.runtime.cache.enabled else None
+        for name in STORE_COUNTS:
+            out[name] += int((shared or {}).get(name, 0))
+    return out
+
+
+def one_round(nx: Any, cache: str | None, key: str, users_n: int, requests: int, seed: int,
+              store: bool = False) -> dict[str, Any]:
+    """One round of one configuration on a fresh database: CPU per request, hits, lookups, the
+    shared store's counters, stale."""
     url = nx.url(f"webmix_{uuid.uuid4().hex[:8]}")
-    apps = _apps(url, key, cache)
+    apps = _apps(url, key, cache, store)
     dbs = [_database(app) for app in apps]
     try:
         for db in dbs:
@@ -144,34 +164,41 @@ def one_round(nx: Any, cache: str | None, key: str, users_n: int, requests: int,
         _run(apps, users, requests // 4, rng)  # warm-up: caches and pools filled
         _settle(dbs)
         before = [db.executor.runtime.cache.stats() for db in dbs]
+        store_before = _store_counts(dbs)
         started = time.process_time()
         _run(apps, users, requests, rng)
         cpu = (time.process_time() - started) / requests * 1e6
         after = [db.executor.runtime.cache.stats() for db in dbs]
+        store_after = _store_counts(dbs)
         hits = sum(a["hits"] - b["hits"] for a, b in zip(after, before))
         looked = sum(a["hits"] + a["misses"] - b["hits"] - b["misses"] for a, b in zip(after, before))
-        return {"cpu": cpu, "hits": hits, "looked": looked, "stale": _stale(dbs, users) if cache else 0}
+        return {"cpu": cpu, "hits": hits, "looked": looked, "stale": _stale(dbs, users) if cache else 0,
+                "store": {name: store_after[name] - store_before[name] for name in STORE_COUNTS}}
     finally:
         for db in dbs:
             db.disconnect()
 
 
-def measure(nx: Any, redis_url: str, users_n: int, requests: int, rounds: int) -> list[dict[str, Any]]:
-    """Both configurations, round by round in turn (the machine's load falls on both alike)."""
+def measure(nx: Any, redis_url: str, users_n: int, requests: int, rounds: int,
+            store: bool = True) -> list[dict[str, Any]]:
+    """Every configuration, round by round in turn (the machine's load falls on all alike)."""
     key = new_key()
-    configs = [("no cache", None), ("User cache over Redis", redis_url)]
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in configs}
+    configs: list[tuple[str, str | None, bool]] = [("no cache", None, False), ("User cache over Redis", redis_url, False)]
+    if store:
+        configs.append(("+ shared store", redis_url, True))
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in configs}
     for r in range(rounds):
-        for name, cache in configs if r % 2 == 0 else configs[::-1]:
-            results[name].append(one_round(nx, cache, key, users_n, requests, r))
+        for name, cache, shared in configs if r % 2 == 0 else configs[::-1]:
+            results[name].append(one_round(nx, cache, key, users_n, requests, r, shared))
     rows = []
-    for name, _ in configs:
+    for name, _, _ in configs:
         done = results[name]
         looked = sum(d["looked"] for d in done)
         rows.append({"config": name, "cpu_us": statistics.median(d["cpu"] for d in done),
                      "cpu_rounds": [round(d["cpu"]) for d in done],
                      "hit_ratio": sum(d["hits"] for d in done) / looked if looked else 0.0,
-                     "stale": sum(d["stale"] for d in done)})
+                     "stale": sum(d["stale"] for d in done),
+                     "store": {n: sum(d["store"][n] for d in done) for n in STORE_COUNTS}})
     return rows
 
 
@@ -181,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a quick check that it runs (not a measurement)")
+    parser.add_argument("--no-store", action="store_true", help="leave out the shared-store configuration")
     args = parser.parse_args(argv)
     if args.tiny:
         args.requests, args.users, args.rounds = 80, 10, 1
@@ -188,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         nx = NxServer(Path(tmp) / "nx").start()
         redis = RedisServer(Path(tmp) / "redis").start()
         try:
-            rows = measure(nx, redis.url, args.users, args.requests, args.rounds)
+            rows = measure(nx, redis.url, args.users, args.requests, args.rounds, store=not args.no_store)
         finally:
             redis.stop()
             nx.stop()
@@ -198,8 +226,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{row['config']:26} {row['cpu_us']:15.0f} {str(row['cpu_rounds']):>22} {row['hit_ratio']:10.1%} "
               f"{row['stale']:6d}")
     base = rows[0]["cpu_us"]
-    print(f"cached / no cache CPU: {rows[1]['cpu_us'] / base:.2f}x (median of the rounds); per round: "
-          f"{[round(c / b, 2) for c, b in zip(rows[1]['cpu_rounds'], rows[0]['cpu_rounds'])]}")
+    for row in rows[1:]:
+        print(f"{row['config']} / no cache CPU: {row['cpu_us'] / base:.2f}x (median of the rounds); per round: "
+              f"{[round(c / b, 2) for c, b in zip(row['cpu_rounds'], rows[0]['cpu_rounds'])]}")
+    for row in rows[1:]:
+        if row["store"]["hits"] + row["store"]["misses"]:
+            counts = row["store"]
+            looked = counts["hits"] + counts["misses"]
+            print(f"shared store ({row['config']}): {counts['hits']} hits / {looked} lookups "
+                  f"({counts['hits'] / looked:.1%}), outdated {counts['outdated']}, stored {counts['stored']}, "
+                  f"refused {counts['refused']}, errors {counts['errors']}, forged {counts['forged']}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ background publisher thread and waits for the announcement at most ``wait_s`` (2
 Redis answers in well under a millisecond, so the generation has moved on when the write
 returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
 most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher sends one Lua
-script ``INCR astro_db:{db}:gen:{model}`` then ``PUBLISH astro_db:{db}:invalidate {"m": model,
-"g": generation, "o": origin, "t": time}``. Being one script, the generations of a model reach
+script ``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
+sets the write's dependency keys to that generation (``redis_store.write_dependencies``: what the
+write may have changed, so that the shared store stops serving exactly those entries), then
+``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
+Being one script, the generations of a model reach
 every subscriber in order and without holes. Models waiting to be announced are *pending* (one
 entry per model: the queue is bounded by the number of models, later writes coalesce); while
 one is pending this process does not read the shared store for it (``unsent``). A send that has
@@ -49,6 +52,7 @@ from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
 from .bus import BusFigures, CacheListener, Notice, SubscribingBus
+from .redis_store import dependency_keys, write_dependencies
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -57,11 +61,20 @@ __all__ = ["RedisBus"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the model's generation key, KEYS[2] the set of cached models; ARGV[1] channel, ARGV[2]
-# the message up to its generation, ARGV[3] the model. A model no process caches is not announced
-# (its generation still advances, for the shared store): no subscriber wakes for it.
+# KEYS[1] the model's generation key, KEYS[2] the set of cached models, KEYS[3] the TTL of the
+# model's dependency keys; ARGV[1] channel, ARGV[2] the message up to its generation, ARGV[3] the
+# model, ARGV[4] the prefix of its dependency keys, ARGV[5..] the write's dependencies. A model no
+# process caches is not announced (its generation still advances, for the shared store): no
+# subscriber wakes for it. The dependency keys (``redis_store``) are set only once some shared
+# store has read the model (it set their TTL, in the script that read the generation).
 _PUBLISH = """
 local g = redis.call('INCR', KEYS[1])
+local ttl = tonumber(redis.call('GET', KEYS[3]))
+if ttl then
+  for i = 5, #ARGV do
+    redis.call('SET', ARGV[4] .. ARGV[i], g, 'PX', ttl)
+  end
+end
 if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
   redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
   return 1
@@ -89,6 +102,7 @@ class RedisBus(SubscribingBus):
         self.masked_url = mask_url(url)
         self.channel = f"astro_db:{namespace}:invalidate"
         self.generation_prefix = f"astro_db:{namespace}:gen:"
+        self.key_prefix = f"astro_db:{namespace}:"
         self.cached_key = f"astro_db:{namespace}:cached"  # the models some process caches (announced)
         self._watched: set[str] = set()  # the models this process registered since it subscribed
         self.origin = uuid.uuid4().hex
@@ -299,7 +313,9 @@ class RedisBus(SubscribingBus):
         head = json.dumps(body)[:-1] + ', "g": '
         self._sending_since = time.monotonic()
         try:
-            published = self._script(keys=[self.generation_prefix + model, self.cached_key], args=[self.channel, head, model])
+            dependencies, dependency_ttl = dependency_keys(self.key_prefix, model)
+            published = self._script(keys=[self.generation_prefix + model, self.cached_key, dependency_ttl],
+                                     args=[self.channel, head, model, dependencies, *write_dependencies(notice)])
         finally:
             self._sending_since = None
         self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell

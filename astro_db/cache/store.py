@@ -49,8 +49,18 @@ from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from ..query.evaluate import matches
 from .bus import MAX_NOTICE_IDS, InvalidationBus, LocalBus, Notice
+from .redis_store import (
+    ANY,
+    CREATED,
+    DELETED,
+    MAX_DEPENDENCY_IDS,
+    MAX_ENTRY_DEPENDENCIES,
+    WHOLE,
+    RedisStore,
+    field_dependency,
+    id_dependency,
+)
 from .redis_store import MISSING as _SHARED_MISSING
-from .redis_store import RedisStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
@@ -140,6 +150,28 @@ class _Shape:
         if notice.images is None:
             return True
         return any(_may_match(self.filt, image) for image in notice.images)
+
+    def dependencies(self) -> tuple[str, ...]:
+        """What this entry depends on in the shared store (``redis_store``): the writes
+        ``may_change`` drops it for when the notice carries no post-images (another process's),
+        as the dependency keys such a write sets. An entry holding or pinning an id depends on
+        it; a filter that does not pin ids also on the fields it names and on creates, a count
+        on deletes too; every one on the whole model; one that cannot be judged (or holds more
+        than ``MAX_DEPENDENCY_IDS`` ids) on every write (``ANY``)."""
+        if self.fragile:
+            return (ANY,)
+        held = self.ids if self.pinned is None else self.ids | self.pinned
+        if len(held) > MAX_DEPENDENCY_IDS:
+            return (ANY,)
+        names = [WHOLE, *(id_dependency(digest) for digest in sorted(held))]
+        if self.pinned is None:  # it may match a document it does not hold
+            names += [field_dependency(name) for name in sorted(self.fields)]
+            names.append(CREATED)
+            if self.count:
+                names.append(DELETED)
+        if len(names) > MAX_ENTRY_DEPENDENCIES or any("\0" in name for name in names):
+            return (ANY,)
+        return tuple(names)
 
 
 def _may_match(filt: Mapping[str, Any], image: Mapping[str, Any]) -> bool:
@@ -309,7 +341,7 @@ class QueryCache:
             return copy_stored(value)
         if not self._watch(model):
             return fetch()  # the bus could not register the model: nothing is stored
-        shared, token = self.shared, b""
+        shared, token = self.shared, None
         if shared is not None and self._unsent(model):
             shared = None  # this process wrote the model and has not announced it yet: Redis's copy may be older
         if shared is not None:
@@ -318,8 +350,9 @@ class QueryCache:
                 self.put(key, found, generation)
                 return found
         result = fetch()
-        if self.put(key, result, generation) and shared is not None:
-            shared.put(key, result, token)
+        shape = self._store(key, result, generation)
+        if shape is not None and shared is not None:
+            shared.put(key, result, token, shape.dependencies())
         return result
 
     def _unsent(self, model: str) -> bool:
@@ -373,19 +406,23 @@ class QueryCache:
         """Store ``value`` (copied) under ``key``; refused (``False``) when ``generation`` is no
         longer the model's current one, the value alone exceeds the document bound, or the bus
         is down (an entry stored then could miss an invalidation)."""
+        return self._store(key, value, generation) is not None
+
+    def _store(self, key: CacheKey, value: Any, generation: tuple[int, int] | None = None) -> _Shape | None:
+        """``put``: the stored entry's shape (what the shared store's entry depends on), or ``None``."""
         weight = len(value) if isinstance(value, list) else 1
         if not self.enabled or weight > self.max_documents:
             with self._lock:
                 self._counts["uncacheable"] += 1
-            return False
+            return None
         if not self.bus.connected or not self._watching(key[0]):
-            return False  # down, or the model's writes are not announced to this process yet
+            return None  # down, or the model's writes are not announced to this process yet
         stored = copy_stored(value)
         shape = self._shape(key, value)
         model = key[0]
         with self._lock:
             if generation is not None and (self._epoch, self._generation.get(model, 0)) != generation:
-                return False
+                return None
             if key in self._entries:
                 self._remove_locked(key)
             self._entries[key] = _Entry(stored, self._clock() + self.ttl_s, weight, shape)
@@ -404,7 +441,7 @@ class QueryCache:
                 oldest = next(iter(self._entries))
                 self._remove_locked(oldest)
                 self._counts["evictions"] += 1
-        return True
+        return shape
 
     def _remove_locked(self, key: CacheKey) -> None:
         entry = self._entries.pop(key)

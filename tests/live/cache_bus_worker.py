@@ -128,7 +128,9 @@ def main() -> None:
         from redis.retry import Retry
 
         shared._client = redis.Redis.from_url(store, socket_connect_timeout=60, socket_timeout=60, retry=Retry(NoBackoff(), 1))
-        shared._put = shared._client.register_script(shared._put.script)
+        for script in ("_get", "_put"):  # its Lua scripts, on the new client
+            if hasattr(shared, script):
+                setattr(shared, script, shared._client.register_script(getattr(shared, script).script))
     markers: set[str] = set()  # the barrier markers this worker has applied (see the module's docstring)
     if hasattr(cache.bus, "_deliver"):
         deliver = cache.bus._deliver

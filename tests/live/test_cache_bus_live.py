@@ -253,6 +253,29 @@ def test_with_the_shared_store_a_read_in_one_process_is_a_hit_in_another(workers
     assert out["name"] == "v1" and out["bus"]["shared_store"]["hits"] == 2  # C's new entry, not A's old one
 
 
+def test_with_the_shared_store_a_write_to_one_user_keeps_anothers_entry_in_every_process(workers, redis_server):
+    """Issue 27: A's write to Ann makes Ann's shared entry unservable in every process as soon
+    as it is announced (C has not applied the notice: its own cache holds nothing of it), and
+    leaves Bob's servable from Redis."""
+    a, b, c = workers(redis_server.url, 3, store=redis_server.url, hold=True)
+    for worker in (a, b, c):
+        worker.wait("connected", value=True)
+    ann = a.call("create", email=_email(), name="ann0")["id"]
+    bob = a.call("create", email=_email(), name="bob0")["id"]
+    settle(redis_server.url, a, b, c)
+    a.call("read", id=ann)
+    assert a.call("read", id=bob)["bus"]["shared_store"]["stored"] == 2  # both in Redis
+    a.call("update", id=ann, name="ann1")
+    a.wait("pending", value=[])  # announced: its dependency keys are set
+    out = c.call("read", id=bob)
+    assert out["name"] == "bob0" and out["bus"]["shared_store"]["hits"] == 1  # kept: C never asked the server
+    out = c.call("read", id=ann)
+    assert out["name"] == "ann1" and out["bus"]["shared_store"]["hits"] == 1
+    assert out["bus"]["shared_store"]["outdated"] == 1  # Ann's old entry was found and not served
+    settle(redis_server.url, a, b, c)
+    assert b.call("read", id=bob)["bus"]["shared_store"]["hits"] == 1
+
+
 # --- one process, several Databases ------------------------------------------------------------
 
 def test_databases_of_one_process_on_the_same_data_drop_each_others_entries(live_url, live_server):
@@ -369,10 +392,11 @@ def test_the_web_mix_benchmark_prints_its_figures_in_tiny_mode():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web_mix.py"), "--tiny"],
                           capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines()
-            if line.startswith(("no cache", "User cache over Redis"))}
-    assert set(rows) == {"no cache", "User cache over Redis"}
-    assert rows["User cache over Redis"][-1] == "0"  # stale answers after delivery
+    configs = {"no cache", "User cache over Redis", "+ shared store"}
+    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines() if line.split("  ")[0] in configs}
+    assert set(rows) == configs
+    assert rows["User cache over Redis"][-1] == "0" and rows["+ shared store"][-1] == "0"  # stale answers after delivery
+    assert "shared store (+ shared store): " in done.stdout and "forged 0" in done.stdout
 
 
 def test_the_monitoring_cost_benchmark_prints_its_figures_in_tiny_mode():

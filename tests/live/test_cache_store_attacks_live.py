@@ -82,13 +82,13 @@ def test_an_entry_copied_over_another_actors_key_is_never_served(live_url, redis
         _chart(admin, victim.id, "Victim Street 1")
         _chart(admin, mallory.id, "Mallory Road 2")
         announce(admin)
-        before = set(client.scan_iter(match="astro_db:*:r:BirthChart:*"))
+        before = set(client.scan_iter(match="astro_db:*:r2:BirthChart:*"))
         victim_view = admin.as_actor(str(victim.id), ["self"])
         assert [c.birth_data.location.name for c in victim_view.find("BirthChart", {}, cache=True)] == ["Victim Street 1"]
-        victim_keys = set(client.scan_iter(match="astro_db:*:r:BirthChart:*")) - before
+        victim_keys = set(client.scan_iter(match="astro_db:*:r2:BirthChart:*")) - before
         mallory_view = admin.as_actor(str(mallory.id), ["self"])
         mallory_view.find("BirthChart", {}, cache=True)
-        mallory_keys = set(client.scan_iter(match="astro_db:*:r:BirthChart:*")) - before - victim_keys
+        mallory_keys = set(client.scan_iter(match="astro_db:*:r2:BirthChart:*")) - before - victim_keys
         assert len(victim_keys) == 1 and len(mallory_keys) == 1
         # the attacker copies the victim's entry, as is, over Mallory's key
         client.set(next(iter(mallory_keys)), client.get(next(iter(victim_keys))))

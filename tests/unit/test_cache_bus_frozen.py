@@ -21,7 +21,7 @@ import pytest
 from spies import poll as _poll
 
 from astro_db import Database
-from astro_db.cache.redis_store import MISSING, RedisStore
+from astro_db.cache.redis_store import MISSING, RedisStore, Token
 from astro_db.cache.store import QueryCache, cache_key
 from astro_db.ratelog import RateLimitedLog
 
@@ -204,7 +204,7 @@ def test_while_a_write_is_unannounced_its_process_does_not_read_the_shared_store
             self.asked.append(key[0])
             return {"name": "old"}, b"1"
 
-        def put(self, key, value, token) -> bool:
+        def put(self, key, value, token, dependencies) -> bool:
             return True
 
     bus, store = Bus(), Store()
@@ -227,7 +227,7 @@ def test_a_failing_shared_store_is_not_asked_again_for_a_while(redis_server):
         assert store.get(key)[0] is MISSING and store.stats()["errors"] == 1  # one bounded wait
         for _ in range(5):
             assert store.get(key)[0] is MISSING
-        assert not store.put(key, [1], b"1")
+        assert not store.put(key, [1], Token(1, 0))
         assert store.stats()["errors"] == 1 and store.stats()["skipped"] == 6  # Redis not asked again
     finally:
         redis_server.thaw()
