@@ -62,7 +62,9 @@ __all__ = ["RedisBus"]
 log = logging.getLogger(__name__)
 
 # KEYS[1] the model's generation key, KEYS[2] the set of cached models, KEYS[3] the TTL of the
-# model's dependency keys; ARGV[1] channel, ARGV[2] the message up to its generation, ARGV[3] the
+# model's dependency keys, KEYS[4] the last generation whose write recorded its dependencies (set
+# by every publish: a gap below it means writes of an earlier version, which record none, and
+# they count as changing the whole model: ``redis_store``); ARGV[1] channel, ARGV[2] the message up to its generation, ARGV[3] the
 # model, ARGV[4] the prefix of its dependency keys, ARGV[5..] the write's dependencies. A model no
 # process caches is not announced (its generation still advances, for the shared store): no
 # subscriber wakes for it. The dependency keys (``redis_store``) are set only once some shared
@@ -71,10 +73,14 @@ _PUBLISH = """
 local g = redis.call('INCR', KEYS[1])
 local ttl = tonumber(redis.call('GET', KEYS[3]))
 if ttl then
+  if (tonumber(redis.call('GET', KEYS[4])) or 0) < g - 1 then
+    redis.call('SET', ARGV[4] .. 'a', g - 1, 'PX', ttl)  -- writes of a version that records no dependencies
+  end
   for i = 5, #ARGV do
     redis.call('SET', ARGV[4] .. ARGV[i], g, 'PX', ttl)
   end
 end
+redis.call('SET', KEYS[4], g)
 if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
   redis.call('PUBLISH', ARGV[1], ARGV[2] .. g .. '}')
   return 1
@@ -313,8 +319,8 @@ class RedisBus(SubscribingBus):
         head = json.dumps(body)[:-1] + ', "g": '
         self._sending_since = time.monotonic()
         try:
-            dependencies, dependency_ttl = dependency_keys(self.key_prefix, model)
-            published = self._script(keys=[self.generation_prefix + model, self.cached_key, dependency_ttl],
+            dependencies, dependency_ttl, recorded = dependency_keys(self.key_prefix, model)
+            published = self._script(keys=[self.generation_prefix + model, self.cached_key, dependency_ttl, recorded],
                                      args=[self.channel, head, model, dependencies, *write_dependencies(notice)])
         finally:
             self._sending_since = None

@@ -113,9 +113,10 @@ def write_dependencies(notice: Notice | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def dependency_keys(prefix: str, model: str) -> tuple[str, str]:
-    """``(the prefix of model's dependency keys, the key of their TTL)`` under ``astro_db:{ns}:``."""
-    return f"{prefix}dep:{model}:", f"{prefix}depttl:{model}"
+def dependency_keys(prefix: str, model: str) -> tuple[str, str, str]:
+    """``(the prefix of model's dependency keys, the key of their TTL, the key of the last
+    sequence whose write recorded its dependencies)`` under ``astro_db:{ns}:``."""
+    return f"{prefix}dep:{model}:", f"{prefix}depttl:{model}", f"{prefix}depseq:{model}"
 
 
 class Token(NamedTuple):
@@ -131,8 +132,9 @@ _NOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
-# KEYS[1] the model's sequence, KEYS[2] the entry, KEYS[3] the model's dependency TTL; ARGV[1] the
-# dependency TTL this process needs (ms), ARGV[2] the prefix of the model's dependency keys.
+# KEYS[1] the model's sequence, KEYS[2] the entry, KEYS[3] the model's dependency TTL, KEYS[4] the
+# last sequence whose write recorded its dependencies; ARGV[1] the dependency TTL this process
+# needs (ms), ARGV[2] the prefix of the model's dependency keys.
 # Returns {now, sequence} or {now, sequence, entry, highest dependency (-1: unreadable list)}.
 _GET = _NOW + r"""
 if (tonumber(redis.call('GET', KEYS[3])) or 0) < tonumber(ARGV[1]) then
@@ -143,6 +145,10 @@ local raw = redis.call('GET', KEYS[2])
 if not raw then
   return {now, seq}
 end
+-- writes after the last one that recorded its dependencies were made by a version that records
+-- none: they count as changing every entry of the model
+local unrecorded = 0
+if tonumber(seq) > (tonumber(redis.call('GET', KEYS[4])) or 0) then unrecorded = tonumber(seq) end
 local highest = -1
 local p = string.find(raw, '\0', 1, true)
 local q = p and string.find(raw, '\0', p + 1, true)
@@ -163,10 +169,12 @@ if n and n <= MAX_DEPENDENCIES then
     if v > highest then highest = v end
     pos = e + 1
   end
+  if unrecorded > highest then highest = unrecorded end
 end
 return {now, seq, raw, highest}
 """.replace("MAX_DEPENDENCIES", str(MAX_ENTRY_DEPENDENCIES))
-# KEYS[1] the model's sequence, KEYS[2] the entry; ARGV[1] the sequence read before the fetch,
+# KEYS[1] the model's sequence, KEYS[2] the entry, KEYS[3] the last sequence whose write recorded
+# its dependencies; ARGV[1] the sequence read before the fetch,
 # ARGV[2] the value, ARGV[3] the TTL in ms, ARGV[4] the server's clock at the get (ms), ARGV[5]
 # the prefix of the model's dependency keys, ARGV[6..] the entry's dependencies.
 # Returns 1 stored, 0 a write it depends on landed since, -1 too long after the get.
@@ -175,6 +183,10 @@ if now - tonumber(ARGV[4]) > tonumber(ARGV[3]) then
   return -1
 end
 local seq = tonumber(ARGV[1])
+local now_seq = tonumber(redis.call('GET', KEYS[1])) or 0
+if now_seq > seq and now_seq > (tonumber(redis.call('GET', KEYS[3])) or 0) then
+  return 0  -- a write since the fetch began recorded no dependencies (an earlier version's)
+end
 for i = 6, #ARGV do
   local v
   if ARGV[i] == '*' then v = redis.call('GET', KEYS[1]) else v = redis.call('GET', ARGV[5] .. ARGV[i]) end
@@ -220,22 +232,23 @@ class RedisStore:
         self.retry_after_s = retry_after_s
         self._skip_until = 0.0  # monotonic time before which Redis is not asked (after a failure)
 
-    def _keys(self, key: tuple[Any, ...]) -> tuple[str, str, str, str]:
-        """The model's sequence key, the entry's key, the model's dependency-TTL key and the
-        prefix of its dependency keys."""
+    def _keys(self, key: tuple[Any, ...]) -> tuple[str, str, str, str, str]:
+        """The model's sequence key, the entry's key, the model's dependency-TTL key, the prefix
+        of its dependency keys and the key of the last sequence that recorded its dependencies."""
         model = str(key[0])
         digest = hashlib.sha256(repr(key[1:3]).encode() + b"\0" + bytes(key[3])).hexdigest()
-        dependencies, dependency_ttl = dependency_keys(self.prefix, model)
-        return self.prefix + "gen:" + model, f"{self.prefix}r2:{model}:{digest}", dependency_ttl, dependencies
+        dependencies, dependency_ttl, recorded = dependency_keys(self.prefix, model)
+        return (self.prefix + "gen:" + model, f"{self.prefix}r2:{model}:{digest}", dependency_ttl, dependencies,
+                recorded)
 
     def get(self, key: tuple[Any, ...]) -> tuple[Any, Token | None]:
         """``(value or MISSING, the token to pass to put)``: a value is served only if no write
         it depends on has been announced since its fetch began (``None``: Redis not asked)."""
         if self._skipping():
             return MISSING, None
-        sequence_key, entry_key, dependency_ttl, dependencies = self._keys(key)
+        sequence_key, entry_key, dependency_ttl, dependencies, recorded = self._keys(key)
         try:
-            reply = cast("list[Any]", self._get(keys=[sequence_key, entry_key, dependency_ttl],
+            reply = cast("list[Any]", self._get(keys=[sequence_key, entry_key, dependency_ttl, recorded],
                                                 args=[self.dependency_ttl_ms, dependencies]))
             token = Token(int(reply[1]), int(reply[0]))
         except self._redis.RedisError as exc:
@@ -288,13 +301,13 @@ class RedisStore:
         if (not dependencies or len(dependencies) > MAX_ENTRY_DEPENDENCIES
                 or any("\0" in name for name in dependencies)):
             dependencies = (ANY,)
-        sequence_key, entry_key, _, prefix = self._keys(key)
+        sequence_key, entry_key, _, prefix, recorded = self._keys(key)
         try:
             body = bson.encode({"v": value}, codec_options=_CODEC)
             header = b"%d\0%d\0" % (token.sequence, len(dependencies)) + b"".join(
                 name.encode() + b"\0" for name in dependencies)
             value_bytes = header + self._mac(entry_key, header, body) + body
-            stored = self._put(keys=[sequence_key, entry_key],
+            stored = self._put(keys=[sequence_key, entry_key, recorded],
                                args=[token.sequence, value_bytes, self.ttl_ms, token.at_ms, prefix, *dependencies])
         except (self._redis.RedisError, bson.errors.InvalidDocument, OverflowError) as exc:
             self._error("put", exc)

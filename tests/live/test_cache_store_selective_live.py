@@ -223,3 +223,67 @@ def test_the_default_dependency_is_every_write(live_url, redis_server):
         assert ANY == "*"
     finally:
         store.close()
+
+
+# --- writes of an earlier version (a rolling upgrade) ---------------------------------------------
+
+def _older_version_write(db, redis_url, user_id, status):
+    """A write as a process of an earlier version makes it: the document changed on the server,
+    and its model's sequence advanced by the bus's script of that version (``INCR`` and the
+    announcement), which records no dependency keys."""
+    import redis
+
+    db.mongo["users"].update_one({"_id": user_id}, {"$set": {"status": status}})
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.incr(db.executor.runtime.cache.bus.generation_prefix + "User")
+    finally:
+        client.close()
+
+
+def test_a_write_of_an_earlier_version_makes_every_entry_of_its_model_unservable(pair, redis_server):
+    writer, reader, spy = pair
+    ann = writer.create("User", {"email": _email(), "name": "Ann"})
+    bob = writer.create("User", {"email": _email(), "name": "Bob"})
+    announce(writer)
+    for user in (ann, bob):
+        writer.find_one("User", {"id": user.id})  # stored in Redis
+    _older_version_write(writer, redis_server.url, bob.id, "suspended")
+    # it set no dependency key: every entry of the model counts as changed, Bob's included
+    answer, asked = _from_redis(reader, spy, lambda: reader.find_one("User", {"id": bob.id}, lean=True))
+    assert answer["status"] == "suspended" and asked
+    answer, asked = _from_redis(reader, spy, lambda: reader.find_one("User", {"id": ann.id}, lean=True))
+    assert asked
+    assert _shared(reader)["hits"] == 0 and _shared(reader)["outdated"] == 2
+
+
+def test_an_earlier_versions_write_stays_counted_after_a_later_write_of_this_version(pair, redis_server):
+    writer, reader, spy = pair
+    ann = writer.create("User", {"email": _email(), "name": "Ann"})
+    bob = writer.create("User", {"email": _email(), "name": "Bob"})
+    announce(writer)
+    writer.find_one("User", {"id": bob.id})  # stored in Redis before both writes
+    _older_version_write(writer, redis_server.url, bob.id, "suspended")
+    writer.update("User", {"id": ann.id}, {"name": "Ann Two"})  # this version's write, to another user
+    announce(writer)
+    answer, asked = _from_redis(reader, spy, lambda: reader.find_one("User", {"id": bob.id}, lean=True))
+    assert answer["status"] == "suspended" and asked  # not the entry from before the earlier version's write
+
+
+def test_a_put_racing_an_earlier_versions_write_is_refused(live_url, redis_server):
+    a = _db(live_url, redis_server.url)
+    try:
+        user = a.create("User", {"email": _email(), "name": "Ann"})
+        announce(a)
+        store = a.executor.runtime.cache.shared
+        real_put = store.put
+
+        def put(key, value, token, dependencies):
+            _older_version_write(a, redis_server.url, user.id, "suspended")  # between the fetch and the put
+            return real_put(key, value, token, dependencies)
+
+        store.put = put
+        assert a.find_one("User", {"id": user.id}, lean=True)["status"] == "active"  # read before the write
+        assert store.stats()["stored"] == 0 and store.stats()["refused"] == 1
+    finally:
+        release_and_close(a)
