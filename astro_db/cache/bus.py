@@ -233,6 +233,12 @@ class LocalBus:
         with self._lock:
             self._listeners.add(listener)
 
+    def alone(self, listener: CacheListener) -> bool:
+        """Whether ``listener`` is the only cache attached: what it publishes reaches nobody."""
+        with self._lock:
+            listeners = self._listeners
+            return len(listeners) == 1 and listener in listeners
+
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Apply the write in every other cache of the process now (the origin applied it to
         its own): what ``notice`` may have changed, else every entry of ``model``."""

@@ -240,6 +240,34 @@ def test_a_write_to_a_model_with_nothing_cached_judges_no_entry_but_still_advanc
         assert judged == ["User"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Cy"
 
 
+def test_a_write_nobody_could_have_cached_builds_no_notice_but_advances_the_generation_and_counts_the_message(monkeypatch):
+    from astro_db import Database
+
+    with Database("mongomock://localhost/wp_quiet", cache_models=("User",), ensure_indexes=False) as db:
+        cache = db.executor.runtime.cache
+        built = []
+        real = type(cache).notice
+        monkeypatch.setattr(type(cache), "notice", lambda self, event: built.append(event.action) or real(self, event))
+        under_way = cache.generation("User")  # a read begun before the write
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        db.update(User, {"id": user.id}, {"name": "Bo"})
+        assert built == [] and cache.generation("User")[1] == under_way[1] + 2
+        assert cache.bus_stats()["sent"] == 2
+        assert not cache.put(("User", "find_one", None, b"k"), {"_id": user.id}, under_way)  # its answer is not stored
+        with db.transaction() as tx:  # inside a transaction: the notice waits for the commit, as before
+            db.update(User, {"id": user.id}, {"name": "Cy"}, transaction=tx)
+        assert built == ["update"]
+        other = _Listener()  # a second cache of the process hears the local bus: it is told what changed
+        cache.peers.attach(other)
+        db.update(User, {"id": user.id}, {"name": "Di"})
+        assert built == ["update", "update"] and len(other.applied) == 1 and other.applied[0].ids is not None
+        cache.peers._listeners.discard(other)
+        db.find(User, {"status": "active"})  # an entry of the model held here: the write is judged against it
+        db.update(User, {"id": user.id}, {"name": "Ed"})
+        assert built == ["update", "update", "update"]
+        assert db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Ed"
+
+
 def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
     from types import MappingProxyType
 
