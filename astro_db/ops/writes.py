@@ -55,6 +55,7 @@ from ..errors import (
 )
 from ..events import Change, Written
 from ..models import codec
+from ..models.plan import DocPlan, doc_plan
 from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
@@ -98,7 +99,8 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
     try:
         son = codec.encode_new(info.cls, data)
-        check_document_keys(son)
+        if not _keys_closed(info.cls):  # free-form values (e.g. a GeoJSON dict) may carry any key
+            check_document_keys(son)
     except ValidationError:
         with masked_errors(info.cls):  # masks the messages and re-raises (no context manager per valid call)
             raise
@@ -113,6 +115,38 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     if chosen:  # an _id the caller chose may have had an earlier life (WriteRunner.continue_lives)
         son[REV_FIELD] = CONTINUED
     return son
+
+
+_KEYS_CLOSED: dict[type, bool] = {}
+
+
+def _keys_closed(cls: type) -> bool:
+    """Whether a new document of ``cls`` as the codec makes it can hold no key but its plan's
+    stored names (``DocPlan.closed``), and each of those passes ``check_document_keys``: then
+    walking it for keys finds nothing. Settled once per class."""
+    closed = _KEYS_CLOSED.get(cls)
+    if closed is None:
+        plan = doc_plan(cls)
+        try:
+            check_document_keys(_key_skeleton(plan))
+            closed = plan.closed
+        except ValidationError:
+            closed = False
+        closed = _KEYS_CLOSED.setdefault(cls, closed)
+    return closed
+
+
+def _key_skeleton(plan: DocPlan) -> dict[str, Any]:
+    """Every key a document of ``plan`` can hold, at its depth (lists of documents as lists)."""
+    out: dict[str, Any] = {}
+    for fp in plan.fields:
+        item = fp
+        while item.item is not None:  # a list (of lists) of...
+            item = item.item
+        out[fp.stored] = _key_skeleton(item.sub) if item.sub is not None else None
+        if fp.item is not None:
+            out[fp.stored] = [out[fp.stored]]
+    return out
 
 
 class WriteRunner:

@@ -268,6 +268,50 @@ def test_a_write_nobody_could_have_cached_builds_no_notice_but_advances_the_gene
         assert db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Ed"
 
 
+def test_a_new_document_built_from_plans_only_is_not_walked_for_keys_and_a_free_form_one_still_is(db, monkeypatch):
+    from mongoengine.fields import DictField
+
+    from astro_db.models import AstroDocument
+    from astro_db.models.fields import TextField
+    from astro_db.registry import ModelInfo
+
+    assert {name: doc_plan(cls).closed for name, cls in MODELS.items()} == {
+        "User": True, "PlanetaryInsight": True, "TimingRecommendation": True,
+        "BirthChart": False}  # its birth place's GeoJSON point is a dict the caller writes
+
+    class Slug(TextField):  # a subclass may override validate: not trusted to give a string
+        pass
+
+    class Free(AstroDocument):
+        meta = {"collection": "wpFree"}
+        slug = Slug()
+        extra = DictField()
+
+    class Sluggish(AstroDocument):
+        meta = {"collection": "wpSluggish"}
+        slug = Slug()
+
+    assert not doc_plan(Free).closed and not doc_plan(Sluggish).closed
+    settled = [writes._keys_closed(cls) for cls in (*MODELS.values(), Free, Sluggish)]  # once per class
+    assert settled == [True, False, True, True, False, False]
+    walked = []
+    real = writes.check_document_keys
+    monkeypatch.setattr(writes, "check_document_keys", lambda doc, path="": walked.append(doc) or real(doc, path))
+    db.create(User, samples.user_input())
+    db.create("PlanetaryInsight", samples.insight_input())
+    db.create_many("TimingRecommendation", [samples.timing_input()])
+    assert walked == []
+    db.create("BirthChart", samples.chart_input())
+    assert len(walked) == 1
+    point = {"type": "Point", "coordinates": [2.35, 48.86], "$where": "x"}
+    bad = samples.chart_input()
+    bad["birth_data"]["location"]["coordinates"] = point
+    with pytest.raises(ValidationError, match=r"key '\$where' is not allowed in stored data"):
+        db.create("BirthChart", bad)
+    with pytest.raises(ValidationError, match="key .__proto__. is not allowed in stored data"):
+        writes.new_document(ModelInfo("Free", Free, "wpFree"), {"slug": "a", "extra": {"__proto__": 1}})
+
+
 def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
     from types import MappingProxyType
 
