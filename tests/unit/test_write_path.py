@@ -312,6 +312,22 @@ def test_a_new_document_built_from_plans_only_is_not_walked_for_keys_and_a_free_
         writes.new_document(ModelInfo("Free", Free, "wpFree"), {"slug": "a", "extra": {"__proto__": 1}})
 
 
+def test_the_service_clock_gives_the_exact_millisecond_of_the_system_clock(monkeypatch):
+    from astro_db.ops import runtime
+
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    rng = __import__("random").Random(27)
+    samples_ns = [0, 999_999, 1_000_000, 1_733_500_000_999_999_999, 4_102_444_800_000_000_000 - 1,  # 2100
+                  *(rng.randrange(0, 4_294_967_295_000_000_000) for _ in range(20_000))]  # up to 2106
+    for ns in samples_ns:
+        monkeypatch.setattr(runtime, "_time_ns", lambda ns=ns: ns)
+        now = runtime.utcnow()
+        assert now == epoch + _dt.timedelta(milliseconds=ns // 1_000_000) and now.tzinfo is _dt.timezone.utc
+    monkeypatch.undo()
+    before = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    assert before <= runtime.utcnow() <= _dt.datetime.now(_dt.timezone.utc)
+
+
 def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
     from types import MappingProxyType
 
