@@ -328,6 +328,28 @@ def test_the_service_clock_gives_the_exact_millisecond_of_the_system_clock(monke
     assert before <= runtime.utcnow() <= _dt.datetime.now(_dt.timezone.utc)
 
 
+def test_leaves_and_lists_of_leaves_are_encoded_inline_with_the_same_refusals(monkeypatch):
+    from astro_db.models import PlanetaryInsight, TimingRecommendation, codec
+
+    dispatched = []
+    real = codec._encode_field
+    monkeypatch.setattr(codec, "_encode_field", lambda fp, *rest: dispatched.append(fp.stored) or real(fp, *rest))
+    good = {"user_id": ObjectId(), "date": "2026-01-01", "energy_level": 5, "recommendations": [" a ", "b"], "summary": "s"}
+    assert codec.encode_new(PlanetaryInsight, good)["recommendations"] == ["a", "b"]
+    assert dispatched == ["recommendations"]  # only the list itself goes through the dispatch; its items and leaves do not
+    bad = {**good, "energy_level": 500, "recommendations": [" ok ", 5, None, "x" * 501], "summary": 7}
+    with pytest.raises(ValidationError) as caught:
+        codec.encode_new(PlanetaryInsight, bad)
+    assert {k: v[:26] for k, v in caught.value.errors.items()} == {
+        "energyLevel": "must be 0-100, got 500", "recommendations.1": "must be a string, got 5",
+        "recommendations.2": "must be a string, got None", "recommendations.3": "must be 1-500 characters, ",
+        "summary": "must be a string, got 7"}
+    with pytest.raises(ValidationError) as caught:  # embedded documents in lists: as before
+        codec.encode_new(TimingRecommendation, {"user_id": ObjectId(), "activity": "x", "risks": [{"level": "q"}],
+                                                "windows": [{"start": "2026-01-01", "end": 3, "score": 200}]})
+    assert sorted(caught.value.errors) == ["risks.0.description", "risks.0.level", "windows.0.end", "windows.0.score"]
+
+
 def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
     from types import MappingProxyType
 
