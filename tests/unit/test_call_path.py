@@ -162,6 +162,31 @@ def test_a_list_of_text_converted_in_the_build_is_what_from_son_makes_of_it(stor
     assert built._data == expected._data and type(built.recommendations) is type(expected.recommendations)
 
 
+def test_a_date_as_pymongo_reads_it_is_made_utc_exactly_without_its_python_utcoffset(monkeypatch):
+    import random
+
+    import bson
+    from bson.codec_options import CodecOptions
+    from bson.tz_util import FixedOffset
+
+    rng = random.Random(27)
+    ms = [0, -1, 1, -62135596800000, 253402300799999, *(rng.randrange(-62135596800000, 253402300799999) for _ in range(5000))]
+    read = bson.decode(bson.encode({str(i): bson.DatetimeMS(m).as_datetime() for i, m in enumerate(ms)}),
+                       CodecOptions(tz_aware=True))  # as a tz-aware client reads them: PyMongo's own UTC
+    expected = {k: v.astimezone(_dt.timezone.utc) for k, v in read.items()}
+    asked = []
+    real = FixedOffset.utcoffset
+    monkeypatch.setattr(FixedOffset, "utcoffset", lambda self, value: asked.append(1) or real(self, value))
+    converted = {k: fields.to_utc(v) for k, v in read.items()}
+    assert asked == []
+    assert converted == expected and all(v.tzinfo is _dt.timezone.utc for v in converted.values())
+    assert [repr(v) for v in converted.values()] == [repr(v) for v in expected.values()]
+    stored = {"_id": ObjectId(), "userId": ObjectId(), "date": read["1"], "energyLevel": 3, "recommendations": ["a"],
+              "summary": "s", "createdAt": read["2"], "updatedAt": read["3"]}
+    built = hydration.hydrate(PlanetaryInsight, stored)
+    assert asked == [] and built.date == expected["1"] and built.date.tzinfo is _dt.timezone.utc
+
+
 def test_a_repeated_read_skips_what_its_first_call_settled(db, monkeypatch):
     """After the first by-id find_one: the route's key, the cache's bus, the stale check and the
     monitor's new-shape and new-table paths are not asked again (each settled by the first call)."""
