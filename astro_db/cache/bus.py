@@ -144,6 +144,11 @@ class BusFigures:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
+    def count_sent(self) -> None:
+        """``count("sent")``, for the one message every write sends."""
+        with self._lock:
+            self.sent += 1
+
     def message(self, sent_at: float | None = None) -> None:
         """One message received (``sent_at``: the publisher's wall clock, for the delay)."""
         now = time.time()
@@ -215,6 +220,7 @@ class LocalBus:
         self._listeners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.figures = BusFigures(self.kind)
+        self.members = 0  # listeners attached and alive (each one's finalizer takes it off)
 
     @classmethod
     def shared(cls, identity: tuple[str, ...]) -> LocalBus:
@@ -231,13 +237,20 @@ class LocalBus:
 
     def attach(self, listener: CacheListener) -> None:
         with self._lock:
+            if listener in self._listeners:
+                return
             self._listeners.add(listener)
+            self.members += 1
+        weakref.finalize(listener, self._left)
+
+    def _left(self) -> None:
+        with self._lock:
+            self.members -= 1
 
     def alone(self, listener: CacheListener) -> bool:
-        """Whether ``listener`` is the only cache attached: what it publishes reaches nobody."""
-        with self._lock:
-            listeners = self._listeners
-            return len(listeners) == 1 and listener in listeners
+        """Whether ``listener``, attached, is the only cache attached: what it publishes reaches
+        nobody (one read of the member count: no lock, no walk of the listeners)."""
+        return self.members == 1
 
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Apply the write in every other cache of the process now (the origin applied it to

@@ -651,7 +651,7 @@ class QueryCache:
                 if quiet:
                     self._generation[model] = self._generation.get(model, 0) + 1
             if quiet:
-                self.peers.figures.count("sent")
+                self.peers.figures.count_sent()
                 return
         notice = self.notice(event)
         if event.transaction is not None:

@@ -188,7 +188,10 @@ class WriteRunner:
         after a delete continues its ``_id``'s revisions, so its records order after its earlier
         life's (and a backup or restore never takes the second life for an old state). A fresh
         client-made ``_id`` has no past: no lookup (creates keep their one-command path)."""
-        chosen = [son["_id"] for son in sons if isinstance(son.get(REV_FIELD), _Continued)]
+        chosen = []
+        for son in sons:  # a loop, not a comprehension: a create's one document costs no call here
+            if REV_FIELD in son and isinstance(son[REV_FIELD], _Continued):
+                chosen.append(son["_id"])
         if not chosen:
             return
         last: dict[Any, int] = {}
@@ -210,7 +213,7 @@ class WriteRunner:
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
         fields = _fields_of(son)
         op_id = new_op_id()
-        if self._one_command():
+        if self.rt.one_command_writes and self._one_command():  # (hooks off: not asked further)
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
@@ -1152,9 +1155,11 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
-    if len(docs) == 1:  # a create or an update of one document: no generator per tuple
+    if len(docs) == 1:  # a create or an update of one document: no generator per tuple, _created inlined
         doc = docs[0]
-        return Written(action, (doc["_id"],), fields, (_created(doc),), (doc,), recorded, op_id)
+        rev = doc.get(REV_FIELD)  # revision_of, inlined
+        change = _change((doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), doc))
+        return Written(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
     return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(map(_created, docs)),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
 
@@ -1186,6 +1191,9 @@ def _at_rev(rev: int) -> dict[str, Any]:
 def _created(son: dict[str, Any]) -> Change:
     """The change a create or an update made: the post-image at its revision."""
     return Change(son["_id"], revision_of(son), son.get("updatedAt"), son)
+
+
+_change = partial(tuple.__new__, Change)  # Change(*fields) without its Python-level __new__
 
 
 _updated = _created

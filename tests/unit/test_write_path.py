@@ -66,7 +66,10 @@ def test_what_a_single_write_announces_is_what_the_general_path_builds():
     op = ObjectId()
     one = writes._written("update", [doc], ("name",), op)
     general = Written("update", (doc["_id"],), ("name",), (writes._created(doc),), documents=(doc,), op_id=op)
-    assert one == general and one.changes[0].rev == 3
+    assert one == general and one.changes[0].rev == 3 and type(one.changes[0]) is type(general.changes[0])
+    for stored in ({"_id": 1}, {"_id": 1, "_rev": None}, {"_id": 1, "_rev": 2.0}):  # no revision yet; one stored as a double
+        change = writes._written("create", [stored], (), op).changes[0]
+        assert change == writes._created(stored) and type(change.rev) is int and change.image is stored
     assert writes._fields_of({"_id": 1, "a": 2, "b": 3}) == ("a", "b")
     assert writes._fields_of({"a": 2, "_id": 1, "b": 3}) == ("a", "b")
 
@@ -261,7 +264,12 @@ def test_a_write_nobody_could_have_cached_builds_no_notice_but_advances_the_gene
         cache.peers.attach(other)
         db.update(User, {"id": user.id}, {"name": "Di"})
         assert built == ["update", "update"] and len(other.applied) == 1 and other.applied[0].ids is not None
-        cache.peers._listeners.discard(other)
+        assert cache.peers.members == 2
+        del other  # gone: the bus counts its members down, and writes are quiet again
+        __import__("gc").collect()
+        assert cache.peers.members == 1
+        db.update(User, {"id": user.id}, {"name": "Dot"})
+        assert built == ["update", "update"]
         db.find(User, {"status": "active"})  # an entry of the model held here: the write is judged against it
         db.update(User, {"id": user.id}, {"name": "Ed"})
         assert built == ["update", "update", "update"]
