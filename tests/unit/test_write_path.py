@@ -21,6 +21,7 @@ from astro_db.models import MODELS, User
 from astro_db.models import hydrate as hydration
 from astro_db.models.plan import doc_plan
 from astro_db.ops import writes
+from astro_db.ops.operation import Operation
 from astro_db.ops.steps import seal as seal_step
 from tests.models import samples
 
@@ -29,7 +30,7 @@ from .security_data import new_db
 # --- events: one dict update instead of a frozen dataclass's __setattr__ per field -----------------
 
 
-@pytest.mark.parametrize("cls", [Written, WriteEvent])
+@pytest.mark.parametrize("cls", [Written, WriteEvent, Operation])
 def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_their_defaults(cls):
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     fields = dataclasses.fields(cls)
@@ -38,9 +39,21 @@ def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_th
         if f.default is not dataclasses.MISSING:
             assert p.default == f.default, f.name
         elif f.default_factory is not dataclasses.MISSING:
-            assert p.default is None, f.name  # time: made when the event is
+            assert p.default is None, f.name  # time: made when the event is; options: a new dict
         else:
             assert p.default is inspect.Parameter.empty, f.name
+
+
+def test_an_operation_is_built_as_its_dataclass_would_be_frozen_comparable_and_replaceable():
+    op = Operation("find", "User", None, None, {"a": 1}, None, {"lean": True})
+    assert op == Operation("find", "User", query={"a": 1}, options={"lean": True}) and op.permission == "read"
+    bare = Operation("create")
+    assert (bare.model, bare.actor, bare.transaction, bare.query, bare.data, bare.options) == (None,) * 5 + ({},)
+    assert bare.options is not Operation("create").options  # a new dict each, as default_factory makes
+    assert dataclasses.replace(op, name="count").name == "count" and op.name == "find"
+    assert set(vars(op)) == {f.name for f in dataclasses.fields(Operation)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        op.name = "delete"  # type: ignore[misc]
 
 
 def test_the_events_stay_frozen_comparable_and_replaceable():
