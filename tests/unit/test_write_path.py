@@ -23,6 +23,7 @@ from astro_db.models.plan import doc_plan
 from astro_db.ops import writes
 from astro_db.ops.operation import Operation
 from astro_db.ops.steps import seal as seal_step
+from astro_db.query.walker import FILTER, UPDATE, Node, Walker
 from tests.models import samples
 
 from .security_data import new_db
@@ -30,7 +31,7 @@ from .security_data import new_db
 # --- events: one dict update instead of a frozen dataclass's __setattr__ per field -----------------
 
 
-@pytest.mark.parametrize("cls", [Written, WriteEvent, Operation])
+@pytest.mark.parametrize("cls", [Written, WriteEvent, Operation, Node])
 def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_their_defaults(cls):
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     fields = dataclasses.fields(cls)
@@ -54,6 +55,27 @@ def test_an_operation_is_built_as_its_dataclass_would_be_frozen_comparable_and_r
     assert set(vars(op)) == {f.name for f in dataclasses.fields(Operation)}
     with pytest.raises(dataclasses.FrozenInstanceError):
         op.name = "delete"  # type: ignore[misc]
+
+
+def test_a_calls_own_filter_and_update_node_is_made_once_per_model_and_is_what_it_was():
+    seen = []
+
+    class Spy:
+        def visit(self, node, value):
+            seen.append(node)
+            return value
+
+    walker = Walker((Spy(),))
+    for _ in range(2):
+        walker.filter(User, {"name": "Ann"})
+        walker.update(User, {"name": "Bo"})
+    assert seen[0] is seen[2] and seen[1] is seen[3]  # the same frozen value each call: not built again
+    assert seen[0] == Node(FILTER, User, 0, "", "", "query") and seen[1] == Node(UPDATE, User)
+    walker.pipeline(User, [{"$match": {"name": "Ann"}}])  # a pipeline's nodes are made per call, as before
+    assert sorted((n.kind, n.stage, n.key) for n in seen[4:]) == [("filter", "$match", "$match"), ("pipeline", "", ""),
+                                                                  ("stage", "$match", "$match")]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen[0].kind = UPDATE  # type: ignore[misc]
 
 
 def test_the_events_stay_frozen_comparable_and_replaceable():
