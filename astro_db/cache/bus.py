@@ -220,7 +220,9 @@ class LocalBus:
         self._listeners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.figures = BusFigures(self.kind)
-        self.members = 0  # listeners attached and alive (each one's finalizer takes it off)
+        # a weak reference per listener attached, dropped by the set's own discard (C, no code of
+        # ours) when the listener is collected: its size is the number of caches alive
+        self._alive: set[weakref.ReferenceType[Any]] = set()
 
     @classmethod
     def shared(cls, identity: tuple[str, ...]) -> LocalBus:
@@ -240,17 +242,17 @@ class LocalBus:
             if listener in self._listeners:
                 return
             self._listeners.add(listener)
-            self.members += 1
-        weakref.finalize(listener, self._left)
+            self._alive.add(weakref.ref(listener, self._alive.discard))
 
-    def _left(self) -> None:
-        with self._lock:
-            self.members -= 1
+    @property
+    def members(self) -> int:
+        """How many caches are attached and alive."""
+        return len(self._alive)
 
     def alone(self, listener: CacheListener) -> bool:
         """Whether ``listener``, attached, is the only cache attached: what it publishes reaches
-        nobody (one read of the member count: no lock, no walk of the listeners)."""
-        return self.members == 1
+        nobody (one size of a set: no lock, no walk of the listeners)."""
+        return len(self._alive) == 1
 
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Apply the write in every other cache of the process now (the origin applied it to
