@@ -144,6 +144,11 @@ class BusFigures:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
+    def count_sent(self) -> None:
+        """``count("sent")``, for the one message every write sends."""
+        with self._lock:
+            self.sent += 1
+
     def message(self, sent_at: float | None = None) -> None:
         """One message received (``sent_at``: the publisher's wall clock, for the delay)."""
         now = time.time()
@@ -215,6 +220,9 @@ class LocalBus:
         self._listeners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.figures = BusFigures(self.kind)
+        # a weak reference per listener attached, dropped by the set's own discard (C, no code of
+        # ours) when the listener is collected: its size is the number of caches alive
+        self._alive: set[weakref.ReferenceType[Any]] = set()
 
     @classmethod
     def shared(cls, identity: tuple[str, ...]) -> LocalBus:
@@ -231,7 +239,20 @@ class LocalBus:
 
     def attach(self, listener: CacheListener) -> None:
         with self._lock:
+            if listener in self._listeners:
+                return
             self._listeners.add(listener)
+            self._alive.add(weakref.ref(listener, self._alive.discard))
+
+    @property
+    def members(self) -> int:
+        """How many caches are attached and alive."""
+        return len(self._alive)
+
+    def alone(self, listener: CacheListener) -> bool:
+        """Whether ``listener``, attached, is the only cache attached: what it publishes reaches
+        nobody (one size of a set: no lock, no walk of the listeners)."""
+        return len(self._alive) == 1
 
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Apply the write in every other cache of the process now (the origin applied it to

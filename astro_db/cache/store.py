@@ -637,17 +637,31 @@ class QueryCache:
         return self.invalidate(None)
 
     def on_write(self, event: WriteEvent) -> None:
-        """The write hook: drop what the write may have changed now, or when its transaction commits."""
+        """The write hook: drop what the write may have changed now, or when its transaction commits.
+
+        A write outside a transaction to a model this cache holds nothing of, in a process where
+        no other cache hears the local bus and no other bus is configured, has nobody to tell and
+        nothing to judge: its generation advances (a read under way stores nothing) and the
+        message is counted as sent, with no ``Notice`` built (``apply`` and ``publish`` would do
+        exactly that with one)."""
+        model = event.model
+        if event.transaction is None and self.bus is self.peers and self.peers.alone(self):
+            with self._lock:
+                quiet = model not in self._by_model
+                if quiet:
+                    self._generation[model] = self._generation.get(model, 0) + 1
+            if quiet:
+                self.peers.figures.count_sent()
+                return
         notice = self.notice(event)
         if event.transaction is not None:
-            model = event.model
 
             def drop() -> None:
                 self.invalidate(model, notice)
 
             event.transaction.after_commit(drop)
         else:
-            self.invalidate(event.model, notice)
+            self.invalidate(model, notice)
 
     # --- figures -----------------------------------------------------------------------------
 

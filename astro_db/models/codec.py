@@ -158,9 +158,21 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 if fp.required:
                     errors[prefix + fp.stored] = REQUIRED
                 continue
-        value = _encode_field(fp, raw, prefix + fp.stored, errors, py, converted)
-        if value is not _INVALID:
-            out[fp.stored] = value
+        if fp.kind is not LEAF:
+            value = _encode_field(fp, raw, prefix + fp.stored, errors, py, converted)
+            if value is not _INVALID:
+                out[fp.stored] = value
+            continue
+        # _encode_field's leaf case, inlined (most fields of most documents): the same calls
+        value = raw if converted else fp.to_python(raw)
+        try:
+            fp.check(value)
+        except MEValidationError as error:
+            errors[prefix + fp.stored] = str(error)
+            continue
+        if py is not None:
+            py[fp.name] = value
+        out[fp.stored] = value if fp.mongo_is_python and (not converted or fp.python_is_identity) else fp.to_mongo(value)
     return out if len(errors) == error_count else _INVALID
 
 
@@ -206,7 +218,24 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py:
     items_py: list[Any] | None = [] if rule is not None else None
     out = []
     failed = False
-    for index, entry in enumerate(raw):
+    if item.kind is LEAF and items_py is None:
+        # a list of leaves with no list rule: _encode_field's leaf case per item, inlined (an
+        # item's path is spelled out only for its error)
+        to_python, check, to_mongo = item.to_python, item.check, item.to_mongo
+        as_is = item.mongo_is_python and (not converted or item.python_is_identity)
+        for index, entry in enumerate(raw):
+            value = entry if converted else to_python(entry)
+            try:
+                check(value)
+            except MEValidationError as error:
+                errors[f"{path}.{index}"] = str(error)
+                failed = True
+                continue
+            out.append(value if as_is else to_mongo(value))
+        raw_items: Any = ()  # encoded above
+    else:
+        raw_items = raw
+    for index, entry in enumerate(raw_items):
         entry_py: dict[str, Any] | None = {} if items_py is not None and item.kind is EMBEDDED else None
         if entry is None and item.kind is EMBEDDED:
             errors[f"{path}.{index}"] = f"must be an object, got {describe(entry)}"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, over
 from zoneinfo import available_timezones
 
 from bson import ObjectId
+from bson.tz_util import utc as bson_utc
 from mongoengine.base import BaseDocument, BaseField
 from mongoengine.fields import ListField, ObjectIdField, StringField
 
@@ -379,10 +380,13 @@ class UserRefField(StrictObjectIdField[T]):
 def to_utc(value: Any) -> Any:
     """Coerce a datetime, date or ISO-8601 string to an aware UTC datetime; else return as is."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        zone = value.tzinfo
+        if zone is None:
             return value.replace(tzinfo=timezone.utc)
-        if value.tzinfo is timezone.utc:
+        if zone is timezone.utc:
             return value  # already UTC: passed through, no conversion
+        if zone is _BSON_UTC:  # PyMongo's UTC (every date a tz-aware client reads): the same instant,
+            return _EPOCH + (value - _BSON_EPOCH)  # exactly, in two C operations (astimezone calls its Python utcoffset)
         try:
             return value.astimezone(timezone.utc)
         except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC equivalent; validate rejects it
@@ -397,6 +401,11 @@ def to_utc(value: Any) -> Any:
         converted = to_utc(parsed)
         return converted if converted.utcoffset() == _ZERO else value
     return value
+
+
+_BSON_UTC = bson_utc
+_BSON_EPOCH = datetime(1970, 1, 1, tzinfo=bson_utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class UTCDateTimeField(TypedField[T], BaseField):

@@ -85,6 +85,9 @@ def _signals_connected() -> bool:
 # is the identity), through a one-argument converter, stripped (a ``TextField`` that strips: its
 # ``to_python``, inlined for exact ``str`` values), or through ``_convert`` (containers).
 _AS_IS, _CALL, _TEXT, _CONTAINER = 0, 1, 2, 3
+# A list of leaves (``ReadPlan.keys``' argument: the list field's plan, the item converter and
+# whether items are stripped text): its items converted in ``_build`` itself, as ``_convert`` would
+_LEAVES = 4
 
 
 class ReadPlan:
@@ -108,6 +111,8 @@ class ReadPlan:
                 how: tuple[str, int, Any] = (fp.name, _AS_IS, None)
             elif fp.kind is LEAF:
                 how = (fp.name, _TEXT if _strips(fp) else _CALL, _leaf_converter(fp))
+            elif fp.item is not None and fp.item.kind is LEAF and not fp.item.python_is_identity:
+                how = (fp.name, _LEAVES, (fp, _leaf_converter(fp.item), _strips(fp.item)))
             else:
                 how = (fp.name, _CONTAINER, fp)
             self.keys[key] = how
@@ -180,6 +185,14 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
                 data[name] = value.strip() if value.__class__ is str else arg(value)
             elif kind is _CALL:
                 data[name] = arg(value)
+            elif kind is _LEAVES:
+                fp, convert, strips = arg
+                if value.__class__ is not list and not isinstance(value, list):
+                    data[name] = fp.to_python(value)
+                elif strips:
+                    data[name] = [entry.strip() if entry.__class__ is str else convert(entry) for entry in value]
+                else:
+                    data[name] = [convert(entry) for entry in value]
             else:
                 data[name] = _convert(arg, value, obj)
     for name, default, made in plan.defaults:

@@ -10,10 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mongoengine.base import BaseField
-from mongoengine.fields import EmbeddedDocumentField, ListField
+from mongoengine.base import BaseField, ObjectIdField
+from mongoengine.fields import EmbeddedDocumentField, ListField, StringField
 
-from .fields import ChoiceField, EmailField, StrictObjectIdField, TextField, UserRefField, UTCDateTimeField
+from .fields import (
+    BoolField,
+    ChoiceField,
+    EmailField,
+    NumberField,
+    StrictObjectIdField,
+    TextField,
+    TimezoneField,
+    UserRefField,
+    UTCDateTimeField,
+)
 
 __all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
 
@@ -26,6 +36,11 @@ _MONGO_IS_PYTHON = frozenset({BaseField.to_mongo, StrictObjectIdField.to_mongo, 
 _IDEMPOTENT_TO_PYTHON = frozenset({BaseField.to_python, TextField.to_python, StrictObjectIdField.to_python,
                                    UserRefField.to_python, UTCDateTimeField.to_python, ChoiceField.to_python,
                                    EmailField.to_python})
+# Fields whose stored value is never a dict or a list: each one's validate refuses anything but a
+# string, number, boolean, ObjectId or datetime (and its to_mongo keeps it one). By exact class,
+# so a subclass (which may override validate) is not trusted: its values are walked for keys.
+_SCALAR_FIELDS = frozenset({TextField, EmailField, ChoiceField, TimezoneField, NumberField, BoolField,
+                            StrictObjectIdField, UserRefField, UTCDateTimeField, ObjectIdField, StringField})
 
 
 class FieldPlan:
@@ -78,7 +93,7 @@ def _mongo_is_python(field: BaseField) -> bool:
 class DocPlan:
     """A Document or EmbeddedDocument class: its field plans in order and every key spelling."""
 
-    __slots__ = ("cls", "fields", "by_key", "known", "has_choices")
+    __slots__ = ("cls", "fields", "by_key", "known", "has_choices", "closed")
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
@@ -86,6 +101,9 @@ class DocPlan:
         self.by_key: dict[str, FieldPlan] = {}
         self.known = ""
         self.has_choices = False
+        # every key of what the codec makes of a document is a stored name of a plan: its values
+        # are scalars (``_SCALAR_FIELDS``), embedded documents and lists of these, nothing free-form
+        self.closed = False
 
     def build(self) -> None:
         cls = self.cls
@@ -97,6 +115,16 @@ class DocPlan:
                 self.by_key["id"] = fp
         self.known = ", ".join(fp.stored for fp in self.fields)
         self.has_choices = any(fp.field.choices for fp in self.fields)
+        self.closed = all(map(_closed, self.fields))
+
+
+def _closed(fp: FieldPlan) -> bool:
+    """Whether every value the codec gives ``fp`` is a scalar or is built from plans only."""
+    if fp.kind is LEAF:
+        return type(fp.field) in _SCALAR_FIELDS
+    if fp.kind is EMBEDDED:
+        return bool(fp.sub.closed)
+    return _closed(fp.item)
 
 
 _DOC_PLANS: dict[type, DocPlan] = {}

@@ -76,7 +76,7 @@ def permission_of(name: str) -> str:
         raise KeyError(f"{name!r} declares no permission in astro_db.ops.operation.PERMISSIONS") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Operation:
     """One call: ``name`` (the Database method), the model as given, and its arguments."""
 
@@ -87,6 +87,15 @@ class Operation:
     query: Mapping[str, Any] | None = None  # a filter, as the caller wrote it
     data: Any = None  # the document(s), the update, or the pipeline
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(self, name: str, model: Any = None, actor: MaybeActor = None, transaction: MaybeTransaction = None,
+                 query: Mapping[str, Any] | None = None, data: Any = None,
+                 options: Mapping[str, Any] | None = None) -> None:
+        # the dataclass's own __init__ (same fields, order and defaults; ``options``: a new dict),
+        # as one dict update: a frozen dataclass sets each field through object.__setattr__, and
+        # every call makes one Operation (as events.WriteEvent)
+        self.__dict__.update(name=name, model=model, actor=actor, transaction=transaction, query=query, data=data,
+                             options={} if options is None else options)
 
     @property
     def permission(self) -> str:

@@ -10,6 +10,7 @@ It holds state only; the executor's steps (``astro_db.ops.steps``) act on it.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -133,9 +134,14 @@ def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:
 
 
 def utcnow() -> _dt.datetime:
-    """Now in UTC, truncated to milliseconds (what BSON dates keep)."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    """Now in UTC, truncated to milliseconds (what BSON dates keep): the whole milliseconds of
+    the system clock as one float of seconds, whose error (under 0.25 µs until 2106) rounds away
+    to the exact millisecond (a third of ``datetime.now`` and a ``replace``)."""
+    return _from_timestamp(_time_ns() // 1_000_000 / 1000, _dt.timezone.utc)
+
+
+_from_timestamp = _dt.datetime.fromtimestamp
+_time_ns = time.time_ns
 
 
 def make_config(config: Any, overrides: Mapping[str, Any]) -> DatabaseConfig:

@@ -55,6 +55,7 @@ from ..errors import (
 )
 from ..events import Change, Written
 from ..models import codec
+from ..models.plan import DocPlan, doc_plan
 from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
@@ -98,7 +99,8 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
     try:
         son = codec.encode_new(info.cls, data)
-        check_document_keys(son)
+        if not _keys_closed(info.cls):  # free-form values (e.g. a GeoJSON dict) may carry any key
+            check_document_keys(son)
     except ValidationError:
         with masked_errors(info.cls):  # masks the messages and re-raises (no context manager per valid call)
             raise
@@ -113,6 +115,38 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     if chosen:  # an _id the caller chose may have had an earlier life (WriteRunner.continue_lives)
         son[REV_FIELD] = CONTINUED
     return son
+
+
+_KEYS_CLOSED: dict[type, bool] = {}
+
+
+def _keys_closed(cls: type) -> bool:
+    """Whether a new document of ``cls`` as the codec makes it can hold no key but its plan's
+    stored names (``DocPlan.closed``), and each of those passes ``check_document_keys``: then
+    walking it for keys finds nothing. Settled once per class."""
+    closed = _KEYS_CLOSED.get(cls)
+    if closed is None:
+        plan = doc_plan(cls)
+        try:
+            check_document_keys(_key_skeleton(plan))
+            closed = plan.closed
+        except ValidationError:
+            closed = False
+        closed = _KEYS_CLOSED.setdefault(cls, closed)
+    return closed
+
+
+def _key_skeleton(plan: DocPlan) -> dict[str, Any]:
+    """Every key a document of ``plan`` can hold, at its depth (lists of documents as lists)."""
+    out: dict[str, Any] = {}
+    for fp in plan.fields:
+        item = fp
+        while item.item is not None:  # a list (of lists) of...
+            item = item.item
+        out[fp.stored] = _key_skeleton(item.sub) if item.sub is not None else None
+        if fp.item is not None:
+            out[fp.stored] = [out[fp.stored]]
+    return out
 
 
 class WriteRunner:
@@ -154,7 +188,10 @@ class WriteRunner:
         after a delete continues its ``_id``'s revisions, so its records order after its earlier
         life's (and a backup or restore never takes the second life for an old state). A fresh
         client-made ``_id`` has no past: no lookup (creates keep their one-command path)."""
-        chosen = [son["_id"] for son in sons if isinstance(son.get(REV_FIELD), _Continued)]
+        chosen = []
+        for son in sons:  # a loop, not a comprehension: a create's one document costs no call here
+            if REV_FIELD in son and isinstance(son[REV_FIELD], _Continued):
+                chosen.append(son["_id"])
         if not chosen:
             return
         last: dict[Any, int] = {}
@@ -176,7 +213,7 @@ class WriteRunner:
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
         fields = _fields_of(son)
         op_id = new_op_id()
-        if self._one_command():
+        if self.rt.one_command_writes and self._one_command():  # (hooks off: not asked further)
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
@@ -1118,9 +1155,11 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
-    if len(docs) == 1:  # a create or an update of one document: no generator per tuple
+    if len(docs) == 1:  # a create or an update of one document: no generator per tuple, _created inlined
         doc = docs[0]
-        return Written(action, (doc["_id"],), fields, (_created(doc),), (doc,), recorded, op_id)
+        rev = doc.get(REV_FIELD)  # revision_of, inlined
+        change = _change((doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), doc))
+        return Written(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
     return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(map(_created, docs)),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
 
@@ -1152,6 +1191,9 @@ def _at_rev(rev: int) -> dict[str, Any]:
 def _created(son: dict[str, Any]) -> Change:
     """The change a create or an update made: the post-image at its revision."""
     return Change(son["_id"], revision_of(son), son.get("updatedAt"), son)
+
+
+_change = partial(tuple.__new__, Change)  # Change(*fields) without its Python-level __new__
 
 
 _updated = _created

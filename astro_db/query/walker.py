@@ -62,7 +62,7 @@ GRAPH_KEYS = frozenset({"from", "startWith", "connectFromField", "connectToField
 GRAPH_REQUIRED = frozenset({"from", "startWith", "connectFromField", "connectToField", "as"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Node:
     """Where a rule is: what kind of node, on which model, how deep, in which stage, where.
 
@@ -78,6 +78,11 @@ class Node:
     stage: str = ""  # the stage this node is in ("" outside a pipeline)
     where: str = ""  # its place, for messages ("stage 0 $facet in $lookup from 'users'")
     key: str = ""
+
+    def __init__(self, kind: str, model: Any, depth: int = 0, stage: str = "", where: str = "", key: str = "") -> None:
+        # the dataclass's own __init__ (same fields, order and defaults) as one dict update: a
+        # frozen dataclass sets each field through object.__setattr__ (as events.WriteEvent)
+        self.__dict__.update(kind=kind, model=model, depth=depth, stage=stage, where=where, key=key)
 
     @property
     def top(self) -> bool:
@@ -100,6 +105,12 @@ def model_collections(models: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
+# The node of a call's own filter and update on each model: the same (frozen) value every call,
+# so made once per model class (a handful: the registered models)
+_OWN_FILTERS: dict[Any, Node] = {}
+_OWN_UPDATES: dict[Any, Node] = {}
+
+
 class Walker:
     """One traversal of a call's query, calling ``rules`` (in order) at every node.
 
@@ -120,11 +131,21 @@ class Walker:
 
     def filter(self, model: Any, query: Any) -> Any:
         """The call's own filter on ``model``, through every rule."""
-        return self._visit(Node(FILTER, model, key="query"), query)
+        node = _OWN_FILTERS.get(model)
+        if node is None:
+            if len(_OWN_FILTERS) > 256:  # a leak guard (classes made at run time): made again as needed
+                _OWN_FILTERS.clear()
+            node = _OWN_FILTERS[model] = Node(FILTER, model, key="query")
+        return self._visit(node, query)
 
     def update(self, model: Any, data: Any) -> Any:
         """The call's own update on ``model``, through every rule."""
-        return self._visit(Node(UPDATE, model), data)
+        node = _OWN_UPDATES.get(model)
+        if node is None:
+            if len(_OWN_UPDATES) > 256:
+                _OWN_UPDATES.clear()
+            node = _OWN_UPDATES[model] = Node(UPDATE, model)
+        return self._visit(node, data)
 
     def pipeline(self, model: Any, stages: Any) -> list[dict[str, Any]]:
         """An aggregation pipeline on ``model``, every stage at every depth through every rule."""

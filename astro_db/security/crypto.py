@@ -639,7 +639,12 @@ class FieldCrypto:
                     if key in doc:
                         value = doc[key]
                         if isinstance(value, list):
-                            for v in value:  # _is_ciphertext, inlined: most values are plaintext or sealed text
+                            try:  # every item a str and none holding the envelope's prefix: nothing to
+                                # open, found by one join and one search in C instead of a check per item
+                                plain = PREFIX not in "\x00".join(value)
+                            except TypeError:  # an item that is not a str (a CSFLE binary...): item by item
+                                plain = False
+                            for v in () if plain else value:  # _is_ciphertext, inlined
                                 if v.startswith(PREFIX) if isinstance(v, str) else _is_ciphertext(v):
                                     doc[key] = [self._open(v, info, f, doc, strict) for v in value]
                                     break

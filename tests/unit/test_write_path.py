@@ -21,7 +21,9 @@ from astro_db.models import MODELS, User
 from astro_db.models import hydrate as hydration
 from astro_db.models.plan import doc_plan
 from astro_db.ops import writes
+from astro_db.ops.operation import Operation
 from astro_db.ops.steps import seal as seal_step
+from astro_db.query.walker import FILTER, UPDATE, Node, Walker
 from tests.models import samples
 
 from .security_data import new_db
@@ -29,7 +31,7 @@ from .security_data import new_db
 # --- events: one dict update instead of a frozen dataclass's __setattr__ per field -----------------
 
 
-@pytest.mark.parametrize("cls", [Written, WriteEvent])
+@pytest.mark.parametrize("cls", [Written, WriteEvent, Operation, Node])
 def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_their_defaults(cls):
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     fields = dataclasses.fields(cls)
@@ -38,9 +40,42 @@ def test_the_events_own_init_takes_exactly_the_dataclass_fields_in_order_with_th
         if f.default is not dataclasses.MISSING:
             assert p.default == f.default, f.name
         elif f.default_factory is not dataclasses.MISSING:
-            assert p.default is None, f.name  # time: made when the event is
+            assert p.default is None, f.name  # time: made when the event is; options: a new dict
         else:
             assert p.default is inspect.Parameter.empty, f.name
+
+
+def test_an_operation_is_built_as_its_dataclass_would_be_frozen_comparable_and_replaceable():
+    op = Operation("find", "User", None, None, {"a": 1}, None, {"lean": True})
+    assert op == Operation("find", "User", query={"a": 1}, options={"lean": True}) and op.permission == "read"
+    bare = Operation("create")
+    assert (bare.model, bare.actor, bare.transaction, bare.query, bare.data, bare.options) == (None,) * 5 + ({},)
+    assert bare.options is not Operation("create").options  # a new dict each, as default_factory makes
+    assert dataclasses.replace(op, name="count").name == "count" and op.name == "find"
+    assert set(vars(op)) == {f.name for f in dataclasses.fields(Operation)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        op.name = "delete"  # type: ignore[misc]
+
+
+def test_a_calls_own_filter_and_update_node_is_made_once_per_model_and_is_what_it_was():
+    seen = []
+
+    class Spy:
+        def visit(self, node, value):
+            seen.append(node)
+            return value
+
+    walker = Walker((Spy(),))
+    for _ in range(2):
+        walker.filter(User, {"name": "Ann"})
+        walker.update(User, {"name": "Bo"})
+    assert seen[0] is seen[2] and seen[1] is seen[3]  # the same frozen value each call: not built again
+    assert seen[0] == Node(FILTER, User, 0, "", "", "query") and seen[1] == Node(UPDATE, User)
+    walker.pipeline(User, [{"$match": {"name": "Ann"}}])  # a pipeline's nodes are made per call, as before
+    assert sorted((n.kind, n.stage, n.key) for n in seen[4:]) == [("filter", "$match", "$match"), ("pipeline", "", ""),
+                                                                  ("stage", "$match", "$match")]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen[0].kind = UPDATE  # type: ignore[misc]
 
 
 def test_the_events_stay_frozen_comparable_and_replaceable():
@@ -66,7 +101,10 @@ def test_what_a_single_write_announces_is_what_the_general_path_builds():
     op = ObjectId()
     one = writes._written("update", [doc], ("name",), op)
     general = Written("update", (doc["_id"],), ("name",), (writes._created(doc),), documents=(doc,), op_id=op)
-    assert one == general and one.changes[0].rev == 3
+    assert one == general and one.changes[0].rev == 3 and type(one.changes[0]) is type(general.changes[0])
+    for stored in ({"_id": 1}, {"_id": 1, "_rev": None}, {"_id": 1, "_rev": 2.0}):  # no revision yet; one stored as a double
+        change = writes._written("create", [stored], (), op).changes[0]
+        assert change == writes._created(stored) and type(change.rev) is int and change.image is stored
     assert writes._fields_of({"_id": 1, "a": 2, "b": 3}) == ("a", "b")
     assert writes._fields_of({"a": 2, "_id": 1, "b": 3}) == ("a", "b")
 
@@ -238,6 +276,121 @@ def test_a_write_to_a_model_with_nothing_cached_judges_no_entry_but_still_advanc
         db.find(User, {"status": "active"})  # an entry of the model: the next write judges it
         db.update(User, {"id": user.id}, {"name": "Cy"})
         assert judged == ["User"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Cy"
+
+
+def test_a_write_nobody_could_have_cached_builds_no_notice_but_advances_the_generation_and_counts_the_message(monkeypatch):
+    from astro_db import Database
+
+    with Database("mongomock://localhost/wp_quiet", cache_models=("User",), ensure_indexes=False) as db:
+        cache = db.executor.runtime.cache
+        built = []
+        real = type(cache).notice
+        monkeypatch.setattr(type(cache), "notice", lambda self, event: built.append(event.action) or real(self, event))
+        under_way = cache.generation("User")  # a read begun before the write
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        db.update(User, {"id": user.id}, {"name": "Bo"})
+        assert built == [] and cache.generation("User")[1] == under_way[1] + 2
+        assert cache.bus_stats()["sent"] == 2
+        assert not cache.put(("User", "find_one", None, b"k"), {"_id": user.id}, under_way)  # its answer is not stored
+        with db.transaction() as tx:  # inside a transaction: the notice waits for the commit, as before
+            db.update(User, {"id": user.id}, {"name": "Cy"}, transaction=tx)
+        assert built == ["update"]
+        other = _Listener()  # a second cache of the process hears the local bus: it is told what changed
+        cache.peers.attach(other)
+        db.update(User, {"id": user.id}, {"name": "Di"})
+        assert built == ["update", "update"] and len(other.applied) == 1 and other.applied[0].ids is not None
+        assert cache.peers.members == 2
+        del other  # gone: the bus counts its members down, and writes are quiet again
+        __import__("gc").collect()
+        assert cache.peers.members == 1
+        db.update(User, {"id": user.id}, {"name": "Dot"})
+        assert built == ["update", "update"]
+        db.find(User, {"status": "active"})  # an entry of the model held here: the write is judged against it
+        db.update(User, {"id": user.id}, {"name": "Ed"})
+        assert built == ["update", "update", "update"]
+        assert db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Ed"
+
+
+def test_a_new_document_built_from_plans_only_is_not_walked_for_keys_and_a_free_form_one_still_is(db, monkeypatch):
+    from mongoengine.fields import DictField
+
+    from astro_db.models import AstroDocument
+    from astro_db.models.fields import TextField
+    from astro_db.registry import ModelInfo
+
+    assert {name: doc_plan(cls).closed for name, cls in MODELS.items()} == {
+        "User": True, "PlanetaryInsight": True, "TimingRecommendation": True,
+        "BirthChart": False}  # its birth place's GeoJSON point is a dict the caller writes
+
+    class Slug(TextField):  # a subclass may override validate: not trusted to give a string
+        pass
+
+    class Free(AstroDocument):
+        meta = {"collection": "wpFree"}
+        slug = Slug()
+        extra = DictField()
+
+    class Sluggish(AstroDocument):
+        meta = {"collection": "wpSluggish"}
+        slug = Slug()
+
+    assert not doc_plan(Free).closed and not doc_plan(Sluggish).closed
+    settled = [writes._keys_closed(cls) for cls in (*MODELS.values(), Free, Sluggish)]  # once per class
+    assert settled == [True, False, True, True, False, False]
+    walked = []
+    real = writes.check_document_keys
+    monkeypatch.setattr(writes, "check_document_keys", lambda doc, path="": walked.append(doc) or real(doc, path))
+    db.create(User, samples.user_input())
+    db.create("PlanetaryInsight", samples.insight_input())
+    db.create_many("TimingRecommendation", [samples.timing_input()])
+    assert walked == []
+    db.create("BirthChart", samples.chart_input())
+    assert len(walked) == 1
+    point = {"type": "Point", "coordinates": [2.35, 48.86], "$where": "x"}
+    bad = samples.chart_input()
+    bad["birth_data"]["location"]["coordinates"] = point
+    with pytest.raises(ValidationError, match=r"key '\$where' is not allowed in stored data"):
+        db.create("BirthChart", bad)
+    with pytest.raises(ValidationError, match="key .__proto__. is not allowed in stored data"):
+        writes.new_document(ModelInfo("Free", Free, "wpFree"), {"slug": "a", "extra": {"__proto__": 1}})
+
+
+def test_the_service_clock_gives_the_exact_millisecond_of_the_system_clock(monkeypatch):
+    from astro_db.ops import runtime
+
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    rng = __import__("random").Random(27)
+    samples_ns = [0, 999_999, 1_000_000, 1_733_500_000_999_999_999, 4_102_444_800_000_000_000 - 1,  # 2100
+                  *(rng.randrange(0, 4_294_967_295_000_000_000) for _ in range(20_000))]  # up to 2106
+    for ns in samples_ns:
+        monkeypatch.setattr(runtime, "_time_ns", lambda ns=ns: ns)
+        now = runtime.utcnow()
+        assert now == epoch + _dt.timedelta(milliseconds=ns // 1_000_000) and now.tzinfo is _dt.timezone.utc
+    monkeypatch.undo()
+    before = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    assert before <= runtime.utcnow() <= _dt.datetime.now(_dt.timezone.utc)
+
+
+def test_leaves_and_lists_of_leaves_are_encoded_inline_with_the_same_refusals(monkeypatch):
+    from astro_db.models import PlanetaryInsight, TimingRecommendation, codec
+
+    dispatched = []
+    real = codec._encode_field
+    monkeypatch.setattr(codec, "_encode_field", lambda fp, *rest: dispatched.append(fp.stored) or real(fp, *rest))
+    good = {"user_id": ObjectId(), "date": "2026-01-01", "energy_level": 5, "recommendations": [" a ", "b"], "summary": "s"}
+    assert codec.encode_new(PlanetaryInsight, good)["recommendations"] == ["a", "b"]
+    assert dispatched == ["recommendations"]  # only the list itself goes through the dispatch; its items and leaves do not
+    bad = {**good, "energy_level": 500, "recommendations": [" ok ", 5, None, "x" * 501], "summary": 7}
+    with pytest.raises(ValidationError) as caught:
+        codec.encode_new(PlanetaryInsight, bad)
+    assert {k: v[:26] for k, v in caught.value.errors.items()} == {
+        "energyLevel": "must be 0-100, got 500", "recommendations.1": "must be a string, got 5",
+        "recommendations.2": "must be a string, got None", "recommendations.3": "must be 1-500 characters, ",
+        "summary": "must be a string, got 7"}
+    with pytest.raises(ValidationError) as caught:  # embedded documents in lists: as before
+        codec.encode_new(TimingRecommendation, {"user_id": ObjectId(), "activity": "x", "risks": [{"level": "q"}],
+                                                "windows": [{"start": "2026-01-01", "end": 3, "score": 200}]})
+    assert sorted(caught.value.errors) == ["risks.0.description", "risks.0.level", "windows.0.end", "windows.0.score"]
 
 
 def test_an_updates_scalar_values_are_not_walked_for_keys_and_its_documents_still_are(db, monkeypatch):
