@@ -190,6 +190,10 @@ def test_the_targets_table_says_which_bounds_are_met():
     assert by_name["default create, wall vs raw"].endswith("met")
     assert "2.50x" in by_name["default update, wall vs raw"] and by_name["default update, wall vs raw"].endswith("MISSED")
     assert by_name["hooks off create, wall vs raw"].endswith("met")
+    assert by_name["hooks off update, wall vs raw"].endswith("MISSED") and "<= 1.25x" in by_name["hooks off update, wall vs raw"]
+    assert "<= 1.5x" in by_name["hooks off update, client CPU per call vs raw"]
+    assert "<= 1.3x" in by_name["default find_one, client CPU per call vs raw"]
+    assert "<= 1.2x" in by_name["find lean, client CPU per doc vs raw"]
     assert by_name["create_many, MongoEngine from dicts CPU per doc / default's"].endswith("MISSED")  # 1.00x, needs >= 3x
     assert by_name["create_many, MongoEngine prebuilt CPU per doc / default's"].endswith("reference")
 
