@@ -345,7 +345,7 @@ class Monitor:
                 "command_monitoring": cmap,
                 "operations": copy(self._operations),
                 "commands": copy(self._commands),
-                "pool": dict(self._pool) if cmap else {**dict.fromkeys(self._pool), "checked_out": self.in_flight()},
+                "pool": self._pool_counts(),
                 "pool_failures": dict(self._pool_failures) if cmap else None,
                 "pool_wait": wait if cmap else None,
                 "heartbeats": dict(self._beats),
@@ -407,18 +407,23 @@ class Monitor:
         pool["checkouts"] += checkouts
         self._pool_wait.record_many(waits)
 
+    def _pool_counts(self) -> dict[str, Any]:
+        """The pool's counts (under the lock): PyMongo's pool events' with command monitoring;
+        else ``checked_out`` is the run step's calls in flight and the rest ``None`` (unknown)."""
+        if self.command_monitoring:
+            return dict(self._pool)
+        return {**dict.fromkeys(self._pool), "checked_out": self.in_flight()}
+
     def _pool_figures(self) -> dict[str, Any]:
         """The pool figures (under the lock): from PyMongo's pool events with command monitoring;
         else ``checked_out`` is the run step's calls in flight and the rest is ``None`` (unknown)."""
+        figures = self._pool_counts()
         if self.command_monitoring:
-            figures = dict(self._pool)
             figures["source"] = "pool_events"
             figures["checkout_failures"] = dict(self._pool_failures)
             figures["wait_ms"] = self._pool_wait.summary()
         else:
-            figures = dict.fromkeys(self._pool)
             figures["source"] = "run_step"
-            figures["checked_out"] = self.in_flight()
             figures["checkout_failures"] = None
             figures["wait_ms"] = None
         figures["max_size"] = self.max_pool_size

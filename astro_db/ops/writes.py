@@ -652,7 +652,7 @@ class WriteRunner:
         update, op_id = _advanced(compiled)
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         changes = self.rt.changes
-        projection = None if changes.journal else {"_id": 1, REV_FIELD: 1, "updatedAt": 1}
+        projection = None if changes.journal else hooks.STAMP  # the journal needs post-images; the rest, the stamp
         modified = 0
         for chunk in _chunks([d["_id"] for d in self._ids(filt)], _ID_CHUNK):
             scoped = _merge({"_id": {"$in": chunk}, OP_FIELD: {"$ne": op_id}}, _merge(filt, compiled.guards))
