@@ -68,7 +68,10 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                 else:
                     try:
                         with pymongo.timeout(remaining):
-                            result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                            if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
+                                result = _selecting(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                            else:
+                                result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
                     finally:
                         timeouts.CALL_BOUND.reset(token)
             finally:
@@ -102,6 +105,19 @@ def _attempts(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline
         if not retry:
             raise
         return rt.retry.call(fn, operation=name, retry=True, deadline=deadline, failed=exc)
+
+
+def _selecting(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline: float) -> T:
+    """``_attempts`` for a budget longer than ``server_selection_timeout_ms``: before each attempt,
+    a server is waited for within that bound (``timeouts.await_server``) when none is known."""
+    selection_s, client = rt.selection_s, rt.connection.client
+    assert selection_s is not None
+
+    def attempt() -> T:
+        timeouts.await_server(client, selection_s, deadline)
+        return fn()
+
+    return _attempts(rt, attempt, name, retry, deadline)
 
 
 def listed(method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
