@@ -131,12 +131,18 @@ def read_on(rt: Runtime, info: ModelInfo, operation: str, cursor: Any) -> Any:
 
     A cursor is retried only before its first batch (inside ``call``, as the drivers' retryable
     reads do); reading on may send a ``getMore``, which is never retried (the server has moved
-    the cursor on): a failure there is recorded by the breaker and the monitor and translated."""
+    the cursor on): a failure there is recorded by the breaker and the monitor and translated.
+    While it reads, it is a call in flight (the pool's ``checked_out`` by default): a ``getMore``
+    holds a connection, as PyMongo's pool events count it with ``command_monitoring``."""
+    monitor = rt.monitor
+    next(monitor.calls_started)
     try:
         return next(cursor, END)
     except AstroDBError:
         raise
     except Exception as exc:
         rt.breaker.record_failure(exc)
-        rt.monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
+        monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
         raise timeouts.final_error(exc, None, operation=operation, model=info.name) from exc
+    finally:
+        next(monitor.calls_finished)
