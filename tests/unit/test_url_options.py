@@ -88,3 +88,12 @@ def test_the_embedded_backend_reads_them_too():
             cache = db.metrics()["cache"]
     assert cache["ttl_s"] == 0.0
     assert (db.config.slow_query_ms, db.config.monitoring) == (7.0, False)
+
+
+@pytest.mark.parametrize("option", ["encryptionKey", "ENCRYPTION_KEYS", "cacheSecret", "token_secret", "kmsProviders"])
+def test_a_secret_settings_value_is_masked_wherever_a_url_is_shown(option):
+    from astro_db.urls import mask_url, mask_urls_in_text
+
+    url = URL + f"?appName=svc&{option}=s3cr3tvalue"
+    assert mask_url(url) == URL + f"?appName=svc&{option}=***"
+    assert "s3cr3tvalue" not in mask_urls_in_text(f"failed: {url} (retrying)")
