@@ -23,6 +23,7 @@ a URL is shown.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import types
@@ -568,6 +569,11 @@ class DatabaseConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.url is not None:
+            self._check_url(self.url)
+            self._apply_url_options(self.url)  # before the rules below, which may read them
+            _check_types(self)
+            self.database_name  # noqa: B018 - raises ConfigError when there is none
         need = self._need
         need(self.token_secret is None or len(self.token_secret) >= 32, "token_secret",
              "must be at least 32 characters of random text (astro-db new-key makes one)")
@@ -579,9 +585,6 @@ class DatabaseConfig:
             self.database is None or bool(re.fullmatch(r"[^/\\. \"$*<>:|?]{1,63}", self.database)),
             "database", "is not a valid MongoDB database name",
         )
-        if self.url is not None:
-            self._check_url(self.url)
-            self._budget_from_url(self.url)
         for name, attr in _SECTION_OF.items():  # flat reads as fast as a field's (the _Flat is the fallback)
             object.__setattr__(self, name, getattr(getattr(self, attr), name))
 
@@ -667,8 +670,15 @@ class DatabaseConfig:
         return self.url is None or self.scheme == "mongomock"
 
     @property
+    def client_url(self) -> str | None:
+        """The URL PyMongo is given: ``url`` without the options astro_db reads itself
+        (``?commandMonitoring=true``, ...), which PyMongo does not know; ``None`` without one."""
+        return None if self.url is None else _without_own_options(self.url)
+
+    @property
     def masked_url(self) -> str:
-        return mask_url(self.url or EMBEDDED_URL)
+        """``client_url`` with its secrets masked: what connecting and its log lines show."""
+        return mask_url(self.client_url or EMBEDDED_URL)
 
     @property
     def database_name(self) -> str:
@@ -753,18 +763,40 @@ class DatabaseConfig:
 
     # --- validation --------------------------------------------------------------------------
 
-    def _budget_from_url(self, url: str) -> None:
-        """A ``timeoutMS`` in the URL is the per-call budget unless ``operation_timeout_ms`` was
-        given (the run step's ``pymongo.timeout`` would otherwise override the client's)."""
-        found = {k.lower(): v for k, v in parse_qs(urlsplit(url).query).items()}.get("timeoutms")
-        if not found or self.is_explicit("operation_timeout_ms"):
-            return
-        try:
-            value = float(found[-1])
-        except ValueError:
-            raise ConfigError(f"timeoutMS in {mask_url(url)} must be a number of milliseconds", key="url") from None
-        budget = int(value) if value > 0 else None
-        object.__setattr__(self, "timeouts", dataclasses.replace(self.timeouts, operation_timeout_ms=budget))
+    def _apply_url_options(self, url: str) -> None:
+        """The settings the URL's query gives, where none was chosen (``is_explicit``): a
+        ``timeoutMS`` is the per-call budget (the run step's ``pymongo.timeout`` would otherwise
+        override the client's), and every astro_db-only option (``?commandMonitoring=true``,
+        ``?slow_query_ms=50``) is read here by its declared type; ``client_url`` leaves the
+        latter out of what PyMongo is given. A secret setting in the URL is refused."""
+        changes: dict[str, dict[str, Any]] = {}
+        for key, raw in _query_options(url):
+            low = key.lower()
+            if low == "timeoutms":
+                name = "operation_timeout_ms"
+                try:
+                    number = float(raw)
+                except ValueError:
+                    raise ConfigError(f"timeoutMS in {mask_url(url)} must be a number of milliseconds", key="url") from None
+                value: Any = int(number) if number > 0 else None
+            else:
+                found = _own_url_option(low)
+                if found is None:
+                    continue  # PyMongo's option (or unknown to both): PyMongo reads it
+                name = found
+                if name in _SECRET_FIELDS:
+                    raise ConfigError(
+                        f"'{key}' must not be given in the URL: a URL is shown and logged; "
+                        f"set {name} as a keyword or ASTRO_DB_{name.upper()}", key=name)
+                value = _parse_env(name, raw, flat_types()[name], source=f"{key}={_show(name, raw)} in the URL")
+            if not self.is_explicit(name):
+                changes.setdefault(_SECTION_OF.get(name, ""), {})[name] = value
+        for attr, values in changes.items():
+            if attr:
+                object.__setattr__(self, attr, dataclasses.replace(getattr(self, attr), **values))
+            else:
+                for name, value in values.items():
+                    object.__setattr__(self, name, value)
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)
@@ -786,7 +818,6 @@ class DatabaseConfig:
                 problem = port_problem(host, srv=parts.scheme == "mongodb+srv")
                 if problem:
                     raise ConfigError(f"URL {mask_url(url)}: {problem}", key="url")
-        self.database_name  # noqa: B018 - raises ConfigError when there is none
 
 
 _TOP_LEVEL = tuple(f.name for f in fields(DatabaseConfig) if f.name not in SECTIONS)
@@ -888,11 +919,81 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _url_option_names(url: str | None) -> frozenset[str]:
-    """The setting names a URL's query sets (``?serverSelectionTimeoutMS=500``; ``timeoutMS``
-    is ``operation_timeout_ms``)."""
-    in_url = parse_qs(urlsplit(url or "").query)
-    return DatabaseConfig.option_names({key: None for key in in_url}) | (
-        {"operation_timeout_ms"} if any(k.lower() == "timeoutms" for k in in_url) else set())
+    """The setting names a URL's query sets: PyMongo's options astro_db hands PyMongo under
+    that name (``?serverSelectionTimeoutMS=500``; ``timeoutMS`` is ``operation_timeout_ms``)
+    and astro_db's own (``?commandMonitoring=true``). PyMongo's ``journal`` is its write
+    concern's ``j``, not the ``journal`` setting."""
+    if not url:
+        return frozenset()
+    found = set()
+    for key, _value in _query_options(url):
+        low = key.lower()
+        name = _DRIVER_SPELLINGS.get(low) if low in _driver_options() else _own_url_option(low)
+        if name is not None:
+            found.add(name)
+    return frozenset(found)
+
+
+# a PyMongo URI option (lower case) -> the setting astro_db hands PyMongo as that option
+_DRIVER_SPELLINGS = {k.lower(): v for k, v in _ALIASES.items() if v not in ("url", "database")} | {"tls": "tls"}
+
+
+@functools.cache
+def _driver_options() -> frozenset[str]:
+    """Every URI option PyMongo knows (lower case, its aliases and deprecated spellings too)."""
+    from pymongo import common
+
+    return frozenset(key.lower() for table in (common.URI_OPTIONS_VALIDATOR_MAP, common.URI_OPTIONS_ALIAS_MAP,
+                                               common.URI_OPTIONS_DEPRECATION_MAP) for key in table)
+
+
+@functools.cache
+def _own_spellings() -> dict[str, str]:
+    """astro_db's own settings by their URL spelling: lower case without ``_``, so
+    ``commandMonitoring``, ``command_monitoring`` and ``COMMANDMONITORING`` are one."""
+    out = {name.replace("_", ""): name for name in _FLAT_NAMES if name != "url"}
+    out["dbname"] = "database"
+    return {key: name for key, name in out.items() if key not in _driver_options()}
+
+
+def _own_url_option(low: str) -> str | None:
+    """The astro_db-only setting a URL option (lower case) names, or None (PyMongo's or unknown)."""
+    if low in _driver_options():
+        return None
+    return _own_spellings().get(low.replace("_", ""))
+
+
+_QUERY_SEPARATOR = re.compile(r"[&;]")
+
+
+def _query_options(url: str) -> list[tuple[str, str]]:
+    """A URL's query options as ``(name, value)``, values percent-decoded, in order (PyMongo
+    takes ``&`` or ``;`` between them)."""
+    query = url.partition("?")[2].partition("#")[0]
+    out = []
+    for item in _QUERY_SEPARATOR.split(query):
+        key, _eq, value = item.partition("=")
+        if key.strip():
+            out.append((unquote(key).strip(), unquote(value)))
+    return out
+
+
+def _without_own_options(url: str) -> str:
+    """``url`` without the options astro_db reads itself; the rest of it unchanged, byte for byte.
+
+    The query starts at the first ``?``: the user name and password cannot hold one unescaped
+    (``_check_url`` refuses it), nor can a host or a database name."""
+    head, mark, rest = url.partition("?")
+    if not mark:
+        return url
+    query, hashmark, fragment = rest.partition("#")
+    items = _QUERY_SEPARATOR.split(query)
+    kept = [item for item in items if _own_url_option(unquote(item.partition("=")[0]).strip().lower()) is None]
+    if len(kept) == len(items):
+        return url
+    separator = ";" if ";" in query and "&" not in query else "&"
+    kept = [item for item in kept if item]
+    return head + ("?" + separator.join(kept) if kept else "") + hashmark + fragment
 
 
 def port_problem(host: str, *, srv: bool = False) -> str | None:
@@ -969,8 +1070,9 @@ def _shown(key: str, value: Any) -> str:
     return repr(value)
 
 
-def _parse_env(name: str, raw: str, type_: Any) -> Any:
-    """``raw`` (an ``ASTRO_DB_<NAME>`` value) as the declared type of setting ``name``."""
+def _parse_env(name: str, raw: str, type_: Any, source: str | None = None) -> Any:
+    """``raw`` (an ``ASTRO_DB_<NAME>`` value, or what ``source`` names) as the declared type of
+    setting ``name``."""
     members = [m for m in _members(type_) if m is not type(None)]
     try:
         if bool in members:
@@ -997,5 +1099,6 @@ def _parse_env(name: str, raw: str, type_: Any) -> Any:
                 raise ValueError(name)
             return value
     except ValueError:
-        raise ConfigError(f"ASTRO_DB_{name.upper()}={_show(name, raw)} is not a valid {_type_name(type_)}", key=name) from None
+        where = source or f"ASTRO_DB_{name.upper()}={_show(name, raw)}"
+        raise ConfigError(f"{where} is not a valid {_type_name(type_)}", key=name) from None
     return raw

@@ -150,7 +150,7 @@ class Database(OperatorMixin):
             raise
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
-        rt.cache.open(rt.gateway)  # the cache bus (ConfigError: no change streams)
+        rt.cache.open(rt.gateway, (rt.monitor.calls_started, rt.monitor.calls_finished))  # the cache bus (ConfigError: no change streams)
         if self.config.ensure_indexes and not rt.indexes_ensured:
             rt.indexes_ensured = True
             Database.sync_indexes(self._trusted())

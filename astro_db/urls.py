@@ -22,6 +22,9 @@ SECRET_OPTIONS = frozenset({
     "authmechanismproperties", "tlscertificatekeyfilepassword", "sslclientcertificatekeypassword",
     "sslpemkeypassword", "password", "pass", "pwd", "secret", "token", "apikey", "api_key",
     "aws_session_token", "awssecretaccesskey",
+    # astro_db's own secret settings, which DatabaseConfig refuses in a URL: masked if given anyway
+    "encryptionkey", "encryption_key", "encryptionkeys", "encryption_keys", "cachesecret", "cache_secret",
+    "tokensecret", "token_secret", "kmsproviders", "kms_providers",
 })
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # where a URL starts inside free text: a known scheme, not glued to a longer word

@@ -32,6 +32,8 @@ class FakeMongos:
     def __init__(self) -> None:
         self.commands: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._down = False
         fake = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -47,8 +49,22 @@ class FakeMongos:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if not self._down:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def down(self) -> None:
+        """Go away: stop listening (a connection is refused) and drop every open connection."""
+        self._down = True
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def url(self, dbname: str) -> str:
         host, port = self._server.server_address
@@ -66,6 +82,10 @@ class FakeMongos:
     # --- protocol -------------------------------------------------------------------------
 
     def _serve(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._down:
+                return
+            self._sockets.append(sock)
         try:
             while True:
                 header = _recv(sock, 16)

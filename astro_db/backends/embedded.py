@@ -13,13 +13,19 @@ or ``mongomock://``) is a ``ConfigError`` naming the extra, raised by ``require(
 
 from __future__ import annotations
 
+import functools
+import time
 from typing import Any
 
 import mongoengine
 
 from ..errors import ConfigError
 
-__all__ = ["connect", "require", "MISSING"]
+__all__ = ["connect", "require", "MISSING", "TTL_SWEEP_S"]
+
+#: How often a collection's expired documents (TTL indexes) are removed: a server's TTL monitor
+#: runs every 60 s (``ttlMonitorSleepSecs``); mongomock-ng would scan on every look at the collection.
+TTL_SWEEP_S = 60.0
 
 MISSING = (
     "the embedded in-memory backend (no URL, or a mongomock:// URL) needs mongomock-ng, which "
@@ -50,5 +56,60 @@ def connect(database_name: str, alias: str) -> Any:
         mongo_client_class=mongomock_ng.MongoClient,
         tz_aware=True,
         uuidRepresentation="standard",
-        _store=mongomock_ng.store.ServerStore(),  # type: ignore[no-untyped-call]  # untyped library; a store of its own, never shared
+        _store=_store_classes()[0](),  # a store of its own, never shared
     )
+
+
+@functools.cache
+def _store_classes() -> tuple[type, type, type]:
+    """mongomock-ng's server, database and collection stores, with the collection's TTL sweep run
+    as a server's TTL monitor runs it: at most every ``TTL_SWEEP_S``. mongomock-ng sweeps on every
+    look at a collection with a TTL index (every insert's duplicate ``_id`` check, every read):
+    a scan of every document, so each change record written into ``astroChanges`` (TTL on
+    ``time``) cost as much as the records already there (docs/migrations.md, "On the embedded
+    backend"). A document past its expiry may so stay up to ``TTL_SWEEP_S``, as on a server."""
+    import mongomock_ng.store as store
+
+    class CollectionStore(store.CollectionStore):  # mongomock-ng is untyped: its calls are marked
+        def __init__(self, name: str) -> None:
+            super().__init__(name)  # type: ignore[no-untyped-call]
+            self._swept_at: dict[str, float] = {}  # per TTL index (its field): the last sweep
+
+        def _expire_documents(self, index: dict[str, Any]) -> None:
+            # called per TTL index only: a collection without one passes nothing here
+            field = str(index.get("key"))
+            now = time.monotonic()
+            last = self._swept_at.get(field)
+            if last is not None and now - last < TTL_SWEEP_S:
+                return
+            self._swept_at[field] = now
+            super()._expire_documents(index)  # type: ignore[no-untyped-call]
+
+    # the stores find a collection or a database by a plain dict lookup (C, no frame here); only
+    # a name seen for the first time reaches ``__missing__``, which makes the subclass's store
+    class Collections(dict[str, Any]):
+        def __missing__(self, name: str) -> Any:
+            made = self[name] = CollectionStore(name)
+            return made
+
+    class DatabaseStore(store.DatabaseStore):
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self._collections = Collections()
+
+        def rename(self, name: str, new_name: str) -> None:
+            collection = self._collections.pop(name, None) or CollectionStore(new_name)
+            collection.name = new_name
+            self._collections[new_name] = collection
+
+    class Databases(dict[str, Any]):
+        def __missing__(self, name: str) -> Any:
+            made = self[name] = DatabaseStore()
+            return made
+
+    class ServerStore(store.ServerStore):
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self._databases = Databases()
+
+    return ServerStore, DatabaseStore, CollectionStore

@@ -17,9 +17,11 @@ collections; mongomock-ng has none). ``Database.connect()`` opens one at once an
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -53,6 +55,8 @@ class ChangeStreamBus(SubscribingBus):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        # the monitor's calls-in-flight counters (``open`` hands them); counted nowhere until then
+        self._in_flight: tuple[Iterator[int], Iterator[int]] = (itertools.count(), itertools.count())
 
     @property
     def connected(self) -> bool:
@@ -62,12 +66,17 @@ class ChangeStreamBus(SubscribingBus):
     def attach(self, listener: CacheListener) -> None:
         self._listener = weakref.ref(listener)
 
-    def open(self, database: MongoDB) -> None:
-        """Check the server has change streams (a ``ConfigError`` if not), then start watching."""
+    def open(self, database: MongoDB, in_flight: tuple[Iterator[int], Iterator[int]] | None = None) -> None:
+        """Check the server has change streams (a ``ConfigError`` if not), then start watching.
+        ``in_flight``: the monitor's counters of calls in flight (``calls_started``,
+        ``calls_finished``), advanced around each command a stream sends (its opening
+        ``aggregate``, each ``getMore`` long poll): each holds a connection of the pool."""
+        if in_flight is not None:
+            self._in_flight = in_flight
         name = min(self.collections)
         try:
             with self._watch(database, name) as stream:
-                stream.try_next()
+                self._poll(stream)
         except Exception as exc:  # mongomock-ng: TypeError / NotImplementedError; a standalone: OperationFailure
             first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
             raise ConfigError(
@@ -84,7 +93,21 @@ class ChangeStreamBus(SubscribingBus):
                 thread.start()
 
     def _watch(self, database: MongoDB, collection: str) -> ChangeStream:
-        return database[collection].watch(max_await_time_ms=self._max_await_ms)
+        started, finished = self._in_flight
+        next(started)
+        try:
+            return database[collection].watch(max_await_time_ms=self._max_await_ms)
+        finally:
+            next(finished)
+
+    def _poll(self, stream: ChangeStream) -> Any:
+        """The stream's next change, or None after its await (a ``getMore`` in flight meanwhile)."""
+        started, finished = self._in_flight
+        next(started)
+        try:
+            return stream.try_next()
+        finally:
+            next(finished)
 
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Nothing to send: the server announces the write itself."""
@@ -116,7 +139,7 @@ class ChangeStreamBus(SubscribingBus):
                         if self._listener is not None and self.listening() is None:
                             self._stop.set()  # the cache (its Database) was garbage-collected
                             break
-                        change = stream.try_next()
+                        change = self._poll(stream)
                         if change is not None and not self._deliver(change, collection):
                             break  # an invalidating event: reopen afresh
             except Exception as exc:  # noqa: BLE001 - any failure of the stream means "reopen and drop"

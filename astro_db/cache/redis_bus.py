@@ -195,8 +195,9 @@ class RedisBus(SubscribingBus):
                                                daemon=True)
             self._publisher.start()
 
-    def open(self, database: MongoDB) -> None:
-        """``Database.connect()``: (re)start the subscriber (after a ``disconnect()``)."""
+    def open(self, database: MongoDB, in_flight: Any = None) -> None:
+        """``Database.connect()``: (re)start the subscriber (after a ``disconnect()``); its
+        connections are Redis', so it counts no call in flight (``in_flight``)."""
         self.start()
 
     def close(self) -> None:

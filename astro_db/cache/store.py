@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import bson
@@ -294,12 +294,13 @@ class QueryCache:
                    peers=peers, shared=shared, id_key=hashlib.sha256(b"astro_db:cache-ids\0" + secret + b"\0"
                                                                      + namespace.encode()).digest())
 
-    def open(self, database: MongoDB) -> None:
+    def open(self, database: MongoDB, in_flight: tuple[Iterator[int], Iterator[int]] | None = None) -> None:
         """Called once the Database is connected: a change-stream bus opens its stream here
-        (a ``ConfigError`` when the server has none)."""
+        (a ``ConfigError`` when the server has none). ``in_flight``: the monitor's two counters
+        of calls in flight, which a change-stream bus advances around each of its commands."""
         opener = getattr(self.bus, "open", None)
         if opener is not None and self.enabled:
-            opener(database)
+            opener(database, in_flight)
 
     def close(self) -> None:
         """Stop the bus's subscriber (nothing is cached after this)."""

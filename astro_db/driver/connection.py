@@ -143,7 +143,7 @@ class Connection:
             options["read_preference"] = ReadPreference.from_config(cfg.topology).to_pymongo()
         log.info("connecting to %s (pool %d-%d)", cfg.masked_url, cfg.pool.min_pool_size, cfg.pool.max_pool_size)
         try:
-            return mongoengine.connect(db=cfg.database_name, alias=self.alias, host=cfg.url, **options)
+            return mongoengine.connect(db=cfg.database_name, alias=self.alias, host=cfg.client_url, **options)
         except Exception as exc:
             raise translate(exc, operation="connect") from exc
 

@@ -271,6 +271,13 @@ def ping(client: PyMongoClient) -> None:
     client.admin.command("ping")
 
 
+def ping_any(client: PyMongoClient) -> None:
+    """A ping any data-bearing server may answer (``primaryPreferred``): waits for one to be found."""
+    from pymongo.read_preferences import ReadPreference
+
+    client.admin.command("ping", read_preference=ReadPreference.PRIMARY_PREFERRED)
+
+
 def close(client: PyMongoClient) -> None:
     client.close()
 

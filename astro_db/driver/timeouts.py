@@ -21,10 +21,11 @@ import pymongo
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
+from . import gateway
 from .connection import summarise
 
 __all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call_bound", "final_error",
-           "afresh"]
+           "afresh", "await_server"]
 
 
 class Bound:
@@ -106,6 +107,21 @@ def enter(default_ms: float | None, where: str) -> tuple[Bound | None, float, co
     if remaining <= 0:
         raise expired_error(bound, where)
     return bound, remaining, _call_bound.set(bound)
+
+
+def await_server(client: Any, selection_s: float, deadline: float) -> None:
+    """Before an attempt whose budget outlasts ``server_selection_timeout_ms``: when no server of
+    the deployment is known (it went away, or was never found), wait for one for at most
+    ``selection_s`` (never past ``deadline``), as the drivers' CSOT rule says server selection
+    waits ``min(serverSelectionTimeoutMS, remaining timeoutMS)``: PyMongo inside
+    ``pymongo.timeout`` waits for what is left of the timeout and ignores the former. The look
+    is the client's public, immutable topology description (no lock, no I/O); only when it
+    knows no server is a ping sent (``primaryPreferred``: any data-bearing server), under the
+    shorter bound, raising PyMongo's ``ServerSelectionTimeoutError`` when none is found."""
+    if client.topology_description.has_known_servers:
+        return
+    with pymongo.timeout(max(0.001, min(selection_s, deadline - time.monotonic()))):
+        gateway.ping_any(client)
 
 
 @contextlib.contextmanager

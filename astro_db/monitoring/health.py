@@ -146,7 +146,7 @@ def _probe(config: DatabaseConfig, bound_s: float) -> None:
     options = config.client_options()
     selection_ms = min(bound_ms, config.timeouts.server_selection_timeout_ms)
     options.update(serverSelectionTimeoutMS=selection_ms, connectTimeoutMS=bound_ms, minPoolSize=0)
-    client = pymongo.MongoClient(config.url, **options)
+    client = pymongo.MongoClient(config.client_url, **options)
     try:
         with pymongo.timeout(selection_ms / 1000.0):  # a client-side timeout overrides server selection's
             gateway.ping(client)

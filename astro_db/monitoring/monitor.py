@@ -13,7 +13,8 @@ PyMongo listeners are registered on it). It is fed from two levels:
   events too (the per-command table, the CMAP pool figures). By default no per-call listener is
   registered: PyMongo builds and times an event object for every command and every pool
   check-out once any such listener exists, a cost every call would pay; the pool's
-  ``checked_out`` is then the calls in flight through the run step, and the figures only pool
+  ``checked_out`` is then the calls in flight (the run step's, ``iter_find``'s later reads
+  and the change-stream bus's commands, on the same two counters), and the figures only pool
   events can give are ``None``.
 
 Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
@@ -133,7 +134,8 @@ class Monitor:
         return [CommandEvents(self), PoolEvents(self), HeartbeatEvents(self)]
 
     def in_flight(self) -> int:
-        """The run step's driver calls in flight now (called under the lock, so two readers
+        """The driver calls in flight now (the run step's, a stream's later reads, the change-stream
+        bus's commands; called under the lock, so two readers
         never interleave; each reading advances both counts by one, which leaves their
         difference as it was)."""
         started = next(self.calls_started)

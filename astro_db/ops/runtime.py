@@ -66,6 +66,9 @@ class Runtime:
         if self.capabilities.network:
             self.breaker.watch(_weak_ping(self))  # held weakly: a dropped Database stops the looking
         self.retry = RetryPolicy(config.retry)
+        # server selection's own bound, for the run step (the embedded backend selects nothing)
+        self.selection_s: float | None = (config.timeouts.server_selection_timeout_ms / 1000.0
+                                          if self.capabilities.network else None)
         self.one_command_writes = config.change_records.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False

@@ -76,7 +76,6 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 AAD_PREFIX = b"astro_db:v2:"
 _KID_LABEL = b"astro_db:kid:"
-_NONCE_KEY_V1 = b"astro_db:deterministic-nonce"
 _NONCE_KEY_V2 = b"astro_db:e2:nonce-key"
 _SHAPE = re.compile(r"enc:([a-z0-9]{2}):([0-9a-f]{8}):([A-Za-z0-9_-]+)")
 # Which fields are encrypted deterministically (queryable by equality) is each model's own
@@ -191,14 +190,13 @@ class Keyring:
         self.keys: list[tuple[str, bytes]] = []  # (key id, key), the primary first: the local KMS providers
         self.blind = BlindIndex(primary, older)  # the blind indexes' keys (security.blind), from the same keys
         self._aead: dict[str, Any] = {}
-        self._nonce_keys: dict[tuple[str, str], bytes] = {}
+        self._nonce_keys: dict[str, bytes] = {}  # by key id: the e2 nonce key (only e2 and v2 are written)
         for key in (primary, *older):
             kid = key_id(key)
             if kid not in self._aead:
                 self.keys.append((kid, key))
             self._aead[kid] = AESGCM(key)
-            self._nonce_keys[DETERMINISTIC_V1, kid] = hmac.new(key, _NONCE_KEY_V1, hashlib.sha256).digest()
-            self._nonce_keys[DETERMINISTIC, kid] = hmac.new(key, _NONCE_KEY_V2, hashlib.sha256).digest()
+            self._nonce_keys[kid] = hmac.new(key, _NONCE_KEY_V2, hashlib.sha256).digest()
 
     @classmethod
     def from_config(cls, config: Any) -> Keyring | None:
@@ -217,12 +215,6 @@ class Keyring:
         """A v2 (random nonce) or e2 (deterministic) envelope of ``plaintext`` under the primary key."""
         return self._seal(DETERMINISTIC if deterministic else RANDOM, self.primary_id, plaintext, collection, path)
 
-    def equal_forms(self, plaintext: str, collection: str, path: str) -> list[str]:
-        """Every envelope a deterministic value may be stored as: e2 and the older d1, under every
-        configured key (so equality matches old data and data not yet rotated)."""
-        return [self._seal(version, kid, plaintext, collection, path)
-                for version in (DETERMINISTIC, DETERMINISTIC_V1) for kid in self._aead]
-
     def _seal(self, version: str, kid: str, plaintext: str, collection: str, path: str) -> str:
         try:
             data = plaintext.encode("utf-8")
@@ -230,12 +222,10 @@ class Keyring:
             raise EncryptionError(f"{path}: the value is not valid text (lone surrogate)") from None
         if version == DETERMINISTIC:
             message = collection.encode() + b"\x00" + path.encode() + b"\x00" + data
-            nonce = hmac.new(self._nonce_keys[version, kid], message, hashlib.sha256).digest()[:NONCE_BYTES]
-        elif version == DETERMINISTIC_V1:
-            nonce = hmac.new(self._nonce_keys[version, kid], path.encode() + b"\x00" + data, hashlib.sha256).digest()[:NONCE_BYTES]
+            nonce = hmac.new(self._nonce_keys[kid], message, hashlib.sha256).digest()[:NONCE_BYTES]
         else:
             nonce = os.urandom(NONCE_BYTES)
-        aad = None if version == DETERMINISTIC_V1 else associated_data(collection, path)
+        aad = associated_data(collection, path)
         return f"{PREFIX}{version}:{kid}:{_b64(nonce + self._aead[kid].encrypt(nonce, data, aad))}"
 
     def open(self, envelope: str, collection: str, path: str) -> str:
@@ -572,24 +562,18 @@ class FieldCrypto:
                                     values, info.collection, f.path, partial(to_plaintext, f=f)))
 
     def _equal_forms(self, info: Any, f: Sensitive, values: Sequence[Any]) -> list[Any]:
-        values = list(values)
-        if self.keyring is None:
-            if self.vault is not None and f.deterministic:
-                raise QueryError(f"{f.path!r} is queryable only with encryption_key configured")
-            if self.vault is not None:
-                raise QueryError(f"{f.path!r} is encrypted and cannot be queried by value; only its presence ($exists)")
-            if any(v is not None for v in values):
-                self._require_key(info, f, "query it by value (without the key it could only match plaintext)")
-            return values
-        if not f.deterministic:
+        """What equality on ``f`` matches where it has no blind index to move to. With a key,
+        every queryable field has one (``seal_filter`` passes ``blind``, and ``match_ciphertext``
+        sends equality there), so only a field that is not queryable comes here: refused, as it
+        is with a key vault alone. Without either, values are stored (and matched) as they are."""
+        if self.keyring is None and self.vault is not None and f.deterministic:
+            raise QueryError(f"{f.path!r} is queryable only with encryption_key configured")
+        if self.enabled:
             raise QueryError(f"{f.path!r} is encrypted and cannot be queried by value; only its presence ($exists)")
-        out: list[Any] = []
-        for value in values:
-            if isinstance(value, str):
-                out.extend(self.keyring.equal_forms(value, info.collection, f.path))
-            else:
-                out.append(value)
-        return out
+        values = list(values)
+        if any(v is not None for v in values):
+            self._require_key(info, f, "query it by value (without the key it could only match plaintext)")
+        return values
 
     # --- reads -------------------------------------------------------------------------------
 

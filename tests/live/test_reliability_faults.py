@@ -397,3 +397,34 @@ def test_a_flask_request_during_an_outage_gets_its_503_within_the_web_budget(ser
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert spent < 15.0  # was 91 s with the library's defaults
     db.disconnect()
+
+
+def test_a_call_while_no_server_is_known_waits_server_selection_timeout_ms_not_its_budget(server_up, live_url):
+    """The drivers' CSOT rule (docs/reliability.md, "Server selection inside the budget"): with
+    the server killed, each attempt waits for one for at most ``server_selection_timeout_ms``
+    (0.3 s), not the 20 s left of the call's budget; asserted by the bound PyMongo's selection
+    names in its error, not by the clock."""
+    import re
+
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    db = Database(live_url, server_selection_timeout_ms=300, operation_timeout_ms=20_000, min_pool_size=0,
+                  retry_reads=False, retry_attempts=2, backoff_base_s=0.01, backoff_max_s=0.01)
+    db.connect()
+    db.find_one("User", {})  # a pooled connection
+    server_up.kill()
+    try:
+        with pytest.raises(AstroDBError):
+            db.find_one("User", {})  # on the dead connection: the server is now unknown
+        with pytest.raises(AstroDBError) as caught:
+            db.find_one("User", {})
+    finally:
+        server_up.start()
+        db.disconnect()
+    bounds, seen = [], caught.value
+    while seen is not None:
+        if isinstance(seen, ServerSelectionTimeoutError):
+            bounds += [float(t) for t in re.findall(r"Timeout: ([0-9.]+)s", str(seen))]
+        seen = seen.__cause__ or seen.__context__
+    assert bounds and max(bounds) <= 0.3
+    assert caught.value.attempts == 2  # each attempt bounded, so the retry had time to happen

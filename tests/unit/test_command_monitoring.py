@@ -229,6 +229,109 @@ def test_a_failed_call_is_no_longer_in_flight(mongos, no_tracer_provider):
         db.disconnect()
 
 
+class GetMoreHeld:
+    """A collection handle whose ``find`` cursor answers its first batch (one document) at once and
+    holds the next read, as a ``getMore`` waiting on the server, until ``release`` is set."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.real, name)
+        if name != "find":
+            return attr
+        outer = self
+
+        class Cursor:
+            def __init__(self, inner: Any) -> None:
+                self.inner, self.read = inner, 0
+
+            def __iter__(self) -> Cursor:
+                return self
+
+            def __next__(self) -> Any:
+                self.read += 1
+                if self.read == 2:  # past the first batch: a getMore
+                    outer.entered.release()
+                    assert outer.release.wait(WAIT_S)
+                return next(self.inner)
+
+            def close(self) -> None:
+                self.inner.close()
+
+        return lambda *args, **kwargs: Cursor(attr(*args, **kwargs))
+
+
+def test_a_streamed_reads_getmore_is_a_call_in_flight():
+    """``iter_find``'s later batches hold a connection while they are read: counted, as PyMongo's
+    pool events count them with ``command_monitoring``."""
+    with Database("mongomock://localhost/inflight", allow_plaintext_sensitive=True) as db:
+        db.create_many("User", [{"email": f"u{i}@example.com", "name": f"U {i}"} for i in range(3)])
+        rt = db.executor.runtime
+        info = rt.registry.resolve("User")
+        held = GetMoreHeld(rt.coll(info))
+        rt.gateway.collections[info.collection] = held  # type: ignore[assignment]
+        stream = db.iter_find("User", {}, lean=True)
+        first = next(stream)
+        assert checked_out(db) == 0  # between batches a cursor holds no connection
+        threads, outcomes = in_threads(1, lambda: next(stream))
+        held.entered.acquire(timeout=WAIT_S)
+        assert checked_out(db) == 1
+        held.release.set()
+        threads[0].join()
+        assert checked_out(db) == 0
+        rest = list(stream)
+        assert first and outcomes[0] and len(rest) == 1 and checked_out(db) == 0
+
+
+def test_a_change_stream_buss_commands_are_calls_in_flight():
+    """The change-stream bus's opening ``aggregate`` and each long poll (``getMore``) hold a
+    connection of the Database's pool: counted on the monitor's counters it is handed."""
+    import itertools
+
+    from astro_db.cache.change_streams import ChangeStreamBus
+
+    started, finished = itertools.count(), itertools.count()
+
+    def in_flight() -> int:
+        return next(started) - next(finished)
+
+    polled, release, seen = threading.Semaphore(0), threading.Event(), []
+
+    class Stream:
+        alive = True
+
+        def __enter__(self) -> Stream:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            pass
+
+        def try_next(self) -> Any:
+            seen.append(in_flight())
+            if threading.current_thread() is not main:
+                polled.release()
+                release.wait(WAIT_S)
+            return None
+
+    class Collection:
+        def watch(self, **kwargs: Any) -> Stream:
+            seen.append(in_flight())
+            return Stream()
+
+    main = threading.current_thread()
+    bus = ChangeStreamBus({"users": "User"}, max_await_ms=10)
+    bus.open({"users": Collection()}, (started, finished))  # type: ignore[arg-type]
+    assert seen[:2] == [1, 1]  # open(): the watch, then one poll, each in flight while sent
+    assert polled.acquire(timeout=WAIT_S)  # the watcher thread is in its long poll
+    assert in_flight() == 1
+    release.set()
+    bus.close()
+    assert in_flight() == 0
+
+
 def test_concurrent_calls_are_all_counted_in_and_out():
     """Eight threads making driver calls through the run step while another reads the figure:
     every reading is between 0 and the threads, and none is left in flight at the end."""

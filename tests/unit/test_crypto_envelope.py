@@ -178,15 +178,25 @@ def test_random_envelopes_differ_every_time():
     assert len({ring.seal("Oslo", COLL, PATH, False) for _ in range(5)}) == 5
 
 
-def test_equal_forms_cover_e2_then_d1_under_every_key():
+def test_equality_on_a_queryable_field_matches_its_blind_index_under_every_key_never_an_envelope():
+    """Equality is matched by the blind index, under the primary key and every older one, so
+    data not yet rotated matches too; no envelope (e2 or d1) a value may be stored as is sent
+    (``Keyring.equal_forms``, which made them, was removed: no filter reached it)."""
+    from astro_db.security.fieldpaths import Sensitive
+
     ring = Keyring(RAW_A, [RAW_B])
-    forms = ring.equal_forms("Oslo", COLL, PATH)
-    assert forms == [
-        ring.seal("Oslo", COLL, PATH, True),
-        Keyring(RAW_B).seal("Oslo", COLL, PATH, True),
-        v1(RAW_A, "Oslo", deterministic=True),
-        v1(RAW_B, "Oslo", deterministic=True),
-    ]
+    sealer = crypto.FieldCrypto(ring, [])
+    sealer.fields["BirthChart"] = (Sensitive(PATH, deterministic=True),)
+    info = SimpleNamespace(name="BirthChart", collection=COLL)
+    sent = sealer.seal_filter(info, {PATH: "Oslo"})
+    assert sent == {PATH + "Index": {"$in": [ring.blind.hash("Oslo", COLL, PATH), Keyring(RAW_B).blind.hash("Oslo", COLL, PATH)]}}
+    assert sent[PATH + "Index"]["$in"][0] != sent[PATH + "Index"]["$in"][1]
+    stored = {ring.seal("Oslo", COLL, PATH, True), Keyring(RAW_B).seal("Oslo", COLL, PATH, True),
+              v1(RAW_A, "Oslo", deterministic=True), v1(RAW_B, "Oslo", deterministic=True)}
+    assert not stored & set(sent[PATH + "Index"]["$in"])
+    sealer.fields["BirthChart"] = (Sensitive(PATH, deterministic=False),)
+    with pytest.raises(crypto.QueryError, match="cannot be queried by value"):
+        sealer.seal_filter(info, {PATH: "Oslo"})
 
 
 def test_text_that_is_not_utf8_encodable_is_refused():

@@ -68,7 +68,10 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                 else:
                     try:
                         with pymongo.timeout(remaining):
-                            result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                            if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
+                                result = _selecting(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                            else:
+                                result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
                     finally:
                         timeouts.CALL_BOUND.reset(token)
             finally:
@@ -104,6 +107,19 @@ def _attempts(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline
         return rt.retry.call(fn, operation=name, retry=True, deadline=deadline, failed=exc)
 
 
+def _selecting(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline: float) -> T:
+    """``_attempts`` for a budget longer than ``server_selection_timeout_ms``: before each attempt,
+    a server is waited for within that bound (``timeouts.await_server``) when none is known."""
+    selection_s, client = rt.selection_s, rt.connection.client
+    assert selection_s is not None
+
+    def attempt() -> T:
+        timeouts.await_server(client, selection_s, deadline)
+        return fn()
+
+    return _attempts(rt, attempt, name, retry, deadline)
+
+
 def listed(method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
     """``list(method(*args, **kwargs))``: a ``find`` read to its end inside the attempt, so a
     retry sends the query again. Hand it to ``call`` as ``functools.partial(listed, coll.find, ...)``."""
@@ -115,12 +131,18 @@ def read_on(rt: Runtime, info: ModelInfo, operation: str, cursor: Any) -> Any:
 
     A cursor is retried only before its first batch (inside ``call``, as the drivers' retryable
     reads do); reading on may send a ``getMore``, which is never retried (the server has moved
-    the cursor on): a failure there is recorded by the breaker and the monitor and translated."""
+    the cursor on): a failure there is recorded by the breaker and the monitor and translated.
+    While it reads, it is a call in flight (the pool's ``checked_out`` by default): a ``getMore``
+    holds a connection, as PyMongo's pool events count it with ``command_monitoring``."""
+    monitor = rt.monitor
+    next(monitor.calls_started)
     try:
         return next(cursor, END)
     except AstroDBError:
         raise
     except Exception as exc:
         rt.breaker.record_failure(exc)
-        rt.monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
+        monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
         raise timeouts.final_error(exc, None, operation=operation, model=info.name) from exc
+    finally:
+        next(monitor.calls_finished)

@@ -1,0 +1,99 @@
+"""astro_db's own settings in the URL's query (docs/configuration.md, "Options in the URL"):
+read by astro_db, by their declared type, and left out of the URL PyMongo is given, which
+does not know them (it warns "Unknown option" and ignores them)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pymongo
+import pytest
+
+from astro_db import Database, DatabaseConfig
+from astro_db.config import resolve
+from astro_db.errors import ConfigError
+
+URL = "mongodb://db.example:27017/astro"
+
+
+def test_astro_db_options_in_the_url_are_read_by_astro_db():
+    cfg = resolve(URL + "?monitoring=false&commandMonitoring=true&slow_query_ms=5&cacheTtlS=0&ensureIndexes=no")
+    assert (cfg.monitoring, cfg.command_monitoring, cfg.slow_query_ms, cfg.cache_ttl_s) == (False, True, 5.0, 0.0)
+    assert cfg.ensure_indexes is False
+    assert {"monitoring", "command_monitoring", "slow_query_ms", "cache_ttl_s", "ensure_indexes"} <= cfg.url_settings()
+
+
+def test_pymongo_is_given_the_url_without_them_and_warns_of_nothing():
+    cfg = resolve(URL + "?monitoring=false&maxPoolSize=7&commandMonitoring=true&appName=svc")
+    assert cfg.client_url == URL + "?maxPoolSize=7&appName=svc"
+    assert cfg.masked_url == cfg.client_url  # what the connection's log lines show
+    assert cfg.url == URL + "?monitoring=false&maxPoolSize=7&commandMonitoring=true&appName=svc"  # as given
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyMongo's "Unknown option" is a UserWarning
+        client = pymongo.MongoClient(cfg.client_url, connect=False, **cfg.client_options())
+    try:
+        assert client.options.pool_options.max_pool_size == 7
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("url", "client_url"), [
+    (URL + "?monitoring=false", URL),
+    ("mongodb://h/?commandMonitoring=true&dbName=astro", "mongodb://h/"),
+    (URL + "?w=1;tracing=0;retryWrites=false", URL + "?w=1;retryWrites=false"),
+    (URL + "?COMMAND_MONITORING=1&tls=false", URL + "?tls=false"),
+    (URL + "?maxPoolSize=7", URL + "?maxPoolSize=7"),
+    ("mongodb://u:p%40ss@h1,h2/astro?replicaSet=rs&cache_models=User,Note", "mongodb://u:p%40ss@h1,h2/astro?replicaSet=rs"),
+])
+def test_only_astro_db_options_are_taken_out(url, client_url):
+    assert resolve(url).client_url == client_url
+
+
+def test_pymongos_options_stay_pymongos_even_where_a_setting_has_the_same_name(monkeypatch):
+    """``?journal=true`` is PyMongo's write concern ``j``: not astro_db's ``journal`` setting,
+    and it does not outrank ASTRO_DB_JOURNAL."""
+    monkeypatch.setenv("ASTRO_DB_JOURNAL", "0")
+    cfg = resolve(URL + "?journal=true")
+    assert cfg.journal is False
+    assert "journal" not in cfg.url_settings()
+    assert cfg.client_url == URL + "?journal=true"
+
+
+def test_a_keyword_outranks_the_urls_option_and_the_url_outranks_the_environment(monkeypatch):
+    monkeypatch.setenv("ASTRO_DB_SLOW_QUERY_MS", "9")
+    monkeypatch.setenv("ASTRO_DB_MONITORING", "1")
+    cfg = resolve(URL + "?slowQueryMs=5&monitoring=false", {"slow_query_ms": 100})
+    assert (cfg.slow_query_ms, cfg.monitoring) == (100, False)
+    assert DatabaseConfig(url=URL + "?monitoring=false", monitoring=True).monitoring is True
+
+
+def test_a_bad_value_is_a_config_error_naming_the_setting():
+    with pytest.raises(ConfigError, match=r"monitoring='maybe' in the URL is not a valid bool") as caught:
+        resolve(URL + "?monitoring=maybe")
+    assert caught.value.key == "monitoring"
+
+
+@pytest.mark.parametrize("option", ["encryptionKey", "cache_secret", "tokenSecret", "password"])
+def test_a_secret_setting_in_the_url_is_refused_and_not_shown(option):
+    with pytest.raises(ConfigError, match="must not be given in the URL") as caught:
+        resolve(URL + f"?{option}=s3cr3tvalue")
+    assert "s3cr3tvalue" not in str(caught.value)
+
+
+def test_the_embedded_backend_reads_them_too():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        db = Database("mongomock://localhost/astro?cacheTtlS=0&slowQueryMs=7&monitoring=false")
+        with db:
+            cache = db.metrics()["cache"]
+    assert cache["ttl_s"] == 0.0
+    assert (db.config.slow_query_ms, db.config.monitoring) == (7.0, False)
+
+
+@pytest.mark.parametrize("option", ["encryptionKey", "ENCRYPTION_KEYS", "cacheSecret", "token_secret", "kmsProviders"])
+def test_a_secret_settings_value_is_masked_wherever_a_url_is_shown(option):
+    from astro_db.urls import mask_url, mask_urls_in_text
+
+    url = URL + f"?appName=svc&{option}=s3cr3tvalue"
+    assert mask_url(url) == URL + f"?appName=svc&{option}=***"
+    assert "s3cr3tvalue" not in mask_urls_in_text(f"failed: {url} (retrying)")
