@@ -469,6 +469,7 @@ class DatabaseConfig:
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     change_records: ChangeRecordsConfig = field(default_factory=ChangeRecordsConfig)
     _given: ClassVar[frozenset[str]] = frozenset()  # per instance: the flat keys given by name
+    _mirrored: ClassVar[frozenset[str]] = frozenset()  # per instance: PyMongo's options the URL set, read too
 
     # flat reads (the configuration's vocabulary; each is its section's field)
     min_pool_size = _Flat[int]()
@@ -656,7 +657,7 @@ class DatabaseConfig:
     def is_explicit(self, name: str) -> bool:
         """Whether setting ``name`` was chosen rather than left at its default: given by name
         (``max_pool_size=100`` counts, though 100 is the default) or of another value."""
-        return name in self._given or getattr(self, name) != _FLAT_DEFAULTS.get(name)
+        return name in self._given or (name not in self._mirrored and getattr(self, name) != _FLAT_DEFAULTS.get(name))
 
     # --- derived values ----------------------------------------------------------------------
 
@@ -768,7 +769,9 @@ class DatabaseConfig:
         ``timeoutMS`` is the per-call budget (the run step's ``pymongo.timeout`` would otherwise
         override the client's), and every astro_db-only option (``?commandMonitoring=true``,
         ``?slow_query_ms=50``) is read here by its declared type; ``client_url`` leaves the
-        latter out of what PyMongo is given. A secret setting in the URL is refused."""
+        latter out of what PyMongo is given. PyMongo's pool sizes and timeouts (``_MIRRORED``)
+        stay PyMongo's to read, and their value is the setting's too (health's pool saturation,
+        the run step's server selection bound). A secret setting in the URL is refused."""
         changes: dict[str, dict[str, Any]] = {}
         for key, raw in _query_options(url):
             low = key.lower()
@@ -779,6 +782,15 @@ class DatabaseConfig:
                 except ValueError:
                     raise ConfigError(f"timeoutMS in {mask_url(url)} must be a number of milliseconds", key="url") from None
                 value: Any = int(number) if number > 0 else None
+            elif low in _MIRRORED:  # PyMongo's, and read by astro_db too: its value, where PyMongo takes it
+                name = _MIRRORED[low]
+                try:
+                    number = float(raw)
+                except ValueError:
+                    continue  # PyMongo reports it
+                if not number > 0 or number != int(number):
+                    continue  # 0 / negative mean something else to PyMongo (or nothing): the setting stays
+                value = int(number)
             else:
                 found = _own_url_option(low)
                 if found is None:
@@ -791,6 +803,11 @@ class DatabaseConfig:
                 value = _parse_env(name, raw, flat_types()[name], source=f"{key}={_show(name, raw)} in the URL")
             if not self.is_explicit(name):
                 changes.setdefault(_SECTION_OF.get(name, ""), {})[name] = value
+        pool = changes.get("pool", {})
+        if "max_pool_size" in pool and "min_pool_size" not in pool and not self.is_explicit("min_pool_size"):
+            pool["min_pool_size"] = 0  # what PyMongo keeps then: client_options leaves the minimum to it
+        mirrored = {name for values in changes.values() for name in values if name in _MIRRORED.values()}
+        object.__setattr__(self, "_mirrored", frozenset(mirrored))  # still the URL's: PyMongo reads them there
         for attr, values in changes.items():
             if attr:
                 object.__setattr__(self, attr, dataclasses.replace(getattr(self, attr), **values))
@@ -934,6 +951,13 @@ def _url_option_names(url: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
+# PyMongo's URI options (lower case) whose value astro_db reads too (the monitor's pool size, the
+# run step's server selection bound): a positive whole number, mirrored into the setting
+_MIRRORED = {
+    "maxpoolsize": "max_pool_size", "minpoolsize": "min_pool_size", "waitqueuetimeoutms": "wait_queue_timeout_ms",
+    "maxidletimems": "max_idle_time_ms", "serverselectiontimeoutms": "server_selection_timeout_ms",
+    "sockettimeoutms": "socket_timeout_ms", "connecttimeoutms": "connect_timeout_ms",
+}
 # a PyMongo URI option (lower case) -> the setting astro_db hands PyMongo as that option
 _DRIVER_SPELLINGS = {k.lower(): v for k, v in _ALIASES.items() if v not in ("url", "database")} | {"tls": "tls"}
 

@@ -31,3 +31,12 @@ def test_own_options_are_read_and_pymongo_never_sees_them(live_url, caplog):
     assert client.options.pool_options.metadata["application"]["name"] == "svc"  # PyMongo's own option kept
     shown = " ".join(r.getMessage() for r in caplog.records)
     assert "connecting to" in shown and "commandMonitoring" not in shown and "appName=svc" in shown
+
+
+def test_the_urls_pool_size_is_the_one_health_and_metrics_judge_by(live_url):
+    with Database(live_url + "?maxPoolSize=7", server_selection_timeout_ms=2000) as db:
+        db.find_one("User", {})
+        pool = db.metrics()["pool"]
+        client = db.mongo.client
+        assert client.options.pool_options.max_pool_size == 7
+    assert pool["max_size"] == 7

@@ -97,3 +97,41 @@ def test_a_secret_settings_value_is_masked_wherever_a_url_is_shown(option):
     url = URL + f"?appName=svc&{option}=s3cr3tvalue"
     assert mask_url(url) == URL + f"?appName=svc&{option}=***"
     assert "s3cr3tvalue" not in mask_urls_in_text(f"failed: {url} (retrying)")
+
+
+def test_pymongos_pool_size_and_timeouts_in_the_url_are_the_settings_too():
+    """PyMongo reads ``?maxPoolSize=7`` (the URL is handed to it as it is), and astro_db reads
+    the same value: health's pool saturation is judged against the pool PyMongo really has,
+    and the run step's server selection bound is the URL's."""
+    cfg = resolve(URL + "?maxPoolSize=7&serverSelectionTimeoutMS=500&connectTimeoutMS=2000")
+    assert (cfg.max_pool_size, cfg.server_selection_timeout_ms, cfg.connect_timeout_ms) == (7, 500, 2000)
+    assert cfg.min_pool_size == 0  # what PyMongo keeps when the URL sets the pool's size alone
+    assert {"max_pool_size", "server_selection_timeout_ms", "connect_timeout_ms"} <= cfg.url_settings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client = pymongo.MongoClient(cfg.client_url, connect=False, **cfg.client_options())
+    try:
+        pool = client.options.pool_options
+        assert (pool.max_pool_size, pool.min_pool_size, pool.connect_timeout) == (7, 0, 2.0)
+        assert client.options.server_selection_timeout == 0.5
+    finally:
+        client.close()
+    db = Database(URL + "?maxPoolSize=7&serverSelectionTimeoutMS=500")
+    assert db.executor.runtime.monitor.max_pool_size == 7
+    assert db.executor.runtime.selection_s == 0.5
+
+
+def test_a_keyword_outranks_pymongos_option_in_the_url_for_both():
+    cfg = resolve(URL + "?maxPoolSize=7", {"max_pool_size": 20})
+    assert cfg.max_pool_size == 20 and cfg.client_options()["maxPoolSize"] == 20
+
+
+@pytest.mark.parametrize("query", ["socketTimeoutMS=0", "maxIdleTimeMS=-1", "maxPoolSize=abc", "waitQueueTimeoutMS=1.5"])
+def test_a_value_pymongo_gives_another_meaning_leaves_the_setting_alone(query):
+    """0 or a negative value means "none" (or nothing) to PyMongo: the setting keeps its value
+    and PyMongo reads (or refuses) the option itself."""
+    cfg = resolve(URL + "?" + query)
+    default = DatabaseConfig()
+    name = {"socketTimeoutMS": "socket_timeout_ms", "maxIdleTimeMS": "max_idle_time_ms", "maxPoolSize": "max_pool_size",
+            "waitQueueTimeoutMS": "wait_queue_timeout_ms"}[query.partition("=")[0]]
+    assert getattr(cfg, name) == getattr(default, name)
