@@ -405,3 +405,42 @@ def test_the_monitoring_cost_benchmark_prints_its_figures_in_tiny_mode():
     assert done.returncode == 0, done.stderr[-2000:]
     for row in ("the monitor listeners alone", "raw PyMongo + a no-op command listener", "astro_db monitoring=False"):
         assert row in done.stdout
+
+
+@pytest.fixture(params=["tls", "unix"])
+def secure_redis(request, tmp_path):
+    """A redis-server reached the way docs/caching.md tells production to: TLS (``rediss://``,
+    the CA checked) or a Unix socket (``unix://``), both behind an ACL user with a password."""
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis-secure", tls=request.param == "tls", unix=request.param == "unix",
+                         user="astro", password="bus-s3cret-pw").start()
+    yield server
+    server.stop()
+
+
+def test_the_bus_and_the_shared_store_work_over_tls_and_a_unix_socket_behind_an_acl_user(workers, secure_redis, tmp_path):
+    """The bus (subscriber and publisher) and the shared result store over ``rediss://`` and
+    ``unix://`` with an ACL password: delivered invalidations, entries served from the store,
+    no stale read, and the password in no worker's log."""
+    url = secure_redis.url
+    a, b = workers(url, store=url)
+    for worker in (a, b):
+        worker.wait("connected", value=True)
+    uid = a.call("create", email=_email(), name="v0")["id"]
+    settle(url, a, b)
+    assert b.call("read", id=uid)["name"] == "v0"
+    for i in range(1, 4):
+        a.call("update", id=uid, name=f"v{i}")
+        settle(url, a, b)
+        hits = b.call("stats")["cache"]["hits"]
+        assert b.call("read", id=uid)["name"] == f"v{i}"
+        again = b.call("read", id=uid)
+        assert again["name"] == f"v{i}" and again["cache"]["hits"] == hits + 1  # cached: the bus is trusted
+        assert a.call("read", id=uid)["name"] == f"v{i}"
+    stats = b.call("stats")
+    assert stats["bus"]["connected"] is True and stats["bus"]["received"] >= 4 and stats["bus"]["errors"] == 0
+    for worker in (a, b):
+        worker.close()
+    logs = " ".join(p.read_text(errors="replace") for p in tmp_path.glob("worker*.log"))
+    assert "bus-s3cret-pw" not in logs
