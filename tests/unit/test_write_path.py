@@ -311,6 +311,49 @@ def test_a_write_nobody_could_have_cached_builds_no_notice_but_advances_the_gene
         assert db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Ed"
 
 
+def test_with_the_records_off_a_write_only_the_cache_hears_of_builds_no_event_and_any_other_hook_gets_one(monkeypatch):
+    """Hooks off (no change records, no app hook): a write outside a transaction to a model the
+    cache holds nothing of makes no ``WriteEvent`` (the after-write step asks the cache's
+    ``unseen_write`` itself), and still advances the generation and counts the message. A cached
+    model, a transaction, an app's hook or the records on: the event is made, as before."""
+    from astro_db import Database
+
+    events = []
+    real = WriteEvent.__init__
+
+    def counted(self, *args, **kwargs):
+        events.append(args[2] if len(args) > 2 else kwargs.get("action"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(WriteEvent, "__init__", counted)
+    with Database("mongomock://localhost/wp_noevent", cache_models=("User",), audit=False, journal=False,
+                  ensure_indexes=False) as db:
+        cache = db.executor.runtime.cache
+        under_way = cache.generation("User")
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        assert db.update(User, {"id": user.id}, {"name": "Bo"}, returning=False) is True
+        db.update(User, {"id": user.id}, {"name": "Bea"})
+        assert events == [] and cache.generation("User")[1] == under_way[1] + 3
+        assert cache.bus_stats()["sent"] == 3
+        assert not cache.put(("User", "find_one", None, b"k"), {"_id": user.id}, under_way)
+        with db.transaction() as tx:
+            db.update(User, {"id": user.id}, {"name": "Cy"}, transaction=tx)
+        assert events == ["update"]
+        db.find(User, {"status": "active"})  # an entry of the model: the write is judged with its event
+        db.update(User, {"id": user.id}, {"name": "Di"})
+        assert events == ["update", "update"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Di"
+        heard = []
+        db.executor.runtime.hooks.append(lambda event: heard.append((event.action, event.document_ids)))
+        cache.clear()
+        db.update(User, {"id": user.id}, {"name": "Ed"})
+        assert events[-1] == "update" and heard == [("update", (user.id,))]
+    events.clear()
+    with Database("mongomock://localhost/wp_event", ensure_indexes=False) as db:  # the records on (the defaults)
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        db.update(User, {"id": user.id}, {"name": "Bo"})
+        assert events == ["create", "update"] and len(db.audit_trail(User, user.id)) == 2
+
+
 def test_a_new_document_built_from_plans_only_is_not_walked_for_keys_and_a_free_form_one_still_is(db, monkeypatch):
     from mongoengine.fields import DictField
 
