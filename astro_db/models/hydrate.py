@@ -29,7 +29,7 @@ _set = object.__setattr__
 
 def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """Return a ``model_cls`` instance for the stored document ``son`` (as ``_from_son``)."""
-    if _signals_connected() or not isinstance(son, dict) or "_cls" in son:
+    if _PRE_INIT or _POST_INIT or not isinstance(son, dict) or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
         return _build(read_plan(model_cls), son)
@@ -77,8 +77,18 @@ def _planned(plan: ReadPlan, sons: list[Any]) -> list[Any]:
 
 def _signals_connected() -> bool:
     """True when blinker is installed and someone listens to document construction."""
-    return bool(getattr(signals.pre_init, "receivers", None)
-                or getattr(signals.post_init, "receivers", None))
+    return bool(_PRE_INIT or _POST_INIT)
+
+
+# The receivers of MongoEngine's construction signals (blinker's dicts, changed in place when a
+# receiver connects or disconnects; empty without blinker), read by identity, not looked up per call
+def _receivers(signal: Any) -> dict[Any, Any]:
+    found = getattr(signal, "receivers", None)
+    return found if found is not None else {}  # the signal's own dict, even while empty
+
+
+_PRE_INIT = _receivers(signals.pre_init)
+_POST_INIT = _receivers(signals.post_init)
 
 
 # How a stored value becomes an attribute's value (``ReadPlan.keys``): as read (``to_python``
@@ -160,7 +170,7 @@ def encoded_plan(cls: type[Any]) -> ReadPlan:
 def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """``hydrate`` of a document the codec just encoded (``encoded_plan``): the same instance,
     without converting again what the codec already converted (a create's answer)."""
-    if _signals_connected() or "_cls" in son:
+    if _PRE_INIT or _POST_INIT or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
         return _build(encoded_plan(model_cls), son)

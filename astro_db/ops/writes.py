@@ -570,9 +570,9 @@ class WriteRunner:
         hooks are told it); a list change or a per-document seal reads the whole document anyway."""
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
-        if compiled.touches_lists or self._per_document(compiled):
+        if compiled.list_roots or self._per_document(compiled):  # list_roots: touches_lists, read in place
             return self._update_list_cas(filt, compiled, update, op_id)
-        guarded = _merge(filt, compiled.guards)
+        guarded = _merge(filt, compiled.guards) if compiled.guards else filt
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         landed, found = self._stamped(op_id, projection)
         try:

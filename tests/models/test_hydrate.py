@@ -157,3 +157,32 @@ def test_hydrate_many_equals_hydrate_and_restores_the_collector():
         assert not gc.isenabled()  # a collector the app switched off stays off
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("signal", ["pre_init", "post_init"])
+def test_a_receiver_of_a_construction_signal_connected_at_any_time_hears_every_hydration(signal):
+    """The signals' receivers are read in place (blinker's own dicts): one connected after
+    import, after hydrations ran without it, still hears every hydration path (MongoEngine's
+    ``_from_son`` fires it), and once disconnected the short way is back."""
+    from mongoengine import signals
+
+    from astro_db.models.codec import hydrate_encoded, hydrate_many
+
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append(sender)
+
+    son = node_user()
+    hydrate(User, copy.deepcopy(son))
+    assert heard == []
+    getattr(signals, signal).connect(receiver)
+    try:
+        hydrate(User, copy.deepcopy(son))
+        hydrate_many(User, [copy.deepcopy(son)])
+        hydrate_encoded(User, copy.deepcopy(son))
+    finally:
+        getattr(signals, signal).disconnect(receiver)
+    assert heard == [User, User, User]
+    hydrate(User, copy.deepcopy(son))
+    assert len(heard) == 3

@@ -537,3 +537,68 @@ def test_the_trusted_walkers_are_keyed_by_identity_and_another_crypto_gets_its_o
     monkeypatch.setattr(type(rt), "crypto", property(lambda self: other))
     again = compile_step.walker(rt, trusted)
     assert again is not first and again.rules[1].crypto is other
+
+
+# --- the update path: one walk looked up per call, models resolved once per rule, $set advanced directly
+
+
+def test_an_updates_filter_and_update_share_one_walk_and_strict_still_binds_the_filter_only(db, monkeypatch):
+    from astro_db.errors import QueryError
+    from astro_db.ops.steps import compile as compile_step
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    looked = []
+    real = compile_step.walker
+    monkeypatch.setattr(compile_step, "walker", lambda rt, guard, *, strict=False: looked.append(strict) or real(
+        rt, guard, strict=strict))
+    assert db.update(User, {"id": user.id}, {"name": "Bo"}).name == "Bo"
+    assert looked == [False]
+    looked.clear()
+    assert db.update(User, {"id": user.id}, {"name": "Cy"}, strict=True).name == "Cy"
+    assert looked == [True, False]  # the strict walk for the filter, the plain one for the update
+    with pytest.raises(QueryError, match="strict"):
+        db.update(User, {"name": {"$ne": None}}, {"name": "Di"}, strict=True)
+    with pytest.raises(ValidationError):  # the update's refusal, masked as before
+        db.update(User, {"id": user.id}, {"name": ""})
+    assert db.find_one(User, {"id": user.id}).name == "Cy"
+
+
+def test_the_seal_rule_resolves_each_model_once_and_seals_as_before(monkeypatch):
+    from astro_db.security.filters import SealRule
+
+    db = new_db()
+    try:
+        rt = db.executor.runtime
+        resolved = []
+        real = type(rt.registry).resolve
+        monkeypatch.setattr(type(rt.registry), "resolve", lambda self, model: resolved.append(model) or real(self, model))
+        rule = SealRule(rt.crypto, rt.registry)
+        walker = Walker((rule,))
+        for _ in range(3):
+            assert walker.filter(User, {"name": "Ann"}) == rt.crypto.seal_filter(real(rt.registry, User), {"name": "Ann"})
+        assert resolved == [User] and rule.infos == {User: real(rt.registry, User)}
+    finally:
+        db.disconnect()
+
+
+@pytest.mark.parametrize("update", [
+    {"$set": {"name": "Bo"}},
+    {"$set": {"name": "Bo", "updatedAt": _dt.datetime(2020, 1, 1)}},
+    {"$set": {"name": "Bo"}, "$inc": {"n": 1}},
+    {"$unset": {"name": ""}},
+    {"$set": {"updatedAt": 1}},
+])
+def test_a_set_alone_is_advanced_to_exactly_what_the_general_path_makes(update):
+    from astro_db.changes import revision
+
+    op = ObjectId()
+    general = {opname: dict(spec) for opname, spec in update.items()}  # the general path, as it was
+    setter = general.setdefault("$set", {})
+    setter.pop("updatedAt", None)
+    setter["_op"] = op
+    general.setdefault("$inc", {})["_rev"] = 1
+    general.setdefault("$currentDate", {})["updatedAt"] = True
+    before = copy.deepcopy(update)
+    out = revision.advance(update, op)
+    assert out == general and list(out) == list(general) and [list(v) for v in out.values()] == [list(v) for v in general.values()]
+    assert update == before  # the caller's update is not changed

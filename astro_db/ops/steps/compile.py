@@ -34,7 +34,8 @@ from ...security.masking import masked_errors
 from ..runtime import Runtime
 from ..writes import CONTINUED, new_document
 
-__all__ = ["walker", "filter", "read", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key",
+__all__ = ["walker", "filter", "read", "find_options", "update", "filter_and_update", "documents", "pipeline", "revision",
+           "upserts", "upsert_key",
            "upsert_items"]
 
 _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
@@ -141,6 +142,20 @@ def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpd
     except ValidationError:
         with masked_errors(info.cls):  # masks the messages and re-raises; nothing to do when none was raised
             raise
+
+
+def filter_and_update(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, data: Any, *,
+                      strict: bool = False) -> tuple[dict[str, Any], CompiledUpdate]:
+    """An update call's filter (``filter``) and update (``update``), the call's walk looked up
+    once (``strict`` applies to the filter only: the update's walk is then the plain one)."""
+    walk = walker(rt, guard, strict=strict)
+    filt = walk.filter(info.cls, query)
+    try:
+        compiled = (walk if not strict else walker(rt, guard)).update(info.cls, data)
+    except ValidationError:
+        with masked_errors(info.cls):  # as ``update``: masks the messages and re-raises
+            raise
+    return filt, compiled
 
 
 def documents(info: ModelInfo, guard: Guard, items: Any, *,
