@@ -14,12 +14,12 @@ import weakref
 from functools import partial
 from typing import Any
 
-from bson import SON
+from bson import SON, ObjectId
 from mongoengine import signals
-from mongoengine.base import BaseDocument
+from mongoengine.base import BaseDocument, ObjectIdField
 from mongoengine.document import EmbeddedDocument
 
-from .fields import TextField, UTCDateTimeField, to_utc
+from .fields import StrictObjectIdField, TextField, UserRefField, UTCDateTimeField, to_utc
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
 __all__ = ["hydrate", "hydrate_many", "hydrate_encoded", "read_plan", "encoded_plan", "ReadPlan"]
@@ -95,6 +95,10 @@ _POST_INIT = _receivers(signals.post_init)
 # is the identity), through a one-argument converter, stripped (a ``TextField`` that strips: its
 # ``to_python``, inlined for exact ``str`` values), or through ``_convert`` (containers).
 _AS_IS, _CALL, _TEXT, _CONTAINER = 0, 1, 2, 3
+# An id field: an exact ``ObjectId`` as read (what its ``to_python`` gives back for one: ``_ID_AS_IS``),
+# anything else through its ``to_python``
+_ID = 5
+_ID_AS_IS = frozenset({ObjectIdField.to_python, StrictObjectIdField.to_python, UserRefField.to_python})
 # A list of leaves (``ReadPlan.keys``' argument: the list field's plan, the item converter and
 # whether items are stripped text): its items converted in ``_build`` itself, as ``_convert`` would
 _LEAVES = 4
@@ -119,6 +123,8 @@ class ReadPlan:
         for key, fp in plan.by_key.items():
             if fp.python_is_identity or (encoded and fp.mongo_is_python):
                 how: tuple[str, int, Any] = (fp.name, _AS_IS, None)
+            elif fp.kind is LEAF and type(fp.field).to_python in _ID_AS_IS:
+                how = (fp.name, _ID, fp.to_python)
             elif fp.kind is LEAF:
                 how = (fp.name, _TEXT if _strips(fp) else _CALL, _leaf_converter(fp))
             elif fp.item is not None and fp.item.kind is LEAF and not fp.item.python_is_identity:
@@ -193,6 +199,8 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
                 data[name] = value
             elif kind is _TEXT:
                 data[name] = value.strip() if value.__class__ is str else arg(value)
+            elif kind is _ID:
+                data[name] = value if value.__class__ is ObjectId else arg(value)
             elif kind is _CALL:
                 data[name] = arg(value)
             elif kind is _LEAVES:
