@@ -163,8 +163,28 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
             if value is not _INVALID:
                 out[fp.stored] = value
             continue
-        # _encode_field's leaf case, inlined (most fields of most documents): the same calls
-        value = raw if converted else fp.to_python(raw)
+        # _encode_field's leaf case, inlined (most fields of most documents): the same calls, but
+        # a plain number or text value its field accepts is taken in place (``_accepts``, inlined)
+        rule: Any = fp.number
+        if rule is not None:
+            kind = raw.__class__
+            if (kind is int or (kind is float and not rule[0] and raw - raw == 0.0)) and (
+                    (raw < rule[3] and (rule[1] is None or raw >= rule[1])) if rule[3] is not None
+                    else (rule[1] is None or raw >= rule[1]) and (rule[2] is None or raw <= rule[2])):
+                if py is not None:
+                    py[fp.name] = raw
+                out[fp.stored] = raw  # to_python and to_mongo are the identity
+                continue
+        elif not converted and raw.__class__ is str:
+            rule = fp.text
+            if rule is not None:
+                value = raw.strip() if rule[0] else raw
+                if (rule[1] is None or len(value) >= rule[1]) and (rule[2] is None or len(value) <= rule[2]):
+                    if py is not None:
+                        py[fp.name] = value
+                    out[fp.stored] = value  # to_mongo gives it back (mongo_is_python)
+                    continue
+        value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
         except MEValidationError as error:
@@ -180,7 +200,13 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
                   converted: bool) -> Any:
     kind = fp.kind
     if kind is LEAF:
-        value = raw if converted else fp.to_python(raw)
+        if fp.number is not None or fp.text is not None:
+            accepted = _accepts(fp, raw, converted)
+            if accepted is not _INVALID:
+                if py is not None:
+                    py[fp.name] = accepted
+                return accepted
+        value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
         except MEValidationError as error:
@@ -200,6 +226,27 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
             py[fp.name] = sub_py
         return value
     return _encode_list(fp, raw, path, errors, py, converted)
+
+
+def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
+    """The stored value of ``raw`` when ``fp``'s plain text or number rule (``plan._text_rule``,
+    ``plan._number_rule``) accepts it as it is, decided without calling the field; else
+    ``_INVALID``: the value goes through ``to_python`` and ``check``, which accept or refuse it
+    with the field's own message. ``_encode_doc`` inlines the same test."""
+    rule: Any = fp.number
+    if rule is not None:
+        kind = raw.__class__
+        if (kind is int or (kind is float and not rule[0] and raw - raw == 0.0)) and (
+                (raw < rule[3] and (rule[1] is None or raw >= rule[1])) if rule[3] is not None
+                else (rule[1] is None or raw >= rule[1]) and (rule[2] is None or raw <= rule[2])):
+            return raw
+        return _INVALID
+    rule = fp.text
+    if rule is not None and not converted and raw.__class__ is str:
+        value = raw.strip() if rule[0] else raw
+        if (rule[1] is None or len(value) >= rule[1]) and (rule[2] is None or len(value) <= rule[2]):
+            return value
+    return _INVALID
 
 
 def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
@@ -223,8 +270,15 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py:
         # item's path is spelled out only for its error)
         to_python, check, to_mongo = item.to_python, item.check, item.to_mongo
         as_is = item.mongo_is_python and (not converted or item.python_is_identity)
+        text = item.text if not converted else None  # a plain text item its rule accepts: taken in place
+        low, high = (text[1], text[2]) if text is not None else (None, None)
         for index, entry in enumerate(raw):
-            value = entry if converted else to_python(entry)
+            if text is not None and entry.__class__ is str:
+                value = entry.strip() if text[0] else entry
+                if (low is None or len(value) >= low) and (high is None or len(value) <= high):
+                    out.append(value)
+                    continue
+            value = entry if converted or item.python_is_identity else to_python(entry)
             try:
                 check(value)
             except MEValidationError as error:
