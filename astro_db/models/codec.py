@@ -20,7 +20,7 @@ from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
 from .hydrate import hydrate, hydrate_encoded, hydrate_many
 from .paths import resolve
-from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
+from .plan import _DOC_PLANS, EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
 
 __all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many", "hydrate_encoded",
            "REQUIRED", "SERVICE_FIELDS"]
@@ -40,7 +40,19 @@ def encode_new(model_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     ``createdAt``, ``updatedAt`` and ``__v`` (in either spelling) are refused: they are the
     service's record of the document's history, so a caller cannot backdate or re-version it.
     """
-    return _encode_whole(model_cls, data, from_caller=True)
+    plan = _DOC_PLANS.get(model_cls)  # doc_plan, read in place once built (every create passes here)
+    if plan is None or (type(data) is not dict and not isinstance(data, Mapping)):
+        return _encode_whole(model_cls, data, from_caller=True)
+    errors: dict[str, str] = {}
+    by_key = plan.by_key
+    for key in data:  # _encode_whole's from_caller check
+        fp = by_key.get(key)
+        if fp is not None and fp.stored in SERVICE_FIELDS:
+            errors[fp.stored] = SET_BY_SERVICE
+    out: dict[str, Any] = _encode_doc(plan, data, "", errors, None)
+    if errors:
+        raise ValidationError(errors=errors)
+    return out
 
 
 def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict[str, Any]:

@@ -362,6 +362,20 @@ class FieldCrypto:
                                else self._seal(value, info, f, son))
         return out
 
+    def seal_documents(self, info: Any, sons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``seal_document`` of each of ``sons`` (a batch of one model's new documents), the
+        model's fields and whether a key is configured looked up once for the batch; without a
+        key each document is checked in place (``_plain``) and the list is ``sons`` itself."""
+        fields = self.fields.get(info.name)
+        if not fields:
+            return sons
+        if self.enabled:
+            return [self.seal_document(info, son) for son in sons]
+        plain = self._plain
+        for son in sons:
+            plain(info, fields, son)
+        return sons
+
     def _plain(self, info: Any, fields: tuple[Sensitive, ...], son: dict[str, Any]) -> dict[str, Any]:
         """``seal_document`` without a key: nothing is sealed, so ``son`` itself is returned,
         uncopied. With plaintext allowed, a plain string (the common case) is let through here;

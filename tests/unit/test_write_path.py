@@ -4,6 +4,7 @@ Counts, identities and equalities, never times."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import datetime as _dt
@@ -602,3 +603,44 @@ def test_a_set_alone_is_advanced_to_exactly_what_the_general_path_makes(update):
     out = revision.advance(update, op)
     assert out == general and list(out) == list(general) and [list(v) for v in out.values()] == [list(v) for v in general.values()]
     assert update == before  # the caller's update is not changed
+
+
+# --- create_many: a batch sealed with one look-up, its changes built without a call per document
+
+
+def test_a_batch_is_sealed_as_each_document_would_be_with_one_look_at_the_fields(monkeypatch):
+    db = new_db(allow_plaintext_sensitive=True)
+    try:
+        rt = db.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        sons = [writes.new_document(info, samples.insight_input()) for _ in range(3)]
+        kept = copy.deepcopy(sons)
+        sealed_one = []
+        monkeypatch.setattr(type(rt.crypto), "seal_document", lambda self, i, son: sealed_one.append(son))
+        out = seal_step.documents(rt, info, sons)
+        assert sealed_one == [] and all(a is b for a, b in zip(out, sons)) and sons == kept  # checked in place
+        sons[2]["recommendations"] = ["fine", "enc:v2:x"]
+        with pytest.raises(EncryptionError, match="recommendations"):
+            seal_step.documents(rt, info, sons)
+    finally:
+        db.disconnect()
+        monkeypatch.undo()
+    keyed = new_db(encryption_key=base64.b64encode(bytes(range(32))).decode())
+    try:
+        rt = keyed.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        sons = [writes.new_document(info, samples.insight_input()) for _ in range(2)]
+        out = seal_step.documents(rt, info, sons)
+        assert [d["_id"] for d in out] == [d["_id"] for d in sons] and all(a is not b for a, b in zip(out, sons))
+        assert all(d["summary"] != s["summary"] == "A bright day." for d, s in zip(out, sons))  # sealed copies
+    finally:
+        keyed.disconnect()
+
+
+def test_the_changes_of_many_documents_are_what_each_documents_own_would_be():
+    docs = [{"_id": ObjectId(), "_rev": 3, "updatedAt": _dt.datetime(2024, 1, 1)}, {"_id": ObjectId(), "a": 1},
+            {"_id": ObjectId(), "_rev": None, "updatedAt": None}]
+    written = writes._written("create", docs, ("a",), "op")
+    assert written.changes == tuple(writes._created(d) for d in docs)
+    assert all(type(c) is type(writes._created(docs[0])) for c in written.changes)
+    assert written.ids == tuple(d["_id"] for d in docs) and written.documents == tuple(docs)
