@@ -179,7 +179,7 @@ def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     if _PRE_INIT or _POST_INIT or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
-        return _build(encoded_plan(model_cls), son)
+        return _build(_ENCODED_PLANS.get(model_cls) or encoded_plan(model_cls), son)
     except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
         return model_cls._from_son(son)
 

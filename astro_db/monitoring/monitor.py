@@ -177,7 +177,10 @@ class Monitor:
             stats = self._operations.get((model or NO_MODEL, operation))
             if stats is None:
                 stats = self._stats(self._operations, model or NO_MODEL, operation)
-            stats.record(ms, error)
+            stats.count += 1  # stats.record(ms, error), inlined (every driver call passes here)
+            stats.latency.record(ms)
+            if error:
+                stats.errors[error] = stats.errors.get(error, 0) + 1
             self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
         if slow and not self.command_monitoring:  # with command monitoring the command listener logs it, by its wire shape
             self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))

@@ -195,11 +195,10 @@ def test_a_create_converts_only_the_values_the_codec_did_not_leave_in_python_for
         assert as_is == (fp.mongo_is_python or fp.python_is_identity), key
     assert encoded.keys["email"][1] == hydration._AS_IS and read.keys["email"][1] != hydration._AS_IS
     used = []
-    real_encoded, real_read = hydration.encoded_plan, hydration.read_plan
-    monkeypatch.setattr(hydration, "encoded_plan", lambda cls: used.append(("encoded", cls)) or real_encoded(cls))
-    monkeypatch.setattr(hydration, "read_plan", lambda cls: used.append(("read", cls)) or real_read(cls))
+    real_build = hydration._build
+    monkeypatch.setattr(hydration, "_build", lambda plan, son: used.append(plan) or real_build(plan, son))
     user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
-    assert used == [("encoded", User)]  # a create's answer: the encoded plan, not a read's
+    assert used == [encoded]  # a create's answer: the encoded plan (found in place), not a read's
     assert (user.email, user.name, user.status) == ("ann@example.com", "Ann", "active")
     assert _state(user) == _state(db.find_one(User, {"id": user.id}))
 

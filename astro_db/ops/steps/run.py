@@ -68,7 +68,13 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                 else:
                     try:
                         with pymongo.timeout(remaining):
-                            result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                            try:  # _attempts, inlined: the first attempt, bare
+                                result = fn()
+                            except pm.PyMongoError as exc:
+                                if not retry:
+                                    raise
+                                result = rt.retry.call(fn, operation=name, retry=True, deadline=bound.deadline,  # type: ignore[union-attr]
+                                                       failed=exc)
                     finally:
                         timeouts.CALL_BOUND.reset(token)
             finally:
