@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bson import ObjectId
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError
 
@@ -191,11 +192,17 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
             rule = fp.text
             if rule is not None:
                 value = raw.strip() if rule[0] else raw
-                if (rule[1] is None or len(value) >= rule[1]) and (rule[2] is None or len(value) <= rule[2]):
+                size = len(value)
+                if (rule[1] is None or size >= rule[1]) and (rule[2] is None or size <= rule[2]):
                     if py is not None:
                         py[fp.name] = value
                     out[fp.stored] = value  # to_mongo gives it back (mongo_is_python)
                     continue
+        elif raw.__class__ is ObjectId and fp.object_id:
+            if py is not None:
+                py[fp.name] = raw
+            out[fp.stored] = raw  # to_python, check and to_mongo take it as it is
+            continue
         value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
@@ -212,7 +219,7 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
                   converted: bool) -> Any:
     kind = fp.kind
     if kind is LEAF:
-        if fp.number is not None or fp.text is not None:
+        if fp.number is not None or fp.text is not None or fp.object_id:
             accepted = _accepts(fp, raw, converted)
             if accepted is not _INVALID:
                 if py is not None:
@@ -256,8 +263,11 @@ def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
     rule = fp.text
     if rule is not None and not converted and raw.__class__ is str:
         value = raw.strip() if rule[0] else raw
-        if (rule[1] is None or len(value) >= rule[1]) and (rule[2] is None or len(value) <= rule[2]):
+        size = len(value)
+        if (rule[1] is None or size >= rule[1]) and (rule[2] is None or size <= rule[2]):
             return value
+    elif fp.object_id and raw.__class__ is ObjectId:
+        return raw
     return _INVALID
 
 
@@ -287,7 +297,8 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py:
         for index, entry in enumerate(raw):
             if text is not None and entry.__class__ is str:
                 value = entry.strip() if text[0] else entry
-                if (low is None or len(value) >= low) and (high is None or len(value) <= high):
+                size = len(value)
+                if (low is None or size >= low) and (high is None or size <= high):
                     out.append(value)
                     continue
             value = entry if converted or item.python_is_identity else to_python(entry)

@@ -48,7 +48,7 @@ class FieldPlan:
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
                  "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item", "default_callable",
-                 "text", "number")
+                 "text", "number", "object_id")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -70,6 +70,7 @@ class FieldPlan:
         # ``_number_rule``): a value they accept is taken without calling to_python and check
         self.text: tuple[bool, int | None, int | None] | None = _text_rule(field)
         self.number: tuple[bool, Any, Any, Any] | None = _number_rule(field)
+        self.object_id = _object_id_rule(field)
         self.sub: Any = None  # the DocPlan of an embedded document (EMBEDDED)
         self.item: Any = None  # the FieldPlan of a list's items (LIST)
         if isinstance(field, EmbeddedDocumentField):
@@ -108,6 +109,13 @@ def _number_rule(field: BaseField) -> tuple[bool, Any, Any, Any] | None:
     if type(field).to_python is not BaseField.to_python or type(field).to_mongo is not BaseField.to_mongo:
         return None  # pragma: no cover - NumberField keeps BaseField's: checked by the test of these rules
     return bool(field.integer), field.min_value, field.max_value, field.below
+
+
+def _object_id_rule(field: BaseField) -> bool:
+    """Whether ``field`` is a ``StrictObjectIdField`` or ``UserRefField`` (those exact classes, no
+    ``choices`` or ``validation``), whose ``to_python``, ``validate`` and ``to_mongo`` take an
+    exact ``ObjectId`` as it is: the codec accepts one in place; anything else goes through them."""
+    return type(field) in (StrictObjectIdField, UserRefField) and not field.choices and field.validation is None
 
 
 def _mongo_is_python(field: BaseField) -> bool:

@@ -10,7 +10,15 @@ from bson import ObjectId
 from mongoengine.base import BaseField
 
 from astro_db.models import MODELS
-from astro_db.models.fields import ChoiceField, EmailField, NumberField, TextField, UTCDateTimeField
+from astro_db.models.fields import (
+    ChoiceField,
+    EmailField,
+    NumberField,
+    StrictObjectIdField,
+    TextField,
+    UserRefField,
+    UTCDateTimeField,
+)
 from astro_db.models.plan import EMBEDDED, LIST, FieldPlan, doc_plan, field_plan
 
 SAMPLES: list[Any] = [
@@ -151,7 +159,13 @@ def _named(field: Any) -> FieldPlan:
 
 
 # the models' plain fields, and shapes of them the models may not have (no bounds, below, no strip)
-RULED = [fp for fp in every_leaf_plan() if fp.text is not None or fp.number is not None] + [
+class _Oid(ObjectId):
+    pass
+
+
+RULE_SAMPLES.extend([_Oid(), ObjectId(), str(ObjectId())])
+RULED = [fp for fp in every_leaf_plan() if fp.text is not None or fp.number is not None or fp.object_id] + [
+    _named(StrictObjectIdField()), _named(UserRefField()),
     _named(NumberField()), _named(NumberField(integer=True)), _named(NumberField(min_value=-1, below=10)),
     _named(NumberField(max_value=0.5)), _named(TextField()), _named(TextField(min_length=2, max_length=4, strip=False))]
 
@@ -169,8 +183,9 @@ def _reference(fp: FieldPlan, raw: Any, converted: bool) -> tuple[str, Any]:
 
 
 def test_the_rules_cover_the_models_plain_text_and_number_fields() -> None:
-    assert {type(fp.field).__name__ for fp in RULED} == {"TextField", "NumberField"}
-    assert {type(fp.field).__name__ for fp in every_leaf_plan() if fp.text or fp.number} == {"TextField", "NumberField"}
+    assert {type(fp.field).__name__ for fp in RULED} == {"TextField", "NumberField", "UserRefField", "StrictObjectIdField"}
+    assert {type(fp.field).__name__ for fp in every_leaf_plan() if fp.text or fp.number or fp.object_id} == {
+        "TextField", "NumberField", "UserRefField", "StrictObjectIdField"}
     assert all(fp.text is None for fp in every_leaf_plan() if type(fp.field) is not TextField)
     assert field_plan(TextField(choices=("a",))).text is None and field_plan(TextField(validation=bool)).text is None
 
