@@ -426,9 +426,18 @@ class FieldCrypto:
         fields = self.fields.get(info.name)
         if not fields:
             return update
+        roots = self._roots.get(info.name, frozenset())
+        for spec in update.values():  # any key that is or may hold a sensitive path? (no generator per call)
+            for key in spec:
+                if "." in key or key in roots:
+                    break
+            else:
+                continue
+            break
+        else:  # none (most updates): nothing to seal, refuse or keep in step
+            return update
         out: dict[str, dict[str, Any]] = {}
         blind: dict[str, dict[str, Any]] = {}  # the blind indexes kept in step, in the same update
-        roots = self._roots.get(info.name, frozenset())
         for op, spec in update.items():
             out[op] = dict(spec)
             for key, value in spec.items():

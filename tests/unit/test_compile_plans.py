@@ -279,3 +279,28 @@ def test_a_planned_inc_inside_a_list_is_still_left_to_the_post_image() -> None:
     for amount in (5, 7):
         assert compile_update(PlanetaryInsight, {"$inc": {"energyLevel": amount}}).guards == {
             "energyLevel": {"$lte": 100 - amount, "$gte": -amount}}
+
+
+_LITERALS = [ObjectId("0123456789abcdef01234567"), "0123456789abcdef01234567", "Ann", " MiXed@Example.COM ", "2024-05-01",
+             "not a date", 7, 7.5, True, None, _dt.datetime(2024, 5, 2, tzinfo=_dt.timezone.utc), "x" * 16_385]
+
+
+@pytest.mark.parametrize("model, key", [(User, "id"), (User, "email"), (User, "name"), (PlanetaryInsight, "user_id"),
+                                        (PlanetaryInsight, "date"), (PlanetaryInsight, "energy_level")])
+def test_a_planned_filter_gives_what_the_full_compile_gives_for_every_literal(model: Any, key: str) -> None:
+    """The planned path takes an ObjectId, and a non-string literal for a field that is no id, as
+    it is, and coerces the rest as before: the same filter or the same refusal as the full compile."""
+    from astro_db.errors import AstroDBError
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return "ok", fn()
+        except AstroDBError as exc:
+            return type(exc).__name__, str(exc)
+
+    compile_filter(model, {key: _LITERALS[0] if key in ("id", "user_id") else "2024-05-01" if key == "date" else 1
+                           if key == "energy_level" else "a@example.com"})  # planned
+    for value in _LITERALS:
+        planned = outcome(lambda value=value: compile_filter(model, {key: value}))
+        full = outcome(lambda value=value: filters._compile_mapping(model, {key: value}, False, depth=0, prefix=""))
+        assert planned == full, value

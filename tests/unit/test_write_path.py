@@ -643,3 +643,20 @@ def test_the_changes_of_many_documents_are_what_each_documents_own_would_be():
     assert written.changes == tuple(writes._created(d) for d in docs)
     assert all(type(c) is type(writes._created(docs[0])) for c in written.changes)
     assert written.ids == tuple(d["_id"] for d in docs) and written.documents == tuple(docs)
+
+
+def test_an_update_touching_no_sensitive_path_is_left_as_it_is_by_the_seal_rule():
+    keyed = new_db(encryption_key=base64.b64encode(bytes(range(32))).decode())
+    try:
+        rt = keyed.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        plain = {"$set": {"energyLevel": 5}, "$inc": {"__v": 1}}
+        assert rt.crypto.seal_update(info, plain) is plain and plain == {"$set": {"energyLevel": 5}, "$inc": {"__v": 1}}
+        sensitive = {"$set": {"energyLevel": 5, "summary": "A bright day."}}
+        sealed = rt.crypto.seal_update(info, sensitive)
+        assert sealed is not sensitive and sealed["$set"]["energyLevel"] == 5
+        assert sealed["$set"]["summary"] != "A bright day." and sensitive["$set"]["summary"] == "A bright day."
+        with pytest.raises(Exception, match="encrypted field"):  # a refusal is still made for a dotted or sensitive key
+            rt.crypto.seal_update(info, {"$pull": {"recommendations": "x"}})
+    finally:
+        keyed.disconnect()
