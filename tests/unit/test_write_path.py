@@ -534,7 +534,7 @@ def test_the_trusted_walkers_are_keyed_by_identity_and_another_crypto_gets_its_o
     first = compile_step.walker(rt, trusted)
     assert compile_step.walker(rt, trusted) is first
     other = FieldCrypto(None, rt.registry, allow_plaintext=True)
-    monkeypatch.setattr(type(rt), "crypto", property(lambda self: other))
+    monkeypatch.setattr(rt, "crypto", other)  # a plain attribute (set through Runtime.__setattr__)
     again = compile_step.walker(rt, trusted)
     assert again is not first and again.rules[1].crypto is other
 
@@ -660,3 +660,26 @@ def test_an_update_touching_no_sensitive_path_is_left_as_it_is_by_the_seal_rule(
             rt.crypto.seal_update(info, {"$pull": {"recommendations": "x"}})
     finally:
         keyed.disconnect()
+
+
+def test_the_runtimes_crypto_is_a_plain_attribute_and_setting_one_with_a_vault_attaches_it(db):
+    from astro_db.ops.runtime import Runtime
+    from astro_db.security.crypto import FieldCrypto
+
+    rt = db.executor.runtime
+    assert "crypto" in vars(rt) and not isinstance(getattr(Runtime, "crypto", None), property)  # read with no call
+    attached = []
+
+    class Vault:
+        namespace = "keys.vault"
+
+        def attach(self, gateway):
+            attached.append(gateway)
+
+    other = FieldCrypto(None, rt.registry, allow_plaintext=True)
+    other.vault = Vault()
+    rt.crypto = other
+    assert rt.crypto is other and len(attached) == 1
+    plain = FieldCrypto(None, rt.registry, allow_plaintext=True)
+    rt.crypto = plain  # no vault: nothing to attach
+    assert rt.crypto is plain and len(attached) == 1
