@@ -26,6 +26,7 @@ from astro_db.security.access import Actor, Guard
 @pytest.fixture(autouse=True)
 def fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(updates, "_PLANS", {})
+    monkeypatch.setattr(updates, "_PLAIN_PLANS", {})
     monkeypatch.setattr(filters, "_FILTER_PLANS", {})
 
 
@@ -58,6 +59,7 @@ def test_a_planned_update_shape_still_refuses_bad_values(bad: Any, message: str)
         compile_update(PlanetaryInsight, {"energy_level": bad})
     assert message in str(planned.value)
     updates._PLANS.clear()
+    updates._PLAIN_PLANS.clear()
     with pytest.raises(ValidationError) as unplanned:
         compile_update(PlanetaryInsight, {"energy_level": bad})
     assert planned.value.errors == unplanned.value.errors  # the same rule, the same message
@@ -99,6 +101,28 @@ def test_another_shape_is_not_served_a_cached_plan() -> None:
     with pytest.raises(QueryError):
         compile_update(User, {"energy_level": 5})  # another model: its own plan, and no such field
     assert len(updates._PLANS) == 4
+
+
+def test_a_plain_form_update_is_found_by_its_field_names_and_compiles_as_its_set_form(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain-form update (``{field: value}``) planned once is found from the caller's dict by
+    its model and field names, with no operator scan or shape built, and gives exactly what its
+    ``$set`` form gives; its values are still validated."""
+    first = planned_update({"energy_level": 5, "summary": " fine "})
+    assert list(updates._PLAIN_PLANS) == [(PlanetaryInsight, "energy_level", "summary")]
+    monkeypatch.setattr(updates, "_shape", lambda *a: pytest.fail("the shape was built for a planned plain form"))
+    again = compile_update(PlanetaryInsight, {"energy_level": 7, "summary": "ok"})
+    assert again.update == {"$set": {"energyLevel": 7, "summary": "ok"}} and again.fields == first.fields == [
+        "energyLevel", "summary"]
+    with pytest.raises(ValidationError) as bad:
+        compile_update(PlanetaryInsight, {"energy_level": 500, "summary": "ok"})
+    assert set(bad.value.errors) == {"energyLevel"}
+    monkeypatch.undo()
+    assert compile_update(PlanetaryInsight, {"$set": {"energy_level": 7, "summary": "ok"}}).update == again.update
+    assert compile_update(PlanetaryInsight, {"summary": "ok", "energy_level": 7}).update == {  # another order:
+        "$set": {"summary": "ok", "energyLevel": 7}}  # another shape
+    with pytest.raises(QueryError, match="mixes"):  # never planned: refused as before
+        compile_update(PlanetaryInsight, {"energy_level": 5, "$inc": {"energy_level": 1}})
 
 
 def test_refusals_that_follow_from_the_names_are_never_planned_away() -> None:
