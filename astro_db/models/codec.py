@@ -21,7 +21,7 @@ from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
 from .hydrate import hydrate, hydrate_encoded, hydrate_many
 from .paths import resolve
-from .plan import _DOC_PLANS, EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
+from .plan import _DOC_PLANS, EMBEDDED, LEAF, LIST, DocPlan, FieldPlan, doc_plan, field_plan
 
 __all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many", "hydrate_encoded",
            "REQUIRED", "SERVICE_FIELDS"]
@@ -171,8 +171,9 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 if fp.required:
                     errors[prefix + fp.stored] = REQUIRED
                 continue
-        if fp.kind is not LEAF:
-            value = _encode_field(fp, raw, prefix + fp.stored, errors, py, converted)
+        if fp.kind is not LEAF:  # _encode_field's dispatch, inlined for a list
+            value = (_encode_list(fp, raw, prefix + fp.stored, errors, py, converted) if fp.kind is LIST
+                     else _encode_field(fp, raw, prefix + fp.stored, errors, py, converted))
             if value is not _INVALID:
                 out[fp.stored] = value
             continue
@@ -274,14 +275,17 @@ def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
 def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
                  converted: bool) -> Any:
     field = fp.field
-    try:
-        if isinstance(field, RuleListField):
-            field.validate_container(raw)
-        elif not isinstance(raw, (list, tuple)):
-            field.error("Only lists and tuples may be used in a list field")
-    except MEValidationError as error:
-        errors[path] = str(error)
-        return _INVALID
+    bounds = fp.list_bounds  # an exact list within a rule list's bounds: validate_container's accept, in place
+    if bounds is None or raw.__class__ is not list or not (
+            (bounds[0] is None or len(raw) >= bounds[0]) and (bounds[1] is None or len(raw) <= bounds[1])):
+        try:
+            if isinstance(field, RuleListField):
+                field.validate_container(raw)
+            elif not isinstance(raw, (list, tuple)):
+                field.error("Only lists and tuples may be used in a list field")
+        except MEValidationError as error:
+            errors[path] = str(error)
+            return _INVALID
     item = fp.item
     rule = getattr(field, "rule", None)
     items_py: list[Any] | None = [] if rule is not None else None

@@ -18,6 +18,7 @@ from .fields import (
     ChoiceField,
     EmailField,
     NumberField,
+    RuleListField,
     StrictObjectIdField,
     TextField,
     TimezoneField,
@@ -48,7 +49,7 @@ class FieldPlan:
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
                  "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item", "default_callable",
-                 "text", "number", "object_id")
+                 "text", "number", "object_id", "list_bounds")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -71,6 +72,7 @@ class FieldPlan:
         self.text: tuple[bool, int | None, int | None] | None = _text_rule(field)
         self.number: tuple[bool, Any, Any, Any] | None = _number_rule(field)
         self.object_id = _object_id_rule(field)
+        self.list_bounds = _list_bounds(field)
         self.sub: Any = None  # the DocPlan of an embedded document (EMBEDDED)
         self.item: Any = None  # the FieldPlan of a list's items (LIST)
         if isinstance(field, EmbeddedDocumentField):
@@ -116,6 +118,15 @@ def _object_id_rule(field: BaseField) -> bool:
     ``choices`` or ``validation``), whose ``to_python``, ``validate`` and ``to_mongo`` take an
     exact ``ObjectId`` as it is: the codec accepts one in place; anything else goes through them."""
     return type(field) in (StrictObjectIdField, UserRefField) and not field.choices and field.validation is None
+
+
+def _list_bounds(field: BaseField) -> tuple[int | None, int | None] | None:
+    """``(min_length, max_length)`` of a ``RuleListField`` whose ``validate_container`` is its own:
+    the codec accepts an exact ``list`` of a length within them in place (anything else goes
+    through ``validate_container``, which refuses it with its message). None otherwise."""
+    if not isinstance(field, RuleListField) or type(field).validate_container is not RuleListField.validate_container:
+        return None
+    return field.min_length, field.max_length
 
 
 def _mongo_is_python(field: BaseField) -> bool:

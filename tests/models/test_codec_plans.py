@@ -230,3 +230,23 @@ def test_a_list_of_plain_text_items_is_checked_in_place_with_the_same_results() 
             assert got is _INVALID and errors == failed, items
         elif got is not _INVALID:
             assert got == [r[1] for r in item_results], items
+
+
+def test_a_rule_lists_length_is_accepted_in_place_with_the_same_results_as_validate_container() -> None:
+    from astro_db.models import PlanetaryInsight
+    from astro_db.models.codec import _INVALID, _encode_list
+    from astro_db.models.fields import RuleListField
+
+    bounded = RuleListField(TextField(), min_length=1, max_length=2)
+    bounded.name = bounded.db_field = "x"
+    for fp in (doc_plan(PlanetaryInsight).by_key["recommendations"], FieldPlan(bounded)):
+        assert fp.list_bounds is not None
+        slow = FieldPlan(fp.field)
+        slow.list_bounds = None  # the way every list went before: validate_container
+        for items in ([], ["a"], ["a", "b"], ["a", "b", "c"], ("a",), "ab", None, {"a": 1}, ["x"] * 1000):
+            results = []
+            for plan in (fp, slow):
+                errors: dict[str, str] = {}
+                got = _encode_list(plan, items, "f", errors, None, False)
+                results.append(("error", errors) if got is _INVALID else ("ok", got))
+            assert results[0] == results[1], items

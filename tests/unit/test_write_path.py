@@ -422,7 +422,7 @@ def test_leaves_and_lists_of_leaves_are_encoded_inline_with_the_same_refusals(mo
     monkeypatch.setattr(codec, "_encode_field", lambda fp, *rest: dispatched.append(fp.stored) or real(fp, *rest))
     good = {"user_id": ObjectId(), "date": "2026-01-01", "energy_level": 5, "recommendations": [" a ", "b"], "summary": "s"}
     assert codec.encode_new(PlanetaryInsight, good)["recommendations"] == ["a", "b"]
-    assert dispatched == ["recommendations"]  # only the list itself goes through the dispatch; its items and leaves do not
+    assert dispatched == []  # neither the list (straight to the list encoder), nor its items, nor the leaves
     bad = {**good, "energy_level": 500, "recommendations": [" ok ", 5, None, "x" * 501], "summary": 7}
     with pytest.raises(ValidationError) as caught:
         codec.encode_new(PlanetaryInsight, bad)

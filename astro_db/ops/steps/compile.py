@@ -163,7 +163,7 @@ def documents(info: ModelInfo, guard: Guard, items: Any, *,
     """New documents validated one by one: ``([(index, son)], [(index, error)])``."""
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
         raise ValidationError(errors={"items": f"{call} takes a list of dicts, got {type(items).__name__}"})
-    scoped = [guard.data(data) for data in items]
+    scoped = [guard.data(data) for data in items] if guard.scope else items  # no scope: data() gives each back
     sons: list[tuple[int, dict[str, Any]]] = []
     failed: list[tuple[int, AstroDBError]] = []
     for index, data in enumerate(scoped):
