@@ -133,6 +133,10 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
         if fp.required:
             raise ValidationError(errors={stored: REQUIRED})
         return None
+    if fp.number is not None or fp.text is not None or fp.object_id:  # a plain value its field accepts: as it is
+        accepted = _accepts(fp, value, False)
+        if accepted is not _INVALID:
+            return accepted
     errors: dict[str, str] = {}
     out = _encode_field(fp, value, stored, errors, None, converted=False)
     if errors:

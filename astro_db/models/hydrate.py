@@ -32,7 +32,7 @@ def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     if _PRE_INIT or _POST_INIT or not isinstance(son, dict) or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
-        return _build(read_plan(model_cls), son)
+        return _build(_READ_PLANS.get(model_cls) or read_plan(model_cls), son)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
 
