@@ -215,7 +215,8 @@ class WriteRunner:
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
         fields = _fields_of(son)
         op_id = new_op_id()
-        if self.rt.one_command_writes and self._one_command():  # (hooks off: not asked further)
+        rt = self.rt
+        if rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command():  # records off: not asked
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
