@@ -162,7 +162,10 @@ class Monitor:
         and with ``query`` (a read's ``(filter, sort)``) its shape, all under one lock."""
         ms = seconds * 1000.0
         if query is None:
-            shape, self._local.shape = getattr(self._local, "shape", None), None
+            local = self._local
+            shape = getattr(local, "shape", None)  # a shape ``note_query`` left for this call, taken once
+            if shape is not None:
+                local.shape = None
         else:
             key, entry, shape = self._shape_of(model, operation, *query)
             now = time.time()
