@@ -646,14 +646,8 @@ class QueryCache:
         message is counted as sent, with no ``Notice`` built (``apply`` and ``publish`` would do
         exactly that with one)."""
         model = event.model
-        if event.transaction is None and self.bus is self.peers and self.peers.alone(self):
-            with self._lock:
-                quiet = model not in self._by_model
-                if quiet:
-                    self._generation[model] = self._generation.get(model, 0) + 1
-            if quiet:
-                self.peers.figures.count_sent()
-                return
+        if event.transaction is None and self.unseen_write(model):
+            return
         notice = self.notice(event)
         if event.transaction is not None:
 
@@ -663,6 +657,24 @@ class QueryCache:
             event.transaction.after_commit(drop)
         else:
             self.invalidate(model, notice)
+
+    def unseen_write(self, model: str) -> bool:
+        """``on_write``'s short way for a write outside a transaction: True when this cache holds
+        nothing of ``model`` and nobody else can hear of the write (no other cache on the local
+        bus, no other bus): its generation is advanced (a read under way stores nothing) and the
+        message counted as sent, and that is all the write needs. False: nothing was done, the
+        write is judged by ``on_write`` with its event. The after-write step calls it itself
+        when this cache is the only write hook with anything to do (``steps.hooks.after_write``),
+        so such a write builds no event."""
+        if self.bus is self.peers and self.peers.alone(self):
+            with self._lock:
+                quiet = model not in self._by_model
+                if quiet:
+                    self._generation[model] = self._generation.get(model, 0) + 1
+            if quiet:
+                self.peers.figures.count_sent()
+                return True
+        return False
 
     # --- figures -----------------------------------------------------------------------------
 

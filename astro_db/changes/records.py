@@ -130,9 +130,11 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
         if journal:
             record["journal"] = True
             if images and image is not None:
+                first = None
+                for first in image:  # noqa: B007 - its first key (no iterator call per record)
+                    break
                 # stored as the server stores it: _id first
-                record["doc"] = image if next(iter(image), None) == "_id" and image["_id"] is document_id else {
-                    "_id": document_id, **image}
+                record["doc"] = image if first == "_id" and image["_id"] is document_id else {"_id": document_id, **image}
         records.append(record)
     return records
 

@@ -38,6 +38,13 @@ def advance(update: dict[str, Any], op_id: Any) -> dict[str, Any]:
 
     Every write that changes a document through the service uses it, the list compare-and-set
     path included, so no change escapes the revision order."""
+    spec = update.get("$set")
+    if spec is not None and len(update) == 1:  # a $set alone (most updates): the same document, built directly
+        setter = dict(spec)
+        if "updatedAt" in setter:
+            del setter["updatedAt"]
+        setter[OP_FIELD] = op_id
+        return {"$set": setter, "$inc": {REV_FIELD: 1}, "$currentDate": {"updatedAt": True}}
     out = {op: dict(spec) for op, spec in update.items()}
     setter = out.setdefault("$set", {})
     setter.pop("updatedAt", None)

@@ -99,7 +99,10 @@ class Collection:
         self._run = database.run
 
     def _do(self, fn: Callable[[], T]) -> T:
-        """Make one driver call: directly, or through the runner of a ``Gateway.through`` view."""
+        """Make one driver call: directly, or through the runner of a ``Gateway.through`` view.
+        The data calls below do the same in place: without a runner (the pipeline's handles,
+        whose calls the run step makes) the driver method is called from the method itself, with
+        no closure and no ``_do`` frame; with one, the runner gets the call as a closure."""
         return fn() if self._run is None else self._run(fn)
 
     @property
@@ -118,57 +121,91 @@ class Collection:
     # --- reads ----------------------------------------------------------------------------------
 
     def find(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> Cursor:  # noqa: A002
-        return Cursor(self._do(lambda: self._coll.find(filter, *args, **kwargs)))
+        if self._run is None:
+            return Cursor(self._coll.find(filter, *args, **kwargs))
+        return Cursor(self._run(lambda: self._coll.find(filter, *args, **kwargs)))
 
     def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.find_one(filter, *args, **kwargs))
+        if self._run is None:
+            return self._coll.find_one(filter, *args, **kwargs)
+        return self._run(lambda: self._coll.find_one(filter, *args, **kwargs))
 
     def count_documents(self, filter: Filter, **kwargs: Any) -> int:  # noqa: A002
-        return int(self._do(lambda: self._coll.count_documents(filter, **kwargs)))
+        if self._run is None:
+            return int(self._coll.count_documents(filter, **kwargs))
+        return int(self._run(lambda: self._coll.count_documents(filter, **kwargs)))
 
     def estimated_document_count(self, **kwargs: Any) -> int:
-        return int(self._do(lambda: self._coll.estimated_document_count(**kwargs)))
+        if self._run is None:
+            return int(self._coll.estimated_document_count(**kwargs))
+        return int(self._run(lambda: self._coll.estimated_document_count(**kwargs)))
 
     def distinct(self, key: str, filter: Filter | None = None, **kwargs: Any) -> list[Any]:  # noqa: A002
-        return list(self._do(lambda: self._coll.distinct(key, filter, **kwargs)))
+        if self._run is None:
+            return list(self._coll.distinct(key, filter, **kwargs))
+        return list(self._run(lambda: self._coll.distinct(key, filter, **kwargs)))
 
     def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Cursor:
-        return Cursor(self._do(lambda: self._coll.aggregate(pipeline, **kwargs)))
+        if self._run is None:
+            return Cursor(self._coll.aggregate(pipeline, **kwargs))
+        return Cursor(self._run(lambda: self._coll.aggregate(pipeline, **kwargs)))
 
     def watch(self, pipeline: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> ChangeStream:
-        return ChangeStream(self._do(lambda: self._coll.watch(pipeline, **kwargs)))
+        if self._run is None:
+            return ChangeStream(self._coll.watch(pipeline, **kwargs))
+        return ChangeStream(self._run(lambda: self._coll.watch(pipeline, **kwargs)))
 
     # --- writes ---------------------------------------------------------------------------------
 
     def insert_one(self, document: Any, **kwargs: Any) -> Any:
-        return self._do(lambda: self._coll.insert_one(document, **kwargs))
+        if self._run is None:
+            return self._coll.insert_one(document, **kwargs)
+        return self._run(lambda: self._coll.insert_one(document, **kwargs))
 
     def insert_many(self, documents: Any, **kwargs: Any) -> Any:
-        return self._do(lambda: self._coll.insert_many(documents, **kwargs))
+        if self._run is None:
+            return self._coll.insert_many(documents, **kwargs)
+        return self._run(lambda: self._coll.insert_many(documents, **kwargs))
 
     def update_one(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.update_one(filter, update, **kwargs))
+        if self._run is None:
+            return self._coll.update_one(filter, update, **kwargs)
+        return self._run(lambda: self._coll.update_one(filter, update, **kwargs))
 
     def update_many(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.update_many(filter, update, **kwargs))
+        if self._run is None:
+            return self._coll.update_many(filter, update, **kwargs)
+        return self._run(lambda: self._coll.update_many(filter, update, **kwargs))
 
     def replace_one(self, filter: Filter, replacement: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.replace_one(filter, replacement, **kwargs))
+        if self._run is None:
+            return self._coll.replace_one(filter, replacement, **kwargs)
+        return self._run(lambda: self._coll.replace_one(filter, replacement, **kwargs))
 
     def delete_one(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.delete_one(filter, **kwargs))
+        if self._run is None:
+            return self._coll.delete_one(filter, **kwargs)
+        return self._run(lambda: self._coll.delete_one(filter, **kwargs))
 
     def delete_many(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.delete_many(filter, **kwargs))
+        if self._run is None:
+            return self._coll.delete_many(filter, **kwargs)
+        return self._run(lambda: self._coll.delete_many(filter, **kwargs))
 
     def find_one_and_update(self, filter: Filter, update: Any, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.find_one_and_update(filter, update, **kwargs))
+        if self._run is None:
+            return self._coll.find_one_and_update(filter, update, **kwargs)
+        return self._run(lambda: self._coll.find_one_and_update(filter, update, **kwargs))
 
     def find_one_and_delete(self, filter: Filter, **kwargs: Any) -> Any:  # noqa: A002
-        return self._do(lambda: self._coll.find_one_and_delete(filter, **kwargs))
+        if self._run is None:
+            return self._coll.find_one_and_delete(filter, **kwargs)
+        return self._run(lambda: self._coll.find_one_and_delete(filter, **kwargs))
 
     def bulk_write(self, requests: Sequence[Any], **kwargs: Any) -> Any:
-        return self._do(lambda: self._coll.bulk_write(requests, **kwargs))
+        if self._run is None:
+            return self._coll.bulk_write(requests, **kwargs)
+        return self._run(lambda: self._coll.bulk_write(requests, **kwargs))
 
     # --- indexes and options --------------------------------------------------------------------
 
@@ -245,7 +282,9 @@ class Gateway:
 
     def client_bulk_write(self, models: Sequence[Any], **kwargs: Any) -> Any:
         """MongoDB 8.0's client-level ``bulkWrite`` (several collections in one command)."""
-        return self._do(lambda: self._database.client.bulk_write(models, **kwargs))
+        if self.run is None:  # the pipeline's gateway: the driver called from here, no closure
+            return self._database.client.bulk_write(models, **kwargs)
+        return self.run(lambda: self._database.client.bulk_write(models, **kwargs))
 
     @property
     def topology_description(self) -> Any:

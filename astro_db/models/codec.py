@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bson import ObjectId
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError
 
@@ -20,7 +21,7 @@ from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
 from .hydrate import hydrate, hydrate_encoded, hydrate_many
 from .paths import resolve
-from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan, field_plan
+from .plan import _DOC_PLANS, EMBEDDED, LEAF, LIST, DocPlan, FieldPlan, doc_plan, field_plan
 
 __all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many", "hydrate_encoded",
            "REQUIRED", "SERVICE_FIELDS"]
@@ -40,7 +41,19 @@ def encode_new(model_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     ``createdAt``, ``updatedAt`` and ``__v`` (in either spelling) are refused: they are the
     service's record of the document's history, so a caller cannot backdate or re-version it.
     """
-    return _encode_whole(model_cls, data, from_caller=True)
+    plan = _DOC_PLANS.get(model_cls)  # doc_plan, read in place once built (every create passes here)
+    if plan is None or (type(data) is not dict and not isinstance(data, Mapping)):
+        return _encode_whole(model_cls, data, from_caller=True)
+    errors: dict[str, str] = {}
+    by_key = plan.by_key
+    for key in data:  # _encode_whole's from_caller check
+        fp = by_key.get(key)
+        if fp is not None and fp.stored in SERVICE_FIELDS:
+            errors[fp.stored] = SET_BY_SERVICE
+    out: dict[str, Any] = _encode_doc(plan, data, "", errors, None)
+    if errors:
+        raise ValidationError(errors=errors)
+    return out
 
 
 def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict[str, Any]:
@@ -120,6 +133,10 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
         if fp.required:
             raise ValidationError(errors={stored: REQUIRED})
         return None
+    if fp.number is not None or fp.text is not None or fp.object_id:  # a plain value its field accepts: as it is
+        accepted = _accepts(fp, value, False)
+        if accepted is not _INVALID:
+            return accepted
     errors: dict[str, str] = {}
     out = _encode_field(fp, value, stored, errors, None, converted=False)
     if errors:
@@ -158,13 +175,40 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 if fp.required:
                     errors[prefix + fp.stored] = REQUIRED
                 continue
-        if fp.kind is not LEAF:
-            value = _encode_field(fp, raw, prefix + fp.stored, errors, py, converted)
+        if fp.kind is not LEAF:  # _encode_field's dispatch, inlined for a list
+            value = (_encode_list(fp, raw, prefix + fp.stored, errors, py, converted) if fp.kind is LIST
+                     else _encode_field(fp, raw, prefix + fp.stored, errors, py, converted))
             if value is not _INVALID:
                 out[fp.stored] = value
             continue
-        # _encode_field's leaf case, inlined (most fields of most documents): the same calls
-        value = raw if converted else fp.to_python(raw)
+        # _encode_field's leaf case, inlined (most fields of most documents): the same calls, but
+        # a plain number or text value its field accepts is taken in place (``_accepts``, inlined)
+        rule: Any = fp.number
+        if rule is not None:
+            kind = raw.__class__
+            if (kind is int or (kind is float and not rule[0] and raw - raw == 0.0)) and (
+                    (raw < rule[3] and (rule[1] is None or raw >= rule[1])) if rule[3] is not None
+                    else (rule[1] is None or raw >= rule[1]) and (rule[2] is None or raw <= rule[2])):
+                if py is not None:
+                    py[fp.name] = raw
+                out[fp.stored] = raw  # to_python and to_mongo are the identity
+                continue
+        elif not converted and raw.__class__ is str:
+            rule = fp.text
+            if rule is not None:
+                value = raw.strip() if rule[0] else raw
+                size = len(value)
+                if (rule[1] is None or size >= rule[1]) and (rule[2] is None or size <= rule[2]):
+                    if py is not None:
+                        py[fp.name] = value
+                    out[fp.stored] = value  # to_mongo gives it back (mongo_is_python)
+                    continue
+        elif raw.__class__ is ObjectId and fp.object_id:
+            if py is not None:
+                py[fp.name] = raw
+            out[fp.stored] = raw  # to_python, check and to_mongo take it as it is
+            continue
+        value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
         except MEValidationError as error:
@@ -180,7 +224,13 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
                   converted: bool) -> Any:
     kind = fp.kind
     if kind is LEAF:
-        value = raw if converted else fp.to_python(raw)
+        if fp.number is not None or fp.text is not None or fp.object_id:
+            accepted = _accepts(fp, raw, converted)
+            if accepted is not _INVALID:
+                if py is not None:
+                    py[fp.name] = accepted
+                return accepted
+        value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
         except MEValidationError as error:
@@ -202,17 +252,44 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
     return _encode_list(fp, raw, path, errors, py, converted)
 
 
+def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
+    """The stored value of ``raw`` when ``fp``'s plain text or number rule (``plan._text_rule``,
+    ``plan._number_rule``) accepts it as it is, decided without calling the field; else
+    ``_INVALID``: the value goes through ``to_python`` and ``check``, which accept or refuse it
+    with the field's own message. ``_encode_doc`` inlines the same test."""
+    rule: Any = fp.number
+    if rule is not None:
+        kind = raw.__class__
+        if (kind is int or (kind is float and not rule[0] and raw - raw == 0.0)) and (
+                (raw < rule[3] and (rule[1] is None or raw >= rule[1])) if rule[3] is not None
+                else (rule[1] is None or raw >= rule[1]) and (rule[2] is None or raw <= rule[2])):
+            return raw
+        return _INVALID
+    rule = fp.text
+    if rule is not None and not converted and raw.__class__ is str:
+        value = raw.strip() if rule[0] else raw
+        size = len(value)
+        if (rule[1] is None or size >= rule[1]) and (rule[2] is None or size <= rule[2]):
+            return value
+    elif fp.object_id and raw.__class__ is ObjectId:
+        return raw
+    return _INVALID
+
+
 def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
                  converted: bool) -> Any:
     field = fp.field
-    try:
-        if isinstance(field, RuleListField):
-            field.validate_container(raw)
-        elif not isinstance(raw, (list, tuple)):
-            field.error("Only lists and tuples may be used in a list field")
-    except MEValidationError as error:
-        errors[path] = str(error)
-        return _INVALID
+    bounds = fp.list_bounds  # an exact list within a rule list's bounds: validate_container's accept, in place
+    if bounds is None or raw.__class__ is not list or not (
+            (bounds[0] is None or len(raw) >= bounds[0]) and (bounds[1] is None or len(raw) <= bounds[1])):
+        try:
+            if isinstance(field, RuleListField):
+                field.validate_container(raw)
+            elif not isinstance(raw, (list, tuple)):
+                field.error("Only lists and tuples may be used in a list field")
+        except MEValidationError as error:
+            errors[path] = str(error)
+            return _INVALID
     item = fp.item
     rule = getattr(field, "rule", None)
     items_py: list[Any] | None = [] if rule is not None else None
@@ -223,8 +300,16 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py:
         # item's path is spelled out only for its error)
         to_python, check, to_mongo = item.to_python, item.check, item.to_mongo
         as_is = item.mongo_is_python and (not converted or item.python_is_identity)
+        text = item.text if not converted else None  # a plain text item its rule accepts: taken in place
+        low, high = (text[1], text[2]) if text is not None else (None, None)
         for index, entry in enumerate(raw):
-            value = entry if converted else to_python(entry)
+            if text is not None and entry.__class__ is str:
+                value = entry.strip() if text[0] else entry
+                size = len(value)
+                if (low is None or size >= low) and (high is None or size <= high):
+                    out.append(value)
+                    continue
+            value = entry if converted or item.python_is_identity else to_python(entry)
             try:
                 check(value)
             except MEValidationError as error:

@@ -14,12 +14,12 @@ import weakref
 from functools import partial
 from typing import Any
 
-from bson import SON
+from bson import SON, ObjectId
 from mongoengine import signals
-from mongoengine.base import BaseDocument
+from mongoengine.base import BaseDocument, ObjectIdField
 from mongoengine.document import EmbeddedDocument
 
-from .fields import TextField, UTCDateTimeField, to_utc
+from .fields import StrictObjectIdField, TextField, UserRefField, UTCDateTimeField, to_utc
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
 __all__ = ["hydrate", "hydrate_many", "hydrate_encoded", "read_plan", "encoded_plan", "ReadPlan"]
@@ -29,10 +29,10 @@ _set = object.__setattr__
 
 def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """Return a ``model_cls`` instance for the stored document ``son`` (as ``_from_son``)."""
-    if _signals_connected() or not isinstance(son, dict) or "_cls" in son:
+    if _PRE_INIT or _POST_INIT or not isinstance(son, dict) or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
-        return _build(read_plan(model_cls), son)
+        return _build(_READ_PLANS.get(model_cls) or read_plan(model_cls), son)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
 
@@ -77,14 +77,28 @@ def _planned(plan: ReadPlan, sons: list[Any]) -> list[Any]:
 
 def _signals_connected() -> bool:
     """True when blinker is installed and someone listens to document construction."""
-    return bool(getattr(signals.pre_init, "receivers", None)
-                or getattr(signals.post_init, "receivers", None))
+    return bool(_PRE_INIT or _POST_INIT)
+
+
+# The receivers of MongoEngine's construction signals (blinker's dicts, changed in place when a
+# receiver connects or disconnects; empty without blinker), read by identity, not looked up per call
+def _receivers(signal: Any) -> dict[Any, Any]:
+    found = getattr(signal, "receivers", None)
+    return found if found is not None else {}  # the signal's own dict, even while empty
+
+
+_PRE_INIT = _receivers(signals.pre_init)
+_POST_INIT = _receivers(signals.post_init)
 
 
 # How a stored value becomes an attribute's value (``ReadPlan.keys``): as read (``to_python``
 # is the identity), through a one-argument converter, stripped (a ``TextField`` that strips: its
 # ``to_python``, inlined for exact ``str`` values), or through ``_convert`` (containers).
 _AS_IS, _CALL, _TEXT, _CONTAINER = 0, 1, 2, 3
+# An id field: an exact ``ObjectId`` as read (what its ``to_python`` gives back for one: ``_ID_AS_IS``),
+# anything else through its ``to_python``
+_ID = 5
+_ID_AS_IS = frozenset({ObjectIdField.to_python, StrictObjectIdField.to_python, UserRefField.to_python})
 # A list of leaves (``ReadPlan.keys``' argument: the list field's plan, the item converter and
 # whether items are stripped text): its items converted in ``_build`` itself, as ``_convert`` would
 _LEAVES = 4
@@ -109,6 +123,8 @@ class ReadPlan:
         for key, fp in plan.by_key.items():
             if fp.python_is_identity or (encoded and fp.mongo_is_python):
                 how: tuple[str, int, Any] = (fp.name, _AS_IS, None)
+            elif fp.kind is LEAF and type(fp.field).to_python in _ID_AS_IS:
+                how = (fp.name, _ID, fp.to_python)
             elif fp.kind is LEAF:
                 how = (fp.name, _TEXT if _strips(fp) else _CALL, _leaf_converter(fp))
             elif fp.item is not None and fp.item.kind is LEAF and not fp.item.python_is_identity:
@@ -160,10 +176,10 @@ def encoded_plan(cls: type[Any]) -> ReadPlan:
 def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """``hydrate`` of a document the codec just encoded (``encoded_plan``): the same instance,
     without converting again what the codec already converted (a create's answer)."""
-    if _signals_connected() or "_cls" in son:
+    if _PRE_INIT or _POST_INIT or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
-        return _build(encoded_plan(model_cls), son)
+        return _build(_ENCODED_PLANS.get(model_cls) or encoded_plan(model_cls), son)
     except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
         return model_cls._from_son(son)
 
@@ -183,6 +199,8 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
                 data[name] = value
             elif kind is _TEXT:
                 data[name] = value.strip() if value.__class__ is str else arg(value)
+            elif kind is _ID:
+                data[name] = value if value.__class__ is ObjectId else arg(value)
             elif kind is _CALL:
                 data[name] = arg(value)
             elif kind is _LEAVES:

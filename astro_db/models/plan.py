@@ -18,6 +18,7 @@ from .fields import (
     ChoiceField,
     EmailField,
     NumberField,
+    RuleListField,
     StrictObjectIdField,
     TextField,
     TimezoneField,
@@ -47,7 +48,8 @@ class FieldPlan:
     """One field: its names, kind, default and bound methods; ``sub``/``item`` for containers."""
 
     __slots__ = ("name", "stored", "field", "kind", "required", "default", "to_python",
-                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item", "default_callable")
+                 "to_mongo", "mongo_is_python", "python_is_identity", "check", "sub", "item", "default_callable",
+                 "text", "number", "object_id", "list_bounds")
 
     def __init__(self, field: BaseField, name: str | None = None) -> None:
         self.field = field
@@ -65,6 +67,12 @@ class FieldPlan:
         # MongoEngine's _validate checks choices and a validation callable, then calls validate
         self.check: Callable[[Any], None] = (
             field._validate if field.choices or field.validation is not None else field.validate)
+        # what the codec checks in place for a plain text or number field (``_text_rule``,
+        # ``_number_rule``): a value they accept is taken without calling to_python and check
+        self.text: tuple[bool, int | None, int | None] | None = _text_rule(field)
+        self.number: tuple[bool, Any, Any, Any] | None = _number_rule(field)
+        self.object_id = _object_id_rule(field)
+        self.list_bounds = _list_bounds(field)
         self.sub: Any = None  # the DocPlan of an embedded document (EMBEDDED)
         self.item: Any = None  # the FieldPlan of a list's items (LIST)
         if isinstance(field, EmbeddedDocumentField):
@@ -80,6 +88,45 @@ class FieldPlan:
         """The field's default (called if callable), as MongoEngine's ``__set__`` applies it."""
         default = self.default
         return default() if callable(default) else default
+
+
+def _text_rule(field: BaseField) -> tuple[bool, int | None, int | None] | None:
+    """``(strip, min_length, max_length)`` of a ``TextField`` (that exact class, with no
+    ``choices`` or ``validation``: its own ``to_python`` and ``validate`` are what runs), whose
+    accepting an exact ``str`` the codec decides in place: ``value.strip()`` (when it strips),
+    then its length within the bounds. Anything it would refuse, or any other value, goes
+    through ``to_python`` and ``check`` as before (the same messages). None for other fields."""
+    if type(field) is not TextField or field.choices or field.validation is not None:
+        return None
+    return bool(field.strip), field.min_length, field.max_length
+
+
+def _number_rule(field: BaseField) -> tuple[bool, Any, Any, Any] | None:
+    """``(integer, min_value, max_value, below)`` of a ``NumberField`` (that exact class, no
+    ``choices`` or ``validation``; its ``to_python`` and ``to_mongo`` are the identity), whose
+    accepting an exact ``int`` (or a finite exact ``float`` where floats are allowed) within its
+    bounds the codec decides in place; anything else goes through ``check``. None otherwise."""
+    if type(field) is not NumberField or field.choices or field.validation is not None:
+        return None
+    if type(field).to_python is not BaseField.to_python or type(field).to_mongo is not BaseField.to_mongo:
+        return None  # pragma: no cover - NumberField keeps BaseField's: checked by the test of these rules
+    return bool(field.integer), field.min_value, field.max_value, field.below
+
+
+def _object_id_rule(field: BaseField) -> bool:
+    """Whether ``field`` is a ``StrictObjectIdField`` or ``UserRefField`` (those exact classes, no
+    ``choices`` or ``validation``), whose ``to_python``, ``validate`` and ``to_mongo`` take an
+    exact ``ObjectId`` as it is: the codec accepts one in place; anything else goes through them."""
+    return type(field) in (StrictObjectIdField, UserRefField) and not field.choices and field.validation is None
+
+
+def _list_bounds(field: BaseField) -> tuple[int | None, int | None] | None:
+    """``(min_length, max_length)`` of a ``RuleListField`` whose ``validate_container`` is its own:
+    the codec accepts an exact ``list`` of a length within them in place (anything else goes
+    through ``validate_container``, which refuses it with its message). None otherwise."""
+    if not isinstance(field, RuleListField) or type(field).validate_container is not RuleListField.validate_container:
+        return None
+    return field.min_length, field.max_length
 
 
 def _mongo_is_python(field: BaseField) -> bool:

@@ -18,8 +18,11 @@ message or a stack trace: messages and source lines can quote the caller's data.
 
 Without ``opentelemetry-api`` installed, ``AVAILABLE`` is False, ``instrument`` leaves the
 executor as it is and the run step's only cost is reading that flag. With it installed and no
-tracer provider set (no SDK configured), no span is started: one look at the global provider
-per operation. A span an SDK samples out is non-recording: it is still made current (so the
+tracer provider set (no SDK configured), no span is started: one identity check of the API's
+global provider per operation (``_provider_off``: what ``get_tracer_provider()`` said is kept
+until that global is another object, which the API lets happen once per process, when the
+application sets its provider; ``OTEL_PYTHON_TRACER_PROVIDER`` is read, by the API, at the first
+operation of the process and whenever the global changes). A span an SDK samples out is non-recording: it is still made current (so the
 driver's command spans are sampled out with it) but no attribute is computed.
 """
 
@@ -72,6 +75,13 @@ _current: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("astro_d
 _tracer: Any = _otel_trace.get_tracer("astro_db", __version__) if AVAILABLE else None
 # The API's providers while the application has set none (or set the no-op one): no span is made.
 _NO_SDK: tuple[type, ...] = (_otel_trace.ProxyTracerProvider, _otel_trace.NoOpTracerProvider) if AVAILABLE else ()
+# Where the API keeps the global provider (None until one is set; the API sets it once per
+# process): compared by identity per operation instead of asking ``get_tracer_provider()``,
+# whose look at the environment costs about a microsecond. An API without it: asked every time.
+_HAS_GLOBAL = AVAILABLE and hasattr(_otel_trace, "_TRACER_PROVIDER")
+_UNSEEN: Any = object()
+# (the API's global provider when ``get_tracer_provider()`` was last asked, whether no SDK was behind it)
+_seen: tuple[Any, bool] = (_UNSEEN, True)
 
 
 class Trace:
@@ -125,6 +135,18 @@ def recording_provider() -> bool:
     """Whether the application has set a tracer provider that records (an SDK's), not the API's
     default proxy or its no-op one."""
     return AVAILABLE and not isinstance(_otel_trace.get_tracer_provider(), _NO_SDK)
+
+
+def _provider_off() -> bool:
+    """Whether no recording tracer provider is set (so no span is made): ``get_tracer_provider()``
+    asked again, and its answer kept with the API's global provider it was given under (the
+    wrappers below compare that global by identity first: a provider set later is another
+    object, so it is seen at the next operation)."""
+    global _seen
+    off = isinstance(_otel_trace.get_tracer_provider(), _NO_SDK)  # may load OTEL_PYTHON_TRACER_PROVIDER's
+    if _HAS_GLOBAL:
+        _seen = (_otel_trace._TRACER_PROVIDER, off)  # after the look: the global it set, if it set one
+    return off
 
 
 def listeners(config: DatabaseConfig) -> list[Any]:
@@ -241,10 +263,22 @@ def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:
     """An executor operation (``method(self, op, *args)``) run inside its span when tracing is on."""
     name = method.__name__
 
+    if not _HAS_GLOBAL:  # pragma: no cover - an API without the global: asked every operation
+
+        @functools.wraps(method)
+        def asking(self: Any, op: Any, *args: Any) -> T:
+            rt = self.runtime
+            if not rt.config.health.tracing or _provider_off():
+                return method(self, op, *args)
+            return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op, *args))
+
+        return asking
+
     @functools.wraps(method)
     def traced(self: Any, op: Any, *args: Any) -> T:
         rt = self.runtime
-        if not rt.config.health.tracing or isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
+        seen = _seen  # the provider's answer, kept while the API's global is the same object
+        if not rt.config.health.tracing or (seen[1] if _otel_trace._TRACER_PROVIDER is seen[0] else _provider_off()):
             return method(self, op, *args)
         return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op, *args))
 
@@ -257,7 +291,9 @@ def _tool(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def traced(self: Any, info: Any, operation: str, fn: Callable[[], Any], *args: Any, **kwargs: Any) -> T:
         rt = self.runtime
-        if not rt.config.health.tracing or isinstance(_otel_trace.get_tracer_provider(), _NO_SDK):
+        seen = _seen
+        if not rt.config.health.tracing or (
+                seen[1] if _HAS_GLOBAL and _otel_trace._TRACER_PROVIDER is seen[0] else _provider_off()):
             return method(self, info, operation, fn, *args, **kwargs)
         return _traced(rt, operation.replace(" ", "_"), TOOL, info, None,
                        lambda: method(self, info, operation, fn, *args, **kwargs))

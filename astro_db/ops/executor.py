@@ -404,9 +404,11 @@ class Executor:
         info, session, guard = self._begin(op)
         if all is not None:
             compile.require_target(info, op.query, op.name, all=all)
-        filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
-        compiled = compile.update(rt, info, guard, op.data)
-        expected = compile.revision(op.options.get("expected_revision"))
+        opts = op.options
+        filt, compiled = compile.filter_and_update(rt, info, guard, op.query, op.data, strict=opts.get("strict", False))
+        expected = opts.get("expected_revision")
+        if expected is not None:  # still step 3: checked (None, the default, needs no look)
+            expected = compile.revision(expected)
         references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
         return info, self._writer(info, op, session), filt, compiled, expected
 

@@ -52,7 +52,7 @@ class Runtime:
                                             encryption_key=config.encryption.encryption_key)
         self.router = ReadRouter(config.topology)  # read_preference= on reads (astro_db.driver.routing)
         self.hooks.append(self.cache.on_write)
-        self.crypto = FieldCrypto.from_config(config, registry)  # its key vault attached (the setter)
+        self.crypto = FieldCrypto.from_config(config, registry)  # its key vault attached (__setattr__)
         self.changes = ChangeLog(audit=config.change_records.audit, journal=config.change_records.journal)  # not skippable per call
         install_log_masking()
         self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
@@ -75,17 +75,15 @@ class Runtime:
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         self._gateway: tuple[Any, Gateway | None] = (None, None)
 
-    @property
-    def crypto(self) -> FieldCrypto:
-        """Field encryption (``security.crypto``); setting it attaches its key vault to this
-        Runtime's client (the vault is a collection of the same connection)."""
-        return self._crypto
+    # ``crypto``: field encryption (``security.crypto``), a plain attribute read by every call's
+    # compile, seal and open steps (no property call); setting it attaches its key vault to this
+    # Runtime's client (the vault is a collection of the same connection): ``__setattr__``.
+    crypto: FieldCrypto
 
-    @crypto.setter
-    def crypto(self, crypto: FieldCrypto) -> None:
-        if crypto.vault is not None:
-            crypto.vault.attach(_weak_vault(self, crypto.vault.namespace))
-        self._crypto = crypto
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "crypto" and value.vault is not None:
+            value.vault.attach(_weak_vault(self, value.vault.namespace))
+        object.__setattr__(self, name, value)
 
     def server_answers(self) -> bool | None:
         """The breaker's cheap look at the server while it is open: a ping bounded by its probe

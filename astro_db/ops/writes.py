@@ -98,8 +98,10 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
     try:
-        son = codec.encode_new(info.cls, data)
-        if not _keys_closed(info.cls):  # free-form values (e.g. a GeoJSON dict) may carry any key
+        cls = info.cls
+        son = codec.encode_new(cls, data)
+        closed = _KEYS_CLOSED.get(cls)  # _keys_closed, read in place once settled
+        if not (closed if closed is not None else _keys_closed(cls)):  # free-form values (a GeoJSON dict) may carry any key
             check_document_keys(son)
     except ValidationError:
         with masked_errors(info.cls):  # masks the messages and re-raises (no context manager per valid call)
@@ -213,7 +215,8 @@ class WriteRunner:
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
         fields = _fields_of(son)
         op_id = new_op_id()
-        if self.rt.one_command_writes and self._one_command():  # (hooks off: not asked further)
+        rt = self.rt
+        if rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command():  # records off: not asked
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
@@ -570,9 +573,9 @@ class WriteRunner:
         hooks are told it); a list change or a per-document seal reads the whole document anyway."""
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
-        if compiled.touches_lists or self._per_document(compiled):
+        if compiled.list_roots or self._per_document(compiled):  # list_roots: touches_lists, read in place
             return self._update_list_cas(filt, compiled, update, op_id)
-        guarded = _merge(filt, compiled.guards)
+        guarded = _merge(filt, compiled.guards) if compiled.guards else filt
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         landed, found = self._stamped(op_id, projection)
         try:
@@ -1160,7 +1163,12 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
         rev = doc.get(REV_FIELD)  # revision_of, inlined
         change = _change((doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), doc))
         return Written(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
-    return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(map(_created, docs)),
+    changes: list[Change] = []  # _created of each, inlined (a create_many's thousands: no three calls per document)
+    append = changes.append
+    for doc in docs:
+        rev = doc.get(REV_FIELD)
+        append(_change((doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), doc)))
+    return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(changes),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
 
 

@@ -130,9 +130,12 @@ def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str,
     if plan is not None:
         out: dict[str, Any] = {}
         for (stored, kind), value in zip(plan, query.values()):
-            if type(value) not in _LITERAL_TYPES:
+            cls = type(value)
+            if cls not in _LITERAL_TYPES:
                 break
-            out[stored] = _coerce_kind(kind, stored, value)
+            # an ObjectId, or a literal but a str for a field that is no id, is what _coerce_kind returns
+            out[stored] = value if cls is ObjectId or (cls is not str and kind != "objectid") else _coerce_kind(
+                kind, stored, value)
         else:
             return out
         return _compile_mapping(model, query, strict, depth=0, prefix="")

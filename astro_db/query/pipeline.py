@@ -45,7 +45,7 @@ PIPELINE_STAGES = frozenset({
 PIPELINE_WRITE_STAGES = frozenset({"$out", "$merge"})
 REGEX_EXPRESSIONS = frozenset({"$regexMatch", "$regexFind", "$regexFindAll"})
 _REGEX_KEYS = frozenset({"input", "regex", "options"})
-_WRITTEN = ("$set", "$push", "$addToSet")  # the update operators whose values are stored
+_WRITTEN = frozenset({"$set", "$push", "$addToSet"})  # the update operators whose values are stored
 
 
 class Checks:
@@ -91,10 +91,11 @@ def _check_stage(name: str, where: str) -> None:
 
 def _compile_update(model: Any, data: Any) -> CompiledUpdate:
     compiled = compile_update(model, data)
-    for op in _WRITTEN:
-        for key, value in compiled.update.get(op, {}).items():
-            if isinstance(value, (dict, list)):  # a scalar holds no key to refuse
-                check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
+    for op, spec in compiled.update.items():
+        if op in _WRITTEN:
+            for key, value in spec.items():
+                if isinstance(value, (dict, list)):  # a scalar holds no key to refuse
+                    check_document_keys(value["$each"] if isinstance(value, dict) and "$each" in value else value, key)
     return compiled
 
 

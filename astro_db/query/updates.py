@@ -19,7 +19,7 @@ still validated one by one against their fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -91,25 +91,35 @@ class _Plan(NamedTuple):
 
 
 _PLANS: dict[Any, _Plan] = {}
+# The plans of plain-form updates (``{field: value}``, a ``$set``) by ``(model, *field names)``:
+# found from the caller's dict itself, with no operator scan and no shape built (``MAX_PLANS`` too)
+_PLAIN_PLANS: dict[tuple[Any, ...], _Plan] = {}
 
 
 def compile_update(model: Any, data: Any) -> CompiledUpdate:
     """Validate an update. A plain dict means ``$set``; only $set $unset $inc $push $pull
     $addToSet are accepted, and every value set is validated against its field."""
+    if type(data) is dict:  # a plain-form shape compiled cleanly before: only its values are left to validate
+        plan = _PLAIN_PLANS.get((model, *data))
+        if plan is not None:
+            return _compile_planned(model, plan, data.values())
     if (type(data) is not dict and not isinstance(data, Mapping)) or not data:  # a plain dict skips the ABC's check
         raise QueryError(f"an update must be a non-empty dict, got {describe(data)}")
     ops = [k for k in data if isinstance(k, str) and k.startswith("$")]
     if ops and len(ops) != len(data):
         raise QueryError("an update mixes operators ($set ...) and plain fields; use one form")
+    plain = not ops and type(data) is dict
     if not ops:
         data = {"$set": data}
     key = _shape(model, data)
     plan = _PLANS.get(key) if key is not None else None
     if plan is not None:
-        return _compile_planned(model, plan, data)
+        return _compile_planned(model, plan, [value for spec in data.values() for value in spec.values()])
     compiled, plan = _compile_unplanned(model, data)
     if key is not None and len(_PLANS) < MAX_PLANS:
         _PLANS[key] = plan
+        if plain and len(_PLAIN_PLANS) < MAX_PLANS:
+            _PLAIN_PLANS[(model, *data["$set"])] = plan
     return compiled
 
 
@@ -125,12 +135,14 @@ def _shape(model: Any, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
     return tuple(parts)
 
 
-def _compile_planned(model: Any, plan: _Plan, data: Mapping[str, Any]) -> CompiledUpdate:
-    """An update of a planned shape: only the values are left to validate (in the same order)."""
-    update: dict[str, dict[str, Any]] = {op: {} for op in plan.ops}
+def _compile_planned(model: Any, plan: _Plan, values: Iterable[Any]) -> CompiledUpdate:
+    """An update of a planned shape: only its ``values`` (every operator's, in order) are left
+    to validate."""
+    update: dict[str, dict[str, Any]] = {}
+    for op in plan.ops:
+        update[op] = {}
     guards: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    values = [value for spec in data.values() for value in spec.values()]
     for step, value in zip(plan.steps, values):
         try:
             if step.value_plan is not None:

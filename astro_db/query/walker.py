@@ -136,7 +136,9 @@ class Walker:
             if len(_OWN_FILTERS) > 256:  # a leak guard (classes made at run time): made again as needed
                 _OWN_FILTERS.clear()
             node = _OWN_FILTERS[model] = Node(FILTER, model, key="query")
-        return self._visit(node, query)
+        for rule in self.rules:  # _visit, inlined (every call's filter)
+            query = rule.visit(node, query)
+        return query
 
     def update(self, model: Any, data: Any) -> Any:
         """The call's own update on ``model``, through every rule."""
@@ -145,7 +147,9 @@ class Walker:
             if len(_OWN_UPDATES) > 256:
                 _OWN_UPDATES.clear()
             node = _OWN_UPDATES[model] = Node(UPDATE, model)
-        return self._visit(node, data)
+        for rule in self.rules:  # _visit, inlined (every update)
+            data = rule.visit(node, data)
+        return data
 
     def pipeline(self, model: Any, stages: Any) -> list[dict[str, Any]]:
         """An aggregation pipeline on ``model``, every stage at every depth through every rule."""

@@ -341,7 +341,8 @@ class FieldCrypto:
         if not fields:
             return son
         if not self.enabled:  # no key: nothing is sealed, so no copy; every value still passes _seal's checks
-            return self._plain(info, fields, son)
+            self._plain(info, fields, (son,))
+            return son
         out: dict[str, Any] = copy_tree(son)
         for f in fields:
             parts = f.path.split(".")
@@ -352,26 +353,38 @@ class FieldCrypto:
                                else self._seal(value, info, f, son))
         return out
 
-    def _plain(self, info: Any, fields: tuple[Sensitive, ...], son: dict[str, Any]) -> dict[str, Any]:
-        """``seal_document`` without a key: nothing is sealed, so ``son`` itself is returned,
-        uncopied. With plaintext allowed, a plain string (the common case) is let through here;
-        anything else goes through ``_seal``, which refuses what it refuses with a key (a
-        non-string in a text field, ``UNREADABLE``, text that would read back as an envelope)
-        and, with plaintext not allowed, every value."""
+    def seal_documents(self, info: Any, sons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``seal_document`` of each of ``sons`` (a batch of one model's new documents), the
+        model's fields and whether a key is configured looked up once for the batch; without a
+        key each document is checked in place (``_plain``) and the list is ``sons`` itself."""
+        fields = self.fields.get(info.name)
+        if not fields:
+            return sons
+        if self.enabled:
+            return [self.seal_document(info, son) for son in sons]
+        self._plain(info, fields, sons)
+        return sons
+
+    def _plain(self, info: Any, fields: tuple[Sensitive, ...], sons: Iterable[dict[str, Any]]) -> None:
+        """``seal_document`` without a key, for each of ``sons``: nothing is sealed, so each is
+        left as it is, uncopied. With plaintext allowed, a plain string (the common case) is let
+        through here; anything else goes through ``_seal``, which refuses what it refuses with a
+        key (a non-string in a text field, ``UNREADABLE``, text that would read back as an
+        envelope) and, with plaintext not allowed, every value."""
         lenient = self.allow_plaintext
-        for f in fields:
-            path = f.path
-            if "." in path:
-                slots = slots_at(son, path.split("."))
-            else:  # a top-level field: no walk
-                slots = [(son, path)] if path in son else []
-            for parent, key in slots:
-                value = parent[key]
-                for item in value if isinstance(value, list) else (value,):
-                    if lenient and (item is None or (f.text and type(item) is str and not item.startswith(PREFIX))):
-                        continue
-                    self._seal(item, info, f, son)  # raises, or returns the value unchanged
-        return son
+        for son in sons:
+            for f in fields:
+                path = f.path
+                if "." in path:
+                    slots = slots_at(son, path.split("."))
+                else:  # a top-level field: no walk
+                    slots = [(son, path)] if path in son else []
+                for parent, key in slots:
+                    value = parent[key]
+                    for item in value if isinstance(value, list) else (value,):
+                        if lenient and (item is None or (f.text and type(item) is str and not item.startswith(PREFIX))):
+                            continue
+                        self._seal(item, info, f, son)  # raises, or returns the value unchanged
 
     def _index(self, info: Any, f: Sensitive, doc: Any, parts: list[str]) -> None:
         """Set (or drop) the blind index beside each plaintext value at ``parts`` in ``doc``
@@ -402,9 +415,18 @@ class FieldCrypto:
         fields = self.fields.get(info.name)
         if not fields:
             return update
+        roots = self._roots.get(info.name, frozenset())
+        for spec in update.values():  # any key that is or may hold a sensitive path? (no generator per call)
+            for key in spec:
+                if "." in key or key in roots:
+                    break
+            else:
+                continue
+            break
+        else:  # none (most updates): nothing to seal, refuse or keep in step
+            return update
         out: dict[str, dict[str, Any]] = {}
         blind: dict[str, dict[str, Any]] = {}  # the blind indexes kept in step, in the same update
-        roots = self._roots.get(info.name, frozenset())
         for op, spec in update.items():
             out[op] = dict(spec)
             for key, value in spec.items():

@@ -109,18 +109,27 @@ class SealRule:
     """The query walker's rule for encrypted fields (``crypto``: a ``FieldCrypto``; ``registry``
     resolves a node's model class to its ``ModelInfo``)."""
 
-    __slots__ = ("crypto", "registry")
+    __slots__ = ("crypto", "registry", "infos")
 
     def __init__(self, crypto: Any, registry: Any) -> None:
         self.crypto = crypto
         self.registry = registry
+        self.infos: dict[Any, Any] = {}  # node model class -> its ModelInfo, resolved once (the registry is fixed)
+
+    def _info(self, model: Any) -> Any:
+        info = self.infos.get(model)
+        if info is None:
+            info = self.registry.resolve(model)
+            if len(self.infos) < 256:  # a leak guard (classes made at run time): resolved again past it
+                self.infos[model] = info
+        return info
 
     def visit(self, node: Node, value: Any) -> Any:
         kind = node.kind
         if kind == FILTER:
-            return self.crypto.seal_filter(self.registry.resolve(node.model), value)
+            return self.crypto.seal_filter(self.infos.get(node.model) or self._info(node.model), value)
         if kind == UPDATE:
-            value.update = self.crypto.seal_update(self.registry.resolve(node.model), value.update)
+            value.update = self.crypto.seal_update(self.infos.get(node.model) or self._info(node.model), value.update)
         elif kind == STAGE and node.key == "$sort" and isinstance(value, Mapping) and self.crypto.ordered_by_value():
             for f in self.crypto.fields[self.registry.resolve(node.model).name]:
                 if any(norm_path(str(key)) == f.path for key in value):

@@ -10,7 +10,15 @@ from bson import ObjectId
 from mongoengine.base import BaseField
 
 from astro_db.models import MODELS
-from astro_db.models.fields import ChoiceField, EmailField, TextField, UTCDateTimeField
+from astro_db.models.fields import (
+    ChoiceField,
+    EmailField,
+    NumberField,
+    StrictObjectIdField,
+    TextField,
+    UserRefField,
+    UTCDateTimeField,
+)
 from astro_db.models.plan import EMBEDDED, LIST, FieldPlan, doc_plan, field_plan
 
 SAMPLES: list[Any] = [
@@ -132,3 +140,113 @@ def test_an_email_fields_to_python_is_idempotent_for_every_code_point_it_changes
         for sample in (c, c + "@Example.COM", "Ab" + c + c + "@x.y", " " + c.upper() + " "):
             once = field.to_python(sample)
             assert field.to_python(once) == once, (hex(ord(c)), sample)
+
+
+# --- plain text and number values accepted in place (plan._text_rule, plan._number_rule) ------------
+
+class _Str(str):
+    pass
+
+
+RULE_SAMPLES: list[Any] = [
+    *SAMPLES, " ", "\t x \n", "x" * 5, "x" * 300, "é" * 3, _Str(" sub "), 1, -1, 0.5, 100, 101, 99.999, 1e308,
+    float("inf"), float("-inf"), float("nan"), 2**70, -(2**70), False, 360, 359.9999, -0.0, 12.0, 10, 10.0, 9.999, -1.0001,
+    "ab", " ab ", "abcd", "abcde", "a",
+]
+def _named(field: Any) -> FieldPlan:
+    field.name = field.db_field = "x"
+    return FieldPlan(field)
+
+
+# the models' plain fields, and shapes of them the models may not have (no bounds, below, no strip)
+class _Oid(ObjectId):
+    pass
+
+
+RULE_SAMPLES.extend([_Oid(), ObjectId(), str(ObjectId())])
+RULED = [fp for fp in every_leaf_plan() if fp.text is not None or fp.number is not None or fp.object_id] + [
+    _named(StrictObjectIdField()), _named(UserRefField()),
+    _named(NumberField()), _named(NumberField(integer=True)), _named(NumberField(min_value=-1, below=10)),
+    _named(NumberField(max_value=0.5)), _named(TextField()), _named(TextField(min_length=2, max_length=4, strip=False))]
+
+
+def _reference(fp: FieldPlan, raw: Any, converted: bool) -> tuple[str, Any]:
+    """What ``_encode_field`` did before the rules: ``to_python``, ``check``, ``to_mongo``."""
+    from mongoengine.errors import ValidationError as MEValidationError
+
+    value = raw if converted else fp.to_python(raw)
+    try:
+        fp.check(value)
+    except MEValidationError as error:
+        return "error", str(error)
+    return "ok", value if fp.mongo_is_python and (not converted or fp.python_is_identity) else fp.to_mongo(value)
+
+
+def test_the_rules_cover_the_models_plain_text_and_number_fields() -> None:
+    assert {type(fp.field).__name__ for fp in RULED} == {"TextField", "NumberField", "UserRefField", "StrictObjectIdField"}
+    assert {type(fp.field).__name__ for fp in every_leaf_plan() if fp.text or fp.number or fp.object_id} == {
+        "TextField", "NumberField", "UserRefField", "StrictObjectIdField"}
+    assert all(fp.text is None for fp in every_leaf_plan() if type(fp.field) is not TextField)
+    assert field_plan(TextField(choices=("a",))).text is None and field_plan(TextField(validation=bool)).text is None
+
+
+@pytest.mark.parametrize("fp", RULED, ids=_name)
+@pytest.mark.parametrize("converted", [False, True])
+def test_a_value_a_rule_accepts_in_place_is_what_the_field_makes_of_it_and_a_refusal_keeps_its_message(
+        fp: FieldPlan, converted: bool) -> None:
+    from astro_db.models.codec import _INVALID, _accepts, _encode_doc, _encode_field
+    from astro_db.models.plan import DocPlan
+
+    for raw in RULE_SAMPLES:
+        if raw is None:
+            continue
+        want = _reference(fp, raw, converted)
+        accepted = _accepts(fp, raw, converted)
+        if accepted is not _INVALID:  # taken in place: exactly what the field would have stored
+            assert want == ("ok", accepted) and type(want[1]) is type(accepted), raw
+        errors: dict[str, str] = {}
+        got = _encode_field(fp, raw, "f", errors, None, converted)
+        assert (("error", errors["f"]) if got is _INVALID else ("ok", got)) == want, raw
+        if not converted and fp.stored is not None:  # the inlined test of _encode_doc, on a document of this field
+            plan = DocPlan(type("Doc", (), {}))
+            plan.fields, plan.by_key = (fp,), {fp.name: fp}
+            errors = {}
+            out = _encode_doc(plan, {fp.name: raw}, "", errors, None)
+            assert (("error", errors[fp.stored]) if out is _INVALID else ("ok", out[fp.stored])) == want, raw
+
+
+def test_a_list_of_plain_text_items_is_checked_in_place_with_the_same_results() -> None:
+    from astro_db.models import PlanetaryInsight
+    from astro_db.models.codec import _INVALID, _encode_list
+
+    fp = doc_plan(PlanetaryInsight).by_key["recommendations"]
+    assert fp.item.text is not None
+    for items in (["  a  ", "b"], ["ok", ""], ["x" * 1000], ["fine", 3], [_Str(" s ")], []):
+        errors: dict[str, str] = {}
+        got = _encode_list(fp, items, "recommendations", errors, None, False)
+        item_results = [_reference(fp.item, entry, False) for entry in items]
+        failed = {f"recommendations.{i}": r[1] for i, r in enumerate(item_results) if r[0] == "error"}
+        if failed:
+            assert got is _INVALID and errors == failed, items
+        elif got is not _INVALID:
+            assert got == [r[1] for r in item_results], items
+
+
+def test_a_rule_lists_length_is_accepted_in_place_with_the_same_results_as_validate_container() -> None:
+    from astro_db.models import PlanetaryInsight
+    from astro_db.models.codec import _INVALID, _encode_list
+    from astro_db.models.fields import RuleListField
+
+    bounded = RuleListField(TextField(), min_length=1, max_length=2)
+    bounded.name = bounded.db_field = "x"
+    for fp in (doc_plan(PlanetaryInsight).by_key["recommendations"], FieldPlan(bounded)):
+        assert fp.list_bounds is not None
+        slow = FieldPlan(fp.field)
+        slow.list_bounds = None  # the way every list went before: validate_container
+        for items in ([], ["a"], ["a", "b"], ["a", "b", "c"], ("a",), "ab", None, {"a": 1}, ["x"] * 1000):
+            results = []
+            for plan in (fp, slow):
+                errors: dict[str, str] = {}
+                got = _encode_list(plan, items, "f", errors, None, False)
+                results.append(("error", errors) if got is _INVALID else ("ok", got))
+            assert results[0] == results[1], items

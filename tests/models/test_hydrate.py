@@ -157,3 +157,57 @@ def test_hydrate_many_equals_hydrate_and_restores_the_collector():
         assert not gc.isenabled()  # a collector the app switched off stays off
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("signal", ["pre_init", "post_init"])
+def test_a_receiver_of_a_construction_signal_connected_at_any_time_hears_every_hydration(signal):
+    """The signals' receivers are read in place (blinker's own dicts): one connected after
+    import, after hydrations ran without it, still hears every hydration path (MongoEngine's
+    ``_from_son`` fires it), and once disconnected the short way is back."""
+    from mongoengine import signals
+
+    from astro_db.models.codec import hydrate_encoded, hydrate_many
+
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append(sender)
+
+    son = node_user()
+    hydrate(User, copy.deepcopy(son))
+    assert heard == []
+    getattr(signals, signal).connect(receiver)
+    try:
+        hydrate(User, copy.deepcopy(son))
+        hydrate_many(User, [copy.deepcopy(son)])
+        hydrate_encoded(User, copy.deepcopy(son))
+    finally:
+        getattr(signals, signal).disconnect(receiver)
+    assert heard == [User, User, User]
+    hydrate(User, copy.deepcopy(son))
+    assert len(heard) == 3
+
+
+def test_id_fields_take_an_objectid_as_read_and_convert_anything_else_as_from_son(monkeypatch):
+    """An exact ObjectId in an id field (``_id``, a user reference) is what its ``to_python``
+    gives back, so it is taken as read, no converter called; any other value still goes through
+    the field's ``to_python``, as ``_from_son`` does."""
+    from astro_db.models.fields import UserRefField
+
+    calls = []
+    real = UserRefField.to_python
+    monkeypatch.setattr(UserRefField, "to_python", lambda self, value: calls.append(value) or real(self, value))
+    from astro_db.models import hydrate as hydration
+
+    hydration._READ_PLANS.pop(PlanetaryInsight, None)  # planned again with the spy in place
+    try:
+        son = node_insight()
+        assert type(son["userId"]) is ObjectId
+        built = hydrate(PlanetaryInsight, copy.deepcopy(son))
+        assert calls == [] and built.user_id == son["userId"]
+        text_ids = {**copy.deepcopy(son), "_id": str(son["_id"]), "userId": str(son["userId"])}
+        built, expected = hydrate(PlanetaryInsight, copy.deepcopy(text_ids)), PlanetaryInsight._from_son(copy.deepcopy(text_ids))
+        assert calls[:1] == [str(son["userId"])] and built.user_id == expected.user_id == son["userId"]
+        assert built.id == expected.id == son["_id"] and type(built.id) is type(expected.id)
+    finally:
+        hydration._READ_PLANS.pop(PlanetaryInsight, None)

@@ -26,6 +26,7 @@ from astro_db.security.access import Actor, Guard
 @pytest.fixture(autouse=True)
 def fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(updates, "_PLANS", {})
+    monkeypatch.setattr(updates, "_PLAIN_PLANS", {})
     monkeypatch.setattr(filters, "_FILTER_PLANS", {})
 
 
@@ -58,6 +59,7 @@ def test_a_planned_update_shape_still_refuses_bad_values(bad: Any, message: str)
         compile_update(PlanetaryInsight, {"energy_level": bad})
     assert message in str(planned.value)
     updates._PLANS.clear()
+    updates._PLAIN_PLANS.clear()
     with pytest.raises(ValidationError) as unplanned:
         compile_update(PlanetaryInsight, {"energy_level": bad})
     assert planned.value.errors == unplanned.value.errors  # the same rule, the same message
@@ -99,6 +101,28 @@ def test_another_shape_is_not_served_a_cached_plan() -> None:
     with pytest.raises(QueryError):
         compile_update(User, {"energy_level": 5})  # another model: its own plan, and no such field
     assert len(updates._PLANS) == 4
+
+
+def test_a_plain_form_update_is_found_by_its_field_names_and_compiles_as_its_set_form(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain-form update (``{field: value}``) planned once is found from the caller's dict by
+    its model and field names, with no operator scan or shape built, and gives exactly what its
+    ``$set`` form gives; its values are still validated."""
+    first = planned_update({"energy_level": 5, "summary": " fine "})
+    assert list(updates._PLAIN_PLANS) == [(PlanetaryInsight, "energy_level", "summary")]
+    monkeypatch.setattr(updates, "_shape", lambda *a: pytest.fail("the shape was built for a planned plain form"))
+    again = compile_update(PlanetaryInsight, {"energy_level": 7, "summary": "ok"})
+    assert again.update == {"$set": {"energyLevel": 7, "summary": "ok"}} and again.fields == first.fields == [
+        "energyLevel", "summary"]
+    with pytest.raises(ValidationError) as bad:
+        compile_update(PlanetaryInsight, {"energy_level": 500, "summary": "ok"})
+    assert set(bad.value.errors) == {"energyLevel"}
+    monkeypatch.undo()
+    assert compile_update(PlanetaryInsight, {"$set": {"energy_level": 7, "summary": "ok"}}).update == again.update
+    assert compile_update(PlanetaryInsight, {"summary": "ok", "energy_level": 7}).update == {  # another order:
+        "$set": {"summary": "ok", "energyLevel": 7}}  # another shape
+    with pytest.raises(QueryError, match="mixes"):  # never planned: refused as before
+        compile_update(PlanetaryInsight, {"energy_level": 5, "$inc": {"energy_level": 1}})
 
 
 def test_refusals_that_follow_from_the_names_are_never_planned_away() -> None:
@@ -279,3 +303,28 @@ def test_a_planned_inc_inside_a_list_is_still_left_to_the_post_image() -> None:
     for amount in (5, 7):
         assert compile_update(PlanetaryInsight, {"$inc": {"energyLevel": amount}}).guards == {
             "energyLevel": {"$lte": 100 - amount, "$gte": -amount}}
+
+
+_LITERALS = [ObjectId("0123456789abcdef01234567"), "0123456789abcdef01234567", "Ann", " MiXed@Example.COM ", "2024-05-01",
+             "not a date", 7, 7.5, True, None, _dt.datetime(2024, 5, 2, tzinfo=_dt.timezone.utc), "x" * 16_385]
+
+
+@pytest.mark.parametrize("model, key", [(User, "id"), (User, "email"), (User, "name"), (PlanetaryInsight, "user_id"),
+                                        (PlanetaryInsight, "date"), (PlanetaryInsight, "energy_level")])
+def test_a_planned_filter_gives_what_the_full_compile_gives_for_every_literal(model: Any, key: str) -> None:
+    """The planned path takes an ObjectId, and a non-string literal for a field that is no id, as
+    it is, and coerces the rest as before: the same filter or the same refusal as the full compile."""
+    from astro_db.errors import AstroDBError
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return "ok", fn()
+        except AstroDBError as exc:
+            return type(exc).__name__, str(exc)
+
+    compile_filter(model, {key: _LITERALS[0] if key in ("id", "user_id") else "2024-05-01" if key == "date" else 1
+                           if key == "energy_level" else "a@example.com"})  # planned
+    for value in _LITERALS:
+        planned = outcome(lambda value=value: compile_filter(model, {key: value}))
+        full = outcome(lambda value=value: filters._compile_mapping(model, {key: value}, False, depth=0, prefix=""))
+        assert planned == full, value

@@ -422,6 +422,45 @@ def test_with_the_api_and_no_sdk_no_span_is_started_and_nothing_is_computed():
     assert out == "ok"
 
 
+def test_the_provider_is_asked_once_and_asked_again_when_one_is_set_later():
+    """Without an SDK the API's provider is asked at the first operation only (its answer kept
+    while the API's global provider is the same object); a provider the application sets later,
+    after operations ran untraced, is seen at the next operation and its spans recorded."""
+    out = run_python("""
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from astro_db import Database
+
+        asked = []
+        real = trace.get_tracer_provider
+
+        def counted():
+            asked.append(1)
+            return real()
+
+        trace.get_tracer_provider = counted
+        db = Database("mongomock://localhost/later").connect()
+        before = len(asked)  # the Database itself asks (tracing's listener), and its setup's calls may
+        user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        for _ in range(5):
+            db.find_one("User", {"id": user.id})
+        db.executor.call(None, "probe", lambda: None)
+        untraced = len(asked) - before
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        db.update("User", {"id": user.id}, {"name": "Anne"})
+        db.find_one("User", {"id": user.id})
+        db.executor.call(None, "probe", lambda: None)
+        names = [span.name for span in exporter.get_finished_spans()]
+        print(untraced <= 1, len(asked) - before - untraced, names)
+    """)
+    assert out == "True 1 ['astro_db.update', 'astro_db.find_one', 'astro_db.probe']"
+
+
 def test_without_opentelemetry_nothing_fails_and_the_executor_is_left_unwrapped():
     """In a process where ``opentelemetry`` cannot be imported, astro_db imports, runs every kind
     of call with ``tracing=True`` (the default), and its executor methods are the plain ones."""

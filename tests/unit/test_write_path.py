@@ -4,6 +4,7 @@ Counts, identities and equalities, never times."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import datetime as _dt
@@ -194,11 +195,10 @@ def test_a_create_converts_only_the_values_the_codec_did_not_leave_in_python_for
         assert as_is == (fp.mongo_is_python or fp.python_is_identity), key
     assert encoded.keys["email"][1] == hydration._AS_IS and read.keys["email"][1] != hydration._AS_IS
     used = []
-    real_encoded, real_read = hydration.encoded_plan, hydration.read_plan
-    monkeypatch.setattr(hydration, "encoded_plan", lambda cls: used.append(("encoded", cls)) or real_encoded(cls))
-    monkeypatch.setattr(hydration, "read_plan", lambda cls: used.append(("read", cls)) or real_read(cls))
+    real_build = hydration._build
+    monkeypatch.setattr(hydration, "_build", lambda plan, son: used.append(plan) or real_build(plan, son))
     user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
-    assert used == [("encoded", User)]  # a create's answer: the encoded plan, not a read's
+    assert used == [encoded]  # a create's answer: the encoded plan (found in place), not a read's
     assert (user.email, user.name, user.status) == ("ann@example.com", "Ann", "active")
     assert _state(user) == _state(db.find_one(User, {"id": user.id}))
 
@@ -311,6 +311,49 @@ def test_a_write_nobody_could_have_cached_builds_no_notice_but_advances_the_gene
         assert db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Ed"
 
 
+def test_with_the_records_off_a_write_only_the_cache_hears_of_builds_no_event_and_any_other_hook_gets_one(monkeypatch):
+    """Hooks off (no change records, no app hook): a write outside a transaction to a model the
+    cache holds nothing of makes no ``WriteEvent`` (the after-write step asks the cache's
+    ``unseen_write`` itself), and still advances the generation and counts the message. A cached
+    model, a transaction, an app's hook or the records on: the event is made, as before."""
+    from astro_db import Database
+
+    events = []
+    real = WriteEvent.__init__
+
+    def counted(self, *args, **kwargs):
+        events.append(args[2] if len(args) > 2 else kwargs.get("action"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(WriteEvent, "__init__", counted)
+    with Database("mongomock://localhost/wp_noevent", cache_models=("User",), audit=False, journal=False,
+                  ensure_indexes=False) as db:
+        cache = db.executor.runtime.cache
+        under_way = cache.generation("User")
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        assert db.update(User, {"id": user.id}, {"name": "Bo"}, returning=False) is True
+        db.update(User, {"id": user.id}, {"name": "Bea"})
+        assert events == [] and cache.generation("User")[1] == under_way[1] + 3
+        assert cache.bus_stats()["sent"] == 3
+        assert not cache.put(("User", "find_one", None, b"k"), {"_id": user.id}, under_way)
+        with db.transaction() as tx:
+            db.update(User, {"id": user.id}, {"name": "Cy"}, transaction=tx)
+        assert events == ["update"]
+        db.find(User, {"status": "active"})  # an entry of the model: the write is judged with its event
+        db.update(User, {"id": user.id}, {"name": "Di"})
+        assert events == ["update", "update"] and db.find(User, {"status": "active"}, lean=True)[0]["name"] == "Di"
+        heard = []
+        db.executor.runtime.hooks.append(lambda event: heard.append((event.action, event.document_ids)))
+        cache.clear()
+        db.update(User, {"id": user.id}, {"name": "Ed"})
+        assert events[-1] == "update" and heard == [("update", (user.id,))]
+    events.clear()
+    with Database("mongomock://localhost/wp_event", ensure_indexes=False) as db:  # the records on (the defaults)
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        db.update(User, {"id": user.id}, {"name": "Bo"})
+        assert events == ["create", "update"] and len(db.audit_trail(User, user.id)) == 2
+
+
 def test_a_new_document_built_from_plans_only_is_not_walked_for_keys_and_a_free_form_one_still_is(db, monkeypatch):
     from mongoengine.fields import DictField
 
@@ -379,7 +422,7 @@ def test_leaves_and_lists_of_leaves_are_encoded_inline_with_the_same_refusals(mo
     monkeypatch.setattr(codec, "_encode_field", lambda fp, *rest: dispatched.append(fp.stored) or real(fp, *rest))
     good = {"user_id": ObjectId(), "date": "2026-01-01", "energy_level": 5, "recommendations": [" a ", "b"], "summary": "s"}
     assert codec.encode_new(PlanetaryInsight, good)["recommendations"] == ["a", "b"]
-    assert dispatched == ["recommendations"]  # only the list itself goes through the dispatch; its items and leaves do not
+    assert dispatched == []  # neither the list (straight to the list encoder), nor its items, nor the leaves
     bad = {**good, "energy_level": 500, "recommendations": [" ok ", 5, None, "x" * 501], "summary": 7}
     with pytest.raises(ValidationError) as caught:
         codec.encode_new(PlanetaryInsight, bad)
@@ -491,6 +534,152 @@ def test_the_trusted_walkers_are_keyed_by_identity_and_another_crypto_gets_its_o
     first = compile_step.walker(rt, trusted)
     assert compile_step.walker(rt, trusted) is first
     other = FieldCrypto(None, rt.registry, allow_plaintext=True)
-    monkeypatch.setattr(type(rt), "crypto", property(lambda self: other))
+    monkeypatch.setattr(rt, "crypto", other)  # a plain attribute (set through Runtime.__setattr__)
     again = compile_step.walker(rt, trusted)
     assert again is not first and again.rules[1].crypto is other
+
+
+# --- the update path: one walk looked up per call, models resolved once per rule, $set advanced directly
+
+
+def test_an_updates_filter_and_update_share_one_walk_and_strict_still_binds_the_filter_only(db, monkeypatch):
+    from astro_db.errors import QueryError
+    from astro_db.ops.steps import compile as compile_step
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    looked = []
+    real = compile_step.walker
+    monkeypatch.setattr(compile_step, "walker", lambda rt, guard, *, strict=False: looked.append(strict) or real(
+        rt, guard, strict=strict))
+    assert db.update(User, {"id": user.id}, {"name": "Bo"}).name == "Bo"
+    assert looked == [False]
+    looked.clear()
+    assert db.update(User, {"id": user.id}, {"name": "Cy"}, strict=True).name == "Cy"
+    assert looked == [True, False]  # the strict walk for the filter, the plain one for the update
+    with pytest.raises(QueryError, match="strict"):
+        db.update(User, {"name": {"$ne": None}}, {"name": "Di"}, strict=True)
+    with pytest.raises(ValidationError):  # the update's refusal, masked as before
+        db.update(User, {"id": user.id}, {"name": ""})
+    assert db.find_one(User, {"id": user.id}).name == "Cy"
+
+
+def test_the_seal_rule_resolves_each_model_once_and_seals_as_before(monkeypatch):
+    from astro_db.security.filters import SealRule
+
+    db = new_db()
+    try:
+        rt = db.executor.runtime
+        resolved = []
+        real = type(rt.registry).resolve
+        monkeypatch.setattr(type(rt.registry), "resolve", lambda self, model: resolved.append(model) or real(self, model))
+        rule = SealRule(rt.crypto, rt.registry)
+        walker = Walker((rule,))
+        for _ in range(3):
+            assert walker.filter(User, {"name": "Ann"}) == rt.crypto.seal_filter(real(rt.registry, User), {"name": "Ann"})
+        assert resolved == [User] and rule.infos == {User: real(rt.registry, User)}
+    finally:
+        db.disconnect()
+
+
+@pytest.mark.parametrize("update", [
+    {"$set": {"name": "Bo"}},
+    {"$set": {"name": "Bo", "updatedAt": _dt.datetime(2020, 1, 1)}},
+    {"$set": {"name": "Bo"}, "$inc": {"n": 1}},
+    {"$unset": {"name": ""}},
+    {"$set": {"updatedAt": 1}},
+])
+def test_a_set_alone_is_advanced_to_exactly_what_the_general_path_makes(update):
+    from astro_db.changes import revision
+
+    op = ObjectId()
+    general = {opname: dict(spec) for opname, spec in update.items()}  # the general path, as it was
+    setter = general.setdefault("$set", {})
+    setter.pop("updatedAt", None)
+    setter["_op"] = op
+    general.setdefault("$inc", {})["_rev"] = 1
+    general.setdefault("$currentDate", {})["updatedAt"] = True
+    before = copy.deepcopy(update)
+    out = revision.advance(update, op)
+    assert out == general and list(out) == list(general) and [list(v) for v in out.values()] == [list(v) for v in general.values()]
+    assert update == before  # the caller's update is not changed
+
+
+# --- create_many: a batch sealed with one look-up, its changes built without a call per document
+
+
+def test_a_batch_is_sealed_as_each_document_would_be_with_one_look_at_the_fields(monkeypatch):
+    db = new_db(allow_plaintext_sensitive=True)
+    try:
+        rt = db.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        sons = [writes.new_document(info, samples.insight_input()) for _ in range(3)]
+        kept = copy.deepcopy(sons)
+        sealed_one = []
+        monkeypatch.setattr(type(rt.crypto), "seal_document", lambda self, i, son: sealed_one.append(son))
+        out = seal_step.documents(rt, info, sons)
+        assert sealed_one == [] and all(a is b for a, b in zip(out, sons)) and sons == kept  # checked in place
+        sons[2]["recommendations"] = ["fine", "enc:v2:x"]
+        with pytest.raises(EncryptionError, match="recommendations"):
+            seal_step.documents(rt, info, sons)
+    finally:
+        db.disconnect()
+        monkeypatch.undo()
+    keyed = new_db(encryption_key=base64.b64encode(bytes(range(32))).decode())
+    try:
+        rt = keyed.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        sons = [writes.new_document(info, samples.insight_input()) for _ in range(2)]
+        out = seal_step.documents(rt, info, sons)
+        assert [d["_id"] for d in out] == [d["_id"] for d in sons] and all(a is not b for a, b in zip(out, sons))
+        assert all(d["summary"] != s["summary"] == "A bright day." for d, s in zip(out, sons))  # sealed copies
+    finally:
+        keyed.disconnect()
+
+
+def test_the_changes_of_many_documents_are_what_each_documents_own_would_be():
+    docs = [{"_id": ObjectId(), "_rev": 3, "updatedAt": _dt.datetime(2024, 1, 1)}, {"_id": ObjectId(), "a": 1},
+            {"_id": ObjectId(), "_rev": None, "updatedAt": None}]
+    written = writes._written("create", docs, ("a",), "op")
+    assert written.changes == tuple(writes._created(d) for d in docs)
+    assert all(type(c) is type(writes._created(docs[0])) for c in written.changes)
+    assert written.ids == tuple(d["_id"] for d in docs) and written.documents == tuple(docs)
+
+
+def test_an_update_touching_no_sensitive_path_is_left_as_it_is_by_the_seal_rule():
+    keyed = new_db(encryption_key=base64.b64encode(bytes(range(32))).decode())
+    try:
+        rt = keyed.executor.runtime
+        info = rt.registry.resolve("PlanetaryInsight")
+        plain = {"$set": {"energyLevel": 5}, "$inc": {"__v": 1}}
+        assert rt.crypto.seal_update(info, plain) is plain and plain == {"$set": {"energyLevel": 5}, "$inc": {"__v": 1}}
+        sensitive = {"$set": {"energyLevel": 5, "summary": "A bright day."}}
+        sealed = rt.crypto.seal_update(info, sensitive)
+        assert sealed is not sensitive and sealed["$set"]["energyLevel"] == 5
+        assert sealed["$set"]["summary"] != "A bright day." and sensitive["$set"]["summary"] == "A bright day."
+        with pytest.raises(Exception, match="encrypted field"):  # a refusal is still made for a dotted or sensitive key
+            rt.crypto.seal_update(info, {"$pull": {"recommendations": "x"}})
+    finally:
+        keyed.disconnect()
+
+
+def test_the_runtimes_crypto_is_a_plain_attribute_and_setting_one_with_a_vault_attaches_it(db):
+    from astro_db.ops.runtime import Runtime
+    from astro_db.security.crypto import FieldCrypto
+
+    rt = db.executor.runtime
+    assert "crypto" in vars(rt) and not isinstance(getattr(Runtime, "crypto", None), property)  # read with no call
+    attached = []
+
+    class Vault:
+        namespace = "keys.vault"
+
+        def attach(self, gateway):
+            attached.append(gateway)
+
+    other = FieldCrypto(None, rt.registry, allow_plaintext=True)
+    other.vault = Vault()
+    rt.crypto = other
+    assert rt.crypto is other and len(attached) == 1
+    plain = FieldCrypto(None, rt.registry, allow_plaintext=True)
+    rt.crypto = plain  # no vault: nothing to attach
+    assert rt.crypto is plain and len(attached) == 1

@@ -34,7 +34,8 @@ from ...security.masking import masked_errors
 from ..runtime import Runtime
 from ..writes import CONTINUED, new_document
 
-__all__ = ["walker", "filter", "read", "find_options", "update", "documents", "pipeline", "revision", "upserts", "upsert_key",
+__all__ = ["walker", "filter", "read", "find_options", "update", "filter_and_update", "documents", "pipeline", "revision",
+           "upserts", "upsert_key",
            "upsert_items"]
 
 _FIND_OPTIONS = ("sort", "limit", "skip", "projection", "batch_size")
@@ -143,12 +144,26 @@ def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpd
             raise
 
 
+def filter_and_update(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, data: Any, *,
+                      strict: bool = False) -> tuple[dict[str, Any], CompiledUpdate]:
+    """An update call's filter (``filter``) and update (``update``), the call's walk looked up
+    once (``strict`` applies to the filter only: the update's walk is then the plain one)."""
+    walk = walker(rt, guard, strict=strict)
+    filt = walk.filter(info.cls, query)
+    try:
+        compiled = (walk if not strict else walker(rt, guard)).update(info.cls, data)
+    except ValidationError:
+        with masked_errors(info.cls):  # as ``update``: masks the messages and re-raises
+            raise
+    return filt, compiled
+
+
 def documents(info: ModelInfo, guard: Guard, items: Any, *,
               call: str = "create_many") -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, AstroDBError]]]:
     """New documents validated one by one: ``([(index, son)], [(index, error)])``."""
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
         raise ValidationError(errors={"items": f"{call} takes a list of dicts, got {type(items).__name__}"})
-    scoped = [guard.data(data) for data in items]
+    scoped = [guard.data(data) for data in items] if guard.scope else items  # no scope: data() gives each back
     sons: list[tuple[int, dict[str, Any]]] = []
     failed: list[tuple[int, AstroDBError]] = []
     for index, data in enumerate(scoped):

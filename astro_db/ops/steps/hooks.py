@@ -53,7 +53,19 @@ def post_image(rt: Runtime) -> dict[str, int] | None:
 
 def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: MongoDB, session: Session, transaction: MaybeTransaction,
                 actor: MaybeActor | str) -> None:
-    """The after-write step: announce ``written`` to every write hook (records included)."""
+    """The after-write step: announce ``written`` to every write hook (records included).
+
+    When the hooks are the runtime's own two, the change records are off and the write is
+    outside a transaction, only the query cache has anything to do: if it holds nothing of the
+    model and nobody else can hear of the write (``QueryCache.unseen_write``), that is done
+    without building the event; otherwise the event is made and every hook runs, as always."""
+    hooks = rt.hooks
+    if transaction is None and len(hooks) == 2:
+        log = rt.changes
+        cache = rt.cache
+        if (not (log.audit or log.journal) and type(hooks[1]) is ChangeRecords and hooks[0] == cache.on_write
+                and cache.unseen_write(info.name)):
+            return
     emit(rt, WriteEvent(
         model=info.name, collection=info.collection, action=written.action, document_ids=written.ids,
         fields=written.fields, database=database, session=session, transaction=transaction,

@@ -20,8 +20,9 @@ __all__ = ["call", "model", "session", "own"]
 
 
 def call(rt: Runtime, name: Any, transaction: MaybeTransaction) -> tuple[ModelInfo, Any]:
-    """Step 1 of a data call in one pass: the model (``model``) and the session (``session``)."""
-    info = model(rt, name)
+    """Step 1 of a data call in one pass: the model (``model``, its registry look-up made here for
+    a named model) and the session (``session``)."""
+    info = rt.registry.resolve(name) if name is not None else model(rt, name)
     return info, (None if transaction is None else own(rt, transaction).require_active())
 
 

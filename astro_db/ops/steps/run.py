@@ -71,7 +71,13 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                             if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
                                 result = _selecting(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
                             else:
-                                result = _attempts(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                                try:  # _attempts, inlined: the first attempt, bare
+                                    result = fn()
+                                except pm.PyMongoError as exc:
+                                    if not retry:
+                                        raise
+                                    result = rt.retry.call(fn, operation=name, retry=True, deadline=bound.deadline,  # type: ignore[union-attr]
+                                                           failed=exc)
                     finally:
                         timeouts.CALL_BOUND.reset(token)
             finally:
