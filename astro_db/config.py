@@ -773,6 +773,7 @@ class DatabaseConfig:
         stay PyMongo's to read, and their value is the setting's too (health's pool saturation,
         the run step's server selection bound). A secret setting in the URL is refused."""
         changes: dict[str, dict[str, Any]] = {}
+        mirrored: set[str] = set()
         for key, raw in _query_options(url):
             low = key.lower()
             if low == "timeoutms":
@@ -791,6 +792,8 @@ class DatabaseConfig:
                 if not number > 0 or number != int(number):
                     continue  # 0 / negative mean something else to PyMongo (or nothing): the setting stays
                 value = int(number)
+                if name not in self._given and getattr(self, name) == value:
+                    mirrored.add(name)  # already the URL's (a copy made by replace()): still the URL's
             else:
                 found = _own_url_option(low)
                 if found is None:
@@ -806,7 +809,7 @@ class DatabaseConfig:
         pool = changes.get("pool", {})
         if "max_pool_size" in pool and "min_pool_size" not in pool and not self.is_explicit("min_pool_size"):
             pool["min_pool_size"] = 0  # what PyMongo keeps then: client_options leaves the minimum to it
-        mirrored = {name for values in changes.values() for name in values if name in _MIRRORED.values()}
+        mirrored.update(name for values in changes.values() for name in values if name in _MIRRORED.values())
         object.__setattr__(self, "_mirrored", frozenset(mirrored))  # still the URL's: PyMongo reads them there
         for attr, values in changes.items():
             if attr:

@@ -263,6 +263,7 @@ def test_with_no_tracer_provider_an_operation_runs_without_building_a_traced_cal
     from opentelemetry import trace
 
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())  # as with no SDK set
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)  # the API's global too (tracing keeps its answer per global)
 
     def refuse(*args, **kwargs):
         raise AssertionError("no span is made without a tracer provider, so no traced call is built")
