@@ -42,6 +42,7 @@ import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -88,7 +89,128 @@ end
 return 0
 """
 _BACKOFF_S = (0.05, 2.0)
-_WATCHDOG = "astro_db-watchdog"  # the subscriber's own pings (redis-py filters its health checks)
+_WATCHDOG = b"astro_db-watchdog"  # the subscriber's own pings
+
+
+def _pack(args: tuple[bytes, ...]) -> bytes:
+    """One command in RESP."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+
+
+def _frames(buf: bytearray) -> tuple[list[Any], int]:
+    """The complete RESP2 / RESP3 frames at the start of ``buf`` and how many bytes they take
+    (a frame cut short is left for the next read): an array or push (``*`` / ``>``) of bulk
+    strings, integers and simple strings as a list, or one such value. An error reply or
+    anything else (a nested array, a map: nothing a subscription receives) raises ``ValueError``:
+    the subscriber reconnects and drops everything."""
+    frames: list[Any] = []
+    used = 0
+    while True:
+        frame, end = _frame(buf, used, 0)
+        if end < 0:
+            return frames, used
+        frames.append(frame)
+        used = end
+
+
+def _frame(buf: bytearray, pos: int, depth: int) -> tuple[Any, int]:
+    """The value starting at ``buf[pos]`` and the offset past it; ``(None, -1)`` when incomplete."""
+    eol = buf.find(b"\r\n", pos)
+    if eol < 0:
+        return None, -1
+    kind = buf[pos]
+    if kind == 36:  # $: a bulk string
+        size = int(buf[pos + 1:eol])
+        if size < 0:
+            return None, eol + 2
+        start = eol + 2
+        stop = start + size
+        if len(buf) < stop + 2:
+            return None, -1
+        if buf[stop:stop + 2] != b"\r\n":
+            raise ValueError("a malformed bulk string from Redis")
+        return bytes(buf[start:stop]), stop + 2
+    if kind == 58:  # : an integer
+        return int(buf[pos + 1:eol]), eol + 2
+    if kind == 43:  # + a simple string
+        return bytes(buf[pos + 1:eol]), eol + 2
+    if kind == 45:  # - an error
+        raise ValueError(f"Redis answered an error: {bytes(buf[pos + 1:eol])[:200]!r}")
+    if kind in (42, 62) and depth == 0:  # * an array, > a push (RESP3)
+        count = int(buf[pos + 1:eol])
+        items: list[Any] = []
+        end = eol + 2
+        for _ in range(max(count, 0)):
+            item, end = _frame(buf, end, 1)
+            if end < 0:
+                return None, -1
+            items.append(item)
+        return (items if count >= 0 else None), end
+    raise ValueError(f"an unexpected reply from Redis: {bytes(buf[pos:pos + 1])!r}")
+
+
+class _Wire:
+    """The subscriber's connection: opened by redis-py (TLS, password, database, protocol:
+    whatever the URL says), then written and read here. A read blocks on the socket until Redis
+    sends something or the timeout passes (no polling), and returns every complete frame
+    received, so the messages that arrived together are handled in one wake-up; redis-py's
+    per-message reading machinery (a poll, two socket timeout changes, a parser call per
+    element, its own health check) is not on the path."""
+
+    def __init__(self, client: Any, redis: Any) -> None:
+        pool = client.connection_pool
+        options = dict(pool.connection_kwargs)
+        options["health_check_interval"] = 0  # the subscriber pings on its own schedule (_listen)
+        self._conn = pool.connection_class(**options)
+        self._redis = redis
+        self._sock: Any = None
+        self._buffer = bytearray()
+        self._timeout: float | None = None
+        self._closed = False
+
+    def open(self) -> None:
+        self._conn.connect()  # the handshake: AUTH / HELLO / SELECT, every reply read
+        sock = getattr(self._conn, "_sock", None)
+        if sock is None or self._closed:
+            raise self._redis.ConnectionError("the subscriber's connection is closed")
+        self._sock = sock
+
+    def send(self, *args: bytes) -> None:
+        self._sock.sendall(_pack(args))
+
+    def read(self, timeout: float) -> list[Any]:
+        """The frames received within ``timeout`` seconds (``[]``: none, or only part of one)."""
+        if timeout != self._timeout:
+            self._sock.settimeout(timeout)
+            self._timeout = timeout
+        try:
+            chunk = self._sock.recv(65536)
+        except TimeoutError:  # socket.timeout; an SSL read's too
+            return []
+        if not chunk:
+            raise self._redis.ConnectionError("Redis closed the subscriber's connection")
+        buffer = self._buffer
+        buffer += chunk
+        frames, used = _frames(buffer)
+        del buffer[:used]
+        return frames
+
+    def interrupt(self) -> None:
+        """Wake a read under way (from another thread): it sees the connection closed."""
+        self._closed = True
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed or never connected
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._conn.disconnect()
+        except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone either way
+            pass
 
 
 class RedisBus(SubscribingBus):
@@ -136,6 +258,7 @@ class RedisBus(SubscribingBus):
         self._sending_since: float | None = None  # when the send under way began (None: idle)
         self._generations: dict[str, int] = {}  # the last generation seen per model (gap detection)
         self._thread: threading.Thread | None = None
+        self._wire: _Wire | None = None  # the subscriber's connection now
         self._pid = os.getpid()
         self._client = self._new_client()
         self._script = self._client.register_script(_PUBLISH)
@@ -203,6 +326,7 @@ class RedisBus(SubscribingBus):
         """Stop the subscriber (the cache stops trusting the bus) and release the connections."""
         self._stop.set()
         self._wake.set()
+        self._interrupt()
         for thread in (self._thread, self._publisher):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=self._timeout_s * 3)
@@ -222,6 +346,7 @@ class RedisBus(SubscribingBus):
             self._connected = False
             self._reason = "forked: subscribing again"
             self._thread = None
+            self._wire = None  # the parent's socket: never shut down from here
             self._publisher = None
             self._sending_since = None
             self._client = self._new_client()
@@ -356,17 +481,24 @@ class RedisBus(SubscribingBus):
         self._reason = reason
         self._doubt.set()
         self._drop_all(reason)
+        self._interrupt()  # the subscriber reconnects now, not at its next health check
+
+    def _interrupt(self) -> None:
+        wire = self._wire
+        if wire is not None:
+            wire.interrupt()
 
     # --- subscribing -------------------------------------------------------------------------
 
     def _run(self) -> None:
         delay, first = _BACKOFF_S[0], True
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()
+            wire: _Wire | None = None
             try:
-                self._subscribe(pubsub, reconnect=not first)
+                wire = self._wire = _Wire(self._client, self._redis)
+                self._subscribe(wire, reconnect=not first)
                 first, delay = False, _BACKOFF_S[0]
-                self._listen(pubsub)
+                self._listen(wire)
             except (self._redis.RedisError, OSError, ValueError) as exc:
                 self.figures.error(f"subscriber: {type(exc).__name__}: {exc}")
                 if self._connected:
@@ -378,23 +510,24 @@ class RedisBus(SubscribingBus):
                 self._connected = False
                 if was_connected:
                     self._drop_all("subscriber disconnected", count=False)
-                try:
-                    pubsub.close()
-                except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone either way
-                    pass
+                if wire is not None:
+                    wire.close()
             self._stop.wait(delay)
             delay = min(delay * 2, _BACKOFF_S[1])
 
-    def _subscribe(self, pubsub: Any, *, reconnect: bool) -> None:
+    def _subscribe(self, wire: _Wire, *, reconnect: bool) -> None:
         """Subscribe, wait for the confirmation, drop everything, then trust the bus."""
-        pubsub.subscribe(self.channel)
+        wire.open()
+        wire.send(b"SUBSCRIBE", self.channel.encode())
         deadline = time.monotonic() + self._timeout_s * 2
-        while True:
-            message = pubsub.get_message(timeout=self._timeout_s)
-            if message is not None and message["type"] == "subscribe":
-                break
-            if time.monotonic() > deadline:
+        confirmed = False
+        while not confirmed:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise self._redis.TimeoutError("no subscribe confirmation")
+            for frame in wire.read(min(left, self._timeout_s)):
+                if isinstance(frame, list) and frame and frame[0] == b"subscribe":
+                    confirmed = True  # nothing is published to this connection before it
         self._generations = {}
         self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
@@ -406,9 +539,15 @@ class RedisBus(SubscribingBus):
         self._reason = None
         self._connected = True
 
-    def _listen(self, pubsub: Any) -> None:
+    def _listen(self, wire: _Wire) -> None:
+        """Block on the connection until Redis says something or a health check is due: every
+        message already received is delivered in one go (``_deliver_batch``), in order. Redis is
+        pinged once it has been silent for ``health_check_s``, and the connection given up when
+        the ping is not answered within ``answer_s``; ``close()`` and a doubt (a failed publish)
+        wake the read at once (``_Wire.interrupt``)."""
         answered = time.monotonic()  # when Redis last said anything on this connection
         pinged: float | None = None  # when the unanswered watchdog ping was sent
+        channel = self.channel.encode()
         while not self._stop.is_set():
             if self._listener is not None and self.listening() is None:
                 self._stop.set()  # the cache (its Database) was garbage-collected: nothing to serve
@@ -417,48 +556,76 @@ class RedisBus(SubscribingBus):
                 raise self._redis.ConnectionError(self._reason or "doubt")
             now = time.monotonic()
             if pinged is None and now - answered >= self._health_check_s:
-                pubsub.ping(_WATCHDOG)
+                wire.send(b"PING", _WATCHDOG)
                 pinged = now
             elif pinged is not None and now - pinged > self.answer_s:
                 raise self._redis.TimeoutError(f"Redis did not answer a ping within {self.answer_s:g}s")
-            message = pubsub.get_message(timeout=min(0.25, self.answer_s / 2))
-            if message is None:
+            due = answered + self._health_check_s if pinged is None else pinged + self.answer_s
+            frames = wire.read(max(due - now, 0.001))
+            if not frames:
                 continue
             answered, pinged = time.monotonic(), None
-            if message["type"] == "message":
-                self._deliver(message["data"])
+            batch = [frame[2] for frame in frames
+                     if isinstance(frame, list) and len(frame) == 3 and frame[0] == b"message" and frame[1] == channel]
+            if batch:
+                self._deliver_batch(batch)
 
     def _deliver(self, data: bytes) -> None:
-        """One message: drop its model; anything unreadable or a gap drops everything."""
-        try:
-            body = json.loads(data)
-            model, generation, origin = body["m"], body["g"], body["o"]
-            if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
-                raise ValueError("bad field types")
-            notice = Notice.from_wire(model, body)
-            sent_at = body.get("t") if isinstance(body.get("t"), (int, float)) else None
-        except (ValueError, KeyError, TypeError) as exc:
-            self.figures.error(f"unreadable message: {type(exc).__name__}")
-            log.warning("cache bus %s: an unreadable message on %s; dropping every cached entry", self.masked_url, self.channel)
-            self._drop_all("unreadable message")
-            return
-        self.figures.message(sent_at)
-        seen = self._generations.get(model)
-        if seen is not None and generation <= seen:
-            return  # an older or repeated announcement: already applied
-        self._generations[model] = generation
-        if seen is not None and generation > seen + 1:
-            log.warning("cache bus %s: %s went from generation %d to %d (a lost message); dropping every "
-                        "cached entry", self.masked_url, model, seen, generation)
-            self._drop_all("generation gap")
-            return
-        if origin != self.origin:  # the writer dropped its own entries before publishing
-            listener = self.listening()
-            if listener is not None:
+        """One message (``_deliver_batch`` of one)."""
+        self._deliver_batch([data])
+
+    def _deliver_batch(self, batch: list[bytes]) -> None:
+        """Messages received together, in order: each checked like a lone one (a gap in a model's
+        generations or anything unreadable drops everything, at its place in the order), the
+        notices of one model between two such drops merged (``Notice.merged``: it drops at least
+        what each would) and applied once. This process's own messages count for the
+        generations only: the writer applied its notice before publishing."""
+        todo: dict[str, Notice | None] = {}  # model -> what the messages since the last full drop changed
+        for data in batch:
+            try:
+                body = json.loads(data)
+                model, generation, origin = body["m"], body["g"], body["o"]
+                if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
+                    raise ValueError("bad field types")
+                notice = None if origin == self.origin else Notice.from_wire(model, body)
+                sent_at = body.get("t") if isinstance(body.get("t"), (int, float)) else None
+            except (ValueError, KeyError, TypeError) as exc:
+                self.figures.error(f"unreadable message: {type(exc).__name__}")
+                log.warning("cache bus %s: an unreadable message on %s; dropping every cached entry", self.masked_url,
+                            self.channel)
+                self._apply(todo)
+                self._drop_all("unreadable message")
+                continue
+            self.figures.message(sent_at)
+            seen = self._generations.get(model)
+            if seen is not None and generation <= seen:
+                continue  # an older or repeated announcement: already applied
+            self._generations[model] = generation
+            if seen is not None and generation > seen + 1:
+                log.warning("cache bus %s: %s went from generation %d to %d (a lost message); dropping every "
+                            "cached entry", self.masked_url, model, seen, generation)
+                self._apply(todo)
+                self._drop_all("generation gap")
+                continue
+            if origin == self.origin:
+                continue  # the writer dropped its own entries before publishing
+            if model in todo:
+                earlier = todo[model]
+                todo[model] = notice.merged(earlier) if notice is not None and earlier is not None else None
+            else:
+                todo[model] = notice
+        self._apply(todo)
+
+    def _apply(self, todo: dict[str, Notice | None]) -> None:
+        """Apply the notices gathered (``None``: the whole model), in the order first received; empties ``todo``."""
+        listener = self.listening() if todo else None
+        if listener is not None:
+            for model, notice in todo.items():
                 if notice is None:
                     listener.drop(model)
                 else:
                     listener.apply(notice)
+        todo.clear()
 
     def stats(self) -> dict[str, Any]:
         out = self.figures.as_dict(self.connected, self.reason)
