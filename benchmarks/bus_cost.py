@@ -13,7 +13,9 @@ the server's answer), in one of three paces:
   thread does while the bus threads want to run);
 - ``burst``: the N writes back to back.
 
-Printed per thread kind: CPU (``pthread_getcpuclockid``: each thread's own clock, read from the
+Printed per thread kind (request: the writing thread; publisher: the writer's publisher thread;
+own sub: the writer's subscriber thread, which hears its own messages; per subscriber: the mean
+of the others' subscriber threads): CPU (``pthread_getcpuclockid``: each thread's own clock, read from the
 main thread) per write, context switches per write (``/proc/self/task/TID/status``:
 voluntary = the thread slept (a wake-up each), involuntary = preempted), the same over an idle
 stretch of equal length (what the threads cost with no message at all: the polling loops), and
@@ -76,8 +78,9 @@ class Sample:
         self.process = time.process_time()
         self.request = time.thread_time() if threading.current_thread() is main else _cpu(main)
         self.request_sw = _switches(main)
-        self.publisher = _cpu(pub_bus._publisher) + _cpu(pub_bus._thread)  # type: ignore[attr-defined]
-        self.publisher_sw = _sum(_switches(pub_bus._publisher), _switches(pub_bus._thread))  # type: ignore[attr-defined]
+        self.publisher = _cpu(pub_bus._publisher)  # type: ignore[attr-defined]
+        self.publisher_sw = _switches(pub_bus._publisher)  # type: ignore[attr-defined]
+        self.own = _cpu(pub_bus._thread)  # type: ignore[attr-defined]  # the writer's subscriber: hears its own
         self.subscribers = [_cpu(c.bus._thread) + _cpu(c.bus._publisher) for c in subscribers]  # type: ignore[attr-defined]
         self.subscribers_sw = [_sum(_switches(c.bus._thread), _switches(c.bus._publisher))  # type: ignore[attr-defined]
                                for c in subscribers]
@@ -96,6 +99,7 @@ def _diff(after: Sample, before: Sample, n: int) -> dict[str, Any]:
         "request": (after.request - before.request) * per,
         "request_sw": ((after.request_sw[0] - before.request_sw[0]) / n, (after.request_sw[1] - before.request_sw[1]) / n),
         "publisher": (after.publisher - before.publisher) * per,
+        "own": (after.own - before.own) * per,
         "publisher_sw": ((after.publisher_sw[0] - before.publisher_sw[0]) / n,
                          (after.publisher_sw[1] - before.publisher_sw[1]) / n),
         "subscriber": statistics.mean(subs),
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             redis.stop()
     print(f"Redis bus: 1 publisher, {args.subscribers} subscribers, {args.users} cached users each, "
           f"{args.writes} writes x {args.rounds} rounds (medians); CPU in µs and context switches per write")
-    head = (f"{'mode':6} {'process':>8} {'request':>8} {'publisher':>10} {'per subscriber':>15} "
+    head = (f"{'mode':6} {'process':>8} {'request':>8} {'publisher':>10} {'own sub':>8} {'per subscriber':>15} "
             f"{'pub vol/invol':>14} {'sub vol/invol':>14} {'req vol/invol':>14} {'messages':>9}")
     print(head)
     for mode, done in results.items():
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         def med_sw(name: str, done: list[dict[str, Any]] = done) -> str:
             return f"{statistics.median(d[name][0] for d in done):.2f}/{statistics.median(d[name][1] for d in done):.2f}"
 
-        print(f"{mode:6} {med('process'):8.0f} {med('request'):8.0f} {med('publisher'):10.0f} {med('subscriber'):15.0f} "
+        print(f"{mode:6} {med('process'):8.0f} {med('request'):8.0f} {med('publisher'):10.0f} {med('own'):8.0f} {med('subscriber'):15.0f} "
               f"{med_sw('publisher_sw'):>14} {med_sw('subscriber_sw'):>14} {med_sw('request_sw'):>14} {med('messages'):9.0f}")
     for mode, done in results.items():
         idle = [d["idle"] for d in done]

@@ -38,6 +38,7 @@ reconnected, before it says ``connected`` again. So other processes learn of tha
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -88,6 +89,7 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
 end
 return 0
 """
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest().encode()  # noqa: S324 - the script's name in Redis
 _BACKOFF_S = (0.05, 2.0)
 _WATCHDOG = b"astro_db-watchdog"  # the subscriber's own pings
 
@@ -135,7 +137,7 @@ def _frame(buf: bytearray, pos: int, depth: int) -> tuple[Any, int]:
     if kind == 43:  # + a simple string
         return bytes(buf[pos + 1:eol]), eol + 2
     if kind == 45:  # - an error
-        raise ValueError(f"Redis answered an error: {bytes(buf[pos + 1:eol])[:200]!r}")
+        return _Error(bytes(buf[pos + 1:eol])), eol + 2
     if kind in (42, 62) and depth == 0:  # * an array, > a push (RESP3)
         count = int(buf[pos + 1:eol])
         items: list[Any] = []
@@ -149,6 +151,10 @@ def _frame(buf: bytearray, pos: int, depth: int) -> tuple[Any, int]:
     raise ValueError(f"an unexpected reply from Redis: {bytes(buf[pos:pos + 1])!r}")
 
 
+class _Error(bytes):
+    """An error reply of Redis (its text)."""
+
+
 class _Wire:
     """The subscriber's connection: opened by redis-py (TLS, password, database, protocol:
     whatever the URL says), then written and read here. A read blocks on the socket until Redis
@@ -157,8 +163,9 @@ class _Wire:
     per-message reading machinery (a poll, two socket timeout changes, a parser call per
     element, its own health check) is not on the path."""
 
-    def __init__(self, client: Any, redis: Any) -> None:
+    def __init__(self, client: Any, redis: Any, *, timeout_s: float = 4.0) -> None:
         pool = client.connection_pool
+        self.timeout_s = timeout_s  # the bound of a ``call``
         options = dict(pool.connection_kwargs)
         options["health_check_interval"] = 0  # the subscriber pings on its own schedule (_listen)
         self._conn = pool.connection_class(**options)
@@ -188,12 +195,53 @@ class _Wire:
         except TimeoutError:  # socket.timeout; an SSL read's too
             return []
         if not chunk:
+            if self._closed:
+                return []  # interrupt(): the caller looks at why (close, a doubt)
             raise self._redis.ConnectionError("Redis closed the subscriber's connection")
         buffer = self._buffer
         buffer += chunk
         frames, used = _frames(buffer)
         del buffer[:used]
+        for frame in frames:
+            if isinstance(frame, _Error):
+                raise self._redis.ConnectionError(f"Redis answered an error: {frame[:200]!r}")
         return frames
+
+    def call(self, *args: bytes) -> Any:
+        """Send one command and return its reply (an ``_Error`` for an error reply); Redis not
+        answering within ``timeout_s`` raises redis's ``TimeoutError``, a broken connection or
+        reply its ``ConnectionError``."""
+        try:
+            if self._sock is None:
+                self.open()
+            self.send(*args)
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
+                if self._timeout != left:
+                    self._sock.settimeout(left)
+                    self._timeout = left
+                try:
+                    chunk = self._sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    raise self._redis.ConnectionError("Redis closed the connection")
+                self._buffer += chunk
+                frames, used = _frames(self._buffer)
+                if frames:
+                    if len(frames) > 1 or used != len(self._buffer):
+                        raise self._redis.ConnectionError("Redis answered more than was asked")
+                    del self._buffer[:used]
+                    return frames[0]
+        except (OSError, ValueError) as exc:
+            raise self._redis.ConnectionError(f"{type(exc).__name__}: {exc}") from None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def interrupt(self) -> None:
         """Wake a read under way (from another thread): it sees the connection closed."""
@@ -261,7 +309,8 @@ class RedisBus(SubscribingBus):
         self._wire: _Wire | None = None  # the subscriber's connection now
         self._pid = os.getpid()
         self._client = self._new_client()
-        self._script = self._client.register_script(_PUBLISH)
+        self._publish_wire: _Wire | None = None  # the connection the publishes are sent on (made on first use)
+        self._send_lock = threading.Lock()  # the publisher thread, or the subscriber once it has reconnected
         # the registration of a cached model runs on a reading thread: its client (made on first
         # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
         # (then caching is off until the subscriber is back), not the 4 s socket timeout
@@ -333,6 +382,10 @@ class RedisBus(SubscribingBus):
         self._connected = False
         self._reason = "closed"
         self._client.close()
+        with self._send_lock:
+            if self._publish_wire is not None:
+                self._publish_wire.close()
+                self._publish_wire = None
         if self._register_client is not None:
             self._register_client.close()
 
@@ -350,7 +403,7 @@ class RedisBus(SubscribingBus):
             self._publisher = None
             self._sending_since = None
             self._client = self._new_client()
-            self._script = self._client.register_script(_PUBLISH)
+            self._publish_wire = None  # the parent's connection: left alone
             self._register_client = None
             self._watched = set()
         self._drop_all("forked process")
@@ -445,11 +498,45 @@ class RedisBus(SubscribingBus):
         self._sending_since = time.monotonic()
         try:
             dependencies, dependency_ttl, recorded = dependency_keys(self.key_prefix, model)
-            published = self._script(keys=[self.generation_prefix + model, self.cached_key, dependency_ttl, recorded],
-                                     args=[self.channel, head, model, dependencies, *write_dependencies(notice)])
+            published = self._run_script(self.generation_prefix + model, self.cached_key, dependency_ttl, recorded,
+                                         self.channel, head, model, dependencies, *write_dependencies(notice))
         finally:
             self._sending_since = None
         self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
+
+    def _run_script(self, *keys_and_args: str) -> int:
+        """``EVALSHA`` of the publish script (``EVAL`` once when Redis does not know it yet) on
+        the bus's publishing connection, packed and read here (redis-py opened the connection):
+        the script's answer, 1 when it published. A broken connection is replaced and the call
+        made once more (as redis-py's one retry did: a script run twice advances the generation
+        twice, which subscribers take for a lost message and drop everything); a timeout (Redis
+        frozen or slow) is not retried."""
+        args = [arg.encode() for arg in keys_and_args]
+        with self._send_lock:
+            for attempt in (1, 2):
+                wire = self._publish_wire
+                if wire is None:
+                    wire = self._publish_wire = _Wire(self._client, self._redis, timeout_s=self._timeout_s * 2)
+                try:
+                    reply = wire.call(b"EVALSHA", _PUBLISH_SHA, b"4", *args)
+                    if isinstance(reply, _Error) and reply.startswith(b"NOSCRIPT"):
+                        reply = wire.call(b"EVAL", _PUBLISH.encode(), b"4", *args)
+                except self._redis.ConnectionError:
+                    wire.close()
+                    self._publish_wire = None
+                    if attempt == 2:
+                        raise
+                    continue
+                except self._redis.RedisError:
+                    wire.close()
+                    self._publish_wire = None
+                    raise
+                if isinstance(reply, _Error):
+                    raise self._redis.ResponseError(reply.decode(errors="replace")[:300])
+                if not isinstance(reply, int):
+                    raise self._redis.ResponseError(f"the publish script answered {reply!r:.100}")
+                return reply
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _flush_pending(self) -> None:
         """Publish what is pending (raises while Redis refuses; what was not sent stays pending).
@@ -500,6 +587,8 @@ class RedisBus(SubscribingBus):
                 first, delay = False, _BACKOFF_S[0]
                 self._listen(wire)
             except (self._redis.RedisError, OSError, ValueError) as exc:
+                if self._stop.is_set():
+                    break  # close() woke the read: nothing went wrong
                 self.figures.error(f"subscriber: {type(exc).__name__}: {exc}")
                 if self._connected:
                     self._log.warning("lost", "cache bus %s lost (%s: %s): caching is off until it is back",
@@ -554,6 +643,8 @@ class RedisBus(SubscribingBus):
                 return
             if self._doubt.is_set():
                 raise self._redis.ConnectionError(self._reason or "doubt")
+            if wire.closed:
+                raise self._redis.ConnectionError("the subscriber's connection was closed")
             now = time.monotonic()
             if pinged is None and now - answered >= self._health_check_s:
                 wire.send(b"PING", _WATCHDOG)

@@ -1,0 +1,227 @@
+"""The Redis bus's own reading and sending: RESP frames parsed by the bus, every message received
+in one wake-up delivered in order and checked like a lone one, the publish script sent on the
+bus's own connection.
+
+Must hold: a batch of messages is applied in the order received, the notices of one model merged
+into one apply that drops at least what each would; a generation gap or an unreadable message
+inside a batch drops everything at its place (what came before is applied first, what comes
+after is applied after); this process's own messages count for the generations only; a frame
+cut short waits for the rest; an error reply or an unexpected frame is refused. With a real
+redis-server: messages that arrived while the subscriber was busy are delivered together in
+its next wake-up; ``close()`` wakes a blocking read at once; the publish script survives a
+``SCRIPT FLUSH`` and a killed connection. Driven by events and a held delivery, never a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import weakref
+from typing import Any
+
+import pytest
+from spies import poll as _poll
+
+from astro_db.cache.bus import Notice
+from astro_db.cache.redis_bus import RedisBus, _Error, _frames
+
+
+class Listener:
+    """Records what the bus asks of the cache."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def drop(self, model: str) -> int:
+        self.calls.append(("drop", model))
+        return 0
+
+    def apply(self, notice: Notice) -> int:
+        self.calls.append(("apply", notice.model, tuple(sorted(notice.ids or ())), tuple(sorted(notice.fields)),
+                           notice.created, notice.deleted))
+        return 0
+
+    def drop_all(self, reason: str) -> int:
+        self.calls.append(("drop_all", reason))
+        return 0
+
+
+def _message(model: str, generation: int, ids: tuple[str, ...] | None = ("ab" * 16,), fields: tuple[str, ...] = ("name",),
+             origin: str = "elsewhere", created: bool = False) -> bytes:
+    body: dict[str, Any] = {"m": model, "o": origin, "t": 0}
+    if ids is not None:
+        body.update(i=list(ids), f=list(fields), c=created, d=False)
+    body["g"] = generation
+    return json.dumps(body).encode()
+
+
+def _offline_bus() -> tuple[RedisBus, Listener]:
+    bus = RedisBus("redis://localhost:1/0", "wire")  # never started: the delivery alone
+    listener = Listener()
+    bus._listener = weakref.ref(listener)
+    bus._keep = listener  # type: ignore[attr-defined]
+    return bus, listener
+
+
+# --- frames ----------------------------------------------------------------------------------
+
+def test_resp2_and_resp3_frames_are_read_and_a_frame_cut_short_waits_for_the_rest():
+    wire = (b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"  # RESP3 push
+            b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nbye\r\n"  # RESP2 array
+            b"*2\r\n$4\r\npong\r\n$3\r\nabc\r\n+PONG\r\n:1\r\n$3\r\nabc\r\n")
+    frames, used = _frames(bytearray(wire))
+    assert used == len(wire)
+    assert frames == [[b"message", b"ch", b"hello"], [b"message", b"ch", b"bye"], [b"pong", b"abc"], b"PONG", 1, b"abc"]
+    for cut in range(1, len(wire)):
+        frames, used = _frames(bytearray(wire[:cut]))
+        assert wire[:used] == b"".join([wire[:used]]) and used <= cut  # only whole frames are taken
+        again, rest = _frames(bytearray(wire[used:]))
+        assert frames + again == _frames(bytearray(wire))[0] and used + rest == len(wire)
+
+
+def test_an_error_reply_is_returned_as_one_and_an_unexpected_frame_is_refused():
+    frames, _ = _frames(bytearray(b"-NOSCRIPT No matching script\r\n"))
+    assert isinstance(frames[0], _Error) and frames[0].startswith(b"NOSCRIPT")
+    for bad in (b"%1\r\n+a\r\n+b\r\n", b"*1\r\n*1\r\n:1\r\n", b"$3\r\nabcd\r\n", b"*x\r\n", b"?\r\n"):
+        with pytest.raises(ValueError):
+            _frames(bytearray(bad))
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+def test_messages_received_together_are_applied_in_order_one_model_merged_into_one_apply():
+    bus, listener = _offline_bus()
+    bus._deliver_batch([_message("User", 1, ("01" * 16,), ("name",)), _message("Task", 1, None),
+                        _message("User", 2, ("02" * 16,), ("email",), created=True)])
+    assert listener.calls == [
+        ("apply", "User", (bytes.fromhex("01" * 16), bytes.fromhex("02" * 16)), ("email", "name"), True, False),
+        ("drop", "Task")]
+    assert bus.figures.received == 3 and bus._generations == {"User": 2, "Task": 1}
+    # a whole-model message merges into a drop of the model
+    bus._deliver_batch([_message("User", 3), _message("User", 4, None), _message("User", 5)])
+    assert listener.calls[2:] == [("drop", "User")]
+
+
+def test_a_gap_inside_a_batch_drops_everything_at_its_place():
+    bus, listener = _offline_bus()
+    bus._deliver_batch([_message("User", 1, ("01" * 16,)), _message("User", 2, ("02" * 16,)),
+                        _message("User", 4, ("04" * 16,)), _message("User", 5, ("05" * 16,))])
+    first, second = (bytes.fromhex("01" * 16), bytes.fromhex("02" * 16)), (bytes.fromhex("05" * 16),)
+    assert listener.calls == [("apply", "User", first, ("name",), False, False), ("drop_all", "generation gap"),
+                              ("apply", "User", second, ("name",), False, False)]
+    assert bus.figures.full_drops == 1
+
+
+def test_an_unreadable_message_inside_a_batch_drops_everything_and_the_rest_is_applied():
+    bus, listener = _offline_bus()
+    bus._deliver_batch([_message("User", 1, ("01" * 16,)), b"not json", _message("User", 2, ("02" * 16,))])
+    assert [call[0] for call in listener.calls] == ["apply", "drop_all", "apply"]
+    assert listener.calls[1] == ("drop_all", "unreadable message") and bus.figures.errors == 1
+
+
+def test_own_messages_count_for_the_generations_only():
+    bus, listener = _offline_bus()
+    bus._deliver_batch([_message("User", 1), _message("User", 2, origin=bus.origin), _message("User", 3, ("03" * 16,))])
+    ids = tuple(sorted((bytes.fromhex("ab" * 16), bytes.fromhex("03" * 16))))
+    assert listener.calls == [("apply", "User", ids, ("name",), False, False)]  # no gap: generation 2 was this process's own
+    bus._deliver_batch([_message("User", 4, origin=bus.origin)])
+    assert len(listener.calls) == 1 and bus._generations["User"] == 4
+
+
+def test_a_repeated_or_older_message_in_a_batch_is_skipped():
+    bus, listener = _offline_bus()
+    bus._deliver_batch([_message("User", 1, ("01" * 16,)), _message("User", 1, ("09" * 16,))])
+    assert listener.calls == [("apply", "User", (bytes.fromhex("01" * 16),), ("name",), False, False)]
+
+
+# --- with a real redis-server ------------------------------------------------------------------
+
+def test_messages_that_arrived_while_the_subscriber_was_busy_are_delivered_in_one_wake_up(redis_server):
+    import redis
+
+    bus = RedisBus(redis_server.url, "drain")
+    listener = Listener()
+    batches: list[list[bytes]] = []
+    busy, go = threading.Event(), threading.Event()
+    deliver = bus._deliver_batch
+
+    def held(batch: list[bytes]) -> None:
+        batches.append(batch)
+        if len(batches) == 1:
+            busy.set()
+            go.wait(30)  # the subscriber is busy with the first message
+        deliver(batch)
+
+    bus._deliver_batch = held  # type: ignore[method-assign]
+    bus.attach(listener)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        _poll(lambda: bus.connected)
+        client.publish(bus.channel, _message("Task", 1, None))
+        assert busy.wait(30)
+        for generation in range(1, 6):
+            client.publish(bus.channel, _message("User", generation, (f"{generation:02d}" * 16,)))
+        client.ping()  # Redis has written every message to the subscriber's socket before answering this
+        go.set()
+        _poll(lambda: bus.figures.received == 6)
+        assert [len(batch) for batch in batches] == [1, 5]
+        ids = tuple(bytes.fromhex(f"{g:02d}" * 16) for g in range(1, 6))
+        assert listener.calls == [("drop_all", "subscribed"), ("drop", "Task"), ("apply", "User", ids, ("name",), False, False)]
+        assert bus.figures.full_drops == 0
+    finally:
+        go.set()
+        client.close()
+        bus.close()
+
+
+def test_close_wakes_the_subscribers_blocking_read_at_once_and_says_nothing(redis_server, caplog):
+    bus = RedisBus(redis_server.url, "close", health_check_s=600.0)  # its read would block ten minutes
+    listener = Listener()
+    bus.attach(listener)
+    _poll(lambda: bus.connected)
+    thread = bus._thread
+    assert thread is not None
+    bus._timeout_s = 0.5  # close() joins for 3 x this: far less than the read's own timeout
+    bus.close()
+    assert not thread.is_alive()
+    assert bus.figures.errors == 0 and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_failed_publish_makes_the_subscriber_reconnect_at_once(redis_server):
+    bus = RedisBus(redis_server.url, "doubt", health_check_s=600.0)  # its read would block ten minutes
+    listener = Listener()
+    bus.attach(listener)
+    try:
+        _poll(lambda: bus.connected)
+        bus._lose_trust("publish failed: a test")
+        assert not bus.connected
+        _poll(lambda: bus.connected and bus.figures.reconnects == 1, timeout_s=60)  # far less than the 600 s read
+        assert ("drop_all", "reconnected") in listener.calls
+    finally:
+        bus.close()
+
+
+def test_the_publish_script_survives_a_script_flush_and_a_killed_connection(redis_server):
+    import redis
+
+    bus = RedisBus(redis_server.url, "script")
+    listener = Listener()
+    bus.attach(listener)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        _poll(lambda: bus.connected)
+        assert bus.watch("User")
+        for generation in (1, 2, 3):
+            if generation == 2:
+                client.script_flush()  # Redis forgot the script: EVALSHA answers NOSCRIPT
+            if generation == 3:
+                client.client_kill_filter(_type="normal", skipme=True)  # the bus's publishing connection
+            bus.publish("User", notice=Notice("User", frozenset({bytes(16)}), frozenset({"name"})))
+            _poll(lambda generation=generation: int(client.get(bus.generation_prefix + "User") or 0) == generation)
+        _poll(lambda: not bus.stats()["pending"])
+        assert bus.stats()["sent"] == 3 and bus.figures.errors == 0
+        assert bus.connected
+    finally:
+        client.close()
+        bus.close()
