@@ -5,8 +5,9 @@ committed): the write's own process drops its entries at once, then hands the mo
 background publisher thread and waits for the announcement at most ``wait_s`` (20 ms; a healthy
 Redis answers in well under a millisecond, so the generation has moved on when the write
 returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
-most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher sends one Lua
-script ``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
+most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher
+sends (on its own connection, ``EVALSHA`` packed here) one Lua script
+``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
 sets the write's dependency keys to that generation (``redis_store.write_dependencies``: what the
 write may have changed, so that the shared store stops serving exactly those entries), then
 ``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
@@ -18,7 +19,11 @@ not come back within ``stall_s`` (Redis frozen or slow) marks the bus down at th
 this process stops caching until its subscriber is back.
 
 Subscriber (a daemon thread per ``Database``): subscribes, *then* expires every entry its cache
-holds and only then says ``connected``; a message drops its model. It pings Redis every
+holds and only then says ``connected``; a message drops what its write may have changed. It
+blocks on its connection (opened by redis-py, then read here: ``_Wire``) until Redis sends
+something or a health check is due, and handles every message received in that wake-up in
+order, each checked as if alone (its generation, its form), the notices of one model between
+two full drops merged into one ``apply``. It pings Redis once it has been silent for
 ``health_check_s`` and gives up on a connection that has not answered within ``answer_s``
 (a frozen Redis keeps the TCP connection open and silent), so every process stops caching
 within about three seconds of Redis freezing, not only the ones that write. Anything that casts doubt
@@ -99,15 +104,38 @@ def _pack(args: tuple[bytes, ...]) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
 
 
-def _frames(buf: bytearray) -> tuple[list[Any], int]:
+def _message_heads(channel: bytes) -> tuple[bytes, bytes]:
+    """How a message on ``channel`` begins, as a RESP3 push and as a RESP2 array (same length)."""
+    rest = b"3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n" % (len(channel), channel)
+    return (b">" + rest, b"*" + rest)
+
+
+def _frames(buf: bytearray, heads: tuple[bytes, bytes] | None = None, channel: bytes = b"") -> tuple[list[Any], int]:
     """The complete RESP2 / RESP3 frames at the start of ``buf`` and how many bytes they take
     (a frame cut short is left for the next read): an array or push (``*`` / ``>``) of bulk
-    strings, integers and simple strings as a list, or one such value. An error reply or
-    anything else (a nested array, a map: nothing a subscription receives) raises ``ValueError``:
-    the subscriber reconnects and drops everything."""
+    strings, integers and simple strings as a list, or one such value; an error reply as an
+    ``_Error``. Anything else (a nested array, a map: nothing a subscription or a script call
+    receives) raises ``ValueError``. ``heads`` (``_message_heads(channel)``): a message on
+    ``channel`` is read by a shorter path, to the same list."""
     frames: list[Any] = []
     used = 0
     while True:
+        if heads is not None and buf.startswith(heads, used):
+            pos = used + len(heads[0])
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return frames, used
+            if buf[pos] == 36:  # $: the message's bulk string
+                size = int(buf[pos + 1:eol])
+                start = eol + 2
+                stop = start + size
+                if size >= 0 and len(buf) >= stop + 2 and buf[stop:stop + 2] == b"\r\n":
+                    frames.append([b"message", channel, bytes(buf[start:stop])])
+                    used = stop + 2
+                    continue
+                if size >= 0 and len(buf) < stop + 2:
+                    return frames, used  # the rest has not arrived yet
+            # anything unusual: read the general way below
         frame, end = _frame(buf, used, 0)
         if end < 0:
             return frames, used
@@ -163,8 +191,10 @@ class _Wire:
     per-message reading machinery (a poll, two socket timeout changes, a parser call per
     element, its own health check) is not on the path."""
 
-    def __init__(self, client: Any, redis: Any, *, timeout_s: float = 4.0) -> None:
+    def __init__(self, client: Any, redis: Any, *, timeout_s: float = 4.0, channel: bytes | None = None) -> None:
         pool = client.connection_pool
+        self._channel = channel or b""
+        self._heads = _message_heads(channel) if channel else None  # the subscriber's messages: the short path
         self.timeout_s = timeout_s  # the bound of a ``call``
         options = dict(pool.connection_kwargs)
         options["health_check_interval"] = 0  # the subscriber pings on its own schedule (_listen)
@@ -187,7 +217,7 @@ class _Wire:
 
     def read(self, timeout: float) -> list[Any]:
         """The frames received within ``timeout`` seconds (``[]``: none, or only part of one)."""
-        if timeout != self._timeout:
+        if self._timeout is None or abs(timeout - self._timeout) > 0.05:  # a change of the socket's timeout is a syscall
             self._sock.settimeout(timeout)
             self._timeout = timeout
         try:
@@ -200,7 +230,7 @@ class _Wire:
             raise self._redis.ConnectionError("Redis closed the subscriber's connection")
         buffer = self._buffer
         buffer += chunk
-        frames, used = _frames(buffer)
+        frames, used = _frames(buffer, self._heads, self._channel)
         del buffer[:used]
         for frame in frames:
             if isinstance(frame, _Error):
@@ -220,7 +250,7 @@ class _Wire:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
-                if self._timeout != left:
+                if self._timeout is None or abs(left - self._timeout) > 0.05:
                     self._sock.settimeout(left)
                     self._timeout = left
                 try:
@@ -582,7 +612,7 @@ class RedisBus(SubscribingBus):
         while not self._stop.is_set():
             wire: _Wire | None = None
             try:
-                wire = self._wire = _Wire(self._client, self._redis)
+                wire = self._wire = _Wire(self._client, self._redis, channel=self.channel.encode())
                 self._subscribe(wire, reconnect=not first)
                 first, delay = False, _BACKOFF_S[0]
                 self._listen(wire)

@@ -24,7 +24,7 @@ import pytest
 from spies import poll as _poll
 
 from astro_db.cache.bus import Notice
-from astro_db.cache.redis_bus import RedisBus, _Error, _frames
+from astro_db.cache.redis_bus import RedisBus, _Error, _frames, _message_heads
 
 
 class Listener:
@@ -66,18 +66,28 @@ def _offline_bus() -> tuple[RedisBus, Listener]:
 
 # --- frames ----------------------------------------------------------------------------------
 
-def test_resp2_and_resp3_frames_are_read_and_a_frame_cut_short_waits_for_the_rest():
+@pytest.mark.parametrize("short", [False, True], ids=["general", "message_path"])
+def test_resp2_and_resp3_frames_are_read_and_a_frame_cut_short_waits_for_the_rest(short):
     wire = (b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"  # RESP3 push
             b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nbye\r\n"  # RESP2 array
+            b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$0\r\n\r\n"  # an empty message
+            b">3\r\n$7\r\nmessage\r\n$2\r\nzz\r\n$1\r\nx\r\n"  # another channel: the general path
             b"*2\r\n$4\r\npong\r\n$3\r\nabc\r\n+PONG\r\n:1\r\n$3\r\nabc\r\n")
-    frames, used = _frames(bytearray(wire))
+    options: tuple[Any, ...] = (_message_heads(b"ch"), b"ch") if short else ()
+    frames, used = _frames(bytearray(wire), *options)
     assert used == len(wire)
-    assert frames == [[b"message", b"ch", b"hello"], [b"message", b"ch", b"bye"], [b"pong", b"abc"], b"PONG", 1, b"abc"]
+    assert frames == [[b"message", b"ch", b"hello"], [b"message", b"ch", b"bye"], [b"message", b"ch", b""],
+                      [b"message", b"zz", b"x"], [b"pong", b"abc"], b"PONG", 1, b"abc"]
     for cut in range(1, len(wire)):
-        frames, used = _frames(bytearray(wire[:cut]))
-        assert wire[:used] == b"".join([wire[:used]]) and used <= cut  # only whole frames are taken
-        again, rest = _frames(bytearray(wire[used:]))
+        frames, used = _frames(bytearray(wire[:cut]), *options)
+        assert used <= cut  # only whole frames are taken
+        again, rest = _frames(bytearray(wire[used:]), *options)
         assert frames + again == _frames(bytearray(wire))[0] and used + rest == len(wire)
+
+
+def test_a_malformed_message_on_the_short_path_is_refused_like_any_other():
+    with pytest.raises(ValueError):
+        _frames(bytearray(b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nabcd\r\n"), _message_heads(b"ch"), b"ch")
 
 
 def test_an_error_reply_is_returned_as_one_and_an_unexpected_frame_is_refused():
