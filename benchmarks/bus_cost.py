@@ -187,7 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval-ms", type=float, default=10.0)
     parser.add_argument("--mode", choices=("paced", "busy", "burst", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="a quick check that it runs (not a measurement)")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.writes, args.subscribers, args.users, args.rounds, args.interval_ms = 20, 2, 10, 1, 1.0
     modes = ("paced", "busy", "burst") if args.mode == "all" else (args.mode,)
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis").start()
