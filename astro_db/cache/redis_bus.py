@@ -204,6 +204,7 @@ class _Wire:
         self._buffer = bytearray()
         self._timeout: float | None = None
         self._closed = False
+        self._pid = os.getpid()  # a forked child never shuts down its parent's connection
 
     def open(self) -> None:
         self._conn.connect()  # the handshake: AUTH / HELLO / SELECT, every reply read
@@ -277,7 +278,7 @@ class _Wire:
         """Wake a read under way (from another thread): it sees the connection closed."""
         self._closed = True
         sock = self._sock
-        if sock is not None:
+        if sock is not None and os.getpid() == self._pid:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:  # already closed or never connected
@@ -613,9 +614,9 @@ class RedisBus(SubscribingBus):
             wire: _Wire | None = None
             try:
                 wire = self._wire = _Wire(self._client, self._redis, channel=self.channel.encode())
-                self._subscribe(wire, reconnect=not first)
+                early = self._subscribe(wire, reconnect=not first)
                 first, delay = False, _BACKOFF_S[0]
-                self._listen(wire)
+                self._listen(wire, early)
             except (self._redis.RedisError, OSError, ValueError) as exc:
                 if self._stop.is_set():
                     break  # close() woke the read: nothing went wrong
@@ -634,19 +635,24 @@ class RedisBus(SubscribingBus):
             self._stop.wait(delay)
             delay = min(delay * 2, _BACKOFF_S[1])
 
-    def _subscribe(self, wire: _Wire, *, reconnect: bool) -> None:
-        """Subscribe, wait for the confirmation, drop everything, then trust the bus."""
+    def _subscribe(self, wire: _Wire, *, reconnect: bool) -> list[Any]:
+        """Subscribe, wait for the confirmation, drop everything, then trust the bus; the frames
+        that came after the confirmation in the same read (delivered first by ``_listen``)."""
         wire.open()
         wire.send(b"SUBSCRIBE", self.channel.encode())
         deadline = time.monotonic() + self._timeout_s * 2
-        confirmed = False
-        while not confirmed:
+        after: list[Any] | None = None  # what came after the confirmation in the same read
+        while after is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._redis.TimeoutError("no subscribe confirmation")
-            for frame in wire.read(min(left, self._timeout_s)):
+            if wire.closed:
+                raise self._redis.ConnectionError("the subscriber's connection was closed")
+            frames = wire.read(min(left, self._timeout_s))
+            for n, frame in enumerate(frames):
                 if isinstance(frame, list) and frame and frame[0] == b"subscribe":
-                    confirmed = True  # nothing is published to this connection before it
+                    after = frames[n + 1:]  # nothing is published to this connection before it
+                    break
         self._generations = {}
         self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
@@ -657,8 +663,9 @@ class RedisBus(SubscribingBus):
             log.info("cache bus %s reconnected: every cached entry was dropped", self.masked_url)
         self._reason = None
         self._connected = True
+        return after
 
-    def _listen(self, wire: _Wire) -> None:
+    def _listen(self, wire: _Wire, first: list[Any] | None = None) -> None:
         """Block on the connection until Redis says something or a health check is due: every
         message already received is delivered in one go (``_deliver_batch``), in order. Redis is
         pinged once it has been silent for ``health_check_s``, and the connection given up when
@@ -667,7 +674,14 @@ class RedisBus(SubscribingBus):
         answered = time.monotonic()  # when Redis last said anything on this connection
         pinged: float | None = None  # when the unanswered watchdog ping was sent
         channel = self.channel.encode()
-        while not self._stop.is_set():
+        frames = first or []
+        while True:
+            batch = [frame[2] for frame in frames
+                     if isinstance(frame, list) and len(frame) == 3 and frame[0] == b"message" and frame[1] == channel]
+            if batch:
+                self._deliver_batch(batch)
+            if self._stop.is_set():
+                return
             if self._listener is not None and self.listening() is None:
                 self._stop.set()  # the cache (its Database) was garbage-collected: nothing to serve
                 return
@@ -683,13 +697,8 @@ class RedisBus(SubscribingBus):
                 raise self._redis.TimeoutError(f"Redis did not answer a ping within {self.answer_s:g}s")
             due = answered + self._health_check_s if pinged is None else pinged + self.answer_s
             frames = wire.read(max(due - now, 0.001))
-            if not frames:
-                continue
-            answered, pinged = time.monotonic(), None
-            batch = [frame[2] for frame in frames
-                     if isinstance(frame, list) and len(frame) == 3 and frame[0] == b"message" and frame[1] == channel]
-            if batch:
-                self._deliver_batch(batch)
+            if frames:
+                answered, pinged = time.monotonic(), None
 
     def _deliver(self, data: bytes) -> None:
         """One message (``_deliver_batch`` of one)."""

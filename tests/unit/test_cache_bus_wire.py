@@ -8,7 +8,8 @@ inside a batch drops everything at its place (what came before is applied first,
 after is applied after); this process's own messages count for the generations only; a frame
 cut short waits for the rest; an error reply or an unexpected frame is refused. With a real
 redis-server: messages that arrived while the subscriber was busy are delivered together in
-its next wake-up; ``close()`` wakes a blocking read at once; the publish script survives a
+its next wake-up; an idle subscriber blocks until its next health check (no polling);
+``close()`` and a failed publish wake a blocking read at once; the publish script survives a
 ``SCRIPT FLUSH`` and a killed connection. Driven by events and a held delivery, never a sleep.
 """
 
@@ -235,3 +236,61 @@ def test_the_publish_script_survives_a_script_flush_and_a_killed_connection(redi
     finally:
         client.close()
         bus.close()
+
+
+def test_an_idle_subscriber_blocks_until_its_next_health_check_instead_of_polling(redis_server, monkeypatch):
+    import redis
+
+    from astro_db.cache import redis_bus
+
+    bounds: list[tuple[bool, float]] = []  # (connected at the call, the read's timeout)
+    read = redis_bus._Wire.read
+
+    def spied(self: Any, timeout: float) -> list[Any]:
+        bounds.append((bus._connected, timeout))
+        return read(self, timeout)
+
+    monkeypatch.setattr(redis_bus._Wire, "read", spied)
+    bus = RedisBus(redis_server.url, "idle", health_check_s=30.0)
+    listener = Listener()
+    bus.attach(listener)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        _poll(lambda: bus.connected)
+        client.publish(bus.channel, _message("User", 1))
+        _poll(lambda: bus.figures.received == 1)
+    finally:
+        client.close()
+        bus.close()
+    listening = [timeout for connected, timeout in bounds if connected]
+    assert listening and all(timeout > 25.0 for timeout in listening)  # was 0.25 s: four wake-ups a second
+
+
+def test_messages_in_the_same_read_as_the_subscribe_confirmation_are_delivered_after_it():
+    class ScriptedWire:
+        """A connection whose one read holds the confirmation and a message behind it."""
+
+        closed = False
+
+        def __init__(self) -> None:
+            self.sent: list[tuple[bytes, ...]] = []
+
+        def open(self) -> None:
+            pass
+
+        def send(self, *args: bytes) -> None:
+            self.sent.append(args)
+
+        def read(self, timeout: float) -> list[Any]:
+            channel = bus.channel.encode()
+            return [[b"subscribe", channel, 1], [b"message", channel, _message("User", 7, ("07" * 16,))]]
+
+    bus, listener = _offline_bus()
+    wire = ScriptedWire()
+    early = bus._subscribe(wire, reconnect=False)  # type: ignore[arg-type]
+    assert wire.sent == [(b"SUBSCRIBE", bus.channel.encode())] and bus._connected
+    bus._stop.set()  # _listen delivers what it was handed, then sees the stop
+    bus._listen(wire, early)  # type: ignore[arg-type]
+    assert listener.calls == [("drop_all", "subscribed"),
+                              ("apply", "User", (bytes.fromhex("07" * 16),), ("name",), False, False)]
+    assert bus._generations == {"User": 7}
