@@ -10,7 +10,8 @@ cut short waits for the rest; an error reply or an unexpected frame is refused. 
 redis-server: messages that arrived while the subscriber was busy are delivered together in
 its next wake-up; an idle subscriber blocks until its next health check (no polling);
 ``close()`` and a failed publish wake a blocking read at once; the publish script survives a
-``SCRIPT FLUSH`` and a killed connection. Driven by events and a held delivery, never a sleep.
+``SCRIPT FLUSH`` and a killed connection, and a publish that timed out is not sent again.
+Driven by events and a held delivery, never a sleep.
 """
 
 from __future__ import annotations
@@ -294,3 +295,34 @@ def test_messages_in_the_same_read_as_the_subscribe_confirmation_are_delivered_a
     assert listener.calls == [("drop_all", "subscribed"),
                               ("apply", "User", (bytes.fromhex("07" * 16),), ("name",), False, False)]
     assert bus._generations == {"User": 7}
+
+
+def test_a_publish_that_times_out_is_not_sent_again(redis_server, monkeypatch, caplog):
+    from astro_db.cache import redis_bus
+
+    calls: list[bytes] = []
+    call = redis_bus._Wire.call
+
+    def spied(self: Any, *args: bytes) -> Any:
+        calls.append(args[0])
+        return call(self, *args)
+
+    monkeypatch.setattr(redis_bus._Wire, "call", spied)
+    bus = RedisBus(redis_server.url, "timeout", timeout_s=0.2, wait_s=0.0)  # a call waits 0.4 s for its answer
+    listener = Listener()
+    bus.attach(listener)
+    notice = Notice("User", frozenset({bytes(16)}), frozenset({"name"}))
+    try:
+        _poll(lambda: bus.connected)
+        assert bus.watch("User")
+        bus.publish("User", notice=notice)
+        _poll(lambda: bus.stats()["sent"] == 1)  # the publishing connection is open
+        assert calls == [b"EVALSHA", b"EVAL"]  # a fresh Redis does not know the script yet
+        redis_server.freeze()
+        bus.publish("User", notice=notice)
+        _poll(lambda: any("could not publish writes (TimeoutError" in r.getMessage() for r in caplog.records))
+        assert calls[2:] == [b"EVALSHA"]  # once: a frozen Redis is not asked twice (the old client retried)
+        assert bus.unsent("User") and not bus.connected  # owed, and caching is off until Redis is back
+    finally:
+        redis_server.thaw()
+        bus.close()
