@@ -165,14 +165,15 @@ def one_round(nx: Any, cache: str | None, key: str, users_n: int, requests: int,
         _settle(dbs)
         before = [db.executor.runtime.cache.stats() for db in dbs]
         store_before = _store_counts(dbs)
-        started = time.process_time()
+        started, started_thread = time.process_time(), time.thread_time()
         _run(apps, users, requests, rng)
+        thread = (time.thread_time() - started_thread) / requests * 1e6
         cpu = (time.process_time() - started) / requests * 1e6
         after = [db.executor.runtime.cache.stats() for db in dbs]
         store_after = _store_counts(dbs)
         hits = sum(a["hits"] - b["hits"] for a, b in zip(after, before))
         looked = sum(a["hits"] + a["misses"] - b["hits"] - b["misses"] for a, b in zip(after, before))
-        return {"cpu": cpu, "hits": hits, "looked": looked, "stale": _stale(dbs, users) if cache else 0,
+        return {"cpu": cpu, "thread": thread, "hits": hits, "looked": looked, "stale": _stale(dbs, users) if cache else 0,
                 "store": {name: store_after[name] - store_before[name] for name in STORE_COUNTS}}
     finally:
         for db in dbs:
@@ -196,6 +197,7 @@ def measure(nx: Any, redis_url: str, users_n: int, requests: int, rounds: int,
         looked = sum(d["looked"] for d in done)
         rows.append({"config": name, "cpu_us": statistics.median(d["cpu"] for d in done),
                      "cpu_rounds": [round(d["cpu"]) for d in done],
+                     "thread_us": statistics.median(d["thread"] for d in done),
                      "hit_ratio": sum(d["hits"] for d in done) / looked if looked else 0.0,
                      "stale": sum(d["stale"] for d in done),
                      "store": {n: sum(d["store"][n] for d in done) for n in STORE_COUNTS}})
@@ -221,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
             redis.stop()
             nx.stop()
     print(f"light web mix, {WORKERS} apps in one process, {args.users} users, {args.requests} requests x {args.rounds} rounds")
-    print(f"{'configuration':26} {'CPU us/request':>15} {'rounds':>22} {'hit ratio':>10} {'stale':>6}")
+    print(f"{'configuration':26} {'CPU us/request':>15} {'request thread':>15} {'other threads':>14} {'rounds':>22} "
+          f"{'hit ratio':>10} {'stale':>6}")
     for row in rows:
-        print(f"{row['config']:26} {row['cpu_us']:15.0f} {str(row['cpu_rounds']):>22} {row['hit_ratio']:10.1%} "
-              f"{row['stale']:6d}")
+        print(f"{row['config']:26} {row['cpu_us']:15.0f} {row['thread_us']:15.0f} {row['cpu_us'] - row['thread_us']:14.0f} "
+              f"{str(row['cpu_rounds']):>22} {row['hit_ratio']:10.1%} {row['stale']:6d}")
     base = rows[0]["cpu_us"]
     for row in rows[1:]:
         print(f"{row['config']} / no cache CPU: {row['cpu_us'] / base:.2f}x (median of the rounds); per round: "

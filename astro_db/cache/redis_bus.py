@@ -5,8 +5,9 @@ committed): the write's own process drops its entries at once, then hands the mo
 background publisher thread and waits for the announcement at most ``wait_s`` (20 ms; a healthy
 Redis answers in well under a millisecond, so the generation has moved on when the write
 returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
-most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher sends one Lua
-script ``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
+most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher
+sends (on its own connection, ``EVALSHA`` packed here) one Lua script
+``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
 sets the write's dependency keys to that generation (``redis_store.write_dependencies``: what the
 write may have changed, so that the shared store stops serving exactly those entries), then
 ``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
@@ -18,7 +19,11 @@ not come back within ``stall_s`` (Redis frozen or slow) marks the bus down at th
 this process stops caching until its subscriber is back.
 
 Subscriber (a daemon thread per ``Database``): subscribes, *then* expires every entry its cache
-holds and only then says ``connected``; a message drops its model. It pings Redis every
+holds and only then says ``connected``; a message drops what its write may have changed. It
+blocks on its connection (opened by redis-py, then read here: ``_Wire``) until Redis sends
+something or a health check is due, and handles every message received in that wake-up in
+order, each checked as if alone (its generation, its form), the notices of one model between
+two full drops merged into one ``apply``. It pings Redis once it has been silent for
 ``health_check_s`` and gives up on a connection that has not answered within ``answer_s``
 (a frozen Redis keeps the TCP connection open and silent), so every process stops caching
 within about three seconds of Redis freezing, not only the ones that write. Anything that casts doubt
@@ -38,10 +43,12 @@ reconnected, before it says ``connected`` again. So other processes learn of tha
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -87,8 +94,202 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
 end
 return 0
 """
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest().encode()  # noqa: S324 - the script's name in Redis
 _BACKOFF_S = (0.05, 2.0)
-_WATCHDOG = "astro_db-watchdog"  # the subscriber's own pings (redis-py filters its health checks)
+_WATCHDOG = b"astro_db-watchdog"  # the subscriber's own pings
+
+
+def _pack(args: tuple[bytes, ...]) -> bytes:
+    """One command in RESP."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+
+
+def _message_heads(channel: bytes) -> tuple[bytes, bytes]:
+    """How a message on ``channel`` begins, as a RESP3 push and as a RESP2 array (same length)."""
+    rest = b"3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n" % (len(channel), channel)
+    return (b">" + rest, b"*" + rest)
+
+
+def _frames(buf: bytearray, heads: tuple[bytes, bytes] | None = None, channel: bytes = b"") -> tuple[list[Any], int]:
+    """The complete RESP2 / RESP3 frames at the start of ``buf`` and how many bytes they take
+    (a frame cut short is left for the next read): an array or push (``*`` / ``>``) of bulk
+    strings, integers and simple strings as a list, or one such value; an error reply as an
+    ``_Error``. Anything else (a nested array, a map: nothing a subscription or a script call
+    receives) raises ``ValueError``. ``heads`` (``_message_heads(channel)``): a message on
+    ``channel`` is read by a shorter path, to the same list."""
+    frames: list[Any] = []
+    used = 0
+    while True:
+        if heads is not None and buf.startswith(heads, used):
+            pos = used + len(heads[0])
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return frames, used
+            if buf[pos] == 36:  # $: the message's bulk string
+                size = int(buf[pos + 1:eol])
+                start = eol + 2
+                stop = start + size
+                if size >= 0 and len(buf) >= stop + 2 and buf[stop:stop + 2] == b"\r\n":
+                    frames.append([b"message", channel, bytes(buf[start:stop])])
+                    used = stop + 2
+                    continue
+                if size >= 0 and len(buf) < stop + 2:
+                    return frames, used  # the rest has not arrived yet
+            # anything unusual: read the general way below
+        frame, end = _frame(buf, used, 0)
+        if end < 0:
+            return frames, used
+        frames.append(frame)
+        used = end
+
+
+def _frame(buf: bytearray, pos: int, depth: int) -> tuple[Any, int]:
+    """The value starting at ``buf[pos]`` and the offset past it; ``(None, -1)`` when incomplete."""
+    eol = buf.find(b"\r\n", pos)
+    if eol < 0:
+        return None, -1
+    kind = buf[pos]
+    if kind == 36:  # $: a bulk string
+        size = int(buf[pos + 1:eol])
+        if size < 0:
+            return None, eol + 2
+        start = eol + 2
+        stop = start + size
+        if len(buf) < stop + 2:
+            return None, -1
+        if buf[stop:stop + 2] != b"\r\n":
+            raise ValueError("a malformed bulk string from Redis")
+        return bytes(buf[start:stop]), stop + 2
+    if kind == 58:  # : an integer
+        return int(buf[pos + 1:eol]), eol + 2
+    if kind == 43:  # + a simple string
+        return bytes(buf[pos + 1:eol]), eol + 2
+    if kind == 45:  # - an error
+        return _Error(bytes(buf[pos + 1:eol])), eol + 2
+    if kind in (42, 62) and depth == 0:  # * an array, > a push (RESP3)
+        count = int(buf[pos + 1:eol])
+        items: list[Any] = []
+        end = eol + 2
+        for _ in range(max(count, 0)):
+            item, end = _frame(buf, end, 1)
+            if end < 0:
+                return None, -1
+            items.append(item)
+        return (items if count >= 0 else None), end
+    raise ValueError(f"an unexpected reply from Redis: {bytes(buf[pos:pos + 1])!r}")
+
+
+class _Error(bytes):
+    """An error reply of Redis (its text)."""
+
+
+class _Wire:
+    """The subscriber's connection: opened by redis-py (TLS, password, database, protocol:
+    whatever the URL says), then written and read here. A read blocks on the socket until Redis
+    sends something or the timeout passes (no polling), and returns every complete frame
+    received, so the messages that arrived together are handled in one wake-up; redis-py's
+    per-message reading machinery (a poll, two socket timeout changes, a parser call per
+    element, its own health check) is not on the path."""
+
+    def __init__(self, client: Any, redis: Any, *, timeout_s: float = 4.0, channel: bytes | None = None) -> None:
+        pool = client.connection_pool
+        self._channel = channel or b""
+        self._heads = _message_heads(channel) if channel else None  # the subscriber's messages: the short path
+        self.timeout_s = timeout_s  # the bound of a ``call``
+        options = dict(pool.connection_kwargs)
+        options["health_check_interval"] = 0  # the subscriber pings on its own schedule (_listen)
+        self._conn = pool.connection_class(**options)
+        self._redis = redis
+        self._sock: Any = None
+        self._buffer = bytearray()
+        self._timeout: float | None = None
+        self._closed = False
+        self._pid = os.getpid()  # a forked child never shuts down its parent's connection
+
+    def open(self) -> None:
+        self._conn.connect()  # the handshake: AUTH / HELLO / SELECT, every reply read
+        sock = getattr(self._conn, "_sock", None)
+        if sock is None or self._closed:
+            raise self._redis.ConnectionError("the subscriber's connection is closed")
+        self._sock = sock
+
+    def send(self, *args: bytes) -> None:
+        self._sock.sendall(_pack(args))
+
+    def read(self, timeout: float) -> list[Any]:
+        """The frames received within ``timeout`` seconds (``[]``: none, or only part of one)."""
+        if self._timeout is None or abs(timeout - self._timeout) > 0.05:  # a change of the socket's timeout is a syscall
+            self._sock.settimeout(timeout)
+            self._timeout = timeout
+        try:
+            chunk = self._sock.recv(65536)
+        except TimeoutError:  # socket.timeout; an SSL read's too
+            return []
+        if not chunk:
+            if self._closed:
+                return []  # interrupt(): the caller looks at why (close, a doubt)
+            raise self._redis.ConnectionError("Redis closed the subscriber's connection")
+        buffer = self._buffer
+        buffer += chunk
+        frames, used = _frames(buffer, self._heads, self._channel)
+        del buffer[:used]
+        for frame in frames:
+            if isinstance(frame, _Error):
+                raise self._redis.ConnectionError(f"Redis answered an error: {frame[:200]!r}")
+        return frames
+
+    def call(self, *args: bytes) -> Any:
+        """Send one command and return its reply (an ``_Error`` for an error reply); Redis not
+        answering within ``timeout_s`` raises redis's ``TimeoutError``, a broken connection or
+        reply its ``ConnectionError``."""
+        try:
+            if self._sock is None:
+                self.open()
+            self.send(*args)
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
+                if self._timeout is None or abs(left - self._timeout) > 0.05:
+                    self._sock.settimeout(left)
+                    self._timeout = left
+                try:
+                    chunk = self._sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    raise self._redis.ConnectionError("Redis closed the connection")
+                self._buffer += chunk
+                frames, used = _frames(self._buffer)
+                if frames:
+                    if len(frames) > 1 or used != len(self._buffer):
+                        raise self._redis.ConnectionError("Redis answered more than was asked")
+                    del self._buffer[:used]
+                    return frames[0]
+        except (OSError, ValueError) as exc:
+            raise self._redis.ConnectionError(f"{type(exc).__name__}: {exc}") from None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def interrupt(self) -> None:
+        """Wake a read under way (from another thread): it sees the connection closed."""
+        self._closed = True
+        sock = self._sock
+        if sock is not None and os.getpid() == self._pid:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed or never connected
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._conn.disconnect()
+        except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone either way
+            pass
 
 
 class RedisBus(SubscribingBus):
@@ -136,9 +337,11 @@ class RedisBus(SubscribingBus):
         self._sending_since: float | None = None  # when the send under way began (None: idle)
         self._generations: dict[str, int] = {}  # the last generation seen per model (gap detection)
         self._thread: threading.Thread | None = None
+        self._wire: _Wire | None = None  # the subscriber's connection now
         self._pid = os.getpid()
         self._client = self._new_client()
-        self._script = self._client.register_script(_PUBLISH)
+        self._publish_wire: _Wire | None = None  # the connection the publishes are sent on (made on first use)
+        self._send_lock = threading.Lock()  # the publisher thread, or the subscriber once it has reconnected
         # the registration of a cached model runs on a reading thread: its client (made on first
         # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
         # (then caching is off until the subscriber is back), not the 4 s socket timeout
@@ -204,12 +407,17 @@ class RedisBus(SubscribingBus):
         """Stop the subscriber (the cache stops trusting the bus) and release the connections."""
         self._stop.set()
         self._wake.set()
+        self._interrupt()
         for thread in (self._thread, self._publisher):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=self._timeout_s * 3)
         self._connected = False
         self._reason = "closed"
         self._client.close()
+        with self._send_lock:
+            if self._publish_wire is not None:
+                self._publish_wire.close()
+                self._publish_wire = None
         if self._register_client is not None:
             self._register_client.close()
 
@@ -223,10 +431,11 @@ class RedisBus(SubscribingBus):
             self._connected = False
             self._reason = "forked: subscribing again"
             self._thread = None
+            self._wire = None  # the parent's socket: never shut down from here
             self._publisher = None
             self._sending_since = None
             self._client = self._new_client()
-            self._script = self._client.register_script(_PUBLISH)
+            self._publish_wire = None  # the parent's connection: left alone
             self._register_client = None
             self._watched = set()
         self._drop_all("forked process")
@@ -321,11 +530,45 @@ class RedisBus(SubscribingBus):
         self._sending_since = time.monotonic()
         try:
             dependencies, dependency_ttl, recorded = dependency_keys(self.key_prefix, model)
-            published = self._script(keys=[self.generation_prefix + model, self.cached_key, dependency_ttl, recorded],
-                                     args=[self.channel, head, model, dependencies, *write_dependencies(notice)])
+            published = self._run_script(self.generation_prefix + model, self.cached_key, dependency_ttl, recorded,
+                                         self.channel, head, model, dependencies, *write_dependencies(notice))
         finally:
             self._sending_since = None
         self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
+
+    def _run_script(self, *keys_and_args: str) -> int:
+        """``EVALSHA`` of the publish script (``EVAL`` once when Redis does not know it yet) on
+        the bus's publishing connection, packed and read here (redis-py opened the connection):
+        the script's answer, 1 when it published. A broken connection is replaced and the call
+        made once more (as redis-py's one retry did: a script run twice advances the generation
+        twice, which subscribers take for a lost message and drop everything); a timeout (Redis
+        frozen or slow) is not retried."""
+        args = [arg.encode() for arg in keys_and_args]
+        with self._send_lock:
+            for attempt in (1, 2):
+                wire = self._publish_wire
+                if wire is None:
+                    wire = self._publish_wire = _Wire(self._client, self._redis, timeout_s=self._timeout_s * 2)
+                try:
+                    reply = wire.call(b"EVALSHA", _PUBLISH_SHA, b"4", *args)
+                    if isinstance(reply, _Error) and reply.startswith(b"NOSCRIPT"):
+                        reply = wire.call(b"EVAL", _PUBLISH.encode(), b"4", *args)
+                except self._redis.ConnectionError:
+                    wire.close()
+                    self._publish_wire = None
+                    if attempt == 2:
+                        raise
+                    continue
+                except self._redis.RedisError:
+                    wire.close()
+                    self._publish_wire = None
+                    raise
+                if isinstance(reply, _Error):
+                    raise self._redis.ResponseError(reply.decode(errors="replace")[:300])
+                if not isinstance(reply, int):
+                    raise self._redis.ResponseError(f"the publish script answered {reply!r:.100}")
+                return reply
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _flush_pending(self) -> None:
         """Publish what is pending (raises while Redis refuses; what was not sent stays pending).
@@ -357,18 +600,27 @@ class RedisBus(SubscribingBus):
         self._reason = reason
         self._doubt.set()
         self._drop_all(reason)
+        self._interrupt()  # the subscriber reconnects now, not at its next health check
+
+    def _interrupt(self) -> None:
+        wire = self._wire
+        if wire is not None:
+            wire.interrupt()
 
     # --- subscribing -------------------------------------------------------------------------
 
     def _run(self) -> None:
         delay, first = _BACKOFF_S[0], True
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()
+            wire: _Wire | None = None
             try:
-                self._subscribe(pubsub, reconnect=not first)
+                wire = self._wire = _Wire(self._client, self._redis, channel=self.channel.encode())
+                early = self._subscribe(wire, reconnect=not first)
                 first, delay = False, _BACKOFF_S[0]
-                self._listen(pubsub)
+                self._listen(wire, early)
             except (self._redis.RedisError, OSError, ValueError) as exc:
+                if self._stop.is_set():
+                    break  # close() woke the read: nothing went wrong
                 self.figures.error(f"subscriber: {type(exc).__name__}: {exc}")
                 if self._connected:
                     self._log.warning("lost", "cache bus %s lost (%s: %s): caching is off until it is back",
@@ -379,23 +631,29 @@ class RedisBus(SubscribingBus):
                 self._connected = False
                 if was_connected:
                     self._drop_all("subscriber disconnected", count=False)
-                try:
-                    pubsub.close()
-                except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone either way
-                    pass
+                if wire is not None:
+                    wire.close()
             self._stop.wait(delay)
             delay = min(delay * 2, _BACKOFF_S[1])
 
-    def _subscribe(self, pubsub: Any, *, reconnect: bool) -> None:
-        """Subscribe, wait for the confirmation, drop everything, then trust the bus."""
-        pubsub.subscribe(self.channel)
+    def _subscribe(self, wire: _Wire, *, reconnect: bool) -> list[Any]:
+        """Subscribe, wait for the confirmation, drop everything, then trust the bus; the frames
+        that came after the confirmation in the same read (delivered first by ``_listen``)."""
+        wire.open()
+        wire.send(b"SUBSCRIBE", self.channel.encode())
         deadline = time.monotonic() + self._timeout_s * 2
-        while True:
-            message = pubsub.get_message(timeout=self._timeout_s)
-            if message is not None and message["type"] == "subscribe":
-                break
-            if time.monotonic() > deadline:
+        after: list[Any] | None = None  # what came after the confirmation in the same read
+        while after is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise self._redis.TimeoutError("no subscribe confirmation")
+            if wire.closed:
+                raise self._redis.ConnectionError("the subscriber's connection was closed")
+            frames = wire.read(min(left, self._timeout_s))
+            for n, frame in enumerate(frames):
+                if isinstance(frame, list) and frame and frame[0] == b"subscribe":
+                    after = frames[n + 1:]  # nothing is published to this connection before it
+                    break
         self._generations = {}
         self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
@@ -406,60 +664,99 @@ class RedisBus(SubscribingBus):
             log.info("cache bus %s reconnected: every cached entry was dropped", self.masked_url)
         self._reason = None
         self._connected = True
+        return after
 
-    def _listen(self, pubsub: Any) -> None:
+    def _listen(self, wire: _Wire, first: list[Any] | None = None) -> None:
+        """Block on the connection until Redis says something or a health check is due: every
+        message already received is delivered in one go (``_deliver_batch``), in order. Redis is
+        pinged once it has been silent for ``health_check_s``, and the connection given up when
+        the ping is not answered within ``answer_s``; ``close()`` and a doubt (a failed publish)
+        wake the read at once (``_Wire.interrupt``)."""
         answered = time.monotonic()  # when Redis last said anything on this connection
         pinged: float | None = None  # when the unanswered watchdog ping was sent
-        while not self._stop.is_set():
+        channel = self.channel.encode()
+        frames = first or []
+        while True:
+            batch = [frame[2] for frame in frames
+                     if isinstance(frame, list) and len(frame) == 3 and frame[0] == b"message" and frame[1] == channel]
+            if batch:
+                self._deliver_batch(batch)
+            if self._stop.is_set():
+                return
             if self._listener is not None and self.listening() is None:
                 self._stop.set()  # the cache (its Database) was garbage-collected: nothing to serve
                 return
             if self._doubt.is_set():
                 raise self._redis.ConnectionError(self._reason or "doubt")
+            if wire.closed:
+                raise self._redis.ConnectionError("the subscriber's connection was closed")
             now = time.monotonic()
             if pinged is None and now - answered >= self._health_check_s:
-                pubsub.ping(_WATCHDOG)
+                wire.send(b"PING", _WATCHDOG)
                 pinged = now
             elif pinged is not None and now - pinged > self.answer_s:
                 raise self._redis.TimeoutError(f"Redis did not answer a ping within {self.answer_s:g}s")
-            message = pubsub.get_message(timeout=min(0.25, self.answer_s / 2))
-            if message is None:
-                continue
-            answered, pinged = time.monotonic(), None
-            if message["type"] == "message":
-                self._deliver(message["data"])
+            due = answered + self._health_check_s if pinged is None else pinged + self.answer_s
+            frames = wire.read(max(due - now, 0.001))
+            if frames:
+                answered, pinged = time.monotonic(), None
 
     def _deliver(self, data: bytes) -> None:
-        """One message: drop its model; anything unreadable or a gap drops everything."""
-        try:
-            body = json.loads(data)
-            model, generation, origin = body["m"], body["g"], body["o"]
-            if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
-                raise ValueError("bad field types")
-            notice = Notice.from_wire(model, body)
-            sent_at = body.get("t") if isinstance(body.get("t"), (int, float)) else None
-        except (ValueError, KeyError, TypeError) as exc:
-            self.figures.error(f"unreadable message: {type(exc).__name__}")
-            log.warning("cache bus %s: an unreadable message on %s; dropping every cached entry", self.masked_url, self.channel)
-            self._drop_all("unreadable message")
-            return
-        self.figures.message(sent_at)
-        seen = self._generations.get(model)
-        if seen is not None and generation <= seen:
-            return  # an older or repeated announcement: already applied
-        self._generations[model] = generation
-        if seen is not None and generation > seen + 1:
-            log.warning("cache bus %s: %s went from generation %d to %d (a lost message); dropping every "
-                        "cached entry", self.masked_url, model, seen, generation)
-            self._drop_all("generation gap")
-            return
-        if origin != self.origin:  # the writer dropped its own entries before publishing
-            listener = self.listening()
-            if listener is not None:
+        """One message (``_deliver_batch`` of one)."""
+        self._deliver_batch([data])
+
+    def _deliver_batch(self, batch: list[bytes]) -> None:
+        """Messages received together, in order: each checked like a lone one (a gap in a model's
+        generations or anything unreadable drops everything, at its place in the order), the
+        notices of one model between two such drops merged (``Notice.merged``: it drops at least
+        what each would) and applied once. This process's own messages count for the
+        generations only: the writer applied its notice before publishing."""
+        todo: dict[str, Notice | None] = {}  # model -> what the messages since the last full drop changed
+        for data in batch:
+            try:
+                body = json.loads(data)
+                model, generation, origin = body["m"], body["g"], body["o"]
+                if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
+                    raise ValueError("bad field types")
+                notice = None if origin == self.origin else Notice.from_wire(model, body)
+                sent_at = body.get("t") if isinstance(body.get("t"), (int, float)) else None
+            except (ValueError, KeyError, TypeError) as exc:
+                self.figures.error(f"unreadable message: {type(exc).__name__}")
+                log.warning("cache bus %s: an unreadable message on %s; dropping every cached entry", self.masked_url,
+                            self.channel)
+                self._apply(todo)
+                self._drop_all("unreadable message")
+                continue
+            self.figures.message(sent_at)
+            seen = self._generations.get(model)
+            if seen is not None and generation <= seen:
+                continue  # an older or repeated announcement: already applied
+            self._generations[model] = generation
+            if seen is not None and generation > seen + 1:
+                log.warning("cache bus %s: %s went from generation %d to %d (a lost message); dropping every "
+                            "cached entry", self.masked_url, model, seen, generation)
+                self._apply(todo)
+                self._drop_all("generation gap")
+                continue
+            if origin == self.origin:
+                continue  # the writer dropped its own entries before publishing
+            if model in todo:
+                earlier = todo[model]
+                todo[model] = notice.merged(earlier) if notice is not None and earlier is not None else None
+            else:
+                todo[model] = notice
+        self._apply(todo)
+
+    def _apply(self, todo: dict[str, Notice | None]) -> None:
+        """Apply the notices gathered (``None``: the whole model), in the order first received; empties ``todo``."""
+        listener = self.listening() if todo else None
+        if listener is not None:
+            for model, notice in todo.items():
                 if notice is None:
                     listener.drop(model)
                 else:
                     listener.apply(notice)
+        todo.clear()
 
     def stats(self) -> dict[str, Any]:
         out = self.figures.as_dict(self.connected, self.reason)

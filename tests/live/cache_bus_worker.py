@@ -61,8 +61,8 @@ class Gate:
         self._lock = threading.Lock()
         self._held: list[list[Any]] = []  # [command ends left, go, done]
         self._open = False
-        deliver, send = bus._deliver, bus._send
-        bus._deliver = lambda data: self._hold(self.NOTICE, lambda: deliver(data))
+        deliver, send = bus._deliver_batch, bus._send  # the messages received in one wake-up, held together
+        bus._deliver_batch = lambda batch: self._hold(self.NOTICE, lambda: deliver(batch))
 
         def held_send(model: str, notice: Any = None) -> None:
             if not threading.current_thread().name.startswith("astro_db-cache-publish-"):
@@ -132,19 +132,20 @@ def main() -> None:
             if hasattr(shared, script):
                 setattr(shared, script, shared._client.register_script(getattr(shared, script).script))
     markers: set[str] = set()  # the barrier markers this worker has applied (see the module's docstring)
-    if hasattr(cache.bus, "_deliver"):
-        deliver = cache.bus._deliver
+    if hasattr(cache.bus, "_deliver_batch"):  # the messages of one wake-up, in order
+        deliver = cache.bus._deliver_batch
 
-        def recorded(data: bytes) -> None:
-            deliver(data)
-            try:
-                model = json.loads(data).get("m")
-            except (ValueError, AttributeError):
-                return
-            if isinstance(model, str) and model.startswith(MARKER):
-                markers.add(model)
+        def recorded(batch: list[bytes]) -> None:
+            deliver(batch)
+            for data in batch:
+                try:
+                    model = json.loads(data).get("m")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(model, str) and model.startswith(MARKER):
+                    markers.add(model)
 
-        cache.bus._deliver = recorded
+        cache.bus._deliver_batch = recorded
     gate = Gate(cache.bus) if os.environ.get("ASTRO_TEST_HOLD_NOTICES") == "1" else None
 
     def answer(**out: Any) -> None:

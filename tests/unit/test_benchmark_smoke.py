@@ -83,3 +83,22 @@ def test_the_create_many_split_runs_and_prints_every_phase():
                  "change records: build", "BSON: documents", "BSON: change records"):
         assert line in out, line
     assert out.count("function calls per document") == 2
+
+
+def test_the_bus_cost_benchmark_prints_every_mode_and_thread(tmp_path):
+    """``benchmarks/bus_cost.py`` (docs/caching.md, "Cost"): a real redis-server, tiny mode."""
+    import shutil
+
+    if shutil.which("redis-server") is None and os.environ.get("ASTRO_DB_REQUIRE_REDIS") != "1":
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
+    script = RUN.parent / "bus_cost.py"
+    done = subprocess.run([sys.executable, str(script), "--tiny"], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(RUN.parents[1])))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("mode"))
+    assert header.split()[:6] == ["mode", "process", "request", "publisher", "own", "sub"]
+    for mode in ("paced", "busy", "burst"):
+        row = next(line for line in lines if line.startswith(mode + " ") and "idle" not in line)
+        assert 1 <= int(row.split()[-1]) <= 20  # the messages sent: writes under way together coalesce
+        assert any(line.startswith(mode + " ") and "idle, per second" in line for line in lines)
