@@ -254,6 +254,27 @@ class LocalBus:
         nobody (one size of a set: no lock, no walk of the listeners)."""
         return len(self._alive) == 1
 
+    def unseen(self, model: str, origin: CacheListener) -> bool:
+        """A write of ``origin``'s to ``model`` where no cache of the process holds anything of
+        it: each cache's generation advanced, checked and advanced in one step under its own
+        lock (``advance_unheld``: an entry stored after that step was read after the write), the
+        message counted as sent and delivered, and True. False as soon as a cache holds an entry
+        of the model (or cannot say): the caller publishes the write's notice as usual (the
+        generations already advanced only keep reads under way from storing)."""
+        others = -1  # the caches but origin
+        for ref in tuple(self._alive):  # the live caches' references (no WeakSet iteration)
+            listener = ref()
+            if listener is None:
+                continue
+            advance = getattr(listener, "advance_unheld", None)
+            if advance is None or not advance(model):
+                return False
+            others += 1
+        self.figures.count("sent")
+        for _ in range(others):
+            self.figures.message()
+        return True
+
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
         """Apply the write in every other cache of the process now (the origin applied it to
         its own): what ``notice`` may have changed, else every entry of ``model``."""

@@ -659,22 +659,36 @@ class QueryCache:
             self.invalidate(model, notice)
 
     def unseen_write(self, model: str) -> bool:
-        """``on_write``'s short way for a write outside a transaction: True when this cache holds
-        nothing of ``model`` and nobody else can hear of the write (no other cache on the local
-        bus, no other bus): its generation is advanced (a read under way stores nothing) and the
-        message counted as sent, and that is all the write needs. False: nothing was done, the
+        """``on_write``'s short way for a write outside a transaction: True when no cache that
+        can hear of the write holds anything of ``model`` (this one, and the other caches of the
+        process on the local bus, ``LocalBus.unseen``; never with another bus): the generation
+        of each is advanced (a read under way stores nothing) and the message counted as sent,
+        and that is all the write needs. False: nothing was done, the
         write is judged by ``on_write`` with its event. The after-write step calls it itself
         when this cache is the only write hook with anything to do (``steps.hooks.after_write``),
         so such a write builds no event."""
-        if self.bus is self.peers and self.peers.alone(self):
-            with self._lock:
-                quiet = model not in self._by_model
-                if quiet:
-                    self._generation[model] = self._generation.get(model, 0) + 1
+        if self.bus is not self.peers:
+            return False
+        if not self.peers.alone(self):  # other caches of the process on this bus: quiet if none holds the model
+            return self.peers.unseen(model, self)
+        with self._lock:
+            quiet = model not in self._by_model
             if quiet:
-                self.peers.figures.count_sent()
-                return True
+                self._generation[model] = self._generation.get(model, 0) + 1
+        if quiet:
+            self.peers.figures.count_sent()
+            return True
         return False
+
+    def advance_unheld(self, model: str) -> bool:
+        """If this cache holds nothing of ``model``: advance its generation (a read under way
+        stores nothing) and say True, in one step under the lock; False (nothing done) if it
+        holds an entry of it. ``LocalBus.unseen`` asks every cache of the process."""
+        with self._lock:
+            if model in self._by_model:
+                return False
+            self._generation[model] = self._generation.get(model, 0) + 1
+            return True
 
     # --- figures -----------------------------------------------------------------------------
 

@@ -453,3 +453,64 @@ def test_change_events_become_notices_and_anything_unreadable_drops_the_model():
                  {"operationType": "update", "documentKey": {"_id": oid}, "updateDescription": {"updatedFields": []}},
                  {"operationType": "insert"}, {"operationType": "weird", "documentKey": {"_id": oid}}):
         assert notice_of(junk, "User", cache) is None
+
+
+# --- several caches in one process: a write none of them holds anything of -----------------------
+
+def _update_event(model: str, oid: Any) -> Any:
+    from astro_db.events import WriteEvent
+
+    return WriteEvent(model=model, collection="users", action="update", document_ids=(oid,), fields=("name",),
+                      database=None)  # type: ignore[arg-type]
+
+
+def test_a_write_no_cache_of_the_process_holds_builds_no_notice_and_every_generation_advances(monkeypatch):
+    """Two ``Database``s in one process share the local bus: a write to a model neither cache
+    holds anything of builds no ``Notice`` and applies nothing (``LocalBus.unseen``), yet each
+    cache's generation advances (a read under way in either stores nothing) and the message is
+    counted as sent and delivered, as ``publish`` counts it."""
+    peers = LocalBus()
+    writer, other = QueryCache(ttl_s=60, peers=peers), QueryCache(ttl_s=60, peers=peers)
+    writer.put(cache_key("Note", "find_one", {"n": 1}), {"n": 1})  # another model held: does not matter
+    under_way = other.generation("User")
+    mine = writer.generation("User")
+    built: list[Any] = []
+    real = QueryCache.notice
+    monkeypatch.setattr(QueryCache, "notice", lambda self, event: built.append(event) or real(self, event))
+    applied: list[Any] = []
+    monkeypatch.setattr(QueryCache, "apply", lambda self, notice: applied.append(notice) or 0)
+    writer.on_write(_update_event("User", ObjectId()))
+    assert built == [] and applied == []
+    assert other.generation("User")[1] == under_way[1] + 1 and writer.generation("User")[1] == mine[1] + 1
+    assert not other.put(cache_key("User", "find_one", {"n": 2}), {"n": 2}, under_way)  # read before the write
+    assert not writer.put(cache_key("User", "find_one", {"n": 2}), {"n": 2}, mine)
+    assert peers.stats()["sent"] == 1 and peers.stats()["received"] == 1
+
+
+def test_a_write_another_cache_of_the_process_holds_the_model_of_is_judged_with_its_notice():
+    """As soon as one cache of the process holds an entry of the model, the write's notice is
+    built and applied as before: the other cache drops what the write may have changed."""
+    peers = LocalBus()
+    writer, other = QueryCache(ttl_s=60, peers=peers), QueryCache(ttl_s=60, peers=peers)
+    a, b = ObjectId(), ObjectId()
+    other.put(cache_key("User", "find_one", {"_id": a}), {"_id": a})
+    other.put(cache_key("User", "find_one", {"_id": b}), {"_id": b})
+    writer.on_write(_update_event("User", b))
+    assert len(other) == 1  # b's lookup dropped, a's kept
+    assert other.get_or_fetch(cache_key("User", "find_one", {"_id": a}), lambda: None) == {"_id": a}
+    assert peers.stats()["sent"] == 1 and peers.stats()["received"] == 1
+
+
+def test_a_cache_that_stores_an_entry_while_the_write_is_judged_never_keeps_an_answer_read_before_it():
+    """The check and the advance are one step per cache, under its lock: a read that began
+    before the write and stores after the quiet path passed that cache is refused (its
+    generation moved); one that began after the step reads what the write left."""
+    peers = LocalBus()
+    writer, other = QueryCache(ttl_s=60, peers=peers), QueryCache(ttl_s=60, peers=peers)
+    before = other.generation("User")
+    assert peers.unseen("User", writer) is True
+    key = cache_key("User", "find_one", {"n": 3})
+    assert not other.put(key, {"name": "old"}, before)
+    after = other.generation("User")
+    assert other.put(key, {"name": "new"}, after)
+    assert peers.unseen("User", writer) is False  # now held: the caller takes the notice path
