@@ -44,26 +44,22 @@ def encode_new(model_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     plan = _DOC_PLANS.get(model_cls)  # doc_plan, read in place once built (every create passes here)
     if plan is None or (type(data) is not dict and not isinstance(data, Mapping)):
         return _encode_whole(model_cls, data, from_caller=True)
-    errors: dict[str, str] = {}
-    by_key = plan.by_key
-    for key in data:  # _encode_whole's from_caller check
-        fp = by_key.get(key)
-        if fp is not None and fp.stored in SERVICE_FIELDS:
-            errors[fp.stored] = SET_BY_SERVICE
-    out: dict[str, Any] = _encode_doc(plan, data, "", errors, None)
-    if errors:
-        raise ValidationError(errors=errors)
-    return out
+    return _encode_top(plan, data, True)
 
 
 def _encode_whole(model_cls: type, data: Any, *, from_caller: bool) -> dict[str, Any]:
-    errors: dict[str, str] = {}
     if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"__all__": f"a document must be an object, got {describe(data)}"})
-    plan = doc_plan(model_cls)
+    return _encode_top(doc_plan(model_cls), data, from_caller)
+
+
+def _encode_top(plan: DocPlan, data: Mapping[str, Any], from_caller: bool) -> dict[str, Any]:
+    """A whole document by ``plan``; ``from_caller``: the service's own fields refused in it."""
+    errors: dict[str, str] = {}
     if from_caller:
+        by_key = plan.by_key
         for key in data:
-            fp = plan.by_key.get(key)
+            fp = by_key.get(key)
             if fp is not None and fp.stored in SERVICE_FIELDS:
                 errors[fp.stored] = SET_BY_SERVICE
     out: dict[str, Any] = _encode_doc(plan, data, "", errors, None)
