@@ -178,32 +178,14 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 out[fp.stored] = value
             continue
         # _encode_field's leaf case, inlined (most fields of most documents): the same calls, but
-        # a plain number or text value its field accepts is taken in place (``_accepts``, inlined)
-        rule: Any = fp.number
-        if rule is not None:
-            kind = raw.__class__
-            if (kind is int or (kind is float and not rule[0] and raw - raw == 0.0)) and (
-                    (raw < rule[3] and (rule[1] is None or raw >= rule[1])) if rule[3] is not None
-                    else (rule[1] is None or raw >= rule[1]) and (rule[2] is None or raw <= rule[2])):
+        # a plain number, text or ObjectId value its field accepts is taken as it is (``_accepts``)
+        if fp.number is not None or fp.text is not None or fp.object_id:
+            accepted = _accepts(fp, raw, converted)
+            if accepted is not _INVALID:
                 if py is not None:
-                    py[fp.name] = raw
-                out[fp.stored] = raw  # to_python and to_mongo are the identity
+                    py[fp.name] = accepted
+                out[fp.stored] = accepted  # to_python and to_mongo give it back
                 continue
-        elif not converted and raw.__class__ is str:
-            rule = fp.text
-            if rule is not None:
-                value = raw.strip() if rule[0] else raw
-                size = len(value)
-                if (rule[1] is None or size >= rule[1]) and (rule[2] is None or size <= rule[2]):
-                    if py is not None:
-                        py[fp.name] = value
-                    out[fp.stored] = value  # to_mongo gives it back (mongo_is_python)
-                    continue
-        elif raw.__class__ is ObjectId and fp.object_id:
-            if py is not None:
-                py[fp.name] = raw
-            out[fp.stored] = raw  # to_python, check and to_mongo take it as it is
-            continue
         value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
@@ -252,7 +234,7 @@ def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
     """The stored value of ``raw`` when ``fp``'s plain text or number rule (``plan._text_rule``,
     ``plan._number_rule``) accepts it as it is, decided without calling the field; else
     ``_INVALID``: the value goes through ``to_python`` and ``check``, which accept or refuse it
-    with the field's own message. ``_encode_doc`` inlines the same test."""
+    with the field's own message. ``_encode_doc``, ``_encode_field`` and ``encode_planned`` ask it."""
     rule: Any = fp.number
     if rule is not None:
         kind = raw.__class__
