@@ -135,3 +135,12 @@ def test_a_value_pymongo_gives_another_meaning_leaves_the_setting_alone(query):
     name = {"socketTimeoutMS": "socket_timeout_ms", "maxIdleTimeMS": "max_idle_time_ms", "maxPoolSize": "max_pool_size",
             "waitQueueTimeoutMS": "wait_queue_timeout_ms"}[query.partition("=")[0]]
     assert getattr(cfg, name) == getattr(default, name)
+
+
+@pytest.mark.parametrize(("query", "setting"), [("maxPoolSize=20000", "max_pool_size"),
+                                                 ("maxPoolSize=5&minPoolSize=10", "min_pool_size")])
+def test_a_pool_size_in_the_url_is_held_to_the_settings_rules(query, setting):
+    """A URL's pool size is the setting's too, so the setting's rules hold for it as for a keyword."""
+    with pytest.raises(ConfigError) as caught:
+        resolve(URL + "?" + query)
+    assert caught.value.key == setting
