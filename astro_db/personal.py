@@ -15,7 +15,9 @@ field names, plus the change records about those documents (``astroChanges``, th
    transaction, through the pipeline: the deletes get their own change records);
 3. the change records of the user's documents are scrubbed (their post-images removed: the
    audit part, *that* a write happened, by whom, which fields, stays) (``scrub_record``);
-4. the user's data keys are shredded (``_forget_keys``);
+4. the user's data keys are shredded (``_forget_keys``; the key vault's delete goes through the
+   run step: retried while the failure is transient, else ``ErasureIncompleteError``, the
+   erasure left ``started`` for a rerun);
 5. an ``erase`` change record is written (user id, time, actor, counts), and the ledger entry
    is marked ``done``.
 
