@@ -50,6 +50,9 @@ _SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
 _DEFAULT_BUDGET_MS = 30_000  # operation_timeout_ms's default: the seed's 30 s, per call
+_PYMONGO_MAX_MS = 1_000_000_000  # PyMongo's timeouts: "greater than 0 and less than one billion" (ms)
+# the timeouts PyMongo reads 0 (or None) of as "no timeout": None here, whatever the spelling
+_NONE_WHEN_ZERO = {"socket_timeout_ms": "socket timeout", "connect_timeout_ms": "connect timeout"}
 ENV_PREFIX = "ASTRO_DB_"
 URL_ENV = "MONGODB_URL"
 
@@ -211,14 +214,22 @@ class TimeoutConfig(_Section):
     """Per-socket bounds and the budget of every call (``operation_timeout_ms``; None: unbounded)."""
 
     server_selection_timeout_ms: int = 30_000
-    socket_timeout_ms: int = 30_000
-    connect_timeout_ms: int = 10_000
+    # None (or 0, PyMongo's spelling, read as None): no socket / connect timeout, as PyMongo reads
+    # them; a call is then bounded by its budget alone (operation_timeout_ms, timeout_ms=)
+    socket_timeout_ms: int | None = 30_000
+    connect_timeout_ms: int | None = 10_000
     # one budget per call, retries, waits and server selection included (None: unbounded)
     operation_timeout_ms: int | None = _DEFAULT_BUDGET_MS
 
     def _check(self) -> None:
-        for key in ("server_selection_timeout_ms", "socket_timeout_ms", "connect_timeout_ms"):
-            self._need(getattr(self, key) > 0, key, "must be a positive number of milliseconds")
+        self._need(self.server_selection_timeout_ms > 0, "server_selection_timeout_ms",
+                   "must be a positive number of milliseconds")
+        for key in _NONE_WHEN_ZERO:
+            if getattr(self, key) == 0:  # PyMongo's 0: no timeout, one spelling of it here (None)
+                object.__setattr__(self, key, None)
+            value = getattr(self, key)
+            self._need(value is None or 0 < value < _PYMONGO_MAX_MS, key,
+                       f"must be 1 to {_PYMONGO_MAX_MS - 1} milliseconds, or 0 / None for no {_NONE_WHEN_ZERO[key]}")
         self._need(self.operation_timeout_ms is None or self.operation_timeout_ms > 0, "operation_timeout_ms",
                    "must be positive when set")
 
@@ -477,8 +488,8 @@ class DatabaseConfig:
     wait_queue_timeout_ms = _Flat[int]()
     max_idle_time_ms = _Flat[int | None]()
     server_selection_timeout_ms = _Flat[int]()
-    socket_timeout_ms = _Flat[int]()
-    connect_timeout_ms = _Flat[int]()
+    socket_timeout_ms = _Flat[int | None]()
+    connect_timeout_ms = _Flat[int | None]()
     operation_timeout_ms = _Flat[int | None]()
     connect_attempts = _Flat[int]()
     connect_budget_ms = _Flat[int]()
@@ -785,13 +796,16 @@ class DatabaseConfig:
                 value: Any = int(number) if number > 0 else None
             elif low in _MIRRORED:  # PyMongo's, and read by astro_db too: its value, where PyMongo takes it
                 name = _MIRRORED[low]
-                try:
-                    number = float(raw)
-                except ValueError:
-                    continue  # PyMongo reports it
-                if not number > 0 or number != int(number):
-                    continue  # 0 / negative mean something else to PyMongo (or nothing): the setting stays
-                value = int(number)
+                if name in _NONE_WHEN_ZERO:  # what PyMongo reads, or a ConfigError (never PyMongo's warning and its default)
+                    value = _url_timeout(key, raw, name)
+                else:
+                    try:
+                        number = float(raw)
+                    except ValueError:
+                        continue  # PyMongo reports it
+                    if not number > 0 or number != int(number):
+                        continue  # 0 / negative mean something else to PyMongo (or nothing): the setting stays
+                    value = int(number)
                 if name not in self._given and getattr(self, name) == value:
                     mirrored.add(name)  # already the URL's (a copy made by replace()): still the URL's
             else:
@@ -952,6 +966,23 @@ def _url_option_names(url: str | None) -> frozenset[str]:
         if name is not None:
             found.add(name)
     return frozenset(found)
+
+
+def _url_timeout(key: str, raw: str, name: str) -> int | None:
+    """``?socketTimeoutMS=`` / ``?connectTimeoutMS=`` as PyMongo reads it: a whole number of
+    milliseconds from 1 to 999999999, or 0 for none (None). Anything else, which PyMongo would
+    only warn of and replace by its own default (none for the socket, 20 s to connect), is a
+    ``ConfigError`` naming the option and showing its value only, never the URL."""
+    try:
+        number = float(raw)
+    except ValueError:
+        number = float("nan")
+    if number == 0:
+        return None
+    if not (0 < number < _PYMONGO_MAX_MS and number == int(number)):
+        raise ConfigError(f"{key}={raw[:40]!r} in the URL must be a whole number of milliseconds from 1 to "
+                          f"{_PYMONGO_MAX_MS - 1}, or 0 for no {_NONE_WHEN_ZERO[name]}", key=name)
+    return int(number)
 
 
 # PyMongo's URI options (lower case) whose value astro_db reads too (the monitor's pool size, the

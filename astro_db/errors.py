@@ -15,6 +15,7 @@
     ├── PermissionDeniedError           the acting role may not do this
     ├── ConflictError                   the document is no longer at the revision the caller expected (.current_revision)
     ├── EncryptionError                 a sensitive field cannot be sealed, queried or opened (no key)
+    ├── ErasureIncompleteError          an erasure began but its data keys were not deleted (.user_id, .pending)
     ├── TransactionError                a transaction failed, conflicted or was misused
     │   └── TransactionNotSupportedError  the server cannot run transactions
     └── BackupError                     a backup or restore failed
@@ -43,6 +44,7 @@ __all__ = [
     "NotConnectedError",
     "ChangeRecordError",
     "WriteOutcomeUnknown",
+    "ErasureIncompleteError",
     "OperationTimeoutError",
     "PoolExhaustedError",
     "ValidationError",
@@ -181,6 +183,20 @@ class EncryptionError(AstroDBError):
 
     Reads do not raise it for a value that does not open: that value reads as
     ``astro_db.security.crypto.UNREADABLE`` (logged and counted) so other documents still read."""
+
+
+class ErasureIncompleteError(AstroDBError):
+    """An erasure (``erase_user``) began and stopped part-way: what it did stays done (the
+    user's documents deleted, their change records scrubbed), the rest (``pending``, e.g. the
+    data keys) is not, and the erasure stays ``started`` in the ledger ``astroErasures`` (a
+    restore already skips the user). Calling ``erase_user`` again, or ``reconcile_changes()``,
+    finishes it without doing anything twice. ``user_id``; the error that stopped it is on
+    ``__cause__``."""
+
+    def __init__(self, message: str, *, user_id: Any = None, pending: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.user_id = user_id
+        self.pending = tuple(pending)
 
 
 class TransactionError(AstroDBError):

@@ -15,7 +15,9 @@ field names, plus the change records about those documents (``astroChanges``, th
    transaction, through the pipeline: the deletes get their own change records);
 3. the change records of the user's documents are scrubbed (their post-images removed: the
    audit part, *that* a write happened, by whom, which fields, stays) (``scrub_record``);
-4. the user's data keys are shredded (``_forget_keys``);
+4. the user's data keys are shredded (``_forget_keys``; the key vault's delete goes through the
+   run step: retried while the failure is transient, else ``ErasureIncompleteError``, the
+   erasure left ``started`` for a rerun);
 5. an ``erase`` change record is written (user id, time, actor, counts), and the ledger entry
    is marked ``done``.
 
@@ -41,7 +43,7 @@ from bson.json_util import RELAXED_JSON_OPTIONS
 from .changes import CHANGES_COLLECTION, record_id
 from .changes.reader import LEGACY_AUDIT_COLLECTION
 from .changes.records import ms_time, to_ms
-from .errors import DuplicateKeyError, NotFoundError, PermissionDeniedError
+from .errors import AstroDBError, DuplicateKeyError, ErasureIncompleteError, NotFoundError, PermissionDeniedError
 from .query.filters import coerce_id
 from .security import access
 from .security.crypto import FieldCrypto
@@ -359,7 +361,14 @@ def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, An
 
     rt.changes.flush(run, database)  # records held in memory would bring post-images back after the scrub
     _scrub(ex, registry, [uid])  # 3. the records of the user's documents: post-images removed
-    keys = _forget_keys(rt.crypto, uid)  # 4. the user's data keys
+    try:
+        keys = _forget_keys(rt.crypto, uid)  # 4. the user's data keys
+    except AstroDBError as exc:  # the key vault's delete, as the run step gave up on it (retried when transient)
+        raise ErasureIncompleteError(
+            f"erase_user {users.name} {uid}: its documents are deleted and their change records scrubbed, but its "
+            f"data keys could not be deleted ({exc}); the erasure stays 'started' in {ERASURES_COLLECTION}: call "
+            "erase_user again, or reconcile_changes(), once the key vault can be written", user_id=uid,
+            pending=("data keys", "erase record")) from exc
     finished = _now()
     record = {  # 5. the erasure itself, recorded without personal data
         "_id": record_id(users.collection, uid, 0, ERASE_ACTION), "model": users.name, "coll": users.collection,

@@ -33,11 +33,10 @@ NOT_RUN = {"__getitem__", "__getattr__", "get_collection", "get_database", "with
 #: (docs/ARCHITECTURE.md, "One gateway"): establishing and closing the client (its own bounded,
 #: retried ping), a transaction's session (start, commit, abort, end: translated there, retried
 #: as a unit by ``with_transaction``), and ``health()``'s own bounded ping (it reports "down"
-#: while the breaker is open instead of failing fast).
-#: Not yet through it (docs/ARCHITECTURE.md says so): the key vault's own calls (``security.vault``:
-#: its index, and the keys an erasure deletes), made by the encryption engine beside an operation.
-RUN_STEP_EXEMPT = {"astro_db.driver.connection", "astro_db.driver.transactions", "astro_db.monitoring.health",
-                   "astro_db.security.vault"}
+#: while the breaker is open instead of failing fast). The key vault's own calls
+#: (``security.vault``: its index, key reads and inserts, an erasure's deletion, a rewrap) are
+#: operations of their own and pass it: not exempt.
+RUN_STEP_EXEMPT = {"astro_db.driver.connection", "astro_db.driver.transactions", "astro_db.monitoring.health"}
 
 
 def _classes() -> list[type]:

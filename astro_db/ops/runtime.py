@@ -13,7 +13,7 @@ import datetime as _dt
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..backends.capabilities import capabilities
 from ..cache import QueryCache
@@ -31,9 +31,13 @@ from ..monitoring import Monitor, tracing
 from ..registry import ModelInfo, ModelRegistry
 from ..security.crypto import FieldCrypto
 from ..security.masking import install_log_masking
+from ..security.vault import Run
 from .pages import PageTokens
+from .steps import run
 
 __all__ = ["Runtime", "make_config", "utcnow"]
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -77,12 +81,13 @@ class Runtime:
 
     # ``crypto``: field encryption (``security.crypto``), a plain attribute read by every call's
     # compile, seal and open steps (no property call); setting it attaches its key vault to this
-    # Runtime's client (the vault is a collection of the same connection): ``__setattr__``.
+    # Runtime's client (the vault is a collection of the same connection) and to the run step,
+    # which every call the vault sends passes: ``__setattr__``.
     crypto: FieldCrypto
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "crypto" and value.vault is not None:
-            value.vault.attach(_weak_vault(self, value.vault.namespace))
+            value.vault.attach(_weak_vault(self, value.vault.namespace), _weak_run(self))
         object.__setattr__(self, name, value)
 
     def server_answers(self) -> bool | None:
@@ -121,6 +126,21 @@ def _weak_vault(runtime: Runtime, namespace: str) -> Callable[[], Any]:
         return rt.gateway.sibling(db)[coll]
 
     return vault
+
+
+def _weak_run(runtime: Runtime) -> Run:
+    """The run step (``steps.run.call``: breaker, time budget, retries, translation, metrics) as
+    the key vault's function, an operation of no model outside any transaction (the key vault is
+    not written in one), without keeping ``runtime`` alive."""
+    ref = weakref.ref(runtime)
+
+    def run_call(operation: str, fn: Callable[[], T], *, retry: bool = True) -> T:
+        rt = ref()
+        if rt is None:
+            raise EncryptionError("the Database of this key vault is gone")
+        return run.call(rt, None, operation, fn, retry=retry)
+
+    return run_call
 
 
 def _weak_ping(runtime: Runtime) -> Callable[[], bool | None]:

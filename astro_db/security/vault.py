@@ -28,6 +28,16 @@ PyMongo's ``ClientEncryption`` requires a ``MongoClient`` whose collections retu
 ``pymongocrypt.ExplicitEncrypter`` with PyMongo's own I/O callback (KMS requests included),
 reading and writing the key vault through whatever collection the backend gives: one code path
 for every backend, the same key documents and ciphertext.
+
+Every call this module sends to the key vault (its unique index, the key reads libmongocrypt
+asks for, a data key's insertion, an erasure's deletion, a rewrap's count and updates) is made
+through the run step it is handed (``attach(collection, run)``: ``ops.steps.run.call`` as a
+function, composed by the runtime), as an operation named ``key vault <what>``: it gets the
+breaker, the call's time budget (a key read during a ``find`` shares the ``find``'s
+``timeout_ms``), the retries (each of these calls is idempotent: an insertion retried after it
+landed meets its own ``_id`` and reads its key back) and the translation into
+``astro_db.errors``. The KMS requests of a cloud master key (libmongocrypt's, over TLS) are not
+driver calls and are not made through it.
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import bson
 from bson import json_util
@@ -47,9 +58,9 @@ from bson.binary import STANDARD, UUID_SUBTYPE, Binary
 from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 
-from ..errors import ConfigError, DatabaseConnectionError, EncryptionError
+from ..errors import AstroDBError, ConfigError, DuplicateKeyError, EncryptionError
 
-__all__ = ["KeyVault", "ALGORITHM", "SHARED_KEY", "DEFAULT_NAMESPACE", "HKDF_INFO", "derive_local_master_key",
+__all__ = ["KeyVault", "Run", "ALGORITHM", "SHARED_KEY", "DEFAULT_NAMESPACE", "HKDF_INFO", "derive_local_master_key",
            "subject_alt_name", "binding", "is_sealed"]
 
 log = logging.getLogger(__name__)
@@ -63,6 +74,15 @@ _CLOUD = ("aws", "gcp", "azure", "kmip")
 # decoding: UUIDs stay Binary subtype 4 (data key ids); encoding: a client's uuid.UUID becomes subtype 4
 _BSON_OPTS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
 _ENCODE_OPTS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, uuid_representation=STANDARD)
+T = TypeVar("T")
+
+
+class Run(Protocol):
+    """The run step as a function (``ops.steps.run.call`` with no model and no transaction):
+    ``run(operation, fn, retry=...)`` makes the driver call ``fn`` under the breaker, the time
+    budget, the retries and the translation; its result, or an ``AstroDBError``."""
+
+    def __call__(self, operation: str, fn: Callable[[], T], *, retry: bool = True) -> T: ...
 
 
 def derive_local_master_key(key: bytes) -> bytes:
@@ -98,24 +118,26 @@ def _text(value: Any) -> str:
 
 def _io_class() -> type:
     """PyMongo's I/O callback of ``ClientEncryption`` (KMS requests over TLS), with the key vault
-    read and written through any collection (a PyMongo or an embedded one)."""
+    read and written by the ``KeyVault``'s own functions (each call through the run step)."""
     from pymongo.synchronous.encryption import _EncryptionIO
 
     class VaultIO(_EncryptionIO):
-        def __init__(self, vault: Callable[[], Any], opts: Any) -> None:  # no super(): no client to hold
+        def __init__(self, fetch: Callable[[dict[str, Any]], list[dict[str, Any]]],
+                     insert: Callable[[dict[str, Any]], None], opts: Any) -> None:  # no super(): no client to hold
             self.client_ref = None
             self.key_vault_coll = None
             self.mongocryptd_client = None
             self.opts = opts
             self._spawned = False
             self._kms_ssl_contexts = opts._kms_ssl_contexts(True)
-            self.vault: Callable[[], Any] | None = vault
+            self.fetch: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = fetch
+            self.insert = insert
             self.before_insert: Callable[[str], None] | None = None  # test hook: two creators at once
 
         def fetch_keys(self, filter: bytes) -> Generator[bytes | memoryview, None, None]:
             query = bson.decode(filter, codec_options=_BSON_OPTS)
-            assert self.vault is not None, "the key vault I/O is closed"
-            for key in list(self.vault().find(query)):
+            assert self.fetch is not None, "the key vault I/O is closed"
+            for key in self.fetch(query):
                 yield bson.encode(key, codec_options=_ENCODE_OPTS)
 
         def insert_data_key(self, data_key: bytes) -> Binary:
@@ -125,12 +147,12 @@ def _io_class() -> type:
                 raise EncryptionError("a data key's _id must be a UUID (Binary subtype 4)")
             if self.before_insert is not None:
                 self.before_insert(",".join(plain.get("keyAltNames", ())))
-            assert self.vault is not None, "the key vault I/O is closed"
-            self.vault().insert_one(plain)
+            assert self.fetch is not None, "the key vault I/O is closed"
+            self.insert(plain)
             return key_id
 
         def close(self) -> None:
-            self.vault = None
+            self.fetch = None
 
     return VaultIO
 
@@ -149,6 +171,7 @@ class KeyVault:
         self.provider = provider
         self.master_key = dict(master_key) if master_key else None
         self._collection: Callable[[], Any] | None = None
+        self._runner: Run | None = None
         self._lock = threading.RLock()
         self._engine: Any = None
         self._io: Any = None
@@ -194,24 +217,42 @@ class KeyVault:
                               "for aws)", key="kms_master_key")
         return cls(providers, provider, chosen or None, namespace)
 
-    def attach(self, collection: Callable[[], Any]) -> None:
-        """Where the key vault collection is (called once the connection exists)."""
+    def attach(self, collection: Callable[[], Any], run: Run) -> None:
+        """Where the key vault collection is (a gateway handle whose calls are made bare) and the
+        run step every call to it is made through (called by the runtime)."""
         self._collection = collection
+        self._runner = run
 
     def __repr__(self) -> str:  # never the KMS credentials or master keys
         return f"<KeyVault {self.namespace} provider={self.provider} providers={sorted(self._kms)}>"
 
     # --- the engine ------------------------------------------------------------------------
 
-    def _vault(self) -> Any:
-        if self._collection is None:
+    def _vault(self) -> tuple[Any, Run]:
+        """The key vault collection and the run step, its unique ``keyAltNames`` index made
+        first (once per process; an index that exists is left as it is)."""
+        if self._collection is None or self._runner is None:
             raise EncryptionError("the key vault is not attached to a connection yet")
-        coll = self._collection()
+        coll, run = self._collection(), self._runner
         if not self._indexed:
-            coll.create_index("keyAltNames", unique=True, name="keyAltNames_unique",
-                              partialFilterExpression={"keyAltNames": {"$exists": True}})
+            with self._reaching("index"):
+                run("key vault index", partial(coll.create_index, "keyAltNames", unique=True, name="keyAltNames_unique",
+                                               partialFilterExpression={"keyAltNames": {"$exists": True}}))
             self._indexed = True
-        return coll
+        return coll, run
+
+    def _fetch(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """The data keys ``query`` matches (libmongocrypt's key reads), read to the end in one call."""
+        coll, run = self._vault()
+        with self._reaching("read"):
+            return run("key vault read", lambda: list(coll.find(query)))
+
+    def _insert(self, key: dict[str, Any]) -> None:
+        """A new data key written (retried: an attempt that landed makes the next meet its
+        ``_id``, a ``DuplicateKeyError`` that ``key_for`` settles by reading the key back)."""
+        coll, run = self._vault()
+        with self._reaching("write a data key to"):
+            run("key vault insert", partial(coll.insert_one, key))
 
     def _encrypter(self) -> Any:
         with self._lock:
@@ -224,7 +265,7 @@ class KeyVault:
                     raise EncryptionError("field level encryption needs pymongocrypt: pip install 'pymongo[encryption]'") from None
 
                 opts = AutoEncryptionOpts(self._kms, self.namespace)
-                self._io = _io_class()(self._vault, opts)
+                self._io = _io_class()(self._fetch, self._insert, opts)
                 self._io.before_insert = self.before_insert
                 self._engine = ExplicitEncrypter(self._io, _create_mongocrypt_options(
                     kms_providers=self._kms, schema_map=None, bypass_encryption=True))
@@ -243,15 +284,17 @@ class KeyVault:
 
     @contextlib.contextmanager
     def _reaching(self, doing: str) -> Iterator[None]:
-        """A driver error reaching the key vault (not a duplicate key: that is the creation
-        race) as ``DatabaseConnectionError``: a read fails instead of showing ``UNREADABLE``,
-        a write sends nothing."""
+        """A key vault call the run step gave up on (its retries, its time budget, the breaker):
+        the run step's error, of its type (``DatabaseConnectionError``, ``OperationTimeoutError``,
+        ...), its message naming the key vault. Not a duplicate key (the creation race) nor an
+        ``EncryptionError``. A read fails instead of showing ``UNREADABLE``; a write sends nothing."""
         try:
             yield
-        except Exception as exc:
-            if _driver_error(exc) and not _duplicate(exc):
-                raise DatabaseConnectionError(f"could not {doing} the key vault {self.namespace}: "
-                                              f"{type(exc).__name__}: {exc}") from None
+        except (DuplicateKeyError, EncryptionError):
+            raise
+        except AstroDBError as exc:
+            if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith("could not "):
+                exc.args = (f"could not {doing} the key vault {self.namespace}: {exc.args[0]}", *exc.args[1:])
             raise
 
     # --- data keys -------------------------------------------------------------------------
@@ -262,20 +305,12 @@ class KeyVault:
         known = self._alt_ids.get(alt_name)
         if known is not None:
             return known
-        with self._reaching("read"):
-            found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
+        found = self._lookup(alt_name)
         if found is None:
-            from pymongo.errors import DuplicateKeyError
-            from pymongo.errors import EncryptionError as DriverEncryptionError
-
             try:
-                with self._reaching("write a data key to"):
-                    key_id = self._create(alt_name)
-            except (DuplicateKeyError, DriverEncryptionError) as exc:
-                if not _duplicate(exc):
-                    raise
-                with self._reaching("read"):
-                    found = self._vault().find_one({"keyAltNames": {"$in": [alt_name]}}, {"_id": 1})
+                key_id = self._create(alt_name)
+            except DuplicateKeyError:  # another creator's insert (or our own retried one) landed first
+                found = self._lookup(alt_name)
                 if found is None:
                     raise EncryptionError(f"data key {alt_name!r}: a concurrent creator won, but its key is gone") from None
                 key_id = found["_id"]
@@ -288,21 +323,28 @@ class KeyVault:
         self._alt_ids[alt_name] = key_id
         return key_id
 
+    def _lookup(self, alt_name: str) -> Any:
+        coll, run = self._vault()
+        with self._reaching("read"):
+            return run("key vault read", partial(coll.find_one, {"keyAltNames": {"$in": [alt_name]}}, {"_id": 1}))
+
     def _create(self, alt_name: str) -> Binary:
         engine = self._encrypter()
         try:
             return Binary(bytes(engine.create_data_key(self.provider, master_key=self.master_key,
                                                        key_alt_names=[alt_name])), UUID_SUBTYPE)
+        except AstroDBError:
+            raise  # the key vault's insert, as the run step ended it (a DuplicateKeyError: the creation race)
         except Exception as exc:
-            if _duplicate(exc) or _driver_error(exc):
-                raise
             raise EncryptionError(f"could not create the data key {alt_name!r}: {type(exc).__name__}: {exc}") from None
 
     def delete_keys(self, alt_name: str) -> int:
         """Delete the data key(s) named ``alt_name``; how many. Effective at once in this process
-        (the engine and its key cache are replaced)."""
+        (the engine and its key cache are replaced). Retried by the run step (deleting what is
+        gone deletes nothing); when it gives up, its error is raised and nothing is reset."""
+        coll, run = self._vault()
         with self._reaching("delete from"):
-            result = self._vault().delete_many({"keyAltNames": {"$in": [alt_name]}})
+            result = run("key vault delete", partial(coll.delete_many, {"keyAltNames": {"$in": [alt_name]}}))
         self.reset()
         return int(result.deleted_count)
 
@@ -311,20 +353,30 @@ class KeyVault:
         decrypts each with its own provider, encrypts with the current one); how many (to
         rewrap, ``dry_run``): the keys wrapped by another configured provider (the older
         ``encryption_keys``); with a cloud master key, every key of a configured provider (its
-        options may have changed). Keys of providers not configured here are left alone."""
+        options may have changed). Keys of providers not configured here are left alone. Each
+        key is written back by a call of its own (idempotent: the same material again), so a
+        rewrap the run step gives up on leaves some keys rewrapped and the rest as they were;
+        run again, it finishes."""
         mine = sorted(self._kms) if self.master_key else sorted(p for p in self._kms if p != self.provider)
         filt: dict[str, Any] = {"masterKey.provider": {"$in": mine}}  # only keys a configured provider can unwrap
-        with self._reaching("rewrap the data keys of"):
-            if dry_run:
-                return int(self._vault().count_documents(filt))
+        coll, run = self._vault()
+        if dry_run:
+            with self._reaching("read"):
+                return int(run("key vault read", partial(coll.count_documents, filt)))
+        try:
             raw = self._encrypter().rewrap_many_data_key(filt, self.provider, self.master_key)
-            if raw is None:
-                return 0
-            count = 0
-            vault = self._vault()
+        except AstroDBError:
+            raise  # the key reads, as the run step ended them
+        except Exception as exc:
+            raise EncryptionError(f"could not rewrap the data keys: {type(exc).__name__}: {exc}") from None
+        if raw is None:
+            return 0
+        count = 0
+        with self._reaching("rewrap the data keys of"):
             for key in bson.decode(raw, codec_options=_BSON_OPTS)["v"]:
-                vault.update_one({"_id": key["_id"]}, {"$set": {"keyMaterial": key["keyMaterial"], "masterKey": key["masterKey"]},
-                                                       "$currentDate": {"updateDate": True}})
+                run("key vault rewrap", partial(
+                    coll.update_one, {"_id": key["_id"]}, {"$set": {"keyMaterial": key["keyMaterial"], "masterKey": key["masterKey"]},
+                                                          "$currentDate": {"updateDate": True}}))
                 count += 1
         self.reset()
         return count
@@ -335,11 +387,10 @@ class KeyVault:
         """``{"v": value, "b": bound_to}`` encrypted under the data key ``alt_name`` (subtype 6)."""
         key_id = self.key_for(alt_name)
         try:
-            with self._reaching("read"):
-                out = self._encrypter().encrypt(bson.encode({"v": {"v": value, "b": bound_to}}, codec_options=_ENCODE_OPTS),
-                                                ALGORITHM, key_id=bytes(key_id))
-        except DatabaseConnectionError:
-            raise
+            out = self._encrypter().encrypt(bson.encode({"v": {"v": value, "b": bound_to}}, codec_options=_ENCODE_OPTS),
+                                            ALGORITHM, key_id=bytes(key_id))
+        except AstroDBError:
+            raise  # the key vault's read, as the run step ended it
         except Exception as exc:
             raise EncryptionError(f"encryption failed under data key {alt_name!r}: {type(exc).__name__}") from None
         sealed = bson.decode(out, codec_options=_BSON_OPTS)["v"]
@@ -349,11 +400,12 @@ class KeyVault:
         """The value sealed in ``value`` if it is bound to ``bound_to``; ``EncryptionError`` (naming
         no plaintext and no key material) if its data key is gone, it was tampered or moved."""
         try:
-            with self._reaching("read"):
-                out = self._encrypter().decrypt(bson.encode({"v": value}, codec_options=_BSON_OPTS))
+            out = self._encrypter().decrypt(bson.encode({"v": value}, codec_options=_BSON_OPTS))
             inner = bson.decode(out, codec_options=_BSON_OPTS)["v"]
-        except DatabaseConnectionError:
-            raise  # the vault did not answer: an error, never UNREADABLE (the value may be fine)
+        except AstroDBError as exc:
+            if isinstance(exc, EncryptionError):
+                raise EncryptionError(f"decryption failed ({exc})") from None
+            raise  # the vault did not answer (the run step's error): an error, never UNREADABLE (the value may be fine)
         except Exception as exc:
             raise EncryptionError(f"decryption failed ({_reason(exc)})") from None
         if not isinstance(inner, Mapping) or set(inner) != {"v", "b"}:
@@ -369,22 +421,6 @@ def _as_key_id(value: Any) -> Binary:
     if isinstance(value, uuid.UUID):
         return Binary.from_uuid(value)
     return value if isinstance(value, Binary) else Binary(bytes(value), UUID_SUBTYPE)
-
-
-def _driver_error(exc: BaseException) -> bool:
-    from pymongo.errors import EncryptionError as DriverEncryptionError
-    from pymongo.errors import PyMongoError
-
-    return isinstance(exc, PyMongoError) and not isinstance(exc, DriverEncryptionError)
-
-
-def _duplicate(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if getattr(seen, "code", None) == 11000 or "E11000" in str(seen) or "duplicate key" in str(seen).lower():
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -67,6 +67,32 @@ def test_the_call_time_bound_reaches_the_commands_of_backup_and_restore(live_ser
     assert unbounded == [], unbounded
 
 
+def test_the_key_vaults_commands_carry_the_call_time_bound(live_server):
+    """The key vault's own calls (its index, key lookups and libmongocrypt's key reads, a new
+    data key's insert, an erasure's delete) pass the run step: each command sent to the key
+    vault carries the call's bound (``maxTimeMS``), at most ``operation_timeout_ms``."""
+    from spies import CommandSpy
+
+    name = f"astro_gw_{uuid.uuid4().hex[:8]}"
+    vault = f"kv_{uuid.uuid4().hex[:8]}"
+    spy = CommandSpy()
+    db = Database(live_server.url(name), server_selection_timeout_ms=2000, operation_timeout_ms=4000, encryption_key=KEY,
+                  key_vault_namespace=f"{vault}.__keyVault", event_listeners=[spy]).connect()
+    try:
+        ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        db.executor.runtime.crypto.vault.reset()  # the next read asks the key vault again
+        assert db.find_one("User", {"id": ann.id}).name == "Ann"
+        db.erase_user(ann.id)
+    finally:
+        db.disconnect()
+        _drop(live_server, [name, vault])
+    sent = [(cmd_name, cmd) for cmd_name, cmd in zip(spy.names, spy.commands)
+            if cmd.get(cmd_name) == "__keyVault"]
+    assert {"createIndexes", "find", "insert", "delete"} <= {cmd_name for cmd_name, _ in sent}, sent
+    unbounded = [cmd_name for cmd_name, cmd in sent if not 0 < cmd.get("maxTimeMS", 0) <= 4000]
+    assert unbounded == [], unbounded
+
+
 def _drop(live_server, names) -> None:
     """Drop the test's databases on the live server."""
     client = pymongo.MongoClient(live_server.url("admin"), serverSelectionTimeoutMS=2000)

@@ -40,3 +40,18 @@ def test_the_urls_pool_size_is_the_one_health_and_metrics_judge_by(live_url):
         client = db.mongo.client
         assert client.options.pool_options.max_pool_size == 7
     assert pool["max_size"] == 7
+
+
+def test_zero_socket_and_connect_timeouts_in_the_url_are_none_for_the_setting_and_the_client(live_url):
+    """``?socketTimeoutMS=0&connectTimeoutMS=0``: PyMongo has no socket or connect timeout, the
+    settings say so (None), and each call is still bounded by its budget (``maxTimeMS``)."""
+    from spies import CommandSpy
+
+    spy = CommandSpy("find")
+    with Database(live_url + "?socketTimeoutMS=0&connectTimeoutMS=0", server_selection_timeout_ms=2000,
+                  operation_timeout_ms=4000, event_listeners=[spy]) as db:
+        db.find_one("User", {})
+        pool = db.mongo.client.options.pool_options
+    assert (db.config.socket_timeout_ms, db.config.connect_timeout_ms) == (None, None)
+    assert (pool.socket_timeout, pool.connect_timeout) == (None, None)
+    assert spy.commands and all(0 < cmd["maxTimeMS"] <= 4000 for cmd in spy.commands)

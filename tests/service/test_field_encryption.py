@@ -235,7 +235,7 @@ def test_two_creators_of_one_data_key_at_once_end_with_one_key(fdb):
     alt = f"user:{ObjectId()}"
     first = _crypto(fdb).vault
     second = KeyVault.from_config(fdb.config, _crypto(fdb).keyring.keys)
-    second.attach(lambda: _vault(fdb))
+    second.attach(first._collection, first._runner)  # another engine on the same key vault, through the run step
     made: list = []
 
     def the_other_creator_wins(names: str) -> None:  # runs between A's key creation and its insert

@@ -126,15 +126,100 @@ def test_a_keyword_outranks_pymongos_option_in_the_url_for_both():
     assert cfg.max_pool_size == 20 and cfg.client_options()["maxPoolSize"] == 20
 
 
-@pytest.mark.parametrize("query", ["socketTimeoutMS=0", "maxIdleTimeMS=-1", "maxPoolSize=abc", "waitQueueTimeoutMS=1.5"])
+@pytest.mark.parametrize("query", ["maxIdleTimeMS=-1", "maxPoolSize=abc", "waitQueueTimeoutMS=1.5"])
 def test_a_value_pymongo_gives_another_meaning_leaves_the_setting_alone(query):
     """0 or a negative value means "none" (or nothing) to PyMongo: the setting keeps its value
-    and PyMongo reads (or refuses) the option itself."""
+    and PyMongo reads (or refuses) the option itself. (The socket and connect timeouts are read
+    as PyMongo reads them: below.)"""
     cfg = resolve(URL + "?" + query)
     default = DatabaseConfig()
-    name = {"socketTimeoutMS": "socket_timeout_ms", "maxIdleTimeMS": "max_idle_time_ms", "maxPoolSize": "max_pool_size",
+    name = {"maxIdleTimeMS": "max_idle_time_ms", "maxPoolSize": "max_pool_size",
             "waitQueueTimeoutMS": "wait_queue_timeout_ms"}[query.partition("=")[0]]
     assert getattr(cfg, name) == getattr(default, name)
+
+
+# --- socketTimeoutMS / connectTimeoutMS: 0 is "no timeout", as PyMongo reads it ---------------------
+
+#: (URL option, setting, PyMongo's pool option)
+NONE_WHEN_ZERO = [("socketTimeoutMS", "socket_timeout_ms", "socket_timeout"),
+                  ("connectTimeoutMS", "connect_timeout_ms", "connect_timeout")]
+
+
+def _pymongo_pool(cfg: DatabaseConfig):
+    """The pool options PyMongo builds from what astro_db hands it (its URL and keywords)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyMongo's "must be an integer or float" would be a warning
+        client = pymongo.MongoClient(cfg.client_url, connect=False, **cfg.client_options())
+    try:
+        return client.options.pool_options
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("option", "setting", "pool_option"), NONE_WHEN_ZERO)
+def test_a_zero_timeout_in_the_url_is_none_for_the_setting_as_for_pymongo(option, setting, pool_option):
+    cfg = resolve(URL + f"?{option}=0")
+    assert getattr(cfg, setting) is None  # no longer the default while PyMongo has none
+    assert getattr(_pymongo_pool(cfg), pool_option) is None
+    assert setting in cfg.url_settings() and not cfg.is_explicit(setting)  # still the URL's
+    assert f"{setting}=None" in repr(cfg) and cfg.settings()[setting] is None
+    assert getattr(_pymongo_pool(resolve(URL + f"?{option}=2500")), pool_option) == 2.5  # a number: the same for both
+    assert getattr(resolve(URL + f"?{option}=2500"), setting) == 2500
+
+
+@pytest.mark.parametrize(("option", "setting", "pool_option"), NONE_WHEN_ZERO)
+@pytest.mark.parametrize("value", [0, None])
+def test_a_zero_or_none_timeout_keyword_is_none_and_pymongo_is_handed_none(option, setting, pool_option, value):
+    cfg = resolve(URL, {setting: value})
+    assert getattr(cfg, setting) is None
+    assert cfg.client_options()[option] is None
+    assert getattr(_pymongo_pool(cfg), pool_option) is None
+    assert DatabaseConfig.from_dict({"url": URL, "options": {option: 0}}).settings()[setting] is None  # the seed's dict
+
+
+@pytest.mark.parametrize(("option", "setting", "pool_option"), NONE_WHEN_ZERO)
+def test_a_zero_timeout_in_the_environment_is_none(option, setting, pool_option):
+    cfg = resolve(URL, None, {f"ASTRO_DB_{setting.upper()}": "0"})
+    assert getattr(cfg, setting) is None
+    assert getattr(_pymongo_pool(cfg), pool_option) is None
+
+
+def test_a_keyword_outranks_the_urls_zero_timeout_for_the_setting_and_pymongo():
+    cfg = resolve(URL + "?socketTimeoutMS=0&connectTimeoutMS=0", {"socket_timeout_ms": 5000, "connect_timeout_ms": 0})
+    assert (cfg.socket_timeout_ms, cfg.connect_timeout_ms) == (5000, None)
+    pool = _pymongo_pool(cfg)
+    assert (pool.socket_timeout, pool.connect_timeout) == (5.0, None)
+
+
+SECRET_URL = "mongodb://ann:s3cr3tpw@db.example:27017/astro"
+
+
+@pytest.mark.parametrize(("option", "setting", "pool_option"), NONE_WHEN_ZERO)
+@pytest.mark.parametrize("raw", ["-5", "abc", "1e12", "1000000000", "1.5", ""])
+def test_a_bad_timeout_in_the_url_is_a_config_error_naming_the_option_never_the_password(option, setting, pool_option, raw):
+    """What PyMongo would only warn of, and replace by its own default (no socket timeout, a
+    20 s connect timeout) while the setting showed another, is refused."""
+    with pytest.raises(ConfigError) as caught:
+        resolve(SECRET_URL + f"?appName=svc&{option}={raw}")
+    message = str(caught.value)
+    assert caught.value.key == setting
+    assert message.startswith(f"{option}={raw!r} in the URL must be a whole number of milliseconds from 1 to "
+                              "999999999, or 0 for no "), message
+    assert "s3cr3tpw" not in message and "ann" not in message
+
+
+@pytest.mark.parametrize("setting", ["socket_timeout_ms", "connect_timeout_ms"])
+@pytest.mark.parametrize("value", [-1, 1_000_000_000, 10**12])
+def test_a_bad_timeout_keyword_or_environment_value_is_a_config_error_naming_the_setting(setting, value):
+    with pytest.raises(ConfigError, match=rf"'{setting}' must be 1 to 999999999 milliseconds, or 0 / None for no ") as kw:
+        resolve(SECRET_URL, {setting: value})
+    assert kw.value.key == setting and "s3cr3tpw" not in str(kw.value)
+    with pytest.raises(ConfigError) as env:
+        resolve(SECRET_URL, None, {f"ASTRO_DB_{setting.upper()}": str(value)})
+    assert env.value.key == setting
+    with pytest.raises(ConfigError, match=rf"ASTRO_DB_{setting.upper()}='soon' is not a valid int") as word:
+        resolve(SECRET_URL, None, {f"ASTRO_DB_{setting.upper()}": "soon"})
+    assert word.value.key == setting
 
 
 @pytest.mark.parametrize(("query", "setting"), [("maxPoolSize=20000", "max_pool_size"),

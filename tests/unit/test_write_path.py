@@ -673,13 +673,14 @@ def test_the_runtimes_crypto_is_a_plain_attribute_and_setting_one_with_a_vault_a
     class Vault:
         namespace = "keys.vault"
 
-        def attach(self, gateway):
-            attached.append(gateway)
+        def attach(self, collection, run):
+            attached.append((collection, run))
 
     other = FieldCrypto(None, rt.registry, allow_plaintext=True)
     other.vault = Vault()
     rt.crypto = other
     assert rt.crypto is other and len(attached) == 1
+    assert attached[0][1]("key vault read", lambda: "answered") == "answered"  # the run step, as a function
     plain = FieldCrypto(None, rt.registry, allow_plaintext=True)
     rt.crypto = plain  # no vault: nothing to attach
     assert rt.crypto is plain and len(attached) == 1

@@ -25,10 +25,10 @@ from ...driver import timeouts
 from ...errors import AstroDBError
 from ...monitoring import tracing
 from ...registry import ModelInfo
-from ..runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..._types import MaybeTransaction
+    from ..runtime import Runtime  # which imports this module: it hands the run step to the key vault
 
 __all__ = ["call", "listed", "read_on", "END", "WRITE_OPERATIONS"]
 
