@@ -1,8 +1,10 @@
 """``db.update(..., returning=False)`` on the wire (nx-27017): what the ``findAndModify`` asks back.
 
-With no hook needing the post-image (records off, or the audit trail alone) the command carries
-the narrow projection (``hooks.STAMP``: ``_id``, revision, op id, ``updatedAt``) and the reply
-holds nothing else; with the journal on (the default) or an app's hook it carries none, as
+With the hooks off (records off, no app hook) and no cache holding the model, no document is
+asked back at all: an ``update`` command is sent (tests/service/test_update_command.py). With
+the audit trail alone, or a cache holding the model, the ``findAndModify`` carries the narrow
+projection (``hooks.STAMP``: ``_id``, revision, op id, ``updatedAt``) and the reply holds
+nothing else; with the journal on (the default) or an app's hook it carries none, as
 ``returning=True`` never does. Two Databases on one server share the process's local bus: a
 write without post-images drops, in the other one's cache too, what it may have changed, and
 keeps what it cannot have.
@@ -26,10 +28,13 @@ class FindAndModify(monitoring.CommandListener):
     def __init__(self) -> None:
         self.fields: list[Any] = []
         self.replied: list[set[str] | None] = []
+        self.updates = 0  # ``update`` commands sent
 
     def started(self, event: Any) -> None:
         if event.command_name == "findAndModify":
             self.fields.append(event.command.get("fields"))
+        elif event.command_name == "update":
+            self.updates += 1
 
     def succeeded(self, event: Any) -> None:
         if event.command_name == "findAndModify":
@@ -55,6 +60,8 @@ def test_the_find_and_modify_carries_the_narrow_projection_unless_a_hook_needs_t
         if records == "default":  # the journal's records carry the post-image
             assert seen.fields == [None, None, None]
             assert seen.replied[0] is not None and {"email", "name"} <= seen.replied[0]
+        elif records == "hooks off":  # nobody needs anything back: two update commands, no document on the wire
+            assert seen.fields == [None] and seen.updates == 2
         else:
             assert seen.fields == [stamp, stamp, None]
             assert seen.replied[0] == set(STAMP)  # the document's own fields never cross the wire
