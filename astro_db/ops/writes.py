@@ -597,11 +597,13 @@ class WriteRunner:
         lost reply is still read back by the op id, in ``projection``)."""
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
-        if compiled.list_roots or self._per_document(compiled):  # list_roots: touches_lists, read in place
+        # list_roots: touches_lists, read in place; a per-document seal needs a key vault (no call without one)
+        if compiled.list_roots or (self.rt.crypto.vault is not None and self._per_document(compiled)):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards) if compiled.guards else filt
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
-        landed, found = self._stamped(op_id, projection)
+        found: list[dict[str, Any]] = []  # _stamped, without a closure or a call: the read-back is a partial
+        landed = partial(self._landed_by_op, op_id, projection, found)
         try:
             if bare:
                 if self._write("update", partial(self._update_command, guarded, update), [], retry=idempotent,
@@ -651,13 +653,15 @@ class WriteRunner:
         (``_op``), so a document carrying it is the update's post-image (put in the list;
         ``projection``: what of it)."""
         found: list[dict[str, Any]] = []
+        return partial(self._landed_by_op, op_id, projection, found), found
 
-        def landed() -> bool:
-            doc = self.coll.find_one({OP_FIELD: op_id}, projection, session=self.session)
-            found.extend([doc] if doc is not None else [])
-            return doc is not None
-
-        return landed, found
+    def _landed_by_op(self, op_id: Any, projection: dict[str, int] | None, found: list[dict[str, Any]]) -> bool:
+        """``_stamped``'s read-back: whether a document carries ``op_id`` (put in ``found``)."""
+        doc = self.coll.find_one({OP_FIELD: op_id}, projection, session=self.session)
+        if doc is None:
+            return False
+        found.append(doc)
+        return True
 
     @staticmethod
     def _unimaged(doc: dict[str, Any], fields: tuple[str, ...], op_id: Any) -> Written:
