@@ -168,6 +168,7 @@ class WriteRunner:
         self.actor = actor
         self.coll = rt.coll(info)
         self._found_out: tuple[float | None] | None = None  # a fresh bound's ms, once an unknown outcome was read back
+        self._sent = 0  # attempts of a single update's driver call (a replay that matches nothing looks for its op id)
 
     def _after(self, written: Written | None) -> None:
         """The one after-write step of every strategy (nothing written, nothing told). After a
@@ -617,9 +618,14 @@ class WriteRunner:
         except _Partly:
             doc = found[0]
         if doc is None:
-            if compiled.guards and self._exists(filt):
+            # a replay (a lost reply, the run step's retry) that matched nothing: the first attempt may
+            # have landed and moved the document out of the filter; its op id tells
+            if self._sent > 1 and run.call(self.rt, self.info, "update outcome check", landed):
+                doc = found[0]
+            elif compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
-            return None, None
+            else:
+                return None, None
         if projection is not None:
             return self._unimaged(doc, tuple(compiled.fields), op_id), doc
         return _written("update", [doc], tuple(compiled.fields), op_id), doc
@@ -629,6 +635,7 @@ class WriteRunner:
         """An update's driver call (its attempt is a ``partial`` of it): the post-image (what
         ``projection`` keeps of it), or None; a duplicate key named by its fields (``_naming``,
         without a closure per call)."""
+        self._sent += 1
         try:
             doc: dict[str, Any] | None = self.coll.find_one_and_update(
                 filt, update, projection=projection, return_document=ReturnDocument.AFTER, session=self.session)
@@ -640,6 +647,7 @@ class WriteRunner:
     def _update_command(self, filt: dict[str, Any], update: dict[str, Any]) -> bool:
         """The driver call of an update that reads nothing back (``update_one``: an ``update``
         command): whether it matched a document; a duplicate key named by its fields."""
+        self._sent += 1
         try:
             matched: int = self.coll.update_one(filt, update, session=self.session).matched_count
         except pm.DuplicateKeyError as exc:

@@ -228,3 +228,18 @@ def test_update_many_is_untouched(off):
     watched = spy(off, "User")
     assert off.update_many("User", {"id": {"$in": [a.id, b.id]}}, {"status": "suspended"}) == 2
     assert "update" not in watched.sent  # update_many is its own command (not spied): no update_one
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_a_replayed_update_whose_first_attempt_landed_and_no_longer_matches_is_its_own_write(off, returning):
+    """The run step replays an idempotent ``$set`` whose reply was lost; if the first attempt
+    landed and the update moved the document out of the filter, the replay matches nothing: the
+    call still answers the write it made (found by its op id), and the cache hears of it."""
+    user = _user(off)
+    off.find_one("User", {"id": user.id}, cache=True)  # an entry that must not survive the write
+    watched = spy(off, "User", lose=1)
+    answer = off.update("User", {"id": user.id, "name": "Ann"}, {"name": "Bea"}, returning=returning)
+    assert len(watched.sent) == 2  # replayed once
+    assert (answer.name == "Bea") if returning else (answer is True)
+    assert off.find_one("User", {"id": user.id}, cache=True).name == "Bea"
+    assert off.find_one("User", {"id": user.id}, lean=True)["_rev"] == 1
