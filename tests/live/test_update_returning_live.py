@@ -79,9 +79,27 @@ def test_an_app_hook_makes_it_read_the_post_image_and_gets_it(live_url):
         user = db.create("User", {"email": "h@example.com", "name": "H"})
         heard.clear()
         assert db.update("User", {"id": user.id}, {"name": "I"}, returning=False) is True
-        assert seen.fields == [None]
+        assert seen.fields == [None] and seen.updates == 0
         [(image,)] = heard
         assert image["name"] == "I" and image["email"] == "h@example.com"
+
+
+def test_hooks_off_a_cache_holding_the_model_makes_it_a_find_and_modify_of_the_stamp(live_url):
+    """The records off: an ``update`` command while no cache of the process holds the model, the
+    narrow ``findAndModify`` while one does (the write is judged by its id), and no stale read."""
+    seen = FindAndModify()
+    with Database(live_url, event_listeners=[seen], audit=False, journal=False) as db:
+        user = db.create("User", {"email": f"c{uuid.uuid4().hex[:6]}@example.com", "name": "C"})
+        assert db.update("User", {"id": user.id}, {"name": "D"}, returning=False) is True
+        assert (seen.updates, seen.fields) == (1, [])
+        assert db.find_one("User", {"id": user.id}, cache=True).name == "D"  # the cache holds User now
+        assert db.update("User", {"id": user.id}, {"name": "E"}, returning=False) is True
+        assert (seen.updates, seen.fields) == (1, [dict(STAMP)])
+        assert db.find_one("User", {"id": user.id}, cache=True).name == "E"
+        db.executor.runtime.cache.clear()
+        assert db.update("User", {"id": user.id}, {"name": "F"}, returning=False) is True
+        assert (seen.updates, seen.fields) == (2, [dict(STAMP)])
+        assert db.find_one("User", {"id": user.id}, cache=True).name == "F"
 
 
 def test_a_write_without_post_images_is_judged_by_its_fields_in_another_databases_cache(live_url):
