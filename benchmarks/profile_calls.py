@@ -126,6 +126,15 @@ def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int
     }
 
 
+class _Matched:
+    """What ``InstantCollection.update_one`` answers: one document matched and modified."""
+
+    matched_count = modified_count = 1
+
+
+MATCHED = _Matched()
+
+
 class InstantCollection:
     """A collection answering at once with copies of one stored document (``--no-driver``);
     anything else (``database``, ``name``...) is the real collection's."""
@@ -137,6 +146,9 @@ class InstantCollection:
         return dict(self.doc)
 
     find_one_and_update = find_one
+
+    def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        return MATCHED
 
     def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         return [dict(self.doc) for _ in range(kwargs.get("limit") or 20)]

@@ -254,6 +254,18 @@ class LocalBus:
         nobody (one size of a set: no lock, no walk of the listeners)."""
         return len(self._alive) == 1
 
+    def quiet(self, model: str) -> bool:
+        """Whether no cache of the process holds anything of ``model`` now, only looked at
+        (``QueryCache.quiet``; ``unseen`` asks the same and acts on it)."""
+        for ref in tuple(self._alive):
+            listener = ref()
+            if listener is None:
+                continue
+            holds = getattr(listener, "holds", None)
+            if holds is None or holds(model):
+                return False
+        return True
+
     def unseen(self, model: str, origin: CacheListener) -> bool:
         """A write of ``origin``'s to ``model`` where no cache of the process holds anything of
         it: each cache's generation advanced, checked and advanced in one step under its own

@@ -680,6 +680,21 @@ class QueryCache:
             return True
         return False
 
+    def quiet(self, model: str) -> bool:
+        """What ``unseen_write`` would answer now, only looked at: no generation advanced,
+        nothing counted. A hint taken before a write (``steps.hooks.stampless``): a cache may
+        begin to hold the model while the write is under way, so ``unseen_write`` still decides
+        after it."""
+        if self.bus is not self.peers:
+            return False
+        if self.peers.alone(self):
+            return model not in self._by_model
+        return self.peers.quiet(model)
+
+    def holds(self, model: str) -> bool:
+        """Whether this cache holds an entry of ``model`` now (no lock: a hint, see ``quiet``)."""
+        return model in self._by_model
+
     def advance_unheld(self, model: str) -> bool:
         """If this cache holds nothing of ``model``: advance its generation (a read under way
         stores nothing) and say True, in one step under the lock; False (nothing done) if it

@@ -320,7 +320,8 @@ class Executor:
     def update(self, op: Operation) -> Any:
         """The updated document, opened and hydrated; with ``returning=False`` only whether one
         was updated: the document is neither opened nor hydrated, and the write reads back of
-        it only what its hooks need (``steps.hooks.post_image``)."""
+        it only what its hooks need (``steps.hooks.post_image``; nothing, an ``update`` command,
+        when ``steps.hooks.stampless`` says so)."""
         opts = op.options
         returning = opts["returning"] if "returning" in opts else True  # no call: the default path is as before
         if returning is not True:

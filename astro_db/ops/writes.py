@@ -168,6 +168,7 @@ class WriteRunner:
         self.actor = actor
         self.coll = rt.coll(info)
         self._found_out: tuple[float | None] | None = None  # a fresh bound's ms, once an unknown outcome was read back
+        self._sent = 0  # attempts of a single update's driver call (a replay that matches nothing looks for its op id)
 
     def _after(self, written: Written | None) -> None:
         """The one after-write step of every strategy (nothing written, nothing told). After a
@@ -175,6 +176,17 @@ class WriteRunner:
         if written is None or not written.ids:
             return
         if self._found_out is None:  # the call's own bound (no context manager to enter)
+            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
+                              transaction=self.tx, actor=self.actor)
+            return
+        with self._bound_after():
+            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
+                              transaction=self.tx, actor=self.actor)
+
+    def _after_unidentified(self, written: Written) -> None:
+        """``_after`` for an update sent as a plain ``update`` command: it knows no ids (nothing
+        was read back), and the after-write step still hears of it (``hooks.after_write``)."""
+        if self._found_out is None:
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
             return
@@ -535,17 +547,26 @@ class WriteRunner:
         None (nothing matches), or our own write found landed (a retried call). With
         ``returning=False`` the caller does not want the document: what is read back is what
         the write hooks need (``hooks.post_image``), so the document returned may be only its
-        ``_id``, revision, op id and ``updatedAt``."""
+        ``_id``, revision, op id and ``updatedAt``; when they need nothing (``hooks.stampless``)
+        a plain ``update`` command is sent and the document returned is empty (``{}``)."""
         op_id = new_op_id()
         at = filt if expected_revision is None else {"$and": [filt, _at_rev(expected_revision)]}
-        projection = None if returning else hooks.post_image(self.rt)
-        written, doc = self._update_one(at, compiled, op_id, projection)
+        if returning:
+            projection = None
+            written, doc = self._update_one(at, compiled, op_id)
+        else:
+            projection = hooks.post_image(self.rt)
+            bare = projection is not None and hooks.stampless(self.rt, self.info, self.tx)
+            written, doc = self._update_one(at, compiled, op_id, projection, bare)
         if doc is None and expected_revision is not None:
             doc = self._own_or_conflict("update", filt, expected_revision, op_id, projection)
             if doc is not None:
                 written = (_written("update", [doc], tuple(compiled.fields), op_id) if projection is None
                            else self._unimaged(doc, tuple(compiled.fields), op_id))
-        self._after(written)
+        if written is not None and not written.ids:  # an update command's: the after-write step gets it as it is
+            self._after_unidentified(written)
+        else:
+            self._after(written)
         return doc
 
     def _own_or_conflict(self, operation: str, filt: dict[str, Any], expected: int, op_id: Any,
@@ -568,25 +589,43 @@ class WriteRunner:
             f"with expected_revision={now}", current_revision=now, expected_revision=expected)
 
     def _update_one(self, filt: dict[str, Any], compiled: CompiledUpdate, op_id: Any = None,
-                    projection: dict[str, int] | None = None) -> tuple[Written | None, dict[str, Any] | None]:
+                    projection: dict[str, int] | None = None, bare: bool = False,
+                    ) -> tuple[Written | None, dict[str, Any] | None]:
         """``projection``: what of the post-image to read back (None: all of it, and the write
-        hooks are told it); a list change or a per-document seal reads the whole document anyway."""
+        hooks are told it); a list change or a per-document seal reads the whole document anyway.
+        ``bare`` (``hooks.stampless``; ``projection`` is then ``STAMP``): nothing is read back, an
+        ``update`` command is sent and answered by its matched count; what it wrote has no ids (a
+        lost reply is still read back by the op id, in ``projection``)."""
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
-        if compiled.list_roots or self._per_document(compiled):  # list_roots: touches_lists, read in place
+        # list_roots: touches_lists, read in place; a per-document seal needs a key vault (no call without one)
+        if compiled.list_roots or (self.rt.crypto.vault is not None and self._per_document(compiled)):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards) if compiled.guards else filt
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
-        landed, found = self._stamped(op_id, projection)
+        found: list[dict[str, Any]] = []  # _stamped, without a closure or a call: the read-back is a partial
+        landed = partial(self._landed_by_op, op_id, projection, found)
         try:
-            doc: dict[str, Any] | None = self._write(
-                "update", partial(self._find_and_update, guarded, update, projection), [], retry=idempotent, landed=landed)
+            if bare:
+                if self._write("update", partial(self._update_command, guarded, update), [], retry=idempotent,
+                               landed=landed):
+                    return Written("update", (), tuple(compiled.fields), (), None, False, op_id), {}
+                doc: dict[str, Any] | None = None
+            else:
+                doc = self._write(
+                    "update", partial(self._find_and_update, guarded, update, projection), [], retry=idempotent,
+                    landed=landed)
         except _Partly:
             doc = found[0]
         if doc is None:
-            if compiled.guards and self._exists(filt):
+            # a replay (a lost reply, the run step's retry) that matched nothing: the first attempt may
+            # have landed and moved the document out of the filter; its op id tells
+            if self._sent > 1 and run.call(self.rt, self.info, "update outcome check", landed):
+                doc = found[0]
+            elif compiled.guards and self._exists(filt):
                 raise _out_of_range(compiled)
-            return None, None
+            else:
+                return None, None
         if projection is not None:
             return self._unimaged(doc, tuple(compiled.fields), op_id), doc
         return _written("update", [doc], tuple(compiled.fields), op_id), doc
@@ -596,6 +635,7 @@ class WriteRunner:
         """An update's driver call (its attempt is a ``partial`` of it): the post-image (what
         ``projection`` keeps of it), or None; a duplicate key named by its fields (``_naming``,
         without a closure per call)."""
+        self._sent += 1
         try:
             doc: dict[str, Any] | None = self.coll.find_one_and_update(
                 filt, update, projection=projection, return_document=ReturnDocument.AFTER, session=self.session)
@@ -604,19 +644,32 @@ class WriteRunner:
             raise
         return doc
 
+    def _update_command(self, filt: dict[str, Any], update: dict[str, Any]) -> bool:
+        """The driver call of an update that reads nothing back (``update_one``: an ``update``
+        command): whether it matched a document; a duplicate key named by its fields."""
+        self._sent += 1
+        try:
+            matched: int = self.coll.update_one(filt, update, session=self.session).matched_count
+        except pm.DuplicateKeyError as exc:
+            self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place
+            raise
+        return matched > 0
+
     def _stamped(self, op_id: Any, projection: dict[str, int] | None = None,
                  ) -> tuple[Callable[[], bool], list[dict[str, Any]]]:
         """The read-back of an update whose outcome is unknown: every update stamps its op id
         (``_op``), so a document carrying it is the update's post-image (put in the list;
         ``projection``: what of it)."""
         found: list[dict[str, Any]] = []
+        return partial(self._landed_by_op, op_id, projection, found), found
 
-        def landed() -> bool:
-            doc = self.coll.find_one({OP_FIELD: op_id}, projection, session=self.session)
-            found.extend([doc] if doc is not None else [])
-            return doc is not None
-
-        return landed, found
+    def _landed_by_op(self, op_id: Any, projection: dict[str, int] | None, found: list[dict[str, Any]]) -> bool:
+        """``_stamped``'s read-back: whether a document carries ``op_id`` (put in ``found``)."""
+        doc = self.coll.find_one({OP_FIELD: op_id}, projection, session=self.session)
+        if doc is None:
+            return False
+        found.append(doc)
+        return True
 
     @staticmethod
     def _unimaged(doc: dict[str, Any], fields: tuple[str, ...], op_id: Any) -> Written:

@@ -369,3 +369,22 @@ def test_a_password_given_as_a_redis_query_option_is_masked_too(caplog):
         assert "qu3rysecret" not in shown and "password=***" in shown
     finally:
         db.disconnect()
+
+
+def test_quiet_only_looks_at_the_caches_of_the_process_and_is_never_quiet_with_another_bus():
+    """``QueryCache.quiet`` (the update's hint, ``steps.hooks.stampless``) answers what
+    ``unseen_write`` would, advancing no generation and counting nothing."""
+    peers = LocalBus()
+    writer = QueryCache(ttl_s=60, peers=peers)
+    before = writer.generation("User")
+    assert writer.quiet("User") and writer.generation("User") == before and peers.stats()["sent"] == 0
+    writer.put(KEY, {"n": 1})
+    assert not writer.quiet("User") and writer.quiet("PlanetaryInsight")
+    writer.clear()
+    before, sent = writer.generation("User"), peers.stats()["sent"]
+    reader = QueryCache(ttl_s=60, peers=peers)  # another cache of the process on the same data
+    assert writer.quiet("User")
+    reader.put(KEY, {"n": 1})
+    assert not writer.quiet("User") and not peers.quiet("User") and peers.quiet("PlanetaryInsight")
+    assert writer.generation("User") == before and peers.stats()["sent"] == sent
+    assert not QueryCache(ttl_s=60, bus=SwitchBus()).quiet("User")  # another process may hold it: never quiet

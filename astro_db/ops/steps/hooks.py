@@ -10,7 +10,11 @@ commit or abort with it, and the cache is invalidated only on commit. A ``Change
 
 ``post_image`` is the one rule of what an update that does not return its document
 (``db.update(..., returning=False)``) fetches back: the whole post-image when a hook needs it,
-else only what the write step itself reads.
+else only what the write step itself reads; ``stampless`` says when it needs nothing back at all
+(a plain ``update`` command is sent): when nothing but a cache would hear of the write and none
+holds the model. Such a write reaches ``after_write`` without ids (it does not know them); if a
+cache began to hold the model meanwhile, the event names no document and every cache drops the
+model's entries (``QueryCache.notice``: a write of unknown ids).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...registry import ModelInfo
     from ..runtime import Runtime
 
-__all__ = ["ChangeRecords", "STAMP", "after_write", "emit", "post_image"]
+__all__ = ["ChangeRecords", "STAMP", "after_write", "emit", "post_image", "stampless"]
 
 # What an update that does not return its document reads back when no hook needs its post-image:
 # its ``_id``, the revision it made and its op id (the lost-reply and own-write checks compare
@@ -51,6 +55,26 @@ def post_image(rt: Runtime) -> dict[str, int] | None:
     return STAMP
 
 
+def stampless(rt: Runtime, info: ModelInfo, transaction: MaybeTransaction) -> bool:
+    """Whether an update that does not return its document may send a plain ``update`` command,
+    reading nothing back (not even ``STAMP``): outside a transaction, change records off, the
+    runtime's own two hooks only, and no cache that could hear of the write holds anything of
+    the model now (``QueryCache.quiet``: only looked at). These are the conditions under which
+    ``after_write`` builds no event; it asks the cache again after the write
+    (``QueryCache.unseen_write``), and a write this hint got wrong (a cache stored an entry of
+    the model while the write was under way) is announced with no ids: every cache drops the
+    model's entries."""
+    if transaction is not None:
+        return False
+    hooks = rt.hooks
+    if len(hooks) != 2:
+        return False
+    log = rt.changes
+    cache = rt.cache
+    return (not (log.audit or log.journal) and type(hooks[1]) is ChangeRecords and hooks[0] == cache.on_write
+            and cache.quiet(info.name))
+
+
 def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: MongoDB, session: Session, transaction: MaybeTransaction,
                 actor: MaybeActor | str) -> None:
     """The after-write step: announce ``written`` to every write hook (records included).
@@ -58,7 +82,9 @@ def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: Mon
     When the hooks are the runtime's own two, the change records are off and the write is
     outside a transaction, only the query cache has anything to do: if it holds nothing of the
     model and nobody else can hear of the write (``QueryCache.unseen_write``), that is done
-    without building the event; otherwise the event is made and every hook runs, as always."""
+    without building the event; otherwise the event is made and every hook runs, as always.
+    ``written`` has no ids after an update sent without reading anything back (``stampless``):
+    its event names no document, so the query cache drops every entry of the model."""
     hooks = rt.hooks
     if transaction is None and len(hooks) == 2:
         log = rt.changes
