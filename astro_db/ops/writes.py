@@ -175,18 +175,13 @@ class WriteRunner:
         write whose outcome had to be read back, its records get a fresh bound too."""
         if written is None or not written.ids:
             return
-        if self._found_out is None:  # the call's own bound (no context manager to enter)
-            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
-                              transaction=self.tx, actor=self.actor)
-            return
-        with self._bound_after():
-            hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
-                              transaction=self.tx, actor=self.actor)
+        self._tell(written)
 
-    def _after_unidentified(self, written: Written) -> None:
-        """``_after`` for an update sent as a plain ``update`` command: it knows no ids (nothing
-        was read back), and the after-write step still hears of it (``hooks.after_write``)."""
-        if self._found_out is None:
+    def _tell(self, written: Written) -> None:
+        """``written`` to the after-write step (``hooks.after_write``), under a fresh bound when
+        the write's outcome had to be read back. ``_after`` calls it for a write with ids; an
+        update sent as a plain ``update`` command, which knows none, calls it directly."""
+        if self._found_out is None:  # the call's own bound (no context manager to enter)
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
             return
@@ -563,10 +558,8 @@ class WriteRunner:
             if doc is not None:
                 written = (_written("update", [doc], tuple(compiled.fields), op_id) if projection is None
                            else self._unimaged(doc, tuple(compiled.fields), op_id))
-        if written is not None and not written.ids:  # an update command's: the after-write step gets it as it is
-            self._after_unidentified(written)
-        else:
-            self._after(written)
+        if written is not None:  # one with no ids (a plain update command's) is told too: ``_tell``
+            self._tell(written)
         return doc
 
     def _own_or_conflict(self, operation: str, filt: dict[str, Any], expected: int, op_id: Any,
