@@ -1,9 +1,12 @@
-"""Test doubles shared by the suites: a command spy for the driver and a hand-driven clock."""
+"""Test doubles shared by the suites: a command spy for the driver, an update spy on a model's
+collection handle and a hand-driven clock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from pymongo import errors as pm
 from pymongo import monitoring
 
 
@@ -25,6 +28,52 @@ class CommandSpy(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+class UpdateSpy:
+    """A model's collection handle, recording each single update it sends: ``"update"`` for an
+    ``update_one`` (an ``update`` command), ``("findAndModify", projection)`` for a
+    ``find_one_and_update``. ``before_update`` runs just before the real ``update_one`` (another
+    caller's turn); ``lose`` replies are lost after the write landed (a dropped connection)."""
+
+    def __init__(self, real: Any, lose: int = 0, before_update: Callable[[], None] | None = None) -> None:
+        self.real, self.lose, self.before_update = real, lose, before_update
+        self.sent: list[Any] = []
+
+    @property
+    def projections(self) -> list[Any]:
+        """The projection of each ``find_one_and_update``."""
+        return [sent[1] for sent in self.sent if sent != "update"]
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.real, name)
+        if name not in ("find_one_and_update", "update_one"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name == "update_one":
+                self.sent.append("update")
+                if self.before_update is not None:
+                    self.before_update()
+            else:
+                self.sent.append(("findAndModify", kwargs.get("projection")))
+            result = attr(*args, **kwargs)
+            if self.lose:
+                self.lose -= 1
+                raise pm.AutoReconnect("connection lost after the server applied the write")
+            return result
+
+        return call
+
+
+def spy_updates(db: Any, model: str, **kwargs: Any) -> UpdateSpy:
+    """``db``'s handle of ``model``'s collection replaced by an ``UpdateSpy`` of it (in the
+    gateway, which every call of the service takes it from)."""
+    rt = db.executor.runtime
+    info = rt.registry.resolve(model)
+    wrapped = UpdateSpy(rt.coll(info), **kwargs)
+    rt.gateway.collections[info.collection] = wrapped
+    return wrapped
 
 
 class Clock:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pymongo import errors as pm
+from spies import spy_updates
 
 from astro_db import Database
 from astro_db.errors import ConflictError, DuplicateKeyError, ValidationError
@@ -34,42 +33,7 @@ from .conftest import insight_data
 HOOKS_OFF = {"audit": False, "journal": False}
 
 
-class Spy:
-    """The model's collection handle: each update sent (``"update"`` for ``update_one``,
-    ``("findAndModify", projection)``); ``before_update`` runs just before the real
-    ``update_one`` (another caller's turn); ``lose`` replies are lost after the write landed."""
-
-    def __init__(self, real: Any, lose: int = 0, before_update: Callable[[], None] | None = None) -> None:
-        self.real, self.lose, self.before_update = real, lose, before_update
-        self.sent: list[Any] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.real, name)
-        if name not in ("find_one_and_update", "update_one"):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if name == "update_one":
-                self.sent.append("update")
-                if self.before_update is not None:
-                    self.before_update()
-            else:
-                self.sent.append(("findAndModify", kwargs.get("projection")))
-            result = attr(*args, **kwargs)
-            if self.lose:
-                self.lose -= 1
-                raise pm.AutoReconnect("connection lost after the server applied the write")
-            return result
-
-        return call
-
-
-def spy(db: Database, model: str, **kwargs: Any) -> Spy:
-    rt = db.executor.runtime
-    info = rt.registry.resolve(model)
-    wrapped = Spy(rt.coll(info), **kwargs)
-    rt.gateway.collections[info.collection] = wrapped
-    return wrapped
+spy = spy_updates
 
 
 def _url(db: Database) -> str:
