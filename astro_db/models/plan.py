@@ -26,7 +26,8 @@ from .fields import (
     UTCDateTimeField,
 )
 
-__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
+__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "STEP_LEAF", "STEP_TEXT",
+           "STEP_NUMBER", "STEP_OBJECT_ID", "STEP_EMBEDDED", "STEP_LIST"]
 
 LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
 
@@ -140,7 +141,7 @@ def _mongo_is_python(field: BaseField) -> bool:
 class DocPlan:
     """A Document or EmbeddedDocument class: its field plans in order and every key spelling."""
 
-    __slots__ = ("cls", "fields", "by_key", "known", "has_choices", "closed")
+    __slots__ = ("cls", "fields", "by_key", "known", "has_choices", "closed", "stored_keys", "steps")
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
@@ -151,6 +152,11 @@ class DocPlan:
         # every key of what the codec makes of a document is a stored name of a plan: its values
         # are scalars (``_SCALAR_FIELDS``), embedded documents and lists of these, nothing free-form
         self.closed = False
+        # every field's stored name, when each one is the key ``by_key`` reads that field by: a
+        # document whose keys are all in it has no unknown key and none given twice (None otherwise)
+        self.stored_keys: frozenset[str] | None = None
+        # per field, in order, how the codec encodes its value (``_steps``)
+        self.steps: tuple[tuple[Any, ...], ...] = ()
 
     def build(self) -> None:
         cls = self.cls
@@ -163,6 +169,39 @@ class DocPlan:
         self.known = ", ".join(fp.stored for fp in self.fields)
         self.has_choices = any(fp.field.choices for fp in self.fields)
         self.closed = all(map(_closed, self.fields))
+        self.settle()
+
+    def settle(self) -> None:
+        """``stored_keys`` and ``steps``, from ``fields`` and ``by_key`` (``build`` calls it)."""
+        self.stored_keys = None
+        if all(self.by_key.get(fp.stored) is fp for fp in self.fields):
+            self.stored_keys = frozenset(fp.stored for fp in self.fields)
+        self.steps = tuple(map(_step, self.fields))
+
+
+# How the codec's document loop (``codec._encode_doc``) takes a field's value, by the field's plan:
+# a text, number or ObjectId value its rule accepts in place (``FieldPlan.text``, ``.number``,
+# ``.object_id``: what ``codec._accepts`` decides), an embedded document or a list (their own
+# encoders), or any other leaf (``to_python``, ``check``, ``to_mongo``).
+STEP_LEAF, STEP_TEXT, STEP_NUMBER, STEP_OBJECT_ID = "leaf", "text", "number", "object_id"
+STEP_EMBEDDED, STEP_LIST = EMBEDDED, LIST
+
+
+def _step(fp: FieldPlan) -> tuple[Any, ...]:
+    """``(plan, stored name, step, a, b, c, d)``: for text ``(strip, min_length, max_length, -)``,
+    for numbers ``(integer, min_value, max_value, below)``, for an embedded document its
+    ``DocPlan`` in ``a``; unused slots None."""
+    if fp.kind is EMBEDDED:
+        return fp, fp.stored, STEP_EMBEDDED, fp.sub, None, None, None
+    if fp.kind is LIST:
+        return fp, fp.stored, STEP_LIST, None, None, None, None
+    if fp.number is not None:
+        return (fp, fp.stored, STEP_NUMBER, *fp.number)
+    if fp.text is not None:
+        return (fp, fp.stored, STEP_TEXT, *fp.text, None)
+    if fp.object_id:
+        return fp, fp.stored, STEP_OBJECT_ID, None, None, None, None
+    return fp, fp.stored, STEP_LEAF, None, None, None, None
 
 
 def _closed(fp: FieldPlan) -> bool:

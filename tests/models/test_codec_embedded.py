@@ -1,0 +1,384 @@
+"""Embedded documents: the codec's in-place path is held to the fields' own validation path, and
+hydration builds what MongoEngine's ``_from_son`` builds.
+
+``_encode_doc`` takes a plain text, number or ObjectId value its field's rule accepts in place at
+every depth (embedded documents, lists of them, documents in documents) and reads a document whose
+keys are all stored names as it is. The reference here is the same codec with both shortcuts off
+(every leaf through its field's ``to_python``, ``check`` and ``to_mongo``; every document's keys
+spelled out one by one, as before the in-place path): for every case of the table (wrong types,
+unknown keys, ``None``, bools for integers, huge and non-finite numbers, text at and past its
+bounds, values and keys shaped like the library's own markers) both give the same stored document
+(values, types, key order) or the same errors (paths, messages, order), and a valid document is
+what MongoEngine's ``to_mongo`` stores.
+"""
+
+from __future__ import annotations
+
+import copy
+import cProfile
+import datetime as _dt
+import pstats
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from mongoengine.base import BaseDocument
+
+from astro_db.errors import ValidationError
+from astro_db.models import AstroDocument, codec
+from astro_db.models import hydrate as hydration
+from astro_db.models.embedded import AstroEmbeddedDocument
+from astro_db.models.fields import (
+    EmbeddedDocumentField,
+    NumberField,
+    RuleListField,
+    StrictObjectIdField,
+    TextField,
+    UTCDateTimeField,
+)
+from astro_db.models.plan import STEP_LEAF, STEP_NUMBER, STEP_OBJECT_ID, STEP_TEXT, DocPlan, doc_plan
+
+from .samples import me_errors
+
+
+class NestLeaves(AstroEmbeddedDocument):
+    text = TextField(max_length=10)
+    short = TextField(min_length=2, max_length=4, strip=False)
+    count = NumberField(integer=True, min_value=0, max_value=100)
+    ratio = NumberField(below=1)
+    ref = StrictObjectIdField()
+    must = TextField(required=True)
+    dflt = NumberField(integer=True, default=7)
+    when = UTCDateTimeField()
+
+
+class NestInts(AstroEmbeddedDocument):
+    a = NumberField(integer=True)
+    b = NumberField(integer=True)
+
+
+class NestTexts(AstroEmbeddedDocument):
+    a = TextField(max_length=1_000)
+    b = TextField(max_length=1_000)
+
+
+class NestInner(AstroEmbeddedDocument):
+    name = TextField(db_field="nm", max_length=20)
+    leaves = EmbeddedDocumentField(NestLeaves)
+
+
+class NestDoc(AstroDocument):
+    one = EmbeddedDocumentField(NestLeaves)
+    many = RuleListField(EmbeddedDocumentField(NestLeaves), max_length=3)
+    inner = EmbeddedDocumentField(NestInner)
+    ints = EmbeddedDocumentField(NestInts)
+    texts = EmbeddedDocumentField(NestTexts)
+    meta = {"collection": "nestDocs"}
+
+
+REF = ObjectId("65f0c0ffee0000000000abcd")
+
+
+class _Oid(ObjectId):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def leaves(**over: Any) -> dict[str, Any]:
+    return {"text": " hello ", "short": "abc", "count": 5, "ratio": 0.5, "ref": REF, "must": "x", **over}
+
+
+def base() -> dict[str, Any]:
+    return {"one": leaves(), "many": [leaves(count=1), leaves(count=2)], "inner": {"nm": "in", "leaves": leaves()},
+            "ints": {"a": 1, "b": 2}, "texts": {"a": " t ", "b": "u"}}
+
+
+def _at(path: str, value: Any) -> Callable[[], dict[str, Any]]:
+    """The base document with ``path`` (dotted, list indexes as numbers) set to ``value``."""
+    def make() -> dict[str, Any]:
+        doc = base()
+        *head, last = path.split(".")
+        node: Any = doc
+        for part in head:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+        return doc
+    return make
+
+
+def _without(path: str) -> Callable[[], dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        doc = base()
+        *head, last = path.split(".")
+        node: Any = doc
+        for part in head:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        del node[last]
+        return doc
+    return make
+
+
+LEAF_VALUES: list[tuple[str, list[Any]]] = [
+    ("text", [" hello ", "x" * 10, " " + "x" * 10 + "\t", "x" * 11, "", "   ", 5, True, None, _Str(" s "), ["a"], {"a": 1},
+              "enc:v1:0011aabb:QUJD", "<unreadable>", "é" * 10, 10**30]),
+    ("short", ["ab", "abcd", " ab ", "a", "abcde", " a ", 12, None]),
+    ("count", [0, 100, 101, -1, 5.0, 5.5, True, False, 2**70, -(2**70), "5", None, float("nan"), float("inf"),
+               _dt.datetime(2020, 1, 1)]),
+    ("ratio", [0, 0.5, 0.999999, 1, 1.0, -1e308, float("inf"), float("-inf"), float("nan"), 10**400, -(10**30), True,
+               "0.5", None, -0.0]),
+    ("ref", [REF, _Oid("65f0c0ffee0000000000abce"), str(REF), "nope", 5, None, b"123456789012", {"$oid": str(REF)}]),
+    ("must", ["x", "", "  ", None, 3, False]),
+    ("dflt", [None, 8, -3, "7", True]),
+    ("when", ["2021-01-01", "2021-01-01T10:00:00+02:00", "junk", _dt.datetime(2020, 1, 1), 5, None]),
+]
+
+
+def _cases() -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
+    yield "valid", base
+    for where in ("one", "many.1", "inner.leaves"):
+        for field, values in LEAF_VALUES:
+            for n, value in enumerate(values):
+                yield f"{where}.{field}[{n}:{type(value).__name__}]", _at(f"{where}.{field}", value)
+        yield f"{where}.must-missing", _without(f"{where}.must")
+        yield f"{where}.text-missing", _without(f"{where}.text")
+        yield f"{where}.unknown-key", _at(f"{where}.extra", 1)
+        yield f"{where}.marker-key-$set", _at(f"{where}.$set", {"count": 1})
+        yield f"{where}.marker-key-_cls", _at(f"{where}._cls", "NestLeaves")
+        yield f"{where}.marker-key-_id", _at(f"{where}._id", ObjectId())
+    for where in ("one", "many.0", "inner", "inner.leaves", "ints", "texts"):
+        for n, value in enumerate(["text", 5, None, [], [leaves()], True, {}]):
+            yield f"{where}=[{n}:{type(value).__name__}]", _at(where, value)
+    yield "many-too-long", _at("many", [leaves()] * 4)
+    yield "many-empty", _at("many", [])
+    yield "many-tuple", _at("many", (leaves(),))
+    yield "many-not-list", _at("many", leaves())
+    yield "many-none-item", _at("many", [leaves(), None])
+    yield "inner-by-attribute-name", _at("inner", {"name": "in", "leaves": leaves()})
+    yield "inner-both-spellings", _at("inner", {"name": "in", "nm": "in2", "leaves": leaves()})
+    yield "inner-name-too-long", _at("inner.nm", "y" * 21)
+    yield "ints-bool", _at("ints.a", True)
+    yield "ints-float", _at("ints.b", 2.0)
+    yield "ints-huge", _at("ints.a", 10**100)
+    yield "texts-int", _at("texts.a", 1)
+    yield "texts-envelope", _at("texts.b", "enc:v2:deadbeef:QUJD")
+    yield "one-as-instance", _at("one", NestLeaves(**leaves()))
+    yield "top-unknown-key", _at("nope", 1)
+    yield "top-attribute-and-stored-id", _at("id", str(REF))
+    yield "many-errors-at-once", _at("many", [leaves(count=-1, text=5), leaves(short="z", extra=1)])
+
+
+CASES = list(_cases())
+
+
+@contextmanager
+def fields_own_path(*classes: type) -> Iterator[None]:
+    """Every document of ``classes`` (and the plans they reach) encoded with no in-place rule:
+    each leaf through its field's calls, each document's keys spelled out one by one."""
+    saved: dict[DocPlan, tuple[Any, Any]] = {}
+
+    def strip(plan: DocPlan) -> None:
+        if plan in saved:
+            return
+        saved[plan] = (plan.steps, plan.stored_keys)
+        plan.steps = tuple((s[0], s[1], STEP_LEAF, None, None, None, None)
+                           if s[2] in (STEP_TEXT, STEP_NUMBER, STEP_OBJECT_ID) else s for s in plan.steps)
+        plan.stored_keys = None
+        for fp in plan.fields:
+            if fp.sub is not None:
+                strip(fp.sub)
+            if fp.item is not None and fp.item.sub is not None:
+                strip(fp.item.sub)
+
+    for cls in classes:
+        strip(doc_plan(cls))
+    try:
+        yield
+    finally:
+        for plan, (steps, keys) in saved.items():
+            plan.steps, plan.stored_keys = steps, keys
+
+
+def _encode(data: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        out = codec.encode_new(NestDoc, copy.deepcopy(data))
+    except ValidationError as error:
+        return "error", list(error.errors.items())
+    return "ok", out
+
+
+def _shape(value: Any) -> Any:
+    """A stored value with its types and key order, to compare exactly."""
+    if isinstance(value, dict):
+        return [(k, _shape(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return ["list", *map(_shape, value)]
+    return type(value), repr(value)
+
+
+@pytest.mark.parametrize("case,make", CASES, ids=[c[0] for c in CASES])
+def test_an_embedded_value_taken_in_place_is_what_the_fields_own_path_makes_of_it(case, make):
+    data = make()
+    fast = _encode(data)
+    with fields_own_path(NestDoc):
+        slow = _encode(data)
+    assert fast[0] == slow[0], (fast, slow)
+    if fast[0] == "ok":
+        assert _shape(fast[1]) == _shape(slow[1])
+    else:
+        assert fast[1] == slow[1]  # the same paths (e.g. ``many.1.count``), messages and order
+
+
+def test_the_table_covers_acceptance_and_refusal_at_every_depth():
+    outcomes = {case: _encode(make())[0] for case, make in CASES}
+    for where in ("one", "many.1", "inner.leaves"):
+        assert {outcomes[c] for c in outcomes if c.startswith(f"{where}.count[")} == {"ok", "error"}
+        assert {outcomes[c] for c in outcomes if c.startswith(f"{where}.text[")} == {"ok", "error"}
+    assert len(CASES) > 250
+
+
+# the cases of a leaf's value (the codec's own refusals of a document's shape, unknown keys and
+# spellings are its rules, not MongoEngine's: held above to the fields' own path only)
+LEAF_CASES = [c for c in CASES if c[0] == "valid" or ("[" in c[0] and "=" not in c[0])
+              or c[0] in ("ints-bool", "ints-float", "ints-huge", "texts-int", "texts-envelope", "inner-name-too-long")]
+
+
+@pytest.mark.parametrize("case,make", LEAF_CASES, ids=[c[0] for c in LEAF_CASES])
+def test_an_embedded_leaf_stores_what_mongoengine_stores_or_fails_with_its_message(case, make):
+    data = make()
+    kind, got = _encode(data)
+    expected = me_errors(NestDoc, copy.deepcopy(data))
+    if kind == "ok":
+        assert expected == {}
+        assert _plain(got) == _plain(NestDoc(**copy.deepcopy(data)).to_mongo().to_dict())
+    else:
+        assert dict(got) == expected
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_embedded_leaves_are_taken_in_place_without_calling_their_fields(monkeypatch):
+    """The structural change: a valid nested document's text, number and ObjectId leaves, at
+    every depth, call neither ``_accepts`` nor a field method (before: one ``_accepts`` per leaf)."""
+    asked = []
+    monkeypatch.setattr(codec, "_accepts", lambda *a: asked.append(a) or codec._INVALID)
+    called = []
+    for cls in (NestLeaves, NestInts, NestTexts, NestInner):
+        for fp in doc_plan(cls).fields:
+            if fp.text is not None or fp.number is not None or fp.object_id:
+                monkeypatch.setattr(fp, "to_python", lambda v, _n=fp.stored: called.append(_n) or v)
+                monkeypatch.setattr(fp, "check", lambda v, _n=fp.stored: called.append(_n))
+    data = base()
+    for doc in (data["one"], *data["many"], data["inner"]["leaves"]):
+        doc.pop("dflt", None)  # a default is not the caller's value: it goes through the field
+    out = codec.encode_new(NestDoc, data)
+    assert asked == [] and called == []
+    assert out["one"] == {"text": "hello", "short": "abc", "count": 5, "ratio": 0.5, "ref": REF, "must": "x", "dflt": 7}
+    assert out["inner"]["nm"] == "in" and out["many"][1]["count"] == 2
+
+
+# --- hydration -----------------------------------------------------------------------------------
+
+def _stored() -> dict[str, Any]:
+    son = codec.encode_new(NestDoc, base())
+    return {"_id": ObjectId(), "__v": 0, **son, "createdAt": _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc)}
+
+
+def _state(doc: Any) -> Any:
+    """Everything an instance holds: class, ``_data`` (embedded instances by their state; compared
+    as a dict, as tests/models/test_hydrate.py does), flags, back-references."""
+    if isinstance(doc, BaseDocument):
+        instance = getattr(doc, "_instance", "none")
+        return (type(doc), {k: _state(v) for k, v in doc._data.items()},
+                doc._initialised, doc._created, doc._changed_fields, dict(doc._dynamic_fields),
+                sorted(doc.__dict__), type(instance).__name__)
+    if isinstance(doc, list):
+        return ["list", *map(_state, doc)]
+    return type(doc), repr(doc)
+
+
+STORED_VARIANTS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
+    ("as-stored", lambda son: None),
+    ("padded-text", lambda son: son["texts"].update(a="  padded  ")),
+    ("text-not-str", lambda son: son["texts"].update(a=5)),
+    ("text-str-subclass", lambda son: son["texts"].update(b=_Str(" sub "))),
+    ("text-none", lambda son: son["texts"].update(a=None)),
+    ("text-missing", lambda son: son["texts"].pop("b")),
+    ("text-unknown-key", lambda son: son["texts"].update(z=" kept ")),
+    ("ints-none", lambda son: son["ints"].update(a=None)),
+    ("ints-missing", lambda son: son["ints"].pop("a")),
+    ("ints-str", lambda son: son["ints"].update(b="7")),
+    ("ints-unknown-key", lambda son: son["ints"].update(zz=[1])),
+    ("ints-empty", lambda son: son.update(ints={})),
+    ("texts-empty", lambda son: son.update(texts={})),
+    ("embedded-not-a-dict", lambda son: son.update(ints=[1, 2])),
+    ("list-item-not-a-dict", lambda son: son["many"].append("x")),
+    ("list-not-a-list", lambda son: son.update(many={"text": "a"})),
+    ("padded-leaf-in-list", lambda son: son["many"][0].update(text="  x  ")),
+    ("unreadable-marker", lambda son: son["texts"].update(a="<unreadable>")),
+]
+
+
+@pytest.mark.parametrize("case,change", STORED_VARIANTS, ids=[c[0] for c in STORED_VARIANTS])
+def test_a_hydrated_nested_document_is_what_from_son_builds(case, change):
+    son = _stored()
+    change(son)
+    try:
+        expected = NestDoc._from_son(copy.deepcopy(son))
+    except Exception as error:  # corrupt data: hydrate lets MongoEngine raise its own error
+        with pytest.raises(type(error)):
+            hydration.hydrate(NestDoc, copy.deepcopy(son))
+        return
+    built = hydration.hydrate(NestDoc, copy.deepcopy(son))
+    assert _state(built) == _state(expected)
+    assert built == expected and built.to_mongo() == expected.to_mongo()
+    assert built.to_dict() == expected.to_dict() and built.to_dict(masked=True) == expected.to_dict(masked=True)
+    for child in (built.ints, built.texts, built.one, built.inner, *(built.many or [])):
+        if isinstance(child, BaseDocument):
+            assert isinstance(child._instance, weakref.ProxyType) and child._instance == built
+
+
+def test_a_creates_answer_hydrates_its_embedded_documents_as_encoded_and_equals_a_read():
+    data = base()
+    data["texts"]["a"] = "  spaced  "
+    son = {"_id": ObjectId(), **codec.encode_new(NestDoc, data), "__v": 0}
+    created = hydration.hydrate_encoded(NestDoc, copy.deepcopy(son))
+    read = hydration.hydrate(NestDoc, copy.deepcopy(son))
+    assert _state(created) == _state(read) == _state(NestDoc._from_son(copy.deepcopy(son)))
+    assert created.texts.a == "spaced"
+    plan = hydration.encoded_plan(NestDoc)
+    assert plan.keys["texts"][2][1] is hydration.encoded_plan(NestTexts)  # the embedded class's encoded plan
+    assert hydration.encoded_plan(NestTexts).uniform == hydration._AS_IS  # its text taken as the codec left it
+    assert hydration.read_plan(NestTexts).uniform == hydration._TEXT  # a read strips it
+
+
+def test_hydrating_a_nested_document_stays_within_its_function_call_budget():
+    """Each embedded document is built by its class's plan, resolved once, in ``_build`` itself;
+    one of only its own fields, all read as they are or all stripped text, in one step. Function
+    calls per document (cProfile's count, C functions included): for this one (seven embedded
+    documents, one in another, two in a list) 131 before, 108 after; for the ODM benchmark's
+    LARGE_DOC_NESTED 479 before, 134 after."""
+    son = _stored()
+    copies = [copy.deepcopy(son) for _ in range(20)]
+    expected = [NestDoc._from_son(copy.deepcopy(son)) for _ in range(2)]
+    hydration.hydrate(NestDoc, copy.deepcopy(son))  # plans built outside the count
+    profiler = cProfile.Profile()
+    profiler.enable()
+    built = [hydration.hydrate(NestDoc, doc) for doc in copies]
+    profiler.disable()
+    assert pstats.Stats(profiler).total_calls / len(copies) <= 110  # type: ignore[attr-defined]
+    assert _state(built[0]) == _state(expected[0])
