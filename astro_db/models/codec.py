@@ -156,14 +156,20 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
 def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], py: dict[str, Any] | None) -> Any:
     """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules.
 
-    One loop over the plan's ``steps``: a plain text, number or ObjectId value its field's rule
+    A document of only stored names whose every value its field's rule takes in place is
+    encoded by the plan's compiled encoder (``plan.fast_encoder``, the same rules); any other,
+    or one it gives back, by one loop over the plan's ``steps``: a plain text, number or ObjectId value its field's rule
     accepts is taken in place (what ``_accepts`` decides, inlined: no call per leaf), an embedded
     document is encoded here by its own plan, a list by ``_encode_list``, anything else by the
     field's ``to_python``, ``check`` and ``to_mongo``. A document whose keys are all stored names
     (``DocPlan.stored_keys``: then none is unknown or given twice) is read as it is; any other is
     first spelled out by stored name, with those errors."""
-    if type(data) is dict:
-        pass  # the common case: neither a document instance nor another Mapping to check for
+    if type(data) is dict:  # the common case: neither a document instance nor another Mapping to check for
+        fast = plan.fast
+        if fast is not None and py is None and data.keys() <= plan.stored_keys:  # type: ignore[operator]
+            done = fast(data)  # every value taken in place (plan.fast_encoder), else the loop below
+            if done is not None:
+                return done
     elif isinstance(data, BaseDocument):
         data = data._data
     if type(data) is not dict and not isinstance(data, Mapping):
