@@ -236,7 +236,7 @@ def fast_encoder(plan: DocPlan) -> Callable[[dict[str, Any]], dict[str, Any] | N
     """
     if plan.stored_keys is None:
         return None
-    names: dict[str, Any] = {"ObjectId": ObjectId}
+    names: dict[str, Any] = {"ObjectId": ObjectId, "__name__": __name__}  # its frames are this module's
     lines = ["def encode(data):", "    out = {}"]
     for n, fp in enumerate(plan.fields):
         body = _fast_value(fp, n, names)
