@@ -177,7 +177,8 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
         return _INVALID
     error_count = len(errors)
     stored_keys = plan.stored_keys
-    get = data.get if stored_keys is not None and data.keys() <= stored_keys else _spelled(plan, data, prefix, errors)
+    get = (data.get if stored_keys is not None and type(data) is dict and data.keys() <= stored_keys
+           else _spelled(plan, data, prefix, errors))  # another Mapping: by its items, as before
     out: dict[str, Any] = {}
     for fp, stored, step, a, b, c, d in plan.steps:
         raw = get(stored)

@@ -460,3 +460,43 @@ def test_hydrating_a_nested_document_stays_within_its_function_call_budget():
     profiler.disable()
     assert pstats.Stats(profiler).total_calls / len(copies) <= 205  # type: ignore[attr-defined]
     assert _state(built[0]) == _state(expected[0])
+
+
+def test_a_mapping_that_is_not_a_dict_is_read_by_its_items_with_the_same_result():
+    from collections.abc import Mapping
+
+    class Odd(Mapping):  # type: ignore[type-arg]
+        """A Mapping whose ``keys`` is a list: read by ``items``, never compared as a set."""
+
+        def __init__(self, data: dict[str, Any]) -> None:
+            self.data = data
+
+        def __getitem__(self, key: str) -> Any:
+            return self.data[key]
+
+        def __iter__(self) -> Any:
+            return iter(self.data)
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def keys(self) -> Any:  # type: ignore[override]
+            return list(self.data)
+
+    data = base()
+    data["texts"], data["plain"] = Odd(data["texts"]), Odd(data["plain"])
+    assert codec.encode_new(NestDoc, Odd(data)) == codec.encode_new(NestDoc, base())
+    with pytest.raises(ValidationError) as caught:
+        codec.encode_new(NestDoc, Odd({**base(), "plain": Odd({**plain(), "count": -1, "zz": 1})}))
+    assert caught.value.errors == {"plain.zz": "unknown field 'zz'; known fields: text, short, count, ratio, ref",
+                                   "plain.count": _me_message(NestPlain, "count", -1)}
+
+
+def _me_message(cls: type, name: str, value: Any) -> str:
+    from mongoengine.errors import ValidationError as MEValidationError
+
+    try:
+        cls._fields[name].validate(value)
+    except MEValidationError as error:
+        return str(error)
+    raise AssertionError("valid")
