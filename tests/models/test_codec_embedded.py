@@ -500,3 +500,52 @@ def _me_message(cls: type, name: str, value: Any) -> str:
     except MEValidationError as error:
         return str(error)
     raise AssertionError("valid")
+
+
+# --- through a Database: what the caller gets ---------------------------------------------------
+
+class NestSecret(AstroEmbeddedDocument):
+    note = TextField(max_length=50, sensitive=True)
+    score = NumberField(integer=True)
+
+
+class NestVault(AstroDocument):
+    """Embedded documents of only in-place fields, one of them with a sealed (personal) field."""
+
+    plain = EmbeddedDocumentField(NestPlain)
+    plains = RuleListField(EmbeddedDocumentField(NestPlain), max_length=3)
+    ints = EmbeddedDocumentField(NestInts)
+    secret = EmbeddedDocumentField(NestSecret)
+    meta = {"collection": "nestVaults"}
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["no-key", "sealed"])
+def test_create_find_and_update_return_what_from_son_makes_of_the_stored_document(keyed):
+    import base64
+    import uuid
+
+    from astro_db import Database
+
+    options: dict[str, Any] = {"encryption_key": base64.b64encode(b"k" * 32).decode()} if keyed else {"allow_plaintext_sensitive": True}
+    db = Database(f"mongomock://localhost/nest{uuid.uuid4().hex[:8]}", models=[NestVault], audit=False, journal=False,
+                  **options).connect()
+    try:
+        data = {"plain": plain(), "plains": [plain(count=1), plain(text=" y ")], "ints": {"a": 1, "b": 2},
+                "secret": {"note": "  private  ", "score": 3}}
+        created = db.create(NestVault, copy.deepcopy(data))
+        stored = db.collection(NestVault).find_one({"_id": created.id})
+        assert (stored["secret"]["note"] != "private") is keyed  # sealed at rest with a key
+        lean = db.find_one(NestVault, {"id": created.id}, lean=True)  # opened, as a dict
+        found = db.find_one(NestVault, {"id": created.id})
+        expected = NestVault._from_son(copy.deepcopy(lean))
+        for got in (created, found):
+            assert _state(got) == _state(expected)
+            assert got == expected and got.to_dict() == expected.to_dict()
+            assert got.to_dict(masked=True) == expected.to_dict(masked=True)
+            assert type(got.plain) is NestPlain and type(got.plains[1]) is NestPlain and type(got.secret) is NestSecret
+            assert got.secret.note == "private" and got.plains[1].text == "y" and got.plain._instance == got
+        updated = db.update(NestVault, {"id": created.id}, {"plain.count": 9})
+        lean = db.find_one(NestVault, {"id": created.id}, lean=True)
+        assert _state(updated) == _state(NestVault._from_son(copy.deepcopy(lean))) and updated.plain.count == 9
+    finally:
+        db.disconnect()
