@@ -7,6 +7,7 @@ do plain attribute reads instead of ``isinstance`` chains and descriptor lookups
 
 from __future__ import annotations
 
+import linecache
 from collections.abc import Callable
 from typing import Any
 
@@ -225,9 +226,10 @@ def fast_encoder(plan: DocPlan) -> Callable[[dict[str, Any]], dict[str, Any] | N
     Given a ``dict`` whose keys are all stored names (``stored_keys``: the caller checks), it
     returns the stored document, fields in plan order, exactly as ``codec._encode_doc`` makes it,
     or None at the first value it does not take in place (a value of another type, out of its
-    bounds, ``None`` or missing where the field has a default or is required, a list out of its
-    bounds or required and empty), and the codec's loop then encodes the whole document, with
-    its errors. It applies the rules of ``codec._accepts`` (text: an exact ``str``, stripped if
+    bounds, ``None`` or missing where the field is required or has a default other than a
+    number's or an ObjectId's constant one, a list out of its bounds or required and empty, any
+    value of a field with no in-place rule: such a field may only be missing), and the codec's
+    loop then encodes the whole document, with its errors. It applies the rules of ``codec._accepts`` (text: an exact ``str``, stripped if
     the field strips, its length within bounds; numbers: an exact ``int``, or a finite exact
     ``float`` where floats are allowed, within bounds, ``below`` taking the place of
     ``max_value``; an exact ``ObjectId``), embedded documents by their own encoder, and lists of
@@ -239,20 +241,36 @@ def fast_encoder(plan: DocPlan) -> Callable[[dict[str, Any]], dict[str, Any] | N
     names: dict[str, Any] = {"ObjectId": ObjectId, "__name__": __name__}  # its frames are this module's
     lines = ["def encode(data):", "    out = {}"]
     for n, fp in enumerate(plan.fields):
+        names[f"k{n}"] = fp.stored
+        optional = fp.default is None and not fp.required  # None or missing: left out, as the codec's loop does
         body = _fast_value(fp, n, names)
         if body is None:
-            return None
-        names[f"k{n}"] = fp.stored
-        lines.append(f"    v = data.get(k{n})")
-        if fp.default is None and not fp.required:  # left out when None: as the codec's loop does
-            lines.append("    if v is not None:")
+            if not optional:
+                return None
+            # a field with no in-place rule, left out of most new documents (an id the service
+            # makes, its dates): missing, left out; given, the loop encodes the document (looked
+            # at first, before any value is taken)
+            lines.insert(1, f"    if data.get(k{n}) is not None: return None")
+            continue
+        if optional:
+            lines.extend([f"    v = data.get(k{n})", "    if v is not None:"])
             indent = "        "
-        else:  # a default to apply, or a required field: the codec's loop decides
-            lines.append("    if v is None: return None")
+        elif (fp.number is not None or fp.object_id) and fp.default is not None and not fp.default_callable:
+            # a constant default, checked by the same rule as a given value (the loop takes a
+            # number's or an ObjectId's default by its rule too: ``_accepts`` ignores ``converted``)
+            names[f"d{n}"] = fp.default
+            lines.extend([f"    v = data.get(k{n})", f"    if v is None: v = d{n}"])
+            indent = "    "
+        else:  # another default to apply, or a required field: when missing the codec's loop
+            # decides (looked at first, before any value is taken)
+            lines.insert(1, f"    if data.get(k{n}) is None: return None")
+            lines.append(f"    v = data[k{n}]")
             indent = "    "
         lines.extend(indent + line for line in [*body, f"out[k{n}] = v"])
     lines.append("    return out")
-    code = compile("\n".join(lines), f"<astro_db codec: {plan.cls.__name__}>", "exec")
+    source, filename = "\n".join(lines) + "\n", f"<astro_db codec: {plan.cls.__module__}.{plan.cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks, profilers show it
+    code = compile(source, filename, "exec")
     exec(code, names)  # noqa: S102 - source made here from fixed lines; every value is a namespace constant
     encode: Callable[[dict[str, Any]], dict[str, Any] | None] = names["encode"]
     return encode

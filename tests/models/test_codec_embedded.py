@@ -250,10 +250,28 @@ def fields_own_path(*classes: type) -> Iterator[None]:
             plan.steps, plan.stored_keys, plan.fast = steps, keys, fast
 
 
+def _plans_from(*classes: type) -> list[DocPlan]:
+    """The plans of ``classes`` and of every embedded class they reach."""
+    found: list[DocPlan] = []
+
+    def walk(plan: DocPlan) -> None:
+        if plan in found:
+            return
+        found.append(plan)
+        for fp in plan.fields:
+            for sub in (fp.sub, fp.item.sub if fp.item is not None else None):
+                if sub is not None:
+                    walk(sub)
+
+    for cls in classes:
+        walk(doc_plan(cls))
+    return found
+
+
 @contextmanager
 def without_compiled(*classes: type) -> Iterator[None]:
     """The codec's loop (its in-place steps included) for every document: no compiled encoder."""
-    plans = [doc_plan(cls) for cls in classes]
+    plans = _plans_from(*classes)
     saved = [plan.fast for plan in plans]
     for plan in plans:
         plan.fast = None
@@ -264,12 +282,18 @@ def without_compiled(*classes: type) -> Iterator[None]:
             plan.fast = fast
 
 
-COMPILED = (NestPlain, NestDeep, NestInts, NestTexts)
+COMPILED = (NestDoc, NestLeaves, NestInner, NestPlain, NestDeep, NestInts, NestTexts)
 
 
-def test_the_classes_of_only_in_place_fields_get_a_compiled_encoder():
+def test_a_class_of_fields_with_in_place_rules_gets_a_compiled_encoder():
+    from astro_db.models import BirthChart, User
+    from astro_db.models.embedded import Position
+
+    # text, numbers (one with a default), ObjectIds, embedded documents and lists of them, and
+    # fields with no rule that a new document leaves out (the id, the dates)
     assert all(doc_plan(cls).fast is not None for cls in COMPILED)
-    assert all(doc_plan(cls).fast is None for cls in (NestLeaves, NestInner, NestDoc))  # a date, a default, required
+    # a required field with no in-place rule (an email, a choice), a list with a list rule
+    assert doc_plan(User).fast is None and doc_plan(Position).fast is None and doc_plan(BirthChart).fast is None
 
 
 def _encode(data: dict[str, Any]) -> tuple[str, Any]:
@@ -355,16 +379,16 @@ def test_embedded_leaves_are_taken_in_place_without_calling_their_fields(monkeyp
     data = base()
     for doc in (data["one"], *data["many"], data["inner"]["leaves"]):
         doc.pop("dflt", None)  # a default is not the caller's value: it goes through the field
-    compiled = []
-    for cls in COMPILED:
-        real = doc_plan(cls).fast
-        monkeypatch.setattr(doc_plan(cls), "fast", lambda d, _real=real, _c=cls: compiled.append(_c) or _real(d))
+    entered = []
+    real_loop = codec._encode_doc
+    monkeypatch.setattr(codec, "_encode_doc", lambda plan, *a: entered.append(plan.cls) or real_loop(plan, *a))
     out = codec.encode_new(NestDoc, data)
     assert asked == [] and called == []
-    # each document of only in-place fields by its compiled encoder, once (the deep one's own
-    # embedded documents from its compiled code, not through the loop)
-    assert sorted(c.__name__ for c in compiled) == ["NestDeep", "NestInts", "NestPlain", "NestPlain", "NestPlain",
-                                                       "NestTexts"]
+    assert entered == [NestDoc]  # the whole document by its class's compiled encoder, the embedded ones by theirs
+    entered.clear()
+    with without_compiled(NestDoc):
+        assert codec.encode_new(NestDoc, base()) == out
+    assert len(entered) == 1 + 14 and asked == [] and called == []  # the loop: entered per document, leaves in place
     assert out["one"] == {"text": "hello", "short": "abc", "count": 5, "ratio": 0.5, "ref": REF, "must": "x", "dflt": 7}
     assert out["inner"]["nm"] == "in" and out["many"][1]["count"] == 2
 
