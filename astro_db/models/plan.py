@@ -28,7 +28,7 @@ from .fields import (
     UTCDateTimeField,
 )
 
-__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "STEP_LEAF", "STEP_TEXT",
+__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "fast_encoder", "STEP_LEAF", "STEP_TEXT",
            "STEP_NUMBER", "STEP_OBJECT_ID", "STEP_EMBEDDED", "STEP_LIST"]
 
 LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
