@@ -3,7 +3,13 @@
 Runs hooks-off calls (``audit=False, journal=False``) of create, update (a one-field ``$set`` by
 id; ``update_nr`` is the same with ``returning=False``, against raw ``update_one``), find_one by
 id (hydrated, as the benchmark calls it), find lean and hydrated (``find``, 20 insights each)
-and find_one of a User by id (hydrated: ``find_one_user``) against an nx-27017 server
+find_one of a User by id (hydrated: ``find_one_user``), and the ODM benchmark's large nested model
+(``benchmarks/odm``: LARGE_DOC_NESTED, five embedded documents of text, a list of two, seven of
+integers): ``nested_create``, ``nested_update`` (a ``$set`` of ``embedded_str_doc_1.field1`` by
+id, the nested document returned and hydrated; ``nested_update_nr`` with ``returning=False``,
+against raw ``update_one``) and ``nested_find`` (``find_one`` by ``embedded_str_doc_1.unique_id``,
+hydrated), on the spec's data file with ``--data DIR`` (as ``odm_bench.py``) or generated
+documents of its shape, against an nx-27017 server
 started the way ``benchmarks/run.py`` starts it (the patched launcher), and the same calls in raw
 PyMongo on a plain client of its own (``tz_aware=True``, no listeners). The two sides run in
 small interleaved batches (``--rounds`` batches of ``--batch`` calls each, inputs rebuilt outside
@@ -56,13 +62,20 @@ import datetime as _dt  # noqa: E402
 
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
+from odm.data import load as load_odm_data  # noqa: E402
+from odm.models import COLLECTIONS as ODM_COLLECTIONS  # noqa: E402
+from odm.models import LargeNested  # noqa: E402
+from odm.tasks import stored as odm_stored  # noqa: E402
+from odm.tasks import with_unique_ids  # noqa: E402
 from pymongo import ReturnDocument  # noqa: E402
 from workloads import stored_insight, stored_user, user_input  # noqa: E402
 
 from astro_db import Database  # noqa: E402
 from astro_db.models import PlanetaryInsight, User  # noqa: E402
 
-KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user")
+KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user",
+         "nested_create", "nested_update", "nested_update_nr", "nested_find")
+NESTED = ODM_COLLECTIONS["nested"]
 Call = Callable[[int], Any]
 
 
@@ -82,10 +95,13 @@ def nothing(i: int = 0) -> None:
 
 
 def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int, find_size: int,
-             user_ids: list[Any]) -> dict[str, Kind]:
-    """Per kind: (raw call, astro_db call, setup run before each round, untimed)."""
-    users, insights = raw["users"], raw["planetaryInsights"]
+             user_ids: list[Any], nested: list[dict[str, Any]], make_nested: Callable[[], dict[str, Any]]) -> dict[str, Kind]:
+    """Per kind: (raw call, astro_db call, setup run before each round, untimed). ``nested``: the
+    seeded LARGE_DOC_NESTED documents; ``make_nested`` a fresh input of that shape."""
+    users, insights, nested_coll = raw["users"], raw["planetaryInsights"], raw[NESTED]
     state: dict[str, Any] = {"round": 0}
+    nested_ids = [d["_id"] for d in nested]
+    nested_keys = [d["embedded_str_doc_1"]["unique_id"] for d in nested]
 
     def fresh_users() -> None:
         state["round"] += 1
@@ -99,7 +115,35 @@ def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int
             {"$set": {"energyLevel": i % 101, "updatedAt": _dt.datetime.now(_dt.timezone.utc)}},
             return_document=ReturnDocument.AFTER)
 
+    def fresh_nested() -> None:
+        nested_coll.delete_many({"_id": {"$nin": nested_ids}})
+        state["raw_nested"] = [odm_stored(make_nested()) for _ in range(calls)]
+        state["astro_nested"] = [make_nested() for _ in range(calls)]
+
+    def raw_nested_update(i: int) -> Any:
+        return nested_coll.find_one_and_update(
+            {"_id": nested_ids[i % len(nested_ids)]},
+            {"$set": {"embedded_str_doc_1.field1": f"updated_value{i}", "updatedAt": _dt.datetime.now(_dt.timezone.utc)}},
+            return_document=ReturnDocument.AFTER)
+
     return {
+        "nested_create": (lambda i: nested_coll.insert_one(state["raw_nested"][i]),
+                          lambda i: db.create(LargeNested, state["astro_nested"][i]), fresh_nested),
+        "nested_update": (raw_nested_update,
+                          lambda i: db.update(LargeNested, {"id": nested_ids[i % len(nested_ids)]},
+                                              {"embedded_str_doc_1.field1": f"updated_value{i}"}),
+                          nothing),
+        "nested_update_nr": (lambda i: nested_coll.update_one(
+                                 {"_id": nested_ids[i % len(nested_ids)]},
+                                 {"$set": {"embedded_str_doc_1.field1": f"updated_value{i}",
+                                           "updatedAt": _dt.datetime.now(_dt.timezone.utc)}}),
+                             lambda i: db.update(LargeNested, {"id": nested_ids[i % len(nested_ids)]},
+                                                 {"embedded_str_doc_1.field1": f"updated_value{i}"}, returning=False),
+                             nothing),
+        "nested_find": (lambda i: nested_coll.find_one({"embedded_str_doc_1.unique_id": nested_keys[(i * 7919) % len(nested_keys)]}),
+                        lambda i: db.find_one(LargeNested, {"embedded_str_doc_1.unique_id":
+                                                            nested_keys[(i * 7919) % len(nested_keys)]}),
+                        nothing),
         "create": (lambda i: users.insert_one(state["raw_users"][i]),
                    lambda i: db.create(User, state["astro_users"][i]), fresh_users),
         "update": (raw_update,
@@ -208,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     parser.add_argument("--only", default="", help="a regex the printed functions' file:name must match (e.g. astro_db)")
+    parser.add_argument("--data", default=None,
+                        help="the ODM spec's extracted data files for the nested kinds (as odm_bench.py; default: "
+                             "ASTRO_DB_ODM_DATA, else generated documents of the same shape)")
     parser.add_argument("--no-monitoring", action="store_true", help="astro_db with monitoring=False")
     parser.add_argument("--command-monitoring", action="store_true",
                         help="astro_db with command_monitoring=True (PyMongo's per-call command and pool listeners)")
@@ -231,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     url = server.url(name)
     client: Any = pymongo.MongoClient(url, tz_aware=True)
     db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=args.records, journal=args.records,
+                  models=[LargeNested],
                   ensure_indexes=False, monitoring=not args.no_monitoring, command_monitoring=args.command_monitoring,
                   tracing=args.tracing != "off").connect()
     closing: list[Database] = []
@@ -242,27 +290,37 @@ def main(argv: list[str] | None = None) -> None:
         seed_users = [stored_user(n, "seed") for n in range(100)]
         raw["users"].insert_many(seed_users)
         user_ids = [d["_id"] for d in seed_users]
-        instant = {"planetaryInsights": seed[0], "users": seed_users[0]}
-        table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size, user_ids)
+        nested_doc = load_odm_data(args.data).nested.document
+
+        def make_nested() -> dict[str, Any]:
+            return with_unique_ids(nested_doc)
+
+        seed_nested = [odm_stored(make_nested()) for _ in range(200)]
+        raw[NESTED].insert_many(seed_nested)
+        raw[NESTED].create_index([("embedded_str_doc_1.unique_id", 1)])
+        instant = {"planetaryInsights": seed[0], "users": seed_users[0], NESTED: seed_nested[0]}
+        table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size, user_ids,
+                         seed_nested, make_nested)
         if args.no_driver:
             without_driver(db, instant)
             table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}
         if args.tracing_cost:
-            untraced = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False, ensure_indexes=False,
+            untraced = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False,
+                                ensure_indexes=False, models=[LargeNested],
                                 monitoring=not args.no_monitoring, command_monitoring=args.command_monitoring,
                                 tracing=False).connect()
             closing.append(untraced)
             if args.no_driver:
                 without_driver(untraced, instant)
             plain = calls_of(raw, untraced, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size,
-                             user_ids)
+                             user_ids, seed_nested, make_nested)
             table = {kind: (plain[kind][1], astro, both(setup, plain[kind][2])) for kind, (_, astro, setup) in table.items()}
         mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
         mode += ", command monitoring on" if args.command_monitoring and not args.no_monitoring else ""
         mode += f", tracing {args.tracing}" + (" (raw column: astro_db with tracing=False)" if args.tracing_cost else "")
         print(f"# nx-27017, {'records on' if args.records else 'hooks off'}{mode}; {args.rounds} batches of "
               f"{args.batch} calls per side, interleaved (+1 warm-up): median client CPU per call in microseconds")
-        print(f"{'call':<10} {'raw':>8} {'astro_db':>9} {'overhead':>9} {'ratio':>6}")
+        print(f"{'call':<16} {'raw':>8} {'astro_db':>9} {'overhead':>9} {'ratio':>6}")
         for kind in kinds:
             raw_call, astro_call, setup = table[kind]
             setup()
@@ -277,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
                 astros.append(b if first is raw_call else a)
             raw_med, astro_med = statistics.median(raws), statistics.median(astros)
             ratio = "     -" if (args.no_driver and not args.tracing_cost) or not raw_med else f"{astro_med / raw_med:>5.2f}x"
-            print(f"{kind:<10} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {ratio}",
+            print(f"{kind:<16} {raw_med:>8.1f} {astro_med:>9.1f} {astro_med - raw_med:>9.1f} {ratio}",
                   flush=True)
         if args.top:
             for kind in kinds:

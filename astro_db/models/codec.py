@@ -21,7 +21,20 @@ from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
 from .hydrate import hydrate, hydrate_encoded, hydrate_many
 from .paths import resolve
-from .plan import _DOC_PLANS, EMBEDDED, LEAF, LIST, DocPlan, FieldPlan, doc_plan, field_plan
+from .plan import (
+    _DOC_PLANS,
+    EMBEDDED,
+    LEAF,
+    STEP_EMBEDDED,
+    STEP_LIST,
+    STEP_NUMBER,
+    STEP_OBJECT_ID,
+    STEP_TEXT,
+    DocPlan,
+    FieldPlan,
+    doc_plan,
+    field_plan,
+)
 
 __all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "validate_stored", "hydrate", "hydrate_many", "hydrate_encoded",
            "REQUIRED", "SERVICE_FIELDS"]
@@ -141,61 +154,106 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
 
 
 def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], py: dict[str, Any] | None) -> Any:
-    """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules."""
-    if type(data) is dict:
-        pass  # the common case: neither a document instance nor another Mapping to check for
+    """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules.
+
+    A document of only stored names whose every value its field's rule takes in place is
+    encoded by the plan's compiled encoder (``plan.fast_encoder``, the same rules); any other,
+    or one it gives back, by one loop over the plan's ``steps``: a plain text, number or ObjectId value its field's rule
+    accepts is taken in place (what ``_accepts`` decides, inlined: no call per leaf), an embedded
+    document is encoded here by its own plan, a list by ``_encode_list``, anything else by the
+    field's ``to_python``, ``check`` and ``to_mongo``. A document whose keys are all stored names
+    (``DocPlan.stored_keys``: then none is unknown or given twice) is read as it is; any other is
+    first spelled out by stored name, with those errors."""
+    if type(data) is dict:  # the common case: neither a document instance nor another Mapping to check for
+        fast = plan.fast
+        if fast is not None and py is None and data.keys() <= plan.stored_keys:  # type: ignore[operator]
+            done = fast(data)  # every value taken in place (plan.fast_encoder), else the loop below
+            if done is not None:
+                return done
     elif isinstance(data, BaseDocument):
         data = data._data
     if type(data) is not dict and not isinstance(data, Mapping):
         errors[prefix[:-1]] = f"must be an object, got {describe(data)}"
         return _INVALID
-    by_key = plan.by_key
     error_count = len(errors)
-    values: dict[str, Any] = {}
-    for key, raw in data.items():
-        fp = by_key.get(key)
-        if fp is None:
-            errors[f"{prefix}{key}"] = f"unknown field {key!r}; known fields: {plan.known}"
-        elif fp.name in values:
-            errors[prefix + fp.stored] = f"given twice (as {fp.name!r} and {fp.stored!r})"
-        else:
-            values[fp.name] = raw
+    stored_keys = plan.stored_keys
+    get = (data.get if stored_keys is not None and type(data) is dict and data.keys() <= stored_keys
+           else _spelled(plan, data, prefix, errors))  # another Mapping: by its items, as before
     out: dict[str, Any] = {}
-    for fp in plan.fields:
-        raw = values.get(fp.name)
+    for fp, stored, step, a, b, c, d in plan.steps:
+        raw = get(stored)
         converted = False
         if raw is None:
             raw = fp.default() if fp.default_callable else fp.default  # fp.make_default(), inlined
             converted = True  # MongoEngine assigns defaults without to_python
             if raw is None:
                 if fp.required:
-                    errors[prefix + fp.stored] = REQUIRED
+                    errors[prefix + stored] = REQUIRED
                 continue
-        if fp.kind is not LEAF:  # _encode_field's dispatch, inlined for a list
-            value = (_encode_list(fp, raw, prefix + fp.stored, errors, py, converted) if fp.kind is LIST
-                     else _encode_field(fp, raw, prefix + fp.stored, errors, py, converted))
-            if value is not _INVALID:
-                out[fp.stored] = value
-            continue
-        # _encode_field's leaf case, inlined (most fields of most documents): the same calls, but
-        # a plain number, text or ObjectId value its field accepts is taken as it is (``_accepts``)
-        if fp.number is not None or fp.text is not None or fp.object_id:
-            accepted = _accepts(fp, raw, converted)
-            if accepted is not _INVALID:
+        if step is STEP_TEXT:  # _accepts' text rule, in place: (strip, min_length, max_length)
+            if not converted and raw.__class__ is str:
+                value = raw.strip() if a else raw
+                size = len(value)
+                if (b is None or size >= b) and (c is None or size <= c):
+                    if py is not None:
+                        py[fp.name] = value
+                    out[stored] = value  # to_python and to_mongo give it back
+                    continue
+        elif step is STEP_NUMBER:  # _accepts' number rule, in place: (integer, min_value, max_value, below)
+            kind = raw.__class__
+            if (kind is int or (kind is float and not a and raw - raw == 0.0)) and (
+                    (raw < d and (b is None or raw >= b)) if d is not None
+                    else (b is None or raw >= b) and (c is None or raw <= c)):
                 if py is not None:
-                    py[fp.name] = accepted
-                out[fp.stored] = accepted  # to_python and to_mongo give it back
+                    py[fp.name] = raw
+                out[stored] = raw
                 continue
+        elif step is STEP_EMBEDDED:  # _encode_field's embedded case, inlined
+            sub_py: dict[str, Any] | None = {} if py is not None else None
+            value = _encode_doc(a, raw, prefix + stored + ".", errors, sub_py)
+            if py is not None:
+                py[fp.name] = sub_py
+            if value is not _INVALID:
+                out[stored] = value
+            continue
+        elif step is STEP_LIST:
+            value = _encode_list(fp, raw, prefix + stored, errors, py, converted)
+            if value is not _INVALID:
+                out[stored] = value
+            continue
+        elif step is STEP_OBJECT_ID and raw.__class__ is ObjectId:  # _accepts' ObjectId rule
+            if py is not None:
+                py[fp.name] = raw
+            out[stored] = raw
+            continue
+        # a value no rule took in place: the field's own calls, which accept or refuse it
         value = raw if converted or fp.python_is_identity else fp.to_python(raw)
         try:
             fp.check(value)
         except MEValidationError as error:
-            errors[prefix + fp.stored] = str(error)
+            errors[prefix + stored] = str(error)
             continue
         if py is not None:
             py[fp.name] = value
-        out[fp.stored] = value if fp.mongo_is_python and (not converted or fp.python_is_identity) else fp.to_mongo(value)
+        out[stored] = value if fp.mongo_is_python and (not converted or fp.python_is_identity) else fp.to_mongo(value)
     return out if len(errors) == error_count else _INVALID
+
+
+def _spelled(plan: DocPlan, data: Mapping[str, Any], prefix: str, errors: dict[str, str]) -> Any:
+    """The ``get`` of ``data`` by stored name, for a document with a key that is not one (an
+    attribute name, an ``id``, or a key the plan does not know: reported here, as is a field
+    given in both spellings)."""
+    by_key = plan.by_key
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        fp = by_key.get(key)
+        if fp is None:
+            errors[f"{prefix}{key}"] = f"unknown field {key!r}; known fields: {plan.known}"
+        elif fp.stored in values:
+            errors[prefix + fp.stored] = f"given twice (as {fp.name!r} and {fp.stored!r})"
+        else:
+            values[fp.stored] = raw
+    return values.get
 
 
 def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
@@ -234,7 +292,9 @@ def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
     """The stored value of ``raw`` when ``fp``'s plain text or number rule (``plan._text_rule``,
     ``plan._number_rule``) accepts it as it is, decided without calling the field; else
     ``_INVALID``: the value goes through ``to_python`` and ``check``, which accept or refuse it
-    with the field's own message. ``_encode_doc``, ``_encode_field`` and ``encode_planned`` ask it."""
+    with the field's own message. ``_encode_field`` and ``encode_planned`` ask it; ``_encode_doc``
+    applies the same rules inline, from its plan's ``steps`` (tests/models/test_codec_plans.py
+    holds both to the field's own calls)."""
     rule: Any = fp.number
     if rule is not None:
         kind = raw.__class__

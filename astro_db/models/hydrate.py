@@ -102,6 +102,14 @@ _ID_AS_IS = frozenset({ObjectIdField.to_python, StrictObjectIdField.to_python, U
 # A list of leaves (``ReadPlan.keys``' argument: the list field's plan, the item converter and
 # whether items are stripped text): its items converted in ``_build`` itself, as ``_convert`` would
 _LEAVES = 4
+# An embedded document, and a list of them (argument: the field's plan and the embedded class's
+# own ``ReadPlan``, resolved once): built in ``_build`` itself, each child's ``_instance`` a weak
+# proxy of its owner (one per owner, as ``weakref.proxy`` gives back the same one), as ``_convert`` would
+_DOC, _DOCS = 6, 7
+# A class whose every field is stored under its attribute name and read as it is (``ReadPlan.uniform``
+# ``_AS_IS``), or every one a stripping text field (``_TEXT``): a stored document of only its
+# fields, none None (and, for text, only exact ``str`` values), is read in one step
+_ONLY_STR = frozenset({str})
 
 
 class ReadPlan:
@@ -111,7 +119,7 @@ class ReadPlan:
     the plan of a document the codec just encoded (``encoded_plan``), whose values of fields
     giving ``to_mongo`` as ``to_python`` are taken as they are."""
 
-    __slots__ = ("cls", "class_name", "keys", "defaults", "embedded", "doc_plan")
+    __slots__ = ("cls", "class_name", "keys", "defaults", "embedded", "doc_plan", "uniform", "stored_keys", "size")
 
     def __init__(self, plan: DocPlan, encoded: bool = False) -> None:
         cls: Any = plan.cls
@@ -129,11 +137,28 @@ class ReadPlan:
                 how = (fp.name, _TEXT if _strips(fp) else _CALL, _leaf_converter(fp))
             elif fp.item is not None and fp.item.kind is LEAF and not fp.item.python_is_identity:
                 how = (fp.name, _LEAVES, (fp, _leaf_converter(fp.item), _strips(fp.item)))
+            elif fp.kind is EMBEDDED:
+                how = (fp.name, _DOC, (fp, _sub_plan(fp.sub.cls, encoded)))
+            elif fp.item is not None and fp.item.kind is EMBEDDED:
+                how = (fp.name, _DOCS, (fp, _sub_plan(fp.item.sub.cls, encoded)))
             else:
                 how = (fp.name, _CONTAINER, fp)
             self.keys[key] = how
         # (attribute, default, whether the default is called): as ``FieldPlan.make_default``
         self.defaults = tuple((fp.name, fp.default, callable(fp.default)) for fp in plan.fields)
+        self.size = len(plan.fields)
+        self.stored_keys = frozenset(fp.stored for fp in plan.fields)
+        kinds = {self.keys[fp.stored][1] for fp in plan.fields}
+        self.uniform = None
+        if (plan.stored_keys is not None and all(fp.name == fp.stored for fp in plan.fields)
+                and len(kinds) == 1 and kinds <= {_AS_IS, _TEXT}):
+            self.uniform = kinds.pop()
+
+
+def _sub_plan(cls: type[Any], encoded: bool) -> ReadPlan:
+    """An embedded class's plan: a read's, or a create's answer's (``encoded_plan``: the codec
+    encoded its embedded documents by the same rules as its top level)."""
+    return encoded_plan(cls) if encoded else read_plan(cls)
 
 
 def _strips(fp: FieldPlan) -> bool:
@@ -164,9 +189,10 @@ _ENCODED_PLANS: dict[type, ReadPlan] = {}
 
 def encoded_plan(cls: type[Any]) -> ReadPlan:
     """The (cached) plan of a create's answer: a document ``codec.encode_new`` just made (plus
-    the service's ``_id``, dates and version). Its top-level value of a field giving ``to_mongo``
-    as ``to_python`` (``FieldPlan.mongo_is_python``: ``to_python`` is idempotent) is already what
-    ``to_python`` would make of it, so it is taken as it is; the others convert as on a read."""
+    the service's ``_id``, dates and version). Its value of a field giving ``to_mongo`` as
+    ``to_python`` (``FieldPlan.mongo_is_python``: ``to_python`` is idempotent), at the top level
+    or in an embedded document (whose plan is the embedded class's encoded plan), is already
+    what ``to_python`` would make of it, so it is taken as it is; the others convert as on a read."""
     plan = _ENCODED_PLANS.get(cls)
     if plan is None:
         plan = _ENCODED_PLANS.setdefault(cls, ReadPlan(doc_plan(cls), encoded=True))
@@ -187,35 +213,77 @@ def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
 def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
     cls: Any = plan.cls
     obj = cls.__new__(cls)
-    data: dict[str, Any] = {}
-    keys = plan.keys
-    for key, value in son.items():
-        how = keys.get(key)
-        if how is None:
-            data[key] = value  # unknown stored key: kept, as strict=False MongoEngine does
-        elif value is not None:
-            name, kind, arg = how
-            if kind is _AS_IS:
-                data[name] = value
-            elif kind is _TEXT:
-                data[name] = value.strip() if value.__class__ is str else arg(value)
-            elif kind is _ID:
-                data[name] = value if value.__class__ is ObjectId else arg(value)
-            elif kind is _CALL:
-                data[name] = arg(value)
-            elif kind is _LEAVES:
-                fp, convert, strips = arg
-                if value.__class__ is not list and not isinstance(value, list):
-                    data[name] = fp.to_python(value)
-                elif strips:
-                    data[name] = [entry.strip() if entry.__class__ is str else convert(entry) for entry in value]
+    data: Any = None
+    uniform = plan.uniform
+    if uniform is not None and son.keys() <= plan.stored_keys:  # only the class's fields, by attribute name
+        values = son.values()
+        if uniform is _AS_IS:
+            if None not in values:  # a None is left out (its default filled), in the loop below
+                data = dict(son)
+        elif _ONLY_STR.issuperset(map(type, values)):  # exact str only: TextField's to_python, a strip
+            data = dict(zip(son, map(str.strip, values)))
+        if data is not None and len(data) != plan.size:
+            for name, default, made in plan.defaults:
+                if name not in data:
+                    data[name] = default() if made else default
+    if data is None:  # key by key by the plan, then the defaults of what is missing
+        data = {}
+        keys = plan.keys
+        proxy = None  # the owner's weak proxy, made for its first embedded child
+        for key, value in son.items():
+            how = keys.get(key)
+            if how is None:
+                data[key] = value  # unknown stored key: kept, as strict=False MongoEngine does
+            elif value is not None:
+                name, kind, arg = how
+                if kind is _AS_IS:
+                    data[name] = value
+                elif kind is _TEXT:
+                    data[name] = value.strip() if value.__class__ is str else arg(value)
+                elif kind is _ID:
+                    data[name] = value if value.__class__ is ObjectId else arg(value)
+                elif kind is _CALL:
+                    data[name] = arg(value)
+                elif kind is _DOC:
+                    fp, sub = arg
+                    if value.__class__ is not dict and not isinstance(value, dict):
+                        data[name] = fp.to_python(value)
+                        continue
+                    child = _build(sub, value)
+                    if proxy is None:
+                        proxy = weakref.proxy(obj)
+                    _set(child, "_instance", proxy)
+                    data[name] = child
+                elif kind is _DOCS:
+                    fp, sub = arg
+                    if not isinstance(value, list):
+                        data[name] = fp.to_python(value)
+                        continue
+                    if proxy is None:
+                        proxy = weakref.proxy(obj)
+                    to_python = fp.item.to_python
+                    items = []
+                    for entry in value:
+                        if isinstance(entry, dict):
+                            child = _build(sub, entry)
+                            _set(child, "_instance", proxy)
+                        else:
+                            child = to_python(entry)
+                        items.append(child)
+                    data[name] = items
+                elif kind is _LEAVES:
+                    fp, convert, strips = arg
+                    if value.__class__ is not list and not isinstance(value, list):
+                        data[name] = fp.to_python(value)
+                    elif strips:
+                        data[name] = [entry.strip() if entry.__class__ is str else convert(entry) for entry in value]
+                    else:
+                        data[name] = [convert(entry) for entry in value]
                 else:
-                    data[name] = [convert(entry) for entry in value]
-            else:
-                data[name] = _convert(arg, value, obj)
-    for name, default, made in plan.defaults:
-        if name not in data:  # a declared field's None is never stored above
-            data[name] = default() if made else default
+                    data[name] = _convert(arg, value)
+        for name, default, made in plan.defaults:
+            if name not in data:  # a declared field's None is never stored above
+                data[name] = default() if made else default
     _set(obj, "_initialised", True)
     _set(obj, "_created", False)
     _set(obj, "_data", data)
@@ -232,31 +300,11 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
 _new_son = SON.__new__
 
 
-def _convert(fp: FieldPlan, value: Any, owner: BaseDocument) -> Any:
-    kind = fp.kind
-    if kind is LEAF:
-        return fp.to_python(value)
-    if kind is EMBEDDED:
-        if type(value) is not dict and not isinstance(value, dict):
-            return fp.to_python(value)
-        child = _build(read_plan(fp.sub.cls), value)
-        _set(child, "_instance", weakref.proxy(owner))
-        return child
+def _convert(fp: FieldPlan, value: Any) -> Any:
+    """A list's value (of items no other kind of ``ReadPlan.keys`` converts in ``_build``)."""
     item = fp.item
     if not isinstance(value, list):
         return fp.to_python(value)
-    if item.kind is EMBEDDED:
-        proxy = weakref.proxy(owner)
-        sub = read_plan(item.sub.cls)
-        out = []
-        for entry in value:
-            if isinstance(entry, dict):
-                child = _build(sub, entry)
-                _set(child, "_instance", proxy)
-            else:
-                child = item.to_python(entry)
-            out.append(child)
-        return out
     if item.python_is_identity:
         return list(value)
     if item.kind is not LEAF:

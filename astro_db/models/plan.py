@@ -7,9 +7,11 @@ do plain attribute reads instead of ``isinstance`` chains and descriptor lookups
 
 from __future__ import annotations
 
+import linecache
 from collections.abc import Callable
 from typing import Any
 
+from bson import ObjectId
 from mongoengine.base import BaseField, ObjectIdField
 from mongoengine.fields import EmbeddedDocumentField, ListField, StringField
 
@@ -26,7 +28,8 @@ from .fields import (
     UTCDateTimeField,
 )
 
-__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan"]
+__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "fast_encoder", "STEP_LEAF", "STEP_TEXT",
+           "STEP_NUMBER", "STEP_OBJECT_ID", "STEP_EMBEDDED", "STEP_LIST"]
 
 LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
 
@@ -140,7 +143,7 @@ def _mongo_is_python(field: BaseField) -> bool:
 class DocPlan:
     """A Document or EmbeddedDocument class: its field plans in order and every key spelling."""
 
-    __slots__ = ("cls", "fields", "by_key", "known", "has_choices", "closed")
+    __slots__ = ("cls", "fields", "by_key", "known", "has_choices", "closed", "stored_keys", "steps", "fast")
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
@@ -151,6 +154,13 @@ class DocPlan:
         # every key of what the codec makes of a document is a stored name of a plan: its values
         # are scalars (``_SCALAR_FIELDS``), embedded documents and lists of these, nothing free-form
         self.closed = False
+        # every field's stored name, when each one is the key ``by_key`` reads that field by: a
+        # document whose keys are all in it has no unknown key and none given twice (None otherwise)
+        self.stored_keys: frozenset[str] | None = None
+        # per field, in order, how the codec encodes its value (``_steps``)
+        self.steps: tuple[tuple[Any, ...], ...] = ()
+        # the codec's straight-line encoder of a valid document of this class (``fast_encoder``)
+        self.fast: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
     def build(self) -> None:
         cls = self.cls
@@ -163,6 +173,40 @@ class DocPlan:
         self.known = ", ".join(fp.stored for fp in self.fields)
         self.has_choices = any(fp.field.choices for fp in self.fields)
         self.closed = all(map(_closed, self.fields))
+        self.settle()
+
+    def settle(self) -> None:
+        """``stored_keys`` and ``steps``, from ``fields`` and ``by_key`` (``build`` calls it)."""
+        self.stored_keys = None
+        if all(self.by_key.get(fp.stored) is fp for fp in self.fields):
+            self.stored_keys = frozenset(fp.stored for fp in self.fields)
+        self.steps = tuple(map(_step, self.fields))
+        self.fast = fast_encoder(self)
+
+
+# How the codec's document loop (``codec._encode_doc``) takes a field's value, by the field's plan:
+# a text, number or ObjectId value its rule accepts in place (``FieldPlan.text``, ``.number``,
+# ``.object_id``: what ``codec._accepts`` decides), an embedded document or a list (their own
+# encoders), or any other leaf (``to_python``, ``check``, ``to_mongo``).
+STEP_LEAF, STEP_TEXT, STEP_NUMBER, STEP_OBJECT_ID = "leaf", "text", "number", "object_id"
+STEP_EMBEDDED, STEP_LIST = EMBEDDED, LIST
+
+
+def _step(fp: FieldPlan) -> tuple[Any, ...]:
+    """``(plan, stored name, step, a, b, c, d)``: for text ``(strip, min_length, max_length, -)``,
+    for numbers ``(integer, min_value, max_value, below)``, for an embedded document its
+    ``DocPlan`` in ``a``; unused slots None."""
+    if fp.kind is EMBEDDED:
+        return fp, fp.stored, STEP_EMBEDDED, fp.sub, None, None, None
+    if fp.kind is LIST:
+        return fp, fp.stored, STEP_LIST, None, None, None, None
+    if fp.number is not None:
+        return (fp, fp.stored, STEP_NUMBER, *fp.number)
+    if fp.text is not None:
+        return (fp, fp.stored, STEP_TEXT, *fp.text, None)
+    if fp.object_id:
+        return fp, fp.stored, STEP_OBJECT_ID, None, None, None, None
+    return fp, fp.stored, STEP_LEAF, None, None, None, None
 
 
 def _closed(fp: FieldPlan) -> bool:
@@ -172,6 +216,110 @@ def _closed(fp: FieldPlan) -> bool:
     if fp.kind is EMBEDDED:
         return bool(fp.sub.closed)
     return _closed(fp.item)
+
+
+def fast_encoder(plan: DocPlan) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+    """The codec's encoder of a document of ``plan`` whose every value its field's rule takes in
+    place, compiled once per class into straight-line code (no loop, no dispatch, the rules'
+    bounds as constants), or None when a field has no such rule (then the codec's loop serves).
+
+    Given a ``dict`` whose keys are all stored names (``stored_keys``: the caller checks), it
+    returns the stored document, fields in plan order, exactly as ``codec._encode_doc`` makes it,
+    or None at the first value it does not take in place (a value of another type, out of its
+    bounds, ``None`` or missing where the field is required or has a default other than a
+    number's or an ObjectId's constant one, a list out of its bounds or required and empty, any
+    value of a field with no in-place rule: such a field may only be missing), and the codec's
+    loop then encodes the whole document, with its errors. It applies the rules of ``codec._accepts`` (text: an exact ``str``, stripped if
+    the field strips, its length within bounds; numbers: an exact ``int``, or a finite exact
+    ``float`` where floats are allowed, within bounds, ``below`` taking the place of
+    ``max_value``; an exact ``ObjectId``), embedded documents by their own encoder, and lists of
+    them (a ``RuleListField`` with no list rule) item by item. Values and names are never
+    written into the source: each is a constant of the function's namespace.
+    """
+    if plan.stored_keys is None:
+        return None
+    names: dict[str, Any] = {"ObjectId": ObjectId, "__name__": __name__}  # its frames are this module's
+    lines = ["def encode(data):", "    out = {}"]
+    for n, fp in enumerate(plan.fields):
+        names[f"k{n}"] = fp.stored
+        optional = fp.default is None and not fp.required  # None or missing: left out, as the codec's loop does
+        body = _fast_value(fp, n, names)
+        if body is None:
+            if not optional:
+                return None
+            # a field with no in-place rule, left out of most new documents (an id the service
+            # makes, its dates): missing, left out; given, the loop encodes the document (looked
+            # at first, before any value is taken)
+            lines.insert(1, f"    if data.get(k{n}) is not None: return None")
+            continue
+        if optional:
+            lines.extend([f"    v = data.get(k{n})", "    if v is not None:"])
+            indent = "        "
+        elif (fp.number is not None or fp.object_id) and fp.default is not None and not fp.default_callable:
+            # a constant default, checked by the same rule as a given value (the loop takes a
+            # number's or an ObjectId's default by its rule too: ``_accepts`` ignores ``converted``)
+            names[f"d{n}"] = fp.default
+            lines.extend([f"    v = data.get(k{n})", f"    if v is None: v = d{n}"])
+            indent = "    "
+        else:  # another default to apply, or a required field: when missing the codec's loop
+            # decides (looked at first, before any value is taken)
+            lines.insert(1, f"    if data.get(k{n}) is None: return None")
+            lines.append(f"    v = data[k{n}]")
+            indent = "    "
+        lines.extend(indent + line for line in [*body, f"out[k{n}] = v"])
+    lines.append("    return out")
+    source, filename = "\n".join(lines) + "\n", f"<astro_db codec: {plan.cls.__module__}.{plan.cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks, profilers show it
+    code = compile(source, filename, "exec")
+    exec(code, names)  # noqa: S102 - source made here from fixed lines; every value is a namespace constant
+    encode: Callable[[dict[str, Any]], dict[str, Any] | None] = names["encode"]
+    return encode
+
+
+def _fast_value(fp: FieldPlan, n: int, names: dict[str, Any]) -> list[str] | None:
+    """The lines that take ``v`` in place for ``fast_encoder`` (``return None`` otherwise), or
+    None when ``fp`` has no in-place rule."""
+    if fp.text is not None:
+        strip, low, high = fp.text
+        names[f"lo{n}"], names[f"hi{n}"] = low, high
+        return ["if v.__class__ is not str: return None",
+                *(["v = v.strip()"] if strip else []),
+                *([f"if not len(v) >= lo{n}: return None"] if low is not None else []),
+                *([f"if not len(v) <= hi{n}: return None"] if high is not None else [])]
+    if fp.number is not None:
+        integer, low, high, below = fp.number
+        names[f"lo{n}"], names[f"hi{n}"], names[f"be{n}"] = low, high, below
+        return [("if v.__class__ is not int: return None" if integer else
+                 "if v.__class__ is not int and (v.__class__ is not float or v - v != 0.0): return None"),
+                *([f"if not v >= lo{n}: return None"] if low is not None else []),
+                *([f"if not v < be{n}: return None"] if below is not None else
+                  [f"if not v <= hi{n}: return None"] if high is not None else [])]
+    if fp.object_id:
+        return ["if v.__class__ is not ObjectId: return None"]
+    if fp.kind is EMBEDDED:
+        if fp.sub.fast is None:
+            return None
+        names[f"sk{n}"], names[f"f{n}"] = fp.sub.stored_keys, fp.sub.fast
+        return [f"if v.__class__ is not dict or not v.keys() <= sk{n}: return None",
+                f"v = f{n}(v)",
+                "if v is None: return None"]
+    item = fp.item
+    if (fp.kind is not LIST or fp.list_bounds is None or getattr(fp.field, "rule", None) is not None
+            or item.kind is not EMBEDDED or item.sub.fast is None):
+        return None
+    low, high = fp.list_bounds
+    names[f"lo{n}"], names[f"hi{n}"], names[f"sk{n}"], names[f"f{n}"] = low, high, item.sub.stored_keys, item.sub.fast
+    return ["if v.__class__ is not list: return None",
+            *([f"if not len(v) >= lo{n}: return None"] if low is not None else []),
+            *([f"if not len(v) <= hi{n}: return None"] if high is not None else []),
+            *(["if not v: return None"] if fp.required else []),
+            "items = []",
+            "for e in v:",
+            f"    if e.__class__ is not dict or not e.keys() <= sk{n}: return None",
+            f"    e = f{n}(e)",
+            "    if e is None: return None",
+            "    items.append(e)",
+            "v = items"]
 
 
 _DOC_PLANS: dict[type, DocPlan] = {}

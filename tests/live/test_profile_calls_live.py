@@ -12,7 +12,8 @@ import pytest
 pytestmark = pytest.mark.benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_calls.py"
-KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user")
+KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user",
+         "nested_create", "nested_update", "nested_update_nr", "nested_find")
 
 
 def _run(*args: str) -> str:
@@ -44,6 +45,16 @@ def test_without_the_driver_it_prints_astro_db_s_own_cpu_for_every_kind():
     for raw, astro, _overhead, ratio in rows.values():
         assert float(raw) < float(astro) and ratio == "-"
     assert "no driver (astro_db's own CPU)" in out
+
+
+def test_the_nested_kinds_profile_the_odm_benchmarks_large_nested_model():
+    out = _run("--kinds", "nested_create,nested_update,nested_update_nr,nested_find", "--top", "5", "--only", "astro_db")
+    rows = _rows(out)
+    assert set(rows) == {"nested_create", "nested_update", "nested_update_nr", "nested_find"}
+    for raw, astro, _overhead, ratio in rows.values():
+        assert float(raw) > 0 and float(astro) > 0 and ratio.endswith("x")
+    assert "models/codec.py" in out.split("## nested_create")[1].split("## ")[0]  # the nested document is encoded
+    assert "models/hydrate.py" in out.split("## nested_find")[1]  # and the one found hydrated
 
 
 def test_tracing_cost_compares_astro_db_with_tracing_on_and_off():

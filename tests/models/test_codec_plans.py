@@ -209,7 +209,8 @@ def test_a_value_a_rule_accepts_in_place_is_what_the_field_makes_of_it_and_a_ref
         assert (("error", errors["f"]) if got is _INVALID else ("ok", got)) == want, raw
         if not converted and fp.stored is not None:  # the inlined test of _encode_doc, on a document of this field
             plan = DocPlan(type("Doc", (), {}))
-            plan.fields, plan.by_key = (fp,), {fp.name: fp}
+            plan.fields, plan.by_key = (fp,), {fp.name: fp, fp.stored: fp}
+            plan.settle()
             errors = {}
             out = _encode_doc(plan, {fp.name: raw}, "", errors, None)
             assert (("error", errors[fp.stored]) if out is _INVALID else ("ok", out[fp.stored])) == want, raw
