@@ -26,10 +26,8 @@ from .plan import (
     EMBEDDED,
     LEAF,
     STEP_EMBEDDED,
+    STEP_LEAF_RULE,
     STEP_LIST,
-    STEP_NUMBER,
-    STEP_OBJECT_ID,
-    STEP_TEXT,
     DocPlan,
     FieldPlan,
     doc_plan,
@@ -158,8 +156,8 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
 
     A document of only stored names whose every value its field's rule takes in place is
     encoded by the plan's compiled encoder (``plan.fast_encoder``, the same rules); any other,
-    or one it gives back, by one loop over the plan's ``steps``: a plain text, number or ObjectId value its field's rule
-    accepts is taken in place (what ``_accepts`` decides, inlined: no call per leaf), an embedded
+    or one it gives back, by one loop over the plan's ``steps``: a plain text, number or ObjectId
+    value its field's rule accepts is taken in place (``_accepts``, no field call), an embedded
     document is encoded here by its own plan, a list by ``_encode_list``, anything else by the
     field's ``to_python``, ``check`` and ``to_mongo``. A document whose keys are all stored names
     (``DocPlan.stored_keys``: then none is unknown or given twice) is read as it is; any other is
@@ -180,7 +178,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
     get = (data.get if stored_keys is not None and type(data) is dict and data.keys() <= stored_keys
            else _spelled(plan, data, prefix, errors))  # another Mapping: by its items, as before
     out: dict[str, Any] = {}
-    for fp, stored, step, a, b, c, d in plan.steps:
+    for fp, stored, step, sub in plan.steps:
         raw = get(stored)
         converted = False
         if raw is None:
@@ -190,27 +188,16 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 if fp.required:
                     errors[prefix + stored] = REQUIRED
                 continue
-        if step is STEP_TEXT:  # _accepts' text rule, in place: (strip, min_length, max_length)
-            if not converted and raw.__class__ is str:
-                value = raw.strip() if a else raw
-                size = len(value)
-                if (b is None or size >= b) and (c is None or size <= c):
-                    if py is not None:
-                        py[fp.name] = value
-                    out[stored] = value  # to_python and to_mongo give it back
-                    continue
-        elif step is STEP_NUMBER:  # _accepts' number rule, in place: (integer, min_value, max_value, below)
-            kind = raw.__class__
-            if (kind is int or (kind is float and not a and raw - raw == 0.0)) and (
-                    (raw < d and (b is None or raw >= b)) if d is not None
-                    else (b is None or raw >= b) and (c is None or raw <= c)):
+        if step is STEP_LEAF_RULE:  # a plain text, number or ObjectId value its field's rule takes as it is
+            value = _accepts(fp, raw, converted)
+            if value is not _INVALID:
                 if py is not None:
-                    py[fp.name] = raw
-                out[stored] = raw
+                    py[fp.name] = value
+                out[stored] = value  # to_python and to_mongo give it back
                 continue
         elif step is STEP_EMBEDDED:  # _encode_field's embedded case, inlined
             sub_py: dict[str, Any] | None = {} if py is not None else None
-            value = _encode_doc(a, raw, prefix + stored + ".", errors, sub_py)
+            value = _encode_doc(sub, raw, prefix + stored + ".", errors, sub_py)  # type: ignore[arg-type]  # set for this step
             if py is not None:
                 py[fp.name] = sub_py
             if value is not _INVALID:
@@ -220,11 +207,6 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
             value = _encode_list(fp, raw, prefix + stored, errors, py, converted)
             if value is not _INVALID:
                 out[stored] = value
-            continue
-        elif step is STEP_OBJECT_ID and raw.__class__ is ObjectId:  # _accepts' ObjectId rule
-            if py is not None:
-                py[fp.name] = raw
-            out[stored] = raw
             continue
         # a value no rule took in place: the field's own calls, which accept or refuse it
         value = raw if converted or fp.python_is_identity else fp.to_python(raw)
@@ -292,9 +274,10 @@ def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
     """The stored value of ``raw`` when ``fp``'s plain text or number rule (``plan._text_rule``,
     ``plan._number_rule``) accepts it as it is, decided without calling the field; else
     ``_INVALID``: the value goes through ``to_python`` and ``check``, which accept or refuse it
-    with the field's own message. ``_encode_field`` and ``encode_planned`` ask it; ``_encode_doc``
-    applies the same rules inline, from its plan's ``steps`` (tests/models/test_codec_plans.py
-    holds both to the field's own calls)."""
+    with the field's own message. ``_encode_doc``, ``_encode_field`` and ``encode_planned`` ask it
+    (the one definition of these rules; ``plan.fast_encoder`` compiles the same rules for classes
+    whose every field has one: tests/models/test_codec_embedded.py holds both to the field's own
+    calls)."""
     rule: Any = fp.number
     if rule is not None:
         kind = raw.__class__

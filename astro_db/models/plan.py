@@ -28,8 +28,8 @@ from .fields import (
     UTCDateTimeField,
 )
 
-__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "fast_encoder", "STEP_LEAF", "STEP_TEXT",
-           "STEP_NUMBER", "STEP_OBJECT_ID", "STEP_EMBEDDED", "STEP_LIST"]
+__all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "fast_encoder", "STEP_LEAF",
+           "STEP_LEAF_RULE", "STEP_EMBEDDED", "STEP_LIST"]
 
 LEAF, EMBEDDED, LIST = "leaf", "embedded", "list"
 
@@ -158,7 +158,7 @@ class DocPlan:
         # document whose keys are all in it has no unknown key and none given twice (None otherwise)
         self.stored_keys: frozenset[str] | None = None
         # per field, in order, how the codec encodes its value (``_steps``)
-        self.steps: tuple[tuple[Any, ...], ...] = ()
+        self.steps: tuple[tuple[FieldPlan, str, str, DocPlan | None], ...] = ()
         # the codec's straight-line encoder of a valid document of this class (``fast_encoder``)
         self.fast: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
@@ -185,28 +185,23 @@ class DocPlan:
 
 
 # How the codec's document loop (``codec._encode_doc``) takes a field's value, by the field's plan:
-# a text, number or ObjectId value its rule accepts in place (``FieldPlan.text``, ``.number``,
-# ``.object_id``: what ``codec._accepts`` decides), an embedded document or a list (their own
-# encoders), or any other leaf (``to_python``, ``check``, ``to_mongo``).
-STEP_LEAF, STEP_TEXT, STEP_NUMBER, STEP_OBJECT_ID = "leaf", "text", "number", "object_id"
+# a text, number or ObjectId value its rule accepts as it is (``FieldPlan.text``, ``.number``,
+# ``.object_id``: ``codec._accepts``, the one definition of those rules outside the compiled
+# encoders), an embedded document or a list (their own encoders), or any other leaf
+# (``to_python``, ``check``, ``to_mongo``).
+STEP_LEAF, STEP_LEAF_RULE = "leaf", "leaf rule"
 STEP_EMBEDDED, STEP_LIST = EMBEDDED, LIST
 
 
-def _step(fp: FieldPlan) -> tuple[Any, ...]:
-    """``(plan, stored name, step, a, b, c, d)``: for text ``(strip, min_length, max_length, -)``,
-    for numbers ``(integer, min_value, max_value, below)``, for an embedded document its
-    ``DocPlan`` in ``a``; unused slots None."""
+def _step(fp: FieldPlan) -> tuple[FieldPlan, str, str, DocPlan | None]:
+    """``(plan, stored name, step, embedded document's DocPlan or None)``."""
     if fp.kind is EMBEDDED:
-        return fp, fp.stored, STEP_EMBEDDED, fp.sub, None, None, None
+        return fp, fp.stored, STEP_EMBEDDED, fp.sub
     if fp.kind is LIST:
-        return fp, fp.stored, STEP_LIST, None, None, None, None
-    if fp.number is not None:
-        return (fp, fp.stored, STEP_NUMBER, *fp.number)
-    if fp.text is not None:
-        return (fp, fp.stored, STEP_TEXT, *fp.text, None)
-    if fp.object_id:
-        return fp, fp.stored, STEP_OBJECT_ID, None, None, None, None
-    return fp, fp.stored, STEP_LEAF, None, None, None, None
+        return fp, fp.stored, STEP_LIST, None
+    if fp.number is not None or fp.text is not None or fp.object_id:
+        return fp, fp.stored, STEP_LEAF_RULE, None
+    return fp, fp.stored, STEP_LEAF, None
 
 
 def _closed(fp: FieldPlan) -> bool:
