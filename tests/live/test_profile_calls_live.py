@@ -53,7 +53,8 @@ def test_the_nested_kinds_profile_the_odm_benchmarks_large_nested_model():
     assert set(rows) == {"nested_create", "nested_update", "nested_update_nr", "nested_find"}
     for raw, astro, _overhead, ratio in rows.values():
         assert float(raw) > 0 and float(astro) > 0 and ratio.endswith("x")
-    assert "models/codec.py" in out.split("## nested_create")[1].split("## ")[0]  # the nested document is encoded
+    create = out.split("## nested_create")[1].split("## ")[0]
+    assert "models/codec.py" in create or "<astro_db codec: " in create  # encoded: by the loop or a compiled encoder
     assert "models/hydrate.py" in out.split("## nested_find")[1]  # and the one found hydrated
 
 
