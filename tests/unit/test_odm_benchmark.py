@@ -98,9 +98,10 @@ def test_the_same_commands_table_splits_each_gap_between_the_commands_and_the_cl
     cells = [[c.strip() for c in row if c.strip()] for row in rows]
     assert [c[:2] for c in cells] == [["u", "astro_db default"], ["u", "astro_db hooks off"], ["c", "astro_db default"]]
     # 3 s against raw's 1 s and 2.5 s for raw sending the same commands: 0.33x raw, 0.83x same; 75% of the gap
-    assert cells[0][2:] == ["0.33x", "0.83x", "75%", "100 µs", "250 µs", "400 µs", "1.60x", "50%"]
-    assert cells[1][2:5] == ["0.67x", "0.68x", "4%"]  # hooks off: the findAndModify is 4% of its gap
-    assert cells[2][4] == "no gap" and cells[2][-1] == "no gap"  # within 5% of raw: nothing to split
+    # (the raw side with astro_db's commands scores 0.40x raw: the floor those commands put under any client)
+    assert cells[0][2:] == ["0.33x", "0.40x", "0.83x", "75%", "100 µs", "250 µs", "400 µs", "1.60x", "50%"]
+    assert cells[1][2:6] == ["0.67x", "0.98x", "0.68x", "4%"]  # hooks off: the findAndModify is 4% of its gap
+    assert cells[2][5] == "no gap" and cells[2][-1] == "no gap"  # within 5% of raw: nothing to split
     assert score.same_commands_table([find], SAME_COMMANDS) == []
     assert set(ALL_SIDES) == {*SIDES, WIRE, WIRE_OFF}
 
