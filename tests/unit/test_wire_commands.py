@@ -174,3 +174,15 @@ def test_without_bulk_write_the_documents_and_records_go_in_inserts(n):
     assert writes.coll.count_documents({}) == n and writes.changes.count_documents({"action": "create"}) == n
     writes.create(writes.create_inputs([stored_insight(owner, n)])[0])
     assert writes.coll.count_documents({}) == n + 1 and writes.changes.count_documents({}) == n + 1
+
+
+def test_the_time_budget_and_session_are_not_compared():
+    """astro_db's ``maxTimeMS`` (its per-call time budget, client work) and the session ids are
+    not part of a command's shape: the raw side does not send them."""
+    doc = stored_user(1, "a")
+    ours = {"insert": "users", "ordered": True, "writeConcern": {"w": "majority"}, "documents": [doc],
+            "maxTimeMS": 29_999, "lsid": {"id": b"x"}, "$db": "d"}
+    raw = {"insert": "users", "ordered": True, "writeConcern": {"w": "majority"}, "documents": [doc]}
+    assert wire.compare([wire.shape("insert", ours)], [wire.shape("insert", raw)]) == []
+    plain = {k: v for k, v in raw.items() if k != "writeConcern"}  # the write concern is compared
+    assert wire.compare([wire.shape("insert", ours)], [wire.shape("insert", plain)])
