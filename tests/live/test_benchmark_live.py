@@ -73,6 +73,26 @@ def test_the_equivalence_check_warns_when_the_raw_side_sends_other_commands(live
     assert rows["create"] == []
 
 
+def test_the_run_prints_the_check_and_the_same_commands_table(live_server):
+    """``run.py --tiny`` on the session's server: every pair's check says "same commands", and the
+    same-commands table has a row per pair (figures, never asserted)."""
+    import os
+    import subprocess
+
+    run = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+    env = dict(os.environ, ASTRO_DB_TEST_URI=live_server.url("unused"))
+    done = subprocess.run([sys.executable, str(run), "--tiny", "--backend", "uri", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    checked = [line.strip() for line in lines if "same commands (" in line or "WARNING" in line]
+    assert checked == [f"{key}, {side} / {same}: same commands ({sent})" for (key, side, same), sent in zip(
+        PAIRS, ["bulkWrite x1", "insert x2", "findAndModify x1, insert x1", "findAndModify x1"], strict=True)]
+    header = next(n for n, line in enumerate(lines) if line.startswith("operation") and "wall vs same commands" in line)
+    assert [" ".join(line.split()[:3]) for line in lines[header + 1:header + 5]] == [
+        "create x10 astro_db", "create_many 30 astro_db", "update x10 astro_db", "update x10 astro_db"]
+
+
 @pytest.mark.benchmark
 def test_the_growth_table_prints_a_row_per_collection_size():
     import subprocess
