@@ -7,7 +7,9 @@ nested array field; each task scored in MB/s from the median of its iterations, 
 recorded. Four sides in one run, in rotated order, one warm-up iteration discarded: raw PyMongo
 on a plain client, astro_db as shipped, astro_db with ``audit=False, journal=False``, and
 MongoEngine with documents of the same shapes; the update tasks add a fifth, astro_db hooks off
-with ``db.update(..., returning=False)`` (no document back, as raw ``update_one``). Against an nx-27017 server started for the run
+with ``db.update(..., returning=False)`` (no document back, as raw ``update_one``), and the write
+tasks raw PyMongo sending the commands astro_db sends (``benchmarks/wire.py``: its change records,
+its ``findAndModify``), checked once per task against astro_db's own and tabled beside it. Against an nx-27017 server started for the run
 (the test suite's patched launcher), or ``--url``. The spec's data files are read from ``--data``
 (or ``ASTRO_DB_ODM_DATA``); without them, documents of their shapes and sizes are generated.
 Figures, never assertions.
@@ -39,8 +41,8 @@ import report  # noqa: E402
 from harness import Operation, run_operation  # noqa: E402
 from odm import data as odm_data  # noqa: E402
 from odm.models import ASTRO_MODELS  # noqa: E402
-from odm.score import TaskResult, as_json, score, tables  # noqa: E402
-from odm.tasks import DEFAULT, SIDES, TASKS, open_sides  # noqa: E402
+from odm.score import TaskResult, as_json, commands_lines, same_commands_table, score, tables  # noqa: E402
+from odm.tasks import ALL_SIDES, DEFAULT, SAME_COMMANDS, SIDES, TASKS, commands_check, open_sides  # noqa: E402
 
 SPEC_OPS = 10_000  # operations an iteration, the spec's count for every task
 QUICK = {"ops": 10, "large_ops": 2, "iterations": 2}
@@ -135,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             for task in (t for t in TASKS if t.key in args.tasks):
                 ops = args.large_ops if task.dataset == "large" else args.ops
                 built, blocked = task.build(sides, datasets, ops)
+                checked = commands_check(task, sides, datasets)  # untimed: the raw side sends astro_db's commands
                 operation = Operation(task.key, built.calls, built.variants)
                 result = run_operation(operation, args.iterations,
                                        progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-                done = TaskResult(task.key, task.title, ops, task.op_bytes(datasets), blocked=blocked)
-                done.scores = {side: score(result, side, done.task_bytes) for side in SIDES if side in result.samples}
+                done = TaskResult(task.key, task.title, ops, task.op_bytes(datasets), blocked=blocked, commands=checked)
+                done.scores = {side: score(result, side, done.task_bytes) for side in ALL_SIDES if side in result.samples}
                 results.append(done)
                 if args.profile:
                     profiles.append(profile(operation, DEFAULT, args.profile))
@@ -154,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         print(bullet + line)
     print()
     print("\n".join(tables(results, SIDES, args.markdown)))
+    same = same_commands_table(results, SAME_COMMANDS, args.markdown)
+    if same:
+        print("\nraw PyMongo sending astro_db's commands (benchmarks/wire.py): the commands of one operation of each "
+              "side, astro_db's captured on a listening client of its own, compared untimed:")
+        print("\n".join(commands_lines(results, args.markdown)))
+        print()
+        print("\n".join(same))
     for text in profiles:
         print("\n" + text)
     if args.json:

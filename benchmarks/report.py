@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness import Result
-from suite import CACHED, DEFAULT, HOOKS_OFF, MONGOENGINE, MONGOENGINE_DICTS, RAW
+from suite import CACHED, DEFAULT, HOOKS_OFF, MONGOENGINE, MONGOENGINE_DICTS, PAIRS, RAW
 
-__all__ = ["machine", "variants_table", "targets_table", "Target", "TARGETS"]
+__all__ = ["machine", "variants_table", "targets_table", "same_commands_table", "commands_check", "Target", "TARGETS"]
 
 COLUMNS = ("operation", "variant", "wall/op", "wall min-max", "wall vs raw",
            "CPU/op", "CPU/doc", "CPU/doc min-max", "CPU/doc vs raw")
@@ -150,3 +150,47 @@ TARGETS = [
 def targets_table(results: dict[str, Result], markdown: bool = False) -> list[str]:
     """The issue's targets against this run's medians ("met" / "MISSED": a figure, not a test)."""
     return _table(("target", "measured", "bound", ""), [t.row(results) for t in TARGETS], markdown, numeric_from=1)
+
+
+SAME_COLUMNS = ("operation", "astro_db side", "wall vs raw", "same commands' wall vs raw", "wall vs same commands",
+                "the commands' share of the wall gap",
+                "CPU/doc vs raw", "CPU/doc vs same commands", "the commands' share of the CPU gap")
+
+
+def _share(astro: float, same: float, raw: float) -> str:
+    """Of astro_db's excess over raw PyMongo, the part the raw side sending astro_db's commands
+    also pays: the server's work and the driver's for those commands (the rest is astro_db's client)."""
+    gap = astro - raw
+    return "no gap" if gap <= 0.05 * raw else f"{(same - raw) / gap:.0%}"  # within 5% of raw: nothing to split
+
+
+def same_commands_table(results: dict[str, Result], markdown: bool = False) -> list[str]:
+    """Each astro_db write side against raw PyMongo sending exactly its commands (``suite.PAIRS``),
+    beside its ratios to plain raw PyMongo (the targets' baseline); "same commands' wall vs raw"
+    is the floor those commands put under any client on this server."""
+    rows = []
+    for key, side, same in PAIRS:
+        result = results.get(key)
+        if result is None or same not in result.samples or side not in result.samples:
+            continue
+        wall = {label: result.wall_per_op(label).median for label in (RAW, side, same)}
+        cpu = {label: result.cpu_per_doc(label).median for label in (RAW, side, same)}
+        rows.append([result.operation.name, side, f"{result.wall_ratio(side):.2f}x", f"{result.wall_ratio(same):.2f}x",
+                     f"{result.wall_ratio(side, same):.2f}x",
+                     _share(wall[side], wall[same], wall[RAW]), f"{result.cpu_ratio(side):.2f}x",
+                     f"{result.cpu_ratio(side, same):.2f}x", _share(cpu[side], cpu[same], cpu[RAW])])
+    return _table(SAME_COLUMNS, rows, markdown, numeric_from=2)
+
+
+def commands_check(rows: Sequence[tuple[str, str, list[str]]], markdown: bool = False) -> list[str]:
+    """The equivalence check's lines: each pair's commands, "same" or a WARNING with the differences."""
+    bullet = "- " if markdown else "  "
+    if not rows:
+        return [f"{bullet}not checked: the embedded backend reports no commands (no command events)"]
+    out = []
+    for what, commands, problems in rows:
+        if problems:
+            out.append(f"{bullet}WARNING {what}: the commands differ: " + "; ".join(problems))
+        else:
+            out.append(f"{bullet}{what}: same commands ({commands})")
+    return out

@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched 
 import report  # noqa: E402
 from harness import Result, run_operation  # noqa: E402
 from sides import Seed, open_sides  # noqa: E402
-from suite import Sizes, operations  # noqa: E402
+from suite import Sizes, check_commands, operations  # noqa: E402
 
 PRESETS = {
     "full": Sizes(),
@@ -96,6 +96,7 @@ def run_backend(b: Backend, sizes: Sizes, rounds: int, markdown: bool) -> None:
     began = time.perf_counter()
     results: dict[str, Result] = {}
     with open_sides(b.url, Seed.build(sizes.users, sizes.seed)) as sides:
+        checked = check_commands(sizes, sides)  # untimed: the raw side sends astro_db's commands
         for key, operation in operations(sizes, sides).items():
             results[key] = run_operation(operation, rounds, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     bullet = "- " if markdown else "# "
@@ -108,6 +109,12 @@ def run_backend(b: Backend, sizes: Sizes, rounds: int, markdown: bool) -> None:
     print("\n".join(report.variants_table(list(results.values()), markdown)))
     print()
     print("\n".join(report.targets_table(results, markdown)))
+    print()
+    print("raw PyMongo sending astro_db's commands (benchmarks/wire.py): the commands of one operation of each side, "
+          "astro_db's captured on a listening client of its own, compared untimed:")
+    print("\n".join(report.commands_check(checked, markdown)))
+    print()
+    print("\n".join(report.same_commands_table(results, markdown)))
 
 
 def main(argv: list[str] | None = None) -> int:

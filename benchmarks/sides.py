@@ -4,6 +4,8 @@ raw PyMongo     ``pymongo.MongoClient(url, tz_aware=True)``: no listeners, no as
 astro_db        ``Database(url)``: the default configuration (audit trail, change journal,
                 monitoring listeners, all on).
 hooks off       ``Database(url, audit=False, journal=False)``.
+same commands   ``pymongo.MongoClient(url, tz_aware=True, w="majority")``: no listeners, no astro_db
+                code; sends the commands astro_db sends (``wire``), with its write concern.
 MongoEngine     ``mongoengine.connect`` under an alias of its own (``peers``).
 
 On a server every side sees the same database. The embedded backend (mongomock-ng) gives each
@@ -59,6 +61,8 @@ class Sides:
     hooks_off: Database
     stores: list[Any]  # PyMongo (or mongomock-ng) Databases to seed and reset, one per store
     seed: Seed
+    wire: Any = None  # a PyMongo Database on a plain client of its own: raw PyMongo sending astro_db's commands
+    url: str | None = None  # the database's URL (None: the embedded backend): the equivalence check's clients
 
     def reset(self) -> None:
         """Every store back to the seeded size: what a previous variant added is deleted."""
@@ -90,18 +94,20 @@ def open_sides(server_url: str | None, seed: Seed) -> Iterator[Sides]:
         import mongomock_ng
 
         raw_client: Any = mongomock_ng.MongoClient(tz_aware=True)
+        wire_client: Any = mongomock_ng.MongoClient(tz_aware=True)
         url = f"mongomock://localhost/{name}"
         peers.connect(f"mongodb://localhost/{name}", mongo_client_class=mongomock_ng.MongoClient)
     else:
         url = _with_db(server_url, name)
         raw_client = pymongo.MongoClient(url, tz_aware=True)
+        wire_client = pymongo.MongoClient(url, tz_aware=True, w="majority")  # astro_db's write concern
         peers.connect(url)
     default = Database(url, allow_plaintext_sensitive=True, connect_attempts=1).connect()  # no key: as before encryption
     hooks_off = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False,
                          ensure_indexes=False).connect()
-    raw = raw_client[name]
-    stores = [raw] if server_url else [raw, default.mongo, hooks_off.mongo, peers.PeerUser._get_db()]
-    sides = Sides(raw, default, hooks_off, stores, seed)
+    raw, wire = raw_client[name], wire_client[name]
+    stores = [raw] if server_url else [raw, default.mongo, hooks_off.mongo, peers.PeerUser._get_db(), wire]
+    sides = Sides(raw, default, hooks_off, stores, seed, wire, url if server_url else None)
     try:
         sides.plant()
         yield sides
@@ -113,3 +119,4 @@ def open_sides(server_url: str | None, seed: Seed) -> Iterator[Sides]:
             with contextlib.suppress(pymongo.errors.PyMongoError):
                 raw_client.drop_database(name)
         raw_client.close()
+        wire_client.close()

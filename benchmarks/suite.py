@@ -13,22 +13,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pymongo
 from harness import Operation, Variant, WorkNotDone
 from peers import PeerInsight, PeerUser, peer_document, peer_insight, peer_user
 from pymongo import ReturnDocument
 from sides import NEW_STATUS, Sides
+from wire import Recorder, Writes, compare, describe
 from workloads import insight_input, stored_insight, stored_user, user_input
 
+from astro_db import Database
 from astro_db.models import PlanetaryInsight, User
 
 __all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "MONGOENGINE_DICTS", "CACHED", "RAW_NO_RETURN", "NO_RETURN",
-           "operations"]
+           "WIRE", "WIRE_OFF", "PAIRS", "operations", "check_commands"]
 
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
 MONGOENGINE_DICTS = "MongoEngine from dicts"  # given the same input dicts as astro_db: builds its documents timed
 CACHED = "astro_db cached"
 # an update that does not want the document back: raw ``update_one``, and astro_db's ``returning=False``
 RAW_NO_RETURN, NO_RETURN = "raw update_one", "astro_db hooks off, returning=False"
+# raw PyMongo on a plain client of its own sending the commands astro_db sends (benchmarks/wire.py):
+# the defaults' (the document and its change record) and, for the update, hooks off's
+WIRE, WIRE_OFF = "raw PyMongo, astro_db's commands", "raw PyMongo, hooks off's commands"
+# (operation key, astro_db side, the raw side sending its commands): the "same commands" table
+PAIRS = (("create", DEFAULT, WIRE), ("create_many", DEFAULT, WIRE), ("update", DEFAULT, WIRE),
+         ("update", HOOKS_OFF, WIRE_OFF))
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ def create(sizes: Sizes, s: Sides) -> Operation:
         return [user_input(i, tag, NEW_STATUS) for i in range(n)]
 
     users = s.raw["users"]
+    wire = Writes(s.wire, "User", "users")
     return Operation(f"create x{n}", n, [
         _variant(RAW, _Inputs(s, lambda: [stored_user(i, "r", NEW_STATUS) for i in range(n)]),
                  lambda docs, i: users.insert_one(docs[i]), check=users_added(s.raw)),
@@ -84,6 +94,8 @@ def create(sizes: Sizes, s: Sides) -> Operation:
                  lambda docs, i: docs[i].save(), check=users_added(PeerUser._get_db())),
         _variant(MONGOENGINE_DICTS, _Inputs(s, lambda: new_users("md")),
                  lambda items, i: peer_document(PeerUser, items[i]).save(), check=users_added(PeerUser._get_db())),
+        _variant(WIRE, _Inputs(s, lambda: wire.create_inputs(stored_user(i, "w", NEW_STATUS) for i in range(n))),
+                 lambda items, i: wire.create(items[i]), check=users_added(s.wire)),
     ])
 
 
@@ -110,6 +122,7 @@ def create_many(sizes: Sizes, s: Sides) -> Operation:
         return mongoengine_insert([peer_document(PeerInsight, item) for item in items], i)
 
     insights = s.raw["planetaryInsights"]
+    wire = Writes(s.wire, "PlanetaryInsight", "planetaryInsights")
     return Operation(f"create_many {n:,}", 1, [
         _variant(RAW, _Inputs(s, lambda: [stored_insight(newcomer, i) for i in range(n)]),
                  lambda docs, _: insights.insert_many(docs, ordered=False), n, added(s.raw)),
@@ -121,6 +134,8 @@ def create_many(sizes: Sizes, s: Sides) -> Operation:
                  mongoengine_insert, n, added(PeerInsight._get_db())),
         _variant(MONGOENGINE_DICTS, _Inputs(s, lambda: [insight_input(newcomer, i) for i in range(n)]),
                  mongoengine_from_dicts, n, added(PeerInsight._get_db())),
+        _variant(WIRE, _Inputs(s, lambda: [wire.create_many_inputs([stored_insight(newcomer, i) for i in range(n)])]),
+                 lambda batches, _: wire.create_many(batches[0]), n, added(s.wire)),
     ])
 
 
@@ -169,6 +184,26 @@ def update(sizes: Sizes, s: Sides) -> Operation:
                              (NO_RETURN, no_return(s.hooks_off), s.hooks_off.mongo)):
         inputs = _Inputs(s, levels)
         variants.append(_variant(label, inputs, op, check=updated(store, inputs)))
+    wire = Writes(s.wire, "PlanetaryInsight", "planetaryInsights")
+    stored = {d["_id"]: d for d in s.seed.insights}
+
+    def wire_inputs(records: bool) -> Callable[[], list[Any]]:
+        def build() -> list[Any]:
+            pairs = levels()
+            return wire.update_inputs([stored[oid] for oid, _ in pairs], [{"energyLevel": level} for _, level in pairs],
+                                      wire.revisions(oid for oid, _ in pairs), records=records)
+        return build
+
+    def wire_updated(inputs: _Inputs) -> Callable[[], None]:
+        def check() -> None:
+            last = inputs.items[-1]
+            _expect("energyLevel after update", s.wire["planetaryInsights"].find_one(last.filter)["energyLevel"],
+                    last.update["$set"]["energyLevel"])
+        return check
+
+    for label, records in ((WIRE, True), (WIRE_OFF, False)):
+        inputs = _Inputs(s, wire_inputs(records))
+        variants.append(_variant(label, inputs, lambda items, i: wire.update(items[i]), check=wire_updated(inputs)))
     return Operation(f"update x{n}", n, variants)
 
 
@@ -235,3 +270,58 @@ def operations(sizes: Sizes, s: Sides) -> dict[str, Operation]:
     return {"create": create(sizes, s), "create_many": create_many(sizes, s), "update": update(sizes, s),
             "find_one": find_one(sizes, s), "find_lean": find(sizes, s, lean=True),
             "find_hydrated": find(sizes, s, lean=False), "cached": cached_find_one(sizes, s)}
+
+
+def check_commands(sizes: Sizes, s: Sides) -> list[tuple[str, str, list[str]]]:
+    """Untimed, once per run: for each pair of ``PAIRS``, one operation of the astro_db side on a
+    ``Database`` of its own with a command listener, and one of the raw side sending its commands
+    on a listening PyMongo client of its own; ``(what, astro_db's commands, differences)`` (no
+    differences: the same commands). Empty on the embedded backend (no command events)."""
+    if s.url is None:
+        return []
+    astro_seen, wire_seen = Recorder(), Recorder()
+    client: Any = pymongo.MongoClient(s.url, tz_aware=True, w="majority", event_listeners=[wire_seen])
+    common = {"allow_plaintext_sensitive": True, "connect_attempts": 1, "ensure_indexes": False,
+              "event_listeners": [astro_seen]}
+    dbs = {DEFAULT: Database(s.url, **common).connect(), HOOKS_OFF: Database(s.url, audit=False, journal=False, **common).connect()}
+    try:
+        users = Writes(client[s.raw.name], "User", "users")
+        insights = Writes(client[s.raw.name], "PlanetaryInsight", "planetaryInsights")
+        ids, stored = s.seed.insight_ids, {d["_id"]: d for d in s.seed.insights}
+        newcomer = s.seed.newcomer
+
+        def update_inputs(records: bool) -> Callable[[], Any]:
+            return lambda: insights.update_inputs([stored[ids[1]]], [{"energyLevel": 7}], insights.revisions([ids[1]]),
+                                                  records=records)[0]
+
+        # (the astro_db call; the raw side's inputs, built before its commands are recorded; its call)
+        cases: dict[tuple[str, str], tuple[Callable[[Database], Any], Callable[[], Any], Callable[[Any], Any]]] = {
+            ("create", DEFAULT): (lambda db: db.create(User, user_input(0, "check-a", NEW_STATUS)),
+                                  lambda: users.create_inputs([stored_user(0, "check-w", NEW_STATUS)])[0], users.create),
+            ("create_many", DEFAULT): (
+                lambda db: db.create_many(PlanetaryInsight, [insight_input(newcomer, i) for i in range(sizes.many)]),
+                lambda: insights.create_many_inputs([stored_insight(newcomer, i) for i in range(sizes.many)]),
+                insights.create_many),
+            ("update", DEFAULT): (lambda db: db.update(PlanetaryInsight, {"id": ids[0]}, {"energy_level": 7}),
+                                  update_inputs(True), insights.update),
+            ("update", HOOKS_OFF): (lambda db: db.update(PlanetaryInsight, {"id": ids[0]}, {"energy_level": 7}),
+                                    update_inputs(False), insights.update),
+        }
+        rows = []
+        for key, side, wire_label in PAIRS:
+            astro_op, wire_inputs, wire_op = cases[(key, side)]
+            s.reset()
+            astro_seen.take()
+            astro_op(dbs[side])
+            astro = astro_seen.take()
+            s.reset()
+            inputs = wire_inputs()
+            wire_seen.take()
+            wire_op(inputs)
+            rows.append((f"{key}, {side} / {wire_label}", describe(astro), compare(astro, wire_seen.take())))
+        s.reset()
+        return rows
+    finally:
+        for db in dbs.values():
+            db.close()
+        client.close()

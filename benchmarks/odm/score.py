@@ -17,7 +17,8 @@ from typing import Any
 
 from harness import Result
 
-__all__ = ["PERCENTILES", "TARGETS", "Score", "TaskResult", "percentile", "score", "tables", "as_json"]
+__all__ = ["PERCENTILES", "TARGETS", "Score", "TaskResult", "percentile", "score", "tables", "as_json",
+           "same_commands_table", "commands_lines"]
 
 PERCENTILES = (10, 25, 50, 75, 90, 95, 98, 99)
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
@@ -62,6 +63,8 @@ class TaskResult:
     op_bytes: int
     scores: dict[str, Score] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)  # side -> why it could not run the task
+    # the equivalence check: (what, astro_db's commands, differences; none: the raw side sends the same)
+    commands: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     @property
     def task_bytes(self) -> int:
@@ -120,7 +123,50 @@ def as_json(results: Sequence[TaskResult], about: dict[str, Any]) -> dict[str, A
     return {"about": about, "tasks": [
         {"task": r.key, "title": r.title, "ops": r.ops, "bytes_per_op": r.op_bytes, "task_bytes": r.task_bytes,
          "blocked": r.blocked,
+         "commands_check": [{"pair": what, "commands": sent, "differences": problems} for what, sent, problems in r.commands],
          "sides": {side: {"mb_per_s": sc.mb_per_s, "median_s": sc.median_s, "cpu_per_op_s": sc.cpu_per_op_s,
                           "iterations": sc.iterations, "percentiles_s": {f"p{p}": v for p, v in sc.percentiles.items()}}
                    for side, sc in r.scores.items()},
          "ratios": {name: r.ratio(top, bottom) for name, top, bottom, _ in TARGETS}} for r in results]}
+
+
+def _share(astro: float, same: float, raw: float) -> str:
+    """Of astro_db's excess over raw (times), the part the raw side sending its commands pays too."""
+    gap = astro - raw
+    return "no gap" if gap <= 0.05 * raw else f"{(same - raw) / gap:.0%}"  # within 5% of raw: nothing to split
+
+
+def same_commands_table(results: Sequence[TaskResult], pairs: Sequence[tuple[str, str]],
+                        markdown: bool = False) -> list[str]:
+    """Each write task's astro_db sides against raw PyMongo sending exactly their commands (``pairs``:
+    astro_db side, raw side), beside their ratio to plain raw PyMongo (the targets' baseline): MB/s
+    ratios (the raw side sending astro_db's commands against plain raw: the best a client with no
+    cost of its own could score with those commands), client CPU per operation, and the share of astro_db's excess over raw (iteration wall
+    time, CPU) that the raw side sending the same commands pays too (the server's work and the
+    driver's for those commands; the rest is astro_db's client). Empty if no task ran such a side."""
+    header = ["task", "astro_db side", "/ raw MB/s", "same commands / raw MB/s", "/ same commands MB/s",
+              "commands' share of the wall gap",
+              "CPU/op raw", "CPU/op same commands", "CPU/op astro_db", "CPU / same commands", "commands' share of the CPU gap"]
+    rows = []
+    for r in results:
+        for side, same in pairs:
+            if side not in r.scores or same not in r.scores or RAW not in r.scores:
+                continue
+            a, w, raw = r.scores[side], r.scores[same], r.scores[RAW]
+            rows.append([r.key, side, f"{a.mb_per_s / raw.mb_per_s:.2f}x", f"{w.mb_per_s / raw.mb_per_s:.2f}x",
+                         f"{a.mb_per_s / w.mb_per_s:.2f}x",
+                         _share(a.median_s, w.median_s, raw.median_s), _time(raw.cpu_per_op_s), _time(w.cpu_per_op_s),
+                         _time(a.cpu_per_op_s), f"{a.cpu_per_op_s / w.cpu_per_op_s:.2f}x",
+                         _share(a.cpu_per_op_s, w.cpu_per_op_s, raw.cpu_per_op_s)])
+    return _render(header, rows, markdown) if rows else []
+
+
+def commands_lines(results: Sequence[TaskResult], markdown: bool = False) -> list[str]:
+    """The equivalence check of every write task: "same commands" or a WARNING with the differences."""
+    bullet = "- " if markdown else "  "
+    out = []
+    for r in results:
+        for what, sent, problems in r.commands:
+            out.append(f"{bullet}WARNING {what}: the commands differ: " + "; ".join(problems) if problems
+                       else f"{bullet}{what}: same commands ({sent})")
+    return out

@@ -11,7 +11,12 @@ timing, ``update_one`` with ``$set``, ``find_one``, ``aggregate``), **astro_db**
 the input dict, ``db.update`` by id, ``db.find_one``, ``db.aggregate``; returned as model
 instances; the update tasks also run hooks off with ``returning=False``, which asks for no
 document back as raw ``update_one`` does), and **MongoEngine** (``Model(**data).save()``, the loaded instance changed and
-``save()``d, ``objects(...).first()``, ``objects(...).aggregate``).
+``save()``d, ``objects(...).first()``, ``objects(...).aggregate``). The write tasks add raw
+PyMongo sending the commands astro_db sends (``benchmarks/wire.py``, on a plain client of its own
+with astro_db's write concern): **raw PyMongo, astro_db's commands** (a create: the document and its
+change record in one ``bulkWrite``; an update: astro_db's ``findAndModify`` and then the record's
+``insert``) and, for the updates, **raw PyMongo, hooks off's commands** (the ``findAndModify``
+alone); ``commands_check`` proves once per task, untimed, that they are astro_db's commands.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import pymongo
 from bson import ObjectId
 from harness import Operation, Variant, WorkNotDone
+from wire import Recorder, Writes, compare, describe
 
 from astro_db import Database
 from astro_db.errors import AstroDBError
@@ -49,11 +55,16 @@ from .models import (
     utcnow,
 )
 
-__all__ = ["RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "NO_RETURN", "SIDES", "Sides", "Task", "TASKS", "open_sides"]
+__all__ = ["RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "NO_RETURN", "WIRE", "WIRE_OFF", "SIDES", "SAME_COMMANDS",
+           "ALL_SIDES", "Sides", "Task", "TASKS", "open_sides", "commands_check"]
 
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
 NO_RETURN = "astro_db hooks off, returning=False"  # the update tasks only: db.update(..., returning=False)
 SIDES = (RAW, DEFAULT, HOOKS_OFF, MONGOENGINE, NO_RETURN)
+# raw PyMongo sending astro_db's commands (the write tasks): the defaults', and hooks off's for the updates
+WIRE, WIRE_OFF = "raw PyMongo, astro_db's commands", "raw PyMongo, hooks off's commands"
+SAME_COMMANDS = ((DEFAULT, WIRE), (HOOKS_OFF, WIRE_OFF))  # (astro_db side, the raw side sending its commands)
+ALL_SIDES = (*SIDES, WIRE, WIRE_OFF)
 _ = ForeignKey  # registered with the Database (the $lookup task joins it)
 
 
@@ -64,6 +75,9 @@ class Sides:
     raw: Any  # a PyMongo Database on a plain client (no listeners)
     default: Database
     hooks_off: Database
+    wire: Any = None  # a PyMongo Database on a plain client of its own (w="majority"): astro_db's commands
+    url: str = ""  # the database's URL (the equivalence check's listening clients)
+    models: tuple[Any, ...] = ()  # the astro_db models the Databases register
 
     def coll(self, key: str) -> Any:
         return self.raw[COLLECTIONS[key]]
@@ -91,12 +105,13 @@ def open_sides(server_url: str, models: list[Any]) -> Iterator[Sides]:
     name = f"astro_odm_{uuid.uuid4().hex[:8]}"
     url = _with_db(server_url, name)
     raw_client: Any = pymongo.MongoClient(url, tz_aware=True)
+    wire_client: Any = pymongo.MongoClient(url, tz_aware=True, w="majority")  # astro_db's write concern
     connect_peers(url)
     default = Database(url, allow_plaintext_sensitive=True, models=models, connect_attempts=1).connect()
     hooks_off = Database(url, allow_plaintext_sensitive=True, models=models, connect_attempts=1, audit=False, journal=False,
                          ensure_indexes=False).connect()
     try:
-        yield Sides(raw_client[name], default, hooks_off)
+        yield Sides(raw_client[name], default, hooks_off, wire_client[name], url, tuple(models))
     finally:
         default.close()
         hooks_off.close()
@@ -104,6 +119,7 @@ def open_sides(server_url: str, models: list[Any]) -> Iterator[Sides]:
         with contextlib.suppress(pymongo.errors.PyMongoError):
             raw_client.drop_database(name)
         raw_client.close()
+        wire_client.close()
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,7 @@ class Task:
     dataset: str  # "small", "large" or "nested"
     build: Callable[[Sides, Datasets, int], tuple[Operation, dict[str, str]]]
     update: bool = False  # scored on len(UPDATED_VALUE) a document, not the document's size
+    writes: tuple[Any, str] | None = None  # a write task's astro_db model and the path an update sets ("" a create)
 
     def op_bytes(self, data: Datasets) -> int:
         return len(UPDATED_VALUE) if self.update else getattr(data, self.dataset).source_size
@@ -202,11 +219,14 @@ def _create(key: str, model: Any, peer: Any, dataset: str) -> Callable[[Sides, D
         def run(build_one: Callable[[], Any]) -> _Run:
             return _Run(lambda: [build_one() for _ in range(ops)], lambda: s.empty(key))
 
+        wire = Writes(s.wire, model.__name__, COLLECTIONS[key])
         variants = [
             _variant(RAW, run(lambda: stored(make())), lambda docs, i: coll.insert_one(docs[i]), created),
             _variant(DEFAULT, run(make), lambda items, i: s.default.create(model, items[i]), created),
             _variant(HOOKS_OFF, run(make), lambda items, i: s.hooks_off.create(model, items[i]), created),
             _variant(MONGOENGINE, run(make), lambda items, i: peer(**items[i]).save(), created),
+            _variant(WIRE, _Run(lambda: wire.create_inputs(stored(make()) for _ in range(ops)), lambda: s.empty(key)),
+                     lambda items, i: wire.create(items[i]), created),
         ]
         return Operation(key, ops, variants), {}
     return build
@@ -223,7 +243,8 @@ def _update(key: str, model: Any, peer: Any, dataset: str, path: str) -> Callabl
     document (a new value every run, so each update changes the document)."""
     def build(s: Sides, data: Datasets, ops: int) -> tuple[Operation, dict[str, str]]:
         make = _inputs(getattr(data, dataset))
-        ids = [d["_id"] for d in _seed(s, key, (stored(make()) for _ in range(ops)))]
+        docs = [stored(make()) for _ in range(ops)]  # kept whole: the records' post-images
+        ids = [d["_id"] for d in _seed(s, key, iter(docs))]
         order = {oid: n for n, oid in enumerate(ids)}
         # the spec's setup: the saved models, loaded into memory (MongoEngine's update changes them)
         instances = sorted(peer.objects(id__in=ids), key=lambda m: order[m.id])
@@ -252,6 +273,19 @@ def _update(key: str, model: Any, peer: Any, dataset: str, path: str) -> Callabl
         variants = [_variant(label, _Run(lambda: next(values)), op, updated)
                     for label, op in ((RAW, raw), (DEFAULT, astro(s.default)), (HOOKS_OFF, astro(s.hooks_off)),
                                       (MONGOENGINE, mongoengine), (NO_RETURN, astro(s.hooks_off, returning=False)))]
+        wire = Writes(s.wire, model.__name__, COLLECTIONS[key])
+
+        def wire_inputs(records: bool) -> Callable[[], Any]:
+            def build_inputs() -> Any:
+                value = next(values)
+                return wire.update_inputs(docs, [{path: value}] * ops, wire.revisions(ids), records=records)
+            return build_inputs
+
+        def wire_updated(items: Any) -> None:
+            updated(items[-1].update["$set"][path])
+
+        variants += [_variant(label, _Run(wire_inputs(records)), lambda items, i: wire.update(items[i]), wire_updated)
+                     for label, records in ((WIRE, True), (WIRE_OFF, False))]
         return Operation(key, ops, variants), {}
     return build
 
@@ -325,20 +359,69 @@ def _find_by_foreign_key(s: Sides, data: Datasets, ops: int) -> tuple[Operation,
     return Operation("small_fk_lookup", ops, variants), blocked
 
 
+def commands_check(task: Task, s: Sides, data: Datasets) -> list[tuple[str, str, list[str]]]:
+    """Untimed, once per write task (after its build, before its timing): one operation of each
+    astro_db side that has a raw side sending its commands (``SAME_COMMANDS``), on a ``Database``
+    of its own with a command listener, and one of that raw side on a listening PyMongo client of
+    its own; ``(what, astro_db's commands, differences)``, no differences meaning the same
+    commands. A create empties the collection after; an update changes two seeded documents."""
+    if task.writes is None:
+        return []
+    model, path = task.writes
+    key, make = task.dataset, _inputs(getattr(data, task.dataset))
+    astro_seen, wire_seen = Recorder(), Recorder()
+    client: Any = pymongo.MongoClient(s.url, tz_aware=True, w="majority", event_listeners=[wire_seen])
+    writes = Writes(client[s.raw.name], model.__name__, COLLECTIONS[key])
+    rows = []
+    try:
+        for side, wire_label in SAME_COMMANDS if path else SAME_COMMANDS[:1]:
+            flags = {} if side == DEFAULT else {"audit": False, "journal": False}
+            db = Database(s.url, allow_plaintext_sensitive=True, models=list(s.models), connect_attempts=1,
+                          ensure_indexes=False, event_listeners=[astro_seen], **flags).connect()
+            try:
+                if path:
+                    first, second = list(s.coll(key).find().limit(2))
+                    astro_seen.take()
+                    db.update(model, {"id": first["_id"]}, {path: UPDATED_VALUE})
+                    inputs: Any = writes.update_inputs([second], [{path: UPDATED_VALUE}],
+                                                       writes.revisions([second["_id"]]), records=side == DEFAULT)[0]
+                    send: Callable[[Any], Any] = writes.update
+                else:
+                    s.empty(key)
+                    astro_seen.take()
+                    db.create(model, make())
+                    s.empty(key)
+                    inputs, send = writes.create_inputs([stored(make())])[0], writes.create
+                astro = astro_seen.take()
+                wire_seen.take()
+                send(inputs)
+                rows.append((f"{task.key}, {side} / {wire_label}", describe(astro), compare(astro, wire_seen.take())))
+            finally:
+                db.close()
+        if not path:
+            s.empty(key)
+        return rows
+    finally:
+        client.close()
+
+
 TASKS: list[Task] = [
-    Task("small_create", "Small model creation", "flat", "small", _create("small", SmallFlat, PeerSmallFlat, "small")),
+    Task("small_create", "Small model creation", "flat", "small", _create("small", SmallFlat, PeerSmallFlat, "small"),
+         writes=(SmallFlat, "")),
     Task("small_update", "Small model update (field1)", "flat", "small",
-         _update("small", SmallFlat, PeerSmallFlat, "small", "field1"), update=True),
+         _update("small", SmallFlat, PeerSmallFlat, "small", "field1"), update=True, writes=(SmallFlat, "field1")),
     Task("small_find", "Small model find by filter (_id)", "flat", "small",
          _find("small", SmallFlat, PeerSmallFlat, "small", "_id")),
     Task("small_fk_lookup", "Small model find foreign key by filter ($lookup)", "flat", "small", _find_by_foreign_key),
-    Task("large_create", "Large model creation", "flat", "large", _create("large", LargeFlat, PeerLargeFlat, "large")),
+    Task("large_create", "Large model creation", "flat", "large", _create("large", LargeFlat, PeerLargeFlat, "large"),
+         writes=(LargeFlat, "")),
     Task("large_update", "Large model update (field1)", "flat", "large",
-         _update("large", LargeFlat, PeerLargeFlat, "large", "field1"), update=True),
+         _update("large", LargeFlat, PeerLargeFlat, "large", "field1"), update=True, writes=(LargeFlat, "field1")),
     Task("nested_create", "Large nested model creation", "nested", "nested",
-         _create("nested", LargeNested, PeerLargeNested, "nested")),
+         _create("nested", LargeNested, PeerLargeNested, "nested"), writes=(LargeNested, "")),
     Task("nested_update", "Large nested model update (embedded_str_doc_1.field1)", "nested", "nested",
-         _update("nested", LargeNested, PeerLargeNested, "nested", "embedded_str_doc_1.field1"), update=True),
+         _update("nested", LargeNested, PeerLargeNested, "nested", "embedded_str_doc_1.field1"), update=True,
+         writes=(LargeNested, "embedded_str_doc_1.field1")),
     Task("nested_find", "Large nested model find nested by filter (embedded_str_doc_1.unique_id)", "nested", "nested",
          _find("nested", LargeNested, PeerLargeNested, "nested", "embedded_str_doc_1.unique_id")),
     Task("nested_array_find", "Large nested model find nested array by filter (embedded_str_doc_array.unique_id)",

@@ -23,6 +23,8 @@ ASTRO_DB = str(Path(__file__).resolve().parents[2] / "astro_db")
 TASKS = ("small_create", "small_update", "small_find", "small_fk_lookup", "large_create", "large_update",
          "nested_create", "nested_update", "nested_find", "nested_array_find")
 SIDES = ("raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine")
+WIRE, WIRE_OFF = "raw PyMongo, astro_db's commands", "raw PyMongo, hooks off's commands"
+WRITES = ("small_create", "small_update", "large_create", "large_update", "nested_create", "nested_update")
 NUMBER = re.compile(r"^\d[\d,.e+-]*$")
 
 
@@ -51,6 +53,12 @@ def test_the_quick_run_prints_every_task_for_every_side(live_server, tmp_path):
                 line.startswith(f"- {task}, {side}: ") for line in lines)), (task, side, cells)
         assert len([c for c in cells[6:] if c in ("met", "MISSED")]) in (0, 3), cells
     assert "generated (the spec's shapes and sizes)" in done.stdout
+    assert "WARNING" not in done.stdout
+    assert sum(line.endswith("same commands (bulkWrite x1)") for line in lines) == 3  # the creates
+    same = lines.index(next(line for line in lines if line.startswith("task") and "/ same commands MB/s" in line))
+    assert [line.split()[0] for line in lines[same + 1:same + 10]] == [
+        "small_create", "small_update", "small_update", "large_create", "large_update", "large_update",
+        "nested_create", "nested_update", "nested_update"]
     assert "1 warm-up + 2 iterations per side in rotated order" in done.stdout
     percentile_header = next(line for line in lines if line.split()[:2] == ["task", "side"])
     assert percentile_header.split()[-8:] == ["p10", "p25", "p50", "p75", "p90", "p95", "p98", "p99"]
@@ -61,6 +69,17 @@ def test_the_quick_run_prints_every_task_for_every_side(live_server, tmp_path):
         for side in SIDES:
             assert side in task["sides"] or side in task["blocked"], (task["task"], side)
         assert ("astro_db hooks off, returning=False" in task["sides"]) == task["task"].endswith("_update"), task["task"]
+        # raw PyMongo sending astro_db's commands: the write tasks, checked once each against astro_db's own
+        assert (WIRE in task["sides"]) == (task["task"] in WRITES), task["task"]
+        assert (WIRE_OFF in task["sides"]) == task["task"].endswith("_update"), task["task"]
+        pairs = [c["pair"] for c in task["commands_check"]]
+        expected = [] if task["task"] not in WRITES else [f"{task['task']}, astro_db default / {WIRE}"] + (
+            [f"{task['task']}, astro_db hooks off / {WIRE_OFF}"] if task["task"].endswith("_update") else [])
+        assert pairs == expected, task["task"]
+        assert all(c["differences"] == [] for c in task["commands_check"]), task["commands_check"]
+        sent = [c["commands"] for c in task["commands_check"]]
+        assert sent == {"create": ["bulkWrite x1"], "update": ["findAndModify x1, insert x1", "findAndModify x1"]}.get(
+            task["task"].rpartition("_")[2], []), (task["task"], sent)
         for side, figure in task["sides"].items():
             assert figure["iterations"] == 2 and len(figure["percentiles_s"]) == 8, (task["task"], side)
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5_000)
@@ -98,7 +117,8 @@ def test_only_the_astro_db_sides_run_astro_db_code_and_every_side_does_its_work(
             ops = 1 if task.dataset == "large" else 3
             operation, blocked = task.build(sides, data, ops)
             assert operation.variants[0].label == RAW  # the baseline
-            sides_of_task = (*SIDES, NO_RETURN) if task.update else SIDES  # returning=False: the update tasks' fifth side
+            sides_of_task = (*SIDES, NO_RETURN, WIRE, WIRE_OFF) if task.update else (  # returning=False: the updates'
+                (*SIDES, WIRE) if task.writes else SIDES)  # raw PyMongo sending astro_db's commands: the writes
             assert sorted([v.label for v in operation.variants] + list(blocked)) == sorted(sides_of_task), task.key
             assert set(blocked) <= {"astro_db default", "astro_db hooks off"}, (task.key, blocked)
             for variant in operation.variants:

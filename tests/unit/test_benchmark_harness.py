@@ -110,7 +110,7 @@ def test_the_raw_documents_are_what_astro_db_stores_for_the_same_input():
 
 
 def test_the_harness_and_the_raw_inputs_import_no_astro_db():
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import harness, workloads; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import harness, workloads, wire; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'astro_db'))")
     done = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

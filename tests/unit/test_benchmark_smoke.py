@@ -14,10 +14,11 @@ pytestmark = pytest.mark.benchmark
 
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 BOTH = ("raw PyMongo", "astro_db default", "astro_db hooks off")
+WIRE, WIRE_OFF = "raw PyMongo, astro_db's commands", "raw PyMongo, hooks off's commands"
 OPERATIONS = {  # every operation's row, with the variants it compares
-    "create x10": (*BOTH, "MongoEngine", "MongoEngine from dicts"),
-    "create_many 30": (*BOTH, "MongoEngine", "MongoEngine from dicts"),
-    "update x10": (*BOTH, "raw update_one", "astro_db hooks off, returning=False"),
+    "create x10": (*BOTH, "MongoEngine", "MongoEngine from dicts", WIRE),
+    "create_many 30": (*BOTH, "MongoEngine", "MongoEngine from dicts", WIRE),
+    "update x10": (*BOTH, "raw update_one", "astro_db hooks off, returning=False", WIRE, WIRE_OFF),
     "find_one by id x10": (*BOTH, "MongoEngine"),
     "find lean 40 docs": BOTH,
     "find hydrated 40 docs": (*BOTH, "MongoEngine"),
@@ -35,14 +36,22 @@ def test_the_benchmark_prints_every_operation_and_its_ratios_in_tiny_mode():
     out = done.stdout
     header = next(line for line in out.splitlines() if line.startswith("operation"))
     assert header.split()[:2] == ["operation", "variant"] and "wall vs raw" in header and "CPU/doc vs raw" in header
+    table = out.split("\ntarget ")[0]  # the variants table (the same-commands table follows the targets)
     for operation, variants in OPERATIONS.items():
-        rows = [line for line in out.splitlines() if line.startswith(operation + " ")]
+        rows = [line for line in table.splitlines() if line.startswith(operation + " ")]
         # a column ends at two spaces, so "MongoEngine" does not match "MongoEngine from dicts"
         assert sorted(v for row in rows for v in variants if re.search(rf"\s{re.escape(v)}\s{{2,}}", row)) == sorted(variants), operation
         assert len(rows) == len(variants)
         assert all(row.rstrip().endswith("x") for row in rows), rows  # the CPU ratio closes every row
     assert "cached find_one, times faster than uncached" in out
     assert "1 warm-up + 2 rounds in rotated order" in out and "CPU: " in out and "date: " in out
+    # astro_db against raw PyMongo sending its commands: one row per pair, after the targets
+    lines = out.splitlines()
+    same = lines.index(next(line for line in lines if line.startswith("operation") and "wall vs same commands" in line))
+    assert [" ".join(line.split()[:4]) for line in lines[same + 1:same + 5]] == [
+        "create x10 astro_db default", "create_many 30 astro_db default", "update x10 astro_db default",
+        "update x10 astro_db hooks"]
+    assert "not checked: the embedded backend reports no commands" in out  # no command events there
 
 
 def test_the_markdown_output_is_a_table():

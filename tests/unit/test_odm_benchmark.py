@@ -21,7 +21,7 @@ sys.path.insert(0, str(BENCH))
 from harness import Operation, Result, Sample, Variant  # noqa: E402
 from odm import data, score  # noqa: E402
 from odm.models import ASTRO_MODELS, LargeNested, SmallFlat  # noqa: E402
-from odm.tasks import SIDES, TASKS, stored, with_unique_ids  # noqa: E402
+from odm.tasks import ALL_SIDES, SAME_COMMANDS, SIDES, TASKS, WIRE, WIRE_OFF, stored, with_unique_ids  # noqa: E402
 
 from astro_db import Database  # noqa: E402
 
@@ -79,6 +79,49 @@ def test_the_table_marks_each_target_met_or_missed_and_names_blocked_sides():
     assert any(line.split()[:2] == ["task", "side"] and line.split()[-1] == "p99" for line in lines)
     js = score.as_json([met], {})
     assert set(js["tasks"][0]["sides"]["MongoEngine"]["percentiles_s"]) == {f"p{p}" for p in score.PERCENTILES}
+
+
+def _timed(key: str, seconds: dict[str, tuple[float, float]], commands=()) -> score.TaskResult:
+    """A task whose sides took (median iteration wall, CPU per operation) seconds."""
+    r = score.TaskResult(key, key, ops=10, op_bytes=100, commands=list(commands))
+    r.scores = {side: score.Score(1_000 / wall / 1e6, wall, dict.fromkeys(score.PERCENTILES, wall), cpu, 3)
+                for side, (wall, cpu) in seconds.items()}
+    return r
+
+
+def test_the_same_commands_table_splits_each_gap_between_the_commands_and_the_client():
+    update = _timed("u", {"raw PyMongo": (1.0, 100e-6), "astro_db default": (3.0, 400e-6), WIRE: (2.5, 250e-6),
+                          "astro_db hooks off": (1.5, 200e-6), WIRE_OFF: (1.02, 110e-6)})
+    find = _timed("f", {"raw PyMongo": (1.0, 1e-4), "astro_db default": (1.1, 1e-4)})  # no raw side with its commands
+    close = _timed("c", {"raw PyMongo": (1.0, 100e-6), "astro_db default": (1.01, 104e-6), WIRE: (1.0, 100e-6)})
+    lines = score.same_commands_table([update, find, close], SAME_COMMANDS)
+    assert "/ same commands MB/s" in lines[0] and "commands' share of the wall gap" in lines[0]
+    rows = [line.split("  ") for line in lines[1:]]
+    cells = [[c.strip() for c in row if c.strip()] for row in rows]
+    assert [c[:2] for c in cells] == [["u", "astro_db default"], ["u", "astro_db hooks off"], ["c", "astro_db default"]]
+    # 3 s against raw's 1 s and 2.5 s for raw sending the same commands: 0.33x raw, 0.83x same; 75% of the gap
+    # (the raw side with astro_db's commands scores 0.40x raw: the floor those commands put under any client)
+    assert cells[0][2:] == ["0.33x", "0.40x", "0.83x", "75%", "100 µs", "250 µs", "400 µs", "1.60x", "50%"]
+    assert cells[1][2:6] == ["0.67x", "0.98x", "0.68x", "4%"]  # hooks off: the findAndModify is 4% of its gap
+    assert cells[2][5] == "no gap" and cells[2][-1] == "no gap"  # within 5% of raw: nothing to split
+    assert score.same_commands_table([find], SAME_COMMANDS) == []
+    assert set(ALL_SIDES) == {*SIDES, WIRE, WIRE_OFF}
+
+
+def test_the_equivalence_lines_say_same_or_warn_with_the_differences():
+    ok = _timed("a", {}, [("a, astro_db default / " + WIRE, "bulkWrite x1", [])])
+    bad = _timed("b", {}, [("b, astro_db default / " + WIRE, "findAndModify x1, insert x1", ["commands: x; y"])])
+    assert score.commands_lines([ok, bad]) == [
+        f"  a, astro_db default / {WIRE}: same commands (bulkWrite x1)",
+        f"  WARNING b, astro_db default / {WIRE}: the commands differ: commands: x; y"]
+    assert score.as_json([bad], {})["tasks"][0]["commands_check"] == [
+        {"pair": f"b, astro_db default / {WIRE}", "commands": "findAndModify x1, insert x1", "differences": ["commands: x; y"]}]
+
+
+def test_only_the_write_tasks_have_a_raw_side_sending_astro_dbs_commands():
+    assert {t.key for t in TASKS if t.writes} == {"small_create", "small_update", "large_create", "large_update",
+                                                   "nested_create", "nested_update"}
+    assert all(bool(t.writes[1]) == t.update for t in TASKS if t.writes)  # an update names its path
 
 
 def test_the_update_tasks_score_the_update_value_and_the_others_the_document():
