@@ -107,6 +107,39 @@ def test_every_extra_that_lists_redis_declares_the_supported_range_and_the_insta
     assert redis.__version__ in specifiers  # the suite runs on a supported redis-py (CI: the newest and the lowest)
 
 
+def _noxfile_constants() -> dict[str, Any]:
+    """The literal constants of noxfile.py (read, not imported: nox would register its sessions twice)."""
+    import ast
+
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass  # not a literal (built from others)
+    return out
+
+
+def test_ci_runs_every_redis_test_on_the_lowest_supported_redis_py():
+    import re
+
+    constants = _noxfile_constants()
+    lowest = SUPPORTED_REDIS_PY.split(",")[0]
+    assert lowest.startswith(">=") and constants["REDIS_LOWEST"] in (lowest[2:], lowest[2:] + ".0")
+    talking_to_redis = {str(path.relative_to(ROOT)) for path in (ROOT / "tests").rglob("test_*.py")
+                        if re.search(r"\bimport redis\b|from redis|redis_server|RedisBus|RedisStore|cache_bus=.redis"
+                                     r"|cache_store=", path.read_text())}
+    assert talking_to_redis - {"tests/unit/test_benchmark_smoke.py"} == set(constants["REDIS_TESTS"])
+    noxfile = (ROOT / "noxfile.py").read_text()
+    assert '@nox.session(python="3.12", name="redis-lowest")' in noxfile
+    assert 'session.install("-e", ".[test]", f"redis=={REDIS_LOWEST}")' in noxfile
+    script = (ROOT / ".ci" / "run").read_text()
+    assert 'if [ "$session" = tests-3.12 ]; then also=(redis-lowest); fi' in script
+    assert '-s "$session" "${also[@]}"' in script  # in the 3.12 job, whose exit code is checked
+
+
 # --- refused when the bus is made ------------------------------------------------------------
 
 class NoSocketAttribute(Connection):
