@@ -223,7 +223,8 @@ def test_a_connection_the_bus_cannot_read_stops_the_bus_with_one_error_naming_th
         _assert_says_what_to_do(errors[0].getMessage())
         assert not any(PASSWORD in r.getMessage() for r in caplog.records)
         stats = bus.stats()
-        assert stats["connected"] is False and stats["errors"] == 1 and PASSWORD not in str(stats)
+        assert stats["connected"] is False and stats["reason"] == reason and stats["errors"] == 1
+        assert PASSWORD not in str(stats)
         assert listener.calls == []  # never trusted: nothing was ever cached through it
         bus.publish("User")  # a write still returns: the bus is down, caching off
         assert not bus.connected
@@ -330,3 +331,30 @@ def test_the_bus_and_the_store_work_over_a_unix_socket_with_resp3(tmp_path):
         store.close()
         bus.close()
         server.stop()
+
+
+def test_a_publishing_connection_the_bus_cannot_read_takes_the_bus_down_and_the_publisher_lives_on(monkeypatch, caplog):
+    import threading
+
+    def refused(self: Any) -> None:
+        raise redis_compat.incompatible(redis, "left Connection._sock as Opaque after connecting, not a socket")
+
+    monkeypatch.setattr(_Wire, "open", refused)
+    bus = RedisBus(f"redis://astro:{PASSWORD}@127.0.0.1:1/0", "compat")  # never subscribed: the publisher alone
+    bus._connected = True
+    caplog.set_level(logging.INFO, logger="astro_db")
+    thread = threading.Thread(target=bus._publish_loop, daemon=True)
+    thread.start()
+    try:
+        bus.publish("User")
+        _poll(lambda: bus.figures.errors == 1)
+        assert thread.is_alive() and not bus.connected and bus.unsent("User")  # owed, caching off
+        _assert_says_what_to_do(bus.reason or "")
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "caching stays off" in errors[0]
+        _assert_says_what_to_do(errors[0])
+    finally:
+        bus._stop.set()
+        bus._wake.set()
+        thread.join(30)
+        bus.close()
