@@ -219,6 +219,7 @@ class _Wire:
                 self._sock = check_opened(self._redis, self._conn)
         except ConfigError:
             if not self._closed:
+                self.close()  # not a connection the bus can read: released at once
                 raise
         if self._closed:  # interrupt() or close() while connecting
             raise self._redis.ConnectionError("the subscriber's connection is closed")
