@@ -228,6 +228,12 @@ def test_a_connection_the_bus_cannot_read_stops_the_bus_with_one_error_naming_th
         assert listener.calls == []  # never trusted: nothing was ever cached through it
         bus.publish("User")  # a write still returns: the bus is down, caching off
         assert not bus.connected
+        bus.open(None)  # Database.connect() again: one more try, the same end, its ERROR held back (rate-limited)
+        again = bus._thread
+        assert again is not None and again is not thread
+        again.join(30)
+        assert not again.is_alive() and connection_class.connects == 2 and not bus.connected
+        assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1 and bus.figures.errors == 2
     finally:
         bus.close()
 
