@@ -364,3 +364,41 @@ def test_a_publishing_connection_the_bus_cannot_read_takes_the_bus_down_and_the_
         bus._wake.set()
         thread.join(30)
         bus.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_after_the_handshake_the_bus_reads_every_byte_itself_and_redis_pys_parser_is_never_called(
+        redis_server, monkeypatch, protocol):
+    import json
+
+    from astro_db.cache.bus import Notice
+
+    bus = RedisBus(f"{redis_server.url}?protocol={protocol}", "compat")
+    listener = Listener()
+    bus._listener = weakref.ref(listener)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        bus.start()
+        _poll(lambda: bus.connected)
+        assert bus.watch("User")
+        bus.publish("User")  # the publisher's connection is opened (its handshake read by redis-py)
+        _poll(lambda: bus.stats()["sent"] == 1 and bus.figures.received == 1)
+        conns = [bus._wire._conn, bus._publish_wire._conn]  # type: ignore[union-attr]
+        calls: list[str] = []
+        for conn in conns:
+            parser = conn._parser
+            for name in ("read_response", "read_from_socket", "can_read"):
+                if callable(getattr(parser, name, None)):
+                    original = getattr(parser, name)
+                    monkeypatch.setattr(parser, name, lambda *a, _n=name, _o=original, **k: (calls.append(_n), _o(*a, **k))[1])
+        for generation in range(1, 21):
+            client.publish(bus.channel, json.dumps({"m": "Task", "o": "elsewhere", "t": 0, "g": generation}).encode())
+        for n in range(2, 7):
+            bus.publish("User", notice=Notice("User", frozenset({bytes(16)}), frozenset({"name"})))
+            _poll(lambda n=n: bus.stats()["sent"] == n and not bus.stats()["pending"])
+        _poll(lambda: bus.figures.received == 26)
+        assert calls == [] and bus.figures.errors == 0 and bus.figures.full_drops == 0
+        assert [redis_compat.parser_holds_data(conn) for conn in conns] == [False, False]
+    finally:
+        client.close()
+        bus.close()
