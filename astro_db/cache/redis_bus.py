@@ -59,6 +59,7 @@ from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
 from .bus import BusFigures, CacheListener, Notice, SubscribingBus
+from .redis_compat import check_connection, check_opened, client_options, wire_options
 from .redis_store import dependency_keys, write_dependencies
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -189,16 +190,19 @@ class _Wire:
     sends something or the timeout passes (no polling), and returns every complete frame
     received, so the messages that arrived together are handled in one wake-up; redis-py's
     per-message reading machinery (a poll, two socket timeout changes, a parser call per
-    element, its own health check) is not on the path."""
+    element, its own health check) is not on the path. The socket is redis-py's private
+    ``Connection._sock``: a redis-py whose connections lack it, or hold something else there,
+    raises a ``ConfigError`` here or in ``open`` (``redis_compat``)."""
 
     def __init__(self, client: Any, redis: Any, *, timeout_s: float = 4.0, channel: bytes | None = None) -> None:
         pool = client.connection_pool
         self._channel = channel or b""
         self._heads = _message_heads(channel) if channel else None  # the subscriber's messages: the short path
         self.timeout_s = timeout_s  # the bound of a ``call``
-        options = dict(pool.connection_kwargs)
-        options["health_check_interval"] = 0  # the subscriber pings on its own schedule (_listen)
-        self._conn = pool.connection_class(**options)
+        # no health check of redis-py's (the subscriber pings on its own schedule: _listen), no
+        # maintenance notifications (redis-py never reads this connection after the handshake)
+        self._conn = pool.connection_class(**wire_options(redis, pool.connection_kwargs))
+        check_connection(redis, self._conn)
         self._redis = redis
         self._sock: Any = None
         self._buffer = bytearray()
@@ -207,11 +211,18 @@ class _Wire:
         self._pid = os.getpid()  # a forked child never shuts down its parent's connection
 
     def open(self) -> None:
-        self._conn.connect()  # the handshake: AUTH / HELLO / SELECT, every reply read
-        sock = getattr(self._conn, "_sock", None)
-        if sock is None or self._closed:
+        """Connect (redis-py: the handshake, AUTH / HELLO / SELECT, every reply read) and take
+        the socket; a ``ConfigError`` when it is not one the bus can use (``check_opened``)."""
+        self._conn.connect()
+        try:
+            if not self._closed:
+                self._sock = check_opened(self._redis, self._conn)
+        except ConfigError:
+            if not self._closed:
+                self.close()  # not a connection the bus can read: released at once
+                raise
+        if self._closed:  # interrupt() or close() while connecting
             raise self._redis.ConnectionError("the subscriber's connection is closed")
-        self._sock = sock
 
     def send(self, *args: bytes) -> None:
         self._sock.sendall(_pack(args))
@@ -340,6 +351,7 @@ class RedisBus(SubscribingBus):
         self._wire: _Wire | None = None  # the subscriber's connection now
         self._pid = os.getpid()
         self._client = self._new_client()
+        _Wire(self._client, redis)  # a ConfigError now when redis-py's connections lack what the bus reads
         self._publish_wire: _Wire | None = None  # the connection the publishes are sent on (made on first use)
         self._send_lock = threading.Lock()  # the publisher thread, or the subscriber once it has reconnected
         # the registration of a cached model runs on a reading thread: its client (made on first
@@ -354,13 +366,14 @@ class RedisBus(SubscribingBus):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        extra = client_options(redis, self._url)
         try:
             if timeout_s is not None:
                 return redis.Redis.from_url(self._url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                                            retry=Retry(NoBackoff(), 0))
+                                            retry=Retry(NoBackoff(), 0), **extra)
             return redis.Redis.from_url(
                 self._url, socket_connect_timeout=self._timeout_s, socket_timeout=self._timeout_s * 2,
-                health_check_interval=self._health_check_s, retry=Retry(NoBackoff(), 1))
+                health_check_interval=self._health_check_s, retry=Retry(NoBackoff(), 1), **extra)
         except ValueError as exc:
             raise ConfigError(f"cache_bus: {str(exc).replace(self._url, self.masked_url)}", key="cache_bus") from None
 
@@ -516,6 +529,9 @@ class RedisBus(SubscribingBus):
                 continue
             try:
                 self._flush_pending()
+            except ConfigError as exc:
+                self._incompatible(exc)
+                self._lose_trust(str(exc))
             except self._redis.RedisError as exc:
                 self.figures.error(f"publish: {type(exc).__name__}: {exc}")
                 self._log.error("publish", "cache bus %s: could not publish writes (%s: %s); this process stops "
@@ -596,6 +612,13 @@ class RedisBus(SubscribingBus):
                 del self._pending[model]
             self._announced.notify_all()
 
+    def _incompatible(self, exc: ConfigError) -> None:
+        """The installed redis-py cannot serve the bus (``redis_compat``): said at ERROR (once per
+        10 s) and kept as the reason the bus is down; the subscriber stops (it would fail again)."""
+        self.figures.error(f"redis-py: {exc}")
+        self._reason = str(exc)
+        self._log.error("incompatible", "cache bus %s: %s; caching stays off", self.masked_url, exc)
+
     def _lose_trust(self, reason: str) -> None:
         self._reason = reason
         self._doubt.set()
@@ -618,6 +641,9 @@ class RedisBus(SubscribingBus):
                 early = self._subscribe(wire, reconnect=not first)
                 first, delay = False, _BACKOFF_S[0]
                 self._listen(wire, early)
+            except ConfigError as exc:  # redis-py's connections are not what the bus reads: retrying cannot help
+                self._incompatible(exc)
+                break
             except (self._redis.RedisError, OSError, ValueError) as exc:
                 if self._stop.is_set():
                     break  # close() woke the read: nothing went wrong

@@ -66,6 +66,7 @@ from bson.codec_options import CodecOptions
 
 from ..config import mask_url
 from ..errors import ConfigError
+from .redis_compat import client_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bus import Notice
@@ -220,7 +221,7 @@ class RedisStore:
         self.dependency_ttl_ms = 2 * self.ttl_ms  # a dependency key outlives every entry depending on it
         try:
             self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                                                retry=Retry(NoBackoff(), 1))
+                                                retry=Retry(NoBackoff(), 1), **client_options(redis, url))
         except ValueError as exc:
             raise ConfigError(f"cache_store: {str(exc).replace(url, self.masked_url)}", key="cache_store") from None
         self._get = self._client.register_script(_GET)

@@ -127,7 +127,10 @@ def main() -> None:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        shared._client = redis.Redis.from_url(store, socket_connect_timeout=60, socket_timeout=60, retry=Retry(NoBackoff(), 1))
+        from astro_db.cache.redis_compat import client_options
+
+        shared._client = redis.Redis.from_url(store, socket_connect_timeout=60, socket_timeout=60, retry=Retry(NoBackoff(), 1),
+                                              **client_options(redis, store))
         for script in ("_get", "_put"):  # its Lua scripts, on the new client
             if hasattr(shared, script):
                 setattr(shared, script, shared._client.register_script(getattr(shared, script).script))
