@@ -168,8 +168,11 @@ class Monitor:
             shape = getattr(local, "shape", None)  # a shape ``note_query`` left for this call, taken once
             if shape is not None:
                 local.shape = None
-        else:
-            key, entry, shape = self._shape_of(model, operation, *query)
+        else:  # _shape_of, inlined (every read passes here)
+            filt, sort = query
+            key = (model, operation, shape_key(filt or {}), shape_key(sort) if sort else "")
+            entry = self._shapes.get(key)
+            shape = entry["filter"] if entry is not None else mask(filt or {})
             now = time.time()
         slow = ms >= self.slow_ms
         with self._lock:
