@@ -44,14 +44,14 @@ def counted(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> Count:
 # --- the run step -------------------------------------------------------------------------------
 
 class Clock:
-    """The bounds' clock (``timeouts.time``), counting its reads and moving 1 ms per read."""
+    """The bounds' clock (``timeouts.time``), counting its reads and moving ``step`` s per read."""
 
-    def __init__(self) -> None:
-        self.now, self.reads = 1000.0, 0
+    def __init__(self, step: float = 0.001) -> None:
+        self.now, self.reads, self.step = 1000.0, 0, step
 
     def monotonic(self) -> float:
         self.reads += 1
-        self.now += 0.001
+        self.now += self.step
         return self.now
 
 
@@ -76,6 +76,29 @@ def test_a_driver_call_reads_the_bounds_clock_twice_and_its_default_bound_starts
     latency = db.metrics()["operations"]["User"]["find_one"]["latency_ms"]
     assert latency["count"] == 1 and latency["max"] == pytest.approx(1.0)  # the two reads, 1 ms apart
     assert timeouts.CALL_BOUND.get() is None  # reset after the call
+
+
+def test_on_a_coarse_monotonic_clock_the_latency_is_timed_by_perf_counter_and_the_bound_reads_its_own(db, monkeypatch):
+    from astro_db.ops.steps import run
+
+    user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert run._ONE_CLOCK  # this machine's monotonic clock is fine (Linux: 1 ns)
+    monkeypatch.setattr(run, "_ONE_CLOCK", False)  # as on Windows before Python 3.13
+    clock = Clock(step=5.0)  # a latency by this clock would be 5,000 ms
+    monkeypatch.setattr(timeouts, "time", clock)
+    bounds: list[Any] = []
+    real = gateway_module.Collection.find_one
+
+    def find_one(*args: Any, **kwargs: Any) -> Any:
+        bounds.append(timeouts.CALL_BOUND.get())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gateway_module.Collection, "find_one", find_one)
+    assert db.find_one(User, {"id": user.id}).name == "Ann"
+    assert clock.reads == 1  # the bound's own read; the latency's two are perf_counter's
+    assert bounds[0].deadline == pytest.approx(1005.0 + 30.0)
+    latency = db.metrics()["operations"]["User"]["find_one"]["latency_ms"]
+    assert latency["count"] == 1 and latency["max"] < 1000.0  # real time, not the test clock's 5 s steps
 
 
 def test_an_idle_breaker_is_looked_at_without_a_call_and_a_failure_brings_the_calls_back(db, monkeypatch):
