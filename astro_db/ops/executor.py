@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ..changes import read_trail
+from ..changes import REV_FIELD, read_trail
 from ..errors import AstroDBError, PermissionDeniedError, QueryError
 from ..events import Written
 from ..monitoring import tracing
@@ -289,7 +289,8 @@ class Executor:
         if rt.config.check_references:  # ``refuse_orphans``' own first look: nothing to check when off
             references.refuse_orphans(rt, info, [son], transaction)
         writer = WriteRunner(rt, info, transaction, session, op.actor)
-        writer.continue_lives([son])
+        if REV_FIELD in son:  # an _id the caller chose (``new_document`` marks it): its earlier lives' revisions
+            writer.continue_lives([son])
         writer.insert_one(seal.document(rt, info, son))
         opts = op.options
         return hydrate.created(info, son, lean=opts["lean"] if "lean" in opts else False)
