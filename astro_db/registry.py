@@ -184,6 +184,9 @@ class ModelRegistry:
                 self._by_key[key] = info
         self._by_cls = {info.cls: info for info in self._infos}
         self._by_name = {info.name: info for info in self._infos}  # the common spelling, no regex
+        #: the classes and class names, each to its ModelInfo: what the resolve step looks a call's
+        #: model up in first (one ``dict.get``); any other spelling goes through ``resolve``
+        self.known: dict[Any, ModelInfo] = {**self._by_cls, **self._by_name}
         users = [info for info in self._infos if info.declaration.is_user]
         if len(users) > 1:
             raise ConfigError(f"models {', '.join(i.name for i in users)} all declare owner '_id' (the users); "

@@ -62,6 +62,9 @@ class Connection:
         self._listeners = list(listeners)
         self._client: Any = None
         self._database: PyMongoDatabase | None = None
+        #: the database object while connected, else None: ``database`` without its property call
+        #: or its error (``Runtime.coll`` compares it with the one its gateway was built for)
+        self.current: PyMongoDatabase | None = None
         self._lock = threading.Lock()
         # injectable so tests can drive the connect budget without waiting
         self.clock: Callable[[], float] = time.monotonic
@@ -74,7 +77,7 @@ class Connection:
         with self._lock:
             if self._client is None:
                 self._client = self._build_client()
-                self._database = gateway.database_of(self._client, self.config.database_name)
+                self._database = self.current = gateway.database_of(self._client, self.config.database_name)
         try:
             self._ping_with_retries()
         except Exception:
@@ -85,6 +88,7 @@ class Connection:
         """Close the client and forget it; safe to call twice or before connect()."""
         with self._lock:
             client, self._client, self._database = self._client, None, None
+            self.current = None
         if client is None:
             return
         gateway.disconnect(self.alias, client)

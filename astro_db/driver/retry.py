@@ -171,6 +171,10 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        #: no failure counted, not open, no probe out: what the run step looks at, with no call,
+        #: before and after every driver call (``before_call`` and ``record_success`` are called
+        #: only when it is False). Set wherever those three change, under the lock.
+        self.idle = True
         self._lock = threading.Lock()
         self._ping: Callable[[], bool | None] | None = None
         self._watcher: threading.Thread | None = None
@@ -202,6 +206,7 @@ class CircuitBreaker:
                 return False
             if state == "half-open" and not self._probing:
                 self._probing = True
+                self.idle = False
                 return True
             remaining = max(0.0, self.cooldown_s - (self._clock() - (self._opened_at or 0)))
         raise DatabaseConnectionError(
@@ -219,6 +224,7 @@ class CircuitBreaker:
             self._failures = 0
             self._opened_at = None
             self._probing = False
+            self.idle = True
 
     def record_failure(self, exc: BaseException) -> None:
         """A call failed with ``exc``; connection failures count towards opening the breaker,
@@ -231,6 +237,7 @@ class CircuitBreaker:
             return
         with self._lock:
             self._failures += 1
+            self.idle = False
             if self._probing or self._failures >= self.threshold:
                 if self._opened_at is None or self._probing:
                     log.error("circuit breaker open after %d consecutive connection failures; failing fast for %.1fs "
@@ -243,6 +250,7 @@ class CircuitBreaker:
         """A call ended without saying anything about the server: let the next call probe."""
         with self._lock:
             self._probing = False
+            self.idle = self._failures == 0 and self._opened_at is None
 
     def server_seen(self) -> bool:
         """The server answered (a heartbeat, a ping): end the cool-down now, so the next call

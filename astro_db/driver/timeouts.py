@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
-import time
+import time as time  # re-exported: the bounds' clock is ``timeouts.time.monotonic`` (the run step reads it; tests move it)
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,21 +89,28 @@ def current_bound(default_ms: float | None) -> Bound | None:
     return bound
 
 
-def enter(default_ms: float | None, where: str) -> tuple[Bound | None, float, contextvars.Token[Bound | None] | None]:
+def enter(default_ms: float | None, where: str, now: float | None = None,
+          ) -> tuple[Bound | None, float, contextvars.Token[Bound | None] | None]:
     """The run step's one look at the time bound of a driver call: ``(bound, remaining_s, token)``.
 
-    The bound is the call's (``timeout_ms=``), else one of ``default_ms`` starting now, else
-    None (no bound: remaining 0, no token). A bound already out of time raises
-    ``OperationTimeoutError``. Otherwise the bound is made current for whatever the driver call
-    runs (hooks, nested reads); the caller puts the call under ``pymongo.timeout(remaining_s)``
-    and then resets ``CALL_BOUND`` with the token. One function, so the run step's hot path
-    passes this module once per driver call and is never called back from it."""
+    The bound is the call's (``timeout_ms=``), else one of ``default_ms`` starting ``now`` (a
+    ``time.monotonic()`` value the caller already read: the run step's start, so no clock is
+    read here; read now when not given), else None (no bound: remaining 0, no token). A bound
+    already out of time raises ``OperationTimeoutError``. Otherwise the bound is made current
+    for whatever the driver call runs (hooks, nested reads); the caller puts the call under
+    ``pymongo.timeout(remaining_s)`` and then resets ``CALL_BOUND`` with the token. One
+    function, so the run step's hot path passes this module once per driver call and is never
+    called back from it."""
     bound = _call_bound.get()
+    if now is None:
+        now = time.monotonic()
     if bound is None:
         if not default_ms:
             return None, 0.0, None
-        bound = Bound(default_ms, time.monotonic() + default_ms / 1000.0, "operation_timeout_ms")
-    remaining = bound.deadline - time.monotonic()
+        remaining = default_ms / 1000.0  # the deadline is now + remaining: nothing spent of it yet
+        bound = Bound(default_ms, now + remaining, "operation_timeout_ms")
+        return bound, remaining, _call_bound.set(bound)
+    remaining = bound.deadline - now
     if remaining <= 0:
         raise expired_error(bound, where)
     return bound, remaining, _call_bound.set(bound)

@@ -29,10 +29,12 @@ _set = object.__setattr__
 
 def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """Return a ``model_cls`` instance for the stored document ``son`` (as ``_from_son``)."""
-    if _PRE_INIT or _POST_INIT or not isinstance(son, dict) or "_cls" in son:  # _signals_connected(), inlined
+    # _signals_connected(), inlined; an exact dict (every read's) needs no isinstance, a planned
+    # class no ``dict.get`` (``in`` and an index: no call): per call, not per value
+    if _PRE_INIT or _POST_INIT or (type(son) is not dict and not isinstance(son, dict)) or "_cls" in son:
         return model_cls._from_son(son)
     try:
-        return _build(_READ_PLANS.get(model_cls) or read_plan(model_cls), son)
+        return _build(_READ_PLANS[model_cls] if model_cls in _READ_PLANS else read_plan(model_cls), son)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
 
@@ -205,7 +207,7 @@ def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     if _PRE_INIT or _POST_INIT or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
-        return _build(_ENCODED_PLANS.get(model_cls) or encoded_plan(model_cls), son)
+        return _build(_ENCODED_PLANS[model_cls] if model_cls in _ENCODED_PLANS else encoded_plan(model_cls), son)
     except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
         return model_cls._from_son(son)
 

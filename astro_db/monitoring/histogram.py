@@ -41,7 +41,8 @@ class LatencyHistogram:
         self.max_ms = 0.0
 
     def record(self, ms: float) -> None:
-        ms = max(0.0, ms)
+        if not ms > 0.0:  # max(0.0, ms) without the call, exactly (a NaN or -0.0 as 0.0 too)
+            ms = 0.0
         self.counts[bisect.bisect_left(BUCKET_BOUNDS_MS, ms)] += 1
         self.count += 1
         self.sum_ms += ms

@@ -37,13 +37,14 @@ import os
 import sys
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
 from ..config import HealthConfig
 from ..errors import scrub
-from .histogram import LatencyHistogram, RateWindow
+from .histogram import BUCKET_BOUNDS_MS, LatencyHistogram, RateWindow
 from .listeners import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
 from .shapes import command_shape, mask, shape_key, shape_text
 
@@ -168,8 +169,11 @@ class Monitor:
             shape = getattr(local, "shape", None)  # a shape ``note_query`` left for this call, taken once
             if shape is not None:
                 local.shape = None
-        else:
-            key, entry, shape = self._shape_of(model, operation, *query)
+        else:  # _shape_of, inlined (every read passes here)
+            filt, sort = query
+            key = (model, operation, shape_key(filt or {}), shape_key(sort) if sort else "")
+            entry = self._shapes.get(key)
+            shape = entry["filter"] if entry is not None else mask(filt or {})
             now = time.time()
         slow = ms >= self.slow_ms
         with self._lock:
@@ -183,7 +187,15 @@ class Monitor:
             if stats is None:
                 stats = self._stats(self._operations, model or NO_MODEL, operation)
             stats.count += 1  # stats.record(ms, error), inlined (every driver call passes here)
-            stats.latency.record(ms)
+            latency = stats.latency  # LatencyHistogram.record(ms), inlined: the same bucket, count, sum, min, max
+            sample = ms if ms > 0.0 else 0.0
+            latency.counts[bisect_left(BUCKET_BOUNDS_MS, sample)] += 1
+            latency.count += 1
+            latency.sum_ms += sample
+            if sample < latency.min_ms:
+                latency.min_ms = sample
+            if sample > latency.max_ms:
+                latency.max_ms = sample
             if error:
                 stats.errors[error] = stats.errors.get(error, 0) + 1
             self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)

@@ -92,25 +92,31 @@ def shape_key(value: Any) -> Any:
     find a filter's recorded shape on every call and mask it only the first time it is seen.
     Dicts become tuples of ``(key, shape_key)`` pairs sorted by key (masked dicts compare
     equal whatever their key order), lists and tuples ``("[", ...)`` with the distinct item keys
-    in first-seen order (as ``mask`` keeps them).
+    in first-seen order (as ``mask`` keeps them). A dict's literal values (a by-id filter's
+    ``ObjectId``) are keyed in its own loop, with no call per value.
     """
     kind = type(value)
-    leaf = _LEAF_BY_TYPE.get(kind)
-    if leaf is not None:
-        return leaf
-    if kind is dict or isinstance(value, Mapping):
-        pairs = [(str(k), shape_key(v)) for k, v in value.items()]
-        if len(pairs) > 1:
-            pairs.sort(key=_first)
-        return tuple(pairs)
-    if kind is list or isinstance(value, (list, tuple)):
-        out: list[Any] = ["["]
-        for item in value:
-            keyed = shape_key(item)
-            if keyed not in out:
-                out.append(keyed)
-        return tuple(out)
-    return _leaf(value)
+    if kind is not dict:  # nearly every filter is a dict: no leaf look-up for it
+        leaf = _LEAF_BY_TYPE.get(kind)
+        if leaf is not None:
+            return leaf
+        if not isinstance(value, Mapping):
+            if kind is list or isinstance(value, (list, tuple)):
+                out: list[Any] = ["["]
+                for item in value:
+                    keyed = shape_key(item)
+                    if keyed not in out:
+                        out.append(keyed)
+                return tuple(out)
+            return _leaf(value)
+    pairs: tuple[tuple[str, Any], ...] = ()
+    leaves = _LEAF_BY_TYPE
+    for k, v in value.items():
+        leaf = leaves.get(type(v))
+        pairs += ((k if type(k) is str else str(k), leaf if leaf is not None else shape_key(v)),)
+    if pairs[1:]:  # two pairs or more (a slice: no call)
+        return tuple(sorted(pairs, key=_first))
+    return pairs
 
 
 def _first(pair: tuple[str, Any]) -> str:

@@ -110,8 +110,16 @@ class Runtime:
         return built[1]  # type: ignore[return-value]
 
     def coll(self, info: ModelInfo) -> Collection:
-        """The model's collection handle (``driver.gateway``), built once per connection."""
-        return self.gateway[info.collection]
+        """The model's collection handle (``driver.gateway``), built once per connection. Every
+        call asks for one: while the gateway is the current connection's and holds the handle,
+        it is one look (no ``gateway`` property, no ``Connection.database`` property, no
+        ``Gateway.__getitem__``); otherwise those build or refuse it, as before."""
+        built = self._gateway
+        gateway = built[1]
+        if gateway is None or built[0] is not self.connection.current:
+            gateway = self.gateway  # connects the gateway to this connection (or raises NotConnectedError)
+        coll = gateway.collections.get(info.collection)
+        return coll if coll is not None else gateway[info.collection]
 
 
 def _weak_vault(runtime: Runtime, namespace: str) -> Callable[[], Any]:

@@ -217,10 +217,13 @@ class WriteRunner:
                     son[REV_FIELD] = before + 1
 
     def insert_one(self, son: dict[str, Any]) -> None:
-        self._after(self._insert_one(son))
+        written = self._insert_one(son)
+        if written is not None and written.ids:  # ``_after``, inlined (every create passes here)
+            self._tell(written)
 
     def _insert_one(self, son: dict[str, Any]) -> Written | None:
-        fields = _fields_of(son)
+        keys = tuple(son)  # ``_fields_of``, inlined: new_document puts ``_id`` first
+        fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
         op_id = new_op_id()
         rt = self.rt
         if rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command():  # records off: not asked
@@ -1204,10 +1207,10 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
-    if len(docs) == 1:  # a create or an update of one document: no generator per tuple, _created inlined
+    if not docs[1:]:  # one document (a create, a single update): no generator per tuple, _created inlined
         doc = docs[0]
-        rev = doc.get(REV_FIELD)  # revision_of, inlined
-        change = _change((doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), doc))
+        rev = doc[REV_FIELD] if REV_FIELD in doc else None  # revision_of, inlined (``in``: no call)
+        change = _change((doc["_id"], int(rev) if rev else 0, doc["updatedAt"] if "updatedAt" in doc else None, doc))
         return Written(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
     changes: list[Change] = []  # _created of each, inlined (a create_many's thousands: no three calls per document)
     append = changes.append

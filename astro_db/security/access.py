@@ -24,7 +24,7 @@ from ..query import walker
 __all__ = [
     "Actor", "Guard", "PERMISSIONS", "GLOBAL_PERMISSIONS", "ROLES", "SELF", "authorize", "authorize_global",
     "READ", "CREATE", "UPDATE", "DELETE", "DELETE_ALL", "AUDIT", "ROTATE", "MONITOR", "MANAGE", "TRANSACT",
-    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions", "ReadsRule",
+    "BACKUP", "OPEN", "DEFAULT_PERMISSIONS", "MODEL_OPERATIONS", "model_permissions", "ReadsRule", "TRUSTED",
 ]
 
 READ, CREATE, UPDATE, DELETE = "read", "create", "update", "delete"
@@ -327,3 +327,5 @@ PERMISSIONS: Mapping[str, Mapping[str, frozenset[str]]] = _BuiltinTable()
 
 
 _TRUSTED = _Trusted()
+#: The trusted app's Guard (no actor, no scope): what ``authorize`` gives a call with no actor.
+TRUSTED: Guard = _TRUSTED

@@ -340,7 +340,8 @@ class FieldCrypto:
         fields = self.fields.get(info.name)
         if not fields:
             return son
-        if not self.enabled:  # no key: nothing is sealed, so no copy; every value still passes _seal's checks
+        if self.keyring is None and self.vault is None:  # no key (``enabled``, inlined): nothing is sealed, so no
+            # copy; every value still passes _seal's checks
             self._plain(info, fields, (son,))
             return son
         out: dict[str, Any] = copy_tree(son)
@@ -573,7 +574,7 @@ class FieldCrypto:
         fields = self.fields.get(info.name)
         if not fields or not filt:
             return filt
-        if not self.enabled and self.allow_plaintext:
+        if self.keyring is None and self.vault is None and self.allow_plaintext:  # not ``enabled``, inlined
             return filt
         if self.enabled and "$text" in filt:
             raise QueryError(f"$text cannot search {info.name}: its text is encrypted "

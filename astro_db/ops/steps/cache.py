@@ -39,7 +39,9 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
                  fetch: Callable[[], T], guard: Guard | None = None) -> T:
     """``fetch()``, through the cache when wanted, checked against ``guard``'s scope (see the
     module docstring)."""
-    if transaction is not None or not (stale_ok or rt.cache.wanted(info.name, cache)):
+    store = rt.cache  # ``wanted``'s first look inlined: a model not cached and no cache=True (nearly every read)
+    if transaction is not None or not (stale_ok or ((info.name in store.models if cache is None else cache)
+                                                    and store.wanted(info.name, cache))):
         answer = fetch()  # the server's answer (nearly every read): no closure, no cache key
         if guard is None or not guard.scope or guard.admits(answer):
             return answer

@@ -89,9 +89,11 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
     (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only) and
     whether the open step drops an ``_id`` fetched only to open the values (``fetch_id``),
     compiled in one pass of this step."""
-    filt = walker(rt, guard, strict=options.get("strict", False)).filter(info.cls, query)
+    # ``in`` looks (no ``dict.get`` call): a find_one that names no option passes here on every call
+    filt = walker(rt, guard, strict=options["strict"] if "strict" in options else False).filter(info.cls, query)
     if one:
-        sort, projection = options.get("sort"), options.get("projection")
+        sort = options["sort"] if "sort" in options else None
+        projection = options["projection"] if "projection" in options else None
         if sort is None and projection is None:
             return filt, {}, False  # the by-id find_one: no option to validate
         options = {"sort": sort, "projection": projection}
@@ -175,8 +177,9 @@ def documents(info: ModelInfo, guard: Guard, items: Any, *,
 
 
 def document(info: ModelInfo, guard: Guard, data: Any) -> dict[str, Any]:
-    """One new document, validated, with the service's fields (``_id``, dates, ``__v``)."""
-    return new_document(info, guard.data(data))
+    """One new document, validated, with the service's fields (``_id``, dates, ``__v``); the
+    actor's scope applied to it (``Guard.data``, which gives ``data`` back when there is none)."""
+    return new_document(info, guard.data(data) if guard.scope else data)
 
 
 def upserts(info: ModelInfo, guard: Guard, on: Any, items: Any, *, sealed: set[str]) -> tuple[

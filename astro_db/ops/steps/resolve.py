@@ -20,9 +20,15 @@ __all__ = ["call", "model", "session", "own"]
 
 
 def call(rt: Runtime, name: Any, transaction: MaybeTransaction) -> tuple[ModelInfo, Any]:
-    """Step 1 of a data call in one pass: the model (``model``, its registry look-up made here for
-    a named model) and the session (``session``)."""
-    info = rt.registry.resolve(name) if name is not None else model(rt, name)
+    """Step 1 of a data call in one pass: the model (``model``; a class or a class name, nearly
+    every call's, found by one look in the registry's ``known``, any other spelling by its
+    ``resolve``, with the same errors) and the session (``session``)."""
+    try:
+        info = rt.registry.known.get(name)
+    except TypeError:  # an unhashable "model": resolve says what is wrong with it
+        info = None
+    if info is None:
+        info = model(rt, name)
     return info, (None if transaction is None else own(rt, transaction).require_active())
 
 

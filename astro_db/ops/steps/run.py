@@ -36,31 +36,44 @@ T = TypeVar("T")
 #: What ``read_on`` returns when a cursor is exhausted.
 END: Any = object()
 WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", "delete", "delete_many"})
+#: Whether the monotonic clock is fine enough to time a driver call (Linux and macOS: 1 ns; the
+#: same clock as ``perf_counter`` on Linux): then one read of it starts both the latency and the
+#: call's default bound. On a coarse one (Windows before Python 3.13: about 16 ms steps) the
+#: latency is timed by ``perf_counter`` as before, and the bound reads the monotonic clock itself.
+_ONE_CLOCK = time.get_clock_info("monotonic").resolution <= 1e-6
 
 
 def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: MaybeTransaction = None, *,
          retry: bool = True, query: tuple[Any, Any] | None = None) -> T:
     """Run ``fn`` (one driver call) as the module docstring says; its result or an AstroDBError.
 
-    The short path: the breaker takes no lock while closed, ``timeouts.enter`` gives the bound
-    (one look), and ``fn`` is called here, bare, under ``pymongo.timeout``; only a failure hands
+    The short path: the breaker is looked at by its ``idle`` flag (no call while closed with no
+    failure counted), one clock read starts the latency and the default bound,
+    ``timeouts.enter`` gives the bound (one look), and ``fn`` is called here, bare, under
+    ``pymongo.timeout``; only a failure hands
     it to the retry policy (``RetryPolicy.call(failed=...)``). ``fn`` is best a
     ``functools.partial`` of the driver's method (or of ``listed``), so that the driver is
     called from here and no closure calls back into the module that asked. Only
     ``operation_timeout_ms=None`` (no bound) skips the timeout context."""
     name = f"{operation} on {info.name}" if info else operation
     monitor = rt.monitor
-    started = time.perf_counter()
+    breaker = rt.breaker
+    if _ONE_CLOCK:  # one read: the latency's start and the default bound's
+        clock = timeouts.time.monotonic  # the bounds' clock (``timeouts.time``; a test moves it by hand)
+        started = now = clock()
+    else:  # a coarse monotonic clock: latencies by perf_counter, the bound reads its own clock
+        clock, now = time.perf_counter, None
+        started = clock()
     bound = None
     try:
-        probe = rt.breaker.before_call()
+        probe = False if breaker.idle else breaker.before_call()  # idle: closed, nothing to check
         retry = retry and transaction is None and not probe
         if tracing.AVAILABLE:  # the operation's span counts this driver call and its retries
             traced = tracing.current()
             if traced is not None:
                 fn = traced.driver_call(fn)
         try:
-            bound, remaining, token = timeouts.enter(rt.config.timeouts.operation_timeout_ms, name)
+            bound, remaining, token = timeouts.enter(rt.config.timeouts.operation_timeout_ms, name, now)
             next(monitor.calls_started)  # in flight until it returns or raises (the pool's checked_out)
             try:
                 if token is None:
@@ -83,23 +96,24 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             finally:
                 next(monitor.calls_finished)
         except AstroDBError:
-            rt.breaker.release_probe()
+            breaker.release_probe()
             raise
         except Exception as exc:
-            rt.breaker.record_failure(exc)
+            breaker.record_failure(exc)
             if info is not None and operation in WRITE_OPERATIONS:
                 rt.cache.invalidate(info.name)  # the write may have landed before it failed
             raise timeouts.final_error(exc, bound, operation=operation, model=info.name if info else None,
                                        attempts=rt.retry.attempts if retry else 1) from exc
         except BaseException:
-            rt.breaker.release_probe()
+            breaker.release_probe()
             raise
     except AstroDBError as exc:
-        monitor.record_operation(info.name if info else None, operation, time.perf_counter() - started,
+        monitor.record_operation(info.name if info else None, operation, clock() - started,
                                  type(exc).__name__, query=query)
         raise
-    rt.breaker.record_success()
-    monitor.record_operation(info.name if info else None, operation, time.perf_counter() - started, query=query)
+    if not breaker.idle:  # record_success's own first look, without the call
+        breaker.record_success()
+    monitor.record_operation(info.name if info else None, operation, clock() - started, query=query)
     return result
 
 
