@@ -461,10 +461,9 @@ class Monitor:
         with self._lock:
             self._slow_count += 1
             self._slow.append(entry)
-        log.warning(
-            "slow query: %s on %s took %.1f ms (threshold %.0f ms); shape: %s",
-            operation, model, ms, self.slow_ms, shape or "(not recorded)",
-        )
+        what = operation if model == NO_MODEL else f"{operation} on {model}"  # a call of no model (the key vault's)
+        log.warning("slow query: %s took %.1f ms (threshold %.0f ms); shape: %s",
+                    what, ms, self.slow_ms, shape or "(not recorded)")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

@@ -118,6 +118,17 @@ def test_slow_query_log_shows_the_command_shape_never_a_value(caplog):
     assert recent[0]["model"] == "User" and SECRET_EMAIL not in json.dumps(recent)
 
 
+def test_a_slow_call_of_no_model_is_logged_by_its_name_alone(caplog):
+    """A call of no model (the key vault's) is named by its operation, not "... on -"."""
+    mon = monitor(slow_query_ms=1)
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        mon.record_operation(None, "key vault read", 0.5)
+        mon.record_operation("User", "find", 0.5)
+    lines = [r.getMessage() for r in caplog.records if "slow query" in r.getMessage()]
+    assert lines[0].startswith("slow query: key vault read took 500.0 ms") and " on -" not in lines[0]
+    assert lines[1].startswith("slow query: find on User took 500.0 ms")
+
+
 def test_slow_query_log_on_the_embedded_backend_masks_the_filter(db, caplog):
     db.executor.runtime.monitor.slow_ms = 0.0
     with caplog.at_level(logging.WARNING, logger="astro_db.monitoring"):
