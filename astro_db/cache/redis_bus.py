@@ -651,6 +651,9 @@ class RedisBus(SubscribingBus):
                 if self._connected:
                     self._log.warning("lost", "cache bus %s lost (%s: %s): caching is off until it is back",
                                       self.masked_url, type(exc).__name__, exc)
+                else:  # never connected, or not back yet: said once per interval, not only in metrics()
+                    self._log.warning("unreachable", "cache bus %s cannot be reached (%s: %s): caching stays off "
+                                      "until it can", self.masked_url, type(exc).__name__, exc)
                 self._reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             finally:
                 was_connected = self._connected

@@ -197,6 +197,24 @@ def test_a_failed_publish_keeps_the_write_stops_caching_and_never_logs_the_passw
         db.disconnect()
 
 
+def test_a_bus_that_cannot_reach_redis_says_so_once_per_interval_never_with_the_password(redis_server, caplog):
+    """A bus that never connects is not only a figure in metrics(): one WARNING names the cause,
+    then the subscriber's retries are counted, not logged again within the interval."""
+    url = redis_server.url.replace("redis://", "redis://:s3cret@")
+    redis_server.stop()  # nothing listens
+    caplog.set_level(logging.WARNING, logger="astro_db")
+    db = Database("mongomock://localhost/bus_unreachable", cache_bus=url, cache_models=("User",),
+                  ensure_indexes=False).connect()
+    try:
+        _poll(lambda: db.metrics()["cache_bus"]["errors"] >= 3)  # three attempts of the subscriber at least
+        said = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelno == logging.WARNING
+        assert "caching stays off until it can" in said[0].getMessage() and ":***@" in said[0].getMessage()
+        assert "s3cret" not in caplog.text
+    finally:
+        db.disconnect()
+
+
 def test_the_bus_reconnects_and_drops_what_it_held(redis_server):
     db = Database("mongomock://localhost/bus_up", cache_bus=redis_server.url, cache_models=("User",),
                   ensure_indexes=False).connect()
