@@ -224,10 +224,7 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
                 data = dict(son)
         elif _ONLY_STR.issuperset(map(type, values)):  # exact str only: TextField's to_python, a strip
             data = dict(zip(son, map(str.strip, values)))
-        if data is not None and len(data) != plan.size:
-            for name, default, made in plan.defaults:
-                if name not in data:
-                    data[name] = default() if made else default
+    missing = data is None or len(data) != plan.size  # a field left out: its default, below
     if data is None:  # key by key by the plan, then the defaults of what is missing
         data = {}
         keys = plan.keys
@@ -283,6 +280,7 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
                         data[name] = [convert(entry) for entry in value]
                 else:
                     data[name] = _convert(arg, value)
+    if missing:
         for name, default, made in plan.defaults:
             if name not in data:  # a declared field's None is never stored above
                 data[name] = default() if made else default
