@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bson
+from bson import ObjectId
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
@@ -28,7 +29,7 @@ from ...query.pipeline import Checks
 from ...query.updates import CompiledUpdate
 from ...query.walker import Walker, model_collections
 from ...registry import ModelInfo, ModelRegistry
-from ...security.access import Guard, ReadsRule
+from ...security.access import TRUSTED, Guard, ReadsRule
 from ...security.filters import SealRule
 from ...security.masking import masked_errors
 from ..runtime import Runtime
@@ -79,8 +80,55 @@ def _collections(registry: ModelRegistry) -> dict[str, Any]:
 
 def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, *,  # noqa: A001
            strict: bool = False) -> dict[str, Any]:
-    """A user filter validated against the model, in stored form, sealed and scoped."""
+    """A user filter validated against the model, in stored form, sealed and scoped: the call's
+    walk (``walker``), or a by-id filter's compiled form (``_BY_ID``) where the walk is known to
+    give it."""
+    if guard is TRUSTED and query.__class__ is dict and len(query) == 1:
+        for key in query:  # the one key: a by-id filter's?
+            value = query[key]
+            kind = value.__class__
+            if kind is ObjectId or kind is str:
+                if (rt.crypto, info.cls, key) in _BY_ID:  # the walk's answer for any id: {"_id": the id}
+                    return {"_id": value if kind is ObjectId else q.coerce_id(value, "_id")}
+                walk = walker(rt, guard, strict=strict)
+                filt: dict[str, Any] = walk.filter(info.cls, query)
+                _learn_by_id(rt, info, walk, key, value, filt)
+                return filt
     return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
+
+
+# The compiled form of a by-id filter (issue 27: the most frequent read). A filter of one key
+# naming the model's id (``id``, ``_id``: a key resolving to the stored ``_id``) whose value is an
+# exact ``ObjectId`` or ``str`` is walked by the trusted app's walk (``walker``: no actor, so
+# no scope and no other collection read; its rules are ``Checks`` and ``SealRule`` only) to the
+# same answer whatever the id: ``Checks`` takes an ``ObjectId`` as it is and makes a ``str`` one
+# by ``filters.coerce_id`` (or refuses it, with that function's error), ``strict`` refuses
+# objects only, and ``SealRule`` leaves a condition on a path that is no sensitive field's (nor
+# holds one) as it is. Once a full walk of that shape gave exactly that answer,
+# ``(field encryption, model class, key)`` is kept here, and later calls of the shape take
+# ``{"_id": <the id>}`` without the walk (the same refusal of a bad id). Any other filter, an
+# actor's (its scope), a model whose ``_id`` is sealed, or a walk with other rules: the full walk.
+_BY_ID: set[tuple[Any, Any, str]] = set()
+_BY_ID_RULES = (Checks, SealRule)
+
+
+def _learn_by_id(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any, filt: Any) -> None:
+    """Keep the by-id shape of ``key`` on ``info`` (``_BY_ID``) when the trusted walk ``walk``
+    gave ``filt`` = ``{"_id": the id}`` for it and nothing in its rules depends on the id."""
+    if tuple(map(type, walk.rules)) != _BY_ID_RULES:
+        return
+    if resolve_path(info.cls, key).stored != "_id":
+        return
+    if any(f.path == "_id" or f.path.startswith("_id.") for f in rt.crypto.fields.get(info.name, ())):
+        return  # a sealed id: its conditions are the seal rule's
+    if filt.__class__ is not dict or len(filt) != 1 or "_id" not in filt:
+        return
+    made = filt["_id"]
+    if made.__class__ is not ObjectId or (made is not value and made != ObjectId(value)):
+        return
+    if len(_BY_ID) >= 256:  # a leak guard, as the trusted walks' (one entry per Database, model and key)
+        _BY_ID.clear()
+    _BY_ID.add((rt.crypto, info.cls, key))
 
 
 def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
@@ -90,7 +138,7 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
     whether the open step drops an ``_id`` fetched only to open the values (``fetch_id``),
     compiled in one pass of this step."""
     # ``in`` looks (no ``dict.get`` call): a find_one that names no option passes here on every call
-    filt = walker(rt, guard, strict=options["strict"] if "strict" in options else False).filter(info.cls, query)
+    filt = filter(rt, info, guard, query, strict=options["strict"] if "strict" in options else False)
     if one:
         sort = options["sort"] if "sort" in options else None
         projection = options["projection"] if "projection" in options else None
@@ -150,10 +198,9 @@ def filter_and_update(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping
                       strict: bool = False) -> tuple[dict[str, Any], CompiledUpdate]:
     """An update call's filter (``filter``) and update (``update``), the call's walk looked up
     once (``strict`` applies to the filter only: the update's walk is then the plain one)."""
-    walk = walker(rt, guard, strict=strict)
-    filt = walk.filter(info.cls, query)
+    filt = filter(rt, info, guard, query, strict=strict)
     try:
-        compiled = (walk if not strict else walker(rt, guard)).update(info.cls, data)
+        compiled = walker(rt, guard).update(info.cls, data)
     except ValidationError:
         with masked_errors(info.cls):  # as ``update``: masks the messages and re-raises
             raise
