@@ -342,7 +342,7 @@ from astro_db.security.filters import SealRule  # noqa: E402
 @pytest.fixture
 def walks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every filter a ``Walker`` walks (the full walk), in order; the by-id shapes start unknown."""
-    monkeypatch.setattr(compile_step, "_BY_ID", set())
+    monkeypatch.setattr(compile_step, "_BY_ID", {})
     seen: list[Any] = []
     real = Walker.filter
 
@@ -368,7 +368,7 @@ def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_ful
     bob = db.create(User, {"email": "bob@example.com", "name": "Bob"})
     walks.clear()
     assert db.find_one(User, {"id": ann.id}).name == "Ann"
-    assert len(walks) == 1 and compile_step._BY_ID == {(rt.crypto, User, "id")}
+    assert len(walks) == 1 and compile_step._BY_ID == {(rt.crypto, User, "id"): True}
     assert db.find_one(User, {"id": bob.id}).name == "Bob"
     assert db.find_one(User, {"id": str(ann.id)}).name == "Ann"
     assert [u.name for u in db.find(User, {"id": bob.id})] == ["Bob"]
@@ -379,7 +379,7 @@ def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_ful
         assert compile_step.filter(rt, info, TRUSTED, {"id": value}) == full_walk(db, User, {"id": value})
     compile_step.filter(rt, info, TRUSTED, {"_id": ann.id})  # another key: another shape, walked once
     assert compile_step.filter(rt, info, TRUSTED, {"_id": str(bob.id)}) == {"_id": bob.id}
-    assert len(walks) == 2 + 4 and compile_step._BY_ID == {(rt.crypto, User, "id"), (rt.crypto, User, "_id")}
+    assert len(walks) == 2 + 4 and compile_step._BY_ID == {(rt.crypto, User, "id"): True, (rt.crypto, User, "_id"): True}
     assert compile_step.read(rt, info, TRUSTED, {"id": ann.id}, {"strict": True}, one=True) == ({"_id": ann.id}, {}, False)
 
 
@@ -405,7 +405,7 @@ def test_an_actors_by_id_filter_always_takes_the_full_walk_and_keeps_its_scope(d
     assert me.find_one(User, {"id": ann.id}).name == "Ann"
     assert me.find_one(User, {"id": bob.id}) is None  # outside the scope
     assert me.find_one(User, {"id": str(ann.id)}).name == "Ann"
-    assert len(walks) == 3 and compile_step._BY_ID == set()
+    assert len(walks) == 3 and compile_step._BY_ID == {}
     rt, info = db.executor.runtime, db.executor.model("User")
     guard = Guard(Actor(str(ann.id), frozenset({"self"})), info.name, "_id")
     scoped = compile_step.filter(rt, info, guard, {"id": bob.id})
@@ -434,8 +434,21 @@ def test_other_filters_take_the_full_walk_every_time(db, walks, query: Any) -> N
             outcomes.append(compile_step.filter(rt, info, TRUSTED, query))
         except (QueryError, ValidationError) as refused:
             outcomes.append(str(refused))
-    assert len(walks) == 3 and compile_step._BY_ID == set()
+    assert len(walks) == 3 and True not in compile_step._BY_ID.values()
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_a_shape_that_is_no_by_id_filter_is_judged_once(db, walks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-key filter of an id value on another field (a reference) is judged once per shape,
+    then walked with no second judgement."""
+    rt, info = db.executor.runtime, db.executor.model("PlanetaryInsight")
+    judged = []
+    real = compile_step._by_id_form
+    monkeypatch.setattr(compile_step, "_by_id_form", lambda *args: judged.append(args[3]) or real(*args))
+    for _ in range(3):
+        compile_step.filter(rt, info, TRUSTED, {"userId": ObjectId()})
+        compile_step.filter(rt, info, TRUSTED, {"summary": "calm"})
+    assert judged == ["userId", "summary"] and len(walks) == 6
 
 
 def test_a_reference_to_another_model_by_id_is_no_by_id_filter(db, walks) -> None:
@@ -443,7 +456,7 @@ def test_a_reference_to_another_model_by_id_is_no_by_id_filter(db, walks) -> Non
     rt, info = db.executor.runtime, db.executor.model("PlanetaryInsight")
     for _ in range(3):
         assert compile_step.filter(rt, info, TRUSTED, {"userId": UID}) == {"userId": UID}
-    assert len(walks) == 3 and compile_step._BY_ID == set()
+    assert len(walks) == 3 and compile_step._BY_ID == {(rt.crypto, PlanetaryInsight, "userId"): False}
 
 
 UID = ObjectId()
@@ -461,7 +474,7 @@ def test_with_a_key_a_by_id_filter_is_still_the_walks_answer(walks) -> None:
         for _ in range(2):
             assert keyed.find_one(User, {"id": ann.id}).email == "ann@example.com"
         assert compile_step.filter(rt, info, TRUSTED, {"id": ann.id}) == full_walk(keyed, User, {"id": ann.id})
-        assert compile_step._BY_ID == {(rt.crypto, User, "id")}
+        assert compile_step._BY_ID == {(rt.crypto, User, "id"): True, (rt.crypto, User, "email"): False}
     finally:
         keyed.disconnect()
 
@@ -473,9 +486,9 @@ def test_a_sealed_id_or_a_walk_with_another_rule_is_never_compiled(db, walks, mo
     monkeypatch.setitem(rt.crypto.fields, info.name, (*rt.crypto.fields[info.name], Sensitive("_id", False)))
     for _ in range(2):
         compile_step.filter(rt, info, TRUSTED, {"id": ObjectId()})
-    assert len(walks) == 2 and compile_step._BY_ID == set()
+    assert len(walks) == 2 and compile_step._BY_ID == {(rt.crypto, User, "id"): False}
     monkeypatch.undo()
-    monkeypatch.setattr(compile_step, "_BY_ID", set())
+    monkeypatch.setattr(compile_step, "_BY_ID", {})
 
     class Audit:
         seen = 0
@@ -488,4 +501,4 @@ def test_a_sealed_id_or_a_walk_with_another_rule_is_never_compiled(db, walks, mo
     monkeypatch.setattr(compile_step, "walker", lambda rt, guard, strict=False: walker)
     for _ in range(3):
         assert compile_step.filter(rt, info, TRUSTED, {"id": UID}) == {"_id": UID}
-    assert Audit.seen == 3 and compile_step._BY_ID == set()
+    assert Audit.seen == 3 and compile_step._BY_ID == {(rt.crypto, User, "id"): False}

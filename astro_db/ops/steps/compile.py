@@ -88,11 +88,16 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
             value = query[key]
             kind = value.__class__
             if kind is ObjectId or kind is str:
-                if (rt.crypto, info.cls, key) in _BY_ID:  # the walk's answer for any id: {"_id": the id}
+                shape = (rt.crypto, info.cls, key)
+                known = _BY_ID[shape] if shape in _BY_ID else None  # no call: the most frequent read
+                if known:  # the walk's answer for any id: {"_id": the id}
                     return {"_id": value if kind is ObjectId else q.coerce_id(value, "_id")}
                 walk = walker(rt, guard, strict=strict)
                 filt: dict[str, Any] = walk.filter(info.cls, query)
-                _learn_by_id(rt, info, walk, key, value, filt)
+                if known is None:  # judged once per shape (a walk that refused the value judged nothing)
+                    if len(_BY_ID) >= 256:  # a leak guard, as the trusted walks' (per Database, model and key)
+                        _BY_ID.clear()
+                    _BY_ID[shape] = _by_id_form(rt, info, walk, key, value, filt)
                 return filt
     return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
 
@@ -104,31 +109,28 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
 # same answer whatever the id: ``Checks`` takes an ``ObjectId`` as it is and makes a ``str`` one
 # by ``filters.coerce_id`` (or refuses it, with that function's error), ``strict`` refuses
 # objects only, and ``SealRule`` leaves a condition on a path that is no sensitive field's (nor
-# holds one) as it is. Once a full walk of that shape gave exactly that answer,
-# ``(field encryption, model class, key)`` is kept here, and later calls of the shape take
-# ``{"_id": <the id>}`` without the walk (the same refusal of a bad id). Any other filter, an
-# actor's (its scope), a model whose ``_id`` is sealed, or a walk with other rules: the full walk.
-_BY_ID: set[tuple[Any, Any, str]] = set()
+# holds one) as it is. ``_BY_ID`` keeps, per shape ``(field encryption, model class, key)``
+# (never a value), whether the first full walk of the shape showed that (``_by_id_form``): then
+# later calls of the shape take ``{"_id": <the id>}`` without the walk (the same refusal of a
+# bad id); else (another field, a sealed ``_id``, a walk with other rules) every call is walked.
+# An actor's filter (its scope) and any other filter are walked every time, as before.
+_BY_ID: dict[tuple[Any, Any, str], bool] = {}
 _BY_ID_RULES = (Checks, SealRule)
 
 
-def _learn_by_id(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any, filt: Any) -> None:
-    """Keep the by-id shape of ``key`` on ``info`` (``_BY_ID``) when the trusted walk ``walk``
-    gave ``filt`` = ``{"_id": the id}`` for it and nothing in its rules depends on the id."""
+def _by_id_form(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any, filt: Any) -> bool:
+    """Whether the trusted walk ``walk`` gives a filter of ``key`` on ``info`` with any id value
+    ``{"_id": <that id>}``, as it gave ``filt`` for ``value`` (see ``_BY_ID``)."""
     if tuple(map(type, walk.rules)) != _BY_ID_RULES:
-        return
+        return False
     if resolve_path(info.cls, key).stored != "_id":
-        return
+        return False
     if any(f.path == "_id" or f.path.startswith("_id.") for f in rt.crypto.fields.get(info.name, ())):
-        return  # a sealed id: its conditions are the seal rule's
+        return False  # a sealed id: its conditions are the seal rule's
     if filt.__class__ is not dict or len(filt) != 1 or "_id" not in filt:
-        return
+        return False
     made = filt["_id"]
-    if made.__class__ is not ObjectId or (made is not value and made != ObjectId(value)):
-        return
-    if len(_BY_ID) >= 256:  # a leak guard, as the trusted walks' (one entry per Database, model and key)
-        _BY_ID.clear()
-    _BY_ID.add((rt.crypto, info.cls, key))
+    return made.__class__ is ObjectId and (made is value or made == ObjectId(value))
 
 
 def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
