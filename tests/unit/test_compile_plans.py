@@ -362,7 +362,8 @@ def full_walk(db: Any, model: Any, query: Any, guard: Any = TRUSTED) -> Any:
 def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_full_walk(db, walks) -> None:
     """The first by-id filter of a shape (the model and its key, never the value) is walked; later
     ones of that shape, with any id (an ObjectId or its hex text), are what the walk gives
-    (``{"_id": <the id>}``) without it, through ``find_one``, ``find`` and ``update`` alike."""
+    (``{"_id": <the id>}``) without it, through ``find_one``, ``find``, ``update``, ``count`` and
+    ``delete`` alike."""
     rt, info = db.executor.runtime, db.executor.model("User")
     ann = db.create(User, {"email": "ann@example.com", "name": "Ann"})
     bob = db.create(User, {"email": "bob@example.com", "name": "Bob"})
@@ -374,6 +375,8 @@ def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_ful
     assert [u.name for u in db.find(User, {"id": bob.id})] == ["Bob"]
     assert db.update(User, {"id": bob.id}, {"name": "Rob"}).name == "Rob"
     assert db.find_one(User, {"id": ObjectId()}) is None
+    assert db.count(User, {"id": str(bob.id)}) == 1
+    assert db.delete(User, {"id": bob.id}) and db.find_one(User, {"id": bob.id}) is None
     assert walks == [{"id": ann.id}]  # the update's own walk is of its update, not of its filter
     for value in (ann.id, str(ann.id), ObjectId(), "0" * 24):
         assert compile_step.filter(rt, info, TRUSTED, {"id": value}) == full_walk(db, User, {"id": value})
