@@ -89,7 +89,10 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
             kind = value.__class__
             if kind is ObjectId or kind is str:
                 shape = (rt.crypto, info.cls, key)
-                known = _BY_ID[shape] if shape in _BY_ID else None  # no call: the most frequent read
+                try:  # one look, no call (the most frequent read), safe against another thread's clear()
+                    known: bool | None = _BY_ID[shape]
+                except KeyError:
+                    known = None
                 if known:  # the walk's answer for any id: {"_id": the id}
                     return {"_id": value if kind is ObjectId else q.coerce_id(value, "_id")}
                 walk = walker(rt, guard, strict=strict)
