@@ -278,6 +278,11 @@ def _user(**over):
 
 
 _GONE = object()
+
+
+class ListKeys(dict):
+    def keys(self):  # type: ignore[override]
+        return list(super().keys())
 _OID = ObjectId()
 
 # (id, model, stored document): the common shapes and every kind of unusual one
@@ -303,6 +308,7 @@ COMPILED_CASES = [
     ("user mongoose id", User, lambda: {**{k: v for k, v in node_user().items() if k != "_id"}, "id": _OID}),
     ("user attribute names", User, lambda: _user(created_at=AWARE, last_active=AWARE)),
     ("user str subclass", User, lambda: _user(name=type("Text", (str,), {})(" Ann "))),
+    ("user dict subclass", User, lambda: ListKeys(node_user())),  # its own keys(): a list
     ("insight node", PlanetaryInsight, node_insight),
     ("insight as pymongo reads", PlanetaryInsight, lambda: {**node_insight(), "date": AWARE.astimezone(bson_utc)}),
     ("insight list items", PlanetaryInsight, lambda: {**node_insight(), "recommendations": [" a ", 5, None, "b"]}),
