@@ -79,10 +79,10 @@ def _collections(registry: ModelRegistry) -> dict[str, Any]:
 
 
 def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, *,  # noqa: A001
-           strict: bool = False) -> dict[str, Any]:
+           strict: bool = False, walk: Walker | None = None) -> dict[str, Any]:
     """A user filter validated against the model, in stored form, sealed and scoped: the call's
-    walk (``walker``), or a by-id filter's compiled form (``_BY_ID``) where the walk is known to
-    give it."""
+    walk (``walker``; ``walk``: that walk, already looked up by the caller), or a by-id filter's
+    compiled form (``_BY_ID``) where the walk is known to give it."""
     if guard is TRUSTED and query.__class__ is dict and len(query) == 1:
         for key in query:  # the one key: a by-id filter's?
             value = query[key]
@@ -95,14 +95,15 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
                     known = None
                 if known:  # the walk's answer for any id: {"_id": the id}
                     return {"_id": value if kind is ObjectId else q.coerce_id(value, "_id")}
-                walk = walker(rt, guard, strict=strict)
+                if walk is None:
+                    walk = walker(rt, guard, strict=strict)
                 filt: dict[str, Any] = walk.filter(info.cls, query)
                 if known is None:  # judged once per shape (a walk that refused the value judged nothing)
                     if len(_BY_ID) >= 256:  # a leak guard, as the trusted walks' (per Database, model and key)
                         _BY_ID.clear()
                     _BY_ID[shape] = _by_id_form(rt, info, walk, key, value, filt)
                 return filt
-    return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
+    return (walk or walker(rt, guard, strict=strict)).filter(info.cls, query)  # type: ignore[no-any-return]
 
 
 # The compiled form of a by-id filter (issue 27: the most frequent read). A filter of one key
@@ -203,9 +204,10 @@ def filter_and_update(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping
                       strict: bool = False) -> tuple[dict[str, Any], CompiledUpdate]:
     """An update call's filter (``filter``) and update (``update``), the call's walk looked up
     once (``strict`` applies to the filter only: the update's walk is then the plain one)."""
-    filt = filter(rt, info, guard, query, strict=strict)
+    walk = None if strict else walker(rt, guard)  # the filter's walk is the update's, unless strict
+    filt = filter(rt, info, guard, query, strict=strict, walk=walk)
     try:
-        compiled = walker(rt, guard).update(info.cls, data)
+        compiled = (walk or walker(rt, guard)).update(info.cls, data)
     except ValidationError:
         with masked_errors(info.cls):  # as ``update``: masks the messages and re-raises
             raise
