@@ -37,7 +37,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -320,14 +320,15 @@ class FieldCrypto:
         subject = doc.get(owner) if owner else None
         return SHARED_KEY if subject is None else subject_alt_name(subject)
 
-    def shred(self, subject_id: Any) -> int:
-        """Delete the data key(s) of ``subject_id`` (a user's id); how many. Every value sealed
-        under them, wherever a copy of it is (live documents, change records, backup sets), reads
-        as ``UNREADABLE`` from then on; this process's key cache is dropped at once."""
+    def shred(self, subject_id: Any, noted: Callable[[int], None] | None = None) -> int:
+        """Delete the data key(s) of ``subject_id`` (a user's id); how many there were (``noted``
+        is told before the deletion: ``KeyVault.delete_keys``). Every value sealed under them,
+        wherever a copy of it is (live documents, change records, backup sets), reads as
+        ``UNREADABLE`` from then on; this process's key cache is dropped at once."""
         if self.vault is None:
             raise EncryptionError("shredding needs field level encryption: configure encryption_key or kms_providers")
         alt = subject_alt_name(subject_id)
-        count = self.vault.delete_keys(alt)
+        count = self.vault.delete_keys(alt, noted)
         log.info("shredded %d data key(s) of %s", count, alt)
         return count
 
