@@ -34,7 +34,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import bson
-from bson import ObjectId
 from pymongo import ReplaceOne, ReturnDocument, UpdateOne
 from pymongo import errors as pm
 
@@ -54,6 +53,7 @@ from ..errors import (
     translate,
 )
 from ..events import Change, Written
+from ..ids import new_id
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
 from ..query.evaluate import apply_update
@@ -110,7 +110,7 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
     chosen = "_id" in son
-    son = {"_id": son.pop("_id") if chosen else ObjectId(), **son}
+    son = {"_id": son.pop("_id") if chosen else new_id(), **son}
     son.setdefault("createdAt", now)
     son["updatedAt"] = now
     son.setdefault("__v", 0)
