@@ -184,40 +184,48 @@ def _rule_of(field: BaseField) -> tuple[str, tuple[Any, ...]] | None:
 # encodes the whole document). A rule's parameters (bounds, options, patterns) are constants of
 # the compiled function's namespace, named by kind and the field's position ``n``: never text in
 # the source. tests/models/test_codec_plans.py holds every rule to the field's own calls.
-def _text_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> list[str]:
+def _text_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     strip, low, high = params
     names[f"lo{n}"], names[f"hi{n}"] = low, high
     return ["if v.__class__ is not str: return R",
             *(["v = v.strip()"] if strip else []),
-            *([f"if not len(v) >= lo{n}: return R"] if low is not None else []),
+            *_length_lines(low, high, n)]
+
+
+def _length_lines(low: int | None, high: int | None, n: int | str) -> list[str]:
+    """``len(v)`` within ``lo{n}``..``hi{n}`` (one ``len`` for both bounds)."""
+    if low is not None and high is not None:
+        return [f"if not lo{n} <= len(v) <= hi{n}: return R"]
+    return [*([f"if not len(v) >= lo{n}: return R"] if low is not None else []),
             *([f"if not len(v) <= hi{n}: return R"] if high is not None else [])]
 
 
-def _number_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> list[str]:
+def _number_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     integer, low, high, below = params
     names[f"lo{n}"], names[f"hi{n}"], names[f"be{n}"] = low, high, below
-    return [("if v.__class__ is not int: return R" if integer else
-             "if v.__class__ is not int and (v.__class__ is not float or v - v != 0.0): return R"),
-            *([f"if not v >= lo{n}: return R"] if low is not None else []),
-            *([f"if not v < be{n}: return R"] if below is not None else
-              [f"if not v <= hi{n}: return R"] if high is not None else [])]
+    kind = ("if v.__class__ is not int: return R" if integer else
+            "if v.__class__ is not int and (v.__class__ is not float or v - v != 0.0): return R")
+    top, over = (f"be{n}", "<") if below is not None else (f"hi{n}", "<=") if high is not None else (None, None)
+    if low is not None and top is not None:  # one chained comparison (the value is a finite number here)
+        return [kind, f"if not lo{n} <= v {over} {top}: return R"]
+    return [kind, *([f"if not v >= lo{n}: return R"] if low is not None else []),
+            *([f"if not v {over} {top}: return R"] if top is not None else [])]
 
 
-def _object_id_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> list[str]:
+def _object_id_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     return ["if v.__class__ is not ObjectId: return R"]
 
 
-def _email_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> list[str]:
+def _email_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     low, high = params
     names[f"lo{n}"], names[f"hi{n}"], names[f"em{n}"] = low, high, _EMAIL_PATTERN.match
     return ["if v.__class__ is not str or not v.isascii(): return R",
             "v = v.strip().lower()",
-            *([f"if not len(v) >= lo{n}: return R"] if low is not None else []),
-            *([f"if not len(v) <= hi{n}: return R"] if high is not None else []),
+            *_length_lines(low, high, n),
             f"if em{n}(v) is None: return R"]
 
 
-def _choice_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> list[str]:
+def _choice_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     strip, ignore_case, options, canonical = params
     names[f"op{n}"], names[f"ca{n}"] = options, canonical
     return ["if v.__class__ is not str: return R",
@@ -226,14 +234,14 @@ def _choice_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> lis
             f"if v not in op{n}: return R"]
 
 
-def _date_lines(params: tuple[Any, ...], n: int, names: dict[str, Any]) -> list[str]:
+def _date_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     (earliest,) = params
     names["datetime"], names["UTC"], names[f"lo{n}"] = datetime, timezone.utc, earliest
     return ["if v.__class__ is not datetime or v.tzinfo is not UTC: return R",
             *([f"if v < lo{n}: return R"] if earliest is not None else [])]
 
 
-RULES: dict[str, Callable[[tuple[Any, ...], int, dict[str, Any]], list[str]]] = {
+RULES: dict[str, Callable[[tuple[Any, ...], int | str, dict[str, Any]], list[str]]] = {
     "text": _text_lines, "number": _number_lines, "object_id": _object_id_lines, "email": _email_lines,
     "choice": _choice_lines, "date": _date_lines}
 _FINDERS: tuple[tuple[str, Callable[[BaseField], Any]], ...] = (
@@ -244,7 +252,7 @@ _FINDERS: tuple[tuple[str, Callable[[BaseField], Any]], ...] = (
 _KEEPS_VALUE = frozenset({"number", "object_id", "date"})
 
 
-def _rule_lines(fp: FieldPlan, n: int, names: dict[str, Any]) -> list[str] | None:
+def _rule_lines(fp: FieldPlan, n: int | str, names: dict[str, Any]) -> list[str] | None:
     """``fp``'s rule's lines (``RULES``), its constants put in ``names``; None without a rule."""
     rule = fp.rule
     if rule is None:
@@ -402,7 +410,7 @@ def fast_encoder(plan: DocPlan, by_name: bool = False) -> Callable[[dict[str, An
     """
     if plan.stored_keys is None:
         return None
-    names: dict[str, Any] = {"ObjectId": ObjectId, "R": None, "INVALID": INVALID}
+    names: dict[str, Any] = {"ObjectId": ObjectId, "R": None}
     lines = ["def encode(data):", "    out = {}"]
     for n, fp in enumerate(plan.fields):
         if by_name and plan.by_key.get(fp.name) is not fp:
@@ -478,12 +486,13 @@ def _fast_value(fp: FieldPlan, n: int, names: dict[str, Any]) -> list[str] | Non
     low, high = fp.list_bounds
     names[f"lo{n}"], names[f"hi{n}"] = low, high
     head = ["if v.__class__ is not list: return R",
-            *([f"if not len(v) >= lo{n}: return R"] if low is not None else []),
-            *([f"if not len(v) <= hi{n}: return R"] if high is not None else []),
+            *_length_lines(low, high, n),
             *(["if not v: return R"] if fp.required else [])]
-    if item.kind is LEAF and item.accept is not None:  # each item by its rule (``accept``: the same lines)
-        names[f"a{n}"] = item.accept
-        return [*head, f"v = list(map(a{n}, v))", "if INVALID in v: return R"]
+    if item.kind is LEAF and item.accept is not None:  # each item by its rule's lines, inline (``v`` the item)
+        return [*head, "items = []", "w = v", "for v in w:",
+                *("    " + line for line in _rule_lines(item, f"{n}i", names) or ()),
+                "    items.append(v)",
+                "v = items"]
     if item.kind is not EMBEDDED or item.sub.fast is None:
         return None
     names[f"sk{n}"], names[f"f{n}"] = item.sub.fast_keys, item.sub.fast
