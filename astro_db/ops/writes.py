@@ -177,7 +177,7 @@ class WriteRunner:
             return
         self._tell(written)
 
-    def _tell(self, written: Written) -> None:
+    def _tell(self, written: Written | Callable[[], Written | None]) -> None:
         """``written`` to the after-write step (``hooks.after_write``), under a fresh bound when
         the write's outcome had to be read back. ``_after`` calls it for a write with ids; an
         update sent as a plain ``update`` command, which knows none, calls it directly."""
@@ -217,11 +217,15 @@ class WriteRunner:
                     son[REV_FIELD] = before + 1
 
     def insert_one(self, son: dict[str, Any]) -> None:
-        written = self._insert_one(son)
-        if written is not None and written.ids:  # ``_after``, inlined (every create passes here)
+        written = self._insert_one(son, later=True)
+        if written is not None and (written.__class__ is partial or written.ids):  # ``_after``, inlined
             self._tell(written)
 
-    def _insert_one(self, son: dict[str, Any]) -> Written | None:
+    def _insert_one(self, son: dict[str, Any], later: bool = False) -> Any:
+        """What a single create wrote (``Written``, or None); ``later``: for a create sent alone
+        (no records with it), the ``partial`` that makes it, so that the after-write step builds
+        it only when a hook hears of the write (``hooks.after_write``: none does with change
+        records off and a cache holding nothing of the model)."""
         keys = tuple(son)  # ``_fields_of``, inlined: new_document puts ``_id`` first
         fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
         op_id = new_op_id()
@@ -248,7 +252,9 @@ class WriteRunner:
                         uncertain=lambda: self._records("create", [_created(son)], fields, op_id))
         except _Partly:
             pass  # it landed: recorded as any create
-        return _written("create", [son], fields, op_id)
+        if later:
+            return partial(Written.one, "create", son, fields, op_id)
+        return Written.one("create", son, fields, op_id)
 
     def insert_many(self, sons: list[dict[str, Any]]) -> dict[int, AstroDBError]:
         """Insert unordered; returns ``{position: error}`` for the documents the server refused."""
@@ -1207,11 +1213,8 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
-    if not docs[1:]:  # one document (a create, a single update): no generator per tuple, _created inlined
-        doc = docs[0]
-        rev = doc[REV_FIELD] if REV_FIELD in doc else None  # revision_of, inlined (``in``: no call)
-        change = _change((doc["_id"], int(rev) if rev else 0, doc["updatedAt"] if "updatedAt" in doc else None, doc))
-        return Written(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
+    if not docs[1:]:  # one document (a create, a single update)
+        return Written.one(action, docs[0], fields, op_id, recorded)
     changes: list[Change] = []  # _created of each, inlined (a create_many's thousands: no three calls per document)
     append = changes.append
     for doc in docs:

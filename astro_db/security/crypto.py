@@ -377,9 +377,14 @@ class FieldCrypto:
             for f in fields:
                 path = f.path
                 if "." in path:
-                    slots = slots_at(son, path.split("."))
-                else:  # a top-level field: no walk
-                    slots = [(son, path)] if path in son else []
+                    slots: Iterable[tuple[dict[str, Any], str]] = slots_at(son, path.split("."))
+                elif path in son:  # a top-level field: no walk
+                    value = son[path]
+                    if lenient and f.text and value.__class__ is str and not value.startswith(PREFIX):
+                        continue  # the common case (a plain string), without the loop below
+                    slots = ((son, path),)
+                else:
+                    continue
                 for parent, key in slots:
                     value = parent[key]
                     for item in value if isinstance(value, list) else (value,):
