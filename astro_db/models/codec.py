@@ -160,10 +160,11 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
 def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], py: dict[str, Any] | None) -> Any:
     """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules.
 
-    A document of only stored names whose every value its field's rule takes in place is
-    encoded by the plan's compiled encoder (``plan.fast_encoder``, the same rules); any other,
-    or one it gives back, by one loop over the plan's ``steps``: a plain text, number or ObjectId
-    value its field's rule accepts is taken in place (``_accepts``, no field call), an embedded
+    A document whose keys are all of fields the plan's compiled encoder takes (``fast_keys``, or
+    ``named_keys`` by attribute name) and whose every value its field's rule takes in place is
+    encoded by that encoder (``plan.fast_encoder``, the same rules); any other,
+    or one it gives back, by one loop over the plan's ``steps``: a value its field's in-place rule
+    accepts is taken in place (``_accepts``, no field call), an embedded
     document is encoded here by its own plan, a list by ``_encode_list``, anything else by the
     field's ``to_python``, ``check`` and ``to_mongo``. A document whose keys are all stored names
     (``DocPlan.stored_keys``: then none is unknown or given twice) is read as it is; any other is
@@ -196,7 +197,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 if fp.required:
                     errors[prefix + stored] = REQUIRED
                 continue
-        if step is STEP_LEAF_RULE:  # a plain text, number or ObjectId value its field's rule takes as it is
+        if step is STEP_LEAF_RULE:  # a value its field's in-place rule (plan.RULES) takes as it is
             value = _accepts(fp, raw, converted)
             if value is not _INVALID:
                 if py is not None:
