@@ -91,10 +91,11 @@ _NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
 _KEPT = frozenset({"_id", "createdAt", "updatedAt", "__v", REV_FIELD, OP_FIELD})
 
 
-def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
+def new_document(info: ModelInfo, data: Any, made_id: Any = None) -> dict[str, Any]:
     """Validate ``data`` as a new document of the model and give it what the service keeps:
-    a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
-    ``updatedAt`` and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
+    a client-generated ``_id`` (so a retried insert can be recognised: ``made_id`` when given,
+    one of a batch's ``ids.new_ids``, else a fresh ``ids.new_id``), ``createdAt`` / ``updatedAt``
+    and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
     if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
     try:
@@ -110,7 +111,7 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
     chosen = "_id" in son
-    son = {"_id": son.pop("_id") if chosen else new_id(), **son}
+    son = {"_id": son.pop("_id") if chosen else made_id if made_id is not None else new_id(), **son}
     son.setdefault("createdAt", now)
     son["updatedAt"] = now
     son.setdefault("__v", 0)

@@ -79,7 +79,13 @@ def test_a_create_and_its_op_id_come_from_the_cheap_generator(monkeypatch):
     try:
         user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
         assert user.id == made[0] and len(made) == 2  # the document's _id, then the write's op id
-        db.create_many("User", [{"email": f"u{n}@example.com", "name": "U"} for n in range(3)])
-        assert len(made) == 2 + 3 + 1  # each document's _id, then the call's op id
+        batches: list[list[ObjectId]] = []
+        monkeypatch.setattr("astro_db.ops.steps.compile.new_ids",
+                            lambda n: batches.append(ids.new_ids(n)) or batches[-1])
+        result = db.create_many("User", [{"email": f"u{n}@example.com", "name": "U"} for n in range(3)]
+                                + [{"_id": ObjectId("65f0c0ffee0000000000abcd"), "email": "c@example.com", "name": "C"}])
+        assert len(batches) == 1 and len(batches[0]) == 4  # the batch's ids at once
+        assert result.ids == [*batches[0][:3], ObjectId("65f0c0ffee0000000000abcd")]
+        assert len(made) == 2 + 1  # the create's two, then the batch's op id
     finally:
         db.disconnect()
