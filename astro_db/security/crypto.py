@@ -380,8 +380,16 @@ class FieldCrypto:
                     slots: Iterable[tuple[dict[str, Any], str]] = slots_at(son, path.split("."))
                 elif path in son:  # a top-level field: no walk
                     value = son[path]
-                    if lenient and f.text and value.__class__ is str and not value.startswith(PREFIX):
-                        continue  # the common case (a plain string), without the loop below
+                    if lenient and f.text:  # the common cases, without the loop below: a plain string,
+                        if value.__class__ is str:
+                            if not value.startswith(PREFIX):
+                                continue
+                        elif value.__class__ is list:  # or a list of them
+                            for item in value:
+                                if item.__class__ is not str or item.startswith(PREFIX):
+                                    break
+                            else:
+                                continue
                     slots = ((son, path),)
                 else:
                     continue
