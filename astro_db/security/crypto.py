@@ -378,9 +378,22 @@ class FieldCrypto:
             for f in fields:
                 path = f.path
                 if "." in path:
-                    slots = slots_at(son, path.split("."))
-                else:  # a top-level field: no walk
-                    slots = [(son, path)] if path in son else []
+                    slots: Iterable[tuple[dict[str, Any], str]] = slots_at(son, path.split("."))
+                elif path in son:  # a top-level field: no walk
+                    value = son[path]
+                    if lenient and f.text:  # the common cases, without the loop below: a plain string,
+                        if value.__class__ is str:
+                            if not value.startswith(PREFIX):
+                                continue
+                        elif value.__class__ is list:  # or a list of them
+                            for item in value:
+                                if item.__class__ is not str or item.startswith(PREFIX):
+                                    break
+                            else:
+                                continue
+                    slots = ((son, path),)
+                else:
+                    continue
                 for parent, key in slots:
                     value = parent[key]
                     for item in value if isinstance(value, list) else (value,):
