@@ -61,7 +61,7 @@ from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
-from . import bulk
+from . import bulk, sizes
 from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
@@ -226,7 +226,8 @@ class WriteRunner:
         fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
         op_id = new_op_id()
         rt = self.rt
-        if rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command():  # records off: not asked
+        if (rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command()  # records off: not asked
+                and not sizes.large(self.info.cls, [son])):  # a large one: two commands cost less (``ops.sizes``)
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
@@ -260,7 +261,7 @@ class WriteRunner:
 
     def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
         op_id = new_op_id()
-        if len(sons) <= ONE_COMMAND_BATCH and self._one_command():
+        if len(sons) <= ONE_COMMAND_BATCH and self._one_command() and not sizes.large(self.info.cls, sons):
             return self._insert_recorded("create_many", sons, self._fields(sons), op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
