@@ -321,6 +321,8 @@ class WriteRunner:
         attempt wrote (the documents stored as sent, the records already there)."""
         records = self._records("create", [_created(son) for son in sons], fields, op_id)
         database = self.coll.database
+        # a model with many values: each document encoded once, for itself and its record (``ops.bulk``)
+        encoded = bulk.encode(sons, database.codec_options) if sizes.encode_once(self.info.cls) else ()
         attempts = 0
         outcome = bulk.Outcome()
 
@@ -330,7 +332,7 @@ class WriteRunner:
             written, there = ((self._stored_equals(sons), recorded(database, [r["_id"] for r in records], self.session))
                               if attempts > 1 else (set(), set()))
             outcome = bulk.insert_recorded(database, database.name, self.coll.name, sons, records,
-                                           session=self.session, written=written, recorded=there)
+                                           session=self.session, written=written, recorded=there, encoded=encoded)
             if operation == "create" and outcome.refused:
                 raise self._driver_error(outcome.refused[0])
 
