@@ -249,11 +249,6 @@ class Gateway:
     def name(self) -> str:
         return str(self._database.name)
 
-    @property
-    def codec_options(self) -> Any:
-        """The client's codec options: how the driver encodes a command (``ops.bulk.encode``)."""
-        return self._database.client.codec_options
-
     def __getitem__(self, name: str) -> Collection:
         coll = self.collections.get(name)
         if coll is None:

@@ -19,12 +19,6 @@ record refused for any other reason leaves its document written without a record
 caller reports under the change log's failure policy (``changes.log``). A command that fails as a
 whole (network, timeout, write concern) raises the driver's error for the run step to retry or
 translate; the caller's retry skips what its first attempt already wrote.
-
-Encoded once: a document of a model with many values (``ops.sizes.encode_once``) is encoded to
-BSON once, in C, before the command is built (``encode``: an ``Encoded``, a ``RawBSONDocument``
-that knows its ``_id``); the driver copies those bytes for the document and again for its
-record's post-image, where it would encode the document twice. The record as kept (for a retry,
-a pending write) stays the plain dict it was built as.
 """
 
 from __future__ import annotations
@@ -33,8 +27,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-import bson
-from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, InsertOne
 from pymongo import errors as pm
 
@@ -43,7 +35,7 @@ from ..changes import CHANGES_COLLECTION
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import Session
 
-__all__ = ["WIRE_VERSION", "Encoded", "Outcome", "encode", "supported", "insert_recorded", "delete_intended"]
+__all__ = ["WIRE_VERSION", "Outcome", "supported", "insert_recorded", "delete_intended"]
 
 WIRE_VERSION = 25  # MongoDB 8.0: the first to have the client-level bulkWrite command
 DUPLICATE_KEY = 11000
@@ -58,43 +50,6 @@ class Outcome:
 
     refused: dict[int, dict[str, Any]] = field(default_factory=dict)
     unrecorded: list[int] = field(default_factory=list)
-
-
-class Encoded(RawBSONDocument):
-    """A new document as the BSON bytes the driver sends (``raw``), encoded once. Its ``_id`` is
-    answered without decoding the bytes."""
-
-    __slots__ = ("_doc_id",)
-
-    def __init__(self, data: bytes, codec_options: Any, doc_id: Any) -> None:
-        super().__init__(data, codec_options)
-        self._doc_id = doc_id
-
-    def __getitem__(self, key: str) -> Any:
-        return self._doc_id if key == "_id" else super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._doc_id if key == "_id" else super().get(key, default)
-
-
-_raw_options: list[Any] = [None, None]  # the codec options last seen, and the same for RawBSONDocument
-
-
-def encode(sons: Sequence[dict[str, Any]], codec_options: Any) -> list[Encoded | None]:
-    """Each of ``sons`` encoded once with the driver's ``codec_options`` (the bytes the driver
-    would make of it), or None where it cannot be: that document goes to the driver as it is,
-    which raises what it always raised, inside the run step."""
-    seen, raw_options = _raw_options  # (CodecOptions are not hashable: their type registry)
-    if seen is not codec_options:
-        raw_options = codec_options.with_options(document_class=RawBSONDocument)
-        _raw_options[:] = [codec_options, raw_options]
-    out: list[Encoded | None] = []
-    for son in sons:
-        try:
-            out.append(Encoded(bson.encode(son, codec_options=codec_options), raw_options, son["_id"]))
-        except Exception:  # noqa: BLE001 - InvalidDocument, OverflowError...: the driver's to raise, as before
-            out.append(None)
-    return out
 
 
 def supported(client: Any) -> bool | None:
@@ -113,23 +68,18 @@ def not_supported(exc: BaseException) -> bool:
 
 def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[dict[str, Any]],
                     records: Sequence[dict[str, Any]], *, session: Session = None, written: Collection[int] = (),
-                    recorded: Collection[str] = (), encoded: Sequence[Encoded | None] = ()) -> Outcome:
+                    recorded: Collection[str] = ()) -> Outcome:
     """Insert ``sons[i]`` and then ``records[i]`` for every ``i``, ordered, in as few commands as
     the refusals allow (see the module docstring). ``written`` (positions) and ``recorded``
-    (record ids) are left out: what an earlier attempt of the same call already wrote.
-    ``encoded[i]``, when given, is ``sons[i]`` encoded (``encode``): sent in its place, and as
-    the post-image of its record (a record whose ``doc`` is ``sons[i]`` itself)."""
+    (record ids) are left out: what an earlier attempt of the same call already wrote."""
     target, changes = f"{database}.{collection}", f"{database}.{CHANGES_COLLECTION}"
     ops: list[InsertOne[Any]] = []
     places: list[tuple[int, bool]] = []  # for each op: (position, is it the record?)
     for position, (son, record) in enumerate(zip(sons, records, strict=True)):
-        raw = encoded[position] if encoded else None
         if position not in written:
-            ops.append(InsertOne(son if raw is None else raw, namespace=target))
+            ops.append(InsertOne(son, namespace=target))
             places.append((position, False))
         if record["_id"] not in recorded:
-            if raw is not None and record.get("doc") is son:
-                record = {**record, "doc": raw}  # as sent; the record as built stays a dict
             ops.append(InsertOne(record, namespace=changes))
             places.append((position, True))
     outcome = Outcome()

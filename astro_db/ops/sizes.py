@@ -32,7 +32,7 @@ from mongoengine.fields import BooleanField, DateTimeField, FloatField, IntField
 from ..models.fields import BoolField, GeoPointField, NumberField, TextField, UTCDateTimeField
 from ..models.plan import EMBEDDED, LIST, FieldPlan, doc_plan
 
-__all__ = ["LARGE_DOCUMENT", "ENCODE_ONCE_LEAVES", "large", "encode_once"]
+__all__ = ["LARGE_DOCUMENT", "large"]
 
 # Above this many (estimated) BSON bytes a create sends its document and its change record in
 # two commands, not one bulkWrite (measured: docs/performance.md, "Large documents").
@@ -40,17 +40,13 @@ LARGE_DOCUMENT = 768 * 1024
 _SLACK = 4096  # service fields, blind indexes: what a new document holds beyond its model's fields
 _SEALED = 256  # a sensitive value's ciphertext envelope beyond the value itself
 _SCALAR = 32  # a number, date, id or flag with its type byte and length
-# A model with at least this many values (its plan's leaves, through embedded documents and
-# one item of each list) has a create's document encoded once, its record's post-image sent as
-# the same bytes (``ops.bulk.encode``): below it the ``RawBSONDocument`` costs what it saves.
-ENCODE_ONCE_LEAVES = 64
 _SCALARS = (NumberField, BoolField, UTCDateTimeField, ObjectIdField, IntField, FloatField, BooleanField, DateTimeField)
 
 # per model class, settled once: (the bound in bytes of the fields not measured, the fields
 # measured on each create as (stored name, the bound of one item of a list whose length alone
-# is unbounded, else 0), whether its creates are encoded once)
+# is unbounded, else 0))
 Measured = tuple[tuple[str, int], ...]
-_RULES: dict[type, tuple[int, Measured, bool]] = {}
+_RULES: dict[type, tuple[int, Measured]] = {}
 
 
 def large(cls: type, sons: list[dict[str, Any]]) -> bool:
@@ -61,7 +57,7 @@ def large(cls: type, sons: list[dict[str, Any]]) -> bool:
     rule = _RULES.get(cls)
     if rule is None:
         rule = _rule(cls)
-    bound, measured, _ = rule
+    bound, measured = rule
     if not measured:
         return bound * len(sons) > limit
     total = 0
@@ -76,14 +72,7 @@ def large(cls: type, sons: list[dict[str, Any]]) -> bool:
     return False
 
 
-def encode_once(cls: type) -> bool:
-    """Whether a create of ``cls`` encodes its document once for the document and its record
-    (``ENCODE_ONCE_LEAVES``)."""
-    rule = _RULES.get(cls)
-    return (rule if rule is not None else _rule(cls))[2]
-
-
-def _rule(cls: type) -> tuple[int, Measured, bool]:
+def _rule(cls: type) -> tuple[int, Measured]:
     """Every field with no bound is measured; if the others' bounds together could still pass
     the threshold, the fields with the largest bounds are measured too, until what is left is
     bounded by half of it."""
@@ -106,17 +95,7 @@ def _rule(cls: type) -> tuple[int, Measured, bool]:
             break
         bound -= size
         measured.append((name, item))
-    return _RULES.setdefault(cls, (bound, tuple(measured), _leaves(plan.fields) >= ENCODE_ONCE_LEAVES))
-
-
-def _leaves(fields: tuple[FieldPlan, ...]) -> int:
-    """How many values a document of these fields holds, one item counted for each list."""
-    count = 0
-    for fp in fields:
-        while fp.kind == LIST and fp.item is not None:
-            fp = fp.item
-        count += _leaves(fp.sub.fields) if fp.kind == EMBEDDED else 1
-    return count
+    return _RULES.setdefault(cls, (bound, tuple(measured)))
 
 
 def _bound(fp: FieldPlan) -> int | None:

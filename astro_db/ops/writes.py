@@ -319,10 +319,11 @@ class WriteRunner:
         what was written and ``{position: error}`` for the documents the server refused (a single
         create raises its refusal, as ``insert_one`` does). A retry leaves out what the first
         attempt wrote (the documents stored as sent, the records already there)."""
-        records = self._records("create", [_created(son) for son in sons], fields, op_id)
+        # the changes (``_created`` of each, inlined), made once: for the records and for what was written
+        changes = [_change((son["_id"], int(son[REV_FIELD]) if son.get(REV_FIELD) else 0, son.get("updatedAt"), son))
+                   for son in sons]
+        records = self._records("create", changes, fields, op_id)
         database = self.coll.database
-        # a model with many values: each document encoded once, for itself and its record (``ops.bulk``)
-        encoded = bulk.encode(sons, database.codec_options) if sizes.encode_once(self.info.cls) else ()
         attempts = 0
         outcome = bulk.Outcome()
 
@@ -332,7 +333,7 @@ class WriteRunner:
             written, there = ((self._stored_equals(sons), recorded(database, [r["_id"] for r in records], self.session))
                               if attempts > 1 else (set(), set()))
             outcome = bulk.insert_recorded(database, database.name, self.coll.name, sons, records,
-                                           session=self.session, written=written, recorded=there, encoded=encoded)
+                                           session=self.session, written=written, recorded=there)
             if operation == "create" and outcome.refused:
                 raise self._driver_error(outcome.refused[0])
 
@@ -356,6 +357,8 @@ class WriteRunner:
             if operation == "create_many":
                 return self._insert_many(sons)
             return self._insert_one(sons[0]), {}
+        if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
+            return Written("create", tuple([c[0] for c in changes]), fields, tuple(changes), tuple(sons), True, op_id), {}
         refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]

@@ -14,8 +14,3 @@ Scan: Any = type("Scan", (AstroDocument,), {
     "title": TextField(max_length=100), "data": me.BinaryField(), "meta": {"collection": "scans"}})
 
 LARGE = 900 * 1024  # bytes of data: above ops.sizes.LARGE_DOCUMENT
-
-# A model of many values (ops.sizes.encode_once): its creates are encoded once for the document
-# and its record's post-image.
-Reading: Any = type("Reading", (AstroDocument,), {
-    **{f"v{i}": TextField(max_length=50) for i in range(80)}, "meta": {"collection": "readings"}})

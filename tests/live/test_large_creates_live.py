@@ -26,7 +26,7 @@ from astro_db import Database
 from astro_db.ops import bulk, sizes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from large_model import LARGE, Reading, Scan  # noqa: E402
+from large_model import LARGE, Scan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = ("hello", "isMaster", "ping", "endSessions")
@@ -146,50 +146,3 @@ def test_a_process_killed_between_the_two_commands_is_repaired_by_reconcile(live
         assert (record["rev"], record["doc"], record["journal"]) == (0, stored, True)
         assert db.reconcile_changes()["rebuilt"]["Scan"] == 0  # closed: nothing left to rebuild
 
-
-class Sent(monitoring.CommandListener):
-    """The ops of every bulkWrite sent."""
-
-    def __init__(self) -> None:
-        self.ops: list[list[dict[str, Any]]] = []
-
-    def started(self, event: Any) -> None:
-        if event.command_name == "bulkWrite":
-            self.ops.append(list(event.command["ops"]))
-
-    def succeeded(self, event: Any) -> None:
-        pass
-
-    def failed(self, event: Any) -> None:
-        pass
-
-
-def test_a_document_of_many_values_is_encoded_once_for_itself_and_its_record(live_url: str,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bulkWrite carries the same bytes for the document and its record's post-image; what
-    is stored is what the plain path stores; a model of few values is sent as dicts."""
-    sent = Sent()
-    values = {f"v{i}": f"value {i}" for i in range(80)}
-    with Database(live_url, models=[Reading, Scan], event_listeners=[sent]) as db:
-        if not bulk.supported(db.mongo.client):
-            pytest.skip("the server has no client-level bulkWrite")
-        once = db.create(Reading, values)
-        [[doc_op, record_op]] = sent.ops
-        assert isinstance(doc_op["document"], bulk.Encoded)
-        assert record_op["document"]["doc"] is doc_op["document"]  # one encoding, sent twice
-        sent.ops.clear()
-        db.create(Scan, {"title": "few values", "data": b"x"})
-        [[doc_op, record_op]] = sent.ops
-        assert type(doc_op["document"]) is dict and type(record_op["document"]["doc"]) is dict
-        monkeypatch.setattr(sizes, "encode_once", lambda cls: False)
-        plain = db.create(Reading, values)
-        changes = db.mongo["astroChanges"]
-        [a], [b] = changes.find({"documentId": once.id}), changes.find({"documentId": plain.id})
-        assert list(a) == list(b)  # the same keys in the same order
-        varying = {"_id", "documentId", "time", "t"}
-        assert {k: v for k, v in a.items() if k not in varying | {"doc"}} == \
-            {k: v for k, v in b.items() if k not in varying | {"doc"}}
-        stamps = {"_id", "createdAt", "updatedAt"}
-        assert list(a["doc"]) == list(b["doc"])
-        assert {k: v for k, v in a["doc"].items() if k not in stamps} == {k: v for k, v in b["doc"].items() if k not in stamps}
-        assert a["doc"] == db.mongo["readings"].find_one({"_id": once.id})

@@ -44,7 +44,7 @@ def test_a_model_whose_fields_are_all_bounded_is_never_measured(model: Any) -> N
     """Small creates do not pay: the answer comes from the model's bound, no value is read."""
     Watched.looks = 0
     assert sizes.large(model, [Watched(_id=1, anything="x" * 10)]) is False
-    bound, measured, _ = sizes._RULES[model]
+    bound, measured = sizes._RULES[model]
     assert measured == () and bound <= sizes.LARGE_DOCUMENT // 2
     assert Watched.looks == 0
 
@@ -84,7 +84,7 @@ def test_unbounded_text_and_dicts_are_measured_through() -> None:
 def test_a_model_whose_bounds_could_pass_the_threshold_measures_its_largest_fields() -> None:
     """200 text fields of up to 5000 characters (1 MB together): the largest are measured until
     what is left is bounded by half the threshold."""
-    bound, measured, _ = sizes._RULES.get(Wide) or sizes._rule(Wide)
+    bound, measured = sizes._RULES.get(Wide) or sizes._rule(Wide)
     assert bound <= sizes.LARGE_DOCUMENT // 2 and 0 < len(measured) < 200
     short = {f"f{i}": "s" for i in range(200)}
     assert sizes.large(Wide, [short]) is False
