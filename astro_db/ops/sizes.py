@@ -4,9 +4,10 @@ A create whose document and change record would go in one client-level ``bulkWri
 (``ops.bulk``) sends them in two commands instead when the document is large: PyMongo builds a
 client-level ``bulkWrite`` in Python, op by op, through a ``BytesIO`` it writes and copies
 several times, which for a document of megabytes costs far more client CPU than the round
-trip it saves (docs/performance.md, "Large documents": 14 ms against 6 ms a create of the ODM
-benchmark's 2.4 MB document), while two ``insert`` commands are encoded in C straight into
-their messages.
+trip it saves at glibc's default allocator settings, where each of those buffers is fresh
+memory faulted in page by page (docs/performance.md, "Large documents": 14 ms against 6 ms a
+create of the ODM benchmark's 2.4 MB document; within 10% of each other with the mmap
+threshold fixed), while two ``insert`` commands are encoded in C straight into their messages.
 
 The rule costs nothing on the creates of most models: what each field of a model can hold at
 most is worked out once per class from its plan (``models.plan``: a text field's
