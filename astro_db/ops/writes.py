@@ -61,7 +61,7 @@ from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
-from . import bulk
+from . import bulk, sizes
 from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
@@ -231,7 +231,8 @@ class WriteRunner:
         fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
         op_id = new_op_id()
         rt = self.rt
-        if rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command():  # records off: not asked
+        if (rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command()  # records off: not asked
+                and not sizes.large(self.info.cls, [son])):  # a large one: two commands cost less (``ops.sizes``)
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
@@ -267,7 +268,7 @@ class WriteRunner:
 
     def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
         op_id = new_op_id()
-        if len(sons) <= ONE_COMMAND_BATCH and self._one_command():
+        if len(sons) <= ONE_COMMAND_BATCH and self._one_command() and not sizes.large(self.info.cls, sons):
             return self._insert_recorded("create_many", sons, self._fields(sons), op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
@@ -325,7 +326,10 @@ class WriteRunner:
         what was written and ``{position: error}`` for the documents the server refused (a single
         create raises its refusal, as ``insert_one`` does). A retry leaves out what the first
         attempt wrote (the documents stored as sent, the records already there)."""
-        records = self._records("create", [_created(son) for son in sons], fields, op_id)
+        # the changes (``_created`` of each, inlined), made once: for the records and for what was written
+        changes = [_change((son["_id"], int(son[REV_FIELD]) if son.get(REV_FIELD) else 0, son.get("updatedAt"), son))
+                   for son in sons]
+        records = self._records("create", changes, fields, op_id)
         database = self.coll.database
         attempts = 0
         outcome = bulk.Outcome()
@@ -360,6 +364,8 @@ class WriteRunner:
             if operation == "create_many":
                 return self._insert_many(sons)
             return self._insert_one(sons[0]), {}
+        if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
+            return Written("create", tuple([c[0] for c in changes]), fields, tuple(changes), tuple(sons), True, op_id), {}
         refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]
