@@ -53,6 +53,7 @@ _DEFAULT_BUDGET_MS = 30_000  # operation_timeout_ms's default: the seed's 30 s, 
 _PYMONGO_MAX_MS = 1_000_000_000  # PyMongo's timeouts: "greater than 0 and less than one billion" (ms)
 # the timeouts PyMongo reads 0 (or None) of as "no timeout": None here, whatever the spelling
 _NONE_WHEN_ZERO = {"socket_timeout_ms": "socket timeout", "connect_timeout_ms": "connect timeout"}
+_URL_LEAST = {"min_pool_size": 0}  # a URL pool size or timeout's least value (else 1: _url_number)
 ENV_PREFIX = "ASTRO_DB_"
 URL_ENV = "MONGODB_URL"
 
@@ -794,18 +795,9 @@ class DatabaseConfig:
                 except ValueError:
                     raise ConfigError(f"timeoutMS in {mask_url(url)} must be a number of milliseconds", key="url") from None
                 value: Any = int(number) if number > 0 else None
-            elif low in _MIRRORED:  # PyMongo's, and read by astro_db too: its value, where PyMongo takes it
+            elif low in _MIRRORED:  # PyMongo's, and read by astro_db too: what PyMongo reads, or a ConfigError
                 name = _MIRRORED[low]
-                if name in _NONE_WHEN_ZERO:  # what PyMongo reads, or a ConfigError (never PyMongo's warning and its default)
-                    value = _url_timeout(key, raw, name)
-                else:
-                    try:
-                        number = float(raw)
-                    except ValueError:
-                        continue  # PyMongo reports it
-                    if not number > 0 or number != int(number):
-                        continue  # 0 / negative mean something else to PyMongo (or nothing): the setting stays
-                    value = int(number)
+                value = _url_number(key, raw, name)
                 if name not in self._given and getattr(self, name) == value:
                     mirrored.add(name)  # already the URL's (a copy made by replace()): still the URL's
             else:
@@ -968,20 +960,28 @@ def _url_option_names(url: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
-def _url_timeout(key: str, raw: str, name: str) -> int | None:
-    """``?socketTimeoutMS=`` / ``?connectTimeoutMS=`` as PyMongo reads it: a whole number of
-    milliseconds from 1 to 999999999, or 0 for none (None). Anything else, which PyMongo would
-    only warn of and replace by its own default (none for the socket, 20 s to connect), is a
+def _url_number(key: str, raw: str, name: str) -> int | None:
+    """A PyMongo pool size or timeout in the URL (``_MIRRORED``), read as the setting and PyMongo
+    both take it: a whole number from the option's least value (``_URL_LEAST``) to 999999999, or
+    0 for none where 0 means none to both (``_NONE_WHEN_ZERO``: the socket and connect
+    timeouts). Anything else, which PyMongo would only warn of and replace by its default
+    (``waitQueueTimeoutMS=0``: an unbounded wait for a connection while the setting said 30 s;
+    ``maxIdleTimeMS=0``), or reads another way than the setting (``maxPoolSize=0``: no limit;
+    ``serverSelectionTimeoutMS=0``; ``1.5`` ms), is a
     ``ConfigError`` naming the option and showing its value only, never the URL."""
+    size = name.endswith("pool_size")  # PyMongo takes a pool size as an integer only ("10", not "1e1")
     try:
-        number = float(raw)
+        number = float(int(raw) if size else raw)
     except ValueError:
         number = float("nan")
-    if number == 0:
+    none = _NONE_WHEN_ZERO.get(name)
+    if number == 0 and none is not None:
         return None
-    if not (0 < number < _PYMONGO_MAX_MS and number == int(number)):
-        raise ConfigError(f"{key}={raw[:40]!r} in the URL must be a whole number of milliseconds from 1 to "
-                          f"{_PYMONGO_MAX_MS - 1}, or 0 for no {_NONE_WHEN_ZERO[name]}", key=name)
+    least = _URL_LEAST.get(name, 1)
+    if not (least <= number < _PYMONGO_MAX_MS and number == int(number)):
+        unit = "" if size else " of milliseconds"
+        raise ConfigError(f"{key}={raw[:40]!r} in the URL must be a whole number{unit} from {least} to "
+                          f"{_PYMONGO_MAX_MS - 1}" + (f", or 0 for no {none}" if none else ""), key=name)
     return int(number)
 
 

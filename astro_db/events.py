@@ -12,7 +12,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from .changes.revision import REV_FIELD
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._types import MaybeTransaction, MongoDB, Session
@@ -28,6 +31,10 @@ class Change(NamedTuple):
     rev: int
     time: Any
     image: dict[str, Any] | None
+
+
+_change = partial(tuple.__new__, Change)  # Change(*fields) without its Python-level __new__
+_REV = REV_FIELD
 
 
 @dataclass(frozen=True, init=False)
@@ -50,6 +57,15 @@ class Written:
         # the dataclass's own __init__, as one dict update (every write makes one; see WriteEvent)
         self.__dict__.update(action=action, ids=ids, fields=fields, changes=changes, documents=documents,
                              recorded=recorded, op_id=op_id)
+
+    @classmethod
+    def one(cls, action: str, doc: dict[str, Any], fields: tuple[str, ...], op_id: Any, recorded: bool = False) -> Written:
+        """What a write of the one document ``doc`` (stored form, post-image) wrote: its change
+        (its ``_id``, the revision it carries, 0 without one, its ``updatedAt``). A single create
+        hands the after-write step the ``partial`` of this, called only if a hook hears of it."""
+        rev = doc[_REV] if _REV in doc else None  # revision_of, inlined (``in``: no call)
+        change = _change((doc["_id"], int(rev) if rev else 0, doc["updatedAt"] if "updatedAt" in doc else None, doc))
+        return cls(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
 
 
 @dataclass(frozen=True, init=False)

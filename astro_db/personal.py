@@ -362,7 +362,7 @@ def _complete(db: Database, ex: Executor, entry: dict[str, Any]) -> dict[str, An
     rt.changes.flush(run, database)  # records held in memory would bring post-images back after the scrub
     _scrub(ex, registry, [uid])  # 3. the records of the user's documents: post-images removed
     try:
-        keys = _forget_keys(rt.crypto, uid)  # 4. the user's data keys
+        keys = _forget_keys(ex, rt.crypto, entry)  # 4. the user's data keys
     except AstroDBError as exc:  # the key vault's delete, as the run step gave up on it (retried when transient)
         raise ErasureIncompleteError(
             f"erase_user {users.name} {uid}: its documents are deleted and their change records scrubbed, but its "
@@ -395,14 +395,26 @@ def _next_rev(ex: Executor, users: ModelInfo, uid: ObjectId) -> int:
     return int(last["rev"]) + 1 if last is not None and isinstance(last.get("rev"), int) else 0
 
 
-def _forget_keys(crypto: FieldCrypto, user_id: ObjectId) -> int:
+def _forget_keys(ex: Executor, crypto: FieldCrypto, entry: Mapping[str, Any]) -> int:
     """Step 4: delete the user's data keys (``FieldCrypto.shred``: MongoDB's client-side field
     level encryption keeps one per user), so every value sealed under them, in live documents,
-    change records and backup sets, reads as ``UNREADABLE`` forever; how many keys were deleted.
+    change records and backup sets, reads as ``UNREADABLE`` forever; how many keys the erasure
+    shredded. The count found is kept in the ledger entry before the deletion, so a rerun after
+    a deletion whose every reply was lost (the keys gone, the call failed) still reports them.
     Without field encryption configured nothing was sealed and there is no key to delete: 0."""
     if crypto.vault is None:
         return 0
-    return crypto.shred(user_id)
+    uid = entry["_id"]
+    users = ex.runtime.registry.users()
+    ledger = ex.runtime.gateway[ERASURES_COLLECTION]
+
+    def noted(found: int) -> None:
+        if found:
+            ex.call(users, "erase_user", lambda: ledger.update_one(
+                {"_id": uid, "state": STARTED}, {"$max": {"keysShredded": found}}))
+
+    found = crypto.shred(uid, noted)
+    return max(found, int(entry.get("keysShredded") or 0))
 
 
 def _report(entry: Mapping[str, Any], *, resumed: bool, already: bool) -> dict[str, Any]:

@@ -42,6 +42,9 @@ __all__ = ["CHANGES", "ONE_COMMAND_BATCH", "IGNORED", "Shape", "Recorder", "comp
 
 CHANGES = "astroChanges"  # astro_db.changes.records.CHANGES_COLLECTION
 ONE_COMMAND_BATCH = 16  # astro_db.ops.writes.ONE_COMMAND_BATCH: up to it, a create_many is one bulkWrite
+# astro_db.ops.sizes.LARGE_DOCUMENT: above it (BSON bytes), a create is an insert of the
+# document(s), then one of the record(s), not a bulkWrite
+LARGE_DOCUMENT = 768 * 1024
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS = _dt.timedelta(milliseconds=1)
 # what a client sends on its own (handshakes, monitoring, sessions): not the operation's commands
@@ -104,7 +107,7 @@ class Create:
 
     doc: dict[str, Any]
     record: dict[str, Any]
-    ops: list[InsertOne[Any]]
+    ops: list[InsertOne[Any]]  # empty: a large document, sent as two inserts as astro_db sends it
 
 
 @dataclass
@@ -131,17 +134,21 @@ class Writes:
     # -- inputs (untimed) --
     def create_inputs(self, docs: Iterable[dict[str, Any]]) -> list[Create]:
         """For each stored document, a default create's inputs: the document, its record, and the
-        two operations of the ``bulkWrite`` that carries them."""
+        two operations of the ``bulkWrite`` that carries them (none for a document above
+        ``LARGE_DOCUMENT``: two inserts)."""
         out = []
         for doc in docs:
             rec = create_record(self.model, self.coll_name, doc, ObjectId())
-            out.append(Create(doc, rec, [InsertOne(doc, namespace=self.target), InsertOne(rec, namespace=self.changes_ns)]))
+            ops = [] if large([doc]) else [InsertOne(doc, namespace=self.target), InsertOne(rec, namespace=self.changes_ns)]
+            out.append(Create(doc, rec, ops))
         return out
 
-    def create_many_inputs(self, docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """A default ``create_many``'s documents and their records (one operation id for the batch)."""
+    def create_many_inputs(self, docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """A default ``create_many``'s documents, their records (one operation id for the batch)
+        and whether they go in one ``bulkWrite`` (at most ``ONE_COMMAND_BATCH``, not ``large``)."""
         op = ObjectId()
-        return docs, [create_record(self.model, self.coll_name, doc, op) for doc in docs]
+        one = len(docs) <= ONE_COMMAND_BATCH and self.one_command and not large(docs)
+        return docs, [create_record(self.model, self.coll_name, doc, op) for doc in docs], one
 
     def update_inputs(self, stored: Sequence[dict[str, Any]], sets: Sequence[dict[str, Any]],
                       revs: dict[Any, int], records: bool = True) -> list[Update]:
@@ -167,7 +174,7 @@ class Writes:
 
     # -- the timed calls: PyMongo only --
     def create(self, c: Create) -> Any:
-        if self.one_command:
+        if self.one_command and c.ops:
             return self.client.bulk_write(c.ops, ordered=True)
         result = self.coll.insert_one(c.doc)  # a server without bulkWrite: the document, then its record
         self.changes.insert_one(c.record)
@@ -179,14 +186,21 @@ class Writes:
             self.changes.insert_one(u.record)
         return after
 
-    def create_many(self, batch: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> Any:
-        docs, records = batch
-        if len(docs) <= ONE_COMMAND_BATCH and self.one_command:
+    def create_many(self, batch: tuple[list[dict[str, Any]], list[dict[str, Any]], bool]) -> Any:
+        docs, records, one = batch
+        if one:
             return self.client.bulk_write([op for pair in zip(docs, records) for op in (
                 InsertOne(pair[0], namespace=self.target), InsertOne(pair[1], namespace=self.changes_ns))], ordered=True)
         result = self.coll.insert_many(docs, ordered=False)
         self.changes.insert_many(records, ordered=False)
         return result
+
+
+def large(docs: Iterable[dict[str, Any]]) -> bool:
+    """Whether ``docs`` together take more than ``LARGE_DOCUMENT`` BSON bytes (astro_db
+    estimates it from its models' bounds; the documents this module times are far from it or
+    far past it)."""
+    return sum(len(bson.encode(doc)) for doc in docs) > LARGE_DOCUMENT
 
 
 def speaks_bulk_write(client: Any) -> bool:

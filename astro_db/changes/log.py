@@ -87,12 +87,15 @@ class ChangeLog:
                             audit=self.audit, journal=self.journal, op=op)
 
     def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,
-                  in_transaction: bool) -> tuple[Callable[[], int], list[tuple[dict[str, Any], str]]]:
+                  in_transaction: bool) -> tuple[Callable[[], object], list[tuple[dict[str, Any], str]]]:
         """The driver call that inserts ``records`` with those left pending (none inside a
         transaction), for the caller to make through the run step (the change-record hook,
         ``ops.steps.hooks.ChangeRecords``: nothing calls back into this module), and the pending
         ones taken: ``failed`` needs them back if the call fails."""
-        late = [] if in_transaction else self._take_pending()
+        # nothing pending (read without the lock: a record kept meanwhile goes with the next write)
+        late = [] if in_transaction or not self._pending else self._take_pending()
+        if not late:  # a write's own records alone: ``_write_late`` with nothing late to settle
+            return partial(_insert, database[CHANGES_COLLECTION], records, session), late
         return partial(_write_late, database, late, records, session), late
 
     def failed(self, records: list[dict[str, Any]], what: str, exc: AstroDBError, *,

@@ -35,6 +35,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from bson.tz_util import utc as _BSON_UTC
 from pymongo import IndexModel
 from pymongo import errors as pm
 
@@ -85,8 +86,11 @@ def ms_time(value: Any) -> _dt.datetime:
     if not isinstance(value, _dt.datetime):
         value = _dt.datetime.now(_dt.timezone.utc)
     when: _dt.datetime = value
-    if when.tzinfo is _dt.timezone.utc and not when.microsecond % 1000:
-        return when  # already what BSON keeps (the service's own clock: ``runtime.utcnow``)
+    if not when.microsecond % 1000:
+        if when.tzinfo is _dt.timezone.utc:
+            return when  # already what BSON keeps (the service's own clock: ``runtime.utcnow``)
+        if when.tzinfo is _BSON_UTC:  # as the driver decodes a stored date (an update's post-image): the same instant
+            return when.replace(tzinfo=_dt.timezone.utc)
     when = when.replace(tzinfo=_dt.timezone.utc) if when.tzinfo is None else when.astimezone(_dt.timezone.utc)
     return when.replace(microsecond=when.microsecond // 1000 * 1000)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bson import ObjectId
+from ..ids import new_id
 
 __all__ = ["REV_FIELD", "OP_FIELD", "advance", "revision_of", "new_op_id"]
 
@@ -27,9 +27,9 @@ REV_FIELD = "_rev"
 OP_FIELD = "_op"
 
 
-def new_op_id() -> ObjectId:
-    """A fresh id for one service operation (it tags the documents that operation changed)."""
-    return ObjectId()
+#: A fresh id for one service operation (it tags the documents that operation changed): a
+#: client-made ObjectId (``astro_db.ids.new_id``, the function itself: no call through here).
+new_op_id = new_id
 
 
 def advance(update: dict[str, Any], op_id: Any) -> dict[str, Any]:

@@ -146,6 +146,10 @@ class Connection:
                 options.pop(key, None)
             options["read_preference"] = ReadPreference.from_config(cfg.topology).to_pymongo()
         log.info("connecting to %s (pool %d-%d)", cfg.masked_url, cfg.pool.min_pool_size, cfg.pool.max_pool_size)
+        if cfg.timeouts.socket_timeout_ms is None and cfg.timeouts.operation_timeout_ms is None:
+            log.warning("no bound on a reply from %s: socket_timeout_ms and operation_timeout_ms are both None, "
+                        "so a call waits for a server that stops answering until the connection drops; "
+                        "set either (docs/reliability.md)", cfg.masked_url)
         try:
             return mongoengine.connect(db=cfg.database_name, alias=self.alias, host=cfg.client_url, **options)
         except Exception as exc:

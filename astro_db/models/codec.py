@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bson import ObjectId
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError
 
@@ -24,7 +23,9 @@ from .paths import resolve
 from .plan import (
     _DOC_PLANS,
     EMBEDDED,
+    INVALID,
     LEAF,
+    SERVICE_FIELDS,
     STEP_EMBEDDED,
     STEP_LEAF_RULE,
     STEP_LIST,
@@ -39,10 +40,7 @@ __all__ = ["encode_new", "encode_value", "value_plan", "encode_planned", "valida
 
 REQUIRED = "Field is required"  # MongoEngine's wording, kept so both paths say the same
 REQUIRED_NOT_EMPTY = "Field is required and cannot be empty"
-_INVALID = object()
-# kept by the service on every write (timestamps, Mongoose's version key, the change records'
-# revision and operation: astro_db.changes): never taken from a caller
-SERVICE_FIELDS = frozenset({"createdAt", "updatedAt", "__v", "_rev", "_op"})
+_INVALID = INVALID
 SET_BY_SERVICE = "is set by the service; leave it out"
 
 
@@ -53,8 +51,15 @@ def encode_new(model_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     service's record of the document's history, so a caller cannot backdate or re-version it.
     """
     plan = _DOC_PLANS.get(model_cls)  # doc_plan, read in place once built (every create passes here)
-    if plan is None or (type(data) is not dict and not isinstance(data, Mapping)):
+    if plan is None or type(data) is not dict:
         return _encode_whole(model_cls, data, from_caller=True)
+    fast = plan.fast
+    if fast is not None:  # keys all of fields the compiled encoder takes, none the service's: no key to refuse
+        keys = data.keys()
+        done = (fast(data) if keys <= plan.new_keys else
+                plan.fast_named(data) if keys <= plan.new_named_keys and plan.fast_named is not None else None)
+        if done is not None:
+            return done
     return _encode_top(plan, data, True)
 
 
@@ -140,8 +145,9 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
         if fp.required:
             raise ValidationError(errors={stored: REQUIRED})
         return None
-    if fp.number is not None or fp.text is not None or fp.object_id:  # a plain value its field accepts: as it is
-        accepted = _accepts(fp, value, False)
+    accept = fp.accept
+    if accept is not None:  # a plain value its field's rule accepts: as it is
+        accepted = accept(value)
         if accepted is not _INVALID:
             return accepted
     errors: dict[str, str] = {}
@@ -154,18 +160,21 @@ def encode_planned(plan: tuple[FieldPlan, str], value: Any, for_item: bool = Fal
 def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], py: dict[str, Any] | None) -> Any:
     """Encode one (embedded) document; ``py`` collects attribute → Python value for list rules.
 
-    A document of only stored names whose every value its field's rule takes in place is
-    encoded by the plan's compiled encoder (``plan.fast_encoder``, the same rules); any other,
-    or one it gives back, by one loop over the plan's ``steps``: a plain text, number or ObjectId
-    value its field's rule accepts is taken in place (``_accepts``, no field call), an embedded
+    A document whose keys are all of fields the plan's compiled encoder takes (``fast_keys``, or
+    ``named_keys`` by attribute name) and whose every value its field's rule takes in place is
+    encoded by that encoder (``plan.fast_encoder``, the same rules); any other,
+    or one it gives back, by one loop over the plan's ``steps``: a value its field's in-place rule
+    accepts is taken in place (``_accepts``, no field call), an embedded
     document is encoded here by its own plan, a list by ``_encode_list``, anything else by the
     field's ``to_python``, ``check`` and ``to_mongo``. A document whose keys are all stored names
     (``DocPlan.stored_keys``: then none is unknown or given twice) is read as it is; any other is
     first spelled out by stored name, with those errors."""
     if type(data) is dict:  # the common case: neither a document instance nor another Mapping to check for
         fast = plan.fast
-        if fast is not None and py is None and data.keys() <= plan.stored_keys:  # type: ignore[operator]
-            done = fast(data)  # every value taken in place (plan.fast_encoder), else the loop below
+        if fast is not None and py is None:  # every value taken in place (plan.fast_encoder), else the loop below
+            keys = data.keys()
+            done = (fast(data) if keys <= plan.fast_keys else
+                    plan.fast_named(data) if keys <= plan.named_keys and plan.fast_named is not None else None)
             if done is not None:
                 return done
     elif isinstance(data, BaseDocument):
@@ -188,7 +197,7 @@ def _encode_doc(plan: DocPlan, data: Any, prefix: str, errors: dict[str, str], p
                 if fp.required:
                     errors[prefix + stored] = REQUIRED
                 continue
-        if step is STEP_LEAF_RULE:  # a plain text, number or ObjectId value its field's rule takes as it is
+        if step is STEP_LEAF_RULE:  # a value its field's in-place rule (plan.RULES) takes as it is
             value = _accepts(fp, raw, converted)
             if value is not _INVALID:
                 if py is not None:
@@ -242,7 +251,7 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
                   converted: bool) -> Any:
     kind = fp.kind
     if kind is LEAF:
-        if fp.number is not None or fp.text is not None or fp.object_id:
+        if fp.accept is not None:
             accepted = _accepts(fp, raw, converted)
             if accepted is not _INVALID:
                 if py is not None:
@@ -271,30 +280,18 @@ def _encode_field(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py
 
 
 def _accepts(fp: FieldPlan, raw: Any, converted: bool) -> Any:
-    """The stored value of ``raw`` when ``fp``'s plain text or number rule (``plan._text_rule``,
-    ``plan._number_rule``) accepts it as it is, decided without calling the field; else
-    ``_INVALID``: the value goes through ``to_python`` and ``check``, which accept or refuse it
-    with the field's own message. ``_encode_doc``, ``_encode_field`` and ``encode_planned`` ask it
-    (the one definition of these rules; ``plan.fast_encoder`` compiles the same rules for classes
-    whose every field has one: tests/models/test_codec_embedded.py holds both to the field's own
-    calls)."""
-    rule: Any = fp.number
-    if rule is not None:
-        kind = raw.__class__
-        if (kind is int or (kind is float and not rule[0] and raw - raw == 0.0)) and (
-                (raw < rule[3] and (rule[1] is None or raw >= rule[1])) if rule[3] is not None
-                else (rule[1] is None or raw >= rule[1]) and (rule[2] is None or raw <= rule[2])):
-            return raw
+    """The stored value of ``raw`` when ``fp``'s in-place rule (``FieldPlan.accept``: the rule's
+    lines of ``plan.RULES``, which ``plan.fast_encoder`` inlines too) accepts it as it is, decided
+    without calling the field; else ``_INVALID``: the value goes through ``to_python`` and
+    ``check``, which accept or refuse it with the field's own message. A default (``converted``:
+    MongoEngine assigns it without ``to_python``) only by a rule that converts nothing
+    (``FieldPlan.accept_converted``). ``_encode_doc``, ``_encode_field`` and ``encode_planned``
+    ask it (tests/models/test_codec_plans.py and test_codec_embedded.py hold the rules to the
+    field's own calls)."""
+    accept = fp.accept
+    if accept is None or (converted and not fp.accept_converted):
         return _INVALID
-    rule = fp.text
-    if rule is not None and not converted and raw.__class__ is str:
-        value = raw.strip() if rule[0] else raw
-        size = len(value)
-        if (rule[1] is None or size >= rule[1]) and (rule[2] is None or size <= rule[2]):
-            return value
-    elif fp.object_id and raw.__class__ is ObjectId:
-        return raw
-    return _INVALID
+    return accept(raw)
 
 
 def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py: dict[str, Any] | None,
@@ -321,13 +318,12 @@ def _encode_list(fp: FieldPlan, raw: Any, path: str, errors: dict[str, str], py:
         # item's path is spelled out only for its error)
         to_python, check, to_mongo = item.to_python, item.check, item.to_mongo
         as_is = item.mongo_is_python and (not converted or item.python_is_identity)
-        text = item.text if not converted else None  # a plain text item its rule accepts: taken in place
-        low, high = (text[1], text[2]) if text is not None else (None, None)
+        # an item its rule accepts: taken in place (``_accepts``, inlined)
+        accept = item.accept if not converted or item.accept_converted else None
         for index, entry in enumerate(raw):
-            if text is not None and entry.__class__ is str:
-                value = entry.strip() if text[0] else entry
-                size = len(value)
-                if (low is None or size >= low) and (high is None or size <= high):
+            if accept is not None:
+                value = accept(entry)
+                if value is not _INVALID:
                     out.append(value)
                     continue
             value = entry if converted or item.python_is_identity else to_python(entry)

@@ -34,7 +34,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import bson
-from bson import ObjectId
 from pymongo import ReplaceOne, ReturnDocument, UpdateOne
 from pymongo import errors as pm
 
@@ -54,6 +53,7 @@ from ..errors import (
     translate,
 )
 from ..events import Change, Written
+from ..ids import new_id
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
 from ..query.evaluate import apply_update
@@ -61,7 +61,7 @@ from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
-from . import bulk
+from . import bulk, sizes
 from .runtime import Runtime, utcnow
 from .steps import hooks, run
 
@@ -91,10 +91,11 @@ _NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
 _KEPT = frozenset({"_id", "createdAt", "updatedAt", "__v", REV_FIELD, OP_FIELD})
 
 
-def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
+def new_document(info: ModelInfo, data: Any, made_id: Any = None) -> dict[str, Any]:
     """Validate ``data`` as a new document of the model and give it what the service keeps:
-    a client-generated ``_id`` (so a retried insert can be recognised), ``createdAt`` /
-    ``updatedAt`` and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
+    a client-generated ``_id`` (so a retried insert can be recognised: ``made_id`` when given,
+    one of a batch's ``ids.new_ids``, else a fresh ``ids.new_id``), ``createdAt`` / ``updatedAt``
+    and the Mongoose version key ``__v`` (its revision, 0, is implied: ``changes.revision``)."""
     if type(data) is not dict and not isinstance(data, Mapping):  # a plain dict skips the ABC's check
         raise ValidationError(errors={"data": f"must be a dict of field -> value, got {type(data).__name__}"})
     try:
@@ -110,7 +111,7 @@ def new_document(info: ModelInfo, data: Any) -> dict[str, Any]:
     # _id first, as the server stores it (MongoDB moves it first on insert; the journal's image,
     # and a server that does not move it in every insert path, must see the same order)
     chosen = "_id" in son
-    son = {"_id": son.pop("_id") if chosen else ObjectId(), **son}
+    son = {"_id": son.pop("_id") if chosen else made_id if made_id is not None else new_id(), **son}
     son.setdefault("createdAt", now)
     son["updatedAt"] = now
     son.setdefault("__v", 0)
@@ -177,7 +178,7 @@ class WriteRunner:
             return
         self._tell(written)
 
-    def _tell(self, written: Written) -> None:
+    def _tell(self, written: Written | Callable[[], Written | None]) -> None:
         """``written`` to the after-write step (``hooks.after_write``), under a fresh bound when
         the write's outcome had to be read back. ``_after`` calls it for a write with ids; an
         update sent as a plain ``update`` command, which knows none, calls it directly."""
@@ -217,16 +218,21 @@ class WriteRunner:
                     son[REV_FIELD] = before + 1
 
     def insert_one(self, son: dict[str, Any]) -> None:
-        written = self._insert_one(son)
-        if written is not None and written.ids:  # ``_after``, inlined (every create passes here)
+        written = self._insert_one(son, later=True)
+        if written is not None and (written.__class__ is partial or written.ids):  # ``_after``, inlined
             self._tell(written)
 
-    def _insert_one(self, son: dict[str, Any]) -> Written | None:
+    def _insert_one(self, son: dict[str, Any], later: bool = False) -> Any:
+        """What a single create wrote (``Written``, or None); ``later``: for a create sent alone
+        (no records with it), the ``partial`` that makes it, so that the after-write step builds
+        it only when a hook hears of the write (``hooks.after_write``: none does with change
+        records off and a cache holding nothing of the model)."""
         keys = tuple(son)  # ``_fields_of``, inlined: new_document puts ``_id`` first
         fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
         op_id = new_op_id()
         rt = self.rt
-        if rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command():  # records off: not asked
+        if (rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command()  # records off: not asked
+                and not sizes.large(self.info.cls, [son])):  # a large one: two commands cost less (``ops.sizes``)
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
@@ -248,7 +254,9 @@ class WriteRunner:
                         uncertain=lambda: self._records("create", [_created(son)], fields, op_id))
         except _Partly:
             pass  # it landed: recorded as any create
-        return _written("create", [son], fields, op_id)
+        if later:
+            return partial(Written.one, "create", son, fields, op_id)
+        return Written.one("create", son, fields, op_id)
 
     def insert_many(self, sons: list[dict[str, Any]]) -> dict[int, AstroDBError]:
         """Insert unordered; returns ``{position: error}`` for the documents the server refused."""
@@ -260,7 +268,7 @@ class WriteRunner:
 
     def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
         op_id = new_op_id()
-        if len(sons) <= ONE_COMMAND_BATCH and self._one_command():
+        if len(sons) <= ONE_COMMAND_BATCH and self._one_command() and not sizes.large(self.info.cls, sons):
             return self._insert_recorded("create_many", sons, self._fields(sons), op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
@@ -318,7 +326,10 @@ class WriteRunner:
         what was written and ``{position: error}`` for the documents the server refused (a single
         create raises its refusal, as ``insert_one`` does). A retry leaves out what the first
         attempt wrote (the documents stored as sent, the records already there)."""
-        records = self._records("create", [_created(son) for son in sons], fields, op_id)
+        # the changes (``_created`` of each, inlined), made once: for the records and for what was written
+        changes = [_change((son["_id"], int(son[REV_FIELD]) if son.get(REV_FIELD) else 0, son.get("updatedAt"), son))
+                   for son in sons]
+        records = self._records("create", changes, fields, op_id)
         database = self.coll.database
         attempts = 0
         outcome = bulk.Outcome()
@@ -353,6 +364,8 @@ class WriteRunner:
             if operation == "create_many":
                 return self._insert_many(sons)
             return self._insert_one(sons[0]), {}
+        if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
+            return Written("create", tuple([c[0] for c in changes]), fields, tuple(changes), tuple(sons), True, op_id), {}
         refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]
@@ -1207,11 +1220,8 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
     """What a create or a single update wrote (None: nothing)."""
     if not docs:
         return None
-    if not docs[1:]:  # one document (a create, a single update): no generator per tuple, _created inlined
-        doc = docs[0]
-        rev = doc[REV_FIELD] if REV_FIELD in doc else None  # revision_of, inlined (``in``: no call)
-        change = _change((doc["_id"], int(rev) if rev else 0, doc["updatedAt"] if "updatedAt" in doc else None, doc))
-        return Written(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
+    if not docs[1:]:  # one document (a create, a single update)
+        return Written.one(action, docs[0], fields, op_id, recorded)
     changes: list[Change] = []  # _created of each, inlined (a create_many's thousands: no three calls per document)
     append = changes.append
     for doc in docs:

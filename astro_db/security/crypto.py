@@ -37,7 +37,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -322,14 +322,15 @@ class FieldCrypto:
         subject = doc.get(owner) if owner else None
         return SHARED_KEY if subject is None else subject_alt_name(subject)
 
-    def shred(self, subject_id: Any) -> int:
-        """Delete the data key(s) of ``subject_id`` (a user's id); how many. Every value sealed
-        under them, wherever a copy of it is (live documents, change records, backup sets), reads
-        as ``UNREADABLE`` from then on; this process's key cache is dropped at once."""
+    def shred(self, subject_id: Any, noted: Callable[[int], None] | None = None) -> int:
+        """Delete the data key(s) of ``subject_id`` (a user's id); how many there were (``noted``
+        is told before the deletion: ``KeyVault.delete_keys``). Every value sealed under them,
+        wherever a copy of it is (live documents, change records, backup sets), reads as
+        ``UNREADABLE`` from then on; this process's key cache is dropped at once."""
         if self.vault is None:
             raise EncryptionError("shredding needs field level encryption: configure encryption_key or kms_providers")
         alt = subject_alt_name(subject_id)
-        count = self.vault.delete_keys(alt)
+        count = self.vault.delete_keys(alt, noted)
         log.info("shredded %d data key(s) of %s", count, alt)
         return count
 
@@ -379,9 +380,22 @@ class FieldCrypto:
             for f in fields:
                 path = f.path
                 if "." in path:
-                    slots = slots_at(son, path.split("."))
-                else:  # a top-level field: no walk
-                    slots = [(son, path)] if path in son else []
+                    slots: Iterable[tuple[dict[str, Any], str]] = slots_at(son, path.split("."))
+                elif path in son:  # a top-level field: no walk
+                    value = son[path]
+                    if lenient and f.text:  # the common cases, without the loop below: a plain string,
+                        if value.__class__ is str:
+                            if not value.startswith(PREFIX):
+                                continue
+                        elif value.__class__ is list:  # or a list of them
+                            for item in value:
+                                if item.__class__ is not str or item.startswith(PREFIX):
+                                    break
+                            else:
+                                continue
+                    slots = ((son, path),)
+                else:
+                    continue
                 for parent, key in slots:
                     value = parent[key]
                     for item in value if isinstance(value, list) else (value,):

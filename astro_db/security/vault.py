@@ -338,15 +338,23 @@ class KeyVault:
         except Exception as exc:
             raise EncryptionError(f"could not create the data key {alt_name!r}: {type(exc).__name__}: {exc}") from None
 
-    def delete_keys(self, alt_name: str) -> int:
-        """Delete the data key(s) named ``alt_name``; how many. Effective at once in this process
-        (the engine and its key cache are replaced). Retried by the run step (deleting what is
-        gone deletes nothing); when it gives up, its error is raised and nothing is reset."""
+    def delete_keys(self, alt_name: str, noted: Callable[[int], None] | None = None) -> int:
+        """Delete the data key(s) named ``alt_name``; how many there were. They are read first,
+        so a deletion whose reply was lost and whose retry deletes nothing still counts them, and
+        ``noted`` is told that count before anything is deleted (an erasure keeps it, for a rerun
+        after a failure that finds them gone). Effective at once in this process (the engine and
+        its key cache are replaced). Retried by the run step (deleting what is gone deletes
+        nothing); when it gives up, its error is raised and nothing is reset."""
         coll, run = self._vault()
+        where = {"keyAltNames": {"$in": [alt_name]}}
+        with self._reaching("read"):
+            found = len(run("key vault read", lambda: list(coll.find(where, {"_id": 1}))))
+        if noted is not None:
+            noted(found)
         with self._reaching("delete from"):
-            result = run("key vault delete", partial(coll.delete_many, {"keyAltNames": {"$in": [alt_name]}}))
+            run("key vault delete", partial(coll.delete_many, where))
         self.reset()
-        return int(result.deleted_count)
+        return found
 
     def rewrap(self, *, dry_run: bool = False) -> int:
         """Every data key not wrapped by the current master key, rewrapped under it (libmongocrypt

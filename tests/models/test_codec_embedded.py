@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from bson.tz_util import utc as bson_utc
 from mongoengine.base import BaseDocument
 
 from astro_db.errors import ValidationError
@@ -32,11 +33,14 @@ from astro_db.models import AstroDocument, codec
 from astro_db.models import hydrate as hydration
 from astro_db.models.embedded import AstroEmbeddedDocument
 from astro_db.models.fields import (
+    ChoiceField,
+    EmailField,
     EmbeddedDocumentField,
     NumberField,
     RuleListField,
     StrictObjectIdField,
     TextField,
+    UserRefField,
     UTCDateTimeField,
 )
 from astro_db.models.plan import STEP_LEAF, STEP_LEAF_RULE, DocPlan, doc_plan
@@ -285,14 +289,17 @@ COMPILED = (NestDoc, NestLeaves, NestInner, NestPlain, NestDeep, NestInts, NestT
 
 
 def test_a_class_of_fields_with_in_place_rules_gets_a_compiled_encoder():
-    from astro_db.models import BirthChart, User
+    from astro_db.models import BirthChart, PlanetaryInsight, User
     from astro_db.models.embedded import Position
 
     # text, numbers (one with a default), ObjectIds, embedded documents and lists of them, and
-    # fields with no rule that a new document leaves out (the id, the dates)
+    # fields with no rule that a new document leaves out (the id)
     assert all(doc_plan(cls).fast is not None for cls in COMPILED)
-    # a required field with no in-place rule (an email, a choice), a list with a list rule
-    assert doc_plan(User).fast is None and doc_plan(Position).fast is None and doc_plan(BirthChart).fast is None
+    # top-level classes: an email, a choice with its default, dates, a list of ruled texts
+    assert doc_plan(User).fast is not None and doc_plan(PlanetaryInsight).fast is not None
+    assert doc_plan(User).new_keys == {"email", "name", "status", "lastActive"}  # no service field, no id
+    # a field with no in-place rule that needs a value (a required time zone), a list with a list rule
+    assert doc_plan(Position).fast is None and doc_plan(BirthChart).fast is None
 
 
 def _encode(data: dict[str, Any]) -> tuple[str, Any]:
@@ -374,7 +381,7 @@ def test_embedded_leaves_are_taken_in_place_without_calling_their_fields(monkeyp
     called = []
     for cls in (NestLeaves, NestInts, NestTexts, NestInner, NestPlain, NestDeep):
         for fp in doc_plan(cls).fields:
-            if fp.text is not None or fp.number is not None or fp.object_id:
+            if fp.accept is not None:
                 monkeypatch.setattr(fp, "to_python", lambda v, _n=fp.stored: called.append(_n) or v)
                 monkeypatch.setattr(fp, "check", lambda v, _n=fp.stored: called.append(_n))
     data = base()
@@ -383,9 +390,10 @@ def test_embedded_leaves_are_taken_in_place_without_calling_their_fields(monkeyp
     entered = []
     real_loop = codec._encode_doc
     monkeypatch.setattr(codec, "_encode_doc", lambda plan, *a: entered.append(plan.cls) or real_loop(plan, *a))
+    doc_plan(NestDoc)
     out = codec.encode_new(NestDoc, data)
     assert asked == [] and called == []
-    assert entered == [NestDoc]  # the whole document by its class's compiled encoder, the embedded ones by theirs
+    assert entered == []  # the whole document by its class's compiled encoder, the embedded ones by theirs
     entered.clear()
     monkeypatch.setattr(codec, "_accepts", lambda *a: asked.append(a) or real_accepts(*a))
     with without_compiled(NestDoc):
@@ -576,3 +584,150 @@ def test_create_find_and_update_return_what_from_son_makes_of_the_stored_documen
         assert _state(updated) == _state(NestVault._from_son(copy.deepcopy(lean))) and updated.plain.count == 9
     finally:
         db.disconnect()
+
+
+# --- top-level documents: a class's compiled encoder, by stored or by attribute names ----------------
+
+class TopDoc(AstroDocument):
+    """Every kind of in-place rule at the top level, spelled apart (stored names differ)."""
+
+    mail = EmailField(db_field="eMail", required=True, min_length=6)
+    role = ChoiceField(("Admin", "User"), ignore_case=True, default="user")  # a default its check refuses
+    kind = ChoiceField(("a", "b"), default="b")
+    label = TextField(max_length=5, default=" pad ")  # stored stripped (to_mongo), checked unstripped
+    since = UTCDateTimeField(db_field="sinceAt", earliest=_dt.datetime(2000, 1, 1))
+    stamp = UTCDateTimeField(default=_dt.datetime(2020, 1, 1, tzinfo=_dt.timezone.utc))
+    level = NumberField(integer=True, min_value=0, default=3)
+    scores = RuleListField(NumberField(min_value=0, max_value=10), max_length=3)
+    tags = RuleListField(TextField(min_length=1, max_length=4), min_length=1, max_length=3, required=True)
+    owner = UserRefField(db_field="ownerId")
+    meta = {"collection": "topDocs"}
+
+
+class _Date(_dt.datetime):
+    pass
+
+
+UTC = _dt.timezone.utc
+SINCE = _dt.datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+
+
+def top(**over: Any) -> dict[str, Any]:
+    return {"eMail": " Ann@Example.COM ", "role": "admin", "sinceAt": SINCE, "tags": [" a ", "bb"], "ownerId": REF, **over}
+
+
+_ATTRIBUTE = {"eMail": "mail", "sinceAt": "since", "ownerId": "owner"}
+
+TOP_VALUES: list[tuple[str, list[Any]]] = [
+    ("eMail", ["a@b.co", " A@B.Co ", "a@b.c", "a@b", "a b@c.de", "@b.co", "x" * 250 + "@b.co", "x" * 244 + "@b.co",
+               "ｊｏｓé＠ｅｘａｍｐｌｅ．ｃｏｍ", "josé@example.com", _Str("a@b.co"), 5, None, ""]),
+    ("role", ["Admin", "user", " USER ", "admin ", "root", "", 1, None, _Str("Admin"), "adm\u0131n"]),
+    ("kind", ["a", " b ", "A", "c", None, 0]),
+    ("label", ["", "abcde", " abcdef ", "abcdef", 3, None]),
+    ("sinceAt", [_dt.datetime(2000, 1, 1, tzinfo=UTC), _dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                 _dt.datetime(2001, 1, 1), _dt.datetime(2001, 1, 1, tzinfo=_dt.timezone(_dt.timedelta(hours=2))),
+                 _dt.datetime(2001, 1, 1, tzinfo=bson_utc), _Date(2001, 1, 1, tzinfo=UTC), "2001-01-01T00:00:00Z",
+                 "1999-01-01", _dt.date(2001, 1, 1), "junk", 5, None]),
+    ("stamp", [_dt.datetime(2021, 1, 1, tzinfo=UTC), "2021-01-01", None, 5]),
+    ("level", [0, 7, -1, 2.0, True, "3", None, 2**70]),
+    ("scores", [[], [0, 10, 5.5], [11], [1, 2, 3, 4], [True], [1, "2"], [float("nan")], (1, 2), "12", None, [None]]),
+    ("tags", [["a"], [], ["a", "b", "c", "d"], ["toolong"], [""], ["  "], [1], ["a", None], ("a",), "a", None,
+              [_Str("a")], [" abcd "]]),
+    ("ownerId", [_Oid("65f0c0ffee0000000000abce"), str(REF), "nope", None, 5]),
+]
+
+
+def _top_cases() -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
+    for spelling in ("stored", "attribute"):
+        def spelled(doc: dict[str, Any], _s: str = spelling) -> dict[str, Any]:
+            return {(_ATTRIBUTE.get(k, k) if _s == "attribute" else k): v for k, v in doc.items()}
+
+        yield f"{spelling}:valid", lambda s=spelled: s(top())
+        for field, values in TOP_VALUES:
+            for n, value in enumerate(values):
+                yield (f"{spelling}:{field}[{n}:{type(value).__name__}]",
+                       lambda s=spelled, f=field, v=value: s(top(**{f: v})))
+            yield f"{spelling}:{field}-missing", lambda s=spelled, f=field: s({k: v for k, v in top().items() if k != f})
+    yield "mixed-spellings", lambda: {**top(), "mail": "b@c.de", "eMail": "b@c.de"}
+    yield "one-by-each-spelling", lambda: {"mail": "b@c.de", **{k: v for k, v in top().items() if k != "eMail"}}
+    yield "service-field", lambda: top(createdAt=SINCE)
+    yield "service-field-by-attribute", lambda: top(created_at=SINCE)
+    yield "version-key", lambda: top(__v=0)
+    yield "chosen-id", lambda: top(_id=REF)
+    yield "chosen-id-by-id", lambda: top(id=str(REF))
+    yield "unknown-key", lambda: top(extra=1)
+
+
+TOP_CASES = list(_top_cases())
+
+
+def _encode_top_doc(cls: type, data: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        out = codec.encode_new(cls, copy.deepcopy(data))
+    except ValidationError as error:
+        return "error", list(error.errors.items())
+    return "ok", out
+
+
+@pytest.mark.parametrize("case,make", TOP_CASES, ids=[c[0] for c in TOP_CASES])
+def test_a_top_level_document_taken_in_place_is_what_the_fields_own_path_makes_of_it(case, make):
+    data = make()
+    fast = _encode_top_doc(TopDoc, data)
+    with without_compiled(TopDoc):
+        loop = _encode_top_doc(TopDoc, data)
+    with fields_own_path(TopDoc):
+        slow = _encode_top_doc(TopDoc, data)
+    for got in (fast, loop):
+        assert got[0] == slow[0], (got, slow)
+        if got[0] == "ok":
+            assert _shape(got[1]) == _shape(slow[1])  # values, types and key order
+        else:
+            assert got[1] == slow[1]
+    if case.startswith("attribute:"):  # MongoEngine's own: the same stored document, or the same errors
+        expected = me_errors(TopDoc, copy.deepcopy(data))
+        if fast[0] == "ok":
+            assert expected == {}
+            assert _plain(fast[1]) == _plain(TopDoc(**copy.deepcopy(data)).to_mongo().to_dict())
+        else:
+            assert dict(fast[1]) == expected
+
+
+def test_the_top_level_table_covers_acceptance_and_refusal_of_every_field_by_both_spellings():
+    outcomes = {case: _encode_top_doc(TopDoc, make())[0] for case, make in TOP_CASES}
+    for spelling in ("stored", "attribute"):
+        for field, _ in TOP_VALUES:
+            assert {outcomes[c] for c in outcomes if c.startswith(f"{spelling}:{field}[")} == {"ok", "error"}, field
+    assert outcomes["stored:valid"] == outcomes["attribute:valid"] == "ok"
+    assert outcomes["stored:role-missing"] == "error"  # the default its check refuses: the loop's error
+
+
+def test_a_valid_top_level_document_calls_no_field_method_by_either_spelling(monkeypatch):
+    """The structural change: a valid new document of a class whose fields all have an in-place
+    rule is encoded by the class's compiled encoder straight from ``encode_new`` (no loop, no
+    field call, no ``FieldPlan.accept`` call), by stored names or attribute names."""
+    from astro_db.models import PlanetaryInsight, User
+
+    plan = doc_plan(TopDoc)
+    entered: list[type] = []
+    real_loop = codec._encode_doc
+    monkeypatch.setattr(codec, "_encode_doc", lambda p, *a: entered.append(p.cls) or real_loop(p, *a))
+    called: list[str] = []
+    for fp in [*plan.fields, plan.by_key["scores"].item, plan.by_key["tags"].item]:
+        for method in ("to_python", "check", "to_mongo"):
+            monkeypatch.setattr(fp, method, lambda v, _n=fp.stored, _m=method: called.append(f"{_n}.{_m}") or v)
+    by_stored = codec.encode_new(TopDoc, top(scores=[1, 2.5]))
+    by_name = codec.encode_new(TopDoc, {_ATTRIBUTE.get(k, k): v for k, v in top(scores=[1, 2.5]).items()})
+    assert entered == [] and called == []
+    assert by_stored == by_name == {"__v": 0, "eMail": "ann@example.com", "role": "Admin", "kind": "b", "label": "pad",
+                                    "sinceAt": SINCE, "stamp": _dt.datetime(2020, 1, 1, tzinfo=UTC), "level": 3,
+                                    "scores": [1, 2.5], "tags": ["a", "bb"], "ownerId": REF}
+    assert list(by_stored) == [fp.stored for fp in plan.fields if fp.stored in by_stored]  # plan order
+    monkeypatch.undo()
+    # the models: a User and an insight, as the service's creates give them
+    user = {"email": "Ann@Example.com", "name": " Ann ", "status": "inactive"}
+    insight = {"user_id": REF, "date": SINCE, "energy_level": 72, "recommendations": [" a "], "summary": "s"}
+    with without_compiled(User, PlanetaryInsight):
+        expected = (codec.encode_new(User, user), codec.encode_new(PlanetaryInsight, insight))
+    monkeypatch.setattr(codec, "_encode_doc", lambda p, *a: entered.append(p.cls) or real_loop(p, *a))
+    assert (codec.encode_new(User, user), codec.encode_new(PlanetaryInsight, insight)) == expected
+    assert entered == [] and expected[0] == {"__v": 0, "email": "ann@example.com", "name": "Ann", "status": "inactive"}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from bson.tz_util import utc as bson_utc
 from mongoengine.base import BaseField
 
 from astro_db.models import MODELS
@@ -142,9 +143,13 @@ def test_an_email_fields_to_python_is_idempotent_for_every_code_point_it_changes
             assert field.to_python(once) == once, (hex(ord(c)), sample)
 
 
-# --- plain text and number values accepted in place (plan._text_rule, plan._number_rule) ------------
+# --- values accepted in place by a field's rule (plan.RULES: text, numbers, ids, emails, choices, dates) ----
 
 class _Str(str):
+    pass
+
+
+class _Date(_dt.datetime):
     pass
 
 
@@ -152,6 +157,13 @@ RULE_SAMPLES: list[Any] = [
     *SAMPLES, " ", "\t x \n", "x" * 5, "x" * 300, "é" * 3, _Str(" sub "), 1, -1, 0.5, 100, 101, 99.999, 1e308,
     float("inf"), float("-inf"), float("nan"), 2**70, -(2**70), False, 360, 359.9999, -0.0, 12.0, 10, 10.0, 9.999, -1.0001,
     "ab", " ab ", "abcd", "abcde", "a",
+    # emails (ASCII: the rule's; others: canonical_email's NFKC way) and choices
+    "a@b.co", " A@B.Co ", "a@b", "a b@c.de", "@b.co", "x" * 250 + "@b.co", "x" * 244 + "@b.co", "ｊｏｓé＠ｅｘａｍｐｌｅ．ｃｏｍ",
+    "josé@example.com", "active", " active ", "Active", "ACTIVE ", "deleted", "admin", "user", " User", "act\u0131ve",
+    # dates: exact UTC ones (the rule's), before an earliest bound, other zones, PyMongo's UTC, subclasses
+    _dt.datetime(1899, 12, 31, 23, 59, tzinfo=_dt.timezone.utc), _dt.datetime(1900, 1, 1, tzinfo=_dt.timezone.utc),
+    _dt.datetime(2999, 1, 1, tzinfo=_dt.timezone.utc), _dt.datetime(2020, 1, 1, tzinfo=bson_utc),
+    _dt.datetime(2020, 1, 1, tzinfo=_dt.timezone(_dt.timedelta(0))), _Date(2020, 1, 1, tzinfo=_dt.timezone.utc),
 ]
 def _named(field: Any) -> FieldPlan:
     field.name = field.db_field = "x"
@@ -164,10 +176,14 @@ class _Oid(ObjectId):
 
 
 RULE_SAMPLES.extend([_Oid(), ObjectId(), str(ObjectId())])
-RULED = [fp for fp in every_leaf_plan() if fp.text is not None or fp.number is not None or fp.object_id] + [
+RULED = [fp for fp in every_leaf_plan() if fp.accept is not None] + [
     _named(StrictObjectIdField()), _named(UserRefField()),
     _named(NumberField()), _named(NumberField(integer=True)), _named(NumberField(min_value=-1, below=10)),
-    _named(NumberField(max_value=0.5)), _named(TextField()), _named(TextField(min_length=2, max_length=4, strip=False))]
+    _named(NumberField(max_value=0.5)), _named(TextField()), _named(TextField(min_length=2, max_length=4, strip=False)),
+    _named(EmailField()), _named(EmailField(min_length=6, max_length=20)),
+    _named(ChoiceField(("active", "user"))), _named(ChoiceField(("Active", "User"), ignore_case=True)),
+    _named(ChoiceField((" active ",), strip=False)), _named(ChoiceField(("active",), ignore_case=True, strip=False)),
+    _named(UTCDateTimeField()), _named(UTCDateTimeField(earliest=_dt.datetime(1900, 1, 1)))]
 
 
 def _reference(fp: FieldPlan, raw: Any, converted: bool) -> tuple[str, Any]:
@@ -182,12 +198,39 @@ def _reference(fp: FieldPlan, raw: Any, converted: bool) -> tuple[str, Any]:
     return "ok", value if fp.mongo_is_python and (not converted or fp.python_is_identity) else fp.to_mongo(value)
 
 
-def test_the_rules_cover_the_models_plain_text_and_number_fields() -> None:
-    assert {type(fp.field).__name__ for fp in RULED} == {"TextField", "NumberField", "UserRefField", "StrictObjectIdField"}
-    assert {type(fp.field).__name__ for fp in every_leaf_plan() if fp.text or fp.number or fp.object_id} == {
-        "TextField", "NumberField", "UserRefField", "StrictObjectIdField"}
-    assert all(fp.text is None for fp in every_leaf_plan() if type(fp.field) is not TextField)
-    assert field_plan(TextField(choices=("a",))).text is None and field_plan(TextField(validation=bool)).text is None
+def test_the_rules_cover_the_models_plain_text_number_id_email_choice_and_date_fields() -> None:
+    ruled = {"TextField", "NumberField", "UserRefField", "StrictObjectIdField", "EmailField", "ChoiceField",
+             "UTCDateTimeField"}
+    assert {type(fp.field).__name__ for fp in RULED} == ruled
+    assert {type(fp.field).__name__ for fp in every_leaf_plan() if fp.accept is not None} == ruled
+    assert all(fp.rule is None or fp.rule[0] != "text" for fp in every_leaf_plan() if type(fp.field) is not TextField)
+    assert field_plan(TextField(choices=("a",))).rule is None and field_plan(TextField(validation=bool)).rule is None
+    # a date bounded by the clock, a choice of options that are not all exact strings: no rule
+    assert field_plan(UTCDateTimeField(not_future=True)).rule is None
+    assert field_plan(ChoiceField((_Str("a"),))).rule is None and field_plan(EmailField(validation=bool)).rule is None
+
+
+def test_every_rule_is_one_definition_read_by_both_the_compiled_rule_and_the_compiled_encoders() -> None:
+    """``plan.RULES`` is the only text of the rules: ``FieldPlan.accept`` is a rule's lines
+    compiled alone and ``fast_encoder`` writes the same lines inline (a changed rule changes both)."""
+    import linecache
+
+    from astro_db.models import User
+    from astro_db.models.plan import RULES
+
+    assert {fp.rule[0] for fp in RULED} == set(RULES)
+    plan = doc_plan(User)
+    source = "".join(linecache.getlines(plan.fast.__code__.co_filename))
+    for n, fp in enumerate(plan.fields):
+        if fp.accept is not None:
+            names: dict[str, Any] = {}
+            lines = RULES[fp.rule[0]](fp.rule[1], n, names)
+            assert all(line in source for line in lines), fp.stored  # inline in the class's encoder
+            alone = "".join(linecache.getlines(fp.accept.__code__.co_filename))
+            assert all(line in alone for line in RULES[fp.rule[0]](fp.rule[1], 0, {})), fp.stored
+            # no name, bound or option in the source: constants of the namespace only
+            assert repr(fp.stored) not in source and all(repr(v) not in source for v in names.values() if type(v) is str)
+            assert all(repr(option) not in source for option in (fp.rule[1][2] if fp.rule[0] == "choice" else ()))
 
 
 @pytest.mark.parametrize("fp", RULED, ids=_name)
@@ -221,7 +264,7 @@ def test_a_list_of_plain_text_items_is_checked_in_place_with_the_same_results() 
     from astro_db.models.codec import _INVALID, _encode_list
 
     fp = doc_plan(PlanetaryInsight).by_key["recommendations"]
-    assert fp.item.text is not None
+    assert fp.item.rule is not None and fp.item.rule[0] == "text"
     for items in (["  a  ", "b"], ["ok", ""], ["x" * 1000], ["fine", 3], [_Str(" s ")], []):
         errors: dict[str, str] = {}
         got = _encode_list(fp, items, "recommendations", errors, None, False)

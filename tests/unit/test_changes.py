@@ -400,3 +400,38 @@ def test_a_record_already_there_is_success_one_record_or_many(n):
     assert sorted(r["_id"] for r in coll.find()) == sorted(r["_id"] for r in batch)
     with pytest.raises(InvalidDocument):  # anything but a duplicate key still fails the call
         change_log._insert(coll, [{"_id": f"users/y{i}/1", "$bad": 1} for i in range(n)], None)
+
+
+def test_a_date_as_the_driver_decodes_it_is_taken_as_utc_without_converting_it():
+    """An update's post-image carries ``updatedAt`` with PyMongo's own UTC tzinfo: the record's
+    time is the same instant, in ``timezone.utc``, with no conversion (``astimezone``); a date
+    off the millisecond is still cut."""
+    import datetime
+
+    from bson.tz_util import FixedOffset, utc
+
+    from astro_db.changes.records import ms_time
+
+    class Decoded(datetime.datetime):
+        def astimezone(self, tz=None):  # noqa: ANN001, ANN202
+            raise AssertionError("converted")
+
+    stored = datetime.datetime(2026, 12, 6, 21, 0, 0, 123000, tzinfo=utc)
+    when = ms_time(Decoded(2026, 12, 6, 21, 0, 0, 123000, tzinfo=utc))
+    assert when == stored and when.tzinfo is datetime.timezone.utc
+    assert ms_time(stored.replace(microsecond=123456)) == stored
+    assert ms_time(datetime.datetime(2026, 12, 6, 22, 0, 0, 123000, tzinfo=FixedOffset(60, "+01"))) == stored
+
+
+def test_a_writes_own_records_go_straight_to_their_insert_when_nothing_is_pending():
+    """The insertion of a write's records settles nothing when nothing was left pending: the
+    call is the insert itself; with a record pending, it settles and writes it too."""
+    from functools import partial
+
+    changes = change_log.ChangeLog(audit=True, journal=True)
+    database = {change_log.CHANGES_COLLECTION: object()}
+    insert, late = changes.insertion(database, [{"_id": "r"}], session=None, in_transaction=False)
+    assert isinstance(insert, partial) and insert.func is change_log._insert and late == []
+    changes._keep([({"_id": "kept", "coll": "users", "documentId": 1, "rev": 1, "t": 0}, change_log.INSERT)])
+    insert, late = changes.insertion(database, [{"_id": "r"}], session=None, in_transaction=False)
+    assert insert.func is change_log._write_late and [r["_id"] for r, _ in late] == ["kept"]

@@ -107,6 +107,25 @@ def test_dead_server_fails_in_bounded_time_after_n_logged_attempts(caplog):
     assert not db.is_connected()
 
 
+@pytest.mark.parametrize(("socket_ms", "budget_ms", "warned"), [
+    (None, None, True), (0, None, True), (None, 5000, False), (5000, None, False), (30_000, 30_000, False)])
+def test_connecting_with_nothing_that_bounds_a_reply_logs_one_warning_without_the_password(
+        caplog, socket_ms, budget_ms, warned):
+    """No socket timeout and no per-call budget: a server that stops answering holds a call until
+    the connection drops. Documented in docs/reliability.md, and said once when connecting."""
+    caplog.set_level(logging.WARNING, logger="astro_db")
+    url = f"mongodb://app:hunter2@127.0.0.1:{closed_port()}/astro"
+    db = Database(url, server_selection_timeout_ms=50, connect_attempts=1, socket_timeout_ms=socket_ms,
+                  operation_timeout_ms=budget_ms)
+    with pytest.raises(DatabaseConnectionError):
+        db.connect()
+    lines = [r for r in caplog.records if "no bound on a reply" in r.getMessage()]
+    assert len(lines) == int(warned)
+    if warned:
+        assert lines[0].levelno == logging.WARNING and lines[0].name.startswith("astro_db")
+        assert "hunter2" not in lines[0].getMessage() and "app:***@" in lines[0].getMessage()
+
+
 def test_is_connected_tells_the_truth_after_the_server_goes(monkeypatch):
     db = Database("mongomock://localhost/truth").connect()
     assert db.is_connected()

@@ -288,7 +288,10 @@ def test_without_a_key_a_document_is_checked_in_place_and_not_copied():
     assert stored == {"_id": 7, "summary": "calm", "recommendations": ["walk", "rest"], "energyLevel": 3}
     chart = doc("Oslo")
     assert crypto.seal_document(CHART, chart) is chart and place(chart) == "Oslo"
+    assert crypto.seal_document(insight, {"_id": 7, "recommendations": ["walk", None], "summary": None}) is not None
     for bad, message in (({"recommendations": ["walk", "enc:v2:x"]}, "may not start with 'enc:'"),
+                         ({"recommendations": [None, "enc:v2:x"]}, "may not start with 'enc:'"),
+                         ({"summary": "enc:v2:x"}, "may not start with 'enc:'"),
                          ({"summary": UNREADABLE}, "refusing to write back UNREADABLE"),
                          ({"recommendations": ["walk", 5]}, "only string values can be encrypted, got int")):
         with pytest.raises(EncryptionError, match=message):

@@ -496,14 +496,14 @@ def test_a_record_of_an_erased_user_written_late_by_another_process_is_scrubbed_
 
 
 def test_the_erasure_shreds_the_users_data_keys_through_the_crypto_engine_once(monkeypatch):
-    """``personal._forget_keys`` calls ``FieldCrypto.shred(user_id)`` where the engine has it
+    """``personal._forget_keys`` calls ``FieldCrypto.shred(user_id, noted)`` where the engine has it
     (per-user data keys, MongoDB CSFLE); the count lands in the ledger and the report, and a
     finished erasure never shreds again."""
     from astro_db.security.crypto import FieldCrypto
 
     calls: list[Any] = []
 
-    def shred(self, subject_id):
+    def shred(self, subject_id, noted=None):
         calls.append(subject_id)
         return 2 if len(calls) == 1 else 0  # the keys are gone after the first call
 

@@ -126,16 +126,57 @@ def test_a_keyword_outranks_pymongos_option_in_the_url_for_both():
     assert cfg.max_pool_size == 20 and cfg.client_options()["maxPoolSize"] == 20
 
 
-@pytest.mark.parametrize("query", ["maxIdleTimeMS=-1", "maxPoolSize=abc", "waitQueueTimeoutMS=1.5"])
-def test_a_value_pymongo_gives_another_meaning_leaves_the_setting_alone(query):
-    """0 or a negative value means "none" (or nothing) to PyMongo: the setting keeps its value
-    and PyMongo reads (or refuses) the option itself. (The socket and connect timeouts are read
-    as PyMongo reads them: below.)"""
+#: (URL option, a bad value, the setting): what PyMongo would only warn of and replace by its own
+#: default, or read another way than the setting could hold
+BAD_POOL_OPTIONS = [
+    ("maxIdleTimeMS", "-1", "max_idle_time_ms"), ("maxIdleTimeMS", "0", "max_idle_time_ms"),
+    ("maxPoolSize", "abc", "max_pool_size"), ("maxPoolSize", "0", "max_pool_size"),  # 0: no limit to PyMongo
+    ("minPoolSize", "-2", "min_pool_size"), ("minPoolSize", "2.5", "min_pool_size"),
+    ("waitQueueTimeoutMS", "1.5", "wait_queue_timeout_ms"),  # 1.5 ms to PyMongo, 30 s to the setting before
+    ("waitQueueTimeoutMS", "0", "wait_queue_timeout_ms"),  # no bound at all to PyMongo (its warning, its default)
+    ("serverSelectionTimeoutMS", "0", "server_selection_timeout_ms"),  # "fail at once" to PyMongo
+    ("serverSelectionTimeoutMS", "-3", "server_selection_timeout_ms"),
+    ("waitQueueTimeoutMS", "inf", "wait_queue_timeout_ms"), ("maxIdleTimeMS", "nan", "max_idle_time_ms"),
+    ("maxPoolSize", "", "max_pool_size"), ("maxPoolSize", "1e1", "max_pool_size"),  # PyMongo: "must be an integer"
+]
+
+
+@pytest.mark.parametrize(("option", "raw", "setting"), BAD_POOL_OPTIONS)
+def test_a_pool_option_pymongo_would_read_another_way_is_a_config_error_naming_it_never_the_password(option, raw, setting):
+    """Before, such a value left the setting as it was while PyMongo read it its own way (or
+    warned and took its default): ``waitQueueTimeoutMS=0`` was an unbounded wait for a
+    connection to PyMongo and 30 s to health and the docs."""
+    with pytest.raises(ConfigError) as caught:
+        resolve(SECRET_URL + f"?appName=svc&{option}={raw}")
+    message = str(caught.value)
+    assert caught.value.key == setting
+    assert message.startswith(f"{option}={raw!r} in the URL must be a whole number"), message
+    assert "s3cr3tpw" not in message and "ann" not in message
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("maxIdleTimeMS=5000", {"max_idle_time_ms": 5000}), ("minPoolSize=0", {"min_pool_size": 0}),
+    ("waitQueueTimeoutMS=250", {"wait_queue_timeout_ms": 250}), ("maxPoolSize=10", {"max_pool_size": 10}),
+    ("waitQueueTimeoutMS=2.5e3", {"wait_queue_timeout_ms": 2500}),
+    ("serverSelectionTimeoutMS=1", {"server_selection_timeout_ms": 1}),
+])
+def test_a_good_pool_option_in_the_url_is_the_same_value_for_the_setting_and_for_pymongo(query, expected):
     cfg = resolve(URL + "?" + query)
-    default = DatabaseConfig()
-    name = {"maxIdleTimeMS": "max_idle_time_ms", "maxPoolSize": "max_pool_size",
-            "waitQueueTimeoutMS": "wait_queue_timeout_ms"}[query.partition("=")[0]]
-    assert getattr(cfg, name) == getattr(default, name)
+    for name, value in expected.items():
+        assert getattr(cfg, name) == value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyMongo warns of a value it replaces by its default
+        client = pymongo.MongoClient(cfg.client_url, connect=False, **cfg.client_options())
+    try:
+        pool, selection = client.options.pool_options, client.options.server_selection_timeout
+        seen = {"max_idle_time_ms": pool.max_idle_time_seconds and pool.max_idle_time_seconds * 1000,
+                "min_pool_size": pool.min_pool_size, "max_pool_size": pool.max_pool_size,
+                "wait_queue_timeout_ms": pool.wait_queue_timeout and pool.wait_queue_timeout * 1000,
+                "server_selection_timeout_ms": selection * 1000}
+        for name, value in expected.items():
+            assert seen[name] == value, name
+    finally:
+        client.close()
 
 
 # --- socketTimeoutMS / connectTimeoutMS: 0 is "no timeout", as PyMongo reads it ---------------------

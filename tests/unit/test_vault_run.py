@@ -252,6 +252,34 @@ def test_an_erasure_whose_key_deletion_fails_permanently_raises_erasure_incomple
     assert raw["astroChanges"].count_documents({"documentId": ann.id, "action": "erase"}) == 1
 
 
+def test_a_key_deletion_whose_reply_was_lost_and_whose_retry_deletes_nothing_still_counts_the_key(db):
+    ann = _erasable(db)
+    proxy = inject(db, "delete_many", landed=True)  # the first delete lands, its reply is lost
+    report = db.erase_user(ann.id)
+    assert proxy.attempts == 2 and report["state"] == "done"
+    assert report["keys_shredded"] == 1  # was 0: the retry's deleted_count
+    assert db.mongo["astroChanges"].find_one({"documentId": ann.id, "action": "erase"})["keysShredded"] == 1
+    assert _keys(db, f"user:{ann.id}") == 0
+
+
+def test_an_erasure_whose_every_key_deletion_reply_was_lost_reports_the_key_when_the_rerun_finishes_it(db):
+    """The key is gone after the first attempt but every reply was lost, so the call failed: the
+    rerun finds no key to delete, and reports the one the erasure shredded (kept in the ledger
+    before the deletion), in its report and its erase record."""
+    ann = _erasable(db)
+    proxy = inject(db, "delete_many", landed=True, times=99)
+    with pytest.raises(ErasureIncompleteError):
+        db.erase_user(ann.id)
+    assert _keys(db, f"user:{ann.id}") == 0  # it did land
+    ledger = db.mongo[ERASURES_COLLECTION].find_one({"_id": ann.id})
+    assert ledger["state"] == "started" and ledger["keysShredded"] == 1
+    db.executor.runtime.crypto.vault._collection = lambda: proxy.real
+    report = db.erase_user(ann.id)
+    assert report["state"] == "done" and report["resumed"] and report["keys_shredded"] == 1  # was 0
+    assert db.mongo["astroChanges"].find_one({"documentId": ann.id, "action": "erase"})["keysShredded"] == 1
+    assert db.erase_user(ann.id)["keys_shredded"] == 1  # and so for every later call
+
+
 def test_reconcile_changes_finishes_an_erasure_its_key_deletion_stopped(db):
     ann = _erasable(db)
     proxy = inject(db, "delete_many", times=99)

@@ -354,6 +354,33 @@ def test_with_the_records_off_a_write_only_the_cache_hears_of_builds_no_event_an
         assert events == ["create", "update"] and len(db.audit_trail(User, user.id)) == 2
 
 
+def test_a_create_nobody_hears_of_builds_not_even_what_it_wrote_and_a_heard_one_tells_the_same(monkeypatch):
+    """Hooks off and a cache holding nothing of the model: a single create does not build its
+    ``Written`` (the after-write step gets the ``partial`` that makes it and never calls it). With
+    a hook that hears of it (an app's, or the records on), the event is the one it always was."""
+    from astro_db import Database
+
+    made = []
+    real = Written.one
+    monkeypatch.setattr(Written, "one", classmethod(lambda cls, *a, **k: made.append(a[0]) or real(*a, **k)))
+    with Database("mongomock://localhost/wp_lazy", cache_models=("User",), audit=False, journal=False,
+                  ensure_indexes=False) as db:
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+        assert made == [] and db.find_one(User, {"id": user.id}).name == "Ann"
+        heard = []
+        db.executor.runtime.hooks.append(lambda event: heard.append(event))
+        bo = db.create(User, {"email": "bo@example.com", "name": "Bo"})
+        assert made == ["create"] and len(heard) == 1
+        event = heard[0]
+        assert (event.action, event.document_ids, event.fields) == ("create", (bo.id,), (
+            "__v", "email", "name", "status", "createdAt", "updatedAt"))
+        assert event.documents[0]["_id"] == bo.id and event.changes[0][:2] == (bo.id, 0) and not event.recorded
+    made.clear()
+    with Database("mongomock://localhost/wp_lazy_records", ensure_indexes=False, one_command_writes=False) as db:
+        user = db.create(User, {"email": "ann@example.com", "name": "Ann"})  # the records on: built and recorded
+        assert made == ["create"] and len(db.audit_trail(User, user.id)) == 1
+
+
 def test_a_new_document_built_from_plans_only_is_not_walked_for_keys_and_a_free_form_one_still_is(db, monkeypatch):
     from mongoengine.fields import DictField
 

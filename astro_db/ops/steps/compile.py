@@ -22,6 +22,7 @@ from bson import ObjectId
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
+from ...ids import new_ids
 from ...indexes import declared_indexes
 from ...models.paths import resolve as resolve_path
 from ...query import filters as q
@@ -222,9 +223,10 @@ def documents(info: ModelInfo, guard: Guard, items: Any, *,
     scoped = [guard.data(data) for data in items] if guard.scope else items  # no scope: data() gives each back
     sons: list[tuple[int, dict[str, Any]]] = []
     failed: list[tuple[int, AstroDBError]] = []
+    ids = new_ids(len(scoped))  # the batch's client-made ids at once (one clock read); a chosen _id leaves its own unused
     for index, data in enumerate(scoped):
         try:
-            sons.append((index, new_document(info, data)))
+            sons.append((index, new_document(info, data, ids[index])))
         except AstroDBError as exc:
             failed.append((index, exc))
     return sons, failed

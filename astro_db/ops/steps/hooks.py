@@ -19,6 +19,8 @@ model's entries (``QueryCache.notice``: a write of unknown ids).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ...changes import OP_FIELD, REV_FIELD, new_op_id
@@ -75,14 +77,16 @@ def stampless(rt: Runtime, info: ModelInfo, transaction: MaybeTransaction) -> bo
             and cache.quiet(info.name))
 
 
-def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: MongoDB, session: Session, transaction: MaybeTransaction,
-                actor: MaybeActor | str) -> None:
+def after_write(rt: Runtime, info: ModelInfo, written: Written | Callable[[], Written | None], *, database: MongoDB,
+                session: Session, transaction: MaybeTransaction, actor: MaybeActor | str) -> None:
     """The after-write step: announce ``written`` to every write hook (records included).
 
     When the hooks are the runtime's own two, the change records are off and the write is
     outside a transaction, only the query cache has anything to do: if it holds nothing of the
     model and nobody else can hear of the write (``QueryCache.unseen_write``), that is done
-    without building the event; otherwise the event is made and every hook runs, as always.
+    without building the event (nor, for a single create, which passes the ``functools.partial``
+    that makes its ``Written``, what it wrote); otherwise the event is made and every hook runs,
+    as always.
     ``written`` has no ids after an update sent without reading anything back (``stampless``):
     its event names no document, so the query cache drops every entry of the model."""
     hooks = rt.hooks
@@ -92,12 +96,16 @@ def after_write(rt: Runtime, info: ModelInfo, written: Written, *, database: Mon
         if (not (log.audit or log.journal) and type(hooks[1]) is ChangeRecords and hooks[0] == cache.on_write
                 and cache.unseen_write(info.name)):
             return
+    # a single create's ``Written`` comes as the ``partial`` that makes it (``WriteRunner.insert_one``): made only now
+    made: Written | None = written() if written.__class__ is partial else written  # type: ignore[assignment]
+    if made is None:
+        return
     emit(rt, WriteEvent(
-        model=info.name, collection=info.collection, action=written.action, document_ids=written.ids,
-        fields=written.fields, database=database, session=session, transaction=transaction,
+        model=info.name, collection=info.collection, action=made.action, document_ids=made.ids,
+        fields=made.fields, database=database, session=session, transaction=transaction,
         actor=actor if isinstance(actor, str) or actor is None else actor.id,
         request_id=None if isinstance(actor, str) or actor is None else actor.request_id,
-        documents=written.documents, changes=written.changes, recorded=written.recorded, op_id=written.op_id,
+        documents=made.documents, changes=made.changes, recorded=made.recorded, op_id=made.op_id,
     ))
 
 

@@ -1,0 +1,148 @@
+"""Large creates go in two commands, small ones in one ``bulkWrite`` (``astro_db.ops.sizes``), live.
+
+nx-27017 speaks MongoDB 8.0's client-level ``bulkWrite``, so a default create (records on)
+sends its document and its change record in one command there; above ``LARGE_DOCUMENT`` bytes
+it sends an ``insert`` of the document, then one of its record (PyMongo builds a ``bulkWrite``
+in Python, which for megabytes costs more client CPU than the round trip saved). Both paths
+leave the same record. A process SIGKILLed between the two commands (at the acknowledgement of
+the document's ``insert``, from a PyMongo command listener) leaves a document without a record,
+which ``reconcile_changes()`` rebuilds, post-image included, as it does for any create written
+the two-command way.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import monitoring
+
+from astro_db import Database
+from astro_db.ops import bulk, sizes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from large_model import LARGE, Scan  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIPPED = ("hello", "isMaster", "ping", "endSessions")
+
+
+class Commands(monitoring.CommandListener):
+    """(command name, its target collection) of every command sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def started(self, event: Any) -> None:
+        if event.command_name not in SKIPPED:
+            self.sent.append((event.command_name, str(event.command.get(event.command_name))))
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def commands() -> Commands:
+    return Commands()
+
+
+@pytest.fixture
+def db(live_url: str, commands: Commands):
+    with Database(live_url, models=[Scan], event_listeners=[commands]) as database:
+        if not bulk.supported(database.mongo.client):
+            pytest.skip("the server has no client-level bulkWrite: every create is two commands")
+        database.create(Scan, {"title": "warm", "data": b"w"})  # indexes, topology known
+        commands.sent.clear()
+        yield database
+
+
+def records_of(db: Database, doc_id: Any) -> list[dict[str, Any]]:
+    return list(db.mongo["astroChanges"].find({"documentId": doc_id}))
+
+
+def test_a_large_create_is_two_inserts_and_a_small_one_a_bulk_write(db: Database, commands: Commands) -> None:
+    small = db.create(Scan, {"title": "small", "data": b"s" * 1000})
+    assert [name for name, _ in commands.sent] == ["bulkWrite"]
+    commands.sent.clear()
+    big = db.create(Scan, {"title": "big", "data": b"b" * LARGE})
+    assert commands.sent == [("insert", "scans"), ("insert", "astroChanges")]
+    for created in (small, big):  # the same record either way: one, the stored document its post-image
+        [record] = records_of(db, created.id)
+        stored = db.mongo["scans"].find_one({"_id": created.id})
+        assert (record["action"], record["rev"], record["doc"]) == ("create", 0, stored)
+        assert record["fields"] == sorted(k for k in stored if k != "_id")
+    keys = {tuple(sorted(r)) for r in db.mongo["astroChanges"].find({"documentId": {"$in": [small.id, big.id]}})}
+    assert len(keys) == 1
+
+
+def test_the_threshold_is_the_documents_size(db: Database, commands: Commands, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Just under it: one command; the model's bound alone never decides (``data`` is measured)."""
+    db.create(Scan, {"title": "under", "data": b"u" * (sizes.LARGE_DOCUMENT - 8 * 1024)})
+    assert [name for name, _ in commands.sent] == ["bulkWrite"]
+
+
+def test_a_create_many_of_large_documents_is_two_insert_many(db: Database, commands: Commands) -> None:
+    """Two documents of half the threshold each: small alone, large together."""
+    half = sizes.LARGE_DOCUMENT // 2 + 1024
+    made = db.create_many(Scan, [{"title": f"part {n}", "data": bytes([n]) * half} for n in range(2)])
+    assert commands.sent == [("insert", "scans"), ("insert", "astroChanges")]
+    for doc in made:
+        assert [r["action"] for r in records_of(db, doc.id)] == ["create"]
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from pymongo import monitoring
+    from astro_db import Database
+    from large_model import LARGE, Scan
+
+    class KillAt(monitoring.CommandListener):
+        '''SIGKILLs this process when the server acknowledges the insert of the scan itself:
+        its record's insert is never sent.'''
+
+        def __init__(self):
+            self.chosen = set()
+
+        def started(self, event):
+            if event.command_name == "insert" and event.command.get("insert") == "scans":
+                self.chosen.add(event.request_id)
+
+        def succeeded(self, event):
+            if event.request_id in self.chosen:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def failed(self, event):
+            pass
+
+    db = Database(sys.argv[1], models=[Scan], event_listeners=[KillAt()]).connect()
+    print("ready", flush=True)
+    db.create(Scan, {"title": "doomed", "data": b"d" * LARGE})
+    print("survived", flush=True)
+""")
+
+
+def test_a_process_killed_between_the_two_commands_is_repaired_by_reconcile(live_url: str) -> None:
+    with Database(live_url, models=[Scan]) as db:
+        if not bulk.supported(db.mongo.client):
+            pytest.skip("the server has no client-level bulkWrite")
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(Path(__file__).resolve().parent)],
+                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        out, _ = child.communicate(timeout=120)
+        assert child.returncode == -signal.SIGKILL and "ready" in out and "survived" not in out
+        [stored] = list(db.mongo["scans"].find({"title": "doomed"}))  # the document landed...
+        assert records_of(db, stored["_id"]) == []  # ...its record did not: the crash's gap
+        report = db.reconcile_changes()
+        assert report["rebuilt"]["Scan"] == 1
+        [record] = records_of(db, stored["_id"])
+        assert (record["rev"], record["doc"], record["journal"]) == (0, stored, True)
+        assert db.reconcile_changes()["rebuilt"]["Scan"] == 0  # closed: nothing left to rebuild
+
