@@ -5,12 +5,19 @@ It produces what ``Model._from_son(son)`` produces (same ``_data``, defaults, em
 unknown stored keys kept in ``_data``) but assigns the instance's slots directly instead of
 going through ``__init__``'s per-field ``setattr`` machinery. When blinker signal receivers
 are connected to ``pre_init`` / ``post_init`` it falls back to ``_from_son`` so they still fire.
+
+Each class's read plan (``ReadPlan``) holds its builder (``ReadPlan.build``): straight-line code
+compiled once per class (``compiled_builder``) for the common stored shape, which hands any
+other shape to the plan's loop (``_build``), the reference both are held to.
 """
 
 from __future__ import annotations
 
 import gc
+import linecache
+import types
 import weakref
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
@@ -19,10 +26,21 @@ from mongoengine import signals
 from mongoengine.base import BaseDocument, ObjectIdField
 from mongoengine.document import EmbeddedDocument
 
-from .fields import StrictObjectIdField, TextField, UserRefField, UTCDateTimeField, to_utc
+from .fields import (
+    _BSON_EPOCH,
+    _BSON_UTC,
+    _EPOCH,
+    ChoiceField,
+    EmailField,
+    StrictObjectIdField,
+    TextField,
+    UserRefField,
+    UTCDateTimeField,
+    to_utc,
+)
 from .plan import EMBEDDED, LEAF, DocPlan, FieldPlan, doc_plan
 
-__all__ = ["hydrate", "hydrate_many", "hydrate_encoded", "read_plan", "encoded_plan", "ReadPlan"]
+__all__ = ["hydrate", "hydrate_many", "hydrate_encoded", "read_plan", "encoded_plan", "ReadPlan", "compiled_builder"]
 
 _set = object.__setattr__
 
@@ -33,8 +51,8 @@ def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     # class no ``dict.get`` (``in`` and an index: no call): per call, not per value
     if _PRE_INIT or _POST_INIT or (type(son) is not dict and not isinstance(son, dict)) or "_cls" in son:
         return model_cls._from_son(son)
-    try:
-        return _build(_READ_PLANS[model_cls] if model_cls in _READ_PLANS else read_plan(model_cls), son)
+    try:  # the class's compiled builder (or its plan's loop)
+        return (_READ_PLANS[model_cls] if model_cls in _READ_PLANS else read_plan(model_cls)).build(son)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
 
@@ -66,10 +84,11 @@ def _planned(plan: ReadPlan, sons: list[Any]) -> list[Any]:
     no call per document beyond its build)."""
     out: list[Any] = []
     append = out.append
+    build = plan.build
     for son in sons:
         if (type(son) is dict or isinstance(son, dict)) and "_cls" not in son:
             try:
-                append(_build(plan, son))
+                append(build(son))
                 continue
             except (AttributeError, ValueError):
                 pass  # corrupt data: MongoEngine raises its own error below
@@ -121,7 +140,8 @@ class ReadPlan:
     the plan of a document the codec just encoded (``encoded_plan``), whose values of fields
     giving ``to_mongo`` as ``to_python`` are taken as they are."""
 
-    __slots__ = ("cls", "class_name", "keys", "defaults", "embedded", "doc_plan", "uniform", "stored_keys", "size")
+    __slots__ = ("cls", "class_name", "keys", "defaults", "embedded", "doc_plan", "uniform", "stored_keys", "size",
+                 "build")
 
     def __init__(self, plan: DocPlan, encoded: bool = False) -> None:
         cls: Any = plan.cls
@@ -155,6 +175,10 @@ class ReadPlan:
         if (plan.stored_keys is not None and all(fp.name == fp.stored for fp in plan.fields)
                 and len(kinds) == 1 and kinds <= {_AS_IS, _TEXT}):
             self.uniform = kinds.pop()
+        # how a stored document of this class becomes an instance: a read's compiled builder
+        # (``compiled_builder``), else the plan's loop (``_build``)
+        compiled = None if encoded else compiled_builder(self)
+        self.build: Any = compiled if compiled is not None else partial(_build, self)
 
 
 def _sub_plan(cls: type[Any], encoded: bool) -> ReadPlan:
@@ -321,3 +345,188 @@ def _add_display_methods(obj: BaseDocument, plan: DocPlan) -> None:
     for fp in plan.fields:
         if fp.field.choices:
             obj.__dict__[f"get_{fp.name}_display"] = partial(getter, field=fp.field)
+
+
+# --- the compiled builder --------------------------------------------------------------------
+
+# An empty ``SON`` as ``SON.__new__`` makes it (a dict whose only attribute is its empty key
+# list), without that Python ``__new__``'s frame: when this bson's ``SON`` is what that takes
+# (checked here, once), ``dict.__new__(SON)`` and the key list; otherwise ``SON.__new__`` itself.
+_PLAIN_SON = vars(SON.__new__(SON)) == {"_SON__keys": []}
+
+
+def _slot_setter(cls: type[Any], name: str) -> Any:
+    """The ``__set__`` of the slot ``object.__setattr__(instance, name, value)`` sets on an
+    instance of ``cls`` (the first class of its MRO defining ``name``), or None when that is no
+    slot (the builder then is not compiled)."""
+    for klass in cls.__mro__:
+        found = vars(klass).get(name)
+        if found is not None:
+            return found.__set__ if type(found) is types.MemberDescriptorType else None
+    return None
+
+
+# How a leaf value converts in the compiled builder (``_leaf_rule``), each inlined where it is the
+# field's own ``to_python`` (by exact method) on the value's common type, the converter called
+# otherwise: as read; an id (an exact ``ObjectId`` as read); text stripped (an exact ``str``);
+# text kept (an exact ``str``: a choice that neither strips nor ignores case); a UTC date
+# (``to_utc``'s two common cases: ``timezone.utc``, and PyMongo's UTC); an e-mail address
+# (``canonical_email``'s ASCII case); anything else through the converter.
+_R_AS_IS, _R_ID, _R_STRIP, _R_STR, _R_DATE, _R_EMAIL, _R_CALL = range(7)
+
+
+def _leaf_rule(fp: FieldPlan) -> tuple[int, Any]:
+    """``(rule, converter)`` of a leaf field's stored value for the compiled builder."""
+    method = type(fp.field).to_python
+    if fp.python_is_identity:
+        return _R_AS_IS, None
+    if method in _ID_AS_IS:
+        return _R_ID, fp.to_python
+    if method is UTCDateTimeField.to_python:
+        return _R_DATE, to_utc
+    if _strips(fp):
+        return _R_STRIP, fp.to_python
+    if method is EmailField.to_python:
+        return _R_EMAIL, fp.to_python
+    if method is ChoiceField.to_python and not fp.field.ignore_case:  # TextField's: a strip (if it strips)
+        return (_R_STRIP if fp.field.strip else _R_STR), fp.to_python
+    return _R_CALL, fp.to_python
+
+
+def _leaf_lines(rule: int, target: str, conv: str) -> list[str]:
+    """The lines setting ``target`` to what a leaf's ``to_python`` makes of ``v`` (``conv``: the
+    converter's name in the namespace)."""
+    if rule == _R_AS_IS:
+        return [f"{target} = v"]
+    if rule == _R_ID:
+        return [f"{target} = v if v.__class__ is OID else {conv}(v)"]
+    if rule == _R_STRIP:
+        return [f"{target} = v.strip() if v.__class__ is str else {conv}(v)"]
+    if rule == _R_STR:
+        return [f"{target} = v if v.__class__ is str else {conv}(v)"]
+    if rule == _R_DATE:  # fields.to_utc: UTC as it is, PyMongo's UTC as the same instant in timezone.utc
+        return ["z = v.tzinfo if v.__class__ is DT else None",
+                "if z is UTC:", f"    {target} = v",
+                "elif z is BSON_UTC:", f"    {target} = EPOCH + (v - BSON_EPOCH)",
+                "else:", f"    {target} = {conv}(v)"]
+    if rule == _R_EMAIL:  # fields.canonical_email: ASCII is its own NFKC form, stripped and lower-cased
+        return ["if v.__class__ is str and v.isascii():", "    f = v.strip().lower()",
+                f"    {target} = v if f == v else f",
+                "else:", f"    {target} = {conv}(v)"]
+    return [f"{target} = {conv}(v)"]
+
+
+def compiled_builder(plan: ReadPlan) -> Any:
+    """A read plan's builder of an instance, compiled once per class into straight-line code: per
+    field, its stored key looked at and its value converted in place (``_leaf_rule``), its
+    default where the value is missing or None, embedded documents and lists of them by their
+    class's own builder; then the instance's flags, as ``_build`` sets them.
+
+    It takes a stored document whose keys are stored names of the class's fields, plus unknown
+    keys (kept in ``_data`` as read, as ``_build`` keeps them: an updated document's ``_rev`` and
+    ``_op``); on any other spelling of a field (``id``, an attribute name), a value of an
+    unexpected container type (an embedded document that is no dict, a list that is no list) it
+    hands the whole document to the plan's loop (``_build``), which makes the same instance as
+    before. So the instance is ``_build``'s (``tests/models/test_hydrate.py``), with ``_data``'s
+    keys in field order. None for a class it does not compile: one the loop reads in one step
+    (``ReadPlan.uniform``), a plan whose stored names are not each its field's only key, or a
+    class whose instance state is not in slots. Names, keys, defaults and converters are
+    constants of the function's namespace, never written into its source."""
+    doc_plan = plan.doc_plan
+    stored_keys = doc_plan.stored_keys
+    cls: Any = plan.cls
+    if plan.uniform is not None or stored_keys is None:
+        return None
+    slots = {name: _slot_setter(cls, name) for name in
+             ("_initialised", "_created", "_data", "_dynamic_fields", "_changed_fields",
+              *(("_instance",) if plan.embedded else ()))}
+    if None in slots.values():
+        return None
+    names: dict[str, Any] = {
+        "__name__": __name__, "LOOP": _build, "PLAN": plan, "CLS": cls, "NEW": cls.__new__, "SK": stored_keys,
+        "OTHER": frozenset(plan.keys) - stored_keys, "OID": ObjectId, "DT": datetime, "UTC": timezone.utc,
+        "BSON_UTC": _BSON_UTC, "BSON_EPOCH": _BSON_EPOCH, "EPOCH": _EPOCH, "PROXY": weakref.proxy, "CONVERT": _convert,
+        "CLASS_NAME": plan.class_name, "SON": SON, "SON_NEW": _new_son, "DICT_NEW": dict.__new__, "DOC_PLAN": doc_plan,
+        "DISPLAY": _add_display_methods,
+        **{f"SET{name}": setter for name, setter in slots.items()},
+    }
+    body: list[str] = []
+    proxied = False
+    for n, fp in enumerate(doc_plan.fields):
+        attribute, kind, arg = plan.keys[fp.stored]
+        names[f"k{n}"], names[f"a{n}"], names[f"d{n}"] = fp.stored, attribute, fp.default
+        default = f"d{n}()" if callable(fp.default) else f"d{n}"
+        if kind is _DOC or kind is _DOCS:
+            sub: ReadPlan = arg[1]
+            names[f"b{n}"], names[f"i{n}"] = sub.build, _slot_setter(sub.cls, "_instance")
+            if names[f"i{n}"] is None:
+                return None
+            proxied = True
+            if kind is _DOC:
+                lines = ["if v.__class__ is not dict: return LOOP(PLAN, son)",
+                         f"v = b{n}(v)",
+                         "if proxy is None: proxy = PROXY(obj)",
+                         f"i{n}(v, proxy)",
+                         f"data[a{n}] = v"]
+            else:
+                lines = ["if v.__class__ is not list: return LOOP(PLAN, son)",
+                         "if proxy is None: proxy = PROXY(obj)",
+                         "items = []",
+                         "for e in v:",
+                         "    if e.__class__ is not dict: return LOOP(PLAN, son)",
+                         f"    e = b{n}(e)",
+                         f"    i{n}(e, proxy)",
+                         "    items.append(e)",
+                         f"data[a{n}] = items"]
+        elif kind is _LEAVES:
+            rule, names[f"c{n}"] = _leaf_rule(arg[0].item)
+            lines = ["if v.__class__ is not list: return LOOP(PLAN, son)",
+                     "items = []",
+                     "entries = v",
+                     "for v in entries:",
+                     *("    " + line for line in _leaf_lines(rule, "e", f"c{n}")),
+                     "    items.append(e)",
+                     f"data[a{n}] = items"]
+        elif kind is _CONTAINER:
+            names[f"c{n}"] = arg
+            lines = [f"data[a{n}] = CONVERT(c{n}, v)"]
+        else:  # a leaf: as read, an id, stripped text, or through its converter
+            rule, names[f"c{n}"] = _leaf_rule(fp) if kind is not _AS_IS else (_R_AS_IS, None)
+            lines = _leaf_lines(rule, f"data[a{n}]", f"c{n}")
+        body.extend([f"v = son[k{n}] if k{n} in son else None",
+                     "if v is None:",
+                     f"    data[a{n}] = {default}",
+                     "else:",
+                     *("    " + line for line in lines)])
+    source_lines = [
+        "def build(son):",  # the keys looked at by iterating the document (a dict subclass's own keys() aside)
+        "    if SK.issuperset(son):",
+        "        extra = False",
+        "    elif OTHER.isdisjoint(son):",  # unknown keys only: kept as read, after the fields
+        "        extra = True",
+        "    else:",  # another spelling of a field: the plan's loop
+        "        return LOOP(PLAN, son)",
+        "    obj = NEW(CLS)",
+        *(["    proxy = None"] if proxied else []),
+        "    data = {}",
+        *("    " + line for line in body),
+        "    if extra:",
+        "        for key in son:",
+        "            if key not in SK:",
+        "                data[key] = son[key]",
+        "    SET_initialised(obj, True)",
+        "    SET_created(obj, False)",
+        "    SET_data(obj, data)",
+        *(["    s = DICT_NEW(SON)", "    s._SON__keys = []"] if _PLAIN_SON else ["    s = SON_NEW(SON)"]),
+        "    SET_dynamic_fields(obj, s)",
+        "    SET_changed_fields(obj, [])",
+        "    obj.__dict__['_cls'] = CLASS_NAME",
+        *(["    SET_instance(obj, None)"] if plan.embedded else []),
+        *(["    DISPLAY(obj, DOC_PLAN)"] if doc_plan.has_choices else []),
+        "    return obj",
+    ]
+    source = "\n".join(source_lines) + "\n"
+    filename = f"<astro_db hydrate: {cls.__module__}.{cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks, profilers show it
+    exec(compile(source, filename, "exec"), names)  # noqa: S102 - fixed lines; every value is a namespace constant
+    return names["build"]

@@ -292,8 +292,10 @@ class FieldCrypto:
         }
         self._lock = threading.Lock()
         self._unreadable = 0
-        # per model: (its fields, what opening a document needs of each: ``_open_plan``)
-        self._open_plans: dict[str, tuple[tuple[Sensitive, ...], tuple[tuple[Sensitive, list[str], str | None], ...]]] = {}
+        # per model: (its fields, what opening a document needs of each: ``_open_plan``, and, when
+        # every sensitive path is top-level, each one's key and its blind index's: ``_plain_plan``)
+        self._open_plans: dict[str, tuple[tuple[Sensitive, ...], tuple[tuple[Sensitive, list[str], str | None], ...],
+                                          tuple[tuple[str, str], ...] | None]] = {}
 
     @classmethod
     def from_config(cls, config: Any, registry: Iterable[Any]) -> FieldCrypto:
@@ -624,6 +626,30 @@ class FieldCrypto:
         ``EncryptionError`` instead, for rotation). Blind indexes are the service's, never shown."""
         if doc is None:
             return None
+        plan = self._open_plans.get(info.name)
+        if paths is None and plan is not None and plan[2] is not None and plan[0] is self.fields.get(info.name):
+            # a read's document of a model whose sensitive paths are all top-level (a User's email
+            # and name): one look per value in place; only a value that may hold ciphertext (an
+            # envelope's prefix, a list whose text holds it or whose items are not all text, a
+            # CSFLE binary, any other type) goes to the steps, which open it (or make it UNREADABLE)
+            for key, index_key in plan[2]:
+                if key in doc:
+                    value = doc[key]
+                    if value.__class__ is str:
+                        if value.startswith(PREFIX):
+                            break
+                    elif value.__class__ is list:
+                        try:
+                            if PREFIX in "\x00".join(value):
+                                break
+                        except TypeError:
+                            break
+                    elif value is not None:
+                        break
+                if index_key:
+                    doc.pop(index_key, None)  # a blind index: never part of what a read returns
+            else:
+                return doc
         self._open_each(info, (doc,), paths, strict)
         return doc
 
@@ -648,7 +674,7 @@ class FieldCrypto:
             return
         plan = self._open_plans.get(info.name)
         if plan is None or plan[0] is not fields:
-            plan = self._open_plans[info.name] = (fields, _open_plan(fields))
+            plan = self._open_plans[info.name] = (fields, _open_plan(fields), _plain_plan(fields))
         steps = plan[1]
         if paths is not None:
             chosen = set(paths)
@@ -757,6 +783,14 @@ def _open_plan(fields: Sequence[Sensitive]) -> tuple[tuple[Sensitive, list[str],
         top = (f.blind or "") if len(parts) == 1 else None
         plan.append((f, parts, top))
     return tuple(plan)
+
+
+def _plain_plan(fields: Sequence[Sensitive]) -> tuple[tuple[str, str], ...] | None:
+    """When every sensitive path of a model is top-level: per field its key and its blind index's
+    (``""`` for none), which ``open_document`` looks at in place; None otherwise."""
+    if any("." in f.path for f in fields):
+        return None
+    return tuple((f.path, f.blind or "") for f in fields)
 
 
 def _drop_blind(doc: Any, parts: list[str]) -> None:

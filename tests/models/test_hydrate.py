@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import random
 import weakref
@@ -212,3 +214,231 @@ def test_id_fields_take_an_objectid_as_read_and_convert_anything_else_as_from_so
         assert built.id == expected.id == son["_id"] and type(built.id) is type(expected.id)
     finally:
         hydration._READ_PLANS.pop(PlanetaryInsight, None)
+
+
+# --- the compiled builder (models.hydrate.compiled_builder) ----------------------------------
+
+import datetime as _dt  # noqa: E402
+
+from bson import SON  # noqa: E402
+from bson.tz_util import utc as bson_utc  # noqa: E402
+from mongoengine.fields import DictField, StringField  # noqa: E402
+
+from astro_db.models import AstroDocument  # noqa: E402
+from astro_db.models import hydrate as hydration  # noqa: E402
+from astro_db.models.embedded import AstroEmbeddedDocument  # noqa: E402
+from astro_db.models.fields import (  # noqa: E402
+    ChoiceField,
+    EmbeddedDocumentField,
+    ListField,
+    NumberField,
+    TextField,
+    UTCDateTimeField,
+)
+
+PLUS_TWO = _dt.timezone(_dt.timedelta(hours=2))
+AWARE = _dt.datetime(2024, 2, 2, 10, 30, tzinfo=_dt.timezone.utc)
+
+
+class CompiledTexts(AstroEmbeddedDocument):
+    """Every field stripped text under its own name: read by the loop in one step (not compiled)."""
+
+    a = TextField()
+    b = TextField()
+
+
+class CompiledApp(AstroDocument):
+    """An app's model with what the built-in ones lack: a choice kept as given, a choice that
+    ignores case, a callable default, a free-form dict, a list of dates, MongoEngine's own
+    string, an embedded class the loop reads in one step and a list of them."""
+
+    kept = ChoiceField(("A", " B "), strip=False)
+    folded = ChoiceField(("Low", "High"), ignore_case=True, db_field="foldedLevel")
+    tags = ListField(TextField(), default=list)
+    loose = DictField()
+    moments = ListField(UTCDateTimeField())
+    plain = StringField()
+    texts = EmbeddedDocumentField(CompiledTexts)
+    many = ListField(EmbeddedDocumentField(CompiledTexts))
+    count = NumberField(integer=True, default=3)
+
+    meta = {"collection": "compiledApps"}
+
+
+def _copy(son):
+    """A deep copy keeping PyMongo's UTC object itself (as every date a tz-aware client reads
+    holds it), which the compiled builder recognises by identity."""
+    return copy.deepcopy(son, {id(bson_utc): bson_utc})
+
+
+def _user(**over):
+    son = node_user()
+    son.update(over)
+    return {k: v for k, v in son.items() if v is not _GONE}
+
+
+_GONE = object()
+
+
+class ListKeys(dict):
+    def keys(self):  # type: ignore[override]
+        return list(super().keys())
+_OID = ObjectId()
+
+# (id, model, stored document): the common shapes and every kind of unusual one
+COMPILED_CASES = [
+    ("user node", User, node_user),
+    ("user aware", User, lambda: _user(createdAt=AWARE, updatedAt=AWARE, lastActive=AWARE)),
+    ("user as pymongo reads", User, lambda: _user(createdAt=AWARE.replace(tzinfo=bson_utc), lastActive=AWARE.astimezone(bson_utc))),
+    ("user other zone", User, lambda: _user(createdAt=AWARE.astimezone(PLUS_TWO))),
+    ("user iso and day", User, lambda: _user(createdAt="2024-02-02T10:30:00+01:00", updatedAt=_dt.date(2024, 2, 2),
+                                             lastActive="not a date")),
+    ("user missing optional", User, lambda: _user(lastActive=_GONE, status=_GONE, __v=_GONE)),
+    ("user missing required", User, lambda: {"_id": _OID}),
+    ("user empty", User, dict),
+    ("user none values", User, lambda: _user(status=None, __v=None, name=None, lastActive=None)),
+    ("user email spellings", User, lambda: _user(email="  Ann@Example.COM ", name="  Ann  ")),
+    ("user email unicode", User, lambda: _user(email="ｊｏｓé＠ｅｘａｍｐｌｅ．ｃｏｍ")),
+    ("user email not text", User, lambda: _user(email=5, name=7, status=8)),
+    ("user status spaced", User, lambda: _user(status=" active ")),
+    ("user text ids", User, lambda: _user(_id=str(_OID))),
+    ("user bad id", User, lambda: _user(_id="zz")),
+    ("user revision keys", User, lambda: _user(_rev=3, _op=ObjectId(), legacy=None)),
+    ("user only unknown keys", User, lambda: {"legacy": 1, "_rev": 0}),
+    ("user mongoose id", User, lambda: {**{k: v for k, v in node_user().items() if k != "_id"}, "id": _OID}),
+    ("user attribute names", User, lambda: _user(created_at=AWARE, last_active=AWARE)),
+    ("user str subclass", User, lambda: _user(name=type("Text", (str,), {})(" Ann "))),
+    ("user dict subclass", User, lambda: ListKeys(node_user())),  # its own keys(): a list
+    ("insight node", PlanetaryInsight, node_insight),
+    ("insight as pymongo reads", PlanetaryInsight, lambda: {**node_insight(), "date": AWARE.astimezone(bson_utc)}),
+    ("insight list items", PlanetaryInsight, lambda: {**node_insight(), "recommendations": [" a ", 5, None, "b"]}),
+    ("insight list empty", PlanetaryInsight, lambda: {**node_insight(), "recommendations": []}),
+    ("insight list not a list", PlanetaryInsight, lambda: {**node_insight(), "recommendations": "solo"}),
+    ("insight list a tuple", PlanetaryInsight, lambda: {**node_insight(), "recommendations": (" b ",)}),
+    ("insight text user id", PlanetaryInsight, lambda: {**node_insight(), "userId": str(_OID), "summary": None}),
+    ("chart node", BirthChart, node_chart),
+    ("chart spaced choice", BirthChart, lambda: {**node_chart(), "houseSystem": " koch "}),
+    ("chart embedded son", BirthChart, lambda: {**node_chart(), "birthData": SON(node_chart()["birthData"])}),
+    ("chart position not a dict", BirthChart, lambda: {**node_chart(), "positions": [node_chart()["positions"][0], "x"]}),
+    ("chart positions not a list", BirthChart, lambda: {**node_chart(), "positions": node_chart()["positions"][0]}),
+    ("chart no positions", BirthChart, lambda: {k: v for k, v in node_chart().items() if k != "positions"}),
+    ("timing node", TimingRecommendation, node_timing),
+    ("timing as pymongo reads", TimingRecommendation, lambda: {**node_timing(), "windows": [
+        {**w, "start": AWARE.astimezone(bson_utc)} for w in node_timing()["windows"]]}),
+    ("app full", CompiledApp, lambda: {"_id": _OID, "kept": " B ", "foldedLevel": "high", "tags": [" x "],
+                                       "loose": {"a": {"b": 1}}, "moments": [AWARE.astimezone(bson_utc), _dt.datetime(2020, 1, 1)],
+                                       "plain": "p", "texts": {"a": " x ", "b": "y"},
+                                       "many": [{"a": " 1 ", "b": "2"}, {"a": 3}], "count": 4}),
+    ("app defaults", CompiledApp, lambda: {"_id": _OID}),
+    ("app odd values", CompiledApp, lambda: {"_id": _OID, "kept": 1, "foldedLevel": "LOW ", "tags": "t", "moments": ["2020-01-01"],
+                                             "plain": b"bytes", "texts": {"a": 5, "c": " z "}, "many": []}),
+]
+COMPILED_IDS = [case[0] for case in COMPILED_CASES]
+
+
+def _same_values(a, b, path="") -> None:
+    """``a`` and ``b`` hold the same values of the same types (dates in the same zone object)."""
+    assert type(a) is type(b), path
+    if isinstance(a, BaseDocument):
+        _assert_same_instance(a, b)
+        assert a._data.keys() == b._data.keys(), path
+        for key in a._data:
+            _same_values(a._data[key], b._data[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for n, (x, y) in enumerate(zip(a, b)):
+            _same_values(x, y, f"{path}[{n}]")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _same_values(a[key], b[key], f"{path}.{key}")
+    else:
+        assert a == b and repr(a) == repr(b), path
+        if isinstance(a, _dt.datetime):
+            assert a.tzinfo is b.tzinfo, path
+
+
+@pytest.mark.parametrize("case,model,make", COMPILED_CASES, ids=COMPILED_IDS)
+def test_the_compiled_builder_makes_the_instance_the_plans_loop_and_from_son_make(case, model, make):
+    """Each class's compiled builder (``ReadPlan.build``) gives the instance the read plan's
+    loop (``_build``) gives, value for value (types, dates' zone objects, embedded documents
+    and their back-references, unknown keys kept), and ``_from_son``'s ``_data``: for the common
+    stored shape and for every unusual one it hands to the loop."""
+    plan = hydration.read_plan(model)
+    assert plan.build.__code__.co_filename.startswith("<astro_db hydrate:")
+    son = make()
+
+    def by_the_loop(son):  # ``hydrate`` before the compiled builder: the loop, MongoEngine on corrupt data
+        try:
+            return hydration._build(plan, son)
+        except (AttributeError, ValueError):
+            return model._from_son(son)
+
+    try:
+        loop = by_the_loop(_copy(son))
+    except Exception as refused:  # noqa: BLE001 - corrupt data: the same refusal either way
+        with pytest.raises(type(refused)) as raised:
+            hydrate(model, _copy(son))
+        assert str(raised.value) == str(refused)
+        return
+    compiled = hydrate(model, _copy(son))
+    _same_values(compiled, loop)
+    try:
+        reference = model._from_son(_copy(son))
+    except Exception:  # noqa: BLE001 - MongoEngine refuses some corrupt values the plans keep
+        return
+    assert compiled._data == reference._data
+    assert compiled.to_dict() == reference.to_dict()
+
+
+# the unusual shapes the compiled builder hands to the plan's loop; every other case it builds itself
+TO_THE_LOOP = {"user mongoose id", "user attribute names", "chart embedded son", "chart position not a dict",
+               "chart positions not a list", "insight list not a list", "insight list a tuple", "app odd values"}
+
+
+@pytest.mark.parametrize("case,model,make", COMPILED_CASES, ids=COMPILED_IDS)
+def test_the_compiled_builder_hands_only_unusual_shapes_to_the_loop(case, model, make, monkeypatch):
+    """Unknown keys, missing fields, None values, dates in any zone, ids as text, values to
+    convert: built in place; another spelling of a field or a container of another type: the
+    whole document through the loop (``_build``), once."""
+    build = hydration.read_plan(model).build
+    handed = []
+    monkeypatch.setitem(build.__globals__, "LOOP", lambda plan, son: handed.append(son) or hydration._build(plan, son))
+    with contextlib.suppress(Exception):  # corrupt data: refused after the loop, as the first test holds
+        hydrate(model, make())
+    assert len(handed) == (1 if case in TO_THE_LOOP else 0)
+
+
+def test_classes_the_loop_reads_in_one_step_are_not_compiled():
+    """An embedded class of only stripped text under its own names keeps the loop's one-step
+    read (``ReadPlan.uniform``), as does a create's answer (``encoded_plan``)."""
+    assert isinstance(hydration.read_plan(CompiledTexts).build, functools.partial)
+    assert isinstance(hydration.encoded_plan(User).build, functools.partial)
+
+
+def test_the_compiled_builders_source_holds_no_name_key_or_default():
+    """Names, stored keys, defaults and converters are namespace constants: the source is the
+    same for any spelling of them."""
+    import linecache
+
+    build = hydration.read_plan(CompiledApp).build
+    source = "".join(linecache.getlines(build.__code__.co_filename))
+    for word in ("kept", "foldedLevel", "loose", "moments", "texts", "count", "Low", "compiledApps"):
+        assert word not in source
+
+
+def test_a_compiled_instance_behaves_as_from_sons():
+    """Change tracking, list tracking, ``_dynamic_fields`` (an empty ``SON``, its own per
+    instance) and the embedded back-references of a compiled instance."""
+    son = node_chart()
+    a, b = BirthChart._from_son(_copy(son)), hydrate(BirthChart, _copy(son))
+    assert type(b._dynamic_fields) is SON and b._dynamic_fields == SON() and vars(b._dynamic_fields) == vars(SON())
+    assert b._dynamic_fields is not hydrate(BirthChart, _copy(son))._dynamic_fields
+    b._dynamic_fields["x"] = 1
+    assert list(b._dynamic_fields.keys()) == ["x"]
+    assert b.positions[0]._instance == b and b.birth_data._instance == b
+    for doc in (a, b):
+        doc.house_system = "equal"
+        doc.positions[0].degree = 1.5
+    assert sorted(a._get_changed_fields()) == sorted(b._get_changed_fields())
+    assert a._delta() == b._delta()

@@ -328,3 +328,180 @@ def test_a_planned_filter_gives_what_the_full_compile_gives_for_every_literal(mo
         planned = outcome(lambda value=value: compile_filter(model, {key: value}))
         full = outcome(lambda value=value: filters._compile_mapping(model, {key: value}, False, depth=0, prefix=""))
         assert planned == full, value
+
+
+# --- a by-id filter's compiled form (compile._BY_ID) --------------------------------------------
+
+from astro_db.query.pipeline import Checks  # noqa: E402
+from astro_db.query.walker import Walker  # noqa: E402
+from astro_db.security.access import TRUSTED  # noqa: E402
+from astro_db.security.fieldpaths import Sensitive  # noqa: E402
+from astro_db.security.filters import SealRule  # noqa: E402
+
+
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every filter a ``Walker`` walks (the full walk), in order; the by-id shapes start unknown."""
+    monkeypatch.setattr(compile_step, "_BY_ID", {})
+    seen: list[Any] = []
+    real = Walker.filter
+
+    def filter(self: Walker, model: Any, query: Any) -> Any:  # noqa: A001
+        seen.append(query)
+        return real(self, model, query)
+
+    monkeypatch.setattr(Walker, "filter", filter)
+    return seen
+
+
+def full_walk(db: Any, model: Any, query: Any, guard: Any = TRUSTED) -> Any:
+    info = db.executor.model(model)
+    return compile_step.walker(db.executor.runtime, guard).filter(info.cls, query)
+
+
+def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_full_walk(db, walks) -> None:
+    """The first by-id filter of a shape (the model and its key, never the value) is walked; later
+    ones of that shape, with any id (an ObjectId or its hex text), are what the walk gives
+    (``{"_id": <the id>}``) without it, through ``find_one``, ``find``, ``update``, ``count`` and
+    ``delete`` alike."""
+    rt, info = db.executor.runtime, db.executor.model("User")
+    ann = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    bob = db.create(User, {"email": "bob@example.com", "name": "Bob"})
+    walks.clear()
+    assert db.find_one(User, {"id": ann.id}).name == "Ann"
+    assert len(walks) == 1 and compile_step._BY_ID == {(rt.crypto, User, "id"): True}
+    assert db.find_one(User, {"id": bob.id}).name == "Bob"
+    assert db.find_one(User, {"id": str(ann.id)}).name == "Ann"
+    assert [u.name for u in db.find(User, {"id": bob.id})] == ["Bob"]
+    assert db.update(User, {"id": bob.id}, {"name": "Rob"}).name == "Rob"
+    assert db.find_one(User, {"id": ObjectId()}) is None
+    assert db.count(User, {"id": str(bob.id)}) == 1
+    assert db.delete(User, {"id": bob.id}) and db.find_one(User, {"id": bob.id}) is None
+    assert walks == [{"id": ann.id}]  # the update's own walk is of its update, not of its filter
+    for value in (ann.id, str(ann.id), ObjectId(), "0" * 24):
+        assert compile_step.filter(rt, info, TRUSTED, {"id": value}) == full_walk(db, User, {"id": value})
+    compile_step.filter(rt, info, TRUSTED, {"_id": ann.id})  # another key: another shape, walked once
+    assert compile_step.filter(rt, info, TRUSTED, {"_id": str(bob.id)}) == {"_id": bob.id}
+    assert len(walks) == 2 + 4 and compile_step._BY_ID == {(rt.crypto, User, "id"): True, (rt.crypto, User, "_id"): True}
+    assert compile_step.read(rt, info, TRUSTED, {"id": ann.id}, {"strict": True}, one=True) == ({"_id": ann.id}, {}, False)
+
+
+@pytest.mark.parametrize("bad", ["zz", "", "0" * 23, "g" * 24, "ann@example.com"])
+def test_a_bad_id_is_refused_as_the_full_walk_refuses_it(db, walks, bad: str) -> None:
+    rt, info = db.executor.runtime, db.executor.model("User")
+    compile_step.filter(rt, info, TRUSTED, {"id": ObjectId()})
+    with pytest.raises(ValidationError) as walked:
+        full_walk(db, User, {"id": bad})
+    walks.clear()
+    with pytest.raises(ValidationError) as compiled:
+        compile_step.filter(rt, info, TRUSTED, {"id": bad})
+    assert walks == [] and compiled.value.errors == walked.value.errors and str(compiled.value) == str(walked.value)
+
+
+def test_an_actors_by_id_filter_always_takes_the_full_walk_and_keeps_its_scope(db, walks) -> None:
+    """An actor's walk adds the scope (and the reads rule): its by-id filters are walked every
+    time, and never teach the trusted app's shapes."""
+    ann = db.create(User, {"email": "ann@example.com", "name": "Ann"})
+    bob = db.create(User, {"email": "bob@example.com", "name": "Bob"})
+    me = db.as_actor(str(ann.id), ["self"])
+    walks.clear()
+    assert me.find_one(User, {"id": ann.id}).name == "Ann"
+    assert me.find_one(User, {"id": bob.id}) is None  # outside the scope
+    assert me.find_one(User, {"id": str(ann.id)}).name == "Ann"
+    assert len(walks) == 3 and compile_step._BY_ID == {}
+    rt, info = db.executor.runtime, db.executor.model("User")
+    guard = Guard(Actor(str(ann.id), frozenset({"self"})), info.name, "_id")
+    scoped = compile_step.filter(rt, info, guard, {"id": bob.id})
+    assert scoped == full_walk(db, User, {"id": bob.id}, guard) != {"_id": bob.id}
+    db.find_one(User, {"id": bob.id})  # the trusted app learns its shape...
+    walks.clear()
+    assert compile_step.filter(rt, info, guard, {"id": bob.id}) == scoped and len(walks) == 1  # ...the actor still walks
+
+
+@pytest.mark.parametrize("query", [
+    {"id": {"$ne": None}},  # an operator object
+    {"id": {"$in": [ObjectId()]}},
+    {"$where": "sleep(1000)"},  # refused by the walk, every time
+    {"id": [ObjectId()]},
+    {"id": 5},  # neither an ObjectId nor text
+    {"status": "active"},  # text, but no id
+    {"email": "Ann@Example.com"},  # a personal field: canonicalised (and with a key, sealed) by the walk
+    {"id": ObjectId(), "status": "active"},  # two keys
+    {"lastActive": "2024-01-01T00:00:00Z"},
+])
+def test_other_filters_take_the_full_walk_every_time(db, walks, query: Any) -> None:
+    rt, info = db.executor.runtime, db.executor.model("User")
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(compile_step.filter(rt, info, TRUSTED, query))
+        except (QueryError, ValidationError) as refused:
+            outcomes.append(str(refused))
+    assert len(walks) == 3 and True not in compile_step._BY_ID.values()
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_a_shape_that_is_no_by_id_filter_is_judged_once(db, walks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-key filter of an id value on another field (a reference) is judged once per shape,
+    then walked with no second judgement."""
+    rt, info = db.executor.runtime, db.executor.model("PlanetaryInsight")
+    judged = []
+    real = compile_step._by_id_form
+    monkeypatch.setattr(compile_step, "_by_id_form", lambda *args: judged.append(args[3]) or real(*args))
+    for _ in range(3):
+        compile_step.filter(rt, info, TRUSTED, {"userId": ObjectId()})
+        compile_step.filter(rt, info, TRUSTED, {"summary": "calm"})
+    assert judged == ["userId", "summary"] and len(walks) == 6
+
+
+def test_a_reference_to_another_model_by_id_is_no_by_id_filter(db, walks) -> None:
+    """``{"userId": <ObjectId>}`` on an insight names another document's id: walked every time."""
+    rt, info = db.executor.runtime, db.executor.model("PlanetaryInsight")
+    for _ in range(3):
+        assert compile_step.filter(rt, info, TRUSTED, {"userId": UID}) == {"userId": UID}
+    assert len(walks) == 3 and compile_step._BY_ID == {(rt.crypto, PlanetaryInsight, "userId"): False}
+
+
+UID = ObjectId()
+
+
+def test_with_a_key_a_by_id_filter_is_still_the_walks_answer(walks) -> None:
+    """With an encryption key the seal rule has work on the user's email, none on its ``_id``."""
+    from .security_data import KEY_A, new_db
+
+    keyed = new_db(encryption_key=KEY_A)
+    try:
+        rt, info = keyed.executor.runtime, keyed.executor.model("User")
+        ann = keyed.create(User, {"email": "ann@example.com", "name": "Ann"})
+        assert keyed.find_one(User, {"email": "ANN@example.com"}).id == ann.id  # the blind index, walked
+        for _ in range(2):
+            assert keyed.find_one(User, {"id": ann.id}).email == "ann@example.com"
+        assert compile_step.filter(rt, info, TRUSTED, {"id": ann.id}) == full_walk(keyed, User, {"id": ann.id})
+        assert compile_step._BY_ID == {(rt.crypto, User, "id"): True, (rt.crypto, User, "email"): False}
+    finally:
+        keyed.disconnect()
+
+
+def test_a_sealed_id_or_a_walk_with_another_rule_is_never_compiled(db, walks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the seal rule has a say on ``_id`` (a model that declared it sensitive) or the trusted
+    walk has a rule besides the checks and the seal rule, every by-id filter is walked."""
+    rt, info = db.executor.runtime, db.executor.model("User")
+    monkeypatch.setitem(rt.crypto.fields, info.name, (*rt.crypto.fields[info.name], Sensitive("_id", False)))
+    for _ in range(2):
+        compile_step.filter(rt, info, TRUSTED, {"id": ObjectId()})
+    assert len(walks) == 2 and compile_step._BY_ID == {(rt.crypto, User, "id"): False}
+    monkeypatch.undo()
+    monkeypatch.setattr(compile_step, "_BY_ID", {})
+
+    class Audit:
+        seen = 0
+
+        def visit(self, node: Any, value: Any) -> Any:
+            Audit.seen += 1
+            return value
+
+    walker = Walker((Checks(), SealRule(rt.crypto, rt.registry), Audit()))
+    monkeypatch.setattr(compile_step, "walker", lambda rt, guard, strict=False: walker)
+    for _ in range(3):
+        assert compile_step.filter(rt, info, TRUSTED, {"id": UID}) == {"_id": UID}
+    assert Audit.seen == 3 and compile_step._BY_ID == {(rt.crypto, User, "id"): False}

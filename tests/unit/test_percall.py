@@ -283,7 +283,10 @@ def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db
     """The per-call pipeline's Python function calls (cProfile's count, C functions included),
     the driver taken out: a hydrated find_one of an insight by id and a hooks-off create of a
     User. 132 and 170 here before issue 27's per-call round (135 and 173 in
-    ``profile_calls.py --no-driver``, whose harness adds its own), 103 and 147 after it.
+    ``profile_calls.py --no-driver``, whose harness adds its own), 103 and 147 after it; the
+    find_one 74 since its by-id filter takes its compiled form, its class's builder is
+    compiled and its top-level personal values are looked at in place by ``open_document``
+    (issue 27's find_one round).
     Measured as an application without an OpenTelemetry SDK runs it, whatever another test of
     this worker (test_tracing.py) set as the process's global tracer provider (a recording one
     makes a span per call: about 50 calls more)."""
@@ -307,7 +310,7 @@ def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db
         inputs = [{"email": f"u{i}@example.com", "name": f"U {i}"} for i in range(60)]
         find_one = calls_per_call(lambda i: hooks_off.find_one(PlanetaryInsight, {"id": insight["_id"]}))
         create = calls_per_call(lambda i: hooks_off.create(User, inputs[i]))
-        assert find_one <= 104, find_one
+        assert find_one <= 75, find_one
         assert create <= 148, create
     finally:
         hooks_off.disconnect()

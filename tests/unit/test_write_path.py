@@ -581,8 +581,15 @@ def test_an_updates_filter_and_update_share_one_walk_and_strict_still_binds_the_
     assert db.update(User, {"id": user.id}, {"name": "Bo"}).name == "Bo"
     assert looked == [False]
     looked.clear()
-    assert db.update(User, {"id": user.id}, {"name": "Cy"}, strict=True).name == "Cy"
+    assert db.update(User, {"email": "ann@example.com"}, {"name": "Cy"}, strict=True).name == "Cy"
     assert looked == [True, False]  # the strict walk for the filter, the plain one for the update
+    looked.clear()
+    assert db.update(User, {"email": "ann@example.com"}, {"name": "Cy"}).name == "Cy"
+    assert looked == [False]  # one walk for both
+    looked.clear()
+    # a by-id filter takes its compiled form (a literal id, which strict admits): the update's walk only
+    assert db.update(User, {"id": user.id}, {"name": "Cy"}, strict=True).name == "Cy"
+    assert looked == [False]
     with pytest.raises(QueryError, match="strict"):
         db.update(User, {"name": {"$ne": None}}, {"name": "Di"}, strict=True)
     with pytest.raises(ValidationError):  # the update's refusal, masked as before

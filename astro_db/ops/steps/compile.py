@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bson
+from bson import ObjectId
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
@@ -29,7 +30,7 @@ from ...query.pipeline import Checks
 from ...query.updates import CompiledUpdate
 from ...query.walker import Walker, model_collections
 from ...registry import ModelInfo, ModelRegistry
-from ...security.access import Guard, ReadsRule
+from ...security.access import TRUSTED, Guard, ReadsRule
 from ...security.filters import SealRule
 from ...security.masking import masked_errors
 from ..runtime import Runtime
@@ -79,9 +80,62 @@ def _collections(registry: ModelRegistry) -> dict[str, Any]:
 
 
 def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, *,  # noqa: A001
-           strict: bool = False) -> dict[str, Any]:
-    """A user filter validated against the model, in stored form, sealed and scoped."""
-    return walker(rt, guard, strict=strict).filter(info.cls, query)  # type: ignore[no-any-return]
+           strict: bool = False, walk: Walker | None = None) -> dict[str, Any]:
+    """A user filter validated against the model, in stored form, sealed and scoped: the call's
+    walk (``walker``; ``walk``: that walk, already looked up by the caller), or a by-id filter's
+    compiled form (``_BY_ID``) where the walk is known to give it."""
+    if guard is TRUSTED and query.__class__ is dict and len(query) == 1:
+        for key in query:  # the one key: a by-id filter's?
+            value = query[key]
+            kind = value.__class__
+            if kind is ObjectId or kind is str:
+                shape = (rt.crypto, info.cls, key)
+                try:  # one look, no call (the most frequent read), safe against another thread's clear()
+                    known: bool | None = _BY_ID[shape]
+                except KeyError:
+                    known = None
+                if known:  # the walk's answer for any id: {"_id": the id}
+                    return {"_id": value if kind is ObjectId else q.coerce_id(value, "_id")}
+                if walk is None:
+                    walk = walker(rt, guard, strict=strict)
+                filt: dict[str, Any] = walk.filter(info.cls, query)
+                if known is None:  # judged once per shape (a walk that refused the value judged nothing)
+                    if len(_BY_ID) >= 256:  # a leak guard, as the trusted walks' (per Database, model and key)
+                        _BY_ID.clear()
+                    _BY_ID[shape] = _by_id_form(rt, info, walk, key, value, filt)
+                return filt
+    return (walk or walker(rt, guard, strict=strict)).filter(info.cls, query)  # type: ignore[no-any-return]
+
+
+# The compiled form of a by-id filter (issue 27: the most frequent read). A filter of one key
+# naming the model's id (``id``, ``_id``: a key resolving to the stored ``_id``) whose value is an
+# exact ``ObjectId`` or ``str`` is walked by the trusted app's walk (``walker``: no actor, so
+# no scope and no other collection read; its rules are ``Checks`` and ``SealRule`` only) to the
+# same answer whatever the id: ``Checks`` takes an ``ObjectId`` as it is and makes a ``str`` one
+# by ``filters.coerce_id`` (or refuses it, with that function's error), ``strict`` refuses
+# objects only, and ``SealRule`` leaves a condition on a path that is no sensitive field's (nor
+# holds one) as it is. ``_BY_ID`` keeps, per shape ``(field encryption, model class, key)``
+# (never a value), whether the first full walk of the shape showed that (``_by_id_form``): then
+# later calls of the shape take ``{"_id": <the id>}`` without the walk (the same refusal of a
+# bad id); else (another field, a sealed ``_id``, a walk with other rules) every call is walked.
+# An actor's filter (its scope) and any other filter are walked every time, as before.
+_BY_ID: dict[tuple[Any, Any, str], bool] = {}
+_BY_ID_RULES = (Checks, SealRule)
+
+
+def _by_id_form(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any, filt: Any) -> bool:
+    """Whether the trusted walk ``walk`` gives a filter of ``key`` on ``info`` with any id value
+    ``{"_id": <that id>}``, as it gave ``filt`` for ``value`` (see ``_BY_ID``)."""
+    if tuple(map(type, walk.rules)) != _BY_ID_RULES:
+        return False
+    if resolve_path(info.cls, key).stored != "_id":
+        return False
+    if any(f.path == "_id" or f.path.startswith("_id.") for f in rt.crypto.fields.get(info.name, ())):
+        return False  # a sealed id: its conditions are the seal rule's
+    if filt.__class__ is not dict or len(filt) != 1 or "_id" not in filt:
+        return False
+    made = filt["_id"]
+    return made.__class__ is ObjectId and (made is value or made == ObjectId(value))
 
 
 def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
@@ -91,7 +145,7 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
     whether the open step drops an ``_id`` fetched only to open the values (``fetch_id``),
     compiled in one pass of this step."""
     # ``in`` looks (no ``dict.get`` call): a find_one that names no option passes here on every call
-    filt = walker(rt, guard, strict=options["strict"] if "strict" in options else False).filter(info.cls, query)
+    filt = filter(rt, info, guard, query, strict=options["strict"] if "strict" in options else False)
     if one:
         sort = options["sort"] if "sort" in options else None
         projection = options["projection"] if "projection" in options else None
@@ -151,10 +205,10 @@ def filter_and_update(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping
                       strict: bool = False) -> tuple[dict[str, Any], CompiledUpdate]:
     """An update call's filter (``filter``) and update (``update``), the call's walk looked up
     once (``strict`` applies to the filter only: the update's walk is then the plain one)."""
-    walk = walker(rt, guard, strict=strict)
-    filt = walk.filter(info.cls, query)
+    walk = None if strict else walker(rt, guard)  # the filter's walk is the update's, unless strict
+    filt = filter(rt, info, guard, query, strict=strict, walk=walk)
     try:
-        compiled = (walk if not strict else walker(rt, guard)).update(info.cls, data)
+        compiled = (walk or walker(rt, guard)).update(info.cls, data)
     except ValidationError:
         with masked_errors(info.cls):  # as ``update``: masks the messages and re-raises
             raise
