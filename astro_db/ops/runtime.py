@@ -77,6 +77,11 @@ class Runtime:
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
+        # the compile step's kept work (ops.steps.compile), held here so that it, and the field
+        # encryption keys its keys hold, goes with this runtime: the trusted app's walks, and per
+        # by-id filter shape whether its compiled form is the walk's answer
+        self.trusted_walks: dict[Any, Any] = {}
+        self.by_id_shapes: dict[Any, bool] = {}
         self._gateway: tuple[Any, Gateway | None] = (None, None)
 
     # ``crypto``: field encryption (``security.crypto``), a plain attribute read by every call's

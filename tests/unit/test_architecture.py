@@ -169,7 +169,7 @@ TRACE_BUDGET = {"find": {"modules": 21, "passes": 23, "callbacks": 0},  # a User
 # not passed), a model not cached not asking the cache, a create without reference checks not passing ops.references,
 # and the monitor recording a latency in place (monitoring.histogram passed once per driver call, for the rate window)
 # The find was 26 modules and 32 passes before issue 27's find_one round: a by-id filter of the trusted app takes
-# its compiled form (ops.steps.compile._BY_ID: query.walker, query.pipeline, query.filters, security.filters and
+# its compiled form (Runtime.by_id_shapes: query.walker, query.pipeline, query.filters, security.filters and
 # security.crypto's seal_filter not passed) and the class's compiled builder converts its values in place
 # (models.fields not passed).
 # The callback left: a create's insert attempt is a closure of its write strategy (its

@@ -69,6 +69,28 @@ def test_the_trusted_apps_walker_is_built_once_and_an_actors_is_not_shared(db):
     assert walker.filter(User, {"name": "Ann"}) == {"$and": [{"name": "Ann"}, {"_id": ObjectId(me.id)}]}
 
 
+def test_the_kept_walks_and_by_id_shapes_go_with_their_database_and_its_keys():
+    """The trusted walks and the by-id shapes are kept on the runtime, not in a module: once a
+    Database (with a field encryption key) is disconnected and dropped, nothing of astro_db's
+    holds its ``FieldCrypto``, and so its keys, any longer."""
+    import gc
+    import weakref
+
+    from .security_data import KEY_A, new_db
+
+    keyed = new_db(encryption_key=KEY_A)
+    ann = keyed.create(User, {"email": "ann@example.com", "name": "Ann"})
+    assert keyed.find_one(User, {"id": ann.id}).name == "Ann"
+    assert keyed.find_one(User, {"id": str(ann.id)}).name == "Ann"  # the by-id shape's compiled form
+    rt = keyed.executor.runtime
+    assert rt.trusted_walks and rt.by_id_shapes == {(rt.crypto, User, "id"): True}
+    crypto = weakref.ref(rt.crypto)
+    keyed.disconnect()
+    del keyed, rt, ann
+    gc.collect()
+    assert crypto() is None
+
+
 def test_a_read_that_wants_no_cache_computes_no_cache_key_and_fresh_answers_get_no_stale_mark(db, monkeypatch):
     user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
 

@@ -330,7 +330,7 @@ def test_a_planned_filter_gives_what_the_full_compile_gives_for_every_literal(mo
         assert planned == full, value
 
 
-# --- a by-id filter's compiled form (compile._BY_ID) --------------------------------------------
+# --- a by-id filter's compiled form (Runtime.by_id_shapes) --------------------------------------------
 
 from astro_db.query.pipeline import Checks  # noqa: E402
 from astro_db.query.walker import Walker  # noqa: E402
@@ -341,8 +341,8 @@ from astro_db.security.filters import SealRule  # noqa: E402
 
 @pytest.fixture
 def walks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every filter a ``Walker`` walks (the full walk), in order; the by-id shapes start unknown."""
-    monkeypatch.setattr(compile_step, "_BY_ID", {})
+    """Every filter a ``Walker`` walks (the full walk), in order (each test's Database is new: its
+    runtime's by-id shapes start unknown)."""
     seen: list[Any] = []
     real = Walker.filter
 
@@ -369,7 +369,7 @@ def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_ful
     bob = db.create(User, {"email": "bob@example.com", "name": "Bob"})
     walks.clear()
     assert db.find_one(User, {"id": ann.id}).name == "Ann"
-    assert len(walks) == 1 and compile_step._BY_ID == {(rt.crypto, User, "id"): True}
+    assert len(walks) == 1 and rt.by_id_shapes == {(rt.crypto, User, "id"): True}
     assert db.find_one(User, {"id": bob.id}).name == "Bob"
     assert db.find_one(User, {"id": str(ann.id)}).name == "Ann"
     assert [u.name for u in db.find(User, {"id": bob.id})] == ["Bob"]
@@ -382,7 +382,7 @@ def test_a_by_id_filter_of_the_trusted_app_takes_its_compiled_form_after_one_ful
         assert compile_step.filter(rt, info, TRUSTED, {"id": value}) == full_walk(db, User, {"id": value})
     compile_step.filter(rt, info, TRUSTED, {"_id": ann.id})  # another key: another shape, walked once
     assert compile_step.filter(rt, info, TRUSTED, {"_id": str(bob.id)}) == {"_id": bob.id}
-    assert len(walks) == 2 + 4 and compile_step._BY_ID == {(rt.crypto, User, "id"): True, (rt.crypto, User, "_id"): True}
+    assert len(walks) == 2 + 4 and rt.by_id_shapes == {(rt.crypto, User, "id"): True, (rt.crypto, User, "_id"): True}
     assert compile_step.read(rt, info, TRUSTED, {"id": ann.id}, {"strict": True}, one=True) == ({"_id": ann.id}, {}, False)
 
 
@@ -408,8 +408,8 @@ def test_an_actors_by_id_filter_always_takes_the_full_walk_and_keeps_its_scope(d
     assert me.find_one(User, {"id": ann.id}).name == "Ann"
     assert me.find_one(User, {"id": bob.id}) is None  # outside the scope
     assert me.find_one(User, {"id": str(ann.id)}).name == "Ann"
-    assert len(walks) == 3 and compile_step._BY_ID == {}
     rt, info = db.executor.runtime, db.executor.model("User")
+    assert len(walks) == 3 and rt.by_id_shapes == {}
     guard = Guard(Actor(str(ann.id), frozenset({"self"})), info.name, "_id")
     scoped = compile_step.filter(rt, info, guard, {"id": bob.id})
     assert scoped == full_walk(db, User, {"id": bob.id}, guard) != {"_id": bob.id}
@@ -437,7 +437,7 @@ def test_other_filters_take_the_full_walk_every_time(db, walks, query: Any) -> N
             outcomes.append(compile_step.filter(rt, info, TRUSTED, query))
         except (QueryError, ValidationError) as refused:
             outcomes.append(str(refused))
-    assert len(walks) == 3 and True not in compile_step._BY_ID.values()
+    assert len(walks) == 3 and True not in rt.by_id_shapes.values()
     assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
@@ -459,7 +459,7 @@ def test_a_reference_to_another_model_by_id_is_no_by_id_filter(db, walks) -> Non
     rt, info = db.executor.runtime, db.executor.model("PlanetaryInsight")
     for _ in range(3):
         assert compile_step.filter(rt, info, TRUSTED, {"userId": UID}) == {"userId": UID}
-    assert len(walks) == 3 and compile_step._BY_ID == {(rt.crypto, PlanetaryInsight, "userId"): False}
+    assert len(walks) == 3 and rt.by_id_shapes == {(rt.crypto, PlanetaryInsight, "userId"): False}
 
 
 UID = ObjectId()
@@ -477,7 +477,7 @@ def test_with_a_key_a_by_id_filter_is_still_the_walks_answer(walks) -> None:
         for _ in range(2):
             assert keyed.find_one(User, {"id": ann.id}).email == "ann@example.com"
         assert compile_step.filter(rt, info, TRUSTED, {"id": ann.id}) == full_walk(keyed, User, {"id": ann.id})
-        assert compile_step._BY_ID == {(rt.crypto, User, "id"): True, (rt.crypto, User, "email"): False}
+        assert rt.by_id_shapes == {(rt.crypto, User, "id"): True, (rt.crypto, User, "email"): False}
     finally:
         keyed.disconnect()
 
@@ -489,9 +489,9 @@ def test_a_sealed_id_or_a_walk_with_another_rule_is_never_compiled(db, walks, mo
     monkeypatch.setitem(rt.crypto.fields, info.name, (*rt.crypto.fields[info.name], Sensitive("_id", False)))
     for _ in range(2):
         compile_step.filter(rt, info, TRUSTED, {"id": ObjectId()})
-    assert len(walks) == 2 and compile_step._BY_ID == {(rt.crypto, User, "id"): False}
+    assert len(walks) == 2 and rt.by_id_shapes == {(rt.crypto, User, "id"): False}
     monkeypatch.undo()
-    monkeypatch.setattr(compile_step, "_BY_ID", {})
+    rt.by_id_shapes.clear()
 
     class Audit:
         seen = 0
@@ -504,4 +504,4 @@ def test_a_sealed_id_or_a_walk_with_another_rule_is_never_compiled(db, walks, mo
     monkeypatch.setattr(compile_step, "walker", lambda rt, guard, strict=False: walker)
     for _ in range(3):
         assert compile_step.filter(rt, info, TRUSTED, {"id": UID}) == {"_id": UID}
-    assert Audit.seen == 3 and compile_step._BY_ID == {(rt.crypto, User, "id"): False}
+    assert Audit.seen == 3 and rt.by_id_shapes == {(rt.crypto, User, "id"): False}

@@ -47,25 +47,24 @@ def walker(rt: Runtime, guard: Guard, *, strict: bool = False) -> Walker:
     """The walk of one call: validated, sealed, scoped, other collections' permissions checked
     (``strict``: literals only in the call's own filter). The trusted app's walk (no actor: its
     guard and reads rule change nothing, so they are left out) is the same every call: built
-    once per runtime's key and registry, and kept (the rules hold no state of a call)."""
+    once per runtime's key and registry, and kept on the runtime (``Runtime.trusted_walks``: the
+    rules hold no state of a call)."""
     if guard.actor is None and not guard.scope:
         crypto, registry = rt.crypto, rt.registry  # read once: the runtime's crypto is a property
         # keyed by the objects themselves (identity: none of them defines __eq__ or __hash__), so
         # a key can never be taken for another object's, and no id() is computed per call
         key = (crypto, registry, guard, strict)
-        hit = _TRUSTED_WALKERS.get(key)
+        kept = rt.trusted_walks
+        hit = kept.get(key)
         if hit is not None:
             return hit
         # the scope and reads rules of the trusted guard change nothing: left out of its walk
         built = Walker((Checks(strict=strict), SealRule(crypto, registry)), _collections(registry))
-        if len(_TRUSTED_WALKERS) > 64:  # a leak guard: one entry per Database (and strictness)
-            _TRUSTED_WALKERS.clear()
-        _TRUSTED_WALKERS[key] = built
+        if len(kept) > 64:  # a leak guard: one entry per key set on the runtime (and strictness)
+            kept.clear()
+        kept[key] = built
         return built
     return _walker(rt, guard, strict)
-
-
-_TRUSTED_WALKERS: dict[tuple[Any, Any, Guard, bool], Walker] = {}
 
 
 def _walker(rt: Runtime, guard: Guard, strict: bool) -> Walker:
@@ -83,15 +82,16 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
            strict: bool = False, walk: Walker | None = None) -> dict[str, Any]:
     """A user filter validated against the model, in stored form, sealed and scoped: the call's
     walk (``walker``; ``walk``: that walk, already looked up by the caller), or a by-id filter's
-    compiled form (``_BY_ID``) where the walk is known to give it."""
+    compiled form (``Runtime.by_id_shapes``: ``_by_id_form``) where the walk is known to give it."""
     if guard is TRUSTED and query.__class__ is dict and len(query) == 1:
         for key in query:  # the one key: a by-id filter's?
             value = query[key]
             kind = value.__class__
             if kind is ObjectId or kind is str:
                 shape = (rt.crypto, info.cls, key)
+                shapes = rt.by_id_shapes
                 try:  # one look, no call (the most frequent read), safe against another thread's clear()
-                    known: bool | None = _BY_ID[shape]
+                    known: bool | None = shapes[shape]
                 except KeyError:
                     known = None
                 if known:  # the walk's answer for any id: {"_id": the id}
@@ -100,9 +100,9 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
                     walk = walker(rt, guard, strict=strict)
                 filt: dict[str, Any] = walk.filter(info.cls, query)
                 if known is None:  # judged once per shape (a walk that refused the value judged nothing)
-                    if len(_BY_ID) >= 256:  # a leak guard, as the trusted walks' (per Database, model and key)
-                        _BY_ID.clear()
-                    _BY_ID[shape] = _by_id_form(rt, info, walk, key, value, filt)
+                    if len(shapes) >= 256:  # a leak guard, as the trusted walks' (per key set, model and key)
+                        shapes.clear()
+                    shapes[shape] = _by_id_form(rt, info, walk, key, value, filt)
                 return filt
     return (walk or walker(rt, guard, strict=strict)).filter(info.cls, query)  # type: ignore[no-any-return]
 
@@ -114,18 +114,17 @@ def filter(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] 
 # same answer whatever the id: ``Checks`` takes an ``ObjectId`` as it is and makes a ``str`` one
 # by ``filters.coerce_id`` (or refuses it, with that function's error), ``strict`` refuses
 # objects only, and ``SealRule`` leaves a condition on a path that is no sensitive field's (nor
-# holds one) as it is. ``_BY_ID`` keeps, per shape ``(field encryption, model class, key)``
+# holds one) as it is. ``Runtime.by_id_shapes`` keeps, per shape ``(field encryption, model class, key)``
 # (never a value), whether the first full walk of the shape showed that (``_by_id_form``): then
 # later calls of the shape take ``{"_id": <the id>}`` without the walk (the same refusal of a
 # bad id); else (another field, a sealed ``_id``, a walk with other rules) every call is walked.
 # An actor's filter (its scope) and any other filter are walked every time, as before.
-_BY_ID: dict[tuple[Any, Any, str], bool] = {}
 _BY_ID_RULES = (Checks, SealRule)
 
 
 def _by_id_form(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any, filt: Any) -> bool:
     """Whether the trusted walk ``walk`` gives a filter of ``key`` on ``info`` with any id value
-    ``{"_id": <that id>}``, as it gave ``filt`` for ``value`` (see ``_BY_ID``)."""
+    ``{"_id": <that id>}``, as it gave ``filt`` for ``value`` (see ``Runtime.by_id_shapes``)."""
     if tuple(map(type, walk.rules)) != _BY_ID_RULES:
         return False
     if resolve_path(info.cls, key).stored != "_id":
