@@ -13,7 +13,7 @@ import datetime as _dt
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..backends.capabilities import capabilities
 from ..cache import QueryCache
@@ -34,6 +34,9 @@ from ..security.masking import install_log_masking
 from ..security.vault import Run
 from .pages import PageTokens
 from .steps import run
+
+if TYPE_CHECKING:
+    from ..query.walker import Walker
 
 __all__ = ["Runtime", "make_config", "utcnow"]
 
@@ -80,7 +83,7 @@ class Runtime:
         # the compile step's kept work (ops.steps.compile), held here so that it, and the field
         # encryption keys its keys hold, goes with this runtime: the trusted app's walks, and per
         # by-id filter shape whether its compiled form is the walk's answer
-        self.trusted_walks: dict[Any, Any] = {}
+        self.trusted_walks: dict[Any, Walker] = {}
         self.by_id_shapes: dict[Any, bool] = {}
         self._gateway: tuple[Any, Gateway | None] = (None, None)
 
