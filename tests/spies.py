@@ -3,6 +3,9 @@ collection handle and a hand-driven clock."""
 
 from __future__ import annotations
 
+import cProfile
+import gc
+import pstats
 from collections.abc import Callable
 from typing import Any
 
@@ -158,3 +161,24 @@ def release_and_close(*dbs: Any) -> None:
     for db in dbs:
         _HELD[db].release()
         db.disconnect()
+
+
+def calls_in(fn: Callable[[], Any]) -> tuple[int, Any]:
+    """cProfile's count of the function calls (C functions included) ``fn()`` makes, and its
+    result. The cyclic garbage collector is held off meanwhile (after a collection): a collection
+    inside the count runs finalizers of other tests' garbage (``__del__``, weakref callbacks),
+    whose calls are not ``fn``'s and made such budgets fail now and then in a shared worker."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    profiler = cProfile.Profile()
+    try:
+        profiler.enable()
+        try:
+            result = fn()
+        finally:
+            profiler.disable()
+    finally:
+        if enabled:
+            gc.enable()
+    return pstats.Stats(profiler).total_calls, result  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import unicodedata
 
 import pytest
 from bson import ObjectId
+from spies import calls_in
 
 from astro_db.errors import PermissionDeniedError
 from astro_db.models import PlanetaryInsight, User, fields
@@ -205,9 +206,6 @@ def test_a_documents_top_level_values_are_looked_at_in_place_and_only_possible_c
 
 
 def test_a_list_of_plain_text_is_looked_at_in_one_search_and_one_with_an_envelope_is_still_opened(db, monkeypatch):
-    import cProfile
-    import pstats
-
     from bson import Binary
 
     from astro_db.security import crypto as crypto_mod
@@ -216,12 +214,9 @@ def test_a_list_of_plain_text_is_looked_at_in_one_search_and_one_with_an_envelop
     insight = rt.registry.resolve("PlanetaryInsight")
     docs = [{"_id": n, "summary": "calm", "recommendations": ["Rest", "Walk", "Run", "Read", "Sleep"]} for n in range(20)]
     rt.crypto.open_documents(insight, [dict(d) for d in docs])  # the plan built outside the count
-    profiler = cProfile.Profile()
-    profiler.enable()
-    rt.crypto.open_documents(insight, docs)
-    profiler.disable()
+    calls, _ = calls_in(lambda: rt.crypto.open_documents(insight, docs))
     # 14 per document when each item was checked; 5 now (the summary's checks, the list's and its join)
-    assert pstats.Stats(profiler).total_calls / len(docs) <= 6  # type: ignore[attr-defined]
+    assert calls / len(docs) <= 6
     inside = rt.crypto.open_document(insight, {"_id": 1, "recommendations": ["Rest", "a enc: b"]})
     assert inside["recommendations"] == ["Rest", "a enc: b"]  # "enc:" inside a value: checked item by item, plaintext
     opened = []
@@ -245,9 +240,6 @@ def test_hydrating_an_insight_stays_within_its_function_call_budget(db):
     included), 35 with it, 31 since a list of text is converted in the build itself, 10 since
     the class's builder is compiled (``hydrate.compiled_builder``: its dates, ids and text
     converted in place, no look-up per key)."""
-    import cProfile
-    import pstats
-
     user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
     stored = [db.create(PlanetaryInsight, {"userId": user.id, "date": f"2026-01-{day:02d}T00:00:00Z", "energyLevel": 5,
                                            "recommendations": [" Rest ", "Walk"], "summary": "calm"}, lean=True)
@@ -255,11 +247,8 @@ def test_hydrating_an_insight_stays_within_its_function_call_budget(db):
     expected = [PlanetaryInsight._from_son(dict(doc)) for doc in stored]
     copies = [dict(doc) for doc in stored]
     hydration.hydrate_many(PlanetaryInsight, [dict(doc) for doc in stored])  # the plan built outside the count
-    profiler = cProfile.Profile()
-    profiler.enable()
-    many = hydration.hydrate_many(PlanetaryInsight, copies)
-    profiler.disable()
-    assert pstats.Stats(profiler).total_calls / len(copies) <= 12  # type: ignore[attr-defined]
+    calls, many = calls_in(lambda: hydration.hydrate_many(PlanetaryInsight, copies))
+    assert calls / len(copies) <= 12
     assert [d._data for d in many] == [d._data for d in expected]
     assert all(d.date.tzinfo is not None and d.date.utcoffset().total_seconds() == 0 for d in many)
 

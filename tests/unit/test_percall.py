@@ -3,13 +3,12 @@ longer calls, and that what it still guarantees is unchanged. Counts and identit
 
 from __future__ import annotations
 
-import cProfile
-import pstats
 from typing import Any
 
 import pytest
 from bson import ObjectId
 from pymongo import errors as pm
+from spies import calls_in
 
 from astro_db import Database
 from astro_db.driver import gateway as gateway_module
@@ -271,12 +270,8 @@ class Instant:
 def calls_per_call(fn: Any, n: int = 50) -> float:
     for i in range(5):
         fn(i)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for i in range(n):
-        fn(i)
-    profiler.disable()
-    return pstats.Stats(profiler).total_calls / n  # type: ignore[attr-defined,no-any-return]
+    calls, _ = calls_in(lambda: [fn(i) for i in range(n)])
+    return float(calls / n)
 
 
 def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db, monkeypatch):
