@@ -175,9 +175,10 @@ class ReadPlan:
         if (plan.stored_keys is not None and all(fp.name == fp.stored for fp in plan.fields)
                 and len(kinds) == 1 and kinds <= {_AS_IS, _TEXT}):
             self.uniform = kinds.pop()
-        # how a stored document of this class becomes an instance: a read's compiled builder
-        # (``compiled_builder``), else the plan's loop (``_build``)
-        compiled = None if encoded else compiled_builder(self)
+        # how a stored document of this class becomes an instance: its compiled builder
+        # (``compiled_builder``, a read's or a create's answer's: the kinds above), else the
+        # plan's loop (``_build``)
+        compiled = compiled_builder(self)
         self.build: Any = compiled if compiled is not None else partial(_build, self)
 
 
@@ -231,7 +232,7 @@ def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     if _PRE_INIT or _POST_INIT or "_cls" in son:  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
-        return _build(_ENCODED_PLANS[model_cls] if model_cls in _ENCODED_PLANS else encoded_plan(model_cls), son)
+        return (_ENCODED_PLANS[model_cls] if model_cls in _ENCODED_PLANS else encoded_plan(model_cls)).build(son)
     except (AttributeError, ValueError):  # as ``hydrate``: MongoEngine raises its own error
         return model_cls._from_son(son)
 

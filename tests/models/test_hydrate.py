@@ -411,9 +411,13 @@ def test_the_compiled_builder_hands_only_unusual_shapes_to_the_loop(case, model,
 
 def test_classes_the_loop_reads_in_one_step_are_not_compiled():
     """An embedded class of only stripped text under its own names keeps the loop's one-step
-    read (``ReadPlan.uniform``), as does a create's answer (``encoded_plan``)."""
+    read (``ReadPlan.uniform``). A create's answer (``encoded_plan``) is compiled from its own
+    kinds (more values as they are: the codec converted them), and makes the instance the
+    loop makes (``tests/unit/test_write_path.py::test_a_creates_answer_is_the_instance_...``)."""
     assert isinstance(hydration.read_plan(CompiledTexts).build, functools.partial)
-    assert isinstance(hydration.encoded_plan(User).build, functools.partial)
+    encoded = hydration.encoded_plan(User)
+    assert not isinstance(encoded.build, functools.partial)
+    assert encoded.build is not hydration.read_plan(User).build
 
 
 def test_the_compiled_builders_source_holds_no_name_key_or_default():

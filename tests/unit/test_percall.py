@@ -306,7 +306,7 @@ def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db
         find_one = calls_per_call(lambda i: hooks_off.find_one(PlanetaryInsight, {"id": insight["_id"]}))
         create = calls_per_call(lambda i: hooks_off.create(User, inputs[i]))
         assert find_one <= 75, find_one
-        assert create <= 148, create
+        assert create <= 116, create  # 148 before this round; 126 with the compiled encoders, 114 with the answer compiled too
     finally:
         hooks_off.disconnect()
 

@@ -195,10 +195,17 @@ def test_a_create_converts_only_the_values_the_codec_did_not_leave_in_python_for
         assert as_is == (fp.mongo_is_python or fp.python_is_identity), key
     assert encoded.keys["email"][1] == hydration._AS_IS and read.keys["email"][1] != hydration._AS_IS
     used = []
-    real_build = hydration._build
-    monkeypatch.setattr(hydration, "_build", lambda plan, son: used.append(plan) or real_build(plan, son))
+    for plan in (encoded, read):  # each plan's builder (compiled, else the loop)
+        monkeypatch.setattr(plan, "build", lambda son, plan=plan, real=plan.build: used.append(plan) or real(son))
     user = db.create(User, {"email": "Ann@Example.com", "name": " Ann ", "status": "active"})
     assert used == [encoded]  # a create's answer: the encoded plan (found in place), not a read's
+    loop = []
+    monkeypatch.undo()
+    monkeypatch.setitem(encoded.build.__globals__, "LOOP", lambda plan, son: loop.append(plan) or hydration._build(plan, son))
+    son = writes.new_document(db.executor.runtime.registry.resolve("User"), {"email": "bo@example.com", "name": "Bo"})
+    assert _state(hydration.hydrate_encoded(User, dict(son, id=son["_id"]))) == _state(
+        hydration.hydrate(User, dict(son, id=son["_id"])))  # another spelling: the encoded plan's loop
+    assert loop[0] is encoded
     assert (user.email, user.name, user.status) == ("ann@example.com", "Ann", "active")
     assert _state(user) == _state(db.find_one(User, {"id": user.id}))
 
