@@ -115,41 +115,34 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python
 
 
 class _Signal:
-    """A wake-up flag for one waiting thread, on one raw lock: ``set`` from any thread, ``wait``
-    and ``clear`` from the waiter; what ``threading.Event`` does here without its Python-level
-    ``Condition`` (a lock made, a waiter list, a notify loop per hand-off). A ``set`` between
-    the waiter's wake-up and its ``clear`` is absorbed, which is safe because the waiter clears
-    before it looks at what was set up for it (``_publish_loop`` reads ``_pending`` after)."""
+    """A wake-up for one waiting thread, as a binary semaphore on one raw lock (released: a
+    wake-up is pending): ``set`` from any thread, ``wait`` and ``clear`` from the waiter. What
+    ``threading.Event`` does for the publisher thread, without its Python-level ``Condition``
+    (a lock made, a waiter list, a notify loop per hand-off): each step is one atomic C call.
+    ``wait`` consumes the wake-up; several ``set`` before it are one; a ``set`` while the waiter
+    works is kept for its next ``wait`` (at worst one pass that finds nothing to do)."""
 
-    __slots__ = ("_lock", "_flag")
+    __slots__ = ("_lock",)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._lock.acquire()  # held while the flag is clear: the waiter blocks on it
-        self._flag = False
+        self._lock.acquire()  # held: no wake-up pending
 
     def set(self) -> None:
-        if not self._flag:
-            self._flag = True
-            try:
-                self._lock.release()
-            except RuntimeError:  # another set() released it first
-                pass
+        try:
+            self._lock.release()
+        except RuntimeError:  # already released: a wake-up is pending
+            pass
 
     def is_set(self) -> bool:
-        return self._flag
+        return not self._lock.locked()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self._flag:
-            return True
-        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            self._lock.release()  # stays released while the flag is set
-        return self._flag
+        """Until a wake-up is pending (at most ``timeout`` seconds), and consume it."""
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
 
     def clear(self) -> None:
-        if self._flag:
-            self._flag = False
-            self._lock.acquire(blocking=False)  # the lock is released while set: taken back
+        self._lock.acquire(blocking=False)
 
 
 def _pack(args: tuple[bytes, ...]) -> bytes:
