@@ -23,6 +23,13 @@ its hits, misses (of which ``outdated``: an entry found that a write since made 
 puts stored and refused, and after the run a staleness check: once every bus has delivered
 every notice, each app's cached answer for every user equals the server's (``stale`` must be 0).
 ``--no-store`` leaves the third configuration out. Figures, not assertions.
+
+``--paired`` (``paired_round``): no cache and the User cache over Redis in one process, request by
+request: each draw of the mix is made on both (in turn first), each request timed with the request
+thread's ``time.thread_time``, the cached apps' bus threads with their own clocks
+(``pthread_getcpuclockid``); printed per round (request thread, bus threads, their ratio to no
+cache, hit ratio, stale) and per route. The machine's load at any moment falls on both, so its
+rounds spread far less than the plain rounds on a shared machine.
 """
 
 from __future__ import annotations
