@@ -23,6 +23,13 @@ its hits, misses (of which ``outdated``: an entry found that a write since made 
 puts stored and refused, and after the run a staleness check: once every bus has delivered
 every notice, each app's cached answer for every user equals the server's (``stale`` must be 0).
 ``--no-store`` leaves the third configuration out. Figures, not assertions.
+
+``--paired`` (``paired_round``): no cache and the User cache over Redis in one process, request by
+request: each draw of the mix is made on both (in turn first), each request timed with the request
+thread's ``time.thread_time``, the cached apps' bus threads with their own clocks
+(``pthread_getcpuclockid``); printed per round (request thread, bus threads, their ratio to no
+cache, hit ratio, stale) and per route. The machine's load at any moment falls on both, so its
+rounds spread far less than the plain rounds on a shared machine.
 """
 
 from __future__ import annotations
@@ -101,29 +108,134 @@ def _settle(dbs: list[Any]) -> None:
     _wait(lambda: all(c.bus_stats()["received"] >= sent for c in caches))
 
 
+NAMES = [name for name, weight in MIX for _ in range(weight)]
+
+
+def _draws(rng: random.Random, requests: int, users: int) -> list[tuple[int, int, str]]:
+    """``requests`` draws of (app, user, route), in the order ``_run`` makes them."""
+    apps, people = range(WORKERS), range(users)
+    return [(rng.choice(apps), rng.choice(people), rng.choice(NAMES)) for _ in range(requests)]
+
+
 def _run(apps: list[Any], users: list[str], requests: int, rng: random.Random) -> None:
     clients = [app.test_client() for app in apps]
-    names = [name for name, weight in MIX for _ in range(weight)]
-    for n in range(requests):
-        client = rng.choice(clients)
-        user = rng.choice(users)
-        name = rng.choice(names)
-        if name == "get_user":
-            response = client.get(f"/users/{user}")
-        elif name == "list_insights":
-            response = client.get(f"/users/{user}/insights")
-        elif name == "list_timing":
-            response = client.get(f"/users/{user}/timing")
-        elif name == "create_user":
-            response = client.post("/users", json={"email": f"{uuid.uuid4().hex[:12]}@example.com", "name": "New"})
-        elif name == "create_insight":
-            response = client.post(f"/users/{user}/insights", json={
-                "date": (dt.datetime(2024, 1, 1) + dt.timedelta(minutes=n)).isoformat(), "energy_level": n % 101,
-                "recommendations": ["Take a walk"], "summary": "A bright day."})
-        else:
-            response = client.patch(f"/users/{user}/seen")
-        if response.status_code >= 400:
-            raise RuntimeError(f"{name}: {response.status_code} {response.get_data(as_text=True)[:300]}")
+    for n, (app, user, name) in enumerate(_draws(rng, requests, len(users))):
+        _request(clients[app], users[user], name, n)
+
+
+def _request(client: Any, user: str, name: str, n: int) -> None:
+    """One request of the mix (``n``: its number, which dates an insight)."""
+    if name == "get_user":
+        response = client.get(f"/users/{user}")
+    elif name == "list_insights":
+        response = client.get(f"/users/{user}/insights")
+    elif name == "list_timing":
+        response = client.get(f"/users/{user}/timing")
+    elif name == "create_user":
+        response = client.post("/users", json={"email": f"{uuid.uuid4().hex[:12]}@example.com", "name": "New"})
+    elif name == "create_insight":
+        response = client.post(f"/users/{user}/insights", json={
+            "date": (dt.datetime(2024, 1, 1) + dt.timedelta(minutes=n)).isoformat(), "energy_level": n % 101,
+            "recommendations": ["Take a walk"], "summary": "A bright day."})
+    else:
+        response = client.patch(f"/users/{user}/seen")
+    if response.status_code >= 400:
+        raise RuntimeError(f"{name}: {response.status_code} {response.get_data(as_text=True)[:300]}")
+
+
+def _thread_cpu(thread: Any) -> float:
+    """A thread's own CPU seconds so far (its clock, read from this thread); 0 once it is gone."""
+    if thread is None or thread.ident is None:
+        return 0.0
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (OSError, ProcessLookupError):
+        return 0.0
+
+
+def _bus_cpu(dbs: list[Any]) -> float:
+    """CPU seconds of the Redis buses' threads of ``dbs`` (each a subscriber and a publisher)."""
+    total = 0.0
+    for db in dbs:
+        bus = db.executor.runtime.cache.bus
+        total += _thread_cpu(getattr(bus, "_thread", None)) + _thread_cpu(getattr(bus, "_publisher", None))
+    return total
+
+
+def paired_round(nx: Any, redis_url: str, key: str, users_n: int, requests: int, seed: int) -> dict[str, Any]:
+    """No cache and the User cache over Redis in one round, request by request: each draw of the
+    mix is made on both (in turn first), so the machine's load at that moment falls on both.
+    Per configuration: the request thread's CPU per request (its ``thread_time`` around each
+    request) by route, and for the cache its bus threads' CPU (``pthread_getcpuclockid``);
+    the rest of the process (PyMongo's monitors of both) is shown apart, not attributed."""
+    sides = {}
+    for name, cache in (("no cache", None), ("User cache over Redis", redis_url)):
+        apps = _apps(nx.url(f"webmix_{uuid.uuid4().hex[:8]}"), key, cache)
+        sides[name] = {"apps": apps, "dbs": [_database(app) for app in apps],
+                       "clients": [app.test_client() for app in apps]}
+    try:
+        for side in sides.values():
+            for db in side["dbs"]:
+                _wait(lambda db=db: db.executor.runtime.cache.trusted)
+            db = side["dbs"][0]
+            side["users"] = [str(db.create("User", {"email": f"u{i}-{uuid.uuid4().hex[:6]}@example.com",
+                                                    "name": f"U{i}"}).id) for i in range(users_n)]
+        rng = random.Random(seed)
+        names = list(sides)
+        cached = sides[names[1]]
+        for n, (app, user, route) in enumerate(_draws(rng, requests // 4, users_n)):  # warm-up
+            for side in sides.values():
+                _request(side["clients"][app], side["users"][user], route, n)
+        _settle(cached["dbs"])
+        before = [db.executor.runtime.cache.stats() for db in cached["dbs"]]
+        cpu = {name: dict.fromkeys(NAMES, 0.0) for name in names}
+        counts = dict.fromkeys(NAMES, 0)
+        bus_before, main_before, process_before = _bus_cpu(cached["dbs"]), time.thread_time(), time.process_time()
+        for n, (app, user, route) in enumerate(_draws(rng, requests, users_n)):
+            counts[route] += 1
+            for name in (names if n % 2 == 0 else names[::-1]):
+                side = sides[name]
+                started = time.thread_time()
+                _request(side["clients"][app], side["users"][user], route, n)
+                cpu[name][route] += time.thread_time() - started
+        bus = (_bus_cpu(cached["dbs"]) - bus_before) / requests * 1e6
+        rest = ((time.process_time() - process_before) - (time.thread_time() - main_before)) / requests * 1e6 - bus
+        after = [db.executor.runtime.cache.stats() for db in cached["dbs"]]
+        hits = sum(a["hits"] - b["hits"] for a, b in zip(after, before))
+        looked = sum(a["hits"] + a["misses"] - b["hits"] - b["misses"] for a, b in zip(after, before))
+        return {"request": {name: sum(cpu[name].values()) / requests * 1e6 for name in names},
+                "by_route": {route: {name: cpu[name][route] / counts[route] * 1e6 for name in names}
+                             for route in dict.fromkeys(NAMES) if counts[route]},
+                "counts": counts, "bus": bus, "rest": rest, "hits": hits, "looked": looked,
+                "stale": _stale(cached["dbs"], cached["users"])}
+    finally:
+        for side in sides.values():
+            for db in side["dbs"]:
+                db.disconnect()
+
+
+def paired(nx: Any, redis_url: str, users_n: int, requests: int, rounds: int) -> None:
+    """``--paired``: ``paired_round`` ``rounds`` times, printed per round and as medians."""
+    key = new_key()
+    done = [paired_round(nx, redis_url, key, users_n, requests, r) for r in range(rounds)]
+    plain, cached = "no cache", "User cache over Redis"
+    print(f"light web mix, paired request by request: {WORKERS} apps per configuration in one process, {users_n} users, "
+          f"{requests} requests x {rounds} rounds; CPU in µs per request")
+    print(f"{'round':>5} {'no cache':>9} {'cache: request':>15} {'+ bus threads':>14} {'= total':>8} {'ratio':>6} "
+          f"{'not attributed':>15} {'hit ratio':>10} {'stale':>6}")
+    ratios = []
+    for r, d in enumerate(done):
+        total = d["request"][cached] + d["bus"]
+        ratios.append(total / d["request"][plain])
+        print(f"{r:5d} {d['request'][plain]:9.0f} {d['request'][cached]:15.0f} {d['bus']:14.0f} {total:8.0f} "
+              f"{ratios[-1]:6.3f} {d['rest']:15.0f} {d['hits'] / max(d['looked'], 1):10.1%} {d['stale']:6d}")
+    print(f"median ratio {statistics.median(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f}); "
+          f"bus threads {statistics.median(d['bus'] for d in done):.0f} µs per request")
+    print("by route (medians over rounds, µs per request of that route): no cache / cache request thread")
+    for route in done[0]["by_route"]:
+        a = statistics.median(d["by_route"][route][plain] for d in done)
+        b = statistics.median(d["by_route"][route][cached] for d in done)
+        print(f"  {route:15} {a:8.0f} / {b:8.0f}  ({b - a:+.0f})")
 
 
 def _stale(dbs: list[Any], users: list[str]) -> int:
@@ -211,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a quick check that it runs (not a measurement)")
     parser.add_argument("--no-store", action="store_true", help="leave out the shared-store configuration")
+    parser.add_argument("--paired", action="store_true",
+                        help="no cache and the User cache over Redis request by request in one round (paired_round)")
     args = parser.parse_args(argv)
     if args.tiny:
         args.requests, args.users, args.rounds = 80, 10, 1
@@ -218,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
         nx = NxServer(Path(tmp) / "nx").start()
         redis = RedisServer(Path(tmp) / "redis").start()
         try:
+            if args.paired:
+                paired(nx, redis.url, args.users, args.requests, args.rounds)
+                return
             rows = measure(nx, redis.url, args.users, args.requests, args.rounds, store=not args.no_store)
         finally:
             redis.stop()

@@ -68,6 +68,14 @@ class Notice:
         return Notice(self.model, ids, self.fields | other.fields, self.created or other.created,
                       self.deleted or other.deleted)
 
+    def bare(self) -> Notice | None:
+        """This notice without its post-images (what ``merged(self)`` gives, with no set made)."""
+        if self.ids is None:
+            return None
+        if self.images is None:
+            return self
+        return Notice(self.model, self.ids, self.fields, self.created, self.deleted)
+
     def to_wire(self) -> dict[str, Any]:
         """The message fields a remote process needs: ids (hex digests) and field names only."""
         assert self.ids is not None
@@ -83,7 +91,7 @@ class Notice:
         if not (isinstance(ids, list) and isinstance(fields, list) and isinstance(created, bool)
                 and isinstance(deleted, bool) and all(isinstance(f, str) for f in fields)):
             raise ValueError("bad notice field types")
-        return cls(model, frozenset(bytes.fromhex(i) for i in ids), frozenset(fields), created, deleted)
+        return cls(model, frozenset(map(bytes.fromhex, ids)), frozenset(fields), created, deleted)
 
 
 @runtime_checkable

@@ -97,12 +97,57 @@ return 0
 """
 _PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest().encode()  # noqa: S324 - the script's name in Redis
 _BACKOFF_S = (0.05, 2.0)
+_decode_json = json.JSONDecoder().decode
 _WATCHDOG = b"astro_db-watchdog"  # the subscriber's own pings
+
+# How many forks this process descends from (advanced in every child): ``RedisBus.connected``
+# and ``publish`` compare it with the bus's own, a list look instead of a ``getpid`` system call
+# on every cached read and every write.
+_FORKS = [0]
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python
+    os.register_at_fork(after_in_child=_forked)
+
+
+class _Signal:
+    """A wake-up for one waiting thread, as a binary semaphore on one raw lock (released: a
+    wake-up is pending): ``set`` from any thread, ``wait`` and ``clear`` from the waiter. What
+    ``threading.Event`` does for the publisher thread, without its Python-level ``Condition``
+    (a lock made, a waiter list, a notify loop per hand-off): each step is one atomic C call.
+    ``wait`` consumes the wake-up; several ``set`` before it are one; a ``set`` while the waiter
+    works is kept for its next ``wait`` (at worst one pass that finds nothing to do)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held: no wake-up pending
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already released: a wake-up is pending
+            pass
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until a wake-up is pending (at most ``timeout`` seconds), and consume it."""
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
+
+    def clear(self) -> None:
+        self._lock.acquire(blocking=False)
 
 
 def _pack(args: tuple[bytes, ...]) -> bytes:
     """One command in RESP."""
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
 
 
 def _message_heads(channel: bytes) -> tuple[bytes, bytes]:
@@ -343,16 +388,18 @@ class RedisBus(SubscribingBus):
         self._done: dict[str, int] = {}  # model -> the latest write number an announcement covered
         self._numbers = itertools.count(1)
         self._announced = threading.Condition(self._lock)
-        self._wake = threading.Event()  # set: the publisher has something to send
+        self._wake = _Signal()  # set: the publisher has something to send
         self._publisher: threading.Thread | None = None
         self._sending_since: float | None = None  # when the send under way began (None: idle)
         self._generations: dict[str, int] = {}  # the last generation seen per model (gap detection)
         self._thread: threading.Thread | None = None
         self._wire: _Wire | None = None  # the subscriber's connection now
         self._pid = os.getpid()
+        self._forks = _FORKS[0]  # the forks this process descends from when the bus was made (or took over)
         self._client = self._new_client()
         _Wire(self._client, redis)  # a ConfigError now when redis-py's connections lack what the bus reads
         self._publish_wire: _Wire | None = None  # the connection the publishes are sent on (made on first use)
+        self._script_args: dict[str, tuple[tuple[bytes, ...], tuple[bytes, bytes]]] = {}  # model -> ``_model_args``
         self._send_lock = threading.Lock()  # the publisher thread, or the subscriber once it has reconnected
         # the registration of a cached model runs on a reading thread: its client (made on first
         # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
@@ -382,7 +429,7 @@ class RedisBus(SubscribingBus):
     @property
     def connected(self) -> bool:
         """True while the subscriber is subscribed and nothing has cast doubt since."""
-        if os.getpid() != self._pid:
+        if _FORKS[0] != self._forks:
             self._after_fork()
         return self._connected and not self._doubt.is_set()
 
@@ -438,6 +485,7 @@ class RedisBus(SubscribingBus):
         """In a forked child (gunicorn --preload) the subscriber thread did not survive: the
         entries inherited are not trusted, and a subscriber of its own is started."""
         with self._lock:
+            self._forks = _FORKS[0]
             if os.getpid() == self._pid:
                 return
             self._pid = os.getpid()
@@ -463,7 +511,7 @@ class RedisBus(SubscribingBus):
         write returns; past that it returns anyway and the announcement follows. A send that
         has been under way for more than ``stall_s`` marks the bus down (this process drops its
         cache) rather than holding the write that succeeded."""
-        if os.getpid() != self._pid:
+        if _FORKS[0] != self._forks:
             self._after_fork()
         with self._lock:
             number = self._pending[model] = next(self._numbers)
@@ -471,7 +519,7 @@ class RedisBus(SubscribingBus):
                 earlier = self._notices[model]
                 self._notices[model] = notice.merged(earlier) if notice is not None and earlier is not None else None
             else:
-                self._notices[model] = notice.merged(notice) if notice is not None else None  # without images
+                self._notices[model] = notice.bare() if notice is not None else None  # without images
             if self._publisher is None and self._thread is not None:
                 self._start_publisher()
         self._wake.set()
@@ -523,7 +571,7 @@ class RedisBus(SubscribingBus):
         """The publisher thread: sends what is pending while the bus is connected (while it is
         not, the subscriber sends it when it is back, before trusting the bus again)."""
         while not self._stop.is_set():
-            self._wake.wait(timeout=self._health_check_s)
+            self._wake.wait()  # no periodic wake-up: a write, close() or a fork's new thread sets it
             self._wake.clear()
             if self._stop.is_set() or not self._pending or not self.connected:
                 continue
@@ -543,23 +591,32 @@ class RedisBus(SubscribingBus):
         if notice is not None and notice.ids is not None:
             body.update(notice.to_wire())  # digests of the ids and field names: no document, no raw id
         head = json.dumps(body)[:-1] + ', "g": '
+        args = self._script_args.get(model)
+        if args is None:
+            args = self._script_args[model] = self._model_args(model)
         self._sending_since = time.monotonic()
         try:
-            dependencies, dependency_ttl, recorded = dependency_keys(self.key_prefix, model)
-            published = self._run_script(self.generation_prefix + model, self.cached_key, dependency_ttl, recorded,
-                                         self.channel, head, model, dependencies, *write_dependencies(notice))
+            published = self._run_script(*args[0], head.encode(), *args[1],
+                                         *[name.encode() for name in write_dependencies(notice)])
         finally:
             self._sending_since = None
         self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
 
-    def _run_script(self, *keys_and_args: str) -> int:
+    def _model_args(self, model: str) -> tuple[tuple[bytes, ...], tuple[bytes, bytes]]:
+        """The publish script's arguments for ``model`` that do not change from write to write,
+        encoded once per model: before the message, KEYS[1..4] and ARGV[1] (the channel); after
+        it, ARGV[3] (the model) and ARGV[4] (the prefix of its dependency keys)."""
+        dependencies, dependency_ttl, recorded = dependency_keys(self.key_prefix, model)
+        before = (self.generation_prefix + model, self.cached_key, dependency_ttl, recorded, self.channel)
+        return tuple(arg.encode() for arg in before), (model.encode(), dependencies.encode())
+
+    def _run_script(self, *args: bytes) -> int:
         """``EVALSHA`` of the publish script (``EVAL`` once when Redis does not know it yet) on
         the bus's publishing connection, packed and read here (redis-py opened the connection):
         the script's answer, 1 when it published. A broken connection is replaced and the call
         made once more (as redis-py's one retry did: a script run twice advances the generation
         twice, which subscribers take for a lost message and drop everything); a timeout (Redis
         frozen or slow) is not retried."""
-        args = [arg.encode() for arg in keys_and_args]
         with self._send_lock:
             for attempt in (1, 2):
                 wire = self._publish_wire
@@ -743,7 +800,7 @@ class RedisBus(SubscribingBus):
         todo: dict[str, Notice | None] = {}  # model -> what the messages since the last full drop changed
         for data in batch:
             try:
-                body = json.loads(data)
+                body = _decode_json(data.decode())  # not json.loads: no encoding sniffing of bytes
                 model, generation, origin = body["m"], body["g"], body["o"]
                 if not isinstance(model, str) or not isinstance(generation, int) or isinstance(generation, bool):
                     raise ValueError("bad field types")

@@ -85,6 +85,12 @@ def copy_stored(value: Any) -> Any:
     return value
 
 
+# values a filter compares with that are never mappings: told apart without the ``Mapping`` ABC's
+# Python-level ``__instancecheck__`` (an id lookup's ObjectId, an email's string)
+_NOT_MAPPINGS = (str, ObjectId, int, float, bytes, list, type(None))
+_SHOWN = ("sort", "limit", "skip", "projection")  # the options that change a read's answer
+
+
 def _canonical(filt: Mapping[str, Any]) -> dict[str, Any]:
     """The filter with the key order that does not change its meaning made canonical: field
     clauses and operator documents are sorted; values compared for equality are left as given
@@ -94,7 +100,8 @@ def _canonical(filt: Mapping[str, Any]) -> dict[str, Any]:
         value = filt[key]
         if key in _LOGICAL and isinstance(value, list):
             value = [_canonical(v) if isinstance(v, Mapping) else v for v in value]
-        elif isinstance(value, Mapping) and value and all(str(k).startswith("$") for k in value):
+        elif (not isinstance(value, _NOT_MAPPINGS) and isinstance(value, Mapping) and value
+              and all(str(k).startswith("$") for k in value)):
             value = _canonical(value)
         out[key] = value
     return out
@@ -104,8 +111,8 @@ def cache_key(model: str, kind: str, filt: Mapping[str, Any], options: Mapping[s
               read_preference: str | None = None) -> CacheKey:
     """The key of one read: model, kind (find / find_one / count), the canonical stored-form
     filter and the result-changing options, BSON-encoded (exact for ObjectIds, dates, regexes)."""
-    shown = {k: v for k, v in (options or {}).items() if k in ("sort", "limit", "skip", "projection")}
-    body = bson.encode({"f": _canonical(filt), "o": _canonical(shown)})
+    shown = {k: v for k, v in options.items() if k in _SHOWN} if options else None
+    body = bson.encode({"f": _canonical(filt), "o": _canonical(shown) if shown else {}})
     return (model, kind, read_preference, body)
 
 

@@ -401,6 +401,20 @@ def test_the_web_mix_benchmark_prints_its_figures_in_tiny_mode():
     assert "shared store (+ shared store): " in done.stdout and "forged 0" in done.stdout
 
 
+def test_the_web_mix_benchmarks_paired_mode_times_both_configurations_by_route_and_finds_nothing_stale():
+    """``--paired``: both configurations request by request in one round; a smoke test, not a timing."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web_mix.py"), "--tiny", "--paired"],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    head = next(n for n, line in enumerate(lines) if line.split()[:2] == ["round", "no"])
+    row = lines[head + 1].split()
+    assert row[0] == "0" and row[-1] == "0"  # round 0, no stale answer after delivery
+    assert float(row[3]) > 0  # the bus threads' CPU was read from their own clocks
+    routes = {line.split()[0] for line in lines if line.startswith("  ")}
+    assert {"get_user", "seen"} <= routes
+
+
 def test_the_monitoring_cost_benchmark_prints_its_figures_in_tiny_mode():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "monitoring_cost.py"), "--tiny"],
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -119,6 +119,15 @@ def test_keys_ignore_clause_order_but_not_embedded_document_order():
     assert cache_key("User", "find", {}, read_preference="secondary") != cache_key("User", "find", {})
 
 
+def test_a_key_is_the_same_whether_its_options_are_absent_empty_or_only_unshown():
+    oid = ObjectId()
+    key = cache_key("User", "find_one", {"_id": oid})
+    assert key == cache_key("User", "find_one", {"_id": oid}, {}) == cache_key("User", "find_one", {"_id": oid}, None)
+    assert key == cache_key("User", "find_one", {"_id": oid}, {"batch_size": 5, "cache": True})
+    assert cache_key("User", "find", {"_id": {"$in": [oid]}, "n": {"$gt": 1}}) == cache_key(
+        "User", "find", {"n": {"$gt": 1}, "_id": {"$in": [oid]}})
+
+
 def test_a_zero_ttl_turns_the_cache_off(clock):
     cache = QueryCache(ttl_s=0, clock=clock)
     assert not cache.wanted("User", True)
@@ -291,3 +300,22 @@ def test_concurrent_service_reads_and_writes_never_serve_a_stale_count(db):
         t.join()
     assert not errors
     assert db.count("User", cache=True) == 30 == db.count("User")
+
+
+def test_a_cached_read_asks_whether_the_cache_is_wanted_once(db, monkeypatch):
+    user = _user(db)
+    cache = db.executor.runtime.cache
+    asked: list[str] = []
+    wanted = QueryCache.wanted
+
+    def spied(self: QueryCache, model: str, use: bool | None) -> bool:
+        asked.append(model)
+        return wanted(self, model, use)
+
+    monkeypatch.setattr(QueryCache, "wanted", spied)
+    for _ in range(3):
+        assert db.find_one("User", {"id": user.id}, cache=True).name == "Ann"
+    assert asked == ["User"] * 3  # was twice per read (the step's look, then its helper's)
+    assert cache.stats()["hits"] == 2
+    assert db.find_one("User", {"id": user.id}, cache=True, stale_ok=True).name == "Ann"  # stale_ok: through the cache
+    assert cache.stats()["hits"] == 3

@@ -326,3 +326,125 @@ def test_a_publish_that_times_out_is_not_sent_again(redis_server, monkeypatch, c
     finally:
         redis_server.thaw()
         bus.close()
+
+
+# --- what a write and a read cost the bus (issue 27: the cache under the web mix) -------------
+
+def test_the_publishers_signal_wakes_its_waiter_once_per_set_and_absorbs_repeats():
+    from astro_db.cache.redis_bus import _Signal
+
+    signal = _Signal()
+    assert not signal.wait(0.001) and not signal.is_set()  # nothing set: the bounded wait gives up
+    signal.set()
+    signal.set()  # a second set before the waiter runs: one wake-up, no error
+    assert signal.is_set() and signal.wait(None)  # pending: no blocking
+    assert not signal.is_set() and not signal.wait(0.001)  # consumed by the wait
+    signal.set()
+    signal.clear()
+    assert not signal.wait(0.001)
+    signal.clear()  # clearing a clear signal changes nothing
+    assert not signal.wait(0.001)
+    woken = threading.Event()
+    entered = threading.Event()
+
+    def waiter() -> None:
+        entered.set()
+        if signal.wait(None):  # blocks until the set below
+            woken.set()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    assert entered.wait(30)
+    signal.set()
+    thread.join(30)
+    assert woken.is_set() and not thread.is_alive()
+
+
+def test_an_idle_publisher_thread_sleeps_until_a_write_with_no_periodic_wake_up(redis_server):
+    bounds: list[float | None] = []
+
+    class Recorded:
+        """The bus's wake-up, recording the bound of every wait the publisher thread makes."""
+
+        def __init__(self, wake: Any) -> None:
+            self._wake = wake
+
+        def wait(self, timeout: float | None = None) -> bool:
+            bounds.append(timeout)
+            return bool(self._wake.wait(timeout))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._wake, name)
+
+    bus = RedisBus(redis_server.url, "quiet", health_check_s=0.05)  # the old loop woke every health check
+    bus._wake = Recorded(bus._wake)  # type: ignore[assignment]
+    listener = Listener()
+    bus.attach(listener)
+    try:
+        _poll(lambda: bus.connected)
+        assert bus.watch("User")
+        for n in range(3):
+            bus.publish("User", notice=Notice("User", frozenset({bytes([n]) * 16}), frozenset({"name"})))
+            _poll(lambda n=n: bus.stats()["sent"] == n + 1)
+    finally:
+        bus.close()
+    assert bounds and all(timeout is None for timeout in bounds)  # was the health check's 1 s: a wake-up a second
+
+
+def test_a_cached_read_and_a_write_make_no_getpid_call_of_the_bus_and_a_fork_is_still_seen(redis_server, monkeypatch):
+    import os
+    import types
+
+    from astro_db import Database
+    from astro_db.cache import redis_bus
+
+    calls: list[str] = []
+    spy = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")})
+    spy.getpid = lambda: (calls.append(threading.current_thread().name), os.getpid())[1]
+    db = Database("mongomock://localhost/getpid", cache_bus=redis_server.url, cache_models=("User",),
+                  ensure_indexes=False).connect()
+    try:
+        _poll(lambda: db.executor.runtime.cache.trusted)
+        user = db.create("User", {"email": "pid@example.com", "name": "P"})
+        db.find_one("User", {"id": user.id})  # stored
+        monkeypatch.setattr(redis_bus, "os", spy)
+        mine = threading.current_thread().name
+        for _ in range(20):
+            assert db.find_one("User", {"id": user.id}).name == "P"  # hits: the bus's connected looked at each time
+        db.update("User", {"id": user.id}, {"name": "Q"})
+        assert [name for name in calls if name == mine] == []  # was one getpid per look: 40 and more
+        assert db.executor.runtime.cache.stats()["hits"] == 20
+        bus = db.executor.runtime.cache.bus
+        monkeypatch.setattr(redis_bus, "_FORKS", [redis_bus._FORKS[0] + 1])  # what a fork's child hook does
+        monkeypatch.setattr(bus, "_after_fork", lambda: calls.append("after_fork"))
+        _ = bus.connected
+        assert calls[-1] == "after_fork"
+    finally:
+        monkeypatch.undo()
+        db.disconnect()
+
+
+def test_the_publish_scripts_fixed_arguments_are_made_once_per_model(redis_server, monkeypatch):
+    import redis
+
+    from astro_db.cache import redis_bus
+
+    made: list[str] = []
+    keys = redis_bus.dependency_keys
+    monkeypatch.setattr(redis_bus, "dependency_keys", lambda prefix, model: (made.append(model), keys(prefix, model))[1])
+    bus = RedisBus(redis_server.url, "args")
+    listener = Listener()  # held: the bus holds it weakly
+    bus.attach(listener)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        _poll(lambda: bus.connected)
+        assert bus.watch("User")
+        for n in range(1, 4):
+            for model in ("User", "PlanetaryInsight"):
+                bus.publish(model, notice=Notice(model, frozenset({bytes([n]) * 16}), frozenset({"name"})))
+                _poll(lambda model=model, n=n: int(client.get(bus.generation_prefix + model) or 0) == n)
+        assert sorted(made) == ["PlanetaryInsight", "User"]  # was one per write: 6
+        assert bus.stats()["sent"] == 3 and bus.figures.unannounced == 3  # the script did the same work
+    finally:
+        client.close()
+        bus.close()

@@ -40,8 +40,9 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
     """``fetch()``, through the cache when wanted, checked against ``guard``'s scope (see the
     module docstring)."""
     store = rt.cache  # ``wanted``'s first look inlined: a model not cached and no cache=True (nearly every read)
-    if transaction is not None or not (stale_ok or ((info.name in store.models if cache is None else cache)
-                                                    and store.wanted(info.name, cache))):
+    use_cache = (transaction is None and (info.name in store.models if cache is None else cache)
+                 and store.wanted(info.name, cache))  # asked once per read
+    if transaction is not None or not (stale_ok or use_cache):
         answer = fetch()  # the server's answer (nearly every read): no closure, no cache key
         if guard is None or not guard.scope or guard.admits(answer):
             return answer
@@ -54,8 +55,7 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
         fetched = True
         return fetch()
 
-    answer = _answer(rt, info, kind, filt, options, cache=cache, transaction=transaction, stale_ok=stale_ok,
-                     route=route, fetch=fresh)
+    answer = _answer(rt, info, kind, filt, options, use_cache=use_cache, stale_ok=stale_ok, route=route, fetch=fresh)
     if guard is None or guard.admits(answer):
         return answer
     if fetched:
@@ -72,12 +72,10 @@ def read_through(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], 
 
 
 def _answer(rt: Runtime, info: ModelInfo, kind: str, filt: dict[str, Any], options: Any, *,
-            cache: bool | None, transaction: MaybeTransaction, stale_ok: bool, route: str | None,
-            fetch: Callable[[], T]) -> T:
-    if transaction is not None:
-        return fetch()
+            use_cache: bool, stale_ok: bool, route: str | None, fetch: Callable[[], T]) -> T:
+    """Outside a transaction: through the cache when ``use_cache`` (``read_through`` asked
+    ``wanted`` once), else remembered for ``stale_ok``."""
     store = rt.cache
-    use_cache = store.wanted(info.name, cache)
     if stale_ok and store.enabled:
         return fetch_or_stale(store, cache_key(info.name, kind, filt, options, route), fetch, use_cache=use_cache)
     if not use_cache:
