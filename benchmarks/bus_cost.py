@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # redis_server.py (and live/nxserver.py it imports)
 
+from harness import thread_cpu as _cpu  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
 from astro_db.cache.bus import LocalBus, Notice  # noqa: E402
@@ -46,15 +47,6 @@ from astro_db.cache.redis_bus import RedisBus  # noqa: E402
 from astro_db.cache.store import QueryCache, cache_key  # noqa: E402
 
 FIELDS = frozenset({"lastActive", "_rev", "_op", "updatedAt"})
-
-
-def _cpu(thread: threading.Thread | None) -> float:
-    if thread is None or thread.ident is None:
-        return 0.0
-    try:
-        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    except (OSError, ProcessLookupError):
-        return 0.0
 
 
 def _switches(thread: threading.Thread | None) -> tuple[int, int]:

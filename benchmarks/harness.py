@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Variant", "Operation", "Stat", "Sample", "Result", "WorkNotDone", "rotation", "run_operation"]
+__all__ = ["Variant", "Operation", "Stat", "Sample", "Result", "WorkNotDone", "rotation", "run_operation", "thread_cpu"]
 
 
 class WorkNotDone(AssertionError):
@@ -113,6 +113,17 @@ class Result:
     def cpu_ratio(self, label: str, to: str | None = None) -> float:
         """Median client CPU per document of ``label`` over that of ``to`` (default: the baseline)."""
         return self.cpu_per_doc(label).median / self.cpu_per_doc(to or self.baseline).median
+
+
+def thread_cpu(thread: Any) -> float:
+    """A thread's own CPU seconds so far (its clock, read from any thread); 0 once it is gone or
+    before it started (the bus threads' CPU in ``bus_cost.py`` and ``web_mix.py``)."""
+    if thread is None or thread.ident is None:
+        return 0.0
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (OSError, ProcessLookupError):
+        return 0.0
 
 
 def rotation(variants: Sequence[Variant], round_no: int) -> list[Variant]:

@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # live/nxserver.py, redis_server.py
 sys.path.insert(0, str(ROOT / "examples"))
 
 import flask_app  # noqa: E402
+from harness import thread_cpu as _thread_cpu  # noqa: E402
 from live.nxserver import NxServer  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
@@ -141,16 +142,6 @@ def _request(client: Any, user: str, name: str, n: int) -> None:
         response = client.patch(f"/users/{user}/seen")
     if response.status_code >= 400:
         raise RuntimeError(f"{name}: {response.status_code} {response.get_data(as_text=True)[:300]}")
-
-
-def _thread_cpu(thread: Any) -> float:
-    """A thread's own CPU seconds so far (its clock, read from this thread); 0 once it is gone."""
-    if thread is None or thread.ident is None:
-        return 0.0
-    try:
-        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    except (OSError, ProcessLookupError):
-        return 0.0
 
 
 def _bus_cpu(dbs: list[Any]) -> float:
