@@ -14,17 +14,29 @@ from pymongo import monitoring
 
 
 class CommandSpy(monitoring.CommandListener):
-    """Records the commands PyMongo starts (only ``names`` when given), for ``event_listeners=``."""
+    """Records the commands PyMongo starts (only ``names`` when given, none of ``skip``), for
+    ``event_listeners=``."""
 
-    def __init__(self, *names: str) -> None:
+    def __init__(self, *names: str, skip: tuple[str, ...] = ()) -> None:
         self.wanted = set(names)
+        self.skip = frozenset(skip)
         self.commands: list[dict] = []
         self.names: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if not self.wanted or event.command_name in self.wanted:
-            self.names.append(event.command_name)
+        name = event.command_name
+        if (not self.wanted or name in self.wanted) and name not in self.skip:
+            self.names.append(name)
             self.commands.append(dict(event.command))
+
+    @property
+    def sent(self) -> list[tuple[str, str]]:
+        """(command name, its target: the collection for a CRUD command) of each recorded one."""
+        return [(name, str(command.get(name))) for name, command in zip(self.names, self.commands)]
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.commands.clear()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

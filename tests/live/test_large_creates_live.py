@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import monitoring
+from spies import CommandSpy
 
 from astro_db import Database
 from astro_db.ops import bulk, sizes
@@ -32,35 +32,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = ("hello", "isMaster", "ping", "endSessions")
 
 
-class Commands(monitoring.CommandListener):
-    """(command name, its target collection) of every command sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def started(self, event: Any) -> None:
-        if event.command_name not in SKIPPED:
-            self.sent.append((event.command_name, str(event.command.get(event.command_name))))
-
-    def succeeded(self, event: Any) -> None:
-        pass
-
-    def failed(self, event: Any) -> None:
-        pass
+@pytest.fixture
+def commands() -> CommandSpy:
+    """(command name, its target collection) of every command sent (``.sent``), but the handshake's and pings."""
+    return CommandSpy(skip=SKIPPED)
 
 
 @pytest.fixture
-def commands() -> Commands:
-    return Commands()
-
-
-@pytest.fixture
-def db(live_url: str, commands: Commands):
+def db(live_url: str, commands: CommandSpy):
     with Database(live_url, models=[Scan], event_listeners=[commands]) as database:
         if not bulk.supported(database.mongo.client):
             pytest.skip("the server has no client-level bulkWrite: every create is two commands")
         database.create(Scan, {"title": "warm", "data": b"w"})  # indexes, topology known
-        commands.sent.clear()
+        commands.clear()
         yield database
 
 
@@ -68,10 +52,10 @@ def records_of(db: Database, doc_id: Any) -> list[dict[str, Any]]:
     return list(db.mongo["astroChanges"].find({"documentId": doc_id}))
 
 
-def test_a_large_create_is_two_inserts_and_a_small_one_a_bulk_write(db: Database, commands: Commands) -> None:
+def test_a_large_create_is_two_inserts_and_a_small_one_a_bulk_write(db: Database, commands: CommandSpy) -> None:
     small = db.create(Scan, {"title": "small", "data": b"s" * 1000})
     assert [name for name, _ in commands.sent] == ["bulkWrite"]
-    commands.sent.clear()
+    commands.clear()
     big = db.create(Scan, {"title": "big", "data": b"b" * LARGE})
     assert commands.sent == [("insert", "scans"), ("insert", "astroChanges")]
     for created in (small, big):  # the same record either way: one, the stored document its post-image
@@ -83,13 +67,13 @@ def test_a_large_create_is_two_inserts_and_a_small_one_a_bulk_write(db: Database
     assert len(keys) == 1
 
 
-def test_the_threshold_is_the_documents_size(db: Database, commands: Commands, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_threshold_is_the_documents_size(db: Database, commands: CommandSpy, monkeypatch: pytest.MonkeyPatch) -> None:
     """Just under it: one command; the model's bound alone never decides (``data`` is measured)."""
     db.create(Scan, {"title": "under", "data": b"u" * (sizes.LARGE_DOCUMENT - 8 * 1024)})
     assert [name for name, _ in commands.sent] == ["bulkWrite"]
 
 
-def test_a_create_many_of_large_documents_is_two_insert_many(db: Database, commands: Commands) -> None:
+def test_a_create_many_of_large_documents_is_two_insert_many(db: Database, commands: CommandSpy) -> None:
     """Two documents of half the threshold each: small alone, large together."""
     half = sizes.LARGE_DOCUMENT // 2 + 1024
     made = db.create_many(Scan, [{"title": f"part {n}", "data": bytes([n]) * half} for n in range(2)])
