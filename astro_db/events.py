@@ -10,7 +10,7 @@ transaction their own writes commit or abort with it. A hook that raises fails t
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -35,6 +35,14 @@ class Change(NamedTuple):
 
 _change = partial(tuple.__new__, Change)  # Change(*fields) without its Python-level __new__
 _REV = REV_FIELD
+
+
+def changes_of(docs: Iterable[dict[str, Any]]) -> tuple[Change, ...]:
+    """The change each of ``docs`` (stored form, post-image) made: its ``_id``, the revision it
+    carries (0 without one), its ``updatedAt`` and itself; ``writes._created`` of each, made in
+    one loop without a Python call per document (a ``create_many``'s thousands)."""
+    return tuple([_change((doc["_id"], int(doc[_REV]) if doc.get(_REV) else 0, doc.get("updatedAt"), doc))
+                  for doc in docs])
 
 
 @dataclass(frozen=True, init=False)
@@ -63,9 +71,7 @@ class Written:
         """What a write of the one document ``doc`` (stored form, post-image) wrote: its change
         (its ``_id``, the revision it carries, 0 without one, its ``updatedAt``). A single create
         hands the after-write step the ``partial`` of this, called only if a hook hears of it."""
-        rev = doc[_REV] if _REV in doc else None  # revision_of, inlined (``in``: no call)
-        change = _change((doc["_id"], int(rev) if rev else 0, doc["updatedAt"] if "updatedAt" in doc else None, doc))
-        return cls(action, (doc["_id"],), fields, (change,), (doc,), recorded, op_id)
+        return cls(action, (doc["_id"],), fields, changes_of((doc,)), (doc,), recorded, op_id)
 
 
 @dataclass(frozen=True, init=False)

@@ -29,7 +29,7 @@ import copy
 import datetime as _dt
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
@@ -52,7 +52,7 @@ from ..errors import (
     WriteOutcomeUnknown,
     translate,
 )
-from ..events import Change, Written
+from ..events import Change, Written, changes_of
 from ..ids import new_id
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
@@ -326,9 +326,7 @@ class WriteRunner:
         what was written and ``{position: error}`` for the documents the server refused (a single
         create raises its refusal, as ``insert_one`` does). A retry leaves out what the first
         attempt wrote (the documents stored as sent, the records already there)."""
-        # the changes (``_created`` of each, inlined), made once: for the records and for what was written
-        changes = [_change((son["_id"], int(son[REV_FIELD]) if son.get(REV_FIELD) else 0, son.get("updatedAt"), son))
-                   for son in sons]
+        changes = changes_of(sons)  # made once: for the records and for what was written
         records = self._records("create", changes, fields, op_id)
         database = self.coll.database
         attempts = 0
@@ -365,7 +363,7 @@ class WriteRunner:
                 return self._insert_many(sons)
             return self._insert_one(sons[0]), {}
         if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
-            return Written("create", tuple([c[0] for c in changes]), fields, tuple(changes), tuple(sons), True, op_id), {}
+            return Written("create", tuple([c[0] for c in changes]), fields, changes, tuple(sons), True, op_id), {}
         refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]
@@ -1065,7 +1063,7 @@ class WriteRunner:
         read back (the call's bound ran out), a fresh one of the same length."""
         return timeouts.afresh(self._found_out[0], "after-write") if self._found_out else contextlib.nullcontext()
 
-    def _records(self, action: str, changes: list[Change], fields: Iterable[str], op_id: Any) -> list[dict[str, Any]]:
+    def _records(self, action: str, changes: Sequence[Change], fields: Iterable[str], op_id: Any) -> list[dict[str, Any]]:
         """The change records of ``changes``, by this call's actor, written by operation ``op_id``."""
         who = self.actor
         return self.rt.changes.build(
@@ -1222,12 +1220,7 @@ def _written(action: str, docs: list[dict[str, Any]], fields: tuple[str, ...], o
         return None
     if not docs[1:]:  # one document (a create, a single update)
         return Written.one(action, docs[0], fields, op_id, recorded)
-    changes: list[Change] = []  # _created of each, inlined (a create_many's thousands: no three calls per document)
-    append = changes.append
-    for doc in docs:
-        rev = doc.get(REV_FIELD)
-        append(_change((doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), doc)))
-    return Written(action, tuple([d["_id"] for d in docs]), fields, tuple(changes),
+    return Written(action, tuple([d["_id"] for d in docs]), fields, changes_of(docs),
                    documents=tuple(docs), recorded=recorded, op_id=op_id)
 
 
@@ -1258,9 +1251,6 @@ def _at_rev(rev: int) -> dict[str, Any]:
 def _created(son: dict[str, Any]) -> Change:
     """The change a create or an update made: the post-image at its revision."""
     return Change(son["_id"], revision_of(son), son.get("updatedAt"), son)
-
-
-_change = partial(tuple.__new__, Change)  # Change(*fields) without its Python-level __new__
 
 
 _updated = _created
