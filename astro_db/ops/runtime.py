@@ -52,6 +52,10 @@ class Runtime:
         self.registry = registry
         self.listeners: list[Any] = list(listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
+        # per collection: (its handle, the same answering raw BSON) for updates' post-images (``ops.writes``)
+        self.image_handles: dict[str, tuple[Any, Any]] = {}
+        # per collection: below 0, the updates left before its post-images are read back raw again (``ops.writes``)
+        self.raw_image_waits: dict[str, int] = {}
         identity = server_identity(config)  # which data the cache holds (one process's caches of it share invalidations)
         self.cache = QueryCache.from_config(config.cache, registry, identity=identity,
                                             namespace=redis_namespace(config, identity),
