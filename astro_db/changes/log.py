@@ -80,6 +80,12 @@ class ChangeLog:
         with self._lock:
             return len(self._pending)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any record waits to be written, looked at without the lock (a write's
+        question before it picks its path: a record kept meanwhile goes with a later write)."""
+        return bool(self._pending)
+
     def build(self, *, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
               fields: Iterable[str], actor: str | None, request_id: str | None, op: Any) -> list[dict[str, Any]]:
         """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each, written by

@@ -318,7 +318,7 @@ class WriteRunner:
                 "create", [_created(son) for son in sons], self._fields(sons), op_id))
         except _Partly as partly:  # the outcome was found out: these landed, the others did not
             refused = {i: partly.error for i in range(len(sons)) if i not in stored}
-        written = [son for i, son in enumerate(sons) if i not in refused]
+        written = [son for i, son in enumerate(sons) if i not in refused] if refused else sons
         return _written("create", written, self._fields(written), op_id), refused
 
     @staticmethod
@@ -332,7 +332,8 @@ class WriteRunner:
         none left pending from an earlier failure (those go the long way, which settles them),
         and a server that has the command."""
         rt = self.rt
-        if not (rt.one_command_writes and rt.changes.enabled) or self.tx is not None or rt.changes.pending:
+        log = rt.changes
+        if not (rt.one_command_writes and (log.audit or log.journal)) or self.tx is not None or log.waiting:
             return False
         if rt.bulk_write is None:  # asked until the client knows a server; then settled
             rt.bulk_write = bulk.supported(rt.gateway)
@@ -348,7 +349,7 @@ class WriteRunner:
         records = self._records("create", changes, fields, op_id)
         database = self.coll.database
         attempts = 0
-        outcome = bulk.Outcome()
+        outcome = bulk.CLEAN  # what an attempt that ran sets
 
         def op() -> None:
             nonlocal attempts, outcome
@@ -660,7 +661,7 @@ class WriteRunner:
             if len(raw) < _RAW_IMAGE_MIN:  # small: this model's next updates read dicts (``_raw_image``)
                 self.rt.raw_image_waits[self.info.collection] = -_RAW_IMAGE_RESAMPLE
             return self._imaged(image, raw, tuple(compiled.fields), op_id)
-        return _written("update", [doc], tuple(compiled.fields), op_id), doc
+        return Written.one("update", doc, tuple(compiled.fields), op_id), doc  # ``_written`` of one document
 
     def _raw_image(self) -> bool:
         """Whether a single update reads its whole post-image back as raw BSON: the journal

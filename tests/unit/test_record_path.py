@@ -13,6 +13,7 @@ from astro_db.changes import CHANGES_COLLECTION
 from astro_db.changes import records as records_module
 from astro_db.events import WriteEvent
 from astro_db.models import User
+from astro_db.ops.writes import WriteRunner
 
 
 def stored_records(db: Database) -> list[dict[str, Any]]:
@@ -88,3 +89,55 @@ def test_make_records_lists_the_names_sorted_whether_given_sorted_or_not(ordered
                                            audit=True, journal=False, op="op", ordered=ordered)
     assert record["fields"] == ["a", "b"] and record["fields"] is not names
     assert record["_id"] == records_module.record_id("users", "x", 1, "op")
+
+
+class BulkClient:
+    """A client whose client-level ``bulkWrite`` takes every op, or refuses the op at ``refuse``
+    (its position in the first command) as a duplicate key."""
+
+    def __init__(self, refuse: int | None = None) -> None:
+        self.refuse = refuse
+        self.sent: list[int] = []
+
+    def client_bulk_write(self, ops: list[Any], **kwargs: Any) -> None:
+        from pymongo import errors as pm
+
+        self.sent.append(len(ops))
+        if self.refuse is not None and len(self.sent) == 1:
+            raise pm.ClientBulkWriteException(
+                {"writeErrors": [{"idx": self.refuse, "code": 11000, "errmsg": "E11000 duplicate key"}]}, False)
+
+
+def test_a_one_command_create_the_server_takes_whole_makes_no_outcome_and_a_refusal_its_own():
+    from astro_db.ops import bulk
+
+    sons = [{"_id": n} for n in range(2)]
+    records = [{"_id": f"r{n}"} for n in range(2)]
+    assert bulk.insert_recorded(BulkClient(), "db", "users", sons, records) is bulk.CLEAN
+    refused = bulk.insert_recorded(BulkClient(refuse=2), "db", "users", sons, records)  # the second document
+    assert refused is not bulk.CLEAN and list(refused.refused) == [1] and refused.unrecorded == []
+    assert (bulk.CLEAN.refused, bulk.CLEAN.unrecorded) == ({}, [])  # never changed
+
+
+def test_a_create_looks_for_pending_records_without_the_lock(monkeypatch):
+    """The one-command path asks whether records wait (``ChangeLog.waiting``: a look, no lock);
+    with one waiting the create goes the long way, which settles it."""
+    with Database("mongomock://localhost/rp_waiting", ensure_indexes=False) as db:
+        log = db.executor.runtime.changes
+        assert log.waiting is False
+
+        class NoLock:
+            def __enter__(self) -> None:
+                raise AssertionError("the lock was taken")
+
+            def __exit__(self, *exc: Any) -> None:
+                pass
+
+        real = log._lock
+        log._lock = NoLock()  # type: ignore[assignment]
+        db.executor.runtime.one_command_writes, db.executor.runtime.bulk_write = True, True
+        writer_checks = WriteRunner(db.executor.runtime, db.executor.model("User"), None, None, None)
+        assert writer_checks._one_command() is True
+        log._lock = real
+        log._keep([({"_id": "kept", "coll": "users", "documentId": 1, "rev": 1, "t": 0}, "insert")])
+        assert log.waiting is True and writer_checks._one_command() is False

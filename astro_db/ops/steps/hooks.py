@@ -152,7 +152,7 @@ class ChangeRecords:
         """Write the records of ``changes`` (the one place they are built and sent): the hook's
         own work, and what ``after_write`` asks of it directly when it is the only hook left."""
         log = self.rt.changes
-        if not log.enabled:
+        if not (log.audit or log.journal):  # ``log.enabled``, read in place
             return
         records = log.build(
             model=info.name, collection=info.collection, action=action, changes=changes, fields=fields, actor=actor,
