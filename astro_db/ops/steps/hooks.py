@@ -6,7 +6,10 @@ and runs the write hooks, in order, synchronously, with the write's session: the
 invalidation, then the change records (``ChangeRecords``: the audit trail and the journal in
 one, ``astro_db.changes``), then any hook the app added. Inside a transaction their own writes
 commit or abort with it, and the cache is invalidated only on commit. A ``ChangeRecordError``
-(the write stands, its records are pending) is raised after the other hooks have run.
+(the write stands, its records are pending) is raised after the other hooks have run. With the
+runtime's own two hooks only, outside a transaction, a write no cache can hear of
+(``QueryCache.unseen_write``) makes no event: its records, if any, are written straight from
+what was written (``ChangeRecords.record``, the one place records are built and sent).
 
 ``post_image`` is the one rule of what an update that does not return its document
 (``db.update(..., returning=False)``) fetches back: the whole post-image when a hook needs it,
