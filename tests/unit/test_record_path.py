@@ -141,3 +141,17 @@ def test_a_create_looks_for_pending_records_without_the_lock(monkeypatch):
         log._lock = real
         log._keep([({"_id": "kept", "coll": "users", "documentId": 1, "rev": 1, "t": 0}, "insert")])
         assert log.waiting is True and writer_checks._one_command() is False
+
+
+def test_the_record_own_benchmark_runs_every_kind(capsys):
+    """``benchmarks/record_own.py`` (the defaults' writes' own CPU, no server) runs each kind."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import record_own
+
+    record_own.main(["--rounds", "1", "--batch", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["create", "update", "nested_create", "nested_update"]
+    assert all(line.split()[-1] == "calls" for line in lines[1:])
