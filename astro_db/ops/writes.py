@@ -97,11 +97,16 @@ _NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
 _IMAGE_CODEC: CodecOptions[Any] = CodecOptions(document_class=RawBSONDocument, tz_aware=True,
                                                uuid_representation=UuidRepresentation.STANDARD)
 _DECODE_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
-# A post-image smaller than this (BSON bytes) costs less decoded by the driver and encoded again in
-# its record than read back raw (PyMongo handles a raw reply in Python: about 30 calls more, while
-# encoding costs about 2.5 ns a byte in C): a model whose last raw post-image was smaller reads
-# dicts, and tries raw again once in ``_RAW_IMAGE_RESAMPLE`` updates (its documents may have grown).
+# Where reading an update's post-image back raw pays (BSON bytes; docs/performance.md, "The
+# defaults' writes"): below ``_RAW_IMAGE_MIN`` PyMongo's Python for a raw reply (about 30 calls)
+# costs more than the record's encoding it saves (about 2.5 ns a byte in C); from
+# ``_RAW_IMAGE_MAX`` on, the raw value is a copy of the reply in fresh memory (glibc's mmap
+# threshold, 128 KiB by default), whose page faults cost more than the encoding (the ODM
+# benchmark's 2.4 MB document: 3.08 ms against 2.99 ms a default update). A model whose last raw
+# post-image was outside the window reads dicts, and tries raw again once in
+# ``_RAW_IMAGE_RESAMPLE`` updates (its documents may have changed size).
 _RAW_IMAGE_MIN = 2048
+_RAW_IMAGE_MAX = 128 * 1024
 _RAW_IMAGE_RESAMPLE = 256
 # bson.decode without its Python checks (the codec is ours): the C decoder itself where bson has it
 _decode: Callable[[bytes, CodecOptions[Any]], dict[str, Any]] = getattr(bson, "_bson_to_dict", None) or bson.decode
@@ -658,7 +663,7 @@ class WriteRunner:
         if doc.__class__ is RawBSONDocument:  # type: ignore[comparison-overlap]  # read back raw for its record (``_raw_image``)
             image: Any = doc
             raw = image.raw
-            if len(raw) < _RAW_IMAGE_MIN:  # small: this model's next updates read dicts (``_raw_image``)
+            if not _RAW_IMAGE_MIN <= len(raw) < _RAW_IMAGE_MAX:  # this model's next updates read dicts (``_raw_image``)
                 self.rt.raw_image_waits[self.info.collection] = -_RAW_IMAGE_RESAMPLE
             return self._imaged(image, raw, tuple(compiled.fields), op_id)
         return Written.one("update", doc, tuple(compiled.fields), op_id), doc  # ``_written`` of one document
@@ -669,8 +674,9 @@ class WriteRunner:
         it is (a server: ``capabilities.raw_bson_inserts``; not the embedded one), the
         runtime's own two hooks are all there is (an app's hook is told post-images as dicts,
         as always; the query cache reads the decoded ``WriteEvent.documents``), and the model's
-        post-images are not small (``_RAW_IMAGE_MIN``: ``Runtime.raw_image_waits`` counts a small
-        one's model up to its next try)."""
+        last raw post-image was in the window where it pays (``_RAW_IMAGE_MIN`` to
+        ``_RAW_IMAGE_MAX``: ``Runtime.raw_image_waits`` counts the updates of a model outside it
+        up to its next try)."""
         rt = self.rt
         listening = rt.hooks
         if not (rt.changes.journal and rt.capabilities.raw_bson_inserts and len(listening) == 2

@@ -51,8 +51,8 @@ def test_an_updates_record_embeds_the_post_image_the_server_returned(live_url, m
         assert (stored["action"], stored["rev"], stored["fields"]) == ("update", 1, ["name"])
 
 
-def test_a_model_of_large_post_images_keeps_reading_them_raw(live_url, monkeypatch):
-    monkeypatch.setattr(writes, "_RAW_IMAGE_MIN", 16)  # a User's post-image counts as large here
+def test_a_model_of_post_images_in_the_window_keeps_reading_them_raw(live_url, monkeypatch):
+    monkeypatch.setattr(writes, "_RAW_IMAGE_MIN", 16)  # a User's post-image is in the window here
     with Database(live_url) as db:
         user = db.create(User, {"email": "eve@raw.test", "name": "Eve"})
         sent = sent_records(monkeypatch)
@@ -64,12 +64,17 @@ def test_a_model_of_large_post_images_keeps_reading_them_raw(live_url, monkeypat
         assert sent[-1][0]["doc"].raw == stored_bytes(db, "users", user.id)
 
 
-def test_a_model_of_small_post_images_reads_dicts_until_its_next_try(live_url, monkeypatch):
-    """A post-image under ``_RAW_IMAGE_MIN`` bytes costs less decoded and encoded again: the
-    model's next updates read dicts, and one in ``_RAW_IMAGE_RESAMPLE`` tries raw again."""
+@pytest.mark.parametrize("window", ["small", "large"])
+def test_a_model_whose_post_images_are_outside_the_window_reads_dicts_until_its_next_try(live_url, monkeypatch, window):
+    """A post-image under ``_RAW_IMAGE_MIN`` bytes, or of ``_RAW_IMAGE_MAX`` and more, costs less
+    decoded and encoded again: the model's next updates read dicts, and one in
+    ``_RAW_IMAGE_RESAMPLE`` tries raw again."""
     monkeypatch.setattr(writes, "_RAW_IMAGE_RESAMPLE", 2)
+    if window == "large":
+        monkeypatch.setattr(writes, "_RAW_IMAGE_MIN", 16)
+        monkeypatch.setattr(writes, "_RAW_IMAGE_MAX", 32)  # a User's post-image counts as large here
     with Database(live_url) as db:
-        user = db.create(User, {"email": "fay@raw.test", "name": "Fay"})
+        user = db.create(User, {"email": f"fay-{window}@raw.test", "name": "Fay"})
         sent = sent_records(monkeypatch)
         for n in range(5):
             db.update(User, {"id": user.id}, {"name": f"Fay {n}"})
