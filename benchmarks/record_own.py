@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     rt = db.executor.runtime
     rt.one_command_writes, rt.bulk_write = True, True  # as on a server that speaks bulkWrite (nx-27017, MongoDB 8.0)
     rt.capabilities = dataclasses.replace(rt.capabilities, raw_bson_inserts=True)  # as a server's
+    rt.raw_images = True  # what the runtime works out from them on a server (``ops.runtime``)
     gateway = InstantGateway()
     insight = stored_insight(ObjectId(), 1)
     insight = {"_id": insight.pop("_id"), **insight, "_rev": 1}

@@ -671,16 +671,17 @@ class WriteRunner:
     def _raw_image(self) -> bool:
         """Whether a single update reads its whole post-image back as raw BSON: the journal
         embeds it in the update's record (``changes.records``), the backend inserts raw BSON as
-        it is (a server: ``capabilities.raw_bson_inserts``; not the embedded one), the
-        runtime's own two hooks are all there is (an app's hook is told post-images as dicts,
+        it is (a server: ``capabilities.raw_bson_inserts``; not the embedded one), the app has
+        no command listener (which would be shown the record's ``doc`` raw: ``Runtime.raw_images``
+        says all three), the runtime's own two hooks are all there is (an app's hook is told post-images as dicts,
         as always; the query cache reads the decoded ``WriteEvent.documents``), and the model's
         last raw post-image was in the window where it pays (``_RAW_IMAGE_MIN`` to
         ``_RAW_IMAGE_MAX``: ``Runtime.raw_image_waits`` counts the updates of a model outside it
         up to its next try)."""
         rt = self.rt
         listening = rt.hooks
-        if not (rt.changes.journal and rt.capabilities.raw_bson_inserts and len(listening) == 2
-                and type(listening[1]) is hooks.ChangeRecords and listening[0] == rt.cache.on_write):
+        if not (rt.raw_images and len(listening) == 2 and type(listening[1]) is hooks.ChangeRecords
+                and listening[0] == rt.cache.on_write):
             return False
         wait = rt.raw_image_waits.get(self.info.collection, 0)
         if wait >= 0:

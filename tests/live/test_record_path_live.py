@@ -105,3 +105,33 @@ def test_without_the_journal_nothing_is_read_back_raw(live_url, monkeypatch):
         [[record]] = sent
         assert "doc" not in record and record["audit"] is True
         assert "users" not in db.executor.runtime.image_handles
+
+
+def test_with_a_command_listener_of_the_apps_the_record_it_is_shown_holds_a_dict(live_url, monkeypatch):
+    """An app's command listener is shown every command astro_db sends: with one registered, no
+    post-image is read back raw, so the record's ``doc`` it sees is the dict it always was."""
+    from pymongo import monitoring
+
+    class Inserts(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.docs: list[Any] = []
+
+        def started(self, event: Any) -> None:
+            if event.command_name == "insert" and event.command.get("insert") == CHANGES_COLLECTION:
+                self.docs.extend(d.get("doc") for d in event.command["documents"])
+
+        def succeeded(self, event: Any) -> None:
+            pass
+
+        def failed(self, event: Any) -> None:
+            pass
+
+    listener = Inserts()
+    with Database(live_url, event_listeners=[listener]) as db:
+        assert db.executor.runtime.raw_images is False
+        user = db.create(User, {"email": "gil@raw.test", "name": "Gil"})
+        db.update(User, {"id": user.id}, {"name": "Gal"})
+        assert [type(doc) for doc in listener.docs] == [dict]
+        assert bson.encode(listener.docs[0]) == stored_bytes(db, "users", user.id)
+    with Database(live_url) as db:
+        assert db.executor.runtime.raw_images is True  # a server, the journal on, no listener of the app's
