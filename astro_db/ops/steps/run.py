@@ -46,6 +46,7 @@ _ONE_CLOCK = time.get_clock_info("monotonic").resolution <= 1e-6
 #: sets itself while ``pymongo.timeout`` is PyMongo's own function; None: it enters ``pymongo.timeout``.
 _CSOT = timeouts.CSOT
 _PYMONGO_TIMEOUT = timeouts.PYMONGO_TIMEOUT
+_TIMEOUT, _DEADLINE, _RTT, _CSOT_TIME = _CSOT if _CSOT is not None else (None, None, None, time)
 
 
 def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: MaybeTransaction = None, *,
@@ -88,11 +89,11 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                 elif _CSOT is not None and pymongo.timeout is _PYMONGO_TIMEOUT:
                     # pymongo.timeout(remaining), entered and left in place (timeouts.CSOT: the same
                     # three context variables, set and reset as its context manager does)
-                    outer = _CSOT.deadline.get()
-                    deadline = _CSOT.time.monotonic() + remaining
-                    timeout_token = _CSOT.timeout.set(remaining)
-                    deadline_token = _CSOT.deadline.set(deadline if deadline < outer else outer)
-                    rtt_token = _CSOT.rtt.set(0.0)
+                    outer = _DEADLINE.get()  # type: ignore[union-attr]
+                    deadline = _CSOT_TIME.monotonic() + remaining
+                    timeout_token = _TIMEOUT.set(remaining)  # type: ignore[union-attr]
+                    deadline_token = _DEADLINE.set(deadline if deadline < outer else outer)  # type: ignore[union-attr]
+                    rtt_token = _RTT.set(0.0)  # type: ignore[union-attr]
                     try:
                         if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
                             result = _selecting(rt, fn, operation, model, retry, bound.deadline)  # type: ignore[union-attr]
@@ -105,9 +106,9 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                                 result = rt.retry.call(fn, operation=_name(operation, model), retry=True,
                                                        deadline=bound.deadline, failed=exc)  # type: ignore[union-attr]
                     finally:
-                        _CSOT.timeout.reset(timeout_token)
-                        _CSOT.deadline.reset(deadline_token)
-                        _CSOT.rtt.reset(rtt_token)
+                        _TIMEOUT.reset(timeout_token)  # type: ignore[union-attr]
+                        _DEADLINE.reset(deadline_token)  # type: ignore[union-attr]
+                        _RTT.reset(rtt_token)  # type: ignore[union-attr]
                         timeouts.CALL_BOUND.reset(token)
                 else:  # pymongo.timeout wrapped (a test, an application), or another PyMongo: its context manager
                     try:
