@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import re
 import time as time  # re-exported: the bounds' clock is ``timeouts.time.monotonic`` (the run step reads it; tests move it)
 from collections.abc import Iterator
@@ -69,14 +70,27 @@ class CsotState(NamedTuple):
     time: Any
 
 
-def _csot_state() -> CsotState | None:
+def _pymongos_own(timeout: Any) -> bool:
+    """Whether ``timeout`` is PyMongo's own ``pymongo.timeout`` (a function of ``pymongo/__init__.py``),
+    not one an application or a test put in its place before astro_db was imported."""
+    code = getattr(timeout, "__code__", None)
+    return (getattr(timeout, "__module__", None) == "pymongo" and getattr(timeout, "__name__", None) == "timeout"
+            and code is not None and os.path.normcase(os.path.abspath(code.co_filename))
+            == os.path.normcase(os.path.abspath(pymongo.__file__ or "")))
+
+
+def _csot_state(timeout: Any = None) -> CsotState | None:
     """``CsotState`` of this PyMongo (``pymongo._csot``: ``TIMEOUT``, ``DEADLINE``, ``RTT``,
-    ``time``) when entering ``pymongo.timeout(s)`` sets exactly these, as the run step sets them
-    itself; else None (the run step then enters ``pymongo.timeout``). Looked at once, at import,
-    in a context of its own: inside ``pymongo.timeout(s)`` (under no outer deadline, a far one and
-    a nearer one) the three must be set and no other context variable changed, with ``TIMEOUT``
-    = s, ``RTT`` = 0.0 and ``DEADLINE`` = min(outer, the clock + s), and after it every context
-    variable must be as before."""
+    ``time``) when entering ``timeout(s)`` (``pymongo.timeout``, which must be PyMongo's own)
+    sets exactly these, as the run step sets them itself; else None (the run step then enters
+    ``pymongo.timeout``). Looked at once, at import, in a context of its own: inside
+    ``timeout(s)`` (under no outer deadline, a far one and a nearer one) the three must be set
+    and no other context variable changed, with ``TIMEOUT`` = s, ``RTT`` = 0.0 and ``DEADLINE``
+    = min(outer, the clock + s), and after it every context variable must be as before."""
+    if timeout is None:
+        timeout = pymongo.timeout
+        if not _pymongos_own(timeout):
+            return None
     try:
         from pymongo import _csot
 
@@ -91,7 +105,7 @@ def _csot_state() -> CsotState | None:
                     state.deadline.set(outer)
                 before = dict(contextvars.copy_context())
                 first = state.time.monotonic()
-                with pymongo.timeout(5.0):
+                with timeout(5.0):
                     last = state.time.monotonic()
                     inside = dict(contextvars.copy_context())
                 changed = {v for v in set(before) | set(inside) if before.get(v, _UNSET) != inside.get(v, _UNSET)}

@@ -225,6 +225,18 @@ def test_a_pymongo_whose_timeout_sets_anything_else_is_entered_by_its_context_ma
             token.var.reset(token)
             self.inner.__exit__(*exc)
 
-    assert timeouts._csot_state() is not None
-    monkeypatch.setattr(pymongo, "timeout", Other)
-    assert timeouts._csot_state() is None
+    assert timeouts._csot_state() is not None and timeouts._csot_state(REAL_TIMEOUT) is not None
+    assert timeouts._csot_state(Other) is None
+
+
+def test_a_timeout_wrapped_before_astro_db_was_imported_is_never_bypassed(monkeypatch):
+    """``pymongo.timeout`` replaced before the import (by an instrumentation, say): the run step
+    does not take the direct way, even for a wrapper that sets PyMongo's state exactly, so the
+    wrapper is called for every bounded call."""
+    def wrapper(seconds: float | None) -> Any:
+        return REAL_TIMEOUT(seconds)
+
+    assert timeouts._pymongos_own(REAL_TIMEOUT) and not timeouts._pymongos_own(wrapper)
+    assert timeouts._csot_state(wrapper) is not None  # it sets the same state...
+    monkeypatch.setattr(pymongo, "timeout", wrapper)
+    assert timeouts._csot_state() is None  # ...but is not PyMongo's own: entered as a context manager
