@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import re
 import time as time  # re-exported: the bounds' clock is ``timeouts.time.monotonic`` (the run step reads it; tests move it)
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import pymongo
 from pymongo import errors as pm
@@ -25,8 +24,8 @@ from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
 from . import gateway
 from .connection import summarise
 
-__all__ = ["Bound", "CALL_BOUND", "CSOT", "CsotState", "PYMONGO_TIMEOUT", "current_bound", "enter", "under",
-           "under_call_bound", "final_error", "afresh", "await_server"]
+__all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call_bound", "final_error",
+           "afresh", "await_server"]
 
 
 class Bound:
@@ -58,78 +57,6 @@ class Bound:
 _call_bound: contextvars.ContextVar[Bound | None] = contextvars.ContextVar("astro_db_call_bound", default=None)
 #: The bound of the call in progress; ``enter`` sets it, its caller resets it with the token.
 CALL_BOUND = _call_bound
-
-
-class CsotState(NamedTuple):
-    """PyMongo's client-side timeout state: the three context variables ``pymongo.timeout``
-    sets, and the ``time`` module its context manager reads the clock from."""
-
-    timeout: contextvars.ContextVar[float | None]
-    deadline: contextvars.ContextVar[float]
-    rtt: contextvars.ContextVar[float]
-    time: Any
-
-
-def _pymongos_own(timeout: Any) -> bool:
-    """Whether ``timeout`` is PyMongo's own ``pymongo.timeout`` (a function of ``pymongo/__init__.py``),
-    not one an application or a test put in its place before astro_db was imported."""
-    code = getattr(timeout, "__code__", None)
-    return (getattr(timeout, "__module__", None) == "pymongo" and getattr(timeout, "__name__", None) == "timeout"
-            and code is not None and os.path.normcase(os.path.abspath(code.co_filename))
-            == os.path.normcase(os.path.abspath(pymongo.__file__ or "")))
-
-
-def _csot_state(timeout: Any = None) -> CsotState | None:
-    """``CsotState`` of this PyMongo (``pymongo._csot``: ``TIMEOUT``, ``DEADLINE``, ``RTT``,
-    ``time``) when entering ``timeout(s)`` (``pymongo.timeout``, which must be PyMongo's own)
-    sets exactly these, as the run step sets them itself; else None (the run step then enters
-    ``pymongo.timeout``). Looked at once, at import, in a context of its own: inside
-    ``timeout(s)`` (under no outer deadline, a far one and a nearer one) the three must be set
-    and no other context variable changed, with ``TIMEOUT`` = s, ``RTT`` = 0.0 and ``DEADLINE``
-    = min(outer, the clock + s), and after it every context variable must be as before."""
-    if timeout is None:
-        timeout = pymongo.timeout
-        if not _pymongos_own(timeout):
-            return None
-    try:
-        from pymongo import _csot
-
-        state = CsotState(_csot.TIMEOUT, _csot.DEADLINE, _csot.RTT, getattr(_csot, "time"))  # noqa: B009 - not re-exported
-        if not all(isinstance(v, contextvars.ContextVar) for v in state[:3]) or not callable(state.time.monotonic):
-            return None
-        variables = set(state[:3])
-
-        def same() -> bool:
-            for outer in (None, 1e9, 1.0):  # none, one far off, one nearer than the new one
-                if outer is not None:
-                    state.deadline.set(outer)
-                before = dict(contextvars.copy_context())
-                first = state.time.monotonic()
-                with timeout(5.0):
-                    last = state.time.monotonic()
-                    inside = dict(contextvars.copy_context())
-                changed = {v for v in set(before) | set(inside) if before.get(v, _UNSET) != inside.get(v, _UNSET)}
-                if not changed <= variables or not variables <= set(inside) or dict(contextvars.copy_context()) != before:
-                    return False
-                outer_deadline = before.get(state.deadline, state.deadline.get())
-                if inside[state.timeout] != 5.0 or inside[state.rtt] != 0.0 or type(inside[state.rtt]) is not float:
-                    return False
-                if not min(outer_deadline, first + 5.0) <= inside[state.deadline] <= min(outer_deadline, last + 5.0):
-                    return False
-            return True
-
-        return state if contextvars.Context().run(same) else None
-    except Exception:  # noqa: BLE001 - another PyMongo: the run step enters its context manager instead
-        return None
-
-
-_UNSET: Any = object()
-#: PyMongo's client-side timeout state, verified at import (``_csot_state``), or None. While
-#: ``pymongo.timeout`` is ``PYMONGO_TIMEOUT`` (PyMongo's own: no test or application wrapped it),
-#: the run step sets it itself, as entering ``pymongo.timeout(remaining)`` would (about 0.7 µs a
-#: call less than building and entering the context manager), and resets it as leaving it would.
-CSOT = _csot_state()
-PYMONGO_TIMEOUT = pymongo.timeout
 
 
 def check_timeout_ms(value: Any) -> float:
@@ -171,9 +98,8 @@ def enter(default_ms: float | None, operation: str, model: str | None, now: floa
     read here; read now when not given), else None (no bound: remaining 0, no token). A bound
     already out of time raises ``OperationTimeoutError`` (naming ``operation`` on ``model``: the
     name is built only then). Otherwise the bound is made current for whatever the driver call
-    runs (hooks, nested reads); the caller puts the call under PyMongo's client-side timeout for
-    ``remaining_s`` (``pymongo.timeout``, or the same state set directly: ``CSOT``) and then
-    resets ``CALL_BOUND`` with the token. One function, so the run step's hot path passes this
+    runs (hooks, nested reads); the caller puts the call under ``pymongo.timeout(remaining_s)``
+    and then resets ``CALL_BOUND`` with the token. One function, so the run step's hot path passes this
     module once per driver call and is never called back from it."""
     bound = _call_bound.get()
     if now is None:

@@ -1,9 +1,8 @@
 """The run step's client-side timeout, on a real wire-protocol server (nx-27017, or
 ASTRO_DB_TEST_URI): the ``maxTimeMS`` PyMongo derives from it and sends with each command is
-there, within the call's budget, the same way whether the run step sets PyMongo's timeout state
-itself (``timeouts.CSOT``, the default) or enters ``pymongo.timeout`` (when it is wrapped);
-a streamed read's later ``getMore`` carries none either way, as before (it runs outside the
-call). Bounds handed to the driver, never times."""
+there, within the call's budget, whether ``pymongo.timeout`` is PyMongo's own or wrapped (an
+instrumentation's: it is handed one timeout per call); a streamed read's later ``getMore``
+carries none either way, as before (it runs outside the call). Bounds handed to the driver, never times."""
 
 from __future__ import annotations
 
@@ -59,7 +58,7 @@ def sent(live_server: Any, monkeypatch: pytest.MonkeyPatch, *, wrapped: bool) ->
     return out
 
 
-def test_the_commands_carry_the_same_bounds_set_directly_or_by_pymongo_timeout(live_server, monkeypatch):
+def test_the_commands_carry_the_calls_bounds_whether_pymongo_timeout_is_wrapped_or_not(live_server, monkeypatch):
     for wrapped in (False, True):
         seen = sent(live_server, monkeypatch, wrapped=wrapped)
         plain = dict(seen["plain"])
@@ -71,5 +70,5 @@ def test_the_commands_carry_the_same_bounds_set_directly_or_by_pymongo_timeout(l
         assert [n for n, _ in stream] == ["find", "getMore", "getMore"], stream
         assert 0 < stream[0][1] <= 4000 and [ms for _, ms in stream[1:]] == [None, None], stream
         # the wrapper is handed one timeout per call (find_one, update, the two bounded find_ones,
-        # the stream's first batch); the direct way hands it none
+        # the stream's first batch); unwrapped, nothing counts
         assert len(seen["handed"]) == (5 if wrapped else 0), seen["handed"]

@@ -3,8 +3,7 @@
 This is the only place a driver call is made from: the circuit breaker is checked, the call is
 put under PyMongo's client-side timeout for what is left of the call's one budget (``timeouts``:
 ``timeout_ms=``, else ``operation_timeout_ms``, 30 s by default; retries and server selection
-included: exactly ``pymongo.timeout(remaining)``, its three context variables set and reset here
-as its context manager does, ``timeouts.CSOT``), retried by the policy (``retry``; never inside a transaction, never a
+included: ``pymongo.timeout(remaining)``), retried by the policy (``retry``; never inside a transaction, never a
 non-idempotent write: the caller says ``retry=False``; never the breaker's probe, which is sent
 once), a failure is translated into the ``astro_db.errors`` tree,
 and the monitor records the latency and error kind (and a read's query shape) in one call and
@@ -42,11 +41,6 @@ WRITE_OPERATIONS = frozenset({"create", "create_many", "update", "update_many", 
 #: call's default bound. On a coarse one (Windows before Python 3.13: about 16 ms steps) the
 #: latency is timed by ``perf_counter`` as before, and the bound reads the monotonic clock itself.
 _ONE_CLOCK = time.get_clock_info("monotonic").resolution <= 1e-6
-#: PyMongo's client-side timeout state (``timeouts.CSOT``, verified at import), which the run step
-#: sets itself while ``pymongo.timeout`` is PyMongo's own function; None: it enters ``pymongo.timeout``.
-_CSOT = timeouts.CSOT
-_PYMONGO_TIMEOUT = timeouts.PYMONGO_TIMEOUT
-_TIMEOUT, _DEADLINE, _RTT, _CSOT_TIME = _CSOT if _CSOT is not None else (None, None, None, time)
 
 
 def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T], transaction: MaybeTransaction = None, *,
@@ -56,9 +50,7 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
     The short path: the breaker is looked at by its ``idle`` flag (no call while closed with no
     failure counted), one clock read starts the latency and the default bound,
     ``timeouts.enter`` gives the bound (one look), and ``fn`` is called here, bare, under
-    PyMongo's timeout for what is left of it (set in place while ``pymongo.timeout`` is PyMongo's
-    own: the same state as entering it, none of its context manager's calls; entered as a
-    context manager when it was wrapped); only a failure hands
+    ``pymongo.timeout`` for what is left of it; only a failure hands
     it to the retry policy (``RetryPolicy.call(failed=...)``). ``fn`` is best a
     ``functools.partial`` of the driver's method (or of ``listed``), so that the driver is
     called from here and no closure calls back into the module that asked. Only
@@ -86,37 +78,19 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             try:
                 if token is None:
                     result = _attempts(rt, fn, operation, model, retry, None)
-                elif _CSOT is not None and pymongo.timeout is _PYMONGO_TIMEOUT:
-                    # pymongo.timeout(remaining), entered and left in place (timeouts.CSOT: the same
-                    # three context variables, set and reset as its context manager does)
-                    outer = _DEADLINE.get()  # type: ignore[union-attr]
-                    deadline = _CSOT_TIME.monotonic() + remaining
-                    timeout_token = _TIMEOUT.set(remaining)  # type: ignore[union-attr]
-                    deadline_token = _DEADLINE.set(deadline if deadline < outer else outer)  # type: ignore[union-attr]
-                    rtt_token = _RTT.set(0.0)  # type: ignore[union-attr]
-                    try:
-                        if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
-                            result = _selecting(rt, fn, operation, model, retry, bound.deadline)  # type: ignore[union-attr]
-                        else:
-                            try:  # _attempts, inlined: the first attempt, bare
-                                result = fn()
-                            except pm.PyMongoError as exc:
-                                if not retry:
-                                    raise
-                                result = rt.retry.call(fn, operation=_name(operation, model), retry=True,
-                                                       deadline=bound.deadline, failed=exc)  # type: ignore[union-attr]
-                    finally:
-                        _TIMEOUT.reset(timeout_token)  # type: ignore[union-attr]
-                        _DEADLINE.reset(deadline_token)  # type: ignore[union-attr]
-                        _RTT.reset(rtt_token)  # type: ignore[union-attr]
-                        timeouts.CALL_BOUND.reset(token)
-                else:  # pymongo.timeout wrapped (a test, an application), or another PyMongo: its context manager
+                else:
                     try:
                         with pymongo.timeout(remaining):
-                            if rt.selection_s is not None and remaining > rt.selection_s:
+                            if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
                                 result = _selecting(rt, fn, operation, model, retry, bound.deadline)  # type: ignore[union-attr]
                             else:
-                                result = _attempts(rt, fn, operation, model, retry, bound.deadline)  # type: ignore[union-attr]
+                                try:  # _attempts, inlined: the first attempt, bare
+                                    result = fn()
+                                except pm.PyMongoError as exc:
+                                    if not retry:
+                                        raise
+                                    result = rt.retry.call(fn, operation=_name(operation, model), retry=True,
+                                                           deadline=bound.deadline, failed=exc)  # type: ignore[union-attr]
                     finally:
                         timeouts.CALL_BOUND.reset(token)
             finally:
