@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness import Result, Stat
-from suite import CACHED, DEFAULT, HOOKS_OFF, MONGOENGINE, MONGOENGINE_DICTS, PAIRS, RAW
+from suite import CACHED, DEFAULT, HOOKS_OFF, MONGOENGINE, MONGOENGINE_DICTS, PAIRS, RAW, RAW_BOUNDED
 
 __all__ = ["machine", "variants_table", "targets_table", "same_commands_table", "commands_check", "Target", "TARGETS"]
 
@@ -122,8 +122,8 @@ def _wall(key: str, label: str, to: str = RAW) -> Callable[[dict[str, Result]], 
     return lambda r: r[key].wall_ratio(label, to)
 
 
-def _cpu_op(key: str, label: str) -> Callable[[dict[str, Result]], float]:
-    return lambda r: r[key].cpu_per_op(label).median / r[key].cpu_per_op(RAW).median
+def _cpu_op(key: str, label: str, to: str = RAW) -> Callable[[dict[str, Result]], float]:
+    return lambda r: r[key].cpu_per_op(label).median / r[key].cpu_per_op(to).median
 
 
 def _rounds(key: str, label: str, figure: str = "cpu", to: str = RAW) -> Callable[[dict[str, Result]], Stat]:
@@ -152,6 +152,11 @@ TARGETS = [
            rounds=_rounds("update", HOOKS_OFF, "cpu_op")),
     Target("default find_one, client CPU per call vs raw", _cpu_op("find_one", DEFAULT), 1.3,
            rounds=_rounds("find_one", DEFAULT, "cpu_op")),
+    Target("raw find_one under pymongo.timeout(30), CPU per call vs raw", _cpu_op("find_one", RAW_BOUNDED), None,
+           rounds=_rounds("find_one", RAW_BOUNDED, "cpu_op")),
+    Target("default find_one, CPU per call vs raw under pymongo.timeout(30)",
+           _cpu_op("find_one", DEFAULT, RAW_BOUNDED), None,
+           rounds=_rounds("find_one", DEFAULT, "cpu_op", to=RAW_BOUNDED)),
     Target("find lean, client CPU per doc vs raw", _cpu_doc("find_lean", DEFAULT), 1.2, rounds=_rounds("find_lean", DEFAULT)),
     Target("find hydrated, client CPU per doc vs raw", _cpu_doc("find_hydrated", DEFAULT), 2.0,
            rounds=_rounds("find_hydrated", DEFAULT)),

@@ -243,3 +243,14 @@ def test_the_targets_table_shows_the_ratio_within_each_round_beside_the_medians(
     assert "1.25x (1.25-1.25)" in row and row.endswith("met")
     cached = next(line for line in lines if line.startswith("cached find_one"))
     assert "  -  " in cached  # no paired figure for a ratio of two astro_db sides' wall
+
+
+def test_the_find_one_rows_show_raw_under_the_default_budget_as_a_reference():
+    from suite import DEFAULT, RAW, RAW_BOUNDED
+
+    results = _results()
+    results["find_one"] = _result({RAW: [(1.0, 1.0)] * 3, DEFAULT: [(1.3, 1.3)] * 3, RAW_BOUNDED: [(1.1, 1.1)] * 3})
+    by_name = {line.split("  ")[0]: line for line in report.targets_table(results)}
+    assert "1.10x" in by_name["raw find_one under pymongo.timeout(30), CPU per call vs raw"]
+    row = by_name["default find_one, CPU per call vs raw under pymongo.timeout(30)"]
+    assert "1.18x" in row and row.endswith("reference")
