@@ -114,6 +114,20 @@ class Result:
         """Median client CPU per document of ``label`` over that of ``to`` (default: the baseline)."""
         return self.cpu_per_doc(label).median / self.cpu_per_doc(to or self.baseline).median
 
+    def round_ratios(self, label: str, to: str | None = None, figure: str = "cpu") -> Stat:
+        """Median and spread of ``label``'s figure over ``to``'s **within each round** (``figure``:
+        ``"cpu"`` per document, ``"cpu_op"`` per call or ``"wall"`` per call): the two ran seconds
+        apart in the same round, so a change of the machine's load between rounds, which moves
+        both, cancels out of each ratio (the medians of the two sides' rounds, taken apart, do not
+        pair them)."""
+        if figure not in ("cpu", "cpu_op", "wall"):
+            raise ValueError(f"figure is 'cpu', 'cpu_op' or 'wall', not {figure!r}")
+        to = to or self.baseline
+        scale = self._variant(to).docs_per_op / self._variant(label).docs_per_op if figure == "cpu" else 1.0
+        attr = "wall_s" if figure == "wall" else "cpu_s"
+        return Stat.of([getattr(a, attr) / getattr(b, attr) * scale
+                        for a, b in zip(self.samples[label], self.samples[to], strict=True)])
+
 
 def thread_cpu(thread: Any) -> float:
     """A thread's own CPU seconds so far (its clock, read from any thread); 0 once it is gone or

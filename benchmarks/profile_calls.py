@@ -20,7 +20,9 @@ included, as cProfile counts them: independent of the machine's load) and the N 
 run of ``--calls`` astro_db calls (``--sort cumulative`` for the chain, ``--only astro_db`` to
 keep astro_db's own functions).
 
-``--no-monitoring`` opens astro_db with ``monitoring=False`` (no listener of the monitor's, not
+``--no-budget`` opens astro_db with ``operation_timeout_ms=None`` (no time budget: no
+client-side timeout, so what PyMongo itself does per bounded command is left out: the budget's
+price inside the driver). ``--no-monitoring`` opens astro_db with ``monitoring=False`` (no listener of the monitor's, not
 even the heartbeat one); ``--command-monitoring`` with ``command_monitoring=True`` (the monitor's
 per-call command and pool listeners, which the default leaves off), to see what PyMongo's event
 publishing costs. ``--records`` opens it as shipped (audit and journal on), so a write
@@ -282,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--command-monitoring", action="store_true",
                         help="astro_db with command_monitoring=True (PyMongo's per-call command and pool listeners)")
     parser.add_argument("--no-driver", action="store_true", help="astro_db's own CPU: collections that answer at once")
+    parser.add_argument("--no-budget", action="store_true",
+                        help="astro_db with operation_timeout_ms=None (no time budget: no client-side timeout, whose "
+                             "work inside PyMongo every bounded call pays)")
     parser.add_argument("--records", action="store_true",
                         help="astro_db as shipped (audit and journal on: change records written) instead of hooks off")
     parser.add_argument("--tracing", default="on", choices=("off", "on", "sdk"),
@@ -300,8 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     name = f"astro_profile_{uuid.uuid4().hex[:8]}"
     url = server.url(name)
     client: Any = pymongo.MongoClient(url, tz_aware=True)
+    budget: dict[str, Any] = {"operation_timeout_ms": None} if args.no_budget else {}
     db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=args.records, journal=args.records,
-                  models=[LargeNested],
+                  models=[LargeNested], **budget,
                   ensure_indexes=False, monitoring=not args.no_monitoring, command_monitoring=args.command_monitoring,
                   tracing=args.tracing != "off").connect()
     closing: list[Database] = []
@@ -339,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
                              user_ids, seed_nested, make_nested)
             table = {kind: (plain[kind][1], astro, both(setup, plain[kind][2])) for kind, (_, astro, setup) in table.items()}
         mode = ", no driver (astro_db's own CPU)" if args.no_driver else ", monitoring off" if args.no_monitoring else ""
+        mode += ", operation_timeout_ms=None" if args.no_budget else ""
         mode += ", command monitoring on" if args.command_monitoring and not args.no_monitoring else ""
         mode += f", tracing {args.tracing}" + (" (raw column: astro_db with tracing=False)" if args.tracing_cost else "")
         print(f"# nx-27017, {'records on' if args.records else 'hooks off'}{mode}; {args.rounds} batches of "

@@ -9,6 +9,17 @@ same followed by an ``insert_one`` of a change-record-shaped document holding it
 interleaved rounds (``--rounds`` of ``--calls`` each, the order alternated), and prints the median
 wall time and client CPU (``time.process_time``) per call of both and their ratio: what no
 client code can go below while the record is a command of its own. Figures, never assertions.
+
+``--many N`` measures the same floor under a default ``create_many`` of ``N`` insights (run.py's
+5,000): ``insert_many`` of the documents alone; the documents and then one change record per
+document (``wire.Writes.create_many``: the two ``insert_many`` astro_db sends, the records exactly
+as it builds them); and the documents and then the same records packed ``--pack`` to a record
+document (a layout astro_db does not have: one record per batch, its per-document part in an
+array, under the same audit fields, with a multikey index on the array's ``documentId`` in place of
+the per-record one); and one record per document without its post-image (``journal=False``, the
+audit trail only). Each side on emptied collections carrying astro_db's change-record indexes,
+inputs built before the timing, interleaved rounds: what the server's work for the records costs,
+and what a batch layout would cost instead.
 """
 
 from __future__ import annotations
@@ -30,7 +41,15 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched 
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
 from pymongo import ReturnDocument  # noqa: E402
+from wire import CHANGES, Writes  # noqa: E402
 from workloads import stored_insight  # noqa: E402
+
+# the change-record indexes astro_db creates (changes.records.ensure_change_indexes), and the
+# packed layout's counterpart of the trail's
+RECORD_INDEXES = [pymongo.IndexModel([("model", 1), ("documentId", 1), ("rev", 1)]), pymongo.IndexModel([("t", 1)]),
+                  pymongo.IndexModel([("intent", 1)], sparse=True)]
+PACKED_INDEXES = [pymongo.IndexModel([("model", 1), ("docs.documentId", 1)]), pymongo.IndexModel([("t", 1)]),
+                  pymongo.IndexModel([("intent", 1)], sparse=True)]
 
 
 def calls(db: Any, ids: list[Any]) -> dict[str, Callable[[int], Any]]:
@@ -58,12 +77,84 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="measured rounds per side (default 20)")
     parser.add_argument("--calls", type=int, default=30, help="calls per round (default 30)")
+    parser.add_argument("--many", type=int, default=0,
+                        help="instead: a create_many of this many insights, with and without its records")
+    parser.add_argument("--pack", type=int, default=1000, help="with --many: records per packed record document")
     args = parser.parse_args(argv)
 
     from live.nxserver import temporary_server
 
     with temporary_server("astro_record_floor_") as server:
-        measure(server.url(f"astro_floor_{uuid.uuid4().hex[:8]}"), args.rounds, args.calls)
+        url = server.url(f"astro_floor_{uuid.uuid4().hex[:8]}")
+        if args.many:
+            measure_many(url, args.rounds, args.many, args.pack)
+        else:
+            measure(url, args.rounds, args.calls)
+
+
+def packed(records: list[dict[str, Any]], per: int) -> list[dict[str, Any]]:
+    """``records`` (one create_many's, one operation) as documents of ``per`` records each: what
+    they share once, each document's own part (its id, revision and post-image) in ``docs``."""
+    out = []
+    for start in range(0, len(records), per):
+        part = records[start:start + per]
+        head = {k: v for k, v in part[0].items() if k not in ("_id", "documentId", "rev", "doc")}
+        out.append({"_id": f"{part[0]['_id']}/{start}", **head,
+                    "docs": [{"documentId": r["documentId"], "rev": r["rev"], "doc": r["doc"]} for r in part]})
+    return out
+
+
+def measure_many(url: str, rounds: int, n: int, per: int) -> None:
+    """The three create_many sides in interleaved rounds on a fresh database at ``url`` (dropped after)."""
+    name = url.rsplit("/", 1)[1]
+    client: Any = pymongo.MongoClient(url, tz_aware=True)
+    try:
+        db = client[name]
+        writes = Writes(db, "PlanetaryInsight", "planetaryInsights")
+        owner = ObjectId()
+
+        def inputs(layout: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            docs, records, _ = writes.create_many_inputs([stored_insight(owner, i) for i in range(n)])
+            if layout == "audit":  # journal=False: the records without their post-image
+                records = [{k: v for k, v in rec.items() if k not in ("journal", "doc")} for rec in records]
+            return docs, (records if layout in ("records", "audit") else packed(records, per) if layout == "packed" else [])
+
+        def reset(layout: str) -> None:
+            db.planetaryInsights.drop()
+            db[CHANGES].drop()
+            db[CHANGES].create_indexes(PACKED_INDEXES if layout == "packed" else RECORD_INDEXES)
+
+        sides = {"documents": "none", "documents + records": "records", f"documents + records packed {per}": "packed",
+                 "documents + records, journal off": "audit"}
+        walls: dict[str, list[float]] = {k: [] for k in sides}
+        cpus: dict[str, list[float]] = {k: [] for k in sides}
+        for r in range(rounds + 1):  # the first round is the warm-up
+            labels = list(sides)
+            for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+                layout = sides[label]
+                docs, records = inputs(layout)
+                reset(layout)
+                wall, cpu = time.perf_counter(), time.process_time()
+                db.planetaryInsights.insert_many(docs, ordered=False)
+                if records:
+                    db[CHANGES].insert_many(records, ordered=False)
+                if r:
+                    walls[label].append(time.perf_counter() - wall)
+                    cpus[label].append(time.process_time() - cpu)
+                if db.planetaryInsights.count_documents({}) != n:
+                    raise RuntimeError(f"{label}: not every document was written")
+        base = statistics.median(walls["documents"])
+        print(f"# nx-27017, raw PyMongo; a create_many of {n:,} insights, {rounds} rotated rounds: medians (min-max)")
+        print(f"{'side':<34} {'wall':>18} {'ratio':>6} {'per-round ratio':>18} {'client CPU':>10}")
+        for label in sides:
+            wall = statistics.median(walls[label])
+            paired = [a / b for a, b in zip(walls[label], walls["documents"])]
+            print(f"{label:<34} {wall * 1e3:>7.0f} ms ({min(walls[label]) * 1e3:.0f}-{max(walls[label]) * 1e3:.0f}) "
+                  f"{wall / base:>5.2f}x {statistics.median(paired):>5.2f}x ({min(paired):.2f}-{max(paired):.2f}) "
+                  f"{statistics.median(cpus[label]) * 1e3:>7.0f} ms", flush=True)
+    finally:
+        client.drop_database(name)
+        client.close()
 
 
 def measure(url: str, rounds: int, calls_per_round: int) -> None:

@@ -25,7 +25,7 @@ from astro_db import Database
 from astro_db.models import PlanetaryInsight, User
 
 __all__ = ["Sizes", "RAW", "DEFAULT", "HOOKS_OFF", "MONGOENGINE", "MONGOENGINE_DICTS", "CACHED", "RAW_NO_RETURN", "NO_RETURN",
-           "WIRE", "WIRE_OFF", "PAIRS", "operations", "check_commands"]
+           "WIRE", "WIRE_OFF", "RAW_BOUNDED", "PAIRS", "operations", "check_commands"]
 
 RAW, DEFAULT, HOOKS_OFF, MONGOENGINE = "raw PyMongo", "astro_db default", "astro_db hooks off", "MongoEngine"
 MONGOENGINE_DICTS = "MongoEngine from dicts"  # given the same input dicts as astro_db: builds its documents timed
@@ -35,6 +35,9 @@ RAW_NO_RETURN, NO_RETURN = "raw update_one", "astro_db hooks off, returning=Fals
 # raw PyMongo on a plain client of its own sending the commands astro_db sends (benchmarks/wire.py):
 # the defaults' (the document and its change record) and, for the update, hooks off's
 WIRE, WIRE_OFF = "raw PyMongo, astro_db's commands", "raw PyMongo, hooks off's commands"
+# raw PyMongo with each call under astro_db's default budget, ``pymongo.timeout(30)``: what
+# PyMongo's own client-side timeout costs it (its deadline checks, ``maxTimeMS``, socket timeouts)
+RAW_BOUNDED = "raw PyMongo, pymongo.timeout(30)"
 # (operation key, astro_db side, the raw side sending its commands): the "same commands" table
 PAIRS = (("create", DEFAULT, WIRE), ("create_many", DEFAULT, WIRE), ("update", DEFAULT, WIRE),
          ("update", HOOKS_OFF, WIRE_OFF))
@@ -220,11 +223,16 @@ def find_one(sizes: Sizes, s: Sides) -> Operation:
     ids = s.seed.insight_ids
     targets = [ids[(i * 7919) % len(ids)] for i in range(n)]
     insights = s.raw["planetaryInsights"]
+    def bounded(i: int) -> Any:
+        with pymongo.timeout(30):
+            return insights.find_one({"_id": targets[i]})
+
     ops: list[tuple[str, Callable[[int], Any]]] = [
         (RAW, lambda i: insights.find_one({"_id": targets[i]})),
         (DEFAULT, lambda i: s.default.find_one(PlanetaryInsight, {"id": targets[i]})),
         (HOOKS_OFF, lambda i: s.hooks_off.find_one(PlanetaryInsight, {"id": targets[i]})),
         (MONGOENGINE, lambda i: PeerInsight.objects(id=targets[i]).first()),
+        (RAW_BOUNDED, bounded),
     ]
     return Operation(f"find_one by id x{n}", n, [
         _variant(label, _Inputs(s, list), lambda _, i, op=op: op(i), check=_found(label, _one(op, n - 1), 1))

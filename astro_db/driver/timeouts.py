@@ -89,18 +89,18 @@ def current_bound(default_ms: float | None) -> Bound | None:
     return bound
 
 
-def enter(default_ms: float | None, where: str, now: float | None = None,
+def enter(default_ms: float | None, operation: str, model: str | None, now: float | None = None,
           ) -> tuple[Bound | None, float, contextvars.Token[Bound | None] | None]:
     """The run step's one look at the time bound of a driver call: ``(bound, remaining_s, token)``.
 
     The bound is the call's (``timeout_ms=``), else one of ``default_ms`` starting ``now`` (a
     ``time.monotonic()`` value the caller already read: the run step's start, so no clock is
     read here; read now when not given), else None (no bound: remaining 0, no token). A bound
-    already out of time raises ``OperationTimeoutError``. Otherwise the bound is made current
-    for whatever the driver call runs (hooks, nested reads); the caller puts the call under
-    ``pymongo.timeout(remaining_s)`` and then resets ``CALL_BOUND`` with the token. One
-    function, so the run step's hot path passes this module once per driver call and is never
-    called back from it."""
+    already out of time raises ``OperationTimeoutError`` (naming ``operation`` on ``model``: the
+    name is built only then). Otherwise the bound is made current for whatever the driver call
+    runs (hooks, nested reads); the caller puts the call under ``pymongo.timeout(remaining_s)``
+    and then resets ``CALL_BOUND`` with the token. One function, so the run step's hot path passes this
+    module once per driver call and is never called back from it."""
     bound = _call_bound.get()
     if now is None:
         now = time.monotonic()
@@ -112,7 +112,7 @@ def enter(default_ms: float | None, where: str, now: float | None = None,
         return bound, remaining, _call_bound.set(bound)
     remaining = bound.deadline - now
     if remaining <= 0:
-        raise expired_error(bound, where)
+        raise expired_error(bound, f"{operation} on {model}" if model else operation)
     return bound, remaining, _call_bound.set(bound)
 
 

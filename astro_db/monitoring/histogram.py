@@ -113,14 +113,17 @@ class LatencyHistogram:
 class RateWindow:
     """Operations, errors and slow operations over the last ``seconds`` (one slot per second)."""
 
+    __slots__ = ("seconds", "clock", "slots")
+
     def __init__(self, seconds: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = max(1, int(seconds))
-        self._clock = clock
-        self._slots = [[-1, 0, 0, 0] for _ in range(self.seconds)]  # [second, ops, errors, slow]
+        self.clock = clock
+        self.slots = [[-1, 0, 0, 0] for _ in range(self.seconds)]  # [second, ops, errors, slow]
 
     def record(self, *, error: bool = False, slow: bool = False) -> None:
-        second = int(self._clock())
-        slot = self._slots[second % self.seconds]
+        """One operation (``Monitor.record_operation`` does the same in place, under its lock)."""
+        second = int(self.clock())
+        slot = self.slots[second % self.seconds]
         if slot[0] != second:
             slot[0], slot[1], slot[2], slot[3] = second, 0, 0, 0
         slot[1] += 1
@@ -129,9 +132,9 @@ class RateWindow:
 
     def totals(self) -> dict[str, float | int]:
         """``{"seconds", "operations", "errors", "slow", "error_rate", "slow_rate"}``."""
-        now = int(self._clock())
+        now = int(self.clock())
         ops = errors = slow = 0
-        for second, n, e, s in self._slots:
+        for second, n, e, s in self.slots:
             if now - self.seconds < second <= now:
                 ops, errors, slow = ops + n, errors + e, slow + s
         return {

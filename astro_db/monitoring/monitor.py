@@ -83,6 +83,14 @@ class _Stats:
         }
 
 
+class _Local(threading.local):
+    """What ``note_query`` leaves for this thread's next ``record_operation``: a class default,
+    so that looking where none was left raises nothing (``getattr(local, name, None)`` on a plain
+    ``threading.local`` raises and catches an AttributeError: about 0.3 µs a call)."""
+
+    shape: Any = None
+
+
 class Monitor:
     """Thread-safe figures of one Database; ``snapshot()`` is the JSON-ready view."""
 
@@ -100,7 +108,7 @@ class Monitor:
         self.calls_finished = itertools.count()
         self._collections = {info.collection: info.name for info in registry}
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._local = _Local()
         self._started = time.time()
         self._operations: dict[tuple[str, str], _Stats] = {}
         self._commands: dict[tuple[str, str], _Stats] = {}
@@ -166,7 +174,7 @@ class Monitor:
         ms = seconds * 1000.0
         if query is None:
             local = self._local
-            shape = getattr(local, "shape", None)  # a shape ``note_query`` left for this call, taken once
+            shape = local.shape  # a shape ``note_query`` left for this call, taken once
             if shape is not None:
                 local.shape = None
         else:  # _shape_of, inlined (every read passes here)
@@ -196,9 +204,18 @@ class Monitor:
                 latency.min_ms = sample
             if sample > latency.max_ms:
                 latency.max_ms = sample
+            window = self._window  # RateWindow.record(error=..., slow=...), inlined: the same slot and counts
+            second = int(window.clock())
+            slot = window.slots[second % window.seconds]
+            if slot[0] != second:
+                slot[0], slot[1], slot[2], slot[3] = second, 0, 0, 0
+            slot[1] += 1
             if error:
                 stats.errors[error] = stats.errors.get(error, 0) + 1
-            self._window.record(error=bool(error) and error not in CLIENT_ERRORS, slow=slow)
+                if error not in CLIENT_ERRORS:
+                    slot[2] += 1
+            if slow:
+                slot[3] += 1
         if slow and not self.command_monitoring:  # with command monitoring the command listener logs it, by its wire shape
             self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
 

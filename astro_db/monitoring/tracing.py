@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -274,6 +275,18 @@ def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:
 
         return asking
 
+    if _takes_only_an_operation(method):  # every operation but audit_trail: no star-args call per operation
+
+        @functools.wraps(method)
+        def traced_op(self: Any, op: Any) -> T:
+            rt = self.runtime
+            seen = _seen  # the provider's answer, kept while the API's global is the same object
+            if not rt.config.health.tracing or (seen[1] if _otel_trace._TRACER_PROVIDER is seen[0] else _provider_off()):
+                return method(self, op)
+            return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op))
+
+        return traced_op
+
     @functools.wraps(method)
     def traced(self: Any, op: Any, *args: Any) -> T:
         rt = self.runtime
@@ -283,6 +296,13 @@ def _operation(method: Callable[..., T], kind: str) -> Callable[..., T]:
         return _traced(rt, name, kind, op.model, op.actor, lambda: method(self, op, *args))
 
     return traced
+
+
+def _takes_only_an_operation(method: Callable[..., Any]) -> bool:
+    """Whether ``method``'s parameters are exactly ``(self, op)``, positional, without defaults."""
+    params = list(inspect.signature(method).parameters.values())
+    return len(params) == 2 and all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is p.empty
+                                    for p in params)
 
 
 def _tool(method: Callable[..., T]) -> Callable[..., T]:

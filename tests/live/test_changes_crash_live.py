@@ -30,6 +30,7 @@ from typing import Any
 import pymongo
 import pytest
 from backup_helpers import state
+from kill_at import CHILD_PATH
 from pymongo import errors as pm
 from pymongo import monitoring
 
@@ -40,37 +41,23 @@ from astro_db.errors import WriteOutcomeUnknown
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent("""
-    import os, signal, sys
-    from pymongo import monitoring
+    import sys
+    sys.path.insert(0, sys.argv[5])
     from astro_db import Database
+    from kill_at import KillAt
 
     url, doc_id, at, one_command = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 
-    class KillAt(monitoring.CommandListener):
-        '''SIGKILLs this process when the server acknowledges the chosen command.'''
+    def chosen(name, cmd):
+        if at == "delete":
+            return (name == "delete" and cmd.get("delete") == "users") or (
+                name == "findAndModify" and cmd.get("findAndModify") == "users" and cmd.get("remove")) or (
+                name == "bulkWrite" and any(
+                    "delete" in op and cmd["nsInfo"][op["delete"]]["ns"].endswith(".users") for op in cmd["ops"]))
+        return at == "intent" and name == "insert" and cmd.get("insert") == "astroChanges" and any(
+            "intent" in d for d in cmd.get("documents", ()))
 
-        def __init__(self):
-            self.chosen = set()
-
-        def started(self, event):
-            cmd = event.command
-            if at == "delete" and ((event.command_name == "delete" and cmd.get("delete") == "users") or (
-                    event.command_name == "findAndModify" and cmd.get("findAndModify") == "users" and cmd.get("remove"))
-                    or (event.command_name == "bulkWrite" and any(
-                        "delete" in op and cmd["nsInfo"][op["delete"]]["ns"].endswith(".users") for op in cmd["ops"]))):
-                self.chosen.add(event.request_id)
-            if at == "intent" and event.command_name == "insert" and cmd.get("insert") == "astroChanges" and any(
-                    "intent" in d for d in cmd.get("documents", ())):
-                self.chosen.add(event.request_id)
-
-        def succeeded(self, event):
-            if event.request_id in self.chosen:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def failed(self, event):
-            pass
-
-    db = Database(url, event_listeners=[KillAt()], one_command_writes=one_command).connect()
+    db = Database(url, event_listeners=[KillAt(chosen)], one_command_writes=one_command).connect()
     print("ready", flush=True)
     db.delete("User", {"id": doc_id})
     print("survived", flush=True)
@@ -101,7 +88,8 @@ def test_a_process_killed_at_its_delete_leaves_a_gap_reconcile_closes(live_url: 
         keep = db.create("User", {"email": "kept@crash.test", "name": "Kept"})
         repo = tmp_path / "repo"
         backup.backup(db, repo)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(user.id), at, "1" if one_command else "0"],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(user.id), at, "1" if one_command else "0",
+                                  CHILD_PATH],
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         out, _ = child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL and "survived" not in out
@@ -131,7 +119,7 @@ def test_a_document_created_again_after_a_killed_delete_keeps_both_lives_in_orde
         x = db.create("User", {"email": "twice@crash.test", "name": "First"}).id
         repo = tmp_path / "repo"
         backup.backup(db, repo)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(x), "delete", "1"],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(x), "delete", "1", CHILD_PATH],
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL

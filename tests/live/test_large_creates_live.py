@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kill_at import CHILD_PATH
 from spies import CommandSpy
 
 from astro_db import Database
@@ -83,31 +84,16 @@ def test_a_create_many_of_large_documents_is_two_insert_many(db: Database, comma
 
 
 CHILD = textwrap.dedent("""
-    import os, signal, sys
-    sys.path.insert(0, sys.argv[2])
-    from pymongo import monitoring
+    import sys
+    sys.path[:0] = [sys.argv[2], sys.argv[3]]
     from astro_db import Database
+    from kill_at import KillAt
     from large_model import LARGE, Scan
 
-    class KillAt(monitoring.CommandListener):
-        '''SIGKILLs this process when the server acknowledges the insert of the scan itself:
-        its record's insert is never sent.'''
+    def chosen(name, cmd):  # the insert of the scan itself: its record's insert is never sent
+        return name == "insert" and cmd.get("insert") == "scans"
 
-        def __init__(self):
-            self.chosen = set()
-
-        def started(self, event):
-            if event.command_name == "insert" and event.command.get("insert") == "scans":
-                self.chosen.add(event.request_id)
-
-        def succeeded(self, event):
-            if event.request_id in self.chosen:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def failed(self, event):
-            pass
-
-    db = Database(sys.argv[1], models=[Scan], event_listeners=[KillAt()]).connect()
+    db = Database(sys.argv[1], models=[Scan], event_listeners=[KillAt(chosen)]).connect()
     print("ready", flush=True)
     db.create(Scan, {"title": "doomed", "data": b"d" * LARGE})
     print("survived", flush=True)
@@ -118,7 +104,7 @@ def test_a_process_killed_between_the_two_commands_is_repaired_by_reconcile(live
     with Database(live_url, models=[Scan]) as db:
         if not bulk.supported(db.mongo.client):
             pytest.skip("the server has no client-level bulkWrite")
-        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(Path(__file__).resolve().parent)],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, str(Path(__file__).resolve().parent), CHILD_PATH],
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         out, _ = child.communicate(timeout=120)
         assert child.returncode == -signal.SIGKILL and "ready" in out and "survived" not in out

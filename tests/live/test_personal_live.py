@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kill_at import CHILD_PATH
 from people import people
 from sealed_scan import backup_documents, opened_text, raw_documents, raw_text
 
@@ -161,10 +162,11 @@ def test_with_a_key_the_shredding_alone_makes_a_pre_erasure_backup_unreadable_on
 
 
 CHILD = textwrap.dedent("""
-    import os, signal, sys
+    import sys
+    sys.path.insert(0, sys.argv[5])
     from bson import ObjectId
-    from pymongo import monitoring
     from astro_db import Database
+    from kill_at import KillAt
 
     url, key, user_id, at = sys.argv[1:5]
 
@@ -181,24 +183,7 @@ CHILD = textwrap.dedent("""
                 d.get("action") == "erase" for d in cmd.get("documents", ()))
         return False
 
-    class KillAt(monitoring.CommandListener):
-        '''SIGKILLs this process when the server acknowledges the chosen command.'''
-
-        def __init__(self):
-            self.ids = set()
-
-        def started(self, event):
-            if chosen(event.command_name, event.command):
-                self.ids.add(event.request_id)
-
-        def succeeded(self, event):
-            if event.request_id in self.ids:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def failed(self, event):
-            pass
-
-    db = Database(url, encryption_key=key, event_listeners=[KillAt()]).connect()
+    db = Database(url, encryption_key=key, event_listeners=[KillAt(chosen)]).connect()
     print("ready", flush=True)
     db.erase_user(ObjectId(user_id))
     print("survived", flush=True)
@@ -209,7 +194,7 @@ CHILD = textwrap.dedent("""
 def test_an_erasure_killed_at_a_chosen_command_is_finished_by_a_rerun_once(live_url: str, at: str) -> None:
     with Database(live_url, encryption_key=KEY) as db:
         ann, bob = both(db)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, KEY, str(ann["user"]), at],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, live_url, KEY, str(ann["user"]), at, CHILD_PATH],
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         out, _ = child.communicate(timeout=120)
         assert child.returncode == -signal.SIGKILL and "ready" in out and "survived" not in out

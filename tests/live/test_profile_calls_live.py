@@ -90,3 +90,27 @@ def test_the_record_floor_prints_the_update_alone_and_with_its_record():
     assert set(rows) == {"update", "update + record"}
     assert rows["update"][1] == "1.00x" and rows["update"][3] == "1.00x"
     assert all(float(v.rstrip("usx")) > 0 for row in rows.values() for v in row)
+
+
+def test_the_record_floor_of_a_create_many_prints_each_layout_against_the_documents_alone():
+    script = SCRIPT.parent / "record_floor.py"
+    done = subprocess.run([sys.executable, str(script), "--many", "30", "--pack", "8", "--rounds", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines() if line.startswith("documents")}
+    assert set(rows) == {"documents", "documents + records", "documents + records packed 8",
+                         "documents + records, journal off"}
+    assert " 1.00x  1.00x (1.00-1.00)" in rows["documents"]
+
+
+def test_records_packed_keep_each_records_own_part_and_share_the_rest_once():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from record_floor import packed
+
+    records = [{"_id": f"c/{i}/0/op", "model": "M", "coll": "c", "documentId": i, "rev": 0, "action": "create",
+                "t": 5, "doc": {"_id": i}} for i in range(5)]
+    out = packed(records, 2)
+    assert [len(p["docs"]) for p in out] == [2, 2, 1]
+    assert [d["documentId"] for p in out for d in p["docs"]] == list(range(5))
+    assert out[0]["_id"] == "c/0/0/op/0" and out[2]["_id"] == "c/4/0/op/4"
+    assert all(p["model"] == "M" and p["action"] == "create" and "doc" not in p and "documentId" not in p for p in out)

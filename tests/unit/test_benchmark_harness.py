@@ -219,3 +219,38 @@ def test_the_machine_lines_name_the_cpu_the_date_and_the_server():
 
 def test_harness_exports_what_it_declares():
     assert all(hasattr(harness, name) for name in harness.__all__)
+
+
+def test_the_ratio_within_each_round_pairs_the_rounds_the_medians_do_not():
+    # raw's third round ran on a loaded machine, astro's second: each side's median comes from a
+    # different round (4.4 / 2.0), while within every round astro took 1.1x-2.4x raw's time
+    result = _result({"raw": [(1.0, 1.0), (2.0, 2.0), (4.0, 4.0)],
+                      "astro": [(1.2, 1.2), (4.8, 4.8), (4.4, 4.4)]}, calls=2)
+    assert result.cpu_ratio("astro") == pytest.approx(2.2)
+    assert result.round_ratios("astro") == Stat(pytest.approx(1.2), pytest.approx(1.1), pytest.approx(2.4))
+    assert result.round_ratios("astro", figure="wall").median == pytest.approx(1.2)
+    assert result.round_ratios("raw", to="astro").median == pytest.approx(1 / 1.2)
+    per_doc = _result({"raw": [(1.0, 1.0)], "astro": [(3.0, 3.0)]}, docs={"raw": 1, "astro": 3})
+    assert per_doc.round_ratios("astro").median == pytest.approx(1.0)  # per document
+    assert per_doc.round_ratios("astro", figure="cpu_op").median == pytest.approx(3.0)  # per call
+    with pytest.raises(ValueError, match="figure"):
+        result.round_ratios("astro", figure="rss")
+
+
+def test_the_targets_table_shows_the_ratio_within_each_round_beside_the_medians():
+    lines = report.targets_table(_results(find_one=1.25))
+    row = next(line for line in lines if line.startswith("default find_one, client CPU per call vs raw"))
+    assert "1.25x (1.25-1.25)" in row and row.endswith("met")
+    cached = next(line for line in lines if line.startswith("cached find_one"))
+    assert "  -  " in cached  # no paired figure for a ratio of two astro_db sides' wall
+
+
+def test_the_find_one_rows_show_raw_under_the_default_budget_as_a_reference():
+    from suite import DEFAULT, RAW, RAW_BOUNDED
+
+    results = _results()
+    results["find_one"] = _result({RAW: [(1.0, 1.0)] * 3, DEFAULT: [(1.3, 1.3)] * 3, RAW_BOUNDED: [(1.1, 1.1)] * 3})
+    by_name = {line.split("  ")[0]: line for line in report.targets_table(results)}
+    assert "1.10x" in by_name["raw find_one under pymongo.timeout(30), CPU per call vs raw"]
+    row = by_name["default find_one, CPU per call vs raw under pymongo.timeout(30)"]
+    assert "1.18x" in row and row.endswith("reference")

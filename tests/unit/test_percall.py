@@ -305,8 +305,9 @@ def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db
         inputs = [{"email": f"u{i}@example.com", "name": f"U {i}"} for i in range(60)]
         find_one = calls_per_call(lambda i: hooks_off.find_one(PlanetaryInsight, {"id": insight["_id"]}))
         create = calls_per_call(lambda i: hooks_off.create(User, inputs[i]))
-        assert find_one <= 75, find_one
-        assert create <= 116, create  # 148 before this round; 126 with the compiled encoders, 114 with the answer compiled too
+        assert find_one <= 73.5, find_one  # 74 before the run step's round (the tracing wrapper's cut; 73.06: one call of a few)
+        # 148 before this round; 126 with the compiled encoders, 114 with the answer compiled too, 112 with the run step's round
+        assert create <= 112.5, create
     finally:
         hooks_off.disconnect()
 
@@ -338,3 +339,72 @@ def test_the_monitors_inlined_latency_record_is_the_histograms_own(values):
     assert (got.counts, got.count, got.sum_ms, got.min_ms, got.max_ms) == (
         reference.counts, reference.count, reference.sum_ms, reference.min_ms, reference.max_ms)
     assert [max(0.0, v) for v in values] == [v if v > 0.0 else 0.0 for v in values]
+
+
+def test_the_monitors_inlined_rate_window_record_is_the_windows_own(monkeypatch):
+    """``Monitor.record_operation`` counts the rate window's slot in place (no
+    ``RateWindow.record`` call): over errors of the database and of the caller, slow calls and
+    seconds that wrap the window, the same slots as the window's own method, and so the same
+    ``metrics()["window"]`` and health figures."""
+    from astro_db import DatabaseConfig
+    from astro_db.monitoring import Monitor
+    from astro_db.monitoring.histogram import RateWindow
+    from astro_db.registry import default_registry
+
+    now = [100.0]
+    monitor = Monitor(DatabaseConfig(url="mongomock://localhost/m", health_window_s=3).health, default_registry(),
+                      max_pool_size=4)
+    monitor._window.clock = lambda: now[0]
+    reference = RateWindow(3, clock=lambda: now[0])
+    real = RateWindow.record
+    called: list[Any] = []
+    monkeypatch.setattr(RateWindow, "record", lambda self, **kw: called.append(kw) or real(self, **kw))
+    steps = [(0.0, None, 0.001), (0.2, "DatabaseConnectionError", 0.001), (0.0, "ValidationError", 0.5),
+             (1.0, None, 0.5), (0.0, "DuplicateKeyError", 0.001), (2.5, None, 0.001), (4.0, "QueryTimeout", 2.0),
+             (0.0, None, 0.001)]
+    for advance, error, seconds in steps:
+        now[0] += advance
+        monitor.record_operation("User", "find", seconds, error)
+        real(reference, error=bool(error) and error not in {"ValidationError", "DuplicateKeyError"},
+             slow=seconds * 1000.0 >= monitor.slow_ms)
+        assert monitor._window.slots == reference.slots
+        assert monitor._window.totals() == reference.totals()
+    assert called == []
+
+
+def test_a_write_looks_for_a_noted_shape_without_raising(monkeypatch):
+    """With no shape left by ``note_query`` (every write), ``record_operation`` finds the
+    thread-local's class default: no AttributeError raised and caught per call; a noted shape
+    is still taken once, by the next record on that thread only."""
+    import threading
+
+    from bson import ObjectId
+
+    from astro_db import DatabaseConfig
+    from astro_db.monitoring import Monitor
+    from astro_db.registry import default_registry
+
+    monitor = Monitor(DatabaseConfig(url="mongomock://localhost/m", slow_query_ms=0).health, default_registry(),
+                      max_pool_size=4)
+    logged: list[Any] = []
+    monkeypatch.setattr(monitor, "_log_slow", lambda model, op, ms, shape: logged.append(shape))
+    raised: list[str] = []
+    real_getattribute = type(monitor._local).__getattribute__
+
+    def watching(self: Any, name: str) -> Any:
+        try:
+            return real_getattribute(self, name)
+        except AttributeError:
+            raised.append(name)
+            raise
+
+    monkeypatch.setattr(type(monitor._local), "__getattribute__", watching)
+    monitor.record_operation("User", "create", 0.001)
+    monitor.note_query("User", "find", {"_id": ObjectId()})
+    other = threading.Thread(target=monitor.record_operation, args=("User", "find", 0.001))
+    other.start()
+    other.join()
+    monitor.record_operation("User", "find", 0.001)
+    monitor.record_operation("User", "find", 0.001)
+    assert raised == []
+    assert logged == [None, None, '{"_id":"<ObjectId>"}', None]

@@ -490,3 +490,20 @@ def test_without_opentelemetry_nothing_fails_and_the_executor_is_left_unwrapped(
         print("ok")
     """
     assert run_python(script) == "ok"
+
+
+def test_an_operation_taking_only_its_operation_is_wrapped_without_a_star_args_call():
+    """The span wrapper of an executor operation whose parameters are ``(self, op)`` (all but
+    ``audit_trail``) takes exactly those two (no ``*args`` packed and unpacked per call); the
+    others keep the general wrapper. What the wrapper does is the same either way (the spans of
+    the tests above)."""
+    for name in tracing.KINDS:
+        wrapper = getattr(Executor, name)
+        code = wrapper.__code__
+        star = bool(code.co_flags & inspect.CO_VARARGS)
+        assert star is (name == "audit_trail"), name
+        assert code.co_argcount == 2 and wrapper.__wrapped__.__name__ == name
+    assert tracing._takes_only_an_operation(lambda self, op: None)
+    assert not tracing._takes_only_an_operation(lambda self, op, document_id: None)
+    assert not tracing._takes_only_an_operation(lambda self, op=None: None)
+    assert not tracing._takes_only_an_operation(lambda self, *ops: None)

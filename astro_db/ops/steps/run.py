@@ -3,7 +3,7 @@
 This is the only place a driver call is made from: the circuit breaker is checked, the call is
 put under PyMongo's client-side timeout for what is left of the call's one budget (``timeouts``:
 ``timeout_ms=``, else ``operation_timeout_ms``, 30 s by default; retries and server selection
-included), retried by the policy (``retry``; never inside a transaction, never a
+included: ``pymongo.timeout(remaining)``), retried by the policy (``retry``; never inside a transaction, never a
 non-idempotent write: the caller says ``retry=False``; never the breaker's probe, which is sent
 once), a failure is translated into the ``astro_db.errors`` tree,
 and the monitor records the latency and error kind (and a read's query shape) in one call and
@@ -50,12 +50,12 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
     The short path: the breaker is looked at by its ``idle`` flag (no call while closed with no
     failure counted), one clock read starts the latency and the default bound,
     ``timeouts.enter`` gives the bound (one look), and ``fn`` is called here, bare, under
-    ``pymongo.timeout``; only a failure hands
+    ``pymongo.timeout`` for what is left of it; only a failure hands
     it to the retry policy (``RetryPolicy.call(failed=...)``). ``fn`` is best a
     ``functools.partial`` of the driver's method (or of ``listed``), so that the driver is
     called from here and no closure calls back into the module that asked. Only
     ``operation_timeout_ms=None`` (no bound) skips the timeout context."""
-    name = f"{operation} on {info.name}" if info else operation
+    model = info.name if info is not None else None
     monitor = rt.monitor
     breaker = rt.breaker
     if _ONE_CLOCK:  # one read: the latency's start and the default bound's
@@ -73,24 +73,24 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             if traced is not None:
                 fn = traced.driver_call(fn)
         try:
-            bound, remaining, token = timeouts.enter(rt.config.timeouts.operation_timeout_ms, name, now)
+            bound, remaining, token = timeouts.enter(rt.config.timeouts.operation_timeout_ms, operation, model, now)
             next(monitor.calls_started)  # in flight until it returns or raises (the pool's checked_out)
             try:
                 if token is None:
-                    result = _attempts(rt, fn, name, retry, None)
+                    result = _attempts(rt, fn, operation, model, retry, None)
                 else:
                     try:
                         with pymongo.timeout(remaining):
                             if rt.selection_s is not None and remaining > rt.selection_s:  # selection's own bound
-                                result = _selecting(rt, fn, name, retry, bound.deadline)  # type: ignore[union-attr]
+                                result = _selecting(rt, fn, operation, model, retry, bound.deadline)  # type: ignore[union-attr]
                             else:
                                 try:  # _attempts, inlined: the first attempt, bare
                                     result = fn()
                                 except pm.PyMongoError as exc:
                                     if not retry:
                                         raise
-                                    result = rt.retry.call(fn, operation=name, retry=True, deadline=bound.deadline,  # type: ignore[union-attr]
-                                                           failed=exc)
+                                    result = rt.retry.call(fn, operation=_name(operation, model), retry=True,
+                                                           deadline=bound.deadline, failed=exc)  # type: ignore[union-attr]
                     finally:
                         timeouts.CALL_BOUND.reset(token)
             finally:
@@ -102,32 +102,37 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             breaker.record_failure(exc)
             if info is not None and operation in WRITE_OPERATIONS:
                 rt.cache.invalidate(info.name)  # the write may have landed before it failed
-            raise timeouts.final_error(exc, bound, operation=operation, model=info.name if info else None,
+            raise timeouts.final_error(exc, bound, operation=operation, model=model,
                                        attempts=rt.retry.attempts if retry else 1) from exc
         except BaseException:
             breaker.release_probe()
             raise
     except AstroDBError as exc:
-        monitor.record_operation(info.name if info else None, operation, clock() - started,
-                                 type(exc).__name__, query=query)
+        monitor.record_operation(model, operation, clock() - started, type(exc).__name__, query=query)
         raise
     if not breaker.idle:  # record_success's own first look, without the call
         breaker.record_success()
-    monitor.record_operation(info.name if info else None, operation, clock() - started, query=query)
+    monitor.record_operation(model, operation, clock() - started, query=query)
     return result
 
 
-def _attempts(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline: float | None) -> T:
+def _name(operation: str, model: str | None) -> str:
+    """The call's name in the retry policy's log lines: ``find_one on User``."""
+    return f"{operation} on {model}" if model else operation
+
+
+def _attempts(rt: Runtime, fn: Callable[[], T], operation: str, model: str | None, retry: bool,
+              deadline: float | None) -> T:
     """The first attempt, bare; after a driver error, the retry policy takes over."""
     try:
         return fn()
     except pm.PyMongoError as exc:
         if not retry:
             raise
-        return rt.retry.call(fn, operation=name, retry=True, deadline=deadline, failed=exc)
+        return rt.retry.call(fn, operation=_name(operation, model), retry=True, deadline=deadline, failed=exc)
 
 
-def _selecting(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadline: float) -> T:
+def _selecting(rt: Runtime, fn: Callable[[], T], operation: str, model: str | None, retry: bool, deadline: float) -> T:
     """``_attempts`` for a budget longer than ``server_selection_timeout_ms``: before each attempt,
     a server is waited for within that bound (``timeouts.await_server``) when none is known."""
     selection_s, client = rt.selection_s, rt.connection.client
@@ -137,7 +142,7 @@ def _selecting(rt: Runtime, fn: Callable[[], T], name: str, retry: bool, deadlin
         timeouts.await_server(client, selection_s, deadline)
         return fn()
 
-    return _attempts(rt, attempt, name, retry, deadline)
+    return _attempts(rt, attempt, operation, model, retry, deadline)
 
 
 def listed(method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
