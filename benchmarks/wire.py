@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,7 +247,8 @@ class Shape:
 def _doc(coll: str, doc: Any) -> Doc:
     image = doc.get("doc")
     fields = doc.get("fields") if coll == CHANGES else None
-    return Doc(coll, tuple(doc), tuple(sorted(image)) if isinstance(image, dict) else None,
+    # a record's post-image may be the server's raw BSON (a default update's, embedded as it came back)
+    return Doc(coll, tuple(doc), tuple(sorted(image)) if isinstance(image, Mapping) else None,
                tuple(fields) if isinstance(fields, list) else None, len(bson.encode(doc)))
 
 

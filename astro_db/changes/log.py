@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 RECONCILE_ACTOR = "astro-db:reconcile"
 _PENDING_LIMIT = 100_000
 _SCAN_BATCH = 1000
+_NAMES_LIMIT = 1024  # field tuples whose record names ``ChangeLog.build`` keeps
 REBUILT_OP = "reconcile"  # the op of a rebuilt record whose document names none (a create)
 _SERVICE_FIELDS = frozenset({"_id", REV_FIELD, OP_FIELD})  # never listed in a record's ``fields``
 INSERT, REPLACE, UNCERTAIN = "insert", "replace", "uncertain"  # how a pending record is to be written
@@ -67,6 +68,7 @@ class ChangeLog:
         self.journal = journal
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[dict[str, Any], str]] = {}  # _id -> (record, INSERT | REPLACE | UNCERTAIN)
+        self._names: dict[tuple[str, ...], list[str]] = {}  # a write's fields -> a record's ``fields`` (``build``)
 
     @property
     def enabled(self) -> bool:
@@ -78,13 +80,38 @@ class ChangeLog:
         with self._lock:
             return len(self._pending)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any record waits to be written, looked at without the lock (a write's
+        question before it picks its path: a record kept meanwhile goes with a later write)."""
+        return bool(self._pending)
+
     def build(self, *, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
               fields: Iterable[str], actor: str | None, request_id: str | None, op: Any) -> list[dict[str, Any]]:
         """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each, written by
-        the operation ``op`` (its id is part of theirs)."""
+        the operation ``op`` (its id is part of theirs). A write's field names (a tuple: an
+        update's compiled fields, a create's keys) are listed in a record as worked out once per
+        tuple (the service's own left out, sorted: ``_names``), not again per write."""
+        names: list[str] | None = None
+        if self.audit:
+            if fields.__class__ is tuple:
+                names = self._names.get(fields)
+                if names is None:
+                    names = self._sorted_names(fields)
+            else:
+                names = sorted(f for f in fields if f not in _SERVICE_FIELDS)
         return make_records(model=model, collection=collection, action=action, changes=changes, actor=actor,
-                            request_id=request_id, fields=[f for f in fields if f not in _SERVICE_FIELDS],
-                            audit=self.audit, journal=self.journal, op=op)
+                            request_id=request_id, fields=names if names is not None else (), audit=self.audit,
+                            journal=self.journal, op=op, ordered=True)
+
+    def _sorted_names(self, fields: tuple[str, ...]) -> list[str]:
+        """The field names a record of a write of ``fields`` lists, kept for the next write of
+        the same fields (a few shapes per model; the table is emptied if it ever grows large)."""
+        names = sorted(f for f in fields if f not in _SERVICE_FIELDS)
+        if len(self._names) >= _NAMES_LIMIT:
+            self._names.clear()
+        self._names[fields] = names
+        return names
 
     def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,
                   in_transaction: bool) -> tuple[Callable[[], object], list[tuple[dict[str, Any], str]]]:

@@ -35,6 +35,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from bson.raw_bson import RawBSONDocument
 from bson.tz_util import utc as _BSON_UTC
 from pymongo import IndexModel
 from pymongo import errors as pm
@@ -102,16 +103,17 @@ def to_ms(when: _dt.datetime) -> int:
 
 def make_records(*, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
                  actor: str | None, request_id: str | None, fields: Iterable[str], audit: bool, journal: bool,
-                 op: Any) -> list[dict[str, Any]]:
+                 op: Any, ordered: bool = False) -> list[dict[str, Any]]:
     """The records of one write: ``changes`` are ``(documentId, rev, time, post-image or None)``.
 
     What they share is worked out once (the sorted field names, the ``_id``'s ends, the time of
     consecutive changes made in the same millisecond), and a post-image that already starts
     with the document's ``_id`` (a create's new document, as sent) is the record's ``doc``
     itself, not a copy: nothing changes a record between its building and its insertion, and a
-    record kept for later is copied then (``changes.log``)."""
-    names = sorted(fields) if audit else []
-    head, tail = _id_ends(collection, op)  # record_id's format
+    record kept for later is copied then (``changes.log``). ``ordered``: ``fields`` is a list
+    already sorted (``ChangeLog.build`` keeps one per write shape), listed as it is."""
+    names = (fields if ordered and fields.__class__ is list else sorted(fields)) if audit else []
+    head, tail = f"{collection}/", f"/{op}"  # record_id's format (``_id_ends``, inlined)
     images = journal and action != "delete"
     records: list[dict[str, Any]] = []
     last: Any = None
@@ -134,6 +136,11 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
         if journal:
             record["journal"] = True
             if images and image is not None:
+                # the server's own bytes (an update's post-image, ``ops.writes``), stored as they are
+                if image.__class__ is RawBSONDocument:  # type: ignore[comparison-overlap]
+                    record["doc"] = image
+                    records.append(record)
+                    continue
                 first = None
                 for first in image:  # noqa: B007 - its first key (no iterator call per record)
                     break

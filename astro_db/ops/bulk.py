@@ -35,7 +35,7 @@ from ..changes import CHANGES_COLLECTION
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import Session
 
-__all__ = ["WIRE_VERSION", "Outcome", "supported", "insert_recorded", "delete_intended"]
+__all__ = ["WIRE_VERSION", "CLEAN", "Outcome", "supported", "insert_recorded", "delete_intended"]
 
 WIRE_VERSION = 25  # MongoDB 8.0: the first to have the client-level bulkWrite command
 DUPLICATE_KEY = 11000
@@ -50,6 +50,9 @@ class Outcome:
 
     refused: dict[int, dict[str, Any]] = field(default_factory=dict)
     unrecorded: list[int] = field(default_factory=list)
+
+
+CLEAN = Outcome()  # nothing refused: what a command the server took whole returns (read, never changed)
 
 
 def supported(client: Any) -> bool | None:
@@ -82,13 +85,15 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
         if record["_id"] not in recorded:
             ops.append(InsertOne(record, namespace=changes))
             places.append((position, True))
-    outcome = Outcome()
+    outcome = CLEAN  # an Outcome of its own once the server refuses something
     start = 0
     while start < len(ops):
         try:
-            client.client_bulk_write(ops[start:], ordered=True, session=session)
+            client.client_bulk_write(ops[start:] if start else ops, ordered=True, session=session)
             break
         except pm.ClientBulkWriteException as exc:
+            if outcome is CLEAN:
+                outcome = Outcome()
             if exc.error is not None or exc.write_concern_errors or not exc.write_errors:
                 cause = exc.error if isinstance(exc.error, BaseException) else exc
                 raise cause from exc

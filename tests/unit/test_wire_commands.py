@@ -186,3 +186,16 @@ def test_the_time_budget_and_session_are_not_compared():
     assert wire.compare([wire.shape("insert", ours)], [wire.shape("insert", raw)]) == []
     plain = {k: v for k, v in raw.items() if k != "writeConcern"}  # the write concern is compared
     assert wire.compare([wire.shape("insert", ours)], [wire.shape("insert", plain)])
+
+
+def test_a_record_whose_post_image_is_raw_bson_has_the_shape_of_its_dict_form():
+    """A default update's record embeds the post-image as the server returned it (raw BSON,
+    ``ops.writes``): the check sees the same keys, post-image keys and size as for a dict."""
+    import bson
+    from bson.raw_bson import RawBSONDocument
+
+    doc = stored_user(2, "b")
+    record = wire.create_record("User", "users", doc, ObjectId())
+    raw = dict(record, doc=RawBSONDocument(bson.encode(record["doc"])))
+    command = {"insert": "astroChanges", "ordered": True, "documents": [record]}
+    assert wire.shape("insert", command) == wire.shape("insert", dict(command, documents=[raw]))

@@ -322,7 +322,8 @@ def test_with_the_records_off_a_write_only_the_cache_hears_of_builds_no_event_an
     """Hooks off (no change records, no app hook): a write outside a transaction to a model the
     cache holds nothing of makes no ``WriteEvent`` (the after-write step asks the cache's
     ``unseen_write`` itself), and still advances the generation and counts the message. A cached
-    model, a transaction, an app's hook or the records on: the event is made, as before."""
+    model, a transaction or an app's hook: the event is made, as before. With the records on and
+    nothing else to hear of the write, the records are written with no event either."""
     from astro_db import Database
 
     events = []
@@ -358,7 +359,11 @@ def test_with_the_records_off_a_write_only_the_cache_hears_of_builds_no_event_an
     with Database("mongomock://localhost/wp_event", ensure_indexes=False) as db:  # the records on (the defaults)
         user = db.create(User, {"email": "ann@example.com", "name": "Ann"})
         db.update(User, {"id": user.id}, {"name": "Bo"})
-        assert events == ["create", "update"] and len(db.audit_trail(User, user.id)) == 2
+        # the records are the only hook left once the cache is done: written without an event
+        assert events == [] and len(db.audit_trail(User, user.id)) == 2
+        db.executor.runtime.hooks.append(lambda event: heard.append((event.action, event.document_ids)))
+        db.update(User, {"id": user.id}, {"name": "Cy"})
+        assert events == ["update"] and heard[-1] == ("update", (user.id,)) and len(db.audit_trail(User, user.id)) == 3
 
 
 def test_a_create_nobody_hears_of_builds_not_even_what_it_wrote_and_a_heard_one_tells_the_same(monkeypatch):

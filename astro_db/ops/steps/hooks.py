@@ -6,7 +6,10 @@ and runs the write hooks, in order, synchronously, with the write's session: the
 invalidation, then the change records (``ChangeRecords``: the audit trail and the journal in
 one, ``astro_db.changes``), then any hook the app added. Inside a transaction their own writes
 commit or abort with it, and the cache is invalidated only on commit. A ``ChangeRecordError``
-(the write stands, its records are pending) is raised after the other hooks have run.
+(the write stands, its records are pending) is raised after the other hooks have run. With the
+runtime's own two hooks only, outside a transaction, a write no cache can hear of
+(``QueryCache.unseen_write``) makes no event: its records, if any, are written straight from
+what was written (``ChangeRecords.record``, the one place records are built and sent).
 
 ``post_image`` is the one rule of what an update that does not return its document
 (``db.update(..., returning=False)``) fetches back: the whole post-image when a hook needs it,
@@ -21,11 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...changes import OP_FIELD, REV_FIELD, new_op_id
 from ...errors import AstroDBError, ChangeRecordError
-from ...events import WriteEvent, Written
+from ...events import Change, WriteEvent, Written
 from ...security.audit import current_request_id
 from . import run
 
@@ -81,20 +84,30 @@ def after_write(rt: Runtime, info: ModelInfo, written: Written | Callable[[], Wr
                 session: Session, transaction: MaybeTransaction, actor: MaybeActor | str) -> None:
     """The after-write step: announce ``written`` to every write hook (records included).
 
-    When the hooks are the runtime's own two, the change records are off and the write is
-    outside a transaction, only the query cache has anything to do: if it holds nothing of the
-    model and nobody else can hear of the write (``QueryCache.unseen_write``), that is done
-    without building the event (nor, for a single create, which passes the ``functools.partial``
-    that makes its ``Written``, what it wrote); otherwise the event is made and every hook runs,
-    as always.
+    When the hooks are the runtime's own two and the write is outside a transaction, the query
+    cache is asked first whether anyone could hear of the write (``QueryCache.unseen_write``: if
+    no cache holds anything of the model, that is all it needs). If so, no event is built: with
+    the change records off (or already sent with the write, a create's one-command
+    ``bulkWrite``) nothing is left to do (nor, for a single create, which passes the
+    ``functools.partial`` that makes its ``Written``, is what it wrote made); otherwise the
+    change records, the one hook left, are written from what was written
+    (``ChangeRecords.record``: the same records, session and run-step call the event would
+    give). In every other case the event is made and every hook runs, as always.
     ``written`` has no ids after an update sent without reading anything back (``stampless``):
     its event names no document, so the query cache drops every entry of the model."""
     hooks = rt.hooks
     if transaction is None and len(hooks) == 2:
-        log = rt.changes
+        records = hooks[1]
         cache = rt.cache
-        if (not (log.audit or log.journal) and type(hooks[1]) is ChangeRecords and hooks[0] == cache.on_write
-                and cache.unseen_write(info.name)):
+        if type(records) is ChangeRecords and hooks[0] == cache.on_write and cache.unseen_write(info.name):
+            log = rt.changes
+            if not (log.audit or log.journal):
+                return
+            quiet: Written | None = written() if written.__class__ is partial else written  # type: ignore[assignment]
+            if quiet is not None and not quiet.recorded and quiet.changes:
+                records.record(info, quiet.action, quiet.changes, quiet.fields, quiet.op_id, database, session, None,
+                               actor if isinstance(actor, str) or actor is None else actor.id,
+                               None if isinstance(actor, str) or actor is None else actor.request_id)
             return
     # a single create's ``Written`` comes as the ``partial`` that makes it (``WriteRunner.insert_one``): made only now
     made: Written | None = written() if written.__class__ is partial else written  # type: ignore[assignment]
@@ -131,23 +144,30 @@ class ChangeRecords:
         self.rt = rt
 
     def __call__(self, event: WriteEvent) -> None:
-        rt = self.rt
-        log = rt.changes
-        if event.recorded or not event.changes or not log.enabled:
+        if event.recorded or not event.changes:
+            return
+        self.record(self.rt.registry.resolve(event.model), event.action, event.changes, event.fields, event.op_id,
+                    event.database, event.session, event.transaction, event.actor, event.request_id)
+
+    def record(self, info: ModelInfo, action: str, changes: tuple[Change, ...], fields: tuple[str, ...], op_id: Any,
+               database: MongoDB, session: Session, transaction: MaybeTransaction, actor: str | None,
+               request_id: str | None) -> None:
+        """Write the records of ``changes`` (the one place they are built and sent): the hook's
+        own work, and what ``after_write`` asks of it directly when it is the only hook left."""
+        log = self.rt.changes
+        if not (log.audit or log.journal):  # ``log.enabled``, read in place
             return
         records = log.build(
-            model=event.model, collection=event.collection, action=event.action, changes=event.changes,
-            fields=event.fields, actor=event.actor, request_id=event.request_id or current_request_id(),
-            op=event.op_id if event.op_id is not None else new_op_id(),
+            model=info.name, collection=info.collection, action=action, changes=changes, fields=fields, actor=actor,
+            request_id=request_id or current_request_id(), op=op_id if op_id is not None else new_op_id(),
         )
-        info = rt.registry.resolve(event.model)
-        in_transaction = event.transaction is not None
-        insert, late = log.insertion(event.database, records, session=event.session, in_transaction=in_transaction)
+        in_transaction = transaction is not None
+        insert, late = log.insertion(database, records, session=session, in_transaction=in_transaction)
         try:
-            run.call(rt, info, f"record {event.action}", insert, event.transaction)
+            run.call(self.rt, info, f"record {action}", insert, transaction)
         except AstroDBError as exc:
-            failure = log.failed(records, f"{event.action} on {event.model}", exc, late=late,
-                                 in_transaction=in_transaction)
+            failure = log.failed(records, f"{action} on {info.name}", exc, late=late, in_transaction=in_transaction)
             if failure is exc:
                 raise
             raise failure from exc
+
