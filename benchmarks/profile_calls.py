@@ -62,10 +62,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched 
 
 import datetime as _dt  # noqa: E402
 
-import bson  # noqa: E402
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
-from bson.raw_bson import RawBSONDocument  # noqa: E402
 from odm.data import load as load_odm_data  # noqa: E402
 from odm.models import COLLECTIONS as ODM_COLLECTIONS  # noqa: E402
 from odm.models import LargeNested  # noqa: E402
@@ -204,29 +202,8 @@ class InstantCollection:
     def insert_one(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def with_options(self, **options: Any) -> Any:
-        """The same with other options; with a raw BSON codec (a default update's post-image read
-        back for its record, ``ops.writes``), one answering with the stored document's bytes."""
-        codec = options.get("codec_options")
-        if codec is not None and codec.document_class is RawBSONDocument:
-            return RawInstantCollection(self.real.with_options(**options), self.doc, codec)
-        return InstantCollection(self.real.with_options(**options), self.doc)
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
-
-
-class RawInstantCollection(InstantCollection):
-    """``InstantCollection`` answering in raw BSON, as a server's reply decoded with ``codec``."""
-
-    def __init__(self, real: Any, doc: dict[str, Any], codec: Any) -> None:
-        super().__init__(real, doc)
-        self.raw, self.codec = bson.encode(doc), codec
-
-    def find_one(self, *args: Any, **kwargs: Any) -> Any:
-        return RawBSONDocument(self.raw, self.codec)
-
-    find_one_and_update = find_one
 
 
 def without_driver(db: Database, docs: dict[str, dict[str, Any]]) -> None:

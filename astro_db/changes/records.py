@@ -35,7 +35,6 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from bson.raw_bson import RawBSONDocument
 from bson.tz_util import utc as _BSON_UTC
 from pymongo import IndexModel
 from pymongo import errors as pm
@@ -136,11 +135,6 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
         if journal:
             record["journal"] = True
             if images and image is not None:
-                # the server's own bytes (an update's post-image, ``ops.writes``), stored as they are
-                if image.__class__ is RawBSONDocument:  # type: ignore[comparison-overlap]
-                    record["doc"] = image
-                    records.append(record)
-                    continue
                 first = None
                 for first in image:  # noqa: B007 - its first key (no iterator call per record)
                     break

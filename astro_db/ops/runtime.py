@@ -15,8 +15,6 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pymongo.monitoring import CommandListener
-
 from ..backends.capabilities import capabilities
 from ..cache import QueryCache
 from ..cache.bus import server_identity
@@ -53,12 +51,7 @@ class Runtime:
         self.capabilities = capabilities(config)  # what the backend can do (backends.capabilities)
         self.registry = registry
         self.listeners: list[Any] = list(listeners)
-        app_commands = any(isinstance(listener, CommandListener) for listener in self.listeners)
         self.hooks: list[Callable[[WriteEvent], None]] = []
-        # per collection: (its handle, the same answering raw BSON) for updates' post-images (``ops.writes``)
-        self.image_handles: dict[str, tuple[Any, Any]] = {}
-        # per collection: below 0, the updates left before its post-images are read back raw again (``ops.writes``)
-        self.raw_image_waits: dict[str, int] = {}
         identity = server_identity(config)  # which data the cache holds (one process's caches of it share invalidations)
         self.cache = QueryCache.from_config(config.cache, registry, identity=identity,
                                             namespace=redis_namespace(config, identity),
@@ -68,10 +61,6 @@ class Runtime:
         self.hooks.append(self.cache.on_write)
         self.crypto = FieldCrypto.from_config(config, registry)  # its key vault attached (__setattr__)
         self.changes = ChangeLog(audit=config.change_records.audit, journal=config.change_records.journal)  # not skippable per call
-        # whether a single update may read its post-image back as raw BSON for its record (``ops.writes``,
-        # ``WriteRunner._raw_image``): the journal on, a backend that inserts raw BSON as it is, and no
-        # command listener of the app's (which would see the record's ``doc`` as a ``RawBSONDocument``)
-        self.raw_images = config.change_records.journal and self.capabilities.raw_bson_inserts and not app_commands
         install_log_masking()
         self.monitor = Monitor(config.health, registry, max_pool_size=config.pool.max_pool_size)
         if config.health.monitoring and self.capabilities.driver_events:  # per-call ones only when asked

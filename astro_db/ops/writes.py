@@ -34,9 +34,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import bson
-from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions
-from bson.raw_bson import RawBSONDocument
 from pymongo import ReplaceOne, ReturnDocument, UpdateOne
 from pymongo import errors as pm
 
@@ -90,26 +87,6 @@ ONE_COMMAND_BATCH = 16
 UPSERT_BATCH = 1000
 # Update operators a second application would apply again: such an update is not retried by us.
 _NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
-# A single update's post-image read back as the server sent it (``WriteRunner._raw_image``): the
-# journal's record embeds those bytes as they are, and the caller's document is decoded from them
-# once, as the client decodes a reply (``config``: tz_aware, standard UUIDs), instead of a decode
-# and the record's encoding of the decoded document again.
-_IMAGE_CODEC: CodecOptions[Any] = CodecOptions(document_class=RawBSONDocument, tz_aware=True,
-                                               uuid_representation=UuidRepresentation.STANDARD)
-_DECODE_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
-# Where reading an update's post-image back raw pays (BSON bytes; docs/performance.md, "The
-# defaults' writes"): below ``_RAW_IMAGE_MIN`` PyMongo's Python for a raw reply (about 30 calls)
-# costs more than the record's encoding it saves (about 2.5 ns a byte in C); from
-# ``_RAW_IMAGE_MAX`` on, the raw value is a copy of the reply in fresh memory (glibc's mmap
-# threshold, 128 KiB by default), whose page faults cost more than the encoding (the ODM
-# benchmark's 2.4 MB document: 3.08 ms against 2.99 ms a default update). A model whose last raw
-# post-image was outside the window reads dicts, and tries raw again once in
-# ``_RAW_IMAGE_RESAMPLE`` updates (its documents may have changed size).
-_RAW_IMAGE_MIN = 2048
-_RAW_IMAGE_MAX = 128 * 1024
-_RAW_IMAGE_RESAMPLE = 256
-# bson.decode without its Python checks (the codec is ours): the C decoder itself where bson has it
-_decode: Callable[[bytes, CodecOptions[Any]], dict[str, Any]] = getattr(bson, "_bson_to_dict", None) or bson.decode
 # Service fields: never part of what an upsert compares (the caller's content is).
 _KEPT = frozenset({"_id", "createdAt", "updatedAt", "__v", REV_FIELD, OP_FIELD})
 
@@ -633,7 +610,6 @@ class WriteRunner:
         if compiled.list_roots or (self.rt.crypto.vault is not None and self._per_document(compiled)):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards) if compiled.guards else filt
-        raw = projection is None and self._raw_image()  # then ``_find_and_update`` reads from ``_images()``
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
         found: list[dict[str, Any]] = []  # _stamped, without a closure or a call: the read-back is a partial
         landed = partial(self._landed_by_op, op_id, projection, found)
@@ -645,7 +621,7 @@ class WriteRunner:
                 doc: dict[str, Any] | None = None
             else:
                 doc = self._write(
-                    "update", partial(self._find_and_update, guarded, update, projection, raw), [], retry=idempotent,
+                    "update", partial(self._find_and_update, guarded, update, projection), [], retry=idempotent,
                     landed=landed)
         except _Partly:
             doc = found[0]
@@ -660,67 +636,16 @@ class WriteRunner:
                 return None, None
         if projection is not None:
             return self._unimaged(doc, tuple(compiled.fields), op_id), doc
-        if doc.__class__ is RawBSONDocument:  # type: ignore[comparison-overlap]  # read back raw for its record (``_raw_image``)
-            image: Any = doc
-            raw = image.raw
-            if not _RAW_IMAGE_MIN <= len(raw) < _RAW_IMAGE_MAX:  # this model's next updates read dicts (``_raw_image``)
-                self.rt.raw_image_waits[self.info.collection] = -_RAW_IMAGE_RESAMPLE
-            return self._imaged(image, raw, tuple(compiled.fields), op_id)
         return Written.one("update", doc, tuple(compiled.fields), op_id), doc  # ``_written`` of one document
 
-    def _raw_image(self) -> bool:
-        """Whether a single update reads its whole post-image back as raw BSON: the journal
-        embeds it in the update's record (``changes.records``), the backend inserts raw BSON as
-        it is (a server: ``capabilities.raw_bson_inserts``; not the embedded one), the app has
-        no command listener (which would be shown the record's ``doc`` raw: ``Runtime.raw_images``
-        says all three), the runtime's own two hooks are all there is (an app's hook is told post-images as dicts,
-        as always; the query cache reads the decoded ``WriteEvent.documents``), and the model's
-        last raw post-image was in the window where it pays (``_RAW_IMAGE_MIN`` to
-        ``_RAW_IMAGE_MAX``: ``Runtime.raw_image_waits`` counts the updates of a model outside it
-        up to its next try)."""
-        rt = self.rt
-        listening = rt.hooks
-        if not (rt.raw_images and len(listening) == 2 and type(listening[1]) is hooks.ChangeRecords
-                and listening[0] == rt.cache.on_write):
-            return False
-        wait = rt.raw_image_waits.get(self.info.collection, 0)
-        if wait >= 0:
-            return True
-        rt.raw_image_waits[self.info.collection] = wait + 1  # a race only moves the next try by an update
-        return False
-
-    def _images(self) -> Any:
-        """The model's collection answering in raw BSON (``_IMAGE_CODEC``), made once per
-        collection handle (``Runtime.image_handles``: a new connection's handle makes its own)."""
-        coll = self.coll
-        handles = self.rt.image_handles
-        hit = handles.get(self.info.collection)
-        if hit is not None and hit[0] is coll:
-            return hit[1]
-        raw = coll.with_options(codec_options=_IMAGE_CODEC)
-        handles[self.info.collection] = (coll, raw)
-        return raw
-
-    @staticmethod
-    def _imaged(image: Any, raw: bytes, fields: tuple[str, ...], op_id: Any) -> tuple[Written, dict[str, Any]]:
-        """What a single update wrote when its post-image came back as raw BSON
-        (``_raw_image``), and the document for the caller: decoded from those bytes once; the
-        change's image (its record's ``doc``) is the bytes themselves, the same stored form
-        ``_written`` gives from a decoded reply (``events.changes_of``: ``_id``, revision,
-        ``updatedAt``)."""
-        doc: dict[str, Any] = _decode(raw, _DECODE_CODEC)
-        rev = doc.get(REV_FIELD)
-        change = tuple.__new__(Change, (doc["_id"], int(rev) if rev else 0, doc.get("updatedAt"), image))
-        return Written("update", (doc["_id"],), fields, (change,), (doc,), False, op_id), doc
-
     def _find_and_update(self, filt: dict[str, Any], update: dict[str, Any],
-                         projection: dict[str, int] | None = None, raw: bool = False) -> dict[str, Any] | None:
+                         projection: dict[str, int] | None = None) -> dict[str, Any] | None:
         """An update's driver call (its attempt is a ``partial`` of it): the post-image (what
-        ``projection`` keeps of it; ``raw``: all of it as raw BSON, ``_raw_image``), or None; a
-        duplicate key named by its fields (``_naming``, without a closure per call)."""
+        ``projection`` keeps of it), or None; a duplicate key named by its fields (``_naming``,
+        without a closure per call)."""
         self._sent += 1
         try:
-            doc: dict[str, Any] | None = (self._images() if raw else self.coll).find_one_and_update(
+            doc: dict[str, Any] | None = self.coll.find_one_and_update(
                 filt, update, projection=projection, return_document=ReturnDocument.AFTER, session=self.session)
         except pm.DuplicateKeyError as exc:
             self._name_key(cast("dict[str, Any] | None", exc.details))  # a dict at runtime; filled in place

@@ -189,8 +189,8 @@ def test_the_time_budget_and_session_are_not_compared():
 
 
 def test_a_record_whose_post_image_is_raw_bson_has_the_shape_of_its_dict_form():
-    """A default update's record embeds the post-image as the server returned it (raw BSON,
-    ``ops.writes``): the check sees the same keys, post-image keys and size as for a dict."""
+    """A record's post-image in any mapping form (raw BSON, as a backup file holds one) gives the
+    check the same keys, post-image keys and size as its dict form."""
     import bson
     from bson.raw_bson import RawBSONDocument
 
