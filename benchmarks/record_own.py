@@ -4,7 +4,7 @@ A default create, update, nested create and nested update (audit and journal on:
 records written) of ``Database`` on the embedded backend set up as a server would be (one-command
 creates in a client-level ``bulkWrite``, raw BSON inserts), every driver call answered at once:
 the model's collection answers with its stored document decoded from BSON (``find_one_and_update``
-as a server's reply is decoded; raw BSON when asked for it), and every insert and ``bulkWrite``
+as a server's reply is decoded), and every insert and ``bulkWrite``
 (documents and change records) only encodes what it was handed, as the driver's C encoder does. What
 is left is astro_db's own CPU per call with the BSON work the driver does for it, and none of the
 driver's Python, the network or the server: the steadiest figure of the records' own cost on a
@@ -34,7 +34,6 @@ import bson  # noqa: E402
 from bson import ObjectId  # noqa: E402
 from bson.binary import UuidRepresentation  # noqa: E402
 from bson.codec_options import CodecOptions  # noqa: E402
-from bson.raw_bson import RawBSONDocument  # noqa: E402
 from odm.data import load  # noqa: E402
 from odm.models import LargeNested  # noqa: E402
 from odm.tasks import stored as odm_stored  # noqa: E402
@@ -66,21 +65,6 @@ class Instant:
         for doc in docs:
             bson.encode(doc)
 
-    def with_options(self, **options: Any) -> Any:
-        return RawInstant(self.doc, self.database, options["codec_options"])
-
-
-class RawInstant(Instant):
-    """``Instant`` answering in raw BSON (a default update's post-image read back raw)."""
-
-    def __init__(self, doc: dict[str, Any], database: Any, codec: Any) -> None:
-        super().__init__(doc, database)
-        self.codec = codec
-
-    def find_one(self, *args: Any, **kwargs: Any) -> Any:
-        return RawBSONDocument(self.raw, self.codec)
-
-    find_one_and_update = find_one
 
 
 class InstantGateway:
@@ -109,7 +93,6 @@ def main(argv: list[str] | None = None) -> None:
     rt = db.executor.runtime
     rt.one_command_writes, rt.bulk_write = True, True  # as on a server that speaks bulkWrite (nx-27017, MongoDB 8.0)
     rt.capabilities = dataclasses.replace(rt.capabilities, raw_bson_inserts=True)  # as a server's
-    rt.raw_images = True  # what the runtime works out from them on a server (``ops.runtime``)
     gateway = InstantGateway()
     insight = stored_insight(ObjectId(), 1)
     insight = {"_id": insight.pop("_id"), **insight, "_rev": 1}
