@@ -106,20 +106,26 @@ def after_write(rt: Runtime, info: ModelInfo, written: Written | Callable[[], Wr
             quiet: Written | None = written() if written.__class__ is partial else written  # type: ignore[assignment]
             if quiet is not None and not quiet.recorded and quiet.changes:
                 records.record(info, quiet.action, quiet.changes, quiet.fields, quiet.op_id, database, session, None,
-                               actor if isinstance(actor, str) or actor is None else actor.id,
-                               None if isinstance(actor, str) or actor is None else actor.request_id)
+                               *_who(actor))
             return
     # a single create's ``Written`` comes as the ``partial`` that makes it (``WriteRunner.insert_one``): made only now
     made: Written | None = written() if written.__class__ is partial else written  # type: ignore[assignment]
     if made is None:
         return
+    who, request_id = _who(actor)
     emit(rt, WriteEvent(
         model=info.name, collection=info.collection, action=made.action, document_ids=made.ids,
         fields=made.fields, database=database, session=session, transaction=transaction,
-        actor=actor if isinstance(actor, str) or actor is None else actor.id,
-        request_id=None if isinstance(actor, str) or actor is None else actor.request_id,
+        actor=who, request_id=request_id,
         documents=made.documents, changes=made.changes, recorded=made.recorded, op_id=made.op_id,
     ))
+
+
+def _who(actor: MaybeActor | str) -> tuple[str | None, str | None]:
+    """The actor's id and request id as a write's event and its records name them."""
+    if isinstance(actor, str) or actor is None:
+        return actor, None
+    return actor.id, actor.request_id
 
 
 def emit(rt: Runtime, event: WriteEvent) -> None:
