@@ -98,14 +98,19 @@ def test_the_hooks_are_told_no_post_image_when_none_was_read(rdb, records, monke
     real_emit = hooks.emit
     monkeypatch.setattr(hooks, "emit", lambda rt, event: (events.append(event), real_emit(rt, event)))
     rev = 1
-    if records == "hooks off":  # only the caches hear of it, and none holds anything of User: no event is built,
-        caches = [ref() for ref in rdb.executor.runtime.cache.peers._alive]  # unless a cache of the process holds some
-        held = any(c is not None and "User" in c._by_model for c in caches)
-        assert rdb.update("User", {"id": user.id}, {"name": "Bo"}, returning=False) is True
-        assert len(events) == (1 if held else 0)
-        events.clear()
-        rdb.find_one("User", {"id": user.id}, cache=True)  # an entry of the model: the write is judged with its event
-        rev = 2
+    # no cache holds anything of User: no event is built (unless a cache of the process holds some),
+    # and the records, if on, are written straight from what was written
+    caches = [ref() for ref in rdb.executor.runtime.cache.peers._alive]
+    held = any(c is not None and "User" in c._by_model for c in caches)
+    assert rdb.update("User", {"id": user.id}, {"name": "Bo"}, returning=False) is True
+    assert len(events) == (1 if held else 0)
+    if records == "audit only":
+        record = rdb.mongo["astroChanges"].find_one({"documentId": user.id, "rev": 1})
+        assert (record["action"], record["fields"], record["audit"]) == ("update", ["name"], True)
+        assert "doc" not in record and record["time"] is not None
+    events.clear()
+    rdb.find_one("User", {"id": user.id}, cache=True)  # an entry of the model: the write is judged with its event
+    rev = 2
     rdb.update("User", {"id": user.id}, {"name": "Bea"}, returning=False)
     [event] = events
     assert event.documents is None and event.document_ids == (user.id,) and event.fields == ("name",)
