@@ -298,21 +298,6 @@ class _Wire:
                 raise self._redis.ConnectionError(f"Redis answered an error: {frame[:200]!r}")
         return frames
 
-    def call(self, *args: bytes) -> Any:
-        """Send one command and return its reply (an ``_Error`` for an error reply); Redis not
-        answering within ``timeout_s`` raises redis's ``TimeoutError``, a broken connection or
-        reply its ``ConnectionError``."""
-        if self._sock is None:
-            try:
-                self.open()
-            except (OSError, ValueError) as exc:
-                raise self._redis.ConnectionError(f"{type(exc).__name__}: {exc}") from None
-        self.request(*args)
-        reply = self.reply(time.monotonic() + self.timeout_s)
-        if reply is _LATE:
-            raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
-        return reply
-
     @property
     def ready(self) -> bool:
         """Open, and no reply owed: a command may be sent now."""
@@ -958,6 +943,8 @@ class RedisBus(SubscribingBus):
             log.info("cache bus %s reconnected: every cached entry was dropped", self.masked_url)
         self._reason = None
         self._connected = True
+        if self._pending:  # written while it reconnected (the publisher thread passed: not connected then)
+            self._wake.set()
         return after
 
     def _listen(self, wire: _Wire, first: list[Any] | None = None) -> None:

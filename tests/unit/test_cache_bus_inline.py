@@ -167,7 +167,9 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
         bus.publish("User", notice=NOTICE)
         assert not bus.unsent("User") and _generation(client, bus) == 3 and bus._publish_wire is wire
         with bus._send_lock:
-            assert wire is not None and wire.call(b"ECHO", b"next") == b"next"
+            assert wire is not None
+            wire.request(b"ECHO", b"next")
+            assert wire.reply(time.monotonic() + 30) == b"next"
         assert bus.connected
     finally:
         redis_server.thaw()
@@ -330,6 +332,30 @@ def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_i
     finally:
         let_go.set()
         thread.join(30)
+        bus.close()
+
+
+def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_back(redis_server, client):
+    bus, _listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        written = threading.Event()
+        drop_all = bus._drop_all
+
+        def hooked(reason: str, *, count: bool = True) -> None:
+            drop_all(reason, count=count)
+            if reason == "reconnected" and not written.is_set():  # pending published, the bus not trusted yet
+                writer = threading.Thread(target=lambda: bus.publish("User", notice=NOTICE), daemon=True)
+                writer.start()
+                writer.join(30)  # returns at once: the bus is not connected
+                written.set()
+
+        bus._drop_all = hooked  # type: ignore[method-assign]
+        bus._lose_trust("a doubt")  # the subscriber reconnects
+        _poll(lambda: written.is_set() and bus.connected)
+        _poll(lambda: not bus.unsent("User"))  # was owed until the next write
+        assert _generation(client, bus) == 2
+    finally:
         bus.close()
 
 
