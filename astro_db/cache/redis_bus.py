@@ -1,22 +1,30 @@
 """The Redis invalidation bus: committed writes announced to every process over Redis pub/sub.
 
 Publisher (the process that wrote, after the write is acknowledged or its transaction
-committed): the write's own process drops its entries at once, then hands the model to a
-background publisher thread and waits for the announcement at most ``wait_s`` (20 ms; a healthy
-Redis answers in well under a millisecond, so the generation has moved on when the write
-returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
-most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher
-sends (on its own connection, ``EVALSHA`` packed here) one Lua script
+committed): the write's own process drops its entries at once, then the writing thread sends
+the announcement itself on the bus's publishing connection (``EVALSHA`` packed here, one
+command at a time: the next reply read is always the last command's) and reads Redis's reply,
+within ``wait_s`` (20 ms) in all, waiting for the connection too while another thread has it (a
+healthy Redis answers in well under a millisecond, so the generation has moved on when the
+write returns). What a write cannot finish by then is the publisher thread's: a reply not back
+is handed over with the connection (the write returns; the publisher thread reads it within the
+connection's socket timeout, else drops the connection and the bus goes down), a model another
+thread wrote meanwhile is sent after it, and no write opens a connection (a handshake's bounds
+are seconds: the publisher thread opens it, the write waiting for its announcement until
+``wait_s``). Once a send is late or the bus is down, a write sends nothing and waits for
+nothing: a frozen Redis costs a write at most 20 ms, and nothing once it is noticed, not its
+2 s / 4 s socket timeouts. The script is one Lua script
 ``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
 sets the write's dependency keys to that generation (``redis_store.write_dependencies``: what the
 write may have changed, so that the shared store stops serving exactly those entries), then
 ``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
 Being one script, the generations of a model reach
 every subscriber in order and without holes. Models waiting to be announced are *pending* (one
-entry per model: the queue is bounded by the number of models, later writes coalesce); while
-one is pending this process does not read the shared store for it (``unsent``). A send that has
-not come back within ``stall_s`` (Redis frozen or slow) marks the bus down at the next write:
-this process stops caching until its subscriber is back.
+entry per model: the queue is bounded by the number of models, later writes coalesce: two
+threads writing one model at once are covered by one announcement, sent by whichever has the
+connection); while one is pending this process does not read the shared store for it
+(``unsent``). A send that has not come back within ``stall_s`` (Redis frozen or slow) marks the
+bus down at the next write: this process stops caching until its subscriber is back.
 
 Subscriber (a daemon thread per ``Database``): subscribes, *then* expires every entry its cache
 holds and only then says ``connected``; a message drops what its write may have changed. It
@@ -725,7 +733,7 @@ class RedisBus(SubscribingBus):
             self._handed = (wire, args, model, number, started)  # _sending_since stays: a stall is seen
             return False
         self._sending_since = None
-        self.figures.count("sent" if published else "unannounced")
+        self.figures.count_sent() if published else self.figures.count("unannounced")
         return True
 
     def _finish(self, handed: tuple[_Wire, tuple[bytes, ...], str, int, float]) -> None:
