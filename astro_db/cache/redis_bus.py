@@ -306,6 +306,19 @@ class _Wire:
                 raise self._redis.ConnectionError(f"Redis answered an error: {frame[:200]!r}")
         return frames
 
+    def call(self, *args: bytes) -> Any:
+        """Send one command and return its reply (an ``_Error`` for an error reply), opening the
+        connection first if need be; Redis not answering within ``timeout_s`` raises redis's
+        ``TimeoutError`` (the reply stays owed: the connection is not for further use), a broken
+        connection or reply its ``ConnectionError``."""
+        if self._sock is None:
+            self.open()
+        self.request(*args)
+        reply = self.reply(time.monotonic() + self.timeout_s)
+        if reply is _LATE:
+            raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
+        return reply
+
     @property
     def ready(self) -> bool:
         """Open, and no reply owed: a command may be sent now."""
@@ -508,17 +521,28 @@ class RedisBus(SubscribingBus):
         self._connected = False
         self._reason = "closed"
         self._client.close()
-        handed, self._handed = self._handed, None
-        if handed is not None:  # handed over as the publisher thread stopped: its connection and lock
-            handed[0].close()
-            self._sending_since = None
-            self._send_lock.release()
-        with self._send_lock:
+        self._take_send_lock()
+        try:
             if self._publish_wire is not None:
                 self._publish_wire.close()
                 self._publish_wire = None
+        finally:
+            self._send_lock.release()
         if self._register_client is not None:
             self._register_client.close()
+
+    def _take_send_lock(self) -> None:
+        """``close()``: the publishing connection's lock, from whoever has it, or with the send a
+        writing thread handed over as the publisher thread stopped (the reply left unread: the
+        connection is closed)."""
+        while True:
+            handed, self._handed = self._handed, None
+            if handed is not None:  # the lock came with it
+                handed[0].close()
+                self._sending_since = None
+                return
+            if self._send_lock.acquire(timeout=0.05):
+                return
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload) the subscriber thread did not survive: the
@@ -602,7 +626,11 @@ class RedisBus(SubscribingBus):
                     break
         except self._redis.ConnectionError:
             pass  # the connection broke (it is closed): the publisher thread sends again on a new one
-        except self._redis.RedisError as exc:
+        except ConfigError as exc:
+            failed = True
+            self._incompatible(exc)
+            self._lose_trust(str(exc))
+        except Exception as exc:  # noqa: BLE001 - Redis refused, or anything else: never the write's failure
             failed = True
             self._publish_failed(exc)
         finally:
@@ -669,7 +697,10 @@ class RedisBus(SubscribingBus):
                 continue
             try:
                 if handed is not None:
-                    self._finish(handed)
+                    try:
+                        self._finish(handed)
+                    except self._redis.ConnectionError:
+                        pass  # broke with the reply owed (closed): sent again below on a new one, as a broken connection's one retry
                 if self._pending and self.connected and not self._stop.is_set():
                     self._flush_pending()
             except ConfigError as exc:

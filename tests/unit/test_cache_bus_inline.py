@@ -12,7 +12,9 @@ read is the next command's), and one that never comes drops the connection and t
 down; a failed publish in the writing thread is handled as before (logged, counted, the cache
 dropped, the model re-published by the subscriber once it is back); a broken connection is
 replaced by the publisher thread and the write announced on the new one; a child forked while
-another thread of its parent had the connection publishes with its own. Driven by a real
+another thread of its parent had the connection publishes with its own; whatever a publish
+raises in the writing thread leaves the write standing; ``close()`` takes a send handed over to
+a publisher thread that had stopped. Driven by a real
 redis-server frozen with SIGSTOP, a connection killed with ``CLIENT KILL``, hooks that order
 two threads, and a scripted socket: never a sleep.
 """
@@ -168,8 +170,7 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
         assert not bus.unsent("User") and _generation(client, bus) == 3 and bus._publish_wire is wire
         with bus._send_lock:
             assert wire is not None
-            wire.request(b"ECHO", b"next")
-            assert wire.reply(time.monotonic() + 30) == b"next"
+            assert wire.call(b"ECHO", b"next") == b"next"
         assert bus.connected
     finally:
         redis_server.thaw()
@@ -357,6 +358,71 @@ def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_ba
         assert _generation(client, bus) == 2
     finally:
         bus.close()
+
+
+def test_a_handed_over_connection_that_breaks_is_replaced_and_the_write_announced_without_taking_the_bus_down(
+        redis_server, client):
+    import socket
+
+    bus, _listener = _open_bus(redis_server.url, stall_s=60.0)
+    try:
+        wire = bus._publish_wire
+        assert wire is not None
+        redis_server.freeze()
+        bus.publish("User", notice=NOTICE)  # late: handed over
+        assert bus.unsent("User")
+        wire._sock.shutdown(socket.SHUT_RDWR)  # the connection breaks with the reply owed
+        redis_server.thaw()
+        _poll(lambda: not bus.unsent("User"))  # sent again on a new connection (as a broken connection's one retry)
+        assert bus._publish_wire is not wire and wire.closed
+        assert bus.connected and bus.figures.errors == 0 and bus.stats()["late"] == 0
+    finally:
+        redis_server.thaw()
+        bus.close()
+
+
+def test_anything_a_publish_raises_in_the_writing_thread_leaves_the_write_standing_and_takes_the_bus_down(
+        redis_server, client, caplog):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        announcement = bus._announcement
+        broken = [True]
+
+        def failing(model: str, notice: Any) -> Any:
+            if broken[0]:  # once: the writing thread's
+                broken[0] = False
+                raise RuntimeError("a bug in the announcement")
+            return announcement(model, notice)
+
+        bus._announcement = failing  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)  # nothing raised into the write
+        assert bus.unsent("User") and bus.figures.errors == 1 and ("drop_all", "publish failed: RuntimeError") in listener.calls
+        assert any("could not publish writes (RuntimeError" in r.getMessage() for r in caplog.records)
+        _poll(lambda: bus.connected and not bus.unsent("User"))  # published by the subscriber once back
+        assert _generation(client, bus) == 2
+    finally:
+        bus.close()
+
+
+def test_close_takes_a_send_handed_over_after_the_publisher_thread_stopped(redis_server, client):
+    bus, _listener = _open_bus(redis_server.url, stall_s=60.0)
+    wire = bus._publish_wire
+    try:
+        bus._stop.set()  # the publisher thread stops (as close() begins)
+        bus._wake.set()
+        assert bus._publisher is not None
+        bus._publisher.join(30)
+        redis_server.freeze()
+        bus.publish("User", notice=NOTICE)  # late: handed over, to no one
+        assert bus._handed is not None
+    finally:
+        closing = threading.Thread(target=bus.close, daemon=True)
+        closing.start()
+        closing.join(30)
+        redis_server.thaw()
+    assert not closing.is_alive() and wire is not None and wire.closed and bus._handed is None
+    assert not bus._send_lock.locked()
 
 
 # --- the publishing connection's reads, with a scripted socket -----------------------------------
