@@ -1,22 +1,30 @@
 """The Redis invalidation bus: committed writes announced to every process over Redis pub/sub.
 
 Publisher (the process that wrote, after the write is acknowledged or its transaction
-committed): the write's own process drops its entries at once, then hands the model to a
-background publisher thread and waits for the announcement at most ``wait_s`` (20 ms; a healthy
-Redis answers in well under a millisecond, so the generation has moved on when the write
-returns), not at all once a send is late or the bus is down: a frozen Redis costs a write at
-most 20 ms, and nothing once it is noticed, not its 2 s / 4 s socket timeouts. The publisher
-sends (on its own connection, ``EVALSHA`` packed here) one Lua script
+committed): the write's own process drops its entries at once, then the writing thread sends
+the announcement itself on the bus's publishing connection (``EVALSHA`` packed here, one
+command at a time: the next reply read is always the last command's) and reads Redis's reply,
+within ``wait_s`` (20 ms) in all, waiting for the connection too while another thread has it (a
+healthy Redis answers in well under a millisecond, so the generation has moved on when the
+write returns). What a write cannot finish by then is the publisher thread's: a reply not back
+is handed over with the connection (the write returns; the publisher thread reads it within the
+connection's socket timeout, else drops the connection and the bus goes down), a model another
+thread wrote meanwhile is sent after it, and no write opens a connection (a handshake's bounds
+are seconds: the publisher thread opens it, the write waiting for its announcement until
+``wait_s``). Once a send is late or the bus is down, a write sends nothing and waits for
+nothing: a frozen Redis costs a write at most 20 ms, and nothing once it is noticed, not its
+2 s / 4 s socket timeouts. The script is one Lua script
 ``INCR astro_db:{db}:gen:{model}``, then (once a shared result store has read the model)
 sets the write's dependency keys to that generation (``redis_store.write_dependencies``: what the
 write may have changed, so that the shared store stops serving exactly those entries), then
 ``PUBLISH astro_db:{db}:invalidate {"m": model, "g": generation, "o": origin, "t": time}``.
 Being one script, the generations of a model reach
 every subscriber in order and without holes. Models waiting to be announced are *pending* (one
-entry per model: the queue is bounded by the number of models, later writes coalesce); while
-one is pending this process does not read the shared store for it (``unsent``). A send that has
-not come back within ``stall_s`` (Redis frozen or slow) marks the bus down at the next write:
-this process stops caching until its subscriber is back.
+entry per model: the queue is bounded by the number of models, later writes coalesce: two
+threads writing one model at once are covered by one announcement, sent by whichever has the
+connection); while one is pending this process does not read the shared store for it
+(``unsent``). A send that has not come back within ``stall_s`` (Redis frozen or slow) marks the
+bus down at the next write: this process stops caching until its subscriber is back.
 
 Subscriber (a daemon thread per ``Database``): subscribes, *then* expires every entry its cache
 holds and only then says ``connected``; a message drops what its write may have changed. It
@@ -229,6 +237,9 @@ class _Error(bytes):
     """An error reply of Redis (its text)."""
 
 
+_LATE: Any = object()  # ``_Wire.reply``: the reply has not come (in full) by the deadline
+
+
 class _Wire:
     """The subscriber's connection: opened by redis-py (TLS, password, database, protocol:
     whatever the URL says), then written and read here. A read blocks on the socket until Redis
@@ -253,6 +264,7 @@ class _Wire:
         self._buffer = bytearray()
         self._timeout: float | None = None
         self._closed = False
+        self.owed = False  # a command was sent whose reply has not been read in full
         self._pid = os.getpid()  # a forked child never shuts down its parent's connection
 
     def open(self) -> None:
@@ -295,19 +307,49 @@ class _Wire:
         return frames
 
     def call(self, *args: bytes) -> Any:
-        """Send one command and return its reply (an ``_Error`` for an error reply); Redis not
-        answering within ``timeout_s`` raises redis's ``TimeoutError``, a broken connection or
-        reply its ``ConnectionError``."""
+        """Send one command and return its reply (an ``_Error`` for an error reply), opening the
+        connection first if need be; Redis not answering within ``timeout_s`` raises redis's
+        ``TimeoutError`` (the reply stays owed: the connection is not for further use), a broken
+        connection or reply its ``ConnectionError``."""
+        if self._sock is None:
+            self.open()
+        self.request(*args)
+        reply = self.reply(time.monotonic() + self.timeout_s)
+        if reply is _LATE:
+            raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
+        return reply
+
+    @property
+    def ready(self) -> bool:
+        """Open, and no reply owed: a command may be sent now."""
+        return self._sock is not None and not self._closed and not self.owed
+
+    def request(self, *args: bytes) -> None:
+        """Send one command; its reply is read by ``reply``. One at a time: while a reply is
+        owed nothing else is sent (the next reply read is always the owed command's)."""
+        if self.owed:
+            raise self._redis.ConnectionError("a command was sent while a reply was still owed")
+        self.owed = True  # from now on: a partial send also leaves the connection unusable
         try:
-            if self._sock is None:
-                self.open()
-            self.send(*args)
-            deadline = time.monotonic() + self.timeout_s
+            self._sock.sendall(_pack(args))
+        except (OSError, ValueError) as exc:
+            raise self._redis.ConnectionError(f"{type(exc).__name__}: {exc}") from None
+
+    def reply(self, deadline: float) -> Any:
+        """The owed command's reply (an ``_Error`` for an error reply), or ``_LATE`` when it has
+        not come in full by ``deadline`` (``time.monotonic()``): it stays owed, what arrived of
+        it is kept, and a later ``reply`` reads the rest. A broken connection, or more than one
+        reply, raises redis's ``ConnectionError`` (the connection is not used again)."""
+        buffer = self._buffer
+        try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise self._redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g}s")
-                if self._timeout is None or abs(left - self._timeout) > 0.05:
+                    return _LATE
+                # a change of the socket's timeout is a system call: made when the bound shrinks
+                # by more than a millisecond (so a read never outlasts the deadline by more) or
+                # grows by more than 50 ms
+                if self._timeout is None or left < self._timeout - 0.001 or left > self._timeout + 0.05:
                     self._sock.settimeout(left)
                     self._timeout = left
                 try:
@@ -316,12 +358,13 @@ class _Wire:
                     continue
                 if not chunk:
                     raise self._redis.ConnectionError("Redis closed the connection")
-                self._buffer += chunk
-                frames, used = _frames(self._buffer)
+                buffer += chunk
+                frames, used = _frames(buffer)
                 if frames:
-                    if len(frames) > 1 or used != len(self._buffer):
+                    if len(frames) > 1 or used != len(buffer):
                         raise self._redis.ConnectionError("Redis answered more than was asked")
-                    del self._buffer[:used]
+                    del buffer[:used]
+                    self.owed = False
                     return frames[0]
         except (OSError, ValueError) as exc:
             raise self._redis.ConnectionError(f"{type(exc).__name__}: {exc}") from None
@@ -400,7 +443,11 @@ class RedisBus(SubscribingBus):
         _Wire(self._client, redis)  # a ConfigError now when redis-py's connections lack what the bus reads
         self._publish_wire: _Wire | None = None  # the connection the publishes are sent on (made on first use)
         self._script_args: dict[str, tuple[tuple[bytes, ...], tuple[bytes, bytes]]] = {}  # model -> ``_model_args``
-        self._send_lock = threading.Lock()  # the publisher thread, or the subscriber once it has reconnected
+        # the publishing connection's: a writing thread (``_publish_now``), the publisher thread, or
+        # the subscriber once it has reconnected; passed with a send whose reply is late (``_handed``)
+        self._send_lock = threading.Lock()
+        self._handed: tuple[_Wire, tuple[bytes, ...], str, int, float] | None = None
+        self._late = 0  # sends whose reply the publisher thread read (handed over by a writing thread)
         # the registration of a cached model runs on a reading thread: its client (made on first
         # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
         # (then caching is off until the subscriber is back), not the 4 s socket timeout
@@ -474,12 +521,28 @@ class RedisBus(SubscribingBus):
         self._connected = False
         self._reason = "closed"
         self._client.close()
-        with self._send_lock:
+        self._take_send_lock()
+        try:
             if self._publish_wire is not None:
                 self._publish_wire.close()
                 self._publish_wire = None
+        finally:
+            self._send_lock.release()
         if self._register_client is not None:
             self._register_client.close()
+
+    def _take_send_lock(self) -> None:
+        """``close()``: the publishing connection's lock, from whoever has it, or with the send a
+        writing thread handed over as the publisher thread stopped (the reply left unread: the
+        connection is closed)."""
+        while True:
+            handed, self._handed = self._handed, None
+            if handed is not None:  # the lock came with it
+                handed[0].close()
+                self._sending_since = None
+                return
+            if self._send_lock.acquire(timeout=0.05):
+                return
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload) the subscriber thread did not survive: the
@@ -495,6 +558,8 @@ class RedisBus(SubscribingBus):
             self._wire = None  # the parent's socket: never shut down from here
             self._publisher = None
             self._sending_since = None
+            self._send_lock = threading.Lock()  # it may have been held by a thread of the parent
+            self._handed = None
             self._client = self._new_client()
             self._publish_wire = None  # the parent's connection: left alone
             self._register_client = None
@@ -505,12 +570,14 @@ class RedisBus(SubscribingBus):
     # --- publishing --------------------------------------------------------------------------
 
     def publish(self, model: str, origin: CacheListener | None = None, notice: Notice | None = None) -> None:
-        """Announce a committed write to ``model``: queued for the publisher thread, never sent
-        from here. While Redis answers, the write waits for its announcement up to ``wait_s``
-        (a healthy Redis takes well under a millisecond), so the generation has moved on when the
-        write returns; past that it returns anyway and the announcement follows. A send that
+        """Announce a committed write to ``model``, from the writing thread itself while Redis
+        answers (``_publish_now``): the write sends the announcement on the bus's publishing
+        connection and reads Redis's reply, all within ``wait_s`` (a healthy Redis answers in
+        well under a millisecond), so the generation has moved on when the write returns. Past
+        that it returns anyway and the publisher thread finishes the announcement. A send that
         has been under way for more than ``stall_s`` marks the bus down (this process drops its
-        cache) rather than holding the write that succeeded."""
+        cache) rather than holding the write that succeeded; while a send is late or the bus is
+        down, the write sends nothing and waits for nothing."""
         if _FORKS[0] != self._forks:
             self._after_fork()
         with self._lock:
@@ -522,7 +589,6 @@ class RedisBus(SubscribingBus):
                 self._notices[model] = notice.bare() if notice is not None else None  # without images
             if self._publisher is None and self._thread is not None:
                 self._start_publisher()
-        self._wake.set()
         since = self._sending_since
         busy_s = time.monotonic() - since if since is not None else 0.0
         if busy_s > self.stall_s and not self._doubt.is_set():
@@ -531,9 +597,55 @@ class RedisBus(SubscribingBus):
                             "stops caching until its subscriber reconnects", self.masked_url, busy_s)
             self._lose_trust("publish stalled: Redis does not answer")
         if busy_s > self.wait_s or not self.connected:
-            return  # Redis is slow or down: nothing to wait for
-        with self._announced:
-            self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=self.wait_s)
+            self._wake.set()  # Redis is slow or down: nothing to wait for (the publisher thread, or the subscriber once back, sends it)
+            return
+        self._publish_now(model, number, time.monotonic() + self.wait_s)
+
+    def _publish_now(self, model: str, number: int, deadline: float) -> None:
+        """The writing thread's own publish: it takes the publishing connection (waiting for it
+        until ``deadline`` while another thread has it), sends what is pending (this write's
+        model among them; a model written by several threads at once is announced once for all
+        of them) and reads each reply until ``deadline``. What it cannot finish by then is the
+        publisher thread's: a reply not back is handed over with the connection (``_handed``:
+        the write stops waiting, the bus goes down only on a stall), what is still pending is
+        sent after it. No connection open (the first write, or the one after a broken one):
+        the publisher thread opens one (a handshake's bounds are seconds, not ``wait_s``) and
+        the write waits for its announcement until ``deadline``. A failed publish is handled as
+        the publisher thread's (``_publish_failed``): the write stands."""
+        if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            self._wake.set()  # another thread has had the connection all along: the announcement follows
+            return
+        late = failed = False
+        try:
+            while self._pending and self.connected and time.monotonic() < deadline:
+                wire = self._publish_wire
+                if wire is None or not wire.ready:
+                    break
+                if self._flush_pending(deadline):
+                    late = True
+                    break
+        except self._redis.ConnectionError:
+            pass  # the connection broke (it is closed): the publisher thread sends again on a new one
+        except ConfigError as exc:
+            failed = True
+            self._incompatible(exc)
+            self._lose_trust(str(exc))
+        except Exception as exc:  # noqa: BLE001 - Redis refused, or anything else: never the write's failure
+            failed = True
+            self._publish_failed(exc)
+        finally:
+            if not late:
+                self._release_send()
+        if late:
+            self._wake.set()  # the publisher thread reads the reply (``_handed`` was set first)
+            return
+        if failed or self._done.get(model, 0) >= number:
+            return
+        self._wake.set()  # not sent from here (no connection open, or a broken one): the publisher thread's
+        left = deadline - time.monotonic()
+        if left > 0 and self.connected:
+            with self._announced:
+                self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=left)
 
     def watch(self, model: str) -> bool:
         """Register ``model`` as cached (``SADD``, once per model per subscription) before this
@@ -568,25 +680,52 @@ class RedisBus(SubscribingBus):
         return model in self._pending
 
     def _publish_loop(self) -> None:
-        """The publisher thread: sends what is pending while the bus is connected (while it is
-        not, the subscriber sends it when it is back, before trusting the bus again)."""
+        """The publisher thread: what a write could not finish within ``wait_s``. It sleeps until
+        woken (no periodic wake-up), then reads a reply handed over with the connection and its
+        ``_send_lock`` (``_handed``) and sends what is pending while the bus is connected (while
+        it is not, the subscriber sends it when it is back, before trusting the bus again). It
+        never blocks on the connection another thread has: that thread wakes it again when it
+        lets the connection go with something still pending (``_release_send``)."""
         while not self._stop.is_set():
-            self._wake.wait()  # no periodic wake-up: a write, close() or a fork's new thread sets it
+            self._wake.wait()
             self._wake.clear()
-            if self._stop.is_set() or not self._pending or not self.connected:
+            handed = self._handed
+            if handed is not None:
+                self._handed = None  # the connection and ``_send_lock`` are this thread's now
+            elif (self._stop.is_set() or not self._pending or not self.connected
+                  or not self._send_lock.acquire(blocking=False)):
                 continue
             try:
-                self._flush_pending()
+                if handed is not None:
+                    try:
+                        self._finish(handed)
+                    except self._redis.ConnectionError:
+                        pass  # broke with the reply owed (closed): sent again below on a new one, as a broken connection's one retry
+                if self._pending and self.connected and not self._stop.is_set():
+                    self._flush_pending()
             except ConfigError as exc:
                 self._incompatible(exc)
                 self._lose_trust(str(exc))
             except self._redis.RedisError as exc:
-                self.figures.error(f"publish: {type(exc).__name__}: {exc}")
-                self._log.error("publish", "cache bus %s: could not publish writes (%s: %s); this process stops "
-                                "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
-                self._lose_trust(f"publish failed: {type(exc).__name__}")
+                self._publish_failed(exc)
+            finally:
+                self._release_send()
 
-    def _send(self, model: str, notice: Notice | None) -> None:
+    def _publish_failed(self, exc: Exception) -> None:
+        self.figures.error(f"publish: {type(exc).__name__}: {exc}")
+        self._log.error("publish", "cache bus %s: could not publish writes (%s: %s); this process stops "
+                        "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
+        self._lose_trust(f"publish failed: {type(exc).__name__}")
+
+    def _release_send(self) -> None:
+        """Let the publishing connection go; the publisher thread is woken when something is
+        still pending (a write that came meanwhile and did not get the connection in time)."""
+        self._send_lock.release()
+        if self._pending:
+            self._wake.set()
+
+    def _announcement(self, model: str, notice: Notice | None) -> tuple[bytes, ...]:
+        """The publish script's keys and arguments for a write to ``model`` (``notice``: what it changed)."""
         body: dict[str, Any] = {"m": model, "o": self.origin, "t": time.time()}
         if notice is not None and notice.ids is not None:
             body.update(notice.to_wire())  # digests of the ids and field names: no document, no raw id
@@ -594,13 +733,84 @@ class RedisBus(SubscribingBus):
         args = self._script_args.get(model)
         if args is None:
             args = self._script_args[model] = self._model_args(model)
+        return (*args[0], head.encode(), *args[1], *[name.encode() for name in write_dependencies(notice)])
+
+    def _send(self, model: str, notice: Notice | None) -> None:
+        """Announce a write to ``model`` and wait for Redis's answer (the publisher thread, or the
+        subscriber once it has reconnected; ``_send_lock`` held)."""
+        args = self._announcement(model, notice)
         self._sending_since = time.monotonic()
         try:
-            published = self._run_script(*args[0], head.encode(), *args[1],
-                                         *[name.encode() for name in write_dependencies(notice)])
+            published = self._run_script(*args)
         finally:
             self._sending_since = None
         self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
+
+    def _send_now(self, model: str, notice: Notice | None, number: int, deadline: float) -> bool:
+        """Announce a write to ``model`` on the open publishing connection and read the answer
+        until ``deadline`` (the writing thread's ``_publish_now``; ``_send_lock`` held). False:
+        the answer is late; the send is handed over (``_handed``), ``_send_lock`` with it."""
+        args = self._announcement(model, notice)
+        wire = self._publish_wire
+        assert wire is not None  # _publish_now looked: open and ready
+        self._sending_since = started = time.monotonic()
+        try:
+            published = self._script(wire, args, deadline)
+        except BaseException:
+            self._sending_since = None
+            self._unusable(wire)
+            raise
+        if published is _LATE:
+            self._handed = (wire, args, model, number, started)  # _sending_since stays: a stall is seen
+            return False
+        self._sending_since = None
+        self.figures.count_sent() if published else self.figures.count("unannounced")
+        return True
+
+    def _finish(self, handed: tuple[_Wire, tuple[bytes, ...], str, int, float]) -> None:
+        """The publisher thread reads the reply of a send handed over by a writing thread, within
+        the bound of any send (``timeout_s`` of the connection, counted from the send): the
+        model is announced then, or (no answer: Redis frozen) the connection is dropped and the
+        model stays pending, owed in full."""
+        wire, args, model, number, started = handed
+        try:
+            published = self._script(wire, args, started + wire.timeout_s)
+            if published is _LATE:
+                raise self._redis.TimeoutError(f"Redis did not answer within {wire.timeout_s:g}s")
+        except BaseException:
+            self._unusable(wire, always=True)
+            raise
+        finally:
+            self._sending_since = None
+        self._late += 1
+        self.figures.count("sent" if published else "unannounced")
+        self._announced_up_to(model, number)
+
+    def _unusable(self, wire: _Wire, *, always: bool = False) -> None:
+        """After a failed send: ``wire`` is closed when a reply is still owed on it (the next reply
+        read would not be the next command's) or ``always``."""
+        if always or wire.owed or wire.closed:
+            wire.close()
+            if self._publish_wire is wire:
+                self._publish_wire = None
+
+    def _script(self, wire: _Wire, args: tuple[bytes, ...], deadline: float) -> Any:
+        """``EVALSHA`` of the publish script (``EVAL`` when Redis does not know it yet) on
+        ``wire`` and its answer by ``deadline`` (1: published, 0: no process caches the model),
+        or ``_LATE`` (the reply is still owed: a later call with the same arguments reads it)."""
+        if not wire.owed:
+            wire.request(b"EVALSHA", _PUBLISH_SHA, b"4", *args)
+        reply = wire.reply(deadline)
+        if isinstance(reply, _Error) and reply.startswith(b"NOSCRIPT"):
+            wire.request(b"EVAL", _PUBLISH.encode(), b"4", *args)
+            reply = wire.reply(deadline)
+        if reply is _LATE:
+            return reply
+        if isinstance(reply, _Error):
+            raise self._redis.ResponseError(reply.decode(errors="replace")[:300])
+        if not isinstance(reply, int):
+            raise self._redis.ResponseError(f"the publish script answered {reply!r:.100}")
+        return reply
 
     def _model_args(self, model: str) -> tuple[tuple[bytes, ...], tuple[bytes, bytes]]:
         """The publish script's arguments for ``model`` that do not change from write to write,
@@ -611,48 +821,55 @@ class RedisBus(SubscribingBus):
         return tuple(arg.encode() for arg in before), (model.encode(), dependencies.encode())
 
     def _run_script(self, *args: bytes) -> int:
-        """``EVALSHA`` of the publish script (``EVAL`` once when Redis does not know it yet) on
-        the bus's publishing connection, packed and read here (redis-py opened the connection):
-        the script's answer, 1 when it published. A broken connection is replaced and the call
-        made once more (as redis-py's one retry did: a script run twice advances the generation
-        twice, which subscribers take for a lost message and drop everything); a timeout (Redis
-        frozen or slow) is not retried."""
-        with self._send_lock:
-            for attempt in (1, 2):
-                wire = self._publish_wire
-                if wire is None:
-                    wire = self._publish_wire = _Wire(self._client, self._redis, timeout_s=self._timeout_s * 2)
-                try:
-                    reply = wire.call(b"EVALSHA", _PUBLISH_SHA, b"4", *args)
-                    if isinstance(reply, _Error) and reply.startswith(b"NOSCRIPT"):
-                        reply = wire.call(b"EVAL", _PUBLISH.encode(), b"4", *args)
-                except self._redis.ConnectionError:
-                    wire.close()
-                    self._publish_wire = None
-                    if attempt == 2:
-                        raise
-                    continue
-                except self._redis.RedisError:
-                    wire.close()
-                    self._publish_wire = None
+        """The publish script on the bus's publishing connection (opened here when there is none;
+        ``_send_lock`` held), its answer waited for up to the connection's ``timeout_s``: 1 when
+        it published. A broken connection is replaced and the call made once more (as redis-py's
+        one retry did: a script run twice advances the generation twice, which subscribers take
+        for a lost message and drop everything); a timeout (Redis frozen or slow) is not retried."""
+        for attempt in (1, 2):
+            wire = self._publish_wire
+            if wire is None:
+                wire = self._publish_wire = _Wire(self._client, self._redis, timeout_s=self._timeout_s * 2)
+            try:
+                if wire.closed:
+                    raise self._redis.ConnectionError("the publishing connection is closed")
+                if not wire.ready:
+                    wire.open()
+                reply = self._script(wire, args, time.monotonic() + wire.timeout_s)
+                if reply is _LATE:
+                    raise self._redis.TimeoutError(f"Redis did not answer within {wire.timeout_s:g}s")
+            except self._redis.ConnectionError:
+                self._unusable(wire, always=True)
+                if attempt == 2:
                     raise
-                if isinstance(reply, _Error):
-                    raise self._redis.ResponseError(reply.decode(errors="replace")[:300])
-                if not isinstance(reply, int):
-                    raise self._redis.ResponseError(f"the publish script answered {reply!r:.100}")
-                return reply
+                continue
+            except self._redis.RedisError:
+                self._unusable(wire)
+                raise
+            return int(reply)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _flush_pending(self) -> None:
-        """Publish what is pending (raises while Redis refuses; what was not sent stays pending).
-        A model written again while it was being sent stays pending for another announcement."""
+    def _flush_pending(self, deadline: float | None = None) -> bool:
+        """Publish what is pending, ``_send_lock`` held (raises while Redis refuses; what was not
+        sent stays pending). A model written again while it was being sent stays pending for
+        another announcement. ``deadline``: the writing thread's (``_send_now``): models not
+        sent by then stay pending with what their writes changed; True when a reply is late
+        (the send and ``_send_lock`` are handed over to the publisher thread)."""
         with self._lock:
             pending = sorted(self._pending.items())
             taken = {model: self._notices.pop(model, None) for model, _ in pending}
         sent: set[str] = set()
+        late = False
         try:
             for model, number in pending:
-                self._send(model, taken[model])
+                if deadline is None:
+                    self._send(model, taken[model])
+                elif time.monotonic() >= deadline:
+                    break
+                elif not self._send_now(model, taken[model], number, deadline):
+                    sent.add(model)  # in flight: announced by the publisher thread
+                    late = True
+                    break
                 sent.add(model)
                 self._announced_up_to(model, number)
         except BaseException:
@@ -661,6 +878,17 @@ class RedisBus(SubscribingBus):
                     if model not in sent:
                         self._notices[model] = None
             raise
+        if len(sent) < len(pending):
+            with self._lock:  # not sent by the deadline: owed with what its writes changed
+                for model, _ in pending:
+                    if model not in sent:
+                        notice = taken[model]
+                        if model in self._notices:
+                            later = self._notices[model]
+                            self._notices[model] = notice.merged(later) if notice is not None and later is not None else None
+                        else:
+                            self._notices[model] = notice
+        return late
 
     def _announced_up_to(self, model: str, number: int) -> None:
         with self._announced:
@@ -743,13 +971,19 @@ class RedisBus(SubscribingBus):
         self._generations = {}
         self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
-        self._flush_pending()
+        self._send_lock.acquire()  # behind a send under way (a write's, or one handed over: at most its timeout)
+        try:
+            self._flush_pending()
+        finally:
+            self._release_send()
         self._drop_all("reconnected" if reconnect else "subscribed", count=reconnect)
         if reconnect:
             self.figures.count("reconnects")
             log.info("cache bus %s reconnected: every cached entry was dropped", self.masked_url)
         self._reason = None
         self._connected = True
+        if self._pending:  # written while it reconnected (the publisher thread passed: not connected then)
+            self._wake.set()
         return after
 
     def _listen(self, wire: _Wire, first: list[Any] | None = None) -> None:
@@ -851,6 +1085,7 @@ class RedisBus(SubscribingBus):
             out["pending"] = sorted(self._pending)
         out["channel"] = self.channel
         out["stall_s"] = self.stall_s
+        out["late"] = self._late
         return out
 
     def __repr__(self) -> str:

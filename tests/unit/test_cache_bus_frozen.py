@@ -3,9 +3,11 @@ turns itself off until the bus is back.
 
 Broken on purpose: a real ``redis-server`` (tests/redis_server.py) frozen with SIGSTOP, so its
 connections stay open and silent, the case the socket timeouts (2 s / 4 s) used to put on every
-write. Must hold: publishes are made by the bus's publisher thread, never the writing thread;
-a write while Redis is frozen sends nothing to Redis itself and waits for its announcement at
-most ``wait_s`` (counted by spies, never timed: the machine is noisy); no cached read is served
+write. Must hold: while Redis answers, a write sends its announcement itself on the bus's open
+publishing connection (never a handshake of its own); a write while Redis is frozen sends at
+most that one announcement, waits for its reply at most ``wait_s`` and leaves it to the
+publisher thread, and later writes send nothing (counted by spies, never timed: the machine is
+noisy); no cached read is served
 while invalidations cannot be delivered; after SIGCONT the pending announcement
 is sent and caching resumes; repeated failures are logged once per interval with a count.
 """
@@ -34,16 +36,19 @@ def _bus_db(url: str) -> Database:
     return db
 
 
-def _spy_sends(bus) -> list[str]:
-    """The names of the threads every publish is sent from."""
+def _spy_sends(monkeypatch) -> list[str]:
+    """The names of the threads every announcement is sent from (the bus's own connections)."""
+    from astro_db.cache.redis_bus import _Wire
+
     threads: list[str] = []
-    send = bus._send
+    request = _Wire.request
 
-    def spied(model: str, notice: Any = None) -> None:
-        threads.append(threading.current_thread().name)
-        send(model, notice)
+    def spied(self: Any, *args: bytes) -> None:
+        if args[0] in (b"EVALSHA", b"EVAL"):
+            threads.append(threading.current_thread().name)
+        request(self, *args)
 
-    bus._send = spied
+    monkeypatch.setattr(_Wire, "request", spied)
     return threads
 
 
@@ -84,16 +89,18 @@ class _AnnouncementWaits:
         self._condition.notify_all()
 
 
-def test_publishes_are_sent_by_the_publisher_thread_never_the_writing_one(redis_server):
+def test_while_redis_answers_publishes_are_sent_by_the_writing_thread_itself(redis_server, monkeypatch):
     db = _bus_db(redis_server.url)
     try:
         bus = db.executor.runtime.cache.bus
-        threads = _spy_sends(bus)
-        for i in range(5):
-            db.create("User", {"email": f"p{i}@example.com", "name": "P"})
+        bus.wait_s = 30.0  # about who sends, not how long it takes
+        db.create("User", {"email": "p0@example.com", "name": "P"})  # the first: the publisher thread opens the connection
         _poll(lambda: not bus.stats()["pending"] and bus.stats()["sent"] >= 1)
-        assert threads and threading.current_thread().name not in threads
-        assert all(name.startswith("astro_db-cache-publish-") for name in threads)
+        threads = _spy_sends(monkeypatch)
+        for i in range(1, 6):
+            db.create("User", {"email": f"p{i}@example.com", "name": "P"})
+        assert threads == [threading.current_thread().name] * 5  # one send each, none left to another thread
+        assert bus.stats()["late"] == 0
     finally:
         db.disconnect()
 
@@ -118,16 +125,17 @@ def test_a_late_announcement_does_not_hold_the_write_beyond_the_tight_bound(redi
     db = _bus_db(redis_server.url)
     try:
         bus = db.executor.runtime.cache.bus
-        gate = threading.Event()
-        send = bus._send
-        bus._send = lambda model, notice=None: (gate.wait(30), send(model, notice))
-        bus.wait_s = 0.05
-        db.create("User", {"email": "late@example.com", "name": "L"})  # returns though nothing is sent yet
-        assert bus.unsent("User") and bus.stats()["sent"] == 0
-        gate.set()
+        bus.stall_s = 60.0  # the late reply, not a stall, is what this is about
+        db.create("User", {"email": "early@example.com", "name": "E"})
+        _poll(lambda: not bus.unsent("User") and bus.stats()["sent"] == 1)  # the publishing connection is open
+        redis_server.freeze()  # the announcement's reply cannot come
+        db.create("User", {"email": "late@example.com", "name": "L"})  # returns though nothing is announced yet
+        assert bus.unsent("User") and bus.stats()["sent"] == 1
+        redis_server.thaw()
         _poll(lambda: not bus.unsent("User"))
-        assert bus.stats()["sent"] == 1
+        assert bus.stats()["sent"] == 2 and bus.stats()["late"] == 1  # the publisher thread read the late reply
     finally:
+        redis_server.thaw()
         db.disconnect()
 
 
@@ -142,14 +150,16 @@ def test_a_frozen_redis_does_not_hold_writes_and_turns_caching_off_until_it_thaw
         assert hits == 1
         _poll(lambda: not cache.bus.stats()["pending"])
 
-        commands, waits = _spy_redis_commands(monkeypatch), _AnnouncementWaits(cache.bus)
+        commands, waits, sends = _spy_redis_commands(monkeypatch), _AnnouncementWaits(cache.bus), _spy_sends(monkeypatch)
         redis_server.freeze()
         for i in range(1, 21):
             db.update("User", {"id": user.id}, {"name": f"v{i}"})
         # synchronous publishing waited out a 4 s socket timeout here: now the writing thread
-        # sends nothing to Redis, and waits for each announcement at most wait_s (20 ms)
+        # opens no connection to Redis, sends at most the first announcement on the open one and
+        # waits for its reply at most wait_s (20 ms); later writes see the send late: nothing sent
         writer = threading.current_thread().name
         assert [command for thread, command in commands if thread == writer] == []
+        assert [thread for thread in sends if thread == writer] == [writer]
         assert len(waits.bounds) <= 20 and all(bound == (writer, cache.bus.wait_s) for bound in waits.bounds)
         _poll(lambda: not cache.trusted, timeout_s=15)  # the stalled publish / the unanswered ping
         assert "User" in cache.bus.stats()["pending"]  # the announcement waits for Redis, not the write

@@ -301,13 +301,13 @@ def test_a_publish_that_times_out_is_not_sent_again(redis_server, monkeypatch, c
     from astro_db.cache import redis_bus
 
     calls: list[bytes] = []
-    call = redis_bus._Wire.call
+    request = redis_bus._Wire.request  # every command the publishing connection sends
 
     def spied(self: Any, *args: bytes) -> Any:
         calls.append(args[0])
-        return call(self, *args)
+        return request(self, *args)
 
-    monkeypatch.setattr(redis_bus._Wire, "call", spied)
+    monkeypatch.setattr(redis_bus._Wire, "request", spied)
     bus = RedisBus(redis_server.url, "timeout", timeout_s=0.2, wait_s=0.0)  # a call waits 0.4 s for its answer
     listener = Listener()
     bus.attach(listener)
