@@ -197,3 +197,29 @@ def calls_in(fn: Callable[[], Any]) -> tuple[int, Any]:
         if enabled:
             gc.enable()
     return pstats.Stats(profiler).total_calls, result  # type: ignore[attr-defined]
+
+
+class BusCalls:
+    """A cache as a bus sees it (``CacheListener``): records what the bus asks of it, ``("drop",
+    model)``, ``("apply", model)`` (with ``detail``: the notice's ids, fields, created and deleted
+    too) and ``("drop_all", reason)``."""
+
+    def __init__(self, detail: bool = False) -> None:
+        self.detail = detail
+        self.calls: list[tuple[Any, ...]] = []
+
+    def drop(self, model: str) -> int:
+        self.calls.append(("drop", model))
+        return 0
+
+    def apply(self, notice: Any) -> int:
+        if self.detail:
+            self.calls.append(("apply", notice.model, tuple(sorted(notice.ids or ())), tuple(sorted(notice.fields)),
+                               notice.created, notice.deleted))
+        else:
+            self.calls.append(("apply", notice.model))
+        return 0
+
+    def drop_all(self, reason: str) -> int:
+        self.calls.append(("drop_all", reason))
+        return 0

@@ -31,40 +31,21 @@ from typing import Any
 
 import pytest
 import redis
+from spies import BusCalls
 from spies import poll as _poll
 
 from astro_db.cache import redis_bus
 from astro_db.cache.bus import Notice
 from astro_db.cache.redis_bus import _LATE, RedisBus, _Wire
 
-
-class Listener:
-    """Records what the bus asks of the cache."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def drop(self, model: str) -> int:
-        self.calls.append(("drop", model))
-        return 0
-
-    def apply(self, notice: Notice) -> int:
-        self.calls.append(("apply", notice.model))
-        return 0
-
-    def drop_all(self, reason: str) -> int:
-        self.calls.append(("drop_all", reason))
-        return 0
-
-
 NOTICE = Notice("User", frozenset({bytes(16)}), frozenset({"name"}))
 
 
-def _open_bus(url: str, **options: Any) -> tuple[RedisBus, Listener]:
+def _open_bus(url: str, **options: Any) -> tuple[RedisBus, BusCalls]:
     """A subscribed bus with User registered and its publishing connection open (the first
     publish: the publisher thread opens it)."""
     bus = RedisBus(url, f"inline{uuid.uuid4().hex[:8]}", **options)
-    listener = Listener()
+    listener = BusCalls()
     bus.attach(listener)
     _poll(lambda: bus.connected)
     assert bus.watch("User")

@@ -23,30 +23,11 @@ import weakref
 from typing import Any
 
 import pytest
+from spies import BusCalls
 from spies import poll as _poll
 
 from astro_db.cache.bus import Notice
 from astro_db.cache.redis_bus import RedisBus, _Error, _frames, _message_heads
-
-
-class Listener:
-    """Records what the bus asks of the cache."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def drop(self, model: str) -> int:
-        self.calls.append(("drop", model))
-        return 0
-
-    def apply(self, notice: Notice) -> int:
-        self.calls.append(("apply", notice.model, tuple(sorted(notice.ids or ())), tuple(sorted(notice.fields)),
-                           notice.created, notice.deleted))
-        return 0
-
-    def drop_all(self, reason: str) -> int:
-        self.calls.append(("drop_all", reason))
-        return 0
 
 
 def _message(model: str, generation: int, ids: tuple[str, ...] | None = ("ab" * 16,), fields: tuple[str, ...] = ("name",),
@@ -58,9 +39,9 @@ def _message(model: str, generation: int, ids: tuple[str, ...] | None = ("ab" * 
     return json.dumps(body).encode()
 
 
-def _offline_bus() -> tuple[RedisBus, Listener]:
+def _offline_bus() -> tuple[RedisBus, BusCalls]:
     bus = RedisBus("redis://localhost:1/0", "wire")  # never started: the delivery alone
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus._listener = weakref.ref(listener)
     bus._keep = listener  # type: ignore[attr-defined]
     return bus, listener
@@ -153,7 +134,7 @@ def test_messages_that_arrived_while_the_subscriber_was_busy_are_delivered_in_on
     import redis
 
     bus = RedisBus(redis_server.url, "drain")
-    listener = Listener()
+    listener = BusCalls(detail=True)
     batches: list[list[bytes]] = []
     busy, go = threading.Event(), threading.Event()
     deliver = bus._deliver_batch
@@ -189,7 +170,7 @@ def test_messages_that_arrived_while_the_subscriber_was_busy_are_delivered_in_on
 
 def test_close_wakes_the_subscribers_blocking_read_at_once_and_says_nothing(redis_server, caplog):
     bus = RedisBus(redis_server.url, "close", health_check_s=600.0)  # its read would block ten minutes
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus.attach(listener)
     _poll(lambda: bus.connected)
     thread = bus._thread
@@ -202,7 +183,7 @@ def test_close_wakes_the_subscribers_blocking_read_at_once_and_says_nothing(redi
 
 def test_a_failed_publish_makes_the_subscriber_reconnect_at_once(redis_server):
     bus = RedisBus(redis_server.url, "doubt", health_check_s=600.0)  # its read would block ten minutes
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus.attach(listener)
     try:
         _poll(lambda: bus.connected)
@@ -218,7 +199,7 @@ def test_the_publish_script_survives_a_script_flush_and_a_killed_connection(redi
     import redis
 
     bus = RedisBus(redis_server.url, "script")
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus.attach(listener)
     client = redis.Redis.from_url(redis_server.url)
     try:
@@ -253,7 +234,7 @@ def test_an_idle_subscriber_blocks_until_its_next_health_check_instead_of_pollin
 
     monkeypatch.setattr(redis_bus._Wire, "read", spied)
     bus = RedisBus(redis_server.url, "idle", health_check_s=30.0)
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus.attach(listener)
     client = redis.Redis.from_url(redis_server.url)
     try:
@@ -309,7 +290,7 @@ def test_a_publish_that_times_out_is_not_sent_again(redis_server, monkeypatch, c
 
     monkeypatch.setattr(redis_bus._Wire, "request", spied)
     bus = RedisBus(redis_server.url, "timeout", timeout_s=0.2, wait_s=0.0)  # a call waits 0.4 s for its answer
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus.attach(listener)
     notice = Notice("User", frozenset({bytes(16)}), frozenset({"name"}))
     try:
@@ -378,7 +359,7 @@ def test_an_idle_publisher_thread_sleeps_until_a_write_with_no_periodic_wake_up(
 
     bus = RedisBus(redis_server.url, "quiet", health_check_s=0.05)  # the old loop woke every health check
     bus._wake = Recorded(bus._wake)  # type: ignore[assignment]
-    listener = Listener()
+    listener = BusCalls(detail=True)
     bus.attach(listener)
     try:
         _poll(lambda: bus.connected)
@@ -433,7 +414,7 @@ def test_the_publish_scripts_fixed_arguments_are_made_once_per_model(redis_serve
     keys = redis_bus.dependency_keys
     monkeypatch.setattr(redis_bus, "dependency_keys", lambda prefix, model: (made.append(model), keys(prefix, model))[1])
     bus = RedisBus(redis_server.url, "args")
-    listener = Listener()  # held: the bus holds it weakly
+    listener = BusCalls(detail=True)  # held: the bus holds it weakly
     bus.attach(listener)
     client = redis.Redis.from_url(redis_server.url)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from spies import poll
+from spies import BusCalls, poll
 
 from astro_db import Database
 from astro_db.cache import QueryCache, cache_key
@@ -348,24 +348,8 @@ def test_a_redis_message_without_a_notice_drops_the_whole_model():
 
     from astro_db.cache.redis_bus import RedisBus
 
-    class Listener:
-        def __init__(self) -> None:
-            self.calls: list[Any] = []
-
-        def drop(self, model: str) -> int:
-            self.calls.append(("drop", model))
-            return 0
-
-        def apply(self, notice: Notice) -> int:
-            self.calls.append(("apply", notice.model))
-            return 0
-
-        def drop_all(self, reason: str) -> int:
-            self.calls.append(("drop_all", reason))
-            return 0
-
     bus = RedisBus("redis://localhost:1/0", "old")
-    listener = Listener()
+    listener = BusCalls()
     bus._listener = weakref.ref(listener)
     bus._deliver(json.dumps({"m": "User", "g": 1, "o": "elsewhere", "t": 0}).encode())
     bus._deliver(json.dumps({"m": "User", "g": 2, "o": "elsewhere", "t": 0, "i": ["ab" * 16], "f": ["name"], "c": False,

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import redis
 from redis.connection import Connection
+from spies import BusCalls
 from spies import poll as _poll
 
 from astro_db import Database
@@ -36,23 +37,6 @@ from astro_db.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "compat-s3cret-pw"
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def drop(self, model: str) -> int:
-        self.calls.append(("drop", model))
-        return 0
-
-    def apply(self, notice: Any) -> int:
-        self.calls.append(("apply", notice.model))
-        return 0
-
-    def drop_all(self, reason: str) -> int:
-        self.calls.append(("drop_all", reason))
-        return 0
 
 
 def _with_connection_class(monkeypatch: pytest.MonkeyPatch, connection_class: type) -> None:
@@ -207,7 +191,7 @@ def test_a_connection_the_bus_cannot_read_stops_the_bus_with_one_error_naming_th
     connection_class.connects = 0
     _with_connection_class(monkeypatch, connection_class)
     bus = RedisBus(acl_redis.url, "compat")  # made: the attribute is there
-    listener = Listener()
+    listener = BusCalls()
     caplog.set_level(logging.INFO, logger="astro_db")
     bus.attach(listener)
     thread = bus._thread
@@ -320,7 +304,7 @@ def test_the_bus_and_the_store_work_over_a_unix_socket_with_resp3(tmp_path):
     url = server.url + "&protocol=3"
     bus = RedisBus(url, "compat")
     store = RedisStore(url, "compat", 60.0, secret=b"k" * 32)
-    listener = Listener()
+    listener = BusCalls()
     bus._listener = weakref.ref(listener)
     try:
         bus.start()
@@ -374,7 +358,7 @@ def test_after_the_handshake_the_bus_reads_every_byte_itself_and_redis_pys_parse
     from astro_db.cache.bus import Notice
 
     bus = RedisBus(f"{redis_server.url}?protocol={protocol}", "compat")
-    listener = Listener()
+    listener = BusCalls()
     bus._listener = weakref.ref(listener)
     client = redis.Redis.from_url(redis_server.url)
     try:
