@@ -744,7 +744,7 @@ class RedisBus(SubscribingBus):
             published = self._run_script(*args)
         finally:
             self._sending_since = None
-        self.figures.count("sent" if published else "unannounced")  # no process caches the model: nobody to tell
+        self._count(published)
 
     def _send_now(self, model: str, notice: Notice | None, number: int, deadline: float) -> bool:
         """Announce a write to ``model`` on the open publishing connection and read the answer
@@ -764,7 +764,7 @@ class RedisBus(SubscribingBus):
             self._handed = (wire, args, model, number, started)  # _sending_since stays: a stall is seen
             return False
         self._sending_since = None
-        self.figures.count_sent() if published else self.figures.count("unannounced")
+        self._count(published)
         return True
 
     def _finish(self, handed: tuple[_Wire, tuple[bytes, ...], str, int, float]) -> None:
@@ -783,8 +783,16 @@ class RedisBus(SubscribingBus):
         finally:
             self._sending_since = None
         self._late += 1
-        self.figures.count("sent" if published else "unannounced")
+        self._count(published)
         self._announced_up_to(model, number)
+
+    def _count(self, published: int) -> None:
+        """One announcement sent: ``sent``, or ``unannounced`` when no process caches the model
+        (the script advanced its generation and told nobody)."""
+        if published:
+            self.figures.count_sent()
+        else:
+            self.figures.count("unannounced")
 
     def _unusable(self, wire: _Wire, *, always: bool = False) -> None:
         """After a failed send: ``wire`` is closed when a reply is still owed on it (the next reply

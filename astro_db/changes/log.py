@@ -94,23 +94,22 @@ class ChangeLog:
         tuple (the service's own left out, sorted: ``_names``), not again per write."""
         names: list[str] | None = None
         if self.audit:
-            if fields.__class__ is tuple:
-                names = self._names.get(fields)
-                if names is None:
-                    names = self._sorted_names(fields)
-            else:
-                names = sorted(f for f in fields if f not in _SERVICE_FIELDS)
+            names = self._names.get(fields) if fields.__class__ is tuple else None
+            if names is None:
+                names = self._sorted_names(fields)
         return make_records(model=model, collection=collection, action=action, changes=changes, actor=actor,
                             request_id=request_id, fields=names if names is not None else (), audit=self.audit,
                             journal=self.journal, op=op, ordered=True)
 
-    def _sorted_names(self, fields: tuple[str, ...]) -> list[str]:
-        """The field names a record of a write of ``fields`` lists, kept for the next write of
-        the same fields (a few shapes per model; the table is emptied if it ever grows large)."""
+    def _sorted_names(self, fields: Iterable[str]) -> list[str]:
+        """The field names a record of a write of ``fields`` lists; for a tuple, kept for the
+        next write of the same fields (a few shapes per model; the table is emptied if it ever
+        grows large)."""
         names = sorted(f for f in fields if f not in _SERVICE_FIELDS)
-        if len(self._names) >= _NAMES_LIMIT:
-            self._names.clear()
-        self._names[fields] = names
+        if fields.__class__ is tuple:
+            if len(self._names) >= _NAMES_LIMIT:
+                self._names.clear()
+            self._names[fields] = names
         return names
 
     def insertion(self, database: MongoDB, records: list[dict[str, Any]], *, session: Session,

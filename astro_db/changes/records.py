@@ -112,7 +112,7 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
     record kept for later is copied then (``changes.log``). ``ordered``: ``fields`` is a list
     already sorted (``ChangeLog.build`` keeps one per write shape), listed as it is."""
     names = (fields if ordered and fields.__class__ is list else sorted(fields)) if audit else []
-    head, tail = f"{collection}/", f"/{op}"  # record_id's format (``_id_ends``, inlined)
+    head, tail = _id_ends(collection, op)  # record_id's format
     images = journal and action != "delete"
     records: list[dict[str, Any]] = []
     last: Any = None
