@@ -37,6 +37,16 @@ processor hands every finished span to an exporter that drops it (the cost of re
 not of shipping it). ``--tracing-cost`` puts the same astro_db calls with ``tracing=False`` on the
 raw side (a second Database on the same server), so the overhead column is what tracing costs
 per call, measured interleaved in one process.
+
+``--cold`` measures astro_db's own CPU the way it runs under a real driver: each astro_db call
+answered at once (as ``--no-driver``) and timed alone (``time.thread_time`` around it), once
+back to back (``hot``: the caches hold its code and data from the call before) and once right
+after an untimed raw PyMongo call of the same kind to the server (``cold``: a socket round trip,
+a wait and the driver's own code between two of astro_db's calls, as in any application). On the
+benchmark machine the same code costs about three times as much cold as hot, which is why
+astro_db's overhead beside the driver is several times its ``--no-driver`` figure. Also printed:
+the raw call's own CPU timed the same way, and ``1 + cold / raw``, the ratio the overhead alone
+would give.
 Figures, never assertions; the server's CPU is not in them.
 """
 
@@ -90,6 +100,56 @@ def cpu_per_call(fn: Call, calls: int) -> float:
 
 
 Kind = tuple[Call, Call, Callable[[], None]]
+
+
+def each_call(fn: Call, calls: int, between: Call | None = None) -> float:
+    """Median thread CPU of one ``fn(i)`` over ``i`` in ``0..calls-1``, in microseconds; with
+    ``between``, ``between(i)`` runs untimed after each call (``--cold``)."""
+    clock = time.thread_time
+    spent = []
+    for i in range(calls):
+        started = clock()
+        fn(i)
+        spent.append(clock() - started)
+        if between is not None:
+            between(i)
+    return statistics.median(spent) * 1e6
+
+
+def cold_table(table: dict[str, Kind], instant: dict[str, Kind], kinds: list[str], rounds: int, batch: int) -> None:
+    """``--cold``: astro_db's own CPU per call (``instant``: answered at once) hot and cold, and
+    the raw call's (``table``), medians of ``rounds`` rounds of ``batch`` calls in rotated order."""
+    print(f"# astro_db's own CPU per call (answered at once), timed alone: hot (back to back) and cold (after an "
+          f"untimed raw PyMongo call of the same kind); {rounds} rounds of {batch} calls, medians, microseconds")
+    print(f"{'call':<16} {'hot':>7} {'cold':>7} {'cold/hot':>8} {'raw':>8} {'1+cold/raw':>10}")
+    for kind in kinds:
+        hot, cold, raw = _cold_row(table[kind], instant[kind], rounds, batch)
+        print(f"{kind:<16} {hot:>7.1f} {cold:>7.1f} {cold / hot:>7.2f}x {raw:>8.1f} {1 + cold / raw:>9.2f}x", flush=True)
+
+
+def _cold_row(raw_kind: Kind, own_kind: Kind, rounds: int, batch: int) -> tuple[float, float, float]:
+    raw_call, own = raw_kind[0], own_kind[1]
+
+    def prepare() -> None:  # untimed: fresh inputs (create inserts new documents every batch)
+        raw_kind[2]()
+        own_kind[2]()
+
+    sides: dict[str, Callable[[], float]] = {
+        "hot": lambda: each_call(own, batch),
+        "cold": lambda: each_call(own, batch, raw_call),
+        "raw": lambda: each_call(raw_call, batch),
+    }
+    for measure in sides.values():  # warm-up
+        prepare()
+        measure()
+    figures: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for r in range(rounds):
+        for name in names[r % 3:] + names[:r % 3]:
+            prepare()
+            figures[name].append(sides[name]())
+    hot, cold, raw = (statistics.median(figures[name]) for name in names)
+    return hot, cold, raw
 
 
 def nothing(i: int = 0) -> None:
@@ -270,7 +330,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="OpenTelemetry spans: off (tracing=False), on (the default, no SDK), sdk (spans recorded)")
     parser.add_argument("--tracing-cost", action="store_true",
                         help="the raw side is astro_db with tracing=False: the overhead column is tracing's cost")
+    parser.add_argument("--cold", action="store_true",
+                        help="astro_db's own CPU per call hot (back to back) and cold (each after a raw PyMongo call)")
     args = parser.parse_args(argv)
+    if args.cold and (args.no_driver or args.tracing_cost or args.records):
+        parser.error("--cold is its own measurement: not with --no-driver, --tracing-cost or --records")
     if args.tracing == "sdk":
         record_spans()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -307,6 +371,16 @@ def main(argv: list[str] | None = None) -> None:
         instant = {"planetaryInsights": seed[0], "users": seed_users[0], NESTED: seed_nested[0]}
         table = calls_of(raw, db, [d["_id"] for d in seed], owner, max(args.calls, args.batch), args.find_size, user_ids,
                          seed_nested, make_nested)
+        if args.cold:  # a second Database answered at once; the first keeps the driver for nothing else
+            own_db = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=False, journal=False,
+                              models=[LargeNested], **budget, ensure_indexes=False, monitoring=not args.no_monitoring,
+                              command_monitoring=args.command_monitoring, tracing=args.tracing != "off").connect()
+            closing.append(own_db)
+            without_driver(own_db, instant)
+            own_table = calls_of(raw, own_db, [d["_id"] for d in seed], owner, max(args.calls, args.batch),
+                                 args.find_size, user_ids, seed_nested, make_nested)
+            cold_table(table, own_table, kinds, args.rounds, args.batch)
+            return
         if args.no_driver:
             without_driver(db, instant)
             table = {kind: (nothing, astro, setup) for kind, (_, astro, setup) in table.items()}

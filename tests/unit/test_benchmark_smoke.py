@@ -111,3 +111,26 @@ def test_the_bus_cost_benchmark_prints_every_mode_and_thread(tmp_path):
         row = next(line for line in lines if line.startswith(mode + " ") and "idle" not in line)
         assert 1 <= int(row.split()[-1]) <= 20  # the messages sent: writes under way together coalesce
         assert any(line.startswith(mode + " ") and "idle, per second" in line for line in lines)
+
+
+def test_the_cold_measurement_prints_hot_cold_and_raw_per_kind():
+    """``benchmarks/profile_calls.py --cold`` (docs/performance.md, "Cold and hot"): astro_db's own
+    CPU per call back to back and after a raw PyMongo call, against an nx-27017 server it starts."""
+    script = RUN.parent / "profile_calls.py"
+    done = subprocess.run([sys.executable, str(script), "--cold", "--kinds", "find_one,create", "--rounds", "1",
+                           "--batch", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert next(line for line in lines if line.startswith("call")).split() == [
+        "call", "hot", "cold", "cold/hot", "raw", "1+cold/raw"]
+    for kind in ("find_one", "create"):
+        row = next(line for line in lines if line.startswith(kind + " ")).split()
+        hot, cold, raw = float(row[1]), float(row[2]), float(row[4])
+        assert hot > 0 and cold > 0 and raw > 0
+        assert row[3] == f"{cold / hot:.2f}x" and row[5] == f"{1 + cold / raw:.2f}x"
+
+
+def test_cold_is_its_own_measurement():
+    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--cold", "--no-driver"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--cold is its own measurement" in done.stderr
