@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import DeleteOne, InsertOne
@@ -52,7 +53,19 @@ class Outcome:
     unrecorded: list[int] = field(default_factory=list)
 
 
-CLEAN = Outcome()  # nothing refused: what a command the server took whole returns (read, never changed)
+class _Clean(Outcome):
+    """``CLEAN``: an ``Outcome`` that cannot change (a read-only mapping and a tuple; its
+    attributes cannot be set), since every command the server takes whole returns this one."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "refused", MappingProxyType({}))
+        object.__setattr__(self, "unrecorded", ())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"bulk.CLEAN is shared and cannot change ({name})")
+
+
+CLEAN: Outcome = _Clean()  # nothing refused: what a command the server took whole returns
 
 
 def supported(client: Any) -> bool | None:

@@ -116,7 +116,21 @@ def test_a_one_command_create_the_server_takes_whole_makes_no_outcome_and_a_refu
     assert bulk.insert_recorded(BulkClient(), "db", "users", sons, records) is bulk.CLEAN
     refused = bulk.insert_recorded(BulkClient(refuse=2), "db", "users", sons, records)  # the second document
     assert refused is not bulk.CLEAN and list(refused.refused) == [1] and refused.unrecorded == []
-    assert (bulk.CLEAN.refused, bulk.CLEAN.unrecorded) == ({}, [])  # never changed
+    assert (dict(bulk.CLEAN.refused), list(bulk.CLEAN.unrecorded)) == ({}, [])  # never changed
+
+
+def test_the_shared_clean_outcome_cannot_be_changed():
+    """``bulk.CLEAN`` is returned by every command the server takes whole: a change to it would
+    be seen by every later call, so it refuses every change."""
+    from astro_db.ops import bulk
+
+    with pytest.raises(TypeError):
+        bulk.CLEAN.refused[0] = {"code": 11000}  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        bulk.CLEAN.unrecorded.append(0)  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        bulk.CLEAN.refused = {}
+    assert not bulk.CLEAN.refused and not bulk.CLEAN.unrecorded
 
 
 def test_a_create_looks_for_pending_records_without_the_lock(monkeypatch):
