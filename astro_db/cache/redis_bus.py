@@ -63,6 +63,11 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
+try:
+    from ssl import SSLWantReadError  # a TLS socket's read with nothing to give and a timeout of 0
+except ImportError:  # pragma: no cover - a Python built without ssl
+    SSLWantReadError = BlockingIOError  # type: ignore[assignment,misc]
+
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
@@ -338,23 +343,33 @@ class _Wire:
     def reply(self, deadline: float) -> Any:
         """The owed command's reply (an ``_Error`` for an error reply), or ``_LATE`` when it has
         not come in full by ``deadline`` (``time.monotonic()``): it stays owed, what arrived of
-        it is kept, and a later ``reply`` reads the rest. A broken connection, or more than one
+        it is kept, and a later ``reply`` reads the rest. Once the deadline has passed, what has
+        already arrived is read once without waiting (a timeout of 0) before ``_LATE`` is
+        answered: a reply in the socket is never late. A broken connection, or more than one
         reply, raises redis's ``ConnectionError`` (the connection is not used again)."""
         buffer = self._buffer
+        last = False  # the deadline has passed: one read of what has already arrived, never waiting
         try:
             while True:
+                if last:
+                    return _LATE
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return _LATE
+                    # a reply that came in time but is read a moment late (this thread was
+                    # descheduled) is not late: read what the socket holds without waiting (a
+                    # timeout of 0); the next read sets a timeout again
+                    last = True
+                    self._sock.settimeout(0.0)
+                    self._timeout = None
                 # a change of the socket's timeout is a system call: made when the bound shrinks
                 # by more than a millisecond (so a read never outlasts the deadline by more) or
                 # grows by more than 50 ms
-                if self._timeout is None or left < self._timeout - 0.001 or left > self._timeout + 0.05:
+                elif self._timeout is None or left < self._timeout - 0.001 or left > self._timeout + 0.05:
                     self._sock.settimeout(left)
                     self._timeout = left
                 try:
                     chunk = self._sock.recv(65536)
-                except TimeoutError:
+                except (TimeoutError, BlockingIOError, SSLWantReadError):  # nothing (more) has come
                     continue
                 if not chunk:
                     raise self._redis.ConnectionError("Redis closed the connection")
