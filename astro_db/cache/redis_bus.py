@@ -245,6 +245,12 @@ class _Error(bytes):
 _LATE: Any = object()  # ``_Wire.reply``: the reply has not come (in full) by the deadline
 
 
+class _Broken(Exception):
+    """A send of a model broke its connection (closed since) and the model's one retry is owed
+    (``RedisBus._retry``), to be made by a thread that opens a new connection: raised where it
+    cannot be made (a writing thread opens no connection; a handed-over reply is only read)."""
+
+
 class _Wire:
     """The subscriber's connection: opened by redis-py (TLS, password, database, protocol:
     whatever the URL says), then written and read here. A read blocks on the socket until Redis
@@ -463,6 +469,9 @@ class RedisBus(SubscribingBus):
         self._send_lock = threading.Lock()
         self._handed: tuple[_Wire, tuple[bytes, ...], str, int, float] | None = None
         self._late = 0  # sends whose reply the publisher thread read (handed over by a writing thread)
+        # the models whose last send broke its connection: their next send is their one retry
+        # (``_retry``; read and changed with ``_send_lock`` held)
+        self._broken: set[str] = set()
         # the registration of a cached model runs on a reading thread: its client (made on first
         # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
         # (then caching is off until the subscriber is back), not the 4 s socket timeout
@@ -575,6 +584,7 @@ class RedisBus(SubscribingBus):
             self._sending_since = None
             self._send_lock = threading.Lock()  # it may have been held by a thread of the parent
             self._handed = None
+            self._broken = set()
             self._client = self._new_client()
             self._publish_wire = None  # the parent's connection: left alone
             self._register_client = None
@@ -639,13 +649,13 @@ class RedisBus(SubscribingBus):
                 if self._flush_pending(deadline):
                     late = True
                     break
-        except self._redis.ConnectionError:
-            pass  # the connection broke (it is closed): the publisher thread sends again on a new one
+        except _Broken:
+            pass  # the connection broke (it is closed): the publisher thread sends again on a new one, the one retry
         except ConfigError as exc:
             failed = True
             self._incompatible(exc)
             self._lose_trust(str(exc))
-        except Exception as exc:  # noqa: BLE001 - Redis refused, or anything else: never the write's failure
+        except Exception as exc:  # noqa: BLE001 - Redis refused, a retry broken too, or anything else: never the write's failure
             failed = True
             self._publish_failed(exc)
         finally:
@@ -714,8 +724,8 @@ class RedisBus(SubscribingBus):
                 if handed is not None:
                     try:
                         self._finish(handed)
-                    except self._redis.ConnectionError:
-                        pass  # broke with the reply owed (closed): sent again below on a new one, as a broken connection's one retry
+                    except _Broken:
+                        pass  # broke with the reply owed (closed): sent again below on a new one, its one retry
                 if self._pending and self.connected and not self._stop.is_set():
                     self._flush_pending()
             except ConfigError as exc:
@@ -756,10 +766,10 @@ class RedisBus(SubscribingBus):
         args = self._announcement(model, notice)
         self._sending_since = time.monotonic()
         try:
-            published = self._run_script(*args)
+            published = self._run_script(model, args)
         finally:
             self._sending_since = None
-        self._count(published)
+        self._count(model, published)
 
     def _send_now(self, model: str, notice: Notice | None, number: int, deadline: float) -> bool:
         """Announce a write to ``model`` on the open publishing connection and read the answer
@@ -771,15 +781,17 @@ class RedisBus(SubscribingBus):
         self._sending_since = started = time.monotonic()
         try:
             published = self._script(wire, args, deadline)
-        except BaseException:
+        except BaseException as exc:
             self._sending_since = None
             self._unusable(wire)
+            if isinstance(exc, Exception) and self._retry(model, exc):
+                raise _Broken from exc  # the publisher thread sends it again on a new connection
             raise
         if published is _LATE:
             self._handed = (wire, args, model, number, started)  # _sending_since stays: a stall is seen
             return False
         self._sending_since = None
-        self._count(published)
+        self._count(model, published)
         return True
 
     def _finish(self, handed: tuple[_Wire, tuple[bytes, ...], str, int, float]) -> None:
@@ -792,18 +804,37 @@ class RedisBus(SubscribingBus):
             published = self._script(wire, args, started + wire.timeout_s)
             if published is _LATE:
                 raise self._redis.TimeoutError(f"Redis did not answer within {wire.timeout_s:g}s")
-        except BaseException:
+        except BaseException as exc:
             self._unusable(wire, always=True)
+            if isinstance(exc, Exception) and self._retry(model, exc):
+                raise _Broken from exc  # sent again on a new connection (``_publish_loop``)
             raise
         finally:
             self._sending_since = None
         self._late += 1
-        self._count(published)
+        self._count(model, published)
         self._announced_up_to(model, number)
 
-    def _count(self, published: int) -> None:
-        """One announcement sent: ``sent``, or ``unannounced`` when no process caches the model
-        (the script advanced its generation and told nobody)."""
+    def _retry(self, model: str, exc: Exception) -> bool:
+        """Whether a send of ``model`` that failed with ``exc`` is made again on a new connection
+        (``_send_lock`` held), the rule of every path (a writing thread's send, a handed-over
+        reply, ``_run_script``): only when the connection broke (redis's ``ConnectionError``; it
+        is closed) and only once per announcement (the drivers' one retry: a script run twice
+        advances the generation twice, which subscribers take for a lost message). The retry
+        owed is kept (``_broken``) until the model's next send ends, however it ends; a retry
+        that fails too is a failed publish, the model still pending."""
+        if isinstance(exc, self._redis.ConnectionError) and model not in self._broken:
+            self._broken.add(model)
+            return True
+        self._broken.discard(model)
+        return False
+
+    def _count(self, model: str, published: int) -> None:
+        """One announcement of ``model`` sent (no retry owed any more): ``sent``, or
+        ``unannounced`` when no process caches the model (the script advanced its generation
+        and told nobody)."""
+        if self._broken:  # (a look, not a call, on the write's own path)
+            self._broken.discard(model)
         if published:
             self.figures.count_sent()
         else:
@@ -843,34 +874,28 @@ class RedisBus(SubscribingBus):
         before = (self.generation_prefix + model, self.cached_key, dependency_ttl, recorded, self.channel)
         return tuple(arg.encode() for arg in before), (model.encode(), dependencies.encode())
 
-    def _run_script(self, *args: bytes) -> int:
-        """The publish script on the bus's publishing connection (opened here when there is none;
-        ``_send_lock`` held), its answer waited for up to the connection's ``timeout_s``: 1 when
-        it published. A broken connection is replaced and the call made once more (as redis-py's
-        one retry did: a script run twice advances the generation twice, which subscribers take
-        for a lost message and drop everything); a timeout (Redis frozen or slow) is not retried."""
-        for attempt in (1, 2):
+    def _run_script(self, model: str, args: tuple[bytes, ...]) -> int:
+        """The publish script for a write to ``model`` on the bus's publishing connection (opened
+        here when there is none or it was closed; ``_send_lock`` held), its answer waited for up
+        to the connection's ``timeout_s``: 1 when it published. A broken connection is replaced
+        and the call made once more, unless this call was the model's retry already (``_retry``:
+        one retry per announcement, on every path); a timeout (Redis frozen or slow) is not retried."""
+        while True:
             wire = self._publish_wire
-            if wire is None:
+            if wire is None or wire.closed:
                 wire = self._publish_wire = _Wire(self._client, self._redis, timeout_s=self._timeout_s * 2)
             try:
-                if wire.closed:
-                    raise self._redis.ConnectionError("the publishing connection is closed")
                 if not wire.ready:
                     wire.open()
                 reply = self._script(wire, args, time.monotonic() + wire.timeout_s)
                 if reply is _LATE:
                     raise self._redis.TimeoutError(f"Redis did not answer within {wire.timeout_s:g}s")
-            except self._redis.ConnectionError:
-                self._unusable(wire, always=True)
-                if attempt == 2:
-                    raise
-                continue
-            except self._redis.RedisError:
-                self._unusable(wire)
+            except self._redis.RedisError as exc:
+                self._unusable(wire, always=isinstance(exc, self._redis.ConnectionError))
+                if self._retry(model, exc):
+                    continue
                 raise
             return int(reply)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _flush_pending(self, deadline: float | None = None) -> bool:
         """Publish what is pending, ``_send_lock`` held (raises while Redis refuses; what was not

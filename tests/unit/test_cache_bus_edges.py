@@ -108,6 +108,100 @@ def client(redis_server):
     c.close()
 
 
+# --- 1. one retry after a broken connection, on every path ----------------------------------
+
+def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 5.0  # ample for the write's own send; the write does not wait for the failure
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0])
+        failures = _failures(bus, sent, cutting)
+        writer = threading.Thread(target=lambda: bus.publish("User", notice=NOTICE), name="W", daemon=True)
+        writer.start()
+        _poll(lambda: failures)
+        # the write's send broke, the publisher thread's retry on a new connection broke too: two sends, then a failure
+        assert failures == [(2, "ConnectionError", True, PUBLISHER)]
+        assert [thread[:23] for thread, _ in sent[:2]] == ["W", PUBLISHER]
+        assert ("drop_all", "publish failed: ConnectionError") in listener.calls
+        assert _generation(client, bus) == 1  # neither cut send ran the script
+        _poll(lambda: bus.connected and not bus.unsent("User"))  # owed, then published by the subscriber once back
+        assert _generation(client, bus) == 2 and len(sent) == 3
+        writer.join(30)
+    finally:
+        bus.close()
+
+
+def test_a_handed_over_send_whose_connection_breaks_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, listener = _open_bus(redis_server.url, stall_s=60.0)
+    try:
+        wire = bus._publish_wire
+        assert wire is not None
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0] and thread.startswith(PUBLISHER))
+        failures = _failures(bus, sent, cutting)
+        redis_server.freeze()
+        bus.publish("User", notice=NOTICE)  # late: handed over to the publisher thread
+        assert bus.unsent("User") and len(sent) == 1
+        wire._sock.shutdown(socket.SHUT_RDWR)  # the connection breaks with the reply owed
+        redis_server.thaw()
+        _poll(lambda: failures)
+        assert failures == [(2, "ConnectionError", True, PUBLISHER)]  # the write's send, one retry: no third
+        assert ("drop_all", "publish failed: ConnectionError") in listener.calls
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert len(sent) == 3 and bus._publish_wire is not wire
+    finally:
+        redis_server.thaw()
+        bus.close()
+
+
+def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        wire = bus._publish_wire
+        assert wire is not None
+        wire.close()  # the write sends nothing itself (no connection ready): the publisher thread does
+        bus.wait_s = 0.0
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0])
+        failures = _failures(bus, sent, cutting)
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: failures)
+        assert failures == [(2, "ConnectionError", True, PUBLISHER)]
+        assert [thread[:23] for thread, _ in sent[:2]] == [PUBLISHER, PUBLISHER]
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert _generation(client, bus) == 2
+    finally:
+        bus.close()
+
+
+def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_break_is_retried_again(
+        redis_server, client, monkeypatch):
+    bus, _listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        cuts = [1]  # the next send breaks, its retry does not
+
+        def cut(thread: str) -> bool:
+            cuts[0] -= 1
+            return cuts[0] >= 0
+
+        sent = _sends(monkeypatch, client, cut=cut)
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: not bus.unsent("User"))
+        assert _generation(client, bus) == 2 and len(sent) == 2 and bus.figures.errors == 0 and bus.connected
+        assert not bus._broken  # the retry is not owed any more: the next break has its own
+        cuts[0] = 1
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: not bus.unsent("User"))
+        assert _generation(client, bus) == 3 and len(sent) == 4 and bus.figures.errors == 0 and bus.connected
+    finally:
+        bus.close()
+
+
 # --- 3. a reply already in the socket when the deadline has passed is read -----------------
 
 class _Recorded:
