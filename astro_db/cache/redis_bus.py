@@ -46,7 +46,11 @@ A failed publish leaves the write standing: it is logged (never with the URL's p
 10 s with a count, ``astro_db.ratelog``) and counted, this process drops its own cache and its
 bus goes down; the model stays *pending* and is published by the subscriber once it has
 reconnected, before it says ``connected`` again. So other processes learn of that write when this one reaches Redis again
-(or sooner, by dropping everything, if they lost Redis too).
+(or sooner, by dropping everything, if they lost Redis too). Anything a publish raises, not only
+Redis's errors, is such a failure; neither the publisher thread nor the subscriber ends on an
+exception (the subscriber handles one as a lost connection). A send broken by a closed connection
+is sent once more on a new connection, once per announcement whichever thread met the break
+(``_retry``); a reply already in the socket when the write's time is up is read, not handed over.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 try:
     from ssl import SSLWantReadError  # a TLS socket's read with nothing to give and a timeout of 0
@@ -71,6 +76,7 @@ except ImportError:  # pragma: no cover - a Python built without ssl
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
+from ..urls import mask_urls_in_text, userinfo_of
 from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 from .redis_compat import check_connection, check_opened, client_options, wire_options
 from .redis_store import dependency_keys, write_dependencies
@@ -156,6 +162,12 @@ class _Signal:
 
     def clear(self) -> None:
         self._lock.acquire(blocking=False)
+
+
+def _password_of(url: str) -> tuple[str, ...]:
+    """The password of a Redis URL, as written and percent-decoded (none: empty)."""
+    written = userinfo_of(url).partition(":")[2]
+    return tuple({written, unquote(written)} - {""})
 
 
 def _pack(args: tuple[bytes, ...]) -> bytes:
@@ -427,6 +439,7 @@ class RedisBus(SubscribingBus):
         self._redis = redis
         self._url = url
         self.masked_url = mask_url(url)
+        self._password = _password_of(url)  # never in a log line (``_said``)
         self.channel = f"astro_db:{namespace}:invalidate"
         self.generation_prefix = f"astro_db:{namespace}:gen:"
         self.key_prefix = f"astro_db:{namespace}:"
@@ -710,17 +723,20 @@ class RedisBus(SubscribingBus):
         ``_send_lock`` (``_handed``) and sends what is pending while the bus is connected (while
         it is not, the subscriber sends it when it is back, before trusting the bus again). It
         never blocks on the connection another thread has: that thread wakes it again when it
-        lets the connection go with something still pending (``_release_send``)."""
+        lets the connection go with something still pending (``_release_send``). Whatever a pass
+        raises is a failed publish (``_publish_failed``): the thread lives on, the connection let go."""
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
-            handed = self._handed
-            if handed is not None:
-                self._handed = None  # the connection and ``_send_lock`` are this thread's now
-            elif (self._stop.is_set() or not self._pending or not self.connected
-                  or not self._send_lock.acquire(blocking=False)):
-                continue
+            holding = False  # ``_send_lock``
             try:
+                handed = self._handed
+                if handed is not None:
+                    self._handed = None  # the connection and ``_send_lock`` are this thread's now
+                elif (self._stop.is_set() or not self._pending or not self.connected
+                      or not self._send_lock.acquire(blocking=False)):
+                    continue
+                holding = True
                 if handed is not None:
                     try:
                         self._finish(handed)
@@ -731,16 +747,28 @@ class RedisBus(SubscribingBus):
             except ConfigError as exc:
                 self._incompatible(exc)
                 self._lose_trust(str(exc))
-            except self._redis.RedisError as exc:
+            except Exception as exc:  # noqa: BLE001 - Redis refused, or anything else (a bug): a failed publish, never the end of this thread
                 self._publish_failed(exc)
             finally:
-                self._release_send()
+                if holding:
+                    self._release_send()
 
     def _publish_failed(self, exc: Exception) -> None:
-        self.figures.error(f"publish: {type(exc).__name__}: {exc}")
-        self._log.error("publish", "cache bus %s: could not publish writes (%s: %s); this process stops "
-                        "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
+        """A publish failed, whatever raised it: counted, logged (``_said``), and this process
+        stops caching until its subscriber has reconnected (and sent what is pending)."""
+        said = self._said(exc)
+        self.figures.error(f"publish: {said}")
+        self._log.error("publish", "cache bus %s: could not publish writes (%s); this process stops "
+                        "caching until its subscriber reconnects", self.masked_url, said)
         self._lose_trust(f"publish failed: {type(exc).__name__}")
+
+    def _said(self, exc: BaseException) -> str:
+        """``exc`` as the logs and ``metrics()`` show it: its type and message, any URL in it
+        masked and the bus URL's password never shown (the message may come from anywhere)."""
+        text = mask_urls_in_text(str(exc)).replace(self._url, self.masked_url)
+        for secret in self._password:
+            text = text.replace(secret, "***")
+        return f"{type(exc).__name__}: {text[:1000]}"
 
     def _release_send(self) -> None:
         """Let the publishing connection go; the publisher thread is woken when something is
@@ -977,17 +1005,18 @@ class RedisBus(SubscribingBus):
             except ConfigError as exc:  # redis-py's connections are not what the bus reads: retrying cannot help
                 self._incompatible(exc)
                 break
-            except (self._redis.RedisError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - Redis, the socket, or anything else (a bug): reconnect, never end the thread
                 if self._stop.is_set():
                     break  # close() woke the read: nothing went wrong
-                self.figures.error(f"subscriber: {type(exc).__name__}: {exc}")
+                said = self._said(exc)
+                self.figures.error(f"subscriber: {said}")
                 if self._connected:
-                    self._log.warning("lost", "cache bus %s lost (%s: %s): caching is off until it is back",
-                                      self.masked_url, type(exc).__name__, exc)
+                    self._log.warning("lost", "cache bus %s lost (%s): caching is off until it is back",
+                                      self.masked_url, said)
                 else:  # never connected, or not back yet: said once per interval, not only in metrics()
-                    self._log.warning("unreachable", "cache bus %s cannot be reached (%s: %s): caching stays off "
-                                      "until it can", self.masked_url, type(exc).__name__, exc)
-                self._reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    self._log.warning("unreachable", "cache bus %s cannot be reached (%s): caching stays off "
+                                      "until it can", self.masked_url, said)
+                self._reason = said[:300]
             finally:
                 was_connected = self._connected
                 self._connected = False

@@ -202,6 +202,75 @@ def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_b
         bus.close()
 
 
+# --- 2. the publisher and subscriber threads outlive anything a publish or a message raises --
+
+def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_lives_on(
+        redis_server, client, monkeypatch, caplog):
+    bus, listener = _subscribed_bus(redis_server.url, stall_s=60.0)  # no publishing connection: the publisher thread sends
+    try:
+        publisher = bus._publisher
+        assert publisher is not None
+        announcement = bus._announcement
+        raised: list[str] = []
+
+        def failing(model: str, notice: Any) -> Any:
+            if threading.current_thread() is publisher and not raised:
+                raised.append(model)  # once, in the publisher thread: a bug, not a Redis error
+                raise TypeError("a notice it cannot read (redis://:hunter2@cache:6379/0)")
+            return announcement(model, notice)
+
+        bus._announcement = failing  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: raised and bus.figures.errors >= 1)
+        assert ("drop_all", "publish failed: TypeError") in listener.calls  # the bus lost trust: caching off
+        _poll(lambda: bus.connected and not bus.unsent("User"))  # owed, published by the subscriber once back
+        assert publisher.is_alive() and bus._publisher is publisher and not bus._send_lock.locked()
+        said = [r.getMessage() for r in caplog.records if "could not publish writes (TypeError" in r.getMessage()]
+        assert said and all("hunter2" not in text for text in said)
+        assert "hunter2" not in repr(bus.stats())
+        # the next announcement the publisher thread must finish (a late reply) goes out
+        sent = _sends(monkeypatch, client)
+        redis_server.freeze()
+        bus.publish("User", notice=NOTICE)  # late: handed over
+        redis_server.thaw()
+        _poll(lambda: not bus.unsent("User"))
+        assert bus.stats()["late"] == 1 and len(sent) == 1 and _generation(client, bus) == 2 and bus.connected
+    finally:
+        redis_server.thaw()
+        bus.close()
+
+
+def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_ending_its_thread(
+        redis_server, client, caplog):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        thread = bus._thread
+        assert thread is not None
+        reconnects = bus.stats()["reconnects"]
+        deliver = bus._deliver_batch
+        raised: list[int] = []
+
+        def failing(batch: list[bytes]) -> None:
+            if not raised:
+                raised.append(len(batch))
+                raise KeyError("a bug in a cache's apply (redis://:hunter2@cache:6379/0)")
+            deliver(batch)
+
+        bus._deliver_batch = failing  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)  # its message reaches this process's subscriber: it raises
+        _poll(lambda: raised and bus.stats()["reconnects"] == reconnects + 1 and bus.connected)
+        assert bus._thread is thread and thread.is_alive()
+        assert ("drop_all", "reconnected") in listener.calls and bus.figures.errors >= 1
+        assert all("hunter2" not in r.getMessage() for r in caplog.records) and "hunter2" not in repr(bus.stats())
+        received = bus.figures.received
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: bus.figures.received > received)  # it reads and delivers messages again
+        assert _generation(client, bus) == 3
+    finally:
+        bus.close()
+
+
 # --- 3. a reply already in the socket when the deadline has passed is read -----------------
 
 class _Recorded:
