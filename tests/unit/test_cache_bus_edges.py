@@ -2,7 +2,7 @@
 
 Must hold: a send broken by a closed connection is sent once more on a new connection and no
 more, whichever thread met the break (the writing thread's own send, a reply handed over to the
-publisher thread, the publisher thread's own send): a retry broken too is a failed publish, the
+publisher thread, the publisher thread's or the subscriber's own send): a retry broken too is a failed publish, the
 model still pending and published by the subscriber once it is back; anything a publish raises
 in the publisher thread (not only Redis's errors) is a failed publish (counted, logged without a
 URL's password, caching off until the subscriber is back) and the thread lives on, its lock let
@@ -174,6 +174,36 @@ def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_lea
         assert [thread[:23] for thread, _ in sent[:2]] == [PUBLISHER, PUBLISHER]
         _poll(lambda: bus.connected and not bus.unsent("User"))
         assert _generation(client, bus) == 2
+    finally:
+        bus.close()
+
+
+def test_the_subscribers_send_on_reconnecting_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, _listener = _open_bus(redis_server.url)
+    try:
+        subscriber = bus._thread
+        assert subscriber is not None
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0] and thread == subscriber.name)
+        failed: list[tuple[int, str, bool]] = []
+        error = bus.figures.error
+
+        def recorded(text: str) -> None:
+            if cutting[0] and sent and text.startswith("subscriber:"):  # not the doubt itself: the failed flush
+                failed.append((len(sent), text.split(":")[1].strip(), bus.unsent("User")))
+                cutting[0] = False  # its next reconnection publishes it
+            error(text)
+
+        bus.figures.error = recorded  # type: ignore[method-assign]
+        bus._send_lock.acquire()  # another thread's send under way: the write sends nothing, the publisher thread neither
+        bus.publish("User", notice=NOTICE)  # owed
+        bus._lose_trust("a doubt")  # the subscriber reconnects and, before it trusts the bus, sends what is owed
+        bus._send_lock.release()  # to the subscriber, waiting for it (the publisher thread does not try: not connected)
+        _poll(lambda: failed)
+        assert failed == [(2, "ConnectionError", True)] and [thread for thread, _ in sent] == [subscriber.name] * 2
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert _generation(client, bus) == 2 and bus._thread is subscriber
     finally:
         bus.close()
 
