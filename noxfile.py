@@ -39,6 +39,7 @@ REDIS_LOWEST = "5.0.0"
 REDIS_TESTS = [
     "tests/unit/test_redis_compat.py", "tests/unit/test_redis_fixture.py", "tests/unit/test_cache_bus.py",
     "tests/unit/test_cache_bus_frozen.py", "tests/unit/test_cache_bus_inline.py", "tests/unit/test_cache_bus_wire.py",
+    "tests/unit/test_cache_bus_edges.py",
     "tests/unit/test_cache_selective.py",
     "tests/unit/test_cache_store_guards.py", "tests/unit/test_config_sections.py", "tests/live/test_cache_bus_live.py",
     "tests/live/test_cache_store_live.py", "tests/live/test_cache_store_attacks_live.py",

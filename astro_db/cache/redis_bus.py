@@ -46,7 +46,11 @@ A failed publish leaves the write standing: it is logged (never with the URL's p
 10 s with a count, ``astro_db.ratelog``) and counted, this process drops its own cache and its
 bus goes down; the model stays *pending* and is published by the subscriber once it has
 reconnected, before it says ``connected`` again. So other processes learn of that write when this one reaches Redis again
-(or sooner, by dropping everything, if they lost Redis too).
+(or sooner, by dropping everything, if they lost Redis too). Anything a publish raises, not only
+Redis's errors, is such a failure; neither the publisher thread nor the subscriber ends on an
+exception (the subscriber handles one as a lost connection). A send broken by a closed connection
+is sent once more on a new connection, once per announcement whichever thread met the break
+(``_retry``); a reply already in the socket when the write's time is up is read, not handed over.
 """
 
 from __future__ import annotations
@@ -62,10 +66,17 @@ import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+try:
+    from ssl import SSLWantReadError  # a TLS socket's read with nothing to give and a timeout of 0
+except ImportError:  # pragma: no cover - a Python built without ssl
+    SSLWantReadError = BlockingIOError  # type: ignore[assignment,misc]
 
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
+from ..urls import mask_urls_in_text, userinfo_of
 from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 from .redis_compat import check_connection, check_opened, client_options, wire_options
 from .redis_store import dependency_keys, write_dependencies
@@ -153,6 +164,12 @@ class _Signal:
         self._lock.acquire(blocking=False)
 
 
+def _password_of(url: str) -> tuple[str, ...]:
+    """The password of a Redis URL, as written and percent-decoded (none: empty)."""
+    written = userinfo_of(url).partition(":")[2]
+    return tuple({written, unquote(written)} - {""})
+
+
 def _pack(args: tuple[bytes, ...]) -> bytes:
     """One command in RESP."""
     return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
@@ -238,6 +255,12 @@ class _Error(bytes):
 
 
 _LATE: Any = object()  # ``_Wire.reply``: the reply has not come (in full) by the deadline
+
+
+class _Broken(Exception):
+    """A send of a model broke its connection (closed since) and the model's one retry is owed
+    (``RedisBus._retry``), to be made by a thread that opens a new connection: raised where it
+    cannot be made (a writing thread opens no connection; a handed-over reply is only read)."""
 
 
 class _Wire:
@@ -338,23 +361,33 @@ class _Wire:
     def reply(self, deadline: float) -> Any:
         """The owed command's reply (an ``_Error`` for an error reply), or ``_LATE`` when it has
         not come in full by ``deadline`` (``time.monotonic()``): it stays owed, what arrived of
-        it is kept, and a later ``reply`` reads the rest. A broken connection, or more than one
+        it is kept, and a later ``reply`` reads the rest. Once the deadline has passed, what has
+        already arrived is read once without waiting (a timeout of 0) before ``_LATE`` is
+        answered: a reply in the socket is never late. A broken connection, or more than one
         reply, raises redis's ``ConnectionError`` (the connection is not used again)."""
         buffer = self._buffer
+        last = False  # the deadline has passed: one read of what has already arrived, never waiting
         try:
             while True:
+                if last:
+                    return _LATE
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return _LATE
+                    # a reply that came in time but is read a moment late (this thread was
+                    # descheduled) is not late: read what the socket holds without waiting (a
+                    # timeout of 0); the next read sets a timeout again
+                    last = True
+                    self._sock.settimeout(0.0)
+                    self._timeout = None
                 # a change of the socket's timeout is a system call: made when the bound shrinks
                 # by more than a millisecond (so a read never outlasts the deadline by more) or
                 # grows by more than 50 ms
-                if self._timeout is None or left < self._timeout - 0.001 or left > self._timeout + 0.05:
+                elif self._timeout is None or left < self._timeout - 0.001 or left > self._timeout + 0.05:
                     self._sock.settimeout(left)
                     self._timeout = left
                 try:
                     chunk = self._sock.recv(65536)
-                except TimeoutError:
+                except (TimeoutError, BlockingIOError, SSLWantReadError):  # nothing (more) has come
                     continue
                 if not chunk:
                     raise self._redis.ConnectionError("Redis closed the connection")
@@ -406,6 +439,7 @@ class RedisBus(SubscribingBus):
         self._redis = redis
         self._url = url
         self.masked_url = mask_url(url)
+        self._password = _password_of(url)  # never in a log line (``_said``)
         self.channel = f"astro_db:{namespace}:invalidate"
         self.generation_prefix = f"astro_db:{namespace}:gen:"
         self.key_prefix = f"astro_db:{namespace}:"
@@ -448,6 +482,9 @@ class RedisBus(SubscribingBus):
         self._send_lock = threading.Lock()
         self._handed: tuple[_Wire, tuple[bytes, ...], str, int, float] | None = None
         self._late = 0  # sends whose reply the publisher thread read (handed over by a writing thread)
+        # the models whose last send broke its connection: their next send is their one retry
+        # (``_retry``; read and changed with ``_send_lock`` held)
+        self._broken: set[str] = set()
         # the registration of a cached model runs on a reading thread: its client (made on first
         # use) is bounded by stall_s, so a frozen Redis costs that read a quarter of a second
         # (then caching is off until the subscriber is back), not the 4 s socket timeout
@@ -560,6 +597,7 @@ class RedisBus(SubscribingBus):
             self._sending_since = None
             self._send_lock = threading.Lock()  # it may have been held by a thread of the parent
             self._handed = None
+            self._broken = set()
             self._client = self._new_client()
             self._publish_wire = None  # the parent's connection: left alone
             self._register_client = None
@@ -624,13 +662,13 @@ class RedisBus(SubscribingBus):
                 if self._flush_pending(deadline):
                     late = True
                     break
-        except self._redis.ConnectionError:
-            pass  # the connection broke (it is closed): the publisher thread sends again on a new one
+        except _Broken:
+            pass  # the connection broke (it is closed): the publisher thread sends again on a new one, the one retry
         except ConfigError as exc:
             failed = True
             self._incompatible(exc)
             self._lose_trust(str(exc))
-        except Exception as exc:  # noqa: BLE001 - Redis refused, or anything else: never the write's failure
+        except Exception as exc:  # noqa: BLE001 - Redis refused, a retry broken too, or anything else: never the write's failure
             failed = True
             self._publish_failed(exc)
         finally:
@@ -685,37 +723,52 @@ class RedisBus(SubscribingBus):
         ``_send_lock`` (``_handed``) and sends what is pending while the bus is connected (while
         it is not, the subscriber sends it when it is back, before trusting the bus again). It
         never blocks on the connection another thread has: that thread wakes it again when it
-        lets the connection go with something still pending (``_release_send``)."""
+        lets the connection go with something still pending (``_release_send``). Whatever a pass
+        raises is a failed publish (``_publish_failed``): the thread lives on, the connection let go."""
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
-            handed = self._handed
-            if handed is not None:
-                self._handed = None  # the connection and ``_send_lock`` are this thread's now
-            elif (self._stop.is_set() or not self._pending or not self.connected
-                  or not self._send_lock.acquire(blocking=False)):
-                continue
+            holding = False  # ``_send_lock``
             try:
+                handed = self._handed
+                if handed is not None:
+                    self._handed = None  # the connection and ``_send_lock`` are this thread's now
+                elif (self._stop.is_set() or not self._pending or not self.connected
+                      or not self._send_lock.acquire(blocking=False)):
+                    continue
+                holding = True
                 if handed is not None:
                     try:
                         self._finish(handed)
-                    except self._redis.ConnectionError:
-                        pass  # broke with the reply owed (closed): sent again below on a new one, as a broken connection's one retry
+                    except _Broken:
+                        pass  # broke with the reply owed (closed): sent again below on a new one, its one retry
                 if self._pending and self.connected and not self._stop.is_set():
                     self._flush_pending()
             except ConfigError as exc:
                 self._incompatible(exc)
                 self._lose_trust(str(exc))
-            except self._redis.RedisError as exc:
+            except Exception as exc:  # noqa: BLE001 - Redis refused, or anything else (a bug): a failed publish, never the end of this thread
                 self._publish_failed(exc)
             finally:
-                self._release_send()
+                if holding:
+                    self._release_send()
 
     def _publish_failed(self, exc: Exception) -> None:
-        self.figures.error(f"publish: {type(exc).__name__}: {exc}")
-        self._log.error("publish", "cache bus %s: could not publish writes (%s: %s); this process stops "
-                        "caching until its subscriber reconnects", self.masked_url, type(exc).__name__, exc)
+        """A publish failed, whatever raised it: counted, logged (``_said``), and this process
+        stops caching until its subscriber has reconnected (and sent what is pending)."""
+        said = self._said(exc)
+        self.figures.error(f"publish: {said}")
+        self._log.error("publish", "cache bus %s: could not publish writes (%s); this process stops "
+                        "caching until its subscriber reconnects", self.masked_url, said)
         self._lose_trust(f"publish failed: {type(exc).__name__}")
+
+    def _said(self, exc: BaseException) -> str:
+        """``exc`` as the logs and ``metrics()`` show it: its type and message, any URL in it
+        masked and the bus URL's password never shown (the message may come from anywhere)."""
+        text = mask_urls_in_text(str(exc)).replace(self._url, self.masked_url)
+        for secret in self._password:
+            text = text.replace(secret, "***")
+        return f"{type(exc).__name__}: {text[:1000]}"
 
     def _release_send(self) -> None:
         """Let the publishing connection go; the publisher thread is woken when something is
@@ -741,10 +794,10 @@ class RedisBus(SubscribingBus):
         args = self._announcement(model, notice)
         self._sending_since = time.monotonic()
         try:
-            published = self._run_script(*args)
+            published = self._run_script(model, args)
         finally:
             self._sending_since = None
-        self._count(published)
+        self._count(model, published)
 
     def _send_now(self, model: str, notice: Notice | None, number: int, deadline: float) -> bool:
         """Announce a write to ``model`` on the open publishing connection and read the answer
@@ -756,15 +809,17 @@ class RedisBus(SubscribingBus):
         self._sending_since = started = time.monotonic()
         try:
             published = self._script(wire, args, deadline)
-        except BaseException:
+        except BaseException as exc:
             self._sending_since = None
             self._unusable(wire)
+            if isinstance(exc, Exception) and self._retry(model, exc):
+                raise _Broken from exc  # the publisher thread sends it again on a new connection
             raise
         if published is _LATE:
             self._handed = (wire, args, model, number, started)  # _sending_since stays: a stall is seen
             return False
         self._sending_since = None
-        self._count(published)
+        self._count(model, published)
         return True
 
     def _finish(self, handed: tuple[_Wire, tuple[bytes, ...], str, int, float]) -> None:
@@ -777,18 +832,37 @@ class RedisBus(SubscribingBus):
             published = self._script(wire, args, started + wire.timeout_s)
             if published is _LATE:
                 raise self._redis.TimeoutError(f"Redis did not answer within {wire.timeout_s:g}s")
-        except BaseException:
+        except BaseException as exc:
             self._unusable(wire, always=True)
+            if isinstance(exc, Exception) and self._retry(model, exc):
+                raise _Broken from exc  # sent again on a new connection (``_publish_loop``)
             raise
         finally:
             self._sending_since = None
         self._late += 1
-        self._count(published)
+        self._count(model, published)
         self._announced_up_to(model, number)
 
-    def _count(self, published: int) -> None:
-        """One announcement sent: ``sent``, or ``unannounced`` when no process caches the model
-        (the script advanced its generation and told nobody)."""
+    def _retry(self, model: str, exc: Exception) -> bool:
+        """Whether a send of ``model`` that failed with ``exc`` is made again on a new connection
+        (``_send_lock`` held), the rule of every path (a writing thread's send, a handed-over
+        reply, ``_run_script``): only when the connection broke (redis's ``ConnectionError``; it
+        is closed) and only once per announcement (the drivers' one retry: a script run twice
+        advances the generation twice, which subscribers take for a lost message). The retry
+        owed is kept (``_broken``) until the model's next send ends, however it ends; a retry
+        that fails too is a failed publish, the model still pending."""
+        if isinstance(exc, self._redis.ConnectionError) and model not in self._broken:
+            self._broken.add(model)
+            return True
+        self._broken.discard(model)
+        return False
+
+    def _count(self, model: str, published: int) -> None:
+        """One announcement of ``model`` sent (no retry owed any more): ``sent``, or
+        ``unannounced`` when no process caches the model (the script advanced its generation
+        and told nobody)."""
+        if self._broken:  # (a look, not a call, on the write's own path)
+            self._broken.discard(model)
         if published:
             self.figures.count_sent()
         else:
@@ -828,34 +902,28 @@ class RedisBus(SubscribingBus):
         before = (self.generation_prefix + model, self.cached_key, dependency_ttl, recorded, self.channel)
         return tuple(arg.encode() for arg in before), (model.encode(), dependencies.encode())
 
-    def _run_script(self, *args: bytes) -> int:
-        """The publish script on the bus's publishing connection (opened here when there is none;
-        ``_send_lock`` held), its answer waited for up to the connection's ``timeout_s``: 1 when
-        it published. A broken connection is replaced and the call made once more (as redis-py's
-        one retry did: a script run twice advances the generation twice, which subscribers take
-        for a lost message and drop everything); a timeout (Redis frozen or slow) is not retried."""
-        for attempt in (1, 2):
+    def _run_script(self, model: str, args: tuple[bytes, ...]) -> int:
+        """The publish script for a write to ``model`` on the bus's publishing connection (opened
+        here when there is none or it was closed; ``_send_lock`` held), its answer waited for up
+        to the connection's ``timeout_s``: 1 when it published. A broken connection is replaced
+        and the call made once more, unless this call was the model's retry already (``_retry``:
+        one retry per announcement, on every path); a timeout (Redis frozen or slow) is not retried."""
+        while True:
             wire = self._publish_wire
-            if wire is None:
+            if wire is None or wire.closed:
                 wire = self._publish_wire = _Wire(self._client, self._redis, timeout_s=self._timeout_s * 2)
             try:
-                if wire.closed:
-                    raise self._redis.ConnectionError("the publishing connection is closed")
                 if not wire.ready:
                     wire.open()
                 reply = self._script(wire, args, time.monotonic() + wire.timeout_s)
                 if reply is _LATE:
                     raise self._redis.TimeoutError(f"Redis did not answer within {wire.timeout_s:g}s")
-            except self._redis.ConnectionError:
-                self._unusable(wire, always=True)
-                if attempt == 2:
-                    raise
-                continue
-            except self._redis.RedisError:
-                self._unusable(wire)
+            except self._redis.RedisError as exc:
+                self._unusable(wire, always=isinstance(exc, self._redis.ConnectionError))
+                if self._retry(model, exc):
+                    continue
                 raise
             return int(reply)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _flush_pending(self, deadline: float | None = None) -> bool:
         """Publish what is pending, ``_send_lock`` held (raises while Redis refuses; what was not
@@ -937,17 +1005,18 @@ class RedisBus(SubscribingBus):
             except ConfigError as exc:  # redis-py's connections are not what the bus reads: retrying cannot help
                 self._incompatible(exc)
                 break
-            except (self._redis.RedisError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - Redis, the socket, or anything else (a bug): reconnect, never end the thread
                 if self._stop.is_set():
                     break  # close() woke the read: nothing went wrong
-                self.figures.error(f"subscriber: {type(exc).__name__}: {exc}")
+                said = self._said(exc)
+                self.figures.error(f"subscriber: {said}")
                 if self._connected:
-                    self._log.warning("lost", "cache bus %s lost (%s: %s): caching is off until it is back",
-                                      self.masked_url, type(exc).__name__, exc)
+                    self._log.warning("lost", "cache bus %s lost (%s): caching is off until it is back",
+                                      self.masked_url, said)
                 else:  # never connected, or not back yet: said once per interval, not only in metrics()
-                    self._log.warning("unreachable", "cache bus %s cannot be reached (%s: %s): caching stays off "
-                                      "until it can", self.masked_url, type(exc).__name__, exc)
-                self._reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    self._log.warning("unreachable", "cache bus %s cannot be reached (%s): caching stays off "
+                                      "until it can", self.masked_url, said)
+                self._reason = said[:300]
             finally:
                 was_connected = self._connected
                 self._connected = False

@@ -212,14 +212,17 @@ def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_ann
 
         sent = _spy_requests(monkeypatch, after_send)
         first = threading.Thread(target=write, name="A", daemon=True)
+        redis_server.freeze()  # A's reply is late (one in the socket by then is read: not late)
         first.start()
         first.join(60)
+        redis_server.thaw()
         assert returned == {"B": True, "A": True}  # neither waited past wait_s: both writes owed
         _poll(lambda: not bus.unsent("User"))
         assert _generation(client, bus) == 3 and bus.stats()["late"] == 1  # A's late reply read, B's write sent after it
         assert [name for name, _ in sent][:1] == ["A"] and len(sent) == 2
         assert sent[1][0].startswith("astro_db-cache-publish-") and bus.figures.errors == 0 and bus.connected
     finally:
+        redis_server.thaw()
         bus.close()
 
 

@@ -1,0 +1,413 @@
+"""Three edge cases of the Redis bus's publishing (docs/caching.md, the bus sections).
+
+Must hold: a send broken by a closed connection is sent once more on a new connection and no
+more, whichever thread met the break (the writing thread's own send, a reply handed over to the
+publisher thread, the publisher thread's or the subscriber's own send): a retry broken too is a failed publish, the
+model still pending and published by the subscriber once it is back; anything a publish raises
+in the publisher thread (not only Redis's errors) is a failed publish (counted, logged without a
+URL's password, caching off until the subscriber is back) and the thread lives on, its lock let
+go; anything the subscriber meets (not only Redis's, socket and parse errors) makes it drop
+everything and reconnect, never ends its thread; a reply already in the socket when the
+deadline has passed is read (one read with a timeout of 0), not treated as late, and with none
+there ``reply`` answers late without waiting. Driven by a real redis-server (frozen with
+SIGSTOP, connections cut with ``CLIENT KILL`` before a chosen send), hooks in the sending
+thread, a socket pair and scripted sockets: never a sleep, never a wall-clock bound.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from spies import BusCalls
+from spies import poll as _poll
+
+from astro_db.cache import redis_bus
+from astro_db.cache.bus import Notice
+from astro_db.cache.redis_bus import _LATE, RedisBus, _Wire
+
+NOTICE = Notice("User", frozenset({bytes(16)}), frozenset({"name"}))
+PUBLISHER = "astro_db-cache-publish-"
+
+
+def _subscribed_bus(url: str, **options: Any) -> tuple[RedisBus, BusCalls]:
+    """A subscribed bus with User registered; no publishing connection open yet."""
+    bus = RedisBus(url, f"edges{uuid.uuid4().hex[:8]}", **options)
+    listener = BusCalls()
+    bus.attach(listener)
+    _poll(lambda: bus.connected)
+    assert bus.watch("User")
+    return bus, listener
+
+
+def _open_bus(url: str, **options: Any) -> tuple[RedisBus, BusCalls]:
+    """``_subscribed_bus`` with its publishing connection open (the first publish: the
+    publisher thread opens it)."""
+    bus, listener = _subscribed_bus(url, **options)
+    bus.publish("User", notice=NOTICE)
+    _poll(lambda: not bus.stats()["pending"] and bus._publish_wire is not None and bus._publish_wire.ready)
+    return bus, listener
+
+
+def _generation(client: Any, bus: RedisBus) -> int:
+    return int(client.get(bus.generation_prefix + "User") or 0)
+
+
+def _sends(monkeypatch: Any, client: Any, cut: Callable[[str], bool] = lambda thread: False,
+           after: Callable[[], None] | None = None) -> list[tuple[str, bytes]]:
+    """(thread name, command) of every publish script sent from now on. ``cut(thread)`` true:
+    Redis closes that connection (``CLIENT KILL``) just before the script is sent, so the send
+    breaks and the script never runs; ``after`` runs in the sending thread right after a send."""
+    sent: list[tuple[str, bytes]] = []
+    request = _Wire.request
+
+    def spied(self: Any, *args: bytes) -> None:
+        name = threading.current_thread().name
+        script = args[0] in (b"EVALSHA", b"EVAL")
+        if script and cut(name):
+            client.client_kill(f"127.0.0.1:{self._sock.getsockname()[1]}")
+        if script:
+            sent.append((name, args[0]))
+        request(self, *args)
+        if script and after is not None:
+            after()
+
+    monkeypatch.setattr(_Wire, "request", spied)
+    return sent
+
+
+def _failures(bus: RedisBus, sent: list[tuple[str, bytes]], cutting: list[bool]) -> list[tuple[Any, ...]]:
+    """Each failed publish as (scripts sent so far, its exception's type, User still owed, the
+    thread); the first one stops the cutting (the subscriber then publishes what is owed)."""
+    failures: list[tuple[Any, ...]] = []
+    publish_failed = bus._publish_failed
+
+    def recorded(exc: Exception) -> None:
+        failures.append((len(sent), type(exc).__name__, bus.unsent("User"), threading.current_thread().name[:23]))
+        cutting[0] = False
+        publish_failed(exc)
+
+    bus._publish_failed = recorded  # type: ignore[method-assign]
+    return failures
+
+
+@pytest.fixture
+def client(redis_server):
+    c = redis.Redis.from_url(redis_server.url)
+    yield c
+    redis_server.thaw()
+    c.close()
+
+
+# --- 1. one retry after a broken connection, on every path ----------------------------------
+
+def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 5.0  # ample for the write's own send; the write does not wait for the failure
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0])
+        failures = _failures(bus, sent, cutting)
+        writer = threading.Thread(target=lambda: bus.publish("User", notice=NOTICE), name="W", daemon=True)
+        writer.start()
+        _poll(lambda: failures)
+        # the write's send broke, the publisher thread's retry on a new connection broke too: two sends, then a failure
+        assert failures == [(2, "ConnectionError", True, PUBLISHER)]
+        assert [thread[:23] for thread, _ in sent[:2]] == ["W", PUBLISHER]
+        assert ("drop_all", "publish failed: ConnectionError") in listener.calls
+        assert _generation(client, bus) == 1  # neither cut send ran the script
+        _poll(lambda: bus.connected and not bus.unsent("User"))  # owed, then published by the subscriber once back
+        assert _generation(client, bus) == 2 and len(sent) == 3
+        writer.join(30)
+    finally:
+        bus.close()
+
+
+def test_a_handed_over_send_whose_connection_breaks_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, listener = _open_bus(redis_server.url, stall_s=60.0)
+    try:
+        wire = bus._publish_wire
+        assert wire is not None
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0] and thread.startswith(PUBLISHER))
+        failures = _failures(bus, sent, cutting)
+        redis_server.freeze()
+        bus.publish("User", notice=NOTICE)  # late: handed over to the publisher thread
+        assert bus.unsent("User") and len(sent) == 1
+        wire._sock.shutdown(socket.SHUT_RDWR)  # the connection breaks with the reply owed
+        redis_server.thaw()
+        _poll(lambda: failures)
+        assert failures == [(2, "ConnectionError", True, PUBLISHER)]  # the write's send, one retry: no third
+        assert ("drop_all", "publish failed: ConnectionError") in listener.calls
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert len(sent) == 3 and bus._publish_wire is not wire
+    finally:
+        redis_server.thaw()
+        bus.close()
+
+
+def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        wire = bus._publish_wire
+        assert wire is not None
+        wire.close()  # the write sends nothing itself (no connection ready): the publisher thread does
+        bus.wait_s = 0.0
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0])
+        failures = _failures(bus, sent, cutting)
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: failures)
+        assert failures == [(2, "ConnectionError", True, PUBLISHER)]
+        assert [thread[:23] for thread, _ in sent[:2]] == [PUBLISHER, PUBLISHER]
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert _generation(client, bus) == 2
+    finally:
+        bus.close()
+
+
+def test_the_subscribers_send_on_reconnecting_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
+        redis_server, client, monkeypatch):
+    bus, _listener = _open_bus(redis_server.url)
+    try:
+        subscriber = bus._thread
+        assert subscriber is not None
+        cutting = [True]
+        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0] and thread == subscriber.name)
+        failed: list[tuple[int, str, bool]] = []
+        error = bus.figures.error
+
+        def recorded(text: str) -> None:
+            if cutting[0] and sent and text.startswith("subscriber:"):  # not the doubt itself: the failed flush
+                failed.append((len(sent), text.split(":")[1].strip(), bus.unsent("User")))
+                cutting[0] = False  # its next reconnection publishes it
+            error(text)
+
+        bus.figures.error = recorded  # type: ignore[method-assign]
+        bus._send_lock.acquire()  # another thread's send under way: the write sends nothing, the publisher thread neither
+        bus.publish("User", notice=NOTICE)  # owed
+        bus._lose_trust("a doubt")  # the subscriber reconnects and, before it trusts the bus, sends what is owed
+        bus._send_lock.release()  # to the subscriber, waiting for it (the publisher thread does not try: not connected)
+        _poll(lambda: failed)
+        assert failed == [(2, "ConnectionError", True)] and [thread for thread, _ in sent] == [subscriber.name] * 2
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert _generation(client, bus) == 2 and bus._thread is subscriber
+    finally:
+        bus.close()
+
+
+def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_break_is_retried_again(
+        redis_server, client, monkeypatch):
+    bus, _listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        cuts = [1]  # the next send breaks, its retry does not
+
+        def cut(thread: str) -> bool:
+            cuts[0] -= 1
+            return cuts[0] >= 0
+
+        sent = _sends(monkeypatch, client, cut=cut)
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: not bus.unsent("User"))
+        assert _generation(client, bus) == 2 and len(sent) == 2 and bus.figures.errors == 0 and bus.connected
+        assert not bus._broken  # the retry is not owed any more: the next break has its own
+        cuts[0] = 1
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: not bus.unsent("User"))
+        assert _generation(client, bus) == 3 and len(sent) == 4 and bus.figures.errors == 0 and bus.connected
+    finally:
+        bus.close()
+
+
+# --- 2. the publisher and subscriber threads outlive anything a publish or a message raises --
+
+def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_lives_on(
+        redis_server, client, monkeypatch, caplog):
+    bus, listener = _subscribed_bus(redis_server.url, stall_s=60.0)  # no publishing connection: the publisher thread sends
+    try:
+        publisher = bus._publisher
+        assert publisher is not None
+        announcement = bus._announcement
+        raised: list[str] = []
+
+        def failing(model: str, notice: Any) -> Any:
+            if threading.current_thread() is publisher and not raised:
+                raised.append(model)  # once, in the publisher thread: a bug, not a Redis error
+                raise TypeError("a notice it cannot read (redis://:hunter2@cache:6379/0)")
+            return announcement(model, notice)
+
+        bus._announcement = failing  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: raised and bus.figures.errors >= 1)
+        assert ("drop_all", "publish failed: TypeError") in listener.calls  # the bus lost trust: caching off
+        _poll(lambda: bus.connected and not bus.unsent("User"))  # owed, published by the subscriber once back
+        assert publisher.is_alive() and bus._publisher is publisher and not bus._send_lock.locked()
+        said = [r.getMessage() for r in caplog.records if "could not publish writes (TypeError" in r.getMessage()]
+        assert said and all("hunter2" not in text for text in said)
+        assert "hunter2" not in repr(bus.stats())
+        # the next announcement the publisher thread must finish (a late reply) goes out
+        sent = _sends(monkeypatch, client)
+        redis_server.freeze()
+        bus.publish("User", notice=NOTICE)  # late: handed over
+        redis_server.thaw()
+        _poll(lambda: not bus.unsent("User"))
+        assert bus.stats()["late"] == 1 and len(sent) == 1 and _generation(client, bus) == 2 and bus.connected
+    finally:
+        redis_server.thaw()
+        bus.close()
+
+
+def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_ending_its_thread(
+        redis_server, client, caplog):
+    bus, listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        thread = bus._thread
+        assert thread is not None
+        reconnects = bus.stats()["reconnects"]
+        deliver = bus._deliver_batch
+        raised: list[int] = []
+
+        def failing(batch: list[bytes]) -> None:
+            if not raised:
+                raised.append(len(batch))
+                raise KeyError("a bug in a cache's apply (redis://:hunter2@cache:6379/0)")
+            deliver(batch)
+
+        bus._deliver_batch = failing  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)  # its message reaches this process's subscriber: it raises
+        _poll(lambda: raised and bus.stats()["reconnects"] == reconnects + 1 and bus.connected)
+        assert bus._thread is thread and thread.is_alive()
+        assert ("drop_all", "reconnected") in listener.calls and bus.figures.errors >= 1
+        assert all("hunter2" not in r.getMessage() for r in caplog.records) and "hunter2" not in repr(bus.stats())
+        received = bus.figures.received
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: bus.figures.received > received)  # it reads and delivers messages again
+        assert _generation(client, bus) == 3
+    finally:
+        bus.close()
+
+
+# --- 3. a reply already in the socket when the deadline has passed is read -----------------
+
+class _Recorded:
+    """A socket whose ``settimeout`` and ``recv`` calls are recorded."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.calls: list[tuple[Any, ...]] = []
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.calls.append(("settimeout", timeout))
+        self.sock.settimeout(timeout)
+
+    def recv(self, size: int) -> bytes:
+        self.calls.append(("recv",))
+        data: bytes = self.sock.recv(size)
+        return data
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+def _wire_on(sock: Any) -> _Wire:
+    wire = _Wire.__new__(_Wire)
+    wire._sock, wire._buffer, wire._timeout, wire._closed, wire.owed, wire._redis = sock, bytearray(), None, False, False, redis
+    return wire
+
+
+def test_a_reply_in_the_socket_past_the_deadline_is_read_without_waiting_and_none_there_is_late_at_once():
+    mine, redis_end = socket.socketpair()
+    try:
+        sock = _Recorded(mine)
+        wire = _wire_on(sock)
+        wire.request(b"EVALSHA", b"sha", b"0")
+        redis_end.sendall(b":1\r\n")  # the reply came in time
+        assert wire.reply(time.monotonic() - 1.0) == 1 and wire.ready  # read after the deadline: not late
+        assert sock.calls == [("settimeout", 0.0), ("recv",)]  # one read, with a timeout of 0
+        wire.request(b"EVALSHA", b"sha", b"0")
+        del sock.calls[:]
+        assert wire.reply(time.monotonic() - 1.0) is _LATE and wire.owed  # nothing there: late, without waiting
+        assert sock.calls == [("settimeout", 0.0), ("recv",)]
+        redis_end.sendall(b":0\r")  # part of it, then the rest
+        del sock.calls[:]
+        assert wire.reply(time.monotonic() - 1.0) is _LATE and sock.calls == [("settimeout", 0.0), ("recv",)]
+        redis_end.sendall(b"\n")
+        del sock.calls[:]
+        assert wire.reply(time.monotonic() + 60.0) == 0  # the next read has a timeout again: not left at 0
+        assert sock.calls[0][0] == "settimeout" and sock.calls[0][1] > 0 and sock.calls[1:] == [("recv",)]
+    finally:
+        mine.close()
+        redis_end.close()
+
+
+def test_a_tls_read_with_nothing_to_give_past_the_deadline_is_late_not_a_broken_connection():
+    class Tls:  # what an SSLSocket does with a timeout of 0 and no record to read
+        def __init__(self) -> None:
+            self.timeouts: list[float | None] = []
+
+        def settimeout(self, timeout: float | None) -> None:
+            self.timeouts.append(timeout)
+
+        def sendall(self, data: bytes) -> None:
+            pass
+
+        def recv(self, size: int) -> bytes:
+            raise ssl.SSLWantReadError("The operation did not complete (read)")
+
+    sock = Tls()
+    wire = _wire_on(sock)
+    wire.request(b"EVALSHA", b"sha", b"0")
+    assert wire.reply(time.monotonic() - 1.0) is _LATE and wire.owed and sock.timeouts == [0.0]
+
+
+def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_late(redis_server, client, monkeypatch):
+    bus, _listener = _open_bus(redis_server.url)
+    try:
+        bus.wait_s = 30.0
+        wire = bus._publish_wire
+        assert wire is not None
+        me = threading.current_thread()
+        skew = [0.0]
+        real = time.monotonic
+        monkeypatch.setattr(redis_bus, "time", types.SimpleNamespace(
+            monotonic=lambda: real() + (skew[0] if threading.current_thread() is me else 0.0), time=time.time))
+
+        def descheduled() -> None:  # in the writing thread, right after its send
+            if threading.current_thread() is me:
+                _poll(lambda: select.select([wire._sock], [], [], 0)[0])  # Redis's reply is in the socket
+                skew[0] = 60.0  # and the writing thread runs again past its deadline
+
+        sent = _sends(monkeypatch, client, after=descheduled)
+        wakes: list[str] = []
+        wake = bus._wake
+
+        class Counted:
+            def set(self) -> None:
+                wakes.append(threading.current_thread().name)
+                wake.set()
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(wake, name)
+
+        bus._wake = Counted()  # type: ignore[assignment]
+        bus.publish("User", notice=NOTICE)
+        assert not bus.unsent("User") and _generation(client, bus) == 2  # announced by the write itself
+        assert bus.stats()["late"] == 0 and bus._handed is None and wakes == []  # not handed over: no wake-up
+        assert sent == [(me.name, b"EVALSHA")] and bus.connected
+    finally:
+        bus.close()
+
