@@ -683,7 +683,10 @@ class RedisBus(SubscribingBus):
         left = deadline - time.monotonic()
         if left > 0 and self.connected:
             with self._announced:
-                self._announced.wait_for(lambda: self._done.get(model, 0) >= number, timeout=left)
+                # until announced, or the bus has lost trust (``_lose_trust``: nothing is read from
+                # any cache now, so nothing is left to wait for)
+                self._announced.wait_for(lambda: self._done.get(model, 0) >= number or self._doubt.is_set(),
+                                         timeout=left)
 
     def watch(self, model: str) -> bool:
         """Register ``model`` as cached (``SADD``, once per model per subscription) before this
@@ -984,6 +987,8 @@ class RedisBus(SubscribingBus):
         self._reason = reason
         self._doubt.set()
         self._drop_all(reason)
+        with self._announced:  # writes waiting for their announcement return now, not at wait_s
+            self._announced.notify_all()
         self._interrupt()  # the subscriber reconnects now, not at its next health check
 
     def _interrupt(self) -> None:

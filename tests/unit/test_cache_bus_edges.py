@@ -232,6 +232,26 @@ def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_b
         bus.close()
 
 
+def test_a_write_waiting_for_its_announcement_returns_once_the_bus_loses_trust(redis_server, client):
+    """A write whose announcement the publisher thread is sending (the first write opens the
+    connection) waits for it up to ``wait_s``; once the bus has lost trust (this process reads
+    no cache until the subscriber is back) there is nothing left to wait for: it returns then."""
+    bus, _ = _subscribed_bus(redis_server.url, stall_s=600.0)  # no publishing connection: the publisher opens it
+    try:
+        bus.wait_s = 600.0  # the write would wait this long for its announcement
+        redis_server.freeze()  # the publisher thread's handshake gets no answer
+        writer = threading.Thread(target=lambda: bus.publish("User", notice=NOTICE), name="writer")
+        writer.start()
+        _poll(lambda: len(bus._announced._waiters) == 1)  # type: ignore[attr-defined]  # the write waits
+        bus._lose_trust("publish failed: a test")
+        writer.join(timeout=60)  # a bound against a hang (600 s before), not a timing
+        assert not writer.is_alive() and bus.unsent("User")  # returned; the announcement still owed
+    finally:
+        redis_server.thaw()
+        bus.close()
+    assert not writer.is_alive()
+
+
 # --- 2. the publisher and subscriber threads outlive anything a publish or a message raises --
 
 def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_lives_on(
