@@ -46,7 +46,15 @@ a wait and the driver's own code between two of astro_db's calls, as in any appl
 benchmark machine the same code costs about three times as much cold as hot, which is why
 astro_db's overhead beside the driver is several times its ``--no-driver`` figure. Also printed:
 the raw call's own CPU timed the same way, and ``1 + cold / raw``, the ratio the overhead alone
-would give.
+would give. ``--cold --sections`` says where that cost goes: for each kind with sections declared
+(``SECTIONS``: create, update_nr, find_one), the functions of its path named there are wrapped
+(where defined and wherever imported by name) to time themselves inside the call
+(``time.perf_counter_ns``: no system call between two sections; a section includes the ones
+nested under it), and the call is run hot and cold as above; printed, per section, the median hot
+and cold microseconds and their difference, and over the table how much code one call touches
+(Python calls and distinct code objects, C function calls and distinct C functions, counted once
+with ``sys.setprofile``, independent of the machine's load). The wrappers add a frame and two
+clock reads per section, so the sections' sum is a little above the plain ``--cold`` figure.
 Figures, never assertions; the server's CPU is not in them.
 """
 
@@ -63,6 +71,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +159,183 @@ def _cold_row(raw_kind: Kind, own_kind: Kind, rounds: int, batch: int) -> tuple[
             figures[name].append(sides[name]())
     hot, cold, raw = (statistics.median(figures[name]) for name in names)
     return hot, cold, raw
+
+
+# ``--sections``: the parts of each kind's path timed inside one call, as "label=module:Qual.name"
+# with two spaces of indent per level of nesting (a section's time includes the ones under it).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "create": (
+        "Database.create=astro_db.database:Database.create",
+        "  Operation=astro_db.ops.operation:Operation.__init__",
+        "  executor=astro_db.ops.executor:Executor.create",
+        "    resolve=astro_db.ops.steps.resolve:call",
+        "    authorize=astro_db.ops.steps.authorize:check",
+        "    compile=astro_db.ops.steps.compile:document",
+        "      codec=astro_db.models.codec:encode_new",
+        "      ids=astro_db.ids:new_id",
+        "    WriteRunner=astro_db.ops.writes:WriteRunner.__init__",
+        "    seal=astro_db.ops.steps.seal:document",
+        "    insert_one=astro_db.ops.writes:WriteRunner.insert_one",
+        "      run=astro_db.ops.steps.run:call",
+        "        record=astro_db.monitoring.monitor:Monitor.record_operation",
+        "      hooks=astro_db.ops.steps.hooks:after_write",
+        "    hydrate=astro_db.ops.steps.hydrate:created",
+    ),
+    "update_nr": (
+        "Database.update=astro_db.database:Database.update",
+        "  Operation=astro_db.database:Database._op",
+        "  executor=astro_db.ops.executor:Executor.update",
+        "    begin=astro_db.ops.executor:Executor._begin",
+        "    compile=astro_db.ops.steps.compile:filter_and_update",
+        "      filter=astro_db.ops.steps.compile:filter",
+        "      update=astro_db.query.walker:Walker.update",
+        "    references=astro_db.ops.references:refuse_orphan_update",
+        "    WriteRunner=astro_db.ops.writes:WriteRunner.__init__",
+        "    update_one=astro_db.ops.writes:WriteRunner.update_one",
+        "      run=astro_db.ops.steps.run:call",
+        "        record=astro_db.monitoring.monitor:Monitor.record_operation",
+        "      Written=astro_db.events:Written.__init__",
+        "      hooks=astro_db.ops.steps.hooks:after_write",
+    ),
+    "find_one": (
+        "Database.find_one=astro_db.database:Database.find_one",
+        "  Operation=astro_db.ops.operation:Operation.__init__",
+        "  executor=astro_db.ops.executor:Executor.find_one",
+        "    resolve=astro_db.ops.steps.resolve:call",
+        "    authorize=astro_db.ops.steps.authorize:check",
+        "    compile=astro_db.ops.steps.compile:read",
+        "    route=astro_db.ops.steps.route:read",
+        "    cache+run=astro_db.ops.steps.cache:read_through",
+        "      run=astro_db.ops.steps.run:call",
+        "        record=astro_db.monitoring.monitor:Monitor.record_operation",
+        "    open=astro_db.ops.steps.open:document",
+        "    hydrate=astro_db.ops.steps.hydrate:one",
+    ),
+}
+
+
+class Sections:
+    """``--sections``: every function named in ``specs`` wrapped, where it is defined and in every
+    module holding it by name, to add the ``time.perf_counter_ns`` it took (its nested sections
+    included) to ``spent``; ``unwrap`` puts the originals back."""
+
+    def __init__(self, specs: tuple[str, ...]) -> None:
+        import importlib
+
+        self.labels: list[str] = []
+        self.depths: list[int] = []
+        self.spent: list[int] = [0] * len(specs)
+        self.undo: list[tuple[Any, str, Any]] = []
+        for slot, spec in enumerate(specs):
+            label, _, target = spec.strip().partition("=")
+            module_name, _, qualname = target.partition(":")
+            if not qualname:
+                raise SystemExit(f"--sections: {spec.strip()!r} is not label=module:Qual.name")
+            owner: Any = importlib.import_module(module_name)
+            *path, attr = qualname.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            original = owner.__dict__[attr]
+            if not callable(original):
+                raise SystemExit(f"--sections: {target} is not a function")
+            timed = self._timed(original, slot)
+            self._swap(owner, attr, timed)
+            if not path:  # a module function: also where it was imported by name
+                for module in list(sys.modules.values()):
+                    if module is not owner and getattr(module, "__dict__", {}).get(attr) is original:
+                        self._swap(module, attr, timed)
+            self.labels.append(label.strip())
+            self.depths.append((len(spec) - len(spec.lstrip(" "))) // 2)
+
+    def _timed(self, fn: Callable[..., Any], slot: int) -> Callable[..., Any]:
+        spent, clock = self.spent, time.perf_counter_ns
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[slot] += clock() - started
+
+        return timed
+
+    def _swap(self, owner: Any, attr: str, value: Any) -> None:
+        self.undo.append((owner, attr, owner.__dict__[attr]))
+        setattr(owner, attr, value)
+
+    def unwrap(self) -> None:
+        for owner, attr, original in reversed(self.undo):
+            setattr(owner, attr, original)
+        self.undo.clear()
+
+    def each_call(self, fn: Call, calls: int, between: Call | None = None) -> list[list[float]]:
+        """Per section, its time in each of ``calls`` calls of ``fn`` (µs); as ``each_call``."""
+        spent = self.spent
+        rows: list[list[float]] = [[] for _ in self.labels]
+        for i in range(calls):
+            for slot in range(len(spent)):
+                spent[slot] = 0
+            fn(i)
+            for slot, took in enumerate(spent):
+                rows[slot].append(took / 1e3)
+            if between is not None:
+                between(i)
+        return rows
+
+
+def path_counts(fn: Callable[[], Any]) -> tuple[int, int, int, int]:
+    """One call of ``fn`` under ``sys.setprofile``: Python calls, distinct code objects, calls of
+    C functions, distinct C functions (``--sections``: how much code a call touches)."""
+    py: list[Any] = []
+    c: list[Any] = []
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            py.append(frame.f_code)
+        elif event == "c_call":
+            c.append(arg)
+
+    sys.setprofile(watch)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return len(py) - 1, len(set(py)) - 1, len(c) - 1, len({id(f) for f in c}) - 1  # setprofile(None) itself
+
+
+def sections_table(table: dict[str, Kind], instant: dict[str, Kind], kinds: list[str], rounds: int, batch: int) -> None:
+    """``--cold --sections``: per kind of ``SECTIONS``, each section's time inside one call (its
+    nested sections included), hot and cold, medians of ``rounds`` rounds of ``batch`` calls."""
+    print(f"# astro_db's own time per section of a call (answered at once; perf_counter_ns inside the call, "
+          f"nested sections included), hot and cold; {rounds} rounds of {batch} calls, medians, microseconds")
+    for kind in kinds:
+        specs = SECTIONS.get(kind)
+        if specs is None:
+            print(f"\n## {kind}: no sections declared (profile_calls.SECTIONS)")
+            continue
+        raw_call, own, setup = table[kind][0], instant[kind][1], instant[kind][2]
+        setup()
+        own(0)
+        counts = path_counts(partial(own, 1))
+        sections = Sections(specs)
+        try:
+            figures: dict[str, list[list[float]]] = {"hot": [[] for _ in specs], "cold": [[] for _ in specs]}
+            for r in range(rounds + 1):  # the first round warms up
+                for name in ("hot", "cold") if r % 2 == 0 else ("cold", "hot"):
+                    table[kind][2]()
+                    setup()
+                    rows = sections.each_call(own, batch, raw_call if name == "cold" else None)
+                    if r:
+                        for slot, row in enumerate(rows):
+                            figures[name][slot].append(statistics.median(row))
+        finally:
+            sections.unwrap()
+        print(f"\n## {kind}: {counts[0]} Python calls ({counts[1]} distinct code objects), {counts[2]} calls of "
+              f"{counts[3]} distinct C functions per call")
+        print(f"{'section':<34} {'hot':>7} {'cold':>7} {'cold-hot':>8}")
+        for slot, label in enumerate(sections.labels):
+            hot, cold = statistics.median(figures["hot"][slot]), statistics.median(figures["cold"][slot])
+            print(f"{'  ' * sections.depths[slot] + label:<34} {hot:>7.1f} {cold:>7.1f} {cold - hot:>8.1f}", flush=True)
 
 
 def nothing(i: int = 0) -> None:
@@ -332,7 +518,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="the raw side is astro_db with tracing=False: the overhead column is tracing's cost")
     parser.add_argument("--cold", action="store_true",
                         help="astro_db's own CPU per call hot (back to back) and cold (each after a raw PyMongo call)")
+    parser.add_argument("--sections", action="store_true",
+                        help="with --cold: each section of a call's path (SECTIONS) timed inside the call, hot and cold")
     args = parser.parse_args(argv)
+    if args.sections and not args.cold:
+        parser.error("--sections is a mode of --cold")
     if args.cold and (args.no_driver or args.tracing_cost or args.records):
         parser.error("--cold is its own measurement: not with --no-driver, --tracing-cost or --records")
     if args.tracing == "sdk":
@@ -379,7 +569,10 @@ def main(argv: list[str] | None = None) -> None:
             without_driver(own_db, instant)
             own_table = calls_of(raw, own_db, [d["_id"] for d in seed], owner, max(args.calls, args.batch),
                                  args.find_size, user_ids, seed_nested, make_nested)
-            cold_table(table, own_table, kinds, args.rounds, args.batch)
+            if args.sections:
+                sections_table(table, own_table, kinds, args.rounds, args.batch)
+            else:
+                cold_table(table, own_table, kinds, args.rounds, args.batch)
             return
         if args.no_driver:
             without_driver(db, instant)

@@ -132,6 +132,46 @@ def test_the_cold_measurement_prints_hot_cold_and_raw_per_kind():
         assert float(row[5].rstrip("x")) == pytest.approx(1 + cold / raw, rel=0.05, abs=0.02)
 
 
+def test_the_sections_measurement_prints_each_declared_section_hot_and_cold():
+    """``profile_calls.py --cold --sections`` (docs/performance.md, "Where the cold cost goes"):
+    every section declared for a kind is found, wrapped and timed inside the call, hot and
+    cold, a section never longer than the one it is nested in, and the functions put back."""
+    path = list(sys.path)
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import profile_calls  # it puts benchmarks/ and tests/ on the path itself
+    finally:
+        sys.path[:] = path
+    script = RUN.parent / "profile_calls.py"
+    kinds = ("create", "update_nr", "find_one")
+    done = subprocess.run([sys.executable, str(script), "--cold", "--sections", "--kinds", ",".join(kinds),
+                           "--rounds", "1", "--batch", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    for kind in kinds:
+        head = next(i for i, line in enumerate(lines) if line.startswith(f"## {kind}: "))
+        assert re.match(rf"## {kind}: \d+ Python calls \(\d+ distinct code objects\), \d+ calls of \d+ distinct C "
+                        r"functions per call$", lines[head])
+        assert lines[head + 1].split() == ["section", "hot", "cold", "cold-hot"]
+        specs = profile_calls.SECTIONS[kind]
+        rows = lines[head + 2:head + 2 + len(specs)]
+        parents: list[float] = []
+        for spec, row in zip(specs, rows, strict=True):
+            depth = (len(spec) - len(spec.lstrip(" "))) // 2
+            assert row.startswith("  " * depth + spec.strip().partition("=")[0] + " ")
+            hot, cold, more = (float(x) for x in row.split()[-3:])
+            assert hot > 0 and cold > 0 and more == pytest.approx(cold - hot, abs=0.11)
+            parents[depth:] = [hot]
+            if depth:
+                assert hot <= parents[depth - 1] + 0.1  # nested: inside its parent's time
+
+
+def test_sections_is_a_mode_of_cold():
+    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--sections"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--sections is a mode of --cold" in done.stderr
+
+
 def test_cold_is_its_own_measurement():
     done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--cold", "--no-driver"],
                           capture_output=True, text=True, timeout=60)
