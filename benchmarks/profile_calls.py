@@ -185,11 +185,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "Database.update=astro_db.database:Database.update",
         "  Operation=astro_db.database:Database._op",
         "  executor=astro_db.ops.executor:Executor.update",
-        "    begin=astro_db.ops.executor:Executor._begin",
+        "    resolve=astro_db.ops.steps.resolve:call",
+        "    authorize=astro_db.ops.steps.authorize:check",
         "    compile=astro_db.ops.steps.compile:filter_and_update",
         "      filter=astro_db.ops.steps.compile:filter",
         "      update=astro_db.query.walker:Walker.update",
-        "    references=astro_db.ops.references:refuse_orphan_update",
         "    WriteRunner=astro_db.ops.writes:WriteRunner.__init__",
         "    update_one=astro_db.ops.writes:WriteRunner.update_one",
         "      run=astro_db.ops.steps.run:call",
@@ -338,6 +338,89 @@ def sections_table(table: dict[str, Kind], instant: dict[str, Kind], kinds: list
             print(f"{'  ' * sections.depths[slot] + label:<34} {hot:>7.1f} {cold:>7.1f} {cold - hot:>8.1f}", flush=True)
 
 
+def serve(table: dict[str, Kind], instant: dict[str, Kind], batch: int) -> None:
+    """``--worker`` (one side of ``--against``): answers lines on stdin, ``<kind> hot|cold`` with
+    one batch's median (as ``--cold``: fresh inputs first, untimed) and ``<kind> calls`` with
+    ``path_counts`` of one call (the second); ``ready`` once set up."""
+    print("ready", flush=True)
+    for line in sys.stdin:
+        kind, what = line.split()
+        raw_call, own, setup = table[kind][0], instant[kind][1], instant[kind][2]
+        table[kind][2]()
+        setup()
+        if what == "calls":  # after one call: what every call passes, not what the first one sets up
+            own(0)
+            print(" ".join(map(str, path_counts(partial(own, 1)))), flush=True)
+        else:
+            print(f"{each_call(own, batch, raw_call if what == 'cold' else None):.3f}", flush=True)
+
+
+def against(args: argparse.Namespace, argv: list[str]) -> None:
+    """``--cold --against TREE``: two workers (``--worker``), one importing this tree's astro_db
+    and one TREE's, each with its own server; every round asks each kind's hot and cold batch
+    of both, the side that goes first alternating, so both see the same load. Prints the
+    medians, new/old, and the Python calls per call of each."""
+    import os
+    import subprocess
+
+    import astro_db
+
+    trees = {"old": str(Path(args.against).resolve()), "new": str(Path(astro_db.__file__).resolve().parents[1])}
+    passed: list[str] = []
+    skip = False
+    for arg in argv:  # the worker gets every option but --against's
+        if skip:
+            skip = False
+        elif arg == "--against":
+            skip = True
+        elif not arg.startswith("--against="):
+            passed.append(arg)
+    workers = {}
+    for side, tree in trees.items():
+        env = dict(os.environ, PYTHONPATH=tree)
+        workers[side] = subprocess.Popen([sys.executable, __file__, *passed, "--worker"], env=env, text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        for side, worker in workers.items():
+            assert worker.stdout is not None
+            if worker.stdout.readline().strip() != "ready":
+                raise SystemExit(f"--against: the {side} worker ({trees[side]}) did not start")
+
+        def ask(side: str, line: str) -> str:
+            worker = workers[side]
+            assert worker.stdin is not None and worker.stdout is not None
+            worker.stdin.write(line + "\n")
+            worker.stdin.flush()
+            return worker.stdout.readline().strip()
+
+        kinds = [k for k in args.kinds.split(",") if k]
+        calls = {(kind, side): ask(side, f"{kind} calls").split() for kind in kinds for side in workers}
+        figures: dict[tuple[str, str, str], list[float]] = {}
+        for r in range(args.rounds + 1):  # the first round warms up
+            for kind in kinds:
+                for what in ("hot", "cold"):
+                    for side in ("old", "new") if (r + (what == "cold")) % 2 == 0 else ("new", "old"):
+                        took = float(ask(side, f"{kind} {what}"))
+                        if r:
+                            figures.setdefault((kind, what, side), []).append(took)
+        print(f"# --cold A/B: old = {trees['old']}, new = {trees['new']}; {args.rounds} rounds of {args.batch} calls "
+              "per side and kind, sides alternated batch by batch; medians, microseconds; Python calls per call")
+        print(f"{'call':<16} {'old hot':>8} {'new hot':>8} {'old cold':>9} {'new cold':>9} {'new/old':>8} "
+              f"{'old calls':>9} {'new calls':>9}")
+        for kind in kinds:
+            med = {(what, side): statistics.median(figures[(kind, what, side)])
+                   for what in ("hot", "cold") for side in ("old", "new")}
+            print(f"{kind:<16} {med['hot', 'old']:>8.1f} {med['hot', 'new']:>8.1f} {med['cold', 'old']:>9.1f} "
+                  f"{med['cold', 'new']:>9.1f} {med['cold', 'new'] / med['cold', 'old']:>7.3f}x "
+                  f"{calls[kind, 'old'][0]:>9} {calls[kind, 'new'][0]:>9}", flush=True)
+    finally:
+        for worker in workers.values():
+            if worker.stdin is not None:
+                worker.stdin.close()
+        for worker in workers.values():
+            worker.wait(timeout=60)
+
+
 def nothing(i: int = 0) -> None:
     """The raw side with ``--no-driver`` and the setup of the kinds that need none."""
 
@@ -433,6 +516,7 @@ class InstantCollection:
 
     def __init__(self, real: Any, doc: dict[str, Any]) -> None:
         self.real, self.doc = real, doc
+        self.database = real.database  # a plain attribute, as the gateway's collection has it (no call per write)
 
     def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return dict(self.doc)
@@ -520,14 +604,26 @@ def main(argv: list[str] | None = None) -> None:
                         help="astro_db's own CPU per call hot (back to back) and cold (each after a raw PyMongo call)")
     parser.add_argument("--sections", action="store_true",
                         help="with --cold: each section of a call's path (SECTIONS) timed inside the call, hot and cold")
+    parser.add_argument("--against", default=None, metavar="TREE",
+                        help="with --cold: this tree's astro_db against TREE's (a checkout), batch by batch in two "
+                             "worker processes (A/B)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one side of --against
     args = parser.parse_args(argv)
-    if args.sections and not args.cold:
-        parser.error("--sections is a mode of --cold")
+    if (args.sections or args.against or args.worker) and not args.cold:
+        parser.error("--sections and --against are modes of --cold")
+    if args.against and args.sections:
+        parser.error("--against compares whole calls: not with --sections")
+    if args.against and not (Path(args.against) / "astro_db" / "__init__.py").is_file():
+        parser.error(f"--against: {args.against} holds no astro_db package")
     if args.cold and (args.no_driver or args.tracing_cost or args.records):
         parser.error("--cold is its own measurement: not with --no-driver, --tracing-cost or --records")
     if args.tracing == "sdk":
         record_spans()
     kinds = [k for k in args.kinds.split(",") if k]
+
+    if args.against:
+        against(args, argv if argv is not None else sys.argv[1:])
+        return
 
     from live.nxserver import NxServer
 
@@ -569,7 +665,9 @@ def main(argv: list[str] | None = None) -> None:
             without_driver(own_db, instant)
             own_table = calls_of(raw, own_db, [d["_id"] for d in seed], owner, max(args.calls, args.batch),
                                  args.find_size, user_ids, seed_nested, make_nested)
-            if args.sections:
+            if args.worker:
+                serve(table, own_table, args.batch)
+            elif args.sections:
                 sections_table(table, own_table, kinds, args.rounds, args.batch)
             else:
                 cold_table(table, own_table, kinds, args.rounds, args.batch)
