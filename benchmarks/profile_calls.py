@@ -55,6 +55,17 @@ and cold microseconds and their difference, and over the table how much code one
 (Python calls and distinct code objects, C function calls and distinct C functions, counted once
 with ``sys.setprofile``, independent of the machine's load). The wrappers add a frame and two
 clock reads per section, so the sections' sum is a little above the plain ``--cold`` figure.
+``--cold --primitives`` times alone, hot and cold (after a raw ``find_one``), the building blocks
+the paths are made of that raw PyMongo's own call does not run (``primitives()``: a fresh
+ObjectId, ``utcnow``, the email rule, a context variable, ``pymongo.timeout`` and the run step's
+whole bound, a lock, ``bisect``, a thread-local read, and a bare Python call for scale).
+``--cold --against TREE`` is the A/B of a change: two worker processes (``--worker``), one
+importing this tree's ``astro_db`` and one TREE's (a checkout, e.g. a throwaway worktree of
+``main``), each with its own server, asked in turn for one batch of each kind hot and cold, the
+side that goes first alternating every batch, so both see the same load; printed, per kind, the
+median hot and cold of each, new/old of cold and each side's Python calls per call
+(``sys.setprofile``). An A/A run (TREE = this tree) shows the noise: within about 2.5% on a
+quiet machine at ``--rounds 100``.
 Figures, never assertions; the server's CPU is not in them.
 """
 
@@ -338,6 +349,92 @@ def sections_table(table: dict[str, Kind], instant: dict[str, Kind], kinds: list
             print(f"{'  ' * sections.depths[slot] + label:<34} {hot:>7.1f} {cold:>7.1f} {cold - hot:>8.1f}", flush=True)
 
 
+def primitives() -> dict[str, Callable[[], Any]]:
+    """``--primitives``: the building blocks astro_db's calls are made of that raw PyMongo's own
+    ``find_one`` does not run, each alone (as the paths run them: ``ids.new_id``,
+    ``ops.runtime.utcnow``, the User codec's email rule, the run step's bound and
+    ``pymongo.timeout``, the monitor's lock, ``bisect`` and thread-local, a Python call)."""
+    import bisect
+    import contextvars
+    import threading
+
+    from astro_db.driver import timeouts
+    from astro_db.ids import new_id
+    from astro_db.models.fields import _EMAIL as EMAIL  # the email rule the User's compiled codec runs
+    from astro_db.monitoring.histogram import BUCKET_BOUNDS_MS
+    from astro_db.ops.runtime import utcnow
+
+    var: contextvars.ContextVar[Any] = contextvars.ContextVar("profile_calls", default=None)
+    lock, local = threading.Lock(), threading.local()
+    local.shape = None
+
+    def python_call() -> None:
+        return None
+
+    def context_variable() -> None:
+        var.reset(var.set(1))
+
+    def locked() -> None:
+        with lock:
+            pass
+
+    def bounded() -> None:  # the run step's: timeouts.enter, pymongo.timeout, the bound reset
+        _, remaining, token = timeouts.enter(30000.0, "find_one", "User", time.monotonic())
+        with pymongo.timeout(remaining):
+            pass
+        timeouts.CALL_BOUND.reset(token)  # type: ignore[arg-type]
+
+    return {
+        "a Python call": python_call,
+        "ids.new_id()": new_id,
+        "ObjectId()": ObjectId,
+        "utcnow()": utcnow,
+        "email rule (re)": partial(EMAIL.match, "someone@example.com"),
+        "ContextVar set+reset": context_variable,
+        "pymongo.timeout(30)": partial(_timeout_block, 30.0),
+        "run step's bound": bounded,
+        "Lock acquire+release": locked,
+        "bisect (latency bucket)": partial(bisect.bisect_left, BUCKET_BOUNDS_MS, 3.7),
+        "threading.local read": partial(getattr, local, "shape"),
+    }
+
+
+def _timeout_block(seconds: float) -> None:
+    with pymongo.timeout(seconds):
+        pass
+
+
+def primitives_table(raw_call: Call, rounds: int, batch: int) -> None:
+    """``--cold --primitives``: each of ``primitives()`` timed alone (``time.perf_counter_ns``),
+    hot and cold (after an untimed raw ``find_one``), medians of ``rounds`` rounds of ``batch``."""
+    clock = time.perf_counter_ns
+
+    def each(fn: Callable[[], Any], between: Call | None) -> float:
+        spent = []
+        for i in range(batch):
+            started = clock()
+            fn()
+            spent.append(clock() - started)
+            if between is not None:
+                between(i)
+        return statistics.median(spent) / 1e3
+
+    blocks = primitives()
+    figures: dict[tuple[str, str], list[float]] = {}
+    for r in range(rounds + 1):  # the first round warms up
+        for name, fn in blocks.items():
+            for what in ("hot", "cold") if r % 2 == 0 else ("cold", "hot"):
+                took = each(fn, raw_call if what == "cold" else None)
+                if r:
+                    figures.setdefault((name, what), []).append(took)
+    print(f"# building blocks alone (perf_counter_ns), hot and cold (after an untimed raw find_one); {rounds} rounds "
+          f"of {batch}, medians, microseconds")
+    print(f"{'block':<26} {'hot':>6} {'cold':>6} {'cold-hot':>8}")
+    for name in blocks:
+        hot, cold = statistics.median(figures[name, "hot"]), statistics.median(figures[name, "cold"])
+        print(f"{name:<26} {hot:>6.2f} {cold:>6.2f} {cold - hot:>8.2f}", flush=True)
+
+
 def serve(table: dict[str, Kind], instant: dict[str, Kind], batch: int) -> None:
     """``--worker`` (one side of ``--against``): answers lines on stdin, ``<kind> hot|cold`` with
     one batch's median (as ``--cold``: fresh inputs first, untimed) and ``<kind> calls`` with
@@ -607,12 +704,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--against", default=None, metavar="TREE",
                         help="with --cold: this tree's astro_db against TREE's (a checkout), batch by batch in two "
                              "worker processes (A/B)")
+    parser.add_argument("--primitives", action="store_true",
+                        help="with --cold: the building blocks of astro_db's calls (ids, dates, regex, time bound, "
+                             "locks...) timed alone, hot and cold")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one side of --against
     args = parser.parse_args(argv)
-    if (args.sections or args.against or args.worker) and not args.cold:
-        parser.error("--sections and --against are modes of --cold")
-    if args.against and args.sections:
-        parser.error("--against compares whole calls: not with --sections")
+    if (args.sections or args.against or args.primitives or args.worker) and not args.cold:
+        parser.error("--sections, --primitives and --against are modes of --cold")
+    if sum(map(bool, (args.sections, args.against, args.primitives))) > 1:
+        parser.error("--sections, --primitives and --against are one measurement each: give one")
     if args.against and not (Path(args.against) / "astro_db" / "__init__.py").is_file():
         parser.error(f"--against: {args.against} holds no astro_db package")
     if args.cold and (args.no_driver or args.tracing_cost or args.records):
@@ -667,6 +767,8 @@ def main(argv: list[str] | None = None) -> None:
                                  args.find_size, user_ids, seed_nested, make_nested)
             if args.worker:
                 serve(table, own_table, args.batch)
+            elif args.primitives:
+                primitives_table(table["find_one"][0], args.rounds, args.batch)
             elif args.sections:
                 sections_table(table, own_table, kinds, args.rounds, args.batch)
             else:

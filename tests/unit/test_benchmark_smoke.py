@@ -166,10 +166,47 @@ def test_the_sections_measurement_prints_each_declared_section_hot_and_cold():
                 assert hot <= parents[depth - 1] + 0.1  # nested: inside its parent's time
 
 
-def test_sections_is_a_mode_of_cold():
-    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--sections"],
+def test_the_ab_measurement_asks_both_trees_batch_by_batch():
+    """``profile_calls.py --cold --against TREE`` (docs/performance.md, "Where the cold cost
+    goes"): one worker per tree, each importing its tree's astro_db (here this tree twice: an
+    A/A run), every kind's hot and cold medians of both, new/old and the Python calls per call."""
+    root = RUN.parents[1]
+    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--cold", "--against", str(root),
+                           "--kinds", "find_one,create", "--rounds", "1", "--batch", "3"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(root)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert f"old = {root}, new = {root}" in lines[0]
+    assert next(line for line in lines if line.startswith("call")).split() == [
+        "call", "old", "hot", "new", "hot", "old", "cold", "new", "cold", "new/old", "old", "calls", "new", "calls"]
+    for kind in ("find_one", "create"):
+        row = next(line for line in lines if line.startswith(kind + " ")).split()
+        old_hot, new_hot, old_cold, new_cold = map(float, row[1:5])
+        assert min(old_hot, new_hot, old_cold, new_cold) > 0
+        assert float(row[5].rstrip("x")) == pytest.approx(new_cold / old_cold, rel=0.05, abs=0.002)
+        assert int(row[6]) == int(row[7]) > 10  # the same code: the same Python calls per call
+
+
+def test_the_primitives_measurement_prints_each_building_block_hot_and_cold():
+    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--cold", "--primitives",
+                           "--kinds", "find_one", "--rounds", "1", "--batch", "3"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("block"))
+    rows = {line[:26].strip(): line[26:].split() for line in lines[head + 1:] if line.strip()}
+    assert {"ids.new_id()", "utcnow()", "email rule (re)", "pymongo.timeout(30)", "run step's bound"} <= set(rows)
+    for hot, cold, more in rows.values():
+        assert float(hot) > 0 and float(cold) > 0 and float(more) == pytest.approx(float(cold) - float(hot), abs=0.011)
+
+
+@pytest.mark.parametrize("args", [["--sections"], ["--primitives"], ["--against", "."],
+                                  ["--cold", "--sections", "--primitives"]])
+def test_sections_primitives_and_against_are_modes_of_cold_one_at_a_time(args):
+    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), *args],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--sections is a mode of --cold" in done.stderr
+    assert done.returncode == 2
+    assert ("are modes of --cold" in done.stderr) != ("one measurement each" in done.stderr)
 
 
 def test_cold_is_its_own_measurement():
