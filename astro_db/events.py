@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .changes.revision import REV_FIELD, new_op_id
+from .changes.revision import REV_FIELD
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._types import MaybeTransaction, MongoDB, Session
@@ -72,13 +72,6 @@ class Written:
         (its ``_id``, the revision it carries, 0 without one, its ``updatedAt``). A single create
         hands the after-write step the ``partial`` of this, called only if a hook hears of it."""
         return cls(action, (doc["_id"],), fields, changes_of((doc,)), (doc,), recorded, op_id)
-
-    @classmethod
-    def created(cls, doc: dict[str, Any], fields: tuple[str, ...]) -> Written:
-        """``one`` of a single create sent alone, under an operation id made now: the create
-        hands the after-write step the ``partial`` of this, so a create nobody hears of makes
-        none (nothing on the document carries it: a create's record is found by its ``_id``)."""
-        return cls.one("create", doc, fields, new_op_id())
 
 
 @dataclass(frozen=True, init=False)

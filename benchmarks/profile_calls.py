@@ -58,7 +58,9 @@ clock reads per section, so the sections' sum is a little above the plain ``--co
 ``--cold --primitives`` times alone, hot and cold (after a raw ``find_one``), the building blocks
 the paths are made of that raw PyMongo's own call does not run (``primitives()``: a fresh
 ObjectId, ``utcnow``, the email rule, a context variable, ``pymongo.timeout`` and the run step's
-whole bound, a lock, ``bisect``, a thread-local read, and a bare Python call for scale).
+whole bound, what ``pymongo.timeout`` sets done in place (PyMongo's private ``_csot`` context
+variables: a figure for comparison, not something astro_db does), a lock, ``bisect``, a
+thread-local read, and for scale a bare Python call and a chain of 20 distinct small functions).
 ``--cold --against TREE`` is the A/B of a change: two worker processes (``--worker``), one
 importing this tree's ``astro_db`` and one TREE's (a checkout, e.g. a throwaway worktree of
 ``main``), each with its own server, asked in turn for one batch of each kind hot and cold, the
@@ -378,20 +380,36 @@ def primitives() -> dict[str, Callable[[], Any]]:
         with lock:
             pass
 
+    from pymongo import _csot
+
+    def csot_in_place() -> None:  # what pymongo.timeout's context sets, set in place (a private module: a figure only)
+        deadline = _csot.DEADLINE.get()
+        tokens = (_csot.TIMEOUT.set(30.0), _csot.DEADLINE.set(min(deadline, time.monotonic() + 30.0)),
+                  _csot.RTT.set(0.0))
+        _csot.TIMEOUT.reset(tokens[0])
+        _csot.DEADLINE.reset(tokens[1])
+        _csot.RTT.reset(tokens[2])
+
     def bounded() -> None:  # the run step's: timeouts.enter, pymongo.timeout, the bound reset
         _, remaining, token = timeouts.enter(30000.0, "find_one", "User", time.monotonic())
         with pymongo.timeout(remaining):
             pass
         timeouts.CALL_BOUND.reset(token)  # type: ignore[arg-type]
 
+    chain: dict[str, Any] = {}  # 20 distinct small functions, each calling the next (as a call path's frames)
+    exec("\n".join(f"def f{n}(a):\n    return f{n + 1}(a + 1)" for n in range(20)) + "\ndef f20(a):\n    return a",
+         chain)  # noqa: S102 - fixed source
+
     return {
         "a Python call": python_call,
+        "20 distinct Python calls": partial(chain["f0"], 0),
         "ids.new_id()": new_id,
         "ObjectId()": ObjectId,
         "utcnow()": utcnow,
         "email rule (re)": partial(EMAIL.match, "someone@example.com"),
         "ContextVar set+reset": context_variable,
         "pymongo.timeout(30)": partial(_timeout_block, 30.0),
+        "pymongo._csot set in place": csot_in_place,
         "run step's bound": bounded,
         "Lock acquire+release": locked,
         "bisect (latency bucket)": partial(bisect.bisect_left, BUCKET_BOUNDS_MS, 3.7),

@@ -418,10 +418,8 @@ class Executor:
                   ) -> tuple[ModelInfo, WriteRunner, dict[str, Any], CompiledUpdate, int | None]:
         """Steps 1 to 4 of an update: the filter and the update compiled, scoped and sealed, and
         the writer that runs it. ``all`` (``update_many``): an empty filter needs ``all=True``."""
-        rt = self.runtime  # ``_begin`` and ``_writer`` inlined, as ``create``'s: the same steps, fewer calls
-        transaction = op.transaction
-        info, session = resolve.call(rt, op.model, transaction)
-        guard = authorize.check(op.actor, op.name, info)
+        rt = self.runtime
+        info, session, guard = self._begin(op)
         if all is not None:
             compile.require_target(info, op.query, op.name, all=all)
         opts = op.options
@@ -429,9 +427,8 @@ class Executor:
         expected = opts.get("expected_revision")
         if expected is not None:  # still step 3: checked (None, the default, needs no look)
             expected = compile.revision(expected)
-        if rt.config.check_references:  # ``refuse_orphan_update``'s own first look: nothing to check when off
-            references.refuse_orphan_update(rt, info, compiled.update, transaction)
-        return info, WriteRunner(rt, info, transaction, session, op.actor), filt, compiled, expected
+        references.refuse_orphan_update(rt, info, compiled.update, op.transaction)
+        return info, self._writer(info, op, session), filt, compiled, expected
 
     def _writer(self, info: ModelInfo, op: Operation, session: Session) -> WriteRunner:
         return WriteRunner(self.runtime, info, op.transaction, session, op.actor)

@@ -226,16 +226,14 @@ class WriteRunner:
         """What a single create wrote (``Written``, or None); ``later``: for a create sent alone
         (no records with it), the ``partial`` that makes it, so that the after-write step builds
         it only when a hook hears of the write (``hooks.after_write``: none does with change
-        records off and a cache holding nothing of the model). The operation's id is made by
-        what names it (the records sent with the document, the records kept when the outcome is
-        unknown, or the ``Written``), one of the three, so a create nobody hears of makes none:
-        nothing is stamped with it on the document (a create's record is found by its ``_id``)."""
+        records off and a cache holding nothing of the model)."""
         keys = tuple(son)  # ``_fields_of``, inlined: new_document puts ``_id`` first
         fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
+        op_id = new_op_id()
         rt = self.rt
         if (rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command()  # records off: not asked
                 and not sizes.large(self.info.cls, [son])):  # a large one: two commands cost less (``ops.sizes``)
-            return self._insert_recorded("create", [son], fields, new_op_id())[0]
+            return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
 
         def op() -> None:
@@ -253,12 +251,12 @@ class WriteRunner:
 
         try:
             self._write("create", op, [son["_id"]], landed=lambda: bool(self._stored_equals([son])),
-                        uncertain=lambda: self._records("create", [_created(son)], fields, new_op_id()))
+                        uncertain=lambda: self._records("create", [_created(son)], fields, op_id))
         except _Partly:
             pass  # it landed: recorded as any create
         if later:
-            return partial(Written.created, son, fields)
-        return Written.created(son, fields)
+            return partial(Written.one, "create", son, fields, op_id)
+        return Written.one("create", son, fields, op_id)
 
     def insert_many(self, sons: list[dict[str, Any]]) -> dict[int, AstroDBError]:
         """Insert unordered; returns ``{position: error}`` for the documents the server refused."""
