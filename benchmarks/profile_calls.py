@@ -185,7 +185,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "    authorize=astro_db.ops.steps.authorize:check",
         "    compile=astro_db.ops.steps.compile:document",
         "      codec=astro_db.models.codec:encode_new",
-        "      ids=astro_db.ids:new_id",
+        "    new_id=astro_db.ids:new_id",  # both ObjectIds: the _id (in compile), the op id (in insert_one)
         "    WriteRunner=astro_db.ops.writes:WriteRunner.__init__",
         "    seal=astro_db.ops.steps.seal:document",
         "    insert_one=astro_db.ops.writes:WriteRunner.insert_one",
@@ -229,8 +229,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 
 class Sections:
     """``--sections``: every function named in ``specs`` wrapped, where it is defined and in every
-    module holding it by name, to add the ``time.perf_counter_ns`` it took (its nested sections
-    included) to ``spent``; ``unwrap`` puts the originals back."""
+    module holding it (under any name), to add the ``time.perf_counter_ns`` it took (its nested
+    sections included) to ``spent``; ``unwrap`` puts the originals back."""
 
     def __init__(self, specs: tuple[str, ...]) -> None:
         import importlib
@@ -253,10 +253,14 @@ class Sections:
                 raise SystemExit(f"--sections: {target} is not a function")
             timed = self._timed(original, slot)
             self._swap(owner, attr, timed)
-            if not path:  # a module function: also where it was imported by name
-                for module in list(sys.modules.values()):
-                    if module is not owner and getattr(module, "__dict__", {}).get(attr) is original:
-                        self._swap(module, attr, timed)
+            if not path:  # a module function: also wherever a module holds it, by any name
+                for module in list(sys.modules.values()):  # (``changes.revision.new_op_id = new_id``)
+                    names = getattr(module, "__dict__", None)
+                    if module is owner or not isinstance(names, dict):
+                        continue
+                    for name, value in list(names.items()):
+                        if value is original:
+                            self._swap(module, name, timed)
             self.labels.append(label.strip())
             self.depths.append((len(spec) - len(spec.lstrip(" "))) // 2)
 
