@@ -6,8 +6,9 @@ PyMongo listeners are registered on it). It is fed from two levels:
 - the service: the executor's run step (``ops.steps.run.call``) calls ``record_operation`` for every driver call it makes
   (so the embedded backend, which has no driver events, still shows figures) and counts the
   calls it has in flight (``calls_started`` / ``calls_finished``: two ``itertools.count``, no
-  lock), and the read methods call ``note_query`` with their filter, recorded as a masked
-  *shape* for the advisor (with the ``file:line`` outside astro_db that first made it: ``call_site``);
+  lock), and a read's filter and sort come with its ``record_operation`` (``query=``), recorded
+  as a masked *shape* for the advisor (with the ``file:line`` outside astro_db that first made
+  it: ``call_site``) and shown by the slow log; ``note_query`` counts a shape alone;
 - the driver: ``listeners.py`` turns PyMongo heartbeat events (on the driver's monitor thread,
   no per-call cost) into calls here, and with ``command_monitoring=True`` its command and pool
   events too (the per-command table, the CMAP pool figures). By default no per-call listener is
@@ -83,14 +84,6 @@ class _Stats:
         }
 
 
-class _Local(threading.local):
-    """What ``note_query`` leaves for this thread's next ``record_operation``: a class default,
-    so that looking where none was left raises nothing (``getattr(local, name, None)`` on a plain
-    ``threading.local`` raises and catches an AttributeError: about 0.3 µs a call)."""
-
-    shape: Any = None
-
-
 class Monitor:
     """Thread-safe figures of one Database; ``snapshot()`` is the JSON-ready view."""
 
@@ -108,7 +101,6 @@ class Monitor:
         self.calls_finished = itertools.count()
         self._collections = {info.collection: info.name for info in registry}
         self._lock = threading.Lock()
-        self._local = _Local()
         self._started = time.time()
         self._operations: dict[tuple[str, str], _Stats] = {}
         self._commands: dict[tuple[str, str], _Stats] = {}
@@ -158,11 +150,10 @@ class Monitor:
     # --- service level ----------------------------------------------------------------------
 
     def note_query(self, model: str | None, operation: str, filt: Mapping[str, Any] | None, sort: Any = None) -> None:
-        """Remember the shape of a read's filter (and sort), for the advisor and the slow log
-        (of the ``record_operation`` that follows on this thread). The run step passes the
-        query to ``record_operation`` instead: one lock per call."""
+        """Count the shape of a read's filter (and sort) for the advisor, apart from any call's
+        figures. The run step passes a read's query to ``record_operation`` instead (one lock
+        per call), which also shows the shape in the slow log."""
         key, entry, shape = self._shape_of(model, operation, filt, sort)
-        self._local.shape = shape  # rendered only if the call turns out slow
         now = time.time()
         with self._lock:
             self._count_shape(key, entry, shape, sort, now)
@@ -172,11 +163,8 @@ class Monitor:
         """One service-level driver call: latency, error kind (an astro_db error class name),
         and with ``query`` (a read's ``(filter, sort)``) its shape, all under one lock."""
         ms = seconds * 1000.0
-        if query is None:
-            local = self._local
-            shape = local.shape  # a shape ``note_query`` left for this call, taken once
-            if shape is not None:
-                local.shape = None
+        if query is None:  # a write, a count...: no shape
+            shape = None
         else:  # _shape_of, inlined (every read passes here)
             filt, sort = query
             key = (model, operation, shape_key(filt or {}), shape_key(sort) if sort else "")
