@@ -66,7 +66,7 @@ import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 try:
     from ssl import SSLWantReadError  # a TLS socket's read with nothing to give and a timeout of 0
@@ -76,7 +76,7 @@ except ImportError:  # pragma: no cover - a Python built without ssl
 from ..config import mask_url
 from ..errors import ConfigError
 from ..ratelog import RateLimitedLog
-from ..urls import mask_urls_in_text, userinfo_of
+from ..urls import SECRET_OPTIONS, mask_urls_in_text, userinfo_of
 from .bus import BusFigures, CacheListener, Notice, SubscribingBus
 from .redis_compat import check_connection, check_opened, client_options, wire_options
 from .redis_store import dependency_keys, write_dependencies
@@ -165,9 +165,14 @@ class _Signal:
 
 
 def _password_of(url: str) -> tuple[str, ...]:
-    """The password of a Redis URL, as written and percent-decoded (none: empty)."""
-    written = userinfo_of(url).partition(":")[2]
-    return tuple({written, unquote(written)} - {""})
+    """The passwords of a Redis URL, as written and percent-decoded: its userinfo's, and the value
+    of any secret-bearing option (``?password=``, which redis-py reads too; none: empty)."""
+    written = [userinfo_of(url).partition(":")[2]]
+    for option in urlsplit(url).query.replace(";", "&").split("&"):
+        name, _, value = option.partition("=")
+        if unquote(name).strip().lower() in SECRET_OPTIONS:
+            written.append(value)
+    return tuple({form for text in written for form in (text, unquote(text))} - {""})
 
 
 def _pack(args: tuple[bytes, ...]) -> bytes:

@@ -321,6 +321,18 @@ def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_
         bus.close()
 
 
+def test_what_the_bus_says_of_an_exception_never_holds_its_urls_passwords():
+    """``_said`` (every log line and figure the bus writes about an exception): a password of the
+    bus's URL, in its userinfo or a ``?password=`` option, as written or percent-decoded, is
+    hidden wherever it appears in the message, with or without a URL around it."""
+    bus = RedisBus("redis://user:s3cr%21t@127.0.0.1:1/0?password=q%26pass&db=0", "said")  # never started
+    for text in ("AUTH failed: s3cr!t", "AUTH failed: s3cr%21t", "bad password q&pass", "bad password q%26pass",
+                 "see redis://user:s3cr%21t@127.0.0.1:1/0?password=q%26pass"):
+        said = bus._said(ValueError(text))
+        assert said.startswith("ValueError: ")
+        assert not any(secret in said for secret in ("s3cr!t", "s3cr%21t", "q&pass", "q%26pass")), said
+
+
 # --- 3. a reply already in the socket when the deadline has passed is read -----------------
 
 class _Recorded:
