@@ -259,6 +259,9 @@ class _Error(bytes):
     """An error reply of Redis (its text)."""
 
 
+# how many of the bus's ``timeout_s`` a reconnecting subscriber waits for the publishing
+# connection: a send's open and handshake (1 + 2) and reply (2), once more for its one retry, and room
+_HELD_FOR = 12
 _LATE: Any = object()  # ``_Wire.reply``: the reply has not come (in full) by the deadline
 
 
@@ -1058,7 +1061,12 @@ class RedisBus(SubscribingBus):
         self._generations = {}
         self._watched = set()  # registered again before the next entry is stored (Redis may have restarted)
         self._doubt.clear()
-        self._send_lock.acquire()  # behind a send under way (a write's, or one handed over: at most its timeout)
+        # behind a send under way (a write's, or one handed over: at most its bounds, a retry
+        # included); never for ever: a connection held past that (a thread that can no longer
+        # let it go) is a failed subscription, tried again after the backoff
+        if not self._send_lock.acquire(timeout=self._timeout_s * _HELD_FOR):
+            raise self._redis.TimeoutError(f"the publishing connection has been held for over "
+                                           f"{self._timeout_s * _HELD_FOR:g}s")
         try:
             self._flush_pending()
         finally:

@@ -333,6 +333,29 @@ def test_what_the_bus_says_of_an_exception_never_holds_its_urls_passwords():
         assert not any(secret in said for secret in ("s3cr!t", "s3cr%21t", "q&pass", "q%26pass")), said
 
 
+def test_a_reconnecting_subscriber_never_waits_for_ever_for_the_publishing_connection(
+        redis_server, client, monkeypatch):
+    """A subscriber that reconnects sends what is pending on the publishing connection first,
+    behind any send under way; one held past every send's bounds (a thread that can no longer let
+    it go) makes the reconnection fail, counted and tried again after the backoff, and once it is
+    let go the subscriber reconnects: its thread never blocks for ever."""
+    monkeypatch.setattr(redis_bus, "_HELD_FOR", 0.25)  # 0.5 s with the default timeout_s of 2 s
+    bus, _ = _open_bus(redis_server.url)
+    try:
+        thread, reconnects = bus._thread, bus.stats()["reconnects"]
+        assert bus._send_lock.acquire(blocking=False)  # held, as by a thread that never lets it go
+        try:
+            client.client_kill_filter(_type="pubsub")  # the subscriber's connection: it reconnects
+            _poll(lambda: "held for over" in (bus.stats()["last_error"] or ""))
+            assert not bus.connected and thread is not None and thread.is_alive()
+        finally:
+            bus._send_lock.release()
+        _poll(lambda: bus.connected and bus.stats()["reconnects"] == reconnects + 1)
+        assert bus._thread is thread
+    finally:
+        bus.close()
+
+
 # --- 3. a reply already in the socket when the deadline has passed is read -----------------
 
 class _Recorded:
