@@ -22,67 +22,24 @@ import ssl
 import threading
 import time
 import types
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from spies import BusCalls
+from bus_kit import NOTICE, count_wakes, generation, open_bus, spy_sends, subscribed_bus
 from spies import poll as _poll
 
 from astro_db.cache import redis_bus
-from astro_db.cache.bus import Notice
 from astro_db.cache.redis_bus import _LATE, RedisBus, _Wire
 
-NOTICE = Notice("User", frozenset({bytes(16)}), frozenset({"name"}))
 PUBLISHER = "astro_db-cache-publish-"
 
 
-def _subscribed_bus(url: str, **options: Any) -> tuple[RedisBus, BusCalls]:
-    """A subscribed bus with User registered; no publishing connection open yet."""
-    bus = RedisBus(url, f"edges{uuid.uuid4().hex[:8]}", **options)
-    listener = BusCalls()
-    bus.attach(listener)
-    _poll(lambda: bus.connected)
-    assert bus.watch("User")
-    return bus, listener
-
-
-def _open_bus(url: str, **options: Any) -> tuple[RedisBus, BusCalls]:
-    """``_subscribed_bus`` with its publishing connection open (the first publish: the
-    publisher thread opens it)."""
-    bus, listener = _subscribed_bus(url, **options)
-    bus.publish("User", notice=NOTICE)
-    _poll(lambda: not bus.stats()["pending"] and bus._publish_wire is not None and bus._publish_wire.ready)
-    return bus, listener
-
-
-def _generation(client: Any, bus: RedisBus) -> int:
-    return int(client.get(bus.generation_prefix + "User") or 0)
-
-
-def _sends(monkeypatch: Any, client: Any, cut: Callable[[str], bool] = lambda thread: False,
+def _sends(monkeypatch: Any, client: Any, cut: Callable[[str], bool] | None = None,
            after: Callable[[], None] | None = None) -> list[tuple[str, bytes]]:
-    """(thread name, command) of every publish script sent from now on. ``cut(thread)`` true:
-    Redis closes that connection (``CLIENT KILL``) just before the script is sent, so the send
-    breaks and the script never runs; ``after`` runs in the sending thread right after a send."""
-    sent: list[tuple[str, bytes]] = []
-    request = _Wire.request
-
-    def spied(self: Any, *args: bytes) -> None:
-        name = threading.current_thread().name
-        script = args[0] in (b"EVALSHA", b"EVAL")
-        if script and cut(name):
-            client.client_kill(f"127.0.0.1:{self._sock.getsockname()[1]}")
-        if script:
-            sent.append((name, args[0]))
-        request(self, *args)
-        if script and after is not None:
-            after()
-
-    monkeypatch.setattr(_Wire, "request", spied)
-    return sent
+    """The publish scripts sent from now on (``bus_kit.spy_sends``), cut or followed as asked."""
+    return spy_sends(monkeypatch, scripts_only=True, client=client, cut=cut, after=after)
 
 
 def _failures(bus: RedisBus, sent: list[tuple[str, bytes]], cutting: list[bool]) -> list[tuple[Any, ...]]:
@@ -112,7 +69,7 @@ def client(redis_server):
 
 def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
         redis_server, client, monkeypatch):
-    bus, listener = _open_bus(redis_server.url)
+    bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 5.0  # ample for the write's own send; the write does not wait for the failure
         cutting = [True]
@@ -125,9 +82,9 @@ def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retr
         assert failures == [(2, "ConnectionError", True, PUBLISHER)]
         assert [thread[:23] for thread, _ in sent[:2]] == ["W", PUBLISHER]
         assert ("drop_all", "publish failed: ConnectionError") in listener.calls
-        assert _generation(client, bus) == 1  # neither cut send ran the script
+        assert generation(client, bus) == 1  # neither cut send ran the script
         _poll(lambda: bus.connected and not bus.unsent("User"))  # owed, then published by the subscriber once back
-        assert _generation(client, bus) == 2 and len(sent) == 3
+        assert generation(client, bus) == 2 and len(sent) == 3
         writer.join(30)
     finally:
         bus.close()
@@ -135,7 +92,7 @@ def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retr
 
 def test_a_handed_over_send_whose_connection_breaks_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
         redis_server, client, monkeypatch):
-    bus, listener = _open_bus(redis_server.url, stall_s=60.0)
+    bus, listener = open_bus(redis_server.url, stall_s=60.0)
     try:
         wire = bus._publish_wire
         assert wire is not None
@@ -159,7 +116,7 @@ def test_a_handed_over_send_whose_connection_breaks_is_sent_once_more_and_a_brok
 
 def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
         redis_server, client, monkeypatch):
-    bus, listener = _open_bus(redis_server.url)
+    bus, listener = open_bus(redis_server.url)
     try:
         wire = bus._publish_wire
         assert wire is not None
@@ -173,14 +130,14 @@ def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_lea
         assert failures == [(2, "ConnectionError", True, PUBLISHER)]
         assert [thread[:23] for thread, _ in sent[:2]] == [PUBLISHER, PUBLISHER]
         _poll(lambda: bus.connected and not bus.unsent("User"))
-        assert _generation(client, bus) == 2
+        assert generation(client, bus) == 2
     finally:
         bus.close()
 
 
 def test_the_subscribers_send_on_reconnecting_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
         redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         subscriber = bus._thread
         assert subscriber is not None
@@ -203,14 +160,14 @@ def test_the_subscribers_send_on_reconnecting_is_sent_once_more_and_a_broken_ret
         _poll(lambda: failed)
         assert failed == [(2, "ConnectionError", True)] and [thread for thread, _ in sent] == [subscriber.name] * 2
         _poll(lambda: bus.connected and not bus.unsent("User"))
-        assert _generation(client, bus) == 2 and bus._thread is subscriber
+        assert generation(client, bus) == 2 and bus._thread is subscriber
     finally:
         bus.close()
 
 
 def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_break_is_retried_again(
         redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         cuts = [1]  # the next send breaks, its retry does not
@@ -222,12 +179,12 @@ def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_b
         sent = _sends(monkeypatch, client, cut=cut)
         bus.publish("User", notice=NOTICE)
         _poll(lambda: not bus.unsent("User"))
-        assert _generation(client, bus) == 2 and len(sent) == 2 and bus.figures.errors == 0 and bus.connected
+        assert generation(client, bus) == 2 and len(sent) == 2 and bus.figures.errors == 0 and bus.connected
         assert not bus._broken  # the retry is not owed any more: the next break has its own
         cuts[0] = 1
         bus.publish("User", notice=NOTICE)
         _poll(lambda: not bus.unsent("User"))
-        assert _generation(client, bus) == 3 and len(sent) == 4 and bus.figures.errors == 0 and bus.connected
+        assert generation(client, bus) == 3 and len(sent) == 4 and bus.figures.errors == 0 and bus.connected
     finally:
         bus.close()
 
@@ -236,7 +193,7 @@ def test_a_write_waiting_for_its_announcement_returns_once_the_bus_loses_trust(r
     """A write whose announcement the publisher thread is sending (the first write opens the
     connection) waits for it up to ``wait_s``; once the bus has lost trust (this process reads
     no cache until the subscriber is back) there is nothing left to wait for: it returns then."""
-    bus, _ = _subscribed_bus(redis_server.url, stall_s=600.0)  # no publishing connection: the publisher opens it
+    bus, _ = subscribed_bus(redis_server.url, stall_s=600.0)  # no publishing connection: the publisher opens it
     try:
         bus.wait_s = 600.0  # the write would wait this long for its announcement
         redis_server.freeze()  # the publisher thread's handshake gets no answer
@@ -256,7 +213,7 @@ def test_a_write_waiting_for_its_announcement_returns_once_the_bus_loses_trust(r
 
 def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_lives_on(
         redis_server, client, monkeypatch, caplog):
-    bus, listener = _subscribed_bus(redis_server.url, stall_s=60.0)  # no publishing connection: the publisher thread sends
+    bus, listener = subscribed_bus(redis_server.url, stall_s=60.0)  # no publishing connection: the publisher thread sends
     try:
         publisher = bus._publisher
         assert publisher is not None
@@ -284,7 +241,7 @@ def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_
         bus.publish("User", notice=NOTICE)  # late: handed over
         redis_server.thaw()
         _poll(lambda: not bus.unsent("User"))
-        assert bus.stats()["late"] == 1 and len(sent) == 1 and _generation(client, bus) == 2 and bus.connected
+        assert bus.stats()["late"] == 1 and len(sent) == 1 and generation(client, bus) == 2 and bus.connected
     finally:
         redis_server.thaw()
         bus.close()
@@ -292,7 +249,7 @@ def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_
 
 def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_ending_its_thread(
         redis_server, client, caplog):
-    bus, listener = _open_bus(redis_server.url)
+    bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         thread = bus._thread
@@ -316,7 +273,7 @@ def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_
         received = bus.figures.received
         bus.publish("User", notice=NOTICE)
         _poll(lambda: bus.figures.received > received)  # it reads and delivers messages again
-        assert _generation(client, bus) == 3
+        assert generation(client, bus) == 3
     finally:
         bus.close()
 
@@ -340,7 +297,7 @@ def test_a_reconnecting_subscriber_never_waits_for_ever_for_the_publishing_conne
     it go) makes the reconnection fail, counted and tried again after the backoff, and once it is
     let go the subscriber reconnects: its thread never blocks for ever."""
     monkeypatch.setattr(redis_bus, "_HELD_FOR", 0.25)  # 0.5 s with the default timeout_s of 2 s
-    bus, _ = _open_bus(redis_server.url)
+    bus, _ = open_bus(redis_server.url)
     try:
         thread, reconnects = bus._thread, bus.stats()["reconnects"]
         assert bus._send_lock.acquire(blocking=False)  # held, as by a thread that never lets it go
@@ -430,7 +387,7 @@ def test_a_tls_read_with_nothing_to_give_past_the_deadline_is_late_not_a_broken_
 
 
 def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_late(redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         wire = bus._publish_wire
@@ -447,20 +404,9 @@ def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_
                 skew[0] = 60.0  # and the writing thread runs again past its deadline
 
         sent = _sends(monkeypatch, client, after=descheduled)
-        wakes: list[str] = []
-        wake = bus._wake
-
-        class Counted:
-            def set(self) -> None:
-                wakes.append(threading.current_thread().name)
-                wake.set()
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(wake, name)
-
-        bus._wake = Counted()  # type: ignore[assignment]
+        wakes = count_wakes(bus)
         bus.publish("User", notice=NOTICE)
-        assert not bus.unsent("User") and _generation(client, bus) == 2  # announced by the write itself
+        assert not bus.unsent("User") and generation(client, bus) == 2  # announced by the write itself
         assert bus.stats()["late"] == 0 and bus._handed is None and wakes == []  # not handed over: no wake-up
         assert sent == [(me.name, b"EVALSHA")] and bus.connected
     finally:

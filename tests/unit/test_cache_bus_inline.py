@@ -26,52 +26,15 @@ import os
 import threading
 import time
 import types
-import uuid
 from typing import Any
 
 import pytest
 import redis
-from spies import BusCalls
+from bus_kit import NOTICE, count_wakes, generation, open_bus, spy_sends
 from spies import poll as _poll
 
 from astro_db.cache import redis_bus
-from astro_db.cache.bus import Notice
-from astro_db.cache.redis_bus import _LATE, RedisBus, _Wire
-
-NOTICE = Notice("User", frozenset({bytes(16)}), frozenset({"name"}))
-
-
-def _open_bus(url: str, **options: Any) -> tuple[RedisBus, BusCalls]:
-    """A subscribed bus with User registered and its publishing connection open (the first
-    publish: the publisher thread opens it)."""
-    bus = RedisBus(url, f"inline{uuid.uuid4().hex[:8]}", **options)
-    listener = BusCalls()
-    bus.attach(listener)
-    _poll(lambda: bus.connected)
-    assert bus.watch("User")
-    bus.publish("User", notice=NOTICE)
-    _poll(lambda: not bus.stats()["pending"] and bus._publish_wire is not None and bus._publish_wire.ready)
-    return bus, listener
-
-
-def _generation(client: Any, bus: RedisBus) -> int:
-    return int(client.get(bus.generation_prefix + "User") or 0)
-
-
-def _spy_requests(monkeypatch: Any, hook: Any = None) -> list[tuple[str, bytes]]:
-    """(thread name, command) of every command a bus connection sends from now on; ``hook``
-    (if given) runs in the sending thread right after each send."""
-    sent: list[tuple[str, bytes]] = []
-    request = _Wire.request
-
-    def spied(self: Any, *args: bytes) -> None:
-        sent.append((threading.current_thread().name, args[0]))
-        request(self, *args)
-        if hook is not None:
-            hook()
-
-    monkeypatch.setattr(_Wire, "request", spied)
-    return sent
+from astro_db.cache.redis_bus import _LATE, _Wire
 
 
 @pytest.fixture
@@ -84,25 +47,14 @@ def client(redis_server):
 
 def test_while_redis_answers_a_write_sends_its_own_announcement_and_wakes_no_other_thread(redis_server, client,
                                                                                           monkeypatch):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0  # about what the write does, not how long it takes
-        sent = _spy_requests(monkeypatch)
-        wakes: list[str] = []
-        wake = bus._wake
-
-        class Counted:
-            def set(self) -> None:
-                wakes.append(threading.current_thread().name)
-                wake.set()
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(wake, name)
-
-        bus._wake = Counted()  # type: ignore[assignment]
+        sent = spy_sends(monkeypatch)
+        wakes = count_wakes(bus)
         for n in range(2, 7):
             bus.publish("User", notice=NOTICE)
-            assert not bus.unsent("User") and _generation(client, bus) == n  # announced when the write returns
+            assert not bus.unsent("User") and generation(client, bus) == n  # announced when the write returns
         me = threading.current_thread().name
         assert sent == [(me, b"EVALSHA")] * 5 and wakes == []  # no hand-over, no wake-up of the publisher thread
         assert bus.stats()["late"] == 0 and bus.stats()["sent"] == 6
@@ -112,7 +64,7 @@ def test_while_redis_answers_a_write_sends_its_own_announcement_and_wakes_no_oth
 
 def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_reads_the_late_reply(
         redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url, stall_s=60.0)  # a loaded machine must not look like a stall here
+    bus, _listener = open_bus(redis_server.url, stall_s=60.0)  # a loaded machine must not look like a stall here
     try:
         wire = bus._publish_wire
         bounds: list[tuple[str, float]] = []  # (thread, deadline) of every reply read
@@ -131,7 +83,7 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
             publish_now(model, number, deadline)
 
         bus._publish_now = entered  # type: ignore[method-assign]
-        sent = _spy_requests(monkeypatch)
+        sent = spy_sends(monkeypatch)
         redis_server.freeze()
         bus.publish("User", notice=NOTICE)  # returns: its reply cannot come
         me = threading.current_thread().name
@@ -143,12 +95,12 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
         redis_server.thaw()
         _poll(lambda: not bus.unsent("User"))
         assert bus.stats()["late"] == 1 and bus.stats()["sent"] == 2 and bus.figures.errors == 0
-        assert _generation(client, bus) == 2  # sent once: the publisher thread read its reply, did not send again
+        assert generation(client, bus) == 2  # sent once: the publisher thread read its reply, did not send again
         assert [thread for thread, _ in bounds if thread != me][-1].startswith("astro_db-cache-publish-")
         # the connection is in step: the next write's reply is its own
         bus.wait_s = 30.0
         bus.publish("User", notice=NOTICE)
-        assert not bus.unsent("User") and _generation(client, bus) == 3 and bus._publish_wire is wire
+        assert not bus.unsent("User") and generation(client, bus) == 3 and bus._publish_wire is wire
         with bus._send_lock:
             assert wire is not None
             assert wire.call(b"ECHO", b"next") == b"next"
@@ -160,14 +112,14 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
 
 def test_two_threads_writing_one_model_at_once_each_return_after_an_announcement_that_covers_their_write(
         redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         returned: dict[str, tuple[bool, int]] = {}  # thread -> (its model still owed, generation) on return
 
         def write() -> None:
             bus.publish("User", notice=NOTICE)
-            returned[threading.current_thread().name] = (bus.unsent("User"), _generation(client, bus))
+            returned[threading.current_thread().name] = (bus.unsent("User"), generation(client, bus))
 
         second = threading.Thread(target=write, name="B", daemon=True)
 
@@ -177,7 +129,7 @@ def test_two_threads_writing_one_model_at_once_each_return_after_an_announcement
                 second.start()  # B writes the same model now, while A has the connection
                 _poll(lambda: bus._pending.get("User") != owed)  # B's write is recorded (B then waits for the connection)
 
-        sent = _spy_requests(monkeypatch, after_send)
+        sent = spy_sends(monkeypatch, after=after_send)
         first = threading.Thread(target=write, name="A", daemon=True)
         first.start()
         first.join(60)
@@ -191,7 +143,7 @@ def test_two_threads_writing_one_model_at_once_each_return_after_an_announcement
 
 def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_announced_after_the_late_send(
         redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url, stall_s=60.0)
+    bus, _listener = open_bus(redis_server.url, stall_s=60.0)
     try:
         bus.wait_s = 0.05
         returned: dict[str, bool] = {}
@@ -210,7 +162,7 @@ def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_ann
                 second.join(60)  # B gives up on the connection A holds: wait_s at most
                 _poll(lambda: time.monotonic() > started + bus.wait_s)  # and A's own wait has run out too
 
-        sent = _spy_requests(monkeypatch, after_send)
+        sent = spy_sends(monkeypatch, after=after_send)
         first = threading.Thread(target=write, name="A", daemon=True)
         redis_server.freeze()  # A's reply is late (one in the socket by then is read: not late)
         first.start()
@@ -218,7 +170,7 @@ def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_ann
         redis_server.thaw()
         assert returned == {"B": True, "A": True}  # neither waited past wait_s: both writes owed
         _poll(lambda: not bus.unsent("User"))
-        assert _generation(client, bus) == 3 and bus.stats()["late"] == 1  # A's late reply read, B's write sent after it
+        assert generation(client, bus) == 3 and bus.stats()["late"] == 1  # A's late reply read, B's write sent after it
         assert [name for name, _ in sent][:1] == ["A"] and len(sent) == 2
         assert sent[1][0].startswith("astro_db-cache-publish-") and bus.figures.errors == 0 and bus.connected
     finally:
@@ -228,10 +180,10 @@ def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_ann
 
 def test_a_handed_over_reply_that_never_comes_drops_the_connection_and_the_subscriber_publishes_again(
         redis_server, client, monkeypatch, caplog):
-    bus, listener = _open_bus(redis_server.url, timeout_s=0.2, stall_s=60.0)  # a send's bound: 0.4 s
+    bus, listener = open_bus(redis_server.url, timeout_s=0.2, stall_s=60.0)  # a send's bound: 0.4 s
     try:
         wire = bus._publish_wire
-        sent = _spy_requests(monkeypatch)
+        sent = spy_sends(monkeypatch)
         redis_server.freeze()
         bus.publish("User", notice=NOTICE)
         _poll(lambda: any("could not publish writes (TimeoutError" in r.getMessage() for r in caplog.records))
@@ -250,12 +202,12 @@ def test_a_handed_over_reply_that_never_comes_drops_the_connection_and_the_subsc
 
 def test_a_publish_refused_in_the_writing_thread_is_logged_counted_and_sent_again_once_the_bus_is_back(
         redis_server, client, monkeypatch, caplog):
-    bus, listener = _open_bus(redis_server.url)
+    bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         client.set(bus.generation_prefix + "User", "not a number")  # the script's INCR fails: an error reply
         caplog.set_level(logging.INFO, logger="astro_db")
-        sent = _spy_requests(monkeypatch)
+        sent = spy_sends(monkeypatch)
         bus.publish("User", notice=NOTICE)  # the write stands: nothing raised
         me = threading.current_thread().name
         assert sent[0] == (me, b"EVALSHA") and bus.figures.errors >= 1 and bus.unsent("User")
@@ -264,22 +216,22 @@ def test_a_publish_refused_in_the_writing_thread_is_logged_counted_and_sent_agai
         assert errors and "could not publish writes (ResponseError" in errors[0]
         client.delete(bus.generation_prefix + "User")
         _poll(lambda: bus.connected and not bus.unsent("User"))  # the subscriber sent it, then trusted the bus
-        assert _generation(client, bus) == 1
+        assert generation(client, bus) == 1
     finally:
         bus.close()
 
 
 def test_a_broken_publishing_connection_is_replaced_and_the_write_announced_on_the_new_one(
         redis_server, client, monkeypatch):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         wire = bus._publish_wire
         assert wire is not None
         client.client_kill(f"127.0.0.1:{wire._sock.getsockname()[1]}")  # Redis closes the publishing connection
-        sent = _spy_requests(monkeypatch)
+        sent = spy_sends(monkeypatch)
         bus.publish("User", notice=NOTICE)
-        assert not bus.unsent("User") and _generation(client, bus) == 2  # announced once, on a new connection
+        assert not bus.unsent("User") and generation(client, bus) == 2  # announced once, on a new connection
         assert bus._publish_wire is not wire and wire.closed and bus.figures.errors == 0 and bus.connected
         me = threading.current_thread().name
         assert sent[0] == (me, b"EVALSHA") and sent[-1][0].startswith("astro_db-cache-publish-")
@@ -288,7 +240,7 @@ def test_a_broken_publishing_connection_is_replaced_and_the_write_announced_on_t
 
 
 def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_its_own(redis_server, client):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     holder_has_it, let_go = threading.Event(), threading.Event()
 
     def holder() -> None:  # a write of the parent in the middle of its send
@@ -309,7 +261,7 @@ def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_i
                 bus.wait_s = 30.0
                 bus.publish("User", notice=NOTICE)
                 _poll(lambda: not bus.unsent("User"), timeout_s=20)
-                code = 0 if _generation(redis.Redis.from_url(redis_server.url), bus) == 2 else 2
+                code = 0 if generation(redis.Redis.from_url(redis_server.url), bus) == 2 else 2
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
@@ -321,7 +273,7 @@ def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_i
 
 
 def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_back(redis_server, client):
-    bus, _listener = _open_bus(redis_server.url)
+    bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         written = threading.Event()
@@ -339,7 +291,7 @@ def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_ba
         bus._lose_trust("a doubt")  # the subscriber reconnects
         _poll(lambda: written.is_set() and bus.connected)
         _poll(lambda: not bus.unsent("User"))  # was owed until the next write
-        assert _generation(client, bus) == 2
+        assert generation(client, bus) == 2
     finally:
         bus.close()
 
@@ -348,7 +300,7 @@ def test_a_handed_over_connection_that_breaks_is_replaced_and_the_write_announce
         redis_server, client):
     import socket
 
-    bus, _listener = _open_bus(redis_server.url, stall_s=60.0)
+    bus, _listener = open_bus(redis_server.url, stall_s=60.0)
     try:
         wire = bus._publish_wire
         assert wire is not None
@@ -367,7 +319,7 @@ def test_a_handed_over_connection_that_breaks_is_replaced_and_the_write_announce
 
 def test_anything_a_publish_raises_in_the_writing_thread_leaves_the_write_standing_and_takes_the_bus_down(
         redis_server, client, caplog):
-    bus, listener = _open_bus(redis_server.url)
+    bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         announcement = bus._announcement
@@ -385,7 +337,7 @@ def test_anything_a_publish_raises_in_the_writing_thread_leaves_the_write_standi
         assert bus.figures.errors >= 1  # the publish's (then the subscriber's, woken by the doubt)
         assert any("could not publish writes (RuntimeError" in r.getMessage() for r in caplog.records)
         _poll(lambda: bus.connected and not bus.unsent("User"))  # published by the subscriber once back
-        assert _generation(client, bus) == 2
+        assert generation(client, bus) == 2
     finally:
         bus.close()
 
@@ -393,7 +345,7 @@ def test_anything_a_publish_raises_in_the_writing_thread_leaves_the_write_standi
 def test_close_takes_a_send_handed_over_to_a_publisher_thread_that_does_not_come(redis_server, client):
     from astro_db.cache.redis_bus import _Signal
 
-    bus, _listener = _open_bus(redis_server.url, timeout_s=0.2, stall_s=60.0)  # close() joins a thread for 0.6 s
+    bus, _listener = open_bus(redis_server.url, timeout_s=0.2, stall_s=60.0)  # close() joins a thread for 0.6 s
     wire = bus._publish_wire
     unheard = bus._wake
     bus._wake = _Signal()  # the publisher thread keeps waiting on the old one: it never comes for the send
