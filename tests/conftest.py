@@ -174,6 +174,18 @@ def redis_server(tmp_path: Path):
         server.stop()
 
 
+@pytest.fixture
+def redis_client(redis_server):
+    """A redis-py client on ``redis_server`` (Redis thawed, should the test have frozen it, before
+    it is closed)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    redis_server.thaw()
+    client.close()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_regex_verdicts():
     """The regex policy caches its verdict per pattern; every test judges afresh, so a test of

@@ -25,7 +25,6 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
 from bus_kit import NOTICE, count_wakes, generation, open_bus, spy_sends, subscribed_bus
 from spies import poll as _poll
@@ -36,10 +35,10 @@ from astro_db.cache.redis_bus import _LATE, RedisBus, _Wire
 PUBLISHER = "astro_db-cache-publish-"
 
 
-def _sends(monkeypatch: Any, client: Any, cut: Callable[[str], bool] | None = None,
+def _sends(monkeypatch: Any, redis_client: Any, cut: Callable[[str], bool] | None = None,
            after: Callable[[], None] | None = None) -> list[tuple[str, bytes]]:
     """The publish scripts sent from now on (``bus_kit.spy_sends``), cut or followed as asked."""
-    return spy_sends(monkeypatch, scripts_only=True, client=client, cut=cut, after=after)
+    return spy_sends(monkeypatch, scripts_only=True, client=redis_client, cut=cut, after=after)
 
 
 def _failures(bus: RedisBus, sent: list[tuple[str, bytes]], cutting: list[bool]) -> list[tuple[Any, ...]]:
@@ -57,23 +56,15 @@ def _failures(bus: RedisBus, sent: list[tuple[str, bytes]], cutting: list[bool])
     return failures
 
 
-@pytest.fixture
-def client(redis_server):
-    c = redis.Redis.from_url(redis_server.url)
-    yield c
-    redis_server.thaw()
-    c.close()
-
-
 # --- 1. one retry after a broken connection, on every path ----------------------------------
 
 def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 5.0  # ample for the write's own send; the write does not wait for the failure
         cutting = [True]
-        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0])
+        sent = _sends(monkeypatch, redis_client, cut=lambda thread: cutting[0])
         failures = _failures(bus, sent, cutting)
         writer = threading.Thread(target=lambda: bus.publish("User", notice=NOTICE), name="W", daemon=True)
         writer.start()
@@ -82,22 +73,22 @@ def test_a_send_broken_in_the_writing_thread_is_sent_once_more_and_a_broken_retr
         assert failures == [(2, "ConnectionError", True, PUBLISHER)]
         assert [thread[:23] for thread, _ in sent[:2]] == ["W", PUBLISHER]
         assert ("drop_all", "publish failed: ConnectionError") in listener.calls
-        assert generation(client, bus) == 1  # neither cut send ran the script
+        assert generation(redis_client, bus) == 1  # neither cut send ran the script
         _poll(lambda: bus.connected and not bus.unsent("User"))  # owed, then published by the subscriber once back
-        assert generation(client, bus) == 2 and len(sent) == 3
+        assert generation(redis_client, bus) == 2 and len(sent) == 3
         writer.join(30)
     finally:
         bus.close()
 
 
 def test_a_handed_over_send_whose_connection_breaks_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, listener = open_bus(redis_server.url, stall_s=60.0)
     try:
         wire = bus._publish_wire
         assert wire is not None
         cutting = [True]
-        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0] and thread.startswith(PUBLISHER))
+        sent = _sends(monkeypatch, redis_client, cut=lambda thread: cutting[0] and thread.startswith(PUBLISHER))
         failures = _failures(bus, sent, cutting)
         redis_server.freeze()
         bus.publish("User", notice=NOTICE)  # late: handed over to the publisher thread
@@ -115,7 +106,7 @@ def test_a_handed_over_send_whose_connection_breaks_is_sent_once_more_and_a_brok
 
 
 def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, listener = open_bus(redis_server.url)
     try:
         wire = bus._publish_wire
@@ -123,26 +114,26 @@ def test_the_publisher_threads_own_send_is_sent_once_more_and_a_broken_retry_lea
         wire.close()  # the write sends nothing itself (no connection ready): the publisher thread does
         bus.wait_s = 0.0
         cutting = [True]
-        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0])
+        sent = _sends(monkeypatch, redis_client, cut=lambda thread: cutting[0])
         failures = _failures(bus, sent, cutting)
         bus.publish("User", notice=NOTICE)
         _poll(lambda: failures)
         assert failures == [(2, "ConnectionError", True, PUBLISHER)]
         assert [thread[:23] for thread, _ in sent[:2]] == [PUBLISHER, PUBLISHER]
         _poll(lambda: bus.connected and not bus.unsent("User"))
-        assert generation(client, bus) == 2
+        assert generation(redis_client, bus) == 2
     finally:
         bus.close()
 
 
 def test_the_subscribers_send_on_reconnecting_is_sent_once_more_and_a_broken_retry_leaves_it_owed(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url)
     try:
         subscriber = bus._thread
         assert subscriber is not None
         cutting = [True]
-        sent = _sends(monkeypatch, client, cut=lambda thread: cutting[0] and thread == subscriber.name)
+        sent = _sends(monkeypatch, redis_client, cut=lambda thread: cutting[0] and thread == subscriber.name)
         failed: list[tuple[int, str, bool]] = []
         error = bus.figures.error
 
@@ -160,13 +151,13 @@ def test_the_subscribers_send_on_reconnecting_is_sent_once_more_and_a_broken_ret
         _poll(lambda: failed)
         assert failed == [(2, "ConnectionError", True)] and [thread for thread, _ in sent] == [subscriber.name] * 2
         _poll(lambda: bus.connected and not bus.unsent("User"))
-        assert generation(client, bus) == 2 and bus._thread is subscriber
+        assert generation(redis_client, bus) == 2 and bus._thread is subscriber
     finally:
         bus.close()
 
 
 def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_break_is_retried_again(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
@@ -176,20 +167,20 @@ def test_a_broken_send_whose_retry_gets_through_is_announced_once_and_the_next_b
             cuts[0] -= 1
             return cuts[0] >= 0
 
-        sent = _sends(monkeypatch, client, cut=cut)
+        sent = _sends(monkeypatch, redis_client, cut=cut)
         bus.publish("User", notice=NOTICE)
         _poll(lambda: not bus.unsent("User"))
-        assert generation(client, bus) == 2 and len(sent) == 2 and bus.figures.errors == 0 and bus.connected
+        assert generation(redis_client, bus) == 2 and len(sent) == 2 and bus.figures.errors == 0 and bus.connected
         assert not bus._broken  # the retry is not owed any more: the next break has its own
         cuts[0] = 1
         bus.publish("User", notice=NOTICE)
         _poll(lambda: not bus.unsent("User"))
-        assert generation(client, bus) == 3 and len(sent) == 4 and bus.figures.errors == 0 and bus.connected
+        assert generation(redis_client, bus) == 3 and len(sent) == 4 and bus.figures.errors == 0 and bus.connected
     finally:
         bus.close()
 
 
-def test_a_write_waiting_for_its_announcement_returns_once_the_bus_loses_trust(redis_server, client):
+def test_a_write_waiting_for_its_announcement_returns_once_the_bus_loses_trust(redis_server, redis_client):
     """A write whose announcement the publisher thread is sending (the first write opens the
     connection) waits for it up to ``wait_s``; once the bus has lost trust (this process reads
     no cache until the subscriber is back) there is nothing left to wait for: it returns then."""
@@ -212,7 +203,7 @@ def test_a_write_waiting_for_its_announcement_returns_once_the_bus_loses_trust(r
 # --- 2. the publisher and subscriber threads outlive anything a publish or a message raises --
 
 def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_lives_on(
-        redis_server, client, monkeypatch, caplog):
+        redis_server, redis_client, monkeypatch, caplog):
     bus, listener = subscribed_bus(redis_server.url, stall_s=60.0)  # no publishing connection: the publisher thread sends
     try:
         publisher = bus._publisher
@@ -236,19 +227,19 @@ def test_anything_the_publisher_thread_meets_is_a_failed_publish_and_the_thread_
         assert said and all("hunter2" not in text for text in said)
         assert "hunter2" not in repr(bus.stats())
         # the next announcement the publisher thread must finish (a late reply) goes out
-        sent = _sends(monkeypatch, client)
+        sent = _sends(monkeypatch, redis_client)
         redis_server.freeze()
         bus.publish("User", notice=NOTICE)  # late: handed over
         redis_server.thaw()
         _poll(lambda: not bus.unsent("User"))
-        assert bus.stats()["late"] == 1 and len(sent) == 1 and generation(client, bus) == 2 and bus.connected
+        assert bus.stats()["late"] == 1 and len(sent) == 1 and generation(redis_client, bus) == 2 and bus.connected
     finally:
         redis_server.thaw()
         bus.close()
 
 
 def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_ending_its_thread(
-        redis_server, client, caplog):
+        redis_server, redis_client, caplog):
     bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
@@ -273,7 +264,7 @@ def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_
         received = bus.figures.received
         bus.publish("User", notice=NOTICE)
         _poll(lambda: bus.figures.received > received)  # it reads and delivers messages again
-        assert generation(client, bus) == 3
+        assert generation(redis_client, bus) == 3
     finally:
         bus.close()
 
@@ -291,7 +282,7 @@ def test_what_the_bus_says_of_an_exception_never_holds_its_urls_passwords():
 
 
 def test_a_reconnecting_subscriber_never_waits_for_ever_for_the_publishing_connection(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     """A subscriber that reconnects sends what is pending on the publishing connection first,
     behind any send under way; one held past every send's bounds (a thread that can no longer let
     it go) makes the reconnection fail, counted and tried again after the backoff, and once it is
@@ -302,7 +293,7 @@ def test_a_reconnecting_subscriber_never_waits_for_ever_for_the_publishing_conne
         thread, reconnects = bus._thread, bus.stats()["reconnects"]
         assert bus._send_lock.acquire(blocking=False)  # held, as by a thread that never lets it go
         try:
-            client.client_kill_filter(_type="pubsub")  # the subscriber's connection: it reconnects
+            redis_client.client_kill_filter(_type="pubsub")  # the subscriber's connection: it reconnects
             _poll(lambda: "held for over" in (bus.stats()["last_error"] or ""))
             assert not bus.connected and thread is not None and thread.is_alive()
         finally:
@@ -386,7 +377,7 @@ def test_a_tls_read_with_nothing_to_give_past_the_deadline_is_late_not_a_broken_
     assert wire.reply(time.monotonic() - 1.0) is _LATE and wire.owed and sock.timeouts == [0.0]
 
 
-def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_late(redis_server, client, monkeypatch):
+def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_late(redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
@@ -403,10 +394,10 @@ def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_
                 _poll(lambda: select.select([wire._sock], [], [], 0)[0])  # Redis's reply is in the socket
                 skew[0] = 60.0  # and the writing thread runs again past its deadline
 
-        sent = _sends(monkeypatch, client, after=descheduled)
+        sent = _sends(monkeypatch, redis_client, after=descheduled)
         wakes = count_wakes(bus)
         bus.publish("User", notice=NOTICE)
-        assert not bus.unsent("User") and generation(client, bus) == 2  # announced by the write itself
+        assert not bus.unsent("User") and generation(redis_client, bus) == 2  # announced by the write itself
         assert bus.stats()["late"] == 0 and bus._handed is None and wakes == []  # not handed over: no wake-up
         assert sent == [(me.name, b"EVALSHA")] and bus.connected
     finally:

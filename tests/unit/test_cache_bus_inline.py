@@ -37,15 +37,7 @@ from astro_db.cache import redis_bus
 from astro_db.cache.redis_bus import _LATE, _Wire
 
 
-@pytest.fixture
-def client(redis_server):
-    c = redis.Redis.from_url(redis_server.url)
-    yield c
-    redis_server.thaw()
-    c.close()
-
-
-def test_while_redis_answers_a_write_sends_its_own_announcement_and_wakes_no_other_thread(redis_server, client,
+def test_while_redis_answers_a_write_sends_its_own_announcement_and_wakes_no_other_thread(redis_server, redis_client,
                                                                                           monkeypatch):
     bus, _listener = open_bus(redis_server.url)
     try:
@@ -54,7 +46,7 @@ def test_while_redis_answers_a_write_sends_its_own_announcement_and_wakes_no_oth
         wakes = count_wakes(bus)
         for n in range(2, 7):
             bus.publish("User", notice=NOTICE)
-            assert not bus.unsent("User") and generation(client, bus) == n  # announced when the write returns
+            assert not bus.unsent("User") and generation(redis_client, bus) == n  # announced when the write returns
         me = threading.current_thread().name
         assert sent == [(me, b"EVALSHA")] * 5 and wakes == []  # no hand-over, no wake-up of the publisher thread
         assert bus.stats()["late"] == 0 and bus.stats()["sent"] == 6
@@ -63,7 +55,7 @@ def test_while_redis_answers_a_write_sends_its_own_announcement_and_wakes_no_oth
 
 
 def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_reads_the_late_reply(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url, stall_s=60.0)  # a loaded machine must not look like a stall here
     try:
         wire = bus._publish_wire
@@ -95,12 +87,12 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
         redis_server.thaw()
         _poll(lambda: not bus.unsent("User"))
         assert bus.stats()["late"] == 1 and bus.stats()["sent"] == 2 and bus.figures.errors == 0
-        assert generation(client, bus) == 2  # sent once: the publisher thread read its reply, did not send again
+        assert generation(redis_client, bus) == 2  # sent once: the publisher thread read its reply, did not send again
         assert [thread for thread, _ in bounds if thread != me][-1].startswith("astro_db-cache-publish-")
         # the connection is in step: the next write's reply is its own
         bus.wait_s = 30.0
         bus.publish("User", notice=NOTICE)
-        assert not bus.unsent("User") and generation(client, bus) == 3 and bus._publish_wire is wire
+        assert not bus.unsent("User") and generation(redis_client, bus) == 3 and bus._publish_wire is wire
         with bus._send_lock:
             assert wire is not None
             assert wire.call(b"ECHO", b"next") == b"next"
@@ -111,7 +103,7 @@ def test_a_frozen_redis_costs_a_write_at_most_wait_s_and_the_publisher_thread_re
 
 
 def test_two_threads_writing_one_model_at_once_each_return_after_an_announcement_that_covers_their_write(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
@@ -119,7 +111,7 @@ def test_two_threads_writing_one_model_at_once_each_return_after_an_announcement
 
         def write() -> None:
             bus.publish("User", notice=NOTICE)
-            returned[threading.current_thread().name] = (bus.unsent("User"), generation(client, bus))
+            returned[threading.current_thread().name] = (bus.unsent("User"), generation(redis_client, bus))
 
         second = threading.Thread(target=write, name="B", daemon=True)
 
@@ -142,7 +134,7 @@ def test_two_threads_writing_one_model_at_once_each_return_after_an_announcement
 
 
 def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_announced_after_the_late_send(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url, stall_s=60.0)
     try:
         bus.wait_s = 0.05
@@ -170,7 +162,7 @@ def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_ann
         redis_server.thaw()
         assert returned == {"B": True, "A": True}  # neither waited past wait_s: both writes owed
         _poll(lambda: not bus.unsent("User"))
-        assert generation(client, bus) == 3 and bus.stats()["late"] == 1  # A's late reply read, B's write sent after it
+        assert generation(redis_client, bus) == 3 and bus.stats()["late"] == 1  # A's late reply read, B's write sent after it
         assert [name for name, _ in sent][:1] == ["A"] and len(sent) == 2
         assert sent[1][0].startswith("astro_db-cache-publish-") and bus.figures.errors == 0 and bus.connected
     finally:
@@ -179,7 +171,7 @@ def test_a_write_that_cannot_get_the_connection_within_wait_s_returns_and_is_ann
 
 
 def test_a_handed_over_reply_that_never_comes_drops_the_connection_and_the_subscriber_publishes_again(
-        redis_server, client, monkeypatch, caplog):
+        redis_server, redis_client, monkeypatch, caplog):
     bus, listener = open_bus(redis_server.url, timeout_s=0.2, stall_s=60.0)  # a send's bound: 0.4 s
     try:
         wire = bus._publish_wire
@@ -201,11 +193,11 @@ def test_a_handed_over_reply_that_never_comes_drops_the_connection_and_the_subsc
 
 
 def test_a_publish_refused_in_the_writing_thread_is_logged_counted_and_sent_again_once_the_bus_is_back(
-        redis_server, client, monkeypatch, caplog):
+        redis_server, redis_client, monkeypatch, caplog):
     bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
-        client.set(bus.generation_prefix + "User", "not a number")  # the script's INCR fails: an error reply
+        redis_client.set(bus.generation_prefix + "User", "not a number")  # the script's INCR fails: an error reply
         caplog.set_level(logging.INFO, logger="astro_db")
         sent = spy_sends(monkeypatch)
         bus.publish("User", notice=NOTICE)  # the write stands: nothing raised
@@ -214,24 +206,24 @@ def test_a_publish_refused_in_the_writing_thread_is_logged_counted_and_sent_agai
         assert ("drop_all", "publish failed: ResponseError") in listener.calls  # this process's cache dropped
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert errors and "could not publish writes (ResponseError" in errors[0]
-        client.delete(bus.generation_prefix + "User")
+        redis_client.delete(bus.generation_prefix + "User")
         _poll(lambda: bus.connected and not bus.unsent("User"))  # the subscriber sent it, then trusted the bus
-        assert generation(client, bus) == 1
+        assert generation(redis_client, bus) == 1
     finally:
         bus.close()
 
 
 def test_a_broken_publishing_connection_is_replaced_and_the_write_announced_on_the_new_one(
-        redis_server, client, monkeypatch):
+        redis_server, redis_client, monkeypatch):
     bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
         wire = bus._publish_wire
         assert wire is not None
-        client.client_kill(f"127.0.0.1:{wire._sock.getsockname()[1]}")  # Redis closes the publishing connection
+        redis_client.client_kill(f"127.0.0.1:{wire._sock.getsockname()[1]}")  # Redis closes the publishing connection
         sent = spy_sends(monkeypatch)
         bus.publish("User", notice=NOTICE)
-        assert not bus.unsent("User") and generation(client, bus) == 2  # announced once, on a new connection
+        assert not bus.unsent("User") and generation(redis_client, bus) == 2  # announced once, on a new connection
         assert bus._publish_wire is not wire and wire.closed and bus.figures.errors == 0 and bus.connected
         me = threading.current_thread().name
         assert sent[0] == (me, b"EVALSHA") and sent[-1][0].startswith("astro_db-cache-publish-")
@@ -239,7 +231,7 @@ def test_a_broken_publishing_connection_is_replaced_and_the_write_announced_on_t
         bus.close()
 
 
-def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_its_own(redis_server, client):
+def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_its_own(redis_server, redis_client):
     bus, _listener = open_bus(redis_server.url)
     holder_has_it, let_go = threading.Event(), threading.Event()
 
@@ -272,7 +264,7 @@ def test_a_child_forked_while_another_thread_had_the_connection_publishes_with_i
         bus.close()
 
 
-def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_back(redis_server, client):
+def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_back(redis_server, redis_client):
     bus, _listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
@@ -291,13 +283,13 @@ def test_a_write_made_while_the_subscriber_reconnects_is_announced_once_it_is_ba
         bus._lose_trust("a doubt")  # the subscriber reconnects
         _poll(lambda: written.is_set() and bus.connected)
         _poll(lambda: not bus.unsent("User"))  # was owed until the next write
-        assert generation(client, bus) == 2
+        assert generation(redis_client, bus) == 2
     finally:
         bus.close()
 
 
 def test_a_handed_over_connection_that_breaks_is_replaced_and_the_write_announced_without_taking_the_bus_down(
-        redis_server, client):
+        redis_server, redis_client):
     import socket
 
     bus, _listener = open_bus(redis_server.url, stall_s=60.0)
@@ -318,7 +310,7 @@ def test_a_handed_over_connection_that_breaks_is_replaced_and_the_write_announce
 
 
 def test_anything_a_publish_raises_in_the_writing_thread_leaves_the_write_standing_and_takes_the_bus_down(
-        redis_server, client, caplog):
+        redis_server, redis_client, caplog):
     bus, listener = open_bus(redis_server.url)
     try:
         bus.wait_s = 30.0
@@ -337,12 +329,12 @@ def test_anything_a_publish_raises_in_the_writing_thread_leaves_the_write_standi
         assert bus.figures.errors >= 1  # the publish's (then the subscriber's, woken by the doubt)
         assert any("could not publish writes (RuntimeError" in r.getMessage() for r in caplog.records)
         _poll(lambda: bus.connected and not bus.unsent("User"))  # published by the subscriber once back
-        assert generation(client, bus) == 2
+        assert generation(redis_client, bus) == 2
     finally:
         bus.close()
 
 
-def test_close_takes_a_send_handed_over_to_a_publisher_thread_that_does_not_come(redis_server, client):
+def test_close_takes_a_send_handed_over_to_a_publisher_thread_that_does_not_come(redis_server, redis_client):
     from astro_db.cache.redis_bus import _Signal
 
     bus, _listener = open_bus(redis_server.url, timeout_s=0.2, stall_s=60.0)  # close() joins a thread for 0.6 s
