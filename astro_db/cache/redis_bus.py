@@ -65,6 +65,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -475,6 +476,9 @@ class RedisBus(SubscribingBus):
         self._announced = threading.Condition(self._lock)
         self._wake = _Signal()  # set: the publisher has something to send
         self._publisher: threading.Thread | None = None
+        # a thread of the bus ended by what no ``except Exception`` catches (``_lives``): started
+        # again at the next look at ``connected``
+        self._revive: threading.Thread | None = None
         self._sending_since: float | None = None  # when the send under way began (None: idle)
         self._generations: dict[str, int] = {}  # the last generation seen per model (gap detection)
         self._thread: threading.Thread | None = None
@@ -523,6 +527,8 @@ class RedisBus(SubscribingBus):
         """True while the subscriber is subscribed and nothing has cast doubt since."""
         if _FORKS[0] != self._forks:
             self._after_fork()
+        if self._revive is not None:
+            self._start_again()
         return self._connected and not self._doubt.is_set()
 
     @property
@@ -540,13 +546,51 @@ class RedisBus(SubscribingBus):
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name=f"astro_db-cache-bus-{self.origin[:8]}", daemon=True)
+            self._start_threads()
+
+    def _start_threads(self) -> None:  # called with the lock held
+        """The subscriber and the publisher thread, each unless it runs."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._lives, args=(self._run, "subscriber"),
+                                            name=f"astro_db-cache-bus-{self.origin[:8]}", daemon=True)
             self._thread.start()
-            self._start_publisher()
+        self._start_publisher()
+
+    def _lives(self, loop: Callable[[], None], what: str) -> None:
+        """A thread of the bus: ``loop``, which catches every ``Exception`` and returns only when
+        the bus closes (or cannot work: ``ConfigError``). What no ``except Exception`` catches
+        (``SystemExit`` raised in the thread, gevent's ``GreenletExit``) ends the thread, as
+        always; unless the bus is closing, the next publish starts it again (``_revive``). A
+        subscriber ended so has dropped everything first (its ``finally``): caching is off until
+        it is back."""
+        try:
+            loop()
+        except BaseException as exc:
+            if not self._stop.is_set():
+                self._log.error("ended", "cache bus %s: its %s thread was ended by %s; this process stops caching "
+                                "until it runs again", self.masked_url, what, type(exc).__name__)
+                self._lose_trust(f"{what} thread ended by {type(exc).__name__}")  # what is pending: sent on reconnecting
+                self._revive = threading.current_thread()
+            raise
+
+    def _start_again(self) -> None:
+        """The first look at ``connected`` after a thread of the bus was ended by what no
+        ``except Exception`` catches (``_lives``) starts it again, unless the bus has closed."""
+        ended = self._revive
+        if ended is None or ended is threading.current_thread():
+            return  # started again by another thread, or asked by the ending thread itself
+        ended.join(timeout=self._timeout_s)  # it may still be unwinding
+        with self._lock:
+            if self._revive is not ended:
+                return
+            self._revive = None
+            if self._thread is not None and not self._stop.is_set():
+                self._start_threads()
 
     def _start_publisher(self) -> None:  # called with the lock held
         if self._publisher is None or not self._publisher.is_alive():
-            self._publisher = threading.Thread(target=self._publish_loop, name=f"astro_db-cache-publish-{self.origin[:8]}",
+            self._publisher = threading.Thread(target=self._lives, args=(self._publish_loop, "publisher"),
+                                               name=f"astro_db-cache-publish-{self.origin[:8]}",
                                                daemon=True)
             self._publisher.start()
 

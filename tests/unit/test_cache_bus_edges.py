@@ -7,7 +7,9 @@ model still pending and published by the subscriber once it is back; anything a 
 in the publisher thread (not only Redis's errors) is a failed publish (counted, logged without a
 URL's password, caching off until the subscriber is back) and the thread lives on, its lock let
 go; anything the subscriber meets (not only Redis's, socket and parse errors) makes it drop
-everything and reconnect, never ends its thread; a reply already in the socket when the
+everything and reconnect, never ends its thread; a thread ended by what no ``except Exception``
+catches (``SystemExit`` raised in it) makes the bus drop everything, and the next look at the bus
+starts it again (never once the bus is closed), what was owed sent; a reply already in the socket when the
 deadline has passed is read (one read with a timeout of 0), not treated as late, and with none
 there ``reply`` answers late without waiting. Driven by a real redis-server (frozen with
 SIGSTOP, connections cut with ``CLIENT KILL`` before a chosen send), hooks in the sending
@@ -25,6 +27,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 from bus_kit import NOTICE, count_wakes, generation, open_bus, spy_sends, subscribed_bus
 from spies import poll as _poll
@@ -267,6 +270,75 @@ def test_anything_the_subscriber_meets_drops_everything_and_it_reconnects_never_
         assert generation(redis_client, bus) == 3
     finally:
         bus.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit raised on purpose
+def test_a_publisher_thread_ended_by_a_base_exception_is_started_again_and_what_it_owed_goes_out(
+        redis_server, redis_client, caplog):
+    bus, listener = subscribed_bus(redis_server.url, stall_s=60.0)  # no publishing connection: the publisher thread sends
+    try:
+        publisher = bus._publisher
+        assert publisher is not None
+        announcement = bus._announcement
+
+        def ending(model: str, notice: Any) -> Any:
+            if threading.current_thread() is publisher:
+                raise SystemExit("raised in the publisher thread")  # no ``except Exception`` catches it
+            return announcement(model, notice)
+
+        bus._announcement = ending  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: not publisher.is_alive())
+        assert ("drop_all", "publisher thread ended by SystemExit") in listener.calls  # caching off meanwhile
+        assert not bus._send_lock.locked()
+        # the next look at the bus starts the publisher again; the subscriber, reconnecting, sends what was owed
+        _poll(lambda: bus.connected and not bus.unsent("User"))
+        assert bus._publisher is not publisher and bus._publisher is not None and bus._publisher.is_alive()
+        assert generation(redis_client, bus) == 1
+        said = [r.getMessage() for r in caplog.records if "publisher thread was ended by SystemExit" in r.getMessage()]
+        assert said and all("@" not in text or "***" in text for text in said)
+        bus.publish("User", notice=NOTICE)  # the new publisher thread works
+        _poll(lambda: not bus.unsent("User") and generation(redis_client, bus) == 2)
+    finally:
+        bus.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit raised on purpose
+def test_a_subscriber_ended_by_a_base_exception_drops_everything_and_is_started_again(redis_server, redis_client):
+    bus, listener = open_bus(redis_server.url)
+    try:
+        thread = bus._thread
+        assert thread is not None
+        deliver = bus._deliver_batch
+
+        def ending(batch: list[bytes]) -> None:
+            if threading.current_thread() is thread:
+                raise SystemExit("raised in the subscriber thread")
+            deliver(batch)
+
+        bus._deliver_batch = ending  # type: ignore[method-assign]
+        bus.publish("User", notice=NOTICE)  # its message reaches this process's subscriber: it ends
+        _poll(lambda: not thread.is_alive())
+        assert ("drop_all", "subscriber disconnected") in listener.calls or \
+            ("drop_all", "subscriber thread ended by SystemExit") in listener.calls
+        _poll(lambda: bus.connected)  # the look at ``connected`` started a subscriber of its own
+        assert bus._thread is not thread and bus._thread is not None and bus._thread.is_alive()
+        received = bus.figures.received
+        bus.publish("User", notice=NOTICE)
+        _poll(lambda: bus.figures.received > received)  # it reads and delivers messages again
+    finally:
+        bus.close()
+
+
+def test_a_closed_bus_does_not_start_its_threads_again(redis_server):
+    bus, _ = open_bus(redis_server.url)
+    publisher, thread = bus._publisher, bus._thread
+    assert publisher is not None and thread is not None
+    bus.close()
+    bus._revive = publisher  # as if it had ended by a BaseException as the bus closed
+    assert not bus.connected
+    bus.publish("User", notice=NOTICE)
+    assert bus._publisher is publisher and bus._thread is thread and not publisher.is_alive() and not thread.is_alive()
 
 
 def test_what_the_bus_says_of_an_exception_never_holds_its_urls_passwords():
