@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import mongoengine
@@ -49,6 +50,7 @@ def connect(database_name: str, alias: str) -> Any:
     import mongomock_ng
     import mongomock_ng.store
 
+    _server_clock_dates()
     return mongoengine.connect(
         db=database_name,
         alias=alias,
@@ -58,6 +60,31 @@ def connect(database_name: str, alias: str) -> Any:
         uuidRepresentation="standard",
         _store=_store_classes()[0](),  # a store of its own, never shared
     )
+
+
+@functools.cache
+def _server_clock_dates() -> None:
+    """``$currentDate`` stores what a server stores: a UTC date at the millisecond, in the form
+    mongomock-ng keeps every other date (naive UTC; ``tz_aware`` clients read it aware).
+    mongomock-ng 7.x stores ``datetime.now(UTC)`` there on Python 3.11+: an aware date at the
+    microsecond beside the naive ones every insert and ``$set`` stores, so after any update a
+    filter or a sort on ``updatedAt`` raised ``TypeError`` (comparing naive and aware dates) and
+    the date kept six digits a server never keeps. Patched once per process, for every
+    mongomock-ng client (the value is the one its own convention asks for)."""
+    import datetime as _dt
+
+    import mongomock_ng.collection as collection
+
+    original = collection._current_date_updater
+
+    def current_date(doc: Any, field_name: str, value: Any, codec_options: Any = None) -> None:
+        if isinstance(doc, MutableMapping) and value != {"$type": "timestamp"}:
+            now = _dt.datetime.now(_dt.timezone.utc)
+            doc[field_name] = now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
+            return
+        original(doc, field_name, value, codec_options)  # type: ignore[no-untyped-call]
+
+    collection._current_date_updater = current_date  # looked up by name at each update
 
 
 @functools.cache
