@@ -15,15 +15,16 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import re
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from bson import ObjectId
+from bson import Binary, Code, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
 from bson.regex import Regex
 
 from ..errors import QueryError
 
-__all__ = ["apply_update", "matches", "bson_equal", "MAX_PADDING"]
+__all__ = ["apply_update", "matches", "bson_equal", "CannotJudge", "MAX_PADDING"]
 
 _ALL = "$[]"
 _INDEX = re.compile(r"0|[1-9][0-9]*")
@@ -182,14 +183,26 @@ _LEAVES: dict[str, Callable[[Any, Any, Any, str], None]] = {
 
 
 # --- conditions --------------------------------------------------------------------------------
+#
+# A condition is judged as the server judges it, or not at all: where this module is not sure of
+# the server's answer (a type it does not order, a regex whose meaning PCRE and Python's ``re``
+# may not share, a null test through a list whose items it cannot judge), it raises
+# ``CannotJudge`` rather than guess, through every negation (``$ne``, ``$nin``, ``$not``, ``$nor``)
+# alike. The query cache takes that as "the write may have changed the entry" (``cache.store``), a
+# ``$pull`` condition as a ``QueryError`` (the update is refused before anything is sent).
+
+
+class CannotJudge(QueryError):
+    """The local evaluator cannot tell what the server would answer for this condition."""
 
 
 def matches(condition: Mapping[str, Any], value: Any) -> bool:
-    """Whether a ``$pull`` condition removes ``value``: an operator condition (``{"$gte": 6}``)
-    tests the item itself, a query on fields (``{"body": "Sun"}``) tests a sub-document item."""
+    """Whether ``value`` matches ``condition``: an operator condition (``{"$gte": 6}``) tests the
+    value itself (a ``$pull`` item), a query on fields (``{"body": "Sun"}``) a document. Raises
+    ``CannotJudge`` where the server's answer cannot be told here."""
     if _is_operator_doc(condition) and next(iter(condition)) not in _LOGICAL:
-        return _match_operators(condition, [value])
-    if not isinstance(value, dict):
+        return _match_operators(condition, [value], False)
+    if not isinstance(value, Mapping):
         return False  # a field query never matches a scalar item
     return _match_query(condition, value)
 
@@ -206,31 +219,66 @@ def _match_query(query: Mapping[str, Any], doc: Any) -> bool:
             ok = any(_match_query(sub, doc) for sub in cond)
         elif key == "$nor":
             ok = not any(_match_query(sub, doc) for sub in cond)
+        elif key.startswith("$"):
+            raise CannotJudge(f"top-level operator {key}")
         else:
-            found = _lookup(doc, key.split("."))
-            ok = _match_operators(cond, found) if _is_operator_doc(cond) else _equals_any(found, cond)
+            found: list[Any]
+            missing: Missing
+            if "." not in key:  # a top-level field: what ``_lookup`` gives, without its calls
+                found, missing = ([doc[key]], False) if key in doc else ([], True)
+            else:
+                found, missing = _lookup(doc, key.split("."))
+            if _is_operator_doc(cond):
+                ok = _match_operators(cond, found, missing)
+            elif _is_regex(cond):
+                ok = _regex_any(found, cond, "")  # a regex as the value: a pattern match
+            else:
+                ok = _equals_any(found, missing, cond)
         if not ok:
             return False
     return True
 
 
-def _lookup(doc: Any, parts: list[str]) -> list[Any]:
-    """The values a dotted path reaches; through a list it reaches into each item. Empty when
-    the path is missing (a missing field equals null, but it does not exist)."""
+# ``missing``: whether the path is missing where a null test sees it (True), nowhere (False), or
+# somewhere this module does not judge (None: a null test there raises ``CannotJudge``)
+Missing = bool | None
+
+
+def _either(a: Missing, b: Missing) -> Missing:
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else False
+
+
+def _lookup(doc: Any, parts: list[str]) -> tuple[list[Any], Missing]:
+    """The values a dotted path reaches (through a list, into each item that is a document), and
+    whether it is missing where a null test sees it: in the document itself, past a scalar, or
+    in a document item of a list it goes through (``{"a.b": null}`` matches ``{a: [{b: 1}, {c:
+    1}]}`` on the server). A list's scalar items, an empty list and a positional part
+    (``a.0.b``) are not judged for that: ``None``; a path that goes on through a list of lists
+    is not judged at all."""
     if not parts:
-        return [doc]
+        return [doc], False
     head, rest = parts[0], parts[1:]
-    if isinstance(doc, dict):
-        return _lookup(doc[head], rest) if head in doc else []
+    if isinstance(doc, Mapping):
+        return _lookup(doc[head], rest) if head in doc else ([], True)
     if isinstance(doc, list):
         found: list[Any] = []
-        if _INDEX.fullmatch(head) and int(head) < len(doc):
-            found.extend(_lookup(doc[int(head)], rest))
+        missing: Missing = None if not doc else False
+        positional = _INDEX.fullmatch(head) is not None
+        if positional and int(head) < len(doc):
+            found.extend(_lookup(doc[int(head)], rest)[0])
         for item in doc:
-            if isinstance(item, dict):
-                found.extend(_lookup(item, parts))
-        return found
-    return []
+            if isinstance(item, Mapping):
+                values, gone = _lookup(item, parts)
+                found.extend(values)
+                missing = _either(missing, gone)
+            elif isinstance(item, list):
+                raise CannotJudge("a path through a list of lists")
+            else:
+                missing = _either(missing, None)
+        return found, (None if positional else missing)
+    return [], True  # the path goes on past a scalar
 
 
 def _candidates(found: list[Any]) -> Iterator[Any]:
@@ -241,65 +289,145 @@ def _candidates(found: list[Any]) -> Iterator[Any]:
             yield from value
 
 
-def _equals_any(found: list[Any], target: Any) -> bool:
-    if not found:
-        return target is None
-    return any(bson_equal(v, target) for v in _candidates(found))
+def _is_null(found: list[Any], missing: Missing) -> bool:
+    """What ``{path: null}`` answers: a null found, or the path missing."""
+    if missing is True or any(v is None for v in _candidates(found)):
+        return True
+    if missing is None:
+        raise CannotJudge("a null test through a list whose items are not judged")
+    return False
 
 
-def _match_operators(ops: Mapping[str, Any], found: list[Any]) -> bool:
+def _equals_any(found: list[Any], missing: Missing, target: Any) -> bool:
+    if target is None:
+        return _is_null(found, missing)
+    for value in found:
+        if _same(value, target):
+            return True
+        if type(value) is list:
+            for item in value:
+                if _same(item, target):
+                    return True
+    return False
+
+
+# types whose Python equality is the server's when both sides are of the type (not float: NaN)
+_PLAIN = frozenset({str, int, bool, ObjectId})
+
+
+def _same(value: Any, target: Any) -> bool:
+    kind = type(target)
+    if type(value) is kind and kind in _PLAIN:
+        return bool(value == target)
+    return _order(value, target) == 0
+
+
+def _match_operators(ops: Mapping[str, Any], found: list[Any], missing: Missing) -> bool:
     options = ops.get("$options", "")
-    return all(_match_operator(op, arg, found, options) for op, arg in ops.items() if op != "$options")
+    return all(_match_operator(op, arg, found, missing, options) for op, arg in ops.items() if op != "$options")
 
 
-def _match_operator(op: str, arg: Any, found: list[Any], options: str) -> bool:
+def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, options: str) -> bool:
     if op == "$eq":
-        return _equals_any(found, arg)
+        return _equals_any(found, missing, arg)
     if op == "$ne":
-        return not _equals_any(found, arg)
+        return not _equals_any(found, missing, arg)
     if op == "$in":
-        return any(_matches_in(found, a, options) for a in arg)
+        return any(_matches_in(found, missing, a) for a in arg)
     if op == "$nin":
-        return not any(_matches_in(found, a, options) for a in arg)
+        return not any(_matches_in(found, missing, a) for a in arg)
     if op == "$exists":
         return bool(found) == bool(arg)
     if op in _ORDER:
-        if not found:  # a missing field sorts as null
-            return arg is None and op in ("$gte", "$lte")
+        if arg is None:  # null is alone in its bracket: $gte/$lte null is the null test, $gt/$lt null nothing
+            return op in ("$gte", "$lte") and _is_null(found, missing)
         return any(_compare(op, v, arg) for v in _candidates(found))
     if op == "$regex":
-        pattern = _regex(arg, options)
-        return any(isinstance(v, str) and pattern.search(v) is not None for v in _candidates(found))
+        return _regex_any(found, arg, options)
     if op == "$not":
-        if isinstance(arg, (re.Pattern, Regex)):
-            return not _match_operator("$regex", arg, found, "")
-        return not _match_operators(arg, found)
+        if _is_regex(arg):
+            return not _regex_any(found, arg, "")
+        return not _match_operators(arg, found, missing)
     if op == "$elemMatch":
         return any(isinstance(v, list) and any(matches(arg, item) for item in v) for v in found)
     raise QueryError(f"operator {op} is not supported in a $pull condition")
 
 
-def _matches_in(found: list[Any], candidate: Any, options: str) -> bool:
-    if isinstance(candidate, (re.Pattern, Regex)):
-        return _match_operator("$regex", candidate, found, "")
-    return _equals_any(found, candidate)
+def _matches_in(found: list[Any], missing: Missing, candidate: Any) -> bool:
+    if _is_regex(candidate):
+        return _regex_any(found, candidate, "")
+    return _equals_any(found, missing, candidate)
 
 
-def _regex(arg: Any, options: str) -> re.Pattern[str]:
+# --- regular expressions -------------------------------------------------------------------------
+
+# where PCRE (the server) and Python's ``re`` may read a pattern differently, it is not judged: a
+# backslash before a letter or digit (classes, boundaries, anchors, back references), a group
+# with options ``(?``, a POSIX class ``[:``, a ``{,n}`` quantifier
+_UNSHARED = re.compile(r"\\[A-Za-z0-9]|\(\?|\[:|\{,")
+_SHARED_OPTIONS = set("ims")
+
+
+def _is_regex(value: Any) -> bool:
+    return isinstance(value, (re.Pattern, Regex))
+
+
+def _regex_any(found: list[Any], arg: Any, options: str) -> bool:
+    """Whether a string found matches the pattern, or a regex found is the same regex (as the
+    server's regex match treats stored regexes)."""
+    pattern, flags = _pattern_and_options(arg, options)
+    compiled: re.Pattern[str] | None = None
+    for value in _candidates(found):
+        if isinstance(value, str):
+            if compiled is None:
+                compiled = _compile(pattern, flags)
+            if "i" in flags and not value.isascii():
+                raise CannotJudge("a case-insensitive match of non-ASCII text")
+            if compiled.search(value) is not None:
+                return True
+        elif _is_regex(value) and _pattern_and_options(value, "") == (pattern, flags):
+            return True
+    return False
+
+
+def _pattern_and_options(arg: Any, options: str) -> tuple[str, str]:
     if isinstance(arg, Regex):
-        arg = arg.try_compile()
-    flags = 0
-    for letter in options:
-        flags |= _REGEX_FLAGS.get(letter, 0)
-    if isinstance(arg, re.Pattern):
-        return re.compile(arg.pattern, arg.flags | flags)
-    return re.compile(str(arg), flags)
+        pattern, flags = arg.pattern, _letters(arg.flags)
+    elif isinstance(arg, re.Pattern):
+        pattern, flags = arg.pattern, _letters(arg.flags)
+    else:
+        pattern, flags = arg, ""
+    if not isinstance(pattern, str):
+        raise CannotJudge("a regex of bytes")
+    return pattern, "".join(sorted(set(flags) | set(options or "")))
+
+
+def _letters(flags: Any) -> str:
+    if isinstance(flags, str):
+        return flags
+    out = "".join(letter for letter, bit in _REGEX_FLAGS.items() if int(flags) & bit)
+    if int(flags) & re.UNICODE:
+        out += "u"
+    return out
+
+
+def _compile(pattern: str, flags: str) -> re.Pattern[str]:
+    if not set(flags) - {"u"} <= _SHARED_OPTIONS or _UNSHARED.search(pattern) or ("i" in flags and not pattern.isascii()):
+        raise CannotJudge(f"a regex PCRE and Python may read differently: {pattern!r} ({flags})")
+    bits = 0
+    for letter in flags:
+        bits |= _REGEX_FLAGS.get(letter, 0)
+    try:
+        return re.compile(pattern, bits)
+    except re.error as exc:
+        raise CannotJudge(f"a regex Python cannot read: {exc}") from None
 
 
 # --- BSON comparison -----------------------------------------------------------------------------
 
 
 def _is_number(value: Any) -> bool:
+    """An int or a float, never a bool (``$inc``'s operands)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -310,33 +438,121 @@ def _millis(value: _dt.datetime) -> _dt.datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _bracket(value: Any) -> str | None:
-    """The BSON type family comparisons stay within (numbers with numbers, and so on)."""
-    if _is_number(value):
-        return "number"
-    for kind, name in ((str, "string"), (_dt.datetime, "date"), (ObjectId, "objectid"), (bool, "bool")):
-        if isinstance(value, kind):
-            return name
+# the server's canonical type order (numbers of every kind share a rank, as do null and missing)
+_MIN, _NULL, _NUMBER, _STRING, _OBJECT, _ARRAY, _BINARY, _OID, _BOOL, _DATE, _TIMESTAMP, _REGEX, _MAX = (
+    1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 47, 50, 127)
+
+
+def _rank(value: Any) -> int:
     if value is None:
-        return "null"
-    return None
+        return _NULL
+    if isinstance(value, bool):
+        return _BOOL
+    if isinstance(value, (int, float, Decimal128)):
+        return _NUMBER
+    if isinstance(value, str):
+        return _STRING if type(value) is str or not isinstance(value, Code) else _unknown(value)
+    if isinstance(value, Mapping):
+        return _OBJECT if not isinstance(value, DBRef) else _unknown(value)
+    if isinstance(value, (list, tuple)):
+        return _ARRAY
+    if isinstance(value, (bytes, uuid.UUID)):
+        return _BINARY
+    if isinstance(value, ObjectId):
+        return _OID
+    if isinstance(value, _dt.datetime):
+        return _DATE
+    if isinstance(value, Timestamp):
+        return _TIMESTAMP
+    if _is_regex(value):
+        return _REGEX
+    if isinstance(value, MinKey):
+        return _MIN
+    if isinstance(value, MaxKey):
+        return _MAX
+    return _unknown(value)
+
+
+def _unknown(value: Any) -> int:
+    raise CannotJudge(f"a value of type {type(value).__name__}")
+
+
+def _order(a: Any, b: Any) -> int:
+    """-1, 0 or 1: ``a`` against ``b`` in the server's order (types by their canonical rank, then
+    values; documents field by field: the value's rank, the name, the value; lists item by item;
+    the shorter first when one is the other's start)."""
+    ra, rb = _rank(a), _rank(b)
+    if ra != rb:
+        return -1 if ra < rb else 1
+    return _order_within(a, b, ra)
+
+
+def _order_within(a: Any, b: Any, ra: int) -> int:
+    """``_order`` of two values of the same rank ``ra``."""
+    if ra == _NUMBER:
+        return _order_numbers(a, b)
+    if ra in (_NULL, _MIN, _MAX):
+        return 0
+    if ra == _OBJECT:
+        for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+            c = _cmp(_rank(va), _rank(vb)) or _cmp(ka, kb) or _order(va, vb)
+            if c:
+                return c
+        return _cmp(len(a), len(b))
+    if ra == _ARRAY:
+        for va, vb in zip(a, b):
+            c = _order(va, vb)
+            if c:
+                return c
+        return _cmp(len(a), len(b))
+    if ra == _BINARY:
+        sa, ta = _binary(a)
+        sb, tb = _binary(b)
+        return _cmp(len(ta), len(tb)) or _cmp(sa, sb) or _cmp(ta, tb)
+    if ra == _OID:
+        return _cmp(a.binary, b.binary)
+    if ra == _DATE:
+        return _cmp(_millis(a), _millis(b))
+    if ra == _TIMESTAMP:
+        return _cmp((a.time, a.inc), (b.time, b.inc))
+    if ra == _REGEX:
+        if _pattern_and_options(a, "") == _pattern_and_options(b, ""):
+            return 0
+        raise CannotJudge("the order of two regexes")
+    return _cmp(a, b)  # strings (code point order is UTF-8's byte order), booleans
+
+
+def _cmp(a: Any, b: Any) -> int:
+    return int(a > b) - int(a < b)
+
+
+def _order_numbers(a: Any, b: Any) -> int:
+    """Numbers of any kind by value; NaN equals NaN and comes before every other number."""
+    x = a.to_decimal() if isinstance(a, Decimal128) else a
+    y = b.to_decimal() if isinstance(b, Decimal128) else b
+    nan_x, nan_y = x != x, y != y
+    if nan_x or nan_y:
+        return 0 if nan_x and nan_y else (-1 if nan_x else 1)
+    return _cmp(x, y)
+
+
+def _binary(value: Any) -> tuple[int, bytes]:
+    """(subtype, bytes) of binary data: plain bytes are subtype 0, a UUID subtype 4."""
+    if isinstance(value, Binary):
+        return value.subtype, bytes(value)
+    if isinstance(value, uuid.UUID):
+        return 4, value.bytes
+    return 0, bytes(value)
 
 
 def bson_equal(a: Any, b: Any) -> bool:
-    """Equality as the server sees it: 1 == 1.0 but never True; sub-documents in key order."""
-    if _is_number(a) and _is_number(b):
-        return bool(a == b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, _dt.datetime) and isinstance(b, _dt.datetime):
-        return _millis(a) == _millis(b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(bson_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(bson_equal(x, y) for x, y in zip(a, b))
-    if type(a) is not type(b) and not (isinstance(a, str) and isinstance(b, str)):
-        return False
-    return bool(a == b)
+    """Equality as the server sees it: 1 == 1.0 but never True; sub-documents in key order.
+    Values of a type the server's order is not known for here are equal only when of the same
+    type and equal in Python."""
+    try:
+        return _order(a, b) == 0
+    except CannotJudge:
+        return type(a) is type(b) and bool(a == b)
 
 
 _ORDER: dict[str, Callable[[int], bool]] = {
@@ -345,11 +561,8 @@ _ORDER: dict[str, Callable[[int], bool]] = {
 
 
 def _compare(op: str, value: Any, arg: Any) -> bool:
-    kind = _bracket(value)
-    if kind is None or kind != _bracket(arg):
+    """An ordering operator on one value: only within the argument's type (type bracketing)."""
+    rank = _rank(value)
+    if rank != _rank(arg):
         return False
-    if kind == "null":
-        return op in ("$gte", "$lte")
-    if kind == "date":
-        value, arg = _millis(value), _millis(arg)
-    return _ORDER[op]((value > arg) - (value < arg))
+    return _ORDER[op](_order_within(value, arg, rank))

@@ -7,6 +7,7 @@ against an uncached read (``cache=False``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -498,3 +499,46 @@ def test_a_cache_that_stores_an_entry_while_the_write_is_judged_never_keeps_an_a
     after = other.generation("User")
     assert other.put(key, {"name": "new"}, after)
     assert peers.unseen("User", writer) is False  # now held: the caller takes the notice path
+
+
+# --- the judge is the server's, one level deeper --------------------------------------------------
+
+BIRTH = {"date": "1990-01-01T00:00:00Z", "timezone": "UTC"}
+
+
+def test_a_null_test_through_a_list_of_documents_drops_what_a_new_item_without_the_field_matches():
+    with Database("mongomock://localhost/selective-null", cache_models=("BirthChart",), ensure_indexes=False) as db:
+        user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        sun = {"body": "Sun", "sign": "Aries", "degree": 1, "house": 1}
+        chart = db.create("BirthChart", {"userId": user.id, "birthData": BIRTH, "positions": [sun]})
+        unhoused = {"positions.house": None}
+        assert db.find("BirthChart", unhoused) == [] and db.count("BirthChart", unhoused) == 0  # cached
+        # an item without a house: the server's null test now matches the chart (SERVER-14874)
+        db.update("BirthChart", {"id": chart.id}, {"positions": [sun, {"body": "Moon", "sign": "Leo", "degree": 2}]})
+        assert [c.id for c in db.find("BirthChart", unhoused)] == [chart.id]
+        assert [c.id for c in db.find("BirthChart", unhoused, cache=False)] == [chart.id]
+        other = db.create("User", {"email": "bob@example.com", "name": "Bob"})
+        db.create("BirthChart", {"userId": other.id, "birthData": BIRTH, "positions": [{"body": "Mars", "sign": "Leo", "degree": 3}]})
+        assert db.count("BirthChart", {"positions.house": {"$ne": None}}) == 0  # both charts have one without
+        assert len(db.find("BirthChart", unhoused)) == 2 == len(db.find("BirthChart", unhoused, cache=False))
+
+
+def test_a_regex_as_the_value_is_a_pattern_match_for_the_cache_too(db):
+    _users(db)
+    assert _same_as_server(db, "find", {"name": re.compile("^C")}) == []
+    db.create("User", {"email": "cy@example.com", "name": "Cy"})
+    assert [u["name"] for u in _same_as_server(db, "find", {"name": re.compile("^C")})] == ["Cy"]
+    assert len(_same_as_server(db, "find", {"name": {"$not": re.compile("^C")}})) == 3
+    db.create("User", {"email": "cat@example.com", "name": "Cat"})
+    assert len(_same_as_server(db, "find", {"name": {"$not": re.compile("^C")}})) == 3
+    assert [u["name"] for u in _same_as_server(db, "find", {"name": re.compile("^C")})] == ["Cy", "Cat"]
+
+
+def test_a_filter_the_cache_cannot_judge_is_dropped_by_a_write_it_may_match(db):
+    _users(db)
+    digits = {"name": re.compile(r"\d$")}  # \d: Unicode digits in Python's re, ASCII in the server's PCRE
+    assert len(_same_as_server(db, "find", digits)) == 3
+    hits = _hits(db)
+    db.create("User", {"email": "x@example.com", "name": "X\u0663"})  # ARABIC-INDIC DIGIT THREE
+    assert len(_same_as_server(db, "find", digits)) in (3, 4)  # the embedded server is Python: 4; MongoDB: 3
+    assert _hits(db) == hits  # dropped, read again: never judged on a guess

@@ -13,13 +13,14 @@ import re
 
 import mongomock_ng
 import pytest
-from bson import ObjectId
+from bson import Binary, Code, Decimal128, ObjectId
+from bson.regex import Regex
 from fuzzing import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from astro_db.errors import QueryError
-from astro_db.query.evaluate import apply_update, bson_equal, matches
+from astro_db.query.evaluate import CannotJudge, apply_update, bson_equal, matches
 
 OIDS = [ObjectId(f"{i:024x}") for i in range(1, 4)]
 DATES = [dt.datetime(2026, 1, d, 9, 30, 0, 123000) for d in (1, 2, 3)]
@@ -288,3 +289,105 @@ def test_a_logical_only_condition_is_a_query_on_the_items_as_on_the_server():
 def test_matches_refuses_operators_it_does_not_implement():
     with pytest.raises(QueryError, match="not supported"):
         matches({"$size": 2}, [1, 2])
+
+
+# --- what the query cache asks: the server's answer, or CannotJudge --------------------------------
+# The server's answers below are MongoDB's documented or long-standing behaviour: a null test
+# through a list of documents sees an item missing the field (SERVER-14874: since 2.6,
+# {"a.c.d": {$ne: null}} does not match {a: [{b: 2}, {b: 3, c: {d: 4}}]}); a regex as the value
+# is a pattern match ($in too), ``$eq`` with a regex is literal; ordering operators compare
+# lists and documents as wholes within their type; numbers of every BSON kind compare by value.
+# mongomock-ng and nx-27017 both differ from the server on several of these rows.
+
+WITH_HOUSES = {"positions": [{"body": "Sun", "house": 1}, {"body": "Moon"}]}
+
+
+@pytest.mark.parametrize("doc,query,server", [
+    (WITH_HOUSES, {"positions.house": None}, True),
+    (WITH_HOUSES, {"positions.house": {"$eq": None}}, True),
+    (WITH_HOUSES, {"positions.house": {"$in": [None, 7]}}, True),
+    (WITH_HOUSES, {"positions.house": {"$gte": None}}, True),
+    (WITH_HOUSES, {"positions.house": {"$lte": None}}, True),
+    (WITH_HOUSES, {"positions.house": {"$gt": None}}, False),
+    (WITH_HOUSES, {"positions.house": {"$ne": None}}, False),
+    (WITH_HOUSES, {"positions.house": {"$nin": [None]}}, False),
+    (WITH_HOUSES, {"$nor": [{"positions.house": None}]}, False),
+    (WITH_HOUSES, {"positions.house": {"$exists": False}}, False),
+    (WITH_HOUSES, {"positions.house": {"$exists": True}}, True),
+    ({"positions": [{"body": "Sun", "house": 1}]}, {"positions.house": None}, False),
+    ({"positions": [{"body": "Sun", "house": 1}]}, {"positions.house": {"$ne": None}}, True),
+    ({"a": {"b": [{"c": 1}, {"d": 1}]}}, {"a.b.c": None}, True),
+    ({"a": [{"b": [{"c": 1}]}, {"x": 1}]}, {"a.b.c": None}, True),
+    ({"a": 5}, {"a.b": None}, True),
+    ({"a": []}, {"a": None}, False),
+    ({"a": [None]}, {"a.0": None}, True),
+    ({"name": "Cy"}, {"name": re.compile("^C")}, True),
+    ({"name": "Ann"}, {"name": re.compile("^C")}, False),
+    ({"name": "Cy"}, {"name": Regex("^c", "i")}, True),
+    ({"tags": ["x", "Cy"]}, {"tags": re.compile("^C")}, True),
+    ({"name": "Cy"}, {"name": {"$in": ["Ann", re.compile("y$")]}}, True),
+    ({"name": "Cy"}, {"name": {"$nin": [re.compile("y$")]}}, False),
+    ({"name": "Cy"}, {"name": {"$eq": Regex("^C")}}, False),  # $eq with a regex is literal
+    ({"rule": Regex("^C")}, {"rule": Regex("^C")}, True),
+    ({"a": [2]}, {"a": {"$gt": [1]}}, True),
+    ({"a": [1]}, {"a": {"$gt": [1, 0]}}, False),
+    ({"a": {"x": 2}}, {"a": {"$gt": {"x": 1}}}, True),
+    ({"a": {"x": 1, "y": 0}}, {"a": {"$gt": {"x": 1}}}, True),
+    ({"a": {"w": 9}}, {"a": {"$gt": {"x": 1}}}, False),  # field names compare before values
+    ({"a": [[1, 2]]}, {"a": [1, 2]}, True),
+    ({"a": [3, "x"]}, {"a": {"$gt": 2}}, True),
+    ({"a": "x"}, {"a": {"$gt": 2}}, False),  # type bracketing
+    ({"score": Decimal128("5.5")}, {"score": {"$gt": 5}}, True),
+    ({"score": 5}, {"score": Decimal128("5")}, True),
+    ({"score": 0.1}, {"score": Decimal128("0.1")}, False),  # the double is not exactly 0.1
+    ({"score": float("nan")}, {"score": float("nan")}, True),
+    ({"score": float("nan")}, {"score": {"$lt": 0}}, True),  # NaN comes before every number
+    ({"blob": b"ab"}, {"blob": Binary(b"ab", 0)}, True),
+    ({"blob": b"ab"}, {"blob": Binary(b"ab", 5)}, False),
+    ({"blob": b"ab"}, {"blob": {"$gt": b"a"}}, True),  # longer binary data sorts after
+    ({"at": dt.datetime(2026, 1, 1, 12, 0, 0, 1500)}, {"at": {"$gte": dt.datetime(2026, 1, 1, 12, 0, 0, 1900)}}, True),
+])
+def test_a_query_is_judged_as_the_server_judges_it(doc, query, server):
+    assert matches(query, doc) is server
+    assert matches({"$nor": [query]}, doc) is (not server)
+
+
+@pytest.mark.parametrize("doc,query", [
+    ({"a": [1, 2]}, {"a.b": None}),  # a list of scalars on a null test's path
+    ({"a": []}, {"a.b": None}),  # an empty list on it
+    ({"a": [{"x": 1}]}, {"a.0": None}),  # a positional part through a list of documents
+    ({"a": [[{"b": 1}]]}, {"a.b": 1}),  # a path through a list of lists
+    ({"name": "Ann1"}, {"name": re.compile(r"\d")}),  # \d: Unicode digits in Python, ASCII in PCRE
+    ({"name": "Ann"}, {"name": re.compile(r"(?i)ann")}),  # inline options
+    ({"name": "Ann"}, {"name": Regex("[[:alpha:]]")}),  # a POSIX class Python reads as a set
+    ({"name": "Ann"}, {"name": re.compile("a{,2}")}),
+    ({"name": "Ann"}, {"name": {"$regex": "ann", "$options": "x"}}),
+    ({"name": "Élise"}, {"name": {"$regex": "^é", "$options": "i"}}),  # Unicode case folding
+    ({"name": "Élise"}, {"name": {"$regex": "^e", "$options": "i"}}),
+    ({"name": "Ann"}, {"name": {"$regex": "["}}),  # a pattern Python cannot read
+    ({"code": Code("x")}, {"code": "x"}),  # a type whose order is not known here
+    ({"a": Regex("^a")}, {"a": {"$gt": Regex("^b")}}),
+])
+def test_what_the_server_may_answer_otherwise_is_not_judged_even_negated(doc, query):
+    for condition in (query, {"$nor": [query]}, {"$or": [{"zzz": 1}, query]}):
+        with pytest.raises(CannotJudge):
+            matches(condition, doc)
+
+
+def test_a_pull_condition_that_cannot_be_judged_refuses_the_update():
+    with pytest.raises(QueryError, match="PCRE"):
+        apply_update({"xs": ["Sun1"]}, {"$pull": {"xs": {"$regex": r"\d"}}})
+
+
+def test_db_update_refuses_a_pull_it_cannot_judge_and_writes_nothing():
+    from astro_db import Database
+
+    with Database("mongomock://localhost/pull-judged") as db:
+        user = db.create("User", {"email": "a@example.com", "name": "A"})
+        day = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-12-01T00:00:00Z", "energyLevel": 5,
+                                             "recommendations": ["Rest 1", "Walk"]})
+        with pytest.raises(CannotJudge, match="PCRE"):
+            db.update("PlanetaryInsight", {"id": day.id}, {"$pull": {"recommendations": {"$regex": r"\d"}}})
+        assert db.find_one("PlanetaryInsight", {"id": day.id}).recommendations == ["Rest 1", "Walk"]
+        pulled = db.update("PlanetaryInsight", {"id": day.id}, {"$pull": {"recommendations": {"$regex": "1$"}}})
+        assert pulled.recommendations == ["Walk"] and pulled.revision == day.revision + 1  # the refused one wrote nothing
