@@ -116,11 +116,25 @@ def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set
         live = stack.enter_context(_connected(journal_source)) if journal_source is not None and plan.live_tail else None
         ledger = (live if live is not None and erasures_from is journal_source
                   else stack.enter_context(_connected(erasures_from)) if erasures_from is not None else None)
-        return run_restore(Repository(repo), db.executor.gateway("restore", retry=False), plan, decode=_decodes(db),
-                           owners=owner_paths(db.executor.runtime.registry), drop=drop,
-                           live_journal=live.executor.gateway("restore journal") if live is not None else None,
-                           progress=progress,
-                           erasures_from=ledger.executor.gateway("restore erasures") if ledger is not None else None)
+        try:
+            return run_restore(Repository(repo), db.executor.gateway("restore", retry=False), plan, decode=_decodes(db),
+                               owners=owner_paths(db.executor.runtime.registry), drop=drop,
+                               live_journal=live.executor.gateway("restore journal") if live is not None else None,
+                               progress=progress,
+                               erasures_from=ledger.executor.gateway("restore erasures") if ledger is not None else None)
+        finally:
+            _announce_restored(db)
+
+
+def _announce_restored(db: Database) -> None:
+    """A restore rewrote every model collection of the target (or some of them, if it failed
+    midway): each model is announced as wholly changed, as a write of the service announces
+    what it changed, so every cache that can hear of it (this ``Database``'s, the others of the
+    process on the same data, every process on its bus) drops the model's entries, and a read
+    under way stores nothing."""
+    cache = db.executor.runtime.cache
+    for info in db.executor.runtime.registry:
+        cache.invalidate(info.name)
 
 
 def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None) -> dict[str, Any]:

@@ -76,6 +76,17 @@ def test_restore_into_a_non_empty_target_is_refused_without_drop(source, target,
     assert state(target) == state(source)
 
 
+def test_a_restore_by_url_drops_what_the_apps_caches_hold_of_the_target(source, target_url, tmp_path):
+    seed(source)
+    backup.backup(source, tmp_path)
+    with Database(target_url, server_selection_timeout_ms=2000, ensure_indexes=False, cache_models=("User",)) as app:
+        add_user(app, "Squatter")
+        assert [u.name for u in app.find("User", {})] == ["Squatter"]  # cached by the app
+        backup.restore(tmp_path, target_url, drop=True)  # a Database of its own, on the same data
+        names = sorted(u.name for u in app.find("User", {}))
+        assert names == sorted(u.name for u in app.find("User", {}, cache=False)) and "Squatter" not in names
+
+
 @pytest.fixture
 def repo(source, tmp_path) -> Path:
     data = seed(source)
