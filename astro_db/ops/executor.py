@@ -231,6 +231,7 @@ class Executor:
         options = compile.find_options(rt, info, {"sort": op.options.get("sort"), "projection": op.options.get("projection")},
                                        verb="page")
         order = pages.page_sort(options.get("sort"))
+        pages.refuse_list_keys(info.cls, order)
         projection = options.get("projection")
         if projection:
             if any(projection.get(key) == 0 for key, _ in order):

@@ -27,11 +27,13 @@ from typing import Any, Generic, TypeVar
 
 import bson
 from bson.codec_options import CodecOptions
+from mongoengine.fields import ListField
 
 from ..config import DatabaseConfig
 from ..errors import QueryError
+from ..models import paths
 
-__all__ = ["Page", "PageTokens", "keyset_filter", "page_sort"]
+__all__ = ["Page", "PageTokens", "keyset_filter", "page_sort", "refuse_list_keys"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +62,22 @@ def page_sort(sort: list[tuple[str, int]] | None) -> list[tuple[str, int]]:
     keys = [(k, d) for k, d in (sort or []) if k != "_id"]
     id_direction = next((d for k, d in (sort or []) if k == "_id"), keys[-1][1] if keys else 1)
     return [*keys, ("_id", id_direction)]
+
+
+def refuse_list_keys(model_cls: Any, sort: list[tuple[str, int]]) -> None:
+    """A ``QueryError`` for a sort key that holds a list or reaches through one (``recommendations``,
+    ``positions.degree``): the server sorts such a document by its smallest item (ascending) or
+    its largest (descending), while "after the last document" compares the list as a whole and
+    its items one by one, so a keyset page would skip or repeat documents. A position inside the
+    list (``positions.0.degree``) names one value and is accepted."""
+    for key, _ in sort:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            field = paths.resolve(model_cls, ".".join(parts[: i + 1])).field
+            if isinstance(field, ListField) and not (i + 1 < len(parts) and parts[i + 1].isdigit()):
+                raise QueryError(f"cannot page by {key!r}: it holds a list, which the server sorts by its smallest or "
+                                 "largest item and a page's start cannot follow; sort by a field holding one value "
+                                 f"(or one position of the list: {'.'.join(parts[: i + 1])}.0...)")
 
 
 def _after(key: str, direction: int, value: Any) -> dict[str, Any] | None:
@@ -106,12 +124,19 @@ def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str,
 
 
 def sort_values(doc: Mapping[str, Any], sort: list[tuple[str, int]]) -> list[Any]:
-    """The values of ``doc`` at the sort keys (dotted stored paths; missing is ``None``)."""
+    """The values of ``doc`` at the sort keys (dotted stored paths, a list position by its
+    index; missing is ``None``): what the server sorted the document by, or the next page's
+    start would not be after it."""
     out = []
     for key, _ in sort:
         value: Any = doc
         for part in key.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+            if isinstance(value, Mapping):
+                value = value.get(part)
+            elif isinstance(value, list) and part.isdigit():
+                value = value[int(part)] if int(part) < len(value) else None
+            else:
+                value = None
         out.append(value)
     return out
 
