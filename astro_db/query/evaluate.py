@@ -413,7 +413,9 @@ def _letters(flags: Any) -> str:
 
 def _compile(pattern: str, flags: str) -> re.Pattern[str]:
     if not set(flags) - {"u"} <= _SHARED_OPTIONS or _UNSHARED.search(pattern) or ("i" in flags and not pattern.isascii()):
-        raise CannotJudge(f"a regex PCRE and Python may read differently: {pattern!r} ({flags})")
+        # the pattern is not in the message: a caller's pattern may hold personal data
+        raise CannotJudge("a regex PCRE and Python may read differently (a backslash class or anchor, a (? group, a "
+                          "POSIX class, {,n}, the x option, or a case-insensitive match of non-ASCII text)")
     bits = 0
     for letter in flags:
         bits |= _REGEX_FLAGS.get(letter, 0)
