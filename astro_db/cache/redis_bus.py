@@ -600,7 +600,9 @@ class RedisBus(SubscribingBus):
         self.start()
 
     def close(self) -> None:
-        """Stop the subscriber (the cache stops trusting the bus) and release the connections."""
+        """Send what is still owed (``_send_owed``), stop the subscriber (the cache stops trusting
+        the bus) and release the connections."""
+        self._send_owed()
         self._stop.set()
         self._wake.set()
         self._interrupt()
@@ -619,6 +621,30 @@ class RedisBus(SubscribingBus):
             self._send_lock.release()
         if self._register_client is not None:
             self._register_client.close()
+
+    def _send_owed(self) -> None:
+        """``close()``: the writes of this process not announced yet are sent before the bus
+        closes, on the publishing connection (opened here if need be), whether or not the
+        subscriber is connected: a short-lived process (a command-line write, a restore) may
+        close before its subscriber has even subscribed, and nothing would send them afterwards.
+        Bounded by the publishing connection's (the lock held at most twice ``timeout_s``, a send
+        and its one retry); what cannot be sent is logged and left, as for a publisher cut off
+        from Redis: the other processes' caches keep those models' entries until their TTL."""
+        if not self._pending or self._stop.is_set() or _FORKS[0] != self._forks:
+            return
+        if not self._send_lock.acquire(timeout=self._timeout_s * 2):
+            self._log.error("owed", "cache bus %s: closed with writes to %s not announced (the publishing "
+                            "connection stayed busy)", self.masked_url, ", ".join(sorted(self._pending)))
+            return
+        try:
+            self._flush_pending()
+        except Exception as exc:  # noqa: BLE001 - Redis refused or is gone: said, never the closing caller's failure
+            self.figures.error(f"close: {self._said(exc)}")
+            self._log.error("owed", "cache bus %s: closed with writes to %s not announced (%s); other processes "
+                            "drop those entries at their TTL", self.masked_url, ", ".join(sorted(self._pending)),
+                            self._said(exc))
+        finally:
+            self._send_lock.release()
 
     def _take_send_lock(self) -> None:
         """``close()``: the publishing connection's lock, from whoever has it, or with the send a

@@ -24,12 +24,15 @@ import ssl
 import threading
 import time
 import types
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 from bus_kit import NOTICE, count_wakes, generation, open_bus, spy_sends, subscribed_bus
+from live.nxserver import free_port
+from spies import BusCalls
 from spies import poll as _poll
 
 from astro_db.cache import redis_bus
@@ -339,6 +342,50 @@ def test_a_closed_bus_does_not_start_its_threads_again(redis_server):
     assert not bus.connected
     bus.publish("User", notice=NOTICE)
     assert bus._publisher is publisher and bus._thread is thread and not publisher.is_alive() and not thread.is_alive()
+
+
+def _never_subscribed(monkeypatch: Any) -> None:
+    """The subscriber never gets its subscription (held until the bus closes): a process that
+    writes and closes before its subscriber has subscribed."""
+    subscribe = RedisBus._subscribe
+
+    def held(self: RedisBus, wire: Any, *, reconnect: bool) -> Any:
+        while not self._stop.wait(0.005):
+            pass
+        raise redis.ConnectionError("closed before subscribing")
+
+    monkeypatch.setattr(RedisBus, "_subscribe", held)
+    assert subscribe is not held
+
+
+def test_what_a_process_wrote_before_its_subscriber_subscribed_is_announced_when_it_closes(
+        redis_server, redis_client, monkeypatch):
+    _never_subscribed(monkeypatch)
+    bus = RedisBus(redis_server.url, f"owed{uuid.uuid4().hex[:8]}")
+    bus.attach(BusCalls())
+    redis_client.sadd(bus.cached_key, "User")  # another process caches User
+    heard = redis_client.pubsub()
+    heard.subscribe(bus.channel)
+    assert heard.get_message(timeout=1.0)["type"] == "subscribe"
+    bus.publish("User", notice=NOTICE)  # not connected: owed
+    assert bus.unsent("User") and not bus.connected
+    bus.close()
+    assert not bus.unsent("User") and generation(redis_client, bus) == 1
+    message = heard.get_message(timeout=1.0)
+    assert message is not None and b'"m": "User"' in message["data"]  # the other processes heard it
+    heard.close()
+
+
+def test_what_cannot_be_announced_at_close_is_logged_without_the_password_and_close_returns(monkeypatch, caplog):
+    _never_subscribed(monkeypatch)
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    bus = RedisBus(url, f"owed{uuid.uuid4().hex[:8]}")
+    bus.attach(BusCalls())
+    bus.publish("User", notice=NOTICE)
+    bus.close()
+    said = [r.getMessage() for r in caplog.records if "not announced" in r.getMessage()]
+    assert said and "User" in said[0] and all("hunter2" not in text for text in said)
+    assert bus.unsent("User") and not bus._send_lock.locked()
 
 
 def test_what_the_bus_says_of_an_exception_never_holds_its_urls_passwords():
