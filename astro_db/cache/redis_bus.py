@@ -560,9 +560,9 @@ class RedisBus(SubscribingBus):
         """A thread of the bus: ``loop``, which catches every ``Exception`` and returns only when
         the bus closes (or cannot work: ``ConfigError``). What no ``except Exception`` catches
         (``SystemExit`` raised in the thread, gevent's ``GreenletExit``) ends the thread, as
-        always; unless the bus is closing, the next publish starts it again (``_revive``). A
-        subscriber ended so has dropped everything first (its ``finally``): caching is off until
-        it is back."""
+        always; unless the bus is closing, the bus stops being trusted (what is owed is sent by
+        the subscriber once back) and the next look at ``connected`` (a read or a write of a
+        cached model) starts the thread again (``_start_again``)."""
         try:
             loop()
         except BaseException as exc:
@@ -627,9 +627,10 @@ class RedisBus(SubscribingBus):
         closes, on the publishing connection (opened here if need be), whether or not the
         subscriber is connected: a short-lived process (a command-line write, a restore) may
         close before its subscriber has even subscribed, and nothing would send them afterwards.
-        Bounded by the publishing connection's (the lock held at most twice ``timeout_s``, a send
-        and its one retry); what cannot be sent is logged and left, as for a publisher cut off
-        from Redis: the other processes' caches keep those models' entries until their TTL."""
+        Bounded: the publishing connection is waited for at most twice ``timeout_s``, then each
+        send (and its one retry) within the connection's own timeouts; what cannot be sent is
+        logged and left, as for a publisher cut off from Redis: the other processes' caches keep
+        those models' entries until their TTL."""
         if not self._pending or self._stop.is_set() or _FORKS[0] != self._forks:
             return
         if not self._send_lock.acquire(timeout=self._timeout_s * 2):
