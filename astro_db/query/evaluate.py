@@ -16,7 +16,7 @@ import copy
 import datetime as _dt
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from bson import Binary, Code, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
@@ -212,31 +212,65 @@ def _is_operator_doc(value: Any) -> bool:
 
 
 def _match_query(query: Mapping[str, Any], doc: Any) -> bool:
-    for key, cond in query.items():
-        if key == "$and":
-            ok = all(_match_query(sub, doc) for sub in cond)
-        elif key == "$or":
-            ok = any(_match_query(sub, doc) for sub in cond)
-        elif key == "$nor":
-            ok = not any(_match_query(sub, doc) for sub in cond)
-        elif key.startswith("$"):
-            raise CannotJudge(f"top-level operator {key}")
-        else:
-            found: list[Any]
-            missing: Missing
-            if "." not in key:  # a top-level field: what ``_lookup`` gives, without its calls
-                found, missing = ([doc[key]], False) if key in doc else ([], True)
-            else:
-                found, missing = _lookup(doc, key.split("."))
-            if _is_operator_doc(cond):
-                ok = _match_operators(cond, found, missing)
-            elif _is_regex(cond):
-                ok = _regex_any(found, cond, "")  # a regex as the value: a pattern match
-            else:
-                ok = _equals_any(found, missing, cond)
-        if not ok:
-            return False
+    try:  # the common case, decided without the three-valued walk
+        for key, cond in query.items():
+            if not _match_clause(key, cond, doc):
+                return False
+        return True
+    except CannotJudge:
+        return _every(query.items(), lambda item: _match_clause(item[0], item[1], doc))
+
+
+def _match_clause(key: str, cond: Any, doc: Any) -> bool:
+    if key == "$and":
+        return _every(cond, lambda sub: _match_query(sub, doc))
+    if key == "$or":
+        return _some(cond, lambda sub: _match_query(sub, doc))
+    if key == "$nor":
+        return not _some(cond, lambda sub: _match_query(sub, doc))
+    if key.startswith("$"):
+        raise CannotJudge(f"top-level operator {key}")
+    found: list[Any]
+    missing: Missing
+    if "." not in key:  # a top-level field: what ``_lookup`` gives, without its calls
+        found, missing = ([doc[key]], False) if key in doc else ([], True)
+    else:
+        found, missing = _lookup(doc, key.split("."))
+    if _is_operator_doc(cond):
+        return _match_operators(cond, found, missing)
+    if _is_regex(cond):
+        return _regex_any(found, cond, "")  # a regex as the value: a pattern match
+    return _equals_any(found, missing, cond)
+
+
+# Three-valued logic: a part that cannot be judged decides nothing while another part decides the
+# whole (a false part of an "and", a true part of an "or"); only when none does is the whole not
+# judged either.
+
+def _every(parts: Iterable[Any], test: Callable[[Any], bool]) -> bool:
+    unsure: CannotJudge | None = None
+    for part in parts:
+        try:
+            if not test(part):
+                return False
+        except CannotJudge as exc:
+            unsure = exc
+    if unsure is not None:
+        raise unsure
     return True
+
+
+def _some(parts: Iterable[Any], test: Callable[[Any], bool]) -> bool:
+    unsure: CannotJudge | None = None
+    for part in parts:
+        try:
+            if test(part):
+                return True
+        except CannotJudge as exc:
+            unsure = exc
+    if unsure is not None:
+        raise unsure
+    return False
 
 
 # ``missing``: whether the path is missing where a null test sees it (True), nowhere (False), or
@@ -324,7 +358,14 @@ def _same(value: Any, target: Any) -> bool:
 
 def _match_operators(ops: Mapping[str, Any], found: list[Any], missing: Missing) -> bool:
     options = ops.get("$options", "")
-    return all(_match_operator(op, arg, found, missing, options) for op, arg in ops.items() if op != "$options")
+    try:  # the common case, decided without the three-valued walk
+        for op, arg in ops.items():
+            if op != "$options" and not _match_operator(op, arg, found, missing, options):
+                return False
+        return True
+    except CannotJudge:
+        return _every((item for item in ops.items() if item[0] != "$options"),
+                      lambda item: _match_operator(item[0], item[1], found, missing, options))
 
 
 def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, options: str) -> bool:
@@ -333,9 +374,9 @@ def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, optio
     if op == "$ne":
         return not _equals_any(found, missing, arg)
     if op == "$in":
-        return any(_matches_in(found, missing, a) for a in arg)
+        return _in(found, missing, arg)
     if op == "$nin":
-        return not any(_matches_in(found, missing, a) for a in arg)
+        return not _in(found, missing, arg)
     if op == "$exists":
         return bool(found) == bool(arg)
     if op in _ORDER:
@@ -351,6 +392,13 @@ def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, optio
     if op == "$elemMatch":
         return any(isinstance(v, list) and any(matches(arg, item) for item in v) for v in found)
     raise QueryError(f"operator {op} is not supported in a $pull condition")
+
+
+def _in(found: list[Any], missing: Missing, candidates: Any) -> bool:
+    try:  # the common case, decided without the three-valued walk
+        return any(_matches_in(found, missing, a) for a in candidates)
+    except CannotJudge:
+        return _some(candidates, lambda a: _matches_in(found, missing, a))
 
 
 def _matches_in(found: list[Any], missing: Missing, candidate: Any) -> bool:

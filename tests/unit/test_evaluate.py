@@ -374,6 +374,33 @@ def test_what_the_server_may_answer_otherwise_is_not_judged_even_negated(doc, qu
             matches(condition, doc)
 
 
+ANN = {"name": "Ann", "status": "active"}
+DIGIT = re.compile(r"\d")  # not judged: \d is Unicode in Python's re, ASCII in PCRE
+
+
+@pytest.mark.parametrize("doc,query,server", [
+    (ANN, {"$or": [{"name": DIGIT}, {"status": "active"}]}, True),
+    (ANN, {"$nor": [{"name": DIGIT}, {"status": "active"}]}, False),
+    (ANN, {"name": DIGIT, "status": "paused"}, False),
+    (ANN, {"$and": [{"name": DIGIT}, {"status": "paused"}]}, False),
+    (ANN, {"name": {"$regex": r"\d", "$eq": "Bob"}}, False),
+    ({"a": [1, {"b": 5}]}, {"a.b": {"$in": [None, 5]}}, True),  # null through a scalar item: not judged; 5 is
+    ({"a": [1, {"b": 5}]}, {"a.b": {"$nin": [None, 5]}}, False),
+])
+def test_a_part_that_cannot_be_judged_decides_nothing_when_another_part_decides(doc, query, server):
+    assert matches(query, doc) is server
+
+
+@pytest.mark.parametrize("query", [
+    {"$or": [{"name": DIGIT}, {"status": "paused"}]},
+    {"name": DIGIT, "status": "active"},
+    {"a.b": {"$in": [None, 7]}},
+])
+def test_when_no_part_decides_the_whole_is_not_judged(query):
+    with pytest.raises(CannotJudge):
+        matches(query, dict(ANN, a=[1, {"b": 5}]))
+
+
 def test_a_pull_condition_that_cannot_be_judged_refuses_the_update():
     with pytest.raises(QueryError, match="PCRE"):
         apply_update({"xs": ["Sun1"]}, {"$pull": {"xs": {"$regex": r"\d"}}})
