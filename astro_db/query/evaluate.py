@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from bson import Binary, Code, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
+from bson import Binary, Code, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
 from bson.regex import Regex
 
 from ..errors import QueryError
@@ -501,9 +501,9 @@ def _rank(value: Any) -> int:
     if isinstance(value, (int, float, Decimal128)):
         return _NUMBER
     if isinstance(value, str):
-        return _STRING if type(value) is str or not isinstance(value, Code) else _unknown(value)
+        return _unknown(value) if isinstance(value, Code) else _STRING  # Code is a str, not a string to BSON
     if isinstance(value, Mapping):
-        return _OBJECT if not isinstance(value, DBRef) else _unknown(value)
+        return _OBJECT  # a DBRef is no Mapping: it falls to the end, not judged
     if isinstance(value, (list, tuple)):
         return _ARRAY
     if isinstance(value, (bytes, uuid.UUID)):
