@@ -87,8 +87,10 @@ ONE_COMMAND_BATCH = 16
 UPSERT_BATCH = 1000
 # Update operators a second application would apply again: such an update is not retried by us.
 _NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
+# Mongoose's version key: every list-changing update advances it (the compare-and-set of lists).
+VERSION_FIELD = "__v"
 # Service fields: never part of what an upsert compares (the caller's content is).
-_KEPT = frozenset({"_id", "createdAt", "updatedAt", "__v", REV_FIELD, OP_FIELD})
+_KEPT = frozenset({"_id", "createdAt", "updatedAt", VERSION_FIELD, REV_FIELD, OP_FIELD})
 
 
 def new_document(info: ModelInfo, data: Any, made_id: Any = None) -> dict[str, Any]:
@@ -114,7 +116,7 @@ def new_document(info: ModelInfo, data: Any, made_id: Any = None) -> dict[str, A
     son = {"_id": son.pop("_id") if chosen else made_id if made_id is not None else new_id(), **son}
     son.setdefault("createdAt", now)
     son["updatedAt"] = now
-    son.setdefault("__v", 0)
+    son.setdefault(VERSION_FIELD, 0)
     if chosen:  # an _id the caller chose may have had an earlier life (WriteRunner.continue_lives)
         son[REV_FIELD] = CONTINUED
     return son
@@ -775,7 +777,7 @@ class WriteRunner:
                 return None, None
             bound = self._bound(update, current)
             after = self._checked_post_image(current, bound)
-            cas = _merge(filt, {"_id": current["_id"], "__v": current.get("__v")})
+            cas = _merge(filt, {"_id": current["_id"], VERSION_FIELD: current.get(VERSION_FIELD)})
             versioned = _lists_as_validated(bound, after, compiled.list_roots)
             landed, found = self._stamped(op_id)
             try:
@@ -785,8 +787,8 @@ class WriteRunner:
                     )), [current["_id"]], retry=False, landed=landed)
             except _Partly:
                 doc = found[0]
-            if doc is not None:
-                return _written("update", [doc], tuple(compiled.fields), op_id), doc
+            if doc is not None:  # the compare-and-set advanced the version key too
+                return _written("update", [doc], (*compiled.fields, VERSION_FIELD), op_id), doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")
@@ -1169,11 +1171,11 @@ def _replacement(current: dict[str, Any], sealed: dict[str, Any], op_id: Any) ->
     when a list changes, as every list change through the service does."""
     image = {"_id": current["_id"], **{k: v for k, v in sealed.items() if k not in ("_id", REV_FIELD, OP_FIELD)}}
     image["createdAt"] = current.get("createdAt", sealed.get("createdAt"))
-    version = current.get("__v") or 0
+    version = current.get(VERSION_FIELD) or 0
     lists = {k for k, v in image.items() if isinstance(v, list)} | {k for k, v in current.items() if isinstance(v, list)}
     if any(not _eq(current.get(k), image.get(k)) for k in lists):
         version += 1
-    image["__v"] = version
+    image[VERSION_FIELD] = version
     image[REV_FIELD] = revision_of(current) + 1
     image[OP_FIELD] = op_id
     return image
@@ -1311,7 +1313,7 @@ def _lists_as_validated(update: dict[str, dict[str, Any]], after: dict[str, Any]
             out.setdefault("$set", {})[root] = after[root]
         else:
             out.setdefault("$unset", {})[root] = ""
-    out["$inc"] = {**out.get("$inc", {}), "__v": 1}
+    out["$inc"] = {**out.get("$inc", {}), VERSION_FIELD: 1}
     return out
 
 

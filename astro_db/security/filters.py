@@ -129,7 +129,14 @@ class SealRule:
         if kind == FILTER:
             return self.crypto.seal_filter(self.infos.get(node.model) or self._info(node.model), value)
         if kind == UPDATE:
-            value.update = self.crypto.seal_update(self.infos.get(node.model) or self._info(node.model), value.update)
+            sealed = self.crypto.seal_update(self.infos.get(node.model) or self._info(node.model), value.update)
+            if sealed is not value.update:  # a blind index kept in step is a field the write changes too
+                named = set(value.fields)
+                added = [top for top in dict.fromkeys(str(path).split(".", 1)[0] for spec in sealed.values()
+                                                      for path in spec) if top not in named]
+                if added:
+                    value.fields = [*value.fields, *added]
+                value.update = sealed
         elif kind == STAGE and node.key == "$sort" and isinstance(value, Mapping) and self.crypto.ordered_by_value():
             for f in self.crypto.fields[self.registry.resolve(node.model).name]:
                 if any(norm_path(str(key)) == f.path for key in value):

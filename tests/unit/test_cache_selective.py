@@ -542,3 +542,41 @@ def test_a_filter_the_cache_cannot_judge_is_dropped_by_a_write_it_may_match(db):
     db.create("User", {"email": "x@example.com", "name": "X\u0663"})  # ARABIC-INDIC DIGIT THREE
     assert len(_same_as_server(db, "find", digits)) in (3, 4)  # the embedded server is Python: 4; MongoDB: 3
     assert _hits(db) == hits  # dropped, read again: never judged on a guess
+
+
+def test_an_update_of_a_queryable_encrypted_field_drops_the_equality_it_now_matches():
+    """An equality on a sealed field is matched on its blind index (``emailIndex``): the update
+    keeps that index in step, and it is a field the write changed, for the cache too."""
+    from astro_db.security.crypto import new_key
+
+    with Database("mongomock://localhost/selective-sealed", cache_models=("User",), encryption_key=new_key(),
+                  ensure_indexes=False) as db:
+        ann, bob, _ = _users(db)
+        assert _same_as_server(db, "find", {"email": "ann@new.example"}) == []
+        assert [u["name"] for u in _same_as_server(db, "find", {"email": "u1@example.com"})] == ["N1"]
+        assert _same_as_server(db, "count", {"email": "u1@example.com"}) == 1
+        db.update("User", {"id": ann.id}, {"email": "ann@new.example"})  # now matches the first
+        db.update("User", {"id": bob.id}, {"$set": {"email": "bob@new.example"}})  # no longer the second
+        assert [u["name"] for u in _same_as_server(db, "find", {"email": "ann@new.example"})] == ["N0"]
+        assert _same_as_server(db, "find", {"email": "u1@example.com"}) == []
+        assert _same_as_server(db, "count", {"email": "u1@example.com"}) == 0
+        hits = _hits(db)
+        db.update("User", {"id": ann.id}, {"name": "Ann"})  # the index untouched: the equality on it is kept
+        assert _same_as_server(db, "find", {"email": "u1@example.com"}) == []
+        assert _hits(db) == hits + 1
+
+
+def test_a_list_update_advances_the_version_key_and_drops_a_filter_on_it():
+    """Every list-changing update advances Mongoose's ``__v`` (its compare-and-set): a cached
+    filter on the version is a filter on a field the write changed."""
+    with Database("mongomock://localhost/selective-version", cache_models=("PlanetaryInsight",),
+                  ensure_indexes=False) as db:
+        user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        day = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-12-01T00:00:00Z", "energyLevel": 70,
+                                             "recommendations": ["Walk"]})
+        for version in ({"version": 1}, {"__v": {"$gte": 1}}):
+            assert db.find("PlanetaryInsight", version) == []
+        db.update("PlanetaryInsight", {"id": day.id}, {"$push": {"recommendations": "Rest"}})
+        for version in ({"version": 1}, {"__v": {"$gte": 1}}):
+            assert [d.id for d in db.find("PlanetaryInsight", version)] == [day.id]
+            assert [d.id for d in db.find("PlanetaryInsight", version, cache=False)] == [day.id]
