@@ -87,6 +87,8 @@ ONE_COMMAND_BATCH = 16
 UPSERT_BATCH = 1000
 # Update operators a second application would apply again: such an update is not retried by us.
 _NOT_IDEMPOTENT = frozenset({"$inc", "$push", "$addToSet"})
+# what one upsert_many item wrote: its action, its image and the stored fields the image dropped
+Mine = tuple[str, dict[str, Any], tuple[str, ...]]
 # Mongoose's version key: every list-changing update advances it (the compare-and-set of lists).
 VERSION_FIELD = "__v"
 # Service fields: never part of what an upsert compares (the caller's content is).
@@ -419,7 +421,7 @@ class WriteRunner:
                       scope: Callable[[dict[str, Any]], dict[str, Any]], done: dict[int, Upserted],
                       refused: dict[int, AstroDBError]) -> None:
         op_id = new_op_id()
-        mine: dict[int, tuple[str, dict[str, Any]]] = {}  # written by this batch: position -> (action, image)
+        mine: dict[int, Mine] = {}  # written by this batch: position -> (action, image, fields it removed)
         taken: set[int] = set()  # inserts refused because the key was inserted meanwhile
         pending = list(chunk)
         try:
@@ -433,18 +435,21 @@ class WriteRunner:
                     f"{_CAS_ATTEMPTS} times; try again")
         finally:  # what landed is announced (and recorded) even if a later round failed
             for action in ("create", "update"):
-                images = [image for act, image in mine.values() if act == action]
-                self._after(_written(action, images, self._fields(images), op_id))
+                written = [(image, gone) for act, image, gone in mine.values() if act == action]
+                images = [image for image, _ in written]
+                removed = set().union(*(gone for _, gone in written))  # a replacement changes what it drops too
+                self._after(_written(action, images, tuple(sorted(removed.union(self._fields(images)))), op_id))
 
     def _upsert_round(self, items: list[tuple[dict[str, Any], dict[str, Any]]], pending: list[int], on: tuple[str, ...],
                       scope: Callable[[dict[str, Any]], dict[str, Any]], op_id: Any,
-                      mine: dict[int, tuple[str, dict[str, Any]]], taken: set[int], done: dict[int, Upserted],
+                      mine: dict[int, Mine], taken: set[int], done: dict[int, Upserted],
                       refused: dict[int, AstroDBError]) -> list[int]:
         """One round: read the pending items' documents by key, write what changed; the
         positions to try again (a compare-and-set missed, a key inserted meanwhile)."""
         stored = self._by_keys([items[p][1] for p in pending], on, scope)
         ops: list[Any] = []
         planned: list[tuple[int, str, dict[str, Any]]] = []
+        removing: dict[int, tuple[str, ...]] = {}  # an update's stored fields its replacement drops
         for position in pending:
             plain, sealed = items[position]
             current = stored.get(_key(sealed, on))
@@ -464,9 +469,10 @@ class WriteRunner:
                 if current["_id"] != sealed.get("_id") and self.rt.crypto.vault is not None:
                     sealed = self.rt.crypto.seal_document(self.info, {**plain, "_id": current["_id"]})  # bound to the stored _id
                 image = _replacement(current, sealed, op_id)
-                ops.append(UpdateOne(scope({"$and": [{"_id": current["_id"]}, _at_rev(revision_of(current))]}),
-                                     _replacing(current, image, on)))
+                replacing = _replacing(current, image, on)
+                ops.append(UpdateOne(scope({"$and": [{"_id": current["_id"]}, _at_rev(revision_of(current))]}), replacing))
                 planned.append((position, "update", image))
+                removing[position] = tuple(replacing.get("$unset", ()))
         if not ops:
             return []
         details = self._bulk_replace(ops, planned, op_id)
@@ -484,7 +490,7 @@ class WriteRunner:
         again: list[int] = []
         for n, (position, action, image) in enumerate(planned):
             if position in landed:
-                mine[position] = (action, image)
+                mine[position] = (action, image, removing.get(position, ()))
                 done[position] = Upserted("inserted" if action == "create" else "updated", image["_id"], image)
                 continue
             error = errors.get(n)

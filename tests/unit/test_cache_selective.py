@@ -580,3 +580,17 @@ def test_a_list_update_advances_the_version_key_and_drops_a_filter_on_it():
         for version in ({"version": 1}, {"__v": {"$gte": 1}}):
             assert [d.id for d in db.find("PlanetaryInsight", version)] == [day.id]
             assert [d.id for d in db.find("PlanetaryInsight", version, cache=False)] == [day.id]
+
+
+def test_an_upsert_that_replaces_a_document_changes_the_fields_it_drops_too():
+    """``upsert_many`` replaces a stored document by the item: a field the item leaves out is
+    unset, and a cached filter on that field (``{"summary": None}``) may match it now."""
+    with Database("mongomock://localhost/selective-upsert", cache_models=("PlanetaryInsight",),
+                  ensure_indexes=False) as db:
+        user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        day = {"userId": user.id, "date": "2026-12-01T00:00:00Z", "energyLevel": 10, "recommendations": ["Walk"]}
+        db.create("PlanetaryInsight", {**day, "summary": "sunny"})
+        assert db.find("PlanetaryInsight", {"summary": None}) == []
+        assert db.upsert_many("PlanetaryInsight", [day], on=("userId", "date")).updated == 1
+        assert len(db.find("PlanetaryInsight", {"summary": None})) == 1
+        assert len(db.find("PlanetaryInsight", {"summary": None}, cache=False)) == 1
