@@ -241,16 +241,23 @@ class Executor:
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
         after = op.options.get("after")
-        query = filt
+        query, beyond = filt, None
         if after is not None:
-            keyset = pages.keyset_filter(order, tokens.open(context, after, len(order)))
+            last = tokens.open(context, after, len(order))
+            keyset, beyond = pages.keyset_filter(order, last), pages.beyond_filter(order, last)
             query = {"$and": [filt, keyset]} if filt else keyset
         coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
-        find_options: dict[str, Any] = {"sort": order, "limit": limit + 1}
-        if projection:
-            find_options["projection"] = projection
-        docs = run.call(rt, info, "page", lambda: list(coll.find(query, session=session, **find_options)),
-                        op.transaction, query=(query, order))
+
+        def ask(query: dict[str, Any], wanted: int) -> list[dict[str, Any]]:
+            options: dict[str, Any] = {"sort": order, "limit": wanted}
+            if projection:
+                options["projection"] = projection
+            return run.call(rt, info, "page", lambda: list(coll.find(query, session=session, **options)),
+                            op.transaction, query=(query, order))
+
+        docs = ask(query, limit + 1)
+        if beyond is not None and len(docs) <= limit:  # the first key's bracket ran out: the brackets after it
+            docs += ask({"$and": [filt, beyond]} if filt else beyond, limit + 1 - len(docs))
         if not guard.admits(docs):
             raise PermissionDeniedError(f"the server answered page on {info.name} with a document outside the actor's scope")
         more = len(docs) > limit

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as _dt
 import hashlib
 import hmac
 import logging
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import bson
+from bson import Binary, Decimal128, Int64, ObjectId
 from bson.codec_options import CodecOptions
 from mongoengine.fields import ListField
 
@@ -33,7 +35,7 @@ from ..config import DatabaseConfig
 from ..errors import QueryError
 from ..models import paths
 
-__all__ = ["Page", "PageTokens", "keyset_filter", "page_sort", "refuse_list_keys"]
+__all__ = ["Page", "PageTokens", "beyond_filter", "keyset_filter", "page_sort", "refuse_list_keys"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,32 +82,85 @@ def refuse_list_keys(model_cls: Any, sort: list[tuple[str, int]]) -> None:
                                  f"(or one position of the list: {'.'.join(parts[: i + 1])}.0...)")
 
 
-def _after(key: str, direction: int, value: Any) -> dict[str, Any] | None:
+# MongoDB's sort order of BSON types (ascending), as ``$type`` aliases, for the types a model's
+# field can hold: a comparison (``$gt``) matches only values of its own type bracket, so what comes
+# after a value of another bracket is asked for by type. Null and missing come first (``{k: None}``);
+# timestamps, regexes, MinKey/MaxKey and arrays (a list sort key is refused) are not listed: no
+# model field holds them, and the embedded backend cannot test for the first two.
+_BRACKETS = ("number", "string", "object", "binData", "objectId", "bool", "date")
+
+
+def _bracket(value: Any) -> int | None:
+    """The position of ``value``'s type in ``_BRACKETS`` (None: null or a type not listed)."""
+    if isinstance(value, bool):  # before int: a bool is no number to the server
+        return _BRACKETS.index("bool")
+    if isinstance(value, (int, float, Int64, Decimal128)):
+        return 0
+    if isinstance(value, str):
+        return 1
+    if isinstance(value, Mapping):
+        return 2
+    if isinstance(value, (bytes, Binary)):
+        return 3
+    if isinstance(value, ObjectId):
+        return 4
+    if isinstance(value, _dt.datetime):
+        return 6
+    return None
+
+
+def _beyond(key: str, direction: int, value: Any) -> list[dict[str, Any]]:
+    """Conditions matching every value of ``key`` in a type bracket after ``value``'s in
+    ``direction`` (descending, null and missing last of all)."""
+    rank = _bracket(value)
+    if rank is None:
+        return []
+    types = _BRACKETS[rank + 1:] if direction == 1 else _BRACKETS[:rank]
+    found: list[dict[str, Any]] = [{key: {"$type": name}} for name in types]
+    return found if direction == 1 else [*found, {key: None}]
+
+
+def beyond_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any] | None:
+    """The documents whose first sort key is in a type bracket after the last document's (a
+    document the service did not write: another client stored another type), or None when none
+    can be. They come after everything ``keyset_filter`` matches, so the executor asks for them
+    only once that runs short (a page's second query, at most once per bracket)."""
+    key, direction = sort[0]
+    if key == "_id":
+        return None
+    found = _beyond(key, direction, last[0])
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else {"$or": found}
+
+
+def _after(key: str, direction: int, value: Any, first: bool) -> dict[str, Any] | None:
     """``key`` strictly after ``value`` in ``direction``; None when nothing can come after.
-    MongoDB orders a missing value and ``null`` first, and compares only within a type
-    (``$lt: <date>`` never matches ``null``): descending, the nulls come after every value."""
+    MongoDB orders a missing value and ``null`` first, and compares only within a type bracket
+    (``$lt: <date>`` never matches ``null`` nor a string): a later key also takes every value of
+    a later bracket, descending null and missing last; the first key stays in its bracket, for
+    the server's index seek (the later brackets are ``beyond_filter``'s)."""
     if value is None:
         return {key: {"$ne": None}} if direction == 1 else None
-    if direction == 1:
-        return {key: {"$gt": value}}
-    if key == "_id":  # never null
-        return {key: {"$lt": value}}
-    return {"$or": [{key: {"$lt": value}}, {key: None}]}
+    within = {key: {"$gt" if direction == 1 else "$lt": value}}
+    if first or key == "_id":  # an _id is never null, and of the model's one type
+        return within
+    return {"$or": [within, *_beyond(key, direction, value)]}
 
 
-def _at_least(key: str, direction: int, value: Any) -> dict[str, Any]:
+def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, Any]:
     """``key`` at or after ``value`` in ``direction`` (``{}``: every document)."""
     if value is None:
         return {} if direction == 1 else {key: None}
-    if direction == 1:
-        return {key: {"$gte": value}}
-    if key == "_id":
-        return {key: {"$lte": value}}
-    return {"$or": [{key: {"$lte": value}}, {key: None}]}
+    within = {key: {"$gte" if direction == 1 else "$lte": value}}
+    if first or key == "_id":
+        return within
+    return {"$or": [within, *_beyond(key, direction, value)]}
 
 
 def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any]:
-    """The condition "after ``last``" for the total order ``sort`` (``page_sort``'s).
+    """The condition "after ``last``" for the total order ``sort`` (``page_sort``'s), the first
+    key within its type bracket (``beyond_filter`` asks for the brackets after it).
 
     Written ``k1 >= v1 and (k1 > v1 or (k2 >= v2 and (k2 > v2 or ...)))``: the leading range on
     the first sort key is what the server's planner turns into index bounds, so the page starts
@@ -113,12 +168,12 @@ def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str,
     condition: dict[str, Any] | None = None
     for i in range(len(sort) - 1, -1, -1):
         key, direction = sort[i]
-        after = _after(key, direction, last[i])
+        after = _after(key, direction, last[i], i == 0)
         if condition is None:
             condition = after if after is not None else {"_id": {"$exists": False}}
             continue
         tail = condition if after is None else {"$or": [after, condition]}
-        floor = _at_least(key, direction, last[i])
+        floor = _at_least(key, direction, last[i], i == 0)
         condition = tail if not floor else {"$and": [floor, tail]}
     return condition or {"_id": {"$exists": False}}
 

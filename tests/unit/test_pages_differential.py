@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from bson import Binary, ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,6 +45,34 @@ def test_pages_give_what_one_sorted_find_gives(docs, order, limit, filt):
         got, token, pages = [], None, 0
         while True:
             page = db.page("PlanetaryInsight", filt, sort=order, limit=limit, after=token, lean=True)
+            got += [d["_id"] for d in page.items]
+            token, pages = page.next, pages + 1
+            assert pages <= len(docs) + 2, "pages do not end"
+            if token is None:
+                break
+        assert got == expected
+
+
+# a value of each type bracket a sort key can meet in a document another client wrote
+foreign = st.one_of(st.none(), st.sampled_from([10, 2.5, "7", "grey", True, False, DATES[0], {"a": 1},
+                                                ObjectId("6b1640000000000000000001"), Binary(b"x")]))
+raw_document = st.fixed_dictionaries({}, optional={"energyLevel": foreign, "summary": foreign, "expiresAt": foreign})
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=st.lists(raw_document, max_size=12), order=sort, limit=st.integers(1, 4))
+def test_pages_keep_documents_whose_sort_keys_hold_other_types(docs, order, limit):
+    """Stored by another client (the Node service, a script): a sort key holding a string where
+    the model says number, a bool, a document... MongoDB sorts by type bracket first, and a page
+    after a value of one bracket still reaches every later one."""
+    with Database(f"mongomock://localhost/pagesraw{uuid.uuid4().hex[:8]}", audit=False, journal=False,
+                  ensure_indexes=False) as db:
+        if docs:
+            db.mongo["planetaryInsights"].insert_many([{"_id": ObjectId(), "date": DATES[0], **doc} for doc in docs])
+        expected = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, sort=[*order, ("_id", order[-1][1])])]
+        got, token, pages = [], None, 0
+        while True:
+            page = db.page("PlanetaryInsight", {}, sort=order, limit=limit, after=token, lean=True)
             got += [d["_id"] for d in page.items]
             token, pages = page.next, pages + 1
             assert pages <= len(docs) + 2, "pages do not end"
