@@ -59,6 +59,7 @@ from pymongo import errors as pm
 from .changes import OP_FIELD, advance, new_op_id, revision_of
 from .errors import ConfigError, MigrationError, MigrationLockedError
 from .events import Change, Written
+from .query.order import ids_after
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
@@ -428,10 +429,10 @@ class MigrationContext:
               projection: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         if after is None:
             query = filt
-        elif "_id" in filt:
-            query = {"$and": [filt, {"_id": {"$gt": after}}]}
+        elif "_id" in filt or "$or" in filt:
+            query = {"$and": [filt, ids_after(after)]}
         else:
-            query = {**filt, "_id": {"$gt": after}}
+            query = {**filt, **ids_after(after)}
         coll = self._m.coll(info)
         return self._call(info, lambda: list(coll.find(query, projection, sort=[("_id", 1)], limit=size)))  # type: ignore[no-any-return]
 

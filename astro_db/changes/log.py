@@ -39,6 +39,7 @@ from pymongo import ReplaceOne
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
+from ..query.order import ids_after
 from .records import CHANGES_COLLECTION, as_intent, confirmed, make_records, ms_time, to_ms
 from .revision import OP_FIELD, REV_FIELD, revision_of
 
@@ -279,7 +280,7 @@ class ChangeLog:
 
 
 def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
-    return list(coll.find({} if after is None else {"_id": {"$gt": after}}, sort=[("_id", 1)], limit=_SCAN_BATCH))
+    return list(coll.find({} if after is None else ids_after(after), sort=[("_id", 1)], limit=_SCAN_BATCH))
 
 
 def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Session = None) -> dict[Any, int]:

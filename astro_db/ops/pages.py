@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as _dt
 import hashlib
 import hmac
 import logging
@@ -27,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import bson
-from bson import Binary, Decimal128, Int64, ObjectId
 from bson.codec_options import CodecOptions
 from mongoengine.fields import ListField
 
 from ..config import DatabaseConfig
 from ..errors import QueryError
 from ..models import paths
+from ..query.order import beyond
 
 __all__ = ["Page", "PageTokens", "beyond_filter", "keyset_filter", "page_sort", "refuse_list_keys"]
 
@@ -82,44 +81,6 @@ def refuse_list_keys(model_cls: Any, sort: list[tuple[str, int]]) -> None:
                                  f"(or one position of the list: {'.'.join(parts[: i + 1])}.0...)")
 
 
-# MongoDB's sort order of BSON types (ascending), as ``$type`` aliases, for the types a model's
-# field can hold: a comparison (``$gt``) matches only values of its own type bracket, so what comes
-# after a value of another bracket is asked for by type. Null and missing come first (``{k: None}``);
-# timestamps, regexes, MinKey/MaxKey and arrays (a list sort key is refused) are not listed: no
-# model field holds them, and the embedded backend cannot test for the first two.
-_BRACKETS = ("number", "string", "object", "binData", "objectId", "bool", "date")
-
-
-def _bracket(value: Any) -> int | None:
-    """The position of ``value``'s type in ``_BRACKETS`` (None: null or a type not listed)."""
-    if isinstance(value, bool):  # before int: a bool is no number to the server
-        return _BRACKETS.index("bool")
-    if isinstance(value, (int, float, Int64, Decimal128)):
-        return 0
-    if isinstance(value, str):
-        return 1
-    if isinstance(value, Mapping):
-        return 2
-    if isinstance(value, (bytes, Binary)):
-        return 3
-    if isinstance(value, ObjectId):
-        return 4
-    if isinstance(value, _dt.datetime):
-        return 6
-    return None
-
-
-def _beyond(key: str, direction: int, value: Any) -> list[dict[str, Any]]:
-    """Conditions matching every value of ``key`` in a type bracket after ``value``'s in
-    ``direction`` (descending, null and missing last of all)."""
-    rank = _bracket(value)
-    if rank is None:
-        return []
-    types = _BRACKETS[rank + 1:] if direction == 1 else _BRACKETS[:rank]
-    found: list[dict[str, Any]] = [{key: {"$type": name}} for name in types]
-    return found if direction == 1 else [*found, {key: None}]
-
-
 def beyond_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any] | None:
     """The documents whose first sort key is in a type bracket after the last document's (a
     document the service did not write: another client stored another type), or None when none
@@ -128,7 +89,7 @@ def beyond_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str,
     key, direction = sort[0]
     if key == "_id":
         return None
-    found = _beyond(key, direction, last[0])
+    found = beyond(key, direction, last[0])
     if not found:
         return None
     return found[0] if len(found) == 1 else {"$or": found}
@@ -145,7 +106,7 @@ def _after(key: str, direction: int, value: Any, first: bool) -> dict[str, Any] 
     within = {key: {"$gt" if direction == 1 else "$lt": value}}
     if first or key == "_id":  # an _id is never null, and of the model's one type
         return within
-    return {"$or": [within, *_beyond(key, direction, value)]}
+    return {"$or": [within, *beyond(key, direction, value)]}
 
 
 def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, Any]:
@@ -155,7 +116,7 @@ def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, An
     within = {key: {"$gte" if direction == 1 else "$lte": value}}
     if first or key == "_id":
         return within
-    return {"$or": [within, *_beyond(key, direction, value)]}
+    return {"$or": [within, *beyond(key, direction, value)]}
 
 
 def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any]:

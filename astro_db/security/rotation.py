@@ -32,6 +32,7 @@ from pymongo import ReturnDocument
 from ..changes import advance, new_op_id, revision_of
 from ..errors import ConfigError, EncryptionError
 from ..events import Change, Written
+from ..query.order import ids_after
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
@@ -139,7 +140,7 @@ def _in_batches(run: Run, coll: Collection, projection: dict[str, int], batch_si
     the last ``_id`` of the one before, so memory stays flat however large the collection."""
     after: Any = None
     while True:
-        filt = {} if after is None else {"_id": {"$gt": after}}
+        filt = {} if after is None else ids_after(after)
         batch: list[Any] = run(partial(_read_batch, coll, filt, projection, batch_size))
         yield from batch
         if len(batch) < batch_size:

@@ -414,3 +414,13 @@ def test_the_history_of_a_record_and_a_finish_never_before_its_change_records(db
     history = raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["history"]
     assert [(h["status"], h["direction"]) for h in history][2:] == [("running", "down"), ("reverted", "down")]
     assert to_ms(history[-1]["at"]) >= max(r["t"] for r in records_of(db))
+
+
+def test_documents_under_an_id_of_another_type_are_migrated_too(db, folder, users):
+    """Another client stored users under string ``_id``s: MongoDB sorts strings before ObjectIds
+    and ``$gt: <string>`` never matches an ObjectId. The batches go on past the last string into
+    the later types (before, only the final pass from the start found the ObjectIds)."""
+    raw(db).insert_many([{"_id": f"legacy-{i:02d}", "email": f"l{i}@example.com", "name": f"L {i}"} for i in range(20)])
+    report = Migrator(db, folder, batch_size=10).up()
+    assert report.outcomes[1]["up:users"] == {"matched": 45, "changed": 45, "batches": 5, "final_pass": 0}
+    assert raw(db).count_documents({"plan": "free"}) == 45
