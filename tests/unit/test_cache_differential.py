@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from astro_db import Database, errors
 from astro_db.cache import QueryCache
+from astro_db.cache.redis_store import ANY, write_dependencies
+from astro_db.cache.store import _Shape
 from astro_db.security.crypto import new_key
 
 UTC = dt.timezone.utc
@@ -217,6 +219,18 @@ def heard(request, monkeypatch):
     if request.param == "no images":
         made = QueryCache.notice
         monkeypatch.setattr(QueryCache, "notice", lambda self, event: dataclasses.replace(made(self, event), images=None))
+        judged = _Shape.may_change
+
+        def also_in_the_shared_store(shape: _Shape, notice: Any) -> bool:
+            """The shared result store in Redis judges an entry by the dependency keys a write
+            sets: every entry dropped here must depend on one of them there too."""
+            verdict = judged(shape, notice)
+            if verdict:
+                depends, sets = set(shape.dependencies()), set(write_dependencies(notice))
+                assert ANY in depends or depends & sets, (shape.filt, sorted(depends), sorted(sets))
+            return verdict
+
+        monkeypatch.setattr(_Shape, "may_change", also_in_the_shared_store)
     return request.param
 
 
