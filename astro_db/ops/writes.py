@@ -34,7 +34,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import bson
-from pymongo import ReplaceOne, ReturnDocument, UpdateOne
+from pymongo import ReplaceOne, ReturnDocument
 from pymongo import errors as pm
 
 from ..changes import OP_FIELD, REV_FIELD, advance, last_revisions, new_op_id, recorded, revision_of
@@ -469,10 +469,11 @@ class WriteRunner:
                 if current["_id"] != sealed.get("_id") and self.rt.crypto.vault is not None:
                     sealed = self.rt.crypto.seal_document(self.info, {**plain, "_id": current["_id"]})  # bound to the stored _id
                 image = _replacement(current, sealed, op_id)
-                replacing = _replacing(current, image, on)
-                ops.append(UpdateOne(scope({"$and": [{"_id": current["_id"]}, _at_rev(revision_of(current))]}), replacing))
+                # a replacement, not $set/$unset: the server stores the image as it is, field
+                # order included, so its change record (and a restore from it) holds what is stored
+                ops.append(ReplaceOne(scope({"$and": [{"_id": current["_id"]}, _at_rev(revision_of(current))]}), image))
                 planned.append((position, "update", image))
-                removing[position] = tuple(replacing.get("$unset", ()))
+                removing[position] = tuple(k for k in current if k not in image)
         if not ops:
             return []
         details = self._bulk_replace(ops, planned, op_id)
@@ -1185,16 +1186,6 @@ def _replacement(current: dict[str, Any], sealed: dict[str, Any], op_id: Any) ->
     image[REV_FIELD] = revision_of(current) + 1
     image[OP_FIELD] = op_id
     return image
-
-
-def _replacing(current: dict[str, Any], image: dict[str, Any], on: tuple[str, ...]) -> dict[str, Any]:
-    """The update that turns ``current`` into ``image`` (a replacement, as ``$set`` / ``$unset``);
-    the key fields, equal by construction, are not rewritten."""
-    update: dict[str, Any] = {"$set": {k: v for k, v in image.items() if k != "_id" and k not in on}}
-    gone = {k: "" for k in current if k not in image}
-    if gone:
-        update["$unset"] = gone
-    return update
 
 
 class _Partly(Exception):

@@ -310,3 +310,18 @@ def test_restore_refuses_a_file_whose_manifest_count_was_edited_to_match(two_set
     with pytest.raises(BackupIntegrityError, match="holds 3 documents"):
         backup.restore(two_sets, target)
     assert all(target.mongo[name].count_documents({}) == 0 for name in target.mongo.list_collection_names())
+
+
+def test_a_document_upsert_many_replaced_restores_exactly_from_its_record(db, repo):
+    """``upsert_many`` replaces a changed document: the server stores the replacement as sent,
+    field order included, and its change record holds that same document, so an incremental
+    set restores it byte for byte (a ``$set`` kept the stored order and moved ``_rev`` last)."""
+    owner = add_user(db).id
+    backup.backup(db, repo)
+    for level in (30, 70):
+        db.upsert_many("PlanetaryInsight", [{"userId": owner, "date": "2026-12-01", "energyLevel": level,
+                                             "recommendations": ["Plan"]}], on=("userId", "date"))
+    backup.backup(db, repo)
+    target = fresh_db()
+    backup.restore(repo, target)
+    assert state(target) == state(db)
