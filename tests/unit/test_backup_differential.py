@@ -114,3 +114,63 @@ def _newest_set_end(repo) -> dt.datetime:
 
     sets = Repository(repo).sets()
     return max(s.end for s in sets)
+
+
+MODELS = ("users", "planetaryInsights")
+
+
+def _documents(db: Database) -> dict[str, dict]:
+    return {name: {d["_id"]: d for d in db.mongo[name].find({})} for name in MODELS}
+
+
+def _without(documents: dict[str, dict], erased: set) -> dict[str, dict]:
+    return {"users": {i: d for i, d in documents["users"].items() if i not in erased},
+            "planetaryInsights": {i: d for i, d in documents["planetaryInsights"].items() if d["userId"] not in erased}}
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=st.lists(st.one_of(step, st.tuples(st.just("erase"), st.booleans())), min_size=1, max_size=10))
+def test_no_restore_brings_back_a_user_erased_since(tmp_path_factory, history):
+    """Whatever was backed up before or after, a restore (newest set, or until any instant)
+    consulting the live erasure ledger gives what was stored then, less every user erased by
+    now and everything they owned; nothing of theirs is left in the change records."""
+    repo = tmp_path_factory.mktemp("repo")
+    with Database(f"mongomock://localhost/erase{uuid.uuid4().hex[:8]}") as db:
+        owners = [db.create("User", {"email": f"owner{i}@example.com", "name": "Owner"}).id for i in range(2)]
+        backup.backup(db, repo)
+        marks: list[tuple[dt.datetime, dict]] = []
+        erased: set = set()
+        for n, move in enumerate(history):
+            if move[0] == "backup":
+                backup.backup(db, repo, full=move[1])
+            elif move[0] == "mark":
+                marks.append((instant_after_last_write(), _documents(db)))
+            elif move[0] == "erase":
+                who = owners[1] if move[1] else None
+                if who is None:  # a user without insights, if any is left
+                    others = [u for u in _ids(db, "User") if u not in owners]
+                    who = others[0] if others else owners[1]
+                if who not in erased:
+                    try:
+                        db.erase_user(who)
+                    except errors.NotFoundError:  # deleted before: nothing to erase
+                        continue
+                    erased.add(who)
+            else:
+                try:
+                    _apply(db, owners[n % 2] if owners[n % 2] not in erased else owners[0], move)
+                except (errors.ValidationError, errors.DuplicateKeyError):
+                    pass
+        newest = _newest_set_end(repo)
+        for instant, then in marks:
+            with Database(f"mongomock://localhost/t{uuid.uuid4().hex[:8]}") as target:
+                backup.restore(repo, target, until=instant, journal_source=db if instant > newest else None,
+                               erasures_from=db)
+                assert _documents(target) == _without(then, erased), f"until {instant}"
+        with Database(f"mongomock://localhost/t{uuid.uuid4().hex[:8]}") as target:
+            backup.restore(repo, target, erasures_from=db)
+            assert not erased & set(_documents(target)["users"])
+            assert not erased & {d["userId"] for d in _documents(target)["planetaryInsights"].values()}
+        for record in db.mongo["astroChanges"].find({"doc": {"$exists": True}}):
+            doc = record["doc"]
+            assert doc.get("_id") not in erased and doc.get("userId") not in erased, record["_id"]
