@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from bson import Binary, ObjectId
 from fuzzing import examples
@@ -32,6 +33,18 @@ sort = st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from([1, -1])), min_
 query = st.sampled_from([{}, {"energyLevel": {"$gte": 50}}, {"summary": None}, {"expiresAt": {"$ne": None}}])
 
 
+def _paged(db: Database, filt: dict[str, Any], order: list[tuple[str, int]], limit: int, size: int) -> list[Any]:
+    """The ids of every page in turn, following each page's token to the end."""
+    got, token, pages = [], None, 0
+    while True:
+        page = db.page("PlanetaryInsight", filt, sort=order, limit=limit, after=token, lean=True)
+        got += [d["_id"] for d in page.items]
+        token, pages = page.next, pages + 1
+        assert pages <= size + 2, "pages do not end"
+        if token is None:
+            return got
+
+
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(docs=st.lists(document, max_size=14), order=sort, limit=st.integers(1, 4), filt=query)
 def test_pages_give_what_one_sorted_find_gives(docs, order, limit, filt):
@@ -42,15 +55,7 @@ def test_pages_give_what_one_sorted_find_gives(docs, order, limit, filt):
         assert not db.create_many("PlanetaryInsight", items, lean=True).failed
         expected = [d["_id"] for d in db.find("PlanetaryInsight", filt, sort=[*order, ("_id", order[-1][1])],
                                               lean=True)]
-        got, token, pages = [], None, 0
-        while True:
-            page = db.page("PlanetaryInsight", filt, sort=order, limit=limit, after=token, lean=True)
-            got += [d["_id"] for d in page.items]
-            token, pages = page.next, pages + 1
-            assert pages <= len(docs) + 2, "pages do not end"
-            if token is None:
-                break
-        assert got == expected
+        assert _paged(db, filt, order, limit, len(docs)) == expected
 
 
 # a value of each type bracket a sort key can meet in a document another client wrote
@@ -70,12 +75,4 @@ def test_pages_keep_documents_whose_sort_keys_hold_other_types(docs, order, limi
         if docs:
             db.mongo["planetaryInsights"].insert_many([{"_id": ObjectId(), "date": DATES[0], **doc} for doc in docs])
         expected = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, sort=[*order, ("_id", order[-1][1])])]
-        got, token, pages = [], None, 0
-        while True:
-            page = db.page("PlanetaryInsight", {}, sort=order, limit=limit, after=token, lean=True)
-            got += [d["_id"] for d in page.items]
-            token, pages = page.next, pages + 1
-            assert pages <= len(docs) + 2, "pages do not end"
-            if token is None:
-                break
-        assert got == expected
+        assert _paged(db, {}, order, limit, len(docs)) == expected
