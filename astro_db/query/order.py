@@ -29,7 +29,7 @@ _BRACKETS = ("number", "string", "object", "binData", "objectId", "bool", "date"
 def _bracket(value: Any) -> int | None:
     """The position of ``value``'s type in ``_BRACKETS`` (None: null or a type not listed)."""
     if isinstance(value, bool):  # before int: a bool is no number to the server
-        return _BRACKETS.index("bool")
+        return 5
     if isinstance(value, (int, float, Int64, Decimal128)):
         return 0
     if isinstance(value, str):
