@@ -86,6 +86,17 @@ Update = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None
 """An update document, or a function of the stored document returning one (``None``: leave it)."""
 
 
+def _changed_fields(update: Mapping[str, Any]) -> set[str]:
+    """The fields an update document changes: the paths its operators name, and for ``$rename``
+    the new names too (a cached filter on the new name may match the renamed documents now)."""
+    names: set[str] = set()
+    for op, spec in update.items():
+        names.update(str(path) for path in spec)
+        if op == "$rename":
+            names.update(str(target) for target in spec.values())
+    return names
+
+
 def migration_actor(version: int) -> str:
     """The actor of the change records a migration writes."""
     return f"astro-db:migrate:{version:04d}"
@@ -386,7 +397,7 @@ class MigrationContext:
                 change = update(doc)
                 if change:
                     requests.append(UpdateOne({**filt, "_id": doc["_id"]}, advance(dict(change), op_id)))
-                    names.update(f for spec in change.values() for f in spec)
+                    names.update(_changed_fields(change))
             if not requests:
                 return 0
             result = self._call(info, lambda: coll.bulk_write(requests, ordered=False))
@@ -394,7 +405,7 @@ class MigrationContext:
         else:
             change = advance(dict(update), op_id)
             result = self._call(info, lambda: coll.update_many({**filt, "_id": {"$in": ids}}, change))
-            fields = sorted({f for spec in update.values() for f in spec})
+            fields = sorted(_changed_fields(update))
         self._m.hook("batch-updated", batch=outcome.batches + 1, op=op_id)
         recorded = self._record_op(info, op_id, ids, fields)
         if recorded < result.modified_count:

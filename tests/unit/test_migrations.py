@@ -424,3 +424,31 @@ def test_documents_under_an_id_of_another_type_are_migrated_too(db, folder, user
     report = Migrator(db, folder, batch_size=10).up()
     assert report.outcomes[1]["up:users"] == {"matched": 45, "changed": 45, "batches": 5, "final_pass": 0}
     assert raw(db).count_documents({"plan": "free"}) == 45
+
+
+
+RENAME = '''
+version = 1
+description = "lastSeen, as an older client stored it, becomes lastActive"
+
+
+def up(ctx):
+    ctx.migrate("User", {"lastSeen": {"$exists": True}}, {"$rename": {"lastSeen": "lastActive"}})
+
+
+def down(ctx):
+    pass
+'''
+
+
+def test_a_rename_drops_cached_reads_of_the_new_name_too(tmp_path):
+    """A migration's ``$rename`` changes the new field as well as the old: a read cached on the
+    new name before the migration (nobody has ``lastActive`` yet) must not outlive it."""
+    write(tmp_path, "0001_rename.py", RENAME)
+    with Database("mongomock://localhost/rename", cache_models=("User",)) as db:
+        seen = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+        raw(db).insert_one({"_id": ObjectId(), "email": "old@example.com", "name": "Old", "status": "active",
+                            "lastSeen": seen})
+        assert db.find("User", {"lastActive": {"$exists": True}}) == []  # cached
+        Migrator(db, tmp_path).up()
+        assert [u.email for u in db.find("User", {"lastActive": {"$exists": True}})] == ["old@example.com"]
