@@ -133,7 +133,10 @@ class OperatorMixin:
         current revision has none. Returns ``{"pending": <records written>, "intents":
         {"confirmed": n, "dropped": m}, "rebuilt": {model: <records rebuilt>}, "erasures":
         {"finished": n, "scrubbed": m}}``: an erasure a crash interrupted (``erase_user``) is
-        finished, and records of erased users written since their erasure are scrubbed."""
+        finished, and records of erased users written since their erasure are scrubbed. The
+        models of the deletes it confirms and of the documents it records are announced to the
+        caches (this ``Database``'s, the process's others, every process on the bus) as wholly
+        changed: the writer that crashed may have told none of them."""
         from .personal import resume_erasures
 
         self._check("reconcile_changes")
@@ -146,8 +149,12 @@ class OperatorMixin:
             return ex.call(None, "reconcile changes", fn)
 
         pending = changes.flush(run, database)
-        intents = changes.resolve_intents(run, database)
+        unheard: set[str] = set()  # models a crashed writer changed without a word to any cache
+        intents = changes.resolve_intents(run, database, unheard)
         rebuilt = changes.rebuild(run, database, infos) if changes.enabled else {}
+        unheard.update(model for model, count in rebuilt.items() if count)
+        for model in sorted(unheard):  # dropped here and announced on the bus, as a write of the model is
+            ex.runtime.cache.invalidate(model)
         erasures = resume_erasures(cast("Database", self)._trusted(), ex)  # after the records are whole
         return {"pending": pending, "intents": intents, "rebuilt": rebuilt, "erasures": erasures}
 

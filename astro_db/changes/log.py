@@ -201,17 +201,20 @@ class ChangeLog:
             log.warning("%d delete intent(s) that deleted nothing could not be removed (%s); reconcile_changes() "
                         "drops them", len(records), type(exc).__name__)
 
-    def resolve_intents(self, run: Runner, database: MongoDB) -> dict[str, int]:
+    def resolve_intents(self, run: Runner, database: MongoDB, deleted: set[str] | None = None) -> dict[str, int]:
         """Settle every intent left unconfirmed (a process died between its delete and the
         confirmation, or before the delete): confirmed if the document is gone, or lives on past
         the intent's revision with no other write recorded at it (deleted, then created again);
-        dropped otherwise. ``{"confirmed": n, "dropped": m}``."""
+        dropped otherwise. ``{"confirmed": n, "dropped": m}``; the models of the confirmed ones
+        are added to ``deleted`` (their deletes may never have been announced to any cache)."""
         counts = {"confirmed": 0, "dropped": 0}
         intents = run(partial(_intents, database[CHANGES_COLLECTION]))
         for intent in intents:
             if run(partial(_happened, database, intent)):
                 run(partial(_replace, database[CHANGES_COLLECTION], [confirmed(intent)]))
                 counts["confirmed"] += 1
+                if deleted is not None and isinstance(intent.get("model"), str):
+                    deleted.add(intent["model"])
             else:
                 run(partial(_drop, database[CHANGES_COLLECTION], [intent["_id"]]))
                 counts["dropped"] += 1

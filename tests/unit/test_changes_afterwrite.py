@@ -556,3 +556,30 @@ def test_update_many_cut_off_by_its_bound_records_and_reports_what_it_updated(fa
     [changed] = list(fast.mongo.users.find({"status": "inactive"}))
     assert trail(fast, "User", changed["_id"]) == [("create", 0), ("update", 1)]
     assert len(records(fast, action="update")) == 1
+
+
+def test_reconcile_tells_the_caches_of_a_delete_the_killed_writer_never_announced(monkeypatch):
+    """The process killed between its delete and the confirmation announced nothing: another
+    process's cache (here, the cache that outlives the simulated restart) still answered with the
+    deleted user. Reconcile, confirming the delete, announces the model as changed."""
+    db = new_db(cache_ttl_s=60)
+    user = db.create("User", user_data())
+    assert db.find_one("User", {"id": user.id}, cache=True) is not None  # cached
+    die_at(monkeypatch, "confirm")
+    with pytest.raises(Killed):
+        db.delete("User", {"id": user.id})
+    monkeypatch.undo()
+    restart(db)
+    assert db.find_one("User", {"id": user.id}, cache=True) is not None  # nobody heard of the delete
+    assert db.reconcile_changes()["intents"] == {"confirmed": 1, "dropped": 0}
+    assert db.find_one("User", {"id": user.id}, cache=True) is None
+
+
+def test_reconcile_tells_the_caches_of_a_write_whose_record_it_rebuilt(monkeypatch):
+    db = new_db(cache_ttl_s=60)
+    user = db.create("User", user_data())
+    assert db.find("User", {"name": "Renamed"}, cache=True) == []  # cached
+    db.mongo.users.update_one({"_id": user.id}, {"$set": {"name": "Renamed"}, "$inc": {"_rev": 1}})  # its record lost
+    assert db.find("User", {"name": "Renamed"}, cache=True) == []
+    assert db.reconcile_changes()["rebuilt"]["User"] == 1
+    assert [u.id for u in db.find("User", {"name": "Renamed"}, cache=True)] == [user.id]
