@@ -204,7 +204,7 @@ def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[st
                 seen.add(earlier)
                 ids.append(earlier)
         yield "changes", info.name, None
-        for record in _records(ex, info, ids, legacy_log=legacy_log):
+        for record in _records(ex, info, ids, legacy_log=legacy_log, owner=owner, uid=uid):
             yield "change", info.name, _json(record)
     yield "head", "erasure", _json(erasure) if erasure is not None else None
 
@@ -233,10 +233,16 @@ def _may_export(actor: access.Actor | None, uid: ObjectId, registry: ModelRegist
         access.authorize(actor, info, access.AUDIT, call="export_user")
 
 
-def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool) -> Iterator[dict[str, Any]]:
+def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool, owner: str,
+             uid: ObjectId) -> Iterator[dict[str, Any]]:
     """The confirmed change records (and older ``auditLog`` entries, when ``legacy_log``: that
-    collection exists) of the documents ``ids`` of ``info``, post-images opened; one query per
-    chunk of ids."""
+    collection exists) of the documents ``ids`` of ``info`` while they were ``uid``'s, post-images
+    opened; one query per chunk of ids.
+
+    A document can change hands (an update of its owner field): the records of the revisions
+    another user owned, their post-images that user's data, are not this user's and are left
+    out. A record without a post-image (a delete, the audit trail alone) belongs to whoever
+    owned the revision before it; with no post-image before it either, it is kept."""
     rt = ex.runtime
     database = rt.gateway
     for start in range(0, len(ids), _CHUNK):
@@ -249,9 +255,15 @@ def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool)
             {"coll": info.collection, "documentId": {"$in": chunk}, "intent": {"$exists": False}},
             [("documentId", 1), ("rev", 1)]))
         yield from legacy
+        held: dict[Any, bool] = {}  # documentId -> whether its latest post-image so far was uid's
         for record in current:
-            if isinstance(record.get("doc"), Mapping):
-                record["doc"] = rt.crypto.open_document(info, dict(record["doc"]))
+            image = record.get("doc")
+            if isinstance(image, Mapping):
+                held[record.get("documentId")] = image.get(owner) == uid
+            if not held.get(record.get("documentId"), True):
+                continue  # a revision another user owned
+            if isinstance(image, Mapping):
+                record["doc"] = rt.crypto.open_document(info, dict(image))
             yield record
 
 

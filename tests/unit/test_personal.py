@@ -539,3 +539,25 @@ def test_the_erasure_deletes_the_users_own_data_key_from_the_key_vault_and_no_on
     assert keys.count_documents({"keyAltNames": {"$in": [subject_alt_name(bob["user"])]}}) == 1
 
 
+
+
+@pytest.mark.parametrize("key", [None, KEY_A], ids=["plaintext", "encrypted"])
+def test_a_document_that_changed_hands_is_exported_to_each_owner_only_for_the_revisions_they_owned(key):
+    """An insight moved from Ann to Bob (an update of its owner field): its records from Ann's
+    time hold Ann's data and go in Ann's export only, those from Bob's time in Bob's only; the
+    delete that follows is Bob's."""
+    db = fresh() if key else Database(f"mongomock://localhost/personal_{next(_dbs)}", allow_plaintext_sensitive=True).connect()
+    ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+    bob = db.create("User", {"email": "bob@example.com", "name": "Bob"})
+    day = db.create("PlanetaryInsight", {"userId": ann.id, "date": "2026-12-01", "energyLevel": 50,
+                                         "recommendations": ["Ann's advice"], "summary": "Ann's summary"})
+    db.update("PlanetaryInsight", {"id": day.id}, {"summary": "Ann's second summary"})
+    db.update("PlanetaryInsight", {"id": day.id}, {"userId": bob.id, "summary": "Bob's summary",
+                                                   "recommendations": ["Bob's advice"]})
+    db.delete("PlanetaryInsight", {"id": day.id})
+    of_ann = db.export_user(ann.id)["models"]["PlanetaryInsight"]
+    of_bob = db.export_user(bob.id)["models"]["PlanetaryInsight"]
+    assert [(c["action"], c["rev"]) for c in of_ann["changes"]] == [("create", 0), ("update", 1)]
+    assert [(c["action"], c["rev"]) for c in of_bob["changes"]] == [("update", 2), ("delete", 3)]
+    assert "Bob's" not in json.dumps(of_ann) and "Ann's" not in json.dumps(of_bob)
+    assert "Ann's second summary" in json.dumps(of_ann) and "Bob's summary" in json.dumps(of_bob)
