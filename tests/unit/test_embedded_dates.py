@@ -7,16 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
-from astro_db import Database
-
-
-@pytest.fixture
-def db():
-    with Database("mongomock://localhost/dates") as database:
-        yield database
-
 
 def test_after_an_update_a_filter_and_a_sort_on_updated_at_work_and_the_date_is_at_the_millisecond(db):
     ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
