@@ -19,10 +19,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from bson import Binary, Code, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
+from bson import Binary, Decimal128, ObjectId
 from bson.regex import Regex
 
 from ..errors import QueryError
+from .order import ARRAY, BINARY, DATE, MAX, MIN, NULL, NUMBER, OBJECT, OID, REGEX, TIMESTAMP, rank
 
 __all__ = ["apply_update", "matches", "bson_equal", "CannotJudge", "MAX_PADDING"]
 
@@ -488,39 +489,10 @@ def _millis(value: _dt.datetime) -> _dt.datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-# the server's canonical type order (numbers of every kind share a rank, as do null and missing)
-_MIN, _NULL, _NUMBER, _STRING, _OBJECT, _ARRAY, _BINARY, _OID, _BOOL, _DATE, _TIMESTAMP, _REGEX, _MAX = (
-    1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 47, 50, 127)
-
-
 def _rank(value: Any) -> int:
-    if value is None:
-        return _NULL
-    if isinstance(value, bool):
-        return _BOOL
-    if isinstance(value, (int, float, Decimal128)):
-        return _NUMBER
-    if isinstance(value, str):
-        return _unknown(value) if isinstance(value, Code) else _STRING  # Code is a str, not a string to BSON
-    if isinstance(value, Mapping):
-        return _OBJECT  # a DBRef is no Mapping: it falls to the end, not judged
-    if isinstance(value, (list, tuple)):
-        return _ARRAY
-    if isinstance(value, (bytes, uuid.UUID)):
-        return _BINARY
-    if isinstance(value, ObjectId):
-        return _OID
-    if isinstance(value, _dt.datetime):
-        return _DATE
-    if isinstance(value, Timestamp):
-        return _TIMESTAMP
-    if _is_regex(value):
-        return _REGEX
-    if isinstance(value, MinKey):
-        return _MIN
-    if isinstance(value, MaxKey):
-        return _MAX
-    return _unknown(value)
+    """``value``'s type in the server's order (``query.order``), or ``CannotJudge``."""
+    found = rank(value)
+    return _unknown(value) if found is None else found
 
 
 def _unknown(value: Any) -> int:
@@ -539,33 +511,33 @@ def _order(a: Any, b: Any) -> int:
 
 def _order_within(a: Any, b: Any, ra: int) -> int:
     """``_order`` of two values of the same rank ``ra``."""
-    if ra == _NUMBER:
+    if ra == NUMBER:
         return _order_numbers(a, b)
-    if ra in (_NULL, _MIN, _MAX):
+    if ra in (NULL, MIN, MAX):
         return 0
-    if ra == _OBJECT:
+    if ra == OBJECT:
         for (ka, va), (kb, vb) in zip(a.items(), b.items()):
             c = _cmp(_rank(va), _rank(vb)) or _cmp(ka, kb) or _order(va, vb)
             if c:
                 return c
         return _cmp(len(a), len(b))
-    if ra == _ARRAY:
+    if ra == ARRAY:
         for va, vb in zip(a, b):
             c = _order(va, vb)
             if c:
                 return c
         return _cmp(len(a), len(b))
-    if ra == _BINARY:
+    if ra == BINARY:
         sa, ta = _binary(a)
         sb, tb = _binary(b)
         return _cmp(len(ta), len(tb)) or _cmp(sa, sb) or _cmp(ta, tb)
-    if ra == _OID:
+    if ra == OID:
         return _cmp(a.binary, b.binary)
-    if ra == _DATE:
+    if ra == DATE:
         return _cmp(_millis(a), _millis(b))
-    if ra == _TIMESTAMP:
+    if ra == TIMESTAMP:
         return _cmp((a.time, a.inc), (b.time, b.inc))
-    if ra == _REGEX:
+    if ra == REGEX:
         if _pattern_and_options(a, "") == _pattern_and_options(b, ""):
             return 0
         raise CannotJudge("the order of two regexes")
