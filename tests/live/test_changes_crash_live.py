@@ -33,6 +33,7 @@ from backup_helpers import state
 from kill_at import CHILD_PATH
 from pymongo import errors as pm
 from pymongo import monitoring
+from spies import poll
 
 from astro_db import Database, backup
 from astro_db.driver import timeouts
@@ -261,6 +262,16 @@ def server_up(live_server: Any) -> Any:
         live_server.start()
 
 
+def _answers(client: Any) -> bool:
+    """Whether the server answers a ping (a server selection, which asks the client's monitor to
+    look again at once)."""
+    try:
+        client.admin.command("ping")
+    except pm.PyMongoError:
+        return False
+    return True
+
+
 def test_a_create_applied_just_before_the_server_died_is_reported_unknown_then_recorded(server_up: Any,
                                                                                          live_url: str) -> None:
     db = Database(live_url, server_selection_timeout_ms=300, connect_timeout_ms=300,
@@ -275,6 +286,10 @@ def test_a_create_applied_just_before_the_server_died_is_reported_unknown_then_r
         assert db.executor.runtime.changes.pending == 1
         db.mongo.client.bulk_write = real
         server_up.start()
+        # the client finds the server again at its next heartbeat (PyMongo checks an unknown one
+        # every 500 ms at most), which on a loaded machine can outlast this Database's two 300 ms
+        # server selections: wait for it, as the reads below are not what this test is about
+        poll(lambda: _answers(db.mongo.client), timeout_s=10)
         [doc_id] = caught.value.ids
         assert db.find_one("User", {"id": doc_id}).email == "stored@died.test"
         assert db.reconcile_changes()["pending"] == 1
