@@ -56,6 +56,7 @@ from ..events import Change, Written, changes_of
 from ..ids import new_id
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
+from ..personal import erased_among
 from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
@@ -196,21 +197,30 @@ class WriteRunner:
 
     # --- inserts -----------------------------------------------------------------------------
 
-    def continue_lives(self, sons: list[dict[str, Any]]) -> None:
+    def continue_lives(self, sons: list[dict[str, Any]]) -> set[Any]:
         """Give each new document whose ``_id`` the caller chose (``new_document`` marked it) the
         revision after the highest one recorded for that ``_id``: a document created again
         after a delete continues its ``_id``'s revisions, so its records order after its earlier
         life's (and a backup or restore never takes the second life for an old state). A fresh
-        client-made ``_id`` has no past: no lookup (creates keep their one-command path)."""
+        client-made ``_id`` has no past: no lookup (creates keep their one-command path).
+
+        Returns the chosen ids that may not live again: for the users' model, those of users
+        erased (the erasure ledger, ``personal.erased_among``), which the caller refuses with
+        ``erased_id_error`` (every restore skips an erased user's documents, so a new user under
+        that id would be lost from every backup)."""
         chosen = []
         for son in sons:  # a loop, not a comprehension: a create's one document costs no call here
             if REV_FIELD in son and isinstance(son[REV_FIELD], _Continued):
                 chosen.append(son["_id"])
         if not chosen:
-            return
+            return set()
+        database = self.coll.database
+        erased: set[Any] = set()
+        if self.info is self.rt.registry.user_model:
+            erased = run.call(self.rt, self.info, "create lookup", lambda: erased_among(database, chosen, self.session),
+                              self.tx)
         last: dict[Any, int] = {}
         if self.rt.changes.enabled:
-            database = self.coll.database
             last = run.call(self.rt, self.info, "create lookup", lambda: last_revisions(database, self.info.name, chosen, self.session),
                             self.tx)
         for son in sons:
@@ -220,6 +230,7 @@ class WriteRunner:
                     del son[REV_FIELD]  # a first life: stored exactly as before (revision 0)
                 else:
                     son[REV_FIELD] = before + 1
+        return erased
 
     def insert_one(self, son: dict[str, Any]) -> None:
         written = self._insert_one(son, later=True)
@@ -1124,6 +1135,12 @@ class WriteRunner:
         return run.call(self.rt,
             self.info, "find_one", lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx
         ) is not None
+
+
+def erased_id_error(info: ModelInfo, doc_id: Any) -> DuplicateKeyError:
+    """The refusal of a new user under the ``_id`` of a user erased (``continue_lives``)."""
+    return DuplicateKeyError(f"{info.name} {doc_id} was erased (erase_user): an erased user's id is never given to "
+                             "a new user; let the new user have an id of its own", fields=("_id",))
 
 
 def _maybe_applied(exc: AstroDBError) -> bool:

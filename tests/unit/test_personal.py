@@ -17,7 +17,7 @@ from people import people
 from sealed_scan import backup_documents, opened_text, raw_documents, raw_text
 
 from astro_db import Database, backup
-from astro_db.errors import NotFoundError, PermissionDeniedError, ValidationError
+from astro_db.errors import DuplicateKeyError, NotFoundError, PermissionDeniedError, ValidationError
 from astro_db.personal import ERASURES_COLLECTION, EXPORT_FORMAT
 
 from .security_data import KEY_A, snapshot
@@ -165,6 +165,32 @@ def test_an_erasure_is_done_once_a_rerun_changes_nothing():
     again = db.erase_user(str(ann["user"]))
     assert again["already"] and again["erased"] == first["erased"]
     assert snapshot(db) == after
+
+
+def test_an_erased_users_id_is_never_given_to_a_new_user_and_the_refusal_writes_nothing(tmp_path):
+    """Every restore skips an erased user's documents: a new user under the erased id would be
+    lost from every backup, so a create under it is refused, alone or in a batch (the rest kept)."""
+    db = fresh()
+    ann, bob = interleaved(db)
+    db.erase_user(ann["user"])
+    before = snapshot(db)
+    again = {"_id": ann["user"], "email": "ann.again@example.com", "name": "Ann Again"}
+    with pytest.raises(DuplicateKeyError, match="was erased") as refused:
+        db.create("User", again)
+    assert refused.value.fields == ("_id",) and "ann.again" not in str(refused.value)
+    with pytest.raises(DuplicateKeyError, match="was erased"):
+        db.create("User", {**again, "_id": str(ann["user"])})  # the id as text is the same id
+    assert snapshot(db) == before
+    result = db.create_many("User", [{"email": "cy@example.com", "name": "Cy"}, again,
+                                     {"_id": ObjectId(), "email": "di@example.com", "name": "Di"}])
+    assert [u.email for u in result] == ["cy@example.com", "di@example.com"]
+    assert [(i, type(e).__name__) for i, e in result.failed] == [(1, "DuplicateKeyError")]
+    assert db.mongo.users.count_documents({"_id": ann["user"]}) == 0
+    # the ids of users who were never erased, and of other models' documents, are free as before
+    db.delete("User", {"id": bob["user"]})
+    assert db.create("User", {"_id": bob["user"], "email": "bob.back@example.com", "name": "Bob"}).id == bob["user"]
+    assert db.create("PlanetaryInsight", {"_id": ann["user"], "userId": bob["user"], "date": "2026-02-01T00:00:00Z",
+                                          "energyLevel": 5, "recommendations": ["x"]}).id == ann["user"]
 
 
 def test_an_interrupted_erasure_is_finished_by_a_rerun_or_by_reconcile():
