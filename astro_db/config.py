@@ -46,7 +46,8 @@ EMBEDDED_URL = "mongomock://localhost/astro"
 _SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
 _DEPRECATED_OPTIONS = ("useNewUrlParser", "useUnifiedTopology", "use_new_url_parser", "use_unified_topology")
-_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret", "kms_providers")
+_SECRET_FIELDS = ("password", "encryption_key", "encryption_keys", "cache_secret", "token_secret", "backup_secret",
+                  "kms_providers")
 _URL_FIELDS = ("url", "cache_bus", "cache_store")  # shown with their password masked
 _CACHE_BUS_SCHEMES = ("redis", "rediss", "unix")
 _DEFAULT_BUDGET_MS = 30_000  # operation_timeout_ms's default: the seed's 30 s, per call
@@ -471,6 +472,9 @@ class DatabaseConfig:
     check_references: bool = False  # refuse a userId naming no User (one more read per write)
     # the MAC key of page tokens (db.page; docs/reading.md); default: cache_secret, else encryption_key
     token_secret: str | None = field(default=None, repr=False)
+    # the MAC key of backup sets (astro_db.backup; docs/backup.md, "Authenticated sets"): sets are
+    # signed when taken and refused unsigned or altered when read
+    backup_secret: str | None = field(default=None, repr=False)
     pool: PoolConfig = field(default_factory=PoolConfig)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -547,7 +551,8 @@ class DatabaseConfig:
     one_command_writes = _Flat[bool]()
 
     def __init__(self, url: str | None = None, database: str | None = None, *, ensure_indexes: bool = True,
-                 check_references: bool = False, token_secret: str | None = None, pool: PoolConfig | None = None,
+                 check_references: bool = False, token_secret: str | None = None, backup_secret: str | None = None,
+                 pool: PoolConfig | None = None,
                  timeouts: TimeoutConfig | None = None, retry: RetryConfig | None = None,
                  tls_auth: TlsAuthConfig | None = None, topology: TopologyConfig | None = None,
                  health: HealthConfig | None = None, cache: CacheConfig | None = None,
@@ -568,6 +573,7 @@ class DatabaseConfig:
         put(self, "ensure_indexes", ensure_indexes)
         put(self, "check_references", check_references)
         put(self, "token_secret", token_secret)
+        put(self, "backup_secret", backup_secret)
         put(self, "_given", frozenset(settings))  # flat keys set by name: explicit even at their default
         for attr, cls in SECTIONS.items():
             section, changes = given[attr], flat.get(attr)
@@ -589,6 +595,8 @@ class DatabaseConfig:
             self.database_name  # noqa: B018 - raises ConfigError when there is none
         need = self._need
         need(self.token_secret is None or len(self.token_secret) >= 32, "token_secret",
+             "must be at least 32 characters of random text (astro-db new-key makes one)")
+        need(self.backup_secret is None or len(self.backup_secret) >= 32, "backup_secret",
              "must be at least 32 characters of random text (astro-db new-key makes one)")
         need(self.cache.cache_store is None or bool(self.cache.cache_secret or self.encryption.encryption_key),
              "cache_secret",

@@ -10,6 +10,10 @@ The Python face of ``astro-db backup / restore / verify``::
 
 A source or target is a ``Database``, a URL or a ``DatabaseConfig``; ``progress(label, advance,
 total)`` is called as documents stream. Failures raise ``BackupError`` / ``BackupIntegrityError``.
+
+``secret`` (every function; else the given ``Database``'s ``backup_secret``, else
+``ASTRO_DB_BACKUP_SECRET``) signs the sets written and makes every read refuse a set that is not
+signed under it (``repository``, "Authenticated sets"); ``sign`` signs the sets taken before.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
 
 __all__ = [
-    "backup", "restore", "verify", "list_sets", "prune", "content_hashes",
+    "backup", "restore", "verify", "list_sets", "prune", "sign", "content_hashes",
     "Repository", "BackupSet", "JOURNAL_COLLECTION", "APPEND_ONLY_COLLECTIONS", "LEDGER_COLLECTIONS", "Progress",
 ]
 
@@ -59,30 +63,57 @@ def _connected(source: Any) -> Iterator[Any]:
         db.disconnect()
 
 
+def _repository(repo: str | os.PathLike[str], secret: str | None, source: Any = None) -> Repository:
+    """``repo`` opened with the backup secret: ``secret``, else ``source``'s (a ``Database`` or
+    ``DatabaseConfig``) ``backup_secret``, else ``ASTRO_DB_BACKUP_SECRET`` (a URL source's
+    ``Database`` would read the same variable)."""
+    from ..config import ENV_PREFIX, DatabaseConfig
+    from ..database import Database
+
+    if secret is None:
+        config = source.config if isinstance(source, Database) else source if isinstance(source, DatabaseConfig) else None
+        secret = config.backup_secret if config is not None else os.environ.get(ENV_PREFIX + "BACKUP_SECRET") or None
+    if secret is not None:
+        DatabaseConfig(backup_secret=secret)  # the same rule as the setting's (ConfigError, the value masked)
+    return Repository(repo, secret)
+
+
 def _decodes(db: Database) -> bool:
     """Whether ``db``'s backend cannot store raw BSON documents (the embedded one)."""
     return not db.executor.runtime.capabilities.raw_bson_inserts
 
 
-def backup(source: Any, repo: str | os.PathLike[str], *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+def backup(source: Any, repo: str | os.PathLike[str], *, full: bool = False, progress: Progress | None = None,
+           secret: str | None = None) -> dict[str, Any]:
     """Take a backup set of ``source`` into ``repo``: full the first time or with ``full=True``,
     else incremental (what changed since the previous set). Returns the set's summary."""
     with _connected(source) as db:
-        return take_backup(db.executor.gateway("backup"), db.executor.runtime.registry, Repository(repo), full=full,
-                           progress=progress).summary()
+        return take_backup(db.executor.gateway("backup"), db.executor.runtime.registry, _repository(repo, secret, db),
+                           full=full, progress=progress).summary()
 
 
-def list_sets(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def list_sets(repo: str | os.PathLike[str], *, secret: str | None = None) -> list[dict[str, Any]]:
     """Every set in ``repo``, oldest first: id, kind, parent, window, counts, bytes."""
-    return [s.summary() for s in Repository(repo).sets()]
+    return [s.summary() for s in _repository(repo, secret).sets()]
+
+
+def sign(repo: str | os.PathLike[str], *, secret: str | None = None) -> list[str]:
+    """Sign the sets of ``repo`` that carry no MAC (taken before ``backup_secret`` was set);
+    the ids signed. Verify them first (``verify(repo)`` without the secret): a MAC vouches for
+    what it signs. A set already signed must match its MAC, else ``BackupIntegrityError`` and
+    nothing is signed."""
+    repository = _repository(repo, secret)
+    if not repository.signed:
+        raise BackupError("signing needs backup_secret: pass secret= or set ASTRO_DB_BACKUP_SECRET")
+    return repository.sign()
 
 
 def prune(repo: str | os.PathLike[str], *, keep_daily: int | None = None, keep_weekly: int | None = None,
-          source: Any = None, dry_run: bool = False) -> dict[str, Any]:
+          source: Any = None, dry_run: bool = False, secret: str | None = None) -> dict[str, Any]:
     """Delete the sets a daily/weekly retention does not keep (with their incrementals); with
     ``source``, also delete its change-journal entries older than the oldest kept full set.
     Give ``keep_daily``, ``keep_weekly`` or both; the newest full set is always kept."""
-    repository = Repository(repo)
+    repository = _repository(repo, secret, source)
     kept, deleted = select_kept(repository.sets(), keep_daily, keep_weekly)
     journal_pruned = 0
     if not dry_run:
@@ -96,7 +127,8 @@ def prune(repo: str | os.PathLike[str], *, keep_daily: int | None = None, keep_w
 
 
 def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set_id: str | None = None, drop: bool = False,
-            journal_source: Any = None, progress: Progress | None = None, erasures_from: Any = None) -> dict[str, Any]:
+            journal_source: Any = None, progress: Progress | None = None, erasures_from: Any = None,
+            secret: str | None = None) -> dict[str, Any]:
     """Rebuild ``target`` from ``repo``: the newest set (or ``set_id``) exactly, or with ``until``
     (a datetime or ISO-8601 string) the state at that instant. ``journal_source`` (the live
     source database) lets ``until`` go past the newest set. Refuses a non-empty target unless
@@ -109,7 +141,8 @@ def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set
     The migration ledger (``astroMigrations``) is written as it stood at the instant restored
     (``report["migrations"]``: version -> state), the lease left out, so ``migrate`` afterwards
     applies only what the restored documents have not been through (docs/backup.md)."""
-    plan = plan_restore(Repository(repo), until=until, set_id=set_id, live_journal=journal_source is not None)
+    repository = _repository(repo, secret, target)
+    plan = plan_restore(repository, until=until, set_id=set_id, live_journal=journal_source is not None)
     erasures_from = erasures_from if erasures_from is not None else journal_source
     with contextlib.ExitStack() as stack:
         db = stack.enter_context(_connected(target))
@@ -117,7 +150,7 @@ def restore(repo: str | os.PathLike[str], target: Any, *, until: Any = None, set
         ledger = (live if live is not None and erasures_from is journal_source
                   else stack.enter_context(_connected(erasures_from)) if erasures_from is not None else None)
         try:
-            return run_restore(Repository(repo), db.executor.gateway("restore", retry=False), plan, decode=_decodes(db),
+            return run_restore(repository, db.executor.gateway("restore", retry=False), plan, decode=_decodes(db),
                                owners=owner_paths(db.executor.runtime.registry), drop=drop,
                                live_journal=live.executor.gateway("restore journal") if live is not None else None,
                                progress=progress,
@@ -137,11 +170,12 @@ def _announce_restored(db: Database) -> None:
         cache.invalidate(info.name)
 
 
-def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Check checksums, BSON parsing, counts and chaining; ``deep`` also loads every set into a
-    scratch database on ``url``'s server and compares content hashes. Raises
-    ``BackupIntegrityError`` (``.path`` = the bad file) on any mismatch."""
-    repository = Repository(repo).require()
+def verify(repo: str | os.PathLike[str], *, deep: bool = False, url: Any = None, progress: Progress | None = None,
+           secret: str | None = None) -> dict[str, Any]:
+    """Check checksums, BSON parsing, counts and chaining, and with a backup secret every set's
+    MAC; ``deep`` also loads every set into a scratch database on ``url``'s server and compares
+    content hashes. Raises ``BackupIntegrityError`` (``.path`` = the bad file) on any mismatch."""
+    repository = _repository(repo, secret, url).require()
     if not deep:
         return run_verify(repository, progress=progress)
     with _connected(url) as db:

@@ -8,11 +8,25 @@ A set is written into a hidden staging directory and renamed into place only onc
 is complete, so a crashed backup never leaves a set that looks whole. Sets are ordered by the end
 of their time window (``window.to``); every set's window starts where the previous one ended, so
 the journals of consecutive sets cover time without gaps.
+
+**Authenticated sets.** A repository opened with a ``secret`` (``backup_secret``) signs each set
+it writes: the manifest, which lists every file's SHA-256, carries ``mac``, an HMAC-SHA256 of its
+canonical JSON (sorted keys, no spaces, the ``mac`` key left out) under the secret. Every set is
+read through ``load``, and with a secret ``load`` refuses a set whose MAC is missing or wrong, or
+whose directory is not named by its manifest's id (a signed set renamed), with
+``BackupIntegrityError``: whoever can write the repository (a shared bucket, a backup host) but
+does not hold the secret cannot change a set, rename one or add one that any reader (verify,
+restore, its erasure ledger, prune, the parent of the next incremental) accepts. The checksums
+alone find damage, not a forger, who rewrites the manifest too. Without a secret, MACs are not
+checked. ``sign`` signs the sets of a repository that predate the secret, once the operator has
+verified them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -23,11 +37,21 @@ from typing import Any, overload
 
 from ..errors import BackupError, BackupIntegrityError
 
-__all__ = ["Repository", "BackupSet", "MANIFEST", "FORMAT", "parse_time", "format_time", "select_kept"]
+__all__ = ["Repository", "BackupSet", "MANIFEST", "FORMAT", "MAC_KEY", "parse_time", "format_time", "select_kept"]
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 _STAGING = ".staging-"
+MAC_KEY = "mac"  # the manifest's HMAC-SHA256 under backup_secret, "hmac-sha256:<hex>"
+_MAC_SCHEME = "hmac-sha256:"
+
+
+def manifest_mac(manifest: dict[str, Any], secret: str | bytes) -> str:
+    """The MAC of ``manifest`` (its ``mac`` key left out) under ``secret``."""
+    body = json.dumps({k: v for k, v in manifest.items() if k != MAC_KEY}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True).encode("ascii")
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    return _MAC_SCHEME + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def parse_time(value: Any) -> _dt.datetime:
@@ -98,11 +122,17 @@ class BackupSet:
 class Repository:
     """The backup sets under one directory."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], secret: str | bytes | None = None) -> None:
         self.path = Path(path).expanduser()
+        self._secret = secret or None  # never shown: not in the repr
+
+    @property
+    def signed(self) -> bool:
+        """Whether sets are signed when written and their MACs checked when read."""
+        return self._secret is not None
 
     def __repr__(self) -> str:
-        return f"<backup Repository {self.path}>"
+        return f"<backup Repository {self.path}{' (signed)' if self._secret is not None else ''}>"
 
     def ensure(self) -> Repository:
         """Create the repository directory itself, never its parents: a mistyped
@@ -143,7 +173,27 @@ class Repository:
             raise BackupIntegrityError(f"{path}: manifest unreadable ({exc})", path=str(path)) from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "window" not in manifest:
             raise BackupIntegrityError(f"{path}: not an astro_db backup manifest (format {FORMAT})", path=str(path))
+        if self._secret is not None:
+            self._authenticate(path, manifest)
         return BackupSet(directory, manifest)
+
+    def _authenticate(self, path: Path, manifest: dict[str, Any]) -> None:
+        """Raise ``BackupIntegrityError`` unless ``manifest`` carries its MAC under the secret and
+        names the directory it is in."""
+        assert self._secret is not None
+        mac = manifest.get(MAC_KEY)
+        if not isinstance(mac, str) or not mac.startswith(_MAC_SCHEME):
+            raise BackupIntegrityError(
+                f"{path}: the set is not signed, and backup_secret is set: it was taken without the secret, or "
+                "written by someone else (sign the sets you have verified with 'astro-db backup sign')", path=str(path))
+        if not hmac.compare_digest(mac, manifest_mac(manifest, self._secret)):
+            raise BackupIntegrityError(
+                f"{path}: the manifest's MAC does not match: the manifest was changed after the backup, or signed "
+                "under another backup_secret", path=str(path))
+        if manifest.get("id") != path.parent.name:
+            raise BackupIntegrityError(
+                f"{path}: the set is signed as {manifest.get('id')!r} but lies in {path.parent.name!r} (moved or "
+                "copied under another name)", path=str(path))
 
     def get(self, set_id: str) -> BackupSet:
         for s in self.sets():
@@ -162,24 +212,54 @@ class Repository:
         return path
 
     def commit(self, staging: Path, manifest: dict[str, Any]) -> BackupSet:
-        """Write the manifest, then move the staged set into place (an atomic rename)."""
-        tmp = staging / (MANIFEST + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(staging / MANIFEST)
+        """Write the manifest (signed, with a secret), then move the staged set into place (an
+        atomic rename)."""
+        if self._secret is not None:
+            manifest = {**manifest, MAC_KEY: manifest_mac(manifest, self._secret)}
+        _write_manifest(staging, manifest)
         final = self.path / manifest["id"]
         if final.exists():
             raise BackupError(f"a backup set {final} already exists")
         staging.replace(final)
         return BackupSet(final, manifest)
 
+    def sign(self) -> list[str]:
+        """Sign every set that carries no MAC yet (sets taken before ``backup_secret`` was set),
+        in place; the ids signed. A set that carries one must match it (``BackupIntegrityError``
+        otherwise, nothing signed). Sign only sets you have verified: a MAC vouches for what it
+        signs."""
+        if self._secret is None:
+            raise BackupError("signing needs backup_secret (ASTRO_DB_BACKUP_SECRET)")
+        unsigned = []
+        for directory in self.set_dirs():
+            manifest = Repository(self.path).load(directory).manifest
+            if MAC_KEY in manifest:
+                self.load(directory)
+            else:
+                unsigned.append((directory, manifest))
+        for directory, manifest in unsigned:
+            if manifest.get("id") != directory.name:
+                raise BackupIntegrityError(f"{directory / MANIFEST}: the manifest names {manifest.get('id')!r}, not "
+                                           "its directory: nothing signed", path=str(directory / MANIFEST))
+        for directory, manifest in unsigned:
+            _write_manifest(directory, {**manifest, MAC_KEY: manifest_mac(manifest, self._secret)})
+        return [directory.name for directory, _ in unsigned]
+
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
     def delete(self, backup_set: BackupSet) -> None:
         shutil.rmtree(backup_set.path)
+
+
+def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """``directory``'s manifest written whole or not at all (a temporary file, synced, renamed)."""
+    tmp = directory / (MANIFEST + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(directory / MANIFEST)
 
 
 def root_full(sets: Iterable[BackupSet]) -> dict[str, str | None]:

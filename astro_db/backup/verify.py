@@ -58,7 +58,8 @@ def run_verify(repo: Repository, *, deep: bool = False, database: MongoDB | None
         for s in sets:
             _deep_check(s, database, decode, problems, progress)
         problems.raise_if_any()
-    return {"repository": str(repo.path), "sets": [s.id for s in sets], "files": files, "documents": documents, "deep": deep}
+    return {"repository": str(repo.path), "sets": [s.id for s in sets], "files": files, "documents": documents, "deep": deep,
+            "signed": repo.signed}
 
 
 def _check_chain(sets: list[BackupSet], problems: Problems) -> None:

@@ -1,4 +1,7 @@
-"""``astro-db backup | backup list | backup prune | restore | verify``: a shell over ``astro_db.backup``."""
+"""``astro-db backup | backup list | backup prune | backup sign | restore | verify``: a shell over ``astro_db.backup``.
+
+Each reads the backup secret from ``ASTRO_DB_BACKUP_SECRET`` (never an option: a command line is
+visible to every user of the machine): sets taken are signed, sets read must be."""
 
 from __future__ import annotations
 
@@ -138,6 +141,16 @@ def backup_prune(
              + "".join(f"\n  {verb} {i}" for i in r["deleted"]) + f"\njournal entries deleted: {r['journal_entries_deleted']}")
 
 
+@backup_cmd.command("sign")
+@_repo_option
+@click.pass_context
+def backup_sign(ctx: click.Context, repo: str | None) -> None:
+    """Sign the sets taken before ASTRO_DB_BACKUP_SECRET was set (verify them first)."""
+    signed = api.sign(_repo(ctx, repo))
+    ctx.obj.emit({"signed": signed}, lambda r: f"signed {len(r['signed'])} set(s)"
+                 + "".join(f"\n  {i}" for i in r["signed"]))
+
+
 @cli.command("restore")
 @_repo_option
 @click.option("--until", help="Restore the state as of this ISO-8601 time (e.g. 2025-03-01T12:00:00Z).")
@@ -190,4 +203,5 @@ def verify_cmd(obj: CliContext, repo: str | None, deep: bool, url: str | None) -
     db = _source(obj, url) if deep else None
     report = _run(obj, lambda bars: api.verify(repo, deep=deep, url=db, progress=bars))
     obj.emit(report, lambda r: f"OK: {len(r['sets'])} sets, {r['files']} files, {r['documents']} documents verified"
-             + (" (deep: every set loaded and hashed)" if r["deep"] else ""))
+             + (" (deep: every set loaded and hashed)" if r["deep"] else "")
+             + (", every set's signature checked" if r["signed"] else ""))

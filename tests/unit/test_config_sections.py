@@ -101,7 +101,8 @@ def test_every_flat_name_reads_its_sections_field_with_its_declared_type():
     for name, descriptor in flats.items():
         assert getattr(cfg, name) == getattr(getattr(cfg, sections[name]), name)
         assert typing.get_args(descriptor.__orig_class__)[0] == flat_types()[name], name
-    assert set(flat_types()) == set(sections) | {"url", "database", "ensure_indexes", "check_references", "token_secret"}
+    assert set(flat_types()) == set(sections) | {"url", "database", "ensure_indexes", "check_references", "token_secret",
+                                                      "backup_secret"}
 
 
 def test_no_secret_is_shown_by_a_section_or_the_config():
