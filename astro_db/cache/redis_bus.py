@@ -36,11 +36,14 @@ two full drops merged into one ``apply``. It pings Redis once it has been silent
 (a frozen Redis keeps the TCP connection open and silent), so every process stops caching
 within about three seconds of Redis freezing, not only the ones that write. Anything that casts doubt
 drops everything again: a gap in a model's generations (a lost message), a message it cannot
-read, a lost connection (and the reconnect after it), a failed publish from this process. So a
+read, a generation that goes back or repeats (never sent by the script: someone else published
+on the channel, e.g. one far ahead so that the real announcements after it would look old), a
+lost connection (and the reconnect after it), a failed publish from this process. So a
 message lost in an outage can never keep a stale entry alive past the moment the subscriber is
-back, and while it is not connected the cache stores and serves nothing (reads go to the
-server). The one window left is "the write returned in process A, B's subscriber has not been
-delivered yet": ``metrics()["cache_bus"]["last_delay_ms"]`` shows how long it is.
+back, nor can a message forged on the channel keep one alive past the next real announcement,
+and while it is not connected the cache stores and serves nothing (reads go to the server).
+The one window left is "the write returned in process A, B's subscriber has not been delivered
+yet": ``metrics()["cache_bus"]["last_delay_ms"]`` shows how long it is.
 
 A failed publish leaves the write standing: it is logged (never with the URL's password; once per
 10 s with a count, ``astro_db.ratelog``) and counted, this process drops its own cache and its
@@ -1215,14 +1218,19 @@ class RedisBus(SubscribingBus):
                 continue
             self.figures.message(sent_at)
             seen = self._generations.get(model)
-            if seen is not None and generation <= seen:
-                continue  # an older or repeated announcement: already applied
             self._generations[model] = generation
-            if seen is not None and generation > seen + 1:
-                log.warning("cache bus %s: %s went from generation %d to %d (a lost message); dropping every "
-                            "cached entry", self.masked_url, model, seen, generation)
+            if seen is not None and generation != seen + 1:
+                # a gap: a lost message. A generation that goes back or repeats is never sent (each
+                # announcement is the INCR of the script that publishes it, in order on one
+                # channel): someone else published on the channel, e.g. a generation far ahead so
+                # that every real announcement after it would look old and be skipped. Either way
+                # the order is lost; the real announcements are followed from here on.
+                back = generation <= seen
+                log.warning("cache bus %s: %s went from generation %d to %d (%s); dropping every cached entry",
+                            self.masked_url, model, seen, generation,
+                            "back: a message not sent by astro_db" if back else "a lost message")
                 self._apply(todo)
-                self._drop_all("generation gap")
+                self._drop_all("generation back" if back else "generation gap")
                 continue
             if origin == self.origin:
                 continue  # the writer dropped its own entries before publishing

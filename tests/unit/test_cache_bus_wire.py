@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 import weakref
 from typing import Any
 
 import pytest
+from bus_kit import NOTICE
 from spies import BusCalls
 from spies import poll as _poll
 
@@ -122,13 +124,48 @@ def test_own_messages_count_for_the_generations_only():
     assert len(listener.calls) == 1 and bus._generations["User"] == 4
 
 
-def test_a_repeated_or_older_message_in_a_batch_is_skipped():
+def test_a_repeated_or_older_generation_drops_everything_and_the_announcements_are_followed_from_it():
+    """The publish script never sends a generation twice or one that goes back: such a message
+    was published by someone else on the channel. Skipping it as "already applied" would let a
+    forged generation far ahead make every real announcement after it look old."""
     bus, listener = _offline_bus()
     bus._deliver_batch([_message("User", 1, ("01" * 16,)), _message("User", 1, ("09" * 16,))])
-    assert listener.calls == [("apply", "User", (bytes.fromhex("01" * 16),), ("name",), False, False)]
+    assert listener.calls == [("apply", "User", (bytes.fromhex("01" * 16),), ("name",), False, False),
+                              ("drop_all", "generation back")]
+    bus._deliver_batch([_message("User", 10**12, ("0a" * 16,)), _message("User", 2, ("02" * 16,)),
+                        _message("User", 3, ("03" * 16,))])
+    assert listener.calls[2:] == [("drop_all", "generation gap"), ("drop_all", "generation back"),
+                                  ("apply", "User", (bytes.fromhex("03" * 16),), ("name",), False, False)]
+    assert bus._generations["User"] == 3 and bus.figures.full_drops == 3
 
 
 # --- with a real redis-server ------------------------------------------------------------------
+
+def test_a_generation_forged_far_ahead_on_the_channel_never_hides_a_real_announcement(redis_server, redis_client):
+    """Anyone who can publish on the channel sends ``User`` at generation 10^12 before a real
+    write: the real announcement (generation 1) must still drop what the write changed."""
+    namespace = f"forged{uuid.uuid4().hex[:8]}"
+    reader, writer = RedisBus(redis_server.url, namespace), RedisBus(redis_server.url, namespace)
+    listener, other = BusCalls(detail=True), BusCalls()
+    try:
+        reader.attach(listener)
+        writer.attach(other)
+        _poll(lambda: reader.connected and writer.connected)
+        assert reader.watch("User") and writer.watch("User")
+        del listener.calls[:]  # the drop on subscribing
+        redis_client.publish(reader.channel, json.dumps({"m": "User", "g": 10**12, "o": "mallory", "t": 0}))
+        _poll(lambda: reader.figures.received == 1)
+        assert listener.calls == [("drop", "User")]  # a whole-model announcement, as it claims to be
+        writer.publish("User", notice=NOTICE)
+        _poll(lambda: reader.figures.received == 2)
+        assert listener.calls[1:] == [("drop_all", "generation back")]
+        writer.publish("User", notice=NOTICE)  # and the real ones are followed from there
+        _poll(lambda: reader.figures.received == 3)
+        assert listener.calls[2:] == [("apply", "User", tuple(sorted(NOTICE.ids)), ("name",), False, False)]
+    finally:
+        reader.close()
+        writer.close()
+
 
 def test_messages_that_arrived_while_the_subscriber_was_busy_are_delivered_in_one_wake_up(redis_server):
     import redis
