@@ -48,7 +48,12 @@ alone, so two deployments sharing a Redis never answer from each other's data; a
 carries ``HMAC-SHA256(cache_secret, entry key || sequence || dependency list || value)``,
 checked before anything is decoded. A value copied under another key, altered (its dependency
 list too), or written without the app's secret is a miss (counted as ``forged``, logged at
-WARNING), never an answer.
+WARNING), never an answer. Nor can they keep an entry alive: its value carries, under the MAC,
+its deadline by the Redis server's clock (one TTL after its fetch began, when a ``put`` is
+refused, plus its TTL), and an entry read past it is a miss (``expired``). What they can do is
+delete the dependency keys (the writes' records are not under a MAC: Redis writes them), which
+makes an entry a write changed servable again for the rest of its life, at most twice
+``cache_ttl_s`` after its fetch began: the same bound as the local cache's TTL without a bus.
 """
 
 from __future__ import annotations
@@ -228,7 +233,7 @@ class RedisStore:
         self._put = self._client.register_script(_PUT)
         self._lock = threading.Lock()
         self._counts = {"hits": 0, "misses": 0, "outdated": 0, "stored": 0, "refused": 0, "errors": 0, "forged": 0,
-                        "skipped": 0}
+                        "expired": 0, "skipped": 0}
         self._failing = False
         self.retry_after_s = retry_after_s
         self._skip_until = 0.0  # monotonic time before which Redis is not asked (after a failure)
@@ -273,12 +278,19 @@ class RedisStore:
             self._count("outdated")  # a write it depends on was announced after its fetch began
         else:
             try:
-                value = bson.decode(parsed[3], codec_options=_CODEC)["v"]
+                stored = bson.decode(parsed[3], codec_options=_CODEC)
+                value, deadline = stored["v"], stored.get("x")
             except (bson.errors.BSONError, KeyError) as exc:  # authentic but unreadable: a bug, not an attack
                 self._error("decode", exc)
                 return MISSING, token
-            self._count("hits")
-            return value, token
+            if not isinstance(deadline, int) or token.at_ms > deadline:  # an int64: bson.Int64
+                # past the life its put gave it (or of a version that gave none): Redis keeps an
+                # entry no longer, so it was put back by someone who can write there, after the
+                # keys that record writes may have been deleted; authentic, but possibly outdated
+                self._count("expired")
+            else:
+                self._count("hits")
+                return value, token
         self._count("misses")
         return MISSING, token
 
@@ -304,7 +316,9 @@ class RedisStore:
             dependencies = (ANY,)
         sequence_key, entry_key, _, prefix, recorded = self._keys(key)
         try:
-            body = bson.encode({"v": value}, codec_options=_CODEC)
+            # its deadline, under the MAC: the latest a put of this fetch can store it (one TTL after
+            # the get, by Redis's clock) plus its TTL; Redis has expired it by then
+            body = bson.encode({"v": value, "x": token.at_ms + 2 * self.ttl_ms}, codec_options=_CODEC)
             header = b"%d\0%d\0" % (token.sequence, len(dependencies)) + b"".join(
                 name.encode() + b"\0" for name in dependencies)
             value_bytes = header + self._mac(entry_key, header, body) + body

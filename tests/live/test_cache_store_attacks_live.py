@@ -121,3 +121,39 @@ def test_an_entry_written_without_the_apps_secret_is_never_served(live_url, redi
     finally:
         release_and_close(a)
         release_and_close(other_app)
+
+
+def test_an_entry_put_back_after_the_writes_records_were_deleted_is_served_no_longer_than_its_life(live_url, redis_server):
+    """Someone who can write to the Redis saves an entry, and once a write has made it outdated,
+    deletes the keys that record the write and puts the entry back, with no expiry. It may be
+    served for the rest of the life its put gave it (the dependency keys are Redis's own, under
+    no MAC), never after: its deadline is under the MAC, by the Redis server's clock."""
+    import redis
+
+    ttl_s = 0.25
+    a = _db(live_url, redis_server.url, cache_ttl_s=ttl_s)
+    client = redis.Redis.from_url(redis_server.url)
+    fresh = None
+    try:
+        user = a.create("User", {"email": _email(), "name": "Old Name"})
+        announce(a)
+        before = set(client.scan_iter(match="astro_db:*:r2:User:*"))
+        assert a.find_one("User", {"id": user.id}, cache=True).name == "Old Name"  # stored in Redis
+        (entry_key,) = set(client.scan_iter(match="astro_db:*:r2:User:*")) - before
+        saved = client.get(entry_key)
+        stored_at = sum(int(x) * f for x, f in zip(client.time(), (1000, 0.001)))
+        a.update("User", {"id": user.id}, {"name": "New Name"})
+        announce(a)
+        client.delete(*client.scan_iter(match="astro_db:*:dep:User:*"))  # the write's records
+        client.set(entry_key, saved)  # put back, with no expiry
+        # once Redis's clock is past the entry's deadline (twice its TTL after its fetch began)
+        _poll(lambda: sum(int(x) * f for x, f in zip(client.time(), (1000, 0.001))) > stored_at + 2 * ttl_s * 1000 + 50)
+        fresh = _db(live_url, redis_server.url, cache_ttl_s=ttl_s)  # an empty local cache: Redis is asked
+        assert fresh.find_one("User", {"id": user.id}, cache=True).name == "New Name"
+        stats = fresh.executor.runtime.cache.bus_stats()["shared_store"]
+        assert stats["expired"] == 1 and stats["hits"] == 0 and stats["forged"] == 0
+    finally:
+        client.close()
+        release_and_close(a)
+        if fresh is not None:
+            release_and_close(fresh)
