@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
@@ -51,6 +52,7 @@ __all__ = [
     "UserRefField",
     "canonical_email",
     "describe",
+    "short_repr",
     "iso_utc",
     "longest_text",
 ]
@@ -59,11 +61,31 @@ _SHOW_MAX = 60
 _ZERO = timedelta(0)
 
 
+_SHORT = reprlib.Repr()  # a repr whose cost is bounded whatever the value: depth, items and lengths cut
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 3, _SHOW_MAX, _SHOW_MAX, _SHOW_MAX
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxfrozenset = _SHORT.maxdeque = 20
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` as far as an error message shows it (its first ``_SHOW_MAX`` characters
+    are ``repr``'s own), at a cost bounded whatever the value: a string is cut before its
+    ``repr``, a container shown to 3 levels and 20 items a level (``reprlib``), so a value
+    nested thousands of levels deep or megabytes long is described as cheaply as a short one."""
+    try:
+        if isinstance(value, str):
+            return repr(value[: _SHOW_MAX + 1])[:-1] + "..." if len(value) > _SHOW_MAX else repr(value)
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            return _SHORT.repr(value)
+        return repr(value)
+    except ValueError:  # an int past Python's 4,300 digits, or a repr that refuses
+        return f"<a {type(value).__name__} too large to show>"
+
+
 def describe(value: Any) -> str:
     """A short ``repr`` of a bad value for an error message (long strings are cut)."""
     if isinstance(value, datetime):
         return value.isoformat()
-    text = repr(value)
+    text = short_repr(value)
     return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
 
 

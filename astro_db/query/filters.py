@@ -23,7 +23,7 @@ from mongoengine import fields as me
 
 from ..errors import QueryError, ValidationError
 from ..models import paths
-from ..models.fields import EmailField, NumberField, UTCDateTimeField, canonical_email, longest_text, to_utc
+from ..models.fields import EmailField, NumberField, UTCDateTimeField, canonical_email, longest_text, short_repr, to_utc
 from .regex import MAX_REGEX_LENGTH, check_regex, check_regex_options
 
 __all__ = [
@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 MAX_QUERY_DEPTH = 12
+#: how deep a value (a literal in a filter, data to write) may nest: MongoDB's own limit for a
+#: stored document (100 levels), checked before anything walks the value, so that a value nested
+#: thousands of levels deep is a clear error rather than Python's ``RecursionError``
+MAX_VALUE_DEPTH = 100
 MAX_IN_VALUES = 10_000
 
 _LOGICAL = {"$and", "$or", "$nor"}
@@ -251,6 +255,8 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
     if op == "$options":
         check_regex_options(arg, name)
         return arg
+    if op in ("$not", "$elemMatch") and depth >= MAX_QUERY_DEPTH:
+        raise QueryError(f"query nested deeper than {MAX_QUERY_DEPTH} levels")
     if op == "$not":
         if isinstance(arg, (re.Pattern, Regex)):
             check_regex(arg, name, max_input=longest_text(resolved.field))
@@ -298,6 +304,8 @@ def _coerce_kind(kind: str, stored: str, value: Any) -> Any:
     if kind == "email" and isinstance(value, str) and len(value) <= 16_384:
         return canonical_email(value)  # compared in the spelling it is stored in
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple)) for v in value):
+            refuse_deep(value, stored)  # before the recursion below, which follows the nesting
         return [_coerce_kind(kind, stored, v) for v in value]
     if isinstance(value, str) and len(value) > 16_384:
         raise QueryError(f"value for {stored!r} is longer than 16384 characters")
@@ -306,23 +314,44 @@ def _coerce_kind(kind: str, stored: str, value: Any) -> Any:
     return value
 
 
+def refuse_deep(value: Any, name: str, error: type[QueryError] | type[ValidationError] = QueryError) -> None:
+    """Raise ``error`` when ``value`` nests mappings and lists deeper than ``MAX_VALUE_DEPTH``
+    levels; iterative, so no depth makes it recurse."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            message = f"value nested deeper than {MAX_VALUE_DEPTH} levels (MongoDB's limit)"
+            if error is ValidationError:
+                raise ValidationError(errors={name or "__all__": message})
+            raise QueryError(f"{message} in {name!r}")
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
+
+
 def _reject_dollar_keys(value: Any, name: str) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in _PROTOTYPE_KEYS:
-                raise QueryError(f"field {name!r}: key {k!r} is not allowed in a value")
-            _reject_dollar_keys(v, name)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _reject_dollar_keys(v, name)
+    refuse_deep(value, name)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for k, v in item.items():
+                if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in _PROTOTYPE_KEYS:
+                    raise QueryError(f"field {name!r}: key {k!r} is not allowed in a value")
+                stack.append(v)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def check_document_keys(doc: Any, path: str = "") -> None:
     """Refuse ``$``-prefixed, dotted, NUL or prototype-style keys anywhere in data to be
     written (defence in depth: a free-form value such as a GeoJSON dict could carry them)."""
-    stack = [doc]
+    stack = [(doc, 1)]
     while stack:
-        value = stack.pop()
+        value, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            raise ValidationError(errors={path or "__all__": f"nested deeper than {MAX_VALUE_DEPTH} levels (MongoDB's "
+                                                             "limit for a stored document)"})
         if isinstance(value, dict):
             try:
                 bad: object = _BAD_KEYS.search("\x01" + "\x01".join(value))
@@ -331,26 +360,31 @@ def check_document_keys(doc: Any, path: str = "") -> None:
             if bad:
                 key = next(k for k in value if not isinstance(k, str) or _BAD_KEYS.search("\x01" + k))
                 raise ValidationError(errors={path or "__all__": f"key {key!r} is not allowed in stored data"})
-            stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
         elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, (dict, list)))
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
 
 
 def reject_code(value: Any, name: str) -> None:
-    """Refuse a code-running operator (``FORBIDDEN_OPERATORS``) at any depth of ``value``."""
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if k in _FORBIDDEN:
-                raise QueryError(f"operator {k} is not allowed (in {name!r})")
-            reject_code(v, name)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            reject_code(v, name)
+    """Refuse a code-running operator (``FORBIDDEN_OPERATORS``) at any depth of ``value``, and
+    a value nested deeper than ``MAX_VALUE_DEPTH``."""
+    refuse_deep(value, name)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for k, v in item.items():
+                if k in _FORBIDDEN:
+                    raise QueryError(f"operator {k} is not allowed (in {name!r})")
+                stack.append(v)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def describe(value: Any) -> str:
-    """A short ``type repr`` of ``value`` for error messages."""
-    text = repr(value)
+    """A short ``type repr`` of ``value`` for error messages (``models.fields.short_repr``:
+    bounded whatever the value)."""
+    text = short_repr(value)
     return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
 
 

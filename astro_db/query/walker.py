@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import QueryError
-from .filters import describe
+from .filters import MAX_VALUE_DEPTH, describe
 from .regex import unknown_input_lengths
 
 __all__ = [
@@ -254,17 +254,20 @@ class Walker:
                 out[key] = self._expression(model, value, "$geoNear", here, depth)
         return out
 
-    def _expression(self, model: Any, value: Any, stage: str, here: str, depth: int) -> Any:
-        """An expression rebuilt, each ``{"$op": argument}`` visited before its argument."""
+    def _expression(self, model: Any, value: Any, stage: str, here: str, depth: int, level: int = 1) -> Any:
+        """An expression rebuilt, each ``{"$op": argument}`` visited before its argument; one
+        nested deeper than ``MAX_VALUE_DEPTH`` levels is a ``QueryError``."""
+        if level > MAX_VALUE_DEPTH and isinstance(value, (Mapping, list, tuple)):
+            raise QueryError(f"{here}: expression nested deeper than {MAX_VALUE_DEPTH} levels")
         if isinstance(value, Mapping):
             out = {}
             for key, sub in value.items():
                 if isinstance(key, str) and key.startswith("$"):
                     sub = self._visit(Node(EXPRESSION, model, depth, stage, here, key), sub)
-                out[key] = self._expression(model, sub, stage, here, depth)
+                out[key] = self._expression(model, sub, stage, here, depth, level + 1)
             return out
         if isinstance(value, (list, tuple)):
-            return [self._expression(model, sub, stage, here, depth) for sub in value]
+            return [self._expression(model, sub, stage, here, depth, level + 1) for sub in value]
         return value
 
     def _model_of(self, collection: Any, stage: str, here: str, depth: int) -> Any:
