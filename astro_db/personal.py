@@ -291,7 +291,8 @@ def _now() -> _dt.datetime:
 # --- erasure ---------------------------------------------------------------------------------------
 
 def erase_user(db: Database, ex: Executor, user_id: Any, *, actor: access.Actor | None = None) -> dict[str, Any]:
-    """Erase ``user_id`` (``db``: the trusted view, authorized by the caller); the report.
+    """Erase ``user_id`` (``db``: the trusted view; ``actor``: who asks, authorized here, the
+    ``self`` scope included: a self-scoped admin erases only herself); the report.
 
     ``{"userId", "state": "done", "erased": {model: documents}, "keys_shredded", "resumed",
     "already"}``: ``resumed`` when an interrupted erasure was finished, ``already`` when it was
@@ -300,7 +301,11 @@ def erase_user(db: Database, ex: Executor, user_id: Any, *, actor: access.Actor 
     rt = ex.runtime
     registry = rt.registry
     users = registry.users()
+    guard = ex.authorize(actor, "erase_user", users)  # here, for every path (as the export's)
     uid = coerce_id(user_id, f"{users.name} id")
+    if not guard.admits({"_id": uid}):  # a self-scoped admin erases only herself: ``db`` is the trusted view
+        raise PermissionDeniedError(f"actor {guard.actor.id if guard.actor else '?'} is limited to its own documents; "
+                                    f"it may erase only its own data, not {users.name} {uid}")
     ledger = rt.gateway[ERASURES_COLLECTION]
     entry = ex.call(users, "erase_user", lambda: ledger.find_one({"_id": uid}))
     if entry is not None and entry.get("state") == DONE:

@@ -237,6 +237,23 @@ def test_erasure_is_an_admins_call_and_bad_input_changes_nothing():
     assert (erase["actor"], erase["requestId"]) == ("dpo", "req-17")
 
 
+def test_a_self_scoped_admin_erases_only_herself():
+    """``self`` narrows ``admin`` to the actor's own documents: erasing another user is refused
+    before anything is written (the erasure runs on the trusted view, so its scope is checked
+    where it is authorized), and erasing herself is allowed."""
+    db = fresh()
+    ann, bob = interleaved(db)
+    before = snapshot(db)
+    scoped = db.as_actor(str(ann["user"]), roles=["self", "admin"])
+    with pytest.raises(PermissionDeniedError, match="may erase only its own data"):
+        scoped.erase_user(bob["user"])
+    with pytest.raises(PermissionDeniedError):
+        scoped.erase_user(str(bob["user"]))
+    assert snapshot(db) == before
+    assert scoped.erase_user(ann["user"])["state"] == "done"
+    assert db.find_one("User", {"id": bob["user"]}) is not None and db.find_one("User", {"id": ann["user"]}) is None
+
+
 def test_the_export_of_an_erased_user_shows_only_the_erasure():
     db = fresh()
     ann, _ = interleaved(db)
