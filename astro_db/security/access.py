@@ -186,13 +186,26 @@ class Guard:
         return out
 
     def update(self, update: Mapping[str, Mapping[str, Any]]) -> None:
-        """Refuse an update that would hand a document to another owner."""
+        """Refuse an update that would hand a document to another owner: one that touches the
+        owner field, a field holding it (``author`` of an owner ``author.userId``: a ``$set`` of
+        it replaces the owner too) or a path into it, unless it is a ``$set`` leaving the actor's
+        id there. Paths are compared with their list positions (``0``, ``$[]``) left out."""
         if not self.scope:
             return
         for op, spec in update.items():
             for key in spec:
-                if key in self.scope and (op != "$set" or spec[key] != self.scope[key]):
-                    raise PermissionDeniedError(f"actor {self.actor.id} may not change {key} of a {self.model}")  # type: ignore[union-attr]
+                path = _unpositioned(key)
+                for owner, mine in self.scope.items():
+                    if path == owner:
+                        kept = key == owner and _held(spec[key], ()) == mine
+                    elif owner.startswith(path + "."):
+                        kept = key == path and _held(spec[key], tuple(owner[len(path) + 1:].split("."))) == mine
+                    elif path.startswith(owner + "."):
+                        kept = False
+                    else:
+                        continue
+                    if op != "$set" or not kept:
+                        raise PermissionDeniedError(f"actor {self.actor.id} may not change {owner} of a {self.model}")  # type: ignore[union-attr]
 
     def admits(self, answer: Any) -> bool:
         """Whether a read's answer (a stored document, a list of them, a count) holds nothing
@@ -279,6 +292,23 @@ def authorize_global(actor: Actor | None, operation: str, call: str | None = Non
 
 
 _CROSS_COLLECTION_STAGES = frozenset({"$lookup", "$unionWith", "$graphLookup"})
+_MISSING = object()
+
+
+def _unpositioned(path: str) -> str:
+    """An update path without its list positions (``authors.0.userId``, ``authors.$[].userId``:
+    ``authors.userId``), to compare it with the owner field's stored path."""
+    return ".".join(part for part in path.split(".") if not (part.isdigit() or part.startswith("$")))
+
+
+def _held(value: Any, rest: tuple[str, ...]) -> Any:
+    """The value at ``rest`` inside a value an update sets (``_MISSING`` where no plain
+    sub-document leads there: a list on the way holds any number of owners)."""
+    for part in rest:
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
 
 
 class _Trusted(Guard):

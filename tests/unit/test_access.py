@@ -192,3 +192,35 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
     assert create_user["roles"] == [{"role": create_role["createRole"], "db": "astro"}]
     script = CliRunner().invoke(cli, ["--url", "mongomock://localhost/astro", "roles"]).output
     assert script.startswith("use astro") and "passwordPrompt()" in script
+
+
+def test_a_self_actor_cannot_hand_over_a_document_whose_owner_sits_in_a_sub_document():
+    """An app model whose owner is ``author.user_id``: replacing ``author`` with another user's
+    id is the same hand-over as setting ``author.userId``, refused with nothing written."""
+    from astro_db.models import AstroDocument
+    from astro_db.models.embedded import AstroEmbeddedDocument
+    from astro_db.models.fields import EmbeddedDocumentField, TextField, UserRefField
+
+    class Author(AstroEmbeddedDocument):
+        user_id = UserRefField(db_field="userId", required=True)
+        label = TextField(max_length=20)
+
+    class Note(AstroDocument):
+        author = EmbeddedDocumentField(Author, required=True)
+        title = TextField(required=True, max_length=50)
+        meta = {"collection": "scopedNotes", "owner": "author.user_id"}
+
+    database = Database("mongomock://localhost/nested_owner", models=[Note]).connect()
+    ann = database.create("User", user_data(name="Ann"))
+    bob = database.create("User", user_data(name="Bob"))
+    note = database.create(Note, {"author": {"userId": ann.id}, "title": "mine"})
+    me = database.as_actor(str(ann.id), roles=["self"])
+    before = snapshot(database)
+    for update in ({"author": {"userId": bob.id}}, {"$set": {"author": {"userId": bob.id, "label": "x"}}},
+                   {"$set": {"author.userId": bob.id}}):
+        with pytest.raises(PermissionDeniedError):
+            me.update(Note, {"id": note.id}, update)
+    assert snapshot(database) == before
+    assert me.update(Note, {"id": note.id}, {"author": {"userId": ann.id, "label": "me"}}).author.label == "me"
+    assert me.count(Note, {}) == 1 and database.count(Note, {"author.userId": bob.id}) == 0
+    database.disconnect()

@@ -189,6 +189,23 @@ def test_a_scoped_update_may_set_the_owner_to_itself_only():
             guard.update(update)
 
 
+def test_a_scoped_update_may_not_replace_or_reach_into_a_nested_owner():
+    """An owner inside a sub-document (``meta["owner"] = "author.user_id"``): setting the
+    sub-document replaces the owner with it, so it must leave the actor's id there; a path into
+    the owner or through a list position to it is refused too."""
+    guard = Guard(Actor(str(OWNER), frozenset({"self"})), "Note", "author.userId")
+    guard.update({"$set": {"author.userId": OWNER, "title": "t"}})
+    guard.update({"$set": {"author": {"userId": OWNER, "label": "me"}}})
+    guard.update({"$set": {"author.label": "me"}, "$unset": {"authorLabel": ""}})
+    for update in ({"$set": {"author": {"userId": OTHER}}}, {"$set": {"author": {"label": "no owner"}}},
+                   {"$set": {"author": [{"userId": OWNER}]}}, {"$unset": {"author": ""}},
+                   {"$set": {"author.userId": OTHER}}, {"$set": {"author.0.userId": OWNER}},
+                   {"$set": {"author.$[].userId": OWNER}}, {"$push": {"author": {"userId": OWNER}}},
+                   {"$set": {"author.userId.x": OWNER}}):
+        with pytest.raises(PermissionDeniedError, match="may not change author.userId of a Note"):
+            guard.update(update)
+
+
 def test_a_scoped_user_may_not_change_its_id():
     with pytest.raises(PermissionDeniedError, match="may not change _id of a User"):
         scoped("User").update({"$set": {"_id": OTHER}})
