@@ -23,6 +23,9 @@ What it guarantees (docs/migrations.md):
   ``Executor.after_write``, the same step and records every write gets, so backups and point-in-time restore
   see it; a batch killed between its update and its records is recorded on resume (its
   documents carry the batch's op id, stored with the position before the batch runs);
+- a value written into a sensitive field is sealed as the service seals it (``FieldCrypto.seal_update``,
+  bound to each document); an operator that would put one there in clear (``$rename`` onto it,
+  ``$min``...) is a ``MigrationError`` (``MigrationContext._sealed``);
 - ``dry_run=True`` counts what would change and writes nothing (no lease, no record);
 - each record keeps its ``history``: every transition (``running``, ``applied``, ``reverted``,
   ``failed``) with its time, direction and checksum; a finish is stamped no earlier than the
@@ -60,6 +63,7 @@ from .changes import OP_FIELD, advance, new_op_id, revision_of
 from .errors import ConfigError, MigrationError, MigrationLockedError
 from .events import Change, Written
 from .query.order import ids_after
+from .security.fieldpaths import norm_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
@@ -84,6 +88,10 @@ crashes with it): ``lease-read``, ``batch-start``, ``batch-updated``, ``batch-re
 Progress = Callable[[dict[str, Any]], None]
 Update = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None]
 """An update document, or a function of the stored document returning one (``None``: leave it)."""
+
+
+# update operators whose values ``FieldCrypto.seal_update`` seals (or that write no value)
+_SEALED_OPS = frozenset({"$set", "$push", "$addToSet", "$unset", "$pull", "$pop"})
 
 
 def _changed_fields(update: Mapping[str, Any]) -> set[str]:
@@ -390,21 +398,29 @@ class MigrationContext:
                outcome: Outcome) -> int:
         coll = self._m.coll(info)
         ids = [d["_id"] for d in batch]
+        crypto = self._ex.runtime.crypto
         if callable(update):
             requests: list[UpdateOne] = []
             names: set[str] = set()
             for doc in batch:
                 change = update(doc)
                 if change:
-                    requests.append(UpdateOne({**filt, "_id": doc["_id"]}, advance(dict(change), op_id)))
+                    sealed = crypto.bind_update(info, self._sealed(info, change), doc)
+                    requests.append(UpdateOne({**filt, "_id": doc["_id"]}, advance(sealed, op_id)))
                     names.update(_changed_fields(change))
             if not requests:
                 return 0
             result = self._call(info, lambda: coll.bulk_write(requests, ordered=False))
             fields = sorted(names)
         else:
-            change = advance(dict(update), op_id)
-            result = self._call(info, lambda: coll.update_many({**filt, "_id": {"$in": ids}}, change))
+            sealed = self._sealed(info, update)
+            if crypto.has_pending(sealed):  # a value sealed for each document: one update per document
+                each = [UpdateOne({**filt, "_id": d["_id"]}, advance(crypto.bind_update(info, sealed, d), op_id))
+                        for d in batch]
+                result = self._call(info, lambda: coll.bulk_write(each, ordered=False))
+            else:
+                change = advance(sealed, op_id)
+                result = self._call(info, lambda: coll.update_many({**filt, "_id": {"$in": ids}}, change))
             fields = sorted(_changed_fields(update))
         self._m.hook("batch-updated", batch=outcome.batches + 1, op=op_id)
         recorded = self._record_op(info, op_id, ids, fields)
@@ -414,6 +430,31 @@ class MigrationContext:
                         result.modified_count - recorded, info.name)
         self._m.hook("batch-recorded", batch=outcome.batches + 1, op=op_id)
         return max(int(result.modified_count), recorded)
+
+    def _sealed(self, info: ModelInfo, update: Mapping[str, Any]) -> dict[str, Any]:
+        """``update`` with every value it writes into a sensitive field sealed, as a write of the
+        service seals it (``FieldCrypto.seal_update``: ``$set`` of the field or of a parent,
+        ``$push``/``$addToSet``, the blind index kept in step; a value to bind to its document
+        is ``Pending`` until ``bind_update``). Where those fields hold ciphertext, an operator
+        that would put a value there the client cannot seal (``$rename`` onto one, ``$min``,
+        ``$max``, ``$setOnInsert``, ...) is a ``MigrationError``: it would store it in clear."""
+        crypto = self._ex.runtime.crypto
+        fields = crypto.fields.get(info.name, ())
+        change = {op: dict(spec) if isinstance(spec, Mapping) else spec for op, spec in update.items()}
+        if not fields:
+            return change
+        if crypto.ordered_by_value():
+            for op, spec in change.items():
+                if op in _SEALED_OPS or not isinstance(spec, Mapping):
+                    continue
+                for path in (spec.values() if op == "$rename" else spec):
+                    norm = norm_path(str(path))
+                    for f in fields:
+                        if f.path == norm or f.path.startswith(norm + ".") or norm.startswith(f.path + "."):
+                            raise MigrationError(
+                                f"migration {self.migration.name}: {op} onto the encrypted field {info.name}.{f.path} "
+                                "would store its value in clear; $set the value instead (it is sealed for you)")
+        return crypto.seal_update(info, change)
 
     def _record_op(self, info: ModelInfo, op_id: Any, ids: list[Any] | None = None, fields: Any = ()) -> int:
         """Record the documents the batch ``op_id`` changed (read back by their op id)."""

@@ -452,3 +452,58 @@ def test_a_rename_drops_cached_reads_of_the_new_name_too(tmp_path):
         assert db.find("User", {"lastActive": {"$exists": True}}) == []  # cached
         Migrator(db, tmp_path).up()
         assert [u.email for u in db.find("User", {"lastActive": {"$exists": True}})] == ["old@example.com"]
+
+
+SEAL_NAMES = '''
+version = 1
+description = "a display name for every user, and a birth place per chart"
+
+
+def up(ctx):
+    ctx.migrate("User", {"named": {"$exists": False}}, {"$set": {"name": "Qz-MIGRATED-NAME", "named": True}})
+    ctx.migrate("BirthChart", {"placed": {"$exists": False}},
+                lambda doc: {"$set": {"birthData.location": {"name": "Qz-MIGRATED-PLACE", "coordinates": [1.0, 2.0]},
+                                      "placed": True}})
+'''
+
+RENAME_INTO_NAME = '''
+version = 1
+description = "fullName, as an older client stored it, becomes name"
+
+
+def up(ctx):
+    ctx.migrate("User", {"fullName": {"$exists": True}}, {"$rename": {"fullName": "name"}})
+'''
+
+
+def test_with_a_key_what_a_migration_writes_into_a_personal_field_is_sealed(tmp_path):
+    """A migration's ``$set`` of a personal field (or of its parent), by an update document or a
+    function of the stored document, is sealed as a write of the service: ciphertext in the
+    collection and in the change records, plaintext through the service, the blind index kept in
+    step. Before, it was stored and journalled in clear."""
+    from astro_db.security.crypto import new_key
+
+    write(tmp_path, "0001_seal.py", SEAL_NAMES)
+    with Database("mongomock://localhost/migrate_sealed", encryption_key=new_key()) as db:
+        user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        chart = db.create("BirthChart", {"userId": user.id, "birthData": {
+            "date": "1990-05-01T10:30:00Z", "timezone": "UTC", "location": {"name": "Lyon", "coordinates": [4.8, 45.7]}}})
+        Migrator(db, tmp_path).up()
+        stored = [*db.mongo["users"].find(), *db.mongo["birthCharts"].find(), *db.mongo[CHANGES_COLLECTION].find()]
+        assert "Qz-MIGRATED" not in repr(stored)
+        assert db.find_one("User", {"id": user.id}).name == "Qz-MIGRATED-NAME"
+        assert db.find_one("BirthChart", {"id": chart.id}).birth_data.location.name == "Qz-MIGRATED-PLACE"
+        assert db.find_one("BirthChart", {"birthData.location.name": "Qz-MIGRATED-PLACE"}).id == chart.id
+
+
+def test_with_a_key_a_rename_onto_a_personal_field_is_refused(tmp_path):
+    """A ``$rename`` moves the value on the server, where it cannot be sealed: onto an encrypted
+    field it would store it in clear, so the migration fails and writes nothing."""
+    from astro_db.security.crypto import new_key
+
+    write(tmp_path, "0001_rename.py", RENAME_INTO_NAME)
+    with Database("mongomock://localhost/migrate_rename", encryption_key=new_key()) as db:
+        raw(db).insert_one({"_id": ObjectId(), "email": "old@example.com", "fullName": "Qz-OLD-NAME", "status": "active"})
+        with pytest.raises(MigrationError, match=r"\$rename onto the encrypted field User.name"):
+            Migrator(db, tmp_path).up()
+        assert raw(db).find_one()["fullName"] == "Qz-OLD-NAME" and "name" not in raw(db).find_one()
