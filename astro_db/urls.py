@@ -32,8 +32,10 @@ _URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])(?:mongodb(?:\+srv)?|mongomock|r
 _RESERVED = re.compile(r"[@/?#\[\]]")
 _BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _TEXT_END = re.compile(r"\s")
-# a URI option: after ?, & or ;, a name, =, and a value up to the next separator or fragment
-_OPTION = re.compile(r"(?<=[?&;])([^=&;#?]+)=([^&;#]*)")
+# a URI option: after ?, & or ;, a name, =, and a value up to the next separator. A ``#`` does
+# not end it: PyMongo reads ``password=a#b`` as ``a#b`` (no fragment), so a secret's tail after
+# a ``#`` is hidden with it
+_OPTION = re.compile(r"(?<=[?&;])([^=&;#?]+)=([^&;]*)")
 
 
 def mask_url(url: str | None) -> str:
