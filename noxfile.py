@@ -41,7 +41,8 @@ REDIS_TESTS = [
     "tests/unit/test_cache_bus_frozen.py", "tests/unit/test_cache_bus_inline.py", "tests/unit/test_cache_bus_wire.py",
     "tests/unit/test_cache_bus_edges.py",
     "tests/unit/test_cache_selective.py",
-    "tests/unit/test_cache_store_guards.py", "tests/unit/test_config_sections.py", "tests/live/test_cache_bus_live.py",
+    "tests/unit/test_cache_store_guards.py", "tests/unit/test_config_sections.py", "tests/unit/test_secrets_differential.py",
+    "tests/live/test_cache_bus_live.py",
     "tests/live/test_cache_store_live.py", "tests/live/test_cache_store_attacks_live.py",
     "tests/live/test_cache_store_selective_live.py",
 ]
