@@ -750,7 +750,7 @@ class WriteRunner:
             try:
                 result = self._write(
                     "update_many", self._naming(lambda scoped=scoped: self.coll.update_many(scoped, update, session=self.session)),
-                    chunk, retry=idempotent, landed=landed)
+                    chunk, retry=idempotent, landed=landed, partial=True)
             except _Partly as partly:  # some landed before it failed: they are recorded, the call still fails
                 self._after(Written("update", tuple(d["_id"] for d in found), tuple(compiled.fields),
                                     tuple(_updated(d) for d in found), op_id=op_id))
@@ -1033,19 +1033,28 @@ class WriteRunner:
 
     def _write(self, operation: str, fn: Callable[[], T], ids: list[Any], *, landed: Callable[[], bool],
                retry: bool = True, uncertain: Callable[[], list[dict[str, Any]]] | None = None,
-               intent: bool = False) -> T:
+               intent: bool = False, partial: bool = False) -> T:
         """``fn`` (the write's driver call) through the run step. If it fails in a way that says
         nothing of whether the server applied it (a lost connection, a time bound run out),
         the outcome is found out, never guessed: ``landed()`` reads it back under a fresh bound;
         if it landed, ``_Partly`` tells the strategy to go on as for a success; if not, the
         error is raised as it is (nothing was written); if the read fails too, the write's
         records are kept as uncertain (``uncertain()``; a delete's intent stays where it is) and
-        ``WriteOutcomeUnknown`` says what to do. Inside a transaction the error stands: the
-        transaction aborts, or its retry runs the whole unit again."""
+        ``WriteOutcomeUnknown`` says what to do. ``partial``: a write of many documents, which
+        the server applies one document at a time and stops at the first it refuses (a
+        duplicate key, its schema validator): after any error the server answered, the documents
+        it wrote before are read back the same way (``_Partly`` when there are some). Inside a
+        transaction the error stands: the transaction aborts, or its retry runs the whole unit
+        again."""
+        error: AstroDBError
         try:
             return run.call(self.rt, self.info, operation, fn, self.tx, retry=retry)
         except (DatabaseConnectionError, OperationTimeoutError) as exc:
             if self.tx is not None or not _maybe_applied(exc):
+                raise
+            error = exc
+        except AstroDBError as exc:
+            if not partial or self.tx is not None or exc.__cause__ is None:  # no server answer behind it: nothing sent
                 raise
             error = exc
         bound = timeouts.current_bound(self.rt.config.timeouts.operation_timeout_ms)
@@ -1067,8 +1076,8 @@ class WriteRunner:
                 ids=ids) from error
         if found:
             self._found_out = (bound.ms if bound is not None else None,)
-            log.warning("%s on %s: the call failed (%s) but the write had landed; carried on as a success",
-                        operation, self.info.name, type(error).__name__)
+            log.warning("%s on %s: the call failed (%s) but the write had landed, in part or in whole; what "
+                        "landed is recorded", operation, self.info.name, type(error).__name__)
             raise _Partly(error)
         raise error
 
