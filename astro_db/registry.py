@@ -90,6 +90,18 @@ def _stored(cls: Any, name: Any, key: str) -> tuple[str, Any]:
     return found.stored, found.field
 
 
+def _attribute_path(cls: Any, stored: str) -> str:
+    """``stored`` (a dotted stored path: ``author.userId``) in attribute names (``author.user_id``),
+    through embedded documents; a part no field declares is kept as it is."""
+    names, current = [], cls
+    for part in stored.split("."):
+        fields = getattr(current, "_fields", None) or {}
+        attr, field = next(((k, f) for k, f in fields.items() if (getattr(f, "db_field", None) or k) == part), (part, None))
+        names.append(attr)
+        current = getattr(field, "document_type", None) if field is not None else None
+    return ".".join(names)
+
+
 def declare(cls: Any) -> Declaration:
     """A model's ``Declaration`` from its ``meta``; a ``ConfigError`` naming the bad key."""
     from mongoengine.fields import ObjectIdField
@@ -110,8 +122,7 @@ def declare(cls: Any) -> Declaration:
                 raise ConfigError(f"{cls.__name__}: meta['owner'] names {stored!r}, which holds no user id: the owner "
                                   "field is an ObjectId field (e.g. UserRefField)", key="owner")
             else:
-                attr = next((k for k, f in cls._fields.items() if f is found), stored)
-                owner, owner_names = stored, tuple(dict.fromkeys((stored, attr)))
+                owner, owner_names = stored, tuple(dict.fromkeys((stored, _attribute_path(cls, stored))))
     references_given = meta.get("references") or {}
     if not isinstance(references_given, Mapping):
         raise ConfigError(f"{cls.__name__}: meta['references'] maps a field to a model name", key="references")

@@ -179,10 +179,26 @@ class Guard:
         if self.owner is None or self.owner not in self.scope or not isinstance(data, Mapping):
             return data
         out = dict(data)
-        given = [out.pop(k) for k in self.owner_names if k in out]
+        if "." not in self.owner:  # the common case: a top-level owner field
+            given = [out.pop(k) for k in self.owner_names if k in out]
+        else:  # an owner inside a sub-document (``author.userId``): looked for and set there, copied on the way
+            given = [v for k in self.owner_names if (v := _pop_path(out, k.split("."))) is not _MISSING]
         if any(str(v) != self.actor.id for v in given):  # type: ignore[union-attr]
             raise PermissionDeniedError(f"actor {self.actor.id} may only create {self.model} documents for itself")  # type: ignore[union-attr]
-        out[self.owner] = self.scope[self.owner]
+        if "." not in self.owner:
+            out[self.owner] = self.scope[self.owner]
+        else:
+            *parents, leaf = self.owner.split(".")
+            holder = out
+            for part in parents:
+                child = holder.get(part)
+                if child is None:
+                    child = {}
+                elif not isinstance(child, Mapping):
+                    raise PermissionDeniedError(f"{self.model}.{part} holds the owner {self.owner}: it must be an object")
+                holder[part] = child = dict(child)
+                holder = child
+            holder[leaf] = self.scope[self.owner]
         return out
 
     def update(self, update: Mapping[str, Mapping[str, Any]]) -> None:
@@ -217,8 +233,11 @@ class Guard:
         for doc in docs:
             if isinstance(doc, Mapping):
                 for key, value in self.scope.items():
-                    if key in doc and doc[key] != value:
-                        return False
+                    if key in doc:
+                        if doc[key] != value:
+                            return False
+                    elif "." in key and (held := _held(doc, tuple(key.split(".")))) is not _MISSING and held != value:
+                        return False  # an owner inside a sub-document
         return True
 
     def pipeline(self, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -299,6 +318,19 @@ def _unpositioned(path: str) -> str:
     """An update path without its list positions (``authors.0.userId``, ``authors.$[].userId``:
     ``authors.userId``), to compare it with the owner field's stored path."""
     return ".".join(part for part in path.split(".") if not (part.isdigit() or part.startswith("$")))
+
+
+def _pop_path(data: dict[str, Any], parts: list[str]) -> Any:
+    """Remove and return the value at ``parts`` of ``data`` (``_MISSING`` when absent), copying
+    each sub-document on the way so that the caller's data is never changed."""
+    holder = data
+    for part in parts[:-1]:
+        child = holder.get(part)
+        if not isinstance(child, Mapping):
+            return _MISSING
+        holder[part] = child = dict(child)
+        holder = child
+    return holder.pop(parts[-1], _MISSING)
 
 
 def _held(value: Any, rest: tuple[str, ...]) -> Any:

@@ -224,3 +224,44 @@ def test_a_self_actor_cannot_hand_over_a_document_whose_owner_sits_in_a_sub_docu
     assert me.update(Note, {"id": note.id}, {"author": {"userId": ann.id, "label": "me"}}).author.label == "me"
     assert me.count(Note, {}) == 1 and database.count(Note, {"author.userId": bob.id}) == 0
     database.disconnect()
+
+
+def test_a_self_actor_creates_documents_whose_owner_sits_in_a_sub_document_for_herself_only():
+    """The same app model: a self actor's create gets her id at ``author.userId`` whether the
+    data names it or not (the caller's data left as given), another user's id there is refused,
+    and an answer holding another owner there is never served to her."""
+    from astro_db.models import AstroDocument
+    from astro_db.models.embedded import AstroEmbeddedDocument
+    from astro_db.models.fields import EmbeddedDocumentField, TextField, UserRefField
+    from astro_db.security.access import Actor, Guard
+
+    class Writer(AstroEmbeddedDocument):
+        user_id = UserRefField(db_field="userId", required=True)
+        label = TextField(max_length=20)
+
+    class Draft(AstroDocument):
+        author = EmbeddedDocumentField(Writer, required=True)
+        title = TextField(required=True, max_length=50)
+        meta = {"collection": "scopedDrafts", "owner": "author.user_id"}
+
+    database = Database("mongomock://localhost/nested_owner_create", models=[Draft]).connect()
+    ann = database.create("User", user_data(name="Ann"))
+    bob = database.create("User", user_data(name="Bob"))
+    me = database.as_actor(str(ann.id), roles=["self"])
+    data = {"author": {"label": "pen name"}, "title": "no owner given"}
+    assert me.create(Draft, data).author.user_id == ann.id
+    assert data == {"author": {"label": "pen name"}, "title": "no owner given"}
+    assert me.create(Draft, {"author": {"user_id": str(ann.id)}, "title": "mine, by attribute"}).author.user_id == ann.id
+    assert me.create(Draft, {"title": "no author at all"}).author.user_id == ann.id
+    before = snapshot(database)
+    for theirs in ({"author": {"userId": bob.id}, "title": "x"}, {"author": {"user_id": str(bob.id)}, "title": "x"}):
+        with pytest.raises(PermissionDeniedError):
+            me.create(Draft, theirs)
+    with pytest.raises(PermissionDeniedError):
+        me.create(Draft, {"author": "not an object", "title": "x"})
+    assert snapshot(database) == before
+    assert me.count(Draft, {}) == 3 and database.count(Draft, {"author.userId": bob.id}) == 0
+    guard = Guard(Actor(str(ann.id), ["self"]), "Draft", "author.userId", owner_names=("author.userId",))
+    assert guard.admits({"author": {"userId": ann.id}}) and guard.admits({"title": "no author"})
+    assert not guard.admits([{"author": {"userId": ann.id}}, {"author": {"userId": bob.id}}])
+    database.disconnect()
