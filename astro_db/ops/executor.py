@@ -31,7 +31,7 @@ from . import pages, references
 from .operation import Operation
 from .runtime import Runtime
 from .steps import authorize, cache, compile, hooks, hydrate, open, resolve, route, run, seal
-from .writes import WriteRunner, erased_id_error
+from .writes import WriteRunner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MaybeTransaction, Session
@@ -297,8 +297,9 @@ class Executor:
         if rt.config.check_references:  # ``refuse_orphans``' own first look: nothing to check when off
             references.refuse_orphans(rt, info, [son], transaction)
         writer = WriteRunner(rt, info, transaction, session, op.actor)
-        if REV_FIELD in son and writer.continue_lives([son]):  # an _id the caller chose: its earlier lives' revisions
-            raise erased_id_error(info, son["_id"])
+        if REV_FIELD in son:  # an _id the caller chose: its earlier lives' revisions
+            for error in writer.continue_lives([son]).values():
+                raise error
         writer.insert_one(seal.document(rt, info, son))
         opts = op.options
         return hydrate.created(info, son, lean=opts["lean"] if "lean" in opts else False)
@@ -309,10 +310,10 @@ class Executor:
         sons, failed = compile.documents(info, guard, op.data)
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         writer = self._writer(info, op, session)
-        erased = writer.continue_lives([son for _, son in sons])
-        if erased:
-            failed.extend((index, erased_id_error(info, son["_id"])) for index, son in sons if son["_id"] in erased)
-            sons = [(index, son) for index, son in sons if son["_id"] not in erased]
+        reused = writer.continue_lives([son for _, son in sons])
+        if reused:
+            failed.extend((index, reused[son["_id"]]) for index, son in sons if son["_id"] in reused)
+            sons = [(index, son) for index, son in sons if son["_id"] not in reused]
         refused = writer.insert_many(seal.documents(rt, info, [son for _, son in sons]))
         created = []
         for position, (index, son) in enumerate(sons):

@@ -197,32 +197,36 @@ class WriteRunner:
 
     # --- inserts -----------------------------------------------------------------------------
 
-    def continue_lives(self, sons: list[dict[str, Any]]) -> set[Any]:
+    def continue_lives(self, sons: list[dict[str, Any]]) -> dict[Any, DuplicateKeyError]:
         """Give each new document whose ``_id`` the caller chose (``new_document`` marked it) the
         revision after the highest one recorded for that ``_id``: a document created again
         after a delete continues its ``_id``'s revisions, so its records order after its earlier
         life's (and a backup or restore never takes the second life for an old state). A fresh
         client-made ``_id`` has no past: no lookup (creates keep their one-command path).
 
-        Returns the chosen ids that may not live again: for the users' model, those of users
-        erased (the erasure ledger, ``personal.erased_among``), which the caller refuses with
-        ``erased_id_error`` (every restore skips an erased user's documents, so a new user under
-        that id would be lost from every backup)."""
+        Returns the chosen ids that may not live again, each with the error the caller raises
+        (or reports for that item): for the users' model, those of users erased (the erasure
+        ledger, ``personal.erased_among``: every restore skips an erased user's documents, so a
+        new user under that id would be lost from every backup); for a ``self`` actor, any id
+        with an earlier life (its trail would continue the earlier document's, whoever owned it,
+        and her ``audit_trail`` would show it)."""
         chosen = []
         for son in sons:  # a loop, not a comprehension: a create's one document costs no call here
             if REV_FIELD in son and isinstance(son[REV_FIELD], _Continued):
                 chosen.append(son["_id"])
         if not chosen:
-            return set()
+            return {}
         database = self.coll.database
-        erased: set[Any] = set()
+        refused: dict[Any, DuplicateKeyError] = {}
         if self.info is self.rt.registry.user_model:
             erased = run.call(self.rt, self.info, "create lookup", lambda: erased_among(database, chosen, self.session),
                               self.tx)
+            refused.update((doc_id, _erased_id_error(self.info, doc_id)) for doc_id in erased)
         last: dict[Any, int] = {}
         if self.rt.changes.enabled:
             last = run.call(self.rt, self.info, "create lookup", lambda: last_revisions(database, self.info.name, chosen, self.session),
                             self.tx)
+        scoped = self.actor is not None and self.actor.scoped
         for son in sons:
             if isinstance(son.get(REV_FIELD), _Continued):
                 before = last.get(son["_id"])
@@ -230,7 +234,12 @@ class WriteRunner:
                     del son[REV_FIELD]  # a first life: stored exactly as before (revision 0)
                 else:
                     son[REV_FIELD] = before + 1
-        return erased
+                    if scoped and son["_id"] not in refused:
+                        refused[son["_id"]] = DuplicateKeyError(
+                            f"{self.info.name} {son['_id']} was used by a document deleted since: a self actor's new "
+                            "document takes an id of its own (its trail would continue the earlier one's)",
+                            fields=("_id",))
+        return refused
 
     def insert_one(self, son: dict[str, Any]) -> None:
         written = self._insert_one(son, later=True)
@@ -1146,7 +1155,7 @@ class WriteRunner:
         ) is not None
 
 
-def erased_id_error(info: ModelInfo, doc_id: Any) -> DuplicateKeyError:
+def _erased_id_error(info: ModelInfo, doc_id: Any) -> DuplicateKeyError:
     """The refusal of a new user under the ``_id`` of a user erased (``continue_lives``)."""
     return DuplicateKeyError(f"{info.name} {doc_id} was erased (erase_user): an erased user's id is never given to "
                              "a new user; let the new user have an id of its own", fields=("_id",))

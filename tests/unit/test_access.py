@@ -265,3 +265,32 @@ def test_a_self_actor_creates_documents_whose_owner_sits_in_a_sub_document_for_h
     assert guard.admits({"author": {"userId": ann.id}}) and guard.admits({"title": "no author"})
     assert not guard.admits([{"author": {"userId": ann.id}}, {"author": {"userId": bob.id}}])
     database.disconnect()
+
+
+def test_a_self_actor_may_not_give_a_new_document_the_id_of_a_deleted_one():
+    """A document created again under an id continues that id's trail; made by a self actor
+    over another user's deleted document, her audit trail would show that user's writes (when,
+    by whom, which fields). Her new document takes an id of its own; a fresh id of her choosing
+    is still hers to give, and the app may create a document again under its id."""
+    from astro_db.errors import DuplicateKeyError
+
+    database = Database("mongomock://localhost/reused_ids").connect()
+    ann = database.create("User", user_data(name="Ann"))
+    bob = database.create("User", user_data(name="Bob"))
+    theirs = database.create("BirthChart", chart_data(bob.id))
+    database.update("BirthChart", {"id": theirs.id}, {"houseSystem": "koch"})
+    database.delete("BirthChart", {"id": theirs.id})
+    me = database.as_actor(str(ann.id), roles=["self"])
+    before = snapshot(database)
+    with pytest.raises(DuplicateKeyError, match="was used by a document deleted since") as refused:
+        me.create("BirthChart", {**chart_data(ann.id), "_id": theirs.id})
+    assert refused.value.fields == ("_id",)
+    batch = me.create_many("BirthChart", [{**chart_data(ann.id), "_id": theirs.id}, chart_data(ann.id)])
+    assert len(batch) == 1 and [(i, type(e)) for i, e in batch.failed] == [(0, DuplicateKeyError)]
+    assert database.mongo.birthCharts.count_documents({"_id": theirs.id}) == 0
+    assert snapshot(database)["astroChanges"] != before["astroChanges"]  # only the batch's one create
+    fresh = ObjectId()
+    assert me.create("BirthChart", {**chart_data(ann.id), "_id": fresh}).id == fresh
+    again = database.create("BirthChart", {**chart_data(bob.id), "_id": theirs.id})  # the app: trusted
+    assert [e["revision"] for e in database.audit_trail("BirthChart", again.id)] == [0, 1, 2, 3]
+    database.disconnect()
