@@ -28,7 +28,7 @@ SECRET_OPTIONS = frozenset({
 })
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # where a URL starts inside free text: a known scheme, not glued to a longer word
-_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])(?:mongodb(?:\+srv)?|mongomock|rediss?)://", re.IGNORECASE)
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])(?:mongodb(?:\+srv)?|mongomock|rediss?|unix)://", re.IGNORECASE)
 _RESERVED = re.compile(r"[@/?#\[\]]")
 _BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _TEXT_END = re.compile(r"\s")
@@ -58,6 +58,10 @@ def mask_url(url: str | None) -> str:
     userinfo, at, after = rest.rpartition("@")
     aws = any(_decoded(name) == "authmechanism" and _decoded(value).upper() == "MONGODB-AWS"
               for name, value in _OPTION.findall(rest))
+    if userinfo and ":" not in userinfo and head.lower().startswith(("redis", "unix")):
+        # redis-py reads redis://SECRET@host as a user name, but clients before Redis 6's ACLs
+        # took it for the password, and it is written that way: shown whole, it might be one
+        return head + MASK + at + _mask_options(after)
     return head + _mask_userinfo(userinfo, aws) + at + _mask_options(after)
 
 
@@ -75,8 +79,8 @@ def unescaped_userinfo(url: str) -> bool:
 
 
 def mask_urls_in_text(text: str) -> str:
-    """``text`` with every ``mongodb://``, ``mongodb+srv://``, ``mongomock://`` and ``redis(s)://``
-    URL masked (the cache bus and store take Redis URLs).
+    """``text`` with every ``mongodb://``, ``mongodb+srv://``, ``mongomock://``, ``redis(s)://``
+    and ``unix://`` URL masked (the cache bus and store take Redis URLs, a Unix socket's too).
 
     A URL in free text ends at whitespace (which a URL cannot hold unescaped); everything up to
     the last ``@`` before that end is treated as userinfo, so quotes or brackets glued to the URL

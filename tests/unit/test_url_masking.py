@@ -260,3 +260,17 @@ def test_a_hash_in_a_secret_option_hides_the_whole_value(url):
         config = str(exc)
     for shown in (mask_url(url), scrub(f"cannot reach {url} (retrying)"), config):
         assert "cdSECRET" not in shown and "QZab" not in shown, shown
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://Zq9SECRETpw@cache:6379/0", "redis://***@cache:6379/0"),
+    ("rediss://Zq9SECRETpw@cache:6380", "rediss://***@cache:6380"),
+    ("unix://Zq9SECRETpw@/run/redis.sock", "unix://***@/run/redis.sock"),
+    ("redis://app:Zq9SECRETpw@cache/0", "redis://app:***@cache/0"),  # an ACL user: the name shows
+    ("mongodb://app@db/astro", "mongodb://app@db/astro"),  # a MongoDB user name is no secret
+])
+def test_a_redis_url_whose_userinfo_has_no_colon_hides_it_whole(url, shown):
+    """redis-py reads ``redis://SECRET@host`` as a user name, but clients before Redis 6's ACLs
+    took it for the password, and it is written that way: it is hidden in every text."""
+    assert mask_url(url) == shown
+    assert "Zq9SECRETpw" not in scrub(f"bus at {url} is down")
