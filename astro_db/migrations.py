@@ -454,6 +454,15 @@ class MigrationContext:
                             raise MigrationError(
                                 f"migration {self.migration.name}: {op} onto the encrypted field {info.name}.{f.path} "
                                 "would store its value in clear; $set the value instead (it is sealed for you)")
+                if op == "$rename":  # from an encrypted field: its ciphertext opens only at the path it was sealed for
+                    for path in spec:
+                        norm = norm_path(str(path))
+                        for f in fields:
+                            if f.path == norm or f.path.startswith(norm + ".") or norm.startswith(f.path + "."):
+                                raise MigrationError(
+                                    f"migration {self.migration.name}: $rename of the encrypted field {info.name}.{f.path} "
+                                    "would leave its ciphertext where it cannot be opened (a value opens only at the "
+                                    "path it was sealed for); read it and $set it with a function update instead")
         return crypto.seal_update(info, change)
 
     def _record_op(self, info: ModelInfo, op_id: Any, ids: list[Any] | None = None, fields: Any = ()) -> int:

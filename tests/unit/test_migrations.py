@@ -507,3 +507,28 @@ def test_with_a_key_a_rename_onto_a_personal_field_is_refused(tmp_path):
         with pytest.raises(MigrationError, match=r"\$rename onto the encrypted field User.name"):
             Migrator(db, tmp_path).up()
         assert raw(db).find_one()["fullName"] == "Qz-OLD-NAME" and "name" not in raw(db).find_one()
+
+
+RENAME_FROM_NAME = '''
+version = 1
+description = "name moves to displayName"
+
+
+def up(ctx):
+    ctx.migrate("User", {"name": {"$exists": True}}, {"$rename": {"name": "displayName"}})
+'''
+
+
+def test_with_a_key_a_rename_of_a_personal_field_is_refused_as_its_value_would_never_open_again(tmp_path):
+    """A sealed value opens only at the path it was sealed for: moved by a ``$rename`` it would
+    read ``UNREADABLE`` for ever (the data lost), so the migration fails and writes nothing."""
+    from astro_db.security.crypto import new_key
+
+    write(tmp_path, "0001_rename.py", RENAME_FROM_NAME)
+    with Database("mongomock://localhost/migrate_rename_from", encryption_key=new_key()) as db:
+        user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        before = raw(db).find_one({"_id": user.id})
+        with pytest.raises(MigrationError, match=r"\$rename of the encrypted field User.name"):
+            Migrator(db, tmp_path).up()
+        assert raw(db).find_one({"_id": user.id}) == before
+        assert db.find_one("User", {"id": user.id}).name == "Ann"
