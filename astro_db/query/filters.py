@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -329,18 +329,23 @@ def refuse_deep(value: Any, name: str, error: type[QueryError] | type[Validation
         stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
 
 
-def _reject_dollar_keys(value: Any, name: str) -> None:
+def _keys_within(value: Any, name: str) -> Iterator[Any]:
+    """Every key of every mapping in ``value``, at any depth (``refuse_deep`` first; iterative)."""
     refuse_deep(value, name)
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, Mapping):
-            for k, v in item.items():
-                if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in _PROTOTYPE_KEYS:
-                    raise QueryError(f"field {name!r}: key {k!r} is not allowed in a value")
-                stack.append(v)
+            yield from item
+            stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+
+
+def _reject_dollar_keys(value: Any, name: str) -> None:
+    for k in _keys_within(value, name):
+        if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in _PROTOTYPE_KEYS:
+            raise QueryError(f"field {name!r}: key {k!r} is not allowed in a value")
 
 
 def check_document_keys(doc: Any, path: str = "") -> None:
@@ -368,17 +373,9 @@ def check_document_keys(doc: Any, path: str = "") -> None:
 def reject_code(value: Any, name: str) -> None:
     """Refuse a code-running operator (``FORBIDDEN_OPERATORS``) at any depth of ``value``, and
     a value nested deeper than ``MAX_VALUE_DEPTH``."""
-    refuse_deep(value, name)
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            for k, v in item.items():
-                if k in _FORBIDDEN:
-                    raise QueryError(f"operator {k} is not allowed (in {name!r})")
-                stack.append(v)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+    for k in _keys_within(value, name):
+        if k in _FORBIDDEN:
+            raise QueryError(f"operator {k} is not allowed (in {name!r})")
 
 
 def describe(value: Any) -> str:

@@ -194,22 +194,33 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
     assert script.startswith("use astro") and "passwordPrompt()" in script
 
 
+_NESTED: list[type] = []
+
+
+def nested_owner_model() -> type:
+    """An app model whose owner sits in an embedded document (``author.user_id``), made once."""
+    if not _NESTED:
+        from astro_db.models import AstroDocument
+        from astro_db.models.embedded import AstroEmbeddedDocument
+        from astro_db.models.fields import EmbeddedDocumentField, TextField, UserRefField
+
+        class Author(AstroEmbeddedDocument):
+            user_id = UserRefField(db_field="userId", required=True)
+            label = TextField(max_length=20)
+
+        class Note(AstroDocument):
+            author = EmbeddedDocumentField(Author, required=True)
+            title = TextField(required=True, max_length=50)
+            meta = {"collection": "scopedNotes", "owner": "author.user_id"}
+
+        _NESTED.append(Note)
+    return _NESTED[0]
+
+
 def test_a_self_actor_cannot_hand_over_a_document_whose_owner_sits_in_a_sub_document():
     """An app model whose owner is ``author.user_id``: replacing ``author`` with another user's
     id is the same hand-over as setting ``author.userId``, refused with nothing written."""
-    from astro_db.models import AstroDocument
-    from astro_db.models.embedded import AstroEmbeddedDocument
-    from astro_db.models.fields import EmbeddedDocumentField, TextField, UserRefField
-
-    class Author(AstroEmbeddedDocument):
-        user_id = UserRefField(db_field="userId", required=True)
-        label = TextField(max_length=20)
-
-    class Note(AstroDocument):
-        author = EmbeddedDocumentField(Author, required=True)
-        title = TextField(required=True, max_length=50)
-        meta = {"collection": "scopedNotes", "owner": "author.user_id"}
-
+    Note = nested_owner_model()
     database = Database("mongomock://localhost/nested_owner", models=[Note]).connect()
     ann = database.create("User", user_data(name="Ann"))
     bob = database.create("User", user_data(name="Bob"))
@@ -230,20 +241,9 @@ def test_a_self_actor_creates_documents_whose_owner_sits_in_a_sub_document_for_h
     """The same app model: a self actor's create gets her id at ``author.userId`` whether the
     data names it or not (the caller's data left as given), another user's id there is refused,
     and an answer holding another owner there is never served to her."""
-    from astro_db.models import AstroDocument
-    from astro_db.models.embedded import AstroEmbeddedDocument
-    from astro_db.models.fields import EmbeddedDocumentField, TextField, UserRefField
     from astro_db.security.access import Actor, Guard
 
-    class Writer(AstroEmbeddedDocument):
-        user_id = UserRefField(db_field="userId", required=True)
-        label = TextField(max_length=20)
-
-    class Draft(AstroDocument):
-        author = EmbeddedDocumentField(Writer, required=True)
-        title = TextField(required=True, max_length=50)
-        meta = {"collection": "scopedDrafts", "owner": "author.user_id"}
-
+    Draft = nested_owner_model()
     database = Database("mongomock://localhost/nested_owner_create", models=[Draft]).connect()
     ann = database.create("User", user_data(name="Ann"))
     bob = database.create("User", user_data(name="Bob"))
