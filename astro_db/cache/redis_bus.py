@@ -58,6 +58,7 @@ is sent once more on a new connection, once per announcement whichever thread me
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import json
@@ -135,6 +136,22 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python
     os.register_at_fork(after_in_child=_forked)
+
+# Every bus not closed yet: a process that exits without closing its Database (a script that
+# ends, a worker told to stop) still sends the writes it has not announced, at exit.
+_OPEN: weakref.WeakSet[RedisBus] = weakref.WeakSet()
+
+
+@atexit.register
+def _send_owed_at_exit() -> None:
+    """At interpreter exit, each open bus sends what it still owes (``RedisBus._send_owed``,
+    with its bounds; what it cannot send is logged, as at ``close()``). A process killed outright
+    runs no exit handlers: what it owed is left to the other processes' TTL."""
+    for bus in list(_OPEN):
+        try:
+            bus._send_owed()
+        except Exception:  # noqa: BLE001 - never an exit's failure (it logs what it could not send)
+            pass
 
 
 class _Signal:
@@ -458,6 +475,7 @@ class RedisBus(SubscribingBus):
         self.cached_key = f"astro_db:{namespace}:cached"  # the models some process caches (announced)
         self._watched: set[str] = set()  # the models this process registered since it subscribed
         self.origin = uuid.uuid4().hex
+        _OPEN.add(self)
         self._timeout_s = timeout_s
         self._health_check_s = health_check_s
         self.answer_s = answer_s  # a subscriber ping unanswered this long: the connection is dead
@@ -606,6 +624,7 @@ class RedisBus(SubscribingBus):
         """Send what is still owed (``_send_owed``), stop the subscriber (the cache stops trusting
         the bus) and release the connections."""
         self._send_owed()
+        _OPEN.discard(self)
         self._stop.set()
         self._wake.set()
         self._interrupt()

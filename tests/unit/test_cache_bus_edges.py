@@ -522,3 +522,47 @@ def test_a_reply_that_came_in_time_but_is_read_after_the_writes_deadline_is_not_
     finally:
         bus.close()
 
+
+
+def test_what_a_process_owes_when_it_exits_without_closing_is_announced_at_exit(redis_server, redis_client):
+    """A script that ends (or a worker told to stop) without closing its Database: the writes
+    it has not announced yet are sent by the exit handler, within the bus's bounds, so the other
+    processes drop those entries now rather than at their TTL."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent.parent
+    namespace = f"exit{uuid.uuid4().hex[:8]}"
+    script = f"""
+import sys
+sys.path[:0] = [{str(tests)!r}, {str(tests.parent)!r}]
+import redis
+from bus_kit import NOTICE
+from spies import BusCalls
+from astro_db.cache.redis_bus import RedisBus
+
+def held(self, wire, *, reconnect):  # the subscriber never subscribes: the write stays owed
+    while not self._stop.wait(0.005):
+        pass
+    raise redis.ConnectionError("closed before subscribing")
+
+RedisBus._subscribe = held
+bus = RedisBus({redis_server.url!r}, {namespace!r})
+listener = BusCalls()
+bus.attach(listener)
+bus.publish("User", notice=NOTICE)
+assert bus.unsent("User") and not bus.connected
+print("owed", flush=True)
+"""  # and it ends without bus.close()
+    probe = RedisBus(redis_server.url, namespace)  # never started: its channel and keys' names
+    redis_client.sadd(probe.cached_key, "User")  # another process caches User
+    heard = redis_client.pubsub()
+    heard.subscribe(probe.channel)
+    assert heard.get_message(timeout=1.0)["type"] == "subscribe"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "owed", done.stderr
+    message = heard.get_message(timeout=5.0)
+    assert message is not None and b'"m": "User"' in message["data"], message
+    assert generation(redis_client, probe) == 1
+    heard.close()
