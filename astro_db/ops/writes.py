@@ -636,7 +636,8 @@ class WriteRunner:
         op_id = op_id if op_id is not None else new_op_id()
         update = advance(compiled.update, op_id)
         # list_roots: touches_lists, read in place; a per-document seal needs a key vault (no call without one)
-        if compiled.list_roots or (self.rt.crypto.vault is not None and self._per_document(compiled)):
+        if compiled.list_roots or (self.rt.crypto.vault is not None and (
+                self._per_document(compiled) or self.rt.crypto.moves_owner(self.info, compiled.update))):
             return self._update_list_cas(filt, compiled, update, op_id)
         guarded = _merge(filt, compiled.guards) if compiled.guards else filt
         idempotent = _NOT_IDEMPOTENT.isdisjoint(compiled.update)
@@ -722,7 +723,7 @@ class WriteRunner:
         return self.rt.crypto.vault is not None and self.rt.crypto.has_pending(compiled.update)
 
     def update_many(self, filt: dict[str, Any], compiled: CompiledUpdate) -> int:
-        if compiled.touches_lists or self._per_document(compiled):
+        if compiled.touches_lists or self._per_document(compiled) or self.rt.crypto.moves_owner(self.info, compiled.update):
             modified = 0
             for listed in self._ids(filt):
                 # the caller's filter stays in the compare-and-set: a document that stopped
@@ -797,7 +798,17 @@ class WriteRunner:
         update only if the document is still the one read and still matches ``filt`` (the
         caller's filter, which stays in the compare-and-set): a compare-and-set on the Mongoose
         version key ``__v``, which every list-touching update increments (as Mongoose does for
-        array changes), so a write validated against a stale list never lands."""
+        array changes), so a write validated against a stale list never lands.
+
+        An update that moves the document to another owner (``FieldCrypto.moves_owner``) sets
+        every field holding a sealed value to its value sealed again under the new owner's data
+        key (``FieldCrypto.seal_for_owner``), as the lists are set: a value left under the previous
+        owner's key would be lost with that owner's erasure and outlive the new owner's. Its
+        compare-and-set is on the revision too, which every write advances."""
+        crypto = self.rt.crypto
+        moving = crypto.vault is not None and crypto.moves_owner(self.info, compiled.update)
+        roots = (*compiled.list_roots, *(sorted(crypto.roots(self.info) - set(compiled.list_roots)) if moving else ()))
+        fields = (*compiled.fields, VERSION_FIELD, *(roots if moving else ()))
         for _ in range(_CAS_ATTEMPTS):
             current = run.call(self.rt, self.info, "update", lambda: self.coll.find_one(filt, session=self.session), self.tx)
             if current is None:
@@ -805,7 +816,10 @@ class WriteRunner:
             bound = self._bound(update, current)
             after = self._checked_post_image(current, bound)
             cas = _merge(filt, {"_id": current["_id"], VERSION_FIELD: current.get(VERSION_FIELD)})
-            versioned = _lists_as_validated(bound, after, compiled.list_roots)
+            if moving:
+                after = crypto.seal_for_owner(self.info, after)
+                cas[REV_FIELD] = current.get(REV_FIELD)
+            versioned = _lists_as_validated(bound, after, roots)
             landed, found = self._stamped(op_id)
             try:
                 doc: dict[str, Any] | None = self._write(
@@ -815,7 +829,7 @@ class WriteRunner:
             except _Partly:
                 doc = found[0]
             if doc is not None:  # the compare-and-set advanced the version key too
-                return _written("update", [doc], (*compiled.fields, VERSION_FIELD), op_id), doc
+                return _written("update", [doc], fields, op_id), doc
             if compiled.guards and self._exists(cas):
                 raise _out_of_range(compiled)
         raise AstroDBError(f"update on {self.info.name}: the document changed concurrently {_CAS_ATTEMPTS} times; try again")

@@ -315,6 +315,29 @@ class FieldCrypto:
         with self._lock:
             return {"unreadable": self._unreadable}
 
+    def roots(self, info: Any) -> frozenset[str]:
+        """The top-level fields of ``info``'s model that are or hold a sensitive path."""
+        return self._roots.get(info.name, frozenset())
+
+    def moves_owner(self, info: Any, update: Mapping[str, Any]) -> bool:
+        """Whether ``update`` (stored form) sets the owner of a document whose values are sealed
+        under its owner's data key (a key vault, sensitive fields): every value it holds must
+        then be sealed again under the new owner's (``seal_for_owner``)."""
+        owner = self.owners.get(info.name)
+        if self.vault is None or not owner or owner == "_id" or not self.fields.get(info.name):
+            return False
+        spec = update.get("$set")
+        return isinstance(spec, Mapping) and (owner in spec or owner.split(".", 1)[0] in spec)
+
+    def seal_for_owner(self, info: Any, doc: dict[str, Any]) -> dict[str, Any]:
+        """A copy of the stored document ``doc`` with every sensitive value opened and sealed
+        again for the document as it is (its ``_id``, under its owner's data key now: an update
+        moved it to another owner); a value that does not open is refused (``EncryptionError``:
+        it would be written back over its ciphertext)."""
+        plain = copy_tree(doc)
+        self.open_document(info, plain)
+        return self.seal_document(info, plain)
+
     def subject_key(self, info: Any, doc: Mapping[str, Any]) -> str:
         """The alt name of the data key a document's values are sealed under: its owner's
         (``user:<id>``), or the shared key for a model no user owns (or a document without one)."""

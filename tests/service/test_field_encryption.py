@@ -143,6 +143,49 @@ def test_updates_seal_each_document_for_its_own_id_and_owner(fdb):
     assert fdb.find_one(Secret, {"id": b.id}).other == "x"
 
 
+def test_a_document_moved_to_another_owner_has_every_value_sealed_again_under_the_new_owners_key(fdb, tmp_path, request):
+    """An admin (the app) moves a document from Ann to Bo, by ``update`` or ``update_many``,
+    changing the owner alone or with a sealed value: every value it holds is then under Bo's
+    data key. Before, the values the update did not set stayed under Ann's: erasing Ann made
+    Bo's document unreadable, and erasing Bo left them readable in a backup restored without
+    the erasure ledger."""
+    ann, bo = _user(fdb, "Ann"), _user(fdb, "Bo")
+    one, two, three = (fdb.create(Secret, _secret(ann.id, label=label)) for label in ("one", "two", "three"))
+    moved = fdb.update(Secret, {"id": one.id}, {"userId": bo.id})
+    assert moved.user_id == bo.id and (moved.text, moved.amount) == ("the victim's secret", 42.5)
+    fdb.update(Secret, {"id": two.id}, {"userId": bo.id, "other": "set in the move"})
+    assert fdb.update_many(Secret, {"label": "three"}, {"userId": bo.id}) == 1
+    kb = bytes(_key_of(fdb, bo.id))
+    for doc_id in (one.id, two.id, three.id):
+        raw = _raw(fdb, doc_id)
+        assert all(bytes(raw[f])[1:17] == kb for f in ("text", "other", "amount", "when")), doc_id
+    assert [e["action"] for e in fdb.audit_trail(Secret, one.id)] == ["create", "update"]
+    repo = tmp_path / "repo"
+    backup.backup(fdb, repo)  # before any erasure: no ledger in it
+    fdb.erase_user(ann.id)
+    assert [(s.label, s.text, s.other) for s in fdb.find(Secret, {}, sort=[("label", 1)])] == [
+        ("one", "the victim's secret", "x"), ("three", "the victim's secret", "x"),
+        ("two", "the victim's secret", "set in the move")]
+    fdb.erase_user(bo.id)
+    target = _restore_target(fdb, request)
+    try:
+        backup.restore(repo, target)
+        restored = target.find(Secret, {}, sort=[("label", 1)])
+        assert len(restored) == 3 and all(is_unreadable(s.text) and is_unreadable(s.other) for s in restored)
+    finally:
+        target.disconnect()
+
+
+def test_a_move_to_another_owner_of_a_document_whose_values_do_not_open_is_refused_and_writes_nothing(fdb):
+    ann, bo = _user(fdb, "Ann"), _user(fdb, "Bo")
+    doc = fdb.create(Secret, _secret(ann.id))
+    fdb.mongo["secrets"].update_one({"_id": doc.id}, {"$set": {"text": _raw(fdb, fdb.create(Secret, _secret(bo.id)).id)["text"]}})
+    before = _raw(fdb, doc.id)
+    with pytest.raises(EncryptionError, match="UNREADABLE"):
+        fdb.update(Secret, {"id": doc.id}, {"userId": bo.id})
+    assert _raw(fdb, doc.id) == before
+
+
 # --- the binding (issue 23: ciphertext moved between documents) ----------------------------
 
 
@@ -205,13 +248,7 @@ def test_shred_makes_one_users_values_unreadable_everywhere_and_keeps_the_others
         r for r in fdb.mongo["astroChanges"].find() if (r.get("doc") or {}).get("_id") == a.id)
     assert is_unreadable(_crypto(fdb).open_document(info, record["doc"])["text"])
     # a backup taken before the shred, restored into a fresh database
-    if fdb.test_backend == "embedded":
-        target = _open(_url(request, "embedded"), key_vault_namespace=fdb.config.key_vault_namespace)
-        _vault(target).insert_many(list(_vault(fdb).find()))  # an embedded store is private: bring the cluster's vault
-    else:
-        name = f"astro_test_{uuid.uuid4().hex[:8]}"
-        target = _open(request.getfixturevalue("live_server").url(name), key_vault_namespace=fdb.config.key_vault_namespace)
-        request.addfinalizer(lambda: fdb.mongo.client.drop_database(name))
+    target = _restore_target(fdb, request)
     try:
         backup.restore(tmp_path / "repo", target)
         assert is_unreadable(target.find_one(Secret, {"id": a.id}).text)
@@ -219,6 +256,19 @@ def test_shred_makes_one_users_values_unreadable_everywhere_and_keeps_the_others
     finally:
         target.disconnect()
     assert fdb.find_one(Secret, {"id": b.id}).text == "bo's text"
+
+
+def _restore_target(fdb: Database, request: pytest.FixtureRequest) -> Database:
+    """A fresh database to restore into, reading ``fdb``'s key vault as it is now."""
+    if fdb.test_backend == "embedded":
+        target = _open(_url(request, "embedded"), key_vault_namespace=fdb.config.key_vault_namespace)
+        keys = list(_vault(fdb).find())  # an embedded store is private: bring the cluster's vault
+        if keys:
+            _vault(target).insert_many(keys)
+        return target
+    name = f"astro_test_{uuid.uuid4().hex[:8]}"
+    request.addfinalizer(lambda: fdb.mongo.client.drop_database(name))
+    return _open(request.getfixturevalue("live_server").url(name), key_vault_namespace=fdb.config.key_vault_namespace)
 
 
 def test_shred_needs_field_level_encryption():
