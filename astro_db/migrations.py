@@ -443,6 +443,11 @@ class MigrationContext:
         change = {op: dict(spec) if isinstance(spec, Mapping) else spec for op, spec in update.items()}
         if not fields:
             return change
+        if crypto.moves_owner(info, change):
+            raise MigrationError(
+                f"migration {self.migration.name}: it sets the owner of {info.name} documents, whose values are sealed "
+                "under their owner's data key; move them with db.update / update_many, which seals every value again "
+                "under the new owner's key")
         if crypto.ordered_by_value():
             for op, spec in change.items():
                 if op in _SEALED_OPS or not isinstance(spec, Mapping):

@@ -532,3 +532,31 @@ def test_with_a_key_a_rename_of_a_personal_field_is_refused_as_its_value_would_n
             Migrator(db, tmp_path).up()
         assert raw(db).find_one({"_id": user.id}) == before
         assert db.find_one("User", {"id": user.id}).name == "Ann"
+
+
+MOVE_OWNER = '''
+version = 1
+description = "every insight of the old account goes to the new one"
+
+
+def up(ctx):
+    ctx.migrate("PlanetaryInsight", {}, {"$set": {"userId": NEW_OWNER}})
+'''
+
+
+def test_with_a_key_a_migration_that_moves_documents_to_another_owner_is_refused(tmp_path):
+    """Their values are sealed under their owner's data key; a migration sends its updates as
+    given and would leave them under the previous owner's (lost with her erasure, outliving the
+    new owner's): the migration fails, nothing written, and says to move them with db.update."""
+    from astro_db.security.crypto import new_key
+
+    with Database("mongomock://localhost/migrate_move", encryption_key=new_key()) as db:
+        ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
+        bob = db.create("User", {"email": "bob@example.com", "name": "Bob"})
+        write(tmp_path, "0001_move.py", MOVE_OWNER.replace("NEW_OWNER", f"__import__('bson').ObjectId('{bob.id}')"))
+        insight = db.create("PlanetaryInsight", {"userId": ann.id, "date": "2026-01-01T00:00:00Z", "energyLevel": 5,
+                                                 "recommendations": ["x"], "summary": "Ann's"})
+        before = db.mongo.planetaryInsights.find_one({"_id": insight.id})
+        with pytest.raises(MigrationError, match="sets the owner of PlanetaryInsight documents"):
+            Migrator(db, tmp_path).up()
+        assert db.mongo.planetaryInsights.find_one({"_id": insight.id}) == before
