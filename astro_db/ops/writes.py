@@ -1077,7 +1077,11 @@ class WriteRunner:
                 raise
             error = exc
         except AstroDBError as exc:
-            if not partial or self.tx is not None or exc.__cause__ is None:  # no server answer behind it: nothing sent
+            # a refusal of one document (a taken key, the schema validator, an operator that does
+            # not apply to its value) the server answered; not one of the whole command (its
+            # permissions, its query), which it refuses before writing anything
+            if (not partial or self.tx is not None or exc.__cause__ is None
+                    or type(exc) not in (DuplicateKeyError, ValidationError, AstroDBError)):
                 raise
             error = exc
         bound = timeouts.current_bound(self.rt.config.timeouts.operation_timeout_ms)
@@ -1085,6 +1089,13 @@ class WriteRunner:
             with timeouts.afresh(bound.ms if bound is not None else None, f"{operation} outcome check"):
                 found = run.call(self.rt, self.info, f"{operation} outcome check", landed)
         except AstroDBError as check:
+            if not isinstance(error, (DatabaseConnectionError, OperationTimeoutError)):  # the server did answer
+                log.error("%s on %s stopped (%s) and which documents it had updated could not be read back (%s); "
+                          "run reconcile_changes()", operation, self.info.name, type(error).__name__, type(check).__name__)
+                error.args = (f"{error.args[0] if error.args else error}; which documents were updated before it "
+                              f"stopped could not be read back ({type(check).__name__}): run reconcile_changes()",
+                              *error.args[1:])
+                raise error from check
             records = uncertain() if uncertain is not None else []
             if records and self.rt.changes.enabled:
                 self.rt.changes.keep_uncertain(records)

@@ -56,3 +56,29 @@ def live_url_or_embedded(request):
     if request.param == "embedded":
         return f"mongomock://localhost/t{uuid.uuid4().hex[:8]}"
     return request.getfixturevalue("live_url")
+
+
+def test_when_what_the_stopped_update_many_wrote_cannot_be_read_back_its_own_error_says_so(monkeypatch):
+    """The server answered (a taken key): the error stays that error, never "outcome unknown",
+    and says to run reconcile_changes(), which records what landed."""
+    from astro_db.errors import DatabaseConnectionError
+    from astro_db.ops.steps import run
+
+    db = Database(f"mongomock://localhost/t{uuid.uuid4().hex[:8]}").connect()
+    try:
+        _users(db, 3, "Unread")
+        call = run.call
+
+        def failing_read_back(rt, info, operation, fn, *args, **kwargs):
+            if operation.endswith("outcome check"):
+                raise DatabaseConnectionError("the server went away") from ConnectionError("reset")
+            return call(rt, info, operation, fn, *args, **kwargs)
+
+        monkeypatch.setattr(run, "call", failing_read_back)
+        with pytest.raises(DuplicateKeyError, match="could not be read back .* run reconcile_changes"):
+            db.update_many("User", {"name": "Unread"}, {"email": f"taken-{uuid.uuid4().hex[:6]}@example.com"})
+        monkeypatch.setattr(run, "call", call)
+        assert db.reconcile_changes()["rebuilt"]["User"] == 1  # the one it updated: recorded now
+        assert db.mongo.astroChanges.count_documents({"model": "User", "action": "update"}) == 1
+    finally:
+        db.disconnect()
