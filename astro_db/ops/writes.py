@@ -842,8 +842,9 @@ class WriteRunner:
             return update
         owner = crypto.owners.get(self.info.name)
         target = current
-        if owner and owner != "_id" and owner in update.get("$set", {}):
-            target = {**current, owner: update["$set"][owner]}
+        if owner and owner != "_id" and crypto.moves_owner(self.info, update):
+            target = apply_update(current, {"$set": {k: v for k, v in update["$set"].items()
+                                                     if k == owner or owner.startswith(k + ".")}})
         bound: dict[str, Any] = crypto.bind_update(self.info, update, target)
         return bound
 

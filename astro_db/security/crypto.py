@@ -342,7 +342,14 @@ class FieldCrypto:
         """The alt name of the data key a document's values are sealed under: its owner's
         (``user:<id>``), or the shared key for a model no user owns (or a document without one)."""
         owner = self.owners.get(info.name)
-        subject = doc.get(owner) if owner else None
+        if not owner:
+            return SHARED_KEY
+        if "." in owner:  # an owner inside an embedded document (``author.userId``)
+            subject: Any = doc
+            for part in owner.split("."):
+                subject = subject.get(part) if isinstance(subject, Mapping) else None
+        else:
+            subject = doc.get(owner)
         return SHARED_KEY if subject is None else subject_alt_name(subject)
 
     def shred(self, subject_id: Any, noted: Callable[[int], None] | None = None) -> int:

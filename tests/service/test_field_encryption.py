@@ -20,7 +20,8 @@ from bson.binary import Binary
 from astro_db import Database, DatabaseConfig, backup
 from astro_db.errors import ConfigError, EncryptionError
 from astro_db.models import AstroDocument
-from astro_db.models.fields import NumberField, TextField, UserRefField, UTCDateTimeField
+from astro_db.models.embedded import AstroEmbeddedDocument
+from astro_db.models.fields import EmbeddedDocumentField, NumberField, TextField, UserRefField, UTCDateTimeField
 from astro_db.security import rotation
 from astro_db.security.crypto import FieldCrypto, Keyring, is_unreadable, key_id, new_key
 from astro_db.security.vault import HKDF_INFO, SHARED_KEY, KeyVault, derive_local_master_key, is_sealed
@@ -41,6 +42,18 @@ class Secret(AstroDocument):
     meta = {"collection": "secrets", "owner": "user_id"}
 
 
+class Sender(AstroEmbeddedDocument):
+    user_id = UserRefField(db_field="userId", required=True)
+
+
+class Letter(AstroDocument):
+    """A user's document whose owner sits in an embedded document."""
+
+    sender = EmbeddedDocumentField(Sender, required=True)
+    text = TextField(sensitive=True)
+    meta = {"collection": "letters", "owner": "sender.user_id"}
+
+
 class Memo(AstroDocument):
     """A model no user owns: its values go under the shared data key."""
 
@@ -55,7 +68,7 @@ def _url(request: pytest.FixtureRequest, backend: str) -> str:
 
 
 def _open(url: str, **overrides) -> Database:
-    options = {"models": [Secret, Memo], "encryption_key": KEY, "server_selection_timeout_ms": 5000,
+    options = {"models": [Secret, Memo, Letter], "encryption_key": KEY, "server_selection_timeout_ms": 5000,
                "key_vault_namespace": VAULT, **overrides}
     return Database(url, **options).connect()
 
@@ -174,6 +187,20 @@ def test_a_document_moved_to_another_owner_has_every_value_sealed_again_under_th
         assert len(restored) == 3 and all(is_unreadable(s.text) and is_unreadable(s.other) for s in restored)
     finally:
         target.disconnect()
+
+
+def test_a_value_of_a_model_whose_owner_sits_in_an_embedded_document_is_under_that_owners_key(fdb):
+    """``meta["owner"] = "sender.user_id"``: the values are sealed under the sender's data key
+    (they went under the shared key, which no erasure shreds), and move with the sender."""
+    ann, bo = _user(fdb, "Ann"), _user(fdb, "Bo")
+    letter = fdb.create(Letter, {"sender": {"userId": ann.id}, "text": "Ann's letter"})
+    raw = fdb.mongo["letters"].find_one({"_id": letter.id})
+    assert bytes(raw["text"])[1:17] == bytes(_key_of(fdb, ann.id))
+    moved = fdb.update(Letter, {"id": letter.id}, {"sender": {"userId": bo.id}})
+    assert moved.sender.user_id == bo.id and moved.text == "Ann's letter"
+    assert bytes(fdb.mongo["letters"].find_one({"_id": letter.id})["text"])[1:17] == bytes(_key_of(fdb, bo.id))
+    fdb.erase_user(bo.id)
+    assert fdb.mongo["letters"].count_documents({}) == 0  # the cascade follows the nested owner too
 
 
 def test_a_move_to_another_owner_of_a_document_whose_values_do_not_open_is_refused_and_writes_nothing(fdb):
