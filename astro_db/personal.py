@@ -47,6 +47,7 @@ from .errors import AstroDBError, DuplicateKeyError, ErasureIncompleteError, Not
 from .query.filters import coerce_id
 from .security import access
 from .security.crypto import FieldCrypto
+from .security.fieldpaths import owner_value
 from .workflows import delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,7 +92,7 @@ def owner_paths(registry: ModelRegistry) -> dict[str, str]:
 
 def belongs_to(doc: Mapping[str, Any], owner: str, users: Iterable[Any]) -> bool:
     """Whether a stored document (its ``owner`` field) belongs to one of ``users``."""
-    value = doc.get(owner) if hasattr(doc, "get") else None
+    value = owner_value(doc, owner)  # an owner may sit in an embedded document (``sender.userId``)
     return value is not None and value in users
 
 
@@ -267,7 +268,7 @@ def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool,
         for record in current:
             image = record.get("doc")
             if isinstance(image, Mapping):
-                held[record.get("documentId")] = image.get(owner) == uid
+                held[record.get("documentId")] = owner_value(image, owner) == uid
             if not held.get(record.get("documentId"), True):
                 continue  # a revision another user owned
             if isinstance(image, Mapping):

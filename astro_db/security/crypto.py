@@ -54,6 +54,7 @@ from .fieldpaths import (
     from_plaintext,
     leaves_at,
     norm_path,
+    owner_value,
     sensitive_fields,
     slots_at,
     to_plaintext,
@@ -342,14 +343,7 @@ class FieldCrypto:
         """The alt name of the data key a document's values are sealed under: its owner's
         (``user:<id>``), or the shared key for a model no user owns (or a document without one)."""
         owner = self.owners.get(info.name)
-        if not owner:
-            return SHARED_KEY
-        if "." in owner:  # an owner inside an embedded document (``author.userId``)
-            subject: Any = doc
-            for part in owner.split("."):
-                subject = subject.get(part) if isinstance(subject, Mapping) else None
-        else:
-            subject = doc.get(owner)
+        subject = owner_value(doc, owner) if owner else None  # an owner may sit in an embedded document
         return SHARED_KEY if subject is None else subject_alt_name(subject)
 
     def shred(self, subject_id: Any, noted: Callable[[int], None] | None = None) -> int:

@@ -12,7 +12,7 @@ plaintext whatever the field holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..models.fields import TextField
 from .blind import blind_path
 
 __all__ = ["Sensitive", "sensitive_fields", "norm_path", "copy_tree", "apply_at", "leaves_at", "each_pushed",
-           "to_plaintext", "from_plaintext"]
+           "to_plaintext", "from_plaintext", "owner_value"]
 
 _READ_JSON: JSONOptions = CANONICAL_JSON_OPTIONS.with_options(tz_aware=True)  # as the client reads dates
 
@@ -97,6 +97,17 @@ def sensitive_fields(model_name: str, model_cls: type, deterministic: set[tuple[
 def norm_path(path: str) -> str:
     """A stored path without list positions: ``positions.0.x`` / ``positions.$.x`` -> ``positions.x``."""
     return ".".join(p for p in path.split(".") if not (p.isdigit() or p == "$" or p.startswith("$[")))
+
+
+def owner_value(doc: Any, owner: str) -> Any:
+    """The value of a stored document's owner field ``owner`` (a stored path: ``userId``, or
+    ``sender.userId`` inside an embedded document); ``None`` where the path leads nowhere."""
+    if "." not in owner:
+        return doc.get(owner) if isinstance(doc, Mapping) else None
+    value = doc
+    for part in owner.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def copy_tree(value: Any) -> Any:

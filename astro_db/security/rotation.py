@@ -75,7 +75,7 @@ def rotate(crypto: FieldCrypto, gateway: Gateway, models: ModelRegistry, run: Ru
         projection = {p.split(".")[0]: 1 for f in fields for p in (f.path, f.blind) if p}  # top-level: servers differ on dotted projections
         owner = crypto.owners.get(info.name)
         if owner and owner != "_id":
-            projection[owner] = 1  # values are sealed under their owner's data key
+            projection[owner.split(".")[0]] = 1  # values are sealed under their owner's data key (top-level, as above)
         count = 0
         for doc in _in_batches(run, coll, projection, batch_size):
             stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))

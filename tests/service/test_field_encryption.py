@@ -189,9 +189,11 @@ def test_a_document_moved_to_another_owner_has_every_value_sealed_again_under_th
         target.disconnect()
 
 
-def test_a_value_of_a_model_whose_owner_sits_in_an_embedded_document_is_under_that_owners_key(fdb):
+def test_a_model_whose_owner_sits_in_an_embedded_document_is_personal_data_of_that_owner(fdb, tmp_path, request):
     """``meta["owner"] = "sender.user_id"``: the values are sealed under the sender's data key
-    (they went under the shared key, which no erasure shreds), and move with the sender."""
+    (they went under the shared key, which no erasure shreds) and move with the sender; each
+    sender's export holds the records of the revisions she owned; and a restore keeps an erased
+    sender's letters out (the ledger's rule read the owner as a top-level field)."""
     ann, bo = _user(fdb, "Ann"), _user(fdb, "Bo")
     letter = fdb.create(Letter, {"sender": {"userId": ann.id}, "text": "Ann's letter"})
     raw = fdb.mongo["letters"].find_one({"_id": letter.id})
@@ -199,8 +201,23 @@ def test_a_value_of_a_model_whose_owner_sits_in_an_embedded_document_is_under_th
     moved = fdb.update(Letter, {"id": letter.id}, {"sender": {"userId": bo.id}})
     assert moved.sender.user_id == bo.id and moved.text == "Ann's letter"
     assert bytes(fdb.mongo["letters"].find_one({"_id": letter.id})["text"])[1:17] == bytes(_key_of(fdb, bo.id))
+    fdb.create(Letter, {"sender": {"userId": ann.id}, "text": "Ann keeps this one"})
+    exported = {who: fdb.export_user(who.id)["models"]["Letter"] for who in (ann, bo)}
+    assert [d["text"] for d in exported[bo]["documents"]] == ["Ann's letter"]
+    assert [c["action"] for c in exported[bo]["changes"]] == ["update"]  # the revision Bo owned
+    assert sorted(c["action"] for c in exported[ann]["changes"]) == ["create", "create"]  # hers, both letters' first
+    repo = tmp_path / "repo"
+    first = backup.backup(fdb, repo)["id"]  # both senders' letters
     fdb.erase_user(bo.id)
-    assert fdb.mongo["letters"].count_documents({}) == 0  # the cascade follows the nested owner too
+    assert fdb.mongo["letters"].count_documents({}) == 1  # the cascade follows the nested owner too
+    backup.backup(fdb, repo)  # its ledger names Bo
+    target = _restore_target(fdb, request)
+    try:
+        report = backup.restore(repo, target, set_id=first)
+        assert [x.text for x in target.find(Letter, {})] == ["Ann keeps this one"]
+        assert report["skipped"].get("letters") == 1
+    finally:
+        target.disconnect()
 
 
 def test_a_move_to_another_owner_of_a_document_whose_values_do_not_open_is_refused_and_writes_nothing(fdb):
