@@ -8,7 +8,8 @@ neosqlite==1.17.2. Both have an ObjectId bug that silently makes the package's
 main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
 (Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
-encryption's ciphertext and key vault need them), and a $set of true/false is stored as 1/0 (Bug 14).
+encryption's ciphertext and key vault need them), and a $set of true/false is stored as 1/0 (Bug 14);
+nx-27017's findAndModify answers a unique index's refusal as "no document matched" (Bug 17).
 Slownesses 8-13, 15 and 16 are costs no MongoDB has (a range on _id, count_documents, a commit
 per document, an unlogged debug line, a $set of an ObjectId, an _id $in in update_many, a deep
 copy per insert and per projected document): each patch keeps the answers. This script patches them at start-up and then hands over to
@@ -925,6 +926,63 @@ def _cursor_apply_projection(self: Any, docs: Any) -> Any:
 
 
 _ncursor.Cursor._apply_projection = _cursor_apply_projection
+
+
+# --------------------------------------------------------------------------
+# Bug 17 (nx-27017): findAndModify answers ``{ok: 1, value: null}`` whatever its update raised.
+#
+# handler.py's findAndModify branch wraps find_one_and_update / find_one_and_replace in
+# ``except Exception: doc = None``: an update that a unique index refuses (SQLite's "UNIQUE
+# constraint failed") is answered as if no document matched, and the document is left as it
+# was. MongoDB answers E11000 (code 11000, DuplicateKey), which PyMongo raises as
+# DuplicateKeyError; an ODM reading null takes it for "not found".
+#
+# Fix: the two collection methods record what they raised (per thread: the handler runs the
+# command in the caller's thread), and the command handler, seeing a findAndModify answered
+# ``value: null`` after a unique violation, answers the error MongoDB answers instead. Other
+# errors keep nx-27017's answer (docs/testing.md lists the difference).
+# --------------------------------------------------------------------------
+import threading as _threading  # noqa: E402
+
+from neosqlite.collection import Collection as _NeoCollection  # noqa: E402
+
+_FAM_RAISED = _threading.local()
+
+
+def _recording(method: Any) -> Any:
+    def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _FAM_RAISED.exc = None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            _FAM_RAISED.exc = exc
+            raise
+
+    return recorded
+
+
+_NeoCollection.find_one_and_update = _recording(_NeoCollection.find_one_and_update)
+_NeoCollection.find_one_and_replace = _recording(_NeoCollection.find_one_and_replace)
+_before_fam_errors = NeoSQLiteHandler.handle_command
+
+
+def _find_and_modify_errors(self: Any, msg: Any) -> Any:
+    _FAM_RAISED.exc = None
+    answer = _before_fam_errors(self, msg)
+    exc = _FAM_RAISED.exc
+    if exc is None or not isinstance(answer, tuple) or len(answer) != 2:
+        return answer
+    request_id, reply = answer
+    body = next((doc for kind, doc in (msg.get("sections") or ()) if kind == "body"), None) if isinstance(msg, dict) else None
+    if (isinstance(body, dict) and ("findAndModify" in body or "findandmodify" in body) and isinstance(reply, dict)
+            and reply.get("ok") == 1 and reply.get("value") is None and "UNIQUE" in str(exc).upper()):
+        name = body.get("findAndModify") or body.get("findandmodify")
+        return request_id, {"ok": 0, "code": 11000, "codeName": "DuplicateKey",
+                            "errmsg": f"E11000 duplicate key error collection: {body.get('$db', 'test')}.{name} {exc}"}
+    return answer
+
+
+NeoSQLiteHandler.handle_command = _find_and_modify_errors
 
 
 if __name__ == "__main__":

@@ -728,8 +728,15 @@ class WriteRunner:
             for listed in self._ids(filt):
                 # the caller's filter stays in the compare-and-set: a document that stopped
                 # matching after it was listed is left alone
-                written, doc = self._update_list_cas(_merge(filt, {"_id": listed["_id"]}), compiled,
-                                                     *_advanced(compiled))
+                try:
+                    written, doc = self._update_list_cas(_merge(filt, {"_id": listed["_id"]}), compiled,
+                                                         *_advanced(compiled))
+                except AstroDBError as error:
+                    if modified and self.tx is None:  # each one before is written and recorded: say so
+                        error.args = (f"{error.args[0] if error.args else error}; {modified} document(s) were updated "
+                                      "before it failed (their change records are written), the others were not",
+                                      *error.args[1:])
+                    raise
                 self._after(written)
                 modified += doc is not None
             return modified

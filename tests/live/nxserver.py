@@ -255,6 +255,8 @@ def _run_self_check(coll) -> None:
          lambda: _projections_answer_as_mongodb(coll)),
         ("a write command in one SQLite transaction keeps per-document results (duplicates, ordered, aborts)",
          lambda: _write_commands_keep_per_document_results(coll)),
+        ("findAndModify refused by a unique index answers E11000, as MongoDB does",
+         lambda: _find_and_modify_answers_a_duplicate_key(coll)),
     ]
     for name, check in checks:
         try:
@@ -266,6 +268,20 @@ def _run_self_check(coll) -> None:
                 f"nx-27017 patch (tests/nx_launcher.py) no longer works: {name}; "
                 f"check the pinned versions {PINNED}"
             )
+
+
+def _find_and_modify_answers_a_duplicate_key(coll) -> bool:
+    other = coll.database[f"{coll.name}_fam"]
+    try:
+        other.create_index([("k", 1)], unique=True)
+        other.insert_many([{"_id": 1, "k": 1}, {"_id": 2, "k": 2}])
+        try:
+            other.find_one_and_update({"_id": 2}, {"$set": {"k": 1}})
+        except pymongo.errors.DuplicateKeyError:
+            return other.find_one({"_id": 2}) == {"_id": 2, "k": 2}
+        return False
+    finally:
+        other.drop()
 
 
 def _binaries_keep_their_subtype(coll) -> bool:

@@ -82,3 +82,18 @@ def test_when_what_the_stopped_update_many_wrote_cannot_be_read_back_its_own_err
         assert db.mongo.astroChanges.count_documents({"model": "User", "action": "update"}) == 1
     finally:
         db.disconnect()
+
+
+def test_an_update_many_made_document_by_document_says_how_many_it_updated_before_it_failed(db, user):
+    """A list change goes document by document (a compare-and-set each): the second document
+    moved to the same day as the first is refused by the unique key (userId, date), the first
+    stays written and recorded, and the error says so."""
+    first, second = (db.create("PlanetaryInsight", {"userId": user.id, "date": f"2026-03-0{d}T00:00:00Z", "energyLevel": 5,
+                                                    "recommendations": ["x"]}) for d in (1, 2))
+    with pytest.raises(DuplicateKeyError, match="1 document\\(s\\) were updated before it failed"):
+        db.update_many("PlanetaryInsight", {"userId": user.id},
+                       {"$set": {"date": "2026-03-09T00:00:00Z"}, "$push": {"recommendations": "y"}})
+    stored = {d["_id"]: d for d in db.mongo.planetaryInsights.find({"userId": user.id})}
+    assert stored[first.id]["recommendations"] == ["x", "y"] and stored[second.id]["recommendations"] == ["x"]
+    assert [e["action"] for e in db.audit_trail("PlanetaryInsight", first.id)] == ["create", "update"]
+    assert [e["action"] for e in db.audit_trail("PlanetaryInsight", second.id)] == ["create"]
