@@ -318,6 +318,9 @@ def _lookup(doc: Any, parts: list[str]) -> tuple[list[Any], Missing]:
 
 def _candidates(found: list[Any]) -> Iterator[Any]:
     """Each value found, and for a list also each of its items (a query matches either)."""
+    if isinstance(found, _Single):
+        yield from found
+        return
     for value in found:
         yield value
         if isinstance(value, list):
@@ -336,10 +339,11 @@ def _is_null(found: list[Any], missing: Missing) -> bool:
 def _equals_any(found: list[Any], missing: Missing, target: Any) -> bool:
     if target is None:
         return _is_null(found, missing)
+    single = isinstance(found, _Single)
     for value in found:
         if _same(value, target):
             return True
-        if type(value) is list:
+        if type(value) is list and not single:
             for item in value:
                 if _same(item, target):
                     return True
@@ -391,8 +395,26 @@ def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, optio
             return not _regex_any(found, arg, "")
         return not _match_operators(arg, found, missing)
     if op == "$elemMatch":
-        return any(isinstance(v, list) and any(matches(arg, item) for item in v) for v in found)
+        return _some((item for v in found if isinstance(v, list) for item in v), lambda item: _elem_matches(arg, item))
     raise QueryError(f"operator {op} is not supported in a $pull condition")
+
+
+class _Single(list[Any]):
+    """Values found that are each tested as they are, a list not looked into: one item of a list
+    under ``$elemMatch`` (the server's ``matchesSingleElement``: ``{a: {$elemMatch: {$ne: 6}}}``
+    matches ``{a: [[6]]}``, the item ``[6]`` not being 6)."""
+
+
+def _elem_matches(condition: Mapping[str, Any], item: Any) -> bool:
+    """Whether one item of a list matches an ``$elemMatch``: an operator condition tests the item
+    as one value; a query on fields tests a document item, and a list item as the document of
+    its indexes (``{a: {$elemMatch: {"0": "x"}}}`` matches ``{a: [["x"]]}``, and ``{x: null}``
+    any list item, as on the server); other items never match."""
+    if _is_operator_doc(condition) and next(iter(condition)) not in _LOGICAL:
+        return _match_operators(condition, _Single([item]), False)
+    if isinstance(item, list):
+        item = {str(index): value for index, value in enumerate(item)}
+    return isinstance(item, Mapping) and _match_query(condition, item)
 
 
 def _in(found: list[Any], missing: Missing, candidates: Any) -> bool:

@@ -346,6 +346,24 @@ WITH_HOUSES = {"positions": [{"body": "Sun", "house": 1}, {"body": "Moon"}]}
     ({"blob": b"ab"}, {"blob": Binary(b"ab", 5)}, False),
     ({"blob": b"ab"}, {"blob": {"$gt": b"a"}}, True),  # longer binary data sorts after
     ({"at": dt.datetime(2026, 1, 1, 12, 0, 0, 1500)}, {"at": {"$gte": dt.datetime(2026, 1, 1, 12, 0, 0, 1900)}}, True),
+    # $elemMatch on operators tests each item as one value, a list item not looked into (the
+    # server's matchesSingleElement); on fields it reads a list item as the document of its
+    # indexes (jstests/arrayfind9.js: {a: [["x"]]} matches {a: {$elemMatch: {"0": "x"}}})
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$ne": 6}}}, True),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$nin": [6]}}}, True),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$not": {"$eq": 6}}}}, True),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$gt": 5}}}, False),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$eq": 6}}}, False),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$eq": [6]}}}, True),
+    ({"a": [["x"]]}, {"a": {"$elemMatch": {"$regex": "x"}}}, False),
+    ({"a": [[None]]}, {"a": {"$elemMatch": {"$eq": None}}}, False),
+    ({"a": [[]]}, {"a": {"$elemMatch": {"$in": [[]]}}}, True),
+    ({"a": [6, [6]]}, {"a": {"$elemMatch": {"$eq": 6}}}, True),
+    ({"a": [["x"]]}, {"a": {"$elemMatch": {"0": "x"}}}, True),
+    ({"a": [[1]]}, {"a": {"$elemMatch": {"x": None}}}, True),
+    ({"a": [1, [{"x": 2}]]}, {"a": {"$elemMatch": {"0.x": 2}}}, True),
+    ({"a": [1, "x"]}, {"a": {"$elemMatch": {"x": None}}}, False),  # a scalar item is no document
+    ({"a": [{"x": 1}, [1]]}, {"a": {"$elemMatch": {"x": {"$exists": False}}}}, True),
 ])
 def test_a_query_is_judged_as_the_server_judges_it(doc, query, server):
     assert matches(query, doc) is server
@@ -404,6 +422,26 @@ def test_when_no_part_decides_the_whole_is_not_judged(query):
 def test_a_pull_condition_that_cannot_be_judged_refuses_the_update():
     with pytest.raises(QueryError, match="PCRE"):
         apply_update({"xs": ["Sun1"]}, {"$pull": {"xs": {"$regex": r"\d"}}})
+
+
+def test_a_cached_elem_match_answer_is_dropped_when_a_list_item_of_a_list_comes_to_match():
+    """A list item is the document of its indexes to an ``$elemMatch`` on fields: a chart
+    another client stored with a list among its positions matches ``{"sign": None}`` there. The
+    evaluator took any item that is no document as no match, so the write that made the rest of
+    the filter true kept the cached ``[]``."""
+    from astro_db import Database
+
+    with Database(f"mongomock://localhost/em_{ObjectId()}", cache_models=("BirthChart",), ensure_indexes=False) as db:
+        user = db.create("User", {"email": "a@example.com", "name": "A"})
+        chart = db.create("BirthChart", {"userId": user.id, "birthData": {"date": "1990-01-01T00:00:00Z",
+                                                                          "timezone": "UTC"},
+                                         "positions": [{"body": "Sun", "sign": "Leo", "degree": 1}]})
+        db.mongo["birthCharts"].update_one({"_id": chart.id}, {"$push": {"positions": ["Moon"]}})  # another client
+        query = {"positions": {"$elemMatch": {"sign": None}}, "houseSystem": "koch"}
+        assert db.find("BirthChart", query, lean=True) == []
+        db.update("BirthChart", {"id": chart.id}, {"houseSystem": "koch"}, lean=True)
+        assert [d["_id"] for d in db.find("BirthChart", query, lean=True)] == [chart.id]
+        assert [d["_id"] for d in db.find("BirthChart", query, lean=True, cache=False)] == [chart.id]
 
 
 def test_db_update_refuses_a_pull_it_cannot_judge_and_writes_nothing():
