@@ -609,4 +609,13 @@ def _compare(op: str, value: Any, arg: Any) -> bool:
     rank = _rank(value)
     if rank != _rank(arg):
         return False
+    if rank == NUMBER and (_is_nan(value) or _is_nan(arg)):
+        # not the sort order (NaN first): NaN equals NaN and is otherwise neither less nor greater
+        return op in ("$gte", "$lte") and _is_nan(value) and _is_nan(arg)
     return _ORDER[op](_order_within(value, arg, rank))
+
+
+def _is_nan(number: Any) -> bool:
+    if isinstance(number, Decimal128):
+        return bool(number.to_decimal().is_nan())
+    return isinstance(number, float) and number != number

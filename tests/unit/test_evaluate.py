@@ -341,7 +341,18 @@ WITH_HOUSES = {"positions": [{"body": "Sun", "house": 1}, {"body": "Moon"}]}
     ({"score": 5}, {"score": Decimal128("5")}, True),
     ({"score": 0.1}, {"score": Decimal128("0.1")}, False),  # the double is not exactly 0.1
     ({"score": float("nan")}, {"score": float("nan")}, True),
-    ({"score": float("nan")}, {"score": {"$lt": 0}}, True),  # NaN comes before every number
+    # NaN sorts before every number, but a comparison is not the sort: NaN equals NaN and is
+    # otherwise neither less nor greater than anything (the server's comparison match)
+    ({"score": float("nan")}, {"score": {"$lt": 0}}, False),
+    ({"score": float("nan")}, {"score": {"$gt": 0}}, False),
+    ({"score": 5}, {"score": {"$gt": float("nan")}}, False),
+    ({"score": 5}, {"score": {"$lte": float("nan")}}, False),
+    ({"score": float("nan")}, {"score": {"$gte": float("nan")}}, True),
+    ({"score": float("nan")}, {"score": {"$lte": Decimal128("NaN")}}, True),
+    ({"score": float("nan")}, {"score": {"$lt": float("nan")}}, False),
+    ({"score": Decimal128("NaN")}, {"score": {"$lt": 0}}, False),
+    ({"score": [float("nan"), -1]}, {"score": {"$lt": 0}}, True),
+    ({"score": [float("nan")]}, {"score": {"$gt": [-1]}}, False),  # within a list the sort order: NaN first
     ({"blob": b"ab"}, {"blob": Binary(b"ab", 0)}, True),
     ({"blob": b"ab"}, {"blob": Binary(b"ab", 5)}, False),
     ({"blob": b"ab"}, {"blob": {"$gt": b"a"}}, True),  # longer binary data sorts after
@@ -422,6 +433,31 @@ def test_when_no_part_decides_the_whole_is_not_judged(query):
 def test_a_pull_condition_that_cannot_be_judged_refuses_the_update():
     with pytest.raises(QueryError, match="PCRE"):
         apply_update({"xs": ["Sun1"]}, {"$pull": {"xs": {"$regex": r"\d"}}})
+
+
+def test_pulling_by_an_ordering_condition_leaves_nan_as_the_server_does():
+    nan = float("nan")
+    out = apply_update({"xs": [nan, -1, 3]}, {"$pull": {"xs": {"$lt": 0}}})["xs"]
+    assert len(out) == 2 and out[0] != out[0] and out[1] == 3
+
+
+def test_a_cached_negated_comparison_is_dropped_when_a_nan_document_comes_to_match():
+    """``{"$not": {"$lt": 50}}`` matches a NaN energy level (another client's value: NaN is
+    neither less nor greater than 50). The evaluator ordered NaN before every number, judged the
+    post-image no match, and the write that made the rest of the filter true kept ``[]``."""
+    from astro_db import Database
+
+    with Database(f"mongomock://localhost/nan_{ObjectId()}", cache_models=("PlanetaryInsight",),
+                  ensure_indexes=False) as db:
+        user = db.create("User", {"email": "a@example.com", "name": "A"})
+        day = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-12-01T00:00:00Z", "energyLevel": 5,
+                                             "recommendations": ["Walk"]})
+        db.mongo["planetaryInsights"].update_one({"_id": day.id}, {"$set": {"energyLevel": float("nan")}})
+        query = {"energyLevel": {"$not": {"$lt": 50}}, "summary": "calm"}
+        assert db.find("PlanetaryInsight", query, lean=True) == []
+        db.update("PlanetaryInsight", {"id": day.id}, {"summary": "calm"}, lean=True)
+        assert [d["_id"] for d in db.find("PlanetaryInsight", query, lean=True)] == [day.id]
+        assert [d["_id"] for d in db.find("PlanetaryInsight", query, lean=True, cache=False)] == [day.id]
 
 
 def test_a_cached_elem_match_answer_is_dropped_when_a_list_item_of_a_list_comes_to_match():
