@@ -401,8 +401,10 @@ def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, optio
 
 class _Single(list[Any]):
     """Values found that are each tested as they are, a list not looked into: one item of a list
-    under ``$elemMatch`` (the server's ``matchesSingleElement``: ``{a: {$elemMatch: {$ne: 6}}}``
-    matches ``{a: [[6]]}``, the item ``[6]`` not being 6)."""
+    under ``$elemMatch`` (the server's ``matchesSingleElement``). An item that is itself a list
+    is not judged (``CannotJudge``): MongoDB's source tests it as one value (``{a: {$elemMatch:
+    {$ne: 6}}}`` matching ``{a: [[6]]}``), both test servers look into it, and no real MongoDB
+    was at hand to settle it; a cache drops what it cannot judge."""
 
 
 def _elem_matches(condition: Mapping[str, Any], item: Any) -> bool:
@@ -411,6 +413,8 @@ def _elem_matches(condition: Mapping[str, Any], item: Any) -> bool:
     its indexes (``{a: {$elemMatch: {"0": "x"}}}`` matches ``{a: [["x"]]}``, and ``{x: null}``
     any list item, as on the server); other items never match."""
     if _is_operator_doc(condition) and next(iter(condition)) not in _LOGICAL:
+        if isinstance(item, list):  # the server tests it as one value; mongomock-ng and nx-27017 look into it
+            raise CannotJudge("an $elemMatch of operators on a list item that is itself a list")
         return _match_operators(condition, _Single([item]), False)
     if isinstance(item, list):
         item = {str(index): value for index, value in enumerate(item)}

@@ -357,19 +357,11 @@ WITH_HOUSES = {"positions": [{"body": "Sun", "house": 1}, {"body": "Moon"}]}
     ({"blob": b"ab"}, {"blob": Binary(b"ab", 5)}, False),
     ({"blob": b"ab"}, {"blob": {"$gt": b"a"}}, True),  # longer binary data sorts after
     ({"at": dt.datetime(2026, 1, 1, 12, 0, 0, 1500)}, {"at": {"$gte": dt.datetime(2026, 1, 1, 12, 0, 0, 1900)}}, True),
-    # $elemMatch on operators tests each item as one value, a list item not looked into (the
-    # server's matchesSingleElement); on fields it reads a list item as the document of its
-    # indexes (jstests/arrayfind9.js: {a: [["x"]]} matches {a: {$elemMatch: {"0": "x"}}})
-    ({"a": [[6]]}, {"a": {"$elemMatch": {"$ne": 6}}}, True),
-    ({"a": [[6]]}, {"a": {"$elemMatch": {"$nin": [6]}}}, True),
-    ({"a": [[6]]}, {"a": {"$elemMatch": {"$not": {"$eq": 6}}}}, True),
-    ({"a": [[6]]}, {"a": {"$elemMatch": {"$gt": 5}}}, False),
-    ({"a": [[6]]}, {"a": {"$elemMatch": {"$eq": 6}}}, False),
-    ({"a": [[6]]}, {"a": {"$elemMatch": {"$eq": [6]}}}, True),
-    ({"a": [["x"]]}, {"a": {"$elemMatch": {"$regex": "x"}}}, False),
-    ({"a": [[None]]}, {"a": {"$elemMatch": {"$eq": None}}}, False),
-    ({"a": [[]]}, {"a": {"$elemMatch": {"$in": [[]]}}}, True),
+    # $elemMatch on operators tests each item as one value (the server's matchesSingleElement; an
+    # item that is itself a list is not judged: below); on fields it reads a list item as the
+    # document of its indexes (jstests/arrayfind9.js: {a: [["x"]]} matches {a: {$elemMatch: {"0": "x"}}})
     ({"a": [6, [6]]}, {"a": {"$elemMatch": {"$eq": 6}}}, True),
+    ({"a": [7, [6]]}, {"a": {"$elemMatch": {"$gt": 6}}}, True),
     ({"a": [["x"]]}, {"a": {"$elemMatch": {"0": "x"}}}, True),
     ({"a": [[1]]}, {"a": {"$elemMatch": {"x": None}}}, True),
     ({"a": [1, [{"x": 2}]]}, {"a": {"$elemMatch": {"0.x": 2}}}, True),
@@ -396,6 +388,14 @@ def test_a_query_is_judged_as_the_server_judges_it(doc, query, server):
     ({"name": "Ann"}, {"name": {"$regex": "["}}),  # a pattern Python cannot read
     ({"code": Code("x")}, {"code": "x"}),  # a type whose order is not known here
     ({"a": Regex("^a")}, {"a": {"$gt": Regex("^b")}}),
+    # an $elemMatch of operators on a list item that is a list: MongoDB's source tests the item
+    # as one value ({$ne: 6} matches [[6]], {$gt: 5} does not); mongomock-ng and nx-27017 look
+    # into it; unsettled without a real MongoDB, so a cache drops the entry
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$ne": 6}}}),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$gt": 5}}}),
+    ({"a": [[6]]}, {"a": {"$elemMatch": {"$eq": [6]}}}),
+    ({"a": [["x"]]}, {"a": {"$elemMatch": {"$regex": "x"}}}),
+    ({"a": [[]]}, {"a": {"$elemMatch": {"$in": [[]]}}}),
 ])
 def test_what_the_server_may_answer_otherwise_is_not_judged_even_negated(doc, query):
     for condition in (query, {"$nor": [query]}, {"$or": [{"zzz": 1}, query]}):
