@@ -731,11 +731,11 @@ class WriteRunner:
                 try:
                     written, doc = self._update_list_cas(_merge(filt, {"_id": listed["_id"]}), compiled,
                                                          *_advanced(compiled))
-                except AstroDBError as error:
+                except AstroDBError as stopped:
                     if modified and self.tx is None:  # each one before is written and recorded: say so
-                        error.args = (f"{error.args[0] if error.args else error}; {modified} document(s) were updated "
-                                      "before it failed (their change records are written), the others were not",
-                                      *error.args[1:])
+                        stopped.args = (f"{stopped.args[0] if stopped.args else stopped}; {modified} document(s) were "
+                                        "updated before it failed (their change records are written), the others were not",
+                                        *stopped.args[1:])
                     raise
                 self._after(written)
                 modified += doc is not None
