@@ -318,9 +318,6 @@ def _lookup(doc: Any, parts: list[str]) -> tuple[list[Any], Missing]:
 
 def _candidates(found: list[Any]) -> Iterator[Any]:
     """Each value found, and for a list also each of its items (a query matches either)."""
-    if isinstance(found, _Single):
-        yield from found
-        return
     for value in found:
         yield value
         if isinstance(value, list):
@@ -339,11 +336,10 @@ def _is_null(found: list[Any], missing: Missing) -> bool:
 def _equals_any(found: list[Any], missing: Missing, target: Any) -> bool:
     if target is None:
         return _is_null(found, missing)
-    single = isinstance(found, _Single)
     for value in found:
         if _same(value, target):
             return True
-        if type(value) is list and not single:
+        if type(value) is list:
             for item in value:
                 if _same(item, target):
                     return True
@@ -399,23 +395,19 @@ def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, optio
     raise QueryError(f"operator {op} is not supported in a $pull condition")
 
 
-class _Single(list[Any]):
-    """Values found that are each tested as they are, a list not looked into: one item of a list
-    under ``$elemMatch`` (the server's ``matchesSingleElement``). An item that is itself a list
-    is not judged (``CannotJudge``): MongoDB's source tests it as one value (``{a: {$elemMatch:
-    {$ne: 6}}}`` matching ``{a: [[6]]}``), both test servers look into it, and no real MongoDB
-    was at hand to settle it; a cache drops what it cannot judge."""
-
-
 def _elem_matches(condition: Mapping[str, Any], item: Any) -> bool:
     """Whether one item of a list matches an ``$elemMatch``: an operator condition tests the item
-    as one value; a query on fields tests a document item, and a list item as the document of
-    its indexes (``{a: {$elemMatch: {"0": "x"}}}`` matches ``{a: [["x"]]}``, and ``{x: null}``
-    any list item, as on the server); other items never match."""
+    as one value (the server's ``matchesSingleElement``); a query on fields tests a document item,
+    and a list item as the document of its indexes (``{a: {$elemMatch: {"0": "x"}}}`` matches
+    ``{a: [["x"]]}``, and ``{x: null}`` any list item, as on the server); other items never
+    match. An operator condition on an item that is itself a list is not judged
+    (``CannotJudge``): MongoDB's source tests it as one value (``{a: {$elemMatch: {$ne: 6}}}``
+    matching ``{a: [[6]]}``), both test servers look into it, and no real MongoDB was at hand to
+    settle it; a cache drops what it cannot judge."""
     if _is_operator_doc(condition) and next(iter(condition)) not in _LOGICAL:
-        if isinstance(item, list):  # the server tests it as one value; mongomock-ng and nx-27017 look into it
+        if isinstance(item, list):
             raise CannotJudge("an $elemMatch of operators on a list item that is itself a list")
-        return _match_operators(condition, _Single([item]), False)
+        return _match_operators(condition, [item], False)
     if isinstance(item, list):
         item = {str(index): value for index, value in enumerate(item)}
     return isinstance(item, Mapping) and _match_query(condition, item)
