@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackupError
 from ..personal import owner_paths
 from .dump import APPEND_ONLY_COLLECTIONS, LEDGER_COLLECTIONS, Progress, take_backup
+from .integrity import Problems, check_set_files
 from .journal import JOURNAL_COLLECTION, prune_journal
-from .repository import BackupSet, Repository, select_kept
+from .repository import MAC_KEY, BackupSet, Repository, select_kept
 from .restore import plan_restore, run_restore
 from .stream import RAW, ContentHash
 from .verify import run_verify
@@ -99,12 +100,19 @@ def list_sets(repo: str | os.PathLike[str], *, secret: str | None = None) -> lis
 
 def sign(repo: str | os.PathLike[str], *, secret: str | None = None) -> list[str]:
     """Sign the sets of ``repo`` that carry no MAC (taken before ``backup_secret`` was set);
-    the ids signed. Verify them first (``verify(repo)`` without the secret): a MAC vouches for
-    what it signs. A set already signed must match its MAC, else ``BackupIntegrityError`` and
-    nothing is signed."""
+    the ids signed. A MAC vouches for what it signs: each set is checked as ``verify`` checks it
+    first (its files against its manifest), and a set already signed must match its MAC; else
+    ``BackupIntegrityError`` and nothing is signed."""
     repository = _repository(repo, secret)
     if not repository.signed:
         raise BackupError("signing needs backup_secret: pass secret= or set ASTRO_DB_BACKUP_SECRET")
+    problems = Problems()  # a set whose files do not match its manifest is never signed: nothing is
+    unsigned = Repository(repository.path)
+    for directory in repository.set_dirs():
+        found = unsigned.load(directory)
+        if MAC_KEY not in found.manifest:
+            check_set_files(found, problems)
+    problems.raise_if_any("backup sign refused, nothing signed")
     return repository.sign()
 
 

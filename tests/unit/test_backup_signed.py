@@ -212,3 +212,15 @@ def test_the_commands_read_the_secret_from_the_environment_and_sign_on_request(s
     assert ok.exit_code == 0 and "signature checked" in ok.output
     assert run(cli, ["--url", url, "backup", "--repo", repo]).exit_code == 0  # the incremental, signed
     assert all("mac" in manifest(d) for d in Path(repo).iterdir() if d.is_dir())
+
+
+def test_a_set_whose_files_do_not_match_its_manifest_is_never_signed(source, tmp_path):
+    repo = tmp_path / "repo"
+    backup.backup(source, repo)
+    backup.backup(source, repo, full=True)
+    first, second = sorted(p for p in repo.iterdir() if p.is_dir())
+    (second / "users.bson.gz").write_bytes(b"not what the manifest says")
+    with pytest.raises(BackupIntegrityError, match="nothing signed") as refused:
+        backup.sign(repo, secret=SECRET)
+    assert refused.value.path == str(second / "users.bson.gz")
+    assert all("mac" not in manifest(d) for d in (first, second))
