@@ -105,6 +105,13 @@ def _changed_fields(update: Mapping[str, Any]) -> set[str]:
     return names
 
 
+def _encrypted_at(fields: Any, path: Any) -> Any:
+    """The sensitive field (of ``fields``) that ``path`` is, holds or lies inside; None."""
+    norm = norm_path(str(path))
+    return next((f for f in fields if f.path == norm or f.path.startswith(norm + ".") or norm.startswith(f.path + ".")),
+                None)
+
+
 def migration_actor(version: int) -> str:
     """The actor of the change records a migration writes."""
     return f"astro-db:migrate:{version:04d}"
@@ -453,21 +460,17 @@ class MigrationContext:
                 if op in _SEALED_OPS or not isinstance(spec, Mapping):
                     continue
                 for path in (spec.values() if op == "$rename" else spec):
-                    norm = norm_path(str(path))
-                    for f in fields:
-                        if f.path == norm or f.path.startswith(norm + ".") or norm.startswith(f.path + "."):
-                            raise MigrationError(
-                                f"migration {self.migration.name}: {op} onto the encrypted field {info.name}.{f.path} "
-                                "would store its value in clear; $set the value instead (it is sealed for you)")
+                    if (f := _encrypted_at(fields, path)) is not None:
+                        raise MigrationError(
+                            f"migration {self.migration.name}: {op} onto the encrypted field {info.name}.{f.path} "
+                            "would store its value in clear; $set the value instead (it is sealed for you)")
                 if op == "$rename":  # from an encrypted field: its ciphertext opens only at the path it was sealed for
                     for path in spec:
-                        norm = norm_path(str(path))
-                        for f in fields:
-                            if f.path == norm or f.path.startswith(norm + ".") or norm.startswith(f.path + "."):
-                                raise MigrationError(
-                                    f"migration {self.migration.name}: $rename of the encrypted field {info.name}.{f.path} "
-                                    "would leave its ciphertext where it cannot be opened (a value opens only at the "
-                                    "path it was sealed for); read it and $set it with a function update instead")
+                        if (f := _encrypted_at(fields, path)) is not None:
+                            raise MigrationError(
+                                f"migration {self.migration.name}: $rename of the encrypted field {info.name}.{f.path} "
+                                "would leave its ciphertext where it cannot be opened (a value opens only at the "
+                                "path it was sealed for); read it and $set it with a function update instead")
         return crypto.seal_update(info, change)
 
     def _record_op(self, info: ModelInfo, op_id: Any, ids: list[Any] | None = None, fields: Any = ()) -> int:

@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ERASURES_COLLECTION", "EXPORT_FORMAT", "LEGACY_JOURNAL_COLLECTION", "export_user", "export_stream", "write_export",
     "erase_user", "resume_erasures",
-    "erased_among", "erased_ids", "owner_paths", "belongs_to", "scrub_record",
+    "erased_ids", "owner_paths", "belongs_to", "scrub_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,17 +110,12 @@ def scrub_record(record: dict[str, Any]) -> dict[str, Any]:
 _SCRUB = {"$unset": {"doc": ""}, "$set": {"journal": False, "erased": True}}
 
 
-def erased_ids(database: MongoDB) -> set[ObjectId]:
-    """The ids of the users the ledger of ``database`` holds (started or done)."""
-    return {e["_id"] for e in database[ERASURES_COLLECTION].find({}, {"_id": 1})}
-
-
-def erased_among(database: MongoDB, ids: list[Any], session: Session = None) -> set[Any]:
-    """Which of ``ids`` the ledger of ``database`` holds: users erased, or being erased, whose id
-    is never given to a new user (a create under it would be dropped by every restore, which
-    skips an erased user's documents, and exported as the erasure alone)."""
-    found = database[ERASURES_COLLECTION].find({"_id": {"$in": ids}}, {"_id": 1}, session=session)
-    return {e["_id"] for e in found}
+def erased_ids(database: MongoDB, among: list[Any] | None = None, session: Session = None) -> set[Any]:
+    """The ids of the users the ledger of ``database`` holds (started or done), or which of
+    ``among`` it holds: an erased user's id is never given to a new user (a create under it
+    would be dropped by every restore, which skips an erased user's documents)."""
+    filt = {} if among is None else {"_id": {"$in": among}}
+    return {e["_id"] for e in database[ERASURES_COLLECTION].find(filt, {"_id": 1}, session=session)}
 
 
 # --- export ----------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from ..events import Change, Written, changes_of
 from ..ids import new_id
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
-from ..personal import erased_among
+from ..personal import erased_ids
 from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
 from ..query.updates import CompiledUpdate
@@ -206,7 +206,7 @@ class WriteRunner:
 
         Returns the chosen ids that may not live again, each with the error the caller raises
         (or reports for that item): for the users' model, those of users erased (the erasure
-        ledger, ``personal.erased_among``: every restore skips an erased user's documents, so a
+        ledger, ``personal.erased_ids``: every restore skips an erased user's documents, so a
         new user under that id would be lost from every backup); for a ``self`` actor, any id
         with an earlier life (its trail would continue the earlier document's, whoever owned it,
         and her ``audit_trail`` would show it)."""
@@ -219,7 +219,7 @@ class WriteRunner:
         database = self.coll.database
         refused: dict[Any, DuplicateKeyError] = {}
         if self.info is self.rt.registry.user_model:
-            erased = run.call(self.rt, self.info, "create lookup", lambda: erased_among(database, chosen, self.session),
+            erased = run.call(self.rt, self.info, "create lookup", lambda: erased_ids(database, chosen, self.session),
                               self.tx)
             refused.update((doc_id, _erased_id_error(self.info, doc_id)) for doc_id in erased)
         last: dict[Any, int] = {}
