@@ -9,7 +9,7 @@ main query, ``{"userId": ObjectId(...)}``, match nothing; neosqlite's SQL
 update tier also stores updated datetimes and pushed sub-documents as strings
 (Bugs 4-6 below), and BSON binary subtypes are lost (Bug 7: field level
 encryption's ciphertext and key vault need them), and a $set of true/false is stored as 1/0 (Bug 14);
-nx-27017's findAndModify answers a unique index's refusal as "no document matched" (Bug 17).
+nx-27017's findAndModify answers every refusal (a unique index's, an $inc of a string) as "no document matched" (Bug 17).
 Slownesses 8-13, 15 and 16 are costs no MongoDB has (a range on _id, count_documents, a commit
 per document, an unlogged debug line, a $set of an ObjectId, an _id $in in update_many, a deep
 copy per insert and per projected document): each patch keeps the answers. This script patches them at start-up and then hands over to
@@ -939,8 +939,9 @@ _ncursor.Cursor._apply_projection = _cursor_apply_projection
 #
 # Fix: the two collection methods record what they raised (per thread: the handler runs the
 # command in the caller's thread), and the command handler, seeing a findAndModify answered
-# ``value: null`` after a unique violation, answers the error MongoDB answers instead. Other
-# errors keep nx-27017's answer (docs/testing.md lists the difference).
+# ``value: null`` after a unique violation, answers the error MongoDB answers instead; any other
+# refusal (an $inc of a string: TypeMismatch, an unknown operator: FailedToParse, else BadValue)
+# is answered as an error with nx-27017's message, as its update command answers it.
 # --------------------------------------------------------------------------
 import threading as _threading  # noqa: E402
 
@@ -974,12 +975,18 @@ def _find_and_modify_errors(self: Any, msg: Any) -> Any:
         return answer
     request_id, reply = answer
     body = next((doc for kind, doc in (msg.get("sections") or ()) if kind == "body"), None) if isinstance(msg, dict) else None
-    if (isinstance(body, dict) and ("findAndModify" in body or "findandmodify" in body) and isinstance(reply, dict)
-            and reply.get("ok") == 1 and reply.get("value") is None and "UNIQUE" in str(exc).upper()):
+    if not (isinstance(body, dict) and ("findAndModify" in body or "findandmodify" in body) and isinstance(reply, dict)
+            and reply.get("ok") == 1 and reply.get("value") is None):
+        return answer
+    if "UNIQUE" in str(exc).upper():
         name = body.get("findAndModify") or body.get("findandmodify")
         return request_id, {"ok": 0, "code": 11000, "codeName": "DuplicateKey",
                             "errmsg": f"E11000 duplicate key error collection: {body.get('$db', 'test')}.{name} {exc}"}
-    return answer
+    # any other refusal (an $inc of a string, an unknown operator): the error the update command answers
+    text = str(exc)
+    code, name = (14, "TypeMismatch") if "non-numeric" in text else (
+        (9, "FailedToParse") if "not supported" in text else (2, "BadValue"))
+    return request_id, {"ok": 0, "code": code, "codeName": name, "errmsg": text}
 
 
 NeoSQLiteHandler.handle_command = _find_and_modify_errors

@@ -257,6 +257,8 @@ def _run_self_check(coll) -> None:
          lambda: _write_commands_keep_per_document_results(coll)),
         ("findAndModify refused by a unique index answers E11000, as MongoDB does",
          lambda: _find_and_modify_answers_a_duplicate_key(coll)),
+        ("findAndModify of an $inc on a string answers an error (TypeMismatch), as MongoDB does",
+         lambda: _find_and_modify_answers_a_refusal(coll)),
     ]
     for name, check in checks:
         try:
@@ -279,6 +281,21 @@ def _find_and_modify_answers_a_duplicate_key(coll) -> bool:
             other.find_one_and_update({"_id": 2}, {"$set": {"k": 1}})
         except pymongo.errors.DuplicateKeyError:
             return other.find_one({"_id": 2}) == {"_id": 2, "k": 2}
+        return False
+    finally:
+        other.drop()
+
+
+def _find_and_modify_answers_a_refusal(coll) -> bool:
+    other = coll.database[f"{coll.name}_famx"]
+    try:
+        other.insert_one({"_id": 1, "s": "x"})
+        try:
+            other.find_one_and_update({"_id": 1}, {"$inc": {"s": 1}})
+        except pymongo.errors.DuplicateKeyError:
+            return False
+        except pymongo.errors.OperationFailure as exc:
+            return exc.code == 14 and other.find_one({"_id": 1}) == {"_id": 1, "s": "x"}
         return False
     finally:
         other.drop()
