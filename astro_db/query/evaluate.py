@@ -50,19 +50,25 @@ def apply_update(doc: Mapping[str, Any], update: Mapping[str, Mapping[str, Any]]
         if leaf is None:
             raise QueryError(f"cannot evaluate update operator {op}; supported: {', '.join(sorted(_LEAVES))}")
         for path, arg in spec.items():
-            for container, key in list(_slots(out, path.split("."), op in _CREATING, path)):
+            for container, key in list(_slots(out, path.split("."), op in _CREATING, path, op == "$unset")):
                 leaf(container, key, arg, path)
     return out
 
 
-def _slots(node: Any, parts: list[str], create: bool, path: str) -> Iterator[Slot]:
-    """Every (container, key) the path names; ``$[]`` fans out over a list's items."""
+def _slots(node: Any, parts: list[str], create: bool, path: str, unset: bool = False) -> Iterator[Slot]:
+    """Every (container, key) the path names; ``$[]`` fans out over a list's items.
+
+    A part that is not an index names nothing in a list: the server refuses to go on there
+    (PathNotViable), except for ``$unset``, which it lets through as a no-op (its modifier node
+    allows a path that is not viable, ``UnsetNode::allowNonViablePath``)."""
     head, rest = parts[0], parts[1:]
     if isinstance(node, list):
         if head == _ALL:
             keys: list[Any] = list(range(len(node)))
         elif _INDEX.fullmatch(head):
             keys = [int(head)]
+        elif unset:
+            return
         else:
             raise QueryError(f"{path}: cannot use the part {head!r} to reach into a list")
     elif isinstance(node, dict):
@@ -89,7 +95,7 @@ def _slots(node: Any, parts: list[str], create: bool, path: str) -> Iterator[Slo
             if create:
                 raise QueryError(f"{path}: cannot create field {rest[0]!r} inside {type(child).__name__} {child!r}")
             continue
-        yield from _slots(child, rest, create, path)
+        yield from _slots(child, rest, create, path, unset)
 
 
 def _get(container: Any, key: Any) -> Any:

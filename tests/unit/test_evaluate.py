@@ -221,6 +221,17 @@ def test_unsetting_a_list_item_leaves_a_null_as_the_server_does():
     assert apply_update({"xs": [1, 2]}, {"$unset": {"xs.$[]": ""}}) == {"xs": [None, None]}
 
 
+def test_unsetting_through_a_list_by_a_name_changes_nothing_as_the_server_does():
+    # MongoDB's $unset allows a path that is not viable (a name into a list, a scalar, a null):
+    # no-op; $set and $pull there are refused (PathNotViable)
+    doc = {"positions": [{"body": "Sun"}, 3], "n": 5, "z": None}
+    for path in ("positions.body", "positions.0.body.x", "n.a", "z.a", "positions.$[].body.q"):
+        assert apply_update(doc, {"$unset": {path: ""}}) == doc
+    assert apply_update(doc, {"$unset": {"positions.$[].body": ""}}) == {"positions": [{}, 3], "n": 5, "z": None}
+    with pytest.raises(QueryError, match="reach into a list"):
+        apply_update(doc, {"$pull": {"positions.body": "Sun"}})
+
+
 def test_numeric_index_past_the_end_pads_with_nulls_as_the_server_does():
     assert apply_update({"xs": [1]}, {"$set": {"xs.3": 4}}) == {"xs": [1, None, None, 4]}
     assert apply_update({"xs": []}, {"$set": {"xs.1.a": 4}}) == {"xs": [None, {"a": 4}]}
