@@ -99,7 +99,7 @@ def test_the_record_floor_of_a_create_many_prints_each_layout_against_the_docume
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines() if line.startswith("documents")}
     assert set(rows) == {"documents", "documents + records", "documents + records packed 8",
-                         "documents + records, journal off"}
+                         "documents + records, journal off", "documents + packed 8, journal off"}
     assert " 1.00x  1.00x (1.00-1.00)" in rows["documents"]
 
 
@@ -114,3 +114,6 @@ def test_records_packed_keep_each_records_own_part_and_share_the_rest_once():
     assert [d["documentId"] for p in out for d in p["docs"]] == list(range(5))
     assert out[0]["_id"] == "c/0/0/op/0" and out[2]["_id"] == "c/4/0/op/4"
     assert all(p["model"] == "M" and p["action"] == "create" and "doc" not in p and "documentId" not in p for p in out)
+    assert out[0]["docs"][0]["doc"] == {"_id": 0}
+    bare = packed([{k: v for k, v in r.items() if k != "doc"} for r in records], 2)  # journal off: no post-images
+    assert [d for p in bare for d in p["docs"]] == [{"documentId": i, "rev": 0} for i in range(5)]
