@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, Unpac
 
 from .changes import ensure_change_indexes
 from .config import DatabaseConfig
-from .driver.timeouts import under_call_bound
+from .driver.timeouts import CALL_BOUND, under_call_bound
 from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
 from .models.base import AstroDocument
@@ -94,16 +94,25 @@ class AggregateOptions(WriteOptions, total=False):
 
 def bounded(method: F) -> F:
     """Give a public ``Database`` method a keyword-only ``timeout_ms=None`` bounding the call
-    (``driver.timeouts.under_call_bound``: the one place a call's bound is set). Defined here, in
+    (``driver.timeouts.under_call_bound``: the one place a call's bound is set); without it, the
+    call is bounded by ``operation_timeout_ms`` as a whole (``Runtime.call_budget``, started by its
+    first driver call), never each of its driver calls by a budget of its own. Defined here, in
     the public face, so the wrapper's frame is this module's: the run step's look at the bound
     (``timeouts.enter``) is then a call down, never back into a module up the stack."""
 
     @functools.wraps(method)
     def wrapper(*args: Any, timeout_ms: float | None = None, **kwargs: Any) -> Any:
-        if timeout_ms is None:
+        if timeout_ms is not None:
+            with under_call_bound(timeout_ms):
+                return method(*args, **kwargs)
+        budget = args[0]._executor.runtime.call_budget  # operation_timeout_ms for the whole call (None: no budget)
+        if budget is None or CALL_BOUND.get() is not None:  # no budget, or a nested call: its caller's bound
             return method(*args, **kwargs)
-        with under_call_bound(timeout_ms):
+        token = CALL_BOUND.set(budget)  # its first driver call starts it (timeouts.enter); every later one shares it
+        try:
             return method(*args, **kwargs)
+        finally:
+            CALL_BOUND.reset(token)
 
     signature = inspect.signature(method)
     extra = inspect.Parameter("timeout_ms", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None")
@@ -303,7 +312,7 @@ class Database(OperatorMixin):
         Never through the query cache. Close the iterator (or exhaust it) to free the cursor."""
         bound = options.pop("timeout_ms", None)
         op = self._op("iter_find", model, query, options=options, allowed=IterOptions, lean=lean)
-        return _first_batch_bounded(self._executor.iter_find, op, bound)
+        return _first_batch_bounded(self, self._executor.iter_find, op, bound)
 
     @overload
     def page(self, model: type[D], query: Query = None, *, limit: int, after: str | None = None,
@@ -522,10 +531,18 @@ class Database(OperatorMixin):
         return view
 
 
-def _first_batch_bounded(start: Callable[[Operation], Iterator[Any]], op: Operation, timeout_ms: float | None) -> Iterator[Any]:
+def _first_batch_bounded(db: Database, start: Callable[[Operation], Iterator[Any]], op: Operation,
+                         timeout_ms: float | None) -> Iterator[Any]:
     """``start(op)`` under ``timeout_ms`` (the steps up to the first batch); the iteration after
     it is not under that bound (a stream lasts as long as its reader)."""
-    if timeout_ms is None:
+    if timeout_ms is not None:
+        with under_call_bound(timeout_ms):
+            return start(op)
+    budget = db._executor.runtime.call_budget
+    if budget is None or CALL_BOUND.get() is not None:
         return start(op)
-    with under_call_bound(timeout_ms):
+    token = CALL_BOUND.set(budget)
+    try:
         return start(op)
+    finally:
+        CALL_BOUND.reset(token)

@@ -24,7 +24,7 @@ from ..errors import AstroDBError, ConfigError, OperationTimeoutError, translate
 from . import gateway
 from .connection import summarise
 
-__all__ = ["Bound", "CALL_BOUND", "current_bound", "enter", "under", "under_call_bound", "final_error",
+__all__ = ["Bound", "CALL_BOUND", "NOT_STARTED", "KEPT", "current_bound", "enter", "under", "under_call_bound", "final_error",
            "afresh", "await_server"]
 
 
@@ -53,6 +53,13 @@ class Bound:
     def __repr__(self) -> str:
         return f"Bound({self.ms:g} ms, {self.source})"
 
+
+#: The deadline of a call's default budget until its first driver call starts it (``enter``): a
+#: ``Database`` call opens a ``Bound`` of ``operation_timeout_ms`` with it, so that every driver
+#: call it makes shares that one budget, with no clock read of its own.
+NOT_STARTED = float("inf")
+#: The token ``enter`` returns for the bound it started for the rest of a call: nothing to reset.
+KEPT: Any = object()
 
 _call_bound: contextvars.ContextVar[Bound | None] = contextvars.ContextVar("astro_db_call_bound", default=None)
 #: The bound of the call in progress; ``enter`` sets it, its caller resets it with the token.
@@ -97,7 +104,10 @@ def enter(default_ms: float | None, operation: str, model: str | None, now: floa
     ``time.monotonic()`` value the caller already read: the run step's start, so no clock is
     read here; read now when not given), else None (no bound: remaining 0, no token). A bound
     already out of time raises ``OperationTimeoutError`` (naming ``operation`` on ``model``: the
-    name is built only then). Otherwise the bound is made current for whatever the driver call
+    name is built only then). A call's default budget not started yet (``NOT_STARTED``: opened by
+    ``Database`` for a call without ``timeout_ms=``) is started ``now`` and left current for the
+    call's later driver calls (the token is ``KEPT``: the caller resets nothing). Otherwise the
+    bound is made current for whatever the driver call
     runs (hooks, nested reads); the caller puts the call under ``pymongo.timeout(remaining_s)``
     and then resets ``CALL_BOUND`` with the token. One function, so the run step's hot path passes this
     module once per driver call and is never called back from it."""
@@ -110,6 +120,11 @@ def enter(default_ms: float | None, operation: str, model: str | None, now: floa
         remaining = default_ms / 1000.0  # the deadline is now + remaining: nothing spent of it yet
         bound = Bound(default_ms, now + remaining, "operation_timeout_ms")
         return bound, remaining, _call_bound.set(bound)
+    if bound.deadline == NOT_STARTED:  # a call's default budget (``Runtime.call_budget``): this driver call starts it
+        remaining = bound.ms / 1000.0
+        bound = Bound(bound.ms, now + remaining, bound.source)
+        _call_bound.set(bound)  # kept for the call's later driver calls: the call's own reset ends it
+        return bound, remaining, KEPT
     remaining = bound.deadline - now
     if remaining <= 0:
         raise expired_error(bound, f"{operation} on {model}" if model else operation)

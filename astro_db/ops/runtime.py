@@ -25,6 +25,7 @@ from ..driver.connection import Connection
 from ..driver.gateway import Collection, Gateway
 from ..driver.retry import BreakerHeartbeats, CircuitBreaker, RetryPolicy
 from ..driver.routing import ReadRouter
+from ..driver.timeouts import NOT_STARTED, Bound
 from ..errors import EncryptionError
 from ..events import WriteEvent
 from ..monitoring import Monitor, tracing
@@ -76,6 +77,10 @@ class Runtime:
         # server selection's own bound, for the run step (the embedded backend selects nothing)
         self.selection_s: float | None = (config.timeouts.server_selection_timeout_ms / 1000.0
                                           if self.capabilities.network else None)
+        # the budget a call of the service opens when it gives no ``timeout_ms=``: one ``Bound`` of
+        # ``operation_timeout_ms`` not started yet, which the call's first driver call starts (``timeouts.enter``)
+        ms = config.timeouts.operation_timeout_ms
+        self.call_budget: Bound | None = Bound(ms, NOT_STARTED, "operation_timeout_ms") if ms else None
         self.one_command_writes = config.change_records.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False

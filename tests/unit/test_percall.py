@@ -317,10 +317,12 @@ def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db
         create = calls_per_call(lambda i: hooks_off.create(User, inputs[i]))
         update_nr = calls_per_call(lambda i: hooks_off.update(PlanetaryInsight, {"id": insight["_id"]},
                                                               {"energy_level": i % 101}, returning=False))
-        assert find_one <= 73.5, find_one  # 74 before the run step's round (the tracing wrapper's cut; 73.06: one call of a few)
+        # each +2 since the default budget is the whole call's (``Runtime.call_budget``: the context variable's
+        # set and reset in ``bounded``), where each driver call used to start one of its own
+        assert find_one <= 75.5, find_one  # 74 before the run step's round (the tracing wrapper's cut; 73.06: one call of a few)
         # 148 before this round; 126 with the compiled encoders, 114 with the answer compiled too, 112 with the run step's round
-        assert create <= 112.5, create
-        assert update_nr <= 112.5, update_nr  # a plain ``update`` command (``hooks.stampless``): 112.06 (2026-12-07)
+        assert create <= 114.5, create
+        assert update_nr <= 114.5, update_nr  # a plain ``update`` command (``hooks.stampless``): 112.06 (2026-12-07)
     finally:
         hooks_off.disconnect()
 

@@ -92,7 +92,8 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
                                     result = rt.retry.call(fn, operation=_name(operation, model), retry=True,
                                                            deadline=bound.deadline, failed=exc)  # type: ignore[union-attr]
                     finally:
-                        timeouts.CALL_BOUND.reset(token)
+                        if token is not timeouts.KEPT:  # KEPT: the call's budget, started here for all its driver calls
+                            timeouts.CALL_BOUND.reset(token)
             finally:
                 next(monitor.calls_finished)
         except AstroDBError:
