@@ -121,6 +121,8 @@ _UNAVAILABLE = "the database is unavailable right now; try again shortly"
 _INTERNAL = "internal database error"
 _APPLIED = ("the change was saved, but the request did not finish (its record could not be written yet); "
             "do not send it again: it would be applied twice")
+_APPLIED_PART = ("the change was saved, in part or in whole, but the request did not finish; do not send it again: "
+                 "what was saved would be applied twice")
 _UNKNOWN = ("it is not known whether the change was saved; read the data back before sending the request "
             "again: it may have been applied")
 _APPLIED_STATUS = 500  # a server failure, not "unavailable": clients must not repeat a non-idempotent request
@@ -155,7 +157,7 @@ def error_response(exc: errors.AstroDBError, logger: logging.Logger | None = Non
         logger.error("answering %d (write %s, not to be retried): %s: %s", status,
                      "applied" if outcome else "outcome unknown", type(exc).__name__, exc)
         body["applied"] = outcome
-        body["message"] = _APPLIED if outcome else _UNKNOWN
+        body["message"] = (_APPLIED if isinstance(exc, errors.ChangeRecordError) else _APPLIED_PART) if outcome else _UNKNOWN
     elif status == 503:
         logger.warning("answering 503: %s", exc)
         body["message"] = _UNAVAILABLE

@@ -300,7 +300,11 @@ class Executor:
         if REV_FIELD in son:  # an _id the caller chose: its earlier lives' revisions
             for error in writer.continue_lives([son]).values():
                 raise error
-        writer.insert_one(seal.document(rt, info, son))
+        try:
+            writer.insert_one(seal.document(rt, info, son))
+        except AstroDBError as exc:
+            writer.stopped(exc)  # an error after the write was applied says so (``applied``)
+            raise
         opts = op.options
         return hydrate.created(info, son, lean=opts["lean"] if "lean" in opts else False)
 
@@ -314,7 +318,11 @@ class Executor:
         if reused:
             failed.extend((index, reused[son["_id"]]) for index, son in sons if son["_id"] in reused)
             sons = [(index, son) for index, son in sons if son["_id"] not in reused]
-        refused = writer.insert_many(seal.documents(rt, info, [son for _, son in sons]))
+        try:
+            refused = writer.insert_many(seal.documents(rt, info, [son for _, son in sons]))
+        except AstroDBError as exc:
+            writer.stopped(exc)
+            raise
         created = []
         for position, (index, son) in enumerate(sons):
             if position in refused:
@@ -337,7 +345,11 @@ class Executor:
                                            if rt.crypto.ordered_by_value() else set())
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         writer = self._writer(info, op, session)
-        done, refused = writer.upsert_many([(son, seal.document(rt, info, son)) for _, son in sons], on, guard.filter)
+        try:
+            done, refused = writer.upsert_many([(son, seal.document(rt, info, son)) for _, son in sons], on, guard.filter)
+        except AstroDBError as exc:
+            writer.stopped(exc)
+            raise
         outcomes: dict[int, tuple[str, Any]] = {}
         for position, (index, _) in enumerate(sons):
             if position in refused:
@@ -360,14 +372,26 @@ class Executor:
                 raise QueryError("update(): lean=True asks for the updated document as a dict and returning=False for "
                                  "none; pass one of them")
             info, writer, filt, compiled, expected = self._updating(op)
-            return writer.update_one(filt, compiled, expected_revision=expected, returning=False) is not None
+            try:
+                return writer.update_one(filt, compiled, expected_revision=expected, returning=False) is not None
+            except AstroDBError as exc:
+                writer.stopped(exc)
+                raise
         info, writer, filt, compiled, expected = self._updating(op)
-        doc = writer.update_one(filt, compiled, expected_revision=expected)
-        return hydrate.one(info, open.document(self.runtime, info, doc), lean=opts.get("lean", False))
+        try:
+            doc = writer.update_one(filt, compiled, expected_revision=expected)
+            return hydrate.one(info, open.document(self.runtime, info, doc), lean=opts.get("lean", False))
+        except AstroDBError as exc:
+            writer.stopped(exc)  # e.g. the key vault unreachable to open the updated document
+            raise
 
     def update_many(self, op: Operation) -> int:
         _, writer, filt, compiled, _ = self._updating(op, all=op.options.get("all", False))
-        return writer.update_many(filt, compiled)
+        try:
+            return writer.update_many(filt, compiled)
+        except AstroDBError as exc:
+            writer.stopped(exc)  # some documents (chunks, or one by one) were updated before it stopped
+            raise
 
     def delete(self, op: Operation) -> bool:
         rt = self.runtime
@@ -375,7 +399,12 @@ class Executor:
         compile.require_target(info, op.query, op.name)
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         expected = compile.revision(op.options.get("expected_revision"))  # still step 3
-        return self._writer(info, op, session).delete_one(filt, expected_revision=expected)
+        writer = self._writer(info, op, session)
+        try:
+            return writer.delete_one(filt, expected_revision=expected)
+        except AstroDBError as exc:
+            writer.stopped(exc)
+            raise
 
     def delete_many(self, op: Operation) -> int:
         rt = self.runtime
@@ -384,7 +413,12 @@ class Executor:
         if not op.query:
             authorize.check(op.actor, op.name, info, permission=DELETE_ALL)
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
-        return self._writer(info, op, session).delete_many(filt)
+        writer = self._writer(info, op, session)
+        try:
+            return writer.delete_many(filt)
+        except AstroDBError as exc:
+            writer.stopped(exc)  # the chunks deleted before it stopped are deleted
+            raise
 
     # --- the audit trail ----------------------------------------------------------------------
 

@@ -175,6 +175,9 @@ class WriteRunner:
         self.coll = rt.coll(info)
         self._found_out: tuple[float | None] | None = None  # a fresh bound's ms, once an unknown outcome was read back
         self._sent = 0  # attempts of a single update's driver call (a replay that matches nothing looks for its op id)
+        #: whether any write of this call is applied (told to the after-write step outside a
+        #: transaction): an error ending the call then says so (``stopped``), never "nothing was done"
+        self.applied = False
 
     def _after(self, written: Written | None) -> None:
         """The one after-write step of every strategy (nothing written, nothing told). After a
@@ -187,6 +190,8 @@ class WriteRunner:
         """``written`` to the after-write step (``hooks.after_write``), under a fresh bound when
         the write's outcome had to be read back. ``_after`` calls it for a write with ids; an
         update sent as a plain ``update`` command, which knows none, calls it directly."""
+        if self.tx is None:  # applied now (in a transaction, only its commit applies anything)
+            self.applied = True
         if self._found_out is None:  # the call's own bound (no context manager to enter)
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
@@ -194,6 +199,17 @@ class WriteRunner:
         with self._bound_after():
             hooks.after_write(self.rt, self.info, written, database=self.coll.database, session=self.session,
                               transaction=self.tx, actor=self.actor)
+
+    def stopped(self, error: AstroDBError) -> None:
+        """``error`` ends the call: once any of its write was applied (a chunk of ``update_many``
+        or ``delete_many``, the documents a list change updated before the next one failed, the
+        write itself before what follows it), the error says ``applied = True``, as a
+        ``ChangeRecordError`` does, whatever its class: an outage's ``DatabaseConnectionError``
+        would otherwise read as "nothing was done, send it again" (the web integrations' 503 with
+        ``Retry-After``), and a repeated ``$inc`` or ``$push`` would be applied twice. An error
+        that already says ``applied`` (True, or None: unknown) keeps it."""
+        if self.applied and getattr(error, "applied", False) is False:
+            error.applied = True  # type: ignore[attr-defined]
 
     # --- inserts -----------------------------------------------------------------------------
 

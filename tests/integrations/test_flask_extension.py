@@ -220,6 +220,56 @@ def test_an_applied_inc_whose_record_fails_is_answered_not_to_be_repeated(embedd
         assert ext.db.find_one("PlanetaryInsight", {"id": insight.id}).energy_level == 55  # applied once
 
 
+def test_an_update_many_stopped_part_way_by_an_outage_is_answered_not_to_be_repeated(embedded_url, monkeypatch):
+    """A ``$push`` to many documents is made document by document: the server going away after the
+    first raised the outage's ``DatabaseConnectionError`` (503, ``Retry-After: 1``), and a client
+    sending it again pushed twice to that document. The error now says ``applied`` (500)."""
+    import datetime as dt
+
+    from pymongo import errors as pm
+
+    from astro_db.driver import gateway
+
+    app = make_app(ASTRO_DB_URL=embedded_url, ASTRO_DB_OPTIONS={"retry_attempts": 1})
+    ext = AstroDB(app)
+    with app.app_context():
+        user = ext.db.create("User", {"email": "push@b.co", "name": "A"})
+        for day in (1, 2, 3):
+            ext.db.create("PlanetaryInsight", {"userId": str(user.id), "date": dt.datetime(2026, 1, day),
+                                               "energyLevel": 50, "recommendations": ["Rest"]})
+
+    @app.post("/users/<user_id>/advice")
+    def advise(user_id):
+        return jsonify(updated=ext.db.update_many("PlanetaryInsight", {"userId": user_id},
+                                                  {"$push": {"recommendations": "Walk"}}))
+
+    updated = []
+    real_update, real_find_one = gateway.Collection.find_one_and_update, gateway.Collection.find_one
+
+    def find_one_and_update(self, *args, **kwargs):
+        doc = real_update(self, *args, **kwargs)
+        updated.append(doc["_id"])
+        return doc
+
+    def find_one(self, *args, **kwargs):
+        if updated:  # the server went away after the first document's update (and its records)
+            raise pm.AutoReconnect("connection closed")
+        return real_find_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(gateway.Collection, "find_one_and_update", find_one_and_update)
+    monkeypatch.setattr(gateway.Collection, "find_one", find_one)
+    response = app.test_client().post(f"/users/{user.id}/advice")
+    monkeypatch.setattr(gateway.Collection, "find_one", real_find_one)
+    assert len(updated) == 1
+    assert response.status_code == 500 and "Retry-After" not in response.headers, response.get_json()
+    body = response.get_json()
+    assert body["error"] == "DatabaseConnectionError" and body["applied"] is True
+    assert "do not send it again" in body["message"]
+    with app.app_context():
+        pushed = [i.recommendations for i in ext.db.find("PlanetaryInsight", {"userId": str(user.id)})]
+    assert sorted(pushed) == [["Rest"], ["Rest"], ["Rest", "Walk"]]
+
+
 def test_error_handlers_can_be_left_to_the_app(embedded_url):
     app = make_app(ASTRO_DB_URL=embedded_url, ASTRO_DB_ERROR_HANDLERS=False, TESTING=False)
     AstroDB(app)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -114,7 +115,7 @@ def state(db: Database) -> list[tuple[Any, ...]]:
     return sorted(rows, key=repr)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(OPERATIONS)), step=st.sampled_from([0.0, 0.2, 0.3, 0.45, 0.6, 0.9, 1.2]))
 def test_the_default_budget_is_one_deadline_for_the_whole_call_as_timeout_ms_is(monkeypatch, name, step):
     clock = Clock()
