@@ -88,15 +88,31 @@ class Transaction:
         self._after_commit.append(fn)
 
     def commit(self) -> None:
+        """Commit. A commit whose outcome is unknown (``UnknownTransactionCommitResult``: the
+        connection was lost or its time ran out after the server may have committed) raises its
+        error with ``applied = None``, never as a plain outage (the web integrations' 503
+        "retry"), and runs the after-commit steps anyway: they drop cached answers, which is
+        right whether or not it committed, and a commit that landed must not leave them served.
+        The transaction stays open, so the commit can be sent again (``with_transaction`` does)."""
         session = self.require_active()
         try:
             gateway.commit_transaction(session)
         except PyMongoError as exc:
+            error = translate(exc, operation="commit_transaction")
             if has_error_label(exc, "UnknownTransactionCommitResult"):
-                raise translate(exc, operation="commit_transaction") from exc
+                error.applied = None  # type: ignore[attr-defined]
+                if error.args and isinstance(error.args[0], str):
+                    error.args = (f"{error.args[0]}; the commit may or may not have been applied: read the data back "
+                                  "before running the transaction again", *error.args[1:])
+                log.error("transaction #%d: commit outcome unknown (%s)", self.id, type(exc).__name__)
+                self._run_after_commit()
+                raise error from exc
             self._finish("aborted")
-            raise translate(exc, operation="commit_transaction") from exc
+            raise error from exc
         self._finish("committed")
+        self._run_after_commit()
+
+    def _run_after_commit(self) -> None:
         for fn in self._after_commit:
             try:
                 fn()
