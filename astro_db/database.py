@@ -407,7 +407,8 @@ class Database(OperatorMixin):
         self._check("start_transaction")
         rt = self._executor.runtime
         rt.breaker.before_call()
-        return Transaction(rt.connection.client, owner=rt, **transaction_options(self.config.topology, options))
+        return Transaction(rt.connection.client, owner=rt, timeout_ms=rt.config.timeouts.operation_timeout_ms,
+                           **transaction_options(self.config.topology, options))
 
     def commit_transaction(self, transaction: Transaction) -> None:
         """Commit; on failure the transaction is aborted and a ``TransactionError`` raised."""

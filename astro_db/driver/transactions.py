@@ -7,12 +7,14 @@ it commits (query-cache invalidation) is queued with ``after_commit``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import ReadPreference
 from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
@@ -49,7 +51,10 @@ class Transaction:
         read_preference: str = "primary",
         max_commit_time_ms: int | None = None,
         owner: Any = None,
+        timeout_ms: float | None = None,
     ) -> None:
+        """``timeout_ms``: the budget of each commit and abort (``operation_timeout_ms``; a longer
+        ``max_commit_time_ms`` is the commit's instead), as every call of the run step has one."""
         if read_preference != "primary":
             raise TransactionError(
                 f"transactions read from the primary; read_preference={read_preference!r} is not allowed"
@@ -58,6 +63,9 @@ class Transaction:
         self.state = "active"
         self.owner = owner
         self._after_commit: list[Callable[[], None]] = []
+        self._budget_s = None if timeout_ms is None else timeout_ms / 1000.0
+        self._commit_s = (None if self._budget_s is None
+                          else max(self._budget_s, (max_commit_time_ms or 0) / 1000.0))
         try:
             self.session = gateway.start_session(client)
             gateway.start_transaction(
@@ -96,7 +104,8 @@ class Transaction:
         The transaction stays open, so the commit can be sent again (``with_transaction`` does)."""
         session = self.require_active()
         try:
-            gateway.commit_transaction(session)
+            with _bounded(self._commit_s):
+                gateway.commit_transaction(session)
         except PyMongoError as exc:
             error = translate(exc, operation="commit_transaction")
             if has_error_label(exc, "UnknownTransactionCommitResult"):
@@ -123,7 +132,8 @@ class Transaction:
         if self.state != "active":
             raise TransactionError(f"transaction #{self.id} is already {self.state}; nothing to roll back")
         try:
-            gateway.abort_transaction(self.session)
+            with _bounded(self._budget_s):
+                gateway.abort_transaction(self.session)
         except PyMongoError as exc:  # the server aborts on its own when the session goes
             log.warning("abort of transaction #%d reported %s; it is aborted", self.id, type(exc).__name__)
         finally:
@@ -135,6 +145,13 @@ class Transaction:
             gateway.end_session(self.session)
         except Exception:  # pragma: no cover - ending a session never matters to the caller
             pass
+
+
+def _bounded(seconds: float | None) -> contextlib.AbstractContextManager[Any]:
+    """PyMongo's client-side timeout for a commit or an abort (none: ``operation_timeout_ms=None``).
+    Without it they waited for the socket timeout (30 s by default, and PyMongo sends a commit
+    again once), whatever the call's budget: a web request's 3 s commit could take a minute."""
+    return pymongo.timeout(seconds) if seconds is not None else contextlib.nullcontext()
 
 
 def has_error_label(exc: BaseException | None, label: str) -> bool:
