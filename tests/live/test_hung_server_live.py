@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,15 +30,27 @@ FAR_ABOVE_S = 8.0
 
 
 class FreezeAt(monitoring.CommandListener):
-    """SIGSTOPs ``pid`` when a command named ``name`` is sent (once armed)."""
+    """SIGSTOPs ``pid`` when a command named ``name`` is sent (once armed), or, with ``nth``, at
+    the nth command sent once armed."""
 
-    def __init__(self, pid: int, name: str) -> None:
-        self.pid, self.name, self.armed, self.frozen = pid, name, False, False
+    def __init__(self, pid: int, name: str | None = None, nth: int | None = None) -> None:
+        self.pid, self.name, self.nth, self.armed, self.frozen, self.seen = pid, name, nth, False, False, 0
+        self.lock = threading.Lock()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.armed and event.command_name == self.name and not self.frozen:
-            self.frozen = True
-            os.kill(self.pid, signal.SIGSTOP)
+        with self.lock:
+            if not self.armed or self.frozen:
+                return
+            self.seen += 1
+            if event.command_name == self.name or self.seen == self.nth:
+                self.frozen = True
+                os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Disarm (no later command, of a background thread, freezes it again), then SIGCONT."""
+        with self.lock:
+            self.armed = False
+            os.kill(self.pid, signal.SIGCONT)
 
     def succeeded(self, event: Any) -> None:
         pass
@@ -46,7 +59,7 @@ class FreezeAt(monitoring.CommandListener):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_server(live_server) -> Iterator[Any]:
     if not hasattr(live_server, "start"):
         pytest.skip("needs the nx-27017 server (not ASTRO_DB_TEST_URI)")
@@ -63,7 +76,8 @@ def own_server(live_server) -> Iterator[Any]:
 @pytest.mark.parametrize("finish", ["commit", "abort"])
 def test_a_transactions_commit_or_abort_to_a_frozen_server_reports_within_the_budget(own_server, finish):
     freeze = FreezeAt(own_server.proc.pid, "commitTransaction" if finish == "commit" else "abortTransaction")
-    db = Database(own_server.url("astro_hung"), operation_timeout_ms=BUDGET_MS, event_listeners=[freeze]).connect()
+    db = Database(own_server.url(f"astro_hung_tx_{finish}"), operation_timeout_ms=BUDGET_MS,
+                  event_listeners=[freeze]).connect()
     try:
         tx = db.start_transaction()
         db.create("User", {"email": "ann@example.com", "name": "Ann"}, transaction=tx)
@@ -80,5 +94,53 @@ def test_a_transactions_commit_or_abort_to_a_frozen_server_reports_within_the_bu
         assert freeze.frozen
         assert took < FAR_ABOVE_S, f"{finish} took {took:.1f}s against a {BUDGET_MS} ms budget"
     finally:
-        os.kill(own_server.proc.pid, signal.SIGCONT)
+        freeze.thaw()
+        db.disconnect()
+
+
+CALLS = {
+    "find_one": lambda db, s: db.find_one("PlanetaryInsight", {"id": s["insight"]}),
+    "find": lambda db, s: db.find("PlanetaryInsight", {"userId": s["user"]}),
+    "iter_find": lambda db, s: next(db.iter_find("PlanetaryInsight", {"userId": s["user"]})),
+    "count": lambda db, s: db.count("PlanetaryInsight", {}),
+    "create": lambda db, s: db.create("PlanetaryInsight", {"userId": s["user"], "date": "2026-12-20",
+                                                           "energyLevel": 5, "recommendations": ["Rest"]}),
+    "create_many": lambda db, s: db.create_many("PlanetaryInsight", [
+        {"userId": s["user"], "date": f"2026-11-{d:02d}", "energyLevel": d, "recommendations": ["Rest"]}
+        for d in range(1, 5)]),
+    "update": lambda db, s: db.update("PlanetaryInsight", {"id": s["insight"]}, {"energyLevel": 9}),
+    "update_many": lambda db, s: db.update_many("PlanetaryInsight", {"userId": s["user"]},
+                                                {"$push": {"recommendations": "Walk"}}),
+    "delete": lambda db, s: db.delete("PlanetaryInsight", {"id": s["insight"]}),
+    "delete_many": lambda db, s: db.delete_many("PlanetaryInsight", {"userId": s["user"]}),
+    "health": lambda db, s: db.health(),
+}
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_a_call_to_a_server_that_hangs_at_any_of_its_commands_reports_within_its_budget(own_server, name, nth):
+    """Each call, the server frozen at its first, second or third command: it reports (an
+    astro_db error, or its answer when it had sent all its commands) within a bound far above
+    the 1 s budget. A write whose outcome is unknown is read back under a fresh bound of the
+    same length (docs/reliability.md), so a write may take two budgets, never the socket's 30 s."""
+    freeze = FreezeAt(own_server.proc.pid, nth=nth)
+    db = Database(own_server.url(f"astro_hung_{name}_{nth}"), operation_timeout_ms=BUDGET_MS,
+                  event_listeners=[freeze]).connect()
+    try:
+        user = db.create("User", {"email": f"{name}.{nth}@example.com", "name": "Ann"})
+        insight = db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-12-01", "energyLevel": 60,
+                                                 "recommendations": ["Rest"]})
+        db.create("PlanetaryInsight", {"userId": user.id, "date": "2026-12-02", "energyLevel": 70,
+                                       "recommendations": ["Rest"]})
+        freeze.armed = True
+        began = time.monotonic()
+        try:
+            CALLS[name](db, {"user": user.id, "insight": insight.id})
+        except errors.AstroDBError:
+            pass
+        took = time.monotonic() - began
+        assert took < FAR_ABOVE_S, f"{name} with the server frozen at its command {nth} took {took:.1f}s"
+    finally:
+        freeze.thaw()
         db.disconnect()
