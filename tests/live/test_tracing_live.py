@@ -5,6 +5,7 @@ document or filter value in any span."""
 from __future__ import annotations
 
 import pytest
+from pymongo import monitoring
 from pymongo.uri_parser import parse_uri
 
 from astro_db import Database
@@ -29,11 +30,15 @@ def pymongo_spans(spans):
     """PyMongo's command spans, to the same exporter, for clients made while the test runs."""
     instrumentation = pytest.importorskip("opentelemetry.instrumentation.pymongo")
     instrumentor = instrumentation.PymongoInstrumentor()
+    before = list(monitoring._LISTENERS.command_listeners)
     instrumentor.instrument(tracer_provider=provider())
     try:
         yield spans
     finally:
         instrumentor.uninstrument()
+        # uninstrument() only disables its listener, which PyMongo keeps registered for every client
+        # made after (PyMongo has no unregister): tests of the listeners a client gets would see it
+        monitoring._LISTENERS.command_listeners[:] = before
 
 
 def open_db(url: str, **options) -> Database:
