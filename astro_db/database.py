@@ -462,6 +462,7 @@ class Database(OperatorMixin):
 
     # --- personal data ----------------------------------------------------------------------
 
+    @bounded
     def export_user(self, user_id: Any) -> dict[str, Any]:
         """Everything stored about one user, as one JSON-ready document (GDPR arts. 15 and 20):
         every registered model's documents of the user and the change records about them,
@@ -496,6 +497,7 @@ class Database(OperatorMixin):
         """Who this view acts for (``None``: the trusted app itself)."""
         return self._actor
 
+    @bounded
     def audit_trail(self, model: ModelRef, id: Any) -> list[dict[str, Any]]:  # noqa: A002
         """A document's audit entries, oldest first: dicts with ``time``, ``actor``, ``action``
         (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``

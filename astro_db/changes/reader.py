@@ -29,13 +29,20 @@ but inserted a moment later (another client, a retry) is still picked up. Record
 by revision, so reading one twice changes nothing."""
 
 
-def read_trail(database: MongoDB, model: str, document_id: Any, session: Session = None) -> list[dict[str, Any]]:
-    """The audit entries of one document, oldest first (by revision), as JSON-ready dicts."""
-    legacy = database[LEGACY_AUDIT_COLLECTION].find(
-        {"model": model, "documentId": document_id}, sort=[("time", 1), ("_id", 1)], session=session)
-    current = database[CHANGES_COLLECTION].find(
-        {"model": model, "documentId": document_id, "audit": True}, sort=[("rev", 1), ("t", 1)], session=session)
-    return [_entry(e) for e in legacy] + [_entry(e) for e in current]
+def read_trail(database: MongoDB, model: str, document_id: Any, session: Session = None, *,
+               legacy: bool | None = None) -> list[dict[str, Any]]:
+    """The audit entries of one document, oldest first (by revision), as JSON-ready dicts: those
+    earlier versions wrote to ``auditLog``, then the change records'. ``legacy=True`` / ``False``
+    reads only the first / the second part (one driver call each, so that a caller can run each
+    under its own check of the call's deadline)."""
+    entries: list[dict[str, Any]] = []
+    if legacy is not False:
+        entries += [_entry(e) for e in database[LEGACY_AUDIT_COLLECTION].find(
+            {"model": model, "documentId": document_id}, sort=[("time", 1), ("_id", 1)], session=session)]
+    if legacy is not True:
+        entries += [_entry(e) for e in database[CHANGES_COLLECTION].find(
+            {"model": model, "documentId": document_id, "audit": True}, sort=[("rev", 1), ("t", 1)], session=session)]
+    return entries
 
 
 def _entry(entry: dict[str, Any]) -> dict[str, Any]:

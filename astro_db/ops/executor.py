@@ -435,7 +435,9 @@ class Executor:
                 who = guard.actor.id if guard.actor is not None else "?"
                 raise PermissionDeniedError(
                     f"actor {who} is limited to its own documents; {info.name} {document_id} is not one of them")
-        return run.call(rt, info, "audit_trail", lambda: read_trail(rt.gateway, info.name, document_id))
+        # one run-step call per part (the entries earlier versions wrote, the change records'): each checks the call's deadline
+        older = run.call(rt, info, "audit_trail", partial(read_trail, rt.gateway, info.name, document_id, legacy=True))
+        return older + run.call(rt, info, "audit_trail", partial(read_trail, rt.gateway, info.name, document_id, legacy=False))
 
     # --- helpers ----------------------------------------------------------------------------
 

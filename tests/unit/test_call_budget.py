@@ -97,6 +97,8 @@ OPERATIONS = {
     "count": lambda db, s, kw: db.count("PlanetaryInsight", {}, **kw),
     "page": lambda db, s, kw: db.page("PlanetaryInsight", {}, limit=2, **kw),
     "iter_find": lambda db, s, kw: list(db.iter_find("PlanetaryInsight", {}, **kw)),
+    "export_user": lambda db, s, kw: db.export_user(s["user"], **kw),
+    "audit_trail": lambda db, s, kw: db.audit_trail("User", s["user"], **kw),
 }
 
 
