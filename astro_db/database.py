@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, Unpac
 
 from .changes import ensure_change_indexes
 from .config import DatabaseConfig
+from .driver import timeouts
 from .driver.timeouts import CALL_BOUND, under_call_bound
 from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
@@ -439,10 +440,23 @@ class Database(OperatorMixin):
         if tx.active:
             tx.commit()
 
-    def with_transaction(self, fn: Callable[..., T], *args: Any, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> T:
-        """Run ``fn(tx, *args, **kwargs)`` in a transaction, retrying transient failures."""
+    def with_transaction(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None, **kwargs: Any) -> T:
+        """Run ``fn(tx, *args, **kwargs)`` in a transaction, retrying transient failures with a
+        backoff, as the drivers' convenient transaction API does. The whole call, ``fn``'s own
+        calls, the commit and every retry included, is bounded by ``timeout_s`` if given, else by
+        the call budget (``operation_timeout_ms``: 30 s by default, 3 s in the web integrations),
+        as the drivers bound it by ``timeoutMS``; with no budget (``operation_timeout_ms=None``),
+        retries stop after 120 s (the drivers' bound without ``timeoutMS``)."""
         self._check("with_transaction")
-        return run_with_retry(self.start_transaction, fn, args, kwargs, timeout_s=timeout_s)
+        if timeout_s is None:
+            budget = self._executor.runtime.call_budget
+            if budget is None:
+                return run_with_retry(self.start_transaction, fn, args, kwargs, timeout_s=DEFAULT_TIMEOUT_S)
+            timeout_s = budget.ms / 1000.0
+        with under_call_bound(timeout_s * 1000.0):
+            bound = CALL_BOUND.get()  # this one, or a caller's nearer deadline
+            left = bound.deadline - timeouts.time.monotonic() if bound is not None else timeout_s
+            return run_with_retry(self.start_transaction, fn, args, kwargs, timeout_s=left)
 
     # --- units of work ----------------------------------------------------------------------
 

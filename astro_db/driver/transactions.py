@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import time
+import random
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from pymongo.write_concern import WriteConcern
 
 from ..config import TopologyConfig
 from ..errors import AstroDBError, TransactionError, translate
-from . import gateway
+from . import gateway, timeouts
 
 __all__ = ["Transaction", "has_error_label", "run_with_retry", "transaction_options", "DEFAULT_TIMEOUT_S"]
 
@@ -151,6 +151,10 @@ def _bounded(seconds: float | None) -> contextlib.AbstractContextManager[Any]:
     """PyMongo's client-side timeout for a commit or an abort (none: ``operation_timeout_ms=None``).
     Without it they waited for the socket timeout (30 s by default, and PyMongo sends a commit
     again once), whatever the call's budget: a web request's 3 s commit could take a minute."""
+    bound = timeouts.CALL_BOUND.get()  # within a call's budget (``with_transaction``'s): never past its deadline
+    if bound is not None and bound.deadline != timeouts.NOT_STARTED:
+        left = max(bound.deadline - timeouts.time.monotonic(), 0.001)
+        seconds = left if seconds is None else min(seconds, left)
     return pymongo.timeout(seconds) if seconds is not None else contextlib.nullcontext()
 
 
@@ -165,6 +169,24 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
     return False
 
 
+def _code_chain(exc: BaseException | None) -> set[int]:
+    """The server error codes on ``exc`` and its ``__cause__`` chain."""
+    codes: set[int] = set()
+    seen = 0
+    while exc is not None and seen < 10:
+        code = getattr(exc, "code", None)
+        if isinstance(code, int):
+            codes.add(code)
+        exc = exc.__cause__
+        seen += 1
+    return codes
+
+
+MAX_TIME_MS_EXPIRED = 50  # the server's MaxTimeMSExpired: a commit that ran out of its maxTimeMS
+BACKOFF_INITIAL_S = 0.005  # the convenient transaction API's backoff between whole-unit retries
+BACKOFF_MAX_S = 0.5
+
+
 def run_with_retry(
     start: Callable[[], Transaction],
     fn: Callable[..., T],
@@ -172,14 +194,29 @@ def run_with_retry(
     kwargs: dict[str, Any],
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    jitter: Callable[[], float] = random.random,
 ) -> T:
-    """Run ``fn(tx, *args, **kwargs)`` in a transaction, as the MongoDB drivers specify:
-    retry the whole unit on ``TransientTransactionError`` and the commit alone on
-    ``UnknownTransactionCommitResult``, until ``timeout_s`` has passed."""
-    deadline = clock() + timeout_s
+    """Run ``fn(tx, *args, **kwargs)`` in a transaction, as the MongoDB drivers specify
+    (transactions-convenient-api): the whole unit retried on ``TransientTransactionError``,
+    after a backoff with jitter (``jitter() * min(5 ms * 1.5 ** attempt, 500 ms)``), and the
+    commit alone on ``UnknownTransactionCommitResult`` unless the server ran out of its
+    ``maxTimeMS`` (MaxTimeMSExpired), until ``timeout_s`` has passed; no retry starts, nor
+    backoff is slept, past it: the last error is raised. ``clock`` and ``sleep``: the bounds'
+    clock's (``timeouts.time``, which tests move) unless given."""
+    clock = clock or timeouts.time.monotonic
+    sleep = sleep or timeouts.time.sleep
+    began = clock()
+    deadline = began + timeout_s
     attempt = 0
+    last: BaseException | None = None  # the transient error the next attempt retries
     while True:
+        if last is not None:
+            backoff = jitter() * min(BACKOFF_INITIAL_S * 1.5 ** attempt, BACKOFF_MAX_S)
+            if clock() + backoff >= deadline:
+                raise last
+            sleep(backoff)
         attempt += 1
         tx = start()
         try:
@@ -189,6 +226,7 @@ def run_with_retry(
                 tx.abort()
             if has_error_label(exc, "TransientTransactionError") and clock() < deadline:
                 log.warning("transaction attempt %d hit a transient error (%s); retrying", attempt, exc)
+                last = exc
                 continue
             raise
         if not tx.active:
@@ -198,10 +236,12 @@ def run_with_retry(
                 tx.commit()
                 return result
             except AstroDBError as exc:
-                if has_error_label(exc, "UnknownTransactionCommitResult") and clock() < deadline:
+                if (has_error_label(exc, "UnknownTransactionCommitResult") and clock() < deadline
+                        and MAX_TIME_MS_EXPIRED not in _code_chain(exc)):
                     log.warning("commit result unknown (%s); retrying the commit", exc)
                     continue
                 if has_error_label(exc, "TransientTransactionError") and clock() < deadline:
+                    last = exc
                     break
                 if tx.active:
                     tx.abort()
