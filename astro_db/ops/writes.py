@@ -28,6 +28,7 @@ import contextlib
 import copy
 import datetime as _dt
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -1353,16 +1354,44 @@ def _utc(value: _dt.datetime) -> _dt.datetime:
     return value.replace(tzinfo=_dt.timezone.utc) if value.tzinfo is None else value.astimezone(_dt.timezone.utc)
 
 
-def _eq(a: Any, b: Any) -> bool:
-    """Equality of a stored document and the one we sent (BSON dates keep milliseconds only)."""
+def _eq(a: Any, b: Any, top: bool = True) -> bool:
+    """Equality of a stored document and the one we sent, as BSON values: of the same BSON type
+    (Python's ``True == 1 == 1.0`` is not: a boolean, an int32, an int64 and a double are four
+    values) and, below the top level, with their keys in the same order (``{"a": 1, "b": 2}`` is
+    not ``{"b": 2, "a": 1}`` to the server); BSON dates keep milliseconds only."""
     if isinstance(a, _dt.datetime) and isinstance(b, _dt.datetime):
         return abs(_utc(a) - _utc(b)) < _dt.timedelta(milliseconds=1)
     if isinstance(a, dict) and isinstance(b, dict):
-        return set(a) == set(b) and all(_eq(a[k], b[k]) for k in a)
+        if top:
+            return set(a) == set(b) and all(_eq(a[k], b[k], False) for k in a)
+        return list(a) == list(b) and all(_eq(a[k], b[k], False) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_eq(x, y, False) for x, y in zip(a, b))
+    if a.__class__ is not b.__class__ and _number_kind(a) != _number_kind(b):
+        return False
+    if a.__class__ is float and b.__class__ is float:  # -0.0 is stored as itself; NaN is one value
+        return (a == b and math.copysign(1.0, a) == math.copysign(1.0, b)) or (a != a and b != b)
     same: bool = a == b
     return same
+
+
+_INT32 = range(-(2**31), 2**31)
+
+
+def _number_kind(value: Any) -> str | None:
+    """The BSON type a number is stored as (``int`` by its size, as PyMongo encodes it, so an
+    ``int`` and the ``Int64`` the driver reads back for it are one), None for anything else."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, bson.int64.Int64):
+        return "long"
+    if isinstance(value, int):
+        return "int" if value in _INT32 else "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, bson.decimal128.Decimal128):
+        return "decimal"
+    return None
 
 
 def _merge(filt: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
