@@ -13,9 +13,11 @@ accepted). At run time the bases are MongoEngine's ``Document`` and ``EmbeddedDo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mongoengine import Document, EmbeddedDocument
+from mongoengine.base import ComplexBaseField
 
 from .fields import NumberField, UTCDateTimeField
 from .masking import field_mask_kind, mask_value
@@ -66,8 +68,58 @@ else:
     EmbeddedDocumentBase = EmbeddedDocument
 
 
+def values_only(cls: type) -> None:
+    """Turn MongoEngine's dereferencing off for every container field of ``cls``, at every depth.
+
+    A model's values are data: a list or dict field's value is never taken for MongoEngine's
+    own markers. With it on, reading such a field of an instance turned a stored dict holding a
+    ``_cls`` key into a document of the class it named (``{"_cls": "User", ...}`` became a
+    ``User``; one naming no class raised ``NotRegistered``, a non-string ``TypeError``), and
+    looked ``_ref`` / ``DBRef`` values up through MongoEngine's own connection, never the
+    gateway. astro_db has no ``ReferenceField``: a reference is an id (``UserRefField``)."""
+    for field in getattr(cls, "_fields", {}).values():
+        if not isinstance(field, ComplexBaseField):
+            continue
+        while isinstance(field, ComplexBaseField):
+            field.set_auto_dereferencing(False)
+            # and kept off: MongoEngine's _from_son sets every field's flag to its own argument
+            field.set_auto_dereferencing = _stays
+            field = field.field
+        if field is not None:  # the items' field keeps its own (a container would turn it off, and an
+            field.set_auto_dereferencing = _stays  # embedded document's _from_son then copies its fields)
+
+
+def _stays(value: bool) -> None:
+    """``set_auto_dereferencing`` of a container field of a model and of its items' field
+    (``values_only``): a no-op, the flag stays as ``values_only`` left it."""
+
+
+def from_son(cls: Any, build: Any, son: Any, *args: Any, **kwargs: Any) -> Any:
+    """MongoEngine's ``_from_son`` (``build``) of ``son`` as an instance of ``cls`` itself.
+
+    MongoEngine takes a stored ``_cls`` for the name of the class to build. Unless ``cls``
+    allows inheritance (the service's models do not), it is the data of whoever stored it (the
+    Node service, a raw write): kept as any unknown key is, never obeyed. Before, a birth chart
+    stored with ``_cls: "User"`` was read as a ``User``, and one naming no class raised
+    MongoEngine's ``NotRegistered`` (a non-string, ``AttributeError``)."""
+    if isinstance(son, Mapping) and "_cls" in son and not cls._meta.get("allow_inheritance"):
+        marker = son["_cls"]
+        obj = build({k: v for k, v in son.items() if k != "_cls"}, *args, **kwargs)
+        obj._data["_cls"] = marker
+        return obj
+    return build(son, *args, **kwargs)
+
+
 class AstroDocument(DocumentBase):
     """Abstract model base: timestamps, Mongoose's version key and ``to_dict``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        values_only(cls)
+
+    @classmethod
+    def _from_son(cls, son: Any, *args: Any, **kwargs: Any) -> Any:
+        return from_son(cls, super()._from_son, son, *args, **kwargs)
 
     created_at = UTCDateTimeField(db_field="createdAt")
     updated_at = UTCDateTimeField(db_field="updatedAt")

@@ -12,7 +12,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from .base import EmbeddedDocumentBase
+from .base import EmbeddedDocumentBase, from_son, values_only
 from .fields import (
     BoolField,
     ChoiceField,
@@ -44,6 +44,14 @@ class AstroEmbeddedDocument(EmbeddedDocumentBase):
     """Abstract base of embedded documents: lenient about unknown keys, has ``to_dict``."""
 
     meta = {"abstract": True, "strict": False}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        values_only(cls)  # its container fields' values are data (base.values_only)
+
+    @classmethod
+    def _from_son(cls, son: Any, *args: Any, **kwargs: Any) -> Any:
+        return from_son(cls, super()._from_son, son, *args, **kwargs)  # a stored _cls is data (base.from_son)
 
     def to_dict(self, masked: bool = False) -> dict[str, Any]:
         """JSON-ready dict in stored form (see ``AstroDocument.to_dict``)."""

@@ -49,12 +49,21 @@ def hydrate(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """Return a ``model_cls`` instance for the stored document ``son`` (as ``_from_son``)."""
     # _signals_connected(), inlined; an exact dict (every read's) needs no isinstance, a planned
     # class no ``dict.get`` (``in`` and an index: no call): per call, not per value
-    if _PRE_INIT or _POST_INIT or (type(son) is not dict and not isinstance(son, dict)) or "_cls" in son:
+    if (_PRE_INIT or _POST_INIT or (type(son) is not dict and not isinstance(son, dict))
+            or ("_cls" in son and _inheritable(model_cls))):
         return model_cls._from_son(son)
     try:  # the class's compiled builder (or its plan's loop)
         return (_READ_PLANS[model_cls] if model_cls in _READ_PLANS else read_plan(model_cls)).build(son)
     except (AttributeError, ValueError):
         return model_cls._from_son(son)  # corrupt data: let MongoEngine raise its own error
+
+
+def _inheritable(model_cls: Any) -> bool:
+    """Whether ``model_cls`` allows inheritance: only then is a stored ``_cls`` MongoEngine's
+    marker of the subclass to build (by ``_from_son``). The service's models do not, so for
+    them a ``_cls`` the Node service or another writer stored is data, kept by the builder as any
+    unknown key is (``base.from_son`` keeps it so in ``_from_son`` too)."""
+    return bool(model_cls._meta.get("allow_inheritance"))
 
 
 _GC_PAUSE_FROM = 256  # results this long are hydrated with the cyclic collector paused
@@ -86,7 +95,7 @@ def _planned(plan: ReadPlan, sons: list[Any]) -> list[Any]:
     append = out.append
     build = plan.build
     for son in sons:
-        if (type(son) is dict or isinstance(son, dict)) and "_cls" not in son:
+        if (type(son) is dict or isinstance(son, dict)) and ("_cls" not in son or not _inheritable(plan.cls)):
             try:
                 append(build(son))
                 continue
@@ -229,7 +238,7 @@ def encoded_plan(cls: type[Any]) -> ReadPlan:
 def hydrate_encoded(model_cls: type[Any], son: dict[str, Any]) -> Any:
     """``hydrate`` of a document the codec just encoded (``encoded_plan``): the same instance,
     without converting again what the codec already converted (a create's answer)."""
-    if _PRE_INIT or _POST_INIT or "_cls" in son:  # _signals_connected(), inlined
+    if _PRE_INIT or _POST_INIT or ("_cls" in son and _inheritable(model_cls)):  # _signals_connected(), inlined
         return model_cls._from_son(son)
     try:
         return (_ENCODED_PLANS[model_cls] if model_cls in _ENCODED_PLANS else encoded_plan(model_cls)).build(son)
