@@ -15,6 +15,7 @@ from typing import Any
 
 from mongoengine.base import BaseDocument
 from mongoengine.errors import ValidationError as MEValidationError
+from mongoengine.fields import ListField
 
 from ..errors import QueryError, ValidationError
 from .fields import RuleListField, describe
@@ -130,6 +131,9 @@ def value_plan(model_cls: type, stored_path: str, for_item: bool = False) -> tup
     fp = field_plan(resolved.field)
     if for_item:
         if fp.item is None:
+            if isinstance(fp.field, ListField):  # untyped: its items are free-form (plan._free_form)
+                raise QueryError(f"{resolved.stored!r} on {model_cls.__name__} is a list of untyped items; "
+                                 "set the whole list instead")
             raise QueryError(f"{resolved.stored!r} on {model_cls.__name__} is not a list")
         fp = fp.item
     return fp, resolved.stored

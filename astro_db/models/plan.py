@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bson import ObjectId
-from mongoengine.base import BaseField, ObjectIdField
+from mongoengine.base import BaseField, ComplexBaseField, ObjectIdField
 from mongoengine.fields import EmbeddedDocumentField, ListField, StringField
 
 from .fields import _EMAIL as _EMAIL_PATTERN
@@ -72,6 +72,8 @@ class FieldPlan:
         self.default_callable = callable(self.default)  # read once: the codec inlines make_default
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
+        if _free_form(field):  # a DictField, an untyped ListField: binary data kept as it is
+            self.to_python, self.to_mongo = _keeping_bytes(field.to_python), _keeping_bytes(field.to_mongo)
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python
         self.mongo_is_python = _mongo_is_python(field)
         # to_python returns its argument (BaseField's own): hydration stores the value as read
@@ -92,7 +94,7 @@ class FieldPlan:
         if isinstance(field, EmbeddedDocumentField):
             self.kind = EMBEDDED
             self.sub = doc_plan(field.document_type)
-        elif isinstance(field, ListField):
+        elif isinstance(field, ListField) and field.field is not None:
             self.kind = LIST
             self.item = field_plan(field.field)
         else:
@@ -102,6 +104,69 @@ class FieldPlan:
         """The field's default (called if callable), as MongoEngine's ``__set__`` applies it."""
         default = self.default
         return default() if callable(default) else default
+
+
+def _free_form(field: Any) -> bool:
+    """Whether ``field`` is a container whose values are free-form, at every depth (``DictField()``,
+    ``ListField()``, ``MapField(DictField())``): MongoEngine converts them by iterating whatever
+    is not a string, so its own ``to_python`` and ``to_mongo`` would make a list of ints of bytes."""
+    return isinstance(field, ComplexBaseField) and (field.field is None or _free_form(field.field))
+
+
+class _Held:
+    """Binary data inside a free-form value, out of the way of MongoEngine's conversion: neither
+    iterable nor a mapping, so it is taken as it is (``_keeping_bytes``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+def _has_bytes(value: Any) -> bool:
+    if isinstance(value, bytes):
+        return True
+    if isinstance(value, dict):
+        return any(_has_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_bytes(v) for v in value)
+    return False
+
+
+def _hold(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return _Held(value)
+    if isinstance(value, dict):
+        return {k: _hold(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hold(v) for v in value]
+    return value
+
+
+def _release(value: Any) -> Any:
+    if isinstance(value, _Held):
+        return value.value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (_Held, dict, list)):
+                value[k] = _release(v)
+    elif isinstance(value, list):
+        for n, v in enumerate(value):
+            if isinstance(v, (_Held, dict, list)):
+                value[n] = _release(v)
+    return value
+
+
+def _keeping_bytes(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` (a free-form container's ``to_python`` or ``to_mongo``) with every ``bytes``
+    value (a ``bson.Binary`` of any subtype included) given back as it is, not as a list of its
+    byte values: the value the caller wrote, or the Node service stored, comes back as it was."""
+    def keeping(value: Any) -> Any:
+        if not _has_bytes(value):
+            return convert(value)
+        return _release(convert(_hold(value)))
+    keeping.__wrapped__ = convert  # type: ignore[attr-defined]
+    return keeping
 
 
 def _text_rule(field: BaseField) -> tuple[bool, int | None, int | None] | None:
