@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import bson
+from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from mongoengine.fields import ListField
 
@@ -38,7 +39,9 @@ __all__ = ["Page", "PageTokens", "beyond_filter", "keyset_filter", "page_sort", 
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True)
+# as the client reads and writes (config: ``uuidRepresentation=standard``): a UUID in a sort key
+# or an ``_id`` (the Node driver's ``UUID``, binary subtype 4) is carried as itself
+_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
 _MAC_BYTES = 16
 MAX_LIMIT = 10_000
 
