@@ -62,7 +62,7 @@ from pymongo import errors as pm
 from .changes import OP_FIELD, advance, new_op_id, revision_of
 from .errors import ConfigError, MigrationError, MigrationLockedError
 from .events import Change, Written
-from .query.order import ids_after
+from .query.order import FROM_START, ids_after
 from .security.fieldpaths import norm_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -368,7 +368,7 @@ class MigrationContext:
         # documents written behind the position (inserted with a smaller _id, or reverted): a
         # final pass from the start, with the same conditional filter
         self._m.hook("final-pass", key=key)
-        behind: Any = None
+        behind: Any = FROM_START
         while True:
             batch = self._read(info, filt, behind, size, None)
             if not batch:
@@ -496,7 +496,7 @@ class MigrationContext:
 
     def _read(self, info: ModelInfo, filt: dict[str, Any], after: Any, size: int,
               projection: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        if after is None:
+        if after is FROM_START:
             query = filt
         elif "_id" in filt or "$or" in filt:
             query = {"$and": [filt, ids_after(after)]}
@@ -509,7 +509,10 @@ class MigrationContext:
         return f"{self.direction}:{key or info.collection}"
 
     def _position(self, key: str) -> Any:
-        return (self._record.get("positions") or {}).get(key)
+        """Where the scan under ``key`` stopped: the last ``_id`` it handled (``None`` too: the
+        ``_id`` null), ``FROM_START`` when none is stored."""
+        positions = self._record.get("positions") or {}
+        return positions[key] if key in positions else FROM_START
 
     def _pending_op(self, key: str) -> Any:
         return (self._record.get("ops") or {}).get(key)
@@ -517,8 +520,12 @@ class MigrationContext:
     def _save(self, key: str, position: Any, op_id: Any) -> None:
         if self.dry_run:
             return
-        self._record.setdefault("positions", {})[key] = position
         self._record.setdefault("ops", {})[key] = op_id
+        if position is FROM_START:  # nothing read yet: no position stored (``_position``)
+            self._record.setdefault("positions", {}).pop(key, None)
+            self._m.save(self.migration, {f"ops.{key}": op_id})
+            return
+        self._record.setdefault("positions", {})[key] = position
         self._m.save(self.migration, {f"positions.{key}": position, f"ops.{key}": op_id})
 
     def _call(self, info: ModelInfo | None, fn: Callable[[], Any]) -> Any:

@@ -39,7 +39,7 @@ from pymongo import ReplaceOne
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
-from ..query.order import ids_after
+from ..query.order import FROM_START, ids_after
 from .records import CHANGES_COLLECTION, as_intent, confirmed, make_records, ms_time, to_ms
 from .revision import OP_FIELD, REV_FIELD, revision_of
 
@@ -227,7 +227,7 @@ class ChangeLog:
         scanning each model collection in ``_id`` order, a batch at a time."""
         rebuilt: dict[str, int] = {}
         for info in infos:
-            count, last = 0, None
+            count, last = 0, FROM_START
             while True:
                 batch = run(partial(_next_batch, database[info.collection], last))
                 if not batch:
@@ -283,7 +283,7 @@ class ChangeLog:
 
 
 def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
-    return list(coll.find({} if after is None else ids_after(after), sort=[("_id", 1)], limit=_SCAN_BATCH))
+    return list(coll.find(ids_after(after), sort=[("_id", 1)], limit=_SCAN_BATCH))
 
 
 def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Session = None) -> dict[Any, int]:

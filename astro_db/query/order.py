@@ -21,7 +21,7 @@ from bson import Code, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
 from bson.regex import Regex
 
 __all__ = ["MIN", "NULL", "NUMBER", "STRING", "OBJECT", "ARRAY", "BINARY", "OID", "BOOL", "DATE", "TIMESTAMP",
-           "REGEX", "MAX", "rank", "beyond", "ids_after"]
+           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START"]
 
 # the server's canonical type order (numbers of every kind share a rank, as do null and missing)
 MIN, NULL, NUMBER, STRING, OBJECT, ARRAY, BINARY, OID, BOOL, DATE, TIMESTAMP, REGEX, MAX = (
@@ -77,10 +77,30 @@ def beyond(key: str, direction: int, value: Any) -> list[dict[str, Any]]:
     return found if direction == 1 else [*found, {key: None}]
 
 
+class _FromStart:
+    """``FROM_START``: where a scan in ``_id`` order starts, before every ``_id``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FROM_START"
+
+
+FROM_START: Any = _FromStart()
+"""The position of a scan in ``_id`` order that has read nothing yet. Not ``None``: ``None`` is
+an ``_id`` a document may have (``_id: null``, which sorts first), so a scan whose batch ended
+on it started again from the beginning, for ever (``reconcile_changes()``, a migration)."""
+
+
 def ids_after(after: Any) -> dict[str, Any]:
     """Documents whose ``_id`` comes after ``after`` in MongoDB's order (ascending), every type
     bracket after its own included: what a scan in ``_id`` order (key rotation, migrations, the
     change records' rebuild) asks for next, so a document another client stored under an ``_id``
-    of another type (a string among ObjectIds) is reached, not skipped."""
+    of another type (a string among ObjectIds) is reached, not skipped. ``FROM_START``: every
+    document (``{}``); ``None`` is the ``_id`` null."""
+    if after is FROM_START:
+        return {}
+    if after is None:  # the first _id of all: every other comes after it (``$gt: null`` matches none)
+        return {"_id": {"$ne": None}}
     later = beyond("_id", 1, after)
     return {"_id": {"$gt": after}} if not later else {"$or": [{"_id": {"$gt": after}}, *later]}

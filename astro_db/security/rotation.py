@@ -32,7 +32,7 @@ from pymongo import ReturnDocument
 from ..changes import advance, new_op_id, revision_of
 from ..errors import ConfigError, EncryptionError
 from ..events import Change, Written
-from ..query.order import ids_after
+from ..query.order import FROM_START, ids_after
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
@@ -138,9 +138,9 @@ def _in_batches(run: Run, coll: Collection, projection: dict[str, int], batch_si
     """Every document of ``coll`` with only ``projection``'s fields, ``batch_size`` at a time in
     ``_id`` order: each batch one read through the run step (retried as any read), starting after
     the last ``_id`` of the one before, so memory stays flat however large the collection."""
-    after: Any = None
+    after: Any = FROM_START
     while True:
-        filt = {} if after is None else ids_after(after)
+        filt = ids_after(after)
         batch: list[Any] = run(partial(_read_batch, coll, filt, projection, batch_size))
         yield from batch
         if len(batch) < batch_size:
