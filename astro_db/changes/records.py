@@ -17,6 +17,8 @@ The ``_id`` names the write: ``<op>`` is the id the writing operation made once,
 (the ``_op`` an update stamps on the document), so a retried write meets its own record and
 no other write, not even one of a later life of the same ``_id``, can take it. Records written
 before this format (``<coll>/<documentId>/<rev>``) read the same: nothing parses an ``_id``.
+``<documentId>`` is an ObjectId's hex digits, any other ``_id`` its canonical Extended JSON
+(``id_text``: ``1`` and ``"1"`` are two documents, and two ``_id``s).
 
 A delete writes its record first as an **intent** (``intent: {audit, journal}`` in place of
 the ``audit`` / ``journal`` flags, so neither the trail nor a backup window sees it), deletes,
@@ -35,6 +37,9 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from bson import ObjectId, json_util
+from bson.binary import UuidRepresentation
+from bson.json_util import CANONICAL_JSON_OPTIONS
 from bson.tz_util import utc as _BSON_UTC
 from pymongo import IndexModel
 from pymongo import errors as pm
@@ -42,7 +47,7 @@ from pymongo import errors as pm
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
 
-__all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "make_records", "to_ms", "ms_time",
+__all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "id_text", "make_records", "to_ms", "ms_time",
            "ensure_change_indexes"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,22 @@ def record_id(collection: str, document_id: Any, rev: int, op: Any) -> str:
     """The record's ``_id``: the document, its revision and the id of the operation that wrote
     it, so a retried insert of the same change meets its own duplicate key and nothing else."""
     head, tail = _id_ends(collection, op)
-    return f"{head}{document_id}/{int(rev)}{tail}"
+    return f"{head}{id_text(document_id)}/{int(rev)}{tail}"
+
+
+_ID_JSON = CANONICAL_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)
+
+
+def id_text(document_id: Any) -> str:
+    """A document's ``_id`` as it is written in its records' ``_id``: an ObjectId as its 24 hex
+    digits (as ever), any other value as its canonical Extended JSON (a string in quotes, a
+    number with its type), so two documents whose ``_id`` values print alike (``1`` and
+    ``"1"``, an ObjectId and its hex string) never share a record ``_id``. Before, they did: an
+    ``update_many`` over both wrote one record and took the other's duplicate key for its own
+    (a silent gap), and ``reconcile_changes()`` could not rebuild it either."""
+    if document_id.__class__ is ObjectId:
+        return str(document_id)
+    return json_util.dumps(document_id, json_options=_ID_JSON)
 
 
 def _id_ends(collection: str, op: Any) -> tuple[str, str]:
@@ -124,7 +144,8 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
             t = (when - _EPOCH) // _MS
             last = time
         record: dict[str, Any] = {
-            "_id": f"{head}{document_id}/{int(rev)}{tail}", "model": model, "coll": collection,
+            "_id": f"{head}{document_id if document_id.__class__ is ObjectId else id_text(document_id)}/{int(rev)}{tail}",
+            "model": model, "coll": collection,
             "documentId": document_id, "rev": rev, "action": action, "time": when, "t": t,
         }
         if audit:
