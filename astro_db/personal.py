@@ -38,6 +38,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId, json_util
+from bson.binary import UuidRepresentation
 from bson.json_util import RELAXED_JSON_OPTIONS
 
 from .changes import CHANGES_COLLECTION, record_id
@@ -275,9 +276,14 @@ def _listed(coll: Any, filt: dict[str, Any], sort: list[tuple[str, int]]) -> lis
     return list(coll.find(filt, sort=sort))
 
 
+# relaxed Extended JSON, with UUIDs as the client reads them (config: ``uuidRepresentation=standard``):
+# a UUID (the Node driver's, an app's ``UUIDField``) is binary subtype 4, never an error
+_EXPORT_JSON = RELAXED_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)
+
+
 def _json(doc: Any) -> Any:
     """``doc`` in relaxed Extended JSON, as plain JSON-ready Python values."""
-    return json.loads(json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS))
+    return json.loads(json_util.dumps(doc, json_options=_EXPORT_JSON))
 
 
 def _now() -> _dt.datetime:
