@@ -19,10 +19,14 @@ import struct
 import sys
 import threading
 import time
+from typing import Any
 
 from bson import ObjectId
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions
+from bson.json_util import DEFAULT_JSON_OPTIONS, JSONOptions
 
-__all__ = ["new_id", "new_ids"]
+__all__ = ["new_id", "new_ids", "BSON_CODEC", "JSON_CODEC"]
 
 _PACK_SECONDS = struct.Struct(">I").pack
 _COUNTER_MASK = 0xFFFFFF
@@ -69,3 +73,13 @@ def new_ids(n: int) -> list[ObjectId]:
     else:  # pragma: no cover - free-threaded builds only
         counts = [_next() for _ in range(n)]
     return [ObjectId(prefix + count.to_bytes(3, "big")) for count in counts]
+
+
+#: How astro_db encodes the values it reads back itself (a cache digest, a backup of the
+#: embedded backend, an upsert's keys), as the client reads and writes them (``config``:
+#: ``uuidRepresentation=standard``): a UUID (the Node driver's ``UUID``, binary subtype 4) is
+#: one. Without it PyMongo refuses to encode a ``uuid.UUID`` at all.
+BSON_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
+#: ``json_util``'s default options with the same UUID representation (the text of an ``_id``
+#: in a sealed value's binding, ``security.vault``).
+JSON_CODEC: JSONOptions = DEFAULT_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)

@@ -29,6 +29,7 @@ from ..changes import CHANGES_COLLECTION
 from ..changes.reader import WINDOW_MARGIN
 from ..changes.records import to_ms
 from ..errors import AstroDBError, BackupError, translate
+from ..ids import BSON_CODEC
 from ..indexes import declared_indexes
 from ..migrations import MIGRATIONS_COLLECTION, ledger_as_of
 from ..personal import ERASURES_COLLECTION
@@ -269,7 +270,7 @@ def _key(value: Any) -> Any:
         hash(value)
         return value
     except TypeError:
-        return bson.encode({"v": value})
+        return bson.encode({"v": value}, codec_options=BSON_CODEC)
 
 
 def _after(now: _dt.datetime, previous: BackupSet | None) -> _dt.datetime:

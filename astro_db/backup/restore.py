@@ -41,6 +41,7 @@ from pymongo.errors import PyMongoError
 
 from ..changes import CHANGES_COLLECTION
 from ..errors import AstroDBError, BackupError, translate
+from ..ids import BSON_CODEC
 from ..migrations import MIGRATIONS_COLLECTION
 from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, erased_ids, scrub_record
 from .dump import REBUILT_LEDGERS
@@ -280,7 +281,7 @@ def _hashable(value: Any) -> Any:
         hash(value)
         return value
     except TypeError:
-        return bson.encode({"v": value})
+        return bson.encode({"v": value}, codec_options=BSON_CODEC)
 
 
 def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:

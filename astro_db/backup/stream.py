@@ -23,10 +23,11 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
 from ..errors import BackupIntegrityError
+from ..ids import BSON_CODEC
 
 __all__ = ["RAW", "ContentHash", "BsonWriter", "iter_raw", "raw_bytes", "file_sha256"]
 
-RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
+RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True, uuid_representation=BSON_CODEC.uuid_representation)
 """Codec options that make PyMongo hand back undecoded documents."""
 
 _MOD = 2**256
@@ -63,7 +64,7 @@ def raw_bytes(doc: Any) -> bytes:
         return cast(bytes, doc.raw)  # the driver and our readers build them from bytes
     if isinstance(doc, (bytes, bytearray)):
         return bytes(doc)
-    return bson.encode(doc)
+    return bson.encode(doc, codec_options=BSON_CODEC)
 
 
 class _HashingFile:

@@ -47,6 +47,7 @@ from bson import ObjectId
 
 from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
+from ..ids import BSON_CODEC
 from ..query.evaluate import matches
 from .bus import MAX_NOTICE_IDS, InvalidationBus, LocalBus, Notice
 from .redis_store import (
@@ -479,7 +480,7 @@ class QueryCache:
                 float("inf"), float("-inf")) and value == int(value):
             data = b"n%d" % int(value)  # 5 and 5.0 are the same _id to the server
         else:
-            data = bson.encode({"": value})
+            data = bson.encode({"": value}, codec_options=BSON_CODEC)  # a UUID _id too
         return hashlib.blake2b(data, key=self._id_key, digest_size=16).digest()
 
     def _shape(self, key: CacheKey, value: Any) -> _Shape:

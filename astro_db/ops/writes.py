@@ -54,7 +54,7 @@ from ..errors import (
     translate,
 )
 from ..events import Change, Written, changes_of
-from ..ids import new_id
+from ..ids import BSON_CODEC, new_id
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
 from ..personal import erased_ids
@@ -1231,7 +1231,7 @@ class Upserted(NamedTuple):
 
 def _key(doc: Mapping[str, Any], on: tuple[str, ...]) -> bytes:
     """A document's unique-key value, comparable between a new document and a stored one."""
-    return bson.encode({"k": [doc.get(f) for f in on]})
+    return bson.encode({"k": [doc.get(f) for f in on]}, codec_options=BSON_CODEC)
 
 
 def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, Any]:
@@ -1244,7 +1244,7 @@ def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, A
         groups: list[dict[bytes, tuple[Any, list[Any]]]] = [{}, {}]
         for son in sons:
             for n, (f, g) in enumerate(((on[0], on[1]), (on[1], on[0]))):
-                groups[n].setdefault(bson.encode({"k": son[f]}), (son[f], []))[1].append(son[g])
+                groups[n].setdefault(bson.encode({"k": son[f]}, codec_options=BSON_CODEC), (son[f], []))[1].append(son[g])
         n = 0 if len(groups[0]) <= len(groups[1]) else 1
         by, other = (on[0], on[1]) if n == 0 else (on[1], on[0])
         clauses = [{by: value, other: {"$in": values}} for value, values in groups[n].values()]

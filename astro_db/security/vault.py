@@ -59,6 +59,7 @@ from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 
 from ..errors import AstroDBError, ConfigError, DuplicateKeyError, EncryptionError
+from ..ids import JSON_CODEC
 
 __all__ = ["KeyVault", "Run", "ALGORITHM", "SHARED_KEY", "DEFAULT_NAMESPACE", "HKDF_INFO", "derive_local_master_key",
            "subject_alt_name", "binding", "is_sealed"]
@@ -113,7 +114,7 @@ def _text(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         return value
-    return json_util.dumps(value, sort_keys=True)
+    return json_util.dumps(value, sort_keys=True, json_options=JSON_CODEC)  # a UUID _id too
 
 
 def _io_class() -> type:

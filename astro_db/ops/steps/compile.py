@@ -22,7 +22,7 @@ from bson import ObjectId
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
-from ...ids import new_ids
+from ...ids import BSON_CODEC, new_ids
 from ...indexes import declared_indexes
 from ...models.paths import resolve as resolve_path
 from ...query import filters as q
@@ -290,7 +290,7 @@ def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
         kept.append((index, son))
     seen: dict[bytes, list[int]] = {}
     for position, (_, son) in enumerate(kept):
-        seen.setdefault(bson.encode({"k": [son[f] for f in on]}), []).append(position)
+        seen.setdefault(bson.encode({"k": [son[f] for f in on]}, codec_options=BSON_CODEC), []).append(position)
     twice = {p: ps for ps in seen.values() if len(ps) > 1 for p in ps}
     for position, positions in twice.items():
         others = [kept[p][0] for p in positions if p != position]
