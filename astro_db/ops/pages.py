@@ -62,10 +62,15 @@ class Page(Generic[T]):
 
 
 def page_sort(sort: list[tuple[str, int]] | None) -> list[tuple[str, int]]:
-    """The compiled sort with ``_id`` last (the tie-break that makes the order total)."""
-    keys = [(k, d) for k, d in (sort or []) if k != "_id"]
-    id_direction = next((d for k, d in (sort or []) if k == "_id"), keys[-1][1] if keys else 1)
-    return [*keys, ("_id", id_direction)]
+    """The compiled sort with ``_id`` last (the tie-break that makes the order total). A sort
+    that names ``_id`` is already total there: the keys after it never decide, so they are
+    dropped (moving ``_id`` behind them would page in another order than ``find`` sorts)."""
+    keys: list[tuple[str, int]] = []
+    for key, direction in sort or []:
+        if key == "_id":
+            return [*keys, ("_id", direction)]
+        keys.append((key, direction))
+    return [*keys, ("_id", keys[-1][1] if keys else 1)]
 
 
 def refuse_list_keys(model_cls: Any, sort: list[tuple[str, int]]) -> None:
@@ -90,12 +95,18 @@ def beyond_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str,
     can be. They come after everything ``keyset_filter`` matches, so the executor asks for them
     only once that runs short (a page's second query, at most once per bracket)."""
     key, direction = sort[0]
-    if key == "_id":
-        return None
-    found = beyond(key, direction, last[0])
+    found = _later(key, direction, last[0])
     if not found:
         return None
     return found[0] if len(found) == 1 else {"$or": found}
+
+
+def _later(key: str, direction: int, value: Any) -> list[dict[str, Any]]:
+    """``beyond``: the type brackets after ``value``'s; an ``_id`` is never null or missing, so
+    descending it has no "null last" clause. ``_id`` is a sort key like the others here: another
+    client may store one of another type (a string among ObjectIds, which MongoDB sorts first)."""
+    found = beyond(key, direction, value)
+    return [c for c in found if c != {key: None}] if key == "_id" else found
 
 
 def _after(key: str, direction: int, value: Any, first: bool) -> dict[str, Any] | None:
@@ -107,9 +118,8 @@ def _after(key: str, direction: int, value: Any, first: bool) -> dict[str, Any] 
     if value is None:
         return {key: {"$ne": None}} if direction == 1 else None
     within = {key: {"$gt" if direction == 1 else "$lt": value}}
-    if first or key == "_id":  # an _id is never null, and of the model's one type
-        return within
-    return {"$or": [within, *beyond(key, direction, value)]}
+    later = [] if first else _later(key, direction, value)
+    return {"$or": [within, *later]} if later else within
 
 
 def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, Any]:
@@ -117,9 +127,8 @@ def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, An
     if value is None:
         return {} if direction == 1 else {key: None}
     within = {key: {"$gte" if direction == 1 else "$lte": value}}
-    if first or key == "_id":
-        return within
-    return {"$or": [within, *beyond(key, direction, value)]}
+    later = [] if first else _later(key, direction, value)
+    return {"$or": [within, *later]} if later else within
 
 
 def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any]:

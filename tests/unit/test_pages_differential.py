@@ -30,7 +30,15 @@ document = st.fixed_dictionaries(
               "expiresAt": st.one_of(st.none(), st.sampled_from(DATES))})
 sort = st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from([1, -1])), min_size=1, max_size=3,
                 unique_by=lambda pair: pair[0])
+# a sort that may name the id anywhere (what follows it never decides: find sorts so)
+sort_with_id = st.lists(st.tuples(st.sampled_from([*KEYS, "id"]), st.sampled_from([1, -1])), min_size=1, max_size=3,
+                        unique_by=lambda pair: pair[0])
 query = st.sampled_from([{}, {"energyLevel": {"$gte": 50}}, {"summary": None}, {"expiresAt": {"$ne": None}}])
+
+
+def _total(order: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """``order`` as one sorted ``find`` is asked for it: ``_id`` last unless the sort names it."""
+    return order if any(k in ("id", "_id") for k, _ in order) else [*order, ("_id", order[-1][1])]
 
 
 def _paged(db: Database, filt: dict[str, Any], order: list[tuple[str, int]], limit: int, size: int) -> list[Any]:
@@ -46,15 +54,14 @@ def _paged(db: Database, filt: dict[str, Any], order: list[tuple[str, int]], lim
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(docs=st.lists(document, max_size=14), order=sort, limit=st.integers(1, 4), filt=query)
+@given(docs=st.lists(document, max_size=14), order=sort_with_id, limit=st.integers(1, 4), filt=query)
 def test_pages_give_what_one_sorted_find_gives(docs, order, limit, filt):
     with Database(f"mongomock://localhost/pages{uuid.uuid4().hex[:8]}", audit=False, journal=False,
                   ensure_indexes=False) as db:
         user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
         items = [{"userId": user.id, "recommendations": ["Rest"], **doc} for doc in docs]
         assert not db.create_many("PlanetaryInsight", items, lean=True).failed
-        expected = [d["_id"] for d in db.find("PlanetaryInsight", filt, sort=[*order, ("_id", order[-1][1])],
-                                              lean=True)]
+        expected = [d["_id"] for d in db.find("PlanetaryInsight", filt, sort=_total(order), lean=True)]
         assert _paged(db, filt, order, limit, len(docs)) == expected
 
 
@@ -62,19 +69,26 @@ def test_pages_give_what_one_sorted_find_gives(docs, order, limit, filt):
 foreign = st.one_of(st.none(), st.sampled_from([10, 2.5, "7", "grey", True, False, DATES[0], {"a": 1},
                                                 ObjectId("6b1640000000000000000001"), Binary(b"x")]))
 raw_document = st.fixed_dictionaries({}, optional={"energyLevel": foreign, "summary": foreign, "expiresAt": foreign})
+# an _id another client chose: a string or a number among the service's ObjectIds (MongoDB
+# sorts numbers, then strings, then ObjectIds)
+foreign_id = st.one_of(st.integers(1, 2**24).map(lambda n: ObjectId(n.to_bytes(12, "big"))),
+                       st.integers(-3, 3), st.text("ab", min_size=1, max_size=2))
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(docs=st.lists(raw_document, max_size=12), order=sort, limit=st.integers(1, 4))
+@given(docs=st.lists(st.tuples(foreign_id, raw_document), max_size=12, unique_by=lambda pair: pair[0]),
+       order=sort_with_id, limit=st.integers(1, 4))
 def test_pages_keep_documents_whose_sort_keys_hold_other_types(docs, order, limit):
     """Stored by another client (the Node service, a script): a sort key holding a string where
-    the model says number, a bool, a document... MongoDB sorts by type bracket first, and a page
-    after a value of one bracket still reaches every later one."""
+    the model says number, a bool, a document, an ``_id`` that is a string or a number...
+    MongoDB sorts by type bracket first, and a page after a value of one bracket still reaches
+    every later one, the tie-break ``_id`` included."""
     with Database(f"mongomock://localhost/pagesraw{uuid.uuid4().hex[:8]}", audit=False, journal=False,
                   ensure_indexes=False) as db:
         if docs:
-            db.mongo["planetaryInsights"].insert_many([{"_id": ObjectId(), "date": DATES[0], **doc} for doc in docs])
-        expected = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, sort=[*order, ("_id", order[-1][1])])]
+            db.mongo["planetaryInsights"].insert_many([{"_id": _id, "date": DATES[0], **doc} for _id, doc in docs])
+        stored = [(k.replace("id", "_id") if k == "id" else k, d) for k, d in _total(order)]
+        expected = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, sort=stored)]
         assert _paged(db, {}, order, limit, len(docs)) == expected
 
 
