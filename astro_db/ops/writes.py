@@ -1354,13 +1354,22 @@ def _utc(value: _dt.datetime) -> _dt.datetime:
     return value.replace(tzinfo=_dt.timezone.utc) if value.tzinfo is None else value.astimezone(_dt.timezone.utc)
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _stored_ms(value: _dt.datetime) -> int:
+    """The milliseconds since the epoch BSON stores for ``value`` (PyMongo cuts the rest)."""
+    return (_utc(value) - _EPOCH) // _dt.timedelta(milliseconds=1)
+
+
 def _eq(a: Any, b: Any, top: bool = True) -> bool:
     """Equality of a stored document and the one we sent, as BSON values: of the same BSON type
     (Python's ``True == 1 == 1.0`` is not: a boolean, an int32, an int64 and a double are four
-    values) and, below the top level, with their keys in the same order (``{"a": 1, "b": 2}`` is
-    not ``{"b": 2, "a": 1}`` to the server); BSON dates keep milliseconds only."""
+    values; another client's ``true`` is not the item's 1) and, below the top level, with their
+    keys in the same order (``{"a": 1, "b": 2}`` is not ``{"b": 2, "a": 1}`` to the server); a
+    date by the milliseconds BSON keeps (cut, not rounded: 0.5 ms stores as 0, 1.5 ms as 1)."""
     if isinstance(a, _dt.datetime) and isinstance(b, _dt.datetime):
-        return abs(_utc(a) - _utc(b)) < _dt.timedelta(milliseconds=1)
+        return _stored_ms(a) == _stored_ms(b)
     if isinstance(a, dict) and isinstance(b, dict):
         if top:
             return set(a) == set(b) and all(_eq(a[k], b[k], False) for k in a)

@@ -14,6 +14,10 @@ import uuid
 from typing import Any
 
 import pytest
+from bson import ObjectId
+from fuzzing import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymongo import errors as pm
 from pymongo import monitoring
 
@@ -111,6 +115,64 @@ def test_a_replace_replaces_the_whole_content_and_keeps_id_and_created_at(db, us
     stored = db.find_one("PlanetaryInsight", {"id": doc_id}, lean=True)
     assert "summary" not in stored and stored["recommendations"] == ["Walk", "Read"]
     assert stored["_rev"] == 1 and stored["__v"] == 1  # a list changed: Mongoose's version key too
+
+
+SERVICE = ("_id", "createdAt", "updatedAt", "__v", "_rev", "_op")
+
+
+def as_stored(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored document's content as BSON keeps it: service fields aside, a number by its value
+    (int32, int64 or double alike), a boolean as a boolean (never a number), a date by its
+    milliseconds (the oracle of what "already holding exactly the item's content" means)."""
+    def one(value: Any) -> Any:
+        if isinstance(value, bool):
+            return ("bool", value)
+        if isinstance(value, (int, float)):
+            return ("number", float(value))
+        if isinstance(value, dt.datetime):
+            aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+            return ("date", (aware - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1))
+        if isinstance(value, dict):
+            return ("object", sorted((k, one(v)) for k, v in value.items()))
+        if isinstance(value, list):
+            return ("array", [one(v) for v in value])
+        return (type(value).__name__, value)
+    return {k: one(v) for k, v in doc.items() if k not in SERVICE}
+
+
+SUB_MS = st.sampled_from([0, 400, 500, 999, 1000, 1500, 2600])  # microseconds past a whole second
+
+
+@settings(max_examples=examples(60), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(stored_energy=st.sampled_from([True, False, 0, 1, 1.0, 2]), stored_at=st.one_of(st.none(), SUB_MS),
+       energy=st.sampled_from([0, 1, 2]), at=st.one_of(st.none(), SUB_MS))
+def test_unchanged_means_the_stored_document_already_holds_what_the_item_would_store(
+        db, stored_energy, stored_at, energy, at):
+    """Another client stored the insight (a ``true`` energy level, an expiry with sub-millisecond
+    digits its driver cut); the nightly item says 1 and another expiry. ``unchanged`` only when
+    the stored document already holds what writing the item stores (the oracle: the item created
+    in another collection and read back), else ``updated`` to exactly that. A boolean is no
+    number (``True == 1`` in Python), and a date is compared by the milliseconds BSON keeps
+    (0.5 ms and 1.5 ms store as 0 and 1 ms, though less than 1 ms apart)."""
+    owner = ObjectId()
+    expires = dt.datetime(2036, 3, 1, tzinfo=dt.timezone.utc)  # ahead: expiresAt has a TTL index
+    raw = {"_id": ObjectId(), "userId": owner, "date": DAY0, "energyLevel": stored_energy, "recommendations": ["Rest"]}
+    if stored_at is not None:
+        raw["expiresAt"] = expires + dt.timedelta(microseconds=stored_at)
+    db.mongo["planetaryInsights"].insert_one(raw)
+    item = {"userId": owner, "date": DAY0, "energyLevel": energy, "recommendations": ["Rest"]}
+    if at is not None:
+        item["expiresAt"] = expires + dt.timedelta(microseconds=at)
+    with Database(f"mongomock://localhost/oracle{uuid.uuid4().hex[:8]}", audit=False, journal=False,
+                  check_references=False, ensure_indexes=False) as scratch:
+        made = scratch.create("PlanetaryInsight", item, lean=True)
+        want = as_stored(scratch.mongo["planetaryInsights"].find_one({"_id": made["_id"]}))
+    before = as_stored(db.mongo["planetaryInsights"].find_one({"_id": raw["_id"]}))
+    result = db.upsert_many("PlanetaryInsight", [item], on=ON)
+    assert not result.failed and result.ids == [raw["_id"]]
+    assert (result.unchanged == 1) == (before == want), (before, want)
+    assert as_stored(db.mongo["planetaryInsights"].find_one({"_id": raw["_id"]})) == want
 
 
 @pytest.mark.live
