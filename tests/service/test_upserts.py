@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Int64, ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,14 +121,19 @@ SERVICE = ("_id", "createdAt", "updatedAt", "__v", "_rev", "_op")
 
 
 def as_stored(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored document's content as BSON keeps it: service fields aside, a number by its value
-    (int32, int64 or double alike), a boolean as a boolean (never a number), a date by its
-    milliseconds (the oracle of what "already holding exactly the item's content" means)."""
+    """A stored document's content as BSON keeps it: service fields aside, a number by its BSON
+    type and value (an int32, an int64 and a double are three values), a boolean as a boolean
+    (never a number), a date by its milliseconds (the oracle of what "already holding exactly the
+    item's content" means)."""
     def one(value: Any) -> Any:
         if isinstance(value, bool):
             return ("bool", value)
-        if isinstance(value, (int, float)):
-            return ("number", float(value))
+        if isinstance(value, Int64):
+            return ("long", int(value))
+        if isinstance(value, int):
+            return ("int" if -(2**31) <= value < 2**31 else "long", value)
+        if isinstance(value, float):
+            return ("double", value)
         if isinstance(value, dt.datetime):
             aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
             return ("date", (aware - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1))
