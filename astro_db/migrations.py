@@ -641,6 +641,8 @@ class Migrator:
                     continue
                 if direction == "down" and record.get("status") != "applied":
                     continue
+                if not self.dry_run and m is not todo[0]:
+                    self.lease.renew()  # a run that lost its lease meanwhile starts no further migration
                 report.outcomes[m.version] = self._one(m, direction, record)
                 report.ran.append(m.version)
         finally:
@@ -657,7 +659,7 @@ class Migrator:
             start: dict[str, Any] = {
                 "version": m.version, "description": m.description, "checksum": m.checksum, "file": m.path.name,
                 "status": "running", "direction": direction, "by": dict(self.who), "owner": self.owner,
-                "error": None, "finishedAt": None,
+                "lease": self.lease.token, "error": None, "finishedAt": None,
             }
             if not resuming:
                 start.update(startedAt=started, positions={}, ops={})
@@ -673,8 +675,12 @@ class Migrator:
             if not self.dry_run and not isinstance(exc, MigrationLockedError):
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 failed = self._finish_time(ctx)
-                self._update(m.version, {"$set": {"status": "failed", "error": error},
-                                         "$push": {"history": self._transition(m, "failed", direction, failed, error=error)}})
+                try:
+                    self._update(m.version, {"$set": {"status": "failed", "error": error},
+                                             "$push": {"history": self._transition(m, "failed", direction, failed,
+                                                                                   error=error)}})
+                except MigrationLockedError:  # another run holds it now: its record is that run's
+                    log.warning("migration %s: not recorded as failed: the lease was taken over", m.name)
             log.error("migration %s %s failed: %s", m.name, direction, type(exc).__name__)
             if isinstance(exc, Exception) and not isinstance(exc, MigrationError):
                 raise MigrationError(f"migration {m.path.name} failed ({direction}): {type(exc).__name__}: {exc}; "
@@ -737,8 +743,20 @@ class Migrator:
         return {int(r["version"]): r for r in rows if isinstance(r.get("version"), int)}
 
     def _update(self, version: int, update: dict[str, Any], *, upsert: bool = False) -> None:
-        self.ex.call(None, "migrate record",
-                     lambda: self._records.update_one({"_id": f"v{version:04d}"}, update, upsert=upsert))
+        """Write a migration's record. The start of a run (``upsert``) stamps it with this run's
+        lease token; every later write (a position, the op id of the next batch, the end) is
+        fenced by that token: a run whose lease was taken over while it stalled never writes
+        over the record of the run that took it over (its stored op id is what a resume after a
+        crash records), it gets ``MigrationLockedError`` instead."""
+        where: dict[str, Any] = {"_id": f"v{version:04d}"}
+        if not upsert:
+            where["lease"] = self.lease.token
+        result = self.ex.call(None, "migrate record", lambda: self._records.update_one(where, update, upsert=upsert))
+        if not upsert and not result.matched_count:
+            holder = self.ex.call(None, "migrate record", lambda: self._records.find_one({"_id": LEASE_ID})) or {}
+            raise MigrationLockedError(f"migration {version:04d}: the migrations lease was taken over by "
+                                       f"{holder.get('owner')}; this run stops (the record is the new run's)",
+                                       owner=holder.get("owner"))
 
     def _refuse_changed(self, files: list[MigrationFile], records: dict[int, dict[str, Any]]) -> None:
         for m in files:
@@ -840,7 +858,7 @@ def _record_at(record: Mapping[str, Any], cut: int) -> tuple[bool, dict[str, Any
 
 def _as_state(record: Mapping[str, Any], status: str, direction: Any, *, started: Any, finished: Any,
               error: Any = None) -> dict[str, Any]:
-    state = {k: v for k, v in record.items() if k not in ("history", "positions", "ops")}
+    state = {k: v for k, v in record.items() if k not in ("history", "positions", "ops", "lease")}
     ended = status in _FINISHED
     state.update(status=status if ended or status == "failed" else "running", direction=direction, startedAt=started,
                  finishedAt=finished if ended else None, error=error if status == "failed" else None,

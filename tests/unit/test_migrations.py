@@ -367,6 +367,54 @@ def test_a_run_whose_lease_was_taken_over_stops_at_its_next_batch(db, folder, us
     assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["status"] == "running"  # resumable
 
 
+def test_a_stalled_run_never_writes_over_the_record_of_the_run_that_took_its_lease_over(db, folder, users):
+    """``slow`` stalls past its lease right after batch 1's records; ``rival`` takes the lease over,
+    resumes, and is killed between its batch's write and that batch's records. ``slow`` wakes up
+    and would store its position and its next op id in the record: over the op id of rival's
+    unrecorded batch, so the run that resumes after the kill would never record that batch.
+    The record is fenced by the lease: slow stops there; the resume records every document."""
+    now = [1000.0]
+    clock = lambda: now[0]  # noqa: E731
+
+    def kill_after_update(event, **details):
+        if event == "batch-updated":
+            raise Crash()
+
+    def stall(event, **details):
+        if event == "batch-recorded" and details["batch"] == 1 and now[0] == 1000.0:
+            now[0] += 3600  # slow's lease has expired
+            with pytest.raises(Crash):
+                Migrator(db, folder, batch_size=10, owner="rival", clock=clock, hook=kill_after_update).up()
+
+    with pytest.raises(MigrationLockedError, match="taken over"):
+        Migrator(db, folder, batch_size=10, owner="slow", clock=clock, hook=stall).up()
+    assert raw(db).count_documents({"applied": 1}) == 20  # slow's batch and rival's (unrecorded)
+    now[0] += 3600  # rival's lease has expired too
+    assert Migrator(db, folder, batch_size=10, owner="third", clock=clock).up().ran == [1]
+    assert raw(db).count_documents({"applied": 1}) == 25 and raw(db).count_documents({"applied": {"$gt": 1}}) == 0
+    recorded = sorted(r["documentId"] for r in records_of(db))
+    assert recorded == sorted(users)  # one change record per migrated user: rival's batch included
+
+
+def test_a_run_that_lost_its_lease_starts_no_further_migration(db, folder, users):
+    """The lease is taken over while ``slow`` finishes migration 1: it records 1 (its own work,
+    done) but does not start 2, which the run holding the lease now will run."""
+    write(folder, "0002_tier.py", TIER)
+    now = [1000.0]
+    rival = Migrator(db, folder, owner="rival", clock=lambda: now[0])
+
+    def take_over(figures):
+        if figures["version"] == 1 and figures["done"]:
+            now[0] += 3600
+            rival.lease.take()
+
+    with pytest.raises(MigrationLockedError, match="taken over by rival"):
+        Migrator(db, folder, owner="slow", clock=lambda: now[0], progress=take_over).up()
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 1})["status"] == "applied"
+    assert raw(db, MIGRATIONS_COLLECTION).find_one({"version": 2}) is None
+    assert raw(db).count_documents({"tier": {"$exists": True}}) == 0
+
+
 def test_the_progress_line(capsys):
     from astro_db.cli.migrate import _progress_line
 
