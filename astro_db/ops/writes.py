@@ -55,6 +55,7 @@ from ..errors import (
 )
 from ..events import Change, Written, changes_of
 from ..ids import BSON_CODEC, new_id
+from ..indexes import declared_indexes
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
 from ..personal import erased_ids
@@ -606,6 +607,11 @@ class WriteRunner:
         ``_id``, revision, op id and ``updatedAt``; when they need nothing (``hooks.stampless``)
         a plain ``update`` command is sent and the document returned is empty (``{}``)."""
         op_id = new_op_id()
+        if expected_revision is not None:
+            pinned = self._pinned("update", filt)
+            if pinned is None:
+                return None
+            filt = pinned
         at = filt if expected_revision is None else {"$and": [filt, _at_rev(expected_revision)]}
         if returning:
             projection = None
@@ -622,6 +628,21 @@ class WriteRunner:
         if written is not None:  # one with no ids (a plain update command's) is told too: ``_tell``
             self._tell(written)
         return doc
+
+    def _pinned(self, operation: str, filt: dict[str, Any]) -> dict[str, Any] | None:
+        """The filter of a write at an expected revision, narrowed to one document: a revision is
+        one document's, the one the write would change (the first match of ``filt``). A filter
+        that names an ``_id`` or a unique key is that already (nothing is read); any other is matched first and
+        the write is pinned to its first match's ``_id`` (None: nothing matches). Else the
+        compare-and-set would change whichever match is still at that revision: another
+        document than the one read, while the one read had changed."""
+        if _names_one(filt, self.info):
+            return filt
+        first = run.call(self.rt, self.info, f"{operation} revision check",
+                         lambda: self.coll.find_one(filt, {"_id": 1}, session=self.session), self.tx)
+        if first is None:
+            return None
+        return {"$and": [{"_id": first["_id"]}, filt]}
 
     def _own_or_conflict(self, operation: str, filt: dict[str, Any], expected: int, op_id: Any,
                          projection: dict[str, int] | None = None) -> dict[str, Any] | None:
@@ -891,6 +912,11 @@ class WriteRunner:
         """Delete the first document matching ``filt``; whether one was deleted. With
         ``expected_revision``, only if it is still at that revision (``ConflictError`` if it is
         at another; False if nothing matches)."""
+        if expected_revision is not None:
+            pinned = self._pinned("delete", filt)
+            if pinned is None:
+                return False
+            filt = pinned
         at = filt if expected_revision is None else {"$and": [filt, _at_rev(expected_revision)]}
         written = self._delete_one("delete", at)
         if written is None and expected_revision is not None:
@@ -1321,6 +1347,29 @@ def _deleted_all(docs: list[dict[str, Any]], op_id: Any) -> Written | None:
     if not docs:
         return None
     return Written("delete", tuple(d["_id"] for d in docs), (), tuple(_deleting(d) for d in docs), op_id=op_id)
+
+
+def _names_one(filt: Mapping[str, Any], info: ModelInfo) -> bool:
+    """Whether ``filt`` matches at most one document: it sets ``_id``, or every field of a unique
+    index the model declares (no partial one), to one value (at its top or in its ``$and``
+    clauses; not null, which matches every document missing the field)."""
+    equal: set[str] = set()
+
+    def collect(part: Mapping[str, Any]) -> None:
+        for key, value in part.items():
+            if key == "$and" and isinstance(value, list):
+                for clause in value:
+                    if isinstance(clause, Mapping):
+                        collect(clause)
+            elif not key.startswith("$") and value is not None and not isinstance(
+                    value, (Mapping, list, bson.regex.Regex, re.Pattern)):
+                equal.add(key)
+
+    collect(filt)
+    if "_id" in equal:
+        return True
+    return any(spec.get("unique") and "partialFilterExpression" not in spec and {f for f, _ in spec["key"]} <= equal
+               for spec in declared_indexes(info))
 
 
 def _at_rev(rev: int) -> dict[str, Any]:

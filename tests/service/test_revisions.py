@@ -6,9 +6,13 @@ writer is driven in between the read and the write by a wrapped collection, neve
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
+from fuzzing import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymongo import errors as pm
 
 from astro_db import errors
@@ -177,3 +181,42 @@ def test_a_delete_in_a_transaction_at_another_revision_is_a_conflict(db, day):
     except errors.TransactionNotSupportedError:
         pytest.skip("the server cannot run transactions")
     assert db.find_one("PlanetaryInsight", {"id": day.id}) is None
+
+
+def revisions(db: Any, user_id: Any) -> dict[Any, int]:
+    return {d["_id"]: d.get("_rev", 0) for d in db.find("PlanetaryInsight", {"userId": user_id}, lean=True)}
+
+
+@settings(max_examples=examples(40), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(bumps=st.lists(st.integers(0, 2), min_size=1, max_size=4), returning=st.booleans(), delete=st.booleans())
+def test_a_revision_is_the_one_document_the_query_names_first(db, bumps, returning, delete):
+    """A query naming no id (``{"userId": ...}``, several of her days) with ``expected_revision``:
+    the revision is that of the document the write changes without it, the query's first match
+    (what ``find_one`` reads). That document at the revision: it alone is written; at another:
+    ``ConflictError`` and nothing written, never another match that happens to be at that
+    revision. (Each day ``i`` has been changed ``bumps[i]`` times by someone else.)"""
+    owner = db.create("User", {"email": f"r{uuid.uuid4().hex[:8]}@example.com", "name": "Rev"})
+    days = [db.create("PlanetaryInsight", insight_data(owner.id, i)) for i in range(len(bumps))]
+    for day, n in zip(days, bumps):
+        for k in range(n):
+            db.update("PlanetaryInsight", {"id": day.id}, {"energyLevel": 60 + k})
+    query = {"userId": owner.id}
+    first = db.find_one("PlanetaryInsight", query, lean=True)  # the oracle: the document the query names
+    before = revisions(db, owner.id)
+    at_first = first.get("_rev", 0) == 0
+    try:
+        if delete:
+            done = db.delete("PlanetaryInsight", query, expected_revision=0)
+        else:
+            done = db.update("PlanetaryInsight", query, {"summary": "mine"}, expected_revision=0, returning=returning)
+    except errors.ConflictError as exc:
+        assert not at_first and exc.current_revision == first["_rev"]
+        assert revisions(db, owner.id) == before  # nothing written
+        return
+    assert at_first and done
+    after = revisions(db, owner.id)
+    if delete:
+        assert after == {k: v for k, v in before.items() if k != first["_id"]}
+    else:
+        assert after == {**before, first["_id"]: 1}
