@@ -112,6 +112,16 @@ def _encrypted_at(fields: Any, path: Any) -> Any:
                 None)
 
 
+def _among(filt: Mapping[str, Any], ids: Any) -> dict[str, Any]:
+    """A batch's write filter: the migration's query, and the batch's ``_id`` (one, or ``$in``).
+    Beside a top-level ``$or`` it goes into an ``$and``: the nx-27017 server's update applies a
+    top-level ``$or`` and drops the keys beside it (it changed every match of the query, past the
+    batch, and the documents outside it kept no change record)."""
+    if "$or" in filt or "_id" in filt:
+        return {"$and": [dict(filt), {"_id": ids}]}
+    return {**filt, "_id": ids}
+
+
 def migration_actor(version: int) -> str:
     """The actor of the change records a migration writes."""
     return f"astro-db:migrate:{version:04d}"
@@ -413,7 +423,7 @@ class MigrationContext:
                 change = update(doc)
                 if change:
                     sealed = crypto.bind_update(info, self._sealed(info, change), doc)
-                    requests.append(UpdateOne({**filt, "_id": doc["_id"]}, advance(sealed, op_id)))
+                    requests.append(UpdateOne(_among(filt, doc["_id"]), advance(sealed, op_id)))
                     names.update(_changed_fields(change))
             if not requests:
                 return 0
@@ -422,12 +432,12 @@ class MigrationContext:
         else:
             sealed = self._sealed(info, update)
             if crypto.has_pending(sealed):  # a value sealed for each document: one update per document
-                each = [UpdateOne({**filt, "_id": d["_id"]}, advance(crypto.bind_update(info, sealed, d), op_id))
+                each = [UpdateOne(_among(filt, d["_id"]), advance(crypto.bind_update(info, sealed, d), op_id))
                         for d in batch]
                 result = self._call(info, lambda: coll.bulk_write(each, ordered=False))
             else:
                 change = advance(sealed, op_id)
-                result = self._call(info, lambda: coll.update_many({**filt, "_id": {"$in": ids}}, change))
+                result = self._call(info, lambda: coll.update_many(_among(filt, {"$in": ids}), change))
             fields = sorted(_changed_fields(update))
         self._m.hook("batch-updated", batch=outcome.batches + 1, op=op_id)
         recorded = self._record_op(info, op_id, ids, fields)

@@ -136,6 +136,37 @@ def test_two_databases_racing_for_the_lease_run_it_once(live_url, folder):
         b_db.disconnect()
 
 
+EITHER = """
+version = 1
+description = "a plan for users with none, or a null one"
+
+
+def up(ctx):
+    ctx.migrate("User", {"$or": [{"plan": {"$exists": False}}, {"plan": None}]},
+                {"$set": {"plan": "free"}, "$inc": {"applied": 1}})
+    ctx.migrate("User", {"$or": [{"tier": {"$exists": False}}, {"tier": None}]},
+                lambda doc: {"$set": {"tier": doc["plan"].upper()}}, key="tier")
+"""
+
+
+def test_a_query_with_a_top_level_or_changes_only_its_batch_and_records_each_document(live_url, tmp_path):
+    """The nx-27017 server's update applies a top-level ``$or`` and drops the keys beside it: a
+    batch's write (the query and the batch's ids) changed every match of the query, past the
+    batch, and the documents outside it never got their change record. One record each now."""
+    (tmp_path / "0001_either.py").write_text(textwrap.dedent(EITHER))
+    db = Database(live_url).connect()
+    try:
+        made = db.create_many("User", [{"email": f"or{i}@example.com", "name": "Or"} for i in range(25)], lean=True)
+        report = Migrator(db, tmp_path, batch_size=10).up()
+        assert report.outcomes[1]["up:users"]["batches"] == 3 and report.outcomes[1]["up:users"]["changed"] == 25
+        users = db.mongo["users"]
+        assert users.count_documents({"applied": 1}) == 25 and users.count_documents({"tier": "FREE"}) == 25
+        recorded = [r["documentId"] for r in db.mongo[CHANGES_COLLECTION].find({"actor": migration_actor(1)})]
+        assert sorted(recorded) == sorted([d["_id"] for d in made] * 2)  # one record per document and call
+    finally:
+        db.disconnect()
+
+
 def test_installing_validators_sends_the_commands_and_diff_reads_list_collections(live_url):
     spy = CommandSpy("collMod", "create", "listCollections")
     db = Database(live_url, event_listeners=[spy]).connect()
