@@ -232,12 +232,7 @@ class Executor:
                                        verb="page")
         order = pages.page_sort(options.get("sort"))
         pages.refuse_list_keys(info.cls, order)
-        projection = options.get("projection")
-        if projection:
-            if any(projection.get(key) == 0 for key, _ in order):
-                raise QueryError("a page's projection cannot leave out its sort keys (the next token is made of them)")
-            if any(v for v in projection.values()):
-                projection = {**projection, **{key: 1 for key, _ in order}}
+        projection = pages.page_projection(options.get("projection"), order)
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
         after = op.options.get("after")

@@ -35,7 +35,7 @@ from ..errors import QueryError
 from ..models import paths
 from ..query.order import beyond
 
-__all__ = ["Page", "PageTokens", "beyond_filter", "keyset_filter", "page_sort", "refuse_list_keys"]
+__all__ = ["Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort", "refuse_list_keys"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,6 +87,28 @@ def refuse_list_keys(model_cls: Any, sort: list[tuple[str, int]]) -> None:
                 raise QueryError(f"cannot page by {key!r}: it holds a list, which the server sorts by its smallest or "
                                  "largest item and a page's start cannot follow; sort by a field holding one value "
                                  f"(or one position of the list: {'.'.join(parts[: i + 1])}.0...)")
+
+
+def page_projection(projection: Mapping[str, Any] | None, sort: list[tuple[str, int]]) -> dict[str, Any] | None:
+    """A page's projection with its sort keys kept whole (the next token is made of their
+    values): an inclusion gets each sort key no included path already holds, in place of the
+    paths inside it it names (``birthData`` beside ``birthData.date`` is a path collision to the
+    server); an exclusion that leaves out a sort key, a path holding one or a part of one is a
+    ``QueryError`` (the token would carry a missing or partial value: pages would skip or
+    repeat documents)."""
+    if not projection:
+        return None
+    out = dict(projection)
+    inclusion = any(v for k, v in out.items() if k != "_id")
+    for key, _ in sort:
+        inside = [p for p in out if p == key or key.startswith(p + ".") or p.startswith(key + ".")]
+        if any(not out[p] for p in inside):
+            raise QueryError("a page's projection cannot leave out its sort keys (the next token is made of them)")
+        if inclusion and not any(p == key or key.startswith(p + ".") for p in inside):
+            for p in inside:
+                del out[p]
+            out[key] = 1
+    return out
 
 
 def beyond_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from astro_db import Database
+from astro_db.errors import QueryError
 
 UTC = dt.timezone.utc
 DATES = [dt.datetime(2026, 12, d, tzinfo=UTC) for d in (1, 2, 3)]
@@ -116,3 +117,41 @@ def test_pages_follow_uuids_in_sort_keys_and_ids(docs, order, limit, uuid_ids):
         expected = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, sort=[*order, ("_id", order[-1][1])])]
         assert _paged(db, {}, order, limit, len(docs)) == expected
 
+# birth charts: sort keys inside an embedded document, projections naming it, a part of it, or
+# something else, to include or to leave out
+chart = st.fixed_dictionaries({"date": st.sampled_from(DATES), "timezone": st.sampled_from(["UTC", "Europe/Paris"])},
+                              optional={"location": st.fixed_dictionaries({"name": st.sampled_from(["Oslo", "Rome"])})})
+chart_sort = st.lists(st.tuples(st.sampled_from(["birthData", "birthData.date", "birthData.timezone",
+                                                 "birthData.location.name"]), st.sampled_from([1, -1])),
+                      min_size=1, max_size=2, unique_by=lambda pair: pair[0])
+projection = st.sampled_from([{"birthData": 1}, {"birthData.date": 1}, {"birthData.location": 1}, {"userId": 1},
+                              {"birthData": 0}, {"birthData.date": 0}, {"birthData.location.name": 0}, {"userId": 0}])
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=st.lists(chart, max_size=8), order=chart_sort, limit=st.integers(1, 3), shown=projection)
+def test_pages_with_a_projection_give_what_one_sorted_find_gives(docs, order, limit, shown):
+    """A projection naming a sort key's parent or a part of it: an inclusion gets each sort key
+    whole without a path collision (``birthData`` beside ``birthData.date``), an exclusion that
+    leaves out any of a sort key is a ``QueryError``; paging otherwise gives one sorted find."""
+    with Database(f"mongomock://localhost/pagesproj{uuid.uuid4().hex[:8]}", audit=False, journal=False,
+                  ensure_indexes=False) as db:
+        if docs:
+            db.mongo["birthCharts"].insert_many([{"_id": ObjectId(), "userId": ObjectId(), "birthData": doc}
+                                                 for doc in docs])
+        expected = [d["_id"] for d in db.mongo["birthCharts"].find({}, sort=_total(order))]
+        hidden = [p for p, v in shown.items() if not v]
+        if any(k == p or k.startswith(p + ".") or p.startswith(k + ".") for k, _ in order for p in hidden):
+            try:
+                db.page("BirthChart", {}, sort=order, limit=limit, projection=shown, lean=True)
+            except QueryError:
+                return
+            raise AssertionError("a projection leaving out a sort key was not refused")
+        got, token = [], None
+        for _ in range(len(docs) + 2):
+            page = db.page("BirthChart", {}, sort=order, limit=limit, projection=shown, after=token, lean=True)
+            got += [d["_id"] for d in page.items]
+            token = page.next
+            if token is None:
+                break
+        assert got == expected
