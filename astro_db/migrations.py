@@ -619,11 +619,16 @@ class Migrator:
         return self._run("up", todo, records)
 
     def down(self, *, to: int | None = None) -> Report:
-        """Revert applied migrations, newest first: the last one, or all above version ``to``."""
+        """Revert applied migrations, newest first: the last one, or all above version ``to``. A
+        migration a run left part-way (``running``, ``failed``) counts as applied: its ``down``
+        runs (a stopped ``down`` resumes) before any older migration is reverted."""
         files = {m.version: m for m in load_migrations(self.directory)}
         records = self._all_records()
         self._refuse_changed(list(files.values()), records)
-        applied = sorted((v for v, r in records.items() if r.get("status") == "applied"), reverse=True)
+        # a migration a run left part-way (running, failed: some of its documents migrated, or
+        # not yet reverted) is reverted first too, newest first: its down resumes a down that
+        # stopped, and an older migration is never reverted under one half applied
+        applied = sorted((v for v, r in records.items() if r.get("status") in _STARTED), reverse=True)
         versions = applied[:1] if to is None else [v for v in applied if v > to]
         todo = []
         for version in versions:
@@ -649,7 +654,7 @@ class Migrator:
                 record = records.get(m.version, {})
                 if direction == "up" and record.get("status") == "applied":
                     continue
-                if direction == "down" and record.get("status") != "applied":
+                if direction == "down" and record.get("status") not in _STARTED:
                     continue
                 if not self.dry_run and m is not todo[0]:
                     self.lease.renew()  # a run that lost its lease meanwhile starts no further migration
@@ -775,6 +780,9 @@ class Migrator:
                 raise MigrationError(
                     f"migration {m.path.name} was changed after it was {r.get('status')} (checksum {r.get('checksum', '')[:12]} "
                     f"recorded, {m.checksum[:12]} now); restore the file, or write a new migration for the new change")
+
+
+_STARTED = ("applied", "running", "failed")  # what ``down`` reverts
 
 
 def _user() -> str:

@@ -183,6 +183,50 @@ def test_a_failing_migration_is_recorded_failed_and_resumes(db, tmp_path, users,
     assert "bad data" in history[1]["error"] and history[0]["at"] <= history[1]["at"] <= history[2]["at"]
 
 
+UNTIER = TIER + '''
+
+def down(ctx):
+    import os
+
+    def undo(doc):
+        undone.append(doc["_id"])
+        if len(undone) == 15 and os.environ.get("DOWN_FAILS"):
+            raise ValueError("bad data")
+        return {"$unset": {"tier": ""}}
+
+    undone = []
+    ctx.migrate("User", {"tier": {"$exists": True}}, undo)
+'''
+
+
+@pytest.mark.parametrize("stopped", ["failed", "killed"])
+def test_a_down_that_stopped_part_way_is_resumed_before_an_older_migration_is_reverted(
+        db, folder, users, monkeypatch, stopped):
+    """``down`` of 2 fails (or is killed) after its first batch: "run it again to resume". The
+    next ``down`` resumes 2 (newest first), never reverts 1 under a half-reverted 2."""
+    write(folder, "0002_tier.py", UNTIER)
+    Migrator(db, folder, batch_size=10).up()
+    monkeypatch.setenv("DOWN_FAILS", "1")
+    if stopped == "failed":
+        with pytest.raises(MigrationError, match="run it again to resume"):
+            Migrator(db, folder, batch_size=10).down()
+    else:
+        def kill(event, **details):
+            if event == "batch-saved" and details["batch"] == 1:
+                raise Crash()
+        with pytest.raises(Crash):
+            Migrator(db, folder, batch_size=10, hook=kill).down()
+        # what a SIGKILL leaves: the record as the run left it, still "running" (no failure written)
+        raw(db, MIGRATIONS_COLLECTION).update_one({"version": 2}, {"$set": {"status": "running", "error": None}})
+    monkeypatch.delenv("DOWN_FAILS")
+    assert raw(db).count_documents({"tier": {"$exists": True}}) == 15  # 2 is half reverted
+    report = Migrator(db, folder, batch_size=10).down()
+    assert report.ran == [2] and report.outcomes[2]["down:users"]["matched"] == 15  # resumed at its position
+    assert raw(db).count_documents({"tier": {"$exists": True}}) == 0
+    assert raw(db).count_documents({"plan": "free"}) == 25  # 1 stays applied
+    assert [(r["version"], r["state"]) for r in Migrator(db, folder).status()] == [(1, "applied"), (2, "pending")]
+
+
 class Crash(BaseException):
     """A process dying mid-batch (no cleanup code may catch it as an error)."""
 
