@@ -483,6 +483,17 @@ class MigrationContext:
                                 "path it was sealed for); read it and $set it with a function update instead")
         return crypto.seal_update(info, change)
 
+    def record_left(self, ops: Mapping[str, Any]) -> None:
+        """Record the batches a run in the other direction wrote and did not record (killed
+        between a batch's write and its records: its op id is still stored, ``ops``), before
+        this run starts afresh and the stored op ids are reset. A key names its collection
+        unless the migration chose another (``key=``): then every model's is looked in."""
+        models = list(self._ex.runtime.registry)
+        for key, op_id in ops.items():
+            name = key.split(":", 1)[-1]
+            for info in [i for i in models if i.collection == name] or models:
+                self._record_op(info, op_id)
+
     def _record_op(self, info: ModelInfo, op_id: Any, ids: list[Any] | None = None, fields: Any = ()) -> int:
         """Record the documents the batch ``op_id`` changed (read back by their op id)."""
         coll = self._m.coll(info)
@@ -667,8 +678,12 @@ class Migrator:
 
     def _one(self, m: MigrationFile, direction: str, record: dict[str, Any]) -> dict[str, dict[str, int]]:
         resuming = record.get("status") in ("running", "failed") and record.get("direction", "up") == direction
+        left = {} if resuming else {k: op for k, op in (record.get("ops") or {}).items() if op is not None}
         if not resuming:
             record = {"positions": {}, "ops": {}}
+        ctx = MigrationContext(self, m, direction, record)
+        if left and not self.dry_run:  # a run the other way stopped part-way: its last batch recorded first
+            ctx.record_left(left)
         if not self.dry_run:
             started = _now()
             start: dict[str, Any] = {
@@ -681,7 +696,6 @@ class Migrator:
             self._update(m.version, {"$set": start, "$push": {"history": self._transition(m, "running", direction, started)}},
                          upsert=True)
             log.info("migration %s %s: %s%s", m.name, direction, m.description, " (resuming)" if resuming else "")
-        ctx = MigrationContext(self, m, direction, record)
         fn = m.up if direction == "up" else m.down
         assert fn is not None
         try:

@@ -250,6 +250,33 @@ def test_a_run_killed_between_update_and_records_resumes_exactly_once(db, folder
     assert sorted(r["documentId"] for r in recs) == sorted(users)
 
 
+def every_change_recorded(db: Database, ids: list[ObjectId]) -> None:
+    """Each user's change records are one per revision it went through: 0 (created) to now."""
+    for doc in raw(db).find({"_id": {"$in": ids}}):
+        revs = sorted(r["rev"] for r in raw(db, CHANGES_COLLECTION).find({"documentId": doc["_id"]}))
+        assert revs == list(range(doc.get("_rev", 0) + 1)), (doc["_id"], revs, doc.get("_rev"))
+
+
+@pytest.mark.parametrize("first, then", [("down", "up"), ("up", "down")])
+def test_a_run_killed_before_its_records_is_recorded_by_a_run_in_the_other_direction(db, folder, users, first, then):
+    """A run killed between a batch's write and its records leaves that batch's op id in the
+    record; the next run may go the other way (``up`` after a killed ``down``, ``down`` after a
+    killed ``up``), starting afresh: it records the batch first, so no change goes unrecorded."""
+    if first == "down":
+        Migrator(db, folder, batch_size=10).up()
+
+    def kill_in_batch_2(event, **details):
+        if event == "batch-updated" and details["batch"] == 2:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        getattr(Migrator(db, folder, batch_size=10, hook=kill_in_batch_2), first)()
+    # what a SIGKILL leaves: the record as the run left it, still "running" (no failure written)
+    raw(db, MIGRATIONS_COLLECTION).update_one({"version": 1}, {"$set": {"status": "running", "error": None}})
+    assert getattr(Migrator(db, folder, batch_size=10), then)().ran == [1]
+    every_change_recorded(db, users)
+
+
 def test_documents_written_behind_the_position_are_migrated_once(db, folder, users):
     behind = ObjectId.from_datetime(datetime.datetime(2001, 1, 1))  # sorts before every user
     ahead = sorted(users)[-1]
