@@ -7,11 +7,15 @@ import datetime
 import json
 import logging
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 from bson import ObjectId
 from click.testing import CliRunner
+from fuzzing import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from astro_db import Database
 from astro_db.changes import CHANGES_COLLECTION
@@ -679,3 +683,43 @@ def test_with_a_key_a_migration_that_moves_documents_to_another_owner_is_refused
         with pytest.raises(MigrationError, match="sets the owner of PlanetaryInsight documents"):
             Migrator(db, tmp_path).up()
         assert db.mongo.planetaryInsights.find_one({"_id": insight.id}) == before
+
+
+EVENTS = ["batch-start", "batch-updated", "batch-recorded", "batch-saved", "final-pass", "saved"]
+
+
+@settings(max_examples=examples(60), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from(["up", "down"]),
+                                st.one_of(st.none(), st.tuples(st.sampled_from(EVENTS), st.integers(1, 4)))),
+                      max_size=4))
+def test_runs_killed_anywhere_in_either_direction_change_each_user_once_per_run_and_record_it(tmp_path_factory, steps):
+    """Any sequence of ``up`` and ``down`` runs, each maybe killed at any point of any batch
+    (what a SIGKILL leaves: the record "running", the lease held until it expires), then ``up``
+    to the end: each user is migrated once more than it was reverted, ends migrated, and has one
+    change record per revision it went through."""
+    folder = tmp_path_factory.mktemp("migrations")
+    write(folder, "0001_add_plan.py", ADD_PLAN)
+    with Database(f"mongomock://localhost/mk{uuid.uuid4().hex[:8]}", ensure_indexes=False) as db:
+        ids = [d["_id"] for d in db.create_many("User", [{"email": f"k{i}@example.com", "name": "K"}
+                                                         for i in range(23)], lean=True)]
+        now = [1000.0]
+        for direction, kill in steps:
+            seen: dict[str, int] = {}
+
+            def hook(event, _kill=kill, _seen=seen, **details):
+                _seen[event] = _seen.get(event, 0) + 1
+                if _kill is not None and event == _kill[0] and _seen[event] == _kill[1]:
+                    raise Crash()
+
+            try:
+                getattr(Migrator(db, folder, batch_size=5, clock=lambda: now[0], hook=hook), direction)()
+            except Crash:
+                raw(db, MIGRATIONS_COLLECTION).update_one({"version": 1}, {"$set": {"status": "running", "error": None}})
+                raw(db, MIGRATIONS_COLLECTION).update_one({"_id": LEASE_ID}, {"$set": {"token": "dead", "owner": "dead",
+                                                                                      "expiresMs": now[0] * 1000 + 1}})
+            now[0] += 3600  # a killed run's lease has expired
+        Migrator(db, folder, batch_size=5, clock=lambda: now[0]).up()
+        for doc in raw(db).find({"_id": {"$in": ids}}):
+            assert doc["plan"] == "free" and doc.get("applied", 0) - doc.get("reverted", 0) == 1, doc
+        every_change_recorded(db, ids)
