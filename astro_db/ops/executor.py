@@ -236,12 +236,18 @@ class Executor:
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
         after = op.options.get("after")
+        last = tokens.open(context, after, len(order)) if after is not None else None
+        coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
+        if isinstance(last, pages.LastById):  # sort values too long for the token: read back by its _id
+            pinned = last
+            doc = run.call(rt, info, "page", lambda: coll.find_one(
+                {"$and": [filt, {"_id": pinned.id}]} if filt else {"_id": pinned.id},
+                {key: 1 for key, _ in order}, session=session), op.transaction)
+            last = pinned.values(doc, order)
         query, beyond = filt, None
-        if after is not None:
-            last = tokens.open(context, after, len(order))
+        if last is not None:
             keyset, beyond = pages.keyset_filter(order, last), pages.beyond_filter(order, last)
             query = {"$and": [filt, keyset]} if filt else keyset
-        coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
 
         def ask(query: dict[str, Any], wanted: int) -> list[dict[str, Any]]:
             options: dict[str, Any] = {"sort": order, "limit": wanted}

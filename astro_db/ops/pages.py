@@ -35,7 +35,7 @@ from ..errors import QueryError
 from ..models import paths
 from ..query.order import beyond
 
-__all__ = ["Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort", "refuse_list_keys"]
+__all__ = ["LastById", "Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort", "refuse_list_keys"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +44,7 @@ T = TypeVar("T")
 _CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
 _MAC_BYTES = 16
 MAX_LIMIT = 10_000
+MAX_TOKEN = 8192  # characters: a token passes in a URL
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,23 @@ class PageTokens:
         return bson.encode({"m": model, "f": dict(filt), "s": [list(pair) for pair in sort], "a": actor})
 
     def make(self, context: bytes, last: list[Any]) -> str:
+        """A token carrying ``last`` (the sort values, ``_id`` last); one that would be longer
+        than a token may be (``MAX_TOKEN``: long values another client stored, a long text of
+        an app model) carries the ``_id`` and a digest of the values instead (``LastById``)."""
         body = bson.encode({"v": last}, codec_options=_CODEC)
+        token = self._seal(context, body)
+        if len(token) <= MAX_TOKEN:
+            return token
+        return self._seal(context, bson.encode({"i": last[-1], "d": _digest(last)}, codec_options=_CODEC))
+
+    def _seal(self, context: bytes, body: bytes) -> str:
         mac = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
         return base64.urlsafe_b64encode(mac + body).rstrip(b"=").decode()
 
-    def open(self, context: bytes, token: Any, width: int) -> list[Any]:
-        """The last values a token carries; ``QueryError`` if it is not one this query made."""
-        if not isinstance(token, str) or not token or len(token) > 8192:
+    def open(self, context: bytes, token: Any, width: int) -> list[Any] | LastById:
+        """The last values a token carries (or, for values too long to carry, ``LastById``);
+        ``QueryError`` if it is not one this query made."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
             raise QueryError("after= takes the page token a previous page returned (a string)")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -233,7 +244,30 @@ class PageTokens:
         expected = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
         if not hmac.compare_digest(mac, expected):
             raise QueryError("invalid page token (altered, or made for another query, sort or actor)")
-        values = bson.decode(body, codec_options=_CODEC)["v"]
+        decoded = bson.decode(body, codec_options=_CODEC)
+        if "i" in decoded:
+            return LastById(decoded["i"], bytes(decoded["d"]))
+        values = decoded["v"]
         if not isinstance(values, list) or len(values) != width:  # pragma: no cover - authentic tokens are ours
             raise QueryError("invalid page token")
         return values
+
+
+@dataclass(frozen=True)
+class LastById:
+    """A token's last document named by its ``_id`` (its sort values were too long to carry):
+    the page after it reads them back (``values``), and refuses to go on if they changed."""
+
+    id: Any
+    digest: bytes
+
+    def values(self, doc: Mapping[str, Any] | None, sort: list[tuple[str, int]]) -> list[Any]:
+        last = sort_values(doc, sort) if doc is not None else None
+        if last is None or _digest(last) != self.digest:
+            raise QueryError("the last document of the page before was changed or removed since, and its sort values "
+                             "were too long for the token to carry: start again from the first page")
+        return last
+
+
+def _digest(last: list[Any]) -> bytes:
+    return hashlib.sha256(bson.encode({"v": last}, codec_options=_CODEC)).digest()[:16]

@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import pytest
 from bson import Binary, ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
@@ -155,3 +156,42 @@ def test_pages_with_a_projection_give_what_one_sorted_find_gives(docs, order, li
             if token is None:
                 break
         assert got == expected
+
+
+# a sort value too long for a token (8,192 characters, what passes in a URL): another client's
+# long text, or an app model's
+long_text = st.tuples(st.sampled_from("abc"), st.sampled_from([1, 6000, 9000])).map(lambda pair: pair[0] * pair[1])
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(long_text, max_size=7), direction=st.sampled_from([1, -1]), limit=st.integers(1, 3))
+def test_pages_after_sort_values_too_long_for_a_token_give_what_one_sorted_find_gives(texts, direction, limit):
+    """A page whose last document's sort value is too long for the token (the token names it by
+    ``_id``, and the next page reads its values back): the next token still opens, and paging
+    gives one sorted find."""
+    with Database(f"mongomock://localhost/pageslong{uuid.uuid4().hex[:8]}", audit=False, journal=False,
+                  ensure_indexes=False) as db:
+        coll = db.mongo["timingRecommendations"]
+        if texts:
+            coll.insert_many([{"_id": ObjectId(), "userId": ObjectId(), "activity": text} for text in texts])
+        order = [("activity", direction)]
+        expected = [d["_id"] for d in coll.find({}, sort=_total(order))]
+        got, token = [], None
+        for _ in range(len(texts) + 2):
+            page = db.page("TimingRecommendation", {}, sort=order, limit=limit, after=token, lean=True)
+            got += [d["_id"] for d in page.items]
+            token = page.next
+            assert token is None or len(token) <= 8192
+            if token is None:
+                break
+        assert got == expected
+
+
+def test_a_token_naming_its_last_document_refuses_it_changed_since():
+    with Database("mongomock://localhost/pageslongchanged", audit=False, journal=False, ensure_indexes=False) as db:
+        coll = db.mongo["timingRecommendations"]
+        coll.insert_many([{"_id": ObjectId(), "userId": ObjectId(), "activity": c * 9000} for c in "ab"])
+        first = db.page("TimingRecommendation", {}, sort="activity", limit=1, lean=True)
+        coll.update_one({"_id": first.items[0]["_id"]}, {"$set": {"activity": "z"}})
+        with pytest.raises(QueryError, match="changed or removed since"):
+            db.page("TimingRecommendation", {}, sort="activity", limit=1, after=first.next, lean=True)
