@@ -305,10 +305,11 @@ def _chose_id(son: dict[str, Any]) -> bool:
 
 
 def revision(value: Any) -> int | None:
-    """An ``expected_revision=``: None, or a whole number from 0 (``QueryError`` otherwise)."""
+    """An ``expected_revision=``: None, or a whole number from 0 that a BSON integer holds (below
+    2**63: a revision is one), ``QueryError`` otherwise, before anything is sent."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise QueryError(f"expected_revision must be a whole number from 0 (a revision read earlier), got {value!r}")
     return value
 
