@@ -424,12 +424,15 @@ def compile_projection(model: Any, projection: Any) -> dict[str, int] | None:
     return out
 
 
+_INT64 = 2**63  # a limit, skip or batch size the driver can encode is below it
+
+
 def find_options(model: Any, sort: Any, limit: Any, skip: Any, projection: Any, batch_size: Any) -> dict[str, Any]:
     """Validated PyMongo ``find`` keyword options (stored names) from the service's arguments."""
     options: dict[str, Any] = {}
     for name, value in (("limit", limit), ("skip", skip)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise QueryError(f"{name} must be a whole number >= 0, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _INT64:
+            raise QueryError(f"{name} must be a whole number >= 0, got {value!r} (at most 2**63 - 1)")
         if value:
             options[name] = value
     compiled_sort = compile_sort(model, sort)
@@ -439,7 +442,7 @@ def find_options(model: Any, sort: Any, limit: Any, skip: Any, projection: Any, 
     if compiled_projection:
         options["projection"] = compiled_projection
     if batch_size is not None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise QueryError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size < _INT64:
+            raise QueryError(f"batch_size must be a whole number >= 1, got {batch_size!r} (at most 2**63 - 1)")
         options["batch_size"] = batch_size
     return options

@@ -8,7 +8,7 @@ import base64
 import pytest
 from pymongo import monitoring
 
-from astro_db import Database, Page
+from astro_db import Database, Page, errors
 from astro_db.errors import AstroDBError, PermissionDeniedError, QueryError
 from astro_db.models import PlanetaryInsight, User
 from astro_db.security.crypto import new_key
@@ -285,3 +285,13 @@ def test_reading_on_translates_driver_errors_and_counts_them_on_the_breaker(db):
             raise StopIteration
 
     assert run.read_on(rt, info, "iter_find", Done()) is run.END
+
+
+def test_a_limit_or_skip_no_bson_integer_holds_is_a_query_error_before_anything_is_sent(db):
+    """2**63 and above reached the driver, which cannot encode them: on a server an AstroDBError
+    ("failed unexpectedly: OverflowError") from inside the call; now a QueryError, as -1 is."""
+    for options in ({"limit": 2**63}, {"skip": 2**64}, {"batch_size": 2**63}):
+        with pytest.raises(errors.QueryError, match="must be a whole number"):
+            db.iter_find("PlanetaryInsight", {}, **options)
+        with pytest.raises(errors.QueryError, match="must be a whole number"):
+            db.find("PlanetaryInsight", {}, **options)

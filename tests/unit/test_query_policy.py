@@ -297,6 +297,11 @@ def test_find_options_keep_only_what_was_asked():
     (0, -3, None, "skip must be a whole number >= 0, got -3"),
     (0, 0, 0, "batch_size must be a whole number >= 1, got 0"),
     (0, 0, "10", "batch_size must be"),
+    (0, 0, True, "batch_size must be"),
+    # no BSON integer holds them: the driver failed to encode the command, after the call had begun
+    (2**63, 0, None, "limit must be"),
+    (0, 2**64, None, "skip must be"),
+    (0, 0, 2**63, "batch_size must be"),
 ])
 def test_find_options_refuse_negative_or_non_integer_numbers(limit, skip, batch, message):
     with pytest.raises(QueryError, match=message):
