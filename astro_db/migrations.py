@@ -91,6 +91,7 @@ Update = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None
 
 
 # update operators whose values ``FieldCrypto.seal_update`` seals (or that write no value)
+_PASSES = 8  # final passes at most, while documents keep changing between a read and its write
 _SEALED_OPS = frozenset({"$set", "$push", "$addToSet", "$unset", "$pull", "$pop"})
 
 
@@ -120,6 +121,16 @@ def _among(filt: Mapping[str, Any], ids: Any) -> dict[str, Any]:
     if "$or" in filt or "_id" in filt:
         return {"$and": [dict(filt), {"_id": ids}]}
     return {**filt, "_id": ids}
+
+
+def _as_read(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document is still as it was read: the same revision (every write of the service
+    advances it) and the same ``updatedAt`` (Mongoose's timestamps move it on every save of the
+    Node service, which leaves ``_rev`` alone)."""
+    rev = revision_of(dict(doc))
+    at_rev: dict[str, Any] = {"_rev": rev} if rev else {"$or": [{"_rev": 0}, {"_rev": {"$exists": False}}]}
+    stamp = {"updatedAt": doc["updatedAt"]} if "updatedAt" in doc else {"updatedAt": {"$exists": False}}
+    return {"$and": [at_rev, stamp]}
 
 
 def migration_actor(version: int) -> str:
@@ -311,6 +322,7 @@ class MigrationContext:
         self._record = record
         self._ex = migrator.ex
         self.latest_write: _dt.datetime | None = None  # the newest updatedAt of the documents it recorded
+        self.missed = 0  # function updates of the current pass not written: the document changed since its read
 
     # --- reading --------------------------------------------------------------------------
 
@@ -376,19 +388,27 @@ class MigrationContext:
             self._m.lease_renew()
             self._m.report(self.migration, info.name, outcome, total)
         # documents written behind the position (inserted with a smaller _id, or reverted): a
-        # final pass from the start, with the same conditional filter
-        self._m.hook("final-pass", key=key)
-        behind: Any = FROM_START
-        while True:
-            batch = self._read(info, filt, behind, size, None)
-            if not batch:
+        # final pass from the start, with the same conditional filter; again while a function
+        # update missed a document changed between its read and its write (it still matches)
+        for _ in range(_PASSES):
+            self._m.hook("final-pass", key=key)
+            behind: Any = FROM_START
+            self.missed = 0
+            while True:
+                batch = self._read(info, filt, behind, size, None)
+                if not batch:
+                    break
+                changed = self._apply(info, filt, update, batch, op_id, outcome)
+                outcome.final_pass += changed
+                outcome.changed += changed
+                behind, op_id = batch[-1]["_id"], new_op_id()
+                self._save(key, position, op_id)
+                self._m.lease_renew()
+            if not self.missed:
                 break
-            changed = self._apply(info, filt, update, batch, op_id, outcome)
-            outcome.final_pass += changed
-            outcome.changed += changed
-            behind, op_id = batch[-1]["_id"], new_op_id()
-            self._save(key, position, op_id)
-            self._m.lease_renew()
+        else:
+            raise MigrationError(f"migration {self.migration.name}: {self.missed} document(s) of {info.name} changed "
+                                 f"between the read and the write of each of {_PASSES} passes; run it again")
         self._m.report(self.migration, info.name, outcome, total, done=True)
         return outcome
 
@@ -423,11 +443,14 @@ class MigrationContext:
                 change = update(doc)
                 if change:
                     sealed = crypto.bind_update(info, self._sealed(info, change), doc)
-                    requests.append(UpdateOne(_among(filt, doc["_id"]), advance(sealed, op_id)))
+                    # the change is a function of the document as read: written only if it is
+                    # still that one (a miss still matches the query: the final pass reads it again)
+                    requests.append(UpdateOne({"$and": [_among(filt, doc["_id"]), _as_read(doc)]}, advance(sealed, op_id)))
                     names.update(_changed_fields(change))
             if not requests:
                 return 0
             result = self._call(info, lambda: coll.bulk_write(requests, ordered=False))
+            self.missed += len(requests) - int(result.matched_count)
             fields = sorted(names)
         else:
             sealed = self._sealed(info, update)

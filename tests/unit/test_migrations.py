@@ -297,6 +297,51 @@ def test_documents_written_behind_the_position_are_migrated_once(db, folder, use
     assert raw(db).find_one({"_id": ahead})["name"] == "Changed meanwhile"
 
 
+STATUS_TIER = '''
+import datetime
+import os
+
+from bson import ObjectId
+
+version = 1
+description = "a tier from the status, per document"
+done = []
+
+
+def up(ctx):
+    target, writer = ObjectId(os.environ["SUSPEND"]), os.environ["WRITER"]
+
+    def tier(doc):
+        if doc["_id"] == target and not done:  # the app suspends her right after the batch's read
+            done.append(1)
+            if writer == "service":
+                ctx.db.update("User", {"id": target}, {"status": "suspended"})
+            else:  # the Node service's Mongoose: a $set with its timestamp, no revision
+                ctx.db.mongo["users"].update_one({"_id": target}, {"$set": {
+                    "status": "suspended", "updatedAt": datetime.datetime.now(datetime.timezone.utc)}})
+        return {"$set": {"tier": doc["status"].upper()}}
+
+    ctx.migrate("User", {"tier": {"$exists": False}}, tier)
+'''
+
+
+@pytest.mark.parametrize("writer", ["service", "node"])
+def test_a_function_update_never_writes_what_it_computed_from_a_document_changed_since(
+        db, tmp_path, users, writer, monkeypatch):
+    """The app (through the service, or the Node service) suspends a user between the batch's
+    read and its write. The tier computed from the read says ACTIVE; written, it would contradict
+    the stored status for good (she no longer matches "not migrated yet"). It is written only if
+    the document is still as read (its revision and ``updatedAt``); the final pass reads it again."""
+    write(tmp_path, "0001_tier.py", STATUS_TIER)
+    monkeypatch.setenv("SUSPEND", str(sorted(users)[3]))
+    monkeypatch.setenv("WRITER", writer)
+    report = Migrator(db, tmp_path, batch_size=10).up()
+    for doc in raw(db).find():
+        assert doc["tier"] == doc["status"].upper(), doc
+    assert report.outcomes[1]["up:users"]["final_pass"] == 1  # the changed user, read again
+    every_change_recorded(db, users)
+
+
 def test_two_runs_at_once_run_the_migration_once(db, folder, users):
     """A reads the (absent) lease; before it takes it, B takes it and runs: A's take fails."""
     b = Migrator(db, folder, owner="B")
