@@ -242,7 +242,7 @@ class Executor:
             pinned = last
             doc = run.call(rt, info, "page", lambda: coll.find_one(
                 {"$and": [filt, {"_id": pinned.id}]} if filt else {"_id": pinned.id},
-                {key: 1 for key, _ in order}, session=session), op.transaction)
+                pages.sort_keys_projection(order), session=session), op.transaction)
             last = pinned.values(doc, order)
         query, beyond = filt, None
         if last is not None:

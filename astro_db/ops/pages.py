@@ -35,7 +35,8 @@ from ..errors import QueryError
 from ..models import paths
 from ..query.order import beyond
 
-__all__ = ["LastById", "Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort", "refuse_list_keys"]
+__all__ = ["LastById", "Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort",
+           "refuse_list_keys", "sort_keys_projection"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,6 +111,17 @@ def page_projection(projection: Mapping[str, Any] | None, sort: list[tuple[str, 
                 del out[p]
             out[key] = 1
     return out
+
+
+def sort_keys_projection(sort: list[tuple[str, int]]) -> dict[str, int]:
+    """The projection of a document's sort keys and nothing else, without a path collision
+    (``birthData`` holds ``birthData.date``: only the first is named)."""
+    keys = sorted({key for key, _ in sort}, key=len)
+    kept: list[str] = []
+    for key in keys:
+        if not any(key.startswith(k + ".") for k in kept):
+            kept.append(key)
+    return {key: 1 for key in kept}
 
 
 def beyond_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any] | None:

@@ -195,3 +195,22 @@ def test_a_token_naming_its_last_document_refuses_it_changed_since():
         coll.update_one({"_id": first.items[0]["_id"]}, {"$set": {"activity": "z"}})
         with pytest.raises(QueryError, match="changed or removed since"):
             db.page("TimingRecommendation", {}, sort="activity", limit=1, after=first.next, lean=True)
+
+
+def test_sort_values_too_long_for_a_token_are_read_back_by_keys_inside_others():
+    """Read back by ``_id`` with a projection of the sort keys: ``birthData`` holds
+    ``birthData.location.name``, so only the first is named (both: a path collision)."""
+    with Database("mongomock://localhost/pageslongnested", audit=False, journal=False, ensure_indexes=False) as db:
+        coll = db.mongo["birthCharts"]
+        coll.insert_many([{"_id": ObjectId(), "userId": ObjectId(),
+                           "birthData": {"date": DATES[0], "location": {"name": c * 9000}}} for c in "abc"])
+        order = [("birthData.location.name", 1), ("birthData", 1)]
+        expected = [d["_id"] for d in coll.find({}, sort=_total(order))]
+        got, token = [], None
+        for _ in range(5):
+            page = db.page("BirthChart", {}, sort=order, limit=1, after=token, lean=True)
+            got += [d["_id"] for d in page.items]
+            token = page.next
+            if token is None:
+                break
+        assert got == expected
