@@ -335,11 +335,16 @@ class MigrationContext:
         key = self._key(info, key)
         size = batch_size or self.batch_size
         position = self._position(key)
+        # the position is an _id: read it even when the projection leaves it out, then drop it
+        hide_id = projection is not None and "_id" in projection and not projection["_id"]
+        shown = projection
+        if hide_id and projection is not None:
+            shown = {k: v for k, v in projection.items() if k != "_id"} or None  # {"_id": 0} alone: every field
         while True:
-            batch = self._read(info, dict(query or {}), position, size, projection)
+            batch = self._read(info, dict(query or {}), position, size, shown)
             if not batch:
                 return
-            yield batch
+            yield [{k: v for k, v in d.items() if k != "_id"} for d in batch] if hide_id else batch
             position = batch[-1]["_id"]
             self._save(key, position, None)
 

@@ -543,6 +543,29 @@ def test_the_progress_line(capsys):
     assert capsys.readouterr().err == "\r0001 User: batch 3, 30/50 changed  60%\r0001 User: batch 5, 50/50 changed 100%\n"
 
 
+@pytest.mark.parametrize("projection, fields", [({"_id": 0, "email": 1}, {"email"}),
+                                                ({"_id": 0}, {"email", "name", "status"}),
+                                                ({"email": 1}, {"_id", "email"})])
+def test_ctx_batches_with_a_projection_leaving_out_the_id(db, tmp_path, users, monkeypatch, projection, fields):
+    """The position is the last document's ``_id``: a projection leaving it out was a KeyError
+    after the first batch (the migration failed); the id is read and dropped from what is handed."""
+    monkeypatch.setenv("PROJECTION", json.dumps(projection))
+    write(tmp_path, "0001_scan.py", '''
+        import json
+        import os
+
+        version = 1
+
+        def up(ctx):
+            for batch in ctx.batches("User", {}, batch_size=10, projection=json.loads(os.environ["PROJECTION"])):
+                ctx.db.mongo["seen"].insert_many([{"keys": sorted(d)} for d in batch])
+        ''')
+    assert Migrator(db, tmp_path).up().ran == [1]
+    seen = list(raw(db, "seen").find())
+    assert len(seen) == len(users)
+    assert all(fields <= set(d["keys"]) and ("_id" in d["keys"]) == ("_id" in fields) for d in seen)
+
+
 def test_ctx_batches_resume_from_the_last_handled_batch(db, tmp_path, users, monkeypatch):
     write(tmp_path, "0001_scan.py", '''
         import os
