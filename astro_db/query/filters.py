@@ -398,13 +398,17 @@ def compile_sort(model: Any, sort: Any) -> list[tuple[str, int]] | None:
         sort = list(sort.items())
     if not isinstance(sort, (list, tuple)):
         raise QueryError(f"sort takes a list of (field, direction) pairs, got {describe(sort)}")
-    out = []
+    out: list[tuple[str, int]] = []
     for item in sort:
         if isinstance(item, str):
             item = (item.lstrip("-+"), -1 if item.startswith("-") else 1)
         if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[1] in (1, -1)):
             raise QueryError(f"sort item {item!r} must be (field, 1 or -1)")
-        out.append((paths.resolve(model, item[0]).stored, int(item[1])))
+        stored = paths.resolve(model, item[0]).stored
+        if any(key == stored for key, _ in out):  # PyMongo sends a sort as a document: one direction per key
+            raise QueryError(f"sort names {stored!r} twice; the driver would send one direction for it, at its "
+                             "first place, the last one given")
+        out.append((stored, int(item[1])))
     return out
 
 

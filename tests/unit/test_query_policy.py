@@ -290,6 +290,16 @@ def test_find_options_keep_only_what_was_asked():
         "limit": 5, "skip": 10, "sort": [("name", -1)], "projection": {"email": 1}, "batch_size": 100}
 
 
+@pytest.mark.parametrize("sort", [[("energyLevel", 1), ("date", 1), ("energyLevel", -1)], ["id", "-_id"],
+                                  [("user_id", 1), ("userId", -1)]])
+def test_a_sort_naming_a_field_twice_is_refused(sort):
+    """PyMongo sends a sort as a document: ``[("energyLevel", 1), ("date", 1), ("energyLevel", -1)]``
+    went out as ``{energyLevel: -1, date: 1}``, another order than the one written (and a page's
+    keyset, built for the list, then skipped or repeated documents on a server)."""
+    with pytest.raises(QueryError, match="twice"):
+        find_options(PlanetaryInsight, sort, 0, 0, None, None)
+
+
 @pytest.mark.parametrize("limit, skip, batch, message", [
     (-1, 0, None, "limit must be a whole number >= 0, got -1"),
     (True, 0, None, "limit must be"),
