@@ -17,6 +17,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+#: The gateway's methods that send a command (``astro_db.driver.gateway``), by class: what a test
+#: wraps to stand between astro_db and the server (a slow server, an outage at the n-th call).
+GATEWAY_CALLS: dict[str, list[str]] = {
+    "Collection": ["find", "find_one", "count_documents", "aggregate", "insert_one", "insert_many",
+                   "update_one", "update_many", "replace_one", "delete_one", "delete_many",
+                   "find_one_and_update", "find_one_and_delete", "bulk_write"],
+    "Gateway": ["client_bulk_write", "command"],
+}
+
 #: Modules whose frames are the driver's (or this file's), skipped when looking for the caller.
 DRIVER_PREFIXES = ("pymongo", "mongomock_ng", "bson", "gridfs", "mongoengine", __name__)
 #: Dunder methods that are driver calls too (iterating a cursor sends getMore; ``db[name]``

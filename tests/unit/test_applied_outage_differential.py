@@ -27,6 +27,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from driver_callers import GATEWAY_CALLS
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,13 +39,6 @@ from astro_db.contrib import _http
 from astro_db.driver import gateway
 from astro_db.ops import writes
 
-DRIVER_CALLS = {
-    gateway.Collection: ["find", "find_one", "count_documents", "aggregate", "insert_one", "insert_many",
-                         "update_one", "update_many", "replace_one", "delete_one", "delete_many",
-                         "find_one_and_update", "find_one_and_delete", "bulk_write"],
-    gateway.Gateway: ["client_bulk_write", "command"],
-}
-
 
 class Outage:
     """From the ``at``-th driver call on (``persistent``) or at that call only, the call fails
@@ -52,7 +46,8 @@ class Outage:
 
     def __init__(self, monkeypatch: Any) -> None:
         self.calls, self.at, self.persistent, self.lost_reply = 0, None, False, False
-        for cls, names in DRIVER_CALLS.items():
+        for cls_name, names in GATEWAY_CALLS.items():
+            cls = getattr(gateway, cls_name)
             for name in names:
                 monkeypatch.setattr(cls, name, self._failing(getattr(cls, name)))
 
@@ -112,6 +107,36 @@ def snapshot(db: Database) -> list[Any]:
     return rows
 
 
+def write_then_check(db: Database, outage: Outage, name: str, at: int, persistent: bool, lost_reply: bool, *,
+                     applied_flag: bool) -> None:
+    """Seed ``db``, make the write ``name`` with the outage armed, and hold what must hold: an
+    error after any of the write was applied is never answered "retry" (nor, with
+    ``applied_flag``, without ``applied`` set), and once the server answers again
+    ``reconcile_changes()`` leaves exactly one change record per revision written and one for
+    every document's current revision (none lost, none doubled)."""
+    seeds = seeded(db)
+    before = snapshot(db)
+    outage.arm(at, persistent, lost_reply)
+    try:
+        WRITES[name](db, seeds)
+    except errors.AstroDBError as exc:
+        outage.arm(None, False, False)
+        if snapshot(db) != before:
+            status = _http.status_for(exc)
+            assert status != 503 and "Retry-After" not in _http.response_headers(status), \
+                (name, at, persistent, lost_reply, type(exc).__name__, str(exc))
+            if applied_flag:
+                assert getattr(exc, "applied", False) in (True, None), (name, type(exc).__name__, str(exc))
+    finally:
+        outage.arm(None, False, False)
+    db.reconcile_changes()
+    per_revision = Counter((r["documentId"], r["rev"]) for r in db.mongo[CHANGES_COLLECTION].find({}))
+    assert all(n == 1 for n in per_revision.values()), (name, at, persistent, lost_reply, per_revision)
+    for model in ("User", "PlanetaryInsight"):
+        for doc in db.mongo[db.executor.model(model).collection].find({}, {"_rev": 1}):
+            assert (doc["_id"], doc.get("_rev", 0)) in per_revision, (name, at, persistent, lost_reply, doc)
+
+
 @pytest.fixture
 def outage(monkeypatch: Any) -> Outage:
     monkeypatch.setattr(writes, "_ID_CHUNK", 2)  # update_many and delete_many in chunks of two ids
@@ -125,28 +150,6 @@ def test_an_error_after_the_server_applied_any_of_a_write_is_never_answered_retr
     db = Database(f"mongomock://localhost/o{uuid.uuid4().hex[:10]}", retry_attempts=2).connect()
     db.executor.runtime.retry.sleep = lambda s: None  # no real backoff waits
     try:
-        seeds = seeded(db)
-        before = snapshot(db)
-        outage.arm(at, persistent, lost_reply)
-        try:
-            WRITES[name](db, seeds)
-        except errors.AstroDBError as exc:
-            outage.arm(None, False, False)
-            changed = snapshot(db) != before
-            status = _http.status_for(exc)
-            if changed:
-                assert status != 503 and "Retry-After" not in _http.response_headers(status), \
-                    (name, at, persistent, lost_reply, type(exc).__name__, str(exc))
-                assert getattr(exc, "applied", False) in (True, None), (name, type(exc).__name__, str(exc))
-        finally:
-            outage.arm(None, False, False)
-        # once the server answers again, reconcile_changes() leaves exactly one change record per
-        # revision written, and one for every document's current revision (none lost, none doubled)
-        db.reconcile_changes()
-        per_revision = Counter((r["documentId"], r["rev"]) for r in db.mongo[CHANGES_COLLECTION].find({}))
-        assert all(n == 1 for n in per_revision.values()), (name, at, persistent, lost_reply, per_revision)
-        for model in ("User", "PlanetaryInsight"):
-            for doc in db.mongo[db.executor.model(model).collection].find({}, {"_rev": 1}):
-                assert (doc["_id"], doc.get("_rev", 0)) in per_revision, (name, at, persistent, lost_reply, doc)
+        write_then_check(db, outage, name, at, persistent, lost_reply, applied_flag=True)
     finally:
         db.disconnect()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from driver_callers import GATEWAY_CALLS
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,13 +39,6 @@ class Clock:
         return self.now
 
 
-DRIVER_CALLS = {
-    gateway.Collection: ["find", "find_one", "count_documents", "aggregate", "insert_one", "insert_many",
-                         "update_one", "update_many", "replace_one", "delete_one", "delete_many",
-                         "find_one_and_update", "find_one_and_delete", "bulk_write"],
-    gateway.Gateway: ["client_bulk_write", "command"],
-}
-
 
 class SlowServer:
     """Every driver call through the gateway takes ``step`` s of ``clock``; ``starts`` notes the
@@ -54,7 +48,8 @@ class SlowServer:
         self.clock, self.step = clock, 0.0
         self.starts: list[float] = []
         self.bounds: list[float | None] = []
-        for cls, names in DRIVER_CALLS.items():
+        for cls_name, names in GATEWAY_CALLS.items():
+            cls = getattr(gateway, cls_name)
             for name in names:
                 monkeypatch.setattr(cls, name, self._slow(getattr(cls, name)))
 
