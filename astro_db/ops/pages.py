@@ -101,7 +101,8 @@ def page_projection(projection: Mapping[str, Any] | None, sort: list[tuple[str, 
     if not projection:
         return None
     out = dict(projection)
-    inclusion = any(v for k, v in out.items() if k != "_id")
+    # an inclusion names a field to keep; ``{"_id": 1}`` alone keeps only the ``_id`` (one too)
+    inclusion = any(v for k, v in out.items() if k != "_id") or (set(out) == {"_id"} and bool(out["_id"]))
     for key, _ in sort:
         inside = [p for p in out if p == key or key.startswith(p + ".") or p.startswith(key + ".")]
         if any(not out[p] for p in inside):

@@ -286,12 +286,14 @@ def _read(db: Database, kind: str, model: str, args: tuple[Any, ...], *, oracle:
         return _canon(found) if sort else _unordered(found)
     if kind == "iter_find":
         return _unordered(list(db.iter_find(model, filt, lean=True, batch_size=2, projection=projection)))
-    pages, after = [], None  # page: every page of the query
+    pages, after = [], None  # page: every page of the query, which ends (each page holds a document)
+    bound = db.mongo[db.executor.model(model).collection].count_documents({}) + 2
     while True:
         page = db.page(model, filt, limit=opts["limit"], after=after, lean=True, sort=sort, projection=projection)
         pages.append(_canon(page.items))
         if page.next is None:
             return pages
+        assert len(pages) <= bound, f"page() went on past every document: {pages[-3:]}"
         after = page.next
 
 
