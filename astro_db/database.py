@@ -313,7 +313,7 @@ class Database(OperatorMixin):
         Never through the query cache. Close the iterator (or exhaust it) to free the cursor."""
         bound = options.pop("timeout_ms", None)
         op = self._op("iter_find", model, query, options=options, allowed=IterOptions, lean=lean)
-        return _first_batch_bounded(self, self._executor.iter_find, op, bound)
+        return _bounded_call(self, functools.partial(self._executor.iter_find, op), timeout_ms=bound)  # type: ignore[call-arg]
 
     @overload
     def page(self, model: type[D], query: Query = None, *, limit: int, after: str | None = None,
@@ -548,18 +548,12 @@ class Database(OperatorMixin):
         return view
 
 
-def _first_batch_bounded(db: Database, start: Callable[[Operation], Iterator[Any]], op: Operation,
-                         timeout_ms: float | None) -> Iterator[Any]:
-    """``start(op)`` under ``timeout_ms`` (the steps up to the first batch); the iteration after
-    it is not under that bound (a stream lasts as long as its reader)."""
-    if timeout_ms is not None:
-        with under_call_bound(timeout_ms):
-            return start(op)
-    budget = db._executor.runtime.call_budget
-    if budget is None or CALL_BOUND.get() is not None:
-        return start(op)
-    token = CALL_BOUND.set(budget)
-    try:
-        return start(op)
-    finally:
-        CALL_BOUND.reset(token)
+def _call(db: Database, fn: Callable[[], T]) -> T:
+    """``fn()``, as a method of ``db`` (the form ``bounded`` wraps)."""
+    return fn()
+
+
+#: ``fn()`` under the bound a public call gets (``bounded``: ``timeout_ms=``, else the call
+#: budget): ``iter_find``'s steps up to its first batch; the iteration after it is not under that
+#: bound (a stream lasts as long as its reader).
+_bounded_call = bounded(_call)
