@@ -17,8 +17,11 @@ as it builds them); and the documents and then the same records packed ``--pack`
 document (a layout astro_db does not have: one record per batch, its per-document part in an
 array, under the same audit fields, with a multikey index on the array's ``documentId`` in place of
 the per-record one); one record per document without its post-image (``journal=False``, the
-audit trail only); and those records packed the same way (ids and revisions only: a layout
-astro_db does not have, measured as the one that could meet ``create_many``'s bound). Each side on
+audit trail only); those records packed the same way (ids and revisions only: a layout
+astro_db does not have, measured as the one that could meet ``create_many``'s bound); and packed
+records keeping the post-images as one binary value of the documents' BSON, each document encoded
+once in the timed section for both its insert and its record (``packed_blob``: the same question
+with the images kept). Each side on
 emptied collections carrying astro_db's change-record indexes, inputs built before the timing,
 interleaved rounds: what the server's work for the records costs, and what a batch layout would
 cost instead.
@@ -40,8 +43,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched nx-27017 launcher
 
+import bson  # noqa: E402
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
+from bson.raw_bson import RawBSONDocument  # noqa: E402
 from pymongo import ReturnDocument  # noqa: E402
 from wire import CHANGES, Writes  # noqa: E402
 from workloads import stored_insight  # noqa: E402
@@ -107,6 +112,23 @@ def packed(records: list[dict[str, Any]], per: int) -> list[dict[str, Any]]:
     return out
 
 
+def packed_blob(records: list[dict[str, Any]], per: int) -> list[dict[str, Any]]:
+    """``packed`` with the post-images out of ``docs``: each record document carries its
+    documents' ids and revisions, and their stored BSON concatenated in one binary value
+    (``images``), filled in by the timed section from the bytes the insert sends."""
+    return [{**rec, "docs": [{k: v for k, v in d.items() if k != "doc"} for d in rec["docs"]]}
+            for rec in packed(records, per)]
+
+
+def with_images(docs: list[dict[str, Any]], records: list[dict[str, Any]], per: int) -> list[Any]:
+    """``docs`` each encoded once (``RawBSONDocument``, what the insert sends as is), and each of
+    ``packed_blob``'s ``records`` given its ``per`` documents' bytes, concatenated, as ``images``."""
+    raw = [RawBSONDocument(bson.encode(d)) for d in docs]
+    for i, rec in enumerate(records):
+        rec["images"] = bson.Binary(b"".join(d.raw for d in raw[i * per:(i + 1) * per]))
+    return raw
+
+
 def measure_many(url: str, rounds: int, n: int, per: int) -> None:
     """The three create_many sides in interleaved rounds on a fresh database at ``url`` (dropped after)."""
     name = url.rsplit("/", 1)[1]
@@ -120,6 +142,8 @@ def measure_many(url: str, rounds: int, n: int, per: int) -> None:
             docs, records, _ = writes.create_many_inputs([stored_insight(owner, i) for i in range(n)])
             if layout in ("audit", "packed audit"):  # journal=False: the records without their post-image
                 records = [{k: v for k, v in rec.items() if k not in ("journal", "doc")} for rec in records]
+            if layout == "packed blob":
+                return docs, packed_blob(records, per)
             return docs, (records if layout in ("records", "audit") else packed(records, per) if "packed" in layout else [])
 
         def reset(layout: str) -> None:
@@ -128,7 +152,8 @@ def measure_many(url: str, rounds: int, n: int, per: int) -> None:
             db[CHANGES].create_indexes(PACKED_INDEXES if "packed" in layout else RECORD_INDEXES)
 
         sides = {"documents": "none", "documents + records": "records", f"documents + records packed {per}": "packed",
-                 "documents + records, journal off": "audit", f"documents + packed {per}, journal off": "packed audit"}
+                 "documents + records, journal off": "audit", f"documents + packed {per}, journal off": "packed audit",
+                 f"documents + packed {per}, images as bytes": "packed blob"}
         walls: dict[str, list[float]] = {k: [] for k in sides}
         cpus: dict[str, list[float]] = {k: [] for k in sides}
         for r in range(rounds + 1):  # the first round is the warm-up
@@ -138,6 +163,8 @@ def measure_many(url: str, rounds: int, n: int, per: int) -> None:
                 docs, records = inputs(layout)
                 reset(layout)
                 wall, cpu = time.perf_counter(), time.process_time()
+                if layout == "packed blob":
+                    docs = with_images(docs, records, per)
                 db.planetaryInsights.insert_many(docs, ordered=False)
                 if records:
                     db[CHANGES].insert_many(records, ordered=False)

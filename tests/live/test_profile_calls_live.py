@@ -99,7 +99,8 @@ def test_the_record_floor_of_a_create_many_prints_each_layout_against_the_docume
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines() if line.startswith("documents")}
     assert set(rows) == {"documents", "documents + records", "documents + records packed 8",
-                         "documents + records, journal off", "documents + packed 8, journal off"}
+                         "documents + records, journal off", "documents + packed 8, journal off",
+                         "documents + packed 8, images as bytes"}
     assert " 1.00x  1.00x (1.00-1.00)" in rows["documents"]
 
 
@@ -117,3 +118,20 @@ def test_records_packed_keep_each_records_own_part_and_share_the_rest_once():
     assert out[0]["docs"][0]["doc"] == {"_id": 0}
     bare = packed([{k: v for k, v in r.items() if k != "doc"} for r in records], 2)  # journal off: no post-images
     assert [d for p in bare for d in p["docs"]] == [{"documentId": i, "rev": 0} for i in range(5)]
+
+
+def test_records_packed_with_images_as_bytes_carry_each_documents_stored_bson_once():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bson
+    from record_floor import packed_blob, with_images
+
+    docs = [{"_id": i, "name": f"n{i}"} for i in range(5)]
+    records = [{"_id": f"c/{i}/0/op", "model": "M", "documentId": i, "rev": 0, "action": "create", "doc": docs[i]}
+               for i in range(5)]
+    out = packed_blob(records, 2)
+    assert all("doc" not in d for p in out for d in p["docs"])  # the images are not embedded documents
+    sent = with_images(docs, out, 2)
+    assert [d.raw for d in sent] == [bson.encode(d) for d in docs]  # what the insert sends, encoded once
+    images = b"".join(p["images"] for p in out)
+    assert list(bson.decode_all(images)) == docs  # every created state is in the records, in order
+    assert [len(bson.decode_all(p["images"])) for p in out] == [2, 2, 1]
