@@ -400,19 +400,22 @@ class UserRefField(StrictObjectIdField[T]):
 
 
 def to_utc(value: Any) -> Any:
-    """Coerce a datetime, date or ISO-8601 string to an aware UTC datetime; else return as is."""
+    """Coerce a datetime, date or ISO-8601 string to an aware UTC datetime cut to the millisecond
+    (what BSON stores: a value given with microseconds reads back without them, so the stored
+    form, a create's answer and the filters a cache judges all hold what the server holds); else
+    return as is."""
     if isinstance(value, datetime):
         zone = value.tzinfo
         if zone is None:
-            return value.replace(tzinfo=timezone.utc)
-        if zone is timezone.utc:
-            return value  # already UTC: passed through, no conversion
-        if zone is _BSON_UTC:  # PyMongo's UTC (every date a tz-aware client reads): the same instant,
-            return _EPOCH + (value - _BSON_EPOCH)  # exactly, in two C operations (astimezone calls its Python utcoffset)
-        try:
-            return value.astimezone(timezone.utc)
-        except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC equivalent; validate rejects it
-            return value
+            value = value.replace(tzinfo=timezone.utc)
+        elif zone is _BSON_UTC:  # PyMongo's UTC (every date a tz-aware client reads): the same instant,
+            value = _EPOCH + (value - _BSON_EPOCH)  # exactly, in two C operations (astimezone calls its Python utcoffset)
+        elif zone is not timezone.utc:
+            try:
+                value = value.astimezone(timezone.utc)
+            except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC equivalent; validate rejects it
+                return value
+        return to_millisecond(value)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     if isinstance(value, str):
@@ -422,6 +425,13 @@ def to_utc(value: Any) -> Any:
             return value
         converted = to_utc(parsed)
         return converted if converted.utcoffset() == _ZERO else value
+    return value
+
+
+def to_millisecond(value: Any) -> Any:
+    """A datetime cut to the millisecond, as BSON stores it (anything else as it is)."""
+    if value.__class__ is datetime and value.microsecond % 1000:
+        return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
     return value
 
 

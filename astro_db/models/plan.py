@@ -29,6 +29,7 @@ from .fields import (
     TimezoneField,
     UserRefField,
     UTCDateTimeField,
+    to_millisecond,
 )
 
 __all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "fast_encoder", "STEP_LEAF",
@@ -124,18 +125,22 @@ class _Held:
 
 
 def _has_bytes(value: Any) -> bool:
+    """Whether a free-form value holds bytes, or a datetime finer than the millisecond BSON
+    stores (each taken care of by ``_hold``)."""
     if isinstance(value, bytes):
         return True
     if isinstance(value, dict):
         return any(_has_bytes(v) for v in value.values())
     if isinstance(value, (list, tuple)):
         return any(_has_bytes(v) for v in value)
-    return False
+    return value.__class__ is datetime and value.microsecond % 1000 != 0
 
 
 def _hold(value: Any) -> Any:
     if isinstance(value, bytes):
         return _Held(value)
+    if value.__class__ is datetime:
+        return to_millisecond(value)
     if isinstance(value, dict):
         return {k: _hold(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -160,7 +165,8 @@ def _release(value: Any) -> Any:
 def _keeping_bytes(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``convert`` (a free-form container's ``to_python`` or ``to_mongo``) with every ``bytes``
     value (a ``bson.Binary`` of any subtype included) given back as it is, not as a list of its
-    byte values: the value the caller wrote, or the Node service stored, comes back as it was."""
+    byte values: the value the caller wrote, or the Node service stored, comes back as it was;
+    and every datetime cut to the millisecond, as BSON stores it (``fields.to_millisecond``)."""
     def keeping(value: Any) -> Any:
         if not _has_bytes(value):
             return convert(value)
@@ -226,7 +232,8 @@ def _date_rule(field: BaseField) -> tuple[datetime | None] | None:
     """``(earliest,)`` of a ``UTCDateTimeField`` (that exact class, no ``choices``,
     ``validation`` or ``not_future``, which depends on the clock): an exact ``datetime`` in
     ``timezone.utc`` (what ``to_utc`` gives back as it is) on or after ``earliest``. Any other
-    (naive, another zone, PyMongo's UTC, a string) goes through ``to_python`` and ``check``."""
+    (naive, another zone, PyMongo's UTC, a string, a time finer than the millisecond BSON keeps)
+    goes through ``to_python`` and ``check``."""
     if type(field) is not UTCDateTimeField or field.choices or field.validation is not None or field.not_future:
         return None
     return (field.earliest,)
@@ -302,7 +309,7 @@ def _choice_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) 
 def _date_lines(params: tuple[Any, ...], n: int | str, names: dict[str, Any]) -> list[str]:
     (earliest,) = params
     names["datetime"], names["UTC"], names[f"lo{n}"] = datetime, timezone.utc, earliest
-    return ["if v.__class__ is not datetime or v.tzinfo is not UTC: return R",
+    return ["if v.__class__ is not datetime or v.tzinfo is not UTC or v.microsecond % 1000: return R",
             *([f"if v < lo{n}: return R"] if earliest is not None else [])]
 
 

@@ -12,7 +12,6 @@ New documents (``models.codec``) are validated here and sealed by the seal step.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -273,8 +272,8 @@ def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
                  failed: list[tuple[int, AstroDBError]]) -> list[tuple[int, dict[str, Any]]]:
     """The ``upsert_many`` items that can be written: each must hold every key field and no
     ``id`` (a document is found by its key), and a key given by two items is refused for all of
-    them (neither wins: which one was meant is the caller's to say). Key dates are cut to the
-    millisecond the server stores, so the key read back compares equal."""
+    them (neither wins: which one was meant is the caller's to say). Key dates come cut to the
+    millisecond the server stores (the codec's, ``fields.to_utc``), so the key read back compares equal."""
     kept: list[tuple[int, dict[str, Any]]] = []
     for index, son in sons:
         if _chose_id(son):
@@ -284,9 +283,6 @@ def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
         if missing:
             failed.append((index, ValidationError(errors={f: "required by upsert_many: part of its key" for f in missing})))
             continue
-        for f in on:
-            if isinstance(son[f], _dt.datetime):
-                son[f] = son[f].replace(microsecond=son[f].microsecond // 1000 * 1000)
         kept.append((index, son))
     seen: dict[bytes, list[int]] = {}
     for position, (_, son) in enumerate(kept):
