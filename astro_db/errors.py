@@ -113,7 +113,8 @@ class WriteOutcomeUnknown(DatabaseConnectionError):
     """A write failed in a way that says nothing about whether the server applied it (the
     connection was lost, its time bound ran out), and reading it back failed too.
 
-    ``applied`` is None: unknown. Do not repeat a write that is not idempotent; read the
+    ``applied`` is None: unknown (True when an earlier part of the same call, a chunk of an
+    ``update_many`` or ``delete_many``, is known to be applied). Do not repeat a write that is not idempotent; read the
     document back by its id (``ids``) once the server answers. Its change records are kept
     (``pending``) and written with the next write or by ``Database.reconcile_changes()`` if the
     write landed, dropped if it did not; a delete's intent is settled the same way."""

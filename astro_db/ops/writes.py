@@ -208,9 +208,11 @@ class WriteRunner:
         write itself before what follows it), the error says ``applied = True``, as a
         ``ChangeRecordError`` does, whatever its class: an outage's ``DatabaseConnectionError``
         would otherwise read as "nothing was done, send it again" (the web integrations' 503 with
-        ``Retry-After``), and a repeated ``$inc`` or ``$push`` would be applied twice. An error
-        that already says ``applied`` (True, or None: unknown) keeps it."""
-        if self.applied and getattr(error, "applied", False) is False:
+        ``Retry-After``), and a repeated ``$inc`` or ``$push`` would be applied twice. So does
+        an error saying ``applied = None`` (the outcome of the part that failed is unknown, a
+        ``WriteOutcomeUnknown``): what was applied before it is known, and the call did change
+        data, so "do not send it again" (True), not "it may have been applied" (None)."""
+        if self.applied and getattr(error, "applied", False) is not True:
             error.applied = True  # type: ignore[attr-defined]
 
     # --- inserts -----------------------------------------------------------------------------

@@ -153,3 +153,33 @@ def test_an_error_after_the_server_applied_any_of_a_write_is_never_answered_retr
         write_then_check(db, outage, name, at, persistent, lost_reply, applied_flag=True)
     finally:
         db.disconnect()
+
+
+@pytest.mark.parametrize("name", ["update_many_inc", "update_many_push", "delete_many"])
+def test_a_call_whose_last_part_has_an_unknown_outcome_after_earlier_parts_were_applied_says_applied(outage, name):
+    """A chunked write whose earlier chunk is known to be applied says ``applied = True`` even when
+    its last chunk's outcome is unknown (a lost reply, then no server to read it back): the call
+    did change data, so "do not send it again", not "it may have been applied". Before, the
+    unknown outcome's ``applied = None`` was kept."""
+    seen = 0
+    for at in range(1, 25):
+        db = Database(f"mongomock://localhost/o{uuid.uuid4().hex[:10]}", retry_attempts=2).connect()
+        db.executor.runtime.retry.sleep = lambda s: None
+        try:
+            seeds = seeded(db)
+            before = {d["_id"]: d for d in db.mongo["planetaryInsights"].find({})}
+            outage.arm(at, True, True)  # applied, its reply lost, and no server from then on
+            try:
+                WRITES[name](db, seeds)
+            except errors.AstroDBError as exc:
+                outage.arm(None, False, False)
+                after = {d["_id"]: d for d in db.mongo["planetaryInsights"].find({})}
+                changed = sum(1 for k, d in before.items() if after.get(k) != d)
+                if changed > 2:  # more than the failing chunk of two: an earlier chunk was applied, known
+                    seen += 1
+                    assert exc.applied is True, (at, type(exc).__name__, str(exc))
+            finally:
+                outage.arm(None, False, False)
+        finally:
+            db.disconnect()
+    assert seen, "no outage fell after an applied chunk"
