@@ -472,3 +472,27 @@ def test_plaintext_is_refused_unless_allowed_and_allowed_by_default_only_when_em
     assert [FieldCrypto.from_config(config(None, e), REGISTRY).allow_plaintext for e in (True, False)] == [True, False]
     assert [FieldCrypto.from_config(config(a, True), REGISTRY).allow_plaintext for a in (True, False)] == [True, False]
     assert FieldCrypto.from_config(config(True, False), REGISTRY).allow_plaintext is True
+
+
+def test_the_binding_names_an_id_as_docs_security_md_says():
+    """docs/security.md, "`b` binds it to its place": an ObjectId as its hex digits, a string as
+    itself, anything else as relaxed Extended JSON with an embedded document's keys sorted; and
+    the stated limit: `_id`s that print alike bind alike."""
+    import datetime as _dt
+    import uuid
+
+    from bson import Decimal128, Int64, ObjectId
+
+    from astro_db.security.vault import binding
+
+    oid = ObjectId("6650a1b2c3d4e5f601234567")
+    texts = [(oid, "6650a1b2c3d4e5f601234567"), ("ann", "ann"), (1, "1"), (1.5, "1.5"), (True, "true"),
+             (Decimal128("1"), '{"$numberDecimal": "1"}'),
+             (_dt.datetime(2020, 1, 1, tzinfo=_dt.timezone.utc), '{"$date": "2020-01-01T00:00:00Z"}'),
+             (uuid.UUID(int=1), '{"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAQ==", "subType": "04"}}')]
+    for doc_id, text in texts:
+        assert binding("secrets", doc_id, "text") == f"secrets/{text}/text", doc_id
+    assert binding("c", {"b": 1, "a": 2}, "p") == 'c/{"a": 2, "b": 1}/p'
+    # the stated limit
+    assert binding("c", "1", "p") == binding("c", 1, "p") == binding("c", Int64(1), "p")
+    assert binding("c", str(oid), "p") == binding("c", oid, "p")
