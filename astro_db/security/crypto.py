@@ -61,7 +61,7 @@ from .fieldpaths import (
 )
 from .filters import match_ciphertext
 from .provenance import intact_paths
-from .vault import ENCRYPTED_SUBTYPE, SHARED_KEY, KeyVault, binding, is_sealed, subject_alt_name
+from .vault import ENCRYPTED_SUBTYPE, SHARED_KEY, KeyVault, binding, is_sealed, legacy_binding, subject_alt_name
 
 __all__ = [
     "Keyring", "FieldCrypto", "Unreadable", "UNREADABLE", "is_unreadable", "parse_key", "key_id", "new_key",
@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_NOT_REBOUND = object()  # FieldCrypto._rebound: the value is not one rotate-key binds again
 
 PREFIX = "enc:"
 RANDOM, DETERMINISTIC = "v2", "e2"  # what every write produces
@@ -576,8 +577,13 @@ class FieldCrypto:
         if not self.enabled:
             raise EncryptionError("re-sealing needs encryption_key")
         out: dict[str, Any] = copy_tree(doc)
+        rebind = self.rebind_stale(info, doc)
         for f in self.fields.get(info.name, ()):
             def again(value: Any, f: Sensitive = f) -> Any:
+                if rebind:
+                    plain = self._rebound(value, info, f, doc)
+                    if plain is not _NOT_REBOUND:
+                        return self._seal(plain, info, f, doc)
                 if not self.needs_rotation(value, f):
                     return value
                 plain = self._open_strict(value, info, f, doc) if is_stored_ciphertext(value) else value
@@ -589,6 +595,40 @@ class FieldCrypto:
                 _copy_blind(opened, out, f.path.split("."))
             apply_at(out, f.path.split("."), again)
         return out
+
+    def rebind_stale(self, info: Any, doc: Mapping[str, Any]) -> bool:
+        """Whether a stored document holds a sealed value ``rotate-key`` must bind again: its
+        ``_id`` is one an earlier release bound differently (``vault.legacy_binding``: a string
+        ``_id`` that printed like another type's), and the value opens under that earlier
+        binding, sealed under the document owner's own data key (``_rebound``). Only such
+        documents' values are opened to find out."""
+        if self.vault is None or "_id" not in doc or legacy_binding(info.collection, doc["_id"], "") is None:
+            return False  # every other document (ObjectId _ids among them): nothing is opened
+        return any(self._rebound(value, info, f, doc) is not _NOT_REBOUND
+                   for f in self.fields.get(info.name, ()) for value in leaves_at(doc, f.path.split(".")))
+
+    def _rebound(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any]) -> Any:
+        """The plaintext of a sealed value an earlier release bound to this document's ``_id``
+        (``legacy_binding``), if it does not open under today's binding, opens under that one,
+        and is sealed under the data key of the document's own owner (``subject_key``); else
+        ``_NOT_REBOUND``. A value another user's key sealed (copied here from the document whose
+        ``_id`` printed alike) is never bound again: it reads ``UNREADABLE``, as it does now."""
+        vault = self.vault
+        if vault is None or not is_sealed(value):
+            return _NOT_REBOUND
+        try:
+            vault.open(value, binding(info.collection, doc["_id"], f.path))
+            return _NOT_REBOUND  # bound as today: nothing to do
+        except EncryptionError:
+            pass
+        old = legacy_binding(info.collection, doc["_id"], f.path)
+        owner_key = vault.existing_key(self.subject_key(info, doc))
+        if old is None or owner_key is None or bytes(value[1:17]) != bytes(owner_key):
+            return _NOT_REBOUND
+        try:
+            return vault.open(value, old)
+        except EncryptionError:
+            return _NOT_REBOUND
 
     def blind_stale(self, info: Any, doc: dict[str, Any], f: Sensitive) -> bool:
         """Whether a stored document's blind index for ``f`` is not what a write would store now

@@ -78,7 +78,8 @@ def rotate(crypto: FieldCrypto, gateway: Gateway, models: ModelRegistry, run: Ru
             projection[owner.split(".")[0]] = 1  # values are sealed under their owner's data key (top-level, as above)
         count = 0
         for doc in _in_batches(run, coll, projection, batch_size):
-            stale = [f for f in fields if any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))
+            rebind = crypto.rebind_stale(info, doc)  # sealed values an earlier release bound to this _id ambiguously
+            stale = [f for f in fields if rebind or any(crypto.needs_rotation(v, f) for v in crypto.leaves(doc, f.path))
                      or crypto.blind_stale(info, doc, f)]
             if not stale:
                 continue

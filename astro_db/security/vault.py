@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import threading
 import uuid
@@ -62,7 +63,7 @@ from ..errors import AstroDBError, ConfigError, DuplicateKeyError, EncryptionErr
 from ..ids import JSON_CODEC
 
 __all__ = ["KeyVault", "Run", "ALGORITHM", "SHARED_KEY", "DEFAULT_NAMESPACE", "HKDF_INFO", "derive_local_master_key",
-           "subject_alt_name", "binding", "is_sealed"]
+           "subject_alt_name", "binding", "legacy_binding", "id_text", "is_sealed"]
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,47 @@ def subject_alt_name(subject: Any) -> str:
 
 
 def binding(collection: str, doc_id: Any, path: str) -> str:
-    """Where a sealed value belongs: ``<collection>/<_id>/<stored path>`` (list positions left out)."""
-    return f"{collection}/{_text(doc_id)}/{path}"
+    """Where a sealed value belongs: ``<collection>/<_id>/<stored path>`` (list positions left
+    out), the ``_id`` written one-to-one (``id_text``): no two ``_id``s of one collection bind alike."""
+    return f"{collection}/{id_text(doc_id)}/{path}"
+
+
+def legacy_binding(collection: str, doc_id: Any, path: str) -> str | None:
+    """The binding releases before this one wrote for a document whose ``_id`` they wrote
+    ambiguously (a string that prints like another type's ``_id``: ``"1"``, ``"true"``, 24
+    lower-case hex digits, one that starts with a quote, a brace, a bracket, a digit or a minus);
+    None for every other ``_id``, whose binding is unchanged. Only ``rotate-key`` reads it, to
+    bind such values again (``FieldCrypto.reseal``)."""
+    old = f"{collection}/{_text(doc_id)}/{path}"
+    return None if old == binding(collection, doc_id, path) else old
+
+
+_OTHER_TYPES_START = frozenset('"{[-0123456789')  # what the text of a non-string, non-ObjectId _id starts with
+_OTHER_TYPES_WORDS = frozenset({"true", "false", "null"})
+
+
+def id_text(value: Any) -> str:
+    """A document's ``_id`` as its binding writes it, one-to-one across BSON types: an ObjectId as
+    its 24 lower-case hex digits; a string as itself unless it could be read as another type's
+    text (24 lower-case hex digits, ``true``, ``false``, ``null``, or a first character of ``"{[-``
+    or a digit), then as its JSON string (in quotes, ``JSON.stringify``'s text); anything else
+    as its relaxed Extended JSON (embedded documents' keys sorted), which starts with a digit, a
+    minus, a brace or is one of those three words. Before, a string was always itself: ``"1"``
+    and ``1``, or an ObjectId and the string of its hex digits, bound alike, so a ciphertext
+    copied from one such document to the other (a document another writer made with the
+    victim's id as a string ``_id``) opened there."""
+    if value.__class__ is ObjectId:
+        return str(value)
+    if isinstance(value, str):
+        if (value[:1] in _OTHER_TYPES_START or value in _OTHER_TYPES_WORDS
+                or (len(value) == 24 and _is_lower_hex(value))):
+            return json.dumps(value, ensure_ascii=False)
+        return value
+    return _text(value)
+
+
+def _is_lower_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def is_sealed(value: Any) -> bool:
@@ -110,6 +150,8 @@ def is_sealed(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
+    """An owner's id in its data key's alt name (and the bindings of earlier releases): a
+    string as itself. Kept as it was: an alt name names keys that exist."""
     if isinstance(value, ObjectId):
         return str(value)
     if isinstance(value, str):
@@ -323,6 +365,14 @@ class KeyVault:
         key_id = _as_key_id(key_id)
         self._alt_ids[alt_name] = key_id
         return key_id
+
+    def existing_key(self, alt_name: str) -> Binary | None:
+        """The id of the data key named ``alt_name`` if there is one (never created)."""
+        known = self._alt_ids.get(alt_name)
+        if known is not None:
+            return known
+        found = self._lookup(alt_name)
+        return None if found is None else _as_key_id(found["_id"])
 
     def _lookup(self, alt_name: str) -> Any:
         coll, run = self._vault()

@@ -185,6 +185,31 @@ def test_node_opens_what_pymongo_sealed_and_pymongo_opens_what_node_sealed(node_
         assert bytes(value[1:17]) == bytes(ada_key)  # the ciphertext names its data key: Ada's, not the other user's
 
 
+@pytest.mark.parametrize("doc_id", ["1", "6650a1b2c3d4e5f601234567", "naïve ☉ id"],
+                         ids=["number-like", "ObjectId-like", "plain"])
+def test_node_binds_a_string_id_as_astro_db_does(node_modules, recipe, vault, live_url, doc_id):
+    """The recipe's ``binding`` writes a string ``_id`` one-to-one as ``vault.id_text`` does: in
+    quotes when it could be read as another type's (docs/security.md). Node opens what astro_db's
+    binding sealed for such a document, and what Node seals for one opens under astro_db's."""
+    from astro_db.security.vault import binding
+
+    ada = ObjectId()
+    vault.user_key(ada)
+    place = binding("birthCharts", doc_id, "birthData.time")
+    sealed = vault.encryption.encrypt({"v": "07:30", "b": place}, ALGORITHM, key_alt_name=f"user:{ada}")
+    vault.db.birthCharts.insert_one({"_id": doc_id, "userId": ada, "birthData": {"time": sealed}})
+    written_id = f"{doc_id}-w" if doc_id[0].isdigit() else doc_id + "w"
+    done = run_node(node_modules, recipe, vault, live_url,
+                    "--read", "birthCharts", "--id", ejson(doc_id), "--fields", "birthData.time",
+                    "--write", "planetaryInsights", "--document", ejson({"_id": written_id, "summary": "x"}),
+                    "--seal", "summary", "--user", str(ada))
+    assert done.returncode == 0, done.stderr
+    out = json_util.loads(done.stdout, json_options=JSON)
+    assert out["read"]["birthData"] == {"time": "07:30"}
+    stored = vault.db.planetaryInsights.find_one({"_id": written_id})
+    assert vault.open(stored["summary"]) == {"v": "x", "b": binding("planetaryInsights", written_id, "summary")}
+
+
 def test_node_refuses_a_value_moved_from_its_place_and_writes_nothing(node_modules, recipe, vault, live_url):
     ada, chart = ObjectId(), ObjectId()
     vault.user_key(ada)

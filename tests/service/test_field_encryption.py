@@ -248,6 +248,53 @@ def test_ciphertext_copied_over_another_users_field_reads_unreadable(fdb, caplog
     assert fdb.find_one(Secret, {"id": theirs.id}).text == "the victim's secret"
 
 
+def test_ciphertext_copied_into_a_document_whose_string_id_spells_the_victims_id_reads_unreadable(fdb):
+    """A writer other than astro_db (anyone with write access to the collection, as above) makes
+    a document of its own whose ``_id`` is the *string* of the victim's ObjectId, owned by
+    Mallory, and copies the victim's ciphertext into it. Before, the binding wrote both ``_id``s
+    as the same 24 hex digits, so the value opened there and Mallory read the victim's secret
+    through the service. Now a string that prints like another type's ``_id`` is written in
+    quotes (``vault.id_text``): it reads ``UNREADABLE``, and the victim's own reads stay whole."""
+    victim, mallory = _user(fdb, "Vic"), _user(fdb, "Mal")
+    theirs = fdb.create(Secret, _secret(victim.id))
+    planted = {**_raw(fdb, theirs.id), "_id": str(theirs.id), "userId": mallory.id}
+    if fdb.test_backend != "embedded":
+        pytest.skip("nx-27017 takes a string _id for the ObjectId it spells (one document): needs real MongoDB")
+    fdb.mongo["secrets"].insert_one(planted)
+    as_mallory = fdb.as_actor(str(mallory.id), "self")
+    for read in (as_mallory.find_one(Secret, {"label": "l"}), as_mallory.find_one(Secret, {"label": "l"}, lean=True)):
+        for name in ("text", "other", "amount", "when"):
+            assert is_unreadable(read[name] if isinstance(read, dict) else getattr(read, name)), name
+    assert fdb.find_one(Secret, {"id": theirs.id}).text == "the victim's secret"
+
+
+def test_values_sealed_under_an_ambiguous_string_id_by_an_earlier_release_are_bound_again_by_rotate_key(fdb):
+    """A document whose ``_id`` is a string that printed like another type's (here ``"1"``)
+    holds values an earlier release sealed under the binding it wrote then (``c/1/path``, now
+    ``c/"1"/path``): they read ``UNREADABLE`` until ``rotate-key`` opens them under the earlier
+    binding and seals them again, and only those sealed under the document owner's own data key:
+    a value sealed under another user's key (copied there) is left as it is."""
+    from astro_db.security.vault import legacy_binding
+
+    ann, bob = _user(fdb, "Ann"), _user(fdb, "Bob")
+    crypto = _crypto(fdb)
+    vault = crypto.vault
+    seal_old = lambda value, path, owner: vault.seal(  # noqa: E731 - the earlier release's seal
+        value, legacy_binding("secrets", "1", path), f"user:{owner}")
+    fdb.mongo["secrets"].insert_one({"_id": "1", "userId": ann.id, "label": "earlier",
+                                     "text": seal_old("ann's own", "text", ann.id),
+                                     "other": seal_old("bob's, copied here", "other", bob.id)})
+    before = fdb.find_one(Secret, {"label": "earlier"})
+    assert is_unreadable(before.text) and is_unreadable(before.other)
+    fdb.rotate_keys()
+    after = fdb.find_one(Secret, {"label": "earlier"})
+    assert after.text == "ann's own" and is_unreadable(after.other)
+    assert bytes(_raw(fdb, "1")["text"][1:17]) == bytes(_key_of(fdb, ann.id))  # sealed again under its owner's key
+    stored = _raw(fdb, "1")
+    fdb.rotate_keys()  # nothing left it can bind: a rerun leaves the document alone
+    assert _raw(fdb, "1")["text"] == stored["text"]
+
+
 def test_ciphertext_moved_to_another_field_reads_unreadable(fdb):
     ann = _user(fdb)
     made = fdb.create(Secret, _secret(ann.id))

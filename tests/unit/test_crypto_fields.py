@@ -476,23 +476,86 @@ def test_plaintext_is_refused_unless_allowed_and_allowed_by_default_only_when_em
 
 def test_the_binding_names_an_id_as_docs_security_md_says():
     """docs/security.md, "`b` binds it to its place": an ObjectId as its hex digits, a string as
-    itself, anything else as relaxed Extended JSON with an embedded document's keys sorted; and
-    the stated limit: `_id`s that print alike bind alike."""
+    itself unless it prints like another type's `_id` (then in quotes), anything else as relaxed
+    Extended JSON with an embedded document's keys sorted."""
     import datetime as _dt
     import uuid
 
-    from bson import Decimal128, Int64, ObjectId
+    from bson import Decimal128, ObjectId
 
-    from astro_db.security.vault import binding
+    from astro_db.security.vault import binding, legacy_binding
 
     oid = ObjectId("6650a1b2c3d4e5f601234567")
-    texts = [(oid, "6650a1b2c3d4e5f601234567"), ("ann", "ann"), (1, "1"), (1.5, "1.5"), (True, "true"),
-             (Decimal128("1"), '{"$numberDecimal": "1"}'),
+    texts = [(oid, "6650a1b2c3d4e5f601234567"), ("ann", "ann"), ("Ann Lee", "Ann Lee"),
+             ("ABCDEF0123456789ABCDEF01", "ABCDEF0123456789ABCDEF01"),  # upper case: no ObjectId prints so
+             (str(oid), '"6650a1b2c3d4e5f601234567"'), ("1", '"1"'), ("true", '"true"'), ("null", '"null"'),
+             ('"x', '"\\"x"'), ("{a}", '"{a}"'), ("-1", '"-1"'), ("[1]", '"[1]"'), ("naïve", "naïve"),
+             (1, "1"), (1.5, "1.5"), (True, "true"), (None, "null"), (Decimal128("1"), '{"$numberDecimal": "1"}'),
              (_dt.datetime(2020, 1, 1, tzinfo=_dt.timezone.utc), '{"$date": "2020-01-01T00:00:00Z"}'),
              (uuid.UUID(int=1), '{"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAQ==", "subType": "04"}}')]
     for doc_id, text in texts:
         assert binding("secrets", doc_id, "text") == f"secrets/{text}/text", doc_id
     assert binding("c", {"b": 1, "a": 2}, "p") == 'c/{"a": 2, "b": 1}/p'
-    # the stated limit
-    assert binding("c", "1", "p") == binding("c", 1, "p") == binding("c", Int64(1), "p")
-    assert binding("c", str(oid), "p") == binding("c", oid, "p")
+    # what earlier releases wrote differs only for strings that printed like another type's _id
+    assert legacy_binding("c", "1", "p") == "c/1/p" and legacy_binding("c", str(oid), "p") == f"c/{oid}/p"
+    assert all(legacy_binding("c", v, "p") is None for v in (oid, "ann", 1, True, uuid.UUID(int=1)))
+
+
+def _id_values():
+    import datetime as _dt
+
+    from bson import Binary, Decimal128, Int64, ObjectId
+    from hypothesis import strategies as st
+
+    scalar = st.one_of(
+        st.text(max_size=26), st.text("0123456789abcdef", min_size=24, max_size=24), st.builds(ObjectId),
+        st.sampled_from(["1", "true", "false", "null", "-0", '"1"', "{}", "[]", "1.5", "1e+20"]),
+        st.integers(-2**63, 2**63 - 1), st.builds(Int64, st.integers(-2**63, 2**63 - 1)),
+        st.floats(allow_nan=True), st.booleans(), st.none(), st.builds(Decimal128, st.decimals(-1000, 1000, places=2).map(str)),
+        st.datetimes(min_value=_dt.datetime(1970, 1, 1)).map(lambda d: d.replace(microsecond=0, tzinfo=_dt.timezone.utc)),
+        st.builds(Binary, st.binary(max_size=4), st.sampled_from([0, 4, 128])))
+    return st.one_of(scalar, st.dictionaries(st.text("ab", min_size=1, max_size=2), scalar, max_size=2))
+
+
+def _same_id(a, b) -> bool:
+    """Whether MongoDB takes ``a`` and ``b`` for one ``_id`` (numbers by value; everything else by BSON)."""
+    import math
+
+    import bson
+    from bson import Decimal128, Int64
+
+    def number(v):
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, Decimal128):
+            d = v.to_decimal()
+            return None if d.is_nan() else d
+        if isinstance(v, (int, Int64, float)):
+            if isinstance(v, float) and math.isnan(v):
+                return "nan"
+            from decimal import Decimal
+            return Decimal(v) if not isinstance(v, float) or math.isfinite(v) else v
+        return None
+    na, nb = number(a), number(b)
+    if na is not None or nb is not None:
+        return na is not None and nb is not None and na == nb
+    return bson.encode({"v": a}) == bson.encode({"v": b})
+
+
+def test_no_two_ids_mongodb_tells_apart_bind_alike():
+    """``vault.id_text`` is one-to-one across BSON types, up to what MongoDB itself takes for one
+    ``_id`` (``1``, ``1.0``, ``Int64(1)``) and, as the page says, an embedded document's key order."""
+    from hypothesis import given, settings
+
+    from astro_db.security.vault import id_text
+
+    @settings(max_examples=3000, deadline=None)
+    @given(a=_id_values(), b=_id_values())
+    def check(a, b):
+        if isinstance(a, dict) or isinstance(b, dict):
+            if isinstance(a, dict) and isinstance(b, dict) and sorted(a.items(), key=repr) == sorted(b.items(), key=repr):
+                return  # the stated limit: key order
+        if id_text(a) == id_text(b):
+            assert _same_id(a, b), (a, b, id_text(a))
+
+    check()
