@@ -162,12 +162,12 @@ class Executor:
         rt = self.runtime
         opts = op.options
         info, session, guard = self._begin(op)
-        filt, options, drop_id = compile.read(rt, info, guard, op.query, opts)
+        filt, options, drop = compile.read(rt, info, guard, op.query, opts)
         coll, where = route.read(rt, info, opts.get("read_preference"), op.transaction)
         docs = self._read(op, info, guard, filt, options, where,
                           partial(run.listed, coll.find, filt, session=session, **options))
         age = stale_age(docs) if opts.get("stale_ok") else None  # only stale_ok answers stale (steps/cache.py)
-        return hydrate.many(info, open.documents(rt, info, docs, drop_id=drop_id), lean=opts.get("lean", False), age=age)
+        return hydrate.many(info, open.documents(rt, info, docs, drop=drop), lean=opts.get("lean", False), age=age)
 
     def find_one(self, op: Operation) -> Any:
         # ``_begin`` and ``_read`` inlined, and the options looked at with ``in`` (no ``dict.get``
@@ -177,7 +177,7 @@ class Executor:
         transaction = op.transaction
         info, session = resolve.call(rt, op.model, transaction)
         guard = authorize.check(op.actor, op.name, info)
-        filt, options, drop_id = compile.read(rt, info, guard, op.query, opts, one=True)
+        filt, options, drop = compile.read(rt, info, guard, op.query, opts, one=True)
         coll, where = route.read(rt, info, opts["read_preference"] if "read_preference" in opts else None, transaction)
         stale_ok = opts["stale_ok"] if "stale_ok" in opts else False
         query = partial(coll.find_one, filt, session=session, **options)
@@ -188,7 +188,7 @@ class Executor:
                           query=(filt, options["sort"] if "sort" in options else None)),
         )
         age = stale_age(doc) if stale_ok else None  # only stale_ok answers stale (steps/cache.py)
-        return hydrate.one(info, open.document(rt, info, doc, drop_id=drop_id), lean=opts["lean"] if "lean" in opts else False,
+        return hydrate.one(info, open.document(rt, info, doc, drop=drop), lean=opts["lean"] if "lean" in opts else False,
                            age=age)
 
     def iter_find(self, op: Operation) -> Iterator[Any]:
@@ -198,7 +198,7 @@ class Executor:
         info, session, guard = self._begin(op)
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         options = compile.find_options(rt, info, op.options)
-        drop_id = compile.fetch_id(rt, info, options)
+        drop = compile.fetch_id(rt, info, options)
         coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
 
         def first_batch() -> tuple[Any, Any]:
@@ -206,16 +206,16 @@ class Executor:
             return cursor, next(cursor, run.END)  # the find command: the first batch
 
         cursor, head = run.call(rt, info, "iter_find", first_batch, op.transaction, query=(filt, options.get("sort")))
-        return self._stream(info, guard, cursor, head, lean=op.options.get("lean", False), drop_id=drop_id)
+        return self._stream(info, guard, cursor, head, lean=op.options.get("lean", False), drop=drop)
 
-    def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool, drop_id: bool) -> Iterator[Any]:
+    def _stream(self, info: ModelInfo, guard: Guard, cursor: Any, doc: Any, *, lean: bool, drop: tuple[str, ...]) -> Iterator[Any]:
         rt = self.runtime
         try:
             while doc is not run.END:
                 if not guard.admits(doc):
                     raise PermissionDeniedError(f"the server answered iter_find on {info.name} with a document "
                                                 "outside the actor's scope")
-                yield hydrate.one(info, open.document(rt, info, doc, drop_id=drop_id), lean=lean)
+                yield hydrate.one(info, open.document(rt, info, doc, drop=drop), lean=lean)
                 doc = run.read_on(rt, info, "iter_find", cursor)
         finally:
             cursor.close()
@@ -232,7 +232,9 @@ class Executor:
                                        verb="page")
         order = pages.page_sort(options.get("sort"))
         pages.refuse_list_keys(info.cls, order)
-        projection = pages.page_projection(options.get("projection"), order)
+        found: dict[str, Any] = {"projection": pages.page_projection(options.get("projection"), order)}
+        drop = compile.fetch_id(rt, info, found) if found["projection"] else ()  # _id, the owner: to open sealed values
+        projection = found.get("projection")
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
         after = op.options.get("after")
@@ -264,7 +266,7 @@ class Executor:
         more = len(docs) > limit
         docs = docs[:limit]
         token = tokens.make(context, pages.sort_values(docs[-1], order)) if more and docs else None
-        items = hydrate.many(info, open.documents(rt, info, docs), lean=op.options.get("lean", False))
+        items = hydrate.many(info, open.documents(rt, info, docs, drop=drop), lean=op.options.get("lean", False))
         return pages.Page(list(items), token, len(docs))
 
     def count(self, op: Operation) -> int:
@@ -285,7 +287,13 @@ class Executor:
         first = stages[0].get("$match", {}) if stages else {}
         out = run.call(rt, info, "aggregate", lambda: list(coll.aggregate(stages, session=session)),
                        op.transaction, query=(first, None))
-        return open.output(rt, info, stages, out)
+        owner = rt.crypto.owners.get(info.name)
+
+        def owners_of(ids: list[Any]) -> list[dict[str, Any]]:  # the owners of output documents that left theirs out
+            return run.call(rt, info, "aggregate", lambda: list(coll.find({"_id": {"$in": ids}}, {owner: 1}, session=session)),
+                            op.transaction)
+
+        return open.output(rt, info, stages, out, owners_of if owner else None)
 
     # --- writes -----------------------------------------------------------------------------
 

@@ -864,7 +864,7 @@ class WriteRunner:
             after = self._checked_post_image(current, bound)
             cas = _merge(filt, {"_id": current["_id"], VERSION_FIELD: current.get(VERSION_FIELD)})
             if moving:
-                after = crypto.seal_for_owner(self.info, after)
+                after = crypto.seal_for_owner(self.info, after, current)
                 cas[REV_FIELD] = current.get(REV_FIELD)
             versioned = _lists_as_validated(bound, after, roots)
             landed, found = self._stamped(op_id)
@@ -903,7 +903,7 @@ class WriteRunner:
         crypto = self.rt.crypto
         if crypto.enabled:
             plain = copy.deepcopy(after)
-            crypto.open_document(self.info, plain)  # validated as plaintext, written sealed
+            crypto.open_document(self.info, plain, moved_from=current)  # validated as plaintext, written sealed
         with masked_errors(self.info.cls):
             codec.validate_stored(self.info.cls, plain)
         return after

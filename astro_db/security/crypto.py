@@ -41,10 +41,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import bson
 from bson import Binary
 
 from ..backends.capabilities import capabilities
 from ..errors import ConfigError, EncryptionError, QueryError
+from ..ids import BSON_CODEC as ID_CODEC
 from .blind import BlindIndex
 from .fieldpaths import (
     Sensitive,
@@ -69,6 +71,46 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def _id_key(value: Any) -> bytes:
+    """An ``_id`` as a dict key that tells BSON types apart (``1`` and ``True`` are two)."""
+    return bson.encode({"k": value}, codec_options=ID_CODEC)
+
+
+def _place(doc: dict[str, Any], path: str, value: Any) -> str:
+    """Set ``value`` at the dotted ``path`` of ``doc``; the path to take out again (``_take``):
+    the first part that was not there, so nothing the caller's document had is removed."""
+    parts = path.split(".")
+    at = doc
+    for n, part in enumerate(parts[:-1]):
+        nxt = at.get(part)
+        if not isinstance(nxt, dict):
+            if part in at:  # a value that is not a document: leave it, open nothing under it
+                return ""
+            at[part] = nxt = {}
+            at, rest = nxt, parts[n + 1:]
+            for inner in rest[:-1]:
+                at[inner] = {}
+                at = at[inner]
+            at[rest[-1]] = value
+            return ".".join(parts[:n + 1])
+        at = nxt
+    at[parts[-1]] = value
+    return path
+
+
+def _take(doc: dict[str, Any], path: str) -> None:
+    if not path:
+        return
+    *parents, leaf = path.split(".")
+    at: Any = doc
+    for part in parents:
+        at = at.get(part) if isinstance(at, dict) else None
+    if isinstance(at, dict):
+        at.pop(leaf, None)
+
+
 _NOT_REBOUND = object()  # FieldCrypto._rebound: the value is not one rotate-key binds again
 
 PREFIX = "enc:"
@@ -331,13 +373,13 @@ class FieldCrypto:
         spec = update.get("$set")
         return isinstance(spec, Mapping) and (owner in spec or owner.split(".", 1)[0] in spec)
 
-    def seal_for_owner(self, info: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    def seal_for_owner(self, info: Any, doc: dict[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the stored document ``doc`` with every sensitive value opened and sealed
         again for the document as it is (its ``_id``, under its owner's data key now: an update
-        moved it to another owner); a value that does not open is refused (``EncryptionError``:
-        it would be written back over its ciphertext)."""
+        moved it from ``before``'s owner to another); a value that does not open is refused
+        (``EncryptionError``: it would be written back over its ciphertext)."""
         plain = copy_tree(doc)
-        self.open_document(info, plain)
+        self.open_document(info, plain, moved_from=before)
         return self.seal_document(info, plain)
 
     def subject_key(self, info: Any, doc: Mapping[str, Any]) -> str:
@@ -681,17 +723,20 @@ class FieldCrypto:
     # --- reads -------------------------------------------------------------------------------
 
     def open_document(self, info: Any, doc: dict[str, Any] | None, paths: Iterable[str] | None = None, *,
-                      strict: bool = False) -> dict[str, Any] | None:
+                      strict: bool = False, moved_from: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """Open a stored document's declared sensitive values in place (``paths``: only those).
 
         Plaintext from before encryption stays as it is; a sealed value that does not open (its
         data key shredded, tampered, or moved from another document or field) becomes
         ``UNREADABLE`` (logged and counted) so one bad value never fails the read (``strict``:
-        ``EncryptionError`` instead, for rotation). Blind indexes are the service's, never shown."""
+        ``EncryptionError`` instead, for rotation). Blind indexes are the service's, never shown.
+        ``moved_from``: the stored document an update is moving to another owner (``doc`` is its
+        post-image): a value under the data key of either owner opens (the values it does not set
+        are still under the previous owner's; those it sets, under the new one's)."""
         if doc is None:
             return None
         plan = self._open_plans.get(info.name)
-        if paths is None and plan is not None and plan[2] is not None and plan[0] is self.fields.get(info.name):
+        if moved_from is None and paths is None and plan is not None and plan[2] is not None and plan[0] is self.fields.get(info.name):
             # a read's document of a model whose sensitive paths are all top-level (a User's email
             # and name): one look per value in place; only a value that may hold ciphertext (an
             # envelope's prefix, a list whose text holds it or whose items are not all text, a
@@ -714,25 +759,52 @@ class FieldCrypto:
                     doc.pop(index_key, None)  # a blind index: never part of what a read returns
             else:
                 return doc
-        self._open_each(info, (doc,), paths, strict)
+        self._open_each(info, (doc,), paths, strict, moved_from)
         return doc
 
-    def reads_id_for(self, info: Any, projection: Mapping[str, Any] | None) -> bool:
-        """Whether a read whose (stored-name) ``projection`` leaves out ``_id`` must fetch it
-        anyway: every sealed value is bound to its document's ``_id`` and opens only with it, so
-        the read step asks for ``_id`` and the open step drops it after opening (``ops.steps``
-        ``compile.fetch_id`` / ``open``). Without a key nothing opens, so nothing is fetched."""
-        return (projection is not None and "_id" in projection and not projection["_id"]
-                and self.enabled and bool(self.fields.get(info.name)))
+    def fetched_for(self, info: Any, projection: Mapping[str, Any] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What a read whose (stored-name) ``projection`` leaves out must fetch anyway to open
+        its sealed values, and what to drop from each document once opened: ``(fetch, drop)``,
+        stored paths. A sealed value opens only at its document's ``_id`` (the binding) and,
+        with field level encryption, only under the data key of the owner its document names
+        (``subject_key``): so ``_id`` and the owner field are fetched (``compile.fetch_id``) and
+        dropped after opening (``open``), and the caller gets exactly the fields it asked for,
+        opened. ``fetch`` names an excluded path to read after all (its exclusion removed) or an
+        owner path to add to an inclusion. Without a key nothing opens, so nothing is fetched."""
+        if projection is None or not self.enabled or not self.fields.get(info.name):
+            return (), ()
+        fetch: list[str] = []
+        drop: list[str] = []
+        if "_id" in projection and not projection["_id"]:
+            fetch.append("_id")
+            drop.append("_id")
+        owner = self.owners.get(info.name)
+        if owner and owner != "_id" and self.vault is not None:
+            covering = [k for k in projection if k != "_id" and (owner == k or owner.startswith(k + "."))]
+            if any(v for k, v in projection.items() if k != "_id"):  # an inclusion
+                if not any(projection[k] for k in covering):
+                    top = owner.split(".", 1)[0]
+                    # a top the caller named nothing under is read and dropped whole (servers differ
+                    # on dotted projections); beside another path under it, only the owner's leaf
+                    named = owner if any(k == top or k.startswith(top + ".") for k in projection) else top
+                    fetch.append(named)
+                    drop.append(named)
+            else:  # an exclusion: an excluded owner (or a document holding it) is read, then dropped
+                for k in covering:
+                    fetch.append(k)
+                    drop.append(k)
+        return tuple(fetch), tuple(drop)
 
     def open_documents(self, info: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``open_document`` of each of ``docs`` (in place), the model's plan looked up once."""
         self._open_each(info, docs, None, False)
         return docs
 
-    def _open_each(self, info: Any, docs: Iterable[dict[str, Any]], paths: Iterable[str] | None, strict: bool) -> None:
+    def _open_each(self, info: Any, docs: Iterable[dict[str, Any]], paths: Iterable[str] | None, strict: bool,
+                   also: Mapping[str, Any] | None = None) -> None:
         """Open ``docs`` in place: a top-level sensitive value is looked at where it is (no walk,
-        nothing called for plaintext), a nested one found by ``slots_at``; blind indexes dropped."""
+        nothing called for plaintext), a nested one found by ``slots_at``; blind indexes dropped.
+        ``also``: the document before an update moved it to another owner (``open_document``)."""
         fields = self.fields.get(info.name)
         if not fields:
             return
@@ -757,35 +829,58 @@ class FieldCrypto:
                                 plain = False
                             for v in () if plain else value:  # _is_ciphertext, inlined
                                 if v.startswith(PREFIX) if isinstance(v, str) else _is_ciphertext(v):
-                                    doc[key] = [self._open(v, info, f, doc, strict) for v in value]
+                                    doc[key] = [self._open(v, info, f, doc, strict, also) for v in value]
                                     break
                         elif value.startswith(PREFIX) if isinstance(value, str) else _is_ciphertext(value):
-                            doc[key] = self._open(value, info, f, doc, strict)
+                            doc[key] = self._open(value, info, f, doc, strict, also)
                     if index_key:
                         doc.pop(index_key, None)
                     continue
                 for parent, key in slots_at(doc, parts):  # replaced here: no call back from fieldpaths
                     value = parent[key]
-                    parent[key] = ([self._open(v, info, f, doc, strict) for v in value] if isinstance(value, list)
-                                   else self._open(value, info, f, doc, strict))
+                    parent[key] = ([self._open(v, info, f, doc, strict, also) for v in value] if isinstance(value, list)
+                                   else self._open(value, info, f, doc, strict, also))
                 if f.blind is not None:
                     _drop_blind(doc, parts)
 
-    def open_output(self, info: Any, stages: Sequence[Mapping[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def open_output(self, info: Any, stages: Sequence[Mapping[str, Any]], docs: list[dict[str, Any]],
+                    owners_of: Callable[[list[Any]], Iterable[Mapping[str, Any]]] | None = None) -> list[dict[str, Any]]:
         """Open aggregation output at the declared paths no stage could have rewritten
-        (``provenance``); values moved or computed elsewhere stay sealed."""
+        (``provenance``); values moved or computed elsewhere stay sealed. With field level
+        encryption a value opens only under the data key of the owner its document names: an
+        output document that keeps its ``_id`` and a sealed value but not the owner field (a
+        ``$project`` of the value alone) has the owner read back by ``_id`` (``owners_of(ids)``:
+        the stored documents' owner fields, one read for the whole output), set for the opening
+        and taken out again, so the output holds what the pipeline made, opened."""
         fields = self.fields.get(info.name)
         if not fields:
             return docs
         paths = intact_paths(stages, [f.path for f in fields])
-        self._open_each(info, docs, paths, False)
+        owner = self.owners.get(info.name)
+        placed: list[tuple[dict[str, Any], str]] = []
+        if owners_of is not None and self.vault is not None and owner and owner != "_id" and paths:
+            lacking = [d for d in docs if "_id" in d and owner_value(d, owner) is None
+                       and any(is_sealed(v) for p in paths for v in leaves_at(d, p.split(".")))]
+            if lacking:
+                stored = {_id_key(d["_id"]): owner_value(d, owner)
+                          for d in owners_of([d["_id"] for d in lacking]) if "_id" in d}
+                for d in lacking:
+                    value = stored.get(_id_key(d["_id"]))
+                    if value is not None:
+                        placed.append((d, _place(d, owner, value)))
+        try:
+            self._open_each(info, docs, paths, False)
+        finally:
+            for d, path in placed:
+                _take(d, path)
         return docs
 
-    def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any], strict: bool = False) -> Any:
+    def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any], strict: bool = False,
+              also: Mapping[str, Any] | None = None) -> Any:
         if not is_stored_ciphertext(value):
             return value
         try:
-            return self._open_strict(value, info, f, doc)
+            return self._open_strict(value, info, f, doc, also)
         except EncryptionError as exc:
             if strict:
                 raise
@@ -794,13 +889,23 @@ class FieldCrypto:
             log.warning("unreadable encrypted value in %s _id=%s at %s: %s", info.collection, doc.get("_id"), f.path, exc)
             return UNREADABLE
 
-    def _open_strict(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any]) -> Any:
+    def _open_strict(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any],
+                     also: Mapping[str, Any] | None = None) -> Any:
         if is_sealed(value):
             if self.vault is None:
                 raise EncryptionError("no key vault is configured; set encryption_key (or kms_providers)")
             if "_id" not in doc:
                 raise EncryptionError("the document's _id was not read, and a sealed value is bound to it")
-            return self.vault.open(value, binding(info.collection, doc["_id"], f.path))
+            subject = self.subject_key(info, doc)
+            try:
+                return self.vault.open(value, binding(info.collection, doc["_id"], f.path),
+                                       subject if also is None else {subject, self.subject_key(info, also)})
+            except EncryptionError as exc:
+                owner = self.owners.get(info.name)
+                if subject == SHARED_KEY and owner and owner_value(doc, owner) is None and "owner" in str(exc):
+                    raise EncryptionError(f"the document's owner field ({owner}) was not read, and a sealed value "
+                                          "opens only under its owner's data key: keep it in the output") from None
+                raise
         if self.keyring is None:
             raise EncryptionError("no encryption key is configured; set encryption_key (or ASTRO_DB_ENCRYPTION_KEY)")
         return from_plaintext(self.keyring.open(value, info.collection, f.path), f)

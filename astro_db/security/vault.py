@@ -219,6 +219,7 @@ class KeyVault:
         self._engine: Any = None
         self._io: Any = None
         self._alt_ids: dict[str, Binary] = {}  # alt name -> data key id, this process
+        self._key_names: dict[bytes, frozenset[str]] = {}  # data key id -> its alt names, as read (``named``)
         self._indexed = False
         self.before_insert: Callable[[str], None] | None = None
 
@@ -285,10 +286,26 @@ class KeyVault:
         return coll, run
 
     def _fetch(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        """The data keys ``query`` matches (libmongocrypt's key reads), read to the end in one call."""
+        """The data keys ``query`` matches (libmongocrypt's key reads), read to the end in one
+        call; the alt names of each are noted (``named``: an open's check of whose key it is)."""
         coll, run = self._vault()
         with self._reaching("read"):
-            return run("key vault read", lambda: list(coll.find(query)))
+            keys: list[dict[str, Any]] = run("key vault read", lambda: list(coll.find(query)))
+        for key in keys:
+            self._key_names[bytes(_as_key_id(key["_id"]))] = frozenset(key.get("keyAltNames") or ())
+        return keys
+
+    def named(self, key_id: bytes) -> frozenset[str]:
+        """The alt names of the data key ``key_id`` (empty if there is none): as a decryption
+        read them (``_fetch``), else read now (once per key and process)."""
+        names = self._key_names.get(key_id)
+        if names is None:
+            coll, run = self._vault()
+            with self._reaching("read"):
+                found = run("key vault read", partial(coll.find_one, {"_id": Binary(key_id, UUID_SUBTYPE)},
+                                                      {"keyAltNames": 1}))
+            names = self._key_names[key_id] = frozenset((found or {}).get("keyAltNames") or ())
+        return names
 
     def _insert(self, key: dict[str, Any]) -> None:
         """A new data key written (retried: an attempt that landed makes the next meet its
@@ -321,6 +338,7 @@ class KeyVault:
         with self._lock:
             self._engine = None
             self._alt_ids.clear()
+            self._key_names.clear()
 
     def close(self) -> None:
         self.reset()
@@ -364,6 +382,7 @@ class KeyVault:
             key_id = found["_id"]
         key_id = _as_key_id(key_id)
         self._alt_ids[alt_name] = key_id
+        self._key_names[bytes(key_id)] = self._key_names.get(bytes(key_id), frozenset()) | {alt_name}
         return key_id
 
     def existing_key(self, alt_name: str) -> Binary | None:
@@ -455,9 +474,13 @@ class KeyVault:
         sealed = bson.decode(out, codec_options=_BSON_OPTS)["v"]
         return Binary(bytes(sealed), ENCRYPTED_SUBTYPE)
 
-    def open(self, value: Binary, bound_to: str) -> Any:
-        """The value sealed in ``value`` if it is bound to ``bound_to``; ``EncryptionError`` (naming
-        no plaintext and no key material) if its data key is gone, it was tampered or moved."""
+    def open(self, value: Binary, bound_to: str, subject: str | set[str] | None = None) -> Any:
+        """The value sealed in ``value`` if it is bound to ``bound_to`` and, with ``subject`` (the
+        alt name of the data key the document's owner seals under: ``FieldCrypto.subject_key``),
+        sealed under that key; ``EncryptionError`` (naming no plaintext and no key material) if
+        its data key is gone, it was tampered or moved, or its document names another owner than
+        the one it was sealed for (an owner field changed outside the service: the service would
+        otherwise open one user's values for whoever the field now names)."""
         try:
             out = self._encrypter().decrypt(bson.encode({"v": value}, codec_options=_BSON_OPTS))
             inner = bson.decode(out, codec_options=_BSON_OPTS)["v"]
@@ -471,6 +494,9 @@ class KeyVault:
             raise EncryptionError("decrypted value is not an astro_db sealed value ({v, b})")
         if inner["b"] != bound_to:
             raise EncryptionError("sealed value belongs to another document or field (moved)")
+        if subject is not None and (self.named(bytes(value[1:17])).isdisjoint((subject,) if isinstance(subject, str) else subject)):
+            raise EncryptionError("sealed value is under another owner's data key than its document names "
+                                  "(the owner changed outside the service)")
         return inner["v"]
 
 

@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import os
 import uuid
 
 import pytest
@@ -293,6 +294,59 @@ def test_values_sealed_under_an_ambiguous_string_id_by_an_earlier_release_are_bo
     stored = _raw(fdb, "1")
     fdb.rotate_keys()  # nothing left it can bind: a rerun leaves the document alone
     assert _raw(fdb, "1")["text"] == stored["text"]
+
+
+def test_a_document_whose_owner_field_was_changed_outside_the_service_does_not_open_for_its_new_owner(fdb):
+    """The service opens a value for whoever the owner field names, and scopes a self actor by
+    that field. A writer with access to the collection (not to any key) sets the owner of the
+    victim's document to Mallory: before, every read path opened the victim's values for her, a
+    confused deputy. Now a sealed value opens only under the data key of the owner its document
+    names (the ciphertext names its data key; ``KeyVault.open``'s subject): every path reads
+    ``UNREADABLE``, whatever the projection, and the victim's other documents stay whole."""
+    victim, mallory = _user(fdb, "Vic"), _user(fdb, "Mal")
+    theirs = fdb.create(Secret, _secret(victim.id))
+    kept = fdb.create(Secret, _secret(victim.id, label="kept"))
+    fdb.mongo["secrets"].update_one({"_id": theirs.id}, {"$set": {"userId": mallory.id}})
+    me = fdb.as_actor(str(mallory.id), "self")
+    reads = {
+        "find_one": me.find_one(Secret, {"id": theirs.id}, lean=True),
+        "find_one, instance": me.find_one(Secret, {"id": theirs.id}).to_dict(),
+        "find, projection": me.find(Secret, {}, projection={"text": 1, "when": 1}, lean=True)[0],
+        "find, _id left out": me.find(Secret, {}, projection={"text": 1, "_id": 0}, lean=True)[0],
+        "find, owner left out": me.find(Secret, {}, projection={"userId": 0}, lean=True)[0],
+        "iter_find": next(iter(me.iter_find(Secret, {}, projection={"text": 1}, lean=True))),
+        "page": me.page(Secret, {}, sort=[("label", 1)], limit=5, projection={"text": 1}, lean=True).items[0],
+        "aggregate, owner left out": me.aggregate(Secret, [{"$project": {"text": 1}}])[0],
+        "aggregate, owner kept": me.aggregate(Secret, [{"$project": {"text": 1, "userId": 1}}])[0],
+    }
+    for how, doc in reads.items():
+        assert is_unreadable(doc["text"]) and "the victim's secret" not in repr(doc), how
+    assert fdb.find_one(Secret, {"id": kept.id}).text == "the victim's secret"
+    assert fdb.as_actor(str(victim.id), "self").find_one(Secret, {"id": kept.id}).text == "the victim's secret"
+
+
+def test_reads_that_leave_out_the_owner_or_the_id_still_open_and_return_what_they_asked_for(fdb):
+    """What opening needs (``_id``, the owner field) is fetched and dropped again: a projection
+    gets exactly its fields, opened, on every read path, an owner inside an embedded document too."""
+    ann = _user(fdb, "Ann")
+    made = fdb.create(Secret, _secret(ann.id))
+    letter = fdb.create(Letter, {"sender": {"userId": ann.id}, "text": "dear"})
+    assert fdb.find_one(Secret, {"id": made.id}, projection={"text": 1}, lean=True) == {
+        "_id": made.id, "text": "the victim's secret"}
+    assert fdb.find_one(Secret, {"id": made.id}, projection={"text": 1, "_id": 0}, lean=True) == {"text": "the victim's secret"}
+    no_owner = fdb.find_one(Secret, {"id": made.id}, projection={"userId": 0}, lean=True)
+    assert "userId" not in no_owner and no_owner["text"] == "the victim's secret" and no_owner["amount"] == 42.5
+    assert fdb.find(Secret, {}, projection={"amount": 1}, lean=True) == [{"_id": made.id, "amount": 42.5}]
+    assert list(fdb.iter_find(Secret, {}, projection={"text": 1}, lean=True)) == [{"_id": made.id, "text": "the victim's secret"}]
+    assert fdb.page(Secret, {}, sort=[("label", 1)], limit=2, projection={"text": 1}, lean=True).items == [
+        {"_id": made.id, "label": "l", "text": "the victim's secret"}]
+    assert fdb.find_one(Letter, {"id": letter.id}, projection={"text": 1}, lean=True) == {"_id": letter.id, "text": "dear"}
+    assert fdb.find_one(Letter, {"id": letter.id}, projection={"sender": 0}, lean=True)["text"] == "dear"
+    assert "sender" not in fdb.find_one(Letter, {"id": letter.id}, projection={"sender": 0}, lean=True)
+    if fdb.test_backend == "live" and not os.environ.get("ASTRO_DB_TEST_URI"):
+        return  # nx-27017's $project answers an ObjectId _id as its hex string (docs/testing.md): another _id
+    assert fdb.aggregate(Secret, [{"$project": {"text": 1}}]) == [{"_id": made.id, "text": "the victim's secret"}]
+    assert fdb.aggregate(Letter, [{"$project": {"text": 1}}]) == [{"_id": letter.id, "text": "dear"}]
 
 
 def test_ciphertext_moved_to_another_field_reads_unreadable(fdb):

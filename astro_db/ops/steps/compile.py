@@ -137,10 +137,10 @@ def _by_id_form(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any
 
 
 def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | None, options: Mapping[str, Any], *,
-         one: bool = False, verb: str = "sort") -> tuple[dict[str, Any], dict[str, Any], bool]:
+         one: bool = False, verb: str = "sort") -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
     """A read's filter (``filter``, ``strict`` from ``options``), its find options
     (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only) and
-    whether the open step drops an ``_id`` fetched only to open the values (``fetch_id``),
+    what the open step drops, fetched only to open the values (``fetch_id``: ``_id``, the owner),
     compiled in one pass of this step."""
     # ``in`` looks (no ``dict.get`` call): a find_one that names no option passes here on every call
     filt = filter(rt, info, guard, query, strict=options["strict"] if "strict" in options else False)
@@ -148,7 +148,7 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
         sort = options["sort"] if "sort" in options else None
         projection = options["projection"] if "projection" in options else None
         if sort is None and projection is None:
-            return filt, {}, False  # the by-id find_one: no option to validate
+            return filt, {}, ()  # the by-id find_one: no option to validate
         options = {"sort": sort, "projection": projection}
     compiled = find_options(rt, info, options, verb=verb)
     return filt, compiled, fetch_id(rt, info, compiled)
@@ -173,20 +173,27 @@ def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, ve
     return out
 
 
-def fetch_id(rt: Runtime, info: ModelInfo, options: dict[str, Any]) -> bool:
-    """A read's compiled find ``options`` whose projection leaves out ``_id`` on a model with
-    sealed values: ``_id`` is fetched after all (a sealed value opens only with its document's
-    id), and True tells the open step to drop it again (``open.documents(..., drop_id=True)``),
-    so the caller gets exactly the fields it asked for, opened."""
+def fetch_id(rt: Runtime, info: ModelInfo, options: dict[str, Any]) -> tuple[str, ...]:
+    """A read's compiled find ``options`` whose projection leaves out what opening its sealed
+    values needs (``_id``; with field level encryption, the owner field: ``FieldCrypto.fetched_for``):
+    it is fetched after all, and the paths returned tell the open step what to drop again
+    (``open.documents(..., drop=...)``), so the caller gets exactly the fields it asked for,
+    opened. Empty: nothing fetched, nothing to drop."""
     projection = options.get("projection")
-    if projection is None or not rt.crypto.reads_id_for(info, projection):
-        return False
-    kept = {name: flag for name, flag in projection.items() if name != "_id"}
+    if projection is None:
+        return ()
+    fetch, drop = rt.crypto.fetched_for(info, projection)
+    if not fetch:
+        return ()
+    inclusion = any(v for k, v in projection.items() if k != "_id")
+    kept = {name: flag for name, flag in projection.items() if name not in fetch}
+    if inclusion:
+        kept.update({name: 1 for name in fetch if name != "_id"})
     if kept:
         options["projection"] = kept
     else:  # {"_id": 0} alone: every field
         del options["projection"]
-    return True
+    return drop
 
 
 def update(rt: Runtime, info: ModelInfo, guard: Guard, data: Any) -> CompiledUpdate:

@@ -6,6 +6,7 @@ comes back as ``UNREADABLE`` (logged and counted), never failing the read.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ...registry import ModelInfo
@@ -14,23 +15,36 @@ from ..runtime import Runtime
 __all__ = ["document", "documents", "output"]
 
 
-def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None, *, drop_id: bool = False) -> dict[str, Any] | None:
-    """``doc`` opened in place; ``drop_id``: its ``_id``, fetched only to open it (``compile.fetch_id``), removed after."""
+def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None, *, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """``doc`` opened in place; ``drop``: stored paths fetched only to open it (``compile.fetch_id``:
+    ``_id``, the owner field), removed after."""
     rt.crypto.open_document(info, doc)
-    if drop_id and doc is not None:
-        doc.pop("_id", None)
+    if drop and doc is not None:
+        _drop(doc, drop)
     return doc
 
 
-def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]], *, drop_id: bool = False) -> list[dict[str, Any]]:
-    """``docs`` opened in place, the model's plan looked up once; ``drop_id`` as for ``document``."""
+def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]], *, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``docs`` opened in place, the model's plan looked up once; ``drop`` as for ``document``."""
     rt.crypto.open_documents(info, docs)
-    if drop_id:
+    if drop:
         for doc in docs:
-            doc.pop("_id", None)
+            _drop(doc, drop)
     return docs
 
 
-def output(rt: Runtime, info: ModelInfo, stages: list[dict[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Aggregation output: opened at the declared paths no stage could have rewritten."""
-    return rt.crypto.open_output(info, stages, docs)
+def _drop(doc: dict[str, Any], paths: tuple[str, ...]) -> None:
+    for path in paths:
+        *parents, leaf = path.split(".")
+        at: Any = doc
+        for part in parents:
+            at = at.get(part) if isinstance(at, dict) else None
+        if isinstance(at, dict):
+            at.pop(leaf, None)
+
+
+def output(rt: Runtime, info: ModelInfo, stages: list[dict[str, Any]], docs: list[dict[str, Any]],
+           owners_of: Callable[[list[Any]], Iterable[Mapping[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """Aggregation output: opened at the declared paths no stage could have rewritten; the
+    owner of a document whose output left it out read back by ``_id`` (``owners_of``)."""
+    return rt.crypto.open_output(info, stages, docs, owners_of)
