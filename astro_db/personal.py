@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +91,7 @@ def owner_paths(registry: ModelRegistry) -> dict[str, str]:
     return {info.collection: _owner(info) for info in _models(registry)}
 
 
-def belongs_to(doc: Mapping[str, Any], owner: str, users: Iterable[Any]) -> bool:
+def belongs_to(doc: Mapping[str, Any], owner: str, users: Container[Any]) -> bool:
     """Whether a stored document (its ``owner`` field) belongs to one of ``users``."""
     value = owner_value(doc, owner)  # an owner may sit in an embedded document (``sender.userId``)
     return value is not None and value in users

@@ -7,7 +7,9 @@ Incremental: the journal entries of ``(previous set's to, now]`` are saved, and 
 touched document's last state: its post-image in ``<coll>.bson.gz``, or its id in
 ``<coll>.deleted.bson.gz`` when it was deleted. Append-only service collections (the change
 records ``astroChanges``, the older ``auditLog``) contribute their entries newer than the window.
-A document's last state is its record with the highest revision (``journal.entry_key``).
+A document's last state is its record with the highest revision (``journal.entry_key``); a
+document is its collection and its ``_id`` as the server tells ``_id`` values apart
+(``query.order.identity``: ``true`` and ``1`` two documents, ``1`` and ``1.0`` one).
 Every set, full or incremental, carries the service's ledgers whole (``LEDGER_COLLECTIONS``),
 copied once its window is closed.
 """
@@ -29,10 +31,10 @@ from ..changes import CHANGES_COLLECTION
 from ..changes.reader import WINDOW_MARGIN
 from ..changes.records import to_ms
 from ..errors import AstroDBError, BackupError, translate
-from ..ids import BSON_CODEC
 from ..indexes import declared_indexes
 from ..migrations import MIGRATIONS_COLLECTION, ledger_as_of
 from ..personal import ERASURES_COLLECTION
+from ..query.order import identity
 from .journal import ensure_journal_index, entry_key, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
@@ -222,12 +224,12 @@ class _Dump:
         the previous set already saved: what is left of the margin arrived late)."""
         with self._writer("journal.bson.gz") as writer:
             for raw in read_window(self.database, start, end):
-                if raw["_id"] in seen:
+                if identity(raw["_id"]) in seen:
                     continue
                 writer.write(raw)
                 if keep is not None:
                     coll, doc_id, rev, _, _ = entry_key(raw)
-                    key = (coll, _key(doc_id))
+                    key = (coll, identity(doc_id))  # True and 1 are two documents, 1 and 1.0 one
                     kept_rev = entry_key(keep[key])[2] if key in keep else None
                     if rev is None or kept_rev is None or rev >= kept_rev:
                         keep[key] = raw  # the highest revision wins, whichever record came first
@@ -250,12 +252,13 @@ class _Dump:
 
 
 def _saved_ids(sets: list[BackupSet], start: _dt.datetime) -> set[Any]:
-    """The ``_id`` of every journal record the sets ending inside the re-read margin saved."""
+    """The ``_id`` of every journal record the sets ending inside the re-read margin saved (as
+    ``query.order.identity`` keys)."""
     seen: set[Any] = set()
     for s in sets:
         if s.end > start - WINDOW_MARGIN:
             path = s.file(s.manifest["journal"]["file"])
-            seen.update(bson.decode(raw)["_id"] for raw in iter_raw(path, shown=str(path)))
+            seen.update(identity(bson.decode(raw)["_id"]) for raw in iter_raw(path, shown=str(path)))
     return seen
 
 
@@ -263,14 +266,6 @@ def _declared(info: Any) -> list[dict[str, Any]]:
     if info is None:
         return []
     return [{**spec, "key": [list(pair) for pair in spec["key"]]} for spec in declared_indexes(info)]
-
-
-def _key(value: Any) -> Any:
-    try:
-        hash(value)
-        return value
-    except TypeError:
-        return bson.encode({"v": value}, codec_options=BSON_CODEC)
 
 
 def _after(now: _dt.datetime, previous: BackupSet | None) -> _dt.datetime:

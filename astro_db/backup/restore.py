@@ -41,9 +41,9 @@ from pymongo.errors import PyMongoError
 
 from ..changes import CHANGES_COLLECTION
 from ..errors import AstroDBError, BackupError, translate
-from ..ids import BSON_CODEC
 from ..migrations import MIGRATIONS_COLLECTION
-from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, erased_ids, scrub_record
+from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, scrub_record
+from ..query.order import identity
 from .dump import REBUILT_LEDGERS
 from .integrity import require_intact
 from .journal import entry_key, read_window, to_ms
@@ -128,11 +128,12 @@ class Loader:
         self.embedded = embedded
         self.progress = progress or (lambda label, advance, total: None)
         # users erased (the ledger): none of their documents is loaded, their records are scrubbed
-        self.erased = frozenset(erased)
+        self.erased = Ids(erased)
         self.owners = dict(owners or {})  # collection -> the stored field naming a document's user
         self.skipped: dict[str, int] = {}
-        # (collection, _id) -> revision it was deleted at, over the whole restore: a record that
-        # reached a later set late (or with a skewed clock) never brings a deleted document back
+        # (collection, identity(_id)) -> revision it was deleted at, over the whole restore: a
+        # record that reached a later set late (or with a skewed clock) never brings a deleted
+        # document back
         self.tombstones: dict[tuple[str, Any], int] = {}
 
     def _doc(self, raw: bytes | memoryview[int]) -> Any:
@@ -203,7 +204,7 @@ class Loader:
             read += 1
             coll, doc_id, rev, _, _ = key = entry_key(entry)
             rank = (rev if rev is not None else -1, read)
-            slot = (coll, _hashable(doc_id))
+            slot = (coll, identity(doc_id))
             if slot not in latest or rank > latest[slot][0]:
                 latest[slot] = (rank, key)
         pending: dict[str, list[Any]] = {}
@@ -224,11 +225,11 @@ class Loader:
 
     def _bury(self, collection: str, doc_id: Any, rev: int | None) -> None:
         if rev is not None:
-            slot = (collection, _hashable(doc_id))
+            slot = (collection, identity(doc_id))
             self.tombstones[slot] = max(rev, self.tombstones.get(slot, rev))
 
     def _buried(self, collection: str, doc_id: Any, rev: int | None) -> bool:
-        dead = self.tombstones.get((collection, _hashable(doc_id)))
+        dead = self.tombstones.get((collection, identity(doc_id)))
         return dead is not None and (rev is None or rev < dead)
 
     def _flush(self, pending: dict[str, list[Any]]) -> None:
@@ -276,12 +277,23 @@ def _bulk(coll: Any, ops: list[Any]) -> None:
             raise
 
 
-def _hashable(value: Any) -> Any:
-    try:
-        hash(value)
-        return value
-    except TypeError:
-        return bson.encode({"v": value}, codec_options=BSON_CODEC)
+class Ids:
+    """A set of ``_id`` values as the server tells them apart (``query.order.identity``): ``1 in
+    Ids([1.0])``, but not ``True in Ids([1])``."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, values: Iterable[Any] = ()) -> None:
+        self._keys = frozenset(map(identity, values))
+
+    def __contains__(self, value: Any) -> bool:
+        return identity(value) in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
 
 
 def load_file(backup_set: BackupSet, relative: str) -> Iterator[bytes]:
@@ -306,7 +318,7 @@ def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decod
         copies = _ledger_copies(plan, live_journal)
         plan.collections += [name for name in copies if name not in plan.collections]
         _prepare_target(database, plan.collections, drop)
-        loader = Loader(database, decode, progress, erased=ledger, owners=owners)
+        loader = Loader(database, decode, progress, erased=[entry["_id"] for entry in ledger.values()], owners=owners)
         replayed = _apply(loader, plan, live_journal)
         for entry in ledger.values():  # the target knows whom it must never bring back
             database[ERASURES_COLLECTION].replace_one({"_id": entry["_id"]}, entry, upsert=True)
@@ -334,19 +346,18 @@ def run_restore(repo: Repository, database: MongoDB, plan: RestorePlan, *, decod
 
 def _ledger(repo: Repository, target: MongoDB, source: MongoDB | None) -> dict[Any, dict[str, Any]]:
     """The erasure ledger (``astroErasures``) of every set in ``repo``, of the target and of
-    ``source`` (a gateway, when given), by user id."""
+    ``source`` (a gateway, when given), by user id (its ``query.order.identity``: users ``true``
+    and ``1`` are two entries)."""
     entries: dict[Any, dict[str, Any]] = {}
     for s in repo.sets():
         entry = s.manifest["collections"].get(ERASURES_COLLECTION)
         if entry is not None:
             for raw in load_file(s, entry["file"]):
                 doc = bson.decode(raw)
-                entries[doc["_id"]] = doc
+                entries[identity(doc["_id"])] = doc
     for database in (target, source):
         if database is not None:
-            ids = erased_ids(database)
-            if ids:
-                entries.update({doc["_id"]: doc for doc in database[ERASURES_COLLECTION].find({"_id": {"$in": sorted(ids)}})})
+            entries.update({identity(doc["_id"]): doc for doc in database[ERASURES_COLLECTION].find({})})
     return entries
 
 

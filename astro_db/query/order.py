@@ -7,21 +7,31 @@ after it, asked for by ``$type`` (``beyond``). The order itself (``rank``) is th
 query evaluator (``query.evaluate``) compares values by. Keyset pages (``ops.pages``) and every scan in
 ``_id`` order (key rotation, migrations, the change records' rebuild: ``ids_after``) use it, so
 a document another client stored with another type is reached, not skipped.
+
+``identity`` is the same order's equality as a hashable key: two values have one key exactly when
+the server holds them equal (an ``_id``'s uniqueness), which Python's own ``==`` and ``hash`` do
+not say (``True == 1``; ``Decimal128("1") != 1``). Every structure keyed by ``_id`` in backups and
+restores uses it.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as _dt
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
-from bson import Code, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
+import bson
+from bson import Binary, Code, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
+from bson.datetime_ms import DatetimeMS
 from bson.regex import Regex
 
+from ..ids import BSON_CODEC
+
 __all__ = ["MIN", "NULL", "NUMBER", "STRING", "OBJECT", "ARRAY", "BINARY", "OID", "BOOL", "DATE", "TIMESTAMP",
-           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START"]
+           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START", "identity"]
 
 # the server's canonical type order (numbers of every kind share a rank, as do null and missing)
 MIN, NULL, NUMBER, STRING, OBJECT, ARRAY, BINARY, OID, BOOL, DATE, TIMESTAMP, REGEX, MAX = (
@@ -104,3 +114,75 @@ def ids_after(after: Any) -> dict[str, Any]:
         return {"_id": {"$ne": None}}
     later = beyond("_id", 1, after)
     return {"_id": {"$gt": after}} if not later else {"$or": [{"_id": {"$gt": after}}, *later]}
+
+
+_NAN = "NaN"  # every NaN, double or decimal, is one value to the server (and one _id)
+
+
+def identity(value: Any) -> Hashable:
+    """A hashable key of ``value`` as the server tells values apart (the ``_id`` index's
+    uniqueness): two values get the same key exactly when the server holds them equal.
+
+    - the type class first: a bool is no number (``True`` and ``1`` are two ``_id`` values, though
+      Python's ``True == 1`` and ``hash(True) == hash(1)``), a string no number (``"1"``), an
+      ObjectId no string (its hex), a date no timestamp;
+    - numbers of every kind by value: ``1``, ``1.0``, ``Int64(1)`` and ``Decimal128("1")`` are one
+      ``_id`` (Python's exact comparison of ints, floats and ``Decimal``: a double equals a decimal
+      only when their values are exactly equal; every NaN is one value, ``-0.0`` is ``0``);
+    - a date by its milliseconds (what BSON holds; a naive datetime is UTC), binary data by its
+      subtype and bytes (plain ``bytes`` subtype 0, a ``UUID`` subtype 4);
+    - an embedded document field by field in its key order (``{a: 1, b: 2}`` and ``{b: 2, a: 1}``
+      are two ``_id`` values; ``{a: 1}`` and ``{a: 1.0}`` one), an array item by item, a ``DBRef`` as
+      the document it is stored as;
+    - any other value (a regex, JavaScript code) by its BSON encoding, its type byte included.
+
+    Not ``changes.records.id_text``, which names a change record and writes ``1`` and ``1.0``
+    apart (their records stay distinct by revision); ``identity`` tells documents apart.
+    """
+    if value is None:
+        return (NULL,)
+    cls = value.__class__
+    if cls is ObjectId:
+        return (OID, value.binary)
+    if cls is str:
+        return (STRING, value)
+    if cls is bool:
+        return (BOOL, value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (NUMBER, _NAN) if value != value else (NUMBER, value)
+    if isinstance(value, Decimal128):
+        number = value.to_decimal()
+        return (NUMBER, _NAN) if number.is_nan() else (NUMBER, number)
+    if isinstance(value, _dt.datetime):
+        return (DATE, _millis(value))
+    if isinstance(value, DatetimeMS):
+        return (DATE, int(value))
+    if isinstance(value, str) and not isinstance(value, Code):
+        return (STRING, str(value))
+    if isinstance(value, DBRef):
+        return identity(value.as_doc())
+    if isinstance(value, Mapping):
+        return (OBJECT, tuple((key, identity(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (ARRAY, tuple(identity(item) for item in value))
+    if isinstance(value, Binary):
+        return (BINARY, value.subtype, bytes(value))
+    if isinstance(value, bytes):
+        return (BINARY, 0, value)
+    if isinstance(value, uuid.UUID):
+        return (BINARY, 4, value.bytes)
+    if isinstance(value, Timestamp):
+        return (TIMESTAMP, value.time, value.inc)
+    if isinstance(value, MinKey):
+        return (MIN,)
+    if isinstance(value, MaxKey):
+        return (MAX,)
+    # a regex, code, ...: its BSON element (type byte, name "v", value), skipping the length prefix
+    return (None, bson.encode({"v": value}, codec_options=BSON_CODEC)[4:])
+
+
+def _millis(value: _dt.datetime) -> int:
+    """A datetime's milliseconds since the epoch, as BSON stores it (naive: UTC)."""
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        value = value - value.utcoffset()  # type: ignore[operator]
+    return calendar.timegm(value.timetuple()) * 1000 + value.microsecond // 1000
