@@ -14,7 +14,9 @@ from . import cli, pass_ctx
 @click.option("--database", "database", default=None, help="Database name (default: the URL's).")
 @click.option("--role", default="astroDbApp", show_default=True, help="Name of the role to create.")
 @click.option("--user", default="astro_app", show_default=True, help="Name of the application user.")
-@click.option("--no-index-management", is_flag=True, help="Leave out createIndex/listIndexes (set ensure_indexes=False).")
+@click.option("--no-index-management", is_flag=True,
+              help="Leave out createIndex (and listIndexes, but on the models' collections: upsert_many needs it); "
+                   "set ensure_indexes=False.")
 @pass_ctx
 def roles(ctx: Any, database: str | None, role: str, user: str, no_index_management: bool) -> None:
     """Print createRole / createUser for the app's least-privilege MongoDB user (run them as an admin)."""

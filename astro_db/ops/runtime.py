@@ -84,6 +84,9 @@ class Runtime:
         self.one_command_writes = config.change_records.one_command_writes and self.capabilities.bulk_write
         self.bulk_write: bool | None = None  # does the server have bulkWrite? (ops.bulk; asked on first use)
         self.indexes_ensured = False
+        # (collection, key fields) of the upsert keys a unique index on the server was seen to
+        # ensure (``WriteRunner.require_unique``: one listIndexes per model and key, then kept)
+        self.unique_keys: set[tuple[str, frozenset[str]]] = set()
         self.page_tokens = PageTokens.from_config(config)  # db.page's tokens (ops.pages)
         # the compile step's kept work (ops.steps.compile), held here so that it, and the field
         # encryption keys its keys hold, goes with this runtime: the trusted app's walks, and per

@@ -12,7 +12,9 @@ An update or delete given ``expected_revision`` carries that revision in its own
 tells a miss apart afterwards (``ConflictError``, nothing there, or its own landed write). A bulk
 upsert (``upsert_many``) reads a batch's stored documents by key once, compares, and writes only
 what changed in one unordered ``bulk_write`` (inserts by a client-made ``_id``, replaces by
-compare-and-set on the revision), retrying the items a concurrent writer got to first.
+compare-and-set on the revision), retrying the items a concurrent writer got to first; it
+needs the server to hold a unique index on its key (``WriteRunner.require_unique``: looked up
+once per model and key, then kept), which is what makes a key inserted meanwhile a duplicate.
 Each strategy returns what it wrote (``events.Written``) to the after-write step
 (``steps.hooks.after_write``), which tells the write hooks with the write's session: the query
 cache, and the change records (``changes``: one record per document the write actually changed,
@@ -30,6 +32,7 @@ import datetime as _dt
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
@@ -44,6 +47,7 @@ from ..driver import timeouts
 from ..errors import (
     AstroDBError,
     ChangeRecordError,
+    ConfigError,
     ConflictError,
     DatabaseConnectionError,
     DuplicateKeyError,
@@ -452,10 +456,38 @@ class WriteRunner:
         updates go to the after-write step (one change record per document changed)."""
         done: dict[int, Upserted] = {}
         refused: dict[int, AstroDBError] = {}
+        if items:
+            self.require_unique(on)
         positions = list(range(len(items)))
         for chunk in _chunks(positions, UPSERT_BATCH):
             self._upsert_batch(items, chunk, on, scope, done, refused)
         return done, refused
+
+    def require_unique(self, on: tuple[str, ...]) -> None:
+        """Refuse (``ConfigError``) unless the server holds a unique index ensuring ``on``: a
+        unique index, not partial, on ``on``'s fields or some of them. Without one, two runs at
+        once both read the key as absent and both insert it, and nothing tells them apart: the
+        duplicate key error that makes a run retry the item as a replace never comes. Looked up
+        (one ``listIndexes``, outside any transaction: the server refuses it inside one) on the
+        first upsert of a model and key in this ``Database``, then kept (``Runtime.unique_keys``);
+        forgotten when a batch finds two documents holding one key (``_by_keys``)."""
+        seen = (self.info.collection, frozenset(on))
+        if seen in self.rt.unique_keys:
+            return
+        listed = run.call(self.rt, self.info, "upsert_many", lambda: list(self.coll.list_indexes()), None)
+        if not any(_ensures(index, on) for index in listed):
+            declared = next((spec["name"] for spec in declared_indexes(self.info)
+                             if spec.get("unique") and {f for f, _ in spec["key"]} == set(on)), "?")
+            twin = next((index for index in listed if set(index.get("key", {})) == set(on)), None)
+            found = ("has none on these fields" if twin is None else
+                     f"has {twin.get('name')} on them, which is {'partial' if twin.get('unique') else 'not unique'} "
+                     f"(drop it first: sync_indexes takes it for the declared one)")
+            raise ConfigError(
+                f"upsert_many on {self.info.name} by ({', '.join(on)}) needs the unique index {declared} the model "
+                f"declares, and the server's {self.info.collection} collection {found}: without it two runs at once "
+                f"could both insert the same key; create it with db.sync_indexes() or `astro-db indexes sync` (with "
+                f"ensure_indexes=True, the default, connect() does)", key="ensure_indexes")
+        self.rt.unique_keys.add(seen)
 
     def _upsert_batch(self, items: list[tuple[dict[str, Any], dict[str, Any]]], chunk: list[int], on: tuple[str, ...],
                       scope: Callable[[dict[str, Any]], dict[str, Any]], done: dict[int, Upserted],
@@ -493,6 +525,12 @@ class WriteRunner:
         for position in pending:
             plain, sealed = items[position]
             current = stored.get(_key(sealed, on))
+            if current is _SEVERAL:
+                refused[position] = ConfigError(
+                    f"upsert_many on {self.info.name}: several documents hold this item's {', '.join(on)}: the unique "
+                    f"index on them was missing when they were written; remove the duplicates, then create it "
+                    f"(db.sync_indexes() or `astro-db indexes sync`)", key="ensure_indexes")
+                continue
             if current is None:
                 if position in taken:  # inserted meanwhile by a document this actor may not see
                     refused[position] = DuplicateKeyError(
@@ -555,7 +593,12 @@ class WriteRunner:
         filt = _keys_filter(sons, on)
         found = run.call(self.rt, self.info, "upsert_many",
                          lambda: list(self.coll.find(scope(filt), session=self.session)), self.tx)
-        return {_key(doc, on): doc for doc in found}
+        stored = {_key(doc, on): doc for doc in found}
+        if len(stored) < len(found):  # a key held twice: the unique index is gone (or was, for a while)
+            self.rt.unique_keys.discard((self.info.collection, frozenset(on)))  # looked up again next call
+            for key in {k for k, n in Counter(_key(doc, on) for doc in found).items() if n > 1}:
+                stored[key] = _SEVERAL
+        return stored
 
     def _bulk_replace(self, ops: list[Any], planned: list[tuple[int, str, dict[str, Any]]],
                       op_id: Any) -> dict[str, Any] | None:
@@ -1255,6 +1298,17 @@ class Upserted(NamedTuple):
     outcome: str
     id: Any
     document: dict[str, Any]
+
+
+_SEVERAL: dict[str, Any] = {}  # ``_by_keys``: the stored documents holding a key are more than one
+
+
+def _ensures(index: Mapping[str, Any], on: tuple[str, ...]) -> bool:
+    """Whether a listed index keeps ``on`` unique: unique, not partial (its uniqueness holds only
+    among the documents its filter matches), on ``on``'s fields or some of them (a pair unique
+    on one of its fields is unique)."""
+    fields = set(index.get("key", {}))
+    return bool(index.get("unique")) and "partialFilterExpression" not in index and bool(fields) and fields <= set(on)
 
 
 def _key(doc: Mapping[str, Any], on: tuple[str, ...]) -> bytes:

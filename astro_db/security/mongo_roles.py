@@ -22,6 +22,9 @@ __all__ = ["role_commands", "as_mongosh", "APP_ACTIONS", "SERVICE_COLLECTIONS"]
 
 APP_ACTIONS = ["find", "insert", "update", "remove"]
 INDEX_ACTIONS = ["createIndex", "listIndexes"]  # for ensure_indexes at connect
+# on the models' collections whatever the index management: upsert_many looks up the unique
+# index of its key (ops.writes.WriteRunner.require_unique) and refuses without one
+LOOKUP_ACTIONS = ["listIndexes"]
 APPEND_ONLY_ACTIONS = ["find", "insert"]
 # The service's own collections: the change records (audit trail and journal, append-only; pruning
 # their post-images is an operator's job) and the audit log of earlier versions (read, append-only);
@@ -38,10 +41,11 @@ def role_commands(database: str, *, role: str = "astroDbApp", user: str = "astro
     """``[createRole, createUser]`` command documents (the password is left for the operator).
     ``models``: model classes or registry ``ModelInfo`` entries (the built-in models by default)."""
     extra = INDEX_ACTIONS if manage_indexes else []
+    models_extra = extra or LOOKUP_ACTIONS
     collections = [getattr(m, "collection", None) or m._get_collection_name()
                    for m in (MODELS.values() if models is None else models)]
     privileges = [
-        {"resource": {"db": database, "collection": name}, "actions": APP_ACTIONS + extra}
+        {"resource": {"db": database, "collection": name}, "actions": APP_ACTIONS + models_extra}
         for name in collections
     ]
     privileges += [

@@ -28,7 +28,7 @@ from astro_db.ops import writes
 from astro_db.ops.writes import WriteRunner
 from astro_db.security.crypto import new_key
 
-from .conftest import insight_data
+from .conftest import backend_name, insight_data
 
 DAY0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 ON = ("userId", "date")
@@ -191,7 +191,8 @@ def test_one_find_and_one_bulk_command_per_batch(live_url, monkeypatch):
         listener.sent.clear()
         result = db.upsert_many("PlanetaryInsight", insights(user.id, range(1500)), on=ON)
         assert result.inserted == 1500
-        assert listener.on("planetaryInsights") == ["find", "update", "find", "update"]
+        # the unique index looked up once per Database, model and key (WriteRunner.require_unique)
+        assert listener.on("planetaryInsights") == ["listIndexes", "find", "update", "find", "update"]
         listener.sent.clear()
         rerun = insights(user.id, range(1500))
         for item in rerun[::100]:
@@ -467,3 +468,78 @@ def test_a_batch_whose_reply_was_lost_and_not_retried_is_read_back_by_its_op_id(
         assert records_of(one_try, result.inserted_ids[0]) == [("create", 0)]
     finally:
         one_try.disconnect()
+
+
+# --- the unique index the key needs on the server --------------------------------------------------
+
+@pytest.fixture(params=["embedded", pytest.param("live", marks=pytest.mark.live)])
+def unindexed(request):
+    """A Database with ``ensure_indexes=False`` on a fresh database: no index synced."""
+    url = (f"mongomock://localhost/t{uuid.uuid4().hex[:8]}" if request.param == "embedded"
+           else request.getfixturevalue("live_url"))
+    database = Database(url, ensure_indexes=False, server_selection_timeout_ms=5000).connect()
+    database.test_backend = backend_name(request.param)
+    yield database
+    database.disconnect()
+
+
+def _day(db: Database, user_id: Any) -> list[int]:
+    return sorted(d["energyLevel"] for d in db.mongo["planetaryInsights"].find({"userId": user_id}))
+
+
+def test_without_its_unique_index_on_the_server_a_run_is_refused_not_duplicated(unindexed, monkeypatch):
+    """Two runs at once (the second driven between the first's read and its write) both read the
+    key as absent and both inserted it: only the unique index's duplicate key error makes the
+    later one replace instead. Before, with ``ensure_indexes=False`` and no index synced, the
+    key was stored twice."""
+    db = unindexed
+    user = db.create("User", {"email": f"u{uuid.uuid4().hex[:6]}@example.com", "name": "Ann"})
+    fired = _between_read_and_write(
+        monkeypatch, lambda: db.upsert_many("PlanetaryInsight", [insight_data(user.id, 0, energyLevel=2)], on=ON))
+    refused = None
+    try:
+        db.upsert_many("PlanetaryInsight", [insight_data(user.id, 0, energyLevel=1)], on=ON)
+    except errors.ConfigError as exc:
+        refused = exc
+    assert len(_day(db, user.id)) <= 1, _day(db, user.id)  # never the key twice
+    assert refused is not None and not fired and _day(db, user.id) == []  # refused before anything is read
+    assert "userId_1_date_1" in str(refused) and "sync_indexes" in str(refused) and refused.key == "ensure_indexes"
+    db.sync_indexes()
+    result = db.upsert_many("PlanetaryInsight", [insight_data(user.id, 0, energyLevel=1)], on=ON)
+    assert fired and _day(db, user.id) == [1] and result.updated == 1  # the other run's insert, replaced
+
+
+@pytest.mark.parametrize("options", [{}, {"unique": True, "partialFilterExpression": {"energyLevel": {"$gt": 0}}}],
+                         ids=["not unique", "partial"])
+def test_an_index_on_the_key_that_does_not_keep_it_unique_does_not_count(unindexed, options):
+    db = unindexed
+    if options and db.test_backend == "nx":
+        pytest.skip("nx-27017 builds a partial unique index as a whole one, and lists it so: it does keep the key unique")
+    db.mongo["planetaryInsights"].create_index([("userId", 1), ("date", 1)], name="userId_1_date_1", **options)
+    user = db.create("User", {"email": f"u{uuid.uuid4().hex[:6]}@example.com", "name": "Ann"})
+    with pytest.raises(errors.ConfigError, match="userId_1_date_1 the model declares.* on them, which is " +
+                       ("partial" if options else "not unique")):
+        db.upsert_many("PlanetaryInsight", [insight_data(user.id, 0)], on=ON)
+    assert _day(db, user.id) == []
+
+
+def test_a_key_held_twice_is_refused_and_the_index_looked_up_again(unindexed):
+    """The index is looked up once per Database and kept; dropped afterwards, the keys it no
+    longer guards may be stored twice: a batch that reads a key held by two documents refuses
+    that item (it would replace one of them, at random) and forgets the lookup, so the next
+    call is refused until the index is back."""
+    db = unindexed
+    db.sync_indexes()
+    user = db.create("User", {"email": f"u{uuid.uuid4().hex[:6]}@example.com", "name": "Ann"})
+    assert db.upsert_many("PlanetaryInsight", insights(user.id, range(2)), on=ON).inserted == 2
+    coll = db.mongo["planetaryInsights"]
+    coll.drop_index(next(ix["name"] for ix in coll.list_indexes() if set(ix["key"]) == {"userId", "date"}))
+    twin = coll.find_one({"userId": user.id, "date": DAY0})
+    coll.insert_one({**twin, "_id": ObjectId()})  # what two runs at once stored meanwhile
+    result = db.upsert_many("PlanetaryInsight", insights(user.id, range(2), energyLevel=9), on=ON)
+    assert [index for index, _ in result.failed] == [0] and isinstance(result.failed[0][1], errors.ConfigError)
+    assert "several documents" in str(result.failed[0][1]) and result.updated == 1
+    assert _day(db, user.id) == [9, 50, 50]  # neither twin replaced; the other day was
+    with pytest.raises(errors.ConfigError, match="userId_1_date_1"):
+        db.upsert_many("PlanetaryInsight", insights(user.id, range(3, 4)), on=ON)
+

@@ -194,6 +194,17 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
     assert script.startswith("use astro") and "passwordPrompt()" in script
 
 
+def test_without_index_management_the_app_may_still_list_the_models_indexes():
+    """``upsert_many`` looks up its key's unique index (``listIndexes``) and refuses without one:
+    a role made with ``--no-index-management`` left it out, so every upsert failed unauthorized."""
+    from astro_db.security.mongo_roles import role_commands
+
+    grants = {p["resource"]["collection"]: p["actions"] for p in role_commands("astro", manage_indexes=False)[0]["privileges"]}
+    for name in ("users", "birthCharts", "planetaryInsights", "timingRecommendations"):
+        assert grants[name] == ["find", "insert", "update", "remove", "listIndexes"], name
+    assert not any("createIndex" in actions for actions in grants.values())
+
+
 _NESTED: list[type] = []
 
 

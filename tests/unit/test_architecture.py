@@ -120,6 +120,7 @@ def test_every_call_passes_the_pipeline_steps_once_in_order(call):
     from astro_db import Database
 
     db = Database("mongomock://localhost/arch", ensure_indexes=False).connect()
+    db.sync_indexes()  # upsert_many needs its unique index on the server
     user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
     chart = {"userId": user.id, "birthData": {"date": "1990-05-01T10:30:00Z", "timezone": "Europe/London",
                                               "location": {"name": "London", "coordinates": [-0.1, 51.5]}}}

@@ -243,6 +243,7 @@ def test_no_answer_the_cache_keeps_differs_from_the_servers(heard, key, steps):
     url = f"mongomock://localhost/diff{uuid.uuid4().hex[:8]}"
     with Database(url, cache_models=("PlanetaryInsight", "BirthChart", "User"), ensure_indexes=False,
                   encryption_key=key, allow_plaintext_sensitive=key is None) as db:
+        db.sync_indexes()  # upsert_many needs its unique index on the server
         users = [db.create("User", {"email": f"u{i}@example.com", "name": f"U{i}"}).id for i in range(2)]
         _same_answers(db, users, "the start")
         for step in steps:

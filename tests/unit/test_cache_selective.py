@@ -587,6 +587,7 @@ def test_an_upsert_that_replaces_a_document_changes_the_fields_it_drops_too():
     unset, and a cached filter on that field (``{"summary": None}``) may match it now."""
     with Database("mongomock://localhost/selective-upsert", cache_models=("PlanetaryInsight",),
                   ensure_indexes=False) as db:
+        db.sync_indexes()  # upsert_many needs its unique index on the server
         user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
         day = {"userId": user.id, "date": "2026-12-01T00:00:00Z", "energyLevel": 10, "recommendations": ["Walk"]}
         db.create("PlanetaryInsight", {**day, "summary": "sunny"})
