@@ -349,7 +349,10 @@ def resume_erasures(db: Database, ex: Executor) -> dict[str, int]:
     for entry in pending:
         _complete(db, ex, entry)
         log.info("erasure of user %s resumed and finished", entry["_id"])
-    erased = sorted(ex.call(None, "resume erasures", partial(erased_ids, database)))
+    # in the server's _id order: Python cannot sort ids of two types (an ObjectId and a string),
+    # and a set takes user true and user 1 for one
+    erased = [entry["_id"] for entry in ex.call(None, "resume erasures", partial(
+        _listed, database[ERASURES_COLLECTION], {}, [("_id", 1)]))]
     scrubbed = 0
     for start in range(0, len(erased), 1000):
         scrubbed += _scrub(ex, rt.registry, erased[start:start + 1000])

@@ -222,3 +222,16 @@ class _LedgerOf:
                 return list(docs)
 
         return _Coll()
+
+
+def test_reconcile_scrubs_the_records_of_erased_users_whose_ids_are_of_two_types():
+    """A restore writes the ledger it gathered into the target, ids of every type; then
+    ``reconcile_changes()`` sorted them in Python to scrub their records and failed with a
+    ``TypeError`` (an ObjectId and a string)."""
+    db = fresh_db()
+    db.mongo[ERASURES_COLLECTION].insert_many([{"_id": ObjectId(), "state": "done"}, {"_id": "legacy-7", "state": "done"}])
+    chart = {"_id": ObjectId(), "userId": "legacy-7"}
+    db.mongo[CHANGES_COLLECTION].insert_one(_record("birthCharts", chart["_id"], 0, "create", chart, t=_now_ms()))
+    assert db.reconcile_changes()["erasures"]["scrubbed"] == 1
+    assert "doc" not in db.mongo[CHANGES_COLLECTION].find_one({"documentId": chart["_id"]})
+    db.disconnect()
