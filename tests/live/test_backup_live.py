@@ -208,11 +208,12 @@ def test_restore_until_after_a_migration_counts_it_applied(source, target, tmp_p
     assert (folder / "calls.log").read_text().split() == ["1", "up", "2", "up", "2", "up"]
 
 
-def _created(coll: str, doc_id, name: str) -> dict:
-    """A create's change record (journal on) of a document ``{_id, name}``, stamped now."""
+def _created(coll: str, doc_id, name: str, later_ms: int = 0) -> dict:
+    """A create's change record (journal on) of a document ``{_id, name}``, stamped now (and
+    ``later_ms`` more)."""
     import datetime as dt
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=later_ms)
     return {"_id": f"{coll}/{json.dumps(repr(doc_id))}/0/{uuid.uuid4().hex}", "model": "User", "coll": coll,
             "documentId": doc_id, "rev": 0, "action": "create", "time": now, "t": int(now.timestamp() * 1000),
             "journal": True, "doc": {"_id": doc_id, "name": name}}
@@ -222,12 +223,15 @@ def test_documents_true_and_1_both_come_back_from_a_replay_and_an_incremental(so
     """``_id: true`` and ``_id: 1`` are two documents (a bool is no number), and nx-27017 keeps
     them apart as MongoDB does. Before, a backup keyed documents by Python's ``==`` (``True ==
     1``): the full set's replay and the incremental each kept one of the two. No model takes
-    such an ``_id``, so their change records are written directly."""
+    such an ``_id``, so their change records are written directly. nx-27017 stores the two
+    apart but matches a filter ``{_id: true}`` against a stored ``1`` (not the reverse): the
+    bool's record is stamped first, so its upsert is applied first, as the restore applies
+    records in their order."""
     repo = tmp_path / "repo"
     records = source.mongo["astroChanges"]
-    records.insert_many([_created("users", True, "replayed true"), _created("users", 1, "replayed 1")])
+    records.insert_many([_created("users", True, "replayed true"), _created("users", 1, "replayed 1", later_ms=1)])
     backup.backup(source, repo, full=True)  # the records in its window: replayed by a restore
-    records.insert_many([_created("users", False, "incremental false"), _created("users", 0, "incremental 0")])
+    records.insert_many([_created("users", False, "incremental false"), _created("users", 0, "incremental 0", later_ms=1)])
     assert backup.backup(source, repo)["kind"] == "incremental"
     backup.restore(repo, target)
     names = {d["name"]: d["_id"] for d in target.mongo["users"].find({"name": {"$regex": "^(replayed|incremental) "}})}
