@@ -235,3 +235,17 @@ def test_reconcile_scrubs_the_records_of_erased_users_whose_ids_are_of_two_types
     assert db.reconcile_changes()["erasures"]["scrubbed"] == 1
     assert "doc" not in db.mongo[CHANGES_COLLECTION].find_one({"documentId": chart["_id"]})
     db.disconnect()
+
+
+@pytest.mark.parametrize("owner", [["u1", "u2"], {"id": "u1"}], ids=["list", "document"])
+def test_a_document_whose_owner_is_no_scalar_is_restored_beside_an_erasure(tmp_path, owner):
+    """Another client stored a chart whose ``userId`` is a list or a document; with any user
+    erased, the restore asked whether it belonged to one with ``value in frozenset(...)``, which
+    raised ``TypeError`` (unhashable) and failed the whole restore."""
+    source, target = fresh_db(), fresh_db()
+    source.mongo["birthCharts"].insert_one({"_id": ObjectId(), "userId": owner})
+    source.mongo[ERASURES_COLLECTION].insert_one({"_id": ObjectId(), "state": "done"})
+    backup.backup(source, tmp_path / "repo", full=True)
+    report = backup.restore(tmp_path / "repo", target)
+    assert report["skipped"] == {} and [c["userId"] for c in target.mongo["birthCharts"].find()] == [owner]
+    source.disconnect(), target.disconnect()
