@@ -22,6 +22,7 @@ from .driver import timeouts
 from .driver.timeouts import CALL_BOUND, under_call_bound
 from .driver.transactions import DEFAULT_TIMEOUT_S, Transaction, run_with_retry, transaction_options
 from .errors import AstroDBError, translate
+from .indexes import list_model_indexes
 from .models.base import AstroDocument
 from .ops import CreateManyResult, Executor, Operation, Runtime, UpsertResult, make_config
 from .ops.pages import Page
@@ -167,7 +168,28 @@ class Database(OperatorMixin):
             if rt.changes.enabled:
                 self._executor.call(None, "ensure change record indexes",
                                     lambda: ensure_change_indexes(rt.gateway, self.config.change_records.audit_retention_days))
+        elif not self.config.ensure_indexes and not rt.indexes_ensured:
+            rt.indexes_ensured = True  # looked at once per Database
+            self._warn_missing_unique()
         return self
+
+    def _warn_missing_unique(self) -> None:
+        """With ``ensure_indexes=False``: a WARNING for each unique index a model declares that
+        the server lacks (one ``listIndexes`` per model). Without it nothing keeps the value
+        unique (two users with one email can both be created); ``upsert_many`` refuses such a
+        key, and every other write relies on the index."""
+        ex = self._executor
+        for info in ex.runtime.registry:
+            try:
+                listed = ex.call(info, "list_indexes", functools.partial(list_model_indexes, ex.runtime.gateway, info))
+            except AstroDBError as exc:  # not allowed to list, or no answer: nothing is known to be missing
+                log.info("could not check the indexes of %s: %s", info.collection, exc)
+                continue
+            for row in listed["declared"]:
+                if row.get("unique") and row["on_server"] is None and "note" not in row:
+                    log.warning("%s: the unique index %s the model declares is not on the server (ensure_indexes="
+                                "False): nothing keeps (%s) unique; create it with db.sync_indexes() or "
+                                "`astro-db indexes sync`", info.collection, row["name"], ", ".join(k for k, _ in row["key"]))
 
     def disconnect(self) -> None:
         """Close the connection pool; idempotent."""

@@ -116,3 +116,29 @@ def test_the_shard_key_index_is_never_reported_extra_or_dropped(db):
     report = next(r for r in db.sync_indexes(drop_extra=True) if r["model"] == "BirthChart")
     assert "userId_hashed" not in report["extra"] and "userId_hashed" not in report["dropped"]
     assert "userId_hashed" in [i["name"] for i in db.collection("BirthChart").list_indexes()]
+
+
+def test_without_ensure_indexes_connect_warns_of_each_missing_unique_index_and_says_how_to_create_it(request, caplog):
+    """``ensure_indexes=False`` leaves the indexes to the operator; a unique index the models
+    declare that the server lacks means nothing keeps that value unique (two users with one
+    email), so ``connect()`` says so once, naming the index and the command that creates it.
+    Once the indexes are there, it says nothing."""
+    import logging
+    import uuid
+
+    from astro_db import Database
+
+    url = f"mongomock://localhost/noidx{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING, logger="astro_db"):
+        db = Database(url, ensure_indexes=False).connect()
+    try:
+        warned = [r.getMessage() for r in caplog.records if "unique index" in r.getMessage()]
+        assert any("users: the unique index email_1" in m and "db.sync_indexes()" in m for m in warned), warned
+        assert any("planetaryInsights: the unique index userId_1_date_1" in m for m in warned), warned
+        db.sync_indexes()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="astro_db"):
+            db._warn_missing_unique()
+        assert not [r for r in caplog.records if "unique index" in r.getMessage()]
+    finally:
+        db.disconnect()
