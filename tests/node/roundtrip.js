@@ -7,7 +7,7 @@
 //
 //   ASTRO_DB_ENCRYPTION_KEY=<base64 of 32 bytes> node roundtrip.js --recipe astro_csfle.js \
 //     --uri mongodb://host/db --key-vault db.__keyVault [--provider local:<key id>] \
-//     --read users --id '{"$oid": "..."}' --fields email,name \
+//     --read users --id '{"$oid": "..."}' --fields email,name [--owner userId] \
 //     [--write planetaryInsights --document '{...}' --seal summary --user <user id hex>]
 //
 // The key comes from the environment, never the command line. Exit 0: done; 2: an error, on stderr.
@@ -23,6 +23,7 @@ const { values: opts } = parseArgs({
     read: { type: "string" }, id: { type: "string" }, fields: { type: "string", default: "" },
     write: { type: "string" }, document: { type: "string" }, seal: { type: "string", default: "" },
     user: { type: "string" },
+    owner: { type: "string" },  // the field naming the read document's owner: its values open only under that owner's key
   },
 });
 const list = (text) => text.split(",").filter(Boolean);
@@ -44,7 +45,8 @@ async function main() {
     const id = EJSON.parse(opts.id, { relaxed: false });
     const stored = await db.collection(opts.read).findOne({ _id: id });
     if (stored === null) throw new Error(`no document ${opts.id} in ${opts.read}`);
-    const read = await recipe.openDocument(encryption, opts.read, stored, list(opts.fields));
+    const read = await recipe.openDocument(encryption, opts.read, stored, list(opts.fields),
+                                           opts.owner ? stored[opts.owner] : undefined);
     let written = null;
     if (opts.write) {
       const doc = EJSON.parse(opts.document, { relaxed: false });

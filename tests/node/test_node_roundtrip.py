@@ -159,6 +159,7 @@ def test_node_opens_what_pymongo_sealed_and_pymongo_opens_what_node_sealed(node_
     done = run_node(node_modules, recipe, vault, live_url,
                     "--read", "birthCharts", "--id", ejson(chart),
                     "--fields", "birthData.date,birthData.time,birthData.location.name,positions.body",
+                    "--owner", "userId",  # sealed under Ada's key, and the chart names Ada: it opens
                     "--write", "planetaryInsights", "--document", ejson(insight),
                     "--seal", "summary,recommendations", "--user", str(ada))
     assert done.returncode == 0, done.stderr
@@ -208,6 +209,22 @@ def test_node_binds_a_string_id_as_astro_db_does(node_modules, recipe, vault, li
     assert out["read"]["birthData"] == {"time": "07:30"}
     stored = vault.db.planetaryInsights.find_one({"_id": written_id})
     assert vault.open(stored["summary"]) == {"v": "x", "b": binding("planetaryInsights", written_id, "summary")}
+
+
+def test_node_refuses_a_value_under_another_owners_key_than_its_document_names(node_modules, recipe, vault, live_url):
+    """docs/security.md: a value opens only for the owner it was sealed for. A chart whose owner
+    field was changed outside the service (to Bo) while its values are under Ada's key: the
+    recipe's reader, given the owner the document names, refuses it, as astro_db reads it
+    ``UNREADABLE``."""
+    ada, bo, chart = ObjectId(), ObjectId(), ObjectId()
+    vault.user_key(ada)
+    vault.user_key(bo)
+    sealed = vault.seal("07:30", "birthCharts", chart, "birthData.time", ada)
+    vault.db.birthCharts.insert_one({"_id": chart, "userId": bo, "birthData": {"time": sealed}})
+    done = run_node(node_modules, recipe, vault, live_url, "--read", "birthCharts", "--id", ejson(chart),
+                    "--fields", "birthData.time", "--owner", "userId")
+    assert done.returncode == 2 and done.stdout == ""
+    assert f"the value at birthCharts/{chart}/birthData.time is sealed under another owner's data key" in done.stderr
 
 
 def test_node_refuses_a_value_moved_from_its_place_and_writes_nothing(node_modules, recipe, vault, live_url):
