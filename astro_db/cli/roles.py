@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..security.mongo_roles import as_mongosh, role_commands
+from ..security.mongo_roles import as_mongosh, key_vault_as_mongosh, key_vault_commands, role_commands
 from . import cli, pass_ctx
 
 
@@ -19,7 +19,11 @@ from . import cli, pass_ctx
                    "set ensure_indexes=False.")
 @pass_ctx
 def roles(ctx: Any, database: str | None, role: str, user: str, no_index_management: bool) -> None:
-    """Print createRole / createUser for the app's least-privilege MongoDB user (run them as an admin)."""
-    name = database or ctx.database(connect=False, data=False).config.database_name
+    """Print createRole / createUser for the app's least-privilege MongoDB user, and its role on the
+    key vault (find, insert, createIndex: no update or remove), for an admin to run."""
+    config = ctx.database(connect=False, data=False).config
+    name = database or config.database_name
     commands = role_commands(name, role=role, user=user, manage_indexes=not no_index_management)
-    ctx.emit(commands, lambda c: as_mongosh(name, c))
+    vault = key_vault_commands(name, config.key_vault_namespace or "encryption.__keyVault", role=f"{role}KeyVault", user=user)
+    ctx.emit({"app": commands, "keyVault": [{"db": db, "command": c} for db, c in vault]},
+             lambda out: as_mongosh(name, commands) + "\n" + key_vault_as_mongosh(vault))

@@ -18,7 +18,8 @@ from ..changes import CHANGES_COLLECTION
 from ..models import MODELS
 from .audit import AUDIT_COLLECTION
 
-__all__ = ["role_commands", "as_mongosh", "APP_ACTIONS", "SERVICE_COLLECTIONS"]
+__all__ = ["role_commands", "as_mongosh", "key_vault_commands", "key_vault_as_mongosh", "APP_ACTIONS",
+           "SERVICE_COLLECTIONS", "KEY_VAULT_ACTIONS"]
 
 APP_ACTIONS = ["find", "insert", "update", "remove"]
 INDEX_ACTIONS = ["createIndex", "listIndexes"]  # for ensure_indexes at connect
@@ -26,6 +27,12 @@ INDEX_ACTIONS = ["createIndex", "listIndexes"]  # for ensure_indexes at connect
 # index of its key (ops.writes.WriteRunner.require_unique) and refuses without one
 LOOKUP_ACTIONS = ["listIndexes"]
 APPEND_ONLY_ACTIONS = ["find", "insert"]
+# The key vault (field level encryption's data keys, a database of its own): the app reads keys,
+# creates a user's key on that user's first write, and makes the unique keyAltNames index on
+# first use; it never updates or removes one (rewrapping them, ``rotate-key``, and deleting a
+# user's, ``erase-user``, are an operator's jobs). So the app's credentials cannot rename a data
+# key: which owner a key belongs to (its alt name) is what a read checks a sealed value against.
+KEY_VAULT_ACTIONS = ["find", "insert", "createIndex"]
 # The service's own collections: the change records (audit trail and journal, append-only; pruning
 # their post-images is an operator's job) and the audit log of earlier versions (read, append-only);
 # the erasure ledger read only (``export_user`` reports an erasure): erasing a user scrubs change
@@ -56,6 +63,26 @@ def role_commands(database: str, *, role: str = "astroDbApp", user: str = "astro
         {"createRole": role, "privileges": privileges, "roles": []},
         {"createUser": user, "pwd": "<password>", "roles": [{"role": role, "db": database}]},
     ]
+
+
+def key_vault_commands(database: str, namespace: str = "encryption.__keyVault", *, role: str = "astroDbKeyVault",
+                       user: str = "astro_app") -> list[tuple[str, dict[str, Any]]]:
+    """``[(vault database, createRole), (database, grantRolesToUser)]``: the app user's role on
+    the key vault ``namespace`` (``KEY_VAULT_ACTIONS``), made in the vault's database (a role
+    grants privileges on its own database only, ``admin``'s apart) and given to the user of
+    ``role_commands``. Each command is run in the database it is paired with."""
+    vault_db, _, coll = namespace.partition(".")
+    return [
+        (vault_db, {"createRole": role, "privileges": [
+            {"resource": {"db": vault_db, "collection": coll}, "actions": list(KEY_VAULT_ACTIONS)}], "roles": []}),
+        (database, {"grantRolesToUser": user, "roles": [{"role": role, "db": vault_db}]}),
+    ]
+
+
+def key_vault_as_mongosh(commands: list[tuple[str, dict[str, Any]]]) -> str:
+    """``key_vault_commands`` as mongosh lines, each run in its database."""
+    return "\n".join(f"db.getSiblingDB({json.dumps(name)}).runCommand({json.dumps(command, indent=2)})"
+                     for name, command in commands)
 
 
 def as_mongosh(database: str, commands: list[dict[str, Any]]) -> str:

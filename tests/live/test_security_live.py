@@ -14,7 +14,7 @@ from unit.security_data import KEY_A, KEY_B, chart_data, data_key_providers, is_
 from astro_db import Database
 from astro_db.errors import EncryptionError, PermissionDeniedError, TransactionNotSupportedError
 from astro_db.security.crypto import is_unreadable, key_id
-from astro_db.security.mongo_roles import role_commands
+from astro_db.security.mongo_roles import key_vault_commands, role_commands
 from astro_db.security.rotation import rotate_keys
 
 PLACE = "Hiddenville"
@@ -175,6 +175,10 @@ def test_the_least_privilege_user_can_do_crud_and_nothing_else(live_url):
     create_role, create_user = role_commands(name, role=role, user=app_user)
     admin[name].command(create_role)
     admin[name].command({**create_user, "pwd": password})
+    vault_ns = f"kv_{uuid.uuid4().hex[:8]}.__keyVault"  # its own key vault, its role made in that database
+    vault_commands = key_vault_commands(name, vault_ns, role=f"{role}KeyVault", user=app_user)
+    for db_name, command in vault_commands:
+        admin[db_name].command(command)
     try:
         base, _, query = live_url.partition("?")
         host = base.split("@")[-1].split("/")[0]
@@ -188,9 +192,22 @@ def test_the_least_privilege_user_can_do_crud_and_nothing_else(live_url):
         with pytest.raises(PermissionDeniedError):
             db.executor.call(None, "drop", lambda: db.mongo["users"].drop())
         db.disconnect()
+        # with field level encryption: the app creates and reads its data keys, and cannot rename one
+        sealed = Database(url, username=app_user, password=password, auth_source=name, encryption_key=KEY_A,
+                          key_vault_namespace=vault_ns, server_selection_timeout_ms=5000).connect()
+        ann = sealed.create("User", user_data())
+        assert sealed.find_one("User", {"id": ann.id}).email == ann.email
+        vault_db, _, vault_coll = vault_ns.partition(".")
+        with pytest.raises(PermissionDeniedError):
+            sealed.executor.call(None, "rename a data key", lambda: sealed.mongo.client[vault_db][vault_coll].update_one(
+                {}, {"$set": {"keyAltNames": ["user:mallory"]}}))
+        sealed.disconnect()
     finally:
         admin[name].command({"dropUser": app_user})
         admin[name].command({"dropRole": role})
+        vault_db = vault_ns.partition(".")[0]
+        admin[vault_db].command({"dropRole": f"{role}KeyVault"})
+        admin.drop_database(vault_db)
         admin.close()
 
 

@@ -179,7 +179,15 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
 
     out = CliRunner().invoke(cli, ["--url", "mongomock://localhost/astro", "--json", "roles"])
     assert out.exit_code == 0, out.output
-    create_role, create_user = json.loads(out.output)
+    printed = json.loads(out.output)
+    create_role, create_user = printed["app"]
+    (vault_role, grant) = printed["keyVault"]
+    # the key vault: read, create keys, its index; never update or remove (a renamed data key
+    # would pass the owner check of a read: docs/security.md)
+    assert vault_role["db"] == "encryption" and vault_role["command"]["privileges"] == [
+        {"resource": {"db": "encryption", "collection": "__keyVault"}, "actions": ["find", "insert", "createIndex"]}]
+    assert grant == {"db": "astro", "command": {"grantRolesToUser": create_user["createUser"], "roles": [
+        {"role": vault_role["command"]["createRole"], "db": "encryption"}]}}
     grants = {p["resource"]["collection"]: set(p["actions"]) for p in create_role["privileges"]}
     assert set(grants) == {"users", "birthCharts", "planetaryInsights", "timingRecommendations", "auditLog", "astroChanges",
                            "astroErasures"}
@@ -192,6 +200,7 @@ def test_astro_db_roles_prints_a_least_privilege_role_and_user():
     assert create_user["roles"] == [{"role": create_role["createRole"], "db": "astro"}]
     script = CliRunner().invoke(cli, ["--url", "mongomock://localhost/astro", "roles"]).output
     assert script.startswith("use astro") and "passwordPrompt()" in script
+    assert 'db.getSiblingDB("encryption").runCommand({' in script and '"grantRolesToUser": "astro_app"' in script
 
 
 def test_without_index_management_the_app_may_still_list_the_models_indexes():
