@@ -181,7 +181,7 @@ class Database(OperatorMixin):
         ex = self._executor
         for info in ex.runtime.registry:
             try:
-                listed = ex.call(info, "list_indexes", functools.partial(list_model_indexes, ex.runtime.gateway, info))
+                listed = ex.call(None, "check indexes", functools.partial(list_model_indexes, ex.runtime.gateway, info))
             except AstroDBError as exc:  # not allowed to list, or no answer: nothing is known to be missing
                 log.info("could not check the indexes of %s: %s", info.collection, exc)
                 continue
