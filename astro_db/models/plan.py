@@ -15,7 +15,7 @@ from typing import Any
 
 from bson import ObjectId
 from mongoengine.base import BaseField, ComplexBaseField, ObjectIdField
-from mongoengine.fields import EmbeddedDocumentField, ListField, StringField
+from mongoengine.fields import DateTimeField, EmbeddedDocumentField, ListField, StringField
 
 from .fields import _EMAIL as _EMAIL_PATTERN
 from .fields import (
@@ -30,6 +30,7 @@ from .fields import (
     UserRefField,
     UTCDateTimeField,
     to_millisecond,
+    to_utc,
 )
 
 __all__ = ["LEAF", "EMBEDDED", "LIST", "FieldPlan", "DocPlan", "doc_plan", "field_plan", "fast_encoder", "STEP_LEAF",
@@ -75,6 +76,8 @@ class FieldPlan:
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         if _free_form(field):  # a DictField, an untyped ListField: binary data kept as it is
             self.to_python, self.to_mongo = _keeping_bytes(field.to_python), _keeping_bytes(field.to_mongo)
+        elif type(field) is DateTimeField:  # MongoEngine's own (an app's model): as stored, aware UTC, ms
+            self.to_python, self.to_mongo = _as_stored_date(field.to_python), _as_stored_date(field.to_mongo)
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python
         self.mongo_is_python = _mongo_is_python(field)
         # to_python returns its argument (BaseField's own): hydration stores the value as read
@@ -160,6 +163,19 @@ def _release(value: Any) -> Any:
             if isinstance(v, (_Held, dict, list)):
                 value[n] = _release(v)
     return value
+
+
+def _as_stored_date(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` (MongoEngine ``DateTimeField``'s ``to_python`` or ``to_mongo``) with a date it
+    gives back as the server stores and a read returns it: aware UTC, cut to the millisecond
+    (``fields.to_utc``); anything else (a value it could not parse, for ``validate`` to refuse)
+    as it gave it. Before, a create's answer held the naive value with its microseconds, a
+    read the aware one without."""
+    def as_stored(value: Any) -> Any:
+        out = convert(value)
+        return to_utc(out) if out.__class__ is datetime else out
+    as_stored.__wrapped__ = convert  # type: ignore[attr-defined]
+    return as_stored
 
 
 def _keeping_bytes(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -17,7 +17,7 @@ import pytest
 from bson.codec_options import CodecOptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mongoengine.fields import DictField
+from mongoengine.fields import DateTimeField, DictField
 
 from astro_db import Database
 from astro_db.models import AstroDocument
@@ -34,6 +34,7 @@ class TimedNote(AstroDocument):
     user_id = UserRefField(db_field="userId", required=True)
     slug = TextField(required=True, max_length=40)
     at = UTCDateTimeField()
+    stamped = DateTimeField()  # MongoEngine's own, as an app may declare it
     extra = DictField()
 
     meta = {"collection": "timedNotes", "owner": "user_id",
@@ -82,11 +83,15 @@ def test_upserts_and_free_form_dates_answer_what_is_stored(own):
     user = own.create("User", {"email": f"u{uuid.uuid4().hex[:6]}@example.com", "name": "Ann"})
     if True:
         extra = {"seen": [FINE, {"deep": FINE}], "plain": 1}
-        made = own.create(TimedNote, {"userId": user.id, "slug": "a", "at": FINE, "extra": extra})
+        made = own.create(TimedNote, {"userId": user.id, "slug": "a", "at": FINE, "extra": extra,
+                                      "stamped": FINE.replace(tzinfo=None)})
         read = own.find_one(TimedNote, {"id": made.id})
         assert made.at == read.at == CUT
+        # MongoEngine's DateTimeField: the answer was naive with its microseconds, the read aware without
+        assert made.stamped == read.stamped == CUT and made.stamped.utcoffset() == dt.timedelta(0)
         assert made.extra == read.extra == _stored(extra) == {"seen": [CUT, {"deep": CUT}], "plain": 1}
-        result = own.upsert_many(TimedNote, [{"userId": user.id, "slug": "a", "at": FINE, "extra": extra},
+        result = own.upsert_many(TimedNote, [{"userId": user.id, "slug": "a", "at": FINE, "extra": extra,
+                                              "stamped": FINE.replace(tzinfo=None)},
                                              {"userId": user.id, "slug": "b", "at": FINE + dt.timedelta(microseconds=1)}],
                                  on=("userId", "slug"))
         assert not result.failed and (result.unchanged, result.inserted) == (1, 1)  # the same stored values: unchanged
