@@ -606,6 +606,20 @@ class FieldCrypto:
         refused; without a key on the embedded backend they hold plaintext and it runs."""
         return self.enabled or not self.allow_plaintext
 
+    def sorted_by_ciphertext(self, model: str, key: str) -> str | None:
+        """The encrypted field a sort by the stored path ``key`` orders by, where encrypted
+        fields hold ciphertext (``ordered_by_value``), else None: the field itself, a position
+        of its list (``recommendations.0``) or a document holding it (``birthData``,
+        ``birthData.location``: the server compares its fields in turn, a ciphertext among them).
+        ``find``'s and ``page``'s ``sort=`` and every ``$sort`` stage ask this one question."""
+        if not self.ordered_by_value():
+            return None
+        path = norm_path(key)
+        for f in self.fields.get(model, ()):
+            if f.path == path or f.path.startswith(path + ".") or path.startswith(f.path + "."):
+                return f.path
+        return None
+
     def _require_key(self, info: Any, f: Sensitive, doing: str) -> None:
         if not self.allow_plaintext:
             raise EncryptionError(f"{info.name}.{f.path} is a sensitive field: configure encryption_key to {doing} "

@@ -138,9 +138,11 @@ class SealRule:
                     value.fields = [*value.fields, *added]
                 value.update = sealed
         elif kind == STAGE and node.key == "$sort" and isinstance(value, Mapping) and self.crypto.ordered_by_value():
-            for f in self.crypto.fields[self.registry.resolve(node.model).name]:
-                if any(norm_path(str(key)) == f.path for key in value):
-                    raise QueryError(f"$sort by the encrypted field {f.path!r} (in {node.where}): "
+            name = self.registry.resolve(node.model).name
+            for key in value:
+                sealed = self.crypto.sorted_by_ciphertext(name, str(key))
+                if sealed is not None:
+                    raise QueryError(f"$sort by the encrypted field {sealed!r} (in {node.where}): "
                                      "its stored order is the ciphertext's, which means nothing")
         elif (kind == EXPRESSION and node.key in _REGEX_EXPRESSIONS and isinstance(value, Mapping)
               and (self.crypto.enabled or not self.crypto.allow_plaintext)):  # without a key: plaintext, runs

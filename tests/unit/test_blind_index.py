@@ -294,6 +294,27 @@ def test_a_whole_list_of_personal_texts_is_sealed_item_by_item_and_pull_is_refus
         db.page("User", {}, sort="name", limit=2)
 
 
+@pytest.mark.parametrize(("model", "key", "sealed"), [
+    ("BirthChart", "birthData", "birthData.date"), ("BirthChart", "birthData.location", "birthData.location.name"),
+    ("PlanetaryInsight", "recommendations.0", "recommendations")])
+def test_sorting_by_a_document_holding_an_encrypted_field_or_a_position_of_one_is_refused(db, model, key, sealed):
+    """The server orders ``birthData`` by its fields in turn (the birth date's ciphertext first)
+    and ``recommendations.0`` by the first recommendation's ciphertext: before, only a sort
+    naming the encrypted field itself was refused, and these ran (``find``, ``page`` and a
+    ``$sort`` stage), ordered by ciphertext."""
+    user = db.create("User", user_data())
+    db.create("BirthChart", chart_data(user.id))
+    db.create("PlanetaryInsight", insight(user.id))
+    for call in (lambda: db.find(model, {}, sort=key), lambda: db.page(model, {}, sort=[(key, -1)], limit=1),
+                 lambda: db.iter_find(model, {}, sort=key)):
+        with pytest.raises(QueryError, match=f"by {key!r}: its stored order is the ciphertext's of the encrypted "
+                                             f"{sealed!r}"):
+            call()
+    with pytest.raises(QueryError, match=rf"\$sort by the encrypted field {sealed!r}"):
+        db.aggregate(model, [{"$facet": {"a": [{"$sort": {key: 1}}]}}])
+    assert len(db.find(model, {}, sort="userId")) == 1  # what holds no encrypted field sorts as before
+
+
 def test_upsert_many_keyed_on_the_email_works_in_clear_and_is_refused_with_a_key(db):
     with pytest.raises(QueryError, match="upsert_many cannot key on \\['email'\\]: encrypted fields"):
         db.upsert_many("User", [user_data(email="ann@example.com")], on="email")

@@ -166,10 +166,13 @@ def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, ve
     out = q.find_options(info.cls, options.get("sort"), options.get("limit", 0), options.get("skip", 0),
                          options.get("projection"), options.get("batch_size"))
     if out.get("sort") and rt.crypto.ordered_by_value():
-        sealed = {f.path for f in rt.crypto.fields.get(info.name, ())}
         for key, _ in out["sort"]:
-            if key in sealed:
+            sealed = rt.crypto.sorted_by_ciphertext(info.name, key)
+            if sealed == key:
                 raise QueryError(f"cannot {verb} by {key!r}: it is encrypted, so its stored order means nothing")
+            if sealed is not None:  # a position of its list, a document holding it
+                raise QueryError(f"cannot {verb} by {key!r}: its stored order is the ciphertext's of the encrypted "
+                                 f"{sealed!r}, which means nothing")
     return out
 
 
