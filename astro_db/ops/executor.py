@@ -237,8 +237,9 @@ class Executor:
         projection = found.get("projection")
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")
+        sealed = pages.personal_sort(info.cls, order)  # personal values: the token's body encrypted
         after = op.options.get("after")
-        last = tokens.open(context, after, len(order)) if after is not None else None
+        last = tokens.open(context, after, len(order), sealed) if after is not None else None
         coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
         if isinstance(last, pages.LastById):  # sort values too long for the token: read back by its _id
             pinned = last
@@ -265,7 +266,7 @@ class Executor:
             raise PermissionDeniedError(f"the server answered page on {info.name} with a document outside the actor's scope")
         more = len(docs) > limit
         docs = docs[:limit]
-        token = tokens.make(context, pages.sort_values(docs[-1], order)) if more and docs else None
+        token = tokens.make(context, pages.sort_values(docs[-1], order), sealed) if more and docs else None
         items = hydrate.many(info, open.documents(rt, info, docs, drop=drop), lean=op.options.get("lean", False))
         return pages.Page(list(items), token, len(docs))
 

@@ -11,6 +11,14 @@ values and ``_id``, BSON-encoded, with ``HMAC-SHA256`` over them and over what t
 altered, forged, or replayed with another query, model, sort or actor is a ``QueryError``. The
 MAC key is ``token_secret`` (else ``cache_secret``, else one derived from ``encryption_key``,
 else a random key of this process: tokens then open only in the process that made them).
+
+A token travels further than the page it follows (URLs, access logs, browser history): when the
+sort names a field a model declares personal (``sensitive=True``, or a ``mask``: the e-mail, a
+name; a field holding one, or inside one: ``birthData``), the token's body is encrypted under a
+key derived from the same secret (AES-SIV, the context as associated data: one step both hides
+and authenticates it), so its holder reads neither the values nor the ``_id``
+(``personal_sort``). Without such a field the body is readable: the ``_id`` and values of fields
+no model declares personal, which the page itself shows.
 """
 
 from __future__ import annotations
@@ -23,20 +31,24 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 import bson
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
-from mongoengine.fields import ListField
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from mongoengine.fields import EmbeddedDocumentField, ListField
 
 from ..config import DatabaseConfig
 from ..errors import QueryError
 from ..models import paths
+from ..models.masking import field_mask_kind
 from ..query.order import beyond
 
 __all__ = ["LastById", "Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort",
-           "refuse_list_keys", "sort_keys_projection"]
+           "personal_sort", "refuse_list_keys", "sort_keys_projection"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +73,11 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __repr__(self) -> str:
+        # neither the items (lean pages are stored dicts: e-mails, names) nor the token (a
+        # bearer of the next page) in a log line or a traceback
+        return f"<Page of {len(self.items)} items, {'more after it' if self.next else 'the last'}>"
 
 
 def page_sort(sort: list[tuple[str, int]] | None) -> list[tuple[str, int]]:
@@ -89,6 +106,41 @@ def refuse_list_keys(model_cls: Any, sort: list[tuple[str, int]]) -> None:
                 raise QueryError(f"cannot page by {key!r}: it holds a list, which the server sorts by its smallest or "
                                  "largest item and a page's start cannot follow; sort by a field holding one value "
                                  f"(or one position of the list: {'.'.join(parts[: i + 1])}.0...)")
+
+
+def personal_sort(model_cls: Any, sort: list[tuple[str, int]]) -> bool:
+    """Whether a sort names a field declared personal (``sensitive=True`` or a ``mask``: what
+    ``to_dict(masked=True)`` and the logs hide), a field inside one, or a field holding one at
+    any depth (``birthData`` holds the birth place): its values must not be readable in a page
+    token (``PageTokens.make(..., sealed=True)``). ``_id`` is not personal: an id, which every
+    page item shows and URLs carry."""
+    return _personal_sort(model_cls, tuple(key for key, _ in sort if key != "_id"))
+
+
+@lru_cache(maxsize=1024)
+def _personal_sort(model_cls: Any, keys: tuple[str, ...]) -> bool:
+    for key in keys:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            try:
+                field = paths.resolve(model_cls, ".".join(parts[: i + 1])).field
+            except QueryError:  # pragma: no cover - the sort was compiled against the model
+                break
+            if _declares_personal(field, i + 1 == len(parts)):
+                return True
+    return False
+
+
+def _declares_personal(field: Any, whole: bool) -> bool:
+    """``field`` (or, through lists, its items' field) declares a mask or ``sensitive``; and,
+    for the field a sort key ends on (``whole``), any field of the documents it holds."""
+    while field is not None:
+        if field_mask_kind(field) is not None:
+            return True
+        if isinstance(field, EmbeddedDocumentField):
+            return whole and any(_declares_personal(sub, True) for sub in field.document_type._fields.values())
+        field = getattr(field, "field", None)  # a list's (or a map's) items
+    return False
 
 
 def page_projection(projection: Mapping[str, Any] | None, sort: list[tuple[str, int]]) -> dict[str, Any] | None:
@@ -214,6 +266,10 @@ class PageTokens:
             log.info("page tokens: no token_secret, cache_secret or encryption_key is set; tokens made by this "
                      "process open only in this process")
         self._key = hmac.new(secret, b"astro_db:page-token", hashlib.sha256).digest()
+        # the key of tokens whose values are personal (``personal_sort``): AES-256-SIV
+        # (deterministic authenticated encryption: no nonce to repeat), from the same secret
+        self._sealer = AESSIV(b"".join(hmac.new(secret, b"astro_db:page-token-seal:" + part, hashlib.sha256).digest()
+                                       for part in (b"1", b"2")))
 
     @classmethod
     def from_config(cls, config: DatabaseConfig) -> PageTokens:
@@ -230,33 +286,44 @@ class PageTokens:
         the actor."""
         return bson.encode({"m": model, "f": dict(filt), "s": [list(pair) for pair in sort], "a": actor})
 
-    def make(self, context: bytes, last: list[Any]) -> str:
+    def make(self, context: bytes, last: list[Any], sealed: bool = False) -> str:
         """A token carrying ``last`` (the sort values, ``_id`` last); one that would be longer
         than a token may be (``MAX_TOKEN``: long values another client stored, a long text of
-        an app model) carries the ``_id`` and a digest of the values instead (``LastById``)."""
+        an app model) carries the ``_id`` and a digest of the values instead (``LastById``).
+        ``sealed`` (the sort names a personal field: ``personal_sort``): the body is encrypted,
+        so the token's holder reads none of it."""
         body = bson.encode({"v": last}, codec_options=_CODEC)
-        token = self._seal(context, body)
+        token = self._seal(context, body, sealed)
         if len(token) <= MAX_TOKEN:
             return token
-        return self._seal(context, bson.encode({"i": last[-1], "d": _digest(last)}, codec_options=_CODEC))
+        return self._seal(context, bson.encode({"i": last[-1], "d": _digest(last)}, codec_options=_CODEC), sealed)
 
-    def _seal(self, context: bytes, body: bytes) -> str:
-        mac = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
-        return base64.urlsafe_b64encode(mac + body).rstrip(b"=").decode()
+    def _seal(self, context: bytes, body: bytes, sealed: bool) -> str:
+        if sealed:  # the SIV is the MAC: over the context and the body, which it encrypts
+            raw = self._sealer.encrypt(body, [context])
+        else:
+            raw = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES] + body
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    def open(self, context: bytes, token: Any, width: int) -> list[Any] | LastById:
+    def open(self, context: bytes, token: Any, width: int, sealed: bool = False) -> list[Any] | LastById:
         """The last values a token carries (or, for values too long to carry, ``LastById``);
-        ``QueryError`` if it is not one this query made."""
+        ``QueryError`` if it is not one this query made (``sealed``: as ``make``'s)."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
             raise QueryError("after= takes the page token a previous page returned (a string)")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise QueryError("invalid page token") from None
-        mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
-        expected = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
-        if not hmac.compare_digest(mac, expected):
-            raise QueryError("invalid page token (altered, or made for another query, sort or actor)")
+        if sealed:
+            try:
+                body = self._sealer.decrypt(raw, [context])
+            except (InvalidTag, ValueError):
+                raise QueryError("invalid page token (altered, or made for another query, sort or actor)") from None
+        else:
+            mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+            expected = hmac.new(self._key, context + b"\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+            if not hmac.compare_digest(mac, expected):
+                raise QueryError("invalid page token (altered, or made for another query, sort or actor)")
         decoded = bson.decode(body, codec_options=_CODEC)
         if "i" in decoded:
             return LastById(decoded["i"], bytes(decoded["d"]))
