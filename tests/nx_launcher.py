@@ -462,6 +462,8 @@ _orig_to_bson = _nxu.convert_neo_to_bson_objectids
 def _binaries_to_neo(value: Any) -> Any:
     if isinstance(value, _bsonbin.Binary) and not isinstance(value, _NeoBinary):
         return _NeoBinary(bytes(value), value.subtype)
+    if type(value) is bytes:  # subtype 0, which bson decodes to bytes: tagged too, or a $set naming it beside a
+        return _NeoBinary(value, 0)  # tagged Binary fails ("Object of type bytes is not JSON serializable")
     if isinstance(value, dict):
         return {k: _binaries_to_neo(v) for k, v in value.items()}
     if isinstance(value, list):

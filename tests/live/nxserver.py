@@ -243,7 +243,8 @@ def _run_self_check(coll) -> None:
          lambda: _updated_datetimes_read_back(coll)),
         ("a range on _id over ObjectIds answers as MongoDB does (in SQL: the keyset read)",
          lambda: _id_ranges_answer_as_mongodb(coll)),
-        ("Binary subtypes 4 and 6 read back as stored and match (an _id, a field, $in, update, delete)",
+        ("Binary subtypes 4 and 6 read back as stored and match (an _id, a field, $in, update, delete), "
+         "plain bytes beside them too",
          lambda: _binaries_keep_their_subtype(coll)),
         ("count_documents answers as MongoDB does (missing fields, arrays, $ne, skip and limit)",
          lambda: _counts_answer_as_mongodb(coll)),
@@ -316,7 +317,25 @@ def _binaries_keep_their_subtype(coll) -> bool:
             and coll.find_one({"key": key}, {"_id": 1})["_id"] == "ref"
             and coll.update_one({"_id": key}, {"$set": {"w": sealed}}).matched_count == 1
             and coll.find_one({"keyAltNames": {"$in": ["user:check"]}})["w"].subtype == 6
-            and coll.delete_many({"_id": {"$in": [key, "ref"]}}).deleted_count == 2)
+            and coll.delete_many({"_id": {"$in": [key, "ref"]}}).deleted_count == 2
+            and _plain_bytes_beside_subtypes(coll, key))
+
+
+def _plain_bytes_beside_subtypes(coll, key) -> bool:
+    """Bug 7 too: plain bytes (subtype 0) in a command with a Binary of another subtype (a
+    ``findAndModify`` returning the new document, a replace) failed "Object of type bytes is not
+    JSON serializable" (tests/live/test_binary_subtypes_live.py)."""
+    from bson.binary import Binary
+    from pymongo import ReplaceOne, ReturnDocument
+
+    coll.insert_one({"_id": "mixed", "a": b"old", "b": {"c": key}})
+    after = coll.find_one_and_update({"_id": "mixed"}, {"$set": {"a": key, "b": {"c": b"z"}}},
+                                     return_document=ReturnDocument.AFTER)
+    replaced = coll.bulk_write([ReplaceOne({"_id": "mixed"}, {"_id": "mixed", "a": b"x", "b": Binary(b"y", 0x80)})])
+    doc = coll.find_one({"_id": "mixed"})
+    return (after is not None and after["b"]["c"] == b"z" and replaced.matched_count == 1
+            and doc["a"] == b"x" and doc["b"] == Binary(b"y", 0x80)
+            and coll.delete_one({"_id": "mixed"}).deleted_count == 1)
 
 
 def _transaction_inserts_once(client, coll) -> bool:
