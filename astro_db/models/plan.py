@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from bson import ObjectId
+from bson import Binary, ObjectId
 from mongoengine.base import BaseField, ComplexBaseField, ObjectIdField
-from mongoengine.fields import DateTimeField, EmbeddedDocumentField, ListField, StringField
+from mongoengine.fields import BinaryField, DateTimeField, EmbeddedDocumentField, ListField, StringField
 
 from .fields import _EMAIL as _EMAIL_PATTERN
 from .fields import (
@@ -72,6 +73,7 @@ class FieldPlan:
         self.required = bool(field.required)
         self.default = field.default
         self.default_callable = callable(self.default)  # read once: the codec inlines make_default
+        keep_subtypes(field)  # a BinaryField's (at any depth of a container): its own calls keep the subtype
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         if _free_form(field):  # a DictField, an untyped ListField: binary data kept as it is
@@ -81,7 +83,7 @@ class FieldPlan:
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python
         self.mongo_is_python = _mongo_is_python(field)
         # to_python returns its argument (BaseField's own): hydration stores the value as read
-        self.python_is_identity = type(field).to_python is BaseField.to_python
+        self.python_is_identity = type(field).to_python is BaseField.to_python and not isinstance(field, BinaryField)
         # MongoEngine's _validate checks choices and a validation callable, then calls validate
         self.check: Callable[[Any], None] = (
             field._validate if field.choices or field.validation is not None else field.validate)
@@ -108,6 +110,43 @@ class FieldPlan:
         """The field's default (called if callable), as MongoEngine's ``__set__`` applies it."""
         default = self.default
         return default() if callable(default) else default
+
+
+def keep_subtypes(field: Any) -> None:
+    """Make every ``BinaryField`` in ``field`` (itself, or its items' field at any depth of a
+    list or map) keep a value's binary subtype, on the field object itself, so that every call
+    of it (the codec's, hydration's, a container's ``to_mongo``/``to_python`` of its items,
+    MongoEngine's own) does. MongoEngine's ``to_mongo`` is ``Binary(value)``, which makes a
+    ``Binary`` of any subtype a subtype 0: a value the Node service stored as a ``Buffer`` of
+    subtype 0x80, or a UUID (subtype 4), came back changed once written through the service."""
+    while field is not None:
+        if isinstance(field, BinaryField) and field.__dict__.get("to_mongo") is not _binary_to_mongo:
+            field.to_mongo = _binary_to_mongo
+            field.to_python = _binary_to_python
+        field = getattr(field, "field", None) if isinstance(field, ComplexBaseField) else None
+
+
+def _binary_to_mongo(value: Any) -> Any:
+    """A ``BinaryField``'s stored value: a ``Binary`` as it is (its subtype kept), a UUID as the
+    Node driver's (subtype 4, the client's ``uuidRepresentation=standard``), ``bytes`` as they
+    are (PyMongo sends them as subtype 0, the BSON ``Binary(value)`` makes, without its two
+    copies of the data: docs/performance.md, "Large documents")."""
+    if type(value) is bytes or isinstance(value, Binary):
+        return value
+    if isinstance(value, uuid.UUID):
+        return Binary.from_uuid(value)
+    return Binary(value)
+
+
+def _binary_to_python(value: Any) -> Any:
+    """A ``BinaryField``'s value as read, on every backend alike: ``bytes`` for subtype 0 (what
+    PyMongo decodes it to), a ``Binary`` of its subtype for any other (a UUID, which PyMongo
+    decodes subtype 4 to, as ``Binary.from_uuid``: the same bytes and subtype)."""
+    if isinstance(value, Binary):
+        return bytes(value) if value.subtype == 0 else value
+    if isinstance(value, uuid.UUID):
+        return Binary.from_uuid(value)
+    return value
 
 
 def _free_form(field: Any) -> bool:
