@@ -32,6 +32,7 @@ import datetime as _dt
 import logging
 import math
 import re
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -1481,6 +1482,8 @@ def _eq(a: Any, b: Any, top: bool = True) -> bool:
         return list(a) == list(b) and all(_eq(a[k], b[k], False) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_eq(x, y, False) for x, y in zip(a, b))
+    if isinstance(a, _BINARY) and isinstance(b, _BINARY):  # binary data: by its subtype and bytes
+        return _binary(a) == _binary(b)
     if a.__class__ is not b.__class__ and _number_kind(a) != _number_kind(b):
         return False
     if a.__class__ is float and b.__class__ is float:  # -0.0 is stored as itself; NaN is one value
@@ -1490,6 +1493,19 @@ def _eq(a: Any, b: Any, top: bool = True) -> bool:
 
 
 _INT32 = range(-(2**31), 2**31)
+_BINARY = (bytes, uuid.UUID)
+
+
+def _binary(value: bytes | uuid.UUID) -> tuple[int, bytes]:
+    """Binary data as BSON holds it, whatever Python form it is in: PyMongo reads subtype 0 as
+    ``bytes`` and subtype 4 as a ``uuid.UUID`` (``uuidRepresentation=standard``), the codec
+    sends a ``Binary`` as it is: each is one value to the server (``Binary(b, 0) == b`` and
+    ``Binary.from_uuid(u) == u`` are False in Python, so an unchanged value read as changed)."""
+    if isinstance(value, uuid.UUID):
+        return 4, value.bytes
+    if isinstance(value, bson.Binary):
+        return value.subtype, bytes(value)
+    return 0, value
 
 
 def _number_kind(value: Any) -> str | None:
