@@ -7,6 +7,8 @@ returning the new document: "Object of type bytes is not JSON serializable"; pat
 
 from __future__ import annotations
 
+import uuid
+
 from binary_kit import NODE_BUFFERS, NODE_UUIDS, Scan, binary, check_binary_round_trips, contents
 from bson import Binary
 from fuzzing import examples
@@ -22,3 +24,16 @@ from astro_db import Database
 def test_binary_fields_keep_their_subtype_through_every_write_and_read_on_the_server(live_url, first, second, value):
     with Database(live_url, models=[Scan]) as db:
         check_binary_round_trips(db, first, second, value)
+
+
+def test_upsert_many_of_the_same_binary_data_changes_nothing_on_the_server(live_url):
+    """PyMongo reads subtype 0 as ``bytes`` and subtype 4 as a ``uuid.UUID``: before, the
+    comparison took them for other values than the ``Binary`` sent, and every upsert of a
+    document holding binary data, plain ``bytes`` included, was an update."""
+    with Database(live_url, models=[Scan]) as db:
+        owner = db.create("User", {"email": "up@example.com", "name": "Up"})
+        for data in (b"plain", Binary.from_uuid(uuid.UUID(int=7)), uuid.UUID(int=8), Binary(b"x", 0x80)):
+            item = {"userId": owner.id, "slug": repr(data)[:40], "data": data, "blobs": [data], "part": {"blob": data}}
+            assert db.upsert_many(Scan, [item], on=("userId", "slug")).inserted == 1
+            again = db.upsert_many(Scan, [item], on=("userId", "slug"))
+            assert (again.unchanged, again.updated) == (1, 0), (data, again)
