@@ -118,7 +118,7 @@ def holds(db: Database, doc_id: Any, expected: dict[str, Any]) -> None:
 def check_binary_round_trips(db: Database, first: dict[str, Any], second: dict[str, Any], value: Any, *,
                              replaces: bool = True) -> None:
     """Every write of the service keeps each value's subtype: create, create_many, ``$set`` of
-    whole fields and of paths inside them, ``$push``, ``upsert_many`` (an insert, then, with
+    whole fields and of paths inside them, ``$push``, ``$addToSet``, ``update_many``, ``upsert_many`` (an insert, then, with
     ``replaces``, a replacement); and a document another client stored keeps its subtypes
     through an update of another field and a ``$push``."""
     owner = db.create("User", {"email": f"b{uuid.uuid4().hex[:8]}@example.com", "name": "Bo"})
@@ -138,8 +138,13 @@ def check_binary_round_trips(db: Database, first: dict[str, Any], second: dict[s
               "blobs": [*second["blobs"], value], "parts": [*second["parts"], {"blob": value}]}
     holds(db, created.id, pushed)
     db.update(Scan, {"id": created.id}, {"$set": {"blobs.0": first["data"], "parts.0.blob": first["data"]}})
-    holds(db, created.id, {**pushed, "blobs": [first["data"], *pushed["blobs"][1:]],
-                           "parts": [{"blob": first["data"]}, *pushed["parts"][1:]]})
+    positioned = {**pushed, "blobs": [first["data"], *pushed["blobs"][1:]],
+                  "parts": [{"blob": first["data"]}, *pushed["parts"][1:]]}
+    holds(db, created.id, positioned)
+    marker = Binary(b"\x7fset", 0x81)  # in no drawn value: $addToSet adds it once
+    db.update(Scan, {"id": created.id}, {"$addToSet": {"blobs": {"$each": [marker, marker]}}})
+    assert db.update_many(Scan, {"id": created.id}, {"$set": {"data": marker}}) == 1
+    holds(db, created.id, {**positioned, "data": marker, "blobs": [*positioned["blobs"], marker]})
 
     slug = uuid.uuid4().hex
     assert not db.upsert_many(Scan, [{"userId": owner.id, "slug": slug, **first}], on=("userId", "slug")).failed
