@@ -198,7 +198,7 @@ class Executor:
         info, session, guard = self._begin(op)
         filt = compile.filter(rt, info, guard, op.query, strict=op.options.get("strict", False))
         options = compile.find_options(rt, info, op.options)
-        drop = compile.fetch_id(rt, info, options)
+        drop = compile.fetch_to_open(rt, info, options)
         coll, _ = route.read(rt, info, op.options.get("read_preference"), op.transaction)
 
         def first_batch() -> tuple[Any, Any]:
@@ -233,7 +233,7 @@ class Executor:
         order = pages.page_sort(options.get("sort"))
         pages.refuse_list_keys(info.cls, order)
         found: dict[str, Any] = {"projection": pages.page_projection(options.get("projection"), order)}
-        drop = compile.fetch_id(rt, info, found) if found["projection"] else ()  # _id, the owner: to open sealed values
+        drop = compile.fetch_to_open(rt, info, found) if found["projection"] else ()  # _id, the owner: to open sealed values
         projection = found.get("projection")
         tokens = rt.page_tokens
         context = tokens.context(info.name, filt, order, op.actor.id if op.actor is not None else "")

@@ -57,6 +57,7 @@ from .fieldpaths import (
     leaves_at,
     norm_path,
     owner_value,
+    pop_at,
     sensitive_fields,
     slots_at,
     to_plaintext,
@@ -80,7 +81,8 @@ def _id_key(value: Any) -> bytes:
 
 def _place(doc: dict[str, Any], path: str, value: Any) -> str:
     """Set ``value`` at the dotted ``path`` of ``doc``; the path to take out again (``_take``):
-    the first part that was not there, so nothing the caller's document had is removed."""
+    the first part that was not there (``pop_at``), so nothing the caller's document had is
+    removed; empty when nothing was set."""
     parts = path.split(".")
     at = doc
     for n, part in enumerate(parts[:-1]):
@@ -98,17 +100,6 @@ def _place(doc: dict[str, Any], path: str, value: Any) -> str:
         at = nxt
     at[parts[-1]] = value
     return path
-
-
-def _take(doc: dict[str, Any], path: str) -> None:
-    if not path:
-        return
-    *parents, leaf = path.split(".")
-    at: Any = doc
-    for part in parents:
-        at = at.get(part) if isinstance(at, dict) else None
-    if isinstance(at, dict):
-        at.pop(leaf, None)
 
 
 _NOT_REBOUND = object()  # FieldCrypto._rebound: the value is not one rotate-key binds again
@@ -781,7 +772,7 @@ class FieldCrypto:
         its sealed values, and what to drop from each document once opened: ``(fetch, drop)``,
         stored paths. A sealed value opens only at its document's ``_id`` (the binding) and,
         with field level encryption, only under the data key of the owner its document names
-        (``subject_key``): so ``_id`` and the owner field are fetched (``compile.fetch_id``) and
+        (``subject_key``): so ``_id`` and the owner field are fetched (``compile.fetch_to_open``) and
         dropped after opening (``open``), and the caller gets exactly the fields it asked for,
         opened. ``fetch`` names an excluded path to read after all (its exclusion removed) or an
         owner path to add to an inclusion. Without a key nothing opens, so nothing is fetched."""
@@ -886,7 +877,8 @@ class FieldCrypto:
             self._open_each(info, docs, paths, False)
         finally:
             for d, path in placed:
-                _take(d, path)
+                if path:
+                    pop_at(d, path)
         return docs
 
     def _open(self, value: Any, info: Any, f: Sensitive, doc: Mapping[str, Any], strict: bool = False,

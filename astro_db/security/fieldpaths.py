@@ -110,6 +110,16 @@ def owner_value(doc: Any, owner: str) -> Any:
     return value
 
 
+def pop_at(doc: Any, path: str) -> None:
+    """Remove the value at the dotted ``path`` of ``doc``, in place (nothing where it leads nowhere)."""
+    *parents, leaf = path.split(".")
+    at: Any = doc
+    for part in parents:
+        at = at.get(part) if isinstance(at, dict) else None
+    if isinstance(at, dict):
+        at.pop(leaf, None)
+
+
 def copy_tree(value: Any) -> Any:
     """A copy of a stored-form value sharing no dict or list with the original."""
     if isinstance(value, dict):

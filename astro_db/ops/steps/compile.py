@@ -140,7 +140,7 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
          one: bool = False, verb: str = "sort") -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
     """A read's filter (``filter``, ``strict`` from ``options``), its find options
     (``find_options``; ``one``: a ``find_one``, which takes ``sort`` and ``projection`` only) and
-    what the open step drops, fetched only to open the values (``fetch_id``: ``_id``, the owner),
+    what the open step drops, fetched only to open the values (``fetch_to_open``: ``_id``, the owner),
     compiled in one pass of this step."""
     # ``in`` looks (no ``dict.get`` call): a find_one that names no option passes here on every call
     filt = filter(rt, info, guard, query, strict=options["strict"] if "strict" in options else False)
@@ -151,7 +151,7 @@ def read(rt: Runtime, info: ModelInfo, guard: Guard, query: Mapping[str, Any] | 
             return filt, {}, ()  # the by-id find_one: no option to validate
         options = {"sort": sort, "projection": projection}
     compiled = find_options(rt, info, options, verb=verb)
-    return filt, compiled, fetch_id(rt, info, compiled)
+    return filt, compiled, fetch_to_open(rt, info, compiled)
 
 
 def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, verb: str = "sort") -> dict[str, Any]:
@@ -176,7 +176,7 @@ def find_options(rt: Runtime, info: ModelInfo, options: Mapping[str, Any], *, ve
     return out
 
 
-def fetch_id(rt: Runtime, info: ModelInfo, options: dict[str, Any]) -> tuple[str, ...]:
+def fetch_to_open(rt: Runtime, info: ModelInfo, options: dict[str, Any]) -> tuple[str, ...]:
     """A read's compiled find ``options`` whose projection leaves out what opening its sealed
     values needs (``_id``; with field level encryption, the owner field: ``FieldCrypto.fetched_for``):
     it is fetched after all, and the paths returned tell the open step what to drop again

@@ -10,17 +10,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ...registry import ModelInfo
+from ...security.fieldpaths import pop_at
 from ..runtime import Runtime
 
 __all__ = ["document", "documents", "output"]
 
 
 def document(rt: Runtime, info: ModelInfo, doc: dict[str, Any] | None, *, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """``doc`` opened in place; ``drop``: stored paths fetched only to open it (``compile.fetch_id``:
+    """``doc`` opened in place; ``drop``: stored paths fetched only to open it (``compile.fetch_to_open``:
     ``_id``, the owner field), removed after."""
     rt.crypto.open_document(info, doc)
     if drop and doc is not None:
-        _drop(doc, drop)
+        for path in drop:
+            pop_at(doc, path)
     return doc
 
 
@@ -29,18 +31,9 @@ def documents(rt: Runtime, info: ModelInfo, docs: list[dict[str, Any]], *, drop:
     rt.crypto.open_documents(info, docs)
     if drop:
         for doc in docs:
-            _drop(doc, drop)
+            for path in drop:
+                pop_at(doc, path)
     return docs
-
-
-def _drop(doc: dict[str, Any], paths: tuple[str, ...]) -> None:
-    for path in paths:
-        *parents, leaf = path.split(".")
-        at: Any = doc
-        for part in parents:
-            at = at.get(part) if isinstance(at, dict) else None
-        if isinstance(at, dict):
-            at.pop(leaf, None)
 
 
 def output(rt: Runtime, info: ModelInfo, stages: list[dict[str, Any]], docs: list[dict[str, Any]],
