@@ -66,6 +66,7 @@ from ..models.plan import DocPlan, doc_plan
 from ..personal import erased_ids
 from ..query.evaluate import apply_update
 from ..query.filters import check_document_keys
+from ..query.order import identity
 from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
 from ..security.masking import masked_errors
@@ -1482,8 +1483,11 @@ def _eq(a: Any, b: Any, top: bool = True) -> bool:
         return list(a) == list(b) and all(_eq(a[k], b[k], False) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_eq(x, y, False) for x, y in zip(a, b))
-    if isinstance(a, _BINARY) and isinstance(b, _BINARY):  # binary data: by its subtype and bytes
-        return _binary(a) == _binary(b)
+    if isinstance(a, _BINARY) and isinstance(b, _BINARY):
+        # binary data by its subtype and bytes (query.order.identity): PyMongo reads subtype 0 as
+        # bytes and 4 as a uuid.UUID, the codec sends a Binary as it is, and Binary(b, 0) == b is
+        # False in Python, so an unchanged value read as changed
+        return identity(a) == identity(b)
     if a.__class__ is not b.__class__ and _number_kind(a) != _number_kind(b):
         return False
     if a.__class__ is float and b.__class__ is float:  # -0.0 is stored as itself; NaN is one value
@@ -1493,19 +1497,7 @@ def _eq(a: Any, b: Any, top: bool = True) -> bool:
 
 
 _INT32 = range(-(2**31), 2**31)
-_BINARY = (bytes, uuid.UUID)
-
-
-def _binary(value: bytes | uuid.UUID) -> tuple[int, bytes]:
-    """Binary data as BSON holds it, whatever Python form it is in: PyMongo reads subtype 0 as
-    ``bytes`` and subtype 4 as a ``uuid.UUID`` (``uuidRepresentation=standard``), the codec
-    sends a ``Binary`` as it is: each is one value to the server (``Binary(b, 0) == b`` and
-    ``Binary.from_uuid(u) == u`` are False in Python, so an unchanged value read as changed)."""
-    if isinstance(value, uuid.UUID):
-        return 4, value.bytes
-    if isinstance(value, bson.Binary):
-        return value.subtype, bytes(value)
-    return 0, value
+_BINARY = (bytes, uuid.UUID)  # a bson.Binary is bytes
 
 
 def _number_kind(value: Any) -> str | None:
