@@ -73,13 +73,11 @@ class FieldPlan:
         self.required = bool(field.required)
         self.default = field.default
         self.default_callable = callable(self.default)  # read once: the codec inlines make_default
-        keep_subtypes(field)  # a BinaryField's (at any depth of a container): its own calls keep the subtype
+        keep_stored_forms(field)  # a BinaryField's, a DateTimeField's (at any depth of a container)
         self.to_python: Callable[[Any], Any] = field.to_python
         self.to_mongo: Callable[[Any], Any] = field.to_mongo
         if _free_form(field):  # a DictField, an untyped ListField: binary data kept as it is
             self.to_python, self.to_mongo = _keeping_bytes(field.to_python), _keeping_bytes(field.to_mongo)
-        elif type(field) is DateTimeField:  # MongoEngine's own (an app's model): as stored, aware UTC, ms
-            self.to_python, self.to_mongo = _as_stored_date(field.to_python), _as_stored_date(field.to_mongo)
         # to_mongo(to_python(x)) is to_python(x): the codec skips to_mongo after to_python
         self.mongo_is_python = _mongo_is_python(field)
         # to_python returns its argument (BaseField's own): hydration stores the value as read
@@ -112,17 +110,25 @@ class FieldPlan:
         return default() if callable(default) else default
 
 
-def keep_subtypes(field: Any) -> None:
-    """Make every ``BinaryField`` in ``field`` (itself, or its items' field at any depth of a
-    list or map) keep a value's binary subtype, on the field object itself, so that every call
-    of it (the codec's, hydration's, a container's ``to_mongo``/``to_python`` of its items,
-    MongoEngine's own) does. MongoEngine's ``to_mongo`` is ``Binary(value)``, which makes a
-    ``Binary`` of any subtype a subtype 0: a value the Node service stored as a ``Buffer`` of
-    subtype 0x80, or a UUID (subtype 4), came back changed once written through the service."""
+def keep_stored_forms(field: Any) -> None:
+    """Make the MongoEngine fields in ``field`` (itself, or its items' field at any depth of a
+    list or map) give values as BSON stores them, on the field object itself, so that every
+    call of it (the codec's, hydration's, a container's ``to_mongo``/``to_python`` of its
+    items, MongoEngine's own) does:
+
+    - a ``BinaryField`` keeps a value's binary subtype. MongoEngine's ``to_mongo`` is
+      ``Binary(value)``, which makes a ``Binary`` of any subtype a subtype 0: a value the Node
+      service stored as a ``Buffer`` of subtype 0x80, or a UUID (subtype 4), came back changed
+      once written through the service;
+    - a ``DateTimeField`` (MongoEngine's own, as an app's model may declare it) gives a date as
+      a read returns it: aware UTC, cut to the millisecond (``_as_stored_date``)."""
     while field is not None:
         if isinstance(field, BinaryField) and field.__dict__.get("to_mongo") is not _binary_to_mongo:
             field.to_mongo = _binary_to_mongo
             field.to_python = _binary_to_python
+        elif type(field) is DateTimeField and not hasattr(field.__dict__.get("to_mongo"), "__wrapped__"):
+            field.to_mongo = _as_stored_date(field.to_mongo)
+            field.to_python = _as_stored_date(field.to_python)
         field = getattr(field, "field", None) if isinstance(field, ComplexBaseField) else None
 
 
