@@ -14,7 +14,8 @@ field names, plus the change records about those documents (``astroChanges``, th
 2. the user's live documents are deleted by the cascade (``workflows.delete_user_cascade``, one
    transaction, through the pipeline: the deletes get their own change records);
 3. the change records of the user's documents are scrubbed (their post-images removed: the
-   audit part, *that* a write happened, by whom, which fields, stays) (``scrub_record``);
+   audit part, *that* a write happened, by whom, which fields, stays) (``scrub_record``; a
+   ``create_many``'s packed record loses the user's images, the other users' stay);
 4. the user's data keys are shredded (``_forget_keys``; the key vault's delete goes through the
    run step: retried while the failure is transient, else ``ErasureIncompleteError``, the
    erasure left ``started`` for a rerun);
@@ -43,9 +44,10 @@ from bson.json_util import RELAXED_JSON_OPTIONS
 
 from .changes import CHANGES_COLLECTION, record_id
 from .changes.reader import LEGACY_AUDIT_COLLECTION
-from .changes.records import ms_time, to_ms
+from .changes.records import images, is_packed, ms_time, restricted, to_ms, unpack
 from .errors import AstroDBError, DuplicateKeyError, ErasureIncompleteError, NotFoundError, PermissionDeniedError
 from .query.filters import coerce_id
+from .query.order import identity
 from .security import access
 from .security.crypto import FieldCrypto
 from .security.fieldpaths import owner_value
@@ -72,6 +74,7 @@ EXPORT_FORMAT = "astro_db.export/1"
 ERASE_ACTION = "erase"
 STARTED, DONE = "started", "done"
 _CHUNK = 500  # document ids per records query
+_SCRUB_ATTEMPTS = 5  # reads of one packed record an erasure's scrub makes while others change it
 
 
 # --- what belongs to a user -----------------------------------------------------------------------
@@ -204,6 +207,7 @@ def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[st
         seen = set(ids)
         earlier_ids = ex.call(info, "export_user", partial(database[CHANGES_COLLECTION].distinct, "documentId",
                                                            {"coll": info.collection, f"doc.{owner}": uid}))
+        earlier_ids += ex.call(info, "export_user", partial(_packed_ids, database, info.collection, owner, uid))
         for earlier in earlier_ids:
             if earlier not in seen:  # a document of the user deleted since: its records are still hers
                 seen.add(earlier)
@@ -212,6 +216,16 @@ def export_stream(db: Database, ex: Executor, user_id: Any) -> Iterator[tuple[st
         for record in _records(ex, info, ids, legacy_log=legacy_log, owner=owner, uid=uid):
             yield "change", info.name, _json(record)
     yield "head", "erasure", _json(erasure) if erasure is not None else None
+
+
+def _packed_ids(database: MongoDB, collection: str, owner: str, uid: Any) -> list[Any]:
+    """The ids of the documents of ``collection`` whose post-image in a packed record (a
+    ``create_many``'s, ``changes.records``) was ``uid``'s: the packs listing her among their
+    ``owners``, read image by image (a pack holds other users' documents too)."""
+    found = []
+    for pack in database[CHANGES_COLLECTION].find({"coll": collection, "owners": uid}, {"docs": 1}):
+        found += [image["_id"] for image in images(pack) if owner_value(image, owner) == uid]
+    return found
 
 
 def _known(db: Database, ex: Executor, users: ModelInfo, uid: ObjectId) -> bool:
@@ -259,6 +273,8 @@ def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool,
             _listed, database[CHANGES_COLLECTION],
             {"coll": info.collection, "documentId": {"$in": chunk}, "intent": {"$exists": False}},
             [("documentId", 1), ("rev", 1)]))
+        if any(is_packed(r) for r in current):
+            current = _by_document(current, chunk)
         yield from legacy
         held: dict[Any, bool] = {}  # documentId -> whether its latest post-image so far was uid's
         for record in current:
@@ -270,6 +286,20 @@ def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool,
             if isinstance(image, Mapping):
                 record["doc"] = rt.crypto.open_document(info, dict(image))
             yield record
+
+
+def _by_document(records: list[dict[str, Any]], ids: list[Any]) -> list[dict[str, Any]]:
+    """``records`` (sorted by document and revision) with each packed one as the records of
+    those of its documents in ``ids`` (``changes.records.unpack``), in the same order: each
+    document's records together, by revision."""
+    wanted = {identity(i) for i in ids}
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for record in records:
+        for one in unpack(record):
+            key = identity(one["documentId"])
+            if key in wanted:
+                groups.setdefault(key, []).append(one)
+    return [r for group in groups.values() for r in sorted(group, key=lambda r: r.get("rev", 0))]
 
 
 def _listed(coll: Any, filt: dict[str, Any], sort: list[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -374,6 +404,44 @@ def _scrub(ex: Executor, registry: ModelRegistry, users: list[ObjectId]) -> int:
             if name in present:
                 result = ex.call(info, "erase_user", partial(database[name].update_many, where, _SCRUB))
                 scrubbed += int(result.modified_count)
+        if CHANGES_COLLECTION in present:
+            scrubbed += ex.call(info, "erase_user", partial(_scrub_packs, database, info.collection, _owner(info), users))
+    return scrubbed
+
+
+def _scrub_packs(database: MongoDB, collection: str, owner: str, users: list[ObjectId]) -> int:
+    """Step 3 for the packed records (a ``create_many``'s, ``changes.records``) listing one of
+    ``users`` among their ``owners``: each rewritten without those users' post-images (the
+    other documents' stay), compared and set on the images it read, so a pruning or another
+    scrub meanwhile is read again, never overwritten; how many packs were scrubbed."""
+    erased = {identity(u) for u in users}
+
+    def kept(image: Any) -> bool:
+        return identity(owner_value(image, owner)) not in erased
+
+    def owner_of(image: Any) -> Any:
+        return owner_value(image, owner)
+
+    coll = database[CHANGES_COLLECTION]
+    scrubbed = 0
+    for pack in list(coll.find({"coll": collection, "owners": {"$in": users}})):
+        for _ in range(_SCRUB_ATTEMPTS):
+            if "docs" not in pack:
+                break
+            cut = restricted(pack, image=kept, owner_of=owner_of)
+            assert cut is not None  # no document is left out, only images
+            change: dict[str, Any] = {"$set": {"erased": True, "owners": cut.get("owners", [])}}
+            if cut["docs"]:
+                change["$set"]["docs"] = cut["docs"]
+            else:
+                change["$set"]["journal"] = False
+                change["$unset"] = {"docs": ""}
+            if coll.update_one({"_id": pack["_id"], "docs": pack["docs"]}, change).modified_count:
+                scrubbed += 1
+                break
+            pack = coll.find_one({"_id": pack["_id"]})  # changed meanwhile: read again
+            if pack is None:
+                break
     return scrubbed
 
 

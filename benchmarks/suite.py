@@ -85,7 +85,7 @@ def create(sizes: Sizes, s: Sides) -> Operation:
         return [user_input(i, tag, NEW_STATUS) for i in range(n)]
 
     users = s.raw["users"]
-    wire = Writes(s.wire, "User", "users")
+    wire = Writes(s.wire, "User", "users", owner="_id")
     return Operation(f"create x{n}", n, [
         _variant(RAW, _Inputs(s, lambda: [stored_user(i, "r", NEW_STATUS) for i in range(n)]),
                  lambda docs, i: users.insert_one(docs[i]), check=users_added(s.raw)),
@@ -125,7 +125,7 @@ def create_many(sizes: Sizes, s: Sides) -> Operation:
         return mongoengine_insert([peer_document(PeerInsight, item) for item in items], i)
 
     insights = s.raw["planetaryInsights"]
-    wire = Writes(s.wire, "PlanetaryInsight", "planetaryInsights")
+    wire = Writes(s.wire, "PlanetaryInsight", "planetaryInsights", owner="userId")
     return Operation(f"create_many {n:,}", 1, [
         _variant(RAW, _Inputs(s, lambda: [stored_insight(newcomer, i) for i in range(n)]),
                  lambda docs, _: insights.insert_many(docs, ordered=False), n, added(s.raw)),
@@ -187,7 +187,7 @@ def update(sizes: Sizes, s: Sides) -> Operation:
                              (NO_RETURN, no_return(s.hooks_off), s.hooks_off.mongo)):
         inputs = _Inputs(s, levels)
         variants.append(_variant(label, inputs, op, check=updated(store, inputs)))
-    wire = Writes(s.wire, "PlanetaryInsight", "planetaryInsights")
+    wire = Writes(s.wire, "PlanetaryInsight", "planetaryInsights", owner="userId")
     stored = {d["_id"]: d for d in s.seed.insights}
 
     def wire_inputs(records: bool) -> Callable[[], list[Any]]:
@@ -293,8 +293,8 @@ def check_commands(sizes: Sizes, s: Sides) -> list[tuple[str, str, list[str]]]:
               "event_listeners": [astro_seen]}
     dbs = {DEFAULT: Database(s.url, **common).connect(), HOOKS_OFF: Database(s.url, audit=False, journal=False, **common).connect()}
     try:
-        users = Writes(client[s.raw.name], "User", "users")
-        insights = Writes(client[s.raw.name], "PlanetaryInsight", "planetaryInsights")
+        users = Writes(client[s.raw.name], "User", "users", owner="_id")
+        insights = Writes(client[s.raw.name], "PlanetaryInsight", "planetaryInsights", owner="userId")
         ids, stored = s.seed.insight_ids, {d["_id"]: d for d in s.seed.insights}
         newcomer = s.seed.newcomer
 

@@ -5,7 +5,8 @@ and its change record (with the document as post-image) in one client-level ``bu
 update sends a ``findAndModify`` that advances the revision (``$inc _rev``, ``$set _op``,
 ``$currentDate updatedAt``) and returns the document, then an ``insert`` of its record; a
 ``create_many`` of more than 16 documents sends one ``insert`` of the documents and one of their
-records. This module builds those same commands for a plain PyMongo client, so the benchmarks can
+records (from 32 documents on, packed: one record per 1,000 documents, their post-images as BSON
+bytes). This module builds those same commands for a plain PyMongo client, so the benchmarks can
 time raw PyMongo doing exactly what astro_db makes the server do: what is left between astro_db
 and that side is astro_db's own client work; what is between that side and plain raw PyMongo is
 the extra commands (the server's work for them, and the driver's for encoding them).
@@ -38,10 +39,12 @@ from bson import ObjectId
 from pymongo import InsertOne, ReturnDocument, monitoring
 
 __all__ = ["CHANGES", "ONE_COMMAND_BATCH", "IGNORED", "Shape", "Recorder", "compare", "describe", "record",
-           "create_record", "advance", "post_image", "speaks_bulk_write", "Create", "Update", "Writes"]
+           "create_record", "packed_records", "advance", "post_image", "speaks_bulk_write", "Create", "Update", "Writes"]
 
 CHANGES = "astroChanges"  # astro_db.changes.records.CHANGES_COLLECTION
 ONE_COMMAND_BATCH = 16  # astro_db.ops.writes.ONE_COMMAND_BATCH: up to it, a create_many is one bulkWrite
+PACK_FROM = 32  # astro_db.changes.records.PACK_FROM: from it on, a create_many's records are packed
+PACK_DOCS = 1000  # astro_db.changes.records.PACK_DOCS: documents per packed record
 # astro_db.ops.sizes.LARGE_DOCUMENT: above it (BSON bytes), a create is an insert of the
 # document(s), then one of the record(s), not a bulkWrite
 LARGE_DOCUMENT = 768 * 1024
@@ -78,6 +81,29 @@ def create_record(model: str, coll: str, doc: dict[str, Any], op: Any) -> dict[s
     """A create's record: revision 0, every stored field named, the document as sent its post-image."""
     return record(model=model, coll=coll, document_id=doc["_id"], rev=0, action="create", when=doc["updatedAt"],
                   fields=[k for k in doc if k != "_id"], doc=doc, op=op)
+
+
+def packed_records(model: str, coll: str, docs: Sequence[dict[str, Any]], op: Any, owner: str | None,
+                   pack_docs: int = PACK_DOCS) -> list[dict[str, Any]]:
+    """A large create's records as ``changes.records.pack_records`` builds them: per run of
+    ``pack_docs`` documents (fresh ones: one revision, 0), the documents' ids, the shared audit
+    part, their post-images as stored BSON one after another, and their owners (``owner``: the
+    stored owner field, ``_id`` for the users; None: the model has none)."""
+    out = []
+    for start in range(0, len(docs), pack_docs):
+        part = docs[start:start + pack_docs]
+        when = _ms(part[-1]["updatedAt"])
+        rec: dict[str, Any] = {
+            "_id": f"{coll}/{part[0]['_id']}+{len(part)}/0/{op}", "model": model, "coll": coll,
+            "documentId": [d["_id"] for d in part], "rev": 0, "action": "create", "time": when,
+            "t": (when - _EPOCH) // _MS, "audit": True, "actor": None, "requestId": None,
+            "fields": sorted(set().union(*part).difference(("_id",))), "journal": True,
+            "docs": bson.Binary(b"".join(bson.encode(d) for d in part)),
+        }
+        if owner is not None:
+            rec["owners"] = list(dict.fromkeys(d.get(owner) for d in part if d.get(owner) is not None))
+        out.append(rec)
+    return out
 
 
 def advance(sets: dict[str, Any], op: Any) -> dict[str, Any]:
@@ -124,8 +150,8 @@ class Writes:
     the timed side, a listening client's for the equivalence check. ``model``/``coll``: the model's
     class name and collection, as the records name them."""
 
-    def __init__(self, db: Any, model: str, coll: str) -> None:
-        self.db, self.model, self.coll_name = db, model, coll
+    def __init__(self, db: Any, model: str, coll: str, owner: str | None = None) -> None:
+        self.db, self.model, self.coll_name, self.owner = db, model, coll, owner
         self.coll, self.changes = db[coll], db[CHANGES]
         self.client = db.client
         self.target, self.changes_ns = f"{db.name}.{coll}", f"{db.name}.{CHANGES}"
@@ -143,11 +169,15 @@ class Writes:
             out.append(Create(doc, rec, ops))
         return out
 
-    def create_many_inputs(self, docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-        """A default ``create_many``'s documents, their records (one operation id for the batch)
-        and whether they go in one ``bulkWrite`` (at most ``ONE_COMMAND_BATCH``, not ``large``)."""
+    def create_many_inputs(self, docs: list[dict[str, Any]], pack: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """A default ``create_many``'s documents, their records (one operation id for the batch;
+        packed from ``PACK_FROM`` documents on, unless ``pack`` is false: one per document, the
+        layout before packing) and whether they go in one ``bulkWrite`` (at most
+        ``ONE_COMMAND_BATCH``, not ``large``)."""
         op = ObjectId()
         one = len(docs) <= ONE_COMMAND_BATCH and self.one_command and not large(docs)
+        if pack and not one and len(docs) >= PACK_FROM:
+            return docs, packed_records(self.model, self.coll_name, docs, op, self.owner), one
         return docs, [create_record(self.model, self.coll_name, doc, op) for doc in docs], one
 
     def update_inputs(self, stored: Sequence[dict[str, Any]], sets: Sequence[dict[str, Any]],

@@ -47,12 +47,16 @@ def raw_text(documents: Iterable[bytes]) -> str:
 
 
 def sealed_values(value: Any) -> Iterator[Binary]:
-    """Every Binary subtype 6 inside a decoded document (through dicts and lists)."""
+    """Every Binary subtype 6 inside a decoded document (through dicts and lists, and the
+    post-images a packed change record holds as BSON bytes: ``changes.records``)."""
     if isinstance(value, Binary) and value.subtype == 6:
         yield value
     elif isinstance(value, dict):
         for item in value.values():
             yield from sealed_values(item)
+        if isinstance(value.get("documentId"), list) and isinstance(value.get("docs"), bytes):
+            for image in bson.decode_all(bytes(value["docs"])):  # a packed change record's post-images
+                yield from sealed_values(image)
     elif isinstance(value, list):
         for item in value:
             yield from sealed_values(item)

@@ -35,7 +35,7 @@ from ..indexes import declared_indexes
 from ..migrations import MIGRATIONS_COLLECTION, ledger_as_of
 from ..personal import ERASURES_COLLECTION
 from ..query.order import identity
-from .journal import ensure_journal_index, entry_key, journal_clock, read_window
+from .journal import ensure_journal_index, entry_keys, journal_clock, read_window
 from .repository import FORMAT, BackupSet, Repository, format_time
 from .stream import RAW, BsonWriter, iter_raw
 
@@ -195,8 +195,8 @@ class _Dump:
         entry = self._entry(name)
         deleted_file = f"{name}.deleted.bson.gz"
         with self._writer(entry["file"]) as upserts, self._writer(deleted_file) as deletions:
-            for item in last_entries:
-                _, doc_id, rev, action, doc = entry_key(item)
+            for item in last_entries:  # ``entry_key`` tuples, one per document (``_save_journal``)
+                _, doc_id, rev, action, doc = item
                 if action == "delete":
                     deletions.write({"_id": doc_id} if rev is None else {"_id": doc_id, "_rev": rev})
                 elif doc is not None:
@@ -228,11 +228,12 @@ class _Dump:
                     continue
                 writer.write(raw)
                 if keep is not None:
-                    coll, doc_id, rev, _, _ = entry_key(raw)
-                    key = (coll, identity(doc_id))  # True and 1 are two documents, 1 and 1.0 one
-                    kept_rev = entry_key(keep[key])[2] if key in keep else None
-                    if rev is None or kept_rev is None or rev >= kept_rev:
-                        keep[key] = raw  # the highest revision wins, whichever record came first
+                    for entry in entry_keys(raw):  # a packed record holds many documents
+                        coll, doc_id, rev, _, _ = entry
+                        key = (coll, identity(doc_id))  # True and 1 are two documents, 1 and 1.0 one
+                        kept_rev = keep[key][2] if key in keep else None
+                        if rev is None or kept_rev is None or rev >= kept_rev:
+                            keep[key] = entry  # the highest revision wins, whichever record came first
         self._record(writer)
         return writer.count
 

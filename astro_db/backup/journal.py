@@ -3,7 +3,8 @@
 Since change records replaced the separate ``changeJournal`` collection, a journal entry is a
 change record with ``journal: true``: ``coll``, ``documentId``, ``rev`` (the document's
 revision, advanced by the write itself on the server), ``action`` and, for a create or update,
-``doc`` (the post-image in stored form). Backups save the records of their window; restores
+``doc`` (the post-image in stored form), or a packed record of many creates (``entry_keys`` reads
+its documents one by one). Backups save the records of their window; restores
 apply, per document, the record with the highest revision whose ``t`` is at or before the cut,
 and only over an older revision (``Loader``), so the order in which clients wrote their records
 does not matter. ``journal_clock`` gives backup windows their ends; ``prune_journal`` drops the
@@ -23,14 +24,15 @@ from pymongo.errors import PyMongoError
 
 from ..changes import CHANGES_COLLECTION, prune_images
 from ..changes import read_window as _read_records
-from ..changes.records import to_ms
+from ..changes.records import images, is_packed, to_ms
 from ..errors import AstroDBError
 from .stream import RAW
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
 
-__all__ = ["JOURNAL_COLLECTION", "read_window", "ensure_journal_index", "prune_journal", "journal_clock", "to_ms", "entry_key"]
+__all__ = ["JOURNAL_COLLECTION", "read_window", "ensure_journal_index", "prune_journal", "journal_clock", "to_ms",
+           "entry_keys", "entry_key"]
 
 log = logging.getLogger(__name__)
 JOURNAL_COLLECTION = CHANGES_COLLECTION
@@ -65,6 +67,18 @@ class _Clock:
 
 
 journal_clock = _Clock()
+
+
+def entry_keys(entry: Any) -> Iterator[tuple[str, Any, int | None, str, Any]]:
+    """``entry_key`` of each document a journal entry holds: one for a record, one per
+    post-image for a packed record (``changes.records.is_packed``: a ``create_many``'s; its
+    documents whose image was scrubbed or pruned have none, as a record without ``doc`` is no
+    journal entry)."""
+    if not is_packed(entry):
+        yield entry_key(entry)
+        return
+    for image in images(entry, RAW):
+        yield entry["coll"], image["_id"], entry["rev"], entry["action"], image
 
 
 def entry_key(entry: Any) -> tuple[str, Any, int | None, str, Any]:

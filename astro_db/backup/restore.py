@@ -40,13 +40,14 @@ from pymongo import DeleteOne, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
 
 from ..changes import CHANGES_COLLECTION
+from ..changes.records import is_packed, restricted
 from ..errors import AstroDBError, BackupError, translate
 from ..migrations import MIGRATIONS_COLLECTION
 from ..personal import ERASURES_COLLECTION, LEGACY_JOURNAL_COLLECTION, belongs_to, scrub_record
 from ..query.order import identity
 from .dump import REBUILT_LEDGERS
 from .integrity import require_intact
-from .journal import entry_key, read_window, to_ms
+from .journal import entry_keys, read_window, to_ms
 from .repository import BackupSet, Repository, format_time, parse_time
 from .stream import RAW, iter_raw
 
@@ -151,7 +152,18 @@ class Loader:
                 self.skipped[collection] = self.skipped.get(collection, 0) + 1
                 return None
             return doc
-        if collection in (CHANGES_COLLECTION, LEGACY_JOURNAL_COLLECTION) and self._erased_image(doc.get("coll"), doc.get("doc")):
+        if collection not in (CHANGES_COLLECTION, LEGACY_JOURNAL_COLLECTION):
+            return doc
+        if is_packed(doc):  # a create_many's records: its erased users' images cut out
+            owner = self.owners.get(doc.get("coll"))
+            if owner is None or "docs" not in doc:
+                return doc
+            cut = restricted(doc, image=lambda image: not belongs_to(image, owner, self.erased))
+            if cut is None or bytes(cut["docs"]) == bytes(doc["docs"]):
+                return doc
+            cut["erased"] = True
+            return cut
+        if self._erased_image(doc.get("coll"), doc.get("doc")):
             return scrub_record(dict(doc.items()))
         return doc
 
@@ -202,11 +214,12 @@ class Loader:
             if limit is not None and entry["t"] > limit:
                 continue
             read += 1
-            coll, doc_id, rev, _, _ = key = entry_key(entry)
-            rank = (rev if rev is not None else -1, read)
-            slot = (coll, identity(doc_id))
-            if slot not in latest or rank > latest[slot][0]:
-                latest[slot] = (rank, key)
+            for key in entry_keys(entry):  # a packed record: each of its documents
+                coll, doc_id, rev, _, _ = key
+                rank = (rev if rev is not None else -1, read)
+                slot = (coll, identity(doc_id))
+                if slot not in latest or rank > latest[slot][0]:
+                    latest[slot] = (rank, key)
         pending: dict[str, list[Any]] = {}
         for n, (_, (coll, doc_id, rev, action, doc)) in enumerate(latest.values(), 1):
             if action == "delete":

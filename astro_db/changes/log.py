@@ -40,7 +40,7 @@ from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
 from ..query.order import FROM_START, ids_after
-from .records import CHANGES_COLLECTION, as_intent, confirmed, make_records, ms_time, to_ms
+from .records import CHANGES_COLLECTION, PACK_FROM, as_intent, confirmed, is_packed, make_records, ms_time, pack_records, restricted, to_ms
 from .revision import OP_FIELD, REV_FIELD, revision_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,16 +88,24 @@ class ChangeLog:
         return bool(self._pending)
 
     def build(self, *, model: str, collection: str, action: str, changes: Iterable[tuple[Any, int, Any, dict[str, Any] | None]],
-              fields: Iterable[str], actor: str | None, request_id: str | None, op: Any) -> list[dict[str, Any]]:
+              fields: Iterable[str], actor: str | None, request_id: str | None, op: Any,
+              owner: str | None = None, database: MongoDB | None = None, pack: bool = True) -> list[dict[str, Any]]:
         """Records of ``changes``: ``(documentId, rev, time, post-image or None)`` each, written by
         the operation ``op`` (its id is part of theirs). A write's field names (a tuple: an
         update's compiled fields, a create's keys) are listed in a record as worked out once per
-        tuple (the service's own left out, sorted: ``_names``), not again per write."""
+        tuple (the service's own left out, sorted: ``_names``), not again per write. A create of
+        ``PACK_FROM`` documents or more is recorded packed (``records.pack_records``: ``owner``, the
+        model's stored owner path, gives its ``owners``; ``database`` the images' encoding, its codec options),
+        unless ``pack`` is false (the one-command create pairs each document with its own record)."""
         names: list[str] | None = None
         if self.audit:
             names = self._names.get(fields) if fields.__class__ is tuple else None
             if names is None:
                 names = self._sorted_names(fields)
+        if pack and action == "create" and isinstance(changes, (tuple, list)) and len(changes) >= PACK_FROM:
+            return pack_records(model=model, collection=collection, changes=changes, actor=actor, request_id=request_id,
+                                fields=names or [], audit=self.audit, journal=self.journal, op=op, owner=owner,
+                                **({"codec_options": database.codec_options} if database is not None else {}))
         return make_records(model=model, collection=collection, action=action, changes=changes, actor=actor,
                             request_id=request_id, fields=names if names is not None else (), audit=self.audit,
                             journal=self.journal, op=op, ordered=True)
@@ -139,7 +147,7 @@ class ChangeLog:
         """The records of an applied write that the server did not take: kept (with ``late``,
         records already pending) to be written later, logged; the ``ChangeRecordError`` to raise."""
         self._keep([(r, how) for r in records] + list(late))
-        missing = [r["documentId"] for r in records]
+        missing = [i for r in records for i in (r["documentId"] if is_packed(r) else (r["documentId"],))]
         kind = type(cause).__name__ if isinstance(cause, BaseException) else "refused by the server"
         log.error("%s was applied but its change record(s) for %d document(s) could not be written (%s); "
                   "they will be written with the next write or by reconcile_changes()", what, len(missing), kind)
@@ -296,7 +304,8 @@ def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Sessi
     out: dict[Any, int] = {}
     for record in coll.find({"model": model, "documentId": {"$in": ids}}, {"documentId": 1, "rev": 1}, session=session):
         if "rev" in record:
-            out[record["documentId"]] = max(int(record["rev"]), out.get(record["documentId"], 0))
+            for document_id in record["documentId"] if is_packed(record) else (record["documentId"],):
+                out[document_id] = max(int(record["rev"]), out.get(document_id, 0))
     return out
 
 
@@ -344,16 +353,21 @@ def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[t
     image must never bring an older state into a later backup window. The audit part stays.
     An uncertain record (its write's outcome was unknown) is kept only if its write landed: the
     document exists at its revision or past it (a create, an update), or is gone (a delete)."""
-    by_coll: dict[str, list[dict[str, Any]]] = {}
+    by_coll: dict[str, list[Any]] = {}
     for record, how in late:
-        if "doc" in record or how == UNCERTAIN:
-            by_coll.setdefault(record["coll"], []).append(record)
+        if "doc" in record or "docs" in record or how == UNCERTAIN:
+            by_coll.setdefault(record["coll"], []).extend(record["documentId"] if is_packed(record) else [record["documentId"]])
     current: dict[tuple[str, Any], int] = {}
-    for name, records in by_coll.items():
+    for name, ids in by_coll.items():
         current.update(((name, d["_id"]), revision_of(d)) for d in database[name].find(
-            {"_id": {"$in": [r["documentId"] for r in records]}}, {REV_FIELD: 1}))
+            {"_id": {"$in": ids}}, {REV_FIELD: 1}))
     kept = []
     for record, how in late:
+        if is_packed(record):
+            pack = _settled_pack(record, how, current)
+            if pack is not None:
+                kept.append((pack, INSERT if how == UNCERTAIN else how))
+            continue
         rev = current.get((record["coll"], record["documentId"]))
         if how == UNCERTAIN:
             landed = rev is None if record["action"] == "delete" else rev is not None and rev >= record["rev"]
@@ -366,6 +380,25 @@ def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[t
             record.pop("journal", None)
         kept.append((record, how))
     return kept
+
+
+def _settled_pack(record: dict[str, Any], how: str, current: dict[tuple[str, Any], int]) -> dict[str, Any] | None:
+    """``_settle`` of a packed record (a create's): an uncertain one keeps only the documents
+    that landed (none: dropped), and every one keeps only the post-images of documents still at
+    its revision; None when no document is left."""
+    coll, rev = record["coll"], record["rev"]
+
+    def landed(document_id: Any) -> bool:
+        now = current.get((coll, document_id))
+        return now is not None and now >= int(rev)
+
+    def still(image: Any) -> bool:
+        return bool(current.get((coll, image["_id"])) == rev)
+
+    pack = restricted(record, keep=landed if how == UNCERTAIN else None, image=still)
+    if pack is None:
+        log.info("an uncertain create of %d document(s) did not land; its record is dropped", len(record["documentId"]))
+    return pack
 
 
 def _replace(coll: Any, records: list[dict[str, Any]]) -> None:
@@ -403,7 +436,7 @@ def _revisions_recorded(database: MongoDB, model: str, batch: list[dict[str, Any
         {"model": model, "documentId": {"$in": [d["_id"] for d in batch]},
          "rev": {"$in": sorted({revision_of(d) for d in batch})}, "intent": {"$exists": False}},
         {"documentId": 1, "rev": 1})
-    return {(r["documentId"], r["rev"]) for r in found}
+    return {(i, r["rev"]) for r in found for i in (r["documentId"] if is_packed(r) else (r["documentId"],))}
 
 
 def _mark_late(record: dict[str, Any]) -> None:

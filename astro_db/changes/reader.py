@@ -40,18 +40,21 @@ def read_trail(database: MongoDB, model: str, document_id: Any, session: Session
         entries += [_entry(e) for e in database[LEGACY_AUDIT_COLLECTION].find(
             {"model": model, "documentId": document_id}, sort=[("time", 1), ("_id", 1)], session=session)]
     if legacy is not True:
-        entries += [_entry(e) for e in database[CHANGES_COLLECTION].find(
+        entries += [_entry(e, document_id) for e in database[CHANGES_COLLECTION].find(
             {"model": model, "documentId": document_id, "audit": True}, sort=[("rev", 1), ("t", 1)], session=session)]
     return entries
 
 
-def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+def _entry(entry: dict[str, Any], asked: Any = None) -> dict[str, Any]:
+    """A trail entry of a record (``asked``: the document the trail is of, named in place of a
+    packed record's list of documents)."""
+    document_id = entry.get("documentId")
     return {
         "time": _utc(entry.get("time")),
         "actor": entry.get("actor"),
         "action": entry.get("action"),
         "model": entry.get("model"),
-        "documentId": str(entry.get("documentId")),
+        "documentId": str(asked if isinstance(document_id, list) else document_id),
         "fields": list(entry.get("fields") or ()),
         "requestId": entry.get("requestId"),
         **({"revision": entry["rev"]} if "rev" in entry else {}),
@@ -60,7 +63,8 @@ def _entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 def read_window(database: MongoDB, start: _dt.datetime | None, end: _dt.datetime, *, codec_options: Any = None,
                 margin: _dt.timedelta = WINDOW_MARGIN) -> Iterator[Any]:
-    """Journal records with ``start - margin < t <= end``, by ``t``."""
+    """Journal records with ``start - margin < t <= end``, by ``t`` (a packed record as it is
+    stored: ``backup.journal.entries`` reads its documents)."""
     window: dict[str, Any] = {"$lte": to_ms(end)}
     if start is not None:
         window["$gt"] = to_ms(start - margin)
@@ -76,7 +80,8 @@ def prune_images(database: MongoDB, before: _dt.datetime) -> int:
     retention); how many records were thinned."""
     try:
         result = database[CHANGES_COLLECTION].update_many(
-            {"t": {"$lte": to_ms(before)}, "journal": True}, {"$unset": {"doc": ""}, "$set": {"journal": False}})
+            {"t": {"$lte": to_ms(before)}, "journal": True},
+            {"$unset": {"doc": "", "docs": "", "owners": ""}, "$set": {"journal": False}})  # a packed record's too
         return int(result.modified_count)
     except PyMongoError as exc:
         raise translate(exc, operation="prune change records") from exc

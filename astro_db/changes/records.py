@@ -20,6 +20,28 @@ before this format (``<coll>/<documentId>/<rev>``) read the same: nothing parses
 ``<documentId>`` is an ObjectId's hex digits, any other ``_id`` its canonical Extended JSON
 (``id_text``: ``1`` and ``"1"`` are two documents, and two ``_id``s).
 
+A ``create_many`` of ``PACK_FROM`` documents or more writes its records **packed**: one record
+per run of up to ``PACK_DOCS`` documents of the same revision (and ``PACK_BYTES`` of
+post-images), in place of one record per document::
+
+    {"_id": "users/<first documentId>+<count>/<rev>/<op>",
+     "model": ..., "coll": ..., "documentId": [<_id>, ...], "rev": <int>, "action": "create",
+     "time": <the last document's time>, "t": ...,
+     "audit": true, ... (as above),
+     "journal": true, "docs": <Binary: the post-images' BSON, one after another>,
+     "owners": [<owner id>, ...]}                             # when the model has an owner field
+
+``documentId`` is an array (a MongoDB ``_id`` never is: this is what tells a packed record
+apart, ``is_packed``), so every query by ``documentId`` (the trail's, ``last_revisions``, a
+reconcile's) matches it with the same filter and index (multikey); each post-image names its own
+document (``_id`` first), so the images need no positions, and ``owners`` lets an erasure find
+the records holding a user's images without reading into the bytes. A pack's documents share
+its ``time`` and ``t``: a point-in-time cut takes a ``create_many`` whole or not at all. On
+nx-27017 this is what brings ``create_many``'s records within reach of the bound
+(docs/performance.md): the server pays per record and per embedded document it decodes, not per
+byte. ``unpack`` gives a packed record's per-document records, ``restricted`` a pack cut to
+some of its documents (an erasure's scrub, a restore's, a late record's settling).
+
 A delete writes its record first as an **intent** (``intent: {audit, journal}`` in place of
 the ``audit`` / ``journal`` flags, so neither the trail nor a backup window sees it), deletes,
 then confirms it (``confirmed``: the flags set, ``t`` now); a crash in between leaves the
@@ -34,12 +56,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from bson import ObjectId, json_util
+import bson
+from bson import Binary, ObjectId, json_util
 from bson.binary import UuidRepresentation
+from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 from bson.json_util import CANONICAL_JSON_OPTIONS
+from bson.raw_bson import RawBSONDocument
 from bson.tz_util import utc as _BSON_UTC
 from pymongo import IndexModel
 from pymongo import errors as pm
@@ -47,13 +73,23 @@ from pymongo import errors as pm
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
 
-__all__ = ["CHANGES_COLLECTION", "as_intent", "confirmed", "record_id", "id_text", "make_records", "to_ms", "ms_time",
-           "ensure_change_indexes"]
+__all__ = ["CHANGES_COLLECTION", "PACK_BYTES", "PACK_DOCS", "PACK_FROM", "as_intent", "confirmed", "record_id", "id_text",
+           "is_packed", "make_records", "pack_records", "restricted", "to_ms", "ms_time", "unpack", "ensure_change_indexes"]
 
 log = logging.getLogger(__name__)
 CHANGES_COLLECTION = "astroChanges"
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS = _dt.timedelta(milliseconds=1)
+_RAW: CodecOptions[Any] = CodecOptions(document_class=RawBSONDocument)
+_STANDARD: CodecOptions[Any] = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)
+PACK_FROM = 32
+"""A create of this many documents or more writes its records packed (see the module's docstring);
+fewer go one record per document, as a single create always does (the one-command ``bulkWrite``
+of a small batch pairs each document with its own record)."""
+PACK_DOCS = 1000
+"""Documents per packed record at most."""
+PACK_BYTES = 4 * 1024 * 1024
+"""Post-image bytes per packed record at most (a record stays far below BSON's 16 MiB)."""
 
 
 def record_id(collection: str, document_id: Any, rev: int, op: Any) -> str:
@@ -163,6 +199,147 @@ def make_records(*, model: str, collection: str, action: str, changes: Iterable[
                 record["doc"] = image if first == "_id" and image["_id"] is document_id else {"_id": document_id, **image}
         records.append(record)
     return records
+
+
+def is_packed(record: Any) -> bool:
+    """Whether ``record`` (a dict or a raw document) is a packed record: its ``documentId`` is
+    an array, which no document's ``_id`` can be."""
+    return isinstance(record.get("documentId"), list)
+
+
+def pack_records(*, model: str, collection: str, changes: Sequence[tuple[Any, int, Any, dict[str, Any] | None]],
+                 actor: str | None, request_id: str | None, fields: list[str], audit: bool, journal: bool, op: Any,
+                 owner: str | None = None, codec_options: Any = None) -> list[dict[str, Any]]:
+    """The packed records of one create of many documents (``changes`` as ``make_records``
+    takes them, each with its post-image): consecutive changes of the same revision, up to
+    ``PACK_DOCS`` documents and ``PACK_BYTES`` of images each. ``fields``: the sorted names
+    (``audit``); ``owner``: the stored path of the model's owner field (``_id`` for the users),
+    whose values the ``owners`` list; ``codec_options``: how the images are encoded (the
+    database's: the form the server stores)."""
+    from ..security.fieldpaths import owner_value  # noqa: PLC0415 - security imports the models, which import this package
+
+    owner_of = None if owner is None else partial(owner_value, owner=owner)
+    if not isinstance(codec_options, CodecOptions):  # mongomock's own (the embedded backend): the service's UUIDs
+        codec_options = _STANDARD
+    records: list[dict[str, Any]] = []
+    head, tail = _id_ends(collection, op)
+    ids: list[Any] = []
+    blobs: list[bytes] = []
+    owners: list[Any] = []
+    size = 0
+    rev: Any = None
+    last_time: Any = None
+
+    def close() -> None:
+        nonlocal size
+        if not ids:
+            return
+        when = ms_time(last_time)
+        record: dict[str, Any] = {
+            "_id": f"{head}{id_text(ids[0])}+{len(ids)}/{int(rev)}{tail}", "model": model, "coll": collection,
+            "documentId": ids[:], "rev": rev, "action": "create", "time": when, "t": (when - _EPOCH) // _MS,
+        }
+        if audit:
+            record.update(audit=True, actor=actor, requestId=request_id, fields=fields[:])
+        if journal:
+            record["journal"] = True
+            record["docs"] = Binary(b"".join(blobs))
+            if owner_of is not None:
+                record["owners"] = _distinct(owners)
+        records.append(record)
+        ids.clear()
+        blobs.clear()
+        owners.clear()
+        size = 0
+
+    for document_id, change_rev, time, image in changes:
+        blob, owner = b"", None
+        if journal and image is not None:
+            first = next(iter(image), None)
+            stored = image if first == "_id" and image["_id"] is document_id else {"_id": document_id, **image}
+            blob = bson.encode(stored, codec_options=codec_options)
+            if owner_of is not None:
+                owner = owner_of(stored)
+        if ids and (change_rev != rev or len(ids) >= PACK_DOCS or size + len(blob) > PACK_BYTES):
+            close()
+        ids.append(document_id)
+        rev = change_rev
+        last_time = time if time is not None else last_time
+        blobs.append(blob)
+        owners.append(owner)
+        size += len(blob)
+    close()
+    return records
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    """``values`` without repeats (as the server tells them apart), ``None`` left out, in order."""
+    from ..query.order import identity  # noqa: PLC0415 - query imports the registry, which imports this module's package
+
+    seen: set[Any] = set()
+    out = []
+    for value in values:
+        key = identity(value)
+        if value is not None and key not in seen:
+            seen.add(key)
+            out.append(value)
+    return out
+
+
+def images(record: Any, codec_options: CodecOptions[Any] = DEFAULT_CODEC_OPTIONS) -> list[Any]:
+    """The post-images of a packed record (none once pruned or scrubbed), decoded with
+    ``codec_options`` (``RAW``: raw documents, as backups read them)."""
+    blob = record.get("docs")
+    if blob is None:
+        return []
+    return list(bson.decode_all(bytes(blob), codec_options))
+
+
+def unpack(record: Any, codec_options: CodecOptions[Any] = DEFAULT_CODEC_OPTIONS) -> list[dict[str, Any]]:
+    """A record as its per-document records (a record that is not packed: itself, as a dict):
+    each with its ``documentId``, the pack's revision, time and audit part, and its own
+    post-image as ``doc`` while the pack holds it (``journal`` then; else no ``journal``)."""
+    if not is_packed(record):
+        return [record if isinstance(record, dict) else dict(record.items())]
+    from ..query.order import identity  # noqa: PLC0415 - see _distinct
+
+    shared = {k: v for k, v in record.items() if k not in ("_id", "documentId", "docs", "owners", "journal")}
+    by_id = {identity(image["_id"]): image for image in images(record, codec_options)}
+    out = []
+    for document_id in record["documentId"]:
+        one = {"_id": f"{record['_id']}#{id_text(document_id)}", **shared, "documentId": document_id}
+        image = by_id.get(identity(document_id))
+        if image is not None and record.get("journal"):
+            one["journal"] = True
+            one["doc"] = image
+        out.append(one)
+    return out
+
+
+def restricted(record: Any, keep: Callable[[Any], bool] | None = None,
+               image: Callable[[Any], bool] | None = None,
+               owner_of: Callable[[Any], Any] | None = None) -> dict[str, Any] | None:
+    """A packed record (a dict or a raw document) cut down, as a dict: only the documents
+    ``keep(documentId)`` accepts (None when none is left), and of their post-images only those
+    ``image(raw image)`` accepts. ``owners`` lists the owners of the images left when
+    ``owner_of`` (a raw image's owner value) is given; else it stays as it was (a finder's hint: a
+    pack listed under an owner it no longer holds an image of is read and passed over). The
+    ``_id`` stays: the cut is the same record, written once."""
+    from ..query.order import identity  # noqa: PLC0415 - see _distinct
+
+    ids = [i for i in record["documentId"] if keep is None or keep(i)]
+    if not ids:
+        return None
+    wanted = {identity(i) for i in ids}
+    out = {k: v for k, v in record.items()}
+    out["documentId"] = ids
+    if "docs" in record:
+        kept = [raw for raw in bson.decode_all(bytes(record["docs"]), _RAW)
+                if identity(raw["_id"]) in wanted and (image is None or image(raw))]
+        out["docs"] = Binary(b"".join(raw.raw for raw in kept))
+        if owner_of is not None and "owners" in record:
+            out["owners"] = _distinct(owner_of(raw) for raw in kept)
+    return out
 
 
 def ensure_change_indexes(database: MongoDB, retention_days: int | None) -> None:

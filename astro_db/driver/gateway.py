@@ -249,6 +249,11 @@ class Gateway:
     def name(self) -> str:
         return str(self._database.name)
 
+    @property
+    def codec_options(self) -> Any:
+        """How this database encodes and decodes documents (the client's options)."""
+        return self._database.codec_options
+
     def __getitem__(self, name: str) -> Collection:
         coll = self.collections.get(name)
         if coll is None:

@@ -378,7 +378,7 @@ class WriteRunner:
         create raises its refusal, as ``insert_one`` does). A retry leaves out what the first
         attempt wrote (the documents stored as sent, the records already there)."""
         changes = changes_of(sons)  # made once: for the records and for what was written
-        records = self._records("create", changes, fields, op_id)
+        records = self._records("create", changes, fields, op_id, pack=False)  # one record per document: ``bulk`` pairs them
         database = self.coll.database
         attempts = 0
         outcome = bulk.CLEAN  # what an attempt that ran sets
@@ -1225,13 +1225,16 @@ class WriteRunner:
         read back (the call's bound ran out), a fresh one of the same length."""
         return timeouts.afresh(self._found_out[0], "after-write") if self._found_out else contextlib.nullcontext()
 
-    def _records(self, action: str, changes: Sequence[Change], fields: Iterable[str], op_id: Any) -> list[dict[str, Any]]:
-        """The change records of ``changes``, by this call's actor, written by operation ``op_id``."""
+    def _records(self, action: str, changes: Sequence[Change], fields: Iterable[str], op_id: Any,
+                 pack: bool = True) -> list[dict[str, Any]]:
+        """The change records of ``changes``, by this call's actor, written by operation ``op_id``
+        (``pack``: a large create's packed, as the change-record hook writes them)."""
         who = self.actor
         return self.rt.changes.build(
             model=self.info.name, collection=self.info.collection, action=action, changes=changes, fields=fields,
             actor=who.id if who is not None else None,
             request_id=(who.request_id if who is not None else None) or current_request_id(), op=op_id,
+            owner=self.info.declaration.owner, database=self.coll.database, pack=pack,
         )
 
     # --- helpers -----------------------------------------------------------------------------

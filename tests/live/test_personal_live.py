@@ -31,6 +31,8 @@ from people import people
 from sealed_scan import backup_documents, opened_text, raw_documents, raw_text
 
 from astro_db import Database, backup
+from astro_db.changes import CHANGES_COLLECTION
+from astro_db.changes.records import PACK_FROM
 from astro_db.personal import ERASURES_COLLECTION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,9 +247,10 @@ def test_who_may_export_and_bad_input_on_the_server(live_url: str) -> None:
 
 def test_what_export_and_erasure_send_to_the_server(live_url: str) -> None:
     """The costs docs/personal-data.md states: the export reads each model's documents with one
-    streamed find (batches of 500) and its records with one distinct and one find per 500
-    documents; the erasure's own work besides the cascade is one update of astroChanges per
-    model, whatever the number of records."""
+    streamed find (batches of 500) and its records with one distinct, one find of the packed
+    records listing her and one find per 500 documents; the erasure's own work besides the
+    cascade is one update of astroChanges per model, whatever the number of records, plus one
+    find of the packed records per model and one update per packed record holding her images."""
     import datetime as dt
 
     from spies import CommandSpy
@@ -257,17 +260,20 @@ def test_what_export_and_erasure_send_to_the_server(live_url: str) -> None:
         ann, _ = both(db)
         day = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
         db.create_many("PlanetaryInsight", [{"userId": ann["user"], "date": day + dt.timedelta(days=d), "energyLevel": 5,
-                                             "recommendations": ["x"], "summary": "s"} for d in range(30)])
+                                             "recommendations": ["x"], "summary": "s"} for d in range(PACK_FROM)])
+        assert db.mongo[CHANGES_COLLECTION].count_documents({"coll": "planetaryInsights", "owners": ann["user"]}) == 1
         spy.commands.clear()
         spy.names.clear()
         db.export_user(ann["user"])
         on = [(n, c.get(n)) for n, c in zip(spy.names, spy.commands, strict=True)]
         assert on.count(("find", "planetaryInsights")) == 1 and ("getMore", None) not in [(n, None) for n, _ in on]
         assert on.count(("distinct", "astroChanges")) == 4  # one per model
-        assert on.count(("find", "astroChanges")) == 3  # one per model with documents (<= 500 each)
+        assert on.count(("find", "astroChanges")) == 4 + 3  # the packs listing her, per model; one per model with documents (<= 500 each)
         assert ("find", "auditLog") not in on  # the older log is read only where it exists
         spy.commands.clear()
         spy.names.clear()
         db.erase_user(ann["user"])
         updates = [c for n, c in zip(spy.names, spy.commands, strict=True) if n == "update" and c["update"] == "astroChanges"]
-        assert len(updates) == 4  # the scrub: one per model, not one per record
+        assert len(updates) == 4 + 1  # the scrub: one per model, not one per record; one per pack holding her images
+        finds = [c for n, c in zip(spy.names, spy.commands, strict=True) if n == "find" and c["find"] == "astroChanges"]
+        assert sum("owners" in str(c["filter"]) for c in finds) == 4  # the packs, one find per model

@@ -17,6 +17,7 @@ from pymongo import errors as pm
 from astro_db import backup
 from astro_db.changes import CHANGES_COLLECTION, ChangeLog
 from astro_db.changes import log as change_log
+from astro_db.changes.records import PACK_FROM, images, unpack
 from astro_db.errors import ChangeRecordError, DatabaseConnectionError, PermissionDeniedError, QueryError, ValidationError
 from astro_db.ops.writes import WriteRunner
 
@@ -252,11 +253,13 @@ def test_a_records_image_is_the_document_sent_until_the_record_is_kept_then_its_
     assert late["late"] is True and late["doc"]["name"] == "Journaled"
 
 
-def test_create_many_without_a_key_sends_each_document_once_and_its_record_carries_it_uncopied(db):
+@pytest.mark.parametrize("n", [PACK_FROM - 1, PACK_FROM + 8])
+def test_create_many_without_a_key_sends_each_document_once_and_its_records_carry_it(db, n):
     """A create_many of many documents (two commands: documents, then records) with no key:
-    the documents sent are the validated ones, not copies made for sealing; each record's image
-    is the document sent; the lean result is those same documents. Nothing else changed: one
-    insert of the documents, one of the records, in order."""
+    the documents sent are the validated ones, not copies made for sealing; the lean result is
+    those same documents. Nothing else changed: one insert of the documents, one of the
+    records, in order. Below ``PACK_FROM`` each record's image is the document sent, uncopied;
+    from it on, one packed record holds every document's id and its image as stored."""
     inserted: list[tuple[str, list]] = []
 
     class Spy:  # in place of the gateway's collection handle (Gateway.collections)
@@ -267,19 +270,29 @@ def test_create_many_without_a_key_sends_each_document_once_and_its_record_carri
             inserted.append((self.name, list(docs)))
             return self.real.insert_many(docs, **kwargs)
 
+        def insert_one(self, doc, **kwargs):
+            inserted.append((self.name, [doc]))
+            return self.real.insert_one(doc, **kwargs)
+
         def __getattr__(self, attr):
             return getattr(self.real, attr)
 
     gateway = db.executor.runtime.gateway
     for name in ("users", CHANGES_COLLECTION):
         gateway.collections[name] = Spy(gateway[name], name)
-    result = db.create_many("User", [user_data(name=f"U{i}", email=f"u{i}@example.com") for i in range(40)], lean=True)
-    assert not result.failed and len(result) == 40
+    result = db.create_many("User", [user_data(name=f"U{i}", email=f"u{i}@example.com") for i in range(n)], lean=True)
+    assert not result.failed and len(result) == n
     assert [name for name, _ in inserted] == ["users", CHANGES_COLLECTION]
     (_, docs), (_, recs) = inserted
     assert all(sent is made for sent, made in zip(docs, result))
-    assert all(r["doc"] is d and r["documentId"] == d["_id"] for r, d in zip(recs, docs))
-    assert [r["doc"]["name"] for r in records(db)] == [f"U{i}" for i in range(40)]
+    if n < PACK_FROM:
+        assert all(r["doc"] is d and r["documentId"] == d["_id"] for r, d in zip(recs, docs))
+    else:
+        [pack] = recs
+        assert pack["documentId"] == [d["_id"] for d in docs] and pack["owners"] == pack["documentId"]
+        assert images(pack) == [{**d, "createdAt": d["createdAt"].replace(tzinfo=None),
+                                 "updatedAt": d["updatedAt"].replace(tzinfo=None)} for d in docs]
+    assert [r["doc"]["name"] for rec in records(db) for r in unpack(rec)] == [f"U{i}" for i in range(n)]
 
 
 def test_records_keep_their_format(db):

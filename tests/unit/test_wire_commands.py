@@ -23,7 +23,7 @@ from workloads import insight_input, stored_insight, stored_user, user_input  # 
 
 from astro_db import Database  # noqa: E402
 from astro_db.changes import revision  # noqa: E402
-from astro_db.changes.records import CHANGES_COLLECTION, make_records  # noqa: E402
+from astro_db.changes.records import CHANGES_COLLECTION, PACK_DOCS, PACK_FROM, images, make_records  # noqa: E402
 from astro_db.models import PlanetaryInsight, User  # noqa: E402
 from astro_db.ops.writes import ONE_COMMAND_BATCH  # noqa: E402
 
@@ -31,6 +31,7 @@ from astro_db.ops.writes import ONE_COMMAND_BATCH  # noqa: E402
 def test_the_constants_are_astro_dbs():
     assert wire.CHANGES == CHANGES_COLLECTION
     assert wire.ONE_COMMAND_BATCH == ONE_COMMAND_BATCH
+    assert (wire.PACK_FROM, wire.PACK_DOCS) == (PACK_FROM, PACK_DOCS)
 
 
 def _record_written(db: Database, action: str) -> dict:
@@ -51,6 +52,31 @@ def test_a_built_create_record_is_the_one_astro_db_writes():
     assert built["time"] == doc["updatedAt"] and built["time"].tzinfo is not None
     assert built["t"] == (doc["updatedAt"] - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)) // _dt.timedelta(milliseconds=1)
     assert ours["documentId"] == created["_id"]
+
+
+@pytest.mark.parametrize(("model", "coll", "owner"), [("User", "users", "_id"), ("PlanetaryInsight", "planetaryInsights", "userId")])
+def test_built_packed_records_are_the_ones_astro_db_writes(model, coll, owner, monkeypatch):
+    """A large create_many's packed records (``changes.records.pack_records``): the same keys in
+    the same order, the same shared part, ids, owners, and post-images byte for byte."""
+    monkeypatch.setattr(wire, "PACK_DOCS", 40)
+    monkeypatch.setattr("astro_db.changes.records.PACK_DOCS", 40)
+    person = ObjectId()
+    n = PACK_FROM + 50
+    with Database("mongomock://localhost/wire_packed", allow_plaintext_sensitive=True, ensure_indexes=False) as db:
+        data = ([user_input(i, f"u{i}") for i in range(n)] if model == "User" else [insight_input(person, i) for i in range(n)])
+        made = list(db.create_many(model, data, lean=True))
+        ours = list(db.mongo[CHANGES_COLLECTION].find({"action": "create"}, sort=[("_id", 1)]))
+    built = wire.packed_records(model, coll, made, ObjectId(), owner, pack_docs=wire.PACK_DOCS)
+    ours.sort(key=lambda r: [d["_id"] for d in made].index(r["documentId"][0]))
+    assert [len(r["documentId"]) for r in built] == [len(r["documentId"]) for r in ours] == [40, 40, n - 80]
+    for mine, theirs in zip(built, ours):
+        assert list(mine) == list(theirs)
+        for key in ("model", "coll", "rev", "action", "audit", "actor", "requestId", "fields", "journal", "documentId",
+                    "owners", "time", "t"):
+            assert mine[key] == theirs[key], key
+        assert bytes(mine["docs"]) == bytes(theirs["docs"])
+        assert mine["_id"].rsplit("/", 1)[0] == theirs["_id"].rsplit("/", 1)[0]  # but the operation's id
+        assert images(mine)[0]["_id"] == mine["documentId"][0]
 
 
 def test_a_built_update_record_and_update_document_are_astro_dbs():

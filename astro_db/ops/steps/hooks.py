@@ -166,6 +166,7 @@ class ChangeRecords:
         records = log.build(
             model=info.name, collection=info.collection, action=action, changes=changes, fields=fields, actor=actor,
             request_id=request_id or current_request_id(), op=op_id if op_id is not None else new_op_id(),
+            owner=info.declaration.owner, database=database,
         )
         in_transaction = transaction is not None
         insert, late = log.insertion(database, records, session=session, in_transaction=in_transaction)
