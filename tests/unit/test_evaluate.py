@@ -285,6 +285,14 @@ def test_pulling_a_negated_condition_removes_what_does_not_match(condition, kept
     assert apply_update({"xs": ["Sun", 1, 2, None]}, {"$pull": {"xs": condition}})["xs"] == kept
 
 
+def test_pulling_documents_by_a_negated_field_condition_removes_those_missing_the_field():
+    # MongoDB: ``$not`` selects the documents that do not match, those without the field
+    # included; mongomock-ng keeps an item without the field (tests/unit/test_evaluate_differential.py)
+    items = [{}, {"x": "Apple"}, {"x": "berry"}, {"y": 1}]
+    pulled = apply_update({"xs": items}, {"$pull": {"xs": {"x": {"$not": {"$regex": "^a", "$options": "i"}}}}})
+    assert pulled["xs"] == [{"x": "Apple"}]
+
+
 def test_regex_conditions_accept_compiled_patterns_and_options_under_not():
     assert matches({"$regex": re.compile("^s", re.IGNORECASE)}, "Sun")
     assert not matches({"$not": re.compile("^S")}, "Sun")
