@@ -12,16 +12,18 @@ client code can go below while the record is a command of its own. Figures, neve
 
 ``--many N`` measures the same floor under a default ``create_many`` of ``N`` insights (run.py's
 5,000): ``insert_many`` of the documents alone; the documents and then one change record per
-document (``wire.Writes.create_many``: the two ``insert_many`` astro_db sends, the records exactly
-as it builds them); and the documents and then the same records packed ``--pack`` to a record
-document (a layout astro_db does not have: one record per batch, its per-document part in an
-array, under the same audit fields, with a multikey index on the array's ``documentId`` in place of
-the per-record one); one record per document without its post-image (``journal=False``, the
+document (the layout astro_db wrote before it packed a large create's records, built as
+``wire.create_record`` builds them); and the documents and then the same records packed ``--pack``
+to a record document (one record per batch, its per-document part in an array of embedded
+documents, under the same audit fields, with a multikey index on the array's ``documentId`` in
+place of the per-record one); one record per document without its post-image (``journal=False``, the
 audit trail only); those records packed the same way (ids and revisions only: a layout
 astro_db does not have, measured as the one that could meet ``create_many``'s bound); and packed
 records keeping the post-images as one binary value of the documents' BSON, each document encoded
 once in the timed section for both its insert and its record (``packed_blob``: the same question
-with the images kept). Each side on
+with the images kept); and the records as astro_db writes them now (``wire.Writes.create_many``
+with ``wire.packed_records``: one record per 1,000 documents, ids in an array, images as BSON
+bytes, on astro_db's own change-record indexes). Each side on
 emptied collections carrying astro_db's change-record indexes, inputs built before the timing,
 interleaved rounds: what the server's work for the records costs, and what a batch layout would
 cost instead.

@@ -1,7 +1,9 @@
-"""Change records: one record per document a write changed, the audit trail and the journal in one.
+"""Change records: one record per document a write changed (a large create's packed), the audit trail and the journal in one.
 
 Every create, update and delete through the service writes, for each document it actually
-changed, one record into ``astroChanges`` (``records``), ordered per document by a revision the
+changed, one record into ``astroChanges`` (``records``; a ``create_many`` of 32 documents or
+more writes them packed, one record per 1,000 documents, which every reader reads per
+document), ordered per document by a revision the
 write itself advanced on the server (``revision``; a document created again under an earlier
 ``_id`` continues its revisions), identified by the writing operation (``records``: never
 reused by another write), written under the same retry and time bound as the write,

@@ -1,4 +1,4 @@
-"""What one change record holds, its ``_id`` (unique per write), intents, and the indexes its readers use.
+"""What one change record holds, its ``_id`` (unique per write), intents, packed records, and the indexes its readers use.
 
 One record per document a write changed, in ``astroChanges``::
 
