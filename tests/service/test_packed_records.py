@@ -7,13 +7,15 @@ reconcile's rebuild, backups (full, incremental, point in time), pruning, export
 user's own documents of a pack shared with others) and erasure (only the user's images cut out,
 in the live records and in any restore of an older set), and the failure paths (records kept
 after a failed insert, an unknown outcome). ``PACK_DOCS`` is set small so one call makes several
-packs.
+packs. Each test runs on the embedded backend and on the live server (whose multikey matching
+of ``documentId`` and ``owners`` arrays the readers rely on).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from typing import Any
 
 import pytest
@@ -36,8 +38,27 @@ def small_packs(monkeypatch: Any) -> None:
     monkeypatch.setattr(records, "PACK_DOCS", 16)
 
 
-def fresh(**options: Any) -> Database:
-    return Database(f"mongomock://localhost/packed_{next(_dbs)}", allow_plaintext_sensitive=True, **options).connect()
+@pytest.fixture(params=["embedded", pytest.param("live", marks=pytest.mark.live)])
+def fresh(request: Any) -> Any:
+    """Fresh connected Databases on one backend: the embedded one, or databases of their own on
+    the live server (dropped after)."""
+    made: list[Database] = []
+
+    def make() -> Database:
+        if request.param == "embedded":
+            url = f"mongomock://localhost/packed_{next(_dbs)}"
+        else:
+            server, name = request.getfixturevalue("live_server"), f"astro_test_{uuid.uuid4().hex[:8]}"
+            url = server.url(name)
+        db = Database(url, allow_plaintext_sensitive=True, server_selection_timeout_ms=5000).connect()
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        if request.param == "live":
+            db.mongo.client.drop_database(db.mongo.name)
+        db.disconnect()
 
 
 def insights(owners: list[Any], tag: str = "note") -> list[dict[str, Any]]:
@@ -61,7 +82,7 @@ def raw_changes(db: Database) -> bytes:
     return b"".join(bson.encode(r) for r in db.mongo[CHANGES_COLLECTION].find({}))
 
 
-def test_a_large_create_many_is_recorded_in_packs_that_every_trail_reads_per_document():
+def test_a_large_create_many_is_recorded_in_packs_that_every_trail_reads_per_document(fresh):
     db = fresh()
     ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
     made = list(db.create_many("PlanetaryInsight", insights([ann.id])))
@@ -79,7 +100,7 @@ def test_a_large_create_many_is_recorded_in_packs_that_every_trail_reads_per_doc
                                                  "TimingRecommendation": 0}
 
 
-def test_an_id_created_again_continues_the_revisions_its_pack_recorded():
+def test_an_id_created_again_continues_the_revisions_its_pack_recorded(fresh):
     db = fresh()
     ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
     data = insights([ann.id])
@@ -96,7 +117,7 @@ def test_an_id_created_again_continues_the_revisions_its_pack_recorded():
     assert [db.mongo.planetaryInsights.find_one({"_id": chosen[i]})["_rev"] for i in (3, 30)] == [2, 2]
 
 
-def test_backups_and_point_in_time_restores_replay_packed_records(tmp_path):
+def test_backups_and_point_in_time_restores_replay_packed_records(fresh, tmp_path):
     db = fresh()
     repo = tmp_path / "repo"
     ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
@@ -117,7 +138,7 @@ def test_backups_and_point_in_time_restores_replay_packed_records(tmp_path):
     assert cut.count("PlanetaryInsight", {}) == N and cut.find_one("PlanetaryInsight", {"id": made[3].id}).energy_level == 5
 
 
-def test_pruning_drops_a_packs_images_and_keeps_its_audit_part():
+def test_pruning_drops_a_packs_images_and_keeps_its_audit_part(fresh):
     db = fresh()
     ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
     made = list(db.create_many("PlanetaryInsight", insights([ann.id])))
@@ -126,7 +147,7 @@ def test_pruning_drops_a_packs_images_and_keeps_its_audit_part():
     assert [e["action"] for e in db.audit_trail("PlanetaryInsight", made[0].id)] == ["create"]
 
 
-def test_export_takes_only_the_users_own_documents_of_a_shared_pack_and_erasure_cuts_only_hers(tmp_path):
+def test_export_takes_only_the_users_own_documents_of_a_shared_pack_and_erasure_cuts_only_hers(fresh, tmp_path):
     db = fresh()
     ann = db.create("User", {"email": "ann@example.com", "name": "Ann"})
     bob = db.create("User", {"email": "bob@example.com", "name": "Bob"})
@@ -158,7 +179,7 @@ def test_export_takes_only_the_users_own_documents_of_a_shared_pack_and_erasure_
     assert target.count("PlanetaryInsight", {}) == N // 2
 
 
-def test_an_erasure_scrubbing_a_pack_that_changes_meanwhile_reads_it_again_and_overwrites_nothing():
+def test_an_erasure_scrubbing_a_pack_that_changes_meanwhile_reads_it_again_and_overwrites_nothing(fresh):
     """Two writers at once: between the scrub's read of a pack and its compare-and-set, the
     journal is pruned (the images dropped). The scrub's update matches nothing, it reads the
     pack again, and leaves it pruned: no image comes back."""
@@ -191,7 +212,7 @@ def test_an_erasure_scrubbing_a_pack_that_changes_meanwhile_reads_it_again_and_o
     assert all(p["owners"] == [bob.id] for p in packs(db) if p["_id"] != raced)
 
 
-def test_a_failed_insert_of_packs_keeps_them_and_a_later_write_settles_them_per_document():
+def test_a_failed_insert_of_packs_keeps_them_and_a_later_write_settles_them_per_document(fresh):
     """The records could not be written: ``ChangeRecordError`` names every document; the packs
     are written with the next write, and a document updated meanwhile loses its image from them
     (its later record is the journal's truth), the others keep theirs."""
@@ -226,7 +247,7 @@ def test_a_failed_insert_of_packs_keeps_them_and_a_later_write_settles_them_per_
     assert (moved.id, 1) in per_rev
 
 
-def test_an_unknown_outcome_keeps_only_the_documents_that_landed_in_the_packs():
+def test_an_unknown_outcome_keeps_only_the_documents_that_landed_in_the_packs(fresh):
     """A create_many whose outcome stayed unknown keeps its packs as uncertain: written later cut
     down to the documents that are there (here, half the batch landed)."""
     from astro_db.ops import writes
