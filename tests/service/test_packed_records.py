@@ -269,3 +269,18 @@ def test_an_unknown_outcome_keeps_only_the_documents_that_landed_in_the_packs(fr
     written = packs(db)
     assert sorted(len(p["documentId"]) for p in written) == [4, 16]  # 20 landed: 16 + 4; the third pack is dropped
     assert {i for p in written for i in p["documentId"]} == {d["_id"] for d in landed}
+
+
+def test_a_user_created_in_a_pack_of_users_is_exported_and_erased_alone(fresh):
+    """The users' own model: a pack's owners are its users' ids (the owner field is ``_id``)."""
+    db = fresh()
+    made = list(db.create_many("User", [{"email": f"p{i}@example.com", "name": f"Person {i}"} for i in range(N)]))
+    assert [len(p["documentId"]) for p in packs(db)] == [16, 16, 8]
+    assert packs(db)[0]["owners"] == packs(db)[0]["documentId"]
+    one = made[20]
+    changes = db.export_user(one.id)["models"]["User"]["changes"]
+    assert [(c["action"], c["documentId"]["$oid"], c["doc"]["name"]) for c in changes] == [("create", str(one.id), "Person 20")]
+    db.erase_user(one.id)
+    assert b"Person 20" not in raw_changes(db) and b"p20@example.com" not in raw_changes(db)
+    assert raw_changes(db).count(b"@example.com") == N - 1
+    assert db.export_user(made[21].id)["models"]["User"]["changes"][0]["doc"]["name"] == "Person 21"
