@@ -39,7 +39,7 @@ from pymongo import ReplaceOne
 from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
-from ..query.order import FROM_START, ids_after
+from ..query.order import FROM_START, identity, ids_after
 from .records import CHANGES_COLLECTION, PACK_FROM, as_intent, confirmed, is_packed, make_records, ms_time, pack_records, restricted, to_ms
 from .revision import OP_FIELD, REV_FIELD, revision_of
 
@@ -387,13 +387,15 @@ def _settled_pack(record: dict[str, Any], how: str, current: dict[tuple[str, Any
     that landed (none: dropped), and every one keeps only the post-images of documents still at
     its revision; None when no document is left."""
     coll, rev = record["coll"], record["rev"]
+    # by the server's equality: an image's ``_id`` comes raw (a UUID as binary subtype 4)
+    revisions = {identity(document_id): now for (name, document_id), now in current.items() if name == coll}
 
     def landed(document_id: Any) -> bool:
-        now = current.get((coll, document_id))
+        now = revisions.get(identity(document_id))
         return now is not None and now >= int(rev)
 
     def still(image: Any) -> bool:
-        return bool(current.get((coll, image["_id"])) == rev)
+        return bool(revisions.get(identity(image["_id"])) == rev)
 
     pack = restricted(record, keep=landed if how == UNCERTAIN else None, image=still)
     if pack is None:

@@ -64,7 +64,7 @@ def _entry(entry: dict[str, Any], asked: Any = None) -> dict[str, Any]:
 def read_window(database: MongoDB, start: _dt.datetime | None, end: _dt.datetime, *, codec_options: Any = None,
                 margin: _dt.timedelta = WINDOW_MARGIN) -> Iterator[Any]:
     """Journal records with ``start - margin < t <= end``, by ``t`` (a packed record as it is
-    stored: ``backup.journal.entries`` reads its documents)."""
+    stored: ``backup.journal.entry_keys`` reads its documents)."""
     window: dict[str, Any] = {"$lte": to_ms(end)}
     if start is not None:
         window["$gt"] = to_ms(start - margin)

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 from bson import Binary, ObjectId, json_util
 from bson.binary import UuidRepresentation
-from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
+from bson.codec_options import CodecOptions
 from bson.json_util import CANONICAL_JSON_OPTIONS
 from bson.raw_bson import RawBSONDocument
 from bson.tz_util import utc as _BSON_UTC
@@ -286,16 +286,17 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return out
 
 
-def images(record: Any, codec_options: CodecOptions[Any] = DEFAULT_CODEC_OPTIONS) -> list[Any]:
+def images(record: Any, codec_options: CodecOptions[Any] | None = None) -> list[Any]:
     """The post-images of a packed record (none once pruned or scrubbed), decoded with
-    ``codec_options`` (``RAW``: raw documents, as backups read them)."""
+    ``codec_options`` (``RAW``: raw documents, as backups read them; by default as the
+    service's client decodes: aware UTC dates, UUIDs as ``uuid.UUID``)."""
     blob = record.get("docs")
     if blob is None:
         return []
-    return list(bson.decode_all(bytes(blob), codec_options))
+    return list(bson.decode_all(bytes(blob), codec_options or _STANDARD))
 
 
-def unpack(record: Any, codec_options: CodecOptions[Any] = DEFAULT_CODEC_OPTIONS) -> list[dict[str, Any]]:
+def unpack(record: Any, codec_options: CodecOptions[Any] | None = None) -> list[dict[str, Any]]:
     """A record as its per-document records (a record that is not packed: itself, as a dict):
     each with its ``documentId``, the pack's revision, time and audit part, and its own
     post-image as ``doc`` while the pack holds it (``journal`` then; else no ``journal``)."""

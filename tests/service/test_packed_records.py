@@ -284,3 +284,23 @@ def test_a_user_created_in_a_pack_of_users_is_exported_and_erased_alone(fresh):
     assert b"Person 20" not in raw_changes(db) and b"p20@example.com" not in raw_changes(db)
     assert raw_changes(db).count(b"@example.com") == N - 1
     assert db.export_user(made[21].id)["models"]["User"]["changes"][0]["doc"]["name"] == "Person 21"
+
+
+def test_a_pack_of_uuid_ids_is_settled_by_the_servers_equality():
+    """A late pack's images come back raw (a UUID ``_id`` as binary subtype 4) while the
+    documents' revisions are read decoded (``uuid.UUID``): settling compares them as the server
+    does, so a document still at the pack's revision keeps its image."""
+    import uuid as _uuid
+
+    from astro_db.changes import log as change_log
+
+    ids = [_uuid.uuid4() for _ in range(3)]
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    [pack] = records.pack_records(model="M", collection="ms", changes=[(i, 0, now, {"_id": i, "n": n}) for n, i in enumerate(ids)],
+                                  actor=None, request_id=None, fields=["n"], audit=True, journal=True, op="op")
+    current = {("ms", ids[0]): 0, ("ms", ids[1]): 1, ("ms", ids[2]): 0}  # the second one updated since
+    settled = change_log._settled_pack(pack, change_log.INSERT, current)
+    assert settled is not None and settled["documentId"] == ids
+    assert [image["_id"] for image in images(settled)] == [ids[0], ids[2]]
+    uncertain = change_log._settled_pack(pack, change_log.UNCERTAIN, {("ms", ids[1]): 0})
+    assert uncertain is not None and uncertain["documentId"] == [ids[1]]
