@@ -15,6 +15,9 @@
    retry ran out of its time bound, is read back and reported done with one record; with the
    server killed right after applying it (and still down for the read-back), the call raises
    ``WriteOutcomeUnknown`` and the record is written once the server is back.
+5. A ``create_many`` of 40, its records packed, SIGKILLed right after the server took its
+   documents (no record yet) or its packed record: reconcile records each document's revision
+   exactly once, and a full + incremental restore is the source.
 """
 
 from __future__ import annotations
@@ -312,3 +315,57 @@ def test_a_server_without_bulkwrite_deletes_the_long_way(live_url: str, monkeypa
         for user in users:
             assert trail(db, user.id) == [("create", 0), ("delete", 1)]
         assert db.mongo["astroChanges"].count_documents({"intent": {"$exists": True}}) == 0
+
+
+PACK_CHILD = textwrap.dedent("""
+    import datetime as dt
+    import sys
+    sys.path.insert(0, sys.argv[4])
+    from bson import ObjectId
+    from astro_db import Database
+    from kill_at import KillAt
+
+    url, owner, at = sys.argv[1], ObjectId(sys.argv[2]), sys.argv[3]
+
+    def chosen(name, cmd):
+        return name == "insert" and cmd.get("insert") == ("planetaryInsights" if at == "documents" else "astroChanges")
+
+    db = Database(url, event_listeners=[KillAt(chosen)], allow_plaintext_sensitive=True).connect()
+    print("ready", flush=True)
+    day = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    db.create_many("PlanetaryInsight", [{"userId": owner, "date": day + dt.timedelta(days=i), "energyLevel": 5,
+                                         "recommendations": ["r"], "summary": f"s{i}"} for i in range(40)])
+    print("survived", flush=True)
+""")
+
+
+@pytest.mark.parametrize("at", ["documents", "records"], ids=["after the documents", "after the packed records"])
+def test_a_process_killed_around_a_packed_create_many_leaves_a_gap_reconcile_closes(
+        live_url: str, tmp_path: Path, at: str) -> None:
+    """A create_many of 40 (its records packed: ``changes.records``) SIGKILLed the moment the
+    server acknowledged its documents (no pack written yet) or its pack: reconcile records every
+    document's current revision exactly once, and a full + incremental restore is the source."""
+    with Database(live_url, allow_plaintext_sensitive=True) as db:
+        owner = db.create("User", {"email": "pack@crash.test", "name": "Packer"})
+        repo = tmp_path / "repo"
+        backup.backup(db, repo)
+        child = subprocess.Popen([sys.executable, "-c", PACK_CHILD, live_url, str(owner.id), at, CHILD_PATH],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == -signal.SIGKILL and "survived" not in out, err[-2000:]
+        assert db.count("PlanetaryInsight", {}) == 40
+        packs = [r for r in db.mongo["astroChanges"].find({"coll": "planetaryInsights"}) if isinstance(r["documentId"], list)]
+        assert len(packs) == (0 if at == "documents" else 1)
+        report = db.reconcile_changes()
+        assert report["rebuilt"]["PlanetaryInsight"] == (40 if at == "documents" else 0)
+        ids = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, {"_id": 1})]
+        for doc_id in ids:
+            assert [e["revision"] for e in db.audit_trail("PlanetaryInsight", doc_id)] == [0]
+        assert db.reconcile_changes()["rebuilt"]["PlanetaryInsight"] == 0  # settled: nothing left
+        backup.backup(db, repo)  # incremental: the documents come from the records (packed or rebuilt)
+        target = restore_into(live_url, repo, f"restore_pack_{at}")
+        try:
+            assert target.count("PlanetaryInsight", {}) == 40
+            assert state(target) == state(db)
+        finally:
+            dropped(target)
