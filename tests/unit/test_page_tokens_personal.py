@@ -19,11 +19,11 @@ import uuid
 from typing import Any
 
 import pytest
-from bson import ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mongoengine import fields as me
+from pages_kit import chart_database, sorted_ids, total
 
 from astro_db import Database
 from astro_db.errors import QueryError
@@ -51,10 +51,6 @@ def _tokens(db: Database, model: str, order: Any, limit: int, size: int, **optio
     raise AssertionError("pages do not end")
 
 
-def _total(order: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    return order if any(k in ("id", "_id") for k, _ in order) else [*order, ("_id", order[-1][1])]
-
-
 # local parts and names that tie often (the tie-break pages too), long enough to be found
 local = st.sampled_from(["alice.wonder", "bob.builder", "carol.singer", "dave.diver"])
 person = st.tuples(local, st.sampled_from(["example.com", "mail.test"]), st.sampled_from(["Zelda", "Yannick", "Xenia"]))
@@ -75,7 +71,7 @@ def test_users_paged_by_email_or_name_hand_out_no_address_or_name(people, order,
                   ensure_indexes=False) as db:
         for name_part, domain, name in people:
             db.create("User", {"email": f"{name_part}@{domain}", "name": name})
-        stored = [("_id" if k == "id" else k, d) for k, d in _total(order)]
+        stored = [("_id" if k == "id" else k, d) for k, d in total(order)]
         expected = [d["_id"] for d in db.mongo["users"].find({}, sort=stored)]
         got, tokens = _tokens(db, "User", order, limit, len(people))
         assert got == expected
@@ -100,12 +96,8 @@ chart_sort = st.lists(st.tuples(st.sampled_from(["birthData", "birthData.date", 
 def test_charts_paged_by_birth_data_hand_out_no_birth_place_or_date(docs, order, limit):
     """``birthData`` holds the birth date and place (personal), ``birthData.location`` the place:
     a sort by the field holding them carries them as much as a sort by them."""
-    with Database(f"mongomock://localhost/ptokc{uuid.uuid4().hex[:8]}", audit=False, journal=False,
-                  ensure_indexes=False) as db:
-        if docs:
-            db.mongo["birthCharts"].insert_many([{"_id": ObjectId(), "userId": ObjectId(), "birthData": doc}
-                                                 for doc in docs])
-        expected = [d["_id"] for d in db.mongo["birthCharts"].find({}, sort=_total(order))]
+    with chart_database("ptokc", docs) as db:
+        expected = sorted_ids(db.mongo["birthCharts"], order)
         got, tokens = _tokens(db, "BirthChart", order, limit, len(docs))
         assert got == expected
         millis = {int(doc["date"].timestamp() * 1000).to_bytes(8, "little", signed=True) for doc in docs}

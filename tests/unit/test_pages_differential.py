@@ -18,6 +18,7 @@ from bson import Binary, ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pages_kit import chart_database, sorted_ids, total
 
 from astro_db import Database
 from astro_db.errors import QueryError
@@ -36,11 +37,6 @@ sort = st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from([1, -1])), min_
 sort_with_id = st.lists(st.tuples(st.sampled_from([*KEYS, "id"]), st.sampled_from([1, -1])), min_size=1, max_size=3,
                         unique_by=lambda pair: pair[0])
 query = st.sampled_from([{}, {"energyLevel": {"$gte": 50}}, {"summary": None}, {"expiresAt": {"$ne": None}}])
-
-
-def _total(order: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """``order`` as one sorted ``find`` is asked for it: ``_id`` last unless the sort names it."""
-    return order if any(k in ("id", "_id") for k, _ in order) else [*order, ("_id", order[-1][1])]
 
 
 def _paged(db: Database, filt: dict[str, Any], order: list[tuple[str, int]], limit: int, size: int) -> list[Any]:
@@ -63,7 +59,7 @@ def test_pages_give_what_one_sorted_find_gives(docs, order, limit, filt):
         user = db.create("User", {"email": "ann@example.com", "name": "Ann"})
         items = [{"userId": user.id, "recommendations": ["Rest"], **doc} for doc in docs]
         assert not db.create_many("PlanetaryInsight", items, lean=True).failed
-        expected = [d["_id"] for d in db.find("PlanetaryInsight", filt, sort=_total(order), lean=True)]
+        expected = [d["_id"] for d in db.find("PlanetaryInsight", filt, sort=total(order), lean=True)]
         assert _paged(db, filt, order, limit, len(docs)) == expected
 
 
@@ -89,7 +85,7 @@ def test_pages_keep_documents_whose_sort_keys_hold_other_types(docs, order, limi
                   ensure_indexes=False) as db:
         if docs:
             db.mongo["planetaryInsights"].insert_many([{"_id": _id, "date": DATES[0], **doc} for _id, doc in docs])
-        stored = [(k.replace("id", "_id") if k == "id" else k, d) for k, d in _total(order)]
+        stored = [(k.replace("id", "_id") if k == "id" else k, d) for k, d in total(order)]
         expected = [d["_id"] for d in db.mongo["planetaryInsights"].find({}, sort=stored)]
         assert _paged(db, {}, order, limit, len(docs)) == expected
 
@@ -136,12 +132,8 @@ def test_pages_with_a_projection_give_what_one_sorted_find_gives(docs, order, li
     """A projection naming a sort key's parent or a part of it: an inclusion gets each sort key
     whole without a path collision (``birthData`` beside ``birthData.date``), an exclusion that
     leaves out any of a sort key is a ``QueryError``; paging otherwise gives one sorted find."""
-    with Database(f"mongomock://localhost/pagesproj{uuid.uuid4().hex[:8]}", audit=False, journal=False,
-                  ensure_indexes=False) as db:
-        if docs:
-            db.mongo["birthCharts"].insert_many([{"_id": ObjectId(), "userId": ObjectId(), "birthData": doc}
-                                                 for doc in docs])
-        expected = [d["_id"] for d in db.mongo["birthCharts"].find({}, sort=_total(order))]
+    with chart_database("pagesproj", docs) as db:
+        expected = sorted_ids(db.mongo["birthCharts"], order)
         hidden = [p for p, v in shown.items() if not v]
         if any(k == p or k.startswith(p + ".") or p.startswith(k + ".") for k, _ in [*order, ("_id", 1)] for p in hidden):
             try:
@@ -176,7 +168,7 @@ def test_pages_after_sort_values_too_long_for_a_token_give_what_one_sorted_find_
         if texts:
             coll.insert_many([{"_id": ObjectId(), "userId": ObjectId(), "activity": text} for text in texts])
         order = [("activity", direction)]
-        expected = [d["_id"] for d in coll.find({}, sort=_total(order))]
+        expected = sorted_ids(coll, order)
         got, token = [], None
         for _ in range(len(texts) + 2):
             page = db.page("TimingRecommendation", {}, sort=order, limit=limit, after=token, lean=True)
@@ -206,7 +198,7 @@ def test_sort_values_too_long_for_a_token_are_read_back_by_keys_inside_others():
         coll.insert_many([{"_id": ObjectId(), "userId": ObjectId(),
                            "birthData": {"date": DATES[0], "location": {"name": c * 9000}}} for c in "abc"])
         order = [("birthData.location.name", 1), ("birthData", 1)]
-        expected = [d["_id"] for d in coll.find({}, sort=_total(order))]
+        expected = sorted_ids(coll, order)
         got, token = [], None
         for _ in range(5):
             page = db.page("BirthChart", {}, sort=order, limit=1, after=token, lean=True)
