@@ -40,7 +40,19 @@ from pymongo import errors as pm
 
 from ..errors import AstroDBError, ChangeRecordError
 from ..query.order import FROM_START, identity, ids_after
-from .records import CHANGES_COLLECTION, PACK_FROM, as_intent, confirmed, is_packed, make_records, ms_time, pack_records, restricted, to_ms
+from .records import (
+    CHANGES_COLLECTION,
+    PACK_FROM,
+    as_intent,
+    confirmed,
+    document_ids,
+    is_packed,
+    make_records,
+    ms_time,
+    pack_records,
+    restricted,
+    to_ms,
+)
 from .revision import OP_FIELD, REV_FIELD, revision_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,7 +159,7 @@ class ChangeLog:
         """The records of an applied write that the server did not take: kept (with ``late``,
         records already pending) to be written later, logged; the ``ChangeRecordError`` to raise."""
         self._keep([(r, how) for r in records] + list(late))
-        missing = [i for r in records for i in (r["documentId"] if is_packed(r) else (r["documentId"],))]
+        missing = [i for r in records for i in document_ids(r)]
         kind = type(cause).__name__ if isinstance(cause, BaseException) else "refused by the server"
         log.error("%s was applied but its change record(s) for %d document(s) could not be written (%s); "
                   "they will be written with the next write or by reconcile_changes()", what, len(missing), kind)
@@ -304,7 +316,7 @@ def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Sessi
     out: dict[Any, int] = {}
     for record in coll.find({"model": model, "documentId": {"$in": ids}}, {"documentId": 1, "rev": 1}, session=session):
         if "rev" in record:
-            for document_id in record["documentId"] if is_packed(record) else (record["documentId"],):
+            for document_id in document_ids(record):
                 out[document_id] = max(int(record["rev"]), out.get(document_id, 0))
     return out
 
@@ -356,7 +368,7 @@ def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[t
     by_coll: dict[str, list[Any]] = {}
     for record, how in late:
         if "doc" in record or "docs" in record or how == UNCERTAIN:
-            by_coll.setdefault(record["coll"], []).extend(record["documentId"] if is_packed(record) else [record["documentId"]])
+            by_coll.setdefault(record["coll"], []).extend(document_ids(record))
     current: dict[tuple[str, Any], int] = {}
     for name, ids in by_coll.items():
         current.update(((name, d["_id"]), revision_of(d)) for d in database[name].find(
@@ -438,7 +450,7 @@ def _revisions_recorded(database: MongoDB, model: str, batch: list[dict[str, Any
         {"model": model, "documentId": {"$in": [d["_id"] for d in batch]},
          "rev": {"$in": sorted({revision_of(d) for d in batch})}, "intent": {"$exists": False}},
         {"documentId": 1, "rev": 1})
-    return {(i, r["rev"]) for r in found for i in (r["documentId"] if is_packed(r) else (r["documentId"],))}
+    return {(i, r["rev"]) for r in found for i in document_ids(r)}
 
 
 def _mark_late(record: dict[str, Any]) -> None:

@@ -70,11 +70,13 @@ from bson.tz_util import utc as _BSON_UTC
 from pymongo import IndexModel
 from pymongo import errors as pm
 
+from ..query.order import identity
+
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import MongoDB
 
 __all__ = ["CHANGES_COLLECTION", "PACK_BYTES", "PACK_DOCS", "PACK_FROM", "as_intent", "confirmed", "record_id", "id_text",
-           "is_packed", "make_records", "pack_records", "restricted", "to_ms", "ms_time", "unpack", "ensure_change_indexes"]
+           "document_ids", "is_packed", "make_records", "pack_records", "restricted", "to_ms", "ms_time", "unpack", "ensure_change_indexes"]
 
 log = logging.getLogger(__name__)
 CHANGES_COLLECTION = "astroChanges"
@@ -207,6 +209,12 @@ def is_packed(record: Any) -> bool:
     return isinstance(record.get("documentId"), list)
 
 
+def document_ids(record: Any) -> list[Any]:
+    """The ids of the documents a record is about: a packed record's array, else its one id."""
+    ids = record.get("documentId")
+    return ids if isinstance(ids, list) else [ids]
+
+
 def pack_records(*, model: str, collection: str, changes: Sequence[tuple[Any, int, Any, dict[str, Any] | None]],
                  actor: str | None, request_id: str | None, fields: list[str], audit: bool, journal: bool, op: Any,
                  owner: str | None = None, codec_options: Any = None) -> list[dict[str, Any]]:
@@ -274,8 +282,6 @@ def pack_records(*, model: str, collection: str, changes: Sequence[tuple[Any, in
 
 def _distinct(values: Iterable[Any]) -> list[Any]:
     """``values`` without repeats (as the server tells them apart), ``None`` left out, in order."""
-    from ..query.order import identity  # noqa: PLC0415 - query imports the registry, which imports this module's package
-
     seen: set[Any] = set()
     out = []
     for value in values:
@@ -302,8 +308,6 @@ def unpack(record: Any, codec_options: CodecOptions[Any] | None = None) -> list[
     post-image as ``doc`` while the pack holds it (``journal`` then; else no ``journal``)."""
     if not is_packed(record):
         return [record if isinstance(record, dict) else dict(record.items())]
-    from ..query.order import identity  # noqa: PLC0415 - see _distinct
-
     shared = {k: v for k, v in record.items() if k not in ("_id", "documentId", "docs", "owners", "journal")}
     by_id = {identity(image["_id"]): image for image in images(record, codec_options)}
     out = []
@@ -326,8 +330,6 @@ def restricted(record: Any, keep: Callable[[Any], bool] | None = None,
     ``owner_of`` (a raw image's owner value) is given; else it stays as it was (a finder's hint: a
     pack listed under an owner it no longer holds an image of is read and passed over). The
     ``_id`` stays: the cut is the same record, written once."""
-    from ..query.order import identity  # noqa: PLC0415 - see _distinct
-
     ids = [i for i in record["documentId"] if keep is None or keep(i)]
     if not ids:
         return None
