@@ -27,7 +27,6 @@ from .models.base import AstroDocument
 from .ops import CreateManyResult, Executor, Operation, Runtime, UpsertResult, make_config
 from .ops.pages import Page
 from .ops.steps import resolve
-from .query import filters as q
 from .registry import registry_for
 from .security import access
 from .tooling import OperatorMixin
@@ -538,7 +537,7 @@ class Database(OperatorMixin):
         """A document's audit entries, oldest first: dicts with ``time``, ``actor``, ``action``
         (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``
         and ``revision`` (absent on entries an earlier version wrote to ``auditLog``)."""
-        return self._executor.audit_trail(self._op("audit_trail", model), q.coerce_id(id))
+        return self._executor.audit_trail(self._op("audit_trail", model), id)
 
     # --- internals ---------------------------------------------------------------------------
 

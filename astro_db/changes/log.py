@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -269,7 +269,7 @@ class ChangeLog:
         have = run(partial(_revisions_recorded, database, info.name, batch))
         records = []
         for d in batch:
-            if (d["_id"], revision_of(d)) in have:
+            if (identity(d["_id"]), revision_of(d)) in have:
                 continue
             [record] = self.build(
                 model=info.name, collection=info.collection, action="update",
@@ -306,18 +306,21 @@ def _next_batch(coll: Any, after: Any) -> list[dict[str, Any]]:
     return list(coll.find(ids_after(after), sort=[("_id", 1)], limit=_SCAN_BATCH))
 
 
-def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Session = None) -> dict[Any, int]:
+def last_revisions(database: MongoDB, model: str, ids: list[Any], session: Session = None) -> dict[Hashable, int]:
     """The highest revision recorded for each of ``ids`` (an intent included: a delete under
-    way), for the documents that had an earlier life; the others are absent."""
+    way), for the documents that had an earlier life, keyed by ``query.order.identity`` of the
+    id (the server's equality: ``True`` and ``1`` are two ids, ``{a: 1}`` and ``{a: 1.0}`` one,
+    and an embedded document is an id too); the others are absent."""
     coll = database[CHANGES_COLLECTION]
     if len(ids) == 1:
         last = coll.find_one({"model": model, "documentId": ids[0]}, {"rev": 1}, sort=[("rev", -1)], session=session)
-        return {ids[0]: int(last["rev"])} if last is not None and "rev" in last else {}
-    out: dict[Any, int] = {}
+        return {identity(ids[0]): int(last["rev"])} if last is not None and "rev" in last else {}
+    out: dict[Hashable, int] = {}
     for record in coll.find({"model": model, "documentId": {"$in": ids}}, {"documentId": 1, "rev": 1}, session=session):
         if "rev" in record:
             for document_id in document_ids(record):
-                out[document_id] = max(int(record["rev"]), out.get(document_id, 0))
+                key = identity(document_id)
+                out[key] = max(int(record["rev"]), out.get(key, 0))
     return out
 
 
@@ -369,9 +372,9 @@ def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[t
     for record, how in late:
         if "doc" in record or "docs" in record or how == UNCERTAIN:
             by_coll.setdefault(record["coll"], []).extend(document_ids(record))
-    current: dict[tuple[str, Any], int] = {}
+    current: dict[tuple[str, Hashable], int] = {}  # (collection, identity(_id)): the server's equality
     for name, ids in by_coll.items():
-        current.update(((name, d["_id"]), revision_of(d)) for d in database[name].find(
+        current.update(((name, identity(d["_id"])), revision_of(d)) for d in database[name].find(
             {"_id": {"$in": ids}}, {REV_FIELD: 1}))
     kept = []
     for record, how in late:
@@ -380,7 +383,7 @@ def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[t
             if pack is not None:
                 kept.append((pack, INSERT if how == UNCERTAIN else how))
             continue
-        rev = current.get((record["coll"], record["documentId"]))
+        rev = current.get((record["coll"], identity(record["documentId"])))
         if how == UNCERTAIN:
             landed = rev is None if record["action"] == "delete" else rev is not None and rev >= record["rev"]
             if not landed:
@@ -394,13 +397,14 @@ def _settle(database: MongoDB, late: list[tuple[dict[str, Any], str]]) -> list[t
     return kept
 
 
-def _settled_pack(record: dict[str, Any], how: str, current: dict[tuple[str, Any], int]) -> dict[str, Any] | None:
+def _settled_pack(record: dict[str, Any], how: str, current: dict[tuple[str, Hashable], int]) -> dict[str, Any] | None:
     """``_settle`` of a packed record (a create's): an uncertain one keeps only the documents
     that landed (none: dropped), and every one keeps only the post-images of documents still at
-    its revision; None when no document is left."""
+    its revision; None when no document is left. ``current``: (collection, ``identity`` of the
+    ``_id``) -> the document's revision now."""
     coll, rev = record["coll"], record["rev"]
     # by the server's equality: an image's ``_id`` comes raw (a UUID as binary subtype 4)
-    revisions = {identity(document_id): now for (name, document_id), now in current.items() if name == coll}
+    revisions = {key: now for (name, key), now in current.items() if name == coll}
 
     def landed(document_id: Any) -> bool:
         now = revisions.get(identity(document_id))
@@ -443,14 +447,14 @@ def _happened(database: MongoDB, intent: dict[str, Any]) -> bool:
     return doc is None or revision_of(doc) > rev
 
 
-def _revisions_recorded(database: MongoDB, model: str, batch: list[dict[str, Any]]) -> set[tuple[Any, int]]:
-    """Which ``(documentId, rev)`` of ``batch``'s documents at their current revision have a
-    record (an unconfirmed intent is none), of either ``_id`` format."""
+def _revisions_recorded(database: MongoDB, model: str, batch: list[dict[str, Any]]) -> set[tuple[Hashable, int]]:
+    """Which ``(identity(documentId), rev)`` of ``batch``'s documents at their current revision
+    have a record (an unconfirmed intent is none), of either ``_id`` format."""
     found = database[CHANGES_COLLECTION].find(
         {"model": model, "documentId": {"$in": [d["_id"] for d in batch]},
          "rev": {"$in": sorted({revision_of(d) for d in batch})}, "intent": {"$exists": False}},
         {"documentId": 1, "rev": 1})
-    return {(i, r["rev"]) for r in found for i in document_ids(r)}
+    return {(identity(i), r["rev"]) for r in found for i in document_ids(r)}
 
 
 def _mark_late(record: dict[str, Any]) -> None:

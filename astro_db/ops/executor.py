@@ -23,6 +23,8 @@ from ..changes import REV_FIELD, read_trail
 from ..errors import AstroDBError, PermissionDeniedError, QueryError
 from ..events import Written
 from ..monitoring import tracing
+from ..query import filters as q
+from ..query.order import identity
 from ..query.updates import CompiledUpdate
 from ..registry import ModelInfo
 from ..security.access import DELETE_ALL, UPDATE, Actor, Guard
@@ -325,9 +327,15 @@ class Executor:
         sons = references.keep_referenced(rt, info, sons, failed, op.transaction)
         writer = self._writer(info, op, session)
         reused = writer.continue_lives([son for _, son in sons])
-        if reused:
-            failed.extend((index, reused[son["_id"]]) for index, son in sons if son["_id"] in reused)
-            sons = [(index, son) for index, son in sons if son["_id"] not in reused]
+        if reused:  # keyed by identity(_id): the server's equality, an embedded-document _id included
+            kept = []
+            for index, son in sons:
+                error = reused.get(identity(son["_id"]))
+                if error is None:
+                    kept.append((index, son))
+                else:
+                    failed.append((index, error))
+            sons = kept
         try:
             refused = writer.insert_many(seal.documents(rt, info, [son for _, son in sons]))
         except AstroDBError as exc:
@@ -436,6 +444,7 @@ class Executor:
         """A document's audit entries; a self-scoped actor sees only its own documents' trails."""
         rt = self.runtime
         info = resolve.model(rt, op.model)
+        document_id = q.document_id(info.cls, document_id)  # one value of the model's id type
         guard = authorize.check(op.actor, op.name, info)
         if guard.scope:
             mine = guard.filter({"_id": document_id})

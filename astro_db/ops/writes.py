@@ -34,7 +34,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
@@ -230,7 +230,8 @@ class WriteRunner:
         life's (and a backup or restore never takes the second life for an old state). A fresh
         client-made ``_id`` has no past: no lookup (creates keep their one-command path).
 
-        Returns the chosen ids that may not live again, each with the error the caller raises
+        Returns the chosen ids that may not live again (keyed by ``query.order.identity``), each
+        with the error the caller raises
         (or reports for that item): for the users' model, those of users erased (the erasure
         ledger, ``personal.erased_ids``: every restore skips an erased user's documents, so a
         new user under that id would be lost from every backup); for a ``self`` actor, any id
@@ -243,25 +244,26 @@ class WriteRunner:
         if not chosen:
             return {}
         database = self.coll.database
-        refused: dict[Any, DuplicateKeyError] = {}
+        refused: dict[Hashable, DuplicateKeyError] = {}  # by identity(_id), the server's equality
         if self.info is self.rt.registry.user_model:
             erased = run.call(self.rt, self.info, "create lookup", lambda: erased_ids(database, chosen, self.session),
                               self.tx)
-            refused.update((doc_id, _erased_id_error(self.info, doc_id)) for doc_id in erased)
-        last: dict[Any, int] = {}
+            refused.update((identity(doc_id), _erased_id_error(self.info, doc_id)) for doc_id in erased)
+        last: dict[Hashable, int] = {}
         if self.rt.changes.enabled:
             last = run.call(self.rt, self.info, "create lookup", lambda: last_revisions(database, self.info.name, chosen, self.session),
                             self.tx)
         scoped = self.actor is not None and self.actor.scoped
         for son in sons:
             if isinstance(son.get(REV_FIELD), _Continued):
-                before = last.get(son["_id"])
+                key = identity(son["_id"])
+                before = last.get(key)
                 if before is None:
                     del son[REV_FIELD]  # a first life: stored exactly as before (revision 0)
                 else:
                     son[REV_FIELD] = before + 1
-                    if scoped and son["_id"] not in refused:
-                        refused[son["_id"]] = DuplicateKeyError(
+                    if scoped and key not in refused:
+                        refused[key] = DuplicateKeyError(
                             f"{self.info.name} {son['_id']} was used by a document deleted since: a self actor's new "
                             "document takes an id of its own (its trail would continue the earlier one's)",
                             fields=("_id",))
@@ -437,8 +439,9 @@ class WriteRunner:
         """Positions of ``sons`` whose exact document is already stored (our own landed write)."""
         if not sons:
             return set()
-        stored = {d["_id"]: d for d in self.coll.find({"_id": {"$in": [s["_id"] for s in sons]}}, session=self.session)}
-        return {i for i, son in enumerate(sons) if _same(stored.get(son["_id"]), son)}
+        stored = {identity(d["_id"]): d for d in self.coll.find({"_id": {"$in": [s["_id"] for s in sons]}},
+                                                                session=self.session)}
+        return {i for i, son in enumerate(sons) if _same(stored.get(identity(son["_id"])), son)}
 
     # --- upserts -----------------------------------------------------------------------------
 
@@ -565,9 +568,10 @@ class WriteRunner:
         else:  # a shortfall: which writes landed is read back by the op id they carry
             ids = [image["_id"] for _, _, image in planned]
             there = run.call(self.rt, self.info, "upsert_many", lambda: {
-                d["_id"] for d in self.coll.find({"_id": {"$in": ids}, OP_FIELD: op_id}, {"_id": 1}, session=self.session)},
+                identity(d["_id"]) for d in self.coll.find({"_id": {"$in": ids}, OP_FIELD: op_id}, {"_id": 1},
+                                                           session=self.session)},
                 self.tx)
-            landed = {p for p, _, image in planned if image["_id"] in there}
+            landed = {p for p, _, image in planned if identity(image["_id"]) in there}
         again: list[int] = []
         for n, (position, action, image) in enumerate(planned):
             if position in landed:
@@ -1095,8 +1099,8 @@ class WriteRunner:
 
         def gone() -> set[int]:
             ids = [doc["_id"] for doc in listed]
-            there = {d["_id"] for d in self.coll.find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
-            return {i for i, doc in enumerate(listed) if doc["_id"] not in there}
+            there = {identity(d["_id"]) for d in self.coll.find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
+            return {i for i, doc in enumerate(listed) if identity(doc["_id"]) not in there}
 
         def op() -> list[int]:
             nonlocal attempts

@@ -32,6 +32,8 @@ __all__ = [
     "compile_projection",
     "find_options",
     "coerce_id",
+    "document_id",
+    "path_kind",
     "MAX_REGEX_LENGTH",
     "check_document_keys",
     "describe",
@@ -71,6 +73,24 @@ def coerce_id(value: Any, name: str = "id") -> ObjectId:
         return ObjectId(value)
     shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
     raise ValidationError(errors={name: f"not a valid ObjectId (24 hex characters), got {shown}"})
+
+
+def document_id(model: Any, value: Any, name: str = "id") -> Any:
+    """One document's id of ``model`` (``audit_trail``): an ObjectId (or its 24-hex string) for
+    a model with the default ``_id``; for one declaring a primary key of another type, one value
+    that field validates (a document, a list, a regex or an operator is refused: an id names one
+    document, never a condition matching several)."""
+    resolved = paths.resolve(model, "_id")
+    field = resolved.field
+    if field is None or path_kind(resolved) == "objectid":
+        return coerce_id(value, name)
+    if isinstance(value, (Mapping, list, tuple, set, Regex, re.Pattern)) or value is None:
+        raise ValidationError(errors={name: f"an id is one value, got {short_repr(value)}"})
+    try:
+        field.validate(value)
+    except me.ValidationError as exc:
+        raise ValidationError(errors={name: f"not a valid {model.__name__} id: {exc.message}"}) from None
+    return value
 
 
 def field_kind(field: Any) -> str:
@@ -146,7 +166,7 @@ def compile_filter(model: Any, query: Any, *, strict: bool = False) -> dict[str,
     out = _compile_mapping(model, query, strict, depth=0, prefix="")
     if len(_FILTER_PLANS) < MAX_FILTER_PLANS and all(isinstance(k, str) and not k.startswith("$") for k in query):
         resolved = [paths.resolve(model, k) for k in query]  # each key's stored name and value kind
-        _FILTER_PLANS[key] = tuple((r.stored, field_kind(r.field) if r.stored != "_id" else "objectid") for r in resolved)
+        _FILTER_PLANS[key] = tuple((r.stored, path_kind(r)) for r in resolved)
     return out
 
 
@@ -289,10 +309,19 @@ def _compile_operator(model: Any, resolved: Any, op: str, arg: Any, depth: int, 
     return arg
 
 
+def path_kind(resolved: Any) -> str:
+    """``field_kind`` of a resolved path; a document's own ``_id`` is an ObjectId unless its
+    model declares a primary key of another type (``id = StringField(primary_key=True)``: a slug,
+    an ``IntField``, ...), whose values are then taken as that field's."""
+    field = resolved.field
+    if resolved.stored != "_id":
+        return field_kind(field)
+    return "objectid" if field is None or isinstance(field, me.ObjectIdField) else field_kind(field)
+
+
 def _coerce(resolved: Any, value: Any) -> Any:
     """Convert a literal to its stored type: hex ids to ObjectId, ISO strings to datetimes."""
-    kind = field_kind(resolved.field) if resolved.stored != "_id" else "objectid"
-    return _coerce_kind(kind, resolved.stored, value)
+    return _coerce_kind(path_kind(resolved), resolved.stored, value)
 
 
 def _coerce_kind(kind: str, stored: str, value: Any) -> Any:

@@ -27,6 +27,7 @@ from astro_db import Database, backup
 from astro_db.changes import CHANGES_COLLECTION, records
 from astro_db.changes.records import PACK_FROM, images, is_packed, unpack
 from astro_db.errors import ChangeRecordError
+from astro_db.query.order import identity
 
 _dbs = itertools.count()
 N = PACK_FROM + 8  # 40 documents: three packs of 16, 16 and 8
@@ -298,9 +299,10 @@ def test_a_pack_of_uuid_ids_is_settled_by_the_servers_equality():
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     [pack] = records.pack_records(model="M", collection="ms", changes=[(i, 0, now, {"_id": i, "n": n}) for n, i in enumerate(ids)],
                                   actor=None, request_id=None, fields=["n"], audit=True, journal=True, op="op")
-    current = {("ms", ids[0]): 0, ("ms", ids[1]): 1, ("ms", ids[2]): 0}  # the second one updated since
+    # the documents' revisions now, keyed as _settle keys them (by identity: the server's equality)
+    current = {("ms", identity(ids[0])): 0, ("ms", identity(ids[1])): 1, ("ms", identity(ids[2])): 0}  # the second one updated since
     settled = change_log._settled_pack(pack, change_log.INSERT, current)
     assert settled is not None and settled["documentId"] == ids
     assert [image["_id"] for image in images(settled)] == [ids[0], ids[2]]
-    uncertain = change_log._settled_pack(pack, change_log.UNCERTAIN, {("ms", ids[1]): 0})
+    uncertain = change_log._settled_pack(pack, change_log.UNCERTAIN, {("ms", identity(ids[1])): 0})
     assert uncertain is not None and uncertain["documentId"] == [ids[1]]

@@ -126,8 +126,9 @@ def _by_id_form(rt: Runtime, info: ModelInfo, walk: Walker, key: str, value: Any
     ``{"_id": <that id>}``, as it gave ``filt`` for ``value`` (see ``Runtime.by_id_shapes``)."""
     if tuple(map(type, walk.rules)) != _BY_ID_RULES:
         return False
-    if resolve_path(info.cls, key).stored != "_id":
-        return False
+    resolved = resolve_path(info.cls, key)
+    if resolved.stored != "_id" or q.path_kind(resolved) != "objectid":
+        return False  # another field, or a model's own primary key of another type (a slug): walked
     if any(f.path == "_id" or f.path.startswith("_id.") for f in rt.crypto.fields.get(info.name, ())):
         return False  # a sealed id: its conditions are the seal rule's
     if filt.__class__ is not dict or len(filt) != 1 or "_id" not in filt:
