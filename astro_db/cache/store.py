@@ -43,12 +43,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import bson
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 
 from ..errors import AstroDBError, ConfigError
 from ..events import WriteEvent
 from ..ids import BSON_CODEC
 from ..query.evaluate import matches
+from ..query.order import identity_bytes, number_text
 from .bus import MAX_NOTICE_IDS, InvalidationBus, LocalBus, Notice
 from .redis_store import (
     ANY,
@@ -479,6 +480,10 @@ class QueryCache:
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value not in (
                 float("inf"), float("-inf")) and value == int(value):
             data = b"n%d" % int(value)  # 5 and 5.0 are the same _id to the server
+        elif isinstance(value, (float, Decimal128)):  # by exact value: Decimal128("5") is 5, "0.5" is 0.5
+            data = b"n" + number_text(value.to_decimal() if isinstance(value, Decimal128) else value).encode()
+        elif isinstance(value, (Mapping, list, tuple)):  # by the server's equality: {a: 1} is {a: 1.0}
+            data = b"i" + identity_bytes(value)
         else:
             data = bson.encode({"": value}, codec_options=BSON_CODEC)  # a UUID _id too
         return hashlib.blake2b(data, key=self._id_key, digest_size=16).digest()

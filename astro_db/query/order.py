@@ -21,6 +21,7 @@ import datetime as _dt
 import re
 import uuid
 from collections.abc import Hashable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import bson
@@ -31,7 +32,7 @@ from bson.regex import Regex
 from ..ids import BSON_CODEC
 
 __all__ = ["MIN", "NULL", "NUMBER", "STRING", "OBJECT", "ARRAY", "BINARY", "OID", "BOOL", "DATE", "TIMESTAMP",
-           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START", "identity"]
+           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START", "identity", "identity_bytes", "number_text"]
 
 # the server's canonical type order (numbers of every kind share a rank, as do null and missing)
 MIN, NULL, NUMBER, STRING, OBJECT, ARRAY, BINARY, OID, BOOL, DATE, TIMESTAMP, REGEX, MAX = (
@@ -179,6 +180,36 @@ def identity(value: Any) -> Hashable:
         return (MAX,)
     # a regex, code, ...: its BSON element (type byte, name "v", value), skipping the length prefix
     return (None, bson.encode({"v": value}, codec_options=BSON_CODEC)[4:])
+
+
+def identity_bytes(value: Any) -> bytes:
+    """``identity(value)`` as bytes that every process computes alike (the query cache's digests
+    cross processes over its bus): two values get the same bytes exactly when the server holds
+    them equal. A number is written by its exact value (``5``, ``5.0`` and ``Decimal128("5")``
+    alike; a double and a decimal alike only when exactly equal, as ``identity``)."""
+    return repr(_portable(identity(value))).encode()
+
+
+def number_text(number: Any) -> str:
+    """The exact value of an int, a float or a ``Decimal`` as text, one spelling per value
+    (``-0.0`` is ``0``, every NaN ``NaN``)."""
+    if number == _NAN or number != number:
+        return _NAN
+    exact = number if isinstance(number, Decimal) else Decimal(number)
+    if exact.is_infinite():
+        return "Infinity" if exact > 0 else "-Infinity"
+    if exact == exact.to_integral_value():
+        return str(int(exact))
+    return str(exact.normalize())
+
+
+def _portable(key: Any) -> Any:
+    """``identity``'s key with each number as ``number_text`` (Python's ``1 == 1.0`` made text)."""
+    if key.__class__ is tuple:
+        if len(key) == 2 and key[0] == NUMBER:
+            return (NUMBER, number_text(key[1]))
+        return tuple(_portable(part) for part in key)
+    return key
 
 
 def _millis(value: _dt.datetime) -> int:

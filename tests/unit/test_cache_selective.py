@@ -595,3 +595,21 @@ def test_an_upsert_that_replaces_a_document_changes_the_fields_it_drops_too():
         assert db.upsert_many("PlanetaryInsight", [day], on=("userId", "date")).updated == 1
         assert len(db.find("PlanetaryInsight", {"summary": None})) == 1
         assert len(db.find("PlanetaryInsight", {"summary": None}, cache=False)) == 1
+
+
+def test_id_and_value_digests_follow_the_servers_equality():
+    """A write's notice names what it wrote by digest, and an entry is found by the digest of what
+    it pins: two values the server holds equal must digest alike (else a write misses the entry it
+    changed: a stale read), two it tells apart must not (else only more is dropped)."""
+    from bson import Decimal128, Int64
+
+    cache = Database("mongodb://localhost:1/dig", cache_secret="a" * 40, cache_models=("User",)).executor.runtime.cache
+    same = [(5, 5.0), (5, Int64(5)), (5, Decimal128("5")), (5, Decimal128("5.00")), (0.5, Decimal128("0.5")),
+            (0, -0.0), (float("nan"), Decimal128("NaN")), ({"a": 1, "b": [2]}, {"a": 1.0, "b": [Decimal128("2")]}),
+            ([1, {"c": 2}], (1.0, {"c": 2.0})), (float("inf"), Decimal128("Infinity"))]
+    for a, b in same:
+        assert cache.digest(a) == cache.digest(b), (a, b)
+    apart = [(True, 1), (False, 0), ("1", 1), ({"a": 1, "b": 2}, {"b": 2, "a": 1}), (0.1, Decimal128("0.1")),
+             ({"a": True}, {"a": 1}), ([1, 2], [2, 1]), (ObjectId("0" * 24), "0" * 24)]
+    for a, b in apart:
+        assert cache.digest(a) != cache.digest(b), (a, b)
