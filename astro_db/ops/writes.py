@@ -59,7 +59,7 @@ from ..errors import (
     translate,
 )
 from ..events import Change, Written, changes_of
-from ..ids import BSON_CODEC, new_id
+from ..ids import new_id
 from ..indexes import declared_indexes
 from ..models import codec
 from ..models.plan import DocPlan, doc_plan
@@ -594,7 +594,7 @@ class WriteRunner:
         return again
 
     def _by_keys(self, sons: list[dict[str, Any]], on: tuple[str, ...],
-                 scope: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[bytes, dict[str, Any]]:
+                 scope: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[Hashable, dict[str, Any]]:
         """The stored documents (in the actor's scope) holding the keys of ``sons``, by key."""
         filt = _keys_filter(sons, on)
         found = run.call(self.rt, self.info, "upsert_many",
@@ -1320,9 +1320,10 @@ def _ensures(index: Mapping[str, Any], on: tuple[str, ...]) -> bool:
     return bool(index.get("unique")) and "partialFilterExpression" not in index and bool(fields) and fields <= set(on)
 
 
-def _key(doc: Mapping[str, Any], on: tuple[str, ...]) -> bytes:
-    """A document's unique-key value, comparable between a new document and a stored one."""
-    return bson.encode({"k": [doc.get(f) for f in on]}, codec_options=BSON_CODEC)
+def _key(doc: Mapping[str, Any], on: tuple[str, ...]) -> Hashable:
+    """A document's unique-key value, comparable between a new document and a stored one as the
+    server's unique index compares them (``identity``: ``1`` and ``1.0`` one key, ``True`` and ``1`` two)."""
+    return identity([doc.get(f) for f in on])
 
 
 def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, Any]:
@@ -1332,10 +1333,10 @@ def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, A
     if len(on) == 1:
         return {on[0]: {"$in": [son[on[0]] for son in sons]}}
     if len(on) == 2:
-        groups: list[dict[bytes, tuple[Any, list[Any]]]] = [{}, {}]
+        groups: list[dict[Hashable, tuple[Any, list[Any]]]] = [{}, {}]
         for son in sons:
             for n, (f, g) in enumerate(((on[0], on[1]), (on[1], on[0]))):
-                groups[n].setdefault(bson.encode({"k": son[f]}, codec_options=BSON_CODEC), (son[f], []))[1].append(son[g])
+                groups[n].setdefault(identity(son[f]), (son[f], []))[1].append(son[g])
         n = 0 if len(groups[0]) <= len(groups[1]) else 1
         by, other = (on[0], on[1]) if n == 0 else (on[1], on[0])
         clauses = [{by: value, other: {"$in": values}} for value, values in groups[n].values()]

@@ -41,12 +41,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-import bson
 from bson import Binary
 
 from ..backends.capabilities import capabilities
 from ..errors import ConfigError, EncryptionError, QueryError
-from ..ids import BSON_CODEC as ID_CODEC
+from ..query.order import identity
 from .blind import BlindIndex
 from .fieldpaths import (
     Sensitive,
@@ -72,11 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _id_key(value: Any) -> bytes:
-    """An ``_id`` as a dict key that tells BSON types apart (``1`` and ``True`` are two)."""
-    return bson.encode({"k": value}, codec_options=ID_CODEC)
 
 
 def _place(doc: dict[str, Any], path: str, value: Any) -> str:
@@ -867,10 +861,10 @@ class FieldCrypto:
             lacking = [d for d in docs if "_id" in d and owner_value(d, owner) is None
                        and any(is_sealed(v) for p in paths for v in leaves_at(d, p.split(".")))]
             if lacking:
-                stored = {_id_key(d["_id"]): owner_value(d, owner)
+                stored = {identity(d["_id"]): owner_value(d, owner)  # the server's equality of ids
                           for d in owners_of([d["_id"] for d in lacking]) if "_id" in d}
                 for d in lacking:
-                    value = stored.get(_id_key(d["_id"]))
+                    value = stored.get(identity(d["_id"]))
                     if value is not None:
                         placed.append((d, _place(d, owner, value)))
         try:

@@ -48,7 +48,6 @@ class Keyed(AstroDocument):
     meta = {"collection": "keyed"}
 
 
-MODELS = [Slug, Numbered, Keyed]
 
 
 @pytest.fixture(params=["embedded", pytest.param("live", marks=pytest.mark.live)])
@@ -153,3 +152,25 @@ def test_an_embedded_document_id_is_one_id_on_every_write_path(db: Any) -> None:
     db.create(Keyed, {"_id": {"user": 1, "day": 2.0}, "title": "b again"})
     assert revisions(db, Keyed, {"user": 1, "day": 2}) == [("create", 0), ("delete", 1), ("create", 2)]
     assert db.reconcile_changes()["rebuilt"]["Keyed"] == 0
+
+
+class Rate(AstroDocument):
+    """A unique key of any number type: 1 and 1.0 are one key to the server's unique index."""
+
+    code = me.DynamicField(required=True)
+    label = TextField()
+    meta = {"collection": "rates", "indexes": [{"fields": ["code"], "unique": True, "name": "code_1"}]}
+
+
+MODELS = [Slug, Numbered, Keyed, Rate]
+
+
+def test_upsert_many_takes_one_and_one_point_zero_for_one_key(db: Any) -> None:
+    """Two items whose keys the unique index holds equal are refused together (neither wins), and
+    an item whose key equals a stored one in another number type replaces it, not inserts beside it."""
+    result = db.upsert_many(Rate, [{"code": 1, "label": "int"}, {"code": 1.0, "label": "double"},
+                                   {"code": 2, "label": "two"}], on="code")
+    assert sorted(index for index, _ in result.failed) == [0, 1] and db.count(Rate, {}) == 1
+    again = db.upsert_many(Rate, [{"code": 2.0, "label": "two again"}], on="code")
+    assert not again.failed and db.count(Rate, {}) == 1
+    assert db.find_one(Rate, {"code": 2}).label == "two again"

@@ -13,18 +13,18 @@ New documents (``models.codec``) are validated here and sealed by the seal step.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-import bson
 from bson import ObjectId
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
-from ...ids import BSON_CODEC, new_ids
+from ...ids import new_ids
 from ...indexes import declared_indexes
 from ...models.paths import resolve as resolve_path
 from ...query import filters as q
+from ...query.order import identity
 from ...query.pipeline import Checks
 from ...query.updates import CompiledUpdate
 from ...query.walker import Walker, model_collections
@@ -295,9 +295,9 @@ def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
             failed.append((index, ValidationError(errors={f: "required by upsert_many: part of its key" for f in missing})))
             continue
         kept.append((index, son))
-    seen: dict[bytes, list[int]] = {}
+    seen: dict[Hashable, list[int]] = {}  # by the unique index's equality: 1 and 1.0 are one key
     for position, (_, son) in enumerate(kept):
-        seen.setdefault(bson.encode({"k": [son[f] for f in on]}, codec_options=BSON_CODEC), []).append(position)
+        seen.setdefault(identity([son[f] for f in on]), []).append(position)
     twice = {p: ps for ps in seen.values() if len(ps) > 1 for p in ps}
     for position, positions in twice.items():
         others = [kept[p][0] for p in positions if p != position]
