@@ -194,3 +194,18 @@ def exists_through_a_list(query: Any, doc: dict[str, Any]) -> bool:
     mongomock-ng answers it by some items only (``{"a.y": {"$exists": False}}`` matches
     ``{a: [{}, {y: 1}]}`` there, not on MongoDB)."""
     return any(_asks_exists(cond) and _through_list(doc, path.split(".")) for path, cond in _paths(query))
+
+
+def _numbers(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def one_number_two_types(*values: Any) -> bool:
+    """Whether ``values`` hold one number as two types (``2`` and ``2.0``): one value to MongoDB's
+    ``$addToSet``, two to mongomock-ng's."""
+    found = [n for value in values for n in _numbers(value)]
+    return any(a == b and type(a) is not type(b) for a in found for b in found)

@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 import bson
+from bson import Decimal128
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from cryptography.exceptions import InvalidTag
@@ -45,7 +46,7 @@ from ..config import DatabaseConfig
 from ..errors import QueryError
 from ..models import paths
 from ..models.masking import field_mask_kind
-from ..query.order import beyond
+from ..query.order import NUMBER, beyond, rank
 
 __all__ = ["LastById", "Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort",
            "personal_sort", "refuse_list_keys", "sort_keys_projection"]
@@ -205,18 +206,53 @@ def _after(key: str, direction: int, value: Any, first: bool) -> dict[str, Any] 
     the server's index seek (the later brackets are ``beyond_filter``'s)."""
     if value is None:
         return {key: {"$ne": None}} if direction == 1 else None
-    within = {key: {"$gt" if direction == 1 else "$lt": value}}
-    later = [] if first else _later(key, direction, value)
-    return {"$or": [within, *later]} if later else within
+    within = _within_after(key, direction, value)
+    clauses = [*([within] if within is not None else []), *([] if first else _later(key, direction, value))]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
 def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, Any]:
     """``key`` at or after ``value`` in ``direction`` (``{}``: every document)."""
     if value is None:
         return {} if direction == 1 else {key: None}
-    within = {key: {"$gte" if direction == 1 else "$lte": value}}
+    within = _within_at_least(key, direction, value)
     later = [] if first else _later(key, direction, value)
     return {"$or": [within, *later]} if later else within
+
+
+# NaN: MongoDB sorts it before every other number, but no comparison with it is true
+# (``{$gt: NaN}`` and ``{$lt: 5}`` never match a NaN; ``{$gte: NaN}`` matches NaN only, and
+# ``{k: NaN}`` every NaN, double or decimal). So the number bracket is NaN, then the numbers:
+# after a NaN ascending come the numbers (``$gte: -inf``), after a number descending the NaNs.
+_MINUS_INFINITY = float("-inf")
+
+
+def _is_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value
+    return isinstance(value, Decimal128) and value.to_decimal().is_nan()
+
+
+def _within_after(key: str, direction: int, value: Any) -> dict[str, Any] | None:
+    """``key`` strictly after ``value`` within its type bracket (None: nothing there is)."""
+    if _is_nan(value):
+        return {key: {"$gte": _MINUS_INFINITY}} if direction == 1 else None
+    within = {key: {"$gt" if direction == 1 else "$lt": value}}
+    if direction == -1 and rank(value) == NUMBER:
+        return {"$or": [within, {key: float("nan")}]}
+    return within
+
+
+def _within_at_least(key: str, direction: int, value: Any) -> dict[str, Any]:
+    """``key`` at or after ``value`` within its type bracket."""
+    if _is_nan(value):
+        return {"$or": [{key: float("nan")}, {key: {"$gte": _MINUS_INFINITY}}]} if direction == 1 else {key: float("nan")}
+    within = {key: {"$gte" if direction == 1 else "$lte": value}}
+    if direction == -1 and rank(value) == NUMBER:
+        return {"$or": [within, {key: float("nan")}]}
+    return within
 
 
 def keyset_filter(sort: list[tuple[str, int]], last: Sequence[Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from bson import Binary, Decimal128, ObjectId
 from bson.regex import Regex
 
 from ..errors import QueryError
-from .order import ARRAY, BINARY, DATE, MAX, MIN, NULL, NUMBER, OBJECT, OID, REGEX, TIMESTAMP, rank
+from .order import _ALIASES, ARRAY, BINARY, DATE, MAX, MIN, NULL, NUMBER, OBJECT, OID, REGEX, TIMESTAMP, rank
 
 __all__ = ["apply_update", "matches", "bson_equal", "CannotJudge", "MAX_PADDING"]
 
@@ -398,7 +398,23 @@ def _match_operator(op: str, arg: Any, found: list[Any], missing: Missing, optio
         return not _match_operators(arg, found, missing)
     if op == "$elemMatch":
         return _some((item for v in found if isinstance(v, list) for item in v), lambda item: _elem_matches(arg, item))
+    if op == "$type":  # a value, or an item of a list, of one of the named types (a page's type brackets)
+        wanted = _type_ranks(arg)
+        return any(_rank(v) in wanted for v in _candidates(found))
     raise QueryError(f"operator {op} is not supported in a $pull condition")
+
+
+# the ``$type`` aliases judged here: those ``query.order.beyond`` names (other aliases, and type
+# numbers, are ``CannotJudge``)
+_TYPE_RANKS = {alias: r for r, alias in _ALIASES.items()}
+
+
+def _type_ranks(arg: Any) -> frozenset[int]:
+    names = arg if isinstance(arg, list) else [arg]
+    try:
+        return frozenset(_TYPE_RANKS[name] for name in names)
+    except (KeyError, TypeError):
+        raise CannotJudge(f"$type {arg!r}") from None
 
 
 def _elem_matches(condition: Mapping[str, Any], item: Any) -> bool:

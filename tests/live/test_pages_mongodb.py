@@ -40,3 +40,33 @@ def test_a_deep_page_examines_as_few_keys_as_the_first(live_url):
         assert examined[1] <= examined[0] + 5, examined
     finally:
         db.disconnect()
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_pages_over_nan_sort_values_give_every_document_once_in_the_servers_order(live_url, direction):
+    """MongoDB sorts NaN before every other number, and no comparison with NaN is true: a page
+    that ends on a NaN goes on to the numbers (ascending), one that ends on a number reaches the
+    NaNs (descending). (Neither test backend can show it: tests/unit/test_pages_nan.py.)"""
+    from bson import Decimal128
+
+    db = Database(live_url, audit=False, journal=False).connect()
+    try:
+        coll = db.mongo["planetaryInsights"]
+        coll.delete_many({"summary": "nan-pages"})
+        values = [float("nan"), 3, Decimal128("NaN"), -1.5, None, float("-inf"), 7, float("nan"), 0]
+        coll.insert_many([{"summary": "nan-pages", "energyLevel": v} for v in values]
+                         + [{"summary": "nan-pages"}])  # and one missing the key
+        order = [("energyLevel", direction), ("_id", direction)]
+        expected = [d["_id"] for d in coll.find({"summary": "nan-pages"}, sort=order)]
+        for limit in (1, 2, 3):
+            got, token = [], None
+            while True:
+                page = db.page("PlanetaryInsight", {"summary": "nan-pages"}, sort=[("energyLevel", direction)],
+                               limit=limit, after=token, lean=True)
+                got += [d["_id"] for d in page.items]
+                token = page.next
+                if token is None:
+                    break
+            assert got == expected, (limit, got, expected)
+    finally:
+        db.disconnect()

@@ -213,6 +213,7 @@ def test_apply_update_through_these_shapes_stores_what_the_server_stores(doc, up
     (op, spec), = update.items()
     (path, _), = spec.items()
     assume(not _holds_bool(doc) and not _holds_bool(update))  # mongomock-ng: True == 1 in $addToSet, $inc
+    assume(op != "$addToSet" or not shapes.one_number_two_types(doc, update))  # mongomock-ng: 2 and 2.0 are two items
     assume(op != "$unset" or not (path.split(".")[-1].isdigit() or "$[]" in path))  # it leaves the item
     assume(not _past_end(doc, path))  # mongomock-ng refuses to pad a list
     expected = _stored_after({"_id": 1, **doc}, update)
