@@ -181,6 +181,8 @@ class ModelRegistry:
                 raise ConfigError(f"model {info.name} is registered twice", key="models")
             if info.collection in SERVICE_COLLECTIONS:
                 raise ConfigError(f"model {info.name}: collection {info.collection!r} is the service's own", key="models")
+            _check_collection(info.name, info.collection)
+            _check_fields(info.name, cls)
             if info.collection in by_collection:
                 raise ConfigError(f"models {by_collection[info.collection].name} and {info.name} both use the collection "
                                   f"{info.collection!r}", key="models")
@@ -203,6 +205,8 @@ class ModelRegistry:
             raise ConfigError(f"models {', '.join(i.name for i in users)} all declare owner '_id' (the users); "
                               "only one model may", key="models")
         self.user_model: ModelInfo | None = users[0] if users else None
+        if self.user_model is not None:
+            _check_user_ids(self.user_model)
         for info in self._infos:
             for stored, target in info.declaration.references.items():
                 if _key(target) not in self._by_key:
@@ -257,6 +261,72 @@ def _check_model(cls: Any) -> str:
     if cls._meta.get("abstract"):
         raise ConfigError(f"{cls.__name__} is abstract: register its concrete subclasses", key="models")
     return cls.__name__
+
+
+def _check_collection(name: str, collection: Any) -> None:
+    """A collection name MongoDB takes for an app's data: not empty, no ``$`` nor NUL, no
+    ``system.`` prefix (the server's own), no leading or trailing dot."""
+    if (not isinstance(collection, str) or not collection or "$" in collection or "\0" in collection
+            or collection.startswith(("system.", ".")) or collection.endswith(".")):
+        raise ConfigError(f"model {name}: {collection!r} is not a collection name for an app's data (not empty, no '$' "
+                          f"nor NUL, no 'system.' prefix, no leading or trailing dot)", key="models")
+
+
+def _check_user_ids(info: ModelInfo) -> None:
+    """The users' model keeps ObjectId ids: every owner field (``UserRefField``), an actor's id,
+    ``export_user``/``erase_user`` and the erasure ledger name a user by one. An app whose users
+    have other ids (an auth provider's ``"auth0|123"``) keeps them in a field of their own."""
+    from mongoengine.fields import ObjectIdField
+
+    key = info.cls._fields.get(info.cls._reverse_db_field_map.get("_id", ""))
+    if key is not None and not isinstance(key, ObjectIdField):
+        raise ConfigError(f"model {info.name} is the users (meta 'owner': '_id') with a {type(key).__name__} _id: the "
+                          "users' ids are ObjectIds (owner fields, actors, export and erasure name a user by one); "
+                          "keep another id (an auth provider's) in a field of its own, with a unique index",
+                          key="models")
+
+
+#: stored names a JavaScript reader (the Node service) takes for an object's prototype
+_PROTOTYPE_KEYS = frozenset({"__proto__", "constructor", "prototype"})
+
+
+def _check_fields(name: str, cls: Any) -> None:
+    """Each stored name of a model, and of the documents embedded in it, belongs to one field:
+    no two fields stored under one name (the second would shadow the first in every query and
+    update), none under a name the service writes itself (``createdAt``, ``updatedAt`` and ``__v``
+    as ``AstroDocument`` declares them, ``_rev``, ``_op``: a field the service overwrites, or
+    whose every write is refused), none under a prototype key (refused in stored data)."""
+    from mongoengine.fields import EmbeddedDocumentField
+
+    from .models.base import AstroDocument
+    from .models.plan import SERVICE_FIELDS
+
+    base = AstroDocument._fields
+    seen: set[Any] = set()
+
+    def walk(doc_cls: Any, prefix: str, top: bool) -> None:
+        if doc_cls in seen:
+            return
+        seen.add(doc_cls)
+        stored: dict[str, str] = {}
+        for attr, declared in doc_cls._fields.items():
+            where = f"{prefix}{declared.db_field}"
+            if declared.db_field in stored:
+                raise ConfigError(f"model {name}: fields {prefix}{stored[declared.db_field]} and {prefix}{attr} are both "
+                                  f"stored as {where!r}", key="models")
+            stored[declared.db_field] = attr
+            if declared.db_field in _PROTOTYPE_KEYS:
+                raise ConfigError(f"model {name}: field {prefix}{attr} is stored as {where!r}, a key JavaScript readers "
+                                  f"take for an object's prototype (refused in stored data)", key="models")
+            if top and declared.db_field in SERVICE_FIELDS and not (
+                    attr in base and base[attr].db_field == declared.db_field and type(base[attr]) is type(declared)):
+                raise ConfigError(f"model {name}: field {attr} is stored as {where!r}, which the service writes itself",
+                                  key="models")
+            for holder in (declared, getattr(declared, "field", None)):  # the field, or a list's items
+                if isinstance(holder, EmbeddedDocumentField):
+                    walk(holder.document_type, f"{where}.", False)
+
+    walk(cls, "", True)
 
 
 _default: ModelRegistry | None = None

@@ -78,14 +78,22 @@ def coerce_id(value: Any, name: str = "id") -> ObjectId:
 def document_id(model: Any, value: Any, name: str = "id") -> Any:
     """One document's id of ``model`` (``audit_trail``): an ObjectId (or its 24-hex string) for
     a model with the default ``_id``; for one declaring a primary key of another type, one value
-    that field validates (a document, a list, a regex or an operator is refused: an id names one
-    document, never a condition matching several)."""
+    that field validates: a list, a regex or null (never an ``_id`` in MongoDB) is refused, and
+    an embedded document (a compound key) only as stored data, without an operator or a dotted
+    key anywhere: an id names one document, never a condition matching several."""
     resolved = paths.resolve(model, "_id")
     field = resolved.field
     if field is None or path_kind(resolved) == "objectid":
         return coerce_id(value, name)
-    if isinstance(value, (Mapping, list, tuple, set, Regex, re.Pattern)) or value is None:
+    if isinstance(value, (list, tuple, set, Regex, re.Pattern)) or value is None:
         raise ValidationError(errors={name: f"an id is one value, got {short_repr(value)}"})
+    if isinstance(value, Mapping):
+        if not isinstance(value, dict):
+            value = dict(value)
+        try:
+            check_document_keys(value, name)
+        except ValidationError:
+            raise ValidationError(errors={name: f"an id is one value, not a condition: got {short_repr(value)}"}) from None
     try:
         field.validate(value)
     except me.ValidationError as exc:

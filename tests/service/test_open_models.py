@@ -262,6 +262,51 @@ def test_a_colliding_collection_name_is_a_config_error():
         Database("mongomock://localhost/collide", models=[Changes])
 
 
+@pytest.mark.parametrize("collection", ["system.users", "system.js", "a$b", "", ".lead", "trail.", "nul\0name"])
+def test_a_collection_name_mongodb_keeps_for_itself_or_refuses_is_a_config_error(collection):
+    Model = type("Odd", (AstroDocument,), {"title": TextField(), "meta": {"collection": collection}, "__module__": __name__})
+    with pytest.raises(errors.ConfigError, match="not a collection name for an app's data"):
+        Database("mongomock://localhost/odd", models=[Model])
+
+
+def test_a_stored_name_two_fields_share_the_services_own_or_a_prototype_key_is_a_config_error():
+    """A second field stored as ``createdAt`` shadowed the service's in every query and update (the
+    model registered, the stamp was lost); a field stored as ``_rev`` or ``__proto__`` could
+    never be written (each write refused), nor one inside an embedded document stored as
+    ``constructor``. (MongoEngine itself refuses two fields of one class under one name; the
+    inherited ``createdAt`` it lets through.)"""
+    from mongoengine import EmbeddedDocument, EmbeddedDocumentField, StringField
+
+    class Place(EmbeddedDocument):
+        name = StringField()
+        label = StringField(db_field="constructor")
+
+    def model(attrs):
+        return type("Odd", (AstroDocument,), {**attrs, "meta": {"collection": "odd"}, "__module__": __name__})
+
+    cases = [({"created": TextField(db_field="createdAt")}, "created_at and created are both stored as 'createdAt'"),
+             ({"updated_at": TextField(db_field="updatedAt")}, "'updatedAt', which the service writes itself"),
+             ({"revision": TextField(db_field="_rev")}, "'_rev', which the service writes itself"),
+             ({"op": TextField(db_field="_op")}, "'_op', which the service writes itself"),
+             ({"x": TextField(db_field="__proto__")}, "'__proto__', a key JavaScript readers take"),
+             ({"place": EmbeddedDocumentField(Place)}, "field place.label is stored as 'place.constructor'"),
+             ({"places": ListField(EmbeddedDocumentField(Place))}, "stored as 'places.constructor'")]
+    for attrs, message in cases:
+        with pytest.raises(errors.ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+            Database("mongomock://localhost/odd", models=[model(attrs)])
+
+
+def test_a_users_model_with_ids_other_than_object_ids_is_a_config_error():
+    """Owner fields, actors, export and erasure name a user by an ObjectId: a users' model keyed
+    by an auth provider's string registered, but none of its users could own a document."""
+    import mongoengine as me
+
+    Members = type("Members", (AstroDocument,), {"id": me.StringField(primary_key=True), "name": TextField(),
+                                                 "meta": {"collection": "members", "owner": "_id"}, "__module__": __name__})
+    with pytest.raises(errors.ConfigError, match="Members is the users .* with a StringField _id"):
+        Database("mongomock://localhost/members", models=[Members], builtin_models=False)
+
+
 def test_a_declaration_that_does_not_hold_is_a_config_error():
     class BadRole(AstroDocument):
         meta = {"collection": "badRole", "permissions": {"editor": ["read"]}}

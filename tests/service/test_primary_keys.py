@@ -107,6 +107,16 @@ def test_audit_trail_takes_one_value_of_the_models_id_type(db: Any, bad: Any) ->
         db.audit_trail("User", "alpha")  # the default _id: an ObjectId, as before
 
 
+@pytest.mark.parametrize("bad", [{"$ne": None}, {"user": {"$gt": 0}}, {"a.b": 1}, [1, 2], None])
+def test_a_compound_id_in_audit_trail_is_a_value_never_a_condition(db: Any, bad: Any) -> None:
+    """A model whose ``_id`` may be an embedded document (a compound key) takes one in
+    ``audit_trail`` as stored data: an operator anywhere in it is refused, never sent as a
+    condition on ``documentId`` that would match every trail."""
+    with pytest.raises(errors.ValidationError, match="id"):
+        db.audit_trail(Keyed, bad)
+    assert db.audit_trail(Keyed, {"user": 1, "day": 2}) == []  # a compound value: taken, no trail yet
+
+
 # nx-27017 answers {_id: true} with the document whose _id is 1, and {_id: 1.0} with none
 @pytest.mark.mongodb
 def test_true_and_one_are_two_ids_a_create_of_true_does_not_continue_ones_trail(db: Any) -> None:
