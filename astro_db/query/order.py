@@ -193,8 +193,8 @@ def identity_bytes(value: Any) -> bytes:
 def number_text(number: Any) -> str:
     """The exact value of an int, a float or a ``Decimal`` as text, one spelling per value
     (``-0.0`` is ``0``, every NaN ``NaN``)."""
-    if number == _NAN or number != number:
-        return _NAN
+    if number == _NAN or (number.is_nan() if isinstance(number, Decimal) else number != number):
+        return _NAN  # a signalling NaN too (comparing one raises)
     exact = number if isinstance(number, Decimal) else Decimal(number)
     if exact.is_infinite():
         return "Infinity" if exact > 0 else "-Infinity"

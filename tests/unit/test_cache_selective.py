@@ -606,7 +606,7 @@ def test_id_and_value_digests_follow_the_servers_equality():
     cache = Database("mongodb://localhost:1/dig", cache_secret="a" * 40, cache_models=("User",)).executor.runtime.cache
     same = [(5, 5.0), (5, Int64(5)), (5, Decimal128("5")), (5, Decimal128("5.00")), (0.5, Decimal128("0.5")),
             (0, -0.0), (float("nan"), Decimal128("NaN")), ({"a": 1, "b": [2]}, {"a": 1.0, "b": [Decimal128("2")]}),
-            ([1, {"c": 2}], (1.0, {"c": 2.0})), (float("inf"), Decimal128("Infinity"))]
+            ([1, {"c": 2}], (1.0, {"c": 2.0})), (float("inf"), Decimal128("Infinity")), (Decimal128("sNaN"), float("nan"))]
     for a, b in same:
         assert cache.digest(a) == cache.digest(b), (a, b)
     apart = [(True, 1), (False, 0), ("1", 1), ({"a": 1, "b": 2}, {"b": 2, "a": 1}), (0.1, Decimal128("0.1")),
