@@ -535,7 +535,8 @@ class Database(OperatorMixin):
     @bounded
     def audit_trail(self, model: ModelRef, id: Any) -> list[dict[str, Any]]:  # noqa: A002
         """A document's audit entries, oldest first: dicts with ``time``, ``actor``, ``action``
-        (create / update / delete), ``model``, ``documentId`` (hex string), ``fields``, ``requestId``
+        (create / update / delete), ``model``, ``documentId`` (an ObjectId's hex string; a model's own
+        id as a string, a compound one as its JSON), ``fields``, ``requestId``
         and ``revision`` (absent on entries an earlier version wrote to ``auditLog``)."""
         return self._executor.audit_trail(self._op("audit_trail", model), id)
 

@@ -8,9 +8,12 @@ wrote (they stay readable, untouched; new entries go to ``astroChanges`` only). 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bson import json_util
+from bson.binary import UuidRepresentation
+from bson.json_util import RELAXED_JSON_OPTIONS
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
 
@@ -54,11 +57,23 @@ def _entry(entry: dict[str, Any], asked: Any = None) -> dict[str, Any]:
         "actor": entry.get("actor"),
         "action": entry.get("action"),
         "model": entry.get("model"),
-        "documentId": str(asked if isinstance(document_id, list) else document_id),
+        "documentId": _shown(asked if isinstance(document_id, list) else document_id),
         "fields": list(entry.get("fields") or ()),
         "requestId": entry.get("requestId"),
         **({"revision": entry["rev"]} if "rev" in entry else {}),
     }
+
+
+_SHOWN_JSON = RELAXED_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)
+
+
+def _shown(document_id: Any) -> str:
+    """A trail entry's ``documentId``: an ObjectId's hex, a string id itself, a number as its
+    digits; a compound key (an embedded document) or a boolean as JSON (``{"user": 1, "day": 2}``,
+    ``true``), not Python's spelling of it."""
+    if isinstance(document_id, (Mapping, bool)):
+        return json_util.dumps(document_id, json_options=_SHOWN_JSON)
+    return str(document_id)
 
 
 def read_window(database: MongoDB, start: _dt.datetime | None, end: _dt.datetime, *, codec_options: Any = None,

@@ -197,6 +197,7 @@ def test_a_compound_id_lives_twice_and_is_reconciled(db: Any) -> None:
     assert db.delete(Keyed, {"_id": {"user": 1, "day": 2}}) is True
     db.create(Keyed, {"_id": {"user": 1, "day": 2}, "title": "b again"})
     assert revisions(db, Keyed, {"user": 1, "day": 2}) == [("create", 0), ("delete", 1), ("create", 2)]
+    assert {e["documentId"] for e in db.audit_trail(Keyed, {"user": 1, "day": 2})} == {'{"user": 1, "day": 2}'}  # JSON
     assert db.reconcile_changes()["rebuilt"]["Keyed"] == 0
 
 
