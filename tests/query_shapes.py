@@ -196,6 +196,35 @@ def exists_through_a_list(query: Any, doc: dict[str, Any]) -> bool:
     return any(_asks_exists(cond) and _through_list(doc, path.split(".")) for path, cond in _paths(query))
 
 
+def _field_elem_match(condition: Any) -> bool:
+    """Whether ``condition`` holds an ``$elemMatch`` on the items' fields (``{x: ...}``)."""
+    if not isinstance(condition, dict):
+        return False
+    inner = condition.get("$elemMatch")
+    if isinstance(inner, dict) and any(not str(k).startswith("$") for k in inner):
+        return True
+    return any(_field_elem_match(v) for k, v in condition.items() if k in ("$not", "$elemMatch"))
+
+
+def _values_at(value: Any, parts: list[str]) -> list[Any]:
+    if not parts:
+        return [value]
+    if isinstance(value, dict):
+        return _values_at(value[parts[0]], parts[1:]) if parts[0] in value else []
+    if isinstance(value, list):
+        return [v for item in value for v in _values_at(item, parts)]
+    return []
+
+
+def elem_match_over_scalars(query: Any, doc: dict[str, Any]) -> bool:
+    """Whether ``query`` asks an ``$elemMatch`` on the items' fields of a list in ``doc`` holding
+    an item that is no document: MongoDB skips such an item, mongomock-ng tests it as a document
+    with no fields (``{x: {$nin: []}}`` then matches ``-1``)."""
+    return any(_field_elem_match(cond) and any(isinstance(v, list) and any(not isinstance(i, dict) for i in v)
+                                               for v in _values_at(doc, path.split(".")))
+               for path, cond in _paths(query))
+
+
 def _numbers(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [n for v in value.values() for n in _numbers(v)]

@@ -263,6 +263,14 @@ def test_add_to_set_takes_one_number_of_two_types_once_as_the_server_does():
     assert apply_update({}, {"$addToSet": {"xs": {"$each": [2, 2.0, Decimal128("2")]}}}) == {"xs": [2]}
 
 
+def test_an_elem_match_on_fields_skips_items_that_are_no_documents_as_the_server_does():
+    """MongoDB's ``$elemMatch`` with a field query looks at document items only: ``-1`` has no
+    field ``x`` but is no document either, so ``{x: {$nin: []}}`` does not match it (mongomock-ng,
+    the differential's oracle, matches it)."""
+    assert not matches({"a.x": {"$elemMatch": {"x": {"$nin": []}}}}, {"a": {"x": [-1]}})
+    assert matches({"a.x": {"$elemMatch": {"x": {"$nin": []}}}}, {"a": {"x": [-1, {}]}})
+
+
 def test_booleans_are_not_numbers_in_conditions():
     assert not matches({"$eq": 0}, False) and not matches({"$in": [1]}, True) and not matches({"$gte": 0}, True)
     assert apply_update({"xs": [False, 0, True, 1]}, {"$pull": {"xs": 0}}) == {"xs": [False, True, 1]}
