@@ -54,9 +54,10 @@ def _failures(bus: RedisBus, sent: list[tuple[str, bytes]], cutting: list[bool])
     publish_failed = bus._publish_failed
 
     def recorded(exc: Exception) -> None:
-        failures.append((len(sent), type(exc).__name__, bus.unsent("User"), threading.current_thread().name[:23]))
+        seen = (len(sent), type(exc).__name__, bus.unsent("User"), threading.current_thread().name[:23])
         cutting[0] = False
         publish_failed(exc)
+        failures.append(seen)  # after the bus acted on it: a test that waits for this sees the drop too
 
     bus._publish_failed = recorded  # type: ignore[method-assign]
     return failures
