@@ -286,10 +286,6 @@ def _check_user_ids(info: ModelInfo) -> None:
                           key="models")
 
 
-#: stored names a JavaScript reader (the Node service) takes for an object's prototype
-_PROTOTYPE_KEYS = frozenset({"__proto__", "constructor", "prototype"})
-
-
 def _check_fields(name: str, cls: Any) -> None:
     """Each stored name of a model, and of the documents embedded in it, belongs to one field:
     no two fields stored under one name (the second would shadow the first in every query and
@@ -300,6 +296,7 @@ def _check_fields(name: str, cls: Any) -> None:
 
     from .models.base import AstroDocument
     from .models.plan import SERVICE_FIELDS
+    from .query.filters import PROTOTYPE_KEYS
 
     base = AstroDocument._fields
     seen: set[Any] = set()
@@ -315,7 +312,7 @@ def _check_fields(name: str, cls: Any) -> None:
                 raise ConfigError(f"model {name}: fields {prefix}{stored[declared.db_field]} and {prefix}{attr} are both "
                                   f"stored as {where!r}", key="models")
             stored[declared.db_field] = attr
-            if declared.db_field in _PROTOTYPE_KEYS:
+            if declared.db_field in PROTOTYPE_KEYS:
                 raise ConfigError(f"model {name}: field {prefix}{attr} is stored as {where!r}, a key JavaScript readers "
                                   f"take for an object's prototype (refused in stored data)", key="models")
             if top and declared.db_field in SERVICE_FIELDS and not (

@@ -477,10 +477,8 @@ class QueryCache:
         notice carries (over Redis too: the ids themselves never leave the process)."""
         if isinstance(value, ObjectId):
             data = b"o" + value.binary
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value not in (
-                float("inf"), float("-inf")) and value == int(value):
-            data = b"n%d" % int(value)  # 5 and 5.0 are the same _id to the server
-        elif isinstance(value, (float, Decimal128)):  # by exact value: Decimal128("5") is 5, "0.5" is 0.5
+        elif isinstance(value, (int, float, Decimal128)) and not isinstance(value, bool):
+            # by exact value, as the server compares: 5, 5.0 and Decimal128("5") are one _id
             data = b"n" + number_text(value.to_decimal() if isinstance(value, Decimal128) else value).encode()
         elif isinstance(value, (Mapping, list, tuple)):  # by the server's equality: {a: 1} is {a: 1.0}
             data = b"i" + identity_bytes(value)

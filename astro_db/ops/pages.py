@@ -35,7 +35,6 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 import bson
-from bson import Decimal128
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from cryptography.exceptions import InvalidTag
@@ -46,7 +45,7 @@ from ..config import DatabaseConfig
 from ..errors import QueryError
 from ..models import paths
 from ..models.masking import field_mask_kind
-from ..query.order import NUMBER, beyond, rank
+from ..query.order import NUMBER, beyond, is_nan, rank
 
 __all__ = ["LastById", "Page", "PageTokens", "beyond_filter", "keyset_filter", "page_projection", "page_sort",
            "personal_sort", "refuse_list_keys", "sort_keys_projection"]
@@ -229,15 +228,9 @@ def _at_least(key: str, direction: int, value: Any, first: bool) -> dict[str, An
 _MINUS_INFINITY = float("-inf")
 
 
-def _is_nan(value: Any) -> bool:
-    if isinstance(value, float):
-        return value != value
-    return isinstance(value, Decimal128) and value.to_decimal().is_nan()
-
-
 def _within_after(key: str, direction: int, value: Any) -> dict[str, Any] | None:
     """``key`` strictly after ``value`` within its type bracket (None: nothing there is)."""
-    if _is_nan(value):
+    if is_nan(value):
         return {key: {"$gte": _MINUS_INFINITY}} if direction == 1 else None
     within = {key: {"$gt" if direction == 1 else "$lt": value}}
     if direction == -1 and rank(value) == NUMBER:
@@ -247,7 +240,7 @@ def _within_after(key: str, direction: int, value: Any) -> dict[str, Any] | None
 
 def _within_at_least(key: str, direction: int, value: Any) -> dict[str, Any]:
     """``key`` at or after ``value`` within its type bracket."""
-    if _is_nan(value):
+    if is_nan(value):
         return {"$or": [{key: float("nan")}, {key: {"$gte": _MINUS_INFINITY}}]} if direction == 1 else {key: float("nan")}
     within = {key: {"$gte" if direction == 1 else "$lte": value}}
     if direction == -1 and rank(value) == NUMBER:

@@ -23,7 +23,7 @@ from bson import Binary, Decimal128, ObjectId
 from bson.regex import Regex
 
 from ..errors import QueryError
-from .order import _ALIASES, ARRAY, BINARY, DATE, MAX, MIN, NULL, NUMBER, OBJECT, OID, REGEX, TIMESTAMP, rank
+from .order import _ALIASES, ARRAY, BINARY, DATE, MAX, MIN, NULL, NUMBER, OBJECT, OID, REGEX, TIMESTAMP, is_nan, rank
 
 __all__ = ["apply_update", "matches", "bson_equal", "CannotJudge", "MAX_PADDING"]
 
@@ -627,13 +627,9 @@ def _compare(op: str, value: Any, arg: Any) -> bool:
     rank = _rank(value)
     if rank != _rank(arg):
         return False
-    if rank == NUMBER and (_is_nan(value) or _is_nan(arg)):
+    if rank == NUMBER and (is_nan(value) or is_nan(arg)):
         # not the sort order (NaN first): NaN equals NaN and is otherwise neither less nor greater
-        return op in ("$gte", "$lte") and _is_nan(value) and _is_nan(arg)
+        return op in ("$gte", "$lte") and is_nan(value) and is_nan(arg)
     return _ORDER[op](_order_within(value, arg, rank))
 
 
-def _is_nan(number: Any) -> bool:
-    if isinstance(number, Decimal128):
-        return bool(number.to_decimal().is_nan())
-    return isinstance(number, float) and number != number

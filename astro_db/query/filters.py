@@ -36,6 +36,7 @@ __all__ = [
     "path_kind",
     "MAX_REGEX_LENGTH",
     "check_document_keys",
+    "PROTOTYPE_KEYS",
     "describe",
     "reject_code",
     "FORBIDDEN_OPERATORS",
@@ -61,7 +62,8 @@ _LIST_VALUE_OPS = {"$in", "$nin", "$all"}
 FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr", "$jsonSchema", "$comment"})
 _FORBIDDEN = FORBIDDEN_OPERATORS
 _UPDATE_OPS = {"$set", "$unset", "$inc", "$push", "$pull", "$addToSet"}
-_PROTOTYPE_KEYS = {"__proto__", "constructor", "prototype"}  # harmless here, dangerous to JS readers
+#: keys a JavaScript reader (the Node service) takes for an object's prototype: harmless here
+PROTOTYPE_KEYS = frozenset({"__proto__", "constructor", "prototype"})
 _BAD_KEYS = re.compile(r"\x01(?:\$|(?:__proto__|constructor|prototype)(?:\x01|$))|[.\x00]")
 
 
@@ -381,7 +383,7 @@ def _keys_within(value: Any, name: str) -> Iterator[Any]:
 
 def _reject_dollar_keys(value: Any, name: str) -> None:
     for k in _keys_within(value, name):
-        if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in _PROTOTYPE_KEYS:
+        if not isinstance(k, str) or k.startswith("$") or "." in k or "\x00" in k or k in PROTOTYPE_KEYS:
             raise QueryError(f"field {name!r}: key {k!r} is not allowed in a value")
 
 

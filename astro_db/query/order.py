@@ -32,7 +32,7 @@ from bson.regex import Regex
 from ..ids import BSON_CODEC
 
 __all__ = ["MIN", "NULL", "NUMBER", "STRING", "OBJECT", "ARRAY", "BINARY", "OID", "BOOL", "DATE", "TIMESTAMP",
-           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START", "identity", "identity_bytes", "number_text"]
+           "REGEX", "MAX", "rank", "beyond", "ids_after", "FROM_START", "identity", "identity_bytes", "number_text", "is_nan"]
 
 # the server's canonical type order (numbers of every kind share a rank, as do null and missing)
 MIN, NULL, NUMBER, STRING, OBJECT, ARRAY, BINARY, OID, BOOL, DATE, TIMESTAMP, REGEX, MAX = (
@@ -180,6 +180,13 @@ def identity(value: Any) -> Hashable:
         return (MAX,)
     # a regex, code, ...: its BSON element (type byte, name "v", value), skipping the length prefix
     return (None, bson.encode({"v": value}, codec_options=BSON_CODEC)[4:])
+
+
+def is_nan(value: Any) -> bool:
+    """Whether ``value`` is a NaN, a double's or a ``Decimal128``'s (a signalling one too)."""
+    if isinstance(value, float):
+        return value != value
+    return isinstance(value, Decimal128) and value.to_decimal().is_nan()
 
 
 def identity_bytes(value: Any) -> bytes:
