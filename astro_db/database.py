@@ -266,7 +266,8 @@ class Database(OperatorMixin):
     def upsert_many(self, model: ModelRef, items: Sequence[Mapping[str, Any]], *, on: str | Sequence[str],
                     **options: Unpack[WriteOptions]) -> UpsertResult:
         """Insert or replace each item by the unique key ``on`` (the fields of a unique index the
-        model declares, e.g. ``("userId", "date")``): a new key is inserted, a stored document
+        model declares, e.g. ``("userId", "date")``; or ``"id"``: each item's own ``id``, the
+        ``_id`` index its unique key): a new key is inserted, a stored document
         whose content differs is replaced (next revision, one change record), an identical one
         is left alone (no record, no new revision). Items are validated as ``create_many``'s;
         ``result.failed`` lists ``(index, error)`` for the rest (an item whose key another item

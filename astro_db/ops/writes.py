@@ -477,7 +477,7 @@ class WriteRunner:
         first upsert of a model and key in this ``Database``, then kept (``Runtime.unique_keys``);
         forgotten when a batch finds two documents holding one key (``_by_keys``)."""
         seen = (self.info.collection, frozenset(on))
-        if seen in self.rt.unique_keys:
+        if seen in self.rt.unique_keys or on == ("_id",):  # the _id index: on every collection, always unique
             return
         listed = run.call(self.rt, self.info, "upsert_many", lambda: list(self.coll.list_indexes()), None)
         if not any(_ensures(index, on) for index in listed):
@@ -527,6 +527,7 @@ class WriteRunner:
         ops: list[Any] = []
         planned: list[tuple[int, str, dict[str, Any]]] = []
         removing: dict[int, tuple[str, ...]] = {}  # an update's stored fields its replacement drops
+        new: list[tuple[int, dict[str, Any]]] = []  # the inserts, written after the replacements
         for position in pending:
             plain, sealed = items[position]
             current = stored.get(_key(sealed, on))
@@ -542,10 +543,7 @@ class WriteRunner:
                         f"upsert_many on {self.info.name}: a document with the same {', '.join(on)} already exists",
                         fields=on)
                     continue
-                image = {**sealed, OP_FIELD: op_id}
-                image.pop(REV_FIELD, None)
-                ops.append(ReplaceOne({"_id": image["_id"]}, image, upsert=True))
-                planned.append((position, "create", image))
+                new.append((position, {**sealed, OP_FIELD: op_id}))
             elif _same_content(self._opened(current), plain):
                 done[position] = Upserted("unchanged", current["_id"], current)
             else:
@@ -557,6 +555,21 @@ class WriteRunner:
                 ops.append(ReplaceOne(scope({"$and": [{"_id": current["_id"]}, _at_rev(revision_of(current))]}), image))
                 planned.append((position, "update", image))
                 removing[position] = tuple(k for k in current if k not in image)
+        if new and on == ("_id",):  # an id the caller chose: its earlier lives (revisions, erasure, a self actor)
+            lives = self.continue_lives([image for _, image in new])
+            if lives:
+                for position, image in new:
+                    error = lives.get(identity(image["_id"]))
+                    if error is not None:
+                        refused[position] = error
+                new = [(position, image) for position, image in new if position not in refused]
+        for position, image in new:
+            if not isinstance(image.get(REV_FIELD), int):
+                image.pop(REV_FIELD, None)  # a first life: revision 0, implied
+            # matched only by this batch's own insert (a retry replaces it with itself): an _id
+            # stored already, even out of the actor's sight, makes it a duplicate key, never a replace
+            ops.append(ReplaceOne({"_id": image["_id"], OP_FIELD: op_id}, image, upsert=True))
+            planned.append((position, "create", image))
         if not ops:
             return []
         details = self._bulk_replace(ops, planned, op_id)

@@ -258,7 +258,8 @@ def upserts(info: ModelInfo, guard: Guard, on: Any, items: Any, *, sealed: set[s
 
 def upsert_key(info: ModelInfo, on: Any, *, sealed: set[str] = set()) -> tuple[str, ...]:  # noqa: B006
     """``upsert_many``'s ``on``: field names (any spelling) that must be exactly the fields of a
-    unique index the model declares; their stored names, in the index's order."""
+    unique index the model declares; their stored names, in the index's order. ``id`` (or ``_id``)
+    alone is the document's own key: ``("_id",)``."""
     names = (on,) if isinstance(on, str) else on
     if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) for n in names):
         raise QueryError(f"upsert_many needs on= the field name(s) of a unique index of {info.name}, got {on!r}")
@@ -268,6 +269,10 @@ def upsert_key(info: ModelInfo, on: Any, *, sealed: set[str] = set()) -> tuple[s
             stored.append(resolve_path(info.cls, name).stored)
         except AstroDBError as exc:
             raise QueryError(f"upsert_many on={on!r}: {exc}") from exc
+    if "_id" in stored:  # the document's own key: unique on every collection, no declared index needed
+        if len(stored) > 1:
+            raise QueryError(f"upsert_many on={on!r}: the id is a key alone (unique by itself); pass on='id'")
+        return ("_id",)
     unique = [[field for field, _ in spec["key"]] for spec in declared_indexes(info) if spec.get("unique")]
     for key in unique:
         if set(key) == set(stored) and len(key) == len(stored):
@@ -282,12 +287,18 @@ def upsert_key(info: ModelInfo, on: Any, *, sealed: set[str] = set()) -> tuple[s
 def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
                  failed: list[tuple[int, AstroDBError]]) -> list[tuple[int, dict[str, Any]]]:
     """The ``upsert_many`` items that can be written: each must hold every key field and no
-    ``id`` (a document is found by its key), and a key given by two items is refused for all of
+    ``id`` (a document is found by its key), or, keyed by id (``on == ("_id",)``), an ``id`` of
+    its own; a key given by two items is refused for all of
     them (neither wins: which one was meant is the caller's to say). Key dates come cut to the
     millisecond the server stores (the codec's, ``fields.to_utc``), so the key read back compares equal."""
     kept: list[tuple[int, dict[str, Any]]] = []
+    by_id = on == ("_id",)
     for index, son in sons:
-        if _chose_id(son):
+        if by_id:
+            if not _chose_id(son):
+                failed.append((index, ValidationError(errors={"id": "required by upsert_many on id: the item's key"})))
+                continue
+        elif _chose_id(son):
             failed.append((index, ValidationError(errors={"id": "upsert_many finds documents by their key; leave id out"})))
             continue
         missing = [f for f in on if son.get(f) is None]
