@@ -68,6 +68,14 @@ side that goes first alternating every batch, so both see the same load; printed
 median hot and cold of each, new/old of cold and each side's Python calls per call
 (``sys.setprofile``). An A/A run (TREE = this tree) shows the noise: within about 2.5% on a
 quiet machine at ``--rounds 100``.
+``--decompose`` splits the interleaved ratio in two: per kind, four sides in one run (the side
+that goes first rotating every batch): raw PyMongo, the same raw call under
+``pymongo.timeout(30)`` (astro_db's default budget, PyMongo's client-side operation timeout),
+astro_db with ``operation_timeout_ms=None`` and astro_db as configured. Printed: each side's
+median client CPU per call, the budget's price inside PyMongo (raw under the budget minus raw:
+the remaining time computed, ``maxTimeMS`` and the socket's timeout set per command), astro_db's
+own cost beside a bounded call (astro_db minus raw under the budget), both ratios, and what a
+1.3x bound leaves astro_db's own code once the budget is paid (``0.3 x raw - budget``).
 Figures, never assertions; the server's CPU is not in them.
 """
 
@@ -544,6 +552,52 @@ def nothing(i: int = 0) -> None:
     """The raw side with ``--no-driver`` and the setup of the kinds that need none."""
 
 
+def under_budget(fn: Call, seconds: float = 30.0) -> Call:
+    """``fn`` under ``pymongo.timeout(seconds)``: a raw call bounded as astro_db's default budget
+    bounds each of its driver calls (``--decompose``)."""
+    def bounded(i: int) -> Any:
+        with pymongo.timeout(seconds):
+            return fn(i)
+    return bounded
+
+
+def decompose_table(table: dict[str, Kind], unbounded: dict[str, Kind], kinds: list[str], rounds: int, batch: int,
+                    *, records: bool) -> None:
+    """``--decompose``: per kind, four sides in one interleaved run (``rounds`` batches of
+    ``batch`` calls each, the side that goes first rotating every round, inputs rebuilt outside
+    the timing): raw PyMongo; the same raw call under ``pymongo.timeout(30)`` (astro_db's default
+    budget); astro_db with ``operation_timeout_ms=None``; astro_db as configured. Medians of
+    client CPU per call, then what they say: the budget's price inside PyMongo (raw under the
+    budget minus raw), astro_db's own cost beside a bounded driver call (astro_db minus raw under
+    the budget), and what a 1.3x bound leaves astro_db's own code once the budget is paid."""
+    print(f"# nx-27017, {'records on' if records else 'hooks off'}; four sides interleaved, {rounds} batches of {batch} "
+          "calls each (+1 warm-up), the first side rotating: median client CPU per call in microseconds")
+    print(f"{'call':<16} {'raw':>7} {'raw+budget':>10} {'astro none':>10} {'astro_db':>9} {'budget':>7} "
+          f"{'own':>6} {'ratio':>6} {'vs r+b':>6} {'own@1.3x':>8}")
+    for kind in kinds:
+        raw_call, astro_call, setup = table[kind]
+        other_raw, none_call, setup_none = unbounded[kind]  # inputs of their own: a create's _ids differ
+        sides = [raw_call, under_budget(other_raw), none_call, astro_call]
+        setups = both(setup, setup_none) if setup_none is not setup else setup
+        setups()
+        for side in sides:  # warm-up
+            cpu_per_call(side, batch)
+        taken: list[list[float]] = [[] for _ in sides]
+        for r in range(rounds):
+            setups()
+            for k in range(len(sides)):
+                n = (r + k) % len(sides)
+                taken[n].append(cpu_per_call(sides[n], batch))
+        raw_med, budget_med, none_med, astro_med = (statistics.median(t) for t in taken)
+        budget, own = budget_med - raw_med, astro_med - budget_med
+        print(f"{kind:<16} {raw_med:>7.1f} {budget_med:>10.1f} {none_med:>10.1f} {astro_med:>9.1f} {budget:>7.1f} "
+              f"{own:>6.1f} {astro_med / raw_med:>5.2f}x {astro_med / budget_med:>5.2f}x {0.3 * raw_med - budget:>8.1f}",
+              flush=True)
+    print("budget: raw under pymongo.timeout(30) minus raw (PyMongo's own work for a bounded call); own: astro_db "
+          "minus raw under the budget; vs r+b: astro_db over raw under the budget; own@1.3x: what astro_db's own "
+          "code may cost for astro_db to be at 1.3x raw, the budget paid")
+
+
 def calls_of(raw: Any, db: Database, seed_ids: list[Any], owner: Any, calls: int, find_size: int,
              user_ids: list[Any], nested: list[dict[str, Any]], make_nested: Callable[[], dict[str, Any]]) -> dict[str, Kind]:
     """Per kind: (raw call, astro_db call, setup run before each round, untimed). ``nested``: the
@@ -729,6 +783,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--primitives", action="store_true",
                         help="with --cold: the building blocks of astro_db's calls (ids, dates, regex, time bound, "
                              "locks...) timed alone, hot and cold")
+    parser.add_argument("--decompose", action="store_true",
+                        help="four sides interleaved per kind: raw PyMongo, raw under pymongo.timeout(30), astro_db "
+                             "with operation_timeout_ms=None, astro_db as configured: what the time budget costs "
+                             "inside PyMongo and what astro_db's own code costs beside the driver")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one side of --against
     args = parser.parse_args(argv)
     if (args.sections or args.against or args.primitives or args.worker) and not args.cold:
@@ -739,6 +797,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--against: {args.against} holds no astro_db package")
     if args.cold and (args.no_driver or args.tracing_cost or args.records):
         parser.error("--cold is its own measurement: not with --no-driver, --tracing-cost or --records")
+    if args.decompose and (args.cold or args.no_driver or args.tracing_cost or args.no_budget):
+        parser.error("--decompose is its own measurement: not with --cold, --no-driver, --tracing-cost or --no-budget")
     if args.tracing == "sdk":
         record_spans()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -795,6 +855,16 @@ def main(argv: list[str] | None = None) -> None:
                 sections_table(table, own_table, kinds, args.rounds, args.batch)
             else:
                 cold_table(table, own_table, kinds, args.rounds, args.batch)
+            return
+        if args.decompose:
+            unbounded = Database(url, allow_plaintext_sensitive=True, connect_attempts=1, audit=args.records,
+                                 journal=args.records, models=[LargeNested], operation_timeout_ms=None,
+                                 ensure_indexes=False, monitoring=not args.no_monitoring,
+                                 command_monitoring=args.command_monitoring, tracing=args.tracing != "off").connect()
+            closing.append(unbounded)
+            plain = calls_of(raw, unbounded, [d["_id"] for d in seed], owner, max(args.calls, args.batch),
+                             args.find_size, user_ids, seed_nested, make_nested)
+            decompose_table(table, plain, kinds, args.rounds, args.batch, records=args.records)
             return
         if args.no_driver:
             without_driver(db, instant)

@@ -132,6 +132,28 @@ def test_the_cold_measurement_prints_hot_cold_and_raw_per_kind():
         assert float(row[5].rstrip("x")) == pytest.approx(1 + cold / raw, rel=0.05, abs=0.02)
 
 
+def test_the_decomposition_prints_four_sides_and_what_they_say_per_kind():
+    """``benchmarks/profile_calls.py --decompose`` (docs/performance.md, "Where a per-call bound
+    stands"): raw, raw under the budget, astro_db unbounded and as configured, interleaved."""
+    done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--decompose", "--kinds",
+                           "find_one,create", "--rounds", "2", "--batch", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert next(line for line in lines if line.startswith("call")).split() == [
+        "call", "raw", "raw+budget", "astro", "none", "astro_db", "budget", "own", "ratio", "vs", "r+b", "own@1.3x"]
+    for kind in ("find_one", "create"):
+        row = next(line for line in lines if line.startswith(kind + " ")).split()
+        raw, bounded, unbounded, astro, budget, own = (float(v) for v in row[1:7])
+        assert min(raw, bounded, unbounded, astro) > 0
+        assert budget == pytest.approx(bounded - raw, abs=0.11) and own == pytest.approx(astro - bounded, abs=0.11)
+        assert float(row[7].rstrip("x")) == pytest.approx(astro / raw, abs=0.011)
+        assert float(row[8].rstrip("x")) == pytest.approx(astro / bounded, abs=0.011)
+        assert float(row[9]) == pytest.approx(0.3 * raw - budget, abs=0.11)
+    refused = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--decompose", "--no-budget"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--decompose is its own measurement" in refused.stderr
+
+
 def test_the_sections_measurement_prints_each_declared_section_hot_and_cold():
     """``profile_calls.py --cold --sections`` (docs/performance.md, "Where the cold cost goes"):
     every section declared for a kind is found, wrapped and timed inside the call, hot and
