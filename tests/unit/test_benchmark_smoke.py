@@ -134,7 +134,7 @@ def test_the_cold_measurement_prints_hot_cold_and_raw_per_kind():
 
 def test_the_decomposition_prints_four_sides_and_what_they_say_per_kind():
     """``benchmarks/profile_calls.py --decompose`` (docs/performance.md, "Where the per-call bounds
-    stands"): raw, raw under the budget, astro_db unbounded and as configured, interleaved."""
+    stand"): raw, raw under the budget, astro_db unbounded and as configured, interleaved."""
     done = subprocess.run([sys.executable, str(RUN.parent / "profile_calls.py"), "--decompose", "--kinds",
                            "find_one,create", "--rounds", "2", "--batch", "3"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
