@@ -19,6 +19,9 @@ from typing import Any
 import mongoengine as me
 import pytest
 from bson import ObjectId
+from fuzzing import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymongo import errors as pm
 
 from astro_db import Database, errors
@@ -221,3 +224,73 @@ def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db: Any
     assert (result.updated_ids, result.inserted_ids, result.failed) == (["a"], ["b"], [])
     assert trail(db, Tag, "a") == [("create", 0), ("update", 1)]
     assert trail(db, Tag, "b") == [("create", 0)]
+
+
+# --- a property: any sequence of upserts by id, creates and deletes --------------------------------
+
+IDS = ["a", "b", "c"]
+STEP = st.one_of(
+    st.tuples(st.just("upsert"), st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from(["x", "y"])),
+                                          min_size=1, max_size=4)),
+    st.tuples(st.just("delete"), st.sampled_from(IDS)),
+    st.tuples(st.just("create"), st.sampled_from(IDS)),
+)
+
+
+@settings(max_examples=examples(40), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(STEP, min_size=1, max_size=8))
+def test_any_sequence_of_upserts_by_id_keeps_the_documents_and_their_trails_exact(db: Any, steps: list[Any]) -> None:
+    """A model of what must hold, step by step: an upsert inserts an absent id (at the revision
+    after its last life's), replaces a changed one (next revision), leaves an identical one (no
+    record), refuses an id given twice in the batch; a delete's record takes the next revision.
+    After every step the stored documents, and every id's whole trail, are the model's."""
+    db.mongo["tags"].delete_many({})
+    db.mongo["astroChanges"].delete_many({"model": "Tag"})
+    stored: dict[str, tuple[str, int]] = {}  # id -> (title, revision)
+    trails: dict[str, list[tuple[str, int]]] = {i: [] for i in IDS}
+
+    def next_life(doc_id: str) -> int:
+        return trails[doc_id][-1][1] + 1 if trails[doc_id] else 0
+
+    for step in steps:
+        if step[0] == "upsert":
+            items = step[1]
+            result = db.upsert_many(Tag, [{"id": i, "title": t} for i, t in items], on="id")
+            counts = {i: sum(1 for j, _ in items if j == i) for i, _ in items}
+            want_failed = [n for n, (i, _) in enumerate(items) if counts[i] > 1]
+            assert [n for n, _ in result.failed] == want_failed
+            want: dict[str, list[str]] = {"inserted": [], "updated": [], "unchanged": []}
+            for doc_id, title in items:
+                if counts[doc_id] > 1:
+                    continue
+                if doc_id not in stored:
+                    stored[doc_id] = (title, next_life(doc_id))
+                    trails[doc_id].append(("create", stored[doc_id][1]))
+                    want["inserted"].append(doc_id)
+                elif stored[doc_id][0] != title:
+                    stored[doc_id] = (title, stored[doc_id][1] + 1)
+                    trails[doc_id].append(("update", stored[doc_id][1]))
+                    want["updated"].append(doc_id)
+                else:
+                    want["unchanged"].append(doc_id)
+            assert (result.inserted_ids, result.updated_ids, result.unchanged_ids) == (
+                want["inserted"], want["updated"], want["unchanged"])
+        elif step[0] == "delete":
+            doc_id = step[1]
+            assert db.delete(Tag, {"id": doc_id}) is (doc_id in stored)
+            if doc_id in stored:
+                trails[doc_id].append(("delete", stored.pop(doc_id)[1] + 1))
+        else:
+            doc_id = step[1]
+            if doc_id in stored:
+                with pytest.raises(errors.DuplicateKeyError):
+                    db.create(Tag, {"id": doc_id, "title": "x"})
+            else:
+                db.create(Tag, {"id": doc_id, "title": "x"})
+                stored[doc_id] = ("x", next_life(doc_id))
+                trails[doc_id].append(("create", stored[doc_id][1]))
+        held = {d["_id"]: (d["title"], d.get("_rev", 0)) for d in db.mongo["tags"].find({})}
+        assert held == stored
+        for doc_id in IDS:
+            assert trail(db, Tag, doc_id) == trails[doc_id], doc_id
