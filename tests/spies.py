@@ -1,5 +1,5 @@
 """Test doubles shared by the suites: a command spy for the driver, an update spy on a model's
-collection handle and a hand-driven clock."""
+collection handle, a collection whose first bulk write loses its reply, and a hand-driven clock."""
 
 from __future__ import annotations
 
@@ -89,6 +89,37 @@ def spy_updates(db: Any, model: str, **kwargs: Any) -> UpdateSpy:
     wrapped = UpdateSpy(rt.coll(info), **kwargs)
     rt.gateway.collections[info.collection] = wrapped
     return wrapped
+
+
+class LosesFirstBulkReply:
+    """A model's collection whose first ``bulk_write`` is applied and then loses its reply
+    (``AutoReconnect``); everything else is the real collection's. ``calls``: bulk writes seen."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.real, name)
+        if name != "bulk_write":
+            return attr
+
+        def bulk_write(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            result = attr(*args, **kwargs)
+            if self.calls == 1:
+                raise pm.AutoReconnect("connection lost after the server applied the write")
+            return result
+
+        return bulk_write
+
+
+def lose_first_bulk_reply(db: Any, model: str) -> LosesFirstBulkReply:
+    """``model``'s collection in ``db`` replaced by a ``LosesFirstBulkReply`` of it."""
+    rt = db.executor.runtime
+    info = rt.registry.resolve(model)
+    fake = LosesFirstBulkReply(rt.coll(info))
+    rt.gateway.collections[info.collection] = fake
+    return fake
 
 
 class Clock:

@@ -22,7 +22,7 @@ from bson import ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import errors as pm
+from spies import lose_first_bulk_reply
 
 from astro_db import Database, errors
 from astro_db.models import AstroDocument
@@ -191,33 +191,9 @@ def test_an_id_inserted_between_the_read_and_the_write_is_replaced_not_duplicate
     assert trail(db, Tag, "race") == [("create", 0), ("update", 1)]
 
 
-class LosesFirstReply:
-    """The tags' collection, whose first ``bulk_write`` is applied and then loses its reply."""
-
-    def __init__(self, real: Any) -> None:
-        self.real, self.calls = real, 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.real, name)
-        if name != "bulk_write":
-            return attr
-
-        def bulk_write(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            result = attr(*args, **kwargs)
-            if self.calls == 1:
-                raise pm.AutoReconnect("connection lost after the server applied the write")
-            return result
-
-        return bulk_write
-
-
 def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db: Any, ann: Any) -> None:
     db.upsert_many(Tag, [{"id": "a", "userId": ann.id, "title": "a"}], on="id")
-    rt = db.executor.runtime
-    info = rt.registry.resolve("Tag")
-    fake = LosesFirstReply(rt.coll(info))
-    rt.gateway.collections[info.collection] = fake
+    fake = lose_first_bulk_reply(db, "Tag")
     result = db.upsert_many(Tag, [{"id": "a", "userId": ann.id, "title": "A"},
                                   {"id": "b", "userId": ann.id, "title": "b"}], on="id")
     assert fake.calls == 2  # sent again: the insert met itself, the replace its own revision

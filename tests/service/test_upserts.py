@@ -18,8 +18,8 @@ from bson import Int64, ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import errors as pm
 from pymongo import monitoring
+from spies import LosesFirstBulkReply, lose_first_bulk_reply
 
 from astro_db import Database, errors
 from astro_db.models import AstroDocument
@@ -357,34 +357,9 @@ def test_a_key_held_by_a_document_out_of_a_self_actors_sight_is_a_duplicate_key(
     assert diary_db.find_one("Slot", {"day": DAY0}).user_id == bob.id  # untouched
 
 
-class Scripted:
-    """The model's collection, whose first ``bulk_write`` is applied and then loses its reply."""
-
-    def __init__(self, real: Any) -> None:
-        self.real, self.calls = real, 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.real, name)
-        if name != "bulk_write":
-            return attr
-
-        def bulk_write(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            result = attr(*args, **kwargs)
-            if self.calls == 1:
-                raise pm.AutoReconnect("connection lost after the server applied the write")
-            return result
-
-        return bulk_write
-
-
-def scripted_insights(db: Database) -> Scripted:
+def scripted_insights(db: Database) -> LosesFirstBulkReply:
     """The insights' collection of ``db`` replaced by one whose first bulk write loses its reply."""
-    rt = db.executor.runtime
-    info = rt.registry.resolve("PlanetaryInsight")
-    fake = Scripted(rt.coll(info))
-    rt.gateway.collections[info.collection] = fake
-    return fake
+    return lose_first_bulk_reply(db, "PlanetaryInsight")
 
 
 def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db, user):
