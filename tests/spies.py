@@ -1,5 +1,5 @@
 """Test doubles shared by the suites: a command spy for the driver, an update spy on a model's
-collection handle, a collection whose first bulk write loses its reply, and a hand-driven clock."""
+collection handle, a collection whose first write loses its reply, and a hand-driven clock."""
 
 from __future__ import annotations
 
@@ -91,33 +91,34 @@ def spy_updates(db: Any, model: str, **kwargs: Any) -> UpdateSpy:
     return wrapped
 
 
-class LosesFirstBulkReply:
-    """A model's collection whose first ``bulk_write`` is applied and then loses its reply
-    (``AutoReconnect``); everything else is the real collection's. ``calls``: bulk writes seen."""
+class LostReply:
+    """A model's collection whose first ``method`` call (``bulk_write`` unless told) is applied
+    and then loses its reply (``AutoReconnect``); everything else is the real collection's.
+    ``calls``: the calls of ``method`` seen."""
 
-    def __init__(self, real: Any) -> None:
-        self.real, self.calls = real, 0
+    def __init__(self, real: Any, method: str = "bulk_write") -> None:
+        self.real, self.method, self.calls = real, method, 0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.real, name)
-        if name != "bulk_write":
+        if name != self.method:
             return attr
 
-        def bulk_write(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             result = attr(*args, **kwargs)
             if self.calls == 1:
                 raise pm.AutoReconnect("connection lost after the server applied the write")
             return result
 
-        return bulk_write
+        return call
 
 
-def lose_first_bulk_reply(db: Any, model: str) -> LosesFirstBulkReply:
-    """``model``'s collection in ``db`` replaced by a ``LosesFirstBulkReply`` of it."""
+def lose_first_reply(db: Any, model: str, method: str = "bulk_write") -> LostReply:
+    """``model``'s collection in ``db`` replaced by a ``LostReply`` of it."""
     rt = db.executor.runtime
     info = rt.registry.resolve(model)
-    fake = LosesFirstBulkReply(rt.coll(info))
+    fake = LostReply(rt.coll(info), method)
     rt.gateway.collections[info.collection] = fake
     return fake
 

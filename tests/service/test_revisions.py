@@ -13,7 +13,7 @@ import pytest
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import errors as pm
+from spies import lose_first_reply
 
 from astro_db import errors
 from astro_db.contrib._http import error_response
@@ -138,29 +138,8 @@ def test_two_writers_at_one_revision_one_wins(db, day):
     assert first.revision == 1 and db.find_one("PlanetaryInsight", {"id": day.id}).energy_level == 10
 
 
-class LostReply:
-    """The model's collection, whose first ``method`` call is applied, then its reply lost."""
-
-    def __init__(self, real: Any, method: str) -> None:
-        self.real, self.method, self.calls = real, method, 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.real, name)
-        if name != self.method:
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            result = attr(*args, **kwargs)
-            if self.calls == 1:
-                raise pm.AutoReconnect("connection lost after the server applied the write")
-            return result
-
-        return call
-
-
 def test_a_retried_update_that_had_landed_is_not_a_conflict_with_itself(db, day):
-    fake = wrap(db, lambda real: LostReply(real, "find_one_and_update"))
+    fake = lose_first_reply(db, "PlanetaryInsight", "find_one_and_update")
     doc = db.update("PlanetaryInsight", {"id": day.id}, {"energyLevel": 33}, expected_revision=0)
     assert fake.calls == 2  # the run step retried it; its compare-and-set then missed: its own write
     assert doc is not None and doc.energy_level == 33 and doc.revision == 1

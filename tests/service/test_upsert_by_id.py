@@ -22,7 +22,7 @@ from bson import ObjectId
 from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spies import lose_first_bulk_reply
+from spies import lose_first_reply
 
 from astro_db import Database, errors
 from astro_db.models import AstroDocument
@@ -193,7 +193,7 @@ def test_an_id_inserted_between_the_read_and_the_write_is_replaced_not_duplicate
 
 def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db: Any, ann: Any) -> None:
     db.upsert_many(Tag, [{"id": "a", "userId": ann.id, "title": "a"}], on="id")
-    fake = lose_first_bulk_reply(db, "Tag")
+    fake = lose_first_reply(db, "Tag")
     result = db.upsert_many(Tag, [{"id": "a", "userId": ann.id, "title": "A"},
                                   {"id": "b", "userId": ann.id, "title": "b"}], on="id")
     assert fake.calls == 2  # sent again: the insert met itself, the replace its own revision

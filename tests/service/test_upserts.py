@@ -19,7 +19,7 @@ from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import monitoring
-from spies import LosesFirstBulkReply, lose_first_bulk_reply
+from spies import LostReply, lose_first_reply
 
 from astro_db import Database, errors
 from astro_db.models import AstroDocument
@@ -357,9 +357,9 @@ def test_a_key_held_by_a_document_out_of_a_self_actors_sight_is_a_duplicate_key(
     assert diary_db.find_one("Slot", {"day": DAY0}).user_id == bob.id  # untouched
 
 
-def scripted_insights(db: Database) -> LosesFirstBulkReply:
+def scripted_insights(db: Database) -> LostReply:
     """The insights' collection of ``db`` replaced by one whose first bulk write loses its reply."""
-    return lose_first_bulk_reply(db, "PlanetaryInsight")
+    return lose_first_reply(db, "PlanetaryInsight")
 
 
 def test_a_batch_whose_reply_was_lost_is_retried_without_a_second_change(db, user):
