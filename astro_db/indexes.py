@@ -76,7 +76,8 @@ def _kind(key: Iterable[Any]) -> str | None:
 
 
 def declared_indexes(info: ModelInfo) -> list[dict[str, Any]]:
-    """The model's index specs: ``{"name", "key": [(field, direction)], **options}``."""
+    """The model's index specs: ``{"name", "key": [(field, direction)], **options}``; an index
+    declared without a name has MongoDB's default one (``default_name``)."""
     specs = info.cls._meta.get("index_specs")
     if specs is None:  # MongoEngine builds them when the class is made; a model may declare none
         specs = info.cls._build_index_specs(info.cls._meta.get("indexes") or [])
@@ -84,12 +85,21 @@ def declared_indexes(info: ModelInfo) -> list[dict[str, Any]]:
     queryable: frozenset[str] = getattr(getattr(info, "declaration", None), "queryable", frozenset())
     blind: list[dict[str, Any]] = []
     for spec in specs:
-        entry = {"name": spec["name"], "key": [tuple(pair) for pair in spec["fields"]]}
+        key = [tuple(pair) for pair in spec["fields"]]
+        entry = {"name": spec.get("name") or default_name(key), "key": key}
         entry.update({k: spec[k] for k in _OPTION_KEYS if k in spec})
         out.append(entry)
         if len(entry["key"]) == 1 and entry["key"][0][0] in queryable:
             blind.append(_blind_twin(entry))
     return out + blind
+
+
+def default_name(key: Iterable[Any]) -> str:
+    """The name MongoDB gives an index created without one: each field and its direction (or
+    kind), joined by ``_`` (``userId_1_date_-1``, ``profile.handle_1``, ``title_text``). A model
+    may declare an index without a name (MongoEngine allows it); it is synced, listed and matched
+    under this one."""
+    return "_".join(f"{field}_{direction}" for field, direction in key)
 
 
 def _blind_twin(entry: dict[str, Any]) -> dict[str, Any]:

@@ -226,7 +226,7 @@ def pack_records(*, model: str, collection: str, changes: Sequence[tuple[Any, in
     database's: the form the server stores)."""
     from ..security.fieldpaths import owner_value  # noqa: PLC0415 - security imports the models, which import this package
 
-    owner_of = None if owner is None else partial(owner_value, owner=owner)
+    owner_of = None if owner is None else partial(owner_value, path=owner)
     if not isinstance(codec_options, CodecOptions):  # mongomock's own (the embedded backend): the service's UUIDs
         codec_options = _STANDARD
     records: list[dict[str, Any]] = []

@@ -69,6 +69,7 @@ from ..query.filters import check_document_keys
 from ..query.order import identity
 from ..query.updates import CompiledUpdate
 from ..security.audit import current_request_id
+from ..security.fieldpaths import value_at
 from ..security.masking import masked_errors
 from . import bulk, sizes
 from .runtime import Runtime, utcnow
@@ -1336,7 +1337,7 @@ def _ensures(index: Mapping[str, Any], on: tuple[str, ...]) -> bool:
 def _key(doc: Mapping[str, Any], on: tuple[str, ...]) -> Hashable:
     """A document's unique-key value, comparable between a new document and a stored one as the
     server's unique index compares them (``identity``: ``1`` and ``1.0`` one key, ``True`` and ``1`` two)."""
-    return identity([doc.get(f) for f in on])
+    return identity([value_at(doc, f) for f in on])
 
 
 def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, Any]:
@@ -1344,17 +1345,18 @@ def _keys_filter(sons: list[dict[str, Any]], on: tuple[str, ...]) -> dict[str, A
     one ``$in``; for two fields, grouped by the one with fewer distinct values (the nightly
     batch's one date, or one user's days: a single clause); else one clause per key."""
     if len(on) == 1:
-        return {on[0]: {"$in": [son[on[0]] for son in sons]}}
+        return {on[0]: {"$in": [value_at(son, on[0]) for son in sons]}}
     if len(on) == 2:
         groups: list[dict[Hashable, tuple[Any, list[Any]]]] = [{}, {}]
         for son in sons:
             for n, (f, g) in enumerate(((on[0], on[1]), (on[1], on[0]))):
-                groups[n].setdefault(identity(son[f]), (son[f], []))[1].append(son[g])
+                value = value_at(son, f)
+                groups[n].setdefault(identity(value), (value, []))[1].append(value_at(son, g))
         n = 0 if len(groups[0]) <= len(groups[1]) else 1
         by, other = (on[0], on[1]) if n == 0 else (on[1], on[0])
         clauses = [{by: value, other: {"$in": values}} for value, values in groups[n].values()]
         return clauses[0] if len(clauses) == 1 else {"$or": clauses}
-    return {"$or": [{f: son[f] for f in on} for son in sons]}
+    return {"$or": [{f: value_at(son, f) for f in on} for son in sons]}
 
 
 def _same_content(stored: dict[str, Any], son: dict[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from ..models.fields import TextField
 from .blind import blind_path
 
 __all__ = ["Sensitive", "sensitive_fields", "norm_path", "copy_tree", "apply_at", "leaves_at", "each_pushed",
-           "to_plaintext", "from_plaintext", "owner_value"]
+           "to_plaintext", "from_plaintext", "owner_value", "value_at"]
 
 _READ_JSON: JSONOptions = CANONICAL_JSON_OPTIONS.with_options(tz_aware=True)  # as the client reads dates
 
@@ -99,15 +99,19 @@ def norm_path(path: str) -> str:
     return ".".join(p for p in path.split(".") if not (p.isdigit() or p == "$" or p.startswith("$[")))
 
 
-def owner_value(doc: Any, owner: str) -> Any:
-    """The value of a stored document's owner field ``owner`` (a stored path: ``userId``, or
-    ``sender.userId`` inside an embedded document); ``None`` where the path leads nowhere."""
-    if "." not in owner:
-        return doc.get(owner) if isinstance(doc, Mapping) else None
+def value_at(doc: Any, path: str) -> Any:
+    """The value at a stored document's dotted ``path`` through embedded documents (``userId``,
+    ``sender.userId``); ``None`` where the path leads nowhere (a list on the way included)."""
+    if "." not in path:
+        return doc.get(path) if isinstance(doc, Mapping) else None
     value = doc
-    for part in owner.split("."):
+    for part in path.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value
+
+
+#: The value of a stored document's owner field (a stored path: ``userId``, ``sender.userId``).
+owner_value = value_at
 
 
 def pop_at(doc: Any, path: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
+from mongoengine.fields import ListField
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
@@ -30,6 +31,7 @@ from ...query.updates import CompiledUpdate
 from ...query.walker import Walker, model_collections
 from ...registry import ModelInfo, ModelRegistry
 from ...security.access import TRUSTED, Guard, ReadsRule
+from ...security.fieldpaths import value_at
 from ...security.filters import SealRule
 from ...security.masking import masked_errors
 from ..runtime import Runtime
@@ -267,8 +269,13 @@ def upsert_key(info: ModelInfo, on: Any, *, sealed: set[str] = set()) -> tuple[s
     for name in names:
         try:
             stored.append(resolve_path(info.cls, name).stored)
+            parts = name.split(".")
+            through = [resolve_path(info.cls, ".".join(parts[:n])).field for n in range(1, len(parts) + 1)]
         except AstroDBError as exc:
             raise QueryError(f"upsert_many on={on!r}: {exc}") from exc
+        if any(isinstance(field, ListField) for field in through):  # a multikey index: a document holds many keys
+            raise QueryError(f"upsert_many on={on!r}: {stored[-1]} is, or is inside, a list: one document would hold "
+                             "several keys; key on fields of the document or of its embedded documents")
     if "_id" in stored:  # the document's own key: unique on every collection, no declared index needed
         if len(stored) > 1:
             raise QueryError(f"upsert_many on={on!r}: the id is a key alone (unique by itself); pass on='id'")
@@ -301,14 +308,14 @@ def upsert_items(sons: list[tuple[int, dict[str, Any]]], on: tuple[str, ...],
         elif _chose_id(son):
             failed.append((index, ValidationError(errors={"id": "upsert_many finds documents by their key; leave id out"})))
             continue
-        missing = [f for f in on if son.get(f) is None]
+        missing = [f for f in on if value_at(son, f) is None]
         if missing:
             failed.append((index, ValidationError(errors={f: "required by upsert_many: part of its key" for f in missing})))
             continue
         kept.append((index, son))
     seen: dict[Hashable, list[int]] = {}  # by the unique index's equality: 1 and 1.0 are one key
     for position, (_, son) in enumerate(kept):
-        seen.setdefault(identity([son[f] for f in on]), []).append(position)
+        seen.setdefault(identity([value_at(son, f) for f in on]), []).append(position)
     twice = {p: ps for ps in seen.values() if len(ps) > 1 for p in ps}
     for position, positions in twice.items():
         others = [kept[p][0] for p in positions if p != position]
