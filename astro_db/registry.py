@@ -106,6 +106,7 @@ def declare(cls: Any) -> Declaration:
     """A model's ``Declaration`` from its ``meta``; a ``ConfigError`` naming the bad key."""
     from mongoengine.fields import ObjectIdField
 
+    from .models.paths import through_list
     from .security.access import model_permissions
 
     meta = getattr(cls, "_meta", None) or {}
@@ -121,6 +122,11 @@ def declare(cls: Any) -> Declaration:
             elif not isinstance(found, ObjectIdField):
                 raise ConfigError(f"{cls.__name__}: meta['owner'] names {stored!r}, which holds no user id: the owner "
                                   "field is an ObjectId field (e.g. UserRefField)", key="owner")
+            elif through_list(cls, owner):
+                raise ConfigError(f"{cls.__name__}: meta['owner'] names {stored!r}, which is inside a list: a document "
+                                  "would have several owners (a self actor would see, and an erasure delete, what "
+                                  "others share); a document has one owner, in a field of its own or of an embedded "
+                                  "document", key="owner")
             else:
                 owner, owner_names = stored, tuple(dict.fromkeys((stored, _attribute_path(cls, stored))))
     references_given = meta.get("references") or {}

@@ -75,6 +75,14 @@ def resolve(model_cls: Any, name: str) -> ResolvedPath:
     return ResolvedPath(".".join(stored), field)
 
 
+def through_list(model_cls: Any, name: str) -> bool:
+    """Whether the path ``name`` (resolvable: ``resolve``) is a list or leads through one (a
+    list of embedded documents): such a path holds several values in one document (an owner,
+    an ``upsert_many`` key: each is one value a document)."""
+    parts = name.split(".")
+    return any(isinstance(resolve(model_cls, ".".join(parts[:n])).field, ListField) for n in range(1, len(parts) + 1))
+
+
 def _unknown(model_cls: Any, name: str, doc_cls: Any, stored: list[str]) -> NoReturn:
     prefix = ".".join(stored)
     if doc_cls is None:

@@ -307,6 +307,22 @@ def test_a_users_model_with_ids_other_than_object_ids_is_a_config_error():
         Database("mongomock://localhost/members", models=[Members], builtin_models=False)
 
 
+def test_an_owner_inside_a_list_is_a_config_error():
+    """``authors.user_id`` through a list of authors registered: a ``self`` actor then read and
+    wrote every paper she co-authored, and her erasure (``delete_user_cascade``) deleted them,
+    others' work included. One owner per document, outside lists."""
+    from mongoengine import EmbeddedDocument, EmbeddedDocumentField
+
+    class Author(EmbeddedDocument):
+        user_id = UserRefField(db_field="userId")
+
+    Paper = type("Paper", (AstroDocument,), {"authors": ListField(EmbeddedDocumentField(Author)), "title": TextField(),
+                                             "meta": {"collection": "papers", "owner": "authors.user_id"},
+                                             "__module__": __name__})
+    with pytest.raises(errors.ConfigError, match="names 'authors.userId', which is inside a list"):
+        Database("mongomock://localhost/papers", models=[Paper])
+
+
 def test_a_declaration_that_does_not_hold_is_a_config_error():
     class BadRole(AstroDocument):
         meta = {"collection": "badRole", "permissions": {"editor": ["read"]}}

@@ -17,13 +17,13 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
-from mongoengine.fields import ListField
 
 from ...changes import REV_FIELD
 from ...errors import AstroDBError, QueryError, ValidationError
 from ...ids import new_ids
 from ...indexes import declared_indexes
 from ...models.paths import resolve as resolve_path
+from ...models.paths import through_list
 from ...query import filters as q
 from ...query.order import identity
 from ...query.pipeline import Checks
@@ -269,11 +269,10 @@ def upsert_key(info: ModelInfo, on: Any, *, sealed: set[str] = set()) -> tuple[s
     for name in names:
         try:
             stored.append(resolve_path(info.cls, name).stored)
-            parts = name.split(".")
-            through = [resolve_path(info.cls, ".".join(parts[:n])).field for n in range(1, len(parts) + 1)]
+            listed = through_list(info.cls, name)
         except AstroDBError as exc:
             raise QueryError(f"upsert_many on={on!r}: {exc}") from exc
-        if any(isinstance(field, ListField) for field in through):  # a multikey index: a document holds many keys
+        if listed:  # a multikey index: a document holds many keys
             raise QueryError(f"upsert_many on={on!r}: {stored[-1]} is, or is inside, a list: one document would hold "
                              "several keys; key on fields of the document or of its embedded documents")
     if "_id" in stored:  # the document's own key: unique on every collection, no declared index needed
