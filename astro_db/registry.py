@@ -104,7 +104,7 @@ def _attribute_path(cls: Any, stored: str) -> str:
 
 def declare(cls: Any) -> Declaration:
     """A model's ``Declaration`` from its ``meta``; a ``ConfigError`` naming the bad key."""
-    from mongoengine.fields import ObjectIdField
+    from mongoengine.fields import ListField, ObjectIdField
 
     from .models.paths import through_list
     from .security.access import model_permissions
@@ -137,7 +137,12 @@ def declare(cls: Any) -> Declaration:
         if not isinstance(target, str) or not target:
             raise ConfigError(f"{cls.__name__}: meta['references'][{name!r}] must name a model, got {target!r}",
                               key="references")
-        references[_stored(cls, name, "references")[0]] = target
+        stored, found = _stored(cls, name, "references")
+        if "." in stored or isinstance(found, ListField):
+            raise ConfigError(f"{cls.__name__}: meta['references'] names {stored!r}: a reference is checked on a "
+                              "field of the document holding one id (a path into an embedded document or a list "
+                              "would go unchecked)", key="references")
+        references[stored] = target
     queryable = meta.get("queryable") or ()
     if isinstance(queryable, str):
         queryable = (queryable,)
@@ -214,6 +219,7 @@ class ModelRegistry:
         if self.user_model is not None:
             _check_user_ids(self.user_model)
         for info in self._infos:
+            _check_unique_sensitive(info)
             for stored, target in info.declaration.references.items():
                 if _key(target) not in self._by_key:
                     raise ConfigError(f"model {info.name}: meta['references'][{stored!r}] names {target!r}, "
@@ -276,6 +282,30 @@ def _check_collection(name: str, collection: Any) -> None:
             or collection.startswith(("system.", ".")) or collection.endswith(".")):
         raise ConfigError(f"model {name}: {collection!r} is not a collection name for an app's data (not empty, no '$' "
                           f"nor NUL, no 'system.' prefix, no leading or trailing dot)", key="models")
+
+
+def _check_unique_sensitive(info: ModelInfo) -> None:
+    """A unique index may hold a sensitive field only alone and ``queryable``: then its blind
+    index (``emailIndex_1``, the same value gives the same key) keeps the field unique. On the
+    ciphertext itself (a fresh nonce per write) or with other fields, the index would never see
+    two equal values once a key is configured, and the field would silently not be unique."""
+    from .indexes import declared_indexes
+    from .security.fieldpaths import norm_path, sensitive_fields
+
+    queryable = {(info.name, path) for path in info.declaration.queryable}
+    sensitive = {norm_path(f.path): f.deterministic for f in sensitive_fields(info.name, info.cls, queryable)}
+    if not sensitive:
+        return
+    for spec in declared_indexes(info):
+        fields = [norm_path(field) for field, _ in spec["key"]]
+        sealed = [f for f in fields if f in sensitive]
+        if not spec.get("unique") or not sealed or (len(fields) == 1 and sensitive[sealed[0]]):
+            continue
+        remedy = ("declare it queryable (meta 'queryable'): a unique blind index then keeps it unique" if len(fields) == 1
+                  else "a unique index holds a sensitive field alone, queryable (its blind index keeps it unique)")
+        raise ConfigError(f"model {info.name}: the unique index {spec['name']} holds the sensitive field(s) "
+                          f"{', '.join(sealed)}, sealed with a fresh nonce each write: once a key is configured it "
+                          f"would never see two equal values, and nothing would be unique; {remedy}", key="models")
 
 
 def _check_user_ids(info: ModelInfo) -> None:

@@ -21,12 +21,11 @@ Off by default, on purpose:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bson import ObjectId
-
 from ..errors import AstroDBError, ValidationError
+from ..query.order import identity
 from ..registry import ModelInfo
 from .runtime import Runtime
 from .steps import resolve, run
@@ -37,20 +36,21 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["missing", "refuse_orphans", "keep_referenced", "refuse_orphan_update"]
 
 
-def missing(rt: Runtime, target: str, ids: Iterable[Any], transaction: MaybeTransaction = None) -> set[Any]:
-    """The ids among ``ids`` that name no document of the model ``target``: one ``find`` with
-    ``$in``, ids only, through the run step (breaker, time bound, retries, translation) and in
-    the write's session."""
-    wanted = {i for i in ids if i is not None}
+def missing(rt: Runtime, target: str, ids: Iterable[Any], transaction: MaybeTransaction = None) -> set[Hashable]:
+    """The ids among ``ids`` that name no document of the model ``target``, as
+    ``query.order.identity`` keys (the server's equality of ids: ``True`` is not ``1``, an
+    embedded-document id is one): one ``find`` with ``$in``, ids only, through the run step
+    (breaker, time bound, retries, translation) and in the write's session."""
+    wanted = {identity(i): i for i in ids if i is not None}
     if not wanted:
         return set()
     info = resolve.model(rt, target)
     session = resolve.session(rt, transaction)
     collection = rt.gateway[info.collection]
     found = run.call(rt, info, "check references", lambda: [
-        doc["_id"] for doc in collection.find({"_id": {"$in": list(wanted)}}, {"_id": 1}, session=session)
+        doc["_id"] for doc in collection.find({"_id": {"$in": list(wanted.values())}}, {"_id": 1}, session=session)
     ], transaction)
-    return wanted - set(found)
+    return set(wanted) - {identity(i) for i in found}
 
 
 def _error(rt: Runtime, field: str, target: str, value: Any) -> ValidationError:
@@ -68,7 +68,7 @@ def refuse_orphans(rt: Runtime, info: ModelInfo, sons: Sequence[Mapping[str, Any
     for field, target in info.declaration.references.items():
         absent = missing(rt, target, (son.get(field) for son in sons), transaction)
         for son in sons:
-            if son.get(field) in absent:
+            if absent and field in son and identity(son[field]) in absent:
                 raise _error(rt, field, target, son[field])
 
 
@@ -82,7 +82,7 @@ def keep_referenced(rt: Runtime, info: ModelInfo, sons: list[tuple[int, dict[str
             continue
         kept = []
         for index, son in sons:
-            if son.get(field) in absent:
+            if field in son and identity(son[field]) in absent:
                 failed.append((index, _error(rt, field, target, son[field])))
             else:
                 kept.append((index, son))
@@ -96,5 +96,5 @@ def refuse_orphan_update(rt: Runtime, info: ModelInfo, update: Mapping[str, Any]
         return
     for field, target in info.declaration.references.items():
         value = (update.get("$set") or {}).get(field)
-        if isinstance(value, ObjectId) and missing(rt, target, [value], transaction):
+        if value is not None and missing(rt, target, [value], transaction):  # any id: a slug model's too
             raise _error(rt, field, target, value)

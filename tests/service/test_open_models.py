@@ -307,6 +307,30 @@ def test_a_users_model_with_ids_other_than_object_ids_is_a_config_error():
         Database("mongomock://localhost/members", models=[Members], builtin_models=False)
 
 
+def test_a_unique_index_holding_a_sensitive_field_that_no_blind_index_keeps_unique_is_a_config_error():
+    """A unique index on a sealed field (a fresh nonce each write) registered: with a key, two
+    passports with one number were both stored. Alone and queryable it is kept unique by its
+    blind index; not queryable, or beside other fields, it is refused."""
+    def model(indexes, queryable=()):
+        return type("Passport", (AstroDocument,), {
+            "number": TextField(sensitive=True), "user_id": UserRefField(db_field="userId"), "__module__": __name__,
+            "meta": {"collection": "passports", "indexes": indexes, "queryable": list(queryable)}})
+
+    with pytest.raises(errors.ConfigError, match="number_1 holds the sensitive field.* declare it queryable"):
+        Database("mongomock://localhost/pp", models=[model([{"fields": ["number"], "unique": True}])])
+    with pytest.raises(errors.ConfigError, match="userId_1_number_1 holds the sensitive field.* holds a sensitive field alone"):
+        Database("mongomock://localhost/pp", models=[model([{"fields": ["user_id", "number"], "unique": True}],
+                                                          queryable=["number"])])
+    kept = model([{"fields": ["number"], "unique": True}], queryable=["number"])
+    with Database("mongomock://localhost/pp", models=[kept], encryption_key=KEY) as db:
+        db.create(kept, {"number": "X1"})
+        with pytest.raises(errors.DuplicateKeyError):
+            db.create(kept, {"number": "X1"})
+        assert db.count(kept, {}) == 1
+    plain = model([{"fields": ["number"]}])  # not unique: nothing promised, nothing refused
+    Database("mongomock://localhost/pp", models=[plain])
+
+
 def test_an_owner_inside_a_list_is_a_config_error():
     """``authors.user_id`` through a list of authors registered: a ``self`` actor then read and
     wrote every paper she co-authored, and her erasure (``delete_user_cascade``) deleted them,
