@@ -17,11 +17,11 @@ from pymongo import IndexModel
 from pymongo.errors import OperationFailure, PyMongoError
 
 from .errors import translate
-from .registry import ModelInfo
 from .security.blind import blind_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._types import MongoDB, Session
+    from .registry import ModelInfo  # the registry checks a model's indexes when it is made (``declared_indexes``)
 
 __all__ = ["declared_indexes", "IndexReport", "sync_model_indexes", "list_model_indexes", "index_usage",
            "INDEX_STATS_UNAVAILABLE", "unlisted_kinds"]

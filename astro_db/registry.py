@@ -219,7 +219,7 @@ class ModelRegistry:
         if self.user_model is not None:
             _check_user_ids(self.user_model)
         for info in self._infos:
-            _check_unique_sensitive(info)
+            _check_sensitive_indexes(info)
             for stored, target in info.declaration.references.items():
                 if _key(target) not in self._by_key:
                     raise ConfigError(f"model {info.name}: meta['references'][{stored!r}] names {target!r}, "
@@ -284,11 +284,20 @@ def _check_collection(name: str, collection: Any) -> None:
                           f"nor NUL, no 'system.' prefix, no leading or trailing dot)", key="models")
 
 
-def _check_unique_sensitive(info: ModelInfo) -> None:
-    """A unique index may hold a sensitive field only alone and ``queryable``: then its blind
-    index (``emailIndex_1``, the same value gives the same key) keeps the field unique. On the
-    ciphertext itself (a fresh nonce per write) or with other fields, the index would never see
-    two equal values once a key is configured, and the field would silently not be unique."""
+def _check_sensitive_indexes(info: ModelInfo) -> None:
+    """An index that would promise something of a sensitive field, which sealing (a fresh nonce
+    each write, a ``Binary`` in place of the value) would silently break once a key is
+    configured, is refused:
+
+    - a unique index may hold a sensitive field only alone and ``queryable``: then its blind
+      index (``emailIndex_1``: the same value gives the same key) keeps the field unique; on the
+      ciphertext itself, or beside other fields, it would never see two equal values;
+    - a TTL index (``expireAfterSeconds``) on a sealed date would never expire anything (the
+      server expires dates, and it would hold ciphertext): the documents would be kept forever.
+
+    A text index on a sealed field indexes ciphertext too, but promises nothing a caller could
+    miss: ``$text`` on such a model is a ``QueryError`` (``PlanetaryInsight`` declares one, as
+    the Node service's schema does: docs/security.md)."""
     from .indexes import declared_indexes
     from .security.fieldpaths import norm_path, sensitive_fields
 
@@ -299,12 +308,17 @@ def _check_unique_sensitive(info: ModelInfo) -> None:
     for spec in declared_indexes(info):
         fields = [norm_path(field) for field, _ in spec["key"]]
         sealed = [f for f in fields if f in sensitive]
-        if not spec.get("unique") or not sealed or (len(fields) == 1 and sensitive[sealed[0]]):
+        if not sealed:
+            continue
+        named = f"model {info.name}: the index {spec['name']} holds the sensitive field(s) {', '.join(sealed)}"
+        if "expireAfterSeconds" in spec:
+            raise ConfigError(f"{named}: a TTL index expires dates, and a sealed field holds ciphertext, so nothing "
+                              "would ever expire; keep the expiry date in a field that is not sensitive", key="models")
+        if not spec.get("unique") or (len(fields) == 1 and sensitive[sealed[0]]):
             continue
         remedy = ("declare it queryable (meta 'queryable'): a unique blind index then keeps it unique" if len(fields) == 1
                   else "a unique index holds a sensitive field alone, queryable (its blind index keeps it unique)")
-        raise ConfigError(f"model {info.name}: the unique index {spec['name']} holds the sensitive field(s) "
-                          f"{', '.join(sealed)}, sealed with a fresh nonce each write: once a key is configured it "
+        raise ConfigError(f"{named}, sealed with a fresh nonce each write: once a key is configured the unique index "
                           f"would never see two equal values, and nothing would be unique; {remedy}", key="models")
 
 

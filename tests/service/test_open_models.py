@@ -331,6 +331,18 @@ def test_a_unique_index_holding_a_sensitive_field_that_no_blind_index_keeps_uniq
     Database("mongomock://localhost/pp", models=[plain])
 
 
+def test_a_ttl_index_on_a_sensitive_date_is_a_config_error():
+    """Sealed, the date is ciphertext the server's TTL monitor never expires: the documents the
+    index was declared to remove would be kept forever."""
+    from mongoengine import DateTimeField
+
+    Visit = type("Visit", (AstroDocument,), {
+        "at": DateTimeField(sensitive=True), "__module__": __name__,
+        "meta": {"collection": "visits", "indexes": [{"fields": ["at"], "expireAfterSeconds": 3600}]}})
+    with pytest.raises(errors.ConfigError, match="index at_1 holds the sensitive field.* nothing would ever expire"):
+        Database("mongomock://localhost/visits", models=[Visit])
+
+
 def test_an_owner_inside_a_list_is_a_config_error():
     """``authors.user_id`` through a list of authors registered: a ``self`` actor then read and
     wrote every paper she co-authored, and her erasure (``delete_user_cascade``) deleted them,
