@@ -162,6 +162,10 @@ def declare(cls: Any) -> Declaration:
     if not isinstance(deleted_when, Mapping):
         raise ConfigError(f"{cls.__name__}: meta['deleted_when'] is a dict of field -> value", key="deleted_when")
     deleted = {_stored(cls, k, "deleted_when")[0]: v for k, v in deleted_when.items()}
+    if deleted and owner != SELF_OWNED:
+        raise ConfigError(f"{cls.__name__}: meta['deleted_when'] is read on the users' model only (meta 'owner': "
+                          "'_id'): it says which users count as deleted, so that cleanup removes what they owned; on "
+                          "another model it would be ignored", key="deleted_when")
     return Declaration(owner, owner_names, references, model_permissions(cls.__name__, meta.get("permissions")),
                        frozenset(paths), deleted)
 

@@ -343,6 +343,14 @@ def test_a_ttl_index_on_a_sensitive_date_is_a_config_error():
         Database("mongomock://localhost/visits", models=[Visit])
 
 
+def test_deleted_when_on_a_model_that_is_not_the_users_is_a_config_error():
+    """It was ignored there, as if nothing were declared: it says which users count as deleted."""
+    Note = type("Note", (AstroDocument,), {"status": TextField(), "__module__": __name__,
+                                           "meta": {"collection": "notes", "deleted_when": {"status": "deleted"}}})
+    with pytest.raises(errors.ConfigError, match="deleted_when'\\] is read on the users' model only"):
+        Database("mongomock://localhost/notes", models=[Note])
+
+
 def test_an_owner_inside_a_list_is_a_config_error():
     """``authors.user_id`` through a list of authors registered: a ``self`` actor then read and
     wrote every paper she co-authored, and her erasure (``delete_user_cascade``) deleted them,
