@@ -223,7 +223,7 @@ class ModelRegistry:
         if self.user_model is not None:
             _check_user_ids(self.user_model)
         for info in self._infos:
-            _check_sensitive_indexes(info)
+            _check_sensitive(info)
             for stored, target in info.declaration.references.items():
                 if _key(target) not in self._by_key:
                     raise ConfigError(f"model {info.name}: meta['references'][{stored!r}] names {target!r}, "
@@ -288,10 +288,10 @@ def _check_collection(name: str, collection: Any) -> None:
                           f"nor NUL, no 'system.' prefix, no leading or trailing dot)", key="models")
 
 
-def _check_sensitive_indexes(info: ModelInfo) -> None:
-    """An index that would promise something of a sensitive field, which sealing (a fresh nonce
-    each write, a ``Binary`` in place of the value) would silently break once a key is
-    configured, is refused:
+def _check_sensitive(info: ModelInfo) -> None:
+    """What a model would promise of a sensitive field that sealing (a fresh nonce each write, a
+    ``Binary`` in place of the value) would silently break once a key is configured is refused:
+    a sensitive primary key or owner field (documents are found by them), and
 
     - a unique index may hold a sensitive field only alone and ``queryable``: then its blind
       index (``emailIndex_1``: the same value gives the same key) keeps the field unique; on the
@@ -309,6 +309,15 @@ def _check_sensitive_indexes(info: ModelInfo) -> None:
     sensitive = {norm_path(f.path): f.deterministic for f in sensitive_fields(info.name, info.cls, queryable)}
     if not sensitive:
         return
+    if "_id" in sensitive:
+        raise ConfigError(f"model {info.name}: its primary key is sensitive=True: a sealed _id (a fresh nonce each "
+                          "write) could never be found again, nor named by a change record or a reference; keep the "
+                          "secret in a field of its own", key="models")
+    owner = info.declaration.owner
+    if info.declaration.owned and owner in sensitive:
+        raise ConfigError(f"model {info.name}: its owner field {owner} is sensitive=True: a self actor's scope, "
+                          "export and erasure find a user's documents by it, and would find none sealed; an owner "
+                          "is a user's id, not a secret", key="models")
     for spec in declared_indexes(info):
         fields = [norm_path(field) for field, _ in spec["key"]]
         sealed = [f for f in fields if f in sensitive]

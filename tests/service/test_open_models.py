@@ -351,6 +351,23 @@ def test_deleted_when_on_a_model_that_is_not_the_users_is_a_config_error():
         Database("mongomock://localhost/notes", models=[Note])
 
 
+def test_a_sensitive_primary_key_or_owner_is_a_config_error():
+    """A sealed ``_id`` was stored (a fresh nonce each write), and the document could never be
+    read by its id again; a sealed owner hid every document from its user's scope, export and
+    erasure."""
+    import mongoengine as me
+
+    Secret = type("Secret", (AstroDocument,), {"id": TextField(primary_key=True, sensitive=True), "__module__": __name__,
+                                               "meta": {"collection": "secrets"}})
+    with pytest.raises(errors.ConfigError, match="Secret: its primary key is sensitive=True"):
+        Database("mongomock://localhost/secrets", models=[Secret])
+    Hidden = type("Hidden", (AstroDocument,), {"user_id": UserRefField(db_field="userId", sensitive=True),
+                                               "note": me.StringField(), "__module__": __name__,
+                                               "meta": {"collection": "hidden", "owner": "user_id"}})
+    with pytest.raises(errors.ConfigError, match="Hidden: its owner field userId is sensitive=True"):
+        Database("mongomock://localhost/hidden", models=[Hidden])
+
+
 def test_an_owner_inside_a_list_is_a_config_error():
     """``authors.user_id`` through a list of authors registered: a ``self`` actor then read and
     wrote every paper she co-authored, and her erasure (``delete_user_cascade``) deleted them,
