@@ -109,13 +109,13 @@ def test_a_user_deleted_after_the_check_still_leaves_an_orphan_without_a_transac
 
 # --- references to app models with their own keys, and what a reference may name ------------------
 
-class Sign(AstroDocument):
+class Zodiac(AstroDocument):
     id = me.StringField(primary_key=True)
     title = TextField()
     meta = {"collection": "refSigns"}
 
 
-class Keyed(AstroDocument):
+class Deck(AstroDocument):
     id = me.DynamicField(primary_key=True)
     meta = {"collection": "refKeyed"}
 
@@ -123,14 +123,14 @@ class Keyed(AstroDocument):
 class Reading(AstroDocument):
     sign = me.StringField(db_field="signId")
     key = me.DynamicField(db_field="keyedId")
-    meta = {"collection": "refReadings", "references": {"sign": "Sign", "key": "Keyed"}}
+    meta = {"collection": "refReadings", "references": {"sign": "Zodiac", "key": "Deck"}}
 
 
 @pytest.fixture(params=["embedded", pytest.param("live", marks=pytest.mark.live)])
 def slugs(request):
     url = ("mongomock://localhost/refslugs" if request.param == "embedded" else request.getfixturevalue("live_url"))
-    with Database(url, models=[Sign, Keyed, Reading], check_references=True) as db:
-        db.create(Sign, {"id": "leo", "title": "Leo"})
+    with Database(url, models=[Zodiac, Deck, Reading], check_references=True) as db:
+        db.create(Zodiac, {"id": "leo", "title": "Leo"})
         yield db
         for name in ("refSigns", "refKeyed", "refReadings"):
             db.mongo[name].delete_many({})
@@ -139,9 +139,9 @@ def slugs(request):
 def test_a_reference_to_a_model_keyed_by_a_slug_is_checked_on_create_and_update(slugs):
     """An update's check looked at ObjectIds only: a slug reference was never checked."""
     reading = slugs.create(Reading, {"signId": "leo"})
-    with pytest.raises(ValidationError, match="no Sign with id virgo"):
+    with pytest.raises(ValidationError, match="no Zodiac with id virgo"):
         slugs.create(Reading, {"signId": "virgo"})
-    with pytest.raises(ValidationError, match="no Sign with id virgo"):
+    with pytest.raises(ValidationError, match="no Zodiac with id virgo"):
         slugs.update(Reading, {"id": reading.id}, {"signId": "virgo"})
     assert slugs.find_one(Reading, {"id": reading.id}).sign == "leo"
     result = slugs.create_many(Reading, [{"signId": "leo"}, {"signId": "aries"}])
@@ -155,19 +155,19 @@ def test_references_are_matched_by_the_servers_equality_of_ids(slugs):
     nx-27017 match ``{_id: true}`` against ``1`` (docs/testing.md)."""
     if slugs.config.url.startswith("mongomock"):
         pytest.skip("mongomock-ng holds True and 1 as one _id (its store is a Python dict); the server does not")
-    slugs.create(Keyed, {"id": 1})
-    slugs.create(Keyed, {"id": {"user": 1, "day": 2}})
+    slugs.create(Deck, {"id": 1})
+    slugs.create(Deck, {"id": {"user": 1, "day": 2}})
     assert slugs.create(Reading, {"keyedId": {"user": 1, "day": 2}}).key == {"user": 1, "day": 2}
-    with pytest.raises(ValidationError, match="no Keyed with id True"):
+    with pytest.raises(ValidationError, match="no Deck with id True"):
         slugs.create(Reading, {"keyedId": True})
 
 
 def test_a_compound_reference_is_checked_as_one_id():
     """A compound key used to fail with ``TypeError: unhashable type: 'dict'``."""
-    with Database("mongomock://localhost/refcompound", models=[Sign, Keyed, Reading], check_references=True) as db:
-        db.create(Keyed, {"id": {"user": 1, "day": 2}})
+    with Database("mongomock://localhost/refcompound", models=[Zodiac, Deck, Reading], check_references=True) as db:
+        db.create(Deck, {"id": {"user": 1, "day": 2}})
         assert db.create(Reading, {"keyedId": {"user": 1, "day": 2}}).key == {"user": 1, "day": 2}
-        with pytest.raises(ValidationError, match="no Keyed with id"):
+        with pytest.raises(ValidationError, match="no Deck with id"):
             db.create(Reading, {"keyedId": {"user": 1, "day": 3}})
 
 
@@ -178,11 +178,11 @@ def test_a_reference_into_an_embedded_document_or_a_list_is_a_config_error():
 
     def model(attrs, reference):
         return type("Order", (AstroDocument,), {**attrs, "__module__": __name__,
-                                                "meta": {"collection": "refOrders", "references": {reference: "Sign"}}})
+                                                "meta": {"collection": "refOrders", "references": {reference: "Zodiac"}}})
 
     cases = [(model({"items": me.ListField(me.EmbeddedDocumentField(Item))}, "items.productId"), "'items.productId'"),
              (model({"item": me.EmbeddedDocumentField(Item)}, "item.product_id"), "'item.productId'"),
              (model({"signs": me.ListField(me.StringField())}, "signs"), "'signs'")]
     for cls, named in cases:
         with pytest.raises(ConfigError, match=f"names {named}: a reference is checked on a field of the document"):
-            Database("mongomock://localhost/reforders", models=[Sign, cls])
+            Database("mongomock://localhost/reforders", models=[Zodiac, cls])
