@@ -248,7 +248,8 @@ def test_a_create_applied_while_its_retry_ran_out_is_read_back_and_recorded_once
         rt = db.executor.runtime
         users = ExpireFirstFind(rt.coll(rt.registry.resolve("User")))
         rt.gateway.collections["users"] = users
-        user = db.create("User", {"email": "landed@unknown.test", "name": "Landed"}, timeout_ms=300)
+        # 1 s: a loaded nx-27017 may take 300 ms on the first bulkWrite alone, leaving the retry none
+        user = db.create("User", {"email": "landed@unknown.test", "name": "Landed"}, timeout_ms=1000)
         assert fault.calls == 1 and users.finds == 2  # the retry's look ran out; the read-back found it
         assert db.count("User", {"email": "landed@unknown.test"}) == 1
         assert trail(db, user.id) == [("create", 0)]
