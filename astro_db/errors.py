@@ -246,11 +246,14 @@ def scrub(text: str) -> str:
     return mask_urls_in_text(text)
 
 
-def translate(exc: BaseException, *, operation: str = "operation", model: str | None = None) -> AstroDBError:
+def translate(exc: BaseException, *, operation: str = "operation", model: str | None = None,
+              names: Mapping[str, str] | None = None) -> AstroDBError:
     """Map a PyMongo / MongoEngine / bson exception to the matching astro_db error.
 
     The caller raises the result ``from exc`` so the original stays on ``__cause__``.
-    An ``AstroDBError`` is returned unchanged.
+    An ``AstroDBError`` is returned unchanged. ``names``: stored field -> the field a caller
+    knows, for a duplicate key's ``fields`` (a queryable field's blind index ``emailIndex`` is
+    ``email`` to the caller: ``FieldCrypto.blind_sources``).
     """
     if isinstance(exc, AstroDBError):
         return exc
@@ -262,11 +265,11 @@ def translate(exc: BaseException, *, operation: str = "operation", model: str | 
     detail = scrub(str(exc))
 
     if isinstance(exc, pm.DuplicateKeyError):
-        return _duplicate_key(exc, where)
+        return _duplicate_key(exc, where, names)
     if isinstance(exc, pm.BulkWriteError):
         dup = [e for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
         if dup:
-            return _duplicate_key(pm.DuplicateKeyError(dup[0].get("errmsg", ""), 11000, dup[0]), where)
+            return _duplicate_key(pm.DuplicateKeyError(dup[0].get("errmsg", ""), 11000, dup[0]), where, names)
         return AstroDBError(f"{where} failed: {detail}")
     if isinstance(exc, pm.WaitQueueTimeoutError):
         return PoolExhaustedError(
@@ -333,7 +336,7 @@ def _operation_failure(exc: Any, where: str, detail: str) -> AstroDBError:
     return AstroDBError(f"{where} failed (code {code}): {detail}")
 
 
-def _duplicate_key(exc: Any, where: str) -> DuplicateKeyError:
+def _duplicate_key(exc: Any, where: str, names: Mapping[str, str] | None = None) -> DuplicateKeyError:
     details = exc.details or {}
     pattern = details.get("keyPattern") or {}
     fields: tuple[str, ...] = tuple(pattern)
@@ -350,8 +353,10 @@ def _duplicate_key(exc: Any, where: str) -> DuplicateKeyError:
             name = match.group(1)
             parts = name.split("_")
             fields = tuple(parts[i] for i in range(0, len(parts) - 1, 2)) or (name,)
-    names = ", ".join(fields) or "a unique index"
-    return DuplicateKeyError(f"{where}: a document with the same {names} already exists", fields=fields)
+    if names:
+        fields = tuple(names.get(f, f) for f in fields)
+    shown = ", ".join(fields) or "a unique index"
+    return DuplicateKeyError(f"{where}: a document with the same {shown} already exists", fields=fields)
 
 
 def _flatten_me_errors(exc: Any, prefix: str = "") -> dict[str, str]:

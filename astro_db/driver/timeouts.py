@@ -14,7 +14,7 @@ import contextlib
 import contextvars
 import re
 import time as time  # re-exported: the bounds' clock is ``timeouts.time.monotonic`` (the run step reads it; tests move it)
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pymongo
@@ -183,7 +183,7 @@ _CONFIGURED = re.compile(r" ?\(configured timeouts: [^)]*\)")
 
 
 def final_error(exc: BaseException, bound: Bound | None, *, operation: str, model: str | None,
-                attempts: int = 1) -> AstroDBError:
+                attempts: int = 1, names: Mapping[str, str] | None = None) -> AstroDBError:
     """The astro_db error a failed driver call ends in: ``OperationTimeoutError`` when its bound
     ran out on a timeout, else ``translate``'s. The message names the attempts really made out of
     the ``attempts`` allowed, and the budget they shared (``timeout_ms`` / ``operation_timeout_ms``)
@@ -197,7 +197,7 @@ def final_error(exc: BaseException, bound: Bound | None, *, operation: str, mode
         tries = f" after {made} of {attempts} attempt{'s' if attempts > 1 else ''}" if attempts > 1 else ""
         error: AstroDBError = expired_error(bound, where, exc, tries)
     else:
-        error = translate(exc, operation=operation, model=model)
+        error = translate(exc, operation=operation, model=model, names=names)
         if error.args and isinstance(error.args[0], str):
             text = _CONFIGURED.sub("", error.args[0])
             if stopped == "deadline":

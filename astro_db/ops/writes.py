@@ -338,7 +338,7 @@ class WriteRunner:
                 for n, err in enumerate(errors):
                     if n in own and err.get("code") == 11000:  # our own earlier attempt (see insert_one)
                         continue
-                    refused[err["index"]] = translate(self._driver_error(err), operation="create_many", model=self.info.name)
+                    refused[err["index"]] = self._refusal(err, "create_many")
                 if exc.details.get("writeConcernErrors"):
                     raise
 
@@ -418,7 +418,7 @@ class WriteRunner:
             return self._insert_one(sons[0]), {}
         if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
             return Written("create", tuple([c[0] for c in changes]), fields, changes, tuple(sons), True, op_id), {}
-        refused = {position: translate(self._driver_error(error), operation=operation, model=self.info.name)
+        refused = {position: self._refusal(error, operation)
                    for position, error in sorted(outcome.refused.items())}
         written = [son for i, son in enumerate(sons) if i not in refused]
         if outcome.unrecorded:
@@ -426,6 +426,12 @@ class WriteRunner:
             lost = [records[i] for i in outcome.unrecorded]
             raise self.rt.changes.unwritten(lost, f"{operation} on {self.info.name}", "the server refused the record")
         return _written("create", written, fields, op_id, recorded=True), refused
+
+    def _refusal(self, error: dict[str, Any], operation: str) -> AstroDBError:
+        """A batch's per-document write error as the astro_db error a single write raises: a
+        duplicate key names the caller's fields (a blind index's, ``emailIndex``, is ``email``)."""
+        return translate(self._driver_error(error), operation=operation, model=self.info.name,
+                         names=self.rt.crypto.blind_sources.get(self.info.name))
 
     def _driver_error(self, error: dict[str, Any]) -> pm.OperationFailure:
         """A per-document write error of a batch as the driver error a single write raises
@@ -594,11 +600,11 @@ class WriteRunner:
                 continue
             error = errors.get(n)
             if error is not None and error.get("code") != 11000:
-                refused[position] = translate(self._driver_error(error), operation="upsert_many", model=self.info.name)
+                refused[position] = self._refusal(error, "upsert_many")
                 continue
             if error is not None:
                 self._name_key(error)
-                dup = translate(self._driver_error(error), operation="upsert_many", model=self.info.name)
+                dup = self._refusal(error, "upsert_many")
                 fields = set(getattr(dup, "fields", ()))
                 if fields and fields not in ({"_id"}, set(on)):  # another unique index refused it
                     refused[position] = dup

@@ -316,6 +316,11 @@ class FieldCrypto:
         self._roots: dict[str, frozenset[str]] = {
             name: frozenset(f.path.split(".", 1)[0] for f in found) for name, found in self.fields.items()
         }
+        #: per model: a queryable field's blind index path -> the field's path (what a duplicate
+        #: key on ``emailIndex`` is called to the caller: ``email``; ``errors.translate``)
+        self.blind_sources: dict[str, dict[str, str]] = {
+            name: {f.blind: f.path for f in found if f.blind is not None} for name, found in self.fields.items()
+        }
         self.owners: dict[str, str | None] = {
             info.name: getattr(getattr(info, "declaration", None), "owner", None) for info in infos
         }

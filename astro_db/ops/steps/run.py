@@ -104,7 +104,8 @@ def call(rt: Runtime, info: ModelInfo | None, operation: str, fn: Callable[[], T
             if info is not None and operation in WRITE_OPERATIONS:
                 rt.cache.invalidate(info.name)  # the write may have landed before it failed
             raise timeouts.final_error(exc, bound, operation=operation, model=model,
-                                       attempts=rt.retry.attempts if retry else 1) from exc
+                                       attempts=rt.retry.attempts if retry else 1,
+                                       names=rt.crypto.blind_sources.get(model) if model else None) from exc
         except BaseException:
             breaker.release_probe()
             raise
@@ -169,6 +170,7 @@ def read_on(rt: Runtime, info: ModelInfo, operation: str, cursor: Any) -> Any:
     except Exception as exc:
         rt.breaker.record_failure(exc)
         monitor.record_operation(info.name, operation, 0.0, type(exc).__name__)
-        raise timeouts.final_error(exc, None, operation=operation, model=info.name) from exc
+        raise timeouts.final_error(exc, None, operation=operation, model=info.name,
+                                   names=rt.crypto.blind_sources.get(info.name)) from exc
     finally:
         next(monitor.calls_finished)
