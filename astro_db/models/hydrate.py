@@ -251,7 +251,7 @@ def _build(plan: ReadPlan, son: dict[str, Any]) -> Any:
     obj = cls.__new__(cls)
     data: Any = None
     uniform = plan.uniform
-    if uniform is not None and son.keys() <= plan.stored_keys:  # only the class's fields, by attribute name
+    if uniform is not None and plan.stored_keys.issuperset(son):  # only the class's fields, by attribute name (any dict's own keys())
         values = son.values()
         if uniform is _AS_IS:
             if None not in values:  # a None is left out (its default filled), in the loop below
@@ -438,14 +438,15 @@ def compiled_builder(plan: ReadPlan) -> Any:
     unexpected container type (an embedded document that is no dict, a list that is no list) it
     hands the whole document to the plan's loop (``_build``), which makes the same instance as
     before. So the instance is ``_build``'s (``tests/models/test_hydrate.py``), with ``_data``'s
-    keys in field order. None for a class it does not compile: one the loop reads in one step
-    (``ReadPlan.uniform``), a plan whose stored names are not each its field's only key, or a
-    class whose instance state is not in slots. Names, keys, defaults and converters are
+    keys in field order. A class the loop reads in one step (``ReadPlan.uniform``: an embedded
+    document of only text, or only numbers) gets that one step compiled (``_uniform_lines``), the
+    instance's flags set as here. None for a class it does not compile: a plan whose stored names
+    are not each its field's only key, or a class whose instance state is not in slots. Names, keys, defaults and converters are
     constants of the function's namespace, never written into its source."""
     doc_plan = plan.doc_plan
     stored_keys = doc_plan.stored_keys
     cls: Any = plan.cls
-    if plan.uniform is not None or stored_keys is None:
+    if stored_keys is None:
         return None
     slots = {name: _slot_setter(cls, name) for name in
              ("_initialised", "_created", "_data", "_dynamic_fields", "_changed_fields",
@@ -457,9 +458,11 @@ def compiled_builder(plan: ReadPlan) -> Any:
         "OTHER": frozenset(plan.keys) - stored_keys, "OID": ObjectId, "DT": datetime, "UTC": timezone.utc,
         "BSON_UTC": _BSON_UTC, "BSON_EPOCH": _BSON_EPOCH, "EPOCH": _EPOCH, "PROXY": weakref.proxy, "CONVERT": _convert,
         "CLASS_NAME": plan.class_name, "SON": SON, "SON_NEW": _new_son, "DICT_NEW": dict.__new__, "DOC_PLAN": doc_plan,
-        "DISPLAY": _add_display_methods,
+        "DISPLAY": _add_display_methods, "SIZE": plan.size, "ONLY_STR": _ONLY_STR, "STRIP": str.strip,
         **{f"SET{name}": setter for name, setter in slots.items()},
     }
+    if plan.uniform is not None:
+        return _compile_builder(plan, _uniform_lines(plan.uniform), names)
     body: list[str] = []
     proxied = False
     for n, fp in enumerate(doc_plan.fields):
@@ -508,9 +511,8 @@ def compiled_builder(plan: ReadPlan) -> Any:
                      f"    data[a{n}] = {default}",
                      "else:",
                      *("    " + line for line in lines)])
-    source_lines = [
-        "def build(son):",  # the keys looked at by iterating the document (a dict subclass's own keys() aside)
-        "    if SK.issuperset(son):",
+    return _compile_builder(plan, [
+        "    if SK.issuperset(son):",  # the keys looked at by iterating the document (a dict subclass's own keys() aside)
         "        extra = False",
         "    elif OTHER.isdisjoint(son):",  # unknown keys only: kept as read, after the fields
         "        extra = True",
@@ -524,6 +526,33 @@ def compiled_builder(plan: ReadPlan) -> Any:
         "        for key in son:",
         "            if key not in SK:",
         "                data[key] = son[key]",
+    ], names)
+
+
+def _uniform_lines(uniform: int) -> list[str]:
+    """The head of a builder of a class the loop reads in one step (``ReadPlan.uniform``): a
+    ``dict`` holding a value for each of the class's fields and nothing else, none None (and, for
+    stripped text, each an exact ``str``) is copied in one step (stripped); any other document,
+    the plan's loop (``_build``, whose own one-step read this is)."""
+    if uniform == _AS_IS:
+        take = ["    if None in son.values():", "        return LOOP(PLAN, son)", "    data = dict(son)"]
+    else:  # _TEXT: every value an exact str, stripped
+        take = ["    values = son.values()",
+                "    if not ONLY_STR.issuperset(map(type, values)):", "        return LOOP(PLAN, son)",
+                "    data = dict(zip(son, map(STRIP, values)))"]
+    return ["    if son.__class__ is not dict or len(son) != SIZE or not SK.issuperset(son):",
+            "        return LOOP(PLAN, son)",
+            *take,
+            "    obj = NEW(CLS)"]
+
+
+def _compile_builder(plan: ReadPlan, head: list[str], names: dict[str, Any]) -> Any:
+    """``build(son)`` of ``head`` (the lines that make ``obj`` and its ``data`` from ``son``, or
+    hand ``son`` to the loop) and the instance's flags, as ``_build`` sets them."""
+    cls: Any = plan.cls
+    source_lines = [
+        "def build(son):",
+        *head,
         "    SET_initialised(obj, True)",
         "    SET_created(obj, False)",
         "    SET_data(obj, data)",
@@ -532,7 +561,7 @@ def compiled_builder(plan: ReadPlan) -> Any:
         "    SET_changed_fields(obj, [])",
         "    obj.__dict__['_cls'] = CLASS_NAME",
         *(["    SET_instance(obj, None)"] if plan.embedded else []),
-        *(["    DISPLAY(obj, DOC_PLAN)"] if doc_plan.has_choices else []),
+        *(["    DISPLAY(obj, DOC_PLAN)"] if plan.doc_plan.has_choices else []),
         "    return obj",
     ]
     source = "\n".join(source_lines) + "\n"

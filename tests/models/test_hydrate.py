@@ -409,15 +409,67 @@ def test_the_compiled_builder_hands_only_unusual_shapes_to_the_loop(case, model,
     assert len(handed) == (1 if case in TO_THE_LOOP else 0)
 
 
-def test_classes_the_loop_reads_in_one_step_are_not_compiled():
-    """An embedded class of only stripped text under its own names keeps the loop's one-step
-    read (``ReadPlan.uniform``). A create's answer (``encoded_plan``) is compiled from its own
-    kinds (more values as they are: the codec converted them), and makes the instance the
-    loop makes (``tests/unit/test_write_path.py::test_a_creates_answer_is_the_instance_...``)."""
-    assert isinstance(hydration.read_plan(CompiledTexts).build, functools.partial)
+class CompiledNumbers(AstroEmbeddedDocument):
+    """Every field a number under its own name: read as it is, in one step."""
+
+    x = NumberField(integer=True)
+    y = NumberField(integer=True, default=7)
+
+
+_Text = type("Text", (str,), {})
+# (id, class, stored document, whether the one-step builder hands it to the plan's loop: always, or
+# only on a read ("read"), whose text is stripped)
+ONE_STEP_CASES = [
+    ("texts", CompiledTexts, lambda: {"a": " x ", "b": "y"}, False),
+    ("texts a none", CompiledTexts, lambda: {"a": None, "b": "y"}, True),
+    ("texts missing", CompiledTexts, lambda: {"a": " x "}, True),
+    ("texts empty", CompiledTexts, dict, True),
+    ("texts not text", CompiledTexts, lambda: {"a": 5, "b": "y"}, "read"),  # a create's answer: as the codec left it
+    ("texts str subclass", CompiledTexts, lambda: {"a": _Text(" x "), "b": "y"}, "read"),
+    ("texts unknown key", CompiledTexts, lambda: {"a": "x", "b": "y", "c": " z "}, True),
+    ("texts unknown key for one", CompiledTexts, lambda: {"a": "x", "c": " z "}, True),
+    ("texts son", CompiledTexts, lambda: SON([("a", " x "), ("b", "y")]), True),
+    ("texts dict subclass", CompiledTexts, lambda: ListKeys({"a": " x ", "b": "y"}), True),
+    ("numbers", CompiledNumbers, lambda: {"x": 1, "y": 2}, False),
+    ("numbers a none", CompiledNumbers, lambda: {"x": 1, "y": None}, True),
+    ("numbers missing", CompiledNumbers, lambda: {"x": 1}, True),
+    ("numbers text", CompiledNumbers, lambda: {"x": "1", "y": 2.5}, False),  # as read: to_python is the identity
+]
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["read", "created"])
+@pytest.mark.parametrize("case,model,make,handed", ONE_STEP_CASES, ids=[c[0] for c in ONE_STEP_CASES])
+def test_classes_the_loop_reads_in_one_step_get_that_step_compiled(case, model, make, handed, encoded, monkeypatch):
+    """An embedded class of only stripped text, or only numbers, under its own names
+    (``ReadPlan.uniform``) gets the loop's one-step read compiled (``_uniform_lines``). It makes
+    the instance the plan's loop (``_build``) makes, value for value, and ``_from_son``'s
+    ``_data``; every other shape (a None, a field missing, a value not an exact ``str``, another
+    key, a ``SON`` or another dict subclass) it hands to the loop, once. Read and as a create's
+    answer (``encoded_plan``: text taken as the codec left it)."""
+    plan = hydration.encoded_plan(model) if encoded else hydration.read_plan(model)
+    assert plan.uniform is not None
+    build = plan.build
+    assert build.__code__.co_filename.startswith("<astro_db hydrate:")
+    loop = hydration._build(plan, make())
+    loops = []
+    monkeypatch.setitem(build.__globals__, "LOOP", lambda plan, son: loops.append(son) or hydration._build(plan, son))
+    built = build(make())
+    assert len(loops) == (1 if handed is True or (handed == "read" and not encoded) else 0)
+    _same_values(built, loop)
+    assert built._instance is None and built._initialised and not built._created
+    if not encoded:
+        assert built._data == model._from_son(make())._data
+
+
+def test_a_creates_answer_is_compiled_from_its_own_kinds():
+    """A create's answer (``encoded_plan``) is compiled from its own kinds (more values as they
+    are: the codec converted them), and makes the instance the loop makes
+    (``tests/unit/test_write_path.py::test_a_creates_answer_is_the_instance_...``)."""
     encoded = hydration.encoded_plan(User)
     assert not isinstance(encoded.build, functools.partial)
     assert encoded.build is not hydration.read_plan(User).build
+    assert hydration.encoded_plan(CompiledTexts).uniform == hydration._AS_IS
+    assert hydration.read_plan(CompiledTexts).uniform == hydration._TEXT
 
 
 def test_the_compiled_builders_source_holds_no_name_key_or_default():
