@@ -1,7 +1,7 @@
 """Raw PyMongo sending astro_db's commands: the change records, updates and batches astro_db sends, built by hand.
 
 astro_db's default writes send more than raw PyMongo's plain calls: a create sends its document
-and its change record (with the document as post-image) in one client-level ``bulkWrite``; an
+and its change record (with the document as post-image) in one ``bulkWrite`` command; an
 update sends a ``findAndModify`` that advances the revision (``$inc _rev``, ``$set _op``,
 ``$currentDate updatedAt``) and returns the document, then an ``insert`` of its record; a
 ``create_many`` of more than 16 documents sends one ``insert`` of the documents and one of their
@@ -36,7 +36,7 @@ from typing import Any
 
 import bson
 from bson import ObjectId
-from pymongo import InsertOne, ReturnDocument, monitoring
+from pymongo import ReturnDocument, monitoring
 
 __all__ = ["CHANGES", "ONE_COMMAND_BATCH", "IGNORED", "Shape", "Recorder", "compare", "describe", "record",
            "create_record", "packed_records", "advance", "post_image", "speaks_bulk_write", "Create", "Update", "Writes"]
@@ -133,7 +133,7 @@ class Create:
 
     doc: dict[str, Any]
     record: dict[str, Any]
-    ops: list[InsertOne[Any]]  # empty: a large document, sent as two inserts as astro_db sends it
+    command: dict[str, Any] | None  # None: a large document, sent as two inserts as astro_db sends it
 
 
 @dataclass
@@ -160,14 +160,26 @@ class Writes:
     # -- inputs (untimed) --
     def create_inputs(self, docs: Iterable[dict[str, Any]]) -> list[Create]:
         """For each stored document, a default create's inputs: the document, its record, and the
-        two operations of the ``bulkWrite`` that carries them (none for a document above
-        ``LARGE_DOCUMENT``: two inserts)."""
+        ``bulkWrite`` command that carries them (none for a document above ``LARGE_DOCUMENT``:
+        two inserts)."""
         out = []
         for doc in docs:
             rec = create_record(self.model, self.coll_name, doc, ObjectId())
-            ops = [] if large([doc]) else [InsertOne(doc, namespace=self.target), InsertOne(rec, namespace=self.changes_ns)]
-            out.append(Create(doc, rec, ops))
+            out.append(Create(doc, rec, None if large([doc]) else self.bulk_command([doc], [rec])))
         return out
+
+    def bulk_command(self, docs: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The ``bulkWrite`` command astro_db sends (``astro_db.ops.bulk``): each document then its
+        record, ordered, errors only, with the client's write concern (as ``MongoClient.bulk_write``
+        adds it), sent as one command (``admin.command``)."""
+        command = {"bulkWrite": 1,
+                   "ops": [op for pair in zip(docs, records, strict=True)
+                           for op in ({"insert": 0, "document": pair[0]}, {"insert": 1, "document": pair[1]})],
+                   "nsInfo": [{"ns": self.target}, {"ns": self.changes_ns}], "ordered": True, "errorsOnly": True}
+        concern = self.client.write_concern
+        if not concern.is_server_default:
+            command["writeConcern"] = concern.document
+        return command
 
     def create_many_inputs(self, docs: list[dict[str, Any]], pack: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         """A default ``create_many``'s documents, their records (one operation id for the batch;
@@ -204,8 +216,8 @@ class Writes:
 
     # -- the timed calls: PyMongo only --
     def create(self, c: Create) -> Any:
-        if self.one_command and c.ops:
-            return self.client.bulk_write(c.ops, ordered=True)
+        if self.one_command and c.command is not None:
+            return self.client.admin.command(c.command)
         result = self.coll.insert_one(c.doc)  # a server without bulkWrite: the document, then its record
         self.changes.insert_one(c.record)
         return result
@@ -219,8 +231,7 @@ class Writes:
     def create_many(self, batch: tuple[list[dict[str, Any]], list[dict[str, Any]], bool]) -> Any:
         docs, records, one = batch
         if one:
-            return self.client.bulk_write([op for pair in zip(docs, records) for op in (
-                InsertOne(pair[0], namespace=self.target), InsertOne(pair[1], namespace=self.changes_ns))], ordered=True)
+            return self.client.admin.command(self.bulk_command(docs, records))
         result = self.coll.insert_many(docs, ordered=False)
         self.changes.insert_many(records, ordered=False)
         return result
@@ -294,6 +305,7 @@ def shape(name: str, command: dict[str, Any]) -> Shape:
         docs = tuple(_doc(spaces[op["insert"]], op["document"]) for op in command.get("ops", []) if "insert" in op)
         kinds = sorted({next(iter(op)) for op in command.get("ops", [])})
         return Shape(name, "+".join(spaces), (("ordered", command.get("ordered", True)), ("w", wc),
+                                               ("errorsOnly", command.get("errorsOnly", False)),
                                                ("ops", ",".join(kinds))), docs)
     target = str(command.get(name, ""))
     if name == "insert":

@@ -23,7 +23,7 @@ GATEWAY_CALLS: dict[str, list[str]] = {
     "Collection": ["find", "find_one", "count_documents", "aggregate", "insert_one", "insert_many",
                    "update_one", "update_many", "replace_one", "delete_one", "delete_many",
                    "find_one_and_update", "find_one_and_delete", "bulk_write"],
-    "Gateway": ["client_bulk_write", "command"],
+    "Gateway": ["bulk_write_command", "client_bulk_write", "command"],
 }
 
 #: Modules whose frames are the driver's (or this file's), skipped when looking for the caller.

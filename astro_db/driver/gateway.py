@@ -2,7 +2,7 @@
 and calls the driver.
 
 Everything else reaches the server through the handles it gives out: ``Gateway`` (one database:
-``gateway[name]``, ``command``, ``list_collection_names``, client-level ``bulk_write``,
+``gateway[name]``, ``command``, ``list_collection_names``, the ``bulkWrite`` command, client-level ``bulk_write``,
 sessions...), ``Collection`` (one collection: named operations, ``find`` ... ``watch``, index
 operations) and ``Cursor`` (a cursor, iterated here). Each method is the driver call of the same
 name, made from this module, so a test that wraps PyMongo's methods and notes their callers
@@ -16,7 +16,7 @@ own code, with none of the service's guarantees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import mongoengine
@@ -284,6 +284,20 @@ class Gateway:
         return ChangeStream(self._do(lambda: self._database.watch(pipeline, **kwargs)))
 
     # --- the client ------------------------------------------------------------------------------
+
+    def bulk_write_command(self, command: MutableMapping[str, Any], session: ClientSession | None = None) -> Any:
+        """MongoDB 8.0's ``bulkWrite`` command as it is (on ``admin``; ``ops.bulk`` builds it and
+        reads its reply): encoded in C in one message, where ``client_bulk_write`` builds it in
+        Python op by op. Its reply as the server gave it (a command error raises)."""
+        admin = self._database.client.admin
+        if self.run is None:  # the pipeline's gateway: the driver called from here, no closure
+            return admin.command(command, session=session)
+        return self.run(lambda: admin.command(command, session=session))
+
+    @property
+    def write_concern(self) -> Any:
+        """The write concern this database's writes are sent with (the client's)."""
+        return self._database.write_concern
 
     def client_bulk_write(self, models: Sequence[Any], **kwargs: Any) -> Any:
         """MongoDB 8.0's client-level ``bulkWrite`` (several collections in one command)."""

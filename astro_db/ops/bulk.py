@@ -23,7 +23,7 @@ translate; the caller's retry skips what its first attempt already wrote.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -87,41 +87,73 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
                     recorded: Collection[str] = ()) -> Outcome:
     """Insert ``sons[i]`` and then ``records[i]`` for every ``i``, ordered, in as few commands as
     the refusals allow (see the module docstring). ``written`` (positions) and ``recorded``
-    (record ids) are left out: what an earlier attempt of the same call already wrote."""
-    target, changes = f"{database}.{collection}", f"{database}.{CHANGES_COLLECTION}"
-    ops: list[InsertOne[Any]] = []
+    (record ids) are left out: what an earlier attempt of the same call already wrote.
+
+    The command is built here and sent as it is (``Gateway.bulk_write_command``: one document,
+    encoded in C), not through PyMongo's ``MongoClient.bulk_write``, which builds it in Python op
+    by op (``ops`` are each a few bytes beside their documents; ``sizes.large`` sends a large
+    create as two commands anyway): what that costs a small create's client CPU is in
+    docs/performance.md. What the driver's method would add is added here: the client's write
+    concern (outside a transaction), and its errors: a write concern error raises
+    ``WriteConcernError``. Not its retry of a retryable error: the run step's policy retries the
+    call, and ``written`` and ``recorded`` leave out what the first attempt wrote."""
+    ns_info = [{"ns": f"{database}.{collection}"}, {"ns": f"{database}.{CHANGES_COLLECTION}"}]
+    ops: list[dict[str, Any]] = []
     places: list[tuple[int, bool]] = []  # for each op: (position, is it the record?)
     for position, (son, record) in enumerate(zip(sons, records, strict=True)):
         if position not in written:
-            ops.append(InsertOne(son, namespace=target))
+            ops.append({"insert": 0, "document": son})
             places.append((position, False))
         if record["_id"] not in recorded:
-            ops.append(InsertOne(record, namespace=changes))
+            ops.append({"insert": 1, "document": record})
             places.append((position, True))
+    concern = client.write_concern
+    concern = None if concern.is_server_default or (session is not None and session.in_transaction) else concern.document
     outcome = CLEAN  # an Outcome of its own once the server refuses something
     start = 0
     while start < len(ops):
-        try:
-            client.client_bulk_write(ops[start:] if start else ops, ordered=True, session=session)
+        error = _first_error(client.bulk_write_command(_command(ops[start:] if start else ops, ns_info, concern),
+                                                       session=session))
+        if error is None:
             break
-        except pm.ClientBulkWriteException as exc:
-            if outcome is CLEAN:
-                outcome = Outcome()
-            if exc.error is not None or exc.write_concern_errors or not exc.write_errors:
-                cause = exc.error if isinstance(exc.error, BaseException) else exc
-                raise cause from exc
-            error = cast("dict[str, Any]", exc.write_errors[0])  # a dict at runtime, whatever PyMongo's hint says
-            at = start + int(error["idx"])
-            position, is_record = places[at]
-            start = at + 1
-            if is_record:
-                if error.get("code") != DUPLICATE_KEY:
-                    outcome.unrecorded.append(position)
-                continue
-            outcome.refused[position] = error
-            if start < len(places) and places[start] == (position, True):
-                start += 1  # the refused document's record is not written
+        if outcome is CLEAN:
+            outcome = Outcome()
+        at = start + int(error["idx"])
+        position, is_record = places[at]
+        start = at + 1
+        if is_record:
+            if error.get("code") != DUPLICATE_KEY:
+                outcome.unrecorded.append(position)
+            continue
+        outcome.refused[position] = error
+        if start < len(places) and places[start] == (position, True):
+            start += 1  # the refused document's record is not written
     return outcome
+
+
+def _command(ops: list[dict[str, Any]], ns_info: list[dict[str, str]], concern: dict[str, Any] | None) -> dict[str, Any]:
+    """An ordered ``bulkWrite`` command of ``ops`` that answers with its errors only."""
+    command = {"bulkWrite": 1, "ops": ops, "nsInfo": ns_info, "ordered": True, "errorsOnly": True}
+    if concern is not None:
+        command["writeConcern"] = concern
+    return command
+
+
+def _first_error(reply: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The write error of an ordered, errors-only ``bulkWrite`` reply (it stops at the first, so
+    there is at most one, in its cursor's first batch), or None; a write concern error raises
+    ``WriteConcernError``, as the driver's own method does."""
+    concern_error = reply.get("writeConcernError")
+    if concern_error:
+        raise pm.WriteConcernError(concern_error.get("errmsg", "write concern error"), concern_error.get("code"),
+                                   dict(reply))
+    if not reply.get("nErrors"):
+        return None
+    for entry in reply["cursor"]["firstBatch"]:
+        if not entry.get("ok"):
+            return dict(entry)
+    raise pm.OperationFailure(f"bulkWrite reported {reply.get('nErrors')} error(s) its reply does not list",
+                              details=dict(reply))
 
 
 def delete_intended(client: Any, database: str, collection: str, intents: Sequence[dict[str, Any]],

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from pymongo import monitoring
 from spies import poll
 
 from astro_db import Database, backup
-from astro_db.driver import timeouts
+from astro_db.driver import gateway, timeouts
 from astro_db.errors import WriteOutcomeUnknown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,17 +200,20 @@ def test_update_many_list_change_skips_a_chart_changed_after_it_was_listed(live_
 
 
 class LoseReply:
-    """Replaces ``client.bulk_write`` once: the command runs on the server for real, then
-    ``after()`` (e.g. the server is killed) and the reply is lost."""
+    """Replaces the ``bulkWrite`` command (``Gateway.bulk_write_command``) once: the command runs
+    on the server for real, then ``after()`` (e.g. the server is killed) and the reply is lost."""
 
-    def __init__(self, client: Any, after: Any = lambda: None) -> None:
-        self.real, self.after, self.calls = client.bulk_write, after, 0
+    def __init__(self, after: Any = lambda: None) -> None:
+        self.real, self.after, self.calls = gateway.Gateway.bulk_write_command, after, 0
 
-    def __call__(self, ops: list[Any], **kwargs: Any) -> Any:
+    def __get__(self, handle: Any, owner: Any = None) -> Any:  # set on the class: a method of each handle
+        return functools.partial(self, handle) if handle is not None else self
+
+    def __call__(self, handle: Any, command: dict[str, Any], session: Any = None) -> Any:
         self.calls += 1
         if self.calls > 1:
-            return self.real(ops, **kwargs)
-        self.real(ops, **kwargs)
+            return self.real(handle, command, session)
+        self.real(handle, command, session)
         self.after()
         raise pm.AutoReconnect("connection reset after the server applied the command")
 
@@ -243,8 +247,8 @@ def test_a_create_applied_while_its_retry_ran_out_is_read_back_and_recorded_once
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     with Database(live_url, backoff_base_s=0.001, backoff_max_s=0.002) as db:
         db.create("User", {"email": "warm@unknown.test", "name": "Warm"})
-        fault = LoseReply(db.mongo.client)
-        monkeypatch.setattr(db.mongo.client, "bulk_write", fault)
+        fault = LoseReply()
+        monkeypatch.setattr(gateway.Gateway, "bulk_write_command", fault)
         rt = db.executor.runtime
         users = ExpireFirstFind(rt.coll(rt.registry.resolve("User")))
         rt.gateway.collections["users"] = users
@@ -276,19 +280,19 @@ def _answers(client: Any) -> bool:
     return True
 
 
-def test_a_create_applied_just_before_the_server_died_is_reported_unknown_then_recorded(server_up: Any,
-                                                                                         live_url: str) -> None:
+def test_a_create_applied_just_before_the_server_died_is_reported_unknown_then_recorded(
+        server_up: Any, live_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     db = Database(live_url, server_selection_timeout_ms=300, connect_timeout_ms=300,
                   retry_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02, breaker_threshold=10_000).connect()
     try:
         db.create("User", {"email": "warm@died.test", "name": "Warm"})
-        real = db.mongo.client.bulk_write
-        db.mongo.client.bulk_write = LoseReply(db.mongo.client, after=server_up.kill)
+        real = gateway.Gateway.bulk_write_command
+        monkeypatch.setattr(gateway.Gateway, "bulk_write_command", LoseReply(after=server_up.kill))
         with pytest.raises(WriteOutcomeUnknown) as caught:
             db.create("User", {"email": "stored@died.test", "name": "Stored"}, timeout_ms=2000)
         assert caught.value.applied is None and len(caught.value.ids) == 1
         assert db.executor.runtime.changes.pending == 1
-        db.mongo.client.bulk_write = real
+        monkeypatch.setattr(gateway.Gateway, "bulk_write_command", real)
         server_up.start()
         # the client finds the server again at its next heartbeat (PyMongo checks an unknown one
         # every 500 ms at most), which on a loaded machine can outlast this Database's two 300 ms

@@ -1,15 +1,17 @@
 """A create and its change records in one ``bulkWrite`` command (``astro_db.ops.bulk``), on a live server.
 
 nx-27017 speaks MongoDB 8.0's client-level ``bulkWrite`` (it reports wire version 25), so the
-default write path is the one-command path there. Faults are injected at the driver call: the
-command really runs against the server (all of it, or the first ``k`` operations), then the
-reply is replaced by the error a real server or network would give. Every test checks the
+default write path is the one-command path there. Faults are injected at the driver call
+(``Gateway.bulk_write_command``): the command really runs against the server (all of it, or the
+first ``k`` operations), then the reply is replaced by the error, or the reply, a real server or
+network would give. Every test checks the
 exactness the change log promises: each created document has exactly one record, a refused
 document none, and nothing is written twice.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from pymongo import errors as pm
 from pymongo import monitoring
 
 from astro_db import Database
+from astro_db.driver import gateway
 from astro_db.errors import ChangeRecordError, DuplicateKeyError
 from astro_db.ops import bulk
 
@@ -61,24 +64,33 @@ def every_user_recorded_once(db: Database) -> None:
 
 
 class Fault:
-    """Replaces ``client.bulk_write`` once: runs the first ``keep`` operations (all of them when
-    ``None``) on the server for real, then raises ``error(ops)`` instead of returning."""
+    """Replaces the ``bulkWrite`` command (``Gateway.bulk_write_command``, astro_db's one driver
+    call for it) once: runs its first ``keep`` operations (all of them when ``None``) on the
+    server for real, then gives ``error(ops)`` instead of the reply: raised when it is an
+    exception, else answered as the server's reply."""
 
-    def __init__(self, client: Any, error: Any, keep: int | None = None) -> None:
-        self.real, self.error, self.keep, self.fired = client.bulk_write, error, keep, 0
+    def __init__(self, error: Any, keep: int | None = None) -> None:
+        self.real, self.error, self.keep, self.fired = gateway.Gateway.bulk_write_command, error, keep, 0
 
-    def __call__(self, ops: list[Any], **kwargs: Any) -> Any:
+    def __get__(self, handle: Any, owner: Any = None) -> Any:  # set on the class: a method of each handle
+        return functools.partial(self, handle) if handle is not None else self
+
+    def __call__(self, handle: Any, command: dict[str, Any], session: Any = None) -> Any:
         if self.fired:
-            return self.real(ops, **kwargs)
+            return self.real(handle, command, session)
         self.fired += 1
+        ops = command["ops"]
         ran = ops if self.keep is None else ops[:self.keep]
         if ran:
-            self.real(ran, **kwargs)
-        raise self.error(ops)
+            self.real(handle, {**command, "ops": ran}, session)
+        answer = self.error(ops)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
 def install(monkeypatch: pytest.MonkeyPatch, db: Database, fault: Fault) -> Fault:
-    monkeypatch.setattr(db.mongo.client, "bulk_write", fault)
+    monkeypatch.setattr(gateway.Gateway, "bulk_write_command", fault)
     return fault
 
 
@@ -119,7 +131,7 @@ def test_a_refused_single_create_raises_and_records_nothing(db: Database) -> Non
 
 def test_a_lost_reply_is_retried_without_writing_anything_twice(db: Database, monkeypatch: pytest.MonkeyPatch,
                                                                  commands: Commands) -> None:
-    fault = install(monkeypatch, db, Fault(db.mongo.client, lambda ops: pm.AutoReconnect("reply lost")))
+    fault = install(monkeypatch, db, Fault(lambda ops: pm.AutoReconnect("reply lost")))
     user = db.create("User", {"email": "lost@one.test", "name": "Lost"})
     assert fault.fired == 1
     assert db.count("User", {"email": "lost@one.test"}) == 1
@@ -130,25 +142,23 @@ def test_a_lost_reply_is_retried_without_writing_anything_twice(db: Database, mo
 
 def test_a_batch_cut_off_half_way_is_completed_exactly_once(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     # 7 of the 20 operations ran: 4 documents, 3 of their records; then the connection dropped
-    install(monkeypatch, db, Fault(db.mongo.client, lambda ops: pm.AutoReconnect("connection reset"), keep=7))
+    install(monkeypatch, db, Fault(lambda ops: pm.AutoReconnect("connection reset"), keep=7))
     result = db.create_many("User", [{"email": f"cut{i}@one.test", "name": "Cut"} for i in range(10)])
     assert len(result) == 10 and not result.failed
     assert db.count("User", {"name": "Cut"}) == 10
     every_user_recorded_once(db)
 
 
-def refused_record(ops: list[Any]) -> pm.ClientBulkWriteException:
+def refused_record(ops: list[Any]) -> dict[str, Any]:
     """What MongoDB answers when a validator on the change collection refuses the record (op 1)."""
-    return pm.ClientBulkWriteException({
-        "error": None, "writeConcernErrors": [], "nInserted": 1, "nUpserted": 0, "nMatched": 0, "nModified": 0,
-        "nDeleted": 0, "insertResults": {}, "updateResults": {}, "deleteResults": {},
-        "writeErrors": [{"idx": 1, "code": 121, "errmsg": "Document failed validation"}],
-    }, False)
+    return {"ok": 1.0, "nErrors": 1, "nInserted": 1, "nUpserted": 0, "nMatched": 0, "nModified": 0, "nDeleted": 0,
+            "cursor": {"id": 0, "ns": "admin.$cmd.bulkWrite",
+                       "firstBatch": [{"ok": 0.0, "idx": 1, "code": 121, "errmsg": "Document failed validation"}]}}
 
 
 def test_a_refused_record_is_reported_as_applied_and_written_later(db: Database, monkeypatch: pytest.MonkeyPatch,
                                                                    commands: Commands) -> None:
-    install(monkeypatch, db, Fault(db.mongo.client, refused_record, keep=1))
+    install(monkeypatch, db, Fault(refused_record, keep=1))
     with pytest.raises(ChangeRecordError) as caught:
         db.create("User", {"email": "norecord@one.test", "name": "NoRecord"})
     user = db.find_one("User", {"email": "norecord@one.test"}, lean=True)
@@ -165,16 +175,13 @@ def test_a_refused_record_is_reported_as_applied_and_written_later(db: Database,
     assert commands.names == ["bulkWrite"]
 
 
-def no_such_command(ops: list[Any]) -> pm.ClientBulkWriteException:
-    return pm.ClientBulkWriteException({
-        "error": pm.OperationFailure("no such command: 'bulkWrite'", 59), "writeErrors": [], "writeConcernErrors": [],
-        "nInserted": 0, "insertResults": {}, "updateResults": {}, "deleteResults": {},
-    }, False)
+def no_such_command(ops: list[Any]) -> pm.OperationFailure:
+    return pm.OperationFailure("no such command: 'bulkWrite'", 59)
 
 
 def test_a_server_without_the_command_is_written_the_long_way(db: Database, monkeypatch: pytest.MonkeyPatch,
                                                                commands: Commands) -> None:
-    install(monkeypatch, db, Fault(db.mongo.client, no_such_command, keep=0))
+    install(monkeypatch, db, Fault(no_such_command, keep=0))
     user = db.create("User", {"email": "old@one.test", "name": "Old"})
     assert db.executor.runtime.bulk_write is False
     assert commands.names == ["insert", "insert"] and len(records_of(db, user.id)) == 1

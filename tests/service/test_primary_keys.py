@@ -138,7 +138,7 @@ def test_a_create_many_of_true_and_one_whose_reply_was_lost_reports_both_created
     if db.test_backend == "embedded":
         pytest.skip("mongomock-ng holds True and 1 as one _id (its store is a Python dict); the server does not")
     lost: list[str] = []
-    for cls, name in ((gateway.Collection, "insert_many"), (gateway.Gateway, "client_bulk_write")):
+    for cls, name in ((gateway.Collection, "insert_many"), (gateway.Gateway, "bulk_write_command")):
         real = getattr(cls, name)
 
         def once(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:

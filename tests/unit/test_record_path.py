@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pymongo import errors as pm
+from pymongo.write_concern import WriteConcern
 
 from astro_db import Database
 from astro_db.changes import CHANGES_COLLECTION
@@ -92,20 +94,23 @@ def test_make_records_lists_the_names_sorted_whether_given_sorted_or_not(ordered
 
 
 class BulkClient:
-    """A client whose client-level ``bulkWrite`` takes every op, or refuses the op at ``refuse``
-    (its position in the first command) as a duplicate key."""
+    """A gateway whose ``bulkWrite`` command takes every op, or refuses the op at ``refuse``
+    (its position in the first command) as a duplicate key: the server's reply, errors only."""
+
+    write_concern = WriteConcern()
 
     def __init__(self, refuse: int | None = None) -> None:
         self.refuse = refuse
         self.sent: list[int] = []
 
-    def client_bulk_write(self, ops: list[Any], **kwargs: Any) -> None:
-        from pymongo import errors as pm
-
-        self.sent.append(len(ops))
+    def bulk_write_command(self, command: dict[str, Any], session: Any = None) -> dict[str, Any]:
+        self.sent.append(len(command["ops"]))
         if self.refuse is not None and len(self.sent) == 1:
-            raise pm.ClientBulkWriteException(
-                {"writeErrors": [{"idx": self.refuse, "code": 11000, "errmsg": "E11000 duplicate key"}]}, False)
+            return {"ok": 1.0, "nErrors": 1, "nInserted": self.refuse,
+                    "cursor": {"id": 0, "ns": "admin.$cmd.bulkWrite",
+                               "firstBatch": [{"ok": 0.0, "idx": self.refuse, "code": 11000, "errmsg": "E11000 duplicate key"}]}}
+        return {"ok": 1.0, "nErrors": 0, "nInserted": len(command["ops"]),
+                "cursor": {"id": 0, "ns": "admin.$cmd.bulkWrite", "firstBatch": []}}
 
 
 def test_a_one_command_create_the_server_takes_whole_makes_no_outcome_and_a_refusal_its_own():
@@ -117,6 +122,65 @@ def test_a_one_command_create_the_server_takes_whole_makes_no_outcome_and_a_refu
     refused = bulk.insert_recorded(BulkClient(refuse=2), "db", "users", sons, records)  # the second document
     assert refused is not bulk.CLEAN and list(refused.refused) == [1] and refused.unrecorded == []
     assert (dict(bulk.CLEAN.refused), list(bulk.CLEAN.unrecorded)) == ({}, [])  # never changed
+
+
+class Replying(BulkClient):
+    """A gateway whose ``bulkWrite`` command answers ``reply`` and notes every command sent."""
+
+    def __init__(self, reply: dict[str, Any], concern: WriteConcern | None = None) -> None:
+        super().__init__()
+        self.reply, self.commands = reply, []
+        if concern is not None:
+            self.write_concern = concern
+
+    def bulk_write_command(self, command: dict[str, Any], session: Any = None) -> dict[str, Any]:
+        self.commands.append(command)
+        return self.reply
+
+
+CLEAN_REPLY = {"ok": 1.0, "nErrors": 0, "cursor": {"id": 0, "ns": "admin.$cmd.bulkWrite", "firstBatch": []}}
+
+
+class InTransaction:
+    in_transaction = True
+
+
+def test_the_bulk_write_command_is_ordered_errors_only_and_carries_the_clients_write_concern():
+    """The command ``bulk.insert_recorded`` builds: each document then its record, by
+    namespace index, ordered, errors only; the client's write concern when it is not the
+    server's default, and never inside a transaction (the commit carries it)."""
+    from astro_db.ops import bulk
+
+    sons, records = [{"_id": 1}, {"_id": 2}], [{"_id": "r1"}, {"_id": "r2"}]
+    plain = Replying(CLEAN_REPLY)
+    bulk.insert_recorded(plain, "db", "users", sons, records)
+    [command] = plain.commands
+    assert list(command) == ["bulkWrite", "ops", "nsInfo", "ordered", "errorsOnly"]
+    assert command["ops"] == [{"insert": 0, "document": {"_id": 1}}, {"insert": 1, "document": {"_id": "r1"}},
+                              {"insert": 0, "document": {"_id": 2}}, {"insert": 1, "document": {"_id": "r2"}}]
+    assert command["nsInfo"] == [{"ns": "db.users"}, {"ns": f"db.{CHANGES_COLLECTION}"}]
+    assert command["ordered"] is True and command["errorsOnly"] is True
+    majority = Replying(CLEAN_REPLY, WriteConcern(w="majority", wtimeout=500))
+    bulk.insert_recorded(majority, "db", "users", sons, records, written={0}, recorded={"r1"})
+    assert majority.commands[0]["writeConcern"] == {"w": "majority", "wtimeout": 500}
+    assert [op["document"]["_id"] for op in majority.commands[0]["ops"]] == [2, "r2"]  # what an earlier attempt wrote: left out
+    bulk.insert_recorded(majority, "db", "users", sons, records, session=InTransaction())
+    assert "writeConcern" not in majority.commands[1]
+
+
+def test_a_write_concern_error_or_an_unlisted_error_of_the_bulk_write_command_raises():
+    """A write concern error in the reply raises the driver's ``WriteConcernError`` (as
+    ``MongoClient.bulk_write`` would); a reply that counts an error it does not list is never
+    read as a success."""
+    from astro_db.ops import bulk
+
+    concern = {**CLEAN_REPLY, "writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}}
+    with pytest.raises(pm.WriteConcernError, match="replication timed out") as raised:
+        bulk.insert_recorded(Replying(concern), "db", "users", [{"_id": 1}], [{"_id": "r1"}])
+    assert raised.value.code == 64
+    unlisted = {**CLEAN_REPLY, "nErrors": 1}
+    with pytest.raises(pm.OperationFailure, match="does not list"):
+        bulk.insert_recorded(Replying(unlisted), "db", "users", [{"_id": 1}], [{"_id": "r1"}])
 
 
 def test_the_shared_clean_outcome_cannot_be_changed():

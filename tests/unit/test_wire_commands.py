@@ -163,7 +163,8 @@ def test_a_bulk_write_shape_names_its_namespaces_and_documents():
     got = wire.shape("bulkWrite", command)
     assert got.target == "users+astroChanges" and [d.coll for d in got.docs] == ["users", wire.CHANGES]
     assert got.docs[1].image_keys == tuple(sorted(doc)) and got.docs[1].fields == tuple(sorted(set(doc) - {"_id"}))
-    assert got.line() == "bulkWrite users+astroChanges (ordered=True, w=majority, ops=insert): 1 to users, 1 to astroChanges"
+    assert got.line() == ("bulkWrite users+astroChanges (ordered=True, w=majority, errorsOnly=True, ops=insert): "
+                          "1 to users, 1 to astroChanges")
 
 
 def test_a_find_and_modify_shape_holds_its_operators_and_fields():
