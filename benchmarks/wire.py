@@ -156,16 +156,18 @@ class Writes:
         self.client = db.client
         self.target, self.changes_ns = f"{db.name}.{coll}", f"{db.name}.{CHANGES}"
         self.one_command = speaks_bulk_write(self.client)
+        # made once: ``client.admin`` builds a new Database object each time (the embedded backend: never used)
+        self.admin = self.client.admin if self.one_command else None
 
     # -- inputs (untimed) --
     def create_inputs(self, docs: Iterable[dict[str, Any]]) -> list[Create]:
         """For each stored document, a default create's inputs: the document, its record, and the
-        ``bulkWrite`` command that carries them (none for a document above ``LARGE_DOCUMENT``:
-        two inserts)."""
+        ``bulkWrite`` command that carries them (none for a document above ``LARGE_DOCUMENT``, or
+        where the server has no ``bulkWrite``: two inserts)."""
         out = []
         for doc in docs:
             rec = create_record(self.model, self.coll_name, doc, ObjectId())
-            out.append(Create(doc, rec, None if large([doc]) else self.bulk_command([doc], [rec])))
+            out.append(Create(doc, rec, self.bulk_command([doc], [rec]) if self.one_command and not large([doc]) else None))
         return out
 
     def bulk_command(self, docs: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -217,7 +219,7 @@ class Writes:
     # -- the timed calls: PyMongo only --
     def create(self, c: Create) -> Any:
         if self.one_command and c.command is not None:
-            return self.client.admin.command(c.command)
+            return self.admin.command(c.command)
         result = self.coll.insert_one(c.doc)  # a server without bulkWrite: the document, then its record
         self.changes.insert_one(c.record)
         return result
@@ -231,7 +233,7 @@ class Writes:
     def create_many(self, batch: tuple[list[dict[str, Any]], list[dict[str, Any]], bool]) -> Any:
         docs, records, one = batch
         if one:
-            return self.client.admin.command(self.bulk_command(docs, records))
+            return self.admin.command(self.bulk_command(docs, records))
         result = self.coll.insert_many(docs, ordered=False)
         self.changes.insert_many(records, ordered=False)
         return result

@@ -230,10 +230,11 @@ class Gateway:
     database- and client-level calls. ``through(run)`` is a view of it whose every call is made
     by ``run`` (a tool's ``Executor.call``: breaker, time bound, retries, translation, metrics)."""
 
-    __slots__ = ("_database", "collections", "run")
+    __slots__ = ("_database", "_admin", "collections", "run")
 
     def __init__(self, database: PyMongoDatabase, run: Runner | None = None) -> None:
         self._database = database
+        self._admin: PyMongoDatabase | None = None  # the client's admin database, made on first use (``bulk_write_command``)
         #: the collection handles built so far, by name (a test may put a proxy in place of one)
         self.collections: dict[str, Collection] = {}
         self.run = run  # None: calls are made directly (the pipeline's steps wrap them in the run step)
@@ -289,7 +290,9 @@ class Gateway:
         """MongoDB 8.0's ``bulkWrite`` command as it is (on ``admin``; ``ops.bulk`` builds it and
         reads its reply): encoded in C in one message, where ``client_bulk_write`` builds it in
         Python op by op. Its reply as the server gave it (a command error raises)."""
-        admin = self._database.client.admin
+        admin = self._admin
+        if admin is None:  # ``client.admin`` makes a new Database object each time: made once
+            admin = self._admin = self._database.client.admin
         if self.run is None:  # the pipeline's gateway: the driver called from here, no closure
             return admin.command(command, session=session)
         return self.run(lambda: admin.command(command, session=session))
