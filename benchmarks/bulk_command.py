@@ -1,0 +1,146 @@
+"""What a create's ``bulkWrite`` costs the client, by how it is sent: ``python benchmarks/bulk_command.py``.
+
+A default create (audit and journal on) sends its document and its change record in one
+``bulkWrite`` command where the server has it (``astro_db/ops/bulk.py``). This script times, in
+raw PyMongo on a plain client of its own (``tz_aware=True``, no listener) against an nx-27017
+server it starts (the tests' patched launcher) or ``--url``, four ways of writing one document
+(a User's stored shape) and one record holding it again:
+
+- ``insert_one``: the document alone (raw PyMongo's plain create, for scale);
+- ``MongoClient.bulk_write``: the document and its record as two ``InsertOne`` models of the
+  client-level ``bulk_write``, which PyMongo turns into the command in Python, op by op;
+- ``the command sent whole``: the same ordered, errors-only ``bulkWrite`` command built as one
+  document and sent by ``admin.command`` (the admin database made once), which PyMongo encodes
+  in C: what astro_db sends;
+- ``two insert_one``: the document, then its record, as a server without ``bulkWrite`` gets them.
+
+Inputs are built before the timing; one warm-up batch per side, then ``--rounds`` batches of
+``--calls`` writes per side, the side that goes first rotating every round. Printed: per side,
+the median client CPU (``time.process_time``) and wall time per write, their spread over the
+rounds, and the ratio to ``insert_one``. Figures, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched nx-27017 launcher
+
+import pymongo  # noqa: E402
+from bson import ObjectId  # noqa: E402
+from pymongo import InsertOne  # noqa: E402
+
+DB = "astro_bulk_command"
+
+
+@contextlib.contextmanager
+def server(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    from live.nxserver import NxServer
+
+    data_dir = tempfile.mkdtemp(prefix="astro_bulk_command_nx_")
+    nx = NxServer(data_dir)
+    try:
+        nx.start()
+        yield nx.url(DB)
+    finally:
+        nx.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def pair() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A User's stored document and a create record holding it (the shapes astro_db writes)."""
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    oid = ObjectId()
+    doc = {"_id": oid, "email": f"{oid}@bench.test", "name": "Ann", "status": "active", "createdAt": now,
+           "updatedAt": now, "__v": 0, "_rev": 0}
+    record = {"_id": f"users/{oid}/0/{ObjectId()}", "model": "User", "coll": "users", "documentId": oid, "rev": 0,
+              "action": "create", "time": now, "t": 0, "audit": True, "actor": None, "requestId": None,
+              "fields": sorted(set(doc) - {"_id"}), "journal": True, "doc": doc}
+    return doc, record
+
+
+def sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[Callable[..., Any], Callable[[int], Any]]]:
+    """Each side: (what makes one input from a document and its record, the write of input
+    ``i`` of ``inputs[side]``), on one database."""
+    db, admin = client[DB], client.admin
+    users, changes = db["users"], db["astroChanges"]
+    target, changes_ns = f"{DB}.users", f"{DB}.astroChanges"
+
+    def command(doc: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        return {"bulkWrite": 1, "ops": [{"insert": 0, "document": doc}, {"insert": 1, "document": record}],
+                "nsInfo": [{"ns": target}, {"ns": changes_ns}], "ordered": True, "errorsOnly": True}
+
+    def two(i: int) -> None:
+        doc, record = inputs["two insert_one"][i]
+        users.insert_one(doc)
+        changes.insert_one(record)
+
+    return {
+        "insert_one": (lambda doc, record: doc, lambda i: users.insert_one(inputs["insert_one"][i])),
+        "MongoClient.bulk_write": (
+            lambda doc, record: [InsertOne(doc, namespace=target), InsertOne(record, namespace=changes_ns)],
+            lambda i: client.bulk_write(inputs["MongoClient.bulk_write"][i], ordered=True)),
+        "the command sent whole": (command, lambda i: admin.command(inputs["the command sent whole"][i])),
+        "two insert_one": (lambda doc, record: (doc, record), two),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="measured batches per side (default 15)")
+    parser.add_argument("--calls", type=int, default=100, help="writes per batch (default 100)")
+    parser.add_argument("--url", help="a MongoDB URL with bulkWrite (MongoDB 8.0+); default: an nx-27017 started here")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        parser.error("--rounds and --calls must be at least 1")
+    with server(args.url) as url:
+        client: Any = pymongo.MongoClient(url, tz_aware=True)
+        try:
+            inputs: dict[str, list[Any]] = {}
+            writes = sides(client, inputs)
+            names = list(writes)
+            cpu: dict[str, list[float]] = {name: [] for name in names}
+            wall: dict[str, list[float]] = {name: [] for name in names}
+            for rnd in range(args.rounds + 1):  # round 0: the warm-up, not kept
+                order = names[rnd % len(names):] + names[:rnd % len(names)]
+                for name in order:
+                    build, write = writes[name]
+                    inputs[name] = [build(*pair()) for _ in range(args.calls)]  # before the timing
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    for i in range(args.calls):
+                        write(i)
+                    c1, w1 = time.process_time(), time.perf_counter()
+                    if rnd:
+                        cpu[name].append((c1 - c0) / args.calls * 1e6)
+                        wall[name].append((w1 - w0) / args.calls * 1e6)
+            base_cpu, base_wall = statistics.median(cpu["insert_one"]), statistics.median(wall["insert_one"])
+            print(f"# a document and its record, {args.rounds} rounds of {args.calls} writes per side (+1 warm-up), "
+                  "rotated; medians per write, client CPU (time.process_time) and wall")
+            print(f"{'side':26s} {'CPU':>9s} {'CPU min-max':>17s} {'vs insert_one':>13s} {'wall':>9s} {'vs insert_one':>13s}")
+            for name in names:
+                c, w = statistics.median(cpu[name]), statistics.median(wall[name])
+                print(f"{name:26s} {c:7.1f}µs {min(cpu[name]):7.1f}-{max(cpu[name]):7.1f}µs {c / base_cpu:12.2f}x "
+                      f"{w:7.1f}µs {w / base_wall:12.2f}x")
+        finally:
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                client.drop_database(DB)
+            client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
