@@ -142,8 +142,9 @@ def test_a_lost_reply_is_retried_without_writing_anything_twice(db: Database, mo
 
 def test_a_batch_cut_off_half_way_is_completed_exactly_once(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     # 7 of the 20 operations ran: 4 documents, 3 of their records; then the connection dropped
-    install(monkeypatch, db, Fault(lambda ops: pm.AutoReconnect("connection reset"), keep=7))
+    fault = install(monkeypatch, db, Fault(lambda ops: pm.AutoReconnect("connection reset"), keep=7))
     result = db.create_many("User", [{"email": f"cut{i}@one.test", "name": "Cut"} for i in range(10)])
+    assert fault.fired == 1
     assert len(result) == 10 and not result.failed
     assert db.count("User", {"name": "Cut"}) == 10
     every_user_recorded_once(db)
