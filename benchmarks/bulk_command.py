@@ -1,4 +1,4 @@
-"""What a create's ``bulkWrite`` costs the client, by how it is sent: ``python benchmarks/bulk_command.py``.
+"""What a create's (and a delete's) ``bulkWrite`` costs the client, by how it is sent: ``python benchmarks/bulk_command.py``.
 
 A default create (audit and journal on) sends its document and its change record in one
 ``bulkWrite`` command where the server has it (``astro_db/ops/bulk.py``). This script times, in
@@ -12,7 +12,12 @@ server it starts (the tests' patched launcher) or ``--url``, four ways of writin
 - ``the command sent whole``: the same ordered, errors-only ``bulkWrite`` command built as one
   document and sent by ``admin.command`` (the admin database made once), which PyMongo encodes
   in C: what astro_db sends;
-- ``two insert_one``: the document, then its record, as a server without ``bulkWrite`` gets them.
+- ``two insert_one``: the document, then its record, as a server without ``bulkWrite`` gets them;
+- and a delete's one command (its record as an intent, then the compare-and-set delete of a
+  document inserted before the timing): ``delete: MongoClient.bulk_write`` with
+  ``verbose_results=True`` (each delete's count, as astro_db asks for a chunk of
+  ``delete_many``) and ``delete: the command sent whole`` (errors only, the count in its
+  ``nDeleted``, as astro_db sends a ``delete``).
 
 Inputs are built before the timing; one warm-up batch per side, then ``--rounds`` batches of
 ``--calls`` writes per side, the side that goes first rotating every round. Printed: per side,
@@ -39,7 +44,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched 
 
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
-from pymongo import InsertOne  # noqa: E402
+from pymongo import DeleteOne, InsertOne  # noqa: E402
 
 DB = "astro_bulk_command"
 
@@ -89,6 +94,20 @@ def sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[Callable
         users.insert_one(doc)
         changes.insert_one(record)
 
+    def stored(doc: dict[str, Any]) -> Any:  # a delete's document, inserted before the timing
+        users.insert_one(doc)
+        return doc["_id"]
+
+    def delete_ops(doc: dict[str, Any], record: dict[str, Any]) -> list[Any]:
+        return [InsertOne({**record, "action": "delete", "intent": {"audit": True, "journal": True}}, namespace=changes_ns),
+                DeleteOne({"_id": stored(doc), "_rev": 0}, namespace=target)]
+
+    def delete_command(doc: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        return {"bulkWrite": 1, "ops": [{"insert": 1, "document": {**record, "action": "delete",
+                                                                    "intent": {"audit": True, "journal": True}}},
+                                        {"delete": 0, "filter": {"_id": stored(doc), "_rev": 0}, "multi": False}],
+                "nsInfo": [{"ns": target}, {"ns": changes_ns}], "ordered": True, "errorsOnly": True}
+
     return {
         "insert_one": (lambda doc, record: doc, lambda i: users.insert_one(inputs["insert_one"][i])),
         "MongoClient.bulk_write": (
@@ -96,6 +115,11 @@ def sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[Callable
             lambda i: client.bulk_write(inputs["MongoClient.bulk_write"][i], ordered=True)),
         "the command sent whole": (command, lambda i: admin.command(inputs["the command sent whole"][i])),
         "two insert_one": (lambda doc, record: (doc, record), two),
+        "delete: MongoClient.bulk_write": (
+            delete_ops, lambda i: client.bulk_write(inputs["delete: MongoClient.bulk_write"][i], ordered=True,
+                                                    verbose_results=True)),
+        "delete: the command sent whole": (delete_command,
+                                           lambda i: admin.command(inputs["delete: the command sent whole"][i])),
     }
 
 
@@ -130,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             base_cpu, base_wall = statistics.median(cpu["insert_one"]), statistics.median(wall["insert_one"])
             print(f"# a document and its record, {args.rounds} rounds of {args.calls} writes per side (+1 warm-up), "
                   "rotated; medians per write, client CPU (time.process_time) and wall")
-            print(f"{'side':26s} {'CPU':>9s} {'CPU min-max':>17s} {'vs insert_one':>13s} {'wall':>9s} {'vs insert_one':>13s}")
+            print(f"{'side':34s} {'CPU':>9s} {'CPU min-max':>17s} {'vs insert_one':>13s} {'wall':>9s} {'vs insert_one':>13s}")
             for name in names:
                 c, w = statistics.median(cpu[name]), statistics.median(wall[name])
-                print(f"{name:26s} {c:7.1f}µs {min(cpu[name]):7.1f}-{max(cpu[name]):7.1f}µs {c / base_cpu:12.2f}x "
+                print(f"{name:34s} {c:7.1f}µs {min(cpu[name]):7.1f}-{max(cpu[name]):7.1f}µs {c / base_cpu:12.2f}x "
                       f"{w:7.1f}µs {w / base_wall:12.2f}x")
         finally:
             with contextlib.suppress(pymongo.errors.PyMongoError):

@@ -107,8 +107,7 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
         if record["_id"] not in recorded:
             ops.append({"insert": 1, "document": record})
             places.append((position, True))
-    concern = client.write_concern
-    concern = None if concern.is_server_default or (session is not None and session.in_transaction) else concern.document
+    concern = _concern(client, session)
     outcome = CLEAN  # an Outcome of its own once the server refuses something
     start = 0
     while start < len(ops):
@@ -129,6 +128,15 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
         if start < len(places) and places[start] == (position, True):
             start += 1  # the refused document's record is not written
     return outcome
+
+
+def _concern(client: Any, session: Session) -> dict[str, Any] | None:
+    """The write concern a command sent whole carries: the client's, unless it is the server's
+    default or the command runs in a transaction (whose commit carries it)."""
+    concern = client.write_concern
+    if concern.is_server_default or (session is not None and session.in_transaction):
+        return None
+    return cast("dict[str, Any]", concern.document)
 
 
 def _command(ops: list[dict[str, Any]], ns_info: list[dict[str, str]], concern: dict[str, Any] | None) -> dict[str, Any]:
@@ -161,7 +169,22 @@ def delete_intended(client: Any, database: str, collection: str, intents: Sequen
     """Insert the ``intents`` (but those whose ids are in ``intended``: an earlier attempt wrote
     them) into the change collection, then delete by each of ``filters``, ordered, in one
     command; for each filter, whether it deleted a document. A write error (an intent refused:
-    then nothing after it ran) raises the driver's error."""
+    then nothing after it ran) raises the driver's error.
+
+    One filter (a ``delete``: the common case) sends the command whole, as ``insert_recorded``
+    does, errors only: the reply's ``nDeleted`` is its one delete's count. Several (a chunk of
+    ``delete_many``) go through ``MongoClient.bulk_write``, whose results give each delete's
+    count: the server lists them in a cursor, whose batches past the first a ``getMore`` in the
+    same session would have to read, which the driver's method does."""
+    if len(filters) == 1:
+        ns_info = [{"ns": f"{database}.{collection}"}, {"ns": f"{database}.{CHANGES_COLLECTION}"}]
+        whole = [{"insert": 1, "document": intent} for intent in intents if intent["_id"] not in intended]
+        whole.append({"delete": 0, "filter": filters[0], "multi": False})
+        reply = client.bulk_write_command(_command(whole, ns_info, _concern(client, session)), session=session)
+        refused = _first_error(reply)
+        if refused is not None:
+            raise pm.OperationFailure(refused.get("errmsg", "bulkWrite failed"), refused.get("code"), refused)
+        return [bool(reply.get("nDeleted"))]
     ops: list[Any] = [InsertOne(intent, namespace=f"{database}.{CHANGES_COLLECTION}")
                       for intent in intents if intent["_id"] not in intended]
     first = len(ops)

@@ -313,7 +313,11 @@ def test_a_server_without_bulkwrite_deletes_the_long_way(live_url: str, monkeypa
         def no_such_command(ops: list[Any], **kwargs: Any) -> Any:
             raise pm.OperationFailure("no such command: 'bulkWrite'", 59)
 
-        monkeypatch.setattr(db.mongo.client, "bulk_write", no_such_command)
+        def no_such_command_whole(handle: Any, command: Any, session: Any = None) -> Any:
+            raise pm.OperationFailure("no such command: 'bulkWrite'", 59)
+
+        monkeypatch.setattr(db.mongo.client, "bulk_write", no_such_command)  # a chunk of delete_many
+        monkeypatch.setattr(gateway.Gateway, "bulk_write_command", no_such_command_whole)  # a delete: sent whole
         assert db.delete("User", {"id": users[0].id}) is True
         assert db.executor.runtime.bulk_write is False
         assert db.delete_many("User", {"name": "Old"}) == 2

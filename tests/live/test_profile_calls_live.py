@@ -140,13 +140,14 @@ def test_records_packed_with_images_as_bytes_carry_each_documents_stored_bson_on
 
 def test_the_bulk_command_benchmark_prints_each_way_of_sending_a_create_and_its_record(live_url):
     """``benchmarks/bulk_command.py`` against the session's server: every side's CPU and wall per
-    write and its ratio to ``insert_one``."""
+    write (a create's four ways, a delete's two) and its ratio to ``insert_one``."""
     script = SCRIPT.parent / "bulk_command.py"
     done = subprocess.run([sys.executable, str(script), "--rounds", "2", "--calls", "3", "--url", live_url],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    rows = {line[:26].strip(): line[26:].split() for line in done.stdout.splitlines()[2:]}
-    assert set(rows) == {"insert_one", "MongoClient.bulk_write", "the command sent whole", "two insert_one"}
+    rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"insert_one", "MongoClient.bulk_write", "the command sent whole", "two insert_one",
+                         "delete: MongoClient.bulk_write", "delete: the command sent whole"}
     ratios = {side: [t for t in tokens if t.endswith("x")] for side, tokens in rows.items()}
     assert ratios["insert_one"] == ["1.00x", "1.00x"] and all(len(r) == 2 for r in ratios.values())
     assert all(float(tokens[0].rstrip("µs")) > 0 for tokens in rows.values())

@@ -183,6 +183,31 @@ def test_a_write_concern_error_or_an_unlisted_error_of_the_bulk_write_command_ra
         bulk.insert_recorded(Replying(unlisted), "db", "users", [{"_id": 1}], [{"_id": "r1"}])
 
 
+def test_a_single_delete_sends_its_intent_and_delete_whole_and_reads_its_count():
+    """``bulk.delete_intended`` with one filter (a ``delete``): the intents not written yet, then
+    the compare-and-set delete, in one ordered, errors-only command; whether it deleted is the
+    reply's ``nDeleted``; a refused intent or a write concern error raises."""
+    from astro_db.ops import bulk
+
+    intents = [{"_id": "i1"}, {"_id": "i2"}]
+    deleted = Replying({**CLEAN_REPLY, "nDeleted": 1}, WriteConcern(w="majority"))
+    assert bulk.delete_intended(deleted, "db", "users", intents, [{"_id": 1, "_rev": 2}], intended={"i1"}) == [True]
+    [command] = deleted.commands
+    assert command["ops"] == [{"insert": 1, "document": {"_id": "i2"}}, {"delete": 0, "filter": {"_id": 1, "_rev": 2},
+                                                                           "multi": False}]
+    assert command["nsInfo"] == [{"ns": "db.users"}, {"ns": f"db.{CHANGES_COLLECTION}"}]
+    assert command["ordered"] is True and command["errorsOnly"] is True and command["writeConcern"] == {"w": "majority"}
+    assert bulk.delete_intended(Replying({**CLEAN_REPLY, "nDeleted": 0}), "db", "users", intents, [{"_id": 1}]) == [False]
+    refused = {**CLEAN_REPLY, "nErrors": 1, "cursor": {"id": 0, "firstBatch": [
+        {"ok": 0.0, "idx": 0, "code": 121, "errmsg": "Document failed validation"}]}}
+    with pytest.raises(pm.OperationFailure, match="failed validation") as raised:
+        bulk.delete_intended(Replying(refused), "db", "users", intents, [{"_id": 1}])
+    assert raised.value.code == 121
+    concern = {**CLEAN_REPLY, "nDeleted": 1, "writeConcernError": {"code": 64, "errmsg": "timed out"}}
+    with pytest.raises(pm.WriteConcernError):
+        bulk.delete_intended(Replying(concern), "db", "users", intents, [{"_id": 1}])
+
+
 def test_the_shared_clean_outcome_cannot_be_changed():
     """``bulk.CLEAN`` is returned by every command the server takes whole: a change to it would
     be seen by every later call, so it refuses every change."""
