@@ -50,7 +50,7 @@ from .query.filters import coerce_id
 from .query.order import identity
 from .security import access
 from .security.crypto import FieldCrypto
-from .security.fieldpaths import owner_value
+from .security.fieldpaths import value_at
 from .workflows import delete_user_cascade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +96,7 @@ def owner_paths(registry: ModelRegistry) -> dict[str, str]:
 
 def belongs_to(doc: Mapping[str, Any], owner: str, users: Container[Any]) -> bool:
     """Whether a stored document (its ``owner`` field) belongs to one of ``users``."""
-    value = owner_value(doc, owner)  # an owner may sit in an embedded document (``sender.userId``)
+    value = value_at(doc, owner)  # an owner may sit in an embedded document (``sender.userId``)
     return value is not None and value in users
 
 
@@ -224,7 +224,7 @@ def _packed_ids(database: MongoDB, collection: str, owner: str, uid: Any) -> lis
     ``owners``, read image by image (a pack holds other users' documents too)."""
     found = []
     for pack in database[CHANGES_COLLECTION].find({"coll": collection, "owners": uid}, {"docs": 1}):
-        found += [image["_id"] for image in images(pack) if owner_value(image, owner) == uid]
+        found += [image["_id"] for image in images(pack) if value_at(image, owner) == uid]
     return found
 
 
@@ -280,7 +280,7 @@ def _records(ex: Executor, info: ModelInfo, ids: list[Any], *, legacy_log: bool,
         for record in current:
             image = record.get("doc")
             if isinstance(image, Mapping):
-                held[record.get("documentId")] = owner_value(image, owner) == uid
+                held[record.get("documentId")] = value_at(image, owner) == uid
             if not held.get(record.get("documentId"), True):
                 continue  # a revision another user owned
             if isinstance(image, Mapping):
@@ -417,10 +417,10 @@ def _scrub_packs(database: MongoDB, collection: str, owner: str, users: list[Obj
     erased = {identity(u) for u in users}
 
     def kept(image: Any) -> bool:
-        return identity(owner_value(image, owner)) not in erased
+        return identity(value_at(image, owner)) not in erased
 
     def owner_of(image: Any) -> Any:
-        return owner_value(image, owner)
+        return value_at(image, owner)
 
     coll = database[CHANGES_COLLECTION]
     scrubbed = 0

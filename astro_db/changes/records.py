@@ -224,9 +224,9 @@ def pack_records(*, model: str, collection: str, changes: Sequence[tuple[Any, in
     (``audit``); ``owner``: the stored path of the model's owner field (``_id`` for the users),
     whose values the ``owners`` list; ``codec_options``: how the images are encoded (the
     database's: the form the server stores)."""
-    from ..security.fieldpaths import owner_value  # noqa: PLC0415 - security imports the models, which import this package
+    from ..security.fieldpaths import value_at  # noqa: PLC0415 - security imports the models, which import this package
 
-    owner_of = None if owner is None else partial(owner_value, path=owner)
+    owner_of = None if owner is None else partial(value_at, path=owner)
     if not isinstance(codec_options, CodecOptions):  # mongomock's own (the embedded backend): the service's UUIDs
         codec_options = _STANDARD
     records: list[dict[str, Any]] = []

@@ -97,7 +97,7 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
     concern (outside a transaction), and its errors: a write concern error raises
     ``WriteConcernError``. Not its retry of a retryable error: the run step's policy retries the
     call, and ``written`` and ``recorded`` leave out what the first attempt wrote."""
-    ns_info = [{"ns": f"{database}.{collection}"}, {"ns": f"{database}.{CHANGES_COLLECTION}"}]
+    ns_info = _namespaces(database, collection)
     ops: list[dict[str, Any]] = []
     places: list[tuple[int, bool]] = []  # for each op: (position, is it the record?)
     for position, (son, record) in enumerate(zip(sons, records, strict=True)):
@@ -128,6 +128,16 @@ def insert_recorded(client: Any, database: str, collection: str, sons: Sequence[
         if start < len(places) and places[start] == (position, True):
             start += 1  # the refused document's record is not written
     return outcome
+
+
+def _namespaces(database: str, collection: str) -> list[dict[str, str]]:
+    """A command's ``nsInfo``: the model's collection (index 0), then the change collection (1)."""
+    return [{"ns": f"{database}.{collection}"}, {"ns": f"{database}.{CHANGES_COLLECTION}"}]
+
+
+def _write_failure(error: Mapping[str, Any]) -> pm.OperationFailure:
+    """A delete command's write error (an intent refused) as the driver's error."""
+    return pm.OperationFailure(error.get("errmsg", "bulkWrite failed"), error.get("code"), dict(error))
 
 
 def _concern(client: Any, session: Session) -> dict[str, Any] | None:
@@ -177,13 +187,13 @@ def delete_intended(client: Any, database: str, collection: str, intents: Sequen
     count: the server lists them in a cursor, whose batches past the first a ``getMore`` in the
     same session would have to read, which the driver's method does."""
     if len(filters) == 1:
-        ns_info = [{"ns": f"{database}.{collection}"}, {"ns": f"{database}.{CHANGES_COLLECTION}"}]
+        ns_info = _namespaces(database, collection)
         whole = [{"insert": 1, "document": intent} for intent in intents if intent["_id"] not in intended]
         whole.append({"delete": 0, "filter": filters[0], "multi": False})
         reply = client.bulk_write_command(_command(whole, ns_info, _concern(client, session)), session=session)
         refused = _first_error(reply)
         if refused is not None:
-            raise pm.OperationFailure(refused.get("errmsg", "bulkWrite failed"), refused.get("code"), refused)
+            raise _write_failure(refused)
         return [bool(reply.get("nDeleted"))]
     ops: list[Any] = [InsertOne(intent, namespace=f"{database}.{CHANGES_COLLECTION}")
                       for intent in intents if intent["_id"] not in intended]
@@ -194,7 +204,6 @@ def delete_intended(client: Any, database: str, collection: str, intents: Sequen
     except pm.ClientBulkWriteException as exc:
         if exc.error is not None and isinstance(exc.error, BaseException):
             raise exc.error from exc
-        error = cast("dict[str, Any]", exc.write_errors[0]) if exc.write_errors else {}
-        raise pm.OperationFailure(error.get("errmsg", "bulkWrite failed"), error.get("code"), error) from exc
+        raise _write_failure(cast("dict[str, Any]", exc.write_errors[0]) if exc.write_errors else {}) from exc
     deleted = result.delete_results
     return [bool(deleted[first + i].deleted_count) if first + i in deleted else False for i in range(len(filters))]

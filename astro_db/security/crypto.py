@@ -55,11 +55,11 @@ from .fieldpaths import (
     from_plaintext,
     leaves_at,
     norm_path,
-    owner_value,
     pop_at,
     sensitive_fields,
     slots_at,
     to_plaintext,
+    value_at,
 )
 from .filters import match_ciphertext
 from .provenance import intact_paths
@@ -376,7 +376,7 @@ class FieldCrypto:
         """The alt name of the data key a document's values are sealed under: its owner's
         (``user:<id>``), or the shared key for a model no user owns (or a document without one)."""
         owner = self.owners.get(info.name)
-        subject = owner_value(doc, owner) if owner else None  # an owner may sit in an embedded document
+        subject = value_at(doc, owner) if owner else None  # an owner may sit in an embedded document
         return SHARED_KEY if subject is None else subject_alt_name(subject)
 
     def shred(self, subject_id: Any, noted: Callable[[int], None] | None = None) -> int:
@@ -863,10 +863,10 @@ class FieldCrypto:
         owner = self.owners.get(info.name)
         placed: list[tuple[dict[str, Any], str]] = []
         if owners_of is not None and self.vault is not None and owner and owner != "_id" and paths:
-            lacking = [d for d in docs if "_id" in d and owner_value(d, owner) is None
+            lacking = [d for d in docs if "_id" in d and value_at(d, owner) is None
                        and any(is_sealed(v) for p in paths for v in leaves_at(d, p.split(".")))]
             if lacking:
-                stored = {identity(d["_id"]): owner_value(d, owner)  # the server's equality of ids
+                stored = {identity(d["_id"]): value_at(d, owner)  # the server's equality of ids
                           for d in owners_of([d["_id"] for d in lacking]) if "_id" in d}
                 for d in lacking:
                     value = stored.get(identity(d["_id"]))
@@ -907,7 +907,7 @@ class FieldCrypto:
                                        subject if also is None else {subject, self.subject_key(info, also)})
             except EncryptionError as exc:
                 owner = self.owners.get(info.name)
-                if subject == SHARED_KEY and owner and owner_value(doc, owner) is None and "owner" in str(exc):
+                if subject == SHARED_KEY and owner and value_at(doc, owner) is None and "owner" in str(exc):
                     raise EncryptionError(f"the document's owner field ({owner}) was not read, and a sealed value "
                                           "opens only under its owner's data key: keep it in the output") from None
                 raise

@@ -25,7 +25,7 @@ from ..models.fields import TextField
 from .blind import blind_path
 
 __all__ = ["Sensitive", "sensitive_fields", "norm_path", "copy_tree", "apply_at", "leaves_at", "each_pushed",
-           "to_plaintext", "from_plaintext", "owner_value", "value_at"]
+           "to_plaintext", "from_plaintext", "value_at"]
 
 _READ_JSON: JSONOptions = CANONICAL_JSON_OPTIONS.with_options(tz_aware=True)  # as the client reads dates
 
@@ -108,10 +108,6 @@ def value_at(doc: Any, path: str) -> Any:
     for part in path.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value
-
-
-#: The value of a stored document's owner field (a stored path: ``userId``, ``sender.userId``).
-owner_value = value_at
 
 
 def pop_at(doc: Any, path: str) -> None:
