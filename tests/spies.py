@@ -4,6 +4,7 @@ collection handle, a collection whose first write loses its reply, and a hand-dr
 from __future__ import annotations
 
 import cProfile
+import functools
 import gc
 import pstats
 from collections.abc import Callable
@@ -121,6 +122,39 @@ def lose_first_reply(db: Any, model: str, method: str = "bulk_write") -> LostRep
     fake = LostReply(rt.coll(info), method)
     rt.gateway.collections[info.collection] = fake
     return fake
+
+
+class BulkCommandFault:
+    """Set on ``Gateway.bulk_write_command`` (the one driver call of a whole ``bulkWrite``,
+    ``monkeypatch.setattr(gateway.Gateway, "bulk_write_command", fault)``): its first call runs
+    the command's first ``keep`` operations (all of them when ``None``) on the server for real,
+    then ``after()`` (e.g. the server is killed), then gives ``error(ops)`` instead of the reply:
+    raised when it is an exception, else answered as the server's reply. Later calls go through.
+    ``calls``: every call; ``fired``: whether the fault was given."""
+
+    def __init__(self, error: Any, keep: int | None = None, after: Callable[[], Any] = lambda: None) -> None:
+        from astro_db.driver import gateway
+
+        self.real, self.error, self.keep, self.after = gateway.Gateway.bulk_write_command, error, keep, after
+        self.calls = self.fired = 0
+
+    def __get__(self, handle: Any, owner: Any = None) -> Any:  # set on the class: a method of each handle
+        return functools.partial(self, handle) if handle is not None else self
+
+    def __call__(self, handle: Any, command: dict[str, Any], session: Any = None) -> Any:
+        self.calls += 1
+        if self.fired:
+            return self.real(handle, command, session)
+        self.fired += 1
+        ops = command["ops"]
+        ran = ops if self.keep is None else ops[:self.keep]
+        if ran:
+            self.real(handle, {**command, "ops": ran}, session)
+        self.after()
+        answer = self.error(ops)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
 class Clock:

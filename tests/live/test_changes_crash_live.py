@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from backup_helpers import state
 from kill_at import CHILD_PATH
 from pymongo import errors as pm
 from pymongo import monitoring
-from spies import poll
+from spies import BulkCommandFault, poll
 
 from astro_db import Database, backup
 from astro_db.driver import gateway, timeouts
@@ -199,23 +198,11 @@ def test_update_many_list_change_skips_a_chart_changed_after_it_was_listed(live_
         assert all(len(db.find_one("BirthChart", {"id": c.id}).positions) == 1 for c in (charts[0], charts[2]))
 
 
-class LoseReply:
-    """Replaces the ``bulkWrite`` command (``Gateway.bulk_write_command``) once: the command runs
-    on the server for real, then ``after()`` (e.g. the server is killed) and the reply is lost."""
-
-    def __init__(self, after: Any = lambda: None) -> None:
-        self.real, self.after, self.calls = gateway.Gateway.bulk_write_command, after, 0
-
-    def __get__(self, handle: Any, owner: Any = None) -> Any:  # set on the class: a method of each handle
-        return functools.partial(self, handle) if handle is not None else self
-
-    def __call__(self, handle: Any, command: dict[str, Any], session: Any = None) -> Any:
-        self.calls += 1
-        if self.calls > 1:
-            return self.real(handle, command, session)
-        self.real(handle, command, session)
-        self.after()
-        raise pm.AutoReconnect("connection reset after the server applied the command")
+def lose_reply(after: Any = lambda: None) -> BulkCommandFault:
+    """``Gateway.bulk_write_command`` replaced once: the command runs on the server for real,
+    then ``after()`` (e.g. the server is killed) and the reply is lost."""
+    return BulkCommandFault(lambda ops: pm.AutoReconnect("connection reset after the server applied the command"),
+                            after=after)
 
 
 class ExpireFirstFind:
@@ -247,7 +234,7 @@ def test_a_create_applied_while_its_retry_ran_out_is_read_back_and_recorded_once
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     with Database(live_url, backoff_base_s=0.001, backoff_max_s=0.002) as db:
         db.create("User", {"email": "warm@unknown.test", "name": "Warm"})
-        fault = LoseReply()
+        fault = lose_reply()
         monkeypatch.setattr(gateway.Gateway, "bulk_write_command", fault)
         rt = db.executor.runtime
         users = ExpireFirstFind(rt.coll(rt.registry.resolve("User")))
@@ -287,7 +274,7 @@ def test_a_create_applied_just_before_the_server_died_is_reported_unknown_then_r
     try:
         db.create("User", {"email": "warm@died.test", "name": "Warm"})
         real = gateway.Gateway.bulk_write_command
-        monkeypatch.setattr(gateway.Gateway, "bulk_write_command", LoseReply(after=server_up.kill))
+        monkeypatch.setattr(gateway.Gateway, "bulk_write_command", lose_reply(after=server_up.kill))
         with pytest.raises(WriteOutcomeUnknown) as caught:
             db.create("User", {"email": "stored@died.test", "name": "Stored"}, timeout_ms=2000)
         assert caught.value.applied is None and len(caught.value.ids) == 1

@@ -11,12 +11,12 @@ document none, and nothing is written twice.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
 from pymongo import errors as pm
 from pymongo import monitoring
+from spies import BulkCommandFault
 
 from astro_db import Database
 from astro_db.driver import gateway
@@ -63,33 +63,7 @@ def every_user_recorded_once(db: Database) -> None:
     assert db.mongo["astroChanges"].count_documents({}) == len(users)
 
 
-class Fault:
-    """Replaces the ``bulkWrite`` command (``Gateway.bulk_write_command``, astro_db's one driver
-    call for it) once: runs its first ``keep`` operations (all of them when ``None``) on the
-    server for real, then gives ``error(ops)`` instead of the reply: raised when it is an
-    exception, else answered as the server's reply."""
-
-    def __init__(self, error: Any, keep: int | None = None) -> None:
-        self.real, self.error, self.keep, self.fired = gateway.Gateway.bulk_write_command, error, keep, 0
-
-    def __get__(self, handle: Any, owner: Any = None) -> Any:  # set on the class: a method of each handle
-        return functools.partial(self, handle) if handle is not None else self
-
-    def __call__(self, handle: Any, command: dict[str, Any], session: Any = None) -> Any:
-        if self.fired:
-            return self.real(handle, command, session)
-        self.fired += 1
-        ops = command["ops"]
-        ran = ops if self.keep is None else ops[:self.keep]
-        if ran:
-            self.real(handle, {**command, "ops": ran}, session)
-        answer = self.error(ops)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-
-def install(monkeypatch: pytest.MonkeyPatch, db: Database, fault: Fault) -> Fault:
+def install(monkeypatch: pytest.MonkeyPatch, db: Database, fault: BulkCommandFault) -> BulkCommandFault:
     monkeypatch.setattr(gateway.Gateway, "bulk_write_command", fault)
     return fault
 
@@ -131,7 +105,7 @@ def test_a_refused_single_create_raises_and_records_nothing(db: Database) -> Non
 
 def test_a_lost_reply_is_retried_without_writing_anything_twice(db: Database, monkeypatch: pytest.MonkeyPatch,
                                                                  commands: Commands) -> None:
-    fault = install(monkeypatch, db, Fault(lambda ops: pm.AutoReconnect("reply lost")))
+    fault = install(monkeypatch, db, BulkCommandFault(lambda ops: pm.AutoReconnect("reply lost")))
     user = db.create("User", {"email": "lost@one.test", "name": "Lost"})
     assert fault.fired == 1
     assert db.count("User", {"email": "lost@one.test"}) == 1
@@ -142,7 +116,7 @@ def test_a_lost_reply_is_retried_without_writing_anything_twice(db: Database, mo
 
 def test_a_batch_cut_off_half_way_is_completed_exactly_once(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     # 7 of the 20 operations ran: 4 documents, 3 of their records; then the connection dropped
-    fault = install(monkeypatch, db, Fault(lambda ops: pm.AutoReconnect("connection reset"), keep=7))
+    fault = install(monkeypatch, db, BulkCommandFault(lambda ops: pm.AutoReconnect("connection reset"), keep=7))
     result = db.create_many("User", [{"email": f"cut{i}@one.test", "name": "Cut"} for i in range(10)])
     assert fault.fired == 1
     assert len(result) == 10 and not result.failed
@@ -159,7 +133,7 @@ def refused_record(ops: list[Any]) -> dict[str, Any]:
 
 def test_a_refused_record_is_reported_as_applied_and_written_later(db: Database, monkeypatch: pytest.MonkeyPatch,
                                                                    commands: Commands) -> None:
-    install(monkeypatch, db, Fault(refused_record, keep=1))
+    install(monkeypatch, db, BulkCommandFault(refused_record, keep=1))
     with pytest.raises(ChangeRecordError) as caught:
         db.create("User", {"email": "norecord@one.test", "name": "NoRecord"})
     user = db.find_one("User", {"email": "norecord@one.test"}, lean=True)
@@ -182,7 +156,7 @@ def no_such_command(ops: list[Any]) -> pm.OperationFailure:
 
 def test_a_server_without_the_command_is_written_the_long_way(db: Database, monkeypatch: pytest.MonkeyPatch,
                                                                commands: Commands) -> None:
-    install(monkeypatch, db, Fault(no_such_command, keep=0))
+    install(monkeypatch, db, BulkCommandFault(no_such_command, keep=0))
     user = db.create("User", {"email": "old@one.test", "name": "Old"})
     assert db.executor.runtime.bulk_write is False
     assert commands.names == ["insert", "insert"] and len(records_of(db, user.id)) == 1
