@@ -22,7 +22,9 @@ server it starts (the tests' patched launcher) or ``--url``, four ways of writin
 Inputs are built before the timing; one warm-up batch per side, then ``--rounds`` batches of
 ``--calls`` writes per side, the side that goes first rotating every round. Printed: per side,
 the median client CPU (``time.process_time``) and wall time per write, their spread over the
-rounds, and the ratio to ``insert_one``. Figures, never assertions.
+rounds, and the ratio to ``insert_one``. ``--image BYTES`` adds that much binary data to each
+document (where the one command stops paying for a large create: ``astro_db/ops/sizes.py``),
+``--sides`` runs a subset. Figures, never assertions.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched nx-27017 launcher
 
+import bson  # noqa: E402
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
 from pymongo import DeleteOne, InsertOne  # noqa: E402
@@ -66,12 +69,15 @@ def server(url: str | None) -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def pair() -> tuple[dict[str, Any], dict[str, Any]]:
-    """A User's stored document and a create record holding it (the shapes astro_db writes)."""
+def pair(image: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A User's stored document and a create record holding it (the shapes astro_db writes);
+    ``image``: that many bytes more in the document, as a binary ``image`` field."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     oid = ObjectId()
     doc = {"_id": oid, "email": f"{oid}@bench.test", "name": "Ann", "status": "active", "createdAt": now,
            "updatedAt": now, "__v": 0, "_rev": 0}
+    if image:
+        doc["image"] = bytes(image)
     record = {"_id": f"users/{oid}/0/{ObjectId()}", "model": "User", "coll": "users", "documentId": oid, "rev": 0,
               "action": "create", "time": now, "t": 0, "audit": True, "actor": None, "requestId": None,
               "fields": sorted(set(doc) - {"_id"}), "journal": True, "doc": doc}
@@ -128,14 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="measured batches per side (default 15)")
     parser.add_argument("--calls", type=int, default=100, help="writes per batch (default 100)")
     parser.add_argument("--url", help="a MongoDB URL with bulkWrite (MongoDB 8.0+); default: an nx-27017 started here")
+    parser.add_argument("--image", type=int, default=0,
+                        help="bytes of binary data added to each document (a large create: where one command "
+                             "stops paying, astro_db/ops/sizes.py); default 0")
+    parser.add_argument("--sides", help="comma-separated subset of the sides (insert_one is always run: the scale)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.calls < 1:
-        parser.error("--rounds and --calls must be at least 1")
+    if args.rounds < 1 or args.calls < 1 or args.image < 0:
+        parser.error("--rounds and --calls must be at least 1, --image at least 0")
     with server(args.url) as url:
         client: Any = pymongo.MongoClient(url, tz_aware=True)
         try:
             inputs: dict[str, list[Any]] = {}
             writes = sides(client, inputs)
+            if args.sides:
+                wanted = {"insert_one", *(name.strip() for name in args.sides.split(","))}
+                unknown = wanted - set(writes)
+                if unknown:
+                    parser.error(f"unknown sides {sorted(unknown)}; known: {list(writes)}")
+                writes = {name: side for name, side in writes.items() if name in wanted}
             names = list(writes)
             cpu: dict[str, list[float]] = {name: [] for name in names}
             wall: dict[str, list[float]] = {name: [] for name in names}
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = names[rnd % len(names):] + names[:rnd % len(names)]
                 for name in order:
                     build, write = writes[name]
-                    inputs[name] = [build(*pair()) for _ in range(args.calls)]  # before the timing
+                    inputs[name] = [build(*pair(args.image)) for _ in range(args.calls)]  # before the timing
                     c0, w0 = time.process_time(), time.perf_counter()
                     for i in range(args.calls):
                         write(i)
@@ -152,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                         cpu[name].append((c1 - c0) / args.calls * 1e6)
                         wall[name].append((w1 - w0) / args.calls * 1e6)
             base_cpu, base_wall = statistics.median(cpu["insert_one"]), statistics.median(wall["insert_one"])
-            print(f"# a document and its record, {args.rounds} rounds of {args.calls} writes per side (+1 warm-up), "
+            size = len(bson.encode(pair(args.image)[0]))
+            print(f"# a document of {size:,} BSON bytes and its record, {args.rounds} rounds of {args.calls} writes per side (+1 warm-up), "
                   "rotated; medians per write, client CPU (time.process_time) and wall")
             print(f"{'side':34s} {'CPU':>9s} {'CPU min-max':>17s} {'vs insert_one':>13s} {'wall':>9s} {'vs insert_one':>13s}")
             for name in names:

@@ -47,7 +47,7 @@ PACK_FROM = 32  # astro_db.changes.records.PACK_FROM: from it on, a create_many'
 PACK_DOCS = 1000  # astro_db.changes.records.PACK_DOCS: documents per packed record
 # astro_db.ops.sizes.LARGE_DOCUMENT: above it (BSON bytes), a create is an insert of the
 # document(s), then one of the record(s), not a bulkWrite
-LARGE_DOCUMENT = 768 * 1024
+LARGE_DOCUMENT = 2 * 1024 * 1024
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS = _dt.timedelta(milliseconds=1)
 # what a client sends on its own (handshakes, monitoring, sessions): not the operation's commands

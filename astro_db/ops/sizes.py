@@ -1,13 +1,16 @@
 """How large a new document may be, cheaply: the create path's size rule (``LARGE_DOCUMENT``).
 
 A create whose document and change record would go in one client-level ``bulkWrite``
-(``ops.bulk``) sends them in two commands instead when the document is large: PyMongo builds a
-client-level ``bulkWrite`` in Python, op by op, through a ``BytesIO`` it writes and copies
-several times, which for a document of megabytes costs far more client CPU than the round
-trip it saves at glibc's default allocator settings, where each of those buffers is fresh
-memory faulted in page by page (docs/performance.md, "Large documents": 14 ms against 6 ms a
-create of the ODM benchmark's 2.4 MB document; within 10% of each other with the mmap
-threshold fixed), while two ``insert`` commands are encoded in C straight into their messages.
+(``ops.bulk``) sends them in two commands instead when the document is large. The command is
+sent whole (``Gateway.bulk_write_command``): one BSON document, encoded by PyMongo in C, that
+holds the document twice (itself and its record's post-image). Up to about 2 MB that costs less
+client CPU than two ``insert`` commands, for the same wall time; from about 3.5 MB it costs as
+much CPU and more wall time on nx-27017 (docs/performance.md, "Large documents"), hence 2 MiB.
+The command also has the server's limit for one BSON document (16 MiB, and 16 KiB more for a
+command): a document and its post-image past 8 MB cannot go in one. The estimate below counts
+characters as bytes, so text of many-byte characters can pass that limit under the threshold:
+PyMongo then refuses the command before sending it (``DocumentTooLarge``), and the create goes
+the two-command way (``WriteRunner._insert_recorded``).
 
 The rule costs nothing on the creates of most models: what each field of a model can hold at
 most is worked out once per class from its plan (``models.plan``: a text field's
@@ -37,7 +40,7 @@ __all__ = ["LARGE_DOCUMENT", "large"]
 
 # Above this many (estimated) BSON bytes a create sends its document and its change record in
 # two commands, not one bulkWrite (measured: docs/performance.md, "Large documents").
-LARGE_DOCUMENT = 768 * 1024
+LARGE_DOCUMENT = 2 * 1024 * 1024
 _SLACK = 4096  # service fields, blind indexes: what a new document holds beyond its model's fields
 _SEALED = 256  # a sensitive value's ciphertext envelope beyond the value itself
 _SCALAR = 32  # a number, date, id or flag with its type byte and length

@@ -275,16 +275,18 @@ class WriteRunner:
         if written is not None and (written.__class__ is partial or written.ids):  # ``_after``, inlined
             self._tell(written)
 
-    def _insert_one(self, son: dict[str, Any], later: bool = False) -> Any:
+    def _insert_one(self, son: dict[str, Any], later: bool = False, whole: bool = True) -> Any:
         """What a single create wrote (``Written``, or None); ``later``: for a create sent alone
         (no records with it), the ``partial`` that makes it, so that the after-write step builds
         it only when a hook hears of the write (``hooks.after_write``: none does with change
-        records off and a cache holding nothing of the model)."""
+        records off and a cache holding nothing of the model). ``whole=False``: never in one
+        command with its record (the driver found that command too large)."""
         keys = tuple(son)  # ``_fields_of``, inlined: new_document puts ``_id`` first
         fields = keys[1:] if keys and keys[0] == "_id" else _fields_of(son)
         op_id = new_op_id()
         rt = self.rt
-        if (rt.one_command_writes and (rt.changes.audit or rt.changes.journal) and self._one_command()  # records off: not asked
+        if (whole and rt.one_command_writes and (rt.changes.audit or rt.changes.journal)  # records off: not asked
+                and self._one_command()
                 and not sizes.large(self.info.cls, [son])):  # a large one: two commands cost less (``ops.sizes``)
             return self._insert_recorded("create", [son], fields, op_id)[0]
         attempts = 0
@@ -319,9 +321,10 @@ class WriteRunner:
         self._after(written)
         return refused
 
-    def _insert_many(self, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
+    def _insert_many(self, sons: list[dict[str, Any]],
+                     whole: bool = True) -> tuple[Written | None, dict[int, AstroDBError]]:
         op_id = new_op_id()
-        if len(sons) <= ONE_COMMAND_BATCH and self._one_command() and not sizes.large(self.info.cls, sons):
+        if whole and len(sons) <= ONE_COMMAND_BATCH and self._one_command() and not sizes.large(self.info.cls, sons):
             return self._insert_recorded("create_many", sons, self._fields(sons), op_id)
         attempts = 0
         refused: dict[int, AstroDBError] = {}
@@ -385,14 +388,24 @@ class WriteRunner:
         database = self.coll.database
         attempts = 0
         outcome = bulk.CLEAN  # what an attempt that ran sets
+        too_large = False
 
         def op() -> None:
-            nonlocal attempts, outcome
+            nonlocal attempts, outcome, too_large
             attempts += 1
             written, there = ((self._stored_equals(sons), recorded(database, [r["_id"] for r in records], self.session))
                               if attempts > 1 else (set(), set()))
-            outcome = bulk.insert_recorded(database, database.name, self.coll.name, sons, records,
-                                           session=self.session, written=written, recorded=there)
+            try:
+                outcome = bulk.insert_recorded(database, database.name, self.coll.name, sons, records,
+                                               session=self.session, written=written, recorded=there)
+            except pm.DocumentTooLarge:
+                # Refused by PyMongo before sending (past the server's size for one command:
+                # ``ops.sizes``). Only the first command of a first attempt can be: every later
+                # one (after a refusal, or a retry's) carries a part of it. Nothing was written.
+                if attempts > 1:
+                    raise
+                too_large = True
+                return
             if operation == "create" and outcome.refused:
                 raise self._driver_error(outcome.refused[0])
 
@@ -416,6 +429,12 @@ class WriteRunner:
             if operation == "create_many":
                 return self._insert_many(sons)
             return self._insert_one(sons[0]), {}
+        if too_large:  # the document(s), then the record(s): the path a large create takes
+            log.debug("%s on %s: one bulkWrite with the change records would be too large; sent as two commands",
+                      operation, self.info.name)
+            if operation == "create_many":
+                return self._insert_many(sons, whole=False)
+            return self._insert_one(sons[0], whole=False), {}
         if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
             return Written("create", tuple([c[0] for c in changes]), fields, changes, tuple(sons), True, op_id), {}
         refused = {position: self._refusal(error, operation)

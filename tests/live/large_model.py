@@ -13,4 +13,4 @@ from astro_db.models.fields import TextField
 Scan: Any = type("Scan", (AstroDocument,), {
     "title": TextField(max_length=100), "data": me.BinaryField(), "meta": {"collection": "scans"}})
 
-LARGE = 900 * 1024  # bytes of data: above ops.sizes.LARGE_DOCUMENT
+LARGE = 2 * 1024 * 1024 + 128 * 1024  # bytes of data: above ops.sizes.LARGE_DOCUMENT (2 MiB)

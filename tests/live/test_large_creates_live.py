@@ -2,9 +2,10 @@
 
 nx-27017 speaks MongoDB 8.0's client-level ``bulkWrite``, so a default create (records on)
 sends its document and its change record in one command there; above ``LARGE_DOCUMENT`` bytes
-it sends an ``insert`` of the document, then one of its record (PyMongo builds a ``bulkWrite``
-in Python, which for megabytes costs more client CPU than the round trip saved). Both paths
-leave the same record. A process SIGKILLed between the two commands (at the acknowledgement of
+it sends an ``insert`` of the document, then one of its record (past a few megabytes the one
+command no longer costs less, and past 8 MB it would not fit in one BSON document). A create
+whose one command PyMongo refuses as too large before sending it goes the two-command way.
+Both paths leave the same record. A process SIGKILLed between the two commands (at the acknowledgement of
 the document's ``insert``, from a PyMongo command listener) leaves a document without a record,
 which ``reconcile_changes()`` rebuilds, post-image included, as it does for any create written
 the two-command way.
@@ -81,6 +82,33 @@ def test_a_create_many_of_large_documents_is_two_insert_many(db: Database, comma
     assert commands.sent == [("insert", "scans"), ("insert", "astroChanges")]
     for doc in made:
         assert [r["action"] for r in records_of(db, doc.id)] == ["create"]
+
+
+def test_a_command_the_driver_finds_too_large_goes_as_two_commands(db: Database, commands: CommandSpy,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the threshold out of the way, a 9 MB document and its post-image make a command past
+    the server's 16 MiB (and 16 KiB): PyMongo refuses it before sending, nothing is written, and
+    the create goes as its document's ``insert``, then its record's, with the same record. A
+    ``create_many`` of two 5 MB documents the same way, as two ``insert_many``."""
+    monkeypatch.setattr(sizes, "LARGE_DOCUMENT", 1 << 40)
+    nine = 9 * 1024 * 1024
+    big = db.create(Scan, {"title": "too large together", "data": b"9" * nine})
+    assert commands.sent == [("insert", "scans"), ("insert", "astroChanges")]  # no bulkWrite reached the server
+    stored = db.mongo["scans"].find_one({"_id": big.id})
+    assert len(stored["data"]) == nine
+    [record] = records_of(db, big.id)
+    assert (record["action"], record["rev"], record["doc"]) == ("create", 0, stored)
+    commands.clear()
+    five = 5 * 1024 * 1024
+    made = db.create_many(Scan, [{"title": f"half {n}", "data": bytes([n + 1]) * five} for n in range(2)])
+    assert commands.sent == [("insert", "scans"), ("insert", "astroChanges")]
+    for doc in made:
+        assert len(db.mongo["scans"].find_one({"_id": doc.id})["data"]) == five
+        assert [r["action"] for r in records_of(db, doc.id)] == ["create"]
+    assert db.count(Scan, {}) == 4  # the warm-up's, the 9 MB one, the two halves: nothing twice
+    commands.clear()
+    db.create(Scan, {"title": "small after", "data": b"s"})
+    assert [name for name, _ in commands.sent] == ["bulkWrite"]  # one refusal changes nothing for the next create
 
 
 CHILD = textwrap.dedent("""

@@ -151,3 +151,20 @@ def test_the_bulk_command_benchmark_prints_each_way_of_sending_a_create_and_its_
     ratios = {side: [t for t in tokens if t.endswith("x")] for side, tokens in rows.items()}
     assert ratios["insert_one"] == ["1.00x", "1.00x"] and all(len(r) == 2 for r in ratios.values())
     assert all(float(tokens[0].rstrip("µs")) > 0 for tokens in rows.values())
+
+
+def test_the_bulk_command_benchmark_times_a_large_document_on_the_sides_asked_for(live_url):
+    """``--image BYTES`` adds that much binary data to each document (its BSON size printed over
+    the table, the record holding it again); ``--sides`` runs those and ``insert_one``, the scale;
+    an unknown side is refused by name."""
+    script = SCRIPT.parent / "bulk_command.py"
+    base = [sys.executable, str(script), "--rounds", "1", "--calls", "2", "--url", live_url]
+    done = subprocess.run([*base, "--image", "300000", "--sides", "the command sent whole,two insert_one"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    size = int(lines[0].split("a document of ")[1].split(" BSON bytes")[0].replace(",", ""))
+    assert 300_000 < size < 301_000
+    assert {line[:34].strip() for line in lines[2:]} == {"insert_one", "the command sent whole", "two insert_one"}
+    wrong = subprocess.run([*base, "--sides", "neither"], capture_output=True, text=True, timeout=300, check=False)
+    assert wrong.returncode == 2 and "unknown sides ['neither']" in wrong.stderr

@@ -20,7 +20,7 @@ from large_model import LARGE, Scan  # noqa: E402
 Listed: Any = type("SizesListed", (AstroDocument,), {
     "tags": RuleListField(TextField(max_length=10)), "meta": {"collection": "sizesListed"}})
 Wide: Any = type("SizesWide", (AstroDocument,), {
-    **{f"f{i}": TextField(max_length=5000) for i in range(200)}, "meta": {"collection": "sizesWide"}})
+    **{f"f{i}": TextField(max_length=12_000) for i in range(200)}, "meta": {"collection": "sizesWide"}})
 Unbounded: Any = type("SizesUnbounded", (AstroDocument,), {
     "note": TextField(), "extra": me.DictField(), "meta": {"collection": "sizesUnbounded"}})
 
@@ -82,13 +82,13 @@ def test_unbounded_text_and_dicts_are_measured_through() -> None:
 
 
 def test_a_model_whose_bounds_could_pass_the_threshold_measures_its_largest_fields() -> None:
-    """200 text fields of up to 5000 characters (1 MB together): the largest are measured until
+    """200 text fields of up to 12,000 characters (2.4 MB together): the largest are measured until
     what is left is bounded by half the threshold."""
     bound, measured = sizes._RULES.get(Wide) or sizes._rule(Wide)
     assert bound <= sizes.LARGE_DOCUMENT // 2 and 0 < len(measured) < 200
     short = {f"f{i}": "s" for i in range(200)}
     assert sizes.large(Wide, [short]) is False
-    assert sizes.large(Wide, [{name: "l" * 5000 for name, _ in measured}]) is True
+    assert sizes.large(Wide, [{name: "l" * 12_000 for name, _ in measured}]) is True
 
 
 def test_the_documents_of_a_batch_count_together() -> None:

@@ -25,6 +25,7 @@ from astro_db import Database  # noqa: E402
 from astro_db.changes import revision  # noqa: E402
 from astro_db.changes.records import CHANGES_COLLECTION, PACK_DOCS, PACK_FROM, images, make_records  # noqa: E402
 from astro_db.models import PlanetaryInsight, User  # noqa: E402
+from astro_db.ops.sizes import LARGE_DOCUMENT  # noqa: E402
 from astro_db.ops.writes import ONE_COMMAND_BATCH  # noqa: E402
 
 
@@ -32,6 +33,7 @@ def test_the_constants_are_astro_dbs():
     assert wire.CHANGES == CHANGES_COLLECTION
     assert wire.ONE_COMMAND_BATCH == ONE_COMMAND_BATCH
     assert (wire.PACK_FROM, wire.PACK_DOCS) == (PACK_FROM, PACK_DOCS)
+    assert wire.LARGE_DOCUMENT == LARGE_DOCUMENT
 
 
 def _record_written(db: Database, action: str) -> dict:
