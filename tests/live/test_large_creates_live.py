@@ -25,6 +25,7 @@ from kill_at import CHILD_PATH
 from spies import CommandSpy
 
 from astro_db import Database
+from astro_db.errors import ValidationError
 from astro_db.ops import bulk, sizes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,8 +108,13 @@ def test_a_command_the_driver_finds_too_large_goes_as_two_commands(db: Database,
         assert [r["action"] for r in records_of(db, doc.id)] == ["create"]
     assert db.count(Scan, {}) == 4  # the warm-up's, the 9 MB one, the two halves: nothing twice
     commands.clear()
+    with pytest.raises(ValidationError, match="too large"):  # a document past 16 MiB alone: refused, whichever way
+        db.create(Scan, {"title": "past the server's limit", "data": b"x" * (17 * 1024 * 1024)})
+    assert commands.sent == [] and db.count(Scan, {}) == 4
+    assert db.mongo["astroChanges"].count_documents({"action": "create", "coll": "scans"}) == 4
+    commands.clear()
     db.create(Scan, {"title": "small after", "data": b"s"})
-    assert [name for name, _ in commands.sent] == ["bulkWrite"]  # one refusal changes nothing for the next create
+    assert [name for name, _ in commands.sent] == ["bulkWrite"]  # a refusal changes nothing for the next create
 
 
 CHILD = textwrap.dedent("""
