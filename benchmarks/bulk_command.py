@@ -24,7 +24,10 @@ Inputs are built before the timing; one warm-up batch per side, then ``--rounds`
 the median client CPU (``time.process_time``) and wall time per write, their spread over the
 rounds, and the ratio to ``insert_one``. ``--image BYTES`` adds that much binary data to each
 document (where the one command stops paying for a large create: ``astro_db/ops/sizes.py``),
-``--sides`` runs a subset. Figures, never assertions.
+``--sides`` runs a subset. ``--update`` times the ways of sending an update and its record
+instead (``update_sides``), against ``update_one``: what a default update sends today, and what a
+record without the post-image would cost, after the update or in one command with it. Figures,
+never assertions.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # live/nxserver.py: the patched 
 import bson  # noqa: E402
 import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
-from pymongo import DeleteOne, InsertOne  # noqa: E402
+from pymongo import DeleteOne, InsertOne, ReturnDocument  # noqa: E402
 
 DB = "astro_bulk_command"
 
@@ -129,6 +132,64 @@ def sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[Callable
     }
 
 
+def update_sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[Callable[..., Any], Callable[[int], Any]]]:
+    """``--update``: each way of updating one field of a stored document (inserted before the
+    timing) with or without a change record, as ``sides``. ``findAndModify, then its record`` is
+    what a default ``db.update`` sends (the record, built from the reply, carries the revision the
+    write gave and the post-image); the two ``delta record`` sides are what a record without the
+    post-image would cost: the fields set and the op id, keyed by the op id (the revision is not
+    known before the reply), after the update or in one ``bulkWrite`` with it."""
+    db, admin = client[DB], client.admin
+    users, changes = db["users"], db["astroChanges"]
+    target, changes_ns = f"{DB}.users", f"{DB}.astroChanges"
+
+    def stored(doc: dict[str, Any], record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        users.insert_one(doc)
+        return doc["_id"], record
+
+    def change(oid: Any, op: Any) -> dict[str, Any]:
+        return {"$set": {"name": f"Ann {op}", "updatedAt": _dt.datetime.now(_dt.timezone.utc), "_op": op},
+                "$inc": {"_rev": 1, "__v": 1}}
+
+    def delta(oid: Any, op: Any, update: dict[str, Any]) -> dict[str, Any]:
+        return {"_id": f"users/{oid}/{op}", "model": "User", "coll": "users", "documentId": oid, "op": op,
+                "action": "update", "time": update["$set"]["updatedAt"], "audit": True, "journal": True,
+                "set": {"name": update["$set"]["name"]}}
+
+    def plain(i: int) -> None:
+        oid, _ = inputs["update_one"][i]
+        op = ObjectId()
+        users.update_one({"_id": oid}, change(oid, op))
+
+    def returned(i: int) -> None:
+        oid, record = inputs["findAndModify, then its record"][i]
+        op = ObjectId()
+        doc = users.find_one_and_update({"_id": oid}, change(oid, op), return_document=ReturnDocument.AFTER)
+        changes.insert_one({**record, "_id": f"users/{oid}/{doc['_rev']}/{op}", "action": "update",
+                            "rev": doc["_rev"], "time": doc["updatedAt"], "fields": ["name", "updatedAt"], "doc": doc})
+
+    def after(i: int) -> None:
+        oid, _ = inputs["update_one, then a delta record"][i]
+        op = ObjectId()
+        update = change(oid, op)
+        users.update_one({"_id": oid}, update)
+        changes.insert_one(delta(oid, op, update))
+
+    def together(i: int) -> None:
+        oid, _ = inputs["one command: update, delta record"][i]
+        op = ObjectId()
+        update = change(oid, op)
+        reply = admin.command({"bulkWrite": 1, "ops": [
+            {"update": 0, "filter": {"_id": oid}, "updateMods": update, "multi": False},
+            {"insert": 1, "document": delta(oid, op, update)}],
+            "nsInfo": [{"ns": target}, {"ns": changes_ns}], "ordered": True, "errorsOnly": True})
+        if (reply["nModified"], reply["nInserted"]) != (1, 1):  # the work was done (two lookups)
+            raise RuntimeError(f"the update and its record were not both written: {reply}")
+
+    return {"update_one": (stored, plain), "findAndModify, then its record": (stored, returned),
+            "update_one, then a delta record": (stored, after), "one command: update, delta record": (stored, together)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="measured batches per side (default 15)")
@@ -137,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", type=int, default=0,
                         help="bytes of binary data added to each document (a large create: where one command "
                              "stops paying, astro_db/ops/sizes.py); default 0")
-    parser.add_argument("--sides", help="comma-separated subset of the sides (insert_one is always run: the scale)")
+    parser.add_argument("--sides", help="comma-separated subset of the sides (the scale, insert_one or update_one, "
+                                        "is always run)")
+    parser.add_argument("--update", action="store_true",
+                        help="the ways of sending an update and its change record instead (update_sides), "
+                             "against update_one")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 1 or args.image < 0:
         parser.error("--rounds and --calls must be at least 1, --image at least 0")
@@ -145,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         client: Any = pymongo.MongoClient(url, tz_aware=True)
         try:
             inputs: dict[str, list[Any]] = {}
-            writes = sides(client, inputs)
+            writes = (update_sides if args.update else sides)(client, inputs)
+            scale = "update_one" if args.update else "insert_one"
             if args.sides:
-                wanted = {"insert_one", *(name.strip() for name in args.sides.split(","))}
+                wanted = {scale, *(name.strip() for name in args.sides.split(","))}
                 unknown = wanted - set(writes)
                 if unknown:
                     parser.error(f"unknown sides {sorted(unknown)}; known: {list(writes)}")
@@ -167,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
                     if rnd:
                         cpu[name].append((c1 - c0) / args.calls * 1e6)
                         wall[name].append((w1 - w0) / args.calls * 1e6)
-            base_cpu, base_wall = statistics.median(cpu["insert_one"]), statistics.median(wall["insert_one"])
+            base_cpu, base_wall = statistics.median(cpu[scale]), statistics.median(wall[scale])
             size = len(bson.encode(pair(args.image)[0]))
             print(f"# a document of {size:,} BSON bytes and its record, {args.rounds} rounds of {args.calls} writes per side (+1 warm-up), "
                   "rotated; medians per write, client CPU (time.process_time) and wall")
-            print(f"{'side':34s} {'CPU':>9s} {'CPU min-max':>17s} {'vs insert_one':>13s} {'wall':>9s} {'vs insert_one':>13s}")
+            versus = f"vs {scale}"
+            print(f"{'side':34s} {'CPU':>9s} {'CPU min-max':>17s} {versus:>13s} {'wall':>9s} {versus:>13s}")
             for name in names:
                 c, w = statistics.median(cpu[name]), statistics.median(wall[name])
                 print(f"{name:34s} {c:7.1f}µs {min(cpu[name]):7.1f}-{max(cpu[name]):7.1f}µs {c / base_cpu:12.2f}x "

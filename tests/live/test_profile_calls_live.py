@@ -168,3 +168,19 @@ def test_the_bulk_command_benchmark_times_a_large_document_on_the_sides_asked_fo
     assert {line[:34].strip() for line in lines[2:]} == {"insert_one", "the command sent whole", "two insert_one"}
     wrong = subprocess.run([*base, "--sides", "neither"], capture_output=True, text=True, timeout=300, check=False)
     assert wrong.returncode == 2 and "unknown sides ['neither']" in wrong.stderr
+
+
+def test_the_bulk_command_benchmark_times_the_ways_of_sending_an_update_and_its_record(live_url):
+    """``--update``: an update's four ways (``update_one`` the scale; a default update's
+    ``findAndModify`` and record; a record without the post-image after the update, or in one
+    ``bulkWrite`` with it, whose reply is checked), each against ``update_one``."""
+    script = SCRIPT.parent / "bulk_command.py"
+    done = subprocess.run([sys.executable, str(script), "--update", "--rounds", "1", "--calls", "3", "--url", live_url],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "vs update_one" in lines[1]
+    rows = {line[:34].strip(): line[34:].split() for line in lines[2:]}
+    assert set(rows) == {"update_one", "findAndModify, then its record", "update_one, then a delta record",
+                         "one command: update, delta record"}
+    assert [t for t in rows["update_one"] if t.endswith("x")] == ["1.00x", "1.00x"]
