@@ -147,7 +147,7 @@ def update_sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[C
         users.insert_one(doc)
         return doc["_id"], record
 
-    def change(oid: Any, op: Any) -> dict[str, Any]:
+    def change(op: Any) -> dict[str, Any]:
         return {"$set": {"name": f"Ann {op}", "updatedAt": _dt.datetime.now(_dt.timezone.utc), "_op": op},
                 "$inc": {"_rev": 1, "__v": 1}}
 
@@ -159,26 +159,26 @@ def update_sides(client: Any, inputs: dict[str, list[Any]]) -> dict[str, tuple[C
     def plain(i: int) -> None:
         oid, _ = inputs["update_one"][i]
         op = ObjectId()
-        users.update_one({"_id": oid}, change(oid, op))
+        users.update_one({"_id": oid}, change(op))
 
     def returned(i: int) -> None:
         oid, record = inputs["findAndModify, then its record"][i]
         op = ObjectId()
-        doc = users.find_one_and_update({"_id": oid}, change(oid, op), return_document=ReturnDocument.AFTER)
+        doc = users.find_one_and_update({"_id": oid}, change(op), return_document=ReturnDocument.AFTER)
         changes.insert_one({**record, "_id": f"users/{oid}/{doc['_rev']}/{op}", "action": "update",
                             "rev": doc["_rev"], "time": doc["updatedAt"], "fields": ["name", "updatedAt"], "doc": doc})
 
     def after(i: int) -> None:
         oid, _ = inputs["update_one, then a delta record"][i]
         op = ObjectId()
-        update = change(oid, op)
+        update = change(op)
         users.update_one({"_id": oid}, update)
         changes.insert_one(delta(oid, op, update))
 
     def together(i: int) -> None:
         oid, _ = inputs["one command: update, delta record"][i]
         op = ObjectId()
-        update = change(oid, op)
+        update = change(op)
         reply = admin.command({"bulkWrite": 1, "ops": [
             {"update": 0, "filter": {"_id": oid}, "updateMods": update, "multi": False},
             {"insert": 1, "document": delta(oid, op, update)}],
