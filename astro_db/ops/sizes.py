@@ -8,9 +8,9 @@ client CPU than two ``insert`` commands, for the same wall time; from about 3.5 
 much CPU and more wall time on nx-27017 (docs/performance.md, "Large documents"), hence 2 MiB.
 The command also has the server's limit for one BSON document (16 MiB, and 16 KiB more for a
 command): a document and its post-image past 8 MB cannot go in one. The estimate below counts
-characters as bytes, so text of many-byte characters can pass that limit under the threshold:
-PyMongo then refuses the command before sending it (``DocumentTooLarge``), and the create goes
-the two-command way (``WriteRunner._insert_recorded``).
+a bounded field's characters as bytes, so text of many-byte characters in such fields can pass
+that limit under the threshold: PyMongo then refuses the command before sending it
+(``DocumentTooLarge``), and the create goes the two-command way (``WriteRunner._insert_recorded``).
 
 The rule costs nothing on the creates of most models: what each field of a model can hold at
 most is worked out once per class from its plan (``models.plan``: a text field's
@@ -21,7 +21,8 @@ fields with no bound (a text field without ``max_length``, binary data, a free-f
 list without ``max_length``) are measured on each create (the length of their strings and
 bytes, recursively through their lists and dicts), and a model whose bounds alone could pass
 the threshold (the ODM benchmark's large model: 125 text fields of up to 1000 characters) has
-every field measured. The estimate counts characters as bytes and adds a slack for what the
+every field measured. A measured string counts its UTF-8 bytes; a bound counts characters as
+bytes. The estimate adds a slack for what the
 service and the seal step add (``createdAt``, ``_rev``, a ciphertext's envelope, blind
 indexes): it decides a path, it is not a limit (the server's 16 MB limit is the driver's).
 """
@@ -131,9 +132,12 @@ def _bound(fp: FieldPlan) -> int | None:
 
 
 def _measure(value: Any) -> int:
-    """About how many bytes ``value`` takes in BSON: its strings' and bytes' lengths, through
-    its lists and dicts; anything else a scalar."""
-    if isinstance(value, (str, bytes, bytearray)):
+    """About how many bytes ``value`` takes in BSON: its strings' UTF-8 and bytes' lengths,
+    through its lists and dicts; anything else a scalar. A string of ASCII only (a flag CPython
+    keeps) is its length; any other is encoded to count its bytes (up to 4 a character)."""
+    if isinstance(value, str):
+        return (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))) + 8
+    if isinstance(value, (bytes, bytearray)):
         return len(value) + 8
     if isinstance(value, Mapping):
         return 5 + sum(len(k) + 2 + _measure(v) for k, v in value.items())

@@ -81,6 +81,17 @@ def test_unbounded_text_and_dicts_are_measured_through() -> None:
     assert sizes.large(Unbounded, [{"note": "n" * sizes.LARGE_DOCUMENT}]) is True
 
 
+def test_measured_text_counts_its_utf8_bytes_not_its_characters() -> None:
+    """A third of the threshold in characters: ASCII is small, the same count of three-byte
+    characters (2 MiB and more in UTF-8) is large, four-byte ones too, and a lone surrogate
+    (which BSON refuses later) is counted, not raised on."""
+    third = sizes.LARGE_DOCUMENT // 3 + 1024
+    assert sizes.large(Unbounded, [{"note": "a" * third}]) is False
+    assert sizes.large(Unbounded, [{"note": "\u4e2d" * third}]) is True
+    assert sizes.large(Unbounded, [{"extra": {"k": ["\U0001f600" * (sizes.LARGE_DOCUMENT // 4 + 1024)]}}]) is True
+    assert sizes.large(Unbounded, [{"note": "\ud800" * 10}]) is False
+
+
 def test_a_model_whose_bounds_could_pass_the_threshold_measures_its_largest_fields() -> None:
     """200 text fields of up to 12,000 characters (2.4 MB together): the largest are measured until
     what is left is bounded by half the threshold."""
