@@ -18,8 +18,8 @@ most is worked out once per class from its plan (``models.plan``: a text field's
 list with a ``max_length`` of such items), and a model whose every field is bounded, with a
 bound under the threshold, is never looked at again (``estimate`` answers None at once). Only
 fields with no bound (a text field without ``max_length``, binary data, a free-form dict, a
-list without ``max_length``) are measured on each create (the length of their strings and
-bytes, recursively through their lists and dicts), and a model whose bounds alone could pass
+list without ``max_length``) are measured on each create (the UTF-8 length of their strings
+and the length of their bytes, recursively through their lists and dicts), and a model whose bounds alone could pass
 the threshold (the ODM benchmark's large model: 125 text fields of up to 1000 characters) has
 every field measured. A measured string counts its UTF-8 bytes; a bound counts characters as
 bytes. The estimate adds a slack for what the
