@@ -426,15 +426,11 @@ class WriteRunner:
                 raise
             log.warning("the server has no bulkWrite command; creates send their change records separately")
             self.rt.bulk_write = False
-            if operation == "create_many":
-                return self._insert_many(sons)
-            return self._insert_one(sons[0]), {}
-        if too_large:  # the document(s), then the record(s): the path a large create takes
+            return self._in_two_commands(operation, sons)
+        if too_large:
             log.debug("%s on %s: one bulkWrite with the change records would be too large; sent as two commands",
                       operation, self.info.name)
-            if operation == "create_many":
-                return self._insert_many(sons, whole=False)
-            return self._insert_one(sons[0], whole=False), {}
+            return self._in_two_commands(operation, sons)
         if not outcome.refused and not outcome.unrecorded:  # all of it written (``_written``, with the changes made above)
             return Written("create", tuple([c[0] for c in changes]), fields, changes, tuple(sons), True, op_id), {}
         refused = {position: self._refusal(error, operation)
@@ -445,6 +441,13 @@ class WriteRunner:
             lost = [records[i] for i in outcome.unrecorded]
             raise self.rt.changes.unwritten(lost, f"{operation} on {self.info.name}", "the server refused the record")
         return _written("create", written, fields, op_id, recorded=True), refused
+
+    def _in_two_commands(self, operation: str, sons: list[dict[str, Any]]) -> tuple[Written | None, dict[int, AstroDBError]]:
+        """``_insert_recorded``'s answer when its one command cannot be sent (nothing was
+        written): the documents, then their records, the path a large create takes."""
+        if operation == "create_many":
+            return self._insert_many(sons, whole=False)
+        return self._insert_one(sons[0], whole=False), {}
 
     def _refusal(self, error: dict[str, Any], operation: str) -> AstroDBError:
         """A batch's per-document write error as the astro_db error a single write raises: a

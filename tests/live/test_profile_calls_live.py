@@ -12,6 +12,7 @@ import pytest
 pytestmark = pytest.mark.benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_calls.py"
+BULK_COMMAND = SCRIPT.parent / "bulk_command.py"
 KINDS = ("create", "update", "update_nr", "find_one", "find_lean", "find", "find_one_user",
          "nested_create", "nested_update", "nested_update_nr", "nested_find")
 
@@ -141,8 +142,7 @@ def test_records_packed_with_images_as_bytes_carry_each_documents_stored_bson_on
 def test_the_bulk_command_benchmark_prints_each_way_of_sending_a_create_and_its_record(live_url):
     """``benchmarks/bulk_command.py`` against the session's server: every side's CPU and wall per
     write (a create's four ways, a delete's two) and its ratio to ``insert_one``."""
-    script = SCRIPT.parent / "bulk_command.py"
-    done = subprocess.run([sys.executable, str(script), "--rounds", "2", "--calls", "3", "--url", live_url],
+    done = subprocess.run([sys.executable, str(BULK_COMMAND), "--rounds", "2", "--calls", "3", "--url", live_url],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[2:]}
@@ -157,8 +157,7 @@ def test_the_bulk_command_benchmark_times_a_large_document_on_the_sides_asked_fo
     """``--image BYTES`` adds that much binary data to each document (its BSON size printed over
     the table, the record holding it again); ``--sides`` runs those and ``insert_one``, the scale;
     an unknown side is refused by name."""
-    script = SCRIPT.parent / "bulk_command.py"
-    base = [sys.executable, str(script), "--rounds", "1", "--calls", "2", "--url", live_url]
+    base = [sys.executable, str(BULK_COMMAND), "--rounds", "1", "--calls", "2", "--url", live_url]
     done = subprocess.run([*base, "--image", "300000", "--sides", "the command sent whole,two insert_one"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -174,8 +173,7 @@ def test_the_bulk_command_benchmark_times_the_ways_of_sending_an_update_and_its_
     """``--update``: an update's four ways (``update_one`` the scale; a default update's
     ``findAndModify`` and record; a record without the post-image after the update, or in one
     ``bulkWrite`` with it, whose reply is checked), each against ``update_one``."""
-    script = SCRIPT.parent / "bulk_command.py"
-    done = subprocess.run([sys.executable, str(script), "--update", "--rounds", "1", "--calls", "3", "--url", live_url],
+    done = subprocess.run([sys.executable, str(BULK_COMMAND), "--update", "--rounds", "1", "--calls", "3", "--url", live_url],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
