@@ -18,14 +18,15 @@ PyMongo listeners are registered on it). It is fed from two levels:
   and the change-stream bus's commands, on the same two counters), and the figures only pool
   events can give are ``None``.
 
-Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables) and
-guarded by one lock; no literal query value is ever kept or logged, only shapes. What runs on
-every call is kept short: a read's shape is masked once per distinct shape (later calls find it
-by ``shapes.shape_key``), and the driver's per-call events (a command's outcome, the pool's
-check-out and check-in) are appended to queues without the lock and folded into the figures
-when they are read (or every ``POOL_FOLD_AT`` / ``COMMAND_FOLD_AT`` events), so the driver's
-calling thread never waits on the monitor nor updates a histogram. Only a slow command is
-looked at on the spot (its shape logged then).
+Everything is bounded (fixed-bucket histograms, a per-second rate window, capped tables, queues
+folded at a fixed length) and guarded by one lock; no literal query value is ever kept or
+logged, only shapes. What runs on every call is kept short: a read's shape is masked once per
+distinct shape (later calls find it by ``shapes.shape_key``), and the run step's record of a
+call and the driver's per-call events (a command's outcome, the pool's check-out and check-in)
+are appended to queues without the lock and folded into the figures when they are read (or
+every ``OPERATION_FOLD_AT`` / ``POOL_FOLD_AT`` / ``COMMAND_FOLD_AT`` of them), so a calling
+thread never waits on the monitor nor updates a histogram. Only a slow call or command and a
+read of a shape seen for the first time are looked at on the spot.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ log = logging.getLogger("astro_db.monitoring")
 CLIENT_ERRORS = frozenset({"ValidationError", "DuplicateKeyError", "QueryError", "UnknownModelError", "PermissionDeniedError"})
 MAX_KEYS = 1000  # distinct (model, operation) pairs kept per table; more fold into "(other)"
 MAX_SHAPES = 500  # distinct query shapes kept for the advisor
+OPERATION_FOLD_AT = 1024  # queued calls folded into the operation figures at the latest
 RECENT_SLOW = 50  # slow queries kept in metrics()["slow_queries"]["recent"]
 NO_MODEL = "-"  # commands that name no collection (ping, endSessions, commitTransaction...)
 
@@ -108,6 +110,9 @@ class Monitor:
         self._slow: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_SLOW)
         self._slow_count = 0
         self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}  # (model, operation, shape_key, sort key)
+        # the run step's calls (model, operation, ms, error kind, second, shape entry, time),
+        # appended lock-free by ``record_operation``; folded into ``_operations`` when read
+        self._operation_pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self._inflight: dict[Any, Any] = {}  # request id -> the command started
         self._pool: dict[str, Any] = {"open": 0, "checked_out": 0, "created": 0, "closed": 0, "checkouts": 0, "cleared": 0}
         # check-out waits (a float, or None when the driver gave none) and check-ins (_CHECKED_IN),
@@ -161,51 +166,36 @@ class Monitor:
     def record_operation(self, model: str | None, operation: str, seconds: float, error: str | None = None, *,
                          query: tuple[Mapping[str, Any] | None, Any] | None = None) -> None:
         """One service-level driver call: latency, error kind (an astro_db error class name),
-        and with ``query`` (a read's ``(filter, sort)``) its shape, all under one lock."""
+        and with ``query`` (a read's ``(filter, sort)``) its shape.
+
+        Appended to a queue without the lock (``deque.append`` is atomic) and folded into the
+        figures when they are read, or every ``OPERATION_FOLD_AT`` calls (``_fold_operations``),
+        as the driver's command events are: the calling thread takes no lock, looks up no table
+        and updates no histogram. The call's second of the rate window is read now, so a late
+        fold counts it where it happened. Only a shape seen for the first time is counted on the
+        spot, under the lock (it is masked once, and its ``call_site`` is the stack of this call),
+        and a slow call is logged on the spot."""
         ms = seconds * 1000.0
         if query is None:  # a write, a count...: no shape
-            shape = None
+            entry = shape = now = None
         else:  # _shape_of, inlined (every read passes here)
             filt, sort = query
             key = (model, operation, shape_key(filt or {}), shape_key(sort) if sort else "")
             entry = self._shapes.get(key)
-            shape = entry["filter"] if entry is not None else mask(filt or {})
             now = time.time()
-        slow = ms >= self.slow_ms
-        with self._lock:
-            if query is not None:
-                if entry is not None:  # a shape seen before (nearly every read): counted in place
-                    entry["count"] += 1
-                    entry["last_seen"] = now
-                else:
-                    self._count_shape(key, entry, shape, query[1], now)
-            stats = self._operations.get((model or NO_MODEL, operation))
-            if stats is None:
-                stats = self._stats(self._operations, model or NO_MODEL, operation)
-            stats.count += 1  # stats.record(ms, error), inlined (every driver call passes here)
-            latency = stats.latency  # LatencyHistogram.record(ms), inlined: the same bucket, count, sum, min, max
-            sample = ms if ms > 0.0 else 0.0
-            latency.counts[bisect_left(BUCKET_BOUNDS_MS, sample)] += 1
-            latency.count += 1
-            latency.sum_ms += sample
-            if sample < latency.min_ms:
-                latency.min_ms = sample
-            if sample > latency.max_ms:
-                latency.max_ms = sample
-            window = self._window  # RateWindow.record(error=..., slow=...), inlined: the same slot and counts
-            second = int(window.clock())
-            slot = window.slots[second % window.seconds]
-            if slot[0] != second:
-                slot[0], slot[1], slot[2], slot[3] = second, 0, 0, 0
-            slot[1] += 1
-            if error:
-                stats.errors[error] = stats.errors.get(error, 0) + 1
-                if error not in CLIENT_ERRORS:
-                    slot[2] += 1
-            if slow:
-                slot[3] += 1
-        if slow and not self.command_monitoring:  # with command monitoring the command listener logs it, by its wire shape
+            if entry is None:  # a new shape (or one the full table does not keep): counted now
+                shape = mask(filt or {})
+                with self._lock:
+                    self._count_shape(key, None, shape, sort, now)
+            else:
+                shape = entry["filter"]
+        pending = self._operation_pending
+        pending.append((model, operation, ms, error, int(self._window.clock()), entry, now))
+        if ms >= self.slow_ms and not self.command_monitoring:  # with command monitoring the command listener logs it
             self._log_slow(model or NO_MODEL, operation, ms, None if shape is None else shape_text(shape))
+        if len(pending) >= OPERATION_FOLD_AT:
+            with self._lock:
+                self._fold_operations()
 
     def _shape_of(self, model: str | None, operation: str, filt: Mapping[str, Any] | None,
                   sort: Any) -> tuple[Any, dict[str, Any] | None, Any]:
@@ -251,9 +241,10 @@ class Monitor:
                        shape_text(command_shape(command, name)))
 
     def fold(self) -> None:
-        """Fold every queued driver event into the figures (the listeners call it every
+        """Fold every queued call and driver event into the figures (the listeners call it every
         ``COMMAND_FOLD_AT`` / ``POOL_FOLD_AT`` events; reading the figures does too)."""
         with self._lock:
+            self._fold_operations()
             self._fold_commands()
             self._fold_pool()
 
@@ -315,6 +306,7 @@ class Monitor:
     def snapshot(self) -> dict[str, Any]:
         """Every figure as a JSON-ready dict (see docs/monitoring.md)."""
         with self._lock:
+            self._fold_operations()
             self._fold_pool()
             self._fold_commands()
             return {
@@ -342,11 +334,13 @@ class Monitor:
 
     def window(self) -> dict[str, Any]:
         with self._lock:
+            self._fold_operations()
             return self._window.totals()
 
     def query_shapes(self) -> list[dict[str, Any]]:
         """The recorded read shapes, most frequent first (copies)."""
         with self._lock:
+            self._fold_operations()
             shapes = [dict(entry) for entry in self._shapes.values()]
         return sorted(shapes, key=lambda e: -e["count"])
 
@@ -361,6 +355,7 @@ class Monitor:
             return out
 
         with self._lock:
+            self._fold_operations()
             self._fold_pool()
             self._fold_commands()
             wait = LatencyHistogram()
@@ -388,6 +383,46 @@ class Monitor:
             if stats is None:
                 stats = table[(model, operation)] = _Stats()
         return stats
+
+    def _fold_operations(self) -> None:
+        """Fold the calls ``record_operation`` queued into the operation figures, the rate window
+        and the shapes' counts (under the lock). A call is counted in the window's slot of its
+        own second while that second is still in the slot; a call whose slot a later second has
+        taken over is past the window and is left out of it (never resetting the newer count)."""
+        pending, table = self._operation_pending, self._operations
+        window = self._window
+        slots, span = window.slots, window.seconds
+        for _ in range(len(pending)):
+            model, operation, ms, error, second, entry, now = pending.popleft()
+            stats = table.get((model or NO_MODEL, operation))
+            if stats is None:
+                stats = self._stats(table, model or NO_MODEL, operation)
+            stats.count += 1  # stats.record(ms, error), inlined: the histogram's own bucket, count, sum, min and max
+            latency = stats.latency
+            sample = ms if ms > 0.0 else 0.0
+            latency.counts[bisect_left(BUCKET_BOUNDS_MS, sample)] += 1
+            latency.count += 1
+            latency.sum_ms += sample
+            if sample < latency.min_ms:
+                latency.min_ms = sample
+            if sample > latency.max_ms:
+                latency.max_ms = sample
+            if error:
+                stats.errors[error] = stats.errors.get(error, 0) + 1
+            if entry is not None:  # a read of a shape already kept
+                entry["count"] += 1
+                if now > entry.get("last_seen", 0.0):
+                    entry["last_seen"] = now
+            slot = slots[second % span]  # RateWindow.record, at the call's own second
+            if slot[0] != second:
+                if slot[0] > second:  # the slot holds a later second: this call is past the window
+                    continue
+                slot[0], slot[1], slot[2], slot[3] = second, 0, 0, 0
+            slot[1] += 1
+            if error and error not in CLIENT_ERRORS:
+                slot[2] += 1
+            if ms >= self.slow_ms:
+                slot[3] += 1
 
     def _fold_commands(self) -> None:
         """Fold the finished commands queued by the listener into the command figures (under the lock)."""

@@ -250,3 +250,98 @@ def test_record_many_is_record_one_by_one(values):
     many.record_many(list(values))
     assert (one.counts, one.count, one.min_ms, one.max_ms) == (many.counts, many.count, many.min_ms, many.max_ms)
     assert one.sum_ms == pytest.approx(many.sum_ms)
+
+
+# --- the run step's record: queued lock-free, folded on reading ------------------------------------
+
+def test_a_calls_record_takes_no_lock_and_every_reader_sees_it():
+    """A write's record and a read of a shape already kept are queued without the lock; each way
+    of reading the figures (``snapshot``, ``raw``, ``window``, ``query_shapes``) folds them first."""
+    from astro_db.monitoring.monitor import OPERATION_FOLD_AT
+
+    mon = monitor()
+    mon.record_operation("User", "find", 0.001, query=({"email": SECRET}, None))  # a new shape: counted on the spot
+    lock = mon._lock = _CountingLock()  # type: ignore[assignment]
+    for n in range(300):
+        mon.record_operation("User", "create", 0.002, "DuplicateKeyError" if n % 100 == 0 else None)
+        mon.record_operation("User", "find", 0.001, "DatabaseConnectionError" if n == 7 else None,
+                             query=({"email": f"{n}@example.com"}, None))
+    assert lock.taken == 0 and 600 < OPERATION_FOLD_AT
+    assert mon.window()["operations"] == 601 and mon.window()["errors"] == 1  # the caller's duplicates left out
+    assert next(e for e in mon.query_shapes() if e["operation"] == "find")["count"] == 301
+    raw = mon.raw()["operations"]
+    assert raw[("User", "create")][0] == 300 and raw[("User", "create")][1] == {"DuplicateKeyError": 3}
+    figures = mon.snapshot()["operations"]["User"]
+    assert figures["create"]["count"] == 300 and figures["find"]["count"] == 301
+    assert figures["find"]["errors"] == {"DatabaseConnectionError": 1}
+    assert figures["create"]["latency_ms"]["max"] == 2.0
+    assert lock.taken >= 4
+
+
+def test_queued_calls_are_folded_at_the_bound_without_a_reader():
+    from astro_db.monitoring.monitor import OPERATION_FOLD_AT
+
+    mon = monitor()
+    for _ in range(3 * OPERATION_FOLD_AT + 5):
+        mon.record_operation("User", "update", 0.001)
+    assert len(mon._operation_pending) < OPERATION_FOLD_AT  # memory stays bounded between readings
+    assert mon.snapshot()["operations"]["User"]["update"]["count"] == 3 * OPERATION_FOLD_AT + 5
+
+
+def test_calls_recorded_while_others_read_are_all_counted_once():
+    """Eight threads record writes and reads while another reads the figures (each reading
+    folds the queue the writers append to): no call is lost or counted twice."""
+    mon = monitor()
+    threads, calls = 8, 2_000
+    start = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        start.wait()
+        for i in range(calls):
+            if i % 2:
+                mon.record_operation("User", "create", 0.001)
+            else:
+                mon.record_operation("User", "find", 0.001, query=({"email": SECRET}, None))
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    seen = [mon.window()["operations"] for _ in range(200)]
+    for worker in workers:
+        worker.join()
+    figures = mon.snapshot()
+    assert figures["operations"]["User"]["create"]["count"] == threads * calls // 2
+    assert figures["operations"]["User"]["find"]["count"] == threads * calls // 2
+    assert figures["window"]["operations"] == threads * calls
+    assert sum(e["count"] for e in mon.query_shapes()) == threads * calls // 2
+    assert seen == sorted(seen)  # a reading never goes back: nothing folded is undone
+
+
+def test_a_call_queued_late_does_not_reset_the_window_a_later_second_took_over():
+    """A call whose second was read before another thread's call three seconds later (a window of
+    three: the same slot), but appended after it, is past the window when folded: it is left
+    out, and the later call's count stands (driven by a clock that holds the first thread)."""
+    mon = Monitor(DatabaseConfig(url="mongomock://localhost/m", health_window_s=3).health, default_registry(),
+                  max_pool_size=4)
+    now, held, release = [100.0], threading.Event(), threading.Event()
+
+    def clock() -> float:
+        if threading.current_thread().name == "late":
+            second = now[0]
+            held.set()
+            release.wait(5)  # read at 100, appended after the main thread's call at 103
+            return second
+        return now[0]
+
+    mon._window.clock = clock  # type: ignore[method-assign]
+    late = threading.Thread(target=mon.record_operation, args=("User", "find", 0.001), name="late")
+    late.start()
+    assert held.wait(5)
+    now[0] = 103.0
+    mon.record_operation("User", "find", 0.001)
+    release.set()
+    late.join(5)
+    assert [item[4] for item in mon._operation_pending] == [103, 100]
+    assert mon.window()["operations"] == 1  # the call at 103; the one at 100 has left the window
+    assert mon.snapshot()["operations"]["User"]["find"]["count"] == 2  # both counted in the totals

@@ -329,9 +329,9 @@ def test_a_by_id_find_one_and_a_create_stay_within_their_function_call_budget(db
 
 @pytest.mark.parametrize("values", [[0.0], [1.5, 0.02, 250.0], [-1.0, -0.0, float("nan"), 3.0], [1e9, 0.0101]])
 def test_the_monitors_inlined_latency_record_is_the_histograms_own(values):
-    """``Monitor.record_operation`` records a latency in place (no ``LatencyHistogram.record``
-    call): the same buckets, count, sum, min and max as the histogram's own method, which clamps
-    as ``max(0.0, ms)`` does."""
+    """``Monitor.record_operation`` queues a call and the fold records its latency in place (no
+    ``LatencyHistogram.record`` call): the same buckets, count, sum, min and max as the
+    histogram's own method, which clamps as ``max(0.0, ms)`` does."""
     from astro_db import DatabaseConfig
     from astro_db.monitoring import Monitor
     from astro_db.monitoring.histogram import LatencyHistogram
@@ -347,6 +347,8 @@ def test_the_monitors_inlined_latency_record_is_the_histograms_own(values):
     try:
         for ms in values:
             monitor.record_operation("User", "find", ms / 1000.0)
+        assert ("User", "find") not in monitor._operations  # queued: not counted on the calling thread
+        monitor.fold()
     finally:
         LatencyHistogram.record = real  # type: ignore[method-assign]
     assert called == []
@@ -357,10 +359,11 @@ def test_the_monitors_inlined_latency_record_is_the_histograms_own(values):
 
 
 def test_the_monitors_inlined_rate_window_record_is_the_windows_own(monkeypatch):
-    """``Monitor.record_operation`` counts the rate window's slot in place (no
-    ``RateWindow.record`` call): over errors of the database and of the caller, slow calls and
-    seconds that wrap the window, the same slots as the window's own method, and so the same
-    ``metrics()["window"]`` and health figures."""
+    """The fold of ``Monitor.record_operation``'s queue counts the rate window's slot in place
+    (no ``RateWindow.record`` call): over errors of the database and of the caller, slow calls
+    and seconds that wrap the window, the same slots as the window's own method, and so the same
+    ``metrics()["window"]`` and health figures, whether each call is folded at once or all of
+    them together at the end (each is counted at its own second)."""
     from astro_db import DatabaseConfig
     from astro_db.monitoring import Monitor
     from astro_db.monitoring.histogram import RateWindow
@@ -377,13 +380,19 @@ def test_the_monitors_inlined_rate_window_record_is_the_windows_own(monkeypatch)
     steps = [(0.0, None, 0.001), (0.2, "DatabaseConnectionError", 0.001), (0.0, "ValidationError", 0.5),
              (1.0, None, 0.5), (0.0, "DuplicateKeyError", 0.001), (2.5, None, 0.001), (4.0, "QueryTimeout", 2.0),
              (0.0, None, 0.001)]
+    late = Monitor(DatabaseConfig(url="mongomock://localhost/m", health_window_s=3).health, default_registry(),
+                   max_pool_size=4)  # folded only at the end
+    late._window.clock = lambda: now[0]
     for advance, error, seconds in steps:
         now[0] += advance
         monitor.record_operation("User", "find", seconds, error)
+        late.record_operation("User", "find", seconds, error)
         real(reference, error=bool(error) and error not in {"ValidationError", "DuplicateKeyError"},
              slow=seconds * 1000.0 >= monitor.slow_ms)
+        monitor.fold()
         assert monitor._window.slots == reference.slots
-        assert monitor._window.totals() == reference.totals()
+        assert monitor.window() == reference.totals()
+    assert late.window() == reference.totals()
     assert called == []
 
 
