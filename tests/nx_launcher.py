@@ -931,6 +931,73 @@ _ncursor.Cursor._apply_projection = _cursor_apply_projection
 
 
 # --------------------------------------------------------------------------
+# Slowness 18 (neosqlite): the keyset read of a scan in _id order is an $or, matched in Python.
+#
+# A scan in _id order asks for what comes after its last ObjectId in MongoDB's order, the type
+# brackets after ObjectId's included (astro_db.query.order.ids_after): `{...rest, "$or":
+# [{"_id": {"$gt": oid}}, {"_id": {"$type": "bool"}}, {"_id": {"$type": "date"}}]}`, sorted by
+# _id, limited. neosqlite sends any top-level $or (and any `$type: "date"`) to its Python tier,
+# so each batch of a migration, a key rotation or a page decoded the whole collection (about
+# 2.5 s a batch at 50,000 documents): Slowness 8's answer, taken back. MongoDB walks its _id
+# index for each branch.
+#
+# Fix: such a read (sort {_id: 1}, a limit, no skip, no hint) runs as two reads: the ObjectIds
+# after oid with the rest of the filter (Slowness 8's SQL), in order, and only when those do not
+# fill the limit, the type branches with the rest of the filter (the Python tier, as before),
+# after them: ObjectIds sort before booleans and dates in MongoDB, so the concatenation is the
+# order the server gives (neosqlite's Python sort put a boolean before the ObjectIds). Each half
+# is neosqlite's own answer to that half of the $or, so the union is what the Python tier
+# matched for the whole (which also leaves out a date _id: a difference from MongoDB that stays
+# as it was). Anything else keeps the one read.
+# --------------------------------------------------------------------------
+_KEYSET_TYPES = frozenset({"bool", "date"})
+_orig_get_filtered_documents = _ncursor.Cursor._get_filtered_documents
+
+
+def _keyset_split(query: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(the ObjectId range's read, the type branches' read) of a keyset $or, else None."""
+    branches = query.get("$or") if isinstance(query, dict) else None
+    if not isinstance(branches, list) or len(branches) < 2:
+        return None
+    ranged, typed = None, []
+    for branch in branches:
+        cond = branch.get("_id") if isinstance(branch, dict) and len(branch) == 1 else None
+        if not isinstance(cond, dict) or len(cond) != 1:
+            return None
+        (op, operand), = cond.items()
+        if op in ("$gt", "$gte") and isinstance(operand, _NeoObjectId) and ranged is None:
+            ranged = cond
+        elif op == "$type" and operand in _KEYSET_TYPES:
+            typed.append(branch)
+        else:
+            return None
+    if ranged is None or "_id" in query:
+        return None
+    rest = {k: v for k, v in query.items() if k != "$or"}
+    return {**rest, "_id": ranged}, {**rest, "$or": typed}
+
+
+def _get_filtered_documents(self: Any) -> Any:
+    split = _keyset_split(self._filter)
+    if (split is None or self._sort != {"_id": 1} or not self._limit or self._limit < 0 or self._skip
+            or self._hint or self._where_predicate or self._collation or self._min or self._max):
+        return _orig_get_filtered_documents(self)
+    docs = []
+    for part in split:
+        left = self._limit - len(docs)
+        if left <= 0:
+            break
+        half = _ncursor.Cursor(self._collection, part, session=self._session)
+        half._sort, half._limit = {"_id": 1}, left
+        docs.extend(half._execute_query())
+    self._sql_handled_sort = self._sql_handled_pagination = True
+    return docs
+
+
+_ncursor.Cursor._get_filtered_documents = _get_filtered_documents
+
+
+# --------------------------------------------------------------------------
 # Bug 17 (nx-27017): findAndModify answers ``{ok: 1, value: null}`` whatever its update raised.
 #
 # handler.py's findAndModify branch wraps find_one_and_update / find_one_and_replace in

@@ -441,6 +441,40 @@ def test_a_projected_find_does_not_deep_copy_what_it_loaded(tmp_path):
     assert copied == []
 
 
+def test_a_keyset_reads_or_is_two_reads_and_the_python_tier_only_at_the_end(tmp_path, monkeypatch):
+    """Slowness 18 of tests/nx_launcher.py, in process: a scan's keyset read (``$or`` of the
+    ObjectIds past one and the ``bool`` and ``date`` brackets, sorted by _id, limited) reads a
+    full batch of ObjectIds without the Python tier (no cursor sorts or loads in Python: the
+    tier's full load is a ``find({})`` sorted in Python too), and only a batch that runs short
+    reads the type brackets, after the ObjectIds, in MongoDB's order; a read of another shape (a
+    skip) still takes the one Python read it took."""
+    import neosqlite
+    import nx_launcher  # noqa: F401  (the patches)
+    from neosqlite.collection import cursor as neo_cursor
+    from neosqlite.objectid import ObjectId as NeoObjectId
+
+    coll = neosqlite.Connection(str(tmp_path / "keys.db"))["users"]
+    ids = sorted(NeoObjectId() for _ in range(8))
+    coll.insert_many([{"_id": i, "n": n, "plan": None if n % 3 else "old"} for n, i in enumerate(ids)])
+    coll.insert_many([{"_id": True, "n": 8}, {"_id": False, "n": 9}, {"_id": 3, "n": 10}, {"_id": "s", "n": 11}])
+    python_tier: list[object] = []
+    tier = neo_cursor.Cursor._apply_sorting  # taken only when SQL did not sort (the Python tier)
+    monkeypatch.setattr(neo_cursor.Cursor, "_apply_sorting", lambda self, docs: python_tier.append(self._filter) or tier(self, docs))
+
+    def after(oid, limit, skip=0, **rest):
+        later = [{"_id": {"$gt": oid}}, {"_id": {"$type": "bool"}}, {"_id": {"$type": "date"}}]
+        return [d["_id"] for d in coll.find({**rest, "$or": later}).sort("_id", 1).skip(skip).limit(limit)]
+
+    assert after(ids[0], 4) == ids[1:5] and python_tier == []  # a full batch: SQL alone
+    assert after(ids[5], 4) == [ids[6], ids[7], False, True]  # short: the brackets after the ObjectIds
+    typed = {"$or": [{"_id": {"$type": "bool"}}, {"_id": {"$type": "date"}}]}
+    assert typed in python_tier and all(f in ({}, typed) for f in python_tier)  # the brackets' read (and its full load) alone
+    assert after(ids[0], 10, plan=None) == [i for n, i in enumerate(ids) if n and n % 3] + [False, True]
+    python_tier.clear()
+    after(ids[0], 2, skip=1)  # (nx-27017's own Python sort puts a boolean before the ObjectIds there)
+    assert any("$or" in f and {"_id": {"$gt": ids[0]}} in f["$or"] for f in python_tier)  # another shape: the one read, as before
+
+
 def test_kill_9_and_restart_keep_acknowledged_writes(live_server, client):
     coll = client.get_default_database()["durable"]
     user = ObjectId()
