@@ -25,8 +25,9 @@ distinct shape (later calls find it by ``shapes.shape_key``), and the run step's
 call and the driver's per-call events (a command's outcome, the pool's check-out and check-in)
 are appended to queues without the lock and folded into the figures when they are read (or
 every ``OPERATION_FOLD_AT`` / ``POOL_FOLD_AT`` / ``COMMAND_FOLD_AT`` of them), so a calling
-thread never waits on the monitor nor updates a histogram. Only a slow call or command and a
-read of a shape seen for the first time are looked at on the spot.
+thread never waits on the monitor nor updates a histogram (but the one whose event fills a
+queue, which folds it). Only a slow call or command and a read of a shape seen for the first
+time are looked at on the spot.
 """
 
 from __future__ import annotations
