@@ -56,19 +56,19 @@ class LatencyHistogram:
         if not values_ms:
             return
         counts, bounds, find = self.counts, BUCKET_BOUNDS_MS, bisect.bisect_left
-        total = 0.0
+        total, low, high = 0.0, self.min_ms, self.max_ms
         for ms in values_ms:
-            if ms < 0.0:
+            if not ms > 0.0:  # as ``record``: a negative, -0.0 or NaN latency is 0.0
                 ms = 0.0
             counts[find(bounds, ms)] += 1
             total += ms
+            if ms < low:
+                low = ms
+            if ms > high:
+                high = ms
         self.count += len(values_ms)
         self.sum_ms += total
-        low, high = max(0.0, min(values_ms)), max(0.0, max(values_ms))
-        if low < self.min_ms:
-            self.min_ms = low
-        if high > self.max_ms:
-            self.max_ms = high
+        self.min_ms, self.max_ms = low, high
 
     def percentile(self, p: float) -> float | None:
         """The estimated ``p``-th percentile (0-100) in ms, or ``None`` with no samples."""

@@ -40,14 +40,13 @@ import os
 import sys
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
 from ..config import HealthConfig
 from ..errors import scrub
-from .histogram import BUCKET_BOUNDS_MS, LatencyHistogram, RateWindow
+from .histogram import LatencyHistogram, RateWindow
 from .listeners import _CHECKED_IN, COMMAND_FOLD_AT, MAX_INFLIGHT, POOL_FOLD_AT
 from .shapes import command_shape, mask, shape_key, shape_text
 
@@ -390,26 +389,13 @@ class Monitor:
         and the shapes' counts (under the lock). A call is counted in the window's slot of its
         own second while that second is still in the slot; a call whose slot a later second has
         taken over is past the window and is left out of it (never resetting the newer count)."""
-        pending, table = self._operation_pending, self._operations
+        pending = self._operation_pending
         window = self._window
         slots, span = window.slots, window.seconds
+        groups: dict[tuple[str, str], tuple[list[float], dict[str, int]]] = {}  # as ``_fold_commands``
         for _ in range(len(pending)):
             model, operation, ms, error, second, entry, now = pending.popleft()
-            stats = table.get((model or NO_MODEL, operation))
-            if stats is None:
-                stats = self._stats(table, model or NO_MODEL, operation)
-            stats.count += 1  # stats.record(ms, error), inlined: the histogram's own bucket, count, sum, min and max
-            latency = stats.latency
-            sample = ms if ms > 0.0 else 0.0
-            latency.counts[bisect_left(BUCKET_BOUNDS_MS, sample)] += 1
-            latency.count += 1
-            latency.sum_ms += sample
-            if sample < latency.min_ms:
-                latency.min_ms = sample
-            if sample > latency.max_ms:
-                latency.max_ms = sample
-            if error:
-                stats.errors[error] = stats.errors.get(error, 0) + 1
+            _group(groups, (model or NO_MODEL, operation), ms, error)
             if entry is not None:  # a read of a shape already kept
                 entry["count"] += 1
                 if now > entry.get("last_seen", 0.0):
@@ -424,6 +410,8 @@ class Monitor:
                 slot[2] += 1
             if ms >= self.slow_ms:
                 slot[3] += 1
+        for (model, operation), (latencies, errors) in groups.items():
+            self._add(self._operations, model, operation, latencies, errors)
 
     def _fold_commands(self) -> None:
         """Fold the finished commands queued by the listener into the command figures (under the lock)."""
@@ -437,18 +425,18 @@ class Monitor:
             else:
                 value = command.get(name)
                 collection = value if isinstance(value, str) else _collection_of(command, name)
-            group = groups.get((collection, name))
-            if group is None:
-                group = groups[(collection, name)] = ([], {})
-            group[0].append(micros / 1000.0)
-            if error:
-                group[1][error] = group[1].get(error, 0) + 1
+            _group(groups, (collection, name), micros / 1000.0, error)
         for (collection, name), (latencies, errors) in groups.items():
-            stats = self._stats(table, NO_MODEL if collection is None else self.model_of(collection), name)
-            stats.count += len(latencies)
-            stats.latency.record_many(latencies)
-            for kind, n in errors.items():
-                stats.errors[kind] = stats.errors.get(kind, 0) + n
+            self._add(table, NO_MODEL if collection is None else self.model_of(collection), name, latencies, errors)
+
+    def _add(self, table: dict[tuple[str, str], _Stats], model: str, name: str, latencies: list[float],
+             errors: dict[str, int]) -> None:
+        """One group of folded calls or commands into ``table``'s figures (under the lock)."""
+        stats = self._stats(table, model, name)
+        stats.count += len(latencies)
+        stats.latency.record_many(latencies)
+        for kind, n in errors.items():
+            stats.errors[kind] = stats.errors.get(kind, 0) + n
 
     def _fold_pool(self) -> None:
         """Fold the pending check-outs and check-ins into the pool figures (under the lock)."""
@@ -520,6 +508,16 @@ def _call_site() -> str | None:
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def _group(groups: dict[Any, tuple[list[float], dict[str, int]]], key: Any, ms: float, error: str | None) -> None:
+    """Add one queued call or command to its group of a fold: its latency, its error kind."""
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = ([], {})
+    group[0].append(ms)
+    if error:
+        group[1][error] = group[1].get(error, 0) + 1
 
 
 def _collection_of(command: Mapping[str, Any], command_name: str) -> str | None:
